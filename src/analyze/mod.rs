@@ -1,0 +1,308 @@
+//! Analysis: SQL text → facts about what each statement would write, with `pg_query`
+//! (PostgreSQL's own parser), exactly as the server reads the text.
+//!
+//! Owns: decoding the text as the server would (client encoding, `standard_conforming_strings`),
+//! finding every write of every statement at any depth, and the shape of each WHERE predicate.
+//! Does not own: policy (which tables and columns matter), I/O, or name resolution against the
+//! live catalog — an unqualified name is reported as written.
+
+mod predicate;
+pub mod script;
+mod walk;
+
+pub use predicate::{Cond, RangeKind, Where};
+pub use walk::parse_qualified;
+
+use serde_json::Value;
+
+/// A relation as the statement names it (identifiers already folded by the parser).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for RelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
+/// What a write does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Delete,
+    Update {
+        columns: Vec<String>,
+    },
+    /// INSERT … ON CONFLICT … DO UPDATE: the conflict target's columns, or the constraint.
+    Upsert {
+        conflict_columns: Vec<String>,
+        constraint: Option<String>,
+    },
+    MergeDelete,
+    MergeUpdate,
+    Truncate {
+        cascade: bool,
+    },
+    DropTable {
+        cascade: bool,
+    },
+    DropSequence,
+    DropSchema {
+        cascade: bool,
+    },
+    DropDatabase,
+    DropOwned,
+    DropColumn(String),
+    RenameTable,
+    RenameColumn(String),
+    /// `setval(…)` or ALTER SEQUENCE; `None` target when the sequence is not a constant.
+    Setval,
+    AlterSequence,
+}
+
+impl Op {
+    /// The statement word a DBA would use for it.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Op::Delete => "DELETE",
+            Op::Update { .. } => "UPDATE",
+            Op::Upsert { .. } => "INSERT … ON CONFLICT DO UPDATE",
+            Op::MergeDelete => "MERGE … DELETE",
+            Op::MergeUpdate => "MERGE … UPDATE",
+            Op::Truncate { .. } => "TRUNCATE",
+            Op::DropTable { .. } => "DROP TABLE",
+            Op::DropSequence => "DROP SEQUENCE",
+            Op::DropSchema { .. } => "DROP SCHEMA",
+            Op::DropDatabase => "DROP DATABASE",
+            Op::DropOwned => "DROP OWNED",
+            Op::DropColumn(_) => "ALTER TABLE … DROP COLUMN",
+            Op::RenameTable => "ALTER TABLE … RENAME",
+            Op::RenameColumn(_) => "ALTER TABLE … RENAME COLUMN",
+            Op::Setval => "setval()",
+            Op::AlterSequence => "ALTER SEQUENCE",
+        }
+    }
+
+    /// DELETE and UPDATE in any form: the writes whose WHERE is judged and whose rows count.
+    pub fn is_row_write(&self) -> bool {
+        matches!(self, Op::Delete | Op::Update { .. } | Op::MergeDelete | Op::MergeUpdate)
+    }
+}
+
+/// One write found in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub op: Op,
+    /// The relation (or sequence, or schema/database name in `name`) written; `None` when the
+    /// statement does not name it in a way the parser can see (e.g. `setval(some_expr, …)`).
+    pub target: Option<RelName>,
+    /// The predicate's shape, for DELETE/UPDATE/MERGE.
+    pub predicate: Option<Where>,
+}
+
+/// Something no parser can see into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opaque {
+    DoBlock,
+    Call(String),
+    ExplainAnalyze,
+    FunctionCallMessage,
+    /// The text did not parse, and its tokens say it may write.
+    Unparseable(String),
+    /// The text cannot be decoded safely in the session's client encoding.
+    Encoding(String),
+    /// EXECUTE of a prepared statement this session never saw prepared.
+    UnknownPrepared(String),
+}
+
+impl Opaque {
+    pub fn describe(&self) -> String {
+        match self {
+            Opaque::DoBlock => "a DO block (its body is not visible to the parser)".into(),
+            Opaque::Call(p) => {
+                format!("CALL {p} (a procedure's body is not visible to the parser)")
+            }
+            Opaque::ExplainAnalyze => "EXPLAIN ANALYZE of a write (it executes the write)".into(),
+            Opaque::FunctionCallMessage => "a FunctionCall protocol message".into(),
+            Opaque::Unparseable(e) => {
+                format!("a statement that does not parse ({e}) and may write")
+            }
+            Opaque::Encoding(e) => format!("text that cannot be decoded safely ({e})"),
+            Opaque::UnknownPrepared(n) => {
+                format!("EXECUTE of prepared statement \"{n}\", not prepared through blastwall")
+            }
+        }
+    }
+
+    /// The policy key that says what to do with it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Opaque::DoBlock => "do",
+            Opaque::Call(_) => "call",
+            Opaque::ExplainAnalyze => "explain_analyze",
+            Opaque::FunctionCallMessage => "function_call",
+            Opaque::Unparseable(_) | Opaque::Encoding(_) | Opaque::UnknownPrepared(_) => "unparseable",
+        }
+    }
+}
+
+/// SQL-level EXECUTE: the prepared name and the arguments, as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execute {
+    pub name: String,
+    /// For each argument: the number of elements when it is an array literal.
+    pub array_lens: Vec<Option<usize>>,
+}
+
+/// Facts about one statement of a query string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement's own text, for fingerprints and audit.
+    pub text: String,
+    /// Where the statement starts in the analyzed string (bytes).
+    pub offset: usize,
+    pub writes: Vec<Write>,
+    pub opaque: Vec<Opaque>,
+    /// `PREPARE name AS …`: the name and the facts of the prepared statement.
+    pub prepare: Option<(String, Box<Statement>)>,
+    pub executes: Vec<Execute>,
+    /// `DEALLOCATE name` (`Some(name)`) or `DEALLOCATE ALL` (`None`).
+    pub deallocate: Option<Option<String>>,
+}
+
+impl Statement {
+    pub fn is_harmless(&self) -> bool {
+        self.writes.is_empty() && self.opaque.is_empty() && self.prepare.is_none() && self.executes.is_empty()
+    }
+
+    /// PostgreSQL's fingerprint of the statement (constants ignored), as 16 hex digits.
+    pub fn fingerprint(&self) -> String {
+        pg_query::fingerprint(&self.text, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into())
+    }
+}
+
+/// How the server will read the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    pub standard_conforming_strings: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions { standard_conforming_strings: true }
+    }
+}
+
+/// Decodes the raw bytes of a Query or Parse as the server would, or says why it cannot.
+pub fn decode<'a>(sql: &'a [u8], client_encoding: &str) -> Result<std::borrow::Cow<'a, str>, Opaque> {
+    if let Ok(s) = std::str::from_utf8(sql) {
+        if sql.is_ascii() || is_utf8_safe(client_encoding) {
+            return Ok(std::borrow::Cow::Borrowed(s));
+        }
+    }
+    if is_single_byte(client_encoding) {
+        // Every byte is one character, and bytes ≥ 0x80 are never quotes or backslashes, so
+        // a lossy decode keeps every token boundary where the server sees it.
+        return Ok(String::from_utf8_lossy(sql));
+    }
+    Err(Opaque::Encoding(format!(
+        "non-ASCII bytes in client_encoding {}",
+        if client_encoding.is_empty() { "unknown" } else { client_encoding }
+    )))
+}
+
+fn is_utf8_safe(enc: &str) -> bool {
+    matches!(enc.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE" | "")
+}
+
+fn is_single_byte(enc: &str) -> bool {
+    let e = enc.to_ascii_uppercase().replace(['-', '_'], "");
+    e == "SQLASCII"
+        || e.starts_with("LATIN")
+        || e.starts_with("ISO8859")
+        || e.starts_with("WIN")
+        || e.starts_with("KOI8")
+        || e == "ALT"
+        || e.starts_with("CP125")
+        || e == "CP866"
+}
+
+/// Analyzes a whole query string: every statement, in order.
+pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
+    let parser_opts = if opts.standard_conforming_strings {
+        pg_query::ParserOptions::DEFAULT
+    } else {
+        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+    };
+    let parsed = match pg_query::parse(sql, parser_opts) {
+        Ok(p) => p,
+        Err(e) => return vec![unparsed(sql, &e.to_string(), opts)],
+    };
+    let tree = match serde_json::to_value(&parsed.protobuf) {
+        Ok(v) => v,
+        Err(e) => return vec![unparsed(sql, &e.to_string(), opts)],
+    };
+    let stmts = tree.get("stmts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out = Vec::with_capacity(stmts.len());
+    for raw in &stmts {
+        let loc = raw.get("stmt_location").and_then(Value::as_u64).unwrap_or(0);
+        let len = raw.get("stmt_len").and_then(Value::as_u64).unwrap_or(0);
+        let text = slice(sql, loc, len);
+        let lead = text.len() - text.trim_start().len();
+        let offset = usize::try_from(loc).unwrap_or(0) + lead;
+        let mut st = Statement { text: text.trim().to_string(), offset, ..Statement::default() };
+        if let Some(node) = raw.get("stmt") {
+            walk::statement(node, &mut st);
+        }
+        out.push(st);
+    }
+    out
+}
+
+/// The text of one statement: `len` 0 means "to the end of the string".
+fn slice(sql: &str, loc: u64, len: u64) -> &str {
+    let start = usize::try_from(loc).unwrap_or(0).min(sql.len());
+    let end = if len == 0 { sql.len() } else { start.saturating_add(usize::try_from(len).unwrap_or(0)).min(sql.len()) };
+    sql.get(start..end).unwrap_or(sql)
+}
+
+/// A statement that did not parse. The server rejects it too, so it is harmless — unless its
+/// tokens contain a word that writes, in which case nobody can be sure what it does.
+fn unparsed(sql: &str, error: &str, opts: ParseOptions) -> Statement {
+    let mut st = Statement { text: sql.trim().to_string(), ..Statement::default() };
+    if may_write(sql, opts) {
+        st.opaque.push(Opaque::Unparseable(error.to_string()));
+    }
+    st
+}
+
+/// Whether the tokens of unparseable text include a keyword or function that writes. When
+/// even the scanner fails, the answer is yes.
+fn may_write(sql: &str, opts: ParseOptions) -> bool {
+    // The scanner always reads with standard_conforming_strings on; with it off, assume the
+    // worst rather than tokenise differently from the server.
+    if !opts.standard_conforming_strings && sql.contains('\\') {
+        return true;
+    }
+    let Ok(scan) = pg_query::scan(sql) else {
+        return true;
+    };
+    const WRITERS: &[&str] = &[
+        "DELETE", "UPDATE", "INSERT", "MERGE", "TRUNCATE", "DROP", "ALTER", "DO", "CALL", "EXECUTE", "COPY", "CREATE",
+        "GRANT", "REVOKE", "SETVAL",
+    ];
+    scan.tokens.iter().any(|t| {
+        let is_word = t.keyword_kind != 0 || t.token == pg_query::protobuf::Token::Ident as i32;
+        let start = usize::try_from(t.start).unwrap_or(0);
+        let end = usize::try_from(t.end).unwrap_or(0);
+        is_word && WRITERS.iter().any(|w| sql.get(start..end).is_some_and(|word| word.eq_ignore_ascii_case(w)))
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! The proxy's configuration file: TOML parsed into a raw type, then validated into [`Config`].
+//!
+//! Owns: reading the file, unknown-key and value errors with file/line/key, command-line
+//! overrides, and defaults. Does not own: policy files (see `policy`), TLS material loading
+//! (see `tls`), or anything done with the values.
+
+use crate::policy::Mode;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Value { key: &'static str, message: String },
+}
+
+/// The file as written; every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    upstream: Option<String>,
+    mode: Option<Mode>,
+    #[serde(default)]
+    policies: Vec<PathBuf>,
+    max_connections: Option<usize>,
+    max_frame_bytes: Option<usize>,
+    connect_timeout_secs: Option<u64>,
+    startup_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    allow_replication: Option<bool>,
+    tls: Option<RawClientTls>,
+    upstream_tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientTls {
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    require: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTls {
+    mode: UpstreamSslMode,
+    ca: Option<PathBuf>,
+    server_name: Option<String>,
+}
+
+/// How the proxy secures its connection to the server, with libpq's `sslmode` meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamSslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Client-facing TLS: certificate chain and key files, and whether plaintext is refused.
+#[derive(Debug, Clone)]
+pub struct ClientTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub require: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsConfig {
+    pub mode: UpstreamSslMode,
+    pub ca: Option<PathBuf>,
+    /// The name checked against the server certificate (defaults to the upstream host).
+    pub server_name: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub upstream_host: String,
+    pub upstream_port: u16,
+    pub mode: Option<Mode>,
+    pub policies: Vec<PathBuf>,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub connect_timeout: Duration,
+    pub startup_timeout: Duration,
+    /// `None`: idle sessions are kept as long as the client likes, as on the server.
+    pub idle_timeout: Option<Duration>,
+    pub shutdown_grace: Duration,
+    pub allow_replication: bool,
+    pub tls: Option<ClientTlsConfig>,
+    pub upstream_tls: UpstreamTlsConfig,
+}
+
+/// Overrides given on the command line; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub policies: Vec<PathBuf>,
+    pub mode: Option<Mode>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6432".into(),
+            upstream_host: "127.0.0.1".into(),
+            upstream_port: 5432,
+            mode: None,
+            policies: Vec::new(),
+            max_connections: 1000,
+            max_frame_bytes: 64 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            shutdown_grace: Duration::from_secs(30),
+            allow_replication: false,
+            tls: None,
+            upstream_tls: UpstreamTlsConfig { mode: UpstreamSslMode::Prefer, ca: None, server_name: None },
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative policy and TLS paths are taken relative
+    /// to the file's folder, so a config works from any working directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let mut c = Config::default();
+        if let Some(l) = raw.listen {
+            c.listen = l;
+        }
+        if let Some(u) = raw.upstream {
+            (c.upstream_host, c.upstream_port) = split_host_port(&u, "upstream")?;
+        }
+        c.mode = raw.mode;
+        c.policies = raw.policies.into_iter().map(rel).collect();
+        if let Some(n) = raw.max_connections {
+            c.max_connections = n;
+        }
+        if let Some(n) = raw.max_frame_bytes {
+            c.max_frame_bytes = n;
+        }
+        if let Some(s) = raw.connect_timeout_secs {
+            c.connect_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = raw.startup_timeout_secs {
+            c.startup_timeout = Duration::from_secs(s);
+        }
+        c.idle_timeout = raw.idle_timeout_secs.filter(|&s| s > 0).map(Duration::from_secs);
+        if let Some(s) = raw.shutdown_grace_secs {
+            c.shutdown_grace = Duration::from_secs(s);
+        }
+        c.allow_replication = raw.allow_replication.unwrap_or(false);
+        c.tls = raw.tls.map(|t| ClientTlsConfig { cert: rel(t.cert), key: rel(t.key), require: t.require });
+        if let Some(u) = raw.upstream_tls {
+            c.upstream_tls = UpstreamTlsConfig { mode: u.mode, ca: u.ca.map(rel), server_name: u.server_name };
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Applies command-line overrides and validates the result again.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if let Some(l) = o.listen {
+            self.listen = l;
+        }
+        if let Some(u) = o.upstream {
+            (self.upstream_host, self.upstream_port) = split_host_port(&u, "--upstream")?;
+        }
+        if !o.policies.is_empty() {
+            self.policies = o.policies;
+        }
+        if o.mode.is_some() {
+            self.mode = o.mode;
+        }
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        split_host_port(&self.listen, "listen")?;
+        if self.max_connections == 0 {
+            return Err(ConfigError::Value { key: "max_connections", message: "must be at least 1".into() });
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > 1 << 30 {
+            return Err(ConfigError::Value {
+                key: "max_frame_bytes",
+                message: "must be between 1024 and 1073741824 (the server's own limit is 1 GiB)".into(),
+            });
+        }
+        if self.connect_timeout.is_zero() || self.startup_timeout.is_zero() {
+            return Err(ConfigError::Value {
+                key: "connect_timeout_secs/startup_timeout_secs",
+                message: "must be at least 1 second".into(),
+            });
+        }
+        let m = self.upstream_tls.mode;
+        if matches!(m, UpstreamSslMode::VerifyCa | UpstreamSslMode::VerifyFull) && self.upstream_tls.ca.is_none() {
+            return Err(ConfigError::Value {
+                key: "upstream_tls.ca",
+                message: "verify-ca and verify-full need a CA file".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn upstream_display(&self) -> String {
+        format!("{}:{}", self.upstream_host, self.upstream_port)
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`).
+pub fn split_host_port(s: &str, key: &'static str) -> Result<(String, u16), ConfigError> {
+    let bad = || ConfigError::Value { key, message: format!("{s:?} is not HOST:PORT") };
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_name_line_and_key() {
+        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nlsiten = 3\n", Path::new("x.toml")).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("x.toml") && s.contains("line 2") && s.contains("lsiten"), "{s}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let c = Config::from_toml(
+            "upstream = \"db:5433\"\npolicies = [\"p\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            Path::new("/etc/bw/bw.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.policies, vec![PathBuf::from("/etc/bw/p")]);
+        assert_eq!(c.upstream_port, 5433);
+        assert_eq!(c.tls.unwrap().cert, PathBuf::from("/etc/bw/c.pem"));
+    }
+
+    #[test]
+    fn bad_values() {
+        assert!(Config::from_toml("upstream = \"nope\"", Path::new("a")).is_err());
+        assert!(Config::from_toml("mode = \"loud\"", Path::new("a")).is_err());
+        assert!(Config::from_toml("[upstream_tls]\nmode = \"verify-full\"", Path::new("a")).is_err());
+    }
+}

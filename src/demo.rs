@@ -1,0 +1,104 @@
+//! `blastwall demo`: a throwaway PostgreSQL with the incident's schema and data, behind the
+//! proxy in enforce mode with the incident's policy — the first thing a new user runs.
+//!
+//! Owns: the demo's setup and its instructions. Does not own: the proxy (`server`) or the
+//! throwaway server's mechanics (`pgtemp`).
+
+use crate::config::{Config, UpstreamSslMode};
+use crate::guard::Guard;
+use crate::pgtemp::{PgError, PgOptions, TempPostgres};
+use crate::policy::{self, file::DEFAULT_POLICY, Policy};
+use crate::server::{Server, ServerError, ShutdownHandle};
+use std::path::Path;
+use thiserror::Error;
+
+pub const INCIDENT_POLICY: &str = include_str!("../policies/incident.toml");
+pub const INCIDENT_SCHEMA: &str = include_str!("../policies/incident-schema.sql");
+pub const DEMO_PASSWORD: &str = "blastwall-demo";
+
+#[derive(Debug, Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error("loading the incident schema failed: {0}")]
+    Schema(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The default and incident policies, as shipped.
+pub fn incident_policy() -> Result<Policy, policy::PolicyError> {
+    policy::file::compile(&[
+        (Path::new("policies/default.toml"), DEFAULT_POLICY),
+        (Path::new("policies/incident.toml"), INCIDENT_POLICY),
+    ])
+}
+
+/// Loads the incident's schema and data into `db` of a server, over its Unix socket.
+pub async fn load_schema(pg: &TempPostgres, db: &str) -> Result<(), DemoError> {
+    let (client, conn) = tokio_postgres::connect(&pg.admin_conninfo(db), tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(conn);
+    client.batch_execute(INCIDENT_SCHEMA).await?;
+    drop(client);
+    let _ = task.await;
+    Ok(())
+}
+
+/// Runs the demo until `shutdown` fires (Ctrl-C in the CLI).
+pub async fn run(listen: &str, shutdown: ShutdownHandle) -> Result<(), DemoError> {
+    eprintln!("blastwall demo: starting a throwaway PostgreSQL …");
+    let opts = PgOptions { password: DEMO_PASSWORD.into(), ..Default::default() };
+    let pg = tokio::task::spawn_blocking(move || TempPostgres::start(&opts))
+        .await
+        .map_err(|e| DemoError::Other(e.to_string()))??;
+    load_schema(&pg, "postgres").await?;
+    let mut config = Config { listen: listen.to_string(), upstream_port: pg.port, ..Config::default() };
+    config.upstream_tls.mode = UpstreamSslMode::Disable;
+    let server = Server::bind(config, Guard::new(incident_policy()?, None)).await?;
+    let addr = server.local_addr();
+    println!(
+        r#"
+blastwall demo is running.
+
+  PostgreSQL (throwaway, {dir}) on 127.0.0.1:{pg_port}, loaded with the incident's schema:
+    users (40 Telegram users, 10 test users at ids -91111101…-91111110, and 10 real OAuth
+    users whose ids drifted into the same window), each with a subscription, two chat
+    sessions and six web messages, all ON DELETE CASCADE.
+  blastwall on {addr}, mode enforce, policies/default.toml + policies/incident.toml.
+
+Connect through blastwall:
+
+  PGPASSWORD={pw} psql "host=127.0.0.1 port={port} user=postgres dbname=postgres"
+
+and try:
+
+  -- 1. The incident's cleanup: refused, nothing is deleted.
+  DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;
+
+  -- 2. The cleanup by attribute: allowed, removes exactly the 10 test users.
+  DELETE FROM users WHERE auth_source = 'test';
+
+  -- 3. The seeding upsert that overwrote real users: refused.
+  INSERT INTO users (id, auth_source) VALUES (-91111111, 'test')
+    ON CONFLICT (id) DO UPDATE SET auth_source = EXCLUDED.auth_source;
+
+Or check a script offline, without running anything:
+
+  echo "DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;" | blastwall check --policy policies/ -
+
+Press Ctrl-C to stop; the throwaway server and its files are removed.
+"#,
+        dir = pg.dir().display(),
+        pg_port = pg.port,
+        pw = DEMO_PASSWORD,
+        port = addr.port(),
+    );
+    server.run(shutdown).await;
+    drop(pg);
+    eprintln!("blastwall demo: stopped, throwaway server removed.");
+    Ok(())
+}

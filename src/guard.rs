@@ -1,0 +1,266 @@
+//! The guard: runs analysis and decision for one client message and turns the decision into
+//! what the relay does (forward, forward with a notice, refuse) and the words the client sees.
+//!
+//! Owns: the per-session facts that outlive one message (SQL-level prepared statements, the
+//! session's own stricter mode), the cheap pre-filter, and the policy handle that reloads swap.
+//! Does not own: the rules (`policy`), the parser (`analyze`), or the wire (`relay`).
+
+use crate::analyze::{self, Opaque, ParseOptions, Statement};
+use crate::policy::{self, Decision, Mode, Policy, SessionView};
+use crate::wire::messages::{sqlstate, ProxyMessage, Severity};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What the relay does with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Forward, after sending this NoticeResponse.
+    Notice(ProxyMessage),
+    /// Do not forward; the client gets this ErrorResponse.
+    Refuse(ProxyMessage),
+}
+
+/// Per-session facts the guard keeps.
+#[derive(Debug, Default, Clone)]
+pub struct SessionInfo {
+    pub user: String,
+    pub application_name: String,
+    pub standard_conforming_strings: bool,
+    /// False while a statement that could have changed `standard_conforming_strings` may still
+    /// be running: the text is then read both ways.
+    pub settings_certain: bool,
+    pub client_encoding: String,
+    pub in_transaction: bool,
+    /// SQL-level PREPARE: every statement prepared under a name since its last DEALLOCATE
+    /// (the server keeps the first that succeeded; all are judged, so none can hide).
+    pub prepared: HashMap<String, Vec<Statement>>,
+    pub session_mode: Option<Mode>,
+}
+
+impl SessionInfo {
+    pub fn new(user: &str, application_name: &str) -> Self {
+        SessionInfo {
+            user: user.to_string(),
+            application_name: application_name.to_string(),
+            standard_conforming_strings: true,
+            settings_certain: true,
+            ..Default::default()
+        }
+    }
+
+    fn view(&self) -> SessionView<'_> {
+        SessionView { user: &self.user, application_name: &self.application_name, session_mode: self.session_mode }
+    }
+}
+
+/// Holds the policy in force; a reload swaps it for the next statement of every session.
+pub struct Guard {
+    policy: RwLock<Arc<Policy>>,
+    /// `--mode` / config `mode`: replaces the policy's default mode.
+    mode_override: Option<Mode>,
+}
+
+impl Guard {
+    pub fn new(mut policy: Policy, mode_override: Option<Mode>) -> Self {
+        if let Some(m) = mode_override {
+            policy.mode = m;
+        }
+        Guard { policy: RwLock::new(Arc::new(policy)), mode_override }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Swaps in a new policy (hot reload).
+    pub fn replace(&self, mut policy: Policy) {
+        if let Some(m) = self.mode_override {
+            policy.mode = m;
+        }
+        let new = Arc::new(policy);
+        match self.policy.write() {
+            Ok(mut p) => *p = new,
+            Err(e) => *e.into_inner() = new,
+        }
+    }
+
+    /// Judges the SQL text of a Query or Parse message.
+    pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
+        let (_, decision) = self.decide_text(sql, info);
+        render(&decision)
+    }
+
+    /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
+    pub fn decide_text(&self, sql: &[u8], info: &mut SessionInfo) -> (Vec<Statement>, Decision) {
+        let statements = match analyze::decode(sql, &info.client_encoding) {
+            Err(o) => vec![Statement {
+                text: String::from_utf8_lossy(sql).into_owned(),
+                opaque: vec![o],
+                ..Default::default()
+            }],
+            Ok(text) => {
+                if cannot_write(&text) {
+                    return (Vec::new(), Decision::default());
+                }
+                let mut st = analyze::analyze(
+                    &text,
+                    ParseOptions { standard_conforming_strings: info.standard_conforming_strings },
+                );
+                if !info.settings_certain && text.contains('\\') {
+                    // The server may read backslashes the other way by now: judge both readings.
+                    let other = ParseOptions { standard_conforming_strings: !info.standard_conforming_strings };
+                    st.extend(analyze::analyze(&text, other));
+                }
+                st
+            }
+        };
+        let mut expanded: Vec<Statement> = Vec::with_capacity(statements.len());
+        for st in &statements {
+            expanded.push(st.clone());
+            for ex in &st.executes {
+                match info.prepared.get(&ex.name) {
+                    Some(list) => expanded.extend(list.iter().map(|p| Statement {
+                        text: st.text.clone(),
+                        offset: st.offset,
+                        ..p.clone()
+                    })),
+                    None => expanded.push(Statement {
+                        text: st.text.clone(),
+                        offset: st.offset,
+                        opaque: vec![Opaque::UnknownPrepared(ex.name.clone())],
+                        ..Default::default()
+                    }),
+                }
+            }
+        }
+        let decision = policy::decide(&expanded, info.view(), &self.policy());
+        if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
+            remember_prepared(&statements, info);
+        }
+        (statements, decision)
+    }
+
+    /// Judges a FunctionCall protocol message (a function called by OID; its body is unseen).
+    pub fn judge_function_call(&self, info: &SessionInfo) -> Verdict {
+        let st = Statement {
+            text: "<FunctionCall message>".into(),
+            opaque: vec![Opaque::FunctionCallMessage],
+            ..Default::default()
+        };
+        render(&policy::decide(&[st], info.view(), &self.policy()))
+    }
+}
+
+fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
+    for st in statements {
+        if let Some((name, inner)) = &st.prepare {
+            info.prepared.entry(name.clone()).or_default().push((**inner).clone());
+        }
+        match &st.deallocate {
+            Some(Some(name)) => {
+                info.prepared.remove(name);
+            }
+            Some(None) => info.prepared.clear(),
+            None => {}
+        }
+    }
+}
+
+/// The words every statement that writes must contain at least one of, as a keyword or a
+/// function name. Keywords cannot be escaped in SQL, so text without any of these words (as
+/// a whole word, anywhere — even inside strings and comments) provably cannot write. `U&`
+/// identifiers can spell a function name with escapes, so they always take the full path.
+fn cannot_write(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "delete",
+        "update",
+        "insert",
+        "merge",
+        "truncate",
+        "drop",
+        "alter",
+        "do",
+        "call",
+        "execute",
+        "explain",
+        "prepare",
+        "deallocate",
+        "setval",
+        "copy",
+    ];
+    let bytes = text.as_bytes();
+    if bytes.windows(2).any(|w| w[0].eq_ignore_ascii_case(&b'u') && w[1] == b'&') {
+        return false;
+    }
+    !text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+        .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+}
+
+/// Turns findings into the client's message.
+pub fn render(d: &Decision) -> Verdict {
+    let Some(mode) = d.mode() else {
+        return Verdict::Allow;
+    };
+    let Some(first) = d.findings.iter().find(|f| f.mode == mode) else {
+        return Verdict::Allow;
+    };
+    let fingerprint =
+        pg_query::fingerprint(&first.statement, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into());
+    let others = d.findings.len() - 1;
+    let mut detail = format!(
+        "rule {}; policy {}; mode {}; statement fingerprint {}",
+        first.rule,
+        first.source,
+        mode.as_str(),
+        fingerprint
+    );
+    if others > 0 {
+        let rest: Vec<String> =
+            d.findings.iter().filter(|f| !std::ptr::eq(*f, first)).map(|f| format!("{}: {}", f.what, f.why)).collect();
+        detail.push_str(&format!("; also: {}", rest.join("; ")));
+    }
+    match mode {
+        Mode::Off => Verdict::Allow,
+        Mode::Warn => Verdict::Notice(ProxyMessage {
+            severity: Severity::Warning,
+            code: "01000",
+            message: format!("blastwall: would refuse {}: {} (warn mode: allowed)", first.what, first.why),
+            detail: Some(detail),
+            hint: Some(first.hint.to_string()),
+        }),
+        Mode::DryRun => Verdict::Refuse(
+            ProxyMessage::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("blastwall: dry-run of {}: {} — not executed, nothing changed", first.what, first.why),
+            )
+            .with_detail(detail)
+            .with_hint(first.hint),
+        ),
+        Mode::Enforce => Verdict::Refuse(
+            ProxyMessage::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("blastwall: refused {}: {}", first.what, first.why),
+            )
+            .with_detail(detail)
+            .with_hint(first.hint),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefilter_is_conservative() {
+        assert!(cannot_write("SELECT * FROM users WHERE id BETWEEN 1 AND 5"));
+        assert!(cannot_write("select abalance from pgbench_accounts where aid = $1"));
+        assert!(!cannot_write("SELECT 1; DELETE FROM users"));
+        assert!(!cannot_write("select 'delete'"));
+        assert!(!cannot_write("SELECT U&\"\\0073etval\"('s', 1)"));
+        assert!(!cannot_write("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x"));
+        assert!(!cannot_write("do $$ begin end $$"));
+    }
+}

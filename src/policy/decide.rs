@@ -1,0 +1,270 @@
+//! The decision: a pure function from analysis facts, the session's identity and the policy to
+//! the findings each rule makes, each with the mode it applies in.
+//!
+//! Owns: the rules and the words of their messages. Does not own: what a finding does on the
+//! wire (see `guard`), or how facts are found (see `analyze`).
+
+use super::{Action, Forbid, Mode, Policy, TablePolicy};
+use crate::analyze::{Op, RangeKind, Statement, Where, Write};
+
+/// Who is asking, as far as the policy cares.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionView<'a> {
+    pub user: &'a str,
+    pub application_name: &'a str,
+    /// A mode the session asked for (`SET blastwall.mode`); only ever stricter.
+    pub session_mode: Option<Mode>,
+}
+
+/// One rule's objection to one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// A stable rule name, documented in README.md.
+    pub rule: &'static str,
+    pub mode: Mode,
+    /// e.g. `DELETE on public.users`.
+    pub what: String,
+    /// e.g. `range predicate (BETWEEN) on protected column id`.
+    pub why: String,
+    pub hint: &'static str,
+    /// Where the rule comes from: `policies/incident.toml line 12`, or the defaults.
+    pub source: String,
+    /// The statement's text, for its fingerprint.
+    pub statement: String,
+}
+
+/// All findings for a query string, in statement order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub findings: Vec<Finding>,
+}
+
+impl Decision {
+    /// The strictest mode among the findings, if any.
+    pub fn mode(&self) -> Option<Mode> {
+        self.findings.iter().map(|f| f.mode).max()
+    }
+}
+
+const HINT_RANGE: &str = "Select rows by an attribute instead of an id range (for example WHERE auth_source = 'test'), or list the exact ids (WHERE id IN (…) or id = ANY($1)).";
+const HINT_WHERE: &str = "Add a WHERE clause that names the rows to change. To empty a table on purpose, use a role whose policy mode allows it.";
+const HINT_UPSERT: &str =
+    "Use a plain INSERT, so that a collision with an existing row fails loudly, or ON CONFLICT … DO NOTHING.";
+const HINT_FORBIDDEN: &str = "The policy forbids this operation on this table. Change it through a role whose policy mode allows it (for example a migrator role in warn mode).";
+const HINT_OPAQUE: &str = "blastwall cannot see what this statement writes. Run the statements it contains directly, or ask for a role whose policy allows it.";
+const HINT_CURSOR: &str = "Write the row's key explicitly (WHERE id = …) instead of WHERE CURRENT OF.";
+
+/// The decision for the statements of one message.
+pub fn decide(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -> Decision {
+    let mut d = Decision::default();
+    for st in statements {
+        for w in &st.writes {
+            write_findings(w, st, who, policy, &mut d);
+        }
+        for o in &st.opaque {
+            let mode = match policy.opaque.for_key(o.key()) {
+                Action::Block => Mode::Enforce,
+                Action::Warn => Mode::Warn,
+                Action::Allow => continue,
+            };
+            push(
+                &mut d,
+                who,
+                policy,
+                None,
+                Finding {
+                    rule: "opaque",
+                    mode,
+                    what: "statement".into(),
+                    why: format!(
+                        "{} (opaque.{} = {})",
+                        o.describe(),
+                        o.key(),
+                        if mode == Mode::Enforce { "block" } else { "warn" }
+                    ),
+                    hint: HINT_OPAQUE,
+                    source: defaults_source(policy),
+                    statement: st.text.clone(),
+                },
+            );
+        }
+    }
+    d
+}
+
+fn defaults_source(policy: &Policy) -> String {
+    format!("defaults of {}", policy.source_names())
+}
+
+/// Applies the mode precedence: role, then application, then table, then defaults; a
+/// session may only make it stricter.
+fn push(d: &mut Decision, who: SessionView<'_>, policy: &Policy, table: Option<&TablePolicy>, mut f: Finding) {
+    let base = policy
+        .roles
+        .get(who.user)
+        .and_then(|s| s.mode)
+        .or_else(|| policy.applications.get(who.application_name).and_then(|s| s.mode))
+        .or_else(|| table.and_then(|t| t.mode))
+        .unwrap_or(policy.mode);
+    // A finding already capped (warn-level opaque action) keeps its cap below the base.
+    let mode = if f.mode == Mode::Warn { base.min(Mode::Warn) } else { base };
+    f.mode = who.session_mode.map_or(mode, |s| mode.max(s));
+    if f.mode != Mode::Off {
+        d.findings.push(f);
+    }
+}
+
+fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Policy, d: &mut Decision) {
+    let target = w.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "an unnamed object".into());
+    let what = format!("{} on {target}", w.op.verb());
+    let mut finding = |table: Option<&TablePolicy>, rule: &'static str, why: String, hint: &'static str| {
+        let source = table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
+        // Name the table the policy protects when the statement's name resolved to it.
+        let what = match table {
+            Some(t) if w.target.as_ref().is_some_and(|x| t.matches(x)) => {
+                format!("{} on {}", w.op.verb(), t.qualified())
+            }
+            _ => what.clone(),
+        };
+        let f = Finding { rule, mode: Mode::Enforce, what, why, hint, source, statement: st.text.clone() };
+        push(d, who, policy, table, f);
+    };
+    let tables: Vec<&TablePolicy> = match &w.target {
+        Some(t) => policy.tables.iter().filter(|p| p.matches(t)).collect(),
+        None => Vec::new(),
+    };
+    match &w.op {
+        op if op.is_row_write() => {
+            let pred = w.predicate.as_ref().unwrap_or(&Where::Absent);
+            if matches!(pred, Where::Absent | Where::Constant) {
+                let required = match tables.first() {
+                    Some(t) => t.require_where.unwrap_or(policy.require_where),
+                    None => policy.require_where,
+                };
+                if required {
+                    let why = if *pred == Where::Absent {
+                        "no WHERE clause (every row)".to_string()
+                    } else {
+                        "a WHERE clause that does not restrict the table's rows (every row)".to_string()
+                    };
+                    finding(tables.first().copied(), "require-where", why, HINT_WHERE);
+                }
+            }
+            for t in tables.iter().filter(|t| !t.protected_columns.is_empty()) {
+                match pred {
+                    Where::CurrentOf => finding(
+                        Some(t),
+                        "current-of",
+                        "WHERE CURRENT OF cannot be checked against protected columns".into(),
+                        HINT_CURSOR,
+                    ),
+                    Where::Cond(c) => {
+                        for col in &t.protected_columns {
+                            let kind = match (c.points.get(col), c.ranges.get(col)) {
+                                (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
+                                (Some(_), _) => None,
+                                (None, Some(k)) => Some(k.clone()),
+                                (None, None) => None,
+                            };
+                            if let Some(k) = kind {
+                                let why = format!("range predicate ({k}) on protected column {col}");
+                                finding(Some(t), "protected-range", why, HINT_RANGE);
+                            }
+                        }
+                    }
+                    Where::Absent | Where::Constant => {}
+                }
+            }
+        }
+        Op::Upsert { conflict_columns, constraint } => {
+            for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::UpsertOverwrite)) {
+                if let Some(c) = constraint {
+                    let why = format!("ON CONFLICT ON CONSTRAINT {c} may overwrite rows matched by protected columns, and cannot be checked statically");
+                    finding(Some(t), "upsert-overwrite", why, HINT_UPSERT);
+                } else if let Some(col) = conflict_columns.iter().find(|c| t.protected_columns.contains(*c)) {
+                    let why = format!(
+                        "ON CONFLICT ({col}) DO UPDATE overwrites existing rows that share the protected column {col}"
+                    );
+                    finding(Some(t), "upsert-overwrite", why, HINT_UPSERT);
+                }
+            }
+        }
+        Op::Truncate { cascade } => {
+            for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::Truncate)) {
+                finding(
+                    Some(t),
+                    "forbid-truncate",
+                    format!("TRUNCATE is forbidden on {}", t.qualified()),
+                    HINT_FORBIDDEN,
+                );
+            }
+            if *cascade {
+                for t in policy
+                    .tables
+                    .iter()
+                    .filter(|t| t.forbid.contains(&Forbid::Truncate) && !tables.iter().any(|m| std::ptr::eq(*m, *t)))
+                {
+                    let why = format!(
+                        "TRUNCATE … CASCADE may also truncate {}, whose truncation is forbidden",
+                        t.qualified()
+                    );
+                    finding(Some(t), "forbid-truncate", why, HINT_FORBIDDEN);
+                }
+            }
+        }
+        Op::DropTable { .. } => {
+            for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::Drop)) {
+                finding(Some(t), "forbid-drop", format!("DROP is forbidden on {}", t.qualified()), HINT_FORBIDDEN);
+            }
+        }
+        Op::DropSchema { cascade: true } => {
+            let schema = w.target.as_ref().map(|t| t.name.as_str()).unwrap_or("");
+            for t in policy.tables.iter().filter(|t| t.schema == schema && t.forbid.contains(&Forbid::Drop)) {
+                let why = format!("DROP SCHEMA … CASCADE would drop {}, whose DROP is forbidden", t.qualified());
+                finding(Some(t), "forbid-drop", why, HINT_FORBIDDEN);
+            }
+        }
+        Op::DropSchema { cascade: false } => {}
+        Op::DropDatabase | Op::DropOwned => {
+            for t in policy.tables.iter().filter(|t| t.forbid.contains(&Forbid::Drop)) {
+                let why = format!("{} may drop {}, whose DROP is forbidden", w.op.verb(), t.qualified());
+                finding(Some(t), "forbid-drop", why, HINT_FORBIDDEN);
+            }
+        }
+        Op::DropColumn(col) => {
+            for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::AlterDropColumn)) {
+                let why = format!("dropping column {col} of {} is forbidden", t.qualified());
+                finding(Some(t), "forbid-alter-drop-column", why, HINT_FORBIDDEN);
+            }
+        }
+        Op::RenameTable | Op::RenameColumn(_) => {
+            for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::Rename)) {
+                finding(
+                    Some(t),
+                    "forbid-rename",
+                    format!("renaming {} or its columns is forbidden", t.qualified()),
+                    HINT_FORBIDDEN,
+                );
+            }
+        }
+        Op::Setval | Op::AlterSequence | Op::DropSequence => {
+            for t in policy.tables.iter().filter(|t| t.forbid.contains(&Forbid::Setval)) {
+                let hit = match &w.target {
+                    None => Some("a sequence given by an expression, which may be".to_string()),
+                    Some(seq) => t
+                        .sequences
+                        .iter()
+                        .find(|s| {
+                            s.name == seq.name && seq.schema.as_ref().is_none_or(|x| Some(x) == s.schema.as_ref())
+                        })
+                        .map(|s| format!("sequence {}", s)),
+                };
+                if let Some(h) = hit {
+                    let why = format!("{h} feeding a protected column of {} (moving it can hand real ids to test rows, or the reverse)", t.qualified());
+                    finding(Some(t), "forbid-setval", why, HINT_FORBIDDEN);
+                }
+            }
+        }
+        _ => {}
+    }
+}

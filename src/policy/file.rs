@@ -1,0 +1,343 @@
+//! Policy files: TOML as written (raw types), loaded from files and folders, merged, and
+//! validated into the compiled [`Policy`]. Every error names the file, the line and the key.
+//!
+//! Owns: the file format. Does not own: what a compiled policy decides (see `decide`).
+
+use super::{Action, Forbid, Mode, Policy, Subject, TablePolicy};
+use crate::analyze::RelName;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use toml::Spanned;
+
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("policy {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("policy {path}, line {line}, key {key}: {message}")]
+    Value { path: PathBuf, line: usize, key: String, message: String },
+    #[error("no policy files found in folder {0} (expected *.toml)")]
+    EmptyFolder(PathBuf),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    defaults: Option<Spanned<RawDefaults>>,
+    opaque: Option<Spanned<RawOpaque>>,
+    #[serde(default)]
+    table: Vec<Spanned<RawTable>>,
+    #[serde(default)]
+    role: Vec<Spanned<RawSubject>>,
+    #[serde(default)]
+    application: Vec<Spanned<RawSubject>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    mode: Option<Mode>,
+    require_where: Option<bool>,
+    max_in_list: Option<Spanned<i64>>,
+    max_delete_rows: Option<Spanned<i64>>,
+    max_update_rows: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpaque {
+    #[serde(rename = "do")]
+    do_block: Option<Action>,
+    call: Option<Action>,
+    explain_analyze: Option<Action>,
+    function_call: Option<Action>,
+    unparseable: Option<Action>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: Spanned<String>,
+    #[serde(default)]
+    protected_columns: Vec<Spanned<String>>,
+    #[serde(default)]
+    protected_sequences: Vec<Spanned<String>>,
+    max_delete_rows: Option<Spanned<i64>>,
+    max_update_rows: Option<Spanned<i64>>,
+    #[serde(default)]
+    forbid: Vec<Forbid>,
+    mode: Option<Mode>,
+    require_where: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubject {
+    name: String,
+    mode: Option<Mode>,
+    #[serde(default)]
+    may_override: bool,
+}
+
+/// The text and path of each policy file, in load order.
+fn collect(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, PolicyError> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|source| PolicyError::Read { path: p.clone(), source })?;
+        let mut list = if meta.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|source| PolicyError::Read { path: p.clone(), source })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            if v.is_empty() {
+                return Err(PolicyError::EmptyFolder(p.clone()));
+            }
+            v.sort();
+            v
+        } else {
+            vec![p.clone()]
+        };
+        for f in list.drain(..) {
+            let text = std::fs::read_to_string(&f).map_err(|source| PolicyError::Read { path: f.clone(), source })?;
+            files.push((f, text));
+        }
+    }
+    Ok(files)
+}
+
+/// Loads and validates policy files and folders (every `*.toml` in a folder, by name).
+pub fn load(paths: &[PathBuf]) -> Result<Policy, PolicyError> {
+    let files = collect(paths)?;
+    let refs: Vec<(&Path, &str)> = files.iter().map(|(p, t)| (p.as_path(), t.as_str())).collect();
+    compile(&refs)
+}
+
+/// The built-in policy used when none is configured (the text of `policies/default.toml`).
+pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
+
+pub fn builtin() -> Policy {
+    // The embedded file is tested (`builtin_default_is_valid`); failing here is a build defect.
+    compile(&[(Path::new("<built-in policies/default.toml>"), DEFAULT_POLICY)]).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the built-in default policy is invalid");
+        Policy::empty()
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(1, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+/// Compiles policy texts (path, text) into one policy.
+pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
+    let mut policy = Policy::empty();
+    let mut defaults_from: Option<PathBuf> = None;
+    let mut hasher = Sha256::new();
+    let mut seen_tables: HashMap<(String, String), (PathBuf, usize)> = HashMap::new();
+    for (path, text) in files {
+        hasher.update(path.display().to_string().as_bytes());
+        hasher.update(text.as_bytes());
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|e| PolicyError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+        let err = |span: std::ops::Range<usize>, key: &str, message: String| PolicyError::Value {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            key: key.to_string(),
+            message,
+        };
+        if let Some(d) = raw.defaults {
+            let span = d.span();
+            if let Some(prev) = &defaults_from {
+                return Err(err(span, "defaults", format!("[defaults] is already set in {}", prev.display())));
+            }
+            defaults_from = Some(path.to_path_buf());
+            let d = d.into_inner();
+            if let Some(m) = d.mode {
+                policy.mode = m;
+            }
+            if let Some(r) = d.require_where {
+                policy.require_where = r;
+            }
+            if let Some(n) = d.max_in_list {
+                policy.max_in_list = positive(&n, "defaults.max_in_list", 1, &err)?;
+            }
+            policy.max_delete_rows =
+                d.max_delete_rows.map(|n| limit(&n, "defaults.max_delete_rows", &err)).transpose()?;
+            policy.max_update_rows =
+                d.max_update_rows.map(|n| limit(&n, "defaults.max_update_rows", &err)).transpose()?;
+        }
+        if let Some(o) = raw.opaque {
+            let o = o.into_inner();
+            let a = &mut policy.opaque;
+            a.do_block = o.do_block.unwrap_or(a.do_block);
+            a.call = o.call.unwrap_or(a.call);
+            a.explain_analyze = o.explain_analyze.unwrap_or(a.explain_analyze);
+            a.function_call = o.function_call.unwrap_or(a.function_call);
+            a.unparseable = o.unparseable.unwrap_or(a.unparseable);
+        }
+        for t in raw.table {
+            let line = line_of(text, t.span().start);
+            let t = t.into_inner();
+            let name = crate::analyze::parse_qualified(t.name.get_ref())
+                .filter(|_| !t.name.get_ref().trim().is_empty() && t.name.get_ref().matches('.').count() <= 1)
+                .ok_or_else(|| {
+                    err(
+                        t.name.span(),
+                        "table.name",
+                        format!("{:?} is not a table name (schema.table or table)", t.name.get_ref()),
+                    )
+                })?;
+            let schema = name.schema.clone().unwrap_or_else(|| "public".into());
+            let key = (schema.clone(), name.name.clone());
+            if let Some((p, l)) = seen_tables.get(&key) {
+                return Err(err(
+                    t.name.span(),
+                    "table.name",
+                    format!("table {}.{} is already configured in {} line {l}", key.0, key.1, p.display()),
+                ));
+            }
+            seen_tables.insert(key, (path.to_path_buf(), line));
+            let mut protected_columns = BTreeSet::new();
+            for c in &t.protected_columns {
+                let col = c.get_ref().trim();
+                if col.is_empty() || !protected_columns.insert(fold(col)) {
+                    return Err(err(
+                        c.span(),
+                        "table.protected_columns",
+                        format!("{:?} is empty or listed twice", c.get_ref()),
+                    ));
+                }
+            }
+            let mut sequences = Vec::new();
+            for s in &t.protected_sequences {
+                let seq = crate::analyze::parse_qualified(s.get_ref()).ok_or_else(|| {
+                    err(s.span(), "table.protected_sequences", format!("{:?} is not a sequence name", s.get_ref()))
+                })?;
+                sequences.push(RelName { schema: Some(seq.schema.unwrap_or_else(|| "public".into())), name: seq.name });
+            }
+            let forbid: BTreeSet<Forbid> = t.forbid.iter().copied().collect();
+            if forbid.contains(&Forbid::UpsertOverwrite) && protected_columns.is_empty() {
+                return Err(err(
+                    t.name.span(),
+                    "table.forbid",
+                    "upsert_overwrite needs protected_columns: it forbids ON CONFLICT DO UPDATE on them".into(),
+                ));
+            }
+            if forbid.contains(&Forbid::Setval) && sequences.is_empty() {
+                return Err(err(
+                    t.name.span(),
+                    "table.forbid",
+                    "setval needs protected_sequences: it forbids setval/ALTER SEQUENCE on them".into(),
+                ));
+            }
+            policy.tables.push(TablePolicy {
+                schema,
+                name: name.name,
+                protected_columns,
+                sequences,
+                max_delete_rows: t.max_delete_rows.map(|n| limit(&n, "table.max_delete_rows", &err)).transpose()?,
+                max_update_rows: t.max_update_rows.map(|n| limit(&n, "table.max_update_rows", &err)).transpose()?,
+                forbid,
+                mode: t.mode,
+                require_where: t.require_where,
+                source: format!("{} line {line}", path.display()),
+            });
+        }
+        for (list, what) in [(raw.role, "role"), (raw.application, "application")] {
+            for s in list {
+                let span = s.span();
+                let s = s.into_inner();
+                let map = if what == "role" { &mut policy.roles } else { &mut policy.applications };
+                if s.name.is_empty() || map.contains_key(&s.name) {
+                    return Err(err(
+                        span,
+                        &format!("{what}.name"),
+                        format!("{:?} is empty or configured twice", s.name),
+                    ));
+                }
+                map.insert(s.name, Subject { mode: s.mode, may_override: s.may_override });
+            }
+        }
+        policy.sources.push(path.to_path_buf());
+    }
+    policy.hash = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(policy)
+}
+
+/// Folds an identifier as PostgreSQL does: unquoted → lower case; `"Quoted"` keeps its case.
+fn fold(s: &str) -> String {
+    match s.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+        Some(q) => q.replace("\"\"", "\""),
+        None => s.to_lowercase(),
+    }
+}
+
+fn positive<E>(
+    n: &Spanned<i64>,
+    key: &str,
+    min: i64,
+    err: &impl Fn(std::ops::Range<usize>, &str, String) -> E,
+) -> Result<usize, E> {
+    let v = *n.get_ref();
+    if v < min {
+        return Err(err(n.span(), key, format!("{v} is below the minimum of {min}")));
+    }
+    usize::try_from(v).map_err(|_| err(n.span(), key, format!("{v} is too large")))
+}
+
+fn limit<E>(n: &Spanned<i64>, key: &str, err: &impl Fn(std::ops::Range<usize>, &str, String) -> E) -> Result<u64, E> {
+    let v = *n.get_ref();
+    u64::try_from(v).map_err(|_| err(n.span(), key, format!("{v} is not a row count (0 or more)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(text: &str) -> Result<Policy, PolicyError> {
+        compile(&[(Path::new("p.toml"), text)])
+    }
+
+    #[test]
+    fn builtin_default_is_valid() {
+        compile(&[(Path::new("default.toml"), DEFAULT_POLICY)]).unwrap();
+    }
+
+    #[test]
+    fn shipped_policies_are_valid() {
+        let p = load(&[PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))]).unwrap();
+        assert!(p.tables.iter().any(|t| t.name == "users" && t.protected_columns.contains("id")));
+    }
+
+    #[test]
+    fn misspelled_section_names_the_line() {
+        let e = c("[defaults]\nmode = \"enforce\"\n\n[[tabel]]\nname = \"users\"\n").unwrap_err().to_string();
+        assert!(e.contains("p.toml") && e.contains("line 4") && e.contains("tabel"), "{e}");
+    }
+
+    #[test]
+    fn impossible_values() {
+        let e = c("[[table]]\nname = \"users\"\nmax_delete_rows = -1\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("max_delete_rows"), "{e}");
+        let e = c("[defaults]\nmax_in_list = 0\n").unwrap_err().to_string();
+        assert!(e.contains("max_in_list"), "{e}");
+        assert!(c("[[table]]\nname = \"a.b.c\"\n").is_err());
+        assert!(c("[[table]]\nname = \"users\"\nforbid = [\"trunc\"]\n").is_err());
+        assert!(c("[[table]]\nname = \"users\"\nforbid = [\"upsert_overwrite\"]\n").is_err());
+        assert!(c("[[table]]\nname = \"users\"\n[[table]]\nname = \"public.users\"\n").is_err());
+        assert!(c("[defaults]\nmode = \"loud\"\n").is_err());
+        assert!(c("[opaque]\ndo = \"maybe\"\n").is_err());
+    }
+
+    #[test]
+    fn folds_names() {
+        let p = c("[[table]]\nname = \"Users\"\nprotected_columns = [\"ID\", \"\\\"Key\\\"\"]\n").unwrap();
+        assert_eq!(p.tables[0].name, "users");
+        assert!(p.tables[0].protected_columns.contains("id"));
+        assert!(p.tables[0].protected_columns.contains("Key"));
+    }
+}

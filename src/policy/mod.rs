@@ -1,0 +1,177 @@
+//! Policy: what the operators wrote, compiled, and the pure decision over analysis facts.
+//!
+//! Owns: the compiled policy types and `decide` — a pure function of (facts, session, policy).
+//! Does not own: the file format (see `file`), parsing SQL (`analyze`), or the wire (`relay`).
+
+mod decide;
+pub mod file;
+
+pub use decide::{decide, Decision, Finding, SessionView};
+pub use file::{PolicyError, DEFAULT_POLICY};
+
+use crate::analyze::RelName;
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+/// How a rule is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Forward silently.
+    Off,
+    /// Forward, and tell the client in a NoticeResponse.
+    Warn,
+    /// Never let it change anything; tell the client what it would have done.
+    DryRun,
+    /// Refuse.
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Warn => "warn",
+            Mode::DryRun => "dry-run",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Mode::Off),
+            "warn" => Ok(Mode::Warn),
+            "dry-run" => Ok(Mode::DryRun),
+            "enforce" => Ok(Mode::Enforce),
+            _ => Err(format!("{s:?} is not a mode (enforce, warn, dry-run, off)")),
+        }
+    }
+}
+
+/// What to do with statements no parser can see into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Block,
+    Warn,
+    Allow,
+}
+
+/// Operations a table can forbid outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forbid {
+    Truncate,
+    Drop,
+    AlterDropColumn,
+    Rename,
+    UpsertOverwrite,
+    Setval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpaqueActions {
+    pub do_block: Action,
+    pub call: Action,
+    pub explain_analyze: Action,
+    pub function_call: Action,
+    pub unparseable: Action,
+}
+
+impl OpaqueActions {
+    pub fn for_key(&self, key: &str) -> Action {
+        match key {
+            "do" => self.do_block,
+            "call" => self.call,
+            "explain_analyze" => self.explain_analyze,
+            "function_call" => self.function_call,
+            _ => self.unparseable,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TablePolicy {
+    pub schema: String,
+    pub name: String,
+    pub protected_columns: BTreeSet<String>,
+    pub sequences: Vec<RelName>,
+    pub max_delete_rows: Option<u64>,
+    pub max_update_rows: Option<u64>,
+    pub forbid: BTreeSet<Forbid>,
+    pub mode: Option<Mode>,
+    pub require_where: Option<bool>,
+    /// `file line N`, for messages.
+    pub source: String,
+}
+
+impl TablePolicy {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// Whether a relation as a statement names it may be this table. An unqualified name may
+    /// resolve to any schema on the search_path, so it matches the table in every schema.
+    pub fn matches(&self, r: &RelName) -> bool {
+        r.name == self.name && r.schema.as_deref().is_none_or(|s| s == self.schema)
+    }
+}
+
+/// A role or an application_name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject {
+    pub mode: Option<Mode>,
+    pub may_override: bool,
+}
+
+/// The compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub sources: Vec<PathBuf>,
+    pub hash: String,
+    pub mode: Mode,
+    pub require_where: bool,
+    pub max_in_list: usize,
+    pub max_delete_rows: Option<u64>,
+    pub max_update_rows: Option<u64>,
+    pub opaque: OpaqueActions,
+    pub tables: Vec<TablePolicy>,
+    pub roles: HashMap<String, Subject>,
+    pub applications: HashMap<String, Subject>,
+}
+
+impl Policy {
+    /// The defaults before any file: enforce, WHERE required, opaque statements blocked.
+    pub fn empty() -> Policy {
+        Policy {
+            sources: Vec::new(),
+            hash: String::new(),
+            mode: Mode::Enforce,
+            require_where: true,
+            max_in_list: 100,
+            max_delete_rows: None,
+            max_update_rows: None,
+            opaque: OpaqueActions {
+                do_block: Action::Block,
+                call: Action::Block,
+                explain_analyze: Action::Block,
+                function_call: Action::Block,
+                unparseable: Action::Block,
+            },
+            tables: Vec::new(),
+            roles: HashMap::new(),
+            applications: HashMap::new(),
+        }
+    }
+
+    pub fn source_names(&self) -> String {
+        if self.sources.is_empty() {
+            return "<built-in default>".into();
+        }
+        self.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+}

@@ -1,0 +1,197 @@
+//! Forward and deny: the per-session protocol state that the relay keeps between the two
+//! sockets, and the mechanics of forwarding original bytes or refusing a statement.
+//!
+//! Owns: outgoing buffers, the queue of ReadyForQuery the client is owed, the transaction
+//! status and server parameters, and refusal by *marker*: the refused message is replaced by a
+//! statement the server itself rejects, so that the server applies exactly its own error
+//! semantics (aborting a transaction block, skipping an extended batch to Sync, sending the
+//! right ReadyForQuery), and the server's marker error is swapped for the proxy's.
+//! Does not own: reading sockets (see `session`) or deciding what to refuse (see `guard`).
+
+use crate::guard::Verdict;
+use crate::wire::messages::{self, ProxyMessage, TxStatus};
+use crate::wire::Frame;
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+
+/// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
+const MARKER_CODE: &str = "22P02";
+
+/// How a client message relates to ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Query and FunctionCall: answered by their own ReadyForQuery.
+    SyncPoint,
+    /// Parse, Bind, Execute, …: part of an extended-protocol batch that ends at Sync.
+    InBatch,
+}
+
+#[derive(Debug)]
+pub struct Relay {
+    /// Bytes owed to the server and to the client, written once per wake-up.
+    pub to_server: BytesMut,
+    pub to_client: BytesMut,
+    pub tx: TxStatus,
+    /// The server's ParameterStatus values (`standard_conforming_strings`, `client_encoding`, …).
+    pub params: HashMap<String, String>,
+    /// Sync points (Query, Sync, FunctionCall) forwarded and not yet answered by ReadyForQuery.
+    syncs_sent: u64,
+    syncs_done: u64,
+    /// Whether extended-protocol messages were forwarded since the last Sync.
+    batch_open: bool,
+    /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
+    discarding: bool,
+    /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
+    /// send in place of the server's marker error.
+    refusals: VecDeque<(u64, ProxyMessage)>,
+    marker_text: String,
+}
+
+impl Relay {
+    pub fn new(nonce: u64) -> Self {
+        Relay {
+            to_server: BytesMut::with_capacity(4096),
+            to_client: BytesMut::with_capacity(4096),
+            tx: TxStatus::Idle,
+            params: HashMap::new(),
+            syncs_sent: 0,
+            syncs_done: 0,
+            batch_open: false,
+            discarding: false,
+            refusals: VecDeque::new(),
+            marker_text: format!("blastwall-refusal-{nonce:016x}"),
+        }
+    }
+
+    /// Whether a reply is owed to the client (a query is running or queued on the server).
+    pub fn is_busy(&self) -> bool {
+        self.syncs_sent != self.syncs_done || self.batch_open
+    }
+
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    pub fn has_refusals(&self) -> bool {
+        !self.refusals.is_empty()
+    }
+
+    /// Carries out a verdict on a client message.
+    pub fn apply(&mut self, verdict: Verdict, bytes: &[u8], unit: Unit) {
+        match (verdict, unit) {
+            (Verdict::Allow, Unit::SyncPoint) => self.forward_sync_point(bytes),
+            (Verdict::Allow, Unit::InBatch) => self.forward_in_batch(bytes),
+            (Verdict::Notice(n), unit) => {
+                self.notify_client(&n);
+                self.apply(Verdict::Allow, bytes, unit);
+            }
+            (Verdict::Refuse(r), Unit::SyncPoint) => self.refuse_sync_point(r),
+            (Verdict::Refuse(r), Unit::InBatch) => self.refuse_in_batch(r),
+        }
+    }
+
+    /// Forwards a client message that ends a round trip (Query, FunctionCall).
+    pub fn forward_sync_point(&mut self, bytes: &[u8]) {
+        self.to_server.extend_from_slice(bytes);
+        self.syncs_sent += 1;
+    }
+
+    /// Forwards an extended-protocol message other than Sync.
+    pub fn forward_in_batch(&mut self, bytes: &[u8]) {
+        if !self.discarding {
+            self.to_server.extend_from_slice(bytes);
+            self.batch_open = true;
+        }
+    }
+
+    /// Forwards a Sync, ending the batch and any discarding.
+    pub fn forward_sync(&mut self, bytes: &[u8]) {
+        self.to_server.extend_from_slice(bytes);
+        self.discarding = false;
+        self.batch_open = false;
+        self.syncs_sent += 1;
+    }
+
+    /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).
+    pub fn forward_raw(&mut self, bytes: &[u8]) {
+        if !self.discarding {
+            self.to_server.extend_from_slice(bytes);
+        }
+    }
+
+    /// Refuses a simple Query or FunctionCall: the server gets a marker query instead.
+    pub fn refuse_sync_point(&mut self, refusal: ProxyMessage) {
+        let marker = messages::query(&self.marker_sql());
+        self.refusals.push_back((self.syncs_sent, refusal));
+        self.forward_sync_point(&marker);
+    }
+
+    /// Refuses a Parse (or Bind/Execute) inside an extended batch: the server gets a marker
+    /// Parse, which fails and makes it skip to Sync; the client's messages up to Sync are dropped.
+    pub fn refuse_in_batch(&mut self, refusal: ProxyMessage) {
+        if self.discarding {
+            return;
+        }
+        // The statement name carries the nonce too, so it can never collide with a client's.
+        let marker = messages::parse(&format!("{}-stmt", self.marker_text), &self.marker_sql());
+        self.to_server.extend_from_slice(&marker);
+        self.batch_open = true;
+        self.discarding = true;
+        self.refusals.push_back((self.syncs_sent, refusal));
+    }
+
+    /// Sends a NoticeResponse to the client (warn mode).
+    pub fn notify_client(&mut self, notice: &ProxyMessage) {
+        self.to_client.extend_from_slice(&notice.encode());
+    }
+
+    fn marker_sql(&self) -> String {
+        format!("SELECT '{}'::pg_catalog.int4", self.marker_text)
+    }
+
+    /// Handles a ReadyForQuery from the server; returns the status.
+    pub fn on_ready(&mut self, frame: &Frame) -> TxStatus {
+        let status = messages::ready_status(frame).unwrap_or(self.tx);
+        self.tx = status;
+        if self.syncs_done < self.syncs_sent {
+            let done = self.syncs_done;
+            // A refusal whose marker was never reached (an earlier error in its batch made the
+            // server skip it) is owed nothing: the client sees the earlier error, as direct.
+            while self.refusals.front().is_some_and(|(ord, _)| *ord <= done) {
+                self.refusals.pop_front();
+            }
+            self.syncs_done += 1;
+        }
+        self.to_client.extend_from_slice(&frame.bytes);
+        status
+    }
+
+    /// Handles an ErrorResponse from the server: the marker's error becomes the refusal.
+    pub fn on_error(&mut self, frame: &Frame) {
+        if let Ok(f) = messages::error_fields(frame) {
+            if f.code == MARKER_CODE && f.message.contains(&self.marker_text) {
+                if let Some((_, refusal)) = self.refusals.pop_front() {
+                    self.to_client.extend_from_slice(&refusal.encode());
+                    return;
+                }
+            }
+        }
+        self.to_client.extend_from_slice(&frame.bytes);
+    }
+
+    pub fn on_parameter_status(&mut self, frame: &Frame) {
+        if let Ok((k, v)) = messages::parameter_status(frame) {
+            self.params.insert(k, v);
+        }
+        self.to_client.extend_from_slice(&frame.bytes);
+    }
+
+    pub fn pass_to_client(&mut self, bytes: &Bytes) {
+        self.to_client.extend_from_slice(bytes);
+    }
+
+    /// Whether `standard_conforming_strings` is on, as the server last reported it.
+    pub fn standard_conforming_strings(&self) -> bool {
+        self.params.get("standard_conforming_strings").is_none_or(|v| v != "off")
+    }
+}

@@ -1,0 +1,157 @@
+//! The listener: accepts clients, spawns one session task each, caps their number, forwards
+//! CancelRequests to the backend that owns the key, and shuts down at protocol boundaries.
+//!
+//! Owns: the accept loop, the shared handles every session gets, and the shutdown phases.
+//! Does not own: anything said on a connection after it is accepted (see `session`).
+
+use crate::backend::Upstream;
+use crate::config::Config;
+use crate::guard::Guard;
+use crate::wire::startup::CancelKey;
+use dashmap::DashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// Where the proxy is in its life; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    /// Stop accepting; each session closes at its next protocol boundary.
+    Draining,
+    /// The grace period is over: close every session now.
+    Terminating,
+}
+
+/// What every session shares. Passed in, never global.
+pub struct Shared {
+    pub config: Config,
+    pub upstream: Arc<Upstream>,
+    pub client_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The proxy's own certificate (DER): when it is the server's too, SCRAM channel binding
+    /// works end to end and is left alone.
+    pub client_cert: Option<Vec<u8>>,
+    pub guard: Guard,
+    /// Backend keys of live sessions: a CancelRequest is forwarded only for one of these.
+    pub cancel_keys: DashSet<CancelKey>,
+    pub open_sessions: AtomicUsize,
+    pub next_session_id: AtomicU64,
+    pub phase: watch::Receiver<Phase>,
+}
+
+/// A bound, not yet running proxy.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    phase_tx: watch::Sender<Phase>,
+}
+
+/// Asks a running server to shut down (as SIGTERM does).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<tokio::sync::Notify>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Server {
+    pub async fn bind(config: Config, guard: Guard) -> Result<Server, ServerError> {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
+        let upstream = Upstream::new(&config)?;
+        let client_tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let client_cert = config.tls.as_ref().map(|t| crate::tls::leaf_certificate(&t.cert)).transpose()?;
+        let (phase_tx, phase) = watch::channel(Phase::Running);
+        let shared = Arc::new(Shared {
+            config,
+            upstream,
+            client_tls,
+            client_cert,
+            guard,
+            cancel_keys: DashSet::new(),
+            open_sessions: AtomicUsize::new(0),
+            next_session_id: AtomicU64::new(1),
+            phase,
+        });
+        Ok(Server { listener, shared, phase_tx })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Runs until `shutdown` fires, then drains sessions within the grace period.
+    pub async fn run(self, shutdown: ShutdownHandle) {
+        let Server { listener, shared, phase_tx } = self;
+        let mut sessions = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.0.notified() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, peer)) => {
+                        let _ = sock.set_nodelay(true);
+                        let shared = shared.clone();
+                        sessions.spawn(crate::session::run(shared, sock, peer));
+                    }
+                    // Out of file descriptors and the like: keep serving the others.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let open = sessions.len();
+        tracing::info!(open_sessions = open, grace_secs = shared.config.shutdown_grace.as_secs(), "shutting down");
+        let _ = phase_tx.send(Phase::Draining);
+        let deadline = tokio::time::sleep(shared.config.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                joined = sessions.join_next() => if joined.is_none() { break },
+                _ = &mut deadline => {
+                    let _ = phase_tx.send(Phase::Terminating);
+                    // Sessions close at once now; give them a moment to say goodbye.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                        while sessions.join_next().await.is_some() {}
+                    }).await;
+                    sessions.abort_all();
+                    break;
+                }
+            }
+        }
+        tracing::info!("shutdown complete");
+    }
+}
+
+impl Shared {
+    pub fn session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Builds a shutdown handle and its trigger.
+pub fn shutdown_handle() -> ShutdownHandle {
+    ShutdownHandle(Arc::new(tokio::sync::Notify::new()))
+}

@@ -1,0 +1,579 @@
+//! One client session: the opening handshake, then the straight pipeline that reads a frame,
+//! runs it through the stages in order (framing → guard → forward/deny), and writes.
+//!
+//! Owns: the order of the stages, both sockets of one session, its timeouts and its end.
+//! Does not own: framing rules (`wire`), decisions (`guard`), forwarding mechanics (`relay`).
+
+use crate::backend::{BackendError, BoxIo};
+use crate::guard::{SessionInfo, Verdict};
+use crate::relay::{Relay, Unit};
+use crate::server::{Phase, Shared};
+use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
+use crate::wire::startup::{self, CancelKey, StartupMessage, StartupPacket};
+use crate::wire::{Frame, FrameError, Framer, Item};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a session ended early. Each variant knows which side caused it.
+#[derive(Debug, Error)]
+enum SessionError {
+    #[error("client connection: {0}")]
+    ClientIo(std::io::Error),
+    #[error("server connection: {0}")]
+    ServerIo(std::io::Error),
+    #[error("client protocol violation: {0}")]
+    ClientProtocol(FrameError),
+    #[error("server protocol violation: {0}")]
+    ServerProtocol(FrameError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Ended after telling the client why (timeouts, refusal of the connection, shutdown).
+    #[error("{0}")]
+    Closed(String),
+}
+
+/// Runs one accepted connection to its end. Never panics on peer bytes; logs one line when
+/// the session starts and one when it ends.
+pub async fn run(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
+    let open = shared.open_sessions.fetch_add(1, Ordering::AcqRel) + 1;
+    let id = shared.session_id();
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let result = handshake_and_relay(&shared, sock, peer, id, open, &mut stats).await;
+    shared.open_sessions.fetch_sub(1, Ordering::AcqRel);
+    if let Some(key) = &stats.key {
+        shared.cancel_keys.remove(key);
+    }
+    let Some(who) = stats.who.take() else {
+        // A cancel request, an SSL probe that went away, or a refused startup.
+        if let Err(e) = result {
+            tracing::debug!(session = id, client = %peer, error = %e, "connection closed before startup");
+        }
+        return;
+    };
+    let error = result.err().map(|e| e.to_string());
+    tracing::info!(
+        session = id,
+        user = %who.user,
+        database = %who.database,
+        application_name = %who.application_name,
+        client = %peer,
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        bytes_from_client = stats.bytes_in,
+        bytes_to_client = stats.bytes_out,
+        error = error.as_deref().unwrap_or(""),
+        "session ended"
+    );
+}
+
+#[derive(Default)]
+struct Stats {
+    who: Option<Who>,
+    key: Option<CancelKey>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+#[derive(Clone)]
+struct Who {
+    user: String,
+    database: String,
+    application_name: String,
+}
+
+async fn handshake_and_relay(
+    shared: &Arc<Shared>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    open: usize,
+    stats: &mut Stats,
+) -> Result<(), SessionError> {
+    let deadline = tokio::time::Instant::now() + shared.config.startup_timeout;
+    let opened = tokio::time::timeout_at(deadline, open_client(shared, sock)).await;
+    let (mut client, startup, tls) = match opened {
+        Err(_) => return Err(SessionError::Closed("startup timed out".into())),
+        Ok(r) => match r? {
+            Some(x) => x,
+            None => return Ok(()),
+        },
+    };
+    if shared.client_tls.is_some() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !tls {
+        return refuse_connection(
+            &mut client,
+            ProxyMessage::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "blastwall: this proxy requires TLS (sslmode=require)",
+            )
+            .with_hint("Connect with sslmode=require or stronger."),
+        )
+        .await;
+    }
+    if open > shared.config.max_connections {
+        return refuse_connection(
+            &mut client,
+            ProxyMessage::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+                .with_detail(format!("blastwall max_connections = {}", shared.config.max_connections)),
+        )
+        .await;
+    }
+    if is_replication(&startup) && !shared.config.allow_replication {
+        return refuse_connection(
+            &mut client,
+            ProxyMessage::fatal(sqlstate::FEATURE_NOT_SUPPORTED, "blastwall: replication connections are not relayed")
+                .with_hint("Set allow_replication = true in the blastwall config, or connect to the server directly."),
+        )
+        .await;
+    }
+    let (server, upstream_cert) = match shared.upstream.connect().await {
+        Ok(x) => x,
+        Err(e) => {
+            let code = match e {
+                BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
+                _ => sqlstate::CONNECTION_FAILURE,
+            };
+            let msg = ProxyMessage::fatal(code, format!("blastwall: {e}"));
+            let _ = client.write_all(&msg.encode()).await;
+            return Err(e.into());
+        }
+    };
+    let who = Who {
+        user: startup.user().to_string(),
+        database: startup.database().to_string(),
+        application_name: startup.param("application_name").unwrap_or("").to_string(),
+    };
+    let info = SessionInfo::new(&who.user, &who.application_name);
+    let mut s = Session {
+        shared: shared.clone(),
+        client,
+        server,
+        cfr: Framer::new(shared.config.max_frame_bytes),
+        sfr: Framer::new(shared.config.max_frame_bytes),
+        relay: Relay::new(rand::random::<u64>() ^ id),
+        // Channel binding binds to the certificate the client saw: it can only pass through
+        // when that certificate is the server's own.
+        strip_plus: upstream_cert.is_some() && upstream_cert != shared.client_cert,
+        ready: false,
+        closing: false,
+        info,
+        key: None,
+        peer,
+        id,
+        startup_deadline: deadline,
+    };
+    s.relay.to_server.extend_from_slice(&startup.bytes);
+    stats.who = Some(who);
+    s.relay_loop(stats).await
+}
+
+fn is_replication(m: &StartupMessage) -> bool {
+    m.param("replication").is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0"))
+}
+
+async fn refuse_connection(client: &mut BoxIo, msg: ProxyMessage) -> Result<(), SessionError> {
+    let text = msg.message.clone();
+    let _ = client.write_all(&msg.encode()).await;
+    let _ = client.flush().await;
+    Err(SessionError::Closed(text))
+}
+
+/// Reads opening packets until a StartupMessage: answers SSLRequest (TLS if configured),
+/// GSSENCRequest (`N`), forwards a known CancelRequest. `None` when the connection ended
+/// without a session (cancel, or the client went away after a probe).
+async fn open_client(
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
+    // Direct TLS (sslnegotiation=direct): the first byte is a TLS handshake record.
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await.map_err(SessionError::ClientIo)? == 0 {
+        return Ok(None);
+    }
+    if first[0] == 0x16 {
+        let Some(acceptor) = &shared.client_tls else {
+            return Err(SessionError::Closed("direct TLS attempted but TLS is not configured".into()));
+        };
+        let tls = acceptor.accept(tcp).await.map_err(SessionError::ClientIo)?;
+        return after_tls(shared, Box::new(tls)).await;
+    }
+    loop {
+        let Some(packet) = read_startup_packet(&mut tcp).await? else {
+            return Ok(None);
+        };
+        match packet {
+            StartupPacket::SslRequest => match &shared.client_tls {
+                Some(acceptor) => {
+                    tcp.write_all(b"S").await.map_err(SessionError::ClientIo)?;
+                    let tls = acceptor.accept(tcp).await.map_err(SessionError::ClientIo)?;
+                    return after_tls(shared, Box::new(tls)).await;
+                }
+                None => tcp.write_all(b"N").await.map_err(SessionError::ClientIo)?,
+            },
+            StartupPacket::GssEncRequest => tcp.write_all(b"N").await.map_err(SessionError::ClientIo)?,
+            StartupPacket::Cancel(key) => {
+                forward_cancel(shared, &key).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup(m) => return Ok(Some((Box::new(tcp), m, false))),
+        }
+    }
+}
+
+/// The opening packets after a TLS handshake: only a StartupMessage or a CancelRequest.
+async fn after_tls(shared: &Arc<Shared>, mut io: BoxIo) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
+    match read_startup_packet(&mut io).await? {
+        None => Ok(None),
+        Some(StartupPacket::Startup(m)) => Ok(Some((io, m, true))),
+        Some(StartupPacket::Cancel(key)) => {
+            forward_cancel(shared, &key).await;
+            Ok(None)
+        }
+        Some(_) => Err(SessionError::ClientProtocol(FrameError::Malformed {
+            what: "startup packet",
+            why: "encryption requested inside an encrypted connection",
+        })),
+    }
+}
+
+/// Forwards a CancelRequest to the server only when the key belongs to a live session of this
+/// proxy; an unknown key is dropped, as the server itself drops it.
+async fn forward_cancel(shared: &Arc<Shared>, key: &CancelKey) {
+    if !shared.cancel_keys.contains(key) {
+        tracing::debug!(pid = key.pid, "cancel request for an unknown backend key dropped");
+        return;
+    }
+    if let Err(e) = shared.upstream.cancel(key).await {
+        tracing::warn!(error = %e, "forwarding a cancel request failed");
+    }
+}
+
+async fn read_startup_packet<R: tokio::io::AsyncRead + Unpin>(
+    io: &mut R,
+) -> Result<Option<StartupPacket>, SessionError> {
+    let mut len = [0u8; 4];
+    match io.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(SessionError::ClientIo(e)),
+    }
+    let total = startup::check_len(len).map_err(SessionError::ClientProtocol)?;
+    let mut buf = BytesMut::with_capacity(total);
+    buf.extend_from_slice(&len);
+    buf.resize(total, 0);
+    io.read_exact(&mut buf[4..]).await.map_err(SessionError::ClientIo)?;
+    startup::parse(buf.freeze()).map(Some).map_err(SessionError::ClientProtocol)
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    client: BoxIo,
+    server: BoxIo,
+    cfr: Framer,
+    sfr: Framer,
+    relay: Relay,
+    strip_plus: bool,
+    /// The first ReadyForQuery has been relayed: authentication is over.
+    ready: bool,
+    /// The client sent Terminate.
+    closing: bool,
+    info: SessionInfo,
+    key: Option<CancelKey>,
+    peer: SocketAddr,
+    id: u64,
+    startup_deadline: tokio::time::Instant,
+}
+
+impl Session {
+    async fn relay_loop(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        let mut phase = self.shared.phase.clone();
+        let idle = self.shared.config.idle_timeout;
+        loop {
+            self.flush(stats).await?;
+            if self.closing {
+                return Ok(());
+            }
+            let current = *phase.borrow_and_update();
+            if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
+                return self.close_for_shutdown().await;
+            }
+            reserve(&mut self.cfr);
+            reserve(&mut self.sfr);
+            let idle_sleep = async {
+                match idle {
+                    Some(d) if self.ready && !self.relay.is_busy() => tokio::time::sleep(d).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let ready = self.ready;
+            let startup_deadline = self.startup_deadline;
+            tokio::select! {
+                r = self.client.read_buf(self.cfr.buf_mut()) => {
+                    let n = r.map_err(SessionError::ClientIo)?;
+                    if n == 0 {
+                        return self.client_gone().await;
+                    }
+                    stats.bytes_in += n as u64;
+                    if let Err(e) = self.on_client_bytes() {
+                        // Tell the client why before closing (the 08P01 is queued).
+                        let _ = self.flush(stats).await;
+                        return Err(e);
+                    }
+                }
+                r = self.server.read_buf(self.sfr.buf_mut()) => {
+                    let n = r.map_err(SessionError::ServerIo)?;
+                    if n == 0 {
+                        return self.server_gone(stats).await;
+                    }
+                    self.on_server_bytes(stats)?;
+                }
+                _ = phase.changed() => {}
+                _ = idle_sleep => {
+                    let msg = ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)");
+                    self.relay.to_client.extend_from_slice(&msg.encode());
+                    self.relay.to_server.extend_from_slice(&messages::terminate());
+                    self.flush(stats).await?;
+                    return Err(SessionError::Closed("idle timeout".into()));
+                }
+                _ = tokio::time::sleep_until(startup_deadline), if !ready => {
+                    let msg = ProxyMessage::fatal(sqlstate::CONNECTION_FAILURE, "blastwall: authentication timed out");
+                    let _ = self.client.write_all(&msg.encode()).await;
+                    return Err(SessionError::Closed("startup timed out".into()));
+                }
+            }
+        }
+    }
+
+    fn is_at_boundary(&self) -> bool {
+        self.ready
+            && self.relay.tx == TxStatus::Idle
+            && !self.relay.is_busy()
+            && self.cfr.is_at_boundary()
+            && self.sfr.is_at_boundary()
+    }
+
+    async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        if !self.relay.to_server.is_empty() {
+            self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
+            self.server.flush().await.map_err(SessionError::ServerIo)?;
+            self.relay.to_server.clear();
+        }
+        if !self.relay.to_client.is_empty() {
+            stats.bytes_out += self.relay.to_client.len() as u64;
+            self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
+            self.client.flush().await.map_err(SessionError::ClientIo)?;
+            self.relay.to_client.clear();
+        }
+        Ok(())
+    }
+
+    /// Client messages: the ones a stage reads come whole; CopyData streams through.
+    fn on_client_bytes(&mut self) -> Result<(), SessionError> {
+        loop {
+            let discarding = self.relay.is_discarding();
+            let ready = self.ready;
+            let item = self
+                .cfr
+                .next_item(|tag| if ready { discarding || tag != fe::COPY_DATA } else { tag == fe::PASSWORD })
+                .map_err(|e| self.protocol_violation(e))?;
+            match item {
+                None => return Ok(()),
+                Some(Item::Pass(b)) => self.relay.forward_raw(&b),
+                Some(Item::Frame(f)) => self.on_client_frame(f)?,
+            }
+        }
+    }
+
+    /// A client frame that violates the protocol: answered with 08P01 and the session ends;
+    /// nothing of it reaches the server.
+    fn protocol_violation(&mut self, e: FrameError) -> SessionError {
+        let msg = ProxyMessage::fatal(sqlstate::PROTOCOL_VIOLATION, format!("blastwall: {e}"));
+        self.relay.to_client.extend_from_slice(&msg.encode());
+        self.relay.to_server.clear();
+        self.relay.to_server.extend_from_slice(&messages::terminate());
+        SessionError::ClientProtocol(e)
+    }
+
+    fn on_client_frame(&mut self, f: Frame) -> Result<(), SessionError> {
+        match f.tag {
+            fe::QUERY => {
+                let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
+                let verdict = self.judge_sql(sql);
+                self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
+            }
+            fe::PARSE => {
+                if self.relay.is_discarding() {
+                    return Ok(());
+                }
+                let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
+                let verdict = self.judge_sql(msg.sql);
+                self.relay.apply(verdict, &f.bytes, Unit::InBatch);
+            }
+            fe::FUNCTION_CALL => {
+                let verdict = self.shared.guard.judge_function_call(&self.info);
+                self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
+            }
+            fe::SYNC => self.relay.forward_sync(&f.bytes),
+            fe::PASSWORD if !self.ready => {
+                if self.strip_plus && is_scram_with_binding_flag(f.body()) {
+                    let msg = ProxyMessage::fatal(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        "blastwall: SCRAM channel binding cannot pass through this proxy: TLS ends at blastwall, whose certificate is not the server's",
+                    )
+                    .with_hint("Connect with channel_binding=disable, or configure blastwall with the server's own certificate and key (then channel binding works end to end).");
+                    self.relay.to_client.extend_from_slice(&msg.encode());
+                    self.closing = true;
+                    return Ok(());
+                }
+                self.relay.forward_raw(&f.bytes);
+            }
+            fe::TERMINATE => {
+                self.cancel_if_busy();
+                self.relay.forward_raw(&f.bytes);
+                self.closing = true;
+            }
+            fe::BIND | fe::EXECUTE | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => self.relay.forward_in_batch(&f.bytes),
+            _ => self.relay.forward_raw(&f.bytes),
+        }
+        Ok(())
+    }
+
+    fn judge_sql(&mut self, sql: &[u8]) -> Verdict {
+        self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
+        self.info.client_encoding = self.relay.params.get("client_encoding").cloned().unwrap_or_default();
+        self.info.in_transaction = self.relay.tx != TxStatus::Idle;
+        self.info.settings_certain = !self.relay.is_busy();
+        self.shared.guard.judge_sql(sql, &mut self.info)
+    }
+
+    fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        let ready = self.ready;
+        let refusals = self.relay.has_refusals();
+        let inspect = |tag: u8| match tag {
+            be::READY_FOR_QUERY | be::PARAMETER_STATUS | be::BACKEND_KEY_DATA => true,
+            be::ERROR_RESPONSE => refusals,
+            be::AUTHENTICATION => !ready,
+            _ => false,
+        };
+        loop {
+            let item = self.sfr.next_item(inspect).map_err(SessionError::ServerProtocol)?;
+            match item {
+                None => return Ok(()),
+                Some(Item::Pass(b)) => self.relay.pass_to_client(&b),
+                Some(Item::Frame(f)) => self.on_server_frame(f, stats)?,
+            }
+        }
+    }
+
+    fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
+        match f.tag {
+            be::READY_FOR_QUERY => {
+                self.relay.on_ready(&f);
+                if !self.ready {
+                    self.ready = true;
+                    self.log_start(stats);
+                }
+            }
+            be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
+            be::BACKEND_KEY_DATA => {
+                if let Ok(key) = messages::backend_key(&f) {
+                    self.shared.cancel_keys.insert(key.clone());
+                    stats.key = Some(key.clone());
+                    self.key = Some(key);
+                }
+                self.relay.pass_to_client(&f.bytes);
+            }
+            be::ERROR_RESPONSE => self.relay.on_error(&f),
+            be::AUTHENTICATION if self.strip_plus && messages::auth_kind(&f) == Ok(10) => {
+                let b = messages::strip_channel_binding(&f).map_err(SessionError::ServerProtocol)?;
+                self.relay.pass_to_client(&b);
+            }
+            _ => self.relay.pass_to_client(&f.bytes),
+        }
+        Ok(())
+    }
+
+    fn log_start(&self, stats: &Stats) {
+        if let Some(who) = &stats.who {
+            tracing::info!(
+                session = self.id,
+                user = %who.user,
+                database = %who.database,
+                application_name = %who.application_name,
+                client = %self.peer,
+                "session started"
+            );
+        }
+    }
+
+    /// A client that leaves while its query runs: the server would go on running it (it only
+    /// notices a closed socket when it next writes), so cancel it.
+    fn cancel_if_busy(&self) {
+        if !self.relay.is_busy() {
+            return;
+        }
+        if let Some(key) = self.key.clone() {
+            let upstream = self.shared.upstream.clone();
+            // On its own task: the cancel must not wait for this session's cleanup.
+            tokio::spawn(async move {
+                if let Err(e) = upstream.cancel(&key).await {
+                    tracing::warn!(error = %e, "cancelling the query of a departed client failed");
+                }
+            });
+        }
+    }
+
+    /// The client went away: cancel what it left running, end the server session.
+    async fn client_gone(&mut self) -> Result<(), SessionError> {
+        self.cancel_if_busy();
+        let _ = self.server.write_all(&messages::terminate()).await;
+        let _ = self.server.shutdown().await;
+        Ok(())
+    }
+
+    async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        let msg = ProxyMessage::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!(
+                "blastwall: the upstream server {} closed the connection unexpectedly",
+                self.shared.upstream.addr()
+            ),
+        )
+        .with_hint("The server may have been restarted or the backend terminated. Reconnect.");
+        self.relay.to_client.extend_from_slice(&msg.encode());
+        let _ = self.flush(stats).await;
+        Err(SessionError::Closed("upstream closed the connection".into()))
+    }
+
+    async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
+        let msg = ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+            .with_detail("blastwall is shutting down");
+        let _ = self.client.write_all(&msg.encode()).await;
+        let _ = self.client.flush().await;
+        let _ = self.server.write_all(&messages::terminate()).await;
+        let _ = self.server.flush().await;
+        Err(SessionError::Closed("shutdown".into()))
+    }
+}
+
+/// A SASLInitialResponse for SCRAM-SHA-256 whose GS2 flag is `y`: "I support channel
+/// binding but the server did not offer it". A server on TLS treats that as a downgrade attack.
+fn is_scram_with_binding_flag(body: &[u8]) -> bool {
+    let mut r = crate::wire::BodyReader::new(body, "SASLInitialResponse");
+    let (Ok(mech), Ok(_len)) = (r.cstr(), r.i32()) else {
+        return false;
+    };
+    mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
+}
+
+fn reserve(f: &mut Framer) {
+    let buf = f.buf_mut();
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+}

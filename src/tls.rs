@@ -1,0 +1,183 @@
+//! TLS with rustls (ring provider): the acceptor for clients and the connector for the server.
+//!
+//! Owns: loading certificates and keys, building rustls configs, and the certificate checks
+//! that libpq's `sslmode` values mean. Does not own: when TLS is negotiated (see `session`
+//! and `backend`), or the sockets.
+
+use crate::config::{ClientTlsConfig, UpstreamSslMode, UpstreamTlsConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot read TLS {what} file {path}: {message}")]
+    File { what: &'static str, path: String, message: String },
+    #[error("invalid TLS configuration: {0}")]
+    Config(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let err = |message: String| TlsError::File { what: "certificate", path: path.display().to_string(), message };
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+        what: "private key",
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The first certificate of a PEM chain file, as DER.
+pub fn leaf_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
+    Ok(certs(path)?.remove(0).to_vec())
+}
+
+/// The client-facing acceptor.
+pub fn acceptor(cfg: &ClientTlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs(&cfg.cert)?, key(&cfg.key)?)
+        .map_err(|e| {
+            TlsError::Config(format!("certificate {} and key {}: {e}", cfg.cert.display(), cfg.key.display()))
+        })?;
+    let mut server = server;
+    // Direct TLS negotiation (PostgreSQL 17's sslnegotiation=direct) requires this ALPN.
+    server.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// The upstream connector and the name to present, or `None` for `sslmode=disable`.
+pub fn connector(
+    cfg: &UpstreamTlsConfig,
+    host: &str,
+) -> Result<Option<(tokio_rustls::TlsConnector, ServerName<'static>)>, TlsError> {
+    let name_text = cfg.server_name.clone().unwrap_or_else(|| host.to_string());
+    let name = ServerName::try_from(name_text.clone())
+        .map_err(|e| TlsError::Config(format!("upstream server name {name_text:?}: {e}")))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match cfg.mode {
+        UpstreamSslMode::Disable => return Ok(None),
+        UpstreamSslMode::Prefer | UpstreamSslMode::Require => Arc::new(NoCheck(provider())),
+        UpstreamSslMode::VerifyCa | UpstreamSslMode::VerifyFull => {
+            let ca = cfg.ca.as_deref().ok_or_else(|| TlsError::Config("verify modes need upstream_tls.ca".into()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs(ca)? {
+                roots.add(c).map_err(|e| TlsError::Config(format!("CA file {}: {e}", ca.display())))?;
+            }
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            if cfg.mode == UpstreamSslMode::VerifyCa {
+                Arc::new(ChainOnly(webpki))
+            } else {
+                webpki
+            }
+        }
+    };
+    let mut client = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+    client.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(Some((tokio_rustls::TlsConnector::from(Arc::new(client)), name)))
+}
+
+/// `sslmode=require`/`prefer`: encrypt, check signatures, but do not check the certificate,
+/// as libpq does without a root certificate.
+#[derive(Debug)]
+struct NoCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCheck {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `sslmode=verify-ca`: the chain must lead to the CA; the host name is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end: &CertificateDer<'_>,
+        inter: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end, inter, name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}

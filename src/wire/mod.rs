@@ -1,0 +1,344 @@
+//! Framing of the PostgreSQL v3 protocol: bytes ↔ frames, length-checked, zero-copy.
+//!
+//! Owns: splitting a byte stream into messages by their length field, checking every length
+//! before allocating, and handing out the original bytes untouched. Typed views of the few
+//! messages later stages read live in [`messages`] and [`startup`].
+//! Does not own: any SQL knowledge, sockets, or decisions about what to forward.
+
+pub mod messages;
+pub mod startup;
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+/// The smallest legal value of a message's length field (the field counts itself).
+pub const MIN_LEN: usize = 4;
+
+/// Errors of the framing layer. Each one is caused by the peer that sent the bytes.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("message length {len} of message type {tag:?} is below the minimum of 4")]
+    TooShort { tag: char, len: u32 },
+    #[error("message length {len} of message type {tag:?} exceeds the limit of {max} bytes")]
+    TooLong { tag: char, len: u32, max: usize },
+    #[error("malformed {what} message: {why}")]
+    Malformed { what: &'static str, why: &'static str },
+}
+
+/// One item read off a stream: either a whole message that a stage wants to read, or a run of
+/// bytes (whole or partial messages) that no stage reads and that is forwarded as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A complete message: tag byte, length field and body, exactly as received.
+    Frame(Frame),
+    /// Bytes of messages nobody inspects; may end in the middle of a message, whose rest
+    /// follows in the next `Pass` items.
+    Pass(Bytes),
+}
+
+/// A complete message, as received. `bytes` includes the tag and the length field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub tag: u8,
+    pub bytes: Bytes,
+}
+
+impl Frame {
+    /// The message body: what follows the tag and the length field.
+    pub fn body(&self) -> &[u8] {
+        self.bytes.get(5..).unwrap_or_default()
+    }
+}
+
+/// Splits a buffered byte stream into [`Item`]s. Cancel-safe: it only looks at what has been
+/// read into `buf`, so a read cancelled by `select!` loses nothing.
+#[derive(Debug)]
+pub struct Framer {
+    buf: BytesMut,
+    /// Bytes of an uninspected message that are still to come and to pass through.
+    pass_remaining: usize,
+    /// The largest message, length field included, that may be buffered whole.
+    max_len: usize,
+}
+
+impl Framer {
+    pub fn new(max_len: usize) -> Self {
+        Framer { buf: BytesMut::with_capacity(8 * 1024), pass_remaining: 0, max_len }
+    }
+
+    /// The buffer that the socket reads into.
+    pub fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Whether bytes have been read that were not yet handed out.
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Takes back the bytes read but not handed out (used when a stream changes hands, e.g.
+    /// for the TLS handshake).
+    pub fn take_buffered(&mut self) -> BytesMut {
+        self.buf.split()
+    }
+
+    /// Whether the stream stands at a message boundary: nothing half-read.
+    pub fn is_at_boundary(&self) -> bool {
+        self.buf.is_empty() && self.pass_remaining == 0
+    }
+
+    /// The next item, or `None` when more bytes are needed. `inspect(tag)` says whether the
+    /// message with that tag must be handed out whole; all others pass through in runs, so
+    /// a large DataRow or CopyData never has to fit in memory at once.
+    pub fn next_item(&mut self, inspect: impl Fn(u8) -> bool) -> Result<Option<Item>, FrameError> {
+        if self.pass_remaining > 0 {
+            let n = self.pass_remaining.min(self.buf.len());
+            if n == 0 {
+                return Ok(None);
+            }
+            self.pass_remaining -= n;
+            return Ok(Some(Item::Pass(self.buf.split_to(n).freeze())));
+        }
+        let mut pos = 0usize;
+        while let Some((tag, total)) = self.header_at(pos)? {
+            if inspect(tag) {
+                if pos > 0 {
+                    break;
+                }
+                if total > self.max_len {
+                    return Err(FrameError::TooLong {
+                        tag: char::from(tag),
+                        len: u32::try_from(total - 1).unwrap_or(u32::MAX),
+                        max: self.max_len,
+                    });
+                }
+                if self.buf.len() >= total {
+                    return Ok(Some(Item::Frame(Frame { tag, bytes: self.buf.split_to(total).freeze() })));
+                }
+                // Length already checked against the limit, so this reservation is bounded.
+                self.buf.reserve(total - self.buf.len());
+                return Ok(None);
+            }
+            let end = pos.saturating_add(total);
+            if end <= self.buf.len() {
+                pos = end;
+                continue;
+            }
+            self.pass_remaining = end - self.buf.len();
+            pos = self.buf.len();
+            break;
+        }
+        if pos > 0 {
+            return Ok(Some(Item::Pass(self.buf.split_to(pos).freeze())));
+        }
+        Ok(None)
+    }
+
+    /// Reads the header at `pos`: `(tag, total length including the tag)`, or `None` when
+    /// fewer than five bytes are buffered there.
+    fn header_at(&self, pos: usize) -> Result<Option<(u8, usize)>, FrameError> {
+        let Some(h) = self.buf.get(pos..pos.saturating_add(5)) else {
+            return Ok(None);
+        };
+        let tag = h[0];
+        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+        if len_usize < MIN_LEN {
+            return Err(FrameError::TooShort { tag: char::from(tag), len });
+        }
+        Ok(Some((tag, len_usize.saturating_add(1))))
+    }
+}
+
+/// Builds a message: tag, length field, body.
+pub fn encode(tag: u8, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + 5);
+    out.extend_from_slice(&[tag]);
+    let len = u32::try_from(body.len() + 4).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
+/// A reader of a message body: NUL-terminated strings and big-endian integers, never
+/// reading past the end and never panicking.
+#[derive(Debug, Clone)]
+pub struct BodyReader<'a> {
+    rest: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> BodyReader<'a> {
+    pub fn new(body: &'a [u8], what: &'static str) -> Self {
+        BodyReader { rest: body, what }
+    }
+
+    fn err(&self, why: &'static str) -> FrameError {
+        FrameError::Malformed { what: self.what, why }
+    }
+
+    pub fn cstr(&mut self) -> Result<&'a [u8], FrameError> {
+        let nul = self.rest.iter().position(|&b| b == 0).ok_or(self.err("unterminated string"))?;
+        let (s, rest) = self.rest.split_at(nul);
+        self.rest = rest.get(1..).unwrap_or_default();
+        Ok(s)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, FrameError> {
+        let (&b, rest) = self.rest.split_first().ok_or(self.err("truncated"))?;
+        self.rest = rest;
+        Ok(b)
+    }
+
+    pub fn i16(&mut self) -> Result<i16, FrameError> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub fn i32(&mut self) -> Result<i32, FrameError> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.rest.len() < n {
+            return Err(self.err("truncated"));
+        }
+        let (a, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(a)
+    }
+
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(f: &mut Framer, b: &[u8]) {
+        f.buf_mut().extend_from_slice(b);
+    }
+
+    #[test]
+    fn splits_by_length_and_keeps_bytes() {
+        let mut f = Framer::new(1024);
+        let q = encode(b'Q', b"SELECT 1\0");
+        let d = encode(b'd', b"abc");
+        feed(&mut f, &q);
+        feed(&mut f, &d);
+        feed(&mut f, &q);
+        let all = |t: u8| t == b'Q';
+        assert_eq!(f.next_item(all).unwrap(), Some(Item::Frame(Frame { tag: b'Q', bytes: q.clone() })));
+        assert_eq!(f.next_item(all).unwrap(), Some(Item::Pass(d.clone())));
+        assert_eq!(f.next_item(all).unwrap(), Some(Item::Frame(Frame { tag: b'Q', bytes: q })));
+        assert_eq!(f.next_item(all).unwrap(), None);
+        assert!(f.is_at_boundary());
+    }
+
+    #[test]
+    fn partial_passthrough_streams() {
+        let mut f = Framer::new(16);
+        let big = encode(b'D', &[7u8; 100]);
+        feed(&mut f, &big[..30]);
+        let none = |_| false;
+        assert_eq!(f.next_item(none).unwrap(), Some(Item::Pass(big.slice(..30))));
+        assert!(!f.is_at_boundary());
+        feed(&mut f, &big[30..]);
+        assert_eq!(f.next_item(none).unwrap(), Some(Item::Pass(big.slice(30..))));
+        assert!(f.is_at_boundary());
+    }
+
+    #[test]
+    fn rejects_bad_lengths_before_allocating() {
+        let mut f = Framer::new(64);
+        feed(&mut f, &[b'Q', 0, 0, 0, 3]);
+        assert!(matches!(f.next_item(|_| true), Err(FrameError::TooShort { .. })));
+        let mut f = Framer::new(64);
+        feed(&mut f, &[b'Q', 0x7f, 0xff, 0xff, 0xff]);
+        assert!(matches!(f.next_item(|_| true), Err(FrameError::TooLong { .. })));
+        assert!(f.buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn query_cannot_read_into_next_message() {
+        // A Query whose length ends before its text's NUL must not swallow the next message.
+        let mut f = Framer::new(1024);
+        let mut bytes = encode(b'Q', b"SELECT 1").to_vec();
+        bytes.extend_from_slice(&encode(b'Q', b"DELETE FROM users\0"));
+        feed(&mut f, &bytes);
+        let Some(Item::Frame(first)) = f.next_item(|_| true).unwrap() else { panic!() };
+        assert_eq!(first.body(), b"SELECT 1");
+        let Some(Item::Frame(second)) = f.next_item(|_| true).unwrap() else { panic!() };
+        assert_eq!(second.body(), b"DELETE FROM users\0");
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any bytes, in any read sizes: no panic, and what comes out is exactly what went
+            /// in, in order, until the first error.
+            #[test]
+            fn framer_is_lossless_and_never_panics(
+                data in proptest::collection::vec(any::<u8>(), 0..2048),
+                cuts in proptest::collection::vec(1usize..64, 1..64),
+                mask in any::<u8>(),
+            ) {
+                let mut f = Framer::new(1024);
+                let mut out = Vec::new();
+                let mut pos = 0;
+                let mut ci = 0;
+                'outer: while pos < data.len() {
+                    let n = cuts[ci % cuts.len()].min(data.len() - pos);
+                    ci += 1;
+                    f.buf_mut().extend_from_slice(&data[pos..pos + n]);
+                    pos += n;
+                    loop {
+                        match f.next_item(|t| t & mask == 0) {
+                            Ok(Some(Item::Frame(fr))) => {
+                                prop_assert!(fr.bytes.len() >= 5 && fr.bytes.len() <= 1024);
+                                out.extend_from_slice(&fr.bytes);
+                            }
+                            Ok(Some(Item::Pass(b))) => out.extend_from_slice(&b),
+                            Ok(None) => break,
+                            Err(_) => break 'outer,
+                        }
+                    }
+                }
+                prop_assert_eq!(&out[..], &data[..out.len()]);
+            }
+
+            #[test]
+            fn startup_parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let mut with_len = (u32::try_from(data.len() + 4).unwrap()).to_be_bytes().to_vec();
+                with_len.extend_from_slice(&data);
+                let _ = startup::parse(Bytes::from(with_len));
+                if data.len() >= 4 {
+                    let _ = startup::check_len([data[0], data[1], data[2], data[3]]);
+                }
+            }
+
+            #[test]
+            fn message_views_never_panic(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let f = Frame { tag, bytes: encode(tag, &body) };
+                let _ = messages::query_text(&f);
+                let _ = messages::parse_msg(&f);
+                let _ = messages::bind_names(&f);
+                let _ = messages::ready_status(&f);
+                let _ = messages::parameter_status(&f);
+                let _ = messages::backend_key(&f);
+                let _ = messages::error_fields(&f);
+                let _ = messages::auth_kind(&f);
+                let _ = messages::strip_channel_binding(&f);
+            }
+        }
+    }
+}
