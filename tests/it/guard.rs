@@ -1,0 +1,193 @@
+//! The incident, through the proxy, against the real server: what is refused leaves the data
+//! byte-for-byte unchanged and the session usable; what is allowed behaves as direct.
+
+use crate::harness::*;
+use tokio::io::AsyncWriteExt;
+
+const INCIDENT_DELETE: &str = "DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100";
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incident_delete_is_refused_and_nothing_is_lost() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&via).await;
+    // The test that would have caught the incident: the range sweeps real users too.
+    let dir = direct("app", APP_PW, &db).await;
+    assert_eq!(
+        count(&dir, "SELECT count(*) FROM users WHERE id BETWEEN -91111200 AND -91111100 AND auth_source <> 'test'")
+            .await,
+        10
+    );
+
+    let err = via.simple_query(INCIDENT_DELETE).await.unwrap_err();
+    let db_err = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db_err.code().code(), "42501");
+    assert_eq!(
+        db_err.message(),
+        "blastwall: refused DELETE on public.users: range predicate (BETWEEN) on protected column id"
+    );
+    assert!(db_err.detail().unwrap().contains("rule protected-range"));
+    assert!(db_err.hint().unwrap().contains("auth_source = 'test'"));
+    assert_eq!(snapshot(&via).await, before, "nothing changed");
+
+    // Extended protocol with parameters: refused at Parse, before anything runs.
+    let err =
+        via.execute("DELETE FROM users WHERE id BETWEEN $1 AND $2", &[&-91111200i64, &-91111100i64]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    assert_eq!(snapshot(&via).await, before);
+
+    // The upsert that overwrote real users, and the sequence move that started it all.
+    let err = via
+        .simple_query("INSERT INTO users (id, auth_source) VALUES (-91111111, 'test') ON CONFLICT (id) DO UPDATE SET auth_source = EXCLUDED.auth_source")
+        .await
+        .unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("ON CONFLICT (id) DO UPDATE"), "{err:?}");
+    let err = via.simple_query("SELECT setval('web_user_id_seq', 91111101)").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    assert_eq!(snapshot(&via).await, before);
+
+    // The session is usable, and the safe cleanup does exactly what it does direct.
+    let n = via.execute("DELETE FROM users WHERE auth_source = 'test'", &[]).await.unwrap();
+    assert_eq!(n, 10);
+    assert_eq!(count(&via, "SELECT count(*) FROM users WHERE id BETWEEN -91111200 AND -91111100").await, 10);
+    assert_eq!(count(&via, "SELECT count(*) FROM subscriptions").await, 50);
+    // Point deletes on protected rows are allowed.
+    assert_eq!(via.execute("DELETE FROM users WHERE id = $1", &[&1000001i64]).await.unwrap(), 1);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_in_a_transaction_aborts_it_like_a_server_error() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&via).await;
+    via.batch_execute("BEGIN; UPDATE users SET plan = 'changed' WHERE id = 1000002").await.unwrap();
+    assert!(via.simple_query("DELETE FROM users").await.is_err());
+    let err = via.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "25P02", "the transaction is aborted, as after any error");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(snapshot(&via).await, before);
+    // A multi-statement string is judged whole: its harmless part does not run either.
+    let err = via
+        .simple_query("UPDATE users SET plan = 'x' WHERE id = 1000003; DELETE FROM users WHERE id < 0")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    assert_eq!(snapshot(&via).await, before);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_in_a_pipelined_batch_behaves_like_a_server_error() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO trust_user");
+    let p = proxy().await;
+    let batch = |bad: &str| {
+        let mut b = parse("", "UPDATE users SET plan = 'batched' WHERE id = 1000004");
+        b.extend(bind_execute(""));
+        b.extend(parse("s2", bad));
+        b.extend(bind_execute("s2"));
+        b.extend(msg(b'S', &[]));
+        b
+    };
+    // Through the proxy: the refused Parse fails the batch; the UPDATE before it is rolled
+    // back with the implicit transaction, exactly as a server-side error would do.
+    let mut via = startup(p.port(), "trust_user", &db).await;
+    via.write_all(&batch(INCIDENT_DELETE)).await.unwrap();
+    let r_via = replies(&mut via).await;
+    // Direct, with a statement the server itself rejects at Parse.
+    let mut dir = startup(pg().server.port, "trust_user", &db).await;
+    dir.write_all(&batch("DELETE FROM no_such_table WHERE id BETWEEN 1 AND 2")).await.unwrap();
+    let r_dir = replies(&mut dir).await;
+    assert_eq!(r_via.tags, r_dir.tags, "same message sequence as a server error");
+    assert_eq!(r_via.codes, vec!["42501".to_string()]);
+    assert_eq!(r_via.status, r_dir.status);
+    let c = direct("app", APP_PW, &db).await;
+    assert_eq!(count(&c, "SELECT count(*) FROM users WHERE plan = 'batched'").await, 0);
+    assert_eq!(count(&c, "SELECT count(*) FROM users").await, 60);
+    // Same connection, next batch: works.
+    let mut ok = parse("", "SELECT 1");
+    ok.extend(bind_execute(""));
+    ok.extend(msg(b'S', &[]));
+    via.write_all(&ok).await.unwrap();
+    let r = replies(&mut via).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    // In an explicit transaction block the refusal leaves it failed ('E'), as the server does.
+    via.write_all(&msg(b'Q', b"BEGIN\0")).await.unwrap();
+    replies(&mut via).await;
+    via.write_all(&batch(INCIDENT_DELETE)).await.unwrap();
+    assert_eq!(replies(&mut via).await.status, Some('E'));
+    via.write_all(&msg(b'Q', b"ROLLBACK\0")).await.unwrap();
+    assert_eq!(replies(&mut via).await.status, Some('I'));
+    // The FunctionCall message calls a function by OID: its body is unseen, so it is refused.
+    let mut f = 1397u32.to_be_bytes().to_vec(); // int4abs
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 4, 255, 255, 255, 251, 0, 0]);
+    via.write_all(&msg(b'F', &f)).await.unwrap();
+    let r = replies(&mut via).await;
+    assert_eq!(r.codes, vec!["42501".to_string()]);
+    assert_eq!(r.status, Some('I'));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_conforming_strings_off_cannot_smuggle_a_delete() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&via).await;
+    via.batch_execute("SET standard_conforming_strings = off").await.unwrap();
+    // Read with `on`, this is one SELECT of two strings; the server, with `off`, runs a DELETE.
+    let err = via.simple_query("SELECT 'a\\', '; DELETE FROM users; --'").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501", "{err:?}");
+    assert_eq!(snapshot(&via).await, before);
+    // The same text pipelined right behind the SET, before the server reported the change.
+    let via2 = connect(p.port(), "app", APP_PW, &db).await;
+    let (a, b) = tokio::join!(
+        via2.simple_query("SET standard_conforming_strings = off"),
+        via2.simple_query("SELECT 'a\\', '; DELETE FROM users; --'")
+    );
+    a.unwrap();
+    assert!(b.is_err());
+    assert_eq!(snapshot(&via).await, before);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sees_a_clear_error_and_warn_mode_forwards() {
+    let db = incident_db();
+    let p = proxy().await;
+    let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-c", INCIDENT_DELETE], None);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "ERROR:  blastwall: refused DELETE on public.users: range predicate (BETWEEN) on protected column id"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("DETAIL:  rule protected-range"), "{err}");
+    assert!(err.contains("HINT:  "), "{err}");
+    // A script stops at the refusal with ON_ERROR_STOP, and what came before stays.
+    let script = "UPDATE users SET plan = 'x' WHERE id = 1000005;\nDELETE FROM users WHERE id < 0;\nUPDATE users SET plan = 'y' WHERE id = 1000006;\n";
+    let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-v", "ON_ERROR_STOP=1", "-f", "-"], Some(script));
+    assert!(!ok, "{err}");
+    assert!(err.contains("<stdin>:2: ERROR"), "{err}");
+    let c = direct("app", APP_PW, &db).await;
+    assert_eq!(count(&c, "SELECT count(*) FROM users WHERE plan IN ('x', 'y')").await, 1);
+    p.stop().await;
+    // The migrator role is in warn mode: forwarded, with a WARNING.
+    let p = proxy().await;
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO migrator");
+    let (ok, _, err) = psql(p.port(), "migrator", APP_PW, &db, &["-c", "DELETE FROM web_messages WHERE id > 0"], None);
+    assert!(ok, "{err}");
+    let (ok, _, err) = psql(p.port(), "migrator", APP_PW, &db, &["-c", "TRUNCATE web_messages"], None);
+    assert!(ok, "{err}");
+    assert!(err.contains("WARNING:  blastwall: would refuse TRUNCATE on public.web_messages"), "{err}");
+    assert_eq!(count(&c, "SELECT count(*) FROM web_messages").await, 0);
+    p.stop().await;
+}

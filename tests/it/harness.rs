@@ -1,0 +1,330 @@
+//! The test harness: one real PostgreSQL per test binary (initdb in a temp dir, free port,
+//! scram-sha-256 plus md5, password and trust users, TLS with a generated certificate), a
+//! fresh database per test, and the proxy started in-process on port 0.
+
+use blastwall::config::{Config, UpstreamSslMode};
+use blastwall::guard::Guard;
+use blastwall::pgtemp::{PgOptions, TempPostgres};
+use blastwall::policy::Policy;
+use blastwall::server::{shutdown_handle, Server, ShutdownHandle};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const SUPERUSER_PW: &str = "super-secret-pw";
+pub const APP_PW: &str = "app-pw";
+
+pub struct Pg {
+    pub server: TempPostgres,
+    pub ca_pem: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _certs: tempfile::TempDir,
+}
+
+static PG: OnceLock<Pg> = OnceLock::new();
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A CA and a server certificate for localhost/127.0.0.1, written as PEM files.
+fn make_certs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(p("server.crt"), cert.pem()).unwrap();
+    std::fs::write(p("server.key"), key.serialize_pem()).unwrap();
+    // The postgres user must be able to read them when the harness runs as root.
+    let _ = Command::new("chmod").args(["-R", "a+rX", &dir.path().display().to_string()]).status();
+    let (a, b, c) = (p("ca.pem"), p("server.crt"), p("server.key"));
+    (dir, a, b, c)
+}
+
+pub fn pg() -> &'static Pg {
+    PG.get_or_init(|| {
+        let (certs, ca, cert, key) = make_certs();
+        let opts = PgOptions {
+            password: SUPERUSER_PW.into(),
+            tls: Some((cert.clone(), key.clone())),
+            hba: vec![
+                "host all trust_user 127.0.0.1/32 trust".into(),
+                "host all md5_user 127.0.0.1/32 md5".into(),
+                "host all pw_user 127.0.0.1/32 password".into(),
+            ],
+            conf: vec![],
+        };
+        let server = TempPostgres::start(&opts).unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+        server.stop_when_process_exits(std::process::id());
+        let pg = Pg { server, ca_pem: ca, cert, key, _certs: certs };
+        admin_sql(
+            &pg,
+            "postgres",
+            &format!(
+                "CREATE ROLE trust_user LOGIN; \
+                 CREATE ROLE pw_user LOGIN PASSWORD '{APP_PW}'; \
+                 CREATE ROLE app LOGIN PASSWORD '{APP_PW}'; \
+                 CREATE ROLE migrator LOGIN PASSWORD '{APP_PW}'; \
+                 SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD '{APP_PW}';"
+            ),
+        );
+        pg
+    })
+}
+
+/// Runs SQL as the superuser over the Unix socket with psql; panics with psql's output on error.
+pub fn admin_sql(pg: &Pg, db: &str, sql: &str) -> String {
+    let out = Command::new(psql_path())
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &pg.server.admin_conninfo(db), "-c", sql])
+        .output()
+        .expect("running psql");
+    assert!(out.status.success(), "admin psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn psql_path() -> PathBuf {
+    let b = blastwall::pgtemp::find_bindir().expect("bindir").join("psql");
+    if b.is_file() {
+        b
+    } else {
+        PathBuf::from("psql")
+    }
+}
+
+/// A fresh database owned by `app`, so each test starts from nothing.
+pub fn fresh_db(prefix: &str) -> String {
+    let pg = pg();
+    let name = format!("{prefix}_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed));
+    admin_sql(pg, "postgres", &format!("CREATE DATABASE {name} OWNER app"));
+    admin_sql(pg, &name, "GRANT ALL ON SCHEMA public TO PUBLIC");
+    name
+}
+
+/// A fresh database loaded with the incident's schema (owned by app).
+pub fn incident_db() -> String {
+    let db = fresh_db("incident");
+    let out = Command::new(psql_path())
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg().server.admin_conninfo(&db), "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            let mut sql = String::from("SET ROLE app;\n");
+            sql.push_str(blastwall::demo::INCIDENT_SCHEMA);
+            c.stdin.take().unwrap().write_all(sql.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("psql");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    db
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub shutdown: ShutdownHandle,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+    pub async fn stop(self) {
+        self.shutdown.shutdown();
+        let _ = self.task.await;
+    }
+}
+
+pub fn base_config() -> Config {
+    let mut c = Config { listen: "127.0.0.1:0".into(), upstream_port: pg().server.port, ..Config::default() };
+    c.upstream_tls.mode = UpstreamSslMode::Disable;
+    c
+}
+
+pub async fn proxy_with(config: Config, policy: Policy) -> Proxy {
+    let server = Server::bind(config, Guard::new(policy, None)).await.expect("bind proxy");
+    let addr = server.local_addr();
+    let shutdown = shutdown_handle();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    Proxy { addr, shutdown, task }
+}
+
+/// The proxy with the shipped default + incident policies.
+pub async fn proxy() -> Proxy {
+    proxy_with(base_config(), blastwall::demo::incident_policy().unwrap()).await
+}
+
+pub fn conninfo(port: u16, user: &str, password: &str, db: &str) -> String {
+    let pw = if password.is_empty() { String::new() } else { format!(" password={password}") };
+    format!("host=127.0.0.1 port={port} user={user}{pw} dbname={db} sslmode=disable")
+}
+
+pub async fn connect(port: u16, user: &str, password: &str, db: &str) -> tokio_postgres::Client {
+    try_connect(port, user, password, db).await.unwrap_or_else(|e| panic!("connect {user}@{db} on {port}: {e:?}"))
+}
+
+pub async fn try_connect(
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(&conninfo(port, user, password, db), tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Direct to the server, as the comparison point.
+pub async fn direct(user: &str, password: &str, db: &str) -> tokio_postgres::Client {
+    connect(pg().server.port, user, password, db).await
+}
+
+/// Runs psql against `port`, returning (success, stdout, stderr).
+pub fn psql(
+    port: u16,
+    user: &str,
+    password: &str,
+    db: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(psql_path());
+    cmd.args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, "-d", db])
+        .args(args)
+        .env("PGPASSWORD", password)
+        .env("PGSSLMODE", "disable")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("psql");
+    let input = stdin.unwrap_or("").to_string();
+    let mut si = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = si.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("psql output");
+    let _ = writer.join();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A snapshot of every row of the incident's tables, to prove a refusal changed nothing.
+pub async fn snapshot(c: &tokio_postgres::Client) -> String {
+    let mut out = String::new();
+    for t in ["users", "subscriptions", "chat_sessions", "web_messages"] {
+        let rows = c
+            .simple_query(&format!(
+                "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) || ':' || count(*) FROM {t} t"
+            ))
+            .await
+            .unwrap();
+        for r in rows {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = r {
+                out.push_str(&format!("{t}={};", r.get(0).unwrap_or("")));
+            }
+        }
+    }
+    out
+}
+
+// Raw protocol, for what client libraries cannot send.
+
+pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(name.as_bytes());
+    b.push(0);
+    b.extend_from_slice(sql.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    msg(b'P', &b)
+}
+
+pub fn bind_execute(stmt: &str) -> Vec<u8> {
+    let mut b = vec![0u8];
+    b.extend_from_slice(stmt.as_bytes());
+    b.push(0);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut out = msg(b'B', &b);
+    out.extend(msg(b'E', &[0, 0, 0, 0, 0]));
+    out
+}
+
+pub async fn startup(port: u16, user: &str, db: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut body = 196608i32.to_be_bytes().to_vec();
+    for kv in ["user", user, "database", db] {
+        body.extend_from_slice(kv.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    pkt.extend_from_slice(&body);
+    s.write_all(&pkt).await.unwrap();
+    replies(&mut s).await;
+    s
+}
+
+/// What the server (or proxy) said up to ReadyForQuery, or up to the end of the connection.
+#[derive(Debug, Default)]
+pub struct Replies {
+    /// The message tags, in order.
+    pub tags: String,
+    /// The SQLSTATE of each ErrorResponse.
+    pub codes: Vec<String>,
+    /// The fields of the ErrorResponses, as text.
+    pub errors: String,
+    /// ReadyForQuery's transaction status; `None` when the connection ended first.
+    pub status: Option<char>,
+}
+
+pub async fn replies(s: &mut tokio::net::TcpStream) -> Replies {
+    let mut r = Replies::default();
+    loop {
+        let mut h = [0u8; 5];
+        if s.read_exact(&mut h).await.is_err() {
+            return r;
+        }
+        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        if s.read_exact(&mut body).await.is_err() {
+            return r;
+        }
+        r.tags.push(h[0] as char);
+        if h[0] == b'E' {
+            for f in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+                if f[0] == b'C' {
+                    r.codes.push(String::from_utf8_lossy(&f[1..]).into_owned());
+                }
+                r.errors.push_str(&String::from_utf8_lossy(f));
+                r.errors.push(' ');
+            }
+        }
+        if h[0] == b'Z' {
+            r.status = body.first().map(|&b| b as char);
+            return r;
+        }
+    }
+}

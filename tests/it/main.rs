@@ -1,0 +1,17 @@
+//! blastwall's integration tests: one binary, against a real PostgreSQL that the harness
+//! starts itself, with real clients (tokio-postgres, psql).
+//!
+//! Modules:
+//! - `harness`: the throwaway server, fresh databases, the in-process proxy, client helpers.
+//! - `relay`:   protocol fidelity — simple/extended/pipelined queries, COPY, notifications,
+//!   cancel, errors, auth methods, TLS on both sides, faults, limits, shutdown.
+//! - `guard`:   the incident's statements refused through the proxy, data unchanged,
+//!   sessions usable, allowed statements identical to direct.
+//! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
+//! - `cli`:     `blastwall check` and the README's commands.
+
+mod cli;
+mod corpus;
+mod guard;
+mod harness;
+mod relay;
