@@ -275,7 +275,9 @@ pub fn bind_execute(stmt: &str) -> Vec<u8> {
 pub async fn startup(port: u16, user: &str, db: &str) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut body = 196608i32.to_be_bytes().to_vec();
-    for kv in ["user", user, "database", db] {
+    // application_name names the connection in pg_stat_activity for tests that look for it.
+    let app = format!("raw-{db}");
+    for kv in ["user", user, "database", db, "application_name", &app] {
         body.extend_from_slice(kv.as_bytes());
         body.push(0);
     }

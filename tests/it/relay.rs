@@ -355,39 +355,30 @@ async fn client_disconnect_cancels_its_query() {
     let p = proxy().await;
     // A raw client that sends a long query and closes its socket without a word.
     let mut s = startup(p.port(), "trust_user", &db).await;
-    let mut q = vec![b'Q'];
-    let sql = b"SELECT pg_backend_pid(), pg_sleep(0.2); SELECT pg_sleep(60)\0";
-    q.extend_from_slice(&((sql.len() + 4) as u32).to_be_bytes());
-    q.extend_from_slice(sql);
-    s.write_all(&q).await.unwrap();
-    // First result set: the backend's pid (RowDescription, DataRow …).
-    let mut buf = vec![0u8; 4096];
-    let mut got = Vec::new();
-    let pid: i32 = loop {
-        let n = s.read(&mut buf).await.unwrap();
-        got.extend_from_slice(&buf[..n]);
-        if let Some(i) = got.windows(1).position(|w| w[0] == b'D') {
-            if got.len() >= i + 11 {
-                let len = u32::from_be_bytes([got[i + 7], got[i + 8], got[i + 9], got[i + 10]]) as usize;
-                if got.len() >= i + 11 + len {
-                    break std::str::from_utf8(&got[i + 11..i + 11 + len]).unwrap().parse().unwrap();
+    s.write_all(&msg(b'Q', b"SELECT pg_sleep(60)\0")).await.unwrap();
+    let admin = direct("postgres", SUPERUSER_PW, "postgres").await;
+    let active = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'raw-{db}' AND query LIKE 'SELECT pg_sleep%'"
+    );
+    let wait_for = |want: i64| {
+        let admin = &admin;
+        let active = &active;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let n: i64 = admin.query_one(active.as_str(), &[]).await.unwrap().get(0);
+                if n == want {
+                    return;
                 }
+                assert!(std::time::Instant::now() < deadline, "pg_sleep count is {n}, want {want}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for(1).await;
     drop(s);
-    let admin = direct("postgres", SUPERUSER_PW, "postgres").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let n: i64 =
-            admin.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid]).await.unwrap().get(0);
-        if n == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "backend {pid} still running after its client left");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The proxy cancels the query and ends the backend well before the 60 s are up.
+    wait_for(0).await;
     p.stop().await;
 }
 
