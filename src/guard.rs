@@ -5,8 +5,9 @@
 //! session's own stricter mode), the cheap pre-filter, and the policy handle that reloads swap.
 //! Does not own: the rules (`policy`), the parser (`analyze`), or the wire (`relay`).
 
-use crate::analyze::{self, Opaque, ParseOptions, Statement};
+use crate::analyze::{self, Op, Opaque, ParseOptions, Statement};
 use crate::policy::{self, Decision, Mode, Policy, SessionView};
+use crate::precheck::CheckPlan;
 use crate::wire::messages::{sqlstate, ProxyMessage, Severity};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,6 +20,19 @@ pub enum Verdict {
     Notice(ProxyMessage),
     /// Do not forward; the client gets this ErrorResponse.
     Refuse(ProxyMessage),
+    /// Forward inside a pre-check on the client's own session, which counts the rows it
+    /// changes and keeps or undoes them.
+    Check(CheckPlan),
+}
+
+impl Verdict {
+    /// The warning to send, if this verdict carries one.
+    pub fn notice(&self) -> Option<&ProxyMessage> {
+        match self {
+            Verdict::Notice(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 /// Per-session facts the guard keeps.
@@ -49,7 +63,7 @@ impl SessionInfo {
         }
     }
 
-    fn view(&self) -> SessionView<'_> {
+    pub fn view(&self) -> SessionView<'_> {
         SessionView { user: &self.user, application_name: &self.application_name, session_mode: self.session_mode }
     }
 }
@@ -87,8 +101,35 @@ impl Guard {
 
     /// Judges the SQL text of a Query or Parse message.
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
-        let (_, decision) = self.decide_text(sql, info);
-        render(&decision)
+        let (statements, decision) = self.decide_text(sql, info);
+        let policy = self.policy();
+        let verdict = render(&decision);
+        let dry_run = decision.mode() == Some(Mode::DryRun);
+        if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
+            return verdict;
+        }
+        let Some(CheckNeed { verb, target, dry_run }) = check_need(&statements, info, &policy, dry_run) else {
+            return verdict;
+        };
+        if let Some(why) = unverifiable(&statements) {
+            return Verdict::Refuse(
+                ProxyMessage::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("blastwall: refused {verb}: it must be counted before it is kept, and {why}"),
+                )
+                .with_detail(format!("rule unverifiable; policy {}", policy.source_names()))
+                .with_hint("Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text)."),
+            );
+        }
+        let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+        Verdict::Check(CheckPlan {
+            verb,
+            target,
+            dry_run,
+            dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
+            statement: text,
+            notice: verdict.notice().cloned(),
+        })
     }
 
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
@@ -198,6 +239,59 @@ fn cannot_write(text: &str) -> bool {
         .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
 }
 
+/// What the pre-check needs to know about a message.
+struct CheckNeed {
+    verb: &'static str,
+    target: Option<analyze::RelName>,
+    /// Some write in it is in dry-run mode: it is always rolled back.
+    dry_run: bool,
+}
+
+/// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
+/// (its cascades may reach a limited table), an UPDATE or MERGE on a table whose updates are
+/// limited, and anything in dry-run mode that writes (the static findings are `dry_run`).
+fn check_need(statements: &[Statement], info: &SessionInfo, policy: &Policy, dry_run: bool) -> Option<CheckNeed> {
+    let any_delete_limit =
+        policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
+    let mut need: Option<CheckNeed> = None;
+    for st in statements {
+        for w in &st.writes {
+            let table = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t)));
+            let mode = policy::mode_for(info.view(), policy, table);
+            if mode == Mode::Off {
+                continue;
+            }
+            let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
+            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate);
+            let update_limited = policy.max_update_rows.is_some() || table.is_some_and(|t| t.max_update_rows.is_some());
+            let write_dry = dry_run || mode == Mode::DryRun;
+            if write_dry || (is_delete && any_delete_limit) || (is_update && update_limited) {
+                let n = need.get_or_insert_with(|| CheckNeed {
+                    verb: w.op.verb(),
+                    target: w.target.clone(),
+                    dry_run: false,
+                });
+                n.dry_run |= write_dry;
+            }
+        }
+        if dry_run && !st.opaque.is_empty() {
+            need.get_or_insert(CheckNeed { verb: "statement", target: None, dry_run: true }).dry_run = true;
+        }
+    }
+    need
+}
+
+/// Why a message cannot be run inside a pre-check, if it cannot.
+fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
+    if statements.iter().any(|s| s.transaction_control) {
+        return Some("the same message ends or opens a transaction (BEGIN, COMMIT, ROLLBACK, SAVEPOINT …)");
+    }
+    if statements.iter().any(|s| s.copy_from_stdin) {
+        return Some("the same message reads COPY data from the client");
+    }
+    None
+}
+
 /// Turns findings into the client's message.
 pub fn render(d: &Decision) -> Verdict {
     let Some(mode) = d.mode() else {
@@ -230,15 +324,9 @@ pub fn render(d: &Decision) -> Verdict {
             detail: Some(detail),
             hint: Some(first.hint.to_string()),
         }),
-        Mode::DryRun => Verdict::Refuse(
-            ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("blastwall: dry-run of {}: {} — not executed, nothing changed", first.what, first.why),
-            )
-            .with_detail(detail)
-            .with_hint(first.hint),
-        ),
-        Mode::Enforce => Verdict::Refuse(
+        // A dry run is carried out by the pre-check (see `judge_sql`); what cannot be run
+        // there is refused with the same words as in enforce mode.
+        Mode::DryRun | Mode::Enforce => Verdict::Refuse(
             ProxyMessage::error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!("blastwall: refused {}: {}", first.what, first.why),

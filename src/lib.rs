@@ -10,6 +10,7 @@ pub mod demo;
 pub mod guard;
 pub mod pgtemp;
 pub mod policy;
+pub mod precheck;
 pub mod relay;
 pub mod server;
 pub mod session;

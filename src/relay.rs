@@ -68,6 +68,11 @@ impl Relay {
         self.syncs_sent != self.syncs_done || self.batch_open
     }
 
+    /// Whether messages of the current extended batch were forwarded already.
+    pub fn batch_has_messages(&self) -> bool {
+        self.batch_open
+    }
+
     pub fn is_discarding(&self) -> bool {
         self.discarding
     }
@@ -87,6 +92,16 @@ impl Relay {
             }
             (Verdict::Refuse(r), Unit::SyncPoint) => self.refuse_sync_point(r),
             (Verdict::Refuse(r), Unit::InBatch) => self.refuse_in_batch(r),
+            // The session runs checks itself; one that reaches here was not run, so the
+            // statement must not run either.
+            (Verdict::Check(p), unit) => self.apply(
+                Verdict::Refuse(ProxyMessage::error(
+                    messages::sqlstate::INTERNAL_ERROR,
+                    format!("blastwall: refused {}: its pre-check could not run here", p.verb),
+                )),
+                bytes,
+                unit,
+            ),
         }
     }
 

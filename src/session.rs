@@ -6,12 +6,14 @@
 
 use crate::backend::{BackendError, BoxIo};
 use crate::guard::{SessionInfo, Verdict};
+use crate::precheck::{self, Backend, CheckPlan, Outcome};
 use crate::relay::{Relay, Unit};
 use crate::server::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
 use crate::wire::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::wire::{Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -162,6 +164,9 @@ async fn handshake_and_relay(
         ready: false,
         closing: false,
         info,
+        pending: None,
+        held_batch: None,
+        stmt_plans: HashMap::new(),
         key: None,
         peer,
         id,
@@ -283,6 +288,13 @@ struct Session {
     /// The client sent Terminate.
     closing: bool,
     info: SessionInfo,
+    /// A message (or extended batch) waiting for the pre-check, which runs once the server
+    /// has answered everything before it. The client is not read meanwhile.
+    pending: Option<(BytesMut, CheckPlan)>,
+    /// An extended batch being held (not forwarded) because it will need the pre-check.
+    held_batch: Option<HeldBatch>,
+    /// Prepared statements (extended protocol) whose execution needs the pre-check.
+    stmt_plans: HashMap<Vec<u8>, CheckPlan>,
     key: Option<CancelKey>,
     peer: SocketAddr,
     id: u64,
@@ -302,8 +314,14 @@ impl Session {
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }
+            if self.pending.is_some() && !self.relay.is_busy() {
+                self.run_pending().await?;
+                self.on_client_bytes()?;
+                continue;
+            }
             reserve(&mut self.cfr);
             reserve(&mut self.sfr);
+            let reading_client = self.pending.is_none();
             let idle_sleep = async {
                 match idle {
                     Some(d) if self.ready && !self.relay.is_busy() => tokio::time::sleep(d).await,
@@ -313,7 +331,7 @@ impl Session {
             let ready = self.ready;
             let startup_deadline = self.startup_deadline;
             tokio::select! {
-                r = self.client.read_buf(self.cfr.buf_mut()) => {
+                r = self.client.read_buf(self.cfr.buf_mut()), if reading_client => {
                     let n = r.map_err(SessionError::ClientIo)?;
                     if n == 0 {
                         return self.client_gone().await;
@@ -375,6 +393,9 @@ impl Session {
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
         loop {
+            if self.pending.is_some() {
+                return Ok(());
+            }
             let discarding = self.relay.is_discarding();
             let ready = self.ready;
             let item = self
@@ -403,22 +424,74 @@ impl Session {
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
-                let verdict = self.judge_sql(sql);
-                self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
+                match self.judge_sql(sql) {
+                    Verdict::Check(plan) => self.pending = Some((BytesMut::from(&f.bytes[..]), plan)),
+                    v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
+                }
             }
             fe::PARSE => {
                 if self.relay.is_discarding() {
                     return Ok(());
                 }
                 let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
-                let verdict = self.judge_sql(msg.sql);
-                self.relay.apply(verdict, &f.bytes, Unit::InBatch);
+                let name = msg.name.to_vec();
+                match self.judge_sql(msg.sql) {
+                    Verdict::Check(plan) => {
+                        self.stmt_plans.insert(name, plan.clone());
+                        self.hold_in_batch(&f, plan);
+                    }
+                    v => {
+                        self.stmt_plans.remove(&name);
+                        match (&mut self.held_batch, v) {
+                            (Some(h), Verdict::Allow) => h.bytes.extend_from_slice(&f.bytes),
+                            (Some(h), Verdict::Notice(n)) => {
+                                self.relay.notify_client(&n);
+                                h.bytes.extend_from_slice(&f.bytes);
+                            }
+                            (_, v) => {
+                                // A refusal fails the whole batch, so what was held can go
+                                // to the server unchecked: its implicit transaction (or the
+                                // client's block) is rolled back with the failure.
+                                if let Some(h) = self.held_batch.take() {
+                                    self.relay.forward_in_batch(&h.bytes);
+                                }
+                                self.relay.apply(v, &f.bytes, Unit::InBatch);
+                            }
+                        }
+                    }
+                }
             }
+            fe::BIND => {
+                let (_, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
+                match self.stmt_plans.get(stmt).cloned() {
+                    Some(plan) if self.held_batch.is_none() => self.hold_in_batch(&f, plan),
+                    _ => self.batch_message(&f),
+                }
+            }
+            fe::EXECUTE => {
+                if let Some(h) = &mut self.held_batch {
+                    h.executes = true;
+                }
+                self.batch_message(&f);
+            }
+            fe::SYNC => match self.held_batch.take() {
+                Some(mut h) => {
+                    h.bytes.extend_from_slice(&f.bytes);
+                    if h.executes {
+                        self.pending = Some((h.bytes, h.plan));
+                    } else {
+                        // Nothing runs in it (a prepare): it needs no counting.
+                        self.relay.forward_in_batch(&h.bytes[..h.bytes.len() - f.bytes.len()]);
+                        self.relay.forward_sync(&f.bytes);
+                    }
+                }
+                None => self.relay.forward_sync(&f.bytes),
+            },
             fe::FUNCTION_CALL => {
                 let verdict = self.shared.guard.judge_function_call(&self.info);
                 self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
             }
-            fe::SYNC => self.relay.forward_sync(&f.bytes),
+            fe::DESCRIBE | fe::CLOSE | fe::FLUSH => self.batch_message(&f),
             fe::PASSWORD if !self.ready => {
                 if self.strip_plus && is_scram_with_binding_flag(f.body()) {
                     let msg = ProxyMessage::fatal(
@@ -437,8 +510,95 @@ impl Session {
                 self.relay.forward_raw(&f.bytes);
                 self.closing = true;
             }
-            fe::BIND | fe::EXECUTE | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => self.relay.forward_in_batch(&f.bytes),
             _ => self.relay.forward_raw(&f.bytes),
+        }
+        Ok(())
+    }
+
+    /// An extended-protocol message that is not judged itself: held with its batch, or forwarded.
+    fn batch_message(&mut self, f: &Frame) {
+        match &mut self.held_batch {
+            Some(h) if !self.relay.is_discarding() => h.bytes.extend_from_slice(&f.bytes),
+            _ => self.relay.forward_in_batch(&f.bytes),
+        }
+    }
+
+    /// Starts (or continues) holding a batch that will need the pre-check. A batch whose
+    /// earlier messages already reached the server cannot be wrapped any more: refused.
+    fn hold_in_batch(&mut self, f: &Frame, plan: CheckPlan) {
+        if let Some(h) = &mut self.held_batch {
+            h.bytes.extend_from_slice(&f.bytes);
+            return;
+        }
+        if self.relay.batch_has_messages() {
+            let msg = ProxyMessage::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("blastwall: refused {}: it must be counted before it is kept, and it came in the middle of a pipelined batch", plan.verb),
+            )
+            .with_hint("Send a Sync before the write, so that it starts a batch of its own.");
+            self.relay.refuse_in_batch(msg);
+            return;
+        }
+        self.held_batch = Some(HeldBatch { bytes: BytesMut::from(&f.bytes[..]), plan, executes: false });
+    }
+
+    /// Runs the waiting message inside the pre-check and relays its outcome.
+    async fn run_pending(&mut self) -> Result<(), SessionError> {
+        let Some((bytes, plan)) = self.pending.take() else { return Ok(()) };
+        if self.relay.tx == TxStatus::Failed {
+            // The server refuses everything until ROLLBACK; let it say so.
+            self.relay.forward_sync_point(&bytes);
+            return Ok(());
+        }
+        self.flush_to_client().await?;
+        let policy = self.shared.guard.policy();
+        let started = Instant::now();
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let outcome = precheck::verify(&mut backend, &bytes, self.relay.tx, &plan, &policy, self.info.view(), MAX_HOLD)
+            .await
+            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let (for_client, params) = (backend.for_client, backend.params);
+        self.relay.to_client.extend_from_slice(&for_client);
+        for (k, v) in params {
+            self.relay.params.insert(k, v);
+        }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match outcome {
+            Outcome::Deliver { bytes, status, counts } => {
+                tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
+                self.relay.to_client.extend_from_slice(&bytes);
+                self.relay.tx = status;
+            }
+            Outcome::Refuse { decision, counts } => {
+                tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
+                match crate::guard::render(&decision) {
+                    Verdict::Refuse(msg) => self.relay.refuse_sync_point(msg),
+                    _ => self
+                        .relay
+                        .refuse_sync_point(ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused")),
+                }
+            }
+            Outcome::Unverifiable(why) => {
+                let msg = ProxyMessage::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("blastwall: refused {}: the rows it changes could not be counted: {why}", plan.verb),
+                )
+                .with_detail("rule unverifiable; the statement was rolled back");
+                self.relay.refuse_sync_point(msg);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_to_client(&mut self) -> Result<(), SessionError> {
+        if !self.relay.to_client.is_empty() {
+            self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
+            self.client.flush().await.map_err(SessionError::ClientIo)?;
+            self.relay.to_client.clear();
+        }
+        if !self.relay.to_server.is_empty() {
+            self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
+            self.relay.to_server.clear();
         }
         Ok(())
     }
@@ -569,6 +729,18 @@ fn is_scram_with_binding_flag(body: &[u8]) -> bool {
         return false;
     };
     mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
+}
+
+/// The most a verified statement may return while its rows are counted (RETURNING, or a
+/// SELECT in the same message); past it the statement is rolled back and refused.
+const MAX_HOLD: usize = 16 * 1024 * 1024;
+
+/// An extended-protocol batch held until its Sync.
+struct HeldBatch {
+    bytes: BytesMut,
+    plan: CheckPlan,
+    /// It executes something (a batch of Parse/Describe only runs nothing).
+    executes: bool,
 }
 
 fn reserve(f: &mut Framer) {

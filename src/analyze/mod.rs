@@ -173,6 +173,12 @@ pub struct Statement {
     pub executes: Vec<Execute>,
     /// `DEALLOCATE name` (`Some(name)`) or `DEALLOCATE ALL` (`None`).
     pub deallocate: Option<Option<String>>,
+    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT and the like: a pre-check cannot wrap these.
+    pub transaction_control: bool,
+    /// `COPY … FROM STDIN`: its data comes from the client, during the statement.
+    pub copy_from_stdin: bool,
+    /// DDL that can change what a name resolves to (cached catalog facts are dropped).
+    pub ddl: bool,
 }
 
 impl Statement {

@@ -82,6 +82,11 @@ fn target_of(v: &Value) -> Option<(RelName, Target)> {
 }
 
 fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
+    if ["Create", "Alter", "Drop", "Rename", "Rule", "View"].iter().any(|p| kind.starts_with(p))
+        && kind.ends_with("Stmt")
+    {
+        st.ddl = true;
+    }
     match kind {
         "DeleteStmt" => {
             if let Some((rel, t)) = target_of(b) {
@@ -248,6 +253,17 @@ fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
                 Some(text(b, "name").to_string())
             });
             Descend::No
+        }
+        "TransactionStmt" => {
+            st.transaction_control = true;
+            Descend::No
+        }
+        "CopyStmt" => {
+            let from = b.get("is_from").and_then(Value::as_bool).unwrap_or(false);
+            if from && text(b, "filename").is_empty() {
+                st.copy_from_stdin = true;
+            }
+            Descend::Yes
         }
         // These define code that runs later, not now; what it does is seen when it runs (or
         // not at all, for function bodies — see README, "What blastwall cannot see").

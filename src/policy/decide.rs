@@ -6,6 +6,7 @@
 
 use super::{Action, Forbid, Mode, Policy, TablePolicy};
 use crate::analyze::{Op, RangeKind, Statement, Where, Write};
+use crate::precheck::TableCount;
 
 /// Who is asking, as far as the policy cares.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,7 @@ const HINT_UPSERT: &str =
     "Use a plain INSERT, so that a collision with an existing row fails loudly, or ON CONFLICT … DO NOTHING.";
 const HINT_FORBIDDEN: &str = "The policy forbids this operation on this table. Change it through a role whose policy mode allows it (for example a migrator role in warn mode).";
 const HINT_OPAQUE: &str = "blastwall cannot see what this statement writes. Run the statements it contains directly, or ask for a role whose policy allows it.";
+const HINT_LIMIT: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches), or ask for a role whose policy allows it. Nothing was changed.";
 const HINT_CURSOR: &str = "Write the row's key explicitly (WHERE id = …) instead of WHERE CURRENT OF.";
 
 /// The decision for the statements of one message.
@@ -96,9 +98,9 @@ fn defaults_source(policy: &Policy) -> String {
     format!("defaults of {}", policy.source_names())
 }
 
-/// Applies the mode precedence: role, then application, then table, then defaults; a
-/// session may only make it stricter.
-fn push(d: &mut Decision, who: SessionView<'_>, policy: &Policy, table: Option<&TablePolicy>, mut f: Finding) {
+/// The mode a rule applies in: the role's, else the application's, else the table's, else
+/// the defaults'; a session may only make it stricter.
+pub fn mode_for(who: SessionView<'_>, policy: &Policy, table: Option<&TablePolicy>) -> Mode {
     let base = policy
         .roles
         .get(who.user)
@@ -106,12 +108,86 @@ fn push(d: &mut Decision, who: SessionView<'_>, policy: &Policy, table: Option<&
         .or_else(|| policy.applications.get(who.application_name).and_then(|s| s.mode))
         .or_else(|| table.and_then(|t| t.mode))
         .unwrap_or(policy.mode);
-    // A finding already capped (warn-level opaque action) keeps its cap below the base.
-    let mode = if f.mode == Mode::Warn { base.min(Mode::Warn) } else { base };
-    f.mode = who.session_mode.map_or(mode, |s| mode.max(s));
+    who.session_mode.map_or(base, |s| base.max(s))
+}
+
+fn push(d: &mut Decision, who: SessionView<'_>, policy: &Policy, table: Option<&TablePolicy>, mut f: Finding) {
+    let mode = mode_for(who, policy, table);
+    // A finding capped at warn (a warn-level opaque action) stays at most warn.
+    f.mode = if f.mode == Mode::Warn { mode.min(Mode::Warn) } else { mode };
     if f.mode != Mode::Off {
         d.findings.push(f);
     }
+}
+
+/// The row limits that apply to a table as the server named it: its own, else the defaults.
+pub fn limits_for<'p>(
+    policy: &'p Policy,
+    schema: &str,
+    name: &str,
+) -> (Option<u64>, Option<u64>, Option<&'p TablePolicy>) {
+    let t = policy.tables.iter().find(|t| t.schema == schema && t.name == name);
+    (
+        t.and_then(|t| t.max_delete_rows).or(policy.max_delete_rows),
+        t.and_then(|t| t.max_update_rows).or(policy.max_update_rows),
+        t,
+    )
+}
+
+/// "delete 20 rows from public.users, 20 from public.subscriptions and update 3 rows in …"
+pub fn describe_counts(counts: &[TableCount]) -> String {
+    let list = |items: Vec<(u64, String)>, verb: &str, prep: &str| -> Option<String> {
+        let mut it = items.into_iter().filter(|(n, _)| *n > 0);
+        let (n0, t0) = it.next()?;
+        let mut s = format!("{verb} {n0} row{} {prep} {t0}", if n0 == 1 { "" } else { "s" });
+        for (n, t) in it {
+            s.push_str(&format!(", {n} {prep} {t}"));
+        }
+        Some(s)
+    };
+    let dels = list(counts.iter().map(|c| (c.deleted, c.qualified())).collect(), "delete", "from");
+    let upds = list(counts.iter().map(|c| (c.updated, c.qualified())).collect(), "update", "in");
+    let ins = list(counts.iter().map(|c| (c.inserted, c.qualified())).collect(), "insert", "into");
+    let parts: Vec<String> = [dels, upds, ins].into_iter().flatten().collect();
+    if parts.is_empty() {
+        "change no rows".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Row limits against what a statement changed, as the pre-check measured it: counts include
+/// rows deleted by ON DELETE CASCADE and rows changed by triggers and functions.
+pub fn limit_findings(
+    counts: &[TableCount],
+    verb: &str,
+    statement: &str,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> Decision {
+    let mut d = Decision::default();
+    let all = describe_counts(counts);
+    for c in counts {
+        let (max_del, max_upd, table) = limits_for(policy, &c.schema, &c.name);
+        let over = [("delete", c.deleted, max_del), ("update", c.updated, max_upd)]
+            .into_iter()
+            .find_map(|(what, n, max)| max.filter(|m| n > *m).map(|m| (what, n, m)));
+        if let Some((what, n, max)) = over {
+            let why = format!("would {all}; {n} {what}d in {} is over its limit of {max}", c.qualified());
+            let source = table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
+            let f = Finding {
+                rule: "row-limit",
+                mode: Mode::Enforce,
+                what: verb.to_string(),
+                why,
+                hint: HINT_LIMIT,
+                source,
+                statement: statement.to_string(),
+            };
+            push(&mut d, who, policy, table, f);
+        }
+    }
+    d
 }
 
 fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Policy, d: &mut Decision) {

@@ -67,7 +67,8 @@ async fn a_refusal_in_a_transaction_aborts_it_like_a_server_error() {
     let p = proxy().await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
     let before = snapshot(&via).await;
-    via.batch_execute("BEGIN; UPDATE users SET plan = 'changed' WHERE id = 1000002").await.unwrap();
+    via.batch_execute("BEGIN").await.unwrap();
+    via.batch_execute("UPDATE users SET plan = 'changed' WHERE id = 1000002").await.unwrap();
     assert!(via.simple_query("DELETE FROM users").await.is_err());
     let err = via.simple_query("SELECT 1").await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "25P02", "the transaction is aborted, as after any error");

@@ -7,6 +7,8 @@
 //!   cancel, errors, auth methods, TLS on both sides, faults, limits, shutdown.
 //! - `guard`:   the incident's statements refused through the proxy, data unchanged,
 //!   sessions usable, allowed statements identical to direct.
+//! - `precheck`: row limits measured on the live session — cascades counted, limits at the
+//!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
 
@@ -14,4 +16,5 @@ mod cli;
 mod corpus;
 mod guard;
 mod harness;
+mod precheck;
 mod relay;

@@ -1,0 +1,403 @@
+//! Pre-check: asks the client's own backend session what a write does, by running it inside
+//! a transaction or savepoint that blastwall opens, reading `pg_stat_xact_user_tables` before
+//! and after (the delta is the exact per-table blast radius, cascades, triggers and functions
+//! included), and then committing, releasing, or rolling back.
+//!
+//! Owns: the conversation with the backend during a check — none of its messages reaches the
+//! client — and holding the statement's own replies until the verdict. Does not own: deciding
+//! which statements need a check (`guard`) or what the limits are (`policy`).
+
+mod stats;
+
+pub use stats::{deltas, TableCount};
+
+use crate::policy::{limit_findings, Decision, Mode, Policy, SessionView};
+use crate::wire::messages::{ProxyMessage, Severity};
+use stats::{snapshot, STATS_SQL};
+
+use crate::backend::BoxIo;
+use crate::wire::messages::{self, be, ErrorFields, TxStatus};
+use crate::wire::{Frame, FrameError, Framer, Item};
+use bytes::{BufMut, BytesMut};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Error)]
+pub enum PrecheckError {
+    #[error("server connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server protocol violation: {0}")]
+    Protocol(#[from] FrameError),
+    #[error("the server closed the connection during a pre-check")]
+    Closed,
+    #[error("pre-check query failed: {0}")]
+    Query(String),
+}
+
+/// The server side of a session, lent to the pre-check.
+pub struct Backend<'a> {
+    pub io: &'a mut BoxIo,
+    pub framer: &'a mut Framer,
+    /// Asynchronous messages (NotificationResponse, ParameterStatus) that arrived meanwhile
+    /// and belong to the client.
+    pub for_client: BytesMut,
+    /// Every ParameterStatus seen, so the session's view of the settings stays true.
+    pub params: Vec<(String, String)>,
+}
+
+impl<'a> Backend<'a> {
+    pub fn new(io: &'a mut BoxIo, framer: &'a mut Framer) -> Self {
+        Backend { io, framer, for_client: BytesMut::new(), params: Vec::new() }
+    }
+}
+
+/// The answer to an internal query.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub rows: Vec<Vec<Option<String>>>,
+    pub error: Option<ErrorFields>,
+    pub status: Option<TxStatus>,
+}
+
+/// What the client's own statement answered, held until the verdict.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub frames: Vec<Frame>,
+    pub bytes: usize,
+    /// The held replies went past the limit and were dropped: they cannot be delivered.
+    pub overflowed: bool,
+    pub error: bool,
+    pub status: Option<TxStatus>,
+}
+
+impl Backend<'_> {
+    async fn next_frame(&mut self) -> Result<Frame, PrecheckError> {
+        loop {
+            if let Some(item) = self.framer.next_item(|_| true)? {
+                match item {
+                    Item::Frame(f) => {
+                        if f.tag == be::PARAMETER_STATUS {
+                            if let Ok(p) = messages::parameter_status(&f) {
+                                self.params.push(p);
+                            }
+                        }
+                        return Ok(f);
+                    }
+                    // The rest of a message that started streaming to the client before.
+                    Item::Pass(b) => self.for_client.extend_from_slice(&b),
+                }
+                continue;
+            }
+            let buf = self.framer.buf_mut();
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            if self.io.read_buf(self.framer.buf_mut()).await? == 0 {
+                return Err(PrecheckError::Closed);
+            }
+        }
+    }
+
+    /// Runs SQL of the proxy's own and reads its answer to ReadyForQuery.
+    pub async fn query(&mut self, sql: &str) -> Result<Answer, PrecheckError> {
+        self.io.write_all(&messages::query(sql)).await?;
+        self.io.flush().await?;
+        let mut a = Answer::default();
+        loop {
+            let f = self.next_frame().await?;
+            match f.tag {
+                b'D' => a.rows.push(data_row(&f)?),
+                be::ERROR_RESPONSE => a.error = Some(messages::error_fields(&f)?),
+                be::READY_FOR_QUERY => {
+                    a.status = messages::ready_status(&f).ok();
+                    return Ok(a);
+                }
+                // Notifications and parameter changes are the client's, whenever they come.
+                b'A' | be::PARAMETER_STATUS => self.for_client.extend_from_slice(&f.bytes),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends the client's messages and holds every reply up to ReadyForQuery.
+    pub async fn run_held(&mut self, msgs: &[u8], max_bytes: usize) -> Result<Held, PrecheckError> {
+        self.io.write_all(msgs).await?;
+        self.io.flush().await?;
+        let mut h = Held::default();
+        loop {
+            let f = self.next_frame().await?;
+            match f.tag {
+                be::READY_FOR_QUERY => {
+                    h.status = messages::ready_status(&f).ok();
+                    h.frames.push(f);
+                    return Ok(h);
+                }
+                be::ERROR_RESPONSE => h.error = true,
+                // COPY FROM STDIN would wait for the client, who is not listening now.
+                be::COPY_IN_RESPONSE => {
+                    let mut body = b"blastwall: COPY FROM STDIN cannot run inside a verified write".to_vec();
+                    body.push(0);
+                    self.io.write_all(&crate::wire::encode(b'f', &body)).await?;
+                    self.io.flush().await?;
+                    continue;
+                }
+                _ => {}
+            }
+            if h.bytes + f.bytes.len() > max_bytes {
+                h.overflowed = true;
+                h.frames.clear();
+            }
+            if !h.overflowed {
+                h.bytes += f.bytes.len();
+                h.frames.push(f);
+            }
+        }
+    }
+}
+
+/// What the guard asks the pre-check to do with a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckPlan {
+    /// The statement word for messages (`DELETE`, `UPDATE`, …).
+    pub verb: &'static str,
+    /// The relation the statement names (as written), reported first among the counts.
+    pub target: Option<crate::analyze::RelName>,
+    /// Always roll back, and report what it would have done.
+    pub dry_run: bool,
+    /// Why the statement is in dry-run (the static findings), for the report.
+    pub dry_run_reason: Option<String>,
+    /// The statement's text, for the fingerprint.
+    pub statement: String,
+    /// A warning to send before the statement's results (warn-mode static findings).
+    pub notice: Option<ProxyMessage>,
+}
+
+/// The end of a check.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The statement ran (and stays, or was rolled back for a dry run): these bytes are the
+    /// client's, ending with ReadyForQuery.
+    Deliver { bytes: BytesMut, status: TxStatus, counts: Vec<TableCount> },
+    /// The statement was rolled back: refuse it with this decision.
+    Refuse { decision: Decision, counts: Vec<TableCount> },
+    /// It could not be measured; rolled back.
+    Unverifiable(String),
+}
+
+const SAVEPOINT: &str = "blastwall_verify";
+
+/// Runs the client's messages (`msgs`, ending in Query or Sync) inside a transaction (when the
+/// session is idle) or a savepoint (inside the client's own block), measures what they change,
+/// and keeps or undoes it by the policy's row limits.
+pub async fn verify(
+    b: &mut Backend<'_>,
+    msgs: &[u8],
+    tx: TxStatus,
+    plan: &CheckPlan,
+    policy: &Policy,
+    who: SessionView<'_>,
+    max_hold: usize,
+) -> Result<Outcome, PrecheckError> {
+    let opened = tx == TxStatus::Idle;
+    let (open, keep, undo, status) = if opened {
+        ("BEGIN".to_string(), "COMMIT".to_string(), "ROLLBACK".to_string(), TxStatus::Idle)
+    } else {
+        (
+            format!("SAVEPOINT {SAVEPOINT}"),
+            format!("RELEASE SAVEPOINT {SAVEPOINT}"),
+            format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}"),
+            TxStatus::InBlock,
+        )
+    };
+    let a = b.query(&format!("{open}; {STATS_SQL}")).await?;
+    if let Some(e) = a.error {
+        if opened {
+            b.query("ROLLBACK").await?;
+        }
+        return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
+    }
+    let Some(before) = snapshot(&a.rows) else {
+        b.query(&undo).await?;
+        return Ok(Outcome::Unverifiable(
+            "track_counts is off on the server, so changed rows cannot be counted".into(),
+        ));
+    };
+    let held = b.run_held(msgs, max_hold).await?;
+    if held.error {
+        // The statement failed by itself: the client sees exactly the server's answer. In the
+        // client's own block the failure aborts it, as it would have directly.
+        if opened {
+            b.query("ROLLBACK").await?;
+            return Ok(Outcome::Deliver {
+                bytes: held_bytes(&held, TxStatus::Idle),
+                status: TxStatus::Idle,
+                counts: vec![],
+            });
+        }
+        let st = held.status.unwrap_or(TxStatus::Failed);
+        return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![] });
+    }
+    let a = b.query(STATS_SQL).await?;
+    let Some(after) = snapshot(&a.rows) else {
+        b.query(&undo).await?;
+        return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
+    };
+    let mut counts = deltas(&before, &after);
+    // The table the statement names comes first; what cascaded from it follows.
+    if let Some(t) = &plan.target {
+        counts.sort_by_key(|c| !(c.name == t.name && t.schema.as_ref().is_none_or(|s| *s == c.schema)));
+    }
+    let what = match (&plan.target, counts.first()) {
+        (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
+        _ => plan.verb.to_string(),
+    };
+    let decision = limit_findings(&counts, &what, &plan.statement, who, policy);
+    if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
+        b.query(&undo).await?;
+        let mut text = format!(
+            "blastwall: dry-run of {}: would {}; rolled back, nothing changed",
+            plan.verb,
+            crate::policy::describe_counts(&counts)
+        );
+        let over_limit = decision.findings.first().map(|f| f.why.clone());
+        if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
+            text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
+        }
+        let notice =
+            ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None };
+        let mut bytes = BytesMut::from(&notice.encode()[..]);
+        let mut shown = as_dry_run(&held);
+        replace_ready(&mut shown, status);
+        bytes.extend_from_slice(&shown);
+        return Ok(Outcome::Deliver { bytes, status, counts });
+    }
+    if held.overflowed || decision.mode() == Some(Mode::Enforce) {
+        b.query(&undo).await?;
+        if held.overflowed && decision.mode() != Some(Mode::Enforce) {
+            return Ok(Outcome::Unverifiable(format!(
+                "its results are larger than the {max_hold} bytes blastwall holds while it counts the rows"
+            )));
+        }
+        return Ok(Outcome::Refuse { decision, counts });
+    }
+    let a = b.query(&keep).await?;
+    let mut bytes = BytesMut::new();
+    if let Some(n) = &plan.notice {
+        bytes.extend_from_slice(&n.encode());
+    }
+    if let Some(f) = crate::guard::render(&decision).notice() {
+        bytes.extend_from_slice(&f.encode());
+    }
+    if let Some(e) = a.error {
+        // COMMIT can fail (deferred constraints): the client gets that error, as it would
+        // have at the end of its implicit transaction.
+        let mut shown = held_bytes(&held, TxStatus::Idle);
+        shown.truncate(shown.len().saturating_sub(6));
+        bytes.extend_from_slice(&shown);
+        let msg = ProxyMessage::error(sqlstate_of(&e.code), e.message);
+        bytes.extend_from_slice(&msg.encode());
+        bytes.extend_from_slice(&messages::ready_for_query(TxStatus::Idle));
+        return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts });
+    }
+    bytes.extend_from_slice(&held_bytes(&held, status));
+    Ok(Outcome::Deliver { bytes, status, counts })
+}
+
+/// The server's SQLSTATE, kept as one of a few static strings (the proxy's messages carry
+/// `&'static str` codes); anything else is reported as a failed COMMIT.
+fn sqlstate_of(code: &str) -> &'static str {
+    match code {
+        "23503" => "23503",
+        "23505" => "23505",
+        "23514" => "23514",
+        "40001" => "40001",
+        "40P01" => "40P01",
+        _ => "XX000",
+    }
+}
+
+fn replace_ready(bytes: &mut BytesMut, status: TxStatus) {
+    let n = bytes.len();
+    if n >= 6 && bytes[n - 6] == be::READY_FOR_QUERY {
+        bytes[n - 1] = status.byte();
+    }
+}
+
+/// The text-format values of a DataRow.
+fn data_row(f: &Frame) -> Result<Vec<Option<String>>, FrameError> {
+    let mut r = crate::wire::BodyReader::new(f.body(), "DataRow");
+    let n = usize::try_from(r.i16()?).unwrap_or(0);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = r.i32()?;
+        match usize::try_from(len) {
+            Ok(l) => out.push(Some(String::from_utf8_lossy(r.take(l)?).into_owned())),
+            Err(_) => out.push(None),
+        }
+    }
+    Ok(out)
+}
+
+/// The held replies as a dry run shows them: rows dropped, every command tag's count zero,
+/// so no client can take them for a real write.
+pub fn as_dry_run(held: &Held) -> BytesMut {
+    let mut out = BytesMut::new();
+    for f in &held.frames {
+        match f.tag {
+            b'D' | b'd' => {}
+            b'C' => {
+                let tag = String::from_utf8_lossy(f.body().strip_suffix(&[0]).unwrap_or(f.body())).into_owned();
+                let mut body = zero_count(&tag).into_bytes();
+                body.push(0);
+                out.put_slice(&crate::wire::encode(b'C', &body));
+            }
+            _ => out.put_slice(&f.bytes),
+        }
+    }
+    out
+}
+
+/// `DELETE 13` → `DELETE 0`; `INSERT 0 5` → `INSERT 0 0`; tags without a count stay.
+fn zero_count(tag: &str) -> String {
+    match tag.rsplit_once(' ') {
+        Some((head, n)) if n.bytes().all(|b| b.is_ascii_digit()) => format!("{head} 0"),
+        _ => tag.to_string(),
+    }
+}
+
+/// Concatenates held frames, replacing the final ReadyForQuery with `status`.
+pub fn held_bytes(held: &Held, status: TxStatus) -> BytesMut {
+    let mut out = BytesMut::with_capacity(held.bytes + 8);
+    for f in &held.frames {
+        if f.tag == be::READY_FOR_QUERY {
+            out.put_slice(&messages::ready_for_query(status));
+        } else {
+            out.put_slice(&f.bytes);
+        }
+    }
+    out
+}
+
+/// Quotes a string as an SQL literal that reads the same whatever `standard_conforming_strings`
+/// says (an E'' string).
+pub fn literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "\\'").replace('\0', ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_zeroes_counts() {
+        assert_eq!(zero_count("DELETE 13"), "DELETE 0");
+        assert_eq!(zero_count("INSERT 0 5"), "INSERT 0 0");
+        assert_eq!(zero_count("MERGE 2"), "MERGE 0");
+        assert_eq!(zero_count("BEGIN"), "BEGIN");
+    }
+
+    #[test]
+    fn literals_survive_either_string_mode() {
+        assert_eq!(literal("a'b\\c"), "E'a\\'b\\\\c'");
+    }
+}

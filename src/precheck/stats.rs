@@ -1,0 +1,93 @@
+//! Per-table row counters of the current transaction (`pg_stat_xact_user_tables`), read before
+//! and after a statement: the difference is what the statement changed, table by table.
+//!
+//! Owns: the query and the arithmetic. Does not own: the I/O (parent module).
+
+use std::collections::BTreeMap;
+
+/// The first row says whether counting is on at all; without it every delta would read 0.
+pub const STATS_SQL: &str = "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0, 0, 0 \
+     UNION ALL SELECT schemaname::text, relname::text, n_tup_del, n_tup_upd, n_tup_ins \
+     FROM pg_catalog.pg_stat_xact_user_tables";
+
+/// Rows changed in one table by one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCount {
+    pub schema: String,
+    pub name: String,
+    pub deleted: u64,
+    pub updated: u64,
+    pub inserted: u64,
+}
+
+impl TableCount {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+type Snapshot = BTreeMap<(String, String), (u64, u64, u64)>;
+
+/// Reads a stats answer; `None` when `track_counts` is off (nothing can be measured).
+pub fn snapshot(rows: &[Vec<Option<String>>]) -> Option<Snapshot> {
+    let mut out = Snapshot::new();
+    for r in rows {
+        let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+        if get(0) == "track_counts" && r.len() == 5 {
+            if get(1) != "on" {
+                return None;
+            }
+            continue;
+        }
+        let n = |i: usize| get(i).parse::<u64>().unwrap_or(0);
+        out.insert((get(0).to_string(), get(1).to_string()), (n(2), n(3), n(4)));
+    }
+    Some(out)
+}
+
+/// What changed between two snapshots, tables with no change left out.
+pub fn deltas(before: &Snapshot, after: &Snapshot) -> Vec<TableCount> {
+    after
+        .iter()
+        .filter_map(|(k, &(d, u, i))| {
+            let (d0, u0, i0) = before.get(k).copied().unwrap_or((0, 0, 0));
+            let c = TableCount {
+                schema: k.0.clone(),
+                name: k.1.clone(),
+                deleted: d.saturating_sub(d0),
+                updated: u.saturating_sub(u0),
+                inserted: i.saturating_sub(i0),
+            };
+            (c.deleted + c.updated + c.inserted > 0).then_some(c)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: &[&str]) -> Vec<Option<String>> {
+        v.iter().map(|s| Some(s.to_string())).collect()
+    }
+
+    #[test]
+    fn deltas_count_only_changes() {
+        let before =
+            snapshot(&[row(&["track_counts", "on", "0", "0", "0"]), row(&["public", "users", "2", "0", "0"])]).unwrap();
+        let after = snapshot(&[
+            row(&["track_counts", "on", "0", "0", "0"]),
+            row(&["public", "users", "15", "0", "0"]),
+            row(&["public", "subscriptions", "13", "0", "0"]),
+        ])
+        .unwrap();
+        let d = deltas(&before, &after);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.iter().find(|c| c.name == "users").unwrap().deleted, 13);
+    }
+
+    #[test]
+    fn counting_off_is_not_zero() {
+        assert!(snapshot(&[row(&["track_counts", "off", "0", "0", "0"])]).is_none());
+    }
+}

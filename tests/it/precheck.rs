@@ -1,0 +1,181 @@
+//! Row limits, measured on the client's own session: the statement runs inside a savepoint,
+//! the per-table counters say what it changed (cascades included), and it is kept or undone.
+
+use crate::harness::*;
+use blastwall::policy::file::compile;
+use std::path::Path;
+
+/// Users: 3 deletes at most; web_messages: 12 (each user has 2 sessions × 3 messages = 6).
+const LIMITS: &str = r#"
+[defaults]
+mode = "enforce"
+
+[[table]]
+name = "public.users"
+protected_columns = ["id"]
+max_delete_rows = 3
+max_update_rows = 2
+
+[[table]]
+name = "public.web_messages"
+max_delete_rows = 12
+"#;
+
+async fn limited_proxy(mode: Option<&str>) -> Proxy {
+    let mut policy = compile(&[(Path::new("limits.toml"), LIMITS)]).unwrap();
+    if let Some(m) = mode {
+        policy.mode = m.parse().unwrap();
+    }
+    proxy_with(base_config(), policy).await
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_at_the_boundary_with_cascades_counted() {
+    let db = incident_db();
+    let p = limited_proxy(None).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // Exactly at the limits: 2 users, 2 subscriptions, 4 sessions, 12 messages.
+    let n = via.execute("DELETE FROM users WHERE id IN (-91111101, -91111102)", &[]).await.unwrap();
+    assert_eq!(n, 2, "the client gets the statement's real result");
+    assert_eq!(count(&via, "SELECT count(*) FROM users").await, 58);
+    // One user more: 3 users is within its limit, but 18 cascaded messages are not.
+    let before = snapshot(&via).await;
+    let err = via.simple_query("DELETE FROM users WHERE id IN (-91111103, -91111104, -91111105)").await.unwrap_err();
+    let e = err.as_db_error().unwrap();
+    assert_eq!(e.code().code(), "42501");
+    assert!(
+        e.message().contains("would delete 3 rows from public.users")
+            && e.message().contains("18 from public.web_messages")
+            && e.message().contains("18 deleted in public.web_messages is over its limit of 12"),
+        "{}",
+        e.message()
+    );
+    assert!(e.detail().unwrap().contains("rule row-limit"), "{:?}", e.detail());
+    assert_eq!(snapshot(&via).await, before, "rolled back: nothing changed");
+    // The attribute cleanup of the incident's 8 remaining test users is over the users limit.
+    let err = via.simple_query("DELETE FROM users WHERE auth_source = 'test'").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("would delete 8 rows from public.users"), "{err:?}");
+    assert_eq!(snapshot(&via).await, before);
+    // Updates are limited too (2), through the extended protocol with parameters.
+    let err = via.execute("UPDATE users SET plan = $1 WHERE auth_source = $2", &[&"x", &"oauth"]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    let n = via.execute("UPDATE users SET plan = $1 WHERE id = $2", &[&"x", &-91111106i64]).await.unwrap();
+    assert_eq!(n, 1);
+    // Prepared once, executed many times.
+    let stmt = via.prepare("DELETE FROM users WHERE id = $1").await.unwrap();
+    for id in [-91111107i64, -91111108] {
+        assert_eq!(via.execute(&stmt, &[&id]).await.unwrap(), 1);
+    }
+    // RETURNING rows arrive after the verdict.
+    let rows = via.query("DELETE FROM users WHERE id = -91111109 RETURNING id", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), -91111109);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_inside_transactions_behave_like_server_errors() {
+    let db = incident_db();
+    let p = limited_proxy(None).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&via).await;
+    via.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(via.execute("DELETE FROM users WHERE id = -91111101", &[]).await.unwrap(), 1);
+    let err = via.simple_query("DELETE FROM users WHERE auth_source = 'test'").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    let aborted = via.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(aborted.code().unwrap().code(), "25P02", "the refusal aborts the block");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(snapshot(&via).await, before);
+    // A kept write inside a block commits with it.
+    via.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(via.execute("DELETE FROM users WHERE id = -91111101", &[]).await.unwrap(), 1);
+    via.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&via, "SELECT count(*) FROM users").await, 59);
+    // BEGIN and a verified write in one message cannot be wrapped: refused, nothing runs.
+    let err = via.simple_query("BEGIN; DELETE FROM users WHERE id = -91111102; COMMIT").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("must be counted"), "{err:?}");
+    assert_eq!(count(&via, "SELECT count(*) FROM users").await, 59);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_search_path_and_temp_tables_resolve_as_the_server_does() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "CREATE SCHEMA shadow AUTHORIZATION app");
+    let p = limited_proxy(None).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&via).await;
+    // An updatable view over users writes to users.
+    via.batch_execute("CREATE VIEW test_people AS SELECT * FROM users WHERE auth_source = 'test'").await.unwrap();
+    let err = via.simple_query("DELETE FROM test_people WHERE plan = 'free'").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("from public.users"), "{err:?}");
+    // search_path makes `people` mean the view; the counters still name public.users.
+    via.batch_execute("SET search_path = shadow, public; CREATE VIEW shadow.people AS SELECT * FROM public.users")
+        .await
+        .unwrap();
+    let err = via.simple_query("DELETE FROM people WHERE auth_source = 'test'").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    assert_eq!(snapshot(&via).await, before);
+    // A temporary table named users is not public.users: deleting from it is allowed.
+    via.batch_execute("CREATE TEMP TABLE users (id bigint, auth_source text); INSERT INTO users SELECT g, 'test' FROM generate_series(1, 50) g").await.unwrap();
+    let n = via.execute("DELETE FROM users WHERE auth_source = 'test'", &[]).await.unwrap();
+    assert_eq!(n, 50);
+    via.batch_execute("RESET search_path; DISCARD TEMP").await.unwrap();
+    assert_eq!(snapshot(&via).await, before);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_reports_exact_counts_and_changes_nothing() {
+    let db = incident_db();
+    let p = limited_proxy(Some("dry-run")).await;
+    let via_psql = |sql: &str| psql(p.port(), "app", APP_PW, &db, &["-c", sql], None);
+    let c = direct("app", APP_PW, &db).await;
+    let before = snapshot(&c).await;
+    let (ok, out, err) = via_psql("DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100");
+    assert!(ok, "{err}");
+    assert!(out.contains("DELETE 0"), "the command tag cannot be taken for a real delete: {out}");
+    assert!(
+        err.contains("NOTICE:  blastwall: dry-run of DELETE: would delete 20 rows from public.users, 40 from public.chat_sessions, 20 from public.subscriptions, 120 from public.web_messages; rolled back, nothing changed"),
+        "{err}"
+    );
+    assert!(err.contains("range predicate (BETWEEN) on protected column id"), "{err}");
+    assert_eq!(snapshot(&c).await, before);
+    // Within every limit, a dry run is still rolled back.
+    let (ok, out, err) = via_psql("DELETE FROM users WHERE id = -91111101");
+    assert!(ok && out.contains("DELETE 0") && err.contains("would delete 1 row from public.users"), "{out} {err}");
+    assert_eq!(snapshot(&c).await, before);
+    let (ok, out, err) = via_psql("DELETE FROM users WHERE auth_source = 'test' RETURNING id");
+    assert!(ok, "{err}");
+    assert!(!out.contains("-9111"), "no rows are shown: {out}");
+    assert_eq!(snapshot(&c).await, before);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_counts_rows_that_appear_meanwhile() {
+    let db = incident_db();
+    let p = limited_proxy(None).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let other = direct("app", APP_PW, &db).await;
+    // Three test users: within the limit of 3 … until another session adds one more.
+    via.batch_execute(
+        "DELETE FROM users WHERE id IN (-91111101, -91111102, -91111103, -91111104, -91111105, -91111106, -91111107)",
+    )
+    .await
+    .unwrap_err();
+    for id in [-91111101i64, -91111102, -91111103, -91111104, -91111105, -91111106, -91111107] {
+        via.execute("DELETE FROM users WHERE id = $1", &[&id]).await.unwrap();
+    }
+    assert_eq!(count(&via, "SELECT count(*) FROM users WHERE auth_source = 'test'").await, 3);
+    other.execute("INSERT INTO users (id, auth_source) VALUES (-91111150, 'test')", &[]).await.unwrap();
+    let err = via.simple_query("DELETE FROM users WHERE auth_source = 'test'").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("would delete 4 rows from public.users"), "{err:?}");
+    assert_eq!(count(&other, "SELECT count(*) FROM users WHERE auth_source = 'test'").await, 4);
+    p.stop().await;
+}
