@@ -102,6 +102,28 @@ impl Guard {
     /// Judges the SQL text of a Query or Parse message.
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
         let (statements, decision) = self.decide_text(sql, info);
+        let requested = statements.iter().filter_map(|s| s.session_mode.clone()).next_back();
+        let new_mode =
+            match requested {
+                None => None,
+                Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
+                    Ok(m) => Some(m),
+                    Err(why) => return Verdict::Refuse(
+                        ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
+                            .with_hint(
+                                "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).",
+                            ),
+                    ),
+                },
+            };
+        let verdict = self.judge_decided(statements, decision, info);
+        if let (Some(m), false) = (new_mode, matches!(verdict, Verdict::Refuse(_))) {
+            info.session_mode = m;
+        }
+        verdict
+    }
+
+    fn judge_decided(&self, statements: Vec<Statement>, decision: Decision, info: &mut SessionInfo) -> Verdict {
         let policy = self.policy();
         let verdict = render(&decision);
         let dry_run = decision.mode() == Some(Mode::DryRun);
@@ -229,6 +251,7 @@ fn cannot_write(text: &str) -> bool {
         "deallocate",
         "setval",
         "copy",
+        "blastwall",
     ];
     let bytes = text.as_bytes();
     if bytes.windows(2).any(|w| w[0].eq_ignore_ascii_case(&b'u') && w[1] == b'&') {
@@ -237,6 +260,31 @@ fn cannot_write(text: &str) -> bool {
     !text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
         .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+}
+
+/// Validates `SET blastwall.mode`: a session may ask for `enforce` or `dry-run`, never for
+/// less than it has; `RESET` is a no-op unless it would loosen.
+fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result<Option<Mode>, String> {
+    let strictness = |m: Option<Mode>| match m {
+        None => 0,
+        Some(Mode::Off) | Some(Mode::Warn) => 0,
+        Some(Mode::Enforce) => 1,
+        Some(Mode::DryRun) => 2,
+    };
+    let wanted = match requested {
+        None => None,
+        Some(v) => Some(v.parse::<Mode>().map_err(|e| format!("blastwall.mode: {e}"))?),
+    };
+    if matches!(wanted, Some(Mode::Off) | Some(Mode::Warn)) {
+        return Err(format!("blastwall.mode cannot be set to {} by a session", wanted.map_or("", |m| m.as_str())));
+    }
+    if strictness(wanted) < strictness(current) {
+        return Err(format!(
+            "this session's blastwall.mode is {}, and a session can only make it stricter",
+            current.map_or("", |m| m.as_str())
+        ));
+    }
+    Ok(wanted.or(current))
 }
 
 /// What the pre-check needs to know about a message.

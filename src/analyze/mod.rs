@@ -179,6 +179,8 @@ pub struct Statement {
     pub copy_from_stdin: bool,
     /// DDL that can change what a name resolves to (cached catalog facts are dropped).
     pub ddl: bool,
+    /// `SET blastwall.mode = '…'` (`Some(Some(value))`) or `RESET blastwall.mode` (`Some(None)`).
+    pub session_mode: Option<Option<String>>,
 }
 
 impl Statement {

@@ -254,6 +254,16 @@ fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
             });
             Descend::No
         }
+        "VariableSetStmt" if text(b, "name").eq_ignore_ascii_case("blastwall.mode") => {
+            let value = list(b, "args").first().and_then(|a| match node(a) {
+                Some(("AConst", c)) => c.get("val")?.get("Sval")?.get("sval")?.as_str().map(str::to_string),
+                _ => None,
+            });
+            let set = int(b, "kind") == pb::VariableSetKind::VarSetValue as i64;
+            // A value that is not a plain string is kept as an empty (invalid) one.
+            st.session_mode = Some(if set { Some(value.unwrap_or_default()) } else { None });
+            Descend::No
+        }
         "TransactionStmt" => {
             st.transaction_control = true;
             Descend::No

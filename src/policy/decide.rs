@@ -108,7 +108,12 @@ pub fn mode_for(who: SessionView<'_>, policy: &Policy, table: Option<&TablePolic
         .or_else(|| policy.applications.get(who.application_name).and_then(|s| s.mode))
         .or_else(|| table.and_then(|t| t.mode))
         .unwrap_or(policy.mode);
-    who.session_mode.map_or(base, |s| base.max(s))
+    match who.session_mode {
+        // A session in dry-run changes nothing at all, whatever the rules say.
+        Some(Mode::DryRun) => Mode::DryRun,
+        Some(s) => base.max(s),
+        None => base,
+    }
 }
 
 fn push(d: &mut Decision, who: SessionView<'_>, policy: &Policy, table: Option<&TablePolicy>, mut f: Finding) {

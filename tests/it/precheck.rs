@@ -179,3 +179,25 @@ async fn the_limit_counts_rows_that_appear_meanwhile() {
     assert_eq!(count(&other, "SELECT count(*) FROM users WHERE auth_source = 'test'").await, 4);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_can_ask_for_dry_run_but_never_for_less() {
+    let db = incident_db();
+    let p = limited_proxy(None).await;
+    let script = "SET blastwall.mode = 'dry-run';\nDELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;\nSHOW blastwall.mode;\n";
+    let (ok, out, err) = psql(p.port(), "app", APP_PW, &db, &["-v", "ON_ERROR_STOP=1", "-f", "-"], Some(script));
+    assert!(ok, "{err}");
+    assert!(out.contains("DELETE 0") && out.contains("dry-run"), "{out}");
+    assert!(err.contains("would delete 20 rows from public.users"), "{err}");
+    let c = direct("app", APP_PW, &db).await;
+    assert_eq!(count(&c, "SELECT count(*) FROM users").await, 60);
+    for loosen in ["SET blastwall.mode = 'enforce'", "RESET blastwall.mode", "SET blastwall.mode = 'off'"] {
+        let script = format!("SET blastwall.mode = 'dry-run';\n{loosen};\n");
+        let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-v", "ON_ERROR_STOP=1", "-f", "-"], Some(&script));
+        assert!(!ok && err.contains("blastwall.mode"), "{loosen}: {err}");
+    }
+    // From the policy's enforce, a session may ask for enforce (no change) or dry-run.
+    let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-c", "SET blastwall.mode = 'enforce'"], None);
+    assert!(ok, "{err}");
+    p.stop().await;
+}
