@@ -6,7 +6,7 @@
 //! Does not own: the rules (`policy`), the parser (`analyze`), or the wire (`relay`).
 
 use crate::analyze::{self, Op, Opaque, ParseOptions, Statement};
-use crate::policy::{self, Decision, Mode, Policy, SessionView};
+use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
 use crate::precheck::CheckPlan;
 use crate::wire::messages::{sqlstate, ProxyMessage, Severity};
 use std::collections::HashMap;
@@ -23,6 +23,8 @@ pub enum Verdict {
     /// Forward inside a pre-check on the client's own session, which counts the rows it
     /// changes and keeps or undoes them.
     Check(CheckPlan),
+    /// Ask the server's catalog about these relation names first, then judge again.
+    Resolve(Vec<String>),
 }
 
 impl Verdict {
@@ -39,6 +41,7 @@ impl Verdict {
 #[derive(Debug, Default, Clone)]
 pub struct SessionInfo {
     pub user: String,
+    pub database: String,
     pub application_name: String,
     pub standard_conforming_strings: bool,
     /// False while a statement that could have changed `standard_conforming_strings` may still
@@ -71,6 +74,8 @@ impl SessionInfo {
 /// Holds the policy in force; a reload swaps it for the next statement of every session.
 pub struct Guard {
     policy: RwLock<Arc<Policy>>,
+    /// What the server's catalogs said about relation names.
+    pub catalog: crate::catalog::Catalog,
     /// `--mode` / config `mode`: replaces the policy's default mode.
     mode_override: Option<Mode>,
 }
@@ -80,7 +85,7 @@ impl Guard {
         if let Some(m) = mode_override {
             policy.mode = m;
         }
-        Guard { policy: RwLock::new(Arc::new(policy)), mode_override }
+        Guard { policy: RwLock::new(Arc::new(policy)), catalog: Default::default(), mode_override }
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -116,23 +121,67 @@ impl Guard {
                     ),
                 },
             };
-        let verdict = self.judge_decided(statements, decision, info);
-        if let (Some(m), false) = (new_mode, matches!(verdict, Verdict::Refuse(_))) {
+        let ddl = statements.iter().any(|s| s.ddl);
+        let verdict = self.judge_decided(sql, statements, decision, info);
+        let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
+        if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
+        }
+        if ddl && goes_through {
+            self.catalog.forget(&info.database);
         }
         verdict
     }
 
-    fn judge_decided(&self, statements: Vec<Statement>, decision: Decision, info: &mut SessionInfo) -> Verdict {
+    fn judge_decided(
+        &self,
+        sql: &[u8],
+        statements: Vec<Statement>,
+        decision: Decision,
+        info: &mut SessionInfo,
+    ) -> Verdict {
         let policy = self.policy();
+        let directive = match find_directive(sql, info, statements.len()) {
+            Ok(d) => d,
+            Err(why) => {
+                return Verdict::Refuse(
+                    ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
+                        .with_detail("rule override-directive"),
+                )
+            }
+        };
+        let may_override = policy.roles.get(&info.user).is_some_and(|s| s.may_override)
+            || policy.applications.get(&info.application_name).is_some_and(|s| s.may_override);
+        // An override waives the rules about the shape and size of one statement, never the
+        // forbidden operations or what cannot be seen; other roles get the normal refusal.
+        let decision = match &directive {
+            Some(_) if may_override => Decision {
+                findings: decision
+                    .findings
+                    .into_iter()
+                    .filter(|f| !matches!(f.rule, "protected-range" | "require-where" | "current-of"))
+                    .collect(),
+            },
+            _ => decision,
+        };
+        let overriding = directive.filter(|_| may_override);
         let verdict = render(&decision);
         let dry_run = decision.mode() == Some(Mode::DryRun);
         if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
             return verdict;
         }
-        let Some(CheckNeed { verb, target, dry_run }) = check_need(&statements, info, &policy, dry_run) else {
-            return verdict;
+        let need = match check_need(&statements, info, &policy, &self.catalog, dry_run) {
+            Ok(n) => n,
+            Err(names) => return Verdict::Resolve(names),
         };
+        let need = need.or_else(|| {
+            overriding.as_ref().map(|_| CheckNeed {
+                verb: statements.iter().flat_map(|s| &s.writes).map(|w| w.op.verb()).next().unwrap_or("statement"),
+                target: statements.iter().flat_map(|s| &s.writes).find_map(|w| w.target.clone()),
+                dry_run,
+            })
+        });
+        let Some(CheckNeed { verb, target, dry_run }) = need else { return verdict };
         if let Some(why) = unverifiable(&statements) {
             return Verdict::Refuse(
                 ProxyMessage::error(
@@ -143,6 +192,9 @@ impl Guard {
                 .with_hint("Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text)."),
             );
         }
+        if let Some(ov) = &overriding {
+            tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
+        }
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         Verdict::Check(CheckPlan {
             verb,
@@ -151,6 +203,7 @@ impl Guard {
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
             statement: text,
             notice: verdict.notice().cloned(),
+            override_rows: overriding,
         })
     }
 
@@ -163,7 +216,10 @@ impl Guard {
                 ..Default::default()
             }],
             Ok(text) => {
-                if cannot_write(&text) {
+                // A function call can write in its body: with `[opaque] functions` set, any
+                // call must be looked at.
+                let calls_matter = self.policy().opaque.functions != Action::Allow && text.contains('(');
+                if cannot_write(&text) && !calls_matter {
                     return (Vec::new(), Decision::default());
                 }
                 let mut st = analyze::analyze(
@@ -262,6 +318,24 @@ fn cannot_write(text: &str) -> bool {
         .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
 }
 
+/// The override directive of a message, if it has one. It counts only in a message of a
+/// single statement, so it cannot be carried over to a second one.
+fn find_directive(
+    sql: &[u8],
+    info: &SessionInfo,
+    statements: usize,
+) -> Result<Option<analyze::directive::Override>, String> {
+    if !sql.windows(10).any(|w| w == b"blastwall:") {
+        return Ok(None);
+    }
+    let Ok(text) = analyze::decode(sql, &info.client_encoding) else { return Ok(None) };
+    let opts = ParseOptions { standard_conforming_strings: info.standard_conforming_strings };
+    match analyze::directive::find(&text, opts)? {
+        Some(_) if statements > 1 => Err("a blastwall directive applies to a message of one statement only".into()),
+        d => Ok(d),
+    }
+}
+
 /// Validates `SET blastwall.mode`: a session may ask for `enforce` or `dry-run`, never for
 /// less than it has; `RESET` is a no-op unless it would loosen.
 fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result<Option<Mode>, String> {
@@ -298,7 +372,16 @@ struct CheckNeed {
 /// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
 /// (its cascades may reach a limited table), an UPDATE or MERGE on a table whose updates are
 /// limited, and anything in dry-run mode that writes (the static findings are `dry_run`).
-fn check_need(statements: &[Statement], info: &SessionInfo, policy: &Policy, dry_run: bool) -> Option<CheckNeed> {
+fn check_need(
+    statements: &[Statement],
+    info: &SessionInfo,
+    policy: &Policy,
+    catalog: &crate::catalog::Catalog,
+    dry_run: bool,
+) -> Result<Option<CheckNeed>, Vec<String>> {
+    let any_update_limit =
+        policy.max_update_rows.is_some() || policy.tables.iter().any(|t| t.max_update_rows.is_some());
+    let mut unknown = Vec::new();
     let any_delete_limit =
         policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
     let mut need: Option<CheckNeed> = None;
@@ -311,7 +394,18 @@ fn check_need(statements: &[Statement], info: &SessionInfo, policy: &Policy, dry
             }
             let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
             let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate);
-            let update_limited = policy.max_update_rows.is_some() || table.is_some_and(|t| t.max_update_rows.is_some());
+            let mut update_limited =
+                policy.max_update_rows.is_some() || table.is_some_and(|t| t.max_update_rows.is_some());
+            // An UPDATE of a view (or a table with rules, triggers or children) can change rows
+            // of a limited table under another name: the catalog says which names can.
+            if is_update && !update_limited && any_update_limit {
+                if let Some(t) = &w.target {
+                    match catalog.is_indirect(&info.database, &t.name) {
+                        Some(indirect) => update_limited = indirect,
+                        None => unknown.push(t.name.clone()),
+                    }
+                }
+            }
             let write_dry = dry_run || mode == Mode::DryRun;
             if write_dry || (is_delete && any_delete_limit) || (is_update && update_limited) {
                 let n = need.get_or_insert_with(|| CheckNeed {
@@ -322,11 +416,18 @@ fn check_need(statements: &[Statement], info: &SessionInfo, policy: &Policy, dry
                 n.dry_run |= write_dry;
             }
         }
-        if dry_run && !st.opaque.is_empty() {
-            need.get_or_insert(CheckNeed { verb: "statement", target: None, dry_run: true }).dry_run = true;
+        let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)
+            || (st.calls_functions && policy.opaque.functions == Action::Verify);
+        if (dry_run && !st.opaque.is_empty()) || verify_opaque {
+            need.get_or_insert(CheckNeed { verb: "statement", target: None, dry_run }).dry_run |= dry_run;
         }
     }
-    need
+    if need.is_none() && !unknown.is_empty() {
+        unknown.sort();
+        unknown.dedup();
+        return Err(unknown);
+    }
+    Ok(need)
 }
 
 /// Why a message cannot be run inside a pre-check, if it cannot.

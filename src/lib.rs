@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod backend;
+pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod demo;

@@ -150,7 +150,8 @@ async fn handshake_and_relay(
         database: startup.database().to_string(),
         application_name: startup.param("application_name").unwrap_or("").to_string(),
     };
-    let info = SessionInfo::new(&who.user, &who.application_name);
+    let mut info = SessionInfo::new(&who.user, &who.application_name);
+    info.database = who.database.clone();
     let mut s = Session {
         shared: shared.clone(),
         client,
@@ -290,7 +291,7 @@ struct Session {
     info: SessionInfo,
     /// A message (or extended batch) waiting for the pre-check, which runs once the server
     /// has answered everything before it. The client is not read meanwhile.
-    pending: Option<(BytesMut, CheckPlan)>,
+    pending: Option<Pending>,
     /// An extended batch being held (not forwarded) because it will need the pre-check.
     held_batch: Option<HeldBatch>,
     /// Prepared statements (extended protocol) whose execution needs the pre-check.
@@ -425,7 +426,8 @@ impl Session {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
                 match self.judge_sql(sql) {
-                    Verdict::Check(plan) => self.pending = Some((BytesMut::from(&f.bytes[..]), plan)),
+                    Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan)),
+                    Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
                 }
             }
@@ -436,6 +438,17 @@ impl Session {
                 let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
                 let name = msg.name.to_vec();
                 match self.judge_sql(msg.sql) {
+                    Verdict::Resolve(names) => {
+                        if self.held_batch.is_some() || self.relay.batch_has_messages() {
+                            // No catalog question can be asked in the middle of a batch:
+                            // assume the worst, which makes the write one to count.
+                            for n in &names {
+                                self.shared.guard.catalog.learn(&self.info.database, n, true);
+                            }
+                            return self.on_client_frame(f);
+                        }
+                        self.pending = Some(Pending::Resolve(f, names));
+                    }
                     Verdict::Check(plan) => {
                         self.stmt_plans.insert(name, plan.clone());
                         self.hold_in_batch(&f, plan);
@@ -478,7 +491,7 @@ impl Session {
                 Some(mut h) => {
                     h.bytes.extend_from_slice(&f.bytes);
                     if h.executes {
-                        self.pending = Some((h.bytes, h.plan));
+                        self.pending = Some(Pending::Verify(h.bytes, h.plan));
                     } else {
                         // Nothing runs in it (a prepare): it needs no counting.
                         self.relay.forward_in_batch(&h.bytes[..h.bytes.len() - f.bytes.len()]);
@@ -544,7 +557,11 @@ impl Session {
 
     /// Runs the waiting message inside the pre-check and relays its outcome.
     async fn run_pending(&mut self) -> Result<(), SessionError> {
-        let Some((bytes, plan)) = self.pending.take() else { return Ok(()) };
+        let (bytes, plan) = match self.pending.take() {
+            None => return Ok(()),
+            Some(Pending::Verify(bytes, plan)) => (bytes, plan),
+            Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
+        };
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK; let it say so.
             self.relay.forward_sync_point(&bytes);
@@ -588,6 +605,33 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Asks the catalog about relation names on this session, then judges the frame again.
+    async fn resolve(&mut self, frame: Frame, names: Vec<String>) -> Result<(), SessionError> {
+        let db = self.info.database.clone();
+        if self.relay.tx == TxStatus::Failed {
+            // The server refuses everything until ROLLBACK, and cannot be asked either.
+            let unit = if frame.tag == fe::QUERY { Unit::SyncPoint } else { Unit::InBatch };
+            self.relay.apply(Verdict::Allow, &frame.bytes, unit);
+            return Ok(());
+        }
+        self.flush_to_client().await?;
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let answer = backend
+            .query(&crate::catalog::query(&names))
+            .await
+            .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+        let (for_client, params) = (backend.for_client, backend.params);
+        self.relay.to_client.extend_from_slice(&for_client);
+        self.relay.params.extend(params);
+        if answer.error.is_some() {
+            // Not allowed to read the catalog: count the write, to be safe.
+            names.iter().for_each(|n| self.shared.guard.catalog.learn(&db, n, true));
+        } else {
+            crate::catalog::learn_answer(&self.shared.guard.catalog, &db, &names, &answer.rows);
+        }
+        self.on_client_frame(frame)
     }
 
     async fn flush_to_client(&mut self) -> Result<(), SessionError> {
@@ -734,6 +778,14 @@ fn is_scram_with_binding_flag(body: &[u8]) -> bool {
 /// The most a verified statement may return while its rows are counted (RETURNING, or a
 /// SELECT in the same message); past it the statement is rolled back and refused.
 const MAX_HOLD: usize = 16 * 1024 * 1024;
+
+/// What waits for the server to be idle.
+enum Pending {
+    /// Run these client messages inside the pre-check.
+    Verify(BytesMut, CheckPlan),
+    /// Ask the catalog about these names, then judge the frame again.
+    Resolve(Frame, Vec<String>),
+}
 
 /// An extended-protocol batch held until its Sync.
 struct HeldBatch {

@@ -6,6 +6,7 @@
 //! Does not own: policy (which tables and columns matter), I/O, or name resolution against the
 //! live catalog — an unqualified name is reported as written.
 
+pub mod directive;
 mod predicate;
 pub mod script;
 mod walk;
@@ -181,6 +182,8 @@ pub struct Statement {
     pub ddl: bool,
     /// `SET blastwall.mode = '…'` (`Some(Some(value))`) or `RESET blastwall.mode` (`Some(None)`).
     pub session_mode: Option<Option<String>>,
+    /// It calls a function that is not a well-known built-in: its body may write.
+    pub calls_functions: bool,
 }
 
 impl Statement {

@@ -63,11 +63,31 @@ pub fn decide(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -
         for w in &st.writes {
             write_findings(w, st, who, policy, &mut d);
         }
+        if st.calls_functions {
+            let mode = match policy.opaque.functions {
+                Action::Block => Some(Mode::Enforce),
+                Action::Warn => Some(Mode::Warn),
+                Action::Allow | Action::Verify => None,
+            };
+            if let Some(mode) = mode {
+                let f = Finding {
+                    rule: "opaque",
+                    mode,
+                    what: "statement".into(),
+                    why: "a call of a function that is not a well-known built-in (its body is not visible to the parser) (opaque.functions)".into(),
+                    hint: HINT_OPAQUE,
+                    source: defaults_source(policy),
+                    statement: st.text.clone(),
+                };
+                push(&mut d, who, policy, None, f);
+            }
+        }
         for o in &st.opaque {
             let mode = match policy.opaque.for_key(o.key()) {
                 Action::Block => Mode::Enforce,
                 Action::Warn => Mode::Warn,
-                Action::Allow => continue,
+                // Verified by the pre-check instead (see guard::check_need).
+                Action::Allow | Action::Verify => continue,
             };
             push(
                 &mut d,

@@ -56,6 +56,7 @@ struct RawOpaque {
     explain_analyze: Option<Action>,
     function_call: Option<Action>,
     unparseable: Option<Action>,
+    functions: Option<Action>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +179,7 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
             a.explain_analyze = o.explain_analyze.unwrap_or(a.explain_analyze);
             a.function_call = o.function_call.unwrap_or(a.function_call);
             a.unparseable = o.unparseable.unwrap_or(a.unparseable);
+            a.functions = o.functions.unwrap_or(a.functions);
         }
         for t in raw.table {
             let line = line_of(text, t.span().start);

@@ -59,6 +59,8 @@ pub enum Action {
     Block,
     Warn,
     Allow,
+    /// Run it inside the pre-check, so the row limits apply to what it changes.
+    Verify,
 }
 
 /// Operations a table can forbid outright.
@@ -80,6 +82,8 @@ pub struct OpaqueActions {
     pub explain_analyze: Action,
     pub function_call: Action,
     pub unparseable: Action,
+    /// Statements that call functions other than well-known built-ins (whose bodies may write).
+    pub functions: Action,
 }
 
 impl OpaqueActions {
@@ -89,6 +93,7 @@ impl OpaqueActions {
             "call" => self.call,
             "explain_analyze" => self.explain_analyze,
             "function_call" => self.function_call,
+            "functions" => self.functions,
             _ => self.unparseable,
         }
     }
@@ -161,6 +166,7 @@ impl Policy {
                 explain_analyze: Action::Block,
                 function_call: Action::Block,
                 unparseable: Action::Block,
+                functions: Action::Allow,
             },
             tables: Vec::new(),
             roles: HashMap::new(),

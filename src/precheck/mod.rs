@@ -170,6 +170,9 @@ pub struct CheckPlan {
     pub statement: String,
     /// A warning to send before the statement's results (warn-mode static findings).
     pub notice: Option<ProxyMessage>,
+    /// An override directive from a role allowed to use it: this many rows at most, in place
+    /// of the policy's limits.
+    pub override_rows: Option<crate::analyze::directive::Override>,
 }
 
 /// The end of a check.
@@ -251,7 +254,10 @@ pub async fn verify(
         (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
         _ => plan.verb.to_string(),
     };
-    let decision = limit_findings(&counts, &what, &plan.statement, who, policy);
+    let decision = match &plan.override_rows {
+        Some(ov) => override_findings(&counts, ov, &what, &plan.statement),
+        None => limit_findings(&counts, &what, &plan.statement, who, policy),
+    };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         b.query(&undo).await?;
         let mut text = format!(
@@ -301,6 +307,35 @@ pub async fn verify(
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     Ok(Outcome::Deliver { bytes, status, counts })
+}
+
+/// An override states how many rows the statement may change in all (deleted and updated,
+/// cascades included); more than that is rolled back, whatever the mode.
+fn override_findings(
+    counts: &[TableCount],
+    ov: &crate::analyze::directive::Override,
+    what: &str,
+    statement: &str,
+) -> Decision {
+    let total: u64 = counts.iter().map(|c| c.deleted + c.updated).sum();
+    let mut d = Decision::default();
+    if total > ov.rows {
+        d.findings.push(crate::policy::Finding {
+            rule: "override-exceeded",
+            mode: Mode::Enforce,
+            what: what.to_string(),
+            why: format!(
+                "would {}: {total} rows in all, more than the {} the override allows (reason: {})",
+                crate::policy::describe_counts(counts),
+                ov.rows,
+                ov.reason
+            ),
+            hint: "The statement changes more rows than expected: look at what else it reaches before raising the number.",
+            source: "override directive".into(),
+            statement: statement.to_string(),
+        });
+    }
+    d
 }
 
 /// The server's SQLSTATE, kept as one of a few static strings (the proxy's messages carry

@@ -266,7 +266,7 @@ fn verdict(g: &Guard, sql: &str, user: &str) -> V {
     let mut info = SessionInfo::new(user, "corpus");
     match g.judge_sql(sql.as_bytes(), &mut info) {
         // Allowed by the static rules; the live pre-check counts its rows.
-        Verdict::Allow | Verdict::Check(_) => A,
+        Verdict::Allow | Verdict::Check(_) | Verdict::Resolve(_) => A,
         Verdict::Refuse(m) => R(rule_of(m.detail.as_deref().unwrap_or(""))),
         Verdict::Notice(m) => W(rule_of(m.detail.as_deref().unwrap_or(""))),
     }

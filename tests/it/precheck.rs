@@ -19,6 +19,10 @@ max_update_rows = 2
 [[table]]
 name = "public.web_messages"
 max_delete_rows = 12
+
+[[role]]
+name = "migrator"
+may_override = true
 "#;
 
 async fn limited_proxy(mode: Option<&str>) -> Proxy {
@@ -121,6 +125,23 @@ async fn views_search_path_and_temp_tables_resolve_as_the_server_does() {
     let err = via.simple_query("DELETE FROM people WHERE auth_source = 'test'").await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "42501");
     assert_eq!(snapshot(&via).await, before);
+    // An UPDATE through the view changes rows of users, which has an update limit (2).
+    let err = via.simple_query("UPDATE people SET plan = 'x' WHERE auth_source = 'oauth'").await.unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("would update 10 rows in public.users"), "{err:?}");
+    assert_eq!(snapshot(&via).await, before);
+    // A view created a moment ago is known at once (DDL through blastwall drops what the
+    // catalog said), and a plain table of another name is not counted at all.
+    via.batch_execute(
+        "CREATE TABLE notes (id int, body text); INSERT INTO notes SELECT g, 'n' FROM generate_series(1, 10) g",
+    )
+    .await
+    .unwrap();
+    assert_eq!(via.execute("UPDATE notes SET body = 'm'", &[]).await.unwrap_err().code().unwrap().code(), "42501");
+    assert_eq!(via.execute("UPDATE notes SET body = 'm' WHERE id > 0", &[]).await.unwrap(), 10);
+    via.batch_execute("DROP TABLE notes; CREATE VIEW notes AS SELECT * FROM public.users").await.unwrap();
+    let err = via.execute("UPDATE notes SET plan = 'm' WHERE id < 0", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501", "{err:?}");
+    via.batch_execute("DROP VIEW notes").await.unwrap();
     // A temporary table named users is not public.users: deleting from it is allowed.
     via.batch_execute("CREATE TEMP TABLE users (id bigint, auth_source text); INSERT INTO users SELECT g, 'test' FROM generate_series(1, 50) g").await.unwrap();
     let n = via.execute("DELETE FROM users WHERE auth_source = 'test'", &[]).await.unwrap();
@@ -199,5 +220,69 @@ async fn a_session_can_ask_for_dry_run_but_never_for_less() {
     // From the policy's enforce, a session may ask for enforce (no change) or dry-run.
     let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-c", "SET blastwall.mode = 'enforce'"], None);
     assert!(ok, "{err}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_override_is_explicit_noisy_and_bounded() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO migrator");
+    let p = limited_proxy(None).await;
+    let cleanup = "DELETE FROM users WHERE auth_source = 'test'";
+    let run = |user: &str, sql: &str| psql(p.port(), user, APP_PW, &db, &["-c", sql], None);
+    let c = direct("app", APP_PW, &db).await;
+    let before = snapshot(&c).await;
+    // A role without may_override gets the normal refusal.
+    let (ok, _, err) = run("app", &format!("/* blastwall: allow rows<=100 reason=\"ticket 4711\" */ {cleanup}"));
+    assert!(!ok && err.contains("rule row-limit"), "{err}");
+    // The stated count is an assertion: 10 users cascade to 100 rows in all, more than 20.
+    let (ok, _, err) = run("migrator", &format!("/* blastwall: allow rows<=20 reason=\"ticket 4711\" */ {cleanup}"));
+    assert!(!ok && err.contains("100 rows in all, more than the 20 the override allows"), "{err}");
+    assert_eq!(snapshot(&c).await, before);
+    // Not in a string, not for a second statement.
+    let (ok, _, err) =
+        run("migrator", &format!("{cleanup} AND email <> '/* blastwall: allow rows<=100 reason=\"x\" */'"));
+    assert!(!ok && err.contains("rule row-limit"), "{err}");
+    let (ok, _, err) = run("migrator", &format!("/* blastwall: allow rows<=100 reason=\"x\" */ SELECT 1; {cleanup}"));
+    assert!(!ok && err.contains("one statement only"), "{err}");
+    assert_eq!(snapshot(&c).await, before);
+    // The range delete of the incident, with its real size stated, by a role allowed to.
+    let (ok, out, err) = run("migrator", "/* blastwall: allow rows<=200 reason=\"ticket 4711\" */ DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101");
+    assert!(ok, "{err}");
+    assert!(out.contains("DELETE 10"), "{out}");
+    assert_eq!(count(&c, "SELECT count(*) FROM users WHERE auth_source = 'test'").await, 0);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_and_do_blocks_can_be_run_in_verify_mode() {
+    let db = incident_db();
+    let policy_text = format!("{LIMITS}\n[opaque]\ndo = \"verify\"\nfunctions = \"verify\"\n");
+    let policy = compile(&[(Path::new("verify.toml"), policy_text.as_str())]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let c = direct("app", APP_PW, &db).await;
+    c.batch_execute(
+        "CREATE FUNCTION wipe_tests() RETURNS void LANGUAGE sql AS $$ DELETE FROM users WHERE auth_source = 'test' $$",
+    )
+    .await
+    .unwrap();
+    let before = snapshot(&c).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // The parser cannot see the DELETE inside the function; the counters can.
+    let err = via.simple_query("SELECT wipe_tests()").await.unwrap_err();
+    assert!(
+        err.as_db_error().unwrap().message().contains("10 deleted in public.users is over its limit of 3"),
+        "{err:?}"
+    );
+    let err = via.simple_query("DO $$ BEGIN DELETE FROM users WHERE auth_source = 'test'; END $$").await.unwrap_err();
+    assert!(
+        err.as_db_error().unwrap().message().contains("10 deleted in public.users is over its limit of 3"),
+        "{err:?}"
+    );
+    assert_eq!(snapshot(&c).await, before);
+    // Within the limits, they run.
+    via.batch_execute("DO $$ BEGIN DELETE FROM users WHERE id = -91111101; END $$").await.unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM users").await, 59);
+    assert_eq!(via.query("SELECT lower('A')", &[]).await.unwrap().len(), 1);
     p.stop().await;
 }
