@@ -426,7 +426,7 @@ impl Session {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
                 match self.judge_sql(sql) {
-                    Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan)),
+                    Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), Box::new(plan))),
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
                 }
@@ -491,7 +491,7 @@ impl Session {
                 Some(mut h) => {
                     h.bytes.extend_from_slice(&f.bytes);
                     if h.executes {
-                        self.pending = Some(Pending::Verify(h.bytes, h.plan));
+                        self.pending = Some(Pending::Verify(h.bytes, Box::new(h.plan)));
                     } else {
                         // Nothing runs in it (a prepare): it needs no counting.
                         self.relay.forward_in_batch(&h.bytes[..h.bytes.len() - f.bytes.len()]);
@@ -782,7 +782,7 @@ const MAX_HOLD: usize = 16 * 1024 * 1024;
 /// What waits for the server to be idle.
 enum Pending {
     /// Run these client messages inside the pre-check.
-    Verify(BytesMut, CheckPlan),
+    Verify(BytesMut, Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<String>),
 }
