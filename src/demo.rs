@@ -79,12 +79,21 @@ and try:
   -- 1. The incident's cleanup: refused, nothing is deleted.
   DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;
 
-  -- 2. The cleanup by attribute: allowed, removes exactly the 10 test users.
+  -- 2. A rehearsal: in dry-run the same DELETE runs inside a savepoint, blastwall
+  --    reports exactly what it would have removed (real users included), and rolls back.
+  SET blastwall.mode = 'dry-run';
+  DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;
+  \q
+
+  -- 3. In a new session: the cleanup by attribute. Its rows are counted on the live
+  --    server (cascades included) and are within the limits: exactly the 10 test users go.
   DELETE FROM users WHERE auth_source = 'test';
 
-  -- 3. The seeding upsert that overwrote real users: refused.
+  Also refused: the seeding upsert that overwrote real users, and the setval that moved
+  the sequence into the test window:
   INSERT INTO users (id, auth_source) VALUES (-91111111, 'test')
     ON CONFLICT (id) DO UPDATE SET auth_source = EXCLUDED.auth_source;
+  SELECT setval('web_user_id_seq', 91111101);
 
 Or check a script offline, without running anything:
 
