@@ -101,6 +101,30 @@ impl Upstream {
         }
     }
 
+    /// Whether the server accepts connections now (for `/readyz`): a TCP connection and an
+    /// SSLRequest answer, nothing more.
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        let addr = self.addr();
+        let mut tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((self.host.as_str(), self.port)))
+            .await
+            .map_err(|_| BackendError::Connect { addr: addr.clone(), message: "connection timed out".into() })?
+            .map_err(|e| BackendError::Connect { addr: addr.clone(), message: e.to_string() })?;
+        let mut req = Vec::with_capacity(8);
+        req.extend_from_slice(&8u32.to_be_bytes());
+        req.extend_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+        let answer = tokio::time::timeout(self.connect_timeout, async {
+            tcp.write_all(&req).await?;
+            tcp.read_u8().await
+        })
+        .await
+        .map_err(|_| BackendError::Connect { addr: addr.clone(), message: "no answer".into() })?
+        .map_err(|e| BackendError::Connect { addr: addr.clone(), message: e.to_string() })?;
+        match answer {
+            b'S' | b'N' => Ok(()),
+            other => Err(BackendError::Connect { addr, message: format!("unexpected answer {other:#x}") }),
+        }
+    }
+
     /// Sends a CancelRequest for `key` on a new connection, over TLS when the link uses it.
     pub async fn cancel(&self, key: &CancelKey) -> Result<(), BackendError> {
         let (mut io, _) = self.connect().await?;

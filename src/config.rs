@@ -38,6 +38,31 @@ struct RawConfig {
     allow_replication: Option<bool>,
     tls: Option<RawClientTls>,
     upstream_tls: Option<RawUpstreamTls>,
+    admin: Option<String>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    /// `stdout`, or a file path.
+    output: String,
+    max_bytes: Option<u64>,
+    keep: Option<usize>,
+    #[serde(default)]
+    raw_statements: bool,
+}
+
+/// Where the audit trail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// `None`: standard output.
+    pub file: Option<PathBuf>,
+    /// Rotate when the file would grow past this (0: never; reopen on SIGHUP instead).
+    pub max_bytes: u64,
+    pub keep: usize,
+    /// Log the statement's raw text instead of its normalized form (constants replaced).
+    pub raw_statements: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +127,10 @@ pub struct Config {
     pub allow_replication: bool,
     pub tls: Option<ClientTlsConfig>,
     pub upstream_tls: UpstreamTlsConfig,
+    /// The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when `None`.
+    pub admin: Option<String>,
+    /// The audit trail; off when `None`.
+    pub audit: Option<AuditConfig>,
 }
 
 /// Overrides given on the command line; each wins over the file.
@@ -111,6 +140,7 @@ pub struct Overrides {
     pub upstream: Option<String>,
     pub policies: Vec<PathBuf>,
     pub mode: Option<Mode>,
+    pub admin: Option<String>,
 }
 
 impl Default for Config {
@@ -130,6 +160,8 @@ impl Default for Config {
             allow_replication: false,
             tls: None,
             upstream_tls: UpstreamTlsConfig { mode: UpstreamSslMode::Prefer, ca: None, server_name: None },
+            admin: None,
+            audit: None,
         }
     }
 }
@@ -178,6 +210,13 @@ impl Config {
         if let Some(u) = raw.upstream_tls {
             c.upstream_tls = UpstreamTlsConfig { mode: u.mode, ca: u.ca.map(rel), server_name: u.server_name };
         }
+        c.admin = raw.admin;
+        c.audit = raw.audit.map(|a| AuditConfig {
+            file: (a.output != "stdout").then(|| rel(PathBuf::from(&a.output))),
+            max_bytes: a.max_bytes.unwrap_or(100 * 1024 * 1024),
+            keep: a.keep.unwrap_or(5),
+            raw_statements: a.raw_statements,
+        });
         c.validate()?;
         Ok(c)
     }
@@ -196,11 +235,17 @@ impl Config {
         if o.mode.is_some() {
             self.mode = o.mode;
         }
+        if o.admin.is_some() {
+            self.admin = o.admin;
+        }
         self.validate()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         split_host_port(&self.listen, "listen")?;
+        if let Some(a) = &self.admin {
+            split_host_port(a, "admin")?;
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::Value { key: "max_connections", message: "must be at least 1".into() });
         }

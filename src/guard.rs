@@ -53,6 +53,8 @@ pub struct SessionInfo {
     /// (the server keeps the first that succeeded; all are judged, so none can hide).
     pub prepared: HashMap<String, Vec<Statement>>,
     pub session_mode: Option<Mode>,
+    /// What the last judged message decided, for the audit trail (`None`: nothing to record).
+    pub last: Option<crate::audit::Facts>,
 }
 
 impl SessionInfo {
@@ -122,7 +124,14 @@ impl Guard {
                 },
             };
         let ddl = statements.iter().any(|s| s.ddl);
+        let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+        let targets: Vec<String> = statements
+            .iter()
+            .flat_map(|s| &s.writes)
+            .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
+            .collect();
         let verdict = self.judge_decided(sql, statements, decision, info);
+        info.last = audit_facts(&verdict, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
@@ -261,13 +270,15 @@ impl Guard {
     }
 
     /// Judges a FunctionCall protocol message (a function called by OID; its body is unseen).
-    pub fn judge_function_call(&self, info: &SessionInfo) -> Verdict {
+    pub fn judge_function_call(&self, info: &mut SessionInfo) -> Verdict {
         let st = Statement {
             text: "<FunctionCall message>".into(),
             opaque: vec![Opaque::FunctionCallMessage],
             ..Default::default()
         };
-        render(&policy::decide(&[st], info.view(), &self.policy()))
+        let verdict = render(&policy::decide(&[st], info.view(), &self.policy()));
+        info.last = audit_facts(&verdict, "<FunctionCall message>".into(), Vec::new());
+        verdict
     }
 }
 
@@ -316,6 +327,33 @@ fn cannot_write(text: &str) -> bool {
     !text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
         .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+}
+
+/// The audit facts of a verdict (none for a plain allow).
+fn audit_facts(verdict: &Verdict, statement: String, targets: Vec<String>) -> Option<crate::audit::Facts> {
+    let rule_of = |m: &ProxyMessage| {
+        m.detail.as_deref().and_then(|d| d.strip_prefix("rule ")).and_then(|r| r.split(';').next()).map(str::to_string)
+    };
+    let mode_of = |m: &ProxyMessage| {
+        let d = m.detail.as_deref().unwrap_or("");
+        ["enforce", "dry-run", "warn"].into_iter().find(|k| d.contains(&format!("mode {k}")))
+    };
+    let (decision, rule, mode, message, override_reason) = match verdict {
+        Verdict::Allow | Verdict::Resolve(_) => return None,
+        Verdict::Refuse(m) => ("refused", rule_of(m), mode_of(m).or(Some("enforce")), Some(m.message.clone()), None),
+        Verdict::Notice(m) => ("warned", rule_of(m), Some("warn"), Some(m.message.clone()), None),
+        Verdict::Check(p) => {
+            let decision = if p.override_rows.is_some() {
+                "overridden"
+            } else if p.dry_run {
+                "dry-run"
+            } else {
+                "checked"
+            };
+            (decision, None, None, None, p.override_rows.as_ref().map(|o| o.reason.clone()))
+        }
+    };
+    Some(crate::audit::Facts { decision, rule, mode, statement, targets, message, override_reason })
 }
 
 /// The override directive of a message, if it has one. It counts only in a message of a

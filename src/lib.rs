@@ -2,13 +2,16 @@
 //! reach the server. The path of one statement: `wire` (framing) → `analyze` (pg_query) →
 //! `policy` (decision) → `relay` (forward or deny), in that order, called from `session` only.
 
+pub mod admin;
 pub mod analyze;
+pub mod audit;
 pub mod backend;
 pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod demo;
 pub mod guard;
+pub mod metrics;
 pub mod pgtemp;
 pub mod policy;
 pub mod precheck;

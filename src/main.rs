@@ -49,6 +49,9 @@ enum Command {
         /// Mode for every rule whose policy does not set one: enforce, warn, dry-run or off.
         #[arg(long)]
         mode: Option<Mode>,
+        /// Serve /metrics, /healthz and /readyz over HTTP on this address (off by default).
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Check SQL scripts against a policy without running them. Exits 1 if any statement
     /// would be refused, 2 on errors.
@@ -136,12 +139,12 @@ fn run(command: Command) -> Result<i32> {
             }
             Ok(if refused { 1 } else { 0 })
         }
-        Command::Serve { config, listen, upstream, policies, mode } => {
+        Command::Serve { config, listen, upstream, policies, mode, admin } => {
             let mut cfg = match &config {
                 Some(p) => Config::load(p)?,
                 None => Config::default(),
             };
-            cfg.apply(Overrides { listen, upstream, policies, mode })?;
+            cfg.apply(Overrides { listen, upstream, policies, mode, admin })?;
             let policy_paths = cfg.policies.clone();
             let policy = load_policy(&policy_paths)?;
             tracing::info!(policies = %policy.source_names(), hash = %policy.hash, "policy loaded");
@@ -173,29 +176,35 @@ fn run(command: Command) -> Result<i32> {
     }
 }
 
-/// SIGTERM/SIGINT: shut down at protocol boundaries. SIGHUP: reload the policy files; an
-/// invalid policy is reported and the old one stays in force.
+/// SIGTERM/SIGINT: shut down at protocol boundaries. SIGHUP: reload the policy files (an
+/// invalid policy is reported and the old one stays in force) and reopen the audit file.
+/// The policy files are also watched: a change is reloaded within two seconds.
 fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>, paths: Vec<PathBuf>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    if paths.is_empty() {
-        tracing::debug!("no policy files: SIGHUP reloads nothing");
-    }
     tokio::spawn(async move {
+        let mut seen = policy::file::fingerprint(&paths);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tokio::select! {
                 _ = term.recv() => { handle.shutdown(); break; }
                 _ = int.recv() => { handle.shutdown(); break; }
                 _ = hup.recv() => {
-                    if paths.is_empty() { continue; }
-                    match policy::file::load(&paths) {
-                        Ok(p) => {
-                            tracing::info!(policies = %p.source_names(), hash = %p.hash, "policy reloaded");
-                            shared.guard.replace(p);
-                        }
-                        Err(e) => tracing::error!(error = %e, "policy reload failed; the previous policy stays in force"),
+                    if let Some(a) = &shared.audit {
+                        a.reopen();
+                    }
+                    if !paths.is_empty() {
+                        shared.reload(policy::file::load(&paths));
+                        seen = policy::file::fingerprint(&paths);
+                    }
+                }
+                _ = tick.tick(), if !paths.is_empty() => {
+                    let now = policy::file::fingerprint(&paths);
+                    if now != seen {
+                        seen = now;
+                        shared.reload(policy::file::load(&paths));
                     }
                 }
             }

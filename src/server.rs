@@ -23,6 +23,10 @@ pub enum ServerError {
     Bind { addr: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot open the audit file {path}: {source}")]
+    Audit { path: String, source: std::io::Error },
 }
 
 /// Where the proxy is in its life; sessions watch it.
@@ -49,11 +53,14 @@ pub struct Shared {
     pub open_sessions: AtomicUsize,
     pub next_session_id: AtomicU64,
     pub phase: watch::Receiver<Phase>,
+    pub metrics: crate::metrics::Metrics,
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// A bound, not yet running proxy.
 pub struct Server {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shared: Arc<Shared>,
     phase_tx: watch::Sender<Phase>,
 }
@@ -77,6 +84,22 @@ impl Server {
         let client_tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let client_cert = config.tls.as_ref().map(|t| crate::tls::leaf_certificate(&t.cert)).transpose()?;
         let (phase_tx, phase) = watch::channel(Phase::Running);
+        let admin = match &config.admin {
+            Some(a) => {
+                Some(TcpListener::bind(a).await.map_err(|source| ServerError::Bind { addr: a.clone(), source })?)
+            }
+            None => None,
+        };
+        let metrics = crate::metrics::Metrics::new()?;
+        metrics.set_policy(&guard.policy().hash);
+        let audit = match &config.audit {
+            None => None,
+            Some(a) => Some(match &a.file {
+                None => crate::audit::Audit::stdout(),
+                Some(p) => crate::audit::Audit::file(p.clone(), a.max_bytes, a.keep)
+                    .map_err(|source| ServerError::Audit { path: p.display().to_string(), source })?,
+            }),
+        };
         let shared = Arc::new(Shared {
             config,
             upstream,
@@ -87,12 +110,19 @@ impl Server {
             open_sessions: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),
             phase,
+            metrics,
+            audit,
         });
-        Ok(Server { listener, shared, phase_tx })
+        Ok(Server { listener, admin, shared, phase_tx })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The admin listener's address, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -101,7 +131,8 @@ impl Server {
 
     /// Runs until `shutdown` fires, then drains sessions within the grace period.
     pub async fn run(self, shutdown: ShutdownHandle) {
-        let Server { listener, shared, phase_tx } = self;
+        let Server { listener, admin, shared, phase_tx } = self;
+        let admin_task = admin.map(|a| tokio::spawn(crate::admin::serve(a, shared.clone())));
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
@@ -141,6 +172,9 @@ impl Server {
                 }
             }
         }
+        if let Some(t) = admin_task {
+            t.abort();
+        }
         tracing::info!("shutdown complete");
     }
 }
@@ -148,6 +182,22 @@ impl Server {
 impl Shared {
     pub fn session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Swaps in a reloaded policy, or records that a reload failed (the old policy stays).
+    pub fn reload(&self, result: Result<crate::policy::Policy, crate::policy::PolicyError>) {
+        match result {
+            Ok(p) => {
+                tracing::info!(policies = %p.source_names(), hash = %p.hash, "policy reloaded");
+                self.metrics.set_policy(&p.hash);
+                self.metrics.policy_reloads_total.with_label_values(&["ok"]).inc();
+                self.guard.replace(p);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload failed; the previous policy stays in force");
+                self.metrics.policy_reloads_total.with_label_values(&["failed"]).inc();
+            }
+        }
     }
 }
 

@@ -44,11 +44,14 @@ enum SessionError {
 /// the session starts and one when it ends.
 pub async fn run(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
     let open = shared.open_sessions.fetch_add(1, Ordering::AcqRel) + 1;
+    shared.metrics.sessions_open.inc();
+    shared.metrics.sessions_total.inc();
     let id = shared.session_id();
     let started = Instant::now();
     let mut stats = Stats::default();
     let result = handshake_and_relay(&shared, sock, peer, id, open, &mut stats).await;
     shared.open_sessions.fetch_sub(1, Ordering::AcqRel);
+    shared.metrics.sessions_open.dec();
     if let Some(key) = &stats.key {
         shared.cancel_keys.remove(key);
     }
@@ -136,6 +139,7 @@ async fn handshake_and_relay(
     let (server, upstream_cert) = match shared.upstream.connect().await {
         Ok(x) => x,
         Err(e) => {
+            shared.metrics.upstream_connect_errors_total.inc();
             let code = match e {
                 BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
                 _ => sqlstate::CONNECTION_FAILURE,
@@ -422,11 +426,54 @@ impl Session {
     }
 
     fn on_client_frame(&mut self, f: Frame) -> Result<(), SessionError> {
+        if matches!(f.tag, fe::QUERY | fe::PARSE | fe::FUNCTION_CALL) {
+            self.shared.metrics.statements_total.inc();
+        }
+        let r = self.on_client_message(f);
+        // Refusals and warnings are recorded now; checks when their outcome is known.
+        if let Some(facts) = self.info.last.take() {
+            if matches!(facts.decision, "refused" | "warned") {
+                self.record(&facts, &[], None);
+            }
+        }
+        r
+    }
+
+    /// One decision event: a metric, and a line of the audit trail when it is on.
+    fn record(&self, facts: &crate::audit::Facts, counts: &[precheck::TableCount], precheck_us: Option<u64>) {
+        let rule = facts.rule.as_deref().unwrap_or("none");
+        self.shared.metrics.decision(rule, facts.mode.unwrap_or(""), facts.decision);
+        let Some(audit) = &self.shared.audit else { return };
+        let raw = self.shared.config.audit.as_ref().is_some_and(|a| a.raw_statements);
+        let (fingerprint, statement) = crate::audit::statement_text(&facts.statement, raw);
+        audit.emit(&crate::audit::Event {
+            time: crate::audit::now(),
+            session: self.id,
+            user: &self.info.user,
+            database: &self.info.database,
+            application_name: &self.info.application_name,
+            client: self.peer.to_string(),
+            decision: facts.decision,
+            rule: facts.rule.as_deref(),
+            mode: facts.mode,
+            fingerprint,
+            statement,
+            targets: &facts.targets,
+            counts: crate::audit::CountField::from_counts(counts),
+            message: facts.message.as_deref(),
+            override_reason: facts.override_reason.as_deref(),
+            precheck_us,
+        });
+    }
+
+    fn on_client_message(&mut self, f: Frame) -> Result<(), SessionError> {
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
                 match self.judge_sql(sql) {
-                    Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), Box::new(plan))),
+                    Verdict::Check(plan) => {
+                        self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), Box::new(plan)))
+                    }
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
                 }
@@ -445,7 +492,7 @@ impl Session {
                             for n in &names {
                                 self.shared.guard.catalog.learn(&self.info.database, n, true);
                             }
-                            return self.on_client_frame(f);
+                            return self.on_client_message(f);
                         }
                         self.pending = Some(Pending::Resolve(f, names));
                     }
@@ -501,7 +548,7 @@ impl Session {
                 None => self.relay.forward_sync(&f.bytes),
             },
             fe::FUNCTION_CALL => {
-                let verdict = self.shared.guard.judge_function_call(&self.info);
+                let verdict = self.shared.guard.judge_function_call(&mut self.info);
                 self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
             }
             fe::DESCRIBE | fe::CLOSE | fe::FLUSH => self.batch_message(&f),
@@ -580,6 +627,39 @@ impl Session {
             self.relay.params.insert(k, v);
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.shared.metrics.precheck_seconds.observe(started.elapsed().as_secs_f64());
+        let mut facts = crate::audit::Facts {
+            decision: if plan.dry_run {
+                "dry-run"
+            } else if plan.override_rows.is_some() {
+                "overridden"
+            } else {
+                "verified"
+            },
+            rule: None,
+            mode: None,
+            statement: plan.statement.clone(),
+            targets: plan.target.iter().map(|t| t.to_string()).collect(),
+            message: None,
+            override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
+        };
+        match &outcome {
+            Outcome::Deliver { counts, .. } => self.record(&facts, counts, Some(micros)),
+            Outcome::Refuse { decision, counts } => {
+                let first = decision.findings.first();
+                facts.decision = "refused";
+                facts.rule = first.map(|f| f.rule.to_string());
+                facts.mode = first.map(|f| f.mode.as_str());
+                facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
+                self.record(&facts, counts, Some(micros));
+            }
+            Outcome::Unverifiable(why) => {
+                facts.decision = "refused";
+                facts.rule = Some("unverifiable".into());
+                facts.message = Some(why.clone());
+                self.record(&facts, &[], Some(micros));
+            }
+        }
         match outcome {
             Outcome::Deliver { bytes, status, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
@@ -631,7 +711,7 @@ impl Session {
         } else {
             crate::catalog::learn_answer(&self.shared.guard.catalog, &db, &names, &answer.rows);
         }
-        self.on_client_frame(frame)
+        self.on_client_message(frame)
     }
 
     async fn flush_to_client(&mut self) -> Result<(), SessionError> {

@@ -111,6 +111,25 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, PolicyError> {
     Ok(files)
 }
 
+/// What changes when a policy file changes: each file's name, size and modification time
+/// (a folder's files included). Used to watch the files without a platform watcher.
+pub fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let files: Vec<PathBuf> = if p.is_dir() {
+            std::fs::read_dir(p).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            let meta = std::fs::metadata(&f).ok();
+            out.push((f, meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok())));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Loads and validates policy files and folders (every `*.toml` in a folder, by name).
 pub fn load(paths: &[PathBuf]) -> Result<Policy, PolicyError> {
     let files = collect(paths)?;

@@ -133,6 +133,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<()>,
+    pub shared: std::sync::Arc<blastwall::server::Shared>,
+    pub admin: Option<SocketAddr>,
 }
 
 impl Proxy {
@@ -154,9 +156,11 @@ pub fn base_config() -> Config {
 pub async fn proxy_with(config: Config, policy: Policy) -> Proxy {
     let server = Server::bind(config, Guard::new(policy, None)).await.expect("bind proxy");
     let addr = server.local_addr();
+    let shared = server.shared();
+    let admin = server.admin_addr();
     let shutdown = shutdown_handle();
     let task = tokio::spawn(server.run(shutdown.clone()));
-    Proxy { addr, shutdown, task }
+    Proxy { addr, shutdown, task, shared, admin }
 }
 
 /// The proxy with the shipped default + incident policies.

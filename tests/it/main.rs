@@ -9,6 +9,8 @@
 //!   sessions usable, allowed statements identical to direct.
 //! - `precheck`: row limits measured on the live session — cascades counted, limits at the
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
+//! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
+//!   watch, invalid policies), run as the real binary where signals matter.
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
 
@@ -16,5 +18,6 @@ mod cli;
 mod corpus;
 mod guard;
 mod harness;
+mod ops;
 mod precheck;
 mod relay;
