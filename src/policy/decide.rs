@@ -182,7 +182,8 @@ pub fn describe_counts(counts: &[TableCount]) -> String {
 }
 
 /// Row limits against what a statement changed, as the pre-check measured it: counts include
-/// rows deleted by ON DELETE CASCADE and rows changed by triggers and functions.
+/// rows deleted by ON DELETE CASCADE and rows changed by triggers and functions. One finding
+/// names every table over its limit; it applies in the strictest of their modes.
 pub fn limit_findings(
     counts: &[TableCount],
     verb: &str,
@@ -190,28 +191,34 @@ pub fn limit_findings(
     who: SessionView<'_>,
     policy: &Policy,
 ) -> Decision {
-    let mut d = Decision::default();
-    let all = describe_counts(counts);
+    let mut over = Vec::new();
+    let mut first_table: Option<&TablePolicy> = None;
+    let mut mode: Option<Mode> = None;
     for c in counts {
         let (max_del, max_upd, table) = limits_for(policy, &c.schema, &c.name);
-        let over = [("delete", c.deleted, max_del), ("update", c.updated, max_upd)]
-            .into_iter()
-            .find_map(|(what, n, max)| max.filter(|m| n > *m).map(|m| (what, n, m)));
-        if let Some((what, n, max)) = over {
-            let why = format!("would {all}; {n} {what}d in {} is over its limit of {max}", c.qualified());
-            let source = table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
-            let f = Finding {
-                rule: "row-limit",
-                mode: Mode::Enforce,
-                what: verb.to_string(),
-                why,
-                hint: HINT_LIMIT,
-                source,
-                statement: statement.to_string(),
-            };
-            push(&mut d, who, policy, table, f);
+        for (what, n, max) in [("deleted", c.deleted, max_del), ("updated", c.updated, max_upd)] {
+            if let Some(m) = max.filter(|m| n > *m) {
+                over.push(format!("{n} {what} in {} is over its limit of {m}", c.qualified()));
+                let table_mode = mode_for(who, policy, table);
+                if mode.is_none_or(|x| table_mode > x) {
+                    mode = Some(table_mode);
+                    first_table = table;
+                }
+            }
         }
     }
+    let mut d = Decision::default();
+    let Some(mode) = mode.filter(|m| *m != Mode::Off) else { return d };
+    let source = first_table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
+    d.findings.push(Finding {
+        rule: "row-limit",
+        mode,
+        what: verb.to_string(),
+        why: format!("would {}; {}", describe_counts(counts), over.join(", ")),
+        hint: HINT_LIMIT,
+        source,
+        statement: statement.to_string(),
+    });
     d
 }
 

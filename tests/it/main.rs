@@ -11,6 +11,7 @@
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
 //!   watch, invalid policies), run as the real binary where signals matter.
+//! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
 
@@ -20,4 +21,5 @@ mod guard;
 mod harness;
 mod ops;
 mod precheck;
+mod readme;
 mod relay;
