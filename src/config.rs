@@ -35,6 +35,7 @@ struct RawConfig {
     startup_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    precheck_timeout_ms: Option<u64>,
     allow_replication: Option<bool>,
     tls: Option<RawClientTls>,
     upstream_tls: Option<RawUpstreamTls>,
@@ -124,6 +125,9 @@ pub struct Config {
     /// `None`: idle sessions are kept as long as the client likes, as on the server.
     pub idle_timeout: Option<Duration>,
     pub shutdown_grace: Duration,
+    /// `statement_timeout` for statements run inside a pre-check transaction that blastwall
+    /// opened (`None`: the session's own).
+    pub precheck_timeout: Option<Duration>,
     pub allow_replication: bool,
     pub tls: Option<ClientTlsConfig>,
     pub upstream_tls: UpstreamTlsConfig,
@@ -157,6 +161,7 @@ impl Default for Config {
             startup_timeout: Duration::from_secs(60),
             idle_timeout: None,
             shutdown_grace: Duration::from_secs(30),
+            precheck_timeout: None,
             allow_replication: false,
             tls: None,
             upstream_tls: UpstreamTlsConfig { mode: UpstreamSslMode::Prefer, ca: None, server_name: None },
@@ -206,6 +211,7 @@ impl Config {
             c.shutdown_grace = Duration::from_secs(s);
         }
         c.allow_replication = raw.allow_replication.unwrap_or(false);
+        c.precheck_timeout = raw.precheck_timeout_ms.filter(|&m| m > 0).map(Duration::from_millis);
         c.tls = raw.tls.map(|t| ClientTlsConfig { cert: rel(t.cert), key: rel(t.key), require: t.require });
         if let Some(u) = raw.upstream_tls {
             c.upstream_tls = UpstreamTlsConfig { mode: u.mode, ca: u.ca.map(rel), server_name: u.server_name };

@@ -213,6 +213,7 @@ impl Guard {
             statement: text,
             notice: verdict.notice().cloned(),
             override_rows: overriding,
+            estimate_sql: estimate_text(&statements),
         })
     }
 
@@ -466,6 +467,20 @@ fn check_need(
         return Err(unknown);
     }
     Ok(need)
+}
+
+/// The text to EXPLAIN before a counted statement runs: one DELETE/UPDATE/MERGE statement with
+/// no parameter references (EXPLAIN would need their values).
+fn estimate_text(statements: &[Statement]) -> Option<String> {
+    let [st] = statements else { return None };
+    if !st.writes.iter().any(|w| w.op.is_row_write()) || !st.executes.is_empty() {
+        return None;
+    }
+    let b = st.text.as_bytes();
+    if b.windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()) {
+        return None;
+    }
+    Some(st.text.trim_end_matches(';').to_string())
 }
 
 /// Why a message cannot be run inside a pre-check, if it cannot.

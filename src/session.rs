@@ -618,7 +618,9 @@ impl Session {
         let policy = self.shared.guard.policy();
         let started = Instant::now();
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let outcome = precheck::verify(&mut backend, &bytes, self.relay.tx, &plan, &policy, self.info.view(), MAX_HOLD)
+        let opts =
+            precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
+        let outcome = precheck::verify(&mut backend, &bytes, self.relay.tx, &plan, &policy, self.info.view(), opts)
             .await
             .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
         let (for_client, params) = (backend.for_client, backend.params);

@@ -173,6 +173,9 @@ pub struct CheckPlan {
     /// An override directive from a role allowed to use it: this many rows at most, in place
     /// of the policy's limits.
     pub override_rows: Option<crate::analyze::directive::Override>,
+    /// The statement's text for an EXPLAIN estimate first (a single statement without
+    /// parameters), so that one far over its limit is refused without running.
+    pub estimate_sql: Option<String>,
 }
 
 /// The end of a check.
@@ -199,8 +202,9 @@ pub async fn verify(
     plan: &CheckPlan,
     policy: &Policy,
     who: SessionView<'_>,
-    max_hold: usize,
+    opts: VerifyOptions,
 ) -> Result<Outcome, PrecheckError> {
+    let max_hold = opts.max_hold;
     let opened = tx == TxStatus::Idle;
     let (open, keep, undo, status) = if opened {
         ("BEGIN".to_string(), "COMMIT".to_string(), "ROLLBACK".to_string(), TxStatus::Idle)
@@ -212,7 +216,20 @@ pub async fn verify(
             TxStatus::InBlock,
         )
     };
-    let a = b.query(&format!("{open}; {STATS_SQL}")).await?;
+    // A timeout of the proxy's own can only be scoped to a transaction it opened itself.
+    let timeout = match opts.statement_timeout {
+        Some(t) if opened => format!("SET LOCAL statement_timeout = {}; ", t.as_millis()),
+        _ => String::new(),
+    };
+    let explain = plan.estimate_sql.as_deref().map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
+    let mut a = b.query(&format!("{open}; {timeout}{}{STATS_SQL}", explain.as_deref().unwrap_or(""))).await?;
+    if a.error.is_some() && explain.is_some() {
+        // The estimate failed (the statement itself will fail the same way, and say so):
+        // undo the attempt and open again without it.
+        let back = if opened { "ROLLBACK".to_string() } else { undo.clone() };
+        b.query(&back).await?;
+        a = b.query(&format!("{open}; {timeout}{STATS_SQL}")).await?;
+    }
     if let Some(e) = a.error {
         if opened {
             b.query("ROLLBACK").await?;
@@ -225,6 +242,15 @@ pub async fn verify(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
         ));
     };
+    // Far over a limit by the planner's estimate: refused without running anything.
+    if !plan.dry_run && plan.override_rows.is_none() {
+        let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
+        let decision = estimate_findings(estimates, plan, who, policy);
+        if decision.mode() == Some(Mode::Enforce) {
+            b.query(&undo).await?;
+            return Ok(Outcome::Refuse { decision, counts: vec![] });
+        }
+    }
     let held = b.run_held(msgs, max_hold).await?;
     if held.error {
         // The statement failed by itself: the client sees exactly the server's answer. In the
@@ -307,6 +333,76 @@ pub async fn verify(
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     Ok(Outcome::Deliver { bytes, status, counts })
+}
+
+/// How a verification is bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// The most bytes of replies held while counting.
+    pub max_hold: usize,
+    /// `statement_timeout` for a statement run in a transaction blastwall opened.
+    pub statement_timeout: Option<std::time::Duration>,
+}
+
+/// An estimate this many times over a limit refuses without running the statement.
+const ESTIMATE_FACTOR: f64 = 10.0;
+
+/// (schema, table, delete?, estimated rows) for each ModifyTable node of an EXPLAIN (VERBOSE,
+/// FORMAT JSON) answer.
+fn estimates(json: &str) -> Vec<(String, String, bool, f64)> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<(String, String, bool, f64)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("Node Type").and_then(|t| t.as_str()) == Some("ModifyTable") {
+                    let rows = m
+                        .get("Plans")
+                        .and_then(|p| p.as_array())
+                        .and_then(|p| p.first())
+                        .and_then(|c| c.get("Plan Rows"))
+                        .and_then(|r| r.as_f64())
+                        .unwrap_or(0.0);
+                    let s = |k: &str| m.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                    out.push((s("Schema"), s("Relation Name"), s("Operation") == "Delete", rows));
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+fn estimate_findings(
+    estimates: impl Iterator<Item = (String, String, bool, f64)>,
+    plan: &CheckPlan,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> Decision {
+    let mut d = Decision::default();
+    for (schema, name, delete, rows) in estimates {
+        let (max_del, max_upd, table) = crate::policy::limits_for(policy, &schema, &name);
+        let Some(limit) = (if delete { max_del } else { max_upd }) else { continue };
+        let limit_f = limit as f64;
+        if rows > (limit_f * ESTIMATE_FACTOR).max(limit_f + 100.0) {
+            d.findings.push(crate::policy::Finding {
+                rule: "row-limit",
+                mode: crate::policy::mode_for(who, policy, table),
+                what: format!("{} on {schema}.{name}", plan.verb),
+                why: format!(
+                    "the planner estimates {rows:.0} rows in {schema}.{name}, far over its limit of {limit}; not run"
+                ),
+                hint: "Change fewer rows per statement (narrow the WHERE clause, or work in batches). Nothing was run.",
+                source: table.map(|t| t.source.clone()).unwrap_or_else(|| "defaults".into()),
+                statement: plan.statement.clone(),
+            });
+        }
+    }
+    d
 }
 
 /// An override states how many rows the statement may change in all (deleted and updated,

@@ -31,7 +31,7 @@ type Snapshot = BTreeMap<(String, String), (u64, u64, u64)>;
 /// Reads a stats answer; `None` when `track_counts` is off (nothing can be measured).
 pub fn snapshot(rows: &[Vec<Option<String>>]) -> Option<Snapshot> {
     let mut out = Snapshot::new();
-    for r in rows {
+    for r in rows.iter().filter(|r| r.len() == 5) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
         if get(0) == "track_counts" && r.len() == 5 {
             if get(1) != "on" {

@@ -286,3 +286,37 @@ async fn functions_and_do_blocks_can_be_run_in_verify_mode() {
     assert_eq!(via.query("SELECT lower('A')", &[]).await.unwrap().len(), 1);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_over_its_limit_by_the_estimate_it_never_runs() {
+    let db = incident_db();
+    let c = direct("app", APP_PW, &db).await;
+    c.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY); INSERT INTO big SELECT generate_series(1, 10000); ANALYZE big;
+         CREATE SEQUENCE big_rows_touched;
+         CREATE FUNCTION count_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('big_rows_touched'); RETURN OLD; END $$;
+         CREATE TRIGGER touch BEFORE DELETE ON big FOR EACH ROW EXECUTE FUNCTION count_touch();",
+    )
+    .await
+    .unwrap();
+    let policy_text = format!("{LIMITS}\n[[table]]\nname = \"big\"\nmax_delete_rows = 5\n");
+    let policy = compile(&[(Path::new("big.toml"), policy_text.as_str())]).unwrap();
+    let mut cfg = base_config();
+    cfg.precheck_timeout = Some(std::time::Duration::from_millis(300));
+    let p = proxy_with(cfg, policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let err = via.simple_query("DELETE FROM big WHERE id > 0").await.unwrap_err();
+    let m = err.as_db_error().unwrap().message().to_string();
+    assert!(m.contains("the planner estimates 10000 rows in public.big, far over its limit of 5; not run"), "{m}");
+    // Sequences are not rolled back: the trigger never fired, so no row was touched.
+    let touched: i64 = c.query_one("SELECT last_value FROM big_rows_touched", &[]).await.unwrap().get(0);
+    let called: bool = c.query_one("SELECT is_called FROM big_rows_touched", &[]).await.unwrap().get(0);
+    assert!(!called, "no row was touched (last_value {touched})");
+    // Close to the limit by the estimate, it runs and is counted exactly.
+    assert_eq!(via.execute("DELETE FROM big WHERE id <= 5", &[]).await.unwrap(), 5);
+    // The pre-check's statement_timeout holds for statements it wraps.
+    let err = via.simple_query("DELETE FROM big WHERE id = 6 AND pg_sleep(2) IS NOT NULL").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err:?}");
+    assert_eq!(count(&c, "SELECT count(*) FROM big").await, 9995);
+    p.stop().await;
+}
