@@ -36,6 +36,14 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // Every statement parsed afresh (what a stream of never-repeated texts costs).
+    g.bench_function("oltp_mix_100_statements_uncached", |b| {
+        b.iter(|| {
+            for s in &mix {
+                black_box(blastwall::analyze::analyze(black_box(s), Default::default()));
+            }
+        })
+    });
     g.finish();
     let mut g = c.benchmark_group("guard_single");
     for (name, sql) in

@@ -74,8 +74,16 @@ impl SessionInfo {
 }
 
 /// Holds the policy in force; a reload swaps it for the next statement of every session.
+/// A cached analysis: the text, `standard_conforming_strings`, and the statements.
+type CachedAnalysis = (Box<str>, bool, Arc<Vec<Statement>>);
+
+/// How many analyzed texts are kept.
+const ANALYSIS_CACHE_ENTRIES: usize = 10_000;
+
 pub struct Guard {
     policy: RwLock<Arc<Policy>>,
+    /// Analysis by text: hash → (text, standard_conforming_strings, statements).
+    analysis_cache: dashmap::DashMap<u64, CachedAnalysis>,
     /// What the server's catalogs said about relation names.
     pub catalog: crate::catalog::Catalog,
     /// `--mode` / config `mode`: replaces the policy's default mode.
@@ -87,7 +95,12 @@ impl Guard {
         if let Some(m) = mode_override {
             policy.mode = m;
         }
-        Guard { policy: RwLock::new(Arc::new(policy)), catalog: Default::default(), mode_override }
+        Guard {
+            policy: RwLock::new(Arc::new(policy)),
+            analysis_cache: Default::default(),
+            catalog: Default::default(),
+            mode_override,
+        }
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -130,7 +143,7 @@ impl Guard {
             .flat_map(|s| &s.writes)
             .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
             .collect();
-        let verdict = self.judge_decided(sql, statements, decision, info);
+        let verdict = self.judge_decided(sql, &statements, decision, info);
         info.last = audit_facts(&verdict, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
@@ -145,7 +158,7 @@ impl Guard {
     fn judge_decided(
         &self,
         sql: &[u8],
-        statements: Vec<Statement>,
+        statements: &[Statement],
         decision: Decision,
         info: &mut SessionInfo,
     ) -> Verdict {
@@ -179,7 +192,7 @@ impl Guard {
         if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
             return verdict;
         }
-        let need = match check_need(&statements, info, &policy, &self.catalog, dry_run) {
+        let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
             Ok(n) => n,
             Err(names) => return Verdict::Resolve(names),
         };
@@ -191,7 +204,7 @@ impl Guard {
             })
         });
         let Some(CheckNeed { verb, target, dry_run }) = need else { return verdict };
-        if let Some(why) = unverifiable(&statements) {
+        if let Some(why) = unverifiable(statements) {
             return Verdict::Refuse(
                 ProxyMessage::error(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -213,61 +226,68 @@ impl Guard {
             statement: text,
             notice: verdict.notice().cloned(),
             override_rows: overriding,
-            estimate_sql: estimate_text(&statements),
+            estimate_sql: estimate_text(statements),
         })
     }
 
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
-    pub fn decide_text(&self, sql: &[u8], info: &mut SessionInfo) -> (Vec<Statement>, Decision) {
+    pub fn decide_text(&self, sql: &[u8], info: &mut SessionInfo) -> (Arc<Vec<Statement>>, Decision) {
+        let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
-            Err(o) => vec![Statement {
+            Err(o) => Arc::new(vec![Statement {
                 text: String::from_utf8_lossy(sql).into_owned(),
                 opaque: vec![o],
                 ..Default::default()
-            }],
+            }]),
             Ok(text) => {
                 // A function call can write in its body: with `[opaque] functions` set, any
                 // call must be looked at.
-                let calls_matter = self.policy().opaque.functions != Action::Allow && text.contains('(');
+                let calls_matter = policy.opaque.functions != Action::Allow && text.contains('(');
                 if cannot_write(&text) && !calls_matter {
-                    return (Vec::new(), Decision::default());
+                    return (Arc::default(), Decision::default());
                 }
-                let mut st = analyze::analyze(
-                    &text,
-                    ParseOptions { standard_conforming_strings: info.standard_conforming_strings },
-                );
+                let scs = info.standard_conforming_strings;
                 if !info.settings_certain && text.contains('\\') {
                     // The server may read backslashes the other way by now: judge both readings.
-                    let other = ParseOptions { standard_conforming_strings: !info.standard_conforming_strings };
-                    st.extend(analyze::analyze(&text, other));
+                    let mut both = (*self.analyzed(&text, scs)).clone();
+                    both.extend(self.analyzed(&text, !scs).iter().cloned());
+                    Arc::new(both)
+                } else {
+                    self.analyzed(&text, scs)
                 }
-                st
             }
         };
-        let mut expanded: Vec<Statement> = Vec::with_capacity(statements.len());
-        for st in &statements {
-            expanded.push(st.clone());
-            for ex in &st.executes {
-                match info.prepared.get(&ex.name) {
-                    Some(list) => expanded.extend(list.iter().map(|p| Statement {
-                        text: st.text.clone(),
-                        offset: st.offset,
-                        ..p.clone()
-                    })),
-                    None => expanded.push(Statement {
-                        text: st.text.clone(),
-                        offset: st.offset,
-                        opaque: vec![Opaque::UnknownPrepared(ex.name.clone())],
-                        ..Default::default()
-                    }),
-                }
-            }
-        }
-        let decision = policy::decide(&expanded, info.view(), &self.policy());
+        let decision = if statements.iter().all(|s| s.executes.is_empty()) {
+            policy::decide(&statements, info.view(), &policy)
+        } else {
+            policy::decide(&with_prepared(&statements, info), info.view(), &policy)
+        };
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }
         (statements, decision)
+    }
+
+    /// The analysis of a text, from the cache when the same text was analyzed before (an
+    /// application sends the same few statements over and over).
+    fn analyzed(&self, text: &str, scs: bool) -> Arc<Vec<Statement>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        scs.hash(&mut h);
+        let key = h.finish();
+        if let Some(e) = self.analysis_cache.get(&key) {
+            if &*e.0 == text && e.1 == scs {
+                return e.2.clone();
+            }
+        }
+        let st = Arc::new(analyze::analyze(text, ParseOptions { standard_conforming_strings: scs }));
+        if self.analysis_cache.len() >= ANALYSIS_CACHE_ENTRIES {
+            // Bounded: when full, start over (cheaper than tracking recency on every hit).
+            self.analysis_cache.clear();
+        }
+        self.analysis_cache.insert(key, (text.into(), scs, st.clone()));
+        st
     }
 
     /// Judges a FunctionCall protocol message (a function called by OID; its body is unseen).
@@ -281,6 +301,31 @@ impl Guard {
         info.last = audit_facts(&verdict, "<FunctionCall message>".into(), Vec::new());
         verdict
     }
+}
+
+/// The statements with every SQL-level EXECUTE followed by what it runs (all statements ever
+/// prepared under that name since its DEALLOCATE), or by an opaque item when it is unknown.
+fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec<Statement> {
+    let mut expanded: Vec<Statement> = Vec::with_capacity(statements.len());
+    for st in statements {
+        expanded.push(st.clone());
+        for ex in &st.executes {
+            match info.prepared.get(&ex.name) {
+                Some(list) => expanded.extend(list.iter().map(|p| Statement {
+                    text: st.text.clone(),
+                    offset: st.offset,
+                    ..p.clone()
+                })),
+                None => expanded.push(Statement {
+                    text: st.text.clone(),
+                    offset: st.offset,
+                    opaque: vec![Opaque::UnknownPrepared(ex.name.clone())],
+                    ..Default::default()
+                }),
+            }
+        }
+    }
+    expanded
 }
 
 fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
