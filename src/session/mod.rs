@@ -6,14 +6,20 @@
 
 use crate::backend::{BackendError, BoxIo};
 use crate::guard::{SessionInfo, Verdict};
-use crate::precheck::{self, Backend, CheckPlan, Outcome};
+use crate::precheck::CheckPlan;
 use crate::relay::{Relay, Unit};
 use crate::server::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
-use crate::wire::startup::{self, CancelKey, StartupMessage, StartupPacket};
+use crate::wire::startup::CancelKey;
 use crate::wire::{Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
 use std::collections::HashMap;
+
+mod checks;
+mod opening;
+
+use checks::{HeldBatch, Pending};
+use opening::{is_replication, open_client, refuse_connection};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -182,104 +188,6 @@ async fn handshake_and_relay(
     s.relay_loop(stats).await
 }
 
-fn is_replication(m: &StartupMessage) -> bool {
-    m.param("replication").is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0"))
-}
-
-async fn refuse_connection(client: &mut BoxIo, msg: ProxyMessage) -> Result<(), SessionError> {
-    let text = msg.message.clone();
-    let _ = client.write_all(&msg.encode()).await;
-    let _ = client.flush().await;
-    Err(SessionError::Closed(text))
-}
-
-/// Reads opening packets until a StartupMessage: answers SSLRequest (TLS if configured),
-/// GSSENCRequest (`N`), forwards a known CancelRequest. `None` when the connection ended
-/// without a session (cancel, or the client went away after a probe).
-async fn open_client(
-    shared: &Arc<Shared>,
-    mut tcp: TcpStream,
-) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
-    // Direct TLS (sslnegotiation=direct): the first byte is a TLS handshake record.
-    let mut first = [0u8; 1];
-    if tcp.peek(&mut first).await.map_err(SessionError::ClientIo)? == 0 {
-        return Ok(None);
-    }
-    if first[0] == 0x16 {
-        let Some(acceptor) = &shared.client_tls else {
-            return Err(SessionError::Closed("direct TLS attempted but TLS is not configured".into()));
-        };
-        let tls = acceptor.accept(tcp).await.map_err(SessionError::ClientIo)?;
-        return after_tls(shared, Box::new(tls)).await;
-    }
-    loop {
-        let Some(packet) = read_startup_packet(&mut tcp).await? else {
-            return Ok(None);
-        };
-        match packet {
-            StartupPacket::SslRequest => match &shared.client_tls {
-                Some(acceptor) => {
-                    tcp.write_all(b"S").await.map_err(SessionError::ClientIo)?;
-                    let tls = acceptor.accept(tcp).await.map_err(SessionError::ClientIo)?;
-                    return after_tls(shared, Box::new(tls)).await;
-                }
-                None => tcp.write_all(b"N").await.map_err(SessionError::ClientIo)?,
-            },
-            StartupPacket::GssEncRequest => tcp.write_all(b"N").await.map_err(SessionError::ClientIo)?,
-            StartupPacket::Cancel(key) => {
-                forward_cancel(shared, &key).await;
-                return Ok(None);
-            }
-            StartupPacket::Startup(m) => return Ok(Some((Box::new(tcp), m, false))),
-        }
-    }
-}
-
-/// The opening packets after a TLS handshake: only a StartupMessage or a CancelRequest.
-async fn after_tls(shared: &Arc<Shared>, mut io: BoxIo) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
-    match read_startup_packet(&mut io).await? {
-        None => Ok(None),
-        Some(StartupPacket::Startup(m)) => Ok(Some((io, m, true))),
-        Some(StartupPacket::Cancel(key)) => {
-            forward_cancel(shared, &key).await;
-            Ok(None)
-        }
-        Some(_) => Err(SessionError::ClientProtocol(FrameError::Malformed {
-            what: "startup packet",
-            why: "encryption requested inside an encrypted connection",
-        })),
-    }
-}
-
-/// Forwards a CancelRequest to the server only when the key belongs to a live session of this
-/// proxy; an unknown key is dropped, as the server itself drops it.
-async fn forward_cancel(shared: &Arc<Shared>, key: &CancelKey) {
-    if !shared.cancel_keys.contains(key) {
-        tracing::debug!(pid = key.pid, "cancel request for an unknown backend key dropped");
-        return;
-    }
-    if let Err(e) = shared.upstream.cancel(key).await {
-        tracing::warn!(error = %e, "forwarding a cancel request failed");
-    }
-}
-
-async fn read_startup_packet<R: tokio::io::AsyncRead + Unpin>(
-    io: &mut R,
-) -> Result<Option<StartupPacket>, SessionError> {
-    let mut len = [0u8; 4];
-    match io.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(SessionError::ClientIo(e)),
-    }
-    let total = startup::check_len(len).map_err(SessionError::ClientProtocol)?;
-    let mut buf = BytesMut::with_capacity(total);
-    buf.extend_from_slice(&len);
-    buf.resize(total, 0);
-    io.read_exact(&mut buf[4..]).await.map_err(SessionError::ClientIo)?;
-    startup::parse(buf.freeze()).map(Some).map_err(SessionError::ClientProtocol)
-}
-
 struct Session {
     shared: Arc<Shared>,
     client: BoxIo,
@@ -439,33 +347,6 @@ impl Session {
         r
     }
 
-    /// One decision event: a metric, and a line of the audit trail when it is on.
-    fn record(&self, facts: &crate::audit::Facts, counts: &[precheck::TableCount], precheck_us: Option<u64>) {
-        let rule = facts.rule.as_deref().unwrap_or("none");
-        self.shared.metrics.decision(rule, facts.mode.unwrap_or(""), facts.decision);
-        let Some(audit) = &self.shared.audit else { return };
-        let raw = self.shared.config.audit.as_ref().is_some_and(|a| a.raw_statements);
-        let (fingerprint, statement) = crate::audit::statement_text(&facts.statement, raw);
-        audit.emit(&crate::audit::Event {
-            time: crate::audit::now(),
-            session: self.id,
-            user: &self.info.user,
-            database: &self.info.database,
-            application_name: &self.info.application_name,
-            client: self.peer.to_string(),
-            decision: facts.decision,
-            rule: facts.rule.as_deref(),
-            mode: facts.mode,
-            fingerprint,
-            statement,
-            targets: &facts.targets,
-            counts: crate::audit::CountField::from_counts(counts),
-            message: facts.message.as_deref(),
-            override_reason: facts.override_reason.as_deref(),
-            precheck_us,
-        });
-    }
-
     fn on_client_message(&mut self, f: Frame) -> Result<(), SessionError> {
         match f.tag {
             fe::QUERY => {
@@ -581,152 +462,6 @@ impl Session {
             Some(h) if !self.relay.is_discarding() => h.bytes.extend_from_slice(&f.bytes),
             _ => self.relay.forward_in_batch(&f.bytes),
         }
-    }
-
-    /// Starts (or continues) holding a batch that will need the pre-check. A batch whose
-    /// earlier messages already reached the server cannot be wrapped any more: refused.
-    fn hold_in_batch(&mut self, f: &Frame, plan: CheckPlan) {
-        if let Some(h) = &mut self.held_batch {
-            h.bytes.extend_from_slice(&f.bytes);
-            return;
-        }
-        if self.relay.batch_has_messages() {
-            let msg = ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("blastwall: refused {}: it must be counted before it is kept, and it came in the middle of a pipelined batch", plan.verb),
-            )
-            .with_hint("Send a Sync before the write, so that it starts a batch of its own.");
-            self.relay.refuse_in_batch(msg);
-            return;
-        }
-        self.held_batch = Some(HeldBatch { bytes: BytesMut::from(&f.bytes[..]), plan, executes: false });
-    }
-
-    /// Runs the waiting message inside the pre-check and relays its outcome.
-    async fn run_pending(&mut self) -> Result<(), SessionError> {
-        let (bytes, plan) = match self.pending.take() {
-            None => return Ok(()),
-            Some(Pending::Verify(bytes, plan)) => (bytes, plan),
-            Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
-        };
-        if self.relay.tx == TxStatus::Failed {
-            // The server refuses everything until ROLLBACK; let it say so.
-            self.relay.forward_sync_point(&bytes);
-            return Ok(());
-        }
-        self.flush_to_client().await?;
-        let policy = self.shared.guard.policy();
-        let started = Instant::now();
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let opts =
-            precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
-        let outcome = precheck::verify(&mut backend, &bytes, self.relay.tx, &plan, &policy, self.info.view(), opts)
-            .await
-            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
-        let (for_client, params) = (backend.for_client, backend.params);
-        self.relay.to_client.extend_from_slice(&for_client);
-        for (k, v) in params {
-            self.relay.params.insert(k, v);
-        }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.shared.metrics.precheck_seconds.observe(started.elapsed().as_secs_f64());
-        let mut facts = crate::audit::Facts {
-            decision: if plan.dry_run {
-                "dry-run"
-            } else if plan.override_rows.is_some() {
-                "overridden"
-            } else {
-                "verified"
-            },
-            rule: None,
-            mode: None,
-            statement: plan.statement.clone(),
-            targets: plan.target.iter().map(|t| t.to_string()).collect(),
-            message: None,
-            override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
-        };
-        match &outcome {
-            Outcome::Deliver { counts, .. } => self.record(&facts, counts, Some(micros)),
-            Outcome::Refuse { decision, counts } => {
-                let first = decision.findings.first();
-                facts.decision = "refused";
-                facts.rule = first.map(|f| f.rule.to_string());
-                facts.mode = first.map(|f| f.mode.as_str());
-                facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
-                self.record(&facts, counts, Some(micros));
-            }
-            Outcome::Unverifiable(why) => {
-                facts.decision = "refused";
-                facts.rule = Some("unverifiable".into());
-                facts.message = Some(why.clone());
-                self.record(&facts, &[], Some(micros));
-            }
-        }
-        match outcome {
-            Outcome::Deliver { bytes, status, counts } => {
-                tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
-                self.relay.to_client.extend_from_slice(&bytes);
-                self.relay.tx = status;
-            }
-            Outcome::Refuse { decision, counts } => {
-                tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
-                match crate::guard::render(&decision) {
-                    Verdict::Refuse(msg) => self.relay.refuse_sync_point(msg),
-                    _ => self
-                        .relay
-                        .refuse_sync_point(ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused")),
-                }
-            }
-            Outcome::Unverifiable(why) => {
-                let msg = ProxyMessage::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("blastwall: refused {}: the rows it changes could not be counted: {why}", plan.verb),
-                )
-                .with_detail("rule unverifiable; the statement was rolled back");
-                self.relay.refuse_sync_point(msg);
-            }
-        }
-        Ok(())
-    }
-
-    /// Asks the catalog about relation names on this session, then judges the frame again.
-    async fn resolve(&mut self, frame: Frame, names: Vec<String>) -> Result<(), SessionError> {
-        let db = self.info.database.clone();
-        if self.relay.tx == TxStatus::Failed {
-            // The server refuses everything until ROLLBACK, and cannot be asked either.
-            let unit = if frame.tag == fe::QUERY { Unit::SyncPoint } else { Unit::InBatch };
-            self.relay.apply(Verdict::Allow, &frame.bytes, unit);
-            return Ok(());
-        }
-        self.flush_to_client().await?;
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let answer = backend
-            .query(&crate::catalog::query(&names))
-            .await
-            .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
-        let (for_client, params) = (backend.for_client, backend.params);
-        self.relay.to_client.extend_from_slice(&for_client);
-        self.relay.params.extend(params);
-        if answer.error.is_some() {
-            // Not allowed to read the catalog: count the write, to be safe.
-            names.iter().for_each(|n| self.shared.guard.catalog.learn(&db, n, true));
-        } else {
-            crate::catalog::learn_answer(&self.shared.guard.catalog, &db, &names, &answer.rows);
-        }
-        self.on_client_message(frame)
-    }
-
-    async fn flush_to_client(&mut self) -> Result<(), SessionError> {
-        if !self.relay.to_client.is_empty() {
-            self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
-            self.client.flush().await.map_err(SessionError::ClientIo)?;
-            self.relay.to_client.clear();
-        }
-        if !self.relay.to_server.is_empty() {
-            self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
-            self.relay.to_server.clear();
-        }
-        Ok(())
     }
 
     fn judge_sql(&mut self, sql: &[u8]) -> Verdict {
@@ -855,26 +590,6 @@ fn is_scram_with_binding_flag(body: &[u8]) -> bool {
         return false;
     };
     mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
-}
-
-/// The most a verified statement may return while its rows are counted (RETURNING, or a
-/// SELECT in the same message); past it the statement is rolled back and refused.
-const MAX_HOLD: usize = 16 * 1024 * 1024;
-
-/// What waits for the server to be idle.
-enum Pending {
-    /// Run these client messages inside the pre-check.
-    Verify(BytesMut, Box<CheckPlan>),
-    /// Ask the catalog about these names, then judge the frame again.
-    Resolve(Frame, Vec<String>),
-}
-
-/// An extended-protocol batch held until its Sync.
-struct HeldBatch {
-    bytes: BytesMut,
-    plan: CheckPlan,
-    /// It executes something (a batch of Parse/Describe only runs nothing).
-    executes: bool,
 }
 
 fn reserve(f: &mut Framer) {

@@ -1,0 +1,114 @@
+//! The opening of a connection: SSLRequest and TLS (also direct TLS), GSSENCRequest,
+//! CancelRequest forwarding, the StartupMessage, and refusing a connection with a clear error.
+//!
+//! Owns: everything said before the StartupMessage is relayed. Does not own: authentication
+//! (relayed by the session loop) or anything after it.
+
+use super::SessionError;
+use crate::backend::BoxIo;
+use crate::server::Shared;
+use crate::wire::messages::ProxyMessage;
+use crate::wire::startup::{self, CancelKey, StartupMessage, StartupPacket};
+use crate::wire::FrameError;
+use bytes::BytesMut;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub(super) fn is_replication(m: &StartupMessage) -> bool {
+    m.param("replication").is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0"))
+}
+
+pub(super) async fn refuse_connection(client: &mut BoxIo, msg: ProxyMessage) -> Result<(), SessionError> {
+    let text = msg.message.clone();
+    let _ = client.write_all(&msg.encode()).await;
+    let _ = client.flush().await;
+    Err(SessionError::Closed(text))
+}
+
+/// Reads opening packets until a StartupMessage: answers SSLRequest (TLS if configured),
+/// GSSENCRequest (`N`), forwards a known CancelRequest. `None` when the connection ended
+/// without a session (cancel, or the client went away after a probe).
+pub(super) async fn open_client(
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
+    // Direct TLS (sslnegotiation=direct): the first byte is a TLS handshake record.
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await.map_err(SessionError::ClientIo)? == 0 {
+        return Ok(None);
+    }
+    if first[0] == 0x16 {
+        let Some(acceptor) = &shared.client_tls else {
+            return Err(SessionError::Closed("direct TLS attempted but TLS is not configured".into()));
+        };
+        let tls = acceptor.accept(tcp).await.map_err(SessionError::ClientIo)?;
+        return after_tls(shared, Box::new(tls)).await;
+    }
+    loop {
+        let Some(packet) = read_startup_packet(&mut tcp).await? else {
+            return Ok(None);
+        };
+        match packet {
+            StartupPacket::SslRequest => match &shared.client_tls {
+                Some(acceptor) => {
+                    tcp.write_all(b"S").await.map_err(SessionError::ClientIo)?;
+                    let tls = acceptor.accept(tcp).await.map_err(SessionError::ClientIo)?;
+                    return after_tls(shared, Box::new(tls)).await;
+                }
+                None => tcp.write_all(b"N").await.map_err(SessionError::ClientIo)?,
+            },
+            StartupPacket::GssEncRequest => tcp.write_all(b"N").await.map_err(SessionError::ClientIo)?,
+            StartupPacket::Cancel(key) => {
+                forward_cancel(shared, &key).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup(m) => return Ok(Some((Box::new(tcp), m, false))),
+        }
+    }
+}
+
+/// The opening packets after a TLS handshake: only a StartupMessage or a CancelRequest.
+async fn after_tls(shared: &Arc<Shared>, mut io: BoxIo) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
+    match read_startup_packet(&mut io).await? {
+        None => Ok(None),
+        Some(StartupPacket::Startup(m)) => Ok(Some((io, m, true))),
+        Some(StartupPacket::Cancel(key)) => {
+            forward_cancel(shared, &key).await;
+            Ok(None)
+        }
+        Some(_) => Err(SessionError::ClientProtocol(FrameError::Malformed {
+            what: "startup packet",
+            why: "encryption requested inside an encrypted connection",
+        })),
+    }
+}
+
+/// Forwards a CancelRequest to the server only when the key belongs to a live session of this
+/// proxy; an unknown key is dropped, as the server itself drops it.
+async fn forward_cancel(shared: &Arc<Shared>, key: &CancelKey) {
+    if !shared.cancel_keys.contains(key) {
+        tracing::debug!(pid = key.pid, "cancel request for an unknown backend key dropped");
+        return;
+    }
+    if let Err(e) = shared.upstream.cancel(key).await {
+        tracing::warn!(error = %e, "forwarding a cancel request failed");
+    }
+}
+
+async fn read_startup_packet<R: tokio::io::AsyncRead + Unpin>(
+    io: &mut R,
+) -> Result<Option<StartupPacket>, SessionError> {
+    let mut len = [0u8; 4];
+    match io.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(SessionError::ClientIo(e)),
+    }
+    let total = startup::check_len(len).map_err(SessionError::ClientProtocol)?;
+    let mut buf = BytesMut::with_capacity(total);
+    buf.extend_from_slice(&len);
+    buf.resize(total, 0);
+    io.read_exact(&mut buf[4..]).await.map_err(SessionError::ClientIo)?;
+    startup::parse(buf.freeze()).map(Some).map_err(SessionError::ClientProtocol)
+}
