@@ -13,7 +13,7 @@ pub use stats::{deltas, TableCount};
 
 use crate::policy::{limit_findings, Decision, Mode, Policy, SessionView};
 use crate::wire::messages::{ProxyMessage, Severity};
-use stats::{snapshot, STATS_SQL};
+use stats::snapshot;
 
 use crate::backend::BoxIo;
 use crate::wire::messages::{self, be, ErrorFields, TxStatus};
@@ -100,8 +100,19 @@ impl Backend<'_> {
 
     /// Runs SQL of the proxy's own and reads its answer to ReadyForQuery.
     pub async fn query(&mut self, sql: &str) -> Result<Answer, PrecheckError> {
-        self.io.write_all(&messages::query(sql)).await?;
+        self.send(&messages::query(sql)).await?;
+        self.answer().await
+    }
+
+    /// Writes messages without waiting for their answers (pipelining).
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), PrecheckError> {
+        self.io.write_all(bytes).await?;
         self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Reads the answer to one internal query, up to its ReadyForQuery.
+    pub async fn answer(&mut self) -> Result<Answer, PrecheckError> {
         let mut a = Answer::default();
         loop {
             let f = self.next_frame().await?;
@@ -121,8 +132,12 @@ impl Backend<'_> {
 
     /// Sends the client's messages and holds every reply up to ReadyForQuery.
     pub async fn run_held(&mut self, msgs: &[u8], max_bytes: usize) -> Result<Held, PrecheckError> {
-        self.io.write_all(msgs).await?;
-        self.io.flush().await?;
+        self.send(msgs).await?;
+        self.held(max_bytes).await
+    }
+
+    /// Reads and holds the replies to the client's messages, up to their ReadyForQuery.
+    pub async fn held(&mut self, max_bytes: usize) -> Result<Held, PrecheckError> {
         let mut h = Held::default();
         loop {
             let f = self.next_frame().await?;
@@ -222,36 +237,61 @@ pub async fn verify(
         _ => String::new(),
     };
     let explain = plan.estimate_sql.as_deref().map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
-    let mut a = b.query(&format!("{open}; {timeout}{}{STATS_SQL}", explain.as_deref().unwrap_or(""))).await?;
-    if a.error.is_some() && explain.is_some() {
+    let stats = stats::stats_sql(policy, plan);
+    let open_sql = format!("{open}; {timeout}{}{stats}", explain.as_deref().unwrap_or(""));
+    // Without an estimate to wait for, the opening, the client's messages and the second
+    // reading go out in one write: two round trips in all with the verdict's.
+    let pipelined = explain.is_none();
+    if pipelined {
+        let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
+        out.extend_from_slice(msgs);
+        out.extend_from_slice(&messages::query(&stats));
+        b.send(&out).await?;
+    } else {
+        b.send(&messages::query(&open_sql)).await?;
+    }
+    let mut a = b.answer().await?;
+    if a.error.is_some() && !pipelined {
         // The estimate failed (the statement itself will fail the same way, and say so):
         // undo the attempt and open again without it.
         let back = if opened { "ROLLBACK".to_string() } else { undo.clone() };
         b.query(&back).await?;
-        a = b.query(&format!("{open}; {timeout}{STATS_SQL}")).await?;
+        a = b.query(&format!("{open}; {timeout}{stats}")).await?;
     }
     if let Some(e) = a.error {
-        if opened {
-            b.query("ROLLBACK").await?;
+        if pipelined {
+            // What was sent behind it failed too (the transaction is aborted): read it away.
+            b.held(max_hold).await?;
+            b.answer().await?;
         }
+        b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
-    let Some(before) = snapshot(&a.rows) else {
+    let before = snapshot(&a.rows);
+    if !pipelined {
+        // Far over a limit by the planner's estimate: refused without running anything.
+        let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
+        let decision = estimate_findings(estimates, plan, who, policy);
+        if decision.mode() == Some(Mode::Enforce) && before.is_some() {
+            b.query(&undo).await?;
+            return Ok(Outcome::Refuse { decision, counts: vec![] });
+        }
+        if before.is_some() {
+            b.send(&[msgs, &messages::query(&stats)[..]].concat()).await?;
+        }
+    }
+    let Some(before) = before else {
+        if pipelined {
+            b.held(max_hold).await?;
+            b.answer().await?;
+        }
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
         ));
     };
-    // Far over a limit by the planner's estimate: refused without running anything.
-    if !plan.dry_run && plan.override_rows.is_none() {
-        let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
-        let decision = estimate_findings(estimates, plan, who, policy);
-        if decision.mode() == Some(Mode::Enforce) {
-            b.query(&undo).await?;
-            return Ok(Outcome::Refuse { decision, counts: vec![] });
-        }
-    }
-    let held = b.run_held(msgs, max_hold).await?;
+    let held = b.held(max_hold).await?;
+    let a = b.answer().await?;
     if held.error {
         // The statement failed by itself: the client sees exactly the server's answer. In the
         // client's own block the failure aborts it, as it would have directly.
@@ -266,7 +306,6 @@ pub async fn verify(
         let st = held.status.unwrap_or(TxStatus::Failed);
         return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![] });
     }
-    let a = b.query(STATS_SQL).await?;
     let Some(after) = snapshot(&a.rows) else {
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));

@@ -6,9 +6,46 @@
 use std::collections::BTreeMap;
 
 /// The first row says whether counting is on at all; without it every delta would read 0.
-pub const STATS_SQL: &str = "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0, 0, 0 \
+const TRACK_COUNTS: &str = "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8";
+
+/// Every table's counters (for dry runs, overrides and default limits: every table counts).
+pub const STATS_SQL: &str = "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8 \
      UNION ALL SELECT schemaname::text, relname::text, n_tup_del, n_tup_upd, n_tup_ins \
      FROM pg_catalog.pg_stat_xact_user_tables";
+
+/// The counters to read for a check: only the tables with limits when only their counts can
+/// decide (the statistics view plans and scans every table, several times slower), else all.
+pub fn stats_sql(policy: &crate::policy::Policy, plan: &super::CheckPlan) -> String {
+    let everything = plan.dry_run
+        || plan.override_rows.is_some()
+        || policy.max_delete_rows.is_some()
+        || policy.max_update_rows.is_some();
+    let limited: Vec<String> = policy
+        .tables
+        .iter()
+        .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some())
+        .map(|t| {
+            let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
+            format!(
+                "({}, {}, pg_catalog.to_regclass({}))",
+                super::literal(&t.schema),
+                super::literal(&t.name),
+                super::literal(&qualified)
+            )
+        })
+        .collect();
+    if everything || limited.is_empty() {
+        return STATS_SQL.to_string();
+    }
+    format!(
+        "{TRACK_COUNTS} UNION ALL SELECT v.s, v.t, \
+         coalesce(pg_catalog.pg_stat_get_xact_tuples_deleted(v.r), 0), \
+         coalesce(pg_catalog.pg_stat_get_xact_tuples_updated(v.r), 0), \
+         coalesce(pg_catalog.pg_stat_get_xact_tuples_inserted(v.r), 0) \
+         FROM (VALUES {}) v(s, t, r) WHERE v.r IS NOT NULL",
+        limited.join(", ")
+    )
+}
 
 /// Rows changed in one table by one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
