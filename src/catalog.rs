@@ -17,6 +17,9 @@ const TTL: Duration = Duration::from_secs(30);
 pub struct Catalog {
     /// (database, relation name) → (a write may reach other rows, when learned).
     indirect: DashMap<(String, String), (bool, Instant)>,
+    /// The identity of policy tables: (database, schema, name) → OID, as first seen, so that
+    /// their counters are found (and named) after a rename.
+    oids: DashMap<(String, String, String), u32>,
 }
 
 impl Catalog {
@@ -28,6 +31,26 @@ impl Catalog {
 
     pub fn learn(&self, database: &str, name: &str, indirect: bool) {
         self.indirect.insert((database.to_string(), name.to_string()), (indirect, Instant::now()));
+    }
+
+    pub fn oid_of(&self, database: &str, schema: &str, name: &str) -> Option<u32> {
+        self.oids.get(&(database.to_string(), schema.to_string(), name.to_string())).map(|o| *o)
+    }
+
+    /// The policy table name an OID was first seen under.
+    pub fn name_of(&self, database: &str, oid: u32) -> Option<(String, String)> {
+        self.oids
+            .iter()
+            .find(|e| e.key().0 == database && *e.value() == oid)
+            .map(|e| (e.key().1.clone(), e.key().2.clone()))
+    }
+
+    /// Remembers a policy table's OID the first time it is seen (a table dropped and created
+    /// again under the name is found by name first; see `stats_sql`).
+    pub fn learn_oid(&self, database: &str, schema: &str, name: &str, oid: u32) {
+        if oid != 0 {
+            self.oids.entry((database.to_string(), schema.to_string(), name.to_string())).or_insert(oid);
+        }
     }
 
     /// Forgets a database's answers (DDL may have changed them).

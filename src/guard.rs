@@ -526,7 +526,9 @@ fn estimate_text(statements: &[Statement], policy: &Policy) -> Option<String> {
     let pinned = |w: &analyze::Write| {
         let Some(analyze::Where::Cond(c)) = &w.predicate else { return false };
         let table = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t)));
-        table.is_some_and(|t| t.protected_columns.iter().any(|col| c.points.get(col).is_some_and(|n| n.is_some_and(|n| n <= 10))))
+        table.is_some_and(|t| {
+            t.protected_columns.iter().any(|col| c.points.get(col).is_some_and(|n| n.is_some_and(|n| n <= 10)))
+        })
     };
     if st.writes.iter().filter(|w| w.op.is_row_write()).all(pinned) {
         return None;

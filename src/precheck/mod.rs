@@ -210,16 +210,11 @@ const SAVEPOINT: &str = "blastwall_verify";
 /// Runs the client's messages (`msgs`, ending in Query or Sync) inside a transaction (when the
 /// session is idle) or a savepoint (inside the client's own block), measures what they change,
 /// and keeps or undoes it by the policy's row limits.
-pub async fn verify(
-    b: &mut Backend<'_>,
-    msgs: &[u8],
-    tx: TxStatus,
-    plan: &CheckPlan,
-    policy: &Policy,
-    who: SessionView<'_>,
-    opts: VerifyOptions,
-) -> Result<Outcome, PrecheckError> {
+pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database } = req;
     let max_hold = opts.max_hold;
+    let named = |oid: u32| catalog.name_of(database, oid);
+    let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
     let opened = tx == TxStatus::Idle;
     let (open, keep, undo, status) = if opened {
         ("BEGIN".to_string(), "COMMIT".to_string(), "ROLLBACK".to_string(), TxStatus::Idle)
@@ -237,7 +232,7 @@ pub async fn verify(
         _ => String::new(),
     };
     let explain = plan.estimate_sql.as_deref().map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
-    let stats = stats::stats_sql(policy, plan);
+    let stats = stats::stats_sql(policy, plan, &known);
     let open_sql = format!("{open}; {timeout}{}{stats}", explain.as_deref().unwrap_or(""));
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
@@ -267,7 +262,14 @@ pub async fn verify(
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
-    let before = snapshot(&a.rows);
+    let before = snapshot(&a.rows, &named).map(|(snap, seen)| {
+        for ((s, t), oid) in seen {
+            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
+                catalog.learn_oid(database, &s, &t, oid);
+            }
+        }
+        snap
+    });
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
         let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
@@ -306,7 +308,7 @@ pub async fn verify(
         let st = held.status.unwrap_or(TxStatus::Failed);
         return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![] });
     }
-    let Some(after) = snapshot(&a.rows) else {
+    let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
@@ -372,6 +374,20 @@ pub async fn verify(
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     Ok(Outcome::Deliver { bytes, status, counts })
+}
+
+/// What to verify, and with what.
+pub struct Request<'a> {
+    /// The client's messages, ending in Query or Sync.
+    pub msgs: &'a [u8],
+    /// The session's transaction status before them.
+    pub tx: TxStatus,
+    pub plan: &'a CheckPlan,
+    pub policy: &'a Policy,
+    pub who: SessionView<'a>,
+    pub opts: VerifyOptions,
+    pub catalog: &'a crate::catalog::Catalog,
+    pub database: &'a str,
 }
 
 /// How a verification is bounded.

@@ -6,16 +6,22 @@
 use std::collections::BTreeMap;
 
 /// The first row says whether counting is on at all; without it every delta would read 0.
-const TRACK_COUNTS: &str = "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8";
+const TRACK_COUNTS: &str =
+    "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8, 0::oid";
 
 /// Every table's counters (for dry runs, overrides and default limits: every table counts).
-pub const STATS_SQL: &str = "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8 \
-     UNION ALL SELECT schemaname::text, relname::text, n_tup_del, n_tup_upd, n_tup_ins \
+pub const STATS_SQL: &str =
+    "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8, 0::oid \
+     UNION ALL SELECT schemaname::text, relname::text, n_tup_del, n_tup_upd, n_tup_ins, relid \
      FROM pg_catalog.pg_stat_xact_user_tables";
 
 /// The counters to read for a check: only the tables with limits when only their counts can
 /// decide (the statistics view plans and scans every table, several times slower), else all.
-pub fn stats_sql(policy: &crate::policy::Policy, plan: &super::CheckPlan) -> String {
+pub fn stats_sql(
+    policy: &crate::policy::Policy,
+    plan: &super::CheckPlan,
+    known: &dyn Fn(&str, &str) -> Option<u32>,
+) -> String {
     let everything = plan.dry_run
         || plan.override_rows.is_some()
         || policy.max_delete_rows.is_some()
@@ -26,8 +32,10 @@ pub fn stats_sql(policy: &crate::policy::Policy, plan: &super::CheckPlan) -> Str
         .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some())
         .map(|t| {
             let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
+            // A table seen before is also found by its identity, so a rename does not hide it.
+            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}::oid"));
             format!(
-                "({}, {}, pg_catalog.to_regclass({}))",
+                "({}, {}, coalesce(pg_catalog.to_regclass({})::oid, {oid}))",
                 super::literal(&t.schema),
                 super::literal(&t.name),
                 super::literal(&qualified)
@@ -41,7 +49,7 @@ pub fn stats_sql(policy: &crate::policy::Policy, plan: &super::CheckPlan) -> Str
         "{TRACK_COUNTS} UNION ALL SELECT v.s, v.t, \
          coalesce(pg_catalog.pg_stat_get_xact_tuples_deleted(v.r), 0), \
          coalesce(pg_catalog.pg_stat_get_xact_tuples_updated(v.r), 0), \
-         coalesce(pg_catalog.pg_stat_get_xact_tuples_inserted(v.r), 0) \
+         coalesce(pg_catalog.pg_stat_get_xact_tuples_inserted(v.r), 0), v.r \
          FROM (VALUES {}) v(s, t, r) WHERE v.r IS NOT NULL",
         limited.join(", ")
     )
@@ -66,20 +74,33 @@ impl TableCount {
 type Snapshot = BTreeMap<(String, String), (u64, u64, u64)>;
 
 /// Reads a stats answer; `None` when `track_counts` is off (nothing can be measured).
-pub fn snapshot(rows: &[Vec<Option<String>>]) -> Option<Snapshot> {
+/// A table of a snapshot: its name, and its OID.
+pub type Seen = ((String, String), u32);
+
+/// Reads a stats answer; `None` when `track_counts` is off (nothing can be measured). A
+/// table whose OID `named` knows (a policy table seen before, perhaps renamed since) is
+/// reported under the policy's name. Also returns every (name, OID) read.
+pub fn snapshot(
+    rows: &[Vec<Option<String>>],
+    named: &dyn Fn(u32) -> Option<(String, String)>,
+) -> Option<(Snapshot, Vec<Seen>)> {
     let mut out = Snapshot::new();
-    for r in rows.iter().filter(|r| r.len() == 5) {
+    let mut seen = Vec::new();
+    for r in rows.iter().filter(|r| r.len() == 6) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-        if get(0) == "track_counts" && r.len() == 5 {
+        if get(0) == "track_counts" {
             if get(1) != "on" {
                 return None;
             }
             continue;
         }
         let n = |i: usize| get(i).parse::<u64>().unwrap_or(0);
-        out.insert((get(0).to_string(), get(1).to_string()), (n(2), n(3), n(4)));
+        let oid = get(5).parse::<u32>().unwrap_or(0);
+        let key = named(oid).unwrap_or_else(|| (get(0).to_string(), get(1).to_string()));
+        seen.push((key.clone(), oid));
+        out.insert(key, (n(2), n(3), n(4)));
     }
-    Some(out)
+    Some((out, seen))
 }
 
 /// What changed between two snapshots, tables with no change left out.
@@ -110,14 +131,25 @@ mod tests {
 
     #[test]
     fn deltas_count_only_changes() {
-        let before =
-            snapshot(&[row(&["track_counts", "on", "0", "0", "0"]), row(&["public", "users", "2", "0", "0"])]).unwrap();
-        let after = snapshot(&[
-            row(&["track_counts", "on", "0", "0", "0"]),
-            row(&["public", "users", "15", "0", "0"]),
-            row(&["public", "subscriptions", "13", "0", "0"]),
-        ])
-        .unwrap();
+        let none = |_| None;
+        let before = snapshot(
+            &[row(&["track_counts", "on", "0", "0", "0", "0"]), row(&["public", "users", "2", "0", "0", "10"])],
+            &none,
+        )
+        .unwrap()
+        .0;
+        // A renamed table is reported under the name its OID was first seen with.
+        let renamed = |oid| (oid == 10).then(|| ("public".to_string(), "users".to_string()));
+        let after = snapshot(
+            &[
+                row(&["track_counts", "on", "0", "0", "0", "0"]),
+                row(&["public", "users_renamed", "15", "0", "0", "10"]),
+                row(&["public", "subscriptions", "13", "0", "0", "11"]),
+            ],
+            &renamed,
+        )
+        .unwrap()
+        .0;
         let d = deltas(&before, &after);
         assert_eq!(d.len(), 2);
         assert_eq!(d.iter().find(|c| c.name == "users").unwrap().deleted, 13);
@@ -125,6 +157,6 @@ mod tests {
 
     #[test]
     fn counting_off_is_not_zero() {
-        assert!(snapshot(&[row(&["track_counts", "off", "0", "0", "0"])]).is_none());
+        assert!(snapshot(&[row(&["track_counts", "off", "0", "0", "0", "0"])], &|_| None).is_none());
     }
 }

@@ -85,9 +85,18 @@ impl Session {
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
-        let outcome = precheck::verify(&mut backend, &bytes, self.relay.tx, &plan, &policy, self.info.view(), opts)
-            .await
-            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let req = precheck::Request {
+            msgs: &bytes,
+            tx: self.relay.tx,
+            plan: &plan,
+            policy: &policy,
+            who: self.info.view(),
+            opts,
+            catalog: &self.shared.guard.catalog,
+            database: &self.info.database,
+        };
+        let outcome =
+            precheck::verify(&mut backend, req).await.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
         let (for_client, params) = (backend.for_client, backend.params);
         self.relay.to_client.extend_from_slice(&for_client);
         for (k, v) in params {

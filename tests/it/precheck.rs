@@ -320,3 +320,23 @@ async fn far_over_its_limit_by_the_estimate_it_never_runs() {
     assert_eq!(count(&c, "SELECT count(*) FROM big").await, 9995);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_table_keeps_its_limits() {
+    let db = incident_db();
+    let p = limited_proxy(None).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // A first counted write lets blastwall learn which table public.users is.
+    assert_eq!(via.execute("DELETE FROM users WHERE id = -91111101", &[]).await.unwrap(), 1);
+    via.batch_execute("ALTER TABLE users RENAME TO people").await.unwrap();
+    let c = direct("app", APP_PW, &db).await;
+    let before: i64 = c.query_one("SELECT count(*) FROM people", &[]).await.unwrap().get(0);
+    let err = via.simple_query("DELETE FROM people WHERE auth_source = 'test'").await.unwrap_err();
+    assert!(
+        err.as_db_error().unwrap().message().contains("9 deleted in public.users is over its limit of 3"),
+        "{err:?}"
+    );
+    let after: i64 = c.query_one("SELECT count(*) FROM people", &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    p.stop().await;
+}
