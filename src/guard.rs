@@ -22,7 +22,7 @@ pub enum Verdict {
     Refuse(ProxyMessage),
     /// Forward inside a pre-check on the client's own session, which counts the rows it
     /// changes and keeps or undoes them.
-    Check(CheckPlan),
+    Check(Box<CheckPlan>),
     /// Ask the server's catalog about these relation names first, then judge again.
     Resolve(Vec<String>),
 }
@@ -218,7 +218,7 @@ impl Guard {
             tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
         }
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
-        Verdict::Check(CheckPlan {
+        Verdict::Check(Box::new(CheckPlan {
             verb,
             target,
             dry_run,
@@ -227,7 +227,9 @@ impl Guard {
             notice: verdict.notice().cloned(),
             override_rows: overriding,
             estimate_sql: estimate_text(statements, &policy),
-        })
+            estimate_msgs: None,
+            param_types: Vec::new(),
+        }))
     }
 
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
@@ -531,10 +533,6 @@ fn estimate_text(statements: &[Statement], policy: &Policy) -> Option<String> {
         })
     };
     if st.writes.iter().filter(|w| w.op.is_row_write()).all(pinned) {
-        return None;
-    }
-    let b = st.text.as_bytes();
-    if b.windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()) {
         return None;
     }
     Some(st.text.trim_end_matches(';').to_string())

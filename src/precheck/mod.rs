@@ -16,7 +16,7 @@ use crate::wire::messages::{ProxyMessage, Severity};
 use stats::snapshot;
 
 use crate::backend::BoxIo;
-use crate::wire::messages::{self, be, ErrorFields, TxStatus};
+use crate::wire::messages::{self, be, fe, ErrorFields, TxStatus};
 use crate::wire::{Frame, FrameError, Framer, Item};
 use bytes::{BufMut, BytesMut};
 use thiserror::Error;
@@ -191,6 +191,11 @@ pub struct CheckPlan {
     /// The statement's text for an EXPLAIN estimate first (a single statement without
     /// parameters), so that one far over its limit is refused without running.
     pub estimate_sql: Option<String>,
+    /// For an extended-protocol batch: the EXPLAIN of the statement bound to the client's own
+    /// parameter values (Parse, Bind, Execute, Sync), built by the session.
+    pub estimate_msgs: Option<bytes::Bytes>,
+    /// The parameter types of the client's Parse (extended protocol), for the estimate.
+    pub param_types: Vec<u32>,
 }
 
 /// The end of a check.
@@ -231,21 +236,43 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         Some(t) if opened => format!("SET LOCAL statement_timeout = {}; ", t.as_millis()),
         _ => String::new(),
     };
-    let explain = plan.estimate_sql.as_deref().map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
+    // A simple Query is EXPLAINed as text (when it has no parameter references); an
+    // extended batch with its own parameters, by messages the session built.
+    let simple = msgs.first() == Some(&fe::QUERY);
+    let explain = plan
+        .estimate_sql
+        .as_deref()
+        .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
+        .map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
+    let extended = plan.estimate_msgs.as_ref().filter(|_| !simple);
     let stats = stats::stats_sql(policy, plan, &known);
     let open_sql = format!("{open}; {timeout}{}{stats}", explain.as_deref().unwrap_or(""));
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
-    let pipelined = explain.is_none();
+    let pipelined = explain.is_none() && extended.is_none();
     if pipelined {
         let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
         out.extend_from_slice(msgs);
         out.extend_from_slice(&messages::query(&stats));
         b.send(&out).await?;
     } else {
-        b.send(&messages::query(&open_sql)).await?;
+        let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
+        if let Some(e) = extended {
+            out.extend_from_slice(e);
+        }
+        b.send(&out).await?;
     }
     let mut a = b.answer().await?;
+    if let Some(_e) = extended {
+        // Its rows are the EXPLAIN's; an error (the statement would fail as well) aborted the
+        // check's transaction, which the retry below opens again.
+        let ex = b.answer().await?;
+        if ex.error.is_some() && a.error.is_none() {
+            a.error = ex.error;
+        } else {
+            a.rows.extend(ex.rows);
+        }
+    }
     if a.error.is_some() && !pipelined {
         // The estimate failed (the statement itself will fail the same way, and say so):
         // undo the attempt and open again without it.

@@ -9,7 +9,7 @@ use super::{Session, SessionError};
 use crate::guard::Verdict;
 use crate::precheck::{self, Backend, CheckPlan, Outcome};
 use crate::relay::Unit;
-use crate::wire::messages::{fe, sqlstate, ProxyMessage, TxStatus};
+use crate::wire::messages::{self, fe, sqlstate, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::BytesMut;
 use std::time::Instant;
@@ -202,6 +202,34 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The name of the statement and portal an extended-protocol estimate uses.
+const ESTIMATE: &str = "__blastwall_estimate";
+
+/// The EXPLAIN of a held batch's statement, bound to the client's own parameter values and
+/// formats (its first Bind), as Close/Parse/Bind/Execute/Close/Sync on a name of the proxy's.
+pub(super) fn extended_estimate(plan: &CheckPlan, held: &[u8], max_len: usize) -> Option<bytes::Bytes> {
+    let sql = plan.estimate_sql.as_deref()?;
+    let mut framer = crate::wire::Framer::new(max_len);
+    framer.buf_mut().extend_from_slice(held);
+    let bind = loop {
+        match framer.next_item(|_| true) {
+            Ok(Some(crate::wire::Item::Frame(f))) if f.tag == fe::BIND => break f,
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    };
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&messages::close_statement(ESTIMATE));
+    out.extend_from_slice(&messages::parse_typed(
+        ESTIMATE,
+        &format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}"),
+        &plan.param_types,
+    ));
+    out.extend_from_slice(&messages::rebind(&bind, ESTIMATE).ok()?);
+    out.extend_from_slice(&messages::execute_close_sync(ESTIMATE));
+    Some(out.freeze())
 }
 
 /// The most a verified statement may return while its rows are counted (RETURNING, or a

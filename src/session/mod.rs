@@ -352,9 +352,7 @@ impl Session {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
                 match self.judge_sql(sql) {
-                    Verdict::Check(plan) => {
-                        self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), Box::new(plan)))
-                    }
+                    Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan)),
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
                 }
@@ -377,9 +375,10 @@ impl Session {
                         }
                         self.pending = Some(Pending::Resolve(f, names));
                     }
-                    Verdict::Check(plan) => {
-                        self.stmt_plans.insert(name, plan.clone());
-                        self.hold_in_batch(&f, plan);
+                    Verdict::Check(mut plan) => {
+                        plan.param_types = msg.param_types.clone();
+                        self.stmt_plans.insert(name, (*plan).clone());
+                        self.hold_in_batch(&f, *plan);
                     }
                     v => {
                         self.stmt_plans.remove(&name);
@@ -419,7 +418,10 @@ impl Session {
                 Some(mut h) => {
                     h.bytes.extend_from_slice(&f.bytes);
                     if h.executes {
-                        self.pending = Some(Pending::Verify(h.bytes, Box::new(h.plan)));
+                        let mut plan = h.plan;
+                        plan.estimate_msgs =
+                            checks::extended_estimate(&plan, &h.bytes, self.shared.config.max_frame_bytes);
+                        self.pending = Some(Pending::Verify(h.bytes, Box::new(plan)));
                     } else {
                         // Nothing runs in it (a prepare): it needs no counting.
                         self.relay.forward_in_batch(&h.bytes[..h.bytes.len() - f.bytes.len()]);

@@ -103,6 +103,70 @@ pub fn bind_names(frame: &Frame) -> Result<(&[u8], &[u8]), FrameError> {
     Ok((portal, stmt))
 }
 
+/// The same Bind for another statement and portal (both named `name`), with text results:
+/// the client's parameter formats and values, untouched (used to EXPLAIN a statement with them).
+pub fn rebind(frame: &Frame, name: &str) -> Result<Bytes, FrameError> {
+    let mut r = BodyReader::new(frame.body(), "Bind");
+    r.cstr()?;
+    r.cstr()?;
+    let start = frame.body().len() - r.rest().len();
+    let nfmt = usize::try_from(r.i16()?).map_err(|_| FrameError::Malformed { what: "Bind", why: "negative count" })?;
+    r.take(nfmt * 2)?;
+    let nparams =
+        usize::try_from(r.i16()?).map_err(|_| FrameError::Malformed { what: "Bind", why: "negative count" })?;
+    for _ in 0..nparams {
+        let len = r.i32()?;
+        if let Ok(l) = usize::try_from(len) {
+            r.take(l)?;
+        }
+    }
+    let end = frame.body().len() - r.rest().len();
+    let mut body = BytesMut::with_capacity(end - start + 4 + 2 * name.len());
+    for _ in 0..2 {
+        body.put_slice(name.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_slice(frame.body().get(start..end).unwrap_or_default());
+    body.put_i16(0);
+    Ok(encode(fe::BIND, &body))
+}
+
+/// A Parse of a named statement with parameter types.
+pub fn parse_typed(name: &str, sql: &str, param_types: &[u32]) -> Bytes {
+    let mut body = BytesMut::with_capacity(name.len() + sql.len() + 4 + param_types.len() * 4);
+    body.put_slice(name.as_bytes());
+    body.put_u8(0);
+    body.put_slice(sql.as_bytes());
+    body.put_u8(0);
+    body.put_i16(i16::try_from(param_types.len()).unwrap_or(i16::MAX));
+    for t in param_types {
+        body.put_u32(*t);
+    }
+    encode(fe::PARSE, &body)
+}
+
+/// Execute of portal `name` (all rows), Close of statement `name`, Sync.
+pub fn execute_close_sync(name: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    let mut exec = BytesMut::new();
+    exec.put_slice(name.as_bytes());
+    exec.put_u8(0);
+    exec.put_i32(0);
+    out.put_slice(&encode(fe::EXECUTE, &exec));
+    out.put_slice(&close_statement(name));
+    out.put_slice(&encode(fe::SYNC, &[]));
+    out.freeze()
+}
+
+/// Close of statement `name` (closing one that does not exist is not an error).
+pub fn close_statement(name: &str) -> Bytes {
+    let mut body = BytesMut::new();
+    body.put_u8(b'S');
+    body.put_slice(name.as_bytes());
+    body.put_u8(0);
+    encode(fe::CLOSE, &body)
+}
+
 /// ReadyForQuery: the transaction status.
 pub fn ready_status(frame: &Frame) -> Result<TxStatus, FrameError> {
     match frame.body() {
