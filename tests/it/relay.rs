@@ -418,3 +418,38 @@ async fn psql_scripts_and_copy() {
     assert_eq!(out, "1\n2\n");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_protocol_version_is_negotiated_by_the_server() {
+    let db = fresh_db("protocol");
+    let p = proxy().await;
+    // Protocol 3.2 with an unknown protocol option: the server answers NegotiateProtocolVersion
+    // ('v'), relayed as it is, and the session goes on in 3.0.
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let mut body = 196610i32.to_be_bytes().to_vec();
+    for kv in ["user", "trust_user", "database", db.as_str(), "_pq_.future_feature", "on"] {
+        body.extend_from_slice(kv.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    pkt.extend_from_slice(&body);
+    s.write_all(&pkt).await.unwrap();
+    let r = replies(&mut s).await;
+    assert!(r.tags.starts_with('v'), "{r:?}");
+    assert_eq!(r.status, Some('I'), "{r:?}");
+    s.write_all(&msg(b'Q', b"SELECT 1\0")).await.unwrap();
+    assert!(replies(&mut s).await.codes.is_empty());
+    // Startup options reach the server byte for byte, and blastwall reads the text the way
+    // they make the server read it.
+    let (ok, _, err) = psql(
+        p.port(),
+        "app",
+        APP_PW,
+        &format!("dbname={db} options='-c standard_conforming_strings=off'"),
+        &["-c", "SELECT 'a\\', '; DELETE FROM t; --'"],
+        None,
+    );
+    assert!(!ok && err.contains("blastwall: refused"), "{err}");
+    p.stop().await;
+}
