@@ -20,6 +20,26 @@ pub struct Catalog {
     /// The identity of policy tables: (database, schema, name) → OID, as first seen, so that
     /// their counters are found (and named) after a rename.
     oids: DashMap<(String, String, String), u32>,
+    /// Protected columns by identity: (database, schema, table) → their attnums as first seen
+    /// and their names now.
+    columns: DashMap<(String, String, String), Columns>,
+}
+
+/// A table's protected columns: (policy name, attnum) as first seen; (policy name, name now).
+#[derive(Debug, Clone, Default)]
+struct Columns {
+    attnums: Vec<(String, i64)>,
+    current: Vec<(String, String)>,
+    learned: Option<Instant>,
+}
+
+/// Something to ask the catalog before a statement can be judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// Whether a write to this relation name can reach other rows (views, rules, …).
+    Indirect(String),
+    /// The current names of a policy table's protected columns.
+    Columns { schema: String, table: String },
 }
 
 impl Catalog {
@@ -53,9 +73,55 @@ impl Catalog {
         }
     }
 
-    /// Forgets a database's answers (DDL may have changed them).
+    /// The protected columns of a table as (policy name, name now), when known and fresh.
+    pub fn columns_of(&self, database: &str, schema: &str, table: &str) -> Option<Vec<(String, String)>> {
+        let e = self.columns.get(&(database.to_string(), schema.to_string(), table.to_string()))?;
+        e.learned.filter(|t| t.elapsed() < TTL).map(|_| e.current.clone())
+    }
+
+    /// Learns a table's columns (`rows`: name, attnum). The first time, the protected columns'
+    /// attnums are remembered; after that their names are looked up by attnum, so a renamed
+    /// column stays protected.
+    pub fn learn_columns(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        protected: &std::collections::BTreeSet<String>,
+        rows: &[Vec<Option<String>>],
+    ) {
+        let cols: Vec<(String, i64)> =
+            rows.iter().filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.as_deref()?.parse().ok()?))).collect();
+        let mut e = self.columns.entry((database.to_string(), schema.to_string(), table.to_string())).or_default();
+        if e.attnums.is_empty() {
+            e.attnums = protected
+                .iter()
+                .filter_map(|p| cols.iter().find(|(n, _)| n == p).map(|(_, a)| (p.clone(), *a)))
+                .collect();
+        }
+        e.current = protected
+            .iter()
+            .map(|p| {
+                let now = e
+                    .attnums
+                    .iter()
+                    .find(|(q, _)| q == p)
+                    .and_then(|(_, a)| cols.iter().find(|(_, b)| b == a))
+                    .map(|(n, _)| n.clone());
+                (p.clone(), now.unwrap_or_else(|| p.clone()))
+            })
+            .collect();
+        e.learned = Some(Instant::now());
+    }
+
+    /// Forgets a database's answers (DDL may have changed them); the identities stay.
     pub fn forget(&self, database: &str) {
         self.indirect.retain(|(db, _), _| db != database);
+        for mut e in self.columns.iter_mut() {
+            if e.key().0 == database {
+                e.learned = None;
+            }
+        }
     }
 }
 
@@ -67,6 +133,17 @@ pub fn query(names: &[String]) -> String {
         "SELECT c.relname::text, bool_or(c.relkind <> 'r' OR c.relhasrules OR c.relhassubclass \
          OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))::text \
          FROM pg_catalog.pg_class c WHERE c.relname IN ({list}) GROUP BY 1"
+    )
+}
+
+/// The columns of a policy table (by name, or by the OID first seen under that name).
+pub fn columns_query(schema: &str, table: &str, oid: Option<u32>) -> String {
+    let qualified = format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), table.replace('"', "\"\""));
+    format!(
+        "SELECT attname::text, attnum::text FROM pg_catalog.pg_attribute \
+         WHERE attrelid = coalesce(pg_catalog.to_regclass({})::oid, {}::oid) AND attnum > 0 AND NOT attisdropped",
+        crate::precheck::literal(&qualified),
+        oid.unwrap_or(0)
     )
 }
 

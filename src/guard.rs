@@ -23,8 +23,8 @@ pub enum Verdict {
     /// Forward inside a pre-check on the client's own session, which counts the rows it
     /// changes and keeps or undoes them.
     Check(Box<CheckPlan>),
-    /// Ask the server's catalog about these relation names first, then judge again.
-    Resolve(Vec<String>),
+    /// Ask the server's catalog these questions first, then judge again.
+    Resolve(Vec<crate::catalog::Question>),
 }
 
 impl Verdict {
@@ -69,7 +69,12 @@ impl SessionInfo {
     }
 
     pub fn view(&self) -> SessionView<'_> {
-        SessionView { user: &self.user, application_name: &self.application_name, session_mode: self.session_mode }
+        SessionView {
+            user: &self.user,
+            application_name: &self.application_name,
+            session_mode: self.session_mode,
+            columns: None,
+        }
     }
 }
 
@@ -121,7 +126,10 @@ impl Guard {
 
     /// Judges the SQL text of a Query or Parse message.
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
-        let (statements, decision) = self.decide_text(sql, info);
+        let (statements, decision) = match self.decide_text(sql, info) {
+            Ok(x) => x,
+            Err(questions) => return Verdict::Resolve(questions),
+        };
         let requested = statements.iter().filter_map(|s| s.session_mode.clone()).next_back();
         let new_mode =
             match requested {
@@ -194,7 +202,7 @@ impl Guard {
         }
         let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
             Ok(n) => n,
-            Err(names) => return Verdict::Resolve(names),
+            Err(names) => return Verdict::Resolve(names.into_iter().map(crate::catalog::Question::Indirect).collect()),
         };
         let need = need.or_else(|| {
             overriding.as_ref().map(|_| CheckNeed {
@@ -233,7 +241,12 @@ impl Guard {
     }
 
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
-    pub fn decide_text(&self, sql: &[u8], info: &mut SessionInfo) -> (Arc<Vec<Statement>>, Decision) {
+    /// `Err`: the catalog must be asked first (the current names of protected columns).
+    pub fn decide_text(
+        &self,
+        sql: &[u8],
+        info: &mut SessionInfo,
+    ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
             Err(o) => Arc::new(vec![Statement {
@@ -246,7 +259,7 @@ impl Guard {
                 // call must be looked at.
                 let calls_matter = policy.opaque.functions != Action::Allow && text.contains('(');
                 if cannot_write(&text) && !calls_matter {
-                    return (Arc::default(), Decision::default());
+                    return Ok((Arc::default(), Decision::default()));
                 }
                 let scs = info.standard_conforming_strings;
                 if !info.settings_certain && text.contains('\\') {
@@ -259,15 +272,41 @@ impl Guard {
                 }
             }
         };
+        // Protected columns are followed by identity: ask the catalog what they are called now
+        // (once per table and 30 s, or after DDL). Offline (`blastwall check`) there is no
+        // database, and the policy's names are used.
+        let mut questions = Vec::new();
+        if !info.database.is_empty() {
+            for w in statements.iter().flat_map(|s| &s.writes).filter(|w| w.op.is_row_write()) {
+                let Some(t) = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t))) else {
+                    continue;
+                };
+                if !t.protected_columns.is_empty()
+                    && self.catalog.columns_of(&info.database, &t.schema, &t.name).is_none()
+                {
+                    let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
+                    if !questions.contains(&q) {
+                        questions.push(q);
+                    }
+                }
+            }
+        }
+        if !questions.is_empty() {
+            return Err(questions);
+        }
+        let db = info.database.clone();
+        let columns = |t: &policy::TablePolicy| self.catalog.columns_of(&db, &t.schema, &t.name);
+        let mut view = info.view();
+        view.columns = Some(&columns);
         let decision = if statements.iter().all(|s| s.executes.is_empty()) {
-            policy::decide(&statements, info.view(), &policy)
+            policy::decide(&statements, view, &policy)
         } else {
-            policy::decide(&with_prepared(&statements, info), info.view(), &policy)
+            policy::decide(&with_prepared(&statements, info), view, &policy)
         };
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }
-        (statements, decision)
+        Ok((statements, decision))
     }
 
     /// The analysis of a text, from the cache when the same text was analyzed before (an

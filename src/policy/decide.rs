@@ -8,13 +8,19 @@ use super::{Action, Forbid, Mode, Policy, TablePolicy};
 use crate::analyze::{Op, RangeKind, Statement, Where, Write};
 use crate::precheck::TableCount;
 
+/// The current names of a table's protected columns: (policy name, name now).
+pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>> + Sync + 'a;
+
 /// Who is asking, as far as the policy cares.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct SessionView<'a> {
     pub user: &'a str,
     pub application_name: &'a str,
     /// A mode the session asked for (`SET blastwall.mode`); only ever stricter.
     pub session_mode: Option<Mode>,
+    /// The protected columns of a table as (policy name, name now), when the catalog said
+    /// (`None`: the policy's names).
+    pub columns: Option<&'a ColumnNames<'a>>,
 }
 
 /// One rule's objection to one write.
@@ -267,7 +273,11 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                         HINT_CURSOR,
                     ),
                     Where::Cond(c) => {
-                        for col in &t.protected_columns {
+                        let named: Vec<(String, String)> = who
+                            .columns
+                            .and_then(|f| f(t))
+                            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect());
+                        for (policy_name, col) in &named {
                             let kind = match (c.points.get(col), c.ranges.get(col)) {
                                 (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
                                 (Some(_), _) => None,
@@ -275,7 +285,12 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                                 (None, None) => None,
                             };
                             if let Some(k) = kind {
-                                let why = format!("range predicate ({k}) on protected column {col}");
+                                let renamed = if policy_name == col {
+                                    String::new()
+                                } else {
+                                    format!(" ({policy_name} in the policy, renamed since)")
+                                };
+                                let why = format!("range predicate ({k}) on protected column {col}{renamed}");
                                 finding(Some(t), "protected-range", why, HINT_RANGE);
                             }
                         }

@@ -164,7 +164,12 @@ impl Session {
     }
 
     /// Asks the catalog about relation names on this session, then judges the frame again.
-    pub(super) async fn resolve(&mut self, frame: Frame, names: Vec<String>) -> Result<(), SessionError> {
+    pub(super) async fn resolve(
+        &mut self,
+        frame: Frame,
+        questions: Vec<crate::catalog::Question>,
+    ) -> Result<(), SessionError> {
+        use crate::catalog::Question;
         let db = self.info.database.clone();
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK, and cannot be asked either.
@@ -173,21 +178,37 @@ impl Session {
             return Ok(());
         }
         self.flush_to_client().await?;
+        let policy = self.shared.guard.policy();
+        let catalog = &self.shared.guard.catalog;
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let answer = backend
-            .query(&crate::catalog::query(&names))
-            .await
-            .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+        let names: Vec<String> = questions
+            .iter()
+            .filter_map(|q| if let Question::Indirect(n) = q { Some(n.clone()) } else { None })
+            .collect();
+        if !names.is_empty() {
+            let answer = backend
+                .query(&crate::catalog::query(&names))
+                .await
+                .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+            if answer.error.is_some() {
+                // Not allowed to read the catalog: count the write, to be safe.
+                names.iter().for_each(|n| catalog.learn(&db, n, true));
+            } else {
+                crate::catalog::learn_answer(catalog, &db, &names, &answer.rows);
+            }
+        }
+        for q in &questions {
+            let Question::Columns { schema, table } = q else { continue };
+            let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) else { continue };
+            let sql = crate::catalog::columns_query(schema, table, catalog.oid_of(&db, schema, table));
+            let answer = backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+            let rows = if answer.error.is_some() { Vec::new() } else { answer.rows };
+            catalog.learn_columns(&db, schema, table, &t.protected_columns, &rows);
+        }
         let (for_client, params) = (backend.for_client, backend.params);
         self.relay.to_client.extend_from_slice(&for_client);
         self.relay.params.extend(params);
-        if answer.error.is_some() {
-            // Not allowed to read the catalog: count the write, to be safe.
-            names.iter().for_each(|n| self.shared.guard.catalog.learn(&db, n, true));
-        } else {
-            crate::catalog::learn_answer(&self.shared.guard.catalog, &db, &names, &answer.rows);
-        }
-        self.on_client_message(frame)
+        self.judge_and_record(frame)
     }
 
     pub(super) async fn flush_to_client(&mut self) -> Result<(), SessionError> {
@@ -241,7 +262,7 @@ pub(super) enum Pending {
     /// Run these client messages inside the pre-check.
     Verify(BytesMut, Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
-    Resolve(Frame, Vec<String>),
+    Resolve(Frame, Vec<crate::catalog::Question>),
 }
 
 /// An extended-protocol batch held until its Sync.

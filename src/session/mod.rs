@@ -337,6 +337,12 @@ impl Session {
         if matches!(f.tag, fe::QUERY | fe::PARSE | fe::FUNCTION_CALL) {
             self.shared.metrics.statements_total.inc();
         }
+        self.judge_and_record(f)
+    }
+
+    /// Handles a client message and records the decision it led to. Also used to judge a
+    /// message again once the catalog has answered.
+    fn judge_and_record(&mut self, f: Frame) -> Result<(), SessionError> {
         let r = self.on_client_message(f);
         // Refusals and warnings are recorded now; checks when their outcome is known.
         if let Some(facts) = self.info.last.take() {
@@ -364,16 +370,15 @@ impl Session {
                 let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
                 let name = msg.name.to_vec();
                 match self.judge_sql(msg.sql) {
-                    Verdict::Resolve(names) => {
+                    Verdict::Resolve(questions) => {
                         if self.held_batch.is_some() || self.relay.batch_has_messages() {
                             // No catalog question can be asked in the middle of a batch:
-                            // assume the worst, which makes the write one to count.
-                            for n in &names {
-                                self.shared.guard.catalog.learn(&self.info.database, n, true);
-                            }
+                            // assume the worst (a write to count; the policy's column names).
+                            self.assume_answers(&questions);
+                            self.info.last = None;
                             return self.on_client_message(f);
                         }
-                        self.pending = Some(Pending::Resolve(f, names));
+                        self.pending = Some(Pending::Resolve(f, questions));
                     }
                     Verdict::Check(mut plan) => {
                         plan.param_types = msg.param_types.clone();
@@ -456,6 +461,21 @@ impl Session {
             _ => self.relay.forward_raw(&f.bytes),
         }
         Ok(())
+    }
+
+    fn assume_answers(&self, questions: &[crate::catalog::Question]) {
+        let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
+        let policy = self.shared.guard.policy();
+        for q in questions {
+            match q {
+                crate::catalog::Question::Indirect(n) => catalog.learn(db, n, true),
+                crate::catalog::Question::Columns { schema, table } => {
+                    if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
+                        catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);
+                    }
+                }
+            }
+        }
     }
 
     /// An extended-protocol message that is not judged itself: held with its batch, or forwarded.

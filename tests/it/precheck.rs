@@ -345,5 +345,11 @@ async fn a_renamed_table_keeps_its_limits() {
     );
     let after: i64 = c.query_one("SELECT count(*) FROM people", &[]).await.unwrap().get(0);
     assert_eq!(before, after);
+    // A renamed protected column stays protected: blastwall follows it by attnum.
+    via.batch_execute("ALTER TABLE people RENAME TO users; ALTER TABLE users RENAME COLUMN id TO uid").await.unwrap();
+    let err = via.simple_query("DELETE FROM users WHERE uid BETWEEN -91111200 AND -91111100").await.unwrap_err();
+    let m = err.as_db_error().unwrap().message().to_string();
+    assert!(m.contains("range predicate (BETWEEN) on protected column uid (id in the policy, renamed since)"), "{m}");
+    assert_eq!(via.execute("DELETE FROM users WHERE uid = -91111102", &[]).await.unwrap(), 1);
     p.stop().await;
 }
