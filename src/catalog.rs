@@ -23,7 +23,12 @@ pub struct Catalog {
     /// Protected columns by identity: (database, schema, table) → their attnums as first seen
     /// and their names now.
     columns: DashMap<(String, String, String), Columns>,
+    /// (database, sequence name) → the (schema, table, column) that own sequences of that name.
+    owners: DashMap<(String, String), (Vec<Owner>, Instant)>,
 }
+
+/// A column that owns a sequence: (schema, table, column).
+pub type Owner = (String, String, String);
 
 /// A table's protected columns: (policy name, attnum) as first seen; (policy name, name now).
 #[derive(Debug, Clone, Default)]
@@ -40,6 +45,8 @@ pub enum Question {
     Indirect(String),
     /// The current names of a policy table's protected columns.
     Columns { schema: String, table: String },
+    /// Which columns own sequences of this name.
+    SequenceOwner(String),
 }
 
 impl Catalog {
@@ -114,9 +121,22 @@ impl Catalog {
         e.learned = Some(Instant::now());
     }
 
+    pub fn sequence_owners(&self, database: &str, sequence: &str) -> Option<Vec<Owner>> {
+        let e = self.owners.get(&(database.to_string(), sequence.to_string()))?;
+        (e.1.elapsed() < TTL).then(|| e.0.clone())
+    }
+
+    /// Learns a sequence-owner answer (`rows`: schema, table, column).
+    pub fn learn_owners(&self, database: &str, sequence: &str, rows: &[Vec<Option<String>>]) {
+        let owners =
+            rows.iter().filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.clone()?, r.get(2)?.clone()?))).collect();
+        self.owners.insert((database.to_string(), sequence.to_string()), (owners, Instant::now()));
+    }
+
     /// Forgets a database's answers (DDL may have changed them); the identities stay.
     pub fn forget(&self, database: &str) {
         self.indirect.retain(|(db, _), _| db != database);
+        self.owners.retain(|(db, _), _| db != database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
                 e.learned = None;
@@ -144,6 +164,22 @@ pub fn columns_query(schema: &str, table: &str, oid: Option<u32>) -> String {
          WHERE attrelid = coalesce(pg_catalog.to_regclass({})::oid, {}::oid) AND attnum > 0 AND NOT attisdropped",
         crate::precheck::literal(&qualified),
         oid.unwrap_or(0)
+    )
+}
+
+/// The columns that own sequences named `sequence` (serial, identity, `OWNED BY`).
+pub fn owners_query(sequence: &str) -> String {
+    format!(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text \
+         FROM pg_catalog.pg_depend d \
+         JOIN pg_catalog.pg_class s ON s.oid = d.objid \
+         JOIN pg_catalog.pg_class c ON c.oid = d.refobjid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid \
+         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND d.deptype IN ('a', 'i') AND s.relkind = 'S' AND s.relname = {}",
+        crate::precheck::literal(sequence)
     )
 }
 

@@ -74,6 +74,7 @@ impl SessionInfo {
             application_name: &self.application_name,
             session_mode: self.session_mode,
             columns: None,
+            sequence_owners: None,
         }
     }
 }
@@ -291,13 +292,31 @@ impl Guard {
                 }
             }
         }
+        // A sequence a policy does not list may still feed a protected column: ask who owns it.
+        let setval_matters = policy.tables.iter().any(|t| t.forbid.contains(&policy::Forbid::Setval));
+        if setval_matters && !info.database.is_empty() {
+            for w in statements.iter().flat_map(|s| &s.writes) {
+                let (Op::Setval | Op::AlterSequence | Op::DropSequence, Some(seq)) = (&w.op, &w.target) else {
+                    continue;
+                };
+                let listed = policy.tables.iter().any(|t| t.sequences.iter().any(|s| s.name == seq.name));
+                if !listed && self.catalog.sequence_owners(&info.database, &seq.name).is_none() {
+                    let q = crate::catalog::Question::SequenceOwner(seq.name.clone());
+                    if !questions.contains(&q) {
+                        questions.push(q);
+                    }
+                }
+            }
+        }
         if !questions.is_empty() {
             return Err(questions);
         }
         let db = info.database.clone();
         let columns = |t: &policy::TablePolicy| self.catalog.columns_of(&db, &t.schema, &t.name);
+        let owners = |seq: &analyze::RelName| self.catalog.sequence_owners(&db, &seq.name);
         let mut view = info.view();
         view.columns = Some(&columns);
+        view.sequence_owners = Some(&owners);
         let decision = if statements.iter().all(|s| s.executes.is_empty()) {
             policy::decide(&statements, view, &policy)
         } else {

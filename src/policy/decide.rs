@@ -5,11 +5,14 @@
 //! wire (see `guard`), or how facts are found (see `analyze`).
 
 use super::{Action, Forbid, Mode, Policy, TablePolicy};
-use crate::analyze::{Op, RangeKind, Statement, Where, Write};
+use crate::analyze::{Op, RangeKind, RelName, Statement, Where, Write};
 use crate::precheck::TableCount;
 
 /// The current names of a table's protected columns: (policy name, name now).
 pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>> + Sync + 'a;
+
+/// The (schema, table, column) owning a sequence (`OWNED BY`, serial, identity).
+pub type SequenceOwners<'a> = dyn Fn(&RelName) -> Option<Vec<(String, String, String)>> + Sync + 'a;
 
 /// Who is asking, as far as the policy cares.
 #[derive(Clone, Copy)]
@@ -21,6 +24,8 @@ pub struct SessionView<'a> {
     /// The protected columns of a table as (policy name, name now), when the catalog said
     /// (`None`: the policy's names).
     pub columns: Option<&'a ColumnNames<'a>>,
+    /// The (schema, table, column) that own a sequence, when the catalog said.
+    pub sequence_owners: Option<&'a SequenceOwners<'a>>,
 }
 
 /// One rule's objection to one write.
@@ -380,7 +385,17 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                         .find(|s| {
                             s.name == seq.name && seq.schema.as_ref().is_none_or(|x| Some(x) == s.schema.as_ref())
                         })
-                        .map(|s| format!("sequence {}", s)),
+                        .map(|s| format!("sequence {}", s))
+                        .or_else(|| {
+                            // A sequence the catalog says a protected column owns.
+                            let owners = who.sequence_owners.and_then(|f| f(seq))?;
+                            owners
+                                .iter()
+                                .find(|(s, tb, col)| {
+                                    *s == t.schema && *tb == t.name && t.protected_columns.contains(col)
+                                })
+                                .map(|(_, _, col)| format!("sequence {seq} (owned by protected column {col})"))
+                        }),
                 };
                 if let Some(h) = hit {
                     let why = format!("{h} feeding a protected column of {} (moving it can hand real ids to test rows, or the reverse)", t.qualified());

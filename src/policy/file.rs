@@ -248,11 +248,11 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
                     "upsert_overwrite needs protected_columns: it forbids ON CONFLICT DO UPDATE on them".into(),
                 ));
             }
-            if forbid.contains(&Forbid::Setval) && sequences.is_empty() {
+            if forbid.contains(&Forbid::Setval) && sequences.is_empty() && protected_columns.is_empty() {
                 return Err(err(
                     t.name.span(),
                     "table.forbid",
-                    "setval needs protected_sequences: it forbids setval/ALTER SEQUENCE on them".into(),
+                    "setval needs protected_sequences or protected_columns: it forbids setval/ALTER SEQUENCE on the sequences that feed them".into(),
                 ));
             }
             policy.tables.push(TablePolicy {
@@ -349,6 +349,7 @@ mod tests {
         assert!(c("[[table]]\nname = \"a.b.c\"\n").is_err());
         assert!(c("[[table]]\nname = \"users\"\nforbid = [\"trunc\"]\n").is_err());
         assert!(c("[[table]]\nname = \"users\"\nforbid = [\"upsert_overwrite\"]\n").is_err());
+        assert!(c("[[table]]\nname = \"users\"\nforbid = [\"setval\"]\n").is_err());
         assert!(c("[[table]]\nname = \"users\"\n[[table]]\nname = \"public.users\"\n").is_err());
         assert!(c("[defaults]\nmode = \"loud\"\n").is_err());
         assert!(c("[opaque]\ndo = \"maybe\"\n").is_err());

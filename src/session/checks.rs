@@ -198,6 +198,14 @@ impl Session {
             }
         }
         for q in &questions {
+            if let Question::SequenceOwner(seq) = q {
+                let answer = backend
+                    .query(&crate::catalog::owners_query(seq))
+                    .await
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
+                continue;
+            }
             let Question::Columns { schema, table } = q else { continue };
             let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) else { continue };
             let sql = crate::catalog::columns_query(schema, table, catalog.oid_of(&db, schema, table));

@@ -469,6 +469,20 @@ impl Session {
         for q in questions {
             match q {
                 crate::catalog::Question::Indirect(n) => catalog.learn(db, n, true),
+                crate::catalog::Question::SequenceOwner(seq) => {
+                    // Fail closed: as if a protected column of every table forbidding setval
+                    // owned it.
+                    let rows: Vec<Vec<Option<String>>> = policy
+                        .tables
+                        .iter()
+                        .filter(|t| t.forbid.contains(&crate::policy::Forbid::Setval))
+                        .filter_map(|t| {
+                            let col = t.protected_columns.iter().next()?;
+                            Some(vec![Some(t.schema.clone()), Some(t.name.clone()), Some(col.clone())])
+                        })
+                        .collect();
+                    catalog.learn_owners(db, seq, &rows);
+                }
                 crate::catalog::Question::Columns { schema, table } => {
                     if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
                         catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);

@@ -353,3 +353,20 @@ async fn a_renamed_table_keeps_its_limits() {
     assert_eq!(via.execute("DELETE FROM users WHERE uid = -91111102", &[]).await.unwrap(), 1);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_owned_by_protected_columns_are_found_in_the_catalog() {
+    let db = incident_db();
+    let c = direct("app", APP_PW, &db).await;
+    c.batch_execute("ALTER SEQUENCE web_user_id_seq OWNED BY users.id; CREATE SEQUENCE other_seq").await.unwrap();
+    let text = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\nforbid = [\"setval\"]\n";
+    let p = proxy_with(base_config(), compile(&[(Path::new("owned.toml"), text)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let err = via.simple_query("SELECT setval('web_user_id_seq', 91111101)").await.unwrap_err();
+    let m = err.as_db_error().unwrap().message().to_string();
+    assert!(m.contains("owned by protected column id"), "{m}");
+    let last: i64 = c.query_one("SELECT last_value FROM web_user_id_seq", &[]).await.unwrap().get(0);
+    assert_ne!(last, 91111101);
+    via.simple_query("SELECT setval('other_seq', 5)").await.unwrap();
+    p.stop().await;
+}
