@@ -8,7 +8,14 @@
 use crate::analyze::{self, Op, Opaque, ParseOptions, Statement};
 use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
 use crate::precheck::CheckPlan;
-use crate::wire::messages::{sqlstate, ProxyMessage, Severity};
+
+mod need;
+mod render;
+
+use crate::wire::messages::{sqlstate, ProxyMessage};
+use need::{check_need, estimate_text, unverifiable, CheckNeed};
+use render::audit_facts;
+pub use render::render;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -79,13 +86,13 @@ impl SessionInfo {
     }
 }
 
-/// Holds the policy in force; a reload swaps it for the next statement of every session.
 /// A cached analysis: the text, `standard_conforming_strings`, and the statements.
 type CachedAnalysis = (Box<str>, bool, Arc<Vec<Statement>>);
 
 /// How many analyzed texts are kept.
 const ANALYSIS_CACHE_ENTRIES: usize = 10_000;
 
+/// Holds the policy in force; a reload swaps it for the next statement of every session.
 pub struct Guard {
     policy: RwLock<Arc<Policy>>,
     /// Analysis by text: hash → (text, standard_conforming_strings, statements).
@@ -435,33 +442,6 @@ fn cannot_write(text: &str) -> bool {
         .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
 }
 
-/// The audit facts of a verdict (none for a plain allow).
-fn audit_facts(verdict: &Verdict, statement: String, targets: Vec<String>) -> Option<crate::audit::Facts> {
-    let rule_of = |m: &ProxyMessage| {
-        m.detail.as_deref().and_then(|d| d.strip_prefix("rule ")).and_then(|r| r.split(';').next()).map(str::to_string)
-    };
-    let mode_of = |m: &ProxyMessage| {
-        let d = m.detail.as_deref().unwrap_or("");
-        ["enforce", "dry-run", "warn"].into_iter().find(|k| d.contains(&format!("mode {k}")))
-    };
-    let (decision, rule, mode, message, override_reason) = match verdict {
-        Verdict::Allow | Verdict::Resolve(_) => return None,
-        Verdict::Refuse(m) => ("refused", rule_of(m), mode_of(m).or(Some("enforce")), Some(m.message.clone()), None),
-        Verdict::Notice(m) => ("warned", rule_of(m), Some("warn"), Some(m.message.clone()), None),
-        Verdict::Check(p) => {
-            let decision = if p.override_rows.is_some() {
-                "overridden"
-            } else if p.dry_run {
-                "dry-run"
-            } else {
-                "checked"
-            };
-            (decision, None, None, None, p.override_rows.as_ref().map(|o| o.reason.clone()))
-        }
-    };
-    Some(crate::audit::Facts { decision, rule, mode, statement, targets, message, override_reason })
-}
-
 /// The override directive of a message, if it has one. It counts only in a message of a
 /// single statement, so it cannot be carried over to a second one.
 fn find_directive(
@@ -503,153 +483,6 @@ fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result
         ));
     }
     Ok(wanted.or(current))
-}
-
-/// What the pre-check needs to know about a message.
-struct CheckNeed {
-    verb: &'static str,
-    target: Option<analyze::RelName>,
-    /// Some write in it is in dry-run mode: it is always rolled back.
-    dry_run: bool,
-}
-
-/// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
-/// (its cascades may reach a limited table), an UPDATE or MERGE on a table whose updates are
-/// limited, and anything in dry-run mode that writes (the static findings are `dry_run`).
-fn check_need(
-    statements: &[Statement],
-    info: &SessionInfo,
-    policy: &Policy,
-    catalog: &crate::catalog::Catalog,
-    dry_run: bool,
-) -> Result<Option<CheckNeed>, Vec<String>> {
-    let any_update_limit =
-        policy.max_update_rows.is_some() || policy.tables.iter().any(|t| t.max_update_rows.is_some());
-    let mut unknown = Vec::new();
-    let any_delete_limit =
-        policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
-    let mut need: Option<CheckNeed> = None;
-    for st in statements {
-        for w in &st.writes {
-            let table = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t)));
-            let mode = policy::mode_for(info.view(), policy, table);
-            if mode == Mode::Off {
-                continue;
-            }
-            let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
-            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate);
-            let mut update_limited =
-                policy.max_update_rows.is_some() || table.is_some_and(|t| t.max_update_rows.is_some());
-            // An UPDATE of a view (or a table with rules, triggers or children) can change rows
-            // of a limited table under another name: the catalog says which names can.
-            if is_update && !update_limited && any_update_limit {
-                if let Some(t) = &w.target {
-                    match catalog.is_indirect(&info.database, &t.name) {
-                        Some(indirect) => update_limited = indirect,
-                        None => unknown.push(t.name.clone()),
-                    }
-                }
-            }
-            let write_dry = dry_run || mode == Mode::DryRun;
-            if write_dry || (is_delete && any_delete_limit) || (is_update && update_limited) {
-                let n = need.get_or_insert_with(|| CheckNeed {
-                    verb: w.op.verb(),
-                    target: w.target.clone(),
-                    dry_run: false,
-                });
-                n.dry_run |= write_dry;
-            }
-        }
-        let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)
-            || (st.calls_functions && policy.opaque.functions == Action::Verify);
-        if (dry_run && !st.opaque.is_empty()) || verify_opaque {
-            need.get_or_insert(CheckNeed { verb: "statement", target: None, dry_run }).dry_run |= dry_run;
-        }
-    }
-    if need.is_none() && !unknown.is_empty() {
-        unknown.sort();
-        unknown.dedup();
-        return Err(unknown);
-    }
-    Ok(need)
-}
-
-/// The text to EXPLAIN before a counted statement runs: one DELETE/UPDATE/MERGE statement with
-/// no parameter references (EXPLAIN would need their values).
-fn estimate_text(statements: &[Statement], policy: &Policy) -> Option<String> {
-    let [st] = statements else { return None };
-    if !st.writes.iter().any(|w| w.op.is_row_write()) || !st.executes.is_empty() {
-        return None;
-    }
-    // A write pinned to a few values of a protected column (an id) reaches a few rows: an
-    // estimate would only cost a round trip.
-    let pinned = |w: &analyze::Write| {
-        let Some(analyze::Where::Cond(c)) = &w.predicate else { return false };
-        let table = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t)));
-        table.is_some_and(|t| {
-            t.protected_columns.iter().any(|col| c.points.get(col).is_some_and(|n| n.is_some_and(|n| n <= 10)))
-        })
-    };
-    if st.writes.iter().filter(|w| w.op.is_row_write()).all(pinned) {
-        return None;
-    }
-    Some(st.text.trim_end_matches(';').to_string())
-}
-
-/// Why a message cannot be run inside a pre-check, if it cannot.
-fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
-    if statements.iter().any(|s| s.transaction_control) {
-        return Some("the same message ends or opens a transaction (BEGIN, COMMIT, ROLLBACK, SAVEPOINT …)");
-    }
-    if statements.iter().any(|s| s.copy_from_stdin) {
-        return Some("the same message reads COPY data from the client");
-    }
-    None
-}
-
-/// Turns findings into the client's message.
-pub fn render(d: &Decision) -> Verdict {
-    let Some(mode) = d.mode() else {
-        return Verdict::Allow;
-    };
-    let Some(first) = d.findings.iter().find(|f| f.mode == mode) else {
-        return Verdict::Allow;
-    };
-    let fingerprint =
-        pg_query::fingerprint(&first.statement, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into());
-    let others = d.findings.len() - 1;
-    let mut detail = format!(
-        "rule {}; policy {}; mode {}; statement fingerprint {}",
-        first.rule,
-        first.source,
-        mode.as_str(),
-        fingerprint
-    );
-    if others > 0 {
-        let rest: Vec<String> =
-            d.findings.iter().filter(|f| !std::ptr::eq(*f, first)).map(|f| format!("{}: {}", f.what, f.why)).collect();
-        detail.push_str(&format!("; also: {}", rest.join("; ")));
-    }
-    match mode {
-        Mode::Off => Verdict::Allow,
-        Mode::Warn => Verdict::Notice(ProxyMessage {
-            severity: Severity::Warning,
-            code: "01000",
-            message: format!("blastwall: would refuse {}: {} (warn mode: allowed)", first.what, first.why),
-            detail: Some(detail),
-            hint: Some(first.hint.to_string()),
-        }),
-        // A dry run is carried out by the pre-check (see `judge_sql`); what cannot be run
-        // there is refused with the same words as in enforce mode.
-        Mode::DryRun | Mode::Enforce => Verdict::Refuse(
-            ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("blastwall: refused {}: {}", first.what, first.why),
-            )
-            .with_detail(detail)
-            .with_hint(first.hint),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,79 @@
+//! The words the client sees for a decision, and the facts the audit trail keeps of it.
+//!
+//! Owns: message, DETAIL and HINT of refusals and warnings. Does not own: the rules (`policy`).
+
+use super::Verdict;
+use crate::policy::{Decision, Mode};
+use crate::wire::messages::{sqlstate, ProxyMessage, Severity};
+
+/// Turns findings into the client's message.
+pub fn render(d: &Decision) -> Verdict {
+    let Some(mode) = d.mode() else {
+        return Verdict::Allow;
+    };
+    let Some(first) = d.findings.iter().find(|f| f.mode == mode) else {
+        return Verdict::Allow;
+    };
+    let fingerprint =
+        pg_query::fingerprint(&first.statement, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into());
+    let others = d.findings.len() - 1;
+    let mut detail = format!(
+        "rule {}; policy {}; mode {}; statement fingerprint {}",
+        first.rule,
+        first.source,
+        mode.as_str(),
+        fingerprint
+    );
+    if others > 0 {
+        let rest: Vec<String> =
+            d.findings.iter().filter(|f| !std::ptr::eq(*f, first)).map(|f| format!("{}: {}", f.what, f.why)).collect();
+        detail.push_str(&format!("; also: {}", rest.join("; ")));
+    }
+    match mode {
+        Mode::Off => Verdict::Allow,
+        Mode::Warn => Verdict::Notice(ProxyMessage {
+            severity: Severity::Warning,
+            code: "01000",
+            message: format!("blastwall: would refuse {}: {} (warn mode: allowed)", first.what, first.why),
+            detail: Some(detail),
+            hint: Some(first.hint.to_string()),
+        }),
+        // A dry run is carried out by the pre-check (see `judge_sql`); what cannot be run
+        // there is refused with the same words as in enforce mode.
+        Mode::DryRun | Mode::Enforce => Verdict::Refuse(
+            ProxyMessage::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("blastwall: refused {}: {}", first.what, first.why),
+            )
+            .with_detail(detail)
+            .with_hint(first.hint),
+        ),
+    }
+}
+
+/// The audit facts of a verdict (none for a plain allow).
+pub(super) fn audit_facts(verdict: &Verdict, statement: String, targets: Vec<String>) -> Option<crate::audit::Facts> {
+    let rule_of = |m: &ProxyMessage| {
+        m.detail.as_deref().and_then(|d| d.strip_prefix("rule ")).and_then(|r| r.split(';').next()).map(str::to_string)
+    };
+    let mode_of = |m: &ProxyMessage| {
+        let d = m.detail.as_deref().unwrap_or("");
+        ["enforce", "dry-run", "warn"].into_iter().find(|k| d.contains(&format!("mode {k}")))
+    };
+    let (decision, rule, mode, message, override_reason) = match verdict {
+        Verdict::Allow | Verdict::Resolve(_) => return None,
+        Verdict::Refuse(m) => ("refused", rule_of(m), mode_of(m).or(Some("enforce")), Some(m.message.clone()), None),
+        Verdict::Notice(m) => ("warned", rule_of(m), Some("warn"), Some(m.message.clone()), None),
+        Verdict::Check(p) => {
+            let decision = if p.override_rows.is_some() {
+                "overridden"
+            } else if p.dry_run {
+                "dry-run"
+            } else {
+                "checked"
+            };
+            (decision, None, None, None, p.override_rows.as_ref().map(|o| o.reason.clone()))
+        }
+    };
+    Some(crate::audit::Facts { decision, rule, mode, statement, targets, message, override_reason })
+}
