@@ -502,7 +502,11 @@ impl Session {
 
     fn judge_sql(&mut self, sql: &[u8]) -> Verdict {
         self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
-        self.info.client_encoding = self.relay.params.get("client_encoding").cloned().unwrap_or_default();
+        // Per statement on the hot path: copy the encoding only when it changed.
+        let encoding = self.relay.params.get("client_encoding").map_or("", String::as_str);
+        if self.info.client_encoding != encoding {
+            self.info.client_encoding = encoding.to_string();
+        }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.settings_certain = !self.relay.is_busy();
         self.shared.guard.judge_sql(sql, &mut self.info)

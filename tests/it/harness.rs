@@ -277,19 +277,26 @@ pub fn bind_execute(stmt: &str) -> Vec<u8> {
 }
 
 pub async fn startup(port: u16, user: &str, db: &str) -> tokio::net::TcpStream {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut body = 196608i32.to_be_bytes().to_vec();
-    // application_name names the connection in pg_stat_activity for tests that look for it.
     let app = format!("raw-{db}");
-    for kv in ["user", user, "database", db, "application_name", &app] {
-        body.extend_from_slice(kv.as_bytes());
-        body.push(0);
+    let mut s = send_startup(port, 196608, &[("user", user), ("database", db), ("application_name", &app)]).await;
+    replies(&mut s).await;
+    s
+}
+
+/// Sends a StartupMessage of protocol `version` with these parameters, without reading.
+pub async fn send_startup(port: u16, version: i32, params: &[(&str, &str)]) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut body = version.to_be_bytes().to_vec();
+    for (k, v) in params {
+        for part in [k, v] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
     }
     body.push(0);
     let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     pkt.extend_from_slice(&body);
     s.write_all(&pkt).await.unwrap();
-    replies(&mut s).await;
     s
 }
 

@@ -425,16 +425,9 @@ async fn a_newer_protocol_version_is_negotiated_by_the_server() {
     let p = proxy().await;
     // Protocol 3.2 with an unknown protocol option: the server answers NegotiateProtocolVersion
     // ('v'), relayed as it is, and the session goes on in 3.0.
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let mut body = 196610i32.to_be_bytes().to_vec();
-    for kv in ["user", "trust_user", "database", db.as_str(), "_pq_.future_feature", "on"] {
-        body.extend_from_slice(kv.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    pkt.extend_from_slice(&body);
-    s.write_all(&pkt).await.unwrap();
+    let mut s =
+        send_startup(p.port(), 196610, &[("user", "trust_user"), ("database", &db), ("_pq_.future_feature", "on")])
+            .await;
     let r = replies(&mut s).await;
     assert!(r.tags.starts_with('v'), "{r:?}");
     assert_eq!(r.status, Some('I'), "{r:?}");
