@@ -284,6 +284,8 @@ impl Session {
         self.ready
             && self.relay.tx == TxStatus::Idle
             && !self.relay.is_busy()
+            && self.pending.is_none()
+            && self.held_batch.is_none()
             && self.cfr.is_at_boundary()
             && self.sfr.is_at_boundary()
     }
