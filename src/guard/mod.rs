@@ -138,6 +138,11 @@ impl Guard {
             Ok(x) => x,
             Err(questions) => return Verdict::Resolve(questions),
         };
+        // Text that cannot write (the common case on the hot path): nothing else to judge.
+        if statements.is_empty() && decision.findings.is_empty() {
+            info.last = None;
+            return Verdict::Allow;
+        }
         let requested = statements.iter().filter_map(|s| s.session_mode.clone()).next_back();
         let new_mode =
             match requested {
