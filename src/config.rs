@@ -30,6 +30,7 @@ struct RawConfig {
     #[serde(default)]
     policies: Vec<PathBuf>,
     max_connections: Option<usize>,
+    threads: Option<usize>,
     max_frame_bytes: Option<usize>,
     connect_timeout_secs: Option<u64>,
     startup_timeout_secs: Option<u64>,
@@ -119,6 +120,9 @@ pub struct Config {
     pub mode: Option<Mode>,
     pub policies: Vec<PathBuf>,
     pub max_connections: usize,
+    /// Threads that relay sessions: 0 = one per core; 1 = a single-threaded event loop (as
+    /// PgBouncer), which costs less CPU per transaction and caps throughput at one core.
+    pub threads: usize,
     pub max_frame_bytes: usize,
     pub connect_timeout: Duration,
     pub startup_timeout: Duration,
@@ -156,6 +160,7 @@ impl Default for Config {
             mode: None,
             policies: Vec::new(),
             max_connections: 1000,
+            threads: 0,
             max_frame_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(5),
             startup_timeout: Duration::from_secs(60),
@@ -196,6 +201,9 @@ impl Config {
         c.policies = raw.policies.into_iter().map(rel).collect();
         if let Some(n) = raw.max_connections {
             c.max_connections = n;
+        }
+        if let Some(n) = raw.threads {
+            c.threads = n;
         }
         if let Some(n) = raw.max_frame_bytes {
             c.max_frame_bytes = n;

@@ -148,7 +148,7 @@ fn run(command: Command) -> Result<i32> {
             let policy_paths = cfg.policies.clone();
             let policy = load_policy(&policy_paths)?;
             tracing::info!(policies = %policy.source_names(), hash = %policy.hash, "policy loaded");
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = runtime(cfg.threads)?;
             rt.block_on(async move {
                 let guard = Guard::new(policy, cfg.mode);
                 let server = Server::bind(cfg, guard).await?;
@@ -173,6 +173,16 @@ fn run(command: Command) -> Result<i32> {
             })?;
             Ok(0)
         }
+    }
+}
+
+/// The runtime that relays sessions: one thread runs a single event loop with no hand-offs
+/// between threads; otherwise the work-stealing scheduler, on `threads` workers (0: one per core).
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::guard::Verdict;
 use crate::wire::messages::{self, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
 const MARKER_CODE: &str = "22P02";
@@ -32,8 +32,10 @@ pub struct Relay {
     pub to_server: BytesMut,
     pub to_client: BytesMut,
     pub tx: TxStatus,
-    /// The server's ParameterStatus values (`standard_conforming_strings`, `client_encoding`, …).
-    pub params: HashMap<String, String>,
+    /// The two ParameterStatus values the guard reads for every statement
+    /// (`standard_conforming_strings`, `client_encoding`); the others only pass through.
+    scs: bool,
+    client_encoding: String,
     /// Sync points (Query, Sync, FunctionCall) forwarded and not yet answered by ReadyForQuery.
     syncs_sent: u64,
     syncs_done: u64,
@@ -53,7 +55,8 @@ impl Relay {
             to_server: BytesMut::with_capacity(4096),
             to_client: BytesMut::with_capacity(4096),
             tx: TxStatus::Idle,
-            params: HashMap::new(),
+            scs: true,
+            client_encoding: String::new(),
             syncs_sent: 0,
             syncs_done: 0,
             batch_open: false,
@@ -204,7 +207,7 @@ impl Relay {
 
     pub fn on_parameter_status(&mut self, frame: &Frame) {
         if let Ok((k, v)) = messages::parameter_status(frame) {
-            self.params.insert(k, v);
+            self.set_param(k, v);
         }
         self.to_client.extend_from_slice(&frame.bytes);
     }
@@ -215,6 +218,20 @@ impl Relay {
 
     /// Whether `standard_conforming_strings` is on, as the server last reported it.
     pub fn standard_conforming_strings(&self) -> bool {
-        self.params.get("standard_conforming_strings").is_none_or(|v| v != "off")
+        self.scs
+    }
+
+    /// `client_encoding`, as the server last reported it ("" before it did).
+    pub fn client_encoding(&self) -> &str {
+        &self.client_encoding
+    }
+
+    /// Records a ParameterStatus value.
+    pub fn set_param(&mut self, key: String, value: String) {
+        match key.as_str() {
+            "standard_conforming_strings" => self.scs = value != "off",
+            "client_encoding" => self.client_encoding = value,
+            _ => {}
+        }
     }
 }

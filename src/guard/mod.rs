@@ -17,6 +17,7 @@ use need::{check_need, estimate_text, unverifiable, CheckNeed};
 use render::audit_facts;
 pub use render::render;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// What the relay does with a message.
@@ -101,6 +102,9 @@ pub struct Guard {
     pub catalog: crate::catalog::Catalog,
     /// `--mode` / config `mode`: replaces the policy's default mode.
     mode_override: Option<Mode>,
+    /// Whether the policy in force looks at function calls (`[opaque] functions`): read
+    /// without taking the policy lock, so that harmless text is decided lock-free.
+    calls_matter: AtomicBool,
 }
 
 impl Guard {
@@ -109,6 +113,7 @@ impl Guard {
             policy.mode = m;
         }
         Guard {
+            calls_matter: AtomicBool::new(policy.opaque.functions != Action::Allow),
             policy: RwLock::new(Arc::new(policy)),
             analysis_cache: Default::default(),
             catalog: Default::default(),
@@ -125,10 +130,18 @@ impl Guard {
         if let Some(m) = self.mode_override {
             policy.mode = m;
         }
+        let calls_matter = policy.opaque.functions != Action::Allow;
         let new = Arc::new(policy);
         match self.policy.write() {
-            Ok(mut p) => *p = new,
-            Err(e) => *e.into_inner() = new,
+            Ok(mut p) => {
+                *p = new;
+                // Under the lock: a reader that sees the old flag also saw the old policy.
+                self.calls_matter.store(calls_matter, Ordering::Release);
+            }
+            Err(e) => {
+                *e.into_inner() = new;
+                self.calls_matter.store(calls_matter, Ordering::Release);
+            }
         }
     }
 
@@ -260,6 +273,13 @@ impl Guard {
         sql: &[u8],
         info: &mut SessionInfo,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
+        // Harmless text (most of the traffic) is decided before the policy is even looked up.
+        if let Ok(text) = analyze::decode(sql, &info.client_encoding) {
+            let calls_matter = self.calls_matter.load(Ordering::Acquire) && text.contains('(');
+            if !calls_matter && cannot_write(&text) {
+                return Ok((Arc::default(), Decision::default()));
+            }
+        }
         let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
             Err(o) => Arc::new(vec![Statement {
@@ -270,10 +290,6 @@ impl Guard {
             Ok(text) => {
                 // A function call can write in its body: with `[opaque] functions` set, any
                 // call must be looked at.
-                let calls_matter = policy.opaque.functions != Action::Allow && text.contains('(');
-                if cannot_write(&text) && !calls_matter {
-                    return Ok((Arc::default(), Decision::default()));
-                }
                 let scs = info.standard_conforming_strings;
                 if !info.settings_certain && text.contains('\\') {
                     // The server may read backslashes the other way by now: judge both readings.
@@ -415,36 +431,68 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
     }
 }
 
-/// The words every statement that writes must contain at least one of, as a keyword or a
-/// function name. Keywords cannot be escaped in SQL, so text without any of these words (as
-/// a whole word, anywhere — even inside strings and comments) provably cannot write. `U&`
-/// identifiers can spell a function name with escapes, so they always take the full path.
+/// Whether the text provably cannot write: it contains none of the words that every writing
+/// statement must contain, as a keyword or a function name (`delete`, `setval`, `do`, …).
+/// Keywords cannot be escaped in SQL, so absence anywhere — even inside strings and comments
+/// — is proof. Words are cut more finely than the server's lexer cuts them (at digits, `$`
+/// and non-ASCII bytes too), which can only find more of them: `do$$…` or `1delete` count.
+/// `U&` identifiers can spell a name with escapes, so they always take the full path.
 fn cannot_write(text: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "delete",
-        "update",
-        "insert",
-        "merge",
-        "truncate",
-        "drop",
-        "alter",
-        "do",
-        "call",
-        "execute",
-        "explain",
-        "prepare",
-        "deallocate",
-        "setval",
-        "copy",
-        "blastwall",
-    ];
+    // Byte classes: 1 = part of a word (ASCII letter or `_`), 2 = `&`, 0 = anything else.
+    const CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            if c.is_ascii_alphabetic() || c == b'_' {
+                t[b] = 1;
+            }
+            b += 1;
+        }
+        t[b'&' as usize] = 2;
+        t
+    };
     let bytes = text.as_bytes();
-    if bytes.windows(2).any(|w| w[0].eq_ignore_ascii_case(&b'u') && w[1] == b'&') {
-        return false;
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match CLASS[b as usize] {
+            1 => continue,
+            2 if i > 0 && bytes[i - 1] | 0x20 == b'u' => return false,
+            _ => {}
+        }
+        if i - start >= 2 && i - start <= 10 && is_write_word(&bytes[start..i]) {
+            return false;
+        }
+        start = i + 1;
     }
-    !text
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
-        .any(|w| (2..=10).contains(&w.len()) && WORDS.iter().any(|k| w.eq_ignore_ascii_case(k)))
+    !(bytes.len() - start >= 2 && bytes.len() - start <= 10 && is_write_word(&bytes[start..]))
+}
+
+/// Whether a word (ASCII letters and `_`, 2 to 10 bytes) is one of the write words, in any case.
+fn is_write_word(w: &[u8]) -> bool {
+    let mut lower = [0u8; 10];
+    for (l, b) in lower.iter_mut().zip(w) {
+        *l = b | 0x20;
+    }
+    matches!(
+        &lower[..w.len()],
+        b"delete"
+            | b"update"
+            | b"insert"
+            | b"merge"
+            | b"truncate"
+            | b"drop"
+            | b"alter"
+            | b"do"
+            | b"call"
+            | b"execute"
+            | b"explain"
+            | b"prepare"
+            | b"deallocate"
+            | b"setval"
+            | b"copy"
+            | b"blastwall"
+    )
 }
 
 /// The override directive of a message, if it has one. It counts only in a message of a
@@ -503,5 +551,13 @@ mod tests {
         assert!(!cannot_write("SELECT U&\"\\0073etval\"('s', 1)"));
         assert!(!cannot_write("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x"));
         assert!(!cannot_write("do $$ begin end $$"));
+        // Cut more finely than the lexer: glued words still count.
+        assert!(!cannot_write("DO$$begin perform 1; end$$"));
+        assert!(!cannot_write("select 1;delete from users"));
+        assert!(!cannot_write("SELECT 1delete"));
+        assert!(!cannot_write("u&\"\\0064elete\""));
+        assert!(!cannot_write("select * from t where a = 'x'/*c*/;TRUNCATE t"));
+        assert!(cannot_write("SELECT updated_at, deleted FROM t WHERE aid = $1"));
+        assert!(cannot_write("select 'dé'"));
     }
 }

@@ -100,7 +100,7 @@ impl Session {
         let (for_client, params) = (backend.for_client, backend.params);
         self.relay.to_client.extend_from_slice(&for_client);
         for (k, v) in params {
-            self.relay.params.insert(k, v);
+            self.relay.set_param(k, v);
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.shared.metrics.precheck_seconds.observe(started.elapsed().as_secs_f64());
@@ -215,7 +215,9 @@ impl Session {
         }
         let (for_client, params) = (backend.for_client, backend.params);
         self.relay.to_client.extend_from_slice(&for_client);
-        self.relay.params.extend(params);
+        for (k, v) in params {
+            self.relay.set_param(k, v);
+        }
         self.judge_and_record(frame)
     }
 

@@ -217,13 +217,16 @@ struct Session {
 impl Session {
     async fn relay_loop(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         let mut phase = self.shared.phase.clone();
+        let mut current = *phase.borrow_and_update();
+        // One waiter on the phase for the whole session, not one per wake-up: registering a
+        // fresh one each time costs two lock round trips on the shared channel per message.
+        let mut phase_change = Box::pin(next_phase(phase));
         let idle = self.shared.config.idle_timeout;
         loop {
             self.flush(stats).await?;
             if self.closing {
                 return Ok(());
             }
-            let current = *phase.borrow_and_update();
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }
@@ -263,7 +266,10 @@ impl Session {
                     }
                     self.on_server_bytes(stats)?;
                 }
-                _ = phase.changed() => {}
+                (p, rx) = &mut phase_change => {
+                    current = p;
+                    phase_change = Box::pin(next_phase(rx));
+                }
                 _ = idle_sleep => {
                     let msg = ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)");
                     self.relay.to_client.extend_from_slice(&msg.encode());
@@ -505,7 +511,7 @@ impl Session {
     fn judge_sql(&mut self, sql: &[u8]) -> Verdict {
         self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
         // Per statement on the hot path: copy the encoding only when it changed.
-        let encoding = self.relay.params.get("client_encoding").map_or("", String::as_str);
+        let encoding = self.relay.client_encoding();
         if self.info.client_encoding != encoding {
             self.info.client_encoding = encoding.to_string();
         }
@@ -632,6 +638,16 @@ fn is_scram_with_binding_flag(body: &[u8]) -> bool {
         return false;
     };
     mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
+}
+
+/// The proxy's next phase, once it changes. Never resolves once the sender is gone (the
+/// proxy is then past caring).
+async fn next_phase(mut rx: tokio::sync::watch::Receiver<Phase>) -> (Phase, tokio::sync::watch::Receiver<Phase>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    let p = *rx.borrow_and_update();
+    (p, rx)
 }
 
 fn reserve(f: &mut Framer) {

@@ -93,10 +93,16 @@ async fn policies_reload_on_sighup_and_on_change_and_a_bad_one_changes_nothing()
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("p.toml");
     std::fs::write(&policy, "[defaults]\nmode = \"enforce\"\n").unwrap();
+    // The single-threaded event loop (`threads = 1`): signals, the file watch and sessions
+    // all share one thread.
+    let config = dir.path().join("blastwall.toml");
+    std::fs::write(&config, "threads = 1\n").unwrap();
     let port = blastwall::pgtemp::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
         .args([
             "serve",
+            "--config",
+            &config.display().to_string(),
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--upstream",
