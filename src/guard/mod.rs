@@ -147,6 +147,10 @@ impl Guard {
 
     /// Judges the SQL text of a Query or Parse message.
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
+        if self.is_harmless(sql, info) {
+            info.last = None;
+            return Verdict::Allow;
+        }
         let (statements, decision) = match self.decide_text(sql, info) {
             Ok(x) => x,
             Err(questions) => return Verdict::Resolve(questions),
@@ -268,17 +272,21 @@ impl Guard {
 
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
     /// `Err`: the catalog must be asked first (the current names of protected columns).
+    /// Text that provably cannot write (most of the traffic): decided before the policy is
+    /// even looked up, with no allocation.
+    fn is_harmless(&self, sql: &[u8], info: &SessionInfo) -> bool {
+        let Ok(text) = analyze::decode(sql, &info.client_encoding) else { return false };
+        let calls_matter = self.calls_matter.load(Ordering::Acquire) && text.contains('(');
+        !calls_matter && cannot_write(&text)
+    }
+
     pub fn decide_text(
         &self,
         sql: &[u8],
         info: &mut SessionInfo,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
-        // Harmless text (most of the traffic) is decided before the policy is even looked up.
-        if let Ok(text) = analyze::decode(sql, &info.client_encoding) {
-            let calls_matter = self.calls_matter.load(Ordering::Acquire) && text.contains('(');
-            if !calls_matter && cannot_write(&text) {
-                return Ok((Arc::default(), Decision::default()));
-            }
+        if self.is_harmless(sql, info) {
+            return Ok((Arc::default(), Decision::default()));
         }
         let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
