@@ -1,2 +1,2 @@
 \set aid random(1, 100000 * :scale)
-DELETE FROM pgbench_accounts WHERE aid = :aid;
+DELETE FROM pgbench_guarded WHERE aid = :aid;
