@@ -120,8 +120,8 @@ pub struct Config {
     pub mode: Option<Mode>,
     pub policies: Vec<PathBuf>,
     pub max_connections: usize,
-    /// Threads that relay sessions: 0 = one per core; 1 = a single-threaded event loop (as
-    /// PgBouncer), which costs less CPU per transaction and caps throughput at one core.
+    /// Session event loops, one thread each: 0 = one per core; 1 = everything on one thread
+    /// (as PgBouncer).
     pub threads: usize,
     pub max_frame_bytes: usize,
     pub connect_timeout: Duration,

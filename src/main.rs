@@ -148,16 +148,23 @@ fn run(command: Command) -> Result<i32> {
             let policy_paths = cfg.policies.clone();
             let policy = load_policy(&policy_paths)?;
             tracing::info!(policies = %policy.source_names(), hash = %policy.hash, "policy loaded");
-            let rt = runtime(cfg.threads)?;
+            let loops = event_loops(cfg.threads)?;
+            let handles = loops.as_ref().map(|l| l.handles()).unwrap_or_default();
+            // Accepting, signals and the admin endpoint: one thread; sessions: the event loops
+            // (or this same thread when `threads = 1`).
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
                 let guard = Guard::new(policy, cfg.mode);
-                let server = Server::bind(cfg, guard).await?;
+                let server = Server::bind(cfg, guard).await?.on_event_loops(handles);
                 tracing::info!(listen = %server.local_addr(), "blastwall listening");
                 let handle = shutdown_handle();
                 spawn_signals(handle.clone(), server.shared().clone(), policy_paths)?;
                 server.run(handle).await;
                 Ok::<_, anyhow::Error>(())
             })?;
+            if let Some(l) = loops {
+                l.stop();
+            }
             Ok(0)
         }
         Command::Demo { listen } => {
@@ -176,14 +183,15 @@ fn run(command: Command) -> Result<i32> {
     }
 }
 
-/// The runtime that relays sessions: one thread runs a single event loop with no hand-offs
-/// between threads; otherwise the work-stealing scheduler, on `threads` workers (0: one per core).
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
-    }
+/// The session event loops: `threads = 1` runs everything on the main thread (as PgBouncer
+/// does); otherwise one loop per core (0) or `threads` loops.
+fn event_loops(threads: usize) -> std::io::Result<Option<blastwall::server::EventLoops>> {
+    let n = match threads {
+        1 => return Ok(None),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    blastwall::server::EventLoops::start(n).map(Some)
 }
 
 /// SIGTERM/SIGINT: shut down at protocol boundaries. SIGHUP: reload the policy files (an

@@ -1,7 +1,8 @@
 //! The listener: accepts clients, spawns one session task each, caps their number, forwards
 //! CancelRequests to the backend that owns the key, and shuts down at protocol boundaries.
 //!
-//! Owns: the accept loop, the shared handles every session gets, and the shutdown phases.
+//! Owns: the accept loop, the event loops sessions run on, the shared handles every session
+//! gets, and the shutdown phases.
 //! Does not own: anything said on a connection after it is accepted (see `session`).
 
 use crate::backend::Upstream;
@@ -63,6 +64,49 @@ pub struct Server {
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
     phase_tx: watch::Sender<Phase>,
+    /// Where sessions run: handed out in turn; none = the runtime that runs the server.
+    loops: Vec<tokio::runtime::Handle>,
+}
+
+/// Session event loops: one thread each, running a single-threaded runtime, so that a
+/// session's messages never cross threads (no work-stealing hand-offs, no cross-thread
+/// wake-ups) while every core still relays. Dropping it ends the loops (and any session
+/// still on them).
+pub struct EventLoops {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl EventLoops {
+    pub fn start(n: usize) -> std::io::Result<EventLoops> {
+        let mut loops = EventLoops { handles: Vec::new(), stops: Vec::new(), threads: Vec::new() };
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            loops.handles.push(rt.handle().clone());
+            loops.stops.push(stop);
+            loops.threads.push(std::thread::Builder::new().name(format!("blastwall-loop-{i}")).spawn(move || {
+                // Runs the sessions spawned onto it until told to stop (or the sender is gone).
+                rt.block_on(async move {
+                    let _ = stopped.await;
+                });
+            })?);
+        }
+        Ok(loops)
+    }
+
+    pub fn handles(&self) -> Vec<tokio::runtime::Handle> {
+        self.handles.clone()
+    }
+
+    /// Ends the loops and waits for their threads.
+    pub fn stop(mut self) {
+        self.stops.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Asks a running server to shut down (as SIGTERM does).
@@ -113,7 +157,13 @@ impl Server {
             metrics,
             audit,
         });
-        Ok(Server { listener, admin, shared, phase_tx })
+        Ok(Server { listener, admin, shared, phase_tx, loops: Vec::new() })
+    }
+
+    /// Runs sessions on these event loops, in turn, instead of on the server's own runtime.
+    pub fn on_event_loops(mut self, loops: Vec<tokio::runtime::Handle>) -> Server {
+        self.loops = loops;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -131,9 +181,10 @@ impl Server {
 
     /// Runs until `shutdown` fires, then drains sessions within the grace period.
     pub async fn run(self, shutdown: ShutdownHandle) {
-        let Server { listener, admin, shared, phase_tx } = self;
+        let Server { listener, admin, shared, phase_tx, loops } = self;
         let admin_task = admin.map(|a| tokio::spawn(crate::admin::serve(a, shared.clone())));
         let mut sessions = JoinSet::new();
+        let mut turn = 0usize;
         loop {
             tokio::select! {
                 _ = shutdown.0.notified() => break,
@@ -141,7 +192,24 @@ impl Server {
                     Ok((sock, peer)) => {
                         let _ = sock.set_nodelay(true);
                         let shared = shared.clone();
-                        sessions.spawn(crate::session::run(shared, sock, peer));
+                        if loops.is_empty() {
+                            sessions.spawn(crate::session::run(shared, sock, peer));
+                            continue;
+                        }
+                        turn = turn.wrapping_add(1);
+                        // A socket belongs to the reactor that registered it: hand it over
+                        // unregistered, and register it on the loop that will run the session.
+                        match sock.into_std() {
+                            Ok(std) => {
+                                sessions.spawn_on(async move {
+                                    match tokio::net::TcpStream::from_std(std) {
+                                        Ok(sock) => crate::session::run(shared, sock, peer).await,
+                                        Err(e) => tracing::warn!(error = %e, client = %peer, "cannot register a client socket"),
+                                    }
+                                }, &loops[turn % loops.len()]);
+                            }
+                            Err(e) => tracing::warn!(error = %e, client = %peer, "cannot hand over a client socket"),
+                        }
                     }
                     // Out of file descriptors and the like: keep serving the others.
                     Err(e) => {

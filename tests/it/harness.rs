@@ -135,6 +135,8 @@ pub struct Proxy {
     pub task: tokio::task::JoinHandle<()>,
     pub shared: std::sync::Arc<blastwall::server::Shared>,
     pub admin: Option<SocketAddr>,
+    /// The event loops the sessions run on, as under `blastwall serve` (ended on drop).
+    pub loops: blastwall::server::EventLoops,
 }
 
 impl Proxy {
@@ -144,6 +146,8 @@ impl Proxy {
     pub async fn stop(self) {
         self.shutdown.shutdown();
         let _ = self.task.await;
+        let loops = self.loops;
+        let _ = tokio::task::spawn_blocking(move || loops.stop()).await;
     }
 }
 
@@ -154,13 +158,16 @@ pub fn base_config() -> Config {
 }
 
 pub async fn proxy_with(config: Config, policy: Policy) -> Proxy {
-    let server = Server::bind(config, Guard::new(policy, None)).await.expect("bind proxy");
+    // Two loops: sessions of one test land on different threads, as in production.
+    let loops = blastwall::server::EventLoops::start(2).expect("event loops");
+    let server =
+        Server::bind(config, Guard::new(policy, None)).await.expect("bind proxy").on_event_loops(loops.handles());
     let addr = server.local_addr();
     let shared = server.shared();
     let admin = server.admin_addr();
     let shutdown = shutdown_handle();
     let task = tokio::spawn(server.run(shutdown.clone()));
-    Proxy { addr, shutdown, task, shared, admin }
+    Proxy { addr, shutdown, task, shared, admin, loops }
 }
 
 /// The proxy with the shipped default + incident policies.
