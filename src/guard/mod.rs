@@ -549,6 +549,34 @@ fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    /// The words a reference reading finds: split at every byte that is not an ASCII letter or `_`.
+    fn cannot_write_reference(text: &str) -> bool {
+        let lower = text.to_ascii_lowercase();
+        !lower.contains("u&")
+            && !lower.split(|c: char| !(c.is_ascii_alphabetic() || c == '_')).any(|w| {
+                [
+                    "delete",
+                    "update",
+                    "insert",
+                    "merge",
+                    "truncate",
+                    "drop",
+                    "alter",
+                    "do",
+                    "call",
+                    "execute",
+                    "explain",
+                    "prepare",
+                    "deallocate",
+                    "setval",
+                    "copy",
+                    "blastwall",
+                ]
+                .contains(&w)
+            })
+    }
 
     #[test]
     fn prefilter_is_conservative() {
@@ -567,5 +595,23 @@ mod tests {
         assert!(!cannot_write("select * from t where a = 'x'/*c*/;TRUNCATE t"));
         assert!(cannot_write("SELECT updated_at, deleted FROM t WHERE aid = $1"));
         assert!(cannot_write("select 'dé'"));
+    }
+
+    proptest::proptest! {
+        /// The hashed scan finds exactly the words the plain split finds.
+        #[test]
+        fn prefilter_matches_its_reference(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "DELETE", "Update", "insert", "merge", "truncate", "drop", "alter", "do", "call",
+                "execute", "explain", "prepare", "deallocate", "setval", "copy", "blastwall",
+                "deletes", "updated_at", "od", "lapp", "select", "from", "where",
+            ]).prop_map(str::to_string),
+            "[a-zA-Z_]{1,11}",
+            proptest::sample::select(vec![" ", "&", "u", "U", "1", "$", "é", ";", "'", "(", "\n"])
+                .prop_map(str::to_string),
+        ], 0..14)) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(cannot_write(&text), cannot_write_reference(&text), "{:?}", text);
+        }
     }
 }
