@@ -10,12 +10,13 @@ use crate::config::Config;
 use crate::guard::Guard;
 use crate::wire::startup::CancelKey;
 use dashmap::DashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Error)]
@@ -40,6 +41,80 @@ pub enum Phase {
     Terminating,
 }
 
+/// The proxy's phase, which every session checks at every wake-up. Reading it is one atomic
+/// load; a session registers its waker once (not once per wake-up, as a channel's waiter
+/// would), and a change wakes every registered session.
+#[derive(Debug)]
+pub struct PhaseSignal {
+    phase: AtomicU8,
+    sessions: Mutex<HashMap<u64, Waker>>,
+}
+
+impl PhaseSignal {
+    fn new() -> Self {
+        PhaseSignal { phase: AtomicU8::new(Phase::Running as u8), sessions: Mutex::default() }
+    }
+
+    pub fn get(&self) -> Phase {
+        match self.phase.load(Ordering::SeqCst) {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            _ => Phase::Terminating,
+        }
+    }
+
+    fn set(&self, p: Phase) {
+        // Stored before the wakers are read: a session that registers meanwhile either is
+        // among them or reads the new phase after registering.
+        self.phase.store(p as u8, Ordering::SeqCst);
+        let wakers: Vec<Waker> = self.lock().values().cloned().collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves to the phase once it is no longer `seen`. `id` names the session.
+    pub fn changed(&self, id: u64, seen: Phase) -> PhaseChange<'_> {
+        PhaseChange { signal: self, id, seen, waker: None }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// See [`PhaseSignal::changed`]. Keep it across wake-ups: creating it registers a waker.
+pub struct PhaseChange<'a> {
+    signal: &'a PhaseSignal,
+    id: u64,
+    seen: Phase,
+    waker: Option<Waker>,
+}
+
+impl std::future::Future for PhaseChange<'_> {
+    type Output = Phase;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Phase> {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            let w = cx.waker().clone();
+            self.signal.lock().insert(self.id, w.clone());
+            self.waker = Some(w);
+        }
+        match self.signal.get() {
+            p if p != self.seen => std::task::Poll::Ready(p),
+            _ => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for PhaseChange<'_> {
+    fn drop(&mut self) {
+        if self.waker.is_some() {
+            self.signal.lock().remove(&self.id);
+        }
+    }
+}
+
 /// What every session shares. Passed in, never global.
 pub struct Shared {
     pub config: Config,
@@ -53,7 +128,7 @@ pub struct Shared {
     pub cancel_keys: DashSet<CancelKey>,
     pub open_sessions: AtomicUsize,
     pub next_session_id: AtomicU64,
-    pub phase: watch::Receiver<Phase>,
+    pub phase: PhaseSignal,
     pub metrics: crate::metrics::Metrics,
     pub audit: Option<crate::audit::Audit>,
 }
@@ -63,7 +138,6 @@ pub struct Server {
     listener: TcpListener,
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
-    phase_tx: watch::Sender<Phase>,
     /// Where sessions run: handed out in turn; none = the runtime that runs the server.
     loops: Vec<tokio::runtime::Handle>,
 }
@@ -127,7 +201,6 @@ impl Server {
         let upstream = Upstream::new(&config)?;
         let client_tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let client_cert = config.tls.as_ref().map(|t| crate::tls::leaf_certificate(&t.cert)).transpose()?;
-        let (phase_tx, phase) = watch::channel(Phase::Running);
         let admin = match &config.admin {
             Some(a) => {
                 Some(TcpListener::bind(a).await.map_err(|source| ServerError::Bind { addr: a.clone(), source })?)
@@ -153,11 +226,11 @@ impl Server {
             cancel_keys: DashSet::new(),
             open_sessions: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),
-            phase,
+            phase: PhaseSignal::new(),
             metrics,
             audit,
         });
-        Ok(Server { listener, admin, shared, phase_tx, loops: Vec::new() })
+        Ok(Server { listener, admin, shared, loops: Vec::new() })
     }
 
     /// Runs sessions on these event loops, in turn, instead of on the server's own runtime.
@@ -181,7 +254,7 @@ impl Server {
 
     /// Runs until `shutdown` fires, then drains sessions within the grace period.
     pub async fn run(self, shutdown: ShutdownHandle) {
-        let Server { listener, admin, shared, phase_tx, loops } = self;
+        let Server { listener, admin, shared, loops } = self;
         let admin_task = admin.map(|a| tokio::spawn(crate::admin::serve(a, shared.clone())));
         let mut sessions = JoinSet::new();
         let mut turn = 0usize;
@@ -223,14 +296,14 @@ impl Server {
         drop(listener);
         let open = sessions.len();
         tracing::info!(open_sessions = open, grace_secs = shared.config.shutdown_grace.as_secs(), "shutting down");
-        let _ = phase_tx.send(Phase::Draining);
+        shared.phase.set(Phase::Draining);
         let deadline = tokio::time::sleep(shared.config.shutdown_grace);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 joined = sessions.join_next() => if joined.is_none() { break },
                 _ = &mut deadline => {
-                    let _ = phase_tx.send(Phase::Terminating);
+                    shared.phase.set(Phase::Terminating);
                     // Sessions close at once now; give them a moment to say goodbye.
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
                         while sessions.join_next().await.is_some() {}

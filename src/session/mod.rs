@@ -216,11 +216,10 @@ struct Session {
 
 impl Session {
     async fn relay_loop(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
-        let mut phase = self.shared.phase.clone();
-        let mut current = *phase.borrow_and_update();
-        // One waiter on the phase for the whole session, not one per wake-up: registering a
-        // fresh one each time costs two lock round trips on the shared channel per message.
-        let mut phase_change = Box::pin(next_phase(phase));
+        let shared = self.shared.clone();
+        let mut current = shared.phase.get();
+        // Kept across wake-ups: it registers this session's waker once.
+        let mut phase_change = shared.phase.changed(self.id, current);
         let idle = self.shared.config.idle_timeout;
         loop {
             self.flush(stats).await?;
@@ -266,9 +265,9 @@ impl Session {
                     }
                     self.on_server_bytes(stats)?;
                 }
-                (p, rx) = &mut phase_change => {
+                p = &mut phase_change => {
                     current = p;
-                    phase_change = Box::pin(next_phase(rx));
+                    phase_change = shared.phase.changed(self.id, current);
                 }
                 _ = idle_sleep => {
                     let msg = ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)");
@@ -638,16 +637,6 @@ fn is_scram_with_binding_flag(body: &[u8]) -> bool {
         return false;
     };
     mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
-}
-
-/// The proxy's next phase, once it changes. Never resolves once the sender is gone (the
-/// proxy is then past caring).
-async fn next_phase(mut rx: tokio::sync::watch::Receiver<Phase>) -> (Phase, tokio::sync::watch::Receiver<Phase>) {
-    if rx.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-    let p = *rx.borrow_and_update();
-    (p, rx)
 }
 
 fn reserve(f: &mut Framer) {
