@@ -28,6 +28,14 @@ pub enum BackendError {
     Handshake { addr: String, message: String },
 }
 
+/// The TCP options blastwall sets on both of a session's links, as PgBouncer does: no Nagle
+/// delay (every write is a whole reply or request), and keepalive, so that a peer that
+/// vanished without closing (a partition, a crashed host) is noticed and its session ends.
+pub fn tune_tcp(sock: &TcpStream) {
+    let _ = sock.set_nodelay(true);
+    let _ = socket2::SockRef::from(sock).set_keepalive(true);
+}
+
 /// Where the server is and how to secure the link; built once at startup.
 #[derive(Clone)]
 pub struct Upstream {
@@ -67,7 +75,7 @@ impl Upstream {
             .await
             .map_err(|_| BackendError::Connect { addr: addr.clone(), message: "connection timed out".into() })?
             .map_err(|e| BackendError::Connect { addr: addr.clone(), message: e.to_string() })?;
-        let _ = tcp.set_nodelay(true);
+        tune_tcp(&tcp);
         let Some((connector, name)) = &self.tls else {
             return Ok((Box::new(tcp), None));
         };
@@ -137,5 +145,23 @@ impl Upstream {
         let mut sink = [0u8; 16];
         let _ = tokio::time::timeout(self.connect_timeout, io.read(&mut sink)).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn both_links_get_nodelay_and_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        for s in [&client, &accepted] {
+            assert!(!socket2::SockRef::from(s).keepalive().unwrap());
+            tune_tcp(s);
+            assert!(s.nodelay().unwrap());
+            assert!(socket2::SockRef::from(s).keepalive().unwrap());
+        }
     }
 }

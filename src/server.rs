@@ -263,7 +263,7 @@ impl Server {
                 _ = shutdown.0.notified() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((sock, peer)) => {
-                        let _ = sock.set_nodelay(true);
+                        crate::backend::tune_tcp(&sock);
                         let shared = shared.clone();
                         if loops.is_empty() {
                             sessions.spawn(crate::session::run(shared, sock, peer));
