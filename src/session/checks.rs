@@ -282,3 +282,36 @@ pub(super) struct HeldBatch {
     /// It executes something (a batch of Parse/Describe only runs nothing).
     pub(super) executes: bool,
 }
+
+impl Session {
+    /// No catalog question can be asked in the middle of an extended batch: answers that
+    /// assume the worst (a write to count; the policy's column names).
+    pub(super) fn assume_answers(&self, questions: &[crate::catalog::Question]) {
+        let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
+        let policy = self.shared.guard.policy();
+        for q in questions {
+            match q {
+                crate::catalog::Question::Indirect(n) => catalog.learn(db, n, true),
+                crate::catalog::Question::SequenceOwner(seq) => {
+                    // Fail closed: as if a protected column of every table forbidding setval
+                    // owned it.
+                    let rows: Vec<Vec<Option<String>>> = policy
+                        .tables
+                        .iter()
+                        .filter(|t| t.forbid.contains(&crate::policy::Forbid::Setval))
+                        .filter_map(|t| {
+                            let col = t.protected_columns.iter().next()?;
+                            Some(vec![Some(t.schema.clone()), Some(t.name.clone()), Some(col.clone())])
+                        })
+                        .collect();
+                    catalog.learn_owners(db, seq, &rows);
+                }
+                crate::catalog::Question::Columns { schema, table } => {
+                    if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
+                        catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);
+                    }
+                }
+            }
+        }
+    }
+}

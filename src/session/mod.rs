@@ -16,6 +16,7 @@ use bytes::BytesMut;
 use std::collections::HashMap;
 
 mod checks;
+mod ending;
 mod opening;
 
 use checks::{HeldBatch, Pending};
@@ -470,35 +471,6 @@ impl Session {
         Ok(())
     }
 
-    fn assume_answers(&self, questions: &[crate::catalog::Question]) {
-        let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
-        let policy = self.shared.guard.policy();
-        for q in questions {
-            match q {
-                crate::catalog::Question::Indirect(n) => catalog.learn(db, n, true),
-                crate::catalog::Question::SequenceOwner(seq) => {
-                    // Fail closed: as if a protected column of every table forbidding setval
-                    // owned it.
-                    let rows: Vec<Vec<Option<String>>> = policy
-                        .tables
-                        .iter()
-                        .filter(|t| t.forbid.contains(&crate::policy::Forbid::Setval))
-                        .filter_map(|t| {
-                            let col = t.protected_columns.iter().next()?;
-                            Some(vec![Some(t.schema.clone()), Some(t.name.clone()), Some(col.clone())])
-                        })
-                        .collect();
-                    catalog.learn_owners(db, seq, &rows);
-                }
-                crate::catalog::Question::Columns { schema, table } => {
-                    if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
-                        catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);
-                    }
-                }
-            }
-        }
-    }
-
     /// An extended-protocol message that is not judged itself: held with its batch, or forwarded.
     fn batch_message(&mut self, f: &Frame) {
         match &mut self.held_batch {
@@ -577,55 +549,6 @@ impl Session {
                 "session started"
             );
         }
-    }
-
-    /// A client that leaves while its query runs: the server would go on running it (it only
-    /// notices a closed socket when it next writes), so cancel it.
-    fn cancel_if_busy(&self) {
-        if !self.relay.is_busy() {
-            return;
-        }
-        if let Some(key) = self.key.clone() {
-            let upstream = self.shared.upstream.clone();
-            // On its own task: the cancel must not wait for this session's cleanup.
-            tokio::spawn(async move {
-                if let Err(e) = upstream.cancel(&key).await {
-                    tracing::warn!(error = %e, "cancelling the query of a departed client failed");
-                }
-            });
-        }
-    }
-
-    /// The client went away: cancel what it left running, end the server session.
-    async fn client_gone(&mut self) -> Result<(), SessionError> {
-        self.cancel_if_busy();
-        let _ = self.server.write_all(&messages::terminate()).await;
-        let _ = self.server.shutdown().await;
-        Ok(())
-    }
-
-    async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
-        let msg = ProxyMessage::fatal(
-            sqlstate::CONNECTION_FAILURE,
-            format!(
-                "blastwall: the upstream server {} closed the connection unexpectedly",
-                self.shared.upstream.addr()
-            ),
-        )
-        .with_hint("The server may have been restarted or the backend terminated. Reconnect.");
-        self.relay.to_client.extend_from_slice(&msg.encode());
-        let _ = self.flush(stats).await;
-        Err(SessionError::Closed("upstream closed the connection".into()))
-    }
-
-    async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
-        let msg = ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
-            .with_detail("blastwall is shutting down");
-        let _ = self.client.write_all(&msg.encode()).await;
-        let _ = self.client.flush().await;
-        let _ = self.server.write_all(&messages::terminate()).await;
-        let _ = self.server.flush().await;
-        Err(SessionError::Closed("shutdown".into()))
     }
 }
 

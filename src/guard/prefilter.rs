@@ -1,0 +1,138 @@
+//! The fast path: deciding, without parsing, that a text cannot write.
+//!
+//! Owns: the proof by absence of write words. Does not own: anything about text that might
+//! write (the analyzer reads it whole).
+
+/// Whether the text provably cannot write: it contains none of the words that every writing
+/// statement must contain, as a keyword or a function name (`delete`, `setval`, `do`, …).
+/// Keywords cannot be escaped in SQL, so absence anywhere — even inside strings and comments
+/// — is proof. Words are cut more finely than the server's lexer cuts them (at digits, `$`
+/// and non-ASCII bytes too), which can only find more of them: `do$$…` or `1delete` count.
+/// `U&` identifiers can spell a name with escapes, so they always take the full path.
+pub(super) fn cannot_write(text: &str) -> bool {
+    // Byte classes: 1 = part of a word (ASCII letter or `_`), 2 = `&`, 0 = anything else.
+    const CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            if c.is_ascii_alphabetic() || c == b'_' {
+                t[b] = 1;
+            }
+            b += 1;
+        }
+        t[b'&' as usize] = 2;
+        t
+    };
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        match CLASS[b as usize] {
+            1 => continue,
+            2 if i > 0 && bytes[i - 1] | 0x20 == b'u' => return false,
+            _ => {}
+        }
+        if i - start >= 2 && i - start <= 10 && is_write_word(&bytes[start..i]) {
+            return false;
+        }
+        start = i + 1;
+    }
+    !(bytes.len() - start >= 2 && bytes.len() - start <= 10 && is_write_word(&bytes[start..]))
+}
+
+/// Whether a word (ASCII letters and `_`, 2 to 10 bytes) is one of the write words, in any case.
+fn is_write_word(w: &[u8]) -> bool {
+    let mut lower = [0u8; 10];
+    for (l, b) in lower.iter_mut().zip(w) {
+        *l = b | 0x20;
+    }
+    matches!(
+        &lower[..w.len()],
+        b"delete"
+            | b"update"
+            | b"insert"
+            | b"merge"
+            | b"truncate"
+            | b"drop"
+            | b"alter"
+            | b"do"
+            | b"call"
+            | b"execute"
+            | b"explain"
+            | b"prepare"
+            | b"deallocate"
+            | b"setval"
+            | b"copy"
+            | b"blastwall"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::Strategy;
+
+    /// The words a reference reading finds: split at every byte that is not an ASCII letter or `_`.
+    fn cannot_write_reference(text: &str) -> bool {
+        let lower = text.to_ascii_lowercase();
+        !lower.contains("u&")
+            && !lower.split(|c: char| !(c.is_ascii_alphabetic() || c == '_')).any(|w| {
+                [
+                    "delete",
+                    "update",
+                    "insert",
+                    "merge",
+                    "truncate",
+                    "drop",
+                    "alter",
+                    "do",
+                    "call",
+                    "execute",
+                    "explain",
+                    "prepare",
+                    "deallocate",
+                    "setval",
+                    "copy",
+                    "blastwall",
+                ]
+                .contains(&w)
+            })
+    }
+
+    #[test]
+    fn prefilter_is_conservative() {
+        assert!(cannot_write("SELECT * FROM users WHERE id BETWEEN 1 AND 5"));
+        assert!(cannot_write("select abalance from pgbench_accounts where aid = $1"));
+        assert!(!cannot_write("SELECT 1; DELETE FROM users"));
+        assert!(!cannot_write("select 'delete'"));
+        assert!(!cannot_write("SELECT U&\"\\0073etval\"('s', 1)"));
+        assert!(!cannot_write("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x"));
+        assert!(!cannot_write("do $$ begin end $$"));
+        // Cut more finely than the lexer: glued words still count.
+        assert!(!cannot_write("DO$$begin perform 1; end$$"));
+        assert!(!cannot_write("select 1;delete from users"));
+        assert!(!cannot_write("SELECT 1delete"));
+        assert!(!cannot_write("u&\"\\0064elete\""));
+        assert!(!cannot_write("select * from t where a = 'x'/*c*/;TRUNCATE t"));
+        assert!(cannot_write("SELECT updated_at, deleted FROM t WHERE aid = $1"));
+        assert!(cannot_write("select 'dé'"));
+    }
+
+    proptest::proptest! {
+        /// The hashed scan finds exactly the words the plain split finds.
+        #[test]
+        fn prefilter_matches_its_reference(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "DELETE", "Update", "insert", "merge", "truncate", "drop", "alter", "do", "call",
+                "execute", "explain", "prepare", "deallocate", "setval", "copy", "blastwall",
+                "deletes", "updated_at", "od", "lapp", "select", "from", "where",
+            ]).prop_map(str::to_string),
+            "[a-zA-Z_]{1,11}",
+            proptest::sample::select(vec![" ", "&", "u", "U", "1", "$", "é", ";", "'", "(", "\n"])
+                .prop_map(str::to_string),
+        ], 0..14)) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(cannot_write(&text), cannot_write_reference(&text), "{:?}", text);
+        }
+    }
+}
