@@ -133,18 +133,10 @@ impl Guard {
             policy.mode = m;
         }
         let calls_matter = policy.opaque.functions != Action::Allow;
-        let new = Arc::new(policy);
-        match self.policy.write() {
-            Ok(mut p) => {
-                *p = new;
-                // Under the lock: a reader that sees the old flag also saw the old policy.
-                self.calls_matter.store(calls_matter, Ordering::Release);
-            }
-            Err(e) => {
-                *e.into_inner() = new;
-                self.calls_matter.store(calls_matter, Ordering::Release);
-            }
-        }
+        let mut current = self.policy.write().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(policy);
+        // Under the lock: a reader that sees the old flag also saw the old policy.
+        self.calls_matter.store(calls_matter, Ordering::Release);
     }
 
     /// Judges the SQL text of a Query or Parse message.
@@ -153,7 +145,7 @@ impl Guard {
             info.last = None;
             return Verdict::Allow;
         }
-        let (statements, decision) = match self.decide_text(sql, info) {
+        let (statements, decision) = match self.decide_analyzed(sql, info) {
             Ok(x) => x,
             Err(questions) => return Verdict::Resolve(questions),
         };
@@ -272,8 +264,6 @@ impl Guard {
         }))
     }
 
-    /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
-    /// `Err`: the catalog must be asked first (the current names of protected columns).
     /// Text that provably cannot write (most of the traffic): decided before the policy is
     /// even looked up, with no allocation.
     fn is_harmless(&self, sql: &[u8], info: &SessionInfo) -> bool {
@@ -282,6 +272,8 @@ impl Guard {
         !calls_matter && cannot_write(&text)
     }
 
+    /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
+    /// `Err`: the catalog must be asked first (the current names of protected columns).
     pub fn decide_text(
         &self,
         sql: &[u8],
@@ -290,6 +282,15 @@ impl Guard {
         if self.is_harmless(sql, info) {
             return Ok((Arc::default(), Decision::default()));
         }
+        self.decide_analyzed(sql, info)
+    }
+
+    /// [`Guard::decide_text`] for text already known not to be harmless.
+    fn decide_analyzed(
+        &self,
+        sql: &[u8],
+        info: &mut SessionInfo,
+    ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
             Err(o) => Arc::new(vec![Statement {

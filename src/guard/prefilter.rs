@@ -119,7 +119,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The hashed scan finds exactly the words the plain split finds.
+        /// The byte-class scan finds exactly the words the plain split finds.
         #[test]
         fn prefilter_matches_its_reference(parts in proptest::collection::vec(proptest::prop_oneof![
             proptest::sample::select(vec![
