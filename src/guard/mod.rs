@@ -19,7 +19,7 @@ use prefilter::cannot_write;
 use render::audit_facts;
 pub use render::render;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// What the relay does with a message.
@@ -94,12 +94,20 @@ type CachedAnalysis = (Box<str>, bool, Arc<Vec<Statement>>);
 
 /// How many analyzed texts are kept.
 const ANALYSIS_CACHE_ENTRIES: usize = 10_000;
+/// How many bytes of text the cache keeps at most (the analyses it holds are of the same
+/// order): without it, 10,000 large distinct statements would pin gigabytes.
+const ANALYSIS_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Texts longer than this are analyzed every time: big statements (bulk loads) are rarely
+/// repeated, and one would take a large share of the cache.
+const ANALYSIS_CACHE_MAX_TEXT: usize = 64 * 1024;
 
 /// Holds the policy in force; a reload swaps it for the next statement of every session.
 pub struct Guard {
     policy: RwLock<Arc<Policy>>,
     /// Analysis by text: hash → (text, standard_conforming_strings, statements).
     analysis_cache: dashmap::DashMap<u64, CachedAnalysis>,
+    /// Bytes of text in `analysis_cache` (approximate under concurrent inserts; reset with it).
+    analysis_cache_bytes: AtomicUsize,
     /// What the server's catalogs said about relation names.
     pub catalog: crate::catalog::Catalog,
     /// `--mode` / config `mode`: replaces the policy's default mode.
@@ -118,6 +126,7 @@ impl Guard {
             calls_matter: AtomicBool::new(policy.opaque.functions != Action::Allow),
             policy: RwLock::new(Arc::new(policy)),
             analysis_cache: Default::default(),
+            analysis_cache_bytes: AtomicUsize::new(0),
             catalog: Default::default(),
             mode_override,
         }
@@ -381,10 +390,17 @@ impl Guard {
             }
         }
         let st = Arc::new(analyze::analyze(text, ParseOptions { standard_conforming_strings: scs }));
-        if self.analysis_cache.len() >= ANALYSIS_CACHE_ENTRIES {
+        if text.len() > ANALYSIS_CACHE_MAX_TEXT {
+            return st;
+        }
+        if self.analysis_cache.len() >= ANALYSIS_CACHE_ENTRIES
+            || self.analysis_cache_bytes.load(Ordering::Relaxed) + text.len() > ANALYSIS_CACHE_BYTES
+        {
             // Bounded: when full, start over (cheaper than tracking recency on every hit).
             self.analysis_cache.clear();
+            self.analysis_cache_bytes.store(0, Ordering::Relaxed);
         }
+        self.analysis_cache_bytes.fetch_add(text.len(), Ordering::Relaxed);
         self.analysis_cache.insert(key, (text.into(), scs, st.clone()));
         st
     }
@@ -483,4 +499,26 @@ fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result
         ));
     }
     Ok(wanted.or(current))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_analysis_cache_keeps_small_texts_only_and_counts_their_bytes() {
+        let guard = Guard::new(policy::file::builtin(), None);
+        let small = "DELETE FROM t WHERE id = 1";
+        guard.analyzed(small, true);
+        guard.analyzed(small, true);
+        assert_eq!(guard.analysis_cache.len(), 1);
+        assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
+        // A bulk statement is analyzed, not kept.
+        let ids = vec!["12345"; ANALYSIS_CACHE_MAX_TEXT / 5 + 1].join(",");
+        let big = format!("DELETE FROM t WHERE id IN ({ids})");
+        assert!(big.len() > ANALYSIS_CACHE_MAX_TEXT);
+        assert_eq!(guard.analyzed(&big, true)[0].writes.len(), 1);
+        assert_eq!(guard.analysis_cache.len(), 1);
+        assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
+    }
 }
