@@ -97,10 +97,10 @@ impl Relay {
             (Verdict::Refuse(r), Unit::InBatch) => self.refuse_in_batch(r),
             // The session runs checks itself; one that reaches here was not run, so the
             // statement must not run either.
-            (Verdict::Resolve(_), unit) => self.apply(
+            (Verdict::Resolve(_) | Verdict::Analyze, unit) => self.apply(
                 Verdict::Refuse(ProxyMessage::error(
                     messages::sqlstate::INTERNAL_ERROR,
-                    "blastwall: refused: the catalog lookup it needs could not run here",
+                    "blastwall: refused: the analysis or catalog lookup it needs could not run here",
                 )),
                 bytes,
                 unit,

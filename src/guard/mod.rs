@@ -35,6 +35,29 @@ pub enum Verdict {
     Check(Box<CheckPlan>),
     /// Ask the server's catalog these questions first, then judge again.
     Resolve(Vec<crate::catalog::Question>),
+    /// The text is long: analyze it off the event loop ([`Guard::preanalyze`]), then judge again.
+    Analyze,
+}
+
+/// Texts at least this long are analyzed on a blocking thread, not on the event loop that
+/// runs other sessions too (parsing takes about half a microsecond per byte).
+pub const ANALYZE_OFF_LOOP_BYTES: usize = 16 * 1024;
+
+/// A long text analyzed ahead of its judgement (see [`Verdict::Analyze`]).
+#[derive(Debug, Clone, Default)]
+pub struct Preanalyzed {
+    /// It provably cannot write (the prefilter): nothing else was needed.
+    pub harmless: bool,
+    /// Its readings: one, or both readings of backslashes when the setting is uncertain.
+    pub readings: Vec<Reading>,
+}
+
+/// One reading of a text.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub text: Arc<str>,
+    pub standard_conforming_strings: bool,
+    pub statements: Arc<Vec<Statement>>,
 }
 
 impl Verdict {
@@ -65,6 +88,8 @@ pub struct SessionInfo {
     pub session_mode: Option<Mode>,
     /// What the last judged message decided, for the audit trail (`None`: nothing to record).
     pub last: Option<crate::audit::Facts>,
+    /// The analysis of the message about to be judged again, made off the event loop.
+    pub preanalyzed: Option<Preanalyzed>,
 }
 
 impl SessionInfo {
@@ -150,7 +175,16 @@ impl Guard {
 
     /// Judges the SQL text of a Query or Parse message.
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
-        if self.is_harmless(sql, info) {
+        let harmless = match &info.preanalyzed {
+            // Even the prefilter's scan is left to the blocking thread for a long text.
+            None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => {
+                info.last = None;
+                return Verdict::Analyze;
+            }
+            None => self.is_harmless(sql, info),
+            Some(p) => p.harmless,
+        };
+        if harmless {
             info.last = None;
             return Verdict::Allow;
         }
@@ -273,12 +307,37 @@ impl Guard {
         }))
     }
 
+    /// Analyzes a long message text as [`Guard::judge_sql`] will read it (the prefilter, then
+    /// both readings of backslashes when the setting is uncertain). Meant for a blocking thread.
+    pub fn preanalyze(&self, sql: &[u8], client_encoding: &str, scs: bool, settings_certain: bool) -> Preanalyzed {
+        let Ok(text) = analyze::decode(sql, client_encoding) else { return Preanalyzed::default() };
+        if self.cannot_write(&text) {
+            return Preanalyzed { harmless: true, readings: Vec::new() };
+        }
+        let text: Arc<str> = Arc::from(&*text);
+        let both = !settings_certain && text.contains('\\');
+        let readings = [scs, !scs][..if both { 2 } else { 1 }]
+            .iter()
+            .map(|&s| Reading {
+                text: text.clone(),
+                standard_conforming_strings: s,
+                statements: Arc::new(analyze::analyze(&text, ParseOptions { standard_conforming_strings: s })),
+            })
+            .collect();
+        Preanalyzed { harmless: false, readings }
+    }
+
     /// Text that provably cannot write (most of the traffic): decided before the policy is
     /// even looked up, with no allocation.
     fn is_harmless(&self, sql: &[u8], info: &SessionInfo) -> bool {
         let Ok(text) = analyze::decode(sql, &info.client_encoding) else { return false };
+        self.cannot_write(&text)
+    }
+
+    /// The prefilter, with function calls counted as writes when the policy looks at them.
+    fn cannot_write(&self, text: &str) -> bool {
         let calls_matter = self.calls_matter.load(Ordering::Acquire) && text.contains('(');
-        !calls_matter && cannot_write(&text)
+        !calls_matter && cannot_write(text)
     }
 
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
@@ -313,11 +372,11 @@ impl Guard {
                 let scs = info.standard_conforming_strings;
                 if !info.settings_certain && text.contains('\\') {
                     // The server may read backslashes the other way by now: judge both readings.
-                    let mut both = (*self.analyzed(&text, scs)).clone();
-                    both.extend(self.analyzed(&text, !scs).iter().cloned());
+                    let mut both = (*self.analyzed(&text, scs, info.preanalyzed.as_ref())).clone();
+                    both.extend(self.analyzed(&text, !scs, info.preanalyzed.as_ref()).iter().cloned());
                     Arc::new(both)
                 } else {
-                    self.analyzed(&text, scs)
+                    self.analyzed(&text, scs, info.preanalyzed.as_ref())
                 }
             }
         };
@@ -378,7 +437,11 @@ impl Guard {
 
     /// The analysis of a text, from the cache when the same text was analyzed before (an
     /// application sends the same few statements over and over).
-    fn analyzed(&self, text: &str, scs: bool) -> Arc<Vec<Statement>> {
+    fn analyzed(&self, text: &str, scs: bool, pre: Option<&Preanalyzed>) -> Arc<Vec<Statement>> {
+        let readings = pre.map_or(&[][..], |p| &p.readings[..]);
+        if let Some(r) = readings.iter().find(|r| r.standard_conforming_strings == scs && &*r.text == text) {
+            return r.statements.clone();
+        }
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         text.hash(&mut h);
@@ -509,15 +572,15 @@ mod tests {
     fn the_analysis_cache_keeps_small_texts_only_and_counts_their_bytes() {
         let guard = Guard::new(policy::file::builtin(), None);
         let small = "DELETE FROM t WHERE id = 1";
-        guard.analyzed(small, true);
-        guard.analyzed(small, true);
+        guard.analyzed(small, true, None);
+        guard.analyzed(small, true, None);
         assert_eq!(guard.analysis_cache.len(), 1);
         assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
         // A bulk statement is analyzed, not kept.
         let ids = vec!["12345"; ANALYSIS_CACHE_MAX_TEXT / 5 + 1].join(",");
         let big = format!("DELETE FROM t WHERE id IN ({ids})");
         assert!(big.len() > ANALYSIS_CACHE_MAX_TEXT);
-        assert_eq!(guard.analyzed(&big, true)[0].writes.len(), 1);
+        assert_eq!(guard.analyzed(&big, true, None)[0].writes.len(), 1);
         assert_eq!(guard.analysis_cache.len(), 1);
         assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
     }

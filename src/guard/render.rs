@@ -61,7 +61,7 @@ pub(super) fn audit_facts(verdict: &Verdict, statement: String, targets: Vec<Str
         ["enforce", "dry-run", "warn"].into_iter().find(|k| d.contains(&format!("mode {k}")))
     };
     let (decision, rule, mode, message, override_reason) = match verdict {
-        Verdict::Allow | Verdict::Resolve(_) => return None,
+        Verdict::Allow | Verdict::Resolve(_) | Verdict::Analyze => return None,
         Verdict::Refuse(m) => ("refused", rule_of(m), mode_of(m).or(Some("enforce")), Some(m.message.clone()), None),
         Verdict::Notice(m) => ("warned", rule_of(m), Some("warn"), Some(m.message.clone()), None),
         Verdict::Check(p) => {

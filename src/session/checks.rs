@@ -73,6 +73,7 @@ impl Session {
             None => return Ok(()),
             Some(Pending::Verify(bytes, plan)) => (bytes, plan),
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
+            Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
         };
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK; let it say so.
@@ -273,6 +274,14 @@ pub(super) enum Pending {
     Verify(BytesMut, Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<crate::catalog::Question>),
+    /// Analyze the frame's long text on a blocking thread, then judge it again.
+    Analyze(Frame),
+}
+
+impl Pending {
+    pub(super) fn is_analysis(&self) -> bool {
+        matches!(self, Pending::Analyze(_))
+    }
 }
 
 /// An extended-protocol batch held until its Sync.
@@ -313,5 +322,29 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Parses a long message text on a blocking thread, so that the other sessions of this
+    /// event loop go on meanwhile, and judges the message again with that analysis.
+    async fn analyze_then_judge(&mut self, frame: Frame) -> Result<(), SessionError> {
+        let body = frame.bytes.clone();
+        let is_query = frame.tag == fe::QUERY;
+        let encoding = self.relay.client_encoding().to_string();
+        let scs = self.relay.standard_conforming_strings();
+        let certain = !self.relay.is_busy();
+        let shared = self.shared.clone();
+        let analysis = tokio::task::spawn_blocking(move || {
+            let f = Frame { tag: if is_query { fe::QUERY } else { fe::PARSE }, bytes: body };
+            let sql =
+                if is_query { messages::query_text(&f).ok() } else { messages::parse_msg(&f).ok().map(|m| m.sql) };
+            sql.map(|sql| shared.guard.preanalyze(sql, &encoding, scs, certain)).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        // Judged again with the analysis at hand; a reading it lacks is made inline.
+        self.info.preanalyzed = Some(analysis);
+        let r = self.judge_and_record(frame);
+        self.info.preanalyzed = None;
+        r
     }
 }

@@ -230,7 +230,9 @@ impl Session {
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }
-            if self.pending.is_some() && !self.relay.is_busy() {
+            // A check waits for the server to answer what came before; an analysis needs only
+            // a blocking thread (and may come in the middle of a batch).
+            if self.pending.as_ref().is_some_and(|p| p.is_analysis() || !self.relay.is_busy()) {
                 self.run_pending().await?;
                 self.on_client_bytes()?;
                 continue;
@@ -366,6 +368,7 @@ impl Session {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
                 match self.judge_sql(sql) {
+                    Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
                     Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan)),
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
@@ -378,6 +381,7 @@ impl Session {
                 let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
                 let name = msg.name.to_vec();
                 match self.judge_sql(msg.sql) {
+                    Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
                     Verdict::Resolve(questions) => {
                         if self.held_batch.is_some() || self.relay.batch_has_messages() {
                             // No catalog question can be asked in the middle of a batch:

@@ -264,9 +264,16 @@ fn guard() -> Guard {
 
 fn verdict(g: &Guard, sql: &str, user: &str) -> V {
     let mut info = SessionInfo::new(user, "corpus");
-    match g.judge_sql(sql.as_bytes(), &mut info) {
+    let mut verdict = g.judge_sql(sql.as_bytes(), &mut info);
+    if verdict == Verdict::Analyze {
+        // A long text: analyzed first (off the event loop in a session), then judged again.
+        info.preanalyzed = Some(g.preanalyze(sql.as_bytes(), "", true, true));
+        verdict = g.judge_sql(sql.as_bytes(), &mut info);
+    }
+    match verdict {
         // Allowed by the static rules; the live pre-check counts its rows.
         Verdict::Allow | Verdict::Check(_) | Verdict::Resolve(_) => A,
+        Verdict::Analyze => panic!("analyzed twice: {sql}"),
         Verdict::Refuse(m) => R(rule_of(m.detail.as_deref().unwrap_or(""))),
         Verdict::Notice(m) => W(rule_of(m.detail.as_deref().unwrap_or(""))),
     }

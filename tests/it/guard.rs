@@ -192,3 +192,31 @@ async fn psql_sees_a_clear_error_and_warn_mode_forwards() {
     assert_eq!(count(&c, "SELECT count(*) FROM web_messages").await, 0);
     p.stop().await;
 }
+
+/// Long statements are analyzed off the session's event loop (other sessions on it keep
+/// going) and judged exactly as short ones, in both protocols and in the middle of a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_statements_are_judged_like_short_ones() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&via).await;
+    // ~40 KiB: past the size analyzed off the loop.
+    let long = "x".repeat(40 * 1024);
+    let range = format!("DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100 AND auth_source <> '{long}'");
+    for result in [via.simple_query(&range).await.map(|_| ()), via.execute(&range, &[]).await.map(|_| ())] {
+        let err = result.unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "42501", "{err:?}");
+        assert!(err.as_db_error().unwrap().message().contains("range predicate (BETWEEN)"), "{err:?}");
+    }
+    // A pipelined batch: the long Parse comes after a query that is already forwarded.
+    let (a, b) = tokio::join!(via.query_one("SELECT 1::int4", &[]), via.execute(&range, &[]));
+    assert_eq!(a.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(b.unwrap_err().code().unwrap().code(), "42501");
+    assert_eq!(snapshot(&via).await, before, "nothing changed");
+    // A long write that the policy allows runs (after its pre-check), and the session goes on.
+    let point = format!("DELETE FROM users WHERE id = 1000001 AND auth_source <> '{long}'");
+    assert_eq!(via.execute(&point, &[]).await.unwrap(), 1);
+    assert_eq!(count(&via, "SELECT count(*) FROM users WHERE id = 1000001").await, 0);
+    p.stop().await;
+}
