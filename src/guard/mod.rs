@@ -315,8 +315,7 @@ impl Guard {
             return Preanalyzed { harmless: true, readings: Vec::new() };
         }
         let text: Arc<str> = Arc::from(&*text);
-        let both = !settings_certain && text.contains('\\');
-        let readings = [scs, !scs][..if both { 2 } else { 1 }]
+        let readings = backslash_readings(&text, scs, settings_certain)
             .iter()
             .map(|&s| Reading {
                 text: text.clone(),
@@ -369,14 +368,10 @@ impl Guard {
             Ok(text) => {
                 // A function call can write in its body: with `[opaque] functions` set, any
                 // call must be looked at.
-                let scs = info.standard_conforming_strings;
-                if !info.settings_certain && text.contains('\\') {
-                    // The server may read backslashes the other way by now: judge both readings.
-                    let mut both = (*self.analyzed(&text, scs, info.preanalyzed.as_ref())).clone();
-                    both.extend(self.analyzed(&text, !scs, info.preanalyzed.as_ref()).iter().cloned());
-                    Arc::new(both)
-                } else {
-                    self.analyzed(&text, scs, info.preanalyzed.as_ref())
+                let pre = info.preanalyzed.as_ref();
+                match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
+                    [one] => self.analyzed(&text, *one, pre),
+                    both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
                 }
             }
         };
@@ -518,6 +513,17 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
             Some(None) => info.prepared.clear(),
             None => {}
         }
+    }
+}
+
+/// The readings of backslashes a text is judged under: the server's, and the other one too
+/// while a statement that could have changed `standard_conforming_strings` may still run.
+fn backslash_readings(text: &str, scs: bool, settings_certain: bool) -> &'static [bool] {
+    match (settings_certain || !text.contains('\\'), scs) {
+        (true, true) => &[true],
+        (true, false) => &[false],
+        (false, true) => &[true, false],
+        (false, false) => &[false, true],
     }
 }
 

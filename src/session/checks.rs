@@ -327,16 +327,17 @@ impl Session {
     /// Parses a long message text on a blocking thread, so that the other sessions of this
     /// event loop go on meanwhile, and judges the message again with that analysis.
     async fn analyze_then_judge(&mut self, frame: Frame) -> Result<(), SessionError> {
-        let body = frame.bytes.clone();
-        let is_query = frame.tag == fe::QUERY;
+        let f = frame.clone();
         let encoding = self.relay.client_encoding().to_string();
         let scs = self.relay.standard_conforming_strings();
         let certain = !self.relay.is_busy();
         let shared = self.shared.clone();
         let analysis = tokio::task::spawn_blocking(move || {
-            let f = Frame { tag: if is_query { fe::QUERY } else { fe::PARSE }, bytes: body };
-            let sql =
-                if is_query { messages::query_text(&f).ok() } else { messages::parse_msg(&f).ok().map(|m| m.sql) };
+            let sql = if f.tag == fe::QUERY {
+                messages::query_text(&f).ok()
+            } else {
+                messages::parse_msg(&f).ok().map(|m| m.sql)
+            };
             sql.map(|sql| shared.guard.preanalyze(sql, &encoding, scs, certain)).unwrap_or_default()
         })
         .await
