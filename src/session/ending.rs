@@ -6,6 +6,7 @@
 
 use super::{Session, SessionError, Stats};
 use crate::wire::messages::{self, sqlstate, ProxyMessage};
+use crate::wire::Frame;
 use tokio::io::AsyncWriteExt;
 
 impl Session {
@@ -34,7 +35,24 @@ impl Session {
         Ok(())
     }
 
+    /// Remembers a FATAL or PANIC from the server: it is ending the session and said why.
+    pub(super) fn note_server_error(&mut self, f: &Frame) {
+        if let Ok(e) = messages::error_fields(f) {
+            if matches!(e.severity.as_str(), "FATAL" | "PANIC") {
+                self.server_fatal = Some(format!("{}: {}", e.code, e.message));
+            }
+        }
+    }
+
+    /// The server closed the link. When it said why (a FATAL: `pg_terminate_backend`, a
+    /// shutdown, an idle timeout), the client gets exactly that and then the end, as
+    /// directly; blastwall speaks only when the server closed without a word.
     pub(super) async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        if let Some(why) = self.server_fatal.take() {
+            let _ = self.flush(stats).await;
+            let _ = self.client.shutdown().await;
+            return Err(SessionError::Closed(format!("the server ended the session: {why}")));
+        }
         let msg = ProxyMessage::fatal(
             sqlstate::CONNECTION_FAILURE,
             format!(
@@ -45,7 +63,8 @@ impl Session {
         .with_hint("The server may have been restarted or the backend terminated. Reconnect.");
         self.relay.to_client.extend_from_slice(&msg.encode());
         let _ = self.flush(stats).await;
-        Err(SessionError::Closed("upstream closed the connection".into()))
+        let _ = self.client.shutdown().await;
+        Err(SessionError::Closed("upstream closed the connection without a word".into()))
     }
 
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {

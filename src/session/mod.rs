@@ -175,6 +175,7 @@ async fn handshake_and_relay(
         strip_plus: upstream_cert.is_some() && upstream_cert != shared.client_cert,
         ready: false,
         closing: false,
+        server_fatal: None,
         info,
         pending: None,
         held_batch: None,
@@ -201,6 +202,8 @@ struct Session {
     ready: bool,
     /// The client sent Terminate.
     closing: bool,
+    /// The server's FATAL (or PANIC) message, when it sent one: it is ending the session.
+    server_fatal: Option<String>,
     info: SessionInfo,
     /// A message (or extended batch) waiting for the pre-check, which runs once the server
     /// has answered everything before it. The client is not read meanwhile.
@@ -497,10 +500,10 @@ impl Session {
 
     fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         let ready = self.ready;
-        let refusals = self.relay.has_refusals();
         let inspect = |tag: u8| match tag {
             be::READY_FOR_QUERY | be::PARAMETER_STATUS | be::BACKEND_KEY_DATA => true,
-            be::ERROR_RESPONSE => refusals,
+            // Every error: a FATAL tells `server_gone` that the server said why it closed.
+            be::ERROR_RESPONSE => true,
             be::AUTHENTICATION => !ready,
             _ => false,
         };
@@ -532,7 +535,10 @@ impl Session {
                 }
                 self.relay.pass_to_client(&f.bytes);
             }
-            be::ERROR_RESPONSE => self.relay.on_error(&f),
+            be::ERROR_RESPONSE => {
+                self.note_server_error(&f);
+                self.relay.on_error(&f);
+            }
             be::AUTHENTICATION if self.strip_plus && messages::auth_kind(&f) == Ok(10) => {
                 let b = messages::strip_channel_binding(&f).map_err(SessionError::ServerProtocol)?;
                 self.relay.pass_to_client(&b);

@@ -158,10 +158,15 @@ pub fn base_config() -> Config {
 }
 
 pub async fn proxy_with(config: Config, policy: Policy) -> Proxy {
+    proxy_with_mode(config, policy, None).await
+}
+
+/// The proxy with `mode` replacing the policy's default mode, as `--mode` does.
+pub async fn proxy_with_mode(config: Config, policy: Policy, mode: Option<blastwall::policy::Mode>) -> Proxy {
     // Two loops: sessions of one test land on different threads, as in production.
     let loops = blastwall::server::EventLoops::start(2).expect("event loops");
     let server =
-        Server::bind(config, Guard::new(policy, None)).await.expect("bind proxy").on_event_loops(loops.handles());
+        Server::bind(config, Guard::new(policy, mode)).await.expect("bind proxy").on_event_loops(loops.handles());
     let addr = server.local_addr();
     let shared = server.shared();
     let admin = server.admin_addr();
@@ -293,6 +298,12 @@ pub async fn startup(port: u16, user: &str, db: &str) -> tokio::net::TcpStream {
 /// Sends a StartupMessage of protocol `version` with these parameters, without reading.
 pub async fn send_startup(port: u16, version: i32, params: &[(&str, &str)]) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(&startup_packet(version, params)).await.unwrap();
+    s
+}
+
+/// A StartupMessage of protocol `version` with these parameters.
+pub fn startup_packet(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = version.to_be_bytes().to_vec();
     for (k, v) in params {
         for part in [k, v] {
@@ -303,8 +314,7 @@ pub async fn send_startup(port: u16, version: i32, params: &[(&str, &str)]) -> t
     body.push(0);
     let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     pkt.extend_from_slice(&body);
-    s.write_all(&pkt).await.unwrap();
-    s
+    pkt
 }
 
 /// What the server (or proxy) said up to ReadyForQuery, or up to the end of the connection.

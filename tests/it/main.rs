@@ -13,10 +13,15 @@
 //!   watch, invalid policies), run as the real binary where signals matter.
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
+//! - `differential`: the differential harness — a client script run directly and through
+//!   blastwall, the received message streams compared (API at the top of the file).
+//! - `fidelity`: differential tests of the relay (terminations, SASL offers, cancel, COPY, …).
 //! - `cli`:     `blastwall check` and the README's commands.
 
 mod cli;
 mod corpus;
+mod differential;
+mod fidelity;
 mod guard;
 mod harness;
 mod ops;
