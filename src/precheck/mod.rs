@@ -46,11 +46,13 @@ pub struct Backend<'a> {
     pub for_client: BytesMut,
     /// Every ParameterStatus seen, so the session's view of the settings stays true.
     pub params: Vec<(String, String)>,
+    /// The server's FATAL when it ended the session during the check: the client's to see.
+    pub fatal: Option<Frame>,
 }
 
 impl<'a> Backend<'a> {
     pub fn new(io: &'a mut BoxIo, framer: &'a mut Framer) -> Self {
-        Backend { io, framer, for_client: BytesMut::new(), params: Vec::new() }
+        Backend { io, framer, for_client: BytesMut::new(), params: Vec::new(), fatal: None }
     }
 }
 
@@ -79,6 +81,14 @@ impl Backend<'_> {
             if let Some(item) = self.framer.next_item(|_| true)? {
                 match item {
                     Item::Frame(f) => {
+                        if f.tag == be::ERROR_RESPONSE
+                            && messages::error_fields(&f)
+                                .is_ok_and(|e| matches!(e.severity.as_str(), "FATAL" | "PANIC"))
+                        {
+                            // The server is ending the session; the next read finds it closed.
+                            self.fatal = Some(f);
+                            continue;
+                        }
                         if f.tag == be::PARAMETER_STATUS {
                             if let Ok(p) = messages::parameter_status(&f) {
                                 self.params.push(p);
@@ -143,7 +153,16 @@ impl Backend<'_> {
     pub async fn held(&mut self, max_bytes: usize) -> Result<Held, PrecheckError> {
         let mut h = Held::default();
         loop {
-            let f = self.next_frame().await?;
+            let f = match self.next_frame().await {
+                Ok(f) => f,
+                Err(e) => {
+                    // The server ended the session: what it answered before is the client's.
+                    if self.fatal.is_some() {
+                        h.frames.iter().for_each(|f| self.for_client.extend_from_slice(&f.bytes));
+                    }
+                    return Err(e);
+                }
+            };
             match f.tag {
                 be::READY_FOR_QUERY => {
                     h.status = messages::ready_status(&f).ok();

@@ -96,8 +96,13 @@ impl Session {
             catalog: &self.shared.guard.catalog,
             database: &self.info.database,
         };
-        let outcome =
-            precheck::verify(&mut backend, req).await.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let outcome = match precheck::verify(&mut backend, req).await {
+            Ok(o) => o,
+            Err(e) => {
+                let (for_client, fatal) = (backend.for_client, backend.fatal);
+                return self.check_lost_server(e, for_client, fatal);
+            }
+        };
         let (for_client, params) = (backend.for_client, backend.params);
         self.relay.to_client.extend_from_slice(&for_client);
         for (k, v) in params {

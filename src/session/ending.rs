@@ -5,8 +5,10 @@
 //! server's phases).
 
 use super::{Session, SessionError, Stats};
+use crate::precheck::PrecheckError;
 use crate::wire::messages::{self, sqlstate, ProxyMessage};
 use crate::wire::Frame;
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 impl Session {
@@ -32,6 +34,26 @@ impl Session {
         self.cancel_if_busy();
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;
+        Ok(())
+    }
+
+    /// A pre-check that found the server gone: when it said why (a FATAL), the client gets
+    /// what the server answered before and the FATAL, and the loop then finds the link
+    /// closed and ends the session as `server_gone` says.
+    pub(super) fn check_lost_server(
+        &mut self,
+        e: PrecheckError,
+        for_client: BytesMut,
+        fatal: Option<Frame>,
+    ) -> Result<(), SessionError> {
+        if !matches!(e, PrecheckError::Closed) {
+            return Err(SessionError::Closed(format!("pre-check: {e}")));
+        }
+        self.relay.to_client.extend_from_slice(&for_client);
+        if let Some(f) = fatal {
+            self.note_server_error(&f);
+            self.relay.to_client.extend_from_slice(&f.bytes);
+        }
         Ok(())
     }
 

@@ -170,9 +170,10 @@ async fn handshake_and_relay(
         cfr: Framer::new(shared.config.max_frame_bytes),
         sfr: Framer::new(shared.config.max_frame_bytes),
         relay: Relay::new(rand::random::<u64>() ^ id),
-        // Channel binding binds to the certificate the client saw: it can only pass through
-        // when that certificate is the server's own.
-        strip_plus: upstream_cert.is_some() && upstream_cert != shared.client_cert,
+        // Offer what a server would offer on the client's link: channel binding never to a
+        // plaintext client, and to a TLS client only when the certificate it saw is the
+        // server's own (binding is to that certificate).
+        strip_plus: upstream_cert.is_some() && (!tls || upstream_cert != shared.client_cert),
         ready: false,
         closing: false,
         server_fatal: None,

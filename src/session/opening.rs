@@ -75,6 +75,9 @@ async fn after_tls(shared: &Arc<Shared>, mut io: BoxIo) -> Result<Option<(BoxIo,
         Some(StartupPacket::Startup(m)) => Ok(Some((io, m, true))),
         Some(StartupPacket::Cancel(key)) => {
             forward_cancel(shared, &key).await;
+            // As the server: end TLS with close_notify once the cancel was delivered (libpq
+            // 17+ reads to the end and reports an EOF without it as a failed cancel).
+            let _ = io.shutdown().await;
             Ok(None)
         }
         Some(_) => Err(SessionError::ClientProtocol(FrameError::Malformed {

@@ -13,8 +13,10 @@
 //!   ReadyForQuery), `Until(tag)` (read until a message of that type), `End` (read until the
 //!   connection ends), `Active` (wait until this connection's backend runs a query),
 //!   `Terminate` (`pg_terminate_backend` of this connection's backend, as the superuser),
-//!   `Admin(sql)` (any SQL as the superuser, on the side), `Cancel(tls)` (a CancelRequest for
+//!   `Admin(sql)` (any SQL as the superuser in the client's database, on the side), `Cancel(tls)` (a CancelRequest for
 //!   this connection, on a new connection to the same port), `Sleep(ms)`.
+//!   A script that writes starts with an `Admin` step that sets up what it writes to, so
+//!   that both runs start from the same state.
 //! - [`compare`]`(&proxy, &client, &steps)`: runs the steps directly and through `proxy`,
 //!   masks, and panics with both streams side by side on the first difference. Returns the
 //!   direct recording, for assertions on what the server said.
@@ -29,7 +31,7 @@
 //! the connection (clean, or how it broke), and notes of side steps (how a cancel connection
 //! ended). Masked before comparing, by narrow rules only: BackendKeyData's PID and secret,
 //! NotificationResponse's sender PID, the SASL exchange's random payloads
-//! (AuthenticationSASLContinue/Final data). A script that selects something varying (a PID, a
+//! (AuthenticationSASLContinue/Final data), AuthenticationMD5Password's salt. A script that selects something varying (a PID, a
 //! time) adds its own rule with `Client::mask`.
 
 // A shared API: not every helper is used by every test yet.
@@ -206,6 +208,7 @@ fn masked(client: &Client, r: &Recording) -> Recording {
                 b'K' => *body = b"<pid and secret>".to_vec(),
                 b'A' if body.len() >= 4 => body[..4].copy_from_slice(b"<pd>"),
                 b'R' if body.len() >= 4 && matches!(body[3], 11 | 12) => body.truncate(4),
+                b'R' if body.len() == 8 && body[3] == 5 => body[4..].copy_from_slice(b"salt"),
                 _ => {}
             }
         }
@@ -455,7 +458,7 @@ impl Conn {
                 admin(format!("SELECT pg_terminate_backend({pid})")).await;
             }
             Step::Admin(sql) => {
-                admin(sql.clone()).await;
+                admin_in(&self.client.db, sql.clone()).await;
             }
             Step::Cancel(tls) => {
                 let note = self.cancel(*tls).await;
@@ -506,9 +509,15 @@ fn password_message(pw: &[u8]) -> Vec<u8> {
     crate::harness::msg(b'p', &b)
 }
 
-/// SQL as the superuser, on the side (never on the scripted connection).
+/// SQL as the superuser in database `postgres`, on the side (never on the scripted connection).
 pub async fn admin(sql: String) -> String {
-    tokio::task::spawn_blocking(move || admin_sql(pg(), "postgres", &sql)).await.unwrap()
+    admin_in("postgres", sql).await
+}
+
+/// SQL as the superuser in `db`, on the side.
+pub async fn admin_in(db: &str, sql: String) -> String {
+    let db = db.to_string();
+    tokio::task::spawn_blocking(move || admin_sql(pg(), &db, &sql)).await.unwrap()
 }
 
 // Frontend messages.
