@@ -71,6 +71,16 @@ impl Session {
     /// directly; blastwall speaks only when the server closed without a word.
     pub(super) async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         if let Some(why) = self.server_fatal.take() {
+            if !self.ready {
+                tracing::warn!(
+                    session = self.id,
+                    client = %self.peer,
+                    user = %self.info.user,
+                    database = %self.info.database,
+                    reason = %why,
+                    "login failed"
+                );
+            }
             let _ = self.flush(stats).await;
             let _ = self.client.shutdown().await;
             return Err(SessionError::Closed(format!("the server ended the session: {why}")));

@@ -119,6 +119,8 @@ async fn handshake_and_relay(
     if shared.client_tls.is_some() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !tls {
         return refuse_connection(
             &mut client,
+            peer,
+            &startup,
             ProxyMessage::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
                 "blastwall: this proxy requires TLS (sslmode=require)",
@@ -130,6 +132,8 @@ async fn handshake_and_relay(
     if open > shared.config.max_connections {
         return refuse_connection(
             &mut client,
+            peer,
+            &startup,
             ProxyMessage::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already")
                 .with_detail(format!("blastwall max_connections = {}", shared.config.max_connections)),
         )
@@ -138,6 +142,8 @@ async fn handshake_and_relay(
     if is_replication(&startup) && !shared.config.allow_replication {
         return refuse_connection(
             &mut client,
+            peer,
+            &startup,
             ProxyMessage::fatal(sqlstate::FEATURE_NOT_SUPPORTED, "blastwall: replication connections are not relayed")
                 .with_hint("Set allow_replication = true in the blastwall config, or connect to the server directly."),
         )
@@ -147,6 +153,7 @@ async fn handshake_and_relay(
         Ok(x) => x,
         Err(e) => {
             shared.metrics.upstream_connect_errors_total.inc();
+            tracing::warn!(client = %peer, user = %startup.user(), database = %startup.database(), error = %e, "cannot reach the upstream server");
             let code = match e {
                 BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
                 _ => sqlstate::CONNECTION_FAILURE,

@@ -19,8 +19,23 @@ pub(super) fn is_replication(m: &StartupMessage) -> bool {
     m.param("replication").is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0"))
 }
 
-pub(super) async fn refuse_connection(client: &mut BoxIo, msg: ProxyMessage) -> Result<(), SessionError> {
+/// Refuses a connection before it reaches the server: tells the client, and logs a line with
+/// the reason (operators see why a client could not connect).
+pub(super) async fn refuse_connection(
+    client: &mut BoxIo,
+    peer: std::net::SocketAddr,
+    startup: &StartupMessage,
+    msg: ProxyMessage,
+) -> Result<(), SessionError> {
     let text = msg.message.clone();
+    tracing::warn!(
+        client = %peer,
+        user = %startup.user(),
+        database = %startup.database(),
+        code = %msg.code,
+        reason = %text,
+        "connection refused"
+    );
     let _ = client.write_all(&msg.encode()).await;
     let _ = client.flush().await;
     Err(SessionError::Closed(text))

@@ -99,6 +99,11 @@ async fn copy_in_and_out_text_and_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_and_notices_are_relayed() {
     let db = fresh_db("notify");
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION noisy() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'a notice'; RETURN 1; END $$",
+    );
     let p = proxy().await;
     let (listener, mut conn) =
         tokio_postgres::connect(&conninfo(p.port(), "app", APP_PW, &db), tokio_postgres::NoTls).await.unwrap();
@@ -112,18 +117,22 @@ async fn notifications_and_notices_are_relayed() {
     listener.batch_execute("LISTEN chan").await.unwrap();
     let other = connect(p.port(), "app", APP_PW, &db).await;
     other.batch_execute("NOTIFY chan, 'hello'").await.unwrap();
-    listener.batch_execute("DO $$ BEGIN RAISE NOTICE 'a notice'; END $$").await.ok();
-    let mut got_notify = false;
+    // A notice raised by the server, through the shipped policies (enforce).
+    listener.batch_execute("SELECT noisy()").await.unwrap();
+    let (mut got_notify, mut got_notice) = (false, false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !got_notify {
+    while !(got_notify && got_notice) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(tokio_postgres::AsyncMessage::Notification(n))) => {
-                assert_eq!(n.channel(), "chan");
-                assert_eq!(n.payload(), "hello");
+                assert_eq!((n.channel(), n.payload()), ("chan", "hello"));
                 got_notify = true;
             }
+            Ok(Some(tokio_postgres::AsyncMessage::Notice(n))) => {
+                assert_eq!((n.severity(), n.message()), ("NOTICE", "a notice"));
+                got_notice = true;
+            }
             Ok(Some(_)) => {}
-            _ => panic!("no notification arrived"),
+            _ => panic!("notification {got_notify}, notice {got_notice}"),
         }
     }
     p.stop().await;
@@ -293,14 +302,37 @@ async fn malformed_frames_get_08p01_and_nothing_reaches_the_server() {
     s.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.unwrap();
     let r = replies(&mut s).await;
     assert!(r.codes == ["08P01"] && r.errors.contains("exceeds"), "{r:?}");
-    // A Query that ends before its NUL cannot swallow the next message.
-    let mut s = startup(p.port(), "trust_user", &db).await;
-    let mut msg = vec![b'Q', 0, 0, 0, 12];
-    msg.extend_from_slice(b"SELECT 1");
-    msg.extend_from_slice(&[b'Q', 0, 0, 0, 22]);
-    msg.extend_from_slice(b"DROP TABLE users;\0");
-    s.write_all(&msg).await.unwrap();
-    assert_eq!(replies(&mut s).await.codes, ["08P01"]);
+    // A Query whose length ends before its NUL, followed by a DELETE that the shipped
+    // policies refuse. PostgreSQL answers such a frame with an ERROR and goes on reading, so
+    // a relay that forwarded it would let the server run the next message as it framed it:
+    // blastwall must end the session (its own 08P01, FATAL) and the rows must all be there.
+    let db_users = incident_db();
+    let users = |db: &str| admin_sql(pg(), db, "SELECT count(*) FROM users").trim().to_string();
+    let before = users(&db_users);
+    assert_ne!(before, "0");
+    let smuggle = |second: &str| {
+        let mut m = vec![b'Q', 0, 0, 0, 12];
+        m.extend_from_slice(b"SELECT 1");
+        m.extend_from_slice(&msg(b'Q', format!("{second}\0").as_bytes()));
+        m
+    };
+    // Directly, PostgreSQL 15 errs and then runs the next message (a harmless one here).
+    let mut s = startup(pg().server.port, "trust_user", &db_users).await;
+    s.write_all(&smuggle("SELECT 2")).await.unwrap();
+    let r = replies(&mut s).await;
+    assert!(r.codes == ["08P01"] && r.errors.contains("SERROR") && r.status == Some('I'), "{r:?}");
+    let r = replies(&mut s).await;
+    assert!(r.codes.is_empty() && r.tags.contains('D'), "the server ran the next message: {r:?}");
+    // Through blastwall: its own FATAL, then the end; the DELETE never ran.
+    let mut s = startup(p.port(), "trust_user", &db_users).await;
+    s.write_all(&smuggle("DELETE FROM users")).await.unwrap();
+    let r = replies(&mut s).await;
+    assert!(r.codes == ["08P01"] && r.errors.contains("SFATAL") && r.errors.contains("blastwall"), "{r:?}");
+    assert_eq!(r.status, None, "the session is closed: {r:?}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(n, Ok(Ok(0))), "nothing follows the end: {n:?} {rest:?}");
+    assert_eq!(users(&db_users), before);
     // The proxy still serves others.
     let c = connect(p.port(), "app", APP_PW, &db).await;
     c.simple_query("SELECT 1").await.unwrap();
@@ -338,7 +370,15 @@ async fn limits_and_faults_have_clear_errors() {
     let (ok, _, errs) =
         psql(p.port(), "app", APP_PW, &format!("dbname={db} replication=database"), &["-c", "IDENTIFY_SYSTEM"], None);
     assert!(!ok);
-    assert!(errs.contains("replication"), "{errs}");
+    // blastwall's own refusal (the server's, when it refuses, also says "replication").
+    assert!(errs.contains("blastwall: replication connections are not relayed"), "{errs}");
+    let refused = crate::differential::record(
+        p.port(),
+        &crate::differential::Client::new("app", APP_PW, &db).param("replication", "database").record_startup(),
+        &[],
+    )
+    .await;
+    assert_eq!(crate::differential::error_codes(&refused), ["0A000"]);
     // The backend of a session is terminated: the client gets an error, the proxy serves on.
     let victim = connect(p.port(), "app", APP_PW, &db).await;
     let pid: i32 = victim.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
@@ -384,24 +424,85 @@ async fn client_disconnect_cancels_its_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_a_transaction_then_closes_with_57p01() {
+    use crate::differential::{error_codes, query, render, Client, Conn, Event};
     let db = fresh_db("shutdown");
+    admin_sql(pg(), &db, "CREATE TABLE s (x int); GRANT ALL ON s TO app");
     let mut cfg = base_config();
     cfg.shutdown_grace = Duration::from_secs(20);
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
-    let idle = connect(p.port(), "app", APP_PW, &db).await;
+    let client = Client::new("app", APP_PW, &db);
+    let mut idle = Conn::open(p.port(), &client).await;
     let busy = connect(p.port(), "app", APP_PW, &db).await;
-    busy.batch_execute("CREATE TABLE s (x int); BEGIN; INSERT INTO s VALUES (1)").await.unwrap();
+    busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)").await.unwrap();
     p.shutdown.shutdown();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The idle session was closed at its boundary with 57P01.
-    let err = idle.simple_query("SELECT 1").await.unwrap_err();
-    assert!(err.code().map(|c| c.code()) == Some("57P01") || idle.is_closed(), "{err}");
-    // The session in a transaction may still finish it.
+    // The idle session is closed at once, at its boundary: 57P01, then the end.
+    tokio::time::timeout(Duration::from_secs(5), idle.end()).await.expect("the idle session was closed");
+    let r = idle.finish();
+    assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
+    assert_eq!(r.last(), Some(&Event::End), "{}", render(&r, usize::MAX));
+    // The session in a transaction may still finish it, then it is closed too.
     busy.batch_execute("INSERT INTO s VALUES (2); COMMIT").await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), p.task).await.expect("proxy stopped").unwrap();
-    let d = direct("app", APP_PW, &db).await;
-    let n: i64 = d.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
-    assert_eq!(n, 2);
+    assert_eq!(admin_sql(pg(), &db, "SELECT count(*) FROM s").trim(), "2");
+    // When the grace period runs out, a session still in its transaction gets 57P01 and the
+    // server rolls the transaction back.
+    let mut cfg = base_config();
+    cfg.shutdown_grace = Duration::from_millis(700);
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    let mut late = Conn::open(p.port(), &client).await;
+    late.send(&query("BEGIN; INSERT INTO s VALUES (3)")).await;
+    late.ready(1).await;
+    let started = std::time::Instant::now();
+    p.shutdown.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), late.end()).await.expect("closed after the grace period");
+    let waited = started.elapsed();
+    let r = late.finish();
+    assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
+    assert_eq!(r.last(), Some(&Event::End), "{}", render(&r, usize::MAX));
+    assert!(waited >= Duration::from_millis(600), "closed before the grace period ran out: {waited:?}");
+    tokio::time::timeout(Duration::from_secs(10), p.task).await.expect("proxy stopped").unwrap();
+    assert_eq!(admin_sql(pg(), &db, "SELECT count(*) FROM s").trim(), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_time_failures_are_logged_with_their_reason() {
+    captured_logs();
+    let db = fresh_db("logged");
+    let lines = |what: &str| {
+        let logs = captured_logs();
+        logs.lines().filter(|l| l.contains(&db) && l.contains(what)).map(str::to_string).collect::<Vec<_>>()
+    };
+    // A failed login: the server's reason.
+    let p = proxy().await;
+    try_connect(p.port(), "app", "wrong", &db).await.unwrap_err();
+    p.stop().await;
+    let l = lines("login failed");
+    assert!(l.len() == 1 && l[0].contains("28P01") && l[0].contains("password authentication failed"), "{l:?}");
+    // 53300.
+    let mut cfg = base_config();
+    cfg.max_connections = 0;
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
+    p.stop().await;
+    let l = lines("connection refused");
+    assert!(l.len() == 1 && l[0].contains("53300") && l[0].contains("too many clients"), "{l:?}");
+    // Plaintext where TLS is required.
+    let mut cfg = base_config();
+    cfg.tls =
+        Some(blastwall::config::ClientTlsConfig { cert: pg().cert.clone(), key: pg().key.clone(), require: true });
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
+    p.stop().await;
+    let l = lines("requires TLS");
+    assert!(l.len() == 1 && l[0].contains("connection refused"), "{l:?}");
+    // The upstream server down.
+    let mut cfg = base_config();
+    cfg.upstream_port = blastwall::pgtemp::free_port();
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
+    p.stop().await;
+    let l = lines("cannot reach the upstream server");
+    assert!(l.len() == 1 && l[0].contains("could not connect") && l[0].contains("refused"), "{l:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
