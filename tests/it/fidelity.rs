@@ -367,6 +367,9 @@ async fn cancel_plaintext_after_sslrequest_and_over_direct_tls() {
         let r = compare(&p, &client, &script(cancel_tls)).await;
         assert_eq!(error_codes(&r), ["57014"], "{conn_tls:?}/{cancel_tls:?}: {}", render(&r, usize::MAX));
     }
+    // Terminated over TLS: the FATAL, then a clean end (close_notify), as from the server.
+    let r = compare(&p, &Client::new("app", APP_PW, &db).tls(Tls::Request), &[Step::Terminate, Step::End]).await;
+    assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
     // Direct TLS (PostgreSQL 17+): the server here (15) does not speak it, so blastwall's
     // answer is compared with the server's over an SSLRequest.
     let direct =
