@@ -79,6 +79,14 @@ async fn simple_and_extended_queries_and_their_errors() {
             sync(),
         ])),
         Step::Ready(2),
+        // Binary parameters and results: int4 42 in, int4 and text out in binary.
+        Step::Send(batch(&[
+            parse("s2", "SELECT $1::int + 1, 'x'::text"),
+            crate::harness::msg(b'B', b"\0s2\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x2a\0\x01\0\x01"),
+            execute(),
+            sync(),
+        ])),
+        Step::Ready(1),
         // A Bind of a statement that does not exist; a bad parameter value.
         Step::Send(batch(&[bind("nosuch", &[], 0), execute(), sync()])),
         Step::Ready(1),
