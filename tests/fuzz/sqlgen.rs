@@ -35,8 +35,9 @@ fn lit() -> impl Strategy<Value = i64> {
 /// An atom on the target's id; `q` is how the target is named (`T`, an alias, …).
 fn id_atom(q: String) -> impl Strategy<Value = Pred> {
     let lits = proptest::collection::vec(lit(), 1..5);
-    (0usize..32, lit(), lit(), lits, proptest::sample::select(vec!["", "\"id\"", "Q.id"])).prop_map(
-        move |(n, a, b, list, spelling)| {
+    // Point lookups (0..=8) as often as all the range spellings together.
+    (prop_oneof![0usize..9, 9usize..32], lit(), lit(), lits, proptest::sample::select(vec!["", "\"id\"", "Q.id"]))
+        .prop_map(move |(n, a, b, list, spelling)| {
             let c = match spelling {
                 "" => "id".to_string(),
                 "Q.id" => format!("{q}.id"),
@@ -78,8 +79,7 @@ fn id_atom(q: String) -> impl Strategy<Value = Pred> {
                 _ => (format!("{c} = GREATEST({a}, {b})"), 2),
             };
             Pred { text, id_literals: lits, mentions_id: true, mentions_other: false }
-        },
-    )
+        })
 }
 
 fn other_atom() -> impl Strategy<Value = Pred> {
@@ -118,22 +118,25 @@ fn pred(q: String, others: bool) -> impl Strategy<Value = Pred> {
     } else {
         prop_oneof![5 => id_atom(q), 1 => constant_atom()].boxed()
     };
-    leaf.prop_recursive(3, 8, 2, |inner| {
+    // Half the predicates are one atom (most often a point lookup that finds a row), half
+    // are trees of atoms.
+    let tree = leaf.clone().prop_recursive(3, 8, 2, |inner| {
         prop_oneof![
-            (inner.clone(), inner.clone(), proptest::bool::ANY).prop_map(|(a, b, and)| Pred {
+            4 => (inner.clone(), inner.clone(), proptest::bool::weighted(0.7)).prop_map(|(a, b, and)| Pred {
                 text: format!("({}) {} ({})", a.text, if and { "AND" } else { "OR" }, b.text),
                 id_literals: a.id_literals + b.id_literals,
                 mentions_id: a.mentions_id || b.mentions_id,
                 mentions_other: a.mentions_other || b.mentions_other,
             }),
-            inner.prop_map(|a| Pred { text: format!("NOT ({})", a.text), ..a }),
+            1 => inner.prop_map(|a| Pred { text: format!("NOT ({})", a.text), ..a }),
         ]
-    })
+    });
+    prop_oneof![leaf, tree]
 }
 
 /// Statements against `table` (unqualified name); `others`: whether atoms on `k`/`s` are used.
 pub fn statement(table: &'static str, others: bool) -> impl Strategy<Value = Generated> {
-    (0usize..4, 0usize..8, any::<bool>()).prop_flat_map(move |(naming, form, has_where)| {
+    (0usize..4, 0usize..8, proptest::bool::weighted(0.85)).prop_flat_map(move |(naming, form, has_where)| {
         let (target, q) = match naming {
             0 => (table.to_string(), table.to_string()),
             1 => (format!("public.{table}"), table.to_string()),

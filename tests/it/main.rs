@@ -14,12 +14,15 @@
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
+//! - `oracle`:  generated DELETE/UPDATE/MERGE run through blastwall, rolled back: what the
+//!   server changed never exceeds what the verdict allowed.
 
 mod cli;
 mod corpus;
 mod guard;
 mod harness;
 mod ops;
+mod oracle;
 mod precheck;
 mod readme;
 mod relay;
