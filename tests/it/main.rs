@@ -11,6 +11,8 @@
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
 //!   watch, invalid policies), run as the real binary where signals matter.
+//! - `modes`:   mode plumbing on the data: config `mode` and `--mode` (the real binary),
+//!   `[[application]]`, per-table modes, `off`, `SET blastwall.mode` surviving resets.
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
@@ -21,6 +23,7 @@ mod cli;
 mod corpus;
 mod guard;
 mod harness;
+mod modes;
 mod ops;
 mod oracle;
 mod precheck;
