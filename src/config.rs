@@ -29,6 +29,7 @@ struct RawConfig {
     mode: Option<Mode>,
     #[serde(default)]
     policies: Vec<PathBuf>,
+    watch_policies: Option<bool>,
     max_connections: Option<usize>,
     threads: Option<usize>,
     max_frame_bytes: Option<usize>,
@@ -119,6 +120,8 @@ pub struct Config {
     pub upstream_port: u16,
     pub mode: Option<Mode>,
     pub policies: Vec<PathBuf>,
+    /// Reload the policy files when they change (checked every two seconds); SIGHUP always does.
+    pub watch_policies: bool,
     pub max_connections: usize,
     /// Session event loops, one thread each: 0 = one per core; 1 = everything on one thread
     /// (as PgBouncer).
@@ -159,6 +162,7 @@ impl Default for Config {
             upstream_port: 5432,
             mode: None,
             policies: Vec::new(),
+            watch_policies: true,
             max_connections: 1000,
             threads: 0,
             max_frame_bytes: 64 * 1024 * 1024,
@@ -199,6 +203,7 @@ impl Config {
         }
         c.mode = raw.mode;
         c.policies = raw.policies.into_iter().map(rel).collect();
+        c.watch_policies = raw.watch_policies.unwrap_or(true);
         if let Some(n) = raw.max_connections {
             c.max_connections = n;
         }

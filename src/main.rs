@@ -146,6 +146,7 @@ fn run(command: Command) -> Result<i32> {
             };
             cfg.apply(Overrides { listen, upstream, policies, mode, admin })?;
             let policy_paths = cfg.policies.clone();
+            let watch = cfg.watch_policies;
             let policy = load_policy(&policy_paths)?;
             tracing::info!(policies = %policy.source_names(), hash = %policy.hash, "policy loaded");
             let loops = event_loops(cfg.threads)?;
@@ -158,7 +159,7 @@ fn run(command: Command) -> Result<i32> {
                 let server = Server::bind(cfg, guard).await?.on_event_loops(handles);
                 tracing::info!(listen = %server.local_addr(), "blastwall listening");
                 let handle = shutdown_handle();
-                spawn_signals(handle.clone(), server.shared().clone(), policy_paths)?;
+                spawn_signals(handle.clone(), server.shared().clone(), policy_paths, watch)?;
                 server.run(handle).await;
                 Ok::<_, anyhow::Error>(())
             })?;
@@ -196,8 +197,14 @@ fn event_loops(threads: usize) -> std::io::Result<Option<blastwall::server::Even
 
 /// SIGTERM/SIGINT: shut down at protocol boundaries. SIGHUP: reload the policy files (an
 /// invalid policy is reported and the old one stays in force) and reopen the audit file.
-/// The policy files are also watched: a change is reloaded within two seconds.
-fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>, paths: Vec<PathBuf>) -> Result<()> {
+/// The policy files are also watched unless `watch` is off: a change is reloaded within two
+/// seconds.
+fn spawn_signals(
+    handle: ShutdownHandle,
+    shared: Arc<blastwall::server::Shared>,
+    paths: Vec<PathBuf>,
+    watch: bool,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -218,7 +225,7 @@ fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>,
                         seen = policy::file::fingerprint(&paths);
                     }
                 }
-                _ = tick.tick(), if !paths.is_empty() => {
+                _ = tick.tick(), if watch && !paths.is_empty() => {
                     let now = policy::file::fingerprint(&paths);
                     if now != seen {
                         seen = now;

@@ -83,8 +83,7 @@ pub fn parse_msg(frame: &Frame) -> Result<ParseMsg<'_>, FrameError> {
     let mut r = BodyReader::new(frame.body(), "Parse");
     let name = r.cstr()?;
     let sql = r.cstr()?;
-    let n = r.i16()?;
-    let n = usize::try_from(n).map_err(|_| FrameError::Malformed { what: "Parse", why: "negative parameter count" })?;
+    let n = usize::from(r.u16()?);
     let mut param_types = Vec::with_capacity(n.min(r.rest().len() / 4));
     for _ in 0..n {
         param_types.push(u32::from_be_bytes(r.i32()?.to_be_bytes()));
@@ -110,10 +109,10 @@ pub fn rebind(frame: &Frame, name: &str) -> Result<Bytes, FrameError> {
     r.cstr()?;
     r.cstr()?;
     let start = frame.body().len() - r.rest().len();
-    let nfmt = usize::try_from(r.i16()?).map_err(|_| FrameError::Malformed { what: "Bind", why: "negative count" })?;
+    // Counts are unsigned, as the server reads them.
+    let nfmt = usize::from(r.u16()?);
     r.take(nfmt * 2)?;
-    let nparams =
-        usize::try_from(r.i16()?).map_err(|_| FrameError::Malformed { what: "Bind", why: "negative count" })?;
+    let nparams = usize::from(r.u16()?);
     for _ in 0..nparams {
         let len = r.i32()?;
         if let Ok(l) = usize::try_from(len) {
@@ -138,7 +137,8 @@ pub fn parse_typed(name: &str, sql: &str, param_types: &[u32]) -> Bytes {
     body.put_u8(0);
     body.put_slice(sql.as_bytes());
     body.put_u8(0);
-    body.put_i16(i16::try_from(param_types.len()).unwrap_or(i16::MAX));
+    // The count is unsigned on the wire (a Parse may declare up to 65,535 types).
+    body.put_u16(u16::try_from(param_types.len()).unwrap_or(u16::MAX));
     for t in param_types {
         body.put_u32(*t);
     }

@@ -190,6 +190,12 @@ impl<'a> BodyReader<'a> {
         Ok(b)
     }
 
+    /// A count as the server reads it (`pq_getmsgint(msg, 2)`: unsigned, 0 to 65,535).
+    pub fn u16(&mut self) -> Result<u16, FrameError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
     pub fn i16(&mut self) -> Result<i16, FrameError> {
         let b = self.take(2)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))

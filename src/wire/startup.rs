@@ -55,8 +55,10 @@ pub struct StartupMessage {
 }
 
 impl StartupMessage {
+    /// A parameter's value. A repeated parameter reads as its last value, as on the server
+    /// (`ProcessStartupPacket` overwrites), so blastwall judges the session the server opens.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
     pub fn user(&self) -> &str {
         self.param("user").unwrap_or("")

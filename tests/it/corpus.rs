@@ -4,10 +4,19 @@
 
 use blastwall::guard::{Guard, SessionInfo, Verdict};
 
-/// `A`: forwarded silently. `R(rule)`: refused by that rule. `W(rule)`: forwarded with a warning.
+/// `A`: forwarded silently, nothing to count. `C`: allowed by the static rules and forwarded
+/// inside a pre-check that counts the rows it changes against the row limits — every write to
+/// the incident's tables (users, subscriptions, chat_sessions, web_messages: all limited), so
+/// a write that should be counted and is not fails here. `P`: a write to a table without a
+/// policy, forwarded without a word, counted or not (whether it is depends on what the
+/// catalog says about it). `K` (only ever got, never wanted): the catalog must be asked first.
+/// `R(rule)`: refused by that rule. `W(rule)`: forwarded with a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum V {
     A,
+    C,
+    P,
+    K,
     R(&'static str),
     W(&'static str),
 }
@@ -25,7 +34,7 @@ const CORPUS: &[(&str, V)] = &[
     ("DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100", RANGE),
     ("DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;", RANGE),
     // … and what the RCA's authors do now.
-    ("DELETE FROM users WHERE auth_source = 'test'", A),
+    ("DELETE FROM users WHERE auth_source = 'test'", C),
     ("SELECT id FROM users WHERE auth_source = 'test'", A),
     ("SELECT id FROM users ORDER BY id LIMIT 5", A),
     ("INSERT INTO users (id, auth_source) VALUES (1000000001, 'test')", A),
@@ -81,32 +90,32 @@ const CORPUS: &[(&str, V)] = &[
     ("UPDATE ONLY public.users SET auth_source = 'x' WHERE id::text LIKE '-9%'", RANGE),
     // A list longer than max_in_list (100) is a sweep, not a lookup.
     ("__LONG_IN_LIST__", R("protected-range")),
-    // Point lookups: allowed.
-    ("DELETE FROM users WHERE id = -91111105", A),
-    ("DELETE FROM users WHERE -91111105 = id", A),
-    ("DELETE FROM users WHERE id = $1", A),
-    ("DELETE FROM users WHERE id = $1::bigint", A),
-    ("DELETE FROM users WHERE id IN (1, 2, 3)", A),
-    ("DELETE FROM users WHERE id IN ($1, $2)", A),
-    ("DELETE FROM users WHERE id = ANY (ARRAY[1, 2, 3])", A),
-    ("DELETE FROM users WHERE id = ANY ($1)", A),
-    ("DELETE FROM users WHERE id = ANY ($1::bigint[])", A),
-    ("DELETE FROM users WHERE id = ANY ('{1,2,3}')", A),
-    ("DELETE FROM users WHERE id = 1 OR id = 2", A),
-    ("DELETE FROM users WHERE (id = 1 AND plan = 'x') OR id = 2", A),
-    ("DELETE FROM users WHERE id = 1 AND auth_source = 'test'", A),
-    ("DELETE FROM users WHERE id = 5 AND id BETWEEN 1 AND 10", A),
-    ("DELETE FROM users WHERE \"id\" = 5", A),
-    ("DELETE FROM users u WHERE u.id = 5", A),
-    ("DELETE FROM users WHERE id IS NULL", A),
-    ("DELETE FROM users WHERE id = (5)", A),
-    ("DELETE FROM users WHERE id = 5 + 1", A),
-    ("DELETE FROM users WHERE id IS NOT DISTINCT FROM 5", A),
-    ("DELETE FROM users WHERE id = 5 RETURNING id, plan", A),
-    ("UPDATE users SET plan = 'premium' WHERE id = $1", A),
-    ("UPDATE users SET plan = $2 WHERE id = ANY($1)", A),
-    ("UPDATE users SET plan = 'x' WHERE auth_source = 'test' AND plan = 'free'", A),
-    ("WITH x AS (SELECT 1) DELETE FROM users WHERE id = 1", A),
+    // Point lookups: allowed, and counted (users has row limits).
+    ("DELETE FROM users WHERE id = -91111105", C),
+    ("DELETE FROM users WHERE -91111105 = id", C),
+    ("DELETE FROM users WHERE id = $1", C),
+    ("DELETE FROM users WHERE id = $1::bigint", C),
+    ("DELETE FROM users WHERE id IN (1, 2, 3)", C),
+    ("DELETE FROM users WHERE id IN ($1, $2)", C),
+    ("DELETE FROM users WHERE id = ANY (ARRAY[1, 2, 3])", C),
+    ("DELETE FROM users WHERE id = ANY ($1)", C),
+    ("DELETE FROM users WHERE id = ANY ($1::bigint[])", C),
+    ("DELETE FROM users WHERE id = ANY ('{1,2,3}')", C),
+    ("DELETE FROM users WHERE id = 1 OR id = 2", C),
+    ("DELETE FROM users WHERE (id = 1 AND plan = 'x') OR id = 2", C),
+    ("DELETE FROM users WHERE id = 1 AND auth_source = 'test'", C),
+    ("DELETE FROM users WHERE id = 5 AND id BETWEEN 1 AND 10", C),
+    ("DELETE FROM users WHERE \"id\" = 5", C),
+    ("DELETE FROM users u WHERE u.id = 5", C),
+    ("DELETE FROM users WHERE id IS NULL", C),
+    ("DELETE FROM users WHERE id = (5)", C),
+    ("DELETE FROM users WHERE id = 5 + 1", C),
+    ("DELETE FROM users WHERE id IS NOT DISTINCT FROM 5", C),
+    ("DELETE FROM users WHERE id = 5 RETURNING id, plan", C),
+    ("UPDATE users SET plan = 'premium' WHERE id = $1", C),
+    ("UPDATE users SET plan = $2 WHERE id = ANY($1)", C),
+    ("UPDATE users SET plan = 'x' WHERE auth_source = 'test' AND plan = 'free'", C),
+    ("WITH x AS (SELECT 1) DELETE FROM users WHERE id = 1", C),
     // No WHERE, or one that restricts nothing: refused everywhere (require_where).
     ("DELETE FROM users", WHERE),
     ("DELETE FROM users WHERE true", WHERE),
@@ -121,15 +130,15 @@ const CORPUS: &[(&str, V)] = &[
     ("DELETE FROM some_log WHERE (SELECT count(*) FROM other) > 0", WHERE),
     ("MERGE INTO users u USING staging s ON true WHEN MATCHED THEN DELETE", WHERE),
     // Ranges on unprotected tables and columns: allowed (row limits are the next line of defence).
-    ("DELETE FROM subscriptions WHERE user_id BETWEEN -91111200 AND -91111100", A),
-    ("DELETE FROM some_log WHERE at < now() - interval '30 days'", A),
-    ("UPDATE users SET plan = 'free' WHERE email LIKE '%@example.test'", A),
-    ("DELETE FROM chat_sessions WHERE user_id < 0", A),
+    ("DELETE FROM subscriptions WHERE user_id BETWEEN -91111200 AND -91111100", C),
+    ("DELETE FROM some_log WHERE at < now() - interval '30 days'", P),
+    ("UPDATE users SET plan = 'free' WHERE email LIKE '%@example.test'", C),
+    ("DELETE FROM chat_sessions WHERE user_id < 0", C),
     // Other tables that only look like users.
-    ("DELETE FROM \"Users\" WHERE id BETWEEN 1 AND 2", A),
-    ("DELETE FROM archive.users WHERE id BETWEEN 1 AND 2", A),
-    ("DELETE FROM public.\"Users\" WHERE id < 0", A),
-    ("DELETE FROM users_archive WHERE id < 0", A),
+    ("DELETE FROM \"Users\" WHERE id BETWEEN 1 AND 2", P),
+    ("DELETE FROM archive.users WHERE id BETWEEN 1 AND 2", P),
+    ("DELETE FROM public.\"Users\" WHERE id < 0", P),
+    ("DELETE FROM users_archive WHERE id < 0", P),
     // Decoys: writes inside strings, comments and dollar quotes are not writes.
     ("SELECT 'DELETE FROM users WHERE id BETWEEN 1 AND 2'", A),
     ("SELECT E'DELETE FROM users\\' WHERE true'", A),
@@ -158,7 +167,7 @@ const CORPUS: &[(&str, V)] = &[
     // A write whose rows are counted live cannot share its message with BEGIN/COMMIT.
     ("BEGIN; DELETE FROM users WHERE id = 1; COMMIT", R("unverifiable")),
     ("BEGIN; DELETE FROM some_log WHERE id = 1; COMMIT", R("unverifiable")),
-    ("BEGIN; UPDATE some_log SET seen = true WHERE id = 1; COMMIT", A),
+    ("BEGIN; UPDATE some_log SET seen = true WHERE id = 1; COMMIT", P),
     ("BEGIN; DELETE FROM users WHERE id = 1; DELETE FROM users WHERE id < 0; COMMIT", RANGE),
     ("COPY users FROM STDIN; DELETE FROM users WHERE id < 0", RANGE),
     ("SET search_path = public; DELETE FROM users", WHERE),
@@ -213,7 +222,7 @@ const CORPUS: &[(&str, V)] = &[
     // MERGE.
     ("MERGE INTO users u USING staging s ON u.id = s.id WHEN MATCHED THEN DELETE", RANGE),
     ("MERGE INTO users u USING staging s ON u.id = s.id WHEN MATCHED THEN UPDATE SET plan = s.plan", RANGE),
-    ("MERGE INTO users u USING (SELECT 5 AS id) s ON u.id = 5 WHEN MATCHED THEN UPDATE SET plan = 'x'", A),
+    ("MERGE INTO users u USING (SELECT 5 AS id) s ON u.id = 5 WHEN MATCHED THEN UPDATE SET plan = 'x'", C),
     ("MERGE INTO users u USING staging s ON u.id = s.id WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id)", A),
     ("MERGE INTO users u USING staging s ON u.email = s.email WHEN MATCHED AND u.id < 0 THEN DELETE", RANGE),
     // EXPLAIN: plans are harmless, ANALYZE executes.
@@ -242,7 +251,7 @@ const CORPUS: &[(&str, V)] = &[
     // Cursors.
     ("DELETE FROM users WHERE CURRENT OF c", R("current-of")),
     ("UPDATE users SET plan = 'x' WHERE CURRENT OF c", R("current-of")),
-    ("DELETE FROM some_log WHERE CURRENT OF c", A),
+    ("DELETE FROM some_log WHERE CURRENT OF c", P),
     // Everyday traffic.
     ("SELECT 1", A),
     ("BEGIN", A),
@@ -251,7 +260,7 @@ const CORPUS: &[(&str, V)] = &[
     ("SET search_path = archive, public", A),
     ("SHOW standard_conforming_strings", A),
     ("SELECT abalance FROM pgbench_accounts WHERE aid = $1", A),
-    ("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2", A),
+    ("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2", P),
     ("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)", A),
     ("VACUUM ANALYZE users", A),
     ("LISTEN chan", A),
@@ -271,8 +280,9 @@ fn verdict(g: &Guard, sql: &str, user: &str) -> V {
         verdict = g.judge_sql(sql.as_bytes(), &mut info);
     }
     match verdict {
-        // Allowed by the static rules; the live pre-check counts its rows.
-        Verdict::Allow | Verdict::Check(_) | Verdict::Resolve(_) => A,
+        Verdict::Allow => A,
+        Verdict::Check(_) => C,
+        Verdict::Resolve(_) => K,
         Verdict::Analyze => panic!("analyzed twice: {sql}"),
         Verdict::Refuse(m) => R(rule_of(m.detail.as_deref().unwrap_or(""))),
         Verdict::Notice(m) => W(rule_of(m.detail.as_deref().unwrap_or(""))),
@@ -298,7 +308,8 @@ fn corpus_verdicts() {
     for (sql, want) in CORPUS {
         let sql = if *sql == "__LONG_IN_LIST__" { long_in_list() } else { sql.to_string() };
         let got = verdict(&g, &sql, "app");
-        if got != *want {
+        let passes = *want == P && matches!(got, A | C | K);
+        if got != *want && !passes {
             wrong.push(format!("{sql}\n    want {want:?}, got {got:?}"));
         }
     }

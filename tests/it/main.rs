@@ -11,12 +11,16 @@
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
 //!   watch, invalid policies), run as the real binary where signals matter.
+//! - `modes`:   mode plumbing on the data: config `mode` and `--mode` (the real binary),
+//!   `[[application]]`, per-table modes, `off`, `SET blastwall.mode` surviving resets.
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `differential`: the differential harness — a client script run directly and through
 //!   blastwall, the received message streams compared (API at the top of the file).
 //! - `fidelity`: differential tests of the relay (terminations, SASL offers, cancel, COPY, …).
 //! - `cli`:     `blastwall check` and the README's commands.
+//! - `oracle`:  generated DELETE/UPDATE/MERGE run through blastwall, rolled back: what the
+//!   server changed never exceeds what the verdict allowed.
 
 mod cli;
 mod corpus;
@@ -24,7 +28,9 @@ mod differential;
 mod fidelity;
 mod guard;
 mod harness;
+mod modes;
 mod ops;
+mod oracle;
 mod precheck;
 mod readme;
 mod relay;

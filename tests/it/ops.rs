@@ -87,71 +87,179 @@ async fn audit_trail_and_metrics_record_every_guarded_decision() {
     p.stop().await;
 }
 
+/// The real binary, `blastwall serve --config FILE`, listening on a free port in front of the
+/// harness's server: what `main.rs` reads (config file, flags, signals) is exercised as shipped.
+pub struct Blastwall {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Blastwall {
+    /// Starts it with this config file text and these extra arguments; returns when it accepts.
+    pub async fn start(config: &str, args: &[&str]) -> Blastwall {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blastwall.toml");
+        std::fs::write(&path, config).unwrap();
+        let port = blastwall::pgtemp::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
+            .args(["serve", "--config", &path.display().to_string()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &format!("127.0.0.1:{}", pg().server.port)])
+            .args(args)
+            .env("BLASTWALL_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut bw = Blastwall { child, port, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if let Ok(Some(status)) = bw.child.try_wait() {
+                let (_, err) = bw.stop().await;
+                panic!("blastwall exited with {status}: {err}");
+            }
+            assert!(std::time::Instant::now() < deadline, "blastwall did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bw
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM, then the exit status and everything it logged.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        tokio::task::spawn_blocking(move || {
+            let mut err = String::new();
+            use std::io::Read;
+            self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            (self.child.wait().unwrap(), err)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// Whether blastwall refuses a range delete on web_messages (protected in the reloaded policy).
+async fn range_delete_refused(port: u16, db: &str) -> bool {
+    let c = connect(port, "app", APP_PW, db).await;
+    match c.simple_query("DELETE FROM web_messages WHERE id < 0").await {
+        Ok(_) => false,
+        Err(e) => {
+            let m = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+            assert!(m.starts_with("blastwall: refused"), "{e:?}");
+            true
+        }
+    }
+}
+
+const PROTECT_WEB_MESSAGES: &str = "[[table]]\nname = \"web_messages\"\nprotected_columns = [\"id\"]\n";
+
+/// Longer than the file watch's period (2 s): a change it would load has been loaded by then.
+const LONGER_THAN_THE_WATCH: Duration = Duration::from_secs(3);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policies_reload_on_sighup_and_on_change_and_a_bad_one_changes_nothing() {
+async fn sighup_reloads_policies_without_the_file_watch_and_a_bad_one_changes_nothing() {
     let db = incident_db();
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("p.toml");
     std::fs::write(&policy, "[defaults]\nmode = \"enforce\"\n").unwrap();
-    // The single-threaded event loop (`threads = 1`): signals, the file watch and sessions
-    // all share one thread.
-    let config = dir.path().join("blastwall.toml");
-    std::fs::write(&config, "threads = 1\n").unwrap();
-    let port = blastwall::pgtemp::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
-        .args([
-            "serve",
-            "--config",
-            &config.display().to_string(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &format!("127.0.0.1:{}", pg().server.port),
-        ])
-        .args(["--policy", &policy.display().to_string()])
-        .env("BLASTWALL_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "blastwall did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let refused = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            let c = connect(port, "app", APP_PW, &db).await;
-            c.simple_query(sql).await.is_err()
-        }
-    };
-    // The default policy: a range delete on users is fine (nothing protects users.id yet)…
-    assert!(!refused("DELETE FROM web_messages WHERE id < 0").await);
-    // … until the file changes: the watch reloads it.
-    std::fs::write(&policy, "[[table]]\nname = \"web_messages\"\nprotected_columns = [\"id\"]\n").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !refused("DELETE FROM web_messages WHERE id < 0").await {
-        assert!(std::time::Instant::now() < deadline, "the changed policy was not loaded");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // The single-threaded event loop (`threads = 1`): signals and sessions share one thread.
+    let bw =
+        Blastwall::start("threads = 1\nwatch_policies = false\n", &["--policy", &policy.display().to_string()]).await;
+    assert!(!range_delete_refused(bw.port, &db).await, "nothing protects web_messages.id yet");
+    std::fs::write(&policy, PROTECT_WEB_MESSAGES).unwrap();
+    tokio::time::sleep(LONGER_THAN_THE_WATCH).await;
+    assert!(!range_delete_refused(bw.port, &db).await, "the watch is off: the file alone changes nothing");
+    bw.signal("-HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !range_delete_refused(bw.port, &db).await {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not load the changed policy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // An invalid policy is rejected and the one in force stays.
     std::fs::write(&policy, "[[tabel]]\nname = \"web_messages\"\n").unwrap();
-    let _ = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    bw.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(refused("DELETE FROM web_messages WHERE id < 0").await, "the old policy stays in force");
-    // SIGTERM: a clean shutdown.
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = tokio::task::spawn_blocking(move || {
-        let s = child.wait().unwrap();
-        let mut err = String::new();
-        use std::io::Read;
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        (s, err)
-    })
-    .await
-    .unwrap();
-    assert!(status.0.success(), "{}", status.1);
-    assert!(status.1.contains("policy reload failed") && status.1.contains("tabel"), "{}", status.1);
-    assert!(status.1.contains("policy reloaded"), "{}", status.1);
+    assert!(range_delete_refused(bw.port, &db).await, "the old policy stays in force");
+    let (status, err) = bw.stop().await;
+    assert!(status.success(), "SIGTERM: a clean shutdown\n{err}");
+    assert!(err.contains("policy reload failed") && err.contains("tabel"), "{err}");
+    assert!(err.contains("policy reloaded"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_watch_reloads_a_changed_policy_and_a_bad_one_changes_nothing() {
+    let db = incident_db();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "[defaults]\nmode = \"enforce\"\n").unwrap();
+    let bw = Blastwall::start("threads = 1\n", &["--policy", &policy.display().to_string()]).await;
+    assert!(!range_delete_refused(bw.port, &db).await);
+    // No signal in this test: only the watch can load the change.
+    std::fs::write(&policy, PROTECT_WEB_MESSAGES).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !range_delete_refused(bw.port, &db).await {
+        assert!(std::time::Instant::now() < deadline, "the changed policy was not loaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::fs::write(&policy, "[[tabel]]\nname = \"web_messages\"\n").unwrap();
+    tokio::time::sleep(LONGER_THAN_THE_WATCH).await;
+    assert!(range_delete_refused(bw.port, &db).await, "the old policy stays in force");
+    let (status, err) = bw.stop().await;
+    assert!(status.success(), "{err}");
+    assert!(err.contains("policy reloaded") && err.contains("policy reload failed"), "{err}");
+}
+
+/// The override directive waives shape rules and row limits only: `forbid` and opaque rules
+/// still refuse, with the data unchanged on the server; the reason of an override that ran is
+/// in the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_override_does_not_waive_forbid_or_opaque_and_its_reason_is_audited() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO migrator");
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let mut cfg = base_config();
+    cfg.audit = Some(blastwall::config::AuditConfig {
+        file: Some(audit_path.clone()),
+        max_bytes: 0,
+        keep: 0,
+        raw_statements: false,
+    });
+    let policy = "[defaults]\nmode = \"enforce\"\n\n[opaque]\ndo = \"block\"\n\n[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\n\
+                  forbid = [\"truncate\", \"drop\"]\nmax_delete_rows = 10\n\n[[role]]\nname = \"migrator\"\nmay_override = true\n";
+    let p =
+        proxy_with(cfg, blastwall::policy::file::compile(&[(std::path::Path::new("override.toml"), policy)]).unwrap())
+            .await;
+    let c = direct("app", APP_PW, &db).await;
+    let before = snapshot(&c).await;
+    let directive = "/* blastwall: allow rows<=1000 reason=\"ticket 4711 cleanup\" */";
+    for (sql, rule) in [
+        ("TRUNCATE users CASCADE", "rule forbid-truncate"),
+        ("DROP TABLE users CASCADE", "rule forbid-drop"),
+        ("DO $$ BEGIN DELETE FROM users; END $$", "rule opaque"),
+        ("DO $$ BEGIN DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101; END $$", "rule opaque"),
+    ] {
+        let (ok, _, err) = psql(p.port(), "migrator", APP_PW, &db, &["-c", &format!("{directive} {sql}")], None);
+        assert!(!ok && err.contains("blastwall: refused") && err.contains(rule), "{sql}: {err}");
+        assert_eq!(snapshot(&c).await, before, "{sql} changed data");
+    }
+    // Within its stated count it runs, and says why in the audit trail.
+    let sql = format!("{directive} DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101");
+    let (ok, out, err) = psql(p.port(), "migrator", APP_PW, &db, &["-c", &sql], None);
+    assert!(ok && out.contains("DELETE 10"), "{out}{err}");
+    p.stop().await;
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refused: Vec<_> = events.iter().filter(|e| e["decision"] == "refused").collect();
+    assert_eq!(refused.len(), 4, "{text}");
+    let overridden: Vec<_> = events.iter().filter(|e| e["decision"] == "overridden").collect();
+    assert_eq!(overridden.len(), 1, "{text}");
+    assert_eq!(overridden[0]["override_reason"], "ticket 4711 cleanup", "{text}");
+    assert_eq!(overridden[0]["user"], "migrator");
 }
