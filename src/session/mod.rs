@@ -273,7 +273,10 @@ impl Session {
                     phase_change = shared.phase.changed(self.id, current);
                 }
                 _ = idle_sleep => {
-                    let msg = ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)");
+                    let msg = match self.relay.tx {
+                        TxStatus::Idle => ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)"),
+                        _ => ProxyMessage::fatal("25P03", "terminating connection due to idle-in-transaction timeout (blastwall)"),
+                    };
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.relay.to_server.extend_from_slice(&messages::terminate());
                     self.flush(stats).await?;
