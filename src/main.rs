@@ -207,8 +207,9 @@ fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>,
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tokio::select! {
-                _ = term.recv() => { handle.shutdown(); break; }
-                _ = int.recv() => { handle.shutdown(); break; }
+                // A second signal during the grace period ends the sessions at once.
+                _ = term.recv() => handle.shutdown(),
+                _ = int.recv() => handle.shutdown(),
                 _ = hup.recv() => {
                     if let Some(a) = &shared.audit {
                         a.reopen();

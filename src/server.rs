@@ -183,7 +183,8 @@ impl EventLoops {
     }
 }
 
-/// Asks a running server to shut down (as SIGTERM does).
+/// Asks a running server to shut down (as SIGTERM does); asked again during the grace period,
+/// it closes every session at once.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<tokio::sync::Notify>);
 
@@ -302,6 +303,8 @@ impl Server {
         loop {
             tokio::select! {
                 joined = sessions.join_next() => if joined.is_none() { break },
+                // Asked again (a second Ctrl-C): the grace period ends now.
+                _ = shutdown.0.notified() => deadline.as_mut().reset(tokio::time::Instant::now()),
                 _ = &mut deadline => {
                     shared.phase.set(Phase::Terminating);
                     // Sessions close at once now; give them a moment to say goodbye.

@@ -38,3 +38,69 @@ async fn idle_timeout_uses_25p03_inside_a_transaction_and_57p05_outside() {
     assert_eq!(r.codes, vec!["25P03"], "{r:?}");
     p.stop().await;
 }
+
+/// Starts the real binary with this config text (and `--listen`/`--upstream` on the command
+/// line); returns it once it accepts connections.
+pub async fn spawn_blastwall(config: &str, dir: &std::path::Path, port: u16) -> std::process::Child {
+    let path = dir.join("blastwall.toml");
+    std::fs::write(&path, config).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
+        .args(["serve", "--config", &path.display().to_string()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &format!("127.0.0.1:{}", pg().server.port)])
+        .env("BLASTWALL_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "blastwall did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let _ = std::process::Command::new("kill").args([sig, &child.id().to_string()]).status();
+}
+
+/// Waits for the process to exit (at most `secs`); returns its stderr, or `None` if it is
+/// still running (then it is killed).
+pub async fn wait_exit(mut child: std::process::Child, secs: u64) -> Option<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return Some(err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_during_the_grace_period_ends_at_once() {
+    let db = fresh_db("ctrlc");
+    let dir = tempfile::tempdir().unwrap();
+    let port = blastwall::pgtemp::free_port();
+    let child = spawn_blastwall("shutdown_grace_secs = 60\n", dir.path(), port).await;
+    // A session inside a transaction keeps the proxy in its grace period.
+    let mut s = startup(port, "trust_user", &db).await;
+    s.write_all(&msg(b'Q', b"BEGIN\0")).await.unwrap();
+    assert_eq!(replies(&mut s).await.status, Some('T'));
+    signal(&child, "-INT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(&msg(b'Q', b"SELECT 1\0")).await.unwrap();
+    assert_eq!(replies(&mut s).await.status, Some('T'), "the first Ctrl-C lets the transaction go on");
+    signal(&child, "-INT");
+    let r = tokio::time::timeout(Duration::from_secs(10), replies(&mut s)).await.unwrap();
+    assert_eq!(r.codes, vec!["57P01"], "{r:?}");
+    let err = wait_exit(child, 10).await.expect("a second Ctrl-C ends blastwall at once");
+    assert!(err.contains("shutdown complete"), "{err}");
+}
