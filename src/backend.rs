@@ -96,7 +96,10 @@ impl Upstream {
                 let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
                     .await
                     .map_err(|_| BackendError::Handshake { addr: addr.clone(), message: "timed out".into() })?
-                    .map_err(|e| BackendError::Handshake { addr: addr.clone(), message: e.to_string() })?;
+                    .map_err(|e| BackendError::Handshake {
+                        addr: addr.clone(),
+                        message: crate::tls::handshake_problem(&e),
+                    })?;
                 let cert =
                     tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
                 Ok((Box::new(tls), Some(cert)))

@@ -104,3 +104,74 @@ async fn a_second_ctrl_c_during_the_grace_period_ends_at_once() {
     let err = wait_exit(child, 10).await.expect("a second Ctrl-C ends blastwall at once");
     assert!(err.contains("shutdown complete"), "{err}");
 }
+
+/// A self-signed certificate as `openssl req -x509` makes one (basicConstraints CA:TRUE),
+/// valid for localhost and 127.0.0.1; written as PEM files.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    let _ = std::process::Command::new("chmod").args(["-R", "a+rX", &dir.display().to_string()]).status();
+    (c, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_accepts_a_self_signed_server_certificate_given_as_ca() {
+    use blastwall::config::UpstreamSslMode;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path(), "server");
+    let (other, _) = self_signed(certs.path(), "other");
+    let opts = blastwall::pgtemp::PgOptions {
+        password: SUPERUSER_PW.into(),
+        tls: Some((cert.clone(), key)),
+        hba: vec![],
+        conf: vec![],
+    };
+    let server =
+        tokio::task::spawn_blocking(move || blastwall::pgtemp::TempPostgres::start(&opts).unwrap()).await.unwrap();
+    server.stop_when_process_exits(std::process::id());
+    let with = |ca: &std::path::Path, mode: UpstreamSslMode, name: Option<&str>| {
+        let mut c = base_config();
+        c.upstream_port = server.port;
+        c.upstream_host = "127.0.0.1".into();
+        c.upstream_tls.mode = mode;
+        c.upstream_tls.ca = Some(ca.to_path_buf());
+        c.upstream_tls.server_name = name.map(str::to_string);
+        c
+    };
+    let policy = || blastwall::demo::incident_policy().unwrap();
+    // The server's own certificate as the CA: libpq's verify-full accepts it, and so do we.
+    for mode in [UpstreamSslMode::VerifyFull, UpstreamSslMode::VerifyCa] {
+        let p = proxy_with(with(&cert, mode, None), policy()).await;
+        let c = connect(p.port(), "postgres", SUPERUSER_PW, "postgres").await;
+        let rows = c.simple_query("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await.unwrap();
+        assert!(format!("{rows:?}").contains("true"), "{rows:?}");
+        drop(c);
+        p.stop().await;
+    }
+    // Another certificate as the CA: refused, in words, naming the setting.
+    let p = proxy_with(with(&other, UpstreamSslMode::VerifyFull, None), policy()).await;
+    let db =
+        refusal(try_connect(p.port(), "postgres", SUPERUSER_PW, "postgres").await, "an untrusted server is refused");
+    assert!(db.contains("upstream_tls.ca") && db.contains("certificate verify failed"), "{db}");
+    assert!(!db.contains("CaUsedAsEndEntity") && !db.contains("Other("), "{db}");
+    p.stop().await;
+    // The right certificate for the wrong name: verify-full refuses it and says which name.
+    let p = proxy_with(with(&cert, UpstreamSslMode::VerifyFull, Some("db.example")), policy()).await;
+    let db = refusal(try_connect(p.port(), "postgres", SUPERUSER_PW, "postgres").await, "a wrong name is refused");
+    assert!(db.contains("db.example") && db.contains("server_name"), "{db}");
+    p.stop().await;
+}
+
+/// The message of a refused connection.
+fn refusal(r: Result<tokio_postgres::Client, tokio_postgres::Error>, why: &str) -> String {
+    match r {
+        Ok(_) => panic!("{why}"),
+        Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+    }
+}
