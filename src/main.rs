@@ -211,13 +211,9 @@ fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>,
                 _ = term.recv() => handle.shutdown(),
                 _ = int.recv() => handle.shutdown(),
                 _ = hup.recv() => {
-                    if let Some(a) = &shared.audit {
-                        a.reopen();
-                    }
-                    if !paths.is_empty() {
-                        shared.reload(policy::file::load(&paths));
-                        seen = policy::file::fingerprint(&paths);
-                    }
+                    // The audit file, the policy files, the TLS certificate (as the console's RELOAD).
+                    let _ = shared.reload_all();
+                    seen = policy::file::fingerprint(&paths);
                 }
                 _ = tick.tick(), if !paths.is_empty() => {
                     let now = policy::file::fingerprint(&paths);

@@ -69,11 +69,16 @@ pub fn acceptor(cfg: &ClientTlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsE
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
-/// The upstream connector and the name to present, or `None` for `sslmode=disable`.
+/// The upstream connector and the name to present, or `None` for `sslmode=disable` and for a
+/// server reached over its Unix socket.
 pub fn connector(
     cfg: &UpstreamTlsConfig,
     host: &str,
 ) -> Result<Option<(tokio_rustls::TlsConnector, ServerName<'static>)>, TlsError> {
+    if host.starts_with('/') {
+        // A Unix socket: libpq does not use SSL there either.
+        return Ok(None);
+    }
     let name_text = cfg.server_name.clone().unwrap_or_else(|| host.to_string());
     let name = ServerName::try_from(name_text.clone())
         .map_err(|e| TlsError::Config(format!("upstream server name {name_text:?}: {e}")))?;

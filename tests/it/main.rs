@@ -13,11 +13,13 @@
 //!   watch, invalid policies), run as the real binary where signals matter.
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
+//! - `console`: the admin console (database `blastwall`) through psql and tokio-postgres.
 //! - `lifecycle`: idle timeouts' codes, a second Ctrl-C, upstream TLS verify-full with a
 //!   self-signed certificate, TLS reload.
 //! - `cli`:     `blastwall check` and the README's commands.
 
 mod cli;
+mod console;
 mod corpus;
 mod guard;
 mod harness;
