@@ -146,7 +146,8 @@ pub struct Config {
     /// `HOST:PORT`, a Unix socket path, or a folder (socket `.s.PGSQL.<port>` in it, the port of
     /// the first TCP address, else 6432). See [`Config::listen_addresses`].
     pub listen: String,
-    /// The server's host, or its Unix socket file (a path starting with `/`).
+    /// The server's host, or its Unix socket: the socket file, or the folder holding
+    /// `.s.PGSQL.<upstream_port>` (a path starting with `/` or `.`).
     pub upstream_host: String,
     pub upstream_port: u16,
     pub mode: Option<Mode>,
@@ -359,7 +360,7 @@ impl Config {
 /// The server's address from the config's host and port: a host starting with `/` is a Unix
 /// socket file, or the folder that holds `.s.PGSQL.<port>`.
 pub fn upstream_address(host: &str, port: u16) -> Address {
-    if host.starts_with('/') {
+    if is_socket_path(host) {
         if let Ok(a) = parse_address(host, Some(port)) {
             return a;
         }
@@ -367,12 +368,18 @@ pub fn upstream_address(host: &str, port: u16) -> Address {
     Address::Tcp { host: host.to_string(), port }
 }
 
+/// Whether an upstream host is a Unix socket (a path) rather than a host name.
+pub fn is_socket_path(host: &str) -> bool {
+    host.starts_with('/') || host.starts_with('.')
+}
+
 /// `upstream` as written: `HOST:PORT`, `HOST` (port 5432), or a Unix socket path or folder.
 /// Returns the host (a socket file path for Unix sockets) and the port.
 fn split_upstream(s: &str, key: &'static str) -> Result<(String, u16), ConfigError> {
     match parse_address(s, Some(DEFAULT_PORT)).map_err(|message| ConfigError::Value { key, message })? {
         Address::Tcp { host, port } => Ok((host, port)),
-        Address::Unix(p) => Ok((p.display().to_string(), socket_port(&p).unwrap_or(DEFAULT_PORT))),
+        // A folder stays a folder: the port (5432 unless set) picks the socket in it.
+        Address::Unix(_) => Ok((s.trim().to_string(), socket_port(Path::new(s.trim())).unwrap_or(DEFAULT_PORT))),
     }
 }
 

@@ -75,7 +75,7 @@ pub fn connector(
     cfg: &UpstreamTlsConfig,
     host: &str,
 ) -> Result<Option<(tokio_rustls::TlsConnector, ServerName<'static>)>, TlsError> {
-    if host.starts_with('/') {
+    if crate::config::is_socket_path(host) {
         // A Unix socket: libpq does not use SSL there either.
         return Ok(None);
     }

@@ -16,6 +16,7 @@
 //! - `console`: the admin console (database `blastwall`) through psql and tokio-postgres.
 //! - `lifecycle`: idle timeouts' codes, a second Ctrl-C, upstream TLS verify-full with a
 //!   self-signed certificate, TLS reload.
+//! - `listening`: Unix sockets and several addresses for clients; the server's Unix socket.
 //! - `cli`:     `blastwall check` and the README's commands.
 
 mod cli;
@@ -24,6 +25,7 @@ mod corpus;
 mod guard;
 mod harness;
 mod lifecycle;
+mod listening;
 mod ops;
 mod precheck;
 mod readme;
