@@ -64,18 +64,22 @@ impl Upstream {
     }
 
     pub fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        self.address().to_string()
+    }
+
+    /// TCP, or the server's Unix socket.
+    fn address(&self) -> crate::listen::Address {
+        crate::config::upstream_address(&self.host, self.port)
     }
 
     /// Connects and negotiates SSL. Returns the stream and, when it is encrypted, the
     /// server's certificate (DER).
     pub async fn connect(&self) -> Result<(BoxIo, Option<Vec<u8>>), BackendError> {
         let addr = self.addr();
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((self.host.as_str(), self.port)))
+        let tcp = tokio::time::timeout(self.connect_timeout, crate::listen::connect(&self.address()))
             .await
             .map_err(|_| BackendError::Connect { addr: addr.clone(), message: "connection timed out".into() })?
             .map_err(|e| BackendError::Connect { addr: addr.clone(), message: e.to_string() })?;
-        tune_tcp(&tcp);
         let Some((connector, name)) = &self.tls else {
             return Ok((Box::new(tcp), None));
         };
@@ -96,7 +100,10 @@ impl Upstream {
                 let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
                     .await
                     .map_err(|_| BackendError::Handshake { addr: addr.clone(), message: "timed out".into() })?
-                    .map_err(|e| BackendError::Handshake { addr: addr.clone(), message: e.to_string() })?;
+                    .map_err(|e| BackendError::Handshake {
+                        addr: addr.clone(),
+                        message: crate::tls::handshake_problem(&e),
+                    })?;
                 let cert =
                     tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
                 Ok((Box::new(tls), Some(cert)))
@@ -113,7 +120,7 @@ impl Upstream {
     /// SSLRequest answer, nothing more.
     pub async fn probe(&self) -> Result<(), BackendError> {
         let addr = self.addr();
-        let mut tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((self.host.as_str(), self.port)))
+        let mut tcp = tokio::time::timeout(self.connect_timeout, crate::listen::connect(&self.address()))
             .await
             .map_err(|_| BackendError::Connect { addr: addr.clone(), message: "connection timed out".into() })?
             .map_err(|e| BackendError::Connect { addr: addr.clone(), message: e.to_string() })?;

@@ -4,6 +4,7 @@
 //! overrides, and defaults. Does not own: policy files (see `policy`), TLS material loading
 //! (see `tls`), or anything done with the values.
 
+use crate::listen::{parse_address, socket_port, Address, DEFAULT_PORT};
 use crate::policy::Mode;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    listen: Option<String>,
+    listen: Option<RawListen>,
     upstream: Option<String>,
     mode: Option<Mode>,
     #[serde(default)]
@@ -43,6 +44,33 @@ struct RawConfig {
     upstream_tls: Option<RawUpstreamTls>,
     admin: Option<String>,
     audit: Option<RawAudit>,
+    console: Option<RawConsole>,
+}
+
+/// `listen = "ADDR"` or `listen = ["ADDR", …]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawListen {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The admin console (the virtual database `blastwall`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    admins: Vec<String>,
+    auth_database: Option<String>,
+}
+
+/// Who may use the admin console, and where their passwords are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Roles allowed in; they authenticate against the server as for any database.
+    pub admins: Vec<String>,
+    /// The database the console's logins authenticate to (the server checks the password,
+    /// pg_hba.conf and CONNECT there).
+    pub auth_database: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +143,12 @@ pub struct UpstreamTlsConfig {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where clients connect: one address, or several separated by commas. Each is
+    /// `HOST:PORT`, a Unix socket path, or a folder (socket `.s.PGSQL.<port>` in it, the port of
+    /// the first TCP address, else 6432). See [`Config::listen_addresses`].
     pub listen: String,
+    /// The server's host, or its Unix socket: the socket file, or the folder holding
+    /// `.s.PGSQL.<upstream_port>` (a path starting with `/` or `.`).
     pub upstream_host: String,
     pub upstream_port: u16,
     pub mode: Option<Mode>,
@@ -142,6 +175,8 @@ pub struct Config {
     pub admin: Option<String>,
     /// The audit trail; off when `None`.
     pub audit: Option<AuditConfig>,
+    /// The admin console; off when `None`.
+    pub console: Option<ConsoleConfig>,
 }
 
 /// Overrides given on the command line; each wins over the file.
@@ -176,6 +211,7 @@ impl Default for Config {
             upstream_tls: UpstreamTlsConfig { mode: UpstreamSslMode::Prefer, ca: None, server_name: None },
             admin: None,
             audit: None,
+            console: None,
         }
     }
 }
@@ -195,11 +231,13 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let mut c = Config::default();
-        if let Some(l) = raw.listen {
-            c.listen = l;
+        match raw.listen {
+            Some(RawListen::One(l)) => c.listen = l,
+            Some(RawListen::Many(l)) => c.listen = l.join(","),
+            None => {}
         }
         if let Some(u) = raw.upstream {
-            (c.upstream_host, c.upstream_port) = split_host_port(&u, "upstream")?;
+            (c.upstream_host, c.upstream_port) = split_upstream(&u, "upstream")?;
         }
         c.mode = raw.mode;
         c.policies = raw.policies.into_iter().map(rel).collect();
@@ -230,6 +268,10 @@ impl Config {
             c.upstream_tls = UpstreamTlsConfig { mode: u.mode, ca: u.ca.map(rel), server_name: u.server_name };
         }
         c.admin = raw.admin;
+        c.console = raw.console.map(|k| ConsoleConfig {
+            admins: k.admins,
+            auth_database: k.auth_database.unwrap_or_else(|| "postgres".into()),
+        });
         c.audit = raw.audit.map(|a| AuditConfig {
             file: (a.output != "stdout").then(|| rel(PathBuf::from(&a.output))),
             max_bytes: a.max_bytes.unwrap_or(100 * 1024 * 1024),
@@ -246,7 +288,7 @@ impl Config {
             self.listen = l;
         }
         if let Some(u) = o.upstream {
-            (self.upstream_host, self.upstream_port) = split_host_port(&u, "--upstream")?;
+            (self.upstream_host, self.upstream_port) = split_upstream(&u, "--upstream")?;
         }
         if !o.policies.is_empty() {
             self.policies = o.policies;
@@ -261,7 +303,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        split_host_port(&self.listen, "listen")?;
+        let listen = self.listen_addresses()?;
+        if listen.is_empty() {
+            return Err(ConfigError::Value { key: "listen", message: "needs at least one address".into() });
+        }
         if let Some(a) = &self.admin {
             split_host_port(a, "admin")?;
         }
@@ -291,7 +336,55 @@ impl Config {
     }
 
     pub fn upstream_display(&self) -> String {
-        format!("{}:{}", self.upstream_host, self.upstream_port)
+        self.upstream_address().to_string()
+    }
+
+    /// The server's address: TCP, or its Unix socket.
+    pub fn upstream_address(&self) -> Address {
+        upstream_address(&self.upstream_host, self.upstream_port)
+    }
+
+    /// The listen addresses, in order.
+    pub fn listen_addresses(&self) -> Result<Vec<Address>, ConfigError> {
+        let parts: Vec<&str> = self.listen.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let tcp_port = parts.iter().find_map(|p| match parse_address(p, None) {
+            Ok(Address::Tcp { port, .. }) => Some(port),
+            _ => None,
+        });
+        parts
+            .iter()
+            .map(|p| {
+                // A folder takes the TCP port; a TCP address must give its own.
+                let folder_port = (p.starts_with('/') || p.starts_with('.')).then_some(tcp_port.unwrap_or(6432));
+                parse_address(p, folder_port).map_err(|message| ConfigError::Value { key: "listen", message })
+            })
+            .collect()
+    }
+}
+
+/// The server's address from the config's host and port: a host starting with `/` is a Unix
+/// socket file, or the folder that holds `.s.PGSQL.<port>`.
+pub fn upstream_address(host: &str, port: u16) -> Address {
+    if is_socket_path(host) {
+        if let Ok(a) = parse_address(host, Some(port)) {
+            return a;
+        }
+    }
+    Address::Tcp { host: host.to_string(), port }
+}
+
+/// Whether an upstream host is a Unix socket (a path) rather than a host name.
+pub fn is_socket_path(host: &str) -> bool {
+    host.starts_with('/') || host.starts_with('.')
+}
+
+/// `upstream` as written: `HOST:PORT`, `HOST` (port 5432), or a Unix socket path or folder.
+/// Returns the host (a socket file path for Unix sockets) and the port.
+fn split_upstream(s: &str, key: &'static str) -> Result<(String, u16), ConfigError> {
+    match parse_address(s, Some(DEFAULT_PORT)).map_err(|message| ConfigError::Value { key, message })? {
+        Address::Tcp { host, port } => Ok((host, port)),
+        // A folder stays a folder: the port (5432 unless set) picks the socket in it.
+        Address::Unix(_) => Ok((s.trim().to_string(), socket_port(Path::new(s.trim())).unwrap_or(DEFAULT_PORT))),
     }
 }
 
@@ -332,8 +425,34 @@ mod tests {
 
     #[test]
     fn bad_values() {
-        assert!(Config::from_toml("upstream = \"nope\"", Path::new("a")).is_err());
+        assert!(Config::from_toml("upstream = \"nope:x\"", Path::new("a")).is_err());
+        assert!(Config::from_toml("listen = \"nope\"", Path::new("a")).is_err());
         assert!(Config::from_toml("mode = \"loud\"", Path::new("a")).is_err());
         assert!(Config::from_toml("[upstream_tls]\nmode = \"verify-full\"", Path::new("a")).is_err());
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn upstream_default_port_and_unix_sockets() {
+        let c = Config::from_toml("upstream = \"db.internal\"", Path::new("a")).unwrap();
+        assert_eq!(c.upstream_address(), Address::Tcp { host: "db.internal".into(), port: 5432 });
+        let c = Config::from_toml("upstream = \"/var/run/postgresql\"", Path::new("a")).unwrap();
+        assert_eq!(c.upstream_address(), Address::Unix("/var/run/postgresql/.s.PGSQL.5432".into()));
+        let c = Config::from_toml("upstream = \"/tmp/.s.PGSQL.5433\"", Path::new("a")).unwrap();
+        assert_eq!(c.upstream_address(), Address::Unix("/tmp/.s.PGSQL.5433".into()));
+        assert_eq!(c.upstream_port, 5433);
+    }
+
+    #[test]
+    fn several_listen_addresses() {
+        let c = Config::from_toml("listen = [\"127.0.0.1:7000\", \"/run/bw\"]", Path::new("a")).unwrap();
+        assert_eq!(
+            c.listen_addresses().unwrap(),
+            vec![Address::Tcp { host: "127.0.0.1".into(), port: 7000 }, Address::Unix("/run/bw/.s.PGSQL.7000".into())]
+        );
     }
 }

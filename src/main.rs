@@ -214,16 +214,13 @@ fn spawn_signals(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tokio::select! {
-                _ = term.recv() => { handle.shutdown(); break; }
-                _ = int.recv() => { handle.shutdown(); break; }
+                // A second signal during the grace period ends the sessions at once.
+                _ = term.recv() => handle.shutdown(),
+                _ = int.recv() => handle.shutdown(),
                 _ = hup.recv() => {
-                    if let Some(a) = &shared.audit {
-                        a.reopen();
-                    }
-                    if !paths.is_empty() {
-                        shared.reload(policy::file::load(&paths));
-                        seen = policy::file::fingerprint(&paths);
-                    }
+                    // The audit file, the policy files, the TLS certificate (as the console's RELOAD).
+                    let _ = shared.reload_all();
+                    seen = policy::file::fingerprint(&paths);
                 }
                 _ = tick.tick(), if watch && !paths.is_empty() => {
                     let now = policy::file::fingerprint(&paths);

@@ -48,11 +48,13 @@ pub enum Phase {
 pub struct PhaseSignal {
     phase: AtomicU8,
     sessions: Mutex<HashMap<u64, Waker>>,
+    /// Sessions ended from the console (`KILL`): for them alone the phase is Terminating.
+    killed: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl PhaseSignal {
     fn new() -> Self {
-        PhaseSignal { phase: AtomicU8::new(Phase::Running as u8), sessions: Mutex::default() }
+        PhaseSignal { phase: AtomicU8::new(Phase::Running as u8), sessions: Mutex::default(), killed: Mutex::default() }
     }
 
     pub fn get(&self) -> Phase {
@@ -78,6 +80,21 @@ impl PhaseSignal {
         PhaseChange { signal: self, id, seen, waker: None }
     }
 
+    /// Ends one session as the grace period's end would (57P01 at once). False when no live
+    /// session has this id.
+    pub fn kill(&self, id: u64) -> bool {
+        let waker = self.lock().get(&id).cloned();
+        let Some(w) = waker else { return false };
+        self.killed.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        w.wake();
+        true
+    }
+
+    /// Whether the session was killed (told once: the kill is consumed).
+    fn take_killed(&self, id: u64) -> bool {
+        self.killed.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -101,6 +118,9 @@ impl std::future::Future for PhaseChange<'_> {
             self.waker = Some(w);
         }
         match self.signal.get() {
+            _ if self.seen != Phase::Terminating && self.signal.take_killed(self.id) => {
+                std::task::Poll::Ready(Phase::Terminating)
+            }
             p if p != self.seen => std::task::Poll::Ready(p),
             _ => std::task::Poll::Pending,
         }
@@ -131,11 +151,13 @@ pub struct Shared {
     pub phase: PhaseSignal,
     pub metrics: crate::metrics::Metrics,
     pub audit: Option<crate::audit::Audit>,
+    /// The admin console's records (sessions, recent decisions) and the PAUSE gate.
+    pub console: crate::console::state::ConsoleState,
 }
 
 /// A bound, not yet running proxy.
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<crate::listen::Listener>,
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
     /// Where sessions run: handed out in turn; none = the runtime that runs the server.
@@ -183,7 +205,8 @@ impl EventLoops {
     }
 }
 
-/// Asks a running server to shut down (as SIGTERM does).
+/// Asks a running server to shut down (as SIGTERM does); asked again during the grace period,
+/// it closes every session at once.
 #[derive(Clone)]
 pub struct ShutdownHandle(Arc<tokio::sync::Notify>);
 
@@ -195,9 +218,16 @@ impl ShutdownHandle {
 
 impl Server {
     pub async fn bind(config: Config, guard: Guard) -> Result<Server, ServerError> {
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen.clone(), source })?;
+        let addresses = config
+            .listen_addresses()
+            .map_err(|e| ServerError::Bind { addr: config.listen.clone(), source: std::io::Error::other(e) })?;
+        let mut listeners = Vec::new();
+        for a in &addresses {
+            let l = crate::listen::Listener::bind(a)
+                .await
+                .map_err(|source| ServerError::Bind { addr: a.to_string(), source })?;
+            listeners.push(l);
+        }
         let upstream = Upstream::new(&config)?;
         let client_tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let client_cert = config.tls.as_ref().map(|t| crate::tls::leaf_certificate(&t.cert)).transpose()?;
@@ -229,8 +259,9 @@ impl Server {
             phase: PhaseSignal::new(),
             metrics,
             audit,
+            console: Default::default(),
         });
-        Ok(Server { listener, admin, shared, loops: Vec::new() })
+        Ok(Server { listeners, admin, shared, loops: Vec::new() })
     }
 
     /// Runs sessions on these event loops, in turn, instead of on the server's own runtime.
@@ -239,8 +270,20 @@ impl Server {
         self
     }
 
+    /// The first TCP listen address (0.0.0.0:0 when every listener is a Unix socket).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listeners
+            .iter()
+            .find_map(|l| match l {
+                crate::listen::Listener::Tcp(t) => t.local_addr().ok(),
+                crate::listen::Listener::Unix(..) => None,
+            })
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Every listen address, as bound.
+    pub fn addresses(&self) -> Vec<crate::listen::Address> {
+        self.listeners.iter().map(|l| l.address()).collect()
     }
 
     /// The admin listener's address, when there is one.
@@ -254,46 +297,60 @@ impl Server {
 
     /// Runs until `shutdown` fires, then drains sessions within the grace period.
     pub async fn run(self, shutdown: ShutdownHandle) {
-        let Server { listener, admin, shared, loops } = self;
+        let Server { listeners, admin, shared, loops } = self;
         let admin_task = admin.map(|a| tokio::spawn(crate::admin::serve(a, shared.clone())));
+        // One accept task per listen address, all feeding this loop.
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
+        let mut acceptors = JoinSet::new();
+        for l in listeners {
+            let tx = accepted_tx.clone();
+            acceptors.spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok(conn) => {
+                            if tx.send(conn).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Out of file descriptors and the like: keep serving the others.
+                        Err(e) => {
+                            tracing::warn!(error = %e, listen = %l.address(), "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+        }
+        drop(accepted_tx);
         let mut sessions = JoinSet::new();
         let mut turn = 0usize;
         loop {
             tokio::select! {
                 _ = shutdown.0.notified() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((sock, peer)) => {
-                        crate::backend::tune_tcp(&sock);
-                        let shared = shared.clone();
-                        if loops.is_empty() {
-                            sessions.spawn(crate::session::run(shared, sock, peer));
-                            continue;
-                        }
-                        turn = turn.wrapping_add(1);
-                        // A socket belongs to the reactor that registered it: hand it over
-                        // unregistered, and register it on the loop that will run the session.
-                        match sock.into_std() {
-                            Ok(std) => {
-                                sessions.spawn_on(async move {
-                                    match tokio::net::TcpStream::from_std(std) {
-                                        Ok(sock) => crate::session::run(shared, sock, peer).await,
-                                        Err(e) => tracing::warn!(error = %e, client = %peer, "cannot register a client socket"),
-                                    }
-                                }, &loops[turn % loops.len()]);
+                Some((std, addr)) = accepted.recv() => {
+                    let shared = shared.clone();
+                    let start = async move {
+                        match std.register(shared.console.pause.clone()) {
+                            Ok((sock, control)) => {
+                                crate::session::run(shared, sock, crate::listen::Peer { addr, control }).await
                             }
-                            Err(e) => tracing::warn!(error = %e, client = %peer, "cannot hand over a client socket"),
+                            Err(e) => tracing::warn!(error = %e, "cannot register a client socket"),
                         }
+                    };
+                    if loops.is_empty() {
+                        sessions.spawn(start);
+                        continue;
                     }
-                    // Out of file descriptors and the like: keep serving the others.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
+                    turn = turn.wrapping_add(1);
+                    // A socket belongs to the reactor that registered it: it was handed over
+                    // unregistered, and is registered on the loop that runs the session.
+                    sessions.spawn_on(start, &loops[turn % loops.len()]);
+                }
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             }
         }
-        drop(listener);
+        // Stops accepting (a Unix socket file is removed with its listener).
+        acceptors.shutdown().await;
         let open = sessions.len();
         tracing::info!(open_sessions = open, grace_secs = shared.config.shutdown_grace.as_secs(), "shutting down");
         shared.phase.set(Phase::Draining);
@@ -302,6 +359,8 @@ impl Server {
         loop {
             tokio::select! {
                 joined = sessions.join_next() => if joined.is_none() { break },
+                // Asked again (a second Ctrl-C): the grace period ends now.
+                _ = shutdown.0.notified() => deadline.as_mut().reset(tokio::time::Instant::now()),
                 _ = &mut deadline => {
                     shared.phase.set(Phase::Terminating);
                     // Sessions close at once now; give them a moment to say goodbye.
@@ -327,17 +386,43 @@ impl Shared {
 
     /// Swaps in a reloaded policy, or records that a reload failed (the old policy stays).
     pub fn reload(&self, result: Result<crate::policy::Policy, crate::policy::PolicyError>) {
+        let _ = self.apply_policy(result);
+    }
+
+    fn apply_policy(&self, result: Result<crate::policy::Policy, crate::policy::PolicyError>) -> Result<(), String> {
         match result {
             Ok(p) => {
                 tracing::info!(policies = %p.source_names(), hash = %p.hash, "policy reloaded");
                 self.metrics.set_policy(&p.hash);
                 self.metrics.policy_reloads_total.with_label_values(&["ok"]).inc();
                 self.guard.replace(p);
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "policy reload failed; the previous policy stays in force");
                 self.metrics.policy_reloads_total.with_label_values(&["failed"]).inc();
+                Err(format!("policy reload failed; the previous policy stays in force: {e}"))
             }
+        }
+    }
+
+    /// What SIGHUP and the console's RELOAD do: reopen the audit file, reload the policy files
+    /// (when the policy comes from files) and the client TLS certificate and key. What fails
+    /// is reported and the old one stays in force.
+    pub fn reload_all(&self) -> Result<(), String> {
+        if let Some(a) = &self.audit {
+            a.reopen();
+        }
+        let mut errors = Vec::new();
+        if !self.config.policies.is_empty() {
+            if let Err(e) = self.apply_policy(crate::policy::file::load(&self.config.policies)) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
         }
     }
 }

@@ -1,7 +1,8 @@
 //! TLS with rustls (ring provider): the acceptor for clients and the connector for the server.
 //!
 //! Owns: loading certificates and keys, building rustls configs, and the certificate checks
-//! that libpq's `sslmode` values mean. Does not own: when TLS is negotiated (see `session`
+//! that libpq's `sslmode` values mean, and their
+//! messages. Does not own: when TLS is negotiated (see `session`
 //! and `backend`), or the sockets.
 
 use crate::config::{ClientTlsConfig, UpstreamSslMode, UpstreamTlsConfig};
@@ -68,11 +69,16 @@ pub fn acceptor(cfg: &ClientTlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsE
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
-/// The upstream connector and the name to present, or `None` for `sslmode=disable`.
+/// The upstream connector and the name to present, or `None` for `sslmode=disable` and for a
+/// server reached over its Unix socket.
 pub fn connector(
     cfg: &UpstreamTlsConfig,
     host: &str,
 ) -> Result<Option<(tokio_rustls::TlsConnector, ServerName<'static>)>, TlsError> {
+    if crate::config::is_socket_path(host) {
+        // A Unix socket: libpq does not use SSL there either.
+        return Ok(None);
+    }
     let name_text = cfg.server_name.clone().unwrap_or_else(|| host.to_string());
     let name = ServerName::try_from(name_text.clone())
         .map_err(|e| TlsError::Config(format!("upstream server name {name_text:?}: {e}")))?;
@@ -85,17 +91,19 @@ pub fn connector(
         UpstreamSslMode::VerifyCa | UpstreamSslMode::VerifyFull => {
             let ca = cfg.ca.as_deref().ok_or_else(|| TlsError::Config("verify modes need upstream_tls.ca".into()))?;
             let mut roots = rustls::RootCertStore::empty();
-            for c in certs(ca)? {
-                roots.add(c).map_err(|e| TlsError::Config(format!("CA file {}: {e}", ca.display())))?;
+            let anchors = certs(ca)?;
+            for c in &anchors {
+                roots.add(c.clone()).map_err(|e| TlsError::Config(format!("CA file {}: {e}", ca.display())))?;
             }
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| TlsError::Config(e.to_string()))?;
-            if cfg.mode == UpstreamSslMode::VerifyCa {
-                Arc::new(ChainOnly(webpki))
-            } else {
-                webpki
-            }
+            Arc::new(CaFile {
+                webpki,
+                anchors,
+                check_name: cfg.mode == UpstreamSslMode::VerifyFull,
+                ca: ca.display().to_string(),
+            })
         }
     };
     let mut client = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
@@ -140,11 +148,53 @@ impl ServerCertVerifier for NoCheck {
     }
 }
 
-/// `sslmode=verify-ca`: the chain must lead to the CA; the host name is not checked.
+/// `sslmode=verify-ca` and `verify-full` against the CA file: the chain must lead to one of
+/// its certificates, and for verify-full the certificate must name the server. As in libpq, a
+/// self-signed server certificate given as the CA file itself is trusted (webpki alone refuses
+/// it as "a CA used as an end entity"); its validity period is still checked.
+/// Every refusal is logged with a sentence a DBA can act on.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct CaFile {
+    webpki: Arc<WebPkiServerVerifier>,
+    anchors: Vec<CertificateDer<'static>>,
+    check_name: bool,
+    /// The CA file, for messages.
+    ca: String,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl CaFile {
+    fn verify(
+        &self,
+        end: &CertificateDer<'_>,
+        inter: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError as C;
+        match self.webpki.verify_server_cert(end, inter, name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }))
+                if !self.check_name =>
+            {
+                Ok(ServerCertVerified::assertion())
+            }
+            // The server's own certificate is in the CA file (webpki checked its validity period
+            // before it refused it for being a CA): pinned, as libpq accepts it.
+            Err(rustls::Error::InvalidCertificate(C::Other(_)))
+                if self.anchors.iter().any(|a| a.as_ref() == end.as_ref()) =>
+            {
+                if self.check_name {
+                    let parsed = rustls::server::ParsedCertificate::try_from(end)?;
+                    rustls::client::verify_server_name(&parsed, name)?;
+                }
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+}
+
+impl ServerCertVerifier for CaFile {
     fn verify_server_cert(
         &self,
         end: &CertificateDer<'_>,
@@ -153,13 +203,16 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end, inter, name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
+        let r = self.verify(end, inter, name, ocsp, now);
+        if let Err(e) = &r {
+            tracing::error!(
+                server_name = ?name,
+                ca = %self.ca,
+                error = %certificate_problem(e),
+                "upstream TLS: the server's certificate was rejected"
+            );
         }
+        r
     }
     fn verify_tls12_signature(
         &self,
@@ -167,7 +220,7 @@ impl ServerCertVerifier for ChainOnly {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(m, c, d)
+        self.webpki.verify_tls12_signature(m, c, d)
     }
     fn verify_tls13_signature(
         &self,
@@ -175,9 +228,40 @@ impl ServerCertVerifier for ChainOnly {
         c: &CertificateDer<'_>,
         d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(m, c, d)
+        self.webpki.verify_tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// A sentence for a certificate the verifier refused (rustls shows some only as debug names).
+fn certificate_problem(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return e.to_string();
+    };
+    match c {
+        C::UnknownIssuer => {
+            "certificate verify failed: the server's certificate is not signed by a certificate in upstream_tls.ca"
+                .into()
+        }
+        C::BadSignature => "certificate verify failed: bad signature".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+            "certificate verify failed: {c} (verify-full checks upstream_tls.server_name, or the upstream host)"
+        ),
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            format!("certificate verify failed: {c}")
+        }
+        C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => "certificate verify failed: the server presented a CA certificate that is not in upstream_tls.ca (put the server's own certificate in upstream_tls.ca to trust it)".into(),
+        other => format!("certificate verify failed: {other:?}"),
+    }
+}
+
+/// What went wrong in a TLS handshake with the server, in words (the text clients are told).
+pub fn handshake_problem(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(r) => certificate_problem(r),
+        None => e.to_string(),
     }
 }

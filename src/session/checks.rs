@@ -25,6 +25,7 @@ impl Session {
     ) {
         let rule = facts.rule.as_deref().unwrap_or("none");
         self.shared.metrics.decision(rule, facts.mode.unwrap_or(""), facts.decision);
+        self.shared.console.decision(self.id, &self.info.user, &self.info.database, facts);
         let Some(audit) = &self.shared.audit else { return };
         let raw = self.shared.config.audit.as_ref().is_some_and(|a| a.raw_statements);
         let (fingerprint, statement) = crate::audit::statement_text(&facts.statement, raw);

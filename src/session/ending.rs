@@ -101,7 +101,11 @@ impl Session {
 
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
         let msg = ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
-            .with_detail("blastwall is shutting down");
+            .with_detail(if self.shared.phase.get() == crate::server::Phase::Running {
+                "ended from the blastwall console (KILL)"
+            } else {
+                "blastwall is shutting down"
+            });
         let _ = self.client.write_all(&msg.encode()).await;
         let _ = self.client.flush().await;
         let _ = self.server.write_all(&messages::terminate()).await;

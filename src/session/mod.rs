@@ -19,15 +19,14 @@ mod checks;
 mod ending;
 mod opening;
 
+use crate::listen::{ClientStream, Peer};
 use checks::{HeldBatch, Pending};
 use opening::{is_replication, open_client, refuse_connection};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Why a session ended early. Each variant knows which side caused it.
 #[derive(Debug, Error)]
@@ -49,14 +48,15 @@ enum SessionError {
 
 /// Runs one accepted connection to its end. Never panics on peer bytes; logs one line when
 /// the session starts and one when it ends.
-pub async fn run(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
+pub async fn run(shared: Arc<Shared>, sock: ClientStream, peer: Peer) {
     let open = shared.open_sessions.fetch_add(1, Ordering::AcqRel) + 1;
     shared.metrics.sessions_open.inc();
     shared.metrics.sessions_total.inc();
     let id = shared.session_id();
     let started = Instant::now();
     let mut stats = Stats::default();
-    let result = handshake_and_relay(&shared, sock, peer, id, open, &mut stats).await;
+    let result = handshake_and_relay(&shared, sock, &peer, id, open, &mut stats).await;
+    shared.console.close(id);
     shared.open_sessions.fetch_sub(1, Ordering::AcqRel);
     shared.metrics.sessions_open.dec();
     if let Some(key) = &stats.key {
@@ -101,8 +101,8 @@ struct Who {
 
 async fn handshake_and_relay(
     shared: &Arc<Shared>,
-    sock: TcpStream,
-    peer: SocketAddr,
+    sock: ClientStream,
+    peer: &Peer,
     id: u64,
     open: usize,
     stats: &mut Stats,
@@ -149,6 +149,11 @@ async fn handshake_and_relay(
         )
         .await;
     }
+    if crate::console::is_console(shared, &startup) {
+        return crate::console::serve(shared, client, &startup, id, peer)
+            .await
+            .map_err(|e| SessionError::Closed(e.to_string()));
+    }
     let (server, upstream_cert) = match shared.upstream.connect().await {
         Ok(x) => x,
         Err(e) => {
@@ -189,11 +194,12 @@ async fn handshake_and_relay(
         held_batch: None,
         stmt_plans: HashMap::new(),
         key: None,
-        peer,
+        peer: peer.clone(),
         id,
         startup_deadline: deadline,
     };
     s.relay.to_server.extend_from_slice(&startup.bytes);
+    shared.console.open(id, &who.user, &who.database, &who.application_name, peer);
     stats.who = Some(who);
     s.relay_loop(stats).await
 }
@@ -221,7 +227,7 @@ struct Session {
     /// Prepared statements (extended protocol) whose execution needs the pre-check.
     stmt_plans: HashMap<Vec<u8>, CheckPlan>,
     key: Option<CancelKey>,
-    peer: SocketAddr,
+    peer: Peer,
     id: u64,
     startup_deadline: tokio::time::Instant,
 }
@@ -284,7 +290,10 @@ impl Session {
                     phase_change = shared.phase.changed(self.id, current);
                 }
                 _ = idle_sleep => {
-                    let msg = ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)");
+                    let msg = match self.relay.tx {
+                        TxStatus::Idle => ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)"),
+                        _ => ProxyMessage::fatal("25P03", "terminating connection due to idle-in-transaction timeout (blastwall)"),
+                    };
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.relay.to_server.extend_from_slice(&messages::terminate());
                     self.flush(stats).await?;

@@ -6,6 +6,7 @@
 
 use super::SessionError;
 use crate::backend::BoxIo;
+use crate::listen::ClientStream;
 use crate::server::Shared;
 use crate::wire::messages::ProxyMessage;
 use crate::wire::startup::{self, CancelKey, StartupMessage, StartupPacket};
@@ -13,7 +14,6 @@ use crate::wire::FrameError;
 use bytes::BytesMut;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub(super) fn is_replication(m: &StartupMessage) -> bool {
     m.param("replication").is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0"))
@@ -46,7 +46,7 @@ pub(super) async fn refuse_connection(
 /// without a session (cancel, or the client went away after a probe).
 pub(super) async fn open_client(
     shared: &Arc<Shared>,
-    mut tcp: TcpStream,
+    mut tcp: ClientStream,
 ) -> Result<Option<(BoxIo, StartupMessage, bool)>, SessionError> {
     // Direct TLS (sslnegotiation=direct): the first byte is a TLS handshake record.
     let mut first = [0u8; 1];

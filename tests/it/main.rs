@@ -18,17 +18,24 @@
 //! - `differential`: the differential harness — a client script run directly and through
 //!   blastwall, the received message streams compared (API at the top of the file).
 //! - `fidelity`: differential tests of the relay (terminations, SASL offers, cancel, COPY, …).
+//! - `console`: the admin console (database `blastwall`) through psql and tokio-postgres.
+//! - `lifecycle`: idle timeouts' codes, a second Ctrl-C, upstream TLS verify-full with a
+//!   self-signed certificate, TLS reload.
+//! - `listening`: Unix sockets and several addresses for clients; the server's Unix socket.
 //! - `cli`:     `blastwall check` and the README's commands.
 //! - `oracle`:  generated DELETE/UPDATE/MERGE run through blastwall, rolled back: what the
 //!   server changed never exceeds what the verdict allowed.
 
 mod cli;
+mod console;
 mod corpus;
 mod differential;
 mod fidelity;
 mod guard;
 mod harness;
 mod modes;
+mod lifecycle;
+mod listening;
 mod ops;
 mod oracle;
 mod precheck;
