@@ -271,3 +271,44 @@ fn an_os_error_is_said_once_and_logs_have_no_colour_codes() {
     assert!(r.err.contains("policy loaded"), "a log line is written: {}", r.err);
     assert!(!r.err.contains('\u{1b}'), "colour codes in a log that is not a terminal: {:?}", r.err);
 }
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+#[test]
+fn pointers_into_the_readme_name_sections_that_exist() {
+    let readme = repo_file("README.md");
+    let headings: Vec<&str> =
+        readme.lines().filter_map(|l| l.strip_prefix('#')).map(|l| l.trim_start_matches('#').trim()).collect();
+    for file in
+        ["policies/default.toml", "policies/incident.toml", "examples/incident-cleanup.sql", "docker/compose.yml"]
+    {
+        let text = repo_file(file);
+        for (i, _) in text.match_indices("README") {
+            let rest = &text[i..text[i..].find('\n').map_or(text.len(), |n| i + n)];
+            if let Some(q) = rest.find('"') {
+                let section = rest[q + 1..].split('"').next().unwrap();
+                assert!(
+                    headings.contains(&section),
+                    "{file} points to README section {section:?}, which does not exist"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shipped_policy_says_what_dry_run_does() {
+    let text = repo_file("policies/default.toml");
+    assert!(!text.contains("never run"), "dry-run runs the statement and rolls it back");
+    assert!(text.contains("roll it back"));
+}
+
+#[test]
+fn readme_transcripts_show_the_superusers_prompt() {
+    // The demo connects as postgres, a superuser: psql's prompt ends in `=#`.
+    let readme = repo_file("README.md");
+    assert!(readme.contains("postgres=# DELETE"));
+    assert!(!readme.contains("postgres=> "), "psql shows postgres=# for a superuser");
+}
