@@ -312,3 +312,37 @@ fn readme_transcripts_show_the_superusers_prompt() {
     assert!(readme.contains("postgres=# DELETE"));
     assert!(!readme.contains("postgres=> "), "psql shows postgres=# for a superuser");
 }
+
+/// `scripts/install-deps --dry-run` on a machine whose only libraries are `libs` and whose
+/// tools are all present.
+fn install_deps_missing(libs: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    for tool in ["cc", "clang", "initdb", "psql", "cargo", "ldconfig"] {
+        let p = bin.join(tool);
+        std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+        Command::new("chmod").arg("755").arg(&p).status().unwrap();
+    }
+    for l in libs {
+        std::fs::write(lib.join(l), "").unwrap();
+    }
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps"))
+        .arg("--dry-run")
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("INSTALL_DEPS_LIB_DIRS", &lib)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn install_deps_does_not_take_libclang_cpp_for_libclang() {
+    assert!(install_deps_missing(&["libclang-cpp.so.14"]).contains("libclang-dev"));
+    assert!(install_deps_missing(&["libclang-14.so.1", "libclang-cpp.so.14"]).contains("nothing missing"));
+    assert!(install_deps_missing(&["libclang.so"]).contains("nothing missing"));
+}
