@@ -1,4 +1,4 @@
--- The incident's QA scripts, as they ran (see README, "Why").
+-- The incident's QA scripts, as they ran (the incident is told at the top of README.md).
 \set ON_ERROR_STOP on
 
 -- Seeding test users with hard-coded ids: silently overwrote real users on collision.

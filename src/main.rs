@@ -1,7 +1,7 @@
-//! The `blastwall` command: `serve`, `check` and `demo`. Owns argument parsing, logging setup
-//! and signals; everything else lives in the library.
+//! The `blastwall` command: `serve`, `check`, `demo` and `generate`. Owns argument parsing,
+//! logging setup, error printing and signals; everything else lives in the library.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use blastwall::config::{Config, Overrides};
 use blastwall::guard::Guard;
 use blastwall::policy::{self, Mode};
@@ -46,30 +46,37 @@ enum Command {
         /// Policy file or folder of *.toml files (repeatable). Default: the built-in default policy.
         #[arg(long = "policy")]
         policies: Vec<PathBuf>,
-        /// Mode for every rule whose policy does not set one: enforce, warn, dry-run or off.
+        /// Replaces the policy's `[defaults] mode`: enforce, warn, dry-run or off. A `[[role]]`,
+        /// `[[application]]` or `[[table]]` that sets its own mode keeps it.
         #[arg(long)]
         mode: Option<Mode>,
         /// Serve /metrics, /healthz and /readyz over HTTP on this address (off by default).
         #[arg(long)]
         admin: Option<String>,
     },
-    /// Check SQL scripts against a policy without running them. Exits 1 if any statement
-    /// would be refused, 2 on errors.
+    /// Check psql scripts against a policy without running them. Exits 0 when no statement
+    /// would be refused, 1 when one would, 2 on errors (unreadable file or include, include
+    /// cycle, invalid policy).
     Check {
         /// Policy file or folder (repeatable). Default: the built-in default policy.
         #[arg(long = "policy")]
         policies: Vec<PathBuf>,
+        /// Output: `text` (one line per finding, then its hint) or `json` (one JSON object per
+        /// finding: file, line, verdict, rule, mode, message, hint, policy, statement).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Judge as this role (roles in the policy may have their own mode).
-        #[arg(long, default_value = "")]
-        user: String,
-        /// Judge as this application_name.
-        #[arg(long, default_value = "")]
-        application_name: String,
-        /// Mode for every rule whose policy does not set one.
+        /// Judge as this role (roles in the policy may have their own mode). Default: none.
+        #[arg(long)]
+        user: Option<String>,
+        /// Judge as this application_name. Default: none.
+        #[arg(long)]
+        application_name: Option<String>,
+        /// Replaces the policy's `[defaults] mode` (as `serve --mode`).
         #[arg(long)]
         mode: Option<Mode>,
+        /// Set a psql variable, as `psql -v NAME=VALUE` (repeatable).
+        #[arg(short = 'v', long = "set", visible_alias = "variable", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
         /// SQL files (psql scripts); `-` reads standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -81,6 +88,30 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: String,
     },
+    /// Print the manual page (roff) or a shell completion script, from these definitions.
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// The manual page blastwall(1), in roff: `blastwall generate man > blastwall.1`.
+    Man,
+    /// A completion script for SHELL: `blastwall generate completions bash > blastwall.bash`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `-v NAME=VALUE`.
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((n, v)) if !n.is_empty() => Ok((n.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,7 +123,9 @@ enum Format {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BLASTWALL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, never into a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -115,29 +148,55 @@ fn main() {
     let code = match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("blastwall: {e:#}");
+            eprintln!("blastwall: {}", error_chain(&e));
             2
         }
     };
     std::process::exit(code);
 }
 
+/// The error and its causes, each said once: a cause whose text the message already holds
+/// (`binding …: Address already in use (os error 98)` over the io::Error itself) is left out.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn run(command: Command) -> Result<i32> {
     match command {
-        Command::Check { policies, format, user, application_name, mode, files } => {
+        Command::Check { policies, format, user, application_name, mode, vars, files } => {
             let guard = Guard::new(load_policy(&policies)?, mode);
-            let (reports, refused) =
-                blastwall::check::run(&guard, &files, &user, &application_name).context("reading SQL")?;
+            let opts = blastwall::check::Options {
+                user: user.unwrap_or_default(),
+                application_name: application_name.unwrap_or_default(),
+                vars: vars.into_iter().collect(),
+            };
+            let out = blastwall::check::run(&guard, &files, &opts)?;
             let fmt = match format {
                 Format::Text => blastwall::check::Format::Text,
                 Format::Json => blastwall::check::Format::Json,
             };
-            blastwall::check::print(&reports, fmt);
-            if matches!(fmt, blastwall::check::Format::Text) {
-                let n = reports.iter().filter(|r| r.verdict == "refused").count();
-                eprintln!("{} statement finding(s), {n} refused", reports.len());
+            blastwall::check::print(&out.reports, fmt);
+            eprintln!("{}", blastwall::check::summary(&out));
+            Ok(if out.refused { 1 } else { 0 })
+        }
+        Command::Generate { what } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut stdout = std::io::stdout();
+            match what {
+                Generate::Man => clap_mangen::Man::new(cmd).render(&mut stdout)?,
+                Generate::Completions { shell } => clap_complete::generate(shell, &mut cmd, "blastwall", &mut stdout),
             }
-            Ok(if refused { 1 } else { 0 })
+            Ok(0)
         }
         Command::Serve { config, listen, upstream, policies, mode, admin } => {
             let mut cfg = match &config {
@@ -171,13 +230,21 @@ fn run(command: Command) -> Result<i32> {
         Command::Demo { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
                 let handle = shutdown_handle();
                 let h = handle.clone();
+                // Ctrl-C, `kill` and a closed terminal all stop the demo and remove its server
+                // (`kill -9` is covered by the demo's watchdog).
+                let mut signals = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()]
+                    .into_iter()
+                    .map(signal)
+                    .collect::<std::io::Result<Vec<_>>>()?;
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    let any = futures_util::future::select_all(signals.iter_mut().map(|s| Box::pin(s.recv())));
+                    any.await;
                     h.shutdown();
                 });
-                blastwall::demo::run(&listen, handle).await
+                blastwall::demo::run(&listen, handle).await.map_err(anyhow::Error::from)
             })?;
             Ok(0)
         }

@@ -56,15 +56,15 @@ fn unprefixed(line: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_transcripts_are_what_the_proxy_says() {
-    let sessions: Vec<String> = blocks("text").into_iter().filter(|b| b.contains("postgres=> ")).collect();
+    let sessions: Vec<String> = blocks("text").into_iter().filter(|b| b.contains("postgres=# ")).collect();
     assert!(sessions.len() >= 2);
     let db = incident_db();
     let p = proxy().await;
     for block in sessions {
-        let statements: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("postgres=> ")).collect();
+        let statements: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("postgres=# ")).collect();
         let expected: Vec<&str> = block
             .lines()
-            .filter(|l| !l.starts_with("postgres=> ") && !l.starts_with("$ ") && !l.trim().is_empty())
+            .filter(|l| !l.starts_with("postgres=# ") && !l.starts_with("$ ") && !l.trim().is_empty())
             .collect();
         let (_, out, err) = psql(p.port(), "app", APP_PW, &db, &["-f", "-"], Some(&(statements.join("\n") + "\n")));
         let got: Vec<&str> = out.lines().chain(err.lines()).map(unprefixed).collect();
