@@ -60,7 +60,8 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item]) -> String {
         .collect();
     let same_budget = format!("s.relid{eq}i.relid AND s.kind{eq}i.kind");
     let same_run = format!("r.relid{eq}i.relid AND r.fingerprint{eq}i.fp AND r.kind{eq}i.kind");
-    let window_start = format!("pg_catalog.clock_timestamp(){minus}pg_catalog.make_interval(secs => i.win)");
+    // OPERATOR(…) has one precedence for all: the subtraction must be parenthesized.
+    let window_start = format!("(pg_catalog.clock_timestamp(){minus}pg_catalog.make_interval(secs => i.win))");
     out.push_str(&format!(
         "WITH item (i, relid, kind, n, lim, win, fp, runs) AS (VALUES {values}), \
          spend AS (INSERT INTO {s}.budget_spent (relid, kind, rows) \
