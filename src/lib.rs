@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod console;
+pub mod contract;
 pub mod demo;
 pub mod guard;
 pub mod listen;

@@ -28,6 +28,10 @@
 
 mod cli;
 mod console;
+//! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
+
+mod cli;
+mod contract;
 mod corpus;
 mod differential;
 mod fidelity;
