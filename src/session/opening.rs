@@ -23,7 +23,7 @@ pub(super) fn is_replication(m: &StartupMessage) -> bool {
 /// the reason (operators see why a client could not connect).
 pub(super) async fn refuse_connection(
     client: &mut BoxIo,
-    peer: std::net::SocketAddr,
+    peer: &crate::listen::Peer,
     startup: &StartupMessage,
     msg: ProxyMessage,
 ) -> Result<(), SessionError> {

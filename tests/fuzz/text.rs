@@ -179,14 +179,18 @@ proptest! {
     #[test]
     fn chunker_keeps_statements_and_drops_copy_data(lines in script_lines()) {
         let text = render(&lines);
-        let chunks = script::chunks(&text);
+        let chunks: Vec<(usize, String)> = script::items(&text, &mut Default::default())
+            .into_iter()
+            .filter_map(|i| match i { script::Item::Sql(c) => Some((c.line, c.sent.sql)), _ => None })
+            .collect();
         let script_lines: Vec<&str> = text.lines().collect();
         let mut found = Vec::new();
-        for c in &chunks {
-            prop_assert!(c.line >= 1 && c.line <= script_lines.len(), "line {} of {}", c.line, script_lines.len());
-            let first = c.sql.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            prop_assert!(script_lines[c.line - 1..].iter().any(|l| l.contains(first.trim())), "chunk at {} starts later: {:?}", c.line, c.sql);
-            found.extend(deletes(&c.sql));
+        for (line, sql) in &chunks {
+            let line = *line;
+            prop_assert!(line >= 1 && line <= script_lines.len(), "line {} of {}", line, script_lines.len());
+            let first = sql.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            prop_assert!(script_lines[line - 1..].iter().any(|l| l.contains(first.trim())), "chunk at {} starts later: {:?}", line, sql);
+            found.extend(deletes(sql));
         }
         let want: Vec<String> = lines.iter().filter_map(|l| match l { Line::Statement(n, _) => Some(format!("target_{n}")), _ => None }).collect();
         prop_assert_eq!(found.iter().filter(|t| t.starts_with("target_")).cloned().collect::<Vec<_>>(), want);

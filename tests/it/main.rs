@@ -25,12 +25,10 @@
 //! - `cli`:     `blastwall check` and the README's commands.
 //! - `oracle`:  generated DELETE/UPDATE/MERGE run through blastwall, rolled back: what the
 //!   server changed never exceeds what the verdict allowed.
-
-mod cli;
-mod console;
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 
 mod cli;
+mod console;
 mod contract;
 mod corpus;
 mod differential;
