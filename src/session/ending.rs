@@ -34,7 +34,28 @@ impl Session {
         self.cancel_if_busy();
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;
-        Ok(())
+        // A client that left after the server's FATAL (a failed login, a termination) left
+        // because of it: that is why the session ended.
+        match self.server_fatal.take() {
+            Some(why) => Err(self.ended_by_server(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The error a session ends with when the server said why; a failed login is also logged
+    /// as one (the session never started).
+    fn ended_by_server(&self, why: String) -> SessionError {
+        if !self.ready {
+            tracing::warn!(
+                session = self.id,
+                client = %self.peer,
+                user = %self.info.user,
+                database = %self.info.database,
+                reason = %why,
+                "login failed"
+            );
+        }
+        SessionError::Closed(format!("the server ended the session: {why}"))
     }
 
     /// A pre-check that found the server gone: when it said why (a FATAL), the client gets
@@ -71,19 +92,9 @@ impl Session {
     /// directly; blastwall speaks only when the server closed without a word.
     pub(super) async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         if let Some(why) = self.server_fatal.take() {
-            if !self.ready {
-                tracing::warn!(
-                    session = self.id,
-                    client = %self.peer,
-                    user = %self.info.user,
-                    database = %self.info.database,
-                    reason = %why,
-                    "login failed"
-                );
-            }
             let _ = self.flush(stats).await;
             let _ = self.client.shutdown().await;
-            return Err(SessionError::Closed(format!("the server ended the session: {why}")));
+            return Err(self.ended_by_server(why));
         }
         let msg = ProxyMessage::fatal(
             sqlstate::CONNECTION_FAILURE,
@@ -103,7 +114,8 @@ impl Session {
         let msg = ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
             .with_detail("blastwall is shutting down");
         let _ = self.client.write_all(&msg.encode()).await;
-        let _ = self.client.flush().await;
+        // Flushes, and ends TLS with close_notify, as the server does.
+        let _ = self.client.shutdown().await;
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.flush().await;
         Err(SessionError::Closed("shutdown".into()))

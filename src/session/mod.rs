@@ -153,7 +153,8 @@ async fn handshake_and_relay(
         Ok(x) => x,
         Err(e) => {
             shared.metrics.upstream_connect_errors_total.inc();
-            tracing::warn!(client = %peer, user = %startup.user(), database = %startup.database(), error = %e, "cannot reach the upstream server");
+            let (user, database) = (startup.user(), startup.database());
+            tracing::warn!(client = %peer, user, database, error = %e, "cannot reach the upstream server");
             let code = match e {
                 BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
                 _ => sqlstate::CONNECTION_FAILURE,

@@ -386,3 +386,23 @@ async fn cancel_plaintext_after_sslrequest_and_over_direct_tls() {
     assert_same(&Client::new("app", APP_PW, &db), &direct, &proxied);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_answers_part_of_a_batch_before_its_sync() {
+    let db = fresh_db("diff_flush");
+    let p = proxy().await;
+    let r = compare_with(&p, &Client::new("app", APP_PW, &db), |c| {
+        Box::pin(async move {
+            // Parse and Flush: the ParseComplete comes before any Sync.
+            c.send(&batch(&[parse("f", "SELECT $1::text || '!'"), crate::harness::msg(b'H', &[])])).await;
+            c.until(b'1').await;
+            c.send(&batch(&[bind("f", &[Some(b"hi")], 0), execute(), crate::harness::msg(b'H', &[])])).await;
+            c.until(b'C').await;
+            c.send(&sync()).await;
+            c.ready(1).await;
+        })
+    })
+    .await;
+    p.stop().await;
+    assert!(has(&r, b'D') && error_codes(&r).is_empty(), "{}", render(&r, usize::MAX));
+}

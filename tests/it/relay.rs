@@ -429,9 +429,12 @@ async fn shutdown_waits_for_a_transaction_then_closes_with_57p01() {
     admin_sql(pg(), &db, "CREATE TABLE s (x int); GRANT ALL ON s TO app");
     let mut cfg = base_config();
     cfg.shutdown_grace = Duration::from_secs(20);
+    cfg.tls =
+        Some(blastwall::config::ClientTlsConfig { cert: pg().cert.clone(), key: pg().key.clone(), require: false });
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     let client = Client::new("app", APP_PW, &db);
-    let mut idle = Conn::open(p.port(), &client).await;
+    // Over TLS: the end must be a clean one (close_notify), as from the server.
+    let mut idle = Conn::open(p.port(), &client.clone().tls(crate::differential::Tls::Request)).await;
     let busy = connect(p.port(), "app", APP_PW, &db).await;
     busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)").await.unwrap();
     p.shutdown.shutdown();
@@ -468,23 +471,44 @@ async fn shutdown_waits_for_a_transaction_then_closes_with_57p01() {
 async fn connection_time_failures_are_logged_with_their_reason() {
     captured_logs();
     let db = fresh_db("logged");
+    // The lines about this test's database that say `what`, once there is one (a session may
+    // log after its client has seen the error).
     let lines = |what: &str| {
-        let logs = captured_logs();
-        logs.lines().filter(|l| l.contains(&db) && l.contains(what)).map(str::to_string).collect::<Vec<_>>()
+        let db = db.clone();
+        let what = what.to_string();
+        async move {
+            let find = || {
+                let logs = captured_logs();
+                logs.lines().filter(|l| l.contains(&db) && l.contains(&what)).map(str::to_string).collect::<Vec<_>>()
+            };
+            for _ in 0..100 {
+                if !find().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            find()
+        }
     };
     // A failed login: the server's reason.
     let p = proxy().await;
     try_connect(p.port(), "app", "wrong", &db).await.unwrap_err();
+    let l = lines("login failed").await;
     p.stop().await;
-    let l = lines("login failed");
     assert!(l.len() == 1 && l[0].contains("28P01") && l[0].contains("password authentication failed"), "{l:?}");
     // 53300.
     let mut cfg = base_config();
     cfg.max_connections = 0;
+    cfg.tls =
+        Some(blastwall::config::ClientTlsConfig { cert: pg().cert.clone(), key: pg().key.clone(), require: false });
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
+    // Over TLS too, ending with close_notify as the server's own refusals do.
+    use crate::differential::{error_codes, record, Client, Event, Tls};
+    let r = record(p.port(), &Client::new("app", APP_PW, "postgres").tls(Tls::Request).record_startup(), &[]).await;
+    assert!(error_codes(&r) == ["53300"] && r.last() == Some(&Event::End), "{r:?}");
     p.stop().await;
-    let l = lines("connection refused");
+    let l = lines("connection refused").await;
     assert!(l.len() == 1 && l[0].contains("53300") && l[0].contains("too many clients"), "{l:?}");
     // Plaintext where TLS is required.
     let mut cfg = base_config();
@@ -493,7 +517,7 @@ async fn connection_time_failures_are_logged_with_their_reason() {
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
     p.stop().await;
-    let l = lines("requires TLS");
+    let l = lines("requires TLS").await;
     assert!(l.len() == 1 && l[0].contains("connection refused"), "{l:?}");
     // The upstream server down.
     let mut cfg = base_config();
@@ -501,7 +525,7 @@ async fn connection_time_failures_are_logged_with_their_reason() {
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
     p.stop().await;
-    let l = lines("cannot reach the upstream server");
+    let l = lines("cannot reach the upstream server").await;
     assert!(l.len() == 1 && l[0].contains("could not connect") && l[0].contains("refused"), "{l:?}");
 }
 
