@@ -90,7 +90,11 @@ impl Session {
     /// The server closed the link. When it said why (a FATAL: `pg_terminate_backend`, a
     /// shutdown, an idle timeout), the client gets exactly that and then the end, as
     /// directly; blastwall speaks only when the server closed without a word.
-    pub(super) async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+    pub(super) async fn server_gone(
+        &mut self,
+        stats: &mut Stats,
+        error: Option<std::io::Error>,
+    ) -> Result<(), SessionError> {
         if let Some(why) = self.server_fatal.take() {
             let _ = self.flush(stats).await;
             let _ = self.client.shutdown().await;
@@ -107,7 +111,10 @@ impl Session {
         self.relay.to_client.extend_from_slice(&msg.encode());
         let _ = self.flush(stats).await;
         let _ = self.client.shutdown().await;
-        Err(SessionError::Closed("upstream closed the connection without a word".into()))
+        Err(match error {
+            Some(e) => SessionError::ServerIo(e),
+            None => SessionError::Closed("upstream closed the connection without a word".into()),
+        })
     }
 
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {

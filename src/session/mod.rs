@@ -274,10 +274,12 @@ impl Session {
                     }
                 }
                 r = self.server.read_buf(self.sfr.buf_mut()) => {
-                    let n = r.map_err(SessionError::ServerIo)?;
-                    if n == 0 {
-                        return self.server_gone(stats).await;
-                    }
+                    // A reset is the server gone without a word too.
+                    let n = match r {
+                        Ok(0) => return self.server_gone(stats, None).await,
+                        Err(e) => return self.server_gone(stats, Some(e)).await,
+                        Ok(n) => n,
+                    };
                     self.on_server_bytes(stats)?;
                 }
                 p = &mut phase_change => {

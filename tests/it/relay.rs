@@ -571,3 +571,43 @@ async fn a_newer_protocol_version_is_negotiated_by_the_server() {
     assert!(!ok && err.contains("blastwall: refused"), "{err}");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_without_a_word_gets_blastwalls_own_error() {
+    use crate::differential::{error_codes, query, render, Client, Conn, Event};
+    // A stand-in server: accepts any login, then at the first query closes the connection
+    // (`reset`: with a reset, as a crashed process's socket does).
+    for reset in [false, true] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let len = s.read_u32().await.unwrap() as usize;
+            let mut startup = vec![0u8; len - 4];
+            s.read_exact(&mut startup).await.unwrap();
+            let mut hello = msg(b'R', &0i32.to_be_bytes());
+            hello.extend(msg(b'Z', b"I"));
+            s.write_all(&hello).await.unwrap();
+            let mut first = [0u8; 5];
+            let _ = s.read_exact(&mut first).await;
+            if reset {
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            } else {
+                let mut body = vec![0u8; u32::from_be_bytes(first[1..].try_into().unwrap()) as usize - 4];
+                let _ = s.read_exact(&mut body).await;
+            }
+        });
+        let mut cfg = base_config();
+        cfg.upstream_port = port;
+        let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+        let mut c = Conn::open(p.port(), &Client::new("app", APP_PW, "anything")).await;
+        c.send(&query("SELECT 1")).await;
+        c.end().await;
+        let r = c.finish();
+        p.stop().await;
+        let shown = render(&r, usize::MAX);
+        assert_eq!(error_codes(&r), ["08006"], "reset {reset}: {shown}");
+        assert!(shown.contains("blastwall: the upstream server"), "{shown}");
+        assert_eq!(r.last(), Some(&Event::End), "{shown}");
+    }
+}
