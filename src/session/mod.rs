@@ -275,11 +275,11 @@ impl Session {
                 }
                 r = self.server.read_buf(self.sfr.buf_mut()) => {
                     // A reset is the server gone without a word too.
-                    let n = match r {
+                    match r {
                         Ok(0) => return self.server_gone(stats, None).await,
                         Err(e) => return self.server_gone(stats, Some(e)).await,
-                        Ok(n) => n,
-                    };
+                        Ok(_) => {}
+                    }
                     self.on_server_bytes(stats)?;
                 }
                 p = &mut phase_change => {
