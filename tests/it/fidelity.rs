@@ -254,13 +254,19 @@ async fn termination_idle_in_a_query_and_in_copy() {
             Step::End,
         ],
     ];
-    let p = proxy_off().await;
-    for steps in scripts {
-        let r = compare(&p, &client, steps).await;
-        assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
-        assert_eq!(r.last(), Some(&Event::End), "{}", render(&r, usize::MAX));
+    let off = proxy_off().await;
+    let enforced = proxy().await;
+    for (i, steps) in scripts.iter().enumerate() {
+        // The COPY writes: mode off only.
+        let proxies: &[&Proxy] = if i < 2 { &[&off, &enforced] } else { &[&off] };
+        for p in proxies {
+            let r = compare(p, &client, steps).await;
+            assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
+            assert_eq!(r.last(), Some(&Event::End), "{}", render(&r, usize::MAX));
+        }
     }
-    p.stop().await;
+    off.stop().await;
+    enforced.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
