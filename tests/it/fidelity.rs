@@ -87,6 +87,23 @@ async fn simple_and_extended_queries_and_their_errors() {
             sync(),
         ])),
         Step::Ready(1),
+        // Describe of a statement that does not exist; Close of one is no error.
+        Step::Send(batch(&[
+            crate::harness::msg(b'D', b"Snosuch\0"),
+            sync(),
+            crate::harness::msg(b'C', b"Snosuch\0"),
+            sync(),
+        ])),
+        Step::Ready(2),
+        // An error inside a transaction block: later statements refused (25P02) until ROLLBACK.
+        Step::Send(query("BEGIN; SELECT 1/0")),
+        Step::Ready(1),
+        Step::Send(query("SELECT 1")),
+        Step::Ready(1),
+        Step::Send(batch(&[parse("", "SELECT 1"), bind("", &[], 0), execute(), sync()])),
+        Step::Ready(1),
+        Step::Send(query("ROLLBACK")),
+        Step::Ready(1),
         // A Bind of a statement that does not exist; a bad parameter value.
         Step::Send(batch(&[bind("nosuch", &[], 0), execute(), sync()])),
         Step::Ready(1),
@@ -98,7 +115,7 @@ async fn simple_and_extended_queries_and_their_errors() {
     let direct = compare_off_and_enforced(&Client::new("app", APP_PW, &db), &steps).await;
     assert_eq!(
         error_codes(&direct),
-        ["22012", "42703", "42601", "08P01", "22012", "26000", "22P02"],
+        ["22012", "42703", "42601", "08P01", "22012", "26000", "22012", "25P02", "25P02", "26000", "22P02"],
         "{}",
         render(&direct, usize::MAX)
     );
@@ -222,6 +239,8 @@ async fn large_rows_and_parameters_of_several_megabytes() {
             execute(),
             sync(),
         ])),
+        Step::Ready(1),
+        Step::Send(query("COPY (SELECT repeat('c', 4 * 1024 * 1024) FROM generate_series(1, 2)) TO STDOUT")),
         Step::Ready(1),
         Step::Send(batch(&[
             parse("", "SELECT convert_to(repeat('z', 5 * 1024 * 1024), 'UTF8')"),
