@@ -264,7 +264,7 @@ async fn termination_idle_in_a_query_and_in_copy() {
     let client = Client::new("app", APP_PW, &db);
     let scripts: [&[Step]; 3] = [
         &[Step::Terminate, Step::End],
-        &[Step::Send(query("SELECT pg_sleep(30)")), Step::Active, Step::Terminate, Step::End],
+        &[Step::Send(query("SELECT pg_sleep(30)")), Step::Waiting("PgSleep"), Step::Terminate, Step::End],
         &[
             Step::Send(query("COPY c FROM STDIN")),
             Step::Until(b'G'),
@@ -297,7 +297,7 @@ async fn termination_of_a_running_prepared_statement() {
         Step::Send(batch(&[parse("upd", stmt), sync()])),
         Step::Ready(1),
         Step::Send(batch(&[bind("upd", &[Some(b"1")], 0), execute(), sync()])),
-        Step::Active,
+        Step::Waiting("PgSleep"),
         Step::Terminate,
         Step::End,
     ];
@@ -388,7 +388,7 @@ async fn cancel_plaintext_after_sslrequest_and_over_direct_tls() {
     let script = |how: Tls| {
         vec![
             Step::Send(query("SELECT pg_sleep(30)")),
-            Step::Active,
+            Step::Waiting("PgSleep"),
             Step::Cancel(how),
             Step::Ready(1),
             Step::Send(query("SELECT 1")),
