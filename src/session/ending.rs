@@ -34,7 +34,28 @@ impl Session {
         self.cancel_if_busy();
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;
-        Ok(())
+        // A client that left after the server's FATAL (a failed login, a termination) left
+        // because of it: that is why the session ended.
+        match self.server_fatal.take() {
+            Some(why) => Err(self.ended_by_server(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// The error a session ends with when the server said why; a failed login is also logged
+    /// as one (the session never started).
+    fn ended_by_server(&self, why: String) -> SessionError {
+        if !self.ready {
+            tracing::warn!(
+                session = self.id,
+                client = %self.peer,
+                user = %self.info.user,
+                database = %self.info.database,
+                reason = %why,
+                "login failed"
+            );
+        }
+        SessionError::Closed(format!("the server ended the session: {why}"))
     }
 
     /// A pre-check that found the server gone: when it said why (a FATAL), the client gets
@@ -69,21 +90,15 @@ impl Session {
     /// The server closed the link. When it said why (a FATAL: `pg_terminate_backend`, a
     /// shutdown, an idle timeout), the client gets exactly that and then the end, as
     /// directly; blastwall speaks only when the server closed without a word.
-    pub(super) async fn server_gone(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+    pub(super) async fn server_gone(
+        &mut self,
+        stats: &mut Stats,
+        error: Option<std::io::Error>,
+    ) -> Result<(), SessionError> {
         if let Some(why) = self.server_fatal.take() {
-            if !self.ready {
-                tracing::warn!(
-                    session = self.id,
-                    client = %self.peer,
-                    user = %self.info.user,
-                    database = %self.info.database,
-                    reason = %why,
-                    "login failed"
-                );
-            }
             let _ = self.flush(stats).await;
             let _ = self.client.shutdown().await;
-            return Err(SessionError::Closed(format!("the server ended the session: {why}")));
+            return Err(self.ended_by_server(why));
         }
         let msg = ProxyMessage::fatal(
             sqlstate::CONNECTION_FAILURE,
@@ -96,7 +111,10 @@ impl Session {
         self.relay.to_client.extend_from_slice(&msg.encode());
         let _ = self.flush(stats).await;
         let _ = self.client.shutdown().await;
-        Err(SessionError::Closed("upstream closed the connection without a word".into()))
+        Err(match error {
+            Some(e) => SessionError::ServerIo(e),
+            None => SessionError::Closed("upstream closed the connection without a word".into()),
+        })
     }
 
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
@@ -107,7 +125,8 @@ impl Session {
                 "blastwall is shutting down"
             });
         let _ = self.client.write_all(&msg.encode()).await;
-        let _ = self.client.flush().await;
+        // Flushes, and ends TLS with close_notify, as the server does.
+        let _ = self.client.shutdown().await;
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.flush().await;
         Err(SessionError::Closed("shutdown".into()))

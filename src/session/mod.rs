@@ -158,7 +158,8 @@ async fn handshake_and_relay(
         Ok(x) => x,
         Err(e) => {
             shared.metrics.upstream_connect_errors_total.inc();
-            tracing::warn!(client = %peer, user = %startup.user(), database = %startup.database(), error = %e, "cannot reach the upstream server");
+            let (user, database) = (startup.user(), startup.database());
+            tracing::warn!(client = %peer, user, database, error = %e, "cannot reach the upstream server");
             let code = match e {
                 BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
                 _ => sqlstate::CONNECTION_FAILURE,
@@ -279,9 +280,11 @@ impl Session {
                     }
                 }
                 r = self.server.read_buf(self.sfr.buf_mut()) => {
-                    let n = r.map_err(SessionError::ServerIo)?;
-                    if n == 0 {
-                        return self.server_gone(stats).await;
+                    // A reset is the server gone without a word too.
+                    match r {
+                        Ok(0) => return self.server_gone(stats, None).await,
+                        Err(e) => return self.server_gone(stats, Some(e)).await,
+                        Ok(_) => {}
                     }
                     self.on_server_bytes(stats)?;
                 }

@@ -37,7 +37,8 @@ pub(super) async fn refuse_connection(
         "connection refused"
     );
     let _ = client.write_all(&msg.encode()).await;
-    let _ = client.flush().await;
+    // Flushes, and ends TLS with close_notify, as the server does.
+    let _ = client.shutdown().await;
     Err(SessionError::Closed(text))
 }
 

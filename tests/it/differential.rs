@@ -12,6 +12,8 @@
 //!   `harness::parse`, [`query`], [`bind`], [`execute`], [`sync`], …), `Ready(n)` (read until `n`
 //!   ReadyForQuery), `Until(tag)` (read until a message of that type), `End` (read until the
 //!   connection ends), `Active` (wait until this connection's backend runs a query),
+//!   `Waiting(event)` (until it waits on that `wait_event`, e.g. `"PgSleep"`: inside the
+//!   client's own `pg_sleep`, not a statement blastwall runs first),
 //!   `Terminate` (`pg_terminate_backend` of this connection's backend, as the superuser),
 //!   `Admin(sql)` (any SQL as the superuser in the client's database, on the side), `Cancel(tls)` (a CancelRequest for
 //!   this connection, on a new connection to the same port), `Sleep(ms)`.
@@ -117,6 +119,7 @@ pub enum Step {
     Until(u8),
     End,
     Active,
+    Waiting(&'static str),
     Terminate,
     Admin(String),
     Cancel(Tls),
@@ -452,7 +455,8 @@ impl Conn {
             Step::Ready(n) => self.ready(*n).await,
             Step::Until(t) => self.until(*t).await,
             Step::End => self.end().await,
-            Step::Active => self.wait_active().await,
+            Step::Active => self.wait_active("state = 'active'").await,
+            Step::Waiting(event) => self.wait_active(&format!("wait_event = '{event}'")).await,
             Step::Terminate => {
                 let pid = self.pid();
                 admin(format!("SELECT pg_terminate_backend({pid})")).await;
@@ -468,17 +472,18 @@ impl Conn {
         }
     }
 
-    /// Waits until this connection's backend is running a statement.
-    async fn wait_active(&self) {
+    /// Waits until this connection's backend is in the state `condition` says
+    /// (a condition on `pg_stat_activity`).
+    async fn wait_active(&self, condition: &str) {
         let pid = self.pid();
-        let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'");
+        let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND {condition}");
         for _ in 0..600 {
             if admin(sql.clone()).await.trim() == "1" {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("backend {pid} never became active");
+        panic!("backend {pid} never reached {condition}");
     }
 
     /// Sends a CancelRequest for this connection on a new connection; says how that ended.

@@ -87,6 +87,23 @@ async fn simple_and_extended_queries_and_their_errors() {
             sync(),
         ])),
         Step::Ready(1),
+        // Describe of a statement that does not exist; Close of one is no error.
+        Step::Send(batch(&[
+            crate::harness::msg(b'D', b"Snosuch\0"),
+            sync(),
+            crate::harness::msg(b'C', b"Snosuch\0"),
+            sync(),
+        ])),
+        Step::Ready(2),
+        // An error inside a transaction block: later statements refused (25P02) until ROLLBACK.
+        Step::Send(query("BEGIN; SELECT 1/0")),
+        Step::Ready(1),
+        Step::Send(query("SELECT 1")),
+        Step::Ready(1),
+        Step::Send(batch(&[parse("", "SELECT 1"), bind("", &[], 0), execute(), sync()])),
+        Step::Ready(1),
+        Step::Send(query("ROLLBACK")),
+        Step::Ready(1),
         // A Bind of a statement that does not exist; a bad parameter value.
         Step::Send(batch(&[bind("nosuch", &[], 0), execute(), sync()])),
         Step::Ready(1),
@@ -98,7 +115,7 @@ async fn simple_and_extended_queries_and_their_errors() {
     let direct = compare_off_and_enforced(&Client::new("app", APP_PW, &db), &steps).await;
     assert_eq!(
         error_codes(&direct),
-        ["22012", "42703", "42601", "08P01", "22012", "26000", "22P02"],
+        ["22012", "42703", "42601", "08P01", "22012", "26000", "22012", "25P02", "25P02", "26000", "22P02"],
         "{}",
         render(&direct, usize::MAX)
     );
@@ -223,6 +240,8 @@ async fn large_rows_and_parameters_of_several_megabytes() {
             sync(),
         ])),
         Step::Ready(1),
+        Step::Send(query("COPY (SELECT repeat('c', 4 * 1024 * 1024) FROM generate_series(1, 2)) TO STDOUT")),
+        Step::Ready(1),
         Step::Send(batch(&[
             parse("", "SELECT convert_to(repeat('z', 5 * 1024 * 1024), 'UTF8')"),
             bind("", &[], 1),
@@ -245,7 +264,7 @@ async fn termination_idle_in_a_query_and_in_copy() {
     let client = Client::new("app", APP_PW, &db);
     let scripts: [&[Step]; 3] = [
         &[Step::Terminate, Step::End],
-        &[Step::Send(query("SELECT pg_sleep(30)")), Step::Active, Step::Terminate, Step::End],
+        &[Step::Send(query("SELECT pg_sleep(30)")), Step::Waiting("PgSleep"), Step::Terminate, Step::End],
         &[
             Step::Send(query("COPY c FROM STDIN")),
             Step::Until(b'G'),
@@ -254,13 +273,19 @@ async fn termination_idle_in_a_query_and_in_copy() {
             Step::End,
         ],
     ];
-    let p = proxy_off().await;
-    for steps in scripts {
-        let r = compare(&p, &client, steps).await;
-        assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
-        assert_eq!(r.last(), Some(&Event::End), "{}", render(&r, usize::MAX));
+    let off = proxy_off().await;
+    let enforced = proxy().await;
+    for (i, steps) in scripts.iter().enumerate() {
+        // The COPY writes: mode off only.
+        let proxies: &[&Proxy] = if i < 2 { &[&off, &enforced] } else { &[&off] };
+        for p in proxies {
+            let r = compare(p, &client, steps).await;
+            assert_eq!(error_codes(&r), ["57P01"], "{}", render(&r, usize::MAX));
+            assert_eq!(r.last(), Some(&Event::End), "{}", render(&r, usize::MAX));
+        }
     }
-    p.stop().await;
+    off.stop().await;
+    enforced.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +297,7 @@ async fn termination_of_a_running_prepared_statement() {
         Step::Send(batch(&[parse("upd", stmt), sync()])),
         Step::Ready(1),
         Step::Send(batch(&[bind("upd", &[Some(b"1")], 0), execute(), sync()])),
-        Step::Active,
+        Step::Waiting("PgSleep"),
         Step::Terminate,
         Step::End,
     ];
@@ -363,7 +388,7 @@ async fn cancel_plaintext_after_sslrequest_and_over_direct_tls() {
     let script = |how: Tls| {
         vec![
             Step::Send(query("SELECT pg_sleep(30)")),
-            Step::Active,
+            Step::Waiting("PgSleep"),
             Step::Cancel(how),
             Step::Ready(1),
             Step::Send(query("SELECT 1")),
@@ -385,4 +410,24 @@ async fn cancel_plaintext_after_sslrequest_and_over_direct_tls() {
     let proxied = record(p.port(), &Client::new("app", APP_PW, &db).tls(Tls::Direct), &script(Tls::Direct)).await;
     assert_same(&Client::new("app", APP_PW, &db), &direct, &proxied);
     p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_answers_part_of_a_batch_before_its_sync() {
+    let db = fresh_db("diff_flush");
+    let p = proxy().await;
+    let r = compare_with(&p, &Client::new("app", APP_PW, &db), |c| {
+        Box::pin(async move {
+            // Parse and Flush: the ParseComplete comes before any Sync.
+            c.send(&batch(&[parse("f", "SELECT $1::text || '!'"), crate::harness::msg(b'H', &[])])).await;
+            c.until(b'1').await;
+            c.send(&batch(&[bind("f", &[Some(b"hi")], 0), execute(), crate::harness::msg(b'H', &[])])).await;
+            c.until(b'C').await;
+            c.send(&sync()).await;
+            c.ready(1).await;
+        })
+    })
+    .await;
+    p.stop().await;
+    assert!(has(&r, b'D') && error_codes(&r).is_empty(), "{}", render(&r, usize::MAX));
 }

@@ -429,9 +429,12 @@ async fn shutdown_waits_for_a_transaction_then_closes_with_57p01() {
     admin_sql(pg(), &db, "CREATE TABLE s (x int); GRANT ALL ON s TO app");
     let mut cfg = base_config();
     cfg.shutdown_grace = Duration::from_secs(20);
+    cfg.tls =
+        Some(blastwall::config::ClientTlsConfig { cert: pg().cert.clone(), key: pg().key.clone(), require: false });
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     let client = Client::new("app", APP_PW, &db);
-    let mut idle = Conn::open(p.port(), &client).await;
+    // Over TLS: the end must be a clean one (close_notify), as from the server.
+    let mut idle = Conn::open(p.port(), &client.clone().tls(crate::differential::Tls::Request)).await;
     let busy = connect(p.port(), "app", APP_PW, &db).await;
     busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)").await.unwrap();
     p.shutdown.shutdown();
@@ -468,23 +471,44 @@ async fn shutdown_waits_for_a_transaction_then_closes_with_57p01() {
 async fn connection_time_failures_are_logged_with_their_reason() {
     captured_logs();
     let db = fresh_db("logged");
+    // The lines about this test's database that say `what`, once there is one (a session may
+    // log after its client has seen the error).
     let lines = |what: &str| {
-        let logs = captured_logs();
-        logs.lines().filter(|l| l.contains(&db) && l.contains(what)).map(str::to_string).collect::<Vec<_>>()
+        let db = db.clone();
+        let what = what.to_string();
+        async move {
+            let find = || {
+                let logs = captured_logs();
+                logs.lines().filter(|l| l.contains(&db) && l.contains(&what)).map(str::to_string).collect::<Vec<_>>()
+            };
+            for _ in 0..100 {
+                if !find().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            find()
+        }
     };
     // A failed login: the server's reason.
     let p = proxy().await;
     try_connect(p.port(), "app", "wrong", &db).await.unwrap_err();
+    let l = lines("login failed").await;
     p.stop().await;
-    let l = lines("login failed");
     assert!(l.len() == 1 && l[0].contains("28P01") && l[0].contains("password authentication failed"), "{l:?}");
     // 53300.
     let mut cfg = base_config();
     cfg.max_connections = 0;
+    cfg.tls =
+        Some(blastwall::config::ClientTlsConfig { cert: pg().cert.clone(), key: pg().key.clone(), require: false });
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
+    // Over TLS too, ending with close_notify as the server's own refusals do.
+    use crate::differential::{error_codes, record, Client, Event, Tls};
+    let r = record(p.port(), &Client::new("app", APP_PW, "postgres").tls(Tls::Request).record_startup(), &[]).await;
+    assert!(error_codes(&r) == ["53300"] && r.last() == Some(&Event::End), "{r:?}");
     p.stop().await;
-    let l = lines("connection refused");
+    let l = lines("connection refused").await;
     assert!(l.len() == 1 && l[0].contains("53300") && l[0].contains("too many clients"), "{l:?}");
     // Plaintext where TLS is required.
     let mut cfg = base_config();
@@ -493,7 +517,7 @@ async fn connection_time_failures_are_logged_with_their_reason() {
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
     p.stop().await;
-    let l = lines("requires TLS");
+    let l = lines("requires TLS").await;
     assert!(l.len() == 1 && l[0].contains("connection refused"), "{l:?}");
     // The upstream server down.
     let mut cfg = base_config();
@@ -501,7 +525,7 @@ async fn connection_time_failures_are_logged_with_their_reason() {
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     try_connect(p.port(), "app", APP_PW, &db).await.unwrap_err();
     p.stop().await;
-    let l = lines("cannot reach the upstream server");
+    let l = lines("cannot reach the upstream server").await;
     assert!(l.len() == 1 && l[0].contains("could not connect") && l[0].contains("refused"), "{l:?}");
 }
 
@@ -546,4 +570,44 @@ async fn a_newer_protocol_version_is_negotiated_by_the_server() {
     );
     assert!(!ok && err.contains("blastwall: refused"), "{err}");
     p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_without_a_word_gets_blastwalls_own_error() {
+    use crate::differential::{error_codes, query, render, Client, Conn, Event};
+    // A stand-in server: accepts any login, then at the first query closes the connection
+    // (`reset`: with a reset, as a crashed process's socket does).
+    for reset in [false, true] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let len = s.read_u32().await.unwrap() as usize;
+            let mut startup = vec![0u8; len - 4];
+            s.read_exact(&mut startup).await.unwrap();
+            let mut hello = msg(b'R', &0i32.to_be_bytes());
+            hello.extend(msg(b'Z', b"I"));
+            s.write_all(&hello).await.unwrap();
+            let mut first = [0u8; 5];
+            let _ = s.read_exact(&mut first).await;
+            if reset {
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            } else {
+                let mut body = vec![0u8; u32::from_be_bytes(first[1..].try_into().unwrap()) as usize - 4];
+                let _ = s.read_exact(&mut body).await;
+            }
+        });
+        let mut cfg = base_config();
+        cfg.upstream_port = port;
+        let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+        let mut c = Conn::open(p.port(), &Client::new("app", APP_PW, "anything")).await;
+        c.send(&query("SELECT 1")).await;
+        c.end().await;
+        let r = c.finish();
+        p.stop().await;
+        let shown = render(&r, usize::MAX);
+        assert_eq!(error_codes(&r), ["08006"], "reset {reset}: {shown}");
+        assert!(shown.contains("blastwall: the upstream server"), "{shown}");
+        assert_eq!(r.last(), Some(&Event::End), "{shown}");
+    }
 }
