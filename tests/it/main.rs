@@ -17,6 +17,7 @@
 //! - `lifecycle`: idle timeouts' codes, a second Ctrl-C, upstream TLS verify-full with a
 //!   self-signed certificate, TLS reload.
 //! - `listening`: Unix sockets and several addresses for clients; the server's Unix socket.
+//! - `preflight`: `blastwall config check` and `blastwall health`, as the real binary.
 //! - `cli`:     `blastwall check` and the README's commands.
 
 mod cli;
@@ -28,5 +29,6 @@ mod lifecycle;
 mod listening;
 mod ops;
 mod precheck;
+mod preflight;
 mod readme;
 mod relay;
