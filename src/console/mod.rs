@@ -102,7 +102,7 @@ async fn login(
         }
     };
     // Channel binding binds to the certificate the client saw (see `session`).
-    let strip_plus = upstream_cert.is_some() && upstream_cert != shared.client_cert;
+    let strip_plus = upstream_cert.is_some() && upstream_cert != shared.client_cert();
     let mut server = Conn::new(io, shared.config.max_frame_bytes);
     let auth_db = shared.config.console.as_ref().map_or("postgres", |c| c.auth_database.as_str());
     server.send(&startup_packet(startup, auth_db)).await.map_err(server_err)?;

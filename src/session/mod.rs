@@ -177,7 +177,7 @@ async fn handshake_and_relay(
         relay: Relay::new(rand::random::<u64>() ^ id),
         // Channel binding binds to the certificate the client saw: it can only pass through
         // when that certificate is the server's own.
-        strip_plus: upstream_cert.is_some() && upstream_cert != shared.client_cert,
+        strip_plus: upstream_cert.is_some() && upstream_cert != shared.client_cert(),
         ready: false,
         closing: false,
         info,

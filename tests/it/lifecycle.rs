@@ -175,3 +175,76 @@ fn refusal(r: Result<tokio_postgres::Client, tokio_postgres::Error>, why: &str) 
         Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
     }
 }
+
+/// A CA and two server certificates it signed (for localhost), as PEM files; returns the CA's
+/// path and each certificate's (cert, key, DER).
+fn two_certificates(dir: &std::path::Path) -> (std::path::PathBuf, Vec<(String, String, Vec<u8>)>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let leaves = (0..2)
+        .map(|_| {
+            let key = KeyPair::generate().unwrap();
+            let cert =
+                CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+            (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+        })
+        .collect();
+    (ca_path, leaves)
+}
+
+/// The certificate blastwall presents to a client that asks for TLS.
+async fn presented_certificate(port: u16, ca: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::AsyncReadExt;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_certificate_and_a_bad_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaves) = two_certificates(dir.path());
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&cert, &leaves[0].0).unwrap();
+    std::fs::write(&key, &leaves[0].1).unwrap();
+    let port = blastwall::pgtemp::free_port();
+    let child = spawn_blastwall("[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n", dir.path(), port).await;
+    assert_eq!(presented_certificate(port, &ca).await, leaves[0].2);
+    // A renewed certificate: SIGHUP, and the next handshake shows it.
+    std::fs::write(&cert, &leaves[1].0).unwrap();
+    std::fs::write(&key, &leaves[1].1).unwrap();
+    signal(&child, "-HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while presented_certificate(port, &ca).await != leaves[1].2 {
+        assert!(std::time::Instant::now() < deadline, "the renewed certificate was not loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A key that does not match: refused, the one in use stays.
+    std::fs::write(&key, &leaves[0].1).unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(presented_certificate(port, &ca).await, leaves[1].2);
+    signal(&child, "-TERM");
+    let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
+    assert!(err.contains("TLS certificate and key reloaded"), "{err}");
+    assert!(err.contains("TLS reload failed"), "{err}");
+}
