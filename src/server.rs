@@ -305,6 +305,9 @@ impl Server {
         let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
         let mut acceptors = JoinSet::new();
         for l in listeners {
+            if let crate::listen::Listener::Unix(_, path) = &l {
+                tracing::info!(socket = %path.display(), "blastwall listening on a Unix socket");
+            }
             let tx = accepted_tx.clone();
             acceptors.spawn(async move {
                 loop {

@@ -235,7 +235,7 @@ impl ServerCertVerifier for CaFile {
         let r = self.verify(end, inter, name, ocsp, now);
         if let Err(e) = &r {
             tracing::error!(
-                server_name = ?name,
+                server_name = %name.to_str(),
                 ca = %self.ca,
                 error = %certificate_problem(e),
                 "upstream TLS: the server's certificate was rejected"
@@ -275,7 +275,7 @@ fn certificate_problem(e: &rustls::Error) -> String {
             "certificate verify failed: the server's certificate is not signed by a certificate in upstream_tls.ca"
                 .into()
         }
-        C::BadSignature => "certificate verify failed: bad signature".into(),
+        C::BadSignature => "certificate verify failed: the server's certificate is not signed by a certificate in upstream_tls.ca (one there has its issuer's name but not its key)".into(),
         C::NotValidForName | C::NotValidForNameContext { .. } => format!(
             "certificate verify failed: {c} (verify-full checks upstream_tls.server_name, or the upstream host)"
         ),

@@ -248,3 +248,19 @@ async fn sighup_reloads_the_tls_certificate_and_a_bad_one_changes_nothing() {
     assert!(err.contains("TLS certificate and key reloaded"), "{err}");
     assert!(err.contains("TLS reload failed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_upstream_certificate_is_logged_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let (other, _) = self_signed(dir.path(), "other");
+    let port = blastwall::pgtemp::free_port();
+    let config = format!("[upstream_tls]\nmode = \"verify-full\"\nca = \"{}\"\n", other.display());
+    let child = spawn_blastwall(&config, dir.path(), port).await;
+    let r = try_connect(port, "app", APP_PW, "postgres").await;
+    let told = refusal(r, "the harness server's certificate is not signed by this CA");
+    assert!(told.contains("certificate verify failed"), "{told}");
+    signal(&child, "-TERM");
+    let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
+    assert!(err.contains("upstream TLS: the server's certificate was rejected"), "{err}");
+    assert!(err.contains("not signed by a certificate in upstream_tls.ca"), "{err}");
+}
