@@ -288,9 +288,13 @@ fn certificate_problem(e: &rustls::Error) -> String {
 }
 
 /// What went wrong in a TLS handshake with the server, in words (the text clients are told).
+/// Logged here, except certificate refusals, which the verifier logged with its CA file.
 pub fn handshake_problem(e: &std::io::Error) -> String {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    let text = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(r @ rustls::Error::InvalidCertificate(_)) => return certificate_problem(r),
         Some(r) => certificate_problem(r),
         None => e.to_string(),
-    }
+    };
+    tracing::error!(error = %text, "upstream TLS handshake failed");
+    text
 }

@@ -42,11 +42,16 @@ async fn idle_timeout_uses_25p03_inside_a_transaction_and_57p05_outside() {
 /// Starts the real binary with this config text (and `--listen`/`--upstream` on the command
 /// line); returns it once it accepts connections.
 pub async fn spawn_blastwall(config: &str, dir: &std::path::Path, port: u16) -> std::process::Child {
+    spawn_blastwall_to(config, dir, port, pg().server.port).await
+}
+
+/// As [`spawn_blastwall`], with the server on this port of 127.0.0.1.
+pub async fn spawn_blastwall_to(config: &str, dir: &std::path::Path, port: u16, upstream: u16) -> std::process::Child {
     let path = dir.join("blastwall.toml");
     std::fs::write(&path, config).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
         .args(["serve", "--config", &path.display().to_string()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &format!("127.0.0.1:{}", pg().server.port)])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &format!("127.0.0.1:{upstream}")])
         .env("BLASTWALL_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -263,4 +268,27 @@ async fn an_untrusted_upstream_certificate_is_logged_in_words() {
     let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
     assert!(err.contains("upstream TLS: the server's certificate was rejected"), "{err}");
     assert!(err.contains("not signed by a certificate in upstream_tls.ca"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_upstream_tls_handshake_is_told_and_logged() {
+    use tokio::io::AsyncReadExt;
+    // A "server" that agrees to TLS and then speaks nonsense.
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = fake.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = fake.accept().await {
+            let mut req = [0u8; 8];
+            let _ = s.read_exact(&mut req).await;
+            let _ = s.write_all(b"Shello, this is not TLS at all\r\n").await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = blastwall::pgtemp::free_port();
+    let child = spawn_blastwall_to("[upstream_tls]\nmode = \"require\"\n", dir.path(), port, upstream).await;
+    let told = refusal(try_connect(port, "app", APP_PW, "postgres").await, "no TLS, no login");
+    assert!(told.contains("TLS handshake with upstream server") && told.contains("failed:"), "{told}");
+    signal(&child, "-TERM");
+    let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
+    assert!(err.contains("upstream TLS handshake failed"), "{err}");
 }
