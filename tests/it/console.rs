@@ -154,3 +154,43 @@ async fn reload_reads_the_policy_files_again_and_reports_a_bad_one() {
     assert!(names(rows(&c, "SHOW POLICY").await).contains("public.second"));
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_cancels_the_query_the_session_was_running() {
+    let db = fresh_db("killrun");
+    let p = proxy_with(console_config(), blastwall::demo::incident_policy().unwrap()).await;
+    let c = console(p.port()).await;
+    let victim = connect(p.port(), "app", APP_PW, &db).await;
+    victim.simple_query("SET application_name = 'victim'").await.unwrap();
+    let running = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(60)").await.map(|_| ()) });
+    let observer = direct("postgres", SUPERUSER_PW, &db).await;
+    let sleeping = "SELECT count(*)::text FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'";
+    let count = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(observer.simple_query(sleeping).await.unwrap()) != "1" {
+        assert!(std::time::Instant::now() < deadline, "the query did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = rows(&c, "SHOW SESSIONS")
+        .await
+        .into_iter()
+        .find(|r| r["database"].as_deref() == Some(db.as_str()))
+        .and_then(|r| r["session"].clone())
+        .unwrap();
+    c.simple_query(&format!("KILL {id}")).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), running).await.expect("the client is told at once").unwrap();
+    assert!(r.is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(observer.simple_query(sleeping).await.unwrap()) != "0" {
+        assert!(std::time::Instant::now() < deadline, "the killed session's query still runs on the server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.stop().await;
+}
