@@ -66,6 +66,7 @@ async fn psql_shows_sessions_policy_decisions_and_stats_as_tables() {
     assert_eq!(stats[0]["paused"].as_deref(), Some("false"));
     let unknown = c.simple_query("SHOW NOTHING").await.unwrap_err();
     assert_eq!(unknown.code().map(|c| c.code()), Some("42601"));
+    assert!(rows(&c, "SHOW HELP").await.iter().any(|r| r["command"].as_deref() == Some("KILL <session>")));
     // The session goes on after an error; the extended protocol is refused in words.
     assert_eq!(rows(&c, "SHOW SESSIONS").await.len(), 2);
     let e = c.query("SHOW SESSIONS", &[]).await.unwrap_err();
