@@ -230,6 +230,11 @@ fn policy(shared: &Shared) -> Table {
             text(tp.source.clone()),
         ]);
     }
+    // What is done with statements no parser can see into ([opaque]): the action as the mode.
+    for key in ["do", "call", "explain_analyze", "function_call", "functions", "unparseable"] {
+        let action = format!("{:?}", p.opaque.for_key(key)).to_lowercase();
+        t.rows.push(vec![text("opaque"), text(key), text(action), None, None, None, None, None, None]);
+    }
     let mut subjects: Vec<_> = p.roles.iter().map(|(k, v)| ("role", k, v)).collect();
     subjects.extend(p.applications.iter().map(|(k, v)| ("application", k, v)));
     subjects.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));

@@ -52,6 +52,7 @@ async fn psql_shows_sessions_policy_decisions_and_stats_as_tables() {
     assert!(ok, "{err}");
     assert!(out.contains("public.users") && out.contains("policies/incident.toml line"), "{out}");
     assert!(out.contains("truncate") && out.contains("defaults"), "{out}");
+    assert!(out.contains("opaque") && out.contains("unparseable"), "{out}");
     let (ok, out, err) = run("show decisions;").await.unwrap();
     assert!(ok, "{err}");
     assert!(out.contains("refused") && out.contains("protected-range") && out.contains("DELETE FROM users"), "{out}");
