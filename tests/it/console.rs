@@ -8,7 +8,10 @@ use std::time::Duration;
 
 fn console_config() -> blastwall::config::Config {
     let mut c = base_config();
-    c.console = Some(ConsoleConfig { admins: vec!["postgres".into()], auth_database: "postgres".into() });
+    c.console = Some(ConsoleConfig {
+        admins: vec!["postgres".into(), "md5_user".into(), "pw_user".into()],
+        auth_database: "postgres".into(),
+    });
     c
 }
 
@@ -83,6 +86,11 @@ async fn only_admins_get_in_and_the_server_checks_their_password() {
     // A wrong password: the server's own refusal.
     let e = try_connect(p.port(), "postgres", "wrong", "blastwall").await.err().map(|e| e.code().cloned());
     assert_eq!(e, Some(Some(tokio_postgres::error::SqlState::INVALID_PASSWORD)));
+    // Whatever method pg_hba.conf asks for is relayed: md5, cleartext password, SCRAM above.
+    for user in ["md5_user", "pw_user"] {
+        let c = connect(p.port(), user, APP_PW, "blastwall").await;
+        assert_eq!(rows(&c, "SHOW STATS").await.len(), 1, "{user}");
+    }
     // A role that logs in but is no console admin.
     let e = try_connect(p.port(), "app", APP_PW, "blastwall").await.err().and_then(|e| e.code().cloned());
     assert_eq!(e, Some(tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
