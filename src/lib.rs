@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod pgtemp;
 pub mod policy;
 pub mod precheck;
+pub mod preflight;
 pub mod relay;
 pub mod server;
 pub mod session;

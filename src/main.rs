@@ -1,7 +1,7 @@
 //! The `blastwall` command: `serve`, `check`, `demo` and `generate`. Owns argument parsing,
 //! logging setup, error printing and signals; everything else lives in the library.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use blastwall::config::{Config, Overrides};
 use blastwall::guard::Guard;
 use blastwall::policy::{self, Mode};
@@ -81,6 +81,23 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Work with a config file without starting the proxy.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Exit 0 when the admin endpoint's /readyz answers 200 (for HEALTHCHECKs), 1 otherwise.
+    Health {
+        /// The admin endpoint, HOST:PORT (as `serve --admin`).
+        #[arg(long)]
+        admin: Option<String>,
+        /// Read the admin address from this config file instead.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Start a throwaway PostgreSQL with the incident's schema behind blastwall, and show what
     /// it stops.
     Demo {
@@ -112,6 +129,13 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((n, v)) if !n.is_empty() => Ok((n.to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, got {s:?}")),
     }
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the config and the policy and TLS files it names; exit 0 if blastwall would
+    /// start with it, 1 (with file:line messages) if not.
+    Check { file: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -226,6 +250,15 @@ fn run(command: Command) -> Result<i32> {
                 l.stop();
             }
             Ok(0)
+        }
+        Command::Config { action: ConfigAction::Check { file } } => Ok(blastwall::preflight::config_check(&file)),
+        Command::Health { admin, config, timeout } => {
+            let admin = match (admin, config) {
+                (Some(a), _) => a,
+                (None, Some(c)) => Config::load(&c)?.admin.context("the config sets no admin address")?,
+                (None, None) => anyhow::bail!("give --admin HOST:PORT or --config FILE"),
+            };
+            Ok(blastwall::preflight::health(&admin, std::time::Duration::from_secs(timeout)))
         }
         Command::Demo { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -140,9 +140,9 @@ pub struct Shared {
     pub config: Config,
     pub upstream: Arc<Upstream>,
     pub client_tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The proxy's own certificate (DER): when it is the server's too, SCRAM channel binding
-    /// works end to end and is left alone.
-    pub client_cert: Option<Vec<u8>>,
+    /// The proxy's own certificate, reloadable: when it is the server's too, SCRAM channel
+    /// binding works end to end and is left alone (see [`Shared::client_cert`]).
+    pub client_tls_cert: Option<Arc<crate::tls::ServerCert>>,
     pub guard: Guard,
     /// Backend keys of live sessions: a CancelRequest is forwarded only for one of these.
     pub cancel_keys: DashSet<CancelKey>,
@@ -229,8 +229,10 @@ impl Server {
             listeners.push(l);
         }
         let upstream = Upstream::new(&config)?;
-        let client_tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-        let client_cert = config.tls.as_ref().map(|t| crate::tls::leaf_certificate(&t.cert)).transpose()?;
+        let (client_tls, client_tls_cert) = match config.tls.as_ref().map(crate::tls::acceptor).transpose()? {
+            Some((acceptor, cert)) => (Some(acceptor), Some(cert)),
+            None => (None, None),
+        };
         let admin = match &config.admin {
             Some(a) => {
                 Some(TcpListener::bind(a).await.map_err(|source| ServerError::Bind { addr: a.clone(), source })?)
@@ -251,7 +253,7 @@ impl Server {
             config,
             upstream,
             client_tls,
-            client_cert,
+            client_tls_cert,
             guard,
             cancel_keys: DashSet::new(),
             open_sessions: AtomicUsize::new(0),
@@ -303,6 +305,9 @@ impl Server {
         let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
         let mut acceptors = JoinSet::new();
         for l in listeners {
+            if let crate::listen::Listener::Unix(_, path) = &l {
+                tracing::info!(socket = %path.display(), "blastwall listening on a Unix socket");
+            }
             let tx = accepted_tx.clone();
             acceptors.spawn(async move {
                 loop {
@@ -380,6 +385,11 @@ impl Server {
 }
 
 impl Shared {
+    /// The certificate clients are shown now (DER), when TLS is on.
+    pub fn client_cert(&self) -> Option<Vec<u8>> {
+        self.client_tls_cert.as_ref().map(|c| c.leaf())
+    }
+
     pub fn session_id(&self) -> u64 {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -414,6 +424,15 @@ impl Shared {
             a.reopen();
         }
         let mut errors = Vec::new();
+        if let Some(cert) = &self.client_tls_cert {
+            match cert.reload() {
+                Ok(()) => tracing::info!("TLS certificate and key reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; the previous certificate stays in use");
+                    errors.push(format!("TLS reload failed; the previous certificate stays in use: {e}"));
+                }
+            }
+        }
         if !self.config.policies.is_empty() {
             if let Err(e) = self.apply_policy(crate::policy::file::load(&self.config.policies)) {
                 errors.push(e);

@@ -11,9 +11,10 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -48,25 +49,53 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// The first certificate of a PEM chain file, as DER.
-pub fn leaf_certificate(path: &Path) -> Result<Vec<u8>, TlsError> {
-    Ok(certs(path)?.remove(0).to_vec())
-}
-
-/// The client-facing acceptor.
-pub fn acceptor(cfg: &ClientTlsConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    let server = rustls::ServerConfig::builder_with_provider(provider())
+/// The client-facing acceptor, and the certificate it presents, which `reload` swaps.
+pub fn acceptor(cfg: &ClientTlsConfig) -> Result<(tokio_rustls::TlsAcceptor, Arc<ServerCert>), TlsError> {
+    let cert = Arc::new(ServerCert { current: RwLock::new(Arc::new(ServerCert::load(cfg)?)), cfg: cfg.clone() });
+    let mut server = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs(&cfg.cert)?, key(&cfg.key)?)
-        .map_err(|e| {
-            TlsError::Config(format!("certificate {} and key {}: {e}", cfg.cert.display(), cfg.key.display()))
-        })?;
-    let mut server = server;
+        .with_cert_resolver(cert.clone());
     // Direct TLS negotiation (PostgreSQL 17's sslnegotiation=direct) requires this ALPN.
     server.alpn_protocols = vec![b"postgresql".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(server)), cert))
+}
+
+/// The certificate chain and key clients are shown, read again from the same files on
+/// SIGHUP or RELOAD (a renewed certificate applies to the next handshake; connections
+/// already encrypted keep theirs).
+#[derive(Debug)]
+pub struct ServerCert {
+    current: RwLock<Arc<CertifiedKey>>,
+    cfg: ClientTlsConfig,
+}
+
+impl ServerCert {
+    fn load(cfg: &ClientTlsConfig) -> Result<CertifiedKey, TlsError> {
+        CertifiedKey::from_der(certs(&cfg.cert)?, key(&cfg.key)?, &provider()).map_err(|e| {
+            TlsError::Config(format!("certificate {} and key {}: {e}", cfg.cert.display(), cfg.key.display()))
+        })
+    }
+
+    /// Reads the files again; on error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(Self::load(&self.cfg)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The certificate in use (DER of the first of the chain).
+    pub fn leaf(&self) -> Vec<u8> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+        current.cert.first().map(|c| c.to_vec()).unwrap_or_default()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
 }
 
 /// The upstream connector and the name to present, or `None` for `sslmode=disable` and for a
@@ -206,7 +235,7 @@ impl ServerCertVerifier for CaFile {
         let r = self.verify(end, inter, name, ocsp, now);
         if let Err(e) = &r {
             tracing::error!(
-                server_name = ?name,
+                server_name = %name.to_str(),
                 ca = %self.ca,
                 error = %certificate_problem(e),
                 "upstream TLS: the server's certificate was rejected"
@@ -246,7 +275,7 @@ fn certificate_problem(e: &rustls::Error) -> String {
             "certificate verify failed: the server's certificate is not signed by a certificate in upstream_tls.ca"
                 .into()
         }
-        C::BadSignature => "certificate verify failed: bad signature".into(),
+        C::BadSignature => "certificate verify failed: the server's certificate is not signed by a certificate in upstream_tls.ca (one there has its issuer's name but not its key)".into(),
         C::NotValidForName | C::NotValidForNameContext { .. } => format!(
             "certificate verify failed: {c} (verify-full checks upstream_tls.server_name, or the upstream host)"
         ),
@@ -259,9 +288,13 @@ fn certificate_problem(e: &rustls::Error) -> String {
 }
 
 /// What went wrong in a TLS handshake with the server, in words (the text clients are told).
+/// Logged here, except certificate refusals, which the verifier logged with its CA file.
 pub fn handshake_problem(e: &std::io::Error) -> String {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    let text = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(r @ rustls::Error::InvalidCertificate(_)) => return certificate_problem(r),
         Some(r) => certificate_problem(r),
         None => e.to_string(),
-    }
+    };
+    tracing::error!(error = %text, "upstream TLS handshake failed");
+    text
 }

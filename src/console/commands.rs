@@ -34,6 +34,7 @@ fn one(shared: &Arc<Shared>, command: &str, out: &mut BytesMut) -> Result<(), Pr
         ["SHOW", "POLICY"] => policy(shared).encode("SHOW", out),
         ["SHOW", "DECISIONS"] => decisions(shared).encode("SHOW", out),
         ["SHOW", "STATS"] => stats(shared).encode("SHOW", out),
+        ["SHOW", "HELP"] => help().encode("SHOW", out),
         ["RELOAD"] => {
             shared.reload_all().map_err(|e| ProxyMessage::error(sqlstate::INTERNAL_ERROR, e))?;
             complete("RELOAD", out);
@@ -60,12 +61,29 @@ fn one(shared: &Arc<Shared>, command: &str, out: &mut BytesMut) -> Result<(), Pr
         }
         _ => {
             return Err(ProxyMessage::error(SYNTAX_ERROR, format!("blastwall console: unknown command {command:?}"))
-                .with_hint(
-                    "Commands: SHOW SESSIONS | SHOW POLICY | SHOW DECISIONS | SHOW STATS | RELOAD | PAUSE | RESUME | KILL <session>",
-                ))
+                .with_hint("SHOW HELP lists the commands."))
         }
     }
     Ok(())
+}
+
+/// The commands and what they do (`SHOW HELP`).
+const COMMANDS: &[(&str, &str)] = &[
+    ("SHOW SESSIONS", "client sessions: id, user, database, application_name, client, since"),
+    ("SHOW POLICY", "the policy in force: defaults, tables, roles, applications, with files and lines"),
+    ("SHOW DECISIONS", "recent guarded decisions, newest first"),
+    ("SHOW STATS", "counters since start"),
+    ("SHOW HELP", "this list"),
+    ("RELOAD", "reload policy files, TLS certificate and key, reopen the audit file (as SIGHUP)"),
+    ("PAUSE", "relayed sessions' next queries wait until RESUME"),
+    ("RESUME", "let paused sessions go on"),
+    ("KILL <session>", "end one session now (57P01), cancelling its running query"),
+];
+
+fn help() -> Table {
+    let mut t = Table::new(&[("command", Type::Text), ("description", Type::Text)]);
+    t.rows = COMMANDS.iter().map(|(c, d)| vec![text(*c), text(*d)]).collect();
+    t
 }
 
 const SYNTAX_ERROR: &str = "42601";
@@ -211,6 +229,11 @@ fn policy(shared: &Shared) -> Table {
             text(tp.forbid.iter().map(|f| format!("{f:?}").to_lowercase()).collect::<Vec<_>>().join(", ")),
             text(tp.source.clone()),
         ]);
+    }
+    // What is done with statements no parser can see into ([opaque]): the action as the mode.
+    for key in ["do", "call", "explain_analyze", "function_call", "functions", "unparseable"] {
+        let action = format!("{:?}", p.opaque.for_key(key)).to_lowercase();
+        t.rows.push(vec![text("opaque"), text(key), text(action), None, None, None, None, None, None]);
     }
     let mut subjects: Vec<_> = p.roles.iter().map(|(k, v)| ("role", k, v)).collect();
     subjects.extend(p.applications.iter().map(|(k, v)| ("application", k, v)));

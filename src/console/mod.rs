@@ -61,7 +61,10 @@ pub async fn serve(
         Err(_) => return client.fatal(sqlstate::CONNECTION_FAILURE, "blastwall: authentication timed out").await,
         Ok(r) => match r? {
             Some(p) => p,
-            None => return Err(ConsoleError::Closed("authentication failed".into())),
+            None => {
+                tracing::warn!(session = id, user = startup.user(), client = %peer, "console login refused by the server");
+                return Err(ConsoleError::Closed("authentication failed".into()));
+            }
         },
     };
     let user = startup.user();
@@ -82,6 +85,8 @@ pub async fn serve(
     shared.console.open_console(id, user, app, peer);
     let r = query_loop(shared, &mut client, id).await;
     shared.console.close(id);
+    let error = r.as_ref().err().map(|e| e.to_string());
+    tracing::info!(session = id, user, client = %peer, error = error.as_deref().unwrap_or(""), "console session ended");
     r
 }
 
@@ -102,7 +107,7 @@ async fn login(
         }
     };
     // Channel binding binds to the certificate the client saw (see `session`).
-    let strip_plus = upstream_cert.is_some() && upstream_cert != shared.client_cert;
+    let strip_plus = upstream_cert.is_some() && upstream_cert != shared.client_cert();
     let mut server = Conn::new(io, shared.config.max_frame_bytes);
     let auth_db = shared.config.console.as_ref().map_or("postgres", |c| c.auth_database.as_str());
     server.send(&startup_packet(startup, auth_db)).await.map_err(server_err)?;

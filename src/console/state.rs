@@ -12,6 +12,8 @@ use std::time::{Instant, SystemTime};
 
 /// How many decisions `SHOW DECISIONS` keeps.
 pub const DECISIONS_KEPT: usize = 200;
+/// How much of each statement it keeps (bytes): the ring stays small whatever clients send.
+pub const STATEMENT_KEPT: usize = 1024;
 
 /// The console's shared state, one per proxy.
 pub struct ConsoleState {
@@ -73,7 +75,15 @@ impl ConsoleState {
 
     /// Records a decision event (called where every decision is recorded).
     pub fn decision(&self, session: u64, user: &str, database: &str, facts: &crate::audit::Facts) {
-        let (_, statement) = crate::audit::statement_text(&facts.statement, false);
+        let (_, mut statement) = crate::audit::statement_text(&facts.statement, false);
+        if statement.len() > STATEMENT_KEPT {
+            let mut end = STATEMENT_KEPT;
+            while !statement.is_char_boundary(end) {
+                end -= 1;
+            }
+            statement.truncate(end);
+            statement.push('…');
+        }
         let row = DecisionRow {
             time: SystemTime::now(),
             session,
@@ -135,5 +145,17 @@ mod tests {
         assert_eq!(d[0].session, DECISIONS_KEPT as u64 + 4);
         assert_eq!(d.last().unwrap().session, 5);
         assert!(d[0].statement.contains("$1"), "normalized: {}", d[0].statement);
+        let long = crate::audit::Facts {
+            decision: "refused",
+            rule: None,
+            mode: None,
+            statement: format!("DELETE FROM t WHERE {} true", "\"ä\" = 1 AND ".repeat(500)),
+            targets: vec![],
+            message: None,
+            override_reason: None,
+        };
+        s.decision(1, "u", "d", &long);
+        let kept = &s.decisions()[0].statement;
+        assert!(kept.len() <= STATEMENT_KEPT + '…'.len_utf8() && kept.ends_with('…'), "{}", kept.len());
     }
 }

@@ -118,6 +118,8 @@ impl Session {
     }
 
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
+        // A query still running (grace over, or KILL) would go on after the session ends.
+        self.cancel_if_busy();
         let msg = ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
             .with_detail(if self.shared.phase.get() == crate::server::Phase::Running {
                 "ended from the blastwall console (KILL)"

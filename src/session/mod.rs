@@ -186,7 +186,7 @@ async fn handshake_and_relay(
         // Offer what a server would offer on the client's link: channel binding never to a
         // plaintext client, and to a TLS client only when the certificate it saw is the
         // server's own (binding is to that certificate).
-        strip_plus: upstream_cert.is_some() && (!tls || upstream_cert != shared.client_cert),
+        strip_plus: upstream_cert.is_some() && (!tls || upstream_cert != shared.client_cert()),
         ready: false,
         closing: false,
         server_fatal: None,

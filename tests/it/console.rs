@@ -8,7 +8,10 @@ use std::time::Duration;
 
 fn console_config() -> blastwall::config::Config {
     let mut c = base_config();
-    c.console = Some(ConsoleConfig { admins: vec!["postgres".into()], auth_database: "postgres".into() });
+    c.console = Some(ConsoleConfig {
+        admins: vec!["postgres".into(), "md5_user".into(), "pw_user".into()],
+        auth_database: "postgres".into(),
+    });
     c
 }
 
@@ -52,6 +55,7 @@ async fn psql_shows_sessions_policy_decisions_and_stats_as_tables() {
     assert!(ok, "{err}");
     assert!(out.contains("public.users") && out.contains("policies/incident.toml line"), "{out}");
     assert!(out.contains("truncate") && out.contains("defaults"), "{out}");
+    assert!(out.contains("opaque") && out.contains("unparseable"), "{out}");
     let (ok, out, err) = run("show decisions;").await.unwrap();
     assert!(ok, "{err}");
     assert!(out.contains("refused") && out.contains("protected-range") && out.contains("DELETE FROM users"), "{out}");
@@ -66,6 +70,7 @@ async fn psql_shows_sessions_policy_decisions_and_stats_as_tables() {
     assert_eq!(stats[0]["paused"].as_deref(), Some("false"));
     let unknown = c.simple_query("SHOW NOTHING").await.unwrap_err();
     assert_eq!(unknown.code().map(|c| c.code()), Some("42601"));
+    assert!(rows(&c, "SHOW HELP").await.iter().any(|r| r["command"].as_deref() == Some("KILL <session>")));
     // The session goes on after an error; the extended protocol is refused in words.
     assert_eq!(rows(&c, "SHOW SESSIONS").await.len(), 2);
     let e = c.query("SHOW SESSIONS", &[]).await.unwrap_err();
@@ -81,6 +86,11 @@ async fn only_admins_get_in_and_the_server_checks_their_password() {
     // A wrong password: the server's own refusal.
     let e = try_connect(p.port(), "postgres", "wrong", "blastwall").await.err().map(|e| e.code().cloned());
     assert_eq!(e, Some(Some(tokio_postgres::error::SqlState::INVALID_PASSWORD)));
+    // Whatever method pg_hba.conf asks for is relayed: md5, cleartext password, SCRAM above.
+    for user in ["md5_user", "pw_user"] {
+        let c = connect(p.port(), user, APP_PW, "blastwall").await;
+        assert_eq!(rows(&c, "SHOW STATS").await.len(), 1, "{user}");
+    }
     // A role that logs in but is no console admin.
     let e = try_connect(p.port(), "app", APP_PW, "blastwall").await.err().and_then(|e| e.code().cloned());
     assert_eq!(e, Some(tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
@@ -152,5 +162,45 @@ async fn reload_reads_the_policy_files_again_and_reports_a_bad_one() {
     let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
     assert!(text.contains("tabel") && text.contains("previous policy stays"), "{text}");
     assert!(names(rows(&c, "SHOW POLICY").await).contains("public.second"));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_cancels_the_query_the_session_was_running() {
+    let db = fresh_db("killrun");
+    let p = proxy_with(console_config(), blastwall::demo::incident_policy().unwrap()).await;
+    let c = console(p.port()).await;
+    let victim = connect(p.port(), "app", APP_PW, &db).await;
+    victim.simple_query("SET application_name = 'victim'").await.unwrap();
+    let running = tokio::spawn(async move { victim.simple_query("SELECT pg_sleep(60)").await.map(|_| ()) });
+    let observer = direct("postgres", SUPERUSER_PW, &db).await;
+    let sleeping = "SELECT count(*)::text FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'";
+    let count = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(observer.simple_query(sleeping).await.unwrap()) != "1" {
+        assert!(std::time::Instant::now() < deadline, "the query did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = rows(&c, "SHOW SESSIONS")
+        .await
+        .into_iter()
+        .find(|r| r["database"].as_deref() == Some(db.as_str()))
+        .and_then(|r| r["session"].clone())
+        .unwrap();
+    c.simple_query(&format!("KILL {id}")).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), running).await.expect("the client is told at once").unwrap();
+    assert!(r.is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(observer.simple_query(sleeping).await.unwrap()) != "0" {
+        assert!(std::time::Instant::now() < deadline, "the killed session's query still runs on the server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     p.stop().await;
 }

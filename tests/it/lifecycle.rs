@@ -42,11 +42,16 @@ async fn idle_timeout_uses_25p03_inside_a_transaction_and_57p05_outside() {
 /// Starts the real binary with this config text (and `--listen`/`--upstream` on the command
 /// line); returns it once it accepts connections.
 pub async fn spawn_blastwall(config: &str, dir: &std::path::Path, port: u16) -> std::process::Child {
+    spawn_blastwall_to(config, dir, port, pg().server.port).await
+}
+
+/// As [`spawn_blastwall`], with the server on this port of 127.0.0.1.
+pub async fn spawn_blastwall_to(config: &str, dir: &std::path::Path, port: u16, upstream: u16) -> std::process::Child {
     let path = dir.join("blastwall.toml");
     std::fs::write(&path, config).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
         .args(["serve", "--config", &path.display().to_string()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &format!("127.0.0.1:{}", pg().server.port)])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--upstream", &format!("127.0.0.1:{upstream}")])
         .env("BLASTWALL_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -174,4 +179,116 @@ fn refusal(r: Result<tokio_postgres::Client, tokio_postgres::Error>, why: &str) 
         Ok(_) => panic!("{why}"),
         Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
     }
+}
+
+/// A CA and two server certificates it signed (for localhost), as PEM files; returns the CA's
+/// path and each certificate's (cert, key, DER).
+fn two_certificates(dir: &std::path::Path) -> (std::path::PathBuf, Vec<(String, String, Vec<u8>)>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let leaves = (0..2)
+        .map(|_| {
+            let key = KeyPair::generate().unwrap();
+            let cert =
+                CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+            (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+        })
+        .collect();
+    (ca_path, leaves)
+}
+
+/// The certificate blastwall presents to a client that asks for TLS.
+async fn presented_certificate(port: u16, ca: &std::path::Path) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::AsyncReadExt;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_certificate_and_a_bad_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, leaves) = two_certificates(dir.path());
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&cert, &leaves[0].0).unwrap();
+    std::fs::write(&key, &leaves[0].1).unwrap();
+    let port = blastwall::pgtemp::free_port();
+    let child = spawn_blastwall("[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n", dir.path(), port).await;
+    assert_eq!(presented_certificate(port, &ca).await, leaves[0].2);
+    // A renewed certificate: SIGHUP, and the next handshake shows it.
+    std::fs::write(&cert, &leaves[1].0).unwrap();
+    std::fs::write(&key, &leaves[1].1).unwrap();
+    signal(&child, "-HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while presented_certificate(port, &ca).await != leaves[1].2 {
+        assert!(std::time::Instant::now() < deadline, "the renewed certificate was not loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A key that does not match: refused, the one in use stays.
+    std::fs::write(&key, &leaves[0].1).unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(presented_certificate(port, &ca).await, leaves[1].2);
+    signal(&child, "-TERM");
+    let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
+    assert!(err.contains("TLS certificate and key reloaded"), "{err}");
+    assert!(err.contains("TLS reload failed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_upstream_certificate_is_logged_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let (other, _) = self_signed(dir.path(), "other");
+    let port = blastwall::pgtemp::free_port();
+    let config = format!("[upstream_tls]\nmode = \"verify-full\"\nca = \"{}\"\n", other.display());
+    let child = spawn_blastwall(&config, dir.path(), port).await;
+    let r = try_connect(port, "app", APP_PW, "postgres").await;
+    let told = refusal(r, "the harness server's certificate is not signed by this CA");
+    assert!(told.contains("certificate verify failed"), "{told}");
+    signal(&child, "-TERM");
+    let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
+    assert!(err.contains("upstream TLS: the server's certificate was rejected"), "{err}");
+    assert!(err.contains("not signed by a certificate in upstream_tls.ca"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_upstream_tls_handshake_is_told_and_logged() {
+    use tokio::io::AsyncReadExt;
+    // A "server" that agrees to TLS and then speaks nonsense.
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = fake.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = fake.accept().await {
+            let mut req = [0u8; 8];
+            let _ = s.read_exact(&mut req).await;
+            let _ = s.write_all(b"Shello, this is not TLS at all\r\n").await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = blastwall::pgtemp::free_port();
+    let child = spawn_blastwall_to("[upstream_tls]\nmode = \"require\"\n", dir.path(), port, upstream).await;
+    let told = refusal(try_connect(port, "app", APP_PW, "postgres").await, "no TLS, no login");
+    assert!(told.contains("TLS handshake with upstream server") && told.contains("failed:"), "{told}");
+    signal(&child, "-TERM");
+    let err = wait_exit(child, 20).await.expect("blastwall stops on SIGTERM");
+    assert!(err.contains("upstream TLS handshake failed"), "{err}");
 }

@@ -22,6 +22,7 @@
 //! - `lifecycle`: idle timeouts' codes, a second Ctrl-C, upstream TLS verify-full with a
 //!   self-signed certificate, TLS reload.
 //! - `listening`: Unix sockets and several addresses for clients; the server's Unix socket.
+//! - `preflight`: `blastwall config check` and `blastwall health`, as the real binary.
 //! - `cli`:     `blastwall check` and the README's commands.
 //! - `oracle`:  generated DELETE/UPDATE/MERGE run through blastwall, rolled back: what the
 //!   server changed never exceeds what the verdict allowed.
@@ -41,5 +42,6 @@ mod listening;
 mod ops;
 mod oracle;
 mod precheck;
+mod preflight;
 mod readme;
 mod relay;
