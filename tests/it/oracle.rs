@@ -10,6 +10,9 @@
 //!   every allowed statement that reads `id`;
 //! - `fz_l` (no protected column, `max_delete_rows = 3`, `max_update_rows = 3`): an allowed
 //!   statement, counted live by the pre-check, changes at most 3 rows;
+//! - `fz_c` (limits 10, its cascading children `fz_cc` limited to 6 deletes): an allowed
+//!   statement changes at most 10 rows of it and deletes at most 6 children — four parents
+//!   cascade to eight, within the parent's own limit, so only counting the cascade refuses it;
 //! - every table: a statement whose WHERE names no column (or that has none) never changes
 //!   every row.
 //!
@@ -43,7 +46,20 @@ protected_columns = ["id"]
 name = "public.fz_l"
 max_delete_rows = 3
 max_update_rows = 3
+
+[[table]]
+name = "public.fz_c"
+max_delete_rows = 10
+max_update_rows = 10
+
+[[table]]
+name = "public.fz_cc"
+max_delete_rows = 6
 "#;
+
+/// Rows of `fz_cc`: two per row of `fz_c`, deleted with it (ON DELETE CASCADE).
+const CHILDREN: i64 = 2 * ROWS;
+const CHILD_LIMIT: i64 = 6;
 
 #[derive(Default)]
 struct Seen {
@@ -55,9 +71,21 @@ struct Seen {
     over_limit: Cell<usize>,
 }
 
-/// Runs one statement in a transaction that is rolled back: `Ok(Some(rows changed))` when
-/// blastwall let it through, `Ok(None)` when blastwall refused it; server errors change nothing.
-async fn run(c: &tokio_postgres::Client, table: &str, sql: &str, seen: &Seen) -> Result<Option<i64>, String> {
+/// One number from the server.
+async fn number(c: &tokio_postgres::Client, sql: &str) -> Result<i64, String> {
+    let rows = c.simple_query(sql).await.map_err(|e| e.to_string())?;
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i64>().ok()),
+            _ => None,
+        })
+        .ok_or_else(|| format!("no number from {sql}"))
+}
+
+/// Runs one statement in a transaction that is rolled back: `Ok(Some((rows of the target
+/// changed, cascaded children deleted)))` when blastwall let it through, `Ok(None)` when
+/// blastwall refused it; server errors change nothing.
+async fn run(c: &tokio_postgres::Client, table: &str, sql: &str, seen: &Seen) -> Result<Option<(i64, i64)>, String> {
     c.batch_execute("BEGIN").await.map_err(|e| e.to_string())?;
     let result = c.simple_query(sql).await;
     let out = match result {
@@ -70,26 +98,22 @@ async fn run(c: &tokio_postgres::Client, table: &str, sql: &str, seen: &Seen) ->
                 None
             } else {
                 // The server's own error (a MERGE touching a row twice, …): nothing changed.
-                Some(0)
+                Some((0, 0))
             }
         }
         Ok(_) => {
-            let q = format!(
+            let changed = format!(
                 "SELECT {ROWS} - count(*) FILTER (WHERE NOT (xmin OPERATOR(pg_catalog.=) \
                  pg_catalog.pg_current_xact_id()::xid)) FROM {table}"
             );
-            let rows = c.simple_query(&q).await.map_err(|e| e.to_string())?;
-            let changed = rows.iter().find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i64>().ok()),
-                _ => None,
-            });
-            Some(changed.ok_or("no count")?)
+            let children = format!("SELECT {CHILDREN} - count(*) FROM fz_cc");
+            Some((number(c, &changed).await?, number(c, &children).await?))
         }
     };
     c.batch_execute("ROLLBACK").await.map_err(|e| e.to_string())?;
     match out {
         None => seen.refused.set(seen.refused.get() + 1),
-        Some(n) => {
+        Some((n, _)) => {
             seen.allowed.set(seen.allowed.get() + 1);
             if n > 0 {
                 seen.changed.set(seen.changed.get() + 1);
@@ -104,12 +128,16 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let db = fresh_db("oracle");
     let mut setup = String::from("SET ROLE app;");
-    for t in ["fz_r", "fz_p", "fz_l"] {
+    for t in ["fz_r", "fz_p", "fz_l", "fz_c"] {
         setup.push_str(&format!(
             "CREATE TABLE {t} (id bigint PRIMARY KEY, k int, s text); \
              INSERT INTO {t} SELECT g, g % 3, 'row ' || g FROM generate_series(1, {ROWS}) g;"
         ));
     }
+    setup.push_str(
+        "CREATE TABLE fz_cc (id bigserial PRIMARY KEY, parent bigint REFERENCES fz_c (id) ON DELETE CASCADE); \
+         INSERT INTO fz_cc (parent) SELECT id FROM fz_c, generate_series(1, 2);",
+    );
     admin_sql(pg(), &db, &setup);
     let policy = blastwall::policy::file::compile(&[
         (Path::new("policies/default.toml"), blastwall::policy::file::DEFAULT_POLICY),
@@ -132,13 +160,22 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
         sqlgen::statement("fz_r", false).prop_map(|g| ("fz_r", g)),
         sqlgen::statement("fz_p", true).prop_map(|g| ("fz_p", g)),
         sqlgen::statement("fz_l", true).prop_map(|g| ("fz_l", g)),
+        sqlgen::statement("fz_c", true).prop_map(|g| ("fz_c", g)),
     ];
     let seen = Seen::default();
     let result = TestRunner::new(config).run(&strategy, |(table, g)| {
         let changed = rt.block_on(run(&client, table, &g.sql, &seen)).map_err(TestCaseError::fail)?;
-        let Some(changed) = changed else { return Ok(()) };
+        let Some((changed, children)) = changed else { return Ok(()) };
+        prop_assert!(
+            children <= CHILD_LIMIT,
+            "blastwall allowed a statement that cascaded to {} rows of fz_cc (at most {}): {}",
+            children,
+            CHILD_LIMIT,
+            g.sql
+        );
         let mut bound = match table {
             "fz_l" => LIMIT,
+            "fz_c" => 10,
             "fz_r" => i64::try_from(g.id_literals).unwrap(),
             _ if g.mentions_id => i64::try_from(g.id_literals).unwrap(),
             _ => ROWS,
