@@ -32,11 +32,26 @@ fn lit() -> impl Strategy<Value = i64> {
     prop_oneof![8 => 1i64..=20, 1 => -5i64..0, 1 => 21i64..100]
 }
 
+/// Atoms that find a defect reported and not yet fixed: `= ANY (array)` where the array's
+/// length is not in the text and it is not a parameter (string_to_array, `||`, array_fill) is
+/// taken for a short list of points, so a list of any length passes `max_in_list` and the
+/// protected-range rule (tests/it/oracle.rs: `computed_arrays_are_not_point_lists`). Generated
+/// only with `BLASTWALL_FUZZ_OPEN_BUGS=1` until the analyzer is fixed.
+const OPEN_BUGS: [usize; 3] = [32, 35, 38];
+
 /// An atom on the target's id; `q` is how the target is named (`T`, an alias, …).
 fn id_atom(q: String) -> impl Strategy<Value = Pred> {
     let lits = proptest::collection::vec(lit(), 1..5);
+    let open = std::env::var_os("BLASTWALL_FUZZ_OPEN_BUGS").is_some();
+    let ranges: Vec<usize> = (9..44).filter(|n| open || !OPEN_BUGS.contains(n)).collect();
     // Point lookups (0..=8) as often as all the range spellings together.
-    (prop_oneof![0usize..9, 9usize..32], lit(), lit(), lits, proptest::sample::select(vec!["", "\"id\"", "Q.id"]))
+    (
+        prop_oneof![0usize..9, proptest::sample::select(ranges)],
+        lit(),
+        lit(),
+        lits,
+        proptest::sample::select(vec!["", "\"id\"", "Q.id"]),
+    )
         .prop_map(move |(n, a, b, list, spelling)| {
             let c = match spelling {
                 "" => "id".to_string(),
@@ -76,7 +91,21 @@ fn id_atom(q: String) -> impl Strategy<Value = Pred> {
                 28 => (format!("{c} = ANY (SELECT x FROM generate_series({a}, {b}) x)"), 2),
                 29 => (format!("{c} % 2 = 0"), 2),
                 30 => (format!("{c} IN ({a}) OR {c} IN ({b})"), 2),
-                _ => (format!("{c} = GREATEST({a}, {b})"), 2),
+                31 => (format!("{c} = GREATEST({a}, {b})"), 2),
+                // Arrays and lists whose length the text does not show.
+                32 => (format!("{c} = ANY (string_to_array('{l}', ', ')::bigint[])"), 1),
+                33 => (format!("{c} = ANY ('{{{l}}}'::bigint[])"), list.len()),
+                34 => (format!("{c} = ANY (ARRAY(SELECT x FROM generate_series(1, {a}) x))"), 1),
+                35 => (format!("{c} = ANY (ARRAY[{a}] || ARRAY[{l}])"), 1 + list.len()),
+                36 => (format!("{c} IN (SELECT unnest('{{{l}}}'::bigint[]))"), list.len()),
+                37 => (format!("{c} = ANY ((SELECT array_agg(x) FROM generate_series(1, {a}) x))"), 1),
+                38 => (format!("{c} = ANY (array_fill({a}::bigint, ARRAY[{b}]))"), 2),
+                // Spellings of one value.
+                39 => (format!("{c} = {a}::bigint"), 1),
+                40 => (format!("{c} = '{a}'"), 1),
+                41 => (format!("{c} = CAST('{a}' AS bigint)"), 1),
+                42 => (format!("({c}) IN (({a}), ({b}))"), 2),
+                _ => (format!("ROW({c}) = ROW({a})"), 1),
             };
             Pred { text, id_literals: lits, mentions_id: true, mentions_other: false }
         })
