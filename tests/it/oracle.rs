@@ -16,7 +16,8 @@
 //! - every table: a statement whose WHERE names no column (or that has none) never changes
 //!   every row.
 //!
-//! Rows changed are read on the server after the statement: deleted rows are gone, updated rows
+//! Each statement goes as a simple Query or through the extended protocol as client libraries
+//! send it (prepared, then executed). Rows changed are read on the server after the statement: deleted rows are gone, updated rows
 //! carry the transaction's id in `xmin`. `BLASTWALL_ORACLE_CASES` sets the number of cases
 //! (300 by default; `scripts/fuzz` runs more).
 
@@ -85,9 +86,17 @@ async fn number(c: &tokio_postgres::Client, sql: &str) -> Result<i64, String> {
 /// Runs one statement in a transaction that is rolled back: `Ok(Some((rows of the target
 /// changed, cascaded children deleted)))` when blastwall let it through, `Ok(None)` when
 /// blastwall refused it; server errors change nothing.
-async fn run(c: &tokio_postgres::Client, table: &str, sql: &str, seen: &Seen) -> Result<Option<(i64, i64)>, String> {
+/// `extended`: sent as a client library prepares and executes it (Parse, Describe, Sync, then
+/// Bind, Execute, Sync), else as a simple Query.
+async fn run(
+    c: &tokio_postgres::Client,
+    table: &str,
+    sql: &str,
+    extended: bool,
+    seen: &Seen,
+) -> Result<Option<(i64, i64)>, String> {
     c.batch_execute("BEGIN").await.map_err(|e| e.to_string())?;
-    let result = c.simple_query(sql).await;
+    let result = if extended { c.execute(sql, &[]).await.map(|_| ()) } else { c.simple_query(sql).await.map(|_| ()) };
     let out = match result {
         Err(e) => {
             let db = e.as_db_error().ok_or_else(|| format!("not a server error: {e}"))?;
@@ -156,15 +165,16 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..Config::default()
     };
-    let strategy = prop_oneof![
+    let statement = prop_oneof![
         sqlgen::statement("fz_r", false).prop_map(|g| ("fz_r", g)),
         sqlgen::statement("fz_p", true).prop_map(|g| ("fz_p", g)),
         sqlgen::statement("fz_l", true).prop_map(|g| ("fz_l", g)),
         sqlgen::statement("fz_c", true).prop_map(|g| ("fz_c", g)),
     ];
+    let strategy = (statement, any::<bool>());
     let seen = Seen::default();
-    let result = TestRunner::new(config).run(&strategy, |(table, g)| {
-        let changed = rt.block_on(run(&client, table, &g.sql, &seen)).map_err(TestCaseError::fail)?;
+    let result = TestRunner::new(config).run(&strategy, |((table, g), extended)| {
+        let changed = rt.block_on(run(&client, table, &g.sql, extended, &seen)).map_err(TestCaseError::fail)?;
         let Some((changed, children)) = changed else { return Ok(()) };
         prop_assert!(
             children <= CHILD_LIMIT,
