@@ -72,6 +72,9 @@ struct Seen {
     over_limit: Cell<usize>,
 }
 
+/// A row written by this transaction (an updated row carries its id in `xmin`).
+const WRITTEN: &str = "xmin OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()::xid";
+
 /// One number from the server.
 async fn number(c: &tokio_postgres::Client, sql: &str) -> Result<i64, String> {
     let rows = c.simple_query(sql).await.map_err(|e| e.to_string())?;
@@ -83,18 +86,17 @@ async fn number(c: &tokio_postgres::Client, sql: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("no number from {sql}"))
 }
 
-/// Runs one statement in a transaction that is rolled back: `Ok(Some((rows of the target
-/// changed, cascaded children deleted)))` when blastwall let it through, `Ok(None)` when
-/// blastwall refused it; server errors change nothing.
-/// `extended`: sent as a client library prepares and executes it (Parse, Describe, Sync, then
-/// Bind, Execute, Sync), else as a simple Query.
+/// Runs one statement in a transaction that is rolled back: `Ok(Some(what each of `measures`
+/// reads after it))` when blastwall let it through, `Ok(None)` when blastwall refused it; a
+/// server error changes nothing (all zero). `extended`: sent as a client library prepares and
+/// executes it (Parse, Describe, Sync, then Bind, Execute, Sync), else as a simple Query.
 async fn run(
     c: &tokio_postgres::Client,
-    table: &str,
     sql: &str,
     extended: bool,
+    measures: &[String],
     seen: &Seen,
-) -> Result<Option<(i64, i64)>, String> {
+) -> Result<Option<Vec<i64>>, String> {
     c.batch_execute("BEGIN").await.map_err(|e| e.to_string())?;
     let result = if extended { c.execute(sql, &[]).await.map(|_| ()) } else { c.simple_query(sql).await.map(|_| ()) };
     let out = match result {
@@ -107,29 +109,39 @@ async fn run(
                 None
             } else {
                 // The server's own error (a MERGE touching a row twice, …): nothing changed.
-                Some((0, 0))
+                Some(vec![0; measures.len()])
             }
         }
-        Ok(_) => {
-            let changed = format!(
-                "SELECT {ROWS} - count(*) FILTER (WHERE NOT (xmin OPERATOR(pg_catalog.=) \
-                 pg_catalog.pg_current_xact_id()::xid)) FROM {table}"
-            );
-            let children = format!("SELECT {CHILDREN} - count(*) FROM fz_cc");
-            Some((number(c, &changed).await?, number(c, &children).await?))
+        Ok(()) => {
+            let mut read = Vec::with_capacity(measures.len());
+            for m in measures {
+                read.push(number(c, m).await?);
+            }
+            Some(read)
         }
     };
     c.batch_execute("ROLLBACK").await.map_err(|e| e.to_string())?;
     match out {
         None => seen.refused.set(seen.refused.get() + 1),
-        Some((n, _)) => {
+        Some(ref read) => {
             seen.allowed.set(seen.allowed.get() + 1);
-            if n > 0 {
+            if read.iter().any(|&n| n > 0) {
                 seen.changed.set(seen.changed.get() + 1);
             }
         }
     }
     Ok(out)
+}
+
+/// `BLASTWALL_ORACLE_CASES` cases, else `default`; failures kept beside this file.
+fn runner_config(default: u32) -> Config {
+    let cases = std::env::var("BLASTWALL_ORACLE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    Config {
+        cases,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..Config::default()
+    }
 }
 
 #[test]
@@ -158,13 +170,7 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
         let c = connect(p.port(), "app", APP_PW, &db).await;
         (p, c)
     });
-    let cases = std::env::var("BLASTWALL_ORACLE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    let config = Config {
-        cases,
-        source_file: Some(file!()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
-        ..Config::default()
-    };
+    let config = runner_config(300);
     let statement = prop_oneof![
         sqlgen::statement("fz_r", false).prop_map(|g| ("fz_r", g)),
         sqlgen::statement("fz_p", true).prop_map(|g| ("fz_p", g)),
@@ -174,8 +180,12 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
     let strategy = (statement, any::<bool>());
     let seen = Seen::default();
     let result = TestRunner::new(config).run(&strategy, |((table, g), extended)| {
-        let changed = rt.block_on(run(&client, table, &g.sql, extended, &seen)).map_err(TestCaseError::fail)?;
-        let Some((changed, children)) = changed else { return Ok(()) };
+        let measures = [
+            format!("SELECT {ROWS} - count(*) FILTER (WHERE NOT ({WRITTEN})) FROM {table}"),
+            format!("SELECT {CHILDREN} - count(*) FROM fz_cc"),
+        ];
+        let read = rt.block_on(run(&client, &g.sql, extended, &measures, &seen)).map_err(TestCaseError::fail)?;
+        let Some(&[changed, children]) = read.as_deref() else { return Ok(()) };
         prop_assert!(
             children <= CHILD_LIMIT,
             "blastwall allowed a statement that cascaded to {} rows of fz_cc (at most {}): {}",
@@ -253,4 +263,69 @@ async fn computed_arrays_are_not_point_lists() {
     }
     p.stop().await;
     assert!(allowed.is_empty(), "allowed:\n{}", allowed.join("\n"));
+}
+
+/// The incident's own schema and policy (policies/incident.toml: `users.id` protected, row
+/// limits on users and on each table its deletes cascade to): what the server changed never
+/// exceeds a limit, a point write never changes more rows than it names, and a WHERE of
+/// constants never changes every user.
+#[test]
+fn the_incident_schema_never_changes_more_than_its_policy_allows() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let db = incident_db();
+    let (proxy, client) = rt.block_on(async {
+        let p = proxy().await;
+        let c = connect(p.port(), "app", APP_PW, &db).await;
+        (p, c)
+    });
+    let ids: Vec<i64> = (91_111_101..=91_111_120).map(|i: i64| -i).chain(1_000_001..=1_000_040).collect();
+    let schema = sqlgen::Schema {
+        table: "users",
+        ids: Box::leak(ids.into_boxed_slice()),
+        others: &[
+            "auth_source = 'test'",
+            "auth_source = 'oauth'",
+            "auth_source <> 'telegram'",
+            "plan = 'premium'",
+            "plan IS NOT NULL",
+            "email LIKE '%@example.com'",
+        ],
+        set: "plan = 'changed'",
+    };
+    // (what is read, its limit): users deleted, users updated, then cascaded deletes.
+    let measures: [(String, i64); 5] = [
+        ("SELECT 60 - count(*) FROM users".into(), 10),
+        (format!("SELECT count(*) FILTER (WHERE {WRITTEN}) FROM users"), 50),
+        ("SELECT 60 - count(*) FROM subscriptions".into(), 10),
+        ("SELECT 120 - count(*) FROM chat_sessions".into(), 20),
+        ("SELECT 360 - count(*) FROM web_messages".into(), 60),
+    ];
+    let queries: Vec<String> = measures.iter().map(|(q, _)| q.clone()).collect();
+    let seen = Seen::default();
+    let result =
+        TestRunner::new(runner_config(200)).run(&(sqlgen::statement_on(schema), any::<bool>()), |(g, extended)| {
+            let read = rt.block_on(run(&client, &g.sql, extended, &queries, &seen)).map_err(TestCaseError::fail)?;
+            let Some(read) = read else { return Ok(()) };
+            for ((what, limit), n) in measures.iter().zip(&read) {
+                prop_assert!(*n <= *limit, "{} read {} (limit {}) after: {}", what, n, limit, g.sql);
+            }
+            let users = read[0] + read[1];
+            if g.mentions_id {
+                prop_assert!(users <= i64::try_from(g.id_literals).unwrap(), "{} users changed: {}", users, g.sql);
+            }
+            if !g.mentions_id && !g.mentions_other {
+                prop_assert!(users < 60, "every user changed: {}", g.sql);
+            }
+            Ok(())
+        });
+    rt.block_on(proxy.stop());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let (allowed, refused, changed, over) =
+        (seen.allowed.get(), seen.refused.get(), seen.changed.get(), seen.over_limit.get());
+    eprintln!(
+        "incident oracle: {allowed} allowed ({changed} changed rows), {refused} refused ({over} by the row limit)"
+    );
+    assert!(changed * 10 > allowed + refused && refused > 0 && over > 0, "{allowed} {changed} {refused} {over}");
 }
