@@ -72,6 +72,26 @@ struct Seen {
     over_limit: Cell<usize>,
 }
 
+impl Seen {
+    /// Stops the proxy, fails on the runner's failure, and says what the cases reached:
+    /// (allowed, refused, allowed and changed rows, refused by the row limit).
+    fn finish(
+        &self,
+        what: &str,
+        rt: &tokio::runtime::Runtime,
+        proxy: Proxy,
+        result: Result<(), proptest::test_runner::TestError<impl std::fmt::Debug>>,
+    ) -> (usize, usize, usize, usize) {
+        rt.block_on(proxy.stop());
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        let out = (self.allowed.get(), self.refused.get(), self.changed.get(), self.over_limit.get());
+        eprintln!("{what}: {} allowed ({} changed rows), {} refused ({} by the row limit)", out.0, out.2, out.1, out.3);
+        out
+    }
+}
+
 /// A row written by this transaction (an updated row carries its id in `xmin`).
 const WRITTEN: &str = "xmin OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()::xid";
 
@@ -133,14 +153,24 @@ async fn run(
     Ok(out)
 }
 
-/// `BLASTWALL_ORACLE_CASES` cases, else `default`; failures kept beside this file.
-fn runner_config(default: u32) -> Config {
-    let cases = std::env::var("BLASTWALL_ORACLE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    Config {
-        cases,
+/// The bounded run in `cargo test`: `default` cases from a fixed seed, so the same statements
+/// run each time and the depth assertions cannot flake. With `BLASTWALL_ORACLE_CASES` (set by
+/// `scripts/fuzz`): that many cases from a fresh random seed. Failures are kept beside this
+/// file and re-run first either way.
+fn runner(default: u32) -> TestRunner {
+    let cases = std::env::var("BLASTWALL_ORACLE_CASES").ok().and_then(|v| v.parse().ok());
+    let config = Config {
+        cases: cases.unwrap_or(default),
         source_file: Some(file!()),
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..Config::default()
+    };
+    match cases {
+        Some(_) => TestRunner::new(config),
+        None => {
+            let rng = proptest::test_runner::TestRng::deterministic_rng(config.rng_algorithm);
+            TestRunner::new_with_rng(config, rng)
+        }
     }
 }
 
@@ -170,7 +200,6 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
         let c = connect(p.port(), "app", APP_PW, &db).await;
         (p, c)
     });
-    let config = runner_config(300);
     let statement = prop_oneof![
         sqlgen::statement("fz_r", false).prop_map(|g| ("fz_r", g)),
         sqlgen::statement("fz_p", true).prop_map(|g| ("fz_p", g)),
@@ -179,7 +208,7 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
     ];
     let strategy = (statement, any::<bool>());
     let seen = Seen::default();
-    let result = TestRunner::new(config).run(&strategy, |((table, g), extended)| {
+    let result = runner(300).run(&strategy, |((table, g), extended)| {
         let measures = [
             format!("SELECT {ROWS} - count(*) FILTER (WHERE NOT ({WRITTEN})) FROM {table}"),
             format!("SELECT {CHILDREN} - count(*) FROM fz_cc"),
@@ -215,15 +244,9 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
         );
         Ok(())
     });
-    rt.block_on(proxy.stop());
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+    let (allowed, refused, changed, over) = seen.finish("oracle", &rt, proxy, result);
     // The generator reaches both sides of every verdict, so the bound was really tested.
-    let (allowed, refused, changed, over) =
-        (seen.allowed.get(), seen.refused.get(), seen.changed.get(), seen.over_limit.get());
     let n = allowed + refused;
-    eprintln!("oracle: {n} statements, {allowed} allowed ({changed} changed rows), {refused} refused ({over} by the row limit)");
     assert!(allowed * 5 > n && refused * 5 > n, "allowed {allowed}, refused {refused}");
     assert!(changed * 10 > n, "only {changed} allowed statements changed rows");
     assert!(over > 0, "no statement was refused by the row limit after counting");
@@ -302,30 +325,21 @@ fn the_incident_schema_never_changes_more_than_its_policy_allows() {
     ];
     let queries: Vec<String> = measures.iter().map(|(q, _)| q.clone()).collect();
     let seen = Seen::default();
-    let result =
-        TestRunner::new(runner_config(200)).run(&(sqlgen::statement_on(schema), any::<bool>()), |(g, extended)| {
-            let read = rt.block_on(run(&client, &g.sql, extended, &queries, &seen)).map_err(TestCaseError::fail)?;
-            let Some(read) = read else { return Ok(()) };
-            for ((what, limit), n) in measures.iter().zip(&read) {
-                prop_assert!(*n <= *limit, "{} read {} (limit {}) after: {}", what, n, limit, g.sql);
-            }
-            let users = read[0] + read[1];
-            if g.mentions_id {
-                prop_assert!(users <= i64::try_from(g.id_literals).unwrap(), "{} users changed: {}", users, g.sql);
-            }
-            if !g.mentions_id && !g.mentions_other {
-                prop_assert!(users < 60, "every user changed: {}", g.sql);
-            }
-            Ok(())
-        });
-    rt.block_on(proxy.stop());
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    let (allowed, refused, changed, over) =
-        (seen.allowed.get(), seen.refused.get(), seen.changed.get(), seen.over_limit.get());
-    eprintln!(
-        "incident oracle: {allowed} allowed ({changed} changed rows), {refused} refused ({over} by the row limit)"
-    );
+    let result = runner(200).run(&(sqlgen::statement_on(schema), any::<bool>()), |(g, extended)| {
+        let read = rt.block_on(run(&client, &g.sql, extended, &queries, &seen)).map_err(TestCaseError::fail)?;
+        let Some(read) = read else { return Ok(()) };
+        for ((what, limit), n) in measures.iter().zip(&read) {
+            prop_assert!(*n <= *limit, "{} read {} (limit {}) after: {}", what, n, limit, g.sql);
+        }
+        let users = read[0] + read[1];
+        if g.mentions_id {
+            prop_assert!(users <= i64::try_from(g.id_literals).unwrap(), "{} users changed: {}", users, g.sql);
+        }
+        if !g.mentions_id && !g.mentions_other {
+            prop_assert!(users < 60, "every user changed: {}", g.sql);
+        }
+        Ok(())
+    });
+    let (allowed, refused, changed, over) = seen.finish("incident oracle", &rt, proxy, result);
     assert!(changed * 10 > allowed + refused && refused > 0 && over > 0, "{allowed} {changed} {refused} {over}");
 }
