@@ -73,6 +73,7 @@ fn id_atom(q: String, ids: &'static [i64]) -> impl Strategy<Value = Pred> {
                 s => s.to_string(),
             };
             let l = list.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+            let w = 1 + (a ^ b).rem_euclid(24);
             let (text, lits) = match n {
                 0 => (format!("{c} = {a}"), 1),
                 1 => (format!("{a} = {c}"), 1),
@@ -91,8 +92,9 @@ fn id_atom(q: String, ids: &'static [i64]) -> impl Strategy<Value = Pred> {
                 14 => (format!("{c}::text = '{a}'"), 1),
                 15 => (format!("abs({c}) = {a}"), 1),
                 16 => (format!("{c} + 0 = {a}"), 2),
-                17 => (format!("{c} IN (SELECT x FROM generate_series({a}, {b}) x)"), 2),
-                18 => (format!("{c} = (SELECT max(x) FROM generate_series(1, {a}) x)"), 1),
+                // Series stay short (ids can lie millions apart): `{a}` to `{a} + {w}`.
+                17 => (format!("{c} IN (SELECT x FROM generate_series({a}, {a} + {w}) x)"), 2),
+                18 => (format!("{c} = (SELECT max(x) FROM generate_series({a} - {w}, {a}) x)"), 1),
                 19 => (format!("{c} = {c}"), 0),
                 20 => (format!("{c} IS NOT NULL"), 0),
                 21 => (format!("{c} = COALESCE(NULL, {c})"), 0),
@@ -102,18 +104,18 @@ fn id_atom(q: String, ids: &'static [i64]) -> impl Strategy<Value = Pred> {
                 25 => (format!("CASE WHEN {c} < {a} THEN true END"), 1),
                 26 => (format!("{c} IN ({a}, {c})"), 1),
                 27 => (format!("{c}::text LIKE '{a}%'"), 1),
-                28 => (format!("{c} = ANY (SELECT x FROM generate_series({a}, {b}) x)"), 2),
+                28 => (format!("{c} = ANY (SELECT x FROM generate_series({a}, {a} + {w}) x)"), 2),
                 29 => (format!("{c} % 2 = 0"), 2),
                 30 => (format!("{c} IN ({a}) OR {c} IN ({b})"), 2),
                 31 => (format!("{c} = GREATEST({a}, {b})"), 2),
                 // Arrays and lists whose length the text does not show.
                 32 => (format!("{c} = ANY (string_to_array('{l}', ', ')::bigint[])"), 1),
                 33 => (format!("{c} = ANY ('{{{l}}}'::bigint[])"), list.len()),
-                34 => (format!("{c} = ANY (ARRAY(SELECT x FROM generate_series(1, {a}) x))"), 1),
+                34 => (format!("{c} = ANY (ARRAY(SELECT x FROM generate_series({a}, {a} + {w}) x))"), 1),
                 35 => (format!("{c} = ANY (ARRAY[{a}] || ARRAY[{l}])"), 1 + list.len()),
                 36 => (format!("{c} IN (SELECT unnest('{{{l}}}'::bigint[]))"), list.len()),
-                37 => (format!("{c} = ANY ((SELECT array_agg(x) FROM generate_series(1, {a}) x))"), 1),
-                38 => (format!("{c} = ANY (array_fill({a}::bigint, ARRAY[{b}]))"), 2),
+                37 => (format!("{c} = ANY ((SELECT array_agg(x) FROM generate_series({a}, {a} + {w}) x))"), 1),
+                38 => (format!("{c} = ANY (array_fill({a}::bigint, ARRAY[{w}]))"), 2),
                 // Spellings of one value.
                 39 => (format!("{c} = {a}::bigint"), 1),
                 40 => (format!("{c} = '{a}'"), 1),
