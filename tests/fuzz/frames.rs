@@ -95,9 +95,9 @@ fn reference(s: &Stream) -> (Vec<Expect>, usize) {
     (out, pos)
 }
 
-/// Runs the framer over the stream; returns (items, bytes out, whether it stopped on an error,
-/// largest buffer seen).
-fn run(s: &Stream) -> (Vec<Expect>, Vec<u8>, usize) {
+/// Runs the framer over the stream; returns (items, bytes out, largest buffer seen, whether it
+/// stands at a message boundary at the end).
+fn run(s: &Stream) -> (Vec<Expect>, Vec<u8>, usize, bool) {
     let data = s.bytes();
     let mut f = Framer::new(MAX);
     let mut got = Vec::new();
@@ -132,7 +132,7 @@ fn run(s: &Stream) -> (Vec<Expect>, Vec<u8>, usize) {
         }
         most = most.max(f.buf_mut().len());
     }
-    (got, out, most)
+    (got, out, most, f.is_at_boundary())
 }
 
 proptest! {
@@ -144,12 +144,14 @@ proptest! {
     #[test]
     fn framer_agrees_with_the_plain_reading(s in stream()) {
         let (want, clean_end) = reference(&s);
-        let (got, out, most) = run(&s);
+        let (got, out, most, boundary) = run(&s);
         let data = s.bytes();
         prop_assert_eq!(&got, &want);
         prop_assert_eq!(&out[..], &data[..out.len()], "bytes changed or reordered");
         if want.last() != Some(&Expect::Error) {
             prop_assert_eq!(out.len(), data.len(), "bytes lost");
+            // A stream of whole messages ends at a boundary; one cut inside a message does not.
+            prop_assert_eq!(boundary, s.bad_tail.is_none(), "at a boundary: {}", boundary);
         } else {
             // Nothing of the bad message or after it comes out.
             prop_assert!(out.len() <= clean_end, "{} bytes out, the bad header at {}", out.len(), clean_end);
@@ -166,7 +168,7 @@ fn stream_generator_reaches_deep_states() {
     let samples = crate::sample(&stream(), 1000);
     let (mut frames3, mut big_pass, mut errors, mut clean) = (0, 0, 0, 0);
     for s in &samples {
-        let (got, _, _) = run(s);
+        let (got, _, _, _) = run(s);
         if got.iter().filter(|e| matches!(e, Expect::Frame(_))).count() >= 3 {
             frames3 += 1;
         }
@@ -193,7 +195,8 @@ fn one_byte_reads_keep_every_frame() {
         inspected: FRONTEND_INSPECTED,
         cuts: vec![1],
     };
-    let (got, out, _) = run(&s);
+    let (got, out, _, boundary) = run(&s);
+    assert!(boundary);
     assert_eq!(got, reference(&s).0);
     assert_eq!(out, s.bytes());
 }

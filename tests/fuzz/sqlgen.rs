@@ -28,15 +28,44 @@ struct Pred {
     mentions_other: bool,
 }
 
-fn lit() -> impl Strategy<Value = i64> {
-    prop_oneof![8 => 1i64..=20, 1 => -5i64..0, 1 => 21i64..100]
+/// The table a statement targets: its name, the ids its rows have (point lookups mostly pick
+/// these), atoms on its unprotected columns, and what an UPDATE sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    pub table: &'static str,
+    pub ids: &'static [i64],
+    pub others: &'static [&'static str],
+    pub set: &'static str,
 }
 
+const FZ_IDS: [i64; 20] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+const FZ_OTHERS: [&str; 7] =
+    ["k = 1", "k < 2", "k <> 0", "k IN (0, 2)", "s LIKE 'row 1%'", "s IS NOT NULL", "k = (SELECT 1)"];
+
+fn lit(ids: &'static [i64]) -> impl Strategy<Value = i64> {
+    prop_oneof![8 => proptest::sample::select(ids), 1 => -5i64..0, 1 => 21i64..100]
+}
+
+/// Atoms that find a defect reported and not yet fixed: `= ANY (array)` where the array's
+/// length is not in the text and it is not a parameter (string_to_array, `||`, array_fill) is
+/// taken for a short list of points, so a list of any length passes `max_in_list` and the
+/// protected-range rule (tests/it/oracle.rs: `computed_arrays_are_not_point_lists`). Generated
+/// only with `BLASTWALL_FUZZ_OPEN_BUGS=1` until the analyzer is fixed.
+const OPEN_BUGS: [usize; 3] = [32, 35, 38];
+
 /// An atom on the target's id; `q` is how the target is named (`T`, an alias, …).
-fn id_atom(q: String) -> impl Strategy<Value = Pred> {
-    let lits = proptest::collection::vec(lit(), 1..5);
+fn id_atom(q: String, ids: &'static [i64]) -> impl Strategy<Value = Pred> {
+    let lits = proptest::collection::vec(lit(ids), 1..5);
+    let open = std::env::var_os("BLASTWALL_FUZZ_OPEN_BUGS").is_some();
+    let ranges: Vec<usize> = (9..44).filter(|n| open || !OPEN_BUGS.contains(n)).collect();
     // Point lookups (0..=8) as often as all the range spellings together.
-    (prop_oneof![0usize..9, 9usize..32], lit(), lit(), lits, proptest::sample::select(vec!["", "\"id\"", "Q.id"]))
+    (
+        prop_oneof![0usize..9, proptest::sample::select(ranges)],
+        lit(ids),
+        lit(ids),
+        lits,
+        proptest::sample::select(vec!["", "\"id\"", "Q.id"]),
+    )
         .prop_map(move |(n, a, b, list, spelling)| {
             let c = match spelling {
                 "" => "id".to_string(),
@@ -44,6 +73,7 @@ fn id_atom(q: String) -> impl Strategy<Value = Pred> {
                 s => s.to_string(),
             };
             let l = list.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+            let w = 1 + (a ^ b).rem_euclid(24);
             let (text, lits) = match n {
                 0 => (format!("{c} = {a}"), 1),
                 1 => (format!("{a} = {c}"), 1),
@@ -62,8 +92,9 @@ fn id_atom(q: String) -> impl Strategy<Value = Pred> {
                 14 => (format!("{c}::text = '{a}'"), 1),
                 15 => (format!("abs({c}) = {a}"), 1),
                 16 => (format!("{c} + 0 = {a}"), 2),
-                17 => (format!("{c} IN (SELECT x FROM generate_series({a}, {b}) x)"), 2),
-                18 => (format!("{c} = (SELECT max(x) FROM generate_series(1, {a}) x)"), 1),
+                // Series stay short (ids can lie millions apart): `{a}` to `{a} + {w}`.
+                17 => (format!("{c} IN (SELECT x FROM generate_series({a}, {a} + {w}) x)"), 2),
+                18 => (format!("{c} = (SELECT max(x) FROM generate_series({a} - {w}, {a}) x)"), 1),
                 19 => (format!("{c} = {c}"), 0),
                 20 => (format!("{c} IS NOT NULL"), 0),
                 21 => (format!("{c} = COALESCE(NULL, {c})"), 0),
@@ -73,26 +104,36 @@ fn id_atom(q: String) -> impl Strategy<Value = Pred> {
                 25 => (format!("CASE WHEN {c} < {a} THEN true END"), 1),
                 26 => (format!("{c} IN ({a}, {c})"), 1),
                 27 => (format!("{c}::text LIKE '{a}%'"), 1),
-                28 => (format!("{c} = ANY (SELECT x FROM generate_series({a}, {b}) x)"), 2),
+                28 => (format!("{c} = ANY (SELECT x FROM generate_series({a}, {a} + {w}) x)"), 2),
                 29 => (format!("{c} % 2 = 0"), 2),
                 30 => (format!("{c} IN ({a}) OR {c} IN ({b})"), 2),
-                _ => (format!("{c} = GREATEST({a}, {b})"), 2),
+                31 => (format!("{c} = GREATEST({a}, {b})"), 2),
+                // Arrays and lists whose length the text does not show.
+                32 => (format!("{c} = ANY (string_to_array('{l}', ', ')::bigint[])"), 1),
+                33 => (format!("{c} = ANY ('{{{l}}}'::bigint[])"), list.len()),
+                34 => (format!("{c} = ANY (ARRAY(SELECT x FROM generate_series({a}, {a} + {w}) x))"), 1),
+                35 => (format!("{c} = ANY (ARRAY[{a}] || ARRAY[{l}])"), 1 + list.len()),
+                36 => (format!("{c} IN (SELECT unnest('{{{l}}}'::bigint[]))"), list.len()),
+                37 => (format!("{c} = ANY ((SELECT array_agg(x) FROM generate_series({a}, {a} + {w}) x))"), 1),
+                38 => (format!("{c} = ANY (array_fill({a}::bigint, ARRAY[{w}]))"), 2),
+                // Spellings of one value.
+                39 => (format!("{c} = {a}::bigint"), 1),
+                40 => (format!("{c} = '{a}'"), 1),
+                41 => (format!("{c} = CAST('{a}' AS bigint)"), 1),
+                42 => (format!("({c}) IN (({a}), ({b}))"), 2),
+                _ => (format!("ROW({c}) = ROW({a})"), 1),
             };
             Pred { text, id_literals: lits, mentions_id: true, mentions_other: false }
         })
 }
 
-fn other_atom() -> impl Strategy<Value = Pred> {
-    proptest::sample::select(vec![
-        "k = 1",
-        "k < 2",
-        "k <> 0",
-        "k IN (0, 2)",
-        "s LIKE 'row 1%'",
-        "s IS NOT NULL",
-        "k = (SELECT 1)",
-    ])
-    .prop_map(|t| Pred { text: t.into(), id_literals: 0, mentions_id: false, mentions_other: true })
+fn other_atom(atoms: &'static [&'static str]) -> impl Strategy<Value = Pred> {
+    proptest::sample::select(atoms).prop_map(|t| Pred {
+        text: t.into(),
+        id_literals: 0,
+        mentions_id: false,
+        mentions_other: true,
+    })
 }
 
 fn constant_atom() -> impl Strategy<Value = Pred> {
@@ -112,11 +153,11 @@ fn constant_atom() -> impl Strategy<Value = Pred> {
     .prop_map(|t| Pred { text: t.into(), id_literals: 0, mentions_id: false, mentions_other: false })
 }
 
-fn pred(q: String, others: bool) -> impl Strategy<Value = Pred> {
-    let leaf = if others {
-        prop_oneof![5 => id_atom(q), 2 => other_atom(), 1 => constant_atom()].boxed()
+fn pred(q: String, schema: Schema) -> impl Strategy<Value = Pred> {
+    let leaf = if schema.others.is_empty() {
+        prop_oneof![5 => id_atom(q, schema.ids), 1 => constant_atom()].boxed()
     } else {
-        prop_oneof![5 => id_atom(q), 1 => constant_atom()].boxed()
+        prop_oneof![5 => id_atom(q, schema.ids), 2 => other_atom(schema.others), 1 => constant_atom()].boxed()
     };
     // Half the predicates are one atom (most often a point lookup that finds a row), half
     // are trees of atoms.
@@ -134,8 +175,16 @@ fn pred(q: String, others: bool) -> impl Strategy<Value = Pred> {
     prop_oneof![leaf, tree]
 }
 
-/// Statements against `table` (unqualified name); `others`: whether atoms on `k`/`s` are used.
+/// Statements against `table(id, k, s)` with ids 1 to 20 (unqualified name); `others`: whether
+/// atoms on `k`/`s` are used.
 pub fn statement(table: &'static str, others: bool) -> impl Strategy<Value = Generated> {
+    let others: &'static [&'static str] = if others { &FZ_OTHERS } else { &[] };
+    statement_on(Schema { table, ids: &FZ_IDS, others, set: "s = 'changed'" })
+}
+
+/// Statements against any table with an `id` column.
+pub fn statement_on(schema: Schema) -> impl Strategy<Value = Generated> {
+    let table = schema.table;
     (0usize..4, 0usize..8, proptest::bool::weighted(0.85)).prop_flat_map(move |(naming, form, has_where)| {
         let (target, q) = match naming {
             0 => (table.to_string(), table.to_string()),
@@ -145,9 +194,9 @@ pub fn statement(table: &'static str, others: bool) -> impl Strategy<Value = Gen
         };
         let merge_alias = if naming >= 2 { "t".to_string() } else { table.to_string() };
         let q = if form >= 6 { merge_alias.clone() } else { q };
-        (pred(q.clone(), others), pred(q, others), lit()).prop_map(move |(p, when, x)| {
+        (pred(q.clone(), schema), pred(q, schema), lit(schema.ids)).prop_map(move |(p, when, x)| {
             let w = if has_where { format!(" WHERE {}", p.text) } else { String::new() };
-            let set = "s = 'changed'";
+            let set = schema.set;
             let mtarget = if naming >= 2 { format!("{table} t") } else { table.to_string() };
             let (sql, id_literals, mentions_id, mentions_other) = match form {
                 0..=5 => {

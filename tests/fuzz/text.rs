@@ -217,6 +217,42 @@ proptest! {
     }
 }
 
+/// The kind of a verdict and the rule that decided it, for comparing two judgements.
+fn verdict_kind(g: &blastwall::guard::Guard, sql: &str) -> String {
+    use blastwall::guard::{SessionInfo, Verdict};
+    let mut info = SessionInfo::new("app", "");
+    let mut v = g.judge_sql(sql.as_bytes(), &mut info);
+    if v == Verdict::Analyze {
+        // A long text: analyzed first (off the event loop in a session), then judged again.
+        info.preanalyzed = Some(g.preanalyze(sql.as_bytes(), "", true, true));
+        v = g.judge_sql(sql.as_bytes(), &mut info);
+    }
+    match v {
+        Verdict::Allow => "allow".into(),
+        Verdict::Check(_) => "check".into(),
+        Verdict::Resolve(_) => "resolve".into(),
+        Verdict::Analyze => "analyze twice".into(),
+        Verdict::Refuse(m) | Verdict::Notice(m) => {
+            let rule = m.detail.as_deref().unwrap_or("").split(';').next().unwrap_or("").to_string();
+            format!("{:?} {rule}", m.severity)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::config(128))]
+
+    /// A long text takes another path (analyzed off the event loop, then judged again): the
+    /// same statement padded past that threshold with a comment gets the same verdict.
+    #[test]
+    fn long_texts_are_judged_like_short_ones(g in sqlgen::statement("users", true)) {
+        static GUARD: std::sync::OnceLock<blastwall::guard::Guard> = std::sync::OnceLock::new();
+        let guard = GUARD.get_or_init(|| blastwall::guard::Guard::new(blastwall::demo::incident_policy().unwrap(), None));
+        let padded = format!("{} /* {} */", g.sql, "x".repeat(blastwall::guard::ANALYZE_OFF_LOOP_BYTES));
+        prop_assert_eq!(verdict_kind(guard, &padded), verdict_kind(guard, &g.sql), "{}", g.sql);
+    }
+}
+
 /// The generators reach deep states: directives in real comments, well-formed and not;
 /// scripts with COPY data and statements after it; statements of every form that parse.
 #[test]

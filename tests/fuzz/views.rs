@@ -249,6 +249,52 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(crate::config(256))]
+
+    /// What the proxy builds reads back through the views as what it was built from:
+    /// Query, Parse (with types), the marker Bind via `rebind`, Close, Execute+Close+Sync, and
+    /// its own ErrorResponse/NoticeResponse (a NUL inside a field never ends it early).
+    #[test]
+    fn built_messages_read_back(
+        name in "[a-z_0-9]{0,12}",
+        sql in "[ -~]{0,40}",
+        types in proptest::collection::vec(any::<u32>(), 0..6),
+        message in "\\PC{0,30}",
+        detail in proptest::option::of("[ -~\u{0}]{0,20}"),
+        warning in any::<bool>(),
+    ) {
+        let framed = |b: bytes::Bytes| Frame { tag: b[0], bytes: b };
+        let q = framed(messages::query(&sql));
+        prop_assert_eq!(messages::query_text(&q).unwrap(), sql.as_bytes());
+        let p = framed(messages::parse_typed(&name, &sql, &types));
+        let m = messages::parse_msg(&p).unwrap();
+        prop_assert_eq!((m.name, m.sql, &m.param_types[..]), (name.as_bytes(), sql.as_bytes(), &types[..]));
+        let m = framed(messages::parse(&name, &sql));
+        prop_assert!(messages::parse_msg(&m).unwrap().param_types.is_empty());
+        let close = messages::close_statement(&name);
+        prop_assert_eq!(&close[..], &encode(b'C', &[&b"S"[..], name.as_bytes(), b"\0"].concat())[..]);
+        let ecs = messages::execute_close_sync(&name);
+        let mut want = encode(b'E', &[name.as_bytes(), b"\0\0\0\0\0"].concat()).to_vec();
+        want.extend_from_slice(&close);
+        want.extend_from_slice(&encode(b'S', b""));
+        prop_assert_eq!(&ecs[..], &want[..]);
+        let mut pm = messages::ProxyMessage::error("42501", message.clone());
+        if warning {
+            pm.severity = messages::Severity::Warning;
+        }
+        if let Some(d) = &detail {
+            pm = pm.with_detail(d.clone());
+        }
+        let e = framed(pm.encode());
+        prop_assert_eq!(e.tag, if warning { b'N' } else { b'E' });
+        let f = messages::error_fields(&e).unwrap();
+        prop_assert_eq!(f.code, "42501");
+        prop_assert_eq!(f.message, message.replace('\0', " "));
+        prop_assert_eq!(f.severity, if warning { "WARNING" } else { "ERROR" });
+    }
+}
+
 /// The generators reach deep states: most Binds are whole, many carry parameters, and some
 /// carry more than the old signed reading of the count allowed for formats.
 #[test]

@@ -142,3 +142,28 @@ async fn a_session_mode_survives_rollback_reset_all_and_discard_all() {
     assert_eq!(users(&db).await, 40);
     p.stop().await;
 }
+
+/// A StartupMessage may name `user` twice; the server logs in as the last one, and blastwall
+/// must judge the session as that role too, not as the first (whose policy here is `off`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_user_is_judged_as_the_role_the_server_logs_in() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO trust_user");
+    let lenient = "[[role]]\nname = \"app\"\nmode = \"off\"\n";
+    let policy = compile(&[
+        (Path::new("policies/default.toml"), DEFAULT_POLICY),
+        (Path::new("policies/incident.toml"), blastwall::demo::INCIDENT_POLICY),
+        (Path::new("lenient.toml"), lenient),
+    ])
+    .unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let mut s = send_startup(p.port(), 196_608, &[("user", "app"), ("database", &db), ("user", "trust_user")]).await;
+    let opened = replies(&mut s).await;
+    assert_eq!(opened.status, Some('I'), "logged in: {opened:?}");
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&msg(b'Q', format!("SELECT current_user; {RANGE_DELETE}\0").as_bytes())).await.unwrap();
+    let r = replies(&mut s).await;
+    assert_eq!(r.codes, ["42501"], "judged as app (mode off), run as trust_user: {r:?}");
+    assert_eq!(users(&db).await, 60);
+    p.stop().await;
+}

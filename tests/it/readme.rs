@@ -1,5 +1,6 @@
 //! README.md's examples, run: its configuration and policy blocks parse, its psql transcripts
-//! say what the proxy says, its `blastwall check` output is the binary's, its override
+//! are what `blastwall demo` answers, line for line and in order, run as the README's user with
+//! the command the demo prints, its `blastwall check` output is the binary's, its override
 //! example runs. The README cannot rot without this failing.
 
 use crate::harness::*;
@@ -54,25 +55,90 @@ fn unprefixed(line: &str) -> &str {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_transcripts_are_what_the_proxy_says() {
+/// `blastwall demo`, the binary, on a free port: the README's transcripts run against it.
+struct Demo {
+    child: std::process::Child,
+    port: u16,
+    /// What it printed for the user, up to "Press Ctrl-C".
+    instructions: String,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let port = blastwall::pgtemp::free_port();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The demo prints its instructions once the proxy listens.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut instructions = String::new();
+        use std::io::BufRead;
+        while !instructions.contains("Press Ctrl-C") {
+            assert!(out.read_line(&mut instructions).unwrap() > 0, "the demo exited before it was running");
+        }
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Demo { child, port, instructions }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // Ctrl-C: the demo stops and removes its throwaway server.
+        let _ = std::process::Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs statements with psql as the transcript's `$ PGPASSWORD=… psql "…"` line says, on
+/// `port`; returns what it printed, stdout and stderr in one stream as on a terminal, with
+/// psql's `psql:<stdin>:N: ` prefixes removed.
+fn run_transcript_psql(command: &str, port: u16, statements: &str) -> Vec<String> {
+    let command = command.strip_prefix("$ ").expect("a shell line");
+    let (env, rest) = command.split_once(' ').unwrap();
+    let password = env.strip_prefix("PGPASSWORD=").expect("PGPASSWORD=…");
+    let conninfo = rest.strip_prefix("psql \"").and_then(|r| r.strip_suffix('"')).expect("psql \"conninfo\"");
+    let conninfo = conninfo.replace("port=6432", &format!("port={port}"));
+    // One pipe for both streams, as a terminal shows them; -X ignores any ~/.psqlrc.
+    let script = format!("exec '{}' -X '{conninfo}' -f - 2>&1", psql_path().display());
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("PGPASSWORD", password)
+        .env("PGSSLMODE", "disable")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(statements.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| unprefixed(l).to_string()).collect()
+}
+
+/// The README's psql sessions, run as they are written — the demo, its user, its password —
+/// print exactly the README's lines, in the README's order.
+#[test]
+fn psql_transcripts_are_what_the_demo_says() {
     let sessions: Vec<String> = blocks("text").into_iter().filter(|b| b.contains("postgres=# ")).collect();
     assert!(sessions.len() >= 2);
-    let db = incident_db();
-    let p = proxy().await;
+    let demo = Demo::start();
     for block in sessions {
+        let command = block.lines().next().unwrap();
+        // The command is the one the demo tells its user to run.
+        let told = command.strip_prefix("$ ").unwrap().replace("port=6432", &format!("port={}", demo.port));
+        assert!(demo.instructions.contains(&told), "{told}\nis not in what the demo prints:\n{}", demo.instructions);
         let statements: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("postgres=# ")).collect();
         let expected: Vec<&str> = block
             .lines()
             .filter(|l| !l.starts_with("postgres=# ") && !l.starts_with("$ ") && !l.trim().is_empty())
             .collect();
-        let (_, out, err) = psql(p.port(), "app", APP_PW, &db, &["-f", "-"], Some(&(statements.join("\n") + "\n")));
-        let got: Vec<&str> = out.lines().chain(err.lines()).map(unprefixed).collect();
-        for want in expected {
-            assert!(got.contains(&want), "README line not produced:\n{want}\n--- got ---\n{}", got.join("\n"));
-        }
+        let got = run_transcript_psql(command, demo.port, &(statements.join("\n") + "\n"));
+        let got: Vec<&str> = got.iter().map(String::as_str).filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(got, expected, "README transcript:\n{block}");
     }
-    p.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
