@@ -218,6 +218,8 @@ fn run(command: Command) -> Result<i32> {
                 tracing::info!(listen = %server.local_addr(), "blastwall listening");
                 let handle = shutdown_handle();
                 spawn_signals(handle.clone(), server.shared().clone(), policy_paths)?;
+                // Ready: listening, and SIGTERM is handled.
+                sd_notify(&format!("READY=1\nSTATUS=listening on {}", server.local_addr()));
                 server.run(handle).await;
                 Ok::<_, anyhow::Error>(())
             })?;
@@ -274,8 +276,8 @@ fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>,
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tokio::select! {
-                _ = term.recv() => { handle.shutdown(); break; }
-                _ = int.recv() => { handle.shutdown(); break; }
+                _ = term.recv() => { sd_notify("STOPPING=1"); handle.shutdown(); break; }
+                _ = int.recv() => { sd_notify("STOPPING=1"); handle.shutdown(); break; }
                 _ = hup.recv() => {
                     if let Some(a) = &shared.audit {
                         a.reopen();
@@ -296,4 +298,22 @@ fn spawn_signals(handle: ShutdownHandle, shared: Arc<blastwall::server::Shared>,
         }
     });
     Ok(())
+}
+
+/// systemd's readiness protocol (sd_notify(3)) by hand: one datagram to `$NOTIFY_SOCKET` (a
+/// path, or `@name` in the abstract namespace). Without the variable, nothing is sent.
+fn sd_notify(state: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = UnixDatagram::unbound().and_then(|sock| match path.as_encoded_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(state.as_bytes(), &addr)
+        }
+        None => sock.send_to(state.as_bytes(), &path),
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, socket = ?path, "cannot notify systemd");
+    }
 }

@@ -3,6 +3,7 @@
 //! help texts, the generated manual page and completions, error and log output.
 
 mod demo;
+mod packaging;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
