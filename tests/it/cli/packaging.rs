@@ -107,22 +107,36 @@ fn serve_tells_systemd_when_it_listens_and_when_it_stops() {
     let path = dir.path().join("notify");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blastwall"))
+    let child = Command::new(env!("CARGO_BIN_EXE_blastwall"))
         .args(["serve", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"])
         .env("NOTIFY_SOCKET", &path)
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     let mut buf = [0u8; 512];
     let n = sock.recv(&mut buf).expect("READY=1 within 30 s");
     let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(ready.starts_with("READY=1\n"), "{ready}");
     let addr = ready.split("listening on ").nth(1).expect("STATUS names the address").trim().to_string();
     assert!(std::net::TcpStream::connect(&addr).is_ok(), "ready before it listens on {addr}");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     let n = sock.recv(&mut buf).expect("STOPPING=1");
     assert_eq!(&buf[..n], b"STOPPING=1");
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// A server that a failed test must not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[test]
