@@ -243,6 +243,8 @@ fn run(command: Command) -> Result<i32> {
                 tracing::info!(listen = %server.local_addr(), "blastwall listening");
                 let handle = shutdown_handle();
                 spawn_signals(handle.clone(), server.shared().clone(), policy_paths, watch)?;
+                // Ready: listening, and SIGTERM is handled.
+                sd_notify(&format!("READY=1\nSTATUS=listening on {}", server.local_addr()));
                 server.run(handle).await;
                 Ok::<_, anyhow::Error>(())
             })?;
@@ -315,8 +317,8 @@ fn spawn_signals(
         loop {
             tokio::select! {
                 // A second signal during the grace period ends the sessions at once.
-                _ = term.recv() => handle.shutdown(),
-                _ = int.recv() => handle.shutdown(),
+                _ = term.recv() => { sd_notify("STOPPING=1"); handle.shutdown(); }
+                _ = int.recv() => { sd_notify("STOPPING=1"); handle.shutdown(); }
                 _ = hup.recv() => {
                     // The audit file, the policy files, the TLS certificate (as the console's RELOAD).
                     let _ = shared.reload_all();
@@ -333,4 +335,22 @@ fn spawn_signals(
         }
     });
     Ok(())
+}
+
+/// systemd's readiness protocol (sd_notify(3)) by hand: one datagram to `$NOTIFY_SOCKET` (a
+/// path, or `@name` in the abstract namespace). Without the variable, nothing is sent.
+fn sd_notify(state: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = UnixDatagram::unbound().and_then(|sock| match path.as_encoded_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(state.as_bytes(), &addr)
+        }
+        None => sock.send_to(state.as_bytes(), &path),
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, socket = ?path, "cannot notify systemd");
+    }
 }

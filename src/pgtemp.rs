@@ -6,6 +6,7 @@
 //! server's life. Does not own: what is loaded into it.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use thiserror::Error;
@@ -90,7 +91,7 @@ impl TempPostgres {
         let socket_dir = dir.path().join("sock");
         std::fs::create_dir_all(&socket_dir).map_err(|e| step("mkdir", e))?;
         let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, format!("{}\n", opts.password)).map_err(|e| step("writing the password file", e))?;
+        write_private(&pwfile, &format!("{}\n", opts.password)).map_err(|e| step("writing the password file", e))?;
         let mut pg =
             TempPostgres { port: free_port(), bindir, socket_dir, data, dir: Some(dir), as_postgres, running: false };
         if as_postgres {
@@ -204,8 +205,9 @@ impl TempPostgres {
         }
     }
 
-    /// Stops the server if `pid` (a test process) is gone: a watchdog for servers whose owner
-    /// is a `static` that is never dropped.
+    /// Stops the server and removes its folder once `pid` is gone: a watchdog for servers
+    /// whose owner never runs its destructor (a `static` in the tests, a demo killed with
+    /// SIGKILL). It polls once a second.
     pub fn stop_when_process_exits(&self, pid: u32) {
         let data = self.data.display().to_string();
         let pg_ctl = self.bindir.join("pg_ctl").display().to_string();
@@ -218,8 +220,11 @@ impl TempPostgres {
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {}",
             self.root().display()
         );
+        // Its own process group: Ctrl-C or a closed terminal, sent to the owner's group, must
+        // not end the watchdog before it has done its work.
         let _ = Command::new("sh")
             .args(["-c", &script])
+            .process_group(0)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -233,6 +238,19 @@ impl Drop for TempPostgres {
     }
 }
 
+/// Writes a file only its owner may read (mode 0600), as a password file must be.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
 fn step(what: &str, e: std::io::Error) -> PgError {
     PgError::Step { step: what.into(), message: e.to_string() }
 }
@@ -244,7 +262,8 @@ fn append(path: &Path, text: &str) -> Result<(), PgError> {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<Output, PgError> {
-    let out = cmd.output().map_err(|e| step(what, e))?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| PgError::Step { step: what.into(), message: format!("{program}: {e}") })?;
     if !out.status.success() {
         return Err(PgError::Step {
             step: what.into(),

@@ -2,6 +2,9 @@
 //! prints on stdout and stderr. `check` over psql scripts (variables, includes, `\;`), the
 //! help texts, the generated manual page and completions, error and log output.
 
+mod demo;
+mod packaging;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
