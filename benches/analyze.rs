@@ -1,6 +1,7 @@
 //! Criterion bench of the guard on a realistic OLTP mix: mostly SELECTs and point writes that
 //! are allowed, some writes the policy inspects, a few refusals. Reported per statement; the
-//! statements-per-second figure is printed at the end of the run.
+//! statements-per-second figure is printed at the end of the run. `cold_literal_writes`: an
+//! OLTP write mix whose every text is new (literal values), analyzed cold.
 
 use blastwall::guard::{Guard, SessionInfo};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -18,6 +19,31 @@ const MIX: &[(&str, usize)] = &[
     ("INSERT INTO users (id, auth_source) VALUES ($1, 'oauth') ON CONFLICT (id) DO NOTHING", 2),
     ("DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100", 1),
 ];
+
+/// An OLTP write mix with literal values (pgbench's tpcb-like `-M simple`, an application's
+/// point writes and upserts): every text is new, so nothing is served from a cache.
+fn literal_writes(n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (aid, tid, bid, delta) =
+            (1 + i * 7919 % 1_000_000, 1 + i % 100, 1 + i % 10, (i * 31 % 10_000) as i64 - 5000);
+        out.push(match i % 8 {
+            0 => format!("UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid};"),
+            1 => format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"),
+            2 => format!("UPDATE pgbench_tellers SET tbalance = tbalance + {delta} WHERE tid = {tid};"),
+            3 => format!("UPDATE pgbench_branches SET bbalance = bbalance + {delta} WHERE bid = {bid};"),
+            4 => format!(
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({tid}, {bid}, {aid}, {delta}, CURRENT_TIMESTAMP);"
+            ),
+            5 => format!("UPDATE users SET plan = 'pro', updated_at = now() WHERE id = {aid}"),
+            6 => format!("DELETE FROM chat_sessions WHERE id = {aid} AND user_id = {tid}"),
+            _ => format!(
+                "INSERT INTO users (id, auth_source, email) VALUES ({aid}, 'oauth', 'u{aid}@example.com') ON CONFLICT (id) DO NOTHING"
+            ),
+        });
+    }
+    out
+}
 
 fn expanded() -> Vec<&'static str> {
     MIX.iter().flat_map(|(s, n)| std::iter::repeat_n(*s, *n)).collect()
@@ -41,6 +67,30 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for s in &mix {
                 black_box(blastwall::analyze::analyze(black_box(s), Default::default()));
+            }
+        })
+    });
+    g.finish();
+    // Cold analysis: texts never seen before (literal values), 1,000 per iteration.
+    let writes = literal_writes(200_000);
+    let mut g = c.benchmark_group("cold_literal_writes");
+    g.throughput(Throughput::Elements(1000));
+    let mut next = 0usize;
+    g.bench_function("analyze_1000_statements", |b| {
+        b.iter(|| {
+            for _ in 0..1000 {
+                next = (next + 1) % writes.len();
+                black_box(blastwall::analyze::analyze(black_box(&writes[next]), Default::default()));
+            }
+        })
+    });
+    // The same texts through the guard (analysis, cache miss and insert, policy decision).
+    g.bench_function("judge_1000_statements", |b| {
+        let mut info = SessionInfo::new("app", "bench");
+        b.iter(|| {
+            for _ in 0..1000 {
+                next = (next + 1) % writes.len();
+                black_box(guard.judge_sql(black_box(writes[next].as_bytes()), &mut info));
             }
         })
     });

@@ -6,6 +6,7 @@
 //! Does not own: policy (which tables and columns matter), I/O, or name resolution against the
 //! live catalog — an unqualified name is reported as written.
 
+mod children;
 pub mod directive;
 mod predicate;
 pub mod script;
@@ -13,8 +14,6 @@ mod walk;
 
 pub use predicate::{Cond, RangeKind, Where};
 pub use walk::parse_qualified;
-
-use serde_json::Value;
 
 /// A relation as the statement names it (identifiers already folded by the parser).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -254,20 +253,16 @@ pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
         Ok(p) => p,
         Err(e) => return vec![unparsed(sql, &e.to_string(), opts)],
     };
-    let tree = match serde_json::to_value(&parsed.protobuf) {
-        Ok(v) => v,
-        Err(e) => return vec![unparsed(sql, &e.to_string(), opts)],
-    };
-    let stmts = tree.get("stmts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let stmts = &parsed.protobuf.stmts;
     let mut out = Vec::with_capacity(stmts.len());
-    for raw in &stmts {
-        let loc = raw.get("stmt_location").and_then(Value::as_u64).unwrap_or(0);
-        let len = raw.get("stmt_len").and_then(Value::as_u64).unwrap_or(0);
+    for raw in stmts {
+        let loc = u64::try_from(raw.stmt_location).unwrap_or(0);
+        let len = u64::try_from(raw.stmt_len).unwrap_or(0);
         let text = slice(sql, loc, len);
         let lead = text.len() - text.trim_start().len();
         let offset = usize::try_from(loc).unwrap_or(0) + lead;
         let mut st = Statement { text: text.trim().to_string(), offset, ..Statement::default() };
-        if let Some(node) = raw.get("stmt") {
+        if let Some(node) = walk::opt(&raw.stmt) {
             walk::statement(node, &mut st);
         }
         out.push(st);

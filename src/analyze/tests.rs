@@ -126,3 +126,67 @@ proptest! {
         }
     }
 }
+
+/// Struct bodies in pg_query's JSON form of a tree: every object that is neither a `{"node": …}`
+/// wrapper nor a one-key `{"Kind": …}` tag.
+fn json_bodies(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => a.iter().map(json_bodies).sum(),
+        serde_json::Value::Object(m) => {
+            let tag = m.len() == 1 && m.keys().all(|k| k == "node" || k.starts_with(|c: char| c.is_ascii_uppercase()));
+            usize::from(!tag) + m.values().map(json_bodies).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+fn visited(v: pg_query::NodeRef<'_>) -> usize {
+    // A constant's value is a leaf the walk need not enter (it holds no node); the JSON
+    // counts its body.
+    let own = match v {
+        pg_query::NodeRef::AConst(c) => 1 + usize::from(c.val.is_some()),
+        _ => 1,
+    };
+    let mut n = own;
+    children::each_child(v, &mut |c| n += visited(c));
+    n
+}
+
+/// The generated walk reaches every node of the tree: as many as pg_query's own serialization
+/// holds, for statements that use most of the grammar's corners.
+#[test]
+fn the_walk_reaches_every_node() {
+    let statements = [
+        "WITH a AS (DELETE FROM t WHERE x = 1 RETURNING *), b AS MATERIALIZED (SELECT * FROM a) SELECT * FROM b",
+        "MERGE INTO users u USING src s ON u.id = s.id WHEN MATCHED AND s.x > 1 THEN DELETE WHEN MATCHED THEN UPDATE SET a = s.a WHEN NOT MATCHED THEN INSERT VALUES (s.id) RETURNING merge_action(), u.*",
+        "INSERT INTO users (id, plan) SELECT id, 'x' FROM old ON CONFLICT ((lower(email))) WHERE id > 0 DO UPDATE SET plan = EXCLUDED.plan WHERE users.id <> 5",
+        "EXPLAIN (ANALYZE, BUFFERS) UPDATE users SET a = (SELECT max(b) FROM c WHERE c.id = users.id) WHERE id IN (1, 2, 3)",
+        "PREPARE p (int) AS DELETE FROM users WHERE id = $1",
+        "COPY (SELECT * FROM users WHERE id = ANY ('{1,2}'::int[])) TO STDOUT WITH (FORMAT csv)",
+        "SELECT json_object('a' : 1 RETURNING jsonb), json_arrayagg(x ORDER BY x), json_objectagg(k : v) FROM JSON_TABLE(j, '$.a[*]' COLUMNS (x int PATH '$.x')) jt",
+        "SELECT xmlelement(name a, xmlattributes(1 AS b)), CASE WHEN a THEN 1 ELSE 2 END, a[1:2], row(1, 2), array[1] FROM t TABLESAMPLE system (1) GROUP BY ROLLUP (a, b) HAVING count(*) > 1 WINDOW w AS (PARTITION BY a ORDER BY b ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+        "CREATE TABLE t (id int PRIMARY KEY DEFAULT nextval('s'), b text CHECK (b <> '') REFERENCES u (x) ON DELETE CASCADE) PARTITION BY RANGE (id)",
+        "ALTER TABLE users ALTER email TYPE text USING NULL, DROP COLUMN x, ADD CONSTRAINT c CHECK (id > 0)",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ DELETE FROM users RETURNING 1 $$",
+        "CREATE RULE r AS ON INSERT TO t DO INSTEAD (DELETE FROM users; UPDATE users SET a = 1)",
+        "CREATE TRIGGER tr BEFORE UPDATE ON t FOR EACH ROW WHEN (OLD.a IS DISTINCT FROM NEW.a) EXECUTE FUNCTION f()",
+        "GRANT SELECT (a, b) ON t TO r WITH GRANT OPTION",
+        "ALTER SYSTEM SET work_mem = '1MB'",
+        "SELECT setval(' public . s ', 5), f(a => 1, VARIADIC ARRAY[1]), a COLLATE \"C\", b::int[], c IS NOT TRUE, d BETWEEN SYMMETRIC 1 AND 2 FROM t FOR UPDATE OF t SKIP LOCKED",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SEARCH DEPTH FIRST BY n SET ord CYCLE n SET c USING p SELECT * FROM r",
+        "UPDATE t SET (a, b) = (SELECT 1, 2), c = DEFAULT FROM u WHERE CURRENT OF cur",
+        "DO $$ BEGIN DELETE FROM users; END $$",
+        "CALL p(1, (SELECT 2))",
+        "CREATE VIEW v AS SELECT * FROM users WITH CHECK OPTION",
+        "DECLARE c CURSOR FOR SELECT * FROM t; FETCH 1 FROM c; CLOSE c",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2), unnest(ARRAY[1])) WITH ORDINALITY AS x(a, b, c), LATERAL (SELECT a) y",
+    ];
+    for sql in statements {
+        let parsed = pg_query::parse(sql, 0).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let json = serde_json::to_value(&parsed.protobuf).unwrap();
+        let raw = parsed.protobuf.stmts.len();
+        let walked: usize = parsed.protobuf.stmts.iter().filter_map(|s| walk::opt(&s.stmt)).map(visited).sum();
+        // The JSON also holds the ParseResult and each RawStmt.
+        assert_eq!(json_bodies(&json), walked + 1 + raw, "{sql}");
+    }
+}
