@@ -14,6 +14,7 @@
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
+//! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 
 mod cli;
 mod corpus;
@@ -23,3 +24,4 @@ mod ops;
 mod precheck;
 mod readme;
 mod relay;
+mod stats;
