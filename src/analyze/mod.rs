@@ -10,9 +10,11 @@ mod children;
 pub mod directive;
 mod predicate;
 pub mod script;
+mod shape;
 mod walk;
 
 pub use predicate::{Cond, RangeKind, Where};
+pub use shape::Shapes;
 pub use walk::parse_qualified;
 
 /// A relation as the statement names it (identifiers already folded by the parser).
@@ -183,6 +185,10 @@ pub struct Statement {
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.
     pub calls_functions: bool,
+    /// Some fact above was read from a literal's value (a sequence in `setval('…')`, an array
+    /// literal's length, `SET blastwall.mode = '…'`, an `EXPLAIN` option, a COPY file name):
+    /// the facts cannot be shared with texts that differ only in literals (`shape`).
+    pub reads_literals: bool,
 }
 
 impl Statement {
@@ -263,7 +269,7 @@ pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
         let offset = usize::try_from(loc).unwrap_or(0) + lead;
         let mut st = Statement { text: text.trim().to_string(), offset, ..Statement::default() };
         if let Some(node) = walk::opt(&raw.stmt) {
-            walk::statement(node, &mut st);
+            st.reads_literals = walk::statement(node, &mut st);
         }
         out.push(st);
     }

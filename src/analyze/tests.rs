@@ -190,3 +190,101 @@ fn the_walk_reaches_every_node() {
         assert_eq!(json_bodies(&json), walked + 1 + raw, "{sql}");
     }
 }
+
+/// Literals of every kind, some of whose values change a verdict.
+const LITERALS: &[&str] = &[
+    "'web_user_id_seq'",
+    "'other_seq'",
+    "' public . web_user_id_seq '",
+    "'{1,2,3}'",
+    "'{1}'",
+    "'{}'",
+    "'enforce'",
+    "'dry-run'",
+    "'off'",
+    "'on'",
+    "''",
+    "'x'",
+    "0",
+    "1",
+    "2",
+    "-5",
+    "1.5",
+    "99999999999",
+    "B'101'",
+    "X'1F'",
+    "E'a\\\\b'",
+    "$$d$$",
+];
+
+/// Statement templates: `{}` is a literal.
+const TEMPLATES: &[&str] = &[
+    "SELECT setval({}, {})",
+    "SELECT pg_catalog.setval({}::regclass, 5)",
+    "DELETE FROM users WHERE id = ANY ({}::int[])",
+    "DELETE FROM users WHERE id = {}",
+    "DELETE FROM users WHERE id IN ({}, {})",
+    "DELETE FROM users WHERE {} = {}",
+    "DELETE FROM users WHERE {} = {} OR id = {}",
+    "SET blastwall.mode = {}",
+    "SET search_path = {}",
+    "EXPLAIN (ANALYZE {}) DELETE FROM users WHERE id = {}",
+    "EXECUTE p({}, {})",
+    "COPY users FROM {}",
+    "UPDATE users SET plan = {} WHERE id BETWEEN {} AND {}",
+    "PREPARE q AS DELETE FROM users WHERE id = ANY ({})",
+    "INSERT INTO users (id) VALUES ({}) ON CONFLICT (id) DO UPDATE SET plan = {}",
+    "SELECT {}; DELETE FROM users WHERE id = {};",
+    "/* c */ DELETE FROM t WHERE a = {} -- {}\n",
+    "UPDATE users SET id = {} WHERE id = ANY (ARRAY[{}, {}])",
+];
+
+fn fill(template: &str, literals: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, part) in template.split("{}").enumerate() {
+        if i > 0 {
+            out.push_str(literals[(i - 1) % literals.len()]);
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// Analysis by shape gives the facts (and so the verdict) a full analysis gives, for a
+    /// text whose shape was first seen with other literals.
+    #[test]
+    fn shape_cache_agrees_with_full_analysis(
+        t in proptest::sample::select(TEMPLATES),
+        first in proptest::collection::vec(proptest::sample::select(LITERALS), 3),
+        second in proptest::collection::vec(proptest::sample::select(LITERALS), 3),
+        scs in any::<bool>(),
+    ) {
+        let shapes = Shapes::default();
+        let opts = ParseOptions { standard_conforming_strings: scs };
+        let (a, b) = (fill(t, &first), fill(t, &second));
+        prop_assert_eq!(shapes.analyze(&a, opts), analyze(&a, opts));
+        let cached = shapes.analyze(&b, opts);
+        let full = analyze(&b, opts);
+        prop_assert_eq!(&cached, &full, "{} after {}", b, a);
+        let policy = crate::demo::incident_policy().unwrap();
+        let who = crate::guard::SessionInfo::new("app", "");
+        prop_assert_eq!(
+            format!("{:?}", crate::policy::decide(&cached, who.view(), &policy)),
+            format!("{:?}", crate::policy::decide(&full, who.view(), &policy))
+        );
+    }
+}
+
+#[test]
+fn shapes_are_shared_only_without_literal_reads() {
+    let shapes = Shapes::default();
+    let o = ParseOptions::default();
+    shapes.analyze("UPDATE t SET a = 1 WHERE id = 5", o);
+    shapes.analyze("SELECT setval('a', 1)", o);
+    assert_eq!(shapes.analyze("UPDATE t SET a = 2 WHERE id = 6", o)[0].text, "UPDATE t SET a = 2 WHERE id = 6");
+    let b = shapes.analyze("SELECT setval('b', 1)", o);
+    assert_eq!(b[0].writes[0].target.as_ref().unwrap().name, "b");
+}

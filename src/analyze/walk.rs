@@ -31,10 +31,22 @@ pub(super) fn sval(v: &pb::Node) -> Option<&str> {
     }
 }
 
+thread_local! {
+    /// Whether the statement being walked had a literal's value read (see `shape`).
+    static READ_LITERAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records that a fact depends on a literal's value. Every read of a literal's value (a
+/// constant, an option's argument, a file name) must call it, or the shape cache would share
+/// facts between texts that differ in that literal.
+pub(super) fn literal_read() {
+    READ_LITERAL.with(|r| r.set(true));
+}
+
 /// The string of a constant (`'text'`).
 pub(super) fn const_str(v: R<'_>) -> Option<&str> {
     match v {
-        R::AConst(c) => match c.val.as_ref()? {
+        R::AConst(c) => match c.val.as_ref().inspect(|_| literal_read())? {
             pb::a_const::Val::Sval(s) => Some(&s.sval),
             _ => None,
         },
@@ -57,8 +69,11 @@ fn rangevar_node(v: R<'_>) -> Option<RelName> {
     }
 }
 
-pub(super) fn statement(root: R<'_>, st: &mut Statement) {
+/// Walks one statement's tree into `st`; returns whether any fact read a literal's value.
+pub(super) fn statement(root: R<'_>, st: &mut Statement) -> bool {
+    READ_LITERAL.with(|r| r.set(false));
     visit(root, st);
+    READ_LITERAL.with(|r| r.replace(false))
 }
 
 fn visit(v: R<'_>, st: &mut Statement) {
@@ -249,6 +264,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             if let Some(q) = opt(&b.query) {
                 visit(q, &mut inner);
             }
+            inner.reads_literals = READ_LITERAL.with(|r| r.get());
             st.prepare = Some((b.name.clone(), Box::new(inner)));
             Descend::No
         }
@@ -273,6 +289,9 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             Descend::No
         }
         R::CopyStmt(b) => {
+            if b.is_from {
+                literal_read();
+            }
             if b.is_from && b.filename.is_empty() {
                 st.copy_from_stdin = true;
             }
@@ -425,6 +444,9 @@ fn is_explain_analyze(b: &pb::ExplainStmt) -> bool {
         let R::DefElem(d) = o else { return false };
         if !d.defname.eq_ignore_ascii_case("analyze") {
             return false;
+        }
+        if d.arg.is_some() {
+            literal_read();
         }
         match opt(&d.arg) {
             None => true,
