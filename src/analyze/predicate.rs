@@ -85,6 +85,16 @@ pub struct Cond {
     pub points: BTreeMap<String, Option<usize>>,
     pub ranges: BTreeMap<String, RangeKind>,
     refs: BTreeSet<String>,
+    /// The whole row appears (`(t).id`, `t.*`, `id(t)`, `to_jsonb(t)`): every column not
+    /// pinned is swept, for this reason.
+    whole_row: Option<RangeKind>,
+}
+
+impl Cond {
+    /// Why a column is swept, if it is: named in a range, or reached through the whole row.
+    pub fn range_of(&self, column: &str) -> Option<&RangeKind> {
+        self.ranges.get(column).or(self.whole_row.as_ref())
+    }
 }
 
 pub fn classify(where_clause: Option<R<'_>>, t: &Target) -> Where {
@@ -104,7 +114,7 @@ pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> W
                 return Where::CurrentOf;
             }
             let c = and(vec![cond(a, t), cond(b, t)]);
-            if c.refs.is_empty() {
+            if c.refs.is_empty() && c.whole_row.is_none() {
                 Where::Constant
             } else {
                 Where::Cond(c)
@@ -118,7 +128,7 @@ fn finish(w: R<'_>, t: &Target) -> Where {
         return Where::CurrentOf;
     }
     let c = cond(w, t);
-    if c.refs.is_empty() {
+    if c.refs.is_empty() && c.whole_row.is_none() {
         Where::Constant
     } else {
         Where::Cond(c)
@@ -133,6 +143,17 @@ fn has_current_of(v: R<'_>) -> bool {
     let mut found = false;
     each_child(v, &mut |c| found = found || has_current_of(c));
     found
+}
+
+/// Whether a ColumnRef names the target's whole row: `t`, `t.*`, `s.t.*` (a bare `t` may also
+/// be a column of that name; it is taken as both).
+fn whole_row(fields: &[pb::Node], t: &Target) -> bool {
+    let is_star = |f: &pb::Node| matches!(f.node, Some(pb::node::Node::AStar(_)));
+    match fields {
+        [q] => sval(q) == Some(t.qualifier.as_str()),
+        [q, star] | [_, q, star] => is_star(star) && sval(q) == Some(t.qualifier.as_str()),
+        _ => false,
+    }
 }
 
 /// The target column a ColumnRef names, if it names one. Inside a subquery only a qualified
@@ -159,25 +180,34 @@ fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<Stri
 #[derive(Default)]
 struct Parts {
     target: BTreeSet<String>,
+    /// The target's whole row.
+    whole_row: bool,
     other_columns: bool,
     subquery: bool,
 }
 
 fn parts(v: R<'_>, t: &Target, in_subquery: bool, out: &mut Parts) {
     match v {
-        R::ColumnRef(c) => match target_col(&c.fields, t, in_subquery) {
-            Some(c) => {
-                out.target.insert(c);
+        R::ColumnRef(c) => {
+            out.whole_row |= whole_row(&c.fields, t);
+            match target_col(&c.fields, t, in_subquery) {
+                Some(c) => {
+                    out.target.insert(c);
+                }
+                None => out.other_columns = true,
             }
-            None => out.other_columns = true,
-        },
+        }
         R::SubLink(s) => {
             out.subquery = true;
             if let Some(te) = opt(&s.testexpr) {
                 parts(te, t, in_subquery, out);
             }
+            // A subquery with no FROM of its own can only mean the outer target by an
+            // unqualified name (`EXISTS (SELECT 1 WHERE id BETWEEN …)`).
+            let own_from = !matches!(opt(&s.subselect), Some(R::SelectStmt(q))
+                if q.from_clause.is_empty() && q.larg.is_none() && q.rarg.is_none() && q.with_clause.is_none());
             if let Some(q) = opt(&s.subselect) {
-                parts(q, t, true, out);
+                parts(q, t, in_subquery || own_from, out);
             }
         }
         _ => each_child(v, &mut |c| parts(c, t, in_subquery, out)),
@@ -203,7 +233,8 @@ fn all_ranges(v: R<'_>, t: &Target, kind: RangeKind) -> Cond {
     let p = parts_of(v, t);
     let kind = if p.subquery { RangeKind::Subquery } else { kind };
     let ranges = p.target.iter().map(|c| (c.clone(), kind.clone())).collect();
-    Cond { points: BTreeMap::new(), ranges, refs: p.target }
+    let whole_row = p.whole_row.then_some(kind);
+    Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row }
 }
 
 fn point(col: String, n: Option<usize>) -> Cond {
@@ -219,7 +250,7 @@ fn equality(col: String, value: Option<R<'_>>, n: Option<usize>, t: &Target, who
     if p.subquery {
         return all_ranges(whole, t, RangeKind::Subquery);
     }
-    if !p.target.is_empty() {
+    if !p.target.is_empty() || p.whole_row {
         return all_ranges(whole, t, RangeKind::Expression);
     }
     if p.other_columns {
@@ -321,6 +352,7 @@ fn and(args: Vec<Cond>) -> Cond {
             out.ranges.entry(c).or_insert(k);
         }
         out.refs.extend(a.refs);
+        out.whole_row = out.whole_row.or(a.whole_row);
     }
     out
 }
@@ -329,6 +361,9 @@ fn or(args: Vec<Cond>) -> Cond {
     let mut out = Cond::default();
     for a in &args {
         out.refs.extend(a.refs.iter().cloned());
+        if a.whole_row.is_some() {
+            out.whole_row = Some(RangeKind::Or);
+        }
         for (c, k) in &a.ranges {
             out.ranges.entry(c.clone()).or_insert_with(|| k.clone());
         }

@@ -288,3 +288,38 @@ fn shapes_are_shared_only_without_literal_reads() {
     let b = shapes.analyze("SELECT setval('b', 1)", o);
     assert_eq!(b[0].writes[0].target.as_ref().unwrap().name, "b");
 }
+
+/// The rule the incident policy refuses a text by, if it refuses it.
+fn refused_by(sql: &str) -> Option<String> {
+    let guard = crate::guard::Guard::new(crate::demo::incident_policy().unwrap(), None);
+    let mut info = crate::guard::SessionInfo::new("app", "");
+    match guard.judge_sql(sql.as_bytes(), &mut info) {
+        crate::guard::Verdict::Refuse(m) => Some(format!("{m:?}")),
+        _ => None,
+    }
+}
+
+/// Ranges on a protected column in disguise: through the whole row, in functional notation,
+/// as an outer reference from a subquery with no FROM of its own.
+#[test]
+fn disguised_ranges_are_ranges() {
+    for sql in [
+        "DELETE FROM users WHERE (users).id BETWEEN -91111200 AND -91111100",
+        "DELETE FROM users u WHERE (u).id BETWEEN -91111200 AND -91111100",
+        "DELETE FROM users WHERE id(users) < 0",
+        "DELETE FROM users WHERE EXISTS (SELECT 1 WHERE id BETWEEN -91111200 AND -91111100)",
+        "DELETE FROM users u WHERE (to_jsonb(u)->>'id')::bigint BETWEEN -91111200 AND -91111100",
+        "DELETE FROM users WHERE row_to_json(users.*)::text LIKE '%-9111%'",
+        "UPDATE users SET plan = 'free' WHERE (users).id < 0 OR (users).id > 1000000",
+    ] {
+        let why = refused_by(sql).unwrap_or_else(|| panic!("allowed: {sql}"));
+        assert!(why.contains("protected-range") || why.contains("range predicate"), "{sql}: {why}");
+    }
+    // A point is still a point, and a subquery over its own table names its own columns.
+    for sql in [
+        "DELETE FROM users WHERE id = 5 AND (users).plan = 'free'",
+        "DELETE FROM chat_sessions WHERE user_id IN (SELECT id FROM users WHERE plan = 'free')",
+    ] {
+        assert_eq!(refused_by(sql), None, "{sql}");
+    }
+}
