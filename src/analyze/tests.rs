@@ -323,3 +323,19 @@ fn disguised_ranges_are_ranges() {
         assert_eq!(refused_by(sql), None, "{sql}");
     }
 }
+
+/// `system_user` is a keyword of the parser's grammar (PostgreSQL 16 and later), a plain name
+/// for PostgreSQL 15: a column of that name is read as the older server reads it.
+#[test]
+fn system_user_is_a_name_for_older_servers() {
+    let sql = "INSERT INTO t (SYSTEM_USER) VALUES (1); UPDATE t SET system_user = 'x' WHERE id BETWEEN 1 AND 2";
+    let v = analyze(sql, ParseOptions::default());
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v.iter().all(|s| s.opaque.is_empty()), "{v:?}");
+    assert_eq!(v[1].writes[0].op, Op::Update { columns: vec!["system_user".into()] });
+    assert_eq!(&sql[v[1].offset..], v[1].text);
+    assert_eq!(v[0].text, "INSERT INTO t (SYSTEM_USER) VALUES (1)");
+    assert_eq!(refused_by("UPDATE users SET system_user = 'x' WHERE id = 5"), None);
+    // Still a range where it is one.
+    assert!(refused_by("UPDATE users SET system_user = 'x' WHERE id BETWEEN 1 AND 2").is_some());
+}
