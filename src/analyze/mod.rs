@@ -6,15 +6,16 @@
 //! Does not own: policy (which tables and columns matter), I/O, or name resolution against the
 //! live catalog — an unqualified name is reported as written.
 
+mod children;
 pub mod directive;
 mod predicate;
 pub mod script;
+mod shape;
 mod walk;
 
 pub use predicate::{Cond, RangeKind, Where};
+pub use shape::Shapes;
 pub use walk::parse_qualified;
-
-use serde_json::Value;
 
 /// A relation as the statement names it (identifiers already folded by the parser).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -184,6 +185,10 @@ pub struct Statement {
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.
     pub calls_functions: bool,
+    /// Some fact above was read from a literal's value (a sequence in `setval('…')`, an array
+    /// literal's length, `SET blastwall.mode = '…'`, an `EXPLAIN` option, a COPY file name):
+    /// the facts cannot be shared with texts that differ only in literals (`shape`).
+    pub reads_literals: bool,
 }
 
 impl Statement {
@@ -250,36 +255,73 @@ pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
     } else {
         pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
     };
-    let parsed = match pg_query::parse(sql, parser_opts) {
-        Ok(p) => p,
-        Err(e) => return vec![unparsed(sql, &e.to_string(), opts)],
+    match pg_query::parse(sql, parser_opts) {
+        Ok(p) => statements(sql, &p.protobuf, &[]),
+        Err(e) => {
+            // A name the parser's newer grammar reserves (`system_user`, a keyword since
+            // PostgreSQL 16) is read as the older server reads it: an identifier.
+            let quoted = newer_keywords_quoted(sql, opts);
+            match quoted.as_ref().and_then(|(q, _)| pg_query::parse(q, parser_opts).ok()) {
+                Some(p) => statements(sql, &p.protobuf, quoted.as_ref().map_or(&[], |(_, at)| at)),
+                None => vec![unparsed(sql, &e.to_string(), opts)],
+            }
+        }
+    }
+}
+
+/// The facts of every statement of a parse of `sql` — or of `sql` with the keywords at
+/// `quoted` (byte offsets in `sql`) quoted, two bytes longer each.
+fn statements(sql: &str, tree: &pg_query::protobuf::ParseResult, quoted: &[usize]) -> Vec<Statement> {
+    // An offset in the parsed text, as an offset in `sql`.
+    let original = |at: usize| {
+        let before = quoted.iter().enumerate().filter(|&(i, &p)| p + 2 * i < at).count();
+        at - 2 * before
     };
-    let tree = match serde_json::to_value(&parsed.protobuf) {
-        Ok(v) => v,
-        Err(e) => return vec![unparsed(sql, &e.to_string(), opts)],
-    };
-    let stmts = tree.get("stmts").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut out = Vec::with_capacity(stmts.len());
-    for raw in &stmts {
-        let loc = raw.get("stmt_location").and_then(Value::as_u64).unwrap_or(0);
-        let len = raw.get("stmt_len").and_then(Value::as_u64).unwrap_or(0);
-        let text = slice(sql, loc, len);
+    let mut out = Vec::with_capacity(tree.stmts.len());
+    for raw in &tree.stmts {
+        let loc = usize::try_from(raw.stmt_location).unwrap_or(0);
+        let len = usize::try_from(raw.stmt_len).unwrap_or(0);
+        let start = original(loc).min(sql.len());
+        let end = if len == 0 { sql.len() } else { original(loc.saturating_add(len)).min(sql.len()) };
+        let text = sql.get(start..end).unwrap_or(sql);
         let lead = text.len() - text.trim_start().len();
-        let offset = usize::try_from(loc).unwrap_or(0) + lead;
-        let mut st = Statement { text: text.trim().to_string(), offset, ..Statement::default() };
-        if let Some(node) = raw.get("stmt") {
-            walk::statement(node, &mut st);
+        let mut st = Statement { text: text.trim().to_string(), offset: start + lead, ..Statement::default() };
+        if let Some(node) = walk::opt(&raw.stmt) {
+            st.reads_literals = walk::statement(node, &mut st);
         }
         out.push(st);
     }
     out
 }
 
-/// The text of one statement: `len` 0 means "to the end of the string".
-fn slice(sql: &str, loc: u64, len: u64) -> &str {
-    let start = usize::try_from(loc).unwrap_or(0).min(sql.len());
-    let end = if len == 0 { sql.len() } else { start.saturating_add(usize::try_from(len).unwrap_or(0)).min(sql.len()) };
-    sql.get(start..end).unwrap_or(sql)
+/// `sql` with every `system_user` keyword token double-quoted, and where each was; `None`
+/// when there is none (or the scanner cannot read the text as the server would).
+fn newer_keywords_quoted(sql: &str, opts: ParseOptions) -> Option<(String, Vec<usize>)> {
+    if !opts.standard_conforming_strings && sql.contains('\\') {
+        return None;
+    }
+    let scan = pg_query::scan(sql).ok()?;
+    let at: Vec<usize> = scan
+        .tokens
+        .iter()
+        .filter(|t| t.token == pg_query::protobuf::Token::SystemUser as i32)
+        .filter_map(|t| usize::try_from(t.start).ok())
+        .collect();
+    if at.is_empty() {
+        return None;
+    }
+    let mut quoted = String::with_capacity(sql.len() + 2 * at.len());
+    let mut from = 0;
+    for &p in &at {
+        let end = p + "system_user".len();
+        quoted.push_str(sql.get(from..p)?);
+        quoted.push('"');
+        quoted.push_str(&sql.get(p..end)?.to_ascii_lowercase());
+        quoted.push('"');
+        from = end;
+    }
+    quoted.push_str(sql.get(from..)?);
+    Some((quoted, at))
 }
 
 /// A statement that did not parse. The server rejects it too, so it is harmless — unless its

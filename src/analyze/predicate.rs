@@ -4,9 +4,10 @@
 //! Owns: classifying expressions. Does not own: which columns are protected (policy) — the
 //! shape is reported for every column of the target, and the policy picks.
 
-use super::walk::{int, node, sval};
+use super::children::each_child;
+use super::walk::{const_str, items, opt, sval};
 use pg_query::protobuf as pb;
-use serde_json::Value;
+use pg_query::NodeRef as R;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How column references name the statement's target.
@@ -84,64 +85,88 @@ pub struct Cond {
     pub points: BTreeMap<String, Option<usize>>,
     pub ranges: BTreeMap<String, RangeKind>,
     refs: BTreeSet<String>,
+    /// The whole row appears (`(t).id`, `t.*`, `id(t)`, `to_jsonb(t)`): every column not
+    /// pinned is swept, for this reason.
+    whole_row: Option<RangeKind>,
 }
 
-pub fn classify(where_clause: Option<&Value>, t: &Target) -> Where {
-    let Some(w) = where_clause.filter(|w| !w.is_null()) else {
+impl Cond {
+    /// Why a column is swept, if it is: named in a range, or reached through the whole row.
+    pub fn range_of(&self, column: &str) -> Option<&RangeKind> {
+        self.ranges.get(column).or(self.whole_row.as_ref())
+    }
+}
+
+pub fn classify(where_clause: Option<R<'_>>, t: &Target) -> Where {
+    let Some(w) = where_clause else {
         return Where::Absent;
     };
     finish(w, t)
 }
 
 /// MERGE: the join condition and the WHEN condition together decide which rows an action hits.
-pub fn classify_merge(join: Option<&Value>, when: Option<&Value>, t: &Target) -> Where {
-    let parts: Vec<&Value> = [join, when].into_iter().flatten().filter(|v| !v.is_null()).collect();
-    match parts.as_slice() {
-        [] => Where::Absent,
-        [one] => finish(one, t),
-        [a, b] => {
-            if has_kind(a, "CurrentOfExpr") || has_kind(b, "CurrentOfExpr") {
+pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> Where {
+    match (join, when) {
+        (None, None) => Where::Absent,
+        (Some(one), None) | (None, Some(one)) => finish(one, t),
+        (Some(a), Some(b)) => {
+            if has_current_of(a) || has_current_of(b) {
                 return Where::CurrentOf;
             }
             let c = and(vec![cond(a, t), cond(b, t)]);
-            if c.refs.is_empty() {
+            if c.refs.is_empty() && c.whole_row.is_none() {
                 Where::Constant
             } else {
                 Where::Cond(c)
             }
         }
-        _ => Where::Absent,
     }
 }
 
-fn finish(w: &Value, t: &Target) -> Where {
-    if has_kind(w, "CurrentOfExpr") {
+fn finish(w: R<'_>, t: &Target) -> Where {
+    if has_current_of(w) {
         return Where::CurrentOf;
     }
     let c = cond(w, t);
-    if c.refs.is_empty() {
+    if c.refs.is_empty() && c.whole_row.is_none() {
         Where::Constant
     } else {
         Where::Cond(c)
     }
 }
 
-fn has_kind(v: &Value, kind: &str) -> bool {
-    match v {
-        Value::Object(m) => m.contains_key(kind) || m.values().any(|c| has_kind(c, kind)),
-        Value::Array(a) => a.iter().any(|c| has_kind(c, kind)),
+/// Whether `WHERE CURRENT OF` appears anywhere in the expression.
+fn has_current_of(v: R<'_>) -> bool {
+    if matches!(v, R::CurrentOfExpr(_)) {
+        return true;
+    }
+    let mut found = false;
+    each_child(v, &mut |c| found = found || has_current_of(c));
+    found
+}
+
+/// Whether a ColumnRef names the target's whole row: `t`, `t.*`, `s.t.*` (a bare `t` may also
+/// be a column of that name; it is taken as both).
+fn whole_row(fields: &[pb::Node], t: &Target) -> bool {
+    let is_star = |f: &pb::Node| matches!(f.node, Some(pb::node::Node::AStar(_)));
+    match fields {
+        [q] => sval(q) == Some(t.qualifier.as_str()),
+        [q, star] | [_, q, star] => is_star(star) && sval(q) == Some(t.qualifier.as_str()),
         _ => false,
     }
 }
 
 /// The target column a ColumnRef names, if it names one. Inside a subquery only a qualified
 /// reference can reach the outer target.
-fn target_col(fields: &[Value], t: &Target, in_subquery: bool) -> Option<String> {
-    let names: Vec<&str> = fields.iter().filter_map(sval).collect();
-    if names.len() != fields.len() {
-        return None; // `t.*` and the like
+fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<String> {
+    let mut names = [""; 4];
+    if fields.len() > names.len() {
+        return None;
     }
-    match names.as_slice() {
+    for (n, f) in names.iter_mut().zip(fields) {
+        *n = sval(f)?; // `t.*` and the like: not a column
+    }
+    match &names[..fields.len()] {
         [c] if !in_subquery => Some((*c).to_string()),
         [q, c] if *q == t.qualifier => Some((*c).to_string()),
         [s, q, c] | [_, s, q, c] if *q == t.qualifier && t.schema.as_deref().is_none_or(|ts| ts == *s) => {
@@ -155,65 +180,61 @@ fn target_col(fields: &[Value], t: &Target, in_subquery: bool) -> Option<String>
 #[derive(Default)]
 struct Parts {
     target: BTreeSet<String>,
+    /// The target's whole row.
+    whole_row: bool,
     other_columns: bool,
     subquery: bool,
 }
 
-fn parts(v: &Value, t: &Target, in_subquery: bool, out: &mut Parts) {
+fn parts(v: R<'_>, t: &Target, in_subquery: bool, out: &mut Parts) {
     match v {
-        Value::Array(a) => a.iter().for_each(|c| parts(c, t, in_subquery, out)),
-        Value::Object(m) => {
-            if let Some((kind, b)) = node(v) {
-                match kind {
-                    "ColumnRef" => {
-                        let fields = b.get("fields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-                        match target_col(fields, t, in_subquery) {
-                            Some(c) => {
-                                out.target.insert(c);
-                            }
-                            None => out.other_columns = true,
-                        }
-                        return;
-                    }
-                    "SubLink" => {
-                        out.subquery = true;
-                        if let Some(te) = b.get("testexpr") {
-                            parts(te, t, in_subquery, out);
-                        }
-                        if let Some(s) = b.get("subselect") {
-                            parts(s, t, true, out);
-                        }
-                        return;
-                    }
-                    _ => {}
+        R::ColumnRef(c) => {
+            out.whole_row |= whole_row(&c.fields, t);
+            match target_col(&c.fields, t, in_subquery) {
+                Some(c) => {
+                    out.target.insert(c);
                 }
+                None => out.other_columns = true,
             }
-            m.values().for_each(|c| parts(c, t, in_subquery, out));
         }
-        _ => {}
+        R::SubLink(s) => {
+            out.subquery = true;
+            if let Some(te) = opt(&s.testexpr) {
+                parts(te, t, in_subquery, out);
+            }
+            // A subquery with no FROM of its own can only mean the outer target by an
+            // unqualified name (`EXISTS (SELECT 1 WHERE id BETWEEN …)`).
+            let own_from = !matches!(opt(&s.subselect), Some(R::SelectStmt(q))
+                if q.from_clause.is_empty() && q.larg.is_none() && q.rarg.is_none() && q.with_clause.is_none());
+            if let Some(q) = opt(&s.subselect) {
+                parts(q, t, in_subquery || own_from, out);
+            }
+        }
+        _ => each_child(v, &mut |c| parts(c, t, in_subquery, out)),
     }
 }
 
-fn parts_of(v: &Value, t: &Target) -> Parts {
+fn parts_of(v: R<'_>, t: &Target) -> Parts {
     let mut p = Parts::default();
     parts(v, t, false, &mut p);
     p
 }
 
 /// A bare reference to a target column (no cast, no arithmetic).
-fn bare_col(v: &Value, t: &Target) -> Option<String> {
-    match node(v)? {
-        ("ColumnRef", b) => target_col(b.get("fields")?.as_array()?, t, false),
+fn bare_col(v: Option<R<'_>>, t: &Target) -> Option<String> {
+    match v? {
+        R::ColumnRef(c) => target_col(&c.fields, t, false),
         _ => None,
     }
 }
 
 /// Everything referenced becomes a range of the given kind.
-fn all_ranges(v: &Value, t: &Target, kind: RangeKind) -> Cond {
+fn all_ranges(v: R<'_>, t: &Target, kind: RangeKind) -> Cond {
     let p = parts_of(v, t);
     let kind = if p.subquery { RangeKind::Subquery } else { kind };
     let ranges = p.target.iter().map(|c| (c.clone(), kind.clone())).collect();
-    Cond { points: BTreeMap::new(), ranges, refs: p.target }
+    let whole_row = p.whole_row.then_some(kind);
+    Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row }
 }
 
 fn point(col: String, n: Option<usize>) -> Cond {
@@ -224,12 +245,12 @@ fn point(col: String, n: Option<usize>) -> Cond {
 }
 
 /// `col = value`: a point when the value is made of constants and parameters only.
-fn equality(col: String, value: &Value, n: Option<usize>, t: &Target, whole: &Value) -> Cond {
-    let p = parts_of(value, t);
+fn equality(col: String, value: Option<R<'_>>, n: Option<usize>, t: &Target, whole: R<'_>) -> Cond {
+    let p = value.map(|v| parts_of(v, t)).unwrap_or_default();
     if p.subquery {
         return all_ranges(whole, t, RangeKind::Subquery);
     }
-    if !p.target.is_empty() {
+    if !p.target.is_empty() || p.whole_row {
         return all_ranges(whole, t, RangeKind::Expression);
     }
     if p.other_columns {
@@ -238,45 +259,33 @@ fn equality(col: String, value: &Value, n: Option<usize>, t: &Target, whole: &Va
     point(col, n)
 }
 
-fn op_name(b: &Value) -> String {
-    b.get("name").and_then(Value::as_array).and_then(|n| n.last()).and_then(sval).unwrap_or("").to_string()
-}
-
-fn cond(v: &Value, t: &Target) -> Cond {
-    let Some((kind, b)) = node(v) else {
-        return all_ranges(v, t, RangeKind::Expression);
-    };
-    match kind {
-        "BoolExpr" => {
-            let args: Vec<Cond> =
-                b.get("args").and_then(Value::as_array).into_iter().flatten().map(|a| cond(a, t)).collect();
-            let op = int(b, "boolop");
-            if op == pb::BoolExprType::AndExpr as i64 {
+fn cond(v: R<'_>, t: &Target) -> Cond {
+    match v {
+        R::BoolExpr(b) => {
+            let args: Vec<Cond> = items(&b.args).map(|a| cond(a, t)).collect();
+            if b.boolop == pb::BoolExprType::AndExpr as i32 {
                 and(args)
-            } else if op == pb::BoolExprType::OrExpr as i64 {
+            } else if b.boolop == pb::BoolExprType::OrExpr as i32 {
                 or(args)
             } else {
                 all_ranges(v, t, RangeKind::Not)
             }
         }
-        "AExpr" => aexpr(v, b, t),
-        "NullTest" => {
-            let arg = b.get("arg").and_then(|a| bare_col(a, t));
-            match arg {
-                Some(c) if int(b, "nulltesttype") == pb::NullTestType::IsNull as i64 => point(c, Some(1)),
-                _ => all_ranges(v, t, RangeKind::NotNull),
-            }
-        }
-        "SubLink" => all_ranges(v, t, RangeKind::Subquery),
+        R::AExpr(b) => aexpr(v, b, t),
+        R::NullTest(b) => match bare_col(opt(&b.arg), t) {
+            Some(c) if b.nulltesttype == pb::NullTestType::IsNull as i32 => point(c, Some(1)),
+            _ => all_ranges(v, t, RangeKind::NotNull),
+        },
+        R::SubLink(_) => all_ranges(v, t, RangeKind::Subquery),
         _ => all_ranges(v, t, RangeKind::Expression),
     }
 }
 
-fn aexpr(v: &Value, b: &Value, t: &Target) -> Cond {
-    let k = int(b, "kind");
-    let op = op_name(b);
-    let (l, r) = (b.get("lexpr").unwrap_or(&Value::Null), b.get("rexpr").unwrap_or(&Value::Null));
-    let is = |x: pb::AExprKind| k == x as i64;
+fn aexpr(v: R<'_>, b: &pb::AExpr, t: &Target) -> Cond {
+    let k = b.kind;
+    let op = b.name.last().and_then(sval).unwrap_or("");
+    let (l, r) = (opt(&b.lexpr), opt(&b.rexpr));
+    let is = |x: pb::AExprKind| k == x as i32;
     if is(pb::AExprKind::AexprOp) || is(pb::AExprKind::AexprNotDistinct) {
         if op == "=" || is(pb::AExprKind::AexprNotDistinct) {
             if let Some(c) = bare_col(l, t) {
@@ -287,10 +296,10 @@ fn aexpr(v: &Value, b: &Value, t: &Target) -> Cond {
             }
             return all_ranges(v, t, RangeKind::Expression);
         }
-        let kind = match op.as_str() {
+        let kind = match op {
             "<>" | "!=" => RangeKind::NotEqual,
             "~~" | "~~*" | "!~~" | "!~~*" | "~" | "~*" | "!~" | "!~*" => RangeKind::Like,
-            _ if bare_col(l, t).is_some() || bare_col(r, t).is_some() => RangeKind::Comparison(op),
+            _ if bare_col(l, t).is_some() || bare_col(r, t).is_some() => RangeKind::Comparison(op.to_string()),
             _ => RangeKind::Expression,
         };
         return all_ranges(v, t, kind);
@@ -298,16 +307,15 @@ fn aexpr(v: &Value, b: &Value, t: &Target) -> Cond {
     if is(pb::AExprKind::AexprOpAny) {
         if op == "=" {
             if let Some(c) = bare_col(l, t) {
-                return equality(c, r, array_len(r), t, v);
+                return equality(c, r, r.and_then(array_len), t, v);
             }
         }
         return all_ranges(v, t, RangeKind::AnyAll);
     }
     if is(pb::AExprKind::AexprIn) {
         if op == "=" {
-            if let (Some(c), Some(("List", items))) = (bare_col(l, t), node(r)) {
-                let n = items.get("items").and_then(Value::as_array).map(Vec::len);
-                return equality(c, r, n, t, v);
+            if let (Some(c), Some(R::List(list))) = (bare_col(l, t), r) {
+                return equality(c, r, Some(list.items.len()), t, v);
             }
             return all_ranges(v, t, RangeKind::Expression);
         }
@@ -344,6 +352,7 @@ fn and(args: Vec<Cond>) -> Cond {
             out.ranges.entry(c).or_insert(k);
         }
         out.refs.extend(a.refs);
+        out.whole_row = out.whole_row.or(a.whole_row);
     }
     out
 }
@@ -352,6 +361,9 @@ fn or(args: Vec<Cond>) -> Cond {
     let mut out = Cond::default();
     for a in &args {
         out.refs.extend(a.refs.iter().cloned());
+        if a.whole_row.is_some() {
+            out.whole_row = Some(RangeKind::Or);
+        }
         for (c, k) in &a.ranges {
             out.ranges.entry(c.clone()).or_insert_with(|| k.clone());
         }
@@ -378,12 +390,12 @@ fn or(args: Vec<Cond>) -> Cond {
 }
 
 /// The number of elements of an array literal: `ARRAY[…]`, `'{…}'`, or either cast.
-pub fn array_len(v: &Value) -> Option<usize> {
-    match node(v)? {
-        ("AArrayExpr", a) => Some(a.get("elements").and_then(Value::as_array).map_or(0, Vec::len)),
-        ("TypeCast", tc) => array_len(tc.get("arg")?),
-        ("AConst", c) => {
-            let s = c.get("val")?.get("Sval")?.get("sval")?.as_str()?.trim();
+pub fn array_len(v: R<'_>) -> Option<usize> {
+    match v {
+        R::AArrayExpr(a) => Some(a.elements.len()),
+        R::TypeCast(tc) => array_len(opt(&tc.arg)?),
+        R::AConst(_) => {
+            let s = const_str(v)?.trim();
             let inner = s.strip_prefix('{')?.strip_suffix('}')?;
             if inner.trim().is_empty() {
                 Some(0)

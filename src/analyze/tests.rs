@@ -126,3 +126,216 @@ proptest! {
         }
     }
 }
+
+/// Struct bodies in pg_query's JSON form of a tree: every object that is neither a `{"node": …}`
+/// wrapper nor a one-key `{"Kind": …}` tag.
+fn json_bodies(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => a.iter().map(json_bodies).sum(),
+        serde_json::Value::Object(m) => {
+            let tag = m.len() == 1 && m.keys().all(|k| k == "node" || k.starts_with(|c: char| c.is_ascii_uppercase()));
+            usize::from(!tag) + m.values().map(json_bodies).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+fn visited(v: pg_query::NodeRef<'_>) -> usize {
+    // A constant's value is a leaf the walk need not enter (it holds no node); the JSON
+    // counts its body.
+    let own = match v {
+        pg_query::NodeRef::AConst(c) => 1 + usize::from(c.val.is_some()),
+        _ => 1,
+    };
+    let mut n = own;
+    children::each_child(v, &mut |c| n += visited(c));
+    n
+}
+
+/// The generated walk reaches every node of the tree: as many as pg_query's own serialization
+/// holds, for statements that use most of the grammar's corners.
+#[test]
+fn the_walk_reaches_every_node() {
+    let statements = [
+        "WITH a AS (DELETE FROM t WHERE x = 1 RETURNING *), b AS MATERIALIZED (SELECT * FROM a) SELECT * FROM b",
+        "MERGE INTO users u USING src s ON u.id = s.id WHEN MATCHED AND s.x > 1 THEN DELETE WHEN MATCHED THEN UPDATE SET a = s.a WHEN NOT MATCHED THEN INSERT VALUES (s.id) RETURNING merge_action(), u.*",
+        "INSERT INTO users (id, plan) SELECT id, 'x' FROM old ON CONFLICT ((lower(email))) WHERE id > 0 DO UPDATE SET plan = EXCLUDED.plan WHERE users.id <> 5",
+        "EXPLAIN (ANALYZE, BUFFERS) UPDATE users SET a = (SELECT max(b) FROM c WHERE c.id = users.id) WHERE id IN (1, 2, 3)",
+        "PREPARE p (int) AS DELETE FROM users WHERE id = $1",
+        "COPY (SELECT * FROM users WHERE id = ANY ('{1,2}'::int[])) TO STDOUT WITH (FORMAT csv)",
+        "SELECT json_object('a' : 1 RETURNING jsonb), json_arrayagg(x ORDER BY x), json_objectagg(k : v) FROM JSON_TABLE(j, '$.a[*]' COLUMNS (x int PATH '$.x')) jt",
+        "SELECT xmlelement(name a, xmlattributes(1 AS b)), CASE WHEN a THEN 1 ELSE 2 END, a[1:2], row(1, 2), array[1] FROM t TABLESAMPLE system (1) GROUP BY ROLLUP (a, b) HAVING count(*) > 1 WINDOW w AS (PARTITION BY a ORDER BY b ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+        "CREATE TABLE t (id int PRIMARY KEY DEFAULT nextval('s'), b text CHECK (b <> '') REFERENCES u (x) ON DELETE CASCADE) PARTITION BY RANGE (id)",
+        "ALTER TABLE users ALTER email TYPE text USING NULL, DROP COLUMN x, ADD CONSTRAINT c CHECK (id > 0)",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ DELETE FROM users RETURNING 1 $$",
+        "CREATE RULE r AS ON INSERT TO t DO INSTEAD (DELETE FROM users; UPDATE users SET a = 1)",
+        "CREATE TRIGGER tr BEFORE UPDATE ON t FOR EACH ROW WHEN (OLD.a IS DISTINCT FROM NEW.a) EXECUTE FUNCTION f()",
+        "GRANT SELECT (a, b) ON t TO r WITH GRANT OPTION",
+        "ALTER SYSTEM SET work_mem = '1MB'",
+        "SELECT setval(' public . s ', 5), f(a => 1, VARIADIC ARRAY[1]), a COLLATE \"C\", b::int[], c IS NOT TRUE, d BETWEEN SYMMETRIC 1 AND 2 FROM t FOR UPDATE OF t SKIP LOCKED",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SEARCH DEPTH FIRST BY n SET ord CYCLE n SET c USING p SELECT * FROM r",
+        "UPDATE t SET (a, b) = (SELECT 1, 2), c = DEFAULT FROM u WHERE CURRENT OF cur",
+        "DO $$ BEGIN DELETE FROM users; END $$",
+        "CALL p(1, (SELECT 2))",
+        "CREATE VIEW v AS SELECT * FROM users WITH CHECK OPTION",
+        "DECLARE c CURSOR FOR SELECT * FROM t; FETCH 1 FROM c; CLOSE c",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2), unnest(ARRAY[1])) WITH ORDINALITY AS x(a, b, c), LATERAL (SELECT a) y",
+    ];
+    for sql in statements {
+        let parsed = pg_query::parse(sql, 0).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let json = serde_json::to_value(&parsed.protobuf).unwrap();
+        let raw = parsed.protobuf.stmts.len();
+        let walked: usize = parsed.protobuf.stmts.iter().filter_map(|s| walk::opt(&s.stmt)).map(visited).sum();
+        // The JSON also holds the ParseResult and each RawStmt.
+        assert_eq!(json_bodies(&json), walked + 1 + raw, "{sql}");
+    }
+}
+
+/// Literals of every kind, some of whose values change a verdict.
+const LITERALS: &[&str] = &[
+    "'web_user_id_seq'",
+    "'other_seq'",
+    "' public . web_user_id_seq '",
+    "'{1,2,3}'",
+    "'{1}'",
+    "'{}'",
+    "'enforce'",
+    "'dry-run'",
+    "'off'",
+    "'on'",
+    "''",
+    "'x'",
+    "0",
+    "1",
+    "2",
+    "-5",
+    "1.5",
+    "99999999999",
+    "B'101'",
+    "X'1F'",
+    "E'a\\\\b'",
+    "$$d$$",
+];
+
+/// Statement templates: `{}` is a literal.
+const TEMPLATES: &[&str] = &[
+    "SELECT setval({}, {})",
+    "SELECT pg_catalog.setval({}::regclass, 5)",
+    "DELETE FROM users WHERE id = ANY ({}::int[])",
+    "DELETE FROM users WHERE id = {}",
+    "DELETE FROM users WHERE id IN ({}, {})",
+    "DELETE FROM users WHERE {} = {}",
+    "DELETE FROM users WHERE {} = {} OR id = {}",
+    "SET blastwall.mode = {}",
+    "SET search_path = {}",
+    "EXPLAIN (ANALYZE {}) DELETE FROM users WHERE id = {}",
+    "EXECUTE p({}, {})",
+    "COPY users FROM {}",
+    "UPDATE users SET plan = {} WHERE id BETWEEN {} AND {}",
+    "PREPARE q AS DELETE FROM users WHERE id = ANY ({})",
+    "INSERT INTO users (id) VALUES ({}) ON CONFLICT (id) DO UPDATE SET plan = {}",
+    "SELECT {}; DELETE FROM users WHERE id = {};",
+    "/* c */ DELETE FROM t WHERE a = {} -- {}\n",
+    "UPDATE users SET id = {} WHERE id = ANY (ARRAY[{}, {}])",
+];
+
+fn fill(template: &str, literals: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, part) in template.split("{}").enumerate() {
+        if i > 0 {
+            out.push_str(literals[(i - 1) % literals.len()]);
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// Analysis by shape gives the facts (and so the verdict) a full analysis gives, for a
+    /// text whose shape was first seen with other literals.
+    #[test]
+    fn shape_cache_agrees_with_full_analysis(
+        t in proptest::sample::select(TEMPLATES),
+        first in proptest::collection::vec(proptest::sample::select(LITERALS), 3),
+        second in proptest::collection::vec(proptest::sample::select(LITERALS), 3),
+        scs in any::<bool>(),
+    ) {
+        let shapes = Shapes::default();
+        let opts = ParseOptions { standard_conforming_strings: scs };
+        let (a, b) = (fill(t, &first), fill(t, &second));
+        prop_assert_eq!(shapes.analyze(&a, opts), analyze(&a, opts));
+        let cached = shapes.analyze(&b, opts);
+        let full = analyze(&b, opts);
+        prop_assert_eq!(&cached, &full, "{} after {}", b, a);
+        let policy = crate::demo::incident_policy().unwrap();
+        let who = crate::guard::SessionInfo::new("app", "");
+        prop_assert_eq!(
+            format!("{:?}", crate::policy::decide(&cached, who.view(), &policy)),
+            format!("{:?}", crate::policy::decide(&full, who.view(), &policy))
+        );
+    }
+}
+
+#[test]
+fn shapes_are_shared_only_without_literal_reads() {
+    let shapes = Shapes::default();
+    let o = ParseOptions::default();
+    shapes.analyze("UPDATE t SET a = 1 WHERE id = 5", o);
+    shapes.analyze("SELECT setval('a', 1)", o);
+    assert_eq!(shapes.analyze("UPDATE t SET a = 2 WHERE id = 6", o)[0].text, "UPDATE t SET a = 2 WHERE id = 6");
+    let b = shapes.analyze("SELECT setval('b', 1)", o);
+    assert_eq!(b[0].writes[0].target.as_ref().unwrap().name, "b");
+}
+
+/// The rule the incident policy refuses a text by, if it refuses it.
+fn refused_by(sql: &str) -> Option<String> {
+    let guard = crate::guard::Guard::new(crate::demo::incident_policy().unwrap(), None);
+    let mut info = crate::guard::SessionInfo::new("app", "");
+    match guard.judge_sql(sql.as_bytes(), &mut info) {
+        crate::guard::Verdict::Refuse(m) => Some(format!("{m:?}")),
+        _ => None,
+    }
+}
+
+/// Ranges on a protected column in disguise: through the whole row, in functional notation,
+/// as an outer reference from a subquery with no FROM of its own.
+#[test]
+fn disguised_ranges_are_ranges() {
+    for sql in [
+        "DELETE FROM users WHERE (users).id BETWEEN -91111200 AND -91111100",
+        "DELETE FROM users u WHERE (u).id BETWEEN -91111200 AND -91111100",
+        "DELETE FROM users WHERE id(users) < 0",
+        "DELETE FROM users WHERE EXISTS (SELECT 1 WHERE id BETWEEN -91111200 AND -91111100)",
+        "DELETE FROM users u WHERE (to_jsonb(u)->>'id')::bigint BETWEEN -91111200 AND -91111100",
+        "DELETE FROM users WHERE row_to_json(users.*)::text LIKE '%-9111%'",
+        "UPDATE users SET plan = 'free' WHERE (users).id < 0 OR (users).id > 1000000",
+    ] {
+        let why = refused_by(sql).unwrap_or_else(|| panic!("allowed: {sql}"));
+        assert!(why.contains("protected-range") || why.contains("range predicate"), "{sql}: {why}");
+    }
+    // A point is still a point, and a subquery over its own table names its own columns.
+    for sql in [
+        "DELETE FROM users WHERE id = 5 AND (users).plan = 'free'",
+        "DELETE FROM chat_sessions WHERE user_id IN (SELECT id FROM users WHERE plan = 'free')",
+    ] {
+        assert_eq!(refused_by(sql), None, "{sql}");
+    }
+}
+
+/// `system_user` is a keyword of the parser's grammar (PostgreSQL 16 and later), a plain name
+/// for PostgreSQL 15: a column of that name is read as the older server reads it.
+#[test]
+fn system_user_is_a_name_for_older_servers() {
+    let sql = "INSERT INTO t (SYSTEM_USER) VALUES (1); UPDATE t SET system_user = 'x' WHERE id BETWEEN 1 AND 2";
+    let v = analyze(sql, ParseOptions::default());
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v.iter().all(|s| s.opaque.is_empty()), "{v:?}");
+    assert_eq!(v[1].writes[0].op, Op::Update { columns: vec!["system_user".into()] });
+    assert_eq!(&sql[v[1].offset..], v[1].text);
+    assert_eq!(v[0].text, "INSERT INTO t (SYSTEM_USER) VALUES (1)");
+    assert_eq!(refused_by("UPDATE users SET system_user = 'x' WHERE id = 5"), None);
+    // Still a range where it is one.
+    assert!(refused_by("UPDATE users SET system_user = 'x' WHERE id BETWEEN 1 AND 2").is_some());
+}

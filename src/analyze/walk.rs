@@ -2,68 +2,83 @@
 //! actions, ON CONFLICT, EXPLAIN ANALYZE, function arguments.
 //!
 //! Owns: which node kinds write and what they write. Does not own: the WHERE predicate's shape
-//! (see `predicate`). The tree is PostgreSQL's raw parse tree, as pg_query serialises it; the
-//! walk is generic over every field, so a node kind added to the grammar cannot hide a write
-//! nested inside it.
+//! (see `predicate`). The tree is PostgreSQL's raw parse tree as pg_query decodes it, walked in
+//! place (no copy). The descent is generic over every field of every node type (`children`,
+//! generated, exhaustive), so a node kind added to the grammar cannot hide a write nested
+//! inside it.
 
+use super::children::{each_child, is_ddl};
 use super::predicate::{self, Target};
 use super::{Execute, Op, Opaque, RelName, Statement, Write};
 use pg_query::protobuf as pb;
-use serde_json::Value;
+use pg_query::NodeRef as R;
 
-/// Unwraps `{"node": {"Kind": body}}` into `(Kind, body)`.
-pub(super) fn node(v: &Value) -> Option<(&str, &Value)> {
-    let inner = v.get("node")?.as_object()?;
-    let (k, b) = inner.iter().next()?;
-    Some((k.as_str(), b))
+/// The node an optional child holds.
+pub(super) fn opt(x: &Option<Box<pb::Node>>) -> Option<R<'_>> {
+    x.as_deref().and_then(|n| n.node.as_ref()).map(|n| n.to_ref())
+}
+
+/// The nodes of a list, skipping empty ones.
+pub(super) fn items(x: &[pb::Node]) -> impl Iterator<Item = R<'_>> {
+    x.iter().filter_map(|n| n.node.as_ref()).map(|n| n.to_ref())
 }
 
 /// The string value of a `String` node.
-pub(super) fn sval(v: &Value) -> Option<&str> {
-    match node(v) {
-        Some(("String", b)) => b.get("sval").and_then(Value::as_str),
+pub(super) fn sval(v: &pb::Node) -> Option<&str> {
+    match v.node.as_ref()? {
+        pb::node::Node::String(s) => Some(&s.sval),
         _ => None,
     }
 }
 
-pub(super) fn int(v: &Value, key: &str) -> i64 {
-    v.get(key).and_then(Value::as_i64).unwrap_or(0)
+thread_local! {
+    /// Whether the statement being walked had a literal's value read (see `shape`).
+    static READ_LITERAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-pub(super) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
+/// Records that a fact depends on a literal's value. Every read of a literal's value (a
+/// constant, an option's argument, a file name) must call it, or the shape cache would share
+/// facts between texts that differ in that literal.
+pub(super) fn literal_read() {
+    READ_LITERAL.with(|r| r.set(true));
 }
 
-fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+/// The string of a constant (`'text'`).
+pub(super) fn const_str(v: R<'_>) -> Option<&str> {
+    match v {
+        R::AConst(c) => match c.val.as_ref().inspect(|_| literal_read())? {
+            pb::a_const::Val::Sval(s) => Some(&s.sval),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-pub(super) fn rangevar(v: &Value) -> Option<RelName> {
-    let name = text(v, "relname");
-    (!name.is_empty()).then(|| RelName { schema: non_empty(text(v, "schemaname")), name: name.to_string() })
+pub(super) fn rangevar(v: &pb::RangeVar) -> Option<RelName> {
+    (!v.relname.is_empty()).then(|| RelName { schema: non_empty(&v.schemaname), name: v.relname.clone() })
 }
 
-pub(super) fn statement(root: &Value, st: &mut Statement) {
-    visit(root, st);
-}
-
-fn visit(v: &Value, st: &mut Statement) {
+fn rangevar_node(v: R<'_>) -> Option<RelName> {
     match v {
-        Value::Array(items) => items.iter().for_each(|i| visit(i, st)),
-        Value::Object(map) => {
-            if let Some((kind, body)) = node(v) {
-                if handle(kind, body, st) == Descend::Yes {
-                    visit(body, st);
-                }
-                return;
-            }
-            map.values().for_each(|c| visit(c, st));
-        }
-        _ => {}
+        R::RangeVar(r) => rangevar(r),
+        _ => None,
+    }
+}
+
+/// Walks one statement's tree into `st`; returns whether any fact read a literal's value.
+pub(super) fn statement(root: R<'_>, st: &mut Statement) -> bool {
+    READ_LITERAL.with(|r| r.set(false));
+    visit(root, st);
+    READ_LITERAL.with(|r| r.replace(false))
+}
+
+fn visit(v: R<'_>, st: &mut Statement) {
+    if handle(v, st) == Descend::Yes {
+        each_child(v, &mut |c| visit(c, st));
     }
 }
 
@@ -73,54 +88,55 @@ enum Descend {
     No,
 }
 
-fn target_of(v: &Value) -> Option<(RelName, Target)> {
-    let rel = v.get("relation")?;
+fn target_of(rel: Option<&pb::RangeVar>) -> Option<(RelName, Target)> {
+    let rel = rel?;
     let name = rangevar(rel)?;
-    let alias = rel.get("alias").map(|a| text(a, "aliasname")).filter(|a| !a.is_empty());
+    let alias = rel.alias.as_ref().map(|a| a.aliasname.as_str()).filter(|a| !a.is_empty());
     let t = Target { qualifier: alias.unwrap_or(&name.name).to_string(), schema: name.schema.clone() };
     Some((name, t))
 }
 
-fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
-    if ["Create", "Alter", "Drop", "Rename", "Rule", "View"].iter().any(|p| kind.starts_with(p))
-        && kind.ends_with("Stmt")
-    {
+fn handle(v: R<'_>, st: &mut Statement) -> Descend {
+    if is_ddl(v) {
         st.ddl = true;
     }
-    match kind {
-        "DeleteStmt" => {
-            if let Some((rel, t)) = target_of(b) {
-                let predicate = predicate::classify(b.get("where_clause"), &t);
+    match v {
+        R::DeleteStmt(b) => {
+            if let Some((rel, t)) = target_of(b.relation.as_ref()) {
+                let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
             }
             Descend::Yes
         }
-        "UpdateStmt" => {
-            if let Some((rel, t)) = target_of(b) {
-                let columns = list(b, "target_list")
-                    .iter()
-                    .filter_map(|r| node(r).map(|(_, rt)| text(rt, "name").to_string()))
+        R::UpdateStmt(b) => {
+            if let Some((rel, t)) = target_of(b.relation.as_ref()) {
+                let columns = items(&b.target_list)
+                    .filter_map(|r| match r {
+                        R::ResTarget(rt) => Some(rt.name.clone()),
+                        _ => None,
+                    })
                     .collect();
-                let predicate = predicate::classify(b.get("where_clause"), &t);
+                let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });
             }
             Descend::Yes
         }
-        "InsertStmt" => {
-            let conflict = b.get("on_conflict_clause").filter(|c| !c.is_null());
-            if let (Some(c), Some((rel, _))) = (conflict, target_of(b)) {
-                if int(c, "action") == pb::OnConflictAction::OnconflictUpdate as i64 {
-                    let infer = c.get("infer").filter(|i| !i.is_null());
+        R::InsertStmt(b) => {
+            if let (Some(c), Some((rel, _))) = (b.on_conflict_clause.as_deref(), target_of(b.relation.as_ref())) {
+                if c.action == pb::OnConflictAction::OnconflictUpdate as i32 {
+                    let infer = c.infer.as_deref();
                     let conflict_columns = infer
                         .map(|i| {
-                            list(i, "index_elems")
-                                .iter()
-                                .filter_map(|e| node(e).map(|(_, ie)| text(ie, "name")))
+                            items(&i.index_elems)
+                                .filter_map(|e| match e {
+                                    R::IndexElem(ie) => Some(ie.name.as_str()),
+                                    _ => None,
+                                })
                                 .map(|n| if n.is_empty() { "(expression)".to_string() } else { n.to_string() })
                                 .collect()
                         })
                         .unwrap_or_default();
-                    let constraint = infer.and_then(|i| non_empty(text(i, "conname")));
+                    let constraint = infer.and_then(|i| non_empty(&i.conname));
                     st.writes.push(Write {
                         op: Op::Upsert { conflict_columns, constraint },
                         target: Some(rel),
@@ -130,105 +146,110 @@ fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
             }
             Descend::Yes
         }
-        "MergeStmt" => {
-            if let Some((rel, t)) = target_of(b) {
-                for w in list(b, "merge_when_clauses") {
-                    let Some((_, wc)) = node(w) else { continue };
-                    let cmd = int(wc, "command_type");
-                    let op = if cmd == pb::CmdType::CmdDelete as i64 {
+        R::MergeStmt(b) => {
+            if let Some((rel, t)) = target_of(b.relation.as_ref()) {
+                for w in items(&b.merge_when_clauses) {
+                    let R::MergeWhenClause(wc) = w else { continue };
+                    let op = if wc.command_type == pb::CmdType::CmdDelete as i32 {
                         Op::MergeDelete
-                    } else if cmd == pb::CmdType::CmdUpdate as i64 {
+                    } else if wc.command_type == pb::CmdType::CmdUpdate as i32 {
                         Op::MergeUpdate
                     } else {
                         continue;
                     };
-                    let predicate = predicate::classify_merge(b.get("join_condition"), wc.get("condition"), &t);
+                    let predicate = predicate::classify_merge(opt(&b.join_condition), opt(&wc.condition), &t);
                     st.writes.push(Write { op, target: Some(rel.clone()), predicate: Some(predicate) });
                 }
             }
             Descend::Yes
         }
-        "TruncateStmt" => {
-            let cascade = int(b, "behavior") == pb::DropBehavior::DropCascade as i64;
-            for r in list(b, "relations") {
-                if let Some((_, rv)) = node(r) {
-                    st.writes.push(Write { op: Op::Truncate { cascade }, target: rangevar(rv), predicate: None });
-                }
+        R::TruncateStmt(b) => {
+            let cascade = b.behavior == pb::DropBehavior::DropCascade as i32;
+            for r in items(&b.relations) {
+                st.writes.push(Write { op: Op::Truncate { cascade }, target: rangevar_node(r), predicate: None });
             }
             Descend::No
         }
-        "DropStmt" => {
+        R::DropStmt(b) => {
             drop_stmt(b, st);
             Descend::No
         }
-        "DropdbStmt" => {
-            let target = Some(RelName { schema: None, name: text(b, "dbname").to_string() });
+        R::DropdbStmt(b) => {
+            let target = Some(RelName { schema: None, name: b.dbname.clone() });
             st.writes.push(Write { op: Op::DropDatabase, target, predicate: None });
             Descend::No
         }
-        "DropOwnedStmt" => {
+        R::DropOwnedStmt(_) => {
             st.writes.push(Write { op: Op::DropOwned, target: None, predicate: None });
             Descend::No
         }
-        "AlterTableStmt" => {
-            let rel = b.get("relation").and_then(rangevar);
-            for c in list(b, "cmds") {
-                let Some((_, cmd)) = node(c) else { continue };
-                if int(cmd, "subtype") == pb::AlterTableType::AtDropColumn as i64 {
-                    let op = Op::DropColumn(text(cmd, "name").to_string());
+        R::AlterTableStmt(b) => {
+            let rel = b.relation.as_ref().and_then(rangevar);
+            for c in items(&b.cmds) {
+                let R::AlterTableCmd(cmd) = c else { continue };
+                if cmd.subtype == pb::AlterTableType::AtDropColumn as i32 {
+                    let op = Op::DropColumn(cmd.name.clone());
                     st.writes.push(Write { op, target: rel.clone(), predicate: None });
                 }
             }
             Descend::Yes
         }
-        "RenameStmt" => {
-            let rel = b.get("relation").and_then(rangevar);
-            let ty = int(b, "rename_type");
-            if ty == pb::ObjectType::ObjectTable as i64 {
+        R::RenameStmt(b) => {
+            let rel = b.relation.as_ref().and_then(rangevar);
+            let ty = b.rename_type;
+            if ty == pb::ObjectType::ObjectTable as i32 {
                 st.writes.push(Write { op: Op::RenameTable, target: rel, predicate: None });
-            } else if ty == pb::ObjectType::ObjectColumn as i64 {
-                let op = Op::RenameColumn(text(b, "subname").to_string());
+            } else if ty == pb::ObjectType::ObjectColumn as i32 {
+                let op = Op::RenameColumn(b.subname.clone());
                 st.writes.push(Write { op, target: rel, predicate: None });
-            } else if ty == pb::ObjectType::ObjectSequence as i64 {
+            } else if ty == pb::ObjectType::ObjectSequence as i32 {
                 st.writes.push(Write { op: Op::AlterSequence, target: rel, predicate: None });
             }
             Descend::No
         }
-        "AlterSeqStmt" => {
-            let target = b.get("sequence").and_then(rangevar);
+        R::AlterSeqStmt(b) => {
+            let target = b.sequence.as_ref().and_then(rangevar);
             st.writes.push(Write { op: Op::AlterSequence, target, predicate: None });
             Descend::No
         }
-        "FuncCall" => {
-            let names: Vec<&str> = list(b, "funcname").iter().filter_map(sval).collect();
-            let is_setval = matches!(names.as_slice(), ["setval"] | ["pg_catalog", "setval"]);
-            match names.as_slice() {
-                ["pg_catalog", _] => {}
-                [name] if BUILTINS.contains(name) => {}
-                _ => st.calls_functions = true,
+        R::FuncCall(b) => {
+            let mut names = b.funcname.iter().map(sval);
+            let (first, second, third) = (names.next(), names.next(), names.next());
+            let builtin = match (first, second, third) {
+                (Some(Some("pg_catalog")), Some(Some(_)), None) => true,
+                (Some(Some(name)), None, None) => BUILTINS.contains(&name),
+                _ => false,
+            };
+            if !builtin {
+                st.calls_functions = true;
             }
+            let is_setval = matches!(
+                (first, second, third),
+                (Some(Some("setval")), None, None) | (Some(Some("pg_catalog")), Some(Some("setval")), None)
+            );
             if is_setval {
-                let target = list(b, "args").first().and_then(const_regclass);
+                let target = items(&b.args).next().and_then(const_regclass);
                 st.writes.push(Write { op: Op::Setval, target, predicate: None });
             }
             Descend::Yes
         }
-        "DoStmt" => {
+        R::DoStmt(_) => {
             st.opaque.push(Opaque::DoBlock);
             Descend::No
         }
-        "CallStmt" => {
+        R::CallStmt(b) => {
             let name = b
-                .get("funccall")
-                .map(|f| list(f, "funcname").iter().filter_map(sval).collect::<Vec<_>>().join("."))
+                .funccall
+                .as_deref()
+                .map(|f| f.funcname.iter().filter_map(sval).collect::<Vec<_>>().join("."))
                 .unwrap_or_default();
             st.opaque.push(Opaque::Call(name));
             Descend::No
         }
-        "ExplainStmt" => {
+        R::ExplainStmt(b) => {
             if is_explain_analyze(b) {
                 let before = (st.writes.len(), st.executes.len());
-                if let Some(q) = b.get("query") {
+                if let Some(q) = opt(&b.query) {
                     visit(q, st);
                 }
                 if (st.writes.len(), st.executes.len()) != before {
@@ -238,51 +259,51 @@ fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
             // Plain EXPLAIN plans without executing: nothing inside it runs.
             Descend::No
         }
-        "PrepareStmt" => {
+        R::PrepareStmt(b) => {
             let mut inner = Statement { text: st.text.clone(), ..Statement::default() };
-            if let Some(q) = b.get("query") {
+            if let Some(q) = opt(&b.query) {
                 visit(q, &mut inner);
             }
-            st.prepare = Some((text(b, "name").to_string(), Box::new(inner)));
+            inner.reads_literals = READ_LITERAL.with(|r| r.get());
+            st.prepare = Some((b.name.clone(), Box::new(inner)));
             Descend::No
         }
-        "ExecuteStmt" => {
-            let array_lens = list(b, "params").iter().map(predicate::array_len).collect();
-            st.executes.push(Execute { name: text(b, "name").to_string(), array_lens });
+        R::ExecuteStmt(b) => {
+            let array_lens = items(&b.params).map(predicate::array_len).collect();
+            st.executes.push(Execute { name: b.name.clone(), array_lens });
             Descend::No
         }
-        "DeallocateStmt" => {
-            st.deallocate = Some(if b.get("isall").and_then(Value::as_bool).unwrap_or(false) {
-                None
-            } else {
-                Some(text(b, "name").to_string())
-            });
+        R::DeallocateStmt(b) => {
+            st.deallocate = Some(if b.isall { None } else { Some(b.name.clone()) });
             Descend::No
         }
-        "VariableSetStmt" if text(b, "name").eq_ignore_ascii_case("blastwall.mode") => {
-            let value = list(b, "args").first().and_then(|a| match node(a) {
-                Some(("AConst", c)) => c.get("val")?.get("Sval")?.get("sval")?.as_str().map(str::to_string),
-                _ => None,
-            });
-            let set = int(b, "kind") == pb::VariableSetKind::VarSetValue as i64;
+        R::VariableSetStmt(b) if b.name.eq_ignore_ascii_case("blastwall.mode") => {
+            let value = items(&b.args).next().and_then(const_str).map(str::to_string);
+            let set = b.kind == pb::VariableSetKind::VarSetValue as i32;
             // A value that is not a plain string is kept as an empty (invalid) one.
             st.session_mode = Some(if set { Some(value.unwrap_or_default()) } else { None });
             Descend::No
         }
-        "TransactionStmt" => {
+        R::TransactionStmt(_) => {
             st.transaction_control = true;
             Descend::No
         }
-        "CopyStmt" => {
-            let from = b.get("is_from").and_then(Value::as_bool).unwrap_or(false);
-            if from && text(b, "filename").is_empty() {
+        R::CopyStmt(b) => {
+            if b.is_from {
+                literal_read();
+            }
+            if b.is_from && b.filename.is_empty() {
                 st.copy_from_stdin = true;
             }
             Descend::Yes
         }
         // These define code that runs later, not now; what it does is seen when it runs (or
         // not at all, for function bodies — see README, "What blastwall cannot see").
-        "CreateFunctionStmt" | "RuleStmt" | "CreateTrigStmt" | "ViewStmt" | "CreateEventTrigStmt" => Descend::No,
+        R::CreateFunctionStmt(_)
+        | R::RuleStmt(_)
+        | R::CreateTrigStmt(_)
+        | R::ViewStmt(_)
+        | R::CreateEventTrigStmt(_) => Descend::No,
         _ => Descend::Yes,
     }
 }
@@ -391,46 +412,47 @@ const BUILTINS: &[&str] = &[
     "row_to_json",
 ];
 
-fn drop_stmt(b: &Value, st: &mut Statement) {
-    let ty = int(b, "remove_type");
-    let cascade = int(b, "behavior") == pb::DropBehavior::DropCascade as i64;
-    let op = if ty == pb::ObjectType::ObjectTable as i64 {
+fn drop_stmt(b: &pb::DropStmt, st: &mut Statement) {
+    let ty = b.remove_type;
+    let cascade = b.behavior == pb::DropBehavior::DropCascade as i32;
+    let op = if ty == pb::ObjectType::ObjectTable as i32 {
         Op::DropTable { cascade }
-    } else if ty == pb::ObjectType::ObjectSequence as i64 {
+    } else if ty == pb::ObjectType::ObjectSequence as i32 {
         Op::DropSequence
-    } else if ty == pb::ObjectType::ObjectSchema as i64 {
+    } else if ty == pb::ObjectType::ObjectSchema as i32 {
         Op::DropSchema { cascade }
     } else {
         return;
     };
-    for o in list(b, "objects") {
-        let parts: Vec<String> = match node(o) {
-            Some(("List", l)) => list(l, "items").iter().filter_map(sval).map(str::to_string).collect(),
-            Some(("String", s)) => vec![text(s, "sval").to_string()],
+    for o in items(&b.objects) {
+        let parts: Vec<&str> = match o {
+            R::List(l) => l.items.iter().filter_map(sval).collect(),
+            R::String(s) => vec![s.sval.as_str()],
             _ => continue,
         };
         let target = match parts.as_slice() {
-            [name] => RelName { schema: None, name: name.clone() },
-            [.., schema, name] => RelName { schema: Some(schema.clone()), name: name.clone() },
+            [name] => RelName { schema: None, name: name.to_string() },
+            [.., schema, name] => RelName { schema: Some(schema.to_string()), name: name.to_string() },
             [] => continue,
         };
         st.writes.push(Write { op: op.clone(), target: Some(target), predicate: None });
     }
 }
 
-fn is_explain_analyze(b: &Value) -> bool {
-    list(b, "options").iter().any(|o| {
-        let Some((_, d)) = node(o) else { return false };
-        if !text(d, "defname").eq_ignore_ascii_case("analyze") {
+fn is_explain_analyze(b: &pb::ExplainStmt) -> bool {
+    items(&b.options).any(|o| {
+        let R::DefElem(d) = o else { return false };
+        if !d.defname.eq_ignore_ascii_case("analyze") {
             return false;
         }
-        match d.get("arg").and_then(node) {
+        if d.arg.is_some() {
+            literal_read();
+        }
+        match opt(&d.arg) {
             None => true,
-            Some(("Boolean", v)) => v.get("boolval").and_then(Value::as_bool).unwrap_or(false),
-            Some(("String", v)) => {
-                !matches!(text(v, "sval").to_ascii_lowercase().as_str(), "false" | "off" | "0" | "no")
-            }
-            Some(("Integer", v)) => int(v, "ival") != 0,
+            Some(R::Boolean(v)) => v.boolval,
+            Some(R::String(v)) => !matches!(v.sval.to_ascii_lowercase().as_str(), "false" | "off" | "0" | "no"),
+            Some(R::Integer(v)) => v.ival != 0,
             // Anything else: assume it executes.
             Some(_) => true,
         }
@@ -438,13 +460,11 @@ fn is_explain_analyze(b: &Value) -> bool {
 }
 
 /// The sequence named by a constant first argument of `setval`: `'name'` or `'name'::regclass`.
-fn const_regclass(v: &Value) -> Option<RelName> {
-    let s = match node(v)? {
-        ("AConst", c) => c.get("val")?.get("Sval")?.get("sval")?.as_str()?,
-        ("TypeCast", tc) => return const_regclass(tc.get("arg")?),
-        _ => return None,
-    };
-    parse_qualified(s)
+fn const_regclass(v: R<'_>) -> Option<RelName> {
+    match v {
+        R::TypeCast(tc) => opt(&tc.arg).and_then(const_regclass),
+        _ => parse_qualified(const_str(v)?),
+    }
 }
 
 /// Parses a qualified name as `regclass` input does: dots separate, double quotes keep case,

@@ -133,6 +133,8 @@ pub struct Guard {
     analysis_cache: dashmap::DashMap<u64, CachedAnalysis>,
     /// Bytes of text in `analysis_cache` (approximate under concurrent inserts; reset with it).
     analysis_cache_bytes: AtomicUsize,
+    /// Analysis by statement shape, for texts not seen before (`analyze::Shapes`).
+    shapes: analyze::Shapes,
     /// What the server's catalogs said about relation names.
     pub catalog: crate::catalog::Catalog,
     /// `--mode` / config `mode`: replaces the policy's default mode.
@@ -152,6 +154,7 @@ impl Guard {
             policy: RwLock::new(Arc::new(policy)),
             analysis_cache: Default::default(),
             analysis_cache_bytes: AtomicUsize::new(0),
+            shapes: Default::default(),
             catalog: Default::default(),
             mode_override,
         }
@@ -447,7 +450,7 @@ impl Guard {
                 return e.2.clone();
             }
         }
-        let st = Arc::new(analyze::analyze(text, ParseOptions { standard_conforming_strings: scs }));
+        let st = Arc::new(self.shapes.analyze(text, ParseOptions { standard_conforming_strings: scs }));
         if text.len() > ANALYSIS_CACHE_MAX_TEXT {
             return st;
         }

@@ -10,38 +10,74 @@
 /// and non-ASCII bytes too), which can only find more of them: `do$$…` or `1delete` count.
 /// `U&` identifiers can spell a name with escapes, so they always take the full path.
 pub(super) fn cannot_write(text: &str) -> bool {
-    // Byte classes: 1 = part of a word (ASCII letter or `_`), 2 = `&`, 0 = anything else.
-    const CLASS: [u8; 256] = {
-        let mut t = [0u8; 256];
+    // Byte classes: true = part of a word (ASCII letter or `_`).
+    const WORD: [bool; 256] = {
+        let mut t = [false; 256];
         let mut b = 0;
         while b < 256 {
             let c = b as u8;
-            if c.is_ascii_alphabetic() || c == b'_' {
-                t[b] = 1;
-            }
+            t[b] = c.is_ascii_alphabetic() || c == b'_';
             b += 1;
         }
-        t[b'&' as usize] = 2;
         t
     };
     let bytes = text.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        match CLASS[b as usize] {
-            1 => continue,
-            2 if i > 0 && bytes[i - 1] | 0x20 == b'u' => return false,
-            _ => {}
+    let mut i = 0;
+    while i < bytes.len() {
+        if !WORD[bytes[i] as usize] {
+            if bytes[i] == b'&' && i > 0 && bytes[i - 1] | 0x20 == b'u' {
+                return false;
+            }
+            i += 1;
+            continue;
         }
-        if i - start >= 2 && i - start <= 10 && is_write_word(&bytes[start..i]) {
+        let start = i;
+        while i < bytes.len() && WORD[bytes[i] as usize] {
+            i += 1;
+        }
+        if is_write_word(&bytes[start..i]) {
             return false;
         }
-        start = i + 1;
     }
-    !(bytes.len() - start >= 2 && bytes.len() - start <= 10 && is_write_word(&bytes[start..]))
+    true
 }
 
-/// Whether a word (ASCII letters and `_`, 2 to 10 bytes) is one of the write words, in any case.
+/// For each first letter (`a` = bit 0 … `z` = bit 25), which lengths a write word starting with
+/// it has (bit n = length n): most words are rejected by one lookup.
+const FIRST_LETTER_LENGTHS: [u16; 26] = {
+    const WORDS: [&[u8]; 16] = [
+        b"delete",
+        b"update",
+        b"insert",
+        b"merge",
+        b"truncate",
+        b"drop",
+        b"alter",
+        b"do",
+        b"call",
+        b"execute",
+        b"explain",
+        b"prepare",
+        b"deallocate",
+        b"setval",
+        b"copy",
+        b"blastwall",
+    ];
+    let mut t = [0u16; 26];
+    let mut i = 0;
+    while i < WORDS.len() {
+        t[(WORDS[i][0] - b'a') as usize] |= 1 << WORDS[i].len();
+        i += 1;
+    }
+    t
+};
+
+/// Whether a word (ASCII letters and `_`) is one of the write words, in any case.
 fn is_write_word(w: &[u8]) -> bool {
+    let first = (w[0] | 0x20).wrapping_sub(b'a');
+    if w.len() > 10 || first >= 26 || FIRST_LETTER_LENGTHS[first as usize] & (1 << w.len()) == 0 {
+        return false;
+    }
     let mut lower = [0u8; 10];
     for (l, b) in lower.iter_mut().zip(w) {
         *l = b | 0x20;
@@ -116,6 +152,29 @@ mod tests {
         assert!(!cannot_write("select * from t where a = 'x'/*c*/;TRUNCATE t"));
         assert!(cannot_write("SELECT updated_at, deleted FROM t WHERE aid = $1"));
         assert!(cannot_write("select 'dé'"));
+        // Every write word, alone, in either case, is found; near misses are not.
+        for w in [
+            "delete",
+            "update",
+            "insert",
+            "merge",
+            "truncate",
+            "drop",
+            "alter",
+            "do",
+            "call",
+            "execute",
+            "explain",
+            "prepare",
+            "deallocate",
+            "setval",
+            "copy",
+            "blastwall",
+        ] {
+            assert!(!cannot_write(&format!("select 1 {w}")), "{w}");
+            assert!(!cannot_write(&format!("{}(1)", w.to_ascii_uppercase())), "{w}");
+            assert!(cannot_write(&format!("select {w}s, x{w}")), "{w}");
+        }
     }
 
     proptest::proptest! {

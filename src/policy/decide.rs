@@ -283,7 +283,7 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                             .and_then(|f| f(t))
                             .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect());
                         for (policy_name, col) in &named {
-                            let kind = match (c.points.get(col), c.ranges.get(col)) {
+                            let kind = match (c.points.get(col), c.range_of(col)) {
                                 (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
                                 (Some(_), _) => None,
                                 (None, Some(k)) => Some(k.clone()),

@@ -12,11 +12,10 @@ mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
 
-pub use stats::{deltas, TableCount};
+pub use stats::{deltas, snapshot, stats_sql, TableCount, STATS_SQL};
 
 use crate::policy::{limit_findings, Decision, Mode, Policy, SessionView};
 use crate::wire::messages::{ProxyMessage, Severity};
-use stats::snapshot;
 
 use crate::backend::BoxIo;
 use crate::wire::messages::{self, be, fe, ErrorFields, TxStatus};

@@ -6,14 +6,37 @@
 use std::collections::BTreeMap;
 
 /// The first row says whether counting is on at all; without it every delta would read 0.
-const TRACK_COUNTS: &str =
-    "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8, 0::oid";
+/// Every function, operator and type is named with its schema, so nothing in the client's
+/// `search_path` (a `=` or a `coalesce`-like function of its own) can change the answer.
+macro_rules! track_counts {
+    () => {
+        "SELECT 'track_counts'::pg_catalog.text, pg_catalog.current_setting('track_counts'), \
+         0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.oid"
+    };
+}
+const TRACK_COUNTS: &str = track_counts!();
 
-/// Every table's counters (for dry runs, overrides and default limits: every table counts).
-pub const STATS_SQL: &str =
-    "SELECT 'track_counts', pg_catalog.current_setting('track_counts'), 0::int8, 0::int8, 0::int8, 0::oid \
-     UNION ALL SELECT schemaname::text, relname::text, n_tup_del, n_tup_upd, n_tup_ins, relid \
-     FROM pg_catalog.pg_stat_xact_user_tables";
+/// Every user table whose counters in this transaction are not zero (for dry runs, overrides
+/// and default limits: every table counts). One pass over `pg_class` with the per-relation
+/// counter functions, the schema name looked up only for the rows it returns — several times
+/// cheaper than `pg_stat_xact_user_tables`, which joins and groups every table's indexes.
+/// Tables with all-zero counters are left out of a reading: a table missing from the first
+/// reading counts from zero.
+pub const STATS_SQL: &str = concat!(
+    track_counts!(),
+    " UNION ALL SELECT (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n \
+     WHERE n.oid OPERATOR(pg_catalog.=) c.relnamespace), c.relname::pg_catalog.text, \
+     pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid), pg_catalog.pg_stat_get_xact_tuples_updated(c.oid), \
+     pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid), c.oid \
+     FROM pg_catalog.pg_class c \
+     WHERE c.relnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid \
+     AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m,p}'::pg_catalog.\"char\"[]) \
+     AND c.relnamespace OPERATOR(pg_catalog.<>) coalesce((SELECT n.oid FROM pg_catalog.pg_namespace n \
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'information_schema'::pg_catalog.name), 0::pg_catalog.oid) \
+     AND (pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) OPERATOR(pg_catalog.<>) 0 \
+     OR pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) OPERATOR(pg_catalog.<>) 0 \
+     OR pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) OPERATOR(pg_catalog.<>) 0)"
+);
 
 /// The counters to read for a check: only the tables with limits when only their counts can
 /// decide (the statistics view plans and scans every table, several times slower), else all.
@@ -33,9 +56,9 @@ pub fn stats_sql(
         .map(|t| {
             let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
             // A table seen before is also found by its identity, so a rename does not hide it.
-            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}::oid"));
+            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}::pg_catalog.oid"));
             format!(
-                "({}, {}, coalesce(pg_catalog.to_regclass({})::oid, {oid}))",
+                "({}::pg_catalog.text, {}::pg_catalog.text, coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, {oid}))",
                 super::literal(&t.schema),
                 super::literal(&t.name),
                 super::literal(&qualified)

@@ -27,6 +27,7 @@
 //! - `oracle`:  generated DELETE/UPDATE/MERGE run through blastwall, rolled back: what the
 //!   server changed never exceeds what the verdict allowed.
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
+//! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 
 mod cli;
 mod console;
@@ -45,3 +46,4 @@ mod precheck;
 mod preflight;
 mod readme;
 mod relay;
+mod stats;
