@@ -307,7 +307,13 @@ fn aexpr(v: R<'_>, b: &pb::AExpr, t: &Target) -> Cond {
     if is(pb::AExprKind::AexprOpAny) {
         if op == "=" {
             if let Some(c) = bare_col(l, t) {
-                return equality(c, r, r.and_then(array_len), t, v);
+                // A list the text shows (counted), or a parameter (its values are the
+                // client's list); any other array is computed and may hold any ids.
+                match r.and_then(array_len) {
+                    Some(n) => return equality(c, r, Some(n), t, v),
+                    None if r.is_some_and(is_parameter) => return equality(c, r, None, t, v),
+                    None => {}
+                }
             }
         }
         return all_ranges(v, t, RangeKind::AnyAll);
@@ -387,6 +393,15 @@ fn or(args: Vec<Cond>) -> Cond {
         }
     }
     out
+}
+
+/// A parameter reference (`$1`), possibly cast (`$1::bigint[]`).
+fn is_parameter(v: R<'_>) -> bool {
+    match v {
+        R::ParamRef(_) => true,
+        R::TypeCast(tc) => opt(&tc.arg).is_some_and(is_parameter),
+        _ => false,
+    }
 }
 
 /// The number of elements of an array literal: `ARRAY[…]`, `'{…}'`, or either cast.

@@ -46,18 +46,10 @@ fn lit(ids: &'static [i64]) -> impl Strategy<Value = i64> {
     prop_oneof![8 => proptest::sample::select(ids), 1 => -5i64..0, 1 => 21i64..100]
 }
 
-/// Atoms that find a defect reported and not yet fixed: `= ANY (array)` where the array's
-/// length is not in the text and it is not a parameter (string_to_array, `||`, array_fill) is
-/// taken for a short list of points, so a list of any length passes `max_in_list` and the
-/// protected-range rule (tests/it/oracle.rs: `computed_arrays_are_not_point_lists`). Generated
-/// only with `BLASTWALL_FUZZ_OPEN_BUGS=1` until the analyzer is fixed.
-const OPEN_BUGS: [usize; 3] = [32, 35, 38];
-
 /// An atom on the target's id; `q` is how the target is named (`T`, an alias, …).
 fn id_atom(q: String, ids: &'static [i64]) -> impl Strategy<Value = Pred> {
     let lits = proptest::collection::vec(lit(ids), 1..5);
-    let open = std::env::var_os("BLASTWALL_FUZZ_OPEN_BUGS").is_some();
-    let ranges: Vec<usize> = (9..44).filter(|n| open || !OPEN_BUGS.contains(n)).collect();
+    let ranges: Vec<usize> = (9..44).collect();
     // Point lookups (0..=8) as often as all the range spellings together.
     (
         prop_oneof![0usize..9, proptest::sample::select(ranges)],

@@ -254,12 +254,10 @@ fn what_the_server_changes_never_exceeds_the_verdict() {
     assert!(over > 0, "no statement was refused by the row limit after counting");
 }
 
-/// Found by the oracle (reported, not yet fixed in src/analyze/predicate.rs): `= ANY (array)`
-/// on a protected column, where the array is computed (not a parameter, not a literal whose
-/// length the text shows), is judged a point list of unknown length and allowed, so a list of
-/// any length — past `max_in_list` — sweeps the table. Run with `--ignored` to see it.
+/// Found by the oracle: `= ANY (array)` on a protected column, where the array is computed (not
+/// a parameter, not a literal whose length the text shows), was judged a point list of unknown
+/// length and allowed, so a list of any length — past `max_in_list` — swept the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open defect in the analyzer: computed arrays taken for point lists"]
 async fn computed_arrays_are_not_point_lists() {
     let db = fresh_db("oracle_arrays");
     admin_sql(
