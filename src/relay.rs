@@ -76,6 +76,23 @@ impl Relay {
         self.batch_open
     }
 
+    /// Sync points (Query, Sync, FunctionCall) forwarded so far: the ordinal of the batch
+    /// that the next extended-protocol message belongs to.
+    pub fn syncs_sent(&self) -> u64 {
+        self.syncs_sent
+    }
+
+    /// Sync points the server has answered with ReadyForQuery.
+    pub fn syncs_done(&self) -> u64 {
+        self.syncs_done
+    }
+
+    /// Records that a message of the current batch went to the server by another way (a
+    /// counted Execute, sent by the pre-check).
+    pub fn mark_batch_open(&mut self) {
+        self.batch_open = true;
+    }
+
     pub fn is_discarding(&self) -> bool {
         self.discarding
     }

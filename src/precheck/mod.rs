@@ -8,11 +8,12 @@
 //! which statements need a check (`guard`) or what the limits are (`policy`).
 
 mod estimate;
+pub mod inbatch;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
 
-pub use stats::{deltas, TableCount};
+pub use stats::{deltas, stats_sql, TableCount};
 
 use crate::policy::{limit_findings, Decision, Mode, Policy, SessionView};
 use crate::wire::messages::{ProxyMessage, Severity};
@@ -74,7 +75,7 @@ pub struct Held {
 }
 
 impl Backend<'_> {
-    async fn next_frame(&mut self) -> Result<Frame, PrecheckError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Frame, PrecheckError> {
         loop {
             if let Some(item) = self.framer.next_item(|_| true)? {
                 match item {
@@ -292,14 +293,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
-    let before = snapshot(&a.rows, &named).map(|(snap, seen)| {
-        for ((s, t), oid) in seen {
-            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
-                catalog.learn_oid(database, &s, &t, oid);
-            }
-        }
-        snap
-    });
+    let before = counter_reading(&a.rows, catalog, database, policy);
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
         let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
@@ -342,19 +336,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let mut counts = deltas(&before, &after);
-    // The table the statement names comes first; what cascaded from it follows.
-    if let Some(t) = &plan.target {
-        counts.sort_by_key(|c| !(c.name == t.name && t.schema.as_ref().is_none_or(|s| *s == c.schema)));
-    }
-    let what = match (&plan.target, counts.first()) {
-        (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
-        _ => plan.verb.to_string(),
-    };
-    let decision = match &plan.override_rows {
-        Some(ov) => override_findings(&counts, ov, &what, &plan.statement),
-        None => limit_findings(&counts, &what, &plan.statement, who, policy),
-    };
+    let (counts, decision) = judge_counts(plan, deltas(&before, &after), who, policy);
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         b.query(&undo).await?;
         let mut text = format!(
@@ -404,6 +386,50 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     Ok(Outcome::Deliver { bytes, status, counts })
+}
+
+/// Counter values per table, as one reading gave them.
+pub type Reading = std::collections::BTreeMap<(String, String), (u64, u64, u64)>;
+
+/// Reads a counter reading's rows (`None`: counting is off on the server) and learns the
+/// OIDs of policy tables from it, so that a rename does not hide them later.
+pub fn counter_reading(
+    rows: &[Vec<Option<String>>],
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+    policy: &Policy,
+) -> Option<Reading> {
+    let named = |oid: u32| catalog.name_of(database, oid);
+    snapshot(rows, &named).map(|(snap, seen)| {
+        for ((s, t), oid) in seen {
+            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
+                catalog.learn_oid(database, &s, &t, oid);
+            }
+        }
+        snap
+    })
+}
+
+/// Judges what one statement changed: the table it names first, then what cascaded; the
+/// override's number when it has one, else the policy's limits.
+pub fn judge_counts(
+    plan: &CheckPlan,
+    mut counts: Vec<TableCount>,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> (Vec<TableCount>, Decision) {
+    if let Some(t) = &plan.target {
+        counts.sort_by_key(|c| !(c.name == t.name && t.schema.as_ref().is_none_or(|s| *s == c.schema)));
+    }
+    let what = match (&plan.target, counts.first()) {
+        (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
+        _ => plan.verb.to_string(),
+    };
+    let decision = match &plan.override_rows {
+        Some(ov) => override_findings(&counts, ov, &what, &plan.statement),
+        None => limit_findings(&counts, &what, &plan.statement, who, policy),
+    };
+    (counts, decision)
 }
 
 /// What to verify, and with what.

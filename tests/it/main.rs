@@ -7,6 +7,7 @@
 //!   cancel, errors, auth methods, TLS on both sides, faults, limits, shutdown.
 //! - `guard`:   the incident's statements refused through the proxy, data unchanged,
 //!   sessions usable, allowed statements identical to direct.
+//! - `batches`: counted writes anywhere in extended-protocol batches, compared with direct.
 //! - `precheck`: row limits measured on the live session — cascades counted, limits at the
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
@@ -15,6 +16,7 @@
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
 
+mod batches;
 mod cli;
 mod corpus;
 mod guard;
