@@ -17,9 +17,6 @@ pub struct Request<'a> {
     pub execute: &'a [u8],
     /// The counter reading (see `stats::stats_sql`).
     pub stats_sql: &'a str,
-    /// Read the counters before the Execute too (else they start at zero: the Execute is the
-    /// first statement of its transaction).
-    pub read_before: bool,
     /// blastwall's statement and portal name (never one of the client's).
     pub name: &'a str,
     /// The most bytes of the Execute's replies held while counting.
@@ -36,7 +33,7 @@ pub enum Counted {
     /// The server skips to Sync, as it would have directly.
     Failed { replies: Vec<Frame> },
     /// It ran: its replies (dropped past the limit) and the two readings' rows.
-    Ran { replies: Vec<Frame>, overflowed: bool, before: Option<Rows>, after: Rows },
+    Ran { replies: Vec<Frame>, overflowed: bool, before: Rows, after: Rows },
 }
 
 pub type Rows = Vec<Vec<Option<String>>>;
@@ -50,20 +47,17 @@ const READING_REPLIES: usize = 7;
 pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Counted, PrecheckError> {
     let reading = reading(req.name, req.stats_sql);
     let mut out = BytesMut::new();
-    if req.read_before {
-        out.extend_from_slice(&reading);
-    }
+    // Read before too, even for the first statement of a transaction: on PostgreSQL 15 the
+    // "transaction" counters also hold earlier transactions' counts until the backend
+    // flushes its statistics (at most once a second, when idle).
+    out.extend_from_slice(&reading);
     out.extend_from_slice(req.execute);
     out.extend_from_slice(&reading);
     out.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
     b.send(&out).await?;
-    let before = if req.read_before {
-        match read_reading(b).await? {
-            Ok(rows) => Some(rows),
-            Err(error) => return Ok(Counted::ReadingFailed { before: true, error }),
-        }
-    } else {
-        None
+    let before = match read_reading(b).await? {
+        Ok(rows) => rows,
+        Err(error) => return Ok(Counted::ReadingFailed { before: true, error }),
     };
     let mut replies = Vec::new();
     let mut held = 0usize;

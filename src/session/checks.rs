@@ -370,17 +370,10 @@ impl Session {
         let catalog = &shared.guard.catalog;
         let known = |s: &str, t: &str| catalog.oid_of(&self.info.database, s, t);
         let stats = crate::precheck::stats_sql(&policy, &plan, &known);
-        // The first statement of an implicit transaction starts from zero.
-        let read_before = self.relay.tx != TxStatus::Idle || self.mirror.batch_executed(ord);
         let started = Instant::now();
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let req = precheck::inbatch::Request {
-            execute: &frame.bytes,
-            stats_sql: &stats,
-            read_before,
-            name: READING,
-            max_hold: MAX_HOLD,
-        };
+        let req =
+            precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
         let counted = precheck::inbatch::count_execute(&mut backend, req)
             .await
             .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
@@ -421,12 +414,8 @@ impl Session {
                 (replies, overflowed, before, after)
             }
         };
-        self.mirror.executed(ord);
         let db = self.info.database.clone();
-        let before = match before {
-            Some(rows) => precheck::counter_reading(&rows, catalog, &db, &policy),
-            None => Some(Default::default()),
-        };
+        let before = precheck::counter_reading(&before, catalog, &db, &policy);
         let after = precheck::counter_reading(&after, catalog, &db, &policy);
         let (Some(before), Some(after)) = (before, after) else {
             let msg = unverifiable("track_counts is off on the server, so changed rows cannot be counted".into());

@@ -85,23 +85,13 @@ pub(super) struct Mirror {
     /// The ordinal of the last batch in which the server reported an error (it skips the rest
     /// of that batch up to Sync).
     failed_batch: Option<u64>,
-    /// The ordinal of the last batch in which a client Execute was forwarded.
-    executed_batch: Option<u64>,
 }
 
 impl Mirror {
     /// Records a client message forwarded in the batch ending at sync point `ord`.
     pub(super) fn sent(&mut self, ord: u64, op: Op) {
-        if matches!(op, Op::Execute) {
-            self.executed_batch = Some(ord);
-        }
         self.projected.apply(&op);
         self.owed.push_back((ord, op));
-    }
-
-    /// Records an Execute that blastwall ran itself (counted), whose replies it consumed.
-    pub(super) fn executed(&mut self, ord: u64) {
-        self.executed_batch = Some(ord);
     }
 
     /// Records that the server is skipping the rest of batch `ord` (an error blastwall saw
@@ -124,11 +114,6 @@ impl Mirror {
     /// Whether the server reported an error in batch `ord` (it skips the rest of it).
     pub(super) fn batch_failed(&self, ord: u64) -> bool {
         self.failed_batch == Some(ord)
-    }
-
-    /// Whether a client statement was executed in batch `ord`.
-    pub(super) fn batch_executed(&self, ord: u64) -> bool {
-        self.executed_batch == Some(ord)
     }
 
     /// Whether no reply to a forwarded message is owed.

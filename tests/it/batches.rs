@@ -480,3 +480,50 @@ async fn futures_join<F: std::future::Future<Output = String>>(futs: impl Iterat
     .await;
     out.into_iter().map(|o| o.unwrap_or_default()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_pipelined_point_updates_on_a_limited_table_never_fail() {
+    let policy = r#"
+[defaults]
+mode = "enforce"
+
+[[table]]
+name = "public.parent"
+max_update_rows = 1
+"#;
+    let proxy = proxy_for(policy).await;
+    let d = db();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("pipeline.sql");
+    std::fs::write(
+        &script,
+        "\\set id random(1, 200)\n\\startpipeline\n\
+         UPDATE parent SET v = v + 1 WHERE id = :id;\n\
+         SELECT v FROM parent WHERE id = :id;\n\
+         UPDATE parent SET v = v - 1 WHERE id = :id;\n\
+         \\endpipeline\n",
+    )
+    .unwrap();
+    let bench = blastwall::pgtemp::find_bindir().expect("bindir").join("pgbench");
+    let out = std::process::Command::new(bench)
+        .args(["-n", "-M", "extended", "-c", "2", "-t", "100", "-f"])
+        .arg(&script)
+        .args(["-h", "127.0.0.1", "-p", &proxy.port().to_string(), "-U", "trust_user", &d])
+        .output()
+        .expect("pgbench");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("number of transactions actually processed: 200/200"), "{text}");
+    assert!(text.contains("number of failed transactions: 0 "), "{text}");
+    assert_eq!(admin_sql(pg(), &d, "SELECT sum(v) FROM parent").trim(), "0");
+    // The limit is real: a pipelined UPDATE of two rows is refused, data unchanged.
+    let out = run(
+        proxy.port(),
+        &d,
+        &[Send([pbe("SELECT 1"), pbe("UPDATE parent SET v = 5 WHERE id IN (1, 2)"), sync()].concat()), Until(b'Z', 1)],
+    )
+    .await;
+    assert!(show(&out).contains("blastwall: refused UPDATE"), "{}", show(&out));
+    assert_eq!(admin_sql(pg(), &d, "SELECT count(*) FROM parent WHERE v = 5").trim(), "0");
+    proxy.stop().await;
+}
