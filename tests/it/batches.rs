@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Counts every DELETE and UPDATE; nothing real comes near the limits.
-const COUNT_ALL: &str = r#"
+pub(crate) const COUNT_ALL: &str = r#"
 [defaults]
 mode = "enforce"
 max_delete_rows = 1000000
@@ -36,12 +36,12 @@ BEGIN RAISE NOTICE 'child % goes', OLD.id; RETURN OLD; END $$;
 CREATE TRIGGER child_note BEFORE DELETE ON child FOR EACH ROW EXECUTE FUNCTION note();
 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;";
 
-async fn proxy_for(policy: &str) -> Proxy {
+pub(crate) async fn proxy_for(policy: &str) -> Proxy {
     let policy = compile(&[(Path::new("batches.toml"), policy)]).unwrap();
     proxy_with(base_config(), policy).await
 }
 
-fn db() -> String {
+pub(crate) fn db() -> String {
     let db = fresh_db("batches");
     admin_sql(pg(), &db, SETUP);
     db

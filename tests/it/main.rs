@@ -8,6 +8,8 @@
 //! - `guard`:   the incident's statements refused through the proxy, data unchanged,
 //!   sessions usable, allowed statements identical to direct.
 //! - `batches`: counted writes anywhere in extended-protocol batches, compared with direct.
+//! - `drivers`: asyncpg, psycopg, pgjdbc and node-postgres, directly and through blastwall
+//!   (installed by scripts/install-test-clients).
 //! - `precheck`: row limits measured on the live session — cascades counted, limits at the
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
@@ -19,6 +21,7 @@
 mod batches;
 mod cli;
 mod corpus;
+mod drivers;
 mod guard;
 mod harness;
 mod ops;
