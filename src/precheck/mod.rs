@@ -207,7 +207,9 @@ pub struct CheckPlan {
 pub enum Outcome {
     /// The statement ran (and stays, or was rolled back for a dry run): these bytes are the
     /// client's, ending with ReadyForQuery.
-    Deliver { bytes: BytesMut, status: TxStatus, counts: Vec<TableCount> },
+    /// `kept`: the decision on a statement kept after counting (its warnings, if any, go
+    /// before these bytes, with the plan's own notice).
+    Deliver { bytes: BytesMut, status: TxStatus, counts: Vec<TableCount>, kept: Option<Decision> },
     /// The statement was rolled back: refuse it with this decision.
     Refuse { decision: Decision, counts: Vec<TableCount> },
     /// It could not be measured; rolled back.
@@ -327,10 +329,11 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
                 bytes: held_bytes(&held, TxStatus::Idle),
                 status: TxStatus::Idle,
                 counts: vec![],
+                kept: None,
             });
         }
         let st = held.status.unwrap_or(TxStatus::Failed);
-        return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![] });
+        return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
@@ -354,7 +357,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let mut shown = as_dry_run(&held);
         replace_ready(&mut shown, status);
         bytes.extend_from_slice(&shown);
-        return Ok(Outcome::Deliver { bytes, status, counts });
+        return Ok(Outcome::Deliver { bytes, status, counts, kept: None });
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
@@ -367,12 +370,6 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     }
     let a = b.query(&keep).await?;
     let mut bytes = BytesMut::new();
-    if let Some(n) = &plan.notice {
-        bytes.extend_from_slice(&n.encode());
-    }
-    if let Some(f) = crate::guard::render(&decision).notice() {
-        bytes.extend_from_slice(&f.encode());
-    }
     if let Some(e) = a.error {
         // COMMIT can fail (deferred constraints): the client gets that error, as it would
         // have at the end of its implicit transaction.
@@ -382,10 +379,10 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let msg = ProxyMessage::error(sqlstate_of(&e.code), e.message);
         bytes.extend_from_slice(&msg.encode());
         bytes.extend_from_slice(&messages::ready_for_query(TxStatus::Idle));
-        return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts });
+        return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) });
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
-    Ok(Outcome::Deliver { bytes, status, counts })
+    Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
 }
 
 /// Counter values per table, as one reading gave them.
@@ -530,11 +527,7 @@ pub fn held_bytes(held: &Held, status: TxStatus) -> BytesMut {
     out
 }
 
-/// Quotes a string as an SQL literal that reads the same whatever `standard_conforming_strings`
-/// says (an E'' string).
-pub fn literal(s: &str) -> String {
-    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "\\'").replace('\0', ""))
-}
+pub use crate::catalog::literal;
 
 #[cfg(test)]
 mod tests {

@@ -109,7 +109,15 @@ impl Session {
         let succeeded = matches!(&outcome, Outcome::Deliver { bytes, .. } if !has_error(bytes));
         self.mirror.apply_checked(&ops, succeeded);
         match outcome {
-            Outcome::Deliver { bytes, status, counts } => {
+            Outcome::Deliver { bytes, status, counts, kept } => {
+                if let Some(decision) = kept {
+                    if let Some(n) = &plan.notice {
+                        self.relay.notify_client(n);
+                    }
+                    if let Some(n) = crate::guard::render(&decision).notice() {
+                        self.relay.notify_client(n);
+                    }
+                }
                 tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
                 self.relay.to_client.extend_from_slice(&bytes);
                 self.relay.tx = status;
