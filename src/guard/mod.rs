@@ -60,6 +60,13 @@ pub struct Reading {
     pub statements: Arc<Vec<Statement>>,
 }
 
+/// A verdict, and what the audit trail records of it (`None`: nothing to record).
+#[derive(Debug)]
+pub struct Judged {
+    pub verdict: Verdict,
+    pub facts: Option<crate::audit::Facts>,
+}
+
 impl Verdict {
     /// The warning to send, if this verdict carries one.
     pub fn notice(&self) -> Option<&ProxyMessage> {
@@ -86,10 +93,6 @@ pub struct SessionInfo {
     /// (the server keeps the first that succeeded; all are judged, so none can hide).
     pub prepared: HashMap<String, Vec<Statement>>,
     pub session_mode: Option<Mode>,
-    /// What the last judged message decided, for the audit trail (`None`: nothing to record).
-    pub last: Option<crate::audit::Facts>,
-    /// The analysis of the message about to be judged again, made off the event loop.
-    pub preanalyzed: Option<Preanalyzed>,
 }
 
 impl SessionInfo {
@@ -173,29 +176,31 @@ impl Guard {
         self.calls_matter.store(calls_matter, Ordering::Release);
     }
 
-    /// Judges the SQL text of a Query or Parse message.
+    /// Judges the SQL text of a Query or Parse message (the verdict only).
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
-        let harmless = match &info.preanalyzed {
+        self.judge(sql, info, None).verdict
+    }
+
+    /// Judges the SQL text of a Query or Parse message, with its analysis made ahead (off the
+    /// event loop) when there is one: the verdict, and what the audit trail records of it.
+    pub fn judge(&self, sql: &[u8], info: &mut SessionInfo, pre: Option<&Preanalyzed>) -> Judged {
+        let plain = |verdict| Judged { verdict, facts: None };
+        let harmless = match pre {
             // Even the prefilter's scan is left to the blocking thread for a long text.
-            None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => {
-                info.last = None;
-                return Verdict::Analyze;
-            }
+            None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => return plain(Verdict::Analyze),
             None => self.is_harmless(sql, info),
             Some(p) => p.harmless,
         };
         if harmless {
-            info.last = None;
-            return Verdict::Allow;
+            return plain(Verdict::Allow);
         }
-        let (statements, decision) = match self.decide_analyzed(sql, info) {
+        let (statements, decision) = match self.decide_analyzed(sql, info, pre) {
             Ok(x) => x,
-            Err(questions) => return Verdict::Resolve(questions),
+            Err(questions) => return plain(Verdict::Resolve(questions)),
         };
         // Text that cannot write (the common case on the hot path): nothing else to judge.
         if statements.is_empty() && decision.findings.is_empty() {
-            info.last = None;
-            return Verdict::Allow;
+            return plain(Verdict::Allow);
         }
         let requested = statements.iter().filter_map(|s| s.session_mode.clone()).next_back();
         let new_mode =
@@ -203,12 +208,12 @@ impl Guard {
                 None => None,
                 Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
                     Ok(m) => Some(m),
-                    Err(why) => return Verdict::Refuse(
+                    Err(why) => return plain(Verdict::Refuse(
                         ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
                             .with_hint(
                                 "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).",
                             ),
-                    ),
+                    )),
                 },
             };
         let ddl = statements.iter().any(|s| s.ddl);
@@ -219,7 +224,7 @@ impl Guard {
             .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
             .collect();
         let verdict = self.judge_decided(sql, &statements, decision, info);
-        info.last = audit_facts(&verdict, text, targets);
+        let facts = audit_facts(&verdict, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
@@ -227,7 +232,7 @@ impl Guard {
         if ddl && goes_through {
             self.catalog.forget(&info.database);
         }
-        verdict
+        Judged { verdict, facts }
     }
 
     fn judge_decided(
@@ -349,7 +354,7 @@ impl Guard {
         if self.is_harmless(sql, info) {
             return Ok((Arc::default(), Decision::default()));
         }
-        self.decide_analyzed(sql, info)
+        self.decide_analyzed(sql, info, None)
     }
 
     /// [`Guard::decide_text`] for text already known not to be harmless.
@@ -357,6 +362,7 @@ impl Guard {
         &self,
         sql: &[u8],
         info: &mut SessionInfo,
+        pre: Option<&Preanalyzed>,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
@@ -368,7 +374,6 @@ impl Guard {
             Ok(text) => {
                 // A function call can write in its body: with `[opaque] functions` set, any
                 // call must be looked at.
-                let pre = info.preanalyzed.as_ref();
                 match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
                     [one] => self.analyzed(&text, *one, pre),
                     both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
@@ -464,15 +469,15 @@ impl Guard {
     }
 
     /// Judges a FunctionCall protocol message (a function called by OID; its body is unseen).
-    pub fn judge_function_call(&self, info: &mut SessionInfo) -> Verdict {
+    pub fn judge_function_call(&self, info: &SessionInfo) -> Judged {
         let st = Statement {
             text: "<FunctionCall message>".into(),
             opaque: vec![Opaque::FunctionCallMessage],
             ..Default::default()
         };
         let verdict = render(&policy::decide(&[st], info.view(), &self.policy()));
-        info.last = audit_facts(&verdict, "<FunctionCall message>".into(), Vec::new());
-        verdict
+        let facts = audit_facts(&verdict, "<FunctionCall message>".into(), Vec::new());
+        Judged { verdict, facts }
     }
 }
 

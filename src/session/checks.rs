@@ -339,11 +339,8 @@ impl Session {
         })
         .await
         .unwrap_or_default();
-        // Judged again with the analysis at hand; a reading it lacks is made inline.
-        self.info.preanalyzed = Some(analysis);
-        let r = self.judge_and_record(frame);
-        self.info.preanalyzed = None;
-        r
+        // Judged with the analysis at hand; a reading it lacks is made inline.
+        self.on_client_message(frame, Some(&analysis))
     }
 }
 

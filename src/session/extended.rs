@@ -21,7 +21,7 @@
 use super::checks::Pending;
 use super::statements::Op;
 use super::{Session, SessionError};
-use crate::guard::Verdict;
+use crate::guard::{Preanalyzed, Verdict};
 use crate::precheck::CheckPlan;
 use crate::wire::messages::{self, fe, TxStatus};
 use crate::wire::Frame;
@@ -45,7 +45,7 @@ pub(super) struct HeldBatch {
 
 impl Session {
     /// An extended-protocol message (Parse, Bind, Describe, Execute, Close, Flush, Sync).
-    pub(super) fn on_extended(&mut self, f: Frame) -> Result<(), SessionError> {
+    pub(super) fn on_extended(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
         if self.relay.is_discarding() && f.tag != fe::SYNC {
             return Ok(());
         }
@@ -53,7 +53,7 @@ impl Session {
             return self.hold_or_release(f);
         }
         match f.tag {
-            fe::PARSE => self.on_parse(f)?,
+            fe::PARSE => self.on_parse(f, pre)?,
             fe::BIND => {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
                 let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
@@ -84,19 +84,18 @@ impl Session {
         Ok(())
     }
 
-    fn on_parse(&mut self, f: Frame) -> Result<(), SessionError> {
+    fn on_parse(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
         let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
         let name = msg.name.to_vec();
         let param_types = msg.param_types.clone();
-        match self.judge_sql(msg.sql) {
+        match self.judge_sql(msg.sql, pre) {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
             Verdict::Resolve(questions) => {
                 if self.relay.batch_has_messages() {
                     // No catalog question can be asked in the middle of a batch: assume the
                     // worst (a write to count; the policy's column names).
                     self.assume_answers(&questions);
-                    self.info.last = None;
-                    return self.on_parse(f);
+                    return self.on_parse(f, pre);
                 }
                 self.pending = Some(Pending::Resolve(f, questions));
             }
@@ -213,7 +212,7 @@ impl Session {
             buf.extend_from_slice(&rest);
             return Ok(());
         }
-        self.on_extended(f)
+        self.on_extended(f, None)
     }
 
     /// The Sync of a held batch: one write, run whole inside the pre-check; a batch that only

@@ -5,7 +5,7 @@
 //! Does not own: framing rules (`wire`), decisions (`guard`), forwarding mechanics (`relay`).
 
 use crate::backend::{BackendError, BoxIo};
-use crate::guard::{SessionInfo, Verdict};
+use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
 use crate::relay::{Relay, Unit};
 use crate::server::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
@@ -357,24 +357,17 @@ impl Session {
         self.judge_and_record(f)
     }
 
-    /// Handles a client message and records the decision it led to. Also used to judge a
-    /// message again once the catalog has answered.
+    /// Handles a client message (also used to handle it again once the catalog has answered).
     fn judge_and_record(&mut self, f: Frame) -> Result<(), SessionError> {
-        let r = self.on_client_message(f);
-        // Refusals and warnings are recorded now; checks when their outcome is known.
-        if let Some(facts) = self.info.last.take() {
-            if matches!(facts.decision, "refused" | "warned") {
-                self.record(&facts, &[], None);
-            }
-        }
-        r
+        self.on_client_message(f, None)
     }
 
-    fn on_client_message(&mut self, f: Frame) -> Result<(), SessionError> {
+    /// `pre`: the analysis of a long text, made off the event loop.
+    fn on_client_message(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
-                match self.judge_sql(sql) {
+                match self.judge_sql(sql, pre) {
                     Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
                     Verdict::Check(plan) => {
                         self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
@@ -384,10 +377,11 @@ impl Session {
                 }
             }
             fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => {
-                return self.on_extended(f)
+                return self.on_extended(f, pre)
             }
             fe::FUNCTION_CALL => {
-                let verdict = self.shared.guard.judge_function_call(&mut self.info);
+                let judged = self.shared.guard.judge_function_call(&self.info);
+                let verdict = self.recorded(judged);
                 self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
             }
             fe::PASSWORD if !self.ready => {
@@ -413,7 +407,17 @@ impl Session {
         Ok(())
     }
 
-    fn judge_sql(&mut self, sql: &[u8]) -> Verdict {
+    /// Refusals and warnings are recorded when judged; checks when their outcome is known.
+    fn recorded(&self, judged: Judged) -> Verdict {
+        if let Some(facts) = &judged.facts {
+            if matches!(facts.decision, "refused" | "warned") {
+                self.record(facts, &[], None);
+            }
+        }
+        judged.verdict
+    }
+
+    fn judge_sql(&mut self, sql: &[u8], pre: Option<&Preanalyzed>) -> Verdict {
         self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
         // Per statement on the hot path: copy the encoding only when it changed.
         let encoding = self.relay.client_encoding();
@@ -422,7 +426,8 @@ impl Session {
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.settings_certain = !self.relay.is_busy();
-        self.shared.guard.judge_sql(sql, &mut self.info)
+        let judged = self.shared.guard.judge(sql, &mut self.info, pre);
+        self.recorded(judged)
     }
 
     fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {

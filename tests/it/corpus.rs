@@ -267,8 +267,8 @@ fn verdict(g: &Guard, sql: &str, user: &str) -> V {
     let mut verdict = g.judge_sql(sql.as_bytes(), &mut info);
     if verdict == Verdict::Analyze {
         // A long text: analyzed first (off the event loop in a session), then judged again.
-        info.preanalyzed = Some(g.preanalyze(sql.as_bytes(), "", true, true));
-        verdict = g.judge_sql(sql.as_bytes(), &mut info);
+        let pre = g.preanalyze(sql.as_bytes(), "", true, true);
+        verdict = g.judge(sql.as_bytes(), &mut info, Some(&pre)).verdict;
     }
     match verdict {
         // Allowed by the static rules; the live pre-check counts its rows.
