@@ -223,8 +223,8 @@ impl Guard {
             .flat_map(|s| &s.writes)
             .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
             .collect();
-        let verdict = self.judge_decided(sql, &statements, decision, info);
-        let facts = audit_facts(&verdict, text, targets);
+        let (verdict, decision) = self.judge_decided(sql, &statements, decision, info);
+        let facts = audit_facts(&verdict, &decision, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
@@ -241,15 +241,21 @@ impl Guard {
         statements: &[Statement],
         decision: Decision,
         info: &mut SessionInfo,
-    ) -> Verdict {
+    ) -> (Verdict, Decision) {
         let policy = self.policy();
+        let text = || statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let directive = match find_directive(sql, info, statements.len()) {
             Ok(d) => d,
             Err(why) => {
-                return Verdict::Refuse(
-                    ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
-                        .with_detail("rule override-directive"),
-                )
+                let d = refusal(
+                    "override-directive",
+                    "statement".into(),
+                    why,
+                    HINT_DIRECTIVE,
+                    "override directive",
+                    text(),
+                );
+                return (render(&d), d);
             }
         };
         let may_override = policy.roles.get(&info.user).is_some_and(|s| s.may_override)
@@ -270,11 +276,14 @@ impl Guard {
         let verdict = render(&decision);
         let dry_run = decision.mode() == Some(Mode::DryRun);
         if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
-            return verdict;
+            return (verdict, decision);
         }
         let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
             Ok(n) => n,
-            Err(names) => return Verdict::Resolve(names.into_iter().map(crate::catalog::Question::Indirect).collect()),
+            Err(names) => {
+                let questions = names.into_iter().map(crate::catalog::Question::Indirect).collect();
+                return (Verdict::Resolve(questions), decision);
+            }
         };
         let need = need.or_else(|| {
             overriding.as_ref().map(|_| CheckNeed {
@@ -283,33 +292,29 @@ impl Guard {
                 dry_run,
             })
         });
-        let Some(CheckNeed { verb, target, dry_run }) = need else { return verdict };
+        let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
         if let Some(why) = unverifiable(statements) {
-            return Verdict::Refuse(
-                ProxyMessage::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("blastwall: refused {verb}: it must be counted before it is kept, and {why}"),
-                )
-                .with_detail(format!("rule unverifiable; policy {}", policy.source_names()))
-                .with_hint("Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text)."),
-            );
+            let why = format!("it must be counted before it is kept, and {why}");
+            let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
+            return (render(&d), d);
         }
         if let Some(ov) = &overriding {
             tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
         }
-        let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
-        Verdict::Check(Box::new(CheckPlan {
+        let verdict_notice = verdict.notice().cloned();
+        let plan = Verdict::Check(Box::new(CheckPlan {
             verb,
             target,
             dry_run,
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
-            statement: text,
-            notice: verdict.notice().cloned(),
+            statement: text(),
+            notice: verdict_notice,
             override_rows: overriding,
             estimate_sql: estimate_text(statements, &policy),
             estimate_msgs: None,
             param_types: Vec::new(),
-        }))
+        }));
+        (plan, decision)
     }
 
     /// Analyzes a long message text as [`Guard::judge_sql`] will read it (the prefilter, then
@@ -475,8 +480,9 @@ impl Guard {
             opaque: vec![Opaque::FunctionCallMessage],
             ..Default::default()
         };
-        let verdict = render(&policy::decide(&[st], info.view(), &self.policy()));
-        let facts = audit_facts(&verdict, "<FunctionCall message>".into(), Vec::new());
+        let decision = policy::decide(&[st], info.view(), &self.policy());
+        let verdict = render(&decision);
+        let facts = audit_facts(&verdict, &decision, "<FunctionCall message>".into(), Vec::new());
         Judged { verdict, facts }
     }
 }
@@ -518,6 +524,32 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
             Some(None) => info.prepared.clear(),
             None => {}
         }
+    }
+}
+
+const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
+const HINT_UNVERIFIABLE: &str =
+    "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
+
+/// A decision of one enforce-mode finding that blastwall makes itself (not a policy rule).
+fn refusal(
+    rule: &'static str,
+    what: String,
+    why: String,
+    hint: &'static str,
+    source: &str,
+    statement: String,
+) -> Decision {
+    Decision {
+        findings: vec![policy::Finding {
+            rule,
+            mode: Mode::Enforce,
+            what,
+            why,
+            hint,
+            source: source.to_string(),
+            statement,
+        }],
     }
 }
 
