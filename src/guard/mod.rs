@@ -13,11 +13,11 @@ mod need;
 mod prefilter;
 mod render;
 
-use crate::wire::messages::{sqlstate, ProxyMessage};
+use crate::wire::messages::ProxyMessage;
 use need::{check_need, estimate_text, unverifiable, CheckNeed};
 use prefilter::cannot_write;
 use render::audit_facts;
-pub use render::render;
+pub use render::{refusal_message, render};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -203,19 +203,18 @@ impl Guard {
             return plain(Verdict::Allow);
         }
         let requested = statements.iter().filter_map(|s| s.session_mode.clone()).next_back();
-        let new_mode =
-            match requested {
-                None => None,
-                Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
-                    Ok(m) => Some(m),
-                    Err(why) => return plain(Verdict::Refuse(
-                        ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
-                            .with_hint(
-                                "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).",
-                            ),
-                    )),
-                },
-            };
+        let new_mode = match requested {
+            None => None,
+            Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
+                Ok(m) => Some(m),
+                Err(why) => {
+                    let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+                    let d =
+                        refusal("session-mode", "SET blastwall.mode".into(), why, HINT_SESSION_MODE, "blastwall", text);
+                    return plain(render(&d));
+                }
+            },
+        };
         let ddl = statements.iter().any(|s| s.ddl);
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let targets: Vec<String> = statements
@@ -527,12 +526,13 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
     }
 }
 
+const HINT_SESSION_MODE: &str = "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
 
 /// A decision of one enforce-mode finding that blastwall makes itself (not a policy rule).
-fn refusal(
+pub fn refusal(
     rule: &'static str,
     what: String,
     why: String,

@@ -51,6 +51,14 @@ pub fn render(d: &Decision) -> Verdict {
     }
 }
 
+/// The ErrorResponse of a decision that refuses (an enforce-mode finding at least).
+pub fn refusal_message(d: &Decision) -> ProxyMessage {
+    match render(d) {
+        Verdict::Refuse(m) => m,
+        _ => ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused"),
+    }
+}
+
 /// The audit facts of a verdict (none for a plain allow), from the decision that led to it.
 pub(super) fn audit_facts(
     verdict: &Verdict,

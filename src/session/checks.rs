@@ -10,7 +10,7 @@ use super::{Session, SessionError};
 use crate::guard::Verdict;
 use crate::precheck::{self, Backend, CheckPlan, Outcome};
 use crate::relay::Unit;
-use crate::wire::messages::{self, fe, sqlstate, ProxyMessage, TxStatus};
+use crate::wire::messages::{self, fe, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -125,20 +125,10 @@ impl Session {
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
-                match crate::guard::render(&decision) {
-                    Verdict::Refuse(msg) => self.relay.refuse_sync_point(msg),
-                    _ => self
-                        .relay
-                        .refuse_sync_point(ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused")),
-                }
+                self.relay.refuse_sync_point(crate::guard::refusal_message(&decision));
             }
             Outcome::Unverifiable(why) => {
-                let msg = ProxyMessage::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("blastwall: refused {}: the rows it changes could not be counted: {why}", plan.verb),
-                )
-                .with_detail("rule unverifiable; the statement was rolled back");
-                self.relay.refuse_sync_point(msg);
+                self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
             }
         }
         Ok(())
@@ -385,13 +375,7 @@ impl Session {
         let Backend { for_client, params, .. } = backend;
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);
-        let unverifiable = |why: String| {
-            ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("blastwall: refused {}: the rows it changes could not be counted: {why}", plan.verb),
-            )
-            .with_detail("rule unverifiable; the batch was rolled back")
-        };
+        let unverifiable = |why: String| uncounted(&plan, why, &policy);
         let (replies, overflowed, before, after) = match counted {
             precheck::inbatch::Counted::ReadingFailed { before, error } => {
                 self.mirror.failed(ord);
@@ -437,16 +421,18 @@ impl Session {
             return Ok(());
         }
         if plan.dry_run || decision.mode() == Some(crate::policy::Mode::DryRun) {
-            let msg = ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "blastwall: dry-run of {}: would {}; refused, since a write in the middle of a batch cannot be rolled back alone: the batch was rolled back",
-                    plan.verb,
-                    crate::policy::describe_counts(&counts)
-                ),
-            )
-            .with_detail("rule dry-run")
-            .with_hint("Send the write in a batch of its own (ending with Sync) to see its dry run.");
+            let why = format!(
+                "a dry run would {}, but a write in the middle of a batch cannot be rolled back alone: the batch was rolled back",
+                crate::policy::describe_counts(&counts)
+            );
+            let msg = crate::guard::refusal_message(&crate::guard::refusal(
+                "dry-run",
+                plan.verb.into(),
+                why,
+                "Send the write in a batch of its own (ending with Sync) to see its dry run.",
+                &policy.source_names(),
+                plan.statement.clone(),
+            ));
             facts.decision = "dry-run";
             self.refuse_counted(msg, &replies, facts, &counts, micros);
             return Ok(());
@@ -523,4 +509,16 @@ fn check_facts(plan: &CheckPlan) -> crate::audit::Facts {
         message: None,
         override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
     }
+}
+
+/// The refusal of a statement whose rows could not be counted (it was rolled back).
+fn uncounted(plan: &CheckPlan, why: String, policy: &crate::policy::Policy) -> ProxyMessage {
+    crate::guard::refusal_message(&crate::guard::refusal(
+        "unverifiable",
+        plan.verb.into(),
+        format!("the rows it changes could not be counted: {why}; it was rolled back"),
+        "Count fewer rows per statement, or turn track_counts on; the statement changed nothing.",
+        &policy.source_names(),
+        plan.statement.clone(),
+    ))
 }
