@@ -8,7 +8,6 @@
 //! right ReadyForQuery), and the server's marker error is swapped for the proxy's.
 //! Does not own: reading sockets (see `session`) or deciding what to refuse (see `guard`).
 
-use crate::guard::Verdict;
 use crate::wire::messages::{self, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::{Bytes, BytesMut};
@@ -17,13 +16,14 @@ use std::collections::VecDeque;
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
 const MARKER_CODE: &str = "22P02";
 
-/// How a client message relates to ReadyForQuery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// Query and FunctionCall: answered by their own ReadyForQuery.
-    SyncPoint,
-    /// Parse, Bind, Execute, …: part of an extended-protocol batch that ends at Sync.
-    InBatch,
+/// What the relay does with a client message: the narrow result of a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    /// Forward, after sending this NoticeResponse.
+    Notify(ProxyMessage),
+    /// Do not forward; the client gets this ErrorResponse (by marker).
+    Refuse(ProxyMessage),
 }
 
 #[derive(Debug)]
@@ -101,35 +101,15 @@ impl Relay {
         !self.refusals.is_empty()
     }
 
-    /// Carries out a verdict on a client message.
-    pub fn apply(&mut self, verdict: Verdict, bytes: &[u8], unit: Unit) {
-        match (verdict, unit) {
-            (Verdict::Allow, Unit::SyncPoint) => self.forward_sync_point(bytes),
-            (Verdict::Allow, Unit::InBatch) => self.forward_in_batch(bytes),
-            (Verdict::Notice(n), unit) => {
+    /// Carries out what was decided about a Query or FunctionCall.
+    pub fn apply_sync_point(&mut self, action: Action, bytes: &[u8]) {
+        match action {
+            Action::Forward => self.forward_sync_point(bytes),
+            Action::Notify(n) => {
                 self.notify_client(&n);
-                self.apply(Verdict::Allow, bytes, unit);
+                self.forward_sync_point(bytes);
             }
-            (Verdict::Refuse(r), Unit::SyncPoint) => self.refuse_sync_point(r),
-            (Verdict::Refuse(r), Unit::InBatch) => self.refuse_in_batch(r),
-            // The session runs checks itself; one that reaches here was not run, so the
-            // statement must not run either.
-            (Verdict::Resolve(_) | Verdict::Analyze, unit) => self.apply(
-                Verdict::Refuse(ProxyMessage::error(
-                    messages::sqlstate::INTERNAL_ERROR,
-                    "blastwall: refused: the analysis or catalog lookup it needs could not run here",
-                )),
-                bytes,
-                unit,
-            ),
-            (Verdict::Check(p), unit) => self.apply(
-                Verdict::Refuse(ProxyMessage::error(
-                    messages::sqlstate::INTERNAL_ERROR,
-                    format!("blastwall: refused {}: its pre-check could not run here", p.verb),
-                )),
-                bytes,
-                unit,
-            ),
+            Action::Refuse(r) => self.refuse_sync_point(r),
         }
     }
 

@@ -1,9 +1,12 @@
-//! The guard: runs analysis and decision for one client message and turns the decision into
-//! what the relay does (forward, forward with a notice, refuse) and the words the client sees.
+//! The guard: judges one message's SQL text — analysis (cached), `policy::decide`, what needs
+//! counting — into a typed [`Verdict`] with the audit facts of the same decision, and renders
+//! the words a client sees from the decision's findings (`render`: every refusal and warning
+//! of a rule, blastwall's own included).
 //!
 //! Owns: the per-session facts that outlive one message (SQL-level prepared statements, the
 //! session's own stricter mode), the cheap pre-filter, and the policy handle that reloads swap.
-//! Does not own: the rules (`policy`), the parser (`analyze`), or the wire (`relay`).
+//! Does not own: the rules (`policy`), the parser (`analyze`), or carrying the verdict out
+//! (`session`, `relay`).
 
 use crate::analyze::{self, Op, Opaque, ParseOptions, Statement};
 use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};

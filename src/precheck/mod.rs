@@ -1,11 +1,13 @@
-//! Pre-check: asks the client's own backend session what a write does, by running it inside
-//! a transaction or savepoint that blastwall opens, reading `pg_stat_xact_user_tables` before
-//! and after (the delta is the exact per-table blast radius, cascades, triggers and functions
-//! included), and then committing, releasing, or rolling back.
+//! Pre-check: asks the client's own backend session what a write does, by reading
+//! `pg_stat_xact_user_tables` before and after it (the delta is the exact per-table blast
+//! radius, cascades, triggers and functions included): a lone write inside a transaction or
+//! savepoint that blastwall opens, then commits, releases or rolls back (`verify`); a write in
+//! the middle of an extended-protocol batch around its Execute (`inbatch`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
-//! client — and holding the statement's own replies until the verdict. Does not own: deciding
-//! which statements need a check (`guard`) or what the limits are (`policy`).
+//! client — and holding the statement's own replies until the verdict; judging measured counts
+//! against the policy's limits (`judge_counts`). Does not own: deciding which statements need a
+//! check (`guard`), what the limits are (`policy`), or the words of a refusal (`guard::render`).
 
 mod estimate;
 pub mod inbatch;

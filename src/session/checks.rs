@@ -9,7 +9,6 @@ use super::statements::Op;
 use super::{Session, SessionError};
 use crate::guard::Verdict;
 use crate::precheck::{self, Backend, CheckPlan, Outcome};
-use crate::relay::Unit;
 use crate::wire::messages::{self, fe, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::BytesMut;
@@ -145,7 +144,7 @@ impl Session {
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK, and cannot be asked either.
             if frame.tag == fe::QUERY {
-                self.relay.apply(Verdict::Allow, &frame.bytes, Unit::SyncPoint);
+                self.relay.apply_sync_point(crate::relay::Action::Forward, &frame.bytes);
             } else {
                 let name = messages::parse_msg(&frame).map(|m| m.name.to_vec()).unwrap_or_default();
                 self.forward_op(&frame, Op::Parse { name, plan: None });

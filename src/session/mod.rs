@@ -1,12 +1,15 @@
 //! One client session: the opening handshake, then the straight pipeline that reads a frame,
-//! runs it through the stages in order (framing → guard → forward/deny), and writes.
+//! judges it (`guard`), and forwards, refuses, or counts it (`relay`, `precheck`), and writes.
 //!
-//! Owns: the order of the stages, both sockets of one session, its timeouts and its end.
-//! Does not own: framing rules (`wire`), decisions (`guard`), forwarding mechanics (`relay`).
+//! Owns: the order of the stages, both sockets of one session, its timeouts and its end; the
+//! extended protocol's mirror of statements and portals (`statements`) and where a counted
+//! Execute is measured (`extended`, `checks`).
+//! Does not own: framing rules (`wire`), decisions (`guard`, `policy`), forwarding mechanics
+//! (`relay`), the counting I/O (`precheck`).
 
 use crate::backend::{BackendError, BoxIo};
 use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
-use crate::relay::{Relay, Unit};
+use crate::relay::{Action, Relay};
 use crate::server::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
 use crate::wire::startup::CancelKey;
@@ -373,7 +376,9 @@ impl Session {
                         self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
                     }
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
-                    v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
+                    Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),
+                    Verdict::Notice(n) => self.relay.apply_sync_point(Action::Notify(n), &f.bytes),
+                    Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
                 }
             }
             fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => {
@@ -381,8 +386,21 @@ impl Session {
             }
             fe::FUNCTION_CALL => {
                 let judged = self.shared.guard.judge_function_call(&self.info);
-                let verdict = self.recorded(judged);
-                self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
+                let action = match self.recorded(judged) {
+                    Verdict::Allow => Action::Forward,
+                    Verdict::Notice(n) => Action::Notify(n),
+                    // A FunctionCall is judged by its text alone: nothing else can come back.
+                    Verdict::Refuse(m) => Action::Refuse(m),
+                    _ => Action::Refuse(crate::guard::refusal_message(&crate::guard::refusal(
+                        "opaque",
+                        "FunctionCall".into(),
+                        "its judgement needs a check that cannot run for it".into(),
+                        "Call the function with SELECT instead.",
+                        "blastwall",
+                        "<FunctionCall message>".into(),
+                    ))),
+                };
+                self.relay.apply_sync_point(action, &f.bytes);
             }
             fe::PASSWORD if !self.ready => {
                 if self.strip_plus && is_scram_with_binding_flag(f.body()) {
