@@ -247,46 +247,42 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     // A simple Query is EXPLAINed as text (when it has no parameter references); an
     // extended batch with its own parameters, by messages the session built.
     let simple = msgs.first() == Some(&fe::QUERY);
+    // The estimate is a message of its own behind the opening, so that its failure (a
+    // statement the server's grammar rejects fails before anything of its message runs)
+    // cannot take the savepoint with it: the savepoint stands, and rolling back to it leaves
+    // the client's transaction as it was.
     let explain = plan
         .estimate_sql
         .as_deref()
         .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
-        .map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
-    let extended = plan.estimate_msgs.as_ref().filter(|_| !simple);
+        .map(|s| messages::query(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
+    let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     let stats = stats::stats_sql(policy, plan, &known);
-    let open_sql = format!("{open}; {timeout}{}{stats}", explain.as_deref().unwrap_or(""));
+    let open_sql = format!("{open}; {timeout}{stats}");
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
-    let pipelined = explain.is_none() && extended.is_none();
-    if pipelined {
-        let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
-        out.extend_from_slice(msgs);
-        out.extend_from_slice(&messages::query(&stats));
-        b.send(&out).await?;
-    } else {
-        let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
-        if let Some(e) = extended {
-            out.extend_from_slice(e);
+    let pipelined = estimate.is_none();
+    let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
+    match estimate {
+        None => {
+            out.extend_from_slice(msgs);
+            out.extend_from_slice(&messages::query(&stats));
         }
-        b.send(&out).await?;
+        Some(e) => out.extend_from_slice(e),
     }
+    b.send(&out).await?;
     let mut a = b.answer().await?;
-    if let Some(_e) = extended {
+    let mut estimate_rows = Vec::new();
+    if estimate.is_some() {
         // Its rows are the EXPLAIN's; an error (the statement would fail as well) aborted the
-        // check's transaction, which the retry below opens again.
+        // check's transaction or the client's block: undone, and the check opened again.
         let ex = b.answer().await?;
-        if ex.error.is_some() && a.error.is_none() {
-            a.error = ex.error;
+        if a.error.is_none() && ex.error.is_some() {
+            b.query(if opened { "ROLLBACK" } else { &undo }).await?;
+            a = b.query(&open_sql).await?;
         } else {
-            a.rows.extend(ex.rows);
+            estimate_rows = ex.rows;
         }
-    }
-    if a.error.is_some() && !pipelined {
-        // The estimate failed (the statement itself will fail the same way, and say so):
-        // undo the attempt and open again without it.
-        let back = if opened { "ROLLBACK".to_string() } else { undo.clone() };
-        b.query(&back).await?;
-        a = b.query(&format!("{open}; {timeout}{stats}")).await?;
     }
     if let Some(e) = a.error {
         if pipelined {
@@ -300,7 +296,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     let before = counter_reading(&a.rows, catalog, database, policy);
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
-        let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
+        let estimates =
+            estimate_rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
         let decision = estimate_findings(estimates, plan, who, policy);
         if decision.mode() == Some(Mode::Enforce) && before.is_some() {
             b.query(&undo).await?;
