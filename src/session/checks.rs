@@ -55,6 +55,7 @@ impl Session {
             None => return Ok(()),
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
+            Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
         };
@@ -262,6 +263,8 @@ pub(super) enum Pending {
     /// Count this Execute where it stands in its batch, once the server answered what came
     /// before it.
     Count(Frame, Arc<CheckPlan>),
+    /// Judge this Execute once the earlier batches are answered (its plan depends on them).
+    Execute(Frame),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<crate::catalog::Question>),
     /// Analyze the frame's long text on a blocking thread, then judge it again.
@@ -275,6 +278,10 @@ impl Pending {
 
     pub(super) fn is_count(&self) -> bool {
         matches!(self, Pending::Count(..))
+    }
+
+    pub(super) fn is_execute(&self) -> bool {
+        matches!(self, Pending::Execute(..))
     }
 }
 

@@ -64,6 +64,12 @@ impl Session {
             }
             fe::EXECUTE => {
                 let portal = execute_portal(&f).map_err(|e| self.protocol_violation(e))?;
+                if !self.mirror.execute_is_certain(&portal, self.relay.syncs_sent()) {
+                    // Judged once the earlier batches are answered (flushed to come sooner).
+                    self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+                    self.pending = Some(Pending::Execute(f));
+                    return Ok(());
+                }
                 match self.mirror.portal_plan(&portal) {
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan),
                     Some(plan) => self.count_where_it_stands(f, plan),
@@ -239,6 +245,11 @@ impl Session {
         self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
         self.relay.mark_batch_open();
         self.pending = Some(Pending::Count(f, plan));
+    }
+
+    /// Whether an Execute whose plan was uncertain can be judged now.
+    pub(super) fn execute_can_be_judged(&self) -> bool {
+        !self.mirror.owed_before(self.relay.syncs_sent())
     }
 
     /// Whether a counted Execute can go: the server answered everything before it, or it is

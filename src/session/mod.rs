@@ -240,6 +240,7 @@ impl Session {
                 None => false,
                 Some(p) if p.is_analysis() => true,
                 Some(p) if p.is_count() => self.count_can_run(),
+                Some(p) if p.is_execute() => self.execute_can_be_judged(),
                 Some(_) => !self.relay.is_busy(),
             };
             if runnable {

@@ -116,6 +116,31 @@ impl Mirror {
         self.failed_batch == Some(ord)
     }
 
+    /// Whether the plan the projection gives for an Execute of `portal` in batch `ord` is
+    /// certain: nothing still owed from an earlier batch can change it. (An earlier batch may
+    /// yet fail and skip a Parse, Bind or Close the projection counted on; a failure in batch
+    /// `ord` itself skips the Execute too.)
+    pub(super) fn execute_is_certain(&self, portal: &[u8], ord: u64) -> bool {
+        let earlier = || self.owed.iter().filter(|(o, _)| *o < ord).map(|(_, op)| op);
+        let current: Vec<&Op> = self.owed.iter().filter(|(o, _)| *o == ord).map(|(_, op)| op).collect();
+        let bind = current.iter().rposition(|op| matches!(op, Op::Bind { portal: p, .. } if p == portal));
+        let Some(i) = bind else {
+            // The portal comes from an earlier batch: certain once nothing there is pending.
+            return !earlier().any(|op| matches!(op, Op::Parse { .. } | Op::Bind { .. } | Op::Close { .. }));
+        };
+        let Op::Bind { statement, .. } = current[i] else { return false };
+        let names = |op: &Op| match op {
+            Op::Parse { name, .. } | Op::Close { portal: false, name } => name == statement,
+            _ => false,
+        };
+        current[..i].iter().any(|op| names(op)) || !earlier().any(names)
+    }
+
+    /// Whether a reply to a message of a batch before `ord` is still owed.
+    pub(super) fn owed_before(&self, ord: u64) -> bool {
+        self.owed.front().is_some_and(|(o, _)| *o < ord)
+    }
+
     /// Whether no reply to a forwarded message is owed.
     pub(super) fn nothing_owed(&self) -> bool {
         self.owed.is_empty()
@@ -228,6 +253,18 @@ mod tests {
         m.on_error(1);
         m.on_ready(2, TxStatus::Idle);
         assert!(m.statement_plan(b"s").is_some());
+    }
+
+    #[test]
+    fn an_execute_is_uncertain_while_an_earlier_batch_may_skip_its_parse() {
+        let mut m = Mirror::default();
+        m.sent(0, Op::Parse { name: b"".to_vec(), plan: None });
+        m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"".to_vec() });
+        assert!(!m.execute_is_certain(b"", 1));
+        // Parsed in its own batch: certain.
+        m.sent(1, Op::Parse { name: b"".to_vec(), plan: None });
+        m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"".to_vec() });
+        assert!(m.execute_is_certain(b"", 1));
     }
 
     #[test]

@@ -379,6 +379,15 @@ async fn a_write_over_its_limit_is_refused_wherever_it_stands() {
             ],
         ),
         (
+            "bound behind a batch that fails before replacing its statement",
+            vec![
+                Send([p("", over), sync()].concat()),
+                Until(b'Z', 1),
+                Send([e("nowhere", 0), p("", "SELECT 1"), sync(), b("", "", &[]), e("", 0), sync()].concat()),
+                Until(b'Z', 2),
+            ],
+        ),
+        (
             "after a failed second Parse of its name",
             vec![
                 Send([p("s", over), sync()].concat()),
