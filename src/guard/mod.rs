@@ -225,7 +225,13 @@ impl Guard {
             .flat_map(|s| &s.writes)
             .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
             .collect();
-        let (verdict, decision) = self.judge_decided(sql, &statements, decision, info);
+        // An SQL-level EXECUTE is counted like the statements it may run.
+        let run = if statements.iter().any(|s| !s.executes.is_empty()) {
+            with_prepared(&statements, info)
+        } else {
+            statements.to_vec()
+        };
+        let (verdict, decision) = self.judge_decided(sql, &run, decision, info);
         let facts = audit_facts(&verdict, &decision, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
@@ -245,7 +251,12 @@ impl Guard {
         info: &mut SessionInfo,
     ) -> (Verdict, Decision) {
         let policy = self.policy();
-        let text = || statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+        // An EXECUTE's prepared statements carry its text: each text once.
+        let text = || {
+            let mut texts: Vec<&str> = statements.iter().map(|s| s.text.as_str()).collect();
+            texts.dedup();
+            texts.join("; ")
+        };
         let directive = match find_directive(sql, info, statements.len()) {
             Ok(d) => d,
             Err(why) => {

@@ -57,7 +57,14 @@ impl Session {
             fe::BIND => {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
                 let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
-                match self.mirror.statement_plan(stmt) {
+                let stmt = stmt.to_vec();
+                if self.mirror.statement_plan(&stmt).is_none() && !stmt.is_empty() {
+                    if let Err(refusal) = self.adopt_sql_prepared(&stmt) {
+                        self.refuse_in_batch(refusal);
+                        return Ok(());
+                    }
+                }
+                match self.mirror.statement_plan(&stmt) {
                     Some(plan) if self.can_hold() => self.start_held(f, op, plan),
                     _ => self.forward_op(&f, op),
                 }
@@ -123,6 +130,33 @@ impl Session {
             Verdict::Refuse(m) => self.refuse_in_batch(m),
         }
         Ok(())
+    }
+
+    /// A Bind of a statement prepared by SQL `PREPARE`: judged as `EXECUTE` of it would be;
+    /// one that must be counted enters the mirror. `Err`: the refusal.
+    fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
+        let name = String::from_utf8_lossy(stmt).into_owned();
+        if !self.info.prepared.contains_key(&name) {
+            return Ok(());
+        }
+        let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
+        match self.judge_sql(text.as_bytes(), None) {
+            Verdict::Check(plan) => {
+                self.mirror.adopt(stmt, Arc::new(*plan));
+                Ok(())
+            }
+            Verdict::Refuse(m) => Err(m),
+            Verdict::Allow | Verdict::Notice(_) => Ok(()),
+            // Catalog questions cannot be asked in the middle of a batch: count it.
+            Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
+                "unverifiable",
+                "EXECUTE".into(),
+                format!("the statement prepared as {name} needs a catalog lookup that cannot run in a batch"),
+                "Run it with EXECUTE in a message of its own first.",
+                "blastwall",
+                text,
+            ))),
+        }
     }
 
     /// Refuses inside a batch: the marker fails on the server, which skips to Sync.

@@ -111,6 +111,13 @@ impl Mirror {
         self.projected.statements.get(name).cloned()
     }
 
+    /// Takes a statement prepared by SQL (`PREPARE`) into the mirror, as one that runs a
+    /// counted write: the server shares one namespace between SQL and the protocol.
+    pub(super) fn adopt(&mut self, name: &[u8], plan: Arc<CheckPlan>) {
+        self.confirmed.statements.insert(name.to_vec(), plan.clone());
+        self.projected.statements.insert(name.to_vec(), plan);
+    }
+
     /// Whether the server reported an error in batch `ord` (it skips the rest of it).
     pub(super) fn batch_failed(&self, ord: u64) -> bool {
         self.failed_batch == Some(ord)

@@ -388,6 +388,24 @@ async fn a_write_over_its_limit_is_refused_wherever_it_stands() {
             ],
         ),
         (
+            "prepared by SQL PREPARE, run by a protocol Bind",
+            vec![
+                Send(q("PREPARE d AS DELETE FROM child WHERE id <= 10")),
+                Until(b'Z', 1),
+                Send([pbe("SELECT 1"), b("", "d", &[]), e("", 0), sync()].concat()),
+                Until(b'Z', 1),
+            ],
+        ),
+        (
+            "prepared by SQL PREPARE, run by SQL EXECUTE",
+            vec![
+                Send(q("PREPARE d AS DELETE FROM child WHERE id <= 10")),
+                Until(b'Z', 1),
+                Send(q("EXECUTE d")),
+                Until(b'Z', 1),
+            ],
+        ),
+        (
             "after a failed second Parse of its name",
             vec![
                 Send([p("s", over), sync()].concat()),
