@@ -56,6 +56,14 @@ impl Session {
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
             Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
+            Some(Pending::QueryInBatch(plan)) => {
+                if !self.mirror.batch_failed(self.relay.syncs_sent()) {
+                    let policy = self.shared.guard.policy();
+                    let why = "it is a Query message in the middle of an extended-protocol batch".to_string();
+                    self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
+                }
+                return Ok(());
+            }
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
         };
@@ -265,6 +273,10 @@ pub(super) enum Pending {
     Count(Frame, Arc<CheckPlan>),
     /// Judge this Execute once the earlier batches are answered (its plan depends on them).
     Execute(Frame),
+    /// A Query that must be counted, sent in the middle of an extended batch: once the server
+    /// answered the batch so far, dropped if the batch failed (the server skips it), else
+    /// refused (it cannot be counted there).
+    QueryInBatch(Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<crate::catalog::Question>),
     /// Analyze the frame's long text on a blocking thread, then judge it again.
@@ -278,6 +290,10 @@ impl Pending {
 
     pub(super) fn is_count(&self) -> bool {
         matches!(self, Pending::Count(..))
+    }
+
+    pub(super) fn is_query_in_batch(&self) -> bool {
+        matches!(self, Pending::QueryInBatch(..))
     }
 
     pub(super) fn is_execute(&self) -> bool {

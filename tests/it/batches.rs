@@ -273,6 +273,18 @@ async fn max_rows_failures_savepoints_cursors_and_notices_match_direct() {
     ]
     .concat();
     same_as_direct(&proxy, &[Send(failing), Until(b'Z', 3)]).await;
+    // A Query inside a batch that failed before it is skipped by the server (one
+    // ReadyForQuery for both); counted writes afterwards must not wait for a second one.
+    let skipped = [
+        p("", "SELEC 1"),
+        q("DELETE FROM child WHERE id = 60"),
+        sync(),
+        q("DELETE FROM child WHERE id = 61"),
+        pbe("DELETE FROM child WHERE id = 62"),
+        sync(),
+    ]
+    .concat();
+    same_as_direct(&proxy, &[Send(skipped), Until(b'Z', 3)]).await;
     // Savepoints inside the client's block.
     let savepoints = [
         q("BEGIN"),
