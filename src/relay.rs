@@ -44,6 +44,9 @@ pub struct Relay {
     /// For each sync point not yet answered: whether it is a Query or FunctionCall sent in
     /// the middle of an extended batch (skipped with it when the batch fails).
     in_batch: VecDeque<bool>,
+    /// The server reported an error in the open batch and skips what the client sends up to
+    /// its Sync.
+    skipping: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
@@ -64,6 +67,7 @@ impl Relay {
             syncs_done: 0,
             batch_open: false,
             in_batch: VecDeque::new(),
+            skipping: false,
             discarding: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
@@ -97,6 +101,11 @@ impl Relay {
         self.batch_open = true;
     }
 
+    /// Whether the server skips the rest of the open batch (an error was reported in it).
+    pub fn is_skipping(&self) -> bool {
+        self.skipping
+    }
+
     pub fn is_discarding(&self) -> bool {
         self.discarding
     }
@@ -120,6 +129,10 @@ impl Relay {
     /// Forwards a client message that ends a round trip (Query, FunctionCall).
     pub fn forward_sync_point(&mut self, bytes: &[u8]) {
         self.to_server.extend_from_slice(bytes);
+        if self.skipping && self.batch_open {
+            // The server skips it with the rest of its failed batch: no answer will come.
+            return;
+        }
         self.syncs_sent += 1;
         self.in_batch.push_back(self.batch_open);
     }
@@ -137,6 +150,7 @@ impl Relay {
         self.to_server.extend_from_slice(bytes);
         self.discarding = false;
         self.batch_open = false;
+        self.skipping = false;
         self.syncs_sent += 1;
         self.in_batch.push_back(false);
     }
@@ -208,6 +222,8 @@ impl Relay {
             }
             self.syncs_done += 1;
         }
+        // No Sync of it forwarded yet: the failed batch is the open one.
+        self.skipping = self.in_batch.is_empty();
     }
 
     /// Handles an ErrorResponse from the server: the marker's error becomes the refusal.

@@ -57,7 +57,7 @@ impl Session {
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
             Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
             Some(Pending::QueryInBatch(plan)) => {
-                if !self.mirror.batch_failed(self.relay.syncs_sent()) {
+                if !self.relay.is_skipping() {
                     let policy = self.shared.guard.policy();
                     let why = "it is a Query message in the middle of an extended-protocol batch".to_string();
                     self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
@@ -376,7 +376,7 @@ impl Session {
     /// replies or fails the batch.
     pub(super) async fn run_count(&mut self, frame: Frame, plan: Arc<CheckPlan>) -> Result<(), SessionError> {
         let ord = self.relay.syncs_sent();
-        if self.mirror.batch_failed(ord) {
+        if self.relay.is_skipping() || self.mirror.batch_failed(ord) {
             // The server skips the rest of the batch: the Execute will not run.
             self.forward_op(&frame, Op::Execute);
             return Ok(());
@@ -401,6 +401,7 @@ impl Session {
         let (replies, overflowed, before, after) = match counted {
             precheck::inbatch::Counted::ReadingFailed { before, error } => {
                 self.mirror.failed(ord);
+                self.relay.skip_to_sync();
                 let fields = messages::error_fields(&error).unwrap_or_default();
                 if before && fields.code == "25P02" {
                     // The client's block was failed already: the Execute gets the same error.
@@ -418,6 +419,7 @@ impl Session {
             precheck::inbatch::Counted::Failed { replies } => {
                 // The statement failed by itself: exactly the server's answer.
                 self.mirror.failed(ord);
+                self.relay.skip_to_sync();
                 replies.iter().for_each(|f| self.deliver(f));
                 return Ok(());
             }
