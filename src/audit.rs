@@ -6,7 +6,7 @@
 //! statement is PostgreSQL's normalized text (constants replaced by `$n`) unless the policy
 //! asks for the raw text.
 
-use crate::precheck::TableCount;
+use crate::policy::TableCount;
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;

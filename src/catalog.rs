@@ -201,7 +201,7 @@ impl Catalog {
 /// The catalog query for a set of names: one row per name that exists, with whether a write
 /// to any relation of that name (in any schema) can reach rows of other tables.
 pub fn query(names: &[String]) -> String {
-    let list = names.iter().map(|n| crate::precheck::literal(n)).collect::<Vec<_>>().join(", ");
+    let list = names.iter().map(|n| literal(n)).collect::<Vec<_>>().join(", ");
     format!(
         "SELECT c.relname::text, bool_or(c.relkind <> 'r' OR c.relhasrules OR c.relhassubclass \
          OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))::text \
@@ -215,7 +215,7 @@ pub fn columns_query(schema: &str, table: &str, oid: Option<u32>) -> String {
     format!(
         "SELECT attname::text, attnum::text FROM pg_catalog.pg_attribute \
          WHERE attrelid = coalesce(pg_catalog.to_regclass({})::oid, {}::oid) AND attnum > 0 AND NOT attisdropped",
-        crate::precheck::literal(&qualified),
+        literal(&qualified),
         oid.unwrap_or(0)
     )
 }
@@ -232,7 +232,7 @@ pub fn owners_query(sequence: &str) -> String {
          WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
            AND d.deptype IN ('a', 'i') AND s.relkind = 'S' AND s.relname = {}",
-        crate::precheck::literal(sequence)
+        literal(sequence)
     )
 }
 
@@ -282,6 +282,12 @@ pub fn learn_answer(cat: &Catalog, database: &str, names: &[String], rows: &[Vec
         });
         cat.learn(database, n, indirect);
     }
+}
+
+/// Quotes a string as an SQL literal that reads the same whatever `standard_conforming_strings`
+/// says (an E'' string).
+pub fn literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "\\'").replace('\0', ""))
 }
 
 #[cfg(test)]

@@ -1,6 +1,14 @@
 //! blastwall: a PostgreSQL wire-protocol proxy that refuses destructive statements before they
-//! reach the server. The path of one statement: `wire` (framing) → `analyze` (pg_query) →
-//! `policy` (decision) → `relay` (forward or deny), in that order, called from `session` only.
+//! reach the server. The path of one client message, in `session` only:
+//! `wire` (framing) → `guard::Guard::judge` (`analyze` with pg_query, cached → `policy::decide`,
+//! pure → a `guard::Verdict`: allow, warn, refuse, count with a `precheck::CheckPlan`, or ask
+//! the `catalog` first) → for a count, `precheck` measures on the client's own session and
+//! `precheck::judge_counts` applies the policy's limits to the counts →
+//! `relay` carries out a narrow `relay::Action` (forward, notify, refuse by marker) → `audit`
+//! records the decision's facts. Extended-protocol messages go through `session`'s mirror of
+//! prepared statements and portals: a write is counted at its Execute, wherever it stands.
+//! Dependencies point one way: session → relay, guard → precheck → catalog, policy; audit →
+//! policy (the circle admin ↔ server ↔ session is still open).
 
 pub mod admin;
 pub mod analyze;

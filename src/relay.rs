@@ -8,7 +8,6 @@
 //! right ReadyForQuery), and the server's marker error is swapped for the proxy's.
 //! Does not own: reading sockets (see `session`) or deciding what to refuse (see `guard`).
 
-use crate::guard::Verdict;
 use crate::wire::messages::{self, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::{Bytes, BytesMut};
@@ -17,13 +16,14 @@ use std::collections::VecDeque;
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
 const MARKER_CODE: &str = "22P02";
 
-/// How a client message relates to ReadyForQuery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// Query and FunctionCall: answered by their own ReadyForQuery.
-    SyncPoint,
-    /// Parse, Bind, Execute, …: part of an extended-protocol batch that ends at Sync.
-    InBatch,
+/// What the relay does with a client message: the narrow result of a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    /// Forward, after sending this NoticeResponse.
+    Notify(ProxyMessage),
+    /// Do not forward; the client gets this ErrorResponse (by marker).
+    Refuse(ProxyMessage),
 }
 
 #[derive(Debug)]
@@ -41,6 +41,17 @@ pub struct Relay {
     syncs_done: u64,
     /// Whether extended-protocol messages were forwarded since the last Sync.
     batch_open: bool,
+    /// For each sync point not yet answered: whether it is a Query or FunctionCall sent in
+    /// the middle of an extended batch (skipped with it when the batch fails).
+    in_batch: VecDeque<bool>,
+    /// The server reported an error in the open batch and skips what the client sends up to
+    /// its Sync.
+    skipping: bool,
+    /// Syncs forwarded since the client's last Execute, and whether the server answered that
+    /// Execute with CopyInResponse: a Sync sent during COPY FROM STDIN is ignored by the
+    /// server (it answers the Sync after CopyDone).
+    syncs_since_execute: u64,
+    copy_in: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
@@ -60,6 +71,10 @@ impl Relay {
             syncs_sent: 0,
             syncs_done: 0,
             batch_open: false,
+            in_batch: VecDeque::new(),
+            skipping: false,
+            syncs_since_execute: 0,
+            copy_in: false,
             discarding: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
@@ -76,6 +91,53 @@ impl Relay {
         self.batch_open
     }
 
+    /// Sync points (Query, Sync, FunctionCall) forwarded so far: the ordinal of the batch
+    /// that the next extended-protocol message belongs to.
+    pub fn syncs_sent(&self) -> u64 {
+        self.syncs_sent
+    }
+
+    /// Sync points the server has answered with ReadyForQuery.
+    pub fn syncs_done(&self) -> u64 {
+        self.syncs_done
+    }
+
+    /// Records that a message of the current batch went to the server by another way (a
+    /// counted Execute, sent by the pre-check).
+    pub fn mark_batch_open(&mut self) {
+        self.batch_open = true;
+    }
+
+    /// Records a client Execute forwarded.
+    pub fn note_execute(&mut self) {
+        self.syncs_since_execute = 0;
+        self.copy_in = false;
+    }
+
+    /// The server answered with CopyInResponse.
+    pub fn note_copy_in(&mut self) {
+        self.copy_in = true;
+    }
+
+    /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
+    /// COPY's Execute were ignored by the server, and are answered by nothing.
+    pub fn copy_in_done(&mut self, bytes: &[u8]) {
+        self.forward_raw(bytes);
+        if std::mem::take(&mut self.copy_in) {
+            for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
+                if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
+                    self.in_batch.pop_back();
+                    self.syncs_sent -= 1;
+                }
+            }
+        }
+    }
+
+    /// Whether the server skips the rest of the open batch (an error was reported in it).
+    pub fn is_skipping(&self) -> bool {
+        self.skipping
+    }
+
     pub fn is_discarding(&self) -> bool {
         self.discarding
     }
@@ -84,42 +146,27 @@ impl Relay {
         !self.refusals.is_empty()
     }
 
-    /// Carries out a verdict on a client message.
-    pub fn apply(&mut self, verdict: Verdict, bytes: &[u8], unit: Unit) {
-        match (verdict, unit) {
-            (Verdict::Allow, Unit::SyncPoint) => self.forward_sync_point(bytes),
-            (Verdict::Allow, Unit::InBatch) => self.forward_in_batch(bytes),
-            (Verdict::Notice(n), unit) => {
+    /// Carries out what was decided about a Query or FunctionCall.
+    pub fn apply_sync_point(&mut self, action: Action, bytes: &[u8]) {
+        match action {
+            Action::Forward => self.forward_sync_point(bytes),
+            Action::Notify(n) => {
                 self.notify_client(&n);
-                self.apply(Verdict::Allow, bytes, unit);
+                self.forward_sync_point(bytes);
             }
-            (Verdict::Refuse(r), Unit::SyncPoint) => self.refuse_sync_point(r),
-            (Verdict::Refuse(r), Unit::InBatch) => self.refuse_in_batch(r),
-            // The session runs checks itself; one that reaches here was not run, so the
-            // statement must not run either.
-            (Verdict::Resolve(_) | Verdict::Analyze, unit) => self.apply(
-                Verdict::Refuse(ProxyMessage::error(
-                    messages::sqlstate::INTERNAL_ERROR,
-                    "blastwall: refused: the analysis or catalog lookup it needs could not run here",
-                )),
-                bytes,
-                unit,
-            ),
-            (Verdict::Check(p), unit) => self.apply(
-                Verdict::Refuse(ProxyMessage::error(
-                    messages::sqlstate::INTERNAL_ERROR,
-                    format!("blastwall: refused {}: its pre-check could not run here", p.verb),
-                )),
-                bytes,
-                unit,
-            ),
+            Action::Refuse(r) => self.refuse_sync_point(r),
         }
     }
 
     /// Forwards a client message that ends a round trip (Query, FunctionCall).
     pub fn forward_sync_point(&mut self, bytes: &[u8]) {
         self.to_server.extend_from_slice(bytes);
+        if self.skipping && self.batch_open {
+            // The server skips it with the rest of its failed batch: no answer will come.
+            return;
+        }
         self.syncs_sent += 1;
+        self.in_batch.push_back(self.batch_open);
     }
 
     /// Forwards an extended-protocol message other than Sync.
@@ -135,7 +182,10 @@ impl Relay {
         self.to_server.extend_from_slice(bytes);
         self.discarding = false;
         self.batch_open = false;
+        self.skipping = false;
         self.syncs_sent += 1;
+        self.syncs_since_execute += 1;
+        self.in_batch.push_back(false);
     }
 
     /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).
@@ -187,9 +237,26 @@ impl Relay {
                 self.refusals.pop_front();
             }
             self.syncs_done += 1;
+            self.in_batch.pop_front();
         }
         self.to_client.extend_from_slice(&frame.bytes);
         status
+    }
+
+    /// The server reported an error in an extended-protocol batch and skips to its Sync: a
+    /// Query or FunctionCall the client sent inside that batch is skipped too, and answered by
+    /// nothing (the Sync's ReadyForQuery answers them all).
+    pub fn skip_to_sync(&mut self) {
+        while self.in_batch.front() == Some(&true) {
+            self.in_batch.pop_front();
+            let done = self.syncs_done;
+            while self.refusals.front().is_some_and(|(ord, _)| *ord <= done) {
+                self.refusals.pop_front();
+            }
+            self.syncs_done += 1;
+        }
+        // No Sync of it forwarded yet: the failed batch is the open one.
+        self.skipping = self.in_batch.is_empty();
     }
 
     /// Handles an ErrorResponse from the server: the marker's error becomes the refusal.

@@ -1,9 +1,12 @@
-//! The guard: runs analysis and decision for one client message and turns the decision into
-//! what the relay does (forward, forward with a notice, refuse) and the words the client sees.
+//! The guard: judges one message's SQL text — analysis (cached), `policy::decide`, what needs
+//! counting — into a typed [`Verdict`] with the audit facts of the same decision, and renders
+//! the words a client sees from the decision's findings (`render`: every refusal and warning
+//! of a rule, blastwall's own included).
 //!
 //! Owns: the per-session facts that outlive one message (SQL-level prepared statements, the
 //! session's own stricter mode), the cheap pre-filter, and the policy handle that reloads swap.
-//! Does not own: the rules (`policy`), the parser (`analyze`), or the wire (`relay`).
+//! Does not own: the rules (`policy`), the parser (`analyze`), or carrying the verdict out
+//! (`session`, `relay`).
 
 use crate::analyze::{self, Op, Opaque, ParseOptions, Statement};
 use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
@@ -13,11 +16,11 @@ mod need;
 mod prefilter;
 mod render;
 
-use crate::wire::messages::{sqlstate, ProxyMessage};
+use crate::wire::messages::ProxyMessage;
 use need::{check_need, estimate_text, unverifiable, CheckNeed};
 use prefilter::cannot_write;
 use render::audit_facts;
-pub use render::render;
+pub use render::{refusal_message, render};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -60,6 +63,13 @@ pub struct Reading {
     pub statements: Arc<Vec<Statement>>,
 }
 
+/// A verdict, and what the audit trail records of it (`None`: nothing to record).
+#[derive(Debug)]
+pub struct Judged {
+    pub verdict: Verdict,
+    pub facts: Option<crate::audit::Facts>,
+}
+
 impl Verdict {
     /// The warning to send, if this verdict carries one.
     pub fn notice(&self) -> Option<&ProxyMessage> {
@@ -86,10 +96,6 @@ pub struct SessionInfo {
     /// (the server keeps the first that succeeded; all are judged, so none can hide).
     pub prepared: HashMap<String, Vec<Statement>>,
     pub session_mode: Option<Mode>,
-    /// What the last judged message decided, for the audit trail (`None`: nothing to record).
-    pub last: Option<crate::audit::Facts>,
-    /// The analysis of the message about to be judged again, made off the event loop.
-    pub preanalyzed: Option<Preanalyzed>,
 }
 
 impl SessionInfo {
@@ -176,44 +182,45 @@ impl Guard {
         self.calls_matter.store(calls_matter, Ordering::Release);
     }
 
-    /// Judges the SQL text of a Query or Parse message.
+    /// Judges the SQL text of a Query or Parse message (the verdict only).
     pub fn judge_sql(&self, sql: &[u8], info: &mut SessionInfo) -> Verdict {
-        let harmless = match &info.preanalyzed {
+        self.judge(sql, info, None).verdict
+    }
+
+    /// Judges the SQL text of a Query or Parse message, with its analysis made ahead (off the
+    /// event loop) when there is one: the verdict, and what the audit trail records of it.
+    pub fn judge(&self, sql: &[u8], info: &mut SessionInfo, pre: Option<&Preanalyzed>) -> Judged {
+        let plain = |verdict| Judged { verdict, facts: None };
+        let harmless = match pre {
             // Even the prefilter's scan is left to the blocking thread for a long text.
-            None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => {
-                info.last = None;
-                return Verdict::Analyze;
-            }
+            None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => return plain(Verdict::Analyze),
             None => self.is_harmless(sql, info),
             Some(p) => p.harmless,
         };
         if harmless {
-            info.last = None;
-            return Verdict::Allow;
+            return plain(Verdict::Allow);
         }
-        let (statements, decision) = match self.decide_analyzed(sql, info) {
+        let (statements, decision) = match self.decide_analyzed(sql, info, pre) {
             Ok(x) => x,
-            Err(questions) => return Verdict::Resolve(questions),
+            Err(questions) => return plain(Verdict::Resolve(questions)),
         };
         // Text that cannot write (the common case on the hot path): nothing else to judge.
         if statements.is_empty() && decision.findings.is_empty() {
-            info.last = None;
-            return Verdict::Allow;
+            return plain(Verdict::Allow);
         }
         let requested = statements.iter().filter_map(|s| s.session_mode.clone()).next_back();
-        let new_mode =
-            match requested {
-                None => None,
-                Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
-                    Ok(m) => Some(m),
-                    Err(why) => return Verdict::Refuse(
-                        ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
-                            .with_hint(
-                                "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).",
-                            ),
-                    ),
-                },
-            };
+        let new_mode = match requested {
+            None => None,
+            Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
+                Ok(m) => Some(m),
+                Err(why) => {
+                    let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+                    let d =
+                        refusal("session-mode", "SET blastwall.mode".into(), why, HINT_SESSION_MODE, "blastwall", text);
+                    return plain(render(&d));
+                }
+            },
+        };
         let ddl = statements.iter().any(|s| s.ddl);
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let targets: Vec<String> = statements
@@ -221,8 +228,14 @@ impl Guard {
             .flat_map(|s| &s.writes)
             .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
             .collect();
-        let verdict = self.judge_decided(sql, &statements, decision, info);
-        info.last = audit_facts(&verdict, text, targets);
+        // An SQL-level EXECUTE is counted like the statements it may run.
+        let run = if statements.iter().any(|s| !s.executes.is_empty()) {
+            with_prepared(&statements, info)
+        } else {
+            statements.to_vec()
+        };
+        let (verdict, decision) = self.judge_decided(sql, &run, decision, info);
+        let facts = audit_facts(&verdict, &decision, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
@@ -230,7 +243,7 @@ impl Guard {
         if ddl && goes_through {
             self.catalog.forget(&info.database);
         }
-        verdict
+        Judged { verdict, facts }
     }
 
     fn judge_decided(
@@ -239,15 +252,26 @@ impl Guard {
         statements: &[Statement],
         decision: Decision,
         info: &mut SessionInfo,
-    ) -> Verdict {
+    ) -> (Verdict, Decision) {
         let policy = self.policy();
+        // An EXECUTE's prepared statements carry its text: each text once.
+        let text = || {
+            let mut texts: Vec<&str> = statements.iter().map(|s| s.text.as_str()).collect();
+            texts.dedup();
+            texts.join("; ")
+        };
         let directive = match find_directive(sql, info, statements.len()) {
             Ok(d) => d,
             Err(why) => {
-                return Verdict::Refuse(
-                    ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, format!("blastwall: refused: {why}"))
-                        .with_detail("rule override-directive"),
-                )
+                let d = refusal(
+                    "override-directive",
+                    "statement".into(),
+                    why,
+                    HINT_DIRECTIVE,
+                    "override directive",
+                    text(),
+                );
+                return (render(&d), d);
             }
         };
         let may_override = policy.roles.get(&info.user).is_some_and(|s| s.may_override)
@@ -268,11 +292,14 @@ impl Guard {
         let verdict = render(&decision);
         let dry_run = decision.mode() == Some(Mode::DryRun);
         if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
-            return verdict;
+            return (verdict, decision);
         }
         let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
             Ok(n) => n,
-            Err(names) => return Verdict::Resolve(names.into_iter().map(crate::catalog::Question::Indirect).collect()),
+            Err(names) => {
+                let questions = names.into_iter().map(crate::catalog::Question::Indirect).collect();
+                return (Verdict::Resolve(questions), decision);
+            }
         };
         let need = need.or_else(|| {
             overriding.as_ref().map(|_| CheckNeed {
@@ -281,33 +308,29 @@ impl Guard {
                 dry_run,
             })
         });
-        let Some(CheckNeed { verb, target, dry_run }) = need else { return verdict };
+        let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
         if let Some(why) = unverifiable(statements) {
-            return Verdict::Refuse(
-                ProxyMessage::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("blastwall: refused {verb}: it must be counted before it is kept, and {why}"),
-                )
-                .with_detail(format!("rule unverifiable; policy {}", policy.source_names()))
-                .with_hint("Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text)."),
-            );
+            let why = format!("it must be counted before it is kept, and {why}");
+            let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
+            return (render(&d), d);
         }
         if let Some(ov) = &overriding {
             tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
         }
-        let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
-        Verdict::Check(Box::new(CheckPlan {
+        let verdict_notice = verdict.notice().cloned();
+        let plan = Verdict::Check(Box::new(CheckPlan {
             verb,
             target,
             dry_run,
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
-            statement: text,
-            notice: verdict.notice().cloned(),
+            statement: text(),
+            notice: verdict_notice,
             override_rows: overriding,
             estimate_sql: estimate_text(statements, &policy),
             estimate_msgs: None,
             param_types: Vec::new(),
-        }))
+        }));
+        (plan, decision)
     }
 
     /// Analyzes a long message text as [`Guard::judge_sql`] will read it (the prefilter, then
@@ -352,7 +375,7 @@ impl Guard {
         if self.is_harmless(sql, info) {
             return Ok((Arc::default(), Decision::default()));
         }
-        self.decide_analyzed(sql, info)
+        self.decide_analyzed(sql, info, None)
     }
 
     /// [`Guard::decide_text`] for text already known not to be harmless.
@@ -360,6 +383,7 @@ impl Guard {
         &self,
         sql: &[u8],
         info: &mut SessionInfo,
+        pre: Option<&Preanalyzed>,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
         let statements = match analyze::decode(sql, &info.client_encoding) {
@@ -371,7 +395,6 @@ impl Guard {
             Ok(text) => {
                 // A function call can write in its body: with `[opaque] functions` set, any
                 // call must be looked at.
-                let pre = info.preanalyzed.as_ref();
                 match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
                     [one] => self.analyzed(&text, *one, pre),
                     both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
@@ -467,15 +490,16 @@ impl Guard {
     }
 
     /// Judges a FunctionCall protocol message (a function called by OID; its body is unseen).
-    pub fn judge_function_call(&self, info: &mut SessionInfo) -> Verdict {
+    pub fn judge_function_call(&self, info: &SessionInfo) -> Judged {
         let st = Statement {
             text: "<FunctionCall message>".into(),
             opaque: vec![Opaque::FunctionCallMessage],
             ..Default::default()
         };
-        let verdict = render(&policy::decide(&[st], info.view(), &self.policy()));
-        info.last = audit_facts(&verdict, "<FunctionCall message>".into(), Vec::new());
-        verdict
+        let decision = policy::decide(&[st], info.view(), &self.policy());
+        let verdict = render(&decision);
+        let facts = audit_facts(&verdict, &decision, "<FunctionCall message>".into(), Vec::new());
+        Judged { verdict, facts }
     }
 }
 
@@ -516,6 +540,33 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
             Some(None) => info.prepared.clear(),
             None => {}
         }
+    }
+}
+
+const HINT_SESSION_MODE: &str = "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).";
+const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
+const HINT_UNVERIFIABLE: &str =
+    "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
+
+/// A decision of one enforce-mode finding that blastwall makes itself (not a policy rule).
+pub fn refusal(
+    rule: &'static str,
+    what: String,
+    why: String,
+    hint: &'static str,
+    source: &str,
+    statement: String,
+) -> Decision {
+    Decision {
+        findings: vec![policy::Finding {
+            rule,
+            mode: Mode::Enforce,
+            what,
+            why,
+            hint,
+            source: source.to_string(),
+            statement,
+        }],
     }
 }
 

@@ -51,19 +51,28 @@ pub fn render(d: &Decision) -> Verdict {
     }
 }
 
-/// The audit facts of a verdict (none for a plain allow).
-pub(super) fn audit_facts(verdict: &Verdict, statement: String, targets: Vec<String>) -> Option<crate::audit::Facts> {
-    let rule_of = |m: &ProxyMessage| {
-        m.detail.as_deref().and_then(|d| d.strip_prefix("rule ")).and_then(|r| r.split(';').next()).map(str::to_string)
-    };
-    let mode_of = |m: &ProxyMessage| {
-        let d = m.detail.as_deref().unwrap_or("");
-        ["enforce", "dry-run", "warn"].into_iter().find(|k| d.contains(&format!("mode {k}")))
-    };
-    let (decision, rule, mode, message, override_reason) = match verdict {
+/// The ErrorResponse of a decision that refuses (an enforce-mode finding at least).
+pub fn refusal_message(d: &Decision) -> ProxyMessage {
+    match render(d) {
+        Verdict::Refuse(m) => m,
+        _ => ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused"),
+    }
+}
+
+/// The audit facts of a verdict (none for a plain allow), from the decision that led to it.
+pub(super) fn audit_facts(
+    verdict: &Verdict,
+    d: &Decision,
+    statement: String,
+    targets: Vec<String>,
+) -> Option<crate::audit::Facts> {
+    let first = d.mode().and_then(|m| d.findings.iter().find(|f| f.mode == m));
+    let rule = first.map(|f| f.rule.to_string());
+    let mode = first.map(|f| f.mode.as_str());
+    let (decision, message, override_reason) = match verdict {
         Verdict::Allow | Verdict::Resolve(_) | Verdict::Analyze => return None,
-        Verdict::Refuse(m) => ("refused", rule_of(m), mode_of(m).or(Some("enforce")), Some(m.message.clone()), None),
-        Verdict::Notice(m) => ("warned", rule_of(m), Some("warn"), Some(m.message.clone()), None),
+        Verdict::Refuse(m) => ("refused", Some(m.message.clone()), None),
+        Verdict::Notice(m) => ("warned", Some(m.message.clone()), None),
         Verdict::Check(p) => {
             let decision = if p.override_rows.is_some() {
                 "overridden"
@@ -72,8 +81,9 @@ pub(super) fn audit_facts(verdict: &Verdict, statement: String, targets: Vec<Str
             } else {
                 "checked"
             };
-            (decision, None, None, None, p.override_rows.as_ref().map(|o| o.reason.clone()))
+            (decision, None, p.override_rows.as_ref().map(|o| o.reason.clone()))
         }
     };
+    let (rule, mode) = if matches!(verdict, Verdict::Check(_)) { (None, None) } else { (rule, mode) };
     Some(crate::audit::Facts { decision, rule, mode, statement, targets, message, override_reason })
 }

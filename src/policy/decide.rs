@@ -6,7 +6,22 @@
 
 use super::{Action, Forbid, Mode, Policy, TablePolicy};
 use crate::analyze::{Op, RangeKind, RelName, Statement, Where, Write};
-use crate::precheck::TableCount;
+
+/// Rows changed in one table by one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCount {
+    pub schema: String,
+    pub name: String,
+    pub deleted: u64,
+    pub updated: u64,
+    pub inserted: u64,
+}
+
+impl TableCount {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
 
 /// The current names of a table's protected columns: (policy name, name now).
 pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>> + Sync + 'a;

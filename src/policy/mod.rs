@@ -6,7 +6,9 @@
 mod decide;
 pub mod file;
 
-pub use decide::{decide, describe_counts, limit_findings, limits_for, mode_for, Decision, Finding, SessionView};
+pub use decide::{
+    decide, describe_counts, limit_findings, limits_for, mode_for, Decision, Finding, SessionView, TableCount,
+};
 pub use file::{PolicyError, DEFAULT_POLICY};
 
 use crate::analyze::RelName;

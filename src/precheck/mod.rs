@@ -1,13 +1,16 @@
-//! Pre-check: asks the client's own backend session what a write does, by running it inside
-//! a transaction or savepoint that blastwall opens, reading `pg_stat_xact_user_tables` before
-//! and after (the delta is the exact per-table blast radius, cascades, triggers and functions
-//! included), and then committing, releasing, or rolling back.
+//! Pre-check: asks the client's own backend session what a write does, by reading
+//! `pg_stat_xact_user_tables` before and after it (the delta is the exact per-table blast
+//! radius, cascades, triggers and functions included): a lone write inside a transaction or
+//! savepoint that blastwall opens, then commits, releases or rolls back (`verify`); a write in
+//! the middle of an extended-protocol batch around its Execute (`inbatch`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
-//! client — and holding the statement's own replies until the verdict. Does not own: deciding
-//! which statements need a check (`guard`) or what the limits are (`policy`).
+//! client — and holding the statement's own replies until the verdict; judging measured counts
+//! against the policy's limits (`judge_counts`). Does not own: deciding which statements need a
+//! check (`guard`), what the limits are (`policy`), or the words of a refusal (`guard::render`).
 
 mod estimate;
+pub mod inbatch;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
@@ -75,7 +78,7 @@ pub struct Held {
 }
 
 impl Backend<'_> {
-    async fn next_frame(&mut self) -> Result<Frame, PrecheckError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Frame, PrecheckError> {
         loop {
             if let Some(item) = self.framer.next_item(|_| true)? {
                 match item {
@@ -224,7 +227,9 @@ pub struct CheckPlan {
 pub enum Outcome {
     /// The statement ran (and stays, or was rolled back for a dry run): these bytes are the
     /// client's, ending with ReadyForQuery.
-    Deliver { bytes: BytesMut, status: TxStatus, counts: Vec<TableCount> },
+    /// `kept`: the decision on a statement kept after counting (its warnings, if any, go
+    /// before these bytes, with the plan's own notice).
+    Deliver { bytes: BytesMut, status: TxStatus, counts: Vec<TableCount>, kept: Option<Decision> },
     /// The statement was rolled back: refuse it with this decision.
     Refuse { decision: Decision, counts: Vec<TableCount> },
     /// It could not be measured; rolled back.
@@ -260,46 +265,42 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     // A simple Query is EXPLAINed as text (when it has no parameter references); an
     // extended batch with its own parameters, by messages the session built.
     let simple = msgs.first() == Some(&fe::QUERY);
+    // The estimate is a message of its own behind the opening, so that its failure (a
+    // statement the server's grammar rejects fails before anything of its message runs)
+    // cannot take the savepoint with it: the savepoint stands, and rolling back to it leaves
+    // the client's transaction as it was.
     let explain = plan
         .estimate_sql
         .as_deref()
         .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
-        .map(|s| format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}; "));
-    let extended = plan.estimate_msgs.as_ref().filter(|_| !simple);
+        .map(|s| messages::query(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
+    let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     let stats = stats::stats_sql(policy, plan, &known);
-    let open_sql = format!("{open}; {timeout}{}{stats}", explain.as_deref().unwrap_or(""));
+    let open_sql = format!("{open}; {timeout}{stats}");
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
-    let pipelined = explain.is_none() && extended.is_none();
-    if pipelined {
-        let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
-        out.extend_from_slice(msgs);
-        out.extend_from_slice(&messages::query(&stats));
-        b.send(&out).await?;
-    } else {
-        let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
-        if let Some(e) = extended {
-            out.extend_from_slice(e);
+    let pipelined = estimate.is_none();
+    let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
+    match estimate {
+        None => {
+            out.extend_from_slice(msgs);
+            out.extend_from_slice(&messages::query(&stats));
         }
-        b.send(&out).await?;
+        Some(e) => out.extend_from_slice(e),
     }
+    b.send(&out).await?;
     let mut a = b.answer().await?;
-    if let Some(_e) = extended {
+    let mut estimate_rows = Vec::new();
+    if estimate.is_some() {
         // Its rows are the EXPLAIN's; an error (the statement would fail as well) aborted the
-        // check's transaction, which the retry below opens again.
+        // check's transaction or the client's block: undone, and the check opened again.
         let ex = b.answer().await?;
-        if ex.error.is_some() && a.error.is_none() {
-            a.error = ex.error;
+        if a.error.is_none() && ex.error.is_some() {
+            b.query(if opened { "ROLLBACK" } else { &undo }).await?;
+            a = b.query(&open_sql).await?;
         } else {
-            a.rows.extend(ex.rows);
+            estimate_rows = ex.rows;
         }
-    }
-    if a.error.is_some() && !pipelined {
-        // The estimate failed (the statement itself will fail the same way, and say so):
-        // undo the attempt and open again without it.
-        let back = if opened { "ROLLBACK".to_string() } else { undo.clone() };
-        b.query(&back).await?;
-        a = b.query(&format!("{open}; {timeout}{stats}")).await?;
     }
     if let Some(e) = a.error {
         if pipelined {
@@ -310,17 +311,11 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
-    let before = snapshot(&a.rows, &named).map(|(snap, seen)| {
-        for ((s, t), oid) in seen {
-            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
-                catalog.learn_oid(database, &s, &t, oid);
-            }
-        }
-        snap
-    });
+    let before = counter_reading(&a.rows, catalog, database, policy);
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
-        let estimates = a.rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
+        let estimates =
+            estimate_rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
         let decision = estimate_findings(estimates, plan, who, policy);
         if decision.mode() == Some(Mode::Enforce) && before.is_some() {
             b.query(&undo).await?;
@@ -351,28 +346,17 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
                 bytes: held_bytes(&held, TxStatus::Idle),
                 status: TxStatus::Idle,
                 counts: vec![],
+                kept: None,
             });
         }
         let st = held.status.unwrap_or(TxStatus::Failed);
-        return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![] });
+        return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let mut counts = deltas(&before, &after);
-    // The table the statement names comes first; what cascaded from it follows.
-    if let Some(t) = &plan.target {
-        counts.sort_by_key(|c| !(c.name == t.name && t.schema.as_ref().is_none_or(|s| *s == c.schema)));
-    }
-    let what = match (&plan.target, counts.first()) {
-        (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
-        _ => plan.verb.to_string(),
-    };
-    let decision = match &plan.override_rows {
-        Some(ov) => override_findings(&counts, ov, &what, &plan.statement),
-        None => limit_findings(&counts, &what, &plan.statement, who, policy),
-    };
+    let (counts, decision) = judge_counts(plan, deltas(&before, &after), who, policy);
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         b.query(&undo).await?;
         let mut text = format!(
@@ -390,7 +374,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let mut shown = as_dry_run(&held);
         replace_ready(&mut shown, status);
         bytes.extend_from_slice(&shown);
-        return Ok(Outcome::Deliver { bytes, status, counts });
+        return Ok(Outcome::Deliver { bytes, status, counts, kept: None });
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
@@ -403,12 +387,6 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     }
     let a = b.query(&keep).await?;
     let mut bytes = BytesMut::new();
-    if let Some(n) = &plan.notice {
-        bytes.extend_from_slice(&n.encode());
-    }
-    if let Some(f) = crate::guard::render(&decision).notice() {
-        bytes.extend_from_slice(&f.encode());
-    }
     if let Some(e) = a.error {
         // COMMIT can fail (deferred constraints): the client gets that error, as it would
         // have at the end of its implicit transaction.
@@ -418,10 +396,54 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let msg = ProxyMessage::error(sqlstate_of(&e.code), e.message);
         bytes.extend_from_slice(&msg.encode());
         bytes.extend_from_slice(&messages::ready_for_query(TxStatus::Idle));
-        return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts });
+        return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) });
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
-    Ok(Outcome::Deliver { bytes, status, counts })
+    Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
+}
+
+/// Counter values per table, as one reading gave them.
+pub type Reading = std::collections::BTreeMap<(String, String), (u64, u64, u64)>;
+
+/// Reads a counter reading's rows (`None`: counting is off on the server) and learns the
+/// OIDs of policy tables from it, so that a rename does not hide them later.
+pub fn counter_reading(
+    rows: &[Vec<Option<String>>],
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+    policy: &Policy,
+) -> Option<Reading> {
+    let named = |oid: u32| catalog.name_of(database, oid);
+    snapshot(rows, &named).map(|(snap, seen)| {
+        for ((s, t), oid) in seen {
+            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
+                catalog.learn_oid(database, &s, &t, oid);
+            }
+        }
+        snap
+    })
+}
+
+/// Judges what one statement changed: the table it names first, then what cascaded; the
+/// override's number when it has one, else the policy's limits.
+pub fn judge_counts(
+    plan: &CheckPlan,
+    mut counts: Vec<TableCount>,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> (Vec<TableCount>, Decision) {
+    if let Some(t) = &plan.target {
+        counts.sort_by_key(|c| !(c.name == t.name && t.schema.as_ref().is_none_or(|s| *s == c.schema)));
+    }
+    let what = match (&plan.target, counts.first()) {
+        (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
+        _ => plan.verb.to_string(),
+    };
+    let decision = match &plan.override_rows {
+        Some(ov) => override_findings(&counts, ov, &what, &plan.statement),
+        None => limit_findings(&counts, &what, &plan.statement, who, policy),
+    };
+    (counts, decision)
 }
 
 /// What to verify, and with what.
@@ -522,11 +544,7 @@ pub fn held_bytes(held: &Held, status: TxStatus) -> BytesMut {
     out
 }
 
-/// Quotes a string as an SQL literal that reads the same whatever `standard_conforming_strings`
-/// says (an E'' string).
-pub fn literal(s: &str) -> String {
-    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "\\'").replace('\0', ""))
-}
+pub use crate::catalog::literal;
 
 #[cfg(test)]
 mod tests {

@@ -78,21 +78,7 @@ pub fn stats_sql(
     )
 }
 
-/// Rows changed in one table by one statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableCount {
-    pub schema: String,
-    pub name: String,
-    pub deleted: u64,
-    pub updated: u64,
-    pub inserted: u64,
-}
-
-impl TableCount {
-    pub fn qualified(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
-    }
-}
+pub use crate::policy::TableCount;
 
 type Snapshot = BTreeMap<(String, String), (u64, u64, u64)>;
 

@@ -5,13 +5,14 @@
 //! Owns: when and how a held message is run. Does not own: the check itself (`precheck`) or
 //! the decision (`guard`, `policy`).
 
+use super::statements::Op;
 use super::{Session, SessionError};
 use crate::guard::Verdict;
 use crate::precheck::{self, Backend, CheckPlan, Outcome};
-use crate::relay::Unit;
-use crate::wire::messages::{self, fe, sqlstate, ProxyMessage, TxStatus};
+use crate::wire::messages::{self, fe, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::BytesMut;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
@@ -49,36 +50,31 @@ impl Session {
         });
     }
 
-    /// Starts (or continues) holding a batch that will need the pre-check. A batch whose
-    /// earlier messages already reached the server cannot be wrapped any more: refused.
-    pub(super) fn hold_in_batch(&mut self, f: &Frame, plan: CheckPlan) {
-        if let Some(h) = &mut self.held_batch {
-            h.bytes.extend_from_slice(&f.bytes);
-            return;
-        }
-        if self.relay.batch_has_messages() {
-            let msg = ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("blastwall: refused {}: it must be counted before it is kept, and it came in the middle of a pipelined batch", plan.verb),
-            )
-            .with_hint("Send a Sync before the write, so that it starts a batch of its own.");
-            self.relay.refuse_in_batch(msg);
-            return;
-        }
-        self.held_batch = Some(HeldBatch { bytes: BytesMut::from(&f.bytes[..]), plan, executes: false });
-    }
-
     /// Runs the waiting message inside the pre-check and relays its outcome.
     pub(super) async fn run_pending(&mut self) -> Result<(), SessionError> {
-        let (bytes, plan) = match self.pending.take() {
+        let (bytes, plan, ops) = match self.pending.take() {
             None => return Ok(()),
-            Some(Pending::Verify(bytes, plan)) => (bytes, plan),
+            Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
+            Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
+            Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
+            Some(Pending::QueryInBatch(plan)) => {
+                if !self.relay.is_skipping() {
+                    let policy = self.shared.guard.policy();
+                    let why = "it is a Query message in the middle of an extended-protocol batch".to_string();
+                    self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
+                }
+                return Ok(());
+            }
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
         };
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK; let it say so.
-            self.relay.forward_sync_point(&bytes);
+            if ops.is_empty() {
+                self.relay.forward_sync_point(&bytes);
+            } else {
+                self.release_unchecked(&bytes, ops);
+            }
             return Ok(());
         }
         self.flush_to_client().await?;
@@ -104,28 +100,9 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let (for_client, params) = (backend.for_client, backend.params);
-        self.relay.to_client.extend_from_slice(&for_client);
-        for (k, v) in params {
-            self.relay.set_param(k, v);
-        }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.shared.metrics.precheck_seconds.observe(started.elapsed().as_secs_f64());
-        let mut facts = crate::audit::Facts {
-            decision: if plan.dry_run {
-                "dry-run"
-            } else if plan.override_rows.is_some() {
-                "overridden"
-            } else {
-                "verified"
-            },
-            rule: None,
-            mode: None,
-            statement: plan.statement.clone(),
-            targets: plan.target.iter().map(|t| t.to_string()).collect(),
-            message: None,
-            override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
-        };
+        let Backend { for_client, params, .. } = backend;
+        let micros = self.after_check(for_client, params, started);
+        let mut facts = check_facts(&plan);
         match &outcome {
             Outcome::Deliver { counts, .. } => self.record(&facts, counts, Some(micros)),
             Outcome::Refuse { decision, counts } => {
@@ -143,28 +120,29 @@ impl Session {
                 self.record(&facts, &[], Some(micros));
             }
         }
+        let succeeded = matches!(&outcome, Outcome::Deliver { bytes, .. } if !has_error(bytes));
+        self.mirror.apply_checked(&ops, succeeded);
         match outcome {
-            Outcome::Deliver { bytes, status, counts } => {
+            Outcome::Deliver { bytes, status, counts, kept } => {
+                if let Some(decision) = kept {
+                    if let Some(n) = &plan.notice {
+                        self.relay.notify_client(n);
+                    }
+                    if let Some(n) = crate::guard::render(&decision).notice() {
+                        self.relay.notify_client(n);
+                    }
+                }
                 tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
                 self.relay.to_client.extend_from_slice(&bytes);
                 self.relay.tx = status;
+                self.mirror.on_ready(self.relay.syncs_done(), status);
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
-                match crate::guard::render(&decision) {
-                    Verdict::Refuse(msg) => self.relay.refuse_sync_point(msg),
-                    _ => self
-                        .relay
-                        .refuse_sync_point(ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused")),
-                }
+                self.relay.refuse_sync_point(crate::guard::refusal_message(&decision));
             }
             Outcome::Unverifiable(why) => {
-                let msg = ProxyMessage::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("blastwall: refused {}: the rows it changes could not be counted: {why}", plan.verb),
-                )
-                .with_detail("rule unverifiable; the statement was rolled back");
-                self.relay.refuse_sync_point(msg);
+                self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
             }
         }
         Ok(())
@@ -180,8 +158,12 @@ impl Session {
         let db = self.info.database.clone();
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK, and cannot be asked either.
-            let unit = if frame.tag == fe::QUERY { Unit::SyncPoint } else { Unit::InBatch };
-            self.relay.apply(Verdict::Allow, &frame.bytes, unit);
+            if frame.tag == fe::QUERY {
+                self.relay.apply_sync_point(crate::relay::Action::Forward, &frame.bytes);
+            } else {
+                let name = messages::parse_msg(&frame).map(|m| m.name.to_vec()).unwrap_or_default();
+                self.forward_op(&frame, Op::Parse { name, plan: None });
+            }
             return Ok(());
         }
         self.flush_to_client().await?;
@@ -220,12 +202,25 @@ impl Session {
             let rows = if answer.error.is_some() { Vec::new() } else { answer.rows };
             catalog.learn_columns(&db, schema, table, &t.protected_columns, &rows);
         }
-        let (for_client, params) = (backend.for_client, backend.params);
+        let Backend { for_client, params, .. } = backend;
+        self.take_for_client(for_client, params);
+        self.judge_and_record(frame)
+    }
+
+    /// What the server sent during a check that is the client's, and the settings it reported.
+    fn take_for_client(&mut self, for_client: BytesMut, params: Vec<(String, String)>) {
         self.relay.to_client.extend_from_slice(&for_client);
         for (k, v) in params {
             self.relay.set_param(k, v);
         }
-        self.judge_and_record(frame)
+    }
+
+    /// Ends a check's I/O: [`Session::take_for_client`], and the time it took (µs, also
+    /// observed in the metrics).
+    fn after_check(&mut self, for_client: BytesMut, params: Vec<(String, String)>, started: Instant) -> u64 {
+        self.take_for_client(for_client, params);
+        self.shared.metrics.precheck_seconds.observe(started.elapsed().as_secs_f64());
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     pub(super) async fn flush_to_client(&mut self) -> Result<(), SessionError> {
@@ -276,8 +271,18 @@ const MAX_HOLD: usize = 16 * 1024 * 1024;
 
 /// What waits for the server to be idle.
 pub(super) enum Pending {
-    /// Run these client messages inside the pre-check.
-    Verify(BytesMut, Box<CheckPlan>),
+    /// Run these client messages inside the pre-check (for an extended batch: what its
+    /// messages do to the mirror of statements and portals).
+    Verify(BytesMut, Box<CheckPlan>, Vec<Op>),
+    /// Count this Execute where it stands in its batch, once the server answered what came
+    /// before it.
+    Count(Frame, Arc<CheckPlan>),
+    /// Judge this Execute once the earlier batches are answered (its plan depends on them).
+    Execute(Frame),
+    /// A Query that must be counted, sent in the middle of an extended batch: once the server
+    /// answered the batch so far, dropped if the batch failed (the server skips it), else
+    /// refused (it cannot be counted there).
+    QueryInBatch(Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<crate::catalog::Question>),
     /// Analyze the frame's long text on a blocking thread, then judge it again.
@@ -288,14 +293,18 @@ impl Pending {
     pub(super) fn is_analysis(&self) -> bool {
         matches!(self, Pending::Analyze(_))
     }
-}
 
-/// An extended-protocol batch held until its Sync.
-pub(super) struct HeldBatch {
-    pub(super) bytes: BytesMut,
-    pub(super) plan: CheckPlan,
-    /// It executes something (a batch of Parse/Describe only runs nothing).
-    pub(super) executes: bool,
+    pub(super) fn is_count(&self) -> bool {
+        matches!(self, Pending::Count(..))
+    }
+
+    pub(super) fn is_query_in_batch(&self) -> bool {
+        matches!(self, Pending::QueryInBatch(..))
+    }
+
+    pub(super) fn is_execute(&self) -> bool {
+        matches!(self, Pending::Execute(..))
+    }
 }
 
 impl Session {
@@ -348,10 +357,198 @@ impl Session {
         })
         .await
         .unwrap_or_default();
-        // Judged again with the analysis at hand; a reading it lacks is made inline.
-        self.info.preanalyzed = Some(analysis);
-        let r = self.judge_and_record(frame);
-        self.info.preanalyzed = None;
-        r
+        // Judged with the analysis at hand; a reading it lacks is made inline.
+        self.on_client_message(frame, Some(&analysis))
     }
+}
+
+/// Whether replies contain an ErrorResponse.
+fn has_error(bytes: &[u8]) -> bool {
+    let mut framer = crate::wire::Framer::new(usize::MAX);
+    framer.buf_mut().extend_from_slice(bytes);
+    while let Ok(Some(item)) = framer.next_item(|t| t == b'E') {
+        if matches!(item, crate::wire::Item::Frame(_)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// blastwall's statement and portal for counter readings inside a client's batch.
+const READING: &str = "__blastwall_reading";
+
+impl Session {
+    /// Counts an Execute where it stands in its batch (see `extended`), then releases its
+    /// replies or fails the batch.
+    pub(super) async fn run_count(&mut self, frame: Frame, plan: Arc<CheckPlan>) -> Result<(), SessionError> {
+        let ord = self.relay.syncs_sent();
+        if self.relay.is_skipping() || self.mirror.batch_failed(ord) {
+            // The server skips the rest of the batch: the Execute will not run.
+            self.forward_op(&frame, Op::Execute);
+            return Ok(());
+        }
+        self.flush_to_client().await?;
+        let shared = self.shared.clone();
+        let policy = shared.guard.policy();
+        let catalog = &shared.guard.catalog;
+        let known = |s: &str, t: &str| catalog.oid_of(&self.info.database, s, t);
+        let stats = crate::precheck::stats_sql(&policy, &plan, &known);
+        let started = Instant::now();
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let req =
+            precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
+        let counted = precheck::inbatch::count_execute(&mut backend, req)
+            .await
+            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let Backend { for_client, params, .. } = backend;
+        let micros = self.after_check(for_client, params, started);
+        let mut facts = check_facts(&plan);
+        let unverifiable = |why: String| uncounted(&plan, why, &policy);
+        let (replies, overflowed, before, after) = match counted {
+            precheck::inbatch::Counted::ReadingFailed { before, error } => {
+                self.mirror.failed(ord);
+                self.relay.skip_to_sync();
+                let fields = messages::error_fields(&error).unwrap_or_default();
+                if before && fields.code == "25P02" {
+                    // The client's block was failed already: the Execute gets the same error.
+                    self.relay.to_client.extend_from_slice(&error.bytes);
+                } else {
+                    let msg = unverifiable(format!("reading the row counters failed: {}", fields.message));
+                    facts.decision = "refused";
+                    facts.rule = Some("unverifiable".into());
+                    facts.message = Some(msg.message.clone());
+                    self.record(&facts, &[], Some(micros));
+                    self.relay.to_client.extend_from_slice(&msg.encode());
+                }
+                return Ok(());
+            }
+            precheck::inbatch::Counted::Failed { replies } => {
+                // The statement failed by itself: exactly the server's answer.
+                self.mirror.failed(ord);
+                self.relay.skip_to_sync();
+                replies.iter().for_each(|f| self.deliver(f));
+                return Ok(());
+            }
+            precheck::inbatch::Counted::Ran { replies, overflowed, before, after } => {
+                (replies, overflowed, before, after)
+            }
+        };
+        let db = self.info.database.clone();
+        let before = precheck::counter_reading(&before, catalog, &db, &policy);
+        let after = precheck::counter_reading(&after, catalog, &db, &policy);
+        let (Some(before), Some(after)) = (before, after) else {
+            let msg = unverifiable("track_counts is off on the server, so changed rows cannot be counted".into());
+            self.refuse_counted(msg, &replies, facts, &[], micros);
+            return Ok(());
+        };
+        let (counts, decision) =
+            precheck::judge_counts(&plan, precheck::deltas(&before, &after), self.info.view(), &policy);
+        if overflowed {
+            let msg = unverifiable(format!(
+                "its results are larger than the {MAX_HOLD} bytes blastwall holds while it counts the rows"
+            ));
+            self.refuse_counted(msg, &replies, facts, &counts, micros);
+            return Ok(());
+        }
+        if plan.dry_run || decision.mode() == Some(crate::policy::Mode::DryRun) {
+            let why = format!(
+                "a dry run would {}, but a write in the middle of a batch cannot be rolled back alone: the batch was rolled back",
+                crate::policy::describe_counts(&counts)
+            );
+            let msg = crate::guard::refusal_message(&crate::guard::refusal(
+                "dry-run",
+                plan.verb.into(),
+                why,
+                "Send the write in a batch of its own (ending with Sync) to see its dry run.",
+                &policy.source_names(),
+                plan.statement.clone(),
+            ));
+            facts.decision = "dry-run";
+            self.refuse_counted(msg, &replies, facts, &counts, micros);
+            return Ok(());
+        }
+        match crate::guard::render(&decision) {
+            Verdict::Refuse(msg) => {
+                let first = decision.findings.first();
+                facts.rule = first.map(|f| f.rule.to_string());
+                facts.mode = first.map(|f| f.mode.as_str());
+                facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
+                tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit failed in its batch");
+                self.refuse_counted(msg, &replies, facts, &counts, micros);
+            }
+            v => {
+                self.record(&facts, &counts, Some(micros));
+                if let Some(n) = &plan.notice {
+                    self.relay.notify_client(n);
+                }
+                if let Some(n) = v.notice() {
+                    self.relay.notify_client(n);
+                }
+                replies.iter().for_each(|f| self.deliver(f));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the batch of a counted Execute: the client gets the refusal (and the notices its
+    /// statement raised), never its rows or command tag.
+    fn refuse_counted(
+        &mut self,
+        msg: ProxyMessage,
+        replies: &[Frame],
+        mut facts: crate::audit::Facts,
+        counts: &[precheck::TableCount],
+        micros: u64,
+    ) {
+        if facts.decision != "dry-run" {
+            facts.decision = "refused";
+        }
+        if facts.rule.is_none() && facts.decision == "refused" {
+            facts.rule = Some("unverifiable".into());
+            facts.message = Some(msg.message.clone());
+        }
+        self.record(&facts, counts, Some(micros));
+        replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
+        self.refuse_in_batch(msg);
+    }
+
+    /// A server message for the client, read by the pre-check.
+    fn deliver(&mut self, f: &Frame) {
+        if f.tag == b'S' {
+            self.relay.on_parameter_status(f);
+        } else {
+            self.relay.to_client.extend_from_slice(&f.bytes);
+        }
+    }
+}
+
+/// The audit facts of a counted statement, before its outcome is known.
+fn check_facts(plan: &CheckPlan) -> crate::audit::Facts {
+    crate::audit::Facts {
+        decision: if plan.dry_run {
+            "dry-run"
+        } else if plan.override_rows.is_some() {
+            "overridden"
+        } else {
+            "verified"
+        },
+        rule: None,
+        mode: None,
+        statement: plan.statement.clone(),
+        targets: plan.target.iter().map(|t| t.to_string()).collect(),
+        message: None,
+        override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
+    }
+}
+
+/// The refusal of a statement whose rows could not be counted (it was rolled back).
+fn uncounted(plan: &CheckPlan, why: String, policy: &crate::policy::Policy) -> ProxyMessage {
+    crate::guard::refusal_message(&crate::guard::refusal(
+        "unverifiable",
+        plan.verb.into(),
+        format!("the rows it changes could not be counted: {why}; it was rolled back"),
+        "Count fewer rows per statement, or turn track_counts on; the statement changed nothing.",
+        &policy.source_names(),
+        plan.statement.clone(),
+    ))
 }

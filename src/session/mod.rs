@@ -1,26 +1,30 @@
 //! One client session: the opening handshake, then the straight pipeline that reads a frame,
-//! runs it through the stages in order (framing → guard → forward/deny), and writes.
+//! judges it (`guard`), and forwards, refuses, or counts it (`relay`, `precheck`), and writes.
 //!
-//! Owns: the order of the stages, both sockets of one session, its timeouts and its end.
-//! Does not own: framing rules (`wire`), decisions (`guard`), forwarding mechanics (`relay`).
+//! Owns: the order of the stages, both sockets of one session, its timeouts and its end; the
+//! extended protocol's mirror of statements and portals (`statements`) and where a counted
+//! Execute is measured (`extended`, `checks`).
+//! Does not own: framing rules (`wire`), decisions (`guard`, `policy`), forwarding mechanics
+//! (`relay`), the counting I/O (`precheck`).
 
 use crate::backend::{BackendError, BoxIo};
-use crate::guard::{SessionInfo, Verdict};
-use crate::precheck::CheckPlan;
-use crate::relay::{Relay, Unit};
+use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
+use crate::relay::{Action, Relay};
 use crate::server::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
 use crate::wire::startup::CancelKey;
-use crate::wire::{Frame, FrameError, Framer, Item};
+use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
-use std::collections::HashMap;
 
 mod checks;
 mod ending;
+mod extended;
 mod opening;
+mod statements;
 
 use crate::listen::{ClientStream, Peer};
-use checks::{HeldBatch, Pending};
+use checks::Pending;
+use extended::HeldBatch;
 use opening::{is_replication, open_client, refuse_connection};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -193,7 +197,7 @@ async fn handshake_and_relay(
         info,
         pending: None,
         held_batch: None,
-        stmt_plans: HashMap::new(),
+        mirror: Default::default(),
         key: None,
         peer: peer.clone(),
         id,
@@ -223,10 +227,10 @@ struct Session {
     /// A message (or extended batch) waiting for the pre-check, which runs once the server
     /// has answered everything before it. The client is not read meanwhile.
     pending: Option<Pending>,
-    /// An extended batch being held (not forwarded) because it will need the pre-check.
+    /// A one-write extended batch being held (not forwarded) until its Sync.
     held_batch: Option<HeldBatch>,
-    /// Prepared statements (extended protocol) whose execution needs the pre-check.
-    stmt_plans: HashMap<Vec<u8>, CheckPlan>,
+    /// The server's prepared statements and portals that run counted writes.
+    mirror: statements::Mirror,
     key: Option<CancelKey>,
     peer: Peer,
     id: u64,
@@ -250,7 +254,14 @@ impl Session {
             }
             // A check waits for the server to answer what came before; an analysis needs only
             // a blocking thread (and may come in the middle of a batch).
-            if self.pending.as_ref().is_some_and(|p| p.is_analysis() || !self.relay.is_busy()) {
+            let runnable = match &self.pending {
+                None => false,
+                Some(p) if p.is_analysis() => true,
+                Some(p) if p.is_count() || p.is_query_in_batch() => self.count_can_run(),
+                Some(p) if p.is_execute() => self.execute_can_be_judged(),
+                Some(_) => !self.relay.is_busy(),
+            };
+            if runnable {
                 self.run_pending().await?;
                 self.on_client_bytes()?;
                 continue;
@@ -373,108 +384,58 @@ impl Session {
         self.judge_and_record(f)
     }
 
-    /// Handles a client message and records the decision it led to. Also used to judge a
-    /// message again once the catalog has answered.
+    /// Handles a client message (also used to handle it again once the catalog has answered).
     fn judge_and_record(&mut self, f: Frame) -> Result<(), SessionError> {
-        let r = self.on_client_message(f);
-        // Refusals and warnings are recorded now; checks when their outcome is known.
-        if let Some(facts) = self.info.last.take() {
-            if matches!(facts.decision, "refused" | "warned") {
-                self.record(&facts, &[], None);
-            }
-        }
-        r
+        self.on_client_message(f, None)
     }
 
-    fn on_client_message(&mut self, f: Frame) -> Result<(), SessionError> {
+    /// `pre`: the analysis of a long text, made off the event loop.
+    fn on_client_message(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
-                match self.judge_sql(sql) {
+                match self.judge_sql(sql, pre) {
                     Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
-                    Verdict::Check(plan) => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan)),
+                    // A Query in the middle of an extended batch cannot wait for the server to
+                    // be idle (that needs the batch's Sync, which comes after it).
+                    Verdict::Check(plan) if self.relay.batch_has_messages() => {
+                        self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
+                        self.pending = Some(Pending::QueryInBatch(plan));
+                    }
+                    Verdict::Check(plan) => {
+                        self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
+                    }
+                    Verdict::Resolve(questions) if self.relay.batch_has_messages() => {
+                        self.assume_answers(&questions);
+                        return self.on_client_message(f, pre);
+                    }
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
-                    v => self.relay.apply(v, &f.bytes, Unit::SyncPoint),
+                    Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),
+                    Verdict::Notice(n) => self.relay.apply_sync_point(Action::Notify(n), &f.bytes),
+                    Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
                 }
             }
-            fe::PARSE => {
-                if self.relay.is_discarding() {
-                    return Ok(());
-                }
-                let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
-                let name = msg.name.to_vec();
-                match self.judge_sql(msg.sql) {
-                    Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
-                    Verdict::Resolve(questions) => {
-                        if self.held_batch.is_some() || self.relay.batch_has_messages() {
-                            // No catalog question can be asked in the middle of a batch:
-                            // assume the worst (a write to count; the policy's column names).
-                            self.assume_answers(&questions);
-                            self.info.last = None;
-                            return self.on_client_message(f);
-                        }
-                        self.pending = Some(Pending::Resolve(f, questions));
-                    }
-                    Verdict::Check(mut plan) => {
-                        plan.param_types = msg.param_types.clone();
-                        self.stmt_plans.insert(name, (*plan).clone());
-                        self.hold_in_batch(&f, *plan);
-                    }
-                    v => {
-                        self.stmt_plans.remove(&name);
-                        match (&mut self.held_batch, v) {
-                            (Some(h), Verdict::Allow) => h.bytes.extend_from_slice(&f.bytes),
-                            (Some(h), Verdict::Notice(n)) => {
-                                self.relay.notify_client(&n);
-                                h.bytes.extend_from_slice(&f.bytes);
-                            }
-                            (_, v) => {
-                                // A refusal fails the whole batch, so what was held can go
-                                // to the server unchecked: its implicit transaction (or the
-                                // client's block) is rolled back with the failure.
-                                if let Some(h) = self.held_batch.take() {
-                                    self.relay.forward_in_batch(&h.bytes);
-                                }
-                                self.relay.apply(v, &f.bytes, Unit::InBatch);
-                            }
-                        }
-                    }
-                }
+            fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => {
+                return self.on_extended(f, pre)
             }
-            fe::BIND => {
-                let (_, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
-                match self.stmt_plans.get(stmt).cloned() {
-                    Some(plan) if self.held_batch.is_none() => self.hold_in_batch(&f, plan),
-                    _ => self.batch_message(&f),
-                }
-            }
-            fe::EXECUTE => {
-                if let Some(h) = &mut self.held_batch {
-                    h.executes = true;
-                }
-                self.batch_message(&f);
-            }
-            fe::SYNC => match self.held_batch.take() {
-                Some(mut h) => {
-                    h.bytes.extend_from_slice(&f.bytes);
-                    if h.executes {
-                        let mut plan = h.plan;
-                        plan.estimate_msgs =
-                            checks::extended_estimate(&plan, &h.bytes, self.shared.config.max_frame_bytes);
-                        self.pending = Some(Pending::Verify(h.bytes, Box::new(plan)));
-                    } else {
-                        // Nothing runs in it (a prepare): it needs no counting.
-                        self.relay.forward_in_batch(&h.bytes[..h.bytes.len() - f.bytes.len()]);
-                        self.relay.forward_sync(&f.bytes);
-                    }
-                }
-                None => self.relay.forward_sync(&f.bytes),
-            },
             fe::FUNCTION_CALL => {
-                let verdict = self.shared.guard.judge_function_call(&mut self.info);
-                self.relay.apply(verdict, &f.bytes, Unit::SyncPoint);
+                let judged = self.shared.guard.judge_function_call(&self.info);
+                let action = match self.recorded(judged) {
+                    Verdict::Allow => Action::Forward,
+                    Verdict::Notice(n) => Action::Notify(n),
+                    // A FunctionCall is judged by its text alone: nothing else can come back.
+                    Verdict::Refuse(m) => Action::Refuse(m),
+                    _ => Action::Refuse(crate::guard::refusal_message(&crate::guard::refusal(
+                        "opaque",
+                        "FunctionCall".into(),
+                        "its judgement needs a check that cannot run for it".into(),
+                        "Call the function with SELECT instead.",
+                        "blastwall",
+                        "<FunctionCall message>".into(),
+                    ))),
+                };
+                self.relay.apply_sync_point(action, &f.bytes);
             }
-            fe::DESCRIBE | fe::CLOSE | fe::FLUSH => self.batch_message(&f),
             fe::PASSWORD if !self.ready => {
                 if self.strip_plus && is_scram_with_binding_flag(f.body()) {
                     let msg = ProxyMessage::fatal(
@@ -488,6 +449,7 @@ impl Session {
                 }
                 self.relay.forward_raw(&f.bytes);
             }
+            fe::COPY_DONE | fe::COPY_FAIL => self.relay.copy_in_done(&f.bytes),
             fe::TERMINATE => {
                 self.cancel_if_busy();
                 self.relay.forward_raw(&f.bytes);
@@ -498,15 +460,17 @@ impl Session {
         Ok(())
     }
 
-    /// An extended-protocol message that is not judged itself: held with its batch, or forwarded.
-    fn batch_message(&mut self, f: &Frame) {
-        match &mut self.held_batch {
-            Some(h) if !self.relay.is_discarding() => h.bytes.extend_from_slice(&f.bytes),
-            _ => self.relay.forward_in_batch(&f.bytes),
+    /// Refusals and warnings are recorded when judged; checks when their outcome is known.
+    fn recorded(&self, judged: Judged) -> Verdict {
+        if let Some(facts) = &judged.facts {
+            if matches!(facts.decision, "refused" | "warned") {
+                self.record(facts, &[], None);
+            }
         }
+        judged.verdict
     }
 
-    fn judge_sql(&mut self, sql: &[u8]) -> Verdict {
+    fn judge_sql(&mut self, sql: &[u8], pre: Option<&Preanalyzed>) -> Verdict {
         self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
         // Per statement on the hot path: copy the encoding only when it changed.
         let encoding = self.relay.client_encoding();
@@ -515,17 +479,18 @@ impl Session {
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.settings_certain = !self.relay.is_busy();
-        self.shared.guard.judge_sql(sql, &mut self.info)
+        let judged = self.shared.guard.judge(sql, &mut self.info, pre);
+        self.recorded(judged)
     }
 
     fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         let ready = self.ready;
+        // Rows and COPY data stream through; every other reply is read, for the mirror of
+        // statements and portals and the sync-point bookkeeping.
         let inspect = |tag: u8| match tag {
-            be::READY_FOR_QUERY | be::PARAMETER_STATUS | be::BACKEND_KEY_DATA => true,
-            // Every error: a FATAL tells `server_gone` that the server said why it closed.
-            be::ERROR_RESPONSE => true,
+            b'D' | b'd' => false,
             be::AUTHENTICATION => !ready,
-            _ => false,
+            _ => true,
         };
         loop {
             let item = self.sfr.next_item(inspect).map_err(SessionError::ServerProtocol)?;
@@ -540,13 +505,18 @@ impl Session {
     fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
         match f.tag {
             be::READY_FOR_QUERY => {
-                self.relay.on_ready(&f);
+                let status = self.relay.on_ready(&f);
+                self.mirror.on_ready(self.relay.syncs_done(), status);
                 if !self.ready {
                     self.ready = true;
                     self.log_start(stats);
                 }
             }
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
+            be::COPY_IN_RESPONSE => {
+                self.relay.note_copy_in();
+                self.relay.pass_to_client(&f.bytes);
+            }
             be::BACKEND_KEY_DATA => {
                 if let Ok(key) = messages::backend_key(&f) {
                     self.shared.cancel_keys.insert(key.clone());
@@ -557,7 +527,14 @@ impl Session {
             }
             be::ERROR_RESPONSE => {
                 self.note_server_error(&f);
+                if self.mirror.on_error(self.relay.syncs_done()) {
+                    self.relay.skip_to_sync();
+                }
                 self.relay.on_error(&f);
+            }
+            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {
+                self.mirror.on_reply(f.tag, self.relay.syncs_done());
+                self.relay.pass_to_client(&f.bytes);
             }
             be::AUTHENTICATION if self.strip_plus && messages::auth_kind(&f) == Ok(10) => {
                 let b = messages::strip_channel_binding(&f).map_err(SessionError::ServerProtocol)?;

@@ -224,8 +224,8 @@ fn verdict_kind(g: &blastwall::guard::Guard, sql: &str) -> String {
     let mut v = g.judge_sql(sql.as_bytes(), &mut info);
     if v == Verdict::Analyze {
         // A long text: analyzed first (off the event loop in a session), then judged again.
-        info.preanalyzed = Some(g.preanalyze(sql.as_bytes(), "", true, true));
-        v = g.judge_sql(sql.as_bytes(), &mut info);
+        let pre = g.preanalyze(sql.as_bytes(), "", true, true);
+        v = g.judge(sql.as_bytes(), &mut info, Some(&pre)).verdict;
     }
     match v {
         Verdict::Allow => "allow".into(),

@@ -7,6 +7,9 @@
 //!   cancel, errors, auth methods, TLS on both sides, faults, limits, shutdown.
 //! - `guard`:   the incident's statements refused through the proxy, data unchanged,
 //!   sessions usable, allowed statements identical to direct.
+//! - `batches`: counted writes anywhere in extended-protocol batches, compared with direct.
+//! - `drivers`: asyncpg, psycopg, pgjdbc and node-postgres, directly and through blastwall
+//!   (installed by scripts/install-test-clients).
 //! - `precheck`: row limits measured on the live session — cascades counted, limits at the
 //!   boundary, views and search_path resolved by the server, transactions, dry-run.
 //! - `ops`:     the audit trail, /metrics, /healthz, /readyz, policy reload (SIGHUP, file
@@ -29,11 +32,13 @@
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 
+mod batches;
 mod cli;
 mod console;
 mod contract;
 mod corpus;
 mod differential;
+mod drivers;
 mod fidelity;
 mod guard;
 mod harness;

@@ -370,3 +370,32 @@ async fn sequences_owned_by_protected_columns_are_found_in_the_catalog() {
     via.simple_query("SELECT setval('other_seq', 5)").await.unwrap();
     p.stop().await;
 }
+
+/// The pre-check is invisible in a psql session with a count-everything policy: notices of
+/// cascaded rows' triggers, RETURNING rows, the server's own errors (MERGE … RETURNING is a
+/// syntax error on PostgreSQL 15), EXPLAIN ANALYZE of WHERE CURRENT OF inside a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counted_statement_in_psql_is_invisible() {
+    let policy = format!("{}\n[opaque]\nexplain_analyze = \"allow\"\n", crate::batches::COUNT_ALL);
+    let proxy = crate::batches::proxy_for(&policy).await;
+    let script = "\
+BEGIN;
+DELETE FROM parent WHERE id IN (21, 22);
+MERGE INTO parent p USING (SELECT 23 AS id) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET v = 1 RETURNING p.id;
+SELECT 1;
+ROLLBACK;
+BEGIN;
+DECLARE c CURSOR FOR SELECT id FROM parent WHERE id = 30 FOR UPDATE;
+FETCH c;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) UPDATE parent SET v = 2 WHERE CURRENT OF c;
+SELECT v FROM parent WHERE id = 30;
+COMMIT;
+DELETE FROM child WHERE id IN (1, 2) RETURNING id;
+UPDATE parent SET v = v + 1 WHERE id < 5 RETURNING id, v;
+";
+    let (d1, d2) = (crate::batches::db(), crate::batches::db());
+    let direct = psql(pg().server.port, "trust_user", "", &d1, &["-f", "-"], Some(script));
+    let via = psql(proxy.port(), "trust_user", "", &d2, &["-f", "-"], Some(script));
+    assert_eq!(via, direct, "through blastwall (left) and direct (right)");
+    proxy.stop().await;
+}

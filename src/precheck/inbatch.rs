@@ -1,0 +1,149 @@
+//! Counting one Execute where it stands in the client's extended-protocol batch: blastwall's
+//! own counter readings go around the client's Execute as extended-protocol messages on a
+//! statement and portal of blastwall's, followed by a Flush, and only the Execute's replies
+//! are held. Nothing the client sent after the Execute is on the wire yet.
+//!
+//! Owns: that conversation (I/O only). Does not own: judging the numbers (`policy`) or what
+//! the relay does with them (`session`).
+
+use super::{data_row, Backend, PrecheckError};
+use crate::wire::messages::{be, fe};
+use crate::wire::Frame;
+use bytes::{BufMut, BytesMut};
+
+/// What to send.
+pub struct Request<'a> {
+    /// The client's Execute message, as it came.
+    pub execute: &'a [u8],
+    /// The counter reading (see `stats::stats_sql`).
+    pub stats_sql: &'a str,
+    /// blastwall's statement and portal name (never one of the client's).
+    pub name: &'a str,
+    /// The most bytes of the Execute's replies held while counting.
+    pub max_hold: usize,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum Counted {
+    /// A reading failed with this error: the server now skips to the client's Sync (the
+    /// Execute did not run, or its transaction is aborted).
+    ReadingFailed { before: bool, error: Frame },
+    /// The client's Execute failed by itself: its replies, ending with the server's error.
+    /// The server skips to Sync, as it would have directly.
+    Failed { replies: Vec<Frame> },
+    /// It ran: its replies (dropped past the limit) and the two readings' rows.
+    Ran { replies: Vec<Frame>, overflowed: bool, before: Rows, after: Rows },
+}
+
+pub type Rows = Vec<Vec<Option<String>>>;
+
+/// Frames blastwall's reading sends: Close both, Parse, Bind, Execute, Close both.
+const READING_REPLIES: usize = 7;
+
+/// Sends the readings around the client's Execute and reads everything back. Messages that
+/// arrive meanwhile and belong to the client (notices, notifications, parameter changes)
+/// are kept in order: in `b.for_client` when outside the Execute, in its replies inside it.
+pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Counted, PrecheckError> {
+    let reading = reading(req.name, req.stats_sql);
+    let mut out = BytesMut::new();
+    // Read before too, even for the first statement of a transaction: on PostgreSQL 15 the
+    // "transaction" counters also hold earlier transactions' counts until the backend
+    // flushes its statistics (at most once a second, when idle).
+    out.extend_from_slice(&reading);
+    out.extend_from_slice(req.execute);
+    out.extend_from_slice(&reading);
+    out.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+    b.send(&out).await?;
+    let before = match read_reading(b).await? {
+        Ok(rows) => rows,
+        Err(error) => return Ok(Counted::ReadingFailed { before: true, error }),
+    };
+    let mut replies = Vec::new();
+    let mut held = 0usize;
+    let mut overflowed = false;
+    loop {
+        let f = b.next_frame().await?;
+        match f.tag {
+            be::ERROR_RESPONSE => {
+                replies.push(f);
+                return Ok(Counted::Failed { replies });
+            }
+            // COPY FROM STDIN would wait for the client, who is not listening now.
+            be::COPY_IN_RESPONSE => {
+                let mut body = b"blastwall: COPY FROM STDIN cannot run inside a counted write".to_vec();
+                body.push(0);
+                b.send(&crate::wire::encode(fe::COPY_FAIL, &body)).await?;
+                continue;
+            }
+            _ => {}
+        }
+        let last = matches!(f.tag, b'C' | b'I' | b's');
+        if held + f.bytes.len() > req.max_hold && !matches!(f.tag, b'N' | b'A' | be::PARAMETER_STATUS) {
+            overflowed = true;
+        } else {
+            held += f.bytes.len();
+            replies.push(f);
+        }
+        if last {
+            break;
+        }
+    }
+    match read_reading(b).await? {
+        Ok(after) => Ok(Counted::Ran { replies, overflowed, before, after }),
+        Err(error) => Ok(Counted::ReadingFailed { before: false, error }),
+    }
+}
+
+/// One counter reading on blastwall's own statement and portal, leaving nothing behind.
+fn reading(name: &str, sql: &str) -> BytesMut {
+    let cstr = |b: &mut BytesMut, s: &str| {
+        b.put_slice(s.as_bytes());
+        b.put_u8(0);
+    };
+    let close = |kind: u8| {
+        let mut body = BytesMut::new();
+        body.put_u8(kind);
+        cstr(&mut body, name);
+        crate::wire::encode(fe::CLOSE, &body)
+    };
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&close(b'P'));
+    out.extend_from_slice(&close(b'S'));
+    let mut parse = BytesMut::new();
+    cstr(&mut parse, name);
+    cstr(&mut parse, sql);
+    parse.put_i16(0);
+    out.extend_from_slice(&crate::wire::encode(fe::PARSE, &parse));
+    let mut bind = BytesMut::new();
+    cstr(&mut bind, name);
+    cstr(&mut bind, name);
+    bind.put_i16(0);
+    bind.put_i16(0);
+    bind.put_i16(0);
+    out.extend_from_slice(&crate::wire::encode(fe::BIND, &bind));
+    let mut exec = BytesMut::new();
+    cstr(&mut exec, name);
+    exec.put_i32(0);
+    out.extend_from_slice(&crate::wire::encode(fe::EXECUTE, &exec));
+    out.extend_from_slice(&close(b'P'));
+    out.extend_from_slice(&close(b'S'));
+    out
+}
+
+/// Reads the replies to one reading: its rows, or the error that stopped it.
+async fn read_reading(b: &mut Backend<'_>) -> Result<Result<Rows, Frame>, PrecheckError> {
+    let mut rows = Vec::new();
+    let mut ends = 0;
+    while ends < READING_REPLIES {
+        let f = b.next_frame().await?;
+        match f.tag {
+            b'1' | b'2' | b'3' | b'C' => ends += 1,
+            b'D' => rows.push(data_row(&f)?),
+            be::ERROR_RESPONSE => return Ok(Err(f)),
+            b'N' | b'A' | be::PARAMETER_STATUS => b.for_client.extend_from_slice(&f.bytes),
+            _ => {}
+        }
+    }
+    Ok(Ok(rows))
+}

@@ -1,0 +1,322 @@
+//! The extended protocol on the session's path: Parse is judged, Parse/Bind/Describe/Close/
+//! Flush go to the server at once (they execute nothing), the mirror of statements and
+//! portals follows the server's confirmations, and only an Execute of a portal whose
+//! statement must be counted is special:
+//!
+//! - a batch that is one counted write (`[Parse] [Bind] [Describe…] Execute Sync`, nothing
+//!   before it in the batch) is held to its Sync and run whole inside the pre-check
+//!   (`precheck::verify`: EXPLAIN estimate, dry-run, override, its own transaction or
+//!   savepoint), as a simple Query is;
+//! - anywhere else (after other messages of its batch, before a Flush, a second Execute, …)
+//!   the Execute is counted where it stands: once the server has answered everything before
+//!   it, blastwall's counter readings go around it (`precheck::inbatch`), its replies are held
+//!   until the second reading is in, and then released, or the batch is failed with a marker
+//!   (its implicit transaction, or the client's block, cannot keep the write) and the client's
+//!   messages up to Sync are dropped. Nothing the client sends after the Execute reaches the
+//!   server before the verdict.
+//!
+//! Owns: which of the two, and holding. Does not own: the counting I/O (`precheck`), the
+//! limits (`policy`), the mirror's rules (`statements`).
+
+use super::checks::Pending;
+use super::statements::Op;
+use super::{Session, SessionError};
+use crate::guard::{Preanalyzed, Verdict};
+use crate::precheck::CheckPlan;
+use crate::wire::messages::{self, fe, TxStatus};
+use crate::wire::Frame;
+use bytes::BytesMut;
+use std::sync::Arc;
+
+/// The most client bytes held for a one-write batch; past it the batch is no longer held
+/// (its write is then counted where it stands).
+pub(super) const MAX_HELD_BATCH: usize = 1024 * 1024;
+
+/// A one-write extended batch held until its Sync.
+pub(super) struct HeldBatch {
+    pub(super) bytes: BytesMut,
+    pub(super) plan: Arc<CheckPlan>,
+    /// What each held message does to the mirror, in order.
+    pub(super) ops: Vec<Op>,
+    /// The held frames (the Execute, if any, is the last).
+    frames: Vec<(Frame, Op)>,
+    pub(super) executes: bool,
+}
+
+impl Session {
+    /// An extended-protocol message (Parse, Bind, Describe, Execute, Close, Flush, Sync).
+    pub(super) fn on_extended(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
+        if self.relay.is_discarding() && f.tag != fe::SYNC {
+            return Ok(());
+        }
+        if self.held_batch.is_some() {
+            return self.hold_or_release(f);
+        }
+        match f.tag {
+            fe::PARSE => self.on_parse(f, pre)?,
+            fe::BIND => {
+                let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
+                let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
+                let stmt = stmt.to_vec();
+                if self.mirror.statement_plan(&stmt).is_none() && !stmt.is_empty() {
+                    if let Err(refusal) = self.adopt_sql_prepared(&stmt) {
+                        self.refuse_in_batch(refusal);
+                        return Ok(());
+                    }
+                }
+                match self.mirror.statement_plan(&stmt) {
+                    Some(plan) if self.can_hold() => self.start_held(f, op, plan),
+                    _ => self.forward_op(&f, op),
+                }
+            }
+            fe::EXECUTE => {
+                let portal = execute_portal(&f).map_err(|e| self.protocol_violation(e))?;
+                if !self.mirror.execute_is_certain(&portal, self.relay.syncs_sent()) {
+                    // Judged once the earlier batches are answered (flushed to come sooner).
+                    self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+                    self.pending = Some(Pending::Execute(f));
+                    return Ok(());
+                }
+                match self.mirror.portal_plan(&portal) {
+                    Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan),
+                    Some(plan) => self.count_where_it_stands(f, plan),
+                    None => self.forward_op(&f, Op::Execute),
+                }
+            }
+            fe::DESCRIBE => self.forward_op(&f, Op::Describe),
+            fe::CLOSE => {
+                let portal = f.body().first() == Some(&b'P');
+                let name = f.body().get(1..).unwrap_or_default();
+                let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+                self.forward_op(&f, Op::Close { portal, name });
+            }
+            fe::SYNC => self.relay.forward_sync(&f.bytes),
+            // Flush, and anything else that belongs to a batch.
+            _ => self.relay.forward_in_batch(&f.bytes),
+        }
+        Ok(())
+    }
+
+    fn on_parse(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
+        let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
+        let name = msg.name.to_vec();
+        let param_types = msg.param_types.clone();
+        match self.judge_sql(msg.sql, pre) {
+            Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
+            Verdict::Resolve(questions) => {
+                if self.relay.batch_has_messages() {
+                    // No catalog question can be asked in the middle of a batch: assume the
+                    // worst (a write to count; the policy's column names).
+                    self.assume_answers(&questions);
+                    return self.on_parse(f, pre);
+                }
+                self.pending = Some(Pending::Resolve(f, questions));
+            }
+            Verdict::Check(mut plan) => {
+                plan.param_types = param_types;
+                let plan: Arc<CheckPlan> = Arc::new(*plan);
+                let op = Op::Parse { name, plan: Some(plan.clone()) };
+                if self.can_hold() {
+                    self.start_held(f, op, plan);
+                } else {
+                    self.forward_op(&f, op);
+                }
+            }
+            Verdict::Allow => self.forward_op(&f, Op::Parse { name, plan: None }),
+            Verdict::Notice(n) => {
+                self.relay.notify_client(&n);
+                self.forward_op(&f, Op::Parse { name, plan: None });
+            }
+            Verdict::Refuse(m) => self.refuse_in_batch(m),
+        }
+        Ok(())
+    }
+
+    /// A Bind of a statement prepared by SQL `PREPARE`: judged as `EXECUTE` of it would be;
+    /// one that must be counted enters the mirror. `Err`: the refusal.
+    fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
+        let name = String::from_utf8_lossy(stmt).into_owned();
+        if !self.info.prepared.contains_key(&name) {
+            return Ok(());
+        }
+        let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
+        match self.judge_sql(text.as_bytes(), None) {
+            Verdict::Check(plan) => {
+                self.mirror.adopt(stmt, Arc::new(*plan));
+                Ok(())
+            }
+            Verdict::Refuse(m) => Err(m),
+            Verdict::Allow | Verdict::Notice(_) => Ok(()),
+            // Catalog questions cannot be asked in the middle of a batch: count it.
+            Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
+                "unverifiable",
+                "EXECUTE".into(),
+                format!("the statement prepared as {name} needs a catalog lookup that cannot run in a batch"),
+                "Run it with EXECUTE in a message of its own first.",
+                "blastwall",
+                text,
+            ))),
+        }
+    }
+
+    /// Refuses inside a batch: the marker fails on the server, which skips to Sync.
+    pub(super) fn refuse_in_batch(&mut self, m: messages::ProxyMessage) {
+        if !self.relay.is_discarding() {
+            self.mirror.sent(self.relay.syncs_sent(), Op::Marker);
+        }
+        self.relay.refuse_in_batch(m);
+    }
+
+    /// Forwards a message at once and records what the server owes for it.
+    pub(super) fn forward_op(&mut self, f: &Frame, op: Op) {
+        if self.relay.is_discarding() {
+            return;
+        }
+        if matches!(op, Op::Execute) {
+            self.relay.note_execute();
+        }
+        self.mirror.sent(self.relay.syncs_sent(), op);
+        self.relay.forward_in_batch(&f.bytes);
+    }
+
+    /// Whether a counted write may start a held one-write batch: it is the first message of
+    /// its batch, and the session's state is known.
+    fn can_hold(&self) -> bool {
+        !self.relay.batch_has_messages() && self.relay.tx != TxStatus::Failed
+    }
+
+    fn start_held(&mut self, f: Frame, op: Op, plan: Arc<CheckPlan>) {
+        let executes = matches!(op, Op::Execute);
+        self.held_batch = Some(HeldBatch {
+            bytes: BytesMut::from(&f.bytes[..]),
+            plan,
+            ops: vec![op.clone()],
+            frames: vec![(f, op)],
+            executes,
+        });
+    }
+
+    /// A message while a one-write batch is held: kept with it while the batch still has
+    /// that shape, else the held messages go their ordinary way and so does this one.
+    fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
+        let Some(h) = &mut self.held_batch else { return Ok(()) };
+        let has = |tag: u8| h.frames.iter().any(|(x, _)| x.tag == tag);
+        let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH;
+        let op = match f.tag {
+            fe::BIND if fits && !has(fe::BIND) && !h.executes => {
+                let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
+                Some(Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() })
+            }
+            fe::DESCRIBE if fits && !h.executes => Some(Op::Describe),
+            fe::EXECUTE if fits && !h.executes => Some(Op::Execute),
+            fe::SYNC => {
+                let Some(h) = self.held_batch.take() else { return Ok(()) };
+                self.held_sync(h, f);
+                return Ok(());
+            }
+            _ => None,
+        };
+        let Some(h) = &mut self.held_batch else { return Ok(()) };
+        match op {
+            Some(op) => {
+                h.executes |= matches!(op, Op::Execute);
+                h.bytes.extend_from_slice(&f.bytes);
+                h.ops.push(op.clone());
+                h.frames.push((f, op));
+                Ok(())
+            }
+            None => {
+                self.release_held();
+                self.on_client_frame_again(f)
+            }
+        }
+    }
+
+    /// The held batch goes its ordinary way: its messages at once, its Execute (the last)
+    /// counted where it stands.
+    fn release_held(&mut self) {
+        let Some(h) = self.held_batch.take() else { return };
+        for (frame, op) in h.frames {
+            match op {
+                Op::Execute => self.count_where_it_stands(frame, h.plan.clone()),
+                op => self.forward_op(&frame, op),
+            }
+        }
+    }
+
+    /// A message that came behind a released batch: handled once the counted Execute (if
+    /// any) has its verdict, so that nothing reaches the server before it.
+    fn on_client_frame_again(&mut self, f: Frame) -> Result<(), SessionError> {
+        if self.pending.is_some() {
+            // Back in front of what the client sent after it, to be read after the verdict.
+            let buf = self.cfr.buf_mut();
+            let rest = buf.split();
+            buf.extend_from_slice(&f.bytes);
+            buf.extend_from_slice(&rest);
+            return Ok(());
+        }
+        self.on_extended(f, None)
+    }
+
+    /// The Sync of a held batch: one write, run whole inside the pre-check; a batch that only
+    /// prepares runs nothing and needs no counting.
+    fn held_sync(&mut self, h: HeldBatch, sync: Frame) {
+        if h.executes {
+            let mut bytes = h.bytes;
+            bytes.extend_from_slice(&sync.bytes);
+            let mut plan = (*h.plan).clone();
+            plan.estimate_msgs = super::checks::extended_estimate(&plan, &bytes, self.shared.config.max_frame_bytes);
+            self.pending = Some(Pending::Verify(bytes, Box::new(plan), h.ops));
+        } else {
+            for (frame, op) in h.frames {
+                self.forward_op(&frame, op);
+            }
+            self.relay.forward_sync(&sync.bytes);
+        }
+    }
+
+    /// A counted Execute that is not alone in its batch: the server is first asked to answer
+    /// everything before it (a Flush of blastwall's), then the counting runs
+    /// ([`Session::run_count`]); the client is not read meanwhile.
+    pub(super) fn count_where_it_stands(&mut self, f: Frame, plan: Arc<CheckPlan>) {
+        self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+        self.relay.mark_batch_open();
+        self.pending = Some(Pending::Count(f, plan));
+    }
+
+    /// Whether an Execute whose plan was uncertain can be judged now.
+    pub(super) fn execute_can_be_judged(&self) -> bool {
+        !self.mirror.owed_before(self.relay.syncs_sent())
+    }
+
+    /// Whether a counted Execute can go: the server answered everything before it, or it is
+    /// skipping the batch after an error (then the Execute will not run anyway).
+    pub(super) fn count_can_run(&self) -> bool {
+        (self.mirror.nothing_owed() && self.relay.syncs_done() == self.relay.syncs_sent())
+            || self.mirror.batch_failed(self.relay.syncs_sent())
+            || self.relay.is_skipping()
+    }
+}
+
+/// The portal name of an Execute message.
+fn execute_portal(f: &Frame) -> Result<Vec<u8>, crate::wire::FrameError> {
+    let mut r = crate::wire::BodyReader::new(f.body(), "Execute");
+    Ok(r.cstr()?.to_vec())
+}
+
+impl Session {
+    /// A held batch in a failed transaction: forwarded as it is (the server refuses it and
+    /// says so), its messages recorded as owed like any other.
+    pub(super) fn release_unchecked(&mut self, bytes: &[u8], ops: Vec<Op>) {
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(bytes);
+        let mut ops = ops.into_iter();
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            match (f.tag, ops.next()) {
+                (fe::SYNC, _) => self.relay.forward_sync(&f.bytes),
+                (_, Some(op)) => self.forward_op(&f, op),
+                (_, None) => self.relay.forward_in_batch(&f.bytes),
+            }
+        }
+    }
+}

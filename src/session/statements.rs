@@ -1,0 +1,293 @@
+//! blastwall's mirror of the server's extended-protocol objects: which prepared statements
+//! and portals run a write that must be counted, and the replies the server still owes for
+//! the client's forwarded Parse/Bind/Close/Describe/Execute messages.
+//!
+//! Owns: the rule that the mirror changes only when the server confirms (ParseComplete,
+//! BindComplete, CloseComplete), that everything of a batch the server skips after an error
+//! is dropped, and that portals end with their transaction. Between a message and its
+//! confirmation, the *projected* mirror (confirmed + what is still owed) is what a later
+//! message of the same batch is judged against: if an earlier message fails, the server
+//! skips the later one anyway.
+//! Does not own: what a statement's plan is (`guard`) or sync-point accounting (`relay`).
+
+use crate::precheck::CheckPlan;
+use crate::wire::messages::TxStatus;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Statements and portals whose execution must be counted (the others are not kept).
+#[derive(Debug, Default, Clone)]
+struct Objects {
+    statements: HashMap<Vec<u8>, Arc<CheckPlan>>,
+    portals: HashMap<Vec<u8>, Arc<CheckPlan>>,
+}
+
+impl Objects {
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Parse { name, plan } => match plan {
+                Some(p) => {
+                    self.statements.insert(name.clone(), p.clone());
+                }
+                None => {
+                    self.statements.remove(name);
+                }
+            },
+            Op::Bind { portal, statement } => match self.statements.get(statement).cloned() {
+                Some(p) => {
+                    self.portals.insert(portal.clone(), p);
+                }
+                None => {
+                    self.portals.remove(portal);
+                }
+            },
+            Op::Close { portal: true, name } => {
+                self.portals.remove(name);
+            }
+            Op::Close { portal: false, name } => {
+                self.statements.remove(name);
+            }
+            Op::Describe | Op::Execute | Op::Marker => {}
+        }
+    }
+}
+
+/// A forwarded client message that the server answers with one final reply (or an error).
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    Parse {
+        name: Vec<u8>,
+        plan: Option<Arc<CheckPlan>>,
+    },
+    Bind {
+        portal: Vec<u8>,
+        statement: Vec<u8>,
+    },
+    Close {
+        portal: bool,
+        name: Vec<u8>,
+    },
+    /// Describe of a statement (ParameterDescription, then what ends it) or of a portal.
+    Describe,
+    Execute,
+    /// blastwall's refusal marker: answered by an error.
+    Marker,
+}
+
+/// The mirror, and the queue of replies owed.
+#[derive(Debug, Default)]
+pub(super) struct Mirror {
+    confirmed: Objects,
+    projected: Objects,
+    /// Owed replies, each with the ordinal of the sync point that ends its batch (the number
+    /// of sync points forwarded before it).
+    owed: VecDeque<(u64, Op)>,
+    /// The ordinal of the last batch in which the server reported an error (it skips the rest
+    /// of that batch up to Sync).
+    failed_batch: Option<u64>,
+}
+
+impl Mirror {
+    /// Records a client message forwarded in the batch ending at sync point `ord`.
+    pub(super) fn sent(&mut self, ord: u64, op: Op) {
+        self.projected.apply(&op);
+        self.owed.push_back((ord, op));
+    }
+
+    /// Records that the server is skipping the rest of batch `ord` (an error blastwall saw
+    /// while it read the replies itself).
+    pub(super) fn failed(&mut self, ord: u64) {
+        self.failed_batch = Some(ord);
+        self.drop_batch(ord);
+    }
+
+    /// The plan of the statement a portal runs, as it will be when the server reaches it.
+    pub(super) fn portal_plan(&self, portal: &[u8]) -> Option<Arc<CheckPlan>> {
+        self.projected.portals.get(portal).cloned()
+    }
+
+    /// The plan of a prepared statement, as it will be when the server reaches it.
+    pub(super) fn statement_plan(&self, name: &[u8]) -> Option<Arc<CheckPlan>> {
+        self.projected.statements.get(name).cloned()
+    }
+
+    /// Takes a statement prepared by SQL (`PREPARE`) into the mirror, as one that runs a
+    /// counted write: the server shares one namespace between SQL and the protocol.
+    pub(super) fn adopt(&mut self, name: &[u8], plan: Arc<CheckPlan>) {
+        self.confirmed.statements.insert(name.to_vec(), plan.clone());
+        self.projected.statements.insert(name.to_vec(), plan);
+    }
+
+    /// Whether the server reported an error in batch `ord` (it skips the rest of it).
+    pub(super) fn batch_failed(&self, ord: u64) -> bool {
+        self.failed_batch == Some(ord)
+    }
+
+    /// Whether the plan the projection gives for an Execute of `portal` in batch `ord` is
+    /// certain: nothing still owed from an earlier batch can change it. (An earlier batch may
+    /// yet fail and skip a Parse, Bind or Close the projection counted on; a failure in batch
+    /// `ord` itself skips the Execute too.)
+    pub(super) fn execute_is_certain(&self, portal: &[u8], ord: u64) -> bool {
+        let earlier = || self.owed.iter().filter(|(o, _)| *o < ord).map(|(_, op)| op);
+        let current: Vec<&Op> = self.owed.iter().filter(|(o, _)| *o == ord).map(|(_, op)| op).collect();
+        let bind = current.iter().rposition(|op| matches!(op, Op::Bind { portal: p, .. } if p == portal));
+        let Some(i) = bind else {
+            // The portal comes from an earlier batch: certain once nothing there is pending.
+            return !earlier().any(|op| matches!(op, Op::Parse { .. } | Op::Bind { .. } | Op::Close { .. }));
+        };
+        let Op::Bind { statement, .. } = current[i] else { return false };
+        let names = |op: &Op| match op {
+            Op::Parse { name, .. } | Op::Close { portal: false, name } => name == statement,
+            _ => false,
+        };
+        current[..i].iter().any(|op| names(op)) || !earlier().any(names)
+    }
+
+    /// Whether a reply to a message of a batch before `ord` is still owed.
+    pub(super) fn owed_before(&self, ord: u64) -> bool {
+        self.owed.front().is_some_and(|(o, _)| *o < ord)
+    }
+
+    /// Whether no reply to a forwarded message is owed.
+    pub(super) fn nothing_owed(&self) -> bool {
+        self.owed.is_empty()
+    }
+
+    /// A reply that ends one message (ParseComplete, BindComplete, CloseComplete,
+    /// RowDescription/NoData of a Describe, CommandComplete/EmptyQuery/PortalSuspended) in
+    /// the batch the server is answering now (`answering`: sync points answered so far).
+    pub(super) fn on_reply(&mut self, tag: u8, answering: u64) {
+        let Some((ord, op)) = self.owed.front() else { return };
+        if *ord != answering {
+            // The reply of a simple Query between batches.
+            return;
+        }
+        let ends = match op {
+            Op::Parse { .. } => tag == b'1',
+            Op::Bind { .. } => tag == b'2',
+            Op::Close { .. } => tag == b'3',
+            Op::Describe => matches!(tag, b'T' | b'n'),
+            Op::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Op::Marker => false,
+        };
+        if ends {
+            if let Some((_, op)) = self.owed.pop_front() {
+                self.confirmed.apply(&op);
+            }
+        }
+    }
+
+    /// An ErrorResponse: if it belongs to the batch being answered, the server skips the rest
+    /// of it, and nothing of it that was still owed happens.
+    /// Returns whether it did (the server then skips to the batch's Sync).
+    pub(super) fn on_error(&mut self, answering: u64) -> bool {
+        if self.owed.front().is_some_and(|(ord, _)| *ord == answering) {
+            self.failed_batch = Some(answering);
+            self.drop_batch(answering);
+            return true;
+        }
+        false
+    }
+
+    /// A ReadyForQuery: the batch is over; at the end of a transaction every portal is gone.
+    pub(super) fn on_ready(&mut self, answered: u64, status: TxStatus) {
+        let stale = self.owed.front().is_some_and(|(ord, _)| *ord < answered);
+        while self.owed.front().is_some_and(|(ord, _)| *ord < answered) {
+            self.owed.pop_front();
+        }
+        let portals = status == TxStatus::Idle && !self.confirmed.portals.is_empty();
+        if portals {
+            self.confirmed.portals.clear();
+        }
+        if stale || portals {
+            self.reproject();
+        }
+    }
+
+    fn drop_batch(&mut self, ord: u64) {
+        let before = self.owed.len();
+        self.owed.retain(|(o, _)| *o != ord);
+        if self.owed.len() != before {
+            self.reproject();
+        }
+    }
+
+    fn reproject(&mut self) {
+        self.projected = self.confirmed.clone();
+        for (_, op) in &self.owed {
+            self.projected.apply(op);
+        }
+    }
+
+    /// Applies what a batch run inside a pre-check did: all of it when it succeeded; when it
+    /// failed or was refused, only what makes more statements counted (a Parse may have
+    /// succeeded before the failure; forgetting a plan is never assumed).
+    pub(super) fn apply_checked(&mut self, ops: &[Op], succeeded: bool) {
+        for op in ops {
+            if succeeded || matches!(op, Op::Parse { plan: Some(_), .. }) {
+                self.confirmed.apply(op);
+            }
+        }
+        self.reproject();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Option<Arc<CheckPlan>> {
+        Some(Arc::new(CheckPlan {
+            verb: "DELETE",
+            target: None,
+            dry_run: false,
+            dry_run_reason: None,
+            statement: String::new(),
+            notice: None,
+            override_rows: None,
+            estimate_sql: None,
+            estimate_msgs: None,
+            param_types: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn a_failed_second_parse_keeps_the_first_plan() {
+        let mut m = Mirror::default();
+        m.sent(0, Op::Parse { name: b"s".to_vec(), plan: plan() });
+        m.on_reply(b'1', 0);
+        m.on_ready(1, TxStatus::Idle);
+        m.sent(1, Op::Parse { name: b"s".to_vec(), plan: None });
+        m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"s".to_vec() });
+        assert!(m.portal_plan(b"").is_none());
+        m.on_error(1);
+        m.on_ready(2, TxStatus::Idle);
+        assert!(m.statement_plan(b"s").is_some());
+    }
+
+    #[test]
+    fn an_execute_is_uncertain_while_an_earlier_batch_may_skip_its_parse() {
+        let mut m = Mirror::default();
+        m.sent(0, Op::Parse { name: b"".to_vec(), plan: None });
+        m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"".to_vec() });
+        assert!(!m.execute_is_certain(b"", 1));
+        // Parsed in its own batch: certain.
+        m.sent(1, Op::Parse { name: b"".to_vec(), plan: None });
+        m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"".to_vec() });
+        assert!(m.execute_is_certain(b"", 1));
+    }
+
+    #[test]
+    fn portals_end_with_their_transaction_and_survive_inside_it() {
+        let mut m = Mirror::default();
+        m.sent(0, Op::Parse { name: b"s".to_vec(), plan: plan() });
+        m.sent(0, Op::Bind { portal: b"p".to_vec(), statement: b"s".to_vec() });
+        m.on_reply(b'1', 0);
+        m.on_reply(b'2', 0);
+        m.on_ready(1, TxStatus::InBlock);
+        assert!(m.portal_plan(b"p").is_some());
+        m.on_ready(2, TxStatus::Idle);
+        assert!(m.portal_plan(b"p").is_none());
+        assert!(m.statement_plan(b"s").is_some());
+    }
+}
