@@ -321,6 +321,10 @@ impl Guard {
             dry_run,
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
             statement: text(),
+            warned_rule: verdict_notice
+                .as_ref()
+                .and_then(|_| decision.findings.iter().find(|f| f.mode == Mode::Warn))
+                .map(|f| f.rule),
             notice: verdict_notice,
             override_rows: overriding,
             estimate_sql: estimate_text(statements, &policy),

@@ -191,6 +191,8 @@ pub struct CheckPlan {
     pub statement: String,
     /// A warning to send before the statement's results (warn-mode static findings).
     pub notice: Option<ProxyMessage>,
+    /// The rule of that warning, for the audit trail and the metrics.
+    pub warned_rule: Option<&'static str>,
     /// An override directive from a role allowed to use it: this many rows at most, in place
     /// of the policy's limits.
     pub override_rows: Option<crate::analyze::directive::Override>,

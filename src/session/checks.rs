@@ -98,7 +98,10 @@ impl Session {
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);
         match &outcome {
-            Outcome::Deliver { counts, .. } => self.record(&facts, counts, Some(micros)),
+            Outcome::Deliver { counts, kept, .. } => {
+                warned_facts(&mut facts, &plan, kept.as_ref());
+                self.record(&facts, counts, Some(micros))
+            }
             Outcome::Refuse { decision, counts } => {
                 let first = decision.findings.first();
                 facts.decision = "refused";
@@ -471,6 +474,7 @@ impl Session {
                 self.refuse_counted(msg, &replies, facts, &counts, micros);
             }
             v => {
+                warned_facts(&mut facts, &plan, Some(&decision));
                 self.record(&facts, &counts, Some(micros));
                 if let Some(n) = &plan.notice {
                     self.relay.notify_client(n);
@@ -532,6 +536,22 @@ fn check_facts(plan: &CheckPlan) -> crate::audit::Facts {
         targets: plan.target.iter().map(|t| t.to_string()).collect(),
         message: None,
         override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
+    }
+}
+
+/// A kept statement that drew a warning (a warn-mode rule before it ran, or a row limit in
+/// warn mode after it was counted) is recorded as warned, with that rule.
+fn warned_facts(facts: &mut crate::audit::Facts, plan: &CheckPlan, kept: Option<&crate::policy::Decision>) {
+    if facts.decision != "verified" {
+        return;
+    }
+    let counted = kept.and_then(|d| d.findings.iter().find(|f| f.mode == crate::policy::Mode::Warn));
+    let rule = counted.map(|f| f.rule).or(plan.warned_rule);
+    if let Some(rule) = rule {
+        facts.decision = "warned";
+        facts.rule = Some(rule.to_string());
+        facts.mode = Some(crate::policy::Mode::Warn.as_str());
+        facts.message = counted.map(|f| format!("{}: {}", f.what, f.why));
     }
 }
 

