@@ -210,11 +210,12 @@ impl Guard {
             None => None,
             Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
                 Ok(m) => Some(m),
-                Err(why) => {
+                Err((why, hint)) => {
                     let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
-                    let d =
-                        refusal("session-mode", "SET blastwall.mode".into(), why, HINT_SESSION_MODE, "blastwall", text);
-                    return plain(render(&d));
+                    let d = refusal("session-mode", "SET blastwall.mode".into(), why, hint, "blastwall", text.clone());
+                    let verdict = render(&d);
+                    let facts = audit_facts(&verdict, &d, text, Vec::new());
+                    return Judged { verdict, facts };
                 }
             },
         };
@@ -285,10 +286,14 @@ impl Guard {
             },
             _ => decision,
         };
+        let ignored_directive = directive.is_some() && !may_override;
         let overriding = directive.filter(|_| may_override);
-        let verdict = render(&decision);
+        let mut verdict = render(&decision);
         let dry_run = decision.mode() == Some(Mode::DryRun);
-        if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
+        if let (Verdict::Refuse(m), false) = (&mut verdict, dry_run) {
+            if ignored_directive {
+                note_ignored_directive(m, &info.user);
+            }
             return (verdict, decision);
         }
         let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
@@ -321,6 +326,7 @@ impl Guard {
             dry_run,
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
             statement: text(),
+            ignored_directive,
             warned_rule: verdict_notice
                 .as_ref()
                 .and_then(|_| decision.findings.iter().find(|f| f.mode == Mode::Warn))
@@ -544,10 +550,26 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
     }
 }
 
-const HINT_SESSION_MODE: &str = "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).";
+const HINT_SESSION_MODE: &str = "A session may ask for SET blastwall.mode = 'enforce' or 'dry-run', never for less.";
+const HINT_SESSION_ENFORCE: &str =
+    "In enforce mode a session may still ask for SET blastwall.mode = 'dry-run', the only stricter mode.";
+const HINT_SESSION_DRY_RUN: &str =
+    "dry-run is the strictest mode and lasts until the session ends: open a new session to change data.";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
+
+/// Adds to a refusal that the statement's override directive was not used: the role (and
+/// the application) may not override.
+pub fn note_ignored_directive(m: &mut ProxyMessage, user: &str) {
+    let note = format!(
+        "its blastwall override directive was ignored: neither role {user} nor the application has may_override in the policy"
+    );
+    m.detail = Some(match m.detail.take() {
+        Some(d) => format!("{d}; {note}"),
+        None => note,
+    });
+}
 
 /// A decision of one enforce-mode finding that blastwall makes itself (not a policy rule).
 pub fn refusal(
@@ -601,25 +623,35 @@ fn find_directive(
 }
 
 /// Validates `SET blastwall.mode`: a session may ask for `enforce` or `dry-run`, never for
-/// less than it has; `RESET` is a no-op unless it would loosen.
-fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result<Option<Mode>, String> {
+/// less than it has (dry-run is the strictest); `RESET` is a no-op unless it would loosen.
+/// `Err`: why not, and a HINT that suggests only what would be accepted.
+fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result<Option<Mode>, (String, &'static str)> {
     let strictness = |m: Option<Mode>| match m {
         None => 0,
         Some(Mode::Off) | Some(Mode::Warn) => 0,
         Some(Mode::Enforce) => 1,
         Some(Mode::DryRun) => 2,
     };
+    let hint = match current {
+        Some(Mode::DryRun) => HINT_SESSION_DRY_RUN,
+        Some(Mode::Enforce) => HINT_SESSION_ENFORCE,
+        _ => HINT_SESSION_MODE,
+    };
     let wanted = match requested {
         None => None,
-        Some(v) => Some(v.parse::<Mode>().map_err(|e| format!("blastwall.mode: {e}"))?),
+        Some(v) => Some(v.parse::<Mode>().map_err(|e| (format!("blastwall.mode: {e}"), hint))?),
     };
     if matches!(wanted, Some(Mode::Off) | Some(Mode::Warn)) {
-        return Err(format!("blastwall.mode cannot be set to {} by a session", wanted.map_or("", |m| m.as_str())));
+        let m = wanted.map_or("", |m| m.as_str());
+        return Err((format!("blastwall.mode cannot be set to {m} by a session"), hint));
     }
     if strictness(wanted) < strictness(current) {
-        return Err(format!(
-            "this session's blastwall.mode is {}, and a session can only make it stricter",
-            current.map_or("", |m| m.as_str())
+        let cur = current.map_or("", |m| m.as_str());
+        let asked = wanted.map_or_else(|| "its default (RESET)".to_string(), |m| m.as_str().to_string());
+        let strictest = if current == Some(Mode::DryRun) { ", the strictest mode" } else { "" };
+        return Err((
+            format!("this session's blastwall.mode is {cur}{strictest}; {asked} is less strict, and a session can only make its mode stricter"),
+            hint,
         ));
     }
     Ok(wanted.or(current))
@@ -628,6 +660,27 @@ fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_mode_change_never_suggests_what_it_refuses() {
+        for (current, asked) in [
+            (Some(Mode::DryRun), Some("enforce")),
+            (Some(Mode::DryRun), None),
+            (Some(Mode::DryRun), Some("off")),
+            (Some(Mode::Enforce), None),
+            (Some(Mode::Enforce), Some("warn")),
+            (None, Some("off")),
+        ] {
+            let (why, hint) = session_mode_change(current, asked).unwrap_err();
+            if let Some(a) = asked {
+                assert!(!hint.contains(&format!("'{a}'")), "{current:?} → {a}: {why} / {hint}");
+            }
+            if current == Some(Mode::DryRun) {
+                assert!(!hint.contains("'enforce'") && hint.contains("strictest"), "{why} / {hint}");
+            }
+        }
+        assert_eq!(session_mode_change(Some(Mode::Enforce), Some("dry-run")), Ok(Some(Mode::DryRun)));
+    }
 
     #[test]
     fn the_analysis_cache_keeps_small_texts_only_and_counts_their_bytes() {

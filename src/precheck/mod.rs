@@ -191,6 +191,9 @@ pub struct CheckPlan {
     pub statement: String,
     /// A warning to send before the statement's results (warn-mode static findings).
     pub notice: Option<ProxyMessage>,
+    /// The statement carried an override directive from a role that may not use it: a
+    /// refusal says it was ignored.
+    pub ignored_directive: bool,
     /// The rule of that warning, for the audit trail and the metrics.
     pub warned_rule: Option<&'static str>,
     /// An override directive from a role allowed to use it: this many rows at most, in place

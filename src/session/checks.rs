@@ -26,9 +26,18 @@ impl Session {
     ) {
         let rule = facts.rule.as_deref().unwrap_or("none");
         self.shared.metrics.decision(rule, facts.mode.unwrap_or(""), facts.decision);
-        let Some(audit) = &self.shared.audit else { return };
+        let refused = facts.decision == "refused";
+        if !refused && self.shared.audit.is_none() {
+            return;
+        }
         let raw = self.shared.config.audit.as_ref().is_some_and(|a| a.raw_statements);
         let (fingerprint, statement) = crate::audit::statement_text(&facts.statement, raw);
+        if refused {
+            // The raw text only where the audit trail shows it too.
+            let text = if raw { statement.as_str() } else { "" };
+            tracing::warn!(session = self.id, user = %self.info.user, database = %self.info.database, rule, fingerprint = %fingerprint, statement = text, message = facts.message.as_deref().unwrap_or(""), "statement refused");
+        }
+        let Some(audit) = &self.shared.audit else { return };
         audit.emit(&crate::audit::Event {
             time: crate::audit::now(),
             session: self.id,
@@ -136,7 +145,11 @@ impl Session {
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
-                self.relay.refuse_sync_point(crate::guard::refusal_message(&decision));
+                let mut msg = crate::guard::refusal_message(&decision);
+                if plan.ignored_directive {
+                    crate::guard::note_ignored_directive(&mut msg, &self.info.user);
+                }
+                self.relay.refuse_sync_point(msg);
             }
             Outcome::Unverifiable(why) => {
                 self.relay.refuse_sync_point(uncounted(&plan, why, &policy));

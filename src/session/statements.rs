@@ -244,6 +244,7 @@ mod tests {
             dry_run_reason: None,
             statement: String::new(),
             notice: None,
+            ignored_directive: false,
             warned_rule: None,
             override_rows: None,
             estimate_sql: None,

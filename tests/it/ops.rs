@@ -154,4 +154,8 @@ async fn policies_reload_on_sighup_and_on_change_and_a_bad_one_changes_nothing()
     assert!(status.0.success(), "{}", status.1);
     assert!(status.1.contains("policy reload failed") && status.1.contains("tabel"), "{}", status.1);
     assert!(status.1.contains("policy reloaded"), "{}", status.1);
+    // Refusals reach the log: session, user, rule and fingerprint, not the statement's text.
+    let refusal = status.1.lines().find(|l| l.contains("statement refused")).unwrap_or_else(|| panic!("{}", status.1));
+    assert!(["user", "app", "protected-range", "fingerprint"].iter().all(|w| refusal.contains(w)), "{refusal}");
+    assert!(!refusal.contains("id < 0"), "{refusal}");
 }

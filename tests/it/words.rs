@@ -93,3 +93,42 @@ async fn warn_mode_warnings_are_audited_and_counted_as_warned_and_say_the_rows_c
     assert!(!body.contains("outcome=\"verified\""), "{body}");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_session_refuses_enforce_without_suggesting_it() {
+    let db = incident_db();
+    let p = proxy().await;
+    let c = connect(p.port(), "app", APP_PW, &db).await;
+    c.simple_query("SET blastwall.mode = 'dry-run'").await.unwrap();
+    let e = c.simple_query("SET blastwall.mode = 'enforce'").await.unwrap_err();
+    let e = e.as_db_error().unwrap();
+    assert!(e.message().contains("dry-run, the strictest mode"), "{e:?}");
+    let hint = e.hint().unwrap_or("");
+    assert!(!hint.contains("'enforce'"), "the HINT suggests what was just refused: {hint}");
+    assert!(hint.contains("strictest"), "{hint}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_override_is_told_its_directive_was_ignored() {
+    let db = incident_db();
+    let p = proxy().await;
+    let c = connect(p.port(), "app", APP_PW, &db).await;
+    let directive = "/* blastwall: allow rows<=200 reason=\"cleanup\" */ ";
+    // Refused by its shape, before it runs.
+    let e = c
+        .simple_query(&format!("{directive}DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101"))
+        .await
+        .unwrap_err();
+    let detail = e.as_db_error().unwrap().detail().unwrap_or("").to_string();
+    assert!(detail.contains("override directive was ignored") && detail.contains("role app"), "{detail}");
+    // Refused by its count, after it ran (and was rolled back).
+    let e = c.simple_query(&format!("{directive}DELETE FROM web_messages WHERE id IS NOT NULL")).await.unwrap_err();
+    let e = e.as_db_error().unwrap();
+    assert!(e.message().contains("over its limit"), "{e:?}");
+    assert!(e.detail().unwrap_or("").contains("override directive was ignored"), "{e:?}");
+    // Without a directive, no such word.
+    let e = c.simple_query("DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101").await.unwrap_err();
+    assert!(!e.as_db_error().unwrap().detail().unwrap_or("").contains("directive"), "{e:?}");
+    p.stop().await;
+}
