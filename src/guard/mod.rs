@@ -326,6 +326,7 @@ impl Guard {
             dry_run,
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
             statement: text(),
+            effects: effects(statements),
             ignored_directive,
             warned_rule: verdict_notice
                 .as_ref()
@@ -508,6 +509,38 @@ impl Guard {
         let facts = audit_facts(&verdict, &decision, "<FunctionCall message>".into(), Vec::new());
         Judged { verdict, facts }
     }
+}
+
+/// What statements do beyond the rows the counters count, in a DBA's words: TRUNCATE empties
+/// a table (its rows are not counted as deleted), DDL drops or changes objects.
+fn effects(statements: &[Statement]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in statements.iter().flat_map(|s| &s.writes) {
+        let target = w.target.as_ref().map_or_else(|| "an object blastwall cannot name".to_string(), |t| t.to_string());
+        let cascade = |c: bool| if c { " and what depends on it (CASCADE)" } else { "" };
+        let e = match &w.op {
+            Op::Truncate { cascade: c } => {
+                format!(
+                    "remove every row of {target}{}",
+                    if *c { " and of the tables that reference it (CASCADE)" } else { "" }
+                )
+            }
+            Op::DropTable { cascade: c } => format!("drop table {target}{}", cascade(*c)),
+            Op::DropSchema { cascade: c } => format!("drop schema {target}{}", cascade(*c)),
+            Op::DropSequence => format!("drop sequence {target}"),
+            Op::DropOwned => "drop every object the role owns".to_string(),
+            Op::DropDatabase => format!("drop database {target}"),
+            Op::DropColumn(c) => format!("drop column {c} of {target}"),
+            Op::RenameTable => format!("rename {target}"),
+            Op::RenameColumn(c) => format!("rename column {c} of {target}"),
+            Op::Setval | Op::AlterSequence => format!("move sequence {target}"),
+            _ => continue,
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    out
 }
 
 /// The statements with every SQL-level EXECUTE followed by what it runs (all statements ever

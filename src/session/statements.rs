@@ -243,6 +243,7 @@ mod tests {
             dry_run: false,
             dry_run_reason: None,
             statement: String::new(),
+            effects: Vec::new(),
             notice: None,
             ignored_directive: false,
             warned_rule: None,

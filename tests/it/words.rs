@@ -132,3 +132,20 @@ async fn a_role_that_may_not_override_is_told_its_directive_was_ignored() {
     assert!(!e.as_db_error().unwrap().detail().unwrap_or("").contains("directive"), "{e:?}");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_says_what_truncate_and_drop_would_do() {
+    let db = table_db(500);
+    let p = proxy_with(base_config(), compile(&[(Path::new("warn.toml"), POLICY)]).unwrap()).await;
+    let script = "SET blastwall.mode = 'dry-run';\nTRUNCATE t;\nDROP TABLE t;\nDELETE FROM t WHERE v > 498;\n";
+    let (ok, out, err) = psql(p.port(), "app", APP_PW, &db, &[], Some(script));
+    assert!(ok, "{out}{err}");
+    assert!(!err.contains("change no rows"), "{err}");
+    assert!(err.contains("dry-run of TRUNCATE: would remove every row of t;"), "{err}");
+    assert!(err.contains("dry-run of DROP TABLE: would drop table t;"), "{err}");
+    assert!(err.contains("dry-run of DELETE: would delete 2 rows from public.t;"), "{err}");
+    let direct = direct("app", APP_PW, &db).await;
+    let left: i64 = direct.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(left, 500);
+    p.stop().await;
+}
