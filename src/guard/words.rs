@@ -1,0 +1,123 @@
+//! The words of blastwall's own judgements about a session: which `SET blastwall.mode` a
+//! session may make and what its refusal suggests (never what it refuses), the note that an
+//! override directive was ignored, and what a dry run says a TRUNCATE or DDL would do.
+//!
+//! Owns: those words and the session-mode rule. Does not own: the policy's rules (`policy`).
+
+use crate::analyze::{Op, Statement};
+use crate::policy::Mode;
+use crate::wire::messages::ProxyMessage;
+
+const HINT_SESSION_MODE: &str = "A session may ask for SET blastwall.mode = 'enforce' or 'dry-run', never for less.";
+const HINT_SESSION_ENFORCE: &str =
+    "In enforce mode a session may still ask for SET blastwall.mode = 'dry-run', the only stricter mode.";
+const HINT_SESSION_DRY_RUN: &str =
+    "dry-run is the strictest mode and lasts until the session ends: open a new session to change data.";
+
+/// Validates `SET blastwall.mode`: a session may ask for `enforce` or `dry-run`, never for
+/// less than it has (dry-run is the strictest); `RESET` is a no-op unless it would loosen.
+/// `Err`: why not, and a HINT that suggests only what would be accepted.
+pub(super) fn session_mode_change(
+    current: Option<Mode>,
+    requested: Option<&str>,
+) -> Result<Option<Mode>, (String, &'static str)> {
+    let strictness = |m: Option<Mode>| match m {
+        None => 0,
+        Some(Mode::Off) | Some(Mode::Warn) => 0,
+        Some(Mode::Enforce) => 1,
+        Some(Mode::DryRun) => 2,
+    };
+    let hint = match current {
+        Some(Mode::DryRun) => HINT_SESSION_DRY_RUN,
+        Some(Mode::Enforce) => HINT_SESSION_ENFORCE,
+        _ => HINT_SESSION_MODE,
+    };
+    let wanted = match requested {
+        None => None,
+        Some(v) => Some(v.parse::<Mode>().map_err(|e| (format!("blastwall.mode: {e}"), hint))?),
+    };
+    if matches!(wanted, Some(Mode::Off) | Some(Mode::Warn)) {
+        let m = wanted.map_or("", |m| m.as_str());
+        return Err((format!("blastwall.mode cannot be set to {m} by a session"), hint));
+    }
+    if strictness(wanted) < strictness(current) {
+        let cur = current.map_or("", |m| m.as_str());
+        let asked = wanted.map_or_else(|| "its default (RESET)".to_string(), |m| m.as_str().to_string());
+        let strictest = if current == Some(Mode::DryRun) { ", the strictest mode" } else { "" };
+        return Err((
+            format!("this session's blastwall.mode is {cur}{strictest}; {asked} is less strict, and a session can only make its mode stricter"),
+            hint,
+        ));
+    }
+    Ok(wanted.or(current))
+}
+
+/// Adds to a refusal that the statement's override directive was not used: the role (and
+/// the application) may not override.
+pub fn note_ignored_directive(m: &mut ProxyMessage, user: &str) {
+    let note = format!(
+        "its blastwall override directive was ignored: neither role {user} nor the application has may_override in the policy"
+    );
+    m.detail = Some(match m.detail.take() {
+        Some(d) => format!("{d}; {note}"),
+        None => note,
+    });
+}
+
+/// What statements do beyond the rows the counters count, in a DBA's words: TRUNCATE empties
+/// a table (its rows are not counted as deleted), DDL drops or changes objects.
+pub(super) fn effects(statements: &[Statement]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in statements.iter().flat_map(|s| &s.writes) {
+        let target = w.target.as_ref().map_or_else(|| "an object blastwall cannot name".to_string(), |t| t.to_string());
+        let cascade = |c: bool| if c { " and what depends on it (CASCADE)" } else { "" };
+        let e = match &w.op {
+            Op::Truncate { cascade: c } => {
+                format!(
+                    "remove every row of {target}{}",
+                    if *c { " and of the tables that reference it (CASCADE)" } else { "" }
+                )
+            }
+            Op::DropTable { cascade: c } => format!("drop table {target}{}", cascade(*c)),
+            Op::DropSchema { cascade: c } => format!("drop schema {target}{}", cascade(*c)),
+            Op::DropSequence => format!("drop sequence {target}"),
+            Op::DropOwned => "drop every object the role owns".to_string(),
+            Op::DropDatabase => format!("drop database {target}"),
+            Op::DropColumn(c) => format!("drop column {c} of {target}"),
+            Op::RenameTable => format!("rename {target}"),
+            Op::RenameColumn(c) => format!("rename column {c} of {target}"),
+            Op::Setval | Op::AlterSequence => format!("move sequence {target}"),
+            _ => continue,
+        };
+        if !out.contains(&e) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_mode_change_never_suggests_what_it_refuses() {
+        for (current, asked) in [
+            (Some(Mode::DryRun), Some("enforce")),
+            (Some(Mode::DryRun), None),
+            (Some(Mode::DryRun), Some("off")),
+            (Some(Mode::Enforce), None),
+            (Some(Mode::Enforce), Some("warn")),
+            (None, Some("off")),
+        ] {
+            let (why, hint) = session_mode_change(current, asked).unwrap_err();
+            if let Some(a) = asked {
+                assert!(!hint.contains(&format!("'{a}'")), "{current:?} → {a}: {why} / {hint}");
+            }
+            if current == Some(Mode::DryRun) {
+                assert!(!hint.contains("'enforce'") && hint.contains("strictest"), "{why} / {hint}");
+            }
+        }
+        assert_eq!(session_mode_change(Some(Mode::Enforce), Some("dry-run")), Ok(Some(Mode::DryRun)));
+    }
+}
