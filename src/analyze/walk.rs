@@ -207,6 +207,18 @@ fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
                 [name] if BUILTINS.contains(name) => {}
                 _ => st.calls_functions = true,
             }
+            // set_config('blastwall.mode', …) is judged like SET: a value that is not a plain
+            // string is kept as an empty (invalid) one.
+            if matches!(names.as_slice(), ["set_config"] | ["pg_catalog", "set_config"]) {
+                let args = list(b, "args");
+                let string = |a: Option<&Value>| match a.and_then(node) {
+                    Some(("AConst", c)) => c.get("val")?.get("Sval")?.get("sval")?.as_str().map(str::to_string),
+                    _ => None,
+                };
+                if string(args.first()).is_some_and(|n| n.eq_ignore_ascii_case("blastwall.mode")) {
+                    st.session_mode = Some(Some(string(args.get(1)).unwrap_or_default()));
+                }
+            }
             if is_setval {
                 let target = list(b, "args").first().and_then(const_regclass);
                 st.writes.push(Write { op: Op::Setval, target, predicate: None });
@@ -267,6 +279,16 @@ fn handle(kind: &str, b: &Value, st: &mut Statement) -> Descend {
             let set = int(b, "kind") == pb::VariableSetKind::VarSetValue as i64;
             // A value that is not a plain string is kept as an empty (invalid) one.
             st.session_mode = Some(if set { Some(value.unwrap_or_default()) } else { None });
+            Descend::No
+        }
+        // RESET ALL and DISCARD ALL reset blastwall.mode on the server too: judged like
+        // `RESET blastwall.mode`.
+        "VariableSetStmt" if int(b, "kind") == pb::VariableSetKind::VarResetAll as i64 => {
+            st.session_mode = Some(None);
+            Descend::No
+        }
+        "DiscardStmt" if int(b, "target") == pb::DiscardMode::DiscardAll as i64 => {
+            st.session_mode = Some(None);
             Descend::No
         }
         "TransactionStmt" => {

@@ -25,8 +25,8 @@ pub use render::{refusal_message, render};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-pub use words::note_ignored_directive;
 use words::{effects, session_mode_change};
+pub use words::{note_ignored_directive, startup_with_mode};
 
 /// What the relay does with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,9 +96,48 @@ pub(super) fn effects(statements: &[Statement]) -> Vec<String> {
     out
 }
 
+/// The StartupMessage for the server, with `blastwall.mode` set to the mode blastwall
+/// enforces for the session (replacing one the client sent), so that `SHOW blastwall.mode`,
+/// `current_setting` and `RESET` on the server report what blastwall enforces.
+pub fn startup_with_mode(packet: &[u8], mode: Mode) -> Vec<u8> {
+    let Some(body) = packet.get(8..) else { return packet.to_vec() };
+    let mut out = packet[..8].to_vec();
+    let mut fields = body.split(|b| *b == 0);
+    while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+        if k.is_empty() {
+            break;
+        }
+        if !k.eq_ignore_ascii_case(b"blastwall.mode") {
+            for f in [k, v] {
+                out.extend_from_slice(f);
+                out.push(0);
+            }
+        }
+    }
+    for f in [&b"blastwall.mode"[..], mode.as_str().as_bytes()] {
+        out.extend_from_slice(f);
+        out.push(0);
+    }
+    out.push(0);
+    let len = u32::try_from(out.len()).unwrap_or(u32::MAX).to_be_bytes();
+    out[..4].copy_from_slice(&len);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_is_told_the_mode_and_never_the_clients_own() {
+        let mut p = vec![0, 0, 0, 0, 0, 3, 0, 0];
+        p.extend_from_slice(b"user\0app\0BlastWall.Mode\0off\0database\0d\0\0");
+        let n = p.len() as u32;
+        p[..4].copy_from_slice(&n.to_be_bytes());
+        let out = startup_with_mode(&p, Mode::DryRun);
+        assert_eq!(&out[8..], b"user\0app\0database\0d\0blastwall.mode\0dry-run\0\0");
+        assert_eq!(u32::from_be_bytes(out[..4].try_into().unwrap()) as usize, out.len());
+    }
 
     #[test]
     fn a_refused_mode_change_never_suggests_what_it_refuses() {

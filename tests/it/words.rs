@@ -149,3 +149,43 @@ async fn dry_run_says_what_truncate_and_drop_would_do() {
     assert_eq!(left, 500);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_and_current_setting_report_the_mode_blastwall_enforces() {
+    let db = incident_db();
+    let p = proxy().await;
+    let c = connect(p.port(), "app", APP_PW, &db).await;
+    let mode = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    // A fresh session: the policy's mode.
+    assert_eq!(mode(c.simple_query("SHOW blastwall.mode").await.unwrap()), "enforce");
+    // psql too.
+    let (ok, out, err) = psql(p.port(), "app", APP_PW, &db, &["-At", "-c", "SHOW blastwall.mode"], None);
+    assert!(ok && out.trim() == "enforce", "{out}{err}");
+    // set_config to a looser mode is refused like SET; to dry-run it is SET.
+    let e = c.simple_query("SELECT pg_catalog.set_config('blastwall.mode', 'off', false)").await.unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("cannot be set to off"), "{e:?}");
+    assert_eq!(mode(c.simple_query("SELECT set_config('blastwall.mode', 'dry-run', false)").await.unwrap()), "dry-run");
+    assert_eq!(mode(c.simple_query("SELECT current_setting('blastwall.mode')").await.unwrap()), "dry-run");
+    c.simple_query("DELETE FROM users WHERE id = -91111101").await.unwrap();
+    // RESET ALL and DISCARD ALL would reset it on the server: refused while it would loosen.
+    for sql in ["RESET ALL", "DISCARD ALL", "SELECT set_config('blastwall.mode', 'enforce', false)"] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert!(e.as_db_error().unwrap().message().contains("strictest"), "{sql}: {e:?}");
+    }
+    assert_eq!(mode(c.simple_query("SHOW blastwall.mode").await.unwrap()), "dry-run");
+    let direct = direct("app", APP_PW, &db).await;
+    let n: i64 = direct.query_one("SELECT count(*) FROM users WHERE id = -91111101", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the dry run kept nothing");
+    // In a session that asked for nothing, RESET ALL is as usual.
+    let c2 = connect(p.port(), "app", APP_PW, &db).await;
+    c2.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(mode(c2.simple_query("SHOW blastwall.mode").await.unwrap()), "enforce");
+    p.stop().await;
+}
