@@ -25,7 +25,7 @@ pub use render::{refusal_message, render};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use words::{effects, session_mode_change};
+use words::{effects, lone_mode_change, session_mode_change};
 pub use words::{note_ignored_directive, startup_with_mode};
 
 /// What the relay does with a message.
@@ -222,6 +222,25 @@ impl Guard {
                 }
             },
         };
+        // A change of mode must stand alone, outside a transaction block: the statements of
+        // its message were judged under the old mode, and a rollback (the client's, or a dry
+        // run's) would undo it on the server while blastwall kept it.
+        if let Some(m) = new_mode.filter(|m| *m != info.session_mode) {
+            if let Some(why) = lone_mode_change(statements.len(), info.in_transaction, m) {
+                let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+                let d = refusal(
+                    "session-mode",
+                    "SET blastwall.mode".into(),
+                    why,
+                    words::HINT_LONE_MODE,
+                    "blastwall",
+                    text.clone(),
+                );
+                let verdict = render(&d);
+                let facts = audit_facts(&verdict, &d, text, Vec::new());
+                return Judged { verdict, facts };
+            }
+        }
         let ddl = statements.iter().any(|s| s.ddl);
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let targets: Vec<String> = statements

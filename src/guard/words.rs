@@ -14,6 +14,24 @@ const HINT_SESSION_ENFORCE: &str =
 const HINT_SESSION_DRY_RUN: &str =
     "dry-run is the strictest mode and lasts until the session ends: open a new session to change data.";
 
+pub(super) const HINT_LONE_MODE: &str =
+    "Send SET blastwall.mode in a message of its own, outside a transaction block (psql: on a line of its own, before BEGIN).";
+
+/// Why a change of the session's mode to `m` cannot be made here, if it cannot: it must be
+/// a message of its own (the rest was judged under the old mode, and a dry run's rollback
+/// would undo it on the server) and outside a transaction block (a ROLLBACK would undo it on
+/// the server while blastwall kept it).
+pub(super) fn lone_mode_change(statements: usize, in_transaction: bool, m: Option<Mode>) -> Option<String> {
+    let to = m.map_or("its default", |m| m.as_str());
+    if statements > 1 {
+        Some(format!("a change of blastwall.mode (to {to}) must be a message of its own"))
+    } else if in_transaction {
+        Some(format!("a change of blastwall.mode (to {to}) cannot be made inside a transaction block"))
+    } else {
+        None
+    }
+}
+
 /// Validates `SET blastwall.mode`: a session may ask for `enforce` or `dry-run`, never for
 /// less than it has (dry-run is the strictest); `RESET` is a no-op unless it would loosen.
 /// `Err`: why not, and a HINT that suggests only what would be accepted.

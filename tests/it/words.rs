@@ -189,3 +189,35 @@ async fn show_and_current_setting_report_the_mode_blastwall_enforces() {
     assert_eq!(mode(c2.simple_query("SHOW blastwall.mode").await.unwrap()), "enforce");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mode_change_stands_alone_outside_a_transaction_block() {
+    let db = incident_db();
+    let p = proxy().await;
+    let c = connect(p.port(), "app", APP_PW, &db).await;
+    let direct = direct("app", APP_PW, &db).await;
+    let shown = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+    };
+    // In one message with a write, the write would be judged under the old mode (and kept).
+    let e = c.simple_query("SET blastwall.mode = 'dry-run'; DELETE FROM users WHERE id = -91111101").await.unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("message of its own"), "{e:?}");
+    let n: i64 = direct.query_one("SELECT count(*) FROM users WHERE id = -91111101", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the DELETE after SET blastwall.mode = 'dry-run' was kept");
+    // In a transaction block, a ROLLBACK would undo it on the server only.
+    c.simple_query("BEGIN").await.unwrap();
+    let e = c.simple_query("SET blastwall.mode = 'dry-run'").await.unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("transaction block"), "{e:?}");
+    c.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(shown(c.simple_query("SHOW blastwall.mode").await.unwrap()).as_deref(), Some("enforce"));
+    // On its own it holds, on the server too.
+    c.simple_query("SET blastwall.mode = 'dry-run'").await.unwrap();
+    c.simple_query("DELETE FROM users WHERE id = -91111101").await.unwrap();
+    assert_eq!(shown(c.simple_query("SHOW blastwall.mode").await.unwrap()).as_deref(), Some("dry-run"));
+    let n: i64 = direct.query_one("SELECT count(*) FROM users WHERE id = -91111101", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "the session is in dry-run");
+    p.stop().await;
+}
