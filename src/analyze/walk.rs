@@ -227,6 +227,19 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 (first, second, third),
                 (Some(Some("setval")), None, None) | (Some(Some("pg_catalog")), Some(Some("setval")), None)
             );
+            // set_config('blastwall.mode', …) is judged like SET: a value that is not a plain
+            // string is kept as an empty (invalid) one.
+            let is_set_config = matches!(
+                (first, second, third),
+                (Some(Some("set_config")), None, None) | (Some(Some("pg_catalog")), Some(Some("set_config")), None)
+            );
+            if is_set_config {
+                let mut args = items(&b.args);
+                let (name, value) = (args.next().and_then(const_str), args.next().and_then(const_str));
+                if name.is_some_and(|n| n.eq_ignore_ascii_case("blastwall.mode")) {
+                    st.session_mode = Some(Some(value.unwrap_or_default().to_string()));
+                }
+            }
             if is_setval {
                 let target = items(&b.args).next().and_then(const_regclass);
                 st.writes.push(Write { op: Op::Setval, target, predicate: None });
@@ -282,6 +295,16 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             let set = b.kind == pb::VariableSetKind::VarSetValue as i32;
             // A value that is not a plain string is kept as an empty (invalid) one.
             st.session_mode = Some(if set { Some(value.unwrap_or_default()) } else { None });
+            Descend::No
+        }
+        // RESET ALL and DISCARD ALL reset blastwall.mode on the server too: judged like
+        // `RESET blastwall.mode`.
+        R::VariableSetStmt(b) if b.kind == pb::VariableSetKind::VarResetAll as i32 => {
+            st.session_mode = Some(None);
+            Descend::No
+        }
+        R::DiscardStmt(b) if b.target == pb::DiscardMode::DiscardAll as i32 => {
+            st.session_mode = Some(None);
             Descend::No
         }
         R::TransactionStmt(_) => {

@@ -15,6 +15,7 @@ use crate::precheck::CheckPlan;
 mod need;
 mod prefilter;
 mod render;
+mod words;
 
 use crate::wire::messages::ProxyMessage;
 use need::{check_need, estimate_text, unverifiable, CheckNeed};
@@ -24,6 +25,8 @@ pub use render::{refusal_message, render};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use words::{effects, lone_mode_change, session_mode_change};
+pub use words::{note_ignored_directive, startup_with_mode};
 
 /// What the relay does with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,14 +216,34 @@ impl Guard {
             None => None,
             Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
                 Ok(m) => Some(m),
-                Err(why) => {
+                Err((why, hint)) => {
                     let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
-                    let d =
-                        refusal("session-mode", "SET blastwall.mode".into(), why, HINT_SESSION_MODE, "blastwall", text);
-                    return plain(render(&d));
+                    let d = refusal("session-mode", "SET blastwall.mode".into(), why, hint, "blastwall", text.clone());
+                    let verdict = render(&d);
+                    let facts = audit_facts(&verdict, &d, text, Vec::new());
+                    return Judged { verdict, facts };
                 }
             },
         };
+        // A change of mode must stand alone, outside a transaction block: the statements of
+        // its message were judged under the old mode, and a rollback (the client's, or a dry
+        // run's) would undo it on the server while blastwall kept it.
+        if let Some(m) = new_mode.filter(|m| *m != info.session_mode) {
+            if let Some(why) = lone_mode_change(statements.len(), info.in_transaction, m) {
+                let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+                let d = refusal(
+                    "session-mode",
+                    "SET blastwall.mode".into(),
+                    why,
+                    words::HINT_LONE_MODE,
+                    "blastwall",
+                    text.clone(),
+                );
+                let verdict = render(&d);
+                let facts = audit_facts(&verdict, &d, text, Vec::new());
+                return Judged { verdict, facts };
+            }
+        }
         let ddl = statements.iter().any(|s| s.ddl);
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let targets: Vec<String> = statements
@@ -288,10 +311,14 @@ impl Guard {
             },
             _ => decision,
         };
+        let ignored_directive = directive.is_some() && !may_override;
         let overriding = directive.filter(|_| may_override);
-        let verdict = render(&decision);
+        let mut verdict = render(&decision);
         let dry_run = decision.mode() == Some(Mode::DryRun);
-        if matches!(verdict, Verdict::Refuse(_)) && !dry_run {
+        if let (Verdict::Refuse(m), false) = (&mut verdict, dry_run) {
+            if ignored_directive {
+                note_ignored_directive(m, &info.user);
+            }
             return (verdict, decision);
         }
         let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
@@ -324,6 +351,12 @@ impl Guard {
             dry_run,
             dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
             statement: text(),
+            effects: effects(statements),
+            ignored_directive,
+            warned_rule: verdict_notice
+                .as_ref()
+                .and_then(|_| decision.findings.iter().find(|f| f.mode == Mode::Warn))
+                .map(|f| f.rule),
             notice: verdict_notice,
             override_rows: overriding,
             estimate_sql: estimate_text(statements, &policy),
@@ -543,7 +576,6 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
     }
 }
 
-const HINT_SESSION_MODE: &str = "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
@@ -597,31 +629,6 @@ fn find_directive(
         Some(_) if statements > 1 => Err("a blastwall directive applies to a message of one statement only".into()),
         d => Ok(d),
     }
-}
-
-/// Validates `SET blastwall.mode`: a session may ask for `enforce` or `dry-run`, never for
-/// less than it has; `RESET` is a no-op unless it would loosen.
-fn session_mode_change(current: Option<Mode>, requested: Option<&str>) -> Result<Option<Mode>, String> {
-    let strictness = |m: Option<Mode>| match m {
-        None => 0,
-        Some(Mode::Off) | Some(Mode::Warn) => 0,
-        Some(Mode::Enforce) => 1,
-        Some(Mode::DryRun) => 2,
-    };
-    let wanted = match requested {
-        None => None,
-        Some(v) => Some(v.parse::<Mode>().map_err(|e| format!("blastwall.mode: {e}"))?),
-    };
-    if matches!(wanted, Some(Mode::Off) | Some(Mode::Warn)) {
-        return Err(format!("blastwall.mode cannot be set to {} by a session", wanted.map_or("", |m| m.as_str())));
-    }
-    if strictness(wanted) < strictness(current) {
-        return Err(format!(
-            "this session's blastwall.mode is {}, and a session can only make it stricter",
-            current.map_or("", |m| m.as_str())
-        ));
-    }
-    Ok(wanted.or(current))
 }
 
 #[cfg(test)]

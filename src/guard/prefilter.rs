@@ -100,6 +100,8 @@ fn is_write_word(w: &[u8]) -> bool {
             | b"setval"
             | b"copy"
             | b"blastwall"
+            | b"reset"
+            | b"discard"
     )
 }
 

@@ -80,6 +80,8 @@ const HINT_UPSERT: &str =
 const HINT_FORBIDDEN: &str = "The policy forbids this operation on this table. Change it through a role whose policy mode allows it (for example a migrator role in warn mode).";
 const HINT_OPAQUE: &str = "blastwall cannot see what this statement writes. Run the statements it contains directly, or ask for a role whose policy allows it.";
 const HINT_LIMIT: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches), or ask for a role whose policy allows it. Nothing was changed.";
+/// The same limit in warn mode: the statement ran, and its changes stay.
+const HINT_LIMIT_WARN: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches). Warn mode let this statement run: its changes were kept.";
 const HINT_CURSOR: &str = "Write the row's key explicitly (WHERE id = …) instead of WHERE CURRENT OF.";
 
 /// The decision for the statements of one message.
@@ -241,7 +243,7 @@ pub fn limit_findings(
         mode,
         what: verb.to_string(),
         why: format!("would {}; {}", describe_counts(counts), over.join(", ")),
-        hint: HINT_LIMIT,
+        hint: if mode == Mode::Warn { HINT_LIMIT_WARN } else { HINT_LIMIT },
         source,
         statement: statement.to_string(),
     });

@@ -207,8 +207,16 @@ pub struct CheckPlan {
     pub dry_run_reason: Option<String>,
     /// The statement's text, for the fingerprint.
     pub statement: String,
+    /// What it does beyond the rows the counters count (`remove every row of public.t`,
+    /// `drop table public.t`), for a dry run's report.
+    pub effects: Vec<String>,
     /// A warning to send before the statement's results (warn-mode static findings).
     pub notice: Option<ProxyMessage>,
+    /// The statement carried an override directive from a role that may not use it: a
+    /// refusal says it was ignored.
+    pub ignored_directive: bool,
+    /// The rule of that warning, for the audit trail and the metrics.
+    pub warned_rule: Option<&'static str>,
     /// An override directive from a role allowed to use it: this many rows at most, in place
     /// of the policy's limits.
     pub override_rows: Option<crate::analyze::directive::Override>,
@@ -359,11 +367,13 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     let (counts, decision) = judge_counts(plan, deltas(&before, &after), who, policy);
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         b.query(&undo).await?;
-        let mut text = format!(
-            "blastwall: dry-run of {}: would {}; rolled back, nothing changed",
-            plan.verb,
-            crate::policy::describe_counts(&counts)
-        );
+        let counted = crate::policy::describe_counts(&counts);
+        let did = match (&plan.effects[..], counts.iter().any(|c| c.deleted + c.updated + c.inserted > 0)) {
+            ([], _) => counted,
+            (effects, false) => effects.join("; "),
+            (effects, true) => format!("{}; {counted}", effects.join("; ")),
+        };
+        let mut text = format!("blastwall: dry-run of {}: would {did}; rolled back, nothing changed", plan.verb);
         let over_limit = decision.findings.first().map(|f| f.why.clone());
         if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
             text.push_str(&format!(" (in enforce mode it would be refused: {r})"));

@@ -27,9 +27,18 @@ impl Session {
         let rule = facts.rule.as_deref().unwrap_or("none");
         self.shared.metrics.decision(rule, facts.mode.unwrap_or(""), facts.decision);
         self.shared.console.decision(self.id, &self.info.user, &self.info.database, facts);
-        let Some(audit) = &self.shared.audit else { return };
+        let refused = facts.decision == "refused";
+        if !refused && self.shared.audit.is_none() {
+            return;
+        }
         let raw = self.shared.config.audit.as_ref().is_some_and(|a| a.raw_statements);
         let (fingerprint, statement) = crate::audit::statement_text(&facts.statement, raw);
+        if refused {
+            // The raw text only where the audit trail shows it too.
+            let text = if raw { statement.as_str() } else { "" };
+            tracing::warn!(session = self.id, user = %self.info.user, database = %self.info.database, rule, fingerprint = %fingerprint, statement = text, message = facts.message.as_deref().unwrap_or(""), "statement refused");
+        }
+        let Some(audit) = &self.shared.audit else { return };
         audit.emit(&crate::audit::Event {
             time: crate::audit::now(),
             session: self.id,
@@ -104,7 +113,10 @@ impl Session {
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);
         match &outcome {
-            Outcome::Deliver { counts, .. } => self.record(&facts, counts, Some(micros)),
+            Outcome::Deliver { counts, kept, .. } => {
+                warned_facts(&mut facts, &plan, kept.as_ref());
+                self.record(&facts, counts, Some(micros))
+            }
             Outcome::Refuse { decision, counts } => {
                 let first = decision.findings.first();
                 facts.decision = "refused";
@@ -139,7 +151,11 @@ impl Session {
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
-                self.relay.refuse_sync_point(crate::guard::refusal_message(&decision));
+                let mut msg = crate::guard::refusal_message(&decision);
+                if plan.ignored_directive {
+                    crate::guard::note_ignored_directive(&mut msg, &self.info.user);
+                }
+                self.relay.refuse_sync_point(msg);
             }
             Outcome::Unverifiable(why) => {
                 self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
@@ -477,6 +493,7 @@ impl Session {
                 self.refuse_counted(msg, &replies, facts, &counts, micros);
             }
             v => {
+                warned_facts(&mut facts, &plan, Some(&decision));
                 self.record(&facts, &counts, Some(micros));
                 if let Some(n) = &plan.notice {
                     self.relay.notify_client(n);
@@ -538,6 +555,22 @@ fn check_facts(plan: &CheckPlan) -> crate::audit::Facts {
         targets: plan.target.iter().map(|t| t.to_string()).collect(),
         message: None,
         override_reason: plan.override_rows.as_ref().map(|o| o.reason.clone()),
+    }
+}
+
+/// A kept statement that drew a warning (a warn-mode rule before it ran, or a row limit in
+/// warn mode after it was counted) is recorded as warned, with that rule.
+fn warned_facts(facts: &mut crate::audit::Facts, plan: &CheckPlan, kept: Option<&crate::policy::Decision>) {
+    if facts.decision != "verified" {
+        return;
+    }
+    let counted = kept.and_then(|d| d.findings.iter().find(|f| f.mode == crate::policy::Mode::Warn));
+    let rule = counted.map(|f| f.rule).or(plan.warned_rule);
+    if let Some(rule) = rule {
+        facts.decision = "warned";
+        facts.rule = Some(rule.to_string());
+        facts.mode = Some(crate::policy::Mode::Warn.as_str());
+        facts.message = counted.map(|f| format!("{}: {}", f.what, f.why));
     }
 }
 

@@ -203,7 +203,13 @@ async fn handshake_and_relay(
         id,
         startup_deadline: deadline,
     };
-    s.relay.to_server.extend_from_slice(&startup.bytes);
+    // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
+    if is_replication(&startup) {
+        s.relay.to_server.extend_from_slice(&startup.bytes);
+    } else {
+        let mode = crate::policy::mode_for(s.info.view(), &shared.guard.policy(), None);
+        s.relay.to_server.extend_from_slice(&crate::guard::startup_with_mode(&startup.bytes, mode));
+    }
     shared.console.open(id, &who.user, &who.database, &who.application_name, peer);
     stats.who = Some(who);
     s.relay_loop(stats).await

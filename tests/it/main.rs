@@ -31,6 +31,7 @@
 //!   server changed never exceeds what the verdict allowed.
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
+//! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
 
 mod batches;
 mod cli;
@@ -52,3 +53,4 @@ mod preflight;
 mod readme;
 mod relay;
 mod stats;
+mod words;

@@ -190,6 +190,10 @@ async fn sighup_reloads_policies_without_the_file_watch_and_a_bad_one_changes_no
     assert!(status.success(), "SIGTERM: a clean shutdown\n{err}");
     assert!(err.contains("policy reload failed") && err.contains("tabel"), "{err}");
     assert!(err.contains("policy reloaded"), "{err}");
+    // Refusals reach the log: session, user, rule and fingerprint, not the statement's text.
+    let refusal = err.lines().find(|l| l.contains("statement refused")).unwrap_or_else(|| panic!("{err}"));
+    assert!(["user", "app", "protected-range", "fingerprint"].iter().all(|w| refusal.contains(w)), "{refusal}");
+    assert!(!refusal.contains("id < 0"), "{refusal}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,6 +66,9 @@ async fn counters_are_the_views_and_immune_to_search_path() {
         estimate_sql: None,
         estimate_msgs: None,
         param_types: Vec::new(),
+        effects: Vec::new(),
+        ignored_directive: false,
+        warned_rule: None,
     };
     let limited = stats_sql(&policy, &plan, &|_, _| None);
     assert_ne!(limited, STATS_SQL, "per-table limits read only those tables");
