@@ -45,7 +45,7 @@ pub(super) fn cannot_write(text: &str) -> bool {
 /// For each first letter (`a` = bit 0 … `z` = bit 25), which lengths a write word starting with
 /// it has (bit n = length n): most words are rejected by one lookup.
 const FIRST_LETTER_LENGTHS: [u16; 26] = {
-    const WORDS: [&[u8]; 16] = [
+    const WORDS: [&[u8]; 18] = [
         b"delete",
         b"update",
         b"insert",
@@ -62,6 +62,8 @@ const FIRST_LETTER_LENGTHS: [u16; 26] = {
         b"setval",
         b"copy",
         b"blastwall",
+        b"reset",
+        b"discard",
     ];
     let mut t = [0u16; 26];
     let mut i = 0;
@@ -111,7 +113,7 @@ mod tests {
     use proptest::strategy::Strategy;
 
     /// Every word the prefilter must treat as a possible write.
-    const WRITE_WORDS: [&str; 16] = [
+    const WRITE_WORDS: [&str; 18] = [
         "delete",
         "update",
         "insert",
@@ -128,6 +130,8 @@ mod tests {
         "setval",
         "copy",
         "blastwall",
+        "reset",
+        "discard",
     ];
 
     /// The words a reference reading finds: split at every byte that is not an ASCII letter or `_`.

@@ -123,13 +123,17 @@ async fn a_session_mode_survives_rollback_reset_all_and_discard_all() {
             _ => None,
         })
     };
-    // Each in a message of its own, as a client typing them would send them.
-    for sql in ["BEGIN", "SET blastwall.mode = 'dry-run'", "ROLLBACK"] {
-        via.batch_execute(sql).await.unwrap();
-    }
+    // Each in a message of its own, as a client typing them would send them (a mode change
+    // stands alone, outside a transaction block).
+    via.batch_execute("SET blastwall.mode = 'dry-run'").await.unwrap();
     for forget in ["ROLLBACK", "RESET ALL", "DISCARD ALL"] {
-        if forget != "ROLLBACK" {
-            via.batch_execute(forget).await.unwrap();
+        if forget == "ROLLBACK" {
+            via.batch_execute("BEGIN").await.unwrap();
+            via.batch_execute("ROLLBACK").await.unwrap();
+        } else {
+            // They would reset blastwall.mode on the server: refused while that would loosen it.
+            let e = via.batch_execute(forget).await.unwrap_err();
+            assert!(e.as_db_error().is_some_and(|d| d.message().contains("strictest")), "{forget}: {e:?}");
         }
         let rows = via.simple_query(RANGE_DELETE).await.unwrap();
         assert_eq!(deleted(&rows), Some(0), "after {forget}: not a dry run");
