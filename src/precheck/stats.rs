@@ -65,16 +65,31 @@ pub fn stats_sql(
             )
         })
         .collect();
-    if everything || limited.is_empty() {
+    if limited.is_empty() {
         return STATS_SQL.to_string();
     }
+    let trees = tree_sql(&limited.join(", "));
+    if everything {
+        // Every table, and each limited table again with its inheritance children and
+        // partitions summed in (`snapshot` keeps the larger reading of a table read twice).
+        return format!("{STATS_SQL} UNION ALL {trees}");
+    }
+    format!("{TRACK_COUNTS} UNION ALL {trees}")
+}
+
+/// The counters of each listed table (`(schema, name, oid)` rows) summed over the table and
+/// every table that inherits from it, at any depth (inheritance children and partitions): rows
+/// deleted through a child or a partition count against the policy table's limit.
+fn tree_sql(values: &str) -> String {
     format!(
-        "{TRACK_COUNTS} UNION ALL SELECT v.s, v.t, \
-         coalesce(pg_catalog.pg_stat_get_xact_tuples_deleted(v.r), 0), \
-         coalesce(pg_catalog.pg_stat_get_xact_tuples_updated(v.r), 0), \
-         coalesce(pg_catalog.pg_stat_get_xact_tuples_inserted(v.r), 0), v.r \
-         FROM (VALUES {}) v(s, t, r) WHERE v.r IS NOT NULL",
-        limited.join(", ")
+        "SELECT v.s, v.t, x.d, x.u, x.i, v.r FROM (VALUES {values}) v(s, t, r) \
+         CROSS JOIN LATERAL (WITH RECURSIVE tree(rel) AS (SELECT v.r UNION \
+           SELECT i.inhrelid FROM pg_catalog.pg_inherits i, tree \
+           WHERE i.inhparent OPERATOR(pg_catalog.=) tree.rel) \
+         SELECT coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_deleted(tree.rel)), 0)::pg_catalog.int8, \
+         coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_updated(tree.rel)), 0)::pg_catalog.int8, \
+         coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(tree.rel)), 0)::pg_catalog.int8 \
+         FROM tree) x(d, u, i) WHERE v.r IS NOT NULL"
     )
 }
 
@@ -107,7 +122,9 @@ pub fn snapshot(
         let oid = get(5).parse::<u32>().unwrap_or(0);
         let key = named(oid).unwrap_or_else(|| (get(0).to_string(), get(1).to_string()));
         seen.push((key.clone(), oid));
-        out.insert(key, (n(2), n(3), n(4)));
+        // A table read twice (alone, and with its children summed in): the larger reading.
+        let (d, u, i) = out.get(&key).copied().unwrap_or((0, 0, 0));
+        out.insert(key, (d.max(n(2)), u.max(n(3)), i.max(n(4))));
     }
     Some((out, seen))
 }

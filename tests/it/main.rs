@@ -8,6 +8,8 @@
 //! - `guard`:   the incident's statements refused through the proxy, data unchanged,
 //!   sessions usable, allowed statements identical to direct.
 //! - `batches`: counted writes anywhere in extended-protocol batches, compared with direct.
+//! - `effects`: writes by triggers, rules, inheritance children and partitions counted and
+//!   refused; `track_counts` off and COPY FROM STDIN beside a write failing closed.
 //! - `drivers`: asyncpg, psycopg, pgjdbc and node-postgres, directly and through blastwall
 //!   (installed by scripts/install-test-clients).
 //! - `precheck`: row limits measured on the live session — cascades counted, limits at the
@@ -40,6 +42,7 @@ mod contract;
 mod corpus;
 mod differential;
 mod drivers;
+mod effects;
 mod fidelity;
 mod guard;
 mod harness;
