@@ -195,7 +195,7 @@ impl Session {
 
     /// A message while a one-write batch is held: kept with it while the batch still has
     /// that shape, else the held messages go their ordinary way and so does this one.
-    fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
+    pub(super) fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
         let Some(h) = &mut self.held_batch else { return Ok(()) };
         let has = |tag: u8| h.frames.iter().any(|(x, _)| x.tag == tag);
         let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH;
@@ -252,7 +252,7 @@ impl Session {
             buf.extend_from_slice(&rest);
             return Ok(());
         }
-        self.on_extended(f, None)
+        self.on_client_message(f, None)
     }
 
     /// The Sync of a held batch: one write, run whole inside the pre-check; a batch that only

@@ -368,6 +368,13 @@ impl Session {
 
     /// `pre`: the analysis of a long text, made off the event loop.
     fn on_client_message(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
+        let extended =
+            matches!(f.tag, fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH);
+        if self.held_batch.is_some() && !extended && f.tag != fe::TERMINATE {
+            // Whatever its type, a message behind a held batch goes after it: the batch is
+            // released (its write counted where it stands) and this message waits its turn.
+            return self.hold_or_release(f);
+        }
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
@@ -392,9 +399,7 @@ impl Session {
                     Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
                 }
             }
-            fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => {
-                return self.on_extended(f, pre)
-            }
+            _ if extended => return self.on_extended(f, pre),
             fe::FUNCTION_CALL => {
                 let judged = self.shared.guard.judge_function_call(&self.info);
                 let action = match self.recorded(judged) {

@@ -27,4 +27,5 @@ mod harness;
 mod ops;
 mod precheck;
 mod readme;
+mod redteam;
 mod relay;
