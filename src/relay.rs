@@ -49,6 +49,9 @@ pub struct Relay {
     skipping: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
+    /// The server is in COPY FROM STDIN started by an Execute: it ignores Sync (and Flush)
+    /// until the client's CopyDone or CopyFail, so a Sync sent meanwhile is answered by nothing.
+    copy_in: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
     /// send in place of the server's marker error.
     refusals: VecDeque<(u64, ProxyMessage)>,
@@ -69,6 +72,7 @@ impl Relay {
             in_batch: VecDeque::new(),
             skipping: false,
             discarding: false,
+            copy_in: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
         }
@@ -148,11 +152,30 @@ impl Relay {
     /// Forwards a Sync, ending the batch and any discarding.
     pub fn forward_sync(&mut self, bytes: &[u8]) {
         self.to_server.extend_from_slice(bytes);
+        if self.copy_in {
+            // Ignored by the server: the batch stays open.
+            return;
+        }
         self.discarding = false;
         self.batch_open = false;
         self.skipping = false;
         self.syncs_sent += 1;
         self.in_batch.push_back(false);
+    }
+
+    /// The server answered an Execute of the open batch with CopyInResponse: the Syncs the
+    /// client sent after that Execute reached a server in COPY, which ignored them, and so
+    /// it will ignore any more up to the client's CopyDone or CopyFail.
+    pub fn enter_extended_copy_in(&mut self) {
+        self.copy_in = true;
+        self.syncs_sent = self.syncs_done;
+        self.in_batch.clear();
+        self.batch_open = true;
+    }
+
+    /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
+    pub fn end_copy_in(&mut self) {
+        self.copy_in = false;
     }
 
     /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).

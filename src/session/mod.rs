@@ -431,6 +431,10 @@ impl Session {
                 }
                 self.relay.forward_raw(&f.bytes);
             }
+            fe::COPY_DONE | fe::COPY_FAIL => {
+                self.relay.end_copy_in();
+                self.relay.forward_raw(&f.bytes);
+            }
             fe::TERMINATE => {
                 self.cancel_if_busy();
                 self.relay.forward_raw(&f.bytes);
@@ -494,6 +498,12 @@ impl Session {
                 }
             }
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
+            be::COPY_IN_RESPONSE => {
+                if self.mirror.executing(self.relay.syncs_done()) {
+                    self.relay.enter_extended_copy_in();
+                }
+                self.relay.pass_to_client(&f.bytes);
+            }
             be::BACKEND_KEY_DATA => {
                 if let Ok(key) = messages::backend_key(&f) {
                     self.shared.cancel_keys.insert(key.clone());
