@@ -92,9 +92,13 @@ pub struct SessionInfo {
     pub settings_certain: bool,
     pub client_encoding: String,
     pub in_transaction: bool,
-    /// SQL-level PREPARE: every statement prepared under a name since its last DEALLOCATE
-    /// (the server keeps the first that succeeded; all are judged, so none can hide).
+    /// Every statement prepared under a name (SQL PREPARE, protocol Parse) since the server
+    /// confirmed its last DEALLOCATE or Close (the server keeps the first that succeeded; all
+    /// are judged, so none can hide). Kept by `session::names`.
     pub prepared: HashMap<String, Vec<Statement>>,
+    /// DEALLOCATEs judged and not yet confirmed: the name, and how many of its entries in
+    /// `prepared` were there when it was sent (those are the ones it removes).
+    pub unprepared: Vec<(String, usize)>,
     pub session_mode: Option<Mode>,
 }
 
@@ -375,6 +379,22 @@ impl Guard {
         self.decide_analyzed(sql, info, None)
     }
 
+    /// The statements of a message's text, read as the session's encoding and settings read
+    /// it (both ways while `standard_conforming_strings` is uncertain).
+    pub fn statements_of(&self, sql: &[u8], info: &SessionInfo, pre: Option<&Preanalyzed>) -> Arc<Vec<Statement>> {
+        match analyze::decode(sql, &info.client_encoding) {
+            Err(o) => Arc::new(vec![Statement {
+                text: String::from_utf8_lossy(sql).into_owned(),
+                opaque: vec![o],
+                ..Default::default()
+            }]),
+            Ok(text) => match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
+                [one] => self.analyzed(&text, *one, pre),
+                both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
+            },
+        }
+    }
+
     /// [`Guard::decide_text`] for text already known not to be harmless.
     fn decide_analyzed(
         &self,
@@ -383,21 +403,7 @@ impl Guard {
         pre: Option<&Preanalyzed>,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
-        let statements = match analyze::decode(sql, &info.client_encoding) {
-            Err(o) => Arc::new(vec![Statement {
-                text: String::from_utf8_lossy(sql).into_owned(),
-                opaque: vec![o],
-                ..Default::default()
-            }]),
-            Ok(text) => {
-                // A function call can write in its body: with `[opaque] functions` set, any
-                // call must be looked at.
-                match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
-                    [one] => self.analyzed(&text, *one, pre),
-                    both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
-                }
-            }
-        };
+        let statements = self.statements_of(sql, info, pre);
         // Protected columns are followed by identity: ask the catalog what they are called now
         // (once per table and 30 s, or after DDL). Offline (`blastwall check`) there is no
         // database, and the policy's names are used.
@@ -525,16 +531,25 @@ fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec<Statement>
     expanded
 }
 
+/// A PREPARE is remembered at once (judging one statement too many is only stricter); a
+/// DEALLOCATE only once the server confirms it (see `session::names`).
 fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
     for st in statements {
         if let Some((name, inner)) = &st.prepare {
-            info.prepared.entry(name.clone()).or_default().push((**inner).clone());
+            let list = info.prepared.entry(name.clone()).or_default();
+            if !list.contains(inner) {
+                list.push((**inner).clone());
+            }
         }
         match &st.deallocate {
             Some(Some(name)) => {
-                info.prepared.remove(name);
+                let n = info.prepared.get(name).map_or(0, Vec::len);
+                info.unprepared.push((name.clone(), n));
             }
-            Some(None) => info.prepared.clear(),
+            Some(None) => {
+                let all: Vec<(String, usize)> = info.prepared.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+                info.unprepared.extend(all);
+            }
             None => {}
         }
     }

@@ -88,6 +88,9 @@ impl Session {
                 let portal = f.body().first() == Some(&b'P');
                 let name = f.body().get(1..).unwrap_or_default();
                 let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+                if !portal && !self.relay.is_discarding() {
+                    self.closed_name(&name);
+                }
                 self.forward_op(&f, Op::Close { portal, name });
             }
             fe::SYNC => self.relay.forward_sync(&f.bytes),
@@ -113,6 +116,7 @@ impl Session {
                 self.pending = Some(Pending::Resolve(f, questions));
             }
             Verdict::Check(mut plan) => {
+                self.parsed_name(&name, msg.sql);
                 plan.param_types = param_types;
                 let plan: Arc<CheckPlan> = Arc::new(*plan);
                 let op = Op::Parse { name, plan: Some(plan.clone()) };
@@ -122,8 +126,12 @@ impl Session {
                     self.forward_op(&f, op);
                 }
             }
-            Verdict::Allow => self.forward_op(&f, Op::Parse { name, plan: None }),
+            Verdict::Allow => {
+                self.parsed_name(&name, msg.sql);
+                self.forward_op(&f, Op::Parse { name, plan: None });
+            }
             Verdict::Notice(n) => {
+                self.parsed_name(&name, msg.sql);
                 self.relay.notify_client(&n);
                 self.forward_op(&f, Op::Parse { name, plan: None });
             }

@@ -19,6 +19,7 @@ use bytes::BytesMut;
 mod checks;
 mod ending;
 mod extended;
+mod names;
 mod opening;
 mod statements;
 
@@ -183,6 +184,7 @@ async fn handshake_and_relay(
         pending: None,
         held_batch: None,
         mirror: Default::default(),
+        names: Default::default(),
         key: None,
         peer,
         id,
@@ -213,6 +215,8 @@ struct Session {
     held_batch: Option<HeldBatch>,
     /// The server's prepared statements and portals that run counted writes.
     mirror: statements::Mirror,
+    /// DEALLOCATEs and Closes of named statements waiting for the server's confirmation.
+    names: names::Removals,
     key: Option<CancelKey>,
     peer: SocketAddr,
     id: u64,
@@ -465,7 +469,11 @@ impl Session {
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.settings_certain = !self.relay.is_busy();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
-        self.recorded(judged)
+        let verdict = self.recorded(judged);
+        // Only a message forwarded as it is gets the server's plain answer (a counted one is
+        // answered inside the pre-check): its DEALLOCATEs wait for that answer.
+        self.deallocations_judged(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
+        verdict
     }
 
     fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
@@ -490,6 +498,7 @@ impl Session {
     fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
         match f.tag {
             be::READY_FOR_QUERY => {
+                self.names_on_ready(self.relay.syncs_done());
                 let status = self.relay.on_ready(&f);
                 self.mirror.on_ready(self.relay.syncs_done(), status);
                 if !self.ready {
@@ -513,6 +522,7 @@ impl Session {
                 self.relay.pass_to_client(&f.bytes);
             }
             be::ERROR_RESPONSE => {
+                self.names_on_error();
                 if self.mirror.on_error(self.relay.syncs_done()) {
                     self.relay.skip_to_sync();
                 }

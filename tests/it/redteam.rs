@@ -7,6 +7,20 @@
 use crate::batches::*;
 use crate::harness::*;
 
+const TIGHT: &str = r#"
+[defaults]
+mode = "enforce"
+max_delete_rows = 3
+max_update_rows = 100
+"#;
+
+fn close_statement(name: &str) -> Vec<u8> {
+    let mut body = vec![b'S'];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    msg(b'C', &body)
+}
+
 /// G2: nothing the client sent after a counted Execute reaches the server before it, a
 /// simple Query included (a ROLLBACK there must roll the write back; a SELECT there sees it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,6 +73,96 @@ async fn an_extended_copy_in_leaves_the_session_usable() {
         Send([msg(b'd', b"6\n"), msg(b'c', &[]), pbe("DELETE FROM child WHERE id = 4"), sync()].concat()),
         Until(b'Z', 1),
         Send(q("SELECT count(*) FROM tc")),
+        Until(b'Z', 1),
+    ];
+    same_as_direct(&proxy, &script).await;
+    proxy.stop().await;
+}
+
+/// F1/F2: SQL EXECUTE of a name is judged as what the server holds under it now, whether it
+/// came from SQL PREPARE or a protocol Parse; in dry-run, what a Parse was accepted for never
+/// runs for real. The data is read directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_is_judged_as_what_the_name_holds_now() {
+    let proxy = proxy_for(TIGHT).await;
+    let over = "DELETE FROM child WHERE id <= 10";
+    let swap = |before: Vec<u8>| {
+        vec![
+            Send(q("PREPARE x AS SELECT 1")),
+            Until(b'Z', 1),
+            Send(before),
+            Until(b'Z', 1),
+            Send([close_statement("x"), p("x", over), sync()].concat()),
+            Until(b'Z', 1),
+            Send(q("EXECUTE x")),
+            Until(b'Z', 1),
+        ]
+    };
+    let cases = [
+        ("enforce", swap(q("SELECT 2"))),
+        ("dry-run", swap(q("SET blastwall.mode = 'dry-run'"))),
+        (
+            "discard all",
+            vec![
+                Send(q("PREPARE x AS SELECT 1")),
+                Until(b'Z', 1),
+                Send(q("DISCARD ALL")),
+                Until(b'Z', 1),
+                Send([p("x", over), sync()].concat()),
+                Until(b'Z', 1),
+                Send(q("EXECUTE x")),
+                Until(b'Z', 1),
+            ],
+        ),
+        (
+            "close skipped",
+            vec![
+                Send([p("x", over), sync()].concat()),
+                Until(b'Z', 1),
+                // The Close is skipped after the error, and the second Parse fails (42P05).
+                Send([pbe("SELECT 1/0"), close_statement("x"), sync()].concat()),
+                Until(b'Z', 1),
+                Send([p("x", "SELECT 1"), sync()].concat()),
+                Until(b'Z', 1),
+                Send(q("EXECUTE x")),
+                Until(b'Z', 1),
+            ],
+        ),
+    ];
+    for (name, script) in cases {
+        let db = db();
+        let out = run(proxy.port(), &db, &script).await;
+        assert_eq!(children(&db), "400", "{name}: the DELETE ran through EXECUTE: {}", show(&out));
+        assert!(out.iter().any(|(t, _)| *t == b'E' || *t == b'N'), "{name}: no refusal or notice: {}", show(&out));
+    }
+    proxy.stop().await;
+}
+
+/// F1/F2, the other side: a name deallocated (SQL) or closed (protocol) and prepared again runs
+/// what it holds now, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_prepared_again_after_deallocate_or_close_match_direct() {
+    let proxy = proxy_for(TIGHT).await;
+    let script = [
+        Send(q("PREPARE x AS DELETE FROM child WHERE id <= 10")),
+        Until(b'Z', 1),
+        Send(q("DEALLOCATE x")),
+        Until(b'Z', 1),
+        Send(q("PREPARE x AS SELECT 2")),
+        Until(b'Z', 1),
+        Send(q("EXECUTE x")),
+        Until(b'Z', 1),
+        Send([close_statement("x"), sync()].concat()),
+        Until(b'Z', 1),
+        Send([p("x", "SELECT 3"), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("EXECUTE x")),
+        Until(b'Z', 1),
+        Send(q("DEALLOCATE ALL")),
+        Until(b'Z', 1),
+        Send(q("PREPARE x AS SELECT 4")),
+        Until(b'Z', 1),
+        Send(q("EXECUTE x")),
         Until(b'Z', 1),
     ];
     same_as_direct(&proxy, &script).await;
