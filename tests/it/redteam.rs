@@ -79,6 +79,38 @@ async fn an_extended_copy_in_leaves_the_session_usable() {
     proxy.stop().await;
 }
 
+/// G1: libpq's PQprepare("") + PQexecPrepared(""), an unnamed portal bound in one batch and
+/// executed in a later one, and a suspended unnamed portal, around counted writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_unnamed_statement_and_portal_survive_counting() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let upd = "UPDATE parent SET v = v + 1 WHERE id = $1";
+    let script = [
+        Send([p("", upd), sync()].concat()),
+        Until(b'Z', 1),
+        Send([b("", "", &["1"]), e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send([b("", "", &["2"]), e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("BEGIN")),
+        Until(b'Z', 1),
+        Send([p("", "DELETE FROM child WHERE id = $1"), b("", "", &["5"]), sync()].concat()),
+        Until(b'Z', 1),
+        Send([e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send([p("", "SELECT id FROM parent ORDER BY id"), b("", "", &[]), e("", 2), sync()].concat()),
+        Until(b'Z', 1),
+        Send([p("u", "UPDATE parent SET v = 9 WHERE id = 9"), b("u", "u", &[]), e("u", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send([e("", 2), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("COMMIT")),
+        Until(b'Z', 1),
+    ];
+    same_as_direct(&proxy, &script).await;
+    proxy.stop().await;
+}
+
 /// F1/F2: SQL EXECUTE of a name is judged as what the server holds under it now, whether it
 /// came from SQL PREPARE or a protocol Parse; in dry-run, what a Parse was accepted for never
 /// runs for real. The data is read directly on the server.
@@ -166,5 +198,26 @@ async fn names_prepared_again_after_deallocate_or_close_match_direct() {
         Until(b'Z', 1),
     ];
     same_as_direct(&proxy, &script).await;
+    proxy.stop().await;
+}
+
+/// G1, refusals: a held batch refused after its count leaves the client's unnamed statement
+/// (prepared in an earlier batch) as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_leaves_the_unnamed_statement_alone() {
+    let proxy = proxy_for(TIGHT).await;
+    let db = db();
+    let script = [
+        Send([p("", "SELECT 41 + $1::int"), sync()].concat()),
+        Until(b'Z', 1),
+        Send([p("d", "DELETE FROM child WHERE id <= 10"), b("d", "d", &[]), e("d", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send([b("", "", &["1"]), e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = run(proxy.port(), &db, &script).await;
+    assert_eq!(children(&db), "400", "the DELETE over its limit ran: {}", show(&out));
+    let last = show(&out);
+    assert!(!last.contains("26000") && last.contains("\u{2}42"), "{last}");
     proxy.stop().await;
 }
