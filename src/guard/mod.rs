@@ -199,6 +199,14 @@ impl Guard {
             Some(p) => p.harmless,
         };
         if harmless {
+            // A function body may change what names resolve to (CREATE RULE in a function):
+            // the catalog's answers do not outlive a call the guard cannot see into.
+            if sql.contains(&b'(') && !info.database.is_empty() {
+                let statements = self.statements_of(sql, info, pre);
+                if statements.iter().any(|s| s.calls_functions) {
+                    self.catalog.forget(&info.database);
+                }
+            }
             return plain(Verdict::Allow);
         }
         let (statements, decision) = match self.decide_analyzed(sql, info, pre) {
@@ -222,7 +230,11 @@ impl Guard {
                 }
             },
         };
-        let ddl = statements.iter().any(|s| s.ddl);
+        // DDL, and what the guard cannot see into (a function's body, DO, CALL), may change
+        // what a name resolves to.
+        let ddl = statements.iter().any(|s| {
+            s.ddl || s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)))
+        });
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let targets: Vec<String> = statements
             .iter()

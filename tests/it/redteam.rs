@@ -221,3 +221,40 @@ async fn a_refused_batch_leaves_the_unnamed_statement_alone() {
     assert!(!last.contains("26000") && last.contains("\u{2}42"), "{last}");
     proxy.stop().await;
 }
+
+/// F3: a rule created inside a function (which the guard cannot see into) is not missed by
+/// the catalog's cached answers: the next UPDATE of the table is counted, and the DELETE its
+/// rule adds is refused. The data is read directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_made_inside_a_function_is_not_missed() {
+    let policy = r#"
+[defaults]
+mode = "enforce"
+
+[[table]]
+name = "public.child"
+max_delete_rows = 3
+max_update_rows = 100
+"#;
+    let proxy = proxy_for(policy).await;
+    let db = db();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);
+         CREATE FUNCTION mk() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
+         BEGIN EXECUTE 'CREATE RULE r AS ON UPDATE TO public.t DO ALSO DELETE FROM public.child'; END $$;
+         GRANT ALL ON t TO PUBLIC;",
+    );
+    let script = [
+        Send(q("UPDATE t SET v = 2 WHERE id = 1")),
+        Until(b'Z', 1),
+        Send(q("SELECT mk()")),
+        Until(b'Z', 1),
+        Send(q("UPDATE t SET v = 3 WHERE id = 1")),
+        Until(b'Z', 1),
+    ];
+    let out = run(proxy.port(), &db, &script).await;
+    assert_eq!(children(&db), "400", "the rule's DELETE ran uncounted: {}", show(&out));
+    proxy.stop().await;
+}
