@@ -327,6 +327,12 @@ impl Guard {
             let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
             return (render(&d), d);
         }
+        // A dry run rolls the statement back; a sequence moved by setval() stays moved.
+        if dry_run && statements.iter().flat_map(|s| &s.writes).any(|w| matches!(w.op, Op::Setval)) {
+            let why = "a dry run is rolled back, but setval() is not undone by a rollback (sequences are not transactional); it was not run".to_string();
+            let d = refusal("dry-run", verb.into(), why, HINT_DRY_RUN_SETVAL, &policy.source_names(), text());
+            return (render(&d), d);
+        }
         if let Some(ov) = &overriding {
             tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
         }
@@ -568,6 +574,8 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
 }
 
 const HINT_SESSION_MODE: &str = "SET blastwall.mode = 'enforce' or 'dry-run' (a session can only be made stricter).";
+const HINT_DRY_RUN_SETVAL: &str =
+    "Read the sequence's state with SELECT last_value instead; run setval() in enforce mode.";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";

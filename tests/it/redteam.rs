@@ -258,3 +258,29 @@ max_update_rows = 100
     assert_eq!(children(&db), "400", "the rule's DELETE ran uncounted: {}", show(&out));
     proxy.stop().await;
 }
+
+/// F2, non-transactional writes: a dry run is rolled back, which does not undo setval(); in a
+/// dry-run session it is not run at all, whether sent as a Query or parsed and run by EXECUTE.
+/// The sequence is read directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_never_moves_a_sequence() {
+    let proxy = proxy_for(TIGHT).await;
+    let db = db();
+    admin_sql(pg(), &db, "CREATE SEQUENCE s; GRANT ALL ON SEQUENCE s TO PUBLIC;");
+    let script = [
+        Send(q("SET blastwall.mode = 'dry-run'")),
+        Until(b'Z', 1),
+        Send(q("SELECT setval('s', 500)")),
+        Until(b'Z', 1),
+        Send([p("x", "SELECT setval('s', 600)"), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("EXECUTE x")),
+        Until(b'Z', 1),
+        Send([b("", "x", &[]), e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = run(proxy.port(), &db, &script).await;
+    let last = admin_sql(pg(), &db, "SELECT last_value FROM s");
+    assert_eq!(last.trim(), "1", "a dry run moved the sequence: {}", show(&out));
+    proxy.stop().await;
+}
