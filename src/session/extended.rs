@@ -64,7 +64,7 @@ impl Session {
                         return Ok(());
                     }
                 }
-                match self.mirror.statement_plan(&stmt) {
+                match self.mirror.statement_plan(&stmt).map(|p| self.in_session_mode(p)) {
                     Some(plan) if self.can_hold() => self.start_held(f, op, plan),
                     _ => self.forward_op(&f, op),
                 }
@@ -77,7 +77,7 @@ impl Session {
                     self.pending = Some(Pending::Execute(f));
                     return Ok(());
                 }
-                match self.mirror.portal_plan(&portal) {
+                match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     None => self.forward_op(&f, Op::Execute),
@@ -165,6 +165,17 @@ impl Session {
                 text,
             ))),
         }
+    }
+
+    /// A counted statement's plan as the session's mode has it now: one parsed before the
+    /// session switched to dry-run is run as a dry run (rolled back), as a Query would be.
+    fn in_session_mode(&self, plan: Arc<CheckPlan>) -> Arc<CheckPlan> {
+        if self.info.session_mode != Some(crate::policy::Mode::DryRun) || plan.dry_run {
+            return plan;
+        }
+        let mut p = (*plan).clone();
+        p.dry_run = true;
+        Arc::new(p)
     }
 
     /// Refuses inside a batch: the marker fails on the server, which skips to Sync.

@@ -284,3 +284,31 @@ async fn a_dry_run_never_moves_a_sequence() {
     assert_eq!(last.trim(), "1", "a dry run moved the sequence: {}", show(&out));
     proxy.stop().await;
 }
+
+/// A counted statement parsed before the session switched to dry-run runs as a dry run
+/// after the switch, as a Query would: rolled back. The data is read directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_parsed_before_dry_run_runs_as_a_dry_run() {
+    let proxy = proxy_for(TIGHT).await;
+    let db = db();
+    let script = [
+        Send(q("BEGIN")),
+        Until(b'Z', 1),
+        Send([p("u", "UPDATE parent SET v = 5 WHERE id = 1"), b("pu", "u", &[]), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("SET blastwall.mode = 'dry-run'")),
+        Until(b'Z', 1),
+        Send([e("pu", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("COMMIT")),
+        Until(b'Z', 1),
+        Send([b("", "u", &[]), e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send([p("", "SELECT 1"), b("", "u", &[]), e("", 0), e("", 0), sync()].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = run(proxy.port(), &db, &script).await;
+    let v = admin_sql(pg(), &db, "SELECT v FROM parent WHERE id = 1");
+    assert_eq!(v.trim(), "0", "a dry-run session changed data: {}", show(&out));
+    proxy.stop().await;
+}
