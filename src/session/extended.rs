@@ -144,7 +144,9 @@ impl Session {
     /// one that must be counted enters the mirror. `Err`: the refusal.
     fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
         let name = String::from_utf8_lossy(stmt).into_owned();
-        if !self.info.prepared.contains_key(&name) {
+        let entries = self.info.prepared.get(&name).map_or(0, Vec::len);
+        let (mode, policy) = (self.info.session_mode, self.shared.guard.policy());
+        if entries == 0 || self.names.known_harmless(stmt, entries, mode, &policy.hash) {
             return Ok(());
         }
         let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
@@ -154,7 +156,11 @@ impl Session {
                 Ok(())
             }
             Verdict::Refuse(m) => Err(m),
-            Verdict::Allow | Verdict::Notice(_) => Ok(()),
+            Verdict::Allow => {
+                self.names.judged_harmless(stmt, entries, mode, &policy.hash);
+                Ok(())
+            }
+            Verdict::Notice(_) => Ok(()),
             // Catalog questions cannot be asked in the middle of a batch: count it.
             Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
                 "unverifiable",

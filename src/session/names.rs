@@ -10,7 +10,8 @@
 //! protocol's mirror of counted statements and portals (`statements`).
 
 use super::Session;
-use std::collections::VecDeque;
+use crate::policy::Mode;
+use std::collections::{HashMap, VecDeque};
 
 /// Removals waiting for the server's answer.
 #[derive(Debug, Default)]
@@ -19,7 +20,31 @@ pub(super) struct Removals {
     queue: VecDeque<(u64, String, usize)>,
     /// An error came since the last ReadyForQuery.
     error: bool,
+    /// Names whose Bind was judged harmless, with how many entries the name had, the
+    /// session's mode and the policy in force then: the same judgement while all three stay
+    /// (entries are only appended between removals, and a removal empties this).
+    harmless: HashMap<Vec<u8>, Judged>,
 }
+
+impl Removals {
+    /// Whether a Bind of `name` was judged harmless with the name as it is now.
+    pub(super) fn known_harmless(&self, name: &[u8], entries: usize, mode: Option<Mode>, policy: &str) -> bool {
+        self.harmless.get(name).is_some_and(|j| j.0 == entries && j.1 == mode && j.2 == policy)
+    }
+
+    pub(super) fn judged_harmless(&mut self, name: &[u8], entries: usize, mode: Option<Mode>, policy: &str) {
+        if self.harmless.len() >= MAX_REMEMBERED {
+            self.harmless.clear();
+        }
+        self.harmless.insert(name.to_vec(), (entries, mode, policy.to_string()));
+    }
+}
+
+/// What a judgement of a name depended on: its entries, the session's mode, the policy's hash.
+type Judged = (usize, Option<Mode>, String);
+
+/// How many harmless judgements a session keeps.
+const MAX_REMEMBERED: usize = 1024;
 
 impl Session {
     /// A protocol Parse of a named statement went to the server: an SQL EXECUTE of the name
@@ -68,6 +93,7 @@ impl Session {
             if !ok || ord != answered || n == 0 {
                 continue;
             }
+            self.names.harmless.clear();
             if let Some(list) = self.info.prepared.get_mut(&name) {
                 list.drain(..n.min(list.len()));
                 if list.is_empty() {

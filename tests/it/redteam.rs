@@ -147,6 +147,21 @@ async fn execute_is_judged_as_what_the_name_holds_now() {
             ],
         ),
         (
+            "bound harmless, then deallocated and prepared again",
+            vec![
+                Send(q("PREPARE x AS SELECT 1")),
+                Until(b'Z', 1),
+                Send([b("", "x", &[]), e("", 0), sync()].concat()),
+                Until(b'Z', 1),
+                Send(q("DEALLOCATE x")),
+                Until(b'Z', 1),
+                Send(q(&format!("PREPARE x AS {over}"))),
+                Until(b'Z', 1),
+                Send([b("", "x", &[]), e("", 0), sync()].concat()),
+                Until(b'Z', 1),
+            ],
+        ),
+        (
             "close skipped",
             vec![
                 Send([p("x", over), sync()].concat()),
