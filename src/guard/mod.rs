@@ -99,6 +99,10 @@ pub struct SessionInfo {
     /// DEALLOCATEs judged and not yet confirmed: the name, and how many of its entries in
     /// `prepared` were there when it was sent (those are the ones it removes).
     pub unprepared: Vec<(String, usize)>,
+    /// The message just judged may change what names resolve to when it runs (DDL, or a body
+    /// the guard cannot see into): the catalog's answers were dropped, and are dropped again
+    /// once it has run (another session may have asked meanwhile).
+    pub changes_names: bool,
     pub session_mode: Option<Mode>,
 }
 
@@ -205,6 +209,7 @@ impl Guard {
                 let statements = self.statements_of(sql, info, pre);
                 if statements.iter().any(|s| s.calls_functions) {
                     self.catalog.forget(&info.database);
+                    info.changes_names = true;
                 }
             }
             return plain(Verdict::Allow);
@@ -255,6 +260,7 @@ impl Guard {
         }
         if ddl && goes_through {
             self.catalog.forget(&info.database);
+            info.changes_names = true;
         }
         Judged { verdict, facts }
     }

@@ -472,7 +472,7 @@ impl Session {
         let verdict = self.recorded(judged);
         // Only a message forwarded as it is gets the server's plain answer (a counted one is
         // answered inside the pre-check): its DEALLOCATEs wait for that answer.
-        self.deallocations_judged(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
+        self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
         verdict
     }
 

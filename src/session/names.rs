@@ -4,7 +4,8 @@
 //! of the candidates, so judging all of them is only stricter); `DEALLOCATE` and protocol
 //! Close take entries away only once the server answered their sync point without an error,
 //! and only the entries that were there when they were sent. A name with no entry is unknown,
-//! and an EXECUTE of it fails closed.
+//! and an EXECUTE of it fails closed. Also: dropping the catalog's answers again once a
+//! message that may change what names resolve to (DDL, a function body) has run.
 //!
 //! Owns: that bookkeeping. Does not own: judging an EXECUTE (`guard`), the extended
 //! protocol's mirror of counted statements and portals (`statements`).
@@ -20,6 +21,9 @@ pub(super) struct Removals {
     queue: VecDeque<(u64, String, usize)>,
     /// An error came since the last ReadyForQuery.
     error: bool,
+    /// The last sync point holding a message that may change what names resolve to: the
+    /// catalog's answers are dropped again when it is answered.
+    changes_names: Option<u64>,
     /// Names whose Bind was judged harmless, with how many entries the name had, the
     /// session's mode and the policy in force then: the same judgement while all three stay
     /// (entries are only appended between removals, and a removal empties this).
@@ -69,10 +73,14 @@ impl Session {
         self.names.queue.push_back((self.relay.syncs_sent(), name, n));
     }
 
-    /// The DEALLOCATEs of a message just judged: `sent` whether the message goes to the
-    /// server (a refused one removes nothing).
-    pub(super) fn deallocations_judged(&mut self, sent: bool) {
+    /// What a message just judged leaves to be confirmed: its DEALLOCATEs (`sent`: whether
+    /// the message goes to the server as it is; a refused or counted one removes nothing),
+    /// and whether the catalog's answers must be dropped again once it has run.
+    pub(super) fn after_judging(&mut self, sent: bool) {
         let ord = self.relay.syncs_sent();
+        if std::mem::take(&mut self.info.changes_names) {
+            self.names.changes_names = Some(ord);
+        }
         for (name, n) in std::mem::take(&mut self.info.unprepared) {
             if sent {
                 self.names.queue.push_back((ord, name, n));
@@ -88,6 +96,10 @@ impl Session {
     /// (a failure may have skipped them; keeping the entries is the stricter error).
     pub(super) fn names_on_ready(&mut self, answered: u64) {
         let ok = !std::mem::take(&mut self.names.error);
+        if self.names.changes_names.is_some_and(|ord| ord <= answered) {
+            self.names.changes_names = None;
+            self.shared.guard.catalog.forget(&self.info.database);
+        }
         while self.names.queue.front().is_some_and(|(ord, ..)| *ord <= answered) {
             let Some((ord, name, n)) = self.names.queue.pop_front() else { break };
             if !ok || ord != answered || n == 0 {

@@ -237,11 +237,13 @@ async fn a_refused_batch_leaves_the_unnamed_statement_alone() {
     proxy.stop().await;
 }
 
-/// F3: a rule created inside a function (which the guard cannot see into) is not missed by
-/// the catalog's cached answers: the next UPDATE of the table is counted, and the DELETE its
-/// rule adds is refused. The data is read directly on the server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rule_made_inside_a_function_is_not_missed() {
+/// Nothing after the CREATE RULE in `mk()`.
+const AFTER_RULE_NOTHING: &str = "";
+
+/// A proxy counting deletes (3 at most) and updates of `child`, and a database where `mk()`
+/// (SECURITY DEFINER) creates a rule on `t` that deletes every child row on UPDATE, then runs
+/// `after`.
+async fn rule_maker(after: &str) -> (Proxy, String) {
     let policy = r#"
 [defaults]
 mode = "enforce"
@@ -253,14 +255,22 @@ max_update_rows = 100
 "#;
     let proxy = proxy_for(policy).await;
     let db = db();
-    admin_sql(
-        pg(),
-        &db,
+    let setup = format!(
         "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);
          CREATE FUNCTION mk() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$
-         BEGIN EXECUTE 'CREATE RULE r AS ON UPDATE TO public.t DO ALSO DELETE FROM public.child'; END $$;
-         GRANT ALL ON t TO PUBLIC;",
+         BEGIN EXECUTE 'CREATE RULE r AS ON UPDATE TO public.t DO ALSO DELETE FROM public.child'; {after} END $$;
+         GRANT ALL ON t TO PUBLIC;"
     );
+    admin_sql(pg(), &db, &setup);
+    (proxy, db)
+}
+
+/// F3: a rule created inside a function (which the guard cannot see into) is not missed by
+/// the catalog's cached answers: the next UPDATE of the table is counted, and the DELETE its
+/// rule adds is refused. The data is read directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_made_inside_a_function_is_not_missed() {
+    let (proxy, db) = rule_maker(AFTER_RULE_NOTHING).await;
     let script = [
         Send(q("UPDATE t SET v = 2 WHERE id = 1")),
         Until(b'Z', 1),
@@ -325,5 +335,24 @@ async fn a_statement_parsed_before_dry_run_runs_as_a_dry_run() {
     let out = run(proxy.port(), &db, &script).await;
     let v = admin_sql(pg(), &db, "SELECT v FROM parent WHERE id = 1");
     assert_eq!(v.trim(), "0", "a dry-run session changed data: {}", show(&out));
+    proxy.stop().await;
+}
+
+/// F3, across sessions: another session that asks the catalog while the function runs (its
+/// rule not yet committed) cannot leave a stale answer behind: the answers are dropped again
+/// once the call is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_made_while_another_session_asks_is_not_missed() {
+    let (proxy, db) = rule_maker("PERFORM pg_sleep(1);").await;
+    let port = proxy.port();
+    let db2 = db.clone();
+    let maker = tokio::spawn(async move { run(port, &db2, &[Send(q("SELECT mk()")), Until(b'Z', 1)]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Asks about t before the rule is committed (its UPDATE then waits for the lock and
+    // matches no row, so its rule action deletes nothing).
+    run(port, &db, &[Send(q("UPDATE t SET v = 2 WHERE id = -1")), Until(b'Z', 1)]).await;
+    maker.await.unwrap();
+    let out = run(port, &db, &[Send(q("UPDATE t SET v = 3 WHERE id = 1")), Until(b'Z', 1)]).await;
+    assert_eq!(children(&db), "400", "the rule's DELETE ran uncounted: {}", show(&out));
     proxy.stop().await;
 }
