@@ -47,11 +47,13 @@ pub struct Relay {
     /// The server reported an error in the open batch and skips what the client sends up to
     /// its Sync.
     skipping: bool,
+    /// Syncs forwarded since the client's last Execute, and whether the server answered that
+    /// Execute with CopyInResponse: a Sync sent during COPY FROM STDIN is ignored by the
+    /// server (it answers the Sync after CopyDone).
+    syncs_since_execute: u64,
+    copy_in: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
-    /// The server is in COPY FROM STDIN started by an Execute: it ignores Sync (and Flush)
-    /// until the client's CopyDone or CopyFail, so a Sync sent meanwhile is answered by nothing.
-    copy_in: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
     /// send in place of the server's marker error.
     refusals: VecDeque<(u64, ProxyMessage)>,
@@ -71,6 +73,7 @@ impl Relay {
             batch_open: false,
             in_batch: VecDeque::new(),
             skipping: false,
+            syncs_since_execute: 0,
             discarding: false,
             copy_in: false,
             refusals: VecDeque::new(),
@@ -103,6 +106,34 @@ impl Relay {
     /// counted Execute, sent by the pre-check).
     pub fn mark_batch_open(&mut self) {
         self.batch_open = true;
+    }
+
+    /// Records a client Execute forwarded.
+    pub fn note_execute(&mut self) {
+        self.syncs_since_execute = 0;
+        self.copy_in = false;
+    }
+
+    /// The server answered with CopyInResponse.
+    pub fn note_copy_in(&mut self) {
+        self.copy_in = true;
+    }
+
+    /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
+    /// COPY's Execute were ignored by the server, and are answered by nothing; the server's
+    /// batch stays open until the next Sync (what the client sends before it belongs to the
+    /// COPY's batch, and waits for the COPY's answer like any message of an open batch).
+    pub fn copy_in_done(&mut self, bytes: &[u8]) {
+        self.forward_raw(bytes);
+        if std::mem::take(&mut self.copy_in) {
+            for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
+                if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
+                    self.in_batch.pop_back();
+                    self.syncs_sent -= 1;
+                    self.batch_open = true;
+                }
+            }
+        }
     }
 
     /// Whether the server skips the rest of the open batch (an error was reported in it).
@@ -152,30 +183,12 @@ impl Relay {
     /// Forwards a Sync, ending the batch and any discarding.
     pub fn forward_sync(&mut self, bytes: &[u8]) {
         self.to_server.extend_from_slice(bytes);
-        if self.copy_in {
-            // Ignored by the server: the batch stays open.
-            return;
-        }
         self.discarding = false;
         self.batch_open = false;
         self.skipping = false;
         self.syncs_sent += 1;
+        self.syncs_since_execute += 1;
         self.in_batch.push_back(false);
-    }
-
-    /// The server answered an Execute of the open batch with CopyInResponse: the Syncs the
-    /// client sent after that Execute reached a server in COPY, which ignored them, and so
-    /// it will ignore any more up to the client's CopyDone or CopyFail.
-    pub fn enter_extended_copy_in(&mut self) {
-        self.copy_in = true;
-        self.syncs_sent = self.syncs_done;
-        self.in_batch.clear();
-        self.batch_open = true;
-    }
-
-    /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
-    pub fn end_copy_in(&mut self) {
-        self.copy_in = false;
     }
 
     /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).

@@ -435,10 +435,7 @@ impl Session {
                 }
                 self.relay.forward_raw(&f.bytes);
             }
-            fe::COPY_DONE | fe::COPY_FAIL => {
-                self.relay.end_copy_in();
-                self.relay.forward_raw(&f.bytes);
-            }
+            fe::COPY_DONE | fe::COPY_FAIL => self.relay.copy_in_done(&f.bytes),
             fe::TERMINATE => {
                 self.cancel_if_busy();
                 self.relay.forward_raw(&f.bytes);
@@ -508,8 +505,9 @@ impl Session {
             }
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
             be::COPY_IN_RESPONSE => {
+                // Only a COPY started by an Execute makes the server ignore Syncs.
                 if self.mirror.executing(self.relay.syncs_done()) {
-                    self.relay.enter_extended_copy_in();
+                    self.relay.note_copy_in();
                 }
                 self.relay.pass_to_client(&f.bytes);
             }

@@ -74,6 +74,15 @@ async fn an_extended_copy_in_leaves_the_session_usable() {
         Until(b'Z', 1),
         Send(q("SELECT count(*) FROM tc")),
         Until(b'Z', 1),
+        // A simple-Query COPY after an extended batch: its Query is answered as usual.
+        Send([pbe("SELECT 1"), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("COPY tc FROM STDIN")),
+        Until(b'G', 1),
+        Send([msg(b'd', b"7\n"), msg(b'c', &[])].concat()),
+        Until(b'Z', 1),
+        Send(q("UPDATE parent SET v = v + 1 WHERE id = 5")),
+        Until(b'Z', 1),
     ];
     same_as_direct(&proxy, &script).await;
     proxy.stop().await;
