@@ -74,8 +74,8 @@ impl Relay {
             in_batch: VecDeque::new(),
             skipping: false,
             syncs_since_execute: 0,
-            copy_in: false,
             discarding: false,
+            copy_in: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
         }
@@ -120,7 +120,9 @@ impl Relay {
     }
 
     /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
-    /// COPY's Execute were ignored by the server, and are answered by nothing.
+    /// COPY's Execute were ignored by the server, and are answered by nothing; the server's
+    /// batch stays open until the next Sync (what the client sends before it belongs to the
+    /// COPY's batch, and waits for the COPY's answer like any message of an open batch).
     pub fn copy_in_done(&mut self, bytes: &[u8]) {
         self.forward_raw(bytes);
         if std::mem::take(&mut self.copy_in) {
@@ -128,6 +130,7 @@ impl Relay {
                 if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
                     self.in_batch.pop_back();
                     self.syncs_sent -= 1;
+                    self.batch_open = true;
                 }
             }
         }

@@ -95,9 +95,17 @@ pub struct SessionInfo {
     pub settings_certain: bool,
     pub client_encoding: String,
     pub in_transaction: bool,
-    /// SQL-level PREPARE: every statement prepared under a name since its last DEALLOCATE
-    /// (the server keeps the first that succeeded; all are judged, so none can hide).
+    /// Every statement prepared under a name (SQL PREPARE, protocol Parse) since the server
+    /// confirmed its last DEALLOCATE or Close (the server keeps the first that succeeded; all
+    /// are judged, so none can hide). Kept by `session::names`.
     pub prepared: HashMap<String, Vec<Statement>>,
+    /// DEALLOCATEs judged and not yet confirmed: the name, and how many of its entries in
+    /// `prepared` were there when it was sent (those are the ones it removes).
+    pub unprepared: Vec<(String, usize)>,
+    /// The message just judged may change what names resolve to when it runs (DDL, or a body
+    /// the guard cannot see into): the catalog's answers were dropped, and are dropped again
+    /// once it has run (another session may have asked meanwhile).
+    pub changes_names: bool,
     pub session_mode: Option<Mode>,
 }
 
@@ -201,6 +209,15 @@ impl Guard {
             Some(p) => p.harmless,
         };
         if harmless {
+            // A function body may change what names resolve to (CREATE RULE in a function):
+            // the catalog's answers do not outlive a call the guard cannot see into.
+            if sql.contains(&b'(') && !info.database.is_empty() {
+                let statements = self.statements_of(sql, info, pre);
+                if statements.iter().any(|s| s.calls_functions) {
+                    self.catalog.forget(&info.database);
+                    info.changes_names = true;
+                }
+            }
             return plain(Verdict::Allow);
         }
         let (statements, decision) = match self.decide_analyzed(sql, info, pre) {
@@ -244,7 +261,11 @@ impl Guard {
                 return Judged { verdict, facts };
             }
         }
-        let ddl = statements.iter().any(|s| s.ddl);
+        // DDL, and what the guard cannot see into (a function's body, DO, CALL), may change
+        // what a name resolves to.
+        let ddl = statements.iter().any(|s| {
+            s.ddl || s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)))
+        });
         let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
         let targets: Vec<String> = statements
             .iter()
@@ -265,6 +286,7 @@ impl Guard {
         }
         if ddl && goes_through {
             self.catalog.forget(&info.database);
+            info.changes_names = true;
         }
         Judged { verdict, facts }
     }
@@ -341,6 +363,12 @@ impl Guard {
             let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
             return (render(&d), d);
         }
+        // A dry run rolls the statement back; a sequence moved by setval() stays moved.
+        if dry_run && statements.iter().flat_map(|s| &s.writes).any(|w| matches!(w.op, Op::Setval)) {
+            let why = "a dry run is rolled back, but setval() is not undone by a rollback (sequences are not transactional); it was not run".to_string();
+            let d = refusal("dry-run", verb.into(), why, HINT_DRY_RUN_SETVAL, &policy.source_names(), text());
+            return (render(&d), d);
+        }
         if let Some(ov) = &overriding {
             tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
         }
@@ -411,6 +439,22 @@ impl Guard {
         self.decide_analyzed(sql, info, None)
     }
 
+    /// The statements of a message's text, read as the session's encoding and settings read
+    /// it (both ways while `standard_conforming_strings` is uncertain).
+    pub fn statements_of(&self, sql: &[u8], info: &SessionInfo, pre: Option<&Preanalyzed>) -> Arc<Vec<Statement>> {
+        match analyze::decode(sql, &info.client_encoding) {
+            Err(o) => Arc::new(vec![Statement {
+                text: String::from_utf8_lossy(sql).into_owned(),
+                opaque: vec![o],
+                ..Default::default()
+            }]),
+            Ok(text) => match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
+                [one] => self.analyzed(&text, *one, pre),
+                both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
+            },
+        }
+    }
+
     /// [`Guard::decide_text`] for text already known not to be harmless.
     fn decide_analyzed(
         &self,
@@ -419,21 +463,7 @@ impl Guard {
         pre: Option<&Preanalyzed>,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
-        let statements = match analyze::decode(sql, &info.client_encoding) {
-            Err(o) => Arc::new(vec![Statement {
-                text: String::from_utf8_lossy(sql).into_owned(),
-                opaque: vec![o],
-                ..Default::default()
-            }]),
-            Ok(text) => {
-                // A function call can write in its body: with `[opaque] functions` set, any
-                // call must be looked at.
-                match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
-                    [one] => self.analyzed(&text, *one, pre),
-                    both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
-                }
-            }
-        };
+        let statements = self.statements_of(sql, info, pre);
         // Protected columns are followed by identity: ask the catalog what they are called now
         // (once per table and 30 s, or after DDL). Offline (`blastwall check`) there is no
         // database, and the policy's names are used.
@@ -561,21 +591,32 @@ fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec<Statement>
     expanded
 }
 
+/// A PREPARE is remembered at once (judging one statement too many is only stricter); a
+/// DEALLOCATE only once the server confirms it (see `session::names`).
 fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
     for st in statements {
         if let Some((name, inner)) = &st.prepare {
-            info.prepared.entry(name.clone()).or_default().push((**inner).clone());
+            let list = info.prepared.entry(name.clone()).or_default();
+            if !list.contains(inner) {
+                list.push((**inner).clone());
+            }
         }
         match &st.deallocate {
             Some(Some(name)) => {
-                info.prepared.remove(name);
+                let n = info.prepared.get(name).map_or(0, Vec::len);
+                info.unprepared.push((name.clone(), n));
             }
-            Some(None) => info.prepared.clear(),
+            Some(None) => {
+                let all: Vec<(String, usize)> = info.prepared.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+                info.unprepared.extend(all);
+            }
             None => {}
         }
     }
 }
 
+const HINT_DRY_RUN_SETVAL: &str =
+    "Read the sequence's state with SELECT last_value instead; run setval() in enforce mode.";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";

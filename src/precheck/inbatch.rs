@@ -9,7 +9,7 @@
 use super::{data_row, Backend, PrecheckError};
 use crate::wire::messages::{be, fe};
 use crate::wire::Frame;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 /// What to send.
 pub struct Request<'a> {
@@ -97,38 +97,7 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
 
 /// One counter reading on blastwall's own statement and portal, leaving nothing behind.
 fn reading(name: &str, sql: &str) -> BytesMut {
-    let cstr = |b: &mut BytesMut, s: &str| {
-        b.put_slice(s.as_bytes());
-        b.put_u8(0);
-    };
-    let close = |kind: u8| {
-        let mut body = BytesMut::new();
-        body.put_u8(kind);
-        cstr(&mut body, name);
-        crate::wire::encode(fe::CLOSE, &body)
-    };
-    let mut out = BytesMut::new();
-    out.extend_from_slice(&close(b'P'));
-    out.extend_from_slice(&close(b'S'));
-    let mut parse = BytesMut::new();
-    cstr(&mut parse, name);
-    cstr(&mut parse, sql);
-    parse.put_i16(0);
-    out.extend_from_slice(&crate::wire::encode(fe::PARSE, &parse));
-    let mut bind = BytesMut::new();
-    cstr(&mut bind, name);
-    cstr(&mut bind, name);
-    bind.put_i16(0);
-    bind.put_i16(0);
-    bind.put_i16(0);
-    out.extend_from_slice(&crate::wire::encode(fe::BIND, &bind));
-    let mut exec = BytesMut::new();
-    cstr(&mut exec, name);
-    exec.put_i32(0);
-    out.extend_from_slice(&crate::wire::encode(fe::EXECUTE, &exec));
-    out.extend_from_slice(&close(b'P'));
-    out.extend_from_slice(&close(b'S'));
-    out
+    super::own::on_name(name, sql)
 }
 
 /// Reads the replies to one reading: its rows, or the error that stopped it.

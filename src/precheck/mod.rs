@@ -11,6 +11,7 @@
 
 mod estimate;
 pub mod inbatch;
+mod own;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
@@ -113,9 +114,10 @@ impl Backend<'_> {
         }
     }
 
-    /// Runs SQL of the proxy's own and reads its answer to ReadyForQuery.
+    /// Runs SQL of the proxy's own (as extended-protocol messages, see `own`) and reads its
+    /// answer to ReadyForQuery.
     pub async fn query(&mut self, sql: &str) -> Result<Answer, PrecheckError> {
-        self.send(&messages::query(sql)).await?;
+        self.send(&own::messages(sql)).await?;
         self.answer().await
     }
 
@@ -281,18 +283,18 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         .estimate_sql
         .as_deref()
         .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
-        .map(|s| messages::query(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
+        .map(|s| own::messages(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     let stats = stats::stats_sql(policy, plan, &known);
     let open_sql = format!("{open}; {timeout}{stats}");
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
     let pipelined = estimate.is_none();
-    let mut out = BytesMut::from(&messages::query(&open_sql)[..]);
+    let mut out = own::messages(&open_sql);
     match estimate {
         None => {
             out.extend_from_slice(msgs);
-            out.extend_from_slice(&messages::query(&stats));
+            out.extend_from_slice(&own::messages(&stats));
         }
         Some(e) => out.extend_from_slice(e),
     }
@@ -330,7 +332,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
             return Ok(Outcome::Refuse { decision, counts: vec![] });
         }
         if before.is_some() {
-            b.send(&[msgs, &messages::query(&stats)[..]].concat()).await?;
+            b.send(&[msgs, &own::messages(&stats)[..]].concat()).await?;
         }
     }
     let Some(before) = before else {

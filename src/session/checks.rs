@@ -133,6 +133,7 @@ impl Session {
             }
         }
         let succeeded = matches!(&outcome, Outcome::Deliver { bytes, .. } if !has_error(bytes));
+        let extended = !ops.is_empty();
         self.mirror.apply_checked(&ops, succeeded);
         match outcome {
             Outcome::Deliver { bytes, status, counts, kept } => {
@@ -155,13 +156,25 @@ impl Session {
                 if plan.ignored_directive {
                     crate::guard::note_ignored_directive(&mut msg, &self.info.user);
                 }
-                self.relay.refuse_sync_point(msg);
+                self.refuse_checked(msg, extended);
             }
             Outcome::Unverifiable(why) => {
-                self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
+                self.refuse_checked(uncounted(&plan, why, &policy), extended);
             }
         }
         Ok(())
+    }
+
+    /// Refuses a message run inside the pre-check. An extended batch is refused by a marker
+    /// batch (Parse, Sync), not a marker Query: a Query would destroy the client's unnamed
+    /// statement and portal, which its batch may not have touched.
+    fn refuse_checked(&mut self, msg: ProxyMessage, extended: bool) {
+        if extended {
+            self.refuse_in_batch(msg);
+            self.relay.forward_sync(&crate::wire::encode(fe::SYNC, &[]));
+        } else {
+            self.relay.refuse_sync_point(msg);
+        }
     }
 
     /// Asks the catalog about relation names on this session, then judges the frame again.

@@ -64,7 +64,7 @@ impl Session {
                         return Ok(());
                     }
                 }
-                match self.mirror.statement_plan(&stmt) {
+                match self.mirror.statement_plan(&stmt).map(|p| self.in_session_mode(p)) {
                     Some(plan) if self.can_hold() => self.start_held(f, op, plan),
                     _ => self.forward_op(&f, op),
                 }
@@ -77,7 +77,7 @@ impl Session {
                     self.pending = Some(Pending::Execute(f));
                     return Ok(());
                 }
-                match self.mirror.portal_plan(&portal) {
+                match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     None => self.forward_op(&f, Op::Execute),
@@ -88,6 +88,9 @@ impl Session {
                 let portal = f.body().first() == Some(&b'P');
                 let name = f.body().get(1..).unwrap_or_default();
                 let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+                if !portal && !self.relay.is_discarding() {
+                    self.closed_name(&name);
+                }
                 self.forward_op(&f, Op::Close { portal, name });
             }
             fe::SYNC => self.relay.forward_sync(&f.bytes),
@@ -113,6 +116,7 @@ impl Session {
                 self.pending = Some(Pending::Resolve(f, questions));
             }
             Verdict::Check(mut plan) => {
+                self.parsed_name(&name, msg.sql);
                 plan.param_types = param_types;
                 let plan: Arc<CheckPlan> = Arc::new(*plan);
                 let op = Op::Parse { name, plan: Some(plan.clone()) };
@@ -122,8 +126,12 @@ impl Session {
                     self.forward_op(&f, op);
                 }
             }
-            Verdict::Allow => self.forward_op(&f, Op::Parse { name, plan: None }),
+            Verdict::Allow => {
+                self.parsed_name(&name, msg.sql);
+                self.forward_op(&f, Op::Parse { name, plan: None });
+            }
             Verdict::Notice(n) => {
+                self.parsed_name(&name, msg.sql);
                 self.relay.notify_client(&n);
                 self.forward_op(&f, Op::Parse { name, plan: None });
             }
@@ -136,7 +144,9 @@ impl Session {
     /// one that must be counted enters the mirror. `Err`: the refusal.
     fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
         let name = String::from_utf8_lossy(stmt).into_owned();
-        if !self.info.prepared.contains_key(&name) {
+        let entries = self.info.prepared.get(&name).map_or(0, Vec::len);
+        let (mode, policy) = (self.info.session_mode, self.shared.guard.policy());
+        if entries == 0 || self.names.known_harmless(stmt, entries, mode, &policy.hash) {
             return Ok(());
         }
         let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
@@ -146,7 +156,11 @@ impl Session {
                 Ok(())
             }
             Verdict::Refuse(m) => Err(m),
-            Verdict::Allow | Verdict::Notice(_) => Ok(()),
+            Verdict::Allow => {
+                self.names.judged_harmless(stmt, entries, mode, &policy.hash);
+                Ok(())
+            }
+            Verdict::Notice(_) => Ok(()),
             // Catalog questions cannot be asked in the middle of a batch: count it.
             Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
                 "unverifiable",
@@ -157,6 +171,17 @@ impl Session {
                 text,
             ))),
         }
+    }
+
+    /// A counted statement's plan as the session's mode has it now: one parsed before the
+    /// session switched to dry-run is run as a dry run (rolled back), as a Query would be.
+    fn in_session_mode(&self, plan: Arc<CheckPlan>) -> Arc<CheckPlan> {
+        if self.info.session_mode != Some(crate::policy::Mode::DryRun) || plan.dry_run {
+            return plan;
+        }
+        let mut p = (*plan).clone();
+        p.dry_run = true;
+        Arc::new(p)
     }
 
     /// Refuses inside a batch: the marker fails on the server, which skips to Sync.
@@ -198,7 +223,7 @@ impl Session {
 
     /// A message while a one-write batch is held: kept with it while the batch still has
     /// that shape, else the held messages go their ordinary way and so does this one.
-    fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
+    pub(super) fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
         let Some(h) = &mut self.held_batch else { return Ok(()) };
         let has = |tag: u8| h.frames.iter().any(|(x, _)| x.tag == tag);
         let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH;
@@ -255,7 +280,7 @@ impl Session {
             buf.extend_from_slice(&rest);
             return Ok(());
         }
-        self.on_extended(f, None)
+        self.on_client_message(f, None)
     }
 
     /// The Sync of a held batch: one write, run whole inside the pre-check; a batch that only

@@ -19,6 +19,7 @@ use bytes::BytesMut;
 mod checks;
 mod ending;
 mod extended;
+mod names;
 mod opening;
 mod statements;
 
@@ -198,6 +199,7 @@ async fn handshake_and_relay(
         pending: None,
         held_batch: None,
         mirror: Default::default(),
+        names: Default::default(),
         key: None,
         peer: peer.clone(),
         id,
@@ -237,6 +239,8 @@ struct Session {
     held_batch: Option<HeldBatch>,
     /// The server's prepared statements and portals that run counted writes.
     mirror: statements::Mirror,
+    /// DEALLOCATEs and Closes of named statements waiting for the server's confirmation.
+    names: names::Removals,
     key: Option<CancelKey>,
     peer: Peer,
     id: u64,
@@ -397,6 +401,13 @@ impl Session {
 
     /// `pre`: the analysis of a long text, made off the event loop.
     fn on_client_message(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
+        let extended =
+            matches!(f.tag, fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH);
+        if self.held_batch.is_some() && !extended && f.tag != fe::TERMINATE {
+            // Whatever its type, a message behind a held batch goes after it: the batch is
+            // released (its write counted where it stands) and this message waits its turn.
+            return self.hold_or_release(f);
+        }
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
@@ -421,9 +432,7 @@ impl Session {
                     Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
                 }
             }
-            fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH => {
-                return self.on_extended(f, pre)
-            }
+            _ if extended => return self.on_extended(f, pre),
             fe::FUNCTION_CALL => {
                 let judged = self.shared.guard.judge_function_call(&self.info);
                 let action = match self.recorded(judged) {
@@ -486,7 +495,11 @@ impl Session {
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.settings_certain = !self.relay.is_busy();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
-        self.recorded(judged)
+        let verdict = self.recorded(judged);
+        // Only a message forwarded as it is gets the server's plain answer (a counted one is
+        // answered inside the pre-check): its DEALLOCATEs wait for that answer.
+        self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
+        verdict
     }
 
     fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
@@ -511,6 +524,7 @@ impl Session {
     fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
         match f.tag {
             be::READY_FOR_QUERY => {
+                self.names_on_ready(self.relay.syncs_done());
                 let status = self.relay.on_ready(&f);
                 self.mirror.on_ready(self.relay.syncs_done(), status);
                 if !self.ready {
@@ -520,7 +534,10 @@ impl Session {
             }
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
             be::COPY_IN_RESPONSE => {
-                self.relay.note_copy_in();
+                // Only a COPY started by an Execute makes the server ignore Syncs.
+                if self.mirror.executing(self.relay.syncs_done()) {
+                    self.relay.note_copy_in();
+                }
                 self.relay.pass_to_client(&f.bytes);
             }
             be::BACKEND_KEY_DATA => {
@@ -533,6 +550,7 @@ impl Session {
             }
             be::ERROR_RESPONSE => {
                 self.note_server_error(&f);
+                self.names_on_error();
                 if self.mirror.on_error(self.relay.syncs_done()) {
                     self.relay.skip_to_sync();
                 }

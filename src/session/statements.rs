@@ -143,6 +143,11 @@ impl Mirror {
         current[..i].iter().any(|op| names(op)) || !earlier().any(names)
     }
 
+    /// Whether the server is answering an Execute of batch `answering` (not a simple Query).
+    pub(super) fn executing(&self, answering: u64) -> bool {
+        self.owed.front().is_some_and(|(o, op)| *o == answering && matches!(op, Op::Execute))
+    }
+
     /// Whether a reply to a message of a batch before `ord` is still owed.
     pub(super) fn owed_before(&self, ord: u64) -> bool {
         self.owed.front().is_some_and(|(o, _)| *o < ord)

@@ -54,12 +54,12 @@ fn cstr(b: &mut Vec<u8>, s: &str) {
     b.push(0);
 }
 
-fn p(name: &str, sql: &str) -> Vec<u8> {
+pub(crate) fn p(name: &str, sql: &str) -> Vec<u8> {
     parse(name, sql)
 }
 
 /// Bind with text parameters and text results.
-fn b(portal: &str, stmt: &str, params: &[&str]) -> Vec<u8> {
+pub(crate) fn b(portal: &str, stmt: &str, params: &[&str]) -> Vec<u8> {
     let mut body = Vec::new();
     cstr(&mut body, portal);
     cstr(&mut body, stmt);
@@ -73,52 +73,52 @@ fn b(portal: &str, stmt: &str, params: &[&str]) -> Vec<u8> {
     msg(b'B', &body)
 }
 
-fn e(portal: &str, max_rows: i32) -> Vec<u8> {
+pub(crate) fn e(portal: &str, max_rows: i32) -> Vec<u8> {
     let mut body = Vec::new();
     cstr(&mut body, portal);
     body.extend_from_slice(&max_rows.to_be_bytes());
     msg(b'E', &body)
 }
 
-fn describe(kind: u8, name: &str) -> Vec<u8> {
+pub(crate) fn describe(kind: u8, name: &str) -> Vec<u8> {
     let mut body = vec![kind];
     cstr(&mut body, name);
     msg(b'D', &body)
 }
 
-fn sync() -> Vec<u8> {
+pub(crate) fn sync() -> Vec<u8> {
     msg(b'S', &[])
 }
 
-fn flush() -> Vec<u8> {
+pub(crate) fn flush() -> Vec<u8> {
     msg(b'H', &[])
 }
 
-fn q(sql: &str) -> Vec<u8> {
+pub(crate) fn q(sql: &str) -> Vec<u8> {
     let mut body = Vec::new();
     cstr(&mut body, sql);
     msg(b'Q', &body)
 }
 
 /// Parse, Bind and Execute of one unnamed statement.
-fn pbe(sql: &str) -> Vec<u8> {
+pub(crate) fn pbe(sql: &str) -> Vec<u8> {
     [p("", sql), b("", "", &[]), e("", 0)].concat()
 }
 
 /// One step of a script.
-enum Step {
+pub(crate) enum Step {
     Send(Vec<u8>),
     /// Read until this many messages with this tag have come.
     Until(u8, usize),
 }
-use Step::*;
+pub(crate) use Step::*;
 
 /// A backend message: tag and body.
-type Msg = (u8, Vec<u8>);
+pub(crate) type Msg = (u8, Vec<u8>);
 
 /// Runs a script as `trust_user` and returns every backend message after the startup
 /// (BackendKeyData left out); a reply that does not come within 10 s fails the test.
-async fn run(port: u16, db: &str, script: &[Step]) -> Vec<Msg> {
+pub(crate) async fn run(port: u16, db: &str, script: &[Step]) -> Vec<Msg> {
     let mut s = startup(port, "trust_user", db).await;
     let mut out = Vec::new();
     for step in script {
@@ -150,11 +150,11 @@ async fn read_msg(s: &mut tokio::net::TcpStream) -> Msg {
     (h[0], body)
 }
 
-fn tags(m: &[Msg]) -> String {
+pub(crate) fn tags(m: &[Msg]) -> String {
     m.iter().map(|(t, _)| *t as char).collect()
 }
 
-fn show(m: &[Msg]) -> String {
+pub(crate) fn show(m: &[Msg]) -> String {
     m.iter()
         .map(|(t, b)| {
             let b = if *t == b'T' { without_table_oids(b) } else { b.clone() };
@@ -178,7 +178,7 @@ fn without_table_oids(body: &[u8]) -> Vec<u8> {
 
 /// The same script directly (on one database) and through the proxy (on a twin), the
 /// streams compared message by message; then the two databases must hold the same data.
-async fn same_as_direct(proxy: &Proxy, script: &[Step]) -> Vec<Msg> {
+pub(crate) async fn same_as_direct(proxy: &Proxy, script: &[Step]) -> Vec<Msg> {
     let (d1, d2) = (db(), db());
     let direct = run(pg().server.port, &d1, script).await;
     let via = run(proxy.port(), &d2, script).await;
@@ -345,7 +345,7 @@ async fn statements_and_portals_across_batches_match_direct() {
 }
 
 /// Child rows left, read directly on the server.
-fn children(db: &str) -> String {
+pub(crate) fn children(db: &str) -> String {
     admin_sql(pg(), db, "SELECT count(*) FROM child").trim().to_string()
 }
 

@@ -54,6 +54,7 @@ mod oracle;
 mod precheck;
 mod preflight;
 mod readme;
+mod redteam;
 mod relay;
 mod stats;
 mod words;

@@ -1,0 +1,76 @@
+//! blastwall's own statements on a client's session (opening and ending a check, counter
+//! readings, EXPLAIN estimates, catalog lookups) as extended-protocol messages on a statement
+//! and portal of blastwall's, ending in Sync: a simple Query would destroy the client's
+//! unnamed prepared statement and unnamed portal (libpq's `PQprepare(conn, "", …)` relies on
+//! them across Syncs). The replies are those of a Query with the same statements, apart from
+//! the Parse/Bind/Close completions, which nobody reads.
+//!
+//! Owns: that encoding. Does not own: what the statements are (`precheck`, `catalog`).
+
+use crate::wire::messages::{self, fe};
+use bytes::{BufMut, BytesMut};
+
+/// blastwall's statement and portal for its own statements (never one of the client's).
+const NAME: &str = "__blastwall_own";
+
+/// `sql`, one or more statements of blastwall's, as messages ending in Sync: each statement
+/// on the same name, closed before (an error may have skipped the last Close) and after.
+pub fn messages(sql: &str) -> BytesMut {
+    let mut out = BytesMut::with_capacity(sql.len() + 128);
+    let statements = pg_query::split_with_parser(sql).unwrap_or_else(|_| vec![sql]);
+    for st in statements.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+        out.put_slice(&on_name(NAME, st));
+    }
+    out.put_slice(&crate::wire::encode(fe::SYNC, &[]));
+    out
+}
+
+/// One statement on statement and portal `name`, leaving nothing behind: Close both, Parse,
+/// Bind, Execute (all rows, text results), Close both (seven replies when all goes well).
+pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {
+    let cstr = |b: &mut BytesMut, s: &str| {
+        b.put_slice(s.as_bytes());
+        b.put_u8(0);
+    };
+    let close = |kind: u8| {
+        let mut body = BytesMut::new();
+        body.put_u8(kind);
+        cstr(&mut body, name);
+        crate::wire::encode(fe::CLOSE, &body)
+    };
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&close(b'P'));
+    out.extend_from_slice(&close(b'S'));
+    out.extend_from_slice(&messages::parse_typed(name, sql, &[]));
+    let mut bind = BytesMut::new();
+    cstr(&mut bind, name);
+    cstr(&mut bind, name);
+    bind.put_i16(0);
+    bind.put_i16(0);
+    bind.put_i16(0);
+    out.extend_from_slice(&crate::wire::encode(fe::BIND, &bind));
+    let mut exec = BytesMut::new();
+    cstr(&mut exec, name);
+    exec.put_i32(0);
+    out.extend_from_slice(&crate::wire::encode(fe::EXECUTE, &exec));
+    out.extend_from_slice(&close(b'P'));
+    out.extend_from_slice(&close(b'S'));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_statement_gets_its_own_parse_and_one_sync_ends_them() {
+        let out = messages("BEGIN; SELECT 'a;b'");
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(&out);
+        let mut tags = String::new();
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            tags.push(f.tag as char);
+        }
+        assert_eq!(tags, "CCPBECCCCPBECCS");
+    }
+}
