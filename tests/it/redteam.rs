@@ -320,17 +320,24 @@ async fn a_dry_run_never_moves_a_sequence() {
 }
 
 /// A counted statement parsed before the session switched to dry-run runs as a dry run
-/// after the switch, as a Query would: rolled back. The data is read directly on the server.
+/// after the switch, as a Query would (bound and executed at once, or bound in a block and
+/// executed after a Sync): rolled back. The data is read directly on the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_parsed_before_dry_run_runs_as_a_dry_run() {
     let proxy = proxy_for(TIGHT).await;
     let db = db();
+    // A change of mode stands alone, outside a transaction block, so a portal cannot outlive
+    // it; the statement does.
     let script = [
-        Send(q("BEGIN")),
-        Until(b'Z', 1),
-        Send([p("u", "UPDATE parent SET v = 5 WHERE id = 1"), b("pu", "u", &[]), sync()].concat()),
+        Send([p("u", "UPDATE parent SET v = 5 WHERE id = 1"), sync()].concat()),
         Until(b'Z', 1),
         Send(q("SET blastwall.mode = 'dry-run'")),
+        Until(b'Z', 1),
+        Send([b("pu", "u", &[]), e("pu", 0), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("BEGIN")),
+        Until(b'Z', 1),
+        Send([b("pu", "u", &[]), sync()].concat()),
         Until(b'Z', 1),
         Send([e("pu", 0), sync()].concat()),
         Until(b'Z', 1),
