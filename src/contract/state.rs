@@ -43,8 +43,19 @@ pub fn init_sql(schema: &str) -> String {
            relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, \
            touched pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(), \
            PRIMARY KEY (relid, kind)); \
-         COMMENT ON SCHEMA {s} IS 'blastwall: anomaly histories (runs) and row budgets over time (budget_spent, budget_lock); see README'; "
+         COMMENT ON SCHEMA {s} IS 'blastwall: anomaly histories (runs) and row budgets over time (budget_spent, budget_lock), see README'; "
     )
+}
+
+/// The script `blastwall init-state` prints: the DDL, then the grants, one statement a line.
+pub fn init_script(schema: &str, roles: &[String]) -> String {
+    let mut out = String::from("-- blastwall init-state: run as the database owner (for example | psql -d mydb)\n");
+    let all = init_sql(schema) + &roles.iter().map(|r| grant_sql(schema, r)).collect::<String>();
+    for st in all.split("; ").map(str::trim).filter(|s| !s.is_empty()) {
+        out.push_str(st.trim_end_matches(';'));
+        out.push_str(";\n");
+    }
+    out
 }
 
 /// The grants an application role needs on the state (for `blastwall init-state --grant`).

@@ -225,7 +225,8 @@ async fn point_deletes_stop_at_the_budget_across_two_connections() {
 #[tokio::test]
 async fn without_access_to_the_state_it_fails_closed() {
     let db = fresh_db("contract");
-    admin_sql(pg(), &db, &contract::state::init_sql("blastwall"));
+    // As a DBA would: `blastwall init-state | psql`, without grants first.
+    admin_sql(pg(), &db, &contract::state::init_script("blastwall", &[]));
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute("CREATE TABLE users (id int); INSERT INTO users SELECT generate_series(1, 5);").await.unwrap();
     let p = policy(
@@ -238,7 +239,7 @@ async fn without_access_to_the_state_it_fails_closed() {
     assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
     assert!(d.findings[0].why.contains("permission denied for schema blastwall"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 5);
-    admin_sql(pg(), &db, &contract::state::grant_sql("blastwall", "app"));
+    admin_sql(pg(), &db, &contract::state::init_script("blastwall", &["app".to_string()]));
     assert_eq!(rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap()[0][0].as_deref(), Some("true"));
     let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO).await;
     assert!(d.findings.is_empty(), "{d:?}");
@@ -362,4 +363,29 @@ async fn two_writers_racing_for_the_last_row_of_a_budget_cannot_both_win() {
     let refused = [&da, &dbb].iter().filter(|d| d.mode() == Some(Mode::Enforce)).count();
     assert_eq!(refused, 1, "{da:?} {dbb:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 10, "exactly 20 rows deleted");
+}
+
+/// README's explicit-id example: its policy, its table, its two inserts, as the README says.
+#[tokio::test]
+async fn the_readme_explicit_id_example_runs() {
+    const README: &str = include_str!("../../README.md");
+    let section = &README[README.find("### `explicit-id`").unwrap()..];
+    let block = |fence: &str| {
+        let start = section.find(fence).unwrap() + fence.len();
+        section[start..start + section[start..].find("```").unwrap()].to_string()
+    };
+    let p = policy(&block("```toml\n"));
+    let sql = block("```sql\n");
+    let db = fresh_db("contract");
+    let c = direct("app", APP_PW, &db).await;
+    let mut lines = sql.lines();
+    c.batch_execute(lines.next().unwrap()).await.unwrap();
+    let cols = minted_answer(&rows(&c, &minted_query("public", "accounts", None)).await.unwrap());
+    for line in lines {
+        let (stmt, comment) = line.split_once("--").unwrap();
+        let n = explicit_id_findings(&contract::inserts(stmt), &|_| Some(cols.clone()), stmt, who(), &p).findings.len();
+        assert_eq!(n, usize::from(comment.contains("refused: explicit-id")), "{line}");
+        // Offline, `blastwall check` sees the same where the column list shows it.
+        assert_eq!(contract::explicit_id_offline(stmt, who(), &p).findings.len(), n, "{line}");
+    }
 }
