@@ -9,20 +9,40 @@
 //!
 //! # The one call the pre-check makes (anomaly, budget)
 //!
-//! After the client's write ran inside blastwall's transaction or savepoint and its per-table
-//! counts were read, and before it is kept:
+//! After the client's write ran inside blastwall's transaction or savepoint, its per-table
+//! counts were read and the row limits allow it — that is, where the pre-check would now send
+//! its keep (`COMMIT` / `RELEASE SAVEPOINT`):
 //!
-//! 1. `let check = contract::prepare(&contract::Request { … })` — `None`: nothing to do.
-//! 2. Run `check.sql()` on the same backend, in the same transaction (one simple Query; its
-//!    rows are tagged, other rows may be ignored).
-//! 3. `let d = check.judge(&rows, error.as_deref())` and add `d.findings` to the row-limit
-//!    decision. Then as for any decision: `Enforce` → undo (ROLLBACK / ROLLBACK TO SAVEPOINT)
-//!    and refuse; `DryRun` → undo and report; `Warn` → keep and warn; none → keep.
-//!    An error of that SQL always judges `Enforce` (or `DryRun`): the transaction is aborted and
-//!    cannot be kept. Then `catalog.learn_state_ready(db, schema, check.judged_ready(error))`.
+//! 1. `contract::enabled(policy)` — false: nothing to do, ever (no state is created).
+//! 2. `let check = contract::prepare(&contract::Request { counts, target, verb, fingerprint,
+//!    statement, override_rows, who, policy, state_ready: catalog.state_ready(db, schema) })`
+//!    — `None`: no rule applies to what it changed; keep as before.
+//! 3. Send `format!("{}; {keep}", check.sql())` as one simple Query on the same backend (no
+//!    extra round trip: the keep rides behind it). The SQL raises an error of its own
+//!    ([`STOP`]) when the write must not be kept (an Enforce or DryRun finding), so the keep
+//!    behind it never runs. Rows not tagged [`TAG`] may be ignored.
+//! 4. `let d = check.judge(&answer.rows, answer.error)`; then
+//!    `catalog.learn_state_ready(db, check.schema(), check.judged_ready(error))`.
+//!    - `d.mode()` is Enforce → the transaction is aborted: send the undo (ROLLBACK, or
+//!      ROLLBACK TO SAVEPOINT + RELEASE) and refuse with `d` (render it as any decision).
+//!    - DryRun → send the undo and report as a dry run.
+//!    - otherwise the write is kept; `check.keep_failed(rows, error)` is the keep's own error
+//!      (a deferred constraint at COMMIT), to report as today; Warn findings become the
+//!      notice before the held results.
 //!
-//! Undoing the write undoes its recorded run and its spent budget with it: a write is kept
+//! (The SQL may also be sent alone, then keep or undo by `d` — the tests do both.) An error of
+//! the contract's SQL itself (state missing, no privileges, serialization failure) judges
+//! `contract-state`, Enforce (DryRun in a dry run): the transaction is aborted and cannot be
+//! kept. Undoing the write undoes its recorded run and spent budget with it: a write is kept
 //! if and only if its budget was taken and its run recorded.
+//!
+//! # explicit-id (no transaction needed)
+//!
+//! In the guard, with the statement's text: `contract::inserts(text)`; for each
+//! `explicit_id_tables(&inserts, policy)` ask the catalog `catalog::minted_query(schema, table,
+//! oid)` and `catalog.learn_minted(…)`; then `explicit_id_findings(&inserts, &|t|
+//! catalog.minted_of(db, &t.schema, &t.name), text, who, policy)` → findings to add to the
+//! static decision. `blastwall check`: `explicit_id_offline(text, who, policy)`.
 
 mod explicit_id;
 mod inserts;
@@ -32,7 +52,7 @@ mod verdict;
 
 pub use explicit_id::{explicit_id_findings, explicit_id_offline, explicit_id_tables, Minted};
 pub use inserts::{inserts, Insert, Supplied};
-pub use sql::TAG;
+pub use sql::{STOP, TAG};
 
 use crate::analyze::RelName;
 use crate::policy::{mode_for, Mode, Policy, SessionView, TablePolicy};
@@ -245,7 +265,7 @@ pub fn prepare(req: &Request<'_>) -> Option<Check> {
     if !req.state_ready && state.create {
         text.push_str(&state::init_sql(&state.schema));
     }
-    text.push_str(&sql::write_sql(&state.schema, req.fingerprint, &items));
+    text.push_str(&sql::write_sql(&state.schema, req.fingerprint, &items, req.override_rows));
     Some(Check {
         sql: text,
         items,

@@ -8,10 +8,17 @@
 
 use super::state::{ident, op};
 use super::{Item, Kind};
+use crate::policy::Mode;
 use crate::precheck::literal;
 
 /// The marker of the answer's rows.
 pub const TAG: &str = "blastwall_contract";
+
+/// The marker of the error the SQL raises itself when a write must not be kept (an Enforce or
+/// DryRun finding), so that a keep (COMMIT / RELEASE) sent behind it in the same Query never
+/// runs. The error's text carries the numbers of the item that stopped it:
+/// `… "blastwall-contract-stop <item> <spent> <runs> <median>"`.
+pub const STOP: &str = "blastwall-contract-stop";
 
 /// Two statements (one when no budget is spent): the lock, then the record-and-read.
 ///
@@ -21,7 +28,7 @@ pub const TAG: &str = "blastwall_contract";
 /// spend of the first once it committed. So two writes racing for the last rows cannot both
 /// see them free. (In REPEATABLE READ or SERIALIZABLE the waiting one fails with a
 /// serialization error instead — and is refused: it fails closed.)
-pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item]) -> String {
+pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows: Option<u64>) -> String {
     let s = ident(schema);
     let (eq, lt, gt, minus) = (op("="), op("<"), op(">"), op("-"));
     let mut out = String::new();
@@ -45,13 +52,22 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item]) -> String {
                 Some(b) => (b.limit.to_string(), b.window_secs.to_string()),
                 None => ("NULL".into(), "NULL".into()),
             };
-            let (fp, runs) = match i.anomaly {
-                Some(a) => (literal(fingerprint), a.runs.to_string()),
-                None => ("NULL".into(), "NULL".into()),
+            let (fp, runs, factor, min_runs, floor) = match i.anomaly {
+                Some(a) => (
+                    literal(fingerprint),
+                    a.runs.to_string(),
+                    a.factor.to_string(),
+                    a.min_runs.to_string(),
+                    a.floor.to_string(),
+                ),
+                None => ("NULL".into(), "NULL".into(), "NULL".into(), "NULL".into(), "NULL".into()),
             };
+            let stops = matches!(i.mode, Mode::Enforce | Mode::DryRun);
+            let over = override_rows.map_or("NULL".to_string(), |n| n.to_string());
             format!(
                 "({n}::pg_catalog.int4, {}, {}::pg_catalog.text, {}::pg_catalog.int8, {lim}::pg_catalog.int8, \
-                 {win}::pg_catalog.float8, {fp}::pg_catalog.text, {runs}::pg_catalog.int8)",
+                 {win}::pg_catalog.float8, {fp}::pg_catalog.text, {runs}::pg_catalog.int8, {stops}, \
+                 {factor}::pg_catalog.int8, {min_runs}::pg_catalog.int8, {floor}::pg_catalog.int8, {over}::pg_catalog.int8)",
                 i.relid,
                 literal(i.kind.key()),
                 i.rows
@@ -63,7 +79,7 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item]) -> String {
     // OPERATOR(…) has one precedence for all: the subtraction must be parenthesized.
     let window_start = format!("(pg_catalog.clock_timestamp(){minus}pg_catalog.make_interval(secs => i.win))");
     out.push_str(&format!(
-        "WITH item (i, relid, kind, n, lim, win, fp, runs) AS (VALUES {values}), \
+        "WITH item (i, relid, kind, n, lim, win, fp, runs, stops, factor, min_runs, floor, over) AS (VALUES {values}), \
          spend AS (INSERT INTO {s}.budget_spent (relid, kind, rows) \
            SELECT relid, kind, n FROM item WHERE lim IS NOT NULL AND relid IS NOT NULL AND n{gt}0), \
          expired AS (DELETE FROM {s}.budget_spent s USING item i \
@@ -73,18 +89,29 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item]) -> String {
          old AS (DELETE FROM {s}.runs r USING item i WHERE i.fp IS NOT NULL AND {same_run} \
            AND r.at{lt}(SELECT r2.at FROM {s}.runs r2 WHERE r2.relid{eq}i.relid AND r2.fingerprint{eq}i.fp \
              AND r2.kind{eq}i.kind ORDER BY r2.at DESC OFFSET i.runs LIMIT 1)) \
-         SELECT {tag}, i.i::pg_catalog.text, \
-           (SELECT pg_catalog.sum(s.rows) FROM {s}.budget_spent s \
-             WHERE i.lim IS NOT NULL AND {same_budget} AND s.at{gt}{window_start})::pg_catalog.text, \
-           h.runs::pg_catalog.text, h.median::pg_catalog.text, (i.relid IS NOT NULL)::pg_catalog.text \
-         FROM item i LEFT JOIN LATERAL (\
-           SELECT pg_catalog.count(*) AS runs, \
-             pg_catalog.percentile_disc(0.5::pg_catalog.float8) WITHIN GROUP (ORDER BY r.rows) AS median \
-           FROM (SELECT r.rows FROM {s}.runs r WHERE i.fp IS NOT NULL AND {same_run} \
-             ORDER BY r.at DESC LIMIT i.runs) r) h ON true \
-         ORDER BY i.i",
+         SELECT {tag}, x.i::pg_catalog.text, x.spent::pg_catalog.text, x.kept::pg_catalog.text, \
+           x.median::pg_catalog.text, \
+           CASE WHEN x.stops AND (\
+             (x.lim IS NOT NULL AND (x.spent{plus}x.n){gt}x.lim) \
+             OR (x.fp IS NOT NULL AND x.kept{ge}x.min_runs AND x.n{gt}x.floor \
+               AND x.n{gt}(x.factor{times}coalesce(x.median, 0)) AND NOT coalesce(x.n{le}x.over, false))) \
+           THEN pg_catalog.int4in(pg_catalog.concat({stop}, ' ', x.i, ' ', x.spent, ' ', x.kept, ' ', \
+             coalesce(x.median, 0))::pg_catalog.cstring)::pg_catalog.text END \
+         FROM (SELECT i.*, h.kept, h.median, coalesce((SELECT pg_catalog.sum(s.rows) FROM {s}.budget_spent s \
+             WHERE i.lim IS NOT NULL AND {same_budget} AND s.at{gt}{window_start}), 0)::pg_catalog.int8 AS spent \
+           FROM item i LEFT JOIN LATERAL (\
+             SELECT pg_catalog.count(*) AS kept, \
+               pg_catalog.percentile_disc(0.5::pg_catalog.float8) WITHIN GROUP (ORDER BY r.rows) AS median \
+             FROM (SELECT r.rows FROM {s}.runs r WHERE i.fp IS NOT NULL AND {same_run} \
+               ORDER BY r.at DESC LIMIT i.runs) r) h ON true) x \
+         ORDER BY x.i",
         values = values.join(", "),
         tag = literal(TAG),
+        stop = literal(STOP),
+        plus = op("+"),
+        ge = op(">="),
+        le = op("<="),
+        times = op("*"),
     ));
     out
 }

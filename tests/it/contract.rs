@@ -56,6 +56,7 @@ async fn write(
     (p, cat, db): (&Policy, &Catalog, &str),
     override_rows: Option<u64>,
     pause: Duration,
+    how: How,
 ) -> Decision {
     c.batch_execute("BEGIN").await.unwrap();
     let before = counters(c).await;
@@ -86,6 +87,24 @@ async fn write(
         c.batch_execute("COMMIT").await.unwrap();
         return Decision::default();
     };
+    if how == How::WithKeep {
+        // The keep sent behind the contract's SQL, in the same Query: kept unless it stops it.
+        let answer = rows(c, &format!("{}; COMMIT", check.sql())).await;
+        let (r, err) = match &answer {
+            Ok(r) => (r.clone(), None),
+            Err(e) => (Vec::new(), Some(e.as_str())),
+        };
+        let d = check.judge(&r, err);
+        cat.learn_state_ready(db, check.schema(), check.judged_ready(err));
+        assert_eq!(check.keep_failed(&r, err), None);
+        if matches!(d.mode(), Some(Mode::Enforce | Mode::DryRun)) {
+            assert!(err.is_some(), "a stop aborts the transaction: {d:?}");
+            c.batch_execute("ROLLBACK").await.unwrap();
+        } else {
+            assert!(err.is_none(), "{err:?}");
+        }
+        return d;
+    }
     let answer = rows(c, check.sql()).await;
     let (r, err) = match &answer {
         Ok(r) => (r.clone(), None),
@@ -97,6 +116,14 @@ async fn write(
     let keep = !matches!(d.mode(), Some(Mode::Enforce | Mode::DryRun));
     c.batch_execute(if keep { "COMMIT" } else { "ROLLBACK" }).await.unwrap();
     d
+}
+
+/// How the pre-check sends the contract's SQL: alone (then COMMIT or ROLLBACK by the verdict),
+/// or with the keep behind it in one Query (no extra round trip when the write is kept).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum How {
+    Alone,
+    WithKeep,
 }
 
 async fn count(db: &str, sql: &str) -> i64 {
@@ -120,15 +147,16 @@ async fn nightly_db() -> (String, Client) {
 
 #[tokio::test]
 async fn history_builds_then_an_anomaly_is_refused_and_survives_a_restart() {
+    const HOW: How = How::WithKeep;
     let (db, c) = nightly_db().await;
     let p = policy(NIGHTLY);
     let cat = Catalog::default();
     // A cleanup that found nothing is history too.
-    let d = write(&c, "DELETE FROM users WHERE night = 0", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE night = 0", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     for night in 1..=5 {
         let sql = format!("DELETE FROM users WHERE night = {night}");
-        let d = write(&c, &sql, "users", (&p, &cat, &db), None, Duration::ZERO).await;
+        let d = write(&c, &sql, "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
         assert!(d.findings.is_empty(), "night {night}: {d:?}");
     }
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 900);
@@ -136,7 +164,7 @@ async fn history_builds_then_an_anomaly_is_refused_and_survives_a_restart() {
     drop(c);
     let c = direct("app", APP_PW, &db).await;
     let cat = Catalog::default();
-    let d = write(&c, "DELETE FROM users WHERE night = 6", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE night = 6", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!(d.mode(), Some(Mode::Enforce), "{d:?}");
     let f = &d.findings[0];
     assert_eq!(f.rule, "anomaly");
@@ -147,20 +175,24 @@ async fn history_builds_then_an_anomaly_is_refused_and_survives_a_restart() {
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 900, "refused, so rolled back");
     // In warn mode it is kept, with the finding.
     let warn = policy(&format!("[defaults]\nmode = \"warn\"\n{NIGHTLY}"));
-    let d = write(&c, "DELETE FROM users WHERE night = 6", "users", (&warn, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM users WHERE night = 6", "users", (&warn, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!((d.findings[0].rule, d.mode()), ("anomaly", Some(Mode::Warn)));
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0, "kept in warn mode");
     // An override with its expected count waives it; one that expects fewer does not.
     c.batch_execute("INSERT INTO users (night) SELECT 7 FROM generate_series(1, 900)").await.unwrap();
-    let d = write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(899), Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(899), Duration::ZERO, HOW).await;
     assert_eq!(d.findings[0].rule, "anomaly", "{d:?}");
-    let d = write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(900), Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(900), Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0);
 }
 
 #[tokio::test]
 async fn cascades_are_history_of_their_own_table() {
+    const HOW: How = How::Alone;
     let db = fresh_db("contract");
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute(
@@ -175,11 +207,19 @@ async fn cascades_are_history_of_their_own_table() {
     let p = policy("[defaults]\nanomaly = true\nanomaly_min_runs = 5\n");
     let cat = Catalog::default();
     for n in 1..=6 {
-        let d = write(&c, &format!("DELETE FROM users WHERE id = {n}"), "users", (&p, &cat, &db), None, Duration::ZERO)
-            .await;
+        let d = write(
+            &c,
+            &format!("DELETE FROM users WHERE id = {n}"),
+            "users",
+            (&p, &cat, &db),
+            None,
+            Duration::ZERO,
+            HOW,
+        )
+        .await;
         assert!(d.findings.is_empty(), "{d:?}");
     }
-    let d = write(&c, "DELETE FROM users WHERE id = 7", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id = 7", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!(d.findings.len(), 1, "{d:?}");
     assert!(d.findings[0].why.starts_with("deleted 500 rows of public.sessions"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 500);
@@ -187,6 +227,7 @@ async fn cascades_are_history_of_their_own_table() {
 
 #[tokio::test]
 async fn point_deletes_stop_at_the_budget_across_two_connections() {
+    const HOW: How = How::WithKeep;
     let db = fresh_db("contract");
     let setup = direct("app", APP_PW, &db).await;
     setup
@@ -202,7 +243,7 @@ async fn point_deletes_stop_at_the_budget_across_two_connections() {
             let mut refused = 0;
             for id in (1..=50).filter(|i| i % 2 == parity) {
                 let sql = format!("DELETE FROM users WHERE id = {id}");
-                let d = write(&c, &sql, "users", (&p, cat, &db), None, Duration::from_millis(3)).await;
+                let d = write(&c, &sql, "users", (&p, cat, &db), None, Duration::from_millis(3), HOW).await;
                 if d.mode() == Some(Mode::Enforce) {
                     assert_eq!(d.findings[0].rule, "budget", "{d:?}");
                     refused += 1;
@@ -217,13 +258,14 @@ async fn point_deletes_stop_at_the_budget_across_two_connections() {
     assert_eq!(count(&db, "SELECT sum(rows)::int8 FROM blastwall.budget_spent").await, 20);
     // The message says what is left.
     let c = direct("app", APP_PW, &db).await;
-    let d = write(&c, "DELETE FROM users WHERE id > 45", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id > 45", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings[0].why.contains("20 already deleted in the last 1h (0 left)"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 30);
 }
 
 #[tokio::test]
 async fn without_access_to_the_state_it_fails_closed() {
+    const HOW: How = How::Alone;
     let db = fresh_db("contract");
     // As a DBA would: `blastwall init-state | psql`, without grants first.
     admin_sql(pg(), &db, &contract::state::init_script("blastwall", &[]));
@@ -235,19 +277,20 @@ async fn without_access_to_the_state_it_fails_closed() {
     let probe = rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap();
     assert_eq!(probe[0][0].as_deref(), Some("no USAGE on schema blastwall"));
     let cat = Catalog::default();
-    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
     assert!(d.findings[0].why.contains("permission denied for schema blastwall"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 5);
     admin_sql(pg(), &db, &contract::state::init_script("blastwall", &["app".to_string()]));
     assert_eq!(rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap()[0][0].as_deref(), Some("true"));
-    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 4);
 }
 
 #[tokio::test]
 async fn the_session_search_path_cannot_change_the_contract_sql() {
+    const HOW: How = How::WithKeep;
     let db = fresh_db("contract");
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute(
@@ -270,13 +313,15 @@ async fn the_session_search_path_cannot_change_the_contract_sql() {
          [[table]]\nname = \"b\"\nbudget_delete_rows = 5\nbudget_window = \"1h\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\n",
     );
     let cat = Catalog::default();
-    let d = write(&c, "DELETE FROM a WHERE id <= 5", "a", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM a WHERE id <= 5", "a", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     // With the client's operators and functions first, b's budget is still b's alone.
     c.batch_execute("SET search_path = evil, pg_catalog, public").await.unwrap();
-    let d = write(&c, "DELETE FROM public.b WHERE id = 1", "public.b", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM public.b WHERE id = 1", "public.b", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "b's budget must not see a's spend: {d:?}");
-    let d = write(&c, "DELETE FROM public.b WHERE id > 5", "public.b", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM public.b WHERE id > 5", "public.b", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!(d.findings.len(), 1, "1 + 5 rows is over b's 5: {d:?}");
     // The catalog question reads the same.
     let cols = minted_answer(&rows(&c, &minted_query("public", "b", None)).await.unwrap());
@@ -342,6 +387,7 @@ async fn explicit_ids_into_minted_columns_are_found() {
 
 #[tokio::test]
 async fn two_writers_racing_for_the_last_row_of_a_budget_cannot_both_win() {
+    const HOW: How = How::Alone;
     let db = fresh_db("contract");
     let setup = direct("app", APP_PW, &db).await;
     setup
@@ -350,15 +396,16 @@ async fn two_writers_racing_for_the_last_row_of_a_budget_cannot_both_win() {
         .unwrap();
     let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 20\nbudget_window = \"1h\"\n");
     let cat = Catalog::default();
-    let d = write(&setup, "DELETE FROM users WHERE id <= 19", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&setup, "DELETE FROM users WHERE id <= 19", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     // Both hold their transaction open after their verdict, as the pre-check's round trip does:
     // without the budget's row lock, each would see one row left and keep its delete.
     let (a, b) = (direct("app", APP_PW, &db).await, direct("app", APP_PW, &db).await);
     let pause = Duration::from_millis(300);
     let (da, dbb) = tokio::join!(
-        write(&a, "DELETE FROM users WHERE id = 20", "users", (&p, &cat, &db), None, pause),
-        write(&b, "DELETE FROM users WHERE id = 21", "users", (&p, &cat, &db), None, pause),
+        write(&a, "DELETE FROM users WHERE id = 20", "users", (&p, &cat, &db), None, pause, HOW),
+        write(&b, "DELETE FROM users WHERE id = 21", "users", (&p, &cat, &db), None, pause, HOW),
     );
     let refused = [&da, &dbb].iter().filter(|d| d.mode() == Some(Mode::Enforce)).count();
     assert_eq!(refused, 1, "{da:?} {dbb:?}");
