@@ -27,7 +27,8 @@ pub const STOP: &str = "blastwall-contract-stop";
 /// waits there, and, in READ COMMITTED, its next statement takes a new snapshot that sees the
 /// spend of the first once it committed. So two writes racing for the last rows cannot both
 /// see them free. (In REPEATABLE READ or SERIALIZABLE the waiting one fails with a
-/// serialization error instead — and is refused: it fails closed.)
+/// serialization error instead — and is refused: it fails closed.) Locks are taken in OID
+/// order, so that two writes locking the same budgets cannot deadlock each other.
 pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows: Option<u64>) -> String {
     let s = ident(schema);
     let (eq, lt, gt, minus) = (op("="), op("<"), op(">"), op("-"));
@@ -39,7 +40,8 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
         .collect();
     if !locks.is_empty() {
         out.push_str(&format!(
-            "INSERT INTO {s}.budget_lock AS l (relid, kind) VALUES {} \
+            "INSERT INTO {s}.budget_lock AS l (relid, kind) \
+             SELECT v.relid, v.kind FROM (VALUES {}) v (relid, kind) WHERE v.relid IS NOT NULL ORDER BY v.relid \
              ON CONFLICT (relid, kind) DO UPDATE SET touched = pg_catalog.clock_timestamp(); ",
             locks.join(", ")
         ));
@@ -92,7 +94,8 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
          SELECT {tag}, x.i::pg_catalog.text, x.spent::pg_catalog.text, x.kept::pg_catalog.text, \
            x.median::pg_catalog.text, \
            CASE WHEN x.stops AND (\
-             (x.lim IS NOT NULL AND (x.spent{plus}x.n){gt}x.lim) \
+             (x.relid IS NULL AND x.n{gt}0) \
+             OR (x.lim IS NOT NULL AND (x.spent{plus}x.n){gt}x.lim) \
              OR (x.fp IS NOT NULL AND x.kept{ge}x.min_runs AND x.n{gt}x.floor \
                AND x.n{gt}(x.factor{times}coalesce(x.median, 0)) AND NOT coalesce(x.n{le}x.over, false))) \
            THEN pg_catalog.int4in(pg_catalog.concat({stop}, ' ', x.i, ' ', x.spent, ' ', x.kept, ' ', \

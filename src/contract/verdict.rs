@@ -116,8 +116,15 @@ impl Check {
                 if d.findings.iter().any(|f| matches!(f.mode, Mode::Enforce | Mode::DryRun)) {
                     return d;
                 }
+                // Stopped for no rule: the table was not found by its name (renamed since
+                // the counts named it), so its history and budget cannot be kept.
+                let why = format!(
+                    "blastwall cannot find {} by its name to record its anomaly history and budget",
+                    item.table
+                );
+                let mode = if item.mode == Mode::DryRun { Mode::DryRun } else { Mode::Enforce };
+                return Decision { findings: vec![finding(item, "contract-state", mode, why, HINT_STATE)] };
             }
-            d.findings.clear();
         }
         let answer = self.answer(rows);
         if answer.len() != self.items.len() {

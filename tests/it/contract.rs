@@ -436,3 +436,31 @@ async fn the_readme_explicit_id_example_runs() {
         assert_eq!(contract::explicit_id_offline(stmt, who(), &p).findings.len(), n, "{line}");
     }
 }
+
+/// A table the counts name but the server no longer finds by that name (renamed meanwhile, and
+/// no OID given): its budget cannot be taken, so the write is not kept.
+#[tokio::test]
+async fn a_budgeted_table_not_found_by_its_name_fails_closed() {
+    let db = fresh_db("contract");
+    let c = direct("app", APP_PW, &db).await;
+    let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 20\nbudget_window = \"1h\"\n");
+    let counts = [Counted { schema: "public".into(), name: "users".into(), oid: None, deleted: 1, updated: 0 }];
+    let req = Request {
+        counts: &counts,
+        target: None,
+        verb: "DELETE",
+        fingerprint: "f",
+        statement: "DELETE FROM users WHERE id = 1",
+        override_rows: None,
+        who: who(),
+        policy: &p,
+        state_ready: false,
+    };
+    let check = contract::prepare(&req).unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let err = rows(&c, &format!("{}; COMMIT", check.sql())).await.unwrap_err();
+    let d = check.judge(&[], Some(&err));
+    assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
+    assert!(d.findings[0].why.contains("cannot find public.users by its name"), "{d:?}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
