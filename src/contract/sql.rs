@@ -50,9 +50,9 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
         .iter()
         .enumerate()
         .map(|(n, i)| {
-            let (lim, win) = match i.budget {
-                Some(b) => (b.limit.to_string(), b.window_secs.to_string()),
-                None => ("NULL".into(), "NULL".into()),
+            let (lim, win, bw) = match i.budget {
+                Some(b) => (b.limit.to_string(), b.window_secs.to_string(), (b.window_secs / 120).max(1).to_string()),
+                None => ("NULL".into(), "NULL".into(), "NULL".into()),
             };
             let (fp, runs, factor, min_runs, floor) = match i.anomaly {
                 Some(a) => (
@@ -68,7 +68,7 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
             let over = override_rows.map_or("NULL".to_string(), |n| n.to_string());
             format!(
                 "({n}::pg_catalog.int4, {}, {}::pg_catalog.text, {}::pg_catalog.int8, {lim}::pg_catalog.int8, \
-                 {win}::pg_catalog.float8, {fp}::pg_catalog.text, {runs}::pg_catalog.int8, {stops}, \
+                 {win}::pg_catalog.float8, {bw}::pg_catalog.float8, {fp}::pg_catalog.text, {runs}::pg_catalog.int8, {stops}, \
                  {factor}::pg_catalog.int8, {min_runs}::pg_catalog.int8, {floor}::pg_catalog.int8, {over}::pg_catalog.int8)",
                 i.relid,
                 literal(i.kind.key()),
@@ -79,13 +79,24 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
     let same_budget = format!("s.relid{eq}i.relid AND s.kind{eq}i.kind");
     let same_run = format!("r.relid{eq}i.relid AND r.fingerprint{eq}i.fp AND r.kind{eq}i.kind");
     // OPERATOR(…) has one precedence for all: the subtraction must be parenthesized.
-    let window_start = format!("(pg_catalog.clock_timestamp(){minus}pg_catalog.make_interval(secs => i.win))");
+    // Spends are kept in buckets of 1/120 of the window (at least a second), so a check sums
+    // at most ~121 rows; a bucket counts until all of it has left the window (never less).
+    let window_start = format!(
+        "(pg_catalog.statement_timestamp(){minus}pg_catalog.make_interval(secs => i.win{plus}i.bw))",
+        plus = op("+")
+    );
+    let bucket = format!(
+        "pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()){div}bw){times}bw)",
+        div = op("/"),
+        times = op("*")
+    );
     out.push_str(&format!(
-        "WITH item (i, relid, kind, n, lim, win, fp, runs, stops, factor, min_runs, floor, over) AS (VALUES {values}), \
-         spend AS (INSERT INTO {s}.budget_spent (relid, kind, rows) \
-           SELECT relid, kind, n FROM item WHERE lim IS NOT NULL AND relid IS NOT NULL AND n{gt}0), \
+        "WITH item (i, relid, kind, n, lim, win, bw, fp, runs, stops, factor, min_runs, floor, over) AS (VALUES {values}), \
+         spend AS (INSERT INTO {s}.budget_spent AS b (relid, kind, bucket, rows) \
+           SELECT relid, kind, {bucket}, n FROM item WHERE lim IS NOT NULL AND relid IS NOT NULL AND n{gt}0 \
+           ON CONFLICT (relid, kind, bucket) DO UPDATE SET rows = b.rows{plus}excluded.rows), \
          expired AS (DELETE FROM {s}.budget_spent s USING item i \
-           WHERE i.lim IS NOT NULL AND {same_budget} AND s.at{lt}{window_start}), \
+           WHERE i.lim IS NOT NULL AND {same_budget} AND s.bucket{lt}{window_start}), \
          run AS (INSERT INTO {s}.runs (relid, fingerprint, kind, rows) \
            SELECT relid, fp, kind, n FROM item WHERE fp IS NOT NULL AND relid IS NOT NULL), \
          old AS (DELETE FROM {s}.runs r USING item i WHERE i.fp IS NOT NULL AND {same_run} \
@@ -101,7 +112,7 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
            THEN pg_catalog.int4in(pg_catalog.concat({stop}, ' ', x.i, ' ', x.spent, ' ', x.kept, ' ', \
              coalesce(x.median, 0))::pg_catalog.cstring)::pg_catalog.text END \
          FROM (SELECT i.*, h.kept, h.median, coalesce((SELECT pg_catalog.sum(s.rows) FROM {s}.budget_spent s \
-             WHERE i.lim IS NOT NULL AND {same_budget} AND s.at{gt}{window_start}), 0)::pg_catalog.int8 AS spent \
+             WHERE i.lim IS NOT NULL AND {same_budget} AND s.bucket{gt}{window_start}), 0)::pg_catalog.int8 AS spent \
            FROM item i LEFT JOIN LATERAL (\
              SELECT pg_catalog.count(*) AS kept, \
                pg_catalog.percentile_disc(0.5::pg_catalog.float8) WITHIN GROUP (ORDER BY r.rows) AS median \

@@ -36,9 +36,9 @@ pub fn init_sql(schema: &str) -> String {
            at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()); \
          CREATE INDEX IF NOT EXISTS runs_by_statement ON {s}.runs (relid, fingerprint, kind, at); \
          CREATE TABLE IF NOT EXISTS {s}.budget_spent (\
-           relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, rows pg_catalog.int8 NOT NULL, \
-           at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()); \
-         CREATE INDEX IF NOT EXISTS budget_spent_by_table ON {s}.budget_spent (relid, kind, at); \
+           relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, \
+           bucket pg_catalog.timestamptz NOT NULL, rows pg_catalog.int8 NOT NULL, \
+           PRIMARY KEY (relid, kind, bucket)); \
          CREATE TABLE IF NOT EXISTS {s}.budget_lock (\
            relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, \
            touched pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(), \

@@ -464,3 +464,61 @@ async fn a_budgeted_table_not_found_by_its_name_fails_closed() {
     assert!(d.findings[0].why.contains("cannot find public.users by its name"), "{d:?}");
     c.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// What the contract costs a kept write, riding behind its keep: 2,000 point deletes with and
+/// without it (budget and anomaly on), the same two round trips each. Run by hand:
+/// `cargo test --release --test it contract::cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn cost() {
+    let db = fresh_db("contract");
+    let c = direct("app", APP_PW, &db).await;
+    c.batch_execute("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 4000);")
+        .await
+        .unwrap();
+    let p =
+        policy("[[table]]\nname = \"users\"\nanomaly = true\nbudget_delete_rows = 100000\nbudget_window = \"1h\"\n");
+    let counts =
+        |oid| [Counted { schema: "public".into(), name: "users".into(), oid: Some(oid), deleted: 1, updated: 0 }];
+    let oid: i64 = c.query_one("SELECT 'users'::regclass::oid::int8", &[]).await.unwrap().get(0);
+    let counts = counts(oid as u32);
+    let fp = contract::fingerprint("DELETE FROM users WHERE id = 1");
+    let req = Request {
+        counts: &counts,
+        target: None,
+        verb: "DELETE",
+        fingerprint: &fp,
+        statement: "DELETE FROM users WHERE id = 1",
+        override_rows: None,
+        who: who(),
+        policy: &p,
+        state_ready: false,
+    };
+    // Create the state first.
+    c.batch_execute(&format!("BEGIN; {}; COMMIT", contract::prepare(&req).unwrap().sql())).await.unwrap();
+    let ready = Request { state_ready: true, ..req };
+    let check = contract::prepare(&ready).unwrap();
+    let n = 2000;
+    let mut times = Vec::new();
+    for (label, with) in [("without", false), ("with", true), ("without", false), ("with", true)] {
+        let start = std::time::Instant::now();
+        for i in 0..n / 2 {
+            let id = if with { 2001 + i } else { 1 + i } + if times.len() >= 2 { n / 2 } else { 0 };
+            c.batch_execute(&format!("BEGIN; DELETE FROM users WHERE id = {id}")).await.unwrap();
+            let keep = if with { format!("{}; COMMIT", check.sql()) } else { "COMMIT".to_string() };
+            c.batch_execute(&keep).await.unwrap();
+        }
+        let per = start.elapsed().as_secs_f64() * 1e6 / (n / 2) as f64;
+        println!("{label} the contract: {per:.0} µs per counted write");
+        times.push(per);
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0);
+    if std::env::var("CONTRACT_EXPLAIN").is_ok() {
+        let main = &check.sql()[check.sql().find("WITH item").unwrap()..];
+        c.batch_execute("BEGIN").await.unwrap();
+        for r in rows(&c, &format!("EXPLAIN (ANALYZE, BUFFERS) {main}")).await.unwrap() {
+            println!("{}", r[0].as_deref().unwrap_or(""));
+        }
+        c.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
