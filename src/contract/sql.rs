@@ -81,27 +81,61 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
     // OPERATOR(…) has one precedence for all: the subtraction must be parenthesized.
     // Spends are kept in buckets of 1/120 of the window (at least a second), so a check sums
     // at most ~121 rows; a bucket counts until all of it has left the window (never less).
-    let window_start = format!(
-        "(pg_catalog.statement_timestamp(){minus}pg_catalog.make_interval(secs => i.win{plus}i.bw))",
-        plus = op("+")
-    );
+    let window_start =
+        format!("(pg_catalog.statement_timestamp(){minus}pg_catalog.make_interval(secs => i.win{}i.bw))", op("+"));
     let bucket = format!(
         "pg_catalog.to_timestamp(pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()){div}bw){times}bw)",
         div = op("/"),
         times = op("*")
     );
+    let (plus, ge, le, times) = (op("+"), op(">="), op("<="), op("*"));
+    let budgets = items.iter().any(|i| i.budget.is_some());
+    let anomalies = items.iter().any(|i| i.anomaly.is_some());
+    // Only the parts some item needs: less to plan.
+    let mut ctes = vec![format!(
+        "item (i, relid, kind, n, lim, win, bw, fp, runs, stops, factor, min_runs, floor, over) AS (VALUES {})",
+        values.join(", ")
+    )];
+    let (mut spent, mut history, mut lateral) = (
+        "0::pg_catalog.int8 AS spent".to_string(),
+        "NULL::pg_catalog.int8 AS kept, NULL::pg_catalog.int8 AS median".to_string(),
+        String::new(),
+    );
+    if budgets {
+        ctes.push(format!(
+            "spend AS (INSERT INTO {s}.budget_spent AS b (relid, kind, bucket, rows) \
+             SELECT relid, kind, {bucket}, n FROM item WHERE lim IS NOT NULL AND relid IS NOT NULL AND n{gt}0 \
+             ON CONFLICT (relid, kind, bucket) DO UPDATE SET rows = b.rows{plus}excluded.rows)"
+        ));
+        ctes.push(format!(
+            "expired AS (DELETE FROM {s}.budget_spent s USING item i \
+             WHERE i.lim IS NOT NULL AND {same_budget} AND s.bucket{lt}{window_start})"
+        ));
+        spent = format!(
+            "coalesce((SELECT pg_catalog.sum(s.rows) FROM {s}.budget_spent s \
+             WHERE i.lim IS NOT NULL AND {same_budget} AND s.bucket{gt}{window_start}), 0)::pg_catalog.int8 AS spent"
+        );
+    }
+    if anomalies {
+        ctes.push(format!(
+            "run AS (INSERT INTO {s}.runs (relid, fingerprint, kind, rows) \
+             SELECT relid, fp, kind, n FROM item WHERE fp IS NOT NULL AND relid IS NOT NULL)"
+        ));
+        ctes.push(format!(
+            "old AS (DELETE FROM {s}.runs r USING item i WHERE i.fp IS NOT NULL AND {same_run} \
+             AND r.at{lt}(SELECT r2.at FROM {s}.runs r2 WHERE r2.relid{eq}i.relid AND r2.fingerprint{eq}i.fp \
+               AND r2.kind{eq}i.kind ORDER BY r2.at DESC OFFSET i.runs LIMIT 1))"
+        ));
+        history = "h.kept, h.median".into();
+        lateral = format!(
+            "LEFT JOIN LATERAL (SELECT pg_catalog.count(*) AS kept, \
+               pg_catalog.percentile_disc(0.5::pg_catalog.float8) WITHIN GROUP (ORDER BY r.rows) AS median \
+             FROM (SELECT r.rows FROM {s}.runs r WHERE i.fp IS NOT NULL AND {same_run} \
+               ORDER BY r.at DESC LIMIT i.runs) r) h ON true"
+        );
+    }
     out.push_str(&format!(
-        "WITH item (i, relid, kind, n, lim, win, bw, fp, runs, stops, factor, min_runs, floor, over) AS (VALUES {values}), \
-         spend AS (INSERT INTO {s}.budget_spent AS b (relid, kind, bucket, rows) \
-           SELECT relid, kind, {bucket}, n FROM item WHERE lim IS NOT NULL AND relid IS NOT NULL AND n{gt}0 \
-           ON CONFLICT (relid, kind, bucket) DO UPDATE SET rows = b.rows{plus}excluded.rows), \
-         expired AS (DELETE FROM {s}.budget_spent s USING item i \
-           WHERE i.lim IS NOT NULL AND {same_budget} AND s.bucket{lt}{window_start}), \
-         run AS (INSERT INTO {s}.runs (relid, fingerprint, kind, rows) \
-           SELECT relid, fp, kind, n FROM item WHERE fp IS NOT NULL AND relid IS NOT NULL), \
-         old AS (DELETE FROM {s}.runs r USING item i WHERE i.fp IS NOT NULL AND {same_run} \
-           AND r.at{lt}(SELECT r2.at FROM {s}.runs r2 WHERE r2.relid{eq}i.relid AND r2.fingerprint{eq}i.fp \
-             AND r2.kind{eq}i.kind ORDER BY r2.at DESC OFFSET i.runs LIMIT 1)) \
+        "WITH {ctes} \
          SELECT {tag}, x.i::pg_catalog.text, x.spent::pg_catalog.text, x.kept::pg_catalog.text, \
            x.median::pg_catalog.text, \
            CASE WHEN x.stops AND (\
@@ -109,23 +143,13 @@ pub fn write_sql(schema: &str, fingerprint: &str, items: &[Item], override_rows:
              OR (x.lim IS NOT NULL AND (x.spent{plus}x.n){gt}x.lim) \
              OR (x.fp IS NOT NULL AND x.kept{ge}x.min_runs AND x.n{gt}x.floor \
                AND x.n{gt}(x.factor{times}coalesce(x.median, 0)) AND NOT coalesce(x.n{le}x.over, false))) \
-           THEN pg_catalog.int4in(pg_catalog.concat({stop}, ' ', x.i, ' ', x.spent, ' ', x.kept, ' ', \
+           THEN pg_catalog.int4in(pg_catalog.concat({stop}, ' ', x.i, ' ', x.spent, ' ', coalesce(x.kept, 0), ' ', \
              coalesce(x.median, 0))::pg_catalog.cstring)::pg_catalog.text END \
-         FROM (SELECT i.*, h.kept, h.median, coalesce((SELECT pg_catalog.sum(s.rows) FROM {s}.budget_spent s \
-             WHERE i.lim IS NOT NULL AND {same_budget} AND s.bucket{gt}{window_start}), 0)::pg_catalog.int8 AS spent \
-           FROM item i LEFT JOIN LATERAL (\
-             SELECT pg_catalog.count(*) AS kept, \
-               pg_catalog.percentile_disc(0.5::pg_catalog.float8) WITHIN GROUP (ORDER BY r.rows) AS median \
-             FROM (SELECT r.rows FROM {s}.runs r WHERE i.fp IS NOT NULL AND {same_run} \
-               ORDER BY r.at DESC LIMIT i.runs) r) h ON true) x \
+         FROM (SELECT i.*, {history}, {spent} FROM item i {lateral}) x \
          ORDER BY x.i",
-        values = values.join(", "),
+        ctes = ctes.join(", "),
         tag = literal(TAG),
         stop = literal(STOP),
-        plus = op("+"),
-        ge = op(">="),
-        le = op("<="),
-        times = op("*"),
     ));
     out
 }
