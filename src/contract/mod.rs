@@ -21,14 +21,23 @@
 //!    extra round trip: the keep rides behind it). The SQL raises an error of its own
 //!    ([`STOP`]) when the write must not be kept (an Enforce or DryRun finding), so the keep
 //!    behind it never runs. Rows not tagged [`TAG`] may be ignored.
-//! 4. `let d = check.judge(&answer.rows, answer.error)`; then
-//!    `catalog.learn_state_ready(db, check.schema(), check.judged_ready(error))`.
+//! 4. `let d = check.judge(&answer.rows, answer.error.map(|e| e.message))`; then
+//!    `catalog.learn_state_ready(db, check.schema(), check.judged_ready(error) && opened)` —
+//!    `opened`: the transaction was blastwall's own (the session was idle) and is kept: state
+//!    created inside a client's block is only there once the client commits, so until then
+//!    every counted write carries the (idempotent) DDL again.
 //!    - `d.mode()` is Enforce → the transaction is aborted: send the undo (ROLLBACK, or
 //!      ROLLBACK TO SAVEPOINT + RELEASE) and refuse with `d` (render it as any decision).
 //!    - DryRun → send the undo and report as a dry run.
 //!    - otherwise the write is kept; `check.keep_failed(rows, error)` is the keep's own error
 //!      (a deferred constraint at COMMIT), to report as today; Warn findings become the
 //!      notice before the held results.
+//!
+//! `Counted::from(&TableCount)` leaves `oid` empty (the table is then found by its name); fill
+//! it from `catalog.oid_of(…)` or the counters' relid where known, so that a table renamed
+//! since keeps its history and budget. At startup (or a session's first write to a database),
+//! `state::probe_sql(schema)` says in one row whether the role can use the state (`true` or
+//! the reason), for a log line naming the tables that will fail closed.
 //!
 //! (The SQL may also be sent alone, then keep or undo by `d` — the tests do both.) An error of
 //! the contract's SQL itself (state missing, no privileges, serialization failure) judges
@@ -274,4 +283,66 @@ pub fn prepare(req: &Request<'_>) -> Option<Check> {
         override_rows: req.override_rows,
         schema: state.schema.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn policy(text: &str) -> Policy {
+        crate::policy::file::compile(&[(Path::new("p.toml"), text)]).unwrap()
+    }
+
+    fn request<'a>(p: &'a Policy, counts: &'a [Counted], target: Option<&'a RelName>) -> Request<'a> {
+        Request {
+            counts,
+            target,
+            verb: "DELETE",
+            fingerprint: "f",
+            statement: "DELETE FROM users WHERE night = 1",
+            override_rows: None,
+            who: SessionView {
+                user: "app",
+                application_name: "",
+                session_mode: None,
+                columns: None,
+                sequence_owners: None,
+            },
+            policy: p,
+            state_ready: true,
+        }
+    }
+
+    fn counted(schema: &str, name: &str, deleted: u64) -> Counted {
+        Counted { schema: schema.into(), name: name.into(), oid: Some(42), deleted, updated: 0 }
+    }
+
+    #[test]
+    fn what_the_rules_apply_to() {
+        let p = policy("[defaults]\nanomaly = true\n[[table]]\nname = \"logs\"\nanomaly = false\n");
+        assert!(enabled(&p));
+        // The contract's own tables and tables that opt out are not judged.
+        let c = [counted("blastwall", "runs", 3), counted("public", "logs", 3)];
+        assert!(prepare(&request(&p, &c, None)).is_none());
+        // A run that changed nothing of its target is history, not a budget spend.
+        let t = RelName { schema: None, name: "users".into() };
+        let check = prepare(&request(&p, &[], Some(&t))).unwrap();
+        assert_eq!((check.items.len(), check.items[0].rows), (1, 0));
+        assert!(!check.sql().contains("budget_lock") && !check.sql().contains("CREATE SCHEMA"));
+        let off = policy("[defaults]\nmode = \"off\"\nanomaly = true\n");
+        assert!(prepare(&request(&off, &[counted("public", "users", 3)], None)).is_none());
+        assert!(!enabled(&policy("[[table]]\nname = \"users\"\n")));
+    }
+
+    #[test]
+    fn budgets_lock_and_first_use_creates() {
+        let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 5\nbudget_window = \"1h\"\n");
+        let c = [counted("public", "users", 3)];
+        let mut r = request(&p, &c, None);
+        r.state_ready = false;
+        let sql = prepare(&r).unwrap().sql().to_string();
+        assert!(sql.starts_with("SELECT pg_catalog.pg_advisory_xact_lock") && sql.contains("budget_lock"), "{sql}");
+        assert!(sql.contains("42::pg_catalog.oid"), "the OID given is used: {sql}");
+    }
 }
