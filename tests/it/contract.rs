@@ -522,3 +522,53 @@ async fn cost() {
         c.batch_execute("ROLLBACK").await.unwrap();
     }
 }
+
+/// In a client's REPEATABLE READ block (the pre-check's savepoint), a snapshot older than
+/// another writer's spend cannot see that spend; taking the budget's lock then fails with a
+/// serialization error, and the write is refused rather than overspending.
+#[tokio::test]
+async fn a_stale_snapshot_cannot_overspend_a_budget() {
+    let db = fresh_db("contract");
+    let setup = direct("app", APP_PW, &db).await;
+    setup
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 30);")
+        .await
+        .unwrap();
+    let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 20\nbudget_window = \"1h\"\n");
+    let cat = Catalog::default();
+    let d =
+        write(&setup, "DELETE FROM users WHERE id <= 5", "users", (&p, &cat, &db), None, Duration::ZERO, How::Alone)
+            .await;
+    assert!(d.findings.is_empty(), "{d:?}");
+    let a = direct("app", APP_PW, &db).await;
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM users").await.unwrap();
+    // Another writer spends the rest of the budget after a's snapshot.
+    let d =
+        write(&setup, "DELETE FROM users WHERE id <= 20", "users", (&p, &cat, &db), None, Duration::ZERO, How::Alone)
+            .await;
+    assert!(d.findings.is_empty(), "{d:?}");
+    a.batch_execute("SAVEPOINT blastwall_verify; DELETE FROM users WHERE id = 30").await.unwrap();
+    let oid: i64 = a.query_one("SELECT 'users'::regclass::oid::int8", &[]).await.unwrap().get(0);
+    let counts =
+        [Counted { schema: "public".into(), name: "users".into(), oid: Some(oid as u32), deleted: 1, updated: 0 }];
+    let req = Request {
+        counts: &counts,
+        target: None,
+        verb: "DELETE",
+        fingerprint: "f",
+        statement: "DELETE FROM users WHERE id = 30",
+        override_rows: None,
+        who: who(),
+        policy: &p,
+        state_ready: true,
+    };
+    let check = contract::prepare(&req).unwrap();
+    let err = rows(&a, &format!("{}; RELEASE SAVEPOINT blastwall_verify", check.sql())).await.unwrap_err();
+    let d = check.judge(&[], Some(&err));
+    assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
+    assert!(err.contains("could not serialize"), "{err}");
+    a.batch_execute("ROLLBACK TO SAVEPOINT blastwall_verify; RELEASE SAVEPOINT blastwall_verify; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 10, "20 deleted, the 21st refused");
+}
