@@ -17,6 +17,7 @@ pub mod backend;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod contract;
 pub mod demo;
 pub mod guard;
 pub mod metrics;

@@ -74,6 +74,16 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the SQL that creates blastwall's state schema (anomaly histories, budgets), for a
+    /// DBA to run: `blastwall init-state --policy policies/ --grant app | psql -d mydb`.
+    InitState {
+        /// Policy file or folder (its `[state] schema`). Default: the built-in default policy.
+        #[arg(long = "policy")]
+        policies: Vec<PathBuf>,
+        /// Also grant this role what it needs on the state (repeatable).
+        #[arg(long)]
+        grant: Vec<String>,
+    },
     /// Start a throwaway PostgreSQL with the incident's schema behind blastwall, and show what
     /// it stops.
     Demo {
@@ -165,6 +175,10 @@ fn run(command: Command) -> Result<i32> {
             if let Some(l) = loops {
                 l.stop();
             }
+            Ok(0)
+        }
+        Command::InitState { policies, grant } => {
+            print!("{}", blastwall::contract::state::init_script(&load_policy(&policies)?.state.schema, &grant));
             Ok(0)
         }
         Command::Demo { listen } => {

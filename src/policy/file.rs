@@ -3,7 +3,7 @@
 //!
 //! Owns: the file format. Does not own: what a compiled policy decides (see `decide`).
 
-use super::{Action, Forbid, Mode, Policy, Subject, TablePolicy};
+use super::{Action, AnomalyKeys, Budget, Forbid, Mode, Policy, StateConfig, Subject, TablePolicy};
 use crate::analyze::RelName;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -35,6 +35,14 @@ struct RawFile {
     role: Vec<Spanned<RawSubject>>,
     #[serde(default)]
     application: Vec<Spanned<RawSubject>>,
+    state: Option<Spanned<RawState>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    schema: Option<Spanned<String>>,
+    create: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +53,11 @@ struct RawDefaults {
     max_in_list: Option<Spanned<i64>>,
     max_delete_rows: Option<Spanned<i64>>,
     max_update_rows: Option<Spanned<i64>>,
+    anomaly: Option<bool>,
+    anomaly_factor: Option<Spanned<i64>>,
+    anomaly_runs: Option<Spanned<i64>>,
+    anomaly_min_runs: Option<Spanned<i64>>,
+    anomaly_floor: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +86,14 @@ struct RawTable {
     forbid: Vec<Forbid>,
     mode: Option<Mode>,
     require_where: Option<bool>,
+    budget_delete_rows: Option<Spanned<i64>>,
+    budget_update_rows: Option<Spanned<i64>>,
+    budget_window: Option<Spanned<String>>,
+    anomaly: Option<bool>,
+    anomaly_factor: Option<Spanned<i64>>,
+    anomaly_runs: Option<Spanned<i64>>,
+    anomaly_min_runs: Option<Spanned<i64>>,
+    anomaly_floor: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +177,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
     let mut policy = Policy::empty();
     let mut defaults_from: Option<PathBuf> = None;
+    let mut state_from: Option<PathBuf> = None;
     let mut hasher = Sha256::new();
     let mut seen_tables: HashMap<(String, String), (PathBuf, usize)> = HashMap::new();
     for (path, text) in files {
@@ -189,6 +211,33 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
                 d.max_delete_rows.map(|n| limit(&n, "defaults.max_delete_rows", &err)).transpose()?;
             policy.max_update_rows =
                 d.max_update_rows.map(|n| limit(&n, "defaults.max_update_rows", &err)).transpose()?;
+            let keys = [&d.anomaly_factor, &d.anomaly_runs, &d.anomaly_min_runs, &d.anomaly_floor];
+            policy.anomaly = anomaly_keys(d.anomaly, keys, "defaults", &err)?;
+        }
+        if let Some(st) = raw.state {
+            let span = st.span();
+            if let Some(prev) = &state_from {
+                return Err(err(span, "state", format!("[state] is already set in {}", prev.display())));
+            }
+            state_from = Some(path.to_path_buf());
+            let st = st.into_inner();
+            if let Some(schema) = st.schema {
+                let name = schema.get_ref();
+                let ok = !name.is_empty()
+                    && name.len() <= 63
+                    && !name.starts_with("pg_")
+                    && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !ok {
+                    return Err(err(
+                        schema.span(),
+                        "state.schema",
+                        format!("{name:?} is not a schema name blastwall can own (lower case letters, digits and _, not pg_…, at most 63 bytes)"),
+                    ));
+                }
+                policy.state.schema = name.clone();
+            }
+            policy.state = StateConfig { create: st.create.unwrap_or(policy.state.create), ..policy.state };
         }
         if let Some(o) = raw.opaque {
             let o = o.into_inner();
@@ -255,6 +304,16 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
                     "setval needs protected_sequences or protected_columns: it forbids setval/ALTER SEQUENCE on the sequences that feed them".into(),
                 ));
             }
+            if forbid.contains(&Forbid::ExplicitId) && protected_columns.is_empty() {
+                return Err(err(
+                    t.name.span(),
+                    "table.forbid",
+                    "explicit_id needs protected_columns: it forbids supplying values for the protected columns a sequence mints".into(),
+                ));
+            }
+            let keys = [&t.anomaly_factor, &t.anomaly_runs, &t.anomaly_min_runs, &t.anomaly_floor];
+            let anomaly = anomaly_keys(t.anomaly, keys, "table", &err)?;
+            let budget = budget(&t.budget_delete_rows, &t.budget_update_rows, &t.budget_window, t.name.span(), &err)?;
             policy.tables.push(TablePolicy {
                 schema,
                 name: name.name,
@@ -265,6 +324,8 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
                 forbid,
                 mode: t.mode,
                 require_where: t.require_where,
+                anomaly,
+                budget,
                 source: format!("{} line {line}", path.display()),
             });
         }
@@ -287,6 +348,82 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
     }
     policy.hash = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(policy)
+}
+
+/// The anomaly rule's keys of one section (`[defaults]` or a table), each checked.
+fn anomaly_keys<E>(
+    enabled: Option<bool>,
+    [factor, runs, min_runs, floor]: [&Option<Spanned<i64>>; 4],
+    section: &str,
+    err: &impl Fn(std::ops::Range<usize>, &str, String) -> E,
+) -> Result<AnomalyKeys, E> {
+    let get = |v: &Option<Spanned<i64>>, key: &str, min: i64| -> Result<Option<u64>, E> {
+        v.as_ref().map(|n| positive(n, &format!("{section}.{key}"), min, err).map(|v| v as u64)).transpose()
+    };
+    let keys = AnomalyKeys {
+        enabled,
+        factor: get(factor, "anomaly_factor", 2)?,
+        runs: get(runs, "anomaly_runs", 1)?,
+        min_runs: get(min_runs, "anomaly_min_runs", 1)?,
+        floor: get(floor, "anomaly_floor", 0)?,
+    };
+    if let (Some(r), Some(m), Some(span)) = (keys.runs, keys.min_runs, min_runs.as_ref().map(|m| m.span())) {
+        if m > r {
+            return Err(err(
+                span,
+                &format!("{section}.anomaly_min_runs"),
+                format!("{m} is more than anomaly_runs ({r})"),
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// A table's budget: rows per window, both or neither given.
+fn budget<E>(
+    delete: &Option<Spanned<i64>>,
+    update: &Option<Spanned<i64>>,
+    window: &Option<Spanned<String>>,
+    table: std::ops::Range<usize>,
+    err: &impl Fn(std::ops::Range<usize>, &str, String) -> E,
+) -> Result<Option<Budget>, E> {
+    let delete_rows = delete.as_ref().map(|n| limit(n, "table.budget_delete_rows", err)).transpose()?;
+    let update_rows = update.as_ref().map(|n| limit(n, "table.budget_update_rows", err)).transpose()?;
+    match (window, delete_rows.is_some() || update_rows.is_some()) {
+        (None, false) => Ok(None),
+        (None, true) => Err(err(
+            table,
+            "table.budget_window",
+            "a budget needs its window: budget_window = \"1h\" (s, m, h or d)".into(),
+        )),
+        (Some(w), false) => {
+            Err(err(w.span(), "table.budget_window", "a window needs budget_delete_rows or budget_update_rows".into()))
+        }
+        (Some(w), true) => {
+            let window_secs = parse_window(w.get_ref()).ok_or_else(|| {
+                err(
+                    w.span(),
+                    "table.budget_window",
+                    format!("{:?} is not a window (a number and s, m, h or d)", w.get_ref()),
+                )
+            })?;
+            Ok(Some(Budget { delete_rows, update_rows, window_secs }))
+        }
+    }
+}
+
+/// `"90s"`, `"15m"`, `"1h"`, `"7d"` → seconds (at least one second, at most a year).
+fn parse_window(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let unit = match s.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return None,
+    };
+    let n: u64 = s[..s.len() - 1].trim().parse().ok()?;
+    n.checked_mul(unit).filter(|v| (1..=366 * 86400).contains(v))
 }
 
 /// Folds an identifier as PostgreSQL does: unquoted → lower case; `"Quoted"` keeps its case.
@@ -335,6 +472,14 @@ mod tests {
     }
 
     #[test]
+    fn contract_example_is_valid_with_the_default() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+        let p = load(&[dir.join("default.toml"), dir.join("contract/contract.toml")]).unwrap();
+        let users = p.tables.iter().find(|t| t.name == "users").unwrap();
+        assert!(users.forbid.contains(&Forbid::ExplicitId) && users.budget.is_some());
+    }
+
+    #[test]
     fn misspelled_section_names_the_line() {
         let e = c("[defaults]\nmode = \"enforce\"\n\n[[tabel]]\nname = \"users\"\n").unwrap_err().to_string();
         assert!(e.contains("p.toml") && e.contains("line 4") && e.contains("tabel"), "{e}");
@@ -353,6 +498,34 @@ mod tests {
         assert!(c("[[table]]\nname = \"users\"\n[[table]]\nname = \"public.users\"\n").is_err());
         assert!(c("[defaults]\nmode = \"loud\"\n").is_err());
         assert!(c("[opaque]\ndo = \"maybe\"\n").is_err());
+    }
+
+    #[test]
+    fn contract_keys() {
+        let p = c("[defaults]\nanomaly = true\nanomaly_factor = 5\n[state]\nschema = \"bw_state\"\ncreate = false\n\
+                   [[table]]\nname = \"users\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\n\
+                   budget_delete_rows = 200\nbudget_window = \"1h\"\nanomaly_min_runs = 3\n")
+        .unwrap();
+        assert_eq!(p.anomaly.factor, Some(5));
+        assert_eq!(p.state, StateConfig { schema: "bw_state".into(), create: false });
+        let t = &p.tables[0];
+        assert_eq!(t.budget, Some(Budget { delete_rows: Some(200), update_rows: None, window_secs: 3600 }));
+        assert_eq!(t.anomaly.min_runs, Some(3));
+        assert!(t.forbid.contains(&Forbid::ExplicitId));
+        for (text, line, key) in [
+            ("[defaults]\nanomaly_factor = 1\n", 2, "defaults.anomaly_factor"),
+            ("[defaults]\nanomaly_runs = 3\nanomaly_min_runs = 4\n", 3, "defaults.anomaly_min_runs"),
+            ("[[table]]\nname = \"t\"\nbudget_delete_rows = 5\n", 2, "table.budget_window"),
+            ("[[table]]\nname = \"t\"\nbudget_delete_rows = 5\nbudget_window = \"1 hour\"\n", 4, "table.budget_window"),
+            ("[[table]]\nname = \"t\"\nbudget_window = \"1h\"\n", 3, "table.budget_window"),
+            ("[[table]]\nname = \"t\"\nforbid = [\"explicit_id\"]\n", 2, "table.forbid"),
+            ("[state]\nschema = \"pg_x\"\n", 2, "state.schema"),
+            ("\n[state]\nschemas = \"x\"\n", 3, "schemas"),
+            ("[[table]]\nname = \"t\"\nanomaly_flor = 3\n", 3, "anomaly_flor"),
+        ] {
+            let e = c(text).unwrap_err().to_string();
+            assert!(e.contains(&format!("line {line}")) && e.contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

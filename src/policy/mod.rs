@@ -75,6 +75,8 @@ pub enum Forbid {
     Rename,
     UpsertOverwrite,
     Setval,
+    /// An INSERT or COPY that supplies a value for a protected column the sequence mints.
+    ExplicitId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +114,44 @@ pub struct TablePolicy {
     pub forbid: BTreeSet<Forbid>,
     pub mode: Option<Mode>,
     pub require_where: Option<bool>,
+    /// The anomaly rule's keys as this table sets them (the rest from `[defaults]`).
+    pub anomaly: AnomalyKeys,
+    /// Rows per window across all sessions and instances (rule `budget`).
+    pub budget: Option<Budget>,
     /// `file line N`, for messages.
     pub source: String,
+}
+
+/// The keys of the anomaly rule as one section sets them; unset keys fall back to
+/// `[defaults]`, then to the built-in values (see `crate::contract::anomaly_for`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnomalyKeys {
+    pub enabled: Option<bool>,
+    /// k: a run over k × the usual count is an anomaly.
+    pub factor: Option<u64>,
+    /// N: the usual is the median of the last N kept runs.
+    pub runs: Option<u64>,
+    /// No verdict before this many kept runs.
+    pub min_runs: Option<u64>,
+    /// A run of at most this many rows is never an anomaly.
+    pub floor: Option<u64>,
+}
+
+/// A table's budget: at most this many rows deleted / updated in any window of `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub delete_rows: Option<u64>,
+    pub update_rows: Option<u64>,
+    pub window_secs: u64,
+}
+
+/// Where the anomaly histories and budgets live (`[state]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    /// The schema blastwall owns in the guarded database.
+    pub schema: String,
+    /// Create it on first use (else a DBA runs `blastwall init-state`).
+    pub create: bool,
 }
 
 impl TablePolicy {
@@ -149,6 +187,9 @@ pub struct Policy {
     pub tables: Vec<TablePolicy>,
     pub roles: HashMap<String, Subject>,
     pub applications: HashMap<String, Subject>,
+    /// The anomaly rule's keys in `[defaults]`.
+    pub anomaly: AnomalyKeys,
+    pub state: StateConfig,
 }
 
 impl Policy {
@@ -173,6 +214,8 @@ impl Policy {
             tables: Vec::new(),
             roles: HashMap::new(),
             applications: HashMap::new(),
+            anomaly: AnomalyKeys::default(),
+            state: StateConfig { schema: "blastwall".into(), create: true },
         }
     }
 

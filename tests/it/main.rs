@@ -17,9 +17,11 @@
 //! - `readme`:  README.md's examples (configuration, policy, psql transcripts, check output).
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
+//! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 
 mod batches;
 mod cli;
+mod contract;
 mod corpus;
 mod drivers;
 mod guard;
