@@ -110,6 +110,39 @@ pub fn explicit_id_findings(
     d
 }
 
+/// The guard's reading: the inserts of each statement (by index) that may supply values to
+/// a table whose policy forbids explicit ids. Parses only when some table forbids them and
+/// the statement writes at all.
+pub fn statement_inserts(statements: &[crate::analyze::Statement], policy: &Policy) -> Vec<(usize, Vec<Insert>)> {
+    if !policy.tables.iter().any(|t| t.forbid.contains(&Forbid::ExplicitId)) {
+        return Vec::new();
+    }
+    statements
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.opaque.is_empty())
+        .map(|(i, s)| (i, super::inserts(&s.text)))
+        .filter(|(_, ins)| !explicit_id_tables(ins, policy).is_empty())
+        .collect()
+}
+
+/// The catalog questions the guard asks before judging them: the tables whose minted columns
+/// are not known (`known`).
+pub fn minted_questions(
+    inserts: &[(usize, Vec<Insert>)],
+    policy: &Policy,
+    known: &dyn Fn(&TablePolicy) -> bool,
+) -> Vec<crate::catalog::Question> {
+    let mut out = Vec::new();
+    for t in inserts.iter().flat_map(|(_, i)| explicit_id_tables(i, policy)).filter(|t| !known(t)) {
+        let q = crate::catalog::Question::Minted { schema: t.schema.clone(), table: t.name.clone() };
+        if !out.contains(&q) {
+            out.push(q);
+        }
+    }
+    out
+}
+
 /// `blastwall check`'s reading of one statement's text, without a catalog.
 pub fn explicit_id_offline(statement: &str, who: SessionView<'_>, policy: &Policy) -> Decision {
     let inserts = super::inserts(statement);

@@ -55,11 +55,14 @@
 
 mod explicit_id;
 mod inserts;
+pub mod keep;
 mod sql;
 pub mod state;
 mod verdict;
 
-pub use explicit_id::{explicit_id_findings, explicit_id_offline, explicit_id_tables, Minted};
+pub use explicit_id::{
+    explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
+};
 pub use inserts::{inserts, Insert, Supplied};
 pub use sql::{STOP, TAG};
 
@@ -198,8 +201,13 @@ pub fn anomaly_for(policy: &Policy, table: Option<&TablePolicy>) -> Option<Anoma
 /// Whether any table of the policy (or its defaults) uses the anomaly or budget rules: when
 /// not, the pre-check never calls [`prepare`] and nothing is created.
 pub fn enabled(policy: &Policy) -> bool {
-    policy.anomaly.enabled == Some(true)
-        || policy.tables.iter().any(|t| t.anomaly.enabled == Some(true) || t.budget.is_some())
+    policy.anomaly.enabled == Some(true) || policy.tables.iter().any(applies)
+}
+
+/// Whether a table's own section turns on the anomaly rule or sets a budget (its writes, and
+/// those that may cascade into it, are counted).
+pub fn applies(t: &TablePolicy) -> bool {
+    t.anomaly.enabled == Some(true) || t.budget.is_some()
 }
 
 /// The items of a write: each (table, kind) some rule applies to, with the rows it changed.

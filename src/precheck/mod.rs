@@ -338,25 +338,12 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let (counts, decision) = judge_counts(plan, deltas(&before, &after), who, policy);
+    let (counts, mut decision) = judge_counts(plan, deltas(&before, &after), who, policy);
+    // The anomaly and budget rules (`contract`), judged where the write would be kept.
+    let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
-        b.query(&undo).await?;
-        let mut text = format!(
-            "blastwall: dry-run of {}: would {}; rolled back, nothing changed",
-            plan.verb,
-            crate::policy::describe_counts(&counts)
-        );
-        let over_limit = decision.findings.first().map(|f| f.why.clone());
-        if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
-            text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
-        }
-        let notice =
-            ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None };
-        let mut bytes = BytesMut::from(&notice.encode()[..]);
-        let mut shown = as_dry_run(&held);
-        replace_ready(&mut shown, status);
-        bytes.extend_from_slice(&shown);
-        return Ok(Outcome::Deliver { bytes, status, counts, kept: None });
+        decision.findings.extend(write.dry_run(b).await?.findings);
+        return dry_run_outcome(b, plan, &held, counts, &decision, status, &undo).await;
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
@@ -367,7 +354,16 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         }
         return Ok(Outcome::Refuse { decision, counts });
     }
-    let a = b.query(&keep).await?;
+    let a = match write.keep(b, &keep, &undo).await? {
+        crate::contract::keep::Kept::Kept(a, warn) => {
+            decision.findings.extend(warn.findings);
+            a
+        }
+        crate::contract::keep::Kept::Refused(d) => return Ok(Outcome::Refuse { decision: d, counts }),
+        crate::contract::keep::Kept::DryRun(d) => {
+            return dry_run_outcome(b, plan, &held, counts, &d, status, &undo).await;
+        }
+    };
     let mut bytes = BytesMut::new();
     if let Some(e) = a.error {
         // COMMIT can fail (deferred constraints): the client gets that error, as it would
@@ -382,6 +378,34 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
+}
+
+/// Undoes a dry run and reports what it would have done.
+async fn dry_run_outcome(
+    b: &mut Backend<'_>,
+    plan: &CheckPlan,
+    held: &Held,
+    counts: Vec<TableCount>,
+    decision: &Decision,
+    status: TxStatus,
+    undo: &str,
+) -> Result<Outcome, PrecheckError> {
+    b.query(undo).await?;
+    let mut text = format!(
+        "blastwall: dry-run of {}: would {}; rolled back, nothing changed",
+        plan.verb,
+        crate::policy::describe_counts(&counts)
+    );
+    let over_limit = decision.findings.first().map(|f| f.why.clone());
+    if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
+        text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
+    }
+    let notice = ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None };
+    let mut bytes = BytesMut::from(&notice.encode()[..]);
+    let mut shown = as_dry_run(held);
+    replace_ready(&mut shown, status);
+    bytes.extend_from_slice(&shown);
+    Ok(Outcome::Deliver { bytes, status, counts, kept: None })
 }
 
 /// Counter values per table, as one reading gave them.

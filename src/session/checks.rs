@@ -181,6 +181,13 @@ impl Session {
                 catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
                 continue;
             }
+            if let Question::Minted { schema, table } = q {
+                let sql = crate::catalog::minted_query(schema, table, catalog.oid_of(&db, schema, table));
+                let answer =
+                    backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                catalog.learn_minted(&db, schema, table, if answer.error.is_some() { &[] } else { &answer.rows });
+                continue;
+            }
             let Question::Columns { schema, table } = q else { continue };
             let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) else { continue };
             let sql = crate::catalog::columns_query(schema, table, catalog.oid_of(&db, schema, table));
@@ -307,6 +314,14 @@ impl Session {
                         })
                         .collect();
                     catalog.learn_owners(db, seq, &rows);
+                }
+                // Fail closed: every protected column taken as minted.
+                crate::catalog::Question::Minted { schema, table } => {
+                    let t = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table);
+                    let cols = t.map(|t| t.protected_columns.iter().collect::<Vec<_>>()).unwrap_or_default();
+                    let rows: Vec<_> =
+                        cols.iter().map(|c| vec![Some("1".into()), Some(c.to_string()), Some("s".into())]).collect();
+                    catalog.learn_minted(db, schema, table, &rows);
                 }
                 crate::catalog::Question::Columns { schema, table } => {
                     if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
