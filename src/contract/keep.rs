@@ -62,8 +62,13 @@ impl Write<'_> {
         let mut a = b.query(&format!("{}; {keep}", check.sql())).await?;
         let error = a.error.as_ref().map(|e| e.message.as_str());
         let d = check.judge(&a.rows, error);
-        let ready = check.judged_ready(error) && self.opened;
-        self.catalog.learn_state_ready(self.database, check.schema(), ready);
+        // Kept: the state is there once committed. Stopped by a rule: as known before (what
+        // this transaction created is undone with it). Failed: create or check it again.
+        let kept = !matches!(d.mode(), Some(Mode::Enforce | Mode::DryRun));
+        if kept || !d.findings.iter().any(|f| f.rule != "contract-state") {
+            let ready = kept && check.judged_ready(error) && self.opened;
+            self.catalog.learn_state_ready(self.database, check.schema(), ready);
+        }
         match d.mode() {
             Some(Mode::Enforce) => {
                 b.query(undo).await?;

@@ -280,7 +280,7 @@ pub fn prepare(req: &Request<'_>) -> Option<Check> {
     let state = &req.policy.state;
     let mut text = String::new();
     if !req.state_ready && state.create {
-        text.push_str(&state::init_sql(&state.schema));
+        text.push_str(&state::ensure_sql(&state.schema));
     }
     text.push_str(&sql::write_sql(&state.schema, req.fingerprint, &items, req.override_rows));
     Some(Check {
@@ -350,7 +350,10 @@ mod tests {
         let mut r = request(&p, &c, None);
         r.state_ready = false;
         let sql = prepare(&r).unwrap().sql().to_string();
-        assert!(sql.starts_with("SELECT pg_catalog.pg_advisory_xact_lock") && sql.contains("budget_lock"), "{sql}");
+        assert!(
+            sql.starts_with("DO $blastwall$") && sql.contains("pg_advisory_xact_lock") && sql.contains("budget_lock"),
+            "{sql}"
+        );
         assert!(sql.contains("42::pg_catalog.oid"), "the OID given is used: {sql}");
     }
 }

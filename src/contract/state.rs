@@ -47,6 +47,19 @@ pub fn init_sql(schema: &str) -> String {
     )
 }
 
+/// [`init_sql`] run only when a table of the state is missing (one DO block): a role that may
+/// use the state but not create schemas (no CREATE on the database) is not refused by DDL it
+/// does not need.
+pub fn ensure_sql(schema: &str) -> String {
+    let lit = crate::precheck::literal;
+    let missing = ["runs", "budget_spent", "budget_lock"]
+        .iter()
+        .map(|t| format!("pg_catalog.to_regclass({}) IS NULL", lit(&format!("{}.{}", ident(schema), ident(t)))))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    format!("DO $blastwall$BEGIN IF {missing} THEN EXECUTE {}; END IF; END$blastwall$; ", lit(&init_sql(schema)))
+}
+
 /// The script `blastwall init-state` prints: the DDL, then the grants, one statement a line.
 pub fn init_script(schema: &str, roles: &[String]) -> String {
     let mut out = String::from("-- blastwall init-state: run as the database owner (for example | psql -d mydb)\n");

@@ -18,10 +18,12 @@
 //! - `corpus`:  the table-driven corpus of statements → verdicts (no server needed).
 //! - `cli`:     `blastwall check` and the README's commands.
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
+//! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
 mod batches;
 mod cli;
 mod contract;
+mod contract_proxy;
 mod corpus;
 mod drivers;
 mod guard;
