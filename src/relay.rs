@@ -41,6 +41,12 @@ pub struct Relay {
     syncs_done: u64,
     /// Whether extended-protocol messages were forwarded since the last Sync.
     batch_open: bool,
+    /// For each sync point not yet answered: whether it is a Query or FunctionCall sent in
+    /// the middle of an extended batch (skipped with it when the batch fails).
+    in_batch: VecDeque<bool>,
+    /// The server reported an error in the open batch and skips what the client sends up to
+    /// its Sync.
+    skipping: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
@@ -60,6 +66,8 @@ impl Relay {
             syncs_sent: 0,
             syncs_done: 0,
             batch_open: false,
+            in_batch: VecDeque::new(),
+            skipping: false,
             discarding: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
@@ -93,6 +101,11 @@ impl Relay {
         self.batch_open = true;
     }
 
+    /// Whether the server skips the rest of the open batch (an error was reported in it).
+    pub fn is_skipping(&self) -> bool {
+        self.skipping
+    }
+
     pub fn is_discarding(&self) -> bool {
         self.discarding
     }
@@ -116,7 +129,12 @@ impl Relay {
     /// Forwards a client message that ends a round trip (Query, FunctionCall).
     pub fn forward_sync_point(&mut self, bytes: &[u8]) {
         self.to_server.extend_from_slice(bytes);
+        if self.skipping && self.batch_open {
+            // The server skips it with the rest of its failed batch: no answer will come.
+            return;
+        }
         self.syncs_sent += 1;
+        self.in_batch.push_back(self.batch_open);
     }
 
     /// Forwards an extended-protocol message other than Sync.
@@ -132,7 +150,9 @@ impl Relay {
         self.to_server.extend_from_slice(bytes);
         self.discarding = false;
         self.batch_open = false;
+        self.skipping = false;
         self.syncs_sent += 1;
+        self.in_batch.push_back(false);
     }
 
     /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).
@@ -184,9 +204,26 @@ impl Relay {
                 self.refusals.pop_front();
             }
             self.syncs_done += 1;
+            self.in_batch.pop_front();
         }
         self.to_client.extend_from_slice(&frame.bytes);
         status
+    }
+
+    /// The server reported an error in an extended-protocol batch and skips to its Sync: a
+    /// Query or FunctionCall the client sent inside that batch is skipped too, and answered by
+    /// nothing (the Sync's ReadyForQuery answers them all).
+    pub fn skip_to_sync(&mut self) {
+        while self.in_batch.front() == Some(&true) {
+            self.in_batch.pop_front();
+            let done = self.syncs_done;
+            while self.refusals.front().is_some_and(|(ord, _)| *ord <= done) {
+                self.refusals.pop_front();
+            }
+            self.syncs_done += 1;
+        }
+        // No Sync of it forwarded yet: the failed batch is the open one.
+        self.skipping = self.in_batch.is_empty();
     }
 
     /// Handles an ErrorResponse from the server: the marker's error becomes the refusal.

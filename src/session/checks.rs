@@ -56,6 +56,14 @@ impl Session {
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
             Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
+            Some(Pending::QueryInBatch(plan)) => {
+                if !self.relay.is_skipping() {
+                    let policy = self.shared.guard.policy();
+                    let why = "it is a Query message in the middle of an extended-protocol batch".to_string();
+                    self.relay.refuse_sync_point(uncounted(&plan, why, &policy));
+                }
+                return Ok(());
+            }
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
         };
@@ -272,6 +280,10 @@ pub(super) enum Pending {
     Count(Frame, Arc<CheckPlan>),
     /// Judge this Execute once the earlier batches are answered (its plan depends on them).
     Execute(Frame),
+    /// A Query that must be counted, sent in the middle of an extended batch: once the server
+    /// answered the batch so far, dropped if the batch failed (the server skips it), else
+    /// refused (it cannot be counted there).
+    QueryInBatch(Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<crate::catalog::Question>),
     /// Analyze the frame's long text on a blocking thread, then judge it again.
@@ -285,6 +297,10 @@ impl Pending {
 
     pub(super) fn is_count(&self) -> bool {
         matches!(self, Pending::Count(..))
+    }
+
+    pub(super) fn is_query_in_batch(&self) -> bool {
+        matches!(self, Pending::QueryInBatch(..))
     }
 
     pub(super) fn is_execute(&self) -> bool {
@@ -375,7 +391,7 @@ impl Session {
     /// replies or fails the batch.
     pub(super) async fn run_count(&mut self, frame: Frame, plan: Arc<CheckPlan>) -> Result<(), SessionError> {
         let ord = self.relay.syncs_sent();
-        if self.mirror.batch_failed(ord) {
+        if self.relay.is_skipping() || self.mirror.batch_failed(ord) {
             // The server skips the rest of the batch: the Execute will not run.
             self.forward_op(&frame, Op::Execute);
             return Ok(());
@@ -400,6 +416,7 @@ impl Session {
         let (replies, overflowed, before, after) = match counted {
             precheck::inbatch::Counted::ReadingFailed { before, error } => {
                 self.mirror.failed(ord);
+                self.relay.skip_to_sync();
                 let fields = messages::error_fields(&error).unwrap_or_default();
                 if before && fields.code == "25P02" {
                     // The client's block was failed already: the Execute gets the same error.
@@ -417,6 +434,7 @@ impl Session {
             precheck::inbatch::Counted::Failed { replies } => {
                 // The statement failed by itself: exactly the server's answer.
                 self.mirror.failed(ord);
+                self.relay.skip_to_sync();
                 replies.iter().for_each(|f| self.deliver(f));
                 return Ok(());
             }

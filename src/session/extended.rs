@@ -291,6 +291,7 @@ impl Session {
     pub(super) fn count_can_run(&self) -> bool {
         (self.mirror.nothing_owed() && self.relay.syncs_done() == self.relay.syncs_sent())
             || self.mirror.batch_failed(self.relay.syncs_sent())
+            || self.relay.is_skipping()
     }
 }
 

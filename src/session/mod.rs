@@ -13,7 +13,7 @@ use crate::relay::{Action, Relay};
 use crate::server::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
 use crate::wire::startup::CancelKey;
-use crate::wire::{Frame, FrameError, Framer, Item};
+use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
 
 mod checks;
@@ -239,7 +239,7 @@ impl Session {
             let runnable = match &self.pending {
                 None => false,
                 Some(p) if p.is_analysis() => true,
-                Some(p) if p.is_count() => self.count_can_run(),
+                Some(p) if p.is_count() || p.is_query_in_batch() => self.count_can_run(),
                 Some(p) if p.is_execute() => self.execute_can_be_judged(),
                 Some(_) => !self.relay.is_busy(),
             };
@@ -373,8 +373,18 @@ impl Session {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
                 match self.judge_sql(sql, pre) {
                     Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
+                    // A Query in the middle of an extended batch cannot wait for the server to
+                    // be idle (that needs the batch's Sync, which comes after it).
+                    Verdict::Check(plan) if self.relay.batch_has_messages() => {
+                        self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
+                        self.pending = Some(Pending::QueryInBatch(plan));
+                    }
                     Verdict::Check(plan) => {
                         self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
+                    }
+                    Verdict::Resolve(questions) if self.relay.batch_has_messages() => {
+                        self.assume_answers(&questions);
+                        return self.on_client_message(f, pre);
                     }
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),
@@ -488,7 +498,9 @@ impl Session {
                 self.relay.pass_to_client(&f.bytes);
             }
             be::ERROR_RESPONSE => {
-                self.mirror.on_error(self.relay.syncs_done());
+                if self.mirror.on_error(self.relay.syncs_done()) {
+                    self.relay.skip_to_sync();
+                }
                 self.relay.on_error(&f);
             }
             b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {

@@ -179,11 +179,14 @@ impl Mirror {
 
     /// An ErrorResponse: if it belongs to the batch being answered, the server skips the rest
     /// of it, and nothing of it that was still owed happens.
-    pub(super) fn on_error(&mut self, answering: u64) {
+    /// Returns whether it did (the server then skips to the batch's Sync).
+    pub(super) fn on_error(&mut self, answering: u64) -> bool {
         if self.owed.front().is_some_and(|(ord, _)| *ord == answering) {
             self.failed_batch = Some(answering);
             self.drop_batch(answering);
+            return true;
         }
+        false
     }
 
     /// A ReadyForQuery: the batch is over; at the end of a transaction every portal is gone.

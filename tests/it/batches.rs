@@ -273,6 +273,19 @@ async fn max_rows_failures_savepoints_cursors_and_notices_match_direct() {
     ]
     .concat();
     same_as_direct(&proxy, &[Send(failing), Until(b'Z', 3)]).await;
+    // A Query inside a batch that failed before it is skipped by the server (one
+    // ReadyForQuery for both); counted writes afterwards must not wait for a second one.
+    let skipped = [
+        p("", "SELEC 1"),
+        q("SELECT 1"),
+        q("DELETE FROM child WHERE id = 60"),
+        sync(),
+        q("DELETE FROM child WHERE id = 61"),
+        pbe("DELETE FROM child WHERE id = 62"),
+        sync(),
+    ]
+    .concat();
+    same_as_direct(&proxy, &[Send(skipped), Until(b'Z', 3)]).await;
     // Savepoints inside the client's block.
     let savepoints = [
         q("BEGIN"),
@@ -552,5 +565,23 @@ max_update_rows = 1
     .await;
     assert!(show(&out).contains("blastwall: refused UPDATE"), "{}", show(&out));
     assert_eq!(admin_sql(pg(), &d, "SELECT count(*) FROM parent WHERE v = 5").trim(), "0");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_held_is_bounded() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let d = db();
+    // RETURNING past the 16 MiB held while a write in a batch is counted: refused, undone.
+    let big = "UPDATE parent SET v = v + 1 WHERE id <= 100 RETURNING repeat('x', 200000)";
+    let out = run(proxy.port(), &d, &[Send([pbe("SELECT 1"), pbe(big), sync()].concat()), Until(b'Z', 1)]).await;
+    assert!(show(&out).contains("could not be counted"), "{}", tags(&out));
+    assert_eq!(admin_sql(pg(), &d, "SELECT sum(v) FROM parent").trim(), "0");
+    // A one-write batch past the 1 MiB held until its Sync is counted where it stands.
+    let value = "7".repeat(2 * 1024 * 1024);
+    let sql = "UPDATE parent SET v = length($1::text) / 1048576 WHERE id = 1";
+    let script = [Send([p("", sql), b("", "", &[&value]), e("", 0), sync()].concat()), Until(b'Z', 1)];
+    let via = same_as_direct(&proxy, &script).await;
+    assert!(!tags(&via).contains('E'), "{}", show(&via));
     proxy.stop().await;
 }
