@@ -92,3 +92,16 @@ impl Write<'_> {
         Ok(check.judge(&a.rows, a.error.as_ref().map(|e| e.message.as_str())))
     }
 }
+
+/// Whether a rule applies to a write counted in the middle of a batch, where nothing can be
+/// sent after it before the client's own Sync: it is refused (it fails closed).
+pub fn in_batch(
+    plan: &CheckPlan,
+    counts: &[TableCount],
+    who: SessionView<'_>,
+    policy: &Policy,
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+) -> bool {
+    Write { plan, counts, who, policy, catalog, database, opened: false }.check().is_some()
+}

@@ -485,6 +485,11 @@ impl Session {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit failed in its batch");
                 self.refuse_counted(msg, &replies, facts, &counts, micros);
             }
+            // The anomaly and budget rules (`contract`) judge a write only where it is kept.
+            _ if crate::contract::keep::in_batch(&plan, &counts, self.info.view(), &policy, catalog, &db) => {
+                let why = "the anomaly and budget rules judge a write only in a batch of its own (ending with Sync)";
+                self.refuse_counted(unverifiable(why.into()), &replies, facts, &counts, micros);
+            }
             v => {
                 self.record(&facts, &counts, Some(micros));
                 if let Some(n) = &plan.notice {

@@ -3,9 +3,12 @@
 //! catalog, as two blastwall processes have), and the data and blastwall's state are checked
 //! directly on the server.
 
-use crate::harness::{base_config, connect, direct, fresh_db, proxy_with, psql, APP_PW};
+use crate::harness::{
+    base_config, bind_execute, connect, direct, fresh_db, msg, parse, proxy_with, psql, replies, startup, APP_PW,
+};
 use blastwall::policy::{file::compile, Policy};
 use std::path::Path;
+use tokio::io::AsyncWriteExt;
 
 fn policy(text: &str) -> Policy {
     compile(&[(Path::new("contract.toml"), text)]).unwrap()
@@ -202,6 +205,20 @@ async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() 
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
     // Updates have no budget here.
     via.simple_query("UPDATE accounts SET x = 0 WHERE id = 95").await.unwrap();
+    // Pipelined deletes (two Executes before a Sync) cannot go around it: the first is counted
+    // where it stands, nothing can be sent after it, and it is refused (fails closed).
+    d.batch_execute("GRANT ALL ON accounts TO trust_user").await.unwrap();
+    let mut raw = startup(c.port(), "trust_user", &db).await;
+    let mut batch = Vec::new();
+    for id in [96, 97] {
+        batch.extend(parse("", &format!("DELETE FROM accounts WHERE id = {id}")));
+        batch.extend(bind_execute(""));
+    }
+    batch.extend(msg(b'S', &[]));
+    raw.write_all(&batch).await.unwrap();
+    let r = replies(&mut raw).await;
+    assert!(r.errors.contains("judge a write only in a batch of its own"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
     b.stop().await;
     c.stop().await;
 }
