@@ -91,17 +91,25 @@ impl Write<'_> {
         let a = b.query(check.sql()).await?;
         Ok(check.judge(&a.rows, a.error.as_ref().map(|e| e.message.as_str())))
     }
-}
 
-/// Whether a rule applies to a write counted in the middle of a batch, where nothing can be
-/// sent after it before the client's own Sync: it is refused (it fails closed).
-pub fn in_batch(
-    plan: &CheckPlan,
-    counts: &[TableCount],
-    who: SessionView<'_>,
-    policy: &Policy,
-    catalog: &crate::catalog::Catalog,
-    database: &str,
-) -> bool {
-    Write { plan, counts, who, policy, catalog, database, opened: false }.check().is_some()
+    /// In the middle of an extended-protocol batch, behind the client's counted Execute: the
+    /// contract SQL as readings on blastwall's statement `name` (the client's own Sync, or
+    /// its COMMIT, keeps the write with its record). `None`: no rule applies; else the
+    /// decision, and whether the server failed the batch (the SQL stopped the write, or the
+    /// state could not be used).
+    pub async fn in_batch(&self, b: &mut Backend<'_>, name: &str) -> Result<Option<(Decision, bool)>, PrecheckError> {
+        let Some(check) = self.check() else { return Ok(None) };
+        let parts = pg_query::split_with_parser(check.sql())
+            .map(|v| v.into_iter().map(str::to_string).collect())
+            .unwrap_or_else(|_| vec![check.sql().to_string()]);
+        let (rows, error) = match crate::precheck::inbatch::run_after(b, name, &parts).await? {
+            Ok(rows) => (rows, None),
+            Err(f) => (Vec::new(), Some(crate::wire::messages::error_fields(&f).unwrap_or_default().message)),
+        };
+        let d = check.judge(&rows, error.as_deref());
+        if d.findings.iter().any(|f| f.rule == "contract-state") {
+            self.catalog.learn_state_ready(self.database, check.schema(), false);
+        }
+        Ok(Some((d, error.is_some())))
+    }
 }

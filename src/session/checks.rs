@@ -476,6 +476,41 @@ impl Session {
             self.refuse_counted(msg, &replies, facts, &counts, micros);
             return Ok(());
         }
+        // The anomaly and budget rules (`contract`), behind the Execute in its batch.
+        let mut decision = decision;
+        if !matches!(crate::guard::render(&decision), Verdict::Refuse(_)) {
+            let write = crate::contract::keep::Write {
+                plan: &plan,
+                counts: &counts,
+                who: self.info.view(),
+                policy: &policy,
+                catalog,
+                database: &db,
+                opened: false,
+            };
+            let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+            let judged = write.in_batch(&mut backend, READING).await;
+            let Backend { for_client, params, .. } = backend;
+            self.take_for_client(for_client, params);
+            match judged.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))? {
+                // The server failed the batch: its error was blastwall's, the refusal is owed.
+                Some((d, true)) => {
+                    let first = d.findings.first();
+                    facts.decision = "refused";
+                    facts.rule = first.map(|f| f.rule.to_string());
+                    facts.mode = first.map(|f| f.mode.as_str());
+                    facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
+                    self.record(&facts, &counts, Some(micros));
+                    self.mirror.failed(ord);
+                    self.relay.skip_to_sync();
+                    replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
+                    self.relay.to_client.extend_from_slice(&crate::guard::refusal_message(&d).encode());
+                    return Ok(());
+                }
+                Some((d, false)) => decision.findings.extend(d.findings),
+                None => {}
+            }
+        }
         match crate::guard::render(&decision) {
             Verdict::Refuse(msg) => {
                 let first = decision.findings.first();
@@ -484,11 +519,6 @@ impl Session {
                 facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit failed in its batch");
                 self.refuse_counted(msg, &replies, facts, &counts, micros);
-            }
-            // The anomaly and budget rules (`contract`) judge a write only where it is kept.
-            _ if crate::contract::keep::in_batch(&plan, &counts, self.info.view(), &policy, catalog, &db) => {
-                let why = "the anomaly and budget rules judge a write only in a batch of its own (ending with Sync)";
-                self.refuse_counted(unverifiable(why.into()), &replies, facts, &counts, micros);
             }
             v => {
                 self.record(&facts, &counts, Some(micros));

@@ -205,22 +205,64 @@ async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() 
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
     // Updates have no budget here.
     via.simple_query("UPDATE accounts SET x = 0 WHERE id = 95").await.unwrap();
-    // Pipelined deletes (two Executes before a Sync) cannot go around it: the first is counted
-    // where it stands, nothing can be sent after it, and it is refused (fails closed).
-    d.batch_execute("GRANT ALL ON accounts TO trust_user").await.unwrap();
+    // Pipelined deletes (two Executes before a Sync) cannot go around it.
+    d.batch_execute(
+        "GRANT ALL ON accounts TO trust_user; GRANT USAGE ON SCHEMA blastwall TO trust_user; \
+         GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+    )
+    .await
+    .unwrap();
     let mut raw = startup(c.port(), "trust_user", &db).await;
+    let r = pipelined(&mut raw, &[96, 97]).await;
+    assert!(r.errors.contains("over its budget of 25 rows deleted per 1h"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    b.stop().await;
+    c.stop().await;
+}
+
+/// Point deletes as one extended-protocol batch: Parse, Bind, Execute each, one Sync.
+async fn pipelined(raw: &mut tokio::net::TcpStream, ids: &[i32]) -> crate::harness::Replies {
     let mut batch = Vec::new();
-    for id in [96, 97] {
+    for id in ids {
         batch.extend(parse("", &format!("DELETE FROM accounts WHERE id = {id}")));
         batch.extend(bind_execute(""));
     }
     batch.extend(msg(b'S', &[]));
     raw.write_all(&batch).await.unwrap();
-    let r = replies(&mut raw).await;
-    assert!(r.errors.contains("judge a write only in a batch of its own"), "{r:?}");
-    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
-    b.stop().await;
-    c.stop().await;
+    replies(raw).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_deletes_spend_the_budget_and_a_refused_batch_spends_nothing() {
+    let db = fresh_db("budget_batch");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int);          INSERT INTO accounts SELECT g, g FROM generate_series(1, 20) g; GRANT ALL ON accounts TO trust_user",
+    )
+    .await
+    .unwrap();
+    let p = policy(&BUDGET.replace("budget_delete_rows = 25", "budget_delete_rows = 3"));
+    let proxy = proxy_with(base_config(), p).await;
+    // Set up the state first (trust_user may not create a schema).
+    connect(proxy.port(), "app", APP_PW, &db).await.simple_query("DELETE FROM accounts WHERE id = 20").await.unwrap();
+    d.batch_execute(
+        "GRANT USAGE ON SCHEMA blastwall TO trust_user; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+    )
+    .await
+    .unwrap();
+    let mut raw = startup(proxy.port(), "trust_user", &db).await;
+    // Three with 2 left: the third is refused, and the batch (one implicit transaction) is
+    // rolled back with what the first two spent.
+    let r = pipelined(&mut raw, &[1, 2, 3]).await;
+    assert!(r.errors.contains("3 already deleted in the last 1h (0 left)"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 19);
+    let r = pipelined(&mut raw, &[4, 5]).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 17);
+    let r = pipelined(&mut raw, &[6]).await;
+    assert!(r.errors.contains("3 already deleted"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 17);
+    proxy.stop().await;
 }
 
 const EXPLICIT: &str = r#"
