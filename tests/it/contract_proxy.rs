@@ -172,10 +172,13 @@ async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() 
     // Two blastwalls (each its own guard and catalog) in front of one database, at once.
     let a = proxy_with(base_config(), policy(BUDGET)).await;
     let b = proxy_with(base_config(), policy(BUDGET)).await;
+    // Both connected before either deletes, so that their loops overlap.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(2));
     let loop_on = |port: u16, ids: std::ops::RangeInclusive<i32>, extended: bool| {
-        let db = db.clone();
+        let (db, ready) = (db.clone(), ready.clone());
         tokio::spawn(async move {
             let c = connect(port, "app", APP_PW, &db).await;
+            ready.wait().await;
             let mut kept = 0;
             for id in ids {
                 let r = if extended {
@@ -342,4 +345,19 @@ async fn explicit_ids_into_minted_columns_are_refused_minted_ones_pass() {
     let (reports, refused) = blastwall::check::run(&guard, &[script], "app", "").unwrap();
     assert!(refused);
     assert_eq!(reports.iter().map(|r| (r.rule, r.line)).collect::<Vec<_>>(), vec![("explicit-id", 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_the_drifted_nightly_job_refused() {
+    let db = crate::harness::incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    let proxy = proxy_with(base_config(), blastwall::demo::demo_policy().unwrap()).await;
+    let via = connect(proxy.port(), "app", APP_PW, &db).await;
+    for n in 1..=3 {
+        via.simple_query(&format!("DELETE FROM users WHERE email LIKE 'user{n}@%'")).await.unwrap();
+    }
+    let e = message(via.simple_query("DELETE FROM users WHERE email LIKE 'user%'").await.unwrap_err());
+    assert!(e.contains("deleted 7 rows of public.users; this statement usually deletes 1 (median of 3 runs)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE email LIKE 'user%'").await, 7);
+    proxy.stop().await;
 }
