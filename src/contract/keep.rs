@@ -28,7 +28,7 @@ pub enum Kept {
     Kept(Answer, Decision),
     /// An enforce-mode finding: the write was undone.
     Refused(Decision),
-    /// A dry-run finding: the transaction is aborted and not undone yet.
+    /// A dry-run finding: the write was undone.
     DryRun(Decision),
 }
 
@@ -74,7 +74,10 @@ impl Write<'_> {
                 b.query(undo).await?;
                 Ok(Kept::Refused(d))
             }
-            Some(Mode::DryRun) => Ok(Kept::DryRun(d)),
+            Some(Mode::DryRun) => {
+                b.query(undo).await?;
+                Ok(Kept::DryRun(d))
+            }
             _ => {
                 if check.keep_failed(&a.rows, error).is_none() {
                     a.error = None;
@@ -84,11 +87,19 @@ impl Write<'_> {
         }
     }
 
-    /// In a dry run: what the rules would say of the write (it is undone after, with its
-    /// recorded run and spent budget).
-    pub async fn dry_run(&self, b: &mut Backend<'_>) -> Result<Decision, PrecheckError> {
-        let Some(check) = self.check() else { return Ok(Decision::default()) };
-        let a = b.query(check.sql()).await?;
+    /// In a dry run: what the rules would say of the write, which is then undone (`undo`)
+    /// with its recorded run and spent budget — the undo sent with the contract SQL, in the
+    /// round trip the undo makes anyway.
+    pub async fn dry_run(&self, b: &mut Backend<'_>, undo: &str) -> Result<Decision, PrecheckError> {
+        let Some(check) = self.check() else {
+            b.query(undo).await?;
+            return Ok(Decision::default());
+        };
+        let mut out = crate::wire::messages::query(check.sql()).to_vec();
+        out.extend_from_slice(&crate::wire::messages::query(undo));
+        b.send(&out).await?;
+        let a = b.answer().await?;
+        b.answer().await?;
         Ok(check.judge(&a.rows, a.error.as_ref().map(|e| e.message.as_str())))
     }
 

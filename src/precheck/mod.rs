@@ -342,8 +342,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     // The anomaly and budget rules (`contract`), judged where the write would be kept.
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
-        decision.findings.extend(write.dry_run(b).await?.findings);
-        return dry_run_outcome(b, plan, &held, counts, &decision, status, &undo).await;
+        decision.findings.extend(write.dry_run(b, &undo).await?.findings);
+        return Ok(dry_run_outcome(plan, &held, counts, &decision, status));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
@@ -361,7 +361,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         }
         crate::contract::keep::Kept::Refused(d) => return Ok(Outcome::Refuse { decision: d, counts }),
         crate::contract::keep::Kept::DryRun(d) => {
-            return dry_run_outcome(b, plan, &held, counts, &d, status, &undo).await;
+            return Ok(dry_run_outcome(plan, &held, counts, &d, status));
         }
     };
     let mut bytes = BytesMut::new();
@@ -380,17 +380,14 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
 }
 
-/// Undoes a dry run and reports what it would have done.
-async fn dry_run_outcome(
-    b: &mut Backend<'_>,
+/// What a dry run (undone) would have done.
+fn dry_run_outcome(
     plan: &CheckPlan,
     held: &Held,
     counts: Vec<TableCount>,
     decision: &Decision,
     status: TxStatus,
-    undo: &str,
-) -> Result<Outcome, PrecheckError> {
-    b.query(undo).await?;
+) -> Outcome {
     let mut text = format!(
         "blastwall: dry-run of {}: would {}; rolled back, nothing changed",
         plan.verb,
@@ -405,7 +402,7 @@ async fn dry_run_outcome(
     let mut shown = as_dry_run(held);
     replace_ready(&mut shown, status);
     bytes.extend_from_slice(&shown);
-    Ok(Outcome::Deliver { bytes, status, counts, kept: None })
+    Outcome::Deliver { bytes, status, counts, kept: None }
 }
 
 /// Counter values per table, as one reading gave them.
