@@ -206,6 +206,12 @@ async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() 
     let e = message(via.simple_query("DELETE FROM accounts WHERE id = 95").await.unwrap_err());
     assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // Inside the client's own transaction (blastwall's savepoint): refused the same way.
+    via.batch_execute("BEGIN").await.unwrap();
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 95").await.unwrap_err());
+    assert!(e.contains("over its budget"), "{e}");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
     // Updates have no budget here.
     via.simple_query("UPDATE accounts SET x = 0 WHERE id = 95").await.unwrap();
     // Pipelined deletes (two Executes before a Sync) cannot go around it.
