@@ -47,6 +47,11 @@ pub struct Relay {
     /// The server reported an error in the open batch and skips what the client sends up to
     /// its Sync.
     skipping: bool,
+    /// Syncs forwarded since the client's last Execute, and whether the server answered that
+    /// Execute with CopyInResponse: a Sync sent during COPY FROM STDIN is ignored by the
+    /// server (it answers the Sync after CopyDone).
+    syncs_since_execute: u64,
+    copy_in: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
@@ -68,6 +73,8 @@ impl Relay {
             batch_open: false,
             in_batch: VecDeque::new(),
             skipping: false,
+            syncs_since_execute: 0,
+            copy_in: false,
             discarding: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
@@ -99,6 +106,31 @@ impl Relay {
     /// counted Execute, sent by the pre-check).
     pub fn mark_batch_open(&mut self) {
         self.batch_open = true;
+    }
+
+    /// Records a client Execute forwarded.
+    pub fn note_execute(&mut self) {
+        self.syncs_since_execute = 0;
+        self.copy_in = false;
+    }
+
+    /// The server answered with CopyInResponse.
+    pub fn note_copy_in(&mut self) {
+        self.copy_in = true;
+    }
+
+    /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
+    /// COPY's Execute were ignored by the server, and are answered by nothing.
+    pub fn copy_in_done(&mut self, bytes: &[u8]) {
+        self.forward_raw(bytes);
+        if std::mem::take(&mut self.copy_in) {
+            for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
+                if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
+                    self.in_batch.pop_back();
+                    self.syncs_sent -= 1;
+                }
+            }
+        }
     }
 
     /// Whether the server skips the rest of the open batch (an error was reported in it).
@@ -152,6 +184,7 @@ impl Relay {
         self.batch_open = false;
         self.skipping = false;
         self.syncs_sent += 1;
+        self.syncs_since_execute += 1;
         self.in_batch.push_back(false);
     }
 

@@ -172,6 +172,9 @@ impl Session {
         if self.relay.is_discarding() {
             return;
         }
+        if matches!(op, Op::Execute) {
+            self.relay.note_execute();
+        }
         self.mirror.sent(self.relay.syncs_sent(), op);
         self.relay.forward_in_batch(&f.bytes);
     }

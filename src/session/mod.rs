@@ -426,6 +426,7 @@ impl Session {
                 }
                 self.relay.forward_raw(&f.bytes);
             }
+            fe::COPY_DONE | fe::COPY_FAIL => self.relay.copy_in_done(&f.bytes),
             fe::TERMINATE => {
                 self.cancel_if_busy();
                 self.relay.forward_raw(&f.bytes);
@@ -489,6 +490,10 @@ impl Session {
                 }
             }
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
+            be::COPY_IN_RESPONSE => {
+                self.relay.note_copy_in();
+                self.relay.pass_to_client(&f.bytes);
+            }
             be::BACKEND_KEY_DATA => {
                 if let Ok(key) = messages::backend_key(&f) {
                     self.shared.cancel_keys.insert(key.clone());
