@@ -72,6 +72,8 @@ pub enum Question {
     Columns { schema: String, table: String },
     /// Which columns own sequences of this name.
     SequenceOwner(String),
+    /// Which columns of a policy table a sequence mints (rule `explicit-id`).
+    Minted { schema: String, table: String },
 }
 
 impl Catalog {

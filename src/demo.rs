@@ -43,6 +43,22 @@ pub fn incident_policy() -> Result<Policy, policy::PolicyError> {
     ])
 }
 
+/// The demo's policy: the shipped ones, with the anomaly rule on users made quick to show
+/// (more than 5 × the usual, after 3 runs, above 3 rows).
+pub fn demo_policy() -> Result<Policy, policy::PolicyError> {
+    let mut p = incident_policy()?;
+    for t in p.tables.iter_mut().filter(|t| t.name == "users") {
+        t.anomaly = policy::AnomalyKeys {
+            enabled: Some(true),
+            factor: Some(5),
+            min_runs: Some(3),
+            floor: Some(3),
+            ..t.anomaly
+        };
+    }
+    Ok(p)
+}
+
 /// Loads the incident's schema and data into `db` of a server, over its Unix socket.
 pub async fn load_schema(pg: &TempPostgres, db: &str) -> Result<(), DemoError> {
     let (client, conn) = tokio_postgres::connect(&pg.admin_conninfo(db), tokio_postgres::NoTls).await?;
@@ -71,7 +87,7 @@ pub async fn run(listen: &str, shutdown: ShutdownHandle) -> Result<(), DemoError
     let mut config = Config { listen, upstream_port: pg.port, ..Config::default() };
     config.upstream_tls.mode = UpstreamSslMode::Disable;
     drop(held);
-    let server = Server::bind(config, Guard::new(incident_policy()?, None)).await?;
+    let server = Server::bind(config, Guard::new(demo_policy()?, None)).await?;
     let addr = server.local_addr();
     let check = check_command(pg.dir())?;
     println!(
@@ -82,7 +98,8 @@ blastwall demo is running.
     users (40 Telegram users, 10 test users at ids -91111101…-91111110, and 10 real OAuth
     users whose ids drifted into the same window), each with a subscription, two chat
     sessions and six web messages, all ON DELETE CASCADE.
-  blastwall on {addr}, mode enforce, policies/default.toml + policies/incident.toml.
+  blastwall on {addr}, mode enforce, policies/default.toml + policies/incident.toml, and
+    the anomaly rule on users (more than 5 × the usual, after 3 runs).
 
 Connect through blastwall:
 
@@ -102,6 +119,14 @@ and try:
   -- 3. In a new session: the cleanup by attribute. Its rows are counted on the live
   --    server (cascades included) and are within the limits: exactly the 10 test users go.
   DELETE FROM users WHERE auth_source = 'test';
+
+  -- 4. The contract over time: a nightly erasure job removes one user by e-mail pattern,
+  --    night after night (each run is remembered in the database, schema blastwall) …
+  DELETE FROM users WHERE email LIKE 'user1@%';
+  DELETE FROM users WHERE email LIKE 'user2@%';
+  DELETE FROM users WHERE email LIKE 'user3@%';
+  --    … until the night its pattern drifted: 7 users at once, refused (rule anomaly).
+  DELETE FROM users WHERE email LIKE 'user%';
 
   Also refused: the seeding upsert that overwrote real users, and the setval that moved
   the sequence into the test window:

@@ -98,6 +98,16 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// Print the SQL that creates blastwall's state schema (anomaly histories, budgets), for a
+    /// DBA to run: `blastwall init-state --policy policies/ --grant app | psql -d mydb`.
+    InitState {
+        /// Policy file or folder (its `[state] schema`). Default: the built-in default policy.
+        #[arg(long = "policy")]
+        policies: Vec<PathBuf>,
+        /// Also grant this role what it needs on the state (repeatable).
+        #[arg(long)]
+        grant: Vec<String>,
+    },
     /// Start a throwaway PostgreSQL with the incident's schema behind blastwall, and show what
     /// it stops.
     Demo {
@@ -261,6 +271,10 @@ fn run(command: Command) -> Result<i32> {
                 (None, None) => anyhow::bail!("give --admin HOST:PORT or --config FILE"),
             };
             Ok(blastwall::preflight::health(&admin, std::time::Duration::from_secs(timeout)))
+        }
+        Command::InitState { policies, grant } => {
+            print!("{}", blastwall::contract::state::init_script(&load_policy(&policies)?.state.schema, &grant));
+            Ok(0)
         }
         Command::Demo { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -9,30 +9,62 @@
 //!
 //! # The one call the pre-check makes (anomaly, budget)
 //!
-//! After the client's write ran inside blastwall's transaction or savepoint and its per-table
-//! counts were read, and before it is kept:
+//! After the client's write ran inside blastwall's transaction or savepoint, its per-table
+//! counts were read and the row limits allow it — that is, where the pre-check would now send
+//! its keep (`COMMIT` / `RELEASE SAVEPOINT`):
 //!
-//! 1. `let check = contract::prepare(&contract::Request { … })` — `None`: nothing to do.
-//! 2. Run `check.sql()` on the same backend, in the same transaction (one simple Query; its
-//!    rows are tagged, other rows may be ignored).
-//! 3. `let d = check.judge(&rows, error.as_deref())` and add `d.findings` to the row-limit
-//!    decision. Then as for any decision: `Enforce` → undo (ROLLBACK / ROLLBACK TO SAVEPOINT)
-//!    and refuse; `DryRun` → undo and report; `Warn` → keep and warn; none → keep.
-//!    An error of that SQL always judges `Enforce` (or `DryRun`): the transaction is aborted and
-//!    cannot be kept. Then `catalog.learn_state_ready(db, schema, check.judged_ready(error))`.
+//! 1. `contract::enabled(policy)` — false: nothing to do, ever (no state is created).
+//! 2. `let check = contract::prepare(&contract::Request { counts, target, verb, fingerprint,
+//!    statement, override_rows, who, policy, state_ready: catalog.state_ready(db, schema) })`
+//!    — `None`: no rule applies to what it changed; keep as before.
+//! 3. Send `format!("{}; {keep}", check.sql())` as one simple Query on the same backend (no
+//!    extra round trip: the keep rides behind it). The SQL raises an error of its own
+//!    ([`STOP`]) when the write must not be kept (an Enforce or DryRun finding), so the keep
+//!    behind it never runs. Rows not tagged [`TAG`] may be ignored.
+//! 4. `let d = check.judge(&answer.rows, answer.error.map(|e| e.message))`; then
+//!    `catalog.learn_state_ready(db, check.schema(), check.judged_ready(error) && opened)` —
+//!    `opened`: the transaction was blastwall's own (the session was idle) and is kept: state
+//!    created inside a client's block is only there once the client commits, so until then
+//!    every counted write carries the (idempotent) DDL again.
+//!    - `d.mode()` is Enforce → the transaction is aborted: send the undo (ROLLBACK, or
+//!      ROLLBACK TO SAVEPOINT + RELEASE) and refuse with `d` (render it as any decision).
+//!    - DryRun → send the undo and report as a dry run.
+//!    - otherwise the write is kept; `check.keep_failed(rows, error)` is the keep's own error
+//!      (a deferred constraint at COMMIT), to report as today; Warn findings become the
+//!      notice before the held results.
 //!
-//! Undoing the write undoes its recorded run and its spent budget with it: a write is kept
+//! `Counted::from(&TableCount)` leaves `oid` empty (the table is then found by its name); fill
+//! it from `catalog.oid_of(…)` or the counters' relid where known, so that a table renamed
+//! since keeps its history and budget. At startup (or a session's first write to a database),
+//! `state::probe_sql(schema)` says in one row whether the role can use the state (`true` or
+//! the reason), for a log line naming the tables that will fail closed.
+//!
+//! (The SQL may also be sent alone, then keep or undo by `d` — the tests do both.) An error of
+//! the contract's SQL itself (state missing, no privileges, serialization failure) judges
+//! `contract-state`, Enforce (DryRun in a dry run): the transaction is aborted and cannot be
+//! kept. Undoing the write undoes its recorded run and spent budget with it: a write is kept
 //! if and only if its budget was taken and its run recorded.
+//!
+//! # explicit-id (no transaction needed)
+//!
+//! In the guard, with the statement's text: `contract::inserts(text)`; for each
+//! `explicit_id_tables(&inserts, policy)` ask the catalog `catalog::minted_query(schema, table,
+//! oid)` and `catalog.learn_minted(…)`; then `explicit_id_findings(&inserts, &|t|
+//! catalog.minted_of(db, &t.schema, &t.name), text, who, policy)` → findings to add to the
+//! static decision. `blastwall check`: `explicit_id_offline(text, who, policy)`.
 
 mod explicit_id;
 mod inserts;
+pub mod keep;
 mod sql;
 pub mod state;
 mod verdict;
 
-pub use explicit_id::{explicit_id_findings, explicit_id_offline, explicit_id_tables, Minted};
+pub use explicit_id::{
+    explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
+};
 pub use inserts::{inserts, Insert, Supplied};
-pub use sql::TAG;
+pub use sql::{STOP, TAG};
 
 use crate::analyze::RelName;
 use crate::policy::{mode_for, Mode, Policy, SessionView, TablePolicy};
@@ -169,8 +201,13 @@ pub fn anomaly_for(policy: &Policy, table: Option<&TablePolicy>) -> Option<Anoma
 /// Whether any table of the policy (or its defaults) uses the anomaly or budget rules: when
 /// not, the pre-check never calls [`prepare`] and nothing is created.
 pub fn enabled(policy: &Policy) -> bool {
-    policy.anomaly.enabled == Some(true)
-        || policy.tables.iter().any(|t| t.anomaly.enabled == Some(true) || t.budget.is_some())
+    policy.anomaly.enabled == Some(true) || policy.tables.iter().any(applies)
+}
+
+/// Whether a table's own section turns on the anomaly rule or sets a budget (its writes, and
+/// those that may cascade into it, are counted).
+pub fn applies(t: &TablePolicy) -> bool {
+    t.anomaly.enabled == Some(true) || t.budget.is_some()
 }
 
 /// The items of a write: each (table, kind) some rule applies to, with the rows it changed.
@@ -243,9 +280,9 @@ pub fn prepare(req: &Request<'_>) -> Option<Check> {
     let state = &req.policy.state;
     let mut text = String::new();
     if !req.state_ready && state.create {
-        text.push_str(&state::init_sql(&state.schema));
+        text.push_str(&state::ensure_sql(&state.schema));
     }
-    text.push_str(&sql::write_sql(&state.schema, req.fingerprint, &items));
+    text.push_str(&sql::write_sql(&state.schema, req.fingerprint, &items, req.override_rows));
     Some(Check {
         sql: text,
         items,
@@ -254,4 +291,69 @@ pub fn prepare(req: &Request<'_>) -> Option<Check> {
         override_rows: req.override_rows,
         schema: state.schema.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn policy(text: &str) -> Policy {
+        crate::policy::file::compile(&[(Path::new("p.toml"), text)]).unwrap()
+    }
+
+    fn request<'a>(p: &'a Policy, counts: &'a [Counted], target: Option<&'a RelName>) -> Request<'a> {
+        Request {
+            counts,
+            target,
+            verb: "DELETE",
+            fingerprint: "f",
+            statement: "DELETE FROM users WHERE night = 1",
+            override_rows: None,
+            who: SessionView {
+                user: "app",
+                application_name: "",
+                session_mode: None,
+                columns: None,
+                sequence_owners: None,
+            },
+            policy: p,
+            state_ready: true,
+        }
+    }
+
+    fn counted(schema: &str, name: &str, deleted: u64) -> Counted {
+        Counted { schema: schema.into(), name: name.into(), oid: Some(42), deleted, updated: 0 }
+    }
+
+    #[test]
+    fn what_the_rules_apply_to() {
+        let p = policy("[defaults]\nanomaly = true\n[[table]]\nname = \"logs\"\nanomaly = false\n");
+        assert!(enabled(&p));
+        // The contract's own tables and tables that opt out are not judged.
+        let c = [counted("blastwall", "runs", 3), counted("public", "logs", 3)];
+        assert!(prepare(&request(&p, &c, None)).is_none());
+        // A run that changed nothing of its target is history, not a budget spend.
+        let t = RelName { schema: None, name: "users".into() };
+        let check = prepare(&request(&p, &[], Some(&t))).unwrap();
+        assert_eq!((check.items.len(), check.items[0].rows), (1, 0));
+        assert!(!check.sql().contains("budget_lock") && !check.sql().contains("CREATE SCHEMA"));
+        let off = policy("[defaults]\nmode = \"off\"\nanomaly = true\n");
+        assert!(prepare(&request(&off, &[counted("public", "users", 3)], None)).is_none());
+        assert!(!enabled(&policy("[[table]]\nname = \"users\"\n")));
+    }
+
+    #[test]
+    fn budgets_lock_and_first_use_creates() {
+        let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 5\nbudget_window = \"1h\"\n");
+        let c = [counted("public", "users", 3)];
+        let mut r = request(&p, &c, None);
+        r.state_ready = false;
+        let sql = prepare(&r).unwrap().sql().to_string();
+        assert!(
+            sql.starts_with("DO $blastwall$") && sql.contains("pg_advisory_xact_lock") && sql.contains("budget_lock"),
+            "{sql}"
+        );
+        assert!(sql.contains("42::pg_catalog.oid"), "the OID given is used: {sql}");
+    }
 }

@@ -36,15 +36,39 @@ pub fn init_sql(schema: &str) -> String {
            at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()); \
          CREATE INDEX IF NOT EXISTS runs_by_statement ON {s}.runs (relid, fingerprint, kind, at); \
          CREATE TABLE IF NOT EXISTS {s}.budget_spent (\
-           relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, rows pg_catalog.int8 NOT NULL, \
-           at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()); \
-         CREATE INDEX IF NOT EXISTS budget_spent_by_table ON {s}.budget_spent (relid, kind, at); \
+           relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, \
+           bucket pg_catalog.timestamptz NOT NULL, rows pg_catalog.int8 NOT NULL, \
+           PRIMARY KEY (relid, kind, bucket)); \
          CREATE TABLE IF NOT EXISTS {s}.budget_lock (\
            relid pg_catalog.oid NOT NULL, kind pg_catalog.text NOT NULL, \
            touched pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(), \
            PRIMARY KEY (relid, kind)); \
-         COMMENT ON SCHEMA {s} IS 'blastwall: anomaly histories (runs) and row budgets over time (budget_spent, budget_lock); see README'; "
+         COMMENT ON SCHEMA {s} IS 'blastwall: anomaly histories (runs) and row budgets over time (budget_spent, budget_lock), see README'; "
     )
+}
+
+/// [`init_sql`] run only when a table of the state is missing (one DO block): a role that may
+/// use the state but not create schemas (no CREATE on the database) is not refused by DDL it
+/// does not need.
+pub fn ensure_sql(schema: &str) -> String {
+    let lit = crate::precheck::literal;
+    let missing = ["runs", "budget_spent", "budget_lock"]
+        .iter()
+        .map(|t| format!("pg_catalog.to_regclass({}) IS NULL", lit(&format!("{}.{}", ident(schema), ident(t)))))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    format!("DO $blastwall$BEGIN IF {missing} THEN EXECUTE {}; END IF; END$blastwall$; ", lit(&init_sql(schema)))
+}
+
+/// The script `blastwall init-state` prints: the DDL, then the grants, one statement a line.
+pub fn init_script(schema: &str, roles: &[String]) -> String {
+    let mut out = String::from("-- blastwall init-state: run as the database owner (for example | psql -d mydb)\n");
+    let all = init_sql(schema) + &roles.iter().map(|r| grant_sql(schema, r)).collect::<String>();
+    for st in all.split("; ").map(str::trim).filter(|s| !s.is_empty()) {
+        out.push_str(st.trim_end_matches(';'));
+        out.push_str(";\n");
+    }
+    out
 }
 
 /// The grants an application role needs on the state (for `blastwall init-state --grant`).

@@ -76,9 +76,19 @@ pub fn budget_why(item: &Item, spent: u64) -> Option<String> {
     ))
 }
 
+/// The numbers a stop carries: (item, spent, runs, median).
+fn stop_numbers(error: &str) -> Option<(usize, u64, u64, u64)> {
+    let rest = &error[error.find(super::STOP)? + super::STOP.len()..];
+    let mut n = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse::<u64>().ok());
+    let (i, spent, runs, median) = (n.next()??, n.next()??, n.next()??, n.next()??);
+    Some((usize::try_from(i).ok()?, spent, runs, median))
+}
+
 impl Check {
     /// The findings of the contract SQL's answer: `rows` are the answer's rows (rows not tagged
-    /// with [`super::TAG`] are ignored), `error` the server's message if it failed.
+    /// with [`super::TAG`] are ignored), `error` the server's message if any statement of the
+    /// Query failed — the contract's own stop, the state being unusable, or a keep sent behind
+    /// it (see [`Check::keep_failed`]).
     pub fn judge(&self, rows: &[Vec<Option<String>>], error: Option<&str>) -> Decision {
         let mut d = Decision::default();
         let finding = |item: &Item, rule: &'static str, mode: Mode, why: String, hint: &'static str| Finding {
@@ -90,9 +100,34 @@ impl Check {
             source: item.source.clone(),
             statement: self.statement.clone(),
         };
-        let answer: Vec<&Vec<Option<String>>> =
-            rows.iter().filter(|r| r.first().and_then(|v| v.as_deref()) == Some(super::TAG)).collect();
-        if error.is_some() || answer.len() != self.items.len() {
+        let judge_item = |item: &Item, spent: u64, runs: u64, median: u64, d: &mut Decision| {
+            if let Some(why) = budget_why(item, spent) {
+                d.findings.push(finding(item, "budget", item.mode, why, HINT_BUDGET));
+            }
+            let waived = self.override_rows.is_some_and(|n| item.rows <= n);
+            if let Some(why) = anomaly_why(item, runs, median).filter(|_| !waived) {
+                d.findings.push(finding(item, "anomaly", item.mode, why, HINT_ANOMALY));
+            }
+        };
+        // The SQL stopped the write itself: one item's numbers are in the error.
+        if let Some((i, spent, runs, median)) = error.and_then(stop_numbers) {
+            if let Some(item) = self.items.get(i) {
+                judge_item(item, spent, runs, median, &mut d);
+                if d.findings.iter().any(|f| matches!(f.mode, Mode::Enforce | Mode::DryRun)) {
+                    return d;
+                }
+                // Stopped for no rule: the table was not found by its name (renamed since
+                // the counts named it), so its history and budget cannot be kept.
+                let why = format!(
+                    "blastwall cannot find {} by its name to record its anomaly history and budget",
+                    item.table
+                );
+                let mode = if item.mode == Mode::DryRun { Mode::DryRun } else { Mode::Enforce };
+                return Decision { findings: vec![finding(item, "contract-state", mode, why, HINT_STATE)] };
+            }
+        }
+        let answer = self.answer(rows);
+        if answer.len() != self.items.len() {
             // Aborted (or unreadable): it cannot be kept, whatever the rules' modes say.
             let all_dry = self.items.iter().all(|i| i.mode == Mode::DryRun);
             let mode = if all_dry { Mode::DryRun } else { Mode::Enforce };
@@ -108,15 +143,20 @@ impl Check {
         }
         for (item, row) in self.items.iter().zip(answer) {
             let num = |i: usize| row.get(i).and_then(|v| v.as_deref()).and_then(|v| v.parse::<u64>().ok());
-            if let Some(why) = budget_why(item, num(2).unwrap_or(0)) {
-                d.findings.push(finding(item, "budget", item.mode, why, HINT_BUDGET));
-            }
-            let waived = self.override_rows.is_some_and(|n| item.rows <= n);
-            if let Some(why) = anomaly_why(item, num(3).unwrap_or(0), num(4).unwrap_or(0)).filter(|_| !waived) {
-                d.findings.push(finding(item, "anomaly", item.mode, why, HINT_ANOMALY));
-            }
+            judge_item(item, num(2).unwrap_or(0), num(3).unwrap_or(0), num(4).unwrap_or(0), &mut d);
         }
         d
+    }
+
+    /// With a keep (COMMIT / RELEASE SAVEPOINT) sent behind [`Check::sql`] in the same Query:
+    /// the keep's own error (a deferred constraint at COMMIT), when the contract answered in
+    /// full and did not stop the write. The pre-check reports it as it reports a failed COMMIT.
+    pub fn keep_failed<'e>(&self, rows: &[Vec<Option<String>>], error: Option<&'e str>) -> Option<&'e str> {
+        error.filter(|e| stop_numbers(e).is_none() && self.answer(rows).len() == self.items.len())
+    }
+
+    fn answer<'r>(&self, rows: &'r [Vec<Option<String>>]) -> Vec<&'r Vec<Option<String>>> {
+        rows.iter().filter(|r| r.first().and_then(|v| v.as_deref()) == Some(super::TAG)).collect()
     }
 }
 
@@ -156,5 +196,8 @@ mod tests {
         let why = budget_why(&item(3), 198).unwrap();
         assert!(why.contains("198 already deleted in the last 1h (2 left)"), "{why}");
         assert_eq!(window_words(900), "15m");
+        let e = format!("invalid input syntax for type integer: \"{} 2 198 14 3\"", super::super::STOP);
+        assert_eq!(stop_numbers(&e), Some((2, 198, 14, 3)));
+        assert_eq!(stop_numbers("permission denied for schema blastwall"), None);
     }
 }

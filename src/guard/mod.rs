@@ -499,6 +499,12 @@ impl Guard {
                 }
             }
         }
+        // Explicit ids (`contract`): which columns of the tables a sequence mints.
+        let inserts = crate::contract::statement_inserts(&statements, &policy);
+        if !info.database.is_empty() {
+            let known = |t: &policy::TablePolicy| self.catalog.minted_of(&info.database, &t.schema, &t.name).is_some();
+            questions.extend(crate::contract::minted_questions(&inserts, &policy, &known));
+        }
         if !questions.is_empty() {
             return Err(questions);
         }
@@ -508,11 +514,16 @@ impl Guard {
         let mut view = info.view();
         view.columns = Some(&columns);
         view.sequence_owners = Some(&owners);
-        let decision = if statements.iter().all(|s| s.executes.is_empty()) {
+        let mut decision = if statements.iter().all(|s| s.executes.is_empty()) {
             policy::decide(&statements, view, &policy)
         } else {
             policy::decide(&with_prepared(&statements, info), view, &policy)
         };
+        let minted = |t: &policy::TablePolicy| self.catalog.minted_of(&db, &t.schema, &t.name);
+        for (i, ins) in &inserts {
+            let text = &statements[*i].text;
+            decision.findings.extend(crate::contract::explicit_id_findings(ins, &minted, text, view, &policy).findings);
+        }
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }

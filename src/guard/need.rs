@@ -17,7 +17,7 @@ pub(super) struct CheckNeed {
 
 /// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
 /// (its cascades may reach a limited table), an UPDATE or MERGE on a table whose updates are
-/// limited, and anything in dry-run mode that writes (the static findings are `dry_run`).
+/// limited (anomaly and budget rules count as limits), and anything in dry-run mode that writes (the static findings are `dry_run`).
 pub(super) fn check_need(
     statements: &[Statement],
     info: &SessionInfo,
@@ -25,11 +25,13 @@ pub(super) fn check_need(
     catalog: &crate::catalog::Catalog,
     dry_run: bool,
 ) -> Result<Option<CheckNeed>, Vec<String>> {
+    // The anomaly and budget rules count like limits (`contract`).
+    let contract = crate::contract::enabled(policy);
     let any_update_limit =
-        policy.max_update_rows.is_some() || policy.tables.iter().any(|t| t.max_update_rows.is_some());
+        contract || policy.max_update_rows.is_some() || policy.tables.iter().any(|t| t.max_update_rows.is_some());
     let mut unknown = Vec::new();
     let any_delete_limit =
-        policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
+        contract || policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
     let mut need: Option<CheckNeed> = None;
     for st in statements {
         for w in &st.writes {
@@ -40,8 +42,9 @@ pub(super) fn check_need(
             }
             let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
             let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate);
-            let mut update_limited =
-                policy.max_update_rows.is_some() || table.is_some_and(|t| t.max_update_rows.is_some());
+            let mut update_limited = policy.max_update_rows.is_some()
+                || policy.anomaly.enabled == Some(true)
+                || table.is_some_and(|t| t.max_update_rows.is_some() || crate::contract::applies(t));
             // An UPDATE of a view (or a table with rules, triggers or children) can change rows
             // of a limited table under another name: the catalog says which names can.
             if is_update && !update_limited && any_update_limit {

@@ -472,6 +472,14 @@ mod tests {
     }
 
     #[test]
+    fn contract_example_is_valid_with_the_default() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+        let p = load(&[dir.join("default.toml"), dir.join("contract/contract.toml")]).unwrap();
+        let users = p.tables.iter().find(|t| t.name == "users").unwrap();
+        assert!(users.forbid.contains(&Forbid::ExplicitId) && users.budget.is_some());
+    }
+
+    #[test]
     fn misspelled_section_names_the_line() {
         let e = c("[defaults]\nmode = \"enforce\"\n\n[[tabel]]\nname = \"users\"\n").unwrap_err().to_string();
         assert!(e.contains("p.toml") && e.contains("line 4") && e.contains("tabel"), "{e}");

@@ -95,6 +95,24 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
     }
 }
 
+/// blastwall's own statements behind the client's counted Execute (the contract's), each as a
+/// reading, then a Flush: their rows, or the error that stopped them (the server then skips
+/// to the client's Sync, and its transaction is aborted).
+pub async fn run_after(b: &mut Backend<'_>, name: &str, sql: &[String]) -> Result<Result<Rows, Frame>, PrecheckError> {
+    let mut out = BytesMut::new();
+    sql.iter().for_each(|s| out.extend_from_slice(&reading(name, s)));
+    out.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+    b.send(&out).await?;
+    let mut rows = Vec::new();
+    for _ in sql {
+        match read_reading(b).await? {
+            Ok(r) => rows.extend(r),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(rows))
+}
+
 /// One counter reading on blastwall's own statement and portal, leaving nothing behind.
 fn reading(name: &str, sql: &str) -> BytesMut {
     super::own::on_name(name, sql)

@@ -366,27 +366,12 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let (counts, decision) = judge_counts(plan, deltas(&before, &after), who, policy);
+    let (counts, mut decision) = judge_counts(plan, deltas(&before, &after), who, policy);
+    // The anomaly and budget rules (`contract`), judged where the write would be kept.
+    let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
-        b.query(&undo).await?;
-        let counted = crate::policy::describe_counts(&counts);
-        let did = match (&plan.effects[..], counts.iter().any(|c| c.deleted + c.updated + c.inserted > 0)) {
-            ([], _) => counted,
-            (effects, false) => effects.join("; "),
-            (effects, true) => format!("{}; {counted}", effects.join("; ")),
-        };
-        let mut text = format!("blastwall: dry-run of {}: would {did}; rolled back, nothing changed", plan.verb);
-        let over_limit = decision.findings.first().map(|f| f.why.clone());
-        if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
-            text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
-        }
-        let notice =
-            ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None };
-        let mut bytes = BytesMut::from(&notice.encode()[..]);
-        let mut shown = as_dry_run(&held);
-        replace_ready(&mut shown, status);
-        bytes.extend_from_slice(&shown);
-        return Ok(Outcome::Deliver { bytes, status, counts, kept: None });
+        decision.findings.extend(write.dry_run(b, &undo).await?.findings);
+        return Ok(dry_run_outcome(plan, &held, counts, &decision, status));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
@@ -397,7 +382,16 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         }
         return Ok(Outcome::Refuse { decision, counts });
     }
-    let a = b.query(&keep).await?;
+    let a = match write.keep(b, &keep, &undo).await? {
+        crate::contract::keep::Kept::Kept(a, warn) => {
+            decision.findings.extend(warn.findings);
+            a
+        }
+        crate::contract::keep::Kept::Refused(d) => return Ok(Outcome::Refuse { decision: d, counts }),
+        crate::contract::keep::Kept::DryRun(d) => {
+            return Ok(dry_run_outcome(plan, &held, counts, &d, status));
+        }
+    };
     let mut bytes = BytesMut::new();
     if let Some(e) = a.error {
         // COMMIT can fail (deferred constraints): the client gets that error, as it would
@@ -412,6 +406,33 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
+}
+
+/// What a dry run (undone) would have done.
+fn dry_run_outcome(
+    plan: &CheckPlan,
+    held: &Held,
+    counts: Vec<TableCount>,
+    decision: &Decision,
+    status: TxStatus,
+) -> Outcome {
+    let counted = crate::policy::describe_counts(&counts);
+    let did = match (&plan.effects[..], counts.iter().any(|c| c.deleted + c.updated + c.inserted > 0)) {
+        ([], _) => counted,
+        (effects, false) => effects.join("; "),
+        (effects, true) => format!("{}; {counted}", effects.join("; ")),
+    };
+    let mut text = format!("blastwall: dry-run of {}: would {did}; rolled back, nothing changed", plan.verb);
+    let over_limit = decision.findings.first().map(|f| f.why.clone());
+    if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
+        text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
+    }
+    let notice = ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None };
+    let mut bytes = BytesMut::from(&notice.encode()[..]);
+    let mut shown = as_dry_run(held);
+    replace_ready(&mut shown, status);
+    bytes.extend_from_slice(&shown);
+    Outcome::Deliver { bytes, status, counts, kept: None }
 }
 
 /// Counter values per table, as one reading gave them.

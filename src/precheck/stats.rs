@@ -38,8 +38,8 @@ pub const STATS_SQL: &str = concat!(
      OR pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid) OPERATOR(pg_catalog.<>) 0)"
 );
 
-/// The counters to read for a check: only the tables with limits when only their counts can
-/// decide (the statistics view plans and scans every table, several times slower), else all.
+/// The counters to read for a check: only the tables with limits (row limits, anomaly,
+/// budget) when only their counts can decide (the statistics view plans and scans every table, several times slower), else all.
 pub fn stats_sql(
     policy: &crate::policy::Policy,
     plan: &super::CheckPlan,
@@ -48,11 +48,12 @@ pub fn stats_sql(
     let everything = plan.dry_run
         || plan.override_rows.is_some()
         || policy.max_delete_rows.is_some()
-        || policy.max_update_rows.is_some();
+        || policy.max_update_rows.is_some()
+        || policy.anomaly.enabled == Some(true);
     let limited: Vec<String> = policy
         .tables
         .iter()
-        .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some())
+        .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some() || crate::contract::applies(t))
         .map(|t| {
             let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
             // A table seen before is also found by its identity, so a rename does not hide it.

@@ -224,6 +224,13 @@ impl Session {
                 catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
                 continue;
             }
+            if let Question::Minted { schema, table } = q {
+                let sql = crate::catalog::minted_query(schema, table, catalog.oid_of(&db, schema, table));
+                let answer =
+                    backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                catalog.learn_minted(&db, schema, table, if answer.error.is_some() { &[] } else { &answer.rows });
+                continue;
+            }
             let Question::Columns { schema, table } = q else { continue };
             let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) else { continue };
             let sql = crate::catalog::columns_query(schema, table, catalog.oid_of(&db, schema, table));
@@ -358,6 +365,14 @@ impl Session {
                         })
                         .collect();
                     catalog.learn_owners(db, seq, &rows);
+                }
+                // Fail closed: every protected column taken as minted.
+                crate::catalog::Question::Minted { schema, table } => {
+                    let t = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table);
+                    let cols = t.map(|t| t.protected_columns.iter().collect::<Vec<_>>()).unwrap_or_default();
+                    let rows: Vec<_> =
+                        cols.iter().map(|c| vec![Some("1".into()), Some(c.to_string()), Some("s".into())]).collect();
+                    catalog.learn_minted(db, schema, table, &rows);
                 }
                 crate::catalog::Question::Columns { schema, table } => {
                     if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
@@ -495,6 +510,41 @@ impl Session {
             facts.decision = "dry-run";
             self.refuse_counted(msg, &replies, facts, &counts, micros);
             return Ok(());
+        }
+        // The anomaly and budget rules (`contract`), behind the Execute in its batch.
+        let mut decision = decision;
+        if !matches!(crate::guard::render(&decision), Verdict::Refuse(_)) {
+            let write = crate::contract::keep::Write {
+                plan: &plan,
+                counts: &counts,
+                who: self.info.view(),
+                policy: &policy,
+                catalog,
+                database: &db,
+                opened: false,
+            };
+            let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+            let judged = write.in_batch(&mut backend, READING).await;
+            let Backend { for_client, params, .. } = backend;
+            self.take_for_client(for_client, params);
+            match judged.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))? {
+                // The server failed the batch: its error was blastwall's, the refusal is owed.
+                Some((d, true)) => {
+                    let first = d.findings.first();
+                    facts.decision = "refused";
+                    facts.rule = first.map(|f| f.rule.to_string());
+                    facts.mode = first.map(|f| f.mode.as_str());
+                    facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
+                    self.record(&facts, &counts, Some(micros));
+                    self.mirror.failed(ord);
+                    self.relay.skip_to_sync();
+                    replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
+                    self.relay.to_client.extend_from_slice(&crate::guard::refusal_message(&d).encode());
+                    return Ok(());
+                }
+                Some((d, false)) => decision.findings.extend(d.findings),
+                None => {}
+            }
         }
         match crate::guard::render(&decision) {
             Verdict::Refuse(msg) => {

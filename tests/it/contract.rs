@@ -56,6 +56,7 @@ async fn write(
     (p, cat, db): (&Policy, &Catalog, &str),
     override_rows: Option<u64>,
     pause: Duration,
+    how: How,
 ) -> Decision {
     c.batch_execute("BEGIN").await.unwrap();
     let before = counters(c).await;
@@ -86,6 +87,24 @@ async fn write(
         c.batch_execute("COMMIT").await.unwrap();
         return Decision::default();
     };
+    if how == How::WithKeep {
+        // The keep sent behind the contract's SQL, in the same Query: kept unless it stops it.
+        let answer = rows(c, &format!("{}; COMMIT", check.sql())).await;
+        let (r, err) = match &answer {
+            Ok(r) => (r.clone(), None),
+            Err(e) => (Vec::new(), Some(e.as_str())),
+        };
+        let d = check.judge(&r, err);
+        cat.learn_state_ready(db, check.schema(), check.judged_ready(err));
+        assert_eq!(check.keep_failed(&r, err), None);
+        if matches!(d.mode(), Some(Mode::Enforce | Mode::DryRun)) {
+            assert!(err.is_some(), "a stop aborts the transaction: {d:?}");
+            c.batch_execute("ROLLBACK").await.unwrap();
+        } else {
+            assert!(err.is_none(), "{err:?}");
+        }
+        return d;
+    }
     let answer = rows(c, check.sql()).await;
     let (r, err) = match &answer {
         Ok(r) => (r.clone(), None),
@@ -97,6 +116,14 @@ async fn write(
     let keep = !matches!(d.mode(), Some(Mode::Enforce | Mode::DryRun));
     c.batch_execute(if keep { "COMMIT" } else { "ROLLBACK" }).await.unwrap();
     d
+}
+
+/// How the pre-check sends the contract's SQL: alone (then COMMIT or ROLLBACK by the verdict),
+/// or with the keep behind it in one Query (no extra round trip when the write is kept).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum How {
+    Alone,
+    WithKeep,
 }
 
 async fn count(db: &str, sql: &str) -> i64 {
@@ -120,15 +147,16 @@ async fn nightly_db() -> (String, Client) {
 
 #[tokio::test]
 async fn history_builds_then_an_anomaly_is_refused_and_survives_a_restart() {
+    const HOW: How = How::WithKeep;
     let (db, c) = nightly_db().await;
     let p = policy(NIGHTLY);
     let cat = Catalog::default();
     // A cleanup that found nothing is history too.
-    let d = write(&c, "DELETE FROM users WHERE night = 0", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE night = 0", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     for night in 1..=5 {
         let sql = format!("DELETE FROM users WHERE night = {night}");
-        let d = write(&c, &sql, "users", (&p, &cat, &db), None, Duration::ZERO).await;
+        let d = write(&c, &sql, "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
         assert!(d.findings.is_empty(), "night {night}: {d:?}");
     }
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 900);
@@ -136,7 +164,7 @@ async fn history_builds_then_an_anomaly_is_refused_and_survives_a_restart() {
     drop(c);
     let c = direct("app", APP_PW, &db).await;
     let cat = Catalog::default();
-    let d = write(&c, "DELETE FROM users WHERE night = 6", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE night = 6", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!(d.mode(), Some(Mode::Enforce), "{d:?}");
     let f = &d.findings[0];
     assert_eq!(f.rule, "anomaly");
@@ -147,20 +175,24 @@ async fn history_builds_then_an_anomaly_is_refused_and_survives_a_restart() {
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 900, "refused, so rolled back");
     // In warn mode it is kept, with the finding.
     let warn = policy(&format!("[defaults]\nmode = \"warn\"\n{NIGHTLY}"));
-    let d = write(&c, "DELETE FROM users WHERE night = 6", "users", (&warn, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM users WHERE night = 6", "users", (&warn, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!((d.findings[0].rule, d.mode()), ("anomaly", Some(Mode::Warn)));
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0, "kept in warn mode");
     // An override with its expected count waives it; one that expects fewer does not.
     c.batch_execute("INSERT INTO users (night) SELECT 7 FROM generate_series(1, 900)").await.unwrap();
-    let d = write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(899), Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(899), Duration::ZERO, HOW).await;
     assert_eq!(d.findings[0].rule, "anomaly", "{d:?}");
-    let d = write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(900), Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM users WHERE night = 7", "users", (&p, &cat, &db), Some(900), Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0);
 }
 
 #[tokio::test]
 async fn cascades_are_history_of_their_own_table() {
+    const HOW: How = How::Alone;
     let db = fresh_db("contract");
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute(
@@ -175,11 +207,19 @@ async fn cascades_are_history_of_their_own_table() {
     let p = policy("[defaults]\nanomaly = true\nanomaly_min_runs = 5\n");
     let cat = Catalog::default();
     for n in 1..=6 {
-        let d = write(&c, &format!("DELETE FROM users WHERE id = {n}"), "users", (&p, &cat, &db), None, Duration::ZERO)
-            .await;
+        let d = write(
+            &c,
+            &format!("DELETE FROM users WHERE id = {n}"),
+            "users",
+            (&p, &cat, &db),
+            None,
+            Duration::ZERO,
+            HOW,
+        )
+        .await;
         assert!(d.findings.is_empty(), "{d:?}");
     }
-    let d = write(&c, "DELETE FROM users WHERE id = 7", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id = 7", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!(d.findings.len(), 1, "{d:?}");
     assert!(d.findings[0].why.starts_with("deleted 500 rows of public.sessions"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM sessions").await, 500);
@@ -187,6 +227,7 @@ async fn cascades_are_history_of_their_own_table() {
 
 #[tokio::test]
 async fn point_deletes_stop_at_the_budget_across_two_connections() {
+    const HOW: How = How::WithKeep;
     let db = fresh_db("contract");
     let setup = direct("app", APP_PW, &db).await;
     setup
@@ -202,7 +243,7 @@ async fn point_deletes_stop_at_the_budget_across_two_connections() {
             let mut refused = 0;
             for id in (1..=50).filter(|i| i % 2 == parity) {
                 let sql = format!("DELETE FROM users WHERE id = {id}");
-                let d = write(&c, &sql, "users", (&p, cat, &db), None, Duration::from_millis(3)).await;
+                let d = write(&c, &sql, "users", (&p, cat, &db), None, Duration::from_millis(3), HOW).await;
                 if d.mode() == Some(Mode::Enforce) {
                     assert_eq!(d.findings[0].rule, "budget", "{d:?}");
                     refused += 1;
@@ -217,15 +258,17 @@ async fn point_deletes_stop_at_the_budget_across_two_connections() {
     assert_eq!(count(&db, "SELECT sum(rows)::int8 FROM blastwall.budget_spent").await, 20);
     // The message says what is left.
     let c = direct("app", APP_PW, &db).await;
-    let d = write(&c, "DELETE FROM users WHERE id > 45", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id > 45", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings[0].why.contains("20 already deleted in the last 1h (0 left)"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 30);
 }
 
 #[tokio::test]
 async fn without_access_to_the_state_it_fails_closed() {
+    const HOW: How = How::Alone;
     let db = fresh_db("contract");
-    admin_sql(pg(), &db, &contract::state::init_sql("blastwall"));
+    // As a DBA would: `blastwall init-state | psql`, without grants first.
+    admin_sql(pg(), &db, &contract::state::init_script("blastwall", &[]));
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute("CREATE TABLE users (id int); INSERT INTO users SELECT generate_series(1, 5);").await.unwrap();
     let p = policy(
@@ -234,19 +277,20 @@ async fn without_access_to_the_state_it_fails_closed() {
     let probe = rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap();
     assert_eq!(probe[0][0].as_deref(), Some("no USAGE on schema blastwall"));
     let cat = Catalog::default();
-    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
     assert!(d.findings[0].why.contains("permission denied for schema blastwall"), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 5);
-    admin_sql(pg(), &db, &contract::state::grant_sql("blastwall", "app"));
+    admin_sql(pg(), &db, &contract::state::init_script("blastwall", &["app".to_string()]));
     assert_eq!(rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap()[0][0].as_deref(), Some("true"));
-    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 4);
 }
 
 #[tokio::test]
 async fn the_session_search_path_cannot_change_the_contract_sql() {
+    const HOW: How = How::WithKeep;
     let db = fresh_db("contract");
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute(
@@ -269,13 +313,15 @@ async fn the_session_search_path_cannot_change_the_contract_sql() {
          [[table]]\nname = \"b\"\nbudget_delete_rows = 5\nbudget_window = \"1h\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\n",
     );
     let cat = Catalog::default();
-    let d = write(&c, "DELETE FROM a WHERE id <= 5", "a", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d = write(&c, "DELETE FROM a WHERE id <= 5", "a", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     // With the client's operators and functions first, b's budget is still b's alone.
     c.batch_execute("SET search_path = evil, pg_catalog, public").await.unwrap();
-    let d = write(&c, "DELETE FROM public.b WHERE id = 1", "public.b", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM public.b WHERE id = 1", "public.b", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "b's budget must not see a's spend: {d:?}");
-    let d = write(&c, "DELETE FROM public.b WHERE id > 5", "public.b", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&c, "DELETE FROM public.b WHERE id > 5", "public.b", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!(d.findings.len(), 1, "1 + 5 rows is over b's 5: {d:?}");
     // The catalog question reads the same.
     let cols = minted_answer(&rows(&c, &minted_query("public", "b", None)).await.unwrap());
@@ -341,6 +387,7 @@ async fn explicit_ids_into_minted_columns_are_found() {
 
 #[tokio::test]
 async fn two_writers_racing_for_the_last_row_of_a_budget_cannot_both_win() {
+    const HOW: How = How::Alone;
     let db = fresh_db("contract");
     let setup = direct("app", APP_PW, &db).await;
     setup
@@ -349,17 +396,179 @@ async fn two_writers_racing_for_the_last_row_of_a_budget_cannot_both_win() {
         .unwrap();
     let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 20\nbudget_window = \"1h\"\n");
     let cat = Catalog::default();
-    let d = write(&setup, "DELETE FROM users WHERE id <= 19", "users", (&p, &cat, &db), None, Duration::ZERO).await;
+    let d =
+        write(&setup, "DELETE FROM users WHERE id <= 19", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert!(d.findings.is_empty(), "{d:?}");
     // Both hold their transaction open after their verdict, as the pre-check's round trip does:
     // without the budget's row lock, each would see one row left and keep its delete.
     let (a, b) = (direct("app", APP_PW, &db).await, direct("app", APP_PW, &db).await);
     let pause = Duration::from_millis(300);
     let (da, dbb) = tokio::join!(
-        write(&a, "DELETE FROM users WHERE id = 20", "users", (&p, &cat, &db), None, pause),
-        write(&b, "DELETE FROM users WHERE id = 21", "users", (&p, &cat, &db), None, pause),
+        write(&a, "DELETE FROM users WHERE id = 20", "users", (&p, &cat, &db), None, pause, HOW),
+        write(&b, "DELETE FROM users WHERE id = 21", "users", (&p, &cat, &db), None, pause, HOW),
     );
     let refused = [&da, &dbb].iter().filter(|d| d.mode() == Some(Mode::Enforce)).count();
     assert_eq!(refused, 1, "{da:?} {dbb:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 10, "exactly 20 rows deleted");
+}
+
+/// README's explicit-id example: its policy, its table, its two inserts, as the README says.
+#[tokio::test]
+async fn the_readme_explicit_id_example_runs() {
+    const README: &str = include_str!("../../README.md");
+    let section = &README[README.find("### `explicit-id`").unwrap()..];
+    let block = |fence: &str| {
+        let start = section.find(fence).unwrap() + fence.len();
+        section[start..start + section[start..].find("```").unwrap()].to_string()
+    };
+    let p = policy(&block("```toml\n"));
+    let sql = block("```sql\n");
+    let db = fresh_db("contract");
+    let c = direct("app", APP_PW, &db).await;
+    let mut lines = sql.lines();
+    c.batch_execute(lines.next().unwrap()).await.unwrap();
+    let cols = minted_answer(&rows(&c, &minted_query("public", "accounts", None)).await.unwrap());
+    for line in lines {
+        let (stmt, comment) = line.split_once("--").unwrap();
+        let n = explicit_id_findings(&contract::inserts(stmt), &|_| Some(cols.clone()), stmt, who(), &p).findings.len();
+        assert_eq!(n, usize::from(comment.contains("refused: explicit-id")), "{line}");
+        // Offline, `blastwall check` sees the same where the column list shows it.
+        assert_eq!(contract::explicit_id_offline(stmt, who(), &p).findings.len(), n, "{line}");
+    }
+}
+
+/// A table the counts name but the server no longer finds by that name (renamed meanwhile, and
+/// no OID given): its budget cannot be taken, so the write is not kept.
+#[tokio::test]
+async fn a_budgeted_table_not_found_by_its_name_fails_closed() {
+    let db = fresh_db("contract");
+    let c = direct("app", APP_PW, &db).await;
+    let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 20\nbudget_window = \"1h\"\n");
+    let counts = [Counted { schema: "public".into(), name: "users".into(), oid: None, deleted: 1, updated: 0 }];
+    let req = Request {
+        counts: &counts,
+        target: None,
+        verb: "DELETE",
+        fingerprint: "f",
+        statement: "DELETE FROM users WHERE id = 1",
+        override_rows: None,
+        who: who(),
+        policy: &p,
+        state_ready: false,
+    };
+    let check = contract::prepare(&req).unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let err = rows(&c, &format!("{}; COMMIT", check.sql())).await.unwrap_err();
+    let d = check.judge(&[], Some(&err));
+    assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
+    assert!(d.findings[0].why.contains("cannot find public.users by its name"), "{d:?}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// What the contract costs a kept write, riding behind its keep: 2,000 point deletes with and
+/// without it (budget and anomaly on), the same two round trips each. Run by hand:
+/// `cargo test --release --test it contract::cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn cost() {
+    let db = fresh_db("contract");
+    let c = direct("app", APP_PW, &db).await;
+    c.batch_execute("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 4000);")
+        .await
+        .unwrap();
+    let p =
+        policy("[[table]]\nname = \"users\"\nanomaly = true\nbudget_delete_rows = 100000\nbudget_window = \"1h\"\n");
+    let counts =
+        |oid| [Counted { schema: "public".into(), name: "users".into(), oid: Some(oid), deleted: 1, updated: 0 }];
+    let oid: i64 = c.query_one("SELECT 'users'::regclass::oid::int8", &[]).await.unwrap().get(0);
+    let counts = counts(oid as u32);
+    let fp = contract::fingerprint("DELETE FROM users WHERE id = 1");
+    let req = Request {
+        counts: &counts,
+        target: None,
+        verb: "DELETE",
+        fingerprint: &fp,
+        statement: "DELETE FROM users WHERE id = 1",
+        override_rows: None,
+        who: who(),
+        policy: &p,
+        state_ready: false,
+    };
+    // Create the state first.
+    c.batch_execute(&format!("BEGIN; {}; COMMIT", contract::prepare(&req).unwrap().sql())).await.unwrap();
+    let ready = Request { state_ready: true, ..req };
+    let check = contract::prepare(&ready).unwrap();
+    let n = 2000;
+    let mut times = Vec::new();
+    for (label, with) in [("without", false), ("with", true), ("without", false), ("with", true)] {
+        let start = std::time::Instant::now();
+        for i in 0..n / 2 {
+            let id = if with { 2001 + i } else { 1 + i } + if times.len() >= 2 { n / 2 } else { 0 };
+            c.batch_execute(&format!("BEGIN; DELETE FROM users WHERE id = {id}")).await.unwrap();
+            let keep = if with { format!("{}; COMMIT", check.sql()) } else { "COMMIT".to_string() };
+            c.batch_execute(&keep).await.unwrap();
+        }
+        let per = start.elapsed().as_secs_f64() * 1e6 / (n / 2) as f64;
+        println!("{label} the contract: {per:.0} µs per counted write");
+        times.push(per);
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 0);
+    if std::env::var("CONTRACT_EXPLAIN").is_ok() {
+        let main = &check.sql()[check.sql().find("WITH item").unwrap()..];
+        c.batch_execute("BEGIN").await.unwrap();
+        for r in rows(&c, &format!("EXPLAIN (ANALYZE, BUFFERS) {main}")).await.unwrap() {
+            println!("{}", r[0].as_deref().unwrap_or(""));
+        }
+        c.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
+
+/// In a client's REPEATABLE READ block (the pre-check's savepoint), a snapshot older than
+/// another writer's spend cannot see that spend; taking the budget's lock then fails with a
+/// serialization error, and the write is refused rather than overspending.
+#[tokio::test]
+async fn a_stale_snapshot_cannot_overspend_a_budget() {
+    let db = fresh_db("contract");
+    let setup = direct("app", APP_PW, &db).await;
+    setup
+        .batch_execute("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 30);")
+        .await
+        .unwrap();
+    let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 20\nbudget_window = \"1h\"\n");
+    let cat = Catalog::default();
+    let d =
+        write(&setup, "DELETE FROM users WHERE id <= 5", "users", (&p, &cat, &db), None, Duration::ZERO, How::Alone)
+            .await;
+    assert!(d.findings.is_empty(), "{d:?}");
+    let a = direct("app", APP_PW, &db).await;
+    a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM users").await.unwrap();
+    // Another writer spends the rest of the budget after a's snapshot.
+    let d =
+        write(&setup, "DELETE FROM users WHERE id <= 20", "users", (&p, &cat, &db), None, Duration::ZERO, How::Alone)
+            .await;
+    assert!(d.findings.is_empty(), "{d:?}");
+    a.batch_execute("SAVEPOINT blastwall_verify; DELETE FROM users WHERE id = 30").await.unwrap();
+    let oid: i64 = a.query_one("SELECT 'users'::regclass::oid::int8", &[]).await.unwrap().get(0);
+    let counts =
+        [Counted { schema: "public".into(), name: "users".into(), oid: Some(oid as u32), deleted: 1, updated: 0 }];
+    let req = Request {
+        counts: &counts,
+        target: None,
+        verb: "DELETE",
+        fingerprint: "f",
+        statement: "DELETE FROM users WHERE id = 30",
+        override_rows: None,
+        who: who(),
+        policy: &p,
+        state_ready: true,
+    };
+    let check = contract::prepare(&req).unwrap();
+    let err = rows(&a, &format!("{}; RELEASE SAVEPOINT blastwall_verify", check.sql())).await.unwrap_err();
+    let d = check.judge(&[], Some(&err));
+    assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
+    assert!(err.contains("could not serialize"), "{err}");
+    a.batch_execute("ROLLBACK TO SAVEPOINT blastwall_verify; RELEASE SAVEPOINT blastwall_verify; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 10, "20 deleted, the 21st refused");
 }

@@ -34,11 +34,13 @@
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
+//! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
 mod batches;
 mod cli;
 mod console;
 mod contract;
+mod contract_proxy;
 mod corpus;
 mod differential;
 mod drivers;

@@ -1,0 +1,370 @@
+//! The contract rules (anomaly, budget, explicit-id) through blastwall: writes go through
+//! in-process proxies (two at once, and a new one after a stop, each with its own guard and
+//! catalog, as two blastwall processes have), and the data and blastwall's state are checked
+//! directly on the server.
+
+use crate::harness::{
+    base_config, bind_execute, connect, direct, fresh_db, msg, parse, proxy_with, psql, replies, startup, APP_PW,
+};
+use blastwall::policy::{file::compile, Policy};
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
+
+fn policy(text: &str) -> Policy {
+    compile(&[(Path::new("contract.toml"), text)]).unwrap()
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+fn message(e: tokio_postgres::Error) -> String {
+    e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
+}
+
+const ANOMALY: &str = r#"
+[defaults]
+anomaly = true
+anomaly_min_runs = 3
+
+[[role]]
+name = "migrator"
+may_override = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drifted_cleanup_is_refused_after_a_restart_and_kept_only_when_overridden() {
+    let db = fresh_db("anomaly");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE users (id serial PRIMARY KEY, night int NOT NULL); \
+         INSERT INTO users (night) SELECT n FROM generate_series(1, 5) n, generate_series(1, 3); \
+         INSERT INTO users (night) SELECT 6 FROM generate_series(1, 200); \
+         GRANT ALL ON users TO migrator",
+    )
+    .await
+    .unwrap();
+    // The nightly cleanup, three nights, through a first blastwall.
+    let first = proxy_with(base_config(), policy(ANOMALY)).await;
+    let via = connect(first.port(), "app", APP_PW, &db).await;
+    for night in 1..=3 {
+        let n = via.execute("DELETE FROM users WHERE night = $1", &[&night]).await.unwrap();
+        assert_eq!(n, 3);
+    }
+    drop(via);
+    first.stop().await;
+    assert_eq!(count(&d, "SELECT count(*) FROM blastwall.runs").await, 3, "the runs are kept in the database");
+
+    // Restarted: the history is the database's, not the process's.
+    let dir = tempfile::tempdir().unwrap();
+    let audit_path = dir.path().join("audit.jsonl");
+    let mut cfg = base_config();
+    cfg.audit = Some(blastwall::config::AuditConfig {
+        file: Some(audit_path.clone()),
+        max_bytes: 0,
+        keep: 0,
+        raw_statements: false,
+    });
+    let second = proxy_with(cfg, policy(ANOMALY)).await;
+    let via = connect(second.port(), "app", APP_PW, &db).await;
+    let e = message(via.execute("DELETE FROM users WHERE night = $1", &[&6]).await.unwrap_err());
+    assert!(e.contains("deleted 200 rows of public.users; this statement usually deletes 3 (median of 3 runs)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE night = 6").await, 200, "rolled back");
+    assert_eq!(count(&d, "SELECT count(*) FROM blastwall.runs").await, 3, "a refused run is not history");
+    // The same text as a simple Query is the same statement (its fingerprint).
+    let e = message(via.simple_query("DELETE FROM users WHERE night = 6").await.unwrap_err());
+    assert!(e.contains("usually deletes 3"), "{e}");
+    // The usual run still passes.
+    assert_eq!(via.execute("DELETE FROM users WHERE night = $1", &[&4]).await.unwrap(), 3);
+
+    // Dry run: reported, nothing changed, nothing recorded.
+    let (ok, _, err) = psql(
+        second.port(),
+        "app",
+        APP_PW,
+        &db,
+        &["-c", "SET blastwall.mode = 'dry-run'", "-c", "DELETE FROM users WHERE night = 6"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("dry-run of DELETE: would delete 200 rows") && err.contains("usually deletes 3"), "{err}");
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE night = 6").await, 200);
+    assert_eq!(count(&d, "SELECT count(*) FROM blastwall.runs").await, 4);
+
+    // The audit trail and the metrics name the rule.
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refused: Vec<_> = events.iter().filter(|e| e["rule"] == "anomaly").collect();
+    assert_eq!(refused.len(), 2, "{text}");
+    assert_eq!((refused[0]["decision"].as_str(), refused[0]["mode"].as_str()), (Some("refused"), Some("enforce")));
+    assert_eq!(refused[0]["counts"][0]["deleted"], 200);
+    let metrics = String::from_utf8(second.shared.metrics.render()).unwrap();
+    assert!(
+        metrics.contains("blastwall_decisions_total{mode=\"enforce\",outcome=\"refused\",rule=\"anomaly\"} 2"),
+        "{metrics}"
+    );
+
+    // The override waives it, with its count; a role without may_override cannot.
+    let over = "/* blastwall: allow rows<=200 reason=\"drift accepted\" */ DELETE FROM users WHERE night = 6";
+    via.simple_query(over).await.unwrap_err();
+    drop(via);
+    second.stop().await;
+    // A role that may use the state but not create schemas (no CREATE on the database), first
+    // to write after a restart.
+    d.batch_execute(
+        "GRANT USAGE ON SCHEMA blastwall TO migrator; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO migrator",
+    )
+    .await
+    .unwrap();
+    let third = proxy_with(base_config(), policy(ANOMALY)).await;
+    let mig = connect(third.port(), "migrator", APP_PW, &db).await;
+    let small = "/* blastwall: allow rows<=100 reason=\"too few\" */ DELETE FROM users WHERE night = 6";
+    mig.simple_query(small).await.unwrap_err();
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE night = 6").await, 200);
+    mig.simple_query(over).await.unwrap();
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE night = 6").await, 0);
+    third.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_warn_mode_the_drifted_cleanup_is_kept_with_a_warning() {
+    let db = fresh_db("anomaly_warn");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE users (id serial PRIMARY KEY, night int NOT NULL); \
+         INSERT INTO users (night) SELECT n FROM generate_series(1, 3) n, generate_series(1, 2); \
+         INSERT INTO users (night) SELECT 9 FROM generate_series(1, 50)",
+    )
+    .await
+    .unwrap();
+    let mut p = policy(ANOMALY);
+    p.mode = blastwall::policy::Mode::Warn;
+    let proxy = proxy_with(base_config(), p).await;
+    let script: String = (1..=3).chain([9]).map(|n| format!("DELETE FROM users WHERE night = {n};\n")).collect();
+    let (ok, out, err) = psql(proxy.port(), "app", APP_PW, &db, &["-v", "ON_ERROR_STOP=1"], Some(&script));
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("deleted 50 rows of public.users; this statement usually deletes 2"),
+        "{err}"
+    );
+    assert_eq!(count(&d, "SELECT count(*) FROM users").await, 0, "kept");
+    proxy.stop().await;
+}
+
+const BUDGET: &str = r#"
+[[table]]
+name = "public.accounts"
+protected_columns = ["id"]
+budget_delete_rows = 25
+budget_window = "1h"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() {
+    let db = fresh_db("budget");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
+    // Two blastwalls (each its own guard and catalog) in front of one database, at once.
+    let a = proxy_with(base_config(), policy(BUDGET)).await;
+    let b = proxy_with(base_config(), policy(BUDGET)).await;
+    // Both connected before either deletes, so that their loops overlap.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let loop_on = |port: u16, ids: std::ops::RangeInclusive<i32>, extended: bool| {
+        let (db, ready) = (db.clone(), ready.clone());
+        tokio::spawn(async move {
+            let c = connect(port, "app", APP_PW, &db).await;
+            ready.wait().await;
+            let mut kept = 0;
+            for id in ids {
+                let r = if extended {
+                    c.execute("DELETE FROM accounts WHERE id = $1", &[&id]).await.map(|_| ())
+                } else {
+                    c.simple_query(&format!("DELETE FROM accounts WHERE id = {id}")).await.map(|_| ())
+                };
+                match r {
+                    Ok(()) => kept += 1,
+                    Err(e) => assert!(message(e).contains("over its budget of 25 rows deleted per 1h")),
+                }
+            }
+            kept
+        })
+    };
+    let (ka, kb) = tokio::join!(loop_on(a.port(), 1..=40, true), loop_on(b.port(), 41..=80, false));
+    let (ka, kb) = (ka.unwrap(), kb.unwrap());
+    assert_eq!(ka + kb, 25, "a: {ka}, b: {kb}");
+    assert!(ka > 0 && kb > 0, "both spent: a {ka}, b {kb}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75, "exactly the budget was deleted");
+    a.stop().await;
+    // A new blastwall finds the budget spent.
+    let c = proxy_with(base_config(), policy(BUDGET)).await;
+    let via = connect(c.port(), "app", APP_PW, &db).await;
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 95").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // Inside the client's own transaction (blastwall's savepoint): refused the same way.
+    via.batch_execute("BEGIN").await.unwrap();
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 95").await.unwrap_err());
+    assert!(e.contains("over its budget"), "{e}");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // Updates have no budget here.
+    via.simple_query("UPDATE accounts SET x = 0 WHERE id = 95").await.unwrap();
+    // Pipelined deletes (two Executes before a Sync) cannot go around it.
+    d.batch_execute(
+        "GRANT ALL ON accounts TO trust_user; GRANT USAGE ON SCHEMA blastwall TO trust_user; \
+         GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+    )
+    .await
+    .unwrap();
+    let mut raw = startup(c.port(), "trust_user", &db).await;
+    let r = pipelined(&mut raw, &[96, 97]).await;
+    assert!(r.errors.contains("over its budget of 25 rows deleted per 1h"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    b.stop().await;
+    c.stop().await;
+}
+
+/// Point deletes as one extended-protocol batch: Parse, Bind, Execute each, one Sync.
+async fn pipelined(raw: &mut tokio::net::TcpStream, ids: &[i32]) -> crate::harness::Replies {
+    let mut batch = Vec::new();
+    for id in ids {
+        batch.extend(parse("", &format!("DELETE FROM accounts WHERE id = {id}")));
+        batch.extend(bind_execute(""));
+    }
+    batch.extend(msg(b'S', &[]));
+    raw.write_all(&batch).await.unwrap();
+    replies(raw).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_deletes_spend_the_budget_and_a_refused_batch_spends_nothing() {
+    let db = fresh_db("budget_batch");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int);          INSERT INTO accounts SELECT g, g FROM generate_series(1, 20) g; GRANT ALL ON accounts TO trust_user",
+    )
+    .await
+    .unwrap();
+    let p = policy(&BUDGET.replace("budget_delete_rows = 25", "budget_delete_rows = 3"));
+    let proxy = proxy_with(base_config(), p).await;
+    // Set up the state first (trust_user may not create a schema).
+    connect(proxy.port(), "app", APP_PW, &db).await.simple_query("DELETE FROM accounts WHERE id = 20").await.unwrap();
+    d.batch_execute(
+        "GRANT USAGE ON SCHEMA blastwall TO trust_user; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+    )
+    .await
+    .unwrap();
+    let mut raw = startup(proxy.port(), "trust_user", &db).await;
+    // Three with 2 left: the third is refused, and the batch (one implicit transaction) is
+    // rolled back with what the first two spent.
+    let r = pipelined(&mut raw, &[1, 2, 3]).await;
+    assert!(r.errors.contains("3 already deleted in the last 1h (0 left)"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 19);
+    let r = pipelined(&mut raw, &[4, 5]).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 17);
+    let r = pipelined(&mut raw, &[6]).await;
+    assert!(r.errors.contains("3 already deleted"), "{r:?}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 17);
+    proxy.stop().await;
+}
+
+const EXPLICIT: &str = r#"
+[[table]]
+name = "public.serials"
+protected_columns = ["id"]
+forbid = ["explicit_id"]
+
+[[table]]
+name = "public.idents"
+protected_columns = ["id"]
+forbid = ["explicit_id"]
+
+[[table]]
+name = "public.defaults"
+protected_columns = ["id"]
+forbid = ["explicit_id"]
+
+[[table]]
+name = "public.plain"
+protected_columns = ["id"]
+forbid = ["explicit_id"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_ids_into_minted_columns_are_refused_minted_ones_pass() {
+    let db = fresh_db("explicit");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE serials (id bigserial PRIMARY KEY, name text); \
+         CREATE TABLE idents (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text); \
+         CREATE SEQUENCE dseq; CREATE TABLE defaults (id bigint DEFAULT nextval('dseq') PRIMARY KEY, name text); \
+         CREATE TABLE plain (id int PRIMARY KEY, name text)",
+    )
+    .await
+    .unwrap();
+    let proxy = proxy_with(base_config(), policy(EXPLICIT)).await;
+    let via = connect(proxy.port(), "app", APP_PW, &db).await;
+    for refused in [
+        "INSERT INTO serials (id, name) VALUES (-91111101, 'test')",
+        "INSERT INTO serials VALUES (5, 'x')",
+        "INSERT INTO idents (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'x')",
+        "INSERT INTO defaults (id, name) VALUES (8, 'x')",
+        "INSERT INTO defaults (id, name) SELECT 9, 'x'",
+    ] {
+        let e = message(via.simple_query(refused).await.unwrap_err());
+        assert!(e.contains("which a sequence mints"), "{refused}: {e}");
+    }
+    let e = message(via.execute("INSERT INTO serials (id, name) VALUES ($1, $2)", &[&10i64, &"x"]).await.unwrap_err());
+    assert!(e.contains("which a sequence mints"), "extended protocol: {e}");
+    for allowed in [
+        "INSERT INTO serials (name) VALUES ('a')",
+        "INSERT INTO serials (id, name) VALUES (DEFAULT, 'b')",
+        "INSERT INTO idents (name) VALUES ('a')",
+        "INSERT INTO defaults (name) VALUES ('a')",
+        "INSERT INTO plain (id, name) VALUES (1, 'not minted')",
+    ] {
+        via.simple_query(allowed).await.unwrap_or_else(|e| panic!("{allowed}: {e}"));
+    }
+    let rows = |t: &str| format!("SELECT count(*) FROM {t}");
+    assert_eq!(count(&d, &rows("serials")).await, 2);
+    assert_eq!(count(&d, "SELECT count(*) FROM serials WHERE id IN (-91111101, 5, 10)").await, 0);
+    assert_eq!(count(&d, &rows("idents")).await, 1);
+    assert_eq!(count(&d, &rows("defaults")).await, 1);
+    assert_eq!(count(&d, &rows("plain")).await, 1);
+    proxy.stop().await;
+
+    // Offline, `blastwall check` sees what the text shows: a protected column named.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("seed.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO serials (name) VALUES ('a');\nINSERT INTO serials (id, name) VALUES (-91111101, 'test');\n",
+    )
+    .unwrap();
+    let guard = blastwall::guard::Guard::new(policy(EXPLICIT), None);
+    let options = blastwall::check::Options { user: "app".into(), ..Default::default() };
+    let out = blastwall::check::run(&guard, &[script], &options).unwrap();
+    assert!(out.refused);
+    assert_eq!(out.reports.iter().map(|r| (r.rule, r.line)).collect::<Vec<_>>(), vec![("explicit-id", 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_the_drifted_nightly_job_refused() {
+    let db = crate::harness::incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    let proxy = proxy_with(base_config(), blastwall::demo::demo_policy().unwrap()).await;
+    let via = connect(proxy.port(), "app", APP_PW, &db).await;
+    for n in 1..=3 {
+        via.simple_query(&format!("DELETE FROM users WHERE email LIKE 'user{n}@%'")).await.unwrap();
+    }
+    let e = message(via.simple_query("DELETE FROM users WHERE email LIKE 'user%'").await.unwrap_err());
+    assert!(e.contains("deleted 7 rows of public.users; this statement usually deletes 1 (median of 3 runs)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE email LIKE 'user%'").await, 7);
+    proxy.stop().await;
+}
