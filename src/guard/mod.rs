@@ -12,14 +12,15 @@ use crate::analyze::{self, Op, Opaque, ParseOptions, Statement};
 use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
 use crate::precheck::CheckPlan;
 
+mod analysis;
 mod need;
 mod prefilter;
 mod render;
 mod words;
 
 use crate::wire::messages::ProxyMessage;
+pub use analysis::{Preanalyzed, Reading};
 use need::{check_need, estimate_text, unverifiable, CheckNeed};
-use prefilter::cannot_write;
 use render::audit_facts;
 pub use render::{refusal_message, render};
 use std::collections::HashMap;
@@ -48,23 +49,6 @@ pub enum Verdict {
 /// Texts at least this long are analyzed on a blocking thread, not on the event loop that
 /// runs other sessions too (parsing takes about half a microsecond per byte).
 pub const ANALYZE_OFF_LOOP_BYTES: usize = 16 * 1024;
-
-/// A long text analyzed ahead of its judgement (see [`Verdict::Analyze`]).
-#[derive(Debug, Clone, Default)]
-pub struct Preanalyzed {
-    /// It provably cannot write (the prefilter): nothing else was needed.
-    pub harmless: bool,
-    /// Its readings: one, or both readings of backslashes when the setting is uncertain.
-    pub readings: Vec<Reading>,
-}
-
-/// One reading of a text.
-#[derive(Debug, Clone)]
-pub struct Reading {
-    pub text: Arc<str>,
-    pub standard_conforming_strings: bool,
-    pub statements: Arc<Vec<Statement>>,
-}
 
 /// A verdict, and what the audit trail records of it (`None`: nothing to record).
 #[derive(Debug)]
@@ -133,15 +117,6 @@ impl SessionInfo {
 
 /// A cached analysis: the text, `standard_conforming_strings`, and the statements.
 type CachedAnalysis = (Box<str>, bool, Arc<Vec<Statement>>);
-
-/// How many analyzed texts are kept.
-const ANALYSIS_CACHE_ENTRIES: usize = 10_000;
-/// How many bytes of text the cache keeps at most (the analyses it holds are of the same
-/// order): without it, 10,000 large distinct statements would pin gigabytes.
-const ANALYSIS_CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// Texts longer than this are analyzed every time: big statements (bulk loads) are rarely
-/// repeated, and one would take a large share of the cache.
-const ANALYSIS_CACHE_MAX_TEXT: usize = 64 * 1024;
 
 /// Holds the policy in force; a reload swaps it for the next statement of every session.
 pub struct Guard {
@@ -394,38 +369,6 @@ impl Guard {
         (plan, decision)
     }
 
-    /// Analyzes a long message text as [`Guard::judge_sql`] will read it (the prefilter, then
-    /// both readings of backslashes when the setting is uncertain). Meant for a blocking thread.
-    pub fn preanalyze(&self, sql: &[u8], client_encoding: &str, scs: bool, settings_certain: bool) -> Preanalyzed {
-        let Ok(text) = analyze::decode(sql, client_encoding) else { return Preanalyzed::default() };
-        if self.cannot_write(&text) {
-            return Preanalyzed { harmless: true, readings: Vec::new() };
-        }
-        let text: Arc<str> = Arc::from(&*text);
-        let readings = backslash_readings(&text, scs, settings_certain)
-            .iter()
-            .map(|&s| Reading {
-                text: text.clone(),
-                standard_conforming_strings: s,
-                statements: Arc::new(analyze::analyze(&text, ParseOptions { standard_conforming_strings: s })),
-            })
-            .collect();
-        Preanalyzed { harmless: false, readings }
-    }
-
-    /// Text that provably cannot write (most of the traffic): decided before the policy is
-    /// even looked up, with no allocation.
-    fn is_harmless(&self, sql: &[u8], info: &SessionInfo) -> bool {
-        let Ok(text) = analyze::decode(sql, &info.client_encoding) else { return false };
-        self.cannot_write(&text)
-    }
-
-    /// The prefilter, with function calls counted as writes when the policy looks at them.
-    fn cannot_write(&self, text: &str) -> bool {
-        let calls_matter = self.calls_matter.load(Ordering::Acquire) && text.contains('(');
-        !calls_matter && cannot_write(text)
-    }
-
     /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
     /// `Err`: the catalog must be asked first (the current names of protected columns).
     pub fn decide_text(
@@ -437,22 +380,6 @@ impl Guard {
             return Ok((Arc::default(), Decision::default()));
         }
         self.decide_analyzed(sql, info, None)
-    }
-
-    /// The statements of a message's text, read as the session's encoding and settings read
-    /// it (both ways while `standard_conforming_strings` is uncertain).
-    pub fn statements_of(&self, sql: &[u8], info: &SessionInfo, pre: Option<&Preanalyzed>) -> Arc<Vec<Statement>> {
-        match analyze::decode(sql, &info.client_encoding) {
-            Err(o) => Arc::new(vec![Statement {
-                text: String::from_utf8_lossy(sql).into_owned(),
-                opaque: vec![o],
-                ..Default::default()
-            }]),
-            Ok(text) => match backslash_readings(&text, info.standard_conforming_strings, info.settings_certain) {
-                [one] => self.analyzed(&text, *one, pre),
-                both => Arc::new(both.iter().flat_map(|&s| self.analyzed(&text, s, pre).to_vec()).collect()),
-            },
-        }
     }
 
     /// [`Guard::decide_text`] for text already known not to be harmless.
@@ -528,39 +455,6 @@ impl Guard {
             remember_prepared(&statements, info);
         }
         Ok((statements, decision))
-    }
-
-    /// The analysis of a text, from the cache when the same text was analyzed before (an
-    /// application sends the same few statements over and over).
-    fn analyzed(&self, text: &str, scs: bool, pre: Option<&Preanalyzed>) -> Arc<Vec<Statement>> {
-        let readings = pre.map_or(&[][..], |p| &p.readings[..]);
-        if let Some(r) = readings.iter().find(|r| r.standard_conforming_strings == scs && &*r.text == text) {
-            return r.statements.clone();
-        }
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        scs.hash(&mut h);
-        let key = h.finish();
-        if let Some(e) = self.analysis_cache.get(&key) {
-            if &*e.0 == text && e.1 == scs {
-                return e.2.clone();
-            }
-        }
-        let st = Arc::new(self.shapes.analyze(text, ParseOptions { standard_conforming_strings: scs }));
-        if text.len() > ANALYSIS_CACHE_MAX_TEXT {
-            return st;
-        }
-        if self.analysis_cache.len() >= ANALYSIS_CACHE_ENTRIES
-            || self.analysis_cache_bytes.load(Ordering::Relaxed) + text.len() > ANALYSIS_CACHE_BYTES
-        {
-            // Bounded: when full, start over (cheaper than tracking recency on every hit).
-            self.analysis_cache.clear();
-            self.analysis_cache_bytes.store(0, Ordering::Relaxed);
-        }
-        self.analysis_cache_bytes.fetch_add(text.len(), Ordering::Relaxed);
-        self.analysis_cache.insert(key, (text.into(), scs, st.clone()));
-        st
     }
 
     /// Judges a FunctionCall protocol message (a function called by OID; its body is unseen).
@@ -654,17 +548,6 @@ pub fn refusal(
     }
 }
 
-/// The readings of backslashes a text is judged under: the server's, and the other one too
-/// while a statement that could have changed `standard_conforming_strings` may still run.
-fn backslash_readings(text: &str, scs: bool, settings_certain: bool) -> &'static [bool] {
-    match (settings_certain || !text.contains('\\'), scs) {
-        (true, true) => &[true],
-        (true, false) => &[false],
-        (false, true) => &[true, false],
-        (false, false) => &[false, true],
-    }
-}
-
 /// The override directive of a message, if it has one. It counts only in a message of a
 /// single statement, so it cannot be carried over to a second one.
 fn find_directive(
@@ -680,27 +563,5 @@ fn find_directive(
     match analyze::directive::find(&text, opts)? {
         Some(_) if statements > 1 => Err("a blastwall directive applies to a message of one statement only".into()),
         d => Ok(d),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_analysis_cache_keeps_small_texts_only_and_counts_their_bytes() {
-        let guard = Guard::new(policy::file::builtin(), None);
-        let small = "DELETE FROM t WHERE id = 1";
-        guard.analyzed(small, true, None);
-        guard.analyzed(small, true, None);
-        assert_eq!(guard.analysis_cache.len(), 1);
-        assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
-        // A bulk statement is analyzed, not kept.
-        let ids = vec!["12345"; ANALYSIS_CACHE_MAX_TEXT / 5 + 1].join(",");
-        let big = format!("DELETE FROM t WHERE id IN ({ids})");
-        assert!(big.len() > ANALYSIS_CACHE_MAX_TEXT);
-        assert_eq!(guard.analyzed(&big, true, None)[0].writes.len(), 1);
-        assert_eq!(guard.analysis_cache.len(), 1);
-        assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
     }
 }

@@ -17,6 +17,7 @@ use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
 
 mod checks;
+mod counting;
 mod ending;
 mod extended;
 mod names;

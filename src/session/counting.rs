@@ -1,0 +1,202 @@
+//! Counting a write at its Execute where it stands in a client's batch: the server is first
+//! brought to the Execute, blastwall's own counter readings go around it on a statement and
+//! portal of its own, only the Execute's replies are held, and the policy's verdict releases
+//! them or fails the batch (see `extended` for when this path is taken).
+//!
+//! Owns: the in-batch count's conversation and outcome. Does not own: the readings' messages
+//! (`precheck::inbatch`), the decision (`guard`, `policy`), or one-write batches and Queries
+//! (`checks`).
+
+use super::checks::{check_facts, uncounted, warned_facts, MAX_HOLD};
+use super::statements::Op;
+use super::{Session, SessionError};
+use crate::guard::Verdict;
+use crate::precheck::{self, Backend, CheckPlan};
+use crate::wire::messages::{self, ProxyMessage};
+use crate::wire::Frame;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// blastwall's statement and portal for counter readings inside a client's batch.
+const READING: &str = "__blastwall_reading";
+
+impl Session {
+    /// Counts an Execute where it stands in its batch (see `extended`), then releases its
+    /// replies or fails the batch.
+    pub(super) async fn run_count(&mut self, frame: Frame, plan: Arc<CheckPlan>) -> Result<(), SessionError> {
+        let ord = self.relay.syncs_sent();
+        if self.relay.is_skipping() || self.mirror.batch_failed(ord) {
+            // The server skips the rest of the batch: the Execute will not run.
+            self.forward_op(&frame, Op::Execute);
+            return Ok(());
+        }
+        self.flush_to_client().await?;
+        let shared = self.shared.clone();
+        let policy = shared.guard.policy();
+        let catalog = &shared.guard.catalog;
+        let known = |s: &str, t: &str| catalog.oid_of(&self.info.database, s, t);
+        let stats = crate::precheck::stats_sql(&policy, &plan, &known);
+        let started = Instant::now();
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let req =
+            precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
+        let counted = precheck::inbatch::count_execute(&mut backend, req)
+            .await
+            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let Backend { for_client, params, .. } = backend;
+        let micros = self.after_check(for_client, params, started);
+        let mut facts = check_facts(&plan);
+        let unverifiable = |why: String| uncounted(&plan, why, &policy);
+        let (replies, overflowed, before, after) = match counted {
+            precheck::inbatch::Counted::ReadingFailed { before, error } => {
+                self.mirror.failed(ord);
+                self.relay.skip_to_sync();
+                let fields = messages::error_fields(&error).unwrap_or_default();
+                if before && fields.code == "25P02" {
+                    // The client's block was failed already: the Execute gets the same error.
+                    self.relay.to_client.extend_from_slice(&error.bytes);
+                } else {
+                    let msg = unverifiable(format!("reading the row counters failed: {}", fields.message));
+                    facts.decision = "refused";
+                    facts.rule = Some("unverifiable".into());
+                    facts.message = Some(msg.message.clone());
+                    self.record(&facts, &[], Some(micros));
+                    self.relay.to_client.extend_from_slice(&msg.encode());
+                }
+                return Ok(());
+            }
+            precheck::inbatch::Counted::Failed { replies } => {
+                // The statement failed by itself: exactly the server's answer.
+                self.mirror.failed(ord);
+                self.relay.skip_to_sync();
+                replies.iter().for_each(|f| self.deliver(f));
+                return Ok(());
+            }
+            precheck::inbatch::Counted::Ran { replies, overflowed, before, after } => {
+                (replies, overflowed, before, after)
+            }
+        };
+        let db = self.info.database.clone();
+        let before = precheck::counter_reading(&before, catalog, &db, &policy);
+        let after = precheck::counter_reading(&after, catalog, &db, &policy);
+        let (Some(before), Some(after)) = (before, after) else {
+            let msg = unverifiable("track_counts is off on the server, so changed rows cannot be counted".into());
+            self.refuse_counted(msg, &replies, facts, &[], micros);
+            return Ok(());
+        };
+        let (counts, decision) =
+            precheck::judge_counts(&plan, precheck::deltas(&before, &after), self.info.view(), &policy);
+        if overflowed {
+            let msg = unverifiable(format!(
+                "its results are larger than the {MAX_HOLD} bytes blastwall holds while it counts the rows"
+            ));
+            self.refuse_counted(msg, &replies, facts, &counts, micros);
+            return Ok(());
+        }
+        if plan.dry_run || decision.mode() == Some(crate::policy::Mode::DryRun) {
+            let why = format!(
+                "a dry run would {}, but a write in the middle of a batch cannot be rolled back alone: the batch was rolled back",
+                crate::policy::describe_counts(&counts)
+            );
+            let msg = crate::guard::refusal_message(&crate::guard::refusal(
+                "dry-run",
+                plan.verb.into(),
+                why,
+                "Send the write in a batch of its own (ending with Sync) to see its dry run.",
+                &policy.source_names(),
+                plan.statement.clone(),
+            ));
+            facts.decision = "dry-run";
+            self.refuse_counted(msg, &replies, facts, &counts, micros);
+            return Ok(());
+        }
+        // The anomaly and budget rules (`contract`), behind the Execute in its batch.
+        let mut decision = decision;
+        if !matches!(crate::guard::render(&decision), Verdict::Refuse(_)) {
+            let write = crate::contract::keep::Write {
+                plan: &plan,
+                counts: &counts,
+                who: self.info.view(),
+                policy: &policy,
+                catalog,
+                database: &db,
+                opened: false,
+            };
+            let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+            let judged = write.in_batch(&mut backend, READING).await;
+            let Backend { for_client, params, .. } = backend;
+            self.take_for_client(for_client, params);
+            match judged.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))? {
+                // The server failed the batch: its error was blastwall's, the refusal is owed.
+                Some((d, true)) => {
+                    let first = d.findings.first();
+                    facts.decision = "refused";
+                    facts.rule = first.map(|f| f.rule.to_string());
+                    facts.mode = first.map(|f| f.mode.as_str());
+                    facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
+                    self.record(&facts, &counts, Some(micros));
+                    self.mirror.failed(ord);
+                    self.relay.skip_to_sync();
+                    replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
+                    self.relay.to_client.extend_from_slice(&crate::guard::refusal_message(&d).encode());
+                    return Ok(());
+                }
+                Some((d, false)) => decision.findings.extend(d.findings),
+                None => {}
+            }
+        }
+        match crate::guard::render(&decision) {
+            Verdict::Refuse(msg) => {
+                let first = decision.findings.first();
+                facts.rule = first.map(|f| f.rule.to_string());
+                facts.mode = first.map(|f| f.mode.as_str());
+                facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
+                tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit failed in its batch");
+                self.refuse_counted(msg, &replies, facts, &counts, micros);
+            }
+            v => {
+                warned_facts(&mut facts, &plan, Some(&decision));
+                self.record(&facts, &counts, Some(micros));
+                if let Some(n) = &plan.notice {
+                    self.relay.notify_client(n);
+                }
+                if let Some(n) = v.notice() {
+                    self.relay.notify_client(n);
+                }
+                replies.iter().for_each(|f| self.deliver(f));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails the batch of a counted Execute: the client gets the refusal (and the notices its
+    /// statement raised), never its rows or command tag.
+    fn refuse_counted(
+        &mut self,
+        msg: ProxyMessage,
+        replies: &[Frame],
+        mut facts: crate::audit::Facts,
+        counts: &[precheck::TableCount],
+        micros: u64,
+    ) {
+        if facts.decision != "dry-run" {
+            facts.decision = "refused";
+        }
+        if facts.rule.is_none() && facts.decision == "refused" {
+            facts.rule = Some("unverifiable".into());
+            facts.message = Some(msg.message.clone());
+        }
+        self.record(&facts, counts, Some(micros));
+        replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
+        self.refuse_in_batch(msg);
+    }
+
+    /// A server message for the client, read by the pre-check.
+    fn deliver(&mut self, f: &Frame) {
+        if f.tag == b'S' {
+            self.relay.on_parameter_status(f);
+        } else {
+            self.relay.to_client.extend_from_slice(&f.bytes);
+        }
+    }
+}
