@@ -279,7 +279,8 @@ impl Session {
             }
             reserve(&mut self.cfr);
             reserve(&mut self.sfr);
-            let reading_client = self.pending.is_none();
+            // A held early message is not read past (it waits for the server to be ready).
+            let reading_client = self.pending.is_none() && !self.holds_early_message();
             let idle_sleep = async {
                 match idle {
                     Some(d) if self.ready && !self.relay.is_busy() => tokio::time::sleep(d).await,
@@ -308,7 +309,15 @@ impl Session {
                         Err(e) => return self.server_gone(stats, Some(e)).await,
                         Ok(_) => {}
                     }
+                    let was_ready = self.ready;
                     self.on_server_bytes(stats)?;
+                    if !was_ready && self.ready {
+                        // What the client sent behind its login is judged now.
+                        if let Err(e) = self.on_client_bytes() {
+                            let _ = self.flush(stats).await;
+                            return Err(e);
+                        }
+                    }
                 }
                 p = &mut phase_change => {
                     current = p;
@@ -361,7 +370,7 @@ impl Session {
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
         loop {
-            if self.pending.is_some() {
+            if self.pending.is_some() || self.holds_early_message() {
                 return Ok(());
             }
             let discarding = self.relay.is_discarding();
@@ -376,6 +385,14 @@ impl Session {
                 Some(Item::Frame(f)) => self.on_client_frame(f)?,
             }
         }
+    }
+
+    /// Before the first ReadyForQuery only authentication goes on: a message a client sent
+    /// behind its login (a Query pipelined after the StartupMessage under trust, or in the same
+    /// write as its last SCRAM message) waits, unread, and is judged like any other once the
+    /// server is ready.
+    fn holds_early_message(&self) -> bool {
+        !self.ready && self.cfr.next_tag().is_some_and(|t| t != fe::PASSWORD)
     }
 
     /// A client frame that violates the protocol: answered with 08P01 and the session ends;

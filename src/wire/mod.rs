@@ -82,6 +82,16 @@ impl Framer {
         self.buf.split()
     }
 
+    /// The type byte of the next message, once it has begun to arrive and no earlier message
+    /// is still passing through.
+    pub fn next_tag(&self) -> Option<u8> {
+        if self.pass_remaining > 0 {
+            None
+        } else {
+            self.buf.first().copied()
+        }
+    }
+
     /// Whether the stream stands at a message boundary: nothing half-read.
     pub fn is_at_boundary(&self) -> bool {
         self.buf.is_empty() && self.pass_remaining == 0

@@ -28,7 +28,10 @@ pub fn blastwall(args: &[&str], stdin: &str, dir: &Path) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A run that fails before reading its input (a missing file) closes the pipe early.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     let o = child.wait_with_output().unwrap();
     Run {
         code: o.status.code().unwrap_or(-1),

@@ -220,3 +220,28 @@ async fn long_statements_are_judged_like_short_ones() {
     assert_eq!(count(&via, "SELECT count(*) FROM users WHERE id = 1000001").await, 0);
     p.stop().await;
 }
+
+/// A statement sent behind the login, before the server is ready (in the same write as the
+/// StartupMessage under trust authentication), is judged like any other: refused, data kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_pipelined_behind_the_login_is_judged() {
+    use tokio::io::AsyncWriteExt;
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO trust_user");
+    let before = direct("postgres", SUPERUSER_PW, &db).await;
+    let count = |c: tokio_postgres::Client| async move {
+        c.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let n = count(before).await;
+    let p = proxy().await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
+    let mut bytes = startup_packet(196608, &[("user", "trust_user"), ("database", &db)]);
+    bytes.extend_from_slice(&msg(b'Q', b"DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100\0"));
+    s.write_all(&bytes).await.unwrap();
+    let login = replies(&mut s).await;
+    assert_eq!(login.status, Some('I'), "{login:?}");
+    let r = replies(&mut s).await;
+    assert!(r.errors.contains("blastwall: refused DELETE"), "{r:?}");
+    assert_eq!(count(direct("postgres", SUPERUSER_PW, &db).await).await, n, "the DELETE ran");
+    p.stop().await;
+}
