@@ -77,6 +77,11 @@ impl Session {
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
         };
         if self.relay.tx == TxStatus::Failed {
+            if ops.is_empty() && self.may_end_the_failed_transaction(&bytes) {
+                let policy = self.shared.guard.policy();
+                self.relay.refuse_sync_point(uncounted(&plan, FAILED_TX_WHY.to_string(), &policy));
+                return Ok(());
+            }
             // The server refuses everything until ROLLBACK; let it say so.
             if ops.is_empty() {
                 self.relay.forward_sync_point(&bytes);
@@ -186,6 +191,19 @@ impl Session {
         let db = self.info.database.clone();
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK, and cannot be asked either.
+            if frame.tag == fe::QUERY && self.may_end_the_failed_transaction(&frame.bytes) {
+                let text = messages::query_text(&frame).map(|t| String::from_utf8_lossy(t).into_owned());
+                let d = crate::guard::refusal(
+                    "unverifiable",
+                    "this message".into(),
+                    FAILED_TX_WHY.into(),
+                    HINT_FAILED_TX,
+                    "blastwall",
+                    text.unwrap_or_default(),
+                );
+                self.relay.refuse_sync_point(crate::guard::refusal_message(&d));
+                return Ok(());
+            }
             if frame.tag == fe::QUERY {
                 self.relay.apply_sync_point(crate::relay::Action::Forward, &frame.bytes);
             } else {
@@ -269,6 +287,27 @@ impl Session {
             self.relay.to_server.clear();
         }
         Ok(())
+    }
+}
+
+/// Why a message that may end a failed transaction is not relayed unjudged.
+const FAILED_TX_WHY: &str = "it was sent in a failed transaction and may end it (ROLLBACK, COMMIT, ABORT), so what follows in it could run uncounted";
+const HINT_FAILED_TX: &str = "Send ROLLBACK in a message of its own first, then the statement.";
+
+impl Session {
+    /// In a failed transaction the server runs nothing until the transaction ends, so a
+    /// message can go unjudged — unless it ends the transaction itself (`ROLLBACK; DELETE …`).
+    /// Whether this Query may; a text that cannot be read counts as one that may.
+    fn may_end_the_failed_transaction(&self, bytes: &[u8]) -> bool {
+        let mut framer = crate::wire::Framer::new(self.shared.config.max_frame_bytes);
+        framer.buf_mut().extend_from_slice(bytes);
+        let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) else { return true };
+        let Ok(sql) = messages::query_text(&f) else { return true };
+        self.shared
+            .guard
+            .statements_of(sql, &self.info, None)
+            .iter()
+            .any(|s| s.transaction_control || !s.opaque.is_empty())
     }
 }
 

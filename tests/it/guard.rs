@@ -245,3 +245,39 @@ async fn a_query_pipelined_behind_the_login_is_judged() {
     assert_eq!(count(direct("postgres", SUPERUSER_PW, &db).await).await, n, "the DELETE ran");
     p.stop().await;
 }
+
+/// A message sent in a failed transaction that ends it itself (`ROLLBACK; …`) is not relayed
+/// unjudged: refused, and the data is unchanged (the issue's own bypass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_at_the_head_of_a_message_in_a_failed_transaction_is_judged() {
+    let db = incident_db();
+    let n = |db: String| async move {
+        let c = direct("postgres", SUPERUSER_PW, &db).await;
+        c.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let before = n(db.clone()).await;
+    let p = proxy().await;
+    let c = connect(p.port(), "postgres", SUPERUSER_PW, &db).await;
+    for sql in [
+        "ROLLBACK; DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100; TRUNCATE users CASCADE",
+        "ROLLBACK; DELETE FROM users WHERE plan = 'premium'",
+    ] {
+        c.batch_execute("BEGIN").await.unwrap();
+        assert!(c.batch_execute("SELECT 1/0").await.is_err());
+        // Refused in place: the server gets blastwall's marker instead, which it answers with
+        // its own 25P02 in a failed transaction (the ROLLBACK at the head never ran).
+        let e = c.batch_execute(sql).await.unwrap_err();
+        let code = e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_default();
+        assert!(code == "25P02" || code == "42501", "{sql}: {e:?}");
+        let still = c.batch_execute("SELECT 1").await.unwrap_err();
+        assert_eq!(still.as_db_error().map(|d| d.code().code()), Some("25P02"), "{sql}: the ROLLBACK ran");
+        assert_eq!(n(db.clone()).await, before, "{sql}");
+        c.batch_execute("ROLLBACK").await.unwrap();
+    }
+    // ROLLBACK alone still ends a failed transaction as usual.
+    c.batch_execute("BEGIN").await.unwrap();
+    assert!(c.batch_execute("SELECT 1/0").await.is_err());
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("SELECT 1").await.unwrap();
+    p.stop().await;
+}
