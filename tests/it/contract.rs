@@ -469,7 +469,7 @@ async fn a_budgeted_table_not_found_by_its_name_fails_closed() {
 /// without it (budget and anomaly on), the same two round trips each. Run by hand:
 /// `cargo test --release --test it contract::cost -- --ignored --nocapture`.
 #[tokio::test]
-#[ignore]
+#[ignore = "a measurement run by hand (see above), not a check"]
 async fn cost() {
     let db = fresh_db("contract");
     let c = direct("app", APP_PW, &db).await;
