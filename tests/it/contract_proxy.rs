@@ -57,14 +57,8 @@ async fn the_drifted_cleanup_is_refused_after_a_restart_and_kept_only_when_overr
 
     // Restarted: the history is the database's, not the process's.
     let dir = tempfile::tempdir().unwrap();
-    let audit_path = dir.path().join("audit.jsonl");
     let mut cfg = base_config();
-    cfg.audit = Some(blastwall::config::AuditConfig {
-        file: Some(audit_path.clone()),
-        max_bytes: 0,
-        keep: 0,
-        raw_statements: false,
-    });
+    let audit_path = crate::harness::audit_to(&mut cfg, &dir);
     let second = proxy_with(cfg, policy(ANOMALY)).await;
     let via = connect(second.port(), "app", APP_PW, &db).await;
     let e = message(via.execute("DELETE FROM users WHERE night = $1", &[&6]).await.unwrap_err());

@@ -157,6 +157,14 @@ pub fn base_config() -> Config {
     c
 }
 
+/// Turns the audit trail on in `cfg`, written to `audit.jsonl` in `dir`; returns its path.
+pub fn audit_to(cfg: &mut Config, dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("audit.jsonl");
+    cfg.audit =
+        Some(blastwall::config::AuditConfig { file: Some(path.clone()), max_bytes: 0, keep: 0, raw_statements: false });
+    path
+}
+
 pub async fn proxy_with(config: Config, policy: Policy) -> Proxy {
     proxy_with_mode(config, policy, None).await
 }

@@ -19,15 +19,9 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn audit_trail_and_metrics_record_every_guarded_decision() {
     let db = incident_db();
     let dir = tempfile::tempdir().unwrap();
-    let audit_path = dir.path().join("audit.jsonl");
     let mut cfg = base_config();
     cfg.admin = Some("127.0.0.1:0".into());
-    cfg.audit = Some(blastwall::config::AuditConfig {
-        file: Some(audit_path.clone()),
-        max_bytes: 0,
-        keep: 0,
-        raw_statements: false,
-    });
+    let audit_path = audit_to(&mut cfg, &dir);
     let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
     via.simple_query("DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100").await.unwrap_err();
@@ -227,14 +221,8 @@ async fn the_override_does_not_waive_forbid_or_opaque_and_its_reason_is_audited(
     let db = incident_db();
     admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO migrator");
     let dir = tempfile::tempdir().unwrap();
-    let audit_path = dir.path().join("audit.jsonl");
     let mut cfg = base_config();
-    cfg.audit = Some(blastwall::config::AuditConfig {
-        file: Some(audit_path.clone()),
-        max_bytes: 0,
-        keep: 0,
-        raw_statements: false,
-    });
+    let audit_path = audit_to(&mut cfg, &dir);
     let policy = "[defaults]\nmode = \"enforce\"\n\n[opaque]\ndo = \"block\"\n\n[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\n\
                   forbid = [\"truncate\", \"drop\"]\nmax_delete_rows = 10\n\n[[role]]\nname = \"migrator\"\nmay_override = true\n";
     let p =

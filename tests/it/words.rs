@@ -40,11 +40,8 @@ async fn metrics(addr: std::net::SocketAddr) -> String {
 }
 
 fn audited(cfg: &mut blastwall::config::Config, dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let path = dir.path().join("audit.jsonl");
     cfg.admin = Some("127.0.0.1:0".into());
-    cfg.audit =
-        Some(blastwall::config::AuditConfig { file: Some(path.clone()), max_bytes: 0, keep: 0, raw_statements: false });
-    path
+    audit_to(cfg, dir)
 }
 
 fn events(path: &Path) -> Vec<serde_json::Value> {
