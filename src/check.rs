@@ -157,7 +157,7 @@ impl Walk<'_> {
         // An unset variable is sent as written (`:uid`), which the server rejects — unless
         // the text parses that way (`arr[lo:hi]` is no variable). Otherwise its value, not
         // known here, decides what runs: the statement is judged with a placeholder.
-        let unknown = !chunk.unset.is_empty() && pg_query::parse(&chunk.sent.sql, 0).is_err();
+        let unknown = !chunk.unset.is_empty() && analyze::deep::with_parse(&chunk.sent.sql, 0.into(), |r| r.is_err());
         let text: &Text = if unknown { &chunk.judged } else { &chunk.sent };
         self.out.statements += count(&text.sql);
         if let Ok((statements, decision)) = self.guard.decide_text(text.sql.as_bytes(), info) {
@@ -221,16 +221,13 @@ impl Walk<'_> {
 
 /// Statements in a query string (one if it does not parse).
 fn count(sql: &str) -> usize {
-    match pg_query::parse(sql, 0) {
-        Ok(r) => r.protobuf.stmts.len(),
-        Err(_) => 1,
-    }
+    analyze::deep::with_parse(sql, 0.into(), |r| r.map_or(1, |r| r.protobuf.stmts.len()))
 }
 
 /// Whether a statement may change data: it does not parse, or the analysis finds a write, an
 /// opaque part, or a call of a function whose body may write.
 fn may_write(sql: &str) -> bool {
-    pg_query::parse(sql, 0).is_err()
+    analyze::deep::with_parse(sql, 0.into(), |r| r.is_err())
         || analyze::analyze(sql, ParseOptions::default()).iter().any(|s| !s.is_harmless() || s.calls_functions)
 }
 

@@ -12,8 +12,9 @@ pub struct Override {
     pub reason: String,
 }
 
-/// The directive in the comments of `sql`, if any. `Err` when a comment starts with
-/// `blastwall:` but does not say what a directive must.
+/// The directive in the comments of `sql`, if any: a comment whose text starts with
+/// `blastwall: allow`. `Err` when such a comment does not say what a directive must. Any other
+/// comment, `-- blastwall: this table is guarded` included, is an ordinary comment.
 pub fn find(sql: &str, opts: ParseOptions) -> Result<Option<Override>, String> {
     // The scanner reads strings with standard_conforming_strings on; with it off a comment
     // could hide inside what it takes for a string, or the reverse: no directive then.
@@ -34,6 +35,10 @@ pub fn find(sql: &str, opts: ParseOptions) -> Result<Option<Override>, String> {
         let text = sql.get(usize::try_from(t.start).unwrap_or(0)..usize::try_from(t.end).unwrap_or(0)).unwrap_or("");
         let body = text.trim_start_matches("/*").trim_end_matches("*/").trim_start_matches("--").trim();
         let Some(rest) = body.strip_prefix("blastwall:") else { continue };
+        let first_word = rest.split_whitespace().next().unwrap_or("");
+        if !first_word.starts_with("allow") {
+            continue;
+        }
         if found.is_some() {
             return Err("more than one blastwall directive".into());
         }
@@ -80,6 +85,10 @@ mod tests {
         assert_eq!(f("SELECT '/* blastwall: allow rows<=5 reason=\"x\" */'").unwrap(), None);
         assert_eq!(f("SELECT $$ -- blastwall: allow rows<=5 reason=\"x\" $$").unwrap(), None);
         assert!(f("/* blastwall: allow everything */ DELETE FROM users").is_err());
+        assert!(f("/* blastwall: allowrows<=5 */ DELETE FROM users").is_err());
+        // Ordinary comments that mention blastwall are not directives.
+        assert_eq!(f("-- blastwall: users is guarded, see the runbook\nDELETE FROM users WHERE id = 1").unwrap(), None);
+        assert_eq!(f("/* blastwall: */ /*blastwall:note*/ SELECT 1").unwrap(), None);
         assert!(f("/* blastwall: allow rows<=5 reason=\"\" */ DELETE FROM users").is_err());
         assert!(f("/* blastwall: allow rows<=5 reason=\"a\" */ /* blastwall: allow rows<=9 reason=\"b\" */").is_err());
     }

@@ -7,6 +7,7 @@
 //! live catalog — an unqualified name is reported as written.
 
 mod children;
+pub mod deep;
 pub mod directive;
 mod predicate;
 pub mod script;
@@ -44,9 +45,14 @@ pub enum Op {
     Upsert {
         conflict_columns: Vec<String>,
         constraint: Option<String>,
+        /// The columns its DO UPDATE SET sets.
+        columns: Vec<String>,
     },
     MergeDelete,
-    MergeUpdate,
+    /// MERGE … WHEN … THEN UPDATE SET: the columns it sets.
+    MergeUpdate {
+        columns: Vec<String>,
+    },
     Truncate {
         cascade: bool,
     },
@@ -75,7 +81,7 @@ impl Op {
             Op::Update { .. } => "UPDATE",
             Op::Upsert { .. } => "INSERT … ON CONFLICT DO UPDATE",
             Op::MergeDelete => "MERGE … DELETE",
-            Op::MergeUpdate => "MERGE … UPDATE",
+            Op::MergeUpdate { .. } => "MERGE … UPDATE",
             Op::Truncate { .. } => "TRUNCATE",
             Op::DropTable { .. } => "DROP TABLE",
             Op::DropSequence => "DROP SEQUENCE",
@@ -90,9 +96,17 @@ impl Op {
         }
     }
 
+    /// The columns an UPDATE in any form (UPDATE, MERGE … UPDATE, ON CONFLICT DO UPDATE) sets.
+    pub fn assigned(&self) -> &[String] {
+        match self {
+            Op::Update { columns } | Op::MergeUpdate { columns } | Op::Upsert { columns, .. } => columns,
+            _ => &[],
+        }
+    }
+
     /// DELETE and UPDATE in any form: the writes whose WHERE is judged and whose rows count.
     pub fn is_row_write(&self) -> bool {
-        matches!(self, Op::Delete | Op::Update { .. } | Op::MergeDelete | Op::MergeUpdate)
+        matches!(self, Op::Delete | Op::Update { .. } | Op::MergeDelete | Op::MergeUpdate { .. })
     }
 }
 
@@ -131,9 +145,9 @@ impl Opaque {
             }
             Opaque::ExplainAnalyze => "EXPLAIN ANALYZE of a write (it executes the write)".into(),
             Opaque::FunctionCallMessage => "a FunctionCall protocol message".into(),
-            Opaque::Unparseable(e) => {
-                format!("a statement that does not parse ({e}) and may write")
-            }
+            Opaque::Unparseable(e) => format!(
+                "a statement that does not parse ({e}) and may write; the parser's grammar (PostgreSQL 18) and the server's may disagree, so what the server would run cannot be known"
+            ),
             Opaque::Encoding(e) => format!("text that cannot be decoded safely ({e})"),
             Opaque::UnknownPrepared(n) => {
                 format!("EXECUTE of prepared statement \"{n}\", not prepared through blastwall")
@@ -217,13 +231,14 @@ impl Default for ParseOptions {
 /// Decodes the raw bytes of a Query or Parse as the server would, or says why it cannot.
 pub fn decode<'a>(sql: &'a [u8], client_encoding: &str) -> Result<std::borrow::Cow<'a, str>, Opaque> {
     if let Ok(s) = std::str::from_utf8(sql) {
-        if sql.is_ascii() || is_utf8_safe(client_encoding) {
+        if sql.is_ascii() || is_utf8(client_encoding) {
             return Ok(std::borrow::Cow::Borrowed(s));
         }
     }
-    if is_single_byte(client_encoding) {
-        // Every byte is one character, and bytes ≥ 0x80 are never quotes or backslashes, so
-        // a lossy decode keeps every token boundary where the server sees it.
+    if is_ascii_safe(client_encoding) {
+        // In these encodings every byte ≥ 0x80 belongs to a non-ASCII character and no byte
+        // of a non-ASCII character is below 0x80, so no quote, backslash or delimiter hides
+        // inside one: a lossy decode keeps every token boundary where the server sees it.
         return Ok(String::from_utf8_lossy(sql));
     }
     Err(Opaque::Encoding(format!(
@@ -232,24 +247,59 @@ pub fn decode<'a>(sql: &'a [u8], client_encoding: &str) -> Result<std::borrow::C
     )))
 }
 
-fn is_utf8_safe(enc: &str) -> bool {
-    matches!(enc.to_ascii_uppercase().as_str(), "UTF8" | "UTF-8" | "UNICODE" | "")
+/// An encoding name as PostgreSQL compares it (`clean_encoding_name`): letters and digits
+/// only, lower case.
+fn clean_encoding_name(enc: &str) -> String {
+    enc.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
-fn is_single_byte(enc: &str) -> bool {
-    let e = enc.to_ascii_uppercase().replace(['-', '_'], "");
-    e == "SQLASCII"
-        || e.starts_with("LATIN")
-        || e.starts_with("ISO8859")
-        || e.starts_with("WIN")
-        || e.starts_with("KOI8")
-        || e == "ALT"
-        || e.starts_with("CP125")
-        || e == "CP866"
+fn is_utf8(enc: &str) -> bool {
+    matches!(clean_encoding_name(enc).as_str(), "utf8" | "unicode" | "")
 }
 
-/// Analyzes a whole query string: every statement, in order.
+/// Whether PostgreSQL can use the encoding on the server side (`PG_VALID_BE_ENCODING`), by
+/// any name `pg_char_to_encoding` accepts for it: exactly the encodings in which ASCII bytes
+/// are always ASCII characters. The client-only ones (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC,
+/// GB18030, JOHAB, and their aliases such as WIN932, CP936, MSKANJI) have multibyte characters
+/// whose second byte can be `'` or `\`; they and unknown names are not safe.
+fn is_ascii_safe(enc: &str) -> bool {
+    let e = clean_encoding_name(enc);
+    let numbered = |prefix: &str, ok: &[&str]| e.strip_prefix(prefix).is_some_and(|n| ok.contains(&n));
+    const WIN: &[&str] = &["866", "874", "1250", "1251", "1252", "1253", "1254", "1255", "1256", "1257", "1258"];
+    matches!(
+        e.as_str(),
+        "sqlascii"
+            | "utf8"
+            | "unicode"
+            | "eucjp"
+            | "euccn"
+            | "euckr"
+            | "euctw"
+            | "eucjis2004"
+            | "muleinternal"
+            | "koi8"
+            | "koi8r"
+            | "koi8u"
+            | "alt"
+            | "win"
+            | "abc"
+            | "tcvn"
+            | "tcvn5712"
+            | "vscii"
+    ) || numbered("latin", &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
+        || numbered("iso8859", &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "13", "14", "15", "16"])
+        || numbered("win", WIN)
+        || numbered("windows", WIN)
+        || numbered("cp", WIN)
+}
+
+/// Analyzes a whole query string: every statement, in order. The tree is parsed, walked and
+/// dropped on a deep stack (see `deep`).
 pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
+    deep::on_deep_stack(|| analyze_here(sql, opts))
+}
+
+fn analyze_here(sql: &str, opts: ParseOptions) -> Vec<Statement> {
     let parser_opts = if opts.standard_conforming_strings {
         pg_query::ParserOptions::DEFAULT
     } else {

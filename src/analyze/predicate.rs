@@ -17,6 +17,9 @@ pub struct Target {
     /// an alias.
     pub qualifier: String,
     pub schema: Option<String>,
+    /// The statement names other relations beside the target (`UPDATE … FROM`, `DELETE …
+    /// USING`, MERGE's source): an unqualified column may be theirs.
+    pub others: bool,
 }
 
 /// The shape of a WHERE clause.
@@ -54,6 +57,10 @@ pub enum RangeKind {
     AnyAll,
     /// An IN list or array longer than the policy's `max_in_list`.
     LongList(usize),
+    /// An unqualified name that may be the target's column or another relation's: inside a
+    /// subquery with a FROM of its own (an outer reference), or in a write that names other
+    /// relations. Which one it is depends on the catalog; it is never taken as a point.
+    Unqualified,
 }
 
 impl std::fmt::Display for RangeKind {
@@ -74,6 +81,10 @@ impl std::fmt::Display for RangeKind {
             RangeKind::Join => write!(f, "join with another table"),
             RangeKind::AnyAll => write!(f, "ANY/ALL comparison"),
             RangeKind::LongList(n) => write!(f, "IN list of {n} values"),
+            RangeKind::Unqualified => write!(
+                f,
+                "an unqualified name that may be this column, inside a subquery or beside another relation; qualify it with the table's name"
+            ),
         }
     }
 }
@@ -88,6 +99,19 @@ pub struct Cond {
     /// The whole row appears (`(t).id`, `t.*`, `id(t)`, `to_jsonb(t)`): every column not
     /// pinned is swept, for this reason.
     whole_row: Option<RangeKind>,
+}
+
+impl Where {
+    /// Whether the WHERE restricts the target's rows by something of the target's own (a
+    /// column, or the whole row): what `require-where` asks for. A name that may belong to
+    /// another relation ([`RangeKind::Unqualified`]) does not.
+    pub fn restricts(&self) -> bool {
+        match self {
+            Where::Absent | Where::Constant => false,
+            Where::CurrentOf => true,
+            Where::Cond(c) => !c.refs.is_empty() || c.whole_row.is_some(),
+        }
+    }
 }
 
 impl Cond {
@@ -114,7 +138,7 @@ pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> W
                 return Where::CurrentOf;
             }
             let c = and(vec![cond(a, t), cond(b, t)]);
-            if c.refs.is_empty() && c.whole_row.is_none() {
+            if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
                 Where::Constant
             } else {
                 Where::Cond(c)
@@ -128,7 +152,7 @@ fn finish(w: R<'_>, t: &Target) -> Where {
         return Where::CurrentOf;
     }
     let c = cond(w, t);
-    if c.refs.is_empty() && c.whole_row.is_none() {
+    if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
         Where::Constant
     } else {
         Where::Cond(c)
@@ -156,8 +180,9 @@ fn whole_row(fields: &[pb::Node], t: &Target) -> bool {
     }
 }
 
-/// The target column a ColumnRef names, if it names one. Inside a subquery only a qualified
-/// reference can reach the outer target.
+/// The target column a ColumnRef names, if it surely names one. Inside a subquery, and in a
+/// write that names other relations, only a qualified reference surely names the target (an
+/// unqualified one may: see [`unqualified`]).
 fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<String> {
     let mut names = [""; 4];
     if fields.len() > names.len() {
@@ -167,7 +192,7 @@ fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<Stri
         *n = sval(f)?; // `t.*` and the like: not a column
     }
     match &names[..fields.len()] {
-        [c] if !in_subquery => Some((*c).to_string()),
+        [c] if !in_subquery && !t.others => Some((*c).to_string()),
         [q, c] if *q == t.qualifier => Some((*c).to_string()),
         [s, q, c] | [_, s, q, c] if *q == t.qualifier && t.schema.as_deref().is_none_or(|ts| ts == *s) => {
             Some((*c).to_string())
@@ -176,10 +201,21 @@ fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<Stri
     }
 }
 
+/// An unqualified name that may or may not be the target's column: inside a subquery with a
+/// FROM of its own, or beside other relations.
+fn unqualified<'a>(fields: &'a [pb::Node], t: &Target, in_subquery: bool) -> Option<&'a str> {
+    match fields {
+        [c] if in_subquery || t.others => sval(c),
+        _ => None,
+    }
+}
+
 /// What an expression is made of, as far as the target is concerned.
 #[derive(Default)]
 struct Parts {
     target: BTreeSet<String>,
+    /// Unqualified names that may be the target's columns.
+    maybe: BTreeSet<String>,
     /// The target's whole row.
     whole_row: bool,
     other_columns: bool,
@@ -190,6 +226,9 @@ fn parts(v: R<'_>, t: &Target, in_subquery: bool, out: &mut Parts) {
     match v {
         R::ColumnRef(c) => {
             out.whole_row |= whole_row(&c.fields, t);
+            if let Some(name) = unqualified(&c.fields, t, in_subquery) {
+                out.maybe.insert(name.to_string());
+            }
             match target_col(&c.fields, t, in_subquery) {
                 Some(c) => {
                     out.target.insert(c);
@@ -232,7 +271,8 @@ fn bare_col(v: Option<R<'_>>, t: &Target) -> Option<String> {
 fn all_ranges(v: R<'_>, t: &Target, kind: RangeKind) -> Cond {
     let p = parts_of(v, t);
     let kind = if p.subquery { RangeKind::Subquery } else { kind };
-    let ranges = p.target.iter().map(|c| (c.clone(), kind.clone())).collect();
+    let mut ranges: BTreeMap<String, RangeKind> = p.maybe.iter().map(|c| (c.clone(), RangeKind::Unqualified)).collect();
+    ranges.extend(p.target.iter().map(|c| (c.clone(), kind.clone())));
     let whole_row = p.whole_row.then_some(kind);
     Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row }
 }
@@ -250,7 +290,7 @@ fn equality(col: String, value: Option<R<'_>>, n: Option<usize>, t: &Target, who
     if p.subquery {
         return all_ranges(whole, t, RangeKind::Subquery);
     }
-    if !p.target.is_empty() || p.whole_row {
+    if !p.target.is_empty() || p.whole_row || !p.maybe.is_empty() {
         return all_ranges(whole, t, RangeKind::Expression);
     }
     if p.other_columns {

@@ -339,3 +339,24 @@ fn system_user_is_a_name_for_older_servers() {
     // Still a range where it is one.
     assert!(refused_by("UPDATE users SET system_user = 'x' WHERE id BETWEEN 1 AND 2").is_some());
 }
+
+/// Deep statements parse (prost's nesting limit of 100 would make them "not parse"), and one
+/// past PostgreSQL's own stack-depth limit neither parses nor overflows our stack: it is
+/// refused only when it may write, and the refusal says why.
+#[test]
+fn deep_statements_parse_and_deeper_ones_fail_cleanly() {
+    let concat = format!("UPDATE t SET name = 'a'{} WHERE id = 1", " || 'a'".repeat(60));
+    let st = one(&concat);
+    assert!(st.opaque.is_empty(), "{:?}", st.opaque);
+    assert!(matches!(st.writes[0].op, Op::Update { .. }));
+    let union = format!("INSERT INTO t (id) SELECT 1{}", " UNION ALL SELECT 1".repeat(100));
+    assert!(one(&union).opaque.is_empty());
+    let merge_deep = format!("DELETE FROM t WHERE id = 1 AND x = 0{}", " + 1".repeat(300));
+    assert!(one(&merge_deep).writes.len() == 1);
+    // Far past the server's own limit: not a crash, an honest refusal when it may write.
+    let too_deep = format!("DELETE FROM t WHERE x = 0{}", " + 1".repeat(100_000));
+    let st = one(&too_deep);
+    assert_eq!(st.opaque.len(), 1, "{st:?}");
+    assert!(st.opaque[0].describe().contains("may disagree"), "{}", st.opaque[0].describe());
+    assert!(one(&format!("SELECT 0{}", " + 1".repeat(100_000))).opaque.is_empty(), "a SELECT cannot write");
+}

@@ -88,12 +88,24 @@ enum Descend {
     No,
 }
 
-fn target_of(rel: Option<&pb::RangeVar>) -> Option<(RelName, Target)> {
+/// The target and how its columns are named; `others`: the statement names other relations.
+fn target_of(rel: Option<&pb::RangeVar>, others: bool) -> Option<(RelName, Target)> {
     let rel = rel?;
     let name = rangevar(rel)?;
     let alias = rel.alias.as_ref().map(|a| a.aliasname.as_str()).filter(|a| !a.is_empty());
-    let t = Target { qualifier: alias.unwrap_or(&name.name).to_string(), schema: name.schema.clone() };
+    let t = Target { qualifier: alias.unwrap_or(&name.name).to_string(), schema: name.schema.clone(), others };
     Some((name, t))
+}
+
+/// The columns a SET list assigns (`SET (a, b) = …` names each; `SET a[1] = …`, `a.f = …`
+/// name the column).
+fn set_columns(target_list: &[pb::Node]) -> Vec<String> {
+    items(target_list)
+        .filter_map(|r| match r {
+            R::ResTarget(rt) => Some(rt.name.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn handle(v: R<'_>, st: &mut Statement) -> Descend {
@@ -102,27 +114,23 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
     }
     match v {
         R::DeleteStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref()) {
+            if let Some((rel, t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
             }
             Descend::Yes
         }
         R::UpdateStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref()) {
-                let columns = items(&b.target_list)
-                    .filter_map(|r| match r {
-                        R::ResTarget(rt) => Some(rt.name.clone()),
-                        _ => None,
-                    })
-                    .collect();
+            if let Some((rel, t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
+                let columns = set_columns(&b.target_list);
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });
             }
             Descend::Yes
         }
         R::InsertStmt(b) => {
-            if let (Some(c), Some((rel, _))) = (b.on_conflict_clause.as_deref(), target_of(b.relation.as_ref())) {
+            if let (Some(c), Some((rel, _))) = (b.on_conflict_clause.as_deref(), target_of(b.relation.as_ref(), false))
+            {
                 if c.action == pb::OnConflictAction::OnconflictUpdate as i32 {
                     let infer = c.infer.as_deref();
                     let conflict_columns = infer
@@ -137,8 +145,9 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                         })
                         .unwrap_or_default();
                     let constraint = infer.and_then(|i| non_empty(&i.conname));
+                    let columns = set_columns(&c.target_list);
                     st.writes.push(Write {
-                        op: Op::Upsert { conflict_columns, constraint },
+                        op: Op::Upsert { conflict_columns, constraint, columns },
                         target: Some(rel),
                         predicate: None,
                     });
@@ -147,13 +156,13 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             Descend::Yes
         }
         R::MergeStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref()) {
+            if let Some((rel, t)) = target_of(b.relation.as_ref(), true) {
                 for w in items(&b.merge_when_clauses) {
                     let R::MergeWhenClause(wc) = w else { continue };
                     let op = if wc.command_type == pb::CmdType::CmdDelete as i32 {
                         Op::MergeDelete
                     } else if wc.command_type == pb::CmdType::CmdUpdate as i32 {
-                        Op::MergeUpdate
+                        Op::MergeUpdate { columns: set_columns(&wc.target_list) }
                     } else {
                         continue;
                     };

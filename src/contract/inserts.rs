@@ -163,7 +163,13 @@ fn visit(node: NodeRef<'_>, out: &mut Vec<Insert>) {
 /// Every insert of a query string (empty when it does not parse: the proxy refuses or judges
 /// such text elsewhere).
 pub fn inserts(sql: &str) -> Vec<Insert> {
-    let Ok(parsed) = pg_query::parse(sql, 0) else { return Vec::new() };
+    crate::analyze::deep::with_parse(sql, 0.into(), |parsed| match parsed {
+        Ok(parsed) => supplied_in(&parsed),
+        Err(_) => Vec::new(),
+    })
+}
+
+fn supplied_in(parsed: &pg_query::ParseResult) -> Vec<Insert> {
     let mut out = Vec::new();
     for (n, ..) in parsed.protobuf.nodes() {
         visit(n, &mut out);

@@ -41,7 +41,7 @@ pub(super) fn check_need(
                 continue;
             }
             let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
-            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate);
+            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. });
             let mut update_limited = policy.max_update_rows.is_some()
                 || policy.anomaly.enabled == Some(true)
                 || table.is_some_and(|t| t.max_update_rows.is_some() || crate::contract::applies(t));

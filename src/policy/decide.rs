@@ -82,6 +82,7 @@ const HINT_OPAQUE: &str = "blastwall cannot see what this statement writes. Run 
 const HINT_LIMIT: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches), or ask for a role whose policy allows it. Nothing was changed.";
 /// The same limit in warn mode: the statement ran, and its changes stay.
 const HINT_LIMIT_WARN: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches). Warn mode let this statement run: its changes were kept.";
+const HINT_ASSIGN: &str = "A protected column identifies rows; changing it moves a row's identity (an id range shifted into or out of a test window). Change it through a role or table whose policy sets allow_protected_update = true.";
 const HINT_CURSOR: &str = "Write the row's key explicitly (WHERE id = …) instead of WHERE CURRENT OF.";
 
 /// The decision for the statements of one message.
@@ -269,10 +270,27 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
         Some(t) => policy.tables.iter().filter(|p| p.matches(t)).collect(),
         None => Vec::new(),
     };
+    // The current names of a table's protected columns, with their policy names.
+    let protected = |t: &TablePolicy| -> Vec<(String, String)> {
+        who.columns
+            .and_then(|f| f(t))
+            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect())
+    };
+    for t in tables.iter().filter(|t| !t.allow_protected_update) {
+        for (policy_name, col) in protected(t).iter().filter(|(_, col)| w.op.assigned().contains(col)) {
+            let renamed = if policy_name == col {
+                String::new()
+            } else {
+                format!(" ({policy_name} in the policy, renamed since)")
+            };
+            let why = format!("SET of protected column {col}{renamed}");
+            finding(Some(t), "protected-assign", why, HINT_ASSIGN);
+        }
+    }
     match &w.op {
         op if op.is_row_write() => {
             let pred = w.predicate.as_ref().unwrap_or(&Where::Absent);
-            if matches!(pred, Where::Absent | Where::Constant) {
+            if !pred.restricts() {
                 let required = match tables.first() {
                     Some(t) => t.require_where.unwrap_or(policy.require_where),
                     None => policy.require_where,
@@ -280,6 +298,8 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                 if required {
                     let why = if *pred == Where::Absent {
                         "no WHERE clause (every row)".to_string()
+                    } else if matches!(pred, Where::Cond(_)) {
+                        "a WHERE clause that names none of the table's columns for sure (a name inside a subquery, or beside another relation, may be another relation's), so it may match every row; qualify the table's own columns with its name".to_string()
                     } else {
                         "a WHERE clause that does not restrict the table's rows (every row)".to_string()
                     };
@@ -295,10 +315,7 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                         HINT_CURSOR,
                     ),
                     Where::Cond(c) => {
-                        let named: Vec<(String, String)> = who
-                            .columns
-                            .and_then(|f| f(t))
-                            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect());
+                        let named = protected(t);
                         for (policy_name, col) in &named {
                             let kind = match (c.points.get(col), c.range_of(col)) {
                                 (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
@@ -321,7 +338,7 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                 }
             }
         }
-        Op::Upsert { conflict_columns, constraint } => {
+        Op::Upsert { conflict_columns, constraint, .. } => {
             for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::UpsertOverwrite)) {
                 if let Some(c) = constraint {
                     let why = format!("ON CONFLICT ON CONSTRAINT {c} may overwrite rows matched by protected columns, and cannot be checked statically");

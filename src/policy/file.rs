@@ -86,6 +86,8 @@ struct RawTable {
     forbid: Vec<Forbid>,
     mode: Option<Mode>,
     require_where: Option<bool>,
+    #[serde(default)]
+    allow_protected_update: bool,
     budget_delete_rows: Option<Spanned<i64>>,
     budget_update_rows: Option<Spanned<i64>>,
     budget_window: Option<Spanned<String>>,
@@ -324,6 +326,7 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
                 forbid,
                 mode: t.mode,
                 require_where: t.require_where,
+                allow_protected_update: t.allow_protected_update,
                 anomaly,
                 budget,
                 source: format!("{} line {line}", path.display()),

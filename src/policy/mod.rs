@@ -114,6 +114,9 @@ pub struct TablePolicy {
     pub forbid: BTreeSet<Forbid>,
     pub mode: Option<Mode>,
     pub require_where: Option<bool>,
+    /// `allow_protected_update = true`: an UPDATE (in any form) may set a protected column
+    /// (rule `protected-assign` otherwise refuses it).
+    pub allow_protected_update: bool,
     /// The anomaly rule's keys as this table sets them (the rest from `[defaults]`).
     pub anomaly: AnomalyKeys,
     /// Rows per window across all sessions and instances (rule `budget`).

@@ -15,8 +15,26 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Whether the server will start a walsender for this StartupMessage: `replication` is
+/// `database` (exactly, as the server compares it) or a true boolean. A value the server
+/// cannot read as a boolean fails the connection there, and is refused here too.
 pub(super) fn is_replication(m: &StartupMessage) -> bool {
-    m.param("replication").is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0"))
+    m.param("replication").is_some_and(|v| v == "database" || parse_bool(v) != Some(false))
+}
+
+/// PostgreSQL's `parse_bool`: `true`/`false`/`yes`/`no` and any prefix of them, `on`, `off`
+/// and `of`, `1`, `0`, in any case; `None` for anything else (the empty string, `o`,
+/// surrounding blanks).
+pub(super) fn parse_bool(v: &str) -> Option<bool> {
+    let l = v.to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| l.len() >= min && word.starts_with(l.as_str());
+    if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || l == "1" {
+        Some(true)
+    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || l == "0" {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Refuses a connection before it reaches the server: tells the client, and logs a line with
@@ -130,4 +148,22 @@ async fn read_startup_packet<R: tokio::io::AsyncRead + Unpin>(
     buf.resize(total, 0);
     io.read_exact(&mut buf[4..]).await.map_err(SessionError::ClientIo)?;
     startup::parse(buf.freeze()).map(Some).map_err(SessionError::ClientProtocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bool;
+
+    #[test]
+    fn booleans_are_read_as_the_server_reads_them() {
+        for t in ["true", "t", "TR", "yes", "Y", "on", "ON", "1"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["false", "fals", "f", "no", "N", "off", "of", "OFF", "0"] {
+            assert_eq!(parse_bool(f), Some(false), "{f}");
+        }
+        for x in ["", "o", "2", "truex", " true", "false ", "database", "Database", "nope", "00"] {
+            assert_eq!(parse_bool(x), None, "{x}");
+        }
+    }
 }

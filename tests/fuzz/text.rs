@@ -209,7 +209,7 @@ proptest! {
         prop_assert_eq!(writes.len(), 1, "{} → {:?}", g.sql, st.writes);
         let w = writes[0];
         prop_assert_eq!(w.target.as_ref().map(|t| t.name.as_str()), Some("fz_p"));
-        prop_assert!(matches!(w.op, Op::Delete | Op::Update { .. } | Op::MergeDelete | Op::MergeUpdate), "{:?}", w.op);
+        prop_assert!(matches!(w.op, Op::Delete | Op::Update { .. } | Op::MergeDelete | Op::MergeUpdate { .. }), "{:?}", w.op);
         prop_assert!(w.predicate.is_some());
         static GUARD: std::sync::OnceLock<blastwall::guard::Guard> = std::sync::OnceLock::new();
         let guard = GUARD.get_or_init(|| blastwall::guard::Guard::new(blastwall::demo::incident_policy().unwrap(), None));
