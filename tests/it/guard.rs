@@ -281,3 +281,176 @@ async fn a_rollback_at_the_head_of_a_message_in_a_failed_transaction_is_judged()
     c.batch_execute("SELECT 1").await.unwrap();
     p.stop().await;
 }
+
+/// Ranges in any disguise (#11 family 5): each is refused through the proxy and the data is
+/// unchanged on the server; what they would have done direct is checked first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_in_disguise_are_refused_and_nothing_changes() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    dir.batch_execute(
+        "CREATE TABLE batches (id int PRIMARY KEY, batch_status text);
+         CREATE TABLE orders (id int PRIMARY KEY, batch_id int, status text);
+         INSERT INTO batches VALUES (1, 'void'), (2, 'ok');
+         INSERT INTO orders SELECT g, 1 + g % 2, 'open' FROM generate_series(1, 40) g;",
+    )
+    .await
+    .unwrap();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&dir).await;
+    let range = "-91111200 AND -91111100";
+    for sql in [
+        format!("DELETE FROM users WHERE (users).id BETWEEN {range}"),
+        "DELETE FROM users WHERE id(users) < 0".to_string(),
+        format!("DELETE FROM users WHERE EXISTS (SELECT 1 WHERE id BETWEEN {range})"),
+        // An outer reference from a subquery with a FROM of its own (v has no column id).
+        format!("DELETE FROM users WHERE EXISTS (SELECT 1 FROM (VALUES (1)) v(x) WHERE id BETWEEN {range})"),
+        format!("DELETE FROM users u WHERE (to_jsonb(u)->>'id')::bigint BETWEEN {range}"),
+        "DELETE FROM users t WHERE (t.*)::text LIKE '(-9111%'".to_string(),
+        "DELETE FROM users t WHERE (row_to_json(t)->>'id')::bigint < 0".to_string(),
+        "UPDATE users t SET plan = 'x' WHERE (row_to_json(t)->>'id')::bigint < 0".to_string(),
+        // Moving ids is its own rule, whatever the WHERE.
+        "UPDATE users SET id = id - 1000000000 WHERE auth_source = 'oauth'".to_string(),
+        "UPDATE users SET (plan, id) = ('free', id - 1) WHERE id = -91111111".to_string(),
+        "MERGE INTO users u USING (VALUES (1)) v(x) ON u.id = -91111111 WHEN MATCHED THEN UPDATE SET id = 5"
+            .to_string(),
+        // A forgotten join condition: batch_status is a column of batches, not of orders.
+        "UPDATE orders SET status = 'cancelled' FROM batches WHERE batch_status = 'void'".to_string(),
+        "DELETE FROM orders USING batches WHERE batch_status = 'void'".to_string(),
+    ] {
+        let err = via.simple_query(&sql).await.expect_err(&sql);
+        assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{sql}: {err:?}");
+        assert_eq!(snapshot(&dir).await, before, "{sql} changed users");
+        let orders = count(&dir, "SELECT count(*) FROM orders WHERE status = 'open'").await;
+        assert_eq!(orders, 40, "{sql} changed orders");
+    }
+    let m = via.simple_query("UPDATE users SET id = id - 1000000000 WHERE auth_source = 'oauth'").await.unwrap_err();
+    assert!(m.as_db_error().unwrap().detail().unwrap().contains("rule protected-assign"), "{m:?}");
+    let m =
+        via.simple_query("UPDATE orders SET status = 'x' FROM batches WHERE batch_status = 'void'").await.unwrap_err();
+    assert!(m.as_db_error().unwrap().message().contains("qualify"), "{m:?}");
+    // What they would have done: the forgotten join condition updates every order.
+    let tx = dir
+        .simple_query(
+            "BEGIN; UPDATE orders SET status = 'cancelled' FROM batches WHERE batch_status = 'void'; ROLLBACK",
+        )
+        .await
+        .unwrap();
+    assert!(format!("{tx:?}").contains("40"), "{tx:?}");
+    // The same with the join written out is allowed, and does what it says.
+    let n = via
+        .execute("UPDATE orders SET status = 'cancelled' FROM batches b WHERE orders.batch_id = b.id AND batch_status = 'void'", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 20);
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'cancelled' AND batch_id = 1").await, 20);
+    // A point is still a point, next to a subquery that names its own columns.
+    let n = via
+        .execute("DELETE FROM users WHERE id = -91111101 AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = -91111101)", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(count(&dir, "SELECT count(*) FROM users").await, 59);
+    p.stop().await;
+}
+
+/// With `allow_protected_update = true` the table's protected column may be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_may_allow_setting_a_protected_column() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    dir.batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, v text); INSERT INTO accounts VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let policy = "[[table]]\nname = \"accounts\"\nprotected_columns = [\"id\"]\nallow_protected_update = true\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("p.toml"), policy)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    assert_eq!(via.execute("UPDATE accounts SET id = 77 WHERE id = 1", &[]).await.unwrap(), 1);
+    assert_eq!(count(&dir, "SELECT count(*) FROM accounts WHERE id = 77 AND v = 'a'").await, 1);
+    p.stop().await;
+}
+
+/// False positives (#11 family 7): each is allowed, and changes what it says on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_statements_that_were_refused_run() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    dir.batch_execute("CREATE TABLE tally (n int); CREATE TABLE people (id int PRIMARY KEY, system_user text)")
+        .await
+        .unwrap();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // 60 chained || (prost's nesting limit made it "not parse").
+    let concat = format!("UPDATE users SET email = 'a'{} WHERE id = -91111101", " || 'a'".repeat(60));
+    assert_eq!(via.execute(concat.as_str(), &[]).await.unwrap(), 1);
+    assert_eq!(count(&dir, "SELECT length(email)::bigint FROM users WHERE id = -91111101").await, 61);
+    // INSERT … SELECT with 100 UNION ALL branches.
+    let union = format!("INSERT INTO tally SELECT 1{}", " UNION ALL SELECT 1".repeat(100));
+    assert_eq!(via.execute(union.as_str(), &[]).await.unwrap(), 101);
+    assert_eq!(count(&dir, "SELECT count(*) FROM tally").await, 101);
+    // An ordinary comment that starts with blastwall:.
+    let n = via.simple_query("-- blastwall: test users only\nDELETE FROM users WHERE id = -91111102").await.unwrap();
+    assert!(format!("{n:?}").contains("CommandComplete(1)"), "{n:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM users WHERE id = -91111102").await, 0);
+    // system_user as a column name (a keyword of the parser's grammar, a name on PostgreSQL 15).
+    via.simple_query(
+        "INSERT INTO people (id, system_user) VALUES (1, 'a'); UPDATE people SET system_user = 'b' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&dir, "SELECT count(*) FROM people WHERE system_user = 'b'").await, 1);
+    // A trailing comment on a counted, estimated DELETE: counted right, and allowed.
+    let n = via
+        .simple_query("DELETE FROM users WHERE auth_source = 'test' AND plan = 'free' -- the nightly cleanup")
+        .await
+        .unwrap();
+    assert!(format!("{n:?}").contains("CommandComplete(9)"), "{n:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM users WHERE auth_source = 'test'").await, 0);
+    p.stop().await;
+}
+
+/// EUC_JP text (ASCII-safe: every byte of a multibyte character is ≥ 0x80) is judged, not
+/// refused; SJIS text with non-ASCII bytes still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn euc_jp_text_is_judged_and_runs() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT ALL ON ALL TABLES IN SCHEMA public TO trust_user");
+    let p = proxy().await;
+    let mut via = startup(p.port(), "trust_user", &db).await;
+    via.write_all(&msg(b'Q', b"SET client_encoding = 'EUC_JP'\0")).await.unwrap();
+    assert!(replies(&mut via).await.codes.is_empty());
+    // ぁ in EUC_JP.
+    via.write_all(&msg(b'Q', b"UPDATE users SET email = '\xa4\xa1' WHERE id = -91111103\0")).await.unwrap();
+    let r = replies(&mut via).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let dir = direct("app", APP_PW, &db).await;
+    assert_eq!(count(&dir, "SELECT count(*) FROM users WHERE id = -91111103 AND email = 'ぁ'").await, 1);
+    via.write_all(&msg(b'Q', b"SET client_encoding = 'SJIS'\0")).await.unwrap();
+    assert!(replies(&mut via).await.codes.is_empty());
+    via.write_all(&msg(b'Q', b"UPDATE users SET email = '\x82\x9f' WHERE id = -91111104\0")).await.unwrap();
+    assert_eq!(replies(&mut via).await.codes, vec!["42501".to_string()]);
+    assert_eq!(count(&dir, "SELECT count(*) FROM users WHERE id = -91111104 AND email LIKE 'qa+%'").await, 1);
+    p.stop().await;
+}
+
+/// `replication=fals` is `false` to the server (parse_bool takes unique prefixes): an ordinary
+/// session, relayed; `replication=database` and `replication=on` are still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_is_read_as_the_server_reads_it() {
+    let db = incident_db();
+    let p = proxy().await;
+    for (value, refused) in
+        [("fals", false), ("of", false), ("0", false), ("database", true), ("on", true), ("t", true)]
+    {
+        let mut s =
+            send_startup(p.port(), 196608, &[("user", "trust_user"), ("database", &db), ("replication", value)]).await;
+        let r = replies(&mut s).await;
+        assert_eq!(r.errors.contains("replication connections are not relayed"), refused, "{value}: {r:?}");
+        if !refused {
+            assert_eq!(r.status, Some('I'), "{value}: {r:?}");
+        }
+    }
+    p.stop().await;
+}
