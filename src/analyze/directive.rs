@@ -13,7 +13,7 @@ pub struct Override {
 }
 
 /// The directive in the comments of `sql`, if any: a comment whose text starts with
-/// `blastwall: allow`. `Err` when such a comment does not say what a directive must. Any other
+/// `blastwall: allow` (or says `rows<=` or `reason=` after `blastwall:`). `Err` when such a comment does not say what a directive must. Any other
 /// comment, `-- blastwall: this table is guarded` included, is an ordinary comment.
 pub fn find(sql: &str, opts: ParseOptions) -> Result<Option<Override>, String> {
     // The scanner reads strings with standard_conforming_strings on; with it off a comment
@@ -36,7 +36,9 @@ pub fn find(sql: &str, opts: ParseOptions) -> Result<Option<Override>, String> {
         let body = text.trim_start_matches("/*").trim_end_matches("*/").trim_start_matches("--").trim();
         let Some(rest) = body.strip_prefix("blastwall:") else { continue };
         let first_word = rest.split_whitespace().next().unwrap_or("");
-        if !first_word.starts_with("allow") {
+        // A directive, or an attempt at one (then refused, so that a typo is not silently a
+        // plain comment): it starts with `allow`, or says `rows<=` or `reason=`.
+        if !first_word.starts_with("allow") && !rest.contains("rows<=") && !rest.contains("reason=") {
             continue;
         }
         if found.is_some() {

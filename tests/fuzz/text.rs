@@ -46,7 +46,6 @@ fn directive_text() -> impl Strategy<Value = Directive> {
             "blastwall: allow rows<=5 reason=\"x",
             "blastwall: allow rows<=5 reason=\"x\" and more",
             "blastwall: deny rows<=5 reason=\"x\"",
-            "blastwall:",
         ])
         .prop_map(|t| Directive { text: t.into(), want: Err(()) }),
     ]
