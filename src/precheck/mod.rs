@@ -324,10 +324,15 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     let before = counter_reading(&a.rows, catalog, database, policy);
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
-        let estimates =
-            estimate_rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates);
-        let decision = estimate_findings(estimates, plan, who, policy);
-        if decision.mode() == Some(Mode::Enforce) && before.is_some() {
+        let estimates: Vec<_> =
+            estimate_rows.iter().filter(|r| r.len() == 1).filter_map(|r| r[0].as_deref()).flat_map(estimates).collect();
+        let decision = estimate_findings(estimates.iter().cloned(), plan, who, policy);
+        // A guess is not a count: refused only when an exact, bounded count agrees (or none
+        // can be made); within its limit by the count, it runs and is counted as any other.
+        if decision.mode() == Some(Mode::Enforce)
+            && before.is_some()
+            && !estimate::counted_within(b, plan, &estimates, policy).await?
+        {
             b.query(&undo).await?;
             return Ok(Outcome::Refuse { decision, counts: vec![] });
         }

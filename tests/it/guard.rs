@@ -454,3 +454,39 @@ async fn replication_is_read_as_the_server_reads_it() {
     }
     p.stop().await;
 }
+
+/// The planner's estimate is a guess: a DELETE it puts far over the limit is counted exactly,
+/// with a bound, before it is refused. One matching no row runs; one over the limit is still
+/// refused without running, whatever comment trails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estimate_far_over_the_limit_is_counted_before_refusing() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    // Statistics of 10,000 rows, then every row gone (not vacuumed): the planner still
+    // estimates thousands.
+    dir.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
+         INSERT INTO big SELECT g, g FROM generate_series(1, 10000) g; ANALYZE big; DELETE FROM big;",
+    )
+    .await
+    .unwrap();
+    let policy = "[[table]]\nname = \"big\"\nmax_delete_rows = 5\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("big.toml"), policy)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let plan = dir.simple_query("EXPLAIN DELETE FROM big WHERE v > 0").await.unwrap();
+    let plan = format!("{plan:?}");
+    assert!(!plan.contains("rows=1 "), "the planner must guess high: {plan}");
+    let r = via.simple_query("DELETE FROM big WHERE v > 0").await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(0)"), "{r:?}");
+    dir.batch_execute("INSERT INTO big SELECT g, g FROM generate_series(1, 10) g").await.unwrap();
+    let err = via.simple_query("DELETE FROM big WHERE v > 0 -- the nightly cleanup").await.unwrap_err();
+    let m = err.as_db_error().unwrap().message().to_string();
+    assert!(m.contains("far over its limit of 5; not run"), "{m}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM big").await, 10);
+    // Within the limit by the count: runs, counted.
+    let r = via.simple_query("DELETE FROM big WHERE v > 6 -- tail").await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(4)"), "{r:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM big").await, 6);
+    p.stop().await;
+}
