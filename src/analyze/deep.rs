@@ -4,8 +4,9 @@
 //! "not parse" (prost's default limit is 100 levels), and with none a hostile one could overflow
 //! the stack and abort the proxy.
 //!
-//! Owns: where a parse tree lives. Every parse, walk and drop of a tree runs on a thread of its
-//! own with a stack far larger than the deepest tree the parser returns needs: PostgreSQL's
+//! Owns: where a parse tree lives. Every parse, walk and drop of a tree runs on a parsing
+//! thread (one per calling thread, kept while it lives; a hand-off costs about 10 µs) with a
+//! stack far larger than the deepest tree the parser returns needs: PostgreSQL's
 //! parser stops at its own stack-depth limit (`stack depth limit exceeded`, measured by
 //! libpg_query against at most 2 MB of C stack), which bounds the depth of every tree it hands
 //! over; a statement past it does not parse, and is refused only when it may write.
@@ -14,31 +15,61 @@
 /// (a few hundred KB for everyday statements).
 const STACK: usize = 256 << 20;
 
-/// Runs `f` (which parses, walks and drops a tree) on a thread with a stack large enough for
-/// the deepest tree the parser returns. If the thread cannot be started, `f` runs here.
-pub fn on_deep_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let slot = std::sync::Mutex::new(Some(f));
-    let take = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let ran = std::thread::scope(|s| {
-        let thread = std::thread::Builder::new().name("blastwall-parse".into()).stack_size(STACK);
-        thread.spawn_scoped(s, || take().map(|f| f())).ok().map(|h| h.join())
+type Job = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// This thread's parsing thread, started on first use and ended when this thread ends (its
+    /// stack stays mapped in between: a fresh stack per parse would cost a thread start and
+    /// the page faults of every frame, several times the parse itself).
+    static HELPER: std::cell::RefCell<Option<std::sync::mpsc::Sender<Job>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn start_helper() -> Option<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let thread = std::thread::Builder::new().name("blastwall-parse".into()).stack_size(STACK);
+    thread.spawn(move || rx.iter().for_each(|job| job())).ok()?;
+    Some(tx)
+}
+
+/// Runs `f` (which parses, walks and drops a tree) on this thread's parsing thread, whose
+/// stack is large enough for the deepest tree the parser returns, and waits for it. If no
+/// such thread can be started, `f` runs here.
+pub fn on_deep_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     });
-    match ran {
-        Some(Ok(Some(v))) => v,
-        Some(Err(panic)) => std::panic::resume_unwind(panic),
-        // The thread could not be started: here, then.
-        Some(Ok(None)) | None => match take() {
-            Some(f) => f(),
-            None => unreachable!("the closure ran on the thread"),
-        },
+    let sent = HELPER.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.is_none() {
+            *h = start_helper();
+        }
+        let back = match h.as_ref() {
+            Some(tx) => tx.send(job).err().map(|std::sync::mpsc::SendError(job)| job),
+            None => Some(job),
+        };
+        if back.is_some() {
+            // The parsing thread is gone (or could not be started): the job runs here.
+            *h = None;
+        }
+        back
+    });
+    if let Some(job) = sent {
+        job();
+    }
+    match result.recv() {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("the parsing thread ended without an answer"),
     }
 }
 
 /// [`pg_query::parse`] on a deep stack, handing the tree to `f` there.
-pub fn with_parse<T: Send>(
+pub fn with_parse<T: Send + 'static>(
     sql: &str,
     opts: pg_query::ParserOptions,
-    f: impl FnOnce(pg_query::Result<pg_query::ParseResult>) -> T + Send,
+    f: impl FnOnce(pg_query::Result<pg_query::ParseResult>) -> T + Send + 'static,
 ) -> T {
-    on_deep_stack(|| f(pg_query::parse(sql, opts)))
+    let sql = sql.to_string();
+    on_deep_stack(move || f(pg_query::parse(&sql, opts)))
 }

@@ -296,7 +296,8 @@ fn is_ascii_safe(enc: &str) -> bool {
 /// Analyzes a whole query string: every statement, in order. The tree is parsed, walked and
 /// dropped on a deep stack (see `deep`).
 pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
-    deep::on_deep_stack(|| analyze_here(sql, opts))
+    let sql = sql.to_string();
+    deep::on_deep_stack(move || analyze_here(&sql, opts))
 }
 
 fn analyze_here(sql: &str, opts: ParseOptions) -> Vec<Statement> {

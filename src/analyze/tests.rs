@@ -360,3 +360,28 @@ fn deep_statements_parse_and_deeper_ones_fail_cleanly() {
     assert!(st.opaque[0].describe().contains("may disagree"), "{}", st.opaque[0].describe());
     assert!(one(&format!("SELECT 0{}", " + 1".repeat(100_000))).opaque.is_empty(), "a SELECT cannot write");
 }
+
+/// The cost of the deep stack: a thread per cold analysis (`cargo test --lib deep_stack_cost
+/// -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn deep_stack_cost() {
+    let sql = "UPDATE users SET plan = 'premium' WHERE id = 81723 AND auth_source = 'oauth'";
+    let n = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(analyze_here(sql, ParseOptions::default()));
+    }
+    let here = t.elapsed() / n;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(analyze(sql, ParseOptions::default()));
+    }
+    let deep = t.elapsed() / n;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(deep::on_deep_stack(|| 1));
+    }
+    let spawn = t.elapsed() / n;
+    eprintln!("analysis here {here:?}, on the deep stack {deep:?}, an empty deep-stack call {spawn:?}");
+}

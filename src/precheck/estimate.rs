@@ -88,7 +88,7 @@ pub(super) fn bounded_count_sql(sql: &str, limit: u64) -> Option<String> {
             location: -1,
         })),
     };
-    crate::analyze::deep::with_parse(sql, pg_query::ParserOptions::DEFAULT, |parsed| {
+    crate::analyze::deep::with_parse(sql, pg_query::ParserOptions::DEFAULT, move |parsed| {
         let parsed = parsed.ok()?;
         let [raw] = &parsed.protobuf.stmts[..] else { return None };
         let (relation, where_clause) = match raw.stmt.as_deref()?.node.as_ref()? {
