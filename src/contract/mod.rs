@@ -56,6 +56,7 @@
 mod explicit_id;
 mod inserts;
 pub mod keep;
+mod own;
 mod sql;
 pub mod state;
 mod verdict;
@@ -64,6 +65,7 @@ pub use explicit_id::{
     explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
 };
 pub use inserts::{inserts, Insert, Supplied};
+pub use own::state_write_findings;
 pub use sql::{STOP, TAG};
 
 use crate::analyze::RelName;

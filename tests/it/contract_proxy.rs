@@ -4,7 +4,7 @@
 //! directly on the server.
 
 use crate::harness::{
-    base_config, bind_execute, connect, direct, fresh_db, msg, parse, proxy_with, psql, replies, startup, APP_PW,
+    base_config, bind_execute, connect, direct, fresh_db, msg, parse, pg, proxy_with, psql, replies, startup, APP_PW,
 };
 use blastwall::policy::{file::compile, Policy};
 use std::path::Path;
@@ -106,7 +106,7 @@ async fn the_drifted_cleanup_is_refused_after_a_restart_and_kept_only_when_overr
     // A role that may use the state but not create schemas (no CREATE on the database), first
     // to write after a restart.
     d.batch_execute(
-        "GRANT USAGE ON SCHEMA blastwall TO migrator; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO migrator",
+        "GRANT USAGE ON SCHEMA blastwall TO migrator; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA blastwall TO migrator",
     )
     .await
     .unwrap();
@@ -211,7 +211,7 @@ async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() 
     // Pipelined deletes (two Executes before a Sync) cannot go around it.
     d.batch_execute(
         "GRANT ALL ON accounts TO trust_user; GRANT USAGE ON SCHEMA blastwall TO trust_user; \
-         GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA blastwall TO trust_user",
     )
     .await
     .unwrap();
@@ -249,7 +249,7 @@ async fn pipelined_deletes_spend_the_budget_and_a_refused_batch_spends_nothing()
     // Set up the state first (trust_user may not create a schema).
     connect(proxy.port(), "app", APP_PW, &db).await.simple_query("DELETE FROM accounts WHERE id = 20").await.unwrap();
     d.batch_execute(
-        "GRANT USAGE ON SCHEMA blastwall TO trust_user; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+        "GRANT USAGE ON SCHEMA blastwall TO trust_user; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA blastwall TO trust_user",
     )
     .await
     .unwrap();
@@ -361,4 +361,135 @@ async fn the_demo_shows_the_drifted_nightly_job_refused() {
     assert!(e.contains("deleted 7 rows of public.users; this statement usually deletes 1 (median of 3 runs)"), "{e}");
     assert_eq!(count(&d, "SELECT count(*) FROM users WHERE email LIKE 'user%'").await, 7);
     proxy.stop().await;
+}
+
+/// `n` point deletes of `ids` on `port`, each its own statement: how many were kept.
+async fn point_deletes(port: u16, db: &str, ids: std::ops::RangeInclusive<i32>) -> usize {
+    let c = connect(port, "app", APP_PW, db).await;
+    let mut kept = 0;
+    for id in ids {
+        match c.execute("DELETE FROM accounts WHERE id = $1", &[&id]).await {
+            Ok(_) => kept += 1,
+            Err(e) => assert!(message(e).contains("over its budget of 25 rows deleted per 1h"), "id {id}"),
+        }
+    }
+    kept
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget() {
+    let db = fresh_db("race");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, 200) g",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contract.toml");
+    std::fs::write(&file, BUDGET).unwrap();
+    let policy = file.display().to_string();
+    // Two processes of the built binary, each with its own guard, catalog and connections.
+    let args = ["--policy", policy.as_str()];
+    let (a, b) = tokio::join!(
+        crate::ops::Blastwall::start("threads = 1\n", &args),
+        crate::ops::Blastwall::start("threads = 1\n", &args)
+    );
+    // Four clients, two on each process, deleting disjoint rows at once.
+    let (k1, k2, k3, k4) = tokio::join!(
+        point_deletes(a.port, &db, 1..=30),
+        point_deletes(b.port, &db, 31..=60),
+        point_deletes(a.port, &db, 61..=90),
+        point_deletes(b.port, &db, 91..=120)
+    );
+    assert_eq!(k1 + k2 + k3 + k4, 25, "{k1} {k2} {k3} {k4}");
+    // On the server itself: exactly the budget was deleted, and spent.
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 175, "exactly 25 rows deleted");
+    let spent: i64 =
+        crate::harness::admin_sql(pg(), &db, "SELECT sum(rows) FROM blastwall.budget_spent").trim().parse().unwrap();
+    assert_eq!(spent, 25);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall() {
+    // A state a DBA created (`init-state --grant app`): the app may only call its functions.
+    let db = fresh_db("ownstate");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
+    crate::harness::admin_sql(pg(), &db, &blastwall::contract::state::init_script("blastwall", &["app".into()]));
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 1..=30).await, 25);
+    // Directly: no privilege on the tables; the functions only add.
+    for sql in [
+        "UPDATE blastwall.budget_spent SET rows = 0",
+        "DELETE FROM blastwall.budget_spent",
+        "TRUNCATE blastwall.budget_spent",
+        "DELETE FROM blastwall.budget_lock",
+        "INSERT INTO blastwall.runs VALUES (1, 'f', 'delete', 1000)",
+        "DELETE FROM blastwall.runs",
+    ] {
+        let e = message(d.batch_execute(sql).await.unwrap_err());
+        assert!(e.contains("permission denied"), "{sql}: {e}");
+    }
+    let oid: String = crate::harness::admin_sql(pg(), &db, "SELECT 'accounts'::regclass::oid").trim().to_string();
+    // A window of a second, and a negative spend: nothing a longer window needs is pruned.
+    d.batch_execute(&format!(
+        "SELECT * FROM blastwall.take_budget(ARRAY[{oid}]::oid[], ARRAY['delete'], ARRAY[1]::int8[], ARRAY[1]::float8[]); \
+         SELECT * FROM blastwall.take_budget(ARRAY[{oid}]::oid[], ARRAY['delete'], ARRAY[-100]::int8[], ARRAY[3600]::float8[])"
+    ))
+    .await
+    .unwrap();
+    // A made-up run of rows this transaction did not delete.
+    let e = message(
+        d.batch_execute(&format!(
+            "SELECT * FROM blastwall.record_run(ARRAY[{oid}]::oid[], ARRAY['delete'], ARRAY[1000]::int8[], 'f', ARRAY[20]::int8[])"
+        ))
+        .await
+        .unwrap_err(),
+    );
+    assert!(e.contains("a run of 1000 rows, but this transaction changed 0"), "{e}");
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 99").await.unwrap_err());
+    assert!(e.contains("26 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
+
+    // A state the app created itself on first use (it owns it): the guard is what stands
+    // between it and a reset through blastwall.
+    let db = fresh_db("ownstate2");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 1..=30).await, 25);
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for sql in [
+        "UPDATE blastwall.budget_spent SET rows = 0 WHERE rows > 0",
+        "DELETE FROM blastwall.budget_spent WHERE rows > 0",
+        "TRUNCATE blastwall.budget_spent",
+        "INSERT INTO blastwall.budget_spent SELECT relid, kind, bucket, -25 FROM blastwall.budget_spent",
+        "DROP SCHEMA blastwall CASCADE",
+        "ALTER TABLE blastwall.budget_spent RENAME TO old",
+        "DELETE FROM \"blastwall\".runs WHERE rows > 0",
+    ] {
+        let e = message(via.simple_query(sql).await.unwrap_err());
+        assert!(e.contains("writes to schema blastwall"), "{sql}: {e}");
+    }
+    assert_eq!(count(&d, "SELECT sum(rows)::int8 FROM blastwall.budget_spent").await, 25, "the spend is intact");
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 99").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
 }

@@ -1,0 +1,70 @@
+//! The state guards itself: a client's statement through blastwall that writes to blastwall's
+//! state schema (its tables: a budget reset, a history rewritten; the schema: dropped) is
+//! refused with rule `contract-state`, whatever the mode (a dry-run session reports it).
+//! blastwall's own bookkeeping never passes through the guard (the pre-check sends it).
+//!
+//! Owns: which statements those are. Seen: the writes the analysis reports (DELETE, UPDATE,
+//! MERGE, upserts, TRUNCATE, DROP, renames) on a table named with the state's schema, INSERT
+//! or `COPY … FROM` into one, DROP SCHEMA of it, and other DDL whose text names
+//! `schema.` (ALTER TABLE, GRANT …). Not seen: a name the session's `search_path` resolves into
+//! the schema without writing it (see README "Known gaps"); the server's privileges are the
+//! line of defence there (`init-state --grant` grants no table privilege).
+
+use crate::analyze::{Op, RelName, Statement};
+use crate::policy::{mode_for, Finding, Mode, Policy, SessionView};
+
+const HINT: &str = "blastwall's state (anomaly histories, spent budgets) is written only by blastwall itself, through the state's functions. To reset it, a DBA connects to the server directly as the schema's owner.";
+
+fn in_schema(t: &RelName, schema: &str) -> bool {
+    t.schema.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(schema))
+}
+
+/// The findings for the statements of one message that write to the state.
+pub fn state_write_findings(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -> Vec<Finding> {
+    if !super::enabled(policy) {
+        return Vec::new();
+    }
+    let schema = policy.state.schema.as_str();
+    let lower = schema.to_ascii_lowercase();
+    let mode = match mode_for(who, policy, None) {
+        Mode::DryRun => Mode::DryRun,
+        _ => Mode::Enforce,
+    };
+    let mut out = Vec::new();
+    for st in statements {
+        let text = st.text.to_ascii_lowercase();
+        if !text.contains(&lower) {
+            continue;
+        }
+        let written = st.writes.iter().find_map(|w| {
+            let t = w.target.as_ref()?;
+            let hit =
+                in_schema(t, schema) || (matches!(w.op, Op::DropSchema { .. }) && t.name.eq_ignore_ascii_case(schema));
+            hit.then(|| format!("{} on {t}", w.op.verb()))
+        });
+        let inserted = || {
+            super::inserts(&st.text)
+                .into_iter()
+                .find(|i| in_schema(&i.target, schema))
+                .map(|i| format!("{} on {}", i.verb, i.target))
+        };
+        let ddl = || {
+            (st.ddl && [format!("{lower}."), format!("\"{lower}\".")].iter().any(|p| text.contains(p.as_str())))
+                .then(|| "statement".to_string())
+        };
+        if let Some(what) = written.or_else(inserted).or_else(ddl) {
+            out.push(Finding {
+                rule: "contract-state",
+                mode,
+                what,
+                why: format!(
+                    "writes to schema {schema}, where blastwall keeps the anomaly histories and budgets it enforces"
+                ),
+                hint: HINT,
+                source: format!("[state] of {}", policy.source_names()),
+                statement: st.text.clone(),
+            });
+        }
+    }
+    out
+}
