@@ -65,7 +65,7 @@ pub use explicit_id::{
     explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
 };
 pub use inserts::{inserts, Insert, Supplied};
-pub use own::state_write_findings;
+pub use own::statement_findings;
 pub use sql::{STOP, TAG};
 
 use crate::analyze::RelName;

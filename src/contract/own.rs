@@ -3,6 +3,11 @@
 //! refused with rule `contract-state`, whatever the mode (a dry-run session reports it).
 //! blastwall's own bookkeeping never passes through the guard (the pre-check sends it).
 //!
+//! Also here, because a budget cannot count it: TRUNCATE of a table with a delete budget (or
+//! `TRUNCATE … CASCADE` while any table has one: what it cascades to is not visible) is
+//! refused with rule `budget` in the table's mode — it removes rows without a row counter,
+//! so no budget can be taken for them. Delete the rows instead, within the budget.
+//!
 //! Owns: which statements those are. Seen: the writes the analysis reports (DELETE, UPDATE,
 //! MERGE, upserts, TRUNCATE, DROP, renames) on a table named with the state's schema, INSERT
 //! or `COPY … FROM` into one, DROP SCHEMA of it, and other DDL whose text names
@@ -19,8 +24,42 @@ fn in_schema(t: &RelName, schema: &str) -> bool {
     t.schema.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(schema))
 }
 
-/// The findings for the statements of one message that write to the state.
-pub fn state_write_findings(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -> Vec<Finding> {
+const HINT_TRUNCATE: &str = "TRUNCATE removes rows without counting them, so no budget can be taken for them: DELETE the rows instead (the budget counts and limits them), or truncate through a role whose policy allows it.";
+
+/// TRUNCATE of a table with a delete budget (directly, or perhaps by CASCADE).
+fn truncate_findings(st: &Statement, who: SessionView<'_>, policy: &Policy, out: &mut Vec<Finding>) {
+    let budgeted = |t: &&crate::policy::TablePolicy| t.budget.is_some_and(|b| b.delete_rows.is_some());
+    for w in &st.writes {
+        let (Op::Truncate { cascade }, Some(target)) = (&w.op, &w.target) else { continue };
+        let named = policy.tables.iter().filter(budgeted).find(|t| t.matches(target));
+        let by_cascade = if *cascade && named.is_none() { policy.tables.iter().find(budgeted) } else { None };
+        let Some(t) = named.or(by_cascade) else { continue };
+        let mode = mode_for(who, policy, Some(t));
+        if mode == Mode::Off {
+            continue;
+        }
+        let why = match named {
+            Some(_) => format!("{} has a budget of rows deleted per window, and TRUNCATE removes rows no budget can count", t.qualified()),
+            None => format!(
+                "TRUNCATE … CASCADE may reach {}, which has a budget of rows deleted per window, and TRUNCATE removes rows no budget can count",
+                t.qualified()
+            ),
+        };
+        out.push(Finding {
+            rule: "budget",
+            mode,
+            what: format!("TRUNCATE on {target}"),
+            why,
+            hint: HINT_TRUNCATE,
+            source: t.source.clone(),
+            statement: st.text.clone(),
+        });
+    }
+}
+
+/// The findings for the statements of one message that write to the state, or truncate a
+/// table with a budget.
+pub fn statement_findings(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -> Vec<Finding> {
     if !super::enabled(policy) {
         return Vec::new();
     }
@@ -32,6 +71,7 @@ pub fn state_write_findings(statements: &[Statement], who: SessionView<'_>, poli
     };
     let mut out = Vec::new();
     for st in statements {
+        truncate_findings(st, who, policy, &mut out);
         let text = st.text.to_ascii_lowercase();
         if !text.contains(&lower) {
             continue;

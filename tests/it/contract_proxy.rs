@@ -22,6 +22,19 @@ fn message(e: tokio_postgres::Error) -> String {
     e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
 }
 
+/// A fresh database with `accounts` (id, x) holding ids 1..=rows, and the app's direct client.
+async fn accounts_db(prefix: &str, rows: i32) -> (String, tokio_postgres::Client) {
+    let db = fresh_db(prefix);
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(&format!(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, {rows}) g"
+    ))
+    .await
+    .unwrap();
+    (db, d)
+}
+
 const ANOMALY: &str = r#"
 [defaults]
 anomaly = true
@@ -155,14 +168,7 @@ budget_window = "1h"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() {
-    let db = fresh_db("budget");
-    let d = direct("app", APP_PW, &db).await;
-    d.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
-         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
-    )
-    .await
-    .unwrap();
+    let (db, d) = accounts_db("budget", 100).await;
     // Two blastwalls (each its own guard and catalog) in front of one database, at once.
     let a = proxy_with(base_config(), policy(BUDGET)).await;
     let b = proxy_with(base_config(), policy(BUDGET)).await;
@@ -378,14 +384,7 @@ async fn point_deletes(port: u16, db: &str, ids: std::ops::RangeInclusive<i32>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget() {
-    let db = fresh_db("race");
-    let d = direct("app", APP_PW, &db).await;
-    d.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
-         INSERT INTO accounts SELECT g, g FROM generate_series(1, 200) g",
-    )
-    .await
-    .unwrap();
+    let (db, d) = accounts_db("race", 200).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("contract.toml");
     std::fs::write(&file, BUDGET).unwrap();
@@ -416,14 +415,7 @@ async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall() {
     // A state a DBA created (`init-state --grant app`): the app may only call its functions.
-    let db = fresh_db("ownstate");
-    let d = direct("app", APP_PW, &db).await;
-    d.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
-         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
-    )
-    .await
-    .unwrap();
+    let (db, d) = accounts_db("ownstate", 100).await;
     crate::harness::admin_sql(pg(), &db, &blastwall::contract::state::init_script("blastwall", &["app".into()]));
     let p = proxy_with(base_config(), policy(BUDGET)).await;
     assert_eq!(point_deletes(p.port(), &db, 1..=30).await, 25);
@@ -464,14 +456,7 @@ async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall(
 
     // A state the app created itself on first use (it owns it): the guard is what stands
     // between it and a reset through blastwall.
-    let db = fresh_db("ownstate2");
-    let d = direct("app", APP_PW, &db).await;
-    d.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
-         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
-    )
-    .await
-    .unwrap();
+    let (db, d) = accounts_db("ownstate2", 100).await;
     let p = proxy_with(base_config(), policy(BUDGET)).await;
     assert_eq!(point_deletes(p.port(), &db, 1..=30).await, 25);
     let via = connect(p.port(), "app", APP_PW, &db).await;
@@ -491,5 +476,46 @@ async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall(
     let e = message(via.simple_query("DELETE FROM accounts WHERE id = 99").await.unwrap_err());
     assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_take_what_the_counters_measured_and_truncate_is_refused() {
+    let (db, d) = accounts_db("budgetall", 100).await;
+    // Deleting from `requests` deletes budgeted `accounts` rows by a trigger; `purge()`
+    // deletes them in a function body.
+    d.batch_execute(
+        "CREATE TABLE requests (id int PRIMARY KEY); \
+         INSERT INTO requests SELECT g FROM generate_series(1, 100) g; \
+         CREATE FUNCTION gone() RETURNS trigger LANGUAGE plpgsql AS \
+           $$BEGIN DELETE FROM accounts WHERE id = OLD.id; RETURN OLD; END$$; \
+         CREATE TRIGGER gone AFTER DELETE ON requests FOR EACH ROW EXECUTE FUNCTION gone(); \
+         CREATE FUNCTION purge(lo int, hi int) RETURNS int LANGUAGE sql AS \
+           $$DELETE FROM accounts WHERE id BETWEEN lo AND hi RETURNING 1$$",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), policy(&format!("{BUDGET}\n[opaque]\nfunctions = \"verify\"\n"))).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // 20 rows of accounts through the trigger: spent, as the counters measured them.
+    via.simple_query("DELETE FROM requests WHERE id IN (SELECT g FROM generate_series(1, 20) g)").await.unwrap();
+    assert_eq!(count(&d, "SELECT sum(rows)::int8 FROM blastwall.budget_spent").await, 20);
+    // 10 more through the trigger would go past 25: refused, nothing of it kept.
+    let e = message(via.simple_query("DELETE FROM requests WHERE id BETWEEN 21 AND 30").await.unwrap_err());
+    assert!(e.contains("would delete 10 rows of public.accounts, over its budget of 25"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM requests").await, 80);
+    // A function body (opaque functions verified): its 5 rows are spent, 6 more are refused.
+    via.simple_query("SELECT purge(31, 35)").await.unwrap();
+    let e = message(via.simple_query("SELECT purge(36, 41)").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // TRUNCATE counts no row: refused on the budgeted table, and by CASCADE where it may reach it.
+    for sql in ["TRUNCATE accounts", "TRUNCATE requests CASCADE"] {
+        let e = message(via.simple_query(sql).await.unwrap_err());
+        assert!(e.contains("TRUNCATE removes rows no budget can count"), "{sql}: {e}");
+    }
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    assert_eq!(count(&d, "SELECT count(*) FROM requests").await, 80);
+    via.simple_query("TRUNCATE requests").await.unwrap();
     p.stop().await;
 }
