@@ -357,5 +357,12 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("42::pg_catalog.oid"), "the OID given is used: {sql}");
+        // Once the state is there, the bookkeeping of a write is one statement (both rules).
+        let both =
+            policy("[[table]]\nname = \"users\"\nanomaly = true\nbudget_delete_rows = 5\nbudget_window = \"1h\"\n");
+        r = request(&both, &c, None);
+        let sql = prepare(&r).unwrap().sql().to_string();
+        assert_eq!(pg_query::split_with_parser(&sql).unwrap().len(), 1, "{sql}");
+        assert!(sql.contains("take_budget(") && sql.contains("record_run("), "{sql}");
     }
 }
