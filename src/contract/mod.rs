@@ -64,7 +64,7 @@ mod verdict;
 pub use explicit_id::{
     explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
 };
-pub use inserts::{inserts, Insert, Supplied};
+pub use inserts::{inserted_tables, inserts, Insert, Supplied};
 pub use own::statement_findings;
 pub use sql::{STOP, TAG};
 

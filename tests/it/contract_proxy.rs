@@ -490,6 +490,8 @@ async fn budgets_take_what_the_counters_measured_and_truncate_is_refused() {
          CREATE FUNCTION gone() RETURNS trigger LANGUAGE plpgsql AS \
            $$BEGIN DELETE FROM accounts WHERE id = OLD.id; RETURN OLD; END$$; \
          CREATE TRIGGER gone AFTER DELETE ON requests FOR EACH ROW EXECUTE FUNCTION gone(); \
+         CREATE TABLE gone_log (id int); \
+         CREATE RULE gone AS ON INSERT TO gone_log DO ALSO DELETE FROM accounts WHERE id = NEW.id; \
          CREATE FUNCTION purge(lo int, hi int) RETURNS int LANGUAGE sql AS \
            $$DELETE FROM accounts WHERE id BETWEEN lo AND hi RETURNING 1$$",
     )
@@ -508,6 +510,11 @@ async fn budgets_take_what_the_counters_measured_and_truncate_is_refused() {
     via.simple_query("SELECT purge(31, 35)").await.unwrap();
     let e = message(via.simple_query("SELECT purge(36, 41)").await.unwrap_err());
     assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // An INSERT whose rule deletes budgeted rows: counted, refused past the budget.
+    let e = message(via.simple_query("INSERT INTO gone_log VALUES (50)").await.unwrap_err());
+    assert!(e.contains("would delete 1 row of public.accounts"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM gone_log").await, 0);
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
     // TRUNCATE counts no row: refused on the budgeted table, and by CASCADE where it may reach it.
     for sql in ["TRUNCATE accounts", "TRUNCATE requests CASCADE"] {
