@@ -383,7 +383,7 @@ async fn point_deletes(port: u16, db: &str, ids: std::ops::RangeInclusive<i32>) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget() {
+async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget_and_a_third_finds_it_spent() {
     let (db, d) = accounts_db("race", 200).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("contract.toml");
@@ -410,6 +410,13 @@ async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget() {
     assert_eq!(spent, 25);
     a.stop().await;
     b.stop().await;
+    // Both processes gone, a third started: the budget is still spent.
+    let c = crate::ops::Blastwall::start("threads = 1\n", &args).await;
+    let via = connect(c.port, "app", APP_PW, &db).await;
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 150").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 175);
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,5 +593,30 @@ async fn explicit_ids_through_views_children_and_partitions_are_refused() {
     assert_eq!(count(&d, "SELECT count(*) FROM events WHERE id < 0").await, 0);
     assert_eq!(count(&d, "SELECT count(*) FROM events").await, 2);
     assert_eq!(count(&d, "SELECT count(*) FROM notes").await, 1);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_view_and_child_example_is_refused_through_blastwall() {
+    const README: &str = include_str!("../../README.md");
+    let section = &README[README.find("### `explicit-id`").unwrap()..];
+    let blocks: Vec<&str> = section.split("```sql\n").skip(1).map(|b| &b[..b.find("```").unwrap()]).take(2).collect();
+    let toml = section.split("```toml\n").nth(1).map(|b| &b[..b.find("```").unwrap()]).unwrap();
+    let db = fresh_db("readmeview");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(blocks[0].lines().next().unwrap()).await.unwrap();
+    let proxy = proxy_with(base_config(), policy(toml)).await;
+    let via = connect(proxy.port(), "app", APP_PW, &db).await;
+    for line in blocks[1].lines() {
+        let (stmt, comment) = line.split_once("--").unwrap_or((line, ""));
+        let r = via.simple_query(stmt).await;
+        if comment.contains("refused: explicit-id") {
+            let e = message(r.unwrap_err());
+            assert!(e.contains("stands for protected column id of public.accounts"), "{line}: {e}");
+        } else {
+            r.unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 0);
     proxy.stop().await;
 }
