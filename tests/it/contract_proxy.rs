@@ -620,3 +620,24 @@ async fn the_readme_view_and_child_example_is_refused_through_blastwall() {
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 0);
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_without_its_functions_is_completed_by_its_owner_on_first_use() {
+    let (db, d) = accounts_db("upgrade", 100).await;
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 1..=3).await, 3);
+    p.stop().await;
+    // As an older blastwall left it: the tables, no functions, no `win`.
+    d.batch_execute(
+        "DROP FUNCTION blastwall.take_budget(oid[], text[], int8[], float8[]); \
+         DROP FUNCTION blastwall.record_run(oid[], text[], int8[], text, int8[]); \
+         ALTER TABLE blastwall.budget_lock DROP COLUMN win",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 4..=30).await, 22, "the spends before it still count");
+    assert_eq!(count(&d, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'blastwall'::regnamespace").await, 2);
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
+}
