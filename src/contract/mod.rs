@@ -374,6 +374,10 @@ mod tests {
         assert!(found("TRUNCATE other").is_empty());
         assert!(found("DELETE FROM blastwall_audit WHERE id = 1").is_empty());
         assert!(found("SELECT * FROM blastwall.runs").is_empty());
+        assert_eq!(
+            found("SET search_path = blastwall; SELECT record_run(NULL, NULL, NULL, NULL, NULL)"),
+            ["contract-state"]
+        );
         // Without the rules, nothing is looked at.
         let off = policy("[[table]]\nname = \"users\"\n");
         assert!(statement_findings(&statements("TRUNCATE users"), request(&off, &[], None).who, &off).is_empty());

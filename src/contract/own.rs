@@ -11,7 +11,7 @@
 //! Owns: which statements those are. Seen: the writes the analysis reports (DELETE, UPDATE,
 //! MERGE, upserts, TRUNCATE, DROP, renames) on a table named with the state's schema, INSERT
 //! or `COPY … FROM` into one, DROP SCHEMA of it, and other DDL whose text names
-//! `schema.` (ALTER TABLE, GRANT …). Not seen: a name the session's `search_path` resolves into
+//! `schema.` (ALTER TABLE, GRANT …), and a call of `take_budget` or `record_run`. Not seen: a name the session's `search_path` resolves into
 //! the schema without writing it (see README "Known gaps"); the server's privileges are the
 //! line of defence there (`init-state --grant` grants no table privilege).
 
@@ -73,7 +73,8 @@ pub fn statement_findings(statements: &[Statement], who: SessionView<'_>, policy
     for st in statements {
         truncate_findings(st, who, policy, &mut out);
         let text = st.text.to_ascii_lowercase();
-        if !text.contains(&lower) {
+        let names_state = text.contains(&lower);
+        if !names_state && !st.calls_functions {
             continue;
         }
         let written = st.writes.iter().find_map(|w| {
@@ -92,7 +93,13 @@ pub fn statement_findings(statements: &[Statement], who: SessionView<'_>, policy
             (st.ddl && [format!("{lower}."), format!("\"{lower}\".")].iter().any(|p| text.contains(p.as_str())))
                 .then(|| "statement".to_string())
         };
-        if let Some(what) = written.or_else(inserted).or_else(ddl) {
+        // Its functions only add, but a client has no business calling them (a made-up run).
+        let called = || {
+            (st.calls_functions && ["take_budget", "record_run"].iter().any(|f| text.contains(f)))
+                .then(|| "a call of blastwall's state functions".to_string())
+        };
+        let found = if names_state { written.or_else(inserted).or_else(ddl) } else { None };
+        if let Some(what) = found.or_else(called) {
             out.push(Finding {
                 rule: "contract-state",
                 mode,

@@ -475,6 +475,7 @@ async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall(
         "DROP SCHEMA blastwall CASCADE",
         "ALTER TABLE blastwall.budget_spent RENAME TO old",
         "DELETE FROM \"blastwall\".runs WHERE rows > 0",
+        "SELECT * FROM blastwall.record_run(ARRAY[1]::oid[], ARRAY['delete'], ARRAY[0]::int8[], 'f', ARRAY[1]::int8[])",
     ] {
         let e = message(via.simple_query(sql).await.unwrap_err());
         assert!(e.contains("writes to schema blastwall"), "{sql}: {e}");
