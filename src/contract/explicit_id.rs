@@ -44,14 +44,21 @@ fn describe(m: Mint, overriding: bool) -> &'static str {
 /// column list is found, assumed minted).
 pub fn explicit_id_findings(
     inserts: &[Insert],
-    columns: &dyn Fn(&TablePolicy) -> Option<Vec<TableColumn>>,
+    columns: &dyn Fn(&str, &str) -> Option<Vec<TableColumn>>,
     statement: &str,
     who: SessionView<'_>,
     policy: &Policy,
 ) -> Decision {
     let mut d = Decision::default();
     for ins in inserts {
-        for t in explicit_id_tables(std::slice::from_ref(ins), policy) {
+        let tables = explicit_id_tables(std::slice::from_ref(ins), policy);
+        if tables.is_empty() {
+            let target = &ins.target;
+            if let Some(cols) = columns(target.schema.as_deref().unwrap_or(""), &target.name) {
+                d.findings.extend(derived_findings(ins, &cols, statement, who, policy));
+            }
+        }
+        for t in tables {
             let mode = mode_for(who, policy, Some(t));
             if mode == Mode::Off {
                 continue;
@@ -62,24 +69,11 @@ pub fn explicit_id_findings(
                 .and_then(|f| f(t))
                 .map(|v| v.into_iter().map(|(_, now)| now).collect())
                 .unwrap_or_else(|| t.protected_columns.iter().cloned().collect());
-            let hits: Vec<(String, Mint)> = match columns(t) {
-                Some(cols) => {
-                    let chosen: Vec<&TableColumn> = match &ins.supplied {
-                        Supplied::Named(n) => cols.iter().filter(|c| n.contains(&c.name)).collect(),
-                        Supplied::Positions(p) => p.iter().filter_map(|&i| cols.get(i)).collect(),
-                        Supplied::Every => cols.iter().collect(),
-                    };
-                    chosen
-                        .into_iter()
-                        .filter(|c| protected.contains(&c.name))
-                        .filter(|c| match c.mint {
-                            Mint::None => false,
-                            Mint::SequenceDefault => true,
-                            Mint::IdentityByDefault | Mint::IdentityAlways => !ins.overriding_user,
-                        })
-                        .map(|c| (c.name.clone(), c.mint))
-                        .collect()
-                }
+            let hits: Vec<(String, Mint)> = match columns(&t.schema, &t.name) {
+                Some(cols) => minted_supplied(ins, &cols)
+                    .filter(|c| protected.contains(&c.name))
+                    .map(|c| (c.name.clone(), c.mint))
+                    .collect(),
                 None => match &ins.supplied {
                     Supplied::Named(n) => {
                         n.iter().filter(|c| protected.contains(c)).map(|c| (c.clone(), Mint::None)).collect()
@@ -110,6 +104,73 @@ pub fn explicit_id_findings(
     d
 }
 
+/// The columns of `cols` an insert supplies a value for that a sequence mints (a value given
+/// with OVERRIDING USER VALUE is discarded for an identity column: not supplied).
+fn minted_supplied<'c>(ins: &'c Insert, cols: &'c [TableColumn]) -> impl Iterator<Item = &'c TableColumn> + 'c {
+    let chosen: Vec<&TableColumn> = match &ins.supplied {
+        Supplied::Named(n) => cols.iter().filter(|c| n.contains(&c.name)).collect(),
+        Supplied::Positions(p) => p.iter().filter_map(|&i| cols.get(i)).collect(),
+        Supplied::Every => cols.iter().collect(),
+    };
+    chosen.into_iter().filter(|c| match c.mint {
+        Mint::None => false,
+        Mint::SequenceDefault => true,
+        Mint::IdentityByDefault | Mint::IdentityAlways => !ins.overriding_user,
+    })
+}
+
+/// An insert into a relation the policy does not name — a view over a protected table, an
+/// inheritance child or a partition of one — that supplies a column standing for a protected
+/// minted column (the catalog's `origins`): judged as the protected table itself.
+fn derived_findings(
+    ins: &Insert,
+    cols: &[TableColumn],
+    statement: &str,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for c in minted_supplied(ins, cols) {
+        for (schema, table, column) in &c.origins {
+            let Some(t) = policy
+                .tables
+                .iter()
+                .find(|t| t.forbid.contains(&Forbid::ExplicitId) && &t.schema == schema && &t.name == table)
+            else {
+                continue;
+            };
+            let protected = who
+                .columns
+                .and_then(|f| f(t))
+                .map(|v| v.into_iter().any(|(_, now)| &now == column))
+                .unwrap_or_else(|| t.protected_columns.contains(column));
+            let mode = mode_for(who, policy, Some(t));
+            if !protected
+                || mode == Mode::Off
+                || out.iter().any(|f: &Finding| f.source == t.source && f.why.contains(&c.name))
+            {
+                continue;
+            }
+            out.push(Finding {
+                rule: "explicit-id",
+                mode,
+                what: format!("{} on {}", ins.verb, ins.target),
+                why: format!(
+                    "supplies a value for column {} of {}, which stands for protected column {column} of {} (a view over it, or an inheritance child or partition of it), which a sequence mints: {}",
+                    c.name,
+                    ins.target,
+                    t.qualified(),
+                    describe(c.mint, ins.overriding_system)
+                ),
+                hint: HINT,
+                source: t.source.clone(),
+                statement: statement.to_string(),
+            });
+        }
+    }
+    out
+}
+
 /// The guard's reading: the inserts of each statement (by index) that may supply values to
 /// a table whose policy forbids explicit ids. Parses only when some table forbids them and
 /// the statement writes at all.
@@ -122,7 +183,7 @@ pub fn statement_inserts(statements: &[crate::analyze::Statement], policy: &Poli
         .enumerate()
         .filter(|(_, s)| s.opaque.is_empty() && may_insert(&s.text))
         .map(|(i, s)| (i, super::inserts(&s.text)))
-        .filter(|(_, ins)| !explicit_id_tables(ins, policy).is_empty())
+        .filter(|(_, ins)| !ins.is_empty())
         .collect()
 }
 
@@ -137,13 +198,23 @@ fn may_insert(text: &str) -> bool {
 pub fn minted_questions(
     inserts: &[(usize, Vec<Insert>)],
     policy: &Policy,
-    known: &dyn Fn(&TablePolicy) -> bool,
+    known: &dyn Fn(&str, &str) -> bool,
 ) -> Vec<crate::catalog::Question> {
     let mut out = Vec::new();
-    for t in inserts.iter().flat_map(|(_, i)| explicit_id_tables(i, policy)).filter(|t| !known(t)) {
-        let q = crate::catalog::Question::Minted { schema: t.schema.clone(), table: t.name.clone() };
-        if !out.contains(&q) {
-            out.push(q);
+    for ins in inserts.iter().flat_map(|(_, i)| i) {
+        let tables = explicit_id_tables(std::slice::from_ref(ins), policy);
+        // A relation the policy does not name may stand for one it protects (a view, a
+        // child, a partition): its own columns are asked for, by its name as written.
+        let names: Vec<(String, String)> = if tables.is_empty() {
+            vec![(ins.target.schema.clone().unwrap_or_default(), ins.target.name.clone())]
+        } else {
+            tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect()
+        };
+        for (schema, table) in names.into_iter().filter(|(s, t)| !known(s, t)) {
+            let q = crate::catalog::Question::Minted { schema, table };
+            if !out.contains(&q) {
+                out.push(q);
+            }
         }
     }
     out
@@ -155,7 +226,7 @@ pub fn explicit_id_offline(statement: &str, who: SessionView<'_>, policy: &Polic
     if inserts.is_empty() {
         return Decision::default();
     }
-    explicit_id_findings(&inserts, &|_| None, statement, who, policy)
+    explicit_id_findings(&inserts, &|_, _| None, statement, who, policy)
 }
 
 #[cfg(test)]
@@ -176,13 +247,13 @@ mod tests {
 
     fn cols() -> Vec<TableColumn> {
         vec![
-            TableColumn { attnum: 1, name: "id".into(), mint: Mint::SequenceDefault },
-            TableColumn { attnum: 2, name: "name".into(), mint: Mint::None },
+            TableColumn { attnum: 1, name: "id".into(), mint: Mint::SequenceDefault, origins: Vec::new() },
+            TableColumn { attnum: 2, name: "name".into(), mint: Mint::None, origins: Vec::new() },
         ]
     }
 
     fn found(sql: &str, p: &Policy) -> Vec<Finding> {
-        explicit_id_findings(&super::super::inserts(sql), &|_| Some(cols()), sql, who(), p).findings
+        explicit_id_findings(&super::super::inserts(sql), &|_, _| Some(cols()), sql, who(), p).findings
     }
 
     #[test]

@@ -47,15 +47,24 @@
 //!
 //! # explicit-id (no transaction needed)
 //!
-//! In the guard, with the statement's text: `contract::inserts(text)`; for each
-//! `explicit_id_tables(&inserts, policy)` ask the catalog `catalog::minted_query(schema, table,
-//! oid)` and `catalog.learn_minted(…)`; then `explicit_id_findings(&inserts, &|t|
-//! catalog.minted_of(db, &t.schema, &t.name), text, who, policy)` → findings to add to the
-//! static decision. `blastwall check`: `explicit_id_offline(text, who, policy)`.
+//! In the guard: `statement_inserts(&statements, policy)`; `minted_questions(…)` asks the
+//! catalog (`catalog::minted_query`, `catalog.learn_minted`) about each policy table an insert
+//! names, and about each other relation an insert names (a view, child or partition may stand
+//! for a protected column: the answer's `origins`); then `explicit_id_findings(&inserts, &|s, t|
+//! catalog.minted_of(db, s, t), text, who, policy)` → findings to add to the static decision.
+//! `blastwall check`: `explicit_id_offline(text, who, policy)`.
+//!
+//! # The state guards itself, budgets refuse what they cannot count
+//!
+//! In the guard, after the decision: `statement_findings(&statements, who, policy)` — a
+//! client's write to the state schema (rule `contract-state`), TRUNCATE of a table with a
+//! delete budget (rule `budget`). In `guard::need`: with the rules on, an INSERT into a name
+//! with rules, triggers or children (`inserted_tables`) and an upsert are counted.
 
 mod explicit_id;
 mod inserts;
 pub mod keep;
+mod own;
 mod sql;
 pub mod state;
 mod verdict;
@@ -63,7 +72,8 @@ mod verdict;
 pub use explicit_id::{
     explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
 };
-pub use inserts::{inserts, Insert, Supplied};
+pub use inserts::{inserted_tables, inserts, Insert, Supplied};
+pub use own::statement_findings;
 pub use sql::{STOP, TAG};
 
 use crate::analyze::RelName;
@@ -343,6 +353,36 @@ mod tests {
         assert!(!enabled(&policy("[[table]]\nname = \"users\"\n")));
     }
 
+    fn statements(sql: &str) -> Vec<crate::analyze::Statement> {
+        crate::analyze::analyze(sql, crate::analyze::ParseOptions::default())
+    }
+
+    #[test]
+    fn writes_to_the_state_and_truncates_of_budgets_are_found() {
+        let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 5\nbudget_window = \"1h\"\n");
+        let found = |sql: &str| {
+            statement_findings(&statements(sql), request(&p, &[], None).who, &p)
+                .into_iter()
+                .map(|f| f.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found("DELETE FROM blastwall.budget_spent WHERE rows > 0"), ["contract-state"]);
+        assert_eq!(found("INSERT INTO blastwall.runs VALUES (1)"), ["contract-state"]);
+        assert_eq!(found("DROP SCHEMA blastwall CASCADE"), ["contract-state"]);
+        assert_eq!(found("TRUNCATE users"), ["budget"]);
+        assert_eq!(found("TRUNCATE other CASCADE"), ["budget"]);
+        assert!(found("TRUNCATE other").is_empty());
+        assert!(found("DELETE FROM blastwall_audit WHERE id = 1").is_empty());
+        assert!(found("SELECT * FROM blastwall.runs").is_empty());
+        assert_eq!(
+            found("SET search_path = blastwall; SELECT record_run(NULL, NULL, NULL, NULL, NULL)"),
+            ["contract-state"]
+        );
+        // Without the rules, nothing is looked at.
+        let off = policy("[[table]]\nname = \"users\"\n");
+        assert!(statement_findings(&statements("TRUNCATE users"), request(&off, &[], None).who, &off).is_empty());
+    }
+
     #[test]
     fn budgets_lock_and_first_use_creates() {
         let p = policy("[[table]]\nname = \"users\"\nbudget_delete_rows = 5\nbudget_window = \"1h\"\n");
@@ -355,5 +395,12 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("42::pg_catalog.oid"), "the OID given is used: {sql}");
+        // Once the state is there, the bookkeeping of a write is one statement (both rules).
+        let both =
+            policy("[[table]]\nname = \"users\"\nanomaly = true\nbudget_delete_rows = 5\nbudget_window = \"1h\"\n");
+        r = request(&both, &c, None);
+        let sql = prepare(&r).unwrap().sql().to_string();
+        assert_eq!(pg_query::split_with_parser(&sql).unwrap().len(), 1, "{sql}");
+        assert!(sql.contains("take_budget(") && sql.contains("record_run("), "{sql}");
     }
 }

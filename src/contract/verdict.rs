@@ -12,7 +12,7 @@ use crate::policy::{Decision, Finding, Mode};
 
 const HINT_ANOMALY: &str = "If this many rows is what you mean, say so with an override from a role allowed to use it: /* blastwall: allow rows<=N reason=\"…\" */. Nothing was changed.";
 const HINT_BUDGET: &str = "The table's budget of rows per window is shared by every session and every blastwall instance: wait until earlier changes leave the window, or ask for a role whose policy allows it. Nothing was changed.";
-const HINT_STATE: &str = "Run `blastwall init-state` as the owner of the database (it creates blastwall's schema) and grant the application's role USAGE on the schema and SELECT, INSERT, UPDATE, DELETE on its tables (`blastwall init-state --grant ROLE`). Nothing was changed.";
+const HINT_STATE: &str = "Run `blastwall init-state` as the owner of the database (it creates blastwall's schema and its two functions) and grant the application's role USAGE on the schema and EXECUTE on the functions (`blastwall init-state --grant ROLE`). Nothing was changed.";
 
 fn words(kind: Kind) -> (&'static str, &'static str, &'static str) {
     match kind {

@@ -429,7 +429,7 @@ impl Guard {
         // Explicit ids (`contract`): which columns of the tables a sequence mints.
         let inserts = crate::contract::statement_inserts(&statements, &policy);
         if !info.database.is_empty() {
-            let known = |t: &policy::TablePolicy| self.catalog.minted_of(&info.database, &t.schema, &t.name).is_some();
+            let known = |s: &str, t: &str| self.catalog.minted_of(&info.database, s, t).is_some();
             questions.extend(crate::contract::minted_questions(&inserts, &policy, &known));
         }
         if !questions.is_empty() {
@@ -446,11 +446,13 @@ impl Guard {
         } else {
             policy::decide(&with_prepared(&statements, info), view, &policy)
         };
-        let minted = |t: &policy::TablePolicy| self.catalog.minted_of(&db, &t.schema, &t.name);
+        let minted = |s: &str, t: &str| self.catalog.minted_of(&db, s, t);
         for (i, ins) in &inserts {
             let text = &statements[*i].text;
             decision.findings.extend(crate::contract::explicit_id_findings(ins, &minted, text, view, &policy).findings);
         }
+        // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
+        decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }

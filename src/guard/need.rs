@@ -41,7 +41,9 @@ pub(super) fn check_need(
                 continue;
             }
             let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
-            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. });
+            // An upsert's DO UPDATE changes rows a budget or history counts (`contract`).
+            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. })
+                || (contract && matches!(w.op, Op::Upsert { .. }));
             let mut update_limited = policy.max_update_rows.is_some()
                 || policy.anomaly.enabled == Some(true)
                 || table.is_some_and(|t| t.max_update_rows.is_some() || crate::contract::applies(t));
@@ -63,6 +65,19 @@ pub(super) fn check_need(
                     dry_run: false,
                 });
                 n.dry_run |= write_dry;
+            }
+        }
+        // The anomaly and budget rules count every row kept (`contract`): an INSERT into a
+        // name whose rules, triggers or children may change other rows is counted too.
+        if contract && !st.copy_from_stdin {
+            for t in crate::contract::inserted_tables(&st.text) {
+                match catalog.is_indirect(&info.database, &t.name) {
+                    Some(true) => {
+                        need.get_or_insert(CheckNeed { verb: "INSERT", target: Some(t), dry_run: false });
+                    }
+                    Some(false) => {}
+                    None => unknown.push(t.name.clone()),
+                }
             }
         }
         let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)

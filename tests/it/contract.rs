@@ -357,7 +357,7 @@ async fn explicit_ids_into_minted_columns_are_found() {
     }
     let found = |sql: &str| {
         let ins = contract::inserts(sql);
-        let cols = |t: &blastwall::policy::TablePolicy| cat.minted_of(&db, &t.schema, &t.name);
+        let cols = |s: &str, t: &str| cat.minted_of(&db, s, t);
         explicit_id_findings(&ins, &cols, sql, who(), &p).findings.len()
     };
     for (sql, n) in [
@@ -430,7 +430,8 @@ async fn the_readme_explicit_id_example_runs() {
     let cols = minted_answer(&rows(&c, &minted_query("public", "accounts", None)).await.unwrap());
     for line in lines {
         let (stmt, comment) = line.split_once("--").unwrap();
-        let n = explicit_id_findings(&contract::inserts(stmt), &|_| Some(cols.clone()), stmt, who(), &p).findings.len();
+        let n =
+            explicit_id_findings(&contract::inserts(stmt), &|_, _| Some(cols.clone()), stmt, who(), &p).findings.len();
         assert_eq!(n, usize::from(comment.contains("refused: explicit-id")), "{line}");
         // Offline, `blastwall check` sees the same where the column list shows it.
         assert_eq!(contract::explicit_id_offline(stmt, who(), &p).findings.len(), n, "{line}");
@@ -473,7 +474,7 @@ async fn a_budgeted_table_not_found_by_its_name_fails_closed() {
 async fn cost() {
     let db = fresh_db("contract");
     let c = direct("app", APP_PW, &db).await;
-    c.batch_execute("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 4000);")
+    c.batch_execute("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users SELECT generate_series(1, 4001);")
         .await
         .unwrap();
     let p =
@@ -494,8 +495,13 @@ async fn cost() {
         policy: &p,
         state_ready: false,
     };
-    // Create the state first.
-    c.batch_execute(&format!("BEGIN; {}; COMMIT", contract::prepare(&req).unwrap().sql())).await.unwrap();
+    // Create the state first (with a real write: a run records at most what was changed).
+    c.batch_execute(&format!(
+        "BEGIN; DELETE FROM users WHERE id = 4001; {}; COMMIT",
+        contract::prepare(&req).unwrap().sql()
+    ))
+    .await
+    .unwrap();
     let ready = Request { state_ready: true, ..req };
     let check = contract::prepare(&ready).unwrap();
     let n = 2000;

@@ -4,7 +4,7 @@
 //! directly on the server.
 
 use crate::harness::{
-    base_config, bind_execute, connect, direct, fresh_db, msg, parse, proxy_with, psql, replies, startup, APP_PW,
+    base_config, bind_execute, connect, direct, fresh_db, msg, parse, pg, proxy_with, psql, replies, startup, APP_PW,
 };
 use blastwall::policy::{file::compile, Policy};
 use std::path::Path;
@@ -20,6 +20,19 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
 
 fn message(e: tokio_postgres::Error) -> String {
     e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
+}
+
+/// A fresh database with `accounts` (id, x) holding ids 1..=rows, and the app's direct client.
+async fn accounts_db(prefix: &str, rows: i32) -> (String, tokio_postgres::Client) {
+    let db = fresh_db(prefix);
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(&format!(
+        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
+         INSERT INTO accounts SELECT g, g FROM generate_series(1, {rows}) g"
+    ))
+    .await
+    .unwrap();
+    (db, d)
 }
 
 const ANOMALY: &str = r#"
@@ -106,7 +119,7 @@ async fn the_drifted_cleanup_is_refused_after_a_restart_and_kept_only_when_overr
     // A role that may use the state but not create schemas (no CREATE on the database), first
     // to write after a restart.
     d.batch_execute(
-        "GRANT USAGE ON SCHEMA blastwall TO migrator; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO migrator",
+        "GRANT USAGE ON SCHEMA blastwall TO migrator; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA blastwall TO migrator",
     )
     .await
     .unwrap();
@@ -155,14 +168,7 @@ budget_window = "1h"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() {
-    let db = fresh_db("budget");
-    let d = direct("app", APP_PW, &db).await;
-    d.batch_execute(
-        "CREATE TABLE accounts (id int PRIMARY KEY, x int); \
-         INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g",
-    )
-    .await
-    .unwrap();
+    let (db, d) = accounts_db("budget", 100).await;
     // Two blastwalls (each its own guard and catalog) in front of one database, at once.
     let a = proxy_with(base_config(), policy(BUDGET)).await;
     let b = proxy_with(base_config(), policy(BUDGET)).await;
@@ -211,7 +217,7 @@ async fn point_deletes_stop_at_the_budget_across_two_blastwalls_and_a_restart() 
     // Pipelined deletes (two Executes before a Sync) cannot go around it.
     d.batch_execute(
         "GRANT ALL ON accounts TO trust_user; GRANT USAGE ON SCHEMA blastwall TO trust_user; \
-         GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA blastwall TO trust_user",
     )
     .await
     .unwrap();
@@ -249,7 +255,7 @@ async fn pipelined_deletes_spend_the_budget_and_a_refused_batch_spends_nothing()
     // Set up the state first (trust_user may not create a schema).
     connect(proxy.port(), "app", APP_PW, &db).await.simple_query("DELETE FROM accounts WHERE id = 20").await.unwrap();
     d.batch_execute(
-        "GRANT USAGE ON SCHEMA blastwall TO trust_user; GRANT ALL ON ALL TABLES IN SCHEMA blastwall TO trust_user",
+        "GRANT USAGE ON SCHEMA blastwall TO trust_user; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA blastwall TO trust_user",
     )
     .await
     .unwrap();
@@ -361,4 +367,278 @@ async fn the_demo_shows_the_drifted_nightly_job_refused() {
     assert!(e.contains("deleted 7 rows of public.users; this statement usually deletes 1 (median of 3 runs)"), "{e}");
     assert_eq!(count(&d, "SELECT count(*) FROM users WHERE email LIKE 'user%'").await, 7);
     proxy.stop().await;
+}
+
+/// `n` point deletes of `ids` on `port`, each its own statement: how many were kept.
+async fn point_deletes(port: u16, db: &str, ids: std::ops::RangeInclusive<i32>) -> usize {
+    let c = connect(port, "app", APP_PW, db).await;
+    let mut kept = 0;
+    for id in ids {
+        match c.execute("DELETE FROM accounts WHERE id = $1", &[&id]).await {
+            Ok(_) => kept += 1,
+            Err(e) => assert!(message(e).contains("over its budget of 25 rows deleted per 1h"), "id {id}"),
+        }
+    }
+    kept
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget_and_a_third_finds_it_spent() {
+    let (db, d) = accounts_db("race", 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("contract.toml");
+    std::fs::write(&file, BUDGET).unwrap();
+    let policy = file.display().to_string();
+    // Two processes of the built binary, each with its own guard, catalog and connections.
+    let args = ["--policy", policy.as_str()];
+    let (a, b) = tokio::join!(
+        crate::ops::Blastwall::start("threads = 1\n", &args),
+        crate::ops::Blastwall::start("threads = 1\n", &args)
+    );
+    // Four clients, two on each process, deleting disjoint rows at once.
+    let (k1, k2, k3, k4) = tokio::join!(
+        point_deletes(a.port, &db, 1..=30),
+        point_deletes(b.port, &db, 31..=60),
+        point_deletes(a.port, &db, 61..=90),
+        point_deletes(b.port, &db, 91..=120)
+    );
+    assert_eq!(k1 + k2 + k3 + k4, 25, "{k1} {k2} {k3} {k4}");
+    // On the server itself: exactly the budget was deleted, and spent.
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 175, "exactly 25 rows deleted");
+    let spent: i64 =
+        crate::harness::admin_sql(pg(), &db, "SELECT sum(rows) FROM blastwall.budget_spent").trim().parse().unwrap();
+    assert_eq!(spent, 25);
+    a.stop().await;
+    b.stop().await;
+    // Both processes gone, a third started: the budget is still spent.
+    let c = crate::ops::Blastwall::start("threads = 1\n", &args).await;
+    let via = connect(c.port, "app", APP_PW, &db).await;
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 150").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 175);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall() {
+    // A state a DBA created (`init-state --grant app`): the app may only call its functions.
+    let (db, d) = accounts_db("ownstate", 100).await;
+    crate::harness::admin_sql(pg(), &db, &blastwall::contract::state::init_script("blastwall", &["app".into()]));
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 1..=30).await, 25);
+    // Directly: no privilege on the tables; the functions only add.
+    for sql in [
+        "UPDATE blastwall.budget_spent SET rows = 0",
+        "DELETE FROM blastwall.budget_spent",
+        "TRUNCATE blastwall.budget_spent",
+        "DELETE FROM blastwall.budget_lock",
+        "INSERT INTO blastwall.runs VALUES (1, 'f', 'delete', 1000)",
+        "DELETE FROM blastwall.runs",
+    ] {
+        let e = message(d.batch_execute(sql).await.unwrap_err());
+        assert!(e.contains("permission denied"), "{sql}: {e}");
+    }
+    let oid: String = crate::harness::admin_sql(pg(), &db, "SELECT 'accounts'::regclass::oid").trim().to_string();
+    // A window of a second, and a negative spend: nothing a longer window needs is pruned.
+    d.batch_execute(&format!(
+        "SELECT * FROM blastwall.take_budget(ARRAY[{oid}]::oid[], ARRAY['delete'], ARRAY[1]::int8[], ARRAY[1]::float8[]); \
+         SELECT * FROM blastwall.take_budget(ARRAY[{oid}]::oid[], ARRAY['delete'], ARRAY[-100]::int8[], ARRAY[3600]::float8[])"
+    ))
+    .await
+    .unwrap();
+    // A made-up run of rows this transaction did not delete.
+    let e = message(
+        d.batch_execute(&format!(
+            "SELECT * FROM blastwall.record_run(ARRAY[{oid}]::oid[], ARRAY['delete'], ARRAY[1000]::int8[], 'f', ARRAY[20]::int8[])"
+        ))
+        .await
+        .unwrap_err(),
+    );
+    assert!(e.contains("a run of 1000 rows, but this transaction changed 0"), "{e}");
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 99").await.unwrap_err());
+    assert!(e.contains("26 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
+
+    // A state the app created itself on first use (it owns it): the guard is what stands
+    // between it and a reset through blastwall.
+    let (db, d) = accounts_db("ownstate2", 100).await;
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 1..=30).await, 25);
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for sql in [
+        "UPDATE blastwall.budget_spent SET rows = 0 WHERE rows > 0",
+        "DELETE FROM blastwall.budget_spent WHERE rows > 0",
+        "TRUNCATE blastwall.budget_spent",
+        "INSERT INTO blastwall.budget_spent SELECT relid, kind, bucket, -25 FROM blastwall.budget_spent",
+        "DROP SCHEMA blastwall CASCADE",
+        "ALTER TABLE blastwall.budget_spent RENAME TO old",
+        "DELETE FROM \"blastwall\".runs WHERE rows > 0",
+        "SELECT * FROM blastwall.record_run(ARRAY[1]::oid[], ARRAY['delete'], ARRAY[0]::int8[], 'f', ARRAY[1]::int8[])",
+    ] {
+        let e = message(via.simple_query(sql).await.unwrap_err());
+        assert!(e.contains("writes to schema blastwall"), "{sql}: {e}");
+    }
+    assert_eq!(count(&d, "SELECT sum(rows)::int8 FROM blastwall.budget_spent").await, 25, "the spend is intact");
+    let e = message(via.simple_query("DELETE FROM accounts WHERE id = 99").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_take_what_the_counters_measured_and_truncate_is_refused() {
+    let (db, d) = accounts_db("budgetall", 100).await;
+    // Deleting from `requests` deletes budgeted `accounts` rows by a trigger; `purge()`
+    // deletes them in a function body.
+    d.batch_execute(
+        "CREATE TABLE requests (id int PRIMARY KEY); \
+         INSERT INTO requests SELECT g FROM generate_series(1, 100) g; \
+         CREATE FUNCTION gone() RETURNS trigger LANGUAGE plpgsql AS \
+           $$BEGIN DELETE FROM accounts WHERE id = OLD.id; RETURN OLD; END$$; \
+         CREATE TRIGGER gone AFTER DELETE ON requests FOR EACH ROW EXECUTE FUNCTION gone(); \
+         CREATE TABLE gone_log (id int); \
+         CREATE RULE gone AS ON INSERT TO gone_log DO ALSO DELETE FROM accounts WHERE id = NEW.id; \
+         CREATE FUNCTION purge(lo int, hi int) RETURNS int LANGUAGE sql AS \
+           $$DELETE FROM accounts WHERE id BETWEEN lo AND hi RETURNING 1$$",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), policy(&format!("{BUDGET}\n[opaque]\nfunctions = \"verify\"\n"))).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // 20 rows of accounts through the trigger: spent, as the counters measured them.
+    via.simple_query("DELETE FROM requests WHERE id IN (SELECT g FROM generate_series(1, 20) g)").await.unwrap();
+    assert_eq!(count(&d, "SELECT sum(rows)::int8 FROM blastwall.budget_spent").await, 20);
+    // 10 more through the trigger would go past 25: refused, nothing of it kept.
+    let e = message(via.simple_query("DELETE FROM requests WHERE id BETWEEN 21 AND 30").await.unwrap_err());
+    assert!(e.contains("would delete 10 rows of public.accounts, over its budget of 25"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM requests").await, 80);
+    // A function body (opaque functions verified): its 5 rows are spent, 6 more are refused.
+    via.simple_query("SELECT purge(31, 35)").await.unwrap();
+    let e = message(via.simple_query("SELECT purge(36, 41)").await.unwrap_err());
+    assert!(e.contains("25 already deleted in the last 1h (0 left)"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // An INSERT whose rule deletes budgeted rows: counted, refused past the budget.
+    let e = message(via.simple_query("INSERT INTO gone_log VALUES (50)").await.unwrap_err());
+    assert!(e.contains("would delete 1 row of public.accounts"), "{e}");
+    assert_eq!(count(&d, "SELECT count(*) FROM gone_log").await, 0);
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    // TRUNCATE counts no row: refused on the budgeted table, and by CASCADE where it may reach it.
+    for sql in ["TRUNCATE accounts", "TRUNCATE requests CASCADE"] {
+        let e = message(via.simple_query(sql).await.unwrap_err());
+        assert!(e.contains("TRUNCATE removes rows no budget can count"), "{sql}: {e}");
+    }
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    assert_eq!(count(&d, "SELECT count(*) FROM requests").await, 80);
+    via.simple_query("TRUNCATE requests").await.unwrap();
+    p.stop().await;
+}
+
+const EXPLICIT_USERS: &str = r#"
+[[table]]
+name = "public.users"
+protected_columns = ["id"]
+forbid = ["explicit_id"]
+
+[[table]]
+name = "public.events"
+protected_columns = ["id"]
+forbid = ["explicit_id"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_ids_through_views_children_and_partitions_are_refused() {
+    let db = fresh_db("explicitvia");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE users (id bigserial PRIMARY KEY, name text); \
+         CREATE VIEW users_v AS SELECT name AS who, id AS uid FROM users; \
+         CREATE VIEW users_vv AS SELECT * FROM users_v; \
+         CREATE TABLE users_child (extra int) INHERITS (users); \
+         CREATE TABLE events (id int GENERATED BY DEFAULT AS IDENTITY, night int NOT NULL, PRIMARY KEY (id, night)) \
+           PARTITION BY RANGE (night); \
+         CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (0) TO (100); \
+         CREATE TABLE notes (id bigserial PRIMARY KEY, body text); \
+         CREATE VIEW notes_v AS SELECT id, body FROM notes",
+    )
+    .await
+    .unwrap();
+    let proxy = proxy_with(base_config(), policy(EXPLICIT_USERS)).await;
+    let via = connect(proxy.port(), "app", APP_PW, &db).await;
+    for refused in [
+        "INSERT INTO users_v (uid, who) VALUES (-91111101, 'test')",
+        "INSERT INTO users_v VALUES ('test', -91111102)",
+        "INSERT INTO users_vv (uid, who) VALUES (-91111103, 'test')",
+        "INSERT INTO users_child (id, name, extra) VALUES (-91111104, 'test', 1)",
+        "INSERT INTO events_1 (id, night) VALUES (-91111105, 1)",
+        "INSERT INTO events_1 (id, night) OVERRIDING SYSTEM VALUE VALUES (-91111106, 1)",
+        "INSERT INTO events_1 (id, night) OVERRIDING USER VALUE VALUES (-91111107, 1)",
+        "COPY users_child (id, name) FROM STDIN",
+    ] {
+        let e = message(via.simple_query(refused).await.unwrap_err());
+        assert!(e.contains("which stands for protected column id of public."), "{refused}: {e}");
+    }
+    for allowed in [
+        "INSERT INTO users_v (who) VALUES ('a')",
+        "INSERT INTO users_vv (who) VALUES ('b')",
+        "INSERT INTO users_child (name, extra) VALUES ('c', 1)",
+        "INSERT INTO events (night) VALUES (2)",
+        "INSERT INTO events (id, night) OVERRIDING USER VALUE VALUES (-1, 3)",
+        "INSERT INTO notes_v (id, body) VALUES (7, 'not protected')",
+    ] {
+        via.simple_query(allowed).await.unwrap_or_else(|e| panic!("{allowed}: {e}"));
+    }
+    assert_eq!(count(&d, "SELECT count(*) FROM users WHERE id < 0").await, 0, "no hand-made id reached users");
+    assert_eq!(count(&d, "SELECT count(*) FROM users").await, 3);
+    assert_eq!(count(&d, "SELECT count(*) FROM events WHERE id < 0").await, 0);
+    assert_eq!(count(&d, "SELECT count(*) FROM events").await, 2);
+    assert_eq!(count(&d, "SELECT count(*) FROM notes").await, 1);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_view_and_child_example_is_refused_through_blastwall() {
+    const README: &str = include_str!("../../README.md");
+    let section = &README[README.find("### `explicit-id`").unwrap()..];
+    let blocks: Vec<&str> = section.split("```sql\n").skip(1).map(|b| &b[..b.find("```").unwrap()]).take(2).collect();
+    let toml = section.split("```toml\n").nth(1).map(|b| &b[..b.find("```").unwrap()]).unwrap();
+    let db = fresh_db("readmeview");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(blocks[0].lines().next().unwrap()).await.unwrap();
+    let proxy = proxy_with(base_config(), policy(toml)).await;
+    let via = connect(proxy.port(), "app", APP_PW, &db).await;
+    for line in blocks[1].lines() {
+        let (stmt, comment) = line.split_once("--").unwrap_or((line, ""));
+        let r = via.simple_query(stmt).await;
+        if comment.contains("refused: explicit-id") {
+            let e = message(r.unwrap_err());
+            assert!(e.contains("stands for protected column id of public.accounts"), "{line}: {e}");
+        } else {
+            r.unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_without_its_functions_is_completed_by_its_owner_on_first_use() {
+    let (db, d) = accounts_db("upgrade", 100).await;
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 1..=3).await, 3);
+    p.stop().await;
+    // As an older blastwall left it: the tables, no functions, no `win`.
+    d.batch_execute(
+        "DROP FUNCTION blastwall.take_budget(oid[], text[], int8[], float8[]); \
+         DROP FUNCTION blastwall.record_run(oid[], text[], int8[], text, int8[]); \
+         ALTER TABLE blastwall.budget_lock DROP COLUMN win",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), policy(BUDGET)).await;
+    assert_eq!(point_deletes(p.port(), &db, 4..=30).await, 22, "the spends before it still count");
+    assert_eq!(count(&d, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'blastwall'::regnamespace").await, 2);
+    assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 75);
+    p.stop().await;
 }
