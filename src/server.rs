@@ -182,7 +182,10 @@ impl EventLoops {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             loops.handles.push(rt.handle().clone());
             loops.stops.push(stop);
-            loops.threads.push(std::thread::Builder::new().name(format!("blastwall-loop-{i}")).spawn(move || {
+            let thread = std::thread::Builder::new().name(format!("blastwall-loop-{i}"));
+            // Sessions parse their statements on this thread: it gets the parser's deep stack.
+            loops.threads.push(thread.stack_size(crate::analyze::deep::STACK).spawn(move || {
+                crate::analyze::deep::mark_deep_stack();
                 // Runs the sessions spawned onto it until told to stop (or the sender is gone).
                 rt.block_on(async move {
                     let _ = stopped.await;
