@@ -70,7 +70,8 @@ pub(super) fn audit_facts(
     let rule = first.map(|f| f.rule.to_string());
     let mode = first.map(|f| f.mode.as_str());
     let (decision, message, override_reason) = match verdict {
-        Verdict::Allow | Verdict::Resolve(_) | Verdict::Analyze => return None,
+        // A split Query is recorded by the session, statement by statement or as refused.
+        Verdict::Allow | Verdict::Resolve(_) | Verdict::Analyze | Verdict::Split(_) => return None,
         Verdict::Refuse(m) => ("refused", Some(m.message.clone()), None),
         Verdict::Notice(m) => ("warned", Some(m.message.clone()), None),
         Verdict::Check(p) => {

@@ -3,7 +3,8 @@
 //!
 //! Owns: the order of the stages, both sockets of one session, its timeouts and its end; the
 //! extended protocol's mirror of statements and portals (`statements`) and where a counted
-//! Execute is measured (`extended`, `checks`).
+//! Execute is measured (`extended`, `checks`, `counting`); a Query with transaction control or
+//! COPY beside a counted write, run statement by statement as an extended batch (`simple`).
 //! Does not own: framing rules (`wire`), decisions (`guard`, `policy`), forwarding mechanics
 //! (`relay`), the counting I/O (`precheck`).
 
@@ -22,6 +23,7 @@ mod ending;
 mod extended;
 mod names;
 mod opening;
+mod simple;
 mod statements;
 
 use crate::listen::{ClientStream, Peer};
@@ -201,6 +203,8 @@ async fn handshake_and_relay(
         held_batch: None,
         mirror: Default::default(),
         names: Default::default(),
+        simple: None,
+        simple_replies: None,
         key: None,
         peer: peer.clone(),
         id,
@@ -242,6 +246,10 @@ struct Session {
     mirror: statements::Mirror,
     /// DEALLOCATEs and Closes of named statements waiting for the server's confirmation.
     names: names::Removals,
+    /// A Query running as an extended batch (`simple`): the messages it has yet to send, and
+    /// the rewriting of its replies.
+    simple: Option<simple::Running>,
+    simple_replies: Option<simple::Replies>,
     key: Option<CancelKey>,
     peer: Peer,
     id: u64,
@@ -274,6 +282,10 @@ impl Session {
             };
             if runnable {
                 self.run_pending().await?;
+                self.on_client_bytes()?;
+                continue;
+            }
+            if self.pending.is_none() && self.simple_next(false) {
                 self.on_client_bytes()?;
                 continue;
             }
@@ -348,11 +360,13 @@ impl Session {
             && !self.relay.is_busy()
             && self.pending.is_none()
             && self.held_batch.is_none()
+            && self.simple.is_none()
             && self.cfr.is_at_boundary()
             && self.sfr.is_at_boundary()
     }
 
     async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        self.rewrite_outgoing();
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
             self.server.flush().await.map_err(SessionError::ServerIo)?;
@@ -448,6 +462,15 @@ impl Session {
                     Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),
                     Verdict::Notice(n) => self.relay.apply_sync_point(Action::Notify(n), &f.bytes),
                     Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
+                    Verdict::Split(m) => match self.simple_pieces(sql) {
+                        Ok(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
+                        Err(why) => {
+                            let mut m = *m;
+                            m.message.push_str(&format!(" (it cannot run statement by statement: {why})"));
+                            self.record_split_refusal(sql, &m);
+                            self.relay.apply_sync_point(Action::Refuse(m), &f.bytes);
+                        }
+                    },
                 }
             }
             _ if extended => return self.on_extended(f, pre),
@@ -482,7 +505,11 @@ impl Session {
                 }
                 self.relay.forward_raw(&f.bytes);
             }
-            fe::COPY_DONE | fe::COPY_FAIL => self.relay.copy_in_done(&f.bytes),
+            fe::COPY_DONE | fe::COPY_FAIL => {
+                self.relay.copy_in_done(&f.bytes);
+                // The statements after a COPY of a Query run as a batch (`simple`).
+                self.simple_next(true);
+            }
             fe::TERMINATE => {
                 self.cancel_if_busy();
                 self.relay.forward_raw(&f.bytes);
@@ -556,6 +583,7 @@ impl Session {
                 if self.mirror.executing(self.relay.syncs_done()) {
                     self.relay.note_copy_in();
                 }
+                self.simple_copy_started();
                 self.relay.pass_to_client(&f.bytes);
             }
             be::BACKEND_KEY_DATA => {
