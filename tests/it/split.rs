@@ -236,3 +236,28 @@ async fn what_cannot_run_statement_by_statement_is_still_refused() {
     assert_eq!(children(&d), "400");
     proxy.stop().await;
 }
+
+/// A refusal made at a sync point while the session is in a failed transaction: the server
+/// answers blastwall's stand-in with its own 25P02 before reading it, and the client still
+/// gets blastwall's refusal; nothing of the message runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_in_a_failed_transaction_is_blastwalls() {
+    let proxy = proxy_for(TIGHT).await;
+    let d = db();
+    let script = [
+        Send(q("BEGIN; SELECT 1 / 0")),
+        Until(b'Z', 1),
+        Send(q("ROLLBACK; DELETE FROM child WHERE id = 1; LOCK parent")),
+        Until(b'Z', 1),
+        Send(q("SELECT 1")),
+        Until(b'Z', 1),
+    ];
+    let out = run(proxy.port(), &d, &script).await;
+    let errors: Vec<String> =
+        out.iter().filter(|m| m.0 == b'E').map(|m| String::from_utf8_lossy(&m.1).into_owned()).collect();
+    assert_eq!(errors.len(), 3, "{}", show(&out));
+    assert!(errors[1].contains("blastwall: refused"), "{}", show(&out));
+    assert!(errors[2].contains("C25P02"), "the ROLLBACK ran: {}", show(&out));
+    assert_eq!(children(&d), "400");
+    proxy.stop().await;
+}
