@@ -264,6 +264,25 @@ impl Replies {
     }
 }
 
+/// blastwall's statement name and savepoint for the grammar's answer.
+const PROBE: &str = "__blastwall_probe";
+
+/// Whether an ErrorResponse has a position field.
+fn has_position(f: &Frame) -> bool {
+    let mut fields = f.body();
+    while let Some((&kind, rest)) = fields.split_first() {
+        if kind == 0 {
+            return false;
+        }
+        if kind == b'P' {
+            return true;
+        }
+        let len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        fields = rest.get(len + 1..).unwrap_or_default();
+    }
+    false
+}
+
 /// An ErrorResponse or NoticeResponse with its position field (`P`, characters from 1) moved
 /// by `offset` characters.
 fn shift_position(msg: &[u8], offset: usize) -> BytesMut {
@@ -302,13 +321,61 @@ impl Session {
     /// segment goes in front of what the client sent next, to be handled message by message.
     pub(super) async fn start_simple(&mut self, frame: Frame, pieces: Vec<Piece>) -> Result<(), SessionError> {
         self.flush_to_client().await?;
-        let sql = messages::query_text(&frame).map_err(|e| self.protocol_violation(e))?;
+        let sql = messages::query_text(&frame).map_err(|e| self.protocol_violation(e))?.to_vec();
+        if !self.grammar_accepts(&sql).await.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))? {
+            // The server's grammar rejects the text (blastwall's parser is of a newer
+            // version): as a Query, nothing of it runs, and the server says why.
+            self.relay.forward_sync_point(&frame.bytes);
+            return Ok(());
+        }
+        let sql = &sql[..];
         let mut rest = segments(sql, &pieces);
         self.simple_replies = Some(Replies::new(&pieces));
         let first = rest.pop_front().unwrap_or_default();
         self.simple = Some(Running { rest, copying: false });
         self.inject(&first);
         Ok(())
+    }
+
+    /// Whether the server's grammar accepts the whole text, as a Query's is read before any
+    /// of it runs (statement by statement, those before a statement the grammar rejects
+    /// would run): a Parse of the whole text on a name of blastwall's, which the server
+    /// reads with its grammar first and then refuses as more than one command. Inside the
+    /// client's block it runs under a savepoint of blastwall's, so that its error does not
+    /// fail the block. Only a syntax error with a position counts as a rejection.
+    async fn grammar_accepts(&mut self, sql: &[u8]) -> Result<bool, crate::precheck::PrecheckError> {
+        let in_block = self.relay.tx == messages::TxStatus::InBlock;
+        let mut b = crate::precheck::Backend::new(&mut self.server, &mut self.sfr);
+        if in_block {
+            b.query(&format!("SAVEPOINT {PROBE}")).await?;
+        }
+        let mut body = Vec::with_capacity(sql.len() + PROBE.len() + 4);
+        body.extend_from_slice(PROBE.as_bytes());
+        body.push(0);
+        body.extend_from_slice(sql);
+        body.extend_from_slice(&[0, 0, 0]);
+        let mut probe = BytesMut::from(&crate::wire::encode(fe::PARSE, &body)[..]);
+        probe.extend_from_slice(&crate::wire::encode(fe::SYNC, &[]));
+        b.send(&probe).await?;
+        let mut rejected = false;
+        loop {
+            let f = b.next_frame().await?;
+            match f.tag {
+                b'E' => {
+                    let code = messages::error_fields(&f).map(|e| e.code).unwrap_or_default();
+                    rejected = code == "42601" && has_position(&f);
+                }
+                b'Z' => break,
+                b'N' | b'A' | b'S' => b.for_client.extend_from_slice(&f.bytes),
+                _ => {}
+            }
+        }
+        if in_block {
+            b.query(&format!("ROLLBACK TO SAVEPOINT {PROBE}; RELEASE SAVEPOINT {PROBE}")).await?;
+        }
+        let crate::precheck::Backend { for_client, params, .. } = b;
+        self.take_for_client(for_client, params);
+        Ok(!rejected)
     }
 
     /// Puts messages in front of what the client sent (the framer is between messages).
