@@ -275,3 +275,24 @@ async fn a_refusal_in_a_failed_transaction_is_blastwalls() {
     assert_eq!(children(&d), "400");
     proxy.stop().await;
 }
+
+/// psql's `\;` puts statements in one Query: the same output, errors (with psql's caret under
+/// the error's position) and data as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_scripts_with_backslash_semicolon_match_direct() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let script = "UPDATE parent SET v = 5 WHERE id = 1 \\; COPY parent (id) FROM STDIN;\n1001\n1002\n\\.\n\
+                  BEGIN \\; DELETE FROM child WHERE id = 2 \\; SAVEPOINT a \\; DELETE FROM child WHERE id = 3 \\; ROLLBACK TO a \\; COMMIT;\n\
+                  SELECT count(*) FROM child \\; DELETE FROM child WHERE id = 4 \\; SELECT nosuch;\n\
+                  DELETE FROM child WHERE id = 5 \\; COMMIT;\n";
+    let (d1, d2) = (db(), db());
+    let args = ["-A", "-t", "-f", "-"];
+    let direct = psql(pg().server.port, "trust_user", "", &d1, &args, Some(script));
+    let via = psql(proxy.port(), "trust_user", "", &d2, &args, Some(script));
+    assert_eq!(via, direct);
+    assert!(direct.2.contains("nosuch") && direct.2.contains('^'), "{direct:?}");
+    let data = "SELECT (SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM parent) || '/' || \
+                (SELECT string_agg(id::text, ',' ORDER BY id) FROM child)";
+    assert_eq!(admin_sql(pg(), &d2, data), admin_sql(pg(), &d1, data), "data differ");
+    proxy.stop().await;
+}
