@@ -28,6 +28,7 @@ pub mod policy;
 pub mod precheck;
 pub mod preflight;
 pub mod relay;
+pub mod said;
 pub mod server;
 pub mod session;
 pub mod tls;

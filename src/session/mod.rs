@@ -12,7 +12,7 @@ use crate::backend::{BackendError, BoxIo};
 use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
 use crate::relay::{Action, Relay};
 use crate::server::{Phase, Shared};
-use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
+use crate::wire::messages::{self, be, fe, TxStatus};
 use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
@@ -125,37 +125,19 @@ async fn handshake_and_relay(
         },
     };
     if shared.client_tls.is_some() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !tls {
-        return refuse_connection(
-            &mut client,
-            peer,
-            &startup,
-            ProxyMessage::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "blastwall: this proxy requires TLS (sslmode=require)",
-            )
-            .with_hint("Connect with sslmode=require or stronger."),
-        )
-        .await;
+        return refuse_connection(&mut client, peer, &startup, crate::said::tls_required()).await;
     }
     if open > shared.config.max_connections {
         return refuse_connection(
             &mut client,
             peer,
             &startup,
-            ProxyMessage::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already")
-                .with_detail(format!("blastwall max_connections = {}", shared.config.max_connections)),
+            crate::said::too_many_clients(shared.config.max_connections),
         )
         .await;
     }
     if is_replication(&startup) && !shared.config.allow_replication {
-        return refuse_connection(
-            &mut client,
-            peer,
-            &startup,
-            ProxyMessage::fatal(sqlstate::FEATURE_NOT_SUPPORTED, "blastwall: replication connections are not relayed")
-                .with_hint("Set allow_replication = true in the blastwall config, or connect to the server directly."),
-        )
-        .await;
+        return refuse_connection(&mut client, peer, &startup, crate::said::replication_refused()).await;
     }
     if crate::console::is_console(shared, &startup) {
         return crate::console::serve(shared, client, &startup, id, peer)
@@ -168,11 +150,7 @@ async fn handshake_and_relay(
             shared.metrics.upstream_connect_errors_total.inc();
             let (user, database) = (startup.user(), startup.database());
             tracing::warn!(client = %peer, user, database, error = %e, "cannot reach the upstream server");
-            let code = match e {
-                BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
-                _ => sqlstate::CONNECTION_FAILURE,
-            };
-            let msg = ProxyMessage::fatal(code, format!("blastwall: {e}"));
+            let msg = crate::said::upstream_unreachable(matches!(e, BackendError::Connect { .. }), &e.to_string());
             let _ = client.write_all(&msg.encode()).await;
             return Err(e.into());
         }
@@ -336,17 +314,14 @@ impl Session {
                     phase_change = shared.phase.changed(self.id, current);
                 }
                 _ = idle_sleep => {
-                    let msg = match self.relay.tx {
-                        TxStatus::Idle => ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)"),
-                        _ => ProxyMessage::fatal("25P03", "terminating connection due to idle-in-transaction timeout (blastwall)"),
-                    };
+                    let msg = crate::said::idle_timeout(self.relay.tx);
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.relay.to_server.extend_from_slice(&messages::terminate());
                     self.flush(stats).await?;
                     return Err(SessionError::Closed("idle timeout".into()));
                 }
                 _ = tokio::time::sleep_until(startup_deadline), if !ready => {
-                    let msg = ProxyMessage::fatal(sqlstate::CONNECTION_FAILURE, "blastwall: authentication timed out");
+                    let msg = crate::said::authentication_timed_out();
                     let _ = self.client.write_all(&msg.encode()).await;
                     return Err(SessionError::Closed("startup timed out".into()));
                 }
@@ -412,7 +387,7 @@ impl Session {
     /// A client frame that violates the protocol: answered with 08P01 and the session ends;
     /// nothing of it reaches the server.
     fn protocol_violation(&mut self, e: FrameError) -> SessionError {
-        let msg = ProxyMessage::fatal(sqlstate::PROTOCOL_VIOLATION, format!("blastwall: {e}"));
+        let msg = crate::said::protocol_violation(&e.to_string());
         self.relay.to_client.extend_from_slice(&msg.encode());
         self.relay.to_server.clear();
         self.relay.to_server.extend_from_slice(&messages::terminate());
@@ -494,11 +469,7 @@ impl Session {
             }
             fe::PASSWORD if !self.ready => {
                 if self.strip_plus && is_scram_with_binding_flag(f.body()) {
-                    let msg = ProxyMessage::fatal(
-                        sqlstate::INVALID_AUTHORIZATION,
-                        "blastwall: SCRAM channel binding cannot pass through this proxy: TLS ends at blastwall, whose certificate is not the server's",
-                    )
-                    .with_hint("Connect with channel_binding=disable, or configure blastwall with the server's own certificate and key (then channel binding works end to end).");
+                    let msg = crate::said::channel_binding_refused();
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.closing = true;
                     return Ok(());
