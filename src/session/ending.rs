@@ -113,7 +113,7 @@ impl Session {
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
         // A query still running (grace over, or KILL) would go on after the session ends.
         self.cancel_if_busy();
-        let msg = crate::said::shutting_down(self.shared.phase.get() == crate::server::Phase::Running);
+        let msg = crate::said::shutting_down(self.shared.phase.get() == crate::shared::Phase::Running);
         let _ = self.client.write_all(&msg.encode()).await;
         // Flushes, and ends TLS with close_notify, as the server does.
         let _ = self.client.shutdown().await;

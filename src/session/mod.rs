@@ -11,7 +11,7 @@
 use crate::backend::{BackendError, BoxIo};
 use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
 use crate::relay::{Action, Relay};
-use crate::server::{Phase, Shared};
+use crate::shared::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, TxStatus};
 use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Item};
