@@ -277,6 +277,7 @@ impl Session {
     fn on_client_frame_again(&mut self, f: Frame) -> Result<(), SessionError> {
         if self.pending.is_some() {
             // Back in front of what the client sent after it, to be read after the verdict.
+            self.simple_put_back();
             let buf = self.cfr.buf_mut();
             let rest = buf.split();
             buf.extend_from_slice(&f.bytes);

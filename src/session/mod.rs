@@ -359,7 +359,7 @@ impl Session {
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
         loop {
-            if self.pending.is_some() || self.holds_early_message() {
+            if self.pending.is_some() || self.holds_early_message() || self.simple_waits() {
                 return Ok(());
             }
             let discarding = self.relay.is_discarding();
@@ -371,7 +371,10 @@ impl Session {
             match item {
                 None => return Ok(()),
                 Some(Item::Pass(b)) => self.relay.forward_raw(&b),
-                Some(Item::Frame(f)) => self.on_client_frame(f)?,
+                Some(Item::Frame(f)) => {
+                    self.simple_took();
+                    self.on_client_frame(f)?
+                }
             }
         }
     }

@@ -159,6 +159,10 @@ pub(super) struct Running {
     rest: VecDeque<BytesMut>,
     /// The server answered the current segment's COPY with CopyInResponse.
     copying: bool,
+    /// Messages of the last segment still in front of the client's own.
+    injected: usize,
+    /// The message being handled is one of them.
+    taking: bool,
 }
 
 /// Rewrites the replies of the batch, as they go to the client, into the simple protocol's,
@@ -264,6 +268,16 @@ impl Replies {
     }
 }
 
+/// How many whole messages `b` holds.
+fn frames_in(b: &[u8]) -> usize {
+    let (mut n, mut i) = (0, 0);
+    while let Some(len) = b.get(i + 1..i + 5) {
+        i += 1 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        n += 1;
+    }
+    n
+}
+
 /// blastwall's statement name and savepoint for the grammar's answer.
 const PROBE: &str = "__blastwall_probe";
 
@@ -332,7 +346,8 @@ impl Session {
         let mut rest = segments(sql, &pieces);
         self.simple_replies = Some(Replies::new(&pieces));
         let first = rest.pop_front().unwrap_or_default();
-        self.simple = Some(Running { rest, copying: false });
+        // Without a COPY the whole batch goes at once: nothing is left to wait for.
+        self.simple = (!rest.is_empty()).then_some(Running { rest, copying: false, injected: 0, taking: false });
         self.inject(&first);
         Ok(())
     }
@@ -380,6 +395,9 @@ impl Session {
 
     /// Puts messages in front of what the client sent (the framer is between messages).
     fn inject(&mut self, msgs: &[u8]) {
+        if let Some(r) = &mut self.simple {
+            r.injected += frames_in(msgs);
+        }
         let buf = self.cfr.buf_mut();
         let after = buf.split();
         buf.extend_from_slice(msgs);
@@ -399,7 +417,9 @@ impl Session {
         let Some(r) = &mut self.simple else { return false };
         let failed = self.relay.is_skipping() || self.relay.is_discarding();
         let between = self.cfr.next_tag().is_some() || self.cfr.is_at_boundary();
-        let next = if copy_ended && r.copying {
+        // A client that sends its copy data without waiting may end the COPY before the
+        // server has answered its Execute: the next segment goes behind it all the same.
+        let next = if copy_ended {
             r.copying = false;
             r.rest.pop_front()
         } else if failed && !r.copying && between {
@@ -427,6 +447,29 @@ impl Session {
             override_reason: None,
         };
         self.record(&facts, &[], None);
+    }
+
+    /// Whether the client's next message waits: the batch has segments still to send and the
+    /// message in front is the client's own, not one the COPY reads (what a client pipelines
+    /// behind the Query goes to the server after the batch's Sync, as it would after the Query).
+    pub(super) fn simple_waits(&self) -> bool {
+        self.simple.as_ref().is_some_and(|r| r.injected == 0)
+            && self.cfr.next_tag().is_some_and(|t| !matches!(t, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL))
+    }
+
+    /// A message was taken from the client's framer: one of the batch's, if any are in front.
+    pub(super) fn simple_took(&mut self) {
+        if let Some(r) = &mut self.simple {
+            r.taking = r.injected > 0;
+            r.injected -= usize::from(r.taking);
+        }
+    }
+
+    /// The message being handled was put back in front of the client's framer.
+    pub(super) fn simple_put_back(&mut self) {
+        if let Some(r) = &mut self.simple {
+            r.injected += usize::from(r.taking);
+        }
     }
 
     /// The replies owed to the client, rewritten while a Query's batch answers.

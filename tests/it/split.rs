@@ -158,6 +158,19 @@ async fn copy_from_stdin_beside_counted_writes_matches_direct() {
             Send([copy_data("3001\n"), copy_data("3002\n"), copy_done()].concat()),
             Until(b'Z', 1),
         ],
+        // Copy data and a next Query pipelined behind the Query, without waiting.
+        vec![
+            Send(
+                [
+                    q("UPDATE parent SET v = 6 WHERE id = 6; COPY parent (id) FROM STDIN; DELETE FROM child WHERE id = 6"),
+                    copy_data("4001\n"),
+                    copy_done(),
+                    q("SELECT count(*) FROM parent; DELETE FROM child WHERE id = 7; COMMIT"),
+                ]
+                .concat(),
+            ),
+            Until(b'Z', 2),
+        ],
         // The client gives up on the COPY: nothing after it runs.
         vec![
             Send(q("BEGIN; DELETE FROM child WHERE id = 4; COPY parent (id) FROM STDIN; DELETE FROM child WHERE id = 5")),
@@ -182,6 +195,11 @@ async fn copy_from_stdin_beside_counted_writes_matches_direct() {
             Until(b'Z', 1),
             Send(q("SELECT 1")),
             Until(b'Z', 1),
+        ],
+        // The same with the next Query pipelined behind it: it waits for the batch's Sync.
+        vec![
+            Send([q("DELETE FROM child WHERE id = 4; SELECT nosuch; COPY parent (id) FROM STDIN"), q("SELECT 1")].concat()),
+            Until(b'Z', 2),
         ],
     ];
     for script in &scripts {
