@@ -43,8 +43,8 @@ pub(super) struct Piece {
 /// as a simple Query; else why not. Statements whose behaviour differs between the two are
 /// left out: those that refuse to run in a transaction block or a pipeline (VACUUM, CREATE
 /// DATABASE, … `CONCURRENTLY`), those that need a transaction block (DECLARE, LOCK, SET
-/// LOCAL: an implicit block of a Query counts as one, a batch's does not), two-phase commit,
-/// `AND CHAIN`, and everything not listed below.
+/// LOCAL, SET TRANSACTION: an implicit block of a Query counts as one, a batch's does not),
+/// two-phase commit, `AND CHAIN`, and everything not listed below.
 pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'static str> {
     if !scs {
         return Err("standard_conforming_strings is off");
@@ -114,7 +114,8 @@ fn runs_alike(node: &NodeEnum) -> bool {
         | NodeEnum::ViewStmt(_)
         | NodeEnum::CommentStmt(_)
         | NodeEnum::GrantStmt(_) => true,
-        NodeEnum::VariableSetStmt(s) => !s.is_local,
+        // SET TRANSACTION warns outside a block: an implicit block of a Query counts as one.
+        NodeEnum::VariableSetStmt(s) => !s.is_local && !s.name.eq_ignore_ascii_case("transaction"),
         NodeEnum::IndexStmt(s) => !s.concurrent,
         NodeEnum::DropStmt(s) => !s.concurrent,
         NodeEnum::TransactionStmt(t) => {
@@ -509,6 +510,7 @@ mod tests {
             "BEGIN; DELETE FROM t; VACUUM t",
             "DECLARE c CURSOR FOR SELECT 1; DELETE FROM t",
             "SET LOCAL a = 1; DELETE FROM t",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; DELETE FROM t",
             "COMMIT AND CHAIN; DELETE FROM t",
             "LOCK t; DELETE FROM t",
             "DELETE FROM t",
