@@ -73,6 +73,16 @@ async fn transaction_control_beside_counted_writes_matches_direct() {
             Send(q("COMMIT")),
             Until(b'Z', 1),
         ],
+        // Rows sent as they are made (a SELECT whose function raises notices per row) and
+        // rows made first (a data-modifying WITH, RETURNING): their RowDescription in place.
+        vec![
+            Send(q("CREATE FUNCTION shout(i int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'row %', i; RETURN i; END $$")),
+            Until(b'Z', 1),
+            Send(q("BEGIN; SELECT shout(g) FROM generate_series(1, 3) g; \
+                    WITH d AS (DELETE FROM child WHERE id = 15 RETURNING id) SELECT shout(id) FROM d; \
+                    UPDATE parent SET v = shout(v) WHERE id = 16 RETURNING id; COMMIT")),
+            Until(b'Z', 1),
+        ],
         // Triggers raise notices on the rows the DELETE cascades to.
         vec![Send(q("BEGIN; DELETE FROM parent WHERE id = 13; COMMIT")), Until(b'Z', 1)],
     ];
