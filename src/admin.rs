@@ -4,7 +4,7 @@
 //!
 //! Owns: the tiny HTTP exchange. Does not own: the metrics (`metrics`) or the proxy.
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

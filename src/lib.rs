@@ -7,8 +7,11 @@
 //! `relay` carries out a narrow `relay::Action` (forward, notify, refuse by marker) → `audit`
 //! records the decision's facts. Extended-protocol messages go through `session`'s mirror of
 //! prepared statements and portals: a write is counted at its Execute, wherever it stands.
-//! Dependencies point one way: session → relay, guard → precheck → catalog, policy; audit →
-//! policy (the circle admin ↔ server ↔ session is still open).
+//! A Query with transaction control or COPY beside a counted write runs statement by statement
+//! as an extended batch (`session`). Every message with a SQLSTATE blastwall sends in its own
+//! name is built in `said`. Dependencies point one way: server → session, admin → `shared`
+//! (the handles every session gets); session → relay, guard → precheck → catalog, policy;
+//! audit → policy.
 
 pub mod admin;
 pub mod analyze;
@@ -28,7 +31,9 @@ pub mod policy;
 pub mod precheck;
 pub mod preflight;
 pub mod relay;
+pub mod said;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod tls;
 pub mod wire;

@@ -16,6 +16,9 @@ use std::collections::VecDeque;
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
 const MARKER_CODE: &str = "22P02";
 
+/// The server's answer to any statement in a failed transaction (`in_failed_sql_transaction`).
+const FAILED_TX_CODE: &str = "25P02";
+
 /// What the relay does with a client message: the narrow result of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -54,9 +57,9 @@ pub struct Relay {
     copy_in: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
-    /// Refusals in flight: the ordinal of the sync point they belong to, and the message to
-    /// send in place of the server's marker error.
-    refusals: VecDeque<(u64, ProxyMessage)>,
+    /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
+    /// in place of the server's marker error, and whether the marker is a Query of its own.
+    refusals: VecDeque<(u64, ProxyMessage, bool)>,
     marker_text: String,
 }
 
@@ -201,7 +204,7 @@ impl Relay {
     /// Refuses a simple Query or FunctionCall: the server gets a marker query instead.
     pub fn refuse_sync_point(&mut self, refusal: ProxyMessage) {
         let marker = messages::query(&self.marker_sql());
-        self.refusals.push_back((self.syncs_sent, refusal));
+        self.refusals.push_back((self.syncs_sent, refusal, true));
         self.forward_sync_point(&marker);
     }
 
@@ -216,7 +219,7 @@ impl Relay {
         self.to_server.extend_from_slice(&marker);
         self.batch_open = true;
         self.discarding = true;
-        self.refusals.push_back((self.syncs_sent, refusal));
+        self.refusals.push_back((self.syncs_sent, refusal, false));
     }
 
     /// Sends a NoticeResponse to the client (warn mode).
@@ -236,7 +239,7 @@ impl Relay {
             let done = self.syncs_done;
             // A refusal whose marker was never reached (an earlier error in its batch made the
             // server skip it) is owed nothing: the client sees the earlier error, as direct.
-            while self.refusals.front().is_some_and(|(ord, _)| *ord <= done) {
+            while self.refusals.front().is_some_and(|(ord, ..)| *ord <= done) {
                 self.refusals.pop_front();
             }
             self.syncs_done += 1;
@@ -253,7 +256,7 @@ impl Relay {
         while self.in_batch.front() == Some(&true) {
             self.in_batch.pop_front();
             let done = self.syncs_done;
-            while self.refusals.front().is_some_and(|(ord, _)| *ord <= done) {
+            while self.refusals.front().is_some_and(|(ord, ..)| *ord <= done) {
                 self.refusals.pop_front();
             }
             self.syncs_done += 1;
@@ -262,11 +265,16 @@ impl Relay {
         self.skipping = self.in_batch.is_empty();
     }
 
-    /// Handles an ErrorResponse from the server: the marker's error becomes the refusal.
+    /// Handles an ErrorResponse from the server: the marker's error becomes the refusal. In a
+    /// failed transaction the server answers a marker Query with its 25P02 before reading it:
+    /// that answer to the refusal's own sync point becomes the refusal too.
     pub fn on_error(&mut self, frame: &Frame) {
         if let Ok(f) = messages::error_fields(frame) {
-            if f.code == MARKER_CODE && f.message.contains(&self.marker_text) {
-                if let Some((_, refusal)) = self.refusals.pop_front() {
+            let marker = f.code == MARKER_CODE && f.message.contains(&self.marker_text);
+            let failed_tx = f.code == FAILED_TX_CODE
+                && self.refusals.front().is_some_and(|(ord, _, query)| *query && *ord == self.syncs_done);
+            if marker || failed_tx {
+                if let Some((_, refusal, _)) = self.refusals.pop_front() {
                     self.to_client.extend_from_slice(&refusal.encode());
                     return;
                 }

@@ -4,7 +4,7 @@
 //! Owns: the command words and the columns of each SHOW. Does not own: the records shown
 //! (`state`, `metrics`, the policy) or the actions taken (`server`).
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::wire::messages::{sqlstate, ProxyMessage};
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;

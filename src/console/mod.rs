@@ -17,7 +17,7 @@ mod commands;
 pub mod state;
 
 use crate::backend::BoxIo;
-use crate::server::{Phase, Shared};
+use crate::shared::{Phase, Shared};
 use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
 use crate::wire::startup::StartupMessage;
 use crate::wire::{Frame, Framer, Item};

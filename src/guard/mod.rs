@@ -44,6 +44,11 @@ pub enum Verdict {
     Resolve(Vec<crate::catalog::Question>),
     /// The text is long: analyze it off the event loop ([`Guard::preanalyze`]), then judge again.
     Analyze,
+    /// A Query whose writes must be counted, holding transaction control or `COPY … FROM
+    /// STDIN` (no check of its own can wrap it): run it statement by statement as an extended
+    /// batch and count each write where it stands (`session::simple`); where the session
+    /// cannot, refuse it with this message.
+    Split(Box<ProxyMessage>),
 }
 
 /// Texts at least this long are analyzed on a blocking thread, not on the event loop that
@@ -336,7 +341,10 @@ impl Guard {
         if let Some(why) = unverifiable(statements) {
             let why = format!("it must be counted before it is kept, and {why}");
             let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
-            return (render(&d), d);
+            return match render(&d) {
+                Verdict::Refuse(m) if overriding.is_none() && statements.len() > 1 => (Verdict::Split(Box::new(m)), d),
+                v => (v, d),
+            };
         }
         // A dry run rolls the statement back; a sequence moved by setval() stays moved.
         if dry_run && statements.iter().flat_map(|s| &s.writes).any(|w| matches!(w.op, Op::Setval)) {

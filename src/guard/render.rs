@@ -1,10 +1,11 @@
 //! The words the client sees for a decision, and the facts the audit trail keeps of it.
 //!
-//! Owns: message, DETAIL and HINT of refusals and warnings. Does not own: the rules (`policy`).
+//! Owns: message, DETAIL and HINT of refusals and warnings. Does not own: the rules (`policy`),
+//! the messages' SQLSTATE and severity (`said`).
 
 use super::Verdict;
 use crate::policy::{Decision, Mode};
-use crate::wire::messages::{sqlstate, ProxyMessage, Severity};
+use crate::wire::messages::ProxyMessage;
 
 /// Turns findings into the client's message.
 pub fn render(d: &Decision) -> Verdict {
@@ -31,23 +32,18 @@ pub fn render(d: &Decision) -> Verdict {
     }
     match mode {
         Mode::Off => Verdict::Allow,
-        Mode::Warn => Verdict::Notice(ProxyMessage {
-            severity: Severity::Warning,
-            code: "01000",
-            message: format!("blastwall: would refuse {}: {} (warn mode: allowed)", first.what, first.why),
-            detail: Some(detail),
-            hint: Some(first.hint.to_string()),
-        }),
+        Mode::Warn => Verdict::Notice(crate::said::warning(
+            format!("blastwall: would refuse {}: {} (warn mode: allowed)", first.what, first.why),
+            detail,
+            first.hint,
+        )),
         // A dry run is carried out by the pre-check (see `judge_sql`); what cannot be run
         // there is refused with the same words as in enforce mode.
-        Mode::DryRun | Mode::Enforce => Verdict::Refuse(
-            ProxyMessage::error(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!("blastwall: refused {}: {}", first.what, first.why),
-            )
-            .with_detail(detail)
-            .with_hint(first.hint),
-        ),
+        Mode::DryRun | Mode::Enforce => Verdict::Refuse(crate::said::refusal(
+            format!("blastwall: refused {}: {}", first.what, first.why),
+            detail,
+            first.hint,
+        )),
     }
 }
 
@@ -55,7 +51,8 @@ pub fn render(d: &Decision) -> Verdict {
 pub fn refusal_message(d: &Decision) -> ProxyMessage {
     match render(d) {
         Verdict::Refuse(m) => m,
-        _ => ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, "blastwall: refused"),
+        // No enforce-mode finding: not reached by a decision that refuses.
+        _ => crate::said::refusal("blastwall: refused".into(), "no finding".into(), ""),
     }
 }
 
@@ -70,7 +67,8 @@ pub(super) fn audit_facts(
     let rule = first.map(|f| f.rule.to_string());
     let mode = first.map(|f| f.mode.as_str());
     let (decision, message, override_reason) = match verdict {
-        Verdict::Allow | Verdict::Resolve(_) | Verdict::Analyze => return None,
+        // A split Query is recorded by the session, statement by statement or as refused.
+        Verdict::Allow | Verdict::Resolve(_) | Verdict::Analyze | Verdict::Split(_) => return None,
         Verdict::Refuse(m) => ("refused", Some(m.message.clone()), None),
         Verdict::Notice(m) => ("warned", Some(m.message.clone()), None),
         Verdict::Check(p) => {

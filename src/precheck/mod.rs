@@ -19,7 +19,7 @@ use estimate::{estimate_findings, estimates, override_findings};
 pub use stats::{deltas, snapshot, stats_sql, TableCount, STATS_SQL};
 
 use crate::policy::{limit_findings, Decision, Mode, Policy, SessionView};
-use crate::wire::messages::{ProxyMessage, Severity};
+use crate::wire::messages::ProxyMessage;
 
 use crate::backend::BoxIo;
 use crate::wire::messages::{self, be, fe, ErrorFields, TxStatus};
@@ -404,7 +404,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let mut shown = held_bytes(&held, TxStatus::Idle);
         shown.truncate(shown.len().saturating_sub(6));
         bytes.extend_from_slice(&shown);
-        let msg = ProxyMessage::error(sqlstate_of(&e.code), e.message);
+        let msg = crate::said::commit_failed(&e.code, e.message);
         bytes.extend_from_slice(&msg.encode());
         bytes.extend_from_slice(&messages::ready_for_query(TxStatus::Idle));
         return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) });
@@ -432,7 +432,7 @@ fn dry_run_outcome(
     if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
         text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
     }
-    let notice = ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None };
+    let notice = crate::said::dry_run_report(text);
     let mut bytes = BytesMut::from(&notice.encode()[..]);
     let mut shown = as_dry_run(held);
     replace_ready(&mut shown, status);
@@ -505,19 +505,6 @@ pub struct VerifyOptions {
     pub max_hold: usize,
     /// `statement_timeout` for a statement run in a transaction blastwall opened.
     pub statement_timeout: Option<std::time::Duration>,
-}
-
-/// The server's SQLSTATE, kept as one of a few static strings (the proxy's messages carry
-/// `&'static str` codes); anything else is reported as a failed COMMIT.
-fn sqlstate_of(code: &str) -> &'static str {
-    match code {
-        "23503" => "23503",
-        "23505" => "23505",
-        "23514" => "23514",
-        "40001" => "40001",
-        "40P01" => "40P01",
-        _ => "XX000",
-    }
 }
 
 fn replace_ready(bytes: &mut BytesMut, status: TxStatus) {

@@ -75,6 +75,7 @@ impl Session {
             }
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
+            Some(Pending::Simple(frame, pieces)) => return self.start_simple(frame, pieces).await,
         };
         if self.relay.tx == TxStatus::Failed {
             if ops.is_empty() && self.may_end_the_failed_transaction(&bytes) {
@@ -277,6 +278,7 @@ impl Session {
     }
 
     pub(super) async fn flush_to_client(&mut self) -> Result<(), SessionError> {
+        self.rewrite_outgoing();
         if !self.relay.to_client.is_empty() {
             self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
             self.client.flush().await.map_err(SessionError::ClientIo)?;
@@ -361,6 +363,8 @@ pub(super) enum Pending {
     Resolve(Frame, Vec<crate::catalog::Question>),
     /// Analyze the frame's long text on a blocking thread, then judge it again.
     Analyze(Frame),
+    /// Run this Query as an extended batch, statement by statement (`simple`).
+    Simple(Frame, Vec<super::simple::Piece>),
 }
 
 impl Pending {

@@ -6,7 +6,7 @@
 
 use super::{Session, SessionError, Stats};
 use crate::precheck::PrecheckError;
-use crate::wire::messages::{self, sqlstate, ProxyMessage};
+use crate::wire::messages;
 use crate::wire::Frame;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -100,14 +100,7 @@ impl Session {
             let _ = self.client.shutdown().await;
             return Err(self.ended_by_server(why));
         }
-        let msg = ProxyMessage::fatal(
-            sqlstate::CONNECTION_FAILURE,
-            format!(
-                "blastwall: the upstream server {} closed the connection unexpectedly",
-                self.shared.upstream.addr()
-            ),
-        )
-        .with_hint("The server may have been restarted or the backend terminated. Reconnect.");
+        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
         self.relay.to_client.extend_from_slice(&msg.encode());
         let _ = self.flush(stats).await;
         let _ = self.client.shutdown().await;
@@ -120,12 +113,7 @@ impl Session {
     pub(super) async fn close_for_shutdown(&mut self) -> Result<(), SessionError> {
         // A query still running (grace over, or KILL) would go on after the session ends.
         self.cancel_if_busy();
-        let msg = ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
-            .with_detail(if self.shared.phase.get() == crate::server::Phase::Running {
-                "ended from the blastwall console (KILL)"
-            } else {
-                "blastwall is shutting down"
-            });
+        let msg = crate::said::shutting_down(self.shared.phase.get() == crate::shared::Phase::Running);
         let _ = self.client.write_all(&msg.encode()).await;
         // Flushes, and ends TLS with close_notify, as the server does.
         let _ = self.client.shutdown().await;

@@ -136,6 +136,8 @@ impl Session {
                 self.forward_op(&f, Op::Parse { name, plan: None });
             }
             Verdict::Refuse(m) => self.refuse_in_batch(m),
+            // One statement: nothing to split.
+            Verdict::Split(m) => self.refuse_in_batch(*m),
         }
         Ok(())
     }
@@ -156,6 +158,7 @@ impl Session {
                 Ok(())
             }
             Verdict::Refuse(m) => Err(m),
+            Verdict::Split(m) => Err(*m),
             Verdict::Allow => {
                 self.names.judged_harmless(stmt, entries, mode, &policy.hash);
                 Ok(())
@@ -274,6 +277,7 @@ impl Session {
     fn on_client_frame_again(&mut self, f: Frame) -> Result<(), SessionError> {
         if self.pending.is_some() {
             // Back in front of what the client sent after it, to be read after the verdict.
+            self.simple_put_back();
             let buf = self.cfr.buf_mut();
             let rest = buf.split();
             buf.extend_from_slice(&f.bytes);

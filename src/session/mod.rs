@@ -3,15 +3,16 @@
 //!
 //! Owns: the order of the stages, both sockets of one session, its timeouts and its end; the
 //! extended protocol's mirror of statements and portals (`statements`) and where a counted
-//! Execute is measured (`extended`, `checks`).
+//! Execute is measured (`extended`, `checks`, `counting`); a Query with transaction control or
+//! COPY beside a counted write, run statement by statement as an extended batch (`simple`).
 //! Does not own: framing rules (`wire`), decisions (`guard`, `policy`), forwarding mechanics
 //! (`relay`), the counting I/O (`precheck`).
 
 use crate::backend::{BackendError, BoxIo};
 use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
 use crate::relay::{Action, Relay};
-use crate::server::{Phase, Shared};
-use crate::wire::messages::{self, be, fe, sqlstate, ProxyMessage, TxStatus};
+use crate::shared::{Phase, Shared};
+use crate::wire::messages::{self, be, fe, TxStatus};
 use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
@@ -22,6 +23,7 @@ mod ending;
 mod extended;
 mod names;
 mod opening;
+mod simple;
 mod statements;
 
 use crate::listen::{ClientStream, Peer};
@@ -123,37 +125,19 @@ async fn handshake_and_relay(
         },
     };
     if shared.client_tls.is_some() && shared.config.tls.as_ref().is_some_and(|t| t.require) && !tls {
-        return refuse_connection(
-            &mut client,
-            peer,
-            &startup,
-            ProxyMessage::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                "blastwall: this proxy requires TLS (sslmode=require)",
-            )
-            .with_hint("Connect with sslmode=require or stronger."),
-        )
-        .await;
+        return refuse_connection(&mut client, peer, &startup, crate::said::tls_required()).await;
     }
     if open > shared.config.max_connections {
         return refuse_connection(
             &mut client,
             peer,
             &startup,
-            ProxyMessage::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already")
-                .with_detail(format!("blastwall max_connections = {}", shared.config.max_connections)),
+            crate::said::too_many_clients(shared.config.max_connections),
         )
         .await;
     }
     if is_replication(&startup) && !shared.config.allow_replication {
-        return refuse_connection(
-            &mut client,
-            peer,
-            &startup,
-            ProxyMessage::fatal(sqlstate::FEATURE_NOT_SUPPORTED, "blastwall: replication connections are not relayed")
-                .with_hint("Set allow_replication = true in the blastwall config, or connect to the server directly."),
-        )
-        .await;
+        return refuse_connection(&mut client, peer, &startup, crate::said::replication_refused()).await;
     }
     if crate::console::is_console(shared, &startup) {
         return crate::console::serve(shared, client, &startup, id, peer)
@@ -166,11 +150,7 @@ async fn handshake_and_relay(
             shared.metrics.upstream_connect_errors_total.inc();
             let (user, database) = (startup.user(), startup.database());
             tracing::warn!(client = %peer, user, database, error = %e, "cannot reach the upstream server");
-            let code = match e {
-                BackendError::Connect { .. } => sqlstate::CANNOT_CONNECT,
-                _ => sqlstate::CONNECTION_FAILURE,
-            };
-            let msg = ProxyMessage::fatal(code, format!("blastwall: {e}"));
+            let msg = crate::said::upstream_unreachable(matches!(e, BackendError::Connect { .. }), &e.to_string());
             let _ = client.write_all(&msg.encode()).await;
             return Err(e.into());
         }
@@ -201,6 +181,8 @@ async fn handshake_and_relay(
         held_batch: None,
         mirror: Default::default(),
         names: Default::default(),
+        simple: None,
+        simple_replies: None,
         key: None,
         peer: peer.clone(),
         id,
@@ -242,6 +224,10 @@ struct Session {
     mirror: statements::Mirror,
     /// DEALLOCATEs and Closes of named statements waiting for the server's confirmation.
     names: names::Removals,
+    /// A Query running as an extended batch (`simple`): the messages it has yet to send, and
+    /// the rewriting of its replies.
+    simple: Option<simple::Running>,
+    simple_replies: Option<simple::Replies>,
     key: Option<CancelKey>,
     peer: Peer,
     id: u64,
@@ -274,6 +260,10 @@ impl Session {
             };
             if runnable {
                 self.run_pending().await?;
+                self.on_client_bytes()?;
+                continue;
+            }
+            if self.pending.is_none() && self.simple_next(false) {
                 self.on_client_bytes()?;
                 continue;
             }
@@ -324,17 +314,14 @@ impl Session {
                     phase_change = shared.phase.changed(self.id, current);
                 }
                 _ = idle_sleep => {
-                    let msg = match self.relay.tx {
-                        TxStatus::Idle => ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)"),
-                        _ => ProxyMessage::fatal("25P03", "terminating connection due to idle-in-transaction timeout (blastwall)"),
-                    };
+                    let msg = crate::said::idle_timeout(self.relay.tx);
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.relay.to_server.extend_from_slice(&messages::terminate());
                     self.flush(stats).await?;
                     return Err(SessionError::Closed("idle timeout".into()));
                 }
                 _ = tokio::time::sleep_until(startup_deadline), if !ready => {
-                    let msg = ProxyMessage::fatal(sqlstate::CONNECTION_FAILURE, "blastwall: authentication timed out");
+                    let msg = crate::said::authentication_timed_out();
                     let _ = self.client.write_all(&msg.encode()).await;
                     return Err(SessionError::Closed("startup timed out".into()));
                 }
@@ -348,11 +335,13 @@ impl Session {
             && !self.relay.is_busy()
             && self.pending.is_none()
             && self.held_batch.is_none()
+            && self.simple.is_none()
             && self.cfr.is_at_boundary()
             && self.sfr.is_at_boundary()
     }
 
     async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        self.rewrite_outgoing();
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
             self.server.flush().await.map_err(SessionError::ServerIo)?;
@@ -370,7 +359,7 @@ impl Session {
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
         loop {
-            if self.pending.is_some() || self.holds_early_message() {
+            if self.pending.is_some() || self.holds_early_message() || self.simple_waits() {
                 return Ok(());
             }
             let discarding = self.relay.is_discarding();
@@ -382,7 +371,10 @@ impl Session {
             match item {
                 None => return Ok(()),
                 Some(Item::Pass(b)) => self.relay.forward_raw(&b),
-                Some(Item::Frame(f)) => self.on_client_frame(f)?,
+                Some(Item::Frame(f)) => {
+                    self.simple_took();
+                    self.on_client_frame(f)?
+                }
             }
         }
     }
@@ -398,7 +390,7 @@ impl Session {
     /// A client frame that violates the protocol: answered with 08P01 and the session ends;
     /// nothing of it reaches the server.
     fn protocol_violation(&mut self, e: FrameError) -> SessionError {
-        let msg = ProxyMessage::fatal(sqlstate::PROTOCOL_VIOLATION, format!("blastwall: {e}"));
+        let msg = crate::said::protocol_violation(&e.to_string());
         self.relay.to_client.extend_from_slice(&msg.encode());
         self.relay.to_server.clear();
         self.relay.to_server.extend_from_slice(&messages::terminate());
@@ -448,6 +440,15 @@ impl Session {
                     Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),
                     Verdict::Notice(n) => self.relay.apply_sync_point(Action::Notify(n), &f.bytes),
                     Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
+                    Verdict::Split(m) => match self.simple_pieces(sql) {
+                        Ok(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
+                        Err(why) => {
+                            let mut m = *m;
+                            m.message.push_str(&format!(" (it cannot run statement by statement: {why})"));
+                            self.record_split_refusal(sql, &m);
+                            self.relay.apply_sync_point(Action::Refuse(m), &f.bytes);
+                        }
+                    },
                 }
             }
             _ if extended => return self.on_extended(f, pre),
@@ -471,18 +472,18 @@ impl Session {
             }
             fe::PASSWORD if !self.ready => {
                 if self.strip_plus && is_scram_with_binding_flag(f.body()) {
-                    let msg = ProxyMessage::fatal(
-                        sqlstate::INVALID_AUTHORIZATION,
-                        "blastwall: SCRAM channel binding cannot pass through this proxy: TLS ends at blastwall, whose certificate is not the server's",
-                    )
-                    .with_hint("Connect with channel_binding=disable, or configure blastwall with the server's own certificate and key (then channel binding works end to end).");
+                    let msg = crate::said::channel_binding_refused();
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.closing = true;
                     return Ok(());
                 }
                 self.relay.forward_raw(&f.bytes);
             }
-            fe::COPY_DONE | fe::COPY_FAIL => self.relay.copy_in_done(&f.bytes),
+            fe::COPY_DONE | fe::COPY_FAIL => {
+                self.relay.copy_in_done(&f.bytes);
+                // The statements after a COPY of a Query run as a batch (`simple`).
+                self.simple_next(true);
+            }
             fe::TERMINATE => {
                 self.cancel_if_busy();
                 self.relay.forward_raw(&f.bytes);
@@ -556,6 +557,7 @@ impl Session {
                 if self.mirror.executing(self.relay.syncs_done()) {
                     self.relay.note_copy_in();
                 }
+                self.simple_copy_started();
                 self.relay.pass_to_client(&f.bytes);
             }
             be::BACKEND_KEY_DATA => {

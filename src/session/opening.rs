@@ -7,7 +7,7 @@
 use super::SessionError;
 use crate::backend::BoxIo;
 use crate::listen::ClientStream;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::wire::messages::ProxyMessage;
 use crate::wire::startup::{self, CancelKey, StartupMessage, StartupPacket};
 use crate::wire::FrameError;

@@ -231,6 +231,7 @@ fn verdict_kind(g: &blastwall::guard::Guard, sql: &str) -> String {
         Verdict::Check(_) => "check".into(),
         Verdict::Resolve(_) => "resolve".into(),
         Verdict::Analyze => "analyze twice".into(),
+        Verdict::Split(_) => "split".into(),
         Verdict::Refuse(m) | Verdict::Notice(m) => {
             let rule = m.detail.as_deref().unwrap_or("").split(';').next().unwrap_or("").to_string();
             format!("{:?} {rule}", m.severity)

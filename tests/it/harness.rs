@@ -170,7 +170,8 @@ pub async fn proxy_with(config: Config, policy: Policy) -> Proxy {
 }
 
 /// The proxy with `mode` replacing the policy's default mode, as `--mode` does.
-pub async fn proxy_with_mode(config: Config, policy: Policy, mode: Option<blastwall::policy::Mode>) -> Proxy {
+pub async fn proxy_with_mode(config: Config, mut policy: Policy, mode: Option<blastwall::policy::Mode>) -> Proxy {
+    count_all_if_asked(&mut policy);
     // Two loops: sessions of one test land on different threads, as in production.
     let loops = blastwall::server::EventLoops::start(2).expect("event loops");
     let server =
@@ -181,6 +182,16 @@ pub async fn proxy_with_mode(config: Config, policy: Policy, mode: Option<blastw
     let shutdown = shutdown_handle();
     let task = tokio::spawn(server.run(shutdown.clone()));
     Proxy { addr, shutdown, task, shared, admin, loops }
+}
+
+/// `BLASTWALL_TEST_COUNT_ALL=1`: every proxy the harness starts in process also counts every
+/// DELETE and UPDATE — `[defaults]` limits far above any real count, where the policy sets
+/// none — so that the suite runs through the pre-check's paths (issue 10).
+fn count_all_if_asked(policy: &mut Policy) {
+    if std::env::var("BLASTWALL_TEST_COUNT_ALL").is_ok_and(|v| v == "1") {
+        policy.max_delete_rows.get_or_insert(1_000_000_000_000);
+        policy.max_update_rows.get_or_insert(1_000_000_000_000);
+    }
 }
 
 /// The proxy with the shipped default + incident policies.

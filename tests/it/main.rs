@@ -8,6 +8,8 @@
 //! - `guard`:   the incident's statements refused through the proxy, data unchanged,
 //!   sessions usable, allowed statements identical to direct.
 //! - `batches`: counted writes anywhere in extended-protocol batches, compared with direct.
+//! - `split`:   multi-statement Queries with BEGIN/COMMIT/SAVEPOINT or COPY FROM STDIN beside
+//!   counted writes, run statement by statement, compared with direct.
 //! - `effects`: writes by triggers, rules, inheritance children and partitions counted and
 //!   refused; `track_counts` off and COPY FROM STDIN beside a write failing closed.
 //! - `drivers`: asyncpg, psycopg, pgjdbc and node-postgres, directly and through blastwall
@@ -58,5 +60,6 @@ mod preflight;
 mod readme;
 mod redteam;
 mod relay;
+mod split;
 mod stats;
 mod words;

@@ -100,10 +100,14 @@ async fn limits_inside_transactions_behave_like_server_errors() {
     assert_eq!(via.execute("DELETE FROM users WHERE id = -91111101", &[]).await.unwrap(), 1);
     via.batch_execute("COMMIT").await.unwrap();
     assert_eq!(count(&via, "SELECT count(*) FROM users").await, 59);
-    // BEGIN and a verified write in one message cannot be wrapped: refused, nothing runs.
-    let err = via.simple_query("BEGIN; DELETE FROM users WHERE id = -91111102; COMMIT").await.unwrap_err();
-    assert!(err.as_db_error().unwrap().message().contains("must be counted"), "{err:?}");
-    assert_eq!(count(&via, "SELECT count(*) FROM users").await, 59);
+    // BEGIN and a counted write in one message: run statement by statement, counted, kept.
+    via.simple_query("BEGIN; DELETE FROM users WHERE id = -91111102; COMMIT").await.unwrap();
+    assert_eq!(count(&via, "SELECT count(*) FROM users").await, 58);
+    // Over its limit there: refused, and the block it opened is failed, as by a server error.
+    let err = via.simple_query("BEGIN; DELETE FROM users WHERE auth_source = 'test'; COMMIT").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501", "{err:?}");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&via, "SELECT count(*) FROM users").await, 58);
     p.stop().await;
 }
 

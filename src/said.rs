@@ -1,0 +1,108 @@
+//! Every message with a SQLSTATE that blastwall sends to a client in its own name, built here
+//! and nowhere else: the refusal and warning of a decision (words from `guard::render`), the
+//! dry run's report, a failed COMMIT of a verified write, and the endings of a connection
+//! (refused at the door, timed out, shut down, broken). The admin console's answers to its
+//! own commands are still built in `console`.
+//!
+//! Owns: severities, SQLSTATEs and fixed wording of those messages. Does not own: the words of
+//! a decision (`guard::render`), when they are sent (`session`, `relay`).
+
+use crate::wire::messages::{sqlstate, ProxyMessage, Severity, TxStatus};
+
+/// A statement refused by policy (`42501`).
+pub fn refusal(message: String, detail: String, hint: &str) -> ProxyMessage {
+    ProxyMessage::error(sqlstate::INSUFFICIENT_PRIVILEGE, message).with_detail(detail).with_hint(hint)
+}
+
+/// A warn-mode finding (`01000`): the statement goes on.
+pub fn warning(message: String, detail: String, hint: &str) -> ProxyMessage {
+    ProxyMessage { severity: Severity::Warning, code: "01000", message, detail: Some(detail), hint: Some(hint.into()) }
+}
+
+/// What a dry run would have done (`00000`).
+pub fn dry_run_report(text: String) -> ProxyMessage {
+    ProxyMessage { severity: Severity::Notice, code: "00000", message: text, detail: None, hint: None }
+}
+
+/// The server's error for the COMMIT that ends a verified write in a transaction blastwall
+/// opened (deferred constraints, serialization): its SQLSTATE when it is one of the few that
+/// COMMIT raises, else `XX000`.
+pub fn commit_failed(code: &str, message: String) -> ProxyMessage {
+    let code = match code {
+        "23503" => "23503",
+        "23505" => "23505",
+        "23514" => "23514",
+        "40001" => "40001",
+        "40P01" => "40P01",
+        _ => sqlstate::INTERNAL_ERROR,
+    };
+    ProxyMessage::error(code, message)
+}
+
+/// A connection refused because it is not TLS and the config requires it.
+pub fn tls_required() -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::INVALID_AUTHORIZATION, "blastwall: this proxy requires TLS (sslmode=require)")
+        .with_hint("Connect with sslmode=require or stronger.")
+}
+
+/// A connection past `max_connections`.
+pub fn too_many_clients(max: usize) -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+        .with_detail(format!("blastwall max_connections = {max}"))
+}
+
+/// A replication connection, not allowed by the config.
+pub fn replication_refused() -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::FEATURE_NOT_SUPPORTED, "blastwall: replication connections are not relayed")
+        .with_hint("Set allow_replication = true in the blastwall config, or connect to the server directly.")
+}
+
+/// The upstream server could not be reached (`connect`: the connection itself failed).
+pub fn upstream_unreachable(connect: bool, why: &str) -> ProxyMessage {
+    let code = if connect { sqlstate::CANNOT_CONNECT } else { sqlstate::CONNECTION_FAILURE };
+    ProxyMessage::fatal(code, format!("blastwall: {why}"))
+}
+
+/// The upstream server closed the connection without a word.
+pub fn upstream_closed(addr: &str) -> ProxyMessage {
+    ProxyMessage::fatal(
+        sqlstate::CONNECTION_FAILURE,
+        format!("blastwall: the upstream server {addr} closed the connection unexpectedly"),
+    )
+    .with_hint("The server may have been restarted or the backend terminated. Reconnect.")
+}
+
+/// A session idle past `idle_timeout`, in or out of a transaction.
+pub fn idle_timeout(tx: TxStatus) -> ProxyMessage {
+    match tx {
+        TxStatus::Idle => {
+            ProxyMessage::fatal("57P05", "terminating connection due to idle-session timeout (blastwall)")
+        }
+        _ => ProxyMessage::fatal("25P03", "terminating connection due to idle-in-transaction timeout (blastwall)"),
+    }
+}
+
+/// Authentication not done within `startup_timeout`.
+pub fn authentication_timed_out() -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::CONNECTION_FAILURE, "blastwall: authentication timed out")
+}
+
+/// A client message that breaks the protocol.
+pub fn protocol_violation(why: &str) -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::PROTOCOL_VIOLATION, format!("blastwall: {why}"))
+}
+
+/// SCRAM with channel binding through a TLS link that ends at blastwall.
+pub fn channel_binding_refused() -> ProxyMessage {
+    ProxyMessage::fatal(
+        sqlstate::INVALID_AUTHORIZATION,
+        "blastwall: SCRAM channel binding cannot pass through this proxy: TLS ends at blastwall, whose certificate is not the server's",
+    )
+    .with_hint("Connect with channel_binding=disable, or configure blastwall with the server's own certificate and key (then channel binding works end to end).")
+}
+
+/// The session ends: blastwall shuts down, or the console's KILL (`killed`).
+pub fn shutting_down(killed: bool) -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+        .with_detail(if killed { "ended from the blastwall console (KILL)" } else { "blastwall is shutting down" })
+}
