@@ -48,6 +48,7 @@ mod effects;
 mod fidelity;
 mod guard;
 mod harness;
+mod identity;
 mod lifecycle;
 mod listening;
 mod modes;
