@@ -112,8 +112,13 @@ impl Backend<'_> {
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
-            if self.io.read_buf(self.framer.buf_mut()).await? == 0 {
-                return Err(PrecheckError::Closed);
+            match self.io.read_buf(self.framer.buf_mut()).await {
+                Ok(0) => return Err(PrecheckError::Closed),
+                Ok(_) => {}
+                // After its FATAL the server may reset the connection (blastwall's own messages
+                // were still unread): it closed, as it said.
+                Err(_) if self.fatal.is_some() => return Err(PrecheckError::Closed),
+                Err(e) => return Err(e.into()),
             }
         }
     }
