@@ -160,15 +160,47 @@ pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<
     ))
 }
 
-/// Reads a snapshot's rows (four text columns; other rows of the same answer are left alone).
+/// The first column of the snapshot's rows in a counter reading (`as_reading`).
+pub const MARK: &str = "blastwall:identity";
+
+/// The snapshot `sql` as rows of a counter reading (six columns: the mark, the object, item
+/// and value joined by U+0001, three zero counters, the OID), so that it rides in the same
+/// statement as the counters — one statement, as a reading in the middle of a batch must be.
+pub fn as_reading(sql: &str) -> String {
+    format!(
+        "SELECT '{MARK}'::pg_catalog.text, pg_catalog.concat_ws(pg_catalog.chr(1), x.k, x.item, x.v), \
+         0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, x.o::pg_catalog.oid FROM ({sql}) x(k, o, item, v)"
+    )
+}
+
+/// Reads a snapshot from a counter reading's rows (the others are left alone).
 pub fn read(rows: &[Vec<Option<String>>]) -> Identity {
     rows.iter()
-        .filter(|r| r.len() == 4)
-        .map(|r| {
-            let get = |i: usize| r[i].clone().unwrap_or_default();
-            ((get(0), get(1), get(2)), get(3))
+        .filter(|r| r.len() == 6 && r[0].as_deref() == Some(MARK))
+        .filter_map(|r| {
+            let joined = r[1].as_deref().unwrap_or_default();
+            let mut parts = joined.splitn(3, '\u{1}');
+            let (k, item, v) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+            let oid = r[5].clone().unwrap_or_default();
+            Some(((k.to_string(), oid, item.to_string()), v.to_string()))
         })
         .collect()
+}
+
+/// The identity findings of a check from its two counter readings: what changed (a sequence
+/// may move forward by the rows inserted), judged against the policy.
+pub fn judge(
+    before: &[Vec<Option<String>>],
+    after: &[Vec<Option<String>>],
+    counts: &[super::TableCount],
+    who: crate::policy::SessionView<'_>,
+    policy: &crate::policy::Policy,
+    plan: &super::CheckPlan,
+) -> (Vec<Change>, Vec<crate::policy::Finding>) {
+    let inserted = counts.iter().map(|c| c.inserted).sum();
+    let changed = changes(&read(before), &read(after), inserted);
+    let findings = findings(&changed, who, policy, &plan.statement, plan.verb);
+    (changed, findings)
 }
 
 /// The OID of the policy object `key` when a snapshot found it under that very name (to be

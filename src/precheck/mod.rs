@@ -17,6 +17,7 @@ mod own;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
+pub use identity::judge as identity_judge;
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 
@@ -295,14 +296,13 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         .map(|s| own::messages(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     let stats = stats::stats_sql(policy, plan, &known);
-    // The protected objects' identity, read with each counter reading (`identity`).
-    let ident = identity::sql(policy, &known).map_or(String::new(), |i| format!("; {i}"));
-    let open_sql = format!("{open}; {timeout}{stats}{ident}");
+    // The protected objects' identity is read with each counter reading (`identity`).
+    let open_sql = format!("{open}; {timeout}{stats}");
     // In a transaction of blastwall's own, deferred constraint triggers fire before the
     // second reading, not at the COMMIT after the verdict.
     let after = match opened {
-        true => [own::messages("SET CONSTRAINTS ALL IMMEDIATE"), own::messages(&format!("{stats}{ident}"))].concat(),
-        false => own::messages(&format!("{stats}{ident}")).to_vec(),
+        true => [own::messages("SET CONSTRAINTS ALL IMMEDIATE"), own::messages(&stats)].concat(),
+        false => own::messages(&stats).to_vec(),
     };
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
@@ -339,7 +339,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
     let before = counter_reading(&a.rows, catalog, database, policy);
-    let identity_before = identity::read(&a.rows);
+    let before_rows = std::mem::take(&mut a.rows);
+    let identity_before = identity::read(&before_rows);
     for t in &policy.tables {
         if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
             catalog.learn_oid(database, &t.schema, &t.name, oid);
@@ -405,9 +406,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     };
     let (counts, mut decision) = judge_counts(plan, deltas(&before, &after), who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
-    let inserted = counts.iter().map(|c| c.inserted).sum();
-    let changed = identity::changes(&identity_before, &identity::read(&a.rows), inserted);
-    decision.findings.extend(identity::findings(&changed, who, policy, &plan.statement, plan.verb));
+    let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
+    decision.findings.extend(findings);
     if !opened {
         decision.findings.extend(identity::deferred_findings(
             &identity_before,

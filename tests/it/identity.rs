@@ -299,3 +299,31 @@ async fn copy_program_is_refused_in_every_mode() {
     via.simple_query("SELECT 1").await.unwrap();
     p.stop().await;
 }
+
+/// Family 3 in the middle of an extended-protocol batch (after another statement, as a
+/// pipelining driver sends it): the identity rides in the counter readings around the
+/// Execute, the rewrite is refused and the batch failed; data kept, the session usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_in_the_middle_of_a_batch_is_verified_too() {
+    use crate::batches::*;
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT app TO trust_user");
+    let before = state(&db).await;
+    let p = proxy().await;
+    let script = [
+        Send(
+            [pbe("SET ROLE app"), pbe("ALTER TABLE users ALTER email TYPE text USING NULL"), pbe("SELECT 1"), sync()]
+                .concat(),
+        ),
+        Until(b'Z', 1),
+        Send([pbe("ALTER TABLE users ADD COLUMN note text"), sync()].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = run(p.port(), &db, &script).await;
+    let shown = show(&out);
+    assert!(shown.contains("blastwall: refused") && shown.contains("rewritten"), "{shown}");
+    let after = state(&db).await;
+    assert_eq!(after.split(" | ").next(), before.split(" | ").next(), "emails kept: {shown}");
+    assert!(after.contains("note text"), "the next batch ran: {after}");
+    p.stop().await;
+}
