@@ -145,7 +145,40 @@ fn inserts_of(st: &Statement) -> Vec<crate::contract::Insert> {
 /// anything but a statement that only reads (SET, SHOW and plain SELECTs of built-ins stay
 /// unwrapped: a rollback would undo a SET).
 fn may_write(st: &Statement) -> bool {
-    !st.is_harmless() || st.ddl || st.calls_functions || !inserts_of(st).is_empty()
+    !st.is_harmless() || st.ddl || st.calls_functions || !inserts_of(st).is_empty() || !reads_only(&st.text)
+}
+
+/// Whether every statement of a text is of a kind that writes no data and no schema (a query,
+/// SET/SHOW, EXPLAIN, transaction control, cursors, LISTEN/NOTIFY, LOCK, VACUUM, …). Anything
+/// else — CREATE INDEX, REFRESH MATERIALIZED VIEW, COMMENT, GRANT, CLUSTER, … — may write.
+fn reads_only(text: &str) -> bool {
+    use pg_query::NodeEnum as N;
+    let Ok(parsed) = pg_query::parse(text, 0) else { return false };
+    parsed.protobuf.stmts.iter().all(|s| {
+        matches!(
+            s.stmt.as_ref().and_then(|n| n.node.as_ref()),
+            Some(
+                N::SelectStmt(_)
+                    | N::VariableSetStmt(_)
+                    | N::VariableShowStmt(_)
+                    | N::ExplainStmt(_)
+                    | N::TransactionStmt(_)
+                    | N::DeclareCursorStmt(_)
+                    | N::FetchStmt(_)
+                    | N::ClosePortalStmt(_)
+                    | N::ListenStmt(_)
+                    | N::UnlistenStmt(_)
+                    | N::NotifyStmt(_)
+                    | N::LockStmt(_)
+                    | N::VacuumStmt(_)
+                    | N::CheckPointStmt(_)
+                    | N::DiscardStmt(_)
+                    | N::PrepareStmt(_)
+                    | N::ExecuteStmt(_)
+                    | N::DeallocateStmt(_)
+            )
+        )
+    })
 }
 
 /// Whether a statement may reach a protected object in a way its text cannot prove: DDL (a

@@ -78,7 +78,7 @@ const SETVAL_CALLERS: &str = "WITH f(ids) AS (SELECT pg_catalog.array_agg(p.oid)
 
 /// The snapshot query of the protected objects of `policy`; `known` gives the OID learned for
 /// a policy object. `None` when the policy protects no table.
-pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>) -> Option<String> {
+pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>, full: bool) -> Option<String> {
     if policy.tables.is_empty() {
         return None;
     }
@@ -119,45 +119,51 @@ pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<
         seqs.push("(NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.oid)".into());
     }
     let text = "::pg_catalog.text";
-    Some(format!(
+    let header = format!(
         "WITH RECURSIVE t(k, q, known, prot) AS (VALUES {tables}), \
          sq(k, q, known) AS (VALUES {seqs}), \
          r AS (SELECT t.k, c.oid, c.relname, c.relnamespace, c.relfilenode, t.prot FROM t, pg_catalog.pg_class c \
-           WHERE c.oid {EQ} pg_catalog.to_regclass(t.q) OR c.oid {EQ} t.known), \
+           WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(t.q)::pg_catalog.oid, t.known])), \
          s AS (SELECT sq.k, c.oid, c.relname, c.relnamespace FROM sq, pg_catalog.pg_class c \
-           WHERE c.oid {EQ} pg_catalog.to_regclass(sq.q) OR c.oid {EQ} sq.known), \
+           WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(sq.q)::pg_catalog.oid, sq.known])), \
          tree(k, root, rel) AS (SELECT r.k, r.oid, r.oid FROM r UNION \
            SELECT tree.k, tree.root, i.inhrelid FROM pg_catalog.pg_inherits i, tree WHERE i.inhparent {EQ} tree.rel) \
-         SELECT r.k, r.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
-           (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} r.relnamespace), r.relname) FROM r \
-         UNION ALL SELECT tree.k, tree.root{text}, pg_catalog.concat('file ', tree.rel{text}), c.relfilenode{text} \
-           FROM tree, pg_catalog.pg_class c WHERE c.oid {EQ} tree.rel \
-         UNION ALL SELECT r.k, r.oid{text}, pg_catalog.concat('column ', a.attnum{text}), \
+",
+        tables = tables.join(", "),
+        seqs = seqs.join(", "),
+    );
+    // (branch, whether only the full snapshot reads it)
+    let branches: [(String, bool); 10] = [
+        (format!("SELECT r.k, r.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
+           (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} r.relnamespace), r.relname) FROM r"), false),
+        (format!("SELECT tree.k, tree.root{text}, pg_catalog.concat('file ', tree.rel{text}), c.relfilenode{text} \
+           FROM tree, pg_catalog.pg_class c WHERE c.oid {EQ} tree.rel"), false),
+        (format!("SELECT r.k, r.oid{text}, pg_catalog.concat('column ', a.attnum{text}), \
            pg_catalog.concat_ws(' ', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attidentity, a.attgenerated) \
            FROM r, pg_catalog.pg_attribute a WHERE a.attrelid {EQ} r.oid AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 \
-           AND NOT a.attisdropped \
-         UNION ALL SELECT r.k, r.oid{text}, pg_catalog.concat('default ', a.attnum{text}), \
+           AND NOT a.attisdropped"), true),
+        (format!("SELECT r.k, r.oid{text}, pg_catalog.concat('default ', a.attnum{text}), \
            pg_catalog.concat(CASE WHEN a.attname{text} {EQ} ANY (r.prot) THEN 'p ' ELSE '- ' END, a.attname, ' ', \
            pg_catalog.pg_get_expr(d.adbin, d.adrelid)) FROM r \
            JOIN pg_catalog.pg_attribute a ON a.attrelid {EQ} r.oid AND NOT a.attisdropped \
              AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 \
-           LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid {EQ} a.attrelid AND d.adnum {EQ} a.attnum \
-         UNION ALL SELECT r.k, r.oid{text}, 'parents'{text}, coalesce((SELECT pg_catalog.string_agg(i.inhparent{text}, ',' \
-           ORDER BY i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhrelid {EQ} r.oid), '') FROM r \
-         UNION ALL SELECT s.k, s.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
-           (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} s.relnamespace), s.relname) FROM s \
-         UNION ALL SELECT s.k, s.oid{text}, 'position'{text}, CASE \
+           LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid {EQ} a.attrelid AND d.adnum {EQ} a.attnum"), true),
+        (format!("SELECT r.k, r.oid{text}, 'parents'{text}, coalesce((SELECT pg_catalog.string_agg(i.inhparent{text}, ',' \
+           ORDER BY i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhrelid {EQ} r.oid), '') FROM r"), true),
+        (format!("SELECT s.k, s.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
+           (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} s.relnamespace), s.relname) FROM s"), true),
+        (format!("SELECT s.k, s.oid{text}, 'position'{text}, CASE \
            WHEN pg_catalog.has_sequence_privilege(s.oid, 'SELECT,USAGE') \
            THEN coalesce(pg_catalog.pg_sequence_last_value(s.oid::pg_catalog.regclass){text}, 'unset') \
-           ELSE 'unreadable' END FROM s \
-         UNION ALL SELECT s.k, s.oid{text}, 'definition'{text}, pg_catalog.concat_ws(' ', q.seqincrement, q.seqmin, \
-           q.seqmax, q.seqcycle) FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid \
-         UNION ALL SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text} \
-         UNION ALL SELECT ''{text}, '0'{text}, 'deferrable triggers'{text}, pg_catalog.count(*){text} \
-           FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND NOT g.tgisinternal",
-        tables = tables.join(", "),
-        seqs = seqs.join(", "),
-    ))
+           ELSE 'unreadable' END FROM s"), true),
+        (format!("SELECT s.k, s.oid{text}, 'definition'{text}, pg_catalog.concat_ws(' ', q.seqincrement, q.seqmin, \
+           q.seqmax, q.seqcycle) FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid"), true),
+        (format!("SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text}"), true),
+        (format!("SELECT ''{text}, '0'{text}, 'deferrable triggers'{text}, pg_catalog.count(*){text} \
+           FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND NOT g.tgisinternal"), false),
+    ];
+    let selected: Vec<&str> = branches.iter().filter(|(_, f)| full || !f).map(|(b, _)| b.as_str()).collect();
+    Some(format!("{header}{}", selected.join(" UNION ALL ")))
 }
 
 /// The first column of the snapshot's rows in a counter reading (`as_reading`).

@@ -67,7 +67,10 @@ pub fn stats_sql(
         })
         .collect();
     // The protected objects' identity rides in the same statement (`identity`).
-    let identity = super::identity::sql(policy, known)
+    // All of it for what the text cannot bound (DDL, function bodies, dry runs); for a row
+    // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
+    let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
+    let identity = super::identity::sql(policy, known, full)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
     if limited.is_empty() {
         return format!("{STATS_SQL}{identity}");
