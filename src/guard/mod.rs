@@ -147,7 +147,7 @@ impl Guard {
             policy.mode = m;
         }
         Guard {
-            calls_matter: AtomicBool::new(policy.opaque.functions != Action::Allow),
+            calls_matter: AtomicBool::new(calls_matter(&policy)),
             policy: RwLock::new(Arc::new(policy)),
             analysis_cache: Default::default(),
             analysis_cache_bytes: AtomicUsize::new(0),
@@ -166,7 +166,7 @@ impl Guard {
         if let Some(m) = self.mode_override {
             policy.mode = m;
         }
-        let calls_matter = policy.opaque.functions != Action::Allow;
+        let calls_matter = calls_matter(&policy);
         let mut current = self.policy.write().unwrap_or_else(|e| e.into_inner());
         *current = Arc::new(policy);
         // Under the lock: a reader that sees the old flag also saw the old policy.
@@ -285,6 +285,12 @@ impl Guard {
             texts.dedup();
             texts.join("; ")
         };
+        // COPY … PROGRAM runs a program on the server: opaque in every mode.
+        if !policy.tables.is_empty() && need::copy_program(statements) {
+            let why = "COPY … PROGRAM runs a program on the server, which can change anything blastwall protects without a trace it can count".to_string();
+            let d = refusal("copy-program", "COPY".into(), why, HINT_COPY_PROGRAM, "blastwall", text());
+            return (render(&d), d);
+        }
         let directive = match find_directive(sql, info, statements.len()) {
             Ok(d) => d,
             Err(why) => {
@@ -481,6 +487,12 @@ impl Guard {
     }
 }
 
+/// Whether function calls must be looked at: the policy judges them (`[opaque] functions`),
+/// or it protects tables, which a function's unseen body may reach (verified on the server).
+fn calls_matter(policy: &Policy) -> bool {
+    policy.opaque.functions != Action::Allow || !policy.tables.is_empty()
+}
+
 /// The statements with every SQL-level EXECUTE followed by what it runs (all statements ever
 /// prepared under that name since its DEALLOCATE), or by an opaque item when it is unknown.
 fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec<Statement> {
@@ -532,6 +544,7 @@ fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
 
 const HINT_DRY_RUN_SETVAL: &str =
     "Read the sequence's state with SELECT last_value instead; run setval() in enforce mode.";
+const HINT_COPY_PROGRAM: &str = "Copy to or from the client instead (COPY … TO STDOUT / FROM STDIN, psql's \\copy).";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";

@@ -4,7 +4,7 @@
 //! Owns: those three questions. Does not own: running the check (`precheck`).
 
 use super::SessionInfo;
-use crate::analyze::{self, Op, Statement};
+use crate::analyze::{self, Op, Opaque, Statement};
 use crate::policy::{self, Action, Mode, Policy};
 
 /// What the pre-check needs to know about a message.
@@ -16,8 +16,12 @@ pub(super) struct CheckNeed {
 }
 
 /// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
-/// (its cascades may reach a limited table), an UPDATE or MERGE on a table whose updates are
-/// limited (anomaly and budget rules count as limits), and anything in dry-run mode that writes (the static findings are `dry_run`).
+/// (its cascades may reach a limited table), an UPDATE, MERGE or upsert on a table whose
+/// updates are limited (anomaly and budget rules count as limits), an INSERT into a relation
+/// with triggers, rules or children, anything whose reach the text cannot prove while the
+/// policy protects tables (DDL, TRUNCATE, calls of functions that are not well-known
+/// built-ins, DO, CALL, any mention of `setval`: verified by identity on the server), and
+/// anything in a dry-run session that may write (the static findings are `dry_run`).
 pub(super) fn check_need(
     statements: &[Statement],
     info: &SessionInfo,
@@ -41,9 +45,8 @@ pub(super) fn check_need(
                 continue;
             }
             let is_delete = matches!(w.op, Op::Delete | Op::MergeDelete);
-            // An upsert's DO UPDATE changes rows a budget or history counts (`contract`).
-            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. })
-                || (contract && matches!(w.op, Op::Upsert { .. }));
+            // An upsert's overwrites are counted as updates (`n_tup_upd`).
+            let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. } | Op::Upsert { .. });
             let mut update_limited = policy.max_update_rows.is_some()
                 || policy.anomaly.enabled == Some(true)
                 || table.is_some_and(|t| t.max_update_rows.is_some() || crate::contract::applies(t));
@@ -82,8 +85,23 @@ pub(super) fn check_need(
         }
         let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)
             || (st.calls_functions && policy.opaque.functions == Action::Verify);
-        if (dry_run && !st.opaque.is_empty()) || verify_opaque {
-            need.get_or_insert(CheckNeed { verb: "statement", target: None, dry_run }).dry_run |= dry_run;
+        let session = policy::mode_for(info.view(), policy, None);
+        let session_dry = dry_run || session == Mode::DryRun;
+        // An INSERT counts when its relation can write elsewhere (a trigger, a rule, a view).
+        let mut inserts_indirect = false;
+        if any_delete_limit || any_update_limit || session_dry {
+            for ins in inserts_of(st) {
+                match catalog.is_indirect(&info.database, &ins.target.name) {
+                    Some(indirect) => inserts_indirect |= indirect,
+                    None => unknown.push(ins.target.name.clone()),
+                }
+            }
+        }
+        let unseen = !policy.tables.is_empty() && session != Mode::Off && reaches_unseen(st);
+        let dry_write = session_dry && may_write(st);
+        if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {
+            let verb = if st.ddl { "DDL" } else { "statement" };
+            need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry }).dry_run |= session_dry;
         }
     }
     if need.is_none() && !unknown.is_empty() {
@@ -125,4 +143,88 @@ pub(super) fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
         return Some("the same message reads COPY data from the client");
     }
     None
+}
+
+/// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert.
+fn inserts_of(st: &Statement) -> Vec<crate::contract::Insert> {
+    let lower = st.text.to_ascii_lowercase();
+    if !st.opaque.is_empty() || !["insert", "copy", "merge"].iter().any(|w| lower.contains(w)) {
+        return Vec::new();
+    }
+    crate::contract::inserts(&st.text)
+}
+
+/// Whether a statement may write in a dry-run session, where it is then run and rolled back:
+/// anything but a statement that only reads (SET, SHOW and plain SELECTs of built-ins stay
+/// unwrapped: a rollback would undo a SET).
+fn may_write(st: &Statement) -> bool {
+    !st.is_harmless() || st.ddl || st.calls_functions || !inserts_of(st).is_empty() || !reads_only(&st.text)
+}
+
+/// Whether every statement of a text is of a kind that writes no data and no schema (a query,
+/// SET/SHOW, EXPLAIN, transaction control, cursors, LISTEN/NOTIFY, LOCK, VACUUM, …). Anything
+/// else — CREATE INDEX, REFRESH MATERIALIZED VIEW, COMMENT, GRANT, CLUSTER, … — may write.
+fn reads_only(text: &str) -> bool {
+    use pg_query::NodeEnum as N;
+    let Ok(parsed) = pg_query::parse(text, 0) else { return false };
+    parsed.protobuf.stmts.iter().all(|s| {
+        matches!(
+            s.stmt.as_ref().and_then(|n| n.node.as_ref()),
+            Some(
+                N::SelectStmt(_)
+                    | N::VariableSetStmt(_)
+                    | N::VariableShowStmt(_)
+                    | N::ExplainStmt(_)
+                    | N::TransactionStmt(_)
+                    | N::DeclareCursorStmt(_)
+                    | N::FetchStmt(_)
+                    | N::ClosePortalStmt(_)
+                    | N::ListenStmt(_)
+                    | N::UnlistenStmt(_)
+                    | N::NotifyStmt(_)
+                    | N::LockStmt(_)
+                    | N::VacuumStmt(_)
+                    | N::CheckPointStmt(_)
+                    | N::DiscardStmt(_)
+                    | N::PrepareStmt(_)
+                    | N::ExecuteStmt(_)
+                    | N::DeallocateStmt(_)
+            )
+        )
+    })
+}
+
+/// Whether a statement may reach a protected object in a way its text cannot prove: DDL (a
+/// rename, a move, a CASCADE, a type change, a new parent), TRUNCATE and other writes that are
+/// not row writes, a function or procedure whose body is unseen, or any use of `setval`
+/// (through a view, an operator, a renamed sequence). Statements PostgreSQL cannot run in a
+/// transaction block (and that cannot reach a table's rows) are left out.
+fn reaches_unseen(st: &Statement) -> bool {
+    let lower = st.text.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().take(3).collect();
+    let outside_blocks = matches!(
+        words.as_slice(),
+        ["create" | "drop" | "alter", "database" | "tablespace" | "subscription" | "system", ..]
+            | ["drop", "index", "concurrently"]
+    );
+    if outside_blocks {
+        return false;
+    }
+    st.ddl
+        || st.calls_functions
+        || lower.contains("setval")
+        || st.writes.iter().any(|w| !w.op.is_row_write() && !matches!(w.op, Op::Upsert { .. } | Op::DropDatabase))
+        || st.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)))
+}
+
+/// `COPY … TO PROGRAM` or `FROM PROGRAM`: the server runs a program, which can do anything.
+pub(super) fn copy_program(statements: &[Statement]) -> bool {
+    statements.iter().any(|st| {
+        let lower = st.text.to_ascii_lowercase();
+        lower.contains("copy")
+            && lower.contains("program")
+            && pg_query::parse(&st.text, 0).is_ok_and(|p| {
+                p.protobuf.nodes().iter().any(|(n, ..)| matches!(n, pg_query::NodeRef::CopyStmt(c) if c.is_program))
+            })
+    })
 }

@@ -10,11 +10,16 @@
 //! check (`guard`), what the limits are (`policy`), or the words of a refusal (`guard::render`).
 
 mod estimate;
+mod identity;
 pub mod inbatch;
+mod outcome;
 mod own;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
+pub use identity::judge as identity_judge;
+pub use outcome::{as_dry_run, held_bytes};
+use outcome::{dry_run_outcome, failed_at_end};
 
 pub use stats::{deltas, snapshot, stats_sql, TableCount, STATS_SQL};
 
@@ -24,7 +29,7 @@ use crate::wire::messages::ProxyMessage;
 use crate::backend::BoxIo;
 use crate::wire::messages::{self, be, fe, ErrorFields, TxStatus};
 use crate::wire::{Frame, FrameError, Framer, Item};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -108,8 +113,13 @@ impl Backend<'_> {
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
-            if self.io.read_buf(self.framer.buf_mut()).await? == 0 {
-                return Err(PrecheckError::Closed);
+            match self.io.read_buf(self.framer.buf_mut()).await {
+                Ok(0) => return Err(PrecheckError::Closed),
+                Ok(_) => {}
+                // After its FATAL the server may reset the connection (blastwall's own messages
+                // were still unread): it closed, as it said.
+                Err(_) if self.fatal.is_some() => return Err(PrecheckError::Closed),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -286,7 +296,14 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         .map(|s| own::messages(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     let stats = stats::stats_sql(policy, plan, &known);
+    // The protected objects' identity is read with each counter reading (`identity`).
     let open_sql = format!("{open}; {timeout}{stats}");
+    // In a transaction of blastwall's own, deferred constraint triggers fire before the
+    // second reading, not at the COMMIT after the verdict.
+    let after = match opened {
+        true => [own::messages("SET CONSTRAINTS ALL IMMEDIATE"), own::messages(&stats)].concat(),
+        false => own::messages(&stats).to_vec(),
+    };
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
     let pipelined = estimate.is_none();
@@ -294,7 +311,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     match estimate {
         None => {
             out.extend_from_slice(msgs);
-            out.extend_from_slice(&own::messages(&stats));
+            out.extend_from_slice(&after);
         }
         Some(e) => out.extend_from_slice(e),
     }
@@ -316,12 +333,19 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         if pipelined {
             // What was sent behind it failed too (the transaction is aborted): read it away.
             b.held(max_hold).await?;
-            b.answer().await?;
+            read_after(b, opened).await?;
         }
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
     let before = counter_reading(&a.rows, catalog, database, policy);
+    let before_rows = std::mem::take(&mut a.rows);
+    let identity_before = identity::read(&before_rows);
+    for t in &policy.tables {
+        if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
+            catalog.learn_oid(database, &t.schema, &t.name, oid);
+        }
+    }
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
         let estimates: Vec<_> =
@@ -337,13 +361,13 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
             return Ok(Outcome::Refuse { decision, counts: vec![] });
         }
         if before.is_some() {
-            b.send(&[msgs, &own::messages(&stats)[..]].concat()).await?;
+            b.send(&[msgs, &after[..]].concat()).await?;
         }
     }
     let Some(before) = before else {
         if pipelined {
             b.held(max_hold).await?;
-            b.answer().await?;
+            read_after(b, opened).await?;
         }
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable(
@@ -351,7 +375,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         ));
     };
     let held = b.held(max_hold).await?;
-    let a = b.answer().await?;
+    let a = read_after(b, opened).await?;
     if held.error {
         // The statement failed by itself: the client sees exactly the server's answer. In the
         // client's own block the failure aborts it, as it would have directly.
@@ -367,19 +391,47 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let st = held.status.unwrap_or(TxStatus::Failed);
         return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
     }
+    if let Some(e) = a.error {
+        b.query(&undo).await?;
+        if opened {
+            // A deferred constraint (or its trigger) failed: as at the end of the implicit
+            // transaction, the client gets that error and nothing stays.
+            return Ok(Outcome::Deliver {
+                bytes: failed_at_end(&held, e),
+                status: TxStatus::Idle,
+                counts: vec![],
+                kept: None,
+            });
+        }
+        return Ok(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message)));
+    }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
     let (counts, mut decision) = judge_counts(plan, deltas(&before, &after), who, policy);
+    // Protected objects dropped, moved, rewritten or changed by what the text did not show.
+    let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
+    decision.findings.extend(findings);
+    if !opened {
+        decision.findings.extend(identity::deferred_findings(
+            &identity_before,
+            who,
+            policy,
+            &plan.statement,
+            plan.verb,
+        ));
+    }
     // The anomaly and budget rules (`contract`), judged where the write would be kept.
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         decision.findings.extend(write.dry_run(b, &undo).await?.findings);
+        restore(b, &changed, opened).await?;
         return Ok(dry_run_outcome(plan, &held, counts, &decision, status));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
+        restore(b, &changed, opened).await?;
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
             return Ok(Outcome::Unverifiable(format!(
                 "its results are larger than the {max_hold} bytes blastwall holds while it counts the rows"
@@ -392,8 +444,12 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
             decision.findings.extend(warn.findings);
             a
         }
-        crate::contract::keep::Kept::Refused(d) => return Ok(Outcome::Refuse { decision: d, counts }),
+        crate::contract::keep::Kept::Refused(d) => {
+            restore(b, &changed, opened).await?;
+            return Ok(Outcome::Refuse { decision: d, counts });
+        }
         crate::contract::keep::Kept::DryRun(d) => {
+            restore(b, &changed, opened).await?;
             return Ok(dry_run_outcome(plan, &held, counts, &d, status));
         }
     };
@@ -401,43 +457,43 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     if let Some(e) = a.error {
         // COMMIT can fail (deferred constraints): the client gets that error, as it would
         // have at the end of its implicit transaction.
-        let mut shown = held_bytes(&held, TxStatus::Idle);
-        shown.truncate(shown.len().saturating_sub(6));
-        bytes.extend_from_slice(&shown);
-        let msg = crate::said::commit_failed(&e.code, e.message);
-        bytes.extend_from_slice(&msg.encode());
-        bytes.extend_from_slice(&messages::ready_for_query(TxStatus::Idle));
+        let bytes = failed_at_end(&held, e);
         return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) });
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
+    // DDL, or a body blastwall cannot see into, may have changed what names resolve to: the
+    // catalog's answers (another session may have asked while it ran) are dropped again.
+    if matches!(plan.verb, "DDL" | "statement") {
+        catalog.forget(database);
+    }
     Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
 }
 
-/// What a dry run (undone) would have done.
-fn dry_run_outcome(
-    plan: &CheckPlan,
-    held: &Held,
-    counts: Vec<TableCount>,
-    decision: &Decision,
-    status: TxStatus,
-) -> Outcome {
-    let counted = crate::policy::describe_counts(&counts);
-    let did = match (&plan.effects[..], counts.iter().any(|c| c.deleted + c.updated + c.inserted > 0)) {
-        ([], _) => counted,
-        (effects, false) => effects.join("; "),
-        (effects, true) => format!("{}; {counted}", effects.join("; ")),
-    };
-    let mut text = format!("blastwall: dry-run of {}: would {did}; rolled back, nothing changed", plan.verb);
-    let over_limit = decision.findings.first().map(|f| f.why.clone());
-    if let Some(r) = plan.dry_run_reason.clone().or(over_limit) {
-        text.push_str(&format!(" (in enforce mode it would be refused: {r})"));
+/// The answer to the second reading; in a transaction of blastwall's own, after the answer
+/// to `SET CONSTRAINTS ALL IMMEDIATE` (whose error, a deferred trigger's, is the reading's).
+async fn read_after(b: &mut Backend<'_>, opened: bool) -> Result<Answer, PrecheckError> {
+    let constraints = if opened { Some(b.answer().await?) } else { None };
+    let mut a = b.answer().await?;
+    if let Some(e) = constraints.and_then(|c| c.error) {
+        a.error = Some(e);
     }
-    let notice = crate::said::dry_run_report(text);
-    let mut bytes = BytesMut::from(&notice.encode()[..]);
-    let mut shown = as_dry_run(held);
-    replace_ready(&mut shown, status);
-    bytes.extend_from_slice(&shown);
-    Outcome::Deliver { bytes, status, counts, kept: None }
+    Ok(a)
+}
+
+/// Puts protected sequences that a rolled-back statement moved back where they stood (a
+/// rollback does not move a sequence); inside the client's block, in a savepoint of its own,
+/// so that a failure (no privilege) cannot abort the client's transaction.
+async fn restore(b: &mut Backend<'_>, changed: &[identity::Change], opened: bool) -> Result<(), PrecheckError> {
+    let Some(sql) = identity::restore_sql(changed) else { return Ok(()) };
+    if opened {
+        b.query(&sql).await?;
+        return Ok(());
+    }
+    let a = b.query(&format!("SAVEPOINT {SAVEPOINT}; {sql}")).await?;
+    let end =
+        if a.error.is_some() { "ROLLBACK TO SAVEPOINT {s}; RELEASE SAVEPOINT {s}" } else { "RELEASE SAVEPOINT {s}" };
+    b.query(&end.replace("{s}", SAVEPOINT)).await?;
+    Ok(())
 }
 
 /// Counter values per table, as one reading gave them.
@@ -507,13 +563,6 @@ pub struct VerifyOptions {
     pub statement_timeout: Option<std::time::Duration>,
 }
 
-fn replace_ready(bytes: &mut BytesMut, status: TxStatus) {
-    let n = bytes.len();
-    if n >= 6 && bytes[n - 6] == be::READY_FOR_QUERY {
-        bytes[n - 1] = status.byte();
-    }
-}
-
 /// The text-format values of a DataRow.
 fn data_row(f: &Frame) -> Result<Vec<Option<String>>, FrameError> {
     let mut r = crate::wire::BodyReader::new(f.body(), "DataRow");
@@ -529,59 +578,11 @@ fn data_row(f: &Frame) -> Result<Vec<Option<String>>, FrameError> {
     Ok(out)
 }
 
-/// The held replies as a dry run shows them: rows dropped, every command tag's count zero,
-/// so no client can take them for a real write.
-pub fn as_dry_run(held: &Held) -> BytesMut {
-    let mut out = BytesMut::new();
-    for f in &held.frames {
-        match f.tag {
-            b'D' | b'd' => {}
-            b'C' => {
-                let tag = String::from_utf8_lossy(f.body().strip_suffix(&[0]).unwrap_or(f.body())).into_owned();
-                let mut body = zero_count(&tag).into_bytes();
-                body.push(0);
-                out.put_slice(&crate::wire::encode(b'C', &body));
-            }
-            _ => out.put_slice(&f.bytes),
-        }
-    }
-    out
-}
-
-/// `DELETE 13` → `DELETE 0`; `INSERT 0 5` → `INSERT 0 0`; tags without a count stay.
-fn zero_count(tag: &str) -> String {
-    match tag.rsplit_once(' ') {
-        Some((head, n)) if n.bytes().all(|b| b.is_ascii_digit()) => format!("{head} 0"),
-        _ => tag.to_string(),
-    }
-}
-
-/// Concatenates held frames, replacing the final ReadyForQuery with `status`.
-pub fn held_bytes(held: &Held, status: TxStatus) -> BytesMut {
-    let mut out = BytesMut::with_capacity(held.bytes + 8);
-    for f in &held.frames {
-        if f.tag == be::READY_FOR_QUERY {
-            out.put_slice(&messages::ready_for_query(status));
-        } else {
-            out.put_slice(&f.bytes);
-        }
-    }
-    out
-}
-
 pub use crate::catalog::literal;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dry_run_zeroes_counts() {
-        assert_eq!(zero_count("DELETE 13"), "DELETE 0");
-        assert_eq!(zero_count("INSERT 0 5"), "INSERT 0 0");
-        assert_eq!(zero_count("MERGE 2"), "MERGE 0");
-        assert_eq!(zero_count("BEGIN"), "BEGIN");
-    }
 
     #[test]
     fn literals_survive_either_string_mode() {

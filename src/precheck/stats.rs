@@ -66,16 +66,22 @@ pub fn stats_sql(
             )
         })
         .collect();
+    // The protected objects' identity rides in the same statement (`identity`).
+    // All of it for what the text cannot bound (DDL, function bodies, dry runs); for a row
+    // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
+    let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
+    let identity = super::identity::sql(policy, known, full)
+        .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
     if limited.is_empty() {
-        return STATS_SQL.to_string();
+        return format!("{STATS_SQL}{identity}");
     }
     let trees = tree_sql(&limited.join(", "));
     if everything {
         // Every table, and each limited table again with its inheritance children and
         // partitions summed in (`snapshot` keeps the larger reading of a table read twice).
-        return format!("{STATS_SQL} UNION ALL {trees}");
+        return format!("{STATS_SQL} UNION ALL {trees}{identity}");
     }
-    format!("{TRACK_COUNTS} UNION ALL {trees}")
+    format!("{TRACK_COUNTS} UNION ALL {trees}{identity}")
 }
 
 /// The counters of each listed table (`(schema, name, oid)` rows) summed over the table and
@@ -113,6 +119,9 @@ pub fn snapshot(
     let mut seen = Vec::new();
     for r in rows.iter().filter(|r| r.len() == 6) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+        if get(0) == super::identity::MARK {
+            continue;
+        }
         if get(0) == "track_counts" {
             if get(1) != "on" {
                 return None;

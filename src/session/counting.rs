@@ -77,6 +77,7 @@ impl Session {
             }
         };
         let db = self.info.database.clone();
+        let rows = (before.clone(), after.clone());
         let before = precheck::counter_reading(&before, catalog, &db, &policy);
         let after = precheck::counter_reading(&after, catalog, &db, &policy);
         let (Some(before), Some(after)) = (before, after) else {
@@ -84,8 +85,11 @@ impl Session {
             self.refuse_counted(msg, &replies, facts, &[], micros);
             return Ok(());
         };
-        let (counts, decision) =
+        let (counts, mut decision) =
             precheck::judge_counts(&plan, precheck::deltas(&before, &after), self.info.view(), &policy);
+        // What it did to the protected objects (`precheck::identity`).
+        let view = self.info.view();
+        decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
         if overflowed {
             let msg = unverifiable(format!(
                 "its results are larger than the {MAX_HOLD} bytes blastwall holds while it counts the rows"
@@ -111,7 +115,6 @@ impl Session {
             return Ok(());
         }
         // The anomaly and budget rules (`contract`), behind the Execute in its batch.
-        let mut decision = decision;
         if !matches!(crate::guard::render(&decision), Verdict::Refuse(_)) {
             let write = crate::contract::keep::Write {
                 plan: &plan,

@@ -35,6 +35,8 @@
 //!   server changed never exceeds what the verdict allowed.
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
+//! - `identity`: red-team families 3, 4 and 6 — DDL verified by the protected objects'
+//!   identity on the server, hidden effects counted, a dry-run session changing nothing.
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
@@ -50,6 +52,7 @@ mod effects;
 mod fidelity;
 mod guard;
 mod harness;
+mod identity;
 mod lifecycle;
 mod listening;
 mod modes;
