@@ -51,6 +51,7 @@ mod harness;
 mod lifecycle;
 mod listening;
 mod modes;
+mod names;
 mod ops;
 mod oracle;
 mod precheck;
