@@ -180,10 +180,9 @@ impl Guard {
     pub fn judge(&self, sql: &[u8], info: &mut SessionInfo, pre: Option<&Preanalyzed>) -> Judged {
         let judged = self.judge_once(sql, info, pre);
         // What names resolve to may change when this message runs: the answers it was judged
-        // with are dropped once judged (scanned only once some name was resolved on this
-        // session: nothing to scan on a select-only session).
+        // with are dropped once judged (nothing to scan on a select-only session).
         if !matches!(judged.verdict, Verdict::Resolve(_) | Verdict::Analyze) {
-            info.names.after_message(sql);
+            info.names.after_message(sql, info.in_transaction);
         }
         judged
     }
@@ -481,8 +480,7 @@ impl Guard {
             let text = &statements[*i].text;
             decision.findings.extend(crate::contract::explicit_id_findings(ins, &minted, text, view, &policy).findings);
         }
-        let in_transaction = info.in_transaction || statements.iter().any(|s| s.transaction_control);
-        info.names.after_judging(&once.into_inner(), in_transaction);
+        info.names.after_judging(&once.into_inner());
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }

@@ -129,9 +129,9 @@ pub struct Resolutions {
     constraints: HashMap<(String, String), Vec<String>>,
     /// The identities could not be asked: every name judged as everything it may be, once.
     pub assumed_identities: bool,
-    /// Some answer was learned inside a transaction block: its end may undo a `SET LOCAL`
-    /// (or a `SET`) the answer depends on.
-    pub in_transaction: bool,
+    /// A message that may change the path was judged since the last transaction end: the
+    /// next end (`COMMIT`, `ROLLBACK`, …) may undo it (`SET LOCAL`, a `SET` rolled back).
+    changed_since_end: bool,
 }
 
 impl Resolutions {
@@ -143,18 +143,25 @@ impl Resolutions {
         self.relations.clear();
         self.constraints.clear();
         self.learned = None;
-        self.in_transaction = false;
     }
 
-    /// Once a message is judged: drops the answers it may make wrong when it runs. Free while
-    /// nothing was resolved on this session.
-    pub fn after_message(&mut self, sql: &[u8]) {
-        if self.is_empty() {
+    /// Once a message is judged: drops the answers it may make wrong when it runs. Free on a
+    /// session that has resolved nothing and is not in a transaction block, for a message of
+    /// one statement (select-only): it can neither change an answer nor open a transaction
+    /// whose end undoes a change (`BEGIN; SET LOCAL …` is two).
+    pub fn after_message(&mut self, sql: &[u8], in_transaction: bool) {
+        if self.is_empty() && !in_transaction && !self.changed_since_end && !sql.contains(&b';') {
             return;
         }
         match path_effect(sql) {
-            PathEffect::Change => self.clear(),
-            PathEffect::End if self.in_transaction => self.clear(),
+            PathEffect::Change => {
+                self.clear();
+                self.changed_since_end = true;
+            }
+            PathEffect::End if self.changed_since_end => {
+                self.clear();
+                self.changed_since_end = false;
+            }
             _ => {}
         }
     }
@@ -167,12 +174,10 @@ impl Resolutions {
         }
     }
 
-    /// After a judgement: drops what was assumed for it, and the answers used once; notes
-    /// answers kept inside a transaction block.
-    pub fn after_judging(&mut self, once: &[String], in_transaction: bool) {
+    /// After a judgement: drops what was assumed for it, and the answers used once.
+    pub fn after_judging(&mut self, once: &[String]) {
         self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
         self.assumed_identities = false;
-        self.in_transaction |= in_transaction && !self.is_empty();
     }
 
     pub fn relation(&self, key: &str) -> Option<&Resolved> {

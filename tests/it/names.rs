@@ -92,6 +92,11 @@ async fn a_search_path_set_in_its_own_message_leads_where_the_server_goes() {
     send(&c, "DELETE FROM users WHERE id BETWEEN 1000006 AND 1000008").await.unwrap();
     send(&c, "ROLLBACK").await.unwrap();
     refused(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000010").await;
+    // The same opened and set in one message.
+    send(&c, "BEGIN; SET LOCAL search_path = archive").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN 1000006 AND 1000008").await.unwrap();
+    send(&c, "ROLLBACK").await.unwrap();
+    refused(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000010").await;
     // DISCARD ALL resets the path too.
     send(&c, "SET search_path = archive").await.unwrap();
     send(&c, "DELETE FROM users WHERE id BETWEEN 1000009 AND 1000010").await.unwrap();
