@@ -257,3 +257,22 @@ async fn a_view_over_a_policy_table_gets_its_rules_under_the_views_names() {
     assert_eq!(x, 1);
     proxy.stop().await;
 }
+
+#[test]
+fn blastwall_check_says_when_a_verdict_rests_on_an_unqualified_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("cleanup.sql");
+    std::fs::write(
+        &script,
+        "DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;\n\
+         DELETE FROM public.users WHERE id BETWEEN -91111200 AND -91111100;\n",
+    )
+    .unwrap();
+    let guard = blastwall::guard::Guard::new(blastwall::demo::incident_policy().unwrap(), None);
+    let opts = blastwall::check::Options { user: "app".into(), ..Default::default() };
+    let out = blastwall::check::run(&guard, &[script], &opts).unwrap();
+    let messages: Vec<&str> = out.reports.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("read offline by name: the unqualified users as public.users"), "{messages:?}");
+    assert!(!messages[1].contains("offline"), "{messages:?}");
+}
