@@ -31,7 +31,7 @@ pub struct Catalog {
     /// (database, state schema) known to exist and be usable (see `crate::contract`).
     state_ready: DashMap<(String, String), ()>,
     /// Per database: what the policy tables are now (see `crate::names`).
-    identities: DashMap<String, crate::names::Identities>,
+    identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
     generation: AtomicU64,
     /// Where the OIDs of policy tables are kept across restarts, when configured.
@@ -166,7 +166,11 @@ impl Catalog {
     }
 
     /// What the policy tables are in this database, when known and fresh for this policy.
-    pub fn identities(&self, database: &str, policy: &crate::policy::Policy) -> Option<crate::names::Identities> {
+    pub fn identities(
+        &self,
+        database: &str,
+        policy: &crate::policy::Policy,
+    ) -> Option<std::sync::Arc<crate::names::Identities>> {
         self.identities.get(database).filter(|i| i.fresh_for(policy)).map(|i| i.clone())
     }
 
@@ -180,7 +184,7 @@ impl Catalog {
                 self.learn_oid(database, &t.schema, &t.name, *o);
             }
         }
-        self.identities.insert(database.to_string(), ids);
+        self.identities.insert(database.to_string(), std::sync::Arc::new(ids));
     }
 
     /// Bumped by every [`Catalog::forget`].

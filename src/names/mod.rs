@@ -321,10 +321,10 @@ pub fn ask(
     statements: &[Statement],
     policy: &Policy,
     questions: &mut Vec<crate::catalog::Question>,
-) -> Option<Identities> {
+) -> Option<std::sync::Arc<Identities>> {
     info.names.expire(catalog.generation());
     let ids = catalog.identities(&info.database, policy);
-    questions.extend(self::questions(statements, policy, ids.as_ref(), &info.names));
+    questions.extend(self::questions(statements, policy, ids.as_deref(), &info.names));
     ids
 }
 
