@@ -4,6 +4,9 @@
 //! role's view of the catalog), cached per database and name, dropped when DDL passes through
 //! and after a short time.
 //!
+//! Also the identities of policy tables per database (OIDs, protected columns' attnums, what
+//! `names` learned of them), kept across restarts in the identities file when configured.
+//!
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
