@@ -4,10 +4,14 @@
 //! role's view of the catalog), cached per database and name, dropped when DDL passes through
 //! and after a short time.
 //!
+//! Also the identities of policy tables per database (OIDs, protected columns' attnums, what
+//! `names` learned of them), kept across restarts in the identities file when configured.
+//!
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long an answer is trusted when no DDL passes through blastwall.
@@ -29,6 +33,12 @@ pub struct Catalog {
     minted: DashMap<(String, String, String), (Vec<TableColumn>, Instant)>,
     /// (database, state schema) known to exist and be usable (see `crate::contract`).
     state_ready: DashMap<(String, String), ()>,
+    /// Per database: what the policy tables are now (see `crate::names`).
+    identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
+    /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
+    generation: AtomicU64,
+    /// Where the OIDs of policy tables are kept across restarts, when configured.
+    persist: Option<std::path::PathBuf>,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -77,6 +87,12 @@ pub enum Question {
     SequenceOwner(String),
     /// Which columns of a policy table a sequence mints (rule `explicit-id`).
     Minted { schema: String, table: String },
+    /// What the policy tables are in this database now (`names::identities_query`).
+    Identities,
+    /// What these names (`names::key`) resolve to on this session.
+    Relations(Vec<String>),
+    /// The columns of a constraint of the relation a name resolves to on this session.
+    Constraint { relation: String, constraint: String },
 }
 
 impl Catalog {
@@ -103,11 +119,83 @@ impl Catalog {
     }
 
     /// Remembers a policy table's OID the first time it is seen (a table dropped and created
-    /// again under the name is found by name first; see `stats_sql`).
+    /// again under the name is found by name first; see `stats_sql`), and writes it to the
+    /// identities file when one is configured.
     pub fn learn_oid(&self, database: &str, schema: &str, name: &str, oid: u32) {
-        if oid != 0 {
-            self.oids.entry((database.to_string(), schema.to_string(), name.to_string())).or_insert(oid);
+        if oid == 0 {
+            return;
         }
+        let mut fresh = false;
+        self.oids.entry((database.to_string(), schema.to_string(), name.to_string())).or_insert_with(|| {
+            fresh = true;
+            oid
+        });
+        if fresh {
+            self.record(&serde_json::json!({"database": database, "schema": schema, "name": name, "oid": oid}));
+        }
+    }
+
+    /// Appends an identity to the identities file, when one is configured.
+    fn record(&self, line: &serde_json::Value) {
+        let Some(path) = &self.persist else { return };
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(file = %path.display(), error = %e, "could not record a policy table's identity");
+        }
+    }
+
+    /// Keeps the identities of policy tables in `path` (JSON lines: each table's OID, each
+    /// protected column's attnum, as first seen), and reads those recorded there before: a
+    /// table or column renamed while blastwall was not running keeps its rules.
+    pub fn persist_to(&mut self, path: std::path::PathBuf) {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for v in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                let oid = v.get("oid").and_then(|x| x.as_u64()).and_then(|o| u32::try_from(o).ok());
+                let attnum = v.get("attnum").and_then(|x| x.as_i64());
+                let (Some(db), Some(schema), Some(name)) = (s("database"), s("schema"), s("name")) else { continue };
+                if let Some(oid) = oid {
+                    self.oids.entry((db, schema, name)).or_insert(oid);
+                } else if let (Some(column), Some(attnum)) = (s("column"), attnum) {
+                    let mut e = self.columns.entry((db, schema, name)).or_default();
+                    if !e.attnums.iter().any(|(c, _)| *c == column) {
+                        e.attnums.push((column, attnum));
+                    }
+                }
+            }
+        }
+        self.persist = Some(path);
+    }
+
+    /// What the policy tables are in this database, when known and fresh for this policy.
+    pub fn identities(
+        &self,
+        database: &str,
+        policy: &crate::policy::Policy,
+    ) -> Option<std::sync::Arc<crate::names::Identities>> {
+        self.identities.get(database).filter(|i| i.fresh_for(policy)).map(|i| i.clone())
+    }
+
+    /// Learns the answer of `names::identities_query`; a policy table found by its name is
+    /// remembered by OID from now on.
+    pub fn learn_identities(&self, database: &str, policy: &crate::policy::Policy, rows: &[Vec<Option<String>>]) {
+        let ids = crate::names::identities_answer(policy, rows);
+        for (t, oids) in policy.tables.iter().zip(&ids.oids) {
+            // With nothing remembered, the only OID in the answer is the one the name has now.
+            if let (None, [o]) = (self.oid_of(database, &t.schema, &t.name), oids.as_slice()) {
+                self.learn_oid(database, &t.schema, &t.name, *o);
+            }
+        }
+        self.identities.insert(database.to_string(), std::sync::Arc::new(ids));
+    }
+
+    /// Bumped by every [`Catalog::forget`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The protected columns of a table as (policy name, name now), when known and fresh.
@@ -135,6 +223,10 @@ impl Catalog {
                 .iter()
                 .filter_map(|p| cols.iter().find(|(n, _)| n == p).map(|(_, a)| (p.clone(), *a)))
                 .collect();
+            for (column, attnum) in &e.attnums {
+                let line = serde_json::json!({"database": database, "schema": schema, "name": table, "column": column, "attnum": attnum});
+                self.record(&line);
+            }
         }
         e.current = protected
             .iter()
@@ -192,6 +284,8 @@ impl Catalog {
 
     /// Forgets a database's answers (DDL may have changed them); the identities stay.
     pub fn forget(&self, database: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.identities.remove(database);
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
         self.owners.retain(|(db, _), _| db != database);

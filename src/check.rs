@@ -168,13 +168,14 @@ impl Walk<'_> {
                     Mode::Warn | Mode::Off => "warning",
                 };
                 self.out.refused |= verdict == "refused";
+                let by_name = unqualified_note(&statements, &f, &self.guard.policy());
                 self.out.reports.push(Report {
                     file: name.to_string(),
                     line: text.line_at(offset),
                     verdict,
                     rule: f.rule,
                     mode: f.mode.as_str(),
-                    message: format!("{}: {}", f.what, f.why),
+                    message: format!("{}: {}{by_name}", f.what, f.why),
                     hint: f.hint,
                     policy: f.source,
                     statement: f.statement,
@@ -216,6 +217,29 @@ impl Walk<'_> {
             policy: "blastwall check".into(),
             statement: sql.trim().to_string(),
         });
+    }
+}
+
+/// Offline, an unqualified name is read as the policy's table of that name; the proxy
+/// resolves it as the server will (`crate::names`). Says so when a finding depends on it.
+fn unqualified_note(
+    statements: &[analyze::Statement],
+    f: &crate::policy::Finding,
+    policy: &crate::policy::Policy,
+) -> String {
+    let names: Vec<String> = statements
+        .iter()
+        .filter(|s| s.text == f.statement)
+        .flat_map(|s| &s.writes)
+        .filter_map(|w| w.target.as_ref())
+        .filter(|t| t.schema.is_none())
+        .filter_map(|t| policy.tables.iter().find(|p| p.matches(t)).map(|p| format!("{} as {}", t.name, p.qualified())))
+        .collect();
+    match names.first() {
+        None => String::new(),
+        Some(n) => format!(
+            " (read offline by name: the unqualified {n}; through blastwall it is the relation the session's search_path resolves it to)"
+        ),
     }
 }
 

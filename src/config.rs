@@ -45,6 +45,7 @@ struct RawConfig {
     admin: Option<String>,
     audit: Option<RawAudit>,
     console: Option<RawConsole>,
+    identities_file: Option<PathBuf>,
 }
 
 /// `listen = "ADDR"` or `listen = ["ADDR", …]`.
@@ -177,6 +178,9 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// The admin console; off when `None`.
     pub console: Option<ConsoleConfig>,
+    /// Where the OIDs of policy tables are kept across restarts (JSON lines), so that a table
+    /// renamed while blastwall was not running keeps its rules; `None`: kept in memory only.
+    pub identities_file: Option<PathBuf>,
 }
 
 /// Overrides given on the command line; each wins over the file.
@@ -212,6 +216,7 @@ impl Default for Config {
             admin: None,
             audit: None,
             console: None,
+            identities_file: None,
         }
     }
 }
@@ -268,6 +273,7 @@ impl Config {
             c.upstream_tls = UpstreamTlsConfig { mode: u.mode, ca: u.ca.map(rel), server_name: u.server_name };
         }
         c.admin = raw.admin;
+        c.identities_file = raw.identities_file.map(rel);
         c.console = raw.console.map(|k| ConsoleConfig {
             admins: k.admins,
             auth_database: k.auth_database.unwrap_or_else(|| "postgres".into()),

@@ -26,6 +26,7 @@ pub mod demo;
 pub mod guard;
 pub mod listen;
 pub mod metrics;
+pub mod names;
 pub mod pgtemp;
 pub mod policy;
 pub mod precheck;

@@ -95,7 +95,10 @@ impl ShutdownHandle {
 }
 
 impl Server {
-    pub async fn bind(config: Config, guard: Guard) -> Result<Server, ServerError> {
+    pub async fn bind(config: Config, mut guard: Guard) -> Result<Server, ServerError> {
+        if let Some(path) = &config.identities_file {
+            guard.catalog.persist_to(path.clone());
+        }
         let addresses = config
             .listen_addresses()
             .map_err(|e| ServerError::Bind { addr: config.listen.clone(), source: std::io::Error::other(e) })?;

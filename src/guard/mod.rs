@@ -95,6 +95,8 @@ pub struct SessionInfo {
     /// the guard cannot see into): the catalog's answers were dropped, and are dropped again
     /// once it has run (another session may have asked meanwhile).
     pub changes_names: bool,
+    /// What the names this session wrote resolve to on it (`crate::names`).
+    pub names: crate::names::Resolutions,
     pub session_mode: Option<Mode>,
 }
 
@@ -181,6 +183,16 @@ impl Guard {
     /// Judges the SQL text of a Query or Parse message, with its analysis made ahead (off the
     /// event loop) when there is one: the verdict, and what the audit trail records of it.
     pub fn judge(&self, sql: &[u8], info: &mut SessionInfo, pre: Option<&Preanalyzed>) -> Judged {
+        let judged = self.judge_once(sql, info, pre);
+        // What names resolve to may change when this message runs: the answers it was judged
+        // with are dropped once judged (nothing to scan on a select-only session).
+        if !matches!(judged.verdict, Verdict::Resolve(_) | Verdict::Analyze) {
+            info.names.after_message(sql, info.in_transaction);
+        }
+        judged
+    }
+
+    fn judge_once(&self, sql: &[u8], info: &mut SessionInfo, pre: Option<&Preanalyzed>) -> Judged {
         let plain = |verdict| Judged { verdict, facts: None };
         let harmless = match pre {
             // Even the prefilter's scan is left to the blocking thread for a long text.
@@ -446,6 +458,26 @@ impl Guard {
             let known = |s: &str, t: &str| self.catalog.minted_of(&info.database, s, t).is_some();
             questions.extend(crate::contract::minted_questions(&inserts, &policy, &known));
         }
+        // Each write's relation as the server will resolve it on this session.
+        let online = !info.database.is_empty();
+        let decided: std::borrow::Cow<'_, [Statement]> = if statements.iter().all(|s| s.executes.is_empty()) {
+            std::borrow::Cow::Borrowed(&statements[..])
+        } else {
+            std::borrow::Cow::Owned(with_prepared(&statements, info))
+        };
+        let ids = online.then(|| crate::names::ask(&self.catalog, info, &decided, &policy, &mut questions)).flatten();
+        let once = std::cell::RefCell::new(Vec::new());
+        let cx =
+            crate::names::Context { statements: &decided, policy: &policy, ids: ids.as_deref(), session: &info.names };
+        let reach = |i: usize, w: &analyze::Write| {
+            let (r, shadowed) = crate::names::reach_once(&cx, i, w);
+            once.borrow_mut().extend(shadowed);
+            r
+        };
+        // The protected columns' names now, of the tables reached under another name.
+        if online && questions.is_empty() {
+            questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, &info.database));
+        }
         if !questions.is_empty() {
             return Err(questions);
         }
@@ -455,11 +487,8 @@ impl Guard {
         let mut view = info.view();
         view.columns = Some(&columns);
         view.sequence_owners = Some(&owners);
-        let mut decision = if statements.iter().all(|s| s.executes.is_empty()) {
-            policy::decide(&statements, view, &policy)
-        } else {
-            policy::decide(&with_prepared(&statements, info), view, &policy)
-        };
+        let reach_of: Option<&policy::TablesOf<'_>> = if online { Some(&reach) } else { None };
+        let mut decision = policy::decide_resolved(&decided, view, &policy, reach_of);
         let minted = |s: &str, t: &str| self.catalog.minted_of(&db, s, t);
         for (i, ins) in &inserts {
             let text = &statements[*i].text;
@@ -467,6 +496,7 @@ impl Guard {
         }
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
+        info.names.after_judging(&once.into_inner());
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }

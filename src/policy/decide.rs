@@ -29,6 +29,25 @@ pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>>
 /// The (schema, table, column) owning a sequence (`OWNED BY`, serial, identity).
 pub type SequenceOwners<'a> = dyn Fn(&RelName) -> Option<Vec<(String, String, String)>> + Sync + 'a;
 
+/// A view's columns as (view column, base column).
+pub type ViewColumns = Vec<(String, String)>;
+
+/// What one write reaches as the server resolves its name (see `crate::names`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// The policy tables (indices) it reaches, each with (view column, base column) names when
+    /// written through a view over it.
+    pub tables: Vec<(usize, Option<ViewColumns>)>,
+    /// Why its name could not be resolved before the message runs (then `tables` is every
+    /// table it may be).
+    pub unresolved: Option<String>,
+    /// The columns of its `ON CONFLICT ON CONSTRAINT` constraint, when the catalog said.
+    pub constraint_columns: Option<Vec<String>>,
+}
+
+/// What write `w` of statement `index` reaches (`None`: judged by its name).
+pub type TablesOf<'a> = dyn Fn(usize, &Write) -> Option<Reach> + 'a;
+
 /// Who is asking, as far as the policy cares.
 #[derive(Clone, Copy)]
 pub struct SessionView<'a> {
@@ -87,10 +106,22 @@ const HINT_CURSOR: &str = "Write the row's key explicitly (WHERE id = …) inste
 
 /// The decision for the statements of one message.
 pub fn decide(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -> Decision {
+    decide_resolved(statements, who, policy, None)
+}
+
+/// [`decide`], with each write's relation as the server resolves it (`reach`; without it, or
+/// where it says `None`, a name matches the policy's table of that name — offline).
+pub fn decide_resolved(
+    statements: &[Statement],
+    who: SessionView<'_>,
+    policy: &Policy,
+    reach: Option<&TablesOf<'_>>,
+) -> Decision {
     let mut d = Decision::default();
-    for st in statements {
+    for (i, st) in statements.iter().enumerate() {
         for w in &st.writes {
-            write_findings(w, st, who, policy, &mut d);
+            let r = reach.and_then(|f| f(i, w));
+            write_findings(w, st, r.as_ref(), who, policy, &mut d);
         }
         if st.calls_functions {
             let mode = match policy.opaque.functions {
@@ -251,24 +282,43 @@ pub fn limit_findings(
     d
 }
 
-fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Policy, d: &mut Decision) {
+fn write_findings(
+    w: &Write,
+    st: &Statement,
+    reach: Option<&Reach>,
+    who: SessionView<'_>,
+    policy: &Policy,
+    d: &mut Decision,
+) {
     let target = w.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "an unnamed object".into());
     let what = format!("{} on {target}", w.op.verb());
+    // The view a write goes through, per policy table it reaches that way.
+    let through_view = |t: &TablePolicy| {
+        let r = reach?;
+        r.tables.iter().find(|(i, _)| policy.tables.get(*i).is_some_and(|p| std::ptr::eq(p, t)))?.1.as_ref()
+    };
     let mut finding = |table: Option<&TablePolicy>, rule: &'static str, why: String, hint: &'static str| {
         let source = table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
         // Name the table the policy protects when the statement's name resolved to it.
         let what = match table {
+            Some(t) if through_view(t).is_some() => format!("{what} (a view of {})", t.qualified()),
+            Some(t) if reach.is_some_and(|r| r.unresolved.is_none()) => format!("{} on {}", w.op.verb(), t.qualified()),
             Some(t) if w.target.as_ref().is_some_and(|x| t.matches(x)) => {
                 format!("{} on {}", w.op.verb(), t.qualified())
             }
             _ => what.clone(),
         };
+        let why = match reach.and_then(|r| r.unresolved.as_ref()) {
+            Some(u) if table.is_some() => format!("{why} ({u})"),
+            _ => why,
+        };
         let f = Finding { rule, mode: Mode::Enforce, what, why, hint, source, statement: st.text.clone() };
         push(d, who, policy, table, f);
     };
-    let tables: Vec<&TablePolicy> = match &w.target {
-        Some(t) => policy.tables.iter().filter(|p| p.matches(t)).collect(),
-        None => Vec::new(),
+    let tables: Vec<&TablePolicy> = match (&w.target, reach) {
+        (_, Some(r)) => r.tables.iter().filter_map(|(i, _)| policy.tables.get(*i)).collect(),
+        (Some(t), None) => policy.tables.iter().filter(|p| p.matches(t)).collect(),
+        (None, None) => Vec::new(),
     };
     // The current names of a table's protected columns, with their policy names.
     let protected = |t: &TablePolicy| -> Vec<(String, String)> {
@@ -315,7 +365,18 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
                         HINT_CURSOR,
                     ),
                     Where::Cond(c) => {
-                        let named = protected(t);
+                        let mut named = protected(t);
+                        // Through a view: the view's names of the protected columns it shows.
+                        if let Some(map) = through_view(t) {
+                            named = named
+                                .into_iter()
+                                .flat_map(|(p, now)| {
+                                    map.iter()
+                                        .filter(move |(_, base)| *base == now)
+                                        .map(move |(v, _)| (p.clone(), v.clone()))
+                                })
+                                .collect();
+                        }
                         for (policy_name, col) in &named {
                             let kind = match (c.points.get(col), c.range_of(col)) {
                                 (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
@@ -340,7 +401,18 @@ fn write_findings(w: &Write, st: &Statement, who: SessionView<'_>, policy: &Poli
         }
         Op::Upsert { conflict_columns, constraint, .. } => {
             for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::UpsertOverwrite)) {
-                if let Some(c) = constraint {
+                let covered = reach.and_then(|r| r.constraint_columns.as_ref()).filter(|c| !c.is_empty());
+                if let (Some(c), Some(cols)) = (constraint, covered) {
+                    let now: Vec<String> = who
+                        .columns
+                        .and_then(|f| f(t))
+                        .map(|v| v.into_iter().map(|(_, n)| n).collect())
+                        .unwrap_or_else(|| t.protected_columns.iter().cloned().collect());
+                    if let Some(col) = cols.iter().find(|c| now.contains(c)) {
+                        let why = format!("ON CONFLICT ON CONSTRAINT {c} DO UPDATE overwrites existing rows that share the protected column {col}");
+                        finding(Some(t), "upsert-overwrite", why, HINT_UPSERT);
+                    }
+                } else if let Some(c) = constraint {
                     let why = format!("ON CONFLICT ON CONSTRAINT {c} may overwrite rows matched by protected columns, and cannot be checked statically");
                     finding(Some(t), "upsert-overwrite", why, HINT_UPSERT);
                 } else if let Some(col) = conflict_columns.iter().find(|c| t.protected_columns.contains(*c)) {

@@ -7,7 +7,8 @@ mod decide;
 pub mod file;
 
 pub use decide::{
-    decide, describe_counts, limit_findings, limits_for, mode_for, Decision, Finding, SessionView, TableCount,
+    decide, decide_resolved, describe_counts, limit_findings, limits_for, mode_for, Decision, Finding, Reach,
+    SessionView, TableCount, TablesOf, ViewColumns,
 };
 pub use file::{PolicyError, DEFAULT_POLICY};
 

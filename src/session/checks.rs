@@ -249,6 +249,13 @@ impl Session {
                 catalog.learn_minted(&db, schema, table, if answer.error.is_some() { &[] } else { &answer.rows });
                 continue;
             }
+            if let Some(sql) = crate::names::question_sql(q, &policy, &|s, t| catalog.oid_of(&db, s, t)) {
+                let answer =
+                    backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                let rows = answer.error.is_none().then_some(&answer.rows[..]);
+                crate::names::learn(q, rows, &mut self.info.names, catalog, &db, &policy);
+                continue;
+            }
             let Question::Columns { schema, table } = q else { continue };
             let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) else { continue };
             let sql = crate::catalog::columns_query(schema, table, catalog.oid_of(&db, schema, table));
@@ -388,7 +395,7 @@ impl Pending {
 impl Session {
     /// No catalog question can be asked in the middle of an extended batch: answers that
     /// assume the worst (a write to count; the policy's column names).
-    pub(super) fn assume_answers(&self, questions: &[crate::catalog::Question]) {
+    pub(super) fn assume_answers(&mut self, questions: &[crate::catalog::Question]) {
         let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
         let policy = self.shared.guard.policy();
         for q in questions {
@@ -416,6 +423,10 @@ impl Session {
                         cols.iter().map(|c| vec![Some("1".into()), Some(c.to_string()), Some("s".into())]).collect();
                     catalog.learn_minted(db, schema, table, &rows);
                 }
+                // Fail closed: judged as every relation the name may be, this once.
+                q @ (crate::catalog::Question::Identities
+                | crate::catalog::Question::Relations(_)
+                | crate::catalog::Question::Constraint { .. }) => crate::names::assume(q, &mut self.info.names),
                 crate::catalog::Question::Columns { schema, table } => {
                     if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
                         catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);

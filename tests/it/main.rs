@@ -56,6 +56,7 @@ mod identity;
 mod lifecycle;
 mod listening;
 mod modes;
+mod names;
 mod ops;
 mod oracle;
 mod precheck;

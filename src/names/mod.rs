@@ -1,0 +1,537 @@
+//! Names resolved as the server will resolve them: which relation a write's name reaches on the
+//! client's own session (its `search_path`, its temporary schema, its role), so that every text
+//! rule applies to the relation the server will touch, not to a spelling.
+//!
+//! Two answers from the catalog, both asked on the client's session with every function and
+//! operator qualified with `pg_catalog`:
+//! - per database (kept in `catalog::Catalog`): each policy table's identity — the OID its name
+//!   resolves to now and the OID first seen under it (a renamed table keeps its rules), its name
+//!   now, and the views over it. Only a write naming one of those relation names can reach a
+//!   policy table; every other write needs no further question.
+//! - per session and name ([`Resolutions`], kept in the session's `SessionInfo`): the OID the
+//!   name resolves to (`to_regclass`, so the session's path and temporary schema decide), the
+//!   view's base and column names when it is a view, and the columns of an `ON CONFLICT ON
+//!   CONSTRAINT` constraint. Dropped on anything that may change what a name resolves to
+//!   (`SET`/`RESET` of the path, `set_config`, `DISCARD`, transaction ends, role changes, DDL,
+//!   a function the guard cannot see into), on DDL in any session, and after 30 s.
+//!
+//! A name after a statement of the same message that may change the path (or create the
+//! relation) cannot be resolved before the message runs: it is judged as every relation it may
+//! be (the policy's table of that name, and any policy table now called so), and the refusal
+//! says why.
+//!
+//! Owns: the cache, the two queries and reading their answers, and the reach of one write.
+//! Does not own: asking (`session`), the rules (`policy::decide`).
+
+use crate::analyze::{Op, RelName, Statement, Write};
+use crate::policy::Policy;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+mod sql;
+pub use sql::{constraint_query, identities_query, question_sql, relations_query, view_columns};
+
+/// How long an answer is trusted when nothing seen changes it.
+const TTL: Duration = Duration::from_secs(30);
+
+/// What the policy tables are in one database, as the catalog said.
+#[derive(Debug, Clone)]
+pub struct Identities {
+    /// The policy's tables this answer is for, in policy order ((schema, name)).
+    key: Vec<(String, String)>,
+    /// Per policy table: the OIDs it is known by (its name now; the OID first seen).
+    pub oids: Vec<Vec<u32>>,
+    /// Per policy table: the names it is called by now (its own, a view's over it).
+    relnames: Vec<Vec<String>>,
+    learned: Instant,
+}
+
+impl Identities {
+    /// Whether the answer is still good for this policy.
+    pub fn fresh_for(&self, policy: &Policy) -> bool {
+        self.learned.elapsed() < TTL
+            && self.key.len() == policy.tables.len()
+            && self.key.iter().zip(&policy.tables).all(|((s, n), t)| *s == t.schema && *n == t.name)
+    }
+}
+
+/// Reads the answer of [`identities_query`] (a failed query: every table known by its
+/// policy name only, every name of it may reach it).
+pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Identities {
+    let n = policy.tables.len();
+    let mut oids = vec![Vec::new(); n];
+    let mut relnames: Vec<Vec<String>> = policy.tables.iter().map(|t| vec![t.name.clone()]).collect();
+    for r in rows {
+        let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
+        let (Some(kind), Some(Ok(i)), Some(Ok(oid)), Some(name)) =
+            (get(0), get(1).map(str::parse::<usize>), get(2).map(str::parse::<u32>), get(3))
+        else {
+            continue;
+        };
+        if i >= n {
+            continue;
+        }
+        if kind == "t" && !oids[i].contains(&oid) {
+            oids[i].push(oid);
+        }
+        if !relnames[i].iter().any(|x| x == name) {
+            relnames[i].push(name.to_string());
+        }
+    }
+    Identities {
+        key: policy.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect(),
+        oids,
+        relnames,
+        learned: Instant::now(),
+    }
+}
+
+/// A relation name as `to_regclass` reads it, each part quoted.
+pub fn quote(schema: &str, name: &str) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    if schema.is_empty() {
+        q(name)
+    } else {
+        format!("{}.{}", q(schema), q(name))
+    }
+}
+
+/// The key of a name as a statement wrote it.
+pub fn key(r: &RelName) -> String {
+    quote(r.schema.as_deref().unwrap_or(""), &r.name)
+}
+
+/// What one name resolves to on a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// This relation (0: none; a write to it fails), and its (schema, name) now.
+    Oid { oid: u32, view: Option<View>, name: Option<(String, String)> },
+    /// It could not be asked (in the middle of an extended batch): judged as everything it
+    /// may be, for the judgement that asked only.
+    Assumed(String),
+}
+
+/// A view: the relations its rule reads, and its columns as (view column, base column) for
+/// those that are plain columns of its one base relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub bases: Vec<u32>,
+    pub columns: Vec<(String, String)>,
+}
+
+/// A session's resolved names.
+#[derive(Debug, Clone, Default)]
+pub struct Resolutions {
+    generation: u64,
+    learned: Option<Instant>,
+    relations: HashMap<String, Resolved>,
+    /// (relation key, constraint) → the constraint's columns (empty: no such constraint).
+    constraints: HashMap<(String, String), Vec<String>>,
+    /// The identities could not be asked: every name judged as everything it may be, once.
+    pub assumed_identities: bool,
+    /// A message that may change the path was judged since the last transaction end: the
+    /// next end (`COMMIT`, `ROLLBACK`, …) may undo it (`SET LOCAL`, a `SET` rolled back).
+    changed_since_end: bool,
+}
+
+impl Resolutions {
+    pub fn is_empty(&self) -> bool {
+        self.relations.is_empty() && self.constraints.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.relations.clear();
+        self.constraints.clear();
+        self.learned = None;
+    }
+
+    /// Once a message is judged: drops the answers it may make wrong when it runs. Free on a
+    /// session that has resolved nothing and is not in a transaction block, for a message of
+    /// one statement (select-only): it can neither change an answer nor open a transaction
+    /// whose end undoes a change (`BEGIN; SET LOCAL …` is two).
+    pub fn after_message(&mut self, sql: &[u8], in_transaction: bool) {
+        if self.is_empty() && !in_transaction && !self.changed_since_end && !sql.contains(&b';') {
+            return;
+        }
+        match path_effect(sql) {
+            PathEffect::Change => {
+                self.clear();
+                self.changed_since_end = true;
+            }
+            PathEffect::End if self.changed_since_end => {
+                self.clear();
+                self.changed_since_end = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops the answers when DDL was seen since (the catalog's `generation`) or they are old.
+    pub fn expire(&mut self, generation: u64) {
+        if self.generation != generation || self.learned.is_some_and(|t| t.elapsed() >= TTL) {
+            self.clear();
+            self.generation = generation;
+        }
+    }
+
+    /// After a judgement: drops what was assumed for it, and the answers used once.
+    pub fn after_judging(&mut self, once: &[String]) {
+        self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
+        self.assumed_identities = false;
+    }
+
+    pub fn relation(&self, key: &str) -> Option<&Resolved> {
+        self.relations.get(key)
+    }
+
+    pub fn constraint(&self, key: &str, constraint: &str) -> Option<&Vec<String>> {
+        self.constraints.get(&(key.to_string(), constraint.to_string()))
+    }
+
+    pub fn assume(&mut self, key: &str, why: &str) {
+        self.relations.insert(key.to_string(), Resolved::Assumed(why.to_string()));
+    }
+
+    /// Reads the answer of [`relations_query`] for `keys` (a failed query: as assumed).
+    pub fn learn_relations(&mut self, keys: &[String], rows: Option<&[Vec<Option<String>>]>) {
+        self.learned.get_or_insert_with(Instant::now);
+        for (i, k) in keys.iter().enumerate() {
+            let Some(rows) = rows else {
+                self.assume(k, "the catalog could not be read on this session");
+                continue;
+            };
+            let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
+            let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
+            let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
+            let view = get(2).map(|def| {
+                let bases = get(3).unwrap_or("").split(',').filter_map(|b| b.trim().parse().ok()).collect();
+                View { bases, columns: view_columns(def) }
+            });
+            let name = get(4).zip(get(5)).map(|(s, n)| (s.to_string(), n.to_string()));
+            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name });
+        }
+    }
+
+    pub fn learn_constraint(&mut self, key: &str, constraint: &str, rows: &[Vec<Option<String>>]) {
+        self.learned.get_or_insert_with(Instant::now);
+        let cols = rows.iter().filter_map(|r| r.first().cloned().flatten()).collect();
+        self.constraints.insert((key.to_string(), constraint.to_string()), cols);
+    }
+}
+
+/// Whether a write's target is a relation whose name the server resolves (not a sequence,
+/// schema or database).
+pub fn names_a_relation(w: &Write) -> bool {
+    !matches!(
+        w.op,
+        Op::Setval | Op::AlterSequence | Op::DropSequence | Op::DropSchema { .. } | Op::DropDatabase | Op::DropOwned
+    )
+}
+
+/// What a text may do to what names resolve to when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathEffect {
+    None,
+    /// Change the path (`SET`/`RESET` `search_path` or `SCHEMA`, `set_config`, `DISCARD`),
+    /// the role (`$user`), or the relations (DDL; `DO`, `CALL` and functions are DDL to the
+    /// guard, which drops every session's answers for them: `Catalog::generation`).
+    Change,
+    /// End a transaction (or roll back to a savepoint), undoing a `SET LOCAL` or a `SET`.
+    End,
+}
+
+/// [`PathEffect`] of a text, read as words, case-insensitively, with no allocation: a word in
+/// a string or a comment only costs one question more.
+pub fn path_effect(text: &[u8]) -> PathEffect {
+    const CHANGE: &[&[u8]] = &[
+        b"search_path",
+        b"set_config",
+        b"schema",
+        b"reset",
+        b"discard",
+        b"role",
+        b"authorization",
+        b"create",
+        b"alter",
+        b"drop",
+        b"import",
+    ];
+    const END: &[&[u8]] = &[b"rollback", b"abort", b"commit", b"end"];
+    let mut effect = PathEffect::None;
+    for w in text.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)) {
+        if CHANGE.iter().any(|x| w.eq_ignore_ascii_case(x)) {
+            return PathEffect::Change;
+        }
+        if END.iter().any(|x| w.eq_ignore_ascii_case(x)) {
+            effect = PathEffect::End;
+        }
+    }
+    effect
+}
+
+/// Whether a text may change what names resolve to when it runs (either effect).
+pub fn may_change_path(text: &[u8]) -> bool {
+    path_effect(text) != PathEffect::None
+}
+
+/// Why a statement's names cannot be resolved before its message runs, if a statement before
+/// it in the same message may change them.
+pub fn unresolvable_after(statements: &[Statement], index: usize) -> Option<String> {
+    statements[..index.min(statements.len())]
+        .iter()
+        .find(|s| may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty())
+        .map(|s| {
+            let head: String = s.text.trim().chars().take(60).collect();
+            format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own")
+        })
+}
+
+/// The policy tables a written name may reach when it cannot be resolved: the policy's table
+/// of that name (any schema when unqualified), and every policy table called so now (its own
+/// name or a view over it).
+pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelName) -> Vec<usize> {
+    policy
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            t.matches(target) || ids.is_some_and(|ids| ids.relnames.get(*i).is_some_and(|n| n.contains(&target.name)))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Whether statement `index` runs a statement prepared earlier (an `EXECUTE`'s expansion):
+/// the server resolves its names with the `search_path` of its `PREPARE`, not today's.
+fn prepared_earlier(statements: &[Statement], index: usize) -> bool {
+    let Some(st) = statements.get(index) else { return false };
+    statements[..index].iter().any(|e| !e.executes.is_empty() && e.offset == st.offset && e.text == st.text)
+}
+
+/// The name of a relation a write names.
+fn relevant(w: &Write) -> Option<&RelName> {
+    w.target.as_ref().filter(|_| names_a_relation(w))
+}
+
+/// The policy tables' identities in the session's database, when known; what to ask first
+/// otherwise, or before the writes of `statements` can be judged by what they reach.
+pub fn ask(
+    catalog: &crate::catalog::Catalog,
+    info: &mut crate::guard::SessionInfo,
+    statements: &[Statement],
+    policy: &Policy,
+    questions: &mut Vec<crate::catalog::Question>,
+) -> Option<std::sync::Arc<Identities>> {
+    info.names.expire(catalog.generation());
+    let ids = catalog.identities(&info.database, policy);
+    questions.extend(self::questions(statements, policy, ids.as_deref(), &info.names));
+    ids
+}
+
+/// What to ask before the writes of `statements` can be judged by what they reach.
+pub fn questions(
+    statements: &[Statement],
+    policy: &Policy,
+    ids: Option<&Identities>,
+    session: &Resolutions,
+) -> Vec<crate::catalog::Question> {
+    use crate::catalog::Question;
+    if session.assumed_identities {
+        return Vec::new();
+    }
+    if policy.tables.is_empty() {
+        return Vec::new();
+    }
+    if ids.is_none() {
+        let any = statements.iter().flat_map(|s| &s.writes).any(|w| relevant(w).is_some());
+        return if any { vec![Question::Identities] } else { Vec::new() };
+    }
+    let mut keys: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (i, st) in statements.iter().enumerate() {
+        if unresolvable_after(statements, i).is_some() || prepared_earlier(statements, i) {
+            continue;
+        }
+        for w in &st.writes {
+            let Some(t) = relevant(w) else { continue };
+            let k = key(t);
+            if session.relation(&k).is_none() && !keys.contains(&k) {
+                keys.push(k.clone());
+            }
+            if let Op::Upsert { constraint: Some(c), .. } = &w.op {
+                let q = Question::Constraint { relation: k.clone(), constraint: c.clone() };
+                if session.constraint(&k, c).is_none() && !out.contains(&q) {
+                    out.push(q);
+                }
+            }
+        }
+    }
+    if !keys.is_empty() {
+        out.insert(0, Question::Relations(keys));
+    }
+    out
+}
+
+/// What a message's writes are resolved against.
+pub struct Context<'a> {
+    pub statements: &'a [Statement],
+    pub policy: &'a Policy,
+    pub ids: Option<&'a Identities>,
+    pub session: &'a Resolutions,
+}
+
+/// [`reach`], and the key of a name that names a policy table but resolved elsewhere (a
+/// shadowing table, another schema first on the path): that answer is used once and asked
+/// again next time, since DDL in another session (dropping the shadow) would lead the name
+/// back to the policy table without blastwall seeing it.
+pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::policy::Reach>, Option<String>) {
+    let r = reach(cx, index, w);
+    let shadowed = match (&r, &w.target) {
+        (Some(r), Some(t)) if r.unresolved.is_none() => {
+            let by_name = unresolved_reach(cx.policy, cx.ids, t);
+            by_name.iter().any(|i| !r.tables.iter().any(|(j, _)| j == i)).then(|| key(t))
+        }
+        _ => None,
+    };
+    (r, shadowed)
+}
+
+/// What write `w` of statement `index` reaches, as the server will resolve its name (`None`:
+/// judged by its name, as offline — a sequence, a schema, an unnamed target).
+fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Reach> {
+    let Context { statements, policy, ids, session } = *cx;
+    use crate::policy::Reach;
+    let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
+    let unresolved = |why: String| Reach {
+        tables: unresolved_reach(policy, ids, target).into_iter().map(|i| (i, None)).collect(),
+        unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
+        constraint_columns: None,
+    };
+    let Some(ids) = ids else {
+        return Some(unresolved(
+            "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog".into(),
+        ));
+    };
+    if let Some(why) = unresolvable_after(statements, index) {
+        return Some(unresolved(why));
+    }
+    if prepared_earlier(statements, index) {
+        return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
+    }
+    let k = key(target);
+    let (oid, view, now) = match session.relation(&k) {
+        Some(Resolved::Oid { oid, view, name }) => (*oid, view.as_ref(), name.as_ref()),
+        Some(Resolved::Assumed(why)) => return Some(unresolved(why.clone())),
+        None => return Some(unresolved("the catalog was not asked".into())),
+    };
+    let mut tables: Vec<(usize, Option<crate::policy::ViewColumns>)> = Vec::new();
+    for (i, t) in policy.tables.iter().enumerate() {
+        let known = &ids.oids[i];
+        // By identity; or by the name it has now (a table created since the identities were
+        // learned); a policy table the catalog does not know (absent): by its name, as offline.
+        let named = now.is_some_and(|(s, n)| *s == t.schema && *n == t.name);
+        if known.contains(&oid) || named || (known.is_empty() && t.matches(target)) {
+            tables.push((i, None));
+        } else if let Some(v) = view.filter(|v| v.bases.iter().any(|b| known.contains(b))) {
+            tables.push((i, Some(v.columns.clone())));
+        }
+    }
+    let constraint_columns = match &w.op {
+        Op::Upsert { constraint: Some(c), .. } => session.constraint(&k, c).cloned(),
+        _ => None,
+    };
+    Some(Reach { tables, unresolved: None, constraint_columns })
+}
+
+/// The current names of the protected columns of every policy table a row write reaches
+/// under another name (renamed, or through a view), when not known.
+pub fn columns_questions(
+    statements: &[Statement],
+    reach: &dyn Fn(usize, &Write) -> Option<crate::policy::Reach>,
+    policy: &Policy,
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+) -> Vec<crate::catalog::Question> {
+    let mut out = Vec::new();
+    for (i, st) in statements.iter().enumerate() {
+        for w in st.writes.iter().filter(|w| w.op.is_row_write()) {
+            for (t, _) in reach(i, w).into_iter().flat_map(|r| r.tables) {
+                let Some(t) = policy.tables.get(t).filter(|t| !t.protected_columns.is_empty()) else { continue };
+                let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
+                if catalog.columns_of(database, &t.schema, &t.name).is_none() && !out.contains(&q) {
+                    out.push(q);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Learns the answer to a question of this module (`rows`: `None` when the query failed).
+pub fn learn(
+    q: &crate::catalog::Question,
+    rows: Option<&[Vec<Option<String>>]>,
+    session: &mut Resolutions,
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+    policy: &Policy,
+) {
+    use crate::catalog::Question;
+    session.expire(catalog.generation());
+    match q {
+        // A failed query leaves every table known by its name only (judged by name).
+        Question::Identities => catalog.learn_identities(database, policy, rows.unwrap_or(&[])),
+        Question::Relations(keys) => session.learn_relations(keys, rows),
+        Question::Constraint { relation, constraint } => match rows {
+            Some(rows) => session.learn_constraint(relation, constraint, rows),
+            None => session.assume(relation, "the catalog could not be read on this session"),
+        },
+        _ => {}
+    }
+}
+
+/// A question of this module that cannot be asked now (in the middle of an extended batch):
+/// the judgement that asked it takes every name as everything it may be.
+pub fn assume(q: &crate::catalog::Question, session: &mut Resolutions) {
+    use crate::catalog::Question;
+    const WHY: &str = "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog";
+    match q {
+        Question::Identities => session.assumed_identities = true,
+        Question::Relations(keys) => keys.iter().for_each(|k| session.assume(k, WHY)),
+        Question::Constraint { relation, .. } => session.assume(relation, WHY),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_changes_are_found_as_words() {
+        for t in [
+            "SET search_path TO archive",
+            "set schema 'x'",
+            "RESET ALL",
+            "SELECT pg_catalog.set_config('search_path', 'a', false)",
+            "DISCARD ALL",
+            "ROLLBACK",
+            "end",
+            "SET ROLE app",
+            "CREATE TEMP TABLE users (id int)",
+        ] {
+            assert!(may_change_path(t.as_bytes()), "{t}");
+        }
+        for t in ["SELECT * FROM users WHERE id = 1", "DELETE FROM users WHERE id = $1", "UPDATE t SET a = 1", "BEGIN"]
+        {
+            assert!(!may_change_path(t.as_bytes()), "{t}");
+        }
+    }
+
+    #[test]
+    fn view_columns_map_to_base_columns() {
+        let cols = view_columns(" SELECT users.id AS uid,\n    users.email\n   FROM users;");
+        assert_eq!(cols, vec![("uid".into(), "id".into()), ("email".into(), "email".into())]);
+        assert_eq!(quote("pub\"lic", "users"), "\"pub\"\"lic\".\"users\"");
+    }
+}

@@ -1,0 +1,278 @@
+//! Names resolved as the server will (issue 13): in a database where the policy protects
+//! `public.users` and an `archive.users` (a copy) is not protected, a write whose name the
+//! session's `search_path` (or a temporary table) leads to `archive.users` is judged as a write
+//! to `archive.users` — allowed, and the rows change as the statement says — and the same
+//! statement is refused whenever the path leads back to `public.users`. Renamed tables and
+//! columns keep every rule, across a blastwall restart; `ON CONFLICT ON CONSTRAINT` is judged
+//! by the constraint's columns; a view over `users` gets its rules under the view's column
+//! names. Every count is read directly on the server.
+
+use crate::harness::*;
+use tokio_postgres::Client;
+
+/// 20 rows in the incident's window (10 test users, 10 real ones): a range on a protected
+/// column of `public.users`, refused by `protected-range` there.
+const RANGE_DELETE: &str = "DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100";
+
+/// The incident database with `archive.users`, a copy of `users` that no policy protects.
+async fn archive_db() -> String {
+    let db = incident_db();
+    let c = direct("app", APP_PW, &db).await;
+    c.batch_execute(
+        "CREATE SCHEMA archive; CREATE TABLE archive.users (LIKE public.users INCLUDING ALL); \
+         INSERT INTO archive.users SELECT * FROM public.users",
+    )
+    .await
+    .unwrap();
+    db
+}
+
+/// Rows of `public.users` and `archive.users`, read on the server directly.
+async fn counts(db: &str) -> (i64, i64) {
+    let c = direct("app", APP_PW, db).await;
+    let row = c
+        .query_one("SELECT (SELECT count(*) FROM public.users), (SELECT count(*) FROM archive.users)", &[])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Sends one Query message; the error's text when it failed.
+async fn send(c: &Client, sql: &str) -> Result<(), String> {
+    c.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
+        Some(d) => format!("{} | {}", d.message(), d.detail().unwrap_or("")),
+        None => e.to_string(),
+    })
+}
+
+async fn refused(c: &Client, sql: &str) -> String {
+    let e = send(c, sql).await.expect_err(sql);
+    assert!(e.contains("blastwall: refused"), "{sql}: {e}");
+    e
+}
+
+async fn connect_with(port: u16, db: &str, options: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("{} options='{options}'", conninfo(port, "app", APP_PW, db)),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_set_in_its_own_message_leads_where_the_server_goes() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // Before: the path is public's, the range is refused.
+    let e = refused(&c, RANGE_DELETE).await;
+    assert!(e.contains("public.users"), "{e}");
+    send(&c, "SET search_path = archive, public").await.unwrap();
+    send(&c, RANGE_DELETE).await.unwrap();
+    assert_eq!(counts(&db).await, (60, 40));
+    // RESET leads back to public.users.
+    send(&c, "RESET search_path").await.unwrap();
+    refused(&c, RANGE_DELETE).await;
+    // set_config, both ways.
+    send(&c, "SELECT set_config('search_path', 'archive, public', false)").await.unwrap();
+    send(&c, "UPDATE users SET plan = 'moved' WHERE id BETWEEN 1000001 AND 1000040").await.unwrap();
+    send(&c, "SELECT pg_catalog.set_config('search_path', 'public', false)").await.unwrap();
+    refused(&c, "UPDATE users SET plan = 'moved' WHERE id BETWEEN 1000001 AND 1000040").await;
+    // SET LOCAL lasts until the transaction ends; a SET rolled back is undone.
+    send(&c, "BEGIN").await.unwrap();
+    send(&c, "SET LOCAL search_path = archive").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000005").await.unwrap();
+    send(&c, "COMMIT").await.unwrap();
+    refused(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000010").await;
+    send(&c, "BEGIN").await.unwrap();
+    send(&c, "SET search_path = archive").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN 1000006 AND 1000008").await.unwrap();
+    send(&c, "ROLLBACK").await.unwrap();
+    refused(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000010").await;
+    // The same opened and set in one message.
+    send(&c, "BEGIN; SET LOCAL search_path = archive").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN 1000006 AND 1000008").await.unwrap();
+    send(&c, "ROLLBACK").await.unwrap();
+    refused(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000010").await;
+    // DISCARD ALL resets the path too.
+    send(&c, "SET search_path = archive").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN 1000009 AND 1000010").await.unwrap();
+    send(&c, "DISCARD ALL").await.unwrap();
+    refused(&c, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000020").await;
+    // Direct check: archive lost 20 + 5 + 2 rows, public none, and the archive UPDATE ran.
+    assert_eq!(counts(&db).await, (60, 33));
+    let d = direct("app", APP_PW, &db).await;
+    let moved: i64 = d.query_one("SELECT count(*) FROM archive.users WHERE plan = 'moved'", &[]).await.unwrap().get(0);
+    let public_moved: i64 =
+        d.query_one("SELECT count(*) FROM public.users WHERE plan = 'moved'", &[]).await.unwrap().get(0);
+    assert_eq!((moved, public_moved), (33, 0));
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_options_path_is_the_sessions_path() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect_with(proxy.port(), &db, "-c search_path=archive").await;
+    send(&c, RANGE_DELETE).await.unwrap();
+    assert_eq!(counts(&db).await, (60, 40));
+    let back = connect_with(proxy.port(), &db, "-c search_path=public,archive").await;
+    refused(&back, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000040").await;
+    // A schema dropped on the server directly, not through blastwall: the name leads back to
+    // public.users at once (an answer that led elsewhere is never reused).
+    let c2 = connect_with(proxy.port(), &db, "-c search_path=archive,public").await;
+    send(&c2, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000002").await.unwrap();
+    direct("app", APP_PW, &db).await.batch_execute("DROP TABLE archive.users").await.unwrap();
+    refused(&c2, "DELETE FROM users WHERE id BETWEEN 1000001 AND 1000040").await;
+    refused(&c2, "TRUNCATE users").await;
+    let d = direct("app", APP_PW, &db).await;
+    let left: i64 = d.query_one("SELECT count(*) FROM public.users", &[]).await.unwrap().get(0);
+    assert_eq!(left, 60);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_or_a_table_made_earlier_in_the_same_message_fails_closed_and_says_why() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let e = refused(&c, "SET search_path TO archive; DELETE FROM users WHERE id < 0").await;
+    assert!(e.contains("could not be resolved before the message runs"), "{e}");
+    let e = refused(
+        &c,
+        "CREATE TEMP TABLE users (id bigint, email text); INSERT INTO users VALUES (-91111150, 'x'); \
+         DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100",
+    )
+    .await;
+    assert!(e.contains("CREATE TEMP TABLE users"), "{e}");
+    assert_eq!(counts(&db).await, (60, 60));
+    // The same in messages of their own: the temporary table shadows public.users.
+    send(&c, "CREATE TEMP TABLE users (id bigint, email text)").await.unwrap();
+    send(&c, "INSERT INTO users VALUES (-91111150, 'x'), (-91111151, 'y')").await.unwrap();
+    send(&c, RANGE_DELETE).await.unwrap();
+    send(&c, "TRUNCATE users").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 60));
+    // Dropped: the name leads back to public.users.
+    send(&c, "DROP TABLE users").await.unwrap();
+    refused(&c, RANGE_DELETE).await;
+    refused(&c, "TRUNCATE users").await;
+    assert_eq!(counts(&db).await, (60, 60));
+    proxy.stop().await;
+}
+
+/// A proxy with the incident policy that keeps its identities in `file`.
+async fn proxy_keeping(file: &std::path::Path) -> Proxy {
+    let mut cfg = base_config();
+    cfg.identities_file = Some(file.to_path_buf());
+    proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_table_and_column_keep_every_rule_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("identities.jsonl");
+    let db = incident_db();
+    let proxy = proxy_keeping(&file).await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // Any write teaches blastwall the policy tables' identities.
+    send(&c, "DELETE FROM users WHERE id = 0").await.unwrap();
+    // Renamed on the server directly (the policy forbids it through blastwall).
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute("ALTER TABLE users RENAME TO members").await.unwrap();
+    let rules = |col: &str| {
+        [
+            ("TRUNCATE members".to_string(), "forbid-truncate"),
+            ("DROP TABLE members".to_string(), "forbid-drop"),
+            (format!("DELETE FROM members WHERE {col} BETWEEN -91111200 AND -91111195"), "protected-range"),
+            ("ALTER TABLE members DROP COLUMN email".to_string(), "forbid-alter-drop-column"),
+            ("DELETE FROM members".to_string(), "require-where"),
+        ]
+    };
+    for (sql, rule) in rules("id") {
+        let e = refused(&c, &sql).await;
+        assert!(e.contains(rule) && e.contains("public.users"), "{sql}: {e}");
+    }
+    proxy.stop().await;
+    // While no blastwall runs, its id column is renamed too; a new blastwall, same file.
+    d.batch_execute("ALTER TABLE members RENAME id TO uid").await.unwrap();
+    let proxy = proxy_keeping(&file).await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    for (sql, rule) in rules("uid") {
+        let e = refused(&c, &sql).await;
+        assert!(e.contains(rule) && e.contains("public.users"), "after a restart, {sql}: {e}");
+    }
+    let left: i64 = d.query_one("SELECT count(*) FROM members", &[]).await.unwrap().get(0);
+    assert_eq!(left, 60);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_on_constraint_is_judged_by_the_constraints_columns() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute("ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email)").await.unwrap();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // SQLAlchemy's on_conflict_do_update(constraint='users_email_key'): email is not protected.
+    send(
+        &c,
+        "INSERT INTO users (id, email, plan) VALUES (5, 'user1@example.com', 'upserted') \
+         ON CONFLICT ON CONSTRAINT users_email_key DO UPDATE SET plan = excluded.plan",
+    )
+    .await
+    .unwrap();
+    let plan: String =
+        d.query_one("SELECT plan FROM users WHERE email = 'user1@example.com'", &[]).await.unwrap().get(0);
+    assert_eq!(plan, "upserted");
+    // On the primary key (id, protected): refused, nothing changed.
+    let e = refused(
+        &c,
+        "INSERT INTO users (id, plan) VALUES (1000001, 'over') ON CONFLICT ON CONSTRAINT users_pkey DO UPDATE SET plan = excluded.plan",
+    )
+    .await;
+    assert!(e.contains("upsert-overwrite") && e.contains("protected column id"), "{e}");
+    let plan: String = d.query_one("SELECT plan FROM users WHERE id = 1000001", &[]).await.unwrap().get(0);
+    assert_ne!(plan, "over");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_over_a_policy_table_gets_its_rules_under_the_views_names() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute("CREATE VIEW user_directory AS SELECT id AS uid, email, plan FROM users").await.unwrap();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // Five users at most, well under every row limit: only the text rule refuses it.
+    let e = refused(&c, "UPDATE user_directory SET plan = 'x' WHERE uid BETWEEN -91111105 AND -91111101").await;
+    assert!(e.contains("protected-range") && e.contains("uid") && e.contains("public.users"), "{e}");
+    let e = refused(&c, "DELETE FROM user_directory").await;
+    assert!(e.contains("require-where"), "{e}");
+    // A point on the view's name of id is fine, and changes what it says.
+    send(&c, "UPDATE user_directory SET plan = 'x' WHERE uid = -91111105").await.unwrap();
+    let x: i64 = d.query_one("SELECT count(*) FROM users WHERE plan = 'x'", &[]).await.unwrap().get(0);
+    assert_eq!(x, 1);
+    proxy.stop().await;
+}
+
+#[test]
+fn blastwall_check_says_when_a_verdict_rests_on_an_unqualified_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("cleanup.sql");
+    std::fs::write(
+        &script,
+        "DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100;\n\
+         DELETE FROM public.users WHERE id BETWEEN -91111200 AND -91111100;\n",
+    )
+    .unwrap();
+    let guard = blastwall::guard::Guard::new(blastwall::demo::incident_policy().unwrap(), None);
+    let opts = blastwall::check::Options { user: "app".into(), ..Default::default() };
+    let out = blastwall::check::run(&guard, &[script], &opts).unwrap();
+    let messages: Vec<&str> = out.reports.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("read offline by name: the unqualified users as public.users"), "{messages:?}");
+    assert!(!messages[1].contains("offline"), "{messages:?}");
+}
