@@ -20,7 +20,8 @@ const TTL: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Catalog {
     /// (database, relation name) → (a write may reach other rows, when learned).
-    indirect: DashMap<(String, String), (bool, Instant)>,
+    /// The second flag: the same for an INSERT (`is_indirect_insert`).
+    indirect: DashMap<(String, String), (bool, bool, Instant)>,
     /// The identity of policy tables: (database, schema, name) → OID, as first seen, so that
     /// their counters are found (and named) after a rename.
     oids: DashMap<(String, String, String), u32>,
@@ -99,11 +100,24 @@ impl Catalog {
     /// `Some(answer)` when known and fresh.
     pub fn is_indirect(&self, database: &str, name: &str) -> Option<bool> {
         let e = self.indirect.get(&(database.to_string(), name.to_string()))?;
-        (e.1.elapsed() < TTL).then_some(e.0)
+        (e.2.elapsed() < TTL).then_some(e.0)
     }
 
+    /// Whether an INSERT (or COPY … FROM) into this name can reach other rows: a view or a
+    /// partitioned table, rules, inheritance children, or user triggers that fire on INSERT
+    /// (a trigger on DELETE or UPDATE only does not).
+    pub fn is_indirect_insert(&self, database: &str, name: &str) -> Option<bool> {
+        let e = self.indirect.get(&(database.to_string(), name.to_string()))?;
+        (e.2.elapsed() < TTL).then_some(e.1)
+    }
+
+    /// Learns both answers as one (`true` when blastwall cannot ask: fail closed).
     pub fn learn(&self, database: &str, name: &str, indirect: bool) {
-        self.indirect.insert((database.to_string(), name.to_string()), (indirect, Instant::now()));
+        self.learn_both(database, name, indirect, indirect);
+    }
+
+    fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
+        self.indirect.insert((database.to_string(), name.to_string()), (indirect, on_insert, Instant::now()));
     }
 
     pub fn oid_of(&self, database: &str, schema: &str, name: &str) -> Option<u32> {
@@ -298,13 +312,25 @@ impl Catalog {
 }
 
 /// The catalog query for a set of names: one row per name that exists, with whether a write
-/// to any relation of that name (in any schema) can reach rows of other tables.
+/// to any relation of that name (in any schema) can reach rows of other tables, and whether an
+/// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4). Every operator and
+/// function is `pg_catalog`'s: the client's `search_path` cannot change the answer, which
+/// other sessions share.
 pub fn query(names: &[String]) -> String {
     let list = names.iter().map(|n| literal(n)).collect::<Vec<_>>().join(", ");
+    let trigger = |extra: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid \
+             AND NOT t.tgisinternal{extra})"
+        )
+    };
+    let plain = "c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass";
     format!(
-        "SELECT c.relname::text, bool_or(c.relkind <> 'r' OR c.relhasrules OR c.relhassubclass \
-         OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))::text \
-         FROM pg_catalog.pg_class c WHERE c.relname IN ({list}) GROUP BY 1"
+        "SELECT c.relname::pg_catalog.text, pg_catalog.bool_or({plain} OR {any})::pg_catalog.text, \
+         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text \
+         FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY 1",
+        any = trigger(""),
+        insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
     )
 }
 
@@ -421,10 +447,12 @@ pub fn minted_answer(rows: &[Vec<Option<String>>]) -> Vec<TableColumn> {
 /// Reads the answer: names missing from it do not exist (a write to them fails).
 pub fn learn_answer(cat: &Catalog, database: &str, names: &[String], rows: &[Vec<Option<String>>]) {
     for n in names {
-        let indirect = rows.iter().any(|r| {
-            r.first().and_then(|v| v.as_deref()) == Some(n) && r.get(1).and_then(|v| v.as_deref()) == Some("true")
-        });
-        cat.learn(database, n, indirect);
+        let says = |col: usize| {
+            rows.iter().any(|r| {
+                r.first().and_then(|v| v.as_deref()) == Some(n) && r.get(col).and_then(|v| v.as_deref()) == Some("true")
+            })
+        };
+        cat.learn_both(database, n, says(1), says(2));
     }
 }
 
@@ -445,6 +473,9 @@ mod tests {
         learn_answer(&c, "db", &["v".into(), "t".into()], &[vec![Some("v".into()), Some("true".into())]]);
         assert_eq!(c.is_indirect("db", "v"), Some(true));
         assert_eq!(c.is_indirect("db", "t"), Some(false));
+        // A trigger on DELETE only: a write may reach other rows, an INSERT may not.
+        learn_answer(&c, "db", &["d".into()], &[vec![Some("d".into()), Some("true".into()), Some("false".into())]]);
+        assert_eq!((c.is_indirect("db", "d"), c.is_indirect_insert("db", "d")), (Some(true), Some(false)));
         c.forget("db");
         assert_eq!(c.is_indirect("db", "v"), None);
         assert!(query(&["o'brien".into()]).contains("E'o\\'brien'"));

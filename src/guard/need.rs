@@ -74,7 +74,7 @@ pub(super) fn check_need(
         // name whose rules, triggers or children may change other rows is counted too.
         if contract && !st.copy_from_stdin {
             for t in crate::contract::inserted_tables(&st.text) {
-                match catalog.is_indirect(&info.database, &t.name) {
+                match catalog.is_indirect_insert(&info.database, &t.name) {
                     Some(true) => {
                         need.get_or_insert(CheckNeed { verb: "INSERT", target: Some(t), dry_run: false });
                     }
@@ -91,7 +91,7 @@ pub(super) fn check_need(
         let mut inserts_indirect = false;
         if any_delete_limit || any_update_limit || session_dry {
             for ins in inserts_of(st) {
-                match catalog.is_indirect(&info.database, &ins.target.name) {
+                match catalog.is_indirect_insert(&info.database, &ins.target.name) {
                     Some(indirect) => inserts_indirect |= indirect,
                     None => unknown.push(ins.target.name.clone()),
                 }
@@ -104,7 +104,9 @@ pub(super) fn check_need(
             need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry }).dry_run |= session_dry;
         }
     }
-    if need.is_none() && !unknown.is_empty() {
+    // Asked even when a count is already needed: a Query run statement by statement judges
+    // each of its statements again, mid-batch, where the catalog cannot be asked.
+    if !unknown.is_empty() {
         unknown.sort();
         unknown.dedup();
         return Err(unknown);
