@@ -29,6 +29,8 @@ pub struct Catalog {
     minted: DashMap<(String, String, String), (Vec<TableColumn>, Instant)>,
     /// (database, state schema) known to exist and be usable (see `crate::contract`).
     state_ready: DashMap<(String, String), ()>,
+    /// Point writes proven small (`crate::precheck::point`).
+    pub points: crate::precheck::point::Proofs,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -192,6 +194,7 @@ impl Catalog {
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
         self.owners.retain(|(db, _), _| db != database);
+        self.points.forget(database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
                 e.learned = None;

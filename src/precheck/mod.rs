@@ -12,6 +12,7 @@
 mod estimate;
 pub mod inbatch;
 mod own;
+pub mod point;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
@@ -230,6 +231,8 @@ pub struct CheckPlan {
     pub estimate_msgs: Option<bytes::Bytes>,
     /// The parameter types of the client's Parse (extended protocol), for the estimate.
     pub param_types: Vec<u32>,
+    /// A point write the catalog may prove small enough to run uncounted (`point`).
+    pub point: Option<point::Point>,
 }
 
 /// The end of a check.

@@ -34,6 +34,8 @@
 //! - `contract`: the anomaly, budget and explicit-id rules through the pre-check's interface.
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
+//! - `points`:  point writes the catalog proves small run uncounted; DDL from elsewhere,
+//!   partial and expression indexes and many values get the counted path.
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
 mod batches;
@@ -53,6 +55,7 @@ mod listening;
 mod modes;
 mod ops;
 mod oracle;
+mod points;
 mod precheck;
 mod preflight;
 mod readme;

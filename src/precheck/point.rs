@@ -1,0 +1,402 @@
+//! Point writes the catalog proves small: a DELETE or UPDATE pinned by `=`, a short `IN` or
+//! `= ANY` of a literal array on every column of a unique index, of a plain table with no user
+//! triggers, no rules, no children and no foreign key that cascades from it, changes at most as
+//! many rows as the values listed, and nothing else. When that many is within every limit the
+//! write is relayed without counting: the client's text with one assertion of the proof behind
+//! it in the same Query (one implicit transaction), so that a proof broken meanwhile by DDL
+//! through another connection makes the server roll the write back, and blastwall counts it as
+//! before.
+//!
+//! Owns: which statements qualify (`candidate`), the catalog proof and its cache (`Proofs`,
+//! forgotten with the other catalog answers), and that uncounted run (`verify`, which falls
+//! back to the counted `super::verify`). Does not own: the limits (`policy`) or the counting.
+
+use super::{Backend, CheckPlan, Outcome, PrecheckError, Request, TableCount};
+use crate::analyze::{Op, Statement, Where};
+use crate::policy::{Decision, Policy};
+use crate::wire::messages::{be, fe, TxStatus};
+use bytes::{BufMut, BytesMut};
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a proof is trusted (the assertion behind each write checks it again anyway).
+const TTL: Duration = Duration::from_secs(30);
+
+/// A write that may qualify: its relation as written and the columns it pins, with how many
+/// values each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Point {
+    pub delete: bool,
+    pub schema: Option<String>,
+    pub name: String,
+    pub pins: Vec<(String, usize)>,
+}
+
+/// What the catalog says about every relation of a name: (schema, plain table with nothing
+/// that reaches other rows, the column sets of its usable unique indexes).
+#[derive(Debug, Clone, Default)]
+pub struct Proof {
+    relations: Vec<(String, bool, Vec<Vec<String>>)>,
+}
+
+/// (database, schema as written, name).
+type Key = (String, Option<String>, String);
+
+/// The proofs learned, and when.
+#[derive(Default)]
+pub struct Proofs {
+    map: DashMap<Key, (Arc<Proof>, Instant)>,
+}
+
+impl Proofs {
+    fn get(&self, db: &str, p: &Point) -> Option<Arc<Proof>> {
+        let e = self.map.get(&(db.to_string(), p.schema.clone(), p.name.clone()))?;
+        (e.1.elapsed() < TTL).then(|| e.0.clone())
+    }
+
+    fn learn(&self, db: &str, p: &Point, proof: Proof) {
+        self.map.insert((db.to_string(), p.schema.clone(), p.name.clone()), (Arc::new(proof), Instant::now()));
+    }
+
+    fn drop_one(&self, db: &str, p: &Point) {
+        self.map.remove(&(db.to_string(), p.schema.clone(), p.name.clone()));
+    }
+
+    /// Forgets a database's proofs (DDL passed through blastwall).
+    pub fn forget(&self, database: &str) {
+        self.map.retain(|(db, _, _), _| db != database);
+    }
+}
+
+/// The write of a message, when it may qualify: one DELETE or UPDATE statement, nothing opaque,
+/// no function call, `COLLATE`, nested array or `RETURNING` after its WHERE (a volatile
+/// function is evaluated per row; a nested array holds more values than its top level shows).
+pub fn candidate(statements: &[Statement]) -> Option<Point> {
+    let [st] = statements else { return None };
+    let [w] = &st.writes[..] else { return None };
+    let simple = st.opaque.is_empty()
+        && st.executes.is_empty()
+        && st.prepare.is_none()
+        && !st.transaction_control
+        && !st.copy_from_stdin
+        && !st.ddl
+        && !st.calls_functions
+        && st.session_mode.is_none();
+    let delete = match w.op {
+        Op::Delete => true,
+        Op::Update { .. } => false,
+        _ => return None,
+    };
+    let Some(Where::Cond(c)) = &w.predicate else { return None };
+    let target = w.target.as_ref()?;
+    if !simple || !plain_tail(&st.text) {
+        return None;
+    }
+    let pins: Vec<(String, usize)> = c.points.iter().filter_map(|(k, n)| Some((k.clone(), (*n)?))).collect();
+    (!pins.is_empty()).then(|| Point { delete, schema: target.schema.clone(), name: target.name.clone(), pins })
+}
+
+/// Whether the text from its first `where` on has nothing but column references, constants,
+/// operators, `IN (…)` and `ANY (…)`: no call, `COLLATE`, nested array, parameter or `RETURNING`.
+fn plain_tail(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let Some(at) = lower.find("where") else { return false };
+    let tail = &lower[at..];
+    if ["collate", "returning", "$", "{{", "[["].iter().any(|w| tail.contains(w))
+        || tail.matches("array").count() > 1
+        || tail.matches('{').count() > 1
+    {
+        return false;
+    }
+    for (i, _) in tail.match_indices('(') {
+        let head = tail[..i].trim_end();
+        let word: String =
+            head.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+        let word: String = word.chars().rev().collect();
+        let after_operator = head.ends_with(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '"'));
+        if !(matches!(word.as_str(), "in" | "any" | "some") || (word.is_empty() && after_operator)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The relations named like the write's target (relations a DELETE or UPDATE can name), all
+/// of which must be proven: the FROM items and the condition on `c` and `n`.
+fn relations(p: &Point) -> (&'static str, String) {
+    let schema = match &p.schema {
+        Some(s) => format!(" AND n.nspname OPERATOR(pg_catalog.=) {}", super::literal(s)),
+        None => String::new(),
+    };
+    (
+        "pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace",
+        format!(
+            "c.relname OPERATOR(pg_catalog.=) {}{schema} \
+             AND c.relkind::pg_catalog.text OPERATOR(pg_catalog.=) ANY ('{{r,p,v,f,m}}'::pg_catalog.text[])",
+            super::literal(&p.name)
+        ),
+    )
+}
+
+/// The kinds of column an index may have: int2, int4, int8, text, varchar, uuid.
+const TYPES: &str = "'{21,23,20,25,1043,2950}'::pg_catalog.oid[]";
+
+/// `c` is a plain table whose writes reach no other rows: no rules, no children, no user
+/// trigger, no foreign key from another table that cascades, sets null or a default, and no
+/// `=` of a user's for the indexable types.
+fn table_ok() -> String {
+    let eq = "OPERATOR(pg_catalog.=)";
+    format!(
+        "(c.relkind {eq} 'r' AND NOT c.relhasrules AND NOT c.relhassubclass \
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid {eq} c.oid AND NOT t.tgisinternal) \
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint f WHERE f.confrelid {eq} c.oid AND f.contype {eq} 'f' \
+           AND (f.confdeltype::pg_catalog.text {eq} ANY ('{{c,n,d}}'::pg_catalog.text[]) \
+             OR f.confupdtype::pg_catalog.text {eq} ANY ('{{c,n,d}}'::pg_catalog.text[]))) \
+         AND NOT EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname {eq} '=' \
+           AND o.oprnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace \
+           AND (o.oprleft {eq} ANY ({TYPES}) OR o.oprright {eq} ANY ({TYPES}))))"
+    )
+}
+
+/// `i` is a unique index of `c` whose equality is the column's: valid, checked at once, not
+/// partial, no expressions, default operator classes, every column NOT NULL, of a type in
+/// `TYPES` and with a deterministic collation (in the column and in the index).
+fn index_ok() -> String {
+    let eq = "OPERATOR(pg_catalog.=)";
+    format!(
+        "(i.indrelid {eq} c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indislive \
+         AND i.indpred IS NULL AND i.indexprs IS NULL \
+         AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indclass::pg_catalog.oid[]) k(oc) \
+           JOIN pg_catalog.pg_opclass op ON op.oid {eq} k.oc WHERE NOT op.opcdefault) \
+         AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indcollation::pg_catalog.oid[]) k(co) \
+           JOIN pg_catalog.pg_collation cl ON cl.oid {eq} k.co WHERE NOT cl.collisdeterministic) \
+         AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) k(at) \
+           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid {eq} c.oid AND a.attnum {eq} k.at \
+           LEFT JOIN pg_catalog.pg_collation cl ON cl.oid {eq} a.attcollation \
+           WHERE a.attname IS NULL OR NOT a.attnotnull OR NOT a.atttypid {eq} ANY ({TYPES}) \
+             OR NOT coalesce(cl.collisdeterministic, true)))"
+    )
+}
+
+/// The catalog question: one row per relation, usable unique index and column.
+fn proof_sql(p: &Point) -> String {
+    let (from, cond) = relations(p);
+    format!(
+        "SELECT n.nspname::pg_catalog.text, {}::pg_catalog.text, i.indexrelid::pg_catalog.text, \
+           a.attname::pg_catalog.text FROM {from} \
+         LEFT JOIN pg_catalog.pg_index i ON {} \
+         LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
+           AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]) \
+         WHERE {cond}",
+        table_ok(),
+        index_ok()
+    )
+}
+
+/// Reads the catalog's answer.
+fn read_proof(rows: &[Vec<Option<String>>]) -> Proof {
+    let mut proof = Proof::default();
+    let mut by_index: Vec<(String, String, Vec<String>)> = Vec::new();
+    for r in rows {
+        let get = |i: usize| r.get(i).and_then(|v| v.clone());
+        let Some(schema) = get(0) else { continue };
+        if !proof.relations.iter().any(|(s, _, _)| *s == schema) {
+            proof.relations.push((schema.clone(), get(1).as_deref() == Some("true"), Vec::new()));
+        }
+        if let (Some(ix), Some(col)) = (get(2), get(3)) {
+            match by_index.iter_mut().find(|(s, i, _)| *s == schema && *i == ix) {
+                Some(e) => e.2.push(col),
+                None => by_index.push((schema, ix, vec![col])),
+            }
+        }
+    }
+    for (schema, _, mut cols) in by_index {
+        cols.sort();
+        if let Some(rel) = proof.relations.iter_mut().find(|(s, _, _)| *s == schema) {
+            rel.2.push(cols);
+        }
+    }
+    proof
+}
+
+/// The unique column set every relation of the name has and the write pins, with the most
+/// rows it can change (the product of the values listed per column); the fewest wins.
+fn bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
+    if proof.relations.is_empty() || proof.relations.iter().any(|(_, ok, _)| !ok) {
+        return None;
+    }
+    let pinned = |cols: &Vec<String>| -> Option<u64> {
+        cols.iter().try_fold(1u64, |acc, c| {
+            let n = p.pins.iter().find(|(k, _)| k == c)?.1;
+            acc.checked_mul(n as u64)
+        })
+    };
+    proof.relations[0]
+        .2
+        .iter()
+        .filter(|cols| proof.relations.iter().all(|(_, _, ix)| ix.contains(cols)))
+        .filter_map(|cols| Some((cols.clone(), pinned(cols)?)))
+        .min_by_key(|(_, n)| *n)
+}
+
+/// The assertion sent behind the write: fails (and so rolls the write back) unless every
+/// relation of the name is still a plain table with a usable unique index on exactly `cols`.
+fn assertion(p: &Point, cols: &[String]) -> String {
+    let (from, cond) = relations(p);
+    let list = cols.iter().map(|c| format!("\"{}\"", c.replace('\\', "\\\\").replace('"', "\\\""))).collect::<Vec<_>>();
+    let arr = super::literal(&format!("{{{}}}", list.join(",")));
+    format!(
+        "SELECT (CASE WHEN coalesce((SELECT pg_catalog.bool_and({} AND EXISTS (SELECT FROM pg_catalog.pg_index i \
+           WHERE {} AND i.indnatts OPERATOR(pg_catalog.=) {n} \
+           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) k(at) \
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.=) k.at \
+             WHERE a.attname IS NULL OR NOT a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ({arr}::pg_catalog.text[])))) \
+         FROM {from} WHERE {cond}), false) \
+         THEN '0' ELSE 'blastwall: the catalog no longer proves this write small' END)::pg_catalog.int4",
+        table_ok(),
+        index_ok(),
+        n = cols.len()
+    )
+}
+
+/// Runs the write uncounted when the catalog proves it within every limit, else counts it.
+pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
+    if let Some(o) = uncounted(b, &req).await? {
+        return Ok(o);
+    }
+    super::verify(b, req).await
+}
+
+/// Whether nothing but the row limits judge this write (no dry run, override, warning, anomaly
+/// or budget rule).
+fn only_limits(plan: &CheckPlan, p: &Point, policy: &Policy) -> bool {
+    let rel = crate::analyze::RelName { schema: p.schema.clone(), name: p.name.clone() };
+    !plan.dry_run
+        && plan.override_rows.is_none()
+        && !plan.ignored_directive
+        && plan.notice.is_none()
+        && policy.anomaly.enabled != Some(true)
+        && !policy.tables.iter().any(|t| t.matches(&rel) && crate::contract::applies(t))
+}
+
+async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outcome>, PrecheckError> {
+    let Request { msgs, tx, plan, policy, who, catalog, database, .. } = *req;
+    let Some(p) = plan.point.as_ref() else { return Ok(None) };
+    if tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) || !only_limits(plan, p, policy) {
+        return Ok(None);
+    }
+    let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(None) };
+    let proofs = &catalog.points;
+    let proof = match proofs.get(database, p) {
+        Some(proof) => proof,
+        None => {
+            let a = b.query(&proof_sql(p)).await?;
+            if a.error.is_some() {
+                return Ok(None);
+            }
+            proofs.learn(database, p, read_proof(&a.rows));
+            proofs.get(database, p).unwrap_or_default()
+        }
+    };
+    let Some((cols, most)) = bound(&proof, p) else { return Ok(None) };
+    let count = |schema: &str, n: u64| TableCount {
+        schema: schema.to_string(),
+        name: p.name.clone(),
+        deleted: if p.delete { n } else { 0 },
+        updated: if p.delete { 0 } else { n },
+        inserted: 0,
+    };
+    let within = proof
+        .relations
+        .iter()
+        .all(|(schema, _, _)| super::judge_counts(plan, vec![count(schema, most)], who, policy).1.findings.is_empty());
+    if !within {
+        return Ok(None);
+    }
+    let mut sql = BytesMut::with_capacity(text.len() + 2048);
+    sql.put_slice(text);
+    sql.put_slice(b"\n;");
+    sql.put_slice(assertion(p, &cols).as_bytes());
+    sql.put_u8(0);
+    let msg = crate::wire::encode(fe::QUERY, &sql);
+    let held = b.run_held(&msg, req.opts.max_hold).await?;
+    // The client's replies end at its CommandComplete; what follows is the assertion's.
+    let mut out = BytesMut::new();
+    let mut done: Option<u64> = None;
+    let mut failed = false;
+    for f in &held.frames {
+        match (done.is_some(), f.tag) {
+            (false, b'C') => {
+                done = Some(tag_count(f.body()));
+                out.put_slice(&f.bytes);
+            }
+            (false, _) | (true, be::READY_FOR_QUERY) => out.put_slice(&f.bytes),
+            (true, be::ERROR_RESPONSE) => failed = true,
+            (true, _) => {}
+        }
+    }
+    if failed || (held.overflowed && held.error) {
+        // Rolled back by the server (the proof no longer holds, or the statement failed and
+        // its answer was too large to hold): counted as before.
+        proofs.drop_one(database, p);
+        tracing::info!(table = %p.name, "a point write was rolled back by its assertion; counted instead");
+        return Ok(None);
+    }
+    if held.overflowed {
+        let msg = crate::wire::messages::ProxyMessage::error(
+            "XX000",
+            format!(
+                "blastwall: the write was kept, but its replies were larger than the {} bytes blastwall holds",
+                req.opts.max_hold
+            ),
+        );
+        out.clear();
+        out.put_slice(&msg.encode());
+        out.put_slice(&crate::wire::messages::ready_for_query(TxStatus::Idle));
+    }
+    tracing::info!(database, table = %p.name, most, "point write kept uncounted: the catalog proves it small");
+    let status = held.status.unwrap_or(TxStatus::Idle);
+    let counts = match (done, proof.relations.as_slice()) {
+        (Some(n), [(schema, _, _)]) if n > 0 => vec![count(schema, n)],
+        _ => vec![],
+    };
+    Ok(Some(Outcome::Deliver { bytes: out, status, counts, kept: Some(Decision::default()) }))
+}
+
+/// The row count of a CommandComplete tag (`DELETE 3` → 3).
+fn tag_count(body: &[u8]) -> u64 {
+    let tag = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body)).into_owned();
+    tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_with_calls_or_nested_arrays_do_not_qualify() {
+        assert!(plain_tail("DELETE FROM t WHERE id = 5"));
+        assert!(plain_tail("DELETE FROM t WHERE id IN (1, 2) AND k = ANY ('{3,4}')"));
+        assert!(plain_tail("UPDATE t SET n = now() WHERE id = ANY (ARRAY[1,2])"));
+        assert!(!plain_tail("DELETE FROM t WHERE id = floor(random() * 9)::int"));
+        assert!(!plain_tail("DELETE FROM t WHERE id = ANY (ARRAY[ARRAY[1,2],ARRAY[3,4]])"));
+        assert!(!plain_tail("DELETE FROM t WHERE id = ANY ('{{1,2},{3,4}}')"));
+        assert!(!plain_tail("DELETE FROM t WHERE name = 'a' COLLATE \"x\""));
+        assert!(!plain_tail("DELETE FROM t WHERE id = 1 RETURNING *"));
+        assert!(!plain_tail("DELETE FROM t WHERE id = $1"));
+        assert!(!plain_tail("DELETE FROM t"));
+    }
+
+    #[test]
+    fn the_bound_is_the_product_over_the_fewest_index() {
+        let p = Point { delete: true, schema: None, name: "t".into(), pins: vec![("a".into(), 2), ("b".into(), 3)] };
+        let proof =
+            Proof { relations: vec![("public".into(), true, vec![vec!["a".into(), "b".into()], vec!["b".into()]])] };
+        assert_eq!(bound(&proof, &p), Some((vec!["b".into()], 3)));
+        let unsafe_table = Proof { relations: vec![("public".into(), false, vec![vec!["a".into()]])] };
+        assert_eq!(bound(&unsafe_table, &p), None);
+        let unpinned = Proof { relations: vec![("public".into(), true, vec![vec!["c".into()]])] };
+        assert_eq!(bound(&unpinned, &p), None);
+    }
+}
