@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 /// How long a proof is trusted (the assertion behind each write checks it again anyway).
 const TTL: Duration = Duration::from_secs(30);
 
-/// A write that may qualify: its relation as written and the columns it pins, with how many
-/// values each.
+/// A lone DELETE or UPDATE without RETURNING (its replies are small: it may be run and kept
+/// in one flight, `flight`): its relation as written and, when its WHERE is plain enough to
+/// prove it small (`plain_tail`), the columns it pins with how many values each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Point {
     pub delete: bool,
@@ -40,8 +41,8 @@ pub struct Proof {
     relations: Vec<(String, bool, Vec<Vec<String>>)>,
 }
 
-/// (database, schema as written, name).
-type Key = (String, Option<String>, String);
+/// (database, schema as written, name, a DELETE).
+type Key = (String, Option<String>, String, bool);
 
 /// The proofs learned, and when.
 #[derive(Default)]
@@ -51,27 +52,32 @@ pub struct Proofs {
 
 impl Proofs {
     fn get(&self, db: &str, p: &Point) -> Option<Arc<Proof>> {
-        let e = self.map.get(&(db.to_string(), p.schema.clone(), p.name.clone()))?;
+        let e = self.map.get(&key(db, p))?;
         (e.1.elapsed() < TTL).then(|| e.0.clone())
     }
 
     fn learn(&self, db: &str, p: &Point, proof: Proof) {
-        self.map.insert((db.to_string(), p.schema.clone(), p.name.clone()), (Arc::new(proof), Instant::now()));
+        self.map.insert(key(db, p), (Arc::new(proof), Instant::now()));
     }
 
     fn drop_one(&self, db: &str, p: &Point) {
-        self.map.remove(&(db.to_string(), p.schema.clone(), p.name.clone()));
+        self.map.remove(&key(db, p));
     }
 
     /// Forgets a database's proofs (DDL passed through blastwall).
     pub fn forget(&self, database: &str) {
-        self.map.retain(|(db, _, _), _| db != database);
+        self.map.retain(|(db, _, _, _), _| db != database);
     }
 }
 
+fn key(db: &str, p: &Point) -> Key {
+    (db.to_string(), p.schema.clone(), p.name.clone(), p.delete)
+}
+
 /// The write of a message, when it may qualify: one DELETE or UPDATE statement, nothing opaque,
-/// no function call, `COLLATE`, nested array or `RETURNING` after its WHERE (a volatile
-/// function is evaluated per row; a nested array holds more values than its top level shows).
+/// no `RETURNING`; pins only without a function call, `COLLATE` or nested array after its
+/// WHERE (a volatile function is evaluated per row; a nested array holds more values than its
+/// top level shows).
 pub fn candidate(statements: &[Statement]) -> Option<Point> {
     let [st] = statements else { return None };
     let [w] = &st.writes[..] else { return None };
@@ -90,11 +96,14 @@ pub fn candidate(statements: &[Statement]) -> Option<Point> {
     };
     let Some(Where::Cond(c)) = &w.predicate else { return None };
     let target = w.target.as_ref()?;
-    if !simple || !plain_tail(&st.text) {
+    if !simple || st.text.to_ascii_lowercase().contains("returning") {
         return None;
     }
-    let pins: Vec<(String, usize)> = c.points.iter().filter_map(|(k, n)| Some((k.clone(), (*n)?))).collect();
-    (!pins.is_empty()).then(|| Point { delete, schema: target.schema.clone(), name: target.name.clone(), pins })
+    let pins = match plain_tail(&st.text) {
+        true => c.points.iter().filter_map(|(k, n)| Some((k.clone(), (*n)?))).collect(),
+        false => Vec::new(),
+    };
+    Some(Point { delete, schema: target.schema.clone(), name: target.name.clone(), pins })
 }
 
 /// Whether the text from its first `where` on has nothing but column references, constants,
@@ -143,16 +152,16 @@ fn relations(p: &Point) -> (&'static str, String) {
 const TYPES: &str = "'{21,23,20,25,1043,2950}'::pg_catalog.oid[]";
 
 /// `c` is a plain table whose writes reach no other rows: no rules, no children, no user
-/// trigger, no foreign key from another table that cascades, sets null or a default, and no
-/// `=` of a user's for the indexable types.
-fn table_ok() -> String {
+/// trigger, no foreign key from another table whose action for this kind of write
+/// cascades, sets null or a default, and no `=` of a user's for the indexable types.
+fn table_ok(delete: bool) -> String {
     let eq = "OPERATOR(pg_catalog.=)";
+    let action = if delete { "f.confdeltype" } else { "f.confupdtype" };
     format!(
         "(c.relkind {eq} 'r' AND NOT c.relhasrules AND NOT c.relhassubclass \
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid {eq} c.oid AND NOT t.tgisinternal) \
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint f WHERE f.confrelid {eq} c.oid AND f.contype {eq} 'f' \
-           AND (f.confdeltype::pg_catalog.text {eq} ANY ('{{c,n,d}}'::pg_catalog.text[]) \
-             OR f.confupdtype::pg_catalog.text {eq} ANY ('{{c,n,d}}'::pg_catalog.text[]))) \
+           AND {action}::pg_catalog.text {eq} ANY ('{{c,n,d}}'::pg_catalog.text[])) \
          AND NOT EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname {eq} '=' \
            AND o.oprnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace \
            AND (o.oprleft {eq} ANY ({TYPES}) OR o.oprright {eq} ANY ({TYPES}))))"
@@ -189,7 +198,7 @@ fn proof_sql(p: &Point) -> String {
          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
            AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]) \
          WHERE {cond}",
-        table_ok(),
+        table_ok(p.delete),
         index_ok()
     )
 }
@@ -254,7 +263,7 @@ fn assertion(p: &Point, cols: &[String]) -> String {
              WHERE a.attname IS NULL OR NOT a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ({arr}::pg_catalog.text[])))) \
          FROM {from} WHERE {cond}), false) \
          THEN '0' ELSE 'blastwall: the catalog no longer proves this write small' END)::pg_catalog.int4",
-        table_ok(),
+        table_ok(p.delete),
         index_ok(),
         n = cols.len()
     )
@@ -283,7 +292,7 @@ fn only_limits(plan: &CheckPlan, p: &Point, policy: &Policy) -> bool {
 async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outcome>, PrecheckError> {
     let Request { msgs, tx, plan, policy, who, catalog, database, .. } = *req;
     let Some(p) = plan.point.as_ref() else { return Ok(None) };
-    if tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) || !only_limits(plan, p, policy) {
+    if p.pins.is_empty() || tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) || !only_limits(plan, p, policy) {
         return Ok(None);
     }
     let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(None) };

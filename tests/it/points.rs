@@ -129,6 +129,7 @@ async fn ddl_through_another_connection_breaks_the_cached_proof() {
 
     // A foreign key that cascades, added from the other side.
     via.simple_query(&warm(3)).await.unwrap();
+    via.simple_query("UPDATE acct SET v = 1 WHERE id = 9").await.unwrap();
     let before = uncounted(&db);
     d.batch_execute(
         "ALTER TABLE other ADD FOREIGN KEY (acct_id) REFERENCES acct (id) ON DELETE CASCADE ON UPDATE SET NULL",
@@ -138,6 +139,9 @@ async fn ddl_through_another_connection_breaks_the_cached_proof() {
     let m = refused(via.simple_query(&warm(101)).await);
     assert!(m.contains("1 deleted in public.other"), "{m}");
     assert_eq!(n(&d, "SELECT count(*) FROM other WHERE acct_id = 101").await, 1);
+    let m = refused(via.simple_query("UPDATE acct SET id = -102 WHERE id = 102").await);
+    assert!(m.contains("1 updated in public.other"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM other WHERE acct_id = 102").await, 1);
     assert_eq!(uncounted(&db), before);
     d.batch_execute("ALTER TABLE other DROP CONSTRAINT other_acct_id_fkey").await.unwrap();
 
