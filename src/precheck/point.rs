@@ -269,9 +269,13 @@ fn assertion(p: &Point, cols: &[String]) -> String {
     )
 }
 
-/// Runs the write uncounted when the catalog proves it within every limit, else counts it.
+/// Runs the write uncounted when the catalog proves it within every limit, else counts it (in
+/// one flight when it may, `flight`).
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
     if let Some(o) = uncounted(b, &req).await? {
+        return Ok(o);
+    }
+    if let Some(o) = super::flight::verify(b, &req).await? {
         return Ok(o);
     }
     super::verify(b, req).await

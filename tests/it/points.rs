@@ -188,3 +188,57 @@ async fn partial_and_expression_unique_indexes_prove_nothing() {
     assert_eq!(n(&d, "SELECT count(*) FROM dup").await, 28);
     p.stop().await;
 }
+
+const CASCADES: &str = r#"
+[defaults]
+mode = "enforce"
+
+[[table]]
+name = "public.parent"
+protected_columns = ["id"]
+
+[[table]]
+name = "public.kid"
+max_delete_rows = 2
+
+[[table]]
+name = "public.wkid"
+mode = "warn"
+max_delete_rows = 0
+"#;
+
+/// Counted writes that blastwall runs in one flight (opening, readings, statement, assertion,
+/// COMMIT): kept within the limits, refused and undone over them, warned in warn mode, and a
+/// COMMIT that fails by itself shown as the server's error. (A point write on a protected
+/// column: no EXPLAIN estimate first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_writes_in_one_flight_keep_only_what_the_limits_allow() {
+    let db = fresh_db("flight");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT generate_series(1, 10); \
+         CREATE TABLE kid (id serial PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE); \
+         INSERT INTO kid (pid) VALUES (1), (1), (2), (2), (2); \
+         CREATE TABLE wkid (pid int REFERENCES parent ON DELETE CASCADE); INSERT INTO wkid VALUES (3); \
+         CREATE TABLE held (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED); INSERT INTO held VALUES (4)",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), compile(&[(Path::new("cascades.toml"), CASCADES)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("DELETE FROM parent WHERE id = 1").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid").await, 3, "two cascaded deletes, within the limit, kept");
+    let m = refused(via.simple_query("DELETE FROM parent WHERE id = 2").await);
+    assert!(m.contains("3 deleted in public.kid is over its limit of 2"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 2").await, 1, "undone on the server");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid").await, 3);
+    // Warn mode: kept, with a warning.
+    via.simple_query("DELETE FROM parent WHERE id = 3").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM wkid").await, 0);
+    // A deferred foreign key fails at COMMIT: the client gets the server's error, nothing stays.
+    let e = via.simple_query("DELETE FROM parent WHERE id = 4").await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "23503", "{e:?}");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 4").await, 1);
+    assert_eq!(n(&via, "SELECT count(*) FROM parent").await, 8, "the session is usable");
+    p.stop().await;
+}
