@@ -112,14 +112,15 @@ pub async fn verify(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Out
     let Request { msgs, plan, policy, who, catalog, database, opts, .. } = *req;
     let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
     let stats = super::stats_sql(policy, plan, &known);
-    let timeout = match opts.statement_timeout {
-        Some(t) => format!("SET LOCAL statement_timeout = {}; ", t.as_millis()),
-        None => String::new(),
-    };
-    let mut out = own::messages(&format!("BEGIN; {timeout}{stats}; {}", keep_sql(&limits)));
+    let timeout = opts.statement_timeout.map(|t| format!("SET LOCAL statement_timeout = {}", t.as_millis()));
+    let keep = keep_sql(&limits);
+    let mut opening = vec!["BEGIN"];
+    opening.extend(timeout.as_deref());
+    opening.extend([stats.as_str(), keep.as_str()]);
+    let mut out = own::each(&opening);
     out.extend_from_slice(msgs);
-    out.extend_from_slice(&own::messages(&format!("{stats}; {}", assert_sql(&limits))));
-    out.extend_from_slice(&own::messages("COMMIT"));
+    out.extend_from_slice(&own::each(&[stats.as_str(), &assert_sql(&limits)]));
+    out.extend_from_slice(&own::each(&["COMMIT"]));
     b.send(&out).await?;
     let opened = b.answer().await?;
     let held = b.held(opts.max_hold).await?;

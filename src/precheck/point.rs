@@ -34,11 +34,23 @@ pub struct Point {
     pub pins: Vec<(String, usize)>,
 }
 
-/// What the catalog says about every relation of a name: (schema, plain table with nothing
-/// that reaches other rows, the column sets of its usable unique indexes).
+/// What the catalog says about every relation of a name.
 #[derive(Debug, Clone, Default)]
 pub struct Proof {
-    relations: Vec<(String, bool, Vec<Vec<String>>)>,
+    relations: Vec<Rel>,
+}
+
+/// One relation of the name.
+#[derive(Debug, Clone, Default)]
+struct Rel {
+    schema: String,
+    /// A plain table whose writes reach no other rows (`table_ok`).
+    ok: bool,
+    oid: u32,
+    /// Every trigger on it (foreign keys' included), to see one added or replaced since.
+    triggers: Vec<u32>,
+    /// Its usable unique indexes (`index_ok`) and their columns, sorted.
+    indexes: Vec<(u32, Vec<String>)>,
 }
 
 /// (database, schema as written, name, a DELETE).
@@ -112,7 +124,7 @@ fn plain_tail(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     let Some(at) = lower.find("where") else { return false };
     let tail = &lower[at..];
-    if ["collate", "returning", "$", "{{", "[["].iter().any(|w| tail.contains(w))
+    if ["collate", "returning", "null", "$", "{{", "[["].iter().any(|w| tail.contains(w))
         || tail.matches("array").count() > 1
         || tail.matches('{').count() > 1
     {
@@ -193,7 +205,9 @@ fn proof_sql(p: &Point) -> String {
     let (from, cond) = relations(p);
     format!(
         "SELECT n.nspname::pg_catalog.text, {}::pg_catalog.text, i.indexrelid::pg_catalog.text, \
-           a.attname::pg_catalog.text FROM {from} \
+           a.attname::pg_catalog.text, c.oid::pg_catalog.text, \
+           (SELECT pg_catalog.string_agg(t.oid::pg_catalog.text, ',') FROM pg_catalog.pg_trigger t \
+             WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid) FROM {from} \
          LEFT JOIN pg_catalog.pg_index i ON {} \
          LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
            AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]) \
@@ -206,25 +220,23 @@ fn proof_sql(p: &Point) -> String {
 /// Reads the catalog's answer.
 fn read_proof(rows: &[Vec<Option<String>>]) -> Proof {
     let mut proof = Proof::default();
-    let mut by_index: Vec<(String, String, Vec<String>)> = Vec::new();
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.clone());
-        let Some(schema) = get(0) else { continue };
-        if !proof.relations.iter().any(|(s, _, _)| *s == schema) {
-            proof.relations.push((schema.clone(), get(1).as_deref() == Some("true"), Vec::new()));
+        let (Some(schema), Some(Ok(oid))) = (get(0), get(4).map(|o| o.parse::<u32>())) else { continue };
+        if !proof.relations.iter().any(|r| r.oid == oid) {
+            let triggers = get(5).unwrap_or_default().split(',').filter_map(|t| t.parse().ok()).collect();
+            proof.relations.push(Rel { schema, ok: get(1).as_deref() == Some("true"), oid, triggers, indexes: vec![] });
         }
-        if let (Some(ix), Some(col)) = (get(2), get(3)) {
-            match by_index.iter_mut().find(|(s, i, _)| *s == schema && *i == ix) {
-                Some(e) => e.2.push(col),
-                None => by_index.push((schema, ix, vec![col])),
+        let Some(rel) = proof.relations.iter_mut().find(|r| r.oid == oid) else { continue };
+        if let (Some(Ok(ix)), Some(col)) = (get(2).map(|i| i.parse::<u32>()), get(3)) {
+            match rel.indexes.iter_mut().find(|(i, _)| *i == ix) {
+                Some(e) => e.1.push(col),
+                None => rel.indexes.push((ix, vec![col])),
             }
         }
     }
-    for (schema, _, mut cols) in by_index {
-        cols.sort();
-        if let Some(rel) = proof.relations.iter_mut().find(|(s, _, _)| *s == schema) {
-            rel.2.push(cols);
-        }
+    for rel in &mut proof.relations {
+        rel.indexes.iter_mut().for_each(|(_, cols)| cols.sort());
     }
     proof
 }
@@ -232,7 +244,7 @@ fn read_proof(rows: &[Vec<Option<String>>]) -> Proof {
 /// The unique column set every relation of the name has and the write pins, with the most
 /// rows it can change (the product of the values listed per column); the fewest wins.
 fn bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
-    if proof.relations.is_empty() || proof.relations.iter().any(|(_, ok, _)| !ok) {
+    if proof.relations.is_empty() || proof.relations.iter().any(|r| !r.ok) {
         return None;
     }
     let pinned = |cols: &Vec<String>| -> Option<u64> {
@@ -241,31 +253,49 @@ fn bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
             acc.checked_mul(n as u64)
         })
     };
+    let has = |r: &Rel, cols: &Vec<String>| r.indexes.iter().any(|(_, c)| c == cols);
     proof.relations[0]
-        .2
+        .indexes
         .iter()
-        .filter(|cols| proof.relations.iter().all(|(_, _, ix)| ix.contains(cols)))
+        .map(|(_, cols)| cols)
+        .filter(|cols| proof.relations.iter().all(|r| has(r, cols)))
         .filter_map(|cols| Some((cols.clone(), pinned(cols)?)))
         .min_by_key(|(_, n)| *n)
 }
 
-/// The assertion sent behind the write: fails (and so rolls the write back) unless every
-/// relation of the name is still a plain table with a usable unique index on exactly `cols`.
-fn assertion(p: &Point, cols: &[String]) -> String {
+/// An `oid[]` literal.
+fn oids(list: impl Iterator<Item = u32>) -> String {
+    let mut v: Vec<u32> = list.collect();
+    v.sort_unstable();
+    format!("'{{{}}}'::pg_catalog.oid[]", v.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+}
+
+/// The assertion sent behind the write: fails (and so rolls the write back) unless the catalog
+/// is as it was when the proof was made — the same relations under the name, still plain
+/// tables without rules or children, the same triggers (a trigger or foreign key added or
+/// replaced changes them), the unique indexes on `cols` still there and valid, and no `=` of
+/// a user's. Index lookups only, so that it costs little on every write.
+fn assertion(p: &Point, proof: &Proof, cols: &[String]) -> String {
     let (from, cond) = relations(p);
-    let list = cols.iter().map(|c| format!("\"{}\"", c.replace('\\', "\\\\").replace('"', "\\\""))).collect::<Vec<_>>();
-    let arr = super::literal(&format!("{{{}}}", list.join(",")));
+    let eq = "OPERATOR(pg_catalog.=)";
+    let rels = oids(proof.relations.iter().map(|r| r.oid));
+    let triggers = oids(proof.relations.iter().flat_map(|r| r.triggers.iter().copied()));
+    let indexes =
+        oids(proof.relations.iter().flat_map(|r| r.indexes.iter().filter(|(_, c)| c == cols).map(|(i, _)| *i)));
+    let k = proof.relations.len();
     format!(
-        "SELECT (CASE WHEN coalesce((SELECT pg_catalog.bool_and({} AND EXISTS (SELECT FROM pg_catalog.pg_index i \
-           WHERE {} AND i.indnatts OPERATOR(pg_catalog.=) {n} \
-           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) k(at) \
-             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.=) k.at \
-             WHERE a.attname IS NULL OR NOT a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ({arr}::pg_catalog.text[])))) \
-         FROM {from} WHERE {cond}), false) \
-         THEN '0' ELSE 'blastwall: the catalog no longer proves this write small' END)::pg_catalog.int4",
-        table_ok(p.delete),
-        index_ok(),
-        n = cols.len()
+        "SELECT (CASE WHEN \
+           coalesce((SELECT pg_catalog.array_agg(c.oid ORDER BY c.oid) FROM {from} WHERE {cond}), '{{}}') {eq} {rels} \
+           AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c WHERE c.oid {eq} ANY ({rels}) \
+             AND c.relkind {eq} 'r' AND NOT c.relhasrules AND NOT c.relhassubclass) {eq} {k} \
+           AND coalesce((SELECT pg_catalog.array_agg(t.oid ORDER BY t.oid) FROM pg_catalog.pg_trigger t \
+             WHERE t.tgrelid {eq} ANY ({rels})), '{{}}') {eq} {triggers} \
+           AND (SELECT pg_catalog.count(DISTINCT i.indrelid) FROM pg_catalog.pg_index i WHERE i.indexrelid {eq} ANY ({indexes}) \
+             AND i.indrelid {eq} ANY ({rels}) AND i.indisvalid AND i.indimmediate AND i.indislive) {eq} {k} \
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname {eq} '=' \
+             AND o.oprnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace \
+             AND (o.oprleft {eq} ANY ({TYPES}) OR o.oprright {eq} ANY ({TYPES}))) \
+         THEN '0' ELSE 'blastwall: the catalog no longer proves this write small' END)::pg_catalog.int4"
     )
 }
 
@@ -323,14 +353,14 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
     let within = proof
         .relations
         .iter()
-        .all(|(schema, _, _)| super::judge_counts(plan, vec![count(schema, most)], who, policy).1.findings.is_empty());
+        .all(|r| super::judge_counts(plan, vec![count(&r.schema, most)], who, policy).1.findings.is_empty());
     if !within {
         return Ok(None);
     }
     let mut sql = BytesMut::with_capacity(text.len() + 2048);
     sql.put_slice(text);
     sql.put_slice(b"\n;");
-    sql.put_slice(assertion(p, &cols).as_bytes());
+    sql.put_slice(assertion(p, &proof, &cols).as_bytes());
     sql.put_u8(0);
     let msg = crate::wire::encode(fe::QUERY, &sql);
     let held = b.run_held(&msg, req.opts.max_hold).await?;
@@ -371,7 +401,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
     tracing::info!(database, table = %p.name, most, "point write kept uncounted: the catalog proves it small");
     let status = held.status.unwrap_or(TxStatus::Idle);
     let counts = match (done, proof.relations.as_slice()) {
-        (Some(n), [(schema, _, _)]) if n > 0 => vec![count(schema, n)],
+        (Some(n), [r]) if n > 0 => vec![count(&r.schema, n)],
         _ => vec![],
     };
     Ok(Some(Outcome::Deliver { bytes: out, status, counts, kept: Some(Decision::default()) }))
@@ -404,12 +434,17 @@ mod tests {
     #[test]
     fn the_bound_is_the_product_over_the_fewest_index() {
         let p = Point { delete: true, schema: None, name: "t".into(), pins: vec![("a".into(), 2), ("b".into(), 3)] };
-        let proof =
-            Proof { relations: vec![("public".into(), true, vec![vec!["a".into(), "b".into()], vec!["b".into()]])] };
-        assert_eq!(bound(&proof, &p), Some((vec!["b".into()], 3)));
-        let unsafe_table = Proof { relations: vec![("public".into(), false, vec![vec!["a".into()]])] };
-        assert_eq!(bound(&unsafe_table, &p), None);
-        let unpinned = Proof { relations: vec![("public".into(), true, vec![vec!["c".into()]])] };
-        assert_eq!(bound(&unpinned, &p), None);
+        let rel = |ok: bool, indexes: Vec<Vec<&str>>| Proof {
+            relations: vec![Rel {
+                schema: "public".into(),
+                ok,
+                oid: 1,
+                triggers: vec![],
+                indexes: indexes.into_iter().map(|c| (2, c.into_iter().map(String::from).collect())).collect(),
+            }],
+        };
+        assert_eq!(bound(&rel(true, vec![vec!["a", "b"], vec!["b"]]), &p), Some((vec!["b".into()], 3)));
+        assert_eq!(bound(&rel(false, vec![vec!["a"]]), &p), None);
+        assert_eq!(bound(&rel(true, vec![vec!["c"]]), &p), None);
     }
 }
