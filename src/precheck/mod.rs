@@ -10,7 +10,6 @@
 //! check (`guard`), what the limits are (`policy`), or the words of a refusal (`guard::render`).
 
 mod estimate;
-mod flight;
 pub mod inbatch;
 mod own;
 pub mod point;
@@ -413,7 +412,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
 }
 
 /// What a dry run (undone) would have done.
-pub(super) fn dry_run_outcome(
+fn dry_run_outcome(
     plan: &CheckPlan,
     held: &Held,
     counts: Vec<TableCount>,
@@ -508,7 +507,7 @@ pub struct VerifyOptions {
 
 /// The server's SQLSTATE, kept as one of a few static strings (the proxy's messages carry
 /// `&'static str` codes); anything else is reported as a failed COMMIT.
-pub(super) fn sqlstate_of(code: &str) -> &'static str {
+fn sqlstate_of(code: &str) -> &'static str {
     match code {
         "23503" => "23503",
         "23505" => "23505",

@@ -25,17 +25,6 @@ pub fn messages(sql: &str) -> BytesMut {
     out
 }
 
-/// Like `messages`, for statements already apart: no parse to split them (a counter reading
-/// is long, and parsing it costs more than the rest of a check).
-pub fn each(statements: &[&str]) -> BytesMut {
-    let mut out = BytesMut::new();
-    for st in statements {
-        out.put_slice(&on_name(NAME, st));
-    }
-    out.put_slice(&crate::wire::encode(fe::SYNC, &[]));
-    out
-}
-
 /// One statement on statement and portal `name`, leaving nothing behind: Close both, Parse,
 /// Bind, Execute (all rows, text results), Close both (seven replies when all goes well).
 pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {

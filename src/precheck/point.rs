@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 /// How long a proof is trusted (the assertion behind each write checks it again anyway).
 const TTL: Duration = Duration::from_secs(30);
 
-/// A lone DELETE or UPDATE without RETURNING (its replies are small: it may be run and kept
-/// in one flight, `flight`): its relation as written and, when its WHERE is plain enough to
-/// prove it small (`plain_tail`), the columns it pins with how many values each.
+/// A lone DELETE or UPDATE without RETURNING (its replies are small): its relation as written
+/// and, when its WHERE is plain enough to prove it small (`plain_tail`), the columns it pins
+/// with how many values each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Point {
     pub delete: bool,
@@ -299,13 +299,9 @@ fn assertion(p: &Point, proof: &Proof, cols: &[String]) -> String {
     )
 }
 
-/// Runs the write uncounted when the catalog proves it within every limit, else counts it (in
-/// one flight when it may, `flight`).
+/// Runs the write uncounted when the catalog proves it within every limit, else counts it.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
     if let Some(o) = uncounted(b, &req).await? {
-        return Ok(o);
-    }
-    if let Some(o) = super::flight::verify(b, &req).await? {
         return Ok(o);
     }
     super::verify(b, req).await

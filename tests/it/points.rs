@@ -207,13 +207,13 @@ mode = "warn"
 max_delete_rows = 0
 "#;
 
-/// Counted writes that blastwall runs in one flight (opening, readings, statement, assertion,
-/// COMMIT): kept within the limits, refused and undone over them, warned in warn mode, and a
-/// COMMIT that fails by itself shown as the server's error. (A point write on a protected
+/// Counted writes with cascades (the catalog cannot prove them small): kept within the limits,
+/// refused and undone over them, warned in warn mode, and a COMMIT that fails by itself shown
+/// as the server's error. (A point write on a protected
 /// column: no EXPLAIN estimate first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counted_writes_in_one_flight_keep_only_what_the_limits_allow() {
-    let db = fresh_db("flight");
+async fn counted_writes_with_cascades_keep_only_what_the_limits_allow() {
+    let db = fresh_db("cascades");
     let d = direct("app", APP_PW, &db).await;
     d.batch_execute(
         "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT generate_series(1, 10); \
