@@ -40,6 +40,8 @@ pub struct Catalog {
     generation: AtomicU64,
     /// Where the OIDs of policy tables are kept across restarts, when configured.
     persist: Option<std::path::PathBuf>,
+    /// Point writes proven small (`crate::precheck::point`).
+    pub points: crate::precheck::point::Proofs,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -303,6 +305,7 @@ impl Catalog {
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
         self.owners.retain(|(db, _), _| db != database);
+        self.points.forget(database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
                 e.learned = None;

@@ -391,6 +391,7 @@ impl Guard {
             estimate_sql: estimate_text(statements, &policy),
             estimate_msgs: None,
             param_types: Vec::new(),
+            point: crate::precheck::point::candidate(statements),
         }));
         (plan, decision)
     }

@@ -14,6 +14,7 @@ mod identity;
 pub mod inbatch;
 mod outcome;
 mod own;
+pub mod point;
 mod stats;
 
 use estimate::{estimate_findings, estimates, override_findings};
@@ -240,6 +241,8 @@ pub struct CheckPlan {
     pub estimate_msgs: Option<bytes::Bytes>,
     /// The parameter types of the client's Parse (extended protocol), for the estimate.
     pub param_types: Vec<u32>,
+    /// A point write the catalog may prove small enough to run uncounted (`point`).
+    pub point: Option<point::Point>,
 }
 
 /// The end of a check.

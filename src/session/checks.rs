@@ -107,7 +107,7 @@ impl Session {
             catalog: &self.shared.guard.catalog,
             database: &self.info.database,
         };
-        let outcome = match precheck::verify(&mut backend, req).await {
+        let outcome = match precheck::point::verify(&mut backend, req).await {
             Ok(o) => o,
             Err(e) => {
                 let (for_client, fatal) = (backend.for_client, backend.fatal);

@@ -256,6 +256,7 @@ mod tests {
             estimate_sql: None,
             estimate_msgs: None,
             param_types: Vec::new(),
+            point: None,
         }))
     }
 

@@ -38,6 +38,8 @@
 //! - `identity`: red-team families 3, 4 and 6 — DDL verified by the protected objects'
 //!   identity on the server, hidden effects counted, a dry-run session changing nothing.
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
+//! - `points`:  point writes the catalog proves small run uncounted; DDL from elsewhere,
+//!   partial and expression indexes and many values get the counted path.
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
 mod batches;
@@ -59,6 +61,7 @@ mod modes;
 mod names;
 mod ops;
 mod oracle;
+mod points;
 mod precheck;
 mod preflight;
 mod readme;

@@ -69,6 +69,7 @@ async fn counters_are_the_views_and_immune_to_search_path() {
         effects: Vec::new(),
         ignored_directive: false,
         warned_rule: None,
+        point: None,
     };
     let limited = stats_sql(&policy, &plan, &|_, _| None);
     assert_ne!(limited, STATS_SQL, "per-table limits read only those tables");
