@@ -353,18 +353,20 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
     if !within {
         return Ok(None);
     }
-    let mut sql = BytesMut::with_capacity(text.len() + 2048);
-    sql.put_slice(text);
-    sql.put_slice(b"\n;");
-    sql.put_slice(assertion(p, &proof, &cols).as_bytes());
-    sql.put_u8(0);
-    let msg = crate::wire::encode(fe::QUERY, &sql);
+    // The client's text as a message of its own (never spliced into a string of blastwall's),
+    // on the unnamed statement and portal, which its Query would have destroyed anyway; then
+    // the assertion on blastwall's own name; one Sync: one implicit transaction, so a failed
+    // assertion rolls the write back.
+    let Ok(text) = std::str::from_utf8(text) else { return Ok(None) };
+    let mut msg = super::own::on_name("", text);
+    msg.put_slice(&super::own::messages(&assertion(p, &proof, &cols)));
     let held = b.run_held(&msg, req.opts.max_hold).await?;
-    // The client's replies end at its CommandComplete; what follows is the assertion's.
+    // The client's replies end at its CommandComplete; what follows is the assertion's. The
+    // extended protocol's completions (Parse, Bind, Close), which a Query does not send, go.
     let mut out = BytesMut::new();
     let mut done: Option<u64> = None;
     let mut failed = false;
-    for f in &held.frames {
+    for f in held.frames.iter().filter(|f| !matches!(f.tag, b'1' | b'2' | b'3')) {
         match (done.is_some(), f.tag) {
             (false, b'C') => {
                 done = Some(tag_count(f.body()));
