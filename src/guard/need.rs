@@ -208,7 +208,8 @@ fn reaches_unseen(st: &Statement) -> bool {
         words.as_slice(),
         ["create" | "drop" | "alter", "database" | "tablespace" | "subscription" | "system", ..]
             | ["drop", "index", "concurrently"]
-    );
+    ) || (matches!(words.first(), Some(&"create" | &"drop" | &"reindex"))
+        && lower.contains("concurrently"));
     if outside_blocks {
         return false;
     }

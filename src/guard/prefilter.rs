@@ -45,7 +45,10 @@ pub(super) fn cannot_write(text: &str) -> bool {
 /// For each first letter (`a` = bit 0 … `z` = bit 25), which lengths a write word starting with
 /// it has (bit n = length n): most words are rejected by one lookup.
 const FIRST_LETTER_LENGTHS: [u16; 26] = {
-    const WORDS: [&[u8]; 18] = [
+    // `create`: DDL such as CREATE VIEW/TRIGGER/RULE/TABLE … INHERITS writes no row, but it
+    // changes what a later write reaches, so the catalog's cached answers must be dropped
+    // (the analyzer marks it as DDL).
+    const WORDS: [&[u8]; 19] = [
         b"delete",
         b"update",
         b"insert",
@@ -64,6 +67,7 @@ const FIRST_LETTER_LENGTHS: [u16; 26] = {
         b"blastwall",
         b"reset",
         b"discard",
+        b"create",
     ];
     let mut t = [0u16; 26];
     let mut i = 0;
@@ -104,6 +108,7 @@ fn is_write_word(w: &[u8]) -> bool {
             | b"blastwall"
             | b"reset"
             | b"discard"
+            | b"create"
     )
 }
 
@@ -113,7 +118,7 @@ mod tests {
     use proptest::strategy::Strategy;
 
     /// Every word the prefilter must treat as a possible write.
-    const WRITE_WORDS: [&str; 18] = [
+    const WRITE_WORDS: [&str; 19] = [
         "delete",
         "update",
         "insert",
@@ -132,6 +137,7 @@ mod tests {
         "blastwall",
         "reset",
         "discard",
+        "create",
     ];
 
     /// The words a reference reading finds: split at every byte that is not an ASCII letter or `_`.

@@ -372,3 +372,27 @@ async fn a_rule_made_while_another_session_asks_is_not_missed() {
     assert_eq!(children(&db), "400", "the rule's DELETE ran uncounted: {}", show(&out));
     proxy.stop().await;
 }
+
+/// #11 family 4: a view created through blastwall over a limited table, under a name the
+/// catalog had already answered for (as nothing: a plain, absent relation), is not judged from
+/// that stale answer: CREATE (which writes no row) still drops the cached answers, and an
+/// UPDATE of every row through the view is counted and refused. Read directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_created_through_blastwall_is_not_judged_from_a_stale_answer() {
+    let (proxy, db) = rule_maker(AFTER_RULE_NOTHING).await;
+    let sum = || admin_sql(pg(), &db, "SELECT sum(v) FROM child").trim().to_string();
+    let before = sum();
+    let script = [
+        // Asked of the catalog while `v` does not exist: the answer is "nothing reaches further".
+        Send(q("UPDATE v SET v = 1 WHERE id = 1")),
+        Until(b'Z', 1),
+        Send(q("CREATE VIEW v AS SELECT * FROM child")),
+        Until(b'Z', 1),
+        Send(q("UPDATE v SET v = v + 1 WHERE id > 0")),
+        Until(b'Z', 1),
+    ];
+    let out = run(proxy.port(), &db, &script).await;
+    assert!(show(&out).contains("blastwall"), "the UPDATE through the view was not refused: {}", show(&out));
+    assert_eq!(sum(), before, "every child row was updated through the new view: {}", show(&out));
+    proxy.stop().await;
+}
