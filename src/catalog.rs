@@ -34,6 +34,8 @@ pub struct Catalog {
     minted: DashMap<(String, String, String), (Vec<TableColumn>, Instant)>,
     /// (database, state schema) known to exist and be usable (see `crate::contract`).
     state_ready: DashMap<(String, String), ()>,
+    /// (database, state schema) already reported as unusable in the log.
+    state_warned: DashMap<(String, String), ()>,
     /// Per database: what the policy tables are now (see `crate::names`).
     identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
@@ -293,8 +295,16 @@ impl Catalog {
         let key = (database.to_string(), schema.to_string());
         if ready {
             self.state_ready.insert(key, ());
-        } else {
-            self.state_ready.remove(&key);
+        } else if self.state_ready.remove(&key).is_some() || self.state_warned.insert(key, ()).is_none() {
+            // Said once per database (and again whenever a usable state stops being usable):
+            // the writes whose rules need it are refused until it is fixed.
+            tracing::warn!(
+                database,
+                schema,
+                "blastwall's state schema cannot be used here (missing, or its functions not executable by this role): \
+                 writes to tables with anomaly or budget rules are refused (rule contract-state) until a DBA runs \
+                 `blastwall init-state` or grants EXECUTE"
+            );
         }
     }
 

@@ -242,6 +242,22 @@ fn run(command: Command) -> Result<i32> {
             let watch = cfg.watch_policies;
             let policy = load_policy(&policy_paths)?;
             tracing::info!(policies = %policy.source_names(), hash = %policy.hash, "policy loaded");
+            let stateful: Vec<String> = policy
+                .tables
+                .iter()
+                .filter(|t| blastwall::contract::applies(t))
+                .map(|t| format!("{}.{}", t.schema, t.name))
+                .collect();
+            if !stateful.is_empty() {
+                // blastwall holds no credentials of its own: the state is checked on the first
+                // counted write per database, on the client's session, and reported then.
+                tracing::info!(
+                    tables = %stateful.join(", "),
+                    schema = %policy.state.schema,
+                    "these tables' anomaly/budget rules need blastwall's state schema in their database; \
+                     writes to them are refused there until it is usable"
+                );
+            }
             let loops = event_loops(cfg.threads)?;
             let handles = loops.as_ref().map(|l| l.handles()).unwrap_or_default();
             // Accepting, signals and the admin endpoint: one thread; sessions: the event loops

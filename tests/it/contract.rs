@@ -277,9 +277,14 @@ async fn without_access_to_the_state_it_fails_closed() {
     let probe = rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap();
     assert_eq!(probe[0][0].as_deref(), Some("no USAGE on schema blastwall"));
     let cat = Catalog::default();
+    crate::harness::captured_logs();
     let d = write(&c, "DELETE FROM users WHERE id = 1", "users", (&p, &cat, &db), None, Duration::ZERO, HOW).await;
     assert_eq!((d.findings[0].rule, d.mode()), ("contract-state", Some(Mode::Enforce)), "{d:?}");
     assert!(d.findings[0].why.contains("permission denied for schema blastwall"), "{d:?}");
+    // The operator is told once, in the log, which database's state cannot be used.
+    let said = crate::harness::captured_logs();
+    let line = said.lines().find(|l| l.contains("state schema cannot be used") && l.contains(&db));
+    assert!(line.is_some(), "no log line about the unusable state in {db}:\n{said}");
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 5);
     admin_sql(pg(), &db, &contract::state::init_script("blastwall", &["app".to_string()]));
     assert_eq!(rows(&c, &contract::state::probe_sql("blastwall")).await.unwrap()[0][0].as_deref(), Some("true"));
