@@ -15,6 +15,8 @@ use crate::precheck::CheckPlan;
 mod analysis;
 mod need;
 mod prefilter;
+mod prepared;
+use prepared::{remember_prepared, with_prepared};
 mod render;
 mod words;
 
@@ -522,55 +524,6 @@ impl Guard {
 /// or it protects tables, which a function's unseen body may reach (verified on the server).
 fn calls_matter(policy: &Policy) -> bool {
     policy.opaque.functions != Action::Allow || !policy.tables.is_empty()
-}
-
-/// The statements with every SQL-level EXECUTE followed by what it runs (all statements ever
-/// prepared under that name since its DEALLOCATE), or by an opaque item when it is unknown.
-fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec<Statement> {
-    let mut expanded: Vec<Statement> = Vec::with_capacity(statements.len());
-    for st in statements {
-        expanded.push(st.clone());
-        for ex in &st.executes {
-            match info.prepared.get(&ex.name) {
-                Some(list) => expanded.extend(list.iter().map(|p| Statement {
-                    text: st.text.clone(),
-                    offset: st.offset,
-                    ..p.clone()
-                })),
-                None => expanded.push(Statement {
-                    text: st.text.clone(),
-                    offset: st.offset,
-                    opaque: vec![Opaque::UnknownPrepared(ex.name.clone())],
-                    ..Default::default()
-                }),
-            }
-        }
-    }
-    expanded
-}
-
-/// A PREPARE is remembered at once (judging one statement too many is only stricter); a
-/// DEALLOCATE only once the server confirms it (see `session::names`).
-fn remember_prepared(statements: &[Statement], info: &mut SessionInfo) {
-    for st in statements {
-        if let Some((name, inner)) = &st.prepare {
-            let list = info.prepared.entry(name.clone()).or_default();
-            if !list.contains(inner) {
-                list.push((**inner).clone());
-            }
-        }
-        match &st.deallocate {
-            Some(Some(name)) => {
-                let n = info.prepared.get(name).map_or(0, Vec::len);
-                info.unprepared.push((name.clone(), n));
-            }
-            Some(None) => {
-                let all: Vec<(String, usize)> = info.prepared.iter().map(|(k, v)| (k.clone(), v.len())).collect();
-                info.unprepared.extend(all);
-            }
-            None => {}
-        }
-    }
 }
 
 const HINT_DRY_RUN_SETVAL: &str =
