@@ -3,7 +3,8 @@
 //! `wire` (framing) → `guard::Guard::judge` (`analyze` with pg_query, cached → `policy::decide`,
 //! pure → a `guard::Verdict`: allow, warn, refuse, count with a `precheck::CheckPlan`, or ask
 //! the `catalog` first) → for a count, `precheck` measures on the client's own session and
-//! `precheck::judge_counts` applies the policy's limits to the counts →
+//! `policy::judge_counts` (pure) judges the measured counts, after which `precheck` keeps or
+//! rolls back →
 //! `relay` carries out a narrow `relay::Action` (forward, notify, refuse by marker) → `audit`
 //! records the decision's facts. Extended-protocol messages go through `session`'s mirror of
 //! prepared statements and portals: a write is counted at its Execute, wherever it stands.

@@ -98,9 +98,9 @@ const HINT_UPSERT: &str =
     "Use a plain INSERT, so that a collision with an existing row fails loudly, or ON CONFLICT … DO NOTHING.";
 const HINT_FORBIDDEN: &str = "The policy forbids this operation on this table. Change it through a role whose policy mode allows it (for example a migrator role in warn mode).";
 const HINT_OPAQUE: &str = "blastwall cannot see what this statement writes. Run the statements it contains directly, or ask for a role whose policy allows it.";
-const HINT_LIMIT: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches), or ask for a role whose policy allows it. Nothing was changed.";
+pub(super) const HINT_LIMIT: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches), or ask for a role whose policy allows it. Nothing was changed.";
 /// The same limit in warn mode: the statement ran, and its changes stay.
-const HINT_LIMIT_WARN: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches). Warn mode let this statement run: its changes were kept.";
+pub(super) const HINT_LIMIT_WARN: &str = "Change fewer rows per statement (narrow the WHERE clause, or work in batches). Warn mode let this statement run: its changes were kept.";
 const HINT_ASSIGN: &str = "A protected column identifies rows; changing it moves a row's identity (an id range shifted into or out of a test window). Change it through a role or table whose policy sets allow_protected_update = true.";
 const HINT_CURSOR: &str = "Write the row's key explicitly (WHERE id = …) instead of WHERE CURRENT OF.";
 
@@ -174,7 +174,7 @@ pub fn decide_resolved(
     d
 }
 
-fn defaults_source(policy: &Policy) -> String {
+pub(super) fn defaults_source(policy: &Policy) -> String {
     format!("defaults of {}", policy.source_names())
 }
 
@@ -239,47 +239,6 @@ pub fn describe_counts(counts: &[TableCount]) -> String {
     } else {
         parts.join("; ")
     }
-}
-
-/// Row limits against what a statement changed, as the pre-check measured it: counts include
-/// rows deleted by ON DELETE CASCADE and rows changed by triggers and functions. One finding
-/// names every table over its limit; it applies in the strictest of their modes.
-pub fn limit_findings(
-    counts: &[TableCount],
-    verb: &str,
-    statement: &str,
-    who: SessionView<'_>,
-    policy: &Policy,
-) -> Decision {
-    let mut over = Vec::new();
-    let mut first_table: Option<&TablePolicy> = None;
-    let mut mode: Option<Mode> = None;
-    for c in counts {
-        let (max_del, max_upd, table) = limits_for(policy, &c.schema, &c.name);
-        for (what, n, max) in [("deleted", c.deleted, max_del), ("updated", c.updated, max_upd)] {
-            if let Some(m) = max.filter(|m| n > *m) {
-                over.push(format!("{n} {what} in {} is over its limit of {m}", c.qualified()));
-                let table_mode = mode_for(who, policy, table);
-                if mode.is_none_or(|x| table_mode > x) {
-                    mode = Some(table_mode);
-                    first_table = table;
-                }
-            }
-        }
-    }
-    let mut d = Decision::default();
-    let Some(mode) = mode.filter(|m| *m != Mode::Off) else { return d };
-    let source = first_table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
-    d.findings.push(Finding {
-        rule: "row-limit",
-        mode,
-        what: verb.to_string(),
-        why: format!("would {}; {}", describe_counts(counts), over.join(", ")),
-        hint: if mode == Mode::Warn { HINT_LIMIT_WARN } else { HINT_LIMIT },
-        source,
-        statement: statement.to_string(),
-    });
-    d
 }
 
 fn write_findings(

@@ -3,12 +3,14 @@
 //! Owns: the compiled policy types and `decide` — a pure function of (facts, session, policy).
 //! Does not own: the file format (see `file`), parsing SQL (`analyze`), or the wire (`relay`).
 
+mod counts;
 mod decide;
 pub mod file;
 
+pub use counts::{judge_counts, Measured};
 pub use decide::{
-    decide, decide_resolved, describe_counts, limit_findings, limits_for, mode_for, Decision, Finding, Reach,
-    SessionView, TableCount, TablesOf, ViewColumns,
+    decide, decide_resolved, describe_counts, limits_for, mode_for, Decision, Finding, Reach, SessionView, TableCount,
+    TablesOf, ViewColumns,
 };
 pub use file::{PolicyError, DEFAULT_POLICY};
 

@@ -4,8 +4,7 @@
 //! Owns: reading EXPLAIN's JSON and the findings these numbers make. Does not own: the I/O.
 
 use super::CheckPlan;
-use crate::policy::{Decision, Mode, Policy, SessionView};
-use crate::precheck::TableCount;
+use crate::policy::{Decision, Policy, SessionView};
 
 /// An estimate this many times over a limit refuses without running the statement.
 const ESTIMATE_FACTOR: f64 = 10.0;
@@ -143,35 +142,6 @@ pub(super) async fn counted_within(
     b.query("ROLLBACK TO SAVEPOINT blastwall_count; RELEASE SAVEPOINT blastwall_count").await?;
     let n = a.rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()).and_then(|v| v.parse::<u64>().ok());
     Ok(a.error.is_none() && n.is_some_and(|n| n <= limit))
-}
-
-/// An override states how many rows the statement may change in all (deleted and updated,
-/// cascades included); more than that is rolled back, whatever the mode.
-pub(super) fn override_findings(
-    counts: &[TableCount],
-    ov: &crate::analyze::directive::Override,
-    what: &str,
-    statement: &str,
-) -> Decision {
-    let total: u64 = counts.iter().map(|c| c.deleted + c.updated).sum();
-    let mut d = Decision::default();
-    if total > ov.rows {
-        d.findings.push(crate::policy::Finding {
-            rule: "override-exceeded",
-            mode: Mode::Enforce,
-            what: what.to_string(),
-            why: format!(
-                "would {}: {total} rows in all, more than the {} the override allows (reason: {})",
-                crate::policy::describe_counts(counts),
-                ov.rows,
-                ov.reason
-            ),
-            hint: "The statement changes more rows than expected: look at what else it reaches before raising the number.",
-            source: "override directive".into(),
-            statement: statement.to_string(),
-        });
-    }
-    d
 }
 
 #[cfg(test)]

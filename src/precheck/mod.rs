@@ -5,9 +5,10 @@
 //! the middle of an extended-protocol batch around its Execute (`inbatch`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
-//! client — and holding the statement's own replies until the verdict; judging measured counts
-//! against the policy's limits (`judge_counts`). Does not own: deciding which statements need a
-//! check (`guard`), what the limits are (`policy`), or the words of a refusal (`guard::render`).
+//! client — and holding the statement's own replies until the verdict, then keeping or rolling
+//! back as the policy judged the measured counts (`policy::judge_counts`). Does not own:
+//! deciding which statements need a check (`guard`), judging the numbers (`policy`), or the
+//! words of a refusal (`guard::render`).
 
 mod estimate;
 mod identity;
@@ -17,14 +18,14 @@ mod own;
 pub mod point;
 mod stats;
 
-use estimate::{estimate_findings, estimates, override_findings};
+use estimate::{estimate_findings, estimates};
 pub use identity::judge as identity_judge;
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 
 pub use stats::{deltas, snapshot, stats_sql, TableCount, STATS_SQL};
 
-use crate::policy::{limit_findings, Decision, Mode, Policy, SessionView};
+use crate::policy::{Decision, Mode, Policy, SessionView};
 use crate::wire::messages::ProxyMessage;
 
 use crate::backend::BoxIo;
@@ -245,6 +246,18 @@ pub struct CheckPlan {
     pub point: Option<point::Point>,
 }
 
+impl CheckPlan {
+    /// What the policy judges the measured counts of this plan by.
+    pub fn measured(&self) -> crate::policy::Measured<'_> {
+        crate::policy::Measured {
+            verb: self.verb,
+            target: self.target.as_ref(),
+            override_rows: self.override_rows.as_ref(),
+            statement: &self.statement,
+        }
+    }
+}
+
 /// The end of a check.
 #[derive(Debug)]
 pub enum Outcome {
@@ -412,7 +425,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let (counts, mut decision) = judge_counts(plan, deltas(&before, &after), who, policy);
+    let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), deltas(&before, &after), who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
     let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
     decision.findings.extend(findings);
@@ -519,28 +532,6 @@ pub fn counter_reading(
         }
         snap
     })
-}
-
-/// Judges what one statement changed: the table it names first, then what cascaded; the
-/// override's number when it has one, else the policy's limits.
-pub fn judge_counts(
-    plan: &CheckPlan,
-    mut counts: Vec<TableCount>,
-    who: SessionView<'_>,
-    policy: &Policy,
-) -> (Vec<TableCount>, Decision) {
-    if let Some(t) = &plan.target {
-        counts.sort_by_key(|c| !(c.name == t.name && t.schema.as_ref().is_none_or(|s| *s == c.schema)));
-    }
-    let what = match (&plan.target, counts.first()) {
-        (Some(_), Some(first)) => format!("{} on {}", plan.verb, first.qualified()),
-        _ => plan.verb.to_string(),
-    };
-    let decision = match &plan.override_rows {
-        Some(ov) => override_findings(&counts, ov, &what, &plan.statement),
-        None => limit_findings(&counts, &what, &plan.statement, who, policy),
-    };
-    (counts, decision)
 }
 
 /// What to verify, and with what.

@@ -86,7 +86,7 @@ impl Session {
             return Ok(());
         };
         let (counts, mut decision) =
-            precheck::judge_counts(&plan, precheck::deltas(&before, &after), self.info.view(), &policy);
+            crate::policy::judge_counts(plan.measured(), precheck::deltas(&before, &after), self.info.view(), &policy);
         // What it did to the protected objects (`precheck::identity`).
         let view = self.info.view();
         decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
