@@ -1,8 +1,7 @@
 //! Every message with a SQLSTATE that blastwall sends to a client in its own name, built here
 //! and nowhere else: the refusal and warning of a decision (words from `guard::render`), the
 //! dry run's report, a failed COMMIT of a verified write, and the endings of a connection
-//! (refused at the door, timed out, shut down, broken). The admin console's answers to its
-//! own commands are still built in `console`.
+//! (refused at the door, timed out, shut down, broken), and the admin console's errors.
 //!
 //! Owns: severities, SQLSTATEs and fixed wording of those messages. Does not own: the words of
 //! a decision (`guard::render`), when they are sent (`session`, `relay`).
@@ -105,4 +104,39 @@ pub fn channel_binding_refused() -> ProxyMessage {
 pub fn shutting_down(killed: bool) -> ProxyMessage {
     ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
         .with_detail(if killed { "ended from the blastwall console (KILL)" } else { "blastwall is shutting down" })
+}
+
+/// The console could not reload the policy files (`XX000`).
+pub fn console_reload_failed(error: String) -> ProxyMessage {
+    ProxyMessage::error(sqlstate::INTERNAL_ERROR, error)
+}
+
+/// `KILL` with something that is not a session number (`42601`).
+pub fn console_kill_not_a_number(id: &str) -> ProxyMessage {
+    ProxyMessage::error("42601", format!("KILL takes a session number (SHOW SESSIONS), not {id:?}"))
+}
+
+/// `KILL` of a session that does not exist (`42704`).
+pub fn console_no_session(n: u64) -> ProxyMessage {
+    ProxyMessage::error("42704", format!("no session {n}"))
+}
+
+/// A console command it does not know (`42601`).
+pub fn console_unknown_command(command: &str) -> ProxyMessage {
+    ProxyMessage::error("42601", format!("blastwall console: unknown command {command:?}"))
+        .with_hint("SHOW HELP lists the commands.")
+}
+
+/// The console was sent extended-protocol messages (`0A000`).
+pub fn console_simple_only() -> ProxyMessage {
+    ProxyMessage::error(sqlstate::FEATURE_NOT_SUPPORTED, "the blastwall console answers the simple query protocol only")
+        .with_hint("Use psql, or a simple query (tokio-postgres: simple_query; libpq: PQexec).")
+}
+
+/// A write kept uncounted (proven small) whose replies were more than blastwall holds (`XX000`).
+pub fn kept_but_too_large(max_hold: usize) -> ProxyMessage {
+    ProxyMessage::error(
+        sqlstate::INTERNAL_ERROR,
+        format!("blastwall: the write was kept, but its replies were larger than the {max_hold} bytes blastwall holds"),
+    )
 }

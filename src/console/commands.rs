@@ -5,7 +5,7 @@
 //! (`state`, `metrics`, the policy) or the actions taken (`server`).
 
 use crate::shared::Shared;
-use crate::wire::messages::{sqlstate, ProxyMessage};
+use crate::wire::messages::ProxyMessage;
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -36,7 +36,7 @@ fn one(shared: &Arc<Shared>, command: &str, out: &mut BytesMut) -> Result<(), Pr
         ["SHOW", "STATS"] => stats(shared).encode("SHOW", out),
         ["SHOW", "HELP"] => help().encode("SHOW", out),
         ["RELOAD"] => {
-            shared.reload_all().map_err(|e| ProxyMessage::error(sqlstate::INTERNAL_ERROR, e))?;
+            shared.reload_all().map_err(crate::said::console_reload_failed)?;
             complete("RELOAD", out);
         }
         ["PAUSE"] => {
@@ -50,19 +50,14 @@ fn one(shared: &Arc<Shared>, command: &str, out: &mut BytesMut) -> Result<(), Pr
             complete("RESUME", out);
         }
         ["KILL", id] => {
-            let n: u64 = id.parse().map_err(|_| {
-                ProxyMessage::error(SYNTAX_ERROR, format!("KILL takes a session number (SHOW SESSIONS), not {id:?}"))
-            })?;
+            let n: u64 = id.parse().map_err(|_| crate::said::console_kill_not_a_number(id))?;
             if !shared.console.sessions.contains_key(&n) || !shared.phase.kill(n) {
-                return Err(ProxyMessage::error(UNDEFINED_OBJECT, format!("no session {n}")));
+                return Err(crate::said::console_no_session(n));
             }
             tracing::warn!(session = n, "session killed from the console");
             complete("KILL", out);
         }
-        _ => {
-            return Err(ProxyMessage::error(SYNTAX_ERROR, format!("blastwall console: unknown command {command:?}"))
-                .with_hint("SHOW HELP lists the commands."))
-        }
+        _ => return Err(crate::said::console_unknown_command(command)),
     }
     Ok(())
 }
@@ -85,9 +80,6 @@ fn help() -> Table {
     t.rows = COMMANDS.iter().map(|(c, d)| vec![text(*c), text(*d)]).collect();
     t
 }
-
-const SYNTAX_ERROR: &str = "42601";
-const UNDEFINED_OBJECT: &str = "42704";
 
 #[derive(Clone, Copy)]
 enum Type {

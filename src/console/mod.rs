@@ -202,11 +202,7 @@ async fn query_loop(shared: &Arc<Shared>, client: &mut Conn, id: u64) -> Result<
             _ if skipping => {}
             fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH | fe::FUNCTION_CALL => {
                 skipping = f.tag != fe::FUNCTION_CALL;
-                let msg = ProxyMessage::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "the blastwall console answers the simple query protocol only",
-                )
-                .with_hint("Use psql, or a simple query (tokio-postgres: simple_query; libpq: PQexec).");
+                let msg = crate::said::console_simple_only();
                 out.extend_from_slice(&msg.encode());
                 if f.tag == fe::FUNCTION_CALL {
                     out.extend_from_slice(&messages::ready_for_query(TxStatus::Idle));

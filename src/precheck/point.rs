@@ -384,13 +384,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         return Ok(None);
     }
     if held.overflowed {
-        let msg = crate::wire::messages::ProxyMessage::error(
-            "XX000",
-            format!(
-                "blastwall: the write was kept, but its replies were larger than the {} bytes blastwall holds",
-                req.opts.max_hold
-            ),
-        );
+        let msg = crate::said::kept_but_too_large(req.opts.max_hold);
         out.clear();
         out.put_slice(&msg.encode());
         out.put_slice(&crate::wire::messages::ready_for_query(TxStatus::Idle));
