@@ -133,14 +133,33 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             {
                 if c.action == pb::OnConflictAction::OnconflictUpdate as i32 {
                     let infer = c.infer.as_deref();
+                    // An expression (`ON CONFLICT ((id))`, `(lower(email))`) stands for every column
+                    // it names: the overwrite reaches rows matched by those columns' values.
                     let conflict_columns = infer
                         .map(|i| {
                             items(&i.index_elems)
                                 .filter_map(|e| match e {
-                                    R::IndexElem(ie) => Some(ie.name.as_str()),
+                                    R::IndexElem(ie) => Some(ie),
                                     _ => None,
                                 })
-                                .map(|n| if n.is_empty() { "(expression)".to_string() } else { n.to_string() })
+                                .flat_map(|ie| {
+                                    if !ie.name.is_empty() {
+                                        return vec![ie.name.clone()];
+                                    }
+                                    let mut named = vec!["(expression)".to_string()];
+                                    if let Some(n) = ie.expr.as_ref().and_then(|e| e.node.as_ref()) {
+                                        for (node, ..) in n.nodes() {
+                                            if let R::ColumnRef(c) = node {
+                                                if let Some(pb::node::Node::String(last)) =
+                                                    c.fields.last().and_then(|f| f.node.as_ref())
+                                                {
+                                                    named.push(last.sval.clone());
+                                                }
+                                            }
+                                        }
+                                    }
+                                    named
+                                })
                                 .collect()
                         })
                         .unwrap_or_default();

@@ -132,6 +132,10 @@ pub struct Resolutions {
     /// A message that may change the path was judged since the last transaction end: the
     /// next end (`COMMIT`, `ROLLBACK`, …) may undo it (`SET LOCAL`, a `SET` rolled back).
     changed_since_end: bool,
+    /// The text being judged is a protocol Parse: the server resolves its names again each
+    /// time it runs, after the path or temporary tables may have changed, so it is judged as
+    /// what its names resolve to now and as every policy table its names may be.
+    pub persisting: bool,
 }
 
 impl Resolutions {
@@ -434,6 +438,13 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
             tables.push((i, None));
         } else if let Some(v) = view.filter(|v| v.bases.iter().any(|b| known.contains(b))) {
             tables.push((i, Some(v.columns.clone())));
+        }
+    }
+    if session.persisting {
+        for i in unresolved_reach(policy, cx.ids, target) {
+            if !tables.iter().any(|(j, _)| *j == i) {
+                tables.push((i, None));
+            }
         }
     }
     let constraint_columns = match &w.op {

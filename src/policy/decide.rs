@@ -279,11 +279,22 @@ fn write_findings(
         (Some(t), None) => policy.tables.iter().filter(|p| p.matches(t)).collect(),
         (None, None) => Vec::new(),
     };
-    // The current names of a table's protected columns, with their policy names.
+    // The current names of a table's protected columns, with their policy names; through a
+    // view, the view's names of the protected columns it shows (`uid` for `users.id`).
     let protected = |t: &TablePolicy| -> Vec<(String, String)> {
-        who.columns
+        let named = who
+            .columns
             .and_then(|f| f(t))
-            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect())
+            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect());
+        match through_view(t) {
+            Some(map) => named
+                .into_iter()
+                .flat_map(|(p, now)| {
+                    map.iter().filter(move |(_, base)| *base == now).map(move |(v, _)| (p.clone(), v.clone()))
+                })
+                .collect(),
+            None => named,
+        }
     };
     for t in tables.iter().filter(|t| !t.allow_protected_update) {
         for (policy_name, col) in protected(t).iter().filter(|(_, col)| w.op.assigned().contains(col)) {
@@ -324,18 +335,7 @@ fn write_findings(
                         HINT_CURSOR,
                     ),
                     Where::Cond(c) => {
-                        let mut named = protected(t);
-                        // Through a view: the view's names of the protected columns it shows.
-                        if let Some(map) = through_view(t) {
-                            named = named
-                                .into_iter()
-                                .flat_map(|(p, now)| {
-                                    map.iter()
-                                        .filter(move |(_, base)| *base == now)
-                                        .map(move |(v, _)| (p.clone(), v.clone()))
-                                })
-                                .collect();
-                        }
+                        let named = protected(t);
                         for (policy_name, col) in &named {
                             let kind = match (c.points.get(col), c.range_of(col)) {
                                 (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
@@ -374,7 +374,9 @@ fn write_findings(
                 } else if let Some(c) = constraint {
                     let why = format!("ON CONFLICT ON CONSTRAINT {c} may overwrite rows matched by protected columns, and cannot be checked statically");
                     finding(Some(t), "upsert-overwrite", why, HINT_UPSERT);
-                } else if let Some(col) = conflict_columns.iter().find(|c| t.protected_columns.contains(*c)) {
+                } else if let Some(col) =
+                    conflict_columns.iter().find(|c| protected(t).iter().any(|(_, now)| now == *c))
+                {
                     let why = format!(
                         "ON CONFLICT ({col}) DO UPDATE overwrites existing rows that share the protected column {col}"
                     );

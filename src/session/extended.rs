@@ -104,7 +104,10 @@ impl Session {
         let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
         let name = msg.name.to_vec();
         let param_types = msg.param_types.clone();
-        match self.judge_sql(msg.sql, pre) {
+        self.info.names.persisting = true;
+        let verdict = self.judge_sql(msg.sql, pre);
+        self.info.names.persisting = false;
+        match verdict {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
             Verdict::Resolve(questions) => {
                 if self.relay.batch_has_messages() {

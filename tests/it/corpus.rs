@@ -217,6 +217,9 @@ const CORPUS: &[(&str, V)] = &[
     ("INSERT INTO users (id) VALUES (5) ON CONFLICT (id) DO NOTHING", P),
     ("INSERT INTO users (id) VALUES (5) ON CONFLICT DO NOTHING", P),
     ("INSERT INTO users (id) VALUES (5) ON CONFLICT ON CONSTRAINT users_pkey DO UPDATE SET plan = 'x'", R("upsert-overwrite")),
+    // An expression conflict target stands for the columns it names (red team).
+    ("INSERT INTO users (id) VALUES (-91111101) ON CONFLICT ((id)) DO UPDATE SET email = 'x'", R("upsert-overwrite")),
+    ("INSERT INTO users AS u (id) SELECT id FROM users WHERE plan = 'premium' ON CONFLICT (((id))) DO UPDATE SET email = 'x'", R("upsert-overwrite")),
     ("INSERT INTO users (id, email) VALUES (5, 'a') ON CONFLICT (email) DO UPDATE SET plan = 'x'", P),
     ("INSERT INTO users AS u (id) VALUES ($1) ON CONFLICT (\"id\") DO UPDATE SET plan = EXCLUDED.plan", R("upsert-overwrite")),
     ("INSERT INTO subscriptions (id, user_id, plan) VALUES (1, 1, 'x') ON CONFLICT (id) DO UPDATE SET plan = 'y'", P),

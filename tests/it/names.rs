@@ -255,6 +255,16 @@ async fn a_view_over_a_policy_table_gets_its_rules_under_the_views_names() {
     send(&c, "UPDATE user_directory SET plan = 'x' WHERE uid = -91111105").await.unwrap();
     let x: i64 = d.query_one("SELECT count(*) FROM users WHERE plan = 'x'", &[]).await.unwrap().get(0);
     assert_eq!(x, 1);
+    // Moving an id, or overwriting by id, under the view's name of the column (red team).
+    let e = refused(&c, "UPDATE user_directory SET uid = -91111199 WHERE uid = -91111105").await;
+    assert!(e.contains("protected-assign") && e.contains("uid"), "{e}");
+    let e =
+        refused(&c, "INSERT INTO user_directory (uid) VALUES (-91111105) ON CONFLICT (uid) DO UPDATE SET plan = 'y'")
+            .await;
+    assert!(e.contains("upsert-overwrite"), "{e}");
+    let moved: i64 =
+        d.query_one("SELECT count(*) FROM users WHERE id = -91111199 OR plan = 'y'", &[]).await.unwrap().get(0);
+    assert_eq!(moved, 0, "an id was moved or a row overwritten through the view");
     proxy.stop().await;
 }
 
@@ -275,4 +285,27 @@ fn blastwall_check_says_when_a_verdict_rests_on_an_unqualified_name() {
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert!(messages[0].contains("read offline by name: the unqualified users as public.users"), "{messages:?}");
     assert!(!messages[1].contains("offline"), "{messages:?}");
+}
+
+/// A statement prepared with the protocol (Parse) is resolved again by the server whenever it
+/// runs: prepared while the path leads `users` to `archive.users`, executed after the path led
+/// back to `public.users`, it would delete real users (red team). It is judged as every policy
+/// table its name may be, and refused when prepared; `public.users` is read on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_is_judged_as_every_table_its_name_may_reach() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    send(&c, "SET search_path = archive, public").await.unwrap();
+    let e = c.prepare(RANGE_DELETE).await.expect_err("prepared under the archive path");
+    let e = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+    assert!(e.contains("blastwall: refused"), "{e}");
+    send(&c, "SET search_path = public").await.unwrap();
+    // The same text as a Query, now: refused as before.
+    refused(&c, RANGE_DELETE).await;
+    // As a Query under the archive path it is judged as what it reaches now, and runs.
+    send(&c, "SET search_path = archive, public").await.unwrap();
+    send(&c, RANGE_DELETE).await.unwrap();
+    assert_eq!(counts(&db).await.0, 60, "public.users lost rows");
+    proxy.stop().await;
 }
