@@ -209,6 +209,17 @@ pub fn judge(
     (changed, findings)
 }
 
+/// [`deferred_findings`] from a raw reading (a write counted in the middle of a batch, whose
+/// deferred triggers fire at the batch's end or the client's COMMIT, after the count).
+pub fn deferred_in(
+    before: &[Vec<Option<String>>],
+    who: crate::policy::SessionView<'_>,
+    policy: &crate::policy::Policy,
+    plan: &super::CheckPlan,
+) -> Vec<crate::policy::Finding> {
+    deferred_findings(&read(before), who, policy, &plan.statement, plan.verb)
+}
+
 /// The OID of the policy object `key` when a snapshot found it under that very name (to be
 /// learned, so that a later rename or move is reported as one).
 pub fn found_as(snapshot: &Identity, key: &str) -> Option<u32> {

@@ -19,7 +19,7 @@ pub mod point;
 mod stats;
 
 use estimate::{estimate_findings, estimates};
-pub use identity::judge as identity_judge;
+pub use identity::{deferred_in as identity_deferred, judge as identity_judge};
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 

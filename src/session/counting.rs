@@ -90,6 +90,9 @@ impl Session {
         // What it did to the protected objects (`precheck::identity`).
         let view = self.info.view();
         decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
+        // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
+        // this count: refused while the database has any (rule `deferred-trigger`).
+        decision.findings.extend(precheck::identity_deferred(&rows.0, view, &policy, &plan));
         if overflowed {
             let msg = unverifiable(format!(
                 "its results are larger than the {MAX_HOLD} bytes blastwall holds while it counts the rows"

@@ -234,6 +234,18 @@ async fn a_deferred_trigger_inside_a_transaction_is_refused() {
     assert!(m.contains("deferrable constraint trigger"), "{m}");
     let _ = via.simple_query("COMMIT").await;
     assert_eq!(state(&db).await, before);
+    // In one message with COMMIT or BEGIN (run statement by statement, the INSERT counted in
+    // the middle of the batch) and in a pipelined batch: the trigger fires after the count.
+    for sql in ["INSERT INTO jobs VALUES (2); COMMIT", "BEGIN; INSERT INTO jobs VALUES (3); COMMIT"] {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        let m = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        assert!(m.contains("deferrable constraint trigger"), "{sql}: {m}");
+        let _ = via.simple_query("ROLLBACK").await;
+        assert_eq!(state(&db).await, before, "{sql}");
+    }
+    let (a, b) = tokio::join!(via.execute("SELECT 1", &[]), via.execute("INSERT INTO jobs VALUES (4)", &[]));
+    assert!(a.is_ok() && b.is_err(), "{a:?} {b:?}");
+    assert_eq!(state(&db).await, before, "pipelined");
     p.stop().await;
 }
 
