@@ -89,10 +89,9 @@ pub fn statement_findings(statements: &[Statement], who: SessionView<'_>, policy
                 .find(|i| in_schema(&i.target, schema))
                 .map(|i| format!("{} on {}", i.verb, i.target))
         };
-        let ddl = || {
-            (st.ddl && [format!("{lower}."), format!("\"{lower}\".")].iter().any(|p| text.contains(p.as_str())))
-                .then(|| "statement".to_string())
-        };
+        // Any DDL that names the schema: on an object in it, or on the schema itself (a rename
+        // would leave the state behind and start an empty one: every budget reset).
+        let ddl = || st.ddl.then(|| "statement".to_string());
         // Its functions only add, but a client has no business calling them (a made-up run).
         let called = || {
             (st.calls_functions && ["take_budget", "record_run"].iter().any(|f| text.contains(f)))

@@ -474,6 +474,9 @@ async fn the_guarded_app_cannot_rewrite_the_state_directly_or_through_blastwall(
         "INSERT INTO blastwall.budget_spent SELECT relid, kind, bucket, -25 FROM blastwall.budget_spent",
         "DROP SCHEMA blastwall CASCADE",
         "ALTER TABLE blastwall.budget_spent RENAME TO old",
+        // Renaming the schema would leave the spend behind and start an empty state (red team).
+        "ALTER SCHEMA blastwall RENAME TO bw_old",
+        "ALTER SCHEMA \"blastwall\" OWNER TO app",
         "DELETE FROM \"blastwall\".runs WHERE rows > 0",
         "SELECT * FROM blastwall.record_run(ARRAY[1]::oid[], ARRAY['delete'], ARRAY[0]::int8[], 'f', ARRAY[1]::int8[])",
     ] {
