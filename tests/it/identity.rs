@@ -282,6 +282,14 @@ async fn a_dry_run_session_changes_nothing() {
     assert!(rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
     assert_eq!(state(&db).await, before);
     assert_eq!(admin_sql(pg(), &db, "SELECT count(*) FROM pg_class WHERE relname IN ('zz', 'zz_idx')").trim(), "0");
+    // What cannot run inside a transaction block gets the server's own error and runs nothing
+    // (red team: CREATE DATABASE ran for real in a dry-run session).
+    let su = connect(p.port(), "postgres", SUPERUSER_PW, &db).await;
+    su.simple_query("SET blastwall.mode = 'dry-run'").await.unwrap();
+    let name = format!("{db}_dry");
+    assert!(su.simple_query(&format!("CREATE DATABASE {name}")).await.is_err());
+    let made = admin_sql(pg(), &db, &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"));
+    assert_eq!(made.trim(), "0", "a dry run created a database");
     p.stop().await;
 }
 
