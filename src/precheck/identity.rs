@@ -151,11 +151,13 @@ pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<
         (format!("SELECT r.k, r.oid{text}, 'parents'{text}, coalesce((SELECT pg_catalog.string_agg(i.inhparent{text}, ',' \
            ORDER BY i.inhparent) FROM pg_catalog.pg_inherits i WHERE i.inhrelid {EQ} r.oid), '') FROM r"), true),
         (format!("SELECT s.k, s.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
-           (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} s.relnamespace), s.relname) FROM s"), true),
+           (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} s.relnamespace), s.relname) FROM s"), false),
+        // Read for every check: a function a write calls can move a protected sequence (a
+        // wrapper over setval in a DELETE's WHERE).
         (format!("SELECT s.k, s.oid{text}, 'position'{text}, CASE \
            WHEN pg_catalog.has_sequence_privilege(s.oid, 'SELECT,USAGE') \
            THEN coalesce(pg_catalog.pg_sequence_last_value(s.oid::pg_catalog.regclass){text}, 'unset') \
-           ELSE 'unreadable' END FROM s"), true),
+           ELSE 'unreadable' END FROM s"), false),
         (format!("SELECT s.k, s.oid{text}, 'definition'{text}, pg_catalog.concat_ws(' ', q.seqincrement, q.seqmin, \
            q.seqmax, q.seqcycle) FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid"), true),
         (format!("SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text}"), true),

@@ -78,6 +78,12 @@ async fn ddl_that_reaches_protected_objects_is_verified_on_the_server() {
             &["SELECT mv()"],
             "sequence moved",
         ),
+        // A wrapper over setval inside a counted DELETE's WHERE (red team).
+        (
+            "CREATE FUNCTION svv(bigint) RETURNS bigint LANGUAGE sql VOLATILE AS $$ SELECT setval('web_user_id_seq', $1) $$",
+            &["DELETE FROM web_messages WHERE id = svv(5)"],
+            "sequence moved",
+        ),
     ];
     let p = proxy().await;
     for (setup, steps, names) in cases {
