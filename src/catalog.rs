@@ -42,8 +42,6 @@ pub struct Catalog {
     generation: AtomicU64,
     /// Where the OIDs of policy tables are kept across restarts, when configured.
     persist: Option<std::path::PathBuf>,
-    /// Point writes proven small (`crate::precheck::point`).
-    pub points: crate::precheck::point::Proofs,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -315,7 +313,6 @@ impl Catalog {
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
         self.owners.retain(|(db, _), _| db != database);
-        self.points.forget(database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
                 e.learned = None;
@@ -427,7 +424,7 @@ pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid{eq}coalesce(pg_catalog.to_regclass({lit})::pg_catalog.oid, {oid}::pg_catalog.oid) \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        lit = crate::precheck::literal(&qualified),
+        lit = literal(&qualified),
         oid = oid.unwrap_or(0),
         k = kind("o.rel", "o.col"),
     )

@@ -9,6 +9,7 @@
 mod children;
 pub mod deep;
 pub mod directive;
+mod nodes;
 mod predicate;
 pub mod script;
 mod shape;
@@ -337,7 +338,7 @@ fn statements(sql: &str, tree: &pg_query::protobuf::ParseResult, quoted: &[usize
         let text = sql.get(start..end).unwrap_or(sql);
         let lead = text.len() - text.trim_start().len();
         let mut st = Statement { text: text.trim().to_string(), offset: start + lead, ..Statement::default() };
-        if let Some(node) = walk::opt(&raw.stmt) {
+        if let Some(node) = nodes::opt(&raw.stmt) {
             st.reads_literals = walk::statement(node, &mut st);
         }
         out.push(st);

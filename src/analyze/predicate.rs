@@ -5,7 +5,7 @@
 //! shape is reported for every column of the target, and the policy picks.
 
 use super::children::each_child;
-use super::walk::{const_str, items, opt, sval};
+use super::nodes::{const_str, items, opt, sval};
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
 use std::collections::{BTreeMap, BTreeSet};

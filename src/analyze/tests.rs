@@ -185,7 +185,7 @@ fn the_walk_reaches_every_node() {
         let parsed = pg_query::parse(sql, 0).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let json = serde_json::to_value(&parsed.protobuf).unwrap();
         let raw = parsed.protobuf.stmts.len();
-        let walked: usize = parsed.protobuf.stmts.iter().filter_map(|s| walk::opt(&s.stmt)).map(visited).sum();
+        let walked: usize = parsed.protobuf.stmts.iter().filter_map(|s| super::nodes::opt(&s.stmt)).map(visited).sum();
         // The JSON also holds the ParseResult and each RawStmt.
         assert_eq!(json_bodies(&json), walked + 1 + raw, "{sql}");
     }

@@ -8,51 +8,11 @@
 //! inside it.
 
 use super::children::{each_child, is_ddl};
+use super::nodes::{const_str, items, literal_read, literals_read, opt, start_literal_reads, sval};
 use super::predicate::{self, Target};
 use super::{Execute, Op, Opaque, RelName, Statement, Write};
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
-
-/// The node an optional child holds.
-pub(super) fn opt(x: &Option<Box<pb::Node>>) -> Option<R<'_>> {
-    x.as_deref().and_then(|n| n.node.as_ref()).map(|n| n.to_ref())
-}
-
-/// The nodes of a list, skipping empty ones.
-pub(super) fn items(x: &[pb::Node]) -> impl Iterator<Item = R<'_>> {
-    x.iter().filter_map(|n| n.node.as_ref()).map(|n| n.to_ref())
-}
-
-/// The string value of a `String` node.
-pub(super) fn sval(v: &pb::Node) -> Option<&str> {
-    match v.node.as_ref()? {
-        pb::node::Node::String(s) => Some(&s.sval),
-        _ => None,
-    }
-}
-
-thread_local! {
-    /// Whether the statement being walked had a literal's value read (see `shape`).
-    static READ_LITERAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Records that a fact depends on a literal's value. Every read of a literal's value (a
-/// constant, an option's argument, a file name) must call it, or the shape cache would share
-/// facts between texts that differ in that literal.
-pub(super) fn literal_read() {
-    READ_LITERAL.with(|r| r.set(true));
-}
-
-/// The string of a constant (`'text'`).
-pub(super) fn const_str(v: R<'_>) -> Option<&str> {
-    match v {
-        R::AConst(c) => match c.val.as_ref().inspect(|_| literal_read())? {
-            pb::a_const::Val::Sval(s) => Some(&s.sval),
-            _ => None,
-        },
-        _ => None,
-    }
-}
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
@@ -71,9 +31,11 @@ fn rangevar_node(v: R<'_>) -> Option<RelName> {
 
 /// Walks one statement's tree into `st`; returns whether any fact read a literal's value.
 pub(super) fn statement(root: R<'_>, st: &mut Statement) -> bool {
-    READ_LITERAL.with(|r| r.set(false));
+    start_literal_reads();
     visit(root, st);
-    READ_LITERAL.with(|r| r.replace(false))
+    let read = literals_read();
+    start_literal_reads();
+    read
 }
 
 fn visit(v: R<'_>, st: &mut Statement) {
@@ -305,7 +267,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             if let Some(q) = opt(&b.query) {
                 visit(q, &mut inner);
             }
-            inner.reads_literals = READ_LITERAL.with(|r| r.get());
+            inner.reads_literals = literals_read();
             st.prepare = Some((b.name.clone(), Box::new(inner)));
             Descend::No
         }

@@ -138,6 +138,8 @@ pub struct Guard {
     shapes: analyze::Shapes,
     /// What the server's catalogs said about relation names.
     pub catalog: crate::catalog::Catalog,
+    /// Point writes the catalog proved small (`precheck::point`).
+    pub proofs: crate::precheck::point::Proofs,
     /// `--mode` / config `mode`: replaces the policy's default mode.
     mode_override: Option<Mode>,
     /// Whether the policy in force looks at function calls (`[opaque] functions`): read
@@ -157,6 +159,7 @@ impl Guard {
             analysis_cache_bytes: AtomicUsize::new(0),
             shapes: Default::default(),
             catalog: Default::default(),
+            proofs: Default::default(),
             mode_override,
         }
     }

@@ -278,7 +278,7 @@ const SAVEPOINT: &str = "blastwall_verify";
 /// session is idle) or a savepoint (inside the client's own block), measures what they change,
 /// and keeps or undoes it by the policy's row limits.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, opts, catalog, database } = req;
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database, .. } = req;
     let max_hold = opts.max_hold;
     let named = |oid: u32| catalog.name_of(database, oid);
     let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
@@ -545,6 +545,8 @@ pub struct Request<'a> {
     pub who: SessionView<'a>,
     pub opts: VerifyOptions,
     pub catalog: &'a crate::catalog::Catalog,
+    /// Point writes proven small (`point`).
+    pub proofs: &'a point::Proofs,
     pub database: &'a str,
 }
 

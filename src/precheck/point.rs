@@ -8,7 +8,7 @@
 //! before.
 //!
 //! Owns: which statements qualify (`candidate`), the catalog proof and its cache (`Proofs`,
-//! forgotten with the other catalog answers), and that uncounted run (`verify`, which falls
+//! kept by the guard, dropped whenever the catalog forgets its answers), and that uncounted run (`verify`, which falls
 //! back to the counted `super::verify`). Does not own: the limits (`policy`) or the counting.
 
 use super::{Backend, CheckPlan, Outcome, PrecheckError, Request, TableCount};
@@ -56,29 +56,25 @@ struct Rel {
 /// (database, schema as written, name, a DELETE).
 type Key = (String, Option<String>, String, bool);
 
-/// The proofs learned, and when.
+/// The proofs learned, when, and under which generation of the catalog's answers: a proof
+/// learned before the catalog last forgot anything (DDL passed through blastwall) is not used.
 #[derive(Default)]
 pub struct Proofs {
-    map: DashMap<Key, (Arc<Proof>, Instant)>,
+    map: DashMap<Key, (Arc<Proof>, Instant, u64)>,
 }
 
 impl Proofs {
-    fn get(&self, db: &str, p: &Point) -> Option<Arc<Proof>> {
+    fn get(&self, db: &str, p: &Point, generation: u64) -> Option<Arc<Proof>> {
         let e = self.map.get(&key(db, p))?;
-        (e.1.elapsed() < TTL).then(|| e.0.clone())
+        (e.1.elapsed() < TTL && e.2 == generation).then(|| e.0.clone())
     }
 
-    fn learn(&self, db: &str, p: &Point, proof: Proof) {
-        self.map.insert(key(db, p), (Arc::new(proof), Instant::now()));
+    fn learn(&self, db: &str, p: &Point, proof: Proof, generation: u64) {
+        self.map.insert(key(db, p), (Arc::new(proof), Instant::now(), generation));
     }
 
     fn drop_one(&self, db: &str, p: &Point) {
         self.map.remove(&key(db, p));
-    }
-
-    /// Forgets a database's proofs (DDL passed through blastwall).
-    pub fn forget(&self, database: &str) {
-        self.map.retain(|(db, _, _, _), _| db != database);
     }
 }
 
@@ -320,22 +316,22 @@ fn only_limits(plan: &CheckPlan, p: &Point, policy: &Policy) -> bool {
 }
 
 async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outcome>, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, catalog, database, .. } = *req;
+    let Request { msgs, tx, plan, policy, who, catalog, proofs, database, .. } = *req;
     let Some(p) = plan.point.as_ref() else { return Ok(None) };
     if p.pins.is_empty() || tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) || !only_limits(plan, p, policy) {
         return Ok(None);
     }
     let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(None) };
-    let proofs = &catalog.points;
-    let proof = match proofs.get(database, p) {
+    let generation = catalog.generation();
+    let proof = match proofs.get(database, p, generation) {
         Some(proof) => proof,
         None => {
             let a = b.query(&proof_sql(p)).await?;
             if a.error.is_some() {
                 return Ok(None);
             }
-            proofs.learn(database, p, read_proof(&a.rows));
-            proofs.get(database, p).unwrap_or_default()
+            proofs.learn(database, p, read_proof(&a.rows), generation);
+            proofs.get(database, p, generation).unwrap_or_default()
         }
     };
     let Some((cols, most)) = bound(&proof, p) else { return Ok(None) };

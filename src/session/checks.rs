@@ -105,6 +105,7 @@ impl Session {
             who: self.info.view(),
             opts,
             catalog: &self.shared.guard.catalog,
+            proofs: &self.shared.guard.proofs,
             database: &self.info.database,
         };
         let outcome = match precheck::point::verify(&mut backend, req).await {
