@@ -2,8 +2,9 @@
 //! `= ANY` of a literal array on every column of a unique index, of a plain table with no user
 //! triggers, no rules, no children and no foreign key that cascades from it, changes at most as
 //! many rows as the values listed, and nothing else. When that many is within every limit the
-//! write is relayed without counting: the client's text with one assertion of the proof behind
-//! it in the same Query (one implicit transaction), so that a proof broken meanwhile by DDL
+//! write is relayed without counting: the client's text as extended-protocol messages of its
+//! own, one assertion of the proof behind it, one Sync (one implicit transaction), so that a
+//! proof broken meanwhile by DDL
 //! through another connection makes the server roll the write back, and blastwall counts it as
 //! before.
 //!
