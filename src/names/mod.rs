@@ -278,16 +278,67 @@ pub fn may_change_path(text: &[u8]) -> bool {
     path_effect(text) != PathEffect::None
 }
 
-/// Why a statement's names cannot be resolved before its message runs, if a statement before
-/// it in the same message may change them.
-pub fn unresolvable_after(statements: &[Statement], index: usize) -> Option<String> {
-    statements[..index.min(statements.len())]
-        .iter()
-        .find(|s| may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty())
-        .map(|s| {
-            let head: String = s.text.trim().chars().take(60).collect();
-            format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own")
-        })
+/// What the names of statement `index` resolve against: the session's path as it is now
+/// (`Ok(None)`), or the list a plain `SET [LOCAL] search_path TO …` earlier in the same message
+/// installs (`Ok(Some(list))`); `Err(why)` when a statement before it may change what names
+/// resolve to in a way blastwall cannot follow (any other path change, DDL, a transaction end
+/// that undoes a `SET LOCAL`, a function call).
+pub fn path_before(statements: &[Statement], index: usize) -> Result<Option<Vec<String>>, String> {
+    let mut path = None;
+    for s in &statements[..index.min(statements.len())] {
+        if !(may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty()) {
+            continue;
+        }
+        match set_search_path(&s.text).filter(|_| !s.calls_functions && s.opaque.is_empty()) {
+            Some(list) => path = Some(list),
+            None => {
+                let head: String = s.text.trim().chars().take(60).collect();
+                return Err(format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own"));
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// The schemas of `SET [LOCAL] search_path TO a, b` (constants only: not `DEFAULT`, not a
+/// name holding a control character blastwall uses as a separator).
+fn set_search_path(text: &str) -> Option<Vec<String>> {
+    use pg_query::protobuf::{a_const::Val, VariableSetKind};
+    use pg_query::NodeEnum;
+    let text = text.to_string();
+    crate::analyze::deep::with_parse(&text, pg_query::ParserOptions::DEFAULT, |parsed| {
+        let parsed = parsed.ok()?;
+        let [raw] = &parsed.protobuf.stmts[..] else { return None };
+        let Some(NodeEnum::VariableSetStmt(v)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else { return None };
+        if v.kind != VariableSetKind::VarSetValue as i32 || !v.name.eq_ignore_ascii_case("search_path") {
+            return None;
+        }
+        v.args
+            .iter()
+            .map(|a| match a.node.as_ref() {
+                Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
+                    Some(Val::Sval(s)) if !s.sval.contains(['\u{1}', '\u{2}']) => Some(s.sval.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// The key a written name is resolved under before statement `index` (see [`path_before`]):
+/// an unqualified name after a `SET search_path` in the same message is resolved against that
+/// list (`path\u{2}name`, the path's schemas joined by `\u{1}`).
+fn effective_key(statements: &[Statement], index: usize, t: &RelName) -> Result<String, String> {
+    match path_before(statements, index)? {
+        Some(list) if t.schema.is_none() => Ok(format!("{}\u{2}{}", list.join("\u{1}"), t.name)),
+        _ => Ok(key(t)),
+    }
+}
+
+/// Whether a key is resolved against a path of its own (`effective_key`).
+pub fn is_path_key(k: &str) -> bool {
+    k.contains('\u{2}')
 }
 
 /// The policy tables a written name may reach when it cannot be resolved: the policy's table
@@ -353,14 +404,17 @@ pub fn questions(
     let mut keys: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for (i, st) in statements.iter().enumerate() {
-        if unresolvable_after(statements, i).is_some() || prepared_earlier(statements, i) {
+        if prepared_earlier(statements, i) {
             continue;
         }
         for w in &st.writes {
             let Some(t) = relevant(w) else { continue };
-            let k = key(t);
+            let Ok(k) = effective_key(statements, i, t) else { continue };
             if session.relation(&k).is_none() && !keys.contains(&k) {
                 keys.push(k.clone());
+            }
+            if is_path_key(&k) {
+                continue;
             }
             if let Op::Upsert { constraint: Some(c), .. } = &w.op {
                 let q = Question::Constraint { relation: k.clone(), constraint: c.clone() };
@@ -393,7 +447,8 @@ pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::p
     let shadowed = match (&r, &w.target) {
         (Some(r), Some(t)) if r.unresolved.is_none() => {
             let by_name = unresolved_reach(cx.policy, cx.ids, t);
-            by_name.iter().any(|i| !r.tables.iter().any(|(j, _)| j == i)).then(|| key(t))
+            let k = effective_key(cx.statements, index, t).unwrap_or_else(|_| key(t));
+            by_name.iter().any(|i| !r.tables.iter().any(|(j, _)| j == i)).then_some(k)
         }
         _ => None,
     };
@@ -416,13 +471,13 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
             "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog".into(),
         ));
     };
-    if let Some(why) = unresolvable_after(statements, index) {
-        return Some(unresolved(why));
-    }
     if prepared_earlier(statements, index) {
         return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
     }
-    let k = key(target);
+    let k = match effective_key(statements, index, target) {
+        Ok(k) => k,
+        Err(why) => return Some(unresolved(why)),
+    };
     let (oid, view, now) = match session.relation(&k) {
         Some(Resolved::Oid { oid, view, name }) => (*oid, view.as_ref(), name.as_ref()),
         Some(Resolved::Assumed(why)) => return Some(unresolved(why.clone())),
@@ -448,7 +503,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         }
     }
     let constraint_columns = match &w.op {
-        Op::Upsert { constraint: Some(c), .. } => session.constraint(&k, c).cloned(),
+        Op::Upsert { constraint: Some(c), .. } if !is_path_key(&k) => session.constraint(&k, c).cloned(),
         _ => None,
     };
     Some(Reach { tables, unresolved: None, constraint_columns })

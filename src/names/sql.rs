@@ -63,7 +63,39 @@ pub fn relations_query(keys: &[String]) -> String {
            (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace), \
            c.relname::pg_catalog.text \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
-         LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}pg_catalog.to_regclass(x.n)::pg_catalog.oid"
+         LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
+           THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END",
+        in_path = in_path("x.n"),
+    )
+}
+
+/// `OPERATOR(pg_catalog.>)`.
+const GT: &str = " OPERATOR(pg_catalog.>) ";
+
+/// The OID a key `path\u{2}name` (see `super::effective_key`) resolves to, as the server
+/// resolves an unqualified relation name under that `search_path`: the session's temporary
+/// schema first and `pg_catalog` next unless the path lists them, then the path's schemas in
+/// order (`$user` the role's, `pg_temp` the session's temporary schema), skipping those that do
+/// not exist or lack USAGE; the first schema holding a relation of that name.
+fn in_path(k: &str) -> String {
+    let path = format!("pg_catalog.string_to_array(pg_catalog.split_part({k}, E'\\002', 1), E'\\001')");
+    let name = format!("pg_catalog.split_part({k}, E'\\002', 2)");
+    format!(
+        "WITH listed AS (SELECT n.oid AS ns, s.o FROM pg_catalog.unnest({path}) WITH ORDINALITY s(nsp, o) \
+           JOIN pg_catalog.pg_namespace n ON n.nspname{EQ}CASE \
+             WHEN s.nsp{EQ}'$user' THEN CURRENT_USER::pg_catalog.text \
+             WHEN s.nsp{EQ}'pg_temp' THEN (SELECT t.nspname::pg_catalog.text FROM pg_catalog.pg_namespace t \
+               WHERE t.oid{EQ}pg_catalog.pg_my_temp_schema()) \
+             ELSE s.nsp END \
+           WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE')), \
+         searched AS (SELECT ns, o FROM listed \
+           UNION ALL SELECT 'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid, -1 \
+             WHERE NOT EXISTS (SELECT 1 FROM listed WHERE listed.ns{EQ}'pg_catalog'::pg_catalog.regnamespace::pg_catalog.oid) \
+           UNION ALL SELECT pg_catalog.pg_my_temp_schema(), -2 \
+             WHERE pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
+             AND NOT EXISTS (SELECT 1 FROM listed WHERE listed.ns{EQ}pg_catalog.pg_my_temp_schema())) \
+         SELECT r.oid FROM searched JOIN pg_catalog.pg_class r ON r.relnamespace{EQ}searched.ns \
+           AND r.relname{EQ}{name}::pg_catalog.name ORDER BY searched.o LIMIT 1"
     )
 }
 

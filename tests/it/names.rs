@@ -139,7 +139,8 @@ async fn a_path_or_a_table_made_earlier_in_the_same_message_fails_closed_and_say
     let proxy = proxy().await;
     let db = archive_db().await;
     let c = connect(proxy.port(), "app", APP_PW, &db).await;
-    let e = refused(&c, "SET search_path TO archive; DELETE FROM users WHERE id < 0").await;
+    // A path that is not a plain list (set_config) earlier in the same message: not followed.
+    let e = refused(&c, "SELECT set_config('search_path', 'archive', false); DELETE FROM users WHERE id < 0").await;
     assert!(e.contains("could not be resolved before the message runs"), "{e}");
     let e = refused(
         &c,
@@ -306,6 +307,41 @@ async fn a_prepared_statement_is_judged_as_every_table_its_name_may_reach() {
     // As a Query under the archive path it is judged as what it reaches now, and runs.
     send(&c, "SET search_path = archive, public").await.unwrap();
     send(&c, RANGE_DELETE).await.unwrap();
+    assert_eq!(counts(&db).await.0, 60, "public.users lost rows");
+    proxy.stop().await;
+}
+
+/// The fourth example: `SET search_path TO archive; DELETE FROM users WHERE id < 0` in
+/// one message is judged against the path the SET installs — allowed, and `archive.users`
+/// loses its rows — while a SET that leads the name to `public.users` (listed first, or after
+/// schemas that do not exist or hold no `users`) is refused. A temporary table comes first
+/// unless the path lists `pg_temp`. Every count is read on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_set_earlier_in_the_same_message_is_followed() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let negative = "SELECT count(*) FROM archive.users WHERE id < 0";
+    let d = direct("app", APP_PW, &db).await;
+    let before: i64 = d.query_one(negative, &[]).await.unwrap().get(0);
+    assert!(before > 0);
+    send(&c, "SET search_path TO archive; DELETE FROM users WHERE id < 0").await.unwrap();
+    let after: i64 = d.query_one(negative, &[]).await.unwrap().get(0);
+    assert_eq!((after, counts(&db).await.0), (0, 60), "archive.users lost its test rows, public.users none");
+    for sql in [
+        "SET search_path TO public; DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100",
+        "SET search_path TO nosuch, \"$user\", public, archive; DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100",
+        "SET LOCAL search_path = public; DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100",
+    ] {
+        refused(&c, sql).await;
+    }
+    // A temporary table shadows both, unless the path lists pg_temp after public.
+    send(&c, "CREATE TEMP TABLE users (id bigint)").await.unwrap();
+    send(&c, "INSERT INTO users VALUES (-91111150)").await.unwrap();
+    send(&c, "SET search_path TO archive, public; DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100")
+        .await
+        .unwrap();
+    refused(&c, "SET search_path TO public, pg_temp; DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100").await;
     assert_eq!(counts(&db).await.0, 60, "public.users lost rows");
     proxy.stop().await;
 }
