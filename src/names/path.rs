@@ -1,0 +1,72 @@
+//! A `search_path` set earlier in the same message: which list the names after it resolve
+//! against (`path_before`), and the key they are asked under (`effective_key`; the SQL that
+//! answers it is `sql::relations_query`).
+//!
+//! Owns: reading `SET [LOCAL] search_path TO …` and the path keys. Does not own: asking or
+//! caching the answers (`super`).
+
+use super::{key, may_change_path};
+use crate::analyze::{RelName, Statement};
+
+/// What the names of statement `index` resolve against: the session's path as it is now
+/// (`Ok(None)`), or the list a plain `SET [LOCAL] search_path TO …` earlier in the same message
+/// installs (`Ok(Some(list))`); `Err(why)` when a statement before it may change what names
+/// resolve to in a way blastwall cannot follow (any other path change, DDL, a transaction end
+/// that undoes a `SET LOCAL`, a function call).
+pub fn path_before(statements: &[Statement], index: usize) -> Result<Option<Vec<String>>, String> {
+    let mut path = None;
+    for s in &statements[..index.min(statements.len())] {
+        if !(may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty()) {
+            continue;
+        }
+        match set_search_path(&s.text).filter(|_| !s.calls_functions && s.opaque.is_empty()) {
+            Some(list) => path = Some(list),
+            None => {
+                let head: String = s.text.trim().chars().take(60).collect();
+                return Err(format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own"));
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// The schemas of `SET [LOCAL] search_path TO a, b` (constants only: not `DEFAULT`, not a
+/// name holding a control character blastwall uses as a separator).
+fn set_search_path(text: &str) -> Option<Vec<String>> {
+    use pg_query::protobuf::{a_const::Val, VariableSetKind};
+    use pg_query::NodeEnum;
+    let text = text.to_string();
+    crate::analyze::deep::with_parse(&text, pg_query::ParserOptions::DEFAULT, |parsed| {
+        let parsed = parsed.ok()?;
+        let [raw] = &parsed.protobuf.stmts[..] else { return None };
+        let Some(NodeEnum::VariableSetStmt(v)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else { return None };
+        if v.kind != VariableSetKind::VarSetValue as i32 || !v.name.eq_ignore_ascii_case("search_path") {
+            return None;
+        }
+        v.args
+            .iter()
+            .map(|a| match a.node.as_ref() {
+                Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
+                    Some(Val::Sval(s)) if !s.sval.contains(['\u{1}', '\u{2}']) => Some(s.sval.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// The key a written name is resolved under before statement `index` (see [`path_before`]):
+/// an unqualified name after a `SET search_path` in the same message is resolved against that
+/// list (`path\u{2}name`, the path's schemas joined by `\u{1}`).
+pub(super) fn effective_key(statements: &[Statement], index: usize, t: &RelName) -> Result<String, String> {
+    match path_before(statements, index)? {
+        Some(list) if t.schema.is_none() => Ok(format!("{}\u{2}{}", list.join("\u{1}"), t.name)),
+        _ => Ok(key(t)),
+    }
+}
+
+/// Whether a key is resolved against a path of its own (`effective_key`).
+pub fn is_path_key(k: &str) -> bool {
+    k.contains('\u{2}')
+}
