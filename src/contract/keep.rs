@@ -110,7 +110,7 @@ impl Write<'_> {
     /// state could not be used).
     pub async fn in_batch(&self, b: &mut Backend<'_>, name: &str) -> Result<Option<(Decision, bool)>, PrecheckError> {
         let Some(check) = self.check() else { return Ok(None) };
-        let parts = pg_query::split_with_parser(check.sql())
+        let parts = pg_query::split_with_scanner(check.sql())
             .map(|v| v.into_iter().map(str::to_string).collect())
             .unwrap_or_else(|_| vec![check.sql().to_string()]);
         let (rows, error) = match crate::precheck::inbatch::run_after(b, name, &parts).await? {

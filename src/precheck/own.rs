@@ -17,7 +17,10 @@ const NAME: &str = "__blastwall_own";
 /// on the same name, closed before (an error may have skipped the last Close) and after.
 pub fn messages(sql: &str) -> BytesMut {
     let mut out = BytesMut::with_capacity(sql.len() + 128);
-    let statements = pg_query::split_with_parser(sql).unwrap_or_else(|_| vec![sql]);
+    // blastwall's own SQL (no rule or `BEGIN ATOMIC` bodies): the scanner splits it exactly,
+    // at a fraction of the grammar's cost (the parser's split was a quarter of a counted
+    // write's CPU: the counter reading is long).
+    let statements = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
     for st in statements.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
         out.put_slice(&on_name(NAME, st));
     }
