@@ -177,15 +177,6 @@ fn supplied_in(parsed: &pg_query::ParseResult) -> Vec<Insert> {
     out
 }
 
-/// The tables a statement's INSERTs (upserts included) name, when its text may insert: what
-/// the pre-check counts for the contract rules when their rules or triggers may reach further.
-pub fn inserted_tables(sql: &str) -> Vec<RelName> {
-    if !sql.to_ascii_lowercase().contains("insert") {
-        return Vec::new();
-    }
-    inserts(sql).into_iter().filter(|i| i.verb == "INSERT").map(|i| i.target).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@
 //! In the guard, after the decision: `statement_findings(&statements, who, policy)` — a
 //! client's write to the state schema (rule `contract-state`), TRUNCATE of a table with a
 //! delete budget (rule `budget`). In `guard::need`: with the rules on, an INSERT into a name
-//! with rules, triggers or children (`inserted_tables`) and an upsert are counted.
+//! with rules, triggers or children (`guard`'s check of `inserts`) and an upsert are counted.
 
 mod explicit_id;
 mod inserts;
@@ -72,7 +72,7 @@ mod verdict;
 pub use explicit_id::{
     explicit_id_findings, explicit_id_offline, explicit_id_tables, minted_questions, statement_inserts, Minted,
 };
-pub use inserts::{inserted_tables, inserts, Insert, Supplied};
+pub use inserts::{inserts, Insert, Supplied};
 pub use own::statement_findings;
 pub use sql::{STOP, TAG};
 

@@ -70,27 +70,32 @@ pub(super) fn check_need(
                 n.dry_run |= write_dry;
             }
         }
+        let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)
+            || (st.calls_functions && policy.opaque.functions == Action::Verify);
+        let session = policy::mode_for(info.view(), policy, None);
+        let session_dry = dry_run || session == Mode::DryRun;
+        // The statement's INSERTs (and COPY … FROM, MERGE … INSERT), read once for both uses
+        // below.
+        let for_contract = contract && !st.copy_from_stdin;
+        let for_limits = (any_delete_limit || any_update_limit || session_dry) && st.opaque.is_empty();
+        let inserts = if for_contract || for_limits { inserts_in(st) } else { Vec::new() };
         // The anomaly and budget rules count every row kept (`contract`): an INSERT into a
         // name whose rules, triggers or children may change other rows is counted too.
-        if contract && !st.copy_from_stdin {
-            for t in crate::contract::inserted_tables(&st.text) {
+        if for_contract {
+            for t in inserts.iter().filter(|i| i.verb == "INSERT").map(|i| &i.target) {
                 match catalog.is_indirect_insert(&info.database, &t.name) {
                     Some(true) => {
-                        need.get_or_insert(CheckNeed { verb: "INSERT", target: Some(t), dry_run: false });
+                        need.get_or_insert(CheckNeed { verb: "INSERT", target: Some(t.clone()), dry_run: false });
                     }
                     Some(false) => {}
                     None => unknown.push(t.name.clone()),
                 }
             }
         }
-        let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)
-            || (st.calls_functions && policy.opaque.functions == Action::Verify);
-        let session = policy::mode_for(info.view(), policy, None);
-        let session_dry = dry_run || session == Mode::DryRun;
         // An INSERT counts when its relation can write elsewhere (a trigger, a rule, a view).
         let mut inserts_indirect = false;
-        if any_delete_limit || any_update_limit || session_dry {
-            for ins in inserts_of(st) {
+        if for_limits {
+            for ins in &inserts {
                 match catalog.is_indirect_insert(&info.database, &ins.target.name) {
                     Some(indirect) => inserts_indirect |= indirect,
                     None => unknown.push(ins.target.name.clone()),
@@ -148,12 +153,20 @@ pub(super) fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
 }
 
 /// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert.
-fn inserts_of(st: &Statement) -> Vec<crate::contract::Insert> {
+fn inserts_in(st: &Statement) -> Vec<crate::contract::Insert> {
     let lower = st.text.to_ascii_lowercase();
-    if !st.opaque.is_empty() || !["insert", "copy", "merge"].iter().any(|w| lower.contains(w)) {
+    if !["insert", "copy", "merge"].iter().any(|w| lower.contains(w)) {
         return Vec::new();
     }
     crate::contract::inserts(&st.text)
+}
+
+/// [`inserts_in`] of a statement with nothing opaque (an opaque one is judged as a whole).
+fn inserts_of(st: &Statement) -> Vec<crate::contract::Insert> {
+    if !st.opaque.is_empty() {
+        return Vec::new();
+    }
+    inserts_in(st)
 }
 
 /// Whether a statement may write in a dry-run session, where it is then run and rolled back:
