@@ -361,10 +361,10 @@ fn deep_statements_parse_and_deeper_ones_fail_cleanly() {
     assert!(one(&format!("SELECT 0{}", " + 1".repeat(100_000))).opaque.is_empty(), "a SELECT cannot write");
 }
 
-/// The cost of the deep stack: a thread per cold analysis (`cargo test --lib deep_stack_cost
-/// -- --ignored --nocapture`).
+/// The cost of the deep stack: a hand-off to a parsing thread per cold analysis off the event
+/// loops (`cargo test --lib deep_stack_cost -- --ignored --nocapture`).
 #[test]
-#[ignore]
+#[ignore = "a measurement run by hand, not a check"]
 fn deep_stack_cost() {
     let sql = "UPDATE users SET plan = 'premium' WHERE id = 81723 AND auth_source = 'oauth'";
     let n = 2000;
