@@ -70,11 +70,14 @@ impl CountField {
 
 /// The text an event shows: normalized (constants replaced) unless `raw` is asked for.
 pub fn statement_text(text: &str, raw: bool) -> (String, String) {
-    let fingerprint = pg_query::fingerprint(text, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into());
+    let within = |f: &dyn Fn() -> Option<String>| crate::analyze::budget::within(text, f).flatten();
+    let fingerprint =
+        within(&|| pg_query::fingerprint(text, 0, 0).ok().map(|f| f.hex)).unwrap_or_else(|| "unparsed".into());
     if raw {
         return (fingerprint, text.to_string());
     }
-    let normalized = pg_query::normalize(text).unwrap_or_else(|_| "<statement that does not parse; not shown>".into());
+    let normalized = within(&|| pg_query::normalize(text).ok())
+        .unwrap_or_else(|| "<statement that does not parse or is too large to analyze; not shown>".into());
     (fingerprint, normalized)
 }
 

@@ -34,6 +34,7 @@ struct RawConfig {
     max_connections: Option<usize>,
     threads: Option<usize>,
     max_frame_bytes: Option<usize>,
+    max_analysis_bytes: Option<usize>,
     connect_timeout_secs: Option<u64>,
     startup_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
@@ -161,6 +162,8 @@ pub struct Config {
     /// (as PgBouncer).
     pub threads: usize,
     pub max_frame_bytes: usize,
+    /// What all parses running at one time may take (`analyze::budget`).
+    pub max_analysis_bytes: usize,
     pub connect_timeout: Duration,
     pub startup_timeout: Duration,
     /// `None`: idle sessions are kept as long as the client likes, as on the server.
@@ -205,6 +208,7 @@ impl Default for Config {
             max_connections: 1000,
             threads: 0,
             max_frame_bytes: 64 * 1024 * 1024,
+            max_analysis_bytes: crate::analyze::budget::DEFAULT_LIMIT,
             connect_timeout: Duration::from_secs(5),
             startup_timeout: Duration::from_secs(60),
             idle_timeout: None,
@@ -255,6 +259,9 @@ impl Config {
         }
         if let Some(n) = raw.max_frame_bytes {
             c.max_frame_bytes = n;
+        }
+        if let Some(n) = raw.max_analysis_bytes {
+            c.max_analysis_bytes = n;
         }
         if let Some(s) = raw.connect_timeout_secs {
             c.connect_timeout = Duration::from_secs(s);
@@ -323,6 +330,12 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "max_frame_bytes",
                 message: "must be between 1024 and 1073741824 (the server's own limit is 1 GiB)".into(),
+            });
+        }
+        if self.max_analysis_bytes < 1 << 20 {
+            return Err(ConfigError::Value {
+                key: "max_analysis_bytes",
+                message: "must be at least 1048576 (1 MiB)".into(),
             });
         }
         if self.connect_timeout.is_zero() || self.startup_timeout.is_zero() {

@@ -96,6 +96,7 @@ impl ShutdownHandle {
 
 impl Server {
     pub async fn bind(config: Config, mut guard: Guard) -> Result<Server, ServerError> {
+        crate::analyze::budget::set_limit(config.max_analysis_bytes);
         if let Some(path) = &config.identities_file {
             guard.catalog.persist_to(path.clone());
         }

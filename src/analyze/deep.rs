@@ -87,12 +87,13 @@ pub fn on_deep_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
     }
 }
 
-/// [`pg_query::parse`] on a deep stack, handing the tree to `f` there.
+/// [`pg_query::parse`] on a deep stack, admitted by the memory budget (a text too large for it
+/// is an error), handing the tree to `f` there.
 pub fn with_parse<T: Send + 'static>(
     sql: &str,
     opts: pg_query::ParserOptions,
     f: impl FnOnce(pg_query::Result<pg_query::ParseResult>) -> T + Send + 'static,
 ) -> T {
     let sql = sql.to_string();
-    on_deep_stack(move || f(pg_query::parse(&sql, opts)))
+    on_deep_stack(move || f(super::budget::parse(&sql, opts)))
 }

@@ -24,7 +24,7 @@ pub fn find(sql: &str, opts: ParseOptions) -> Result<Option<Override>, String> {
     if !sql.contains("blastwall:") {
         return Ok(None);
     }
-    let Ok(scan) = pg_query::scan(sql) else { return Ok(None) };
+    let Some(Ok(scan)) = super::budget::within(sql, || pg_query::scan(sql)) else { return Ok(None) };
     let mut found = None;
     for t in &scan.tokens {
         let is_comment = t.token == pg_query::protobuf::Token::CComment as i32

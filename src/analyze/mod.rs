@@ -6,6 +6,7 @@
 //! Does not own: policy (which tables and columns matter), I/O, or name resolution against the
 //! live catalog — an unqualified name is reported as written.
 
+pub mod budget;
 mod children;
 pub mod deep;
 pub mod directive;
@@ -135,6 +136,8 @@ pub enum Opaque {
     Encoding(String),
     /// EXECUTE of a prepared statement this session never saw prepared.
     UnknownPrepared(String),
+    /// The text's parse would not fit in the memory parsing may use (`budget`).
+    TooLarge(String),
 }
 
 impl Opaque {
@@ -153,6 +156,7 @@ impl Opaque {
             Opaque::UnknownPrepared(n) => {
                 format!("EXECUTE of prepared statement \"{n}\", not prepared through blastwall")
             }
+            Opaque::TooLarge(e) => format!("a text too large to analyze ({e})"),
         }
     }
 
@@ -163,7 +167,9 @@ impl Opaque {
             Opaque::Call(_) => "call",
             Opaque::ExplainAnalyze => "explain_analyze",
             Opaque::FunctionCallMessage => "function_call",
-            Opaque::Unparseable(_) | Opaque::Encoding(_) | Opaque::UnknownPrepared(_) => "unparseable",
+            Opaque::Unparseable(_) | Opaque::Encoding(_) | Opaque::UnknownPrepared(_) | Opaque::TooLarge(_) => {
+                "unparseable"
+            }
         }
     }
 }
@@ -213,7 +219,9 @@ impl Statement {
 
     /// PostgreSQL's fingerprint of the statement (constants ignored), as 16 hex digits.
     pub fn fingerprint(&self) -> String {
-        pg_query::fingerprint(&self.text, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into())
+        budget::within(&self.text, || pg_query::fingerprint(&self.text, 0, 0))
+            .and_then(Result::ok)
+            .map_or_else(|| "unparsed".into(), |f| f.hex)
     }
 }
 
@@ -302,6 +310,15 @@ pub fn analyze(sql: &str, opts: ParseOptions) -> Vec<Statement> {
 }
 
 fn analyze_here(sql: &str, opts: ParseOptions) -> Vec<Statement> {
+    // Declared first, dropped last: the permit covers the tree until it is gone.
+    let _permit = match budget::admit(sql, opts.standard_conforming_strings) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut st = Statement { text: sql.trim().to_string(), ..Statement::default() };
+            st.opaque.push(Opaque::TooLarge(e.to_string()));
+            return vec![st];
+        }
+    };
     let parser_opts = if opts.standard_conforming_strings {
         pg_query::ParserOptions::DEFAULT
     } else {
@@ -394,7 +411,7 @@ fn may_write(sql: &str, opts: ParseOptions) -> bool {
     if !opts.standard_conforming_strings && sql.contains('\\') {
         return true;
     }
-    let Ok(scan) = pg_query::scan(sql) else {
+    let Some(Ok(scan)) = budget::within(sql, || pg_query::scan(sql)) else {
         return true;
     };
     const WRITERS: &[&str] = &[

@@ -181,7 +181,7 @@ fn may_write(st: &Statement) -> bool {
 /// else — CREATE INDEX, REFRESH MATERIALIZED VIEW, COMMENT, GRANT, CLUSTER, … — may write.
 fn reads_only(text: &str) -> bool {
     use pg_query::NodeEnum as N;
-    let Ok(parsed) = pg_query::parse(text, 0) else { return false };
+    let Ok(parsed) = crate::analyze::budget::parse(text, 0) else { return false };
     parsed.protobuf.stmts.iter().all(|s| {
         matches!(
             s.stmt.as_ref().and_then(|n| n.node.as_ref()),
@@ -239,7 +239,7 @@ pub(super) fn copy_program(statements: &[Statement]) -> bool {
         let lower = st.text.to_ascii_lowercase();
         lower.contains("copy")
             && lower.contains("program")
-            && pg_query::parse(&st.text, 0).is_ok_and(|p| {
+            && crate::analyze::budget::parse(&st.text, 0).is_ok_and(|p| {
                 p.protobuf.nodes().iter().any(|(n, ..)| matches!(n, pg_query::NodeRef::CopyStmt(c) if c.is_program))
             })
     })

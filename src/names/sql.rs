@@ -115,7 +115,7 @@ pub fn constraint_query(key: &str, constraint: &str) -> String {
 /// A view's plain columns from its definition: (view column, base column).
 pub fn view_columns(def: &str) -> Vec<(String, String)> {
     use pg_query::protobuf::node::Node;
-    let Ok(tree) = pg_query::parse(def, 0) else { return Vec::new() };
+    let Ok(tree) = crate::analyze::budget::parse(def, 0) else { return Vec::new() };
     let Some(Node::SelectStmt(s)) =
         tree.protobuf.stmts.first().and_then(|s| s.stmt.as_ref()).and_then(|n| n.node.as_ref())
     else {

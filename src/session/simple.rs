@@ -53,7 +53,7 @@ pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'s
         return Err("its text is not ASCII and client_encoding is not UTF8");
     }
     let text = std::str::from_utf8(sql).map_err(|_| "its text is not valid UTF-8")?;
-    let parsed = pg_query::parse(text, 0).map_err(|_| "its text does not parse")?;
+    let parsed = crate::analyze::budget::parse(text, 0).map_err(|_| "its text does not parse")?;
     let mut pieces = Vec::new();
     for raw in &parsed.protobuf.stmts {
         let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref()).ok_or("a statement is empty")?;

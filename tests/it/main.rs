@@ -67,6 +67,7 @@ mod preflight;
 mod readme;
 mod redteam;
 mod relay;
+mod sizes;
 mod split;
 mod stats;
 mod words;

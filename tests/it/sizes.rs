@@ -1,0 +1,33 @@
+//! The memory analysis may take: a statement whose parse tree would not fit in
+//! `max_analysis_bytes` is refused before it is parsed (a few megabytes of `AND`s would
+//! otherwise take gigabytes of the proxy's memory), and the session goes on.
+
+use crate::harness::*;
+
+/// Red-team F6: any role, with no privilege at all, could send a DELETE whose `AND` chain takes
+/// about a thousand times its size to parse. Refused unparsed, the table intact on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_too_large_to_analyze_is_refused_unparsed() {
+    let db = incident_db();
+    let p = proxy().await;
+    let app = connect(p.port(), "app", APP_PW, &db).await;
+    let direct = direct("app", APP_PW, &db).await;
+    let count = "SELECT count(*)::int FROM users";
+    let before: i32 = direct.query_one(count, &[]).await.unwrap().get(0);
+    assert!(before > 0);
+    // 200,000 conjuncts, 1.8 MB: about 2.4 GB estimated, over the default 1 GiB.
+    let sql = format!("DELETE FROM users WHERE id > 0{}", " AND true".repeat(200_000));
+    let started = std::time::Instant::now();
+    let e = app.simple_query(&sql).await.unwrap_err();
+    let e = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    assert!(e.message().contains("too large to analyze") && e.message().contains("max_analysis_bytes"), "{e:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    let after: i32 = direct.query_one(count, &[]).await.unwrap().get(0);
+    assert_eq!(after, before, "the DELETE reached the server");
+    // A long statement that fits is analyzed and judged as usual, on the same session.
+    let ids: Vec<String> = (1..=3_000).map(|i| (-i).to_string()).collect();
+    let sql = format!("SELECT count(*) FROM users WHERE id IN ({}) AND pg_catalog.now() IS NOT NULL", ids.join(","));
+    assert!(sql.len() > 16 * 1024);
+    app.simple_query(&sql).await.unwrap();
+    p.stop().await;
+}
