@@ -258,8 +258,14 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 if (st.writes.len(), st.executes.len()) != before {
                     st.opaque.push(Opaque::ExplainAnalyze);
                 }
+            } else if let Some(q) = opt(&b.query) {
+                // Plain EXPLAIN plans without executing the plan, but planning runs functions:
+                // it evaluates EXECUTE's arguments and folds calls marked IMMUTABLE. The
+                // statement's writes do not run; its calls are calls.
+                let mut planned = Statement::default();
+                visit(q, &mut planned);
+                st.calls_functions |= planned.calls_functions;
             }
-            // Plain EXPLAIN plans without executing: nothing inside it runs.
             Descend::No
         }
         R::PrepareStmt(b) => {
@@ -274,7 +280,9 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::ExecuteStmt(b) => {
             let array_lens = items(&b.params).map(predicate::array_len).collect();
             st.executes.push(Execute { name: b.name.clone(), array_lens });
-            Descend::No
+            // The arguments are evaluated when the statement runs (and by EXPLAIN EXECUTE):
+            // a function call among them is a call like any other.
+            Descend::Yes
         }
         R::DeallocateStmt(b) => {
             st.deallocate = Some(if b.isall { None } else { Some(b.name.clone()) });

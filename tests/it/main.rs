@@ -42,6 +42,7 @@
 //!   partial and expression indexes and many values get the counted path.
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
+mod arguments;
 mod batches;
 mod cli;
 mod console;
