@@ -473,8 +473,7 @@ impl Guard {
         };
         let ids = online.then(|| crate::names::ask(&self.catalog, info, &decided, &policy, &mut questions)).flatten();
         let once = std::cell::RefCell::new(Vec::new());
-        let cx =
-            crate::names::Context { statements: &decided, policy: &policy, ids: ids.as_deref(), session: &info.names };
+        let cx = crate::names::Context::new(&decided, &policy, ids.as_deref(), &info.names);
         let reach = |i: usize, w: &analyze::Write| {
             let (r, shadowed) = crate::names::reach_once(&cx, i, w);
             once.borrow_mut().extend(shadowed);

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 mod path;
 mod sql;
-use path::effective_key;
+use path::{effective_key, Paths};
 pub use path::{is_path_key, path_before};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query, view_columns};
 
@@ -343,13 +343,14 @@ pub fn questions(
     }
     let mut keys: Vec<String> = Vec::new();
     let mut out = Vec::new();
+    let paths = Paths::of(statements);
     for (i, st) in statements.iter().enumerate() {
-        if prepared_earlier(statements, i) {
+        if st.writes.iter().all(|w| relevant(w).is_none()) || prepared_earlier(statements, i) {
             continue;
         }
         for w in &st.writes {
             let Some(t) = relevant(w) else { continue };
-            let Ok(k) = effective_key(statements, i, t) else { continue };
+            let Ok(k) = effective_key(&paths, i, t) else { continue };
             if session.relation(&k).is_none() && !keys.contains(&k) {
                 keys.push(k.clone());
             }
@@ -376,6 +377,19 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub ids: Option<&'a Identities>,
     pub session: &'a Resolutions,
+    /// What each statement's names resolve against, found once for the message.
+    paths: Paths,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        statements: &'a [Statement],
+        policy: &'a Policy,
+        ids: Option<&'a Identities>,
+        session: &'a Resolutions,
+    ) -> Context<'a> {
+        Context { statements, policy, ids, session, paths: Paths::of(statements) }
+    }
 }
 
 /// [`reach`], and the key of a name that names a policy table but resolved elsewhere (a
@@ -387,7 +401,7 @@ pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::p
     let shadowed = match (&r, &w.target) {
         (Some(r), Some(t)) if r.unresolved.is_none() => {
             let by_name = unresolved_reach(cx.policy, cx.ids, t);
-            let k = effective_key(cx.statements, index, t).unwrap_or_else(|_| key(t));
+            let k = effective_key(&cx.paths, index, t).unwrap_or_else(|_| key(t));
             by_name.iter().any(|i| !r.tables.iter().any(|(j, _)| j == i)).then_some(k)
         }
         _ => None,
@@ -398,7 +412,7 @@ pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::p
 /// What write `w` of statement `index` reaches, as the server will resolve its name (`None`:
 /// judged by its name, as offline — a sequence, a schema, an unnamed target).
 fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Reach> {
-    let Context { statements, policy, ids, session } = *cx;
+    let Context { statements, policy, ids, session, ref paths } = *cx;
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
     let unresolved = |why: String| Reach {
@@ -414,7 +428,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     if prepared_earlier(statements, index) {
         return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
     }
-    let k = match effective_key(statements, index, target) {
+    let k = match effective_key(paths, index, target) {
         Ok(k) => k,
         Err(why) => return Some(unresolved(why)),
     };

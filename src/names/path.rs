@@ -14,20 +14,38 @@ use crate::analyze::{RelName, Statement};
 /// resolve to in a way blastwall cannot follow (any other path change, DDL, a transaction end
 /// that undoes a `SET LOCAL`, a function call).
 pub fn path_before(statements: &[Statement], index: usize) -> Result<Option<Vec<String>>, String> {
-    let mut path = None;
-    for s in &statements[..index.min(statements.len())] {
-        if !(may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty()) {
-            continue;
-        }
-        match set_search_path(&s.text).filter(|_| !s.calls_functions && s.opaque.is_empty()) {
-            Some(list) => path = Some(list),
-            None => {
-                let head: String = s.text.trim().chars().take(60).collect();
-                return Err(format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own"));
+    Paths::of(&statements[..index.min(statements.len())]).before(usize::MAX).clone()
+}
+
+/// [`path_before`] of every statement of a message, found in one pass (a message of thousands
+/// of statements must not cost thousands of passes over the ones before each).
+pub struct Paths(Vec<Result<Option<Vec<String>>, String>>);
+
+impl Paths {
+    pub fn of(statements: &[Statement]) -> Paths {
+        let mut out = Vec::with_capacity(statements.len() + 1);
+        let mut now: Result<Option<Vec<String>>, String> = Ok(None);
+        for s in statements {
+            out.push(now.clone());
+            if now.is_err() || !(may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty()) {
+                continue;
             }
+            now = match set_search_path(&s.text).filter(|_| !s.calls_functions && s.opaque.is_empty()) {
+                Some(list) => Ok(Some(list)),
+                None => {
+                    let head: String = s.text.trim().chars().take(60).collect();
+                    Err(format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own"))
+                }
+            };
         }
+        out.push(now);
+        Paths(out)
     }
-    Ok(path)
+
+    /// What statement `index` resolves against (past the end: what holds after the last).
+    pub fn before(&self, index: usize) -> &Result<Option<Vec<String>>, String> {
+        &self.0[index.min(self.0.len() - 1)]
+    }
 }
 
 /// The schemas of `SET [LOCAL] search_path TO a, b` (constants only: not `DEFAULT`, not a
@@ -59,10 +77,11 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
 /// The key a written name is resolved under before statement `index` (see [`path_before`]):
 /// an unqualified name after a `SET search_path` in the same message is resolved against that
 /// list (`path\u{2}name`, the path's schemas joined by `\u{1}`).
-pub(super) fn effective_key(statements: &[Statement], index: usize, t: &RelName) -> Result<String, String> {
-    match path_before(statements, index)? {
-        Some(list) if t.schema.is_none() => Ok(format!("{}\u{2}{}", list.join("\u{1}"), t.name)),
-        _ => Ok(key(t)),
+pub(super) fn effective_key(paths: &Paths, index: usize, t: &RelName) -> Result<String, String> {
+    match paths.before(index) {
+        Err(why) => Err(why.clone()),
+        Ok(Some(list)) if t.schema.is_none() => Ok(format!("{}\u{2}{}", list.join("\u{1}"), t.name)),
+        Ok(_) => Ok(key(t)),
     }
 }
 
