@@ -32,7 +32,7 @@ mod path;
 mod sql;
 use path::effective_key;
 pub use path::{is_path_key, path_before};
-pub use sql::{constraint_query, identities_query, question_sql, relations_query, view_columns};
+pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);
@@ -114,12 +114,59 @@ pub enum Resolved {
     Assumed(String),
 }
 
-/// A view: the relations its rule reads, and its columns as (view column, base column) for
-/// those that are plain columns of its one base relation.
+/// What a write to a relation reaches besides the relation itself: through a view, the
+/// relations its rule reads at every level (a view over a view over a table), and for a table
+/// (or a view's base) its inheritance parents and children and partitions, whose rows a write
+/// to it changes (or that share its rows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
+    /// Every relation reached (by OID).
     pub bases: Vec<u32>,
-    pub columns: Vec<(String, String)>,
+    /// Its columns as (its column, relation reached, that relation's column): a view's column
+    /// followed through every level to the column it shows (by attnum), and on to the column of
+    /// that name of each inheritance relative.
+    pub columns: Vec<(String, u32, String)>,
+    /// The views on the way (the relation itself included) with an INSTEAD OF trigger or a
+    /// rule, as (the writes it takes over: `i`, `u`, `d`; the view's schema.name): a write of
+    /// those kinds goes wherever the trigger or rule says, not through the view's columns.
+    pub instead: Vec<(String, String)>,
+}
+
+impl View {
+    /// The view on the way whose trigger or rule takes over a write of this kind, if any.
+    pub fn taken_over(&self, op: &Op) -> Option<&str> {
+        let kinds: &[char] = match op {
+            Op::Delete | Op::MergeDelete => &['d'],
+            Op::Update { .. } | Op::MergeUpdate { .. } => &['u'],
+            Op::Upsert { .. } => &['i', 'u'],
+            _ => &[],
+        };
+        self.instead.iter().find(|(ops, _)| ops.contains(kinds)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a [`View`] from the answer of [`relations_query`] (`None`: it reaches nothing else).
+fn reaches_answer(bases: Option<&str>, columns: Option<&str>, instead: Option<&str>) -> Option<View> {
+    let bases: Vec<u32> = bases.unwrap_or("").split(',').filter_map(|b| b.trim().parse().ok()).collect();
+    let instead: Vec<(String, String)> = instead
+        .unwrap_or("")
+        .split('\u{1e}')
+        .filter_map(|e| e.split_once('\u{1f}'))
+        .map(|(ops, v)| (ops.to_string(), v.to_string()))
+        .collect();
+    if bases.is_empty() && instead.is_empty() {
+        return None;
+    }
+    let columns = columns
+        .unwrap_or("")
+        .split('\u{1e}')
+        .filter_map(|e| {
+            let mut f = e.splitn(3, '\u{1f}');
+            let (col, rel, base) = (f.next()?, f.next()?.parse().ok()?, f.next()?);
+            Some((col.to_string(), rel, base.to_string()))
+        })
+        .collect();
+    Some(View { bases, columns, instead })
 }
 
 /// A session's resolved names.
@@ -210,11 +257,8 @@ impl Resolutions {
             let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
             let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
             let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
-            let view = get(2).map(|def| {
-                let bases = get(3).unwrap_or("").split(',').filter_map(|b| b.trim().parse().ok()).collect();
-                View { bases, columns: view_columns(def) }
-            });
-            let name = get(4).zip(get(5)).map(|(s, n)| (s.to_string(), n.to_string()));
+            let view = reaches_answer(get(2), get(3), get(4));
+            let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
             self.relations.insert(k.clone(), Resolved::Oid { oid, view, name });
         }
     }
@@ -405,6 +449,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         tables: unresolved_reach(policy, ids, target).into_iter().map(|i| (i, None)).collect(),
         unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
         constraint_columns: None,
+        taken_over: None,
     };
     let Some(ids) = ids else {
         return Some(unresolved(
@@ -432,9 +477,17 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         if known.contains(&oid) || named || (known.is_empty() && t.matches(target)) {
             tables.push((i, None));
         } else if let Some(v) = view.filter(|v| v.bases.iter().any(|b| known.contains(b))) {
-            tables.push((i, Some(v.columns.clone())));
+            // The names it has for the table's columns, at whatever depth the table is.
+            let columns = v.columns.iter().filter(|(_, r, _)| known.contains(r));
+            tables.push((i, Some(columns.map(|(c, _, b)| (c.clone(), b.clone())).collect())));
         }
     }
+    // A view on the way whose INSTEAD OF trigger or rule takes the write over: where it goes
+    // is the trigger's business, and the table's rules cannot be mapped onto it.
+    let taken_over = view
+        .filter(|_| !tables.is_empty())
+        .and_then(|v| v.taken_over(&w.op))
+        .map(|v| format!("{v} has an INSTEAD OF trigger or a rule for this kind of write: the write goes wherever its body says, not through the view's columns to the table"));
     if session.persisting {
         for i in unresolved_reach(policy, cx.ids, target) {
             if !tables.iter().any(|(j, _)| *j == i) {
@@ -446,7 +499,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         Op::Upsert { constraint: Some(c), .. } if !is_path_key(&k) => session.constraint(&k, c).cloned(),
         _ => None,
     };
-    Some(Reach { tables, unresolved: None, constraint_columns })
+    Some(Reach { tables, unresolved: None, constraint_columns, taken_over })
 }
 
 /// The current names of the protected columns of every policy table a row write reaches
@@ -535,9 +588,18 @@ mod tests {
     }
 
     #[test]
-    fn view_columns_map_to_base_columns() {
-        let cols = view_columns(" SELECT users.id AS uid,\n    users.email\n   FROM users;");
-        assert_eq!(cols, vec![("uid".into(), "id".into()), ("email".into(), "email".into())]);
+    fn a_relations_reach_is_read_from_its_answer() {
+        let v = reaches_answer(
+            Some("16387,16447"),
+            Some("uid2\u{1f}16447\u{1f}uid\u{1e}uid2\u{1f}16387\u{1f}id\u{1e}plan\u{1f}16387\u{1f}plan"),
+            Some("d\u{1f}public.v2"),
+        )
+        .unwrap();
+        assert_eq!(v.bases, vec![16387, 16447]);
+        assert!(v.columns.contains(&("uid2".into(), 16387, "id".into())), "{v:?}");
+        assert_eq!(v.taken_over(&Op::Delete), Some("public.v2"));
+        assert_eq!(v.taken_over(&Op::Update { columns: vec![] }), None);
+        assert_eq!(reaches_answer(None, Some(""), None), None);
         assert_eq!(quote("pub\"lic", "users"), "\"pub\"\"lic\".\"users\"");
     }
 }
