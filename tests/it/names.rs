@@ -490,3 +490,110 @@ async fn a_view_whose_trigger_or_rule_takes_the_write_over_is_refused() {
     assert_eq!(users_rows(&d).await, expect(&before, -91111105, "through", None));
     proxy.stop().await;
 }
+
+/// The other ways a session's path (or what it finds first) changes or vanishes, each followed
+/// both ways: `SET SCHEMA`, `ROLLBACK TO SAVEPOINT` of a `SET`, `RESET ALL`, the role's own
+/// schema (`"$user"`, first on the default path) and its table dropped on the server, a
+/// per-role-and-database default (`ALTER ROLE … IN DATABASE … SET search_path`), and `DISCARD
+/// TEMP` of a shadowing temporary table. `public.users` is read on the server after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_way_the_path_changes_is_followed() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // Each change is made after a refusal (an answer that led to public.users, kept), so a
+    // change blastwall did not follow would refuse the next statement again.
+    refused(&c, RANGE_DELETE).await;
+    send(&c, "SET SCHEMA 'archive'").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 55));
+    // A SET undone by ROLLBACK TO SAVEPOINT: back to archive.
+    for sql in ["BEGIN", "SAVEPOINT s", "SET search_path = public"] {
+        send(&c, sql).await.unwrap();
+    }
+    refused(&c, RANGE_DELETE).await;
+    send(&c, "ROLLBACK TO SAVEPOINT s").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN -91111115 AND -91111111").await.unwrap();
+    send(&c, "COMMIT").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 50));
+    send(&c, "SET search_path = archive").await.unwrap();
+    send(&c, "RESET ALL").await.unwrap();
+    refused(&c, RANGE_DELETE).await;
+    // "$user": a schema named after the role comes first on the default path.
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE SCHEMA app; CREATE TABLE app.users (LIKE public.users INCLUDING ALL); \
+         INSERT INTO app.users SELECT * FROM public.users",
+    )
+    .await
+    .unwrap();
+    let own = connect(proxy.port(), "app", APP_PW, &db).await;
+    send(&own, RANGE_DELETE).await.unwrap();
+    let app_left: i64 = d.query_one("SELECT count(*) FROM app.users", &[]).await.unwrap().get(0);
+    assert_eq!(app_left, 40);
+    d.batch_execute("DROP TABLE app.users").await.unwrap();
+    refused(&own, RANGE_DELETE).await;
+    // A default of the role in this database, for its next sessions.
+    d.batch_execute(&format!("ALTER ROLE app IN DATABASE \"{db}\" SET search_path = archive")).await.unwrap();
+    let defaulted = connect(proxy.port(), "app", APP_PW, &db).await;
+    send(&defaulted, "DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 40));
+    d.batch_execute(&format!("ALTER ROLE app IN DATABASE \"{db}\" RESET search_path")).await.unwrap();
+    let back = connect(proxy.port(), "app", APP_PW, &db).await;
+    refused(&back, RANGE_DELETE).await;
+    // A temporary table that shadows, then DISCARD TEMP.
+    send(&back, "CREATE TEMP TABLE users (id bigint)").await.unwrap();
+    send(&back, "INSERT INTO users VALUES (-91111150)").await.unwrap();
+    send(&back, RANGE_DELETE).await.unwrap();
+    send(&back, "DISCARD TEMP").await.unwrap();
+    refused(&back, RANGE_DELETE).await;
+    assert_eq!(counts(&db).await, (60, 40), "public.users lost rows");
+    proxy.stop().await;
+}
+
+/// A write to an inheritance child of a policy table changes rows of that table (a scan of
+/// `users` returns them): it gets the table's rules, directly and through a view of the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_of_a_policy_table_gets_its_rules() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE users_child () INHERITS (users); \
+         INSERT INTO users_child (id, auth_source, plan) SELECT g, 'test', 'free' FROM generate_series(-91111305, -91111301) g; \
+         CREATE VIEW child_v AS SELECT id AS cid, plan FROM users_child",
+    )
+    .await
+    .unwrap();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    for (sql, rule) in [
+        ("DELETE FROM users_child WHERE id BETWEEN -91111305 AND -91111301", "protected-range"),
+        ("UPDATE child_v SET plan = 'x' WHERE cid < 0", "protected-range"),
+        ("DELETE FROM users_child", "require-where"),
+        ("TRUNCATE users_child", "forbid-truncate"),
+    ] {
+        let e = refused(&c, sql).await;
+        assert!(e.contains(rule) && e.contains("public.users"), "{sql}: {e}");
+    }
+    let before = child_rows(&d).await;
+    assert_eq!(before.len(), 5);
+    send(&c, "UPDATE child_v SET plan = 'kid' WHERE cid = -91111303").await.unwrap();
+    send(&c, "DELETE FROM users_child WHERE id = -91111301").await.unwrap();
+    let want = expect(&before, -91111303, "kid", Some(-91111301));
+    assert_eq!(child_rows(&d).await, want);
+    assert_eq!(counts_public(&d).await, 60 + 4);
+    proxy.stop().await;
+}
+
+async fn child_rows(d: &Client) -> Vec<(i64, String)> {
+    d.query("SELECT id, plan FROM users_child ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn counts_public(d: &Client) -> i64 {
+    d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0)
+}
