@@ -490,3 +490,74 @@ async fn an_estimate_far_over_the_limit_is_counted_before_refusing() {
     assert_eq!(count(&dir, "SELECT count(*) FROM big").await, 6);
     p.stop().await;
 }
+
+/// The bounded count covers what the planner's estimate alone used to refuse: a DELETE with
+/// `USING`, an UPDATE with `FROM` (each target row once, however many rows it joins), a `WITH`
+/// of plain SELECTs, and a statement with extended-protocol parameters (counted with the
+/// client's own values). Each matches one row while the planner guesses thousands: it runs
+/// and changes exactly that row. The same statements matching seven rows (over the limit of
+/// 5) stay refused without running. Every count is read on the server directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounded_count_covers_using_from_with_and_parameters() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    // Statistics of 10,000 (and 1,000) rows, then the rows gone: the planner guesses high.
+    dir.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
+         CREATE TABLE small (v int) WITH (autovacuum_enabled = false);
+         INSERT INTO big SELECT g, g FROM generate_series(1, 10000) g;
+         INSERT INTO small SELECT g FROM generate_series(1, 1000) g;
+         ANALYZE big; ANALYZE small; DELETE FROM big; DELETE FROM small;
+         INSERT INTO big SELECT g, g FROM generate_series(1, 10) g; INSERT INTO small VALUES (9)",
+    )
+    .await
+    .unwrap();
+    let policy = "[[table]]\nname = \"big\"\nmax_delete_rows = 5\nmax_update_rows = 5\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("big.toml"), policy)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let far = |m: &str| m.contains("far over its limit of 5; not run");
+    let statements = [
+        "DELETE FROM big USING small WHERE big.v > small.v",
+        "UPDATE big SET v = big.v + 100 FROM small WHERE big.v > small.v",
+        "WITH s AS (SELECT v FROM small) DELETE FROM big WHERE v > (SELECT min(v) FROM s)",
+    ];
+    // Seven rows each (small holds 3): refused before running, nothing changed.
+    dir.batch_execute("UPDATE small SET v = 3").await.unwrap();
+    let before = big_rows(&dir).await;
+    for sql in statements {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        let m = e.as_db_error().unwrap().message().to_string();
+        assert!(far(&m), "{sql}: {m}");
+    }
+    let e = via.execute("DELETE FROM big WHERE v > $1", &[&3i32]).await.expect_err("seven rows by parameter");
+    assert!(far(e.as_db_error().unwrap().message()), "{e:?}");
+    assert_eq!(big_rows(&dir).await, before);
+    // One row each (small holds 9): runs, and changes exactly that row.
+    dir.batch_execute("UPDATE small SET v = 9").await.unwrap();
+    let r = via.simple_query(statements[1]).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    let mut want = before.clone();
+    want[9].1 = 110;
+    assert_eq!(big_rows(&dir).await, want);
+    dir.batch_execute("UPDATE big SET v = 10 WHERE id = 10").await.unwrap();
+    let r = via.simple_query(statements[0]).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    want[9].1 = 10;
+    want.pop();
+    assert_eq!(big_rows(&dir).await, want);
+    dir.batch_execute("INSERT INTO small VALUES (8)").await.unwrap();
+    let r = via.simple_query(statements[2]).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    want.pop();
+    assert_eq!(big_rows(&dir).await, want);
+    let n = via.execute("DELETE FROM big WHERE v > $1", &[&7i32]).await.unwrap();
+    assert_eq!(n, 1);
+    want.pop();
+    assert_eq!(big_rows(&dir).await, want);
+    p.stop().await;
+}
+
+async fn big_rows(d: &tokio_postgres::Client) -> Vec<(i32, i32)> {
+    d.query("SELECT id, v FROM big ORDER BY id", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
