@@ -255,9 +255,11 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 if let Some(q) = opt(&b.query) {
                     visit(q, st);
                 }
-                if (st.writes.len(), st.executes.len()) != before {
+                if st.writes.len() != before.0 {
                     st.opaque.push(Opaque::ExplainAnalyze);
                 }
+                // An EXECUTE's statement is known only to the session (`guard::prepared`).
+                st.executes[before.1..].iter_mut().for_each(|e| e.explained = true);
             }
             // Plain EXPLAIN plans without executing: nothing inside it runs.
             Descend::No
@@ -273,7 +275,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         }
         R::ExecuteStmt(b) => {
             let array_lens = items(&b.params).map(predicate::array_len).collect();
-            st.executes.push(Execute { name: b.name.clone(), array_lens });
+            st.executes.push(Execute { name: b.name.clone(), array_lens, explained: false });
             Descend::No
         }
         R::DeallocateStmt(b) => {

@@ -561,3 +561,26 @@ async fn the_bounded_count_covers_using_from_with_and_parameters() {
 async fn big_rows(d: &tokio_postgres::Client) -> Vec<(i32, i32)> {
     d.query("SELECT id, v FROM big ORDER BY id", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
 }
+
+/// `EXPLAIN ANALYZE EXECUTE` of a prepared SELECT reads: it is allowed and answers its plan.
+/// The same of a prepared DELETE (or of a name never prepared) executes a write the guard
+/// does not count inside EXPLAIN: refused (`opaque`), and the user is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_execute_of_a_prepared_select_is_allowed() {
+    let p = proxy().await;
+    let db = incident_db();
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.batch_execute("PREPARE sel(bigint) AS SELECT count(*) FROM users WHERE id > $1").await.unwrap();
+    let r = via.simple_query("EXPLAIN ANALYZE EXECUTE sel(0)").await.unwrap();
+    assert!(format!("{r:?}").contains("actual time"), "{r:?}");
+    via.batch_execute("PREPARE del(bigint) AS DELETE FROM users WHERE id = $1").await.unwrap();
+    for sql in ["EXPLAIN ANALYZE EXECUTE del(1000001)", "EXPLAIN (ANALYZE) EXECUTE nosuch(1000001)"] {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        let d = e.as_db_error().unwrap();
+        assert!(d.message().contains("blastwall: refused"), "{sql}: {e:?}");
+    }
+    let dir = direct("app", APP_PW, &db).await;
+    let n: i64 = dir.query_one("SELECT count(*) FROM users WHERE id = 1000001", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    p.stop().await;
+}
