@@ -55,8 +55,28 @@ fn target_of(rel: Option<&pb::RangeVar>, others: bool) -> Option<(RelName, Targe
     let rel = rel?;
     let name = rangevar(rel)?;
     let alias = rel.alias.as_ref().map(|a| a.aliasname.as_str()).filter(|a| !a.is_empty());
-    let t = Target { qualifier: alias.unwrap_or(&name.name).to_string(), schema: name.schema.clone(), others };
+    let t = Target {
+        qualifier: alias.unwrap_or(&name.name).to_string(),
+        schema: name.schema.clone(),
+        others,
+        beside: None,
+        mine: Default::default(),
+    };
     Some((name, t))
+}
+
+/// The relations of a `USING`/`FROM` list when each is a plain relation without column
+/// aliases, in a statement without `WITH` (whose names a relation name could mean).
+fn beside(list: &[pb::Node], with: bool) -> Option<Vec<RelName>> {
+    if with {
+        return None;
+    }
+    items(list)
+        .map(|r| match r {
+            R::RangeVar(v) if v.alias.as_ref().is_none_or(|a| a.colnames.is_empty()) => rangevar(v),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The columns a SET list assigns (`SET (a, b) = …` names each; `SET a[1] = …`, `a.f = …`
@@ -76,14 +96,16 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
     }
     match v {
         R::DeleteStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
+            if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
+                t.beside = beside(&b.using_clause, b.with_clause.is_some());
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
             }
             Descend::Yes
         }
         R::UpdateStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
+            if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
+                t.beside = beside(&b.from_clause, b.with_clause.is_some());
                 let columns = set_columns(&b.target_list);
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });

@@ -20,7 +20,9 @@
 //! be (the policy's table of that name, and any policy table now called so), and the refusal
 //! says why.
 //!
-//! Owns: the cache, the two queries and reading their answers, and the reach of one write.
+//! Owns: the cache, the two queries and reading their answers, and the reach of one write
+//! (through views and inheritance: `view`; its unqualified columns beside other relations:
+//! `columns`).
 //! Does not own: asking (`session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -28,11 +30,15 @@ use crate::policy::Policy;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod columns;
 mod path;
 mod sql;
+mod view;
 use path::effective_key;
 pub use path::{is_path_key, path_before};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
+use view::reaches_answer;
+pub use view::View;
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);
@@ -107,66 +113,12 @@ pub fn key(r: &RelName) -> String {
 /// What one name resolves to on a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
-    /// This relation (0: none; a write to it fails), and its (schema, name) now.
-    Oid { oid: u32, view: Option<View>, name: Option<(String, String)> },
+    /// This relation (0: none; a write to it fails), and its (schema, name) and column
+    /// names now.
+    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String> },
     /// It could not be asked (in the middle of an extended batch): judged as everything it
     /// may be, for the judgement that asked only.
     Assumed(String),
-}
-
-/// What a write to a relation reaches besides the relation itself: through a view, the
-/// relations its rule reads at every level (a view over a view over a table), and for a table
-/// (or a view's base) its inheritance parents and children and partitions, whose rows a write
-/// to it changes (or that share its rows).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    /// Every relation reached (by OID).
-    pub bases: Vec<u32>,
-    /// Its columns as (its column, relation reached, that relation's column): a view's column
-    /// followed through every level to the column it shows (by attnum), and on to the column of
-    /// that name of each inheritance relative.
-    pub columns: Vec<(String, u32, String)>,
-    /// The views on the way (the relation itself included) with an INSTEAD OF trigger or a
-    /// rule, as (the writes it takes over: `i`, `u`, `d`; the view's schema.name): a write of
-    /// those kinds goes wherever the trigger or rule says, not through the view's columns.
-    pub instead: Vec<(String, String)>,
-}
-
-impl View {
-    /// The view on the way whose trigger or rule takes over a write of this kind, if any.
-    pub fn taken_over(&self, op: &Op) -> Option<&str> {
-        let kinds: &[char] = match op {
-            Op::Delete | Op::MergeDelete => &['d'],
-            Op::Update { .. } | Op::MergeUpdate { .. } => &['u'],
-            Op::Upsert { .. } => &['i', 'u'],
-            _ => &[],
-        };
-        self.instead.iter().find(|(ops, _)| ops.contains(kinds)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads a [`View`] from the answer of [`relations_query`] (`None`: it reaches nothing else).
-fn reaches_answer(bases: Option<&str>, columns: Option<&str>, instead: Option<&str>) -> Option<View> {
-    let bases: Vec<u32> = bases.unwrap_or("").split(',').filter_map(|b| b.trim().parse().ok()).collect();
-    let instead: Vec<(String, String)> = instead
-        .unwrap_or("")
-        .split('\u{1e}')
-        .filter_map(|e| e.split_once('\u{1f}'))
-        .map(|(ops, v)| (ops.to_string(), v.to_string()))
-        .collect();
-    if bases.is_empty() && instead.is_empty() {
-        return None;
-    }
-    let columns = columns
-        .unwrap_or("")
-        .split('\u{1e}')
-        .filter_map(|e| {
-            let mut f = e.splitn(3, '\u{1f}');
-            let (col, rel, base) = (f.next()?, f.next()?.parse().ok()?, f.next()?);
-            Some((col.to_string(), rel, base.to_string()))
-        })
-        .collect();
-    Some(View { bases, columns, instead })
 }
 
 /// A session's resolved names.
@@ -259,7 +211,8 @@ impl Resolutions {
             let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
             let view = reaches_answer(get(2), get(3), get(4));
             let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
-            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name });
+            let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
+            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });
         }
     }
 
@@ -397,6 +350,14 @@ pub fn questions(
             if session.relation(&k).is_none() && !keys.contains(&k) {
                 keys.push(k.clone());
             }
+            // The relations beside it, when its WHERE has unqualified names the catalog can
+            // place (`columns::mine`).
+            for b in columns::beside_of(st, w) {
+                let Ok(bk) = effective_key(statements, i, b) else { continue };
+                if session.relation(&bk).is_none() && !keys.contains(&bk) {
+                    keys.push(bk);
+                }
+            }
             if is_path_key(&k) {
                 continue;
             }
@@ -450,6 +411,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
         constraint_columns: None,
         taken_over: None,
+        mine: Vec::new(),
     };
     let Some(ids) = ids else {
         return Some(unresolved(
@@ -464,7 +426,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         Err(why) => return Some(unresolved(why)),
     };
     let (oid, view, now) = match session.relation(&k) {
-        Some(Resolved::Oid { oid, view, name }) => (*oid, view.as_ref(), name.as_ref()),
+        Some(Resolved::Oid { oid, view, name, .. }) => (*oid, view.as_ref(), name.as_ref()),
         Some(Resolved::Assumed(why)) => return Some(unresolved(why.clone())),
         None => return Some(unresolved("the catalog was not asked".into())),
     };
@@ -499,7 +461,8 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         Op::Upsert { constraint: Some(c), .. } if !is_path_key(&k) => session.constraint(&k, c).cloned(),
         _ => None,
     };
-    Some(Reach { tables, unresolved: None, constraint_columns, taken_over })
+    let mine = columns::mine(statements, index, w, &k, session);
+    Some(Reach { tables, unresolved: None, constraint_columns, taken_over, mine })
 }
 
 /// The current names of the protected columns of every policy table a row write reaches

@@ -58,13 +58,16 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
 }
 
 /// The resolution query for names written by a session (keys as [`key`] makes them): rows
-/// `ordinal, oid, reached, columns, taken over, schema, name` — see [`reaches_sql`].
+/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns` (see
+/// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
 pub fn relations_query(keys: &[String]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
     format!(
         "SELECT x.i::pg_catalog.text, c.oid::pg_catalog.text, r.reached, r.columns, r.instead, \
            (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace), \
-           c.relname::pg_catalog.text \
+           c.relname::pg_catalog.text, \
+           (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
+            FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped) \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
            THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \

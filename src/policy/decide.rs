@@ -46,6 +46,9 @@ pub struct Reach {
     /// Why the write cannot be followed to the tables it reaches (a view on the way whose
     /// INSTEAD OF trigger or rule takes it over): refused as `opaque` for each of them.
     pub taken_over: Option<String>,
+    /// Unqualified names of its WHERE that the catalog says are the target's columns and
+    /// none of the relations' beside it (`UPDATE … FROM`, `DELETE … USING`).
+    pub mine: Vec<String>,
 }
 
 /// What write `w` of statement `index` reaches (`None`: judged by its name).
@@ -318,6 +321,7 @@ fn write_findings(
     match &w.op {
         op if op.is_row_write() => {
             let pred = w.predicate.as_ref().unwrap_or(&Where::Absent);
+            let pred = &*pred.resolved(reach.map_or(&[][..], |r| &r.mine[..]));
             if !pred.restricts() {
                 let required = match tables.first() {
                     Some(t) => t.require_where.unwrap_or(policy.require_where),

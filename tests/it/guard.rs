@@ -288,14 +288,7 @@ async fn a_rollback_at_the_head_of_a_message_in_a_failed_transaction_is_judged()
 async fn ranges_in_disguise_are_refused_and_nothing_changes() {
     let db = incident_db();
     let dir = direct("app", APP_PW, &db).await;
-    dir.batch_execute(
-        "CREATE TABLE batches (id int PRIMARY KEY, batch_status text);
-         CREATE TABLE orders (id int PRIMARY KEY, batch_id int, status text);
-         INSERT INTO batches VALUES (1, 'void'), (2, 'ok');
-         INSERT INTO orders SELECT g, 1 + g % 2, 'open' FROM generate_series(1, 40) g;",
-    )
-    .await
-    .unwrap();
+    orders_and_batches(&dir).await;
     let p = proxy().await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
     let before = snapshot(&dir).await;
@@ -583,4 +576,58 @@ async fn explain_analyze_execute_of_a_prepared_select_is_allowed() {
     let n: i64 = dir.query_one("SELECT count(*) FROM users WHERE id = 1000001", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
     p.stop().await;
+}
+
+/// An unqualified column beside another relation is placed from the catalog, on the client's
+/// session: a name that is a column of the target and of none of the relations beside it is
+/// the target's (as the server resolves it), so `WHERE batch_id = batches.id AND …` restricts
+/// `orders` and runs, changing exactly its 20 rows, and a point on an unqualified `id` of
+/// `users` beside `flags` is a point. A name of the other relation (`batch_status`), or of
+/// both (`id`), stays refused; so does a range on the placed `id` (now as BETWEEN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unqualified_column_beside_another_relation_is_placed_from_the_catalog() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    orders_and_batches(&dir).await;
+    dir.batch_execute("CREATE TABLE flags (flag text); INSERT INTO flags VALUES ('x')").await.unwrap();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&dir).await;
+    for (sql, why) in [
+        ("UPDATE orders SET status = 'cancelled' FROM batches WHERE batch_status = 'void'", "require-where"),
+        ("DELETE FROM orders USING batches WHERE id = 1", "require-where"),
+        ("DELETE FROM users USING flags WHERE id BETWEEN -91111105 AND -91111101 AND flag = 'x'", "(BETWEEN)"),
+    ] {
+        let err = via.simple_query(sql).await.expect_err(sql);
+        let d = err.as_db_error().unwrap();
+        assert!(format!("{} {}", d.message(), d.detail().unwrap_or("")).contains(why), "{sql}: {err:?}");
+    }
+    assert_eq!(snapshot(&dir).await, before);
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'open'").await, 40);
+    let join =
+        "UPDATE orders SET status = 'cancelled' FROM batches WHERE batch_id = batches.id AND batch_status = 'void'";
+    // Prepared (a protocol Parse run at its Execute), its names are resolved when it runs,
+    // under the path of its Parse: not placed, refused.
+    via.execute(join, &[]).await.expect_err("prepared: not placed");
+    let r = via.simple_query(join).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(20)"), "{r:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'cancelled'").await, 20);
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'cancelled' AND batch_id = 1").await, 20);
+    let r = via.simple_query("DELETE FROM users USING flags WHERE id = -91111105 AND flag = 'x'").await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM users").await, 59);
+    assert_eq!(count(&dir, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
+    p.stop().await;
+}
+
+/// `batches` (1 void, 2 ok) and 40 open `orders`, half of them in each batch.
+async fn orders_and_batches(dir: &tokio_postgres::Client) {
+    dir.batch_execute(
+        "CREATE TABLE batches (id int PRIMARY KEY, batch_status text);
+         CREATE TABLE orders (id int PRIMARY KEY, batch_id int, status text);
+         INSERT INTO batches VALUES (1, 'void'), (2, 'ok');
+         INSERT INTO orders SELECT g, 1 + g % 2, 'open' FROM generate_series(1, 40) g;",
+    )
+    .await
+    .unwrap();
 }
