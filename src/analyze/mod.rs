@@ -180,6 +180,8 @@ pub struct Execute {
     pub name: String,
     /// For each argument: the number of elements when it is an array literal.
     pub array_lens: Vec<Option<usize>>,
+    /// Run by `EXPLAIN ANALYZE`: opaque when what it runs writes (see `guard::prepared`).
+    pub explained: bool,
 }
 
 /// Facts about one statement of a query string.

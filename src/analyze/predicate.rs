@@ -20,6 +20,11 @@ pub struct Target {
     /// The statement names other relations beside the target (`UPDATE … FROM`, `DELETE …
     /// USING`, MERGE's source): an unqualified column may be theirs.
     pub others: bool,
+    /// Those relations, when each is a plain relation the catalog can say the columns of
+    /// (`None`: a subquery, a function, column aliases, a `WITH`).
+    pub beside: Option<Vec<super::RelName>>,
+    /// Unqualified names known to be the target's columns (taken as such outside subqueries).
+    pub mine: BTreeSet<String>,
 }
 
 /// The shape of a WHERE clause.
@@ -99,6 +104,11 @@ pub struct Cond {
     /// The whole row appears (`(t).id`, `t.*`, `id(t)`, `to_jsonb(t)`): every column not
     /// pinned is swept, for this reason.
     whole_row: Option<RangeKind>,
+    /// Beside other relations that are all plain relations ([`Target::beside`]): them, and
+    /// for each unqualified name what it would be if the catalog says it is the target's
+    /// column and none of theirs ([`Where::resolved`]).
+    beside: Option<Vec<super::RelName>>,
+    if_mine: BTreeMap<String, Cond>,
 }
 
 impl Where {
@@ -111,6 +121,44 @@ impl Where {
             Where::CurrentOf => true,
             Where::Cond(c) => !c.refs.is_empty() || c.whole_row.is_some(),
         }
+    }
+}
+
+impl Where {
+    /// The other relations beside the target, when the catalog can resolve its unqualified
+    /// names ([`Target::beside`]), and those names.
+    pub fn unqualified_beside(&self) -> Option<(&[super::RelName], Vec<&str>)> {
+        match self {
+            Where::Cond(c) if !c.if_mine.is_empty() => {
+                Some((c.beside.as_deref()?, c.if_mine.keys().map(String::as_str).collect()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The shape once the catalog said which unqualified names are the target's columns (and
+    /// none of the other relations'): each such name as if it had been qualified.
+    pub fn resolved(&self, mine: &[String]) -> std::borrow::Cow<'_, Where> {
+        use std::borrow::Cow;
+        let Where::Cond(c) = self else { return Cow::Borrowed(self) };
+        if !mine.iter().any(|m| c.if_mine.contains_key(m)) {
+            return Cow::Borrowed(self);
+        }
+        let mut r = c.clone();
+        for m in mine {
+            let Some(x) = c.if_mine.get(m) else { continue };
+            r.ranges.remove(m);
+            if let Some(k) = x.ranges.get(m) {
+                r.ranges.insert(m.clone(), k.clone());
+            }
+            if let Some(n) = x.points.get(m) {
+                r.points.insert(m.clone(), *n);
+            }
+            if x.refs.contains(m) {
+                r.refs.insert(m.clone());
+            }
+        }
+        Cow::Owned(Where::Cond(r))
     }
 }
 
@@ -151,7 +199,18 @@ fn finish(w: R<'_>, t: &Target) -> Where {
     if has_current_of(w) {
         return Where::CurrentOf;
     }
-    let c = cond(w, t);
+    let mut c = cond(w, t);
+    if t.others && t.mine.is_empty() && t.beside.is_some() {
+        // Each unqualified name as the target's column alone: what it is once the catalog
+        // says so (`Where::resolved`).
+        let names: Vec<String> =
+            c.ranges.iter().filter(|(_, k)| **k == RangeKind::Unqualified).map(|(n, _)| n.clone()).collect();
+        for n in names {
+            let t = Target { mine: BTreeSet::from([n.clone()]), ..t.clone() };
+            c.if_mine.insert(n, cond(w, &t));
+        }
+        c.beside = t.beside.clone();
+    }
     if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
         Where::Constant
     } else {
@@ -192,7 +251,7 @@ fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<Stri
         *n = sval(f)?; // `t.*` and the like: not a column
     }
     match &names[..fields.len()] {
-        [c] if !in_subquery && !t.others => Some((*c).to_string()),
+        [c] if !in_subquery && (!t.others || t.mine.contains(*c)) => Some((*c).to_string()),
         [q, c] if *q == t.qualifier => Some((*c).to_string()),
         [s, q, c] | [_, s, q, c] if *q == t.qualifier && t.schema.as_deref().is_none_or(|ts| ts == *s) => {
             Some((*c).to_string())
@@ -205,7 +264,7 @@ fn target_col(fields: &[pb::Node], t: &Target, in_subquery: bool) -> Option<Stri
 /// FROM of its own, or beside other relations.
 fn unqualified<'a>(fields: &'a [pb::Node], t: &Target, in_subquery: bool) -> Option<&'a str> {
     match fields {
-        [c] if in_subquery || t.others => sval(c),
+        [c] if in_subquery || t.others => sval(c).filter(|c| in_subquery || !t.mine.contains(*c)),
         _ => None,
     }
 }
@@ -274,7 +333,7 @@ fn all_ranges(v: R<'_>, t: &Target, kind: RangeKind) -> Cond {
     let mut ranges: BTreeMap<String, RangeKind> = p.maybe.iter().map(|c| (c.clone(), RangeKind::Unqualified)).collect();
     ranges.extend(p.target.iter().map(|c| (c.clone(), kind.clone())));
     let whole_row = p.whole_row.then_some(kind);
-    Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row }
+    Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row, ..Default::default() }
 }
 
 fn point(col: String, n: Option<usize>) -> Cond {

@@ -55,8 +55,28 @@ fn target_of(rel: Option<&pb::RangeVar>, others: bool) -> Option<(RelName, Targe
     let rel = rel?;
     let name = rangevar(rel)?;
     let alias = rel.alias.as_ref().map(|a| a.aliasname.as_str()).filter(|a| !a.is_empty());
-    let t = Target { qualifier: alias.unwrap_or(&name.name).to_string(), schema: name.schema.clone(), others };
+    let t = Target {
+        qualifier: alias.unwrap_or(&name.name).to_string(),
+        schema: name.schema.clone(),
+        others,
+        beside: None,
+        mine: Default::default(),
+    };
     Some((name, t))
+}
+
+/// The relations of a `USING`/`FROM` list when each is a plain relation without column
+/// aliases, in a statement without `WITH` (whose names a relation name could mean).
+fn beside(list: &[pb::Node], with: bool) -> Option<Vec<RelName>> {
+    if with {
+        return None;
+    }
+    items(list)
+        .map(|r| match r {
+            R::RangeVar(v) if v.alias.as_ref().is_none_or(|a| a.colnames.is_empty()) => rangevar(v),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The columns a SET list assigns (`SET (a, b) = …` names each; `SET a[1] = …`, `a.f = …`
@@ -76,14 +96,16 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
     }
     match v {
         R::DeleteStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
+            if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
+                t.beside = beside(&b.using_clause, b.with_clause.is_some());
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
             }
             Descend::Yes
         }
         R::UpdateStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
+            if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
+                t.beside = beside(&b.from_clause, b.with_clause.is_some());
                 let columns = set_columns(&b.target_list);
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });
@@ -255,9 +277,11 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 if let Some(q) = opt(&b.query) {
                     visit(q, st);
                 }
-                if (st.writes.len(), st.executes.len()) != before {
+                if st.writes.len() != before.0 {
                     st.opaque.push(Opaque::ExplainAnalyze);
                 }
+                // An EXECUTE's statement is known only to the session (`guard::prepared`).
+                st.executes[before.1..].iter_mut().for_each(|e| e.explained = true);
             } else if let Some(q) = opt(&b.query) {
                 // Plain EXPLAIN plans without executing the plan, but planning runs functions:
                 // it evaluates EXECUTE's arguments and folds calls marked IMMUTABLE. The
@@ -279,7 +303,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         }
         R::ExecuteStmt(b) => {
             let array_lens = items(&b.params).map(predicate::array_len).collect();
-            st.executes.push(Execute { name: b.name.clone(), array_lens });
+            st.executes.push(Execute { name: b.name.clone(), array_lens, explained: false });
             // The arguments are evaluated when the statement runs (and by EXPLAIN EXECUTE):
             // a function call among them is a call like any other.
             Descend::Yes

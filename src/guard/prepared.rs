@@ -16,10 +16,13 @@ pub(super) fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec
         expanded.push(st.clone());
         for ex in &st.executes {
             match info.prepared.get(&ex.name) {
-                Some(list) => expanded.extend(list.iter().map(|p| Statement {
-                    text: st.text.clone(),
-                    offset: st.offset,
-                    ..p.clone()
+                Some(list) => expanded.extend(list.iter().map(|p| {
+                    let mut p = Statement { text: st.text.clone(), offset: st.offset, ..p.clone() };
+                    // `EXPLAIN ANALYZE EXECUTE` of a write executes it.
+                    if ex.explained && !p.writes.is_empty() {
+                        p.opaque.push(Opaque::ExplainAnalyze);
+                    }
+                    p
                 })),
                 None => expanded.push(Statement {
                     text: st.text.clone(),

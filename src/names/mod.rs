@@ -20,7 +20,9 @@
 //! be (the policy's table of that name, and any policy table now called so), and the refusal
 //! says why.
 //!
-//! Owns: the cache, the two queries and reading their answers, and the reach of one write.
+//! Owns: the cache, the two queries and reading their answers, and the reach of one write
+//! (through views and inheritance: `view`; its unqualified columns beside other relations:
+//! `columns`).
 //! Does not own: asking (`session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -28,11 +30,15 @@ use crate::policy::Policy;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod columns;
 mod path;
 mod sql;
+mod view;
 use path::{effective_key, Paths};
 pub use path::{is_path_key, path_before};
-pub use sql::{constraint_query, identities_query, question_sql, relations_query, view_columns};
+pub use sql::{constraint_query, identities_query, question_sql, relations_query};
+use view::reaches_answer;
+pub use view::View;
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);
@@ -107,19 +113,12 @@ pub fn key(r: &RelName) -> String {
 /// What one name resolves to on a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
-    /// This relation (0: none; a write to it fails), and its (schema, name) now.
-    Oid { oid: u32, view: Option<View>, name: Option<(String, String)> },
+    /// This relation (0: none; a write to it fails), and its (schema, name) and column
+    /// names now.
+    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String> },
     /// It could not be asked (in the middle of an extended batch): judged as everything it
     /// may be, for the judgement that asked only.
     Assumed(String),
-}
-
-/// A view: the relations its rule reads, and its columns as (view column, base column) for
-/// those that are plain columns of its one base relation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct View {
-    pub bases: Vec<u32>,
-    pub columns: Vec<(String, String)>,
 }
 
 /// A session's resolved names.
@@ -210,12 +209,10 @@ impl Resolutions {
             let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
             let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
             let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
-            let view = get(2).map(|def| {
-                let bases = get(3).unwrap_or("").split(',').filter_map(|b| b.trim().parse().ok()).collect();
-                View { bases, columns: view_columns(def) }
-            });
-            let name = get(4).zip(get(5)).map(|(s, n)| (s.to_string(), n.to_string()));
-            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name });
+            let view = reaches_answer(get(2), get(3), get(4));
+            let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
+            let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
+            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });
         }
     }
 
@@ -354,6 +351,14 @@ pub fn questions(
             if session.relation(&k).is_none() && !keys.contains(&k) {
                 keys.push(k.clone());
             }
+            // The relations beside it, when its WHERE has unqualified names the catalog can
+            // place (`columns::mine`).
+            for b in columns::beside_of(st, w) {
+                let Ok(bk) = effective_key(&paths, i, b) else { continue };
+                if session.relation(&bk).is_none() && !keys.contains(&bk) {
+                    keys.push(bk);
+                }
+            }
             if is_path_key(&k) {
                 continue;
             }
@@ -419,6 +424,8 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         tables: unresolved_reach(policy, ids, target).into_iter().map(|i| (i, None)).collect(),
         unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
         constraint_columns: None,
+        taken_over: None,
+        mine: Vec::new(),
     };
     let Some(ids) = ids else {
         return Some(unresolved(
@@ -433,7 +440,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         Err(why) => return Some(unresolved(why)),
     };
     let (oid, view, now) = match session.relation(&k) {
-        Some(Resolved::Oid { oid, view, name }) => (*oid, view.as_ref(), name.as_ref()),
+        Some(Resolved::Oid { oid, view, name, .. }) => (*oid, view.as_ref(), name.as_ref()),
         Some(Resolved::Assumed(why)) => return Some(unresolved(why.clone())),
         None => return Some(unresolved("the catalog was not asked".into())),
     };
@@ -446,9 +453,17 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         if known.contains(&oid) || named || (known.is_empty() && t.matches(target)) {
             tables.push((i, None));
         } else if let Some(v) = view.filter(|v| v.bases.iter().any(|b| known.contains(b))) {
-            tables.push((i, Some(v.columns.clone())));
+            // The names it has for the table's columns, at whatever depth the table is.
+            let columns = v.columns.iter().filter(|(_, r, _)| known.contains(r));
+            tables.push((i, Some(columns.map(|(c, _, b)| (c.clone(), b.clone())).collect())));
         }
     }
+    // A view on the way whose INSTEAD OF trigger or rule takes the write over: where it goes
+    // is the trigger's business, and the table's rules cannot be mapped onto it.
+    let taken_over = view
+        .filter(|_| !tables.is_empty())
+        .and_then(|v| v.taken_over(&w.op))
+        .map(|v| format!("{v} has an INSTEAD OF trigger or a rule for this kind of write: the write goes wherever its body says, not through the view's columns to the table"));
     if session.persisting {
         for i in unresolved_reach(policy, cx.ids, target) {
             if !tables.iter().any(|(j, _)| *j == i) {
@@ -460,7 +475,8 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         Op::Upsert { constraint: Some(c), .. } if !is_path_key(&k) => session.constraint(&k, c).cloned(),
         _ => None,
     };
-    Some(Reach { tables, unresolved: None, constraint_columns })
+    let mine = columns::mine(statements, paths, index, w, &k, session);
+    Some(Reach { tables, unresolved: None, constraint_columns, taken_over, mine })
 }
 
 /// The current names of the protected columns of every policy table a row write reaches
@@ -549,9 +565,18 @@ mod tests {
     }
 
     #[test]
-    fn view_columns_map_to_base_columns() {
-        let cols = view_columns(" SELECT users.id AS uid,\n    users.email\n   FROM users;");
-        assert_eq!(cols, vec![("uid".into(), "id".into()), ("email".into(), "email".into())]);
+    fn a_relations_reach_is_read_from_its_answer() {
+        let v = reaches_answer(
+            Some("16387,16447"),
+            Some("uid2\u{1f}16447\u{1f}uid\u{1e}uid2\u{1f}16387\u{1f}id\u{1e}plan\u{1f}16387\u{1f}plan"),
+            Some("d\u{1f}public.v2"),
+        )
+        .unwrap();
+        assert_eq!(v.bases, vec![16387, 16447]);
+        assert!(v.columns.contains(&("uid2".into(), 16387, "id".into())), "{v:?}");
+        assert_eq!(v.taken_over(&Op::Delete), Some("public.v2"));
+        assert_eq!(v.taken_over(&Op::Update { columns: vec![] }), None);
+        assert_eq!(reaches_answer(None, Some(""), None), None);
         assert_eq!(quote("pub\"lic", "users"), "\"pub\"\"lic\".\"users\"");
     }
 }

@@ -13,8 +13,9 @@ const EQ: &str = " OPERATOR(pg_catalog.=) ";
 
 /// The identity query: for every policy table (`remembered`: the OID first seen under its
 /// name, 0 when none), rows `t, index, oid, relname` for the relation its name resolves to now
-/// and the remembered one if it still exists, and `v, index, oid, relname` for each view
-/// whose rule reads one of them.
+/// and the remembered one if it still exists, and `v, index, oid, relname` for each relation
+/// a write to which may reach it: a view whose rule reads it or such a relation (at any
+/// depth), its inheritance parents and children, and views over those.
 pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Option<u32>) -> String {
     let values: Vec<String> = policy
         .tables
@@ -32,40 +33,106 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
         return "SELECT 'none'::pg_catalog.text WHERE false".into();
     }
     format!(
-        "WITH p(i, q, r) AS (VALUES {values}), \
+        "WITH RECURSIVE p(i, q, r) AS (VALUES {values}), \
          t AS (SELECT DISTINCT p.i, c.oid, c.relname FROM p JOIN pg_catalog.pg_class c \
-           ON c.oid{EQ}pg_catalog.to_regclass(p.q)::pg_catalog.oid OR c.oid{EQ}p.r) \
+           ON c.oid{EQ}pg_catalog.to_regclass(p.q)::pg_catalog.oid OR c.oid{EQ}p.r), \
+         r(i, oid, dir, depth) AS (SELECT t.i, t.oid, 0, 0 FROM t UNION \
+           SELECT r.i, n.oid, n.dir, r.depth OPERATOR(pg_catalog.+) 1 FROM r CROSS JOIN LATERAL ( \
+             SELECT v.oid, 3 FROM pg_catalog.pg_depend d \
+               JOIN pg_catalog.pg_rewrite w ON w.oid{EQ}d.objid \
+               JOIN pg_catalog.pg_class v ON v.oid{EQ}w.ev_class AND v.relkind{EQ}'v'::pg_catalog.\"char\" \
+               WHERE d.classid{EQ}'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+               AND d.refclassid{EQ}'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid{EQ}r.oid \
+               AND v.oid OPERATOR(pg_catalog.<>) r.oid UNION ALL \
+             SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i \
+               WHERE i.inhparent{EQ}r.oid AND r.dir OPERATOR(pg_catalog.<=) 1 UNION ALL \
+             SELECT i.inhparent, 2 FROM pg_catalog.pg_inherits i \
+               WHERE i.inhrelid{EQ}r.oid AND r.dir OPERATOR(pg_catalog.=) ANY (ARRAY[0, 2])) n(oid, dir) \
+           WHERE r.depth OPERATOR(pg_catalog.<) 64) \
          SELECT 't'::pg_catalog.text, t.i::pg_catalog.text, t.oid::pg_catalog.text, t.relname::pg_catalog.text FROM t \
          UNION ALL \
-         SELECT DISTINCT 'v'::pg_catalog.text, t.i::pg_catalog.text, v.oid::pg_catalog.text, v.relname::pg_catalog.text \
-         FROM t JOIN pg_catalog.pg_depend d ON d.refclassid{EQ}'pg_catalog.pg_class'::pg_catalog.regclass \
-           AND d.refobjid{EQ}t.oid AND d.classid{EQ}'pg_catalog.pg_rewrite'::pg_catalog.regclass \
-         JOIN pg_catalog.pg_rewrite w ON w.oid{EQ}d.objid \
-         JOIN pg_catalog.pg_class v ON v.oid{EQ}w.ev_class AND v.relkind{EQ}'v'::pg_catalog.\"char\" \
-           AND v.oid OPERATOR(pg_catalog.<>) t.oid",
+         SELECT DISTINCT 'v'::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
+         FROM r JOIN pg_catalog.pg_class c ON c.oid{EQ}r.oid WHERE r.dir OPERATOR(pg_catalog.<>) 0",
         values = values.join(", ")
     )
 }
 
 /// The resolution query for names written by a session (keys as [`key`] makes them): rows
-/// `ordinal, oid, view definition (views only), the relations the view's rule reads, schema,
-/// name`.
+/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns` (see
+/// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
 pub fn relations_query(keys: &[String]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
     format!(
-        "SELECT x.i::pg_catalog.text, c.oid::pg_catalog.text, \
-           CASE WHEN c.relkind{EQ}'v'::pg_catalog.\"char\" THEN pg_catalog.pg_get_viewdef(c.oid) END, \
-           (SELECT pg_catalog.string_agg(DISTINCT d.refobjid::pg_catalog.text, ',') \
-            FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d \
-              ON d.classid{EQ}'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid{EQ}w.oid \
-              AND d.refclassid{EQ}'pg_catalog.pg_class'::pg_catalog.regclass \
-            WHERE w.ev_class{EQ}c.oid AND d.refobjid OPERATOR(pg_catalog.<>) c.oid), \
+        "SELECT x.i::pg_catalog.text, c.oid::pg_catalog.text, r.reached, r.columns, r.instead, \
            (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace), \
-           c.relname::pg_catalog.text \
+           c.relname::pg_catalog.text, \
+           (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
+            FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped) \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
-           THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END",
+           THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \
+         LEFT JOIN LATERAL ({reaches}) r ON true",
         in_path = in_path("x.n"),
+        reaches = reaches_sql("c.oid"),
+    )
+}
+
+/// What a write to relation `rel` reaches besides it (read by `super::reaches_answer`):
+/// - `reached`: the relations a view's rule reads, at every level (`ch`, by `pg_depend`), and
+///   the inheritance parents and children (partitions) of each of those and of `rel` (`fam`);
+/// - `columns`: `column \x1f relation \x1f column` per column of `rel` and each relation it
+///   shows a column of: a view's column followed level by level to the column it comes from
+///   (the `_RETURN` rule's `resorigtbl`/`resorigcol`, a plain column reference; every match of
+///   the attnum counts, so a subquery's column of the same number only adds names) and on to
+///   each inheritance relative's column of that name;
+/// - `instead`: `kinds \x1f schema.view` per view on the way with an INSTEAD OF trigger or a
+///   rule other than its `_RETURN` (`i`, `u`, `d`: the writes they take over).
+fn reaches_sql(rel: &str) -> String {
+    let and =
+        |a: &str, b: &str| format!("(({a})::pg_catalog.int4 OPERATOR(pg_catalog.&) {b}) OPERATOR(pg_catalog.<>) 0");
+    let return_rule = "w.rulename OPERATOR(pg_catalog.=) '_RETURN'::pg_catalog.name";
+    let ns = |c: &str| format!("(SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}{c})");
+    format!(
+        "WITH RECURSIVE ch(rel, depth) AS (SELECT {rel}, 0 UNION \
+           SELECT d.refobjid, ch.depth OPERATOR(pg_catalog.+) 1 FROM ch \
+           JOIN pg_catalog.pg_rewrite w ON w.ev_class{EQ}ch.rel AND {return_rule} \
+           JOIN pg_catalog.pg_depend d ON d.classid{EQ}'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid{EQ}w.oid \
+             AND d.refclassid{EQ}'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.<>) ch.rel \
+           WHERE ch.depth OPERATOR(pg_catalog.<) 64), \
+         co(top, rel, att, depth) AS (SELECT a.attname, {rel}, a.attnum, 0 FROM pg_catalog.pg_attribute a \
+             WHERE a.attrelid{EQ}{rel} AND a.attnum{GT}0 AND NOT a.attisdropped UNION \
+           SELECT co.top, m[2]::pg_catalog.oid, m[3]::pg_catalog.int2, co.depth OPERATOR(pg_catalog.+) 1 FROM co \
+           JOIN pg_catalog.pg_rewrite w ON w.ev_class{EQ}co.rel AND {return_rule} \
+           CROSS JOIN LATERAL pg_catalog.regexp_matches(w.ev_action::pg_catalog.text, \
+             E':resno (\\\\d+) :resname (?:[^ \\\\\\\\]|\\\\\\\\.)* :ressortgroupref \\\\d+ :resorigtbl (\\\\d+) :resorigcol (\\\\d+)', 'g') m \
+           WHERE m[1]::pg_catalog.int4{EQ}co.att AND m[2] OPERATOR(pg_catalog.<>) '0'::pg_catalog.text \
+             AND co.depth OPERATOR(pg_catalog.<) 64), \
+         fam(root, rel, dir) AS (SELECT ch.rel, ch.rel, 0 FROM ch UNION \
+           SELECT fam.root, n.rel, n.dir FROM fam CROSS JOIN LATERAL ( \
+             SELECT i.inhrelid, 1 FROM pg_catalog.pg_inherits i \
+               WHERE i.inhparent{EQ}fam.rel AND fam.dir OPERATOR(pg_catalog.<>) 2 UNION ALL \
+             SELECT i.inhparent, 2 FROM pg_catalog.pg_inherits i \
+               WHERE i.inhrelid{EQ}fam.rel AND fam.dir OPERATOR(pg_catalog.<>) 1) n(rel, dir)), \
+         tk(depth, name, ops) AS (SELECT ch.depth, pg_catalog.concat({vns}, '.', v.relname), pg_catalog.concat( \
+             (SELECT pg_catalog.string_agg(o.op, '') FROM pg_catalog.pg_trigger g CROSS JOIN LATERAL (VALUES \
+               (CASE WHEN {ins} THEN 'i' END), (CASE WHEN {del} THEN 'd' END), (CASE WHEN {upd} THEN 'u' END)) o(op) \
+              WHERE g.tgrelid{EQ}v.oid AND {instead_of}), \
+             (SELECT pg_catalog.string_agg(CASE w.ev_type WHEN '2' THEN 'u' WHEN '3' THEN 'i' WHEN '4' THEN 'd' \
+               ELSE 'iud' END, '') FROM pg_catalog.pg_rewrite w \
+              WHERE w.ev_class{EQ}v.oid AND w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name)) \
+           FROM ch JOIN pg_catalog.pg_class v ON v.oid{EQ}ch.rel AND v.relkind{EQ}'v'::pg_catalog.\"char\") \
+         SELECT (SELECT pg_catalog.string_agg(DISTINCT fam.rel::pg_catalog.text, ',') FROM fam \
+             WHERE fam.rel OPERATOR(pg_catalog.<>) {rel}) AS reached, \
+           (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat_ws(E'\\037', co.top, f.rel, a.attname), E'\\036') \
+             FROM co JOIN pg_catalog.pg_attribute a ON a.attrelid{EQ}co.rel AND a.attnum{EQ}co.att \
+             JOIN fam f ON f.root{EQ}co.rel) AS columns, \
+           (SELECT pg_catalog.string_agg(pg_catalog.concat(tk.ops, E'\\037', tk.name), E'\\036' ORDER BY tk.depth) \
+             FROM tk WHERE tk.ops OPERATOR(pg_catalog.<>) '') AS instead",
+        vns = ns("v.relnamespace"),
+        ins = and("g.tgtype", "4"),
+        del = and("g.tgtype", "8"),
+        upd = and("g.tgtype", "16"),
+        instead_of = and("g.tgtype", "64"),
     )
 }
 
@@ -110,27 +177,6 @@ pub fn constraint_query(key: &str, constraint: &str) -> String {
         crate::catalog::literal(key),
         crate::catalog::literal(constraint)
     )
-}
-
-/// A view's plain columns from its definition: (view column, base column).
-pub fn view_columns(def: &str) -> Vec<(String, String)> {
-    use pg_query::protobuf::node::Node;
-    let Ok(tree) = crate::analyze::budget::parse(def, 0) else { return Vec::new() };
-    let Some(Node::SelectStmt(s)) =
-        tree.protobuf.stmts.first().and_then(|s| s.stmt.as_ref()).and_then(|n| n.node.as_ref())
-    else {
-        return Vec::new();
-    };
-    s.target_list
-        .iter()
-        .filter_map(|t| {
-            let Some(Node::ResTarget(rt)) = t.node.as_ref() else { return None };
-            let Some(Node::ColumnRef(c)) = rt.val.as_ref().and_then(|v| v.node.as_ref()) else { return None };
-            let Some(Node::String(col)) = c.fields.last().and_then(|f| f.node.as_ref()) else { return None };
-            let name = if rt.name.is_empty() { col.sval.clone() } else { rt.name.clone() };
-            Some((name, col.sval.clone()))
-        })
-        .collect()
 }
 
 /// The SQL of a question this module answers.

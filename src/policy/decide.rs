@@ -43,6 +43,12 @@ pub struct Reach {
     pub unresolved: Option<String>,
     /// The columns of its `ON CONFLICT ON CONSTRAINT` constraint, when the catalog said.
     pub constraint_columns: Option<Vec<String>>,
+    /// Why the write cannot be followed to the tables it reaches (a view on the way whose
+    /// INSTEAD OF trigger or rule takes it over): refused as `opaque` for each of them.
+    pub taken_over: Option<String>,
+    /// Unqualified names of its WHERE that the catalog says are the target's columns and
+    /// none of the relations' beside it (`UPDATE … FROM`, `DELETE … USING`).
+    pub mine: Vec<String>,
 }
 
 /// What write `w` of statement `index` reaches (`None`: judged by its name).
@@ -260,7 +266,7 @@ fn write_findings(
         let source = table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
         // Name the table the policy protects when the statement's name resolved to it.
         let what = match table {
-            Some(t) if through_view(t).is_some() => format!("{what} (a view of {})", t.qualified()),
+            Some(t) if through_view(t).is_some() => format!("{what} (which reaches {})", t.qualified()),
             Some(t) if reach.is_some_and(|r| r.unresolved.is_none()) => format!("{} on {}", w.op.verb(), t.qualified()),
             Some(t) if w.target.as_ref().is_some_and(|x| t.matches(x)) => {
                 format!("{} on {}", w.op.verb(), t.qualified())
@@ -296,6 +302,11 @@ fn write_findings(
             None => named,
         }
     };
+    if let Some(why) = reach.and_then(|r| r.taken_over.as_ref()) {
+        for t in &tables {
+            finding(Some(t), "opaque", why.clone(), HINT_OPAQUE);
+        }
+    }
     for t in tables.iter().filter(|t| !t.allow_protected_update) {
         for (policy_name, col) in protected(t).iter().filter(|(_, col)| w.op.assigned().contains(col)) {
             let renamed = if policy_name == col {
@@ -310,6 +321,7 @@ fn write_findings(
     match &w.op {
         op if op.is_row_write() => {
             let pred = w.predicate.as_ref().unwrap_or(&Where::Absent);
+            let pred = &*pred.resolved(reach.map_or(&[][..], |r| &r.mine[..]));
             if !pred.restricts() {
                 let required = match tables.first() {
                     Some(t) => t.require_where.unwrap_or(policy.require_where),

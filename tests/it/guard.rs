@@ -288,14 +288,7 @@ async fn a_rollback_at_the_head_of_a_message_in_a_failed_transaction_is_judged()
 async fn ranges_in_disguise_are_refused_and_nothing_changes() {
     let db = incident_db();
     let dir = direct("app", APP_PW, &db).await;
-    dir.batch_execute(
-        "CREATE TABLE batches (id int PRIMARY KEY, batch_status text);
-         CREATE TABLE orders (id int PRIMARY KEY, batch_id int, status text);
-         INSERT INTO batches VALUES (1, 'void'), (2, 'ok');
-         INSERT INTO orders SELECT g, 1 + g % 2, 'open' FROM generate_series(1, 40) g;",
-    )
-    .await
-    .unwrap();
+    orders_and_batches(&dir).await;
     let p = proxy().await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
     let before = snapshot(&dir).await;
@@ -489,4 +482,152 @@ async fn an_estimate_far_over_the_limit_is_counted_before_refusing() {
     assert!(format!("{r:?}").contains("CommandComplete(4)"), "{r:?}");
     assert_eq!(count(&dir, "SELECT count(*) FROM big").await, 6);
     p.stop().await;
+}
+
+/// The bounded count covers what the planner's estimate alone used to refuse: a DELETE with
+/// `USING`, an UPDATE with `FROM` (each target row once, however many rows it joins), a `WITH`
+/// of plain SELECTs, and a statement with extended-protocol parameters (counted with the
+/// client's own values). Each matches one row while the planner guesses thousands: it runs
+/// and changes exactly that row. The same statements matching seven rows (over the limit of
+/// 5) stay refused without running. Every count is read on the server directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounded_count_covers_using_from_with_and_parameters() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    // Statistics of 10,000 (and 1,000) rows, then the rows gone: the planner guesses high.
+    dir.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false);
+         CREATE TABLE small (v int) WITH (autovacuum_enabled = false);
+         INSERT INTO big SELECT g, g FROM generate_series(1, 10000) g;
+         INSERT INTO small SELECT g FROM generate_series(1, 1000) g;
+         ANALYZE big; ANALYZE small; DELETE FROM big; DELETE FROM small;
+         INSERT INTO big SELECT g, g FROM generate_series(1, 10) g; INSERT INTO small VALUES (9)",
+    )
+    .await
+    .unwrap();
+    let policy = "[[table]]\nname = \"big\"\nmax_delete_rows = 5\nmax_update_rows = 5\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("big.toml"), policy)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let far = |m: &str| m.contains("far over its limit of 5; not run");
+    let statements = [
+        "DELETE FROM big USING small WHERE big.v > small.v",
+        "UPDATE big SET v = big.v + 100 FROM small WHERE big.v > small.v",
+        "WITH s AS (SELECT v FROM small) DELETE FROM big WHERE v > (SELECT min(v) FROM s)",
+    ];
+    // Seven rows each (small holds 3): refused before running, nothing changed.
+    dir.batch_execute("UPDATE small SET v = 3").await.unwrap();
+    let before = big_rows(&dir).await;
+    for sql in statements {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        let m = e.as_db_error().unwrap().message().to_string();
+        assert!(far(&m), "{sql}: {m}");
+    }
+    let e = via.execute("DELETE FROM big WHERE v > $1", &[&3i32]).await.expect_err("seven rows by parameter");
+    assert!(far(e.as_db_error().unwrap().message()), "{e:?}");
+    assert_eq!(big_rows(&dir).await, before);
+    // One row each (small holds 9): runs, and changes exactly that row.
+    dir.batch_execute("UPDATE small SET v = 9").await.unwrap();
+    let r = via.simple_query(statements[1]).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    let mut want = before.clone();
+    want[9].1 = 110;
+    assert_eq!(big_rows(&dir).await, want);
+    dir.batch_execute("UPDATE big SET v = 10 WHERE id = 10").await.unwrap();
+    let r = via.simple_query(statements[0]).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    want[9].1 = 10;
+    want.pop();
+    assert_eq!(big_rows(&dir).await, want);
+    dir.batch_execute("INSERT INTO small VALUES (8)").await.unwrap();
+    let r = via.simple_query(statements[2]).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    want.pop();
+    assert_eq!(big_rows(&dir).await, want);
+    let n = via.execute("DELETE FROM big WHERE v > $1", &[&7i32]).await.unwrap();
+    assert_eq!(n, 1);
+    want.pop();
+    assert_eq!(big_rows(&dir).await, want);
+    p.stop().await;
+}
+
+async fn big_rows(d: &tokio_postgres::Client) -> Vec<(i32, i32)> {
+    d.query("SELECT id, v FROM big ORDER BY id", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// `EXPLAIN ANALYZE EXECUTE` of a prepared SELECT reads: it is allowed and answers its plan.
+/// The same of a prepared DELETE (or of a name never prepared) executes a write the guard
+/// does not count inside EXPLAIN: refused (`opaque`), and the user is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_execute_of_a_prepared_select_is_allowed() {
+    let p = proxy().await;
+    let db = incident_db();
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.batch_execute("PREPARE sel(bigint) AS SELECT count(*) FROM users WHERE id > $1").await.unwrap();
+    let r = via.simple_query("EXPLAIN ANALYZE EXECUTE sel(0)").await.unwrap();
+    assert!(format!("{r:?}").contains("actual time"), "{r:?}");
+    via.batch_execute("PREPARE del(bigint) AS DELETE FROM users WHERE id = $1").await.unwrap();
+    for sql in ["EXPLAIN ANALYZE EXECUTE del(1000001)", "EXPLAIN (ANALYZE) EXECUTE nosuch(1000001)"] {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        let d = e.as_db_error().unwrap();
+        assert!(d.message().contains("blastwall: refused"), "{sql}: {e:?}");
+    }
+    let dir = direct("app", APP_PW, &db).await;
+    let n: i64 = dir.query_one("SELECT count(*) FROM users WHERE id = 1000001", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    p.stop().await;
+}
+
+/// An unqualified column beside another relation is placed from the catalog, on the client's
+/// session: a name that is a column of the target and of none of the relations beside it is
+/// the target's (as the server resolves it), so `WHERE batch_id = batches.id AND …` restricts
+/// `orders` and runs, changing exactly its 20 rows, and a point on an unqualified `id` of
+/// `users` beside `flags` is a point. A name of the other relation (`batch_status`), or of
+/// both (`id`), stays refused; so does a range on the placed `id` (now as BETWEEN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unqualified_column_beside_another_relation_is_placed_from_the_catalog() {
+    let db = incident_db();
+    let dir = direct("app", APP_PW, &db).await;
+    orders_and_batches(&dir).await;
+    dir.batch_execute("CREATE TABLE flags (flag text); INSERT INTO flags VALUES ('x')").await.unwrap();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = snapshot(&dir).await;
+    for (sql, why) in [
+        ("UPDATE orders SET status = 'cancelled' FROM batches WHERE batch_status = 'void'", "require-where"),
+        ("DELETE FROM orders USING batches WHERE id = 1", "require-where"),
+        ("DELETE FROM users USING flags WHERE id BETWEEN -91111105 AND -91111101 AND flag = 'x'", "(BETWEEN)"),
+    ] {
+        let err = via.simple_query(sql).await.expect_err(sql);
+        let d = err.as_db_error().unwrap();
+        assert!(format!("{} {}", d.message(), d.detail().unwrap_or("")).contains(why), "{sql}: {err:?}");
+    }
+    assert_eq!(snapshot(&dir).await, before);
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'open'").await, 40);
+    let join =
+        "UPDATE orders SET status = 'cancelled' FROM batches WHERE batch_id = batches.id AND batch_status = 'void'";
+    // Prepared (a protocol Parse run at its Execute), its names are resolved when it runs,
+    // under the path of its Parse: not placed, refused.
+    via.execute(join, &[]).await.expect_err("prepared: not placed");
+    let r = via.simple_query(join).await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(20)"), "{r:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'cancelled'").await, 20);
+    assert_eq!(count(&dir, "SELECT count(*) FROM orders WHERE status = 'cancelled' AND batch_id = 1").await, 20);
+    let r = via.simple_query("DELETE FROM users USING flags WHERE id = -91111105 AND flag = 'x'").await.unwrap();
+    assert!(format!("{r:?}").contains("CommandComplete(1)"), "{r:?}");
+    assert_eq!(count(&dir, "SELECT count(*) FROM users").await, 59);
+    assert_eq!(count(&dir, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
+    p.stop().await;
+}
+
+/// `batches` (1 void, 2 ok) and 40 open `orders`, half of them in each batch.
+async fn orders_and_batches(dir: &tokio_postgres::Client) {
+    dir.batch_execute(
+        "CREATE TABLE batches (id int PRIMARY KEY, batch_status text);
+         CREATE TABLE orders (id int PRIMARY KEY, batch_id int, status text);
+         INSERT INTO batches VALUES (1, 'void'), (2, 'ok');
+         INSERT INTO orders SELECT g, 1 + g % 2, 'open' FROM generate_series(1, 40) g;",
+    )
+    .await
+    .unwrap();
 }

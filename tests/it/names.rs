@@ -345,3 +345,255 @@ async fn a_search_path_set_earlier_in_the_same_message_is_followed() {
     assert_eq!(counts(&db).await.0, 60, "public.users lost rows");
     proxy.stop().await;
 }
+
+/// The rows of `users` as (id, plan), read on the server directly.
+async fn users_rows(d: &Client) -> Vec<(i64, String)> {
+    d.query("SELECT id, plan FROM users ORDER BY id", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// `rows` with `id`'s plan set to `plan` (and `gone` removed): what a statement that does
+/// exactly what it says leaves.
+fn expect(rows: &[(i64, String)], id: i64, plan: &str, gone: Option<i64>) -> Vec<(i64, String)> {
+    rows.iter()
+        .filter(|(i, _)| Some(*i) != gone)
+        .map(|(i, p)| (*i, if *i == id { plan.to_string() } else { p.clone() }))
+        .collect()
+}
+
+/// A view over a view over a view of `users`, each renaming `id` (`v3(u3)` over `v2(uid2)`
+/// over `v1(uid)` over `users(id)`): a write through any level gets every text rule of
+/// `public.users` under that level's name of `id`; point writes change exactly their row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_over_views_get_the_tables_rules_under_each_levels_names() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE VIEW v1 AS SELECT id AS uid, email, plan FROM users; \
+         CREATE VIEW v2 AS SELECT uid AS uid2, email AS mail, plan FROM v1; \
+         CREATE VIEW v3 AS SELECT uid2 AS u3, plan FROM v2 WHERE mail IS NOT NULL OR mail IS NULL",
+    )
+    .await
+    .unwrap();
+    let before = users_rows(&d).await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // Five users at most, under every row limit: only the text rules refuse these.
+    for (sql, rule, col) in [
+        ("UPDATE v2 SET plan = 'x' WHERE uid2 BETWEEN -91111105 AND -91111101", "protected-range", "uid2"),
+        ("DELETE FROM v3 WHERE u3 BETWEEN -91111105 AND -91111101", "protected-range", "u3"),
+        ("DELETE FROM v3 WHERE u3 > -91111103 AND u3 < 0", "protected-range", "u3"),
+        ("UPDATE v3 SET u3 = -91111199 WHERE u3 = -91111105", "protected-assign", "u3"),
+        ("UPDATE v2 SET uid2 = uid2 - 1000 WHERE uid2 = -91111105", "protected-assign", "uid2"),
+        (
+            "INSERT INTO v2 (uid2, plan) VALUES (-91111105, 'y') ON CONFLICT (uid2) DO UPDATE SET plan = 'y'",
+            "upsert-overwrite",
+            "uid2",
+        ),
+        ("DELETE FROM v3", "require-where", ""),
+        ("UPDATE v2 SET plan = 'x' WHERE true", "require-where", ""),
+    ] {
+        let e = refused(&c, sql).await;
+        assert!(e.contains(rule) && e.contains(col) && e.contains("public.users"), "{sql}: {e}");
+    }
+    assert_eq!(users_rows(&d).await, before, "a refused write through the views changed users");
+    // Point writes through each level do exactly what they say.
+    send(&c, "UPDATE v3 SET plan = 'via-v3' WHERE u3 = -91111105").await.unwrap();
+    let after = expect(&before, -91111105, "via-v3", None);
+    assert_eq!(users_rows(&d).await, after);
+    send(&c, "DELETE FROM v2 WHERE uid2 = -91111104").await.unwrap();
+    assert_eq!(users_rows(&d).await, expect(&after, 0, "", Some(-91111104)));
+    proxy.stop().await;
+}
+
+/// A view over an inheritance parent (or a partitioned parent) of `users` reaches the rows of
+/// `users`: a write to the parent, or through a view (over a view) of it, gets the rules of
+/// `public.users` under the view's names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_of_a_policy_table_and_views_over_it_get_its_rules() {
+    let proxy = proxy().await;
+    for (parent, make) in [
+        ("people", "CREATE TABLE people (LIKE users); ALTER TABLE users INHERIT people"),
+        (
+            "all_users",
+            "CREATE TABLE all_users (LIKE users) PARTITION BY RANGE (id); \
+             ALTER TABLE all_users ATTACH PARTITION users FOR VALUES FROM (MINVALUE) TO (MAXVALUE)",
+        ),
+    ] {
+        let db = incident_db();
+        let d = direct("app", APP_PW, &db).await;
+        d.batch_execute(make).await.unwrap();
+        d.batch_execute(&format!(
+            "CREATE VIEW pv AS SELECT id AS pid, plan FROM {parent}; CREATE VIEW pv2 AS SELECT pid AS person, plan FROM pv"
+        ))
+        .await
+        .unwrap();
+        let before = users_rows(&d).await;
+        let c = connect(proxy.port(), "app", APP_PW, &db).await;
+        for (sql, rule, col) in [
+            (format!("DELETE FROM {parent} WHERE id BETWEEN -91111105 AND -91111101"), "protected-range", "id"),
+            (
+                "UPDATE pv2 SET plan = 'x' WHERE person BETWEEN -91111105 AND -91111101".into(),
+                "protected-range",
+                "person",
+            ),
+            ("DELETE FROM pv WHERE pid < -91111119".into(), "protected-range", "pid"),
+            ("UPDATE pv2 SET person = 1 WHERE person = -91111105".into(), "protected-assign", "person"),
+            ("DELETE FROM pv2".into(), "require-where", ""),
+        ] {
+            let e = refused(&c, &sql).await;
+            assert!(e.contains(rule) && e.contains(col) && e.contains("public.users"), "{parent}: {sql}: {e}");
+        }
+        assert_eq!(users_rows(&d).await, before, "{parent}: a refused write changed users");
+        send(&c, "UPDATE pv2 SET plan = 'via-parent' WHERE person = -91111105").await.unwrap();
+        let after = expect(&before, -91111105, "via-parent", None);
+        assert_eq!(users_rows(&d).await, after, "{parent}");
+        send(&c, &format!("DELETE FROM {parent} WHERE id = -91111104")).await.unwrap();
+        assert_eq!(users_rows(&d).await, expect(&after, 0, "", Some(-91111104)), "{parent}");
+    }
+    proxy.stop().await;
+}
+
+/// A view on the way with an INSTEAD OF trigger or a rule takes the write over: it goes
+/// wherever the trigger's body says, so the chain cannot be followed to `users`' columns. Such
+/// a write is refused, saying which view; a kind of write no trigger or rule takes over still
+/// goes through the views and is judged as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_whose_trigger_or_rule_takes_the_write_over_is_refused() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE VIEW tv AS SELECT id AS uid, plan FROM users; \
+         CREATE FUNCTION tv_delete() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN DELETE FROM users WHERE id <= OLD.uid; RETURN OLD; END $$; \
+         CREATE TRIGGER tv_delete INSTEAD OF DELETE ON tv FOR EACH ROW EXECUTE FUNCTION tv_delete(); \
+         CREATE VIEW tv2 AS SELECT uid AS u2, plan FROM tv; \
+         CREATE VIEW rv AS SELECT id AS rid, plan FROM users; \
+         CREATE RULE rv_update AS ON UPDATE TO rv DO INSTEAD UPDATE users SET plan = NEW.plan WHERE id >= OLD.rid",
+    )
+    .await
+    .unwrap();
+    let before = users_rows(&d).await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    for (sql, view) in [
+        ("DELETE FROM tv2 WHERE u2 = -91111111", "public.tv"),
+        ("DELETE FROM tv WHERE uid = -91111111", "public.tv"),
+        ("UPDATE rv SET plan = 'r' WHERE rid = 1000001", "public.rv"),
+    ] {
+        let e = refused(&c, sql).await;
+        assert!(e.contains("opaque") && e.contains(view) && e.contains("INSTEAD OF"), "{sql}: {e}");
+    }
+    assert_eq!(users_rows(&d).await, before, "a write taken over by a trigger or rule changed users");
+    // No trigger takes an UPDATE of tv2 over: it goes through to users, and is judged so.
+    refused(&c, "UPDATE tv2 SET plan = 'x' WHERE u2 < 0").await;
+    send(&c, "UPDATE tv2 SET plan = 'through' WHERE u2 = -91111105").await.unwrap();
+    assert_eq!(users_rows(&d).await, expect(&before, -91111105, "through", None));
+    proxy.stop().await;
+}
+
+/// The other ways a session's path (or what it finds first) changes or vanishes, each followed
+/// both ways: `SET SCHEMA`, `ROLLBACK TO SAVEPOINT` of a `SET`, `RESET ALL`, the role's own
+/// schema (`"$user"`, first on the default path) and its table dropped on the server, a
+/// per-role-and-database default (`ALTER ROLE … IN DATABASE … SET search_path`), and `DISCARD
+/// TEMP` of a shadowing temporary table. `public.users` is read on the server after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_way_the_path_changes_is_followed() {
+    let proxy = proxy().await;
+    let db = archive_db().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    // Each change is made after a refusal (an answer that led to public.users, kept), so a
+    // change blastwall did not follow would refuse the next statement again.
+    refused(&c, RANGE_DELETE).await;
+    send(&c, "SET SCHEMA 'archive'").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 55));
+    // A SET undone by ROLLBACK TO SAVEPOINT: back to archive.
+    for sql in ["BEGIN", "SAVEPOINT s", "SET search_path = public"] {
+        send(&c, sql).await.unwrap();
+    }
+    refused(&c, RANGE_DELETE).await;
+    send(&c, "ROLLBACK TO SAVEPOINT s").await.unwrap();
+    send(&c, "DELETE FROM users WHERE id BETWEEN -91111115 AND -91111111").await.unwrap();
+    send(&c, "COMMIT").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 50));
+    send(&c, "SET search_path = archive").await.unwrap();
+    send(&c, "RESET ALL").await.unwrap();
+    refused(&c, RANGE_DELETE).await;
+    // "$user": a schema named after the role comes first on the default path.
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE SCHEMA app; CREATE TABLE app.users (LIKE public.users INCLUDING ALL); \
+         INSERT INTO app.users SELECT * FROM public.users",
+    )
+    .await
+    .unwrap();
+    let own = connect(proxy.port(), "app", APP_PW, &db).await;
+    send(&own, RANGE_DELETE).await.unwrap();
+    let app_left: i64 = d.query_one("SELECT count(*) FROM app.users", &[]).await.unwrap().get(0);
+    assert_eq!(app_left, 40);
+    d.batch_execute("DROP TABLE app.users").await.unwrap();
+    refused(&own, RANGE_DELETE).await;
+    // A default of the role in this database, for its next sessions.
+    d.batch_execute(&format!("ALTER ROLE app IN DATABASE \"{db}\" SET search_path = archive")).await.unwrap();
+    let defaulted = connect(proxy.port(), "app", APP_PW, &db).await;
+    send(&defaulted, "DELETE FROM users WHERE id BETWEEN -91111110 AND -91111101").await.unwrap();
+    assert_eq!(counts(&db).await, (60, 40));
+    d.batch_execute(&format!("ALTER ROLE app IN DATABASE \"{db}\" RESET search_path")).await.unwrap();
+    let back = connect(proxy.port(), "app", APP_PW, &db).await;
+    refused(&back, RANGE_DELETE).await;
+    // A temporary table that shadows, then DISCARD TEMP.
+    send(&back, "CREATE TEMP TABLE users (id bigint)").await.unwrap();
+    send(&back, "INSERT INTO users VALUES (-91111150)").await.unwrap();
+    send(&back, RANGE_DELETE).await.unwrap();
+    send(&back, "DISCARD TEMP").await.unwrap();
+    refused(&back, RANGE_DELETE).await;
+    assert_eq!(counts(&db).await, (60, 40), "public.users lost rows");
+    proxy.stop().await;
+}
+
+/// A write to an inheritance child of a policy table changes rows of that table (a scan of
+/// `users` returns them): it gets the table's rules, directly and through a view of the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_of_a_policy_table_gets_its_rules() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE users_child () INHERITS (users); \
+         INSERT INTO users_child (id, auth_source, plan) SELECT g, 'test', 'free' FROM generate_series(-91111305, -91111301) g; \
+         CREATE VIEW child_v AS SELECT id AS cid, plan FROM users_child",
+    )
+    .await
+    .unwrap();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    for (sql, rule) in [
+        ("DELETE FROM users_child WHERE id BETWEEN -91111305 AND -91111301", "protected-range"),
+        ("UPDATE child_v SET plan = 'x' WHERE cid < 0", "protected-range"),
+        ("DELETE FROM users_child", "require-where"),
+        ("TRUNCATE users_child", "forbid-truncate"),
+    ] {
+        let e = refused(&c, sql).await;
+        assert!(e.contains(rule) && e.contains("public.users"), "{sql}: {e}");
+    }
+    let before = child_rows(&d).await;
+    assert_eq!(before.len(), 5);
+    send(&c, "UPDATE child_v SET plan = 'kid' WHERE cid = -91111303").await.unwrap();
+    send(&c, "DELETE FROM users_child WHERE id = -91111301").await.unwrap();
+    let want = expect(&before, -91111303, "kid", Some(-91111301));
+    assert_eq!(child_rows(&d).await, want);
+    assert_eq!(counts_public(&d).await, 60 + 4);
+    proxy.stop().await;
+}
+
+async fn child_rows(d: &Client) -> Vec<(i64, String)> {
+    d.query("SELECT id, plan FROM users_child ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn counts_public(d: &Client) -> i64 {
+    d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0)
+}

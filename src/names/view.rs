@@ -1,0 +1,63 @@
+//! What a write to a relation reaches besides it, as `super::sql::relations_query` answers:
+//! a view's bases at every level and their inheritance relatives, its columns followed to
+//! theirs, and the views on the way whose INSTEAD OF trigger or rule takes a write over.
+//!
+//! Owns: [`View`] and reading it from the answer. Does not own: the SQL (`super::sql`), what
+//! the reach means for the rules (`super::reach`, `policy::decide`).
+
+use crate::analyze::Op;
+
+/// What a write to a relation reaches besides the relation itself: through a view, the
+/// relations its rule reads at every level (a view over a view over a table), and for a table
+/// (or a view's base) its inheritance parents and children and partitions, whose rows a write
+/// to it changes (or that share its rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Every relation reached (by OID).
+    pub bases: Vec<u32>,
+    /// Its columns as (its column, relation reached, that relation's column): a view's column
+    /// followed through every level to the column it shows (by attnum), and on to the column of
+    /// that name of each inheritance relative.
+    pub columns: Vec<(String, u32, String)>,
+    /// The views on the way (the relation itself included) with an INSTEAD OF trigger or a
+    /// rule, as (the writes it takes over: `i`, `u`, `d`; the view's schema.name): a write of
+    /// those kinds goes wherever the trigger or rule says, not through the view's columns.
+    pub instead: Vec<(String, String)>,
+}
+
+impl View {
+    /// The view on the way whose trigger or rule takes over a write of this kind, if any.
+    pub fn taken_over(&self, op: &Op) -> Option<&str> {
+        let kinds: &[char] = match op {
+            Op::Delete | Op::MergeDelete => &['d'],
+            Op::Update { .. } | Op::MergeUpdate { .. } => &['u'],
+            Op::Upsert { .. } => &['i', 'u'],
+            _ => &[],
+        };
+        self.instead.iter().find(|(ops, _)| ops.contains(kinds)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a [`View`] from the answer of [`relations_query`] (`None`: it reaches nothing else).
+pub(super) fn reaches_answer(bases: Option<&str>, columns: Option<&str>, instead: Option<&str>) -> Option<View> {
+    let bases: Vec<u32> = bases.unwrap_or("").split(',').filter_map(|b| b.trim().parse().ok()).collect();
+    let instead: Vec<(String, String)> = instead
+        .unwrap_or("")
+        .split('\u{1e}')
+        .filter_map(|e| e.split_once('\u{1f}'))
+        .map(|(ops, v)| (ops.to_string(), v.to_string()))
+        .collect();
+    if bases.is_empty() && instead.is_empty() {
+        return None;
+    }
+    let columns = columns
+        .unwrap_or("")
+        .split('\u{1e}')
+        .filter_map(|e| {
+            let mut f = e.splitn(3, '\u{1f}');
+            let (col, rel, base) = (f.next()?, f.next()?.parse().ok()?, f.next()?);
+            Some((col.to_string(), rel, base.to_string()))
+        })
+        .collect();
+    Some(View { bases, columns, instead })
+}
