@@ -26,6 +26,7 @@ pub mod contract;
 pub mod demo;
 pub mod guard;
 pub mod listen;
+pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod pgtemp;
