@@ -348,8 +348,9 @@ pub fn query(names: &[String]) -> String {
 pub fn columns_query(schema: &str, table: &str, oid: Option<u32>) -> String {
     let qualified = format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), table.replace('"', "\"\""));
     format!(
-        "SELECT attname::text, attnum::text FROM pg_catalog.pg_attribute \
-         WHERE attrelid = coalesce(pg_catalog.to_regclass({})::oid, {}::oid) AND attnum > 0 AND NOT attisdropped",
+        "SELECT attname::pg_catalog.text, attnum::pg_catalog.text FROM pg_catalog.pg_attribute \
+         WHERE attrelid OPERATOR(pg_catalog.=) coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, {}::pg_catalog.oid) \
+         AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
         literal(&qualified),
         oid.unwrap_or(0)
     )
@@ -358,15 +359,17 @@ pub fn columns_query(schema: &str, table: &str, oid: Option<u32>) -> String {
 /// The columns that own sequences named `sequence` (serial, identity, `OWNED BY`).
 pub fn owners_query(sequence: &str) -> String {
     format!(
-        "SELECT n.nspname::text, c.relname::text, a.attname::text \
+        "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, a.attname::pg_catalog.text \
          FROM pg_catalog.pg_depend d \
-         JOIN pg_catalog.pg_class s ON s.oid = d.objid \
-         JOIN pg_catalog.pg_class c ON c.oid = d.refobjid \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid \
-         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-           AND d.deptype IN ('a', 'i') AND s.relkind = 'S' AND s.relname = {}",
+         JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) d.objid \
+         JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
+           AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid \
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['a', 'i']::pg_catalog.\"char\"[]) \
+           AND s.relkind OPERATOR(pg_catalog.=) 'S'::pg_catalog.\"char\" AND s.relname OPERATOR(pg_catalog.=) {}",
         literal(sequence)
     )
 }
@@ -475,6 +478,51 @@ pub fn literal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operators, functions and types of `sql` that the session's `search_path` could
+    /// resolve (not qualified by `pg_catalog`).
+    pub(crate) fn unqualified(sql: &str) -> Vec<String> {
+        use pg_query::NodeRef as N;
+        let names = |ns: &[pg_query::protobuf::Node]| -> Vec<String> {
+            ns.iter()
+                .filter_map(|n| match n.node.as_ref() {
+                    Some(pg_query::NodeEnum::String(s)) => Some(s.sval.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let qualified = |n: &[String]| n.len() == 2 && n[0] == "pg_catalog";
+        let tree = pg_query::parse(sql, 0).unwrap_or_else(|e| panic!("{e}: {sql}"));
+        let mut out = Vec::new();
+        for (node, ..) in tree.protobuf.nodes() {
+            let found = match node {
+                N::AExpr(e) => names(&e.name),
+                N::FuncCall(f) => names(&f.funcname),
+                N::TypeCast(t) => t.type_name.as_ref().map(|t| names(&t.names)).unwrap_or_default(),
+                _ => continue,
+            };
+            if !qualified(&found) {
+                out.push(found.join("."));
+            }
+        }
+        out
+    }
+
+    /// Red-team L3: every catalog question blastwall asks on a client's session is immune to
+    /// that session's search_path (`attnum > 0` and `::oid` were not).
+    #[test]
+    fn every_catalog_question_is_qualified() {
+        for sql in [
+            query(&["users".into()]),
+            columns_query("public", "users", Some(1)),
+            owners_query("public.users_id_seq"),
+            minted_query("public", "users", Some(1)),
+            crate::names::relations_query(&["public.users".into(), "users".into(), "a\u{1}b\u{2}users".into()]),
+            crate::names::constraint_query("public.users", "users_email_key"),
+        ] {
+            assert_eq!(unqualified(&sql), Vec::<String>::new(), "{sql}");
+        }
+    }
 
     #[test]
     fn answers_expire_and_are_forgotten() {
