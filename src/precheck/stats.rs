@@ -72,6 +72,8 @@ pub fn stats_sql(
     let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
     let identity = super::identity::sql(policy, known, full)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
+    // The session's prepared statements and cursors ride along too (`objects`).
+    let identity = format!("{identity} UNION ALL {}", super::objects::reading_sql());
     if limited.is_empty() {
         return format!("{STATS_SQL}{identity}");
     }
