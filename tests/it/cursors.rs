@@ -89,7 +89,8 @@ async fn an_execute_of_a_name_a_function_prepared_again_is_counted() {
     )
     .await
     .unwrap();
-    c.batch_execute("DEALLOCATE foo; PREPARE foo AS SELECT 1").await.unwrap();
+    c.batch_execute("DEALLOCATE foo; PREPARE foo AS SELECT 3").await.unwrap();
+    c.simple_query("EXECUTE foo").await.unwrap();
     c.batch_execute("BEGIN").await.unwrap();
     c.simple_query("SELECT pg_temp.swap_and_fail()").await.unwrap_err();
     let after = c.simple_query("SELECT 1").await.unwrap_err();
@@ -185,11 +186,16 @@ async fn a_cursor_a_function_opened_is_counted_when_read() {
     assert!(m.contains("WITH HOLD") && m.contains("rule cursor"), "{m}");
     c.simple_query("FETCH ALL h").await.unwrap_err();
     assert_eq!(count(&db, "chat_sessions").await, 120);
-    // The same name reopened behind a plain cursor's back.
+    // A plain cursor closed and reopened by a function under the same name.
+    c.batch_execute(
+        "CREATE FUNCTION pg_temp.reopener() RETURNS void LANGUAGE plpgsql AS \
+         $$ DECLARE c refcursor := 'c'; BEGIN CLOSE c; OPEN c FOR SELECT public.purge_sessions(1000); END $$",
+    )
+    .await
+    .unwrap();
     c.batch_execute("BEGIN").await.unwrap();
     c.simple_query("DECLARE c CURSOR FOR SELECT 1").await.unwrap();
-    c.batch_execute("CLOSE c").await.unwrap();
-    c.simple_query("SELECT pg_temp.opener()").await.unwrap();
+    c.simple_query("SELECT pg_temp.reopener()").await.unwrap();
     refusal(&c.simple_query("FETCH ALL c").await.unwrap_err());
     c.batch_execute("COMMIT").await.unwrap();
     assert_eq!(count(&db, "chat_sessions").await, 120);
