@@ -121,7 +121,7 @@ pub fn snapshot(
     let mut seen = Vec::new();
     for r in rows.iter().filter(|r| r.len() == 6) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-        if get(0) == super::identity::MARK {
+        if get(0) == super::identity::MARK || get(0) == super::objects::MARK {
             continue;
         }
         if get(0) == "track_counts" {

@@ -162,10 +162,13 @@ impl Session {
     /// one that must be counted enters the mirror. `Err`: the refusal.
     fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
         let name = String::from_utf8_lossy(stmt).into_owned();
+        // A name never prepared through blastwall (a function body's, or none at all) is
+        // counted like a function call: the server runs what it has, or answers its own error.
+        if !self.info.prepared.contains_key(&name) {
+            self.mark_unknown(name.clone());
+        }
         let entries = self.info.prepared.get(&name).map_or(0, Vec::len);
         let (mode, policy) = (self.info.session_mode, self.shared.guard.policy());
-        // A name never prepared through blastwall (made by a function body) is judged too: as
-        // an EXECUTE of an unknown statement.
         if self.names.known_harmless(stmt, entries, mode, &policy.hash) {
             return Ok(());
         }

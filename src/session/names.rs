@@ -121,16 +121,7 @@ impl Session {
             false => c.prepared.iter().filter(|n| self.info.prepared.contains_key(*n)).cloned().collect(),
         };
         for name in names {
-            self.mirror.forget_statement(name.as_bytes());
-            let marker = crate::analyze::Statement {
-                text: format!("EXECUTE \"{}\"", name.replace('"', "\"\"")),
-                calls_functions: true,
-                ..Default::default()
-            };
-            let list = self.info.prepared.entry(name).or_default();
-            if !list.contains(&marker) {
-                list.push(marker);
-            }
+            self.mark_unknown(name);
         }
         if c.unknown {
             self.mirror.forget_statements();
@@ -139,6 +130,21 @@ impl Session {
         c.cursors.iter().for_each(|n| self.info.cursors.forget(n));
         let ord = self.relay.syncs_sent();
         self.cursors_after_judging(false, ord);
+    }
+
+    /// A prepared name whose statement may be one blastwall never saw: it gains an entry that
+    /// calls functions, so that running it is counted like a function call.
+    pub(super) fn mark_unknown(&mut self, name: String) {
+        self.mirror.forget_statement(name.as_bytes());
+        let marker = crate::analyze::Statement {
+            text: format!("EXECUTE \"{}\"", name.replace('"', "\"\"")),
+            calls_functions: true,
+            ..Default::default()
+        };
+        let list = self.info.prepared.entry(name).or_default();
+        if !list.contains(&marker) {
+            list.push(marker);
+        }
     }
 
     pub(super) fn names_on_error(&mut self) {
