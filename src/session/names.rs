@@ -7,6 +7,10 @@
 //! and an EXECUTE of it fails closed. Also: dropping the catalog's answers again once a
 //! message that may change what names resolve to (DDL, a function body) has run.
 //!
+//! The same confirmation makes a plain cursor's DECLARE count (`guard::cursors`), and what a
+//! counted statement did to the session's prepared statements and cursors
+//! (`precheck::objects`) is applied here: a name made again is marked unknown (counted).
+//!
 //! Owns: that bookkeeping. Does not own: judging an EXECUTE (`guard`), the extended
 //! protocol's mirror of counted statements and portals (`statements`).
 

@@ -1,6 +1,8 @@
 //! blastwall's mirror of the server's extended-protocol objects: which prepared statements
-//! and portals run a write that must be counted, and the replies the server still owes for
-//! the client's forwarded Parse/Bind/Close/Describe/Execute messages.
+//! and portals run a write that must be counted, which portals the client bound at all (an
+//! Execute of any other name reads a cursor, judged as its `FETCH`: `guard::cursors`), and the
+//! replies the server still owes for the client's forwarded Parse/Bind/Close/Describe/Execute
+//! messages.
 //!
 //! Owns: the rule that the mirror changes only when the server confirms (ParseComplete,
 //! BindComplete, CloseComplete), that everything of a batch the server skips after an error
