@@ -13,6 +13,7 @@ use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
 use crate::precheck::CheckPlan;
 
 mod analysis;
+pub mod cursors;
 mod need;
 mod prefilter;
 mod prepared;
@@ -100,6 +101,8 @@ pub struct SessionInfo {
     /// What the names this session wrote resolve to on it (`crate::names`).
     pub names: crate::names::Resolutions,
     pub session_mode: Option<Mode>,
+    /// The session's cursors that are read without a count (`cursors`).
+    pub cursors: cursors::Cursors,
 }
 
 impl SessionInfo {
@@ -205,7 +208,10 @@ impl Guard {
             None => self.is_harmless(sql, info),
             Some(p) => p.harmless,
         };
-        if harmless {
+        // A FETCH or MOVE of a cursor that is not plain may run what its query calls
+        // (`cursors`): judged, never relayed as harmless.
+        let reads_cursor = cursors::note(sql, info) && self.calls_matter.load(Ordering::Acquire);
+        if harmless && !reads_cursor {
             // A function body may change what names resolve to (CREATE RULE in a function):
             // the catalog's answers do not outlive a call the guard cannot see into.
             if sql.contains(&b'(') && !info.database.is_empty() {
@@ -270,11 +276,18 @@ impl Guard {
             .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
             .collect();
         // An SQL-level EXECUTE is counted like the statements it may run.
-        let run = if statements.iter().any(|s| !s.executes.is_empty()) {
+        let mut run = if statements.iter().any(|s| !s.executes.is_empty()) {
             with_prepared(&statements, info)
         } else {
             statements.to_vec()
         };
+        // A cursor's query runs when it is read (`cursors`).
+        cursors::reads_marked(&mut run, info);
+        if let Some(d) = cursors::hold_refusal(&run, info, &self.policy()) {
+            let verdict = render(&d);
+            let facts = audit_facts(&verdict, &d, text, targets);
+            return Judged { verdict, facts };
+        }
         let (verdict, decision) = self.judge_decided(sql, &run, decision, info);
         let facts = audit_facts(&verdict, &decision, text, targets);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));

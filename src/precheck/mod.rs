@@ -13,6 +13,7 @@
 mod estimate;
 mod identity;
 pub mod inbatch;
+pub mod objects;
 mod outcome;
 mod own;
 pub mod point;
@@ -58,11 +59,13 @@ pub struct Backend<'a> {
     pub params: Vec<(String, String)>,
     /// The server's FATAL when it ended the session during the check: the client's to see.
     pub fatal: Option<Frame>,
+    /// What the checked statement did to the session's prepared statements and cursors.
+    pub objects: objects::Changes,
 }
 
 impl<'a> Backend<'a> {
     pub fn new(io: &'a mut BoxIo, framer: &'a mut Framer) -> Self {
-        Backend { io, framer, for_client: BytesMut::new(), params: Vec::new(), fatal: None }
+        Backend { io, framer, for_client: BytesMut::new(), params: vec![], fatal: None, objects: <_>::default() }
     }
 }
 
@@ -392,11 +395,14 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     };
     let held = b.held(max_hold).await?;
     let a = read_after(b, opened).await?;
+    let clock = objects::clock(&before_rows);
+    b.objects = objects::changes(&before_rows, &a.rows);
     if held.error {
         // The statement failed by itself: the client sees exactly the server's answer. In the
-        // client's own block the failure aborts it, as it would have directly.
+        // client's own block the failure aborts it, as it would have directly. What it did to
+        // the session's prepared statements (not undone by a rollback) is read once undone.
         if opened {
-            b.query("ROLLBACK").await?;
+            b.objects = objects::after_failure(b, clock.as_deref(), None).await?;
             return Ok(Outcome::Deliver {
                 bytes: held_bytes(&held, TxStatus::Idle),
                 status: TxStatus::Idle,
@@ -405,10 +411,14 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
             });
         }
         let st = held.status.unwrap_or(TxStatus::Failed);
+        if st == TxStatus::Failed {
+            b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT)).await?;
+        }
         return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
     }
     if let Some(e) = a.error {
         b.query(&undo).await?;
+        b.objects = objects::read_since(b, clock.as_deref()).await?;
         if opened {
             // A deferred constraint (or its trigger) failed: as at the end of the implicit
             // transaction, the client gets that error and nothing stays.
@@ -429,6 +439,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
     let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
     decision.findings.extend(findings);
+    // A cursor opened WITH HOLD runs its query at COMMIT, after this count (`objects`).
+    decision.findings.extend(objects::findings(&b.objects, who, policy, &plan.statement, plan.verb));
     if !opened {
         decision.findings.extend(identity::deferred_findings(
             &identity_before,

@@ -72,6 +72,8 @@ pub fn stats_sql(
     let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
     let identity = super::identity::sql(policy, known, full)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
+    // The session's prepared statements and cursors ride along too (`objects`).
+    let identity = format!("{identity} UNION ALL {}", super::objects::reading_sql());
     if limited.is_empty() {
         return format!("{STATS_SQL}{identity}");
     }
@@ -119,7 +121,7 @@ pub fn snapshot(
     let mut seen = Vec::new();
     for r in rows.iter().filter(|r| r.len() == 6) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-        if get(0) == super::identity::MARK {
+        if get(0) == super::identity::MARK || get(0) == super::objects::MARK {
             continue;
         }
         if get(0) == "track_counts" {

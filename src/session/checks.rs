@@ -115,8 +115,9 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, .. } = backend;
+        let Backend { for_client, params, objects, .. } = backend;
         let micros = self.after_check(for_client, params, started);
+        self.objects_changed(objects);
         let mut facts = check_facts(&plan);
         match &outcome {
             Outcome::Deliver { counts, kept, .. } => {

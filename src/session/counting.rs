@@ -66,6 +66,10 @@ impl Session {
                 return Ok(());
             }
             precheck::inbatch::Counted::Failed { replies } => {
+                // What a body it ran did to the prepared statements cannot be read now.
+                if matches!(plan.verb, "statement" | "DDL") {
+                    self.objects_changed(precheck::objects::Changes::all_unknown());
+                }
                 // The statement failed by itself: exactly the server's answer.
                 self.mirror.failed(ord);
                 self.relay.skip_to_sync();
@@ -88,8 +92,12 @@ impl Session {
         let (counts, mut decision) =
             crate::policy::judge_counts(plan.measured(), precheck::deltas(&before, &after), self.info.view(), &policy);
         // What it did to the protected objects (`precheck::identity`).
+        // What it did to the session's prepared statements and cursors (`precheck::objects`).
+        let objects = precheck::objects::changes(&rows.0, &rows.1);
+        self.objects_changed(objects.clone());
         let view = self.info.view();
         decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
+        decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).
         decision.findings.extend(precheck::identity_deferred(&rows.0, view, &policy, &plan));

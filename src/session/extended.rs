@@ -57,6 +57,7 @@ impl Session {
             fe::BIND => {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
                 let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
+                self.info.cursors.forget(&String::from_utf8_lossy(portal));
                 let stmt = stmt.to_vec();
                 if self.mirror.statement_plan(&stmt).is_none() && !stmt.is_empty() {
                     if let Err(refusal) = self.adopt_sql_prepared(&stmt) {
@@ -80,6 +81,15 @@ impl Session {
                 match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan),
                     Some(plan) => self.count_where_it_stands(f, plan),
+                    // A cursor declared by SQL or opened by a function: read like its FETCH.
+                    None if !portal.is_empty() && !self.mirror.portal_bound(&portal) => {
+                        match self.cursor_execute_plan(&portal) {
+                            Ok(Some(plan)) if self.can_hold() => self.start_held(f, Op::Execute, plan),
+                            Ok(Some(plan)) => self.count_where_it_stands(f, plan),
+                            Ok(None) => self.forward_op(&f, Op::Execute),
+                            Err(m) => self.refuse_in_batch(m),
+                        }
+                    }
                     None => self.forward_op(&f, Op::Execute),
                 }
             }
@@ -90,6 +100,9 @@ impl Session {
                 let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
                 if !portal && !self.relay.is_discarding() {
                     self.closed_name(&name);
+                }
+                if portal {
+                    self.info.cursors.forget(&String::from_utf8_lossy(&name));
                 }
                 self.forward_op(&f, Op::Close { portal, name });
             }
@@ -149,9 +162,14 @@ impl Session {
     /// one that must be counted enters the mirror. `Err`: the refusal.
     fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
         let name = String::from_utf8_lossy(stmt).into_owned();
+        // A name never prepared through blastwall (a function body's, or none at all) is
+        // counted like a function call: the server runs what it has, or answers its own error.
+        if !self.info.prepared.contains_key(&name) {
+            self.mark_unknown(name.clone());
+        }
         let entries = self.info.prepared.get(&name).map_or(0, Vec::len);
         let (mode, policy) = (self.info.session_mode, self.shared.guard.policy());
-        if entries == 0 || self.names.known_harmless(stmt, entries, mode, &policy.hash) {
+        if self.names.known_harmless(stmt, entries, mode, &policy.hash) {
             return Ok(());
         }
         let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));

@@ -7,6 +7,10 @@
 //! and an EXECUTE of it fails closed. Also: dropping the catalog's answers again once a
 //! message that may change what names resolve to (DDL, a function body) has run.
 //!
+//! The same confirmation makes a plain cursor's DECLARE count (`guard::cursors`), and what a
+//! counted statement did to the session's prepared statements and cursors
+//! (`precheck::objects`) is applied here: a name made again is marked unknown (counted).
+//!
 //! Owns: that bookkeeping. Does not own: judging an EXECUTE (`guard`), the extended
 //! protocol's mirror of counted statements and portals (`statements`).
 
@@ -28,6 +32,8 @@ pub(super) struct Removals {
     /// session's mode and the policy in force then: the same judgement while all three stay
     /// (entries are only appended between removals, and a removal empties this).
     harmless: HashMap<Vec<u8>, Judged>,
+    /// Plain cursors declared (`guard::cursors`), confirmed by the answer to their sync point.
+    cursors: VecDeque<(u64, String)>,
 }
 
 impl Removals {
@@ -86,6 +92,63 @@ impl Session {
                 self.names.queue.push_back((ord, name, n));
             }
         }
+        self.cursors_after_judging(sent, ord);
+    }
+
+    /// A plain DECLARE waits for its sync point's answer; a name forgotten meanwhile (or all of
+    /// them, marked by an empty name) voids what waits for it.
+    fn cursors_after_judging(&mut self, sent: bool, ord: u64) {
+        let forgotten = std::mem::take(&mut self.info.cursors.forgotten);
+        if forgotten.iter().any(String::is_empty) {
+            self.names.cursors.clear();
+        } else if !forgotten.is_empty() {
+            self.names.cursors.retain(|(_, n)| !forgotten.contains(n));
+        }
+        for name in std::mem::take(&mut self.info.cursors.declared) {
+            if sent {
+                self.names.cursors.push_back((ord, name));
+            }
+        }
+    }
+
+    /// What a checked statement did to the session's prepared statements and cursors
+    /// (`precheck::objects`): a name it made again is no longer known — an `EXECUTE` or Bind of
+    /// it is counted like a function call from now on (its entries gain one that calls
+    /// functions), until the client deallocates it; a cursor it opened is not plain.
+    pub(super) fn objects_changed(&mut self, c: crate::precheck::objects::Changes) {
+        if c.is_empty() {
+            return;
+        }
+        self.names.harmless.clear();
+        let names: Vec<String> = match c.unknown {
+            true => self.info.prepared.keys().cloned().collect(),
+            false => c.prepared.iter().filter(|n| self.info.prepared.contains_key(*n)).cloned().collect(),
+        };
+        for name in names {
+            self.mark_unknown(name);
+        }
+        if c.unknown {
+            self.mirror.forget_statements();
+            self.info.cursors.forget_all();
+        }
+        c.cursors.iter().for_each(|n| self.info.cursors.forget(n));
+        let ord = self.relay.syncs_sent();
+        self.cursors_after_judging(false, ord);
+    }
+
+    /// A prepared name whose statement may be one blastwall never saw: it gains an entry that
+    /// calls functions, so that running it is counted like a function call.
+    pub(super) fn mark_unknown(&mut self, name: String) {
+        self.mirror.forget_statement(name.as_bytes());
+        let marker = crate::analyze::Statement {
+            text: format!("EXECUTE \"{}\"", name.replace('"', "\"\"")),
+            calls_functions: true,
+            ..Default::default()
+        };
+        let list = self.info.prepared.entry(name).or_default();
+        if !list.contains(&marker) {
+            list.push(marker);
+        }
     }
 
     pub(super) fn names_on_error(&mut self) {
@@ -96,6 +159,12 @@ impl Session {
     /// (a failure may have skipped them; keeping the entries is the stricter error).
     pub(super) fn names_on_ready(&mut self, answered: u64) {
         let ok = !std::mem::take(&mut self.names.error);
+        while self.names.cursors.front().is_some_and(|(ord, _)| *ord <= answered) {
+            let Some((ord, name)) = self.names.cursors.pop_front() else { break };
+            if ok && ord == answered {
+                self.info.cursors.confirm(name);
+            }
+        }
         if self.names.changes_names.is_some_and(|ord| ord <= answered) {
             self.names.changes_names = None;
             self.shared.guard.catalog.forget(&self.info.database);

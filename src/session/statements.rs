@@ -1,6 +1,8 @@
 //! blastwall's mirror of the server's extended-protocol objects: which prepared statements
-//! and portals run a write that must be counted, and the replies the server still owes for
-//! the client's forwarded Parse/Bind/Close/Describe/Execute messages.
+//! and portals run a write that must be counted, which portals the client bound at all (an
+//! Execute of any other name reads a cursor, judged as its `FETCH`: `guard::cursors`), and the
+//! replies the server still owes for the client's forwarded Parse/Bind/Close/Describe/Execute
+//! messages.
 //!
 //! Owns: the rule that the mirror changes only when the server confirms (ParseComplete,
 //! BindComplete, CloseComplete), that everything of a batch the server skips after an error
@@ -12,7 +14,7 @@
 
 use crate::precheck::CheckPlan;
 use crate::wire::messages::TxStatus;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Statements and portals whose execution must be counted (the others are not kept).
@@ -20,6 +22,9 @@ use std::sync::Arc;
 struct Objects {
     statements: HashMap<Vec<u8>, Arc<CheckPlan>>,
     portals: HashMap<Vec<u8>, Arc<CheckPlan>>,
+    /// Every portal the client bound by protocol, counted or not: an Execute of any other
+    /// name reads a cursor (declared by SQL or opened by a function body).
+    bound: HashSet<Vec<u8>>,
 }
 
 impl Objects {
@@ -33,16 +38,20 @@ impl Objects {
                     self.statements.remove(name);
                 }
             },
-            Op::Bind { portal, statement } => match self.statements.get(statement).cloned() {
-                Some(p) => {
-                    self.portals.insert(portal.clone(), p);
+            Op::Bind { portal, statement } => {
+                self.bound.insert(portal.clone());
+                match self.statements.get(statement).cloned() {
+                    Some(p) => {
+                        self.portals.insert(portal.clone(), p);
+                    }
+                    None => {
+                        self.portals.remove(portal);
+                    }
                 }
-                None => {
-                    self.portals.remove(portal);
-                }
-            },
+            }
             Op::Close { portal: true, name } => {
                 self.portals.remove(name);
+                self.bound.remove(name);
             }
             Op::Close { portal: false, name } => {
                 self.statements.remove(name);
@@ -104,6 +113,25 @@ impl Mirror {
     /// The plan of the statement a portal runs, as it will be when the server reaches it.
     pub(super) fn portal_plan(&self, portal: &[u8]) -> Option<Arc<CheckPlan>> {
         self.projected.portals.get(portal).cloned()
+    }
+
+    /// Whether the client bound a portal of this name by protocol (as the server will have it
+    /// when it reaches the next message).
+    pub(super) fn portal_bound(&self, portal: &[u8]) -> bool {
+        self.projected.bound.contains(portal)
+    }
+
+    /// A prepared statement was remade where blastwall could not see (`precheck::objects`):
+    /// its plan is no longer known, and a Bind of it is judged again.
+    pub(super) fn forget_statement(&mut self, name: &[u8]) {
+        self.confirmed.statements.remove(name);
+        self.projected.statements.remove(name);
+    }
+
+    /// [`Mirror::forget_statement`] of every name.
+    pub(super) fn forget_statements(&mut self) {
+        self.confirmed.statements.clear();
+        self.projected.statements.clear();
     }
 
     /// The plan of a prepared statement, as it will be when the server reaches it.
@@ -200,9 +228,11 @@ impl Mirror {
         while self.owed.front().is_some_and(|(ord, _)| *ord < answered) {
             self.owed.pop_front();
         }
-        let portals = status == TxStatus::Idle && !self.confirmed.portals.is_empty();
+        let portals =
+            status == TxStatus::Idle && (!self.confirmed.portals.is_empty() || !self.confirmed.bound.is_empty());
         if portals {
             self.confirmed.portals.clear();
+            self.confirmed.bound.clear();
         }
         if stale || portals {
             self.reproject();
@@ -234,6 +264,34 @@ impl Mirror {
             }
         }
         self.reproject();
+    }
+}
+
+impl super::Session {
+    /// The plan of a protocol Execute of a portal the client never bound: a cursor declared by
+    /// SQL or opened by a function body, judged as `FETCH` of it would be (`guard::cursors`).
+    /// `Ok(None)`: relayed as it is; `Err`: the refusal.
+    pub(super) fn cursor_execute_plan(
+        &mut self,
+        portal: &[u8],
+    ) -> Result<Option<Arc<CheckPlan>>, crate::wire::messages::ProxyMessage> {
+        use crate::guard::Verdict;
+        let text = format!("FETCH ALL IN \"{}\"", String::from_utf8_lossy(portal).replace('"', "\"\""));
+        match self.judge_sql(text.as_bytes(), None) {
+            Verdict::Check(plan) => Ok(Some(Arc::new(*plan))),
+            Verdict::Refuse(m) => Err(m),
+            Verdict::Split(m) => Err(*m),
+            Verdict::Allow | Verdict::Notice(_) => Ok(None),
+            // A FETCH asks the catalog nothing; if it ever did, it is counted as unknown.
+            Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
+                "unverifiable",
+                "FETCH".into(),
+                "reading this cursor needs a catalog lookup that cannot run in a batch".into(),
+                "Read the cursor with FETCH in a message of its own.",
+                "blastwall",
+                text,
+            ))),
+        }
     }
 }
 

@@ -41,6 +41,8 @@
 //! - `points`:  point writes the catalog proves small run uncounted; DDL from elsewhere,
 //!   partial and expression indexes and many values get the counted path.
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
+//! - `cursors`: red-team F3/F4 — prepared statements and cursors a function body changes or
+//!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
 
 mod arguments;
 mod batches;
@@ -49,6 +51,7 @@ mod console;
 mod contract;
 mod contract_proxy;
 mod corpus;
+mod cursors;
 mod differential;
 mod drivers;
 mod effects;
