@@ -40,10 +40,13 @@ pub const STATS_SQL: &str = concat!(
 
 /// The counters to read for a check: only the tables with limits (row limits, anomaly,
 /// budget) when only their counts can decide (the statistics view plans and scans every table, several times slower), else all.
+/// `deferred`: the check runs in a block of the client's (or in its batch), whose deferrable
+/// constraint triggers fire after it: the snapshot counts them (`identity`).
 pub fn stats_sql(
     policy: &crate::policy::Policy,
     plan: &super::CheckPlan,
     known: &dyn Fn(&str, &str) -> Option<u32>,
+    deferred: bool,
 ) -> String {
     let everything = plan.dry_run
         || plan.override_rows.is_some()
@@ -70,7 +73,7 @@ pub fn stats_sql(
     // All of it for what the text cannot bound (DDL, function bodies, dry runs); for a row
     // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
     let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
-    let identity = super::identity::sql(policy, known, full)
+    let identity = super::identity::sql(policy, known, full, deferred)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
     if limited.is_empty() {
         return format!("{STATS_SQL}{identity}");

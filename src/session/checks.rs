@@ -94,7 +94,7 @@ impl Session {
         self.flush_to_client().await?;
         let policy = self.shared.guard.policy();
         let started = Instant::now();
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
         let req = precheck::Request {

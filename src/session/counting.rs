@@ -35,9 +35,9 @@ impl Session {
         let policy = shared.guard.policy();
         let catalog = &shared.guard.catalog;
         let known = |s: &str, t: &str| catalog.oid_of(&self.info.database, s, t);
-        let stats = crate::precheck::stats_sql(&policy, &plan, &known);
+        let stats = crate::precheck::stats_sql(&policy, &plan, &known, true);
         let started = Instant::now();
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         let req =
             precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
         let counted = precheck::inbatch::count_execute(&mut backend, req)

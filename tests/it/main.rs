@@ -37,6 +37,8 @@
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 //! - `identity`: red-team families 3, 4 and 6 — DDL verified by the protected objects'
 //!   identity on the server, hidden effects counted, a dry-run session changing nothing.
+//! - `readings`: the pre-check's prepared counter readings: DEALLOCATE ALL and DISCARD ALL
+//!   followed, a client's statement under blastwall's name never read.
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
 //! - `points`:  point writes the catalog proves small run uncounted; DDL from elsewhere,
 //!   partial and expression indexes and many values get the counted path.
@@ -64,6 +66,7 @@ mod oracle;
 mod points;
 mod precheck;
 mod preflight;
+mod readings;
 mod readme;
 mod redteam;
 mod relay;

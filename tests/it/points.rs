@@ -45,7 +45,7 @@ async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Clie
     (db, p, via, d)
 }
 
-async fn n(c: &tokio_postgres::Client, sql: &str) -> i64 {
+pub(crate) async fn n(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
@@ -54,7 +54,7 @@ fn uncounted(db: &str) -> usize {
     captured_logs().lines().filter(|l| l.contains("kept uncounted") && l.contains(db)).count()
 }
 
-fn refused(r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>) -> String {
+pub(crate) fn refused(r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>) -> String {
     let e = r.expect_err("refused");
     let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
     assert_eq!(db.code().code(), "42501", "{}", db.message());
@@ -189,7 +189,7 @@ async fn partial_and_expression_unique_indexes_prove_nothing() {
     p.stop().await;
 }
 
-const CASCADES: &str = r#"
+pub(crate) const CASCADES: &str = r#"
 [defaults]
 mode = "enforce"
 
