@@ -1,6 +1,7 @@
-//! blastwall's counter readings as named statements on the client's session, prepared once
-//! and then only bound and executed: parsing and planning the reading (several catalogs,
-//! the protected objects' identity) cost the server about 0.9 ms each time it was sent as text.
+//! blastwall's counter readings (and the point writes' assertion, `point`) as named statements
+//! on the client's session, prepared once and then only bound and executed: parsing and
+//! planning the reading (several catalogs, the protected objects' identity) cost the server
+//! about 0.9 ms each time it was sent as text.
 //!
 //! The statement's name is `__blastwall_r` and a digest of its text (a new text, as when an
 //! OID is learned or the policy changes, is a new statement). Its existence is mirrored: a
@@ -140,7 +141,7 @@ pub fn check_sql(r: &Reading) -> String {
     format!(
         "SELECT (CASE WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements p \
            WHERE p.name {eq} {}::pg_catalog.text AND NOT p.from_sql AND p.statement {eq} {}::pg_catalog.text) {eq} 1 \
-         THEN '0' ELSE 'blastwall: its counter reading statement is missing or was replaced on this session' END)::pg_catalog.int4",
+         THEN '0' ELSE 'blastwall: its prepared statement is missing or was replaced on this session' END)::pg_catalog.int4",
         super::literal(&r.name),
         super::literal(&r.text)
     )

@@ -36,7 +36,7 @@ const SCHEMA: &str = "CREATE TABLE acct (id int PRIMARY KEY, v int NOT NULL DEFA
      CREATE TABLE dup (k int NOT NULL, id int NOT NULL); \
      INSERT INTO dup SELECT g % 10, g FROM generate_series(1, 30) g";
 
-async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Client) {
+pub(crate) async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Client) {
     let db = fresh_db("points");
     let d = direct("app", APP_PW, &db).await;
     d.batch_execute(SCHEMA).await.unwrap();
@@ -50,7 +50,7 @@ pub(crate) async fn n(c: &tokio_postgres::Client, sql: &str) -> i64 {
 }
 
 /// How many writes of this database blastwall kept uncounted so far.
-fn uncounted(db: &str) -> usize {
+pub(crate) fn uncounted(db: &str) -> usize {
     captured_logs().lines().filter(|l| l.contains("kept uncounted") && l.contains(db)).count()
 }
 

@@ -6,7 +6,7 @@
 //! Simple Queries and writes counted in the middle of an extended batch alike.
 
 use crate::harness::*;
-use crate::points::{n, refused, CASCADES};
+use crate::points::{n, refused, uncounted, CASCADES};
 use blastwall::policy::file::compile;
 use std::path::Path;
 use tokio_postgres::SimpleQueryMessage as M;
@@ -112,5 +112,33 @@ async fn a_statement_of_the_clients_under_blastwalls_name_never_reads_the_counte
     assert!(m.contains("3 deleted in public.kid") || m.contains("missing or was replaced"), "{m}");
     assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 14").await, 3, "undone");
     counted_within_and_over(&via, &d, 3, 15).await;
+    p.stop().await;
+}
+
+/// The point writes' assertion (`precheck::point`) is prepared too: replaced by one that always
+/// passes, it does not keep a write uncounted once DDL broke the proof — the check behind it
+/// rolls the write back, and it is counted and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_point_assertion_keeps_nothing_uncounted() {
+    captured_logs();
+    let (db, p, via, d) = crate::points::setup().await;
+    via.simple_query("DELETE FROM acct WHERE id = 1").await.unwrap();
+    assert_eq!(uncounted(&db), 1);
+    via.simple_query("DELETE FROM acct WHERE id = 2").await.unwrap();
+    assert_eq!(uncounted(&db), 2, "the second runs on the prepared assertion");
+    let names = reading_names(&via).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    via.simple_query(&format!("DEALLOCATE \"{0}\"; PREPARE \"{0}\" AS SELECT 0::int4", names[0])).await.unwrap();
+    d.batch_execute(
+        "CREATE FUNCTION sweep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM other WHERE id <= 5; RETURN OLD; END $$; \
+         CREATE TRIGGER t_sweep AFTER DELETE ON acct FOR EACH ROW EXECUTE FUNCTION sweep()",
+    )
+    .await
+    .unwrap();
+    let m = refused(via.simple_query("DELETE FROM acct WHERE id = 3").await);
+    assert!(m.contains("5 deleted in public.other"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM other").await, 50, "the trigger's deletes were undone");
+    assert_eq!(n(&d, "SELECT count(*) FROM acct WHERE id = 3").await, 1);
+    assert_eq!(uncounted(&db), 2);
     p.stop().await;
 }
