@@ -28,7 +28,7 @@ pub use identity::{deferred_in as identity_deferred, judge as identity_judge};
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 
-pub use stats::{deltas, snapshot, stats_sql, TableCount, STATS_SQL};
+pub use stats::{deltas, snapshot, stats_sql, with_earlier, TableCount, STATS_SQL};
 
 use crate::policy::{Decision, Mode, Policy, SessionView};
 use crate::wire::messages::ProxyMessage;
@@ -120,7 +120,7 @@ const SAVEPOINT: &str = "blastwall_verify";
 /// session is idle) or a savepoint (inside the client's own block), measures what they change,
 /// and keeps or undoes it by the policy's row limits.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, opts, catalog, database, .. } = req;
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, .. } = req;
     let max_hold = opts.max_hold;
     let named = |oid: u32| catalog.name_of(database, oid);
     let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
@@ -289,7 +289,9 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), deltas(&before, &after), who, policy);
+    // A slice of a suspended portal is judged with what the portal changed before it.
+    let measured = with_earlier(earlier, deltas(&before, &after));
+    let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
     let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
     decision.findings.extend(findings);
@@ -408,6 +410,8 @@ pub struct Request<'a> {
     /// Point writes proven small (`point`).
     pub proofs: &'a point::Proofs,
     pub database: &'a str,
+    /// What the portal it executes changed in its earlier slices (Execute with a row count).
+    pub earlier: &'a [TableCount],
 }
 
 /// How a verification is bounded.

@@ -160,6 +160,21 @@ pub fn deltas(before: &Snapshot, after: &Snapshot) -> Vec<TableCount> {
         .collect()
 }
 
+/// The counts of a portal's earlier slices (see `session::counting`) added to one slice's.
+pub fn with_earlier(earlier: &[TableCount], mut now: Vec<TableCount>) -> Vec<TableCount> {
+    for e in earlier {
+        match now.iter_mut().find(|c| c.schema == e.schema && c.name == e.name) {
+            Some(c) => {
+                c.deleted += e.deleted;
+                c.updated += e.updated;
+                c.inserted += e.inserted;
+            }
+            None => now.push(e.clone()),
+        }
+    }
+    now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +212,13 @@ mod tests {
     #[test]
     fn counting_off_is_not_zero() {
         assert!(snapshot(&[row(&["track_counts", "off", "0", "0", "0", "0"])], &|_| None).is_none());
+    }
+
+    #[test]
+    fn earlier_slices_add_to_the_same_table() {
+        let c =
+            |n: &str, d| TableCount { schema: "public".into(), name: n.into(), deleted: d, updated: 0, inserted: 0 };
+        let sum = with_earlier(&[c("a", 5), c("b", 2)], vec![c("a", 1)]);
+        assert_eq!(sum, vec![c("a", 6), c("b", 2)]);
     }
 }

@@ -3,7 +3,12 @@
 //! portal of its own, only the Execute's replies are held, and the policy's verdict releases
 //! them or fails the batch (see `extended` for when this path is taken).
 //!
-//! Owns: the in-batch count's conversation and outcome. Does not own: the readings' messages
+//! A portal run in slices (Execute with a row count, answered by PortalSuspended) is one
+//! statement: each slice is judged by what the portal changed since its Bind (`PortalRuns`),
+//! so that limits apply to the whole run, not to each slice.
+//!
+//! Owns: the in-batch count's conversation and outcome, and the portals' runs so far. Does
+//! not own: the readings' messages
 //! (`precheck::inbatch`), the decision (`guard`, `policy`), or one-write batches and Queries
 //! (`checks`).
 
@@ -19,6 +24,38 @@ use std::time::Instant;
 
 /// blastwall's statement and portal for counter readings inside a client's batch.
 const READING: &str = "__blastwall_reading";
+
+/// What each counted portal that the server suspended (PortalSuspended) has changed so far,
+/// by portal name; a portal's entry goes when it completes, is bound again or closed, and
+/// every entry when the transaction ends. A stale entry can only make a later count larger.
+#[derive(Debug, Default)]
+pub(super) struct PortalRuns(std::collections::HashMap<Vec<u8>, Vec<precheck::TableCount>>);
+
+impl PortalRuns {
+    /// What the portal changed in its earlier slices.
+    pub(super) fn so_far(&self, portal: &[u8]) -> &[precheck::TableCount] {
+        self.0.get(portal).map_or(&[], Vec::as_slice)
+    }
+
+    /// A confirmed Bind or Close of a portal starts or ends it.
+    pub(super) fn confirmed(&mut self, op: &Op) {
+        if let Op::Bind { portal: name, .. } | Op::Close { portal: true, name } = op {
+            self.0.remove(name);
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// A slice ran and was kept: `counts` (its run so far) stay while the server suspended it.
+    fn ran(&mut self, portal: Vec<u8>, counts: &[precheck::TableCount], suspended: bool) {
+        match suspended {
+            true => self.0.insert(portal, counts.to_vec()),
+            false => self.0.remove(&portal),
+        };
+    }
+}
 
 impl Session {
     /// Counts an Execute where it stands in its batch (see `extended`), then releases its
@@ -85,8 +122,9 @@ impl Session {
             self.refuse_counted(msg, &replies, facts, &[], micros);
             return Ok(());
         };
-        let (counts, mut decision) =
-            crate::policy::judge_counts(plan.measured(), precheck::deltas(&before, &after), self.info.view(), &policy);
+        let portal = super::extended::execute_portal(&frame).unwrap_or_default();
+        let counted = precheck::with_earlier(self.mirror.runs.so_far(&portal), precheck::deltas(&before, &after));
+        let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), counted, self.info.view(), &policy);
         // What it did to the protected objects (`precheck::identity`).
         let view = self.info.view();
         decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
@@ -170,9 +208,42 @@ impl Session {
                     self.relay.notify_client(n);
                 }
                 replies.iter().for_each(|f| self.deliver(f));
+                let suspended = replies.iter().any(|f| f.tag == b's');
+                self.mirror.runs.ran(portal, &counts, suspended);
             }
         }
         Ok(())
+    }
+
+    /// The portal a held batch executes, if any, and what it changed in its earlier slices (none
+    /// when the batch binds it anew).
+    pub(super) fn portal_run(&self, held: &[u8], ops: &[Op]) -> (Option<Vec<u8>>, Vec<precheck::TableCount>) {
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(held);
+        let mut portal = None;
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            if f.tag == crate::wire::messages::fe::EXECUTE {
+                portal = super::extended::execute_portal(&f).ok();
+            }
+        }
+        let Some(p) = portal else { return (None, Vec::new()) };
+        let bound = ops.iter().any(|op| matches!(op, Op::Bind { portal, .. } if *portal == p));
+        let earlier = if bound { Vec::new() } else { self.mirror.runs.so_far(&p).to_vec() };
+        (Some(p), earlier)
+    }
+
+    /// A held batch's slice of a portal was kept (`bytes`: its replies): its run so far stays
+    /// while the server suspended it inside the client's transaction.
+    pub(super) fn portal_ran(&mut self, portal: Option<Vec<u8>>, bytes: &[u8], counts: &[precheck::TableCount]) {
+        let Some(portal) = portal else { return };
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(bytes);
+        let mut suspended = false;
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            suspended |= f.tag == b's';
+        }
+        let open = self.relay.tx != crate::wire::messages::TxStatus::Idle;
+        self.mirror.runs.ran(portal, counts, suspended && open);
     }
 
     /// Fails the batch of a counted Execute: the client gets the refusal (and the notices its

@@ -42,6 +42,8 @@
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
 //! - `points`:  point writes the catalog proves small run uncounted; DDL from elsewhere,
 //!   partial and expression indexes and many values get the counted path.
+//! - `slices`:  a counted statement run as a suspended portal (Execute with a row count) is
+//!   judged by the portal's whole run (red-team F8).
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 
 mod batches;
@@ -70,6 +72,7 @@ mod readings;
 mod readme;
 mod redteam;
 mod relay;
+mod slices;
 mod split;
 mod stats;
 mod words;
