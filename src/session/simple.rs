@@ -414,7 +414,13 @@ impl Session {
 
     /// Sends what follows a COPY once the client has ended it, or all that is left once the
     /// batch has failed before its COPY ran (the server skips it to the Sync).
+    /// A Sync or Flush of the client's in front while the COPY reads its data is dropped (and
+    /// counts as progress): the server ignores both in COPY-in, and the client's Query is one
+    /// message to it.
     pub(super) fn simple_next(&mut self, copy_ended: bool) -> bool {
+        if !copy_ended && self.ignored_in_copy() {
+            return true;
+        }
         let Some(r) = &mut self.simple else { return false };
         let failed = self.relay.is_skipping() || self.relay.is_discarding();
         let between = self.cfr.next_tag().is_some() || self.cfr.is_at_boundary();
@@ -433,6 +439,19 @@ impl Session {
         }
         let Some(msgs) = next else { return false };
         self.inject(&msgs);
+        true
+    }
+
+    /// Drops a whole Sync or Flush of the client's from the front while the batch's COPY is
+    /// reading data (red-team F7: it waited in front of the COPY's data, forever).
+    fn ignored_in_copy(&mut self) -> bool {
+        let copying = self.simple.as_ref().is_some_and(|r| r.copying && r.injected == 0);
+        let Some(tag @ (fe::SYNC | fe::FLUSH)) = self.cfr.next_tag().filter(|_| copying) else { return false };
+        let buf = self.cfr.buf_mut();
+        if buf.get(..5) != Some(&[tag, 0, 0, 0, 4][..]) {
+            return false;
+        }
+        let _ = buf.split_to(5);
         true
     }
 

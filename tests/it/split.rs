@@ -5,7 +5,7 @@
 //! limits a write over its limit is refused with the data unchanged (checked directly).
 
 use crate::batches::{
-    children, db, proxy_for, q, run, same_as_direct_but, show, tags, Send, Step, Until, COUNT_ALL, TIGHT,
+    children, db, flush, proxy_for, q, run, same_as_direct_but, show, sync, tags, Send, Step, Until, COUNT_ALL, TIGHT,
 };
 use crate::harness::*;
 
@@ -322,5 +322,34 @@ async fn psql_scripts_with_backslash_semicolon_match_direct() {
     let data = "SELECT (SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM parent) || '/' || \
                 (SELECT string_agg(id::text, ',' ORDER BY id) FROM child)";
     assert_eq!(admin_sql(pg(), &d2, data), admin_sql(pg(), &d1, data), "data differ");
+    proxy.stop().await;
+}
+
+/// Red-team F7: the server ignores Sync and Flush during COPY-in, also in a Query; through
+/// blastwall (which runs such a Query as a batch) they once waited in front of the COPY's data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_flush_inside_a_querys_copy_match_direct() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let query = "BEGIN; COPY parent (id) FROM STDIN; DELETE FROM child WHERE id = 3; COMMIT";
+    let scripts: Vec<Vec<Step>> = vec![
+        vec![Send(q(query)), Until(b'G', 1), Send([sync(), copy_data("5001\n"), copy_done()].concat()), Until(b'Z', 1)],
+        vec![
+            Send(q(query)),
+            Until(b'G', 1),
+            Send([flush(), copy_data("5001\n"), sync(), flush(), copy_data("5002\n"), copy_done()].concat()),
+            Until(b'Z', 1),
+        ],
+        // Everything pipelined before the COPY has started.
+        vec![Send([q(query), sync(), flush(), copy_data("5001\n"), copy_done()].concat()), Until(b'Z', 1)],
+        // The COPY never starts: the Sync behind the Query is the server's to answer.
+        vec![
+            Send([q("DELETE FROM child WHERE id = 4; SELECT nosuch; COPY parent (id) FROM STDIN"), sync()].concat()),
+            Until(b'Z', 2),
+        ],
+    ];
+    for script in &scripts {
+        let via = same_as_direct_but(&proxy, script, lines_of_25p01_aside).await;
+        assert!(tags(&via).contains('Z'), "{}", show(&via));
+    }
     proxy.stop().await;
 }
