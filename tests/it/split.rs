@@ -353,3 +353,41 @@ async fn sync_and_flush_inside_a_querys_copy_match_direct() {
     }
     proxy.stop().await;
 }
+
+/// The rest of F7: another message during a Query's COPY-in is a protocol violation that the
+/// server answers with 08P01 and FATAL and closes; through blastwall the same, and nothing of
+/// the message runs (the data is checked directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_message_inside_a_querys_copy_ends_the_session_as_directly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = proxy_for(COUNT_ALL).await;
+    for intruder in [q("DELETE FROM child"), crate::batches::pbe("DELETE FROM child")] {
+        let mut seen = Vec::new();
+        for port in [pg().server.port, proxy.port()] {
+            let d = db();
+            let mut s = startup(port, "trust_user", &d).await;
+            s.write_all(&q("BEGIN; COPY parent (id) FROM STDIN; DELETE FROM child WHERE id = 3; COMMIT"))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            while !got.contains(&b'G') {
+                let mut b = [0u8; 1024];
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0, "closed before the COPY");
+                got.extend_from_slice(&b[..n]);
+            }
+            s.write_all(&[copy_data("5001\n"), intruder.clone()].concat()).await.unwrap();
+            let mut rest = Vec::new();
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+                .await
+                .expect("the session did not end within 10 s")
+                .unwrap();
+            let data = "SELECT (SELECT count(*) FROM child) || '/' || (SELECT count(*) FROM parent)";
+            assert_eq!(admin_sql(pg(), &d, data).trim(), "400/200");
+            seen.push(String::from_utf8_lossy(&rest).into_owned());
+        }
+        assert!(seen[0].contains("C08P01"), "{}", seen[0]);
+        assert_eq!(seen[1], seen[0], "through blastwall (left) and direct (right) differ");
+    }
+    proxy.stop().await;
+}
