@@ -5,7 +5,8 @@
 //!
 //! A portal run in slices (Execute with a row count, answered by PortalSuspended) is one
 //! statement: each slice is judged by what the portal changed since its Bind (`PortalRuns`),
-//! so that limits apply to the whole run, not to each slice.
+//! so that limits apply to the whole run, not to each slice; a SQL FETCH or MOVE of such a
+//! portal is refused (`fetching_counted_portal`).
 //!
 //! Owns: the in-batch count's conversation and outcome, and the portals' runs so far. Does
 //! not own: the readings' messages
@@ -213,6 +214,44 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// A SQL FETCH or MOVE of a portal bound to a counted statement runs it where blastwall
+    /// cannot count it (the rest of a suspended run, or all of it): refused while the session
+    /// enforces. `verdict`: the text's own.
+    pub(super) fn fetching_counted_portal(&self, sql: &[u8], verdict: Verdict) -> Verdict {
+        if !matches!(verdict, Verdict::Allow | Verdict::Notice(_)) {
+            return verdict;
+        }
+        let lower = sql.to_ascii_lowercase();
+        if !lower.windows(5).any(|w| w == b"fetch") && !lower.windows(4).any(|w| w == b"move") {
+            return verdict;
+        }
+        let Ok(parsed) = pg_query::parse(&String::from_utf8_lossy(sql), 0) else { return verdict };
+        let portal = parsed.protobuf.stmts.iter().find_map(|s| match s.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(pg_query::NodeEnum::FetchStmt(f)) if self.mirror.portal_plan(f.portalname.as_bytes()).is_some() => {
+                Some(f.portalname.clone())
+            }
+            _ => None,
+        });
+        let policy = self.shared.guard.policy();
+        let Some(portal) = portal else { return verdict };
+        if crate::policy::mode_for(self.info.view(), &policy, None) != crate::policy::Mode::Enforce {
+            return verdict;
+        }
+        let m = crate::guard::refusal_message(&crate::guard::refusal(
+            "unverifiable",
+            "FETCH".into(),
+            format!(
+                "portal {portal} runs a statement whose changes must be counted, and a FETCH or MOVE of it cannot be"
+            ),
+            "Run the portal with the protocol's Execute (its whole run is counted).",
+            "blastwall",
+            String::from_utf8_lossy(sql).into_owned(),
+        ));
+        // In the audit trail as an unverifiable refusal, as a Query that cannot be split is.
+        self.record_split_refusal(sql, &m);
+        Verdict::Refuse(m)
     }
 
     /// The portal a held batch executes, if any, and what it changed in its earlier slices (none

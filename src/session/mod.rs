@@ -518,6 +518,7 @@ impl Session {
         self.info.settings_certain = !self.relay.is_busy();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
         let verdict = self.recorded(judged);
+        let verdict = self.fetching_counted_portal(sql, verdict);
         // Only a message forwarded as it is gets the server's plain answer (a counted one is
         // answered inside the pre-check): its DEALLOCATEs wait for that answer.
         self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));

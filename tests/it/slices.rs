@@ -117,10 +117,13 @@ async fn fetch_size_runs_within_limits_match_direct() {
     let mut script: Vec<Step> = vec![Send(q("BEGIN")), Until(b'Z', 1)];
     script.push(Send([p("r", "SELECT id FROM parent ORDER BY id"), b("c", "r", &[]), e("c", 50), sync()].concat()));
     script.push(Until(b'Z', 1));
-    for _ in 0..4 {
+    for _ in 0..3 {
         script.push(Send([e("c", 50), sync()].concat()));
         script.push(Until(b'Z', 1));
     }
+    // A read's portal may be fetched by SQL too.
+    script.push(Send(q("FETCH 60 FROM c")));
+    script.push(Until(b'Z', 1));
     // A run closed after 3 slices (6 children), then a whole run of 4 (8 children): 14 in
     // all, at most 8 per statement; the same with the unnamed portal, bound anew.
     for slices in [3, 5] {
@@ -153,5 +156,27 @@ async fn fetch_size_runs_within_limits_match_direct() {
     assert!(!tags(&via).contains('E'), "{}", show(&via));
     assert_eq!(left(&d2), "186/372");
     assert_eq!(left(&d2), left(&d1));
+    proxy.stop().await;
+}
+
+/// SQL FETCH and MOVE of a protocol portal bound to a counted statement would run it with
+/// no count: refused (the whole run, or the rest of a suspended one), data checked directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_or_move_of_a_counted_portal_is_refused() {
+    let proxy = proxy().await;
+    for (slice, sql) in [(true, "FETCH ALL FROM p"), (false, "MOVE FORWARD ALL IN p"), (false, "SELECT 1; FETCH 5 p")] {
+        let db = db();
+        let mut script =
+            vec![Send(q("BEGIN")), Until(b'Z', 1), Send([p("s", SLICED), b("p", "s", &[]), sync()].concat())];
+        script.push(Until(b'Z', 1));
+        if slice {
+            script.push(Send([e("p", 1), sync()].concat()));
+            script.push(Until(b'Z', 1));
+        }
+        script.extend([Send(q(sql)), Until(b'Z', 1), Send(q("COMMIT")), Until(b'Z', 1)]);
+        let via = run(proxy.port(), &db, &script).await;
+        assert!(show(&via).contains("a FETCH or MOVE of it cannot be"), "{sql}: {}", show(&via));
+        assert_eq!(left(&db), "200/400", "{sql}: {}", show(&via));
+    }
     proxy.stop().await;
 }
