@@ -78,7 +78,12 @@ const SETVAL_CALLERS: &str = "WITH f(ids) AS (SELECT pg_catalog.array_agg(p.oid)
 
 /// The snapshot query of the protected objects of `policy`; `known` gives the OID learned for
 /// a policy object. `None` when the policy protects no table.
-pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>, full: bool) -> Option<String> {
+pub fn sql(
+    policy: &crate::policy::Policy,
+    known: &dyn Fn(&str, &str) -> Option<u32>,
+    full: bool,
+    deferred: bool,
+) -> Option<String> {
     if policy.tables.is_empty() {
         return None;
     }
@@ -133,11 +138,13 @@ pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<
         seqs = seqs.join(", "),
     );
     // (branch, whether only the full snapshot reads it)
-    let branches: [(String, bool); 10] = [
+    let branches: [(String, bool); 9] = [
         (format!("SELECT r.k, r.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
            (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} r.relnamespace), r.relname) FROM r"), false),
-        (format!("SELECT tree.k, tree.root{text}, pg_catalog.concat('file ', tree.rel{text}), c.relfilenode{text} \
-           FROM tree, pg_catalog.pg_class c WHERE c.oid {EQ} tree.rel"), false),
+        // Each file looked up by its OID (a join let the planner scan all of pg_class).
+        (format!("SELECT z.k, z.root{text}, pg_catalog.concat('file ', z.rel{text}), z.f{text} FROM (SELECT tree.k, \
+           tree.root, tree.rel, (SELECT c.relfilenode FROM pg_catalog.pg_class c WHERE c.oid {EQ} tree.rel) FROM tree) \
+           z(k, root, rel, f) WHERE z.f IS NOT NULL"), false),
         (format!("SELECT r.k, r.oid{text}, pg_catalog.concat('column ', a.attnum{text}), \
            pg_catalog.concat_ws(' ', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attidentity, a.attgenerated) \
            FROM r, pg_catalog.pg_attribute a WHERE a.attrelid {EQ} r.oid AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 \
@@ -161,10 +168,16 @@ pub fn sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<
         (format!("SELECT s.k, s.oid{text}, 'definition'{text}, pg_catalog.concat_ws(' ', q.seqincrement, q.seqmin, \
            q.seqmax, q.seqcycle) FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid"), true),
         (format!("SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text}"), true),
-        (format!("SELECT ''{text}, '0'{text}, 'deferrable triggers'{text}, pg_catalog.count(*){text} \
-           FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND NOT g.tgisinternal"), false),
     ];
-    let selected: Vec<&str> = branches.iter().filter(|(_, f)| full || !f).map(|(b, _)| b.as_str()).collect();
+    let mut selected: Vec<&str> = branches.iter().filter(|(_, f)| full || !f).map(|(b, _)| b.as_str()).collect();
+    // Only where they fire after the count (`deferred_findings`).
+    let deferrable = format!(
+        "SELECT ''{text}, '0'{text}, 'deferrable triggers'{text}, pg_catalog.count(*){text} \
+         FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND NOT g.tgisinternal"
+    );
+    if deferred {
+        selected.push(&deferrable);
+    }
     Some(format!("{header}{}", selected.join(" UNION ALL ")))
 }
 

@@ -38,27 +38,44 @@ pub enum Counted {
 
 pub type Rows = Vec<Vec<Option<String>>>;
 
-/// Frames blastwall's reading sends: Close both, Parse, Bind, Execute, Close both.
+/// Frames a reading sent as text answers: Close both, Parse, Bind, Execute, Close both.
 const READING_REPLIES: usize = 7;
 
 /// Sends the readings around the client's Execute and reads everything back. Messages that
 /// arrive meanwhile and belong to the client (notices, notifications, parameter changes)
 /// are kept in order: in `b.for_client` when outside the Execute, in its replies inside it.
 pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Counted, PrecheckError> {
-    let reading = reading(req.name, req.stats_sql);
+    // On the session's prepared statement (checked after the Execute, `prepared`), or as text.
+    let prepared = b.prepared.as_deref_mut().map(|p| p.reading(req.stats_sql));
+    let (first, again, check) = match &prepared {
+        Some(r) => (
+            (r.first.clone(), r.first_replies),
+            (r.again.clone(), r.again_replies),
+            Some(reading(req.name, &super::prepared::check_sql(r))),
+        ),
+        None => {
+            let text = reading(req.name, req.stats_sql);
+            ((text.clone(), READING_REPLIES), (text, READING_REPLIES), None)
+        }
+    };
     let mut out = BytesMut::new();
     // Read before too, even for the first statement of a transaction: on PostgreSQL 15 the
     // "transaction" counters also hold earlier transactions' counts until the backend
     // flushes its statistics (at most once a second, when idle).
-    out.extend_from_slice(&reading);
+    out.extend_from_slice(&first.0);
     out.extend_from_slice(req.execute);
-    out.extend_from_slice(&reading);
+    out.extend_from_slice(check.as_deref().unwrap_or_default());
+    out.extend_from_slice(&again.0);
     out.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
     b.send(&out).await?;
-    let before = match read_reading(b).await? {
+    let before = match read_reading(b, first.1).await? {
         Ok(rows) => rows,
-        Err(error) => return Ok(Counted::ReadingFailed { before: true, error }),
+        Err(error) => {
+            b.forget_prepared();
+            return Ok(Counted::ReadingFailed { before: true, error });
+        }
     };
+    b.confirm_prepared(prepared.as_ref());
     let mut replies = Vec::new();
     let mut held = 0usize;
     let mut overflowed = false;
@@ -89,9 +106,20 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
             break;
         }
     }
-    match read_reading(b).await? {
+    let checked = match check {
+        Some(_) => read_reading(b, READING_REPLIES).await?.map(|_| ()),
+        None => Ok(()),
+    };
+    let after = match checked {
+        Ok(()) => read_reading(b, again.1).await?,
+        Err(e) => Err(e),
+    };
+    match after {
         Ok(after) => Ok(Counted::Ran { replies, overflowed, before, after }),
-        Err(error) => Ok(Counted::ReadingFailed { before: false, error }),
+        Err(error) => {
+            b.forget_prepared();
+            Ok(Counted::ReadingFailed { before: false, error })
+        }
     }
 }
 
@@ -105,7 +133,7 @@ pub async fn run_after(b: &mut Backend<'_>, name: &str, sql: &[String]) -> Resul
     b.send(&out).await?;
     let mut rows = Vec::new();
     for _ in sql {
-        match read_reading(b).await? {
+        match read_reading(b, READING_REPLIES).await? {
             Ok(r) => rows.extend(r),
             Err(e) => return Ok(Err(e)),
         }
@@ -118,11 +146,12 @@ fn reading(name: &str, sql: &str) -> BytesMut {
     super::own::on_name(name, sql)
 }
 
-/// Reads the replies to one reading: its rows, or the error that stopped it.
-async fn read_reading(b: &mut Backend<'_>) -> Result<Result<Rows, Frame>, PrecheckError> {
+/// Reads the replies to one reading (`replies` completions and command tags): its rows, or
+/// the error that stopped it.
+async fn read_reading(b: &mut Backend<'_>, replies: usize) -> Result<Result<Rows, Frame>, PrecheckError> {
     let mut rows = Vec::new();
     let mut ends = 0;
-    while ends < READING_REPLIES {
+    while ends < replies {
         let f = b.next_frame().await?;
         match f.tag {
             b'1' | b'2' | b'3' | b'C' => ends += 1,

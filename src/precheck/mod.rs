@@ -2,7 +2,8 @@
 //! `pg_stat_xact_user_tables` before and after it (the delta is the exact per-table blast
 //! radius, cascades, triggers and functions included): a lone write inside a transaction or
 //! savepoint that blastwall opens, then commits, releases or rolls back (`verify`); a write in
-//! the middle of an extended-protocol batch around its Execute (`inbatch`).
+//! the middle of an extended-protocol batch around its Execute (`inbatch`). The readings run
+//! on statements prepared once per session (`prepared`); the I/O is `backend`'s.
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
@@ -10,6 +11,7 @@
 //! deciding which statements need a check (`guard`), judging the numbers (`policy`), or the
 //! words of a refusal (`guard::render`).
 
+mod backend;
 mod estimate;
 mod identity;
 pub mod inbatch;
@@ -17,24 +19,25 @@ pub mod objects;
 mod outcome;
 mod own;
 pub mod point;
+pub mod prepared;
 mod stats;
 
+use backend::data_row;
+pub use backend::{Answer, Backend, Held};
 use estimate::{estimate_findings, estimates};
 pub use identity::{deferred_in as identity_deferred, judge as identity_judge};
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 
-pub use stats::{deltas, snapshot, stats_sql, TableCount, STATS_SQL};
+pub use stats::{deltas, snapshot, stats_sql, with_earlier, TableCount, STATS_SQL};
 
 use crate::policy::{Decision, Mode, Policy, SessionView};
 use crate::wire::messages::ProxyMessage;
 
-use crate::backend::BoxIo;
-use crate::wire::messages::{self, be, fe, ErrorFields, TxStatus};
-use crate::wire::{Frame, FrameError, Framer, Item};
+use crate::wire::messages::{fe, ErrorFields, TxStatus};
+use crate::wire::FrameError;
 use bytes::BytesMut;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Error)]
 pub enum PrecheckError {
@@ -46,169 +49,6 @@ pub enum PrecheckError {
     Closed,
     #[error("pre-check query failed: {0}")]
     Query(String),
-}
-
-/// The server side of a session, lent to the pre-check.
-pub struct Backend<'a> {
-    pub io: &'a mut BoxIo,
-    pub framer: &'a mut Framer,
-    /// Asynchronous messages (NotificationResponse, ParameterStatus) that arrived meanwhile
-    /// and belong to the client.
-    pub for_client: BytesMut,
-    /// Every ParameterStatus seen, so the session's view of the settings stays true.
-    pub params: Vec<(String, String)>,
-    /// The server's FATAL when it ended the session during the check: the client's to see.
-    pub fatal: Option<Frame>,
-    /// What the checked statement did to the session's prepared statements and cursors.
-    pub objects: objects::Changes,
-}
-
-impl<'a> Backend<'a> {
-    pub fn new(io: &'a mut BoxIo, framer: &'a mut Framer) -> Self {
-        Backend { io, framer, for_client: BytesMut::new(), params: vec![], fatal: None, objects: <_>::default() }
-    }
-}
-
-/// The answer to an internal query.
-#[derive(Debug, Default)]
-pub struct Answer {
-    pub rows: Vec<Vec<Option<String>>>,
-    pub error: Option<ErrorFields>,
-    pub status: Option<TxStatus>,
-}
-
-/// What the client's own statement answered, held until the verdict.
-#[derive(Debug, Default)]
-pub struct Held {
-    pub frames: Vec<Frame>,
-    pub bytes: usize,
-    /// The held replies went past the limit and were dropped: they cannot be delivered.
-    pub overflowed: bool,
-    pub error: bool,
-    pub status: Option<TxStatus>,
-}
-
-impl Backend<'_> {
-    pub(crate) async fn next_frame(&mut self) -> Result<Frame, PrecheckError> {
-        loop {
-            if let Some(item) = self.framer.next_item(|_| true)? {
-                match item {
-                    Item::Frame(f) => {
-                        if f.tag == be::ERROR_RESPONSE
-                            && messages::error_fields(&f)
-                                .is_ok_and(|e| matches!(e.severity.as_str(), "FATAL" | "PANIC"))
-                        {
-                            // The server is ending the session; the next read finds it closed.
-                            self.fatal = Some(f);
-                            continue;
-                        }
-                        if f.tag == be::PARAMETER_STATUS {
-                            if let Ok(p) = messages::parameter_status(&f) {
-                                self.params.push(p);
-                            }
-                        }
-                        return Ok(f);
-                    }
-                    // The rest of a message that started streaming to the client before.
-                    Item::Pass(b) => self.for_client.extend_from_slice(&b),
-                }
-                continue;
-            }
-            let buf = self.framer.buf_mut();
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
-            }
-            match self.io.read_buf(self.framer.buf_mut()).await {
-                Ok(0) => return Err(PrecheckError::Closed),
-                Ok(_) => {}
-                // After its FATAL the server may reset the connection (blastwall's own messages
-                // were still unread): it closed, as it said.
-                Err(_) if self.fatal.is_some() => return Err(PrecheckError::Closed),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Runs SQL of the proxy's own (as extended-protocol messages, see `own`) and reads its
-    /// answer to ReadyForQuery.
-    pub async fn query(&mut self, sql: &str) -> Result<Answer, PrecheckError> {
-        self.send(&own::messages(sql)).await?;
-        self.answer().await
-    }
-
-    /// Writes messages without waiting for their answers (pipelining).
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), PrecheckError> {
-        self.io.write_all(bytes).await?;
-        self.io.flush().await?;
-        Ok(())
-    }
-
-    /// Reads the answer to one internal query, up to its ReadyForQuery.
-    pub async fn answer(&mut self) -> Result<Answer, PrecheckError> {
-        let mut a = Answer::default();
-        loop {
-            let f = self.next_frame().await?;
-            match f.tag {
-                b'D' => a.rows.push(data_row(&f)?),
-                be::ERROR_RESPONSE => a.error = Some(messages::error_fields(&f)?),
-                be::READY_FOR_QUERY => {
-                    a.status = messages::ready_status(&f).ok();
-                    return Ok(a);
-                }
-                // Notifications and parameter changes are the client's, whenever they come.
-                b'A' | be::PARAMETER_STATUS => self.for_client.extend_from_slice(&f.bytes),
-                _ => {}
-            }
-        }
-    }
-
-    /// Sends the client's messages and holds every reply up to ReadyForQuery.
-    pub async fn run_held(&mut self, msgs: &[u8], max_bytes: usize) -> Result<Held, PrecheckError> {
-        self.send(msgs).await?;
-        self.held(max_bytes).await
-    }
-
-    /// Reads and holds the replies to the client's messages, up to their ReadyForQuery.
-    pub async fn held(&mut self, max_bytes: usize) -> Result<Held, PrecheckError> {
-        let mut h = Held::default();
-        loop {
-            let f = match self.next_frame().await {
-                Ok(f) => f,
-                Err(e) => {
-                    // The server ended the session: what it answered before is the client's.
-                    if self.fatal.is_some() {
-                        h.frames.iter().for_each(|f| self.for_client.extend_from_slice(&f.bytes));
-                    }
-                    return Err(e);
-                }
-            };
-            match f.tag {
-                be::READY_FOR_QUERY => {
-                    h.status = messages::ready_status(&f).ok();
-                    h.frames.push(f);
-                    return Ok(h);
-                }
-                be::ERROR_RESPONSE => h.error = true,
-                // COPY FROM STDIN would wait for the client, who is not listening now.
-                be::COPY_IN_RESPONSE => {
-                    let mut body = b"blastwall: COPY FROM STDIN cannot run inside a verified write".to_vec();
-                    body.push(0);
-                    self.io.write_all(&crate::wire::encode(b'f', &body)).await?;
-                    self.io.flush().await?;
-                    continue;
-                }
-                _ => {}
-            }
-            if h.bytes + f.bytes.len() > max_bytes {
-                h.overflowed = true;
-                h.frames.clear();
-            }
-            if !h.overflowed {
-                h.bytes += f.bytes.len();
-                h.frames.push(f);
-            }
-        }
-    }
 }
 
 /// What the guard asks the pre-check to do with a statement.
@@ -281,7 +121,7 @@ const SAVEPOINT: &str = "blastwall_verify";
 /// session is idle) or a savepoint (inside the client's own block), measures what they change,
 /// and keeps or undoes it by the policy's row limits.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, opts, catalog, database, .. } = req;
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, .. } = req;
     let max_hold = opts.max_hold;
     let named = |oid: u32| catalog.name_of(database, oid);
     let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
@@ -314,19 +154,31 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
         .map(|s| own::messages(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
-    let stats = stats::stats_sql(policy, plan, &known);
-    // The protected objects' identity is read with each counter reading (`identity`).
-    let open_sql = format!("{open}; {timeout}{stats}");
+    // The protected objects' identity is read with each counter reading (`identity`); in a
+    // block of the client's, the deferrable triggers that fire at its COMMIT too.
+    let stats = stats::stats_sql(policy, plan, &known, !opened);
+    // On a statement prepared once per session when there is one (`prepared`), checked after
+    // the client's messages; else as text.
+    let reading = b.prepared.as_deref_mut().map(|p| p.reading(&stats));
+    let (first, again, check) = match &reading {
+        Some(r) => (r.first.clone(), r.again.clone(), own::statements(&prepared::check_sql(r))),
+        None => (own::statements(&stats), own::statements(&stats), BytesMut::new()),
+    };
+    let sync = crate::wire::encode(fe::SYNC, &[]);
+    let open_msgs = [&own::statements(&format!("{open}; {timeout}"))[..], &first, &sync].concat();
     // In a transaction of blastwall's own, deferred constraint triggers fire before the
     // second reading, not at the COMMIT after the verdict.
-    let after = match opened {
-        true => [own::messages("SET CONSTRAINTS ALL IMMEDIATE"), own::messages(&stats)].concat(),
-        false => own::messages(&stats).to_vec(),
+    let mut after = match opened {
+        true => own::messages("SET CONSTRAINTS ALL IMMEDIATE").to_vec(),
+        false => Vec::new(),
     };
+    after.extend_from_slice(&check);
+    after.extend_from_slice(&again);
+    after.extend_from_slice(&sync);
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
     let pipelined = estimate.is_none();
-    let mut out = own::messages(&open_sql);
+    let mut out = BytesMut::from(&open_msgs[..]);
     match estimate {
         None => {
             out.extend_from_slice(msgs);
@@ -343,20 +195,25 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         let ex = b.answer().await?;
         if a.error.is_none() && ex.error.is_some() {
             b.query(if opened { "ROLLBACK" } else { &undo }).await?;
-            a = b.query(&open_sql).await?;
+            b.send(&open_msgs).await?;
+            a = b.answer().await?;
         } else {
             estimate_rows = ex.rows;
         }
     }
     if let Some(e) = a.error {
+        // A prepared reading may be what failed (deallocated by a function): prepared again.
+        b.forget_prepared();
         if pipelined {
             // What was sent behind it failed too (the transaction is aborted): read it away.
-            b.held(max_hold).await?;
+            let held = b.held(max_hold).await?;
+            b.note_tags(&held.frames);
             read_after(b, opened).await?;
         }
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
+    b.confirm_prepared(reading.as_ref());
     let before = counter_reading(&a.rows, catalog, database, policy);
     let before_rows = std::mem::take(&mut a.rows);
     let identity_before = identity::read(&before_rows);
@@ -385,7 +242,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     }
     let Some(before) = before else {
         if pipelined {
-            b.held(max_hold).await?;
+            let held = b.held(max_hold).await?;
+            b.note_tags(&held.frames);
             read_after(b, opened).await?;
         }
         b.query(&undo).await?;
@@ -394,7 +252,8 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         ));
     };
     let held = b.held(max_hold).await?;
-    let a = read_after(b, opened).await?;
+    b.note_tags(&held.frames);
+    let (deferred, a) = read_after(b, opened).await?;
     let clock = objects::clock(&before_rows);
     b.objects = objects::changes(&before_rows, &a.rows);
     if held.error {
@@ -416,26 +275,32 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         }
         return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
     }
-    if let Some(e) = a.error {
+    if let Some(e) = deferred {
+        // A deferred constraint (or its trigger) failed: as at the end of the implicit
+        // transaction, the client gets that error and nothing stays.
         b.query(&undo).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
-        if opened {
-            // A deferred constraint (or its trigger) failed: as at the end of the implicit
-            // transaction, the client gets that error and nothing stays.
-            return Ok(Outcome::Deliver {
-                bytes: failed_at_end(&held, e),
-                status: TxStatus::Idle,
-                counts: vec![],
-                kept: None,
-            });
-        }
+        return Ok(Outcome::Deliver {
+            bytes: failed_at_end(&held, e),
+            status: TxStatus::Idle,
+            counts: vec![],
+            kept: None,
+        });
+    }
+    if let Some(e) = a.error {
+        // The second reading, or the check of its prepared statement, failed.
+        b.forget_prepared();
+        b.query(&undo).await?;
+        b.objects = objects::read_since(b, clock.as_deref()).await?;
         return Ok(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message)));
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
-    let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), deltas(&before, &after), who, policy);
+    // A slice of a suspended portal is judged with what the portal changed before it.
+    let measured = with_earlier(earlier, deltas(&before, &after));
+    let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
     let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
     decision.findings.extend(findings);
@@ -498,14 +363,10 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
 }
 
 /// The answer to the second reading; in a transaction of blastwall's own, after the answer
-/// to `SET CONSTRAINTS ALL IMMEDIATE` (whose error, a deferred trigger's, is the reading's).
-async fn read_after(b: &mut Backend<'_>, opened: bool) -> Result<Answer, PrecheckError> {
-    let constraints = if opened { Some(b.answer().await?) } else { None };
-    let mut a = b.answer().await?;
-    if let Some(e) = constraints.and_then(|c| c.error) {
-        a.error = Some(e);
-    }
-    Ok(a)
+/// to `SET CONSTRAINTS ALL IMMEDIATE`, whose error (a deferred trigger's) comes first.
+async fn read_after(b: &mut Backend<'_>, opened: bool) -> Result<(Option<ErrorFields>, Answer), PrecheckError> {
+    let constraints = if opened { b.answer().await?.error } else { None };
+    Ok((constraints, b.answer().await?))
 }
 
 /// Puts protected sequences that a rolled-back statement moved back where they stood (a
@@ -560,6 +421,8 @@ pub struct Request<'a> {
     /// Point writes proven small (`point`).
     pub proofs: &'a point::Proofs,
     pub database: &'a str,
+    /// What the portal it executes changed in its earlier slices (Execute with a row count).
+    pub earlier: &'a [TableCount],
 }
 
 /// How a verification is bounded.
@@ -569,21 +432,6 @@ pub struct VerifyOptions {
     pub max_hold: usize,
     /// `statement_timeout` for a statement run in a transaction blastwall opened.
     pub statement_timeout: Option<std::time::Duration>,
-}
-
-/// The text-format values of a DataRow.
-fn data_row(f: &Frame) -> Result<Vec<Option<String>>, FrameError> {
-    let mut r = crate::wire::BodyReader::new(f.body(), "DataRow");
-    let n = usize::try_from(r.i16()?).unwrap_or(0);
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = r.i32()?;
-        match usize::try_from(len) {
-            Ok(l) => out.push(Some(String::from_utf8_lossy(r.take(l)?).into_owned())),
-            Err(_) => out.push(None),
-        }
-    }
-    Ok(out)
 }
 
 pub use crate::catalog::literal;

@@ -16,6 +16,13 @@ const NAME: &str = "__blastwall_own";
 /// `sql`, one or more statements of blastwall's, as messages ending in Sync: each statement
 /// on the same name, closed before (an error may have skipped the last Close) and after.
 pub fn messages(sql: &str) -> BytesMut {
+    let mut out = statements(sql);
+    out.put_slice(&crate::wire::encode(fe::SYNC, &[]));
+    out
+}
+
+/// `sql` as `messages` sends it, without the Sync.
+pub fn statements(sql: &str) -> BytesMut {
     let mut out = BytesMut::with_capacity(sql.len() + 128);
     // blastwall's own SQL (no rule or `BEGIN ATOMIC` bodies): the scanner splits it exactly,
     // at a fraction of the grammar's cost (the parser's split was a quarter of a counted
@@ -24,41 +31,52 @@ pub fn messages(sql: &str) -> BytesMut {
     for st in statements.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
         out.put_slice(&on_name(NAME, st));
     }
-    out.put_slice(&crate::wire::encode(fe::SYNC, &[]));
     out
 }
 
 /// One statement on statement and portal `name`, leaving nothing behind: Close both, Parse,
 /// Bind, Execute (all rows, text results), Close both (seven replies when all goes well).
 pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&close(b'P', name));
+    out.extend_from_slice(&close(b'S', name));
+    out.extend_from_slice(&messages::parse_typed(name, sql, &[]));
+    out.extend_from_slice(&bind_execute(name, name));
+    out.extend_from_slice(&close(b'P', name));
+    out.extend_from_slice(&close(b'S', name));
+    out
+}
+
+/// Bind of portal `portal` to statement `statement` (no parameters, text results), Execute
+/// of all its rows.
+pub(super) fn bind_execute(portal: &str, statement: &str) -> BytesMut {
     let cstr = |b: &mut BytesMut, s: &str| {
         b.put_slice(s.as_bytes());
         b.put_u8(0);
     };
-    let close = |kind: u8| {
-        let mut body = BytesMut::new();
-        body.put_u8(kind);
-        cstr(&mut body, name);
-        crate::wire::encode(fe::CLOSE, &body)
-    };
     let mut out = BytesMut::new();
-    out.extend_from_slice(&close(b'P'));
-    out.extend_from_slice(&close(b'S'));
-    out.extend_from_slice(&messages::parse_typed(name, sql, &[]));
     let mut bind = BytesMut::new();
-    cstr(&mut bind, name);
-    cstr(&mut bind, name);
+    cstr(&mut bind, portal);
+    cstr(&mut bind, statement);
     bind.put_i16(0);
     bind.put_i16(0);
     bind.put_i16(0);
     out.extend_from_slice(&crate::wire::encode(fe::BIND, &bind));
     let mut exec = BytesMut::new();
-    cstr(&mut exec, name);
+    cstr(&mut exec, portal);
     exec.put_i32(0);
     out.extend_from_slice(&crate::wire::encode(fe::EXECUTE, &exec));
-    out.extend_from_slice(&close(b'P'));
-    out.extend_from_slice(&close(b'S'));
     out
+}
+
+/// Close of blastwall's statement (`kind` `S`) or portal (`P`) `name` (no error when it does
+/// not exist).
+pub(super) fn close(kind: u8, name: &str) -> bytes::Bytes {
+    let mut body = BytesMut::new();
+    body.put_u8(kind);
+    body.put_slice(name.as_bytes());
+    body.put_u8(0);
+    crate::wire::encode(fe::CLOSE, &body)
 }
 
 #[cfg(test)]

@@ -355,7 +355,16 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
     // assertion rolls the write back.
     let Ok(text) = std::str::from_utf8(text) else { return Ok(None) };
     let mut msg = super::own::on_name("", text);
-    msg.put_slice(&super::own::messages(&assertion(p, &proof, &cols)));
+    // Prepared once per session, and checked behind it in the same transaction (`prepared`).
+    let sql = assertion(p, &proof, &cols);
+    let prepared = b.prepared.as_deref_mut().map(|pr| pr.reading(&sql));
+    match &prepared {
+        Some(r) => {
+            msg.put_slice(&r.first);
+            msg.put_slice(&super::own::messages(&super::prepared::check_sql(r)));
+        }
+        None => msg.put_slice(&super::own::messages(&sql)),
+    }
     let held = b.run_held(&msg, req.opts.max_hold).await?;
     // The client's replies end at its CommandComplete; what follows is the assertion's. The
     // extended protocol's completions (Parse, Bind, Close), which a Query does not send, go.
@@ -374,9 +383,10 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         }
     }
     if failed || (held.overflowed && held.error) {
-        // Rolled back by the server (the proof no longer holds, or the statement failed and
-        // its answer was too large to hold): counted as before.
+        // Rolled back by the server (the proof no longer holds, its statement was replaced,
+        // or the statement failed and its answer was too large to hold): counted as before.
         proofs.drop_one(database, p);
+        b.forget_prepared();
         tracing::info!(table = %p.name, "a point write was rolled back by its assertion; counted instead");
         return Ok(None);
     }
@@ -386,6 +396,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         out.put_slice(&msg.encode());
         out.put_slice(&crate::wire::messages::ready_for_query(TxStatus::Idle));
     }
+    b.confirm_prepared(prepared.as_ref());
     tracing::info!(database, table = %p.name, most, "point write kept uncounted: the catalog proves it small");
     let status = held.status.unwrap_or(TxStatus::Idle);
     let counts = match (done, proof.relations.as_slice()) {

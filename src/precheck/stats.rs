@@ -40,10 +40,13 @@ pub const STATS_SQL: &str = concat!(
 
 /// The counters to read for a check: only the tables with limits (row limits, anomaly,
 /// budget) when only their counts can decide (the statistics view plans and scans every table, several times slower), else all.
+/// `deferred`: the check runs in a block of the client's (or in its batch), whose deferrable
+/// constraint triggers fire after it: the snapshot counts them (`identity`).
 pub fn stats_sql(
     policy: &crate::policy::Policy,
     plan: &super::CheckPlan,
     known: &dyn Fn(&str, &str) -> Option<u32>,
+    deferred: bool,
 ) -> String {
     let everything = plan.dry_run
         || plan.override_rows.is_some()
@@ -70,7 +73,7 @@ pub fn stats_sql(
     // All of it for what the text cannot bound (DDL, function bodies, dry runs); for a row
     // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
     let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
-    let identity = super::identity::sql(policy, known, full)
+    let identity = super::identity::sql(policy, known, full, deferred)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
     // The session's prepared statements and cursors ride along too (`objects`).
     let identity = format!("{identity} UNION ALL {}", super::objects::reading_sql());
@@ -159,6 +162,21 @@ pub fn deltas(before: &Snapshot, after: &Snapshot) -> Vec<TableCount> {
         .collect()
 }
 
+/// The counts of a portal's earlier slices (see `session::counting`) added to one slice's.
+pub fn with_earlier(earlier: &[TableCount], mut now: Vec<TableCount>) -> Vec<TableCount> {
+    for e in earlier {
+        match now.iter_mut().find(|c| c.schema == e.schema && c.name == e.name) {
+            Some(c) => {
+                c.deleted += e.deleted;
+                c.updated += e.updated;
+                c.inserted += e.inserted;
+            }
+            None => now.push(e.clone()),
+        }
+    }
+    now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +214,13 @@ mod tests {
     #[test]
     fn counting_off_is_not_zero() {
         assert!(snapshot(&[row(&["track_counts", "off", "0", "0", "0", "0"])], &|_| None).is_none());
+    }
+
+    #[test]
+    fn earlier_slices_add_to_the_same_table() {
+        let c =
+            |n: &str, d| TableCount { schema: "public".into(), name: n.into(), deleted: d, updated: 0, inserted: 0 };
+        let sum = with_earlier(&[c("a", 5), c("b", 2)], vec![c("a", 1)]);
+        assert_eq!(sum, vec![c("a", 6), c("b", 2)]);
     }
 }

@@ -94,10 +94,12 @@ impl Session {
         self.flush_to_client().await?;
         let policy = self.shared.guard.policy();
         let started = Instant::now();
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let (portal, earlier) = self.portal_run(&bytes, &ops);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
         let req = precheck::Request {
+            earlier: &earlier,
             msgs: &bytes,
             tx: self.relay.tx,
             plan: &plan,
@@ -156,6 +158,7 @@ impl Session {
                 self.relay.to_client.extend_from_slice(&bytes);
                 self.relay.tx = status;
                 self.mirror.on_ready(self.relay.syncs_done(), status);
+                self.portal_ran(portal, &bytes, &counts);
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");

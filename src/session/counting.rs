@@ -3,7 +3,13 @@
 //! portal of its own, only the Execute's replies are held, and the policy's verdict releases
 //! them or fails the batch (see `extended` for when this path is taken).
 //!
-//! Owns: the in-batch count's conversation and outcome. Does not own: the readings' messages
+//! A portal run in slices (Execute with a row count, answered by PortalSuspended) is one
+//! statement: each slice is judged by what the portal changed since its Bind (`PortalRuns`),
+//! so that limits apply to the whole run, not to each slice; a SQL FETCH or MOVE of such a
+//! portal is refused (`fetching_counted_portal`).
+//!
+//! Owns: the in-batch count's conversation and outcome, and the portals' runs so far. Does
+//! not own: the readings' messages
 //! (`precheck::inbatch`), the decision (`guard`, `policy`), or one-write batches and Queries
 //! (`checks`).
 
@@ -20,6 +26,38 @@ use std::time::Instant;
 /// blastwall's statement and portal for counter readings inside a client's batch.
 const READING: &str = "__blastwall_reading";
 
+/// What each counted portal that the server suspended (PortalSuspended) has changed so far,
+/// by portal name; a portal's entry goes when it completes, is bound again or closed, and
+/// every entry when the transaction ends. A stale entry can only make a later count larger.
+#[derive(Debug, Default)]
+pub(super) struct PortalRuns(std::collections::HashMap<Vec<u8>, Vec<precheck::TableCount>>);
+
+impl PortalRuns {
+    /// What the portal changed in its earlier slices.
+    pub(super) fn so_far(&self, portal: &[u8]) -> &[precheck::TableCount] {
+        self.0.get(portal).map_or(&[], Vec::as_slice)
+    }
+
+    /// A confirmed Bind or Close of a portal starts or ends it.
+    pub(super) fn confirmed(&mut self, op: &Op) {
+        if let Op::Bind { portal: name, .. } | Op::Close { portal: true, name } = op {
+            self.0.remove(name);
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// A slice ran and was kept: `counts` (its run so far) stay while the server suspended it.
+    fn ran(&mut self, portal: Vec<u8>, counts: &[precheck::TableCount], suspended: bool) {
+        match suspended {
+            true => self.0.insert(portal, counts.to_vec()),
+            false => self.0.remove(&portal),
+        };
+    }
+}
+
 impl Session {
     /// Counts an Execute where it stands in its batch (see `extended`), then releases its
     /// replies or fails the batch.
@@ -35,9 +73,9 @@ impl Session {
         let policy = shared.guard.policy();
         let catalog = &shared.guard.catalog;
         let known = |s: &str, t: &str| catalog.oid_of(&self.info.database, s, t);
-        let stats = crate::precheck::stats_sql(&policy, &plan, &known);
+        let stats = crate::precheck::stats_sql(&policy, &plan, &known, true);
         let started = Instant::now();
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         let req =
             precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
         let counted = precheck::inbatch::count_execute(&mut backend, req)
@@ -89,8 +127,9 @@ impl Session {
             self.refuse_counted(msg, &replies, facts, &[], micros);
             return Ok(());
         };
-        let (counts, mut decision) =
-            crate::policy::judge_counts(plan.measured(), precheck::deltas(&before, &after), self.info.view(), &policy);
+        let portal = super::extended::execute_portal(&frame).unwrap_or_default();
+        let counted = precheck::with_earlier(self.mirror.runs.so_far(&portal), precheck::deltas(&before, &after));
+        let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), counted, self.info.view(), &policy);
         // What it did to the protected objects (`precheck::identity`).
         // What it did to the session's prepared statements and cursors (`precheck::objects`).
         let objects = precheck::objects::changes(&rows.0, &rows.1);
@@ -178,9 +217,82 @@ impl Session {
                     self.relay.notify_client(n);
                 }
                 replies.iter().for_each(|f| self.deliver(f));
+                let suspended = replies.iter().any(|f| f.tag == b's');
+                self.mirror.runs.ran(portal, &counts, suspended);
             }
         }
         Ok(())
+    }
+
+    /// A SQL FETCH or MOVE of a portal bound to a counted statement runs it where blastwall
+    /// cannot count it (the rest of a suspended run, or all of it): refused while the session
+    /// enforces. `verdict`: the text's own.
+    pub(super) fn fetching_counted_portal(&self, sql: &[u8], verdict: Verdict) -> Verdict {
+        // A count of the FETCH alone (a name a function may have opened, `guard::cursors`)
+        // would not add the portal's earlier slices: refused as well.
+        if !matches!(verdict, Verdict::Allow | Verdict::Notice(_) | Verdict::Check(_) | Verdict::Split(_)) {
+            return verdict;
+        }
+        let lower = sql.to_ascii_lowercase();
+        if !lower.windows(5).any(|w| w == b"fetch") && !lower.windows(4).any(|w| w == b"move") {
+            return verdict;
+        }
+        let Ok(parsed) = crate::analyze::budget::parse(&String::from_utf8_lossy(sql), 0) else { return verdict };
+        let portal = parsed.protobuf.stmts.iter().find_map(|s| match s.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(pg_query::NodeEnum::FetchStmt(f)) if self.mirror.portal_plan(f.portalname.as_bytes()).is_some() => {
+                Some(f.portalname.clone())
+            }
+            _ => None,
+        });
+        let policy = self.shared.guard.policy();
+        let Some(portal) = portal else { return verdict };
+        if crate::policy::mode_for(self.info.view(), &policy, None) != crate::policy::Mode::Enforce {
+            return verdict;
+        }
+        let m = crate::guard::refusal_message(&crate::guard::refusal(
+            "unverifiable",
+            "FETCH".into(),
+            format!(
+                "portal {portal} runs a statement whose changes must be counted, and a FETCH or MOVE of it cannot be"
+            ),
+            "Run the portal with the protocol's Execute (its whole run is counted).",
+            "blastwall",
+            String::from_utf8_lossy(sql).into_owned(),
+        ));
+        // In the audit trail as an unverifiable refusal, as a Query that cannot be split is.
+        self.record_split_refusal(sql, &m);
+        Verdict::Refuse(m)
+    }
+
+    /// The portal a held batch executes, if any, and what it changed in its earlier slices (none
+    /// when the batch binds it anew).
+    pub(super) fn portal_run(&self, held: &[u8], ops: &[Op]) -> (Option<Vec<u8>>, Vec<precheck::TableCount>) {
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(held);
+        let mut portal = None;
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            if f.tag == crate::wire::messages::fe::EXECUTE {
+                portal = super::extended::execute_portal(&f).ok();
+            }
+        }
+        let Some(p) = portal else { return (None, Vec::new()) };
+        let bound = ops.iter().any(|op| matches!(op, Op::Bind { portal, .. } if *portal == p));
+        let earlier = if bound { Vec::new() } else { self.mirror.runs.so_far(&p).to_vec() };
+        (Some(p), earlier)
+    }
+
+    /// A held batch's slice of a portal was kept (`bytes`: its replies): its run so far stays
+    /// while the server suspended it inside the client's transaction.
+    pub(super) fn portal_ran(&mut self, portal: Option<Vec<u8>>, bytes: &[u8], counts: &[precheck::TableCount]) {
+        let Some(portal) = portal else { return };
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(bytes);
+        let mut suspended = false;
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            suspended |= f.tag == b's';
+        }
+        let open = self.relay.tx != crate::wire::messages::TxStatus::Idle;
+        self.mirror.runs.ran(portal, counts, suspended && open);
     }
 
     /// Fails the batch of a counted Execute: the client gets the refusal (and the notices its

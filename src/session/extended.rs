@@ -349,7 +349,7 @@ impl Session {
 }
 
 /// The portal name of an Execute message.
-fn execute_portal(f: &Frame) -> Result<Vec<u8>, crate::wire::FrameError> {
+pub(super) fn execute_portal(f: &Frame) -> Result<Vec<u8>, crate::wire::FrameError> {
     let mut r = crate::wire::BodyReader::new(f.body(), "Execute");
     Ok(r.cstr()?.to_vec())
 }

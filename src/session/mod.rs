@@ -181,6 +181,7 @@ async fn handshake_and_relay(
         held_batch: None,
         mirror: Default::default(),
         names: Default::default(),
+        readings: Default::default(),
         simple: None,
         simple_replies: None,
         key: None,
@@ -224,6 +225,8 @@ struct Session {
     mirror: statements::Mirror,
     /// DEALLOCATEs and Closes of named statements waiting for the server's confirmation.
     names: names::Removals,
+    /// blastwall's counter readings prepared on the server session (`precheck::prepared`).
+    readings: crate::precheck::prepared::Prepared,
     /// A Query running as an extended batch (`simple`): the messages it has yet to send, and
     /// the rewriting of its replies.
     simple: Option<simple::Running>,
@@ -515,6 +518,7 @@ impl Session {
         self.info.settings_certain = !self.relay.is_busy();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
         let verdict = self.recorded(judged);
+        let verdict = self.fetching_counted_portal(sql, verdict);
         // Only a message forwarded as it is gets the server's plain answer (a counted one is
         // answered inside the pre-check): its DEALLOCATEs wait for that answer.
         self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
@@ -577,6 +581,9 @@ impl Session {
                 self.relay.on_error(&f);
             }
             b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {
+                if f.tag == b'C' {
+                    self.readings.on_tag(f.body());
+                }
                 self.mirror.on_reply(f.tag, self.relay.syncs_done());
                 self.relay.pass_to_client(&f.bytes);
             }

@@ -164,6 +164,8 @@ pub(super) struct Running {
     injected: usize,
     /// The message being handled is one of them.
     taking: bool,
+    /// The client sent another message during the COPY: the server ends the session.
+    violated: bool,
 }
 
 /// Rewrites the replies of the batch, as they go to the client, into the simple protocol's,
@@ -348,7 +350,8 @@ impl Session {
         self.simple_replies = Some(Replies::new(&pieces));
         let first = rest.pop_front().unwrap_or_default();
         // Without a COPY the whole batch goes at once: nothing is left to wait for.
-        self.simple = (!rest.is_empty()).then_some(Running { rest, copying: false, injected: 0, taking: false });
+        self.simple =
+            (!rest.is_empty()).then_some(Running { rest, copying: false, injected: 0, taking: false, violated: false });
         self.inject(&first);
         Ok(())
     }
@@ -414,8 +417,14 @@ impl Session {
 
     /// Sends what follows a COPY once the client has ended it, or all that is left once the
     /// batch has failed before its COPY ran (the server skips it to the Sync).
+    /// A Sync or Flush of the client's in front while the COPY reads its data is dropped (and
+    /// counts as progress): the server ignores both in COPY-in, and the client's Query is one
+    /// message to it.
     pub(super) fn simple_next(&mut self, copy_ended: bool) -> bool {
-        let Some(r) = &mut self.simple else { return false };
+        if !copy_ended && self.ignored_in_copy() {
+            return true;
+        }
+        let Some(r) = self.simple.as_mut().filter(|r| !r.violated) else { return false };
         let failed = self.relay.is_skipping() || self.relay.is_discarding();
         let between = self.cfr.next_tag().is_some() || self.cfr.is_at_boundary();
         // A client that sends its copy data without waiting may end the COPY before the
@@ -434,6 +443,34 @@ impl Session {
         let Some(msgs) = next else { return false };
         self.inject(&msgs);
         true
+    }
+
+    /// Drops a whole Sync or Flush of the client's from the front while the batch's COPY is
+    /// reading data (red-team F7: it waited in front of the COPY's data, forever).
+    /// Any other message but the COPY's own (and Terminate) is a protocol violation that the
+    /// server answers by reading its type byte alone (08P01, then FATAL, and it closes the
+    /// connection): it gets that type byte with an empty body, never the client's message.
+    fn ignored_in_copy(&mut self) -> bool {
+        let copying = self.simple.as_ref().is_some_and(|r| r.copying && r.injected == 0 && !r.violated);
+        let Some(tag) = self.cfr.next_tag().filter(|_| copying) else { return false };
+        match tag {
+            fe::SYNC | fe::FLUSH => {
+                let buf = self.cfr.buf_mut();
+                if buf.get(..5) != Some(&[tag, 0, 0, 0, 4][..]) {
+                    return false;
+                }
+                let _ = buf.split_to(5);
+                true
+            }
+            fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::TERMINATE => false,
+            _ => {
+                self.relay.forward_raw(&[tag, 0, 0, 0, 4]);
+                if let Some(r) = &mut self.simple {
+                    r.violated = true;
+                }
+                true
+            }
+        }
     }
 
     /// Records a Query refused because it could not run statement by statement.

@@ -94,6 +94,8 @@ pub(super) struct Mirror {
     /// The ordinal of the last batch in which the server reported an error (it skips the rest
     /// of that batch up to Sync).
     failed_batch: Option<u64>,
+    /// What each suspended counted portal changed so far (`counting::PortalRuns`).
+    pub(super) runs: super::counting::PortalRuns,
 }
 
 impl Mirror {
@@ -205,6 +207,7 @@ impl Mirror {
         };
         if ends {
             if let Some((_, op)) = self.owed.pop_front() {
+                self.runs.confirmed(&op);
                 self.confirmed.apply(&op);
             }
         }
@@ -234,6 +237,9 @@ impl Mirror {
             self.confirmed.portals.clear();
             self.confirmed.bound.clear();
         }
+        if status == TxStatus::Idle {
+            self.runs.clear();
+        }
         if stale || portals {
             self.reproject();
         }
@@ -260,6 +266,7 @@ impl Mirror {
     pub(super) fn apply_checked(&mut self, ops: &[Op], succeeded: bool) {
         for op in ops {
             if succeeded || matches!(op, Op::Parse { plan: Some(_), .. }) {
+                self.runs.confirmed(op);
                 self.confirmed.apply(op);
             }
         }

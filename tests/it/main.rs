@@ -37,9 +37,13 @@
 //! - `stats`:   the pre-check's row counters against the server, immune to `search_path`.
 //! - `identity`: red-team families 3, 4 and 6 — DDL verified by the protected objects'
 //!   identity on the server, hidden effects counted, a dry-run session changing nothing.
+//! - `readings`: the pre-check's prepared counter readings: DEALLOCATE ALL and DISCARD ALL
+//!   followed, a client's statement under blastwall's name never read.
 //! - `words`:   what blastwall says, logs and records matches what it did (modes, audit, dry-run).
 //! - `points`:  point writes the catalog proves small run uncounted; DDL from elsewhere,
 //!   partial and expression indexes and many values get the counted path.
+//! - `slices`:  a counted statement run as a suspended portal (Execute with a row count) is
+//!   judged by the portal's whole run (red-team F8).
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 //! - `cursors`: red-team F3/F4 — prepared statements and cursors a function body changes or
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
@@ -68,10 +72,12 @@ mod oracle;
 mod points;
 mod precheck;
 mod preflight;
+mod readings;
 mod readme;
 mod redteam;
 mod relay;
 mod sizes;
+mod slices;
 mod split;
 mod stats;
 mod words;

@@ -36,7 +36,7 @@ const SCHEMA: &str = "CREATE TABLE acct (id int PRIMARY KEY, v int NOT NULL DEFA
      CREATE TABLE dup (k int NOT NULL, id int NOT NULL); \
      INSERT INTO dup SELECT g % 10, g FROM generate_series(1, 30) g";
 
-async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Client) {
+pub(crate) async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Client) {
     let db = fresh_db("points");
     let d = direct("app", APP_PW, &db).await;
     d.batch_execute(SCHEMA).await.unwrap();
@@ -45,16 +45,16 @@ async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Clie
     (db, p, via, d)
 }
 
-async fn n(c: &tokio_postgres::Client, sql: &str) -> i64 {
+pub(crate) async fn n(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// How many writes of this database blastwall kept uncounted so far.
-fn uncounted(db: &str) -> usize {
+pub(crate) fn uncounted(db: &str) -> usize {
     captured_logs().lines().filter(|l| l.contains("kept uncounted") && l.contains(db)).count()
 }
 
-fn refused(r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>) -> String {
+pub(crate) fn refused(r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>) -> String {
     let e = r.expect_err("refused");
     let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
     assert_eq!(db.code().code(), "42501", "{}", db.message());
@@ -189,7 +189,7 @@ async fn partial_and_expression_unique_indexes_prove_nothing() {
     p.stop().await;
 }
 
-const CASCADES: &str = r#"
+pub(crate) const CASCADES: &str = r#"
 [defaults]
 mode = "enforce"
 

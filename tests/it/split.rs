@@ -5,7 +5,7 @@
 //! limits a write over its limit is refused with the data unchanged (checked directly).
 
 use crate::batches::{
-    children, db, proxy_for, q, run, same_as_direct_but, show, tags, Send, Step, Until, COUNT_ALL, TIGHT,
+    children, db, flush, proxy_for, q, run, same_as_direct_but, show, sync, tags, Send, Step, Until, COUNT_ALL, TIGHT,
 };
 use crate::harness::*;
 
@@ -322,5 +322,72 @@ async fn psql_scripts_with_backslash_semicolon_match_direct() {
     let data = "SELECT (SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM parent) || '/' || \
                 (SELECT string_agg(id::text, ',' ORDER BY id) FROM child)";
     assert_eq!(admin_sql(pg(), &d2, data), admin_sql(pg(), &d1, data), "data differ");
+    proxy.stop().await;
+}
+
+/// Red-team F7: the server ignores Sync and Flush during COPY-in, also in a Query; through
+/// blastwall (which runs such a Query as a batch) they once waited in front of the COPY's data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_flush_inside_a_querys_copy_match_direct() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let query = "BEGIN; COPY parent (id) FROM STDIN; DELETE FROM child WHERE id = 3; COMMIT";
+    let scripts: Vec<Vec<Step>> = vec![
+        vec![Send(q(query)), Until(b'G', 1), Send([sync(), copy_data("5001\n"), copy_done()].concat()), Until(b'Z', 1)],
+        vec![
+            Send(q(query)),
+            Until(b'G', 1),
+            Send([flush(), copy_data("5001\n"), sync(), flush(), copy_data("5002\n"), copy_done()].concat()),
+            Until(b'Z', 1),
+        ],
+        // Everything pipelined before the COPY has started.
+        vec![Send([q(query), sync(), flush(), copy_data("5001\n"), copy_done()].concat()), Until(b'Z', 1)],
+        // The COPY never starts: the Sync behind the Query is the server's to answer.
+        vec![
+            Send([q("DELETE FROM child WHERE id = 4; SELECT nosuch; COPY parent (id) FROM STDIN"), sync()].concat()),
+            Until(b'Z', 2),
+        ],
+    ];
+    for script in &scripts {
+        let via = same_as_direct_but(&proxy, script, lines_of_25p01_aside).await;
+        assert!(tags(&via).contains('Z'), "{}", show(&via));
+    }
+    proxy.stop().await;
+}
+
+/// The rest of F7: another message during a Query's COPY-in is a protocol violation that the
+/// server answers with 08P01 and FATAL and closes; through blastwall the same, and nothing of
+/// the message runs (the data is checked directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_message_inside_a_querys_copy_ends_the_session_as_directly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = proxy_for(COUNT_ALL).await;
+    for intruder in [q("DELETE FROM child"), crate::batches::pbe("DELETE FROM child")] {
+        let mut seen = Vec::new();
+        for port in [pg().server.port, proxy.port()] {
+            let d = db();
+            let mut s = startup(port, "trust_user", &d).await;
+            s.write_all(&q("BEGIN; COPY parent (id) FROM STDIN; DELETE FROM child WHERE id = 3; COMMIT"))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            while !got.contains(&b'G') {
+                let mut b = [0u8; 1024];
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0, "closed before the COPY");
+                got.extend_from_slice(&b[..n]);
+            }
+            s.write_all(&[copy_data("5001\n"), intruder.clone()].concat()).await.unwrap();
+            let mut rest = Vec::new();
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+                .await
+                .expect("the session did not end within 10 s")
+                .unwrap();
+            let data = "SELECT (SELECT count(*) FROM child) || '/' || (SELECT count(*) FROM parent)";
+            assert_eq!(admin_sql(pg(), &d, data).trim(), "400/200");
+            seen.push(String::from_utf8_lossy(&rest).into_owned());
+        }
+        assert!(seen[0].contains("C08P01"), "{}", seen[0]);
+        assert_eq!(seen[1], seen[0], "through blastwall (left) and direct (right) differ");
+    }
     proxy.stop().await;
 }

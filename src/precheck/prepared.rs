@@ -1,0 +1,203 @@
+//! blastwall's counter readings (and the point writes' assertion, `point`) as named statements
+//! on the client's session, prepared once and then only bound and executed: parsing and
+//! planning the reading (several catalogs, the protected objects' identity) cost the server
+//! about 0.9 ms each time it was sent as text.
+//!
+//! The statement's name is `__blastwall_r` and a digest of its text (a new text, as when an
+//! OID is learned or the policy changes, is a new statement). Its existence is mirrored: a
+//! client's `DEALLOCATE ALL` or `DISCARD ALL`, confirmed by the server's command tag, forgets
+//! every one (`on_tag`), and so does any error of a check that used one. A function can
+//! deallocate it, or prepare a statement of its own under the name, without a tag blastwall
+//! sees: so every check that used a prepared reading also runs `check_sql` (a statement sent
+//! as text, on blastwall's own name) after the client's messages, which fails unless the
+//! statement under each name is the one blastwall prepared — protocol-prepared
+//! (`from_sql` false: SQL `PREPARE`, the only way a function or a client's text has, sets it)
+//! with exactly blastwall's text. A statement cannot come back once replaced (only a
+//! protocol Parse makes one with `from_sql` false, and blastwall sends that only before the
+//! first reading), so one check after the last reading vouches for every reading of the check.
+//! Every name in the text is schema-qualified: re-planned after an invalidation, it still
+//! means the same.
+//!
+//! Owns: which readings are prepared on the session, their messages, and the check. Does not
+//! own: what a reading reads (`stats`, `identity`) or when it runs (`verify`, `inbatch`).
+
+use bytes::{BufMut, BytesMut};
+use sha2::{Digest, Sha256};
+
+/// How many distinct readings a session keeps prepared (a policy has a few: with and without
+/// the full identity, before and after an OID is learned).
+const KEEP: usize = 8;
+
+/// The readings prepared on one server session.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// (name, confirmed by the server): a name not yet confirmed is prepared again.
+    names: Vec<(String, bool)>,
+    /// Names to close on the server (forgotten to stay under `KEEP`).
+    stale: Vec<String>,
+}
+
+/// The messages of one reading on a prepared statement, without a Sync.
+#[derive(Debug)]
+pub struct Reading {
+    /// The statement's name.
+    pub name: String,
+    /// For the first reading: Close and Parse of the statement when it is not known to be
+    /// prepared, then what `again` holds.
+    pub first: BytesMut,
+    /// Bind, Execute and Close of blastwall's portal on it.
+    pub again: BytesMut,
+    /// How many completions (Parse, Bind, Close) and command tags `first` and `again` answer.
+    pub first_replies: usize,
+    pub again_replies: usize,
+    /// The text, for the check.
+    text: String,
+}
+
+/// blastwall's portal for a prepared reading (closed before and after each use).
+const PORTAL: &str = "__blastwall_rp";
+
+impl Prepared {
+    /// The messages that run `sql` on a statement of blastwall's, prepared when needed.
+    pub fn reading(&mut self, sql: &str) -> Reading {
+        let name = name_of(sql);
+        let known = self.names.iter().any(|(n, ok)| *n == name && *ok);
+        let mut first = BytesMut::new();
+        let mut first_replies = 0;
+        for old in self.stale.drain(..) {
+            first.put_slice(&super::own::close(b'S', &old));
+            first_replies += 1;
+        }
+        if !known {
+            if !self.names.iter().any(|(n, _)| *n == name) {
+                if self.names.len() >= KEEP {
+                    let (old, _) = self.names.remove(0);
+                    first.put_slice(&super::own::close(b'S', &old));
+                    first_replies += 1;
+                }
+                self.names.push((name.clone(), false));
+            }
+            first.put_slice(&super::own::close(b'S', &name));
+            first.put_slice(&crate::wire::messages::parse_typed(&name, sql, &[]));
+            first_replies += 2;
+        }
+        let again = bind_execute(&name);
+        first.put_slice(&again);
+        Reading { name, first, again, first_replies: first_replies + 4, again_replies: 4, text: sql.to_string() }
+    }
+
+    /// The server answered the messages of `r.first` without an error: the statement exists.
+    pub fn confirm(&mut self, r: &Reading) {
+        if let Some(e) = self.names.iter_mut().find(|(n, _)| *n == r.name) {
+            e.1 = true;
+        }
+    }
+
+    /// Something failed around a reading: every statement is prepared again before its next use.
+    pub fn forget(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        self.stale.extend(names.into_iter().map(|(n, _)| n));
+        self.stale.truncate(KEEP * 2);
+    }
+
+    /// A command tag the server sent on the session: `DEALLOCATE ALL` and `DISCARD ALL` removed
+    /// every prepared statement, blastwall's too.
+    pub fn on_tag(&mut self, tag: &[u8]) {
+        let tag = tag.strip_suffix(&[0]).unwrap_or(tag);
+        if tag == b"DEALLOCATE ALL" || tag == b"DISCARD ALL" {
+            self.names.clear();
+            self.stale.clear();
+        }
+    }
+}
+
+impl super::Backend<'_> {
+    /// The opening with `r` was answered without an error.
+    pub(super) fn confirm_prepared(&mut self, r: Option<&Reading>) {
+        if let (Some(p), Some(r)) = (self.prepared.as_deref_mut(), r) {
+            p.confirm(r);
+        }
+    }
+
+    /// A check failed: the session's readings are prepared again before their next use.
+    pub(super) fn forget_prepared(&mut self) {
+        if let Some(p) = self.prepared.as_deref_mut() {
+            p.forget();
+        }
+    }
+
+    /// The command tags of the client's statements run during a check (`Prepared::on_tag`).
+    pub(super) fn note_tags(&mut self, frames: &[crate::wire::Frame]) {
+        if let Some(p) = self.prepared.as_deref_mut() {
+            frames.iter().filter(|f| f.tag == b'C').for_each(|f| p.on_tag(f.body()));
+        }
+    }
+}
+
+/// The statement (sent as text, after the client's messages) that fails unless the statement
+/// under `r.name` is blastwall's: protocol-prepared, with exactly its text.
+pub fn check_sql(r: &Reading) -> String {
+    let eq = "OPERATOR(pg_catalog.=)";
+    format!(
+        "SELECT (CASE WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements p \
+           WHERE p.name {eq} {}::pg_catalog.text AND NOT p.from_sql AND p.statement {eq} {}::pg_catalog.text) {eq} 1 \
+         THEN '0' ELSE 'blastwall: its prepared statement is missing or was replaced on this session' END)::pg_catalog.int4",
+        super::literal(&r.name),
+        super::literal(&r.text)
+    )
+}
+
+/// The name of the statement for a reading's text.
+fn name_of(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("__blastwall_r{hex}")
+}
+
+/// Close of blastwall's portal, Bind of it to statement `name`, Execute (all rows), Close:
+/// four completions and a command tag.
+fn bind_execute(name: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.put_slice(&super::own::close(b'P', PORTAL));
+    out.put_slice(&super::own::bind_execute(PORTAL, name));
+    out.put_slice(&super::own::close(b'P', PORTAL));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(b: &[u8]) -> String {
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(b);
+        let mut out = String::new();
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            out.push(f.tag as char);
+        }
+        out
+    }
+
+    #[test]
+    fn prepared_once_until_confirmed_and_again_after_deallocate_all() {
+        let mut p = Prepared::default();
+        let r = p.reading("SELECT 1");
+        assert_eq!(tags(&r.first), "CPCBEC");
+        assert_eq!(r.first_replies, 6);
+        // Not confirmed (the answer failed): prepared again.
+        assert_eq!(tags(&p.reading("SELECT 1").first), "CPCBEC");
+        p.confirm(&r);
+        let again = p.reading("SELECT 1");
+        assert_eq!(tags(&again.first), "CBEC");
+        assert_eq!(again.first_replies, 4);
+        p.on_tag(b"DEALLOCATE ALL\0");
+        assert_eq!(tags(&p.reading("SELECT 1").first), "CPCBEC");
+        p.confirm(&r);
+        p.forget();
+        // Forgotten: closed, then prepared again.
+        let r = p.reading("SELECT 1");
+        assert_eq!((tags(&r.first).as_str(), r.first_replies), ("CCPCBEC", 7));
+        assert!(r.name.starts_with("__blastwall_r") && r.name != p.reading("SELECT 2").name);
+        assert!(check_sql(&r).contains("NOT p.from_sql"));
+    }
+}
