@@ -11,6 +11,7 @@ pub mod deep;
 pub mod directive;
 mod nodes;
 mod predicate;
+mod restrict;
 pub mod script;
 mod shape;
 mod walk;

@@ -6,6 +6,7 @@
 
 use super::children::each_child;
 use super::nodes::{const_str, items, opt, sval};
+use super::restrict;
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,18 +100,27 @@ pub struct Cond {
     /// The whole row appears (`(t).id`, `t.*`, `id(t)`, `to_jsonb(t)`): every column not
     /// pinned is swept, for this reason.
     whole_row: Option<RangeKind>,
+    /// It restricts the target's rows (see `restrict`): what `require-where` asks for.
+    restricting: bool,
 }
 
 impl Where {
-    /// Whether the WHERE restricts the target's rows by something of the target's own (a
-    /// column, or the whole row): what `require-where` asks for. A name that may belong to
-    /// another relation ([`RangeKind::Unqualified`]) does not.
+    /// Whether the WHERE restricts the target's rows: compares something of the target's
+    /// row with something independent of it (see `restrict`): what `require-where` asks for.
+    /// A name that may belong to another relation ([`RangeKind::Unqualified`]) does not, nor
+    /// does a tautology (`t.id = t.id`, `true OR …`).
     pub fn restricts(&self) -> bool {
         match self {
             Where::Absent | Where::Constant => false,
             Where::CurrentOf => true,
-            Where::Cond(c) => !c.refs.is_empty() || c.whole_row.is_some(),
+            Where::Cond(c) => c.restricting,
         }
+    }
+
+    /// Whether it names the target's columns for sure (a WHERE that does and still does not
+    /// restrict is a tautology, or compares the row with itself).
+    pub fn names_columns(&self) -> bool {
+        matches!(self, Where::Cond(c) if !c.refs.is_empty() || c.whole_row.is_some())
     }
 }
 
@@ -137,7 +147,8 @@ pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> W
             if has_current_of(a) || has_current_of(b) {
                 return Where::CurrentOf;
             }
-            let c = and(vec![cond(a, t), cond(b, t)]);
+            let mut c = and(vec![cond(a, t), cond(b, t)]);
+            c.restricting = restrict::restricts(a, t) || restrict::restricts(b, t);
             if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
                 Where::Constant
             } else {
@@ -151,7 +162,8 @@ fn finish(w: R<'_>, t: &Target) -> Where {
     if has_current_of(w) {
         return Where::CurrentOf;
     }
-    let c = cond(w, t);
+    let mut c = cond(w, t);
+    c.restricting = restrict::restricts(w, t);
     if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
         Where::Constant
     } else {
@@ -274,7 +286,7 @@ fn all_ranges(v: R<'_>, t: &Target, kind: RangeKind) -> Cond {
     let mut ranges: BTreeMap<String, RangeKind> = p.maybe.iter().map(|c| (c.clone(), RangeKind::Unqualified)).collect();
     ranges.extend(p.target.iter().map(|c| (c.clone(), kind.clone())));
     let whole_row = p.whole_row.then_some(kind);
-    Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row }
+    Cond { points: BTreeMap::new(), ranges, refs: p.target, whole_row, restricting: false }
 }
 
 fn point(col: String, n: Option<usize>) -> Cond {
