@@ -13,6 +13,7 @@ mod nodes;
 mod predicate;
 mod restrict;
 pub mod script;
+mod sequences;
 mod shape;
 mod walk;
 
@@ -201,6 +202,10 @@ pub struct Statement {
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.
     pub calls_functions: bool,
+    /// The sequences its `nextval(…)` calls name (`None`: not named by a constant).
+    pub nextval: Vec<Option<RelName>>,
+    /// Its `nextval` calls run once each (a SELECT of constants): see `sequences`.
+    pub nextval_bounded: bool,
     /// Some fact above was read from a literal's value (a sequence in `setval('…')`, an array
     /// literal's length, `SET blastwall.mode = '…'`, an `EXPLAIN` option, a COPY file name):
     /// the facts cannot be shared with texts that differ only in literals (`shape`).

@@ -481,3 +481,25 @@ fn an_ordinary_predicate_restricts() {
         assert!(restricts(sql), "{sql}");
     }
 }
+
+#[test]
+fn nextval_is_bounded_only_in_a_select_of_constants() {
+    let st = one("SELECT nextval('web_user_id_seq'), 1 + 2");
+    assert_eq!(st.nextval, vec![Some(RelName { schema: None, name: "web_user_id_seq".into() })]);
+    assert!(st.nextval_bounded && !st.moves_sequences(|_| true));
+    for sql in [
+        "SELECT nextval('s') FROM generate_series(1, 100000000)",
+        "SELECT nextval('s'), generate_series(1, 10)",
+        "SELECT (SELECT nextval('s') FROM t LIMIT 1)",
+        "WITH g AS (SELECT 1) SELECT nextval('s') FROM g",
+        "INSERT INTO t SELECT nextval('s') FROM t",
+        "SELECT nextval('s') UNION ALL SELECT nextval('s')",
+    ] {
+        let st = one(sql);
+        assert!(!st.nextval_bounded && st.moves_sequences(|s| s.name == "s"), "{sql}");
+        assert!(!st.moves_sequences(|_| false), "{sql}: an unprotected sequence");
+    }
+    // A name the text does not give, or an OID, may be any sequence.
+    assert!(one("SELECT nextval(relname::regclass) FROM pg_class").moves_sequences(|_| false));
+    assert!(one("SELECT nextval('16384') FROM t").moves_sequences(|_| false));
+}
