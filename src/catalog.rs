@@ -10,6 +10,10 @@
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
+mod hidden;
+
+pub use hidden::HiddenCallers;
+
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +40,10 @@ pub struct Catalog {
     state_ready: DashMap<(String, String), ()>,
     /// (database, state schema) already reported as unusable in the log.
     state_warned: DashMap<(String, String), ()>,
+    /// Per database: the hidden callers of user functions (see `hidden`), when learned, and
+    /// whether DDL has passed since (then it is asked again before it is used, unless it
+    /// cannot be asked: see [`Catalog::assume_hidden_callers`]).
+    hidden: DashMap<String, (std::sync::Arc<HiddenCallers>, Instant, bool)>,
     /// Per database: what the policy tables are now (see `crate::names`).
     identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
@@ -90,6 +98,8 @@ pub enum Question {
     SequenceOwner(String),
     /// Which columns of a policy table a sequence mints (rule `explicit-id`).
     Minted { schema: String, table: String },
+    /// The database's hidden callers of user functions (see `hidden`).
+    HiddenCallers,
     /// What the policy tables are in this database now (`names::identities_query`).
     Identities,
     /// What these names (`names::key`) resolve to on this session.
@@ -306,9 +316,43 @@ impl Catalog {
         }
     }
 
+    /// The database's hidden callers of user functions, when known and fresh.
+    pub fn hidden_callers(&self, database: &str) -> Option<std::sync::Arc<HiddenCallers>> {
+        let e = self.hidden.get(database)?;
+        (!e.2 && e.1.elapsed() < TTL).then(|| e.0.clone())
+    }
+
+    /// Learns the answer of [`hidden_callers_query`] (`None`: it could not be read — then
+    /// every text is taken as mentioning one, for a second, after which it is asked again).
+    pub fn learn_hidden_callers(&self, database: &str, rows: Option<&[Vec<Option<String>>]>) {
+        let (set, at) = match rows {
+            Some(rows) => (hidden::answer(rows), Instant::now()),
+            None => (HiddenCallers::everything(), Self::for_a_second()),
+        };
+        self.hidden.insert(database.to_string(), (std::sync::Arc::new(set), at, false));
+    }
+
+    /// Where the set cannot be asked now (in the middle of a batch, in a failed transaction):
+    /// the last answer, stale or not, is used for a second (with DDL of this session
+    /// through blastwall in between, what that DDL created is not in it: `guard` asks at the
+    /// next message that can); with none, every text is taken as mentioning one.
+    pub fn assume_hidden_callers(&self, database: &str) {
+        let last = self.hidden.get(database).map(|e| e.0.clone());
+        let set = last.unwrap_or_else(|| std::sync::Arc::new(HiddenCallers::everything()));
+        self.hidden.insert(database.to_string(), (set, Self::for_a_second(), false));
+    }
+
+    /// A learning time that leaves an answer fresh for one more second.
+    fn for_a_second() -> Instant {
+        Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now)
+    }
+
     /// Forgets a database's answers (DDL may have changed them); the identities stay.
     pub fn forget(&self, database: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(mut e) = self.hidden.get_mut(database) {
+            e.2 = true;
+        }
         self.identities.remove(database);
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
@@ -342,6 +386,11 @@ pub fn query(names: &[String]) -> String {
         any = trigger(""),
         insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
     )
+}
+
+/// The query that finds a database's hidden callers of user functions (see `hidden`).
+pub fn hidden_callers_query() -> String {
+    hidden::query()
 }
 
 /// The columns of a policy table (by name, or by the OID first seen under that name).

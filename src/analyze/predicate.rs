@@ -335,6 +335,11 @@ fn cond(v: R<'_>, t: &Target) -> Cond {
 
 fn aexpr(v: R<'_>, b: &pb::AExpr, t: &Target) -> Cond {
     let k = b.kind;
+    // `OPERATOR(s.=)` outside pg_catalog is the user's operator, whatever it is called (the
+    // server never finds an unqualified operator in pg_temp): no point lookup.
+    if b.name.len() > 1 && b.name.first().and_then(sval) != Some("pg_catalog") {
+        return all_ranges(v, t, RangeKind::Expression);
+    }
     let op = b.name.last().and_then(sval).unwrap_or("");
     let (l, r) = (opt(&b.lexpr), opt(&b.rexpr));
     let is = |x: pb::AExprKind| k == x as i32;

@@ -264,7 +264,14 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                     st.opaque.push(Opaque::ExplainAnalyze);
                 }
             }
-            // Plain EXPLAIN plans without executing: nothing inside it runs.
+            // Plain EXPLAIN plans without executing: nothing inside it runs — but the planner
+            // folds calls of functions labeled IMMUTABLE (a mislabeled one may write), so a
+            // call of a user function inside counts as one.
+            if let Some(q) = opt(&b.query) {
+                let mut inner = Statement::default();
+                visit(q, &mut inner);
+                st.calls_functions |= inner.calls_functions;
+            }
             Descend::No
         }
         R::PrepareStmt(b) => {
@@ -328,7 +335,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
 
 /// Built-in functions that do not write, called unqualified in everyday SQL. Any other call
 /// may be a user function whose body writes (see `[opaque] functions`).
-const BUILTINS: &[&str] = &[
+pub const BUILTINS: &[&str] = &[
     "abs",
     "age",
     "array_agg",

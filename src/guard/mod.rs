@@ -13,6 +13,7 @@ use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
 use crate::precheck::CheckPlan;
 
 mod analysis;
+mod hidden;
 mod need;
 mod prefilter;
 mod prepared;
@@ -204,6 +205,12 @@ impl Guard {
             None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => return plain(Verdict::Analyze),
             None => self.is_harmless(sql, info),
             Some(p) => p.harmless,
+        };
+        // A relation, type or operator whose use runs a user function (a view's column, a
+        // domain's CHECK): the text names no function, but is judged like a call of one.
+        let harmless = match self.mentions_hidden_caller(sql, info, harmless) {
+            Ok(mentioned) => harmless && !mentioned,
+            Err(ask) => return plain(ask),
         };
         if harmless {
             // A function body may change what names resolve to (CREATE RULE in a function):

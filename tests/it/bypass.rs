@@ -107,3 +107,116 @@ async fn nextval_cannot_drift_a_protected_sequence() {
     assert_eq!(count(&db, "SELECT last_value FROM scratch_seq").await, 5000);
     p.stop().await;
 }
+
+async fn users(db: &str) -> i64 {
+    count(db, "SELECT count(*) FROM users").await
+}
+
+/// A user function that deletes users, reached through a view's column (and a view over that
+/// view), a domain's CHECK and a column default: the statement names no function, yet it is
+/// run in the pre-check like a call of one, and refused by the row limit — no user is gone.
+/// What mentions none of them stays a plain relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writing_function_behind_a_view_default_or_domain_is_judged() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; \
+         CREATE FUNCTION purge() RETURNS int LANGUAGE plpgsql AS \
+           $$ BEGIN DELETE FROM users WHERE plan = 'premium'; RETURN 1; END $$; \
+         CREATE VIEW purging AS SELECT purge() AS n; \
+         CREATE VIEW purging_too AS SELECT * FROM purging; \
+         CREATE DOMAIN purging_int AS int CHECK (purge() > 0); \
+         CREATE TABLE stamped (id int, n int DEFAULT purge()); \
+         CREATE TABLE checked (id int, n purging_int); \
+         CREATE OPERATOR ==> (FUNCTION = int4eq, LEFTARG = int, RIGHTARG = int); \
+         CREATE FUNCTION purge_op(int, int) RETURNS bool LANGUAGE sql AS $$ SELECT purge() > $1 $$; \
+         CREATE OPERATOR <=== (FUNCTION = purge_op, LEFTARG = int, RIGHTARG = int);",
+    );
+    let before = users(&db).await;
+    assert!(count(&db, "SELECT count(*) FROM users WHERE plan = 'premium'").await > 10);
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for sql in [
+        "SELECT * FROM purging",
+        "SELECT n FROM purging_too",
+        "SELECT 1::purging_int",
+        "INSERT INTO stamped (id) VALUES (1)",
+        "INSERT INTO checked VALUES (1, 1)",
+        "SELECT 1 <=== 2",
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, "row-limit");
+        assert_eq!(users(&db).await, before, "{sql}");
+    }
+    // The same through the extended protocol.
+    let e = via.query("SELECT * FROM purging", &[]).await.err().unwrap_or_else(|| panic!("ran: extended"));
+    refused_by(&e, "row-limit");
+    assert_eq!(users(&db).await, before);
+    // Nothing mentioned: relayed as ever.
+    via.simple_query("SELECT count(*) FROM users WHERE plan = 'premium'").await.unwrap();
+    via.simple_query("SELECT 1 ==> 1").await.unwrap();
+    // A write that gives the column (no default runs) is checked, and allowed.
+    via.simple_query("INSERT INTO stamped (id, n) VALUES (2, 2)").await.unwrap();
+    assert_eq!(users(&db).await, before);
+    p.stop().await;
+}
+
+/// Red team F1, F2, F5 and F1's addenda: what a DML-only role can create in `pg_temp` (a
+/// function, a view, a domain, a table with a default, an operator) and a user function named
+/// like a built-in — every statement that reaches one is judged on what it does; a user's
+/// `OPERATOR(pg_temp.=)` is no point lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_objects_and_lookalike_functions_are_judged() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.upper(bigint) RETURNS bigint LANGUAGE sql AS \
+           $$ WITH d AS (DELETE FROM public.subscriptions WHERE id < $1 RETURNING 1) SELECT count(*) FROM d $$;",
+    );
+    let tables = "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM subscriptions) \
+                  + (SELECT count(*) FROM chat_sessions) + (SELECT count(*) FROM web_messages)";
+    let before = count(&db, tables).await;
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for setup in [
+        "CREATE FUNCTION pg_temp.wipe() RETURNS bigint LANGUAGE sql AS \
+           $$ WITH d AS (DELETE FROM public.users WHERE true RETURNING 1) SELECT count(*) FROM d $$",
+        "CREATE TEMP VIEW innocent AS SELECT pg_temp.wipe() AS n",
+        "CREATE FUNCTION pg_temp.boom2(int) RETURNS boolean LANGUAGE sql AS \
+           $$ DELETE FROM public.subscriptions WHERE true; SELECT true $$",
+        "CREATE DOMAIN pg_temp.d AS int CHECK (pg_temp.boom2(VALUE))",
+        "CREATE FUNCTION pg_temp.boom3() RETURNS int LANGUAGE sql AS \
+           $$ DELETE FROM public.chat_sessions WHERE true; SELECT 1 $$",
+        "CREATE TEMP TABLE t (a int, b int DEFAULT pg_temp.boom3())",
+        "CREATE FUNCTION pg_temp.cat(text, text) RETURNS text LANGUAGE sql AS \
+           $$ DELETE FROM public.web_messages WHERE true; SELECT $1 || $2 $$",
+        "CREATE OPERATOR pg_temp.### (LEFTARG = text, RIGHTARG = text, FUNCTION = pg_temp.cat)",
+        "CREATE FUNCTION pg_temp.i() RETURNS int IMMUTABLE LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_temp.boom3(); RETURN 1; END $$",
+        "CREATE FUNCTION pg_temp.inwin(bigint, bigint) RETURNS boolean LANGUAGE sql IMMUTABLE \
+           AS 'SELECT $1 BETWEEN -91111120 AND $2'",
+        "CREATE OPERATOR pg_temp.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = pg_temp.inwin)",
+    ] {
+        via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
+    }
+    for (sql, rule) in [
+        ("SELECT * FROM innocent", "row-limit"),
+        ("SELECT 1::pg_temp.d", "row-limit"),
+        ("INSERT INTO t (a) VALUES (1)", "row-limit"),
+        ("SELECT 'a' OPERATOR(pg_temp.###) 'b'", "row-limit"),
+        ("UPDATE subscriptions SET plan = plan OPERATOR(pg_temp.###) '' WHERE id = 1", "row-limit"),
+        ("EXPLAIN SELECT pg_temp.i()", "row-limit"),
+        ("SELECT upper(1000::bigint)", "row-limit"),
+        ("DELETE FROM users WHERE id OPERATOR(pg_temp.=) -91111111", "protected-range"),
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, rule);
+        assert_eq!(count(&db, tables).await, before, "{sql}");
+    }
+    // Built-ins and ordinary reads still run.
+    via.simple_query("SELECT upper('x'), count(*) FROM users WHERE id = 1000001").await.unwrap();
+    p.stop().await;
+}
