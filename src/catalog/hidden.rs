@@ -185,3 +185,21 @@ mod tests {
 fn print_hidden_callers_query() {
     println!("{}", query());
 }
+
+/// The lookup a harmless message pays once the set is known (`cargo test --release --lib
+/// hidden_callers_lookup_cost -- --ignored --nocapture`).
+#[cfg(test)]
+#[test]
+#[ignore = "a measurement run by hand, not a check"]
+fn hidden_callers_lookup_cost() {
+    let c = super::Catalog::default();
+    c.learn_hidden_callers("bench", Some(&[]));
+    let n = 2_000_000u32;
+    let t = std::time::Instant::now();
+    let mut empty = 0u32;
+    for _ in 0..n {
+        empty += u32::from(c.hidden_callers(std::hint::black_box("bench")).is_some_and(|h| h.is_empty()));
+    }
+    assert_eq!(empty, n);
+    println!("{:.1} ns per lookup", t.elapsed().as_nanos() as f64 / f64::from(n));
+}
