@@ -286,7 +286,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::ExecuteStmt(b) => {
             let array_lens = items(&b.params).map(predicate::array_len).collect();
             st.executes.push(Execute { name: b.name.clone(), array_lens });
-            Descend::No
+            // Its arguments are evaluated at EXECUTE (`EXECUTE q(purge())`, red team F10).
+            Descend::Yes
         }
         R::DeallocateStmt(b) => {
             st.deallocate = Some(if b.isall { None } else { Some(b.name.clone()) });

@@ -179,6 +179,7 @@ async fn temporary_objects_and_lookalike_functions_are_judged() {
     let tables = "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM subscriptions) \
                   + (SELECT count(*) FROM chat_sessions) + (SELECT count(*) FROM web_messages)";
     let before = count(&db, tables).await;
+    let sequence = count(&db, "SELECT last_value FROM web_user_id_seq").await;
     let p = proxy().await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
     for setup in [
@@ -199,6 +200,10 @@ async fn temporary_objects_and_lookalike_functions_are_judged() {
         "CREATE FUNCTION pg_temp.inwin(bigint, bigint) RETURNS boolean LANGUAGE sql IMMUTABLE \
            AS 'SELECT $1 BETWEEN -91111120 AND $2'",
         "CREATE OPERATOR pg_temp.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = pg_temp.inwin)",
+        "CREATE FUNCTION pg_temp.s() RETURNS bigint LANGUAGE sql AS \
+           $$ SELECT pg_catalog.setval('public.web_user_id_seq', 91111100) $$",
+        "CREATE TEMP VIEW sv AS SELECT pg_temp.s() AS x",
+        "PREPARE q(bigint) AS SELECT $1",
     ] {
         via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
     }
@@ -211,10 +216,14 @@ async fn temporary_objects_and_lookalike_functions_are_judged() {
         ("EXPLAIN SELECT pg_temp.i()", "row-limit"),
         ("SELECT upper(1000::bigint)", "row-limit"),
         ("DELETE FROM users WHERE id OPERATOR(pg_temp.=) -91111111", "protected-range"),
+        ("SELECT * FROM sv", "identity"),
+        ("EXECUTE q(upper(1000::bigint))", "row-limit"),
+        ("EXPLAIN EXECUTE q(pg_temp.wipe())", "row-limit"),
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, rule);
         assert_eq!(count(&db, tables).await, before, "{sql}");
+        assert_eq!(count(&db, "SELECT last_value FROM web_user_id_seq").await, sequence, "{sql}");
     }
     // Built-ins and ordinary reads still run.
     via.simple_query("SELECT upper('x'), count(*) FROM users WHERE id = 1000001").await.unwrap();
