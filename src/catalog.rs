@@ -74,6 +74,10 @@ pub struct TableColumn {
     /// The minted columns it stands for (schema, table, column): a view's base column, an
     /// inheritance child's or partition's column in its parents (rule `explicit-id`).
     pub origins: Vec<Owner>,
+    /// It stands for a minted column but has a default of its own that takes no sequence
+    /// (`ALTER VIEW v ALTER id SET DEFAULT -91111150`): an INSERT that leaves it out mints an
+    /// id by hand.
+    pub hand_default: bool,
 }
 
 /// A column that owns a sequence: (schema, table, column).
@@ -469,7 +473,9 @@ pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
            (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(pg_catalog.chr(31), n.nspname, c.relname, ka.attname), pg_catalog.chr(30)) \
              FROM k JOIN pg_catalog.pg_class c ON c.oid{eq}k.rel JOIN pg_catalog.pg_namespace n ON n.oid{eq}c.relnamespace \
              JOIN pg_catalog.pg_attribute ka ON ka.attrelid{eq}k.rel AND ka.attnum{eq}k.col \
-             WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 AND k.kind OPERATOR(pg_catalog.<>) '') \
+             WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 AND k.kind OPERATOR(pg_catalog.<>) ''), \
+           (EXISTS (SELECT FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid{eq}a.attrelid AND ad.adnum{eq}a.attnum) \
+             AND NOT EXISTS (SELECT FROM k WHERE k.start{eq}a.attnum AND k.depth{eq}0 AND k.kind OPERATOR(pg_catalog.<>) ''))::pg_catalog.text \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid{eq}coalesce(pg_catalog.to_regclass({lit})::pg_catalog.oid, {oid}::pg_catalog.oid) \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -479,7 +485,8 @@ pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
     )
 }
 
-/// Reads the answer of [`minted_query`].
+/// Reads the answer of [`minted_query`] (attnum, name, kind, origins, own default without a
+/// sequence).
 pub fn minted_answer(rows: &[Vec<Option<String>>]) -> Vec<TableColumn> {
     rows.iter()
         .filter_map(|r| {
@@ -498,7 +505,9 @@ pub fn minted_answer(rows: &[Vec<Option<String>>]) -> Vec<TableColumn> {
                     Some((p.next()?.to_string(), p.next()?.to_string(), p.next()?.to_string()))
                 })
                 .collect();
-            Some(TableColumn { attnum: get(0)?.parse().ok()?, name: get(1)?.to_string(), mint, origins })
+            // A default of its own matters where the column stands for a minted one.
+            let hand_default = get(4) == Some("true") && mint != Mint::None;
+            Some(TableColumn { attnum: get(0)?.parse().ok()?, name: get(1)?.to_string(), mint, origins, hand_default })
         })
         .collect()
 }

@@ -229,3 +229,36 @@ async fn temporary_objects_and_lookalike_functions_are_judged() {
     via.simple_query("SELECT upper('x'), count(*) FROM users WHERE id = 1000001").await.unwrap();
     p.stop().await;
 }
+
+/// Red team F1 addendum: a default set on a (temporary) view over a table whose id a sequence
+/// mints, or on an inheritance child, mints an id by hand when an INSERT leaves the column out:
+/// refused by `explicit-id`; the table's own sequence default still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_of_its_own_on_a_view_or_child_is_an_explicit_id() {
+    let db = fresh_db("handdefault");
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, auth_source text); \
+         CREATE TABLE accounts_2026 () INHERITS (accounts); \
+         ALTER TABLE accounts_2026 ALTER id SET DEFAULT -91111151; \
+         GRANT ALL ON accounts, accounts_2026, accounts_id_seq TO app;",
+    );
+    let text = "[[table]]\nname = \"public.accounts\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("accounts.toml"), text)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("CREATE TEMP VIEW av2 AS SELECT * FROM accounts").await.unwrap();
+    via.simple_query("ALTER VIEW av2 ALTER id SET DEFAULT -91111150").await.unwrap();
+    for sql in
+        ["INSERT INTO av2 (auth_source) VALUES ('test')", "INSERT INTO accounts_2026 (auth_source) VALUES ('test')"]
+    {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let m = refused_by(&e, "explicit-id");
+        assert!(m.contains("its own default"), "{m}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM accounts WHERE id < 0").await, 0);
+    via.simple_query("INSERT INTO accounts (auth_source) VALUES ('oauth')").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM accounts").await, 1);
+    p.stop().await;
+}
