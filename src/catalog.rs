@@ -43,7 +43,7 @@ pub struct Catalog {
     /// Per database: the hidden callers of user functions (see `hidden`), when learned, and
     /// whether DDL has passed since (then it is asked again before it is used, unless it
     /// cannot be asked: see [`Catalog::assume_hidden_callers`]).
-    hidden: DashMap<String, (std::sync::Arc<HiddenCallers>, Instant, bool)>,
+    hidden: DashMap<String, (std::sync::Arc<HiddenCallers>, u64, bool), std::hash::BuildHasherDefault<hidden::Fnv>>,
     /// Per database: what the policy tables are now (see `crate::names`).
     identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
@@ -320,17 +320,17 @@ impl Catalog {
         }
     }
 
-    /// The database's hidden callers of user functions, when known and fresh.
-    pub fn hidden_callers(&self, database: &str) -> Option<std::sync::Arc<HiddenCallers>> {
+    /// `f` of the database's hidden callers of user functions, when known and fresh.
+    pub fn with_hidden_callers<R>(&self, database: &str, f: impl FnOnce(&HiddenCallers) -> R) -> Option<R> {
         let e = self.hidden.get(database)?;
-        (!e.2 && e.1.elapsed() < TTL).then(|| e.0.clone())
+        (!e.2 && hidden::coarse_ms().saturating_sub(e.1) < TTL.as_millis() as u64).then(|| f(&e.0))
     }
 
     /// Learns the answer of [`hidden_callers_query`] (`None`: it could not be read — then
     /// every text is taken as mentioning one, for a second, after which it is asked again).
     pub fn learn_hidden_callers(&self, database: &str, rows: Option<&[Vec<Option<String>>]>) {
         let (set, at) = match rows {
-            Some(rows) => (hidden::answer(rows), Instant::now()),
+            Some(rows) => (hidden::answer(rows), hidden::coarse_ms()),
             None => (HiddenCallers::everything(), Self::for_a_second()),
         };
         self.hidden.insert(database.to_string(), (std::sync::Arc::new(set), at, false));
@@ -347,8 +347,8 @@ impl Catalog {
     }
 
     /// A learning time that leaves an answer fresh for one more second.
-    fn for_a_second() -> Instant {
-        Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now)
+    fn for_a_second() -> u64 {
+        hidden::coarse_ms().saturating_sub((TTL - Duration::from_secs(1)).as_millis() as u64)
     }
 
     /// Forgets a database's answers (DDL may have changed them); the identities stay.

@@ -24,13 +24,10 @@ impl Guard {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let Some(set) = self.catalog.hidden_callers(&info.database) else {
-            return Err(Verdict::Resolve(vec![Question::HiddenCallers]));
-        };
-        if !harmless || set.is_empty() {
-            return Ok(false);
-        }
-        Ok(set.mentioned_in(&String::from_utf8_lossy(sql), false))
+        let mentioned = self.catalog.with_hidden_callers(&info.database, |set| {
+            harmless && !set.is_empty() && set.mentioned_in(&String::from_utf8_lossy(sql), false)
+        });
+        mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))
     }
 }
 
@@ -40,5 +37,5 @@ pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, wri
     if database.is_empty() || st.transaction_control {
         return false;
     }
-    catalog.hidden_callers(database).is_none_or(|set| set.mentioned_in(&st.text, writes))
+    catalog.with_hidden_callers(database, |set| set.mentioned_in(&st.text, writes)).unwrap_or(true)
 }
