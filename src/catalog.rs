@@ -10,6 +10,10 @@
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
+mod hidden;
+
+pub use hidden::HiddenCallers;
+
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +40,10 @@ pub struct Catalog {
     state_ready: DashMap<(String, String), ()>,
     /// (database, state schema) already reported as unusable in the log.
     state_warned: DashMap<(String, String), ()>,
+    /// Per database: the hidden callers of user functions (see `hidden`), when learned, and
+    /// whether DDL has passed since (then it is asked again before it is used, unless it
+    /// cannot be asked: see [`Catalog::assume_hidden_callers`]).
+    hidden: DashMap<String, (std::sync::Arc<HiddenCallers>, u64, bool), std::hash::BuildHasherDefault<hidden::Fnv>>,
     /// Per database: what the policy tables are now (see `crate::names`).
     identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
@@ -66,6 +74,10 @@ pub struct TableColumn {
     /// The minted columns it stands for (schema, table, column): a view's base column, an
     /// inheritance child's or partition's column in its parents (rule `explicit-id`).
     pub origins: Vec<Owner>,
+    /// It stands for a minted column but has a default of its own that takes no sequence
+    /// (`ALTER VIEW v ALTER id SET DEFAULT -91111150`): an INSERT that leaves it out mints an
+    /// id by hand.
+    pub hand_default: bool,
 }
 
 /// A column that owns a sequence: (schema, table, column).
@@ -90,6 +102,8 @@ pub enum Question {
     SequenceOwner(String),
     /// Which columns of a policy table a sequence mints (rule `explicit-id`).
     Minted { schema: String, table: String },
+    /// The database's hidden callers of user functions (see `hidden`).
+    HiddenCallers,
     /// What the policy tables are in this database now (`names::identities_query`).
     Identities,
     /// What these names (`names::key`) resolve to on this session.
@@ -306,9 +320,43 @@ impl Catalog {
         }
     }
 
+    /// `f` of the database's hidden callers of user functions, when known and fresh.
+    pub fn with_hidden_callers<R>(&self, database: &str, f: impl FnOnce(&HiddenCallers) -> R) -> Option<R> {
+        let e = self.hidden.get(database)?;
+        (!e.2 && hidden::coarse_ms().saturating_sub(e.1) < TTL.as_millis() as u64).then(|| f(&e.0))
+    }
+
+    /// Learns the answer of [`hidden_callers_query`] (`None`: it could not be read — then
+    /// every text is taken as mentioning one, for a second, after which it is asked again).
+    pub fn learn_hidden_callers(&self, database: &str, rows: Option<&[Vec<Option<String>>]>) {
+        let (set, at) = match rows {
+            Some(rows) => (hidden::answer(rows), hidden::coarse_ms()),
+            None => (HiddenCallers::everything(), Self::for_a_second()),
+        };
+        self.hidden.insert(database.to_string(), (std::sync::Arc::new(set), at, false));
+    }
+
+    /// Where the set cannot be asked now (in the middle of a batch, in a failed transaction):
+    /// the last answer, stale or not, is used for a second (with DDL of this session
+    /// through blastwall in between, what that DDL created is not in it: `guard` asks at the
+    /// next message that can); with none, every text is taken as mentioning one.
+    pub fn assume_hidden_callers(&self, database: &str) {
+        let last = self.hidden.get(database).map(|e| e.0.clone());
+        let set = last.unwrap_or_else(|| std::sync::Arc::new(HiddenCallers::everything()));
+        self.hidden.insert(database.to_string(), (set, Self::for_a_second(), false));
+    }
+
+    /// A learning time that leaves an answer fresh for one more second.
+    fn for_a_second() -> u64 {
+        hidden::coarse_ms().saturating_sub((TTL - Duration::from_secs(1)).as_millis() as u64)
+    }
+
     /// Forgets a database's answers (DDL may have changed them); the identities stay.
     pub fn forget(&self, database: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(mut e) = self.hidden.get_mut(database) {
+            e.2 = true;
+        }
         self.identities.remove(database);
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
@@ -342,6 +390,11 @@ pub fn query(names: &[String]) -> String {
         any = trigger(""),
         insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
     )
+}
+
+/// The query that finds a database's hidden callers of user functions (see `hidden`).
+pub fn hidden_callers_query() -> String {
+    hidden::query()
 }
 
 /// The columns of a policy table (by name, or by the OID first seen under that name).
@@ -423,7 +476,9 @@ pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
            (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(pg_catalog.chr(31), n.nspname, c.relname, ka.attname), pg_catalog.chr(30)) \
              FROM k JOIN pg_catalog.pg_class c ON c.oid{eq}k.rel JOIN pg_catalog.pg_namespace n ON n.oid{eq}c.relnamespace \
              JOIN pg_catalog.pg_attribute ka ON ka.attrelid{eq}k.rel AND ka.attnum{eq}k.col \
-             WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 AND k.kind OPERATOR(pg_catalog.<>) '') \
+             WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 AND k.kind OPERATOR(pg_catalog.<>) ''), \
+           (EXISTS (SELECT FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid{eq}a.attrelid AND ad.adnum{eq}a.attnum) \
+             AND NOT EXISTS (SELECT FROM k WHERE k.start{eq}a.attnum AND k.depth{eq}0 AND k.kind OPERATOR(pg_catalog.<>) ''))::pg_catalog.text \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid{eq}coalesce(pg_catalog.to_regclass({lit})::pg_catalog.oid, {oid}::pg_catalog.oid) \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -433,7 +488,8 @@ pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
     )
 }
 
-/// Reads the answer of [`minted_query`].
+/// Reads the answer of [`minted_query`] (attnum, name, kind, origins, own default without a
+/// sequence).
 pub fn minted_answer(rows: &[Vec<Option<String>>]) -> Vec<TableColumn> {
     rows.iter()
         .filter_map(|r| {
@@ -452,7 +508,9 @@ pub fn minted_answer(rows: &[Vec<Option<String>>]) -> Vec<TableColumn> {
                     Some((p.next()?.to_string(), p.next()?.to_string(), p.next()?.to_string()))
                 })
                 .collect();
-            Some(TableColumn { attnum: get(0)?.parse().ok()?, name: get(1)?.to_string(), mint, origins })
+            // A default of its own matters where the column stands for a minted one.
+            let hand_default = get(4) == Some("true") && mint != Mint::None;
+            Some(TableColumn { attnum: get(0)?.parse().ok()?, name: get(1)?.to_string(), mint, origins, hand_default })
         })
         .collect()
 }

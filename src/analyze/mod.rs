@@ -12,13 +12,15 @@ pub mod deep;
 pub mod directive;
 mod nodes;
 mod predicate;
+mod restrict;
 pub mod script;
+mod sequences;
 mod shape;
 mod walk;
 
 pub use predicate::{Cond, RangeKind, Where};
 pub use shape::Shapes;
-pub use walk::parse_qualified;
+pub use walk::{parse_qualified, BUILTINS};
 
 /// A relation as the statement names it (identifiers already folded by the parser).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -208,6 +210,10 @@ pub struct Statement {
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.
     pub calls_functions: bool,
+    /// The sequences its `nextval(…)` calls name (`None`: not named by a constant).
+    pub nextval: Vec<Option<RelName>>,
+    /// Its `nextval` calls run once each (a SELECT of constants): see `sequences`.
+    pub nextval_bounded: bool,
     /// Some fact above was read from a literal's value (a sequence in `setval('…')`, an array
     /// literal's length, `SET blastwall.mode = '…'`, an `EXPLAIN` option, a COPY file name):
     /// the facts cannot be shared with texts that differ only in literals (`shape`).

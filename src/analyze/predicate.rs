@@ -6,6 +6,7 @@
 
 use super::children::each_child;
 use super::nodes::{const_str, items, opt, sval};
+use super::restrict;
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,18 +110,27 @@ pub struct Cond {
     /// column and none of theirs ([`Where::resolved`]).
     beside: Option<Vec<super::RelName>>,
     if_mine: BTreeMap<String, Cond>,
+    /// It restricts the target's rows (see `restrict`): what `require-where` asks for.
+    restricting: bool,
 }
 
 impl Where {
-    /// Whether the WHERE restricts the target's rows by something of the target's own (a
-    /// column, or the whole row): what `require-where` asks for. A name that may belong to
-    /// another relation ([`RangeKind::Unqualified`]) does not.
+    /// Whether the WHERE restricts the target's rows: compares something of the target's
+    /// row with something independent of it (see `restrict`): what `require-where` asks for.
+    /// A name that may belong to another relation ([`RangeKind::Unqualified`]) does not, nor
+    /// does a tautology (`t.id = t.id`, `true OR …`).
     pub fn restricts(&self) -> bool {
         match self {
             Where::Absent | Where::Constant => false,
             Where::CurrentOf => true,
-            Where::Cond(c) => !c.refs.is_empty() || c.whole_row.is_some(),
+            Where::Cond(c) => c.restricting,
         }
+    }
+
+    /// Whether it names the target's columns for sure (a WHERE that does and still does not
+    /// restrict is a tautology, or compares the row with itself).
+    pub fn names_columns(&self) -> bool {
+        matches!(self, Where::Cond(c) if !c.refs.is_empty() || c.whole_row.is_some())
     }
 }
 
@@ -157,6 +167,9 @@ impl Where {
             if x.refs.contains(m) {
                 r.refs.insert(m.clone());
             }
+            // Restricting once the name is known to be the target's (`restrict` fails closed
+            // on a name that may be another relation's).
+            r.restricting |= x.restricting;
         }
         Cow::Owned(Where::Cond(r))
     }
@@ -185,7 +198,8 @@ pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> W
             if has_current_of(a) || has_current_of(b) {
                 return Where::CurrentOf;
             }
-            let c = and(vec![cond(a, t), cond(b, t)]);
+            let mut c = and(vec![cond(a, t), cond(b, t)]);
+            c.restricting = restrict::restricts(a, t) || restrict::restricts(b, t);
             if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
                 Where::Constant
             } else {
@@ -200,6 +214,7 @@ fn finish(w: R<'_>, t: &Target) -> Where {
         return Where::CurrentOf;
     }
     let mut c = cond(w, t);
+    c.restricting = restrict::restricts(w, t);
     if t.others && t.mine.is_empty() && t.beside.is_some() {
         // Each unqualified name as the target's column alone: what it is once the catalog
         // says so (`Where::resolved`).
@@ -207,7 +222,9 @@ fn finish(w: R<'_>, t: &Target) -> Where {
             c.ranges.iter().filter(|(_, k)| **k == RangeKind::Unqualified).map(|(n, _)| n.clone()).collect();
         for n in names {
             let t = Target { mine: BTreeSet::from([n.clone()]), ..t.clone() };
-            c.if_mine.insert(n, cond(w, &t));
+            let mut x = cond(w, &t);
+            x.restricting = restrict::restricts(w, &t);
+            c.if_mine.insert(n, x);
         }
         c.beside = t.beside.clone();
     }
@@ -382,6 +399,11 @@ fn cond(v: R<'_>, t: &Target) -> Cond {
 
 fn aexpr(v: R<'_>, b: &pb::AExpr, t: &Target) -> Cond {
     let k = b.kind;
+    // `OPERATOR(s.=)` outside pg_catalog is the user's operator, whatever it is called (the
+    // server never finds an unqualified operator in pg_temp): no point lookup.
+    if b.name.len() > 1 && b.name.first().and_then(sval) != Some("pg_catalog") {
+        return all_ranges(v, t, RangeKind::Expression);
+    }
     let op = b.name.last().and_then(sval).unwrap_or("");
     let (l, r) = (opt(&b.lexpr), opt(&b.rexpr));
     let is = |x: pb::AExprKind| k == x as i32;

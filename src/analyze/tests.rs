@@ -385,3 +385,121 @@ fn deep_stack_cost() {
     let spawn = t.elapsed() / n;
     eprintln!("analysis here {here:?}, on the deep stack {deep:?}, an empty deep-stack call {spawn:?}");
 }
+
+/// Whether the first write's WHERE satisfies `require-where`.
+fn restricts(sql: &str) -> bool {
+    one(sql).writes[0].predicate.as_ref().is_some_and(Where::restricts)
+}
+
+#[test]
+fn a_tautology_does_not_restrict() {
+    for sql in [
+        "DELETE FROM t WHERE t.id = t.id",
+        "DELETE FROM t WHERE id = id",
+        "DELETE FROM t x WHERE x.id = x.id",
+        "DELETE FROM t WHERE t IS NOT NULL",
+        "DELETE FROM t WHERE t.* IS NOT NULL",
+        "DELETE FROM t WHERE NOT (t IS NULL)",
+        "DELETE FROM t WHERE true OR id = 5",
+        "DELETE FROM t WHERE id = 5 OR true",
+        "DELETE FROM t WHERE id = 5 OR 1 = 1",
+        "DELETE FROM t WHERE coalesce(x, x) = coalesce(x, x)",
+        "DELETE FROM t WHERE id >= id",
+        "DELETE FROM t WHERE id <= id + 0",
+        "DELETE FROM t WHERE id IN (id)",
+        "DELETE FROM t WHERE id BETWEEN id AND id",
+        "DELETE FROM t WHERE (id = id) = true",
+        "DELETE FROM t WHERE (id = id) IS TRUE",
+        "DELETE FROM t WHERE (id = NULL) IS NOT TRUE",
+        "DELETE FROM t WHERE (id = 5) IS UNKNOWN OR true",
+        "DELETE FROM t WHERE coalesce(id = $1, true)",
+        "DELETE FROM t WHERE NOT (id <> id)",
+        "DELETE FROM t WHERE NOT (id = 5 AND false)",
+        "DELETE FROM t WHERE id < 5 OR id >= 5",
+        "DELETE FROM t WHERE id + 0 < 5 OR id > 4",
+        "DELETE FROM t WHERE 5 > id OR id >= 5",
+        "DELETE FROM t WHERE flag OR NOT flag",
+        "DELETE FROM t WHERE x IS NULL OR x IS NOT NULL",
+        "DELETE FROM t WHERE x = 1 OR x <> 1",
+        "DELETE FROM t WHERE x LIKE 'a%' OR x NOT LIKE 'a%'",
+        "DELETE FROM t WHERE NOT (x = 1 AND x <> 1)",
+        "DELETE FROM t WHERE CASE WHEN id = id THEN true END",
+        "DELETE FROM t WHERE id IN (SELECT id)",
+        "DELETE FROM t WHERE id IN (SELECT t.id FROM u)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 WHERE t.id = t.id)",
+        "DELETE FROM t WHERE EXISTS (SELECT count(*) FROM u WHERE u.t_id = t.id)",
+        "DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id LIMIT 0)",
+        "DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id AND false)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM t WHERE t.id = 5)",
+        "DELETE FROM t WHERE int4eq(id, id)",
+        "UPDATE orders SET s = 'x' FROM batches WHERE batch_status = 'void'",
+        "UPDATE t SET a = 1 WHERE t.a = t.a AND 1 = 1",
+        "MERGE INTO t USING s ON t.id = t.id WHEN MATCHED THEN DELETE",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn an_ordinary_predicate_restricts() {
+    for sql in [
+        "DELETE FROM t WHERE id = 5",
+        "DELETE FROM t WHERE 5 = id",
+        "DELETE FROM t WHERE id = $1",
+        "DELETE FROM t WHERE id <> 5",
+        "DELETE FROM t WHERE created_at < now() - interval '30 days'",
+        "DELETE FROM t WHERE coalesce(updated_at, created_at) < $1",
+        "DELETE FROM t WHERE price * qty > 100",
+        "DELETE FROM t WHERE name LIKE 'test%'",
+        "DELETE FROM t WHERE is_test",
+        "DELETE FROM t WHERE NOT is_test AND plan = 'free'",
+        "DELETE FROM t WHERE deleted_at IS NOT NULL",
+        "DELETE FROM t WHERE deleted_at IS NULL AND a = 1",
+        "DELETE FROM t WHERE id = id AND a = 1",
+        "DELETE FROM t WHERE a = 1 OR b = 2",
+        "DELETE FROM t WHERE a < 5 OR b >= 5",
+        "DELETE FROM t WHERE id = ANY($1)",
+        "DELETE FROM t WHERE id IN (1, 2, 3)",
+        "DELETE FROM t WHERE id BETWEEN 1 AND 5",
+        "DELETE FROM t WHERE starts_with(name, 'x')",
+        "DELETE FROM t WHERE coalesce(flag, false)",
+        "DELETE FROM t WHERE (a = 1) IS TRUE",
+        "DELETE FROM t WHERE user_id IN (SELECT id FROM users WHERE banned)",
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < now() LIMIT 1000)",
+        "DELETE FROM t WHERE id = (SELECT max(id) FROM other)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id)",
+        "DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id)",
+        "DELETE FROM users u WHERE EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND status = 'x')",
+        "DELETE FROM t USING u WHERE t.u_id = u.id AND u.gone",
+        "UPDATE orders SET s = 'x' FROM batches WHERE orders.batch_id = batches.id AND batch_status = 'void'",
+        "UPDATE t SET a = a + 1 WHERE id = $1",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON t.id = t.id WHEN MATCHED AND t.a = 1 THEN DELETE",
+        "DELETE FROM t WHERE (t).a = 5",
+        "DELETE FROM t WHERE x::text = '5'",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn nextval_is_bounded_only_in_a_select_of_constants() {
+    let st = one("SELECT nextval('web_user_id_seq'), 1 + 2");
+    assert_eq!(st.nextval, vec![Some(RelName { schema: None, name: "web_user_id_seq".into() })]);
+    assert!(st.nextval_bounded && !st.moves_sequences(|_| true));
+    for sql in [
+        "SELECT nextval('s') FROM generate_series(1, 100000000)",
+        "SELECT nextval('s'), generate_series(1, 10)",
+        "SELECT (SELECT nextval('s') FROM t LIMIT 1)",
+        "WITH g AS (SELECT 1) SELECT nextval('s') FROM g",
+        "INSERT INTO t SELECT nextval('s') FROM t",
+        "SELECT nextval('s') UNION ALL SELECT nextval('s')",
+    ] {
+        let st = one(sql);
+        assert!(!st.nextval_bounded && st.moves_sequences(|s| s.name == "s"), "{sql}");
+        assert!(!st.moves_sequences(|_| false), "{sql}: an unprotected sequence");
+    }
+    // A name the text does not give, or an OID, may be any sequence.
+    assert!(one("SELECT nextval(relname::regclass) FROM pg_class").moves_sequences(|_| false));
+    assert!(one("SELECT nextval('16384') FROM t").moves_sequences(|_| false));
+}

@@ -10,6 +10,7 @@
 use super::children::{each_child, is_ddl};
 use super::nodes::{const_str, items, literal_read, literals_read, opt, start_literal_reads, sval};
 use super::predicate::{self, Target};
+use super::sequences;
 use super::{Execute, Op, Opaque, RelName, Statement, Write};
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
@@ -33,6 +34,7 @@ fn rangevar_node(v: R<'_>) -> Option<RelName> {
 pub(super) fn statement(root: R<'_>, st: &mut Statement) -> bool {
     start_literal_reads();
     visit(root, st);
+    sequences::finish(root, st);
     let read = literals_read();
     start_literal_reads();
     read
@@ -252,6 +254,9 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                     st.session_mode = Some(Some(value.unwrap_or_default().to_string()));
                 }
             }
+            if sequences::is_nextval(&b.funcname) {
+                st.nextval.push(items(&b.args).next().and_then(const_regclass));
+            }
             if is_setval {
                 let target = items(&b.args).next().and_then(const_regclass);
                 st.writes.push(Write { op: Op::Setval, target, predicate: None });
@@ -355,7 +360,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
 
 /// Built-in functions that do not write, called unqualified in everyday SQL. Any other call
 /// may be a user function whose body writes (see `[opaque] functions`).
-const BUILTINS: &[&str] = &[
+pub const BUILTINS: &[&str] = &[
     "abs",
     "age",
     "array_agg",

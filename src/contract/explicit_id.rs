@@ -107,11 +107,15 @@ pub fn explicit_id_findings(
 /// The columns of `cols` an insert supplies a value for that a sequence mints (a value given
 /// with OVERRIDING USER VALUE is discarded for an identity column: not supplied).
 fn minted_supplied<'c>(ins: &'c Insert, cols: &'c [TableColumn]) -> impl Iterator<Item = &'c TableColumn> + 'c {
-    let chosen: Vec<&TableColumn> = match &ins.supplied {
+    let mut chosen: Vec<&TableColumn> = match &ins.supplied {
         Supplied::Named(n) => cols.iter().filter(|c| n.contains(&c.name)).collect(),
         Supplied::Positions(p) => p.iter().filter_map(|&i| cols.get(i)).collect(),
         Supplied::Every => cols.iter().collect(),
     };
+    // Left out, a column with a default of its own that takes no sequence gets that value.
+    let left_out: Vec<&TableColumn> =
+        cols.iter().filter(|c| c.hand_default && !chosen.iter().any(|x| x.attnum == c.attnum)).collect();
+    chosen.extend(left_out);
     chosen.into_iter().filter(|c| match c.mint {
         Mint::None => false,
         Mint::SequenceDefault => true,
@@ -156,8 +160,9 @@ fn derived_findings(
                 mode,
                 what: format!("{} on {}", ins.verb, ins.target),
                 why: format!(
-                    "supplies a value for column {} of {}, which stands for protected column {column} of {} (a view over it, or an inheritance child or partition of it), which a sequence mints: {}",
+                    "supplies a value for column {} of {}{}, which stands for protected column {column} of {} (a view over it, or an inheritance child or partition of it), which a sequence mints: {}",
                     c.name,
+                    if c.hand_default { " (its own default, which takes no sequence)" } else { "" },
                     ins.target,
                     t.qualified(),
                     describe(c.mint, ins.overriding_system)
@@ -247,8 +252,14 @@ mod tests {
 
     fn cols() -> Vec<TableColumn> {
         vec![
-            TableColumn { attnum: 1, name: "id".into(), mint: Mint::SequenceDefault, origins: Vec::new() },
-            TableColumn { attnum: 2, name: "name".into(), mint: Mint::None, origins: Vec::new() },
+            TableColumn {
+                attnum: 1,
+                name: "id".into(),
+                mint: Mint::SequenceDefault,
+                origins: Vec::new(),
+                hand_default: false,
+            },
+            TableColumn { attnum: 2, name: "name".into(), mint: Mint::None, origins: Vec::new(), hand_default: false },
         ]
     }
 

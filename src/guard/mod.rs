@@ -14,6 +14,7 @@ use crate::precheck::CheckPlan;
 
 mod analysis;
 pub mod cursors;
+mod hidden;
 mod need;
 mod prefilter;
 mod prepared;
@@ -211,6 +212,12 @@ impl Guard {
         // A FETCH or MOVE of a cursor that is not plain may run what its query calls
         // (`cursors`): judged, never relayed as harmless.
         let reads_cursor = cursors::note(sql, info) && self.calls_matter.load(Ordering::Acquire);
+        // A relation, type or operator whose use runs a user function (a view's column, a
+        // domain's CHECK): the text names no function, but is judged like a call of one.
+        let harmless = match self.mentions_hidden_caller(sql, info, harmless) {
+            Ok(mentioned) => harmless && !mentioned,
+            Err(ask) => return plain(ask),
+        };
         if harmless && !reads_cursor {
             // A function body may change what names resolve to (CREATE RULE in a function):
             // the catalog's answers do not outlive a call the guard cannot see into.

@@ -322,22 +322,8 @@ fn write_findings(
         op if op.is_row_write() => {
             let pred = w.predicate.as_ref().unwrap_or(&Where::Absent);
             let pred = &*pred.resolved(reach.map_or(&[][..], |r| &r.mine[..]));
-            if !pred.restricts() {
-                let required = match tables.first() {
-                    Some(t) => t.require_where.unwrap_or(policy.require_where),
-                    None => policy.require_where,
-                };
-                if required {
-                    let why = if *pred == Where::Absent {
-                        "no WHERE clause (every row)".to_string()
-                    } else if matches!(pred, Where::Cond(_)) {
-                        "a WHERE clause that names none of the table's columns for sure (a name inside a subquery, or beside another relation, may be another relation's), so it may match every row; qualify the table's own columns with its name".to_string()
-                    } else {
-                        "a WHERE clause that does not restrict the table's rows (every row)".to_string()
-                    };
-                    finding(tables.first().copied(), "require-where", why, HINT_WHERE);
-                }
-            }
+            // A tautology over a protected column is named by the more precise rule.
+            let mut ranged = false;
             for t in tables.iter().filter(|t| !t.protected_columns.is_empty()) {
                 match pred {
                     Where::CurrentOf => finding(
@@ -356,6 +342,7 @@ fn write_findings(
                                 (None, None) => None,
                             };
                             if let Some(k) = kind {
+                                ranged = true;
                                 let renamed = if policy_name == col {
                                     String::new()
                                 } else {
@@ -367,6 +354,24 @@ fn write_findings(
                         }
                     }
                     Where::Absent | Where::Constant => {}
+                }
+            }
+            if !(pred.restricts() || ranged && pred.names_columns()) {
+                let required = match tables.first() {
+                    Some(t) => t.require_where.unwrap_or(policy.require_where),
+                    None => policy.require_where,
+                };
+                if required {
+                    let why = if *pred == Where::Absent {
+                        "no WHERE clause (every row)".to_string()
+                    } else if pred.names_columns() {
+                        "a WHERE clause that names the table's columns but does not restrict them: it compares the row with itself (t.id = t.id), has a branch true for every row (true OR …, a < 5 OR a >= 5), or a shape blastwall cannot show to restrict (IS NOT TRUE, CASE, a comparison inside a comparison); it may match every row".to_string()
+                    } else if matches!(pred, Where::Cond(_)) {
+                        "a WHERE clause that names none of the table's columns for sure (a name inside a subquery, or beside another relation, may be another relation's), so it may match every row; qualify the table's own columns with its name".to_string()
+                    } else {
+                        "a WHERE clause that does not restrict the table's rows (every row)".to_string()
+                    };
+                    finding(tables.first().copied(), "require-where", why, HINT_WHERE);
                 }
             }
         }

@@ -195,6 +195,11 @@ impl Session {
     ) -> Result<(), SessionError> {
         use crate::catalog::Question;
         let db = self.info.database.clone();
+        if self.relay.tx == TxStatus::Failed && questions.iter().all(|q| *q == Question::HiddenCallers) {
+            // Not askable now: every text is taken as mentioning one (a ROLLBACK mentions none).
+            self.assume_answers(&questions);
+            return self.judge_and_record(frame);
+        }
         if self.relay.tx == TxStatus::Failed {
             // The server refuses everything until ROLLBACK, and cannot be asked either.
             if frame.tag == fe::QUERY && self.may_end_the_failed_transaction(&frame.bytes) {
@@ -245,6 +250,21 @@ impl Session {
                     .await
                     .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
                 catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
+                continue;
+            }
+            if let Question::HiddenCallers = q {
+                let answer = match backend.query(&crate::catalog::hidden_callers_query()).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Asked before the client's own first statement: a server that closed
+                        // without a word is reported as if the client's had met it.
+                        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
+                        self.relay.to_client.extend_from_slice(&msg.encode());
+                        let _ = self.flush_to_client().await;
+                        return Err(SessionError::Closed(format!("catalog lookup: {e}")));
+                    }
+                };
+                catalog.learn_hidden_callers(&db, answer.error.is_none().then_some(&answer.rows[..]));
                 continue;
             }
             if let Question::Minted { schema, table } = q {
@@ -406,6 +426,7 @@ impl Session {
         for q in questions {
             match q {
                 crate::catalog::Question::Indirect(n) => catalog.learn(db, n, true),
+                crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db),
                 crate::catalog::Question::SequenceOwner(seq) => {
                     // Fail closed: as if a protected column of every table forbidding setval
                     // owned it.

@@ -47,9 +47,12 @@
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 //! - `cursors`: red-team F3/F4 — prepared statements and cursors a function body changes or
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
+//! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
+//!   `nextval`, hidden callers of writing functions), data checked on the server.
 
 mod arguments;
 mod batches;
+mod bypass;
 mod cli;
 mod console;
 mod contract;

@@ -1,0 +1,376 @@
+//! Whether a DELETE/UPDATE/MERGE predicate restricts the target's rows — what `require-where`
+//! asks for. Naming a column is not enough: `WHERE t.id = t.id`, `WHERE true OR id = 5`,
+//! `WHERE coalesce(x, x) = coalesce(x, x)` or `WHERE t IS NOT NULL` name columns and match
+//! every row.
+//!
+//! The rule: a predicate restricts when it compares something of the target's row with
+//! something independent of that row (a constant, a parameter, another relation's column, an
+//! uncorrelated subquery) — `a = 5`, `price * qty > $1`, `name LIKE 'x%'`, `o.batch_id = b.id`,
+//! `id IN (SELECT …)`, a boolean column, `starts_with(name, 'x')`, `EXISTS (… WHERE o.t_id =
+//! t.id)` — and through `AND` (one restricting conjunct), `OR` (every branch restricting, and
+//! no two branches complementary on the same columns: `a < 5 OR a >= 5`), `NOT` (of a
+//! restricting comparison), `IS TRUE`/`IS FALSE`. Anything else fails closed: both sides of a
+//! comparison depending on the row, a comparison inside the row's side (`(id = id) = true`,
+//! `coalesce(id = $1, true)`), `IS NOT TRUE`/`IS UNKNOWN`, CASE, a whole-row `IS NOT NULL`, a
+//! name that may be another relation's. `col IS NOT NULL` on a plain column counts (blastwall
+//! does not know which columns are `NOT NULL`; a soft-delete purge `WHERE deleted_at IS NOT
+//! NULL` is an ordinary predicate). A comparison whose value is always true (`abs(id) >= 0`)
+//! is not found: that is the data's business, and row limits apply.
+//!
+//! Owns: that classification. Reads no literal's value (the shape cache may share it).
+
+use super::children::each_child;
+use super::nodes::{items, opt, sval};
+use super::predicate::Target;
+use pg_query::protobuf as pb;
+use pg_query::NodeRef as R;
+
+/// Whether `w` (a WHERE, or a MERGE's join or WHEN condition) restricts the target's rows.
+pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
+    pred(w, Cx { t, inner: false, shadowed: false }, true)
+}
+
+/// Where an expression stands: `inner`, inside a subquery with a FROM of its own (its
+/// unqualified names are that FROM's: an application's `user_id IN (SELECT id FROM users WHERE
+/// banned)`); `shadowed`, inside one whose FROM shows a relation under the target's name (then
+/// that name means the inner relation).
+#[derive(Clone, Copy)]
+struct Cx<'t> {
+    t: &'t Target,
+    inner: bool,
+    shadowed: bool,
+}
+
+/// What an operand depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Nothing of the target's row: the same for every row.
+    Independent,
+    /// The target's row (its columns or the whole row), and no comparison inside.
+    Row,
+    /// A name that may be the target's, or a comparison inside the row's side.
+    Unsure,
+}
+
+#[derive(Default)]
+struct Deps {
+    row: bool,
+    whole_row: bool,
+    unsure: bool,
+}
+
+fn side(e: R<'_>, cx: Cx<'_>) -> Side {
+    let d = deps_of(e, cx);
+    if d.unsure {
+        Side::Unsure
+    } else if !d.row {
+        Side::Independent
+    } else if has_comparison(e) {
+        Side::Unsure
+    } else {
+        Side::Row
+    }
+}
+
+fn deps_of(e: R<'_>, cx: Cx<'_>) -> Deps {
+    let mut d = Deps::default();
+    deps(e, cx, &mut d);
+    d
+}
+
+/// The relation names a SELECT's FROM shows (aliases, or relation names), at any join depth.
+fn from_names(q: &pb::SelectStmt) -> Vec<String> {
+    fn walk(v: R<'_>, out: &mut Vec<String>) {
+        match v {
+            R::RangeVar(r) => out.push(r.alias.as_ref().map_or_else(|| r.relname.clone(), |a| a.aliasname.clone())),
+            R::RangeSubselect(r) => out.extend(r.alias.as_ref().map(|a| a.aliasname.clone())),
+            R::RangeFunction(r) => out.extend(r.alias.as_ref().map(|a| a.aliasname.clone())),
+            R::JoinExpr(j) => {
+                for x in [opt(&j.larg), opt(&j.rarg)].into_iter().flatten() {
+                    walk(x, out);
+                }
+                out.extend(j.alias.as_ref().map(|a| a.aliasname.clone()));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for f in items(&q.from_clause) {
+        walk(f, &mut out);
+    }
+    out
+}
+
+fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
+    match e {
+        R::ColumnRef(c) => {
+            let t = cx.t;
+            let names: Vec<Option<&str>> = c.fields.iter().map(sval).collect();
+            let ours = |q: &Option<&str>| !cx.shadowed && *q == Some(t.qualifier.as_str());
+            match names.as_slice() {
+                // A bare name: a column, or the whole row when it is the target's name.
+                [n] if ours(n) => {
+                    out.row = true;
+                    out.whole_row = true;
+                }
+                [Some(_)] if cx.inner => {}
+                [Some(_)] if t.others => out.unsure = true,
+                [Some(_)] => out.row = true,
+                [q, None] if ours(q) => {
+                    out.row = true;
+                    out.whole_row = true;
+                }
+                [q, Some(_)] if ours(q) => out.row = true,
+                [s, q, rest] | [_, s, q, rest] if ours(q) && t.schema.as_deref().is_none_or(|ts| *s == Some(ts)) => {
+                    out.row = true;
+                    out.whole_row |= rest.is_none();
+                }
+                _ => {}
+            }
+        }
+        R::SelectStmt(q) => {
+            let own = !q.from_clause.is_empty();
+            let shadowed = cx.shadowed || from_names(q).contains(&cx.t.qualifier);
+            let cx = Cx { inner: cx.inner || own, shadowed, ..cx };
+            each_child(e, &mut |c| deps(c, cx, out));
+        }
+        _ => each_child(e, &mut |c| deps(c, cx, out)),
+    }
+}
+
+/// Whether a predicate appears inside an expression (a comparison, a boolean combination, a
+/// test, a CASE's condition, a subquery test): its truth would then depend on the row twice.
+fn has_comparison(e: R<'_>) -> bool {
+    let here = match e {
+        R::BoolExpr(_) | R::NullTest(_) | R::BooleanTest(_) | R::CaseExpr(_) => true,
+        R::SubLink(s) => s.sub_link_type != pb::SubLinkType::ExprSublink as i32,
+        R::AExpr(a) => a.kind != pb::AExprKind::AexprOp as i32 || class_of_op(op_name(a)).is_some(),
+        _ => false,
+    };
+    if here {
+        return true;
+    }
+    let mut found = false;
+    each_child(e, &mut |c| found = found || has_comparison(c));
+    found
+}
+
+fn op_name(a: &pb::AExpr) -> &str {
+    a.name.last().and_then(super::nodes::sval).unwrap_or("")
+}
+
+/// The family of a comparison operator and whether it is the positive member (`<` and `>`
+/// are opposite members of `order`; `=` and `<>` of `eq`); `None`: not a comparison.
+fn class_of_op(op: &str) -> Option<(&'static str, bool)> {
+    Some(match op {
+        "=" => ("eq", true),
+        "<>" | "!=" => ("eq", false),
+        "<" | "<=" => ("order", true),
+        ">" | ">=" => ("order", false),
+        "~~" | "~~*" | "~" | "~*" => ("like", true),
+        "!~~" | "!~~*" | "!~" | "!~*" => ("like", false),
+        _ => return None,
+    })
+}
+
+/// `op` as seen from the other side (`5 > id` is `id < 5`).
+fn mirrored(class: (&'static str, bool)) -> (&'static str, bool) {
+    match class {
+        ("order", p) => ("order", !p),
+        c => c,
+    }
+}
+
+/// `pos`: the predicate as written; otherwise its negation (under a NOT).
+fn pred(v: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
+    match v {
+        R::BoolExpr(b) => {
+            let args: Vec<R<'_>> = items(&b.args).collect();
+            let and = b.boolop == pb::BoolExprType::AndExpr as i32;
+            let or = b.boolop == pb::BoolExprType::OrExpr as i32;
+            if !and && !or {
+                return args.first().is_some_and(|a| pred(*a, cx, !pos));
+            }
+            // AND, or the negation of an OR, holds where all of its terms hold: one
+            // restricting term is enough. OR, or the negation of an AND, holds where any
+            // branch holds: every branch must restrict, and no two may together cover all.
+            if and == pos {
+                args.iter().any(|a| pred(*a, cx, pos))
+            } else {
+                args.iter().all(|a| pred(*a, cx, pos)) && !complementary(&args, cx, pos)
+            }
+        }
+        R::AExpr(a) => comparison(a, cx).is_some(),
+        R::NullTest(n) => {
+            let Some(arg) = opt(&n.arg) else { return false };
+            let is_null = (n.nulltesttype == pb::NullTestType::IsNull as i32) == pos;
+            if is_null {
+                side(arg, cx) == Side::Row
+            } else {
+                // Only a plain column of the target (a whole row's IS NOT NULL asks nothing of
+                // a single column, and an expression's may hold for every row).
+                plain_column(arg, cx)
+            }
+        }
+        R::BooleanTest(b) => {
+            let Some(arg) = opt(&b.arg) else { return false };
+            match (b.booltesttype, pos) {
+                (x, true) if x == pb::BoolTestType::IsTrue as i32 => pred(arg, cx, true),
+                (x, true) if x == pb::BoolTestType::IsFalse as i32 => pred(arg, cx, false),
+                // IS NOT TRUE, IS NOT FALSE, IS [NOT] UNKNOWN, and the negations of IS
+                // TRUE/FALSE take the unknown rows too: `(id = NULL) IS NOT TRUE` is every row.
+                _ => false,
+            }
+        }
+        R::ColumnRef(_) => plain_column(v, cx),
+        R::TypeCast(tc) => opt(&tc.arg).is_some_and(|a| pred(a, cx, pos)),
+        R::SubLink(s) => sublink(s, cx, pos),
+        // A function of the row and of something independent (`starts_with(name, 'x')`,
+        // `coalesce(flag, false)`).
+        R::FuncCall(f) if f.agg_filter.is_none() && f.over.is_none() => call(&f.args, cx),
+        R::CoalesceExpr(c) => call(&c.args, cx),
+        _ => false,
+    }
+}
+
+fn call(args: &[pb::Node], cx: Cx<'_>) -> bool {
+    let sides: Vec<Side> = items(args).map(|a| side(a, cx)).collect();
+    sides.contains(&Side::Row) && sides.contains(&Side::Independent) && !sides.contains(&Side::Unsure)
+}
+
+/// A bare column of the target (a boolean column as a predicate, or `col IS NOT NULL`).
+fn plain_column(v: R<'_>, cx: Cx<'_>) -> bool {
+    let d = deps_of(v, cx);
+    matches!(v, R::ColumnRef(_)) && d.row && !d.whole_row && !d.unsure
+}
+
+/// A comparison of the row with something independent of it: its family, positive member or
+/// not, and the row's side (for the complement check). `None`: it does not restrict.
+fn comparison<'a>(a: &'a pb::AExpr, cx: Cx<'_>) -> Option<(&'static str, bool, R<'a>)> {
+    let (l, r) = (opt(&a.lexpr)?, opt(&a.rexpr)?);
+    let kind = a.kind;
+    let is = |k: pb::AExprKind| kind == k as i32;
+    let class = if is(pb::AExprKind::AexprNotDistinct) || is(pb::AExprKind::AexprIn) && op_name(a) == "=" {
+        ("eq", true)
+    } else if is(pb::AExprKind::AexprDistinct) || is(pb::AExprKind::AexprIn) {
+        ("eq", false)
+    } else if is(pb::AExprKind::AexprLike) || is(pb::AExprKind::AexprIlike) || is(pb::AExprKind::AexprSimilar) {
+        ("like", !op_name(a).starts_with('!'))
+    } else if is(pb::AExprKind::AexprBetween) || is(pb::AExprKind::AexprBetweenSym) {
+        ("between", true)
+    } else if is(pb::AExprKind::AexprNotBetween) || is(pb::AExprKind::AexprNotBetweenSym) {
+        ("between", false)
+    } else {
+        // An operator, or `op ANY/ALL (…)`: the operator's family.
+        class_of_op(op_name(a)).unwrap_or(("other", true))
+    };
+    let independent = |x: R<'_>| match x {
+        R::List(list) => items(&list.items).all(|i| side(i, cx) == Side::Independent),
+        x => side(x, cx) == Side::Independent,
+    };
+    if side(l, cx) == Side::Row && independent(r) {
+        Some((class.0, class.1, l))
+    } else if is(pb::AExprKind::AexprOp) && side(r, cx) == Side::Row && independent(l) {
+        let (f, p) = mirrored(class);
+        Some((f, p, r))
+    } else {
+        None
+    }
+}
+
+fn sublink(s: &pb::SubLink, cx: Cx<'_>, pos: bool) -> bool {
+    let ty = s.sub_link_type;
+    let Some(sub) = opt(&s.subselect) else { return false };
+    if ty == pb::SubLinkType::ExistsSublink as i32 {
+        return exists(sub, cx, pos);
+    }
+    if ty == pb::SubLinkType::AnySublink as i32 || ty == pb::SubLinkType::AllSublink as i32 {
+        // `row_side IN (SELECT …)`: an uncorrelated subquery is independent of the row.
+        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row) && side(sub, cx) == Side::Independent;
+    }
+    false
+}
+
+/// `EXISTS (SELECT … WHERE …)`: restricts when the subquery's WHERE restricts the target's row
+/// (as an outer reference) in a plain SELECT — no call in its output (an aggregate returns a
+/// row for no input), no GROUP BY, HAVING, LIMIT, OFFSET, set operation or CTE.
+fn exists(sub: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
+    let R::SelectStmt(q) = sub else { return false };
+    let plain_targets =
+        items(&q.target_list).all(|rt| matches!(rt, R::ResTarget(r) if !opt(&r.val).is_some_and(has_call)));
+    if !plain_targets
+        || !q.group_clause.is_empty()
+        || q.having_clause.is_some()
+        || q.limit_count.is_some()
+        || q.limit_offset.is_some()
+        || q.with_clause.is_some()
+        || q.larg.is_some()
+        || !q.values_lists.is_empty()
+    {
+        return false;
+    }
+    let own = !q.from_clause.is_empty();
+    let shadowed = cx.shadowed || from_names(q).contains(&cx.t.qualifier);
+    opt(&q.where_clause).is_some_and(|w| pred(w, Cx { inner: cx.inner || own, shadowed, ..cx }, pos))
+}
+
+fn has_call(e: R<'_>) -> bool {
+    if matches!(e, R::FuncCall(_) | R::SubLink(_)) {
+        return true;
+    }
+    let mut found = false;
+    each_child(e, &mut |c| found = found || has_call(c));
+    found
+}
+
+/// Whether two branches of an OR (or of a negated AND) compare the same columns in opposite
+/// ways (`a < 5 OR a >= 5`, `flag OR NOT flag`, `x IS NULL OR x IS NOT NULL`): together they may
+/// cover every row, so the OR is not taken as restricting.
+fn complementary(branches: &[R<'_>], cx: Cx<'_>, pos: bool) -> bool {
+    let sigs: Vec<Vec<Sig>> = branches.iter().map(|b| signature(*b, cx, pos)).collect();
+    sigs.iter().enumerate().any(|(i, a)| {
+        sigs.iter().skip(i + 1).any(|b| a.iter().any(|x| b.iter().any(|y| x.0 == y.0 && x.1 == y.1 && x.2 != y.2)))
+    })
+}
+
+/// The last name of every column reference in an expression (`*` for a whole row).
+fn column_names(e: R<'_>, out: &mut std::collections::BTreeSet<String>) {
+    if let R::ColumnRef(c) = e {
+        out.insert(c.fields.last().and_then(sval).unwrap_or("*").to_string());
+    }
+    each_child(e, &mut |c| column_names(c, out));
+}
+
+/// A comparison in a branch: (the row's side, printed; family; positive member).
+type Sig = (String, &'static str, bool);
+
+/// The comparisons a branch is made of.
+fn signature(v: R<'_>, cx: Cx<'_>, pos: bool) -> Vec<Sig> {
+    // The columns of the row's side (`id`, `t.id`, `id + 0`: the same key).
+    let key = |e: R<'_>| {
+        let mut cols = std::collections::BTreeSet::new();
+        column_names(e, &mut cols);
+        cols.into_iter().collect::<Vec<_>>().join(",")
+    };
+    match v {
+        R::BoolExpr(b) if b.boolop == pb::BoolExprType::NotExpr as i32 => {
+            items(&b.args).flat_map(|a| signature(a, cx, !pos)).collect()
+        }
+        R::BoolExpr(b) => items(&b.args).flat_map(|a| signature(a, cx, pos)).collect(),
+        R::AExpr(a) => comparison(a, cx).map(|(f, p, row)| (key(row), f, p == pos)).into_iter().collect(),
+        R::NullTest(n) => opt(&n.arg)
+            .map(|arg| (key(arg), "null", (n.nulltesttype == pb::NullTestType::IsNull as i32) == pos))
+            .into_iter()
+            .collect(),
+        R::BooleanTest(b) => opt(&b.arg)
+            .map(|arg| signature(arg, cx, pos != (b.booltesttype == pb::BoolTestType::IsFalse as i32)))
+            .unwrap_or_default(),
+        R::TypeCast(tc) => opt(&tc.arg).map(|a| signature(a, cx, pos)).unwrap_or_default(),
+        R::ColumnRef(_) | R::FuncCall(_) | R::CoalesceExpr(_) => vec![(key(v), "truth", pos)],
+        R::SubLink(s) => match opt(&s.testexpr) {
+            Some(te) => vec![(key(te), "in", pos)],
+            None => vec![(key(v), "truth", pos)],
+        },
+        _ => Vec::new(),
+    }
+}

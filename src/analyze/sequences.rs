@@ -1,0 +1,76 @@
+//! Sequences a statement moves forward with `nextval(…)`: which, and whether the number of
+//! calls is bounded by the text.
+//!
+//! A `nextval` in a SELECT of constants (no FROM, no set operation, no CTE, no set-returning
+//! function: `SELECT nextval('s')`, how an application takes an id) runs once per call in the
+//! text; anywhere else — `SELECT nextval('s') FROM generate_series(1, 100000000)`, a subquery, an
+//! INSERT … SELECT — it runs once per row, as far as the data goes: the incident's drift
+//! mechanism. Such a statement is judged where the policy protects the sequence (see
+//! `guard::need`): run in the pre-check, whose identity check refuses a protected sequence moved
+//! further than the rows inserted allow, and puts it back.
+//!
+//! Owns: recognising `nextval` and the bound. Does not own: which sequences are protected.
+
+use super::children::each_child;
+use super::nodes::items;
+use super::{RelName, Statement};
+use pg_query::protobuf as pb;
+use pg_query::NodeRef as R;
+
+/// How many `nextval` calls a bounded statement may make and still be relayed unjudged (the
+/// identity check lets a protected sequence move 1,000 steps beyond the rows inserted).
+const BOUNDED_CALLS: usize = 100;
+
+/// Whether a function name (`funcname` of a FuncCall) is `nextval`.
+pub(super) fn is_nextval(funcname: &[pb::Node]) -> bool {
+    let names: Vec<Option<&str>> = funcname.iter().map(super::nodes::sval).collect();
+    matches!(names.as_slice(), [Some("nextval")] | [Some("pg_catalog"), Some("nextval")])
+}
+
+/// Whether every `nextval` of the statement rooted at `root` runs once: a plain SELECT of
+/// expressions whose only function calls are `nextval`, with no subquery.
+pub(super) fn bounded(root: R<'_>) -> bool {
+    let R::SelectStmt(q) = root else { return false };
+    if !q.from_clause.is_empty()
+        || q.with_clause.is_some()
+        || q.larg.is_some()
+        || !q.values_lists.is_empty()
+        || q.into_clause.is_some()
+    {
+        return false;
+    }
+    fn plain(v: R<'_>) -> bool {
+        let ok = match v {
+            R::FuncCall(f) => is_nextval(&f.funcname) && f.over.is_none(),
+            R::SubLink(_) | R::SelectStmt(_) => false,
+            _ => true,
+        };
+        let mut all = ok;
+        each_child(v, &mut |c| all = all && plain(c));
+        all
+    }
+    items(&q.target_list).all(plain)
+        && q.where_clause.as_deref().and_then(|w| w.node.as_ref()).is_none_or(|w| plain(w.to_ref()))
+}
+
+impl Statement {
+    /// Whether it may move a sequence `protected` says is protected further than its text
+    /// shows: a `nextval` of it (or of a sequence named by something other than a constant)
+    /// that is not bounded (see the module's doc).
+    pub fn moves_sequences(&self, protected: impl Fn(&RelName) -> bool) -> bool {
+        !self.nextval_bounded
+            && self.nextval.iter().any(|s| match s {
+                None => true,
+                // An OID spelled as text (`nextval('16384')`) names any sequence.
+                Some(s) if s.schema.is_none() && s.name.bytes().all(|b| b.is_ascii_digit()) => true,
+                Some(s) => protected(s),
+            })
+    }
+}
+
+/// Records the bound after the walk (see [`bounded`]).
+pub(super) fn finish(root: R<'_>, st: &mut Statement) {
+    if !st.nextval.is_empty() {
+        st.nextval_bounded = st.nextval.len() <= BOUNDED_CALLS && bounded(root);
+    }
+}

@@ -1,0 +1,231 @@
+//! Hidden callers of user functions: the relations, types and operators whose use runs a
+//! function the statement does not name — a view whose column calls it (`SELECT * FROM v`), a
+//! row-security policy, a domain's `CHECK` (`SELECT 1::d`, or a write to a column of that
+//! domain), a column default (an INSERT that leaves the column out), a table `CHECK`, an index
+//! expression, an operator or a cast over it — and the views over any of those, at any depth.
+//!
+//! A user function is one outside `pg_catalog` and `information_schema` that no extension
+//! owns, of any volatility (a function mislabeled `IMMUTABLE` can write too). The answer is
+//! per database, learned once per [`super::TTL`] (or after DDL through blastwall) by one
+//! catalog query on a client's session, and split by what runs the function: reading the name
+//! (views, policies, domains, operators, casts) or writing it (defaults, checks, index
+//! expressions, columns of a checked domain, policies). A statement that mentions a name of the
+//! set — anywhere in its text: a mention is all it takes, so a false one costs a check, never
+//! a miss — is run in the pre-check like a call of a function (row limits and the identity check
+//! hold for what it changes). In a database with no such objects the set is empty and nothing
+//! else is looked at.
+//!
+//! Owns: the query, its answer, and the mention test. Does not own: when it is asked
+//! (`guard`) or what a mention leads to (`guard::need`).
+
+/// What a database's hidden callers are called, lower-cased: by the reading and by the writing
+/// of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HiddenCallers {
+    read: Vec<String>,
+    write: Vec<String>,
+}
+
+impl HiddenCallers {
+    /// The set assumed when the catalog cannot be asked: every text mentions it.
+    pub fn everything() -> Self {
+        HiddenCallers { read: vec![String::new()], write: Vec::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+
+    /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
+    /// word or a string: conservative), or through a `U&` identifier that may spell one. The
+    /// writing callers count only for a statement that may write (`writes`).
+    pub fn mentioned_in(&self, text: &str, writes: bool) -> bool {
+        if self.read.is_empty() && (!writes || self.write.is_empty()) {
+            return false;
+        }
+        let lower = text.to_ascii_lowercase();
+        let words = self.read.iter().chain(self.write.iter().filter(|_| writes));
+        lower.contains("u&") || words.into_iter().any(|w| mentions(&lower, w))
+    }
+}
+
+/// Whether `name` appears in `text`: an identifier as a whole word (not inside a longer
+/// identifier: `d` is not in `id`), an operator anywhere.
+fn mentions(text: &str, name: &str) -> bool {
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    if name.is_empty() || !name.bytes().all(ident) {
+        return text.contains(name);
+    }
+    let bytes = text.as_bytes();
+    text.match_indices(name).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + name.len()).copied();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+/// FNV-1a, for the per-database map of sets that every harmless message looks up: its keys are
+/// the few databases that answered a catalog query, so a keyed hash buys nothing, and SipHash
+/// was most of the lookup's cost.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// A monotonic clock in milliseconds (since the first call).
+pub(super) fn coarse_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// Reads the answer of [`query`] (`rows`: name, `r`, `w` or `b`).
+pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
+    let mut h = HiddenCallers::default();
+    for r in rows {
+        let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { continue };
+        let name = name.to_ascii_lowercase();
+        for list in match kind.as_str() {
+            "w" => vec![&mut h.write],
+            "b" => vec![&mut h.read, &mut h.write],
+            _ => vec![&mut h.read],
+        } {
+            if !list.contains(&name) {
+                list.push(name.clone());
+            }
+        }
+    }
+    h
+}
+
+/// The catalog query: every object that depends on a user function, found through `pg_depend`
+/// alone (its two indexes: what depends on an object, what an object belongs to) from the
+/// function to what uses it, at any depth up to 12 — down to the objects that call it (a view's
+/// rule, a default, a `CHECK`, a policy, an index, a cast, an operator), up to the relation or
+/// type each belongs to, and on to the views over those relations and the columns and domains
+/// of those types — each named with what runs the function (`r`: reading the name; `w`:
+/// writing it; `b`: both). And every user function named like a built-in the analyzer takes as
+/// harmless (`upper`): the server may resolve a call of that name to it (`upper(1::bigint)`
+/// finds no built-in). Every function and operator is `pg_catalog`'s; the estimated cost stays
+/// under the server's JIT threshold (a JIT compile costs a second).
+pub fn query() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
+    let (proc, class, typ, rewrite, attrdef, constraint, policy, cast, operator) = (
+        cls("pg_proc"),
+        cls("pg_class"),
+        cls("pg_type"),
+        cls("pg_rewrite"),
+        cls("pg_attrdef"),
+        cls("pg_constraint"),
+        cls("pg_policy"),
+        cls("pg_cast"),
+        cls("pg_operator"),
+    );
+    let builtins = crate::analyze::BUILTINS.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", ");
+    let deptypes = |t: &str| format!("ARRAY[{t}]::pg_catalog.\"char\"[]");
+    format!(
+        "WITH RECURSIVE f AS (SELECT p.oid, p.proname FROM pg_catalog.pg_proc p \
+           JOIN pg_catalog.pg_namespace n ON n.oid{eq}p.pronamespace \
+           WHERE p.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
+             AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+             AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e WHERE e.classid{eq}{proc} AND e.objid{eq}p.oid \
+               AND e.deptype{eq}'e'::pg_catalog.\"char\")), \
+         reach(classid, objid, kind, depth) AS (\
+           SELECT {proc}, f.oid, ''::pg_catalog.text, 0 FROM f \
+           UNION \
+           SELECT n.classid, n.objid, n.kind, r.depth OPERATOR(pg_catalog.+) 1 FROM reach r CROSS JOIN LATERAL (\
+             SELECT d.classid, d.objid, \
+                 CASE WHEN r.classid{eq}{typ} AND d.classid{eq}{class} THEN 'w' ELSE r.kind END \
+               FROM pg_catalog.pg_depend d \
+               WHERE d.refclassid{eq}r.classid AND d.refobjid{eq}r.objid \
+                 AND d.deptype OPERATOR(pg_catalog.=) ANY ({down}) \
+                 AND CASE r.classid WHEN {proc} THEN d.classid OPERATOR(pg_catalog.<>) {proc} \
+                   WHEN {operator} THEN true \
+                   WHEN {class} THEN d.classid{eq}{rewrite} \
+                   WHEN {typ} THEN d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
+                   ELSE false END \
+             UNION ALL SELECT u.refclassid, u.refobjid, CASE r.classid \
+                 WHEN {rewrite} THEN CASE WHEN r.kind{eq}'' THEN 'r' ELSE r.kind END \
+                 WHEN {constraint} THEN CASE WHEN u.refclassid{eq}{typ} THEN 'r' ELSE 'w' END \
+                 WHEN {policy} THEN 'b' WHEN {cast} THEN 'r' ELSE 'w' END \
+               FROM pg_catalog.pg_depend u \
+               WHERE u.classid{eq}r.classid AND u.objid{eq}r.objid AND u.deptype OPERATOR(pg_catalog.=) ANY ({up}) \
+                 AND u.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
+                 AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {class}]) \
+                 AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
+           ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
+         SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END FROM (\
+           SELECT c.relname, r.kind FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
+           UNION ALL SELECT t.typname, r.kind FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
+           UNION ALL SELECT o.oprname, 'r' FROM reach r JOIN pg_catalog.pg_operator o \
+             ON r.classid{eq}{operator} AND o.oid{eq}r.objid \
+           UNION ALL SELECT f.proname, 'r' FROM f \
+             WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[])\
+         ) x(name, kind)",
+        down = deptypes("'n', 'a'"),
+        up = deptypes("'a', 'i'"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mention_is_found_in_any_case_and_writers_only_for_writes() {
+        let rows = |v: &[(&str, &str)]| -> Vec<Vec<Option<String>>> {
+            v.iter().map(|(n, k)| vec![Some(n.to_string()), Some(k.to_string())]).collect()
+        };
+        let h = answer(&rows(&[("purging_view", "r"), ("Stamped", "w")]));
+        assert!(h.mentioned_in("select * from PURGING_VIEW", false));
+        assert!(h.mentioned_in("SELECT * FROM \"purging_view\"", false));
+        assert!(!h.mentioned_in("SELECT * FROM stamped", false));
+        assert!(h.mentioned_in("INSERT INTO stamped DEFAULT VALUES", true));
+        assert!(h.mentioned_in("SELECT * FROM U&\"\\0070urging_view\"", false));
+        assert!(!h.mentioned_in("SELECT * FROM users", true));
+        assert!(!answer(&[]).mentioned_in("SELECT 1", true) && answer(&[]).is_empty());
+        assert!(HiddenCallers::everything().mentioned_in("SELECT 1", false));
+        // A one-letter domain is not found inside other words; an operator is found anywhere.
+        let h = answer(&rows(&[("d", "r"), ("###", "r")]));
+        assert!(!h.mentioned_in("SELECT id FROM users WHERE plan = 'x'", false));
+        assert!(h.mentioned_in("SELECT 1::d", false) && h.mentioned_in("SELECT 'a'OPERATOR(pg_temp.###)'b'", false));
+    }
+}
+/// Prints the query, to time it on a server by hand (`cargo test --lib print_hidden_callers_query
+/// -- --ignored --nocapture`).
+#[cfg(test)]
+#[test]
+#[ignore = "prints the query for a measurement by hand"]
+fn print_hidden_callers_query() {
+    println!("{}", query());
+}
+
+/// The lookup a harmless message pays once the set is known (`cargo test --release --lib
+/// hidden_callers_lookup_cost -- --ignored --nocapture`).
+#[cfg(test)]
+#[test]
+#[ignore = "a measurement run by hand, not a check"]
+fn hidden_callers_lookup_cost() {
+    let c = super::Catalog::default();
+    c.learn_hidden_callers("bench", Some(&[]));
+    let n = 400_000u32;
+    let t = std::time::Instant::now();
+    let mut empty = 0u32;
+    for _ in 0..n {
+        empty += u32::from(c.with_hidden_callers(std::hint::black_box("bench"), |h| h.is_empty()).unwrap_or(false));
+    }
+    assert_eq!(empty, n);
+    println!("{:.1} ns per lookup", t.elapsed().as_nanos() as f64 / f64::from(n));
+}
