@@ -114,6 +114,9 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
                     out.whole_row = true;
                 }
                 [Some(_)] if cx.inner => {}
+                // Beside other relations, a name the catalog placed in the target alone
+                // (`Target::mine`, `names::columns`) is the target's.
+                [Some(n)] if t.others && t.mine.contains(*n) => out.row = true,
                 [Some(_)] if t.others => out.unsure = true,
                 [Some(_)] => out.row = true,
                 [q, None] if ours(q) => {
