@@ -1,12 +1,17 @@
 //! Criterion bench of the guard on a realistic OLTP mix: mostly SELECTs and point writes that
 //! are allowed, some writes the policy inspects, a few refusals. Reported per statement; the
 //! statements-per-second figure is printed at the end of the run. `cold_literal_writes`: an
-//! OLTP write mix whose every text is new (literal values): parsed whole, by shape, and
-//! judged by the guard. Times are the CPU time of the measuring thread (one core's work).
+//! OLTP write mix whose every text is new (literal values): parsed whole, by shape, judged by
+//! the guard offline (`blastwall check`'s path), and judged as the live proxy judges it
+//! (`judge_live`: a session on a database, names resolved by the catalog's answers).
+//! `tpcb_simple_live`: pgbench's tpcb-like transaction with literal values (`-M simple`) under
+//! the pgbench bench's policy, as the live proxy judges it. Times are the CPU time of the
+//! measuring thread (one core's work).
 
-use blastwall::guard::{Guard, SessionInfo};
+use blastwall::catalog::Question;
+use blastwall::guard::{Guard, SessionInfo, Verdict};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 
 /// The CPU time of the measuring thread: what a statement costs one core, whatever else the
 /// machine runs at the same time.
@@ -81,6 +86,121 @@ fn literal_writes(n: usize) -> Vec<String> {
     out
 }
 
+/// pgbench's tpcb-like transaction with literal values, each statement its own Query message
+/// (what `pgbench -M simple -b tpcb-like` sends).
+fn tpcb_simple(transactions: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(transactions * 7);
+    for i in 0..transactions {
+        let (aid, tid, bid, delta) =
+            (1 + i * 7919 % 1_000_000, 1 + i % 100, 1 + i % 10, (i * 31 % 10_000) as i64 - 5000);
+        out.extend([
+            "BEGIN;".to_string(),
+            format!("UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid};"),
+            format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"),
+            format!("UPDATE pgbench_tellers SET tbalance = tbalance + {delta} WHERE tid = {tid};"),
+            format!("UPDATE pgbench_branches SET bbalance = bbalance + {delta} WHERE bid = {bid};"),
+            format!(
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({tid}, {bid}, {aid}, {delta}, CURRENT_TIMESTAMP);"
+            ),
+            "END;".to_string(),
+        ]);
+    }
+    out
+}
+
+/// A session of the live proxy: on a database, so that every write's name is resolved as the
+/// server resolves it. The catalog's questions get the answers a server gives for plain tables
+/// (no views, rules, triggers or inheritance children), as the proxy asks them: once, then
+/// again when the answers expire.
+struct Live<'g> {
+    guard: &'g Guard,
+    info: SessionInfo,
+}
+
+impl<'g> Live<'g> {
+    fn new(guard: &'g Guard) -> Self {
+        let mut info = SessionInfo::new("app", "bench");
+        info.database = "bench".into();
+        Live { guard, info }
+    }
+
+    /// What the session does with a Query's text: judged, and judged again once the catalog
+    /// answered.
+    fn judge(&mut self, sql: &[u8]) -> Verdict {
+        for _ in 0..4 {
+            match self.guard.judge_sql(sql, &mut self.info) {
+                Verdict::Resolve(questions) => self.answer(&questions),
+                v => {
+                    // The transaction status the server's ReadyForQuery reports.
+                    match sql.get(..3) {
+                        Some(b"BEG") => self.info.in_transaction = true,
+                        Some(b"END" | b"COM" | b"ROL") => self.info.in_transaction = false,
+                        _ => {}
+                    }
+                    return v;
+                }
+            }
+        }
+        panic!("still asking the catalog about {}", String::from_utf8_lossy(sql))
+    }
+
+    fn answer(&mut self, questions: &[Question]) {
+        let policy = self.guard.policy();
+        let (catalog, db) = (&self.guard.catalog, "bench");
+        let text = |v: &dyn ToString| Some(v.to_string());
+        let oid = |name: &str| {
+            let i = policy.tables.iter().position(|t| t.name == name);
+            i.map_or(30_000 + name.len() as u32, |i| 20_000 + i as u32)
+        };
+        for q in questions {
+            let rows: Vec<Vec<Option<String>>> = match q {
+                Question::Indirect(name) => {
+                    catalog.learn(db, name, false);
+                    continue;
+                }
+                Question::Columns { schema, table } => {
+                    let t =
+                        policy.tables.iter().find(|t| &t.schema == schema && &t.name == table).expect("a policy table");
+                    let rows: Vec<_> =
+                        t.protected_columns.iter().enumerate().map(|(i, c)| vec![text(c), text(&(i + 1))]).collect();
+                    catalog.learn_columns(db, schema, table, &t.protected_columns, &rows);
+                    continue;
+                }
+                Question::SequenceOwner(seq) => {
+                    catalog.learn_owners(db, seq, &[]);
+                    continue;
+                }
+                Question::Minted { schema, table } => {
+                    catalog.learn_minted(db, schema, table, &[]);
+                    continue;
+                }
+                // pgbench's database has no user functions, so nothing calls one unseen.
+                Question::HiddenCallers => {
+                    catalog.learn_hidden_callers(db, Some(&[]));
+                    continue;
+                }
+                Question::Identities => policy
+                    .tables
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| vec![text(&"t"), text(&i), text(&oid(&t.name)), text(&t.name)])
+                    .collect(),
+                Question::Relations(keys) => keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let written = k.rsplit('\u{2}').next().unwrap_or(k);
+                        let name = written.rsplit("\".\"").next().unwrap_or(written).trim_matches('"');
+                        vec![text(&(i + 1)), text(&oid(name)), None, None, text(&"public"), text(&name)]
+                    })
+                    .collect(),
+                Question::Constraint { .. } => Vec::new(),
+            };
+            blastwall::names::learn(q, Some(&rows), &mut self.info.names, catalog, db, &policy);
+        }
+    }
+}
+
 fn expanded() -> Vec<&'static str> {
     MIX.iter().flat_map(|(s, n)| std::iter::repeat_n(*s, *n)).collect()
 }
@@ -140,6 +260,37 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
             }
         })
     });
+    // The same texts as the live proxy judges them (a session on a database).
+    g.bench_function("judge_live_1000_statements", |b| {
+        let mut live = Live::new(&guard);
+        b.iter(|| {
+            for _ in 0..1000 {
+                next = (next + 1) % writes.len();
+                black_box(live.judge(black_box(writes[next].as_bytes())));
+            }
+        })
+    });
+    g.finish();
+    // pgbench's tpcb-like `-M simple` under the pgbench bench's policy, on the live path.
+    let pgbench = blastwall::policy::file::compile(&[(
+        std::path::Path::new("benches/pgbench/policy.toml"),
+        include_str!("pgbench/policy.toml"),
+    )])
+    .expect("the pgbench policy");
+    let tpcb_guard = Guard::new(pgbench, None);
+    let tpcb = tpcb_simple(30_000);
+    let mut g = c.benchmark_group("tpcb_simple_live");
+    g.throughput(Throughput::Elements(100));
+    let mut next = 0usize;
+    g.bench_function("judge_100_transactions", |b| {
+        let mut live = Live::new(&tpcb_guard);
+        b.iter(|| {
+            for _ in 0..700 {
+                next = (next + 1) % tpcb.len();
+                black_box(live.judge(black_box(tpcb[next].as_bytes())));
+            }
+        })
+    });
     g.finish();
     let mut g = c.benchmark_group("guard_single");
     for (name, sql) in
@@ -158,4 +309,19 @@ criterion_group! {
     config = Criterion::default().with_measurement(ThreadCpu(WallTime));
     targets = bench
 }
-criterion_main!(benches);
+
+/// Run where the proxy's event loops run: on a thread with the parser's deep stack, which
+/// parses in place. (Elsewhere every parse is handed to a parsing thread, whose CPU the
+/// measuring thread's clock would not see.)
+fn main() {
+    std::thread::Builder::new()
+        .stack_size(blastwall::analyze::deep::STACK)
+        .spawn(|| {
+            blastwall::analyze::deep::mark_deep_stack();
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        })
+        .expect("the bench thread")
+        .join()
+        .expect("the bench ran");
+}

@@ -12,6 +12,16 @@
 //! in the key. Texts whose tokens depend on a literal (`UESCAPE`, `U&` names), or that the
 //! scanner would read differently from the server (backslashes with
 //! `standard_conforming_strings` off), are analyzed whole every time.
+//!
+//! Most texts do not need pg_query's scanner for their key (it encodes every token as
+//! protobuf, then decodes it: the larger part of a hit). [`literal_key`] reads the plain ones
+//! itself — integers and standard strings outside quotes and comments, with every other byte
+//! kept verbatim — and gives up (the scanner decides) on anything it does not read exactly as
+//! the scanner does: backslashes, `$` other than a parameter, `E'…'`, `U&`, a digit glued to a
+//! letter, `.` or `_`. Two texts with one such key have the same scanner tokens but for
+//! literal values, and the same token kinds (an integer that does not fit 32 bits is kept
+//! apart: the scanner makes it a float); the property test below checks this against the
+//! scanner's own key.
 
 use super::{analyze, ParseOptions, Statement};
 use pg_query::protobuf::Token;
@@ -34,8 +44,167 @@ struct Entry {
     scs: bool,
     /// The facts, with each statement's text and offset to be filled in from the new text.
     statements: Vec<Statement>,
-    /// For each statement: the indices of its first and last token.
+    /// For each statement: the indices of its first and last token (a key of the scanner's),
+    /// or where it starts and ends in the key (a [`literal_key`]).
     spans: Vec<Span>,
+}
+
+/// A literal [`literal_key`] read: where it is in the text and in the key.
+#[derive(Clone, Copy)]
+struct Literal {
+    text: Span,
+    key: Span,
+}
+
+/// A text's key as [`literal_key`] reads it: the key, and the literals left out of it.
+struct LiteralKey {
+    key: Vec<u8>,
+    literals: Vec<Literal>,
+}
+
+impl LiteralKey {
+    /// Where a position of the text is in the key (`None`: inside a literal).
+    fn to_key(&self, at: usize) -> Option<usize> {
+        across(&self.literals, at, |l| l.text, |l| l.key)
+    }
+
+    /// Where a position of the key is in the text (`None`: inside a literal's mark).
+    fn to_text(&self, at: usize) -> Option<usize> {
+        across(&self.literals, at, |l| l.key, |l| l.text)
+    }
+}
+
+/// Where a position on one side of the literals (`from`: the text or the key) is on the other.
+fn across(literals: &[Literal], at: usize, from: fn(&Literal) -> Span, to: fn(&Literal) -> Span) -> Option<usize> {
+    let mut shift = 0isize;
+    for l in literals {
+        let (f, t) = (from(l), to(l));
+        if at <= f.0 {
+            break;
+        }
+        if at < f.1 {
+            return None;
+        }
+        shift = t.1 as isize - f.1 as isize;
+    }
+    usize::try_from(at as isize + shift).ok()
+}
+
+/// The shape key of a plain text read without the scanner, or `None` when the scanner must
+/// read it (see the module's documentation). A literal is replaced by a NUL byte (which no
+/// text holds) and its kind: `i` an integer of 32 bits, `f` a longer one, `s` a string.
+fn literal_key(sql: &str) -> Option<LiteralKey> {
+    let b = sql.as_bytes();
+    let glued = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.' || c >= 0x80;
+    if b.iter().any(|&c| c == b'\\' || c == 0) {
+        return None;
+    }
+    let mut key = Vec::with_capacity(b.len());
+    let mut literals = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                let end = b[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(b.len(), |n| i + n);
+                key.extend_from_slice(&b[i..end]);
+                i = end;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                // Comments nest.
+                let (mut depth, mut j) = (0usize, i);
+                loop {
+                    match (b.get(j), b.get(j + 1)) {
+                        (Some(b'/'), Some(b'*')) => (depth, j) = (depth + 1, j + 2),
+                        (Some(b'*'), Some(b'/')) => {
+                            (depth, j) = (depth - 1, j + 2);
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        (Some(_), _) => j += 1,
+                        // Unterminated: the scanner reports it.
+                        (None, _) => return None,
+                    }
+                }
+                key.extend_from_slice(&b[i..j]);
+                i = j;
+            }
+            b'"' => {
+                let end = quoted_end(b, i, b'"')?;
+                key.extend_from_slice(&b[i..end]);
+                i = end;
+            }
+            b'\'' => {
+                // A prefix (E, B, X, N, U&) or a glued word: the scanner reads it.
+                if i > 0 && (glued(b[i - 1]) || b[i - 1] == b'&' || b[i - 1] == b'\'') {
+                    return None;
+                }
+                let end = quoted_end(b, i, b'\'')?;
+                if b.get(end) == Some(&b'\'') {
+                    return None;
+                }
+                literals.push(Literal { text: (i, end), key: (key.len(), key.len() + 2) });
+                key.extend_from_slice(&[0, b's']);
+                i = end;
+            }
+            b'$' => {
+                // A parameter ($1) is kept; a dollar quote is the scanner's.
+                let n = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if n == 0 || b.get(i + 1 + n).is_some_and(|&c| glued(c)) {
+                    return None;
+                }
+                key.extend_from_slice(&b[i..i + 1 + n]);
+                i += 1 + n;
+            }
+            b'0'..=b'9' if i == 0 || !glued(b[i - 1]) => {
+                let n = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let end = i + n;
+                if b.get(end).is_some_and(|&c| glued(c)) {
+                    return None;
+                }
+                let digits = sql[i..end].trim_start_matches('0');
+                let small = digits.len() < 10 || (digits.len() == 10 && digits <= "2147483647");
+                literals.push(Literal { text: (i, end), key: (key.len(), key.len() + 2) });
+                key.extend_from_slice(&[0, if small { b'i' } else { b'f' }]);
+                i = end;
+            }
+            c if glued(c) && c != b'.' => {
+                // A word (identifier or keyword, digits and `$` included), kept whole.
+                let n = b[i..].iter().take_while(|&&c| glued(c) && c != b'.').count();
+                if n == 1 && (c == b'u' || c == b'U') && b.get(i + 1) == Some(&b'&') {
+                    return None;
+                }
+                key.extend_from_slice(&b[i..i + n]);
+                i += n;
+            }
+            _ => {
+                key.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(LiteralKey { key, literals })
+}
+
+/// A text's shape by [`literal_key`] (its literals' values left out), or `None` when only
+/// pg_query's scanner can tell it: what may be cached for every text of one shape is keyed by it.
+pub fn literal_shape(sql: &str) -> Option<Vec<u8>> {
+    literal_key(sql).map(|k| k.key)
+}
+
+/// Where a quoted run that opens at `start` ends (after its closing quote; a doubled quote is
+/// part of it), or `None` when it does not close.
+fn quoted_end(b: &[u8], start: usize, quote: u8) -> Option<usize> {
+    let mut j = start + 1;
+    loop {
+        let n = b.get(j..)?.iter().position(|&c| c == quote)?;
+        j += n + 1;
+        if b.get(j) != Some(&quote) {
+            return Some(j);
+        }
+        j += 1;
+    }
 }
 
 /// Analyses by shape, shared by every session.
@@ -72,43 +241,129 @@ fn shape(sql: &str, opts: ParseOptions) -> Option<(Vec<Span>, Vec<u8>)> {
     Some((tokens, key))
 }
 
+/// How a text was keyed: by [`literal_key`], or by pg_query's scanner (its tokens' spans).
+enum Keyed {
+    Literals(LiteralKey),
+    Tokens(Vec<Span>, Vec<u8>),
+}
+
+impl Keyed {
+    fn key(&self) -> &[u8] {
+        match self {
+            Keyed::Literals(k) => &k.key,
+            Keyed::Tokens(_, k) => k,
+        }
+    }
+
+    /// Where a statement of a cached entry is in this text.
+    fn text_span(&self, (first, last): Span) -> Option<Span> {
+        match self {
+            Keyed::Literals(k) => Some((k.to_text(first)?, k.to_text(last)?)),
+            Keyed::Tokens(tokens, _) => Some((tokens.get(first)?.0, tokens.get(last)?.1)),
+        }
+    }
+}
+
+/// The two kinds of keys never meet: a leading byte tells them apart.
+const LITERAL_KEY: u8 = 1;
+const TOKEN_KEY: u8 = 2;
+
 impl Shapes {
     /// [`analyze`], from the cache when a text of the same shape was analyzed before.
     pub fn analyze(&self, sql: &str, opts: ParseOptions) -> Vec<Statement> {
-        let Some((tokens, key)) = shape(sql, opts) else { return analyze(sql, opts) };
+        self.analyze_keyed(sql, opts).0
+    }
+
+    /// [`Shapes::analyze`], and whether the text has literals its shape leaves out (a text
+    /// with values in it is rarely sent again word for word: not worth keeping by text).
+    pub fn analyze_keyed(&self, sql: &str, opts: ParseOptions) -> (Vec<Statement>, bool) {
+        if sql.len() > MAX_TEXT || (!opts.standard_conforming_strings && sql.contains('\\')) {
+            return (analyze(sql, opts), false);
+        }
+        let keyed = match literal_key(sql) {
+            Some(k) => Keyed::Literals(k),
+            None => match shape(sql, opts) {
+                Some((tokens, key)) => Keyed::Tokens(tokens, key),
+                None => return (analyze(sql, opts), false),
+            },
+        };
+        let valued = matches!(&keyed, Keyed::Literals(k) if !k.literals.is_empty());
+        let key = keyed.key();
+        let kind = if matches!(keyed, Keyed::Literals(_)) { LITERAL_KEY } else { TOKEN_KEY };
         let mut h = std::collections::hash_map::DefaultHasher::new();
+        kind.hash(&mut h);
         key.hash(&mut h);
         let hash = h.finish();
         let hit = self.map.get(&hash).map(|e| e.clone());
-        if let Some(e) = hit.filter(|e| *e.key == key[..] && e.scs == opts.standard_conforming_strings) {
-            return e
-                .statements
-                .iter()
-                .zip(&e.spans)
-                .map(|(st, &(first, last))| {
-                    let (start, end) = (tokens[first].0, tokens[last].1);
-                    let text = sql[start..end].to_string();
-                    let mut st = st.clone();
-                    if let Some((_, inner)) = &mut st.prepare {
-                        inner.text = text.clone();
-                    }
-                    Statement { text, offset: start, ..st }
-                })
-                .collect();
+        if let Some(e) =
+            hit.filter(|e| e.key[0] == kind && e.key[1..] == *key && e.scs == opts.standard_conforming_strings)
+        {
+            let texts: Option<Vec<Span>> = e.spans.iter().map(|&s| keyed.text_span(s)).collect();
+            if let Some(texts) = texts.filter(|t| t.iter().all(|&(a, b)| sql.get(a..b).is_some())) {
+                let statements = e
+                    .statements
+                    .iter()
+                    .zip(texts)
+                    .map(|(st, (start, end))| {
+                        let text = sql[start..end].to_string();
+                        let mut st = st.clone();
+                        if let Some((_, inner)) = &mut st.prepare {
+                            inner.text = text.clone();
+                        }
+                        Statement { text, offset: start, ..st }
+                    })
+                    .collect();
+                return (statements, valued);
+            }
         }
         let statements = analyze(sql, opts);
-        if let Some(spans) = spans(sql, &statements, &tokens) {
+        let spans = match &keyed {
+            Keyed::Literals(k) => literal_spans(sql, &statements, k),
+            Keyed::Tokens(tokens, _) => spans(sql, &statements, tokens),
+        };
+        if let Some(spans) = spans {
             if self.map.len() >= ENTRIES || self.bytes.load(Ordering::Relaxed) + key.len() > MAX_BYTES {
                 self.map.clear();
                 self.bytes.store(0, Ordering::Relaxed);
             }
             self.bytes.fetch_add(key.len(), Ordering::Relaxed);
-            let entry =
-                Entry { key: key.into(), scs: opts.standard_conforming_strings, statements: statements.clone(), spans };
+            let mut stored = Vec::with_capacity(key.len() + 1);
+            stored.push(kind);
+            stored.extend_from_slice(key);
+            let entry = Entry {
+                key: stored.into(),
+                scs: opts.standard_conforming_strings,
+                statements: statements.clone(),
+                spans,
+            };
             self.map.insert(hash, Arc::new(entry));
         }
-        statements
+        (statements, valued)
     }
+}
+
+/// Whether a statement's facts may be shared with texts of its shape: it read no literal's
+/// value, it parsed, and its text is where the analysis says it is.
+fn shareable(sql: &str, st: &Statement) -> bool {
+    let unparsed = st.opaque.iter().any(|o| matches!(o, super::Opaque::Unparseable(_)));
+    !st.reads_literals
+        && !unparsed
+        && !st.text.is_empty()
+        && sql.get(st.offset..st.offset + st.text.len()) == Some(&st.text[..])
+}
+
+/// [`spans`] for a [`literal_key`]: where each statement starts and ends in the key; `None`
+/// when one starts or ends inside a literal.
+fn literal_spans(sql: &str, statements: &[Statement], k: &LiteralKey) -> Option<Vec<Span>> {
+    statements
+        .iter()
+        .map(|st| {
+            if !shareable(sql, st) {
+                return None;
+            }
+            Some((k.to_key(st.offset)?, k.to_key(st.offset + st.text.len())?))
+        })
+        .collect()
 }
 
 /// Where each statement's text starts and ends, in tokens; `None` when the analysis may not be
@@ -117,14 +372,149 @@ fn spans(sql: &str, statements: &[Statement], tokens: &[Span]) -> Option<Vec<Spa
     statements
         .iter()
         .map(|st| {
-            let unparsed = st.opaque.iter().any(|o| matches!(o, super::Opaque::Unparseable(_)));
-            if st.reads_literals || unparsed || st.text.is_empty() {
+            if !shareable(sql, st) {
                 return None;
             }
             let first = tokens.iter().position(|t| t.0 == st.offset)?;
             let end = st.offset + st.text.len();
             let last = first + tokens[first..].iter().position(|t| t.1 == end)?;
-            (sql.get(st.offset..end)? == st.text).then_some((first, last))
+            Some((first, last))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments kept alike in both texts: words, operators, quotes, comments, and the forms
+    /// [`literal_key`] must leave to the scanner.
+    const FIXED: &[&str] = &[
+        " ",
+        "\n",
+        ",",
+        "(",
+        ")",
+        "=",
+        "-",
+        "--",
+        "+",
+        ";",
+        "*",
+        "/",
+        "/*",
+        "*/",
+        "'",
+        "\"",
+        ":",
+        "::",
+        "&",
+        ".",
+        "_",
+        "$",
+        "$1",
+        "$2x",
+        "$$",
+        "$q$",
+        "SELECT",
+        "where",
+        "id",
+        "x1",
+        "t.",
+        "e",
+        "E",
+        "N",
+        "B",
+        "X",
+        "U&",
+        "u&",
+        "UESCAPE",
+        "\"a\"\"b\"",
+        "\"c 5\"",
+        "-- c 5\n",
+        "/* 5 /* 6 */ 7 */",
+        "é",
+        "\\",
+        "0x",
+        "1.",
+        ".5",
+        "e5",
+    ];
+    /// Values of a literal slot (integers, strings, and what only looks like one).
+    const VALUES: &[&str] = &[
+        "0",
+        "1",
+        "12",
+        "007",
+        "2147483647",
+        "2147483648",
+        "99999999999",
+        "'a'",
+        "''",
+        "'it''s'",
+        "'--'",
+        "'/*'",
+        "'5'",
+        "'\n'",
+        "'a'\n'b'",
+        "1.5",
+        "1e5",
+        "1_000",
+    ];
+
+    fn scanner_key(sql: &str) -> Option<Vec<u8>> {
+        shape(sql, ParseOptions::default()).map(|(_, k)| k)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// Two texts with one [`literal_key`] have one key of the scanner's: the same tokens
+        /// but for literal values, of the same kinds.
+        #[test]
+        fn a_literal_key_is_a_scanner_shape(
+            slots in proptest::collection::vec(
+                (proptest::sample::select(FIXED), proptest::sample::select(VALUES), proptest::sample::select(VALUES), any::<bool>()),
+                1..12,
+            ),
+        ) {
+            let (mut a, mut b) = (String::new(), String::new());
+            for (fixed, x, y, literal) in &slots {
+                if *literal {
+                    a.push_str(x);
+                    b.push_str(y);
+                } else {
+                    a.push_str(fixed);
+                    b.push_str(fixed);
+                }
+            }
+            if let (Some(ka), Some(kb)) = (literal_key(&a), literal_key(&b)) {
+                if ka.key == kb.key {
+                    prop_assert_eq!(scanner_key(&a), scanner_key(&b), "{:?} / {:?}", a, b);
+                }
+                // Every position outside a literal maps to the key and back.
+                for at in 0..=a.len() {
+                    if let Some(k) = ka.to_key(at) {
+                        prop_assert_eq!(ka.to_text(k), Some(at));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn literal_keys_leave_out_values_only() {
+        let k = |s: &str| literal_key(s).map(|k| k.key);
+        assert_eq!(k("UPDATE t SET a = a + 5 WHERE id = 7;"), k("UPDATE t SET a = a + 31 WHERE id = 123456;"));
+        assert_eq!(k("SELECT 'a', 1"), k("SELECT 'it''s', 99"));
+        assert_ne!(k("SELECT 1"), k("SELECT 2147483648"));
+        assert_ne!(k("SELECT \"c 1\""), k("SELECT \"c 2\""));
+        assert_ne!(k("SELECT x1"), k("SELECT x2"));
+        for plain in
+            ["SELECT E'a'", "SELECT 1.5", "SELECT $$a$$", "SELECT U&\"a\"", "SELECT 'a\\'", "SELECT 1e5", "/* 1"]
+        {
+            assert!(literal_key(plain).is_none(), "{plain}");
+        }
+    }
 }

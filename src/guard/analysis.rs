@@ -116,8 +116,11 @@ impl Guard {
                 return e.2.clone();
             }
         }
-        let st = Arc::new(self.shapes.analyze(text, ParseOptions { standard_conforming_strings: scs }));
-        if text.len() > ANALYSIS_CACHE_MAX_TEXT {
+        let (st, valued) = self.shapes.analyze_keyed(text, ParseOptions { standard_conforming_strings: scs });
+        let st = Arc::new(st);
+        // A text with literal values (a new text every time, on an OLTP write path) is found
+        // by its shape: keeping it by text would only churn this cache.
+        if text.len() > ANALYSIS_CACHE_MAX_TEXT || valued {
             return st;
         }
         if self.analysis_cache.len() >= ANALYSIS_CACHE_ENTRIES
@@ -140,7 +143,7 @@ mod tests {
     #[test]
     fn the_analysis_cache_keeps_small_texts_only_and_counts_their_bytes() {
         let guard = Guard::new(crate::policy::file::builtin(), None);
-        let small = "DELETE FROM t WHERE id = 1";
+        let small = "DELETE FROM t WHERE id = $1";
         guard.analyzed(small, true, None);
         guard.analyzed(small, true, None);
         assert_eq!(guard.analysis_cache.len(), 1);
@@ -152,5 +155,8 @@ mod tests {
         assert_eq!(guard.analyzed(&big, true, None)[0].writes.len(), 1);
         assert_eq!(guard.analysis_cache.len(), 1);
         assert_eq!(guard.analysis_cache_bytes.load(Ordering::Relaxed), small.len());
+        // A text with literal values is found by its shape, not kept by text.
+        assert_eq!(guard.analyzed("DELETE FROM t WHERE id = 7", true, None)[0].writes.len(), 1);
+        assert_eq!(guard.analysis_cache.len(), 1);
     }
 }

@@ -177,12 +177,20 @@ pub(super) fn note(sql: &[u8], info: &mut SessionInfo) -> bool {
 
 /// The statements as they run: a FETCH or MOVE of a cursor that is not plain calls what its
 /// query calls, unseen — it is marked as calling functions, so that it is counted like them.
-pub(super) fn reads_marked(statements: &mut [Statement], info: &SessionInfo) {
-    for st in statements.iter_mut().filter(|s| mentions_cursors(s.text.as_bytes())) {
-        let Some(found) = cursor_statements(&st.text, info.standard_conforming_strings) else { continue };
-        if found.iter().any(|c| matches!(c, Cursor::Read(n) if !info.cursors.is_plain(n))) {
-            st.calls_functions = true;
-        }
+pub(super) fn reads_marked(statements: &mut std::borrow::Cow<'_, [Statement]>, info: &SessionInfo) {
+    let marked: Vec<usize> = statements
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| mentions_cursors(s.text.as_bytes()))
+        .filter(|(_, s)| {
+            cursor_statements(&s.text, info.standard_conforming_strings)
+                .is_some_and(|found| found.iter().any(|c| matches!(c, Cursor::Read(n) if !info.cursors.is_plain(n))))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    // Copied only when a statement is marked (most messages read no cursor).
+    for i in marked {
+        statements.to_mut()[i].calls_functions = true;
     }
 }
 

@@ -244,7 +244,7 @@ impl Guard {
             Some(r) => match session_mode_change(info.session_mode, r.as_deref()) {
                 Ok(m) => Some(m),
                 Err((why, hint)) => {
-                    let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+                    let text = joined(&statements);
                     let d = refusal("session-mode", "SET blastwall.mode".into(), why, hint, "blastwall", text.clone());
                     let verdict = render(&d);
                     let facts = audit_facts(&verdict, &d, text, Vec::new());
@@ -257,7 +257,7 @@ impl Guard {
         // run's) would undo it on the server while blastwall kept it.
         if let Some(m) = new_mode.filter(|m| *m != info.session_mode) {
             if let Some(why) = lone_mode_change(statements.len(), info.in_transaction, m) {
-                let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
+                let text = joined(&statements);
                 let d = refusal(
                     "session-mode",
                     "SET blastwall.mode".into(),
@@ -276,27 +276,34 @@ impl Guard {
         let ddl = statements.iter().any(|s| {
             s.ddl || s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)))
         });
-        let text = statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ");
-        let targets: Vec<String> = statements
-            .iter()
-            .flat_map(|s| &s.writes)
-            .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
-            .collect();
         // An SQL-level EXECUTE is counted like the statements it may run.
-        let mut run = if statements.iter().any(|s| !s.executes.is_empty()) {
-            with_prepared(&statements, info)
+        let mut run: std::borrow::Cow<'_, [Statement]> = if statements.iter().any(|s| !s.executes.is_empty()) {
+            std::borrow::Cow::Owned(with_prepared(&statements, info))
         } else {
-            statements.to_vec()
+            std::borrow::Cow::Borrowed(&statements[..])
         };
         // A cursor's query runs when it is read (`cursors`).
         cursors::reads_marked(&mut run, info);
+        // What the audit trail records (nothing of a plain allowed message).
+        let facts_of = |verdict: &Verdict, decision: &Decision| {
+            if matches!(verdict, Verdict::Allow) {
+                return None;
+            }
+            let text = joined(&statements);
+            let targets: Vec<String> = statements
+                .iter()
+                .flat_map(|s| &s.writes)
+                .filter_map(|w| w.target.as_ref().map(|t| t.to_string()))
+                .collect();
+            audit_facts(verdict, decision, text, targets)
+        };
         if let Some(d) = cursors::hold_refusal(&run, info, &self.policy()) {
             let verdict = render(&d);
-            let facts = audit_facts(&verdict, &d, text, targets);
+            let facts = facts_of(&verdict, &d);
             return Judged { verdict, facts };
         }
         let (verdict, decision) = self.judge_decided(sql, &run, decision, info);
-        let facts = audit_facts(&verdict, &decision, text, targets);
+        let facts = facts_of(&verdict, &decision);
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
@@ -494,9 +501,17 @@ impl Guard {
         let ids = online.then(|| crate::names::ask(&self.catalog, info, &decided, &policy, &mut questions)).flatten();
         let once = std::cell::RefCell::new(Vec::new());
         let cx = crate::names::Context::new(&decided, &policy, ids.as_deref(), &info.names);
+        // Asked for the same write by the columns' questions and by the decision: found once.
+        let reached: std::cell::RefCell<Vec<(usize, *const analyze::Write, Option<policy::Reach>)>> =
+            Default::default();
         let reach = |i: usize, w: &analyze::Write| {
+            let at: *const analyze::Write = w;
+            if let Some((.., r)) = reached.borrow().iter().find(|(j, p, _)| *j == i && std::ptr::eq(*p, at)) {
+                return r.clone();
+            }
             let (r, shadowed) = crate::names::reach_once(&cx, i, w);
             once.borrow_mut().extend(shadowed);
+            reached.borrow_mut().push((i, at, r.clone()));
             r
         };
         // The protected columns' names now, of the tables reached under another name.
@@ -554,6 +569,11 @@ const HINT_COPY_PROGRAM: &str = "Copy to or from the client instead (COPY … TO
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
+
+/// The texts of a message's statements, as the audit trail and refusals show them.
+fn joined(statements: &[Statement]) -> String {
+    statements.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("; ")
+}
 
 /// A decision of one enforce-mode finding that blastwall makes itself (not a policy rule).
 pub fn refusal(

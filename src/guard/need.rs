@@ -5,7 +5,9 @@
 
 use super::SessionInfo;
 use crate::analyze::{self, Op, Opaque, Statement};
+use crate::contract::Insert;
 use crate::policy::{self, Action, Mode, Policy};
+use std::sync::Arc;
 
 /// What the pre-check needs to know about a message.
 pub(super) struct CheckNeed {
@@ -78,7 +80,7 @@ pub(super) fn check_need(
         // below.
         let for_contract = contract && !st.copy_from_stdin;
         let for_limits = (any_delete_limit || any_update_limit || session_dry) && st.opaque.is_empty();
-        let inserts = if for_contract || for_limits { inserts_in(st) } else { Vec::new() };
+        let inserts = if for_contract || for_limits { inserts_in(st) } else { Arc::default() };
         // The anomaly and budget rules count every row kept (`contract`): an INSERT into a
         // name whose rules, triggers or children may change other rows is counted too.
         if for_contract {
@@ -95,7 +97,7 @@ pub(super) fn check_need(
         // An INSERT counts when its relation can write elsewhere (a trigger, a rule, a view).
         let mut inserts_indirect = false;
         if for_limits {
-            for ins in &inserts {
+            for ins in inserts.iter() {
                 match catalog.is_indirect_insert(&info.database, &ins.target.name) {
                     Some(indirect) => inserts_indirect |= indirect,
                     None => unknown.push(ins.target.name.clone()),
@@ -156,19 +158,44 @@ pub(super) fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
     None
 }
 
-/// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert.
-fn inserts_in(st: &Statement) -> Vec<crate::contract::Insert> {
-    let lower = st.text.to_ascii_lowercase();
-    if !["insert", "copy", "merge"].iter().any(|w| lower.contains(w)) {
-        return Vec::new();
+/// How many statement shapes [`inserts_in`] keeps the INSERTs of (then it starts over).
+const INSERT_SHAPES: usize = 10_000;
+
+/// The INSERTs of statements by shape (`analyze::literal_shape`): which columns an INSERT
+/// supplies, and where, is read from its tree's structure, never from a literal's value, so
+/// every text of one shape has the same. Only found INSERTs are kept (a text that does not
+/// parse has none, and another of its shape may parse).
+static INSERTS: std::sync::OnceLock<ShapeInserts> = std::sync::OnceLock::new();
+
+/// Statement shape → its INSERTs.
+type ShapeInserts = dashmap::DashMap<Box<[u8]>, Arc<Vec<Insert>>>;
+
+/// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert: parsed once
+/// per statement shape (a write with literal values is a new text every time).
+fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
+    let has = |w: &[u8]| st.text.as_bytes().windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+    if !(has(b"insert") || has(b"copy") || has(b"merge")) {
+        return Arc::default();
     }
-    crate::contract::inserts(&st.text)
+    let Some(shape) = analyze::literal_shape(&st.text) else { return Arc::new(crate::contract::inserts(&st.text)) };
+    let cache = INSERTS.get_or_init(Default::default);
+    if let Some(hit) = cache.get(&shape[..]) {
+        return hit.clone();
+    }
+    let found = Arc::new(crate::contract::inserts(&st.text));
+    if !found.is_empty() {
+        if cache.len() >= INSERT_SHAPES {
+            cache.clear();
+        }
+        cache.insert(shape.into(), found.clone());
+    }
+    found
 }
 
 /// [`inserts_in`] of a statement with nothing opaque (an opaque one is judged as a whole).
-fn inserts_of(st: &Statement) -> Vec<crate::contract::Insert> {
+fn inserts_of(st: &Statement) -> Arc<Vec<Insert>> {
     if !st.opaque.is_empty() {
-        return Vec::new();
+        return Arc::default();
     }
     inserts_in(st)
 }
