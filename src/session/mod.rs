@@ -320,7 +320,9 @@ impl Session {
                     self.flush(stats).await?;
                     return Err(SessionError::Closed("idle timeout".into()));
                 }
-                _ = tokio::time::sleep_until(startup_deadline), if !ready => {
+                // Lazily: a timer made at every wake-up and dropped unpolled costs more than
+                // the rest of the loop once the session is ready.
+                _ = async { tokio::time::sleep_until(startup_deadline).await }, if !ready => {
                     let msg = crate::said::authentication_timed_out();
                     let _ = self.client.write_all(&msg.encode()).await;
                     return Err(SessionError::Closed("startup timed out".into()));
