@@ -525,14 +525,18 @@ impl Session {
 
     fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         let ready = self.ready;
-        // Rows and COPY data stream through; every other reply is read, for the mirror of
-        // statements and portals and the sync-point bookkeeping.
-        let inspect = |tag: u8| match tag {
-            b'D' | b'd' => false,
-            be::AUTHENTICATION => !ready,
-            _ => true,
-        };
         loop {
+            // Rows, COPY data, notices and notifications stream through in runs; so do the
+            // replies only the mirror of statements and portals reads, while it owes nothing
+            // (a Query's RowDescription and CommandComplete). The rest is read whole, for the
+            // sync-point bookkeeping. The mirror only shrinks while the server is read.
+            let quiet = self.mirror.nothing_owed();
+            let inspect = |tag: u8| match tag {
+                b'D' | b'd' | be::NOTICE_RESPONSE | b'A' => false,
+                b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => !quiet,
+                be::AUTHENTICATION => !ready,
+                _ => true,
+            };
             let item = self.sfr.next_item(inspect).map_err(SessionError::ServerProtocol)?;
             match item {
                 None => return Ok(()),
