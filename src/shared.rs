@@ -35,11 +35,19 @@ pub struct PhaseSignal {
     sessions: Mutex<HashMap<u64, Waker>>,
     /// Sessions ended from the console (`KILL`): for them alone the phase is Terminating.
     killed: Mutex<std::collections::HashSet<u64>>,
+    /// How many of those have not yet been told: while none, a session's wake-up reads one
+    /// atomic instead of locking and hashing (the hot path polls this at every wake-up).
+    kills_pending: AtomicUsize,
 }
 
 impl PhaseSignal {
     pub(crate) fn new() -> Self {
-        PhaseSignal { phase: AtomicU8::new(Phase::Running as u8), sessions: Mutex::default(), killed: Mutex::default() }
+        PhaseSignal {
+            phase: AtomicU8::new(Phase::Running as u8),
+            sessions: Mutex::default(),
+            killed: Mutex::default(),
+            kills_pending: AtomicUsize::new(0),
+        }
     }
 
     pub fn get(&self) -> Phase {
@@ -70,14 +78,24 @@ impl PhaseSignal {
     pub fn kill(&self, id: u64) -> bool {
         let waker = self.lock().get(&id).cloned();
         let Some(w) = waker else { return false };
-        self.killed.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        if self.killed.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
+            self.kills_pending.fetch_add(1, Ordering::SeqCst);
+        }
         w.wake();
         true
     }
 
     /// Whether the session was killed (told once: the kill is consumed).
     fn take_killed(&self, id: u64) -> bool {
-        self.killed.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+        // Counted after the insertion and before the wake-up: a woken session sees it.
+        if self.kills_pending.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let removed = self.killed.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if removed {
+            self.kills_pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        removed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {

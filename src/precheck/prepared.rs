@@ -102,6 +102,11 @@ impl Prepared {
 
     /// A command tag the server sent on the session: `DEALLOCATE ALL` and `DISCARD ALL` removed
     /// every prepared statement, blastwall's too.
+    /// Whether any reading is (or may be) prepared: the server's tags then matter (`on_tag`).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.stale.is_empty()
+    }
+
     pub fn on_tag(&mut self, tag: &[u8]) {
         let tag = tag.strip_suffix(&[0]).unwrap_or(tag);
         if tag == b"DEALLOCATE ALL" || tag == b"DISCARD ALL" {

@@ -3,8 +3,9 @@
 //!
 //! Owns: the order of the stages, both sockets of one session, its timeouts and its end; the
 //! extended protocol's mirror of statements and portals (`statements`) and where a counted
-//! Execute is measured (`extended`, `checks`, `counting`); a Query with transaction control or
-//! COPY beside a counted write, run statement by statement as an extended batch (`simple`).
+//! Execute is measured (`extended`, `checks`, `counting`); what the server's replies tell it
+//! (`replies`); a Query with transaction control or COPY beside a counted write, run
+//! statement by statement as an extended batch (`simple`).
 //! Does not own: framing rules (`wire`), decisions (`guard`, `policy`), forwarding mechanics
 //! (`relay`), the counting I/O (`precheck`).
 
@@ -12,7 +13,7 @@ use crate::backend::{BackendError, BoxIo};
 use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
 use crate::relay::{Action, Relay};
 use crate::shared::{Phase, Shared};
-use crate::wire::messages::{self, be, fe, TxStatus};
+use crate::wire::messages::{self, fe, TxStatus};
 use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
@@ -23,6 +24,7 @@ mod ending;
 mod extended;
 mod names;
 mod opening;
+mod replies;
 mod simple;
 mod statements;
 
@@ -323,7 +325,9 @@ impl Session {
                     self.flush(stats).await?;
                     return Err(SessionError::Closed("idle timeout".into()));
                 }
-                _ = tokio::time::sleep_until(startup_deadline), if !ready => {
+                // Lazily: a timer made at every wake-up and dropped unpolled costs more than
+                // the rest of the loop once the session is ready.
+                _ = async { tokio::time::sleep_until(startup_deadline).await }, if !ready => {
                     let msg = crate::said::authentication_timed_out();
                     let _ = self.client.write_all(&msg.encode()).await;
                     return Err(SessionError::Closed("startup timed out".into()));
@@ -523,90 +527,6 @@ impl Session {
         // answered inside the pre-check): its DEALLOCATEs wait for that answer.
         self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
         verdict
-    }
-
-    fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
-        let ready = self.ready;
-        // Rows and COPY data stream through; every other reply is read, for the mirror of
-        // statements and portals and the sync-point bookkeeping.
-        let inspect = |tag: u8| match tag {
-            b'D' | b'd' => false,
-            be::AUTHENTICATION => !ready,
-            _ => true,
-        };
-        loop {
-            let item = self.sfr.next_item(inspect).map_err(SessionError::ServerProtocol)?;
-            match item {
-                None => return Ok(()),
-                Some(Item::Pass(b)) => self.relay.pass_to_client(&b),
-                Some(Item::Frame(f)) => self.on_server_frame(f, stats)?,
-            }
-        }
-    }
-
-    fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
-        match f.tag {
-            be::READY_FOR_QUERY => {
-                self.names_on_ready(self.relay.syncs_done());
-                let status = self.relay.on_ready(&f);
-                self.mirror.on_ready(self.relay.syncs_done(), status);
-                if !self.ready {
-                    self.ready = true;
-                    self.log_start(stats);
-                }
-            }
-            be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
-            be::COPY_IN_RESPONSE => {
-                // Only a COPY started by an Execute makes the server ignore Syncs.
-                if self.mirror.executing(self.relay.syncs_done()) {
-                    self.relay.note_copy_in();
-                }
-                self.simple_copy_started();
-                self.relay.pass_to_client(&f.bytes);
-            }
-            be::BACKEND_KEY_DATA => {
-                if let Ok(key) = messages::backend_key(&f) {
-                    self.shared.cancel_keys.insert(key.clone());
-                    stats.key = Some(key.clone());
-                    self.key = Some(key);
-                }
-                self.relay.pass_to_client(&f.bytes);
-            }
-            be::ERROR_RESPONSE => {
-                self.note_server_error(&f);
-                self.names_on_error();
-                if self.mirror.on_error(self.relay.syncs_done()) {
-                    self.relay.skip_to_sync();
-                }
-                self.relay.on_error(&f);
-            }
-            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {
-                if f.tag == b'C' {
-                    self.readings.on_tag(f.body());
-                }
-                self.mirror.on_reply(f.tag, self.relay.syncs_done());
-                self.relay.pass_to_client(&f.bytes);
-            }
-            be::AUTHENTICATION if self.strip_plus && messages::auth_kind(&f) == Ok(10) => {
-                let b = messages::strip_channel_binding(&f).map_err(SessionError::ServerProtocol)?;
-                self.relay.pass_to_client(&b);
-            }
-            _ => self.relay.pass_to_client(&f.bytes),
-        }
-        Ok(())
-    }
-
-    fn log_start(&self, stats: &Stats) {
-        if let Some(who) = &stats.who {
-            tracing::info!(
-                session = self.id,
-                user = %who.user,
-                database = %who.database,
-                application_name = %who.application_name,
-                client = %self.peer,
-                "session started"
-            );
-        }
     }
 }
 

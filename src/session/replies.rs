@@ -1,0 +1,102 @@
+//! The server's side of a session: its bytes read into replies, and what each reply tells
+//! the session (ReadyForQuery's transaction status and sync points, ParameterStatus, backend
+//! key, errors, the mirror's confirmations) before it is relayed to the client.
+//!
+//! Owns: which replies are read whole and which stream through. Does not own: framing
+//! (`wire`), the relay's bookkeeping (`relay`), the mirror of statements (`statements`).
+
+use super::{Session, SessionError, Stats};
+use crate::wire::messages::{self, be};
+use crate::wire::{Frame, Item};
+
+impl Session {
+    pub(super) fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
+        let ready = self.ready;
+        loop {
+            // Rows, COPY data, notices and notifications stream through in runs; so do the
+            // replies only the mirror of statements and portals reads, while it owes nothing
+            // (a Query's RowDescription and CommandComplete). The rest is read whole, for the
+            // sync-point bookkeeping. The mirror only shrinks while the server is read.
+            // blastwall's own prepared readings follow the client's DEALLOCATE ALL and DISCARD
+            // ALL by their CommandComplete (`precheck::prepared`).
+            let quiet = self.mirror.nothing_owed() && self.readings.is_empty();
+            let inspect = |tag: u8| match tag {
+                b'D' | b'd' | be::NOTICE_RESPONSE | b'A' => false,
+                b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => !quiet,
+                be::AUTHENTICATION => !ready,
+                _ => true,
+            };
+            let item = self.sfr.next_item(inspect).map_err(SessionError::ServerProtocol)?;
+            match item {
+                None => return Ok(()),
+                Some(Item::Pass(b)) => self.relay.pass_to_client(&b),
+                Some(Item::Frame(f)) => self.on_server_frame(f, stats)?,
+            }
+        }
+    }
+
+    fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
+        match f.tag {
+            be::READY_FOR_QUERY => {
+                self.names_on_ready(self.relay.syncs_done());
+                let status = self.relay.on_ready(&f);
+                self.mirror.on_ready(self.relay.syncs_done(), status);
+                if !self.ready {
+                    self.ready = true;
+                    self.log_start(stats);
+                }
+            }
+            be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
+            be::COPY_IN_RESPONSE => {
+                // Only a COPY started by an Execute makes the server ignore Syncs.
+                if self.mirror.executing(self.relay.syncs_done()) {
+                    self.relay.note_copy_in();
+                }
+                self.simple_copy_started();
+                self.relay.pass_to_client(&f.bytes);
+            }
+            be::BACKEND_KEY_DATA => {
+                if let Ok(key) = messages::backend_key(&f) {
+                    self.shared.cancel_keys.insert(key.clone());
+                    stats.key = Some(key.clone());
+                    self.key = Some(key);
+                }
+                self.relay.pass_to_client(&f.bytes);
+            }
+            be::ERROR_RESPONSE => {
+                self.note_server_error(&f);
+                self.names_on_error();
+                if self.mirror.on_error(self.relay.syncs_done()) {
+                    self.relay.skip_to_sync();
+                }
+                self.relay.on_error(&f);
+            }
+            b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {
+                if f.tag == b'C' {
+                    self.readings.on_tag(f.body());
+                }
+                self.mirror.on_reply(f.tag, self.relay.syncs_done());
+                self.relay.pass_to_client(&f.bytes);
+            }
+            be::AUTHENTICATION if self.strip_plus && messages::auth_kind(&f) == Ok(10) => {
+                let b = messages::strip_channel_binding(&f).map_err(SessionError::ServerProtocol)?;
+                self.relay.pass_to_client(&b);
+            }
+            _ => self.relay.pass_to_client(&f.bytes),
+        }
+        Ok(())
+    }
+
+    fn log_start(&self, stats: &Stats) {
+        if let Some(who) = &stats.who {
+            tracing::info!(
+                session = self.id,
+                user = %who.user,
+                database = %who.database,
+                application_name = %who.application_name,
+                client = %self.peer,
+                "session started"
+            );
+        }
+    }
+}
