@@ -84,11 +84,14 @@ enum Cursor {
 /// Whether the text may hold a cursor statement (ASCII, case-insensitive; no allocation).
 fn mentions_cursors(sql: &[u8]) -> bool {
     const WORDS: [&[u8]; 5] = [b"declare", b"fetch", b"move", b"close", b"discard"];
-    sql.windows(4).enumerate().any(|(i, w)| {
-        WORDS.iter().any(|word| {
-            w.eq_ignore_ascii_case(&word[..4])
-                && sql.get(i..i + word.len()).is_some_and(|s| s.eq_ignore_ascii_case(word))
-        })
+    // Each of these is a keyword, so it stands as a word of its own (PostgreSQL's identifier
+    // characters around it would make it part of a longer name): one pass over the words,
+    // most rejected by their length and first letter (this runs on every message).
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    sql.split(|&b| !ident(b)).any(|w| {
+        (4..=7).contains(&w.len())
+            && matches!(w[0] | 0x20, b'd' | b'f' | b'm' | b'c')
+            && WORDS.iter().any(|word| w.eq_ignore_ascii_case(word))
     })
 }
 
@@ -220,6 +223,18 @@ pub(super) fn hold_refusal(statements: &[Statement], info: &SessionInfo, policy:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mentions_cursors_reads_whole_words() {
+        for t in
+            ["FETCH ALL c", "fetch\"c\"", "/*x*/MOVE c", "x;Close c", "DISCARD ALL", "declare c cursor for select 1"]
+        {
+            assert!(mentions_cursors(t.as_bytes()), "{t}");
+        }
+        for t in ["SELECT abalance FROM pgbench_accounts WHERE aid = 5", "SELECT fetched, moved FROM t"] {
+            assert!(!mentions_cursors(t.as_bytes()), "{t}");
+        }
+    }
 
     #[test]
     fn cursor_words_are_found_in_any_case_only_when_whole() {
