@@ -88,11 +88,24 @@ fn mentions_cursors(sql: &[u8]) -> bool {
     // characters around it would make it part of a longer name): one pass over the words,
     // most rejected by their length and first letter (this runs on every message).
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    sql.split(|&b| !ident(b)).any(|w| {
-        (4..=7).contains(&w.len())
+    let mut i = 0;
+    while i < sql.len() {
+        while i < sql.len() && !ident(sql[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < sql.len() && ident(sql[i]) {
+            i += 1;
+        }
+        let w = &sql[start..i];
+        if (4..=7).contains(&w.len())
             && matches!(w[0] | 0x20, b'd' | b'f' | b'm' | b'c')
             && WORDS.iter().any(|word| w.eq_ignore_ascii_case(word))
-    })
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// The cursor statements of a text; `None` when it does not parse.
