@@ -128,7 +128,9 @@ pub struct Request<'a> {
 /// The statement's fingerprint as the anomaly history keys it (pg_query's; the text itself
 /// when it does not parse).
 pub fn fingerprint(statement: &str) -> String {
-    pg_query::fingerprint(statement, 0, 0).map(|f| f.hex).unwrap_or_else(|_| statement.to_string())
+    crate::analyze::budget::within(statement, || pg_query::fingerprint(statement, 0, 0))
+        .and_then(Result::ok)
+        .map_or_else(|| statement.to_string(), |f| f.hex)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,11 @@ pub fn render(d: &Decision) -> Verdict {
     let Some(first) = d.findings.iter().find(|f| f.mode == mode) else {
         return Verdict::Allow;
     };
+    // Fingerprinting parses the text: a text too large to analyze is not fingerprinted either.
     let fingerprint =
-        pg_query::fingerprint(&first.statement, 0, 0).map(|f| f.hex).unwrap_or_else(|_| "unparsed".into());
+        crate::analyze::budget::within(&first.statement, || pg_query::fingerprint(&first.statement, 0, 0))
+            .and_then(Result::ok)
+            .map_or_else(|| "unparsed".into(), |f| f.hex);
     let others = d.findings.len() - 1;
     let mut detail = format!(
         "rule {}; policy {}; mode {}; statement fingerprint {}",
