@@ -82,7 +82,7 @@ enum Cursor {
 }
 
 /// Whether the text may hold a cursor statement (ASCII, case-insensitive; no allocation).
-fn mentions_cursors(sql: &[u8]) -> bool {
+pub fn mentions_cursors(sql: &[u8]) -> bool {
     const WORDS: [&[u8]; 5] = [b"declare", b"fetch", b"move", b"close", b"discard"];
     // Each of these is a keyword, so it stands as a word of its own (PostgreSQL's identifier
     // characters around it would make it part of a longer name): one pass over the words,

@@ -233,8 +233,9 @@ impl Session {
         if !matches!(verdict, Verdict::Allow | Verdict::Notice(_) | Verdict::Check(_) | Verdict::Split(_)) {
             return verdict;
         }
-        let lower = sql.to_ascii_lowercase();
-        if !lower.windows(5).any(|w| w == b"fetch") && !lower.windows(4).any(|w| w == b"move") {
+        // The cursor words as the guard reads them (whole words, no copy of the text: this runs
+        // on every message).
+        if !crate::guard::cursors::mentions_cursors(sql) {
             return verdict;
         }
         let Ok(parsed) = crate::analyze::budget::parse(&String::from_utf8_lossy(sql), 0) else { return verdict };
