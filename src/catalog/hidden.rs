@@ -9,7 +9,11 @@
 //! per database, learned once per [`super::TTL`] (or after DDL through blastwall) by one
 //! catalog query on a client's session, and split by what runs the function: reading the name
 //! (views, policies, domains, operators, casts) or writing it (defaults, checks, index
-//! expressions, columns of a checked domain, policies). A statement that mentions a name of the
+//! expressions, columns of a checked domain, policies). A temporary relation's index (the
+//! planner folds its constant expressions and predicates when it opens the table) and its row
+//! type (a cast to it runs its columns' domain checks) run the function on reading too; so do
+//! maintenance commands (`guard::maintenance`) for the writing callers, as do extended
+//! statistics over an expression (`ANALYZE`). A statement that mentions a name of the
 //! set — anywhere in its text: a mention is all it takes, so a false one costs a check, never
 //! a miss — is run in the pre-check like a call of a function (row limits and the identity check
 //! hold for what it changes). In a database with no such objects the set is empty and nothing
@@ -34,6 +38,12 @@ impl HiddenCallers {
 
     pub fn is_empty(&self) -> bool {
         self.read.is_empty() && self.write.is_empty()
+    }
+
+    /// Whether some of them run when rows are written (a maintenance command that names no
+    /// table evaluates them all: `guard::maintenance`).
+    pub fn has_writers(&self) -> bool {
+        !self.write.is_empty()
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
@@ -122,7 +132,7 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
 pub fn query() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
-    let (proc, class, typ, rewrite, attrdef, constraint, policy, cast, operator) = (
+    let (proc, class, typ, rewrite, attrdef, constraint, policy, cast, operator, statistic) = (
         cls("pg_proc"),
         cls("pg_class"),
         cls("pg_type"),
@@ -132,8 +142,16 @@ pub fn query() -> String {
         cls("pg_policy"),
         cls("pg_cast"),
         cls("pg_operator"),
+        cls("pg_statistic_ext"),
     );
     let builtins = crate::analyze::BUILTINS.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", ");
+    // A temporary relation (its row type, its indexes): reading it may run what it calls too.
+    let temporary = |oid: &str| {
+        format!(
+            "EXISTS (SELECT FROM pg_catalog.pg_class t WHERE t.oid{eq}{oid} \
+               AND t.relpersistence{eq}'t'::pg_catalog.\"char\")"
+        )
+    };
     let deptypes = |t: &str| format!("ARRAY[{t}]::pg_catalog.\"char\"[]");
     format!(
         "WITH RECURSIVE f AS (SELECT p.oid, p.proname FROM pg_catalog.pg_proc p \
@@ -147,7 +165,7 @@ pub fn query() -> String {
            UNION \
            SELECT n.classid, n.objid, n.kind, r.depth OPERATOR(pg_catalog.+) 1 FROM reach r CROSS JOIN LATERAL (\
              SELECT d.classid, d.objid, \
-                 CASE WHEN r.classid{eq}{typ} AND d.classid{eq}{class} THEN 'w' ELSE r.kind END \
+                 CASE WHEN r.classid{eq}{typ} AND d.classid{eq}{class} THEN CASE WHEN {temp_d} THEN 'b' ELSE 'w' END ELSE r.kind END \
                FROM pg_catalog.pg_depend d \
                WHERE d.refclassid{eq}r.classid AND d.refobjid{eq}r.objid \
                  AND d.deptype OPERATOR(pg_catalog.=) ANY ({down}) \
@@ -159,11 +177,12 @@ pub fn query() -> String {
              UNION ALL SELECT u.refclassid, u.refobjid, CASE r.classid \
                  WHEN {rewrite} THEN CASE WHEN r.kind{eq}'' THEN 'r' ELSE r.kind END \
                  WHEN {constraint} THEN CASE WHEN u.refclassid{eq}{typ} THEN 'r' ELSE 'w' END \
-                 WHEN {policy} THEN 'b' WHEN {cast} THEN 'r' ELSE 'w' END \
+                 WHEN {policy} THEN 'b' WHEN {cast} THEN 'r' \
+                 WHEN {class} THEN CASE WHEN {temp_u} THEN 'b' ELSE 'w' END ELSE 'w' END \
                FROM pg_catalog.pg_depend u \
                WHERE u.classid{eq}r.classid AND u.objid{eq}r.objid AND u.deptype OPERATOR(pg_catalog.=) ANY ({up}) \
                  AND u.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
-                 AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {class}]) \
+                 AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {class}, {statistic}]) \
                  AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
            ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
          SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END FROM (\
@@ -175,6 +194,8 @@ pub fn query() -> String {
              WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[])\
          ) x(name, kind)",
         down = deptypes("'n', 'a'"),
+        temp_d = temporary("d.objid"),
+        temp_u = temporary("u.refobjid"),
         up = deptypes("'a', 'i'"),
     )
 }

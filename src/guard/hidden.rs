@@ -25,7 +25,12 @@ impl Guard {
             return Ok(false);
         }
         let mentioned = self.catalog.with_hidden_callers(&info.database, |set| {
-            harmless && !set.is_empty() && set.mentioned_in(&String::from_utf8_lossy(sql), false)
+            // A maintenance command evaluates index expressions as a write does (its table
+            // may not even be named): the full path judges it.
+            harmless
+                && !set.is_empty()
+                && ((set.has_writers() && super::maintenance::word_in(sql))
+                    || set.mentioned_in(&String::from_utf8_lossy(sql), false))
         });
         mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))
     }
@@ -37,5 +42,19 @@ pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, wri
     if database.is_empty() || st.transaction_control {
         return false;
     }
-    catalog.with_hidden_callers(database, |set| set.mentioned_in(&st.text, writes)).unwrap_or(true)
+    // ANALYZE, REINDEX, CLUSTER … evaluate index expressions as a write does, and one that
+    // names no table evaluates every table's.
+    catalog
+        .with_hidden_callers(database, |set| {
+            if set.is_empty() {
+                return false;
+            }
+            let maintenance = super::maintenance::of(&st.text);
+            if maintenance.is_some_and(|m| !m.evaluates) {
+                return false;
+            }
+            set.mentioned_in(&st.text, writes || maintenance.is_some())
+                || maintenance.is_some_and(|m| m.every_table && set.has_writers())
+        })
+        .unwrap_or(true)
 }

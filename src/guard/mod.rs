@@ -15,6 +15,7 @@ use crate::precheck::CheckPlan;
 mod analysis;
 pub mod cursors;
 mod hidden;
+mod maintenance;
 mod need;
 mod prefilter;
 mod prepared;

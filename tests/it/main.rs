@@ -68,6 +68,7 @@ mod harness;
 mod identity;
 mod lifecycle;
 mod listening;
+mod maintenance;
 mod modes;
 mod names;
 mod ops;

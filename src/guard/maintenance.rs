@@ -1,0 +1,121 @@
+//! Maintenance commands that evaluate a table's expressions without writing its rows:
+//! `ANALYZE` (statistics of expression indexes and of extended statistics), `VACUUM FULL` and
+//! `VACUUM (ANALYZE)`, `REINDEX`, `CLUSTER` and `REFRESH MATERIALIZED VIEW` (they rebuild
+//! indexes). An index expression that calls a user function makes its table a writing hidden
+//! caller (`catalog::HiddenCallers`): these commands run that function as an INSERT would, so
+//! they are judged like a write of the tables they name — and like a write of every table
+//! when they name none (`ANALYZE;`, `REINDEX SCHEMA …`, a bare `CLUSTER`).
+//!
+//! Owns: recognising those commands (by their parse tree, after a cheap word test) and whether
+//! they can run inside the pre-check's transaction. Does not own: the set of hidden callers
+//! (`catalog`) or what a mention leads to (`need`).
+
+/// A maintenance command, as far as the hidden-caller rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Maintenance {
+    /// It evaluates expressions (plain `VACUUM` does not: it removes dead tuples without
+    /// computing an index entry).
+    pub(super) evaluates: bool,
+    /// It names no relation: it processes every table the role may maintain.
+    pub(super) every_table: bool,
+    /// PostgreSQL refuses to run it inside a transaction block (`VACUUM`, `REINDEX SCHEMA`,
+    /// `… CONCURRENTLY`, a bare `CLUSTER`): it cannot be counted in the pre-check.
+    pub(super) outside_blocks: bool,
+}
+
+/// Whether a text may hold a maintenance command: one of their first words appears in it, in
+/// any case (a cheap test for the fast path; a false positive costs a parse).
+pub(super) fn word_in(text: &[u8]) -> bool {
+    const WORDS: [&[u8]; 5] = [b"analy", b"vacuum", b"reindex", b"cluster", b"refresh"];
+    text.windows(5).enumerate().any(|(i, w)| {
+        WORDS.iter().any(|word| {
+            w.eq_ignore_ascii_case(&word[..5])
+                && text.get(i..i + word.len()).is_some_and(|x| x.eq_ignore_ascii_case(word))
+        })
+    })
+}
+
+/// The maintenance command a statement's text is, if it is one.
+pub(super) fn of(text: &str) -> Option<Maintenance> {
+    use pg_query::protobuf::ReindexObjectType as R;
+    use pg_query::NodeEnum as N;
+    if !word_in(text.as_bytes()) {
+        return None;
+    }
+    let parsed = crate::analyze::budget::parse(text, 0).ok()?;
+    let node = parsed.protobuf.stmts.first()?.stmt.as_ref()?.node.as_ref()?;
+    let option = |params: &[pg_query::protobuf::Node], name: &str| {
+        params.iter().any(|p| match p.node.as_ref() {
+            Some(N::DefElem(d)) => d.defname.eq_ignore_ascii_case(name) && !is_false(d.arg.as_deref()),
+            _ => false,
+        })
+    };
+    match node {
+        N::VacuumStmt(v) => {
+            let evaluates = !v.is_vacuumcmd || option(&v.options, "full") || option(&v.options, "analyze");
+            Some(Maintenance { evaluates, every_table: v.rels.is_empty(), outside_blocks: v.is_vacuumcmd })
+        }
+        N::ReindexStmt(r) => {
+            let named = matches!(R::try_from(r.kind), Ok(R::ReindexObjectIndex | R::ReindexObjectTable));
+            Some(Maintenance {
+                evaluates: true,
+                every_table: !named,
+                outside_blocks: !named || option(&r.params, "concurrently"),
+            })
+        }
+        N::ClusterStmt(c) => {
+            let every_table = c.relation.is_none();
+            Some(Maintenance { evaluates: true, every_table, outside_blocks: every_table })
+        }
+        N::RefreshMatViewStmt(_) => Some(Maintenance { evaluates: true, every_table: false, outside_blocks: false }),
+        _ => None,
+    }
+}
+
+/// Whether an option's argument turns it off (`VACUUM (FULL false)`).
+fn is_false(arg: Option<&pg_query::protobuf::Node>) -> bool {
+    use pg_query::NodeEnum as N;
+    match arg.and_then(|a| a.node.as_ref()) {
+        Some(N::String(s)) => matches!(s.sval.to_ascii_lowercase().as_str(), "false" | "off" | "0" | "no"),
+        Some(N::Integer(i)) => i.ival == 0,
+        Some(N::Boolean(b)) => !b.boolval,
+        Some(N::AConst(c)) => {
+            matches!(
+                c.val.as_ref(),
+                Some(pg_query::protobuf::a_const::Val::Boolval(b)) if !b.boolval
+            ) || matches!(c.val.as_ref(), Some(pg_query::protobuf::a_const::Val::Ival(i)) if i.ival == 0)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commands_that_evaluate_expressions_are_found() {
+        let m = |every_table, outside_blocks| Some(Maintenance { evaluates: true, every_table, outside_blocks });
+        let plain = |every_table| Some(Maintenance { evaluates: false, every_table, outside_blocks: true });
+        assert_eq!(of("ANALYZE t"), m(false, false));
+        assert_eq!(of("analyse verbose t"), m(false, false));
+        assert_eq!(of("ANALYZE"), m(true, false));
+        assert_eq!(of("VACUUM (ANALYZE) t"), m(false, true));
+        assert_eq!(of("VACUUM FULL t"), m(false, true));
+        assert_eq!(of("vacuum full analyze"), m(true, true));
+        assert_eq!(of("VACUUM t"), plain(false));
+        assert_eq!(of("VACUUM"), plain(true));
+        assert_eq!(of("VACUUM (FULL false) t"), plain(false));
+        assert_eq!(of("REINDEX TABLE t"), m(false, false));
+        assert_eq!(of("REINDEX INDEX t_i"), m(false, false));
+        assert_eq!(of("REINDEX (CONCURRENTLY) TABLE t"), m(false, true));
+        assert_eq!(of("REINDEX TABLE CONCURRENTLY t"), m(false, true));
+        assert_eq!(of("REINDEX SCHEMA pg_temp_3"), m(true, true));
+        assert_eq!(of("CLUSTER t USING t_i"), m(false, false));
+        assert_eq!(of("CLUSTER"), m(true, true));
+        assert_eq!(of("REFRESH MATERIALIZED VIEW mv"), m(false, false));
+        assert_eq!(of("SELECT 'analyze'"), None);
+        assert_eq!(of("SELECT 1"), None);
+        assert!(word_in(b"x; AnAlYzE t") && !word_in(b"SELECT anal FROM t"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Maintenance commands and reads that run a function hidden in a temporary table's index,
+//! extended statistics or row type (third adversarial pass): `ANALYZE`, `VACUUM FULL`,
+//! `REINDEX` evaluate index expressions; the planner folds a partial index's constant
+//! predicate when a SELECT opens the table; a cast to a row type runs its columns' domain
+//! checks. Each is sent through blastwall in enforce mode with the shipped policies; the users
+//! are counted on the server directly.
+
+use crate::harness::*;
+
+async fn users(db: &str) -> i64 {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    c.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0)
+}
+
+fn refusal(e: &tokio_postgres::Error) -> String {
+    let d = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    let m = format!("{} / {}", d.message(), d.detail().unwrap_or_default());
+    assert!(d.message().starts_with("blastwall: refused"), "{m}");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_and_reads_of_temporary_objects_are_counted() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // The function deletes every telegram user once the flag is set: the objects are made
+    // while it is harmless (their own creation is counted and changes nothing).
+    for setup in [
+        "CREATE TEMP TABLE flag (on_ boolean)",
+        "CREATE FUNCTION pg_temp.del() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN \
+           IF EXISTS (SELECT 1 FROM pg_temp.flag WHERE on_) THEN \
+             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; RETURN true; END $$",
+        "CREATE FUNCTION pg_temp.imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+           $$ BEGIN PERFORM pg_temp.del(); RETURN $1; END $$",
+        "CREATE TEMP TABLE t (x int)",
+        "INSERT INTO t VALUES (1)",
+        "CREATE INDEX t_imm ON t (pg_temp.imm(x))",
+        "CREATE TEMP TABLE s (x int)",
+        "INSERT INTO s VALUES (1)",
+        "CREATE STATISTICS pg_temp.s_imm ON (pg_temp.imm(x)) FROM s",
+        "CREATE TEMP TABLE part (x int)",
+        "CREATE INDEX part_p ON part (x) WHERE pg_temp.imm(1) = 1",
+        "CREATE DOMAIN pg_temp.d1 AS int CHECK (pg_temp.del())",
+        "CREATE TEMP TABLE tt (a pg_temp.d1)",
+        "CREATE TYPE pg_temp.ct AS (a pg_temp.d1)",
+        "CREATE TEMP TABLE plain (x int)",
+        "INSERT INTO plain VALUES (1)",
+        "INSERT INTO flag VALUES (true)",
+    ] {
+        via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
+    }
+    assert_eq!(users(&db).await, before, "the setup deleted users");
+    for sql in [
+        "ANALYZE t",
+        "ANALYZE",
+        "VACUUM (ANALYZE) t",
+        "VACUUM FULL t",
+        "vacuum full",
+        "REINDEX TABLE t",
+        "REINDEX TABLE CONCURRENTLY t",
+        "ANALYZE s",
+        "SELECT * FROM part WHERE x = 1",
+        "SELECT '(1)'::tt",
+        "SELECT ROW(1)::pg_temp.ct",
+        "SELECT * FROM pg_catalog.json_populate_record(NULL::tt, '{\"a\": 1}')",
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let why = refusal(&e);
+        assert_eq!(users(&db).await, before, "{sql}: {why}");
+    }
+    // What evaluates nothing, or only tables without hidden callers, runs as before.
+    for sql in ["VACUUM t", "VACUUM", "ANALYZE plain", "VACUUM FULL plain", "REINDEX TABLE plain"] {
+        via.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    // With the flag down the same ANALYZE is counted and kept.
+    via.simple_query("UPDATE flag SET on_ = false WHERE on_").await.unwrap();
+    via.simple_query("ANALYZE t").await.unwrap();
+    assert_eq!(users(&db).await, before);
+    p.stop().await;
+}
