@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// How long an answer is trusted when no DDL passes through blastwall.
 const TTL: Duration = Duration::from_secs(30);
 
+/// How old the last answer about a name may be to stand in when blastwall cannot ask.
+const LAST_ANSWER_USABLE: Duration = Duration::from_secs(300);
+
 #[derive(Default)]
 pub struct Catalog {
     /// (database, relation name) → (a write may reach other rows, when learned).
@@ -130,6 +133,19 @@ impl Catalog {
     /// Learns both answers as one (`true` when blastwall cannot ask: fail closed).
     pub fn learn(&self, database: &str, name: &str, indirect: bool) {
         self.learn_both(database, name, indirect, indirect);
+    }
+
+    /// What is assumed of a name when blastwall cannot ask (in the middle of a client's
+    /// extended batch): the last answer, if the catalog gave one within [`LAST_ANSWER_USABLE`]
+    /// (DDL through blastwall forgets it; DDL run elsewhere since is seen at the next question
+    /// blastwall can ask), else the worst — fresh for one second only, so that neither
+    /// stands in for a real answer for other sessions.
+    pub fn assume_indirect(&self, database: &str, name: &str) {
+        let key = (database.to_string(), name.to_string());
+        let last = self.indirect.get(&key).map(|e| *e).filter(|e| e.2.elapsed() < LAST_ANSWER_USABLE);
+        let (indirect, on_insert) = last.map_or((true, true), |e| (e.0, e.1));
+        let learned = Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now);
+        self.indirect.insert(key, (indirect, on_insert, learned));
     }
 
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
@@ -595,5 +611,26 @@ mod tests {
         c.forget("db");
         assert_eq!(c.is_indirect("db", "v"), None);
         assert!(query(&["o'brien".into()]).contains("E'o\\'brien'"));
+    }
+
+    /// When blastwall cannot ask, the last answer stands in (an expired one too, within its
+    /// limit), else the worst; either only for a second, never as a real answer for others.
+    #[test]
+    fn an_assumed_answer_is_the_last_one_or_the_worst_and_lasts_a_second() {
+        let c = Catalog::default();
+        c.assume_indirect("db", "new");
+        assert_eq!((c.is_indirect("db", "new"), c.is_indirect_insert("db", "new")), (Some(true), Some(true)));
+        learn_answer(&c, "db", &["t".into()], &[]);
+        let long_ago = Instant::now().checked_sub(TTL + Duration::from_secs(5)).unwrap();
+        c.indirect.insert(("db".into(), "t".into()), (false, false, long_ago));
+        assert_eq!(c.is_indirect_insert("db", "t"), None, "expired");
+        c.assume_indirect("db", "t");
+        assert_eq!(c.is_indirect_insert("db", "t"), Some(false), "the last answer");
+        let too_old = Instant::now().checked_sub(LAST_ANSWER_USABLE + Duration::from_secs(1)).unwrap();
+        c.indirect.insert(("db".into(), "t".into()), (false, false, too_old));
+        c.assume_indirect("db", "t");
+        assert_eq!(c.is_indirect_insert("db", "t"), Some(true), "too old: the worst");
+        let e = c.indirect.get(&("db".to_string(), "t".to_string())).map(|e| e.2).unwrap();
+        assert!(e.elapsed() >= TTL - Duration::from_secs(1), "fresh for a second only");
     }
 }

@@ -44,6 +44,8 @@ pub struct Relay {
     syncs_done: u64,
     /// Whether extended-protocol messages were forwarded since the last Sync.
     batch_open: bool,
+    /// An Execute of the open batch went to the server (its effects end with the batch).
+    batch_ran: bool,
     /// For each sync point not yet answered: whether it is a Query or FunctionCall sent in
     /// the middle of an extended batch (skipped with it when the batch fails).
     in_batch: VecDeque<bool>,
@@ -74,6 +76,7 @@ impl Relay {
             syncs_sent: 0,
             syncs_done: 0,
             batch_open: false,
+            batch_ran: false,
             in_batch: VecDeque::new(),
             skipping: false,
             syncs_since_execute: 0,
@@ -109,10 +112,32 @@ impl Relay {
     /// counted Execute, sent by the pre-check).
     pub fn mark_batch_open(&mut self) {
         self.batch_open = true;
+        self.batch_ran = true;
+    }
+
+    /// Whether the open batch can be ended by a Sync of blastwall's without the client seeing
+    /// a difference: it ran nothing (only Parse, Bind, Describe, Close, Flush: a Query behind
+    /// them ends their implicit transaction anyway) and has not failed.
+    pub fn batch_ends_unseen(&self) -> bool {
+        !self.batch_ran && !self.skipping && !self.discarding && self.tx != TxStatus::Failed
+    }
+
+    /// The server answered a Sync of blastwall's (`batch_ends_unseen`) with this status: the
+    /// batch is over, and what the client sends next starts a new one.
+    pub fn batch_ended_unseen(&mut self, status: TxStatus) {
+        self.tx = status;
+        self.batch_open = false;
+        self.batch_ran = false;
+    }
+
+    /// Records a client Bind forwarded (it converts parameters: it may run code).
+    pub fn note_bind(&mut self) {
+        self.batch_ran = true;
     }
 
     /// Records a client Execute forwarded.
     pub fn note_execute(&mut self) {
+        self.batch_ran = true;
         self.syncs_since_execute = 0;
         self.copy_in = false;
     }
@@ -188,6 +213,7 @@ impl Relay {
         self.to_server.extend_from_slice(bytes);
         self.discarding = false;
         self.batch_open = false;
+        self.batch_ran = false;
         self.skipping = false;
         self.syncs_sent += 1;
         self.syncs_since_execute += 1;

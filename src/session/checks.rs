@@ -74,6 +74,7 @@ impl Session {
                 return Ok(());
             }
             Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
+            Some(Pending::ResolveInBatch(frame, names)) => return self.resolve_in_batch(frame, names).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
             Some(Pending::Simple(frame, pieces)) => return self.start_simple(frame, pieces).await,
         };
@@ -293,6 +294,31 @@ impl Session {
         self.judge_and_record(frame)
     }
 
+    /// [`Pending::ResolveInBatch`]: the batch is ended by a Sync of blastwall's whose
+    /// ReadyForQuery the client never sees, then the catalog is asked as at any idle point.
+    /// A batch that failed or ran something meanwhile cannot end unseen: the worst is assumed.
+    async fn resolve_in_batch(
+        &mut self,
+        frame: Frame,
+        questions: Vec<crate::catalog::Question>,
+    ) -> Result<(), SessionError> {
+        if !self.relay.batch_ends_unseen() || self.mirror.batch_failed(self.relay.syncs_sent()) {
+            self.assume_answers(&questions);
+            return self.judge_and_record(frame);
+        }
+        self.flush_to_client().await?;
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let closed = async {
+            backend.send(&crate::wire::encode(fe::SYNC, &[])).await?;
+            backend.answer().await
+        };
+        let answer = closed.await.map_err(|e| SessionError::Closed(format!("ending a batch: {e}")))?;
+        let Backend { for_client, params, .. } = backend;
+        self.take_for_client(for_client, params);
+        self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
+        self.resolve(frame, questions).await
+    }
+
     /// What the server sent during a check that is the client's, and the settings it reported.
     pub(super) fn take_for_client(&mut self, for_client: BytesMut, params: Vec<(String, String)>) {
         self.relay.to_client.extend_from_slice(&for_client);
@@ -393,6 +419,10 @@ pub(super) enum Pending {
     QueryInBatch(Box<CheckPlan>),
     /// Ask the catalog about these names, then judge the frame again.
     Resolve(Frame, Vec<crate::catalog::Question>),
+    /// The same for a Query in the middle of an extended batch that ran nothing: once the
+    /// server answered the batch so far, blastwall ends it with a Sync of its own (the Query
+    /// would end its implicit transaction anyway) and asks.
+    ResolveInBatch(Frame, Vec<crate::catalog::Question>),
     /// Analyze the frame's long text on a blocking thread, then judge it again.
     Analyze(Frame),
     /// Run this Query as an extended batch, statement by statement (`simple`).
@@ -412,6 +442,10 @@ impl Pending {
         matches!(self, Pending::QueryInBatch(..))
     }
 
+    pub(super) fn is_resolve_in_batch(&self) -> bool {
+        matches!(self, Pending::ResolveInBatch(..))
+    }
+
     pub(super) fn is_execute(&self) -> bool {
         matches!(self, Pending::Execute(..))
     }
@@ -425,7 +459,7 @@ impl Session {
         let policy = self.shared.guard.policy();
         for q in questions {
             match q {
-                crate::catalog::Question::Indirect(n) => catalog.learn(db, n, true),
+                crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
                 crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db),
                 crate::catalog::Question::SequenceOwner(seq) => {
                     // Fail closed: as if a protected column of every table forbidding setval

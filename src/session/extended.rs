@@ -226,8 +226,12 @@ impl Session {
         if self.relay.is_discarding() {
             return;
         }
-        if matches!(op, Op::Execute) {
-            self.relay.note_execute();
+        // A Bind converts its parameters (a domain's CHECK may run): like an Execute, it
+        // keeps blastwall from ending the batch itself (`Relay::batch_ends_unseen`).
+        match op {
+            Op::Execute => self.relay.note_execute(),
+            Op::Bind { .. } => self.relay.note_bind(),
+            _ => {}
         }
         self.mirror.sent(self.relay.syncs_sent(), op);
         self.relay.forward_in_batch(&f.bytes);

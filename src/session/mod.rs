@@ -259,7 +259,7 @@ impl Session {
             let runnable = match &self.pending {
                 None => false,
                 Some(p) if p.is_analysis() => true,
-                Some(p) if p.is_count() || p.is_query_in_batch() => self.count_can_run(),
+                Some(p) if p.is_count() || p.is_query_in_batch() || p.is_resolve_in_batch() => self.count_can_run(),
                 Some(p) if p.is_execute() => self.execute_can_be_judged(),
                 Some(_) => !self.relay.is_busy(),
             };
@@ -439,9 +439,15 @@ impl Session {
                     Verdict::Check(plan) => {
                         self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
                     }
+                    // Once the server answered the batch so far, blastwall may end it itself
+                    // and ask (`Pending::ResolveInBatch`).
                     Verdict::Resolve(questions) if self.relay.batch_has_messages() => {
-                        self.assume_answers(&questions);
-                        return self.on_client_message(f, pre);
+                        if !self.relay.batch_ends_unseen() {
+                            self.assume_answers(&questions);
+                            return self.on_client_message(f, pre);
+                        }
+                        self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
+                        self.pending = Some(Pending::ResolveInBatch(f, questions));
                     }
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
                     Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),

@@ -1,5 +1,6 @@
 """asyncpg through blastwall: Parse/Describe/Flush before Bind/Execute/Sync, executemany
-(pipelined Bind/Execute), RETURNING, a transaction, a statement that fails on the server."""
+(pipelined Bind/Execute), RETURNING, a transaction, a statement that fails on the server, and
+copy_records_to_table (Parse/Describe/Flush, then a COPY Query inside that open batch)."""
 import asyncio
 import sys
 
@@ -21,6 +22,7 @@ async def main(port, db):
         await c.execute("UPDATE parent SET id = 1 WHERE id = $1", 2)
     except asyncpg.PostgresError as e:
         out.append(f"{e.sqlstate}: {e}")
+    out.append(await c.copy_records_to_table("parent", records=[(1000, 3), (1001, 4)], columns=["id", "v"]))
     out.append(str(await c.fetchval("SELECT sum(v) FROM parent")))
     await c.close()
     out.append(f"notices: {len(notices)}")
