@@ -13,7 +13,9 @@
 //! planner folds its constant expressions and predicates when it opens the table) and its row
 //! type (a cast to it runs its columns' domain checks) run the function on reading too; so do
 //! maintenance commands (`guard::maintenance`) for the writing callers, as do extended
-//! statistics over an expression (`ANALYZE`). A statement that mentions a name of the
+//! statistics over an expression (`ANALYZE`). An operator whose negator or commutator is
+//! one is one too (the planner rewrites `NOT (a === b)` to `a !== b`, and may commute a
+//! comparison), though no `pg_depend` row links them. A statement that mentions a name of the
 //! set — anywhere in its text: a mention is all it takes, so a false one costs a check, never
 //! a miss — is run in the pre-check like a call of a function (row limits and the identity check
 //! hold for what it changes). In a database with no such objects the set is empty and nothing
@@ -184,6 +186,8 @@ pub fn query() -> String {
                  AND u.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
                  AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {class}, {statistic}]) \
                  AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
+             UNION ALL SELECT {operator}, o.oid, r.kind FROM pg_catalog.pg_operator o \
+               WHERE r.classid{eq}{operator} AND (o.oprnegate{eq}r.objid OR o.oprcom{eq}r.objid) \
            ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
          SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END FROM (\
            SELECT c.relname, r.kind FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \

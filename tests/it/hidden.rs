@@ -1,9 +1,9 @@
-//! Maintenance commands and reads that run a function hidden in a temporary table's index,
-//! extended statistics or row type (third adversarial pass): `ANALYZE`, `VACUUM FULL`,
-//! `REINDEX` evaluate index expressions; the planner folds a partial index's constant
-//! predicate when a SELECT opens the table; a cast to a row type runs its columns' domain
-//! checks. Each is sent through blastwall in enforce mode with the shipped policies; the users
-//! are counted on the server directly.
+//! Hidden callers found by the third adversarial pass: maintenance commands and reads that run
+//! a function hidden in a temporary table's index, extended statistics or row type (`ANALYZE`,
+//! `VACUUM FULL`, `REINDEX` evaluate index expressions; the planner folds a partial index's
+//! constant predicate when a SELECT opens the table; a cast to a row type runs its columns'
+//! domain checks), and an operator whose negator calls one. Each is sent through blastwall in
+//! enforce mode with the shipped policies; the users are counted on the server directly.
 
 use crate::harness::*;
 
@@ -78,5 +78,29 @@ async fn maintenance_and_reads_of_temporary_objects_are_counted() {
     via.simple_query("UPDATE flag SET on_ = false WHERE on_").await.unwrap();
     via.simple_query("ANALYZE t").await.unwrap();
     assert_eq!(users(&db).await, before);
+    p.stop().await;
+}
+
+/// The planner rewrites `NOT (a === b)` to `a !== b` (the operator's NEGATOR): an operator over
+/// a built-in whose negator (or commutator) calls a writing function is a hidden caller too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_whose_negator_writes_is_counted() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for setup in [
+        "CREATE FUNCTION pg_temp.del2(int, int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN \
+           DELETE FROM public.users WHERE auth_source = 'telegram'; RETURN true; END $$",
+        "CREATE OPERATOR pg_temp.!== (FUNCTION = pg_temp.del2, LEFTARG = int, RIGHTARG = int)",
+        "CREATE OPERATOR pg_temp.=== (FUNCTION = pg_catalog.int4eq, LEFTARG = int, RIGHTARG = int, \
+           NEGATOR = OPERATOR(pg_temp.!==))",
+    ] {
+        via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
+    }
+    let sql = "SELECT NOT (x OPERATOR(pg_temp.===) 2) FROM generate_series(1, 1) x";
+    let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+    let why = refusal(&e);
+    assert_eq!(users(&db).await, before, "{sql}: {why}");
     p.stop().await;
 }
