@@ -15,7 +15,9 @@
 //! maintenance commands (`guard::maintenance`) for the writing callers, as do extended
 //! statistics over an expression (`ANALYZE`). An operator whose negator or commutator is
 //! one is one too (the planner rewrites `NOT (a === b)` to `a !== b`, and may commute a
-//! comparison), though no `pg_depend` row links them. A statement that mentions a name of the
+//! comparison), though no `pg_depend` row links them. A cast over one makes its user-defined
+//! source and target types hidden callers, and so the tables with columns of them (an implicit
+//! cast runs in `SELECT a + 1 FROM t`). A statement that mentions a name of the
 //! set — anywhere in its text: a mention is all it takes, so a false one costs a check, never
 //! a miss — is run in the pre-check like a call of a function (row limits and the identity check
 //! hold for what it changes). In a database with no such objects the set is empty and nothing
@@ -188,6 +190,9 @@ pub fn query() -> String {
                  AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
              UNION ALL SELECT {operator}, o.oid, r.kind FROM pg_catalog.pg_operator o \
                WHERE r.classid{eq}{operator} AND (o.oprnegate{eq}r.objid OR o.oprcom{eq}r.objid) \
+             UNION ALL SELECT {typ}, t.oid, 'r' FROM pg_catalog.pg_cast k \
+               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ANY (ARRAY[k.castsource, k.casttarget]) \
+               WHERE r.classid{eq}{cast} AND k.oid{eq}r.objid AND t.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
            ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
          SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END FROM (\
            SELECT c.relname, r.kind FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \

@@ -2,7 +2,8 @@
 //! a function hidden in a temporary table's index, extended statistics or row type (`ANALYZE`,
 //! `VACUUM FULL`, `REINDEX` evaluate index expressions; the planner folds a partial index's
 //! constant predicate when a SELECT opens the table; a cast to a row type runs its columns'
-//! domain checks), and an operator whose negator calls one. Each is sent through blastwall in
+//! domain checks), an operator whose negator calls one, and an implicit cast of a column's
+//! type. Each is sent through blastwall in
 //! enforce mode with the shipped policies; the users are counted on the server directly.
 
 use crate::harness::*;
@@ -99,6 +100,33 @@ async fn an_operator_whose_negator_writes_is_counted() {
         via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
     }
     let sql = "SELECT NOT (x OPERATOR(pg_temp.===) 2) FROM generate_series(1, 1) x";
+    let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+    let why = refusal(&e);
+    assert_eq!(users(&db).await, before, "{sql}: {why}");
+    p.stop().await;
+}
+
+/// An implicit cast from a temporary enum runs its function in `SELECT a + 1 FROM tt`: the
+/// text names neither the cast, its type nor its function, only a table with a column of the
+/// type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implicit_cast_of_a_columns_type_is_counted() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for setup in [
+        "CREATE TYPE pg_temp.myenum AS ENUM ('a', 'b')",
+        "CREATE FUNCTION pg_temp.castf(pg_temp.myenum) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+           DELETE FROM public.users WHERE auth_source = 'telegram'; RETURN 1; END $$",
+        "CREATE CAST (pg_temp.myenum AS int) WITH FUNCTION pg_temp.castf(pg_temp.myenum) AS IMPLICIT",
+        "CREATE TEMP TABLE tt (a pg_temp.myenum)",
+        "INSERT INTO tt VALUES ('a')",
+    ] {
+        via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
+    }
+    assert_eq!(users(&db).await, before, "the setup deleted users");
+    let sql = "SELECT a + 1 FROM tt";
     let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
     let why = refusal(&e);
     assert_eq!(users(&db).await, before, "{sql}: {why}");
