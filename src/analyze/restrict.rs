@@ -12,33 +12,239 @@
 //! restricting comparison), `IS TRUE`/`IS FALSE`. Anything else fails closed: both sides of a
 //! comparison depending on the row, a comparison inside the row's side (`(id = id) = true`,
 //! `coalesce(id = $1, true)`), `IS NOT TRUE`/`IS UNKNOWN`, CASE, a whole-row `IS NOT NULL`, a
-//! name that may be another relation's. `col IS NOT NULL` on a plain column counts (blastwall
+//! name that may be another relation's, and a comparison with the target's relation read
+//! again without a restriction of its own (a [`Mirror`]: `id IN (SELECT id FROM t)`, `UPDATE t
+//! x … FROM t y WHERE x.id = y.id`, `EXISTS (SELECT 1 FROM t y WHERE y.id = t.id)`, a derived
+//! table or `WITH` over `t`) on a column the row's side names too — its rows are the target's
+//! rows. It is restricted by its own WHERE, an inner join's ON, a LIMIT or a HAVING (`id IN
+//! (SELECT id FROM t WHERE created < $1)`); an aggregate of it (`id = (SELECT max(id) FROM
+//! t)`) is one value. `col IS NOT NULL` on a plain column counts (blastwall
 //! does not know which columns are `NOT NULL`; a soft-delete purge `WHERE deleted_at IS NOT
 //! NULL` is an ordinary predicate). A comparison whose value is always true (`abs(id) >= 0`)
 //! is not found: that is the data's business, and row limits apply.
 //!
-//! Owns: that classification. Reads no literal's value (the shape cache may share it).
+//! Owns: that classification. Reads no literal's value (the shape cache may share it) but
+//! whether a LIMIT is `ALL`/`NULL` (recorded as a literal read).
 
 use super::children::each_child;
-use super::nodes::{items, opt, sval};
+use super::nodes::{items, literal_read, opt, sval};
 use super::predicate::Target;
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+/// A relation in a FROM that reads the target's relation again, unrestricted: its rows are the
+/// target's rows, so comparing the target's column with the same column of it restricts
+/// nothing. `any`: its columns are not the target's by name (a derived table, a `WITH`, column
+/// aliases), so each may be any of the target's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub name: String,
+    pub any: bool,
+}
+
+/// How often one analysis may judge whether a relation read again is restricted (nested
+/// subqueries over the same relation are judged once per enclosing level); past it, each one
+/// counts as unrestricted.
+const JUDGEMENTS: u32 = 256;
 
 /// Whether `w` (a WHERE, or a MERGE's join or WHEN condition) restricts the target's rows.
 pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
-    pred(w, Cx { t, inner: false, shadowed: false }, true)
+    let budget = Cell::new(0);
+    let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+    // The statement's self-joins are mirrors unless this predicate restricts them.
+    let mirrors: Vec<Mirror> = t.selves.iter().filter(|m| !restricted_by(w, m, &t.selves, true, cx)).cloned().collect();
+    pred(w, Cx { mirrors: &mirrors, ..cx }, true)
+}
+
+/// The entries of a write's `FROM`/`USING` (MERGE's source) that read its target's relation
+/// again, less those an inner join's ON restricts ([`Target::selves`]).
+pub(super) fn selves<'a>(from: impl Iterator<Item = R<'a>>, t: &Target) -> Vec<Mirror> {
+    let budget = Cell::new(0);
+    let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+    let mut out = Vec::new();
+    for f in from {
+        occurrences(f, cx, true, &mut out);
+    }
+    out
+}
+
+/// The names of a write's `WITH` queries that read its target's relation unrestricted
+/// ([`Target::self_ctes`]); a later one may read an earlier one.
+pub(super) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<String> {
+    let mut t = t.clone();
+    for c in items(ctes) {
+        let R::CommonTableExpr(c) = c else { continue };
+        let Some(q) = opt(&c.ctequery) else { continue };
+        let budget = Cell::new(0);
+        let cx =
+            Cx { t: &t, inner: true, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+        if reads_unrestricted(q, cx) {
+            t.self_ctes.push(c.ctename.clone());
+        }
+    }
+    t.self_ctes
+}
+
+/// Whether a query's output may carry the target's relation's columns unrestricted.
+fn reads_unrestricted(q: R<'_>, cx: Cx<'_>) -> bool {
+    let d = deps_of(q, Cx { inner: true, ..cx });
+    d.mirror_any || !d.mirror.is_empty()
+}
+
+/// Collects the FROM entries under `f` that read the target's relation again, less those an
+/// inner join's ON restricts. `others`: the FROM has other relations (unqualified names may be
+/// theirs).
+fn occurrences(f: R<'_>, cx: Cx<'_>, others: bool, out: &mut Vec<Mirror>) {
+    let t = cx.t;
+    match f {
+        R::RangeVar(r) => {
+            let same = r.relname == t.relation
+                && (r.schemaname.is_empty() || t.schema.as_deref().is_none_or(|s| s == r.schemaname));
+            let cte = r.schemaname.is_empty() && t.self_ctes.contains(&r.relname);
+            if same || cte {
+                let renamed = r.alias.as_ref().is_some_and(|a| !a.colnames.is_empty());
+                let name = r.alias.as_ref().map_or(&r.relname, |a| &a.aliasname).clone();
+                out.push(Mirror { name, any: cte || renamed });
+            }
+        }
+        R::RangeSubselect(r) => {
+            if let (Some(q), Some(a)) = (opt(&r.subquery), r.alias.as_ref()) {
+                if reads_unrestricted(q, cx) {
+                    out.push(Mirror { name: a.aliasname.clone(), any: true });
+                }
+            }
+        }
+        R::JoinExpr(j) => {
+            let mut inside = Vec::new();
+            for x in [opt(&j.larg), opt(&j.rarg)].into_iter().flatten() {
+                occurrences(x, cx, others, &mut inside);
+            }
+            if j.jointype == pb::JoinType::JoinInner as i32 {
+                if let Some(q) = opt(&j.quals) {
+                    let all = inside.clone();
+                    inside.retain(|m| !restricted_by(q, m, &all, others, cx));
+                }
+            }
+            match &j.alias {
+                // The join's own name hides the names inside it.
+                Some(a) if !inside.is_empty() => out.push(Mirror { name: a.aliasname.clone(), any: true }),
+                _ => out.extend(inside),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `w` restricts the rows of `m` (a relation read again): judged as if `m` were the
+/// target, with the target and the other relations read again as mirrors of it.
+fn restricted_by(w: R<'_>, m: &Mirror, all: &[Mirror], others: bool, cx: Cx<'_>) -> bool {
+    if cx.budget.get() >= JUDGEMENTS {
+        return false;
+    }
+    cx.budget.set(cx.budget.get() + 1);
+    let t = Target {
+        qualifier: m.name.clone(),
+        schema: None,
+        others,
+        beside: None,
+        mine: BTreeSet::new(),
+        relation: cx.t.relation.clone(),
+        selves: Vec::new(),
+        self_ctes: cx.t.self_ctes.clone(),
+    };
+    let mut mirrors: Vec<Mirror> = cx.mirrors.iter().chain(all).filter(|x| x.name != m.name).cloned().collect();
+    if !cx.shadowed && cx.t.qualifier != m.name {
+        mirrors.push(Mirror { name: cx.t.qualifier.clone(), any: false });
+    }
+    let inner = Cx {
+        t: &t,
+        inner: false,
+        shadowed: false,
+        mirrors: &mirrors,
+        loose: false,
+        loose_any: false,
+        budget: cx.budget,
+    };
+    pred(w, inner, true)
+}
+
+/// A subquery's scope: the mirrors its names may mean (the outer ones it does not hide, and
+/// its own FROM's unrestricted reads of the target's relation), whether it hides the
+/// target's name, and whether an unqualified name in it may be a mirror's column (of that
+/// name, or any).
+fn scope(q: &pb::SelectStmt, cx: Cx<'_>) -> (Vec<Mirror>, bool, bool, bool) {
+    let names = from_names(q);
+    let shadowed = cx.shadowed || names.contains(&cx.t.qualifier);
+    let mut mirrors: Vec<Mirror> = cx.mirrors.iter().filter(|m| !names.contains(&m.name)).cloned().collect();
+    let here = Cx { shadowed, mirrors: &mirrors, ..cx };
+    let mut found = Vec::new();
+    let others = q.from_clause.len() > 1 || items(&q.from_clause).any(|f| matches!(f, R::JoinExpr(_)));
+    for f in items(&q.from_clause) {
+        occurrences(f, here, others, &mut found);
+    }
+    if q.having_clause.is_some() || limited(q) {
+        found.clear();
+    }
+    if let Some(w) = opt(&q.where_clause) {
+        let all = found.clone();
+        found.retain(|m| !restricted_by(w, m, &all, others, here));
+    }
+    let loose = cx.loose || !found.is_empty();
+    let loose_any = cx.loose_any || found.iter().any(|m| m.any);
+    mirrors.extend(found);
+    (mirrors, shadowed, loose, loose_any)
+}
+
+/// A LIMIT other than `ALL`/`NULL`.
+fn limited(q: &pb::SelectStmt) -> bool {
+    match opt(&q.limit_count) {
+        None => false,
+        Some(R::AConst(c)) => {
+            literal_read();
+            !c.isnull
+        }
+        Some(_) => true,
+    }
+}
+
+/// An aggregate or window call: one value over a set of rows, not a row's value.
+fn aggregate(f: &pb::FuncCall) -> bool {
+    const AGGREGATES: &[&str] = &[
+        "array_agg",
+        "avg",
+        "bool_and",
+        "bool_or",
+        "count",
+        "every",
+        "json_agg",
+        "jsonb_agg",
+        "max",
+        "min",
+        "string_agg",
+        "sum",
+    ];
+    let name = f.funcname.last().and_then(sval).unwrap_or("");
+    f.agg_star || f.agg_distinct || f.over.is_some() || !f.agg_order.is_empty() || AGGREGATES.contains(&name)
 }
 
 /// Where an expression stands: `inner`, inside a subquery with a FROM of its own (its
 /// unqualified names are that FROM's: an application's `user_id IN (SELECT id FROM users WHERE
 /// banned)`); `shadowed`, inside one whose FROM shows a relation under the target's name (then
-/// that name means the inner relation).
+/// that name means the inner relation); `mirrors`, the relations its names may mean that read
+/// the target's relation again, unrestricted; `loose`, an unqualified name may be a mirror's
+/// column.
 #[derive(Clone, Copy)]
 struct Cx<'t> {
     t: &'t Target,
     inner: bool,
     shadowed: bool,
+    mirrors: &'t [Mirror],
+    loose: bool,
+    /// An unqualified name may be any column of the target's (a mirror with `any`).
+    loose_any: bool,
+    budget: &'t Cell<u32>,
 }
 
 /// What an operand depends on.
@@ -57,6 +263,25 @@ struct Deps {
     row: bool,
     whole_row: bool,
     unsure: bool,
+    /// Columns of mirrors (the target's relation read again), by name.
+    mirror: BTreeSet<String>,
+    /// A mirror's whole row, or a column that may be any of the target's.
+    mirror_any: bool,
+}
+
+/// Whether `x` is independent of the target's row `row` is compared with: it depends on no
+/// name that may be the row's, and reads no mirror's column that `row` names too.
+fn independent_of(x: R<'_>, row: R<'_>, cx: Cx<'_>) -> bool {
+    let d = deps_of(x, cx);
+    if d.unsure || d.row || d.mirror_any {
+        return false;
+    }
+    if d.mirror.is_empty() {
+        return true;
+    }
+    let mut cols = BTreeSet::new();
+    column_names(row, &mut cols);
+    !deps_of(row, cx).whole_row && d.mirror.is_disjoint(&cols)
 }
 
 fn side(e: R<'_>, cx: Cx<'_>) -> Side {
@@ -106,6 +331,20 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         R::ColumnRef(c) => {
             let t = cx.t;
             let names: Vec<Option<&str>> = c.fields.iter().map(sval).collect();
+            let mirror = |q: &Option<&str>| cx.mirrors.iter().find(|m| *q == Some(m.name.as_str()));
+            if let [.., q, col] = names.as_slice() {
+                if let Some(m) = mirror(q) {
+                    match col {
+                        Some(col) if !m.any => drop(out.mirror.insert(col.to_string())),
+                        _ => out.mirror_any = true,
+                    }
+                    return;
+                }
+            }
+            if let [q] = names.as_slice() {
+                // A mirror's whole row (or a column of that name).
+                out.mirror_any |= mirror(q).is_some();
+            }
             let ours = |q: &Option<&str>| !cx.shadowed && *q == Some(t.qualifier.as_str());
             match names.as_slice() {
                 // A bare name: a column, or the whole row when it is the target's name.
@@ -113,7 +352,14 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
                     out.row = true;
                     out.whole_row = true;
                 }
-                [Some(_)] if cx.inner => {}
+                // Inside a subquery with a FROM: that FROM's, or a mirror's.
+                [Some(n)] if cx.inner => {
+                    if cx.loose {
+                        out.mirror.insert(n.to_string());
+                    }
+                    out.mirror_any |= cx.loose_any;
+                }
+                [None] if cx.inner => out.mirror_any |= cx.loose,
                 // Beside other relations, a name the catalog placed in the target alone
                 // (`Target::mine`, `names::columns`) is the target's.
                 [Some(n)] if t.others && t.mine.contains(*n) => out.row = true,
@@ -133,9 +379,19 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         }
         R::SelectStmt(q) => {
             let own = !q.from_clause.is_empty();
-            let shadowed = cx.shadowed || from_names(q).contains(&cx.t.qualifier);
-            let cx = Cx { inner: cx.inner || own, shadowed, ..cx };
+            let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
+            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, ..cx };
             each_child(e, &mut |c| deps(c, cx, out));
+        }
+        // One value over a set (`SELECT max(id) FROM t`): not a mirror's row. A derived
+        // table's columns are read through its name (a mirror when it reads the target's
+        // relation unrestricted, `scope`).
+        R::FuncCall(_) | R::RangeSubselect(_) if !matches!(e, R::FuncCall(f) if !aggregate(f)) => {
+            let mut d = Deps::default();
+            each_child(e, &mut |c| deps(c, cx, &mut d));
+            out.row |= d.row;
+            out.whole_row |= d.whole_row;
+            out.unsure |= d.unsure;
         }
         _ => each_child(e, &mut |c| deps(c, cx, out)),
     }
@@ -237,8 +493,11 @@ fn pred(v: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
 }
 
 fn call(args: &[pb::Node], cx: Cx<'_>) -> bool {
-    let sides: Vec<Side> = items(args).map(|a| side(a, cx)).collect();
-    sides.contains(&Side::Row) && sides.contains(&Side::Independent) && !sides.contains(&Side::Unsure)
+    let args: Vec<(R<'_>, Side)> = items(args).map(|a| (a, side(a, cx))).collect();
+    let rows: Vec<R<'_>> = args.iter().filter(|(_, s)| *s == Side::Row).map(|(a, _)| *a).collect();
+    !rows.is_empty()
+        && !args.iter().any(|(_, s)| *s == Side::Unsure)
+        && args.iter().any(|(a, s)| *s == Side::Independent && rows.iter().all(|r| independent_of(*a, *r, cx)))
 }
 
 /// A bare column of the target (a boolean column as a predicate, or `col IS NOT NULL`).
@@ -267,13 +526,13 @@ fn comparison<'a>(a: &'a pb::AExpr, cx: Cx<'_>) -> Option<(&'static str, bool, R
         // An operator, or `op ANY/ALL (…)`: the operator's family.
         class_of_op(op_name(a)).unwrap_or(("other", true))
     };
-    let independent = |x: R<'_>| match x {
-        R::List(list) => items(&list.items).all(|i| side(i, cx) == Side::Independent),
-        x => side(x, cx) == Side::Independent,
+    let independent = |x: R<'_>, row: R<'_>| match x {
+        R::List(list) => items(&list.items).all(|i| independent_of(i, row, cx)),
+        x => independent_of(x, row, cx),
     };
-    if side(l, cx) == Side::Row && independent(r) {
+    if side(l, cx) == Side::Row && independent(r, l) {
         Some((class.0, class.1, l))
-    } else if is(pb::AExprKind::AexprOp) && side(r, cx) == Side::Row && independent(l) {
+    } else if is(pb::AExprKind::AexprOp) && side(r, cx) == Side::Row && independent(l, r) {
         let (f, p) = mirrored(class);
         Some((f, p, r))
     } else {
@@ -289,7 +548,7 @@ fn sublink(s: &pb::SubLink, cx: Cx<'_>, pos: bool) -> bool {
     }
     if ty == pb::SubLinkType::AnySublink as i32 || ty == pb::SubLinkType::AllSublink as i32 {
         // `row_side IN (SELECT …)`: an uncorrelated subquery is independent of the row.
-        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row) && side(sub, cx) == Side::Independent;
+        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row && independent_of(sub, te, cx));
     }
     false
 }
@@ -313,8 +572,9 @@ fn exists(sub: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
         return false;
     }
     let own = !q.from_clause.is_empty();
-    let shadowed = cx.shadowed || from_names(q).contains(&cx.t.qualifier);
-    opt(&q.where_clause).is_some_and(|w| pred(w, Cx { inner: cx.inner || own, shadowed, ..cx }, pos))
+    let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
+    let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, ..cx };
+    opt(&q.where_clause).is_some_and(|w| pred(w, cx, pos))
 }
 
 fn has_call(e: R<'_>) -> bool {

@@ -10,6 +10,7 @@
 use super::children::{each_child, is_ddl};
 use super::nodes::{const_str, items, literal_read, literals_read, opt, start_literal_reads, sval};
 use super::predicate::{self, Target};
+use super::restrict;
 use super::sequences;
 use super::{Execute, Op, Opaque, RelName, Statement, Write};
 use pg_query::protobuf as pb;
@@ -63,8 +64,18 @@ fn target_of(rel: Option<&pb::RangeVar>, others: bool) -> Option<(RelName, Targe
         others,
         beside: None,
         mine: Default::default(),
+        relation: name.name.clone(),
+        selves: Vec::new(),
+        self_ctes: Vec::new(),
     };
     Some((name, t))
+}
+
+/// What of the statement's `WITH` and `FROM`/`USING` reads the target's relation again
+/// (`Target::selves`, `Target::self_ctes`).
+fn read_again<'a>(t: &mut Target, from: impl Iterator<Item = R<'a>>, with: Option<&pb::WithClause>) {
+    t.self_ctes = with.map(|w| restrict::mirroring_ctes(&w.ctes, t)).unwrap_or_default();
+    t.selves = restrict::selves(from, t);
 }
 
 /// The relations of a `USING`/`FROM` list when each is a plain relation without column
@@ -100,6 +111,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::DeleteStmt(b) => {
             if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
                 t.beside = beside(&b.using_clause, b.with_clause.is_some());
+                read_again(&mut t, items(&b.using_clause), b.with_clause.as_ref());
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
             }
@@ -108,6 +120,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::UpdateStmt(b) => {
             if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
                 t.beside = beside(&b.from_clause, b.with_clause.is_some());
+                read_again(&mut t, items(&b.from_clause), b.with_clause.as_ref());
                 let columns = set_columns(&b.target_list);
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
                 st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });
@@ -161,7 +174,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             Descend::Yes
         }
         R::MergeStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref(), true) {
+            if let Some((rel, mut t)) = target_of(b.relation.as_ref(), true) {
+                read_again(&mut t, opt(&b.source_relation).into_iter(), b.with_clause.as_ref());
                 for w in items(&b.merge_when_clauses) {
                     let R::MergeWhenClause(wc) = w else { continue };
                     let op = if wc.command_type == pb::CmdType::CmdDelete as i32 {

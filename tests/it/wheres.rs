@@ -1,0 +1,73 @@
+//! Issue 11 items 5 and 7, the analysis's own mistakes, each sent through blastwall in enforce
+//! mode with the data checked on the server directly: `require-where` accepting the table
+//! compared with itself through a subquery or a self-join (red-team pass 2, F2), and false
+//! positives (`id < 10 OR id > 90`, `DELETE FROM ONLY parent`, …).
+
+use crate::harness::*;
+
+async fn count(db: &str, sql: &str) -> i64 {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+fn refused_by(e: &tokio_postgres::Error, rule: &str) -> String {
+    let d = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    let m = format!("{} / {}", d.message(), d.detail().unwrap_or_default());
+    assert!(d.message().starts_with("blastwall: refused"), "{m}");
+    assert!(m.contains(&format!("rule {rule}")), "{m}");
+    m
+}
+
+/// A database with `t1(id, a, b, parent_id, created)` of 100 rows (no policy names it, so
+/// `require-where` is all that stands in front of it) and `t2`.
+fn t1_db() -> String {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE TABLE t1 (id int PRIMARY KEY, a int, b text, parent_id int, created timestamptz); \
+         INSERT INTO t1 SELECT g, g % 7, 'b', g / 2, now() - g * interval '10 days' FROM generate_series(1, 100) g; \
+         CREATE TABLE t2 (id int, k int); INSERT INTO t2 VALUES (1, 1), (2, 2), (3, 3); \
+         GRANT ALL ON t1, t2 TO app;",
+    );
+    db
+}
+
+/// F2: the table compared with itself through an unrestricted subquery or self-join
+/// restricts nothing; with a restriction of its own, or over another table, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
+    let db = t1_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let changed = "SELECT count(*) FROM t1 WHERE b <> 'b'";
+    for sql in [
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1)",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.id = y.id",
+        "UPDATE t1 SET b = 'z' WHERE a IN (SELECT a FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT k FROM (SELECT id AS k FROM t1) s)",
+        "WITH s AS (SELECT id FROM t1) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "DELETE FROM t1 x USING t1 y WHERE x.id = y.id",
+        "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED THEN UPDATE SET b = 'z'",
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, "require-where");
+        assert_eq!(count(&db, changed).await, 0, "{sql}");
+        assert_eq!(count(&db, "SELECT count(*) FROM t1").await, 100, "{sql}");
+    }
+    // Restricted on their own, or by another table: they run, and change what they say.
+    for (sql, mark, rows) in [
+        ("UPDATE t1 SET b = 'y' WHERE id IN (SELECT id FROM t1 WHERE created < now() - interval '1 year')", "y", 64),
+        ("UPDATE t1 x SET b = 'x' FROM t1 y WHERE x.id = y.id AND y.a = 3", "x", 14),
+        ("UPDATE t1 SET b = 'w' WHERE id IN (SELECT id FROM t1 ORDER BY id LIMIT 5)", "w", 5),
+        ("UPDATE t1 SET b = 'v' WHERE id = (SELECT max(id) FROM t1)", "v", 1),
+        ("UPDATE t1 SET b = 'u' WHERE id IN (SELECT t1.id FROM t1 JOIN t2 ON t1.id = t2.k)", "u", 3),
+        ("UPDATE t1 SET b = 't' WHERE parent_id IN (SELECT id FROM t2)", "t", 6),
+    ] {
+        let n = via.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert_eq!(n, rows, "{sql}");
+        assert_eq!(count(&db, &format!("SELECT count(*) FROM t1 WHERE b = '{mark}'")).await, rows as i64, "{sql}");
+    }
+    p.stop().await;
+}
