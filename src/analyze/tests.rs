@@ -544,6 +544,46 @@ fn the_relation_read_again_with_a_restriction_restricts() {
 }
 
 #[test]
+fn order_branches_cover_every_value_only_when_their_constants_meet() {
+    for sql in [
+        "DELETE FROM t WHERE id < 10 OR id > 90",
+        "DELETE FROM t WHERE id <= 10 OR id >= 90",
+        "DELETE FROM t WHERE a < 1 OR a > 5",
+        "DELETE FROM t WHERE id < 5 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR 90 < id",
+        "DELETE FROM t WHERE id < -5 OR id > 5",
+        "DELETE FROM t WHERE id < 1.5 OR id > 2.25",
+        "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
+        "DELETE FROM t WHERE NOT (id >= 10 AND id <= 90)",
+        "DELETE FROM t WHERE created < '2020-01-01' OR created > '2024-06-30'",
+        "DELETE FROM t WHERE created < '2020-01-01'::date OR created >= '2024-06-30'::date",
+        "DELETE FROM t WHERE (id < 10 AND a = 1) OR id > 90",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE id < 5 OR id >= 5",
+        "DELETE FROM t WHERE id <= 5 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR 5 < id",
+        "DELETE FROM t WHERE id < 5.0 OR id >= 5",
+        "DELETE FROM t WHERE id < 0 OR id >= -0.0",
+        "DELETE FROM t WHERE NOT (id >= 10 AND id < 10)",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id = 50",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
+        "DELETE FROM t WHERE id < 10 OR id > $1",
+        "DELETE FROM t WHERE id < '10' OR id > '9'",
+        "DELETE FROM t WHERE id < 5::bigint OR id >= 5",
+        "DELETE FROM t WHERE id < 1e3 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id < 95",
+        "DELETE FROM t WHERE id OPERATOR(public.<) 10 OR id > 90",
+        "DELETE FROM t WHERE id < NULL OR id > 5",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
 fn nested_reads_of_the_relation_are_judged_within_a_bound() {
     let mut sql = "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE created < $1)".to_string();
     for _ in 0..40 {

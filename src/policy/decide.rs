@@ -365,7 +365,7 @@ fn write_findings(
                     let why = if *pred == Where::Absent {
                         "no WHERE clause (every row)".to_string()
                     } else if pred.names_columns() {
-                        "a WHERE clause that names the table's columns but does not restrict them: it compares the row with itself (t.id = t.id), has a branch true for every row (true OR …, a < 5 OR a >= 5), or a shape blastwall cannot show to restrict (IS NOT TRUE, CASE, a comparison inside a comparison); it may match every row".to_string()
+                        "a WHERE clause that names the table's columns but does not restrict them: it compares the row with itself (t.id = t.id, or its table read again unrestricted: id IN (SELECT id FROM t)), has a branch true for every row (true OR …, a < 5 OR a >= 5), or a shape blastwall cannot show to restrict (IS NOT TRUE, CASE, a comparison inside a comparison); it may match every row".to_string()
                     } else if matches!(pred, Where::Cond(_)) {
                         "a WHERE clause that names none of the table's columns for sure (a name inside a subquery, or beside another relation, may be another relation's), so it may match every row; qualify the table's own columns with its name".to_string()
                     } else {

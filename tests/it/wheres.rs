@@ -18,6 +18,16 @@ fn refused_by(e: &tokio_postgres::Error, rule: &str) -> String {
     m
 }
 
+/// Each statement runs through `via` and sets `b` to its mark on exactly that many rows, as
+/// the server says.
+async fn runs(via: &tokio_postgres::Client, db: &str, cases: &[(&str, &str, u64)]) {
+    for &(sql, mark, rows) in cases {
+        let n = via.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert_eq!(n, rows, "{sql}");
+        assert_eq!(count(db, &format!("SELECT count(*) FROM t1 WHERE b = '{mark}'")).await, rows as i64, "{sql}");
+    }
+}
+
 /// A database with `t1(id, a, b, parent_id, created)` of 100 rows (no policy names it, so
 /// `require-where` is all that stands in front of it) and `t2`.
 fn t1_db() -> String {
@@ -57,17 +67,52 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
         assert_eq!(count(&db, "SELECT count(*) FROM t1").await, 100, "{sql}");
     }
     // Restricted on their own, or by another table: they run, and change what they say.
-    for (sql, mark, rows) in [
-        ("UPDATE t1 SET b = 'y' WHERE id IN (SELECT id FROM t1 WHERE created < now() - interval '1 year')", "y", 64),
-        ("UPDATE t1 x SET b = 'x' FROM t1 y WHERE x.id = y.id AND y.a = 3", "x", 14),
-        ("UPDATE t1 SET b = 'w' WHERE id IN (SELECT id FROM t1 ORDER BY id LIMIT 5)", "w", 5),
-        ("UPDATE t1 SET b = 'v' WHERE id = (SELECT max(id) FROM t1)", "v", 1),
-        ("UPDATE t1 SET b = 'u' WHERE id IN (SELECT t1.id FROM t1 JOIN t2 ON t1.id = t2.k)", "u", 3),
-        ("UPDATE t1 SET b = 't' WHERE parent_id IN (SELECT id FROM t2)", "t", 6),
+    runs(
+        &via,
+        &db,
+        &[
+            (
+                "UPDATE t1 SET b = 'y' WHERE id IN (SELECT id FROM t1 WHERE created < now() - interval '1 year')",
+                "y",
+                64,
+            ),
+            ("UPDATE t1 x SET b = 'x' FROM t1 y WHERE x.id = y.id AND y.a = 3", "x", 14),
+            ("UPDATE t1 SET b = 'w' WHERE id IN (SELECT id FROM t1 ORDER BY id LIMIT 5)", "w", 5),
+            ("UPDATE t1 SET b = 'v' WHERE id = (SELECT max(id) FROM t1)", "v", 1),
+            ("UPDATE t1 SET b = 'u' WHERE id IN (SELECT t1.id FROM t1 JOIN t2 ON t1.id = t2.k)", "u", 3),
+            ("UPDATE t1 SET b = 't' WHERE parent_id IN (SELECT id FROM t2)", "t", 6),
+        ],
+    )
+    .await;
+    p.stop().await;
+}
+
+/// F10: branches that leave values out (`id < 10 OR id > 90`) restrict; branches that meet
+/// (`a < 5 OR a >= 5`) are still a tautology.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_or_of_ranges_with_a_gap_restricts() {
+    let db = t1_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    runs(
+        &via,
+        &db,
+        &[
+            ("UPDATE t1 SET b = 'o' WHERE id < 10 OR id > 90", "o", 19),
+            ("UPDATE t1 SET b = 'i' WHERE id <= 10 OR id >= 90", "i", 21),
+            ("UPDATE t1 SET b = 'c' WHERE created < now() - interval '900 days' OR 3 > a", "c", 49),
+        ],
+    )
+    .await;
+    let before = count(&db, "SELECT count(*) FROM t1 WHERE b = 'z'").await;
+    for sql in [
+        "UPDATE t1 SET b = 'z' WHERE a < 5 OR a >= 5",
+        "UPDATE t1 SET b = 'z' WHERE id < 10 OR 5 < id",
+        "UPDATE t1 SET b = 'z' WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
     ] {
-        let n = via.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        assert_eq!(n, rows, "{sql}");
-        assert_eq!(count(&db, &format!("SELECT count(*) FROM t1 WHERE b = '{mark}'")).await, rows as i64, "{sql}");
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, "require-where");
+        assert_eq!(count(&db, "SELECT count(*) FROM t1 WHERE b = 'z'").await, before, "{sql}");
     }
     p.stop().await;
 }
