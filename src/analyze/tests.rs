@@ -237,6 +237,8 @@ const TEMPLATES: &[&str] = &[
     "SELECT {}; DELETE FROM users WHERE id = {};",
     "/* c */ DELETE FROM t WHERE a = {} -- {}\n",
     "UPDATE users SET id = {} WHERE id = ANY (ARRAY[{}, {}])",
+    "DELETE FROM t WHERE id < {} OR id > {}",
+    "DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT {})",
 ];
 
 fn fill(template: &str, literals: &[&str]) -> String {
@@ -276,6 +278,20 @@ proptest! {
             format!("{:?}", crate::policy::decide(&full, who.view(), &policy))
         );
     }
+}
+
+#[test]
+fn only_is_part_of_the_shape() {
+    let shapes = Shapes::default();
+    let o = ParseOptions::default();
+    assert!(shapes.analyze("DELETE FROM ONLY pu WHERE id = 1", o)[0].writes[0].only);
+    assert!(!shapes.analyze("DELETE FROM pu WHERE id = 2", o)[0].writes[0].only);
+    assert!(shapes.analyze("UPDATE ONLY pu SET a = 1 WHERE id = 3", o)[0].writes[0].only);
+    assert!(!shapes.analyze("UPDATE pu SET a = 1 WHERE id = 4", o)[0].writes[0].only);
+    // ONLY belongs to each name: `TRUNCATE ONLY a, b` truncates b's children.
+    let t = shapes.analyze("TRUNCATE ONLY a, b", o);
+    assert_eq!(t[0].writes.iter().map(|w| w.only).collect::<Vec<_>>(), [true, false]);
+    assert!(!shapes.analyze("TRUNCATE a, b", o)[0].writes.iter().any(|w| w.only));
 }
 
 #[test]

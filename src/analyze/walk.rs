@@ -113,7 +113,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 t.beside = beside(&b.using_clause, b.with_clause.is_some());
                 read_again(&mut t, items(&b.using_clause), b.with_clause.as_ref());
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
-                st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
+                let only = b.relation.as_ref().is_some_and(|r| !r.inh);
+                st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate), only });
             }
             Descend::Yes
         }
@@ -123,7 +124,13 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 read_again(&mut t, items(&b.from_clause), b.with_clause.as_ref());
                 let columns = set_columns(&b.target_list);
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
-                st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });
+                let only = b.relation.as_ref().is_some_and(|r| !r.inh);
+                st.writes.push(Write {
+                    op: Op::Update { columns },
+                    target: Some(rel),
+                    predicate: Some(predicate),
+                    only,
+                });
             }
             Descend::Yes
         }
@@ -168,6 +175,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                         op: Op::Upsert { conflict_columns, constraint, columns },
                         target: Some(rel),
                         predicate: None,
+                        only: false,
                     });
                 }
             }
@@ -186,7 +194,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                         continue;
                     };
                     let predicate = predicate::classify_merge(opt(&b.join_condition), opt(&wc.condition), &t);
-                    st.writes.push(Write { op, target: Some(rel.clone()), predicate: Some(predicate) });
+                    let only = b.relation.as_ref().is_some_and(|r| !r.inh);
+                    st.writes.push(Write { op, target: Some(rel.clone()), predicate: Some(predicate), only });
                 }
             }
             Descend::Yes
@@ -194,7 +203,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::TruncateStmt(b) => {
             let cascade = b.behavior == pb::DropBehavior::DropCascade as i32;
             for r in items(&b.relations) {
-                st.writes.push(Write { op: Op::Truncate { cascade }, target: rangevar_node(r), predicate: None });
+                let only = matches!(r, R::RangeVar(v) if !v.inh);
+                st.writes.push(Write { op: Op::Truncate { cascade }, target: rangevar_node(r), predicate: None, only });
             }
             Descend::No
         }
@@ -204,11 +214,11 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         }
         R::DropdbStmt(b) => {
             let target = Some(RelName { schema: None, name: b.dbname.clone() });
-            st.writes.push(Write { op: Op::DropDatabase, target, predicate: None });
+            st.writes.push(Write { op: Op::DropDatabase, target, predicate: None, only: false });
             Descend::No
         }
         R::DropOwnedStmt(_) => {
-            st.writes.push(Write { op: Op::DropOwned, target: None, predicate: None });
+            st.writes.push(Write { op: Op::DropOwned, target: None, predicate: None, only: false });
             Descend::No
         }
         R::AlterTableStmt(b) => {
@@ -217,7 +227,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 let R::AlterTableCmd(cmd) = c else { continue };
                 if cmd.subtype == pb::AlterTableType::AtDropColumn as i32 {
                     let op = Op::DropColumn(cmd.name.clone());
-                    st.writes.push(Write { op, target: rel.clone(), predicate: None });
+                    st.writes.push(Write { op, target: rel.clone(), predicate: None, only: false });
                 }
             }
             Descend::Yes
@@ -226,18 +236,18 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             let rel = b.relation.as_ref().and_then(rangevar);
             let ty = b.rename_type;
             if ty == pb::ObjectType::ObjectTable as i32 {
-                st.writes.push(Write { op: Op::RenameTable, target: rel, predicate: None });
+                st.writes.push(Write { op: Op::RenameTable, target: rel, predicate: None, only: false });
             } else if ty == pb::ObjectType::ObjectColumn as i32 {
                 let op = Op::RenameColumn(b.subname.clone());
-                st.writes.push(Write { op, target: rel, predicate: None });
+                st.writes.push(Write { op, target: rel, predicate: None, only: false });
             } else if ty == pb::ObjectType::ObjectSequence as i32 {
-                st.writes.push(Write { op: Op::AlterSequence, target: rel, predicate: None });
+                st.writes.push(Write { op: Op::AlterSequence, target: rel, predicate: None, only: false });
             }
             Descend::No
         }
         R::AlterSeqStmt(b) => {
             let target = b.sequence.as_ref().and_then(rangevar);
-            st.writes.push(Write { op: Op::AlterSequence, target, predicate: None });
+            st.writes.push(Write { op: Op::AlterSequence, target, predicate: None, only: false });
             Descend::No
         }
         R::FuncCall(b) => {
@@ -273,7 +283,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             }
             if is_setval {
                 let target = items(&b.args).next().and_then(const_regclass);
-                st.writes.push(Write { op: Op::Setval, target, predicate: None });
+                st.writes.push(Write { op: Op::Setval, target, predicate: None, only: false });
             }
             Descend::Yes
         }
@@ -499,7 +509,7 @@ fn drop_stmt(b: &pb::DropStmt, st: &mut Statement) {
             [.., schema, name] => RelName { schema: Some(schema.to_string()), name: name.to_string() },
             [] => continue,
         };
-        st.writes.push(Write { op: op.clone(), target: Some(target), predicate: None });
+        st.writes.push(Write { op: op.clone(), target: Some(target), predicate: None, only: false });
     }
 }
 

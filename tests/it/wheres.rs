@@ -116,3 +116,42 @@ async fn an_or_of_ranges_with_a_gap_restricts() {
     }
     p.stop().await;
 }
+
+/// F6: `ONLY parent` does not write the parent's inheritance children, so a protected child
+/// does not lend the parent its rules; without `ONLY` it still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_parent_does_not_reach_its_protected_child() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE TABLE public.pu (id bigint, auth_source text, plan text, email text); \
+         ALTER TABLE users INHERIT pu; \
+         INSERT INTO pu SELECT -g, 'old', 'free', NULL FROM generate_series(1, 6) g; \
+         GRANT ALL ON pu TO app;",
+    );
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let users = "SELECT count(*) FROM users";
+    let own = "SELECT count(*) FROM ONLY pu";
+    for (sql, rule) in [
+        ("DELETE FROM pu WHERE id < 0", "protected-range"),
+        ("UPDATE pu SET plan = 'gone' WHERE id < 0", "protected-range"),
+        ("TRUNCATE pu", "forbid-truncate"),
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let m = refused_by(&e, rule);
+        assert!(m.contains("public.users"), "{m}");
+        assert_eq!((count(&db, users).await, count(&db, own).await), (60, 6), "{sql}");
+    }
+    let n = via.execute("UPDATE ONLY pu SET plan = 'p' WHERE id < -3", &[]).await.unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM ONLY pu WHERE plan = 'p'").await, 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE plan = 'p'").await, 0);
+    // The simple protocol: judged by what the name resolves to now.
+    via.batch_execute("DELETE FROM ONLY pu WHERE id < -4").await.unwrap();
+    assert_eq!((count(&db, users).await, count(&db, own).await), (60, 4));
+    via.batch_execute("TRUNCATE ONLY pu").await.unwrap();
+    assert_eq!((count(&db, users).await, count(&db, own).await), (60, 0));
+    p.stop().await;
+}
