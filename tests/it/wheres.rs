@@ -155,3 +155,27 @@ async fn only_parent_does_not_reach_its_protected_child() {
     assert_eq!((count(&db, users).await, count(&db, own).await), (60, 0));
     p.stop().await;
 }
+
+/// An estimate or count refusal of a statement whose `WITH` writes another table names the
+/// table whose rows they are (red-team pass 1, L7: the 360 rows of `web_messages` were once
+/// reported as `subscriptions`').
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_names_the_table_whose_rows_it_counts() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "INSERT INTO web_messages (session_id, body) SELECT s.id, 'more' FROM chat_sessions s, generate_series(1, 20); ANALYZE web_messages;");
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let messages = count(&db, "SELECT count(*) FROM web_messages").await;
+    for sql in [
+        "WITH d AS (DELETE FROM web_messages WHERE session_id > 0 RETURNING 1) DELETE FROM subscriptions WHERE id = 1",
+        "WITH d AS (DELETE FROM web_messages WHERE session_id < 5 RETURNING 1) DELETE FROM subscriptions WHERE id = 1",
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let m = refused_by(&e, "row-limit");
+        assert!(m.contains("public.web_messages"), "{m}");
+        assert!(!m.contains("rows in public.subscriptions"), "{m}");
+        assert_eq!(count(&db, "SELECT count(*) FROM web_messages").await, messages, "{sql}");
+        assert_eq!(count(&db, "SELECT count(*) FROM subscriptions").await, 60, "{sql}");
+    }
+    p.stop().await;
+}
