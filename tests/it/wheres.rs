@@ -179,3 +179,30 @@ async fn a_refusal_names_the_table_whose_rows_it_counts() {
     }
     p.stop().await;
 }
+
+async fn database_exists(name: &str) -> bool {
+    count("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")).await == 1
+}
+
+/// Red-team pass 1, L5: `DROP DATABASE` is refused for a database blastwall has seen a policy
+/// table whose DROP is forbidden in; any other database may be dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_database_is_refused_only_where_the_policy_tables_were_seen() {
+    let guarded = incident_db();
+    let scratch = fresh_db("scratch");
+    let p = proxy().await;
+    {
+        // A session on the guarded database: blastwall learns where the policy tables are.
+        let app = connect(p.port(), "app", APP_PW, &guarded).await;
+        assert_eq!(app.execute("DELETE FROM users WHERE id = 1000001", &[]).await.unwrap(), 1);
+    }
+    let dba = connect(p.port(), "postgres", SUPERUSER_PW, "postgres").await;
+    let e = dba.simple_query(&format!("DROP DATABASE {guarded} WITH (FORCE)")).await.unwrap_err();
+    let m = refused_by(&e, "forbid-drop");
+    assert!(m.contains("public.users"), "{m}");
+    assert!(database_exists(&guarded).await);
+    assert_eq!(count(&guarded, "SELECT count(*) FROM users").await, 59);
+    dba.batch_execute(&format!("DROP DATABASE {scratch}")).await.unwrap();
+    assert!(!database_exists(&scratch).await);
+    p.stop().await;
+}
