@@ -529,7 +529,9 @@ impl Guard {
         view.columns = Some(&columns);
         view.sequence_owners = Some(&owners);
         let seen = |d: &str, t: &policy::TablePolicy| self.catalog.oid_of(d, &t.schema, &t.name).is_some();
-        view.seen_in = Some(&seen);
+        if online {
+            view.seen_in = Some(&seen);
+        }
         let reach_of: Option<&policy::TablesOf<'_>> = if online { Some(&reach) } else { None };
         let mut decision = policy::decide_resolved(&decided, view, &policy, reach_of);
         let minted = |s: &str, t: &str| self.catalog.minted_of(&db, s, t);
