@@ -50,11 +50,10 @@ pub struct Identities {
     key: Vec<(String, String)>,
     /// Per policy table: the OIDs it is known by (its name now; the OID first seen).
     pub oids: Vec<Vec<u32>>,
-    /// Per policy table: the names it is called by now (its own, a view's over it).
-    relnames: Vec<Vec<String>>,
-    /// Per policy table: those of its names that are only its inheritance parents' (`ONLY`
-    /// them does not reach it).
-    above: Vec<Vec<String>>,
+    /// Per policy table: the names it is called by now, each with how ([`OWN`]: its own;
+    /// [`RELATIVE`]: a view's over it, a child's, a view's over those; [`PARENT`]: an
+    /// inheritance parent's).
+    relnames: Vec<Vec<(String, u8)>>,
     learned: Instant,
 }
 
@@ -67,13 +66,17 @@ impl Identities {
     }
 }
 
+/// How a policy table is called by a name ([`Identities`]).
+const OWN: u8 = 1;
+const RELATIVE: u8 = 2;
+const PARENT: u8 = 4;
+
 /// Reads the answer of [`identities_query`] (a failed query: every table known by its
 /// policy name only, every name of it may reach it).
 pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Identities {
     let n = policy.tables.len();
     let mut oids = vec![Vec::new(); n];
-    let mut relnames: Vec<Vec<String>> = policy.tables.iter().map(|t| vec![t.name.clone()]).collect();
-    let mut above = vec![Vec::new(); n];
+    let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
         let (Some(kind), Some(Ok(i)), Some(Ok(oid)), Some(name)) =
@@ -87,21 +90,20 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Ident
         if kind == "t" && !oids[i].contains(&oid) {
             oids[i].push(oid);
         }
-        let new = !relnames[i].iter().any(|x| x == name);
-        if new {
-            relnames[i].push(name.to_string());
-        }
-        if kind == "p" && new {
-            above[i].push(name.to_string());
-        } else if kind != "p" {
-            above[i].retain(|x| x != name);
+        let how = match kind {
+            "t" => OWN,
+            "p" => PARENT,
+            _ => RELATIVE,
+        };
+        match relnames[i].iter_mut().find(|(x, _)| x == name) {
+            Some(r) => r.1 |= how,
+            None => relnames[i].push((name.to_string(), how)),
         }
     }
     Identities {
         key: policy.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect(),
         oids,
         relnames,
-        above,
         learned: Instant::now(),
     }
 }
@@ -395,19 +397,21 @@ pub fn may_change_path(text: &[u8]) -> bool {
 
 /// The policy tables a written name may reach when it cannot be resolved: the policy's table
 /// of that name (any schema when unqualified), and every policy table called so now (its own
-/// name or a view over it; with `only`, not a name only its inheritance parents have).
+/// name or a view over it; with `only`, not a name only its inheritance parents have; for a
+/// name qualified with `pg_temp`, a temporary relation, not its own name).
 pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelName, only: bool) -> Vec<usize> {
-    let above = |ids: &Identities, i: usize| only && ids.above.get(i).is_some_and(|n| n.contains(&target.name));
+    let temp = target.schema.as_deref().is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_"));
+    let called = |ids: &Identities, i: usize| {
+        let how = ids.relnames.get(i).and_then(|n| n.iter().find(|(x, _)| *x == target.name)).map_or(0, |r| r.1);
+        // A temporary relation is never the policy table itself; ONLY a parent does not
+        // write its children.
+        how & OWN != 0 && !temp || how & RELATIVE != 0 || how & PARENT != 0 && !only
+    };
     policy
         .tables
         .iter()
         .enumerate()
-        .filter(|(i, t)| {
-            t.matches(target)
-                || ids.is_some_and(|ids| {
-                    ids.relnames.get(*i).is_some_and(|n| n.contains(&target.name)) && !above(ids, *i)
-                })
-        })
+        .filter(|(i, t)| t.matches(target) || ids.is_some_and(|ids| called(ids, *i)))
         .map(|(i, _)| i)
         .collect()
 }

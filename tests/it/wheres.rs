@@ -206,3 +206,35 @@ async fn drop_database_is_refused_only_where_the_policy_tables_were_seen() {
     assert!(!database_exists(&scratch).await);
     p.stop().await;
 }
+
+/// Red-team pass 1, L6: a name qualified with `pg_temp` is a temporary relation of the
+/// session, never the policy's `public.users`: dropping one is judged alike on both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_table_named_like_a_policy_table_may_be_dropped() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let temp =
+        "SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND relname = 'users' AND pg_table_is_visible(oid)";
+    for extended in [false, true] {
+        via.batch_execute("CREATE TEMP TABLE users (x int)").await.unwrap();
+        assert_eq!(via.query_one(temp, &[]).await.unwrap().get::<_, i64>(0), 1);
+        if extended {
+            via.execute("DROP TABLE pg_temp.users", &[]).await.unwrap_or_else(|e| panic!("{e:?}"));
+        } else {
+            via.batch_execute("DROP TABLE pg_temp.users").await.unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        assert_eq!(via.query_one(temp, &[]).await.unwrap().get::<_, i64>(0), 0, "extended: {extended}");
+        assert_eq!(count(&db, "SELECT count(*) FROM users").await, 60);
+    }
+    // The policy's table itself, and a temporary child of it, are still judged as it.
+    via.batch_execute("CREATE TEMP TABLE kid () INHERITS (public.users)").await.unwrap();
+    for sql in ["DROP TABLE public.users", "DROP TABLE pg_temp.kid"] {
+        for extended in [false, true] {
+            let e = if extended { via.execute(sql, &[]).await.map(|_| ()) } else { via.batch_execute(sql).await };
+            refused_by(&e.err().unwrap_or_else(|| panic!("ran: {sql}")), "forbid-drop");
+        }
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 60);
+    p.stop().await;
+}
