@@ -50,7 +50,8 @@
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
 //! - `wheres`:  issue 11's analysis mistakes — `require-where` and the table compared with
-//!   itself, false positives of the predicate and reach rules — data checked on the server.
+//!   itself, false positives of the predicate and reach rules, the shipped contract's
+//!   `explicit_id` — data checked on the server.
 
 mod arguments;
 mod batches;

@@ -1,7 +1,9 @@
 //! Issue 11 items 5 and 7, the analysis's own mistakes, each sent through blastwall in enforce
 //! mode with the data checked on the server directly: `require-where` accepting the table
-//! compared with itself through a subquery or a self-join (red-team pass 2, F2), and false
-//! positives (`id < 10 OR id > 90`, `DELETE FROM ONLY parent`, …).
+//! compared with itself through a subquery or a self-join (red-team pass 2, F2), false
+//! positives (`id < 10 OR id > 90`, `DELETE FROM ONLY parent`, `DROP DATABASE` of a scratch
+//! database, `DROP TABLE pg_temp.users` over the extended protocol), the table a refusal names,
+//! and the shipped contract's `explicit_id` on the shipped schema.
 
 use crate::harness::*;
 
@@ -236,5 +238,36 @@ async fn a_temporary_table_named_like_a_policy_table_may_be_dropped() {
         }
     }
     assert_eq!(count(&db, "SELECT count(*) FROM users").await, 60);
+    p.stop().await;
+}
+
+/// Red-team pass 1, L1: the shipped contract (`policies/default.toml` +
+/// `policies/contract/contract.toml`) on the shipped schema refuses a users.id made by hand —
+/// the incident's first domino — and lets the sequence mint an OAuth user's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_contract_refuses_a_hand_made_user_id() {
+    let db = incident_db();
+    admin_sql(pg(), &db, &blastwall::contract::state::init_script("blastwall", &["app".into()]));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let policy =
+        blastwall::policy::file::load(&[dir.join("default.toml"), dir.join("contract/contract.toml")]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for sql in [
+        "INSERT INTO users (id, auth_source, email) VALUES (-91111150, 'test', 'handmade@example.test')",
+        "INSERT INTO users VALUES (-91111151, 'test', 'free', 'handmade@example.test')",
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, "explicit-id");
+        assert_eq!(count(&db, "SELECT count(*) FROM users").await, 60, "{sql}");
+    }
+    let id: i64 = via
+        .query_one("INSERT INTO users (auth_source, email) VALUES ('oauth', 'new@example.com') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, -91111121, "the sequence's next id");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111121 AND auth_source = 'oauth'").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 61);
     p.stop().await;
 }
