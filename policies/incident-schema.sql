@@ -2,8 +2,11 @@
 -- Loaded by `blastwall demo` and by the integration tests.
 CREATE SEQUENCE web_user_id_seq START 91111111;
 
+-- OAuth signups leave the id out: the sequence mints it (negative). Telegram users bring their
+-- own positive id from the message envelope; test users get an attribute (auth_source =
+-- 'test'), never an id in the minted space.
 CREATE TABLE users (
-    id          bigint PRIMARY KEY,
+    id          bigint PRIMARY KEY DEFAULT -nextval('web_user_id_seq'),
     auth_source text   NOT NULL DEFAULT 'oauth',
     plan        text   NOT NULL DEFAULT 'free',
     email       text
@@ -39,8 +42,8 @@ SELECT -g, 'test', 'free', 'qa+' || g || '@example.test'
 FROM generate_series(91111101, 91111110) g;
 
 -- Real OAuth users whose ids drifted into the same window (the sequence moved past the tests).
-INSERT INTO users (id, auth_source, plan, email)
-SELECT -nextval('web_user_id_seq'), 'oauth', 'premium', 'user' || g || '@example.com'
+INSERT INTO users (auth_source, plan, email)
+SELECT 'oauth', 'premium', 'user' || g || '@example.com'
 FROM generate_series(1, 10) g;
 
 -- Every user has a subscription, two chat sessions and three messages per session.

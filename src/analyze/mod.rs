@@ -123,6 +123,9 @@ pub struct Write {
     pub target: Option<RelName>,
     /// The predicate's shape, for DELETE/UPDATE/MERGE.
     pub predicate: Option<Where>,
+    /// `ONLY relation` (DELETE, UPDATE, MERGE, TRUNCATE): the relation's inheritance children
+    /// are not written.
+    pub only: bool,
 }
 
 /// Something no parser can see into.

@@ -26,6 +26,14 @@ pub struct Target {
     pub beside: Option<Vec<super::RelName>>,
     /// Unqualified names known to be the target's columns (taken as such outside subqueries).
     pub mine: BTreeSet<String>,
+    /// The target's relation name (for the self-joins and subqueries over it, `restrict`).
+    pub relation: String,
+    /// The statement's `USING`/`FROM` (MERGE's source) entries that read the target's relation
+    /// again — a self-join (`UPDATE t x … FROM t y`), or a derived table or `WITH` over it
+    /// (`restrict::selves`).
+    pub selves: Vec<super::restrict::Mirror>,
+    /// The statement's `WITH` queries that read the target's relation without restricting it.
+    pub self_ctes: Vec<String>,
 }
 
 /// The shape of a WHERE clause.

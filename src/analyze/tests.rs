@@ -237,6 +237,8 @@ const TEMPLATES: &[&str] = &[
     "SELECT {}; DELETE FROM users WHERE id = {};",
     "/* c */ DELETE FROM t WHERE a = {} -- {}\n",
     "UPDATE users SET id = {} WHERE id = ANY (ARRAY[{}, {}])",
+    "DELETE FROM t WHERE id < {} OR id > {}",
+    "DELETE FROM t WHERE id IN (SELECT id FROM t LIMIT {})",
 ];
 
 fn fill(template: &str, literals: &[&str]) -> String {
@@ -276,6 +278,20 @@ proptest! {
             format!("{:?}", crate::policy::decide(&full, who.view(), &policy))
         );
     }
+}
+
+#[test]
+fn only_is_part_of_the_shape() {
+    let shapes = Shapes::default();
+    let o = ParseOptions::default();
+    assert!(shapes.analyze("DELETE FROM ONLY pu WHERE id = 1", o)[0].writes[0].only);
+    assert!(!shapes.analyze("DELETE FROM pu WHERE id = 2", o)[0].writes[0].only);
+    assert!(shapes.analyze("UPDATE ONLY pu SET a = 1 WHERE id = 3", o)[0].writes[0].only);
+    assert!(!shapes.analyze("UPDATE pu SET a = 1 WHERE id = 4", o)[0].writes[0].only);
+    // ONLY belongs to each name: `TRUNCATE ONLY a, b` truncates b's children.
+    let t = shapes.analyze("TRUNCATE ONLY a, b", o);
+    assert_eq!(t[0].writes.iter().map(|w| w.only).collect::<Vec<_>>(), [true, false]);
+    assert!(!shapes.analyze("TRUNCATE a, b", o)[0].writes.iter().any(|w| w.only));
 }
 
 #[test]
@@ -480,6 +496,118 @@ fn an_ordinary_predicate_restricts() {
     ] {
         assert!(restricts(sql), "{sql}");
     }
+}
+
+#[test]
+fn the_relation_read_again_unrestricted_does_not_restrict() {
+    for sql in [
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE a IN (SELECT a FROM t1)",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.id = y.id",
+        "UPDATE t1 x SET b = 'z' FROM t1 AS y WHERE y.id = x.id AND x.a = y.a",
+        "DELETE FROM t1 x USING t1 y WHERE x.id = y.id",
+        "DELETE FROM public.t1 WHERE id IN (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 LIMIT ALL)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE true)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE id = id)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y WHERE y.id = t1.id)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 GROUP BY id)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 UNION SELECT 5)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM (SELECT id FROM t1) s)",
+        "DELETE FROM t1 WHERE id IN (SELECT k FROM (SELECT id AS k FROM t1) s)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y JOIN t1 z ON y.id = z.id)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y LEFT JOIN t2 ON y.k = t2.k)",
+        "DELETE FROM t1 WHERE id = ANY (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE id <= ANY (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE lower(email) IN (SELECT lower(email) FROM t1)",
+        "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id)",
+        "DELETE FROM t1 x WHERE EXISTS (SELECT FROM t1 y WHERE x.id = y.id)",
+        "DELETE FROM t1 WHERE (id, a) IN (SELECT y.id, y.a FROM t1 y)",
+        "DELETE FROM t1 WHERE id IN (SELECT * FROM t1)",
+        "UPDATE t1 x SET b = 'z' FROM (SELECT id FROM t1) y WHERE x.id = y.id",
+        "UPDATE t1 x SET b = 'z' FROM t1 y JOIN t1 z ON y.id = z.id WHERE x.id = y.id",
+        "WITH s AS (SELECT id FROM t1) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "WITH s AS (SELECT id FROM t1) UPDATE t1 x SET b = 'z' FROM s WHERE x.id = s.id",
+        "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED THEN DELETE",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn the_relation_read_again_with_a_restriction_restricts() {
+    for sql in [
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 WHERE created < now() - interval '1 year')",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.id = y.id AND y.created < $1",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.parent_id = y.id",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 ORDER BY id LIMIT 1000)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING count(*) > 1)",
+        "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
+        "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
+        "DELETE FROM t1 WHERE parent_id IN (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y JOIN t2 ON y.k = t2.k)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t2)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY email ORDER BY id) AS rn FROM t1) s WHERE rn > 1)",
+        "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.parent_id = t1.id)",
+        "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id AND y.gone)",
+        "DELETE FROM public.t1 WHERE id IN (SELECT id FROM archive.t1)",
+        "WITH s AS (SELECT id FROM t1 WHERE gone) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "UPDATE orders SET s = 'x' FROM batches WHERE orders.batch_id = batches.id",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn order_branches_cover_every_value_only_when_their_constants_meet() {
+    for sql in [
+        "DELETE FROM t WHERE id < 10 OR id > 90",
+        "DELETE FROM t WHERE id <= 10 OR id >= 90",
+        "DELETE FROM t WHERE a < 1 OR a > 5",
+        "DELETE FROM t WHERE id < 5 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR 90 < id",
+        "DELETE FROM t WHERE id < -5 OR id > 5",
+        "DELETE FROM t WHERE id < 1.5 OR id > 2.25",
+        "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
+        "DELETE FROM t WHERE NOT (id >= 10 AND id <= 90)",
+        "DELETE FROM t WHERE created < '2020-01-01' OR created > '2024-06-30'",
+        "DELETE FROM t WHERE created < '2020-01-01'::date OR created >= '2024-06-30'::date",
+        "DELETE FROM t WHERE (id < 10 AND a = 1) OR id > 90",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE id < 5 OR id >= 5",
+        "DELETE FROM t WHERE id <= 5 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR 5 < id",
+        "DELETE FROM t WHERE id < 5.0 OR id >= 5",
+        "DELETE FROM t WHERE id < 0 OR id >= -0.0",
+        "DELETE FROM t WHERE NOT (id >= 10 AND id < 10)",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id = 50",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
+        "DELETE FROM t WHERE id < 10 OR id > $1",
+        "DELETE FROM t WHERE id < '10' OR id > '9'",
+        "DELETE FROM t WHERE id < 5::bigint OR id >= 5",
+        "DELETE FROM t WHERE id < 1e3 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id < 95",
+        "DELETE FROM t WHERE id OPERATOR(public.<) 10 OR id > 90",
+        "DELETE FROM t WHERE id < NULL OR id > 5",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn nested_reads_of_the_relation_are_judged_within_a_bound() {
+    let mut sql = "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE created < $1)".to_string();
+    for _ in 0..40 {
+        sql = sql.replacen("created < $1", "id IN (SELECT id FROM t1 WHERE created < $1)", 1);
+    }
+    let t = std::time::Instant::now();
+    let _ = restricts(&sql);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
 #[test]

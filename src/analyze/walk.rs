@@ -10,6 +10,7 @@
 use super::children::{each_child, is_ddl};
 use super::nodes::{const_str, items, literal_read, literals_read, opt, start_literal_reads, sval};
 use super::predicate::{self, Target};
+use super::restrict;
 use super::sequences;
 use super::{Execute, Op, Opaque, RelName, Statement, Write};
 use pg_query::protobuf as pb;
@@ -63,8 +64,18 @@ fn target_of(rel: Option<&pb::RangeVar>, others: bool) -> Option<(RelName, Targe
         others,
         beside: None,
         mine: Default::default(),
+        relation: name.name.clone(),
+        selves: Vec::new(),
+        self_ctes: Vec::new(),
     };
     Some((name, t))
+}
+
+/// What of the statement's `WITH` and `FROM`/`USING` reads the target's relation again
+/// (`Target::selves`, `Target::self_ctes`).
+fn read_again<'a>(t: &mut Target, from: impl Iterator<Item = R<'a>>, with: Option<&pb::WithClause>) {
+    t.self_ctes = with.map(|w| restrict::mirroring_ctes(&w.ctes, t)).unwrap_or_default();
+    t.selves = restrict::selves(from, t);
 }
 
 /// The relations of a `USING`/`FROM` list when each is a plain relation without column
@@ -100,17 +111,26 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::DeleteStmt(b) => {
             if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {
                 t.beside = beside(&b.using_clause, b.with_clause.is_some());
+                read_again(&mut t, items(&b.using_clause), b.with_clause.as_ref());
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
-                st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate) });
+                let only = b.relation.as_ref().is_some_and(|r| !r.inh);
+                st.writes.push(Write { op: Op::Delete, target: Some(rel), predicate: Some(predicate), only });
             }
             Descend::Yes
         }
         R::UpdateStmt(b) => {
             if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.from_clause.is_empty()) {
                 t.beside = beside(&b.from_clause, b.with_clause.is_some());
+                read_again(&mut t, items(&b.from_clause), b.with_clause.as_ref());
                 let columns = set_columns(&b.target_list);
                 let predicate = predicate::classify(opt(&b.where_clause), &t);
-                st.writes.push(Write { op: Op::Update { columns }, target: Some(rel), predicate: Some(predicate) });
+                let only = b.relation.as_ref().is_some_and(|r| !r.inh);
+                st.writes.push(Write {
+                    op: Op::Update { columns },
+                    target: Some(rel),
+                    predicate: Some(predicate),
+                    only,
+                });
             }
             Descend::Yes
         }
@@ -155,13 +175,15 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                         op: Op::Upsert { conflict_columns, constraint, columns },
                         target: Some(rel),
                         predicate: None,
+                        only: false,
                     });
                 }
             }
             Descend::Yes
         }
         R::MergeStmt(b) => {
-            if let Some((rel, t)) = target_of(b.relation.as_ref(), true) {
+            if let Some((rel, mut t)) = target_of(b.relation.as_ref(), true) {
+                read_again(&mut t, opt(&b.source_relation).into_iter(), b.with_clause.as_ref());
                 for w in items(&b.merge_when_clauses) {
                     let R::MergeWhenClause(wc) = w else { continue };
                     let op = if wc.command_type == pb::CmdType::CmdDelete as i32 {
@@ -172,7 +194,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                         continue;
                     };
                     let predicate = predicate::classify_merge(opt(&b.join_condition), opt(&wc.condition), &t);
-                    st.writes.push(Write { op, target: Some(rel.clone()), predicate: Some(predicate) });
+                    let only = b.relation.as_ref().is_some_and(|r| !r.inh);
+                    st.writes.push(Write { op, target: Some(rel.clone()), predicate: Some(predicate), only });
                 }
             }
             Descend::Yes
@@ -180,7 +203,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         R::TruncateStmt(b) => {
             let cascade = b.behavior == pb::DropBehavior::DropCascade as i32;
             for r in items(&b.relations) {
-                st.writes.push(Write { op: Op::Truncate { cascade }, target: rangevar_node(r), predicate: None });
+                let only = matches!(r, R::RangeVar(v) if !v.inh);
+                st.writes.push(Write { op: Op::Truncate { cascade }, target: rangevar_node(r), predicate: None, only });
             }
             Descend::No
         }
@@ -190,11 +214,11 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         }
         R::DropdbStmt(b) => {
             let target = Some(RelName { schema: None, name: b.dbname.clone() });
-            st.writes.push(Write { op: Op::DropDatabase, target, predicate: None });
+            st.writes.push(Write { op: Op::DropDatabase, target, predicate: None, only: false });
             Descend::No
         }
         R::DropOwnedStmt(_) => {
-            st.writes.push(Write { op: Op::DropOwned, target: None, predicate: None });
+            st.writes.push(Write { op: Op::DropOwned, target: None, predicate: None, only: false });
             Descend::No
         }
         R::AlterTableStmt(b) => {
@@ -203,7 +227,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 let R::AlterTableCmd(cmd) = c else { continue };
                 if cmd.subtype == pb::AlterTableType::AtDropColumn as i32 {
                     let op = Op::DropColumn(cmd.name.clone());
-                    st.writes.push(Write { op, target: rel.clone(), predicate: None });
+                    st.writes.push(Write { op, target: rel.clone(), predicate: None, only: false });
                 }
             }
             Descend::Yes
@@ -212,18 +236,18 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             let rel = b.relation.as_ref().and_then(rangevar);
             let ty = b.rename_type;
             if ty == pb::ObjectType::ObjectTable as i32 {
-                st.writes.push(Write { op: Op::RenameTable, target: rel, predicate: None });
+                st.writes.push(Write { op: Op::RenameTable, target: rel, predicate: None, only: false });
             } else if ty == pb::ObjectType::ObjectColumn as i32 {
                 let op = Op::RenameColumn(b.subname.clone());
-                st.writes.push(Write { op, target: rel, predicate: None });
+                st.writes.push(Write { op, target: rel, predicate: None, only: false });
             } else if ty == pb::ObjectType::ObjectSequence as i32 {
-                st.writes.push(Write { op: Op::AlterSequence, target: rel, predicate: None });
+                st.writes.push(Write { op: Op::AlterSequence, target: rel, predicate: None, only: false });
             }
             Descend::No
         }
         R::AlterSeqStmt(b) => {
             let target = b.sequence.as_ref().and_then(rangevar);
-            st.writes.push(Write { op: Op::AlterSequence, target, predicate: None });
+            st.writes.push(Write { op: Op::AlterSequence, target, predicate: None, only: false });
             Descend::No
         }
         R::FuncCall(b) => {
@@ -259,7 +283,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             }
             if is_setval {
                 let target = items(&b.args).next().and_then(const_regclass);
-                st.writes.push(Write { op: Op::Setval, target, predicate: None });
+                st.writes.push(Write { op: Op::Setval, target, predicate: None, only: false });
             }
             Descend::Yes
         }
@@ -485,7 +509,7 @@ fn drop_stmt(b: &pb::DropStmt, st: &mut Statement) {
             [.., schema, name] => RelName { schema: Some(schema.to_string()), name: name.to_string() },
             [] => continue,
         };
-        st.writes.push(Write { op: op.clone(), target: Some(target), predicate: None });
+        st.writes.push(Write { op: op.clone(), target: Some(target), predicate: None, only: false });
     }
 }
 

@@ -247,7 +247,7 @@ mod tests {
     }
 
     fn who() -> SessionView<'static> {
-        SessionView { user: "app", application_name: "", session_mode: None, columns: None, sequence_owners: None }
+        SessionView::offline("app", "", None)
     }
 
     fn cols() -> Vec<TableColumn> {

@@ -322,13 +322,7 @@ mod tests {
             fingerprint: "f",
             statement: "DELETE FROM users WHERE night = 1",
             override_rows: None,
-            who: SessionView {
-                user: "app",
-                application_name: "",
-                session_mode: None,
-                columns: None,
-                sequence_owners: None,
-            },
+            who: SessionView::offline("app", "", None),
             policy: p,
             state_ready: true,
         }

@@ -125,6 +125,7 @@ impl SessionInfo {
             session_mode: self.session_mode,
             columns: None,
             sequence_owners: None,
+            seen_in: None,
         }
     }
 }
@@ -528,6 +529,10 @@ impl Guard {
         let mut view = info.view();
         view.columns = Some(&columns);
         view.sequence_owners = Some(&owners);
+        let seen = |d: &str, t: &policy::TablePolicy| self.catalog.oid_of(d, &t.schema, &t.name).is_some();
+        if online {
+            view.seen_in = Some(&seen);
+        }
         let reach_of: Option<&policy::TablesOf<'_>> = if online { Some(&reach) } else { None };
         let mut decision = policy::decide_resolved(&decided, view, &policy, reach_of);
         let minted = |s: &str, t: &str| self.catalog.minted_of(&db, s, t);

@@ -50,8 +50,10 @@ pub struct Identities {
     key: Vec<(String, String)>,
     /// Per policy table: the OIDs it is known by (its name now; the OID first seen).
     pub oids: Vec<Vec<u32>>,
-    /// Per policy table: the names it is called by now (its own, a view's over it).
-    relnames: Vec<Vec<String>>,
+    /// Per policy table: the names it is called by now, each with how ([`OWN`]: its own;
+    /// [`RELATIVE`]: a view's over it, a child's, a view's over those; [`PARENT`]: an
+    /// inheritance parent's).
+    relnames: Vec<Vec<(String, u8)>>,
     learned: Instant,
 }
 
@@ -64,12 +66,17 @@ impl Identities {
     }
 }
 
+/// How a policy table is called by a name ([`Identities`]).
+const OWN: u8 = 1;
+const RELATIVE: u8 = 2;
+const PARENT: u8 = 4;
+
 /// Reads the answer of [`identities_query`] (a failed query: every table known by its
 /// policy name only, every name of it may reach it).
 pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Identities {
     let n = policy.tables.len();
     let mut oids = vec![Vec::new(); n];
-    let mut relnames: Vec<Vec<String>> = policy.tables.iter().map(|t| vec![t.name.clone()]).collect();
+    let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
         let (Some(kind), Some(Ok(i)), Some(Ok(oid)), Some(name)) =
@@ -83,8 +90,14 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Ident
         if kind == "t" && !oids[i].contains(&oid) {
             oids[i].push(oid);
         }
-        if !relnames[i].iter().any(|x| x == name) {
-            relnames[i].push(name.to_string());
+        let how = match kind {
+            "t" => OWN,
+            "p" => PARENT,
+            _ => RELATIVE,
+        };
+        match relnames[i].iter_mut().find(|(x, _)| x == name) {
+            Some(r) => r.1 |= how,
+            None => relnames[i].push((name.to_string(), how)),
         }
     }
     Identities {
@@ -209,7 +222,10 @@ impl Resolutions {
             let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
             let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
             let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
-            let view = reaches_answer(get(2), get(3), get(4));
+            let mut view = reaches_answer(get(2), get(3), get(4));
+            if let Some(v) = view.as_mut() {
+                v.below = get(8).unwrap_or("").split(',').filter_map(|b| b.parse().ok()).collect();
+            }
             let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
             let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
             self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });
@@ -381,15 +397,21 @@ pub fn may_change_path(text: &[u8]) -> bool {
 
 /// The policy tables a written name may reach when it cannot be resolved: the policy's table
 /// of that name (any schema when unqualified), and every policy table called so now (its own
-/// name or a view over it).
-pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelName) -> Vec<usize> {
+/// name or a view over it; with `only`, not a name only its inheritance parents have; for a
+/// name qualified with `pg_temp`, a temporary relation, not its own name).
+pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelName, only: bool) -> Vec<usize> {
+    let temp = target.schema.as_deref().is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_"));
+    let called = |ids: &Identities, i: usize| {
+        let how = ids.relnames.get(i).and_then(|n| n.iter().find(|(x, _)| *x == target.name)).map_or(0, |r| r.1);
+        // A temporary relation is never the policy table itself; ONLY a parent does not
+        // write its children.
+        how & OWN != 0 && !temp || how & RELATIVE != 0 || how & PARENT != 0 && !only
+    };
     policy
         .tables
         .iter()
         .enumerate()
-        .filter(|(i, t)| {
-            t.matches(target) || ids.is_some_and(|ids| ids.relnames.get(*i).is_some_and(|n| n.contains(&target.name)))
-        })
+        .filter(|(i, t)| t.matches(target) || ids.is_some_and(|ids| called(ids, *i)))
         .map(|(i, _)| i)
         .collect()
 }
@@ -506,7 +528,7 @@ pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::p
     let r = reach(cx, index, w);
     let shadowed = match (&r, &w.target) {
         (Some(r), Some(t)) if r.unresolved.is_none() => {
-            let by_name = unresolved_reach(cx.policy, cx.ids, t);
+            let by_name = unresolved_reach(cx.policy, cx.ids, t, w.only);
             let k = effective_key(&cx.paths, index, t).unwrap_or_else(|_| key(t));
             by_name.iter().any(|i| !r.tables.iter().any(|(j, _)| j == i)).then_some(k)
         }
@@ -522,7 +544,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
     let unresolved = |why: String| Reach {
-        tables: unresolved_reach(policy, ids, target).into_iter().map(|i| (i, None)).collect(),
+        tables: unresolved_reach(policy, ids, target, w.only).into_iter().map(|i| (i, None)).collect(),
         unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
         constraint_columns: None,
         taken_over: None,
@@ -553,7 +575,9 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         let named = now.is_some_and(|(s, n)| *s == t.schema && *n == t.name);
         if known.contains(&oid) || named || (known.is_empty() && t.matches(target)) {
             tables.push((i, None));
-        } else if let Some(v) = view.filter(|v| v.bases.iter().any(|b| known.contains(b))) {
+        } else if let Some(v) =
+            view.filter(|v| v.bases.iter().any(|b| known.contains(b) && !(w.only && v.below.contains(b))))
+        {
             // The names it has for the table's columns, at whatever depth the table is.
             let columns = v.columns.iter().filter(|(_, r, _)| known.contains(r));
             tables.push((i, Some(columns.map(|(c, _, b)| (c.clone(), b.clone())).collect())));
@@ -566,7 +590,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         .and_then(|v| v.taken_over(&w.op))
         .map(|v| format!("{v} has an INSTEAD OF trigger or a rule for this kind of write: the write goes wherever its body says, not through the view's columns to the table"));
     if session.persisting {
-        for i in unresolved_reach(policy, cx.ids, target) {
+        for i in unresolved_reach(policy, cx.ids, target, w.only) {
             if !tables.iter().any(|(j, _)| *j == i) {
                 tables.push((i, None));
             }

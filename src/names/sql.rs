@@ -15,7 +15,8 @@ const EQ: &str = " OPERATOR(pg_catalog.=) ";
 /// name, 0 when none), rows `t, index, oid, relname` for the relation its name resolves to now
 /// and the remembered one if it still exists, and `v, index, oid, relname` for each relation
 /// a write to which may reach it: a view whose rule reads it or such a relation (at any
-/// depth), its inheritance parents and children, and views over those.
+/// depth), its inheritance parents and children, and views over those (`p` instead of `v` for
+/// its parents: `ONLY parent` does not reach it).
 pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Option<u32>) -> String {
     let values: Vec<String> = policy
         .tables
@@ -51,14 +52,14 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
            WHERE r.depth OPERATOR(pg_catalog.<) 64) \
          SELECT 't'::pg_catalog.text, t.i::pg_catalog.text, t.oid::pg_catalog.text, t.relname::pg_catalog.text FROM t \
          UNION ALL \
-         SELECT DISTINCT 'v'::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
+         SELECT DISTINCT CASE r.dir WHEN 2 THEN 'p' ELSE 'v' END::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
          FROM r JOIN pg_catalog.pg_class c ON c.oid{EQ}r.oid WHERE r.dir OPERATOR(pg_catalog.<>) 0",
         values = values.join(", ")
     )
 }
 
 /// The resolution query for names written by a session (keys as [`key`] makes them): rows
-/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns` (see
+/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below` (see
 /// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
 pub fn relations_query(keys: &[String]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
@@ -67,7 +68,8 @@ pub fn relations_query(keys: &[String]) -> String {
            (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace), \
            c.relname::pg_catalog.text, \
            (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
-            FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped) \
+            FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped), \
+           r.below \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
            THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \
@@ -86,7 +88,9 @@ pub fn relations_query(keys: &[String]) -> String {
 ///   the attnum counts, so a subquery's column of the same number only adds names) and on to
 ///   each inheritance relative's column of that name;
 /// - `instead`: `kinds \x1f schema.view` per view on the way with an INSTEAD OF trigger or a
-///   rule other than its `_RETURN` (`i`, `u`, `d`: the writes they take over).
+///   rule other than its `_RETURN` (`i`, `u`, `d`: the writes they take over);
+/// - `below`: the inheritance children and partitions of `rel` itself, at every level (what
+///   `ONLY rel` does not write).
 fn reaches_sql(rel: &str) -> String {
     let and =
         |a: &str, b: &str| format!("(({a})::pg_catalog.int4 OPERATOR(pg_catalog.&) {b}) OPERATOR(pg_catalog.<>) 0");
@@ -127,7 +131,9 @@ fn reaches_sql(rel: &str) -> String {
              FROM co JOIN pg_catalog.pg_attribute a ON a.attrelid{EQ}co.rel AND a.attnum{EQ}co.att \
              JOIN fam f ON f.root{EQ}co.rel) AS columns, \
            (SELECT pg_catalog.string_agg(pg_catalog.concat(tk.ops, E'\\037', tk.name), E'\\036' ORDER BY tk.depth) \
-             FROM tk WHERE tk.ops OPERATOR(pg_catalog.<>) '') AS instead",
+             FROM tk WHERE tk.ops OPERATOR(pg_catalog.<>) '') AS instead, \
+           (SELECT pg_catalog.string_agg(DISTINCT fam.rel::pg_catalog.text, ',') FROM fam \
+             WHERE fam.root{EQ}{rel} AND fam.dir{EQ}1) AS below",
         vns = ns("v.relnamespace"),
         ins = and("g.tgtype", "4"),
         del = and("g.tgtype", "8"),

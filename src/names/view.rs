@@ -23,6 +23,9 @@ pub struct View {
     /// rule, as (the writes it takes over: `i`, `u`, `d`; the view's schema.name): a write of
     /// those kinds goes wherever the trigger or rule says, not through the view's columns.
     pub instead: Vec<(String, String)>,
+    /// The relation's own inheritance children and partitions (among `bases`): `ONLY` does
+    /// not write them.
+    pub below: Vec<u32>,
 }
 
 impl View {
@@ -59,5 +62,5 @@ pub(super) fn reaches_answer(bases: Option<&str>, columns: Option<&str>, instead
             Some((col.to_string(), rel, base.to_string()))
         })
         .collect();
-    Some(View { bases, columns, instead })
+    Some(View { bases, columns, instead, below: Vec::new() })
 }

@@ -29,6 +29,10 @@ pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>>
 /// The (schema, table, column) owning a sequence (`OWNED BY`, serial, identity).
 pub type SequenceOwners<'a> = dyn Fn(&RelName) -> Option<Vec<(String, String, String)>> + Sync + 'a;
 
+/// Whether blastwall has seen a policy table in a database (learned its OID there,
+/// `catalog`; kept across restarts with `identities_file`).
+pub type SeenIn<'a> = dyn Fn(&str, &TablePolicy) -> bool + Sync + 'a;
+
 /// A view's columns as (view column, base column).
 pub type ViewColumns = Vec<(String, String)>;
 
@@ -66,6 +70,16 @@ pub struct SessionView<'a> {
     pub columns: Option<&'a ColumnNames<'a>>,
     /// The (schema, table, column) that own a sequence, when the catalog said.
     pub sequence_owners: Option<&'a SequenceOwners<'a>>,
+    /// In which databases blastwall has seen the policy tables (`None`: not known, as
+    /// offline — any database may hold them).
+    pub seen_in: Option<&'a SeenIn<'a>>,
+}
+
+impl<'a> SessionView<'a> {
+    /// A session as the policy sees it with nothing learned from the catalog (as offline).
+    pub fn offline(user: &'a str, application_name: &'a str, session_mode: Option<Mode>) -> Self {
+        SessionView { user, application_name, session_mode, columns: None, sequence_owners: None, seen_in: None }
+    }
 }
 
 /// One rule's objection to one write.
@@ -365,7 +379,7 @@ fn write_findings(
                     let why = if *pred == Where::Absent {
                         "no WHERE clause (every row)".to_string()
                     } else if pred.names_columns() {
-                        "a WHERE clause that names the table's columns but does not restrict them: it compares the row with itself (t.id = t.id), has a branch true for every row (true OR …, a < 5 OR a >= 5), or a shape blastwall cannot show to restrict (IS NOT TRUE, CASE, a comparison inside a comparison); it may match every row".to_string()
+                        "a WHERE clause that names the table's columns but does not restrict them: it compares the row with itself (t.id = t.id, or its table read again unrestricted: id IN (SELECT id FROM t)), has a branch true for every row (true OR …, a < 5 OR a >= 5), or a shape blastwall cannot show to restrict (IS NOT TRUE, CASE, a comparison inside a comparison); it may match every row".to_string()
                     } else if matches!(pred, Where::Cond(_)) {
                         "a WHERE clause that names none of the table's columns for sure (a name inside a subquery, or beside another relation, may be another relation's), so it may match every row; qualify the table's own columns with its name".to_string()
                     } else {
@@ -437,7 +451,20 @@ fn write_findings(
             }
         }
         Op::DropSchema { cascade: false } => {}
-        Op::DropDatabase | Op::DropOwned => {
+        Op::DropDatabase => {
+            // The policy names tables, not databases: a database blastwall has never seen a
+            // policy table in (one just created, a scratch copy) does not hold it for all it
+            // knows.
+            let db = w.target.as_ref().map_or("", |t| t.name.as_str());
+            let held = |t: &TablePolicy| who.seen_in.is_none_or(|seen| seen(db, t));
+            for t in policy.tables.iter().filter(|t| t.forbid.contains(&Forbid::Drop) && held(t)) {
+                let where_ =
+                    if who.seen_in.is_some() { "blastwall has seen it there" } else { "any database may hold it" };
+                let why = format!("DROP DATABASE {db} may drop {} ({where_}), whose DROP is forbidden", t.qualified());
+                finding(Some(t), "forbid-drop", why, HINT_FORBIDDEN);
+            }
+        }
+        Op::DropOwned => {
             for t in policy.tables.iter().filter(|t| t.forbid.contains(&Forbid::Drop)) {
                 let why = format!("{} may drop {}, whose DROP is forbidden", w.op.verb(), t.qualified());
                 finding(Some(t), "forbid-drop", why, HINT_FORBIDDEN);

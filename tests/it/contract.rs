@@ -17,7 +17,7 @@ fn policy(text: &str) -> Policy {
 }
 
 fn who() -> SessionView<'static> {
-    SessionView { user: "app", application_name: "", session_mode: None, columns: None, sequence_owners: None }
+    SessionView::offline("app", "", None)
 }
 
 /// Rows as the pre-check's `Answer` holds them, or the server's error message.

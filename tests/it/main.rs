@@ -49,6 +49,9 @@
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
+//! - `wheres`:  issue 11's analysis mistakes — `require-where` and the table compared with
+//!   itself, false positives of the predicate and reach rules, the shipped contract's
+//!   `explicit_id` — data checked on the server.
 
 mod arguments;
 mod batches;
@@ -84,4 +87,5 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod wheres;
 mod words;

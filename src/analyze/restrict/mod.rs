@@ -12,33 +12,61 @@
 //! restricting comparison), `IS TRUE`/`IS FALSE`. Anything else fails closed: both sides of a
 //! comparison depending on the row, a comparison inside the row's side (`(id = id) = true`,
 //! `coalesce(id = $1, true)`), `IS NOT TRUE`/`IS UNKNOWN`, CASE, a whole-row `IS NOT NULL`, a
-//! name that may be another relation's. `col IS NOT NULL` on a plain column counts (blastwall
+//! name that may be another relation's, and a comparison with the target's relation read
+//! again without a restriction of its own (a [`Mirror`]: `id IN (SELECT id FROM t)`, `UPDATE t
+//! x … FROM t y WHERE x.id = y.id`, `EXISTS (SELECT 1 FROM t y WHERE y.id = t.id)`, a derived
+//! table or `WITH` over `t`) on a column the row's side names too — its rows are the target's
+//! rows. It is restricted by its own WHERE, an inner join's ON, a LIMIT or a HAVING (`id IN
+//! (SELECT id FROM t WHERE created < $1)`); an aggregate of it (`id = (SELECT max(id) FROM
+//! t)`) is one value. `col IS NOT NULL` on a plain column counts (blastwall
 //! does not know which columns are `NOT NULL`; a soft-delete purge `WHERE deleted_at IS NOT
 //! NULL` is an ordinary predicate). A comparison whose value is always true (`abs(id) >= 0`)
 //! is not found: that is the data's business, and row limits apply.
 //!
-//! Owns: that classification. Reads no literal's value (the shape cache may share it).
+//! Owns: that classification. Reads no literal's value (the shape cache may share it) but
+//! whether a LIMIT is `ALL`/`NULL` (recorded as a literal read).
 
 use super::children::each_child;
 use super::nodes::{items, opt, sval};
 use super::predicate::Target;
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+mod cover;
+mod mirror;
+
+use cover::{column_names, complementary};
+pub use mirror::Mirror;
+use mirror::{aggregate, restricted_by, scope};
+pub(super) use mirror::{mirroring_ctes, selves};
 
 /// Whether `w` (a WHERE, or a MERGE's join or WHEN condition) restricts the target's rows.
 pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
-    pred(w, Cx { t, inner: false, shadowed: false }, true)
+    let budget = Cell::new(0);
+    let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+    // The statement's self-joins are mirrors unless this predicate restricts them.
+    let mirrors: Vec<Mirror> = t.selves.iter().filter(|m| !restricted_by(w, m, &t.selves, true, cx)).cloned().collect();
+    pred(w, Cx { mirrors: &mirrors, ..cx }, true)
 }
 
 /// Where an expression stands: `inner`, inside a subquery with a FROM of its own (its
 /// unqualified names are that FROM's: an application's `user_id IN (SELECT id FROM users WHERE
 /// banned)`); `shadowed`, inside one whose FROM shows a relation under the target's name (then
-/// that name means the inner relation).
+/// that name means the inner relation); `mirrors`, the relations its names may mean that read
+/// the target's relation again, unrestricted; `loose`, an unqualified name may be a mirror's
+/// column.
 #[derive(Clone, Copy)]
 struct Cx<'t> {
     t: &'t Target,
     inner: bool,
     shadowed: bool,
+    mirrors: &'t [Mirror],
+    loose: bool,
+    /// An unqualified name may be any column of the target's (a mirror with `any`).
+    loose_any: bool,
+    budget: &'t Cell<u32>,
 }
 
 /// What an operand depends on.
@@ -57,6 +85,25 @@ struct Deps {
     row: bool,
     whole_row: bool,
     unsure: bool,
+    /// Columns of mirrors (the target's relation read again), by name.
+    mirror: BTreeSet<String>,
+    /// A mirror's whole row, or a column that may be any of the target's.
+    mirror_any: bool,
+}
+
+/// Whether `x` is independent of the target's row `row` is compared with: it depends on no
+/// name that may be the row's, and reads no mirror's column that `row` names too.
+fn independent_of(x: R<'_>, row: R<'_>, cx: Cx<'_>) -> bool {
+    let d = deps_of(x, cx);
+    if d.unsure || d.row || d.mirror_any {
+        return false;
+    }
+    if d.mirror.is_empty() {
+        return true;
+    }
+    let mut cols = BTreeSet::new();
+    column_names(row, &mut cols);
+    !deps_of(row, cx).whole_row && d.mirror.is_disjoint(&cols)
 }
 
 fn side(e: R<'_>, cx: Cx<'_>) -> Side {
@@ -106,6 +153,20 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         R::ColumnRef(c) => {
             let t = cx.t;
             let names: Vec<Option<&str>> = c.fields.iter().map(sval).collect();
+            let mirror = |q: &Option<&str>| cx.mirrors.iter().find(|m| *q == Some(m.name.as_str()));
+            if let [.., q, col] = names.as_slice() {
+                if let Some(m) = mirror(q) {
+                    match col {
+                        Some(col) if !m.any => drop(out.mirror.insert(col.to_string())),
+                        _ => out.mirror_any = true,
+                    }
+                    return;
+                }
+            }
+            if let [q] = names.as_slice() {
+                // A mirror's whole row (or a column of that name).
+                out.mirror_any |= mirror(q).is_some();
+            }
             let ours = |q: &Option<&str>| !cx.shadowed && *q == Some(t.qualifier.as_str());
             match names.as_slice() {
                 // A bare name: a column, or the whole row when it is the target's name.
@@ -113,7 +174,14 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
                     out.row = true;
                     out.whole_row = true;
                 }
-                [Some(_)] if cx.inner => {}
+                // Inside a subquery with a FROM: that FROM's, or a mirror's.
+                [Some(n)] if cx.inner => {
+                    if cx.loose {
+                        out.mirror.insert(n.to_string());
+                    }
+                    out.mirror_any |= cx.loose_any;
+                }
+                [None] if cx.inner => out.mirror_any |= cx.loose,
                 // Beside other relations, a name the catalog placed in the target alone
                 // (`Target::mine`, `names::columns`) is the target's.
                 [Some(n)] if t.others && t.mine.contains(*n) => out.row = true,
@@ -133,9 +201,19 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         }
         R::SelectStmt(q) => {
             let own = !q.from_clause.is_empty();
-            let shadowed = cx.shadowed || from_names(q).contains(&cx.t.qualifier);
-            let cx = Cx { inner: cx.inner || own, shadowed, ..cx };
+            let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
+            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, ..cx };
             each_child(e, &mut |c| deps(c, cx, out));
+        }
+        // One value over a set (`SELECT max(id) FROM t`): not a mirror's row. A derived
+        // table's columns are read through its name (a mirror when it reads the target's
+        // relation unrestricted, `scope`).
+        R::FuncCall(_) | R::RangeSubselect(_) if !matches!(e, R::FuncCall(f) if !aggregate(f)) => {
+            let mut d = Deps::default();
+            each_child(e, &mut |c| deps(c, cx, &mut d));
+            out.row |= d.row;
+            out.whole_row |= d.whole_row;
+            out.unsure |= d.unsure;
         }
         _ => each_child(e, &mut |c| deps(c, cx, out)),
     }
@@ -237,8 +315,11 @@ fn pred(v: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
 }
 
 fn call(args: &[pb::Node], cx: Cx<'_>) -> bool {
-    let sides: Vec<Side> = items(args).map(|a| side(a, cx)).collect();
-    sides.contains(&Side::Row) && sides.contains(&Side::Independent) && !sides.contains(&Side::Unsure)
+    let args: Vec<(R<'_>, Side)> = items(args).map(|a| (a, side(a, cx))).collect();
+    let rows: Vec<R<'_>> = args.iter().filter(|(_, s)| *s == Side::Row).map(|(a, _)| *a).collect();
+    !rows.is_empty()
+        && !args.iter().any(|(_, s)| *s == Side::Unsure)
+        && args.iter().any(|(a, s)| *s == Side::Independent && rows.iter().all(|r| independent_of(*a, *r, cx)))
 }
 
 /// A bare column of the target (a boolean column as a predicate, or `col IS NOT NULL`).
@@ -267,13 +348,13 @@ fn comparison<'a>(a: &'a pb::AExpr, cx: Cx<'_>) -> Option<(&'static str, bool, R
         // An operator, or `op ANY/ALL (…)`: the operator's family.
         class_of_op(op_name(a)).unwrap_or(("other", true))
     };
-    let independent = |x: R<'_>| match x {
-        R::List(list) => items(&list.items).all(|i| side(i, cx) == Side::Independent),
-        x => side(x, cx) == Side::Independent,
+    let independent = |x: R<'_>, row: R<'_>| match x {
+        R::List(list) => items(&list.items).all(|i| independent_of(i, row, cx)),
+        x => independent_of(x, row, cx),
     };
-    if side(l, cx) == Side::Row && independent(r) {
+    if side(l, cx) == Side::Row && independent(r, l) {
         Some((class.0, class.1, l))
-    } else if is(pb::AExprKind::AexprOp) && side(r, cx) == Side::Row && independent(l) {
+    } else if is(pb::AExprKind::AexprOp) && side(r, cx) == Side::Row && independent(l, r) {
         let (f, p) = mirrored(class);
         Some((f, p, r))
     } else {
@@ -289,7 +370,7 @@ fn sublink(s: &pb::SubLink, cx: Cx<'_>, pos: bool) -> bool {
     }
     if ty == pb::SubLinkType::AnySublink as i32 || ty == pb::SubLinkType::AllSublink as i32 {
         // `row_side IN (SELECT …)`: an uncorrelated subquery is independent of the row.
-        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row) && side(sub, cx) == Side::Independent;
+        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row && independent_of(sub, te, cx));
     }
     false
 }
@@ -313,8 +394,9 @@ fn exists(sub: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
         return false;
     }
     let own = !q.from_clause.is_empty();
-    let shadowed = cx.shadowed || from_names(q).contains(&cx.t.qualifier);
-    opt(&q.where_clause).is_some_and(|w| pred(w, Cx { inner: cx.inner || own, shadowed, ..cx }, pos))
+    let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
+    let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, ..cx };
+    opt(&q.where_clause).is_some_and(|w| pred(w, cx, pos))
 }
 
 fn has_call(e: R<'_>) -> bool {
@@ -324,56 +406,4 @@ fn has_call(e: R<'_>) -> bool {
     let mut found = false;
     each_child(e, &mut |c| found = found || has_call(c));
     found
-}
-
-/// Whether two branches of an OR (or of a negated AND) compare the same columns in opposite
-/// ways (`a < 5 OR a >= 5`, `flag OR NOT flag`, `x IS NULL OR x IS NOT NULL`): together they may
-/// cover every row, so the OR is not taken as restricting.
-fn complementary(branches: &[R<'_>], cx: Cx<'_>, pos: bool) -> bool {
-    let sigs: Vec<Vec<Sig>> = branches.iter().map(|b| signature(*b, cx, pos)).collect();
-    sigs.iter().enumerate().any(|(i, a)| {
-        sigs.iter().skip(i + 1).any(|b| a.iter().any(|x| b.iter().any(|y| x.0 == y.0 && x.1 == y.1 && x.2 != y.2)))
-    })
-}
-
-/// The last name of every column reference in an expression (`*` for a whole row).
-fn column_names(e: R<'_>, out: &mut std::collections::BTreeSet<String>) {
-    if let R::ColumnRef(c) = e {
-        out.insert(c.fields.last().and_then(sval).unwrap_or("*").to_string());
-    }
-    each_child(e, &mut |c| column_names(c, out));
-}
-
-/// A comparison in a branch: (the row's side, printed; family; positive member).
-type Sig = (String, &'static str, bool);
-
-/// The comparisons a branch is made of.
-fn signature(v: R<'_>, cx: Cx<'_>, pos: bool) -> Vec<Sig> {
-    // The columns of the row's side (`id`, `t.id`, `id + 0`: the same key).
-    let key = |e: R<'_>| {
-        let mut cols = std::collections::BTreeSet::new();
-        column_names(e, &mut cols);
-        cols.into_iter().collect::<Vec<_>>().join(",")
-    };
-    match v {
-        R::BoolExpr(b) if b.boolop == pb::BoolExprType::NotExpr as i32 => {
-            items(&b.args).flat_map(|a| signature(a, cx, !pos)).collect()
-        }
-        R::BoolExpr(b) => items(&b.args).flat_map(|a| signature(a, cx, pos)).collect(),
-        R::AExpr(a) => comparison(a, cx).map(|(f, p, row)| (key(row), f, p == pos)).into_iter().collect(),
-        R::NullTest(n) => opt(&n.arg)
-            .map(|arg| (key(arg), "null", (n.nulltesttype == pb::NullTestType::IsNull as i32) == pos))
-            .into_iter()
-            .collect(),
-        R::BooleanTest(b) => opt(&b.arg)
-            .map(|arg| signature(arg, cx, pos != (b.booltesttype == pb::BoolTestType::IsFalse as i32)))
-            .unwrap_or_default(),
-        R::TypeCast(tc) => opt(&tc.arg).map(|a| signature(a, cx, pos)).unwrap_or_default(),
-        R::ColumnRef(_) | R::FuncCall(_) | R::CoalesceExpr(_) => vec![(key(v), "truth", pos)],
-        R::SubLink(s) => match opt(&s.testexpr) {
-            Some(te) => vec![(key(te), "in", pos)],
-            None => vec![(key(v), "truth", pos)],
-        },
-        _ => Vec::new(),
-    }
 }

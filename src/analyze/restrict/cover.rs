@@ -1,0 +1,221 @@
+//! Whether the branches of an OR (or of a negated AND) together cover every row: the same
+//! columns compared in opposite ways (`a < 5 OR a >= 5`, `flag OR NOT flag`, `x IS NULL OR x IS
+//! NOT NULL`).
+//!
+//! Order comparisons with constants are compared by value: `id < 10 OR id > 90` leaves
+//! `10 ..= 90` out and restricts; `a < 5 OR a >= 5` and `a < 10 OR a > 5` cover every value.
+//! The constants are read (a literal read, `nodes::literal_read`) only for such a pair.
+//!
+//! Owns: the branches' signatures and that comparison.
+
+use super::{comparison, Cx};
+use crate::analyze::children::each_child;
+use crate::analyze::nodes::{const_str, items, literal_read, opt, sval};
+use pg_query::protobuf as pb;
+use pg_query::NodeRef as R;
+use std::cmp::Ordering;
+
+/// Whether the branches of an OR (or of a negated AND) compare the same columns in opposite
+/// ways (`a < 5 OR a >= 5`, `flag OR NOT flag`, `x IS NULL OR x IS NOT NULL`): together they may
+/// cover every row, so the OR is not taken as restricting. Order comparisons with constants
+/// on both sides of a gap (`id < 10 OR id > 90`) do not; with anything else on the same
+/// columns beside them (`OR id = 50`, `OR id BETWEEN …`), they may.
+pub(super) fn complementary(branches: &[R<'_>], cx: Cx<'_>, pos: bool) -> bool {
+    let sigs: Vec<Vec<Sig<'_>>> = branches.iter().map(|b| signature(*b, cx, pos)).collect();
+    let opposite = sigs.iter().enumerate().any(|(i, a)| {
+        sigs.iter().skip(i + 1).any(|b| {
+            a.iter().any(|x| {
+                b.iter().any(|y| {
+                    x.key == y.key
+                        && x.family == y.family
+                        && x.positive != y.positive
+                        && !(x.bound.is_some() && y.bound.is_some())
+                })
+            })
+        })
+    });
+    opposite || rays_cover(&sigs.concat())
+}
+
+/// An order comparison of the row's side with a constant, as the row sees it: below (`<`,
+/// `<=`) or above (`>`, `>=`) the constant, inclusive or not.
+#[derive(Clone, Copy)]
+struct Bound<'a> {
+    below: bool,
+    inclusive: bool,
+    value: R<'a>,
+}
+
+/// Whether the order comparisons with constants cover every value of a column: the highest
+/// "below" reaches the lowest "above" (`a < 5 OR a >= 5`, `a < 10 OR a > 5`). A gap counts
+/// only when every other comparison of that column is one of them; constants that cannot be
+/// compared cover.
+fn rays_cover(sigs: &[Sig<'_>]) -> bool {
+    let bounded: Vec<&Sig<'_>> = sigs.iter().filter(|s| s.bound.is_some()).collect();
+    bounded.iter().any(|s| {
+        let same: Vec<Bound<'_>> = bounded.iter().filter(|x| x.key == s.key).filter_map(|x| x.bound).collect();
+        let extreme = |below: bool| {
+            let mut best: Option<Bound<'_>> = None;
+            for b in same.iter().filter(|b| b.below == below) {
+                best = match best {
+                    None => Some(*b),
+                    Some(cur) => match compare(b.value, cur.value) {
+                        None => return Err(()),
+                        // The highest bound below, the lowest above; inclusive wins a tie.
+                        Some(Ordering::Equal) => Some(if b.inclusive { *b } else { cur }),
+                        Some(o) => Some(if (o == Ordering::Greater) == below { *b } else { cur }),
+                    },
+                };
+            }
+            Ok(best)
+        };
+        let (Ok(low), Ok(high)) = (extreme(true), extreme(false)) else { return true };
+        let (Some(low), Some(high)) = (low, high) else { return false };
+        let covered = match compare(low.value, high.value) {
+            None | Some(Ordering::Greater) => true,
+            Some(Ordering::Equal) => low.inclusive || high.inclusive,
+            Some(Ordering::Less) => false,
+        };
+        covered || sigs.iter().any(|x| x.key == s.key && x.bound.is_none())
+    })
+}
+
+/// The order of two constants when it does not depend on their type: two numbers without an
+/// exponent, or two strings of the same shape (the same non-digits at the same places, as
+/// `'2024-01-31'` and `'2025-06-01'`), under the same cast. `None`: unknown.
+fn compare(a: R<'_>, b: R<'_>) -> Option<Ordering> {
+    let (a, ta) = uncast(a);
+    let (b, tb) = uncast(b);
+    if ta != tb {
+        return None;
+    }
+    match (number(a), number(b)) {
+        (Some(x), Some(y)) => return Some(cmp_decimal(&x, &y)),
+        (None, None) => {}
+        _ => return None,
+    }
+    let (x, y) = (const_str(a)?, const_str(b)?);
+    let same_shape =
+        x.len() == y.len() && x.bytes().zip(y.bytes()).all(|(p, q)| p.is_ascii_digit() && q.is_ascii_digit() || p == q);
+    same_shape.then(|| x.cmp(y))
+}
+
+/// A constant under its casts, and the outermost cast's type name.
+fn uncast(v: R<'_>) -> (R<'_>, Option<String>) {
+    match v {
+        R::TypeCast(tc) => {
+            let ty = tc.type_name.as_ref().and_then(|t| t.names.last()).and_then(sval).map(str::to_string);
+            (opt(&tc.arg).map_or(v, |a| uncast(a).0), ty)
+        }
+        _ => (v, None),
+    }
+}
+
+/// A numeric constant as (negative, integer digits without leading zeros, fraction digits
+/// without trailing zeros); an exponent is not read.
+fn number(v: R<'_>) -> Option<(bool, String, String)> {
+    let R::AConst(c) = v else { return None };
+    let text = match c.val.as_ref()? {
+        pb::a_const::Val::Ival(i) => i.ival.to_string(),
+        pb::a_const::Val::Fval(f) => f.fval.clone(),
+        _ => return None,
+    };
+    literal_read();
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, text.strip_prefix('+').unwrap_or(&text)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let (int, frac) = (int.trim_start_matches('0').to_string(), frac.trim_end_matches('0').to_string());
+    let zero = int.is_empty() && frac.is_empty();
+    Some((neg && !zero, int, frac))
+}
+
+fn cmp_decimal(a: &(bool, String, String), b: &(bool, String, String)) -> Ordering {
+    let magnitude = a.1.len().cmp(&b.1.len()).then_with(|| a.1.cmp(&b.1)).then_with(|| a.2.cmp(&b.2));
+    match (a.0, b.0) {
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+    }
+}
+
+/// The last name of every column reference in an expression (`*` for a whole row).
+pub(super) fn column_names(e: R<'_>, out: &mut std::collections::BTreeSet<String>) {
+    if let R::ColumnRef(c) = e {
+        out.insert(c.fields.last().and_then(sval).unwrap_or("*").to_string());
+    }
+    each_child(e, &mut |c| column_names(c, out));
+}
+
+/// A comparison in a branch: the row's side (its columns), the family, the positive member or
+/// not, and for an order comparison with a constant, its bound.
+#[derive(Clone)]
+struct Sig<'a> {
+    key: String,
+    family: &'static str,
+    positive: bool,
+    bound: Option<Bound<'a>>,
+}
+
+impl<'a> Sig<'a> {
+    fn new(key: String, family: &'static str, positive: bool) -> Self {
+        Sig { key, family, positive, bound: None }
+    }
+}
+
+/// The bound of `a` (an order comparison, `comparison` found the row on one side) when the
+/// other side is a constant and the operator is PostgreSQL's own; `below`: the row's side is
+/// below the constant (`positive`, under the predicate's polarity).
+fn bound<'a>(a: &'a pb::AExpr, below: bool, pos: bool) -> Option<Bound<'a>> {
+    let op = a.name.last().and_then(sval)?;
+    let builtin = a.name.len() == 1 || a.name.first().and_then(sval) == Some("pg_catalog");
+    if a.kind != pb::AExprKind::AexprOp as i32 || !builtin || !matches!(op, "<" | "<=" | ">" | ">=") {
+        return None;
+    }
+    let constant = |v: R<'_>| matches!(uncast(v).0, R::AConst(c) if !c.isnull);
+    let value = [opt(&a.lexpr)?, opt(&a.rexpr)?].into_iter().find(|v| constant(*v))?;
+    // `NOT a < 5` is `a >= 5`: negation flips inclusion too.
+    Some(Bound { below, inclusive: op.ends_with('=') == pos, value })
+}
+
+/// The comparisons a branch is made of.
+fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
+    // The columns of the row's side (`id`, `t.id`, `id + 0`: the same key).
+    let key = |e: R<'_>| {
+        let mut cols = std::collections::BTreeSet::new();
+        column_names(e, &mut cols);
+        cols.into_iter().collect::<Vec<_>>().join(",")
+    };
+    match v {
+        R::BoolExpr(b) if b.boolop == pb::BoolExprType::NotExpr as i32 => {
+            items(&b.args).flat_map(|a| signature(a, cx, !pos)).collect()
+        }
+        R::BoolExpr(b) => items(&b.args).flat_map(|a| signature(a, cx, pos)).collect(),
+        R::AExpr(a) => comparison(a, cx)
+            .map(|(f, p, row)| Sig {
+                bound: bound(a, p == pos, pos).filter(|_| f == "order"),
+                ..Sig::new(key(row), f, p == pos)
+            })
+            .into_iter()
+            .collect(),
+        R::NullTest(n) => opt(&n.arg)
+            .map(|arg| Sig::new(key(arg), "null", (n.nulltesttype == pb::NullTestType::IsNull as i32) == pos))
+            .into_iter()
+            .collect(),
+        R::BooleanTest(b) => opt(&b.arg)
+            .map(|arg| signature(arg, cx, pos != (b.booltesttype == pb::BoolTestType::IsFalse as i32)))
+            .unwrap_or_default(),
+        R::TypeCast(tc) => opt(&tc.arg).map(|a| signature(a, cx, pos)).unwrap_or_default(),
+        R::ColumnRef(_) | R::FuncCall(_) | R::CoalesceExpr(_) => vec![Sig::new(key(v), "truth", pos)],
+        R::SubLink(s) => match opt(&s.testexpr) {
+            Some(te) => vec![Sig::new(key(te), "in", pos)],
+            None => vec![Sig::new(key(v), "truth", pos)],
+        },
+        _ => Vec::new(),
+    }
+}

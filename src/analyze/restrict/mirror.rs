@@ -1,0 +1,201 @@
+//! The target's relation read again in its own predicate — a subquery over it, a self-join, a
+//! derived table or `WITH` over it — and whether that read is restricted on its own (its
+//! WHERE, an inner join's ON, a LIMIT, a HAVING). Unrestricted, its rows are the target's rows
+//! (a [`Mirror`]): comparing the target's column with the same column of it restricts nothing.
+//!
+//! Owns: finding those reads and judging their restriction (with `restrict`'s rules, the read
+//! taken as the target).
+
+use super::{deps_of, from_names, pred, Cx};
+use crate::analyze::nodes::{items, literal_read, opt, sval};
+use crate::analyze::predicate::Target;
+use pg_query::protobuf as pb;
+use pg_query::NodeRef as R;
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+/// A relation in a FROM that reads the target's relation again, unrestricted: its rows are the
+/// target's rows, so comparing the target's column with the same column of it restricts
+/// nothing. `any`: its columns are not the target's by name (a derived table, a `WITH`, column
+/// aliases), so each may be any of the target's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub name: String,
+    pub any: bool,
+}
+
+/// How often one analysis may judge whether a relation read again is restricted (nested
+/// subqueries over the same relation are judged once per enclosing level); past it, each one
+/// counts as unrestricted.
+pub(super) const JUDGEMENTS: u32 = 256;
+
+/// The entries of a write's `FROM`/`USING` (MERGE's source) that read its target's relation
+/// again, less those an inner join's ON restricts ([`Target::selves`]).
+pub(in crate::analyze) fn selves<'a>(from: impl Iterator<Item = R<'a>>, t: &Target) -> Vec<Mirror> {
+    let budget = Cell::new(0);
+    let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+    let mut out = Vec::new();
+    for f in from {
+        occurrences(f, cx, true, &mut out);
+    }
+    out
+}
+
+/// The names of a write's `WITH` queries that read its target's relation unrestricted
+/// ([`Target::self_ctes`]); a later one may read an earlier one.
+pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<String> {
+    let mut t = t.clone();
+    for c in items(ctes) {
+        let R::CommonTableExpr(c) = c else { continue };
+        let Some(q) = opt(&c.ctequery) else { continue };
+        let budget = Cell::new(0);
+        let cx =
+            Cx { t: &t, inner: true, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+        if reads_unrestricted(q, cx) {
+            t.self_ctes.push(c.ctename.clone());
+        }
+    }
+    t.self_ctes
+}
+
+/// Whether a query's output may carry the target's relation's columns unrestricted.
+fn reads_unrestricted(q: R<'_>, cx: Cx<'_>) -> bool {
+    let d = deps_of(q, Cx { inner: true, ..cx });
+    d.mirror_any || !d.mirror.is_empty()
+}
+
+/// Collects the FROM entries under `f` that read the target's relation again, less those an
+/// inner join's ON restricts. `others`: the FROM has other relations (unqualified names may be
+/// theirs).
+fn occurrences(f: R<'_>, cx: Cx<'_>, others: bool, out: &mut Vec<Mirror>) {
+    let t = cx.t;
+    match f {
+        R::RangeVar(r) => {
+            let same = r.relname == t.relation
+                && (r.schemaname.is_empty() || t.schema.as_deref().is_none_or(|s| s == r.schemaname));
+            let cte = r.schemaname.is_empty() && t.self_ctes.contains(&r.relname);
+            if same || cte {
+                let renamed = r.alias.as_ref().is_some_and(|a| !a.colnames.is_empty());
+                let name = r.alias.as_ref().map_or(&r.relname, |a| &a.aliasname).clone();
+                out.push(Mirror { name, any: cte || renamed });
+            }
+        }
+        R::RangeSubselect(r) => {
+            if let (Some(q), Some(a)) = (opt(&r.subquery), r.alias.as_ref()) {
+                if reads_unrestricted(q, cx) {
+                    out.push(Mirror { name: a.aliasname.clone(), any: true });
+                }
+            }
+        }
+        R::JoinExpr(j) => {
+            let mut inside = Vec::new();
+            for x in [opt(&j.larg), opt(&j.rarg)].into_iter().flatten() {
+                occurrences(x, cx, others, &mut inside);
+            }
+            if j.jointype == pb::JoinType::JoinInner as i32 {
+                if let Some(q) = opt(&j.quals) {
+                    let all = inside.clone();
+                    inside.retain(|m| !restricted_by(q, m, &all, others, cx));
+                }
+            }
+            match &j.alias {
+                // The join's own name hides the names inside it.
+                Some(a) if !inside.is_empty() => out.push(Mirror { name: a.aliasname.clone(), any: true }),
+                _ => out.extend(inside),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `w` restricts the rows of `m` (a relation read again): judged as if `m` were the
+/// target, with the target and the other relations read again as mirrors of it.
+pub(super) fn restricted_by(w: R<'_>, m: &Mirror, all: &[Mirror], others: bool, cx: Cx<'_>) -> bool {
+    if cx.budget.get() >= JUDGEMENTS {
+        return false;
+    }
+    cx.budget.set(cx.budget.get() + 1);
+    let t = Target {
+        qualifier: m.name.clone(),
+        schema: None,
+        others,
+        beside: None,
+        mine: BTreeSet::new(),
+        relation: cx.t.relation.clone(),
+        selves: Vec::new(),
+        self_ctes: cx.t.self_ctes.clone(),
+    };
+    let mut mirrors: Vec<Mirror> = cx.mirrors.iter().chain(all).filter(|x| x.name != m.name).cloned().collect();
+    if !cx.shadowed && cx.t.qualifier != m.name {
+        mirrors.push(Mirror { name: cx.t.qualifier.clone(), any: false });
+    }
+    let inner = Cx {
+        t: &t,
+        inner: false,
+        shadowed: false,
+        mirrors: &mirrors,
+        loose: false,
+        loose_any: false,
+        budget: cx.budget,
+    };
+    pred(w, inner, true)
+}
+
+/// A subquery's scope: the mirrors its names may mean (the outer ones it does not hide, and
+/// its own FROM's unrestricted reads of the target's relation), whether it hides the
+/// target's name, and whether an unqualified name in it may be a mirror's column (of that
+/// name, or any).
+pub(super) fn scope(q: &pb::SelectStmt, cx: Cx<'_>) -> (Vec<Mirror>, bool, bool, bool) {
+    let names = from_names(q);
+    let shadowed = cx.shadowed || names.contains(&cx.t.qualifier);
+    let mut mirrors: Vec<Mirror> = cx.mirrors.iter().filter(|m| !names.contains(&m.name)).cloned().collect();
+    let here = Cx { shadowed, mirrors: &mirrors, ..cx };
+    let mut found = Vec::new();
+    let others = q.from_clause.len() > 1 || items(&q.from_clause).any(|f| matches!(f, R::JoinExpr(_)));
+    for f in items(&q.from_clause) {
+        occurrences(f, here, others, &mut found);
+    }
+    if q.having_clause.is_some() || limited(q) {
+        found.clear();
+    }
+    if let Some(w) = opt(&q.where_clause) {
+        let all = found.clone();
+        found.retain(|m| !restricted_by(w, m, &all, others, here));
+    }
+    let loose = cx.loose || !found.is_empty();
+    let loose_any = cx.loose_any || found.iter().any(|m| m.any);
+    mirrors.extend(found);
+    (mirrors, shadowed, loose, loose_any)
+}
+
+/// A LIMIT other than `ALL`/`NULL`.
+fn limited(q: &pb::SelectStmt) -> bool {
+    match opt(&q.limit_count) {
+        None => false,
+        Some(R::AConst(c)) => {
+            literal_read();
+            !c.isnull
+        }
+        Some(_) => true,
+    }
+}
+
+/// An aggregate or window call: one value over a set of rows, not a row's value.
+pub(super) fn aggregate(f: &pb::FuncCall) -> bool {
+    const AGGREGATES: &[&str] = &[
+        "array_agg",
+        "avg",
+        "bool_and",
+        "bool_or",
+        "count",
+        "every",
+        "json_agg",
+        "jsonb_agg",
+        "max",
+        "min",
+        "string_agg",
+        "sum",
+    ];
+    let name = f.funcname.last().and_then(sval).unwrap_or("");
+    f.agg_star || f.agg_distinct || f.over.is_some() || !f.agg_order.is_empty() || AGGREGATES.contains(&name)
+}
