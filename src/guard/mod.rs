@@ -498,9 +498,12 @@ impl Guard {
         } else {
             std::borrow::Cow::Owned(with_prepared(&statements, info))
         };
-        let ids = online.then(|| crate::names::ask(&self.catalog, info, &decided, &policy, &mut questions)).flatten();
+        let changing = hidden::changing_names(&decided, &self.catalog, info);
+        let ids = online
+            .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))
+            .flatten();
         let once = std::cell::RefCell::new(Vec::new());
-        let cx = crate::names::Context::new(&decided, &policy, ids.as_deref(), &info.names);
+        let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names);
         // Asked for the same write by the columns' questions and by the decision: found once.
         let reached: std::cell::RefCell<Vec<(usize, *const analyze::Write, Option<policy::Reach>)>> =
             Default::default();
@@ -537,6 +540,9 @@ impl Guard {
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
         info.names.after_judging(&once.into_inner());
+        if changing.contains(&true) {
+            info.names.changed();
+        }
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }

@@ -37,8 +37,8 @@ mod session;
 mod sql;
 mod view;
 pub use effect::{may_change_path, path_effect, PathEffect};
+pub use path::is_path_key;
 use path::{effective_key, Paths};
-pub use path::{is_path_key, path_before};
 pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 pub use view::View;
@@ -155,18 +155,21 @@ pub fn ask(
     catalog: &crate::catalog::Catalog,
     info: &mut crate::guard::SessionInfo,
     statements: &[Statement],
+    changing: &[bool],
     policy: &Policy,
     questions: &mut Vec<crate::catalog::Question>,
 ) -> Option<std::sync::Arc<Identities>> {
     info.names.expire(catalog.generation());
     let ids = catalog.identities(&info.database, policy);
-    questions.extend(self::questions(statements, policy, ids.as_deref(), &info.names));
+    questions.extend(self::questions(statements, changing, policy, ids.as_deref(), &info.names));
     ids
 }
 
-/// What to ask before the writes of `statements` can be judged by what they reach.
+/// What to ask before the writes of `statements` can be judged by what they reach
+/// (`changing`: which of them the guard says may change what later names resolve to).
 pub fn questions(
     statements: &[Statement],
+    changing: &[bool],
     policy: &Policy,
     ids: Option<&Identities>,
     session: &Resolutions,
@@ -184,7 +187,7 @@ pub fn questions(
     }
     let mut keys: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    let paths = Paths::of(statements);
+    let paths = Paths::of(statements, changing);
     for (i, st) in statements.iter().enumerate() {
         if st.writes.iter().all(|w| relevant(w).is_none()) || prepared_earlier(statements, i) {
             continue;
@@ -231,13 +234,15 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// `changing`: which statements the guard says may change what later names resolve to.
     pub fn new(
         statements: &'a [Statement],
+        changing: &[bool],
         policy: &'a Policy,
         ids: Option<&'a Identities>,
         session: &'a Resolutions,
     ) -> Context<'a> {
-        Context { statements, policy, ids, session, paths: Paths::of(statements) }
+        Context { statements, policy, ids, session, paths: Paths::of(statements, changing) }
     }
 }
 

@@ -62,16 +62,21 @@ impl Resolutions {
             return;
         }
         match path_effect(sql) {
-            PathEffect::Change => {
-                self.clear();
-                self.changed_since_end = true;
-            }
+            PathEffect::Change => self.changed(),
             PathEffect::End if self.changed_since_end => {
                 self.clear();
                 self.changed_since_end = false;
             }
             _ => {}
         }
+    }
+
+    /// A message judged now may change what names resolve to in a way its words do not show
+    /// (an object it mentions runs `set_config`, an `EXECUTE` or `FETCH` of one): its answers
+    /// are dropped, and again at the next transaction end, which may undo the change.
+    pub fn changed(&mut self) {
+        self.clear();
+        self.changed_since_end = true;
     }
 
     /// Drops the answers when DDL was seen since (the catalog's `generation`) or they are old.

@@ -49,6 +49,8 @@
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
+//! - `hidden_builtins`: `set_config`, `nextval` and `setval` run by a view, default, prepared
+//!   statement or cursor a statement only mentions (search_path changed, sequences moved).
 
 mod arguments;
 mod batches;
@@ -65,6 +67,7 @@ mod effects;
 mod fidelity;
 mod guard;
 mod harness;
+mod hidden_builtins;
 mod identity;
 mod lifecycle;
 mod listening;
