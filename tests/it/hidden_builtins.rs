@@ -58,6 +58,14 @@ async fn a_search_path_changed_through_an_object_is_not_followed_blindly() {
         "PREPARE pv AS SELECT * FROM sp",
         "CREATE TEMP TABLE q (x text DEFAULT pg_catalog.set_config('search_path', 'public', false))",
         "CREATE TEMP VIEW spv AS SELECT * FROM sp",
+        "CREATE DOMAIN pg_temp.dd AS text CHECK (pg_catalog.set_config('search_path', 'public', false) IS NOT NULL)",
+        "CREATE TEMP TABLE tw (a int); INSERT INTO tw VALUES (1); CREATE TRIGGER trw BEFORE UPDATE ON tw FOR EACH ROW \
+         WHEN (pg_catalog.set_config('search_path', 'public', false) IS NOT NULL) \
+         EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+        "CREATE TEMP TABLE tr (a int); \
+         CREATE RULE rr AS ON INSERT TO tr DO ALSO SELECT pg_catalog.set_config('search_path', 'public', false)",
+        "CREATE TEMP TABLE rl (a int); ALTER TABLE rl ENABLE ROW LEVEL SECURITY; ALTER TABLE rl FORCE ROW LEVEL SECURITY; \
+         CREATE POLICY pr ON rl USING (pg_catalog.set_config('search_path', 'public', false) IS NOT NULL)",
     ] {
         send(&c, setup).await.unwrap_or_else(|e| panic!("{setup}: {e}"));
     }
@@ -71,6 +79,10 @@ async fn a_search_path_changed_through_an_object_is_not_followed_blindly() {
         "INSERT INTO q DEFAULT VALUES",
         "COPY (SELECT * FROM sp) TO STDOUT",
         "UPDATE pg_settings SET setting = 'public' WHERE name = 'search' || '_path'",
+        "SELECT 'x'::pg_temp.dd",
+        "UPDATE tw SET a = a WHERE a = 1",
+        "INSERT INTO tr VALUES (1)",
+        "SELECT * FROM rl",
     ] {
         refused_after(&c, &db, first, UPSERT, &mut missed).await;
         refused_after(&c, &db, first, range, &mut missed).await;
