@@ -210,7 +210,7 @@ pub fn query() -> String {
            UNION ALL SELECT f.proname, 'r', NULL FROM f \
              WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[])\
          ) x(name, kind, seq)",
-        seeds = builtin_callers(&rewrite, &attrdef, &constraint, &policy, &trigger, &operator, &class),
+        seeds = builtin_callers(),
         down = deptypes("'n', 'a'"),
         up = deptypes("'a', 'i'"),
     )
@@ -220,20 +220,23 @@ pub fn query() -> String {
 /// by the built-in's OID in the stored expression (`:funcid N ` in the node tree): `set_config`
 /// (a `search_path`, a role: what later names resolve to) and `nextval`/`setval` (a protected
 /// sequence moved). Looked at: the rules of views and tables (those of the system's own views
-/// only for writes: `pg_settings`' UPDATE rule calls `set_config`), column defaults, `CHECK`s of
-/// tables and domains, row-security policies, triggers' `WHEN` and user operators. Two CTEs:
+/// only for writes: `pg_settings`' UPDATE rule calls `set_config`), column and domain defaults,
+/// `CHECK`s of tables and domains, row-security policies, triggers' `WHEN` and user operators. Two CTEs:
 /// `seeds` (classid, objid, kind, the expression as text) and `hits` (classid, objid, kind, the
 /// sequence moved or null for `set_config`). A sequence call whose argument is not a `regclass`
 /// constant may move any sequence (`*`); one that is names a sequence the object depends on.
-fn builtin_callers(
-    rewrite: &str,
-    attrdef: &str,
-    constraint: &str,
-    policy: &str,
-    trigger: &str,
-    operator: &str,
-    class: &str,
-) -> String {
+fn builtin_callers() -> String {
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
+    let (rewrite, attrdef, constraint, policy, trigger, operator, class, typ) = (
+        cls("pg_rewrite"),
+        cls("pg_attrdef"),
+        cls("pg_constraint"),
+        cls("pg_policy"),
+        cls("pg_trigger"),
+        cls("pg_operator"),
+        cls("pg_class"),
+        cls("pg_type"),
+    );
     let eq = " OPERATOR(pg_catalog.=) ";
     let oid = |f: &str| format!("'pg_catalog.{f}'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text");
     let (set_config, nextval, setval, setval3) = (
@@ -261,6 +264,8 @@ fn builtin_callers(
                OPERATOR(pg_catalog.||) coalesce(p.polwithcheck::pg_catalog.text, '') FROM pg_catalog.pg_policy p \
            UNION ALL SELECT {trigger}, t.oid, 'w', t.tgqual::pg_catalog.text FROM pg_catalog.pg_trigger t \
              WHERE t.tgqual IS NOT NULL \
+           UNION ALL SELECT {typ}, y.oid, '', y.typdefaultbin::pg_catalog.text FROM pg_catalog.pg_type y \
+             WHERE y.typdefaultbin IS NOT NULL \
            UNION ALL SELECT {operator}, o.oid, '', ':funcid ' OPERATOR(pg_catalog.||) o.oprcode::pg_catalog.oid::pg_catalog.text \
                OPERATOR(pg_catalog.||) ' ' FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid), \
          hits(classid, objid, kind, seq) AS (\

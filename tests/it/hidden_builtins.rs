@@ -64,6 +64,8 @@ async fn a_search_path_changed_through_an_object_is_not_followed_blindly() {
          EXECUTE FUNCTION suppress_redundant_updates_trigger()",
         "CREATE TEMP TABLE tr (a int); \
          CREATE RULE rr AS ON INSERT TO tr DO ALSO SELECT pg_catalog.set_config('search_path', 'public', false)",
+        "CREATE DOMAIN pg_temp.sd AS text DEFAULT pg_catalog.set_config('search_path', 'public', false); \
+         CREATE TEMP TABLE qd (x pg_temp.sd, y int)",
         "CREATE TEMP TABLE rl (a int); ALTER TABLE rl ENABLE ROW LEVEL SECURITY; ALTER TABLE rl FORCE ROW LEVEL SECURITY; \
          CREATE POLICY pr ON rl USING (pg_catalog.set_config('search_path', 'public', false) IS NOT NULL)",
     ] {
@@ -83,6 +85,7 @@ async fn a_search_path_changed_through_an_object_is_not_followed_blindly() {
         "UPDATE tw SET a = a WHERE a = 1",
         "INSERT INTO tr VALUES (1)",
         "SELECT * FROM rl",
+        "INSERT INTO qd (y) VALUES (1)",
     ] {
         refused_after(&c, &db, first, UPSERT, &mut missed).await;
         refused_after(&c, &db, first, range, &mut missed).await;
@@ -134,6 +137,7 @@ async fn a_protected_sequence_moved_through_a_default_or_view_is_checked() {
     for setup in [
         "CREATE TEMP TABLE sq (x bigint DEFAULT nextval('web_user_id_seq'), y int)",
         "CREATE TEMP TABLE sqt (x bigint DEFAULT nextval('web_user_id_seq'::text), y int)",
+        "CREATE DOMAIN pg_temp.nd AS bigint DEFAULT nextval('web_user_id_seq'); CREATE TEMP TABLE sqd (x pg_temp.nd, y int)",
         "CREATE TEMP VIEW nv AS SELECT nextval('web_user_id_seq') AS x FROM generate_series(1, 5000)",
         "CREATE SEQUENCE scratch_seq",
         "CREATE TEMP TABLE free (x bigint DEFAULT nextval('scratch_seq'), y int)",
@@ -146,6 +150,7 @@ async fn a_protected_sequence_moved_through_a_default_or_view_is_checked() {
     for sql in [
         "INSERT INTO sq (y) SELECT g FROM generate_series(1, 5000) g",
         "INSERT INTO sqt (y) SELECT g FROM generate_series(1, 5000) g",
+        "INSERT INTO sqd (y) SELECT g FROM generate_series(1, 5000) g",
         "SELECT count(*) FROM nv",
         "SELECT max(x) FROM nv",
         "EXECUTE mv",
