@@ -43,6 +43,12 @@ impl HiddenCallers {
         self.read.is_empty() && self.write.is_empty() && self.moves.is_empty()
     }
 
+    /// Whether no caller runs anything when only read (a database whose only callers are
+    /// tables' `serial` defaults): a read needs no look at its text.
+    pub fn reading_runs_nothing(&self) -> bool {
+        self.read.is_empty() && self.moves.iter().all(|(_, write_only, _)| *write_only)
+    }
+
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
     /// word or a string: conservative), or through a `U&` identifier that may spell one. The
     /// writing callers count only for a statement that may write (`writes`).
@@ -325,6 +331,8 @@ mod tests {
         assert!(h.moves("SELECT * FROM anyseq", false, &protected));
         assert!(!answer(&[row("ser", "w", Some("public.ser_id_seq"))]).moves("INSERT INTO ser", true, &protected));
         assert!(HiddenCallers::everything().moves("SELECT 1", false, &protected));
+        assert!(!h.reading_runs_nothing() && !HiddenCallers::everything().reading_runs_nothing());
+        assert!(answer(&[row("ser", "w", Some("public.ser_id_seq")), row("t", "w", None)]).reading_runs_nothing());
     }
 }
 /// Prints the query, to time it on a server by hand (`cargo test --lib print_hidden_callers_query

@@ -34,7 +34,7 @@ impl Guard {
         }
         let declares = !info.cursors.declared.is_empty();
         let mentioned = self.catalog.with_hidden_callers(&info.database, |set| {
-            (harmless || declares) && !set.is_empty() && {
+            (harmless || declares) && !set.reading_runs_nothing() && {
                 let text = String::from_utf8_lossy(sql);
                 set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
             }
