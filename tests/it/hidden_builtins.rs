@@ -170,3 +170,37 @@ async fn a_protected_sequence_moved_through_a_default_or_view_is_checked() {
     assert_eq!(free, 5000);
     proxy.stop().await;
 }
+
+/// Across messages: a session's cached answer for a view name (which both views of the name
+/// reach `users` through, so it is kept, not used once) is dropped when a statement that uses
+/// a view over `set_config` is judged. `va.v` calls `email` what `vb.v` calls `id`: a range on
+/// that column is harmless through `va.v` and a `protected-range` through `vb.v`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_does_not_outlive_a_path_changed_through_an_object() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    for setup in [
+        "CREATE SCHEMA va",
+        "CREATE SCHEMA vb",
+        "CREATE VIEW va.v AS SELECT id AS k, email AS j FROM public.users",
+        "CREATE VIEW vb.v AS SELECT email AS k, id AS j FROM public.users",
+        "CREATE TEMP VIEW spb AS SELECT pg_catalog.set_config('search_path', 'vb, public', false) AS x",
+    ] {
+        send(&c, setup).await.unwrap_or_else(|e| panic!("{setup}: {e}"));
+    }
+    let users = || async {
+        let d = direct("app", APP_PW, &db).await;
+        let n: i64 = d.query_one("SELECT count(*) FROM public.users", &[]).await.unwrap().get(0);
+        n
+    };
+    let range = "DELETE FROM v WHERE j BETWEEN '-91111120' AND '-91111112'";
+    send(&c, "SET search_path = va, public").await.unwrap();
+    send(&c, range).await.unwrap();
+    assert_eq!(users().await, 60, "no email is in that range");
+    send(&c, "SELECT * FROM spb").await.unwrap();
+    let e = refused(&c, range).await;
+    assert!(e.contains("protected-range"), "{e}");
+    assert_eq!(users().await, 60, "vb.v deleted users");
+    proxy.stop().await;
+}
