@@ -171,12 +171,9 @@ async fn a_protected_sequence_moved_through_a_default_or_view_is_checked() {
     proxy.stop().await;
 }
 
-/// Across messages: a session's cached answer for a view name (which both views of the name
-/// reach `users` through, so it is kept, not used once) is dropped when a statement that uses
-/// a view over `set_config` is judged. `va.v` calls `email` what `vb.v` calls `id`: a range on
-/// that column is harmless through `va.v` and a `protected-range` through `vb.v`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_answer_does_not_outlive_a_path_changed_through_an_object() {
+/// Through blastwall as `app`: schemas `va` and `vb` with a view `v` each over `users` (`va.v`
+/// calls `email` what `vb.v` calls `id`), a temporary view `spb` that sets the path to `vb`.
+async fn two_views() -> (Proxy, String, Client) {
     let proxy = proxy().await;
     let db = incident_db();
     let c = connect(proxy.port(), "app", APP_PW, &db).await;
@@ -189,6 +186,16 @@ async fn a_cached_answer_does_not_outlive_a_path_changed_through_an_object() {
     ] {
         send(&c, setup).await.unwrap_or_else(|e| panic!("{setup}: {e}"));
     }
+    (proxy, db, c)
+}
+
+/// Across messages: a session's cached answer for a view name (which both views of the name
+/// reach `users` through, so it is kept, not used once) is dropped when a statement that uses
+/// a view over `set_config` is judged. `va.v` calls `email` what `vb.v` calls `id`: a range on
+/// that column is harmless through `va.v` and a `protected-range` through `vb.v`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_does_not_outlive_a_path_changed_through_an_object() {
+    let (proxy, db, c) = two_views().await;
     let users = || async {
         let d = direct("app", APP_PW, &db).await;
         let n: i64 = d.query_one("SELECT count(*) FROM public.users", &[]).await.unwrap().get(0);
@@ -202,5 +209,24 @@ async fn a_cached_answer_does_not_outlive_a_path_changed_through_an_object() {
     let e = refused(&c, range).await;
     assert!(e.contains("protected-range"), "{e}");
     assert_eq!(users().await, 60, "vb.v deleted users");
+    proxy.stop().await;
+}
+
+/// The same through the extended protocol, pipelined: a protocol-prepared SELECT of the view
+/// over `set_config` executed, and the range DELETE through `v` parsed right behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_answer_does_not_outlive_a_pipelined_execute_that_changes_the_path() {
+    let (proxy, db, c) = two_views().await;
+    let range = "DELETE FROM v WHERE j BETWEEN '-91111120' AND '-91111112'";
+    send(&c, "SET search_path = va, public").await.unwrap();
+    let s = c.prepare("SELECT * FROM spb").await.unwrap();
+    send(&c, range).await.unwrap();
+    let (a, b) = tokio::join!(c.query(&s, &[]), c.execute(range, &[]));
+    let d = direct("app", APP_PW, &db).await;
+    let n: i64 = d.query_one("SELECT count(*) FROM public.users", &[]).await.unwrap().get(0);
+    assert_eq!(n, 60, "vb.v deleted users: {a:?} {b:?}");
+    let e = b.expect_err("the DELETE through vb.v ran");
+    let e = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+    assert!(e.contains("blastwall: refused"), "{a:?} {e}");
     proxy.stop().await;
 }
