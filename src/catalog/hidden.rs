@@ -230,7 +230,9 @@ pub fn query() -> String {
 /// `CHECK`s of tables and domains, row-security policies, triggers' `WHEN` and user operators. Two CTEs:
 /// `seeds` (classid, objid, kind, the expression as text) and `hits` (classid, objid, kind, the
 /// sequence moved or null for `set_config`). A sequence call whose argument is not a `regclass`
-/// constant may move any sequence (`*`); one that is names a sequence the object depends on.
+/// constant may move any sequence (`*`); one that is names a sequence the object depends on —
+/// except a column's default taking from the sequence that column owns (`serial`): it moves
+/// by the rows inserted into that table, which the identity check allows anyway.
 fn builtin_callers() -> String {
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
     let (rewrite, attrdef, constraint, policy, trigger, operator, class, typ) = (
@@ -284,7 +286,11 @@ fn builtin_callers() -> String {
                FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid{eq}d.refobjid \
                JOIN pg_catalog.pg_namespace n ON n.oid{eq}c.relnamespace \
                WHERE d.classid{eq}s.classid AND d.objid{eq}s.objid AND d.refclassid{eq}{class} \
-                 AND c.relkind{eq}'S'::pg_catalog.\"char\") q(seq) \
+                 AND c.relkind{eq}'S'::pg_catalog.\"char\" \
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_attrdef a JOIN pg_catalog.pg_depend o \
+                   ON o.classid{eq}{class} AND o.objid{eq}c.oid AND o.refclassid{eq}{class} \
+                   AND o.refobjid{eq}a.adrelid AND o.refobjsubid{eq}a.adnum AND o.deptype{eq}'a'::pg_catalog.\"char\" \
+                   WHERE s.classid{eq}{attrdef} AND a.oid{eq}s.objid)) q(seq) \
              WHERE s.tree OPERATOR(pg_catalog.~) b.moves)"
     )
 }
