@@ -53,6 +53,9 @@ pub struct Catalog {
     generation: AtomicU64,
     /// Where the OIDs of policy tables are kept across restarts, when configured.
     persist: Option<std::path::PathBuf>,
+    /// Databases created through blastwall (`CREATE DATABASE` relayed): until a policy table
+    /// is seen in one, it holds none, and may be dropped.
+    created: dashmap::DashSet<String>,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -150,6 +153,18 @@ impl Catalog {
 
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
         self.indirect.insert((database.to_string(), name.to_string()), (indirect, on_insert, Instant::now()));
+    }
+
+    /// Records a `CREATE DATABASE` relayed through blastwall.
+    pub fn created_database(&self, database: &str) {
+        self.created.insert(database.to_string());
+    }
+
+    /// Whether a database may hold this policy table: blastwall has seen it there, or knows
+    /// nothing of the database (any database may; fail closed) — only one created through
+    /// blastwall and never seen holding it does not.
+    pub fn may_hold(&self, database: &str, schema: &str, name: &str) -> bool {
+        self.oid_of(database, schema, name).is_some() || !self.created.contains(database)
     }
 
     pub fn oid_of(&self, database: &str, schema: &str, name: &str) -> Option<u32> {

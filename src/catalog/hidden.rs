@@ -1,53 +1,66 @@
-//! Hidden callers of user functions: the relations, types and operators whose use runs a
-//! function the statement does not name — a view whose column calls it (`SELECT * FROM v`), a
-//! row-security policy, a domain's `CHECK` (`SELECT 1::d`, or a write to a column of that
-//! domain), a column default (an INSERT that leaves the column out), a table `CHECK`, an index
-//! expression, an operator or a cast over it — and the views over any of those, at any depth.
+//! Hidden callers: the relations, types and operators whose use runs a function the statement
+//! does not name — a view whose column calls it (`SELECT * FROM v`), a row-security policy, a
+//! domain's `CHECK` (`SELECT 1::d`, or a write to a column of that domain), a column default
+//! (an INSERT that leaves the column out), a table `CHECK`, an index expression, an operator or
+//! a cast over it — and the views over any of those, at any depth. The functions followed:
+//! - every user function: one outside `pg_catalog` and `information_schema` that no extension
+//!   owns, of any volatility (a function mislabeled `IMMUTABLE` can write too);
+//! - the built-ins whose effect outlives their call: `set_config` (it changes what later names
+//!   resolve to: a view over `set_config('search_path', …)` is a caller like a view over a user
+//!   function), and `nextval`/`setval`, kept apart with the sequence each object moves (`*`:
+//!   any), so that only objects moving a protected sequence count ([`HiddenCallers::moves`]).
 //!
-//! A user function is one outside `pg_catalog` and `information_schema` that no extension
-//! owns, of any volatility (a function mislabeled `IMMUTABLE` can write too). The answer is
-//! per database, learned once per [`super::TTL`] (or after DDL through blastwall) by one
-//! catalog query on a client's session, and split by what runs the function: reading the name
-//! (views, policies, domains, operators, casts) or writing it (defaults, checks, index
-//! expressions, columns of a checked domain, policies). A temporary relation's index (the
-//! planner folds its constant expressions and predicates when it opens the table) and its row
-//! type (a cast to it runs its columns' domain checks) run the function on reading too; so do
-//! maintenance commands (`guard::maintenance`) for the writing callers, as do extended
-//! statistics over an expression (`ANALYZE`). An operator whose negator or commutator is
-//! one is one too (the planner rewrites `NOT (a === b)` to `a !== b`, and may commute a
-//! comparison), though no `pg_depend` row links them. A cast over one makes its user-defined
-//! source and target types hidden callers, and so the tables with columns of them (an implicit
-//! cast runs in `SELECT a + 1 FROM t`). A statement that mentions a name of the
-//! set — anywhere in its text: a mention is all it takes, so a false one costs a check, never
-//! a miss — is run in the pre-check like a call of a function (row limits and the identity check
-//! hold for what it changes). In a database with no such objects the set is empty and nothing
+//! The answer is per database, learned once per [`super::TTL`] (or after DDL through
+//! blastwall) by one catalog query on a client's session, and split by what runs the function:
+//! reading the name (views, policies, domains, operators, casts) or writing it (defaults,
+//! checks, index expressions, columns of a checked domain, policies, triggers' `WHEN`). A
+//! temporary relation's index (the planner folds its constant expressions and predicates when
+//! it opens the table) and its row type (a cast to it runs its columns' domain checks) run the
+//! function on reading too; so do maintenance commands (`guard::maintenance`) for the writing
+//! callers, as do extended statistics over an expression (`ANALYZE`). An operator whose
+//! negator or commutator is one is one too (the planner rewrites `NOT (a === b)` to `a !== b`,
+//! and may commute a comparison), though no `pg_depend` row links them. A cast over one makes
+//! its user-defined source and target types hidden callers, and so the tables with columns of
+//! them (an implicit cast runs in `SELECT a + 1 FROM t`). A
+//! statement that mentions a name of the set — anywhere in its text: a mention is all it takes,
+//! so a false one costs a check, never a miss — is run in the pre-check like a call of a
+//! function (row limits and the identity check hold for what it changes), and may change what
+//! later names resolve to. In a database with no such objects the set is empty and nothing
 //! else is looked at.
 //!
 //! Owns: the query, its answer, and the mention test. Does not own: when it is asked
-//! (`guard`) or what a mention leads to (`guard::need`).
+//! (`guard`) or what a mention leads to (`guard::need`, `guard::hidden`).
 
 /// What a database's hidden callers are called, lower-cased: by the reading and by the writing
-/// of them.
+/// of them; and the callers of `nextval`/`setval` with the sequence each moves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HiddenCallers {
     read: Vec<String>,
     write: Vec<String>,
+    /// (caller, whether only writing it runs the call, the sequence's `schema.name` or `*`).
+    moves: Vec<(String, bool, String)>,
 }
 
 impl HiddenCallers {
     /// The set assumed when the catalog cannot be asked: every text mentions it.
     pub fn everything() -> Self {
-        HiddenCallers { read: vec![String::new()], write: Vec::new() }
+        HiddenCallers { read: vec![String::new()], write: Vec::new(), moves: vec![(String::new(), false, "*".into())] }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.read.is_empty() && self.write.is_empty()
+        self.read.is_empty() && self.write.is_empty() && self.moves.is_empty()
+    }
+
+    /// Whether no caller runs anything when only read (a database whose only callers are
+    /// tables' `serial` defaults): a read needs no look at its text.
+    pub fn reading_runs_nothing(&self) -> bool {
+        self.read.is_empty() && self.moves.iter().all(|(_, write_only, _)| *write_only)
     }
 
     /// Whether some of them run when rows are written (a maintenance command that names no
     /// table evaluates them all: `guard::maintenance`).
     pub fn has_writers(&self) -> bool {
-        !self.write.is_empty()
+        !self.write.is_empty() || !self.moves.is_empty()
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
@@ -60,6 +73,18 @@ impl HiddenCallers {
         let lower = text.to_ascii_lowercase();
         let words = self.read.iter().chain(self.write.iter().filter(|_| writes));
         lower.contains("u&") || words.into_iter().any(|w| mentions(&lower, w))
+    }
+
+    /// Whether `text` may use an object that moves a sequence `protected` says is protected
+    /// (given its `schema.name`; `*`, a sequence not named by a constant, is asked too), in the
+    /// same sense as [`HiddenCallers::mentioned_in`].
+    pub fn moves(&self, text: &str, writes: bool, protected: &dyn Fn(&str) -> bool) -> bool {
+        let mut callers = self.moves.iter().filter(|(_, w, s)| (writes || !w) && protected(s)).peekable();
+        if callers.peek().is_none() {
+            return false;
+        }
+        let lower = text.to_ascii_lowercase();
+        lower.contains("u&") || callers.any(|(name, ..)| mentions(&lower, name))
     }
 }
 
@@ -104,12 +129,20 @@ pub(super) fn coarse_ms() -> u64 {
     START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
-/// Reads the answer of [`query`] (`rows`: name, `r`, `w` or `b`).
+/// Reads the answer of [`query`] (`rows`: name, `r`, `w` or `b`, and the sequence moved or
+/// null).
 pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
     let mut h = HiddenCallers::default();
     for r in rows {
         let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { continue };
         let name = name.to_ascii_lowercase();
+        if let Some(Some(seq)) = r.get(2) {
+            let m = (name, kind == "w", seq.clone());
+            if !h.moves.contains(&m) {
+                h.moves.push(m);
+            }
+            continue;
+        }
         for list in match kind.as_str() {
             "w" => vec![&mut h.write],
             "b" => vec![&mut h.read, &mut h.write],
@@ -133,10 +166,16 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
 /// harmless (`upper`): the server may resolve a call of that name to it (`upper(1::bigint)`
 /// finds no built-in). Every function and operator is `pg_catalog`'s; the estimated cost stays
 /// under the server's JIT threshold (a JIT compile costs a second).
+///
+/// The same climb starts from the objects whose stored expression calls a built-in with an
+/// effect on what follows ([`builtin_callers`]), found by the built-in's OID in the expression
+/// (PostgreSQL records no dependency on a built-in): those of `set_config` are named like
+/// callers of a user function (third column null), those of `nextval`/`setval` with each
+/// sequence they move (`*`: one not named by a constant).
 pub fn query() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
-    let (proc, class, typ, rewrite, attrdef, constraint, policy, cast, operator, statistic) = (
+    let (proc, class, typ, rewrite, attrdef, constraint, policy, cast, operator, trigger, statistic) = (
         cls("pg_proc"),
         cls("pg_class"),
         cls("pg_type"),
@@ -146,6 +185,7 @@ pub fn query() -> String {
         cls("pg_policy"),
         cls("pg_cast"),
         cls("pg_operator"),
+        cls("pg_trigger"),
         cls("pg_statistic_ext"),
     );
     let builtins = crate::analyze::BUILTINS.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", ");
@@ -164,10 +204,12 @@ pub fn query() -> String {
              AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
              AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e WHERE e.classid{eq}{proc} AND e.objid{eq}p.oid \
                AND e.deptype{eq}'e'::pg_catalog.\"char\")), \
-         reach(classid, objid, kind, depth) AS (\
-           SELECT {proc}, f.oid, ''::pg_catalog.text, 0 FROM f \
+         {seeds}, \
+         reach(classid, objid, kind, depth, seq) AS (\
+           SELECT {proc}, f.oid, ''::pg_catalog.text, 0, NULL::pg_catalog.text FROM f \
+           UNION ALL SELECT h.classid, h.objid, h.kind, 1, h.seq FROM hits h \
            UNION \
-           SELECT n.classid, n.objid, n.kind, r.depth OPERATOR(pg_catalog.+) 1 FROM reach r CROSS JOIN LATERAL (\
+           SELECT n.classid, n.objid, n.kind, r.depth OPERATOR(pg_catalog.+) 1, r.seq FROM reach r CROSS JOIN LATERAL (\
              SELECT d.classid, d.objid, \
                  CASE WHEN r.classid{eq}{typ} AND d.classid{eq}{class} THEN CASE WHEN {temp_d} THEN 'b' ELSE 'w' END ELSE r.kind END \
                FROM pg_catalog.pg_depend d \
@@ -186,7 +228,7 @@ pub fn query() -> String {
                FROM pg_catalog.pg_depend u \
                WHERE u.classid{eq}r.classid AND u.objid{eq}r.objid AND u.deptype OPERATOR(pg_catalog.=) ANY ({up}) \
                  AND u.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
-                 AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {class}, {statistic}]) \
+                 AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {trigger}, {class}, {statistic}]) \
                  AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
              UNION ALL SELECT {operator}, o.oid, r.kind FROM pg_catalog.pg_operator o \
                WHERE r.classid{eq}{operator} AND (o.oprnegate{eq}r.objid OR o.oprcom{eq}r.objid) \
@@ -194,18 +236,92 @@ pub fn query() -> String {
                JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ANY (ARRAY[k.castsource, k.casttarget]) \
                WHERE r.classid{eq}{cast} AND k.oid{eq}r.objid AND t.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
            ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
-         SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END FROM (\
-           SELECT c.relname, r.kind FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
-           UNION ALL SELECT t.typname, r.kind FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
-           UNION ALL SELECT o.oprname, 'r' FROM reach r JOIN pg_catalog.pg_operator o \
+         SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END, x.seq FROM (\
+           SELECT c.relname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
+           UNION ALL SELECT t.typname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
+           UNION ALL SELECT o.oprname, 'r', r.seq FROM reach r JOIN pg_catalog.pg_operator o \
              ON r.classid{eq}{operator} AND o.oid{eq}r.objid \
-           UNION ALL SELECT f.proname, 'r' FROM f \
+           UNION ALL SELECT f.proname, 'r', NULL FROM f \
              WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[])\
-         ) x(name, kind)",
+         ) x(name, kind, seq)",
+        seeds = builtin_callers(),
         down = deptypes("'n', 'a'"),
         temp_d = temporary("d.objid"),
         temp_u = temporary("u.refobjid"),
         up = deptypes("'a', 'i'"),
+    )
+}
+
+/// The part of [`query`] that finds what calls a built-in with an effect on later statements,
+/// by the built-in's OID in the stored expression (`:funcid N ` in the node tree): `set_config`
+/// (a `search_path`, a role: what later names resolve to) and `nextval`/`setval` (a protected
+/// sequence moved). Looked at: the rules of views and tables (those of the system's own views
+/// only for writes: `pg_settings`' UPDATE rule calls `set_config`), column and domain defaults,
+/// `CHECK`s of tables and domains, row-security policies, triggers' `WHEN` and user operators. Two CTEs:
+/// `seeds` (classid, objid, kind, the expression as text) and `hits` (classid, objid, kind, the
+/// sequence moved or null for `set_config`). A sequence call whose argument is not a `regclass`
+/// constant may move any sequence (`*`); one that is names a sequence the object depends on —
+/// except a column's default taking from the sequence that column owns (`serial`): it moves
+/// by the rows inserted into that table, which the identity check allows anyway.
+fn builtin_callers() -> String {
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
+    let (rewrite, attrdef, constraint, policy, trigger, operator, class, typ) = (
+        cls("pg_rewrite"),
+        cls("pg_attrdef"),
+        cls("pg_constraint"),
+        cls("pg_policy"),
+        cls("pg_trigger"),
+        cls("pg_operator"),
+        cls("pg_class"),
+        cls("pg_type"),
+    );
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let oid = |f: &str| format!("'pg_catalog.{f}'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text");
+    let (set_config, nextval, setval, setval3) = (
+        oid("set_config(text,text,boolean)"),
+        oid("nextval(regclass)"),
+        oid("setval(regclass,bigint)"),
+        oid("setval(regclass,bigint,boolean)"),
+    );
+    format!(
+        "b(set_config, moves, constant) AS (SELECT ':funcid ' OPERATOR(pg_catalog.||) {set_config} OPERATOR(pg_catalog.||) ' ', \
+             ':funcid (' OPERATOR(pg_catalog.||) {nextval} OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval} \
+               OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval3} OPERATOR(pg_catalog.||) ') ', \
+             ':funcid (' OPERATOR(pg_catalog.||) {nextval} OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval} \
+               OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval3} \
+               OPERATOR(pg_catalog.||) ') [^{{}}]*:args [(][{{]CONST :consttype 2205 '), \
+         seeds(classid, objid, kind, tree) AS (\
+           SELECT {rewrite}, w.oid, CASE WHEN w.ev_type{eq}'1'::pg_catalog.\"char\" THEN '' ELSE 'w' END, \
+               w.ev_action::pg_catalog.text OPERATOR(pg_catalog.||) coalesce(w.ev_qual::pg_catalog.text, '') \
+             FROM pg_catalog.pg_rewrite w WHERE w.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
+               OR w.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" \
+           UNION ALL SELECT {attrdef}, d.oid, '', d.adbin::pg_catalog.text FROM pg_catalog.pg_attrdef d \
+           UNION ALL SELECT {constraint}, c.oid, '', c.conbin::pg_catalog.text FROM pg_catalog.pg_constraint c \
+             WHERE c.conbin IS NOT NULL \
+           UNION ALL SELECT {policy}, p.oid, '', coalesce(p.polqual::pg_catalog.text, '') \
+               OPERATOR(pg_catalog.||) coalesce(p.polwithcheck::pg_catalog.text, '') FROM pg_catalog.pg_policy p \
+           UNION ALL SELECT {trigger}, t.oid, 'w', t.tgqual::pg_catalog.text FROM pg_catalog.pg_trigger t \
+             WHERE t.tgqual IS NOT NULL \
+           UNION ALL SELECT {typ}, y.oid, '', y.typdefaultbin::pg_catalog.text FROM pg_catalog.pg_type y \
+             WHERE y.typdefaultbin IS NOT NULL \
+           UNION ALL SELECT {operator}, o.oid, '', ':funcid ' OPERATOR(pg_catalog.||) o.oprcode::pg_catalog.oid::pg_catalog.text \
+               OPERATOR(pg_catalog.||) ' ' FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid), \
+         hits(classid, objid, kind, seq) AS (\
+           SELECT s.classid, s.objid, s.kind, NULL::pg_catalog.text FROM seeds s, b \
+             WHERE pg_catalog.strpos(s.tree, b.set_config) OPERATOR(pg_catalog.>) 0 \
+           UNION ALL SELECT s.classid, s.objid, s.kind, q.seq FROM seeds s CROSS JOIN b CROSS JOIN LATERAL (\
+             SELECT '*'::pg_catalog.text \
+               WHERE pg_catalog.regexp_replace(s.tree, b.constant, '', 'g') OPERATOR(pg_catalog.~) b.moves \
+             UNION ALL SELECT n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname \
+               FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid{eq}d.refobjid \
+               JOIN pg_catalog.pg_namespace n ON n.oid{eq}c.relnamespace \
+               WHERE d.classid{eq}s.classid AND d.objid{eq}s.objid AND d.refclassid{eq}{class} \
+                 AND c.relkind{eq}'S'::pg_catalog.\"char\" \
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_attrdef a JOIN pg_catalog.pg_depend o \
+                   ON o.classid{eq}{class} AND o.objid{eq}c.oid AND o.refclassid{eq}{class} \
+                   AND o.refobjid{eq}a.adrelid AND o.refobjsubid{eq}a.adnum AND o.deptype{eq}'a'::pg_catalog.\"char\" \
+                   WHERE s.classid{eq}{attrdef} AND a.oid{eq}s.objid)) q(seq) \
+             WHERE s.tree OPERATOR(pg_catalog.~) b.moves)"
     )
 }
 
@@ -231,6 +347,28 @@ mod tests {
         let h = answer(&rows(&[("d", "r"), ("###", "r")]));
         assert!(!h.mentioned_in("SELECT id FROM users WHERE plan = 'x'", false));
         assert!(h.mentioned_in("SELECT 1::d", false) && h.mentioned_in("SELECT 'a'OPERATOR(pg_temp.###)'b'", false));
+    }
+
+    #[test]
+    fn callers_of_set_config_are_callers_and_sequence_movers_count_for_protected_sequences() {
+        let row = |n: &str, k: &str, s: Option<&str>| vec![Some(n.into()), Some(k.into()), s.map(String::from)];
+        let h = answer(&[
+            row("sp", "r", None),
+            row("sq", "w", Some("public.web_user_id_seq")),
+            row("ser", "w", Some("public.ser_id_seq")),
+            row("anyseq", "r", Some("*")),
+        ]);
+        let protected = |s: &str| s == "*" || s.ends_with(".web_user_id_seq");
+        assert!(h.mentioned_in("SELECT * FROM sp", false));
+        assert!(!h.mentioned_in("INSERT INTO sq (y) SELECT 1", true), "a mover is not a caller");
+        assert!(h.moves("INSERT INTO sq (y) SELECT g FROM generate_series(1, 9) g", true, &protected));
+        assert!(!h.moves("SELECT * FROM sq", false, &protected), "reading sq runs no default");
+        assert!(!h.moves("INSERT INTO ser (a) VALUES (1)", true, &protected), "its sequence is not protected");
+        assert!(h.moves("SELECT * FROM anyseq", false, &protected));
+        assert!(!answer(&[row("ser", "w", Some("public.ser_id_seq"))]).moves("INSERT INTO ser", true, &protected));
+        assert!(HiddenCallers::everything().moves("SELECT 1", false, &protected));
+        assert!(!h.reading_runs_nothing() && !HiddenCallers::everything().reading_runs_nothing());
+        assert!(answer(&[row("ser", "w", Some("public.ser_id_seq")), row("t", "w", None)]).reading_runs_nothing());
     }
 }
 /// Prints the query, to time it on a server by hand (`cargo test --lib print_hidden_callers_query

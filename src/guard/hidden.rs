@@ -1,12 +1,17 @@
-//! The guard's side of hidden callers of user functions (`catalog::HiddenCallers`): asking for a
-//! database's set before a message is judged, and whether a statement mentions one.
+//! The guard's side of hidden callers (`catalog::HiddenCallers`: objects whose use runs a user
+//! function, `set_config`, or `nextval`/`setval` of a sequence): asking for a database's set
+//! before a message is judged, whether a statement mentions one, and which statements of a
+//! message may change what the names after them resolve to — by their text, by an object they
+//! mention, or by what blastwall knows of the prepared statement or cursor they run.
 //!
-//! Owns: when the set is asked for and the mention test on a statement. Does not own: the set
-//! (`catalog`) or what a mention leads to (`need`: the pre-check, like a function call).
+//! Owns: when the set is asked for, the mention tests on a statement, and that "may change
+//! names" reading. Does not own: the set (`catalog`), what a mention leads to (`need`: the
+//! pre-check, like a function call), or following a path (`names`).
 
-use super::{Guard, SessionInfo, Verdict};
+use super::{cursors, Guard, SessionInfo, Verdict};
 use crate::analyze::Statement;
-use crate::catalog::{Catalog, Question};
+use crate::catalog::{Catalog, HiddenCallers, Question};
+use crate::policy::Policy;
 use std::sync::atomic::Ordering;
 
 impl Guard {
@@ -15,46 +20,111 @@ impl Guard {
     /// database's set must be asked first, for any text (a write is judged against it too).
     /// Nothing is looked at while the policy judges no function calls, and the answer is one
     /// map lookup once the set is known (empty in most databases).
+    ///
+    /// A DECLARE of the text (`cursors::note` took it as plain) whose query mentions one, or
+    /// may change what names resolve to (`set_config`), is not plain: its FETCH runs that.
     pub(super) fn mentions_hidden_caller(
         &self,
         sql: &[u8],
-        info: &SessionInfo,
+        info: &mut SessionInfo,
         harmless: bool,
     ) -> Result<bool, Verdict> {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return Ok(false);
         }
+        let declares = !info.cursors.declared.is_empty();
         let mentioned = self.catalog.with_hidden_callers(&info.database, |set| {
             // A maintenance command evaluates index expressions as a write does (its table
             // may not even be named): the full path judges it.
-            harmless
+            (harmless || declares)
                 && !set.is_empty()
                 && ((set.has_writers() && super::maintenance::word_in(sql))
-                    || set.mentioned_in(&String::from_utf8_lossy(sql), false))
+                    || (!set.reading_runs_nothing() && {
+                        let text = String::from_utf8_lossy(sql);
+                        set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
+                    }))
         });
-        mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))
+        let mentioned = mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))?;
+        if declares && (mentioned || crate::names::may_change_path(sql)) {
+            for name in std::mem::take(&mut info.cursors.declared) {
+                info.cursors.forget(&name);
+            }
+        }
+        Ok(harmless && mentioned)
     }
 }
 
-/// Whether a statement may run a user function its text does not name, through a relation,
-/// type or operator it mentions (unknown set: yes). Transaction control mentions none.
-pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, writes: bool) -> bool {
+/// Whether a statement may run a user function or `set_config` its text does not name, or move
+/// a sequence the policy protects, through a relation, type or operator it mentions (unknown
+/// set: yes). Transaction control mentions none.
+pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, writes: bool, policy: &Policy) -> bool {
     if database.is_empty() || st.transaction_control {
         return false;
     }
-    // ANALYZE, REINDEX, CLUSTER … evaluate index expressions as a write does, and one that
-    // names no table evaluates every table's.
+    let protected =
+        |seq: &str| seq == "*" || policy.tables.iter().any(|t| t.sequences.iter().any(|p| is(seq, &p.name)));
     catalog
         .with_hidden_callers(database, |set| {
             if set.is_empty() {
                 return false;
             }
+            // ANALYZE, REINDEX, CLUSTER … evaluate index expressions as a write does, and one
+            // that names no table evaluates every table's.
             let maintenance = super::maintenance::of(&st.text);
             if maintenance.is_some_and(|m| !m.evaluates) {
                 return false;
             }
-            set.mentioned_in(&st.text, writes || maintenance.is_some())
+            let writes = writes || maintenance.is_some();
+            set.mentioned_in(&st.text, writes)
+                || set.moves(&st.text, writes, &protected)
                 || maintenance.is_some_and(|m| m.every_table && set.has_writers())
         })
         .unwrap_or(true)
+}
+
+/// Whether a sequence's `schema.name` is called `name` (any schema: as the policy's sequences
+/// are matched by name elsewhere).
+fn is(seq: &str, name: &str) -> bool {
+    seq == name || seq.strip_suffix(name).is_some_and(|s| s.ends_with('.'))
+}
+
+/// Which statements of a message (as decided: an EXECUTE followed by what it runs) may change
+/// what the names after them resolve to, beyond what `names` reads in their text (`SET`,
+/// `set_config`, DDL, a function call): one that mentions an object whose use runs a user
+/// function or `set_config` (a view, a default, a domain, an operator); an `EXECUTE` of a
+/// statement that may (or that blastwall does not know); a `FETCH` or `MOVE` of a cursor that
+/// is not plain. Unknown set (mid-batch): every statement that mentions anything.
+pub(super) fn changing_names(statements: &[Statement], catalog: &Catalog, info: &SessionInfo) -> Vec<bool> {
+    let mut marked = std::borrow::Cow::Borrowed(statements);
+    cursors::reads_marked(&mut marked, info);
+    // Per statement, and per entry of each prepared statement it executes: whether it
+    // mentions an object that calls a user function or `set_config`.
+    let mentions = |set: Option<&HiddenCallers>, text: &str| match set {
+        Some(set) => !set.is_empty() && set.mentioned_in(text, true),
+        None => !info.database.is_empty(),
+    };
+    let judge = |set: Option<&HiddenCallers>| -> Vec<bool> {
+        let changes = |s: &Statement| {
+            crate::names::may_change_path(s.text.as_bytes())
+                || s.calls_functions
+                || !s.opaque.is_empty()
+                || mentions(set, &s.text)
+        };
+        statements
+            .iter()
+            .zip(marked.iter())
+            .map(|(st, m)| {
+                m.calls_functions
+                    || mentions(set, &st.text)
+                    || st
+                        .executes
+                        .iter()
+                        .any(|ex| info.prepared.get(&ex.name).is_none_or(|list| list.iter().any(changes)))
+            })
+            .collect()
+    };
+    match catalog.with_hidden_callers(&info.database, |set| judge(Some(set))) {
+        Some(v) => v,
+        None => judge(None),
+    }
 }

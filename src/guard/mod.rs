@@ -313,6 +313,9 @@ impl Guard {
         if ddl && goes_through {
             self.catalog.forget(&info.database);
             info.changes_names = true;
+            for name in statements.iter().filter_map(|s| created_database(&s.text)) {
+                self.catalog.created_database(&name);
+            }
         }
         Judged { verdict, facts }
     }
@@ -500,9 +503,12 @@ impl Guard {
         } else {
             std::borrow::Cow::Owned(with_prepared(&statements, info))
         };
-        let ids = online.then(|| crate::names::ask(&self.catalog, info, &decided, &policy, &mut questions)).flatten();
+        let changing = hidden::changing_names(&decided, &self.catalog, info);
+        let ids = online
+            .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))
+            .flatten();
         let once = std::cell::RefCell::new(Vec::new());
-        let cx = crate::names::Context::new(&decided, &policy, ids.as_deref(), &info.names);
+        let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names);
         // Asked for the same write by the columns' questions and by the decision: found once.
         let reached: std::cell::RefCell<Vec<(usize, *const analyze::Write, Option<policy::Reach>)>> =
             Default::default();
@@ -529,7 +535,7 @@ impl Guard {
         let mut view = info.view();
         view.columns = Some(&columns);
         view.sequence_owners = Some(&owners);
-        let seen = |d: &str, t: &policy::TablePolicy| self.catalog.oid_of(d, &t.schema, &t.name).is_some();
+        let seen = |d: &str, t: &policy::TablePolicy| self.catalog.may_hold(d, &t.schema, &t.name);
         if online {
             view.seen_in = Some(&seen);
         }
@@ -543,6 +549,9 @@ impl Guard {
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
         info.names.after_judging(&once.into_inner());
+        if changing.contains(&true) {
+            info.names.changed();
+        }
         if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
             remember_prepared(&statements, info);
         }
@@ -618,5 +627,18 @@ fn find_directive(
     match analyze::directive::find(&text, opts)? {
         Some(_) if statements > 1 => Err("a blastwall directive applies to a message of one statement only".into()),
         d => Ok(d),
+    }
+}
+
+/// The database a `CREATE DATABASE` statement creates.
+fn created_database(text: &str) -> Option<String> {
+    let head = text.trim_start().get(..6)?;
+    if !head.eq_ignore_ascii_case("create") || !text.to_ascii_lowercase().contains("database") {
+        return None;
+    }
+    let parsed = analyze::budget::parse(text, 0).ok()?;
+    match parsed.protobuf.stmts.first()?.stmt.as_ref()?.node.as_ref()? {
+        pg_query::NodeEnum::CreatedbStmt(c) => Some(c.dbname.clone()),
+        _ => None,
     }
 }

@@ -20,24 +20,27 @@
 //! be (the policy's table of that name, and any policy table now called so), and the refusal
 //! says why.
 //!
-//! Owns: the cache, the two queries and reading their answers, and the reach of one write
-//! (through views and inheritance: `view`; its unqualified columns beside other relations:
-//! `columns`).
-//! Does not own: asking (`session`), the rules (`policy::decide`).
+//! Owns: the two questions and learning their answers, and the reach of one write (through
+//! views and inheritance: `view`; its unqualified columns beside other relations: `columns`);
+//! in submodules, the session's cache (`session`), what a text may do to names (`effect`), a
+//! path set earlier in the message (`path`) and the SQL (`sql`).
+//! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
 use crate::policy::Policy;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 mod columns;
+mod effect;
 mod path;
+mod session;
 mod sql;
 mod view;
+pub use effect::{may_change_path, path_effect, PathEffect};
+pub use path::is_path_key;
 use path::{effective_key, Paths};
-pub use path::{is_path_key, path_before};
+pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
-use view::reaches_answer;
 pub use view::View;
 
 /// How long an answer is trusted when nothing seen changes it.
@@ -123,122 +126,6 @@ pub fn key(r: &RelName) -> String {
     quote(r.schema.as_deref().unwrap_or(""), &r.name)
 }
 
-/// What one name resolves to on a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
-    /// This relation (0: none; a write to it fails), and its (schema, name) and column
-    /// names now.
-    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String> },
-    /// It could not be asked (in the middle of an extended batch): judged as everything it
-    /// may be, for the judgement that asked only.
-    Assumed(String),
-}
-
-/// A session's resolved names.
-#[derive(Debug, Clone, Default)]
-pub struct Resolutions {
-    generation: u64,
-    learned: Option<Instant>,
-    relations: HashMap<String, Resolved>,
-    /// (relation key, constraint) → the constraint's columns (empty: no such constraint).
-    constraints: HashMap<(String, String), Vec<String>>,
-    /// The identities could not be asked: every name judged as everything it may be, once.
-    pub assumed_identities: bool,
-    /// A message that may change the path was judged since the last transaction end: the
-    /// next end (`COMMIT`, `ROLLBACK`, …) may undo it (`SET LOCAL`, a `SET` rolled back).
-    changed_since_end: bool,
-    /// The text being judged is a protocol Parse: the server resolves its names again each
-    /// time it runs, after the path or temporary tables may have changed, so it is judged as
-    /// what its names resolve to now and as every policy table its names may be.
-    pub persisting: bool,
-}
-
-impl Resolutions {
-    pub fn is_empty(&self) -> bool {
-        self.relations.is_empty() && self.constraints.is_empty()
-    }
-
-    pub fn clear(&mut self) {
-        self.relations.clear();
-        self.constraints.clear();
-        self.learned = None;
-    }
-
-    /// Once a message is judged: drops the answers it may make wrong when it runs. Free on a
-    /// session that has resolved nothing and is not in a transaction block, for a message of
-    /// one statement (select-only): it can neither change an answer nor open a transaction
-    /// whose end undoes a change (`BEGIN; SET LOCAL …` is two).
-    pub fn after_message(&mut self, sql: &[u8], in_transaction: bool) {
-        if self.is_empty() && !in_transaction && !self.changed_since_end && !sql.contains(&b';') {
-            return;
-        }
-        match path_effect(sql) {
-            PathEffect::Change => {
-                self.clear();
-                self.changed_since_end = true;
-            }
-            PathEffect::End if self.changed_since_end => {
-                self.clear();
-                self.changed_since_end = false;
-            }
-            _ => {}
-        }
-    }
-
-    /// Drops the answers when DDL was seen since (the catalog's `generation`) or they are old.
-    pub fn expire(&mut self, generation: u64) {
-        if self.generation != generation || self.learned.is_some_and(|t| t.elapsed() >= TTL) {
-            self.clear();
-            self.generation = generation;
-        }
-    }
-
-    /// After a judgement: drops what was assumed for it, and the answers used once.
-    pub fn after_judging(&mut self, once: &[String]) {
-        self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
-        self.assumed_identities = false;
-    }
-
-    pub fn relation(&self, key: &str) -> Option<&Resolved> {
-        self.relations.get(key)
-    }
-
-    pub fn constraint(&self, key: &str, constraint: &str) -> Option<&Vec<String>> {
-        self.constraints.get(&(key.to_string(), constraint.to_string()))
-    }
-
-    pub fn assume(&mut self, key: &str, why: &str) {
-        self.relations.insert(key.to_string(), Resolved::Assumed(why.to_string()));
-    }
-
-    /// Reads the answer of [`relations_query`] for `keys` (a failed query: as assumed).
-    pub fn learn_relations(&mut self, keys: &[String], rows: Option<&[Vec<Option<String>>]>) {
-        self.learned.get_or_insert_with(Instant::now);
-        for (i, k) in keys.iter().enumerate() {
-            let Some(rows) = rows else {
-                self.assume(k, "the catalog could not be read on this session");
-                continue;
-            };
-            let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
-            let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
-            let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
-            let mut view = reaches_answer(get(2), get(3), get(4));
-            if let Some(v) = view.as_mut() {
-                v.below = get(8).unwrap_or("").split(',').filter_map(|b| b.parse().ok()).collect();
-            }
-            let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
-            let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
-            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });
-        }
-    }
-
-    pub fn learn_constraint(&mut self, key: &str, constraint: &str, rows: &[Vec<Option<String>>]) {
-        self.learned.get_or_insert_with(Instant::now);
-        let cols = rows.iter().filter_map(|r| r.first().cloned().flatten()).collect();
-        self.constraints.insert((key.to_string(), constraint.to_string()), cols);
-    }
-}
-
 /// Whether a write's target is a relation whose name the server resolves (not a sequence,
 /// schema or database).
 pub fn names_a_relation(w: &Write) -> bool {
@@ -246,153 +133,6 @@ pub fn names_a_relation(w: &Write) -> bool {
         w.op,
         Op::Setval | Op::AlterSequence | Op::DropSequence | Op::DropSchema { .. } | Op::DropDatabase | Op::DropOwned
     )
-}
-
-/// What a text may do to what names resolve to when it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathEffect {
-    None,
-    /// Change the path (`SET`/`RESET` `search_path` or `SCHEMA`, `set_config`, `DISCARD`),
-    /// the role (`$user`), or the relations (DDL; `DO`, `CALL` and functions are DDL to the
-    /// guard, which drops every session's answers for them: `Catalog::generation`).
-    Change,
-    /// End a transaction (or roll back to a savepoint), undoing a `SET LOCAL` or a `SET`.
-    End,
-}
-
-/// [`PathEffect`] of a text, read as words, case-insensitively, with no allocation: a word in
-/// a string or a comment only costs one question more.
-pub fn path_effect(text: &[u8]) -> PathEffect {
-    const CHANGE: &[&[u8]] = &[
-        b"search_path",
-        b"set_config",
-        b"schema",
-        b"reset",
-        b"discard",
-        b"role",
-        b"authorization",
-        b"create",
-        b"alter",
-        b"drop",
-        b"import",
-    ];
-    const END: &[&[u8]] = &[b"rollback", b"abort", b"commit", b"end"];
-    // Word bytes, as cut: ASCII letters and digits, `_`, and every non-ASCII byte.
-    const WORD: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            let c = b as u8;
-            t[b] = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
-            b += 1;
-        }
-        t
-    };
-    // For each first letter, the lengths of the listed words that start with it (bit n =
-    // length n): on the hot path (every Query with a `;`) most words are passed over after one
-    // lookup, and only a word that could be one of the list is compared with it.
-    const LENGTHS: [u16; 26] = {
-        let mut t = [0u16; 26];
-        let mut i = 0;
-        while i < CHANGE.len() + END.len() {
-            let w = if i < CHANGE.len() { CHANGE[i] } else { END[i - CHANGE.len()] };
-            t[(w[0] - b'a') as usize] |= 1 << w.len();
-            i += 1;
-        }
-        t
-    };
-    let mut effect = PathEffect::None;
-    let mut i = 0;
-    while i < text.len() {
-        if !WORD[usize::from(text[i])] {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < text.len() && WORD[usize::from(text[i])] {
-            i += 1;
-        }
-        let w = &text[start..i];
-        let first = w[0] | 0x20;
-        let candidate =
-            first.is_ascii_lowercase() && w.len() < 16 && LENGTHS[usize::from(first - b'a')] & (1 << w.len()) != 0;
-        if !candidate {
-            continue;
-        }
-        if CHANGE.iter().any(|x| w.eq_ignore_ascii_case(x)) {
-            return PathEffect::Change;
-        }
-        if END.iter().any(|x| w.eq_ignore_ascii_case(x)) {
-            effect = PathEffect::End;
-        }
-    }
-    effect
-}
-
-#[cfg(test)]
-mod path_effect_tests {
-    use super::{path_effect, PathEffect};
-    use proptest::prelude::*;
-
-    /// The plain reading: every word compared with every listed word.
-    fn reference(text: &[u8]) -> PathEffect {
-        const CHANGE: &[&str] = &[
-            "search_path",
-            "set_config",
-            "schema",
-            "reset",
-            "discard",
-            "role",
-            "authorization",
-            "create",
-            "alter",
-            "drop",
-            "import",
-        ];
-        const END: &[&str] = &["rollback", "abort", "commit", "end"];
-        let mut effect = PathEffect::None;
-        for w in text.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)) {
-            if CHANGE.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes())) {
-                return PathEffect::Change;
-            }
-            if END.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes())) {
-                effect = PathEffect::End;
-            }
-        }
-        effect
-    }
-
-    proptest! {
-        /// The length-and-letter filter passes over no word of the list.
-        #[test]
-        fn filtered_reading_matches_the_plain_one(
-            words in proptest::collection::vec(
-                prop_oneof![
-                    proptest::sample::select(vec![
-                        "Search_Path", "SET", "schemas", "ROLE", "rolE1", "end", "END;", "ending", "Commit",
-                        "abort", "drop", "dro", "é", "_", "Authorization", "import", "1reset", "reset",
-                        "discard", "alter", "create", "set_config", "rollback", "select",
-                    ])
-                    .prop_map(String::from),
-                    "[ -~\\u{80}-\\u{ff}]{0,12}",
-                ],
-                0..12,
-            ),
-            seps in proptest::collection::vec(prop_oneof![Just(" "), Just(";"), Just("("), Just(""), Just("é")], 12),
-        ) {
-            let mut text = String::new();
-            for (i, w) in words.iter().enumerate() {
-                text.push_str(w);
-                text.push_str(seps[i % seps.len()]);
-            }
-            prop_assert_eq!(path_effect(text.as_bytes()), reference(text.as_bytes()), "{}", text);
-        }
-    }
-}
-
-/// Whether a text may change what names resolve to when it runs (either effect).
-pub fn may_change_path(text: &[u8]) -> bool {
-    path_effect(text) != PathEffect::None
 }
 
 /// The policy tables a written name may reach when it cannot be resolved: the policy's table
@@ -434,18 +174,21 @@ pub fn ask(
     catalog: &crate::catalog::Catalog,
     info: &mut crate::guard::SessionInfo,
     statements: &[Statement],
+    changing: &[bool],
     policy: &Policy,
     questions: &mut Vec<crate::catalog::Question>,
 ) -> Option<std::sync::Arc<Identities>> {
     info.names.expire(catalog.generation());
     let ids = catalog.identities(&info.database, policy);
-    questions.extend(self::questions(statements, policy, ids.as_deref(), &info.names));
+    questions.extend(self::questions(statements, changing, policy, ids.as_deref(), &info.names));
     ids
 }
 
-/// What to ask before the writes of `statements` can be judged by what they reach.
+/// What to ask before the writes of `statements` can be judged by what they reach
+/// (`changing`: which of them the guard says may change what later names resolve to).
 pub fn questions(
     statements: &[Statement],
+    changing: &[bool],
     policy: &Policy,
     ids: Option<&Identities>,
     session: &Resolutions,
@@ -463,7 +206,7 @@ pub fn questions(
     }
     let mut keys: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    let paths = Paths::of(statements);
+    let paths = Paths::of(statements, changing);
     for (i, st) in statements.iter().enumerate() {
         if st.writes.iter().all(|w| relevant(w).is_none()) || prepared_earlier(statements, i) {
             continue;
@@ -510,13 +253,15 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// `changing`: which statements the guard says may change what later names resolve to.
     pub fn new(
         statements: &'a [Statement],
+        changing: &[bool],
         policy: &'a Policy,
         ids: Option<&'a Identities>,
         session: &'a Resolutions,
     ) -> Context<'a> {
-        Context { statements, policy, ids, session, paths: Paths::of(statements) }
+        Context { statements, policy, ids, session, paths: Paths::of(statements, changing) }
     }
 }
 
@@ -666,28 +411,8 @@ pub fn assume(q: &crate::catalog::Question, session: &mut Resolutions) {
 
 #[cfg(test)]
 mod tests {
+    use super::view::reaches_answer;
     use super::*;
-
-    #[test]
-    fn path_changes_are_found_as_words() {
-        for t in [
-            "SET search_path TO archive",
-            "set schema 'x'",
-            "RESET ALL",
-            "SELECT pg_catalog.set_config('search_path', 'a', false)",
-            "DISCARD ALL",
-            "ROLLBACK",
-            "end",
-            "SET ROLE app",
-            "CREATE TEMP TABLE users (id int)",
-        ] {
-            assert!(may_change_path(t.as_bytes()), "{t}");
-        }
-        for t in ["SELECT * FROM users WHERE id = 1", "DELETE FROM users WHERE id = $1", "UPDATE t SET a = 1", "BEGIN"]
-        {
-            assert!(!may_change_path(t.as_bytes()), "{t}");
-        }
-    }
 
     #[test]
     fn a_relations_reach_is_read_from_its_answer() {

@@ -1,5 +1,5 @@
 //! A `search_path` set earlier in the same message: which list the names after it resolve
-//! against (`path_before`), and the key they are asked under (`effective_key`; the SQL that
+//! against (`Paths`), and the key they are asked under (`effective_key`; the SQL that
 //! answers it is `sql::relations_query`).
 //!
 //! Owns: reading `SET [LOCAL] search_path TO …` and the path keys. Does not own: asking or
@@ -8,29 +8,27 @@
 use super::{key, may_change_path};
 use crate::analyze::{RelName, Statement};
 
-/// What the names of statement `index` resolve against: the session's path as it is now
-/// (`Ok(None)`), or the list a plain `SET [LOCAL] search_path TO …` earlier in the same message
-/// installs (`Ok(Some(list))`); `Err(why)` when a statement before it may change what names
-/// resolve to in a way blastwall cannot follow (any other path change, DDL, a transaction end
-/// that undoes a `SET LOCAL`, a function call).
-pub fn path_before(statements: &[Statement], index: usize) -> Result<Option<Vec<String>>, String> {
-    Paths::of(&statements[..index.min(statements.len())]).before(usize::MAX).clone()
-}
-
-/// [`path_before`] of every statement of a message, found in one pass (a message of thousands
-/// of statements must not cost thousands of passes over the ones before each).
+/// What the names of each statement of a message resolve against, found in one pass (a message
+/// of thousands of statements must not cost thousands of passes over the ones before each):
+/// the session's path as it is now (`Ok(None)`), or the list a plain `SET [LOCAL] search_path
+/// TO …` earlier in the same message installs (`Ok(Some(list))`); `Err(why)` when a statement
+/// before it may change what names resolve to in a way blastwall cannot follow (any other path
+/// change, DDL, a transaction end that undoes a `SET LOCAL`, a function call, or what the guard
+/// says of it in `changing`: an object it mentions runs `set_config` or a user function, an
+/// `EXECUTE` or `FETCH` runs a statement that may).
 pub struct Paths(Vec<Result<Option<Vec<String>>, String>>);
 
 impl Paths {
-    pub fn of(statements: &[Statement]) -> Paths {
+    pub fn of(statements: &[Statement], changing: &[bool]) -> Paths {
         let mut out = Vec::with_capacity(statements.len() + 1);
         let mut now: Result<Option<Vec<String>>, String> = Ok(None);
-        for s in statements {
+        for (i, s) in statements.iter().enumerate() {
             out.push(now.clone());
-            if now.is_err() || !(may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty()) {
+            let unseen = s.calls_functions || !s.opaque.is_empty() || changing.get(i).copied().unwrap_or(false);
+            if now.is_err() || !(may_change_path(s.text.as_bytes()) || unseen) {
                 continue;
             }
-            now = match set_search_path(&s.text).filter(|_| !s.calls_functions && s.opaque.is_empty()) {
+            now = match set_search_path(&s.text).filter(|_| !unseen) {
                 Some(list) => Ok(Some(list)),
                 None => {
                     let head: String = s.text.trim().chars().take(60).collect();
@@ -74,7 +72,7 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
     })
 }
 
-/// The key a written name is resolved under before statement `index` (see [`path_before`]):
+/// The key a written name is resolved under before statement `index` (see [`Paths`]):
 /// an unqualified name after a `SET search_path` in the same message is resolved against that
 /// list (`path\u{2}name`, the path's schemas joined by `\u{1}`).
 pub(super) fn effective_key(paths: &Paths, index: usize, t: &RelName) -> Result<String, String> {

@@ -29,8 +29,9 @@ pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>>
 /// The (schema, table, column) owning a sequence (`OWNED BY`, serial, identity).
 pub type SequenceOwners<'a> = dyn Fn(&RelName) -> Option<Vec<(String, String, String)>> + Sync + 'a;
 
-/// Whether blastwall has seen a policy table in a database (learned its OID there,
-/// `catalog`; kept across restarts with `identities_file`).
+/// Whether a database may hold a policy table: blastwall has seen it there (learned its OID,
+/// kept across restarts with `identities_file`), or knows nothing of the database — only one
+/// created through blastwall and never seen holding it does not (`Catalog::may_hold`).
 pub type SeenIn<'a> = dyn Fn(&str, &TablePolicy) -> bool + Sync + 'a;
 
 /// A view's columns as (view column, base column).
@@ -452,14 +453,16 @@ fn write_findings(
         }
         Op::DropSchema { cascade: false } => {}
         Op::DropDatabase => {
-            // The policy names tables, not databases: a database blastwall has never seen a
-            // policy table in (one just created, a scratch copy) does not hold it for all it
-            // knows.
+            // The policy names tables, not databases: a database created through blastwall
+            // and never seen holding a policy table does not hold it; any other may.
             let db = w.target.as_ref().map_or("", |t| t.name.as_str());
             let held = |t: &TablePolicy| who.seen_in.is_none_or(|seen| seen(db, t));
             for t in policy.tables.iter().filter(|t| t.forbid.contains(&Forbid::Drop) && held(t)) {
-                let where_ =
-                    if who.seen_in.is_some() { "blastwall has seen it there" } else { "any database may hold it" };
+                let where_ = if who.seen_in.is_some() {
+                    "blastwall has seen it there, or did not create that database"
+                } else {
+                    "any database may hold it"
+                };
                 let why = format!("DROP DATABASE {db} may drop {} ({where_}), whose DROP is forbidden", t.qualified());
                 finding(Some(t), "forbid-drop", why, HINT_FORBIDDEN);
             }

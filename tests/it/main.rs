@@ -52,6 +52,10 @@
 //! - `wheres`:  issue 11's analysis mistakes — `require-where` and the table compared with
 //!   itself, false positives of the predicate and reach rules, the shipped contract's
 //!   `explicit_id` — data checked on the server.
+//! - `hidden`: hidden callers found by the third adversarial pass (maintenance commands,
+//!   temporary indexes and row types, negators, implicit casts).
+//! - `hidden_builtins`: `set_config`, `nextval` and `setval` run by a view, default, prepared
+//!   statement or cursor a statement only mentions (search_path changed, sequences moved).
 
 mod arguments;
 mod batches;
@@ -69,6 +73,7 @@ mod fidelity;
 mod guard;
 mod harness;
 mod hidden;
+mod hidden_builtins;
 mod identity;
 mod lifecycle;
 mod listening;

@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 const RANGE_DELETE: &str = "DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100";
 
 /// The incident database with `archive.users`, a copy of `users` that no policy protects.
-async fn archive_db() -> String {
+pub(crate) async fn archive_db() -> String {
     let db = incident_db();
     let c = direct("app", APP_PW, &db).await;
     c.batch_execute(
@@ -28,7 +28,7 @@ async fn archive_db() -> String {
 }
 
 /// Rows of `public.users` and `archive.users`, read on the server directly.
-async fn counts(db: &str) -> (i64, i64) {
+pub(crate) async fn counts(db: &str) -> (i64, i64) {
     let c = direct("app", APP_PW, db).await;
     let row = c
         .query_one("SELECT (SELECT count(*) FROM public.users), (SELECT count(*) FROM archive.users)", &[])
@@ -38,14 +38,14 @@ async fn counts(db: &str) -> (i64, i64) {
 }
 
 /// Sends one Query message; the error's text when it failed.
-async fn send(c: &Client, sql: &str) -> Result<(), String> {
+pub(crate) async fn send(c: &Client, sql: &str) -> Result<(), String> {
     c.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
         Some(d) => format!("{} | {}", d.message(), d.detail().unwrap_or("")),
         None => e.to_string(),
     })
 }
 
-async fn refused(c: &Client, sql: &str) -> String {
+pub(crate) async fn refused(c: &Client, sql: &str) -> String {
     let e = send(c, sql).await.expect_err(sql);
     assert!(e.contains("blastwall: refused"), "{sql}: {e}");
     e

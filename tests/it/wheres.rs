@@ -186,12 +186,14 @@ async fn database_exists(name: &str) -> bool {
     count("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")).await == 1
 }
 
-/// Red-team pass 1, L5: `DROP DATABASE` is refused for a database blastwall has seen a policy
-/// table whose DROP is forbidden in; any other database may be dropped.
+/// Red-team pass 1, L5: `DROP DATABASE` is refused for a database that may hold a policy table
+/// whose DROP is forbidden (blastwall has seen it there, or knows nothing of the database); a
+/// database created through blastwall, where it never saw one, may be dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_database_is_refused_only_where_the_policy_tables_were_seen() {
+async fn drop_database_is_refused_only_where_the_policy_tables_may_be() {
     let guarded = incident_db();
-    let scratch = fresh_db("scratch");
+    let unknown = fresh_db("unknown");
+    let scratch = format!("scratch_{}", std::process::id());
     let p = proxy().await;
     {
         // A session on the guarded database: blastwall learns where the policy tables are.
@@ -204,6 +206,11 @@ async fn drop_database_is_refused_only_where_the_policy_tables_were_seen() {
     assert!(m.contains("public.users"), "{m}");
     assert!(database_exists(&guarded).await);
     assert_eq!(count(&guarded, "SELECT count(*) FROM users").await, 59);
+    // A database blastwall knows nothing of may hold it (fail closed).
+    let e = dba.simple_query(&format!("DROP DATABASE {unknown}")).await.unwrap_err();
+    refused_by(&e, "forbid-drop");
+    assert!(database_exists(&unknown).await);
+    dba.batch_execute(&format!("CREATE DATABASE {scratch}")).await.unwrap();
     dba.batch_execute(&format!("DROP DATABASE {scratch}")).await.unwrap();
     assert!(!database_exists(&scratch).await);
     p.stop().await;

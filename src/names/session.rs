@@ -1,0 +1,134 @@
+//! A session's resolved names (`Resolutions`, kept in its `SessionInfo`): what each written name
+//! resolves to on the session (`to_regclass`), a view's reach, an `ON CONFLICT ON CONSTRAINT`
+//! constraint's columns — and when those answers are dropped: a message that may change them,
+//! the transaction end after one, DDL in any session (the catalog's generation), 30 s.
+//!
+//! Owns: the cache and its expiry. Does not own: asking (`session`), what may change a name
+//! (`effect`, `guard::hidden`).
+
+use super::effect::{path_effect, PathEffect};
+use super::view::{reaches_answer, View};
+use super::TTL;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// What one name resolves to on a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// This relation (0: none; a write to it fails), and its (schema, name) and column
+    /// names now.
+    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String> },
+    /// It could not be asked (in the middle of an extended batch): judged as everything it
+    /// may be, for the judgement that asked only.
+    Assumed(String),
+}
+
+/// A session's resolved names.
+#[derive(Debug, Clone, Default)]
+pub struct Resolutions {
+    generation: u64,
+    learned: Option<Instant>,
+    relations: HashMap<String, Resolved>,
+    /// (relation key, constraint) → the constraint's columns (empty: no such constraint).
+    constraints: HashMap<(String, String), Vec<String>>,
+    /// The identities could not be asked: every name judged as everything it may be, once.
+    pub assumed_identities: bool,
+    /// A message that may change the path was judged since the last transaction end: the
+    /// next end (`COMMIT`, `ROLLBACK`, …) may undo it (`SET LOCAL`, a `SET` rolled back).
+    changed_since_end: bool,
+    /// The text being judged is a protocol Parse: the server resolves its names again each
+    /// time it runs, after the path or temporary tables may have changed, so it is judged as
+    /// what its names resolve to now and as every policy table its names may be.
+    pub persisting: bool,
+}
+
+impl Resolutions {
+    pub fn is_empty(&self) -> bool {
+        self.relations.is_empty() && self.constraints.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.relations.clear();
+        self.constraints.clear();
+        self.learned = None;
+    }
+
+    /// Once a message is judged: drops the answers it may make wrong when it runs. Free on a
+    /// session that has resolved nothing and is not in a transaction block, for a message of
+    /// one statement (select-only): it can neither change an answer nor open a transaction
+    /// whose end undoes a change (`BEGIN; SET LOCAL …` is two).
+    pub fn after_message(&mut self, sql: &[u8], in_transaction: bool) {
+        if self.is_empty() && !in_transaction && !self.changed_since_end && !sql.contains(&b';') {
+            return;
+        }
+        match path_effect(sql) {
+            PathEffect::Change => self.changed(),
+            PathEffect::End if self.changed_since_end => {
+                self.clear();
+                self.changed_since_end = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// A message judged now may change what names resolve to in a way its words do not show
+    /// (an object it mentions runs `set_config`, an `EXECUTE` or `FETCH` of one): its answers
+    /// are dropped, and again at the next transaction end, which may undo the change.
+    pub fn changed(&mut self) {
+        self.clear();
+        self.changed_since_end = true;
+    }
+
+    /// Drops the answers when DDL was seen since (the catalog's `generation`) or they are old.
+    pub fn expire(&mut self, generation: u64) {
+        if self.generation != generation || self.learned.is_some_and(|t| t.elapsed() >= TTL) {
+            self.clear();
+            self.generation = generation;
+        }
+    }
+
+    /// After a judgement: drops what was assumed for it, and the answers used once.
+    pub fn after_judging(&mut self, once: &[String]) {
+        self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
+        self.assumed_identities = false;
+    }
+
+    pub fn relation(&self, key: &str) -> Option<&Resolved> {
+        self.relations.get(key)
+    }
+
+    pub fn constraint(&self, key: &str, constraint: &str) -> Option<&Vec<String>> {
+        self.constraints.get(&(key.to_string(), constraint.to_string()))
+    }
+
+    pub fn assume(&mut self, key: &str, why: &str) {
+        self.relations.insert(key.to_string(), Resolved::Assumed(why.to_string()));
+    }
+
+    /// Reads the answer of [`relations_query`] for `keys` (a failed query: as assumed).
+    pub fn learn_relations(&mut self, keys: &[String], rows: Option<&[Vec<Option<String>>]>) {
+        self.learned.get_or_insert_with(Instant::now);
+        for (i, k) in keys.iter().enumerate() {
+            let Some(rows) = rows else {
+                self.assume(k, "the catalog could not be read on this session");
+                continue;
+            };
+            let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
+            let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
+            let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
+            let mut view = reaches_answer(get(2), get(3), get(4));
+            if let Some(v) = view.as_mut() {
+                v.below = get(8).unwrap_or("").split(',').filter_map(|b| b.parse().ok()).collect();
+            }
+            let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
+            let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
+            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });
+        }
+    }
+
+    pub fn learn_constraint(&mut self, key: &str, constraint: &str, rows: &[Vec<Option<String>>]) {
+        self.learned.get_or_insert_with(Instant::now);
+        let cols = rows.iter().filter_map(|r| r.first().cloned().flatten()).collect();
+        self.constraints.insert((key.to_string(), constraint.to_string()), cols);
+    }
+}
