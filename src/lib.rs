@@ -18,6 +18,7 @@ pub mod admin;
 pub mod analyze;
 pub mod audit;
 pub mod backend;
+pub mod cancels;
 pub mod catalog;
 pub mod check;
 pub mod config;

@@ -191,6 +191,11 @@ impl Relay {
 
     /// Forwards a client message that ends a round trip (Query, FunctionCall).
     pub fn forward_sync_point(&mut self, bytes: &[u8]) {
+        // In a batch refused before it: skipped with the batch, as the server skips it after
+        // an error (and its ordinal would be taken for the refusal's).
+        if self.discarding {
+            return;
+        }
         self.to_server.extend_from_slice(bytes);
         if self.skipping && self.batch_open {
             // The server skips it with the rest of its failed batch: no answer will come.
@@ -229,6 +234,9 @@ impl Relay {
 
     /// Refuses a simple Query or FunctionCall: the server gets a marker query instead.
     pub fn refuse_sync_point(&mut self, refusal: ProxyMessage) {
+        if self.discarding {
+            return;
+        }
         let marker = messages::query(&self.marker_sql());
         self.refusals.push_back((self.syncs_sent, refusal, true));
         self.forward_sync_point(&marker);

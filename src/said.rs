@@ -33,9 +33,16 @@ pub fn commit_failed(code: &str, message: String) -> ProxyMessage {
         "23514" => "23514",
         "40001" => "40001",
         "40P01" => "40P01",
+        "57014" => "57014",
         _ => sqlstate::INTERNAL_ERROR,
     };
     ProxyMessage::error(code, message)
+}
+
+/// The client's cancel met blastwall's own statements around its statement (`57014`, in the
+/// server's words): the statement was undone, as if the cancel had met it.
+pub fn canceled() -> ProxyMessage {
+    ProxyMessage::error("57014", "canceling statement due to user request")
 }
 
 /// A connection refused because it is not TLS and the config requires it.

@@ -138,6 +138,7 @@ impl Server {
             client_tls_cert,
             guard,
             cancel_keys: DashSet::new(),
+            cancels: Default::default(),
             open_sessions: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),
             phase: crate::shared::PhaseSignal::new(),

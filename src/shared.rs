@@ -149,6 +149,8 @@ pub struct Shared {
     pub guard: Guard,
     /// Backend keys of live sessions: a CancelRequest is forwarded only for one of these.
     pub cancel_keys: DashSet<CancelKey>,
+    /// The cancels forwarded for each of those keys (`cancels`).
+    pub cancels: crate::cancels::Requests,
     pub open_sessions: AtomicUsize,
     pub next_session_id: AtomicU64,
     pub phase: PhaseSignal,

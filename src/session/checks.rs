@@ -111,7 +111,15 @@ impl Session {
             proofs: &self.shared.guard.proofs,
             database: &self.info.database,
         };
-        let outcome = match precheck::point::verify(&mut backend, req).await {
+        let (tx, mark) = (self.relay.tx, self.shared.cancels.mark(self.key.as_ref()));
+        let mut outcome = precheck::point::verify(&mut backend, req).await;
+        if self.shared.cancels.since(self.key.as_ref(), mark) {
+            outcome = match outcome {
+                Ok(o) => crate::cancels::settle(&mut backend, tx, o).await,
+                e => e,
+            };
+        }
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 let (for_client, fatal) = (backend.for_client, backend.fatal);

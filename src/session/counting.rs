@@ -90,8 +90,9 @@ impl Session {
                 self.mirror.failed(ord);
                 self.relay.skip_to_sync();
                 let fields = messages::error_fields(&error).unwrap_or_default();
-                if before && fields.code == "25P02" {
-                    // The client's block was failed already: the Execute gets the same error.
+                // The client's block was failed already, or the client's cancel met the reading
+                // (`cancels`): the Execute gets the same error.
+                if (before && fields.code == "25P02") || fields.code == "57014" {
                     self.relay.to_client.extend_from_slice(&error.bytes);
                 } else {
                     let msg = unverifiable(format!("reading the row counters failed: {}", fields.message));

@@ -71,6 +71,7 @@ pub async fn run(shared: Arc<Shared>, sock: ClientStream, peer: Peer) {
     shared.metrics.sessions_open.dec();
     if let Some(key) = &stats.key {
         shared.cancel_keys.remove(key);
+        shared.cancels.forget(key);
     }
     let Some(who) = stats.who.take() else {
         // A cancel request, an SSL probe that went away, or a refused startup.

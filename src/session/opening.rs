@@ -128,6 +128,8 @@ async fn forward_cancel(shared: &Arc<Shared>, key: &CancelKey) {
         tracing::debug!(pid = key.pid, "cancel request for an unknown backend key dropped");
         return;
     }
+    // Counted, so that the session knows the cancel may meet its pre-check (`cancels`).
+    let _forwarding = shared.cancels.forwarding(key);
     if let Err(e) = shared.upstream.cancel(key).await {
         tracing::warn!(error = %e, "forwarding a cancel request failed");
     }

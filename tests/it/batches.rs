@@ -141,7 +141,7 @@ pub(crate) async fn run(port: u16, db: &str, script: &[Step]) -> Vec<Msg> {
     out
 }
 
-async fn read_msg(s: &mut tokio::net::TcpStream) -> Msg {
+pub(crate) async fn read_msg(s: &mut tokio::net::TcpStream) -> Msg {
     let mut h = [0u8; 5];
     s.read_exact(&mut h).await.expect("connection closed");
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;

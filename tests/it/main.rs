@@ -60,6 +60,7 @@
 mod arguments;
 mod batches;
 mod bypass;
+mod cancels;
 mod cli;
 mod console;
 mod contract;
