@@ -24,12 +24,35 @@
 pub struct HiddenCallers {
     read: Vec<String>,
     write: Vec<String>,
+    /// The types whose input runs a user function (a domain whose `CHECK` calls one, and every
+    /// array, domain, range and composite type over one), by OID, sorted: a protocol Bind
+    /// converts a parameter of such a type (`guard::prepared`).
+    types: Vec<u32>,
 }
 
 impl HiddenCallers {
     /// The set assumed when the catalog cannot be asked: every text mentions it.
     pub fn everything() -> Self {
-        HiddenCallers { read: vec![String::new()], write: Vec::new() }
+        HiddenCallers { read: vec![String::new()], write: Vec::new(), types: Vec::new() }
+    }
+
+    /// Whether converting a value to the type `oid` may run a user function (unknown set: yes).
+    pub fn input_runs_code(&self, oid: u32) -> bool {
+        self.unknown() || self.types.binary_search(&oid).is_ok()
+    }
+
+    /// Whether the database has any type whose input runs a user function (unknown set: yes).
+    pub fn any_input_runs_code(&self) -> bool {
+        self.unknown() || !self.types.is_empty()
+    }
+
+    fn unknown(&self) -> bool {
+        self.read.first().is_some_and(String::is_empty)
+    }
+
+    /// Whether `text` mentions any of them, read or written.
+    pub fn mentioned_at_all(&self, text: &str) -> bool {
+        self.mentioned_in(text, true)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,6 +118,10 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
     let mut h = HiddenCallers::default();
     for r in rows {
         let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { continue };
+        if kind == "t" {
+            h.types.extend(name.parse::<u32>().ok());
+            continue;
+        }
         let name = name.to_ascii_lowercase();
         for list in match kind.as_str() {
             "w" => vec![&mut h.write],
@@ -106,6 +133,8 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
             }
         }
     }
+    h.types.sort_unstable();
+    h.types.dedup();
     h
 }
 
@@ -165,14 +194,24 @@ pub fn query() -> String {
                  AND u.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
                  AND r.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{rewrite}, {attrdef}, {constraint}, {policy}, {cast}, {class}]) \
                  AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
-           ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
+           ) n WHERE r.depth OPERATOR(pg_catalog.<) 12), \
+         risky(oid) AS (SELECT r.objid FROM reach r WHERE r.classid{eq}{typ} \
+           UNION SELECT CASE WHEN d.classid{eq}{typ} THEN d.objid ELSE c.reltype END \
+             FROM risky k JOIN pg_catalog.pg_depend d ON d.refclassid{eq}{typ} AND d.refobjid{eq}k.oid \
+               AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{typ}, {class}]) \
+             LEFT JOIN pg_catalog.pg_class c ON d.classid{eq}{class} AND c.oid{eq}d.objid) \
          SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END FROM (\
            SELECT c.relname, r.kind FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
            UNION ALL SELECT t.typname, r.kind FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
            UNION ALL SELECT o.oprname, 'r' FROM reach r JOIN pg_catalog.pg_operator o \
              ON r.classid{eq}{operator} AND o.oid{eq}r.objid \
            UNION ALL SELECT f.proname, 'r' FROM f \
-             WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[])\
+             WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[]) \
+           UNION ALL SELECT k.oid::pg_catalog.text::pg_catalog.name, 't' FROM risky k \
+             WHERE k.oid OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
+           UNION ALL SELECT t.typname, 'r' FROM risky k JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
+             WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{eq}t.typrelid \
+               AND c.relkind OPERATOR(pg_catalog.<>) 'c'::pg_catalog.\"char\")\
          ) x(name, kind)",
         down = deptypes("'n', 'a'"),
         up = deptypes("'a', 'i'"),
