@@ -25,7 +25,8 @@ pub struct HiddenCallers {
     read: Vec<String>,
     write: Vec<String>,
     /// The types whose input runs a user function (a domain whose `CHECK` calls one, and every
-    /// array, domain, range and composite type over one), by OID, sorted: a protocol Bind
+    /// array, domain, range and row type over one: of a table, view or composite type with a
+    /// column of one, each column recorded in `pg_depend`), by OID, sorted: a protocol Bind
     /// converts a parameter of such a type (`guard::prepared`).
     types: Vec<u32>,
 }

@@ -117,6 +117,12 @@ async fn a_bind_that_converts_a_parameter_through_a_writing_domain_is_counted() 
     let arr = type_oid(&mut s, "pg_temp.hd[]").await;
     refused(&send(&mut s, &[parse_typed("", "SELECT $1", &[arr]), b("", "", &["{1}"]), sync()]).await, "array");
     assert_eq!(messages(&db).await, 360);
+    // The row type of a view over a table with a column of the domain (composite input
+    // converts each column).
+    run(&mut s, "CREATE TEMP TABLE rt (a pg_temp.hd); CREATE TEMP VIEW rv AS SELECT a FROM rt").await;
+    let rv = type_oid(&mut s, "rv").await;
+    refused(&send(&mut s, &[parse_typed("", "SELECT $1", &[rv]), b("", "", &["(1)"]), sync()]).await, "row type");
+    assert_eq!(messages(&db).await, 360);
     // F4b: inferred from the text's cast.
     let r = send(&mut s, &[p("y", "SELECT $1::pg_temp.hd"), b("", "y", &["1"]), sync()]).await;
     refused(&r, "Parse with a cast + Bind");
