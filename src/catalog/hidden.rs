@@ -242,6 +242,23 @@ mod tests {
         assert!(!h.mentioned_in("SELECT id FROM users WHERE plan = 'x'", false));
         assert!(h.mentioned_in("SELECT 1::d", false) && h.mentioned_in("SELECT 'a'OPERATOR(pg_temp.###)'b'", false));
     }
+
+    #[test]
+    fn types_whose_input_runs_a_function_are_known_by_oid() {
+        let rows: Vec<Vec<Option<String>>> = [("16390", "t"), ("16387", "t"), ("hd", "r"), ("x", "t")]
+            .iter()
+            .map(|(n, k)| vec![Some(n.to_string()), Some(k.to_string())])
+            .collect();
+        let h = answer(&rows);
+        assert!(h.any_input_runs_code() && h.input_runs_code(16387) && h.input_runs_code(16390));
+        assert!(!h.input_runs_code(23) && !h.input_runs_code(0));
+        // The OIDs are not names: `16387` is mentioned by no text.
+        assert!(!h.mentioned_at_all("SELECT 16387") && h.mentioned_at_all("SELECT 1::hd"));
+        let none = answer(&rows[2..3]);
+        assert!(!none.any_input_runs_code() && !none.input_runs_code(16387));
+        // Unknown: every type may.
+        assert!(HiddenCallers::everything().input_runs_code(23));
+    }
 }
 /// Prints the query, to time it on a server by hand (`cargo test --lib print_hidden_callers_query
 /// -- --ignored --nocapture`).

@@ -26,7 +26,7 @@ struct Objects {
     statements: HashMap<Vec<u8>, Arc<CheckPlan>>,
     /// What each statement prepared by protocol Parse (or adopted from SQL `PREPARE`) was
     /// judged with.
-    facts: HashMap<Vec<u8>, Arc<Facts>>,
+    facts: FactsOf,
     portals: HashMap<Vec<u8>, Arc<CheckPlan>>,
     /// Every portal the client bound by protocol, counted or not: an Execute of any other
     /// name reads a cursor (declared by SQL or opened by a function body).
@@ -46,12 +46,8 @@ impl Objects {
                     }
                 }
                 match facts {
-                    Some(f) => {
-                        self.facts.insert(name.clone(), f.clone());
-                    }
-                    None => {
-                        self.facts.remove(name);
-                    }
+                    Some(f) => self.facts.insert(name, f.clone()),
+                    None => self.facts.remove(name),
                 }
             }
             Op::Bind { portal, statement } => {
@@ -75,6 +71,50 @@ impl Objects {
             }
             Op::Describe | Op::Execute | Op::Marker => {}
         }
+    }
+}
+
+/// [`Facts`] by statement name; the unnamed statement's (parsed for nearly every statement by
+/// many drivers) apart, so that keeping it costs no hashing and copying the mirror no map.
+#[derive(Debug, Default, Clone)]
+struct FactsOf {
+    unnamed: Option<Arc<Facts>>,
+    named: HashMap<Vec<u8>, Arc<Facts>>,
+}
+
+impl FactsOf {
+    fn get(&self, name: &[u8]) -> Option<&Arc<Facts>> {
+        match name.is_empty() {
+            true => self.unnamed.as_ref(),
+            false => self.named.get(name),
+        }
+    }
+
+    fn contains_key(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: &[u8], facts: Arc<Facts>) {
+        match name.is_empty() {
+            true => self.unnamed = Some(facts),
+            false => {
+                self.named.insert(name.to_vec(), facts);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &[u8]) {
+        match name.is_empty() {
+            true => self.unnamed = None,
+            false => {
+                self.named.remove(name);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.unnamed = None;
+        self.named.clear();
     }
 }
 
@@ -190,7 +230,7 @@ impl Mirror {
                 Some(p) => o.statements.insert(name.to_vec(), p.clone()),
                 None => o.statements.remove(name),
             };
-            o.facts.insert(name.to_vec(), facts.clone());
+            o.facts.insert(name, facts.clone());
         }
     }
 
@@ -213,7 +253,7 @@ impl Mirror {
     pub(super) fn adopt(&mut self, name: &[u8], plan: Arc<CheckPlan>, facts: Arc<Facts>) {
         for o in [&mut self.confirmed, &mut self.projected] {
             o.statements.insert(name.to_vec(), plan.clone());
-            o.facts.insert(name.to_vec(), facts.clone());
+            o.facts.insert(name, facts.clone());
         }
     }
 
