@@ -364,6 +364,11 @@ impl Catalog {
             Some(rows) => (hidden::answer(rows), hidden::coarse_ms()),
             None => (HiddenCallers::everything(), Self::for_a_second()),
         };
+        // A changed answer (DDL that did not pass through blastwall, seen at the next asking)
+        // is as good as a forget: prepared statements judged before it are judged again.
+        if self.hidden.get(database).is_some_and(|e| *e.0 != set) {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         self.hidden.insert(database.to_string(), (std::sync::Arc::new(set), at, false));
     }
 

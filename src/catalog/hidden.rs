@@ -39,12 +39,41 @@ pub struct HiddenCallers {
     write: Vec<String>,
     /// (caller, whether only writing it runs the call, the sequence's `schema.name` or `*`).
     moves: Vec<(String, bool, String)>,
+    /// The types whose input runs a user function (a domain whose `CHECK` calls one, and every
+    /// array, domain, range and row type over one: of a table, view or composite type with a
+    /// column of one, each column recorded in `pg_depend`), by OID, sorted: a protocol Bind
+    /// converts a parameter of such a type (`guard::prepared`).
+    types: Vec<u32>,
 }
 
 impl HiddenCallers {
     /// The set assumed when the catalog cannot be asked: every text mentions it.
     pub fn everything() -> Self {
-        HiddenCallers { read: vec![String::new()], write: Vec::new(), moves: vec![(String::new(), false, "*".into())] }
+        HiddenCallers {
+            read: vec![String::new()],
+            write: Vec::new(),
+            moves: vec![(String::new(), false, "*".into())],
+            types: Vec::new(),
+        }
+    }
+
+    /// Whether converting a value to the type `oid` may run a user function (unknown set: yes).
+    pub fn input_runs_code(&self, oid: u32) -> bool {
+        self.unknown() || self.types.binary_search(&oid).is_ok()
+    }
+
+    /// Whether the database has any type whose input runs a user function (unknown set: yes).
+    pub fn any_input_runs_code(&self) -> bool {
+        self.unknown() || !self.types.is_empty()
+    }
+
+    fn unknown(&self) -> bool {
+        self.read.first().is_some_and(String::is_empty)
+    }
+
+    /// Whether `text` mentions any of them, read or written.
+    pub fn mentioned_at_all(&self, text: &str) -> bool {
+        self.mentioned_in(text, true)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -135,6 +164,10 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
     let mut h = HiddenCallers::default();
     for r in rows {
         let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { continue };
+        if kind == "t" {
+            h.types.extend(name.parse::<u32>().ok());
+            continue;
+        }
         let name = name.to_ascii_lowercase();
         if let Some(Some(seq)) = r.get(2) {
             let m = (name, kind == "w", seq.clone());
@@ -153,6 +186,8 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
             }
         }
     }
+    h.types.sort_unstable();
+    h.types.dedup();
     h
 }
 
@@ -235,14 +270,24 @@ pub fn query() -> String {
              UNION ALL SELECT {typ}, t.oid, 'r' FROM pg_catalog.pg_cast k \
                JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ANY (ARRAY[k.castsource, k.casttarget]) \
                WHERE r.classid{eq}{cast} AND k.oid{eq}r.objid AND t.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
-           ) n WHERE r.depth OPERATOR(pg_catalog.<) 12) \
+           ) n WHERE r.depth OPERATOR(pg_catalog.<) 12), \
+         risky(oid) AS (SELECT r.objid FROM reach r WHERE r.classid{eq}{typ} \
+           UNION SELECT CASE WHEN d.classid{eq}{typ} THEN d.objid ELSE c.reltype END \
+             FROM risky k JOIN pg_catalog.pg_depend d ON d.refclassid{eq}{typ} AND d.refobjid{eq}k.oid \
+               AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{typ}, {class}]) \
+             LEFT JOIN pg_catalog.pg_class c ON d.classid{eq}{class} AND c.oid{eq}d.objid) \
          SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END, x.seq FROM (\
            SELECT c.relname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
            UNION ALL SELECT t.typname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
            UNION ALL SELECT o.oprname, 'r', r.seq FROM reach r JOIN pg_catalog.pg_operator o \
              ON r.classid{eq}{operator} AND o.oid{eq}r.objid \
            UNION ALL SELECT f.proname, 'r', NULL FROM f \
-             WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[])\
+             WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[]) \
+           UNION ALL SELECT k.oid::pg_catalog.text::pg_catalog.name, 't', NULL FROM risky k \
+             WHERE k.oid OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
+           UNION ALL SELECT t.typname, 'r', NULL FROM risky k JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
+             WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{eq}t.typrelid \
+               AND c.relkind OPERATOR(pg_catalog.<>) 'c'::pg_catalog.\"char\")\
          ) x(name, kind, seq)",
         seeds = builtin_callers(),
         down = deptypes("'n', 'a'"),
@@ -369,6 +414,23 @@ mod tests {
         assert!(HiddenCallers::everything().moves("SELECT 1", false, &protected));
         assert!(!h.reading_runs_nothing() && !HiddenCallers::everything().reading_runs_nothing());
         assert!(answer(&[row("ser", "w", Some("public.ser_id_seq")), row("t", "w", None)]).reading_runs_nothing());
+    }
+
+    #[test]
+    fn types_whose_input_runs_a_function_are_known_by_oid() {
+        let rows: Vec<Vec<Option<String>>> = [("16390", "t"), ("16387", "t"), ("hd", "r"), ("x", "t")]
+            .iter()
+            .map(|(n, k)| vec![Some(n.to_string()), Some(k.to_string())])
+            .collect();
+        let h = answer(&rows);
+        assert!(h.any_input_runs_code() && h.input_runs_code(16387) && h.input_runs_code(16390));
+        assert!(!h.input_runs_code(23) && !h.input_runs_code(0));
+        // The OIDs are not names: `16387` is mentioned by no text.
+        assert!(!h.mentioned_at_all("SELECT 16387") && h.mentioned_at_all("SELECT 1::hd"));
+        let none = answer(&rows[2..3]);
+        assert!(!none.any_input_runs_code() && !none.input_runs_code(16387));
+        // Unknown: every type may.
+        assert!(HiddenCallers::everything().input_runs_code(23));
     }
 }
 /// Prints the query, to time it on a server by hand (`cargo test --lib print_hidden_callers_query

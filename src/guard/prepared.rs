@@ -2,11 +2,18 @@
 //! statement prepared under that name since its DEALLOCATE), remembered from `PREPARE` at once
 //! and forgotten on `DEALLOCATE` once the server confirms it (`session::names`).
 //!
-//! Owns: `SessionInfo::prepared` and `unprepared`'s updates. Does not own: the protocol-level
-//! statements and portals (`session::statements`).
+//! Also what a protocol Bind of a prepared statement may run before any Execute (issue 11,
+//! red-team F4): the server converts the parameters' values to their types at Bind — a domain
+//! whose `CHECK` calls a user function runs it — and plans the statement there, folding calls
+//! of functions marked `IMMUTABLE` (a user function may be mislabeled). Such a Bind is judged
+//! and counted like a call of a function ([`Guard::binds_code`], [`Guard::judge_as_call`]).
+//!
+//! Owns: `SessionInfo::prepared` and `unprepared`'s updates, and which Binds run code. Does not
+//! own: the protocol-level statements and portals (`session::statements`).
 
-use super::SessionInfo;
+use super::{Guard, SessionInfo};
 use crate::analyze::{Opaque, Statement};
+use std::sync::atomic::Ordering;
 
 /// The statements with every SQL-level EXECUTE followed by what it runs (all statements ever
 /// prepared under that name since its DEALLOCATE), or by an opaque item when it is unknown.
@@ -16,14 +23,24 @@ pub(super) fn with_prepared(statements: &[Statement], info: &SessionInfo) -> Vec
         expanded.push(st.clone());
         for ex in &st.executes {
             match info.prepared.get(&ex.name) {
-                Some(list) => expanded.extend(list.iter().map(|p| {
-                    let mut p = Statement { text: st.text.clone(), offset: st.offset, ..p.clone() };
-                    // `EXPLAIN ANALYZE EXECUTE` of a write executes it.
-                    if ex.explained && !p.writes.is_empty() {
-                        p.opaque.push(Opaque::ExplainAnalyze);
-                    }
-                    p
-                })),
+                Some(list) => {
+                    expanded.extend(list.iter().map(|p| {
+                        let mut p = Statement { text: st.text.clone(), offset: st.offset, ..p.clone() };
+                        // `EXPLAIN ANALYZE EXECUTE` of a write executes it.
+                        if ex.explained && !p.writes.is_empty() {
+                            p.opaque.push(Opaque::ExplainAnalyze);
+                        }
+                        p
+                    }));
+                    // And each one's own text (the PREPARE's, or the Parse's), with nothing
+                    // else: what it mentions and inserts into is judged against the catalog as
+                    // it is now, not as it was when it was prepared (red-team F7, F8).
+                    expanded.extend(list.iter().filter(|p| p.text != st.text).map(|p| Statement {
+                        text: p.text.clone(),
+                        offset: st.offset,
+                        ..Default::default()
+                    }));
+                }
                 None => expanded.push(Statement {
                     text: st.text.clone(),
                     offset: st.offset,
@@ -57,5 +74,73 @@ pub(super) fn remember_prepared(statements: &[Statement], info: &mut SessionInfo
             }
             None => {}
         }
+    }
+}
+
+impl Guard {
+    /// Whether a protocol Bind of the statement `sql` (a Parse's text with its declared
+    /// parameter types, or a `PREPARE`'s text) may run a user function before any Execute:
+    /// it mentions a hidden caller of one (read or written: a view whose column calls a
+    /// function mislabeled `IMMUTABLE` is folded at Bind too), or calls one (`counted`: the
+    /// statement was judged to be counted, the only way a call of a user function is judged),
+    /// or a parameter's type converts its value by running one — declared by OID, or, in a
+    /// database that has such types at all, inferred by the server (the inferred type is not in
+    /// the client's text: fail closed). Nothing is looked at while the policy judges no calls,
+    /// and in a database with no hidden callers one lookup decides.
+    pub fn binds_code(&self, sql: &[u8], param_types: &[u32], info: &SessionInfo, counted: bool) -> bool {
+        if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
+            return false;
+        }
+        let by_set = self
+            .catalog
+            .with_hidden_callers(&info.database, |set| {
+                if set.is_empty() {
+                    return false;
+                }
+                let converts = set.any_input_runs_code()
+                    && (param_types.iter().any(|t| set.input_runs_code(*t))
+                        || param_types.len() < highest_parameter(sql));
+                converts || set.mentioned_at_all(&String::from_utf8_lossy(sql))
+            })
+            .unwrap_or(true);
+        by_set || (counted && self.statements_of(sql, info, None).iter().any(|s| s.calls_functions))
+    }
+
+    /// Judges a statement as a call of a function whose body is unseen: what a Bind that runs
+    /// code is (`binds_code`), whatever the statement's own verdict.
+    pub fn judge_as_call(&self, sql: &[u8], info: &mut SessionInfo) -> super::Judged {
+        let st =
+            Statement { text: String::from_utf8_lossy(sql).into_owned(), calls_functions: true, ..Default::default() };
+        let statements = std::slice::from_ref(&st);
+        let decision = crate::policy::decide(statements, info.view(), &self.policy());
+        let (verdict, decision) = self.judge_decided(sql, statements, decision, info);
+        let facts = super::render::audit_facts(&verdict, &decision, st.text.clone(), Vec::new());
+        super::Judged { verdict, facts }
+    }
+}
+
+/// The highest `$n` a text refers to (conservative: also inside strings and comments); `n`
+/// past 65,535 counts as 65,535.
+fn highest_parameter(sql: &[u8]) -> usize {
+    let mut highest = 0usize;
+    let mut i = 0;
+    while let Some(at) = sql[i..].iter().position(|b| *b == b'$') {
+        let start = i + at + 1;
+        let digits = sql[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let n = sql[start..start + digits].iter().fold(0usize, |n, d| (n * 10 + usize::from(d - b'0')).min(65_535));
+        highest = highest.max(n);
+        i = start + digits;
+    }
+    highest
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_highest_parameter_is_found_anywhere() {
+        assert_eq!(super::highest_parameter(b"SELECT 1"), 0);
+        assert_eq!(super::highest_parameter(b"SELECT $1, $12::int, $$x$$, $2"), 12);
+        assert_eq!(super::highest_parameter(b"SELECT $99999999999999999999"), 65_535);
+        assert_eq!(super::highest_parameter(b"$"), 0);
     }
 }

@@ -228,7 +228,7 @@ impl Session {
                 self.relay.apply_sync_point(crate::relay::Action::Forward, &frame.bytes);
             } else {
                 let name = messages::parse_msg(&frame).map(|m| m.name.to_vec()).unwrap_or_default();
-                self.forward_op(&frame, Op::Parse { name, plan: None });
+                self.forward_op(&frame, Op::Parse { name, plan: None, facts: None });
             }
             return Ok(());
         }

@@ -41,11 +41,17 @@ pub(super) struct HeldBatch {
     /// The held frames (the Execute, if any, is the last).
     frames: Vec<(Frame, Op)>,
     pub(super) executes: bool,
+    /// Its first message's statement has a Bind that runs code (`binds`): a batch that binds
+    /// it is counted even without an Execute.
+    code: bool,
 }
 
 impl Session {
     /// An extended-protocol message (Parse, Bind, Describe, Execute, Close, Flush, Sync).
     pub(super) fn on_extended(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
+        if self.mirror.parked.is_some() && self.after_parked(&f) {
+            return Ok(());
+        }
         if self.relay.is_discarding() && f.tag != fe::SYNC {
             return Ok(());
         }
@@ -54,22 +60,7 @@ impl Session {
         }
         match f.tag {
             fe::PARSE => self.on_parse(f, pre)?,
-            fe::BIND => {
-                let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
-                let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
-                self.info.cursors.forget(&String::from_utf8_lossy(portal));
-                let stmt = stmt.to_vec();
-                if self.mirror.statement_plan(&stmt).is_none() && !stmt.is_empty() {
-                    if let Err(refusal) = self.adopt_sql_prepared(&stmt) {
-                        self.refuse_in_batch(refusal);
-                        return Ok(());
-                    }
-                }
-                match self.mirror.statement_plan(&stmt).map(|p| self.in_session_mode(p)) {
-                    Some(plan) if self.can_hold() => self.start_held(f, op, plan),
-                    _ => self.forward_op(&f, op),
-                }
-            }
+            fe::BIND => self.on_bind(f)?,
             fe::EXECUTE => {
                 let portal = execute_portal(&f).map_err(|e| self.protocol_violation(e))?;
                 if !self.mirror.execute_is_certain(&portal, self.relay.syncs_sent()) {
@@ -79,12 +70,12 @@ impl Session {
                     return Ok(());
                 }
                 match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
-                    Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan),
+                    Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     // A cursor declared by SQL or opened by a function: read like its FETCH.
                     None if !portal.is_empty() && !self.mirror.portal_bound(&portal) => {
                         match self.cursor_execute_plan(&portal) {
-                            Ok(Some(plan)) if self.can_hold() => self.start_held(f, Op::Execute, plan),
+                            Ok(Some(plan)) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
                             Ok(Some(plan)) => self.count_where_it_stands(f, plan),
                             Ok(None) => self.forward_op(&f, Op::Execute),
                             Err(m) => self.refuse_in_batch(m),
@@ -120,6 +111,7 @@ impl Session {
         self.info.names.persisting = true;
         let verdict = self.judge_sql(msg.sql, pre);
         self.info.names.persisting = false;
+        let (verdict, code) = self.with_bind_code(verdict, msg.sql, &param_types);
         match verdict {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
             Verdict::Resolve(questions) => {
@@ -135,21 +127,24 @@ impl Session {
                 self.parsed_name(&name, msg.sql);
                 plan.param_types = param_types;
                 let plan: Arc<CheckPlan> = Arc::new(*plan);
-                let op = Op::Parse { name, plan: Some(plan.clone()) };
+                let facts = self.parse_facts(&name, &f, true, code);
+                let op = Op::Parse { name, plan: Some(plan.clone()), facts };
                 if self.can_hold() {
-                    self.start_held(f, op, plan);
+                    self.start_held(f, op, plan, code);
                 } else {
                     self.forward_op(&f, op);
                 }
             }
             Verdict::Allow => {
                 self.parsed_name(&name, msg.sql);
-                self.forward_op(&f, Op::Parse { name, plan: None });
+                let facts = self.parse_facts(&name, &f, false, false);
+                self.forward_op(&f, Op::Parse { name, plan: None, facts });
             }
             Verdict::Notice(n) => {
                 self.parsed_name(&name, msg.sql);
                 self.relay.notify_client(&n);
-                self.forward_op(&f, Op::Parse { name, plan: None });
+                let facts = self.parse_facts(&name, &f, false, false);
+                self.forward_op(&f, Op::Parse { name, plan: None, facts });
             }
             Verdict::Refuse(m) => self.refuse_in_batch(m),
             // One statement: nothing to split.
@@ -158,9 +153,13 @@ impl Session {
         Ok(())
     }
 
-    /// A Bind of a statement prepared by SQL `PREPARE`: judged as `EXECUTE` of it would be;
-    /// one that must be counted enters the mirror. `Err`: the refusal.
-    fn adopt_sql_prepared(&mut self, stmt: &[u8]) -> Result<(), messages::ProxyMessage> {
+    /// A Bind of a statement prepared by SQL `PREPARE` (or by a protocol Parse without a
+    /// count): judged as `EXECUTE` of it would be; one that must be counted enters the mirror.
+    /// `Ok(Some(questions))`: the catalog must be asked first; `Err`: the refusal.
+    pub(super) fn adopt_sql_prepared(
+        &mut self,
+        stmt: &[u8],
+    ) -> Result<Option<Vec<crate::catalog::Question>>, messages::ProxyMessage> {
         let name = String::from_utf8_lossy(stmt).into_owned();
         // A name never prepared through blastwall (a function body's, or none at all) is
         // counted like a function call: the server runs what it has, or answers its own error.
@@ -169,32 +168,41 @@ impl Session {
         }
         let entries = self.info.prepared.get(&name).map_or(0, Vec::len);
         let (mode, policy) = (self.info.session_mode, self.shared.guard.policy());
-        if self.names.known_harmless(stmt, entries, mode, &policy.hash) {
-            return Ok(());
+        // A judgement made before DDL passed (or a catalog answer changed) is made again.
+        let stamp = self.shared.guard.catalog.generation();
+        if self.names.known_harmless(stmt, entries, mode, &policy.hash, stamp) {
+            return Ok(None);
         }
         let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
-        match self.judge_sql(text.as_bytes(), None) {
+        let verdict = self.judge_sql(text.as_bytes(), None);
+        // Its Bind may run code (`binds`): then counted like a call, whatever the statement.
+        let code = matches!(verdict, Verdict::Check(_) | Verdict::Allow | Verdict::Notice(_))
+            && self.prepared_binds_code(&name);
+        let verdict = match verdict {
+            Verdict::Allow | Verdict::Notice(_) if code => {
+                let judged = self.shared.guard.judge_as_call(text.as_bytes(), &mut self.info);
+                self.recorded(judged)
+            }
+            v => v,
+        };
+        match verdict {
             Verdict::Check(plan) => {
-                self.mirror.adopt(stmt, Arc::new(*plan));
-                Ok(())
+                let facts = super::statements::Facts { stamp, code, parse: None };
+                self.mirror.adopt(stmt, Arc::new(*plan), Arc::new(facts));
+                Ok(None)
             }
             Verdict::Refuse(m) => Err(m),
             Verdict::Split(m) => Err(*m),
             Verdict::Allow => {
-                self.names.judged_harmless(stmt, entries, mode, &policy.hash);
-                Ok(())
+                self.names.judged_harmless(stmt, entries, mode, &policy.hash, stamp);
+                Ok(None)
             }
-            Verdict::Notice(_) => Ok(()),
-            // The hidden callers cannot be asked here: the last answer is used.
-            Verdict::Resolve(q) if q.iter().all(|q| *q == crate::catalog::Question::HiddenCallers) => {
-                self.assume_answers(&q);
-                self.adopt_sql_prepared(stmt)
-            }
-            // Catalog questions cannot be asked in the middle of a batch: count it.
-            Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
+            Verdict::Notice(_) => Ok(None),
+            Verdict::Resolve(q) => Ok(Some(q)),
+            Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
                 "unverifiable",
                 "EXECUTE".into(),
-                format!("the statement prepared as {name} needs a catalog lookup that cannot run in a batch"),
+                format!("the statement prepared as {name} is too long to analyze in a batch"),
                 "Run it with EXECUTE in a message of its own first.",
                 "blastwall",
                 text,
@@ -204,7 +212,7 @@ impl Session {
 
     /// A counted statement's plan as the session's mode has it now: one parsed before the
     /// session switched to dry-run is run as a dry run (rolled back), as a Query would be.
-    fn in_session_mode(&self, plan: Arc<CheckPlan>) -> Arc<CheckPlan> {
+    pub(super) fn in_session_mode(&self, plan: Arc<CheckPlan>) -> Arc<CheckPlan> {
         if self.info.session_mode != Some(crate::policy::Mode::DryRun) || plan.dry_run {
             return plan;
         }
@@ -239,11 +247,11 @@ impl Session {
 
     /// Whether a counted write may start a held one-write batch: it is the first message of
     /// its batch, and the session's state is known.
-    fn can_hold(&self) -> bool {
+    pub(super) fn can_hold(&self) -> bool {
         !self.relay.batch_has_messages() && self.relay.tx != TxStatus::Failed
     }
 
-    fn start_held(&mut self, f: Frame, op: Op, plan: Arc<CheckPlan>) {
+    pub(super) fn start_held(&mut self, f: Frame, op: Op, plan: Arc<CheckPlan>, code: bool) {
         let executes = matches!(op, Op::Execute);
         self.held_batch = Some(HeldBatch {
             bytes: BytesMut::from(&f.bytes[..]),
@@ -251,6 +259,7 @@ impl Session {
             ops: vec![op.clone()],
             frames: vec![(f, op)],
             executes,
+            code,
         });
     }
 
@@ -291,12 +300,16 @@ impl Session {
     }
 
     /// The held batch goes its ordinary way: its messages at once, its Execute (the last)
-    /// counted where it stands.
+    /// counted where it stands — with its Bind, when that runs code (`binds`).
     fn release_held(&mut self) {
         let Some(h) = self.held_batch.take() else { return };
         for (frame, op) in h.frames {
+            if self.mirror.parked.is_some() && self.after_parked(&frame) {
+                continue;
+            }
             match op {
                 Op::Execute => self.count_where_it_stands(frame, h.plan.clone()),
+                Op::Bind { portal, statement } => self.bind_released(frame, portal, statement),
                 op => self.forward_op(&frame, op),
             }
         }
@@ -320,7 +333,8 @@ impl Session {
     /// The Sync of a held batch: one write, run whole inside the pre-check; a batch that only
     /// prepares runs nothing and needs no counting.
     fn held_sync(&mut self, h: HeldBatch, sync: Frame) {
-        if h.executes {
+        let binds = h.ops.iter().any(|op| matches!(op, Op::Bind { .. }));
+        if h.executes || (h.code && binds) {
             let mut bytes = h.bytes;
             bytes.extend_from_slice(&sync.bytes);
             let mut plan = (*h.plan).clone();

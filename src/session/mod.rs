@@ -18,6 +18,7 @@ use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
 
+mod binds;
 mod checks;
 mod counting;
 mod ending;
@@ -421,6 +422,9 @@ impl Session {
     fn on_client_message(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
         let extended =
             matches!(f.tag, fe::PARSE | fe::BIND | fe::EXECUTE | fe::SYNC | fe::DESCRIBE | fe::CLOSE | fe::FLUSH);
+        if !extended && self.mirror.parked.is_some() {
+            self.after_parked(&f);
+        }
         if self.held_batch.is_some() && !extended && f.tag != fe::TERMINATE {
             // Whatever its type, a message behind a held batch goes after it: the batch is
             // released (its write counted where it stands) and this message waits its turn.

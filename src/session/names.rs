@@ -37,21 +37,45 @@ pub(super) struct Removals {
 }
 
 impl Removals {
-    /// Whether a Bind of `name` was judged harmless with the name as it is now.
-    pub(super) fn known_harmless(&self, name: &[u8], entries: usize, mode: Option<Mode>, policy: &str) -> bool {
-        self.harmless.get(name).is_some_and(|j| j.0 == entries && j.1 == mode && j.2 == policy)
+    /// Whether a Bind of `name` was judged harmless with the name as it is now, under the
+    /// catalog's generation `stamp` (no DDL since), less than the catalog's answers' life ago
+    /// (DDL elsewhere is seen once they are asked again).
+    pub(super) fn known_harmless(
+        &self,
+        name: &[u8],
+        entries: usize,
+        mode: Option<Mode>,
+        policy: &str,
+        stamp: u64,
+    ) -> bool {
+        self.harmless.get(name).is_some_and(|j| {
+            j.0 == entries && j.1 == mode && j.2 == policy && j.3 == stamp && j.4.elapsed() < HARMLESS_FOR
+        })
     }
 
-    pub(super) fn judged_harmless(&mut self, name: &[u8], entries: usize, mode: Option<Mode>, policy: &str) {
+    pub(super) fn judged_harmless(
+        &mut self,
+        name: &[u8],
+        entries: usize,
+        mode: Option<Mode>,
+        policy: &str,
+        stamp: u64,
+    ) {
         if self.harmless.len() >= MAX_REMEMBERED {
             self.harmless.clear();
         }
-        self.harmless.insert(name.to_vec(), (entries, mode, policy.to_string()));
+        let judged = (entries, mode, policy.to_string(), stamp, std::time::Instant::now());
+        self.harmless.insert(name.to_vec(), judged);
     }
 }
 
-/// What a judgement of a name depended on: its entries, the session's mode, the policy's hash.
-type Judged = (usize, Option<Mode>, String);
+/// What a judgement of a name depended on: its entries, the session's mode, the policy's hash,
+/// the catalog's generation, and when it was made.
+type Judged = (usize, Option<Mode>, String, u64, std::time::Instant);
+
+/// How long a harmless judgement of a name is kept without DDL through blastwall: as long as
+/// the catalog trusts its answers (DDL elsewhere shows once they are asked again).
+const HARMLESS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How many harmless judgements a session keeps.
 const MAX_REMEMBERED: usize = 1024;
@@ -134,6 +158,14 @@ impl Session {
         c.cursors.iter().for_each(|n| self.info.cursors.forget(n));
         let ord = self.relay.syncs_sent();
         self.cursors_after_judging(false, ord);
+    }
+
+    /// Whether a Bind of the statement prepared under `name` may run user code (`binds`): any
+    /// of its entries calls a function or mentions what runs one (`Guard::binds_code`).
+    pub(super) fn prepared_binds_code(&self, name: &str) -> bool {
+        let Some(list) = self.info.prepared.get(name) else { return false };
+        let guard = &self.shared.guard;
+        list.iter().any(|e| e.calls_functions || guard.binds_code(e.text.as_bytes(), &[], &self.info, false))
     }
 
     /// A prepared name whose statement may be one blastwall never saw: it gains an entry that

@@ -10,6 +10,9 @@
 //! confirmation, the *projected* mirror (confirmed + what is still owed) is what a later
 //! message of the same batch is judged against: if an earlier message fails, the server
 //! skips the later one anyway.
+//! Also: what each statement was judged with (`Facts`: the catalog's generation then, whether
+//! its Bind runs code, the Parse itself), so that a verdict older than the catalog's answers
+//! is made again at Bind (`binds`).
 //! Does not own: what a statement's plan is (`guard`) or sync-point accounting (`relay`).
 
 use crate::precheck::CheckPlan;
@@ -21,6 +24,9 @@ use std::sync::Arc;
 #[derive(Debug, Default, Clone)]
 struct Objects {
     statements: HashMap<Vec<u8>, Arc<CheckPlan>>,
+    /// What each statement prepared by protocol Parse (or adopted from SQL `PREPARE`) was
+    /// judged with.
+    facts: FactsOf,
     portals: HashMap<Vec<u8>, Arc<CheckPlan>>,
     /// Every portal the client bound by protocol, counted or not: an Execute of any other
     /// name reads a cursor (declared by SQL or opened by a function body).
@@ -30,14 +36,20 @@ struct Objects {
 impl Objects {
     fn apply(&mut self, op: &Op) {
         match op {
-            Op::Parse { name, plan } => match plan {
-                Some(p) => {
-                    self.statements.insert(name.clone(), p.clone());
+            Op::Parse { name, plan, facts } => {
+                match plan {
+                    Some(p) => {
+                        self.statements.insert(name.clone(), p.clone());
+                    }
+                    None => {
+                        self.statements.remove(name);
+                    }
                 }
-                None => {
-                    self.statements.remove(name);
+                match facts {
+                    Some(f) => self.facts.insert(name, f.clone()),
+                    None => self.facts.remove(name),
                 }
-            },
+            }
             Op::Bind { portal, statement } => {
                 self.bound.insert(portal.clone());
                 match self.statements.get(statement).cloned() {
@@ -55,9 +67,54 @@ impl Objects {
             }
             Op::Close { portal: false, name } => {
                 self.statements.remove(name);
+                self.facts.remove(name);
             }
             Op::Describe | Op::Execute | Op::Marker => {}
         }
+    }
+}
+
+/// [`Facts`] by statement name; the unnamed statement's (parsed for nearly every statement by
+/// many drivers) apart, so that keeping it costs no hashing and copying the mirror no map.
+#[derive(Debug, Default, Clone)]
+struct FactsOf {
+    unnamed: Option<Arc<Facts>>,
+    named: HashMap<Vec<u8>, Arc<Facts>>,
+}
+
+impl FactsOf {
+    fn get(&self, name: &[u8]) -> Option<&Arc<Facts>> {
+        match name.is_empty() {
+            true => self.unnamed.as_ref(),
+            false => self.named.get(name),
+        }
+    }
+
+    fn contains_key(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: &[u8], facts: Arc<Facts>) {
+        match name.is_empty() {
+            true => self.unnamed = Some(facts),
+            false => {
+                self.named.insert(name.to_vec(), facts);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &[u8]) {
+        match name.is_empty() {
+            true => self.unnamed = None,
+            false => {
+                self.named.remove(name);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.unnamed = None;
+        self.named.clear();
     }
 }
 
@@ -67,6 +124,7 @@ pub(super) enum Op {
     Parse {
         name: Vec<u8>,
         plan: Option<Arc<CheckPlan>>,
+        facts: Option<Arc<Facts>>,
     },
     Bind {
         portal: Vec<u8>,
@@ -83,6 +141,18 @@ pub(super) enum Op {
     Marker,
 }
 
+/// What a prepared statement was judged with.
+#[derive(Debug, Clone)]
+pub(super) struct Facts {
+    /// The catalog's generation when it was judged (`Catalog::generation`): DDL through
+    /// blastwall, or a changed answer of the catalog, makes it older.
+    pub(super) stamp: u64,
+    /// Its Bind may run user code (`Guard::binds_code`): counted like the Execute it can be.
+    pub(super) code: bool,
+    /// The client's Parse (judged again from it); `None` for a statement prepared by SQL.
+    pub(super) parse: Option<crate::wire::Frame>,
+}
+
 /// The mirror, and the queue of replies owed.
 #[derive(Debug, Default)]
 pub(super) struct Mirror {
@@ -96,6 +166,10 @@ pub(super) struct Mirror {
     failed_batch: Option<u64>,
     /// What each suspended counted portal changed so far (`counting::PortalRuns`).
     pub(super) runs: super::counting::PortalRuns,
+    /// A Bind that runs code, not first in its batch, waiting for its Execute (`binds`).
+    pub(super) parked: Option<super::binds::Parked>,
+    /// Rounds of catalog questions the Bind being judged waited for (`binds`).
+    pub(super) asked: u8,
 }
 
 impl Mirror {
@@ -126,14 +200,47 @@ impl Mirror {
     /// A prepared statement was remade where blastwall could not see (`precheck::objects`):
     /// its plan is no longer known, and a Bind of it is judged again.
     pub(super) fn forget_statement(&mut self, name: &[u8]) {
-        self.confirmed.statements.remove(name);
-        self.projected.statements.remove(name);
+        for o in [&mut self.confirmed, &mut self.projected] {
+            o.statements.remove(name);
+            o.facts.remove(name);
+        }
     }
 
     /// [`Mirror::forget_statement`] of every name.
     pub(super) fn forget_statements(&mut self) {
-        self.confirmed.statements.clear();
-        self.projected.statements.clear();
+        for o in [&mut self.confirmed, &mut self.projected] {
+            o.statements.clear();
+            o.facts.clear();
+        }
+    }
+
+    /// What a prepared statement was judged with, as it will be when the server reaches it.
+    pub(super) fn facts(&self, name: &[u8]) -> Option<Arc<Facts>> {
+        self.projected.facts.get(name).cloned()
+    }
+
+    /// A statement judged again (its verdict was older than the catalog): its new plan and
+    /// facts, wherever the server has (or will have) it.
+    pub(super) fn judged_again(&mut self, name: &[u8], plan: Option<Arc<CheckPlan>>, facts: Arc<Facts>) {
+        for o in [&mut self.confirmed, &mut self.projected] {
+            if !o.facts.contains_key(name) {
+                continue;
+            }
+            match &plan {
+                Some(p) => o.statements.insert(name.to_vec(), p.clone()),
+                None => o.statements.remove(name),
+            };
+            o.facts.insert(name, facts.clone());
+        }
+    }
+
+    /// A portal bound by a Bind counted together with its Execute (`binds`): the server
+    /// answers both inside the count, so the mirror takes it at once.
+    pub(super) fn bound_in_count(&mut self, portal: &[u8], statement: &[u8]) {
+        let op = Op::Bind { portal: portal.to_vec(), statement: statement.to_vec() };
+        self.runs.confirmed(&op);
+        self.confirmed.apply(&op);
+        self.projected.apply(&op);
     }
 
     /// The plan of a prepared statement, as it will be when the server reaches it.
@@ -143,9 +250,11 @@ impl Mirror {
 
     /// Takes a statement prepared by SQL (`PREPARE`) into the mirror, as one that runs a
     /// counted write: the server shares one namespace between SQL and the protocol.
-    pub(super) fn adopt(&mut self, name: &[u8], plan: Arc<CheckPlan>) {
-        self.confirmed.statements.insert(name.to_vec(), plan.clone());
-        self.projected.statements.insert(name.to_vec(), plan);
+    pub(super) fn adopt(&mut self, name: &[u8], plan: Arc<CheckPlan>, facts: Arc<Facts>) {
+        for o in [&mut self.confirmed, &mut self.projected] {
+            o.statements.insert(name.to_vec(), plan.clone());
+            o.facts.insert(name, facts.clone());
+        }
     }
 
     /// Whether the server reported an error in batch `ord` (it skips the rest of it).
@@ -328,10 +437,10 @@ mod tests {
     #[test]
     fn a_failed_second_parse_keeps_the_first_plan() {
         let mut m = Mirror::default();
-        m.sent(0, Op::Parse { name: b"s".to_vec(), plan: plan() });
+        m.sent(0, Op::Parse { name: b"s".to_vec(), plan: plan(), facts: None });
         m.on_reply(b'1', 0);
         m.on_ready(1, TxStatus::Idle);
-        m.sent(1, Op::Parse { name: b"s".to_vec(), plan: None });
+        m.sent(1, Op::Parse { name: b"s".to_vec(), plan: None, facts: None });
         m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"s".to_vec() });
         assert!(m.portal_plan(b"").is_none());
         m.on_error(1);
@@ -342,11 +451,11 @@ mod tests {
     #[test]
     fn an_execute_is_uncertain_while_an_earlier_batch_may_skip_its_parse() {
         let mut m = Mirror::default();
-        m.sent(0, Op::Parse { name: b"".to_vec(), plan: None });
+        m.sent(0, Op::Parse { name: b"".to_vec(), plan: None, facts: None });
         m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"".to_vec() });
         assert!(!m.execute_is_certain(b"", 1));
         // Parsed in its own batch: certain.
-        m.sent(1, Op::Parse { name: b"".to_vec(), plan: None });
+        m.sent(1, Op::Parse { name: b"".to_vec(), plan: None, facts: None });
         m.sent(1, Op::Bind { portal: b"".to_vec(), statement: b"".to_vec() });
         assert!(m.execute_is_certain(b"", 1));
     }
@@ -354,7 +463,7 @@ mod tests {
     #[test]
     fn portals_end_with_their_transaction_and_survive_inside_it() {
         let mut m = Mirror::default();
-        m.sent(0, Op::Parse { name: b"s".to_vec(), plan: plan() });
+        m.sent(0, Op::Parse { name: b"s".to_vec(), plan: plan(), facts: None });
         m.sent(0, Op::Bind { portal: b"p".to_vec(), statement: b"s".to_vec() });
         m.on_reply(b'1', 0);
         m.on_reply(b'2', 0);

@@ -407,3 +407,12 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// The shipped policies (`policies/default.toml` and the incident's), compiled.
+pub fn shipped_policy() -> Policy {
+    blastwall::policy::file::compile(&[
+        (std::path::Path::new("policies/default.toml"), blastwall::policy::file::DEFAULT_POLICY),
+        (std::path::Path::new("policies/incident.toml"), blastwall::demo::INCIDENT_POLICY),
+    ])
+    .unwrap()
+}

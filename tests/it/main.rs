@@ -47,6 +47,9 @@
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 //! - `cursors`: red-team F3/F4 — prepared statements and cursors a function body changes or
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
+//! - `binds`:   issue 11 / red-team pass 2 F4, F7, F8 — a Bind that runs code (a parameter's
+//!   domain CHECK, a folded IMMUTABLE function) counted; prepared statements judged again
+//!   after DDL; ordinary Binds neither refused nor counted.
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
 //! - `wheres`:  issue 11's analysis mistakes — `require-where` and the table compared with
@@ -59,6 +62,7 @@
 
 mod arguments;
 mod batches;
+mod binds;
 mod bypass;
 mod cancels;
 mod cli;

@@ -1,0 +1,333 @@
+//! Issue 11, red-team pass 2 F4 and F7/F8: what a protocol Bind runs, and prepared statements
+//! whose verdict outlived the catalog. Each attack runs through blastwall in enforce mode with
+//! the shipped policies, as a DML-only role (temporary functions, domains, views and tables
+//! only), and the data is checked directly on the server. Controls: ordinary Parse/Bind/
+//! Execute flows run no count of blastwall's (its counter reading is never prepared on the
+//! session) and are not refused.
+
+use crate::batches::{b, describe, e, p, q, sync};
+use crate::harness::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// The raw-protocol role (trust), DML-only.
+const RAW: &str = "trust_user";
+
+fn setup() -> String {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT USAGE ON SCHEMA public TO {RAW}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RAW}; \
+             GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {RAW};"
+        ),
+    );
+    db
+}
+
+async fn proxy() -> Proxy {
+    proxy_with(base_config(), shipped_policy()).await
+}
+
+/// On the server, not through blastwall.
+async fn server_value(db: &str, sql: &str) -> i64 {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn messages(db: &str) -> i64 {
+    server_value(db, "SELECT count(*) FROM web_messages").await
+}
+
+/// Parse with declared parameter types (by OID).
+fn parse_typed(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for s in [name, sql] {
+        body.extend_from_slice(s.as_bytes());
+        body.push(0);
+    }
+    body.extend_from_slice(&(types.len() as i16).to_be_bytes());
+    types.iter().for_each(|t| body.extend_from_slice(&t.to_be_bytes()));
+    msg(b'P', &body)
+}
+
+async fn send(s: &mut TcpStream, parts: &[Vec<u8>]) -> Replies {
+    s.write_all(&parts.concat()).await.unwrap();
+    replies(s).await
+}
+
+/// A Query that must run (through blastwall).
+async fn run(s: &mut TcpStream, sql: &str) -> Replies {
+    let r = send(s, &[q(sql)]).await;
+    assert!(r.codes.is_empty(), "{sql}: {}", r.errors);
+    r
+}
+
+fn refused(r: &Replies, what: &str) {
+    assert!(r.errors.contains("blastwall: refused"), "{what} was not refused: {r:?}");
+}
+
+/// The OID of a type, through blastwall on the session (temporary types are the session's).
+async fn type_oid(s: &mut TcpStream, name: &str) -> u32 {
+    let text = format!("SELECT '{name}'::regtype::oid::int4");
+    s.write_all(&[p("", &text), b("", "", &[]), e("", 0), sync()].concat()).await.unwrap();
+    let mut head = [0u8; 5];
+    use tokio::io::AsyncReadExt;
+    let mut oid = None;
+    loop {
+        s.read_exact(&mut head).await.unwrap();
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        if head[0] == b'D' {
+            let n = i32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
+            oid = std::str::from_utf8(&body[6..6 + n]).unwrap().parse().ok();
+        }
+        if head[0] == b'Z' {
+            return oid.expect("the type's OID");
+        }
+    }
+}
+
+const PURGE: &str = "CREATE FUNCTION pg_temp.f(x int) RETURNS boolean LANGUAGE sql AS \
+    $$ DELETE FROM public.web_messages WHERE true; SELECT true $$";
+
+/// F4, F4b, F4d: a Bind with no Execute converts its parameters, and a domain's CHECK calls a
+/// writing function — declared by OID in the Parse, inferred from a cast in its text, or
+/// declared by SQL `PREPARE`; first in its batch or in the middle of one. Every one is counted
+/// and refused at the row limit; nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_that_converts_a_parameter_through_a_writing_domain_is_counted() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, PURGE).await;
+    run(&mut s, "CREATE DOMAIN pg_temp.hd AS int CHECK (pg_temp.f(VALUE))").await;
+    let hd = type_oid(&mut s, "pg_temp.hd").await;
+    // F4: declared by OID, the text names nothing.
+    let r = send(&mut s, &[parse_typed("x", "SELECT $1", &[hd]), b("", "x", &["1"]), sync()]).await;
+    refused(&r, "Parse typed by OID + Bind");
+    assert_eq!(messages(&db).await, 360);
+    // The Parse stays on the server (a rollback keeps prepared statements): bound alone.
+    refused(&send(&mut s, &[b("", "x", &["1"]), sync()]).await, "Bind of a statement typed by OID");
+    // An array of the domain converts each element through it.
+    let arr = type_oid(&mut s, "pg_temp.hd[]").await;
+    refused(&send(&mut s, &[parse_typed("", "SELECT $1", &[arr]), b("", "", &["{1}"]), sync()]).await, "array");
+    assert_eq!(messages(&db).await, 360);
+    // The row type of a view over a table with a column of the domain (composite input
+    // converts each column).
+    run(&mut s, "CREATE TEMP TABLE rt (a pg_temp.hd); CREATE TEMP VIEW rv AS SELECT a FROM rt").await;
+    let rv = type_oid(&mut s, "rv").await;
+    refused(&send(&mut s, &[parse_typed("", "SELECT $1", &[rv]), b("", "", &["(1)"]), sync()]).await, "row type");
+    assert_eq!(messages(&db).await, 360);
+    // F4b: inferred from the text's cast.
+    let r = send(&mut s, &[p("y", "SELECT $1::pg_temp.hd"), b("", "y", &["1"]), sync()]).await;
+    refused(&r, "Parse with a cast + Bind");
+    // F4d: declared by SQL PREPARE, bound by protocol; and SQL EXECUTE of it.
+    run(&mut s, "PREPARE qd(pg_temp.hd) AS SELECT $1").await;
+    refused(&send(&mut s, &[b("", "qd", &["1"]), sync()]).await, "Bind of an SQL-prepared statement");
+    refused(&send(&mut s, &[q("EXECUTE qd(1)")]).await, "EXECUTE");
+    assert_eq!(messages(&db).await, 360);
+    // In the middle of a batch: counted with its Execute, or refused without one.
+    let ok = [p("", "SELECT 1"), b("", "", &[]), e("", 0)].concat();
+    let r = send(&mut s, &[ok.clone(), b("p", "x", &["1"]), describe(b'P', "p"), e("p", 0), sync()]).await;
+    refused(&r, "Bind + Execute after another statement");
+    let r = send(&mut s, &[ok, b("p", "x", &["1"]), sync()]).await;
+    refused(&r, "Bind alone after another statement");
+    assert!(r.errors.contains("not followed by its Execute"), "{}", r.errors);
+    assert_eq!(messages(&db).await, 360);
+    // A driver's batch of several Bind/Execute pairs of the statement (as pgjdbc sends).
+    let r = send(
+        &mut s,
+        &[parse_typed("j", "SELECT $1", &[hd]), b("", "j", &["1"]), e("", 0), b("", "j", &["2"]), e("", 0), sync()],
+    )
+    .await;
+    refused(&r, "a batch of Bind/Execute pairs");
+    assert_eq!(messages(&db).await, 360);
+    // The session goes on.
+    run(&mut s, "SELECT 1").await;
+    px.stop().await;
+}
+
+/// F4c and README's old gap: a function mislabeled IMMUTABLE is folded when a Bind plans the
+/// statement; here it moves the protected sequence. Counted, refused, the sequence put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_that_folds_a_mislabeled_immutable_function_is_counted() {
+    let db = setup();
+    let px = proxy().await;
+    let seq = "SELECT last_value FROM web_user_id_seq";
+    let before = server_value(&db, seq).await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(
+        &mut s,
+        "CREATE FUNCTION pg_temp.imm(x int) RETURNS int IMMUTABLE LANGUAGE sql AS \
+         $$ SELECT (pg_catalog.setval('public.web_user_id_seq', 5) * 0)::int + x $$",
+    )
+    .await;
+    let r = send(&mut s, &[p("z", "SELECT pg_temp.imm(1) + $1::int"), b("", "z", &["1"]), sync()]).await;
+    refused(&r, "Bind folding an IMMUTABLE function");
+    assert_eq!(server_value(&db, seq).await, before);
+    // A domain whose CHECK moves it, through a cast in the text.
+    run(
+        &mut s,
+        "CREATE FUNCTION pg_temp.mv(x int) RETURNS boolean LANGUAGE sql AS \
+         $$ SELECT pg_catalog.setval('public.web_user_id_seq', 5) > 0 $$",
+    )
+    .await;
+    run(&mut s, "CREATE DOMAIN pg_temp.md AS int CHECK (pg_temp.mv(VALUE))").await;
+    refused(&send(&mut s, &[p("", "SELECT $1::pg_temp.md"), b("", "", &["1"]), sync()]).await, "F4c");
+    assert_eq!(server_value(&db, seq).await, before);
+    px.stop().await;
+}
+
+/// F7: a statement prepared over a temporary view, the view then replaced to call a writing
+/// function — SQL EXECUTE, a protocol Bind of the name, and of the unnamed statement (the
+/// view replaced by an extended-protocol batch, which keeps the unnamed statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_prepared_before_its_view_was_replaced_is_judged_again() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, PURGE).await;
+    run(&mut s, "CREATE TEMP VIEW v AS SELECT 1 AS z").await;
+    run(&mut s, "PREPARE pv AS SELECT * FROM v").await;
+    assert!(send(&mut s, &[p("s2", "SELECT * FROM v"), sync()]).await.codes.is_empty());
+    assert!(send(&mut s, &[p("", "SELECT * FROM v"), sync()]).await.codes.is_empty());
+    // Bound before the view changes: plain, not counted (and that judgement is remembered).
+    refused_not(&send(&mut s, &[b("", "s2", &[]), e("", 0), sync()]).await);
+    refused_not(&send(&mut s, &[b("", "", &[]), e("", 0), sync()]).await);
+    // Replaced by a protocol batch: a Query would drop the unnamed statement.
+    let replace = "CREATE OR REPLACE TEMP VIEW v AS SELECT pg_temp.f(1)::int AS z";
+    let r = send(&mut s, &[p("r", replace), b("", "r", &[]), e("", 0), sync()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    refused(&send(&mut s, &[b("", "", &[]), e("", 0), sync()]).await, "Bind of the unnamed statement");
+    refused(&send(&mut s, &[b("", "s2", &[]), e("", 0), sync()]).await, "Bind of s2");
+    refused(&send(&mut s, &[q("EXECUTE pv")]).await, "EXECUTE pv");
+    assert_eq!(messages(&db).await, 360);
+    px.stop().await;
+}
+
+/// F8: an INSERT prepared into a temporary table, a trigger added afterwards that deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_prepared_before_its_trigger_was_added_is_judged_again() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, "CREATE TEMP TABLE tt (a int)").await;
+    run(&mut s, "PREPARE ins AS INSERT INTO tt VALUES (1)").await;
+    run(&mut s, "EXECUTE ins").await;
+    assert!(send(&mut s, &[p("pi", "INSERT INTO tt VALUES (1)"), sync()]).await.codes.is_empty());
+    refused_not(&send(&mut s, &[b("", "pi", &[]), e("", 0), sync()]).await);
+    run(
+        &mut s,
+        "CREATE FUNCTION pg_temp.tf() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN DELETE FROM public.web_messages WHERE true; RETURN NEW; END $$",
+    )
+    .await;
+    run(&mut s, "CREATE TRIGGER trg BEFORE INSERT ON tt FOR EACH ROW EXECUTE FUNCTION pg_temp.tf()").await;
+    refused(&send(&mut s, &[q("EXECUTE ins")]).await, "EXECUTE ins");
+    refused(&send(&mut s, &[b("", "pi", &[]), e("", 0), sync()]).await, "Bind of pi");
+    assert_eq!(messages(&db).await, 360);
+    // The trigger added by another session (the table's owner), to a table of the database.
+    admin_sql(
+        pg(),
+        &db,
+        &format!("SET ROLE app; CREATE TABLE public.notes (a int); GRANT INSERT ON public.notes TO {RAW}"),
+    );
+    assert!(send(&mut s, &[p("pn", "INSERT INTO notes VALUES (1)"), sync()]).await.codes.is_empty());
+    refused_not(&send(&mut s, &[b("", "pn", &[]), e("", 0), sync()]).await);
+    let owner = connect(px.port(), "app", APP_PW, &db).await;
+    owner
+        .batch_execute(
+            "CREATE FUNCTION public.nf() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN DELETE FROM public.web_messages WHERE true; RETURN NEW; END $$",
+        )
+        .await
+        .unwrap();
+    owner
+        .batch_execute("CREATE TRIGGER nt BEFORE INSERT ON notes FOR EACH ROW EXECUTE FUNCTION public.nf()")
+        .await
+        .unwrap();
+    refused(&send(&mut s, &[b("", "pn", &[]), e("", 0), sync()]).await, "Bind of pn");
+    assert_eq!(messages(&db).await, 360);
+    px.stop().await;
+}
+
+fn refused_not(r: &Replies) {
+    assert!(r.codes.is_empty(), "{r:?}");
+}
+
+/// Controls: ordinary flows — a driver's prepared statements with parameters, pipelined Binds,
+/// a Bind alone, SQL PREPARE/EXECUTE, and DDL in between — are neither refused nor counted in
+/// a database without types whose input runs a function (the audit trail records every count;
+/// only the DDL is); in one with such a type, parameters the client declared as ordinary types
+/// are not counted, and a driver whose parameter types the server infers still works (then
+/// counted: blastwall does not see the types the server infers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_binds_are_neither_refused_nor_counted() {
+    let db = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config();
+    let audit = audit_to(&mut cfg, &dir);
+    let px = proxy_with(cfg, shipped_policy()).await;
+    let events = || std::fs::read_to_string(&audit).unwrap_or_default();
+    let mut s = startup(px.port(), RAW, &db).await;
+    let sel = "SELECT id FROM users WHERE id = $1";
+    let r = send(&mut s, &[p("o", sel), b("", "o", &["1"]), e("", 0), sync()]).await;
+    refused_not(&r);
+    let pipelined = [
+        b("a", "o", &["1"]),
+        e("a", 0),
+        b("b", "o", &["2"]),
+        describe(b'P', "b"),
+        e("b", 0),
+        b("", "o", &["3"]),
+        sync(),
+    ];
+    refused_not(&send(&mut s, &pipelined).await);
+    run(&mut s, "PREPARE sp(int) AS SELECT $1 + 1").await;
+    run(&mut s, "EXECUTE sp(1)").await;
+    refused_not(&send(&mut s, &[b("", "sp", &["1"]), e("", 0), sync()]).await);
+    assert_eq!(events(), "", "an ordinary flow was counted");
+    // DDL passes (counted itself): the statements are judged again, and still not counted.
+    run(&mut s, "CREATE TEMP TABLE scratch (a int)").await;
+    let after_ddl = events().lines().count();
+    refused_not(&send(&mut s, &[b("", "o", &["1"]), e("", 0), sync()]).await);
+    refused_not(&send(&mut s, &pipelined).await);
+    refused_not(&send(&mut s, &[b("", "sp", &["1"]), e("", 0), sync()]).await);
+    run(&mut s, "EXECUTE sp(1)").await;
+    assert_eq!(events().lines().count(), after_ddl, "counted after DDL: {}", events());
+    // A driver (tokio-postgres: Parse with inferred types, Describe, Bind, Execute).
+    let c = connect(px.port(), "app", APP_PW, &db).await;
+    let st = c.prepare("SELECT count(*) FROM web_messages WHERE id > $1").await.unwrap();
+    let n: i64 = c.query_one(&st, &[&0i64]).await.unwrap().get(0);
+    assert_eq!(n, 360);
+    assert_eq!(events().lines().count(), after_ddl, "a driver's statement was counted: {}", events());
+    // With a type whose input runs a function in the database (a DBA's, in public).
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.positive(x int) RETURNS boolean LANGUAGE sql AS $$ SELECT x > 0 $$; \
+         CREATE DOMAIN public.pos AS int CHECK (public.positive(VALUE));",
+    );
+    let mut s = startup(px.port(), RAW, &db).await;
+    let int8 = 20;
+    let r = send(&mut s, &[parse_typed("t", sel, &[int8]), b("", "t", &["1"]), e("", 0), sync()]).await;
+    refused_not(&r);
+    assert_eq!(events().lines().count(), after_ddl, "declared ordinary types were counted: {}", events());
+    let n: i64 = c.query_one(&st, &[&0i64]).await.unwrap().get(0);
+    assert_eq!(n, 360);
+    // A driver's batch of Bind/Execute pairs, counted, answers as the server does directly.
+    let batch = [p("k", "SELECT $1::int + 1"), b("", "k", &["1"]), e("", 0), b("", "k", &["2"]), e("", 0), sync()];
+    let through = send(&mut s, &batch).await;
+    let mut d = startup(pg().server.port, RAW, &db).await;
+    let direct = send(&mut d, &batch).await;
+    assert_eq!((through.tags.as_str(), through.errors.as_str()), (direct.tags.as_str(), direct.errors.as_str()));
+    let st2 = c.prepare("SELECT $1::text").await.unwrap();
+    let t: String = c.query_one(&st2, &[&"x"]).await.unwrap().get(0);
+    assert_eq!(t, "x");
+    px.stop().await;
+}
