@@ -241,7 +241,15 @@ fn read_proof(rows: &[Vec<Option<String>>]) -> Proof {
 /// The unique column set every relation of the name has and the write pins, with the most
 /// rows it can change (the product of the values listed per column); the fewest wins.
 fn bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
-    if proof.relations.is_empty() || proof.relations.iter().any(|r| !r.ok) {
+    if proof.relations.iter().any(|r| !r.ok) {
+        return None;
+    }
+    unique_bound(proof, p)
+}
+
+/// [`bound`] for the rows of the relation itself, whatever its writes reach beyond them.
+fn unique_bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
+    if proof.relations.is_empty() {
         return None;
     }
     let pinned = |cols: &Vec<String>| -> Option<u64> {
@@ -297,11 +305,30 @@ fn assertion(p: &Point, proof: &Proof, cols: &[String]) -> String {
 }
 
 /// Runs the write uncounted when the catalog proves it within every limit, else counts it.
+/// Pinned to a few rows of a unique index, its EXPLAIN estimate (one round trip, a plan) is
+/// skipped: the planner could not put its own rows far over a limit, and what it reaches
+/// beyond them (cascades) is not in a plan but in the count.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    if let Some(o) = uncounted(b, &req).await? {
-        return Ok(o);
+    match uncounted(b, &req).await? {
+        Tried::Kept(o) => Ok(o),
+        Tried::Count { few: true } if req.plan.estimate_sql.is_some() => {
+            let plan = CheckPlan { estimate_sql: None, ..req.plan.clone() };
+            super::verify(b, Request { plan: &plan, ..req }).await
+        }
+        Tried::Count { .. } => super::verify(b, req).await,
     }
-    super::verify(b, req).await
+}
+
+/// The most rows of its own relation a write pinned by a unique index may change and still
+/// skip the EXPLAIN estimate (as a protected column pinned to as many values does, `guard`).
+const FEW: u64 = 10;
+
+/// What the uncounted path did.
+enum Tried {
+    /// Ran uncounted: the client's answer.
+    Kept(Outcome),
+    /// To be counted; `few`: the catalog proves it changes at most `FEW` rows of its relation.
+    Count { few: bool },
 }
 
 /// Whether nothing but the row limits judge this write (no dry run, override, warning, anomaly
@@ -316,26 +343,31 @@ fn only_limits(plan: &CheckPlan, p: &Point, policy: &Policy) -> bool {
         && !policy.tables.iter().any(|t| t.matches(&rel) && crate::contract::applies(t))
 }
 
-async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outcome>, PrecheckError> {
+async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, PrecheckError> {
     let Request { msgs, tx, plan, policy, who, catalog, proofs, database, .. } = *req;
-    let Some(p) = plan.point.as_ref() else { return Ok(None) };
-    if p.pins.is_empty() || tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) || !only_limits(plan, p, policy) {
-        return Ok(None);
+    let few = false;
+    let Some(p) = plan.point.as_ref() else { return Ok(Tried::Count { few }) };
+    if p.pins.is_empty() || tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) {
+        return Ok(Tried::Count { few });
     }
-    let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(None) };
+    let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(Tried::Count { few }) };
     let generation = catalog.generation();
     let proof = match proofs.get(database, p, generation) {
         Some(proof) => proof,
         None => {
             let a = b.query(&proof_sql(p)).await?;
             if a.error.is_some() {
-                return Ok(None);
+                return Ok(Tried::Count { few });
             }
             proofs.learn(database, p, read_proof(&a.rows), generation);
             proofs.get(database, p, generation).unwrap_or_default()
         }
     };
-    let Some((cols, most)) = bound(&proof, p) else { return Ok(None) };
+    let few = unique_bound(&proof, p).is_some_and(|(_, most)| most <= FEW);
+    if !only_limits(plan, p, policy) {
+        return Ok(Tried::Count { few });
+    }
+    let Some((cols, most)) = bound(&proof, p) else { return Ok(Tried::Count { few }) };
     let count = |schema: &str, n: u64| TableCount {
         schema: schema.to_string(),
         name: p.name.clone(),
@@ -347,13 +379,13 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         crate::policy::judge_counts(plan.measured(), vec![count(&r.schema, most)], who, policy).1.findings.is_empty()
     });
     if !within {
-        return Ok(None);
+        return Ok(Tried::Count { few });
     }
     // The client's text as a message of its own (never spliced into a string of blastwall's),
     // on the unnamed statement and portal, which its Query would have destroyed anyway; then
     // the assertion on blastwall's own name; one Sync: one implicit transaction, so a failed
     // assertion rolls the write back.
-    let Ok(text) = std::str::from_utf8(text) else { return Ok(None) };
+    let Ok(text) = std::str::from_utf8(text) else { return Ok(Tried::Count { few }) };
     let mut msg = super::own::on_name("", text);
     // Prepared once per session, and checked behind it in the same transaction (`prepared`).
     let sql = assertion(p, &proof, &cols);
@@ -388,7 +420,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         proofs.drop_one(database, p);
         b.forget_prepared();
         tracing::info!(table = %p.name, "a point write was rolled back by its assertion; counted instead");
-        return Ok(None);
+        return Ok(Tried::Count { few: false });
     }
     if held.overflowed {
         let msg = crate::said::kept_but_too_large(req.opts.max_hold);
@@ -403,7 +435,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         (Some(n), [r]) if n > 0 => vec![count(&r.schema, n)],
         _ => vec![],
     };
-    Ok(Some(Outcome::Deliver { bytes: out, status, counts, kept: Some(Decision::default()) }))
+    Ok(Tried::Kept(Outcome::Deliver { bytes: out, status, counts, kept: Some(Decision::default()) }))
 }
 
 /// The row count of a CommandComplete tag (`DELETE 3` → 3).
@@ -444,6 +476,8 @@ mod tests {
         };
         assert_eq!(bound(&rel(true, vec![vec!["a", "b"], vec!["b"]]), &p), Some((vec!["b".into()], 3)));
         assert_eq!(bound(&rel(false, vec![vec!["a"]]), &p), None);
+        // Whatever it reaches beyond its own rows (a cascade), its own rows stay bounded.
+        assert_eq!(unique_bound(&rel(false, vec![vec!["a"]]), &p), Some((vec!["a".into()], 2)));
         assert_eq!(bound(&rel(true, vec![vec!["c"]]), &p), None);
     }
 }
