@@ -184,11 +184,9 @@ fn oids(v: &[u32]) -> String {
 }
 
 impl Reach {
-    /// Its tables as `stats` lists limited tables: `(schema, name, OID)` rows.
-    pub fn values(&self) -> impl Iterator<Item = String> + '_ {
-        self.tables.iter().map(|(oid, s, n)| {
-            format!("({}::pg_catalog.text, {}::pg_catalog.text, {oid}::pg_catalog.oid)", literal(s), literal(n))
-        })
+    /// Its tables: schema and name as literals, and OID.
+    pub fn values(&self) -> impl Iterator<Item = (String, String, u32)> + '_ {
+        self.tables.iter().map(|(oid, s, n)| (literal(s), literal(n), *oid))
     }
 
     /// A reading's row that fails unless the catalog still proves what the write reaches: the

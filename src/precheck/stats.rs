@@ -76,7 +76,8 @@ pub fn stats_sql(
 
 /// The reading of a delete whose reach the catalog proves (`reach`), in a transaction of
 /// blastwall's own: the counters of the tables it can change and of the policy's limited
-/// tables, by OID, the session's prepared statements and cursors, and the proof's assertion —
+/// tables, by OID, the reading's clock (it can make no prepared statement or cursor), and the
+/// proof's assertion —
 /// no other table's counters, and no identity snapshot (nothing it runs can move, drop or
 /// rewrite an object, or move a sequence). `asserted`: the reading after it.
 pub fn reach_sql(
@@ -90,16 +91,36 @@ pub fn reach_sql(
     if plan.dry_run || plan.override_rows.is_some() || policy.anomaly.enabled == Some(true) {
         return stats_sql(policy, plan, known, false);
     }
-    let mut values: Vec<String> = reach.values().collect();
-    values.extend(limited(policy, known));
+    // Its tables have no children (asserted): their own counters. A limited table it does
+    // not reach, with its children's.
+    let reached: Vec<String> =
+        reach.values().map(|(s, n, _)| format!("({s}::pg_catalog.text, {n}::pg_catalog.text,")).collect();
+    let others: Vec<String> =
+        limited(policy, known).into_iter().filter(|v| !reached.iter().any(|r| v.starts_with(r.as_str()))).collect();
+    let own: Vec<String> = reach
+        .values()
+        .map(|(s, n, oid)| {
+            let f = |what: &str| format!("pg_catalog.pg_stat_get_xact_tuples_{what}({oid}::pg_catalog.oid)");
+            format!(
+                "SELECT {s}::pg_catalog.text, {n}::pg_catalog.text, {}, {}, {}, {oid}::pg_catalog.oid",
+                f("deleted"),
+                f("updated"),
+                f("inserted")
+            )
+        })
+        .collect();
+    let trees = match others.is_empty() {
+        true => String::new(),
+        false => format!(" UNION ALL {}", tree_sql(&others.join(", "))),
+    };
     let assertion = match asserted {
         true => format!(" UNION ALL {}", reach.assertion(p)),
         false => String::new(),
     };
     format!(
-        "{TRACK_COUNTS} UNION ALL {} UNION ALL {}{assertion}",
-        tree_sql(&values.join(", ")),
-        super::objects::reading_sql()
+        "{TRACK_COUNTS} UNION ALL {}{trees} UNION ALL {}{assertion}",
+        own.join(" UNION ALL "),
+        super::objects::clock_sql()
     )
 }
 
