@@ -3,7 +3,9 @@
 //! radius, cascades, triggers and functions included): a lone write inside a transaction or
 //! savepoint that blastwall opens, then commits, releases or rolls back (`verify`); a write in
 //! the middle of an extended-protocol batch around its Execute (`inbatch`). The readings run
-//! on statements prepared once per session (`prepared`); the I/O is `backend`'s.
+//! on statements prepared once per session (`prepared`); the I/O is `backend`'s. A point
+//! write the catalog proves small runs uncounted (`point`); a delete whose reach it proves is
+//! counted on those tables alone (`reach`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
