@@ -3,7 +3,9 @@
 //! radius, cascades, triggers and functions included): a lone write inside a transaction or
 //! savepoint that blastwall opens, then commits, releases or rolls back (`verify`); a write in
 //! the middle of an extended-protocol batch around its Execute (`inbatch`). The readings run
-//! on statements prepared once per session (`prepared`); the I/O is `backend`'s.
+//! on statements prepared once per session (`prepared`); the I/O is `backend`'s. A point
+//! write the catalog proves small runs uncounted (`point`); a delete whose reach it proves is
+//! counted on those tables alone (`reach`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
@@ -20,6 +22,7 @@ mod outcome;
 mod own;
 pub mod point;
 pub mod prepared;
+mod reach;
 mod stats;
 
 use backend::data_row;
@@ -121,7 +124,23 @@ const SAVEPOINT: &str = "blastwall_verify";
 /// session is idle) or a savepoint (inside the client's own block), measures what they change,
 /// and keeps or undoes it by the policy's row limits.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, .. } = req;
+    verify_with(b, req, None).await
+}
+
+/// [`verify`]; `reach`: the tables the catalog proves the write can change (`reach`), the only
+/// counters its readings then read.
+async fn verify_with(
+    b: &mut Backend<'_>,
+    req: Request<'_>,
+    reach: Option<&reach::Reach>,
+) -> Result<Outcome, PrecheckError> {
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, proofs, .. } = req;
+    // A reading that fails with a proof of what the write reaches: the proof is asked again.
+    let unproven = || {
+        if let (Some(_), Some(p)) = (reach, plan.point.as_ref()) {
+            proofs.drop_reach(database, p);
+        }
+    };
     let max_hold = opts.max_hold;
     let named = |oid: u32| catalog.name_of(database, oid);
     let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
@@ -156,14 +175,33 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     // The protected objects' identity is read with each counter reading (`identity`); in a
     // block of the client's, the deferrable triggers that fire at its COMMIT too.
-    let stats = stats::stats_sql(policy, plan, &known, !opened);
-    // On a statement prepared once per session when there is one (`prepared`), checked after
-    // the client's messages; else as text.
-    let reading = b.prepared.as_deref_mut().map(|p| p.reading(&stats));
-    let (first, again, check) = match &reading {
-        Some(r) => (r.first.clone(), r.again.clone(), own::statements(&prepared::check_sql(r))),
-        None => (own::statements(&stats), own::statements(&stats), BytesMut::new()),
+    // A delete whose reach the catalog proves reads those tables alone, and asserts the proof
+    // only after it ran (`reach`): a reading before of its own.
+    let (stats, opening) = match (reach, plan.point.as_ref()) {
+        (Some(r), Some(p)) if opened => {
+            tracing::info!(database, table = %p.name, "a delete counted on the tables the catalog proves it reaches");
+            let (after, before) = (
+                stats::reach_sql(policy, plan, &known, r, p, true),
+                stats::reach_sql(policy, plan, &known, r, p, false),
+            );
+            let differ = after != before;
+            (after, Some(before).filter(|_| differ))
+        }
+        _ => (stats::stats_sql(policy, plan, &known, !opened), None),
     };
+    // On statements prepared once per session when there are (`prepared`), checked after the
+    // client's messages; else as text.
+    // The reading before first: the statements to close go out in the opening (closed after
+    // the opening's Parse, one of them could be that very statement).
+    let before = opening.as_deref().and_then(|s| b.prepared.as_deref_mut().map(|p| p.reading(s)));
+    let reading = b.prepared.as_deref_mut().map(|p| p.reading(&stats));
+    let (first, again, check) = match (&reading, &before) {
+        // The second reading may be prepared after the check's opening: checked behind it.
+        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), own::statements(&prepared::check_pair_sql(o, r))),
+        (Some(r), None) => (r.first.clone(), r.again.clone(), own::statements(&prepared::check_sql(r))),
+        (None, _) => (own::statements(opening.as_deref().unwrap_or(&stats)), own::statements(&stats), BytesMut::new()),
+    };
+    let paired = before.is_some();
     let sync = crate::wire::encode(fe::SYNC, &[]);
     let open_msgs = [&own::statements(&format!("{open}; {timeout}"))[..], &first, &sync].concat();
     // In a transaction of blastwall's own, deferred constraint triggers fire before the
@@ -172,8 +210,10 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         true => own::messages("SET CONSTRAINTS ALL IMMEDIATE").to_vec(),
         false => Vec::new(),
     };
-    after.extend_from_slice(&check);
-    after.extend_from_slice(&again);
+    match paired {
+        true => [&again, &check].iter().for_each(|m| after.extend_from_slice(m)),
+        false => [&check, &again].iter().for_each(|m| after.extend_from_slice(m)),
+    }
     after.extend_from_slice(&sync);
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
@@ -211,9 +251,13 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
             read_after(b, opened).await?;
         }
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
+        unproven();
         return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
     }
-    b.confirm_prepared(reading.as_ref());
+    match paired {
+        true => b.confirm_prepared(before.as_ref()),
+        false => b.confirm_prepared(reading.as_ref()),
+    }
     let before = counter_reading(&a.rows, catalog, database, policy);
     let before_rows = std::mem::take(&mut a.rows);
     let identity_before = identity::read(&before_rows);
@@ -290,9 +334,13 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     if let Some(e) = a.error {
         // The second reading, or the check of its prepared statement, failed.
         b.forget_prepared();
+        unproven();
         b.query(&undo).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
         return Ok(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message)));
+    }
+    if paired {
+        b.confirm_prepared(reading.as_ref());
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;

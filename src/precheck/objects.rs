@@ -49,9 +49,19 @@ pub fn reading_sql() -> String {
             &format!("'cursor', c.name, {}, c.is_holdable::pg_catalog.text", stamp("c.creation_time")),
             &format!(" FROM pg_catalog.pg_cursors c{}", since("c.creation_time", "c.name")),
         ),
-        row(&format!("'clock', {}", stamp("pg_catalog.statement_timestamp()")), ""),
+        clock_sql(),
     ]
     .join(" UNION ALL ")
+}
+
+/// The reading's clock row alone: for a statement that cannot make a prepared statement or a
+/// cursor (`reach`), whose failure is still read since it.
+pub fn clock_sql() -> String {
+    format!(
+        "SELECT '{MARK}'::pg_catalog.text, pg_catalog.concat_ws(pg_catalog.chr(1), 'clock', {}), \
+         0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.oid",
+        stamp("pg_catalog.statement_timestamp()")
+    )
 }
 
 /// A timestamp as text that no `DateStyle` or `TimeZone` setting changes, to the microsecond.

@@ -62,6 +62,8 @@ type Key = (String, Option<String>, String, bool);
 #[derive(Default)]
 pub struct Proofs {
     map: DashMap<Key, (Arc<Proof>, Instant, u64)>,
+    /// What deletes reach (`reach`; `None`: not proven), kept alike.
+    reach: DashMap<Key, (Option<Arc<super::reach::Reach>>, Instant, u64)>,
 }
 
 impl Proofs {
@@ -76,6 +78,21 @@ impl Proofs {
 
     fn drop_one(&self, db: &str, p: &Point) {
         self.map.remove(&key(db, p));
+    }
+
+    /// The cached answer of `reach` (`Some(None)`: asked, not proven).
+    pub(super) fn reach(&self, db: &str, p: &Point, generation: u64) -> Option<Option<Arc<super::reach::Reach>>> {
+        let e = self.reach.get(&key(db, p))?;
+        (e.1.elapsed() < TTL && e.2 == generation).then(|| e.0.clone())
+    }
+
+    pub(super) fn learn_reach(&self, db: &str, p: &Point, r: Option<Arc<super::reach::Reach>>, generation: u64) {
+        self.reach.insert(key(db, p), (r, Instant::now(), generation));
+    }
+
+    /// A reading's assertion failed: asked again next time.
+    pub(super) fn drop_reach(&self, db: &str, p: &Point) {
+        self.reach.remove(&key(db, p));
     }
 }
 
@@ -142,7 +159,7 @@ fn plain_tail(text: &str) -> bool {
 
 /// The relations named like the write's target (relations a DELETE or UPDATE can name), all
 /// of which must be proven: the FROM items and the condition on `c` and `n`.
-fn relations(p: &Point) -> (&'static str, String) {
+pub(super) fn relations(p: &Point) -> (&'static str, String) {
     let schema = match &p.schema {
         Some(s) => format!(" AND n.nspname OPERATOR(pg_catalog.=) {}", super::literal(s)),
         None => String::new(),
@@ -158,7 +175,7 @@ fn relations(p: &Point) -> (&'static str, String) {
 }
 
 /// The kinds of column an index may have: int2, int4, int8, text, varchar, uuid.
-const TYPES: &str = "'{21,23,20,25,1043,2950}'::pg_catalog.oid[]";
+pub(super) const TYPES: &str = "'{21,23,20,25,1043,2950}'::pg_catalog.oid[]";
 
 /// `c` is a plain table whose writes reach no other rows: no rules, no children, no user
 /// trigger, no foreign key from another table whose action for this kind of write
@@ -241,7 +258,15 @@ fn read_proof(rows: &[Vec<Option<String>>]) -> Proof {
 /// The unique column set every relation of the name has and the write pins, with the most
 /// rows it can change (the product of the values listed per column); the fewest wins.
 fn bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
-    if proof.relations.is_empty() || proof.relations.iter().any(|r| !r.ok) {
+    if proof.relations.iter().any(|r| !r.ok) {
+        return None;
+    }
+    unique_bound(proof, p)
+}
+
+/// [`bound`] for the rows of the relation itself, whatever its writes reach beyond them.
+pub(super) fn unique_bound(proof: &Proof, p: &Point) -> Option<(Vec<String>, u64)> {
+    if proof.relations.is_empty() {
         return None;
     }
     let pinned = |cols: &Vec<String>| -> Option<u64> {
@@ -297,11 +322,42 @@ fn assertion(p: &Point, proof: &Proof, cols: &[String]) -> String {
 }
 
 /// Runs the write uncounted when the catalog proves it within every limit, else counts it.
+/// Pinned to a few rows of a unique index, its EXPLAIN estimate (one round trip, a plan) is
+/// skipped: the planner could not put its own rows far over a limit, and what it reaches
+/// beyond them (cascades) is not in a plan but in the count.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    if let Some(o) = uncounted(b, &req).await? {
-        return Ok(o);
+    let (few, proof) = match uncounted(b, &req).await? {
+        Tried::Kept(o) => return Ok(o),
+        Tried::Count { few, proof } => (few, proof),
+    };
+    // What a delete can reach, when the catalog proves it (`reach`): only those counters read.
+    let reach = match req.tx == TxStatus::Idle && req.msgs.first() == Some(&fe::QUERY) {
+        true => {
+            let generation = req.catalog.generation();
+            super::reach::proven(b, req.plan, proof.as_deref(), req.proofs, req.database, generation).await?
+        }
+        false => None,
+    };
+    match few && req.plan.estimate_sql.is_some() {
+        true => {
+            let plan = CheckPlan { estimate_sql: None, ..req.plan.clone() };
+            super::verify_with(b, Request { plan: &plan, ..req }, reach.as_deref()).await
+        }
+        false => super::verify_with(b, req, reach.as_deref()).await,
     }
-    super::verify(b, req).await
+}
+
+/// The most rows of its own relation a write pinned by a unique index may change and still
+/// skip the EXPLAIN estimate (as a protected column pinned to as many values does, `guard`).
+const FEW: u64 = 10;
+
+/// What the uncounted path did.
+enum Tried {
+    /// Ran uncounted: the client's answer.
+    Kept(Outcome),
+    /// To be counted; `few`: the catalog proves it changes at most `FEW` rows of its relation;
+    /// `proof`: the catalog's answer about it, when asked.
+    Count { few: bool, proof: Option<Arc<Proof>> },
 }
 
 /// Whether nothing but the row limits judge this write (no dry run, override, warning, anomaly
@@ -316,26 +372,31 @@ fn only_limits(plan: &CheckPlan, p: &Point, policy: &Policy) -> bool {
         && !policy.tables.iter().any(|t| t.matches(&rel) && crate::contract::applies(t))
 }
 
-async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outcome>, PrecheckError> {
+async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, PrecheckError> {
     let Request { msgs, tx, plan, policy, who, catalog, proofs, database, .. } = *req;
-    let Some(p) = plan.point.as_ref() else { return Ok(None) };
-    if p.pins.is_empty() || tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) || !only_limits(plan, p, policy) {
-        return Ok(None);
+    let few = false;
+    let Some(p) = plan.point.as_ref() else { return Ok(Tried::Count { few, proof: None }) };
+    if p.pins.is_empty() || tx != TxStatus::Idle || msgs.first() != Some(&fe::QUERY) {
+        return Ok(Tried::Count { few, proof: None });
     }
-    let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(None) };
+    let Some(text) = msgs.get(5..msgs.len().saturating_sub(1)) else { return Ok(Tried::Count { few, proof: None }) };
     let generation = catalog.generation();
     let proof = match proofs.get(database, p, generation) {
         Some(proof) => proof,
         None => {
             let a = b.query(&proof_sql(p)).await?;
             if a.error.is_some() {
-                return Ok(None);
+                return Ok(Tried::Count { few, proof: None });
             }
             proofs.learn(database, p, read_proof(&a.rows), generation);
             proofs.get(database, p, generation).unwrap_or_default()
         }
     };
-    let Some((cols, most)) = bound(&proof, p) else { return Ok(None) };
+    let few = unique_bound(&proof, p).is_some_and(|(_, most)| most <= FEW);
+    if !only_limits(plan, p, policy) {
+        return Ok(Tried::Count { few, proof: Some(proof.clone()) });
+    }
+    let Some((cols, most)) = bound(&proof, p) else { return Ok(Tried::Count { few, proof: Some(proof.clone()) }) };
     let count = |schema: &str, n: u64| TableCount {
         schema: schema.to_string(),
         name: p.name.clone(),
@@ -347,13 +408,13 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         crate::policy::judge_counts(plan.measured(), vec![count(&r.schema, most)], who, policy).1.findings.is_empty()
     });
     if !within {
-        return Ok(None);
+        return Ok(Tried::Count { few, proof: Some(proof.clone()) });
     }
     // The client's text as a message of its own (never spliced into a string of blastwall's),
     // on the unnamed statement and portal, which its Query would have destroyed anyway; then
     // the assertion on blastwall's own name; one Sync: one implicit transaction, so a failed
     // assertion rolls the write back.
-    let Ok(text) = std::str::from_utf8(text) else { return Ok(None) };
+    let Ok(text) = std::str::from_utf8(text) else { return Ok(Tried::Count { few, proof: Some(proof.clone()) }) };
     let mut msg = super::own::on_name("", text);
     // Prepared once per session, and checked behind it in the same transaction (`prepared`).
     let sql = assertion(p, &proof, &cols);
@@ -388,7 +449,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         proofs.drop_one(database, p);
         b.forget_prepared();
         tracing::info!(table = %p.name, "a point write was rolled back by its assertion; counted instead");
-        return Ok(None);
+        return Ok(Tried::Count { few: false, proof: None });
     }
     if held.overflowed {
         let msg = crate::said::kept_but_too_large(req.opts.max_hold);
@@ -403,7 +464,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Option<Outc
         (Some(n), [r]) if n > 0 => vec![count(&r.schema, n)],
         _ => vec![],
     };
-    Ok(Some(Outcome::Deliver { bytes: out, status, counts, kept: Some(Decision::default()) }))
+    Ok(Tried::Kept(Outcome::Deliver { bytes: out, status, counts, kept: Some(Decision::default()) }))
 }
 
 /// The row count of a CommandComplete tag (`DELETE 3` → 3).
@@ -444,6 +505,8 @@ mod tests {
         };
         assert_eq!(bound(&rel(true, vec![vec!["a", "b"], vec!["b"]]), &p), Some((vec!["b".into()], 3)));
         assert_eq!(bound(&rel(false, vec![vec!["a"]]), &p), None);
+        // Whatever it reaches beyond its own rows (a cascade), its own rows stay bounded.
+        assert_eq!(unique_bound(&rel(false, vec![vec!["a"]]), &p), Some((vec!["a".into()], 2)));
         assert_eq!(bound(&rel(true, vec![vec!["c"]]), &p), None);
     }
 }

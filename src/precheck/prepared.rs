@@ -61,6 +61,11 @@ impl Prepared {
     /// The messages that run `sql` on a statement of blastwall's, prepared when needed.
     pub fn reading(&mut self, sql: &str) -> Reading {
         let name = name_of(sql);
+        // The last used goes last: never the one closed to make room for another of a check.
+        if let Some(i) = self.names.iter().position(|(n, _)| *n == name) {
+            let used = self.names.remove(i);
+            self.names.push(used);
+        }
         let known = self.names.iter().any(|(n, ok)| *n == name && *ok);
         let mut first = BytesMut::new();
         let mut first_replies = 0;
@@ -140,15 +145,42 @@ impl super::Backend<'_> {
 }
 
 /// The statement (sent as text, after the client's messages) that fails unless the statement
-/// under `r.name` is blastwall's: protocol-prepared, with exactly its text.
+/// under `r.name` is blastwall's: protocol-prepared, with exactly its text. An ASCII text (the
+/// same bytes in every server encoding) is compared by its length and SHA-256 digest, so that
+/// the check's own text stays short (parsing the whole reading as a literal and planning the
+/// view around the function doubled its server time).
 pub fn check_sql(r: &Reading) -> String {
+    checked(&[r])
+}
+
+/// [`check_sql`] of two readings in one statement (a check that reads differently before and
+/// after the client's messages), sent after both.
+pub fn check_pair_sql(first: &Reading, second: &Reading) -> String {
+    checked(&[first, second])
+}
+
+fn checked(rs: &[&Reading]) -> String {
     let eq = "OPERATOR(pg_catalog.=)";
+    let present = |r: &Reading| {
+        let same_text = match r.text.is_ascii() {
+            true => format!(
+                "pg_catalog.octet_length(p.statement) {eq} {} AND pg_catalog.sha256(pg_catalog.convert_to(p.statement, 'UTF8')) \
+                 {eq} pg_catalog.decode('{}', 'hex')",
+                r.text.len(),
+                Sha256::digest(r.text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            false => format!("p.statement {eq} {}::pg_catalog.text", super::literal(&r.text)),
+        };
+        format!(
+            "EXISTS (SELECT FROM pg_catalog.pg_prepared_statement() p \
+               WHERE p.name {eq} {}::pg_catalog.text AND NOT p.from_sql AND {same_text})",
+            super::literal(&r.name),
+        )
+    };
     format!(
-        "SELECT (CASE WHEN (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements p \
-           WHERE p.name {eq} {}::pg_catalog.text AND NOT p.from_sql AND p.statement {eq} {}::pg_catalog.text) {eq} 1 \
+        "SELECT (CASE WHEN {} \
          THEN '0' ELSE 'blastwall: its prepared statement is missing or was replaced on this session' END)::pg_catalog.int4",
-        super::literal(&r.name),
-        super::literal(&r.text)
+        rs.iter().map(|r| present(r)).collect::<Vec<_>>().join(" AND ")
     )
 }
 

@@ -53,22 +53,7 @@ pub fn stats_sql(
         || policy.max_delete_rows.is_some()
         || policy.max_update_rows.is_some()
         || policy.anomaly.enabled == Some(true);
-    let limited: Vec<String> = policy
-        .tables
-        .iter()
-        .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some() || crate::contract::applies(t))
-        .map(|t| {
-            let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
-            // A table seen before is also found by its identity, so a rename does not hide it.
-            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}::pg_catalog.oid"));
-            format!(
-                "({}::pg_catalog.text, {}::pg_catalog.text, coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, {oid}))",
-                super::literal(&t.schema),
-                super::literal(&t.name),
-                super::literal(&qualified)
-            )
-        })
-        .collect();
+    let limited = limited(policy, known);
     // The protected objects' identity rides in the same statement (`identity`).
     // All of it for what the text cannot bound (DDL, function bodies, dry runs); for a row
     // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
@@ -87,6 +72,76 @@ pub fn stats_sql(
         return format!("{STATS_SQL} UNION ALL {trees}{identity}");
     }
     format!("{TRACK_COUNTS} UNION ALL {trees}{identity}")
+}
+
+/// The reading of a delete whose reach the catalog proves (`reach`), in a transaction of
+/// blastwall's own: the counters of the tables it can change and of the policy's limited
+/// tables, by OID, the reading's clock (it can make no prepared statement or cursor), and the
+/// proof's assertion —
+/// no other table's counters, and no identity snapshot (nothing it runs can move, drop or
+/// rewrite an object, or move a sequence). `asserted`: the reading after it.
+pub fn reach_sql(
+    policy: &crate::policy::Policy,
+    plan: &super::CheckPlan,
+    known: &dyn Fn(&str, &str) -> Option<u32>,
+    reach: &super::reach::Reach,
+    p: &super::point::Point,
+    asserted: bool,
+) -> String {
+    if plan.dry_run || plan.override_rows.is_some() || policy.anomaly.enabled == Some(true) {
+        return stats_sql(policy, plan, known, false);
+    }
+    // Its tables have no children (asserted): their own counters. A limited table it does
+    // not reach, with its children's.
+    let reached: Vec<String> =
+        reach.values().map(|(s, n, _)| format!("({s}::pg_catalog.text, {n}::pg_catalog.text,")).collect();
+    let others: Vec<String> =
+        limited(policy, known).into_iter().filter(|v| !reached.iter().any(|r| v.starts_with(r.as_str()))).collect();
+    let own: Vec<String> = reach
+        .values()
+        .map(|(s, n, oid)| {
+            let f = |what: &str| format!("pg_catalog.pg_stat_get_xact_tuples_{what}({oid}::pg_catalog.oid)");
+            format!(
+                "SELECT {s}::pg_catalog.text, {n}::pg_catalog.text, {}, {}, {}, {oid}::pg_catalog.oid",
+                f("deleted"),
+                f("updated"),
+                f("inserted")
+            )
+        })
+        .collect();
+    let trees = match others.is_empty() {
+        true => String::new(),
+        false => format!(" UNION ALL {}", tree_sql(&others.join(", "))),
+    };
+    let assertion = match asserted {
+        true => format!(" UNION ALL {}", reach.assertion(p)),
+        false => String::new(),
+    };
+    format!(
+        "{TRACK_COUNTS} UNION ALL {}{trees} UNION ALL {}{assertion}",
+        own.join(" UNION ALL "),
+        super::objects::clock_sql()
+    )
+}
+
+/// The policy's tables with limits (row limits, anomaly, budget) as `tree_sql` rows.
+fn limited(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>) -> Vec<String> {
+    policy
+        .tables
+        .iter()
+        .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some() || crate::contract::applies(t))
+        .map(|t| {
+            let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
+            // A table seen before is also found by its identity, so a rename does not hide it.
+            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}::pg_catalog.oid"));
+            format!(
+                "({}::pg_catalog.text, {}::pg_catalog.text, coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, {oid}))",
+                super::literal(&t.schema),
+                super::literal(&t.name),
+                super::literal(&qualified)
+            )
+        })
+        .collect()
 }
 
 /// The counters of each listed table (`(schema, name, oid)` rows) summed over the table and
@@ -124,7 +179,7 @@ pub fn snapshot(
     let mut seen = Vec::new();
     for r in rows.iter().filter(|r| r.len() == 6) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-        if get(0) == super::identity::MARK || get(0) == super::objects::MARK {
+        if [super::identity::MARK, super::objects::MARK, super::reach::MARK].contains(&get(0)) {
             continue;
         }
         if get(0) == "track_counts" {

@@ -59,6 +59,26 @@ impl PortalRuns {
 }
 
 impl Session {
+    /// A Query of several statements of which more than one writes rows, to be counted: it runs
+    /// statement by statement as the extended batch the server treats alike (`simple`), each
+    /// write counted at its Execute, so that row limits apply per statement (one check of the
+    /// whole Query would add the statements' counts together). `None`: one check of the whole
+    /// Query — a single write (no round trip per statement), a dry run or an override (they
+    /// apply to the whole message), or a Query that cannot run so (its sum is then judged,
+    /// which can only be larger).
+    pub(super) fn per_statement(&self, sql: &[u8], plan: &CheckPlan) -> Option<Vec<super::simple::Piece>> {
+        if plan.dry_run || plan.override_rows.is_some() || plan.ignored_directive || !sql.contains(&b';') {
+            return None;
+        }
+        let parsed = crate::analyze::budget::parse(std::str::from_utf8(sql).ok()?, 0).ok()?;
+        let writes =
+            parsed.protobuf.stmts.iter().filter(|s| writes_rows(s.stmt.as_ref().and_then(|n| n.node.as_ref()))).count();
+        if writes < 2 {
+            return None;
+        }
+        self.simple_pieces(sql).ok()
+    }
+
     /// Counts an Execute where it stands in its batch (see `extended`), then releases its
     /// replies or fails the batch.
     pub(super) async fn run_count(&mut self, frame: Frame, plan: Arc<CheckPlan>) -> Result<(), SessionError> {
@@ -326,5 +346,15 @@ impl Session {
         } else {
             self.relay.to_client.extend_from_slice(&f.bytes);
         }
+    }
+}
+
+/// A statement that writes rows: INSERT, UPDATE, DELETE, MERGE, or a SELECT with one in WITH.
+fn writes_rows(node: Option<&pg_query::NodeEnum>) -> bool {
+    use pg_query::NodeEnum as N;
+    match node {
+        Some(N::InsertStmt(_) | N::UpdateStmt(_) | N::DeleteStmt(_) | N::MergeStmt(_)) => true,
+        Some(N::SelectStmt(s)) => s.with_clause.as_ref().is_some_and(super::simple::modifies),
+        _ => false,
     }
 }

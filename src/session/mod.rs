@@ -441,9 +441,11 @@ impl Session {
                         self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
                         self.pending = Some(Pending::QueryInBatch(plan));
                     }
-                    Verdict::Check(plan) => {
-                        self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
-                    }
+                    // Several writes in one Query: limits per statement (`counting::per_statement`).
+                    Verdict::Check(plan) => match self.per_statement(sql, &plan) {
+                        Some(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
+                        None => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new())),
+                    },
                     // Once the server answered the batch so far, blastwall may end it itself
                     // and ask (`Pending::ResolveInBatch`).
                     Verdict::Resolve(questions) if self.relay.batch_has_messages() => {

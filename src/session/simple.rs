@@ -87,7 +87,7 @@ pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'s
 }
 
 /// Whether a WITH clause holds a data-modifying statement.
-fn modifies(w: &pg_query::protobuf::WithClause) -> bool {
+pub(super) fn modifies(w: &pg_query::protobuf::WithClause) -> bool {
     w.ctes.iter().any(|c| match &c.node {
         Some(NodeEnum::CommonTableExpr(cte)) => matches!(
             cte.ctequery.as_ref().and_then(|q| q.node.as_ref()),

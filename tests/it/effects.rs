@@ -183,3 +183,33 @@ async fn copy_from_stdin_beside_a_write_fails_closed() {
     assert_eq!(users(&db).await, before);
     p.stop().await;
 }
+
+/// Row limits apply per statement in a Query of several writes without BEGIN/COMMIT too (the
+/// same as with them): four one-user DELETEs (4 users and 24 messages in all, over the limits
+/// of 3 and 12) run, each within its limits; a Query whose second statement alone is over its
+/// limit is refused whole, its first statement undone with it. Checked on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_apply_per_statement_in_a_query_of_several_writes() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let p = limited().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let four =
+        (1..=4).map(|i| format!("DELETE FROM users WHERE id = {}", 1_000_000 + i)).collect::<Vec<_>>().join("; ");
+    let r = via.simple_query(&four).await.unwrap_or_else(|e| panic!("{four}: {e:?}"));
+    let done = r.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(1))).count();
+    assert_eq!(done, 4, "{r:?}");
+    assert_eq!(users(&db).await, before - 4);
+    let e = via
+        .simple_query(
+            "DELETE FROM users WHERE id = 1000005; DELETE FROM users WHERE id IN (1000006, 1000007, 1000008, 1000009)",
+        )
+        .await
+        .unwrap_err();
+    let m = refused(&e);
+    assert!(m.contains("4 rows") || m.contains("4 deleted"), "{m}");
+    assert_eq!(users(&db).await, before - 4, "the first statement is undone with the refused one");
+    // The session goes on.
+    via.simple_query("SELECT 1").await.unwrap();
+    p.stop().await;
+}

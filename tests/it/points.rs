@@ -242,3 +242,61 @@ async fn counted_writes_with_cascades_keep_only_what_the_limits_allow() {
     assert_eq!(n(&via, "SELECT count(*) FROM parent").await, 8, "the session is usable");
     p.stop().await;
 }
+
+const REACH: &str = r#"
+[defaults]
+mode = "enforce"
+max_delete_rows = 2
+"#;
+
+/// With `[defaults]` limits every table counts; a point DELETE whose cascades the catalog
+/// proves (no user trigger, rule, child or row security on anything it reaches) is counted on
+/// the tables it reaches alone, kept or refused by what it did there. A trigger added through
+/// another connection after the proof was cached, deleting rows of a third table, fails the
+/// proof's assertion: nothing of it stays, and the next one is counted on every table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_whose_reach_is_proven_are_counted_on_those_tables_alone() {
+    captured_logs();
+    let db = fresh_db("reach");
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT generate_series(1, 10); \
+         CREATE TABLE kid (id serial PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE); \
+         INSERT INTO kid (pid) VALUES (1), (1), (2), (2), (2), (3), (4); \
+         CREATE TABLE far (id int); INSERT INTO far SELECT generate_series(1, 5)",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), compile(&[(Path::new("reach.toml"), REACH)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let reached = || captured_logs().lines().filter(|l| l.contains("proves it reaches") && l.contains(&db)).count();
+    via.simple_query("DELETE FROM parent WHERE id = 1").await.unwrap();
+    assert_eq!(reached(), 1);
+    assert_eq!(n(&d, "SELECT count(*) FROM kid").await, 5, "two cascaded deletes, within the limit, kept");
+    let m = refused(via.simple_query("DELETE FROM parent WHERE id = 2").await);
+    assert!(m.contains("3 deleted in public.kid is over its limit of 2"), "{m}");
+    assert_eq!(reached(), 2);
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 2").await, 1, "undone on the server");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid").await, 5);
+
+    d.batch_execute(
+        "CREATE FUNCTION sweep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM far; RETURN OLD; END $$; \
+         CREATE TRIGGER t_sweep AFTER DELETE ON kid FOR EACH ROW EXECUTE FUNCTION sweep()",
+    )
+    .await
+    .unwrap();
+    let m = refused(via.simple_query("DELETE FROM parent WHERE id = 3").await);
+    assert!(m.contains("no longer proves"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM far").await, 5, "the trigger's deletes were undone");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 3").await, 1);
+    let m = refused(via.simple_query("DELETE FROM parent WHERE id = 3").await);
+    assert!(m.contains("5 deleted in public.far"), "{m}");
+    assert_eq!(reached(), 3, "counted on every table once the proof is gone");
+    assert_eq!(n(&d, "SELECT count(*) FROM far").await, 5);
+    // A text with anything but the pinned column and constants is counted on every table.
+    d.batch_execute("DROP TRIGGER t_sweep ON kid").await.unwrap();
+    via.simple_query("DELETE FROM parent WHERE id = 4 AND id = 4::int").await.unwrap();
+    assert_eq!(reached(), 3);
+    assert_eq!(n(&d, "SELECT count(*) FROM parent").await, 8);
+    p.stop().await;
+}
