@@ -27,10 +27,12 @@ impl Paths {
         let mut now: Result<Option<Vec<String>>, String> = Ok(None);
         for s in statements {
             out.push(now.clone());
-            if now.is_err() || !(may_change_path(s.text.as_bytes()) || s.calls_functions || !s.opaque.is_empty()) {
+            if now.is_err() || !(s.calls_functions || !s.opaque.is_empty() || may_change_path(s.text.as_bytes())) {
                 continue;
             }
-            now = match set_search_path(&s.text).filter(|_| !s.calls_functions && s.opaque.is_empty()) {
+            // Not parsed when it cannot count as a plain SET anyway (a text too large to parse).
+            let plain = !s.calls_functions && s.opaque.is_empty();
+            now = match plain.then(|| set_search_path(&s.text)).flatten() {
                 Some(list) => Ok(Some(list)),
                 None => {
                     let head: String = s.text.trim().chars().take(60).collect();
