@@ -86,6 +86,30 @@ const WORDS: &[(&[u8], u8)] = &[
 /// The longest word of [`WORDS`].
 const LONGEST: usize = 13;
 
+/// A word of letters and `_`, each byte `| 0x20` (so `A` and `a` are one, and `_` becomes
+/// 0x7f, which no other word byte becomes), packed into an integer byte by byte: two words
+/// are the same exactly when their packings are (no word byte is 0).
+const fn pack(w: &[u8]) -> u128 {
+    let mut p = 0u128;
+    let mut i = 0;
+    while i < w.len() && i < 16 {
+        p |= ((w[i] | 0x20) as u128) << (8 * i);
+        i += 1;
+    }
+    p
+}
+
+/// The packed words of [`WORDS`], in the same order.
+const PACKED: [u128; WORDS.len()] = {
+    let mut t = [0u128; WORDS.len()];
+    let mut i = 0;
+    while i < WORDS.len() {
+        t[i] = pack(WORDS[i].0);
+        i += 1;
+    }
+    t
+};
+
 /// For each first letter (`a` = 0 … `z` = 25), which lengths a listed word starting with it
 /// has (bit n = length n): most words are passed over after one lookup.
 const FIRST_LETTER_LENGTHS: [u16; 26] = {
@@ -161,12 +185,8 @@ fn word_meaning(w: &[u8]) -> u8 {
     if w.len() > LONGEST || first >= 26 || FIRST_LETTER_LENGTHS[first as usize] & (1 << w.len()) == 0 {
         return 0;
     }
-    let mut lower = [0u8; LONGEST];
-    for (l, b) in lower.iter_mut().zip(w) {
-        *l = b.to_ascii_lowercase();
-    }
-    let lower = &lower[..w.len()];
-    WORDS.iter().find(|(word, _)| *word == lower).map_or(0, |(_, meaning)| *meaning)
+    let packed = pack(w);
+    PACKED.iter().position(|p| *p == packed).map_or(0, |i| WORDS[i].1)
 }
 
 /// Whether the text provably cannot write: it contains none of the words that every writing
