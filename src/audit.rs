@@ -70,14 +70,18 @@ impl CountField {
 
 /// The text an event shows: normalized (constants replaced) unless `raw` is asked for.
 pub fn statement_text(text: &str, raw: bool) -> (String, String) {
-    let within = |f: &dyn Fn() -> Option<String>| crate::analyze::budget::within(text, f).flatten();
-    let fingerprint =
-        within(&|| pg_query::fingerprint(text, 0, 0).ok().map(|f| f.hex)).unwrap_or_else(|| "unparsed".into());
+    // Admitted once for both (each admission of a long text hashes it).
+    let (fingerprint, normalized) = crate::analyze::budget::within(text, || {
+        let fingerprint = pg_query::fingerprint(text, 0, 0).ok().map(|f| f.hex);
+        (fingerprint, if raw { None } else { pg_query::normalize(text).ok() })
+    })
+    .unwrap_or_default();
+    let fingerprint = fingerprint.unwrap_or_else(|| "unparsed".into());
     if raw {
         return (fingerprint, text.to_string());
     }
-    let normalized = within(&|| pg_query::normalize(text).ok())
-        .unwrap_or_else(|| "<statement that does not parse or is too large to analyze; not shown>".into());
+    let normalized =
+        normalized.unwrap_or_else(|| "<statement that does not parse or is too large to analyze; not shown>".into());
     (fingerprint, normalized)
 }
 

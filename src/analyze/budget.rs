@@ -8,7 +8,9 @@
 //! the process-wide budget every parse is admitted against. A text whose estimate exceeds the
 //! whole budget is never parsed (the statement is refused as too large to analyze); one that
 //! fits waits until the parses already running leave room for it. A thread that holds a permit
-//! and parses again (a second reading of the same text) is not admitted twice.
+//! and parses again (a second reading of the same text) is not admitted twice. A text found too
+//! large is remembered (by a keyed digest of its bytes): its refusal fingerprints, normalizes
+//! and resolves the same text again on the event loop, which then costs a hash, not a count.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +36,12 @@ const UNCOUNTED: usize = 16 * 1024;
 pub const DEFAULT_LIMIT: usize = 1 << 30;
 
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
+/// Texts found too large: (length, digest, reading of backslashes, estimate), newest last.
+static TOO_LARGE: Mutex<Vec<(usize, u64, bool, usize)>> = Mutex::new(Vec::new());
+/// How many texts found too large are remembered.
+const REMEMBERED: usize = 16;
+/// The digest's random keys (SipHash): a text cannot be made to collide with another's.
+static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
 static IN_USE: Mutex<usize> = Mutex::new(0);
 static ROOM: Condvar = Condvar::new();
 
@@ -94,7 +102,7 @@ pub fn admit(sql: &str, standard_conforming_strings: bool) -> Result<Permit, Too
     if HOLDING.with(|h| h.get()) || sql.len() < UNCOUNTED {
         return Ok(Permit { bytes: 0 });
     }
-    let estimate = estimate(sql, standard_conforming_strings);
+    let estimate = remembered_estimate(sql, standard_conforming_strings);
     let limit = limit();
     if estimate > limit {
         return Err(TooLarge { estimate, limit });
@@ -124,6 +132,25 @@ pub fn parse(sql: &str, opts: impl Into<pg_query::ParserOptions>) -> pg_query::R
 /// `None` when the text can never fit.
 pub fn within<T>(sql: &str, f: impl FnOnce() -> T) -> Option<T> {
     admit(sql, true).ok().map(|_permit| f())
+}
+
+/// [`estimate`], remembered for the texts found too large: the same text is estimated once.
+fn remembered_estimate(sql: &str, standard_conforming_strings: bool) -> usize {
+    use std::hash::BuildHasher;
+    let digest = KEYS.get_or_init(Default::default).hash_one(sql.as_bytes());
+    let key = |e: &&(usize, u64, bool, usize)| e.0 == sql.len() && e.1 == digest && e.2 == standard_conforming_strings;
+    if let Some(e) = TOO_LARGE.lock().unwrap_or_else(|e| e.into_inner()).iter().find(key) {
+        return e.3;
+    }
+    let estimate = estimate(sql, standard_conforming_strings);
+    if estimate > limit() {
+        let mut seen = TOO_LARGE.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= REMEMBERED {
+            seen.remove(0);
+        }
+        seen.push((sql.len(), digest, standard_conforming_strings, estimate));
+    }
+    estimate
 }
 
 /// What parsing `sql` may take, at most (bytes).
@@ -298,5 +325,24 @@ mod tests {
         drop(first);
         // Short texts are not counted.
         assert_eq!(admit("DELETE FROM t", true).expect("short").bytes, 0);
+    }
+
+    #[test]
+    fn a_text_found_too_large_is_estimated_once() {
+        let big = format!("SELECT {}", vec!["b"; 400_001].join(","));
+        let e = admit(&big, true).err().expect("too large");
+        let seen = |t: &str| {
+            let digest = KEYS.get().expect("keys").hash_one(t.as_bytes());
+            TOO_LARGE.lock().unwrap().iter().any(|e| e.0 == t.len() && e.1 == digest && e.2)
+        };
+        use std::hash::BuildHasher;
+        assert!(seen(&big));
+        assert_eq!(admit(&big, true).err(), Some(e.clone()));
+        // The same length, other bytes: estimated on its own.
+        let other = format!("SELECT {}", vec!["1"; 400_001].join(","));
+        assert_eq!(other.len(), big.len());
+        assert!(!seen(&other));
+        let o = admit(&other, true).err().expect("too large");
+        assert!(o.estimate < e.estimate, "literals cost less than names");
     }
 }

@@ -6,18 +6,27 @@
 //! Owns: turning a message's bytes into analyzed statements. Does not own: deciding on them
 //! (the parent module, `policy`) or parsing itself (`analyze`).
 
-use super::{prefilter::cannot_write, Guard, SessionInfo};
+use super::prefilter::{scan, Scan};
+use super::{Guard, SessionInfo};
 use crate::analyze::{self, ParseOptions, Statement};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A long text analyzed ahead of its judgement (see [`super::Verdict::Analyze`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Preanalyzed {
     /// It provably cannot write (the prefilter): nothing else was needed.
     pub harmless: bool,
     /// Its readings: one, or both readings of backslashes when the setting is uncertain.
     pub readings: Vec<Reading>,
+    /// The one pass over its words, made there too (the event loop reads none of a long text).
+    pub scan: Scan,
+}
+
+impl Default for Preanalyzed {
+    fn default() -> Self {
+        Preanalyzed { harmless: false, readings: Vec::new(), scan: Scan::UNKNOWN }
+    }
 }
 
 /// One reading of a text.
@@ -54,9 +63,12 @@ impl Guard {
     /// Analyzes a long message text as [`Guard::judge_sql`] will read it (the prefilter, then
     /// both readings of backslashes when the setting is uncertain). Meant for a blocking thread.
     pub fn preanalyze(&self, sql: &[u8], client_encoding: &str, scs: bool, settings_certain: bool) -> Preanalyzed {
-        let Ok(text) = analyze::decode(sql, client_encoding) else { return Preanalyzed::default() };
-        if self.cannot_write(&text) {
-            return Preanalyzed { harmless: true, readings: Vec::new() };
+        let (scan, harmless) = self.read_text(sql, client_encoding);
+        let Ok(text) = analyze::decode(sql, client_encoding) else {
+            return Preanalyzed { scan, ..Default::default() };
+        };
+        if harmless {
+            return Preanalyzed { harmless, readings: Vec::new(), scan };
         }
         let text: Arc<str> = Arc::from(&*text);
         let readings = backslash_readings(&text, scs, settings_certain)
@@ -67,20 +79,24 @@ impl Guard {
                 statements: Arc::new(analyze::analyze(&text, ParseOptions { standard_conforming_strings: s })),
             })
             .collect();
-        Preanalyzed { harmless: false, readings }
+        Preanalyzed { harmless: false, readings, scan }
     }
 
-    /// Text that provably cannot write (most of the traffic): decided before the policy is
-    /// even looked up, with no allocation.
+    /// The one pass over a message's text, and whether the text provably cannot write (most
+    /// of the traffic): decided before the policy is even looked up, with no allocation. A
+    /// function call counts as a write when the policy looks at calls; a text the session's
+    /// encoding cannot read is never harmless. Words are read from the bytes: every decoding
+    /// the guard accepts keeps ASCII bytes where they are and turns no other byte into one.
+    pub(super) fn read_text(&self, sql: &[u8], client_encoding: &str) -> (Scan, bool) {
+        let scan = scan(sql);
+        let calls = scan.paren && self.calls_matter.load(Ordering::Acquire);
+        let readable = !scan.non_ascii || analyze::decode(sql, client_encoding).is_ok();
+        (scan, readable && !scan.writes && !calls)
+    }
+
+    /// [`Guard::read_text`]'s answer alone.
     pub(super) fn is_harmless(&self, sql: &[u8], info: &SessionInfo) -> bool {
-        let Ok(text) = analyze::decode(sql, &info.client_encoding) else { return false };
-        self.cannot_write(&text)
-    }
-
-    /// The prefilter, with function calls counted as writes when the policy looks at them.
-    pub(super) fn cannot_write(&self, text: &str) -> bool {
-        let calls_matter = self.calls_matter.load(Ordering::Acquire) && text.contains('(');
-        !calls_matter && cannot_write(text)
+        self.read_text(sql, &info.client_encoding).1
     }
 
     /// The statements of a message's text, read as the session's encoding and settings read

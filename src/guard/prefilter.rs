@@ -1,7 +1,193 @@
-//! The fast path: deciding, without parsing, that a text cannot write.
+//! The fast path: one pass over a text's words that answers every question the guard asks of
+//! a text before (or instead of) parsing it — whether it may write, name a cursor, change
+//! what names resolve to, call something, or hold more than one statement.
 //!
-//! Owns: the proof by absence of write words. Does not own: anything about text that might
-//! write (the analyzer reads it whole).
+//! Owns: the proof by absence of write words, and the other word and byte questions of that
+//! pass. Does not own: anything about text that might write (the analyzer reads it whole).
+
+/// What one pass over a text found. Every flag errs on the side of `true`: words are cut more
+/// finely than the server's lexer (and than `cursors::mentions_cursors` and
+/// `names::path_effect`) cuts them, which can only find more of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// A word that every writing statement must contain (`delete`, `setval`, `do`, …), or a
+    /// `U&` (an identifier that can spell any name with escapes): the text may write.
+    pub writes: bool,
+    /// `declare`, `fetch`, `move`, `close` or `discard`: it may be about a cursor.
+    pub cursors: bool,
+    /// A word of `names::path_effect` (`search_path`, `role`, `create`, `commit`, …): it may
+    /// change what names resolve to, or end a transaction.
+    pub path: bool,
+    /// `blastwall`: it may carry an override directive.
+    pub blastwall: bool,
+    /// `copy`: it may be a COPY.
+    pub copy: bool,
+    /// A `(`: it may call a function.
+    pub paren: bool,
+    /// A byte outside ASCII.
+    pub non_ascii: bool,
+}
+
+impl Scan {
+    /// What is assumed of a text not scanned: everything.
+    pub const UNKNOWN: Scan =
+        Scan { writes: true, cursors: true, path: true, blastwall: true, copy: true, paren: true, non_ascii: true };
+}
+
+const WRITE: u8 = 1;
+const CURSOR: u8 = 2;
+const PATH: u8 = 4;
+const BLASTWALL: u8 = 8;
+const COPY: u8 = 16;
+
+/// The words the pass looks for, and what each one means.
+const WORDS: &[(&[u8], u8)] = &[
+    // Every writing statement contains one of these, as a keyword or a function name.
+    // `create`: DDL such as CREATE VIEW/TRIGGER/RULE/TABLE … INHERITS writes no row, but it
+    // changes what a later write reaches, so the catalog's cached answers must be dropped
+    // (the analyzer marks it as DDL).
+    (b"delete", WRITE),
+    (b"update", WRITE),
+    (b"insert", WRITE),
+    (b"merge", WRITE),
+    (b"truncate", WRITE),
+    (b"drop", WRITE | PATH),
+    (b"alter", WRITE | PATH),
+    (b"do", WRITE),
+    (b"call", WRITE),
+    (b"execute", WRITE),
+    (b"explain", WRITE),
+    (b"prepare", WRITE),
+    (b"deallocate", WRITE),
+    (b"setval", WRITE),
+    (b"copy", WRITE | COPY),
+    (b"blastwall", WRITE | BLASTWALL),
+    (b"reset", WRITE | PATH),
+    (b"discard", WRITE | CURSOR | PATH),
+    (b"create", WRITE | PATH),
+    // Cursors (`cursors`).
+    (b"declare", CURSOR),
+    (b"fetch", CURSOR),
+    (b"move", CURSOR),
+    (b"close", CURSOR),
+    // What names resolve to (`names::path_effect`).
+    (b"search_path", PATH),
+    (b"set_config", PATH),
+    (b"schema", PATH),
+    (b"role", PATH),
+    (b"authorization", PATH),
+    (b"import", PATH),
+    (b"rollback", PATH),
+    (b"abort", PATH),
+    (b"commit", PATH),
+    (b"end", PATH),
+];
+
+/// The longest word of [`WORDS`].
+const LONGEST: usize = 13;
+
+/// A word of letters and `_`, each byte `| 0x20` (so `A` and `a` are one, and `_` becomes
+/// 0x7f, which no other word byte becomes), packed into an integer byte by byte: two words
+/// are the same exactly when their packings are (no word byte is 0).
+const fn pack(w: &[u8]) -> u128 {
+    let mut p = 0u128;
+    let mut i = 0;
+    while i < w.len() && i < 16 {
+        p |= ((w[i] | 0x20) as u128) << (8 * i);
+        i += 1;
+    }
+    p
+}
+
+/// The packed words of [`WORDS`], in the same order.
+const PACKED: [u128; WORDS.len()] = {
+    let mut t = [0u128; WORDS.len()];
+    let mut i = 0;
+    while i < WORDS.len() {
+        t[i] = pack(WORDS[i].0);
+        i += 1;
+    }
+    t
+};
+
+/// For each first letter (`a` = 0 … `z` = 25), which lengths a listed word starting with it
+/// has (bit n = length n): most words are passed over after one lookup.
+const FIRST_LETTER_LENGTHS: [u16; 26] = {
+    let mut t = [0u16; 26];
+    let mut i = 0;
+    while i < WORDS.len() {
+        let w = WORDS[i].0;
+        t[(w[0] - b'a') as usize] |= 1 << w.len();
+        i += 1;
+    }
+    t
+};
+
+/// Byte classes: 1 = part of a word (ASCII letter or `_`); 2 = `(`; 3 = `&`; 4 = non-ASCII;
+/// 0 = anything else.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphabetic() || c == b'_' {
+            1
+        } else if c == b'(' {
+            2
+        } else if c == b'&' {
+            3
+        } else if c >= 0x80 {
+            4
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Reads a text's words once (see [`Scan`]); no allocation.
+pub fn scan(text: &[u8]) -> Scan {
+    let mut found = 0u8;
+    let (mut paren, mut non_ascii, mut u_amp) = (false, false, false);
+    let mut i = 0;
+    while i < text.len() {
+        match CLASS[text[i] as usize] {
+            1 => {
+                let start = i;
+                while i < text.len() && CLASS[text[i] as usize] == 1 {
+                    i += 1;
+                }
+                found |= word_meaning(&text[start..i]);
+                continue;
+            }
+            2 => paren = true,
+            3 => u_amp |= i > 0 && text[i - 1] | 0x20 == b'u',
+            4 => non_ascii = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    Scan {
+        writes: found & WRITE != 0 || u_amp,
+        cursors: found & CURSOR != 0,
+        path: found & PATH != 0,
+        blastwall: found & BLASTWALL != 0,
+        copy: found & COPY != 0,
+        paren,
+        non_ascii,
+    }
+}
+
+/// What a word (ASCII letters and `_`) means, in any case (0: nothing).
+fn word_meaning(w: &[u8]) -> u8 {
+    let first = (w[0] | 0x20).wrapping_sub(b'a');
+    if w.len() > LONGEST || first >= 26 || FIRST_LETTER_LENGTHS[first as usize] & (1 << w.len()) == 0 {
+        return 0;
+    }
+    let packed = pack(w);
+    PACKED.iter().position(|p| *p == packed).map_or(0, |i| WORDS[i].1)
+}
 
 /// Whether the text provably cannot write: it contains none of the words that every writing
 /// statement must contain, as a keyword or a function name (`delete`, `setval`, `do`, …).
@@ -9,107 +195,9 @@
 /// — is proof. Words are cut more finely than the server's lexer cuts them (at digits, `$`
 /// and non-ASCII bytes too), which can only find more of them: `do$$…` or `1delete` count.
 /// `U&` identifiers can spell a name with escapes, so they always take the full path.
+#[cfg(test)]
 pub(super) fn cannot_write(text: &str) -> bool {
-    // Byte classes: true = part of a word (ASCII letter or `_`).
-    const WORD: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut b = 0;
-        while b < 256 {
-            let c = b as u8;
-            t[b] = c.is_ascii_alphabetic() || c == b'_';
-            b += 1;
-        }
-        t
-    };
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !WORD[bytes[i] as usize] {
-            if bytes[i] == b'&' && i > 0 && bytes[i - 1] | 0x20 == b'u' {
-                return false;
-            }
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && WORD[bytes[i] as usize] {
-            i += 1;
-        }
-        if is_write_word(&bytes[start..i]) {
-            return false;
-        }
-    }
-    true
-}
-
-/// For each first letter (`a` = bit 0 … `z` = bit 25), which lengths a write word starting with
-/// it has (bit n = length n): most words are rejected by one lookup.
-const FIRST_LETTER_LENGTHS: [u16; 26] = {
-    // `create`: DDL such as CREATE VIEW/TRIGGER/RULE/TABLE … INHERITS writes no row, but it
-    // changes what a later write reaches, so the catalog's cached answers must be dropped
-    // (the analyzer marks it as DDL).
-    const WORDS: [&[u8]; 19] = [
-        b"delete",
-        b"update",
-        b"insert",
-        b"merge",
-        b"truncate",
-        b"drop",
-        b"alter",
-        b"do",
-        b"call",
-        b"execute",
-        b"explain",
-        b"prepare",
-        b"deallocate",
-        b"setval",
-        b"copy",
-        b"blastwall",
-        b"reset",
-        b"discard",
-        b"create",
-    ];
-    let mut t = [0u16; 26];
-    let mut i = 0;
-    while i < WORDS.len() {
-        t[(WORDS[i][0] - b'a') as usize] |= 1 << WORDS[i].len();
-        i += 1;
-    }
-    t
-};
-
-/// Whether a word (ASCII letters and `_`) is one of the write words, in any case.
-fn is_write_word(w: &[u8]) -> bool {
-    let first = (w[0] | 0x20).wrapping_sub(b'a');
-    if w.len() > 10 || first >= 26 || FIRST_LETTER_LENGTHS[first as usize] & (1 << w.len()) == 0 {
-        return false;
-    }
-    let mut lower = [0u8; 10];
-    for (l, b) in lower.iter_mut().zip(w) {
-        *l = b | 0x20;
-    }
-    matches!(
-        &lower[..w.len()],
-        b"delete"
-            | b"update"
-            | b"insert"
-            | b"merge"
-            | b"truncate"
-            | b"drop"
-            | b"alter"
-            | b"do"
-            | b"call"
-            | b"execute"
-            | b"explain"
-            | b"prepare"
-            | b"deallocate"
-            | b"setval"
-            | b"copy"
-            | b"blastwall"
-            | b"reset"
-            | b"discard"
-            | b"create"
-    )
+    !scan(text.as_bytes()).writes
 }
 
 #[cfg(test)]
@@ -172,7 +260,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn one_pass_answers_every_question() {
+        let s = scan(b"SELECT abalance FROM pgbench_accounts WHERE aid = 5;");
+        assert_eq!(
+            s,
+            Scan {
+                writes: false,
+                cursors: false,
+                path: false,
+                blastwall: false,
+                copy: false,
+                paren: false,
+                non_ascii: false
+            }
+        );
+        let s = scan("select now(); fetch all c; COMMIT; -- blastwall: x é".as_bytes());
+        assert!(s.paren && s.cursors && s.path && s.blastwall && s.writes && s.non_ascii && !s.copy);
+        assert!(scan(b"Copy t TO PROGRAM 'x'").copy);
+        assert!(scan(b"SET search_path = x").path && !scan(b"SET search_path = x").writes);
+        assert!(scan(b"discard all").cursors && scan(b"discard all").path);
+    }
+
     proptest::proptest! {
+        /// Cursor and path words are found wherever the guard's exact readings find them.
+        #[test]
+        fn the_pass_finds_what_the_exact_readings_find(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "FETCH", "declare", "Move", "close", "discard", "search_path", "set_config", "schema",
+                "reset", "role", "authorization", "create", "alter", "drop", "import", "rollback",
+                "abort", "commit", "end", "ends", "fetches", "x", "select",
+            ]).prop_map(str::to_string),
+            "[a-zA-Z_]{1,6}",
+            proptest::sample::select(vec![" ", "1", "$", "é", ";", "'", "(", "\n", "_"])
+                .prop_map(str::to_string),
+        ], 0..10)) {
+            let text = parts.concat();
+            let s = scan(text.as_bytes());
+            if super::super::cursors::mentions_cursors(text.as_bytes()) {
+                proptest::prop_assert!(s.cursors, "{:?}", text);
+            }
+            if crate::names::path_effect(text.as_bytes()) != crate::names::PathEffect::None {
+                proptest::prop_assert!(s.path, "{:?}", text);
+            }
+        }
+
         /// The byte-class scan finds exactly the words the plain split finds.
         #[test]
         fn prefilter_matches_its_reference(parts in proptest::collection::vec(proptest::prop_oneof![

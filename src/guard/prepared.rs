@@ -113,9 +113,10 @@ impl Guard {
             Statement { text: String::from_utf8_lossy(sql).into_owned(), calls_functions: true, ..Default::default() };
         let statements = std::slice::from_ref(&st);
         let decision = crate::policy::decide(statements, info.view(), &self.policy());
-        let (verdict, decision) = self.judge_decided(sql, statements, decision, info);
+        let scan = super::Scan::UNKNOWN;
+        let (verdict, decision) = self.judge_decided(sql, &scan, statements, decision, info);
         let facts = super::render::audit_facts(&verdict, &decision, st.text.clone(), Vec::new());
-        super::Judged { verdict, facts }
+        super::Judged { verdict, facts, scan }
     }
 }
 

@@ -28,7 +28,8 @@ impl Paths {
             if now.is_err() || !(may_change_path(s.text.as_bytes()) || unseen) {
                 continue;
             }
-            now = match set_search_path(&s.text).filter(|_| !unseen) {
+            // Not parsed when it cannot count as a plain SET anyway (a text too large to parse).
+            now = match (!unseen).then(|| set_search_path(&s.text)).flatten() {
                 Some(list) => Ok(Some(list)),
                 None => {
                     let head: String = s.text.trim().chars().take(60).collect();

@@ -534,8 +534,10 @@ impl Session {
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.settings_certain = !self.relay.is_busy();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
+        // Only a text with a cursor word can FETCH a portal (the guard's one pass said).
+        let cursor_words = judged.scan.cursors;
         let verdict = self.recorded(judged);
-        let verdict = self.fetching_counted_portal(sql, verdict);
+        let verdict = if cursor_words { self.fetching_counted_portal(sql, verdict) } else { verdict };
         // Only a message forwarded as it is gets the server's plain answer (a counted one is
         // answered inside the pre-check): its DEALLOCATEs wait for that answer.
         self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));

@@ -1,0 +1,139 @@
+//! A message's decision: its statements (analyzed, cached), the catalog's answers it needs
+//! first (protected columns' current names, sequence owners, minted columns, what each write's
+//! relation resolves to on this session), then `policy::decide` and the contract's findings.
+//!
+//! Owns: asking for catalog answers as data and calling the policy with them. Does not own:
+//! the rules (`policy`, `contract`), resolving names (`names`), or the verdict (`plan`).
+
+use super::prepared::{remember_prepared, with_prepared};
+use super::{Guard, Preanalyzed, SessionInfo};
+use crate::analyze::{self, Op, Statement};
+use crate::policy::{self, Decision, Mode};
+use std::sync::Arc;
+
+impl Guard {
+    /// Analyzes and decides a message's SQL text; remembers what it prepares unless refused.
+    /// `Err`: the catalog must be asked first (the current names of protected columns).
+    pub fn decide_text(
+        &self,
+        sql: &[u8],
+        info: &mut SessionInfo,
+    ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
+        if self.is_harmless(sql, info) {
+            return Ok((Arc::default(), Decision::default()));
+        }
+        self.decide_analyzed(sql, info, None)
+    }
+
+    /// [`Guard::decide_text`] for text already known not to be harmless.
+    pub(super) fn decide_analyzed(
+        &self,
+        sql: &[u8],
+        info: &mut SessionInfo,
+        pre: Option<&Preanalyzed>,
+    ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
+        let policy = self.policy();
+        let statements = self.statements_of(sql, info, pre);
+        // Protected columns are followed by identity: ask the catalog what they are called now
+        // (once per table and 30 s, or after DDL). Offline (`blastwall check`) there is no
+        // database, and the policy's names are used.
+        let mut questions = Vec::new();
+        if !info.database.is_empty() {
+            for w in statements.iter().flat_map(|s| &s.writes).filter(|w| w.op.is_row_write()) {
+                let Some(t) = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t))) else {
+                    continue;
+                };
+                if !t.protected_columns.is_empty()
+                    && self.catalog.columns_of(&info.database, &t.schema, &t.name).is_none()
+                {
+                    let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
+                    if !questions.contains(&q) {
+                        questions.push(q);
+                    }
+                }
+            }
+        }
+        // A sequence a policy does not list may still feed a protected column: ask who owns it.
+        let setval_matters = policy.tables.iter().any(|t| t.forbid.contains(&policy::Forbid::Setval));
+        if setval_matters && !info.database.is_empty() {
+            for w in statements.iter().flat_map(|s| &s.writes) {
+                let (Op::Setval | Op::AlterSequence | Op::DropSequence, Some(seq)) = (&w.op, &w.target) else {
+                    continue;
+                };
+                let listed = policy.tables.iter().any(|t| t.sequences.iter().any(|s| s.name == seq.name));
+                if !listed && self.catalog.sequence_owners(&info.database, &seq.name).is_none() {
+                    let q = crate::catalog::Question::SequenceOwner(seq.name.clone());
+                    if !questions.contains(&q) {
+                        questions.push(q);
+                    }
+                }
+            }
+        }
+        // Explicit ids (`contract`): which columns of the tables a sequence mints.
+        let inserts = crate::contract::statement_inserts(&statements, &policy);
+        if !info.database.is_empty() {
+            let known = |s: &str, t: &str| self.catalog.minted_of(&info.database, s, t).is_some();
+            questions.extend(crate::contract::minted_questions(&inserts, &policy, &known));
+        }
+        // Each write's relation as the server will resolve it on this session.
+        let online = !info.database.is_empty();
+        let decided: std::borrow::Cow<'_, [Statement]> = if statements.iter().all(|s| s.executes.is_empty()) {
+            std::borrow::Cow::Borrowed(&statements[..])
+        } else {
+            std::borrow::Cow::Owned(with_prepared(&statements, info))
+        };
+        let changing = super::hidden::changing_names(&decided, &self.catalog, info);
+        let ids = online
+            .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))
+            .flatten();
+        let once = std::cell::RefCell::new(Vec::new());
+        let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names);
+        // Asked for the same write by the columns' questions and by the decision: found once.
+        let reached: std::cell::RefCell<Vec<(usize, *const analyze::Write, Option<policy::Reach>)>> =
+            Default::default();
+        let reach = |i: usize, w: &analyze::Write| {
+            let at: *const analyze::Write = w;
+            if let Some((.., r)) = reached.borrow().iter().find(|(j, p, _)| *j == i && std::ptr::eq(*p, at)) {
+                return r.clone();
+            }
+            let (r, shadowed) = crate::names::reach_once(&cx, i, w);
+            once.borrow_mut().extend(shadowed);
+            reached.borrow_mut().push((i, at, r.clone()));
+            r
+        };
+        // The protected columns' names now, of the tables reached under another name.
+        if online && questions.is_empty() {
+            questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, &info.database));
+        }
+        if !questions.is_empty() {
+            return Err(questions);
+        }
+        let db = info.database.clone();
+        let columns = |t: &policy::TablePolicy| self.catalog.columns_of(&db, &t.schema, &t.name);
+        let owners = |seq: &analyze::RelName| self.catalog.sequence_owners(&db, &seq.name);
+        let mut view = info.view();
+        view.columns = Some(&columns);
+        view.sequence_owners = Some(&owners);
+        let seen = |d: &str, t: &policy::TablePolicy| self.catalog.may_hold(d, &t.schema, &t.name);
+        if online {
+            view.seen_in = Some(&seen);
+        }
+        let reach_of: Option<&policy::TablesOf<'_>> = if online { Some(&reach) } else { None };
+        let mut decision = policy::decide_resolved(&decided, view, &policy, reach_of);
+        let minted = |s: &str, t: &str| self.catalog.minted_of(&db, s, t);
+        for (i, ins) in &inserts {
+            let text = &statements[*i].text;
+            decision.findings.extend(crate::contract::explicit_id_findings(ins, &minted, text, view, &policy).findings);
+        }
+        // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
+        decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
+        info.names.after_judging(&once.into_inner());
+        if changing.contains(&true) {
+            info.names.changed();
+        }
+        if !decision.findings.iter().any(|f| f.mode >= Mode::DryRun) {
+            remember_prepared(&statements, info);
+        }
+        Ok((statements, decision))
+    }
+}

@@ -1,0 +1,156 @@
+//! From a message's decision to its verdict: an override directive (who may use one, and
+//! where), what cannot be wrapped in a pre-check (COPY … PROGRAM, a write beside transaction
+//! control), a dry run's limits, and the [`CheckPlan`] of a write that must be counted.
+//!
+//! Owns: turning a [`Decision`] into a [`Verdict`]. Does not own: the decision (`decide`,
+//! `policy`), whether a write needs counting (`need`), or the words (`render`).
+
+use super::need::{self, check_need, estimate_text, unverifiable, CheckNeed};
+use super::render::render;
+use super::words::{effects, note_ignored_directive};
+use super::{refusal, Guard, SessionInfo, Verdict};
+use crate::analyze::{self, Op, ParseOptions, Statement};
+use crate::policy::{Decision, Mode};
+use crate::precheck::CheckPlan;
+
+impl Guard {
+    pub(super) fn judge_decided(
+        &self,
+        sql: &[u8],
+        scan: &super::Scan,
+        statements: &[Statement],
+        decision: Decision,
+        info: &mut SessionInfo,
+    ) -> (Verdict, Decision) {
+        let policy = self.policy();
+        // An EXECUTE's prepared statements carry its text: each text once.
+        let text = || {
+            let mut texts: Vec<&str> = statements.iter().map(|s| s.text.as_str()).collect();
+            texts.dedup();
+            texts.join("; ")
+        };
+        // COPY … PROGRAM runs a program on the server: opaque in every mode.
+        if !policy.tables.is_empty() && scan.copy && need::copy_program(statements) {
+            let why = "COPY … PROGRAM runs a program on the server, which can change anything blastwall protects without a trace it can count".to_string();
+            let d = refusal("copy-program", "COPY".into(), why, HINT_COPY_PROGRAM, "blastwall", text());
+            return (render(&d), d);
+        }
+        let directive = match find_directive(sql, scan, info, statements.len()) {
+            Ok(d) => d,
+            Err(why) => {
+                let d = refusal(
+                    "override-directive",
+                    "statement".into(),
+                    why,
+                    HINT_DIRECTIVE,
+                    "override directive",
+                    text(),
+                );
+                return (render(&d), d);
+            }
+        };
+        let may_override = policy.roles.get(&info.user).is_some_and(|s| s.may_override)
+            || policy.applications.get(&info.application_name).is_some_and(|s| s.may_override);
+        // An override waives the rules about the shape and size of one statement, never the
+        // forbidden operations or what cannot be seen; other roles get the normal refusal.
+        let decision = match &directive {
+            Some(_) if may_override => Decision {
+                findings: decision
+                    .findings
+                    .into_iter()
+                    .filter(|f| !matches!(f.rule, "protected-range" | "require-where" | "current-of"))
+                    .collect(),
+            },
+            _ => decision,
+        };
+        let ignored_directive = directive.is_some() && !may_override;
+        let overriding = directive.filter(|_| may_override);
+        let mut verdict = render(&decision);
+        let dry_run = decision.mode() == Some(Mode::DryRun);
+        if let (Verdict::Refuse(m), false) = (&mut verdict, dry_run) {
+            if ignored_directive {
+                note_ignored_directive(m, &info.user);
+            }
+            return (verdict, decision);
+        }
+        let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
+            Ok(n) => n,
+            Err(names) => {
+                let questions = names.into_iter().map(crate::catalog::Question::Indirect).collect();
+                return (Verdict::Resolve(questions), decision);
+            }
+        };
+        let need = need.or_else(|| {
+            overriding.as_ref().map(|_| CheckNeed {
+                verb: statements.iter().flat_map(|s| &s.writes).map(|w| w.op.verb()).next().unwrap_or("statement"),
+                target: statements.iter().flat_map(|s| &s.writes).find_map(|w| w.target.clone()),
+                dry_run,
+            })
+        });
+        let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
+        if let Some(why) = unverifiable(statements) {
+            let why = format!("it must be counted before it is kept, and {why}");
+            let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
+            return match render(&d) {
+                Verdict::Refuse(m) if overriding.is_none() && statements.len() > 1 => (Verdict::Split(Box::new(m)), d),
+                v => (v, d),
+            };
+        }
+        // A dry run rolls the statement back; a sequence moved by setval() stays moved.
+        if dry_run && statements.iter().flat_map(|s| &s.writes).any(|w| matches!(w.op, Op::Setval)) {
+            let why = "a dry run is rolled back, but setval() is not undone by a rollback (sequences are not transactional); it was not run".to_string();
+            let d = refusal("dry-run", verb.into(), why, HINT_DRY_RUN_SETVAL, &policy.source_names(), text());
+            return (render(&d), d);
+        }
+        if let Some(ov) = &overriding {
+            tracing::warn!(user = %info.user, application_name = %info.application_name, rows = ov.rows, reason = %ov.reason, "override directive used");
+        }
+        let verdict_notice = verdict.notice().cloned();
+        let plan = Verdict::Check(Box::new(CheckPlan {
+            verb,
+            target,
+            dry_run,
+            dry_run_reason: dry_run.then(|| decision.findings.first().map(|f| f.why.clone())).flatten(),
+            statement: text(),
+            effects: effects(statements),
+            ignored_directive,
+            warned_rule: verdict_notice
+                .as_ref()
+                .and_then(|_| decision.findings.iter().find(|f| f.mode == Mode::Warn))
+                .map(|f| f.rule),
+            notice: verdict_notice,
+            override_rows: overriding,
+            estimate_sql: estimate_text(statements, &policy),
+            estimate_msgs: None,
+            param_types: Vec::new(),
+            point: crate::precheck::point::candidate(statements),
+        }));
+        (plan, decision)
+    }
+}
+
+const HINT_DRY_RUN_SETVAL: &str =
+    "Read the sequence's state with SELECT last_value instead; run setval() in enforce mode.";
+const HINT_COPY_PROGRAM: &str = "Copy to or from the client instead (COPY … TO STDOUT / FROM STDIN, psql's \\copy).";
+const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
+const HINT_UNVERIFIABLE: &str =
+    "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
+
+/// The override directive of a message, if it has one. It counts only in a message of a
+/// single statement, so it cannot be carried over to a second one.
+fn find_directive(
+    sql: &[u8],
+    scan: &super::Scan,
+    info: &SessionInfo,
+    statements: usize,
+) -> Result<Option<analyze::directive::Override>, String> {
+    if !scan.blastwall || !sql.windows(10).any(|w| w == b"blastwall:") {
+        return Ok(None);
+    }
+    let Ok(text) = analyze::decode(sql, &info.client_encoding) else { return Ok(None) };
+    let opts = ParseOptions { standard_conforming_strings: info.standard_conforming_strings };
+    match analyze::directive::find(&text, opts)? {
+        Some(_) if statements > 1 => Err("a blastwall directive applies to a message of one statement only".into()),
+        d => Ok(d),
+    }
+}
