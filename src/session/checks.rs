@@ -110,7 +110,14 @@ impl Session {
             proofs: &self.shared.guard.proofs,
             database: &self.info.database,
         };
-        let outcome = match precheck::point::verify(&mut backend, req).await {
+        // A client that leaves meanwhile has its statement cancelled, never kept.
+        let verify = precheck::point::verify(&mut backend, req);
+        let verified = super::departure::unless_left(&mut self.client, &mut self.cfr, verify).await;
+        let Some(verified) = verified else {
+            drop(backend);
+            return self.left_during_check().await;
+        };
+        let outcome = match verified {
             Ok(o) => o,
             Err(e) => {
                 let (for_client, fatal) = (backend.for_client, backend.fatal);

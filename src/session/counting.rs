@@ -78,9 +78,13 @@ impl Session {
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         let req =
             precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
-        let counted = precheck::inbatch::count_execute(&mut backend, req)
-            .await
-            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let count = precheck::inbatch::count_execute(&mut backend, req);
+        let counted = super::departure::unless_left(&mut self.client, &mut self.cfr, count).await;
+        let Some(counted) = counted else {
+            drop(backend);
+            return self.left_during_check().await;
+        };
+        let counted = counted.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
         let Backend { for_client, params, .. } = backend;
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);

@@ -20,6 +20,7 @@ use bytes::BytesMut;
 
 mod checks;
 mod counting;
+mod departure;
 mod ending;
 mod extended;
 mod names;

@@ -47,6 +47,8 @@
 //! - `contract_proxy`: the same rules through blastwall (two instances, restarts, modes).
 //! - `cursors`: red-team F3/F4 — prepared statements and cursors a function body changes or
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
+//! - `departure`: a client that leaves while its write is checked has it cancelled on the
+//!   server, never committed (red-team F7).
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
 
@@ -59,6 +61,7 @@ mod contract;
 mod contract_proxy;
 mod corpus;
 mod cursors;
+mod departure;
 mod differential;
 mod drivers;
 mod effects;
