@@ -12,6 +12,7 @@
 //! words of a refusal (`guard::render`).
 
 mod backend;
+mod bound;
 mod estimate;
 mod identity;
 pub mod inbatch;
@@ -184,21 +185,21 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
             out.extend_from_slice(msgs);
             out.extend_from_slice(&after);
         }
-        Some(e) => out.extend_from_slice(e),
+        Some(e) => out.extend_from_slice(&bound::wrapped(e)),
     }
     b.send(&out).await?;
     let mut a = b.answer().await?;
     let mut estimate_rows = Vec::new();
     if estimate.is_some() {
-        // Its rows are the EXPLAIN's; an error (the statement would fail as well) aborted the
-        // check's transaction or the client's block: undone, and the check opened again.
-        let ex = b.answer().await?;
-        if a.error.is_none() && ex.error.is_some() {
+        // Its rows are the EXPLAIN's, had within its bound (`bound`) and rolled back to its own
+        // savepoint; when that failed, the check is undone and opened again.
+        let (rows, restored) = bound::answers(b).await?;
+        if a.error.is_none() && !restored {
             b.query(if opened { "ROLLBACK" } else { &undo }).await?;
             b.send(&open_msgs).await?;
             a = b.answer().await?;
         } else {
-            estimate_rows = ex.rows;
+            estimate_rows = rows;
         }
     }
     if let Some(e) = a.error {

@@ -1,4 +1,5 @@
-//! Red-team F7 (addendum): a client that disconnects while blastwall runs its write in the
+//! Red-team F7: blastwall's own EXPLAIN before a counted write is bounded; and (addendum) a
+//! client that disconnects while blastwall runs its write in the
 //! pre-check has it cancelled on the server and never committed afterwards. Checked directly
 //! on the server: the rows are still there, and no backend is left running the statement.
 
@@ -90,4 +91,42 @@ async fn a_write_counted_in_its_batch_whose_client_left_is_cancelled_not_committ
             .concat()
     })
     .await;
+}
+
+/// `DELETE FROM t WHERE id IN (SELECT id FROM t WHERE id IN (… 1 …))`, `depth` levels deep.
+fn nested_delete(depth: usize) -> String {
+    format!("DELETE FROM t WHERE id IN ({}1{})", "SELECT id FROM t WHERE id IN (".repeat(depth), ")".repeat(depth))
+}
+
+/// Red-team F7: blastwall's own EXPLAIN (VERBOSE) before a counted write is bounded. Of this
+/// 12 KB DELETE the server plans in well under a second, but deparses its VERBOSE EXPLAIN for
+/// some 20 s (and hundreds of MB): through blastwall it costs about what it costs directly,
+/// still runs and is counted (the estimate is skipped, not the count), and leaves nothing
+/// running on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_estimate_of_a_deeply_nested_write_is_bounded_and_the_write_still_counted() {
+    let policy = compile(&[(Path::new("departure.toml"), LIMITS)]).unwrap();
+    let proxy = proxy_with(base_config(), policy).await;
+    let db = db();
+    let sql = nested_delete(350);
+    let direct = direct("app", APP_PW, &db).await;
+    let started = std::time::Instant::now();
+    direct.batch_execute(&format!("BEGIN; {sql}; ROLLBACK")).await.unwrap();
+    let alone = started.elapsed();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let started = std::time::Instant::now();
+    assert_eq!(c.execute(sql.as_str(), &[]).await.unwrap(), 1);
+    let via = started.elapsed();
+    // The write ran and was kept (one row, within its limit), counted as any other.
+    assert_eq!(admin_sql(pg(), &db, "SELECT count(*) FROM t").trim(), "4");
+    // Planning it once alone, once for the EXPLAIN (cut at its bound), once to run it, once
+    // for blastwall's parse: a few times the statement alone, never the deparse's 20-odd.
+    assert!(via < alone * 6 + Duration::from_secs(3), "through blastwall {via:?}, directly {alone:?}");
+    let running = admin_sql(
+        pg(),
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND state = 'active' AND query LIKE 'EXPLAIN%'"),
+    );
+    assert_eq!(running.trim(), "0");
+    proxy.stop().await;
 }
