@@ -27,6 +27,8 @@ pub struct Backend<'a> {
     pub prepared: Option<&'a mut prepared::Prepared>,
     /// What the checked statement did to the session's prepared statements and cursors.
     pub objects: super::objects::Changes,
+    /// Where the protected sequences stood when the checked run began (`slices`).
+    pub positions: super::slices::Positions,
 }
 
 impl<'a> Backend<'a> {
@@ -39,6 +41,7 @@ impl<'a> Backend<'a> {
             fatal: None,
             prepared: None,
             objects: Default::default(),
+            positions: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ mod outcome;
 mod own;
 pub mod point;
 pub mod prepared;
+pub mod slices;
 mod stats;
 
 use backend::data_row;
@@ -122,7 +123,7 @@ const SAVEPOINT: &str = "blastwall_verify";
 /// session is idle) or a savepoint (inside the client's own block), measures what they change,
 /// and keeps or undoes it by the policy's row limits.
 pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, .. } = req;
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, since, .. } = req;
     let max_hold = opts.max_hold;
     let named = |oid: u32| catalog.name_of(database, oid);
     let known = |s: &str, t: &str| catalog.oid_of(database, s, t);
@@ -218,6 +219,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     let before = counter_reading(&a.rows, catalog, database, policy);
     let before_rows = std::mem::take(&mut a.rows);
     let identity_before = identity::read(&before_rows);
+    b.positions = slices::run_start(since, &before_rows);
     for t in &policy.tables {
         if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
             catalog.learn_oid(database, &t.schema, &t.name, oid);
@@ -303,7 +305,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
     let measured = with_earlier(earlier, deltas(&before, &after));
     let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
-    let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
+    let (changed, findings) = slices::judge_since(since, &before_rows, &a.rows, &counts, who, policy, plan);
     decision.findings.extend(findings);
     // A cursor opened WITH HOLD runs its query at COMMIT, after this count (`objects`).
     decision.findings.extend(objects::findings(&b.objects, who, policy, &plan.statement, plan.verb));
@@ -424,6 +426,8 @@ pub struct Request<'a> {
     pub database: &'a str,
     /// What the portal it executes changed in its earlier slices (Execute with a row count).
     pub earlier: &'a [TableCount],
+    /// Where the protected sequences stood when that portal's run began (`slices`).
+    pub since: &'a slices::Positions,
 }
 
 /// How a verification is bounded.

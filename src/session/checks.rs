@@ -94,12 +94,13 @@ impl Session {
         self.flush_to_client().await?;
         let policy = self.shared.guard.policy();
         let started = Instant::now();
-        let (portal, earlier) = self.portal_run(&bytes, &ops);
+        let (portal, earlier, since) = self.portal_run(&bytes, &ops);
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
         let req = precheck::Request {
             earlier: &earlier,
+            since: &since,
             msgs: &bytes,
             tx: self.relay.tx,
             plan: &plan,
@@ -124,7 +125,7 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, .. } = backend;
+        let Backend { for_client, params, objects, positions, .. } = backend;
         let micros = self.after_check(for_client, params, started);
         self.objects_changed(objects);
         let mut facts = check_facts(&plan);
@@ -165,7 +166,7 @@ impl Session {
                 self.relay.to_client.extend_from_slice(&bytes);
                 self.relay.tx = status;
                 self.mirror.on_ready(self.relay.syncs_done(), status);
-                self.portal_ran(portal, &bytes, &counts);
+                self.portal_ran(portal, &bytes, &counts, positions);
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");

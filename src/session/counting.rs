@@ -30,12 +30,21 @@ const READING: &str = "__blastwall_reading";
 /// by portal name; a portal's entry goes when it completes, is bound again or closed, and
 /// every entry when the transaction ends. A stale entry can only make a later count larger.
 #[derive(Debug, Default)]
-pub(super) struct PortalRuns(std::collections::HashMap<Vec<u8>, Vec<precheck::TableCount>>);
+pub(super) struct PortalRuns(std::collections::HashMap<Vec<u8>, (Vec<precheck::TableCount>, Positions)>);
+
+/// Where the protected sequences stood when a run began (`precheck::slices`).
+type Positions = precheck::slices::Positions;
+static NO_POSITIONS: Positions = Positions::new();
 
 impl PortalRuns {
     /// What the portal changed in its earlier slices.
     pub(super) fn so_far(&self, portal: &[u8]) -> &[precheck::TableCount] {
-        self.0.get(portal).map_or(&[], Vec::as_slice)
+        self.0.get(portal).map_or(&[], |r| r.0.as_slice())
+    }
+
+    /// Where the protected sequences stood when the portal's run began (empty: no run yet).
+    pub(super) fn since(&self, portal: &[u8]) -> &Positions {
+        self.0.get(portal).map_or(&NO_POSITIONS, |r| &r.1)
     }
 
     /// A confirmed Bind or Close of a portal starts or ends it.
@@ -50,9 +59,9 @@ impl PortalRuns {
     }
 
     /// A slice ran and was kept: `counts` (its run so far) stay while the server suspended it.
-    fn ran(&mut self, portal: Vec<u8>, counts: &[precheck::TableCount], suspended: bool) {
+    fn ran(&mut self, portal: Vec<u8>, counts: &[precheck::TableCount], start: Positions, suspended: bool) {
         match suspended {
-            true => self.0.insert(portal, counts.to_vec()),
+            true => self.0.insert(portal, (counts.to_vec(), start)),
             false => self.0.remove(&portal),
         };
     }
@@ -139,7 +148,11 @@ impl Session {
         let objects = precheck::objects::changes(&rows.0, &rows.1);
         self.objects_changed(objects.clone());
         let view = self.info.view();
-        decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
+        let since = self.mirror.runs.since(&portal);
+        let start = precheck::slices::run_start(since, &rows.0);
+        decision
+            .findings
+            .extend(precheck::slices::judge_since(since, &rows.0, &rows.1, &counts, view, &policy, &plan).1);
         decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).
@@ -222,7 +235,7 @@ impl Session {
                 }
                 replies.iter().for_each(|f| self.deliver(f));
                 let suspended = replies.iter().any(|f| f.tag == b's');
-                self.mirror.runs.ran(portal, &counts, suspended);
+                self.mirror.runs.ran(portal, &counts, start, suspended);
             }
         }
         Ok(())
@@ -271,7 +284,11 @@ impl Session {
 
     /// The portal a held batch executes, if any, and what it changed in its earlier slices (none
     /// when the batch binds it anew).
-    pub(super) fn portal_run(&self, held: &[u8], ops: &[Op]) -> (Option<Vec<u8>>, Vec<precheck::TableCount>) {
+    pub(super) fn portal_run(
+        &self,
+        held: &[u8],
+        ops: &[Op],
+    ) -> (Option<Vec<u8>>, Vec<precheck::TableCount>, Positions) {
         let mut framer = crate::wire::Framer::new(usize::MAX);
         framer.buf_mut().extend_from_slice(held);
         let mut portal = None;
@@ -280,24 +297,35 @@ impl Session {
                 portal = super::extended::execute_portal(&f).ok();
             }
         }
-        let Some(p) = portal else { return (None, Vec::new()) };
+        // A SQL FETCH or MOVE of a cursor continues its run too (`sliced`).
+        let Some(p) = portal.or_else(|| super::sliced::fetched_cursor(held)) else {
+            return (None, Vec::new(), Positions::new());
+        };
         let bound = ops.iter().any(|op| matches!(op, Op::Bind { portal, .. } if *portal == p));
-        let earlier = if bound { Vec::new() } else { self.mirror.runs.so_far(&p).to_vec() };
-        (Some(p), earlier)
+        if bound {
+            return (Some(p), Vec::new(), Positions::new());
+        }
+        (Some(p.clone()), self.mirror.runs.so_far(&p).to_vec(), self.mirror.runs.since(&p).clone())
     }
 
     /// A held batch's slice of a portal was kept (`bytes`: its replies): its run so far stays
     /// while the server suspended it inside the client's transaction.
-    pub(super) fn portal_ran(&mut self, portal: Option<Vec<u8>>, bytes: &[u8], counts: &[precheck::TableCount]) {
+    pub(super) fn portal_ran(
+        &mut self,
+        portal: Option<Vec<u8>>,
+        bytes: &[u8],
+        counts: &[precheck::TableCount],
+        start: Positions,
+    ) {
         let Some(portal) = portal else { return };
         let mut framer = crate::wire::Framer::new(usize::MAX);
         framer.buf_mut().extend_from_slice(bytes);
         let mut suspended = false;
         while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
-            suspended |= f.tag == b's';
+            suspended |= f.tag == b's' || super::sliced::read_a_cursor(f.tag, f.body());
         }
         let open = self.relay.tx != crate::wire::messages::TxStatus::Idle;
-        self.mirror.runs.ran(portal, counts, suspended && open);
+        self.mirror.runs.ran(portal, counts, start, suspended && open);
     }
 
     /// Fails the batch of a counted Execute: the client gets the refusal (and the notices its

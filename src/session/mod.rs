@@ -27,6 +27,7 @@ mod names;
 mod opening;
 mod replies;
 mod simple;
+mod sliced;
 mod statements;
 
 use crate::listen::{ClientStream, Peer};

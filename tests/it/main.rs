@@ -49,6 +49,8 @@
 //!   opens, cursors whose query runs at FETCH or COMMIT; ordinary cursors unchanged.
 //! - `departure`: a client that leaves while its write is checked has it cancelled on the
 //!   server, never committed (red-team F7).
+//! - `runs`:    a protected sequence moved in slices of a portal or FETCHes of a cursor is
+//!   judged by the whole run (red-team F10).
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
 
@@ -82,6 +84,7 @@ mod readings;
 mod readme;
 mod redteam;
 mod relay;
+mod runs;
 mod sizes;
 mod slices;
 mod split;
