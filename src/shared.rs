@@ -149,6 +149,8 @@ pub struct Shared {
     pub guard: Guard,
     /// Backend keys of live sessions: a CancelRequest is forwarded only for one of these.
     pub cancel_keys: DashSet<CancelKey>,
+    /// The bytes of replies all sessions may hold while counting (`precheck::hold`).
+    pub held_budget: crate::precheck::hold::Budget,
     pub open_sessions: AtomicUsize,
     pub next_session_id: AtomicU64,
     pub phase: PhaseSignal,

@@ -14,6 +14,7 @@
 mod backend;
 mod bound;
 mod estimate;
+pub mod hold;
 mod identity;
 pub mod inbatch;
 pub mod objects;
@@ -330,7 +331,7 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
         restore(b, &changed, opened).await?;
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
             return Ok(Outcome::Unverifiable(format!(
-                "its results are larger than the {max_hold} bytes blastwall holds while it counts the rows"
+                "its results are larger than blastwall holds while it counts the rows ({max_hold} bytes per statement, and all sessions' together while their clients have not read them)"
             )));
         }
         return Ok(Outcome::Refuse { decision, counts });

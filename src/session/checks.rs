@@ -96,6 +96,7 @@ impl Session {
         let started = Instant::now();
         let (portal, earlier, since) = self.portal_run(&bytes, &ops);
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
+        backend.holding = self.shared.held_budget.share();
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
         let req = precheck::Request {
@@ -125,7 +126,8 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, positions, .. } = backend;
+        let Backend { for_client, params, objects, positions, holding, .. } = backend;
+        self.holding.merge(holding);
         let micros = self.after_check(for_client, params, started);
         self.objects_changed(objects);
         let mut facts = check_facts(&plan);
@@ -323,6 +325,7 @@ impl Session {
             self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
             self.client.flush().await.map_err(SessionError::ClientIo)?;
             self.relay.to_client.clear();
+            self.holding.clear();
         }
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;

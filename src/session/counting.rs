@@ -85,6 +85,7 @@ impl Session {
         let stats = crate::precheck::stats_sql(&policy, &plan, &known, true);
         let started = Instant::now();
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
+        backend.holding = shared.held_budget.share();
         let req =
             precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
         let count = precheck::inbatch::count_execute(&mut backend, req);
@@ -94,7 +95,8 @@ impl Session {
             return self.left_during_check().await;
         };
         let counted = counted.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
-        let Backend { for_client, params, .. } = backend;
+        let Backend { for_client, params, holding, .. } = backend;
+        self.holding.merge(holding);
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);
         let unverifiable = |why: String| uncounted(&plan, why, &policy);
@@ -159,7 +161,8 @@ impl Session {
         decision.findings.extend(precheck::identity_deferred(&rows.0, view, &policy, &plan));
         if overflowed {
             let msg = unverifiable(format!(
-                "its results are larger than the {MAX_HOLD} bytes blastwall holds while it counts the rows"
+                "its results are larger than blastwall holds while it counts the rows ({MAX_HOLD} bytes per statement, {} across sessions while their clients have not read them)",
+                shared.held_budget.total()
             ));
             self.refuse_counted(msg, &replies, facts, &counts, micros);
             return Ok(());

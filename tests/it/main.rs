@@ -51,6 +51,8 @@
 //!   server, never committed (red-team F7).
 //! - `runs`:    a protected sequence moved in slices of a portal or FETCHes of a cursor is
 //!   judged by the whole run (red-team F10).
+//! - `holding`: counted writes' replies held for clients that do not read are bounded across
+//!   sessions (red-team F9).
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
 
@@ -70,6 +72,7 @@ mod effects;
 mod fidelity;
 mod guard;
 mod harness;
+mod holding;
 mod identity;
 mod lifecycle;
 mod listening;
