@@ -1,6 +1,6 @@
 //! Red-team F9: the replies of counted writes that blastwall holds for clients that do not read
 //! them are bounded across all sessions (`precheck::hold`): past the total, a write waits for
-//! room, then is refused and rolled back rather than held. Checked on the server: of 16
+//! room, then is refused and rolled back rather than held. Checked on the server: of 8
 //! counted UPDATEs each returning 4 MB to a client that never reads, only those whose replies
 //! fit in the total were kept.
 
@@ -16,10 +16,10 @@ mode = "enforce"
 max_update_rows = 10
 "#;
 
-const SESSIONS: usize = 16;
+const SESSIONS: usize = 8;
 const RETURNED: usize = 4_000_000;
 /// The budget of this proxy (its own: other tests' proxies have theirs).
-const TOTAL: usize = 16 << 20;
+const TOTAL: usize = 8 << 20;
 
 /// A client that reads its login and then nothing: a 4 KB receive buffer.
 async fn deaf_client(port: u16, db: &str) -> tokio::net::TcpStream {
