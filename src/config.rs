@@ -172,6 +172,8 @@ pub struct Config {
     /// `statement_timeout` for statements run inside a pre-check transaction that blastwall
     /// opened (`None`: the session's own).
     pub precheck_timeout: Option<Duration>,
+    /// The most bytes of counted writes' replies held across all sessions (`precheck::hold`).
+    pub max_held_bytes: usize,
     pub allow_replication: bool,
     pub tls: Option<ClientTlsConfig>,
     pub upstream_tls: UpstreamTlsConfig,
@@ -214,6 +216,7 @@ impl Default for Config {
             idle_timeout: None,
             shutdown_grace: Duration::from_secs(30),
             precheck_timeout: None,
+            max_held_bytes: crate::precheck::hold::TOTAL_HOLD,
             allow_replication: false,
             tls: None,
             upstream_tls: UpstreamTlsConfig { mode: UpstreamSslMode::Prefer, ca: None, server_name: None },

@@ -131,6 +131,7 @@ impl Server {
                     .map_err(|source| ServerError::Audit { path: p.display().to_string(), source })?,
             }),
         };
+        let held_budget = crate::precheck::hold::Budget::new(config.max_held_bytes);
         let shared = Arc::new(Shared {
             config,
             upstream,
@@ -139,6 +140,7 @@ impl Server {
             guard,
             cancel_keys: DashSet::new(),
             cancels: Default::default(),
+            held_budget,
             open_sessions: AtomicUsize::new(0),
             next_session_id: AtomicU64::new(1),
             phase: crate::shared::PhaseSignal::new(),

@@ -151,6 +151,8 @@ pub struct Shared {
     pub cancel_keys: DashSet<CancelKey>,
     /// The cancels forwarded for each of those keys (`cancels`).
     pub cancels: crate::cancels::Requests,
+    /// The bytes of replies all sessions may hold while counting (`precheck::hold`).
+    pub held_budget: crate::precheck::hold::Budget,
     pub open_sessions: AtomicUsize,
     pub next_session_id: AtomicU64,
     pub phase: PhaseSignal,

@@ -27,6 +27,10 @@ pub struct Backend<'a> {
     pub prepared: Option<&'a mut prepared::Prepared>,
     /// What the checked statement did to the session's prepared statements and cursors.
     pub objects: super::objects::Changes,
+    /// Where the protected sequences stood when the checked run began (`slices`).
+    pub positions: super::slices::Positions,
+    /// The share of all sessions' held bytes that the replies held here take (`hold`).
+    pub holding: super::hold::Holding,
 }
 
 impl<'a> Backend<'a> {
@@ -39,6 +43,8 @@ impl<'a> Backend<'a> {
             fatal: None,
             prepared: None,
             objects: Default::default(),
+            positions: Default::default(),
+            holding: Default::default(),
         }
     }
 
@@ -179,9 +185,10 @@ impl Backend<'_> {
                 }
                 _ => {}
             }
-            if h.bytes + f.bytes.len() > max_bytes {
+            if h.bytes + f.bytes.len() > max_bytes || (!h.overflowed && !self.holding.take(f.bytes.len()).await) {
                 h.overflowed = true;
                 h.frames.clear();
+                self.holding.clear();
             }
             if !h.overflowed {
                 h.bytes += f.bytes.len();

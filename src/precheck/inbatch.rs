@@ -96,7 +96,9 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
             _ => {}
         }
         let last = matches!(f.tag, b'C' | b'I' | b's');
-        if held + f.bytes.len() > req.max_hold && !matches!(f.tag, b'N' | b'A' | be::PARAMETER_STATUS) {
+        let small = matches!(f.tag, b'N' | b'A' | be::PARAMETER_STATUS);
+        // Past either bound nothing more is held but notices (all-session budget: `hold`).
+        if !small && (overflowed || held + f.bytes.len() > req.max_hold || !b.holding.take(f.bytes.len()).await) {
             overflowed = true;
         } else {
             held += f.bytes.len();

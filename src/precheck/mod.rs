@@ -14,7 +14,9 @@
 //! words of a refusal (`guard::render`).
 
 mod backend;
+mod bound;
 mod estimate;
+pub mod hold;
 mod identity;
 pub mod inbatch;
 pub mod objects;
@@ -23,6 +25,7 @@ mod own;
 pub mod point;
 pub mod prepared;
 mod reach;
+pub mod slices;
 mod stats;
 
 use backend::data_row;
@@ -134,7 +137,7 @@ async fn verify_with(
     req: Request<'_>,
     reach: Option<&reach::Reach>,
 ) -> Result<Outcome, PrecheckError> {
-    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, proofs, .. } = req;
+    let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, proofs, since, .. } = req;
     // A reading that fails with a proof of what the write reaches: the proof is asked again.
     let unproven = || {
         if let (Some(_), Some(p)) = (reach, plan.point.as_ref()) {
@@ -224,21 +227,21 @@ async fn verify_with(
             out.extend_from_slice(msgs);
             out.extend_from_slice(&after);
         }
-        Some(e) => out.extend_from_slice(e),
+        Some(e) => out.extend_from_slice(&bound::wrapped(e)),
     }
     b.send(&out).await?;
     let mut a = b.answer().await?;
     let mut estimate_rows = Vec::new();
     if estimate.is_some() {
-        // Its rows are the EXPLAIN's; an error (the statement would fail as well) aborted the
-        // check's transaction or the client's block: undone, and the check opened again.
-        let ex = b.answer().await?;
-        if a.error.is_none() && ex.error.is_some() {
+        // Its rows are the EXPLAIN's, had within its bound (`bound`) and rolled back to its own
+        // savepoint; when that failed, the check is undone and opened again.
+        let (rows, restored) = bound::answers(b).await?;
+        if a.error.is_none() && !restored {
             b.query(if opened { "ROLLBACK" } else { &undo }).await?;
             b.send(&open_msgs).await?;
             a = b.answer().await?;
         } else {
-            estimate_rows = ex.rows;
+            estimate_rows = rows;
         }
     }
     if let Some(e) = a.error {
@@ -261,6 +264,7 @@ async fn verify_with(
     let before = counter_reading(&a.rows, catalog, database, policy);
     let before_rows = std::mem::take(&mut a.rows);
     let identity_before = identity::read(&before_rows);
+    b.positions = slices::run_start(since, &before_rows);
     for t in &policy.tables {
         if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
             catalog.learn_oid(database, &t.schema, &t.name, oid);
@@ -350,7 +354,7 @@ async fn verify_with(
     let measured = with_earlier(earlier, deltas(&before, &after));
     let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
-    let (changed, findings) = identity::judge(&before_rows, &a.rows, &counts, who, policy, plan);
+    let (changed, findings) = slices::judge_since(since, &before_rows, &a.rows, &counts, who, policy, plan);
     decision.findings.extend(findings);
     // A cursor opened WITH HOLD runs its query at COMMIT, after this count (`objects`).
     decision.findings.extend(objects::findings(&b.objects, who, policy, &plan.statement, plan.verb));
@@ -375,7 +379,7 @@ async fn verify_with(
         restore(b, &changed, opened).await?;
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
             return Ok(Outcome::Unverifiable(format!(
-                "its results are larger than the {max_hold} bytes blastwall holds while it counts the rows"
+                "its results are larger than blastwall holds while it counts the rows ({max_hold} bytes per statement, and all sessions' together while their clients have not read them)"
             )));
         }
         return Ok(Outcome::Refuse { decision, counts });
@@ -471,6 +475,8 @@ pub struct Request<'a> {
     pub database: &'a str,
     /// What the portal it executes changed in its earlier slices (Execute with a row count).
     pub earlier: &'a [TableCount],
+    /// Where the protected sequences stood when that portal's run began (`slices`).
+    pub since: &'a slices::Positions,
 }
 
 /// How a verification is bounded.

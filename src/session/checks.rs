@@ -95,12 +95,14 @@ impl Session {
         self.flush_to_client().await?;
         let policy = self.shared.guard.policy();
         let started = Instant::now();
-        let (portal, earlier) = self.portal_run(&bytes, &ops);
+        let (portal, earlier, since) = self.portal_run(&bytes, &ops);
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
+        backend.holding = self.shared.held_budget.share();
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
         let req = precheck::Request {
             earlier: &earlier,
+            since: &since,
             msgs: &bytes,
             tx: self.relay.tx,
             plan: &plan,
@@ -112,7 +114,13 @@ impl Session {
             database: &self.info.database,
         };
         let (tx, mark) = (self.relay.tx, self.shared.cancels.mark(self.key.as_ref()));
-        let mut outcome = precheck::point::verify(&mut backend, req).await;
+        // A client that leaves meanwhile has its statement cancelled, never kept.
+        let verify = precheck::point::verify(&mut backend, req);
+        let verified = super::departure::unless_left(&mut self.client, &mut self.cfr, verify).await;
+        let Some(mut outcome) = verified else {
+            drop(backend);
+            return self.left_during_check().await;
+        };
         if self.shared.cancels.since(self.key.as_ref(), mark) {
             outcome = match outcome {
                 Ok(o) => crate::cancels::settle(&mut backend, tx, o).await,
@@ -126,7 +134,8 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, .. } = backend;
+        let Backend { for_client, params, objects, positions, holding, .. } = backend;
+        self.holding.merge(holding);
         let micros = self.after_check(for_client, params, started);
         self.objects_changed(objects);
         let mut facts = check_facts(&plan);
@@ -167,7 +176,7 @@ impl Session {
                 self.relay.to_client.extend_from_slice(&bytes);
                 self.relay.tx = status;
                 self.mirror.on_ready(self.relay.syncs_done(), status);
-                self.portal_ran(portal, &bytes, &counts);
+                self.portal_ran(portal, &bytes, &counts, positions);
             }
             Outcome::Refuse { decision, counts } => {
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
@@ -349,6 +358,7 @@ impl Session {
             self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
             self.client.flush().await.map_err(SessionError::ClientIo)?;
             self.relay.to_client.clear();
+            self.holding.clear();
         }
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;

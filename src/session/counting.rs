@@ -30,12 +30,21 @@ const READING: &str = "__blastwall_reading";
 /// by portal name; a portal's entry goes when it completes, is bound again or closed, and
 /// every entry when the transaction ends. A stale entry can only make a later count larger.
 #[derive(Debug, Default)]
-pub(super) struct PortalRuns(std::collections::HashMap<Vec<u8>, Vec<precheck::TableCount>>);
+pub(super) struct PortalRuns(std::collections::HashMap<Vec<u8>, (Vec<precheck::TableCount>, Positions)>);
+
+/// Where the protected sequences stood when a run began (`precheck::slices`).
+type Positions = precheck::slices::Positions;
+static NO_POSITIONS: Positions = Positions::new();
 
 impl PortalRuns {
     /// What the portal changed in its earlier slices.
     pub(super) fn so_far(&self, portal: &[u8]) -> &[precheck::TableCount] {
-        self.0.get(portal).map_or(&[], Vec::as_slice)
+        self.0.get(portal).map_or(&[], |r| r.0.as_slice())
+    }
+
+    /// Where the protected sequences stood when the portal's run began (empty: no run yet).
+    pub(super) fn since(&self, portal: &[u8]) -> &Positions {
+        self.0.get(portal).map_or(&NO_POSITIONS, |r| &r.1)
     }
 
     /// A confirmed Bind or Close of a portal starts or ends it.
@@ -50,9 +59,9 @@ impl PortalRuns {
     }
 
     /// A slice ran and was kept: `counts` (its run so far) stay while the server suspended it.
-    fn ran(&mut self, portal: Vec<u8>, counts: &[precheck::TableCount], suspended: bool) {
+    fn ran(&mut self, portal: Vec<u8>, counts: &[precheck::TableCount], start: Positions, suspended: bool) {
         match suspended {
-            true => self.0.insert(portal, counts.to_vec()),
+            true => self.0.insert(portal, (counts.to_vec(), start)),
             false => self.0.remove(&portal),
         };
     }
@@ -96,12 +105,18 @@ impl Session {
         let stats = crate::precheck::stats_sql(&policy, &plan, &known, true);
         let started = Instant::now();
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
+        backend.holding = shared.held_budget.share();
         let req =
             precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
-        let counted = precheck::inbatch::count_execute(&mut backend, req)
-            .await
-            .map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
-        let Backend { for_client, params, .. } = backend;
+        let count = precheck::inbatch::count_execute(&mut backend, req);
+        let counted = super::departure::unless_left(&mut self.client, &mut self.cfr, count).await;
+        let Some(counted) = counted else {
+            drop(backend);
+            return self.left_during_check().await;
+        };
+        let counted = counted.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
+        let Backend { for_client, params, holding, .. } = backend;
+        self.holding.merge(holding);
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);
         let unverifiable = |why: String| uncounted(&plan, why, &policy);
@@ -156,14 +171,19 @@ impl Session {
         let objects = precheck::objects::changes(&rows.0, &rows.1);
         self.objects_changed(objects.clone());
         let view = self.info.view();
-        decision.findings.extend(precheck::identity_judge(&rows.0, &rows.1, &counts, view, &policy, &plan).1);
+        let since = self.mirror.runs.since(&portal);
+        let start = precheck::slices::run_start(since, &rows.0);
+        decision
+            .findings
+            .extend(precheck::slices::judge_since(since, &rows.0, &rows.1, &counts, view, &policy, &plan).1);
         decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).
         decision.findings.extend(precheck::identity_deferred(&rows.0, view, &policy, &plan));
         if overflowed {
             let msg = unverifiable(format!(
-                "its results are larger than the {MAX_HOLD} bytes blastwall holds while it counts the rows"
+                "its results are larger than blastwall holds while it counts the rows ({MAX_HOLD} bytes per statement, {} across sessions while their clients have not read them)",
+                shared.held_budget.total()
             ));
             self.refuse_counted(msg, &replies, facts, &counts, micros);
             return Ok(());
@@ -239,7 +259,7 @@ impl Session {
                 }
                 replies.iter().for_each(|f| self.deliver(f));
                 let suspended = replies.iter().any(|f| f.tag == b's');
-                self.mirror.runs.ran(portal, &counts, suspended);
+                self.mirror.runs.ran(portal, &counts, start, suspended);
             }
         }
         Ok(())
@@ -288,7 +308,11 @@ impl Session {
 
     /// The portal a held batch executes, if any, and what it changed in its earlier slices (none
     /// when the batch binds it anew).
-    pub(super) fn portal_run(&self, held: &[u8], ops: &[Op]) -> (Option<Vec<u8>>, Vec<precheck::TableCount>) {
+    pub(super) fn portal_run(
+        &self,
+        held: &[u8],
+        ops: &[Op],
+    ) -> (Option<Vec<u8>>, Vec<precheck::TableCount>, Positions) {
         let mut framer = crate::wire::Framer::new(usize::MAX);
         framer.buf_mut().extend_from_slice(held);
         let mut portal = None;
@@ -297,24 +321,35 @@ impl Session {
                 portal = super::extended::execute_portal(&f).ok();
             }
         }
-        let Some(p) = portal else { return (None, Vec::new()) };
+        // A SQL FETCH or MOVE of a cursor continues its run too (`sliced`).
+        let Some(p) = portal.or_else(|| super::sliced::fetched_cursor(held)) else {
+            return (None, Vec::new(), Positions::new());
+        };
         let bound = ops.iter().any(|op| matches!(op, Op::Bind { portal, .. } if *portal == p));
-        let earlier = if bound { Vec::new() } else { self.mirror.runs.so_far(&p).to_vec() };
-        (Some(p), earlier)
+        if bound {
+            return (Some(p), Vec::new(), Positions::new());
+        }
+        (Some(p.clone()), self.mirror.runs.so_far(&p).to_vec(), self.mirror.runs.since(&p).clone())
     }
 
     /// A held batch's slice of a portal was kept (`bytes`: its replies): its run so far stays
     /// while the server suspended it inside the client's transaction.
-    pub(super) fn portal_ran(&mut self, portal: Option<Vec<u8>>, bytes: &[u8], counts: &[precheck::TableCount]) {
+    pub(super) fn portal_ran(
+        &mut self,
+        portal: Option<Vec<u8>>,
+        bytes: &[u8],
+        counts: &[precheck::TableCount],
+        start: Positions,
+    ) {
         let Some(portal) = portal else { return };
         let mut framer = crate::wire::Framer::new(usize::MAX);
         framer.buf_mut().extend_from_slice(bytes);
         let mut suspended = false;
         while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
-            suspended |= f.tag == b's';
+            suspended |= f.tag == b's' || super::sliced::read_a_cursor(f.tag, f.body());
         }
         let open = self.relay.tx != crate::wire::messages::TxStatus::Idle;
-        self.mirror.runs.ran(portal, counts, suspended && open);
+        self.mirror.runs.ran(portal, counts, start, suspended && open);
     }
 
     /// Fails the batch of a counted Execute: the client gets the refusal (and the notices its

@@ -15,17 +15,8 @@ impl Session {
     /// A client that leaves while its query runs: the server would go on running it (it only
     /// notices a closed socket when it next writes), so cancel it.
     pub(super) fn cancel_if_busy(&self) {
-        if !self.relay.is_busy() {
-            return;
-        }
-        if let Some(key) = self.key.clone() {
-            let upstream = self.shared.upstream.clone();
-            // On its own task: the cancel must not wait for this session's cleanup.
-            tokio::spawn(async move {
-                if let Err(e) = upstream.cancel(&key).await {
-                    tracing::warn!(error = %e, "cancelling the query of a departed client failed");
-                }
-            });
+        if self.relay.is_busy() {
+            self.cancel_now();
         }
     }
 

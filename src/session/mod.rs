@@ -21,12 +21,14 @@ use bytes::BytesMut;
 mod binds;
 mod checks;
 mod counting;
+mod departure;
 mod ending;
 mod extended;
 mod names;
 mod opening;
 mod replies;
 mod simple;
+mod sliced;
 mod statements;
 
 use crate::listen::{ClientStream, Peer};
@@ -192,6 +194,7 @@ async fn handshake_and_relay(
         peer: peer.clone(),
         id,
         startup_deadline: deadline,
+        holding: Default::default(),
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -239,6 +242,8 @@ struct Session {
     peer: Peer,
     id: u64,
     startup_deadline: tokio::time::Instant,
+    /// The share of all sessions' held replies that this one's, not yet written, take.
+    holding: crate::precheck::hold::Holding,
 }
 
 impl Session {
@@ -361,6 +366,7 @@ impl Session {
             self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
             self.client.flush().await.map_err(SessionError::ClientIo)?;
             self.relay.to_client.clear();
+            self.holding.clear();
         }
         Ok(())
     }

@@ -50,6 +50,12 @@
 //! - `binds`:   issue 11 / red-team pass 2 F4, F7, F8 — a Bind that runs code (a parameter's
 //!   domain CHECK, a folded IMMUTABLE function) counted; prepared statements judged again
 //!   after DDL; ordinary Binds neither refused nor counted.
+//! - `departure`: a client that leaves while its write is checked has it cancelled on the
+//!   server, never committed (red-team F7).
+//! - `runs`:    a protected sequence moved in slices of a portal or FETCHes of a cursor is
+//!   judged by the whole run (red-team F10).
+//! - `holding`: counted writes' replies held for clients that do not read are bounded across
+//!   sessions (red-team F9).
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
 //!   `nextval`, hidden callers of writing functions), data checked on the server.
 //! - `wheres`:  issue 11's analysis mistakes — `require-where` and the table compared with
@@ -71,6 +77,7 @@ mod contract;
 mod contract_proxy;
 mod corpus;
 mod cursors;
+mod departure;
 mod differential;
 mod drivers;
 mod effects;
@@ -79,6 +86,7 @@ mod guard;
 mod harness;
 mod hidden;
 mod hidden_builtins;
+mod holding;
 mod identity;
 mod lifecycle;
 mod listening;
@@ -93,6 +101,7 @@ mod readings;
 mod readme;
 mod redteam;
 mod relay;
+mod runs;
 mod sizes;
 mod slices;
 mod split;

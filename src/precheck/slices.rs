@@ -1,0 +1,61 @@
+//! A portal run in slices (protocol Execute with a row count) or a cursor read by repeated
+//! `FETCH` is one statement for the protected-sequence rule as for the row limits: each slice
+//! is judged by how far the protected sequences moved since the portal's first counted slice
+//! (its Bind, the cursor's first FETCH after DECLARE), against the rows the whole run inserted
+//! plus the slack, not by its own movement alone (red-team F10: 30 slices of 900 `nextval`
+//! calls each moved a sequence 27,000 steps past a rule of 1,000).
+//!
+//! Owns: [`Positions`] (where the protected sequences stood when a run began) and judging a
+//! slice's identity from them. Does not own: the readings (`identity`), which runs are one
+//! (`session::counting`).
+
+use super::identity::{self, Change, Identity};
+
+/// The "position" items of an identity reading: where each protected sequence stood.
+pub type Positions = Identity;
+
+/// Where the protected sequences stand in a raw counter reading.
+pub fn positions(rows: &[Vec<Option<String>>]) -> Positions {
+    identity::read(rows).into_iter().filter(|((_, _, item), _)| item == "position").collect()
+}
+
+/// The run's start: `since` (an earlier slice's) when there is one, else this reading's.
+pub fn run_start(since: &Positions, before: &[Vec<Option<String>>]) -> Positions {
+    if since.is_empty() {
+        positions(before)
+    } else {
+        since.clone()
+    }
+}
+
+/// [`identity::judge`] of a slice whose run began at `since` (empty: this slice is the run):
+/// the sequences' positions are compared with where the run began, with the rows the whole
+/// run inserted (`counts`, earlier slices included). A sequence put back after a refusal goes
+/// back to where it stood before this slice only (the earlier slices' values were delivered).
+pub fn judge_since(
+    since: &Positions,
+    before: &[Vec<Option<String>>],
+    after: &[Vec<Option<String>>],
+    counts: &[super::TableCount],
+    who: crate::policy::SessionView<'_>,
+    policy: &crate::policy::Policy,
+    plan: &super::CheckPlan,
+) -> (Vec<Change>, Vec<crate::policy::Finding>) {
+    let own = identity::read(before);
+    let mut start = own.clone();
+    for (key, was) in since {
+        if let Some(v) = start.get_mut(key) {
+            v.clone_from(was);
+        }
+    }
+    let inserted = counts.iter().map(|c| c.inserted).sum();
+    let mut changed = identity::changes(&start, &identity::read(after), inserted);
+    for c in &mut changed {
+        if let Some((oid, was, _)) = &mut c.sequence_was {
+            let key = (c.object.clone(), oid.to_string(), "position".to_string());
+            *was = own.get(&key).and_then(|v| v.parse().ok());
+        }
+    }
+    let findings = identity::findings(&changed, who, policy, &plan.statement, plan.verb);
+    (changed, findings)
+}
