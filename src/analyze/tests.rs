@@ -553,6 +553,7 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id AND y.gone)",
         "DELETE FROM public.t1 WHERE id IN (SELECT id FROM archive.t1)",
         "WITH s AS (SELECT id FROM t1 WHERE gone) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED AND y.created < $1 THEN DELETE",
         "UPDATE orders SET s = 'x' FROM batches WHERE orders.batch_id = batches.id",
     ] {
         assert!(restricts(sql), "{sql}");
