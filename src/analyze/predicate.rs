@@ -207,7 +207,7 @@ pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> W
                 return Where::CurrentOf;
             }
             let mut c = and(vec![cond(a, t), cond(b, t)]);
-            c.restricting = restrict::restricts(a, t) || restrict::restricts(b, t);
+            c.restricting = restrict::restricts_any(&[a, b], t);
             if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
                 Where::Constant
             } else {

@@ -530,6 +530,10 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "WITH s AS (SELECT id FROM t1) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
         "WITH s AS (SELECT id FROM t1) UPDATE t1 x SET b = 'z' FROM s WHERE x.id = s.id",
         "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED THEN DELETE",
+        "DELETE FROM t1 WHERE id IN (WITH s AS (SELECT id FROM t1) SELECT id FROM s)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 AS y(id, a, b))",
+        "DELETE FROM t1 WHERE id IN (SELECT j.id FROM (t1 y JOIN t2 z ON true) AS j)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE NOT (id IN (SELECT id FROM t1 WHERE false)) OR true)",
     ] {
         assert!(!restricts(sql), "{sql}");
     }
@@ -553,6 +557,7 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id AND y.gone)",
         "DELETE FROM public.t1 WHERE id IN (SELECT id FROM archive.t1)",
         "WITH s AS (SELECT id FROM t1 WHERE gone) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED AND y.created < $1 THEN DELETE",
         "UPDATE orders SET s = 'x' FROM batches WHERE orders.batch_id = batches.id",
     ] {
         assert!(restricts(sql), "{sql}");

@@ -61,7 +61,7 @@ async fn ddl_that_reaches_protected_objects_is_verified_on_the_server() {
             "column nickname was dropped",
         ),
         ("", &["ALTER TABLE users ALTER email TYPE text USING NULL"], "rewritten"),
-        ("", &["ALTER TABLE users ALTER id SET DEFAULT -nextval('web_user_id_seq')"], "default of id"),
+        ("", &["ALTER TABLE users ALTER id SET DEFAULT nextval('web_user_id_seq')"], "default of id"),
         ("", &["SELECT setval(' public . web_user_id_seq ', 5)"], "sequence moved"),
         ("", &["SELECT setval(' public . web_user_id_seq ', 1, false)"], "sequence moved"),
         ("", &["CREATE VIEW v AS SELECT setval('web_user_id_seq', 5)", "SELECT * FROM v"], "setval"),

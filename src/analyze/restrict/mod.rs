@@ -44,11 +44,18 @@ pub(super) use mirror::{mirroring_ctes, selves};
 
 /// Whether `w` (a WHERE, or a MERGE's join or WHEN condition) restricts the target's rows.
 pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
+    restricts_any(&[w], t)
+}
+
+/// Whether one of `ws` (a MERGE's join and WHEN conditions, which together choose the rows)
+/// restricts the target's rows; a self-join is restricted by any of them.
+pub(super) fn restricts_any(ws: &[R<'_>], t: &Target) -> bool {
     let budget = Cell::new(0);
     let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
-    // The statement's self-joins are mirrors unless this predicate restricts them.
-    let mirrors: Vec<Mirror> = t.selves.iter().filter(|m| !restricted_by(w, m, &t.selves, true, cx)).cloned().collect();
-    pred(w, Cx { mirrors: &mirrors, ..cx }, true)
+    // The statement's self-joins are mirrors unless a condition restricts them.
+    let mirrors: Vec<Mirror> =
+        t.selves.iter().filter(|m| !ws.iter().any(|w| restricted_by(*w, m, &t.selves, true, cx))).cloned().collect();
+    ws.iter().any(|w| pred(*w, Cx { mirrors: &mirrors, ..cx }, true))
 }
 
 /// Where an expression stands: `inner`, inside a subquery with a FROM of its own (its
