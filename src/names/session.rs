@@ -116,7 +116,7 @@ impl Resolutions {
             let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
             let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
             let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
-            let view = reaches_answer(get(2), get(3), get(4));
+            let view = reaches_answer(get(2), get(3), get(4)).map(|v| v.with_defs(get(8)));
             let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
             let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
             self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });

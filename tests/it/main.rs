@@ -86,4 +86,5 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod views;
 mod words;
