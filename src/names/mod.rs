@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 mod columns;
 mod effect;
+mod expand;
 mod path;
 mod session;
 mod sql;
@@ -294,6 +295,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         constraint_columns: None,
         taken_over: None,
         mine: Vec::new(),
+        predicate: None,
     };
     let Some(ids) = ids else {
         return Some(unresolved(
@@ -334,6 +336,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         .filter(|_| !tables.is_empty())
         .and_then(|v| v.taken_over(&w.op))
         .map(|v| format!("{v} has an INSTEAD OF trigger or a rule for this kind of write: the write goes wherever its body says, not through the view's columns to the table"));
+    let (predicate, taken_over) = expand::through(view, now, w, &statements[index].text, taken_over);
     if session.persisting {
         for i in unresolved_reach(policy, cx.ids, target, w.only) {
             if !tables.iter().any(|(j, _)| *j == i) {
@@ -346,7 +349,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         _ => None,
     };
     let mine = columns::mine(statements, paths, index, w, &k, session);
-    Some(Reach { tables, unresolved: None, constraint_columns, taken_over, mine })
+    Some(Reach { tables, unresolved: None, constraint_columns, taken_over, mine, predicate })
 }
 
 /// The current names of the protected columns of every policy table a row write reaches

@@ -116,7 +116,7 @@ impl Resolutions {
             let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(&(i + 1).to_string()));
             let get = |j: usize| row.and_then(|r| r.get(j)).and_then(|v| v.as_deref());
             let oid = get(1).and_then(|o| o.parse().ok()).unwrap_or(0);
-            let mut view = reaches_answer(get(2), get(3), get(4));
+            let mut view = reaches_answer(get(2), get(3), get(4)).map(|v| v.with_defs(get(9)));
             if let Some(v) = view.as_mut() {
                 v.below = get(8).unwrap_or("").split(',').filter_map(|b| b.parse().ok()).collect();
             }

@@ -59,7 +59,7 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
 }
 
 /// The resolution query for names written by a session (keys as [`key`] makes them): rows
-/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below` (see
+/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below, defs` (see
 /// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
 pub fn relations_query(keys: &[String]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
@@ -69,7 +69,7 @@ pub fn relations_query(keys: &[String]) -> String {
            c.relname::pg_catalog.text, \
            (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
             FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped), \
-           r.below \
+           r.below, r.defs \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
            THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \
@@ -91,11 +91,15 @@ pub fn relations_query(keys: &[String]) -> String {
 ///   rule other than its `_RETURN` (`i`, `u`, `d`: the writes they take over);
 /// - `below`: the inheritance children and partitions of `rel` itself, at every level (what
 ///   `ONLY rel` does not write).
+/// - `defs` (when `rel` is a view): `kind,schema,name,definition` per relation its rule reads
+///   at every level (`v` a view, with `pg_get_viewdef`; `r` any other), `;` between them, each
+///   field hex of its UTF-8: what `super::expand` follows down to the base table.
 fn reaches_sql(rel: &str) -> String {
     let and =
         |a: &str, b: &str| format!("(({a})::pg_catalog.int4 OPERATOR(pg_catalog.&) {b}) OPERATOR(pg_catalog.<>) 0");
     let return_rule = "w.rulename OPERATOR(pg_catalog.=) '_RETURN'::pg_catalog.name";
     let ns = |c: &str| format!("(SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}{c})");
+    let hex = |t: &str| format!("pg_catalog.encode(pg_catalog.convert_to(({t})::pg_catalog.text, 'UTF8'), 'hex')");
     format!(
         "WITH RECURSIVE ch(rel, depth) AS (SELECT {rel}, 0 UNION \
            SELECT d.refobjid, ch.depth OPERATOR(pg_catalog.+) 1 FROM ch \
@@ -133,8 +137,16 @@ fn reaches_sql(rel: &str) -> String {
            (SELECT pg_catalog.string_agg(pg_catalog.concat(tk.ops, E'\\037', tk.name), E'\\036' ORDER BY tk.depth) \
              FROM tk WHERE tk.ops OPERATOR(pg_catalog.<>) '') AS instead, \
            (SELECT pg_catalog.string_agg(DISTINCT fam.rel::pg_catalog.text, ',') FROM fam \
-             WHERE fam.root{EQ}{rel} AND fam.dir{EQ}1) AS below",
+             WHERE fam.root{EQ}{rel} AND fam.dir{EQ}1) AS below, \
+           (SELECT pg_catalog.string_agg(pg_catalog.concat({kind}, ',', {schema}, ',', {name}, ',', {def}), ';') \
+             FROM (SELECT DISTINCT ch.rel FROM ch) r JOIN pg_catalog.pg_class d ON d.oid{EQ}r.rel \
+             WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class x WHERE x.oid{EQ}{rel} \
+               AND x.relkind{EQ}'v'::pg_catalog.\"char\")) AS defs",
         vns = ns("v.relnamespace"),
+        kind = hex("CASE WHEN d.relkind OPERATOR(pg_catalog.=) 'v'::pg_catalog.\"char\" THEN 'v' ELSE 'r' END"),
+        schema = hex(&ns("d.relnamespace")),
+        name = hex("d.relname::pg_catalog.text"),
+        def = hex("CASE WHEN d.relkind OPERATOR(pg_catalog.=) 'v'::pg_catalog.\"char\" THEN pg_catalog.pg_get_viewdef(d.oid) END"),
         ins = and("g.tgtype", "4"),
         del = and("g.tgtype", "8"),
         upd = and("g.tgtype", "16"),

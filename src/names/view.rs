@@ -26,7 +26,15 @@ pub struct View {
     /// The relation's own inheritance children and partitions (among `bases`): `ONLY` does
     /// not write them.
     pub below: Vec<u32>,
+    /// Every relation a view's rule reads, at every level, as (schema, name, its definition
+    /// as `pg_get_viewdef` prints it: `None` for a relation that is not a view, or whose
+    /// definition could not be read): what `super::expand` follows from the view written to
+    /// its base table. Empty for a relation that is not a view.
+    pub defs: Vec<Def>,
 }
+
+/// A relation a view reads: (schema, name, its definition when it is a view).
+pub type Def = (String, String, Option<String>);
 
 impl View {
     /// The view on the way whose trigger or rule takes over a write of this kind, if any.
@@ -62,5 +70,40 @@ pub(super) fn reaches_answer(bases: Option<&str>, columns: Option<&str>, instead
             Some((col.to_string(), rel, base.to_string()))
         })
         .collect();
-    Some(View { bases, columns, instead, below: Vec::new() })
+    Some(View { bases, columns, instead, defs: Vec::new(), below: Vec::new() })
+}
+
+impl View {
+    /// With the relations its rule reads, from the `defs` column of [`relations_query`]
+    /// (see [`View::defs`]).
+    pub(super) fn with_defs(mut self, defs: Option<&str>) -> View {
+        self.defs = read_defs(defs);
+        self
+    }
+}
+
+fn read_defs(defs: Option<&str>) -> Vec<Def> {
+    // `kind,schema,name,definition` per relation, each field hex (a name or a definition
+    // may hold any character); an entry that does not read is a view whose definition is
+    // unknown (`None`), so that following it fails closed.
+    defs.unwrap_or("")
+        .split(';')
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let f: Vec<Option<String>> = e.split(',').map(unhex).collect();
+            match f.as_slice() {
+                [Some(kind), Some(schema), Some(name), def] => {
+                    (schema.clone(), name.clone(), if kind == "v" { def.clone().or(Some(String::new())) } else { None })
+                }
+                _ => (String::new(), String::new(), Some(String::new())),
+            }
+        })
+        .collect()
+}
+
+/// Hex (`pg_catalog.encode(…, 'hex')`) back to text; `None` when it is not hex of UTF-8.
+fn unhex(s: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> =
+        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+    String::from_utf8(bytes?).ok()
 }

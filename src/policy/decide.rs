@@ -54,6 +54,10 @@ pub struct Reach {
     /// Unqualified names of its WHERE that the catalog says are the target's columns and
     /// none of the relations' beside it (`UPDATE … FROM`, `DELETE … USING`).
     pub mine: Vec<String>,
+    /// Through a view: the WHERE the write really applies, in the base table's columns (the
+    /// statement's WHERE and every level's view WHERE, view columns replaced by what they
+    /// show; see `crate::names`), judged instead of the statement's own.
+    pub predicate: Option<Where>,
 }
 
 /// What write `w` of statement `index` reaches (`None`: judged by its name).
@@ -302,11 +306,13 @@ fn write_findings(
     };
     // The current names of a table's protected columns, with their policy names; through a
     // view, the view's names of the protected columns it shows (`uid` for `users.id`).
-    let protected = |t: &TablePolicy| -> Vec<(String, String)> {
-        let named = who
-            .columns
+    let current = |t: &TablePolicy| -> Vec<(String, String)> {
+        who.columns
             .and_then(|f| f(t))
-            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect());
+            .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect())
+    };
+    let protected = |t: &TablePolicy| -> Vec<(String, String)> {
+        let named = current(t);
         match through_view(t) {
             Some(map) => named
                 .into_iter()
@@ -315,6 +321,20 @@ fn write_findings(
                 })
                 .collect(),
             None => named,
+        }
+    };
+    // Judged through a view in the base's names: the view's own names of a column.
+    let shown = |t: &TablePolicy, col: &str| -> String {
+        let mut names: Vec<&str> = match (reach.and_then(|r| r.predicate.as_ref()), through_view(t)) {
+            (Some(_), Some(map)) => map.iter().filter(|(v, b)| b == col && v != col).map(|(v, _)| v.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" (through the view: {})", names.join(", "))
         }
     };
     if let Some(why) = reach.and_then(|r| r.taken_over.as_ref()) {
@@ -335,8 +355,11 @@ fn write_findings(
     }
     match &w.op {
         op if op.is_row_write() => {
+            // Through a view, what it really applies to the base table, in the base's names.
+            let expanded = reach.and_then(|r| r.predicate.as_ref());
             let pred = w.predicate.as_ref().unwrap_or(&Where::Absent);
             let pred = &*pred.resolved(reach.map_or(&[][..], |r| &r.mine[..]));
+            let pred = expanded.unwrap_or(pred);
             // A tautology over a protected column is named by the more precise rule.
             let mut ranged = false;
             for t in tables.iter().filter(|t| !t.protected_columns.is_empty()) {
@@ -348,7 +371,7 @@ fn write_findings(
                         HINT_CURSOR,
                     ),
                     Where::Cond(c) => {
-                        let named = protected(t);
+                        let named = if expanded.is_some() { current(t) } else { protected(t) };
                         for (policy_name, col) in &named {
                             let kind = match (c.points.get(col), c.range_of(col)) {
                                 (Some(Some(n)), _) if *n > policy.max_in_list => Some(RangeKind::LongList(*n)),
@@ -363,7 +386,10 @@ fn write_findings(
                                 } else {
                                     format!(" ({policy_name} in the policy, renamed since)")
                                 };
-                                let why = format!("range predicate ({k}) on protected column {col}{renamed}");
+                                let why = format!(
+                                    "range predicate ({k}) on protected column {col}{renamed}{}",
+                                    shown(t, col)
+                                );
                                 finding(Some(t), "protected-range", why, HINT_RANGE);
                             }
                         }

@@ -106,5 +106,6 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod views;
 mod wheres;
 mod words;
