@@ -331,3 +331,60 @@ async fn ordinary_binds_are_neither_refused_nor_counted() {
     assert_eq!(t, "x");
     px.stop().await;
 }
+
+async fn oauth_users(db: &str) -> i64 {
+    server_value(db, "SELECT count(*) FROM users WHERE auth_source = 'oauth'").await
+}
+
+/// Third pass F6: a statement prepared on a temporary table that is then dropped and replaced
+/// by a temporary view over `users` — the server analyzes the name again at EXECUTE / Bind and
+/// deletes the incident's ten real users; blastwall must judge it again after the DDL, as what
+/// the name reaches now (the range on the protected column, the upsert's overwrite). Open: the
+/// name is judged as every policy table it may reach, without the view's column names.
+#[ignore = "open: third adversarial pass F6 (README, Where it falls short today)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_prepared_before_its_table_became_a_view_over_users_is_judged_again() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    let before = oauth_users(&db).await;
+    let email = "SELECT email FROM users WHERE id = -91111111";
+    let c = direct("postgres", SUPERUSER_PW, &db).await;
+    let email_before: String = c.query_one(email, &[]).await.unwrap().get(0);
+    run(&mut s, "CREATE TEMP TABLE u (k bigint PRIMARY KEY, e text)").await;
+    run(&mut s, "PREPARE p AS DELETE FROM u WHERE k BETWEEN -91111120 AND -91111111").await;
+    run(&mut s, "PREPARE up AS INSERT INTO u (k, e) VALUES (-91111111, 'overwritten@evil') ON CONFLICT (k) DO UPDATE SET e = EXCLUDED.e").await;
+    let range = "DELETE FROM u WHERE k BETWEEN -91111120 AND -91111111";
+    assert!(send(&mut s, &[p("s", range), sync()]).await.codes.is_empty());
+    run(&mut s, "DROP TABLE u").await;
+    run(&mut s, "CREATE TEMP VIEW u AS SELECT id AS k, email AS e FROM public.users").await;
+    refused(&send(&mut s, &[q("EXECUTE p")]).await, "EXECUTE p");
+    refused(&send(&mut s, &[b("", "s", &[]), e("", 0), sync()]).await, "Bind of s");
+    refused(&send(&mut s, &[q("EXECUTE up")]).await, "EXECUTE up");
+    assert_eq!(oauth_users(&db).await, before);
+    let email_after: String = c.query_one(email, &[]).await.unwrap().get(0);
+    assert_eq!(email_after, email_before);
+    px.stop().await;
+}
+
+/// Third pass F5: parse analysis converts a typed literal with its type's input function — a
+/// domain's CHECK for `'{1}'::d[]` — so a protocol Parse alone (no Bind, no Execute) may run a
+/// writing function: it must be counted like the statement, first in its batch or not. Open:
+/// a Parse is relayed at once (only its Bind is counted).
+#[ignore = "open: third adversarial pass F5 (README, Where it falls short today)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_that_converts_a_literal_through_a_writing_domain_is_counted() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, PURGE).await;
+    run(&mut s, "CREATE DOMAIN pg_temp.d1 AS int CHECK (pg_temp.f(VALUE))").await;
+    let text = "SELECT '{1}'::pg_temp.d1[] WHERE false";
+    let r = send(&mut s, &[p("s1", text), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused") || !r.codes.is_empty(), "{r:?}");
+    assert_eq!(messages(&db).await, 360, "a Parse first in its batch ran the CHECK");
+    let r = send(&mut s, &[p("a", "SELECT 1"), p("s2", text), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused") || !r.codes.is_empty(), "{r:?}");
+    assert_eq!(messages(&db).await, 360, "a Parse in the middle of its batch ran the CHECK");
+    px.stop().await;
+}
