@@ -439,3 +439,5 @@ fn may_write(sql: &str, opts: ParseOptions) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_restrict;

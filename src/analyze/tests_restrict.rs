@@ -1,0 +1,223 @@
+//! Analyzer tests of `require-where`'s reading of a WHERE (`restrict`): tautologies, ordinary
+//! predicates, the target's table read again, and OR branches of ranges.
+
+use super::*;
+
+fn one(sql: &str) -> Statement {
+    let mut v = analyze(sql, ParseOptions::default());
+    assert_eq!(v.len(), 1, "{sql}");
+    v.remove(0)
+}
+
+/// Whether the first write's WHERE satisfies `require-where`.
+fn restricts(sql: &str) -> bool {
+    one(sql).writes[0].predicate.as_ref().is_some_and(Where::restricts)
+}
+
+#[test]
+fn a_tautology_does_not_restrict() {
+    for sql in [
+        "DELETE FROM t WHERE t.id = t.id",
+        "DELETE FROM t WHERE id = id",
+        "DELETE FROM t x WHERE x.id = x.id",
+        "DELETE FROM t WHERE t IS NOT NULL",
+        "DELETE FROM t WHERE t.* IS NOT NULL",
+        "DELETE FROM t WHERE NOT (t IS NULL)",
+        "DELETE FROM t WHERE true OR id = 5",
+        "DELETE FROM t WHERE id = 5 OR true",
+        "DELETE FROM t WHERE id = 5 OR 1 = 1",
+        "DELETE FROM t WHERE coalesce(x, x) = coalesce(x, x)",
+        "DELETE FROM t WHERE id >= id",
+        "DELETE FROM t WHERE id <= id + 0",
+        "DELETE FROM t WHERE id IN (id)",
+        "DELETE FROM t WHERE id BETWEEN id AND id",
+        "DELETE FROM t WHERE (id = id) = true",
+        "DELETE FROM t WHERE (id = id) IS TRUE",
+        "DELETE FROM t WHERE (id = NULL) IS NOT TRUE",
+        "DELETE FROM t WHERE (id = 5) IS UNKNOWN OR true",
+        "DELETE FROM t WHERE coalesce(id = $1, true)",
+        "DELETE FROM t WHERE NOT (id <> id)",
+        "DELETE FROM t WHERE NOT (id = 5 AND false)",
+        "DELETE FROM t WHERE id < 5 OR id >= 5",
+        "DELETE FROM t WHERE id + 0 < 5 OR id > 4",
+        "DELETE FROM t WHERE 5 > id OR id >= 5",
+        "DELETE FROM t WHERE flag OR NOT flag",
+        "DELETE FROM t WHERE x IS NULL OR x IS NOT NULL",
+        "DELETE FROM t WHERE x = 1 OR x <> 1",
+        "DELETE FROM t WHERE x LIKE 'a%' OR x NOT LIKE 'a%'",
+        "DELETE FROM t WHERE NOT (x = 1 AND x <> 1)",
+        "DELETE FROM t WHERE CASE WHEN id = id THEN true END",
+        "DELETE FROM t WHERE id IN (SELECT id)",
+        "DELETE FROM t WHERE id IN (SELECT t.id FROM u)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 WHERE t.id = t.id)",
+        "DELETE FROM t WHERE EXISTS (SELECT count(*) FROM u WHERE u.t_id = t.id)",
+        "DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id LIMIT 0)",
+        "DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id AND false)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM t WHERE t.id = 5)",
+        "DELETE FROM t WHERE int4eq(id, id)",
+        "UPDATE orders SET s = 'x' FROM batches WHERE batch_status = 'void'",
+        "UPDATE t SET a = 1 WHERE t.a = t.a AND 1 = 1",
+        "MERGE INTO t USING s ON t.id = t.id WHEN MATCHED THEN DELETE",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn an_ordinary_predicate_restricts() {
+    for sql in [
+        "DELETE FROM t WHERE id = 5",
+        "DELETE FROM t WHERE 5 = id",
+        "DELETE FROM t WHERE id = $1",
+        "DELETE FROM t WHERE id <> 5",
+        "DELETE FROM t WHERE created_at < now() - interval '30 days'",
+        "DELETE FROM t WHERE coalesce(updated_at, created_at) < $1",
+        "DELETE FROM t WHERE price * qty > 100",
+        "DELETE FROM t WHERE name LIKE 'test%'",
+        "DELETE FROM t WHERE is_test",
+        "DELETE FROM t WHERE NOT is_test AND plan = 'free'",
+        "DELETE FROM t WHERE deleted_at IS NOT NULL",
+        "DELETE FROM t WHERE deleted_at IS NULL AND a = 1",
+        "DELETE FROM t WHERE id = id AND a = 1",
+        "DELETE FROM t WHERE a = 1 OR b = 2",
+        "DELETE FROM t WHERE a < 5 OR b >= 5",
+        "DELETE FROM t WHERE id = ANY($1)",
+        "DELETE FROM t WHERE id IN (1, 2, 3)",
+        "DELETE FROM t WHERE id BETWEEN 1 AND 5",
+        "DELETE FROM t WHERE starts_with(name, 'x')",
+        "DELETE FROM t WHERE coalesce(flag, false)",
+        "DELETE FROM t WHERE (a = 1) IS TRUE",
+        "DELETE FROM t WHERE user_id IN (SELECT id FROM users WHERE banned)",
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < now() LIMIT 1000)",
+        "DELETE FROM t WHERE id = (SELECT max(id) FROM other)",
+        "DELETE FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id)",
+        "DELETE FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.t_id = t.id)",
+        "DELETE FROM users u WHERE EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND status = 'x')",
+        "DELETE FROM t USING u WHERE t.u_id = u.id AND u.gone",
+        "UPDATE orders SET s = 'x' FROM batches WHERE orders.batch_id = batches.id AND batch_status = 'void'",
+        "UPDATE t SET a = a + 1 WHERE id = $1",
+        "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO t USING s ON t.id = t.id WHEN MATCHED AND t.a = 1 THEN DELETE",
+        "DELETE FROM t WHERE (t).a = 5",
+        "DELETE FROM t WHERE x::text = '5'",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn the_relation_read_again_unrestricted_does_not_restrict() {
+    for sql in [
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE a IN (SELECT a FROM t1)",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.id = y.id",
+        "UPDATE t1 x SET b = 'z' FROM t1 AS y WHERE y.id = x.id AND x.a = y.a",
+        "DELETE FROM t1 x USING t1 y WHERE x.id = y.id",
+        "DELETE FROM public.t1 WHERE id IN (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 LIMIT ALL)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE true)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE id = id)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y WHERE y.id = t1.id)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 GROUP BY id)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 UNION SELECT 5)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM (SELECT id FROM t1) s)",
+        "DELETE FROM t1 WHERE id IN (SELECT k FROM (SELECT id AS k FROM t1) s)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y JOIN t1 z ON y.id = z.id)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y LEFT JOIN t2 ON y.k = t2.k)",
+        "DELETE FROM t1 WHERE id = ANY (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE id <= ANY (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE lower(email) IN (SELECT lower(email) FROM t1)",
+        "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id)",
+        "DELETE FROM t1 x WHERE EXISTS (SELECT FROM t1 y WHERE x.id = y.id)",
+        "DELETE FROM t1 WHERE (id, a) IN (SELECT y.id, y.a FROM t1 y)",
+        "DELETE FROM t1 WHERE id IN (SELECT * FROM t1)",
+        "UPDATE t1 x SET b = 'z' FROM (SELECT id FROM t1) y WHERE x.id = y.id",
+        "UPDATE t1 x SET b = 'z' FROM t1 y JOIN t1 z ON y.id = z.id WHERE x.id = y.id",
+        "WITH s AS (SELECT id FROM t1) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "WITH s AS (SELECT id FROM t1) UPDATE t1 x SET b = 'z' FROM s WHERE x.id = s.id",
+        "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED THEN DELETE",
+        "DELETE FROM t1 WHERE id IN (WITH s AS (SELECT id FROM t1) SELECT id FROM s)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 AS y(id, a, b))",
+        "DELETE FROM t1 WHERE id IN (SELECT j.id FROM (t1 y JOIN t2 z ON true) AS j)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE NOT (id IN (SELECT id FROM t1 WHERE false)) OR true)",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn the_relation_read_again_with_a_restriction_restricts() {
+    for sql in [
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 WHERE created < now() - interval '1 year')",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.id = y.id AND y.created < $1",
+        "UPDATE t1 x SET b = 'z' FROM t1 y WHERE x.parent_id = y.id",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 ORDER BY id LIMIT 1000)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING count(*) > 1)",
+        "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
+        "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
+        "DELETE FROM t1 WHERE parent_id IN (SELECT id FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y JOIN t2 ON y.k = t2.k)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t2)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY email ORDER BY id) AS rn FROM t1) s WHERE rn > 1)",
+        "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.parent_id = t1.id)",
+        "DELETE FROM t1 WHERE EXISTS (SELECT 1 FROM t1 y WHERE y.id = t1.id AND y.gone)",
+        "DELETE FROM public.t1 WHERE id IN (SELECT id FROM archive.t1)",
+        "WITH s AS (SELECT id FROM t1 WHERE gone) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
+        "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED AND y.created < $1 THEN DELETE",
+        "UPDATE orders SET s = 'x' FROM batches WHERE orders.batch_id = batches.id",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn order_branches_cover_every_value_only_when_their_constants_meet() {
+    for sql in [
+        "DELETE FROM t WHERE id < 10 OR id > 90",
+        "DELETE FROM t WHERE id <= 10 OR id >= 90",
+        "DELETE FROM t WHERE a < 1 OR a > 5",
+        "DELETE FROM t WHERE id < 5 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR 90 < id",
+        "DELETE FROM t WHERE id < -5 OR id > 5",
+        "DELETE FROM t WHERE id < 1.5 OR id > 2.25",
+        "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
+        "DELETE FROM t WHERE NOT (id >= 10 AND id <= 90)",
+        "DELETE FROM t WHERE created < '2020-01-01' OR created > '2024-06-30'",
+        "DELETE FROM t WHERE created < '2020-01-01'::date OR created >= '2024-06-30'::date",
+        "DELETE FROM t WHERE (id < 10 AND a = 1) OR id > 90",
+    ] {
+        assert!(restricts(sql), "{sql}");
+    }
+    for sql in [
+        "DELETE FROM t WHERE id < 5 OR id >= 5",
+        "DELETE FROM t WHERE id <= 5 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR 5 < id",
+        "DELETE FROM t WHERE id < 5.0 OR id >= 5",
+        "DELETE FROM t WHERE id < 0 OR id >= -0.0",
+        "DELETE FROM t WHERE NOT (id >= 10 AND id < 10)",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id = 50",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
+        "DELETE FROM t WHERE id < 10 OR id > $1",
+        "DELETE FROM t WHERE id < '10' OR id > '9'",
+        "DELETE FROM t WHERE id < 5::bigint OR id >= 5",
+        "DELETE FROM t WHERE id < 1e3 OR id > 5",
+        "DELETE FROM t WHERE id < 10 OR id > 90 OR id < 95",
+        "DELETE FROM t WHERE id OPERATOR(public.<) 10 OR id > 90",
+        "DELETE FROM t WHERE id < NULL OR id > 5",
+    ] {
+        assert!(!restricts(sql), "{sql}");
+    }
+}
+
+#[test]
+fn nested_reads_of_the_relation_are_judged_within_a_bound() {
+    let mut sql = "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE created < $1)".to_string();
+    for _ in 0..40 {
+        sql = sql.replacen("created < $1", "id IN (SELECT id FROM t1 WHERE created < $1)", 1);
+    }
+    let t = std::time::Instant::now();
+    let _ = restricts(&sql);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+}

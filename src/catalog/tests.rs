@@ -1,0 +1,85 @@
+//! Tests of the catalog's answers: expiry, forgetting, assumed answers, and that every
+//! catalog question is immune to the session's `search_path`.
+
+use super::*;
+
+/// The operators, functions and types of `sql` that the session's `search_path` could
+/// resolve (not qualified by `pg_catalog`).
+pub(crate) fn unqualified(sql: &str) -> Vec<String> {
+    use pg_query::NodeRef as N;
+    let names = |ns: &[pg_query::protobuf::Node]| -> Vec<String> {
+        ns.iter()
+            .filter_map(|n| match n.node.as_ref() {
+                Some(pg_query::NodeEnum::String(s)) => Some(s.sval.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let qualified = |n: &[String]| n.len() == 2 && n[0] == "pg_catalog";
+    let tree = pg_query::parse(sql, 0).unwrap_or_else(|e| panic!("{e}: {sql}"));
+    let mut out = Vec::new();
+    for (node, ..) in tree.protobuf.nodes() {
+        let found = match node {
+            N::AExpr(e) => names(&e.name),
+            N::FuncCall(f) => names(&f.funcname),
+            N::TypeCast(t) => t.type_name.as_ref().map(|t| names(&t.names)).unwrap_or_default(),
+            _ => continue,
+        };
+        if !qualified(&found) {
+            out.push(found.join("."));
+        }
+    }
+    out
+}
+
+/// Red-team L3: every catalog question blastwall asks on a client's session is immune to
+/// that session's search_path (`attnum > 0` and `::oid` were not).
+#[test]
+fn every_catalog_question_is_qualified() {
+    for sql in [
+        query(&["users".into()]),
+        columns_query("public", "users", Some(1)),
+        owners_query("public.users_id_seq"),
+        minted_query("public", "users", Some(1)),
+        crate::names::relations_query(&["public.users".into(), "users".into(), "a\u{1}b\u{2}users".into()]),
+        crate::names::constraint_query("public.users", "users_email_key"),
+    ] {
+        assert_eq!(unqualified(&sql), Vec::<String>::new(), "{sql}");
+    }
+}
+
+#[test]
+fn answers_expire_and_are_forgotten() {
+    let c = Catalog::default();
+    assert_eq!(c.is_indirect("db", "v"), None);
+    learn_answer(&c, "db", &["v".into(), "t".into()], &[vec![Some("v".into()), Some("true".into())]]);
+    assert_eq!(c.is_indirect("db", "v"), Some(true));
+    assert_eq!(c.is_indirect("db", "t"), Some(false));
+    // A trigger on DELETE only: a write may reach other rows, an INSERT may not.
+    learn_answer(&c, "db", &["d".into()], &[vec![Some("d".into()), Some("true".into()), Some("false".into())]]);
+    assert_eq!((c.is_indirect("db", "d"), c.is_indirect_insert("db", "d")), (Some(true), Some(false)));
+    c.forget("db");
+    assert_eq!(c.is_indirect("db", "v"), None);
+    assert!(query(&["o'brien".into()]).contains("E'o\\'brien'"));
+}
+
+/// When blastwall cannot ask, the last answer stands in (an expired one too, within its
+/// limit), else the worst; either only for a second, never as a real answer for others.
+#[test]
+fn an_assumed_answer_is_the_last_one_or_the_worst_and_lasts_a_second() {
+    let c = Catalog::default();
+    c.assume_indirect("db", "new");
+    assert_eq!((c.is_indirect("db", "new"), c.is_indirect_insert("db", "new")), (Some(true), Some(true)));
+    learn_answer(&c, "db", &["t".into()], &[]);
+    let long_ago = Instant::now().checked_sub(TTL + Duration::from_secs(5)).unwrap();
+    c.indirect.insert(("db".into(), "t".into()), (false, false, long_ago));
+    assert_eq!(c.is_indirect_insert("db", "t"), None, "expired");
+    c.assume_indirect("db", "t");
+    assert_eq!(c.is_indirect_insert("db", "t"), Some(false), "the last answer");
+    let too_old = Instant::now().checked_sub(LAST_ANSWER_USABLE + Duration::from_secs(1)).unwrap();
+    c.indirect.insert(("db".into(), "t".into()), (false, false, too_old));
+    c.assume_indirect("db", "t");
+    assert_eq!(c.is_indirect_insert("db", "t"), Some(true), "too old: the worst");
+    let e = c.indirect.get(&("db".to_string(), "t".to_string())).map(|e| e.2).unwrap();
+    assert!(e.elapsed() >= TTL - Duration::from_secs(1), "fresh for a second only");
+}
