@@ -9,7 +9,9 @@
 //! records the decision's facts. Extended-protocol messages go through `session`'s mirror of
 //! prepared statements and portals: a write is counted at its Execute, wherever it stands.
 //! A Query with transaction control or COPY beside a counted write runs statement by statement
-//! as an extended batch (`session`). Every message with a SQLSTATE blastwall sends in its own
+//! as an extended batch (`session`); so does one of several writes (limits per statement). A
+//! client's CancelRequest goes through `cancels`, which settles one that lands on blastwall's
+//! own statements. Every message with a SQLSTATE blastwall sends in its own
 //! name is built in `said`. Dependencies point one way: server → session, admin → `shared`
 //! (the handles every session gets); session → relay, guard → precheck → catalog, policy;
 //! audit → policy.
