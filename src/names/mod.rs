@@ -157,6 +157,14 @@ pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelN
         .collect()
 }
 
+/// Whether a name reaches policy table `t` (index `i`) only as another relation's name — a
+/// view over it, a child's — never as the table itself.
+fn relative_only(ids: &Identities, t: &crate::policy::TablePolicy, i: usize, target: &RelName) -> bool {
+    let temp = target.schema.as_deref().is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_"));
+    let how = ids.relnames.get(i).and_then(|n| n.iter().find(|(x, _)| *x == target.name)).map_or(0, |r| r.1);
+    (!t.matches(target) || temp) && (how & OWN == 0 || temp) && how & RELATIVE != 0
+}
+
 /// Whether statement `index` runs a statement prepared earlier (an `EXECUTE`'s expansion):
 /// the server resolves its names with the `search_path` of its `PREPARE`, not today's.
 fn prepared_earlier(statements: &[Statement], index: usize) -> bool {
@@ -289,13 +297,29 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     let Context { statements, policy, ids, session, ref paths } = *cx;
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
-    let unresolved = |why: String| Reach {
-        tables: unresolved_reach(policy, ids, target, w.only).into_iter().map(|i| (i, None)).collect(),
-        unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
-        constraint_columns: None,
-        taken_over: None,
-        mine: Vec::new(),
-        predicate: None,
+    let unresolved = |why: String| {
+        let tables: Vec<usize> = unresolved_reach(policy, ids, target, w.only);
+        // A name that is only another relation's over a policy table (a view, a child) maps its
+        // columns in a way blastwall cannot read here: its text rules cannot be applied.
+        let unmapped = tables
+            .iter()
+            .filter_map(|i| policy.tables.get(*i).map(|t| (*i, t)))
+            .find(|(i, t)| !t.protected_columns.is_empty() && ids.is_some_and(|ids| relative_only(ids, t, *i, target)));
+        let unmapped = unmapped.map(|(_, t)| t);
+        let taken_over = unmapped.filter(|_| w.op.is_row_write() || matches!(w.op, Op::Upsert { .. })).map(|t| {
+            format!(
+                "{target} could not be resolved before the message runs ({why}), and a relation of that name is a view or child of {}, whose columns blastwall cannot follow to its protected columns here",
+                t.qualified()
+            )
+        });
+        Reach {
+            tables: tables.into_iter().map(|i| (i, None)).collect(),
+            unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
+            constraint_columns: None,
+            taken_over,
+            mine: Vec::new(),
+            predicate: None,
+        }
     };
     let Some(ids) = ids else {
         return Some(unresolved(

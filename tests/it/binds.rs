@@ -338,10 +338,9 @@ async fn oauth_users(db: &str) -> i64 {
 
 /// Third pass F6: a statement prepared on a temporary table that is then dropped and replaced
 /// by a temporary view over `users` — the server analyzes the name again at EXECUTE / Bind and
-/// deletes the incident's ten real users; blastwall must judge it again after the DDL, as what
-/// the name reaches now (the range on the protected column, the upsert's overwrite). Open: the
-/// name is judged as every policy table it may reach, without the view's column names.
-#[ignore = "open: third adversarial pass F6 (README, Where it falls short today)"]
+/// deletes the incident's ten real users. blastwall judges it again after the DDL, as every
+/// policy table the name may reach; a name that reaches `users` only as a view over it maps
+/// columns blastwall cannot follow there, so the write is refused (fail closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_prepared_before_its_table_became_a_view_over_users_is_judged_again() {
     let db = setup();
