@@ -157,12 +157,43 @@ pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelN
         .collect()
 }
 
+/// Which earlier statement of a message may make `target` name something else than it does
+/// now, with no way to know what before it runs: DDL that names it (a plain `CREATE TABLE` of
+/// it aside: a new table reaches nothing), a ROLLBACK (DDL it undoes comes back), a function,
+/// procedure or DO block (unseen bodies).
+fn redirected(earlier: &[Statement], target: &RelName) -> Option<&'static str> {
+    let name = target.name.to_ascii_lowercase();
+    let mentions = |text: &str| {
+        text.to_ascii_lowercase().split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).any(|w| w == name)
+    };
+    earlier.iter().find_map(|st| {
+        let lower = st.text.trim_start().to_ascii_lowercase();
+        let words: Vec<&str> = lower.split_whitespace().take(6).collect();
+        let plain_table = words.first() == Some(&"create")
+            && words.iter().skip(1).take(3).any(|w| *w == "table")
+            && !lower.contains("inherits")
+            && !lower.contains("partition");
+        if st.ddl && !plain_table && mentions(&st.text) {
+            Some("DDL that names it")
+        } else if matches!(words.first(), Some(&"rollback" | &"abort")) {
+            Some("a ROLLBACK")
+        } else if st.calls_functions
+            || st.opaque.iter().any(|o| matches!(o, crate::analyze::Opaque::DoBlock | crate::analyze::Opaque::Call(_)))
+        {
+            Some("a function call")
+        } else {
+            None
+        }
+    })
+}
+
 /// Whether a name reaches policy table `t` (index `i`) only as another relation's name — a
 /// view over it, a child's — never as the table itself.
 fn relative_only(ids: &Identities, t: &crate::policy::TablePolicy, i: usize, target: &RelName) -> bool {
     let temp = target.schema.as_deref().is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_"));
     let how = ids.relnames.get(i).and_then(|n| n.iter().find(|(x, _)| *x == target.name)).map_or(0, |r| r.1);
-    (!t.matches(target) || temp) && (how & OWN == 0 || temp) && how & RELATIVE != 0
+    let own = !temp && (t.matches(target) || how & OWN != 0);
+    !own && how & RELATIVE != 0
 }
 
 /// Whether statement `index` runs a statement prepared earlier (an `EXECUTE`'s expansion):
@@ -298,6 +329,26 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
     let unresolved = |why: String| {
+        let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
+        // An earlier statement of the message may make the name a view over any policy table
+        // (`CREATE TEMP VIEW v AS SELECT * FROM users; DELETE FROM v …`, a ROLLBACK that brings
+        // an older definition back): no table's rules can be applied to it.
+        if let Some(by) = redirected(&statements[..index], target).filter(|_| row_write) {
+            let protected: Vec<usize> =
+                (0..policy.tables.len()).filter(|i| !policy.tables[*i].protected_columns.is_empty()).collect();
+            if !protected.is_empty() {
+                return Reach {
+                    tables: protected.into_iter().map(|i| (i, None)).collect(),
+                    unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
+                    constraint_columns: None,
+                    taken_over: Some(format!(
+                        "{target} could not be resolved before the message runs, and {by} earlier in the same message may make it a view over a protected table; send the write in a message of its own"
+                    )),
+                    mine: Vec::new(),
+                    predicate: None,
+                };
+            }
+        }
         let tables: Vec<usize> = unresolved_reach(policy, ids, target, w.only);
         // A name that is only another relation's over a policy table (a view, a child) maps its
         // columns in a way blastwall cannot read here: its text rules cannot be applied.

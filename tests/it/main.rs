@@ -88,6 +88,7 @@ mod hidden;
 mod hidden_builtins;
 mod holding;
 mod identity;
+mod inmessage;
 mod lifecycle;
 mod listening;
 mod modes;
