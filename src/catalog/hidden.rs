@@ -89,7 +89,7 @@ impl HiddenCallers {
     /// Whether some of them run when rows are written (a maintenance command that names no
     /// table evaluates them all: `guard::maintenance`).
     pub fn has_writers(&self) -> bool {
-        !self.write.is_empty() || !self.moves.is_empty()
+        !self.write.is_empty()
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer

@@ -28,6 +28,7 @@ impl Guard {
         sql: &[u8],
         info: &mut SessionInfo,
         harmless: bool,
+        maintenance: bool,
     ) -> Result<bool, Verdict> {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return Ok(false);
@@ -38,7 +39,7 @@ impl Guard {
             // may not even be named): the full path judges it.
             (harmless || declares)
                 && !set.is_empty()
-                && ((set.has_writers() && super::maintenance::word_in(sql))
+                && ((maintenance && set.has_writers())
                     || (!set.reading_runs_nothing() && {
                         let text = String::from_utf8_lossy(sql);
                         set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)

@@ -231,7 +231,7 @@ impl Guard {
         let reads_cursor = scan.cursors && cursors::note(sql, info) && self.calls_matter.load(Ordering::Acquire);
         // A relation, type or operator whose use runs a user function (a view's column, a
         // domain's CHECK): the text names no function, but is judged like a call of one.
-        let harmless = match self.mentions_hidden_caller(sql, info, harmless) {
+        let harmless = match self.mentions_hidden_caller(sql, info, harmless, scan.maintenance) {
             Ok(mentioned) => harmless && !mentioned,
             Err(ask) => return plain(ask),
         };

@@ -24,14 +24,25 @@ pub struct Scan {
     pub copy: bool,
     /// A `(`: it may call a function.
     pub paren: bool,
+    /// `analyze`, `vacuum`, `reindex`, `cluster` or `refresh`: it may evaluate index
+    /// expressions as a write does (`maintenance`).
+    pub maintenance: bool,
     /// A byte outside ASCII.
     pub non_ascii: bool,
 }
 
 impl Scan {
     /// What is assumed of a text not scanned: everything.
-    pub const UNKNOWN: Scan =
-        Scan { writes: true, cursors: true, path: true, blastwall: true, copy: true, paren: true, non_ascii: true };
+    pub const UNKNOWN: Scan = Scan {
+        writes: true,
+        cursors: true,
+        path: true,
+        blastwall: true,
+        copy: true,
+        paren: true,
+        maintenance: true,
+        non_ascii: true,
+    };
 }
 
 const WRITE: u8 = 1;
@@ -39,6 +50,7 @@ const CURSOR: u8 = 2;
 const PATH: u8 = 4;
 const BLASTWALL: u8 = 8;
 const COPY: u8 = 16;
+const MAINTAIN: u8 = 32;
 
 /// The words the pass looks for, and what each one means.
 const WORDS: &[(&[u8], u8)] = &[
@@ -81,6 +93,13 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"abort", PATH),
     (b"commit", PATH),
     (b"end", PATH),
+    // Maintenance commands that evaluate index expressions (`maintenance`).
+    (b"analyze", MAINTAIN),
+    (b"analyse", MAINTAIN),
+    (b"vacuum", MAINTAIN),
+    (b"reindex", MAINTAIN),
+    (b"cluster", MAINTAIN),
+    (b"refresh", MAINTAIN),
 ];
 
 /// The longest word of [`WORDS`].
@@ -175,6 +194,7 @@ pub fn scan(text: &[u8]) -> Scan {
         blastwall: found & BLASTWALL != 0,
         copy: found & COPY != 0,
         paren,
+        maintenance: found & MAINTAIN != 0,
         non_ascii,
     }
 }
@@ -272,6 +292,7 @@ mod tests {
                 blastwall: false,
                 copy: false,
                 paren: false,
+                maintenance: false,
                 non_ascii: false
             }
         );
