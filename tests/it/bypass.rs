@@ -4,19 +4,6 @@
 
 use crate::harness::*;
 
-async fn count(db: &str, sql: &str) -> i64 {
-    let c = direct("postgres", SUPERUSER_PW, db).await;
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-fn refused_by(e: &tokio_postgres::Error, rule: &str) -> String {
-    let d = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
-    let m = format!("{} / {}", d.message(), d.detail().unwrap_or_default());
-    assert!(d.message().starts_with("blastwall: refused"), "{m}");
-    assert!(m.contains(&format!("rule {rule}")), "{m}");
-    m
-}
-
 /// A WHERE that names the table's columns but restricts nothing does not satisfy
 /// `require-where` (a table no policy names, so no row limit stands behind it); ordinary
 /// predicates still run.

@@ -416,3 +416,18 @@ pub fn shipped_policy() -> Policy {
     ])
     .unwrap()
 }
+
+/// A number the server answers `sql` with, asked directly (not through blastwall).
+pub async fn count(db: &str, sql: &str) -> i64 {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A blastwall refusal by `rule`: its message and detail.
+pub fn refused_by(e: &tokio_postgres::Error, rule: &str) -> String {
+    let d = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    let m = format!("{} / {}", d.message(), d.detail().unwrap_or_default());
+    assert!(d.message().starts_with("blastwall: refused"), "{m}");
+    assert!(m.contains(&format!("rule {rule}")), "{m}");
+    m
+}

@@ -7,19 +7,6 @@
 
 use crate::harness::*;
 
-async fn count(db: &str, sql: &str) -> i64 {
-    let c = direct("postgres", SUPERUSER_PW, db).await;
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-fn refused_by(e: &tokio_postgres::Error, rule: &str) -> String {
-    let d = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
-    let m = format!("{} / {}", d.message(), d.detail().unwrap_or_default());
-    assert!(d.message().starts_with("blastwall: refused"), "{m}");
-    assert!(m.contains(&format!("rule {rule}")), "{m}");
-    m
-}
-
 /// Each statement runs through `via` and sets `b` to its mark on exactly that many rows, as
 /// the server says.
 async fn runs(via: &tokio_postgres::Client, db: &str, cases: &[(&str, &str, u64)]) {
