@@ -208,22 +208,6 @@ pub fn read(rows: &[Vec<Option<String>>]) -> Identity {
         .collect()
 }
 
-/// The identity findings of a check from its two counter readings: what changed (a sequence
-/// may move forward by the rows inserted), judged against the policy.
-pub fn judge(
-    before: &[Vec<Option<String>>],
-    after: &[Vec<Option<String>>],
-    counts: &[super::TableCount],
-    who: crate::policy::SessionView<'_>,
-    policy: &crate::policy::Policy,
-    plan: &super::CheckPlan,
-) -> (Vec<Change>, Vec<crate::policy::Finding>) {
-    let inserted = counts.iter().map(|c| c.inserted).sum();
-    let changed = changes(&read(before), &read(after), inserted);
-    let findings = findings(&changed, who, policy, &plan.statement, plan.verb);
-    (changed, findings)
-}
-
 /// [`deferred_findings`] from a raw reading (a write counted in the middle of a batch, whose
 /// deferred triggers fire at the batch's end or the client's COMMIT, after the count).
 pub fn deferred_in(

@@ -31,7 +31,7 @@ mod stats;
 use backend::data_row;
 pub use backend::{Answer, Backend, Held};
 use estimate::{estimate_findings, estimates};
-pub use identity::{deferred_in as identity_deferred, judge as identity_judge};
+pub use identity::deferred_in as identity_deferred;
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 

@@ -28,8 +28,8 @@ pub fn run_start(since: &Positions, before: &[Vec<Option<String>>]) -> Positions
     }
 }
 
-/// [`identity::judge`] of a slice whose run began at `since` (empty: this slice is the run):
-/// the sequences' positions are compared with where the run began, with the rows the whole
+/// The identity findings of a check from its two counter readings, for a slice whose run
+/// began at `since` (empty: this slice is the run, as for any check): the sequences' positions are compared with where the run began, with the rows the whole
 /// run inserted (`counts`, earlier slices included). A sequence put back after a refusal goes
 /// back to where it stood before this slice only (the earlier slices' values were delivered).
 pub fn judge_since(
