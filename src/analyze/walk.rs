@@ -266,16 +266,20 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 (Some(Some("setval")), None, None) | (Some(Some("pg_catalog")), Some(Some("setval")), None)
             );
             // set_config('blastwall.mode', …) is judged like SET: a value that is not a plain
-            // string is kept as an empty (invalid) one.
+            // string is kept as an empty (invalid) one. A name that is not a plain string may
+            // be blastwall.mode (`'blastwall' || '.mode'`, `'blastwall.mode'::text`): judged
+            // as that name with a value blastwall cannot read.
             let is_set_config = matches!(
                 (first, second, third),
                 (Some(Some("set_config")), None, None) | (Some(Some("pg_catalog")), Some(Some("set_config")), None)
             );
             if is_set_config {
                 let mut args = items(&b.args);
-                let (name, value) = (args.next().and_then(const_str), args.next().and_then(const_str));
-                if name.is_some_and(|n| n.eq_ignore_ascii_case("blastwall.mode")) {
-                    st.session_mode = Some(Some(value.unwrap_or_default().to_string()));
+                let (name, value) = (args.next(), args.next().and_then(const_str));
+                match name.map(const_str) {
+                    Some(Some(n)) if !n.eq_ignore_ascii_case("blastwall.mode") => {}
+                    Some(Some(_)) => st.session_mode = Some(Some(value.unwrap_or_default().to_string())),
+                    _ => st.session_mode = Some(Some(String::new())),
                 }
             }
             if sequences::is_nextval(&b.funcname) {

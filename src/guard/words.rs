@@ -52,6 +52,10 @@ pub(super) fn session_mode_change(
     };
     let wanted = match requested {
         None => None,
+        Some("") => {
+            let why = "blastwall.mode may be changed only to a constant string (a set_config whose name or value is computed may change it to a value blastwall cannot read)";
+            return Err((why.to_string(), hint));
+        }
         Some(v) => Some(v.parse::<Mode>().map_err(|e| (format!("blastwall.mode: {e}"), hint))?),
     };
     if matches!(wanted, Some(Mode::Off) | Some(Mode::Warn)) {

@@ -171,3 +171,34 @@ async fn a_repeated_user_is_judged_as_the_role_the_server_logs_in() {
     assert_eq!(users(&db).await, 60);
     p.stop().await;
 }
+
+/// `set_config` whose name is computed (`'blastwall' || '.mode'`, a cast) may set
+/// blastwall.mode to a value blastwall cannot read: refused, so that what `SHOW
+/// blastwall.mode` reports stays the mode blastwall enforces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computed_set_config_name_cannot_change_the_mode_blastwall_reports() {
+    let p = proxy_with(base_config(), compile(&[(Path::new("default.toml"), DEFAULT_POLICY)]).unwrap()).await;
+    let db = incident_db();
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap()
+    };
+    for sql in [
+        "SELECT set_config('blastwall' || '.mode', 'off', false)",
+        "SELECT pg_catalog.set_config('blastwall.mode'::text, 'off', false)",
+        "SELECT set_config('blastwall.mode', 'o' || 'ff', false)",
+    ] {
+        let e = via.simple_query(sql).await.unwrap_err();
+        let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+        assert!(d.message().contains("constant string"), "{sql}: {}", d.message());
+        assert_eq!(show(via.simple_query("SHOW blastwall.mode").await.unwrap()), "enforce", "{sql}");
+    }
+    // A constant name of another setting is the server's business.
+    via.simple_query("SELECT set_config('application_name', 'o' || 'ff', false)").await.unwrap();
+    p.stop().await;
+}
