@@ -2,7 +2,10 @@
 //! does not name — a view whose column calls it (`SELECT * FROM v`), a row-security policy, a
 //! domain's `CHECK` (`SELECT 1::d`, or a write to a column of that domain), a column default
 //! (an INSERT that leaves the column out), a table `CHECK`, an index expression, an operator or
-//! a cast over it — and the views over any of those, at any depth. The functions followed:
+//! a cast over it — and the views over any of those and the inheritance parents and
+//! partitioned tables above them (a statement on a parent reaches its children: an INSERT is
+//! routed to them, ANALYZE and REINDEX recurse, the planner opens them), at any depth. The
+//! functions followed:
 //! - every user function: one outside `pg_catalog` and `information_schema` that no extension
 //!   owns, of any volatility (a function mislabeled `IMMUTABLE` can write too);
 //! - the built-ins whose effect outlives their call: `set_config` (it changes what later names
@@ -44,6 +47,12 @@ pub struct HiddenCallers {
     /// column of one, each column recorded in `pg_depend`), by OID, sorted: a protocol Bind
     /// converts a parameter of such a type (`guard::prepared`).
     types: Vec<u32>,
+    /// The tables (and their inheritance parents) whose index expressions or predicates or
+    /// extended statistics call one: what `ANALYZE`, `REINDEX`, `CLUSTER` and `VACUUM FULL`
+    /// evaluate (they run no default, `CHECK`, trigger or policy). `summarized`: those whose
+    /// BRIN index does, which plain `VACUUM` evaluates when it summarizes new page ranges.
+    maintained: Vec<String>,
+    summarized: Vec<String>,
 }
 
 impl HiddenCallers {
@@ -54,6 +63,8 @@ impl HiddenCallers {
             write: Vec::new(),
             moves: vec![(String::new(), false, "*".into())],
             types: Vec::new(),
+            maintained: Vec::new(),
+            summarized: Vec::new(),
         }
     }
 
@@ -90,6 +101,22 @@ impl HiddenCallers {
     /// table evaluates them all: `guard::maintenance`).
     pub fn has_writers(&self) -> bool {
         !self.write.is_empty()
+    }
+
+    /// Whether a maintenance command's `text` may name a table whose index or statistics
+    /// expressions call one (`brin`: a BRIN index's, all plain `VACUUM` evaluates), or names no
+    /// table (`every_table`) in a database that has one; in the sense of
+    /// [`HiddenCallers::mentioned_in`] (unknown set: yes).
+    pub fn maintenance_reaches(&self, text: &str, brin: bool, every_table: bool) -> bool {
+        let list = if brin { &self.summarized } else { &self.maintained };
+        if self.unknown() {
+            return true;
+        }
+        if list.is_empty() {
+            return false;
+        }
+        let lower = text.to_ascii_lowercase();
+        every_table || lower.contains("u&") || list.iter().any(|w| mentions(&lower, w))
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
@@ -177,6 +204,8 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
             continue;
         }
         for list in match kind.as_str() {
+            "i" => vec![&mut h.maintained],
+            "v" => vec![&mut h.maintained, &mut h.summarized],
             "w" => vec![&mut h.write],
             "b" => vec![&mut h.read, &mut h.write],
             _ => vec![&mut h.read],
@@ -195,8 +224,8 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
 /// alone (its two indexes: what depends on an object, what an object belongs to) from the
 /// function to what uses it, at any depth up to 12 — down to the objects that call it (a view's
 /// rule, a default, a `CHECK`, a policy, an index, a cast, an operator), up to the relation or
-/// type each belongs to, and on to the views over those relations and the columns and domains
-/// of those types — each named with what runs the function (`r`: reading the name; `w`:
+/// type each belongs to, and on to the views over those relations, their inheritance parents
+/// (`pg_inherits`, partitions included) and the columns and domains of those types — each named with what runs the function (`r`: reading the name; `w`:
 /// writing it; `b`: both). And every user function named like a built-in the analyzer takes as
 /// harmless (`upper`): the server may resolve a call of that name to it (`upper(1::bigint)`
 /// finds no built-in). Every function and operator is `pg_catalog`'s; the estimated cost stays
@@ -267,10 +296,18 @@ pub fn query() -> String {
                  AND (r.classid OPERATOR(pg_catalog.<>) {class} OR r.kind{eq}'') \
              UNION ALL SELECT {operator}, o.oid, r.kind FROM pg_catalog.pg_operator o \
                WHERE r.classid{eq}{operator} AND (o.oprnegate{eq}r.objid OR o.oprcom{eq}r.objid) \
+             UNION ALL SELECT {class}, i.inhparent, r.kind FROM pg_catalog.pg_inherits i \
+               WHERE r.classid{eq}{class} AND r.kind OPERATOR(pg_catalog.<>) '' AND i.inhrelid{eq}r.objid \
              UNION ALL SELECT {typ}, t.oid, 'r' FROM pg_catalog.pg_cast k \
                JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ANY (ARRAY[k.castsource, k.casttarget]) \
                WHERE r.classid{eq}{cast} AND k.oid{eq}r.objid AND t.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
            ) n WHERE r.depth OPERATOR(pg_catalog.<) 12), \
+         maintained(rel, brin) AS (SELECT x.indrelid, c.relam{eq}{brin_am} FROM reach r \
+             JOIN pg_catalog.pg_index x ON r.classid{eq}{class} AND x.indexrelid{eq}r.objid \
+             JOIN pg_catalog.pg_class c ON c.oid{eq}x.indexrelid \
+           UNION SELECT s.stxrelid, false FROM reach r JOIN pg_catalog.pg_statistic_ext s \
+             ON r.classid{eq}{statistic} AND s.oid{eq}r.objid \
+           UNION SELECT i.inhparent, m.brin FROM maintained m JOIN pg_catalog.pg_inherits i ON i.inhrelid{eq}m.rel), \
          risky(oid) AS (SELECT r.objid FROM reach r WHERE r.classid{eq}{typ} \
            UNION SELECT CASE WHEN d.classid{eq}{typ} THEN d.objid ELSE c.reltype END \
              FROM risky k JOIN pg_catalog.pg_depend d ON d.refclassid{eq}{typ} AND d.refobjid{eq}k.oid \
@@ -279,6 +316,8 @@ pub fn query() -> String {
          SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END, x.seq FROM (\
            SELECT c.relname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
            UNION ALL SELECT t.typname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
+           UNION ALL SELECT c.relname, CASE WHEN m.brin THEN 'v' ELSE 'i' END, NULL FROM maintained m \
+             JOIN pg_catalog.pg_class c ON c.oid{eq}m.rel \
            UNION ALL SELECT o.oprname, 'r', r.seq FROM reach r JOIN pg_catalog.pg_operator o \
              ON r.classid{eq}{operator} AND o.oid{eq}r.objid \
            UNION ALL SELECT f.proname, 'r', NULL FROM f \
@@ -290,6 +329,7 @@ pub fn query() -> String {
                AND c.relkind OPERATOR(pg_catalog.<>) 'c'::pg_catalog.\"char\")\
          ) x(name, kind, seq)",
         seeds = builtin_callers(),
+        brin_am = "(SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname OPERATOR(pg_catalog.=) 'brin'::pg_catalog.name)",
         down = deptypes("'n', 'a'"),
         temp_d = temporary("d.objid"),
         temp_u = temporary("u.refobjid"),

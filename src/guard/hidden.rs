@@ -39,7 +39,7 @@ impl Guard {
             // may not even be named): the full path judges it.
             (harmless || declares)
                 && !set.is_empty()
-                && ((maintenance && set.has_writers())
+                && ((maintenance && set.maintenance_reaches("", false, true))
                     || (!set.reading_runs_nothing() && {
                         let text = String::from_utf8_lossy(sql);
                         set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
@@ -69,16 +69,15 @@ pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, wri
             if set.is_empty() {
                 return false;
             }
-            // ANALYZE, REINDEX, CLUSTER … evaluate index expressions as a write does, and one
-            // that names no table evaluates every table's.
-            let maintenance = super::maintenance::of(&st.text);
-            if maintenance.is_some_and(|m| !m.evaluates) {
-                return false;
+            // ANALYZE, REINDEX, CLUSTER, VACUUM … evaluate index and statistics expressions
+            // (plain VACUUM only BRIN indexes'), those of the tables they name and their
+            // children, and one that names no table evaluates every table's. A materialized
+            // view's REFRESH runs its query.
+            match super::maintenance::of(&st.text) {
+                Some(m) if !m.refresh => set.maintenance_reaches(&st.text, !m.evaluates, m.every_table),
+                Some(_) => set.mentioned_in(&st.text, true) || set.moves(&st.text, true, &protected),
+                None => set.mentioned_in(&st.text, writes) || set.moves(&st.text, writes, &protected),
             }
-            let writes = writes || maintenance.is_some();
-            set.mentioned_in(&st.text, writes)
-                || set.moves(&st.text, writes, &protected)
-                || maintenance.is_some_and(|m| m.every_table && set.has_writers())
         })
         .unwrap_or(true)
 }

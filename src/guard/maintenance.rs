@@ -13,14 +13,16 @@
 /// A maintenance command, as far as the hidden-caller rule cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Maintenance {
-    /// It evaluates expressions (plain `VACUUM` does not: it removes dead tuples without
-    /// computing an index entry).
+    /// It evaluates every index and statistics expression of its tables (plain `VACUUM` only
+    /// a BRIN index's, when it summarizes new page ranges).
     pub(super) evaluates: bool,
     /// It names no relation: it processes every table the role may maintain.
     pub(super) every_table: bool,
     /// PostgreSQL refuses to run it inside a transaction block (`VACUUM`, `REINDEX SCHEMA`,
     /// `… CONCURRENTLY`, a bare `CLUSTER`): it cannot be counted in the pre-check.
     pub(super) outside_blocks: bool,
+    /// `REFRESH MATERIALIZED VIEW`: it runs the view's query.
+    pub(super) refresh: bool,
 }
 
 /// Whether a statement's text may be a maintenance command: its first word is one of theirs,
@@ -54,7 +56,12 @@ pub(super) fn of(text: &str) -> Option<Maintenance> {
     match node {
         N::VacuumStmt(v) => {
             let evaluates = !v.is_vacuumcmd || option(&v.options, "full") || option(&v.options, "analyze");
-            Some(Maintenance { evaluates, every_table: v.rels.is_empty(), outside_blocks: v.is_vacuumcmd })
+            Some(Maintenance {
+                evaluates,
+                every_table: v.rels.is_empty(),
+                outside_blocks: v.is_vacuumcmd,
+                refresh: false,
+            })
         }
         N::ReindexStmt(r) => {
             let named = matches!(R::try_from(r.kind), Ok(R::ReindexObjectIndex | R::ReindexObjectTable));
@@ -62,13 +69,16 @@ pub(super) fn of(text: &str) -> Option<Maintenance> {
                 evaluates: true,
                 every_table: !named,
                 outside_blocks: !named || option(&r.params, "concurrently"),
+                refresh: false,
             })
         }
         N::ClusterStmt(c) => {
             let every_table = c.relation.is_none();
-            Some(Maintenance { evaluates: true, every_table, outside_blocks: every_table })
+            Some(Maintenance { evaluates: true, every_table, outside_blocks: every_table, refresh: false })
         }
-        N::RefreshMatViewStmt(_) => Some(Maintenance { evaluates: true, every_table: false, outside_blocks: false }),
+        N::RefreshMatViewStmt(_) => {
+            Some(Maintenance { evaluates: true, every_table: false, outside_blocks: false, refresh: true })
+        }
         _ => None,
     }
 }
@@ -96,8 +106,11 @@ mod tests {
 
     #[test]
     fn the_commands_that_evaluate_expressions_are_found() {
-        let m = |every_table, outside_blocks| Some(Maintenance { evaluates: true, every_table, outside_blocks });
-        let plain = |every_table| Some(Maintenance { evaluates: false, every_table, outside_blocks: true });
+        let m = |every_table, outside_blocks| {
+            Some(Maintenance { evaluates: true, every_table, outside_blocks, refresh: false })
+        };
+        let plain =
+            |every_table| Some(Maintenance { evaluates: false, every_table, outside_blocks: true, refresh: false });
         assert_eq!(of("ANALYZE t"), m(false, false));
         assert_eq!(of("analyse verbose t"), m(false, false));
         assert_eq!(of("ANALYZE"), m(true, false));
@@ -114,7 +127,8 @@ mod tests {
         assert_eq!(of("REINDEX SCHEMA pg_temp_3"), m(true, true));
         assert_eq!(of("CLUSTER t USING t_i"), m(false, false));
         assert_eq!(of("CLUSTER"), m(true, true));
-        assert_eq!(of("REFRESH MATERIALIZED VIEW mv"), m(false, false));
+        let refresh = Some(Maintenance { evaluates: true, every_table: false, outside_blocks: false, refresh: true });
+        assert_eq!(of("REFRESH MATERIALIZED VIEW mv"), refresh);
         assert_eq!(of("SELECT 'analyze'"), None);
         assert_eq!(of("SELECT 1"), None);
         assert!(word_in(b"  AnAlYzE t") && word_in(b"/* c */ vacuum full") && !word_in(b"SELECT analyze FROM t"));

@@ -155,9 +155,9 @@ pub(super) fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
     if statements.iter().any(|s| s.copy_from_stdin) {
         return Some("the same message reads COPY data from the client");
     }
-    if statements.iter().any(|s| super::maintenance::of(&s.text).is_some_and(|m| m.evaluates && m.outside_blocks)) {
+    if statements.iter().any(|s| super::maintenance::of(&s.text).is_some_and(|m| m.outside_blocks)) {
         return Some(
-            "PostgreSQL cannot run it inside a transaction (VACUUM FULL or ANALYZE, REINDEX of a schema or database or CONCURRENTLY, CLUSTER of every table): run ANALYZE, REINDEX TABLE or CLUSTER of one table instead, which can be counted",
+            "PostgreSQL cannot run it inside a transaction (VACUUM, REINDEX of a schema or database or CONCURRENTLY, CLUSTER of every table): run ANALYZE, REINDEX TABLE or CLUSTER of one table instead, which can be counted",
         );
     }
     None

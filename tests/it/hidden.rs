@@ -132,3 +132,113 @@ async fn an_implicit_cast_of_a_columns_type_is_counted() {
     assert_eq!(users(&db).await, before, "{sql}: {why}");
     p.stop().await;
 }
+
+/// A statement on an inheritance parent or a partitioned table reaches its children: `ANALYZE`
+/// and `REINDEX` recurse into the partitions, an INSERT is routed to them, the planner opens
+/// them for a SELECT. A parent of a hidden caller is one too (fifth adversarial pass: `ANALYZE
+/// pp` ran a partition's index expression uncounted; `SELECT * FROM parent` a temporary child's
+/// partial-index predicate) — for a temporary tree made by a DML-only role, and for a permanent
+/// one a superuser maintains through blastwall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_of_a_hidden_caller_is_one_too() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let su = direct("postgres", SUPERUSER_PW, &db).await;
+    su.batch_execute(
+        "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
+         CREATE FUNCTION public.purge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
+           IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
+             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; END $$; \
+         CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+           $$ BEGIN PERFORM public.purge(); RETURN $1; END $$; \
+         CREATE TABLE pp (a int) PARTITION BY RANGE (a); \
+         CREATE TABLE pp1 PARTITION OF pp FOR VALUES FROM (0) TO (1000); \
+         CREATE INDEX pp1_x ON pp1 (public.purge_imm(a)); \
+         INSERT INTO pp SELECT pg_catalog.generate_series(1, 100); \
+         CREATE TABLE ip (a int); CREATE TABLE ic () INHERITS (ip); \
+         CREATE INDEX ic_x ON ic (public.purge_imm(a)); INSERT INTO ic VALUES (1); \
+         GRANT ALL ON purge_on, pp, ip TO app; \
+         UPDATE purge_on SET on_ = true",
+    )
+    .await
+    .unwrap();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for setup in [
+        "CREATE FUNCTION pg_temp.del() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN \
+           IF pg_catalog.current_query() !~* '^\\s*create' THEN PERFORM public.purge(); END IF; \
+           RETURN 7; END $$",
+        "CREATE TEMP TABLE tp2 (a int)",
+        "CREATE TEMP TABLE tch2 () INHERITS (tp2)",
+        "CREATE INDEX ON tch2 (a) WHERE a > pg_temp.del()",
+        "CREATE TEMP TABLE tpp (a int) PARTITION BY RANGE (a)",
+        "CREATE TEMP TABLE tpp1 PARTITION OF tpp FOR VALUES FROM (0) TO (1000)",
+        "CREATE INDEX tpp1_x ON tpp1 ((a + pg_temp.del()))",
+    ] {
+        via.simple_query(setup).await.unwrap_or_else(|e| panic!("{setup}: {e:?}"));
+    }
+    assert_eq!(users(&db).await, before, "the setup deleted users");
+    for sql in ["SELECT * FROM tp2", "INSERT INTO tpp VALUES (1)", "INSERT INTO pp VALUES (5)", "UPDATE ip SET a = 2"] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let why = refusal(&e);
+        assert_eq!(users(&db).await, before, "{sql}: {why}");
+    }
+    let owner = connect(p.port(), "postgres", SUPERUSER_PW, &db).await;
+    for sql in ["ANALYZE pp", "VACUUM (ANALYZE) pp", "REINDEX TABLE pp", "VACUUM FULL pp"] {
+        let e = owner.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        assert_eq!(users(&db).await, before, "{sql}: {why}");
+    }
+    // ANALYZE and REINDEX of a plain inheritance parent do not open its children's indexes:
+    // counted, and kept.
+    for sql in ["ANALYZE ip", "REINDEX TABLE ip"] {
+        owner.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    assert_eq!(users(&db).await, before);
+    p.stop().await;
+}
+
+/// Plain `VACUUM` summarizes a BRIN index's new page ranges, evaluating its expression
+/// (fifth adversarial pass): a table whose BRIN index calls a writing function cannot be
+/// vacuumed through blastwall (PostgreSQL cannot vacuum in a transaction, so it cannot be
+/// counted). Maintenance runs no default, `CHECK`, trigger or policy: the shipped `users`,
+/// whose id default takes from its protected sequence, is vacuumed, analyzed and reindexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_reaches_brin_expressions_and_only_index_expressions_matter() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let su = direct("postgres", SUPERUSER_PW, &db).await;
+    su.batch_execute(
+        "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
+         CREATE FUNCTION public.purge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
+           IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
+             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; END $$; \
+         CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+           $$ BEGIN PERFORM public.purge(); RETURN $1; END $$; \
+         CREATE TABLE b (a int); CREATE INDEX b_x ON b USING brin (public.purge_imm(a)); \
+         INSERT INTO b SELECT pg_catalog.generate_series(1, 70000); \
+         UPDATE purge_on SET on_ = true",
+    )
+    .await
+    .unwrap();
+    let p = proxy().await;
+    let owner = connect(p.port(), "postgres", SUPERUSER_PW, &db).await;
+    for sql in ["VACUUM b", "VACUUM"] {
+        let e = owner.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let why = refusal(&e);
+        assert!(why.contains("cannot run it inside a transaction"), "{sql}: {why}");
+        assert_eq!(users(&db).await, before, "{sql}: {why}");
+    }
+    for sql in [
+        "VACUUM users",
+        "VACUUM FULL users",
+        "VACUUM (ANALYZE) users",
+        "ANALYZE users",
+        "REINDEX TABLE users",
+        "REINDEX TABLE CONCURRENTLY users",
+    ] {
+        owner.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    assert_eq!(users(&db).await, before);
+    p.stop().await;
+}
