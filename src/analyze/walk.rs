@@ -229,6 +229,11 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                     let op = Op::DropColumn(cmd.name.clone());
                     st.writes.push(Write { op, target: rel.clone(), predicate: None, only: false });
                 }
+                // An unlogged sequence is put back to where it stood at `SET UNLOGGED` by crash
+                // recovery: a move no statement makes (`ALTER TABLE` reaches sequences too).
+                if cmd.subtype == pb::AlterTableType::AtSetUnLogged as i32 {
+                    st.writes.push(Write { op: Op::AlterSequence, target: rel.clone(), predicate: None, only: false });
+                }
             }
             Descend::Yes
         }

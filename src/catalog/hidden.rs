@@ -144,6 +144,9 @@ impl HiddenCallers {
     }
 }
 
+/// PostgreSQL's `NAMEDATALEN`: identifiers are at most one byte less.
+const NAMEDATALEN: usize = 64;
+
 /// Whether `name` appears in `text`: an identifier as a whole word (not inside a longer
 /// identifier: `d` is not in `id`), an operator anywhere.
 fn mentions(text: &str, name: &str) -> bool {
@@ -152,10 +155,13 @@ fn mentions(text: &str, name: &str) -> bool {
         return text.contains(name);
     }
     let bytes = text.as_bytes();
+    // PostgreSQL cuts an identifier to 63 bytes (fewer when that would split a character): a
+    // longer spelling whose head is the name names it too.
+    let truncated = name.len() >= NAMEDATALEN - 1 - 3;
     text.match_indices(name).any(|(at, _)| {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + name.len()).copied();
-        !before.is_some_and(ident) && !after.is_some_and(ident)
+        !before.is_some_and(ident) && (truncated || !after.is_some_and(ident))
     })
 }
 
@@ -224,9 +230,12 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
 /// alone (its two indexes: what depends on an object, what an object belongs to) from the
 /// function to what uses it, at any depth up to 12 — down to the objects that call it (a view's
 /// rule, a default, a `CHECK`, a policy, an index, a cast, an operator), up to the relation or
-/// type each belongs to, and on to the views over those relations, their inheritance parents
-/// (`pg_inherits`, partitions included) and the columns and domains of those types — each named with what runs the function (`r`: reading the name; `w`:
-/// writing it; `b`: both). And every user function named like a built-in the analyzer takes as
+/// type each belongs to, and on to the views over those relations, the row-security policies
+/// that read them (the policy's table, when reading them runs the function), their inheritance
+/// parents (`pg_inherits`, partitions included), every partition below a partitioned table
+/// whose key calls it (a write to a partition checks its whole partition constraint: kind
+/// `k`, named `b`) and the columns and domains of those types — each named with what runs the
+/// function (`r`: reading the name; `w`: writing it; `b`: both). And every user function named like a built-in the analyzer takes as
 /// harmless (`upper`): the server may resolve a call of that name to it (`upper(1::bigint)`
 /// finds no built-in). Every function and operator is `pg_catalog`'s; the estimated cost stays
 /// under the server's JIT threshold (a JIT compile costs a second).
@@ -282,6 +291,7 @@ pub fn query() -> String {
                  AND CASE r.classid WHEN {proc} THEN d.classid OPERATOR(pg_catalog.<>) {proc} \
                    WHEN {operator} THEN true \
                    WHEN {class} THEN d.classid{eq}{rewrite} \
+                     OR (d.classid{eq}{policy} AND r.kind OPERATOR(pg_catalog.<>) 'w') \
                    WHEN {typ} THEN d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
                    ELSE false END \
              UNION ALL SELECT u.refclassid, u.refobjid, CASE r.classid \
@@ -297,7 +307,10 @@ pub fn query() -> String {
              UNION ALL SELECT {operator}, o.oid, r.kind FROM pg_catalog.pg_operator o \
                WHERE r.classid{eq}{operator} AND (o.oprnegate{eq}r.objid OR o.oprcom{eq}r.objid) \
              UNION ALL SELECT {class}, i.inhparent, r.kind FROM pg_catalog.pg_inherits i \
-               WHERE r.classid{eq}{class} AND r.kind OPERATOR(pg_catalog.<>) '' AND i.inhrelid{eq}r.objid \
+               WHERE r.classid{eq}{class} AND r.kind OPERATOR(pg_catalog.<>) 'k' AND i.inhrelid{eq}r.objid \
+             UNION ALL SELECT {class}, i.inhrelid, 'k' FROM pg_catalog.pg_inherits i \
+               JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid{eq}i.inhparent \
+               WHERE r.classid{eq}{class} AND r.kind OPERATOR(pg_catalog.=) ANY (ARRAY['', 'k']) AND i.inhparent{eq}r.objid \
              UNION ALL SELECT {typ}, t.oid, 'r' FROM pg_catalog.pg_cast k \
                JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ANY (ARRAY[k.castsource, k.casttarget]) \
                WHERE r.classid{eq}{cast} AND k.oid{eq}r.objid AND t.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
@@ -313,7 +326,7 @@ pub fn query() -> String {
              FROM risky k JOIN pg_catalog.pg_depend d ON d.refclassid{eq}{typ} AND d.refobjid{eq}k.oid \
                AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{typ}, {class}]) \
              LEFT JOIN pg_catalog.pg_class c ON d.classid{eq}{class} AND c.oid{eq}d.objid) \
-         SELECT DISTINCT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' ELSE x.kind END, x.seq FROM (\
+         SELECT DISTINCT x.name::pg_catalog.text, CASE x.kind WHEN '' THEN 'r' WHEN 'k' THEN 'b' ELSE x.kind END, x.seq FROM (\
            SELECT c.relname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
            UNION ALL SELECT t.typname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
            UNION ALL SELECT c.relname, CASE WHEN m.brin THEN 'v' ELSE 'i' END, NULL FROM maintained m \
@@ -432,6 +445,12 @@ mod tests {
         let h = answer(&rows(&[("d", "r"), ("###", "r")]));
         assert!(!h.mentioned_in("SELECT id FROM users WHERE plan = 'x'", false));
         assert!(h.mentioned_in("SELECT 1::d", false) && h.mentioned_in("SELECT 'a'OPERATOR(pg_temp.###)'b'", false));
+        // PostgreSQL cuts a longer identifier to 63 bytes: its head names the object.
+        let long = format!("vd_{}", "a".repeat(60));
+        let h = answer(&rows(&[(long.as_str(), "r")]));
+        assert!(h.mentioned_in(&format!("SELECT * FROM {long}zzz"), false));
+        assert!(h.mentioned_in(&format!("SELECT * FROM \"{long}zzz\""), false));
+        assert!(!h.mentioned_in(&format!("SELECT * FROM x{long}"), false));
     }
 
     #[test]

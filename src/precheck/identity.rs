@@ -165,8 +165,10 @@ pub fn sql(
            WHEN pg_catalog.has_sequence_privilege(s.oid, 'SELECT,USAGE') \
            THEN coalesce(pg_catalog.pg_sequence_last_value(s.oid::pg_catalog.regclass){text}, 'unset') \
            ELSE 'unreadable' END FROM s"), false),
+        // Its persistence too: crash recovery puts an unlogged sequence back.
         (format!("SELECT s.k, s.oid{text}, 'definition'{text}, pg_catalog.concat_ws(' ', q.seqincrement, q.seqmin, \
-           q.seqmax, q.seqcycle) FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid"), true),
+           q.seqmax, q.seqcycle, (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid {EQ} s.oid)) \
+           FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid"), true),
         (format!("SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text}"), true),
     ];
     let mut selected: Vec<&str> = branches.iter().filter(|(_, f)| full || !f).map(|(b, _)| b.as_str()).collect();

@@ -205,6 +205,9 @@ const CORPUS: &[(&str, V)] = &[
     ("ALTER SEQUENCE web_user_id_seq RESTART WITH 91111101", R("forbid-setval")),
     ("ALTER SEQUENCE public.web_user_id_seq INCREMENT BY 10", R("forbid-setval")),
     ("ALTER SEQUENCE other_seq RESTART", P),
+    ("ALTER SEQUENCE web_user_id_seq SET UNLOGGED", R("forbid-setval")),
+    ("ALTER TABLE public.web_user_id_seq SET UNLOGGED", R("forbid-setval")),
+    ("ALTER SEQUENCE other_seq SET UNLOGGED", P),
     // setval.
     ("SELECT setval('public.web_user_id_seq', 1)", R("forbid-setval")),
     ("SELECT pg_catalog.setval('web_user_id_seq'::regclass, 5, true)", R("forbid-setval")),

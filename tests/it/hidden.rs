@@ -242,3 +242,53 @@ async fn vacuum_reaches_brin_expressions_and_only_index_expressions_matter() {
     assert_eq!(users(&db).await, before);
     p.stop().await;
 }
+
+/// Fifth adversarial pass: a row-security policy that reads a writing view (or a table whose
+/// own policy writes) runs it on every read of its table; a writing view named by a spelling
+/// longer than 63 bytes (PostgreSQL cuts it to its head); a write to a partition checks its
+/// partition constraint, which runs its parent's key expression. Objects made by a DBA,
+/// reached by the DML-only `app` through blastwall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_long_names_and_partition_keys_reach_a_writing_function() {
+    let db = incident_db();
+    let before = users(&db).await;
+    let su = direct("postgres", SUPERUSER_PW, &db).await;
+    let long = format!("vd_{}", "a".repeat(70));
+    su.batch_execute(&format!(
+        "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
+         CREATE FUNCTION public.purge() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+           IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
+             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; RETURN 1; END $$; \
+         CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+           $$ BEGIN IF $1 = 7 THEN PERFORM public.purge(); END IF; RETURN $1; END $$; \
+         CREATE VIEW vd AS SELECT public.purge() AS x; \
+         CREATE VIEW {long} AS SELECT public.purge() AS x; \
+         CREATE TABLE r (a int); INSERT INTO r VALUES (1); ALTER TABLE r ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY p ON r USING (EXISTS (SELECT 1 FROM vd)); \
+         CREATE TABLE r1 (a int); INSERT INTO r1 VALUES (1); ALTER TABLE r1 ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY p1 ON r1 USING (public.purge() = 1); \
+         CREATE TABLE r2 (a int); INSERT INTO r2 VALUES (1); ALTER TABLE r2 ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY p2 ON r2 USING (a IN (SELECT a FROM r1)); \
+         CREATE TABLE pk (id int, a int) PARTITION BY RANGE (public.purge_imm(a)); \
+         CREATE TABLE pk1 PARTITION OF pk FOR VALUES FROM (0) TO (1000); \
+         INSERT INTO pk VALUES (1, 1); \
+         GRANT ALL ON purge_on, vd, {long}, r, r1, r2, pk, pk1 TO app; \
+         UPDATE purge_on SET on_ = true"
+    ))
+    .await
+    .unwrap();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for sql in [
+        "SELECT * FROM r".to_string(),
+        "SELECT * FROM r2".to_string(),
+        format!("SELECT * FROM {long}zzz"),
+        "INSERT INTO pk1 VALUES (2, 7)".to_string(),
+        "UPDATE pk1 SET a = 7 WHERE id = 1".to_string(),
+    ] {
+        let e = via.simple_query(&sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let why = refusal(&e);
+        assert_eq!(users(&db).await, before, "{sql}: {why}");
+    }
+    p.stop().await;
+}

@@ -375,6 +375,40 @@ async fn sequences_owned_by_protected_columns_are_found_in_the_catalog() {
     p.stop().await;
 }
 
+/// Crash recovery puts an unlogged sequence back to where it stood at `SET UNLOGGED` (fifth
+/// adversarial pass): making a protected sequence unlogged is refused by its text, and through
+/// a function (which the text does not show) by the identity check, which reads persistence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_sequence_cannot_be_made_unlogged() {
+    let db = incident_db();
+    let su = direct("postgres", SUPERUSER_PW, &db).await;
+    su.batch_execute(
+        "CREATE FUNCTION public.unlog() RETURNS int LANGUAGE plpgsql SECURITY DEFINER AS \
+           $$ BEGIN ALTER SEQUENCE public.web_user_id_seq SET UNLOGGED; RETURN 1; END $$",
+    )
+    .await
+    .unwrap();
+    let p = proxy().await;
+    let owner = connect(p.port(), "postgres", SUPERUSER_PW, &db).await;
+    let app = connect(p.port(), "app", APP_PW, &db).await;
+    for (c, sql) in [
+        (&owner, "ALTER SEQUENCE web_user_id_seq SET UNLOGGED"),
+        (&owner, "ALTER TABLE web_user_id_seq SET UNLOGGED"),
+        (&app, "SELECT public.unlog()"),
+    ] {
+        let e = c.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        let m = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+        assert!(m.starts_with("blastwall: refused"), "{sql}: {m}");
+        let kind: i8 = su
+            .query_one("SELECT relpersistence FROM pg_class WHERE oid = 'web_user_id_seq'::regclass", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kind as u8, b'p', "{sql}: made unlogged");
+    }
+    p.stop().await;
+}
+
 /// The pre-check is invisible in a psql session with a count-everything policy: notices of
 /// cascaded rows' triggers, RETURNING rows, the server's own errors (MERGE … RETURNING is a
 /// syntax error on PostgreSQL 15), EXPLAIN ANALYZE of WHERE CURRENT OF inside a transaction.
