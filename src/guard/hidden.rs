@@ -73,10 +73,15 @@ pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, wri
             // (plain VACUUM only BRIN indexes'), those of the tables they name and their
             // children, and one that names no table evaluates every table's. A materialized
             // view's REFRESH runs its query.
+            // An index build runs only what its own text names.
             match super::maintenance::of(&st.text) {
                 Some(m) if !m.refresh => set.maintenance_reaches(&st.text, !m.evaluates, m.every_table),
                 Some(_) => set.mentioned_in(&st.text, true) || set.moves(&st.text, true, &protected),
-                None => set.mentioned_in(&st.text, writes) || set.moves(&st.text, writes, &protected),
+                None => {
+                    let build = super::maintenance::index_build(&st.text);
+                    let text = build.as_ref().map_or(st.text.as_str(), |(t, _)| t.as_str());
+                    set.mentioned_in(text, writes) || set.moves(text, writes, &protected)
+                }
             }
         })
         .unwrap_or(true)

@@ -83,6 +83,63 @@ pub(super) fn of(text: &str) -> Option<Maintenance> {
     }
 }
 
+/// A `CREATE INDEX` evaluates only what its own text names (its expressions, predicate and
+/// operator classes), never the table's defaults, checks, triggers, policies or other
+/// indexes: its text with the indexed table's name blanked out, for the hidden-caller mention
+/// test, and whether it is `CONCURRENTLY` (PostgreSQL cannot run it in a transaction).
+/// `None`: not a `CREATE INDEX`.
+pub(super) fn index_build(text: &str) -> Option<(String, bool)> {
+    use pg_query::NodeEnum as N;
+    let t = text.trim_ascii_start();
+    let first = t.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let commented = t.starts_with("--") || t.starts_with("/*");
+    if !(commented || t[..first].eq_ignore_ascii_case("create")) || !text.to_ascii_lowercase().contains("index") {
+        return None;
+    }
+    let parsed = crate::analyze::budget::parse(text, 0).ok()?;
+    let Some(N::IndexStmt(i)) = parsed.protobuf.stmts.first()?.stmt.as_ref()?.node.as_ref() else { return None };
+    let mut out = text.to_string();
+    if let Some(at) = i.relation.as_ref().and_then(|r| usize::try_from(r.location).ok()) {
+        let len = qualified_name_len(text.as_bytes().get(at..).unwrap_or_default());
+        out.replace_range(at..at + len, &" ".repeat(len));
+    }
+    Some((out, i.concurrent))
+}
+
+/// The length of the (possibly qualified, possibly quoted) name at the head of `t`: words and
+/// `"…"` identifiers joined by dots, with spaces around the dots.
+fn qualified_name_len(t: &[u8]) -> usize {
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    let mut i = 0;
+    loop {
+        if t.get(i) == Some(&b'"') {
+            i += 1;
+            while i < t.len() {
+                if t[i] == b'"' && t.get(i + 1) != Some(&b'"') {
+                    break;
+                }
+                i += if t[i] == b'"' { 2 } else { 1 };
+            }
+            i = (i + 1).min(t.len());
+        } else {
+            while t.get(i).is_some_and(|b| ident(*b)) {
+                i += 1;
+            }
+        }
+        let mut j = i;
+        while t.get(j).is_some_and(u8::is_ascii_whitespace) {
+            j += 1;
+        }
+        if t.get(j) != Some(&b'.') {
+            return i;
+        }
+        i = j + 1;
+        while t.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+    }
+}
+
 /// Whether an option's argument turns it off (`VACUUM (FULL false)`).
 fn is_false(arg: Option<&pg_query::protobuf::Node>) -> bool {
     use pg_query::NodeEnum as N;
@@ -132,5 +189,26 @@ mod tests {
         assert_eq!(of("SELECT 'analyze'"), None);
         assert_eq!(of("SELECT 1"), None);
         assert!(word_in(b"  AnAlYzE t") && word_in(b"/* c */ vacuum full") && !word_in(b"SELECT analyze FROM t"));
+    }
+
+    #[test]
+    fn an_index_build_is_judged_without_its_tables_name() {
+        let b = |t: &str| {
+            index_build(t).map(|(text, concurrent)| (text.split_whitespace().collect::<Vec<_>>().join(" "), concurrent))
+        };
+        assert_eq!(
+            b("CREATE INDEX CONCURRENTLY u_e ON users (email)"),
+            Some(("CREATE INDEX CONCURRENTLY u_e ON (email)".into(), true))
+        );
+        assert_eq!(
+            b("create index on public . \"Users\"\"x\" using btree (lower(email)) where users_flag"),
+            Some(("create index on using btree (lower(email)) where users_flag".into(), false))
+        );
+        assert_eq!(
+            b("CREATE UNIQUE INDEX i ON ONLY s.t(a)"),
+            Some(("CREATE UNIQUE INDEX i ON ONLY (a)".into(), false))
+        );
+        assert_eq!(b("CREATE TABLE index_t (a int)"), None);
+        assert_eq!(b("SELECT 1"), None);
     }
 }

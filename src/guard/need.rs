@@ -155,9 +155,12 @@ pub(super) fn unverifiable(statements: &[Statement]) -> Option<&'static str> {
     if statements.iter().any(|s| s.copy_from_stdin) {
         return Some("the same message reads COPY data from the client");
     }
-    if statements.iter().any(|s| super::maintenance::of(&s.text).is_some_and(|m| m.outside_blocks)) {
+    if statements.iter().any(|s| {
+        super::maintenance::of(&s.text).is_some_and(|m| m.outside_blocks)
+            || super::maintenance::index_build(&s.text).is_some_and(|(_, concurrent)| concurrent)
+    }) {
         return Some(
-            "PostgreSQL cannot run it inside a transaction (VACUUM, REINDEX of a schema or database or CONCURRENTLY, CLUSTER of every table): run ANALYZE, REINDEX TABLE or CLUSTER of one table instead, which can be counted",
+            "PostgreSQL cannot run it inside a transaction (VACUUM, CREATE INDEX or REINDEX CONCURRENTLY, REINDEX of a schema or database, CLUSTER of every table): run ANALYZE, CREATE INDEX, REINDEX TABLE or CLUSTER of one table instead, which can be counted",
         );
     }
     None
@@ -249,7 +252,8 @@ fn reads_only(text: &str) -> bool {
 /// rename, a move, a CASCADE, a type change, a new parent), TRUNCATE and other writes that are
 /// not row writes, a function or procedure whose body is unseen, or any use of `setval`
 /// (through a view, an operator, a renamed sequence). Statements PostgreSQL cannot run in a
-/// transaction block (and that cannot reach a table's rows) are left out.
+/// transaction block (and that cannot reach a table's rows) are left out, unless they call a
+/// function.
 fn reaches_unseen(st: &Statement) -> bool {
     let lower = st.text.to_ascii_lowercase();
     let words: Vec<&str> = lower.split_whitespace().take(3).collect();
@@ -259,8 +263,10 @@ fn reaches_unseen(st: &Statement) -> bool {
             | ["drop", "index", "concurrently"]
     ) || (matches!(words.first(), Some(&"create" | &"drop" | &"reindex"))
         && lower.contains("concurrently"));
+    // What such a statement's own text runs (`CREATE INDEX CONCURRENTLY … (f(x))`) still
+    // counts: it is then refused as `unverifiable`.
     if outside_blocks {
-        return false;
+        return st.calls_functions;
     }
     st.ddl
         || st.calls_functions
