@@ -5,7 +5,8 @@
 //! the middle of an extended-protocol batch around its Execute (`inbatch`). The readings run
 //! on statements prepared once per session (`prepared`); the I/O is `backend`'s. A point
 //! write the catalog proves small runs uncounted (`point`); a delete whose reach it proves is
-//! counted on those tables alone (`reach`).
+//! counted on those tables alone (`reach`), and kept in one round trip where only row limits
+//! could refuse it (`once`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
