@@ -140,6 +140,18 @@ pub fn console_simple_only() -> ProxyMessage {
         .with_hint("Use psql, or a simple query (tokio-postgres: simple_query; libpq: PQexec).")
 }
 
+/// A write kept whose replies could not be held because other sessions' clients have not
+/// read theirs: the replies all sessions may hold together were taken (`53000`).
+pub fn kept_but_hold_full(total: usize) -> ProxyMessage {
+    ProxyMessage::error(
+        "53000",
+        format!(
+            "blastwall: the write was kept, but its replies could not be held: the {total} bytes of replies all sessions may hold together are taken by other sessions whose clients have not read theirs"
+        ),
+    )
+    .with_hint("The write stays: do not send it again. The held replies are given back as the other sessions' clients read theirs; max_held_bytes in the blastwall config sets the total.")
+}
+
 /// A write kept uncounted (proven small) whose replies were more than blastwall holds (`XX000`).
 pub fn kept_but_too_large(max_hold: usize) -> ProxyMessage {
     ProxyMessage::error(

@@ -70,6 +70,9 @@ pub struct Held {
     pub bytes: usize,
     /// The held replies went past the limit and were dropped: they cannot be delivered.
     pub overflowed: bool,
+    /// Why: the replies all sessions may hold were taken by others (else this statement's own
+    /// were over the limit per statement).
+    pub budget_full: bool,
     pub error: bool,
     pub status: Option<TxStatus>,
 }
@@ -185,7 +188,9 @@ impl Backend<'_> {
                 }
                 _ => {}
             }
-            if h.bytes + f.bytes.len() > max_bytes || (!h.overflowed && !self.holding.take(f.bytes.len()).await) {
+            let own = h.bytes + f.bytes.len() > max_bytes;
+            if own || (!h.overflowed && !self.holding.take(f.bytes.len()).await) {
+                h.budget_full |= !own && !h.overflowed;
                 h.overflowed = true;
                 h.frames.clear();
                 self.holding.clear();

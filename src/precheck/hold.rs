@@ -86,6 +86,11 @@ impl Holding {
         true
     }
 
+    /// The most bytes all sessions may hold (`None`: no budget).
+    pub fn total(&self) -> Option<usize> {
+        self.budget.as_ref().map(Budget::total)
+    }
+
     /// Gives back what was taken (the budget stays).
     pub fn clear(&mut self) {
         self.bytes = 0;

@@ -5,7 +5,8 @@
 //! the middle of an extended-protocol batch around its Execute (`inbatch`). The readings run
 //! on statements prepared once per session (`prepared`); the I/O is `backend`'s. A point
 //! write the catalog proves small runs uncounted (`point`); a delete whose reach it proves is
-//! counted on those tables alone (`reach`).
+//! counted on those tables alone (`reach`), and kept in one round trip where only row limits
+//! could refuse it (`once`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
@@ -20,6 +21,7 @@ pub mod hold;
 mod identity;
 pub mod inbatch;
 pub mod objects;
+mod once;
 mod outcome;
 mod own;
 pub mod point;
@@ -131,12 +133,29 @@ pub async fn verify(b: &mut Backend<'_>, req: Request<'_>) -> Result<Outcome, Pr
 }
 
 /// [`verify`]; `reach`: the tables the catalog proves the write can change (`reach`), the only
-/// counters its readings then read.
+/// counters its readings then read. Kept in one round trip where only the limits it asserts on
+/// the server could refuse it (`once`); rolled back there, counted again with two.
 async fn verify_with(
     b: &mut Backend<'_>,
     req: Request<'_>,
     reach: Option<&reach::Reach>,
 ) -> Result<Outcome, PrecheckError> {
+    if let Some(o) = counted(b, req, reach, true).await? {
+        return Ok(o);
+    }
+    tracing::info!(database = req.database, "a write rolled back by its one-round-trip assertion: counted again");
+    let again = counted(b, req, reach, false).await?;
+    Ok(again.unwrap_or_else(|| Outcome::Unverifiable("the write could not be counted".into())))
+}
+
+/// One count of the write; `None`: tried in one round trip (`once`), and its second reading
+/// failed, which rolled it back.
+async fn counted(
+    b: &mut Backend<'_>,
+    req: Request<'_>,
+    reach: Option<&reach::Reach>,
+    try_once: bool,
+) -> Result<Option<Outcome>, PrecheckError> {
     let Request { msgs, tx, plan, policy, who, opts, catalog, database, earlier, proofs, since, .. } = req;
     // A reading that fails with a proof of what the write reaches: the proof is asked again.
     let unproven = || {
@@ -176,16 +195,31 @@ async fn verify_with(
         .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
         .map(|s| own::messages(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
+    // Only the row limits of the tables it reaches can refuse it: asserted on the server, and
+    // COMMIT sent behind it (`once`).
+    let once = match (try_once, reach) {
+        (true, Some(r)) if opened && estimate.is_none() && plan.point.is_some() => once::limits(&once::Case {
+            policy,
+            plan,
+            who,
+            reached: r.tables().map(|(s, n, oid)| (s.to_string(), n.to_string(), oid)).collect(),
+            others: stats::unreached(policy, &known, r),
+            named: &named,
+        }),
+        _ => None,
+    };
     // The protected objects' identity is read with each counter reading (`identity`); in a
     // block of the client's, the deferrable triggers that fire at its COMMIT too.
     // A delete whose reach the catalog proves reads those tables alone, and asserts the proof
     // only after it ran (`reach`): a reading before of its own.
     let (stats, opening) = match (reach, plan.point.as_ref()) {
         (Some(r), Some(p)) if opened => {
-            tracing::info!(database, table = %p.name, "a delete counted on the tables the catalog proves it reaches");
+            if try_once {
+                tracing::info!(database, table = %p.name, "a delete counted on the tables the catalog proves it reaches");
+            }
             let (after, before) = (
-                stats::reach_sql(policy, plan, &known, r, p, true),
-                stats::reach_sql(policy, plan, &known, r, p, false),
+                stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref()),
+                stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()),
             );
             let differ = after != before;
             (after, Some(before).filter(|_| differ))
@@ -226,6 +260,9 @@ async fn verify_with(
         None => {
             out.extend_from_slice(msgs);
             out.extend_from_slice(&after);
+            if once.is_some() {
+                out.extend_from_slice(&own::messages("COMMIT"));
+            }
         }
         Some(e) => out.extend_from_slice(&bound::wrapped(e)),
     }
@@ -251,11 +288,11 @@ async fn verify_with(
             // What was sent behind it failed too (the transaction is aborted): read it away.
             let held = b.held(max_hold).await?;
             b.note_tags(&held.frames);
-            read_after(b, opened).await?;
+            read_after(b, opened, once.is_some()).await?;
         }
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         unproven();
-        return Ok(Outcome::Unverifiable(format!("opening the check failed: {}", e.message)));
+        return Ok(Some(Outcome::Unverifiable(format!("opening the check failed: {}", e.message))));
     }
     match paired {
         true => b.confirm_prepared(before.as_ref()),
@@ -282,7 +319,7 @@ async fn verify_with(
             && !estimate::counted_within(b, plan, &estimates, policy).await?
         {
             b.query(&undo).await?;
-            return Ok(Outcome::Refuse { decision, counts: vec![] });
+            return Ok(Some(Outcome::Refuse { decision, counts: vec![] }));
         }
         if before.is_some() {
             b.send(&[msgs, &after[..]].concat()).await?;
@@ -292,16 +329,16 @@ async fn verify_with(
         if pipelined {
             let held = b.held(max_hold).await?;
             b.note_tags(&held.frames);
-            read_after(b, opened).await?;
+            read_after(b, opened, once.is_some()).await?;
         }
         b.query(&undo).await?;
-        return Ok(Outcome::Unverifiable(
+        return Ok(Some(Outcome::Unverifiable(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
-        ));
+        )));
     };
     let held = b.held(max_hold).await?;
     b.note_tags(&held.frames);
-    let (deferred, a) = read_after(b, opened).await?;
+    let (deferred, a, commit) = read_after(b, opened, once.is_some()).await?;
     let clock = objects::clock(&before_rows);
     b.objects = objects::changes(&before_rows, &a.rows);
     if held.error {
@@ -310,45 +347,50 @@ async fn verify_with(
         // the session's prepared statements (not undone by a rollback) is read once undone.
         if opened {
             b.objects = objects::after_failure(b, clock.as_deref(), None).await?;
-            return Ok(Outcome::Deliver {
+            return Ok(Some(Outcome::Deliver {
                 bytes: held_bytes(&held, TxStatus::Idle),
                 status: TxStatus::Idle,
                 counts: vec![],
                 kept: None,
-            });
+            }));
         }
         let st = held.status.unwrap_or(TxStatus::Failed);
         if st == TxStatus::Failed {
             b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT)).await?;
         }
-        return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
+        return Ok(Some(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None }));
     }
     if let Some(e) = deferred {
         // A deferred constraint (or its trigger) failed: as at the end of the implicit
         // transaction, the client gets that error and nothing stays.
         b.query(&undo).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
-        return Ok(Outcome::Deliver {
+        return Ok(Some(Outcome::Deliver {
             bytes: failed_at_end(&held, e),
             status: TxStatus::Idle,
             counts: vec![],
             kept: None,
-        });
+        }));
     }
     if let Some(e) = a.error {
         // The second reading, or the check of its prepared statement, failed.
         b.forget_prepared();
+        if once.is_some() {
+            // Over a limit, or unsure: its COMMIT rolled it back.
+            b.holding.clear();
+            return Ok(None);
+        }
         unproven();
         b.query(&undo).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
-        return Ok(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message)));
+        return Ok(Some(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message))));
     }
     if paired {
         b.confirm_prepared(reading.as_ref());
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
-        return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
+        return Ok(Some(Outcome::Unverifiable("reading the row counters failed".into())));
     };
     // A slice of a suspended portal is judged with what the portal changed before it.
     let measured = with_earlier(earlier, deltas(&before, &after));
@@ -367,22 +409,26 @@ async fn verify_with(
             plan.verb,
         ));
     }
+    if let Some(c) = commit {
+        tracing::info!(database, "a counted write kept in one round trip");
+        return Ok(Some(once::kept(b, &held, c, counts, decision, max_hold)));
+    }
     // The anomaly and budget rules (`contract`), judged where the write would be kept.
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         decision.findings.extend(write.dry_run(b, &undo).await?.findings);
         restore(b, &changed, opened).await?;
-        return Ok(dry_run_outcome(plan, &held, counts, &decision, status));
+        return Ok(Some(dry_run_outcome(plan, &held, counts, &decision, status)));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
         restore(b, &changed, opened).await?;
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
-            return Ok(Outcome::Unverifiable(format!(
+            return Ok(Some(Outcome::Unverifiable(format!(
                 "its results are larger than blastwall holds while it counts the rows ({max_hold} bytes per statement, and all sessions' together while their clients have not read them)"
-            )));
+            ))));
         }
-        return Ok(Outcome::Refuse { decision, counts });
+        return Ok(Some(Outcome::Refuse { decision, counts }));
     }
     let a = match write.keep(b, &keep, &undo).await? {
         crate::contract::keep::Kept::Kept(a, warn) => {
@@ -391,11 +437,11 @@ async fn verify_with(
         }
         crate::contract::keep::Kept::Refused(d) => {
             restore(b, &changed, opened).await?;
-            return Ok(Outcome::Refuse { decision: d, counts });
+            return Ok(Some(Outcome::Refuse { decision: d, counts }));
         }
         crate::contract::keep::Kept::DryRun(d) => {
             restore(b, &changed, opened).await?;
-            return Ok(dry_run_outcome(plan, &held, counts, &d, status));
+            return Ok(Some(dry_run_outcome(plan, &held, counts, &d, status)));
         }
     };
     let mut bytes = BytesMut::new();
@@ -403,7 +449,7 @@ async fn verify_with(
         // COMMIT can fail (deferred constraints): the client gets that error, as it would
         // have at the end of its implicit transaction.
         let bytes = failed_at_end(&held, e);
-        return Ok(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) });
+        return Ok(Some(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) }));
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     // DDL, or a body blastwall cannot see into, may have changed what names resolve to: the
@@ -411,14 +457,21 @@ async fn verify_with(
     if matches!(plan.verb, "DDL" | "statement") {
         catalog.forget(database);
     }
-    Ok(Outcome::Deliver { bytes, status, counts, kept: Some(decision) })
+    Ok(Some(Outcome::Deliver { bytes, status, counts, kept: Some(decision) }))
 }
 
 /// The answer to the second reading; in a transaction of blastwall's own, after the answer
 /// to `SET CONSTRAINTS ALL IMMEDIATE`, whose error (a deferred trigger's) comes first.
-async fn read_after(b: &mut Backend<'_>, opened: bool) -> Result<(Option<ErrorFields>, Answer), PrecheckError> {
+/// `once`: and the answer to the COMMIT behind it.
+async fn read_after(
+    b: &mut Backend<'_>,
+    opened: bool,
+    once: bool,
+) -> Result<(Option<ErrorFields>, Answer, Option<Answer>), PrecheckError> {
     let constraints = if opened { b.answer().await?.error } else { None };
-    Ok((constraints, b.answer().await?))
+    let reading = b.answer().await?;
+    let commit = if once { Some(b.answer().await?) } else { None };
+    Ok((constraints, reading, commit))
 }
 
 /// Puts protected sequences that a rolled-back statement moved back where they stood (a
@@ -435,6 +488,15 @@ async fn restore(b: &mut Backend<'_>, changed: &[identity::Change], opened: bool
         if a.error.is_some() { "ROLLBACK TO SAVEPOINT {s}; RELEASE SAVEPOINT {s}" } else { "RELEASE SAVEPOINT {s}" };
     b.query(&end.replace("{s}", SAVEPOINT)).await?;
     Ok(())
+}
+
+/// What the client of a write that stays is told when its replies could not be held: over the
+/// limit per statement, or the replies all sessions may hold together taken by others.
+pub(crate) fn kept_unheld(held: &Held, max_hold: usize, holding: &hold::Holding) -> ProxyMessage {
+    match (held.budget_full, holding.total()) {
+        (true, Some(total)) => crate::said::kept_but_hold_full(total),
+        _ => crate::said::kept_but_too_large(max_hold),
+    }
 }
 
 /// Counter values per table, as one reading gave them.
@@ -460,6 +522,7 @@ pub fn counter_reading(
 }
 
 /// What to verify, and with what.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     /// The client's messages, ending in Query or Sync.
     pub msgs: &'a [u8],

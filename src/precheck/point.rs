@@ -452,7 +452,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, Prec
         return Ok(Tried::Count { few: false, proof: None });
     }
     if held.overflowed {
-        let msg = crate::said::kept_but_too_large(req.opts.max_hold);
+        let msg = super::kept_unheld(&held, req.opts.max_hold, &b.holding);
         out.clear();
         out.put_slice(&msg.encode());
         out.put_slice(&crate::wire::messages::ready_for_query(TxStatus::Idle));

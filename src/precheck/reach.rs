@@ -189,6 +189,11 @@ impl Reach {
         self.tables.iter().map(|(oid, s, n)| (literal(s), literal(n), *oid))
     }
 
+    /// Its tables: schema, name and OID.
+    pub fn tables(&self) -> impl Iterator<Item = (&str, &str, u32)> + '_ {
+        self.tables.iter().map(|(oid, s, n)| (s.as_str(), n.as_str(), *oid))
+    }
+
     /// A reading's row that fails unless the catalog still proves what the write reaches: the
     /// same relations under its name, still plain tables without rules, children or row
     /// security, the same triggers on every table it reaches (a trigger or a foreign key added

@@ -87,16 +87,14 @@ pub fn reach_sql(
     reach: &super::reach::Reach,
     p: &super::point::Point,
     asserted: bool,
+    once: Option<&super::once::Once>,
 ) -> String {
     if plan.dry_run || plan.override_rows.is_some() || policy.anomaly.enabled == Some(true) {
         return stats_sql(policy, plan, known, false);
     }
     // Its tables have no children (asserted): their own counters. A limited table it does
     // not reach, with its children's.
-    let reached: Vec<String> =
-        reach.values().map(|(s, n, _)| format!("({s}::pg_catalog.text, {n}::pg_catalog.text,")).collect();
-    let others: Vec<String> =
-        limited(policy, known).into_iter().filter(|v| !reached.iter().any(|r| v.starts_with(r.as_str()))).collect();
+    let others = unreached(policy, known, reach);
     let own: Vec<String> = reach
         .values()
         .map(|(s, n, oid)| {
@@ -113,15 +111,32 @@ pub fn reach_sql(
         true => String::new(),
         false => format!(" UNION ALL {}", tree_sql(&others.join(", "))),
     };
-    let assertion = match asserted {
+    let mut assertion = match asserted {
         true => format!(" UNION ALL {}", reach.assertion(p)),
         false => String::new(),
     };
+    // Kept in one round trip (`once`): the first reading stores its counters, the second
+    // asserts the limits against them.
+    if let Some(l) = once {
+        let row = if asserted { super::once::assert_sql(l) } else { super::once::store_sql(l) };
+        assertion.push_str(&format!(" UNION ALL {row}"));
+    }
     format!(
         "{TRACK_COUNTS} UNION ALL {}{trees} UNION ALL {}{assertion}",
         own.join(" UNION ALL "),
         super::objects::clock_sql()
     )
+}
+
+/// The policy's limited tables (`limited`) that a proven delete does not reach.
+pub fn unreached(
+    policy: &crate::policy::Policy,
+    known: &dyn Fn(&str, &str) -> Option<u32>,
+    reach: &super::reach::Reach,
+) -> Vec<String> {
+    let reached: Vec<String> =
+        reach.values().map(|(s, n, _)| format!("({s}::pg_catalog.text, {n}::pg_catalog.text,")).collect();
+    limited(policy, known).into_iter().filter(|v| !reached.iter().any(|r| v.starts_with(r.as_str()))).collect()
 }
 
 /// The policy's tables with limits (row limits, anomaly, budget) as `tree_sql` rows.
@@ -147,7 +162,7 @@ fn limited(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<
 /// The counters of each listed table (`(schema, name, oid)` rows) summed over the table and
 /// every table that inherits from it, at any depth (inheritance children and partitions): rows
 /// deleted through a child or a partition count against the policy table's limit.
-fn tree_sql(values: &str) -> String {
+pub(super) fn tree_sql(values: &str) -> String {
     format!(
         "SELECT v.s, v.t, x.d, x.u, x.i, v.r FROM (VALUES {values}) v(s, t, r) \
          CROSS JOIN LATERAL (WITH RECURSIVE tree(rel) AS (SELECT v.r UNION \
@@ -179,7 +194,7 @@ pub fn snapshot(
     let mut seen = Vec::new();
     for r in rows.iter().filter(|r| r.len() == 6) {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-        if [super::identity::MARK, super::objects::MARK, super::reach::MARK].contains(&get(0)) {
+        if [super::identity::MARK, super::objects::MARK, super::reach::MARK, super::once::MARK].contains(&get(0)) {
             continue;
         }
         if get(0) == "track_counts" {

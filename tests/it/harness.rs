@@ -431,3 +431,14 @@ pub fn refused_by(e: &tokio_postgres::Error, rule: &str) -> String {
     assert!(m.contains(&format!("rule {rule}")), "{m}");
     m
 }
+
+/// A client that reads its login and then nothing: a 4 KB receive buffer.
+pub async fn deaf_client(port: u16, db: &str) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let startup = startup_packet(196608, &[("user", "trust_user"), ("database", db)]);
+    tokio::io::AsyncWriteExt::write_all(&mut s, &startup).await.unwrap();
+    replies(&mut s).await;
+    s
+}

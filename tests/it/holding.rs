@@ -21,16 +21,6 @@ const RETURNED: usize = 4_000_000;
 /// The budget of this proxy (its own: other tests' proxies have theirs).
 const TOTAL: usize = 8 << 20;
 
-/// A client that reads its login and then nothing: a 4 KB receive buffer.
-async fn deaf_client(port: u16, db: &str) -> tokio::net::TcpStream {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut s = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    s.write_all(&startup_packet(196608, &[("user", "trust_user"), ("database", db)])).await.unwrap();
-    replies(&mut s).await;
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_replies_of_clients_that_do_not_read_are_bounded_across_sessions() {
     let policy = compile(&[(Path::new("holding.toml"), LIMITS)]).unwrap();

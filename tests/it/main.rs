@@ -93,6 +93,7 @@ mod lifecycle;
 mod listening;
 mod modes;
 mod names;
+mod once;
 mod ops;
 mod oracle;
 mod points;

@@ -87,7 +87,9 @@ async fn a_statement_of_the_clients_under_blastwalls_name_never_reads_the_counte
     for (i, name) in names.iter().enumerate() {
         via.simple_query(&fake(name)).await.unwrap();
         let m = refused(via.simple_query("DELETE FROM parent WHERE id = 11").await);
-        assert!(m.contains("missing or was replaced"), "{i}: {m}");
+        // Kept in one round trip (`precheck::once`), the check rolls it back and it is counted
+        // again on readings prepared anew: refused by its real count.
+        assert!(m.contains("missing or was replaced") || m.contains("3 deleted in public.kid"), "{i}: {m}");
         assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 11").await, 3, "undone");
         // blastwall prepares its own again: counted as before.
         counted_within_and_over(&via, &d, 2 + i as i32, 12 + i as i32).await;

@@ -1,0 +1,206 @@
+//! Counting in one round trip: a delete whose reach the catalog proves (`reach`), in a
+//! transaction blastwall opens itself, judged by nothing but the row limits of the tables it
+//! reaches, goes out as one write — BEGIN and the first reading, the client's Query, the second
+//! reading with the check of its prepared statements, COMMIT — with the limits asserted on the
+//! server inside the second reading. Over a limit (or counting off, the proof no longer true,
+//! a prepared reading replaced), the second reading fails, the transaction is aborted and the
+//! COMMIT rolls it back; the write is then counted again with two round trips, whose verdict
+//! (refusal and its counts) is the client's. Within every limit, the COMMIT keeps it: no
+//! verdict of the policy could have refused it.
+//!
+//! The counters of the current transaction are not zero at its BEGIN (PostgreSQL 15 adds a
+//! session's counts to them until it reports them, at most once a second), so the first
+//! reading stores what it read in settings local to the transaction, and the assertion
+//! compares the second reading with them: the same difference the verdict judges.
+//!
+//! Owns: when a check may be kept in one round trip ([`limits`]), the stored values and the
+//! assertion. Does not own: the readings (`stats`), the exchange (`verify`).
+
+use crate::policy::{Mode, Policy, SessionView};
+
+/// The first column of its rows in a reading (skipped by `stats::snapshot`).
+pub const MARK: &str = "blastwall:once";
+
+/// The row limits of one table a proven delete reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub oid: u32,
+    pub deleted: Option<u64>,
+    pub updated: Option<u64>,
+}
+
+/// What the pre-check knows of a write that may be counted in one round trip.
+pub struct Case<'a> {
+    pub policy: &'a Policy,
+    pub plan: &'a super::CheckPlan,
+    pub who: SessionView<'a>,
+    /// The tables the catalog proves it reaches: (schema, name, OID).
+    pub reached: Vec<(String, String, u32)>,
+    /// The policy's limited tables it does not reach (`stats::unreached` rows).
+    pub others: Vec<String>,
+    /// A name the catalog learned for an OID (a policy table renamed since): the verdict's.
+    pub named: &'a dyn Fn(u32) -> Option<(String, String)>,
+}
+
+/// What the readings of a write kept in one round trip store and assert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Once {
+    /// The tables it reaches, each within its limits.
+    pub limits: Vec<Limit>,
+    /// The limited tables it cannot reach (their trees, as `stats::tree_sql` reads them):
+    /// asserted unchanged, as the catalog's proof says.
+    pub others: Vec<String>,
+}
+
+/// What to assert when only row limits can refuse the write: no dry run, override, anomaly
+/// or budget rule. `None`: counted with two round trips.
+pub fn limits(c: &Case<'_>) -> Option<Once> {
+    let p = c.policy;
+    if c.plan.dry_run
+        || c.plan.override_rows.is_some()
+        || p.anomaly.enabled == Some(true)
+        || crate::contract::enabled(p)
+        || c.who.session_mode == Some(Mode::DryRun)
+        || c.reached.is_empty()
+    {
+        return None;
+    }
+    let out = c
+        .reached
+        .iter()
+        .map(|(s, n, oid)| {
+            // Under the name the verdict would use: the learned one, else the reading's.
+            let (s, n) = (c.named)(*oid).unwrap_or_else(|| (s.clone(), n.clone()));
+            let (deleted, updated, _) = crate::policy::limits_for(p, &s, &n);
+            Limit { oid: *oid, deleted, updated }
+        })
+        .collect();
+    Some(Once { limits: out, others: c.others.clone() })
+}
+
+fn setting(what: &str, oid: u32) -> String {
+    format!("'blastwall.counted_{what}_{oid}'")
+}
+
+fn counter(what: &str, oid: u32) -> String {
+    format!("pg_catalog.pg_stat_get_xact_tuples_{what}({oid}::pg_catalog.oid)")
+}
+
+/// What the limited tables it cannot reach have changed in this transaction, in all.
+fn others_sql(others: &[String]) -> String {
+    format!(
+        "(SELECT coalesce(pg_catalog.sum(o.d OPERATOR(pg_catalog.+) o.u), 0)::pg_catalog.text FROM ({}) o(s, t, d, u, i, r))",
+        super::stats::tree_sql(&others.join(", "))
+    )
+}
+
+/// The first reading's row that stores the counters it read, local to the transaction.
+pub fn store_sql(once: &Once) -> String {
+    let mut sets: Vec<String> = once
+        .limits
+        .iter()
+        .flat_map(|l| ["deleted", "updated"].map(|w| (w, l.oid)))
+        .map(|(w, oid)| {
+            format!("pg_catalog.set_config({}, {}::pg_catalog.text, true)", setting(w, oid), counter(w, oid))
+        })
+        .collect();
+    if !once.others.is_empty() {
+        sets.push(format!("pg_catalog.set_config('blastwall.counted_others', {}, true)", others_sql(&once.others)));
+    }
+    format!(
+        "SELECT '{MARK}'::pg_catalog.text, pg_catalog.concat({}), 0::pg_catalog.int8, 0::pg_catalog.int8, \
+         0::pg_catalog.int8, 0::pg_catalog.oid",
+        sets.join(", ")
+    )
+}
+
+/// The second reading's row that fails unless counting is on and every table's change since
+/// the first reading is within its limits.
+pub fn assert_sql(once: &Once) -> String {
+    let mut conds = vec!["pg_catalog.current_setting('track_counts') OPERATOR(pg_catalog.=) 'on'".to_string()];
+    if !once.others.is_empty() {
+        conds.push(format!(
+            "{} OPERATOR(pg_catalog.=) pg_catalog.current_setting('blastwall.counted_others')",
+            others_sql(&once.others)
+        ));
+    }
+    for l in &once.limits {
+        for (w, max) in [("deleted", l.deleted), ("updated", l.updated)] {
+            if let Some(max) = max {
+                conds.push(format!(
+                    "{} OPERATOR(pg_catalog.-) pg_catalog.current_setting({})::pg_catalog.int8 \
+                     OPERATOR(pg_catalog.<=) {max}::pg_catalog.int8",
+                    counter(w, l.oid),
+                    setting(w, l.oid)
+                ));
+            }
+        }
+    }
+    format!(
+        "SELECT '{MARK}'::pg_catalog.text, (CASE WHEN {} THEN '0' \
+         ELSE 'blastwall: over a row limit, or not counted' END)::pg_catalog.int4::pg_catalog.text, \
+         0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.oid",
+        conds.join(" AND ")
+    )
+}
+
+/// The end of a write kept in one round trip (its COMMIT answered `c`): the client's replies;
+/// the COMMIT's error in place of its ReadyForQuery when it failed; when the replies could not
+/// be held, the write stays and the client is told why (`kept_unheld`).
+pub fn kept(
+    b: &super::Backend<'_>,
+    held: &super::Held,
+    c: super::Answer,
+    counts: Vec<super::TableCount>,
+    decision: crate::policy::Decision,
+    max_hold: usize,
+) -> super::Outcome {
+    use crate::wire::messages::{ready_for_query, TxStatus};
+    if matches!(decision.mode(), Some(Mode::Enforce | Mode::DryRun)) {
+        // Cannot be: only the row limits it asserted could find anything.
+        tracing::error!(?decision, "a write kept in one round trip has a finding its assertion did not");
+    }
+    let bytes = match (c.error, held.overflowed) {
+        (Some(e), _) => super::failed_at_end(held, e),
+        (None, true) => {
+            let mut out = bytes::BytesMut::from(&super::kept_unheld(held, max_hold, &b.holding).encode()[..]);
+            out.extend_from_slice(&ready_for_query(TxStatus::Idle));
+            out
+        }
+        (None, false) => super::held_bytes(held, TxStatus::Idle),
+    };
+    super::Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_limit_is_asserted_against_the_stored_reading() {
+        let l = Once {
+            limits: vec![
+                Limit { oid: 10, deleted: Some(3), updated: None },
+                Limit { oid: 11, deleted: Some(0), updated: Some(2) },
+            ],
+            others: vec![],
+        };
+        let store = store_sql(&l);
+        assert_eq!(store.matches("set_config(").count(), 4);
+        assert!(store.contains("'blastwall.counted_deleted_10', pg_catalog.pg_stat_get_xact_tuples_deleted(10::"));
+        let a = assert_sql(&l);
+        assert_eq!(a.matches("OPERATOR(pg_catalog.<=)").count(), 3);
+        assert!(a.contains("track_counts"));
+        assert!(
+            a.contains("current_setting('blastwall.counted_deleted_11')::pg_catalog.int8 OPERATOR(pg_catalog.<=) 0::")
+        );
+        assert!(!a.contains("counted_others"));
+        // A limited table it cannot reach: unchanged, as stored.
+        let o =
+            Once { others: vec!["('public'::pg_catalog.text, 'w'::pg_catalog.text, 12::pg_catalog.oid)".into()], ..l };
+        assert!(store_sql(&o).contains("set_config('blastwall.counted_others', (SELECT coalesce(pg_catalog.sum("));
+        assert!(
+            assert_sql(&o).contains("OPERATOR(pg_catalog.=) pg_catalog.current_setting('blastwall.counted_others')")
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Counted writes kept in one round trip (`precheck::once`): a point DELETE whose cascades the
+//! catalog proves, in a transaction blastwall opens, goes out with its COMMIT behind a
+//! server-side assertion of the row limits. Within them it is kept at once (also right after
+//! other writes of the session, whose counts PostgreSQL has not reported yet); over them the
+//! COMMIT rolls it back and it is counted again and refused — no row changed, checked on the
+//! server directly; with counting switched off it is refused too. And a write that stays while
+//! the replies all sessions may hold are taken by others tells its client that cause.
+
+use crate::harness::*;
+use blastwall::policy::file::compile;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Deleting a parent cascades into `kid` (at most two); `other` is limited but no delete on
+/// `parent` can reach it; `w` (no key: every UPDATE counted) and `acct` (a point UPDATE is
+/// proven small) for the held replies.
+const POLICY: &str = r#"
+[defaults]
+mode = "enforce"
+
+[[table]]
+name = "public.parent"
+protected_columns = ["id"]
+
+[[table]]
+name = "public.kid"
+max_delete_rows = 2
+
+[[table]]
+name = "public.other"
+max_delete_rows = 1
+
+[[table]]
+name = "public.acct"
+max_update_rows = 5
+
+[[table]]
+name = "public.w"
+max_update_rows = 10
+"#;
+
+/// Parents 1 to 10 have two children, 11 to 20 three.
+const SCHEMA: &str = "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT generate_series(1, 20); \
+     CREATE TABLE kid (id serial PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE); \
+     INSERT INTO kid (pid) SELECT p FROM generate_series(1, 20) p, generate_series(1, 3); \
+     DELETE FROM kid WHERE id IN (SELECT min(id) FROM kid WHERE pid <= 10 GROUP BY pid); \
+     CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other SELECT generate_series(1, 5); \
+     CREATE TABLE acct (id int PRIMARY KEY, n int NOT NULL DEFAULT 0); INSERT INTO acct (id) SELECT generate_series(1, 5); \
+     CREATE TABLE w (id int, n int NOT NULL DEFAULT 0); INSERT INTO w (id) VALUES (1)";
+
+async fn setup(prefix: &str) -> (String, tokio_postgres::Client) {
+    let db = fresh_db(prefix);
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(SCHEMA).await.unwrap();
+    (db, d)
+}
+
+async fn n(d: &tokio_postgres::Client, sql: &str) -> i64 {
+    d.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// blastwall's log lines about `db` that contain `what`.
+fn logged(db: &str, what: &str) -> usize {
+    captured_logs().lines().filter(|l| l.contains(&format!("database=\"{db}\"")) && l.contains(what)).count()
+}
+
+const ONCE: &str = "a counted write kept in one round trip";
+const AGAIN: &str = "rolled back by its one-round-trip assertion";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_deletes_are_kept_in_one_round_trip_and_refused_over_their_limits() {
+    captured_logs();
+    let (db, d) = setup("once").await;
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // Four in a row, each two cascaded deletes: within the limit each, eight in all in the
+    // session's counters before PostgreSQL reports them — kept in one round trip each.
+    for id in 1..=4 {
+        via.simple_query(&format!("DELETE FROM parent WHERE id = {id}")).await.unwrap();
+    }
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id <= 4").await, 0, "kept");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid <= 4").await, 0, "kept");
+    assert_eq!(logged(&db, ONCE), 4, "each in one round trip");
+    assert_eq!(logged(&db, AGAIN), 0);
+    // Three cascaded deletes: rolled back by the COMMIT, counted again, refused.
+    let e = via.simple_query("DELETE FROM parent WHERE id = 11").await.expect_err("over the limit");
+    let m = refused_by(&e, "row-limit");
+    assert!(m.contains("3 deleted in public.kid is over its limit of 2"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 11").await, 1, "nothing changed");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 11").await, 3, "nothing changed");
+    assert_eq!(logged(&db, AGAIN), 1);
+    // And the next within its limit is again kept in one round trip.
+    via.simple_query("DELETE FROM parent WHERE id = 5").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 5").await, 0, "kept");
+    assert_eq!(logged(&db, ONCE), 5);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_counting_off_a_delete_is_not_kept_in_one_round_trip() {
+    captured_logs();
+    let (db, d) = setup("once_off").await;
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "postgres", SUPERUSER_PW, &db).await;
+    via.simple_query("SET track_counts = off").await.unwrap();
+    let e = via.simple_query("DELETE FROM parent WHERE id = 6").await.expect_err("not counted");
+    let m = e.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+    assert!(m.contains("track_counts is off"), "{e:?}");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 6").await, 1, "nothing changed");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 6").await, 2, "nothing changed");
+    assert_eq!(logged(&db, ONCE), 0);
+    p.stop().await;
+}
+
+/// Other sessions' unread replies take every byte all sessions may hold: a point UPDATE proven
+/// small and a counted DELETE kept in one round trip stay (checked on the server), and their
+/// clients are told the replies could not be held because of other sessions — not that their
+/// own were too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_writes_whose_replies_others_crowd_out_say_so() {
+    const TOTAL: usize = 8 << 20;
+    let (db, d) = setup("once_full").await;
+    d.batch_execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC").await.unwrap();
+    let mut config = base_config();
+    config.max_held_bytes = TOTAL;
+    let p = proxy_with(config, compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    // Warm both sessions first (catalog answers, proofs, prepared readings).
+    let point = connect(p.port(), "app", APP_PW, &db).await;
+    point.simple_query("UPDATE acct SET n = 1 WHERE id = 1").await.unwrap();
+    let counted = connect(p.port(), "app", APP_PW, &db).await;
+    counted.simple_query("DELETE FROM parent WHERE id = 7").await.unwrap();
+    // Held replies of all but the last KiB of the budget, for a client that never reads them.
+    let mut deaf = deaf_client(p.port(), &db).await;
+    let mut q = format!("UPDATE w SET n = 1 WHERE id = 1 RETURNING repeat('x', {})", TOTAL - 200).into_bytes();
+    q.push(0);
+    deaf.write_all(&msg(b'Q', &q)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(n(&d, "SELECT count(*) FROM w WHERE n = 1").await, 1, "the deaf client's write was kept (and held)");
+    let (a, b) = tokio::join!(
+        point.simple_query("UPDATE acct SET n = 2 WHERE id = 2"),
+        counted.simple_query("DELETE FROM parent WHERE id = 8")
+    );
+    for e in [a.expect_err("replies not held"), b.expect_err("replies not held")] {
+        let db_error = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+        assert_eq!(db_error.code().code(), "53000", "{e:?}");
+        assert!(db_error.message().contains("the write was kept"), "{e:?}");
+        assert!(db_error.message().contains("taken by other sessions"), "{e:?}");
+    }
+    assert_eq!(n(&d, "SELECT n::int8 FROM acct WHERE id = 2").await, 2, "kept");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 8").await, 0, "kept");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 8").await, 0, "kept");
+    drop(deaf);
+    p.stop().await;
+}
