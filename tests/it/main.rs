@@ -107,6 +107,7 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod temp_callers;
 mod views;
 mod wheres;
 mod words;
