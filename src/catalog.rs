@@ -2,7 +2,7 @@
 //! it may change other rows than its own (a view, rules, user triggers, inheritance children)
 //! and so must be counted by the pre-check. Asked on a client's own session (its database, its
 //! role's view of the catalog), cached per database and name, dropped when DDL passes through
-//! and after a short time.
+//! or is notified (`listener`) and after a short time.
 //!
 //! Also the identities of policy tables per database (OIDs, protected columns' attnums, what
 //! `names` learned of them), kept across restarts in the identities file when configured.
@@ -11,6 +11,7 @@
 //! with the answer (`guard`).
 
 mod hidden;
+pub mod listener;
 mod temporary;
 
 pub use hidden::HiddenCallers;
@@ -59,6 +60,9 @@ pub struct Catalog {
     /// Databases created through blastwall (`CREATE DATABASE` relayed): until a policy table
     /// is seen in one, it holds none, and may be dropped.
     created: dashmap::DashSet<String>,
+    /// Where to ask for a connection listening for DDL (`listener`), and the databases asked.
+    listen: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    listening: dashmap::DashSet<String>,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -375,6 +379,7 @@ impl Catalog {
             Some(rows) => {
                 let (answer, mine) = temporary::Answer::read(rows);
                 *own = mine;
+                self.listen_to(database);
                 (answer, hidden::coarse_ms())
             }
             None => {

@@ -77,6 +77,7 @@ mod contract;
 mod contract_proxy;
 mod corpus;
 mod cursors;
+mod ddl_notify;
 mod departure;
 mod differential;
 mod drivers;
