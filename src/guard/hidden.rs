@@ -53,9 +53,7 @@ impl Guard {
         }
         Ok(harmless && mentioned)
     }
-}
 
-impl Guard {
     /// A message that may change what names resolve to (DDL, a function call) was let
     /// through: the catalog's answers for its database are dropped, the session's names are
     /// resolved again once it has run, and the session asks for its temporary schema's hidden
