@@ -176,7 +176,7 @@ impl<'g> Live<'g> {
                 }
                 // pgbench's database has no user functions, so nothing calls one unseen.
                 Question::HiddenCallers => {
-                    catalog.learn_hidden_callers(db, Some(&[]));
+                    catalog.learn_hidden_callers(db, Some(&[]), &mut blastwall::catalog::OwnTemp::None);
                     continue;
                 }
                 Question::Identities => policy

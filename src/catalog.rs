@@ -2,7 +2,7 @@
 //! it may change other rows than its own (a view, rules, user triggers, inheritance children)
 //! and so must be counted by the pre-check. Asked on a client's own session (its database, its
 //! role's view of the catalog), cached per database and name, dropped when DDL passes through
-//! and after a short time.
+//! or is notified (`listener`) and after a short time.
 //!
 //! Also the identities of policy tables per database (OIDs, protected columns' attnums, what
 //! `names` learned of them), kept across restarts in the identities file when configured.
@@ -11,8 +11,11 @@
 //! with the answer (`guard`).
 
 mod hidden;
+pub mod listener;
+mod temporary;
 
 pub use hidden::HiddenCallers;
+pub use temporary::{OwnTemp, Whose};
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,10 +46,11 @@ pub struct Catalog {
     state_ready: DashMap<(String, String), ()>,
     /// (database, state schema) already reported as unusable in the log.
     state_warned: DashMap<(String, String), ()>,
-    /// Per database: the hidden callers of user functions (see `hidden`), when learned, and
-    /// whether DDL has passed since (then it is asked again before it is used, unless it
-    /// cannot be asked: see [`Catalog::assume_hidden_callers`]).
-    hidden: DashMap<String, (std::sync::Arc<HiddenCallers>, u64, bool), std::hash::BuildHasherDefault<hidden::Fnv>>,
+    /// Per database: the hidden callers of user functions (see `hidden`, split by temporary
+    /// schema: `temporary`), when learned, and whether DDL has passed since (then it is asked
+    /// again before it is used, unless it cannot be asked: see
+    /// [`Catalog::assume_hidden_callers`]).
+    hidden: DashMap<String, (std::sync::Arc<temporary::Answer>, u64, bool), std::hash::BuildHasherDefault<hidden::Fnv>>,
     /// Per database: what the policy tables are now (see `crate::names`).
     identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
@@ -56,6 +60,9 @@ pub struct Catalog {
     /// Databases created through blastwall (`CREATE DATABASE` relayed): until a policy table
     /// is seen in one, it holds none, and may be dropped.
     created: dashmap::DashSet<String>,
+    /// Where to ask for a connection listening for DDL (`listener`), and the databases asked.
+    listen: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    listening: dashmap::DashSet<String>,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -351,34 +358,54 @@ impl Catalog {
         }
     }
 
-    /// `f` of the database's hidden callers of user functions, when known and fresh.
-    pub fn with_hidden_callers<R>(&self, database: &str, f: impl FnOnce(&HiddenCallers) -> R) -> Option<R> {
+    /// `f` of the database's hidden callers of user functions that the session `whose` counts
+    /// (`temporary`), when known and fresh (and the session knows its temporary schema).
+    pub fn with_hidden_callers<R>(
+        &self,
+        database: &str,
+        whose: Whose<'_>,
+        f: impl FnOnce(&HiddenCallers) -> R,
+    ) -> Option<R> {
         let e = self.hidden.get(database)?;
-        (!e.2 && hidden::coarse_ms().saturating_sub(e.1) < TTL.as_millis() as u64).then(|| f(&e.0))
+        let fresh = !e.2 && hidden::coarse_ms().saturating_sub(e.1) < TTL.as_millis() as u64;
+        (fresh && !whose.temp.must_ask()).then(|| e.0.with(whose, f))
     }
 
-    /// Learns the answer of [`hidden_callers_query`] (`None`: it could not be read — then
-    /// every text is taken as mentioning one, for a second, after which it is asked again).
-    pub fn learn_hidden_callers(&self, database: &str, rows: Option<&[Vec<Option<String>>]>) {
-        let (set, at) = match rows {
-            Some(rows) => (hidden::answer(rows), hidden::coarse_ms()),
-            None => (HiddenCallers::everything(), Self::for_a_second()),
+    /// Learns the answer of [`hidden_callers_query`], asked on a session whose temporary
+    /// schema is `own` (`None`: it could not be read — then every text is taken as mentioning
+    /// one, for a second, after which it is asked again).
+    pub fn learn_hidden_callers(&self, database: &str, rows: Option<&[Vec<Option<String>>]>, own: &mut OwnTemp) {
+        let (answer, at) = match rows {
+            Some(rows) => {
+                let (answer, mine) = temporary::Answer::read(rows);
+                *own = mine;
+                self.listen_to(database);
+                (answer, hidden::coarse_ms())
+            }
+            None => {
+                *own = OwnTemp::Assumed(hidden::coarse_ms() + 1000);
+                (temporary::Answer::everything(), Self::for_a_second())
+            }
         };
         // A changed answer (DDL that did not pass through blastwall, seen at the next asking)
         // is as good as a forget: prepared statements judged before it are judged again.
-        if self.hidden.get(database).is_some_and(|e| *e.0 != set) {
+        if self.hidden.get(database).is_some_and(|e| *e.0 != answer) {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        self.hidden.insert(database.to_string(), (std::sync::Arc::new(set), at, false));
+        self.hidden.insert(database.to_string(), (std::sync::Arc::new(answer), at, false));
     }
 
     /// Where the set cannot be asked now (in the middle of a batch, in a failed transaction):
     /// the last answer, stale or not, is used for a second (with DDL of this session
     /// through blastwall in between, what that DDL created is not in it: `guard` asks at the
-    /// next message that can); with none, every text is taken as mentioning one.
-    pub fn assume_hidden_callers(&self, database: &str) {
+    /// next message that can); with none, every text is taken as mentioning one. A session
+    /// that does not know its temporary schema counts every session's for that second.
+    pub fn assume_hidden_callers(&self, database: &str, own: &mut OwnTemp) {
+        if own.must_ask() {
+            *own = OwnTemp::Assumed(hidden::coarse_ms() + 1000);
+        }
         let last = self.hidden.get(database).map(|e| e.0.clone());
-        let set = last.unwrap_or_else(|| std::sync::Arc::new(HiddenCallers::everything()));
+        let set = last.unwrap_or_else(|| std::sync::Arc::new(temporary::Answer::everything()));
         self.hidden.insert(database.to_string(), (set, Self::for_a_second(), false));
     }
 

@@ -47,6 +47,25 @@ struct RawConfig {
     audit: Option<RawAudit>,
     console: Option<RawConsole>,
     identities_file: Option<PathBuf>,
+    ddl_notify: Option<RawDdlNotify>,
+}
+
+/// `[ddl_notify]`: the role whose connections listen for DDL run on the server directly.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDdlNotify {
+    user: String,
+    /// The environment variable holding its password (none: trust, peer or cert).
+    password_env: Option<String>,
+}
+
+/// The role blastwall listens as, one connection per database it guards, for the
+/// notifications of the event trigger `blastwall init-state` installs (`catalog::listener`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdlNotifyConfig {
+    pub user: String,
+    /// The environment variable holding its password, read at each connection.
+    pub password_env: Option<String>,
 }
 
 /// `listen = "ADDR"` or `listen = ["ADDR", …]`.
@@ -186,6 +205,8 @@ pub struct Config {
     /// Where the OIDs of policy tables are kept across restarts (JSON lines), so that a table
     /// renamed while blastwall was not running keeps its rules; `None`: kept in memory only.
     pub identities_file: Option<PathBuf>,
+    /// Listen for DDL run on the server directly (`[ddl_notify]`); `None`: learned within 30 s.
+    pub ddl_notify: Option<DdlNotifyConfig>,
 }
 
 /// Overrides given on the command line; each wins over the file.
@@ -224,6 +245,7 @@ impl Default for Config {
             audit: None,
             console: None,
             identities_file: None,
+            ddl_notify: None,
         }
     }
 }
@@ -284,6 +306,7 @@ impl Config {
         }
         c.admin = raw.admin;
         c.identities_file = raw.identities_file.map(rel);
+        c.ddl_notify = raw.ddl_notify.map(|n| DdlNotifyConfig { user: n.user, password_env: n.password_env });
         c.console = raw.console.map(|k| ConsoleConfig {
             admins: k.admins,
             auth_database: k.auth_database.unwrap_or_else(|| "postgres".into()),

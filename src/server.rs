@@ -212,6 +212,12 @@ impl Server {
             });
         }
         drop(accepted_tx);
+        // The connections listening for DDL (`[ddl_notify]`) end with the acceptors.
+        if let Some(cfg) = shared.config.ddl_notify.clone() {
+            acceptors.spawn(crate::catalog::listener::run(cfg, shared.upstream.clone(), shared.clone(), |s| {
+                &s.guard.catalog
+            }));
+        }
         let mut sessions = JoinSet::new();
         let mut turn = 0usize;
         loop {

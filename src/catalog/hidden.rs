@@ -14,7 +14,8 @@
 //!   any), so that only objects moving a protected sequence count ([`HiddenCallers::moves`]).
 //!
 //! The answer is per database, learned once per [`super::TTL`] (or after DDL through
-//! blastwall) by one catalog query on a client's session, and split by what runs the function:
+//! blastwall) by one catalog query on a client's session (its temporary schemas' part counts
+//! only for the sessions that can reach them: `temporary`), and split by what runs the function:
 //! reading the name (views, policies, domains, operators, casts) or writing it (defaults,
 //! checks, index expressions, columns of a checked domain, policies, triggers' `WHEN`). A
 //! temporary relation's index (the planner folds its constant expressions and predicates when
@@ -53,6 +54,12 @@ pub struct HiddenCallers {
     /// BRIN index does, which plain `VACUUM` evaluates when it summarizes new page ranges.
     maintained: Vec<String>,
     summarized: Vec<String>,
+    /// Such types of other sessions' temporary schemas, by OID, sorted: only a Bind that
+    /// declares one by OID can reach them (no name of theirs resolves on this session).
+    temp_types: Vec<u32>,
+    /// The temporary schemas (`pg_temp_3`) holding other sessions' callers: only a text that
+    /// names one can reach them (a superuser's; others have no USAGE on them).
+    temp_schemas: Vec<String>,
 }
 
 impl HiddenCallers {
@@ -62,15 +69,13 @@ impl HiddenCallers {
             read: vec![String::new()],
             write: Vec::new(),
             moves: vec![(String::new(), false, "*".into())],
-            types: Vec::new(),
-            maintained: Vec::new(),
-            summarized: Vec::new(),
+            ..Default::default()
         }
     }
 
     /// Whether converting a value to the type `oid` may run a user function (unknown set: yes).
     pub fn input_runs_code(&self, oid: u32) -> bool {
-        self.unknown() || self.types.binary_search(&oid).is_ok()
+        self.unknown() || self.types.binary_search(&oid).is_ok() || self.temp_types.binary_search(&oid).is_ok()
     }
 
     /// Whether the database has any type whose input runs a user function (unknown set: yes).
@@ -88,13 +93,13 @@ impl HiddenCallers {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.read.is_empty() && self.write.is_empty() && self.moves.is_empty()
+        self.read.is_empty() && self.write.is_empty() && self.moves.is_empty() && self.temp_schemas.is_empty()
     }
 
     /// Whether no caller runs anything when only read (a database whose only callers are
     /// tables' `serial` defaults): a read needs no look at its text.
     pub fn reading_runs_nothing(&self) -> bool {
-        self.read.is_empty() && self.moves.iter().all(|(_, write_only, _)| *write_only)
+        self.read.is_empty() && self.temp_schemas.is_empty() && self.moves.iter().all(|(_, write_only, _)| *write_only)
     }
 
     /// Whether some of them run when rows are written (a maintenance command that names no
@@ -112,23 +117,55 @@ impl HiddenCallers {
         if self.unknown() {
             return true;
         }
-        if list.is_empty() {
+        if list.is_empty() && self.temp_schemas.is_empty() {
             return false;
         }
         let lower = text.to_ascii_lowercase();
-        every_table || lower.contains("u&") || list.iter().any(|w| mentions(&lower, w))
+        (every_table && !list.is_empty())
+            || lower.contains("u&")
+            || list.iter().chain(&self.temp_schemas).any(|w| mentions(&lower, w))
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
     /// word or a string: conservative), or through a `U&` identifier that may spell one. The
     /// writing callers count only for a statement that may write (`writes`).
     pub fn mentioned_in(&self, text: &str, writes: bool) -> bool {
-        if self.read.is_empty() && (!writes || self.write.is_empty()) {
+        if self.read.is_empty() && self.temp_schemas.is_empty() && (!writes || self.write.is_empty()) {
             return false;
         }
         let lower = text.to_ascii_lowercase();
-        let words = self.read.iter().chain(self.write.iter().filter(|_| writes));
+        let words = self.read.iter().chain(&self.temp_schemas).chain(self.write.iter().filter(|_| writes));
         lower.contains("u&") || words.into_iter().any(|w| mentions(&lower, w))
+    }
+
+    /// Adds `other`'s callers to these (a session's own temporary ones to the database's).
+    pub(super) fn absorb(&mut self, other: &HiddenCallers) {
+        fn union<T: PartialEq + Clone>(to: &mut Vec<T>, from: &[T]) {
+            for x in from {
+                if !to.contains(x) {
+                    to.push(x.clone());
+                }
+            }
+        }
+        union(&mut self.read, &other.read);
+        union(&mut self.write, &other.write);
+        union(&mut self.moves, &other.moves);
+        union(&mut self.maintained, &other.maintained);
+        union(&mut self.summarized, &other.summarized);
+        self.types.extend(&other.types);
+        self.types.sort_unstable();
+        self.types.dedup();
+    }
+
+    /// Records callers of other sessions' temporary schema `schema`: reachable only by a text
+    /// that names the schema, or a Bind that declares one of its types by OID.
+    pub(super) fn note_foreign(&mut self, schema: &str, theirs: &HiddenCallers) {
+        if !self.temp_schemas.iter().any(|s| s == schema) {
+            self.temp_schemas.push(schema.to_string());
+        }
+        self.temp_types.extend(&theirs.types);
+        self.temp_types.sort_unstable();
+        self.temp_types.dedup();
     }
 
     /// Whether `text` may use an object that moves a sequence `protected` says is protected
@@ -191,39 +228,53 @@ pub(super) fn coarse_ms() -> u64 {
     START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
-/// Reads the answer of [`query`] (`rows`: name, `r`, `w` or `b`, and the sequence moved or
-/// null).
+/// Reads the rows of [`query`] (`rows`: name, `r`, `w` or `b`, and the sequence moved or
+/// null) as one set, temporary schemas or not (`temporary::Answer::read` splits them).
+#[cfg(test)]
 pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
     let mut h = HiddenCallers::default();
     for r in rows {
-        let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { continue };
+        h.add(r);
+    }
+    h
+}
+
+impl HiddenCallers {
+    /// Adds one row of [`query`]'s answer (a row of another kind than `r`, `w`, `b`, `t` adds
+    /// nothing).
+    pub(super) fn add(&mut self, r: &[Option<String>]) {
+        let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { return };
         if kind == "t" {
-            h.types.extend(name.parse::<u32>().ok());
-            continue;
+            if let Ok(oid) = name.parse::<u32>() {
+                if let Err(at) = self.types.binary_search(&oid) {
+                    self.types.insert(at, oid);
+                }
+            }
+            return;
+        }
+        if !matches!(kind.as_str(), "r" | "w" | "b" | "i" | "v") {
+            return;
         }
         let name = name.to_ascii_lowercase();
         if let Some(Some(seq)) = r.get(2) {
             let m = (name, kind == "w", seq.clone());
-            if !h.moves.contains(&m) {
-                h.moves.push(m);
+            if !self.moves.contains(&m) {
+                self.moves.push(m);
             }
-            continue;
+            return;
         }
         for list in match kind.as_str() {
-            "i" => vec![&mut h.maintained],
-            "v" => vec![&mut h.maintained, &mut h.summarized],
-            "w" => vec![&mut h.write],
-            "b" => vec![&mut h.read, &mut h.write],
-            _ => vec![&mut h.read],
+            "i" => vec![&mut self.maintained],
+            "v" => vec![&mut self.maintained, &mut self.summarized],
+            "w" => vec![&mut self.write],
+            "b" => vec![&mut self.read, &mut self.write],
+            _ => vec![&mut self.read],
         } {
             if !list.contains(&name) {
                 list.push(name.clone());
             }
         }
     }
-    h.types.sort_unstable();
-    h.types.dedup();
-    h
 }
 
 /// The catalog query: every object that depends on a user function, found through `pg_depend`
@@ -239,6 +290,11 @@ pub fn answer(rows: &[Vec<Option<String>>]) -> HiddenCallers {
 /// harmless (`upper`): the server may resolve a call of that name to it (`upper(1::bigint)`
 /// finds no built-in). Every function and operator is `pg_catalog`'s; the estimated cost stays
 /// under the server's JIT threshold (a JIT compile costs a second).
+///
+/// Each row also names the temporary schema the object is in (null outside one) and, there,
+/// the role that owns it; rows of kind `g` name each role (first) granted to another (third),
+/// and one row of kind `m` the asking session's own temporary schema (empty: none):
+/// `temporary` keeps each session to the temporary callers it can reach.
 ///
 /// The same climb starts from the objects whose stored expression calls a built-in with an
 /// effect on what follows ([`builtin_callers`]), found by the built-in's OID in the expression
@@ -271,7 +327,7 @@ pub fn query() -> String {
     };
     let deptypes = |t: &str| format!("ARRAY[{t}]::pg_catalog.\"char\"[]");
     format!(
-        "WITH RECURSIVE f AS (SELECT p.oid, p.proname FROM pg_catalog.pg_proc p \
+        "WITH RECURSIVE f AS (SELECT p.oid, p.proname, p.pronamespace, p.proowner FROM pg_catalog.pg_proc p \
            JOIN pg_catalog.pg_namespace n ON n.oid{eq}p.pronamespace \
            WHERE p.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
              AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
@@ -326,21 +382,30 @@ pub fn query() -> String {
              FROM risky k JOIN pg_catalog.pg_depend d ON d.refclassid{eq}{typ} AND d.refobjid{eq}k.oid \
                AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{typ}, {class}]) \
              LEFT JOIN pg_catalog.pg_class c ON d.classid{eq}{class} AND c.oid{eq}d.objid) \
-         SELECT DISTINCT x.name::pg_catalog.text, CASE x.kind WHEN '' THEN 'r' WHEN 'k' THEN 'b' ELSE x.kind END, x.seq FROM (\
-           SELECT c.relname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
-           UNION ALL SELECT t.typname, r.kind, r.seq FROM reach r JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
-           UNION ALL SELECT c.relname, CASE WHEN m.brin THEN 'v' ELSE 'i' END, NULL FROM maintained m \
-             JOIN pg_catalog.pg_class c ON c.oid{eq}m.rel \
-           UNION ALL SELECT o.oprname, 'r', r.seq FROM reach r JOIN pg_catalog.pg_operator o \
+         SELECT x.name::pg_catalog.text, CASE x.kind WHEN '' THEN 'r' WHEN 'k' THEN 'b' ELSE x.kind END, x.seq, \
+             s.nspname::pg_catalog.text, CASE WHEN s.oid IS NOT NULL THEN pg_catalog.pg_get_userbyid(x.owner)::pg_catalog.text END \
+         FROM (\
+           SELECT c.relname, r.kind, r.seq, c.relnamespace, c.relowner FROM reach r \
+             JOIN pg_catalog.pg_class c ON r.classid{eq}{class} AND c.oid{eq}r.objid \
+           UNION ALL SELECT t.typname, r.kind, r.seq, t.typnamespace, t.typowner FROM reach r \
+             JOIN pg_catalog.pg_type t ON r.classid{eq}{typ} AND t.oid{eq}r.objid \
+           UNION ALL SELECT c.relname, CASE WHEN m.brin THEN 'v' ELSE 'i' END, NULL, c.relnamespace, c.relowner \
+             FROM maintained m JOIN pg_catalog.pg_class c ON c.oid{eq}m.rel \
+           UNION ALL SELECT o.oprname, 'r', r.seq, o.oprnamespace, o.oprowner FROM reach r JOIN pg_catalog.pg_operator o \
              ON r.classid{eq}{operator} AND o.oid{eq}r.objid \
-           UNION ALL SELECT f.proname, 'r', NULL FROM f \
+           UNION ALL SELECT f.proname, 'r', NULL, f.pronamespace, f.proowner FROM f \
              WHERE f.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{builtins}]::pg_catalog.name[]) \
-           UNION ALL SELECT k.oid::pg_catalog.text::pg_catalog.name, 't', NULL FROM risky k \
-             WHERE k.oid OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
-           UNION ALL SELECT t.typname, 'r', NULL FROM risky k JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
+           UNION ALL SELECT k.oid::pg_catalog.text::pg_catalog.name, 't', NULL, t.typnamespace, t.typowner FROM risky k \
+             JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
+           UNION ALL SELECT t.typname, 'r', NULL, t.typnamespace, t.typowner FROM risky k JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
              WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{eq}t.typrelid \
                AND c.relkind OPERATOR(pg_catalog.<>) 'c'::pg_catalog.\"char\")\
-         ) x(name, kind, seq)",
+         ) x(name, kind, seq, ns, owner) LEFT JOIN pg_catalog.pg_namespace s ON s.oid{eq}x.ns \
+           AND s.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_[0-9]+$' \
+         UNION SELECT coalesce((SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n \
+           WHERE n.oid{eq}pg_catalog.pg_my_temp_schema()), ''), 'm', NULL, NULL, NULL \
+         UNION SELECT pg_catalog.pg_get_userbyid(a.member)::pg_catalog.text, 'g', \
+           pg_catalog.pg_get_userbyid(a.roleid)::pg_catalog.text, NULL, NULL FROM pg_catalog.pg_auth_members a",
         seeds = builtin_callers(),
         brin_am = "(SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname OPERATOR(pg_catalog.=) 'brin'::pg_catalog.name)",
         down = deptypes("'n', 'a'"),
@@ -508,12 +573,19 @@ fn print_hidden_callers_query() {
 #[ignore = "a measurement run by hand, not a check"]
 fn hidden_callers_lookup_cost() {
     let c = super::Catalog::default();
-    c.learn_hidden_callers("bench", Some(&[]));
+    c.learn_hidden_callers("bench", Some(&[]), &mut super::OwnTemp::None);
     let n = 400_000u32;
     let t = std::time::Instant::now();
     let mut empty = 0u32;
     for _ in 0..n {
-        empty += u32::from(c.with_hidden_callers(std::hint::black_box("bench"), |h| h.is_empty()).unwrap_or(false));
+        empty += u32::from(
+            c.with_hidden_callers(
+                std::hint::black_box("bench"),
+                super::Whose { temp: &super::OwnTemp::None, user: "u" },
+                |h| h.is_empty(),
+            )
+            .unwrap_or(false),
+        );
     }
     assert_eq!(empty, n);
     println!("{:.1} ns per lookup", t.elapsed().as_nanos() as f64 / f64::from(n));

@@ -153,6 +153,8 @@ pub fn init_statements(schema: &str) -> Vec<String> {
         take_budget_sql(&s),
         record_run_sql(&s),
         format!("REVOKE ALL ON FUNCTION {s}.{TAKE_BUDGET}, {s}.{RECORD_RUN} FROM PUBLIC"),
+        // DDL run on the server directly, notified to blastwall (superusers only: a no-op else).
+        crate::catalog::listener::event_trigger_sql(&s),
         format!(
             "COMMENT ON SCHEMA {s} IS 'blastwall: anomaly histories (runs) and row budgets over time (budget_spent, budget_lock), \
              written only through take_budget() and record_run(), see README'"

@@ -34,7 +34,7 @@ impl Guard {
             return Ok(false);
         }
         let declares = !info.cursors.declared.is_empty();
-        let mentioned = self.catalog.with_hidden_callers(&info.database, |set| {
+        let mentioned = self.catalog.with_hidden_callers(&info.database, whose(info), |set| {
             // A maintenance command evaluates index expressions as a write does (its table
             // may not even be named): the full path judges it.
             (harmless || declares)
@@ -53,19 +53,42 @@ impl Guard {
         }
         Ok(harmless && mentioned)
     }
+
+    /// A message that may change what names resolve to (DDL, a function call) was let
+    /// through: the catalog's answers for its database are dropped, the session's names are
+    /// resolved again once it has run, and the session asks for its temporary schema's hidden
+    /// callers (`catalog::OwnTemp`) before its next statement is judged.
+    pub(super) fn names_may_change(&self, info: &mut SessionInfo) {
+        self.catalog.forget(&info.database);
+        info.changes_names = true;
+        info.temp.may_have_changed();
+    }
+}
+
+/// Whose hidden callers a session counts: its own temporary schema's and its role's
+/// (`catalog::Whose`).
+pub(super) fn whose(info: &SessionInfo) -> crate::catalog::Whose<'_> {
+    crate::catalog::Whose { temp: &info.temp, user: &info.user }
 }
 
 /// Whether a statement may run a user function or `set_config` its text does not name, or move
 /// a sequence the policy protects, through a relation, type or operator it mentions (unknown
 /// set: yes). Transaction control mentions none.
-pub(super) fn hidden_call(st: &Statement, catalog: &Catalog, database: &str, writes: bool, policy: &Policy) -> bool {
+pub(super) fn hidden_call(
+    st: &Statement,
+    catalog: &Catalog,
+    info: &SessionInfo,
+    writes: bool,
+    policy: &Policy,
+) -> bool {
+    let database = &info.database;
     if database.is_empty() || st.transaction_control {
         return false;
     }
     let protected =
         |seq: &str| seq == "*" || policy.tables.iter().any(|t| t.sequences.iter().any(|p| is(seq, &p.name)));
     catalog
-        .with_hidden_callers(database, |set| {
+        .with_hidden_callers(database, whose(info), |set| {
             if set.is_empty() {
                 return false;
             }
@@ -128,7 +151,7 @@ pub(super) fn changing_names(statements: &[Statement], catalog: &Catalog, info: 
             })
             .collect()
     };
-    match catalog.with_hidden_callers(&info.database, |set| judge(Some(set))) {
+    match catalog.with_hidden_callers(&info.database, whose(info), |set| judge(Some(set))) {
         Some(v) => v,
         None => judge(None),
     }

@@ -111,6 +111,8 @@ pub struct SessionInfo {
     pub session_mode: Option<Mode>,
     /// The session's cursors that are read without a count (`cursors`).
     pub cursors: cursors::Cursors,
+    /// The session's temporary schema, for the hidden callers it counts (`catalog::OwnTemp`).
+    pub temp: crate::catalog::OwnTemp,
 }
 
 impl SessionInfo {
@@ -241,8 +243,7 @@ impl Guard {
             if scan.paren && !info.database.is_empty() {
                 let statements = self.statements_of(sql, info, pre);
                 if statements.iter().any(|s| s.calls_functions) {
-                    self.catalog.forget(&info.database);
-                    info.changes_names = true;
+                    self.names_may_change(info);
                 }
             }
             return plain(Verdict::Allow);
@@ -331,8 +332,7 @@ impl Guard {
             info.session_mode = m;
         }
         if ddl && goes_through {
-            self.catalog.forget(&info.database);
-            info.changes_names = true;
+            self.names_may_change(info);
             for name in statements.iter().filter_map(|s| created_database(&s.text)) {
                 self.catalog.created_database(&name);
             }

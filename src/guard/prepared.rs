@@ -93,7 +93,7 @@ impl Guard {
         }
         let by_set = self
             .catalog
-            .with_hidden_callers(&info.database, |set| {
+            .with_hidden_callers(&info.database, super::hidden::whose(info), |set| {
                 if set.is_empty() {
                     return false;
                 }

@@ -282,7 +282,8 @@ impl Session {
                         return Err(SessionError::Closed(format!("catalog lookup: {e}")));
                     }
                 };
-                catalog.learn_hidden_callers(&db, answer.error.is_none().then_some(&answer.rows[..]));
+                let rows = answer.error.is_none().then_some(&answer.rows[..]);
+                catalog.learn_hidden_callers(&db, rows, &mut self.info.temp);
                 continue;
             }
             if let Question::Minted { schema, table } = q {
@@ -478,7 +479,7 @@ impl Session {
         for q in questions {
             match q {
                 crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
-                crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db),
+                crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db, &mut self.info.temp),
                 crate::catalog::Question::SequenceOwner(seq) => {
                     // Fail closed: as if a protected column of every table forbidding setval
                     // owned it.
