@@ -24,6 +24,7 @@ mod outcome;
 mod own;
 pub mod point;
 pub mod prepared;
+pub mod putback;
 mod reach;
 pub mod slices;
 mod stats;
@@ -265,6 +266,10 @@ async fn verify_with(
     let before_rows = std::mem::take(&mut a.rows);
     let identity_before = identity::read(&before_rows);
     b.positions = slices::run_start(since, &before_rows);
+    // What to put back should the statement end without a reading after it (`putback`).
+    let inserted = earlier.iter().map(|c| c.inserted).sum();
+    let back = putback::candidates(&before_rows, since, inserted, who, policy);
+    b.put_back.clone_from(&back);
     for t in &policy.tables {
         if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
             catalog.learn_oid(database, &t.schema, &t.name, oid);
@@ -295,6 +300,7 @@ async fn verify_with(
             read_after(b, opened).await?;
         }
         b.query(&undo).await?;
+        putback::run(b, &back, !opened).await?;
         return Ok(Outcome::Unverifiable(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
         ));
@@ -308,8 +314,10 @@ async fn verify_with(
         // The statement failed by itself: the client sees exactly the server's answer. In the
         // client's own block the failure aborts it, as it would have directly. What it did to
         // the session's prepared statements (not undone by a rollback) is read once undone.
+        // Protected sequences it moved are put back (`putback`).
         if opened {
-            b.objects = objects::after_failure(b, clock.as_deref(), None).await?;
+            b.objects = objects::after_failure(b, clock.as_deref(), None, &[]).await?;
+            putback::run(b, &back, false).await?;
             return Ok(Outcome::Deliver {
                 bytes: held_bytes(&held, TxStatus::Idle),
                 status: TxStatus::Idle,
@@ -318,8 +326,12 @@ async fn verify_with(
             });
         }
         let st = held.status.unwrap_or(TxStatus::Failed);
-        if st == TxStatus::Failed {
-            b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT)).await?;
+        match st {
+            TxStatus::Failed => {
+                let then = putback::sqls(&back);
+                b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
+            }
+            _ => putback::run(b, &back, true).await?,
         }
         return Ok(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None });
     }
@@ -327,6 +339,7 @@ async fn verify_with(
         // A deferred constraint (or its trigger) failed: as at the end of the implicit
         // transaction, the client gets that error and nothing stays.
         b.query(&undo).await?;
+        putback::run(b, &back, false).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
         return Ok(Outcome::Deliver {
             bytes: failed_at_end(&held, e),
@@ -340,6 +353,7 @@ async fn verify_with(
         b.forget_prepared();
         unproven();
         b.query(&undo).await?;
+        putback::run(b, &back, !opened).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
         return Ok(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message)));
     }
@@ -348,6 +362,7 @@ async fn verify_with(
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
+        putback::run(b, &back, !opened).await?;
         return Ok(Outcome::Unverifiable("reading the row counters failed".into()));
     };
     // A slice of a suspended portal is judged with what the portal changed before it.
@@ -371,12 +386,12 @@ async fn verify_with(
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         decision.findings.extend(write.dry_run(b, &undo).await?.findings);
-        restore(b, &changed, opened).await?;
+        putback::after_refusal(b, &changed, opened).await?;
         return Ok(dry_run_outcome(plan, &held, counts, &decision, status));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
-        restore(b, &changed, opened).await?;
+        putback::after_refusal(b, &changed, opened).await?;
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
             return Ok(Outcome::Unverifiable(format!(
                 "its results are larger than blastwall holds while it counts the rows ({max_hold} bytes per statement, and all sessions' together while their clients have not read them)"
@@ -390,11 +405,11 @@ async fn verify_with(
             a
         }
         crate::contract::keep::Kept::Refused(d) => {
-            restore(b, &changed, opened).await?;
+            putback::after_refusal(b, &changed, opened).await?;
             return Ok(Outcome::Refuse { decision: d, counts });
         }
         crate::contract::keep::Kept::DryRun(d) => {
-            restore(b, &changed, opened).await?;
+            putback::after_refusal(b, &changed, opened).await?;
             return Ok(dry_run_outcome(plan, &held, counts, &d, status));
         }
     };
@@ -419,22 +434,6 @@ async fn verify_with(
 async fn read_after(b: &mut Backend<'_>, opened: bool) -> Result<(Option<ErrorFields>, Answer), PrecheckError> {
     let constraints = if opened { b.answer().await?.error } else { None };
     Ok((constraints, b.answer().await?))
-}
-
-/// Puts protected sequences that a rolled-back statement moved back where they stood (a
-/// rollback does not move a sequence); inside the client's block, in a savepoint of its own,
-/// so that a failure (no privilege) cannot abort the client's transaction.
-async fn restore(b: &mut Backend<'_>, changed: &[identity::Change], opened: bool) -> Result<(), PrecheckError> {
-    let Some(sql) = identity::restore_sql(changed) else { return Ok(()) };
-    if opened {
-        b.query(&sql).await?;
-        return Ok(());
-    }
-    let a = b.query(&format!("SAVEPOINT {SAVEPOINT}; {sql}")).await?;
-    let end =
-        if a.error.is_some() { "ROLLBACK TO SAVEPOINT {s}; RELEASE SAVEPOINT {s}" } else { "RELEASE SAVEPOINT {s}" };
-    b.query(&end.replace("{s}", SAVEPOINT)).await?;
-    Ok(())
 }
 
 /// Counter values per table, as one reading gave them.
