@@ -22,6 +22,7 @@ pub mod inbatch;
 pub mod objects;
 mod outcome;
 mod own;
+mod plain;
 pub mod point;
 pub mod prepared;
 pub mod putback;
