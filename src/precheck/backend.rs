@@ -31,6 +31,8 @@ pub struct Backend<'a> {
     pub positions: super::slices::Positions,
     /// The share of all sessions' held bytes that the replies held here take (`hold`).
     pub holding: super::hold::Holding,
+    /// The protected sequences to put back should the check be abandoned (`putback`).
+    pub put_back: Vec<super::putback::Moved>,
 }
 
 impl<'a> Backend<'a> {
@@ -45,6 +47,7 @@ impl<'a> Backend<'a> {
             objects: Default::default(),
             positions: Default::default(),
             holding: Default::default(),
+            put_back: Vec::new(),
         }
     }
 

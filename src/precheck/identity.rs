@@ -48,7 +48,7 @@ pub struct Change {
     pub kind: Kind,
     pub what: String,
     /// A protected sequence moved: its OID, where it stood before and where it stands now
-    /// (`None`: never called).
+    /// (`None`: never called); put back by `putback`.
     pub sequence_was: Option<(u32, Option<i128>, Option<i128>)>,
 }
 
@@ -336,29 +336,6 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
 
 fn first_word(s: &str) -> &str {
     s.split(' ').next().unwrap_or(s)
-}
-
-/// blastwall's statements that put moved sequences back where they stood (a rollback does not
-/// move a sequence back) — only while no other session has taken a value since (it still
-/// stands where the statement left it), so that no value is handed out twice.
-pub fn restore_sql(changes: &[Change]) -> Option<String> {
-    let sets: Vec<String> = changes
-        .iter()
-        .filter_map(|c| c.sequence_was)
-        .map(|(oid, was, now)| {
-            let (value, called) = match was {
-                Some(v) => (v.to_string(), "true"),
-                None => ("q.seqstart".to_string(), "false"),
-            };
-            let now = now.map_or("IS NULL".to_string(), |n| format!("OPERATOR(pg_catalog.=) {n}"));
-            format!(
-                "SELECT pg_catalog.setval({oid}::pg_catalog.regclass, {value}, {called}) FROM pg_catalog.pg_sequence q \
-                 WHERE q.seqrelid {EQ} {oid}::pg_catalog.oid \
-                 AND pg_catalog.pg_sequence_last_value({oid}::pg_catalog.regclass) {now}"
-            )
-        })
-        .collect();
-    (!sets.is_empty()).then(|| sets.join("; "))
 }
 
 /// Whether a change of this kind breaks a rule of the table's policy.

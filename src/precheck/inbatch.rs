@@ -28,10 +28,12 @@ pub struct Request<'a> {
 pub enum Counted {
     /// A reading failed with this error: the server now skips to the client's Sync (the
     /// Execute did not run, or its transaction is aborted).
-    ReadingFailed { before: bool, error: Frame },
+    /// `rows`: the reading before, when it was the reading after that failed.
+    ReadingFailed { before: bool, error: Frame, rows: Rows },
     /// The client's Execute failed by itself: its replies, ending with the server's error.
-    /// The server skips to Sync, as it would have directly.
-    Failed { replies: Vec<Frame> },
+    /// The server skips to Sync, as it would have directly. `before`: the reading before it
+    /// (the protected sequences it may have moved, `putback`).
+    Failed { replies: Vec<Frame>, before: Rows },
     /// It ran: its replies (dropped past the limit) and the two readings' rows.
     Ran { replies: Vec<Frame>, overflowed: bool, before: Rows, after: Rows },
 }
@@ -72,7 +74,7 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
         Ok(rows) => rows,
         Err(error) => {
             b.forget_prepared();
-            return Ok(Counted::ReadingFailed { before: true, error });
+            return Ok(Counted::ReadingFailed { before: true, error, rows: Vec::new() });
         }
     };
     b.confirm_prepared(prepared.as_ref());
@@ -84,7 +86,7 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
         match f.tag {
             be::ERROR_RESPONSE => {
                 replies.push(f);
-                return Ok(Counted::Failed { replies });
+                return Ok(Counted::Failed { replies, before });
             }
             // COPY FROM STDIN would wait for the client, who is not listening now.
             be::COPY_IN_RESPONSE => {
@@ -120,7 +122,7 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
         Ok(after) => Ok(Counted::Ran { replies, overflowed, before, after }),
         Err(error) => {
             b.forget_prepared();
-            Ok(Counted::ReadingFailed { before: false, error })
+            Ok(Counted::ReadingFailed { before: false, error, rows: before })
         }
     }
 }

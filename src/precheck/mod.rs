@@ -24,8 +24,10 @@ pub mod objects;
 mod once;
 mod outcome;
 mod own;
+mod plain;
 pub mod point;
 pub mod prepared;
+pub mod putback;
 mod reach;
 pub mod slices;
 mod stats;
@@ -302,6 +304,10 @@ async fn counted(
     let before_rows = std::mem::take(&mut a.rows);
     let identity_before = identity::read(&before_rows);
     b.positions = slices::run_start(since, &before_rows);
+    // What to put back should the statement end without a reading after it (`putback`).
+    let inserted = earlier.iter().map(|c| c.inserted).sum();
+    let back = putback::candidates(&before_rows, since, inserted, who, policy);
+    b.put_back.clone_from(&back);
     for t in &policy.tables {
         if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
             catalog.learn_oid(database, &t.schema, &t.name, oid);
@@ -332,6 +338,7 @@ async fn counted(
             read_after(b, opened, once.is_some()).await?;
         }
         b.query(&undo).await?;
+        putback::run(b, &back, !opened).await?;
         return Ok(Some(Outcome::Unverifiable(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
         )));
@@ -345,8 +352,10 @@ async fn counted(
         // The statement failed by itself: the client sees exactly the server's answer. In the
         // client's own block the failure aborts it, as it would have directly. What it did to
         // the session's prepared statements (not undone by a rollback) is read once undone.
+        // Protected sequences it moved are put back (`putback`).
         if opened {
-            b.objects = objects::after_failure(b, clock.as_deref(), None).await?;
+            b.objects = objects::after_failure(b, clock.as_deref(), None, &[]).await?;
+            putback::run(b, &back, false).await?;
             return Ok(Some(Outcome::Deliver {
                 bytes: held_bytes(&held, TxStatus::Idle),
                 status: TxStatus::Idle,
@@ -355,8 +364,12 @@ async fn counted(
             }));
         }
         let st = held.status.unwrap_or(TxStatus::Failed);
-        if st == TxStatus::Failed {
-            b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT)).await?;
+        match st {
+            TxStatus::Failed => {
+                let then = putback::sqls(&back);
+                b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
+            }
+            _ => putback::run(b, &back, true).await?,
         }
         return Ok(Some(Outcome::Deliver { bytes: held_bytes(&held, st), status: st, counts: vec![], kept: None }));
     }
@@ -364,6 +377,7 @@ async fn counted(
         // A deferred constraint (or its trigger) failed: as at the end of the implicit
         // transaction, the client gets that error and nothing stays.
         b.query(&undo).await?;
+        putback::run(b, &back, false).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
         return Ok(Some(Outcome::Deliver {
             bytes: failed_at_end(&held, e),
@@ -382,6 +396,7 @@ async fn counted(
         }
         unproven();
         b.query(&undo).await?;
+        putback::run(b, &back, !opened).await?;
         b.objects = objects::read_since(b, clock.as_deref()).await?;
         return Ok(Some(Outcome::Unverifiable(format!("reading the row counters failed: {}", e.message))));
     }
@@ -390,6 +405,7 @@ async fn counted(
     }
     let Some((after, _)) = snapshot(&a.rows, &named) else {
         b.query(&undo).await?;
+        putback::run(b, &back, !opened).await?;
         return Ok(Some(Outcome::Unverifiable("reading the row counters failed".into())));
     };
     // A slice of a suspended portal is judged with what the portal changed before it.
@@ -417,12 +433,12 @@ async fn counted(
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         decision.findings.extend(write.dry_run(b, &undo).await?.findings);
-        restore(b, &changed, opened).await?;
+        putback::after_refusal(b, &changed, opened).await?;
         return Ok(Some(dry_run_outcome(plan, &held, counts, &decision, status)));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
-        restore(b, &changed, opened).await?;
+        putback::after_refusal(b, &changed, opened).await?;
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
             return Ok(Some(Outcome::Unverifiable(format!(
                 "its results are larger than blastwall holds while it counts the rows ({max_hold} bytes per statement, and all sessions' together while their clients have not read them)"
@@ -436,11 +452,11 @@ async fn counted(
             a
         }
         crate::contract::keep::Kept::Refused(d) => {
-            restore(b, &changed, opened).await?;
+            putback::after_refusal(b, &changed, opened).await?;
             return Ok(Some(Outcome::Refuse { decision: d, counts }));
         }
         crate::contract::keep::Kept::DryRun(d) => {
-            restore(b, &changed, opened).await?;
+            putback::after_refusal(b, &changed, opened).await?;
             return Ok(Some(dry_run_outcome(plan, &held, counts, &d, status)));
         }
     };
@@ -472,22 +488,6 @@ async fn read_after(
     let reading = b.answer().await?;
     let commit = if once { Some(b.answer().await?) } else { None };
     Ok((constraints, reading, commit))
-}
-
-/// Puts protected sequences that a rolled-back statement moved back where they stood (a
-/// rollback does not move a sequence); inside the client's block, in a savepoint of its own,
-/// so that a failure (no privilege) cannot abort the client's transaction.
-async fn restore(b: &mut Backend<'_>, changed: &[identity::Change], opened: bool) -> Result<(), PrecheckError> {
-    let Some(sql) = identity::restore_sql(changed) else { return Ok(()) };
-    if opened {
-        b.query(&sql).await?;
-        return Ok(());
-    }
-    let a = b.query(&format!("SAVEPOINT {SAVEPOINT}; {sql}")).await?;
-    let end =
-        if a.error.is_some() { "ROLLBACK TO SAVEPOINT {s}; RELEASE SAVEPOINT {s}" } else { "RELEASE SAVEPOINT {s}" };
-    b.query(&end.replace("{s}", SAVEPOINT)).await?;
-    Ok(())
 }
 
 /// What the client of a write that stays is told when its replies could not be held: over the

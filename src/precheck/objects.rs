@@ -174,19 +174,22 @@ pub async fn read_since(b: &mut super::Backend<'_>, clock: Option<&str>) -> Resu
 
 /// After a statement failed: its transaction rolled back (`None`: blastwall's own), or, in
 /// the client's own block (now aborted), back to the savepoint blastwall set before it; what
-/// it made read; and the client's block aborted again by an error of blastwall's own (the
-/// client already has the statement's error, and every later statement of its block fails as
-/// it would have).
+/// it made read; `then` (blastwall's statements that need the block alive: protected sequences
+/// put back, `putback`); and the client's block aborted again by an error of blastwall's own
+/// (the client already has the statement's error, and every later statement of its block
+/// fails as it would have).
 pub async fn after_failure(
     b: &mut super::Backend<'_>,
     clock: Option<&str>,
     savepoint: Option<&str>,
+    then: &[String],
 ) -> Result<Changes, super::PrecheckError> {
     let since = since_sql(clock.unwrap_or(""));
     let sql = match savepoint {
         None => format!("ROLLBACK; {since}"),
         Some(s) => format!(
-            "ROLLBACK TO SAVEPOINT {s}; RELEASE SAVEPOINT {s}; {since}; SELECT pg_catalog.int4(''::pg_catalog.text)"
+            "ROLLBACK TO SAVEPOINT {s}; RELEASE SAVEPOINT {s}; {since}; {}SELECT pg_catalog.int4(''::pg_catalog.text)",
+            then.iter().map(|t| format!("{t}; ")).collect::<String>()
         ),
     };
     let a = b.query(&sql).await?;

@@ -241,6 +241,7 @@ mod tests {
             schema: None,
             name: "pgbench_guarded".into(),
             pins: pins.iter().map(|c| (c.to_string(), 1)).collect(),
+            ops: vec!["=".into()],
         }
     }
 

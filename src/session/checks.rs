@@ -118,8 +118,9 @@ impl Session {
         let verify = precheck::point::verify(&mut backend, req);
         let verified = super::departure::unless_left(&mut self.client, &mut self.cfr, verify).await;
         let Some(mut outcome) = verified else {
+            let back = std::mem::take(&mut backend.put_back);
             drop(backend);
-            return self.left_during_check().await;
+            return self.left_during_check(back).await;
         };
         if self.shared.cancels.since(self.key.as_ref(), mark) {
             outcome = match outcome {

@@ -112,7 +112,7 @@ impl Session {
         let counted = super::departure::unless_left(&mut self.client, &mut self.cfr, count).await;
         let Some(counted) = counted else {
             drop(backend);
-            return self.left_during_check().await;
+            return self.left_during_check(Vec::new()).await;
         };
         let counted = counted.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
         let Backend { for_client, params, holding, .. } = backend;
@@ -121,7 +121,8 @@ impl Session {
         let mut facts = check_facts(&plan);
         let unverifiable = |why: String| uncounted(&plan, why, &policy);
         let (replies, overflowed, before, after) = match counted {
-            precheck::inbatch::Counted::ReadingFailed { before, error } => {
+            precheck::inbatch::Counted::ReadingFailed { before, error, rows } => {
+                self.owe_put_back(&frame, &rows);
                 self.mirror.failed(ord);
                 self.relay.skip_to_sync();
                 let fields = messages::error_fields(&error).unwrap_or_default();
@@ -139,7 +140,9 @@ impl Session {
                 }
                 return Ok(());
             }
-            precheck::inbatch::Counted::Failed { replies } => {
+            precheck::inbatch::Counted::Failed { replies, before } => {
+                // Protected sequences it moved are put back once the batch ends (`putback`).
+                self.owe_put_back(&frame, &before);
                 // What a body it ran did to the prepared statements cannot be read now.
                 if matches!(plan.verb, "statement" | "DDL") {
                     self.objects_changed(precheck::objects::Changes::all_unknown());
@@ -159,6 +162,7 @@ impl Session {
         let before = precheck::counter_reading(&before, catalog, &db, &policy);
         let after = precheck::counter_reading(&after, catalog, &db, &policy);
         let (Some(before), Some(after)) = (before, after) else {
+            self.owe_put_back(&frame, &rows.0);
             let msg = unverifiable("track_counts is off on the server, so changed rows cannot be counted".into());
             self.refuse_counted(msg, &replies, facts, &[], micros);
             return Ok(());
@@ -173,9 +177,11 @@ impl Session {
         let view = self.info.view();
         let since = self.mirror.runs.since(&portal);
         let start = precheck::slices::run_start(since, &rows.0);
-        decision
-            .findings
-            .extend(precheck::slices::judge_since(since, &rows.0, &rows.1, &counts, view, &policy, &plan).1);
+        let (changed, findings) = precheck::slices::judge_since(since, &rows.0, &rows.1, &counts, view, &policy, &plan);
+        decision.findings.extend(findings);
+        // Owed unless it is kept (`putback`).
+        let owed = self.put_back.len();
+        self.put_back.extend(precheck::putback::from_changes(&changed));
         decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).
@@ -257,6 +263,7 @@ impl Session {
                 if let Some(n) = v.notice() {
                     self.relay.notify_client(n);
                 }
+                self.put_back.truncate(owed);
                 replies.iter().for_each(|f| self.deliver(f));
                 let suspended = replies.iter().any(|f| f.tag == b's');
                 self.mirror.runs.ran(portal, &counts, start, suspended);

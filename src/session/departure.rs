@@ -1,7 +1,8 @@
 //! A client that leaves while blastwall runs its statement in the pre-check: the check is
 //! abandoned where it stands, the server's work is cancelled with the backend key blastwall
 //! knows, and the server session ends before blastwall ever sends the verdict's COMMIT (the
-//! server rolls back what it was doing when its link closes).
+//! server rolls back what it was doing when its link closes). A protected sequence the
+//! statement may have moved (not transactional) is put back first (`precheck::putback`).
 //!
 //! Owns: watching the client during a check, and that ending. Does not own: the check
 //! (`precheck`), a client that leaves between statements (`ending`).
@@ -16,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// after the check, as if read then), up to this many bytes; past them, a client still
 /// sending is not read further (and so not watched) until the check ends.
 const WATCHED_BYTES: usize = 256 * 1024;
+
+/// How long a departed client's session may take to put protected sequences back.
+const PUT_BACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves when the client closes its link (end of stream or an error); never otherwise.
 /// Cancel-safe: what a read took stays in the framer.
@@ -60,11 +64,37 @@ impl Session {
         }
     }
 
+    /// The cancel sent and awaited (so that it lands on the statement, not on what follows),
+    /// the server brought to an end and the sequences put back, within a bound.
+    async fn put_back_after_leaving(&mut self, back: &[crate::precheck::putback::Moved]) {
+        if let Some(key) = self.key.clone() {
+            let sent = tokio::time::timeout(PUT_BACK_WITHIN, self.shared.upstream.cancel(&key)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::warn!(session = self.id, "cancelling the query of a departed client failed");
+            }
+        }
+        let mut b = crate::precheck::Backend::new(&mut self.server, &mut self.sfr);
+        let work = crate::precheck::putback::after_leaving(&mut b, back);
+        if !matches!(tokio::time::timeout(PUT_BACK_WITHIN, work).await, Ok(Ok(()))) {
+            tracing::warn!(
+                session = self.id,
+                "a protected sequence the departed client's statement moved could not be put back"
+            );
+        }
+    }
+
     /// The client left during a check (its future already dropped, the verdict never sent):
     /// cancel the server's work and end the server session, which rolls back what blastwall
     /// opened (or the client's own block) instead of committing it.
-    pub(super) async fn left_during_check(&mut self) -> Result<(), SessionError> {
-        self.cancel_now();
+    /// `back`: protected sequences the statement may have moved, put back first (`putback`).
+    pub(super) async fn left_during_check(
+        &mut self,
+        back: Vec<crate::precheck::putback::Moved>,
+    ) -> Result<(), SessionError> {
+        match back.is_empty() {
+            true => self.cancel_now(),
+            false => self.put_back_after_leaving(&back).await,
+        }
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;
         tracing::info!(session = self.id, "client left while its statement was checked: cancelled, not kept");

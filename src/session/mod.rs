@@ -26,6 +26,7 @@ mod ending;
 mod extended;
 mod names;
 mod opening;
+mod putback;
 mod replies;
 mod simple;
 mod sliced;
@@ -195,6 +196,7 @@ async fn handshake_and_relay(
         id,
         startup_deadline: deadline,
         holding: Default::default(),
+        put_back: Vec::new(),
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -244,6 +246,8 @@ struct Session {
     startup_deadline: tokio::time::Instant,
     /// The share of all sessions' held replies that this one's, not yet written, take.
     holding: crate::precheck::hold::Holding,
+    /// Protected sequences to put back at the next quiet point (`putback`).
+    put_back: Vec<crate::precheck::putback::Moved>,
 }
 
 impl Session {
@@ -258,6 +262,7 @@ impl Session {
             if self.closing {
                 return Ok(());
             }
+            self.put_back_when_quiet().await?;
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }

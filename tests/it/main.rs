@@ -54,6 +54,8 @@
 //!   server, never committed (red-team F7).
 //! - `runs`:    a protected sequence moved in slices of a portal or FETCHes of a cursor is
 //!   judged by the whole run (red-team F10).
+//! - `putback`: a failed, cancelled or abandoned statement that moved a protected sequence has it
+//!   put back (fourth pass F3/F4), never below a value another session took.
 //! - `holding`: counted writes' replies held for clients that do not read are bounded across
 //!   sessions (red-team F9).
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
@@ -100,6 +102,7 @@ mod oracle;
 mod points;
 mod precheck;
 mod preflight;
+mod putback;
 mod readings;
 mod readme;
 mod redteam;

@@ -1,0 +1,200 @@
+//! Protected sequences put back where they stood when a statement that moved them is not
+//! kept: refused by the identity rule (`identity::changes` judged the move), or ended without
+//! a reading after it — failed by itself, cancelled, timed out, failed at a deferred trigger,
+//! or abandoned by its client (fourth adversarial pass F3/F4: sequences are not
+//! transactional, and a failed statement's move was kept). What a move beyond the rule is
+//! (backward, reset, or forward by more than the rows inserted plus the slack) is decided on
+//! the server in the same statement that puts it back, from where the sequence stood before.
+//!
+//! Never below a value another session took: a backward move (or a reset) is put forward
+//! again only while the sequence still stands behind where it stood, which moves it past every
+//! value handed out since; a forward move is put back only while the sequence stands where
+//! this session's own last call left it — `currval` on the statement's own session, within
+//! the session's cache — so that no value another session took after that call is handed out
+//! again. A value another session took between two of the statement's own calls cannot be
+//! told from the statement's own (PostgreSQL records no taker): that one can be handed out
+//! again (README, "Where it falls short today").
+//!
+//! Owns: which sequences may need it (`candidates`, `from_changes`), the put-back statement
+//! and running it. Does not own: the readings (`identity`) or when a check ends (`verify`).
+
+use super::identity::{self, Change, Kind};
+use super::{Backend, PrecheckError};
+
+/// A protected sequence a statement may have moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub oid: u32,
+    /// Where it stood when the run began, judged from (`None`: never called).
+    pub start: Option<i128>,
+    /// Where it stood before this statement: put back there.
+    pub was: Option<i128>,
+    /// Steps forward it may take without a verdict; `None`: judged beyond already.
+    pub allowed: Option<u64>,
+    /// Where the reading after the statement found it: put back only while it stands there.
+    pub left_at: Option<Option<i128>>,
+}
+
+/// How far a protected sequence may move beyond the rows inserted (`identity`).
+const SLACK: u64 = 1000;
+
+/// The protected sequences of a reading before a statement that a put-back applies to (their
+/// policy refuses or rehearses, never warn or off), each judged from where the run began
+/// (`since`, an earlier slice's positions) with `inserted` rows (the run's kept ones).
+pub fn candidates(
+    before: &[Vec<Option<String>>],
+    since: &super::slices::Positions,
+    inserted: u64,
+    who: crate::policy::SessionView<'_>,
+    policy: &crate::policy::Policy,
+) -> Vec<Moved> {
+    let own = identity::read(before);
+    own.iter()
+        .filter(|((_, _, item), v)| item == "position" && v.as_str() != "unreadable")
+        .filter_map(|(key @ (object, oid, _), v)| {
+            let change =
+                Change { object: object.clone(), kind: Kind::Sequence, what: String::new(), sequence_was: None };
+            let refuses = identity::findings(&[change], who, policy, "", "")
+                .iter()
+                .any(|f| f.mode >= crate::policy::Mode::DryRun);
+            let start = since.get(key).unwrap_or(v);
+            if !refuses {
+                return None;
+            }
+            Some(Moved {
+                oid: oid.parse().ok()?,
+                start: start.parse().ok(),
+                was: v.parse().ok(),
+                allowed: Some(inserted.saturating_add(SLACK)),
+                left_at: None,
+            })
+        })
+        .collect()
+}
+
+/// The sequences a refused statement moved (`identity::changes` judged them).
+pub fn from_changes(changed: &[Change]) -> Vec<Moved> {
+    changed
+        .iter()
+        .filter_map(|c| c.sequence_was)
+        .map(|(oid, was, now)| Moved { oid, start: was, was, allowed: None, left_at: Some(now) })
+        .collect()
+}
+
+/// The statement that puts `m` back when it moved beyond the rule and may be put back (see
+/// the module's doc); a row (where it stood, where it is put) when it did.
+pub fn sql(m: &Moved) -> String {
+    let oid = m.oid;
+    let op = |o: &str| format!("OPERATOR(pg_catalog.{o})");
+    let (minus, times, lt, gt, ge, le, eq) = (op("-"), op("*"), op("<"), op(">"), op(">="), op("<="), op("="));
+    let num = "pg_catalog.numeric";
+    let sign = format!("pg_catalog.sign(x.inc::{num})");
+    let abs = format!("pg_catalog.abs(x.inc::{num})");
+    // Steps from `from` to `to` in the sequence's direction.
+    let steps = |to: &str, from: &str| format!("((({to})::{num} {minus} ({from})::{num}) {times} {sign})");
+    let start = match m.start {
+        Some(s) => s.to_string(),
+        // Never called: its first value is its start.
+        None => format!("(x.st {minus} x.inc)"),
+    };
+    let moved = steps("x.lv", &start);
+    let (target, called, behind) = match m.was {
+        Some(w) => (w.to_string(), "true", format!("{} {lt} 0", steps("x.lv", &w.to_string()))),
+        None => ("x.st".to_string(), "false", "true".to_string()),
+    };
+    let beyond = match m.allowed {
+        Some(n) => format!("{moved} {gt} ({n}::{num} {times} {abs})"),
+        None => "true".into(),
+    };
+    let left = match m.left_at {
+        None => "true".to_string(),
+        Some(Some(v)) => format!("x.lv {eq} {v}::pg_catalog.int8"),
+        Some(None) => "false".to_string(),
+    };
+    // Its last value is this session's own, or in the block this session's last call cached.
+    let ours = format!(
+        "{d} {ge} 0 AND {d} {le} ((x.cache {minus} 1)::{num} {times} {abs})",
+        d = steps("x.lv", &format!("pg_catalog.currval({oid}::pg_catalog.regclass)"))
+    );
+    format!(
+        "SELECT x.lv::pg_catalog.text, pg_catalog.setval({oid}::pg_catalog.regclass, {target}, {called})::pg_catalog.text \
+         FROM (SELECT pg_catalog.pg_sequence_last_value({oid}::pg_catalog.regclass), q.seqincrement, q.seqcache, q.seqstart \
+           FROM pg_catalog.pg_sequence q WHERE q.seqrelid {eq} {oid}::pg_catalog.oid) x(lv, inc, cache, st) \
+         WHERE CASE WHEN x.lv IS NULL THEN {known} WHEN {moved} {lt} 0 THEN {behind} \
+           WHEN {beyond} THEN ({left}) AND ({ours}) ELSE false END",
+        known = m.start.is_some(),
+    )
+}
+
+/// [`sql`] for each, to run where a statement of blastwall's may fail without harm (one that
+/// fails — `currval` of a sequence this session never called: not its move — stops the rest).
+pub fn sqls(moved: &[Moved]) -> Vec<String> {
+    moved.iter().map(sql).collect()
+}
+
+/// Runs the put-backs, each on its own (inside the client's block, in a savepoint of
+/// blastwall's, so that a failure cannot abort it), and logs what was put back.
+pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result<(), PrecheckError> {
+    const SP: &str = "blastwall_putback";
+    for m in moved {
+        let a = match in_block {
+            false => b.query(&sql(m)).await?,
+            true => {
+                let a = b.query(&format!("SAVEPOINT {SP}; {}", sql(m))).await?;
+                let end = match a.error {
+                    Some(_) => format!("ROLLBACK TO SAVEPOINT {SP}; RELEASE SAVEPOINT {SP}"),
+                    None => format!("RELEASE SAVEPOINT {SP}"),
+                };
+                b.query(&end).await?;
+                a
+            }
+        };
+        logged(m, &a.rows);
+    }
+    Ok(())
+}
+
+/// Logs the rows of a put-back.
+pub fn logged(m: &Moved, rows: &[Vec<Option<String>>]) {
+    for r in rows {
+        let at = r.first().cloned().flatten().unwrap_or_else(|| "unset".into());
+        tracing::warn!(sequence = m.oid, from = %at, to = ?m.was, "a protected sequence moved by a statement that was not kept was put back");
+    }
+}
+
+/// A check abandoned where it stood (its client left; the statement cancelled): the server
+/// is brought to the end of what blastwall sent (a Sync, then a ROLLBACK of whatever
+/// transaction stands and a mark to read up to), and the candidates are put back.
+pub async fn after_leaving(b: &mut Backend<'_>, moved: &[Moved]) -> Result<(), PrecheckError> {
+    const MARK: &str = "blastwall:left";
+    b.send(&crate::wire::encode(crate::wire::messages::fe::SYNC, &[])).await?;
+    b.send(&super::own::messages(&format!("ROLLBACK; SELECT '{MARK}'::pg_catalog.text"))).await?;
+    loop {
+        let a = b.answer().await?;
+        if a.rows.iter().any(|r| r.first().and_then(|v| v.as_deref()) == Some(MARK)) {
+            break;
+        }
+    }
+    run(b, moved, false).await
+}
+
+/// Puts back what a refused statement moved.
+pub async fn after_refusal(b: &mut Backend<'_>, changed: &[Change], opened: bool) -> Result<(), PrecheckError> {
+    run(b, &from_changes(changed), !opened).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_judges_on_the_server_and_names_everything_with_its_schema() {
+        let m = Moved { oid: 7, start: Some(100), was: Some(100), allowed: Some(1000), left_at: None };
+        let s = sql(&m);
+        assert!(s.contains("pg_catalog.setval(7::pg_catalog.regclass, 100, true)"), "{s}");
+        assert!(s.contains("pg_catalog.currval(7::pg_catalog.regclass)"), "{s}");
+        assert!(!s.contains(" = ") && !s.contains(" - "), "an operator the search_path could change: {s}");
+        let never = sql(&Moved { start: None, was: None, ..m });
+        assert!(never.contains("x.st, false") && never.contains("WHEN x.lv IS NULL THEN false"), "{never}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Fourth adversarial pass F3/F4: a statement that moves a protected sequence and then fails
+//! (by itself, cancelled, in the client's own block, in a pipelined batch, or abandoned by its
+//! client) has the sequence put back exactly as a refused one does, while the client sees the
+//! server's own error; and a value another session took after the statement's last call is
+//! never handed out again. Every position is read directly on the server.
+
+use crate::batches::{pbe, q, run, show, sync, Send, Until};
+use crate::harness::*;
+use std::time::Duration;
+
+async fn seq(db: &str) -> (i64, bool) {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    let r = c.query_one("SELECT last_value, is_called FROM web_user_id_seq", &[]).await.unwrap();
+    (r.get(0), r.get(1))
+}
+
+/// A database with functions (owned by app) that move the protected sequence and then fail.
+fn db() -> String {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT app TO trust_user; \
+         SET ROLE app; \
+         CREATE FUNCTION back_then_fail() RETURNS int LANGUAGE plpgsql AS $b$ BEGIN \
+           EXECUTE 'SELECT set' || 'val(''public.web_user_id_seq'', 1000)'; RAISE EXCEPTION 'boom'; END $b$; \
+         CREATE FUNCTION forward_sleep_fail(n int, pause float8) RETURNS int LANGUAGE plpgsql AS $b$ BEGIN \
+           PERFORM nextval('public.web_user_id_seq') FROM generate_series(1, n); PERFORM pg_sleep(pause); \
+           RAISE EXCEPTION 'late boom'; END $b$; \
+         CREATE FUNCTION back_sleep_fail(pause float8) RETURNS int LANGUAGE plpgsql AS $b$ BEGIN \
+           EXECUTE 'SELECT set' || 'val(''public.web_user_id_seq'', 1000)'; PERFORM pg_sleep(pause); \
+           RAISE EXCEPTION 'late boom'; END $b$;",
+    );
+    db
+}
+
+/// The message of an error the server (or blastwall) sent.
+fn message(e: tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+}
+
+const DIVIDE: &str = "SELECT count(nextval('web_user_id_seq')) / (count(*) - 30000) FROM generate_series(1, 30000) g";
+
+/// F3 and F4 as a Query of their own: the server's own error, the sequence where it stood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_statement_that_moved_a_protected_sequence_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let cases = [
+        (DIVIDE, "division by zero"),
+        ("SELECT back_then_fail()", "boom"),
+        (
+            "SELECT nextval('web_user_id_seq') FROM generate_series(1, 5000) g WHERE g < 4999 OR 1 / (g - 5000) = 0",
+            "division by zero",
+        ),
+        // Through the column default: no row inserted.
+        (
+            "INSERT INTO users (auth_source) SELECT CASE WHEN g < 5000 THEN 'x' END FROM generate_series(1, 5000) g",
+            "null value in column",
+        ),
+    ];
+    for (sql, error) in cases {
+        let before = seq(&db).await;
+        let e = via.simple_query(sql).await.expect_err(sql);
+        let m = message(e);
+        assert!(m.starts_with(error), "{sql}: the server's own error: {m}");
+        assert_eq!(seq(&db).await, before, "{sql} left the sequence moved");
+    }
+    // Inside the client's own block: its block stays aborted, as it would directly.
+    let before = seq(&db).await;
+    via.simple_query("BEGIN").await.unwrap();
+    assert_eq!(message(via.simple_query("SELECT back_then_fail()").await.unwrap_err()), "boom");
+    let e = via.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION), "{e:?}");
+    via.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(seq(&db).await, before, "in a block");
+    via.simple_query("BEGIN").await.unwrap();
+    assert_eq!(message(via.simple_query(DIVIDE).await.unwrap_err()), "division by zero");
+    via.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(seq(&db).await, before, "in a block, forward");
+    // A move within the rule's allowance stays (as for a statement that succeeds).
+    let (at, _) = seq(&db).await;
+    let sql = "SELECT count(nextval('web_user_id_seq')) / (count(*) - 500) FROM generate_series(1, 500) g";
+    assert_eq!(message(via.simple_query(sql).await.unwrap_err()), "division by zero");
+    assert_eq!(seq(&db).await, (at + 500, true), "a small move is not put back");
+    // The session goes on.
+    via.simple_query("SELECT 1").await.unwrap();
+    p.stop().await;
+}
+
+/// A statement cancelled by its client after it moved the sequence: put back; the client
+/// sees the server's cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_statement_that_moved_a_protected_sequence_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let before = seq(&db).await;
+    let token = via.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let e = via.simple_query("SELECT forward_sleep_fail(20000, 30)").await.unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{e:?}");
+    assert_eq!(seq(&db).await, before);
+    p.stop().await;
+}
+
+/// Runs `failing` (which fails with "late boom" after sleeping 2 s) while `other` takes a value
+/// of the sequence a second into it: that value.
+async fn taken_meanwhile(via: &tokio_postgres::Client, failing: &str, other: &tokio_postgres::Client) -> i64 {
+    let taking = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        other.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    let (failed, taken) = tokio::join!(via.simple_query(failing), taking);
+    assert_eq!(message(failed.unwrap_err()), "late boom");
+    taken
+}
+
+/// Another session takes a value while the failing statement still runs, after its last
+/// call: a forward move is then left where it is (putting it back would hand that value out
+/// again); a backward move is put forward again, above every value handed out since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_another_session_took_is_never_handed_out_again() {
+    let db = db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let other = direct("postgres", SUPERUSER_PW, &db).await;
+    // Forward by 5,000, then the other session's value, then the failure.
+    let (start, _) = seq(&db).await;
+    let taken = taken_meanwhile(&via, "SELECT forward_sleep_fail(5000, 2)", &other).await;
+    assert_eq!(taken, start + 5001);
+    assert_eq!(seq(&db).await, (start + 5001, true), "moved back below a value another session took");
+    // Without the other session, the same statement is put back.
+    let (start, _) = seq(&db).await;
+    assert_eq!(message(via.simple_query("SELECT forward_sleep_fail(5000, 0)").await.unwrap_err()), "late boom");
+    assert_eq!(seq(&db).await, (start, true));
+    // Backward to 1,000, another session takes 1,001: put forward to where it stood.
+    assert_eq!(taken_meanwhile(&via, "SELECT back_sleep_fail(2)", &other).await, 1001);
+    assert_eq!(seq(&db).await, (start, true), "a backward move stays");
+    p.stop().await;
+}
+
+/// In pipelined extended-protocol batches: alone before its Sync, and in the middle of a
+/// batch after another statement (counted where it stands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_statement_in_a_batch_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let batches = [
+        [pbe(DIVIDE), sync()].concat(),
+        [pbe("SET ROLE app"), pbe("SELECT back_then_fail()"), pbe("SELECT 2"), sync()].concat(),
+        [pbe("SELECT 1"), pbe(DIVIDE), pbe("SELECT 2"), sync()].concat(),
+    ];
+    for batch in batches {
+        let before = seq(&db).await;
+        let script = [Send(batch), Until(b'Z', 1), Send([pbe("SELECT 3"), sync()].concat()), Until(b'Z', 1)];
+        let out = show(&run(p.port(), &db, &script).await);
+        assert!(out.contains("division by zero") || out.contains("boom"), "{out}");
+        assert!(!out.contains("blastwall"), "the server's own error only: {out}");
+        assert!(out.contains("\u{1}3\n"), "the next batch ran: {out}");
+        assert_eq!(seq(&db).await, before, "{out}");
+    }
+    // Refused in the middle of a batch (it moved the sequence past the rule and succeeded).
+    let before = seq(&db).await;
+    let moving = "SELECT nextval('web_user_id_seq') FROM generate_series(1, 5000)";
+    let script = [
+        Send([pbe("SELECT 1"), pbe(moving), pbe("SELECT 2"), sync()].concat()),
+        Until(b'Z', 1),
+        Send([pbe("SELECT 3"), sync()].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("blastwall: refused") && out.contains("\u{1}3\n"), "{out}");
+    assert_eq!(seq(&db).await, before, "refused in a batch: {out}");
+    // Failed in the middle of a batch inside the client's block: put back once the block ends.
+    let script = [
+        Send(q("BEGIN")),
+        Until(b'Z', 1),
+        Send([pbe("SELECT 1"), pbe(DIVIDE), pbe("SELECT 2"), sync()].concat()),
+        Until(b'Z', 1),
+        Send(q("ROLLBACK")),
+        Until(b'Z', 1),
+        Send([pbe("SELECT 3"), sync()].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("division by zero") && out.contains("\u{1}3\n"), "{out}");
+    assert_eq!(seq(&db).await, before, "failed in a block: {out}");
+    p.stop().await;
+}
+
+/// A client that leaves while its statement runs: the statement is cancelled and the
+/// sequence put back before the server session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_statement_that_moved_a_protected_sequence_is_put_back() {
+    use tokio::io::AsyncWriteExt;
+    let db = db();
+    let p = proxy().await;
+    let before = seq(&db).await;
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    s.write_all(&msg(b'Q', b"SET ROLE app\0")).await.unwrap();
+    s.write_all(&msg(b'Q', b"SELECT forward_sleep_fail(20000, 30)\0")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(s);
+    let mut at = seq(&db).await;
+    for _ in 0..50 {
+        if at == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        at = seq(&db).await;
+    }
+    assert_eq!(at, before, "left moved after the client went away");
+    p.stop().await;
+}
