@@ -18,12 +18,16 @@
 //! A name after a statement of the same message that may change the path (or create the
 //! relation) cannot be resolved before the message runs: it is judged as every relation it may
 //! be (the policy's table of that name, and any policy table now called so), and the refusal
-//! says why.
+//! says why. A row write to a name that a statement the server runs first may turn into a view
+//! over a policy table (earlier in the message, or sent earlier and not yet answered: an
+//! Execute earlier in the batch) is refused while a policy table has protected columns
+//! (`earlier`).
 //!
 //! Owns: the two questions and learning their answers, and the reach of one write (through
 //! views and inheritance: `view`; its unqualified columns beside other relations: `columns`);
 //! in submodules, the session's cache (`session`), what a text may do to names (`effect`), a
-//! path set earlier in the message (`path`) and the SQL (`sql`).
+//! path set earlier in the message (`path`), statements that may redirect a name (`earlier`)
+//! and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -31,12 +35,14 @@ use crate::policy::Policy;
 use std::time::{Duration, Instant};
 
 mod columns;
+mod earlier;
 mod effect;
 mod expand;
 mod path;
 mod session;
 mod sql;
 mod view;
+pub use earlier::{keep, may_redirect_unseen, Earlier, Kind as EarlierKind};
 pub use effect::{may_change_path, path_effect, PathEffect};
 pub use path::is_path_key;
 use path::{effective_key, Paths};
@@ -157,36 +163,6 @@ pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelN
         .collect()
 }
 
-/// Which earlier statement of a message may make `target` name something else than it does
-/// now, with no way to know what before it runs: DDL that names it (a plain `CREATE TABLE` of
-/// it aside: a new table reaches nothing), a ROLLBACK (DDL it undoes comes back), a function,
-/// procedure or DO block (unseen bodies).
-fn redirected(earlier: &[Statement], target: &RelName) -> Option<&'static str> {
-    let name = target.name.to_ascii_lowercase();
-    let mentions = |text: &str| {
-        text.to_ascii_lowercase().split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).any(|w| w == name)
-    };
-    earlier.iter().find_map(|st| {
-        let lower = st.text.trim_start().to_ascii_lowercase();
-        let words: Vec<&str> = lower.split_whitespace().take(6).collect();
-        let plain_table = words.first() == Some(&"create")
-            && words.iter().skip(1).take(3).any(|w| *w == "table")
-            && !lower.contains("inherits")
-            && !lower.contains("partition");
-        if st.ddl && !plain_table && mentions(&st.text) {
-            Some("DDL that names it")
-        } else if matches!(words.first(), Some(&"rollback" | &"abort")) {
-            Some("a ROLLBACK")
-        } else if st.calls_functions
-            || st.opaque.iter().any(|o| matches!(o, crate::analyze::Opaque::DoBlock | crate::analyze::Opaque::Call(_)))
-        {
-            Some("a function call")
-        } else {
-            None
-        }
-    })
-}
-
 /// Whether a name reaches policy table `t` (index `i`) only as another relation's name — a
 /// view over it, a child's — never as the table itself.
 fn relative_only(ids: &Identities, t: &crate::policy::TablePolicy, i: usize, target: &RelName) -> bool {
@@ -219,6 +195,11 @@ pub fn ask(
     questions: &mut Vec<crate::catalog::Question>,
 ) -> Option<std::sync::Arc<Identities>> {
     info.names.expire(catalog.generation());
+    // Nothing is in flight once the server answered everything (sync points answered inside
+    // a pre-check are not all seen by the session's bookkeeping).
+    if info.settings_certain && !info.names.earlier.is_empty() {
+        info.names.earlier.clear();
+    }
     let ids = catalog.identities(&info.database, policy);
     questions.extend(self::questions(statements, changing, policy, ids.as_deref(), &info.names));
     ids
@@ -328,27 +309,29 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     let Context { statements, policy, ids, session, ref paths } = *cx;
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
-    let unresolved = |why: String| {
-        let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
-        // An earlier statement of the message may make the name a view over any policy table
-        // (`CREATE TEMP VIEW v AS SELECT * FROM users; DELETE FROM v …`, a ROLLBACK that brings
-        // an older definition back): no table's rules can be applied to it.
-        if let Some(by) = redirected(&statements[..index], target).filter(|_| row_write) {
-            let protected: Vec<usize> =
-                (0..policy.tables.len()).filter(|i| !policy.tables[*i].protected_columns.is_empty()).collect();
-            if !protected.is_empty() {
-                return Reach {
-                    tables: protected.into_iter().map(|i| (i, None)).collect(),
-                    unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
-                    constraint_columns: None,
-                    taken_over: Some(format!(
-                        "{target} could not be resolved before the message runs, and {by} earlier in the same message may make it a view over a protected table; send the write in a message of its own"
-                    )),
-                    mine: Vec::new(),
-                    predicate: None,
-                };
-            }
+    let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
+    // A statement the server runs first — earlier in the message, or sent earlier and not yet
+    // answered (an Execute earlier in the batch) — may make the name a view over any policy
+    // table (`CREATE TEMP VIEW v AS SELECT * FROM users; DELETE FROM v …`, a ROLLBACK that
+    // brings an older definition back), whatever blastwall's answers say: no table's rules can
+    // be applied to it.
+    if let Some(by) = row_write.then(|| earlier::redirected(&statements[..index], &session.earlier, target)).flatten() {
+        let protected: Vec<usize> =
+            (0..policy.tables.len()).filter(|i| !policy.tables[*i].protected_columns.is_empty()).collect();
+        if !protected.is_empty() {
+            return Some(Reach {
+                tables: protected.into_iter().map(|i| (i, None)).collect(),
+                unresolved: Some(format!("{target} could not be resolved before the message runs")),
+                constraint_columns: None,
+                taken_over: Some(format!(
+                    "{target} could not be resolved before the message runs, and {by} may make it a view over a protected table; send the write in a message of its own, after the server answered that one"
+                )),
+                mine: Vec::new(),
+                predicate: None,
+            });
         }
+    }
+    let unresolved = |why: String| {
         let tables: Vec<usize> = unresolved_reach(policy, ids, target, w.only);
         // A name that is only another relation's over a policy table (a view, a child) maps its
         // columns in a way blastwall cannot read here: its text rules cannot be applied.
@@ -357,7 +340,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
             .filter_map(|i| policy.tables.get(*i).map(|t| (*i, t)))
             .find(|(i, t)| !t.protected_columns.is_empty() && ids.is_some_and(|ids| relative_only(ids, t, *i, target)));
         let unmapped = unmapped.map(|(_, t)| t);
-        let taken_over = unmapped.filter(|_| w.op.is_row_write() || matches!(w.op, Op::Upsert { .. })).map(|t| {
+        let taken_over = unmapped.filter(|_| row_write).map(|t| {
             format!(
                 "{target} could not be resolved before the message runs ({why}), and a relation of that name is a view or child of {}, whose columns blastwall cannot follow to its protected columns here",
                 t.qualified()
