@@ -53,6 +53,13 @@ pub use view::View;
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);
 
+/// Why a name is not resolved in the middle of a batch.
+const IN_BATCH: &str = "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog";
+
+/// How old a session's last answer about the policy tables' identities may be to stand in
+/// where they cannot be asked (in the middle of an extended batch).
+const LAST_IDENTITIES_USABLE: Duration = Duration::from_secs(300);
+
 /// What the policy tables are in one database, as the catalog said.
 #[derive(Debug, Clone)]
 pub struct Identities {
@@ -70,8 +77,11 @@ pub struct Identities {
 impl Identities {
     /// Whether the answer is still good for this policy.
     pub fn fresh_for(&self, policy: &Policy) -> bool {
-        self.learned.elapsed() < TTL
-            && self.key.len() == policy.tables.len()
+        self.learned.elapsed() < TTL && self.for_policy(policy)
+    }
+
+    fn for_policy(&self, policy: &Policy) -> bool {
+        self.key.len() == policy.tables.len()
             && self.key.iter().zip(&policy.tables).all(|((s, n), t)| *s == t.schema && *n == t.name)
     }
 }
@@ -202,7 +212,22 @@ pub fn ask(
     }
     let ids = catalog.identities(&info.database, policy);
     questions.extend(self::questions(statements, changing, policy, ids.as_deref(), &info.names));
-    ids
+    match ids {
+        Some(ids) => {
+            info.names.last_identities = Some(ids.clone());
+            Some(ids)
+        }
+        // Not askable (the middle of a batch, after DDL dropped them or they aged): the
+        // session's last answer, within five minutes, stands in — a view over a policy table
+        // made since through blastwall is DDL that makes later writes refused (`earlier`);
+        // DDL elsewhere is seen at the next question blastwall can ask.
+        None if info.names.assumed_identities => info
+            .names
+            .last_identities
+            .clone()
+            .filter(|i| i.learned.elapsed() < LAST_IDENTITIES_USABLE && i.for_policy(policy)),
+        None => None,
+    }
 }
 
 /// What to ask before the writes of `statements` can be judged by what they reach
@@ -356,9 +381,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         }
     };
     let Some(ids) = ids else {
-        return Some(unresolved(
-            "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog".into(),
-        ));
+        return Some(unresolved(IN_BATCH.into()));
     };
     if prepared_earlier(statements, index) {
         return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
@@ -370,6 +393,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     let (oid, view, now) = match session.relation(&k) {
         Some(Resolved::Oid { oid, view, name, .. }) => (*oid, view.as_ref(), name.as_ref()),
         Some(Resolved::Assumed(why)) => return Some(unresolved(why.clone())),
+        None if session.assumed_identities => return Some(unresolved(IN_BATCH.into())),
         None => return Some(unresolved("the catalog was not asked".into())),
     };
     let mut tables: Vec<(usize, Option<crate::policy::ViewColumns>)> = Vec::new();
@@ -461,11 +485,10 @@ pub fn learn(
 /// the judgement that asked it takes every name as everything it may be.
 pub fn assume(q: &crate::catalog::Question, session: &mut Resolutions) {
     use crate::catalog::Question;
-    const WHY: &str = "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog";
     match q {
         Question::Identities => session.assumed_identities = true,
-        Question::Relations(keys) => keys.iter().for_each(|k| session.assume(k, WHY)),
-        Question::Constraint { relation, .. } => session.assume(relation, WHY),
+        Question::Relations(keys) => keys.iter().for_each(|k| session.assume(k, IN_BATCH)),
+        Question::Constraint { relation, .. } => session.assume(relation, IN_BATCH),
         _ => {}
     }
 }

@@ -45,6 +45,9 @@ pub struct Resolutions {
     /// name lead elsewhere (`earlier`): the server runs them before what is judged now, and
     /// the answers above cannot show what they did. Kept by `crate::session`.
     pub earlier: Vec<super::Earlier>,
+    /// The last answer about the policy tables' identities this session was judged with
+    /// (`names::ask`: it stands in where they cannot be asked).
+    pub last_identities: Option<std::sync::Arc<super::Identities>>,
 }
 
 impl Resolutions {

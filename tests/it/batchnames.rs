@@ -265,3 +265,23 @@ async fn ordinary_batches_still_run() {
     assert_eq!(server_value(&db, "SELECT count(*) FROM users WHERE id = -91111111 AND plan = 'free'").await, 1);
     px.stop().await;
 }
+
+/// A view over users made in an earlier message, written through in the middle of a batch
+/// after a plain `CREATE TEMP TABLE` (DDL: the catalog's answers are dropped, and cannot be
+/// asked again before the batch ends): the session's last answer about the policy tables'
+/// relatives stands in, and the write is refused as it is alone. Reads through it run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_made_before_the_batch_is_known_after_ddl_in_it() {
+    let db = setup();
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, "CREATE TEMP VIEW v AS SELECT * FROM public.users").await;
+    refused(&send(&mut s, &[q(RANGE)]).await, "alone");
+    let r = send(&mut s, &[pbe("CREATE TEMP TABLE t9 (x int)"), pbe(RANGE), sync()]).await;
+    refused(&r, "after a plain CREATE TEMP TABLE in the batch");
+    assert_eq!(server_value(&db, WINDOW).await, before);
+    let r = send(&mut s, &[pbe("CREATE TEMP TABLE t9 (x int)"), pbe("SELECT count(*) FROM v"), sync()]).await;
+    ran(&r, "a read through the view");
+    px.stop().await;
+}
