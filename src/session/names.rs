@@ -49,7 +49,13 @@ pub(super) struct Removals {
     unnamed_redirects: Option<Redirects>,
     /// Bound portals whose statement may redirect names when it runs.
     portal_redirects: HashMap<Vec<u8>, Redirects>,
+    /// More portals than [`MAX_PORTALS`] were bound in the transaction: one not in the map
+    /// may redirect names.
+    portals_lost: bool,
 }
+
+/// How many portals that may redirect names a session keeps apart.
+const MAX_PORTALS: usize = 1024;
 
 /// What a statement may do to names when it runs (`names::Earlier`, sync point 0).
 type Redirects = std::sync::Arc<Vec<Earlier>>;
@@ -291,6 +297,7 @@ impl Session {
         // No portal outlives its transaction.
         if !map.is_empty() && self.relay.tx == TxStatus::Idle && !self.relay.is_busy() {
             map.clear();
+            self.names.portals_lost = false;
         }
         // (User code a Bind runs — a parameter's domain CHECK, a folded function, `binds` —
         // is not taken as redirecting: as for an object a Query's statement uses, later names
@@ -298,7 +305,13 @@ impl Session {
         let r = if stmt.is_empty() { self.names.unnamed_redirects.clone() } else { self.prepared_redirects(stmt) };
         match r {
             Some(r) => {
-                self.names.portal_redirects.insert(portal.to_vec(), r);
+                let map = &mut self.names.portal_redirects;
+                // Bounded: past it, any portal not kept may redirect names (fail closed).
+                if map.len() >= MAX_PORTALS && !map.contains_key(portal) {
+                    map.clear();
+                    self.names.portals_lost = true;
+                }
+                map.insert(portal.to_vec(), r);
             }
             None if !self.names.portal_redirects.is_empty() => {
                 self.names.portal_redirects.remove(portal);
@@ -311,11 +324,18 @@ impl Session {
     /// statement judged until the server answered its sync point. A transaction end counts
     /// only where the transaction may have failed (it then rolls back).
     pub(super) fn executing_redirects(&mut self, f: &Frame) {
-        if self.names.portal_redirects.is_empty() {
+        if self.names.portal_redirects.is_empty() && !self.names.portals_lost {
             return;
         }
         let Ok(portal) = super::extended::execute_portal(f) else { return };
-        let Some(r) = self.names.portal_redirects.get(&portal).cloned() else { return };
+        let r = match self.names.portal_redirects.get(&portal) {
+            Some(r) => r.clone(),
+            None if self.names.portals_lost => {
+                let lost = unknown(&String::from_utf8_lossy(&portal));
+                std::sync::Arc::new(Earlier::of(&lost, 0).into_iter().collect())
+            }
+            None => return,
+        };
         let ord = self.relay.syncs_sent();
         let may_fail = self.relay.tx == TxStatus::Failed || self.relay.syncs_done() < ord;
         self.earlier_now();

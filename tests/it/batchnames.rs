@@ -285,3 +285,27 @@ async fn a_view_made_before_the_batch_is_known_after_ddl_in_it() {
     ran(&r, "a read through the view");
     px.stop().await;
 }
+
+/// More portals that may redirect names than blastwall keeps apart (1,024, in one transaction):
+/// an Execute of one it no longer keeps is taken as one that may redirect every name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_past_the_kept_ones_still_counts() {
+    let db = setup();
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, "CREATE TEMP VIEW v AS SELECT * FROM public.users").await;
+    run(&mut s, "BEGIN").await;
+    run(&mut s, "SAVEPOINT s").await;
+    run(&mut s, TO_ARCHIVE).await;
+    run(&mut s, "DELETE FROM v WHERE id = 0").await;
+    let mut binds = vec![p("rb", "ROLLBACK TO SAVEPOINT s")];
+    binds.extend((0..1100).map(|i| b(&format!("p{i}"), "rb", &[])));
+    binds.push(sync());
+    ran(&send(&mut s, &binds).await, "binds only");
+    let r = send(&mut s, &[e("p0", 0), pbe(RANGE), sync()]).await;
+    refused(&r, "a portal bound among 1,100 that roll back, executed, then the DELETE");
+    run(&mut s, "ROLLBACK").await;
+    assert_eq!(server_value(&db, WINDOW).await, before);
+    px.stop().await;
+}
