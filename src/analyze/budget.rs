@@ -221,7 +221,7 @@ fn quoted(sql: &[u8], at: usize, quote: u8, backslashes: bool) -> Option<usize> 
 }
 
 /// The end of a (nested) block comment starting at `at`.
-fn block_comment(sql: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn block_comment(sql: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = at;
     while i + 1 < sql.len() {

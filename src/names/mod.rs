@@ -18,12 +18,16 @@
 //! A name after a statement of the same message that may change the path (or create the
 //! relation) cannot be resolved before the message runs: it is judged as every relation it may
 //! be (the policy's table of that name, and any policy table now called so), and the refusal
-//! says why.
+//! says why. A row write to a name that a statement the server runs first may turn into a view
+//! over a policy table (earlier in the message, or sent earlier and not yet answered: an
+//! Execute earlier in the batch) is refused while a policy table has protected columns
+//! (`earlier`).
 //!
 //! Owns: the two questions and learning their answers, and the reach of one write (through
 //! views and inheritance: `view`; its unqualified columns beside other relations: `columns`);
 //! in submodules, the session's cache (`session`), what a text may do to names (`effect`), a
-//! path set earlier in the message (`path`) and the SQL (`sql`).
+//! path set earlier in the message (`path`), statements that may redirect a name (`earlier`)
+//! and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -31,12 +35,14 @@ use crate::policy::Policy;
 use std::time::{Duration, Instant};
 
 mod columns;
+mod earlier;
 mod effect;
 mod expand;
 mod path;
 mod session;
 mod sql;
 mod view;
+pub use earlier::{keep, may_redirect_unseen, Earlier, Kind as EarlierKind};
 pub use effect::{may_change_path, path_effect, PathEffect};
 pub use path::is_path_key;
 use path::{effective_key, Paths};
@@ -46,6 +52,13 @@ pub use view::View;
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);
+
+/// Why a name is not resolved in the middle of a batch.
+const IN_BATCH: &str = "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog";
+
+/// How old a session's last answer about the policy tables' identities may be to stand in
+/// where they cannot be asked (in the middle of an extended batch).
+const LAST_IDENTITIES_USABLE: Duration = Duration::from_secs(300);
 
 /// What the policy tables are in one database, as the catalog said.
 #[derive(Debug, Clone)]
@@ -64,8 +77,11 @@ pub struct Identities {
 impl Identities {
     /// Whether the answer is still good for this policy.
     pub fn fresh_for(&self, policy: &Policy) -> bool {
-        self.learned.elapsed() < TTL
-            && self.key.len() == policy.tables.len()
+        self.learned.elapsed() < TTL && self.for_policy(policy)
+    }
+
+    fn for_policy(&self, policy: &Policy) -> bool {
+        self.key.len() == policy.tables.len()
             && self.key.iter().zip(&policy.tables).all(|((s, n), t)| *s == t.schema && *n == t.name)
     }
 }
@@ -157,36 +173,6 @@ pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelN
         .collect()
 }
 
-/// Which earlier statement of a message may make `target` name something else than it does
-/// now, with no way to know what before it runs: DDL that names it (a plain `CREATE TABLE` of
-/// it aside: a new table reaches nothing), a ROLLBACK (DDL it undoes comes back), a function,
-/// procedure or DO block (unseen bodies).
-fn redirected(earlier: &[Statement], target: &RelName) -> Option<&'static str> {
-    let name = target.name.to_ascii_lowercase();
-    let mentions = |text: &str| {
-        text.to_ascii_lowercase().split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).any(|w| w == name)
-    };
-    earlier.iter().find_map(|st| {
-        let lower = st.text.trim_start().to_ascii_lowercase();
-        let words: Vec<&str> = lower.split_whitespace().take(6).collect();
-        let plain_table = words.first() == Some(&"create")
-            && words.iter().skip(1).take(3).any(|w| *w == "table")
-            && !lower.contains("inherits")
-            && !lower.contains("partition");
-        if st.ddl && !plain_table && mentions(&st.text) {
-            Some("DDL that names it")
-        } else if matches!(words.first(), Some(&"rollback" | &"abort")) {
-            Some("a ROLLBACK")
-        } else if st.calls_functions
-            || st.opaque.iter().any(|o| matches!(o, crate::analyze::Opaque::DoBlock | crate::analyze::Opaque::Call(_)))
-        {
-            Some("a function call")
-        } else {
-            None
-        }
-    })
-}
-
 /// Whether a name reaches policy table `t` (index `i`) only as another relation's name — a
 /// view over it, a child's — never as the table itself.
 fn relative_only(ids: &Identities, t: &crate::policy::TablePolicy, i: usize, target: &RelName) -> bool {
@@ -219,9 +205,29 @@ pub fn ask(
     questions: &mut Vec<crate::catalog::Question>,
 ) -> Option<std::sync::Arc<Identities>> {
     info.names.expire(catalog.generation());
+    // Nothing is in flight once the server answered everything (sync points answered inside
+    // a pre-check are not all seen by the session's bookkeeping).
+    if info.settings_certain && !info.names.earlier.is_empty() {
+        info.names.earlier.clear();
+    }
     let ids = catalog.identities(&info.database, policy);
     questions.extend(self::questions(statements, changing, policy, ids.as_deref(), &info.names));
-    ids
+    match ids {
+        Some(ids) => {
+            info.names.last_identities = Some(ids.clone());
+            Some(ids)
+        }
+        // Not askable (the middle of a batch, after DDL dropped them or they aged): the
+        // session's last answer, within five minutes, stands in — a view over a policy table
+        // made since through blastwall is DDL that makes later writes refused (`earlier`);
+        // DDL elsewhere is seen at the next question blastwall can ask.
+        None if info.names.assumed_identities => info
+            .names
+            .last_identities
+            .clone()
+            .filter(|i| i.learned.elapsed() < LAST_IDENTITIES_USABLE && i.for_policy(policy)),
+        None => None,
+    }
 }
 
 /// What to ask before the writes of `statements` can be judged by what they reach
@@ -328,27 +334,29 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     let Context { statements, policy, ids, session, ref paths } = *cx;
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
-    let unresolved = |why: String| {
-        let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
-        // An earlier statement of the message may make the name a view over any policy table
-        // (`CREATE TEMP VIEW v AS SELECT * FROM users; DELETE FROM v …`, a ROLLBACK that brings
-        // an older definition back): no table's rules can be applied to it.
-        if let Some(by) = redirected(&statements[..index], target).filter(|_| row_write) {
-            let protected: Vec<usize> =
-                (0..policy.tables.len()).filter(|i| !policy.tables[*i].protected_columns.is_empty()).collect();
-            if !protected.is_empty() {
-                return Reach {
-                    tables: protected.into_iter().map(|i| (i, None)).collect(),
-                    unresolved: Some(format!("{target} could not be resolved before the message runs: {why}")),
-                    constraint_columns: None,
-                    taken_over: Some(format!(
-                        "{target} could not be resolved before the message runs, and {by} earlier in the same message may make it a view over a protected table; send the write in a message of its own"
-                    )),
-                    mine: Vec::new(),
-                    predicate: None,
-                };
-            }
+    let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
+    // A statement the server runs first — earlier in the message, or sent earlier and not yet
+    // answered (an Execute earlier in the batch) — may make the name a view over any policy
+    // table (`CREATE TEMP VIEW v AS SELECT * FROM users; DELETE FROM v …`, a ROLLBACK that
+    // brings an older definition back), whatever blastwall's answers say: no table's rules can
+    // be applied to it.
+    if let Some(by) = row_write.then(|| earlier::redirected(&statements[..index], &session.earlier, target)).flatten() {
+        let protected: Vec<usize> =
+            (0..policy.tables.len()).filter(|i| !policy.tables[*i].protected_columns.is_empty()).collect();
+        if !protected.is_empty() {
+            return Some(Reach {
+                tables: protected.into_iter().map(|i| (i, None)).collect(),
+                unresolved: Some(format!("{target} could not be resolved before the message runs")),
+                constraint_columns: None,
+                taken_over: Some(format!(
+                    "{target} could not be resolved before the message runs, and {by} may make it a view over a protected table; send the write in a message of its own, after the server answered that one"
+                )),
+                mine: Vec::new(),
+                predicate: None,
+            });
         }
+    }
+    let unresolved = |why: String| {
         let tables: Vec<usize> = unresolved_reach(policy, ids, target, w.only);
         // A name that is only another relation's over a policy table (a view, a child) maps its
         // columns in a way blastwall cannot read here: its text rules cannot be applied.
@@ -357,7 +365,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
             .filter_map(|i| policy.tables.get(*i).map(|t| (*i, t)))
             .find(|(i, t)| !t.protected_columns.is_empty() && ids.is_some_and(|ids| relative_only(ids, t, *i, target)));
         let unmapped = unmapped.map(|(_, t)| t);
-        let taken_over = unmapped.filter(|_| w.op.is_row_write() || matches!(w.op, Op::Upsert { .. })).map(|t| {
+        let taken_over = unmapped.filter(|_| row_write).map(|t| {
             format!(
                 "{target} could not be resolved before the message runs ({why}), and a relation of that name is a view or child of {}, whose columns blastwall cannot follow to its protected columns here",
                 t.qualified()
@@ -373,9 +381,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         }
     };
     let Some(ids) = ids else {
-        return Some(unresolved(
-            "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog".into(),
-        ));
+        return Some(unresolved(IN_BATCH.into()));
     };
     if prepared_earlier(statements, index) {
         return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
@@ -387,6 +393,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     let (oid, view, now) = match session.relation(&k) {
         Some(Resolved::Oid { oid, view, name, .. }) => (*oid, view.as_ref(), name.as_ref()),
         Some(Resolved::Assumed(why)) => return Some(unresolved(why.clone())),
+        None if session.assumed_identities => return Some(unresolved(IN_BATCH.into())),
         None => return Some(unresolved("the catalog was not asked".into())),
     };
     let mut tables: Vec<(usize, Option<crate::policy::ViewColumns>)> = Vec::new();
@@ -478,11 +485,10 @@ pub fn learn(
 /// the judgement that asked it takes every name as everything it may be.
 pub fn assume(q: &crate::catalog::Question, session: &mut Resolutions) {
     use crate::catalog::Question;
-    const WHY: &str = "it is sent in the middle of an extended-protocol batch, where blastwall cannot ask the catalog";
     match q {
         Question::Identities => session.assumed_identities = true,
-        Question::Relations(keys) => keys.iter().for_each(|k| session.assume(k, WHY)),
-        Question::Constraint { relation, .. } => session.assume(relation, WHY),
+        Question::Relations(keys) => keys.iter().for_each(|k| session.assume(k, IN_BATCH)),
+        Question::Constraint { relation, .. } => session.assume(relation, IN_BATCH),
         _ => {}
     }
 }

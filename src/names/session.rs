@@ -1,7 +1,8 @@
 //! A session's resolved names (`Resolutions`, kept in its `SessionInfo`): what each written name
 //! resolves to on the session (`to_regclass`), a view's reach, an `ON CONFLICT ON CONSTRAINT`
 //! constraint's columns — and when those answers are dropped: a message that may change them,
-//! the transaction end after one, DDL in any session (the catalog's generation), 30 s.
+//! the transaction end after one, DDL in any session (the catalog's generation), 30 s. Also
+//! the statements sent and not yet answered that may redirect names (`earlier`).
 //!
 //! Owns: the cache and its expiry. Does not own: asking (`session`), what may change a name
 //! (`effect`, `guard::hidden`).
@@ -40,6 +41,13 @@ pub struct Resolutions {
     /// time it runs, after the path or temporary tables may have changed, so it is judged as
     /// what its names resolve to now and as every policy table its names may be.
     pub persisting: bool,
+    /// Statements sent to the server and not yet answered (its ReadyForQuery) that may make a
+    /// name lead elsewhere (`earlier`): the server runs them before what is judged now, and
+    /// the answers above cannot show what they did. Kept by `crate::session`.
+    pub earlier: Vec<super::Earlier>,
+    /// The last answer about the policy tables' identities this session was judged with
+    /// (`names::ask`: it stands in where they cannot be asked).
+    pub last_identities: Option<std::sync::Arc<super::Identities>>,
 }
 
 impl Resolutions {
@@ -91,6 +99,14 @@ impl Resolutions {
     pub fn after_judging(&mut self, once: &[String]) {
         self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
         self.assumed_identities = false;
+    }
+
+    /// The server answered every sync point up to `answered`: what was sent for them is
+    /// no longer earlier than anything judged from now on.
+    pub fn answered(&mut self, answered: u64) {
+        if !self.earlier.is_empty() {
+            self.earlier.retain(|e| e.ord > answered);
+        }
     }
 
     pub fn relation(&self, key: &str) -> Option<&Resolved> {

@@ -58,6 +58,15 @@ impl Session {
         if self.held_batch.is_some() {
             return self.hold_or_release(f);
         }
+        if f.tag == fe::BIND {
+            // What its portal may do to names when it runs (`names`); a write bound after a
+            // statement sent earlier that may redirect its name is judged against it.
+            self.bound_redirects(&f);
+            if let Some(m) = self.bind_after_earlier(&f) {
+                self.refuse_in_batch(m);
+                return Ok(());
+            }
+        }
         match f.tag {
             fe::PARSE => self.on_parse(f, pre)?,
             fe::BIND => self.on_bind(f)?,
@@ -106,6 +115,7 @@ impl Session {
 
     fn on_parse(&mut self, f: Frame, pre: Option<&Preanalyzed>) -> Result<(), SessionError> {
         let msg = messages::parse_msg(&f).map_err(|e| self.protocol_violation(e))?;
+        self.earlier_now();
         let name = msg.name.to_vec();
         let param_types = msg.param_types.clone();
         self.info.names.persisting = true;
@@ -124,6 +134,7 @@ impl Session {
                 self.pending = Some(Pending::Resolve(f, questions));
             }
             Verdict::Check(mut plan) => {
+                self.parsed_redirects(&name, msg.sql);
                 self.parsed_name(&name, msg.sql);
                 plan.param_types = param_types;
                 let plan: Arc<CheckPlan> = Arc::new(*plan);
@@ -136,11 +147,13 @@ impl Session {
                 }
             }
             Verdict::Allow => {
+                self.parsed_redirects(&name, msg.sql);
                 self.parsed_name(&name, msg.sql);
                 let facts = self.parse_facts(&name, &f, false, false);
                 self.forward_op(&f, Op::Parse { name, plan: None, facts });
             }
             Verdict::Notice(n) => {
+                self.parsed_redirects(&name, msg.sql);
                 self.parsed_name(&name, msg.sql);
                 self.relay.notify_client(&n);
                 let facts = self.parse_facts(&name, &f, false, false);
@@ -237,7 +250,10 @@ impl Session {
         // A Bind converts its parameters (a domain's CHECK may run): like an Execute, it
         // keeps blastwall from ending the batch itself (`Relay::batch_ends_unseen`).
         match op {
-            Op::Execute => self.relay.note_execute(),
+            Op::Execute => {
+                self.executing_redirects(f);
+                self.relay.note_execute();
+            }
             Op::Bind { .. } => self.relay.note_bind(),
             _ => {}
         }
@@ -272,7 +288,9 @@ impl Session {
         let op = match f.tag {
             fe::BIND if fits && !has(fe::BIND) && !h.executes => {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
-                Some(Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() })
+                let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
+                self.bound_redirects(&f);
+                Some(op)
             }
             fe::DESCRIBE if fits && !h.executes => Some(Op::Describe),
             fe::EXECUTE if fits && !h.executes => Some(Op::Execute),
@@ -352,6 +370,7 @@ impl Session {
     /// everything before it (a Flush of blastwall's), then the counting runs
     /// ([`Session::run_count`]); the client is not read meanwhile.
     pub(super) fn count_where_it_stands(&mut self, f: Frame, plan: Arc<CheckPlan>) {
+        self.executing_redirects(&f);
         self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
         self.relay.mark_batch_open();
         self.pending = Some(Pending::Count(f, plan));

@@ -11,11 +11,20 @@
 //! counted statement did to the session's prepared statements and cursors
 //! (`precheck::objects`) is applied here: a name made again is marked unknown (counted).
 //!
+//! Also what each extended-protocol statement and portal may do to names when it runs
+//! (`names::Earlier`: DDL, a ROLLBACK, a function call), so that an Execute of one enters the
+//! session's statements sent and not yet answered (`Resolutions::earlier`), against which every
+//! later write is judged until the server answered its sync point; and a Bind of a write after
+//! such an Execute is judged again (fourth adversarial pass F1, F2, F5 in a batch).
+//!
 //! Owns: that bookkeeping. Does not own: judging an EXECUTE (`guard`), the extended
 //! protocol's mirror of counted statements and portals (`statements`).
 
 use super::Session;
+use crate::names::{Earlier, EarlierKind};
 use crate::policy::Mode;
+use crate::wire::messages::TxStatus;
+use crate::wire::Frame;
 use std::collections::{HashMap, VecDeque};
 
 /// Removals waiting for the server's answer.
@@ -34,7 +43,22 @@ pub(super) struct Removals {
     harmless: HashMap<Vec<u8>, Judged>,
     /// Plain cursors declared (`guard::cursors`), confirmed by the answer to their sync point.
     cursors: VecDeque<(u64, String)>,
+    /// The judgement just made found that its text changes what names resolve to.
+    judged_changes: bool,
+    /// What the unnamed statement (set by each unnamed Parse) may do to names when it runs.
+    unnamed_redirects: Option<Redirects>,
+    /// Bound portals whose statement may redirect names when it runs.
+    portal_redirects: HashMap<Vec<u8>, Redirects>,
+    /// More portals than [`MAX_PORTALS`] were bound in the transaction: one not in the map
+    /// may redirect names.
+    portals_lost: bool,
 }
+
+/// How many portals that may redirect names a session keeps apart.
+const MAX_PORTALS: usize = 1024;
+
+/// What a statement may do to names when it runs (`names::Earlier`, sync point 0).
+type Redirects = std::sync::Arc<Vec<Earlier>>;
 
 impl Removals {
     /// Whether a Bind of `name` was judged harmless with the name as it is now, under the
@@ -108,7 +132,8 @@ impl Session {
     /// and whether the catalog's answers must be dropped again once it has run.
     pub(super) fn after_judging(&mut self, sent: bool) {
         let ord = self.relay.syncs_sent();
-        if std::mem::take(&mut self.info.changes_names) {
+        self.names.judged_changes = std::mem::take(&mut self.info.changes_names);
+        if self.names.judged_changes {
             self.names.changes_names = Some(ord);
         }
         for (name, n) in std::mem::take(&mut self.info.unprepared) {
@@ -172,11 +197,7 @@ impl Session {
     /// calls functions, so that running it is counted like a function call.
     pub(super) fn mark_unknown(&mut self, name: String) {
         self.mirror.forget_statement(name.as_bytes());
-        let marker = crate::analyze::Statement {
-            text: format!("EXECUTE \"{}\"", name.replace('"', "\"\"")),
-            calls_functions: true,
-            ..Default::default()
-        };
+        let marker = unknown(&name);
         let list = self.info.prepared.entry(name).or_default();
         if !list.contains(&marker) {
             list.push(marker);
@@ -190,6 +211,7 @@ impl Session {
     /// A ReadyForQuery answered sync point `answered`: its removals happen if nothing failed
     /// (a failure may have skipped them; keeping the entries is the stricter error).
     pub(super) fn names_on_ready(&mut self, answered: u64) {
+        self.info.names.answered(answered);
         let ok = !std::mem::take(&mut self.names.error);
         while self.names.cursors.front().is_some_and(|(ord, _)| *ord <= answered) {
             let Some((ord, name)) = self.names.cursors.pop_front() else { break };
@@ -220,5 +242,172 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+impl Session {
+    /// A Parse was judged and goes to the server: what the unnamed statement may do to names
+    /// when it runs (a named one's statements are kept in `info.prepared`).
+    pub(super) fn parsed_redirects(&mut self, name: &[u8], sql: &[u8]) {
+        let changes = std::mem::take(&mut self.names.judged_changes);
+        if name.is_empty() {
+            let may = changes || crate::names::may_redirect_unseen(sql);
+            self.names.unnamed_redirects = if may { self.redirects_of(sql) } else { None };
+        }
+    }
+
+    /// What the statements of `sql` may do to names, with the prepared statements an `EXECUTE`
+    /// of it runs (one blastwall does not know may do anything).
+    fn redirects_of(&self, sql: &[u8]) -> Option<Redirects> {
+        let statements = self.shared.guard.statements_of(sql, &self.info, None);
+        let mut out = Vec::new();
+        for st in statements.iter() {
+            out.extend(Earlier::of(st, 0));
+            for ex in &st.executes {
+                match self.info.prepared.get(&ex.name) {
+                    Some(list) => out.extend(list.iter().filter_map(|p| Earlier::of(p, 0))),
+                    None => out.extend(Earlier::of(&unknown(&ex.name), 0)),
+                }
+            }
+        }
+        (!out.is_empty()).then(|| std::sync::Arc::new(out))
+    }
+
+    /// What the statement prepared as `name` may do to names (any of its candidates).
+    fn prepared_redirects(&self, name: &[u8]) -> Option<Redirects> {
+        let list = self.info.prepared.get(std::str::from_utf8(name).ok()?)?;
+        let out: Vec<Earlier> = list.iter().filter_map(|st| Earlier::of(st, 0)).collect();
+        (!out.is_empty()).then(|| std::sync::Arc::new(out))
+    }
+
+    /// Statements sent and not yet answered, as of now: none of the sync points the server
+    /// answered (a sync point answered inside a pre-check is not seen by `names_on_ready`).
+    pub(super) fn earlier_now(&mut self) -> &[Earlier] {
+        if !self.info.names.earlier.is_empty() {
+            let done = self.relay.syncs_done();
+            self.info.names.earlier.retain(|e| e.ord >= done);
+        }
+        &self.info.names.earlier
+    }
+
+    /// A Bind goes to the server: its portal now runs what its statement may do to names.
+    pub(super) fn bound_redirects(&mut self, f: &Frame) {
+        let Ok((portal, stmt)) = crate::wire::messages::bind_names(f) else { return };
+        let map = &mut self.names.portal_redirects;
+        // No portal outlives its transaction.
+        if !map.is_empty() && self.relay.tx == TxStatus::Idle && !self.relay.is_busy() {
+            map.clear();
+            self.names.portals_lost = false;
+        }
+        // (User code a Bind runs — a parameter's domain CHECK, a folded function, `binds` —
+        // is not taken as redirecting: as for an object a Query's statement uses, later names
+        // are judged unresolved there, not refused outright.)
+        let r = if stmt.is_empty() { self.names.unnamed_redirects.clone() } else { self.prepared_redirects(stmt) };
+        match r {
+            Some(r) => {
+                let map = &mut self.names.portal_redirects;
+                // Bounded: past it, any portal not kept may redirect names (fail closed).
+                if map.len() >= MAX_PORTALS && !map.contains_key(portal) {
+                    map.clear();
+                    self.names.portals_lost = true;
+                }
+                map.insert(portal.to_vec(), r);
+            }
+            None if !self.names.portal_redirects.is_empty() => {
+                self.names.portal_redirects.remove(portal);
+            }
+            None => {}
+        }
+    }
+
+    /// An Execute goes to the server: what its portal may do to names is earlier than every
+    /// statement judged until the server answered its sync point. A transaction end counts
+    /// only where the transaction may have failed (it then rolls back).
+    pub(super) fn executing_redirects(&mut self, f: &Frame) {
+        if self.names.portal_redirects.is_empty() && !self.names.portals_lost {
+            return;
+        }
+        let Ok(portal) = super::extended::execute_portal(f) else { return };
+        let r = match self.names.portal_redirects.get(&portal) {
+            Some(r) => r.clone(),
+            None if self.names.portals_lost => {
+                let lost = unknown(&String::from_utf8_lossy(&portal));
+                std::sync::Arc::new(Earlier::of(&lost, 0).into_iter().collect())
+            }
+            None => return,
+        };
+        let ord = self.relay.syncs_sent();
+        let may_fail = self.relay.tx == TxStatus::Failed || self.relay.syncs_done() < ord;
+        self.earlier_now();
+        for e in r.iter().filter(|e| e.kind != EarlierKind::End || may_fail) {
+            crate::names::keep(&mut self.info.names.earlier, e.at(ord));
+        }
+    }
+
+    /// A Bind of a statement that writes to a name a statement sent earlier and not yet
+    /// answered may redirect: the statement is judged again against those (the server
+    /// analyzes it again at this Bind, after them). `Some`: the refusal.
+    pub(super) fn bind_after_earlier(&mut self, f: &Frame) -> Option<crate::wire::messages::ProxyMessage> {
+        if self.earlier_now().is_empty() {
+            return None;
+        }
+        let (_, stmt) = crate::wire::messages::bind_names(f).ok()?;
+        let (text, statements) = if stmt.is_empty() {
+            let parse = self.mirror.facts(stmt)?.parse.clone()?;
+            let sql = crate::wire::messages::parse_msg(&parse).ok()?.sql.to_vec();
+            let statements = self.shared.guard.statements_of(&sql, &self.info, None);
+            (sql, statements.to_vec())
+        } else {
+            let name = String::from_utf8_lossy(stmt).into_owned();
+            let text = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
+            (text.into_bytes(), self.info.prepared.get(&name).cloned().unwrap_or_default())
+        };
+        let earlier = &self.info.names.earlier;
+        let redirected = statements.iter().flat_map(|s| &s.writes).any(|w| {
+            let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
+            row && w.target.as_ref().is_some_and(|t| earlier.iter().any(|e| e.redirects(t, true).is_some()))
+        });
+        if !redirected {
+            return None;
+        }
+        self.info.names.persisting = true;
+        let mut verdict = self.judge_sql(&text, None);
+        // Not asked (a few rounds: each answer may lead to another question): the statement
+        // is judged as what its names may be.
+        for _ in 0..4 {
+            let crate::guard::Verdict::Resolve(q) = &verdict else { break };
+            let q = q.clone();
+            self.assume_answers(&q);
+            verdict = self.judge_sql(&text, None);
+        }
+        self.info.names.persisting = false;
+        match verdict {
+            crate::guard::Verdict::Refuse(m) => Some(m),
+            crate::guard::Verdict::Split(m) => Some(*m),
+            // Still a question, or too long to analyze here: fail closed.
+            crate::guard::Verdict::Resolve(_) | crate::guard::Verdict::Analyze => {
+                let why = "it writes to a name that a statement sent earlier and not yet answered may redirect, and blastwall could not judge it again here";
+                let d = crate::guard::refusal(
+                    "unverifiable",
+                    "this Bind".into(),
+                    why.into(),
+                    "Send the write after the server answered the earlier statement's Sync.",
+                    "blastwall",
+                    String::from_utf8_lossy(&text).into_owned(),
+                );
+                Some(crate::guard::refusal_message(&d))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A statement blastwall does not know (run by a name it never saw prepared, or by a Bind
+/// that runs user code): it may call anything.
+fn unknown(name: &str) -> crate::analyze::Statement {
+    crate::analyze::Statement {
+        text: format!("EXECUTE \"{}\"", name.replace('"', "\"\"")),
+        calls_functions: true,
+        ..Default::default()
     }
 }

@@ -11,9 +11,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// The raw-protocol role (trust), DML-only.
-const RAW: &str = "trust_user";
+pub(crate) const RAW: &str = "trust_user";
 
-fn setup() -> String {
+pub(crate) fn setup() -> String {
     let db = incident_db();
     admin_sql(
         pg(),

@@ -70,6 +70,7 @@
 
 mod arguments;
 mod batches;
+mod batchnames;
 mod binds;
 mod bypass;
 mod cancels;

@@ -1,0 +1,241 @@
+//! Statements the server runs before a write that may make the write's name lead somewhere
+//! blastwall's answers do not show (fourth adversarial pass F1, F2, F5): DDL that names it (a
+//! plain `CREATE TABLE` aside: a new table reaches nothing), a `ROLLBACK` or `ROLLBACK TO
+//! SAVEPOINT` (DDL it undoes comes back), a `COMMIT` of a transaction that may have failed (it
+//! rolls back), a function, procedure or `DO` block (unseen bodies).
+//!
+//! Such a statement is earlier than a write in two ways: earlier in the same Query, or sent
+//! to the server and not yet answered — an Execute earlier in the same extended-protocol batch,
+//! or in a batch or Query whose ReadyForQuery has not come (kept in the session's
+//! `Resolutions::earlier` by `crate::session`). Either way the server runs it first, and
+//! blastwall's answers, asked only where a batch starts, cannot show what it did.
+//!
+//! In the same message the catalog's answers were asked before any of it ran, so DDL there
+//! redirects the names it mentions; sent earlier, DDL redirects every name (see
+//! [`Earlier::redirects`]).
+//!
+//! Owns: which statements may redirect a name ([`Earlier::of`]) and finding the one that may
+//! redirect a written name ([`redirected`]). Does not own: keeping the session's list
+//! (`crate::session`), the refusal (`policy::decide`).
+
+use crate::analyze::{Opaque, RelName, Statement};
+use std::sync::Arc;
+
+/// How many statements a session keeps as sent and unanswered; past it, one that stands
+/// for all of them (and may redirect every name) takes the last place.
+const KEPT: usize = 64;
+
+/// How an earlier statement may redirect a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// DDL other than a plain `CREATE TABLE`: the names it mentions.
+    Ddl,
+    /// `ROLLBACK`, `ROLLBACK TO SAVEPOINT`, `ABORT`: any name.
+    Rollback,
+    /// `COMMIT`, `END`, `PREPARE TRANSACTION`: any name, when the transaction may have failed
+    /// (the server then rolls back).
+    End,
+    /// A function, procedure or `DO` block: any name.
+    Call,
+}
+
+/// A statement that may redirect names, as kept until the server answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    /// The sync point it belongs to (the session's numbering).
+    pub ord: u64,
+    pub kind: Kind,
+    /// Its text, as analyzed.
+    text: Arc<str>,
+}
+
+impl Earlier {
+    /// How `st` may redirect names, if it may (`ord`: its sync point).
+    pub fn of(st: &Statement, ord: u64) -> Option<Earlier> {
+        // The common case (a prepared SELECT, INSERT, …) is passed over on its flags alone.
+        let call = st.calls_functions || st.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)));
+        if !(st.ddl || call || st.transaction_control) {
+            return None;
+        }
+        let (first, second) = first_words(st.text.as_bytes());
+        let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+        let kind = if call {
+            Kind::Call
+        } else if st.ddl && !plain_table(&st.text, is(first, "create")) {
+            Kind::Ddl
+        } else if is(first, "rollback") || is(first, "abort") {
+            Kind::Rollback
+        } else if is(first, "commit") || is(first, "end") || is(first, "prepare") && is(second, "transaction") {
+            Kind::End
+        } else {
+            return None;
+        };
+        Some(Earlier { ord, kind, text: st.text.as_str().into() })
+    }
+
+    /// The same statement, sent for sync point `ord`.
+    pub fn at(&self, ord: u64) -> Earlier {
+        Earlier { ord, ..self.clone() }
+    }
+
+    /// Why this statement may make `target` name something else (`None`: it cannot). `sent`:
+    /// it was sent earlier and is not yet answered — then DDL may redirect any name: it drops
+    /// the catalog's answers about the policy tables' relatives (the views over them), which
+    /// cannot be asked again before the batch ends (`ALTER SCHEMA a RENAME TO b` may lead `v`
+    /// to another schema's view over `users`); in the same message they were asked first.
+    pub fn redirects(&self, target: &RelName, sent: bool) -> Option<&'static str> {
+        match self.kind {
+            Kind::Ddl if sent => Some("DDL, after which what any name leads to is not known until it is answered"),
+            Kind::Ddl => mentions(&self.text, &target.name).then_some("DDL that names it"),
+            Kind::Rollback => Some("a ROLLBACK, which brings back what it undoes"),
+            Kind::End => Some("a transaction end, which rolls back a failed transaction"),
+            Kind::Call => Some("a function call"),
+        }
+    }
+
+    /// Its text, shortened for a message.
+    pub fn shown(&self) -> String {
+        let words: Vec<&str> = self.text.split_whitespace().collect();
+        let one = words.join(" ");
+        match one.char_indices().nth(72) {
+            Some((i, _)) => format!("{}…", &one[..i]),
+            None => one,
+        }
+    }
+}
+
+/// Whether a text's statement may redirect names in a way the guard's judgement does not
+/// flag as changing them (a transaction end; an `EXECUTE` of a prepared statement that does):
+/// read from its first word, with no allocation.
+pub fn may_redirect_unseen(sql: &[u8]) -> bool {
+    const WORDS: &[&[u8]] = &[b"rollback", b"abort", b"commit", b"end", b"prepare", b"execute", b"explain"];
+    let (first, _) = first_words(sql);
+    WORDS.iter().any(|w| first.eq_ignore_ascii_case(w))
+}
+
+/// Adds `e` to a session's list of statements sent and not yet answered (the same statement
+/// again only moves to its later sync point; the list is bounded).
+pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
+    if let Some(x) = list.iter_mut().find(|x| x.kind == e.kind && x.text == e.text) {
+        x.ord = x.ord.max(e.ord);
+        return;
+    }
+    if list.len() >= KEPT {
+        let ord = list.iter().map(|x| x.ord).max().unwrap_or(0).max(e.ord);
+        list.truncate(KEPT - 1);
+        list.push(Earlier { ord, kind: Kind::Call, text: "(more statements than blastwall keeps apart)".into() });
+        return;
+    }
+    list.push(e);
+}
+
+/// The earlier statement that may make `target` name something else, and why, as the end of
+/// a refusal's sentence: first the statements of the same message before it, then those sent
+/// earlier and not yet answered.
+pub fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> Option<String> {
+    let mine = message.iter().filter_map(|st| Earlier::of(st, 0)).filter(|e| e.kind != Kind::End);
+    if let Some((e, why)) = mine.filter_map(|e| e.redirects(target, false).map(|w| (e, w))).next() {
+        return Some(format!("`{}` ({why}) earlier in the same message", e.shown()));
+    }
+    // The most telling first: DDL that names it, then a rollback, then a call.
+    let (e, why) = [Kind::Ddl, Kind::Rollback, Kind::End, Kind::Call]
+        .iter()
+        .find_map(|k| sent.iter().filter(|e| e.kind == *k).find_map(|e| e.redirects(target, true).map(|w| (e, w))))?;
+    Some(format!(
+        "`{}` ({why}), sent earlier in the same extended-protocol batch or in a message the server has not answered yet,",
+        e.shown()
+    ))
+}
+
+/// A `CREATE [TEMP|UNLOGGED …] TABLE` that makes a new table only (no parent, no partition).
+fn plain_table(text: &str, create: bool) -> bool {
+    let lower = text.to_ascii_lowercase();
+    create
+        && lower.split_whitespace().skip(1).take(3).any(|w| w == "table")
+        && !lower.contains("inherits")
+        && !lower.contains("partition")
+}
+
+/// Whether `text` has `name` as a word (case-insensitively; a quoted name's spelling too).
+fn mentions(text: &str, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    text.to_ascii_lowercase().split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).any(|w| w == name)
+}
+
+/// The first two words of a statement's text, past blanks, comments, `;` and `(`.
+fn first_words(text: &[u8]) -> (&[u8], &[u8]) {
+    let mut rest = text;
+    let mut words: [&[u8]; 2] = [b"", b""];
+    let mut n = 0;
+    while n < 2 {
+        while let [c, r @ ..] = rest {
+            if !(c.is_ascii_whitespace() || *c == b';' || *c == b'(') {
+                break;
+            }
+            rest = r;
+        }
+        if let Some(r) = rest.strip_prefix(b"--") {
+            rest = r.iter().position(|c| *c == b'\n').map_or(&[][..], |i| &r[i + 1..]);
+        } else if rest.starts_with(b"/*") {
+            rest = crate::analyze::budget::block_comment(rest, 0).map_or(&[][..], |end| &rest[end..]);
+        } else {
+            let end = rest.iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'_')).unwrap_or(rest.len());
+            if end == 0 {
+                break;
+            }
+            words[n] = &rest[..end];
+            rest = &rest[end..];
+            n += 1;
+        }
+    }
+    (words[0], words[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(text: &str, ddl: bool, tc: bool, calls: bool) -> Statement {
+        Statement { text: text.into(), ddl, transaction_control: tc, calls_functions: calls, ..Default::default() }
+    }
+
+    fn name(n: &str) -> RelName {
+        RelName { schema: None, name: n.into() }
+    }
+
+    #[test]
+    fn what_may_redirect_a_name() {
+        let view = st("CREATE TEMP VIEW v AS SELECT * FROM users", true, false, false);
+        let e = Earlier::of(&view, 3).unwrap();
+        assert_eq!((e.kind, e.ord), (Kind::Ddl, 3));
+        assert!(e.redirects(&name("v"), false).is_some());
+        assert!(e.redirects(&name("w"), false).is_none());
+        assert!(e.redirects(&name("w"), true).is_some());
+        assert!(Earlier::of(&st("CREATE TEMP TABLE v (id int)", true, false, false), 0).is_none());
+        let undo = st("/* x /* y */ */ rollback TO SAVEPOINT s", false, true, false);
+        assert_eq!(Earlier::of(&undo, 0).map(|e| e.kind), Some(Kind::Rollback));
+        assert_eq!(Earlier::of(&st("END", false, true, false), 0).map(|e| e.kind), Some(Kind::End));
+        assert_eq!(Earlier::of(&st("PREPARE TRANSACTION 'x'", false, true, false), 0).map(|e| e.kind), Some(Kind::End));
+        assert!(Earlier::of(&st("SAVEPOINT s", false, true, false), 0).is_none());
+        assert!(Earlier::of(&st("BEGIN", false, true, false), 0).is_none());
+        assert_eq!(Earlier::of(&st("SELECT f()", false, false, true), 0).map(|e| e.kind), Some(Kind::Call));
+        // In the same message, a COMMIT is not taken as a rollback (a failed transaction
+        // refuses such a message whole); sent earlier, the session decides.
+        let commit = st("COMMIT", false, true, false);
+        assert!(redirected(std::slice::from_ref(&commit), &[], &name("v")).is_none());
+        let sent = Earlier::of(&commit, 1).unwrap();
+        assert!(redirected(&[], &[sent], &name("v")).unwrap().starts_with("`COMMIT` (a transaction end"));
+    }
+
+    #[test]
+    fn the_kept_list_is_bounded() {
+        let mut list = Vec::new();
+        for i in 0..200u64 {
+            let s = st(&format!("SELECT f{i}()"), false, false, true);
+            keep(&mut list, Earlier::of(&s, i).unwrap());
+            keep(&mut list, Earlier::of(&s, i + 1).unwrap());
+        }
+        assert_eq!(list.len(), KEPT);
+        assert_eq!(list.last().map(|e| (e.kind, e.ord)), Some((Kind::Call, 200)));
+    }
+}
