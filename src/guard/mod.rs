@@ -111,6 +111,8 @@ pub struct SessionInfo {
     pub session_mode: Option<Mode>,
     /// The session's cursors that are read without a count (`cursors`).
     pub cursors: cursors::Cursors,
+    /// The session's copy of its database's hidden callers (read for every statement).
+    pub hidden: crate::catalog::HiddenCache,
 }
 
 impl SessionInfo {
