@@ -136,6 +136,14 @@ impl Answer {
         if self.temp.is_empty() {
             return f(&self.base);
         }
+        f(&self.set_for(whose))
+    }
+
+    /// The set a session counts (see [`Answer::with`]), shared.
+    pub fn set_for(&self, whose: Whose<'_>) -> Arc<HiddenCallers> {
+        if self.temp.is_empty() {
+            return self.base.clone();
+        }
         let (schema, everyone) = match whose.temp {
             OwnTemp::Named(s) => (s.as_str(), false),
             OwnTemp::Assumed(_) | OwnTemp::Unknown => ("", true),
@@ -145,11 +153,11 @@ impl Answer {
             everyone || s == schema || owners.iter().any(|o| o == whose.user)
         };
         if !self.temp.iter().any(|t| counts(&t)) {
-            return f(&self.base);
+            return self.base.clone();
         }
         let key = (if everyone { "*" } else { schema }.to_string(), whose.user.to_string());
         if let Some(set) = self.merged.get(&key) {
-            return f(&set);
+            return set.clone();
         }
         let mut set = HiddenCallers::clone(&self.base);
         for (_, _, h) in self.temp.iter().filter(counts) {
@@ -157,7 +165,7 @@ impl Answer {
         }
         let set = Arc::new(set);
         self.merged.insert(key, set.clone());
-        f(&set)
+        set
     }
 }
 

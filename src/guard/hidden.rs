@@ -34,7 +34,8 @@ impl Guard {
             return Ok(false);
         }
         let declares = !info.cursors.declared.is_empty();
-        let mentioned = self.catalog.with_hidden_callers(&info.database, whose(info), |set| {
+        let whose = crate::catalog::Whose { temp: &info.temp, user: &info.user };
+        let mentioned = self.catalog.with_hidden_callers_cached(&info.database, whose, &mut info.hidden, |set| {
             // A maintenance command evaluates index expressions as a write does (its table
             // may not even be named): the full path judges it.
             (harmless || declares)

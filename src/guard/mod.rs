@@ -113,6 +113,8 @@ pub struct SessionInfo {
     pub cursors: cursors::Cursors,
     /// The session's temporary schema, for the hidden callers it counts (`catalog::OwnTemp`).
     pub temp: crate::catalog::OwnTemp,
+    /// The session's copy of its database's hidden callers (read for every statement).
+    pub hidden: crate::catalog::HiddenCache,
 }
 
 impl SessionInfo {

@@ -183,6 +183,7 @@ async fn handshake_and_relay(
         ready: false,
         closing: false,
         server_fatal: None,
+        client_first: false,
         info,
         pending: None,
         held_batch: None,
@@ -224,6 +225,8 @@ struct Session {
     closing: bool,
     /// The server's FATAL (or PANIC) message, when it sent one: it is ending the session.
     server_fatal: Option<String>,
+    /// Which socket is polled first at the next wake-up (they take turns).
+    client_first: bool,
     info: SessionInfo,
     /// A message (or extended batch) waiting for the pre-check, which runs once the server
     /// has answered everything before it. The client is not read meanwhile.
@@ -296,8 +299,40 @@ impl Session {
             };
             let ready = self.ready;
             let startup_deadline = self.startup_deadline;
+            // Both sockets in turn, alternately the client's first and the server's first (fair
+            // with no random number drawn at every wake-up, as `select!` would draw): a side
+            // that always has bytes ready cannot keep the other unread (a replication client's
+            // feedback, a pipelining client's replies).
+            self.client_first = !self.client_first;
+            let client_first = self.client_first;
+            let mut from_client = std::pin::pin!(self.client.read_buf(self.cfr.buf_mut()));
+            let mut from_server = std::pin::pin!(self.server.read_buf(self.sfr.buf_mut()));
+            let read = std::future::poll_fn(|cx| {
+                use std::future::Future;
+                use std::task::Poll;
+                if client_first && reading_client {
+                    if let Poll::Ready(r) = from_client.as_mut().poll(cx) {
+                        return Poll::Ready(Read::Client(r));
+                    }
+                }
+                if let Poll::Ready(r) = from_server.as_mut().poll(cx) {
+                    return Poll::Ready(Read::Server(r));
+                }
+                if !client_first && reading_client {
+                    if let Poll::Ready(r) = from_client.as_mut().poll(cx) {
+                        return Poll::Ready(Read::Client(r));
+                    }
+                }
+                Poll::Pending
+            });
             tokio::select! {
-                r = self.client.read_buf(self.cfr.buf_mut()), if reading_client => {
+                biased;
+                p = &mut phase_change => {
+                    current = p;
+                    phase_change = shared.phase.changed(self.id, current);
+                }
+                side = read => match side {
+                Read::Client(r) => {
                     let n = r.map_err(SessionError::ClientIo)?;
                     if n == 0 {
                         return self.client_gone().await;
@@ -309,7 +344,7 @@ impl Session {
                         return Err(e);
                     }
                 }
-                r = self.server.read_buf(self.sfr.buf_mut()) => {
+                Read::Server(r) => {
                     // A reset is the server gone without a word too.
                     match r {
                         Ok(0) => return self.server_gone(stats, None).await,
@@ -326,10 +361,7 @@ impl Session {
                         }
                     }
                 }
-                p = &mut phase_change => {
-                    current = p;
-                    phase_change = shared.phase.changed(self.id, current);
-                }
+                },
                 _ = idle_sleep => {
                     let msg = crate::said::idle_timeout(self.relay.tx);
                     self.relay.to_client.extend_from_slice(&msg.encode());
@@ -564,6 +596,12 @@ fn is_scram_with_binding_flag(body: &[u8]) -> bool {
         return false;
     };
     mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
+}
+
+/// What a wake-up read, and from which side.
+enum Read {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
 }
 
 fn reserve(f: &mut Framer) {
