@@ -10,6 +10,7 @@
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
+mod cascades;
 mod hidden;
 
 pub use hidden::HiddenCallers;
@@ -29,6 +30,9 @@ pub struct Catalog {
     /// (database, relation name) → (a write may reach other rows, when learned).
     /// The second flag: the same for an INSERT (`is_indirect_insert`).
     indirect: DashMap<(String, String), (bool, bool, Instant)>,
+    /// (database, relation name) → what its foreign keys' actions reach (`cascades`), learned
+    /// with `indirect`.
+    cascades: cascades::Cache,
     /// The identity of policy tables: (database, schema, name) → OID, as first seen, so that
     /// their counters are found (and named) after a rename.
     oids: DashMap<(String, String, String), u32>,
@@ -136,6 +140,8 @@ impl Catalog {
     /// Learns both answers as one (`true` when blastwall cannot ask: fail closed).
     pub fn learn(&self, database: &str, name: &str, indirect: bool) {
         self.learn_both(database, name, indirect, indirect);
+        let reach = if indirect { cascades::Cascades::everything() } else { Default::default() };
+        self.cascades.learn(database, name, reach, Instant::now());
     }
 
     /// What is assumed of a name when blastwall cannot ask (in the middle of a client's
@@ -148,6 +154,9 @@ impl Catalog {
         let last = self.indirect.get(&key).map(|e| *e).filter(|e| e.2.elapsed() < LAST_ANSWER_USABLE);
         let (indirect, on_insert) = last.map_or((true, true), |e| (e.0, e.1));
         let learned = Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now);
+        let reach = self.cascades.last(database, name, LAST_ANSWER_USABLE);
+        let reach = last.and(reach).map_or_else(cascades::Cascades::everything, |r| (*r).clone());
+        self.cascades.learn(database, name, reach, learned);
         self.indirect.insert(key, (indirect, on_insert, learned));
     }
 
@@ -396,6 +405,7 @@ impl Catalog {
         self.identities.remove(database);
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
+        self.cascades.forget(database);
         self.owners.retain(|(db, _), _| db != database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
@@ -407,7 +417,8 @@ impl Catalog {
 
 /// The catalog query for a set of names: one row per name that exists, with whether a write
 /// to any relation of that name (in any schema) can reach rows of other tables, and whether an
-/// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4). Every operator and
+/// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4), and what its foreign
+/// keys' actions reach (`cascades`). Every operator and
 /// function is `pg_catalog`'s: the client's `search_path` cannot change the answer, which
 /// other sessions share.
 pub fn query(names: &[String]) -> String {
@@ -421,10 +432,11 @@ pub fn query(names: &[String]) -> String {
     let plain = "c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass";
     format!(
         "SELECT c.relname::pg_catalog.text, pg_catalog.bool_or({plain} OR {any})::pg_catalog.text, \
-         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text \
-         FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY 1",
+         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach} \
+         FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY c.relname",
         any = trigger(""),
         insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
+        reach = cascades::column(),
     )
 }
 
@@ -560,6 +572,9 @@ pub fn learn_answer(cat: &Catalog, database: &str, names: &[String], rows: &[Vec
             })
         };
         cat.learn_both(database, n, says(1), says(2));
+        let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(n));
+        let reach = cascades::answer(row.and_then(|r| r.get(3)).and_then(|v| v.as_deref()));
+        cat.cascades.learn(database, n, reach, Instant::now());
     }
 }
 

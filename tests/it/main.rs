@@ -71,6 +71,7 @@ mod batches;
 mod binds;
 mod bypass;
 mod cancels;
+mod cascades;
 mod cli;
 mod console;
 mod contract;
