@@ -76,6 +76,7 @@ mod cli;
 mod console;
 mod contract;
 mod contract_proxy;
+mod copies;
 mod corpus;
 mod cursors;
 mod departure;
