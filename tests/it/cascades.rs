@@ -142,3 +142,28 @@ async fn on_delete_actions_that_update_a_limited_table_are_counted() {
     assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 10);
     p.stop().await;
 }
+
+/// A cascade into a table that is not the policy's but whose change runs code (a DBA's
+/// trigger that updates users): counted, so the trigger's updates meet users' limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_into_a_table_whose_change_runs_code_is_counted() {
+    let db = incident_db();
+    let d = direct("app", APP_PW, &db).await;
+    d.batch_execute(
+        "CREATE TABLE tags (name text PRIMARY KEY); INSERT INTO tags VALUES ('x'); \
+         CREATE TABLE labels (tag text REFERENCES tags (name) ON UPDATE CASCADE); INSERT INTO labels VALUES ('x'); \
+         CREATE FUNCTION touch_users() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           UPDATE users SET plan = 'premium' WHERE plan <> 'premium' OR plan = 'premium'; RETURN NULL; END $$; \
+         CREATE TRIGGER touch AFTER UPDATE ON labels FOR EACH STATEMENT EXECUTE FUNCTION touch_users(); \
+         UPDATE users SET plan = 'free'",
+    )
+    .await
+    .unwrap();
+    let p = proxy_with(base_config(), shipped_policy()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let m = row_limit(via.simple_query("UPDATE tags SET name = 'y' WHERE name = 'x'").await);
+    assert!(m.contains("60 updated in public.users"), "{m}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE plan = 'free'").await, 60);
+    assert_eq!(count(&db, "SELECT count(*) FROM labels WHERE tag = 'x'").await, 1);
+    p.stop().await;
+}
