@@ -121,36 +121,38 @@ fn guards(t: &TablePolicy) -> bool {
 pub(super) fn column() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
-    // A user function or operator that one of the table's objects depends on.
-    let user_code = format!(
-        "EXISTS (SELECT FROM pg_catalog.pg_depend d \
-           WHERE ((d.refclassid{eq}{proc} AND EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid{eq}d.refobjid \
-                   AND p.pronamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)) \
-               OR (d.refclassid{eq}{op} AND EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oid{eq}d.refobjid \
-                   AND o.oprnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid))) \
-             AND ((d.classid{eq}{attrdef} AND d.objid IN (SELECT ad.oid FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid{eq}t.oid)) \
-               OR (d.classid{eq}{con} AND d.objid IN (SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid{eq}t.oid)) \
-               OR (d.classid{eq}{class} AND d.objid IN (SELECT x.indexrelid FROM pg_catalog.pg_index x WHERE x.indrelid{eq}t.oid))))",
+    // The tables whose rows' change runs code: user triggers, rules, row security, a column
+    // of a domain, a default, CHECK or index over a user's function or operator — one set,
+    // read once (a check per table reached would make the planner's estimate of the
+    // recursion's size cost seconds of JIT compilation).
+    let user = format!(
+        "((d.refclassid{eq}{proc} AND EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid{eq}d.refobjid \
+             AND p.pronamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)) \
+         OR (d.refclassid{eq}{op} AND EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oid{eq}d.refobjid \
+             AND o.oprnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)))",
         proc = cls("pg_proc"),
         op = cls("pg_operator"),
+    );
+    let code = format!(
+        "code(rel) AS (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
+           UNION SELECT t.oid FROM pg_catalog.pg_class t WHERE t.relhasrules OR t.relrowsecurity \
+           UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
+             WHERE y.typtype{eq}'d'::pg_catalog.\"char\" AND NOT a.attisdropped \
+           UNION SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
+             ON d.classid{eq}{attrdef} AND d.objid{eq}ad.oid WHERE {user} \
+           UNION SELECT k.conrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint k \
+             ON d.classid{eq}{con} AND d.objid{eq}k.oid WHERE {user} \
+           UNION SELECT x.indrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_index x \
+             ON d.classid{eq}{class} AND d.objid{eq}x.indexrelid WHERE {user})",
         attrdef = cls("pg_attrdef"),
         con = cls("pg_constraint"),
         class = cls("pg_class"),
     );
-    let code = format!(
-        "t.relhasrules OR t.relrowsecurity \
-         OR EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid{eq}t.oid AND NOT g.tgisinternal) \
-         OR EXISTS (SELECT FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
-           WHERE a.attrelid{eq}t.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
-           AND y.typtype{eq}'d'::pg_catalog.\"char\") \
-         OR {user_code}"
-    );
     format!(
         "(WITH RECURSIVE \
-           s(rel) AS (SELECT x.oid FROM pg_catalog.pg_class x WHERE x.relname{eq}c.relname \
-             UNION SELECT i.inhrelid FROM s JOIN pg_catalog.pg_inherits i ON i.inhparent{eq}s.rel), \
            r(first, rel, ev, acted) AS (\
-             SELECT e.ev, s.rel, e.ev, false FROM s CROSS JOIN (VALUES ('u'::pg_catalog.text), ('d'::pg_catalog.text)) e(ev) \
+             SELECT e.ev, s.oid, e.ev, false FROM pg_catalog.pg_class s CROSS JOIN (VALUES ('u'::pg_catalog.text), ('d'::pg_catalog.text)) e(ev) \
+               WHERE s.relname{eq}c.relname \
              UNION \
              SELECT r.first, n.rel, n.ev, n.acted OR r.acted FROM r CROSS JOIN LATERAL (\
                SELECT k.conrelid, CASE WHEN r.ev{eq}'d'::pg_catalog.text AND k.confdeltype{eq}'c'::pg_catalog.\"char\" \
@@ -163,8 +165,10 @@ pub(super) fn column() -> String {
              ) n(rel, ev, acted)), \
            up(first, rel) AS (\
              SELECT r.first, r.rel FROM r WHERE r.acted \
-             UNION SELECT up.first, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid{eq}up.rel) \
-         SELECT pg_catalog.json_agg(pg_catalog.json_build_array(up.first, t.oid, n.nspname, t.relname, {code}))::pg_catalog.text \
+             UNION SELECT up.first, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid{eq}up.rel), \
+           {code} \
+         SELECT pg_catalog.json_agg(pg_catalog.json_build_array(up.first, t.oid, n.nspname, t.relname, \
+           t.oid IN (SELECT code.rel FROM code)))::pg_catalog.text \
          FROM up JOIN pg_catalog.pg_class t ON t.oid{eq}up.rel \
            JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace)"
     )
