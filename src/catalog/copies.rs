@@ -77,7 +77,7 @@ pub(super) fn column() -> String {
              JOIN pg_catalog.pg_index i ON i.indrelid{eq}x.oid WHERE x.relname{eq}c.relname \
            UNION ALL SELECT NULL, pg_catalog.pg_get_constraintdef(k.oid) FROM pg_catalog.pg_class x \
              JOIN pg_catalog.pg_attribute a ON a.attrelid{eq}x.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
-             JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
+             JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid AND y.typtype{eq}'d'::pg_catalog.\"char\" \
              JOIN pg_catalog.pg_constraint k ON k.contypid{eq}y.oid OR k.contypid{eq}y.typbasetype \
              WHERE x.relname{eq}c.relname\
          ) e(col, expr) WHERE e.expr {mentions} OR e.expr IS NULL)",
