@@ -10,10 +10,13 @@
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
+mod cascades;
+mod copies;
 mod hidden;
 pub mod listener;
 mod temporary;
 
+pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
 pub use temporary::{OwnTemp, Whose};
 
@@ -43,6 +46,12 @@ pub struct Catalog {
     /// (database, relation name) → (a write may reach other rows, when learned).
     /// The second flag: the same for an INSERT (`is_indirect_insert`).
     indirect: DashMap<(String, String), (bool, bool, Instant)>,
+    /// (database, relation name) → what its foreign keys' actions reach (`cascades`), learned
+    /// with `indirect`.
+    cascades: cascades::Cache,
+    /// (database, relation name) → what a row written into it evaluates that may move a
+    /// sequence (`copies`), learned with `indirect`.
+    copies: copies::Cache,
     /// The identity of policy tables: (database, schema, name) → OID, as first seen, so that
     /// their counters are found (and named) after a rename.
     oids: DashMap<(String, String, String), u32>,
@@ -157,6 +166,10 @@ impl Catalog {
     /// Learns both answers as one (`true` when blastwall cannot ask: fail closed).
     pub fn learn(&self, database: &str, name: &str, indirect: bool) {
         self.learn_both(database, name, indirect, indirect);
+        let reach = if indirect { cascades::Cascades::everything() } else { Default::default() };
+        self.cascades.learn(database, name, reach, Instant::now());
+        let moves = if indirect { copies::unknown() } else { Default::default() };
+        self.copies.learn(database, name, moves, Instant::now());
     }
 
     /// What is assumed of a name when blastwall cannot ask (in the middle of a client's
@@ -169,6 +182,10 @@ impl Catalog {
         let last = self.indirect.get(&key).map(|e| *e).filter(|e| e.2.elapsed() < LAST_ANSWER_USABLE);
         let (indirect, on_insert) = last.map_or((true, true), |e| (e.0, e.1));
         let learned = Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now);
+        let reach = self.cascades.last(database, name, LAST_ANSWER_USABLE);
+        let reach = last.and(reach).map_or_else(cascades::Cascades::everything, |r| (*r).clone());
+        self.cascades.learn(database, name, reach, learned);
+        self.copies.learn(database, name, copies::unknown(), learned);
         self.indirect.insert(key, (indirect, on_insert, learned));
     }
 
@@ -476,6 +493,8 @@ impl Catalog {
         self.identities.remove(database);
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
+        self.cascades.forget(database);
+        self.copies.forget(database);
         self.owners.retain(|(db, _), _| db != database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
@@ -487,7 +506,9 @@ impl Catalog {
 
 /// The catalog query for a set of names: one row per name that exists, with whether a write
 /// to any relation of that name (in any schema) can reach rows of other tables, and whether an
-/// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4). Every operator and
+/// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4), and what its foreign
+/// keys' actions reach (`cascades`), and what a row written into it evaluates that may move a
+/// sequence (`copies`). Every operator and
 /// function is `pg_catalog`'s: the client's `search_path` cannot change the answer, which
 /// other sessions share.
 pub fn query(names: &[String]) -> String {
@@ -501,10 +522,12 @@ pub fn query(names: &[String]) -> String {
     let plain = "c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass";
     format!(
         "SELECT c.relname::pg_catalog.text, pg_catalog.bool_or({plain} OR {any})::pg_catalog.text, \
-         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text \
-         FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY 1",
+         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach}, {moves} \
+         FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY c.relname",
         any = trigger(""),
         insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
+        reach = cascades::column(),
+        moves = copies::column(),
     )
 }
 
@@ -640,6 +663,11 @@ pub fn learn_answer(cat: &Catalog, database: &str, names: &[String], rows: &[Vec
             })
         };
         cat.learn_both(database, n, says(1), says(2));
+        let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(n));
+        let reach = cascades::answer(row.and_then(|r| r.get(3)).and_then(|v| v.as_deref()));
+        cat.cascades.learn(database, n, reach, Instant::now());
+        let moves = copies::answer(row.and_then(|r| r.get(4)).and_then(|v| v.as_deref()));
+        cat.copies.learn(database, n, moves, Instant::now());
     }
 }
 

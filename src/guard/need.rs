@@ -19,7 +19,8 @@ pub(super) struct CheckNeed {
 
 /// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
 /// (its cascades may reach a limited table), an UPDATE, MERGE or upsert on a table whose
-/// updates are limited (anomaly and budget rules count as limits), an INSERT into a relation
+/// updates are limited (anomaly and budget rules count as limits), a write whose foreign keys'
+/// actions reach such a table (`catalog::cascades`), an INSERT into a relation
 /// with triggers, rules or children, anything whose reach the text cannot prove while the
 /// policy protects tables (DDL, TRUNCATE, calls of functions that are not well-known
 /// built-ins, DO, CALL, any mention of `setval`: verified by identity on the server), and
@@ -38,6 +39,8 @@ pub(super) fn check_need(
     let mut unknown = Vec::new();
     let any_delete_limit =
         contract || policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
+    let cascades_matter =
+        any_update_limit || any_delete_limit || policy.tables.iter().any(|t| !t.protected_columns.is_empty());
     let mut need: Option<CheckNeed> = None;
     for st in statements {
         for w in &st.writes {
@@ -63,7 +66,15 @@ pub(super) fn check_need(
                 }
             }
             let write_dry = dry_run || mode == Mode::DryRun;
-            if write_dry || (is_delete && any_delete_limit) || (is_update && update_limited) {
+            let mut counted = write_dry || (is_delete && any_delete_limit) || (is_update && update_limited);
+            // A write whose foreign keys' actions change a guarded table counts like one to it.
+            if let (false, true, Some(t)) = (counted, (is_delete || is_update) && cascades_matter, &w.target) {
+                match catalog.cascades_reach_guarded(&info.database, &t.name, is_delete, policy) {
+                    Some(reach) => counted = reach,
+                    None => unknown.push(t.name.clone()),
+                }
+            }
+            if counted {
                 let n = need.get_or_insert_with(|| CheckNeed {
                     verb: w.op.verb(),
                     target: w.target.clone(),
@@ -107,7 +118,8 @@ pub(super) fn check_need(
         // A protected sequence moved by nextval as far as the data goes (issue 11).
         let moves = st.moves_sequences(|s| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name)));
         // … and a user function run by a view, default or domain the statement mentions.
-        let hidden = super::hidden::hidden_call(st, catalog, info, may_write(st), policy);
+        let hidden = super::hidden::hidden_call(st, catalog, info, may_write(st), policy)
+            && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown);
         let unseen = !policy.tables.is_empty() && session != Mode::Off && (reaches_unseen(st) || moves || hidden);
         let dry_write = session_dry && may_write(st);
         if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {

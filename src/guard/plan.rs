@@ -90,7 +90,13 @@ impl Guard {
         let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
         if let Some(why) = unverifiable(statements) {
             let why = format!("it must be counted before it is kept, and {why}");
-            let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
+            // A message of one statement is already alone: the hint says what else to do.
+            let hint = match statements {
+                [st] if st.copy_from_stdin => HINT_UNVERIFIABLE_COPY,
+                [_] => HINT_UNVERIFIABLE_ALONE,
+                _ => HINT_UNVERIFIABLE,
+            };
+            let d = refusal("unverifiable", verb.into(), why, hint, &policy.source_names(), text());
             return match render(&d) {
                 Verdict::Refuse(m) if overriding.is_none() && statements.len() > 1 => (Verdict::Split(Box::new(m)), d),
                 v => (v, d),
@@ -135,6 +141,9 @@ const HINT_COPY_PROGRAM: &str = "Copy to or from the client instead (COPY … TO
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =
     "Send the write in a message of its own (psql: one statement per line, or -1 instead of BEGIN/COMMIT in the text).";
+const HINT_UNVERIFIABLE_COPY: &str = "COPY … FROM STDIN cannot run inside the check (its rows arrive after it started): load these rows with INSERT (many rows per statement, or INSERT … SELECT from a table COPY filled first), which is counted. A COPY whose only hidden effect is a column default of one nextval() per row is relayed, as is one that supplies that column.";
+const HINT_UNVERIFIABLE_ALONE: &str =
+    "It is already alone in its message: it cannot be counted in this form; the reason above names one that can.";
 
 /// The override directive of a message, if it has one. It counts only in a message of a
 /// single statement, so it cannot be carried over to a second one.
