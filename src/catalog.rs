@@ -11,8 +11,10 @@
 //! with the answer (`guard`).
 
 mod hidden;
+mod taint;
 
 pub use hidden::HiddenCallers;
+pub use taint::{query as taint_query, Taint};
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +112,8 @@ pub enum Question {
     Minted { schema: String, table: String },
     /// The database's hidden callers of user functions (see `hidden`).
     HiddenCallers,
+    /// Whether the session's temporary schema holds code (see `taint`).
+    Taint,
     /// What the policy tables are in this database now (`names::identities_query`).
     Identities,
     /// What these names (`names::key`) resolve to on this session.

@@ -25,6 +25,7 @@ mod prefilter;
 mod prepared;
 use prepared::with_prepared;
 mod render;
+mod taint;
 mod words;
 
 use crate::wire::messages::ProxyMessage;
@@ -111,6 +112,8 @@ pub struct SessionInfo {
     pub session_mode: Option<Mode>,
     /// The session's cursors that are read without a count (`cursors`).
     pub cursors: cursors::Cursors,
+    /// Whether the session's temporary schema holds code (`taint`).
+    pub taint: crate::catalog::Taint,
 }
 
 impl SessionInfo {
@@ -243,7 +246,11 @@ impl Guard {
                 if statements.iter().any(|s| s.calls_functions) {
                     self.catalog.forget(&info.database);
                     info.changes_names = true;
+                    info.taint.may_change();
                 }
+            }
+            if info.taint.learned_in_block() {
+                taint::after_judging(&self.statements_of(sql, info, pre), info, false);
             }
             return plain(Verdict::Allow);
         }
@@ -329,6 +336,15 @@ impl Guard {
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
+        }
+        if goes_through {
+            // What ran code may have changed the session's temporary schema (`taint`).
+            let reached = matches!(verdict, Verdict::Check(_))
+                && !info.taint.runs_code()
+                && statements
+                    .iter()
+                    .any(|s| hidden::hidden_call(s, &self.catalog, &info.database, true, &self.policy()));
+            taint::after_judging(&statements, info, ddl || reached);
         }
         if ddl && goes_through {
             self.catalog.forget(&info.database);

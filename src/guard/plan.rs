@@ -88,6 +88,9 @@ impl Guard {
             })
         });
         let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
+        if let Some(d) = super::taint::refusal(statements, info, &policy, text()) {
+            return (render(&d), d);
+        }
         if let Some(why) = unverifiable(statements) {
             let why = format!("it must be counted before it is kept, and {why}");
             let d = refusal("unverifiable", verb.into(), why, HINT_UNVERIFIABLE, &policy.source_names(), text());
@@ -123,7 +126,8 @@ impl Guard {
             estimate_sql: estimate_text(statements, &policy),
             estimate_msgs: None,
             param_types: Vec::new(),
-            point: crate::precheck::point::candidate(statements),
+            // A tainted session's code runs wherever it may: never kept uncounted (`taint`).
+            point: crate::precheck::point::candidate(statements).filter(|_| !info.taint.runs_code()),
         }));
         (plan, decision)
     }

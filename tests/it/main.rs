@@ -107,6 +107,7 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod taint;
 mod views;
 mod wheres;
 mod words;
