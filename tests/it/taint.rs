@@ -252,6 +252,35 @@ async fn binds_and_objects_made_inside_a_function_are_counted_too() {
     refused_by(&ran.expect_err("ran"), "row-limit");
 }
 
+/// Code a session gets from a permanent view whose function makes temporary objects (no DDL
+/// in its text, so nothing else is judged again): a statement prepared while the session was
+/// clean is counted at its Bind once the session is tainted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_prepared_while_clean_is_counted_at_its_bind_once_tainted() {
+    let db = dml_db();
+    let body = format!("{DELETES}; {}; CREATE TEMP TABLE tch(CHECK (pg_temp.imm(7) > 0)) INHERITS (tp)", imm("select"));
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE FUNCTION public.mk() RETURNS int LANGUAGE plpgsql AS $do$ BEGIN {body}; RETURN 1; END $do$; \
+             CREATE VIEW public.vmk AS SELECT public.mk() AS made; \
+             GRANT SELECT ON public.vmk TO taint_dml"
+        ),
+    );
+    let before = state(&db).await;
+    let p = proxy().await;
+    let via = connect(p.port(), "taint_dml", APP_PW, &db).await;
+    via.simple_query("CREATE TEMP TABLE tp(a int)").await.unwrap();
+    let read = via.prepare("SELECT * FROM tp WHERE a = $1").await.unwrap();
+    via.query(&read, &[&1i32]).await.unwrap();
+    via.simple_query("SELECT * FROM vmk").await.unwrap();
+    assert_eq!(state(&db).await, before);
+    let ran = via.query(&read, &[&1i32]).await;
+    assert_eq!(state(&db).await, before, "{ran:?}");
+    refused_by(&ran.expect_err("ran"), "row-limit");
+}
+
 /// What cannot be counted in a tainted session is refused, saying why; DISCARD TEMP clears
 /// the taint, and a ROLLBACK that brings the code back brings the taint back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,6 +305,10 @@ async fn a_tainted_session_refuses_what_it_cannot_count_until_its_code_is_gone()
     via.simple_query("SELECT 1").await.unwrap();
     via.simple_query("ROLLBACK").await.unwrap();
     refused_by(&via.simple_query("VACUUM b").await.expect_err("tainted again"), "unverifiable");
+    // A failed transaction cannot be asked: the taint is assumed, and its ROLLBACK still ends it.
+    via.simple_query("BEGIN").await.unwrap();
+    via.simple_query("CREATE TEMP TABLE x(a int); SELECT 1/0").await.expect_err("division by zero");
+    via.simple_query("ROLLBACK").await.unwrap();
     via.simple_query("DISCARD TEMP").await.unwrap();
     via.simple_query("CREATE TEMP TABLE b2(a int)").await.unwrap();
     via.simple_query("VACUUM b2").await.unwrap();
@@ -294,6 +327,8 @@ async fn ordinary_temporary_tables_do_not_taint() {
         "CREATE TEMP TABLE t(id serial primary key, at timestamptz default now(), note text CHECK (note <> ''))",
         "CREATE INDEX ON t (lower(note))",
         "CREATE TEMP VIEW tv AS SELECT id, note FROM t",
+        "CREATE TEMP SEQUENCE s",
+        "CREATE TEMP TABLE t2(n bigint DEFAULT nextval('s'), m int)",
         "INSERT INTO t(note) VALUES ('a'), ('b')",
     ] {
         via.simple_query(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
