@@ -25,6 +25,9 @@ pub struct Taint {
     state: State,
     /// The answer was learned inside a transaction block: a ROLLBACK may undo what it saw.
     learned_in_block: bool,
+    /// The schema holds deferrable constraints (foreign keys, constraint triggers): their
+    /// checks run at a client's COMMIT, after every count.
+    defers: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,6 +72,15 @@ impl Taint {
         self.state = State::Unknown;
     }
 
+    /// Whether a tainted schema holds deferrable constraints (not known: yes).
+    pub fn defers(&self) -> bool {
+        match self.state {
+            State::Clean => false,
+            State::Tainted(_) => self.defers,
+            State::Unknown | State::Assumed => true,
+        }
+    }
+
     /// Whether transaction control now may undo what the answer saw.
     pub fn learned_in_block(&self) -> bool {
         self.learned_in_block
@@ -90,10 +102,14 @@ impl Taint {
     /// inside a transaction block or not.
     pub fn learn(&mut self, rows: Option<&[Vec<Option<String>>]>, in_block: bool) {
         self.learned_in_block = in_block;
+        let kind = |r: &Vec<Option<String>>, k: &str| r.get(1).and_then(|v| v.as_deref()) == Some(k);
+        self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
         self.state = match rows {
             None => State::Tainted(Vec::new()),
-            Some([]) => State::Clean,
-            Some(rows) => State::Tainted(rows.iter().filter_map(|r| r.first().cloned().flatten()).collect()),
+            Some(rows) if !rows.iter().any(|r| kind(r, "c")) => State::Clean,
+            Some(rows) => State::Tainted(
+                rows.iter().filter(|r| kind(r, "c")).filter_map(|r| r.first().cloned().flatten()).collect(),
+            ),
         };
     }
 }
@@ -102,7 +118,7 @@ impl Taint {
 const NAMED: usize = 3;
 
 /// The catalog query: up to [`NAMED`] descriptions of objects that make the session tainted
-/// (no row: clean). From every object of the session's temporary schema (relations, types,
+/// (kind `c`; none: clean), and whether the schema holds a deferrable constraint (kind `d`). From every object of the session's temporary schema (relations, types,
 /// functions, operators, statistics) it follows `pg_depend` down to what belongs to each
 /// (defaults, generated columns, constraints, indexes, triggers, rules, policies, statistics,
 /// row types) and on to what each uses (functions, types, domains, referenced tables, views,
@@ -198,7 +214,9 @@ pub fn query() -> String {
                          ON w.classid{eq}{class} AND w.objid{eq}c.oid AND w.refclassid{eq}{class} \
                          AND w.refobjid{eq}a.adrelid AND w.refobjsubid{eq}a.adnum AND w.deptype{eq}'a'{chr} \
                          WHERE e.classid{eq}{attrdef} AND a.oid{eq}e.objid))))) \
-         SELECT pg_catalog.pg_describe_object(h.classid, h.objid, 0) FROM hit h LIMIT {NAMED}"
+         (SELECT pg_catalog.pg_describe_object(h.classid, h.objid, 0), 'c' FROM hit h LIMIT {NAMED}) \
+         UNION ALL (SELECT '', 'd' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid{eq}k.conrelid \
+           WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1)"
     )
 }
 
@@ -214,8 +232,13 @@ mod tests {
         assert!(t.must_ask() && t.runs_code());
         t.learn(Some(&[]), false);
         assert!(!t.runs_code() && !t.must_ask() && !t.learned_in_block());
-        t.learn(Some(&[vec![Some("function pg_temp_3.f()".into())]]), true);
-        assert!(t.runs_code() && t.learned_in_block() && t.what() == "function pg_temp_3.f()");
+        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
+        t.learn(Some(&[row("", "d")]), false);
+        assert!(!t.runs_code() && !t.defers(), "a deferrable constraint alone is no code");
+        t.learn(Some(&[row("function pg_temp_3.f()", "c")]), true);
+        assert!(t.runs_code() && t.learned_in_block() && t.what() == "function pg_temp_3.f()" && !t.defers());
+        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "d")]), false);
+        assert!(t.defers());
         t.on_ready();
         assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
     }
@@ -224,7 +247,7 @@ mod tests {
     fn an_unanswerable_question_taints_until_the_next_ready_for_query_and_a_refused_query_for_good() {
         let mut t = Taint::default();
         t.assume();
-        assert!(t.runs_code() && !t.must_ask());
+        assert!(t.runs_code() && !t.must_ask() && t.defers());
         t.on_ready();
         assert!(t.must_ask());
         t.learn(None, false);

@@ -338,12 +338,14 @@ impl Guard {
             info.session_mode = m;
         }
         if goes_through {
-            // What ran code may have changed the session's temporary schema (`taint`).
+            // What ran a user function may have changed the session's temporary schema
+            // (`taint`); a default's `nextval` cannot.
+            // Unknown while the policy judges no calls (the set is never asked): nothing is
+            // judged by the taint then.
             let reached = matches!(verdict, Verdict::Check(_))
+                && self.calls_matter.load(Ordering::Acquire)
                 && !info.taint.runs_code()
-                && statements
-                    .iter()
-                    .any(|s| hidden::hidden_call(s, &self.catalog, &info.database, true, &self.policy()));
+                && statements.iter().any(|s| taint::reaches_caller(s, &self.catalog, &info.database));
             taint::after_judging(&statements, info, ddl || reached);
         }
         if ddl && goes_through {

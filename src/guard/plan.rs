@@ -88,7 +88,8 @@ impl Guard {
             })
         });
         let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
-        if let Some(d) = super::taint::refusal(statements, info, &policy, text()) {
+        let tainted = info.taint.runs_code() && self.calls_matter.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(d) = super::taint::refusal(statements, info, &policy, text()).filter(|_| tainted) {
             return (render(&d), d);
         }
         if let Some(why) = unverifiable(statements) {
@@ -127,7 +128,7 @@ impl Guard {
             estimate_msgs: None,
             param_types: Vec::new(),
             // A tainted session's code runs wherever it may: never kept uncounted (`taint`).
-            point: crate::precheck::point::candidate(statements).filter(|_| !info.taint.runs_code()),
+            point: crate::precheck::point::candidate(statements).filter(|_| !tainted),
         }));
         (plan, decision)
     }

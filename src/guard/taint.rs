@@ -7,7 +7,8 @@
 //! What would run the code but cannot run inside the pre-check's transaction (`VACUUM`,
 //! `CREATE INDEX CONCURRENTLY`, `REINDEX CONCURRENTLY` or of a schema, system or database,
 //! `CLUSTER` of every table, `DETACH PARTITION CONCURRENTLY`) and `COPY … FROM STDIN` are
-//! refused, saying why. Also: which judged messages make the answer stale.
+//! refused, saying why; so is any statement inside a client's transaction block while the
+//! schema holds deferrable constraints (their checks would run at COMMIT, after the count). Also: which judged messages make the answer stale.
 //!
 //! Owns: those rules. Does not own: the answer (`catalog::taint`), asking for it
 //! (`session::taint`), or the pre-check.
@@ -28,19 +29,25 @@ pub(super) fn refusal(statements: &[Statement], info: &SessionInfo, policy: &Pol
     if !info.taint.runs_code() {
         return None;
     }
-    let what = statements.iter().find_map(|st| match kind(&st.text) {
-        Kind::OutsideBlocks(what) => Some(what),
-        _ if st.copy_from_stdin => Some("COPY … FROM STDIN (its rows come from the client while the count is held)"),
+    let deferred = info.in_transaction && info.taint.defers();
+    let why = statements.iter().find_map(|st| match kind(&st.text) {
+        Kind::OutsideBlocks(what) => Some(format!("PostgreSQL cannot run {what} inside one")),
+        _ if st.copy_from_stdin => {
+            Some("COPY … FROM STDIN cannot be counted (its rows come from the client while the count is held)".into())
+        }
+        Kind::Counted if deferred && !st.transaction_control => Some(
+            "the deferrable constraints of its temporary tables run what this statement queues at COMMIT, after the count".into(),
+        ),
         _ => None,
     })?;
     let why = format!(
-        "this session's temporary schema holds code ({}) that any statement may run, so each statement is counted inside a transaction, and {what} cannot be",
+        "this session's temporary schema holds code ({}) that any statement may run, so each statement is counted inside a transaction, and {why}",
         info.taint.what()
     );
     Some(decision("unverifiable", "statement".into(), why, HINT, &policy.source_names(), text))
 }
 
-const HINT: &str = "Drop the temporary functions and the temporary objects that call them (or DISCARD TEMP), then send it again; or send it from a session that has none.";
+const HINT: &str = "Drop the temporary functions and the temporary objects that call them (or DISCARD TEMP) and send it again, or send it from a session that has none; a statement refused inside a transaction block for deferrable constraints runs counted outside one.";
 
 /// Marks the answer stale when a message that may change the temporary schema goes to the
 /// server: `changes` (DDL, a function call, DO, CALL, a statement reaching a hidden caller),
@@ -53,6 +60,13 @@ pub(super) fn after_judging(statements: &[Statement], info: &mut SessionInfo, ch
     if stale {
         info.taint.may_change();
     }
+}
+
+/// Whether a statement mentions a hidden caller of a user function or `set_config` (unknown
+/// set: yes), whose code may have made temporary objects: not one that only moves a sequence.
+pub(super) fn reaches_caller(st: &Statement, catalog: &crate::catalog::Catalog, database: &str) -> bool {
+    !st.transaction_control
+        && catalog.with_hidden_callers(database, |set| set.mentioned_in(&st.text, true)).unwrap_or(true)
 }
 
 /// What a statement is to a tainted session.

@@ -273,7 +273,7 @@ impl Session {
                 continue;
             }
             if let Question::Taint = q {
-                super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx).await?;
+                super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx, &db).await?;
                 continue;
             }
             if let Question::HiddenCallers = q {

@@ -11,12 +11,17 @@ use crate::precheck::Backend;
 use crate::wire::messages::TxStatus;
 
 /// Asks, and learns the answer (an error, such as a catalog the role cannot read: tainted).
-pub(super) async fn ask(backend: &mut Backend<'_>, taint: &mut Taint, tx: TxStatus) -> Result<(), SessionError> {
+pub(super) async fn ask(
+    backend: &mut Backend<'_>,
+    taint: &mut Taint,
+    tx: TxStatus,
+    database: &str,
+) -> Result<(), SessionError> {
     let answer = backend
         .query(&crate::catalog::taint_query())
         .await
         .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
     taint.learn(answer.error.is_none().then_some(&answer.rows[..]), tx != TxStatus::Idle);
-    tracing::debug!(tainted = taint.runs_code(), what = %taint.what(), "asked whether the session's temporary schema holds code");
+    tracing::info!(database, tainted = taint.runs_code(), what = %taint.what(), "asked whether the session's temporary schema holds code");
     Ok(())
 }

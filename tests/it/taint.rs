@@ -343,3 +343,64 @@ async fn ordinary_temporary_tables_do_not_taint() {
     assert_eq!(rows.len(), 20_000);
     assert_eq!(via.query_one("SELECT count(*) FROM tv", &[]).await.unwrap().get::<_, i64>(0), 4);
 }
+
+/// The question costs nothing to a session that never changes its temporary schema: reads,
+/// counted writes and INSERTs into the incident's table (whose default moves a protected
+/// sequence, code that makes no objects) ask nothing; a CREATE TEMP TABLE asks once, and what
+/// follows it asks no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_message_that_may_change_the_schema_asks() {
+    let db = dml_db();
+    captured_logs();
+    let asks =
+        || captured_logs().lines().filter(|l| l.contains(&db) && l.contains("temporary schema holds code")).count();
+    let p = proxy().await;
+    let via = connect(p.port(), "taint_dml", APP_PW, &db).await;
+    for s in [
+        "SELECT count(*) FROM users",
+        "INSERT INTO users (auth_source, plan, email) VALUES ('oauth', 'free', 'new@example.com')",
+        "UPDATE users SET plan = 'premium' WHERE id = 1000001",
+        "DELETE FROM web_messages WHERE id = 1",
+        "BEGIN",
+        "DELETE FROM web_messages WHERE id = 2",
+        "COMMIT",
+    ] {
+        via.simple_query(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
+    }
+    via.query("SELECT * FROM users WHERE id = $1", &[&1000002i64]).await.unwrap();
+    assert_eq!(asks(), 0);
+    via.simple_query("CREATE TEMP TABLE t(id serial primary key)").await.unwrap();
+    via.simple_query("INSERT INTO t DEFAULT VALUES").await.unwrap();
+    via.simple_query("SELECT * FROM t").await.unwrap();
+    assert_eq!(asks(), 1);
+}
+
+/// F10's variant, deferred: the RI check of a deferrable foreign key runs at the client's
+/// COMMIT, after every count. Inside a block such a tainted session's statements are refused;
+/// outside one the same INSERT is counted (blastwall fires deferred checks inside its count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_checks_of_a_tainted_session_run_inside_the_count() {
+    let db = dml_db();
+    let before = state(&db).await;
+    let p = proxy().await;
+    let via = connect(p.port(), "taint_dml", APP_PW, &db).await;
+    for s in [
+        DELETES,
+        &imm("(commit|insert into c |set constraints)"),
+        "CREATE TEMP TABLE p(id int primary key, b int)",
+        "CREATE STATISTICS pg_temp.st ON (b + pg_temp.imm(7)), id FROM p",
+        "INSERT INTO p VALUES (1, 1)",
+        "CREATE TEMP TABLE c(pid int references p(id) DEFERRABLE INITIALLY DEFERRED)",
+        "BEGIN",
+    ] {
+        via.simple_query(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
+    }
+    let e = via.simple_query("INSERT INTO c VALUES (1)").await.expect_err("queued in a block");
+    let m = refused_by(&e, "unverifiable");
+    assert!(m.contains("COMMIT"), "{m}");
+    via.simple_query("COMMIT").await.unwrap();
+    assert_eq!(state(&db).await, before);
+    let ran = via.simple_query("INSERT INTO c VALUES (1)").await;
+    assert_eq!(state(&db).await, before, "{ran:?}");
+    refused_by(&ran.expect_err("ran"), "row-limit");
+}
