@@ -72,12 +72,14 @@ impl Taint {
         self.state = State::Unknown;
     }
 
-    /// Whether a tainted schema holds deferrable constraints (not known: yes).
+    /// Whether a tainted schema holds deferrable constraints (not known: yes; assumed where it
+    /// cannot be asked: as last learned — in a failed transaction nothing runs, and what an
+    /// extended batch makes is learned at its end).
     pub fn defers(&self) -> bool {
         match self.state {
             State::Clean => false,
-            State::Tainted(_) => self.defers,
-            State::Unknown | State::Assumed => true,
+            State::Tainted(_) | State::Assumed => self.defers,
+            State::Unknown => true,
         }
     }
 
@@ -247,7 +249,7 @@ mod tests {
     fn an_unanswerable_question_taints_until_the_next_ready_for_query_and_a_refused_query_for_good() {
         let mut t = Taint::default();
         t.assume();
-        assert!(t.runs_code() && !t.must_ask() && t.defers());
+        assert!(t.runs_code() && !t.must_ask() && !t.defers(), "as last learned");
         t.on_ready();
         assert!(t.must_ask());
         t.learn(None, false);
