@@ -179,6 +179,11 @@ impl<'g> Live<'g> {
                     catalog.learn_hidden_callers(db, Some(&[]), &mut blastwall::catalog::OwnTemp::None);
                     continue;
                 }
+                // … and no temporary objects.
+                Question::Taint => {
+                    self.info.taint.learn(Some(&[]), false);
+                    continue;
+                }
                 Question::Identities => policy
                     .tables
                     .iter()

@@ -14,10 +14,12 @@ mod cascades;
 mod copies;
 mod hidden;
 pub mod listener;
+mod taint;
 mod temporary;
 
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
+pub use taint::{query as taint_query, Taint};
 pub use temporary::{OwnTemp, Whose};
 
 use dashmap::DashMap;
@@ -140,6 +142,8 @@ pub enum Question {
     Minted { schema: String, table: String },
     /// The database's hidden callers of user functions (see `hidden`).
     HiddenCallers,
+    /// Whether the session's temporary schema holds code (see `taint`).
+    Taint,
     /// What the policy tables are in this database now (`names::identities_query`).
     Identities,
     /// What these names (`names::key`) resolve to on this session.

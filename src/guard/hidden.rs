@@ -33,6 +33,11 @@ impl Guard {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return Ok(false);
         }
+        // A session whose temporary schema holds code mentions a hidden caller in every text
+        // (`taint`); asked first when a message since may have changed the schema.
+        if info.taint.must_ask() {
+            return Err(Verdict::Resolve(vec![Question::Taint]));
+        }
         let declares = !info.cursors.declared.is_empty();
         let whose = crate::catalog::Whose { temp: &info.temp, user: &info.user };
         let mentioned = self.catalog.with_hidden_callers_cached(&info.database, whose, &mut info.hidden, |set| {
@@ -46,7 +51,8 @@ impl Guard {
                         set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
                     }))
         });
-        let mentioned = mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))?;
+        let mentioned =
+            mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))? || info.taint.runs_code();
         if declares && (mentioned || crate::names::may_change_path(sql)) {
             for name in std::mem::take(&mut info.cursors.declared) {
                 info.cursors.forget(&name);

@@ -26,6 +26,7 @@ mod prefilter;
 mod prepared;
 use prepared::with_prepared;
 mod render;
+mod taint;
 mod words;
 
 use crate::wire::messages::ProxyMessage;
@@ -116,6 +117,8 @@ pub struct SessionInfo {
     pub temp: crate::catalog::OwnTemp,
     /// The session's copy of its database's hidden callers (read for every statement).
     pub hidden: crate::catalog::HiddenCache,
+    /// Whether the session's temporary schema holds code (`taint`).
+    pub taint: crate::catalog::Taint,
 }
 
 impl SessionInfo {
@@ -247,7 +250,11 @@ impl Guard {
                 let statements = self.statements_of(sql, info, pre);
                 if statements.iter().any(|s| s.calls_functions) {
                     self.names_may_change(info);
+                    info.taint.may_change();
                 }
+            }
+            if info.taint.learned_in_block() {
+                taint::after_judging(&self.statements_of(sql, info, pre), info, false);
             }
             return plain(Verdict::Allow);
         }
@@ -333,6 +340,17 @@ impl Guard {
         let goes_through = !matches!(verdict, Verdict::Refuse(_) | Verdict::Resolve(_));
         if let (Some(m), true) = (new_mode, goes_through) {
             info.session_mode = m;
+        }
+        if goes_through {
+            // What ran a user function may have changed the session's temporary schema
+            // (`taint`); a default's `nextval` cannot.
+            // Unknown while the policy judges no calls (the set is never asked): nothing is
+            // judged by the taint then.
+            let reached = matches!(verdict, Verdict::Check(_))
+                && self.calls_matter.load(Ordering::Acquire)
+                && !info.taint.runs_code()
+                && statements.iter().any(|s| taint::reaches_caller(s, &self.catalog, info));
+            taint::after_judging(&statements, info, ddl || reached);
         }
         if ddl && goes_through {
             self.names_may_change(info);

@@ -118,8 +118,9 @@ pub(super) fn check_need(
         // A protected sequence moved by nextval as far as the data goes (issue 11).
         let moves = st.moves_sequences(|s| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name)));
         // … and a user function run by a view, default or domain the statement mentions.
-        let hidden = super::hidden::hidden_call(st, catalog, info, may_write(st), policy)
-            && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown);
+        let hidden = (super::hidden::hidden_call(st, catalog, info, may_write(st), policy)
+            && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown))
+            || super::taint::reaches(st, info);
         let unseen = !policy.tables.is_empty() && session != Mode::Off && (reaches_unseen(st) || moves || hidden);
         let dry_write = session_dry && may_write(st);
         if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {

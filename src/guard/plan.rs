@@ -88,6 +88,10 @@ impl Guard {
             })
         });
         let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
+        let tainted = info.taint.runs_code() && self.calls_matter.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(d) = super::taint::refusal(statements, info, &policy, text()).filter(|_| tainted) {
+            return (render(&d), d);
+        }
         if let Some(why) = unverifiable(statements) {
             let why = format!("it must be counted before it is kept, and {why}");
             // A message of one statement is already alone: the hint says what else to do.
@@ -129,7 +133,8 @@ impl Guard {
             estimate_sql: estimate_text(statements, &policy),
             estimate_msgs: None,
             param_types: Vec::new(),
-            point: crate::precheck::point::candidate(statements),
+            // A tainted session's code runs wherever it may: never kept uncounted (`taint`).
+            point: crate::precheck::point::candidate(statements).filter(|_| !tainted),
         }));
         (plan, decision)
     }

@@ -91,6 +91,9 @@ impl Guard {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return false;
         }
+        if info.taint.runs_code() {
+            return true;
+        }
         let by_set = self
             .catalog
             .with_hidden_callers(&info.database, super::hidden::whose(info), |set| {

@@ -214,7 +214,9 @@ impl Session {
     ) -> Result<(), SessionError> {
         use crate::catalog::Question;
         let db = self.info.database.clone();
-        if self.relay.tx == TxStatus::Failed && questions.iter().all(|q| *q == Question::HiddenCallers) {
+        if self.relay.tx == TxStatus::Failed
+            && questions.iter().all(|q| matches!(q, Question::HiddenCallers | Question::Taint))
+        {
             // Not askable now: every text is taken as mentioning one (a ROLLBACK mentions none).
             self.assume_answers(&questions);
             return self.judge_and_record(frame);
@@ -269,6 +271,10 @@ impl Session {
                     .await
                     .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
                 catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
+                continue;
+            }
+            if let Question::Taint = q {
+                super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx, &db).await?;
                 continue;
             }
             if let Question::HiddenCallers = q {
@@ -481,6 +487,7 @@ impl Session {
             match q {
                 crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
                 crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db, &mut self.info.temp),
+                crate::catalog::Question::Taint => self.info.taint.assume(),
                 crate::catalog::Question::SequenceOwner(seq) => {
                     // Fail closed: as if a protected column of every table forbidding setval
                     // owned it.

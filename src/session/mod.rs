@@ -31,6 +31,7 @@ mod replies;
 mod simple;
 mod sliced;
 mod statements;
+mod taint;
 
 use crate::listen::{ClientStream, Peer};
 use checks::Pending;

@@ -212,6 +212,7 @@ impl Session {
     /// (a failure may have skipped them; keeping the entries is the stricter error).
     pub(super) fn names_on_ready(&mut self, answered: u64) {
         self.info.names.answered(answered);
+        self.info.taint.on_ready();
         let ok = !std::mem::take(&mut self.names.error);
         while self.names.cursors.front().is_some_and(|(ord, _)| *ord <= answered) {
             let Some((ord, name)) = self.names.cursors.pop_front() else { break };

@@ -115,6 +115,7 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod taint;
 mod temp_callers;
 mod views;
 mod wheres;

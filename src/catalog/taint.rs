@@ -1,0 +1,267 @@
+//! A session's taint: whether its own temporary schema holds code. PostgreSQL runs stored
+//! code in more places than a statement's text shows — planning (constraint exclusion folds a
+//! child's `CHECK`, extended statistics' expressions, index predicates), referential actions
+//! and checks (a cascade into a table with a trigger, an RI query planned over a table with a
+//! statistics expression), generated columns, row-security policies, BRIN summarization — so
+//! following each object's reach is not sound for objects a session attaches to itself. The
+//! rule instead: once the session's temporary schema holds a function, or a temporary object
+//! whose stored expression or dependency (at any depth: a domain, a composite type, a view, a
+//! referenced table) calls a user function (as in `hidden`: outside `pg_catalog` and
+//! `information_schema`, owned by no extension) or a built-in whose effect outlives its call
+//! (`set_config`; `nextval`/`setval` of a sequence that is not one of the session's own
+//! temporary sequences, nor a column's own `serial` sequence), every statement of the session
+//! is taken as reaching a hidden caller (`guard::taint`).
+//!
+//! The answer is per session, asked on the session itself (`pg_my_temp_schema()`: zero rows
+//! and no work when the session never made a temporary object), and asked again only after
+//! the server answered a message that may have changed the temporary schema (`session::taint`).
+//!
+//! Owns: the state, the query and reading its answer. Does not own: when it is asked
+//! (`session::taint`) or what a taint leads to (`guard::taint`).
+
+/// What blastwall knows of a session's temporary schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taint {
+    state: State,
+    /// The answer was learned inside a transaction block: a ROLLBACK may undo what it saw.
+    learned_in_block: bool,
+    /// The schema holds deferrable constraints (foreign keys, constraint triggers): their
+    /// checks run at a client's COMMIT, after every count.
+    defers: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum State {
+    /// The schema holds no code (a new session's schema is empty).
+    #[default]
+    Clean,
+    /// A message that may change it was judged: asked before the next judgement (which waits
+    /// for the server to be idle, so for that message to have run).
+    Unknown,
+    /// Not known, and cannot be asked now (a failed transaction, the middle of a batch): taken
+    /// as tainted until the next ReadyForQuery.
+    Assumed,
+    /// It holds code: these objects (a few of them, as the server describes them).
+    Tainted(Vec<String>),
+}
+
+impl Taint {
+    /// Whether the catalog must be asked before the session's next statement is judged.
+    pub fn must_ask(&self) -> bool {
+        self.state == State::Unknown
+    }
+
+    /// Whether any statement of the session may run code it does not name (not known: yes).
+    pub fn runs_code(&self) -> bool {
+        self.state != State::Clean
+    }
+
+    /// What holds the code, for a refusal's words.
+    pub fn what(&self) -> String {
+        match &self.state {
+            State::Tainted(objects) if !objects.is_empty() => objects.join(", "),
+            State::Clean => String::new(),
+            _ => "objects blastwall could not ask about".to_string(),
+        }
+    }
+
+    /// A message that may change the temporary schema (DDL, a function call, DO, a statement
+    /// that reaches a hidden caller, DISCARD, transaction control after an answer learned in a
+    /// block) goes to the server: the answer is asked again before the next judgement.
+    pub fn may_change(&mut self) {
+        self.state = State::Unknown;
+    }
+
+    /// Whether a tainted schema holds deferrable constraints (not known: yes; assumed where it
+    /// cannot be asked: as last learned — in a failed transaction nothing runs, and what an
+    /// extended batch makes is learned at its end).
+    pub fn defers(&self) -> bool {
+        match self.state {
+            State::Clean => false,
+            State::Tainted(_) | State::Assumed => self.defers,
+            State::Unknown => true,
+        }
+    }
+
+    /// Whether transaction control now may undo what the answer saw.
+    pub fn learned_in_block(&self) -> bool {
+        self.learned_in_block
+    }
+
+    /// The server answered a sync point: an assumption ends (the next judgement asks).
+    pub fn on_ready(&mut self) {
+        if self.state == State::Assumed {
+            self.state = State::Unknown;
+        }
+    }
+
+    /// The catalog cannot be asked now: tainted until the next ReadyForQuery.
+    pub fn assume(&mut self) {
+        self.state = State::Assumed;
+    }
+
+    /// Learns the answer of [`query`] (`None`: the server refused it — fail closed), asked
+    /// inside a transaction block or not.
+    pub fn learn(&mut self, rows: Option<&[Vec<Option<String>>]>, in_block: bool) {
+        self.learned_in_block = in_block;
+        let kind = |r: &Vec<Option<String>>, k: &str| r.get(1).and_then(|v| v.as_deref()) == Some(k);
+        self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
+        self.state = match rows {
+            None => State::Tainted(Vec::new()),
+            Some(rows) if !rows.iter().any(|r| kind(r, "c")) => State::Clean,
+            Some(rows) => State::Tainted(
+                rows.iter().filter(|r| kind(r, "c")).filter_map(|r| r.first().cloned().flatten()).collect(),
+            ),
+        };
+    }
+}
+
+/// How many of the objects holding code the answer names.
+const NAMED: usize = 3;
+
+/// The catalog query: up to [`NAMED`] descriptions of objects that make the session tainted
+/// (kind `c`; none: clean), and whether the schema holds a deferrable constraint (kind `d`). From every object of the session's temporary schema (relations, types,
+/// functions, operators, statistics) it follows `pg_depend` down to what belongs to each
+/// (defaults, generated columns, constraints, indexes, triggers, rules, policies, statistics,
+/// row types) and on to what each uses (functions, types, domains, referenced tables, views,
+/// sequences), at any depth, leaving out the system's own objects. Tainted: a user function
+/// among them, or a stored expression among them calling `set_config`, or `nextval`/`setval`
+/// of a sequence not named by a constant, or of one named that is not the session's own
+/// temporary sequence — except a column's default taking from the sequence that column owns.
+/// Every function and operator is `pg_catalog`'s.
+pub fn query() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
+    let (proc, class, typ, operator, statistic, attrdef, constraint, policy, trigger, rewrite) = (
+        cls("pg_proc"),
+        cls("pg_class"),
+        cls("pg_type"),
+        cls("pg_operator"),
+        cls("pg_statistic_ext"),
+        cls("pg_attrdef"),
+        cls("pg_constraint"),
+        cls("pg_policy"),
+        cls("pg_trigger"),
+        cls("pg_rewrite"),
+    );
+    let oid = |f: &str| format!("'pg_catalog.{f}'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text");
+    let cat = |parts: &[&str]| format!("({})", parts.join(" OPERATOR(pg_catalog.||) "));
+    let seqs = cat(&[
+        &oid("nextval(regclass)"),
+        "'|'",
+        &oid("setval(regclass,bigint)"),
+        "'|'",
+        &oid("setval(regclass,bigint,boolean)"),
+    ]);
+    let moves = cat(&["':funcid ('", &seqs, "') '"]);
+    let constant = cat(&["':funcid ('", &seqs, "') [^{}]*:args [(][{]CONST :consttype 2205 '"]);
+    let set_config = cat(&["':funcid '", &oid("set_config(text,text,boolean)"), "' '"]);
+    let chr = "::pg_catalog.\"char\"";
+    // Named on every row, not once in a CTE: the planner then estimates a few rows (a
+    // temporary object's OID is past the system's), which keeps the query's estimated cost
+    // under the server's JIT threshold (a JIT compile costs seconds; the query, milliseconds).
+    let temp = "pg_catalog.pg_my_temp_schema()";
+    let user = " OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid";
+    format!(
+        "WITH RECURSIVE o(classid, objid) AS (\
+           SELECT {class}, c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace{eq}{temp} AND c.oid{user} \
+           UNION SELECT {typ}, t.oid FROM pg_catalog.pg_type t WHERE t.typnamespace{eq}{temp} AND t.oid{user} \
+           UNION SELECT {proc}, p.oid FROM pg_catalog.pg_proc p WHERE p.pronamespace{eq}{temp} AND p.oid{user} \
+           UNION SELECT {operator}, x.oid FROM pg_catalog.pg_operator x WHERE x.oprnamespace{eq}{temp} AND x.oid{user} \
+           UNION SELECT {statistic}, s.oid FROM pg_catalog.pg_statistic_ext s WHERE s.stxnamespace{eq}{temp} AND s.oid{user} \
+           UNION SELECT n.classid, n.objid FROM o CROSS JOIN LATERAL (\
+             SELECT d.classid, d.objid FROM pg_catalog.pg_depend d \
+               WHERE d.refclassid{eq}o.classid AND d.refobjid{eq}o.objid \
+                 AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['a', 'i']{chr}[]) \
+             UNION ALL SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d \
+               WHERE d.classid{eq}o.classid AND d.objid{eq}o.objid \
+                 AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['n', 'a', 'i']{chr}[]) \
+                 AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid) n), \
+         ex(classid, objid, tree) AS (\
+           SELECT o.classid, o.objid, d.adbin::pg_catalog.text FROM o JOIN pg_catalog.pg_attrdef d \
+             ON o.classid{eq}{attrdef} AND d.oid{eq}o.objid \
+           UNION ALL SELECT o.classid, o.objid, k.conbin::pg_catalog.text FROM o JOIN pg_catalog.pg_constraint k \
+             ON o.classid{eq}{constraint} AND k.oid{eq}o.objid WHERE k.conbin IS NOT NULL \
+           UNION ALL SELECT o.classid, o.objid, coalesce(i.indexprs::pg_catalog.text, '') \
+               OPERATOR(pg_catalog.||) coalesce(i.indpred::pg_catalog.text, '') \
+             FROM o JOIN pg_catalog.pg_index i ON o.classid{eq}{class} AND i.indexrelid{eq}o.objid \
+           UNION ALL SELECT o.classid, o.objid, coalesce(s.stxexprs::pg_catalog.text, '') \
+             FROM o JOIN pg_catalog.pg_statistic_ext s ON o.classid{eq}{statistic} AND s.oid{eq}o.objid \
+           UNION ALL SELECT o.classid, o.objid, coalesce(p.polqual::pg_catalog.text, '') \
+               OPERATOR(pg_catalog.||) coalesce(p.polwithcheck::pg_catalog.text, '') \
+             FROM o JOIN pg_catalog.pg_policy p ON o.classid{eq}{policy} AND p.oid{eq}o.objid \
+           UNION ALL SELECT o.classid, o.objid, coalesce(g.tgqual::pg_catalog.text, '') \
+             FROM o JOIN pg_catalog.pg_trigger g ON o.classid{eq}{trigger} AND g.oid{eq}o.objid \
+           UNION ALL SELECT o.classid, o.objid, w.ev_action::pg_catalog.text \
+               OPERATOR(pg_catalog.||) coalesce(w.ev_qual::pg_catalog.text, '') \
+             FROM o JOIN pg_catalog.pg_rewrite w ON o.classid{eq}{rewrite} AND w.oid{eq}o.objid \
+           UNION ALL SELECT o.classid, o.objid, y.typdefaultbin::pg_catalog.text \
+             FROM o JOIN pg_catalog.pg_type y ON o.classid{eq}{typ} AND y.oid{eq}o.objid \
+             WHERE y.typdefaultbin IS NOT NULL), \
+         hit(classid, objid) AS (\
+           SELECT o.classid, o.objid FROM o JOIN pg_catalog.pg_proc p ON o.classid{eq}{proc} AND p.oid{eq}o.objid \
+             JOIN pg_catalog.pg_namespace n ON n.oid{eq}p.pronamespace \
+             WHERE p.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
+               AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e WHERE e.classid{eq}{proc} AND e.objid{eq}p.oid \
+                 AND e.deptype{eq}'e'{chr}) \
+           UNION ALL SELECT e.classid, e.objid FROM ex e \
+             WHERE pg_catalog.strpos(e.tree, {set_config}) OPERATOR(pg_catalog.>) 0 \
+               OR (e.tree OPERATOR(pg_catalog.~) {moves} \
+                 AND (pg_catalog.regexp_replace(e.tree, {constant}, '', 'g') OPERATOR(pg_catalog.~) {moves} \
+                   OR EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid{eq}d.refobjid \
+                     WHERE d.classid{eq}e.classid AND d.objid{eq}e.objid AND d.refclassid{eq}{class} \
+                       AND c.relkind{eq}'S'{chr} AND c.relnamespace OPERATOR(pg_catalog.<>) {temp} \
+                       AND NOT EXISTS (SELECT FROM pg_catalog.pg_attrdef a JOIN pg_catalog.pg_depend w \
+                         ON w.classid{eq}{class} AND w.objid{eq}c.oid AND w.refclassid{eq}{class} \
+                         AND w.refobjid{eq}a.adrelid AND w.refobjsubid{eq}a.adnum AND w.deptype{eq}'a'{chr} \
+                         WHERE e.classid{eq}{attrdef} AND a.oid{eq}e.objid))))) \
+         (SELECT pg_catalog.pg_describe_object(h.classid, h.objid, 0), 'c' FROM hit h LIMIT {NAMED}) \
+         UNION ALL (SELECT '', 'd' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid{eq}k.conrelid \
+           WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_session_is_clean_and_asks_again_after_a_message_that_may_change_its_schema() {
+        let mut t = Taint::default();
+        assert!(!t.runs_code() && !t.must_ask());
+        t.may_change();
+        assert!(t.must_ask() && t.runs_code());
+        t.learn(Some(&[]), false);
+        assert!(!t.runs_code() && !t.must_ask() && !t.learned_in_block());
+        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
+        t.learn(Some(&[row("", "d")]), false);
+        assert!(!t.runs_code() && !t.defers(), "a deferrable constraint alone is no code");
+        t.learn(Some(&[row("function pg_temp_3.f()", "c")]), true);
+        assert!(t.runs_code() && t.learned_in_block() && t.what() == "function pg_temp_3.f()" && !t.defers());
+        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "d")]), false);
+        assert!(t.defers());
+        t.on_ready();
+        assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
+    }
+
+    #[test]
+    fn an_unanswerable_question_taints_until_the_next_ready_for_query_and_a_refused_query_for_good() {
+        let mut t = Taint::default();
+        t.assume();
+        assert!(t.runs_code() && !t.must_ask() && !t.defers(), "as last learned");
+        t.on_ready();
+        assert!(t.must_ask());
+        t.learn(None, false);
+        assert!(t.runs_code() && !t.must_ask() && !t.what().is_empty());
+    }
+}
+
+/// Prints the query, to try it on a server by hand (`cargo test --lib print_taint_query --
+/// --ignored --nocapture`).
+#[cfg(test)]
+#[test]
+#[ignore = "prints the query for a look by hand"]
+fn print_taint_query() {
+    println!("{}", query());
+}
