@@ -123,8 +123,10 @@ const NAMED: usize = 3;
 /// (kind `c`; none: clean), and whether the schema holds a deferrable constraint (kind `d`). From every object of the session's temporary schema (relations, types,
 /// functions, operators, statistics) it follows `pg_depend` down to what belongs to each
 /// (defaults, generated columns, constraints, indexes, triggers, rules, policies, statistics,
-/// row types) and on to what each uses (functions, types, domains, referenced tables, views,
-/// sequences), at any depth, leaving out the system's own objects. Tainted: a user function
+/// row types) and on to what each uses (functions, operators, types, domains, and the
+/// session's own temporary relations), at any depth, leaving out the system's own objects and
+/// permanent relations and their row types (their code is the shared hidden callers'
+/// business: `hidden`, found by the mention of their names). Tainted: a user function
 /// among them, or a stored expression among them calling `set_config`, or `nextval`/`setval`
 /// of a sequence not named by a constant, or of one named that is not the session's own
 /// temporary sequence — except a column's default taking from the sequence that column owns.
@@ -176,7 +178,12 @@ pub fn query() -> String {
              UNION ALL SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d \
                WHERE d.classid{eq}o.classid AND d.objid{eq}o.objid \
                  AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['n', 'a', 'i']{chr}[]) \
-                 AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid) n), \
+                 AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE d.refclassid{eq}{class} \
+                   AND c.oid{eq}d.refobjid AND c.relnamespace OPERATOR(pg_catalog.<>) {temp}) \
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t WHERE d.refclassid{eq}{typ} \
+                   AND t.oid{eq}d.refobjid AND t.typnamespace OPERATOR(pg_catalog.<>) {temp} \
+                   AND t.typrelid OPERATOR(pg_catalog.<>) 0::pg_catalog.oid)) n), \
          ex(classid, objid, tree) AS (\
            SELECT o.classid, o.objid, d.adbin::pg_catalog.text FROM o JOIN pg_catalog.pg_attrdef d \
              ON o.classid{eq}{attrdef} AND d.oid{eq}o.objid \

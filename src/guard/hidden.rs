@@ -51,8 +51,8 @@ impl Guard {
                         set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
                     }))
         });
-        let mentioned =
-            mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))? || info.taint.runs_code();
+        let mentioned = mentioned.ok_or_else(|| Verdict::Resolve(vec![Question::HiddenCallers]))?
+            || (info.taint.runs_code() && super::taint::may_run_code(sql));
         if declares && (mentioned || crate::names::may_change_path(sql)) {
             for name in std::mem::take(&mut info.cursors.declared) {
                 info.cursors.forget(&name);

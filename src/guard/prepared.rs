@@ -91,7 +91,7 @@ impl Guard {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return false;
         }
-        if info.taint.runs_code() {
+        if info.taint.runs_code() && super::taint::may_run_code(sql) {
             return true;
         }
         let by_set = self

@@ -20,7 +20,31 @@ use crate::policy::{Decision, Policy};
 /// Whether the statement is judged as reaching a hidden caller because the session's
 /// temporary schema holds code (or may: not known yet).
 pub(super) fn reaches(st: &Statement, info: &SessionInfo) -> bool {
-    info.taint.runs_code() && !st.transaction_control && kind(&st.text) != Kind::NoCode
+    let no_code = |s: &Statement| s.transaction_control || !may_run_code(s.text.as_bytes());
+    // An EXECUTE (or a protocol Bind, judged as one) of a statement blastwall knows: what it
+    // runs follows it in the list, judged statement by statement.
+    let expanded = !st.executes.is_empty() && st.executes.iter().all(|ex| info.prepared.contains_key(&ex.name));
+    info.taint.runs_code() && !no_code(st) && !expanded
+}
+
+/// Whether `text` (a message's, or a protocol Bind's statement) may run the session's code:
+/// not transaction control, nor what runs none of it (binding a utility plans nothing).
+pub(super) fn may_run_code(text: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(text);
+    let first = text.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    let control = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "prepare"];
+    if control.iter().any(|w| first.eq_ignore_ascii_case(w))
+        && crate::analyze::budget::parse(&text, 0).is_ok_and(|p| {
+            p.protobuf.stmts.len() == 1
+                && matches!(
+                    p.protobuf.stmts[0].stmt.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(pg_query::NodeEnum::TransactionStmt(_))
+                )
+        })
+    {
+        return false;
+    }
+    kind(&text) != Kind::NoCode
 }
 
 /// The refusal of a statement of a tainted session that would run its code where it cannot

@@ -171,16 +171,24 @@ impl Session {
         };
         let Ok(msg) = messages::parse_msg(&parse) else { return Again::Current };
         self.info.names.persisting = true;
-        let verdict = self.judge_sql(msg.sql, None);
-        self.info.names.persisting = false;
-        let verdict = match verdict {
-            // Asked before the first message of a batch (a few rounds); else the Bind is
-            // counted like a call.
-            Verdict::Resolve(q) if asked < ASK_ROUNDS && self.can_hold() => {
+        let mut verdict = self.judge_sql(msg.sql, None);
+        // Asked before the first message of a batch (a few rounds); else the worst is
+        // assumed (as for any statement in the middle of a batch) and it is judged again, by
+        // its own rules; only what still cannot be judged is counted like a call (which
+        // applies the row limits, not the text's rules).
+        if let Verdict::Resolve(q) = &verdict {
+            if asked < ASK_ROUNDS && self.can_hold() {
+                self.info.names.persisting = false;
                 self.mirror.asked = asked + 1;
-                self.pending = Some(Pending::Resolve(bind.clone(), q));
+                self.pending = Some(Pending::Resolve(bind.clone(), q.clone()));
                 return Again::Asking;
             }
+            let q = q.clone();
+            self.assume_answers(&q);
+            verdict = self.judge_sql(msg.sql, None);
+        }
+        self.info.names.persisting = false;
+        let verdict = match verdict {
             Verdict::Resolve(_) | Verdict::Analyze => {
                 let judged = self.shared.guard.judge_as_call(msg.sql, &mut self.info);
                 self.recorded(judged)
