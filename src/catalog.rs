@@ -10,6 +10,7 @@
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
+mod callers;
 mod cascades;
 mod copies;
 mod hidden;
@@ -17,6 +18,7 @@ pub mod listener;
 mod taint;
 mod temporary;
 
+pub use callers::HiddenCache;
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
 pub use taint::{query as taint_query, Taint};
@@ -31,17 +33,6 @@ const TTL: Duration = Duration::from_secs(30);
 
 /// How old the last answer about a name may be to stand in when blastwall cannot ask.
 const LAST_ANSWER_USABLE: Duration = Duration::from_secs(300);
-
-/// A session's copy of its database's hidden callers ([`Catalog::with_hidden_callers_cached`]):
-/// the set it counts and until when it is fresh, and the catalog's `hidden_epoch` when it was
-/// taken.
-#[derive(Debug, Default, Clone)]
-pub struct HiddenCache {
-    copy: Option<(std::sync::Arc<HiddenCallers>, Instant)>,
-    epoch: u64,
-    /// The session's temporary schema the copy was merged for.
-    temp: OwnTemp,
-}
 
 #[derive(Default)]
 pub struct Catalog {
@@ -391,100 +382,6 @@ impl Catalog {
                  `blastwall init-state` or grants EXECUTE"
             );
         }
-    }
-
-    /// `f` of the database's hidden callers of user functions that the session `whose` counts
-    /// (`temporary`), when known and fresh (and the session knows its temporary schema).
-    pub fn with_hidden_callers<R>(
-        &self,
-        database: &str,
-        whose: Whose<'_>,
-        f: impl FnOnce(&HiddenCallers) -> R,
-    ) -> Option<R> {
-        let e = self.hidden.get(database)?;
-        let fresh = !e.2 && hidden::coarse_ms().saturating_sub(e.1) < TTL.as_millis() as u64;
-        (fresh && !whose.temp.must_ask()).then(|| e.0.with(whose, f))
-    }
-
-    /// [`Catalog::with_hidden_callers`] through a session's copy of the set it counts: while
-    /// nothing changed the answers since the copy was taken, the session's temporary schema is
-    /// the one it was taken for, and the copy is younger than the answer's time to live, `f`
-    /// reads the copy (no map lookup, no shared lock, one clock read). A session that must ask
-    /// for its temporary schema, or assumes every one, takes no copy.
-    pub fn with_hidden_callers_cached<R>(
-        &self,
-        database: &str,
-        whose: Whose<'_>,
-        cache: &mut HiddenCache,
-        f: impl FnOnce(&HiddenCallers) -> R,
-    ) -> Option<R> {
-        if !matches!(whose.temp, OwnTemp::None | OwnTemp::Named(_)) {
-            cache.copy = None;
-            return self.with_hidden_callers(database, whose, f);
-        }
-        let epoch = self.hidden_epoch.load(Ordering::Acquire);
-        if let Some((set, until)) = &cache.copy {
-            if cache.epoch == epoch && cache.temp == *whose.temp && Instant::now() < *until {
-                return Some(f(set));
-            }
-        }
-        cache.copy = None;
-        let e = self.hidden.get(database)?;
-        let age = hidden::coarse_ms().saturating_sub(e.1);
-        let ttl = TTL.as_millis() as u64;
-        if e.2 || age >= ttl {
-            return None;
-        }
-        let set = e.0.set_for(whose);
-        // A little short of the answer's own end (`coarse_ms` counts whole milliseconds).
-        let until = Instant::now() + Duration::from_millis((ttl - age).saturating_sub(2));
-        *cache = HiddenCache { copy: Some((set.clone(), until)), epoch, temp: whose.temp.clone() };
-        Some(f(&set))
-    }
-
-    /// Learns the answer of [`hidden_callers_query`], asked on a session whose temporary
-    /// schema is `own` (`None`: it could not be read — then every text is taken as mentioning
-    /// one, for a second, after which it is asked again).
-    pub fn learn_hidden_callers(&self, database: &str, rows: Option<&[Vec<Option<String>>]>, own: &mut OwnTemp) {
-        let (answer, at) = match rows {
-            Some(rows) => {
-                let (answer, mine) = temporary::Answer::read(rows);
-                *own = mine;
-                self.listen_to(database);
-                (answer, hidden::coarse_ms())
-            }
-            None => {
-                *own = OwnTemp::Assumed(hidden::coarse_ms() + 1000);
-                (temporary::Answer::everything(), Self::for_a_second())
-            }
-        };
-        // A changed answer (DDL that did not pass through blastwall, seen at the next asking)
-        // is as good as a forget: prepared statements judged before it are judged again.
-        if self.hidden.get(database).is_some_and(|e| *e.0 != answer) {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
-        self.hidden.insert(database.to_string(), (std::sync::Arc::new(answer), at, false));
-        self.hidden_epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Where the set cannot be asked now (in the middle of a batch, in a failed transaction):
-    /// the last answer, stale or not, is used for a second (with DDL of this session
-    /// through blastwall in between, what that DDL created is not in it: `guard` asks at the
-    /// next message that can); with none, every text is taken as mentioning one. A session
-    /// that does not know its temporary schema counts every session's for that second.
-    pub fn assume_hidden_callers(&self, database: &str, own: &mut OwnTemp) {
-        if own.must_ask() {
-            *own = OwnTemp::Assumed(hidden::coarse_ms() + 1000);
-        }
-        let last = self.hidden.get(database).map(|e| e.0.clone());
-        let set = last.unwrap_or_else(|| std::sync::Arc::new(temporary::Answer::everything()));
-        self.hidden.insert(database.to_string(), (set, Self::for_a_second(), false));
-        self.hidden_epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// A learning time that leaves an answer fresh for one more second.
-    fn for_a_second() -> u64 {
-        hidden::coarse_ms().saturating_sub((TTL - Duration::from_secs(1)).as_millis() as u64)
     }
 
     /// Forgets a database's answers (DDL may have changed them); the identities stay.
