@@ -13,6 +13,15 @@ async fn users(db: &str) -> i64 {
     c.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0)
 }
 
+/// A DBA's function that deletes the telegram users once `purge_on` is set (the objects that
+/// call it are made while it is harmless), and an `IMMUTABLE`-labeled wrapper of it.
+const PURGE: &str = "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
+    CREATE FUNCTION public.purge() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+      IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
+        DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; RETURN 1; END $$; \
+    CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+      $$ BEGIN PERFORM public.purge(); RETURN $1; END $$;";
+
 fn refusal(e: &tokio_postgres::Error) -> String {
     let d = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
     let m = format!("{} / {}", d.message(), d.detail().unwrap_or_default());
@@ -148,13 +157,8 @@ async fn a_parent_of_a_hidden_caller_is_one_too() {
     let db = incident_db();
     let before = users(&db).await;
     let su = direct("postgres", SUPERUSER_PW, &db).await;
-    su.batch_execute(
-        "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
-         CREATE FUNCTION public.purge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
-           IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
-             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; END $$; \
-         CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-           $$ BEGIN PERFORM public.purge(); RETURN $1; END $$; \
+    su.batch_execute(&format!(
+        "{PURGE} \
          CREATE TABLE pp (a int) PARTITION BY RANGE (a); \
          CREATE TABLE pp1 PARTITION OF pp FOR VALUES FROM (0) TO (1000); \
          CREATE INDEX pp1_x ON pp1 (public.purge_imm(a)); \
@@ -162,8 +166,8 @@ async fn a_parent_of_a_hidden_caller_is_one_too() {
          CREATE TABLE ip (a int); CREATE TABLE ic () INHERITS (ip); \
          CREATE INDEX ic_x ON ic (public.purge_imm(a)); INSERT INTO ic VALUES (1); \
          GRANT ALL ON purge_on, pp, ip TO app; \
-         UPDATE purge_on SET on_ = true",
-    )
+         UPDATE purge_on SET on_ = true"
+    ))
     .await
     .unwrap();
     let p = proxy().await;
@@ -213,17 +217,12 @@ async fn vacuum_reaches_brin_expressions_and_only_index_expressions_matter() {
     let db = incident_db();
     let before = users(&db).await;
     let su = direct("postgres", SUPERUSER_PW, &db).await;
-    su.batch_execute(
-        "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
-         CREATE FUNCTION public.purge() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
-           IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
-             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; END $$; \
-         CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-           $$ BEGIN PERFORM public.purge(); RETURN $1; END $$; \
+    su.batch_execute(&format!(
+        "{PURGE} \
          CREATE TABLE b (a int); CREATE INDEX b_x ON b USING brin (public.purge_imm(a)); \
          INSERT INTO b SELECT pg_catalog.generate_series(1, 70000); \
-         UPDATE purge_on SET on_ = true",
-    )
+         UPDATE purge_on SET on_ = true"
+    ))
     .await
     .unwrap();
     let p = proxy().await;
@@ -266,12 +265,7 @@ async fn policies_long_names_and_partition_keys_reach_a_writing_function() {
     let su = direct("postgres", SUPERUSER_PW, &db).await;
     let long = format!("vd_{}", "a".repeat(70));
     su.batch_execute(&format!(
-        "CREATE TABLE purge_on (on_ boolean); INSERT INTO purge_on VALUES (false); \
-         CREATE FUNCTION public.purge() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
-           IF EXISTS (SELECT 1 FROM public.purge_on WHERE on_) THEN \
-             DELETE FROM public.users WHERE auth_source = 'telegram'; END IF; RETURN 1; END $$; \
-         CREATE FUNCTION public.purge_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-           $$ BEGIN IF $1 = 7 THEN PERFORM public.purge(); END IF; RETURN $1; END $$; \
+        "{PURGE} \
          CREATE VIEW vd AS SELECT public.purge() AS x; \
          CREATE VIEW {long} AS SELECT public.purge() AS x; \
          CREATE TABLE r (a int); INSERT INTO r VALUES (1); ALTER TABLE r ENABLE ROW LEVEL SECURITY; \
