@@ -102,10 +102,10 @@ impl HiddenCallers {
         self.read.is_empty() && self.temp_schemas.is_empty() && self.moves.iter().all(|(_, write_only, _)| *write_only)
     }
 
-    /// Whether some of them run when rows are written (a maintenance command that names no
-    /// table evaluates them all: `guard::maintenance`).
-    pub fn has_writers(&self) -> bool {
-        !self.write.is_empty()
+    /// Whether a maintenance command that names no table evaluates one: some table's index or
+    /// statistics expressions call one (unknown set: yes).
+    pub fn has_maintained(&self) -> bool {
+        self.unknown() || !self.maintained.is_empty()
     }
 
     /// Whether a maintenance command's `text` may name a table whose index or statistics

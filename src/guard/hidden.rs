@@ -45,7 +45,7 @@ impl Guard {
             // may not even be named): the full path judges it.
             (harmless || declares)
                 && !set.is_empty()
-                && ((maintenance && set.maintenance_reaches("", false, true))
+                && ((maintenance && set.has_maintained())
                     || (!set.reading_runs_nothing() && {
                         let text = String::from_utf8_lossy(sql);
                         set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
