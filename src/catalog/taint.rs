@@ -28,6 +28,9 @@ pub struct Taint {
     /// The schema holds deferrable constraints (foreign keys, constraint triggers): their
     /// checks run at a client's COMMIT, after every count.
     defers: bool,
+    /// How many messages that may change the schema were judged (`may_change`): what was
+    /// judged before one is older than it (`session::ages`).
+    changes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +73,12 @@ impl Taint {
     /// block) goes to the server: the answer is asked again before the next judgement.
     pub fn may_change(&mut self) {
         self.state = State::Unknown;
+        self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// How many messages that may change the schema were judged so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Whether a tainted schema holds deferrable constraints (not known: yes; assumed where it

@@ -62,6 +62,7 @@ impl Session {
             // What its portal may do to names when it runs (`names`); a write bound after a
             // statement sent earlier that may redirect its name is judged against it.
             self.bound_redirects(&f);
+            self.bound_age(&f);
             if let Some(m) = self.bind_after_earlier(&f) {
                 self.refuse_in_batch(m);
                 return Ok(());
@@ -90,7 +91,11 @@ impl Session {
                             Err(m) => self.refuse_in_batch(m),
                         }
                     }
-                    None => self.forward_op(&f, Op::Execute),
+                    None => {
+                        if let Some(f) = self.execute_if_current(f, &portal) {
+                            self.forward_op(&f, Op::Execute);
+                        }
+                    }
                 }
             }
             fe::DESCRIBE => self.forward_op(&f, Op::Describe),
@@ -290,6 +295,7 @@ impl Session {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
                 let op = Op::Bind { portal: portal.to_vec(), statement: stmt.to_vec() };
                 self.bound_redirects(&f);
+                self.bound_age(&f);
                 Some(op)
             }
             fe::DESCRIBE if fits && !h.executes => Some(Op::Describe),

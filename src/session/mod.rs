@@ -18,6 +18,7 @@ use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Item};
 use bytes::BytesMut;
 
+mod ages;
 mod binds;
 mod checks;
 mod counting;

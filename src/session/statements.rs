@@ -170,6 +170,8 @@ pub(super) struct Mirror {
     pub(super) parked: Option<super::binds::Parked>,
     /// Rounds of catalog questions the Bind being judged waited for (`binds`).
     pub(super) asked: u8,
+    /// What each bound portal was bound with (`ages`).
+    pub(super) ages: super::ages::Ages,
 }
 
 impl Mirror {

@@ -39,13 +39,13 @@ async fn server_value(db: &str, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-async fn send(s: &mut TcpStream, parts: &[Vec<u8>]) -> Replies {
+pub(crate) async fn send(s: &mut TcpStream, parts: &[Vec<u8>]) -> Replies {
     s.write_all(&parts.concat()).await.unwrap();
     replies(s).await
 }
 
 /// A Query that must run (through blastwall).
-async fn run(s: &mut TcpStream, sql: &str) {
+pub(crate) async fn run(s: &mut TcpStream, sql: &str) {
     let r = send(s, &[q(sql)]).await;
     assert!(r.codes.is_empty(), "{sql}: {}", r.errors);
 }

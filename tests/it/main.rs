@@ -65,9 +65,12 @@
 //!   `explicit_id` — data checked on the server.
 //! - `hidden`: hidden callers found by the third adversarial pass (maintenance commands,
 //!   temporary indexes and row types, negators, implicit casts).
+//! - `ages`: a portal bound before DDL that gives its table code (a trigger, a `CHECK`) and
+//!   executed after it is judged again at its Execute (sixth adversarial pass F1).
 //! - `hidden_builtins`: `set_config`, `nextval` and `setval` run by a view, default, prepared
 //!   statement or cursor a statement only mentions (search_path changed, sequences moved).
 
+mod ages;
 mod arguments;
 mod batches;
 mod batchnames;
