@@ -159,3 +159,7 @@ pub fn kept_but_too_large(max_hold: usize) -> ProxyMessage {
         format!("blastwall: the write was kept, but its replies were larger than the {max_hold} bytes blastwall holds"),
     )
 }
+
+/// What blastwall calls `client_encoding` while a statement that may change it is unanswered
+/// (a refusal of non-ASCII text names it).
+pub const ENCODING_IN_FLIGHT: &str = "not yet known (an earlier statement that may change it is still running)";

@@ -96,6 +96,10 @@ pub struct SessionInfo {
     /// be running: the text is then read both ways.
     pub settings_certain: bool,
     pub client_encoding: String,
+    /// A statement that may change `client_encoding` was sent and the server has not answered
+    /// everything since: a later message's non-ASCII text may be decoded otherwise than the
+    /// reported encoding says (`session`), and is read as in an unknown encoding.
+    pub encoding_in_flight: bool,
     pub in_transaction: bool,
     /// Every statement prepared under a name (SQL PREPARE, protocol Parse) since the server
     /// confirmed its last DEALLOCATE or Close (the server keeps the first that succeeded; all

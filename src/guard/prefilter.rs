@@ -29,6 +29,10 @@ pub struct Scan {
     pub maintenance: bool,
     /// A byte outside ASCII.
     pub non_ascii: bool,
+    /// `client_encoding`, `names`, `reset`, `discard`, `set_config`, `do` or `call`: it may
+    /// change the encoding the server decodes the next message in (`session`; so may a
+    /// function call, `paren`).
+    pub encoding: bool,
 }
 
 impl Scan {
@@ -42,6 +46,7 @@ impl Scan {
         paren: true,
         maintenance: true,
         non_ascii: true,
+        encoding: true,
     };
 }
 
@@ -51,6 +56,7 @@ const PATH: u8 = 4;
 const BLASTWALL: u8 = 8;
 const COPY: u8 = 16;
 const MAINTAIN: u8 = 32;
+const ENCODING: u8 = 64;
 
 /// The words the pass looks for, and what each one means.
 const WORDS: &[(&[u8], u8)] = &[
@@ -65,8 +71,8 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"truncate", WRITE),
     (b"drop", WRITE | PATH),
     (b"alter", WRITE | PATH),
-    (b"do", WRITE),
-    (b"call", WRITE),
+    (b"do", WRITE | ENCODING),
+    (b"call", WRITE | ENCODING),
     (b"execute", WRITE),
     (b"explain", WRITE),
     (b"prepare", WRITE),
@@ -74,8 +80,8 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"setval", WRITE),
     (b"copy", WRITE | COPY),
     (b"blastwall", WRITE | BLASTWALL),
-    (b"reset", WRITE | PATH),
-    (b"discard", WRITE | CURSOR | PATH),
+    (b"reset", WRITE | PATH | ENCODING),
+    (b"discard", WRITE | CURSOR | PATH | ENCODING),
     (b"create", WRITE | PATH),
     // Cursors (`cursors`).
     (b"declare", CURSOR),
@@ -84,7 +90,7 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"close", CURSOR),
     // What names resolve to (`names::path_effect`).
     (b"search_path", PATH),
-    (b"set_config", PATH),
+    (b"set_config", PATH | ENCODING),
     (b"schema", PATH),
     (b"role", PATH),
     (b"authorization", PATH),
@@ -100,10 +106,13 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"reindex", MAINTAIN),
     (b"cluster", MAINTAIN),
     (b"refresh", MAINTAIN),
+    // What the server decodes the next message in (`encoding`).
+    (b"client_encoding", ENCODING),
+    (b"names", ENCODING),
 ];
 
 /// The longest word of [`WORDS`].
-const LONGEST: usize = 13;
+const LONGEST: usize = 15;
 
 /// A word of letters and `_`, each byte `| 0x20` (so `A` and `a` are one, and `_` becomes
 /// 0x7f, which no other word byte becomes), packed into an integer byte by byte: two words
@@ -196,6 +205,7 @@ pub fn scan(text: &[u8]) -> Scan {
         paren,
         maintenance: found & MAINTAIN != 0,
         non_ascii,
+        encoding: found & ENCODING != 0,
     }
 }
 
@@ -293,7 +303,8 @@ mod tests {
                 copy: false,
                 paren: false,
                 maintenance: false,
-                non_ascii: false
+                non_ascii: false,
+                encoding: false
             }
         );
         let s = scan("select now(); fetch all c; COMMIT; -- blastwall: x é".as_bytes());
@@ -301,6 +312,18 @@ mod tests {
         assert!(scan(b"Copy t TO PROGRAM 'x'").copy);
         assert!(scan(b"SET search_path = x").path && !scan(b"SET search_path = x").writes);
         assert!(scan(b"discard all").cursors && scan(b"discard all").path);
+        for t in [
+            "SET client_encoding = 'SJIS'",
+            "set names 'x'",
+            "RESET ALL",
+            "discard all",
+            "select set_config('a', 'b', false)",
+            "DO $$ $$",
+            "call p()",
+        ] {
+            assert!(scan(t.as_bytes()).encoding, "{t}");
+        }
+        assert!(!scan(b"SET search_path = x").encoding && !scan(b"SELECT now()").encoding);
     }
 
     proptest::proptest! {

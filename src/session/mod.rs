@@ -571,14 +571,26 @@ impl Session {
 
     fn judge_sql(&mut self, sql: &[u8], pre: Option<&Preanalyzed>) -> Verdict {
         self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
-        // Per statement on the hot path: copy the encoding only when it changed.
-        let encoding = self.relay.client_encoding();
+        self.info.settings_certain = !self.relay.is_busy();
+        // Per statement on the hot path: copy the encoding only when it changed. While a
+        // statement that may change it is unanswered, a non-ASCII text cannot be read (the
+        // server decodes each message in the encoding of the moment it reads it; the
+        // statements of a Query run as a batch were checked for this when it was split).
+        self.info.encoding_in_flight &= !self.info.settings_certain;
+        let encoding = match self.info.encoding_in_flight && self.simple.is_none() {
+            true => crate::said::ENCODING_IN_FLIGHT,
+            false => self.relay.client_encoding(),
+        };
         if self.info.client_encoding != encoding {
             self.info.client_encoding = encoding.to_string();
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
-        self.info.settings_certain = !self.relay.is_busy();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
+        // A counted statement's replies (and the encoding it reports) are read by blastwall
+        // before anything after it is judged; any other one that may call a function may
+        // change the encoding unseen.
+        let counted = matches!(judged.verdict, Verdict::Check(_));
+        self.info.encoding_in_flight |= judged.scan.encoding || (judged.scan.paren && !counted);
         // Only a text with a cursor word can FETCH a portal (the guard's one pass said).
         let cursor_words = judged.scan.cursors;
         let verdict = self.recorded(judged);

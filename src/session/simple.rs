@@ -83,7 +83,26 @@ pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'s
     if pieces.len() < 2 {
         return Err("it is a single statement");
     }
+    // As a Query the server decodes the whole text in the encoding it had when the message
+    // came; as a batch, each statement's Parse in the encoding of that moment: a statement
+    // that may change `client_encoding` (SET, RESET, DISCARD, a function, DO, CALL) would make
+    // the non-ASCII statements after it other statements than the ones judged.
+    if !sql.is_ascii() && may_change_encoding(&parsed) {
+        return Err("its text is not ASCII and a statement in it may change client_encoding before the rest is read");
+    }
     Ok(pieces)
+}
+
+/// Whether a statement of a parsed text may change `client_encoding` (any function call may:
+/// `set_config`, or a user function's body).
+fn may_change_encoding(parsed: &pg_query::ParseResult) -> bool {
+    let settings = parsed.protobuf.stmts.iter().any(|raw| {
+        matches!(
+            raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+            Some(NodeEnum::VariableSetStmt(_) | NodeEnum::DiscardStmt(_) | NodeEnum::DoStmt(_) | NodeEnum::CallStmt(_))
+        )
+    });
+    settings || !parsed.functions().is_empty()
 }
 
 /// Whether a WITH clause holds a data-modifying statement.

@@ -67,6 +67,8 @@
 //!   temporary indexes and row types, negators, implicit casts).
 //! - `ages`: a portal bound before DDL that gives its table code (a trigger, a `CHECK`) and
 //!   executed after it is judged again at its Execute (sixth adversarial pass F1).
+//! - `encodings`: `client_encoding` changed earlier in a Query or batch before non-ASCII text
+//!   (sixth adversarial pass F5).
 //! - `hidden_builtins`: `set_config`, `nextval` and `setval` run by a view, default, prepared
 //!   statement or cursor a statement only mentions (search_path changed, sequences moved).
 
@@ -90,6 +92,7 @@ mod departure;
 mod differential;
 mod drivers;
 mod effects;
+mod encodings;
 mod fidelity;
 mod guard;
 mod harness;
