@@ -53,7 +53,7 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
         Some(r) => (
             (r.first.clone(), r.first_replies),
             (r.again.clone(), r.again_replies),
-            Some(reading(req.name, &super::prepared::check_sql(r))),
+            Some(super::prepared::check_on(req.name, &[r])),
         ),
         None => {
             let text = reading(req.name, req.stats_sql);

@@ -236,8 +236,8 @@ async fn counted(
     let reading = b.prepared.as_deref_mut().map(|p| p.reading(&stats));
     let (first, again, check) = match (&reading, &before) {
         // The second reading may be prepared after the check's opening: checked behind it.
-        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), own::statements(&prepared::check_pair_sql(o, r))),
-        (Some(r), None) => (r.first.clone(), r.again.clone(), own::statements(&prepared::check_sql(r))),
+        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), prepared::check(&[o, r])),
+        (Some(r), None) => (r.first.clone(), r.again.clone(), prepared::check(&[r])),
         (None, _) => (own::statements(opening.as_deref().unwrap_or(&stats)), own::statements(&stats), BytesMut::new()),
     };
     let paired = before.is_some();

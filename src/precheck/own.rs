@@ -21,6 +21,11 @@ pub fn messages(sql: &str) -> BytesMut {
     out
 }
 
+/// One statement of blastwall's with `text` parameters (`with_params`), without a Sync.
+pub fn statement_with(sql: &str, params: &[&str]) -> BytesMut {
+    with_params(NAME, sql, params)
+}
+
 /// `sql` as `messages` sends it, without the Sync.
 pub fn statements(sql: &str) -> BytesMut {
     let mut out = BytesMut::with_capacity(sql.len() + 128);
@@ -37,11 +42,18 @@ pub fn statements(sql: &str) -> BytesMut {
 /// One statement on statement and portal `name`, leaving nothing behind: Close both, Parse,
 /// Bind, Execute (all rows, text results), Close both (seven replies when all goes well).
 pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {
+    with_params(name, sql, &[])
+}
+
+/// [`on_name`] of a statement whose parameters `$1`… are of type `text`, bound to `params` (in
+/// text format): values that never pass through the SQL lexer.
+pub(super) fn with_params(name: &str, sql: &str, params: &[&str]) -> BytesMut {
+    const TEXT: u32 = 25;
     let mut out = BytesMut::new();
     out.extend_from_slice(&close(b'P', name));
     out.extend_from_slice(&close(b'S', name));
-    out.extend_from_slice(&messages::parse_typed(name, sql, &[]));
-    out.extend_from_slice(&bind_execute(name, name));
+    out.extend_from_slice(&messages::parse_typed(name, sql, &vec![TEXT; params.len()]));
+    out.extend_from_slice(&bind_execute_with(name, name, params));
     out.extend_from_slice(&close(b'P', name));
     out.extend_from_slice(&close(b'S', name));
     out
@@ -50,6 +62,11 @@ pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {
 /// Bind of portal `portal` to statement `statement` (no parameters, text results), Execute
 /// of all its rows.
 pub(super) fn bind_execute(portal: &str, statement: &str) -> BytesMut {
+    bind_execute_with(portal, statement, &[])
+}
+
+/// [`bind_execute`] with parameters in text format.
+fn bind_execute_with(portal: &str, statement: &str, params: &[&str]) -> BytesMut {
     let cstr = |b: &mut BytesMut, s: &str| {
         b.put_slice(s.as_bytes());
         b.put_u8(0);
@@ -59,7 +76,11 @@ pub(super) fn bind_execute(portal: &str, statement: &str) -> BytesMut {
     cstr(&mut bind, portal);
     cstr(&mut bind, statement);
     bind.put_i16(0);
-    bind.put_i16(0);
+    bind.put_u16(u16::try_from(params.len()).unwrap_or(u16::MAX));
+    for p in params {
+        bind.put_i32(i32::try_from(p.len()).unwrap_or(i32::MAX));
+        bind.put_slice(p.as_bytes());
+    }
     bind.put_i16(0);
     out.extend_from_slice(&crate::wire::encode(fe::BIND, &bind));
     let mut exec = BytesMut::new();

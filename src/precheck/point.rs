@@ -446,7 +446,8 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, Prec
     match &prepared {
         Some(r) => {
             msg.put_slice(&r.first);
-            msg.put_slice(&super::own::messages(&super::prepared::check_sql(r)));
+            msg.put_slice(&super::prepared::check(&[r]));
+            msg.put_slice(&crate::wire::encode(fe::SYNC, &[]));
         }
         None => msg.put_slice(&super::own::messages(&sql)),
     }

@@ -8,11 +8,12 @@
 //! client's `DEALLOCATE ALL` or `DISCARD ALL`, confirmed by the server's command tag, forgets
 //! every one (`on_tag`), and so does any error of a check that used one. A function can
 //! deallocate it, or prepare a statement of its own under the name, without a tag blastwall
-//! sees: so every check that used a prepared reading also runs `check_sql` (a statement sent
-//! as text, on blastwall's own name) after the client's messages, which fails unless the
-//! statement under each name is the one blastwall prepared — protocol-prepared
-//! (`from_sql` false: SQL `PREPARE`, the only way a function or a client's text has, sets it)
-//! with exactly blastwall's text. A statement cannot come back once replaced (only a
+//! sees: so every check that used a prepared reading also runs [`check`] (a statement parsed
+//! anew each time, on blastwall's own name, the names and texts bound as its parameters)
+//! after the client's messages, which fails unless the statement under each name is the one
+//! blastwall prepared — protocol-prepared (`from_sql` false: SQL `PREPARE`, the only way a
+//! function or a client's text has, sets it) with exactly blastwall's text (a client's own
+//! protocol Parse under the name, which blastwall relays, has `from_sql` false too). A statement cannot come back once replaced (only a
 //! protocol Parse makes one with `from_sql` false, and blastwall sends that only before the
 //! first reading), so one check after the last reading vouches for every reading of the check.
 //! Every name in the text is schema-qualified: re-planned after an invalidation, it still
@@ -144,44 +145,47 @@ impl super::Backend<'_> {
     }
 }
 
-/// The statement (sent as text, after the client's messages) that fails unless the statement
-/// under `r.name` is blastwall's: protocol-prepared, with exactly its text. An ASCII text (the
-/// same bytes in every server encoding) is compared by its length and SHA-256 digest, so that
-/// the check's own text stays short (parsing the whole reading as a literal and planning the
-/// view around the function doubled its server time).
-pub fn check_sql(r: &Reading) -> String {
-    checked(&[r])
+/// The check (sent as a statement parsed anew each time, after the client's messages, on
+/// blastwall's own name: see [`check_on`]).
+pub fn check(rs: &[&Reading]) -> BytesMut {
+    let (sql, params) = checked(rs);
+    super::own::statement_with(&sql, &params.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// [`check_sql`] of two readings in one statement (a check that reads differently before and
-/// after the client's messages), sent after both.
-pub fn check_pair_sql(first: &Reading, second: &Reading) -> String {
-    checked(&[first, second])
+/// The statement and portal `name`'s messages (seven replies) of a statement that fails
+/// unless the statement under each reading's name is blastwall's: protocol-prepared
+/// (`from_sql` false) with exactly its text. The names and texts are its parameters, bound as
+/// text, so that its own text stays short whatever the readings' (the server parses and plans
+/// it every time: a prepared check could be replaced as the readings can), and nothing of
+/// them passes through the SQL lexer: a text converted from the client's encoding as the
+/// Parse's was, compared byte for byte.
+pub fn check_on(name: &str, rs: &[&Reading]) -> BytesMut {
+    let (sql, params) = checked(rs);
+    super::own::with_params(name, &sql, &params.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-fn checked(rs: &[&Reading]) -> String {
+/// The check's text and parameters: one scan of the session's prepared statements, counting
+/// those that are blastwall's (each name once: the server has one statement per name).
+fn checked(rs: &[&Reading]) -> (String, Vec<String>) {
     let eq = "OPERATOR(pg_catalog.=)";
-    let present = |r: &Reading| {
-        let same_text = match r.text.is_ascii() {
-            true => format!(
-                "pg_catalog.octet_length(p.statement) {eq} {} AND pg_catalog.sha256(pg_catalog.convert_to(p.statement, 'UTF8')) \
-                 {eq} pg_catalog.decode('{}', 'hex')",
-                r.text.len(),
-                Sha256::digest(r.text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
-            ),
-            false => format!("p.statement {eq} {}::pg_catalog.text", super::literal(&r.text)),
-        };
-        format!(
-            "EXISTS (SELECT FROM pg_catalog.pg_prepared_statement() p \
-               WHERE p.name {eq} {}::pg_catalog.text AND NOT p.from_sql AND {same_text})",
-            super::literal(&r.name),
-        )
-    };
-    format!(
-        "SELECT (CASE WHEN {} \
-         THEN '0' ELSE 'blastwall: its prepared statement is missing or was replaced on this session' END)::pg_catalog.int4",
-        rs.iter().map(|r| present(r)).collect::<Vec<_>>().join(" AND ")
-    )
+    let mut params: Vec<String> = Vec::new();
+    for r in rs {
+        if !params.iter().step_by(2).any(|n| *n == r.name) {
+            params.push(r.name.clone());
+            params.push(r.text.clone());
+        }
+    }
+    let each = (0..params.len() / 2)
+        .map(|i| format!("p.name {eq} ${} AND p.statement {eq} ${}", 2 * i + 1, 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let sql = format!(
+        "SELECT (CASE WHEN pg_catalog.count(*) {eq} {} THEN '0' \
+         ELSE 'blastwall: its prepared statement is missing or was replaced on this session' END)::pg_catalog.int4 \
+         FROM pg_catalog.pg_prepared_statement() p WHERE NOT p.from_sql AND ({each})",
+        params.len() / 2
+    );
+    (sql, params)
 }
 
 /// The name of the statement for a reading's text.
@@ -235,6 +239,8 @@ mod tests {
         let r = p.reading("SELECT 1");
         assert_eq!((tags(&r.first).as_str(), r.first_replies), ("CCPCBEC", 7));
         assert!(r.name.starts_with("__blastwall_r") && r.name != p.reading("SELECT 2").name);
-        assert!(check_sql(&r).contains("NOT p.from_sql"));
+        let (sql, params) = checked(&[&r, &r, &again]);
+        assert!(sql.contains("NOT p.from_sql") && sql.contains("count(*) OPERATOR(pg_catalog.=) 1 "), "{sql}");
+        assert_eq!(params, [r.name.clone(), "SELECT 1".to_string()], "each name once");
     }
 }

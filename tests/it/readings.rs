@@ -147,3 +147,98 @@ async fn a_replaced_point_assertion_keeps_nothing_uncounted() {
     assert_eq!(uncounted(&db), 2);
     p.stop().await;
 }
+
+/// The rows' first values of a raw Query's answer.
+async fn raw_rows(s: &mut tokio::net::TcpStream, sql: &str) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut q = sql.as_bytes().to_vec();
+    q.push(0);
+    s.write_all(&msg(b'Q', &q)).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let mut h = [0u8; 5];
+        s.read_exact(&mut h).await.unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize - 4];
+        s.read_exact(&mut body).await.unwrap();
+        match h[0] {
+            b'D' => {
+                let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+                out.push(String::from_utf8_lossy(&body[6..6 + len.max(0) as usize]).into_owned());
+            }
+            b'E' => out.push(format!("error: {}", String::from_utf8_lossy(&body))),
+            b'Z' => return out,
+            _ => {}
+        }
+    }
+}
+
+/// A client's own protocol Parse under blastwall's name (which, unlike SQL `PREPARE`, leaves
+/// `from_sql` false) of a reading that says nothing changed: the check compares the text, so
+/// the write over its limit is refused and undone all the same (checked on the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_parse_of_the_clients_under_blastwalls_name_never_reads_the_counters() {
+    use tokio::io::AsyncWriteExt;
+    let (db, p, _via, d) = setup().await;
+    d.batch_execute("GRANT SELECT, DELETE ON parent, kid TO trust_user").await.unwrap();
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    assert_eq!(raw_rows(&mut s, "DELETE FROM parent WHERE id = 1").await, Vec::<String>::new());
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 1").await, 0, "counted and kept");
+    let names =
+        raw_rows(&mut s, "SELECT name FROM pg_prepared_statements WHERE name LIKE '\\_\\_blastwall\\_r%'").await;
+    assert_eq!(names.len(), 2, "the readings before and after: {names:?}");
+    let fake = "SELECT 'track_counts'::text, 'on'::text, 0::int8, 0::int8, 0::int8, 0::oid";
+    for (i, name) in names.iter().enumerate() {
+        let mut close = vec![b'S'];
+        close.extend_from_slice(name.as_bytes());
+        close.push(0);
+        let batch = [msg(b'C', &close), parse(name, fake), msg(b'S', &[])].concat();
+        s.write_all(&batch).await.unwrap();
+        let r = replies(&mut s).await;
+        assert!(r.codes.is_empty() && r.tags.contains('1'), "the client's Parse ran: {r:?}");
+        let from_sql =
+            raw_rows(&mut s, &format!("SELECT from_sql::text FROM pg_prepared_statements WHERE name = '{name}'")).await;
+        assert_eq!(from_sql, ["false"], "protocol-prepared, as blastwall's are");
+        let over = 11 + i as i32;
+        let r = raw_rows(&mut s, &format!("DELETE FROM parent WHERE id = {over}")).await;
+        assert!(r.len() == 1 && r[0].contains("42501"), "{i}: refused: {r:?}");
+        assert_eq!(n(&d, &format!("SELECT count(*) FROM kid WHERE pid = {over}")).await, 3, "{i}: undone");
+        assert_eq!(n(&d, &format!("SELECT count(*) FROM parent WHERE id = {over}")).await, 1, "{i}: undone");
+        // blastwall prepares its own again: a write within the limits is kept.
+        assert_eq!(raw_rows(&mut s, &format!("DELETE FROM parent WHERE id = {}", 2 + i)).await, Vec::<String>::new());
+        assert_eq!(n(&d, &format!("SELECT count(*) FROM kid WHERE pid = {}", 2 + i)).await, 0, "{i}: kept");
+    }
+    p.stop().await;
+}
+
+/// A function that deallocates every prepared statement (`DEALLOCATE ALL` by dynamic SQL, whose
+/// command tag the client never sees; `DISCARD ALL` cannot run in a function): the next
+/// counted write finds its readings gone, is counted on readings prepared anew, and is refused
+/// over its limit with nothing changed (checked on the server), kept within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_deallocates_every_statement_leaves_nothing_uncounted() {
+    let (_db, p, via, d) = setup().await;
+    counted_within_and_over(&via, &d, 1, 10).await;
+    d.batch_execute(
+        "CREATE FUNCTION drop_all() RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DEALLOCATE ALL'; RETURN 1; END $$",
+    )
+    .await
+    .unwrap();
+    let e = d
+        .batch_execute(
+            "CREATE FUNCTION discard() RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DISCARD ALL'; RETURN 1; END $$; \
+             SELECT discard()",
+        )
+        .await
+        .expect_err("PostgreSQL's own rule");
+    let m = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
+    assert!(m.starts_with("DISCARD ALL cannot"), "{e:?}");
+    for (within, over) in [(2, 11), (3, 12)] {
+        // The call itself is counted: its check finds the readings gone and refuses it, but a
+        // DEALLOCATE is not undone by a rollback.
+        let _ = via.simple_query("SELECT drop_all()").await;
+        assert!(reading_names(&via).await.is_empty(), "gone, and no tag said so");
+        counted_within_and_over(&via, &d, within, over).await;
+        assert_eq!(reading_names(&via).await.len(), 2, "prepared anew");
+    }
+    p.stop().await;
+}
