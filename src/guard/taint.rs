@@ -53,7 +53,13 @@ pub(super) fn refusal(statements: &[Statement], info: &SessionInfo, policy: &Pol
     if !info.taint.runs_code() {
         return None;
     }
-    let deferred = info.in_transaction && info.taint.defers();
+    // In a block: the client's, one this message opens, or possibly one an unanswered
+    // statement opened (a pipelined BEGIN; a batch's implicit transaction ends at its Sync,
+    // after a count in its middle). Deferrable constraints: those the schema holds, or one
+    // this message may make (`DEFERRABLE` in its DDL).
+    let in_block = info.in_transaction || !info.settings_certain || statements.iter().any(|s| s.transaction_control);
+    let makes = statements.iter().any(|s| s.ddl && s.text.to_ascii_lowercase().contains("deferrable"));
+    let deferred = in_block && (info.taint.defers() || makes);
     let why = statements.iter().find_map(|st| match kind(&st.text) {
         Kind::OutsideBlocks(what) => Some(format!("PostgreSQL cannot run {what} inside one")),
         _ if st.copy_from_stdin => {

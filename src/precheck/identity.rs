@@ -172,10 +172,14 @@ pub fn sql(
         (format!("SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text}"), true),
     ];
     let mut selected: Vec<&str> = branches.iter().filter(|(_, f)| full || !f).map(|(b, _)| b.as_str()).collect();
-    // Only where they fire after the count (`deferred_findings`).
+    // Only where they fire after the count (`deferred_findings`). A deferrable foreign key's
+    // triggers are internal, and run no user code — except where the session attached code to
+    // its own temporary tables (the check's query is planned over them: `catalog::taint`).
     let deferrable = format!(
         "SELECT ''{text}, '0'{text}, 'deferrable triggers'{text}, pg_catalog.count(*){text} \
-         FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND NOT g.tgisinternal"
+         FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND (NOT g.tgisinternal \
+           OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid {EQ} g.tgrelid \
+             AND c.relnamespace {EQ} pg_catalog.pg_my_temp_schema()))"
     );
     if deferred {
         selected.push(&deferrable);

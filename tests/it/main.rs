@@ -67,6 +67,8 @@
 //!   temporary indexes and row types, negators, implicit casts).
 //! - `ages`: a portal bound before DDL that gives its table code (a trigger, a `CHECK`) and
 //!   executed after it is judged again at its Execute (sixth adversarial pass F1).
+//! - `deferred`: a tainted session's deferrable foreign key, whose check at COMMIT runs its
+//!   code, made or used in the same message or batch as a write (sixth adversarial pass F4).
 //! - `encodings`: `client_encoding` changed earlier in a Query or batch before non-ASCII text
 //!   (sixth adversarial pass F5).
 //! - `hidden_builtins`: `set_config`, `nextval` and `setval` run by a view, default, prepared
@@ -88,6 +90,7 @@ mod copies;
 mod corpus;
 mod cursors;
 mod ddl_notify;
+mod deferred;
 mod departure;
 mod differential;
 mod drivers;
