@@ -28,12 +28,13 @@
 //!   `now()`-like) and whose constraints are `NOT NULL`, `PRIMARY KEY`, `UNIQUE` or a foreign
 //!   key that takes no action; `SET|DROP NOT NULL`, `DROP DEFAULT`, `DROP COLUMN`, `DROP
 //!   CONSTRAINT` without `CASCADE`; `ADD PRIMARY KEY|UNIQUE|FOREIGN KEY` (no action),
-//!   `VALIDATE CONSTRAINT`, `ALTER COLUMN … TYPE` a built-in type without `USING`, identity,
+//!   `VALIDATE CONSTRAINT`, `SET DEFAULT` a constant, `ALTER COLUMN … TYPE` a built-in type,
+//!   identity,
 //!   statistics, storage, compression, clustering, tablespace, logging, replica identity
 //!   ([`Class::Nothing`]). A statement that calls a function other than a well-known built-in
 //!   is a call (`earlier::Kind::Call`), whatever its kind.
 //!
-//! A text that does not parse here alone, or has a backslash (whose reading depends on
+//! A text that does not parse here alone, longer than 64 KiB, or has a backslash (whose reading depends on
 //! `standard_conforming_strings`), is [`Class::Any`]. Names are compared as the parser reads
 //! them (`U&"\0075sers"` is `users`; a name longer than 63 bytes is cut as the server cuts it).
 //!
@@ -64,8 +65,15 @@ thread_local! {
     static SEEN: RefCell<Vec<(Arc<str>, Class)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The longest text classified (longer DDL — a `CREATE TABLE … AS` of a long `VALUES` list —
+/// is taken as [`Class::Any`] unread, so the kept texts stay small).
+const LONGEST: usize = 64 << 10;
+
 /// The class of one statement's text (a DDL statement).
 pub fn classify(text: &str) -> Class {
+    if text.len() > LONGEST {
+        return Class::Any(Arc::from([]));
+    }
     if let Some(c) = SEEN.with(|s| s.borrow().iter().find(|(t, _)| **t == *text).map(|(_, c)| c.clone())) {
         return c;
     }
@@ -252,16 +260,21 @@ fn alter_cmd(c: &pb::AlterTableCmd, names: &mut Vec<String>) -> Reach {
             Some(N::ColumnDef(col)) => column(col, names),
             _ => Reach::Any,
         },
-        // DROP DEFAULT takes code away; SET DEFAULT adds what an INSERT runs.
-        T::AtColumnDefault if def.is_none() => Reach::Nothing,
+        // DROP DEFAULT takes code away; SET DEFAULT of anything but a constant adds what an
+        // INSERT runs.
+        T::AtColumnDefault => match c.def.as_deref() {
+            None => Reach::Nothing,
+            Some(d) if constant(d) => Reach::Nothing,
+            Some(_) => Reach::Named,
+        },
         T::AtAddConstraint => match def {
             Some(N::Constraint(k)) => constraint(k, names),
             _ => Reach::Any,
         },
+        // `USING` runs once, during the ALTER itself (a user function there makes it a call);
+        // a later write runs only what the new type brings.
         T::AtAlterColumnType => match def {
-            Some(N::ColumnDef(col))
-                if col.raw_default.is_none() && col.coll_clause.is_none() && builtin_type(col.type_name.as_ref()) =>
-            {
+            Some(N::ColumnDef(col)) if col.coll_clause.is_none() && builtin_type(col.type_name.as_ref()) => {
                 Reach::Nothing
             }
             _ => Reach::Named,
@@ -454,6 +467,10 @@ mod tests {
             "ALTER TABLE staging ADD COLUMN u bigint REFERENCES users (id)",
             "ALTER TABLE staging ALTER COLUMN note SET NOT NULL, ALTER COLUMN c DROP DEFAULT",
             "ALTER TABLE staging ALTER COLUMN note TYPE varchar(320)",
+            "ALTER TABLE \"staging\" ALTER COLUMN \"note\" TYPE varchar(200) USING \"note\"::varchar(200)",
+            "ALTER TABLE staging ALTER COLUMN c SET DEFAULT 0, ALTER COLUMN at SET DEFAULT CURRENT_TIMESTAMP",
+            "ALTER TABLE \"app_x\" ADD COLUMN \"y_id\" bigint NULL CONSTRAINT \"fk\" REFERENCES \"app_y\"(\"id\") DEFERRABLE INITIALLY DEFERRED",
+            "ALTER TABLE \"users\" ADD \"created_at\" timestamp(6) NOT NULL, ADD \"x\" character varying",
             "ALTER TABLE staging ADD CONSTRAINT k UNIQUE (note)",
             "ALTER TABLE staging DROP COLUMN c, DROP CONSTRAINT k",
             "ALTER TABLE staging ADD CONSTRAINT f FOREIGN KEY (u) REFERENCES users (id) ON DELETE RESTRICT",
@@ -469,7 +486,8 @@ mod tests {
             ("ALTER TABLE staging ADD CONSTRAINT c CHECK (id > 0)", &["staging"]),
             ("ALTER TABLE staging ADD FOREIGN KEY (u) REFERENCES users ON DELETE CASCADE", &["staging", "users"]),
             ("ALTER TABLE staging ENABLE TRIGGER ALL", &["staging"]),
-            ("ALTER TABLE staging ALTER COLUMN note TYPE text USING NULL", &["staging"]),
+            ("ALTER TABLE staging ALTER COLUMN note TYPE mytype", &["staging"]),
+            ("ALTER TABLE staging ALTER COLUMN note SET DEFAULT lower(note2)", &["staging"]),
             ("CREATE TRIGGER t BEFORE UPDATE ON staging FOR EACH ROW EXECUTE FUNCTION f()", &["staging"]),
             ("CREATE RULE r AS ON UPDATE TO staging DO INSTEAD NOTHING", &["staging"]),
             ("CREATE POLICY p ON staging USING (true)", &["staging"]),

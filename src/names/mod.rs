@@ -26,8 +26,8 @@
 //! Owns: the two questions and learning their answers, and the reach of one write (through
 //! views and inheritance: `view`; its unqualified columns beside other relations: `columns`);
 //! in submodules, the session's cache (`session`), what a text may do to names (`effect`), a
-//! path set earlier in the message (`path`), statements that may redirect a name (`earlier`)
-//! and the SQL (`sql`).
+//! path set earlier in the message (`path`), statements that may redirect a name (`earlier`),
+//! what DDL among them can reach (`ddl`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};

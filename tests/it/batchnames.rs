@@ -424,6 +424,21 @@ async fn writes_after_ddl_that_cannot_redirect_them_run_in_the_batch() {
     ran(&replies(&mut s).await, "the Query");
     ran(&replies(&mut s).await, "the batch behind it");
     assert_eq!(server_value(&db, "SELECT count(*) FROM app.staging WHERE c2 = 'y'").await, 4);
+    // What Django and Rails migrations send, and the same in one Query.
+    let r = send(
+        &mut s,
+        &[
+            pbe("ALTER TABLE \"staging\" ALTER COLUMN \"c2\" TYPE varchar(200) USING \"c2\"::varchar(200)"),
+            pbe("ALTER TABLE staging ALTER COLUMN c1 SET DEFAULT 0, ADD \"created_at\" timestamp(6) DEFAULT CURRENT_TIMESTAMP NOT NULL"),
+            pbe("UPDATE staging SET c1 = 2 WHERE id BETWEEN 5 AND 7"),
+            sync(),
+        ],
+    )
+    .await;
+    ran(&r, "a column's type and default changed, then a backfill");
+    assert_eq!(server_value(&db, "SELECT count(*) FROM app.staging WHERE c1 = 2").await, 3);
+    run(&mut s, "ALTER TABLE staging ADD COLUMN c3 int; UPDATE staging SET c3 = 1 WHERE id BETWEEN 1 AND 6").await;
+    assert_eq!(server_value(&db, "SELECT count(*) FROM app.staging WHERE c3 = 1").await, 6);
     px.stop().await;
 }
 
