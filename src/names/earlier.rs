@@ -1,8 +1,9 @@
 //! Statements the server runs before a write that may make the write's name lead somewhere
-//! blastwall's answers do not show (fourth adversarial pass F1, F2, F5): DDL that names it (a
-//! plain `CREATE TABLE` aside: a new table reaches nothing), a `ROLLBACK` or `ROLLBACK TO
-//! SAVEPOINT` (DDL it undoes comes back), a `COMMIT` of a transaction that may have failed (it
-//! rolls back), a function, procedure or `DO` block (unseen bodies).
+//! blastwall's answers do not show (fourth adversarial pass F1, F2, F5): DDL that may change
+//! what a name leads to or what a write there runs (`ddl`: a new table, index, sequence or
+//! column of a built-in type reaches nothing), a `ROLLBACK` or `ROLLBACK TO SAVEPOINT` (DDL it
+//! undoes comes back), a `COMMIT` of a transaction that may have failed (it rolls back), a
+//! function, procedure or `DO` block (unseen bodies).
 //!
 //! Such a statement is earlier than a write in two ways: earlier in the same Query, or sent
 //! to the server and not yet answered — an Execute earlier in the same extended-protocol batch,
@@ -11,13 +12,16 @@
 //! blastwall's answers, asked only where a batch starts, cannot show what it did.
 //!
 //! In the same message the catalog's answers were asked before any of it ran, so DDL there
-//! redirects the names it mentions; sent earlier, DDL redirects every name (see
-//! [`Earlier::redirects`]).
+//! redirects the names it mentions; sent earlier, DDL that may add an edge between relations
+//! (a view replaced, inheritance, a schema renamed, `CASCADE`, …: `ddl::Class::Any`)
+//! redirects every name, and DDL that changes only the relations it names
+//! (`ddl::Class::Named`) the names it mentions (see [`Earlier::redirects`]).
 //!
 //! Owns: which statements may redirect a name ([`Earlier::of`]) and finding the one that may
-//! redirect a written name ([`redirected`]). Does not own: keeping the session's list
-//! (`crate::session`), the refusal (`policy::decide`).
+//! redirect a written name ([`redirected`]). Does not own: what DDL reaches (`ddl`), keeping
+//! the session's list (`crate::session`), the refusal (`policy::decide`).
 
+use super::ddl::Class;
 use crate::analyze::{Opaque, RelName, Statement};
 use std::sync::Arc;
 
@@ -28,7 +32,8 @@ const KEPT: usize = 64;
 /// How an earlier statement may redirect a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// DDL other than a plain `CREATE TABLE`: the names it mentions.
+    /// DDL that may reach what a write reaches (`ddl`): the names it mentions, or (sent
+    /// earlier, when it may add an edge between relations) any name.
     Ddl,
     /// `ROLLBACK`, `ROLLBACK TO SAVEPOINT`, `ABORT`: any name.
     Rollback,
@@ -47,6 +52,10 @@ pub struct Earlier {
     pub kind: Kind,
     /// Its text, as analyzed.
     text: Arc<str>,
+    /// DDL: the relation names it changes, as the parser reads them.
+    names: Arc<[String]>,
+    /// DDL that changes only the relations it names (`ddl::Class::Named`).
+    named_only: bool,
 }
 
 impl Earlier {
@@ -59,9 +68,16 @@ impl Earlier {
         }
         let (first, second) = first_words(st.text.as_bytes());
         let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+        let mut names: Arc<[String]> = Arc::from([]);
+        let mut named_only = false;
         let kind = if call {
             Kind::Call
-        } else if st.ddl && !plain_table(&st.text, is(first, "create")) {
+        } else if st.ddl {
+            match super::ddl::classify(&st.text) {
+                Class::Nothing => return None,
+                Class::Named(n) => (names, named_only) = (n, true),
+                Class::Any(n) => names = n,
+            }
             Kind::Ddl
         } else if is(first, "rollback") || is(first, "abort") {
             Kind::Rollback
@@ -70,7 +86,7 @@ impl Earlier {
         } else {
             return None;
         };
-        Some(Earlier { ord, kind, text: st.text.as_str().into() })
+        Some(Earlier { ord, kind, text: st.text.as_str().into(), names, named_only })
     }
 
     /// The same statement, sent for sync point `ord`.
@@ -79,14 +95,20 @@ impl Earlier {
     }
 
     /// Why this statement may make `target` name something else (`None`: it cannot). `sent`:
-    /// it was sent earlier and is not yet answered — then DDL may redirect any name: it drops
-    /// the catalog's answers about the policy tables' relatives (the views over them), which
-    /// cannot be asked again before the batch ends (`ALTER SCHEMA a RENAME TO b` may lead `v`
-    /// to another schema's view over `users`); in the same message they were asked first.
+    /// it was sent earlier and is not yet answered — then DDL that may add an edge between
+    /// relations may redirect any name: the catalog's answers about the policy tables'
+    /// relatives (the views over them) cannot be asked again before the batch ends, and the
+    /// last ones do not show what it did (`ALTER SCHEMA a RENAME TO b` may lead `v` to another
+    /// schema's view over `users`); in the same message they were asked first. DDL that
+    /// changes only the relations it names redirects those names, sent or not.
     pub fn redirects(&self, target: &RelName, sent: bool) -> Option<&'static str> {
+        let names_it =
+            || self.names.iter().any(|n| n.eq_ignore_ascii_case(&target.name)) || mentions(&self.text, &target.name);
         match self.kind {
-            Kind::Ddl if sent => Some("DDL, after which what any name leads to is not known until it is answered"),
-            Kind::Ddl => mentions(&self.text, &target.name).then_some("DDL that names it"),
+            Kind::Ddl if sent && !self.named_only => {
+                Some("DDL that may change what any name leads to, which is not known until it is answered")
+            }
+            Kind::Ddl => names_it().then_some("DDL that names it"),
             Kind::Rollback => Some("a ROLLBACK, which brings back what it undoes"),
             Kind::End => Some("a transaction end, which rolls back a failed transaction"),
             Kind::Call => Some("a function call"),
@@ -123,7 +145,8 @@ pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
     if list.len() >= KEPT {
         let ord = list.iter().map(|x| x.ord).max().unwrap_or(0).max(e.ord);
         list.truncate(KEPT - 1);
-        list.push(Earlier { ord, kind: Kind::Call, text: "(more statements than blastwall keeps apart)".into() });
+        let text = "(more statements than blastwall keeps apart)".into();
+        list.push(Earlier { ord, kind: Kind::Call, text, names: Arc::from([]), named_only: false });
         return;
     }
     list.push(e);
@@ -145,15 +168,6 @@ pub fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> 
         "`{}` ({why}), sent earlier in the same extended-protocol batch or in a message the server has not answered yet,",
         e.shown()
     ))
-}
-
-/// A `CREATE [TEMP|UNLOGGED …] TABLE` that makes a new table only (no parent, no partition).
-fn plain_table(text: &str, create: bool) -> bool {
-    let lower = text.to_ascii_lowercase();
-    create
-        && lower.split_whitespace().skip(1).take(3).any(|w| w == "table")
-        && !lower.contains("inherits")
-        && !lower.contains("partition")
 }
 
 /// Whether `text` has `name` as a word (case-insensitively; a quoted name's spelling too).
@@ -210,8 +224,17 @@ mod tests {
         assert_eq!((e.kind, e.ord), (Kind::Ddl, 3));
         assert!(e.redirects(&name("v"), false).is_some());
         assert!(e.redirects(&name("w"), false).is_none());
-        assert!(e.redirects(&name("w"), true).is_some());
+        // A new view changes what its own name leads to only; one replaced, every view over it.
+        assert!(e.redirects(&name("v"), true).is_some());
+        assert!(e.redirects(&name("w"), true).is_none());
+        let replaced = Earlier::of(&st("CREATE OR REPLACE TEMP VIEW v AS SELECT * FROM users", true, false, false), 3);
+        assert!(replaced.unwrap().redirects(&name("w"), true).is_some());
         assert!(Earlier::of(&st("CREATE TEMP TABLE v (id int)", true, false, false), 0).is_none());
+        assert!(Earlier::of(&st("ALTER TABLE staging ADD COLUMN c int", true, false, false), 0).is_none());
+        let trigger = st("CREATE TRIGGER t AFTER UPDATE ON staging EXECUTE FUNCTION f()", true, false, false);
+        let trigger = Earlier::of(&trigger, 1).unwrap();
+        assert!(trigger.redirects(&name("staging"), true).is_some());
+        assert!(trigger.redirects(&name("users"), true).is_none());
         let undo = st("/* x /* y */ */ rollback TO SAVEPOINT s", false, true, false);
         assert_eq!(Earlier::of(&undo, 0).map(|e| e.kind), Some(Kind::Rollback));
         assert_eq!(Earlier::of(&st("END", false, true, false), 0).map(|e| e.kind), Some(Kind::End));

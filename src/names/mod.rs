@@ -26,8 +26,8 @@
 //! Owns: the two questions and learning their answers, and the reach of one write (through
 //! views and inheritance: `view`; its unqualified columns beside other relations: `columns`);
 //! in submodules, the session's cache (`session`), what a text may do to names (`effect`), a
-//! path set earlier in the message (`path`), statements that may redirect a name (`earlier`)
-//! and the SQL (`sql`).
+//! path set earlier in the message (`path`), statements that may redirect a name (`earlier`),
+//! what DDL among them can reach (`ddl`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -35,6 +35,7 @@ use crate::policy::Policy;
 use std::time::{Duration, Instant};
 
 mod columns;
+mod ddl;
 mod earlier;
 mod effect;
 mod expand;
@@ -173,13 +174,13 @@ pub fn unresolved_reach(policy: &Policy, ids: Option<&Identities>, target: &RelN
         .collect()
 }
 
-/// Whether a name reaches policy table `t` (index `i`) only as another relation's name — a
-/// view over it, a child's — never as the table itself.
-fn relative_only(ids: &Identities, t: &crate::policy::TablePolicy, i: usize, target: &RelName) -> bool {
-    let temp = target.schema.as_deref().is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_"));
+/// Whether a relation called by this name is another relation over policy table `i` — a view
+/// over it, a child — whose columns may be named otherwise than the table's: also when the
+/// table itself is called so (a view `s1.users(uid)` over `public.users(id)`), since which of
+/// them the name leads to is not known.
+fn called_relative(ids: &Identities, i: usize, target: &RelName) -> bool {
     let how = ids.relnames.get(i).and_then(|n| n.iter().find(|(x, _)| *x == target.name)).map_or(0, |r| r.1);
-    let own = !temp && (t.matches(target) || how & OWN != 0);
-    !own && how & RELATIVE != 0
+    how & RELATIVE != 0
 }
 
 /// Whether statement `index` runs a statement prepared earlier (an `EXECUTE`'s expansion):
@@ -363,7 +364,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         let unmapped = tables
             .iter()
             .filter_map(|i| policy.tables.get(*i).map(|t| (*i, t)))
-            .find(|(i, t)| !t.protected_columns.is_empty() && ids.is_some_and(|ids| relative_only(ids, t, *i, target)));
+            .find(|(i, t)| !t.protected_columns.is_empty() && ids.is_some_and(|ids| called_relative(ids, *i, target)));
         let unmapped = unmapped.map(|(_, t)| t);
         let taken_over = unmapped.filter(|_| row_write).map(|t| {
             format!(
