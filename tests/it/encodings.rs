@@ -43,6 +43,32 @@ async fn a_change_of_client_encoding_before_non_ascii_text_is_refused() {
     let text = format!("SET client_encoding = 'SJIS'; {S}; DELETE FROM users WHERE id = 6");
     let r = send(&mut s, &[q(&text)]).await;
     assert_eq!(users().await, before, "{text}: {r:?}");
+    // A read as UTF-8 that is a data-modifying WITH as SJIS, after a write that makes the
+    // Query run statement by statement.
+    let x = "WITH x AS (SELECT E'\u{00c1}\\' ) , d AS (DELETE FROM users WHERE auth_source IS NOT NULL RETURNING 1) \
+             SELECT count(*) FROM d --' AS s) SELECT s FROM x\n";
+    for text in [
+        format!("SET client_encoding = 'SJIS'; BEGIN; DELETE FROM users WHERE id = 0; {x}; COMMIT"),
+        format!("SET client_encoding = 'SJIS'; DELETE FROM users WHERE id = 0; {x}; DELETE FROM users WHERE id = 0"),
+    ] {
+        let mut s = startup(px.port(), RAW, &db).await;
+        let r = send(&mut s, &[q(&text)]).await;
+        assert_eq!(users().await, before, "{text}: {r:?}");
+    }
+    let mut s = startup(px.port(), RAW, &db).await;
+    let r = send(
+        &mut s,
+        &[
+            pbe("SET client_encoding = 'SJIS'"),
+            parse_bytes(x),
+            crate::batches::b("", "", &[]),
+            crate::batches::e("", 0),
+            sync(),
+        ],
+    )
+    .await;
+    assert_eq!(users().await, before, "{r:?}");
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
     // The same in one extended batch: the Parse behind the SET.
     for set in [
         "SET client_encoding = 'SJIS'",
