@@ -124,7 +124,7 @@ impl Session {
             precheck::inbatch::Counted::ReadingFailed { before, error, rows } => {
                 self.owe_put_back(&frame, &rows);
                 self.mirror.failed(ord);
-                self.relay.skip_to_sync();
+                self.skip_to_sync();
                 let fields = messages::error_fields(&error).unwrap_or_default();
                 // The client's block was failed already, or the client's cancel met the reading
                 // (`cancels`): the Execute gets the same error.
@@ -149,7 +149,7 @@ impl Session {
                 }
                 // The statement failed by itself: exactly the server's answer.
                 self.mirror.failed(ord);
-                self.relay.skip_to_sync();
+                self.skip_to_sync();
                 replies.iter().for_each(|f| self.deliver(f));
                 return Ok(());
             }
@@ -236,7 +236,7 @@ impl Session {
                     facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
                     self.record(&facts, &counts, Some(micros));
                     self.mirror.failed(ord);
-                    self.relay.skip_to_sync();
+                    self.skip_to_sync();
                     replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
                     self.relay.to_client.extend_from_slice(&crate::guard::refusal_message(&d).encode());
                     return Ok(());

@@ -67,7 +67,7 @@ impl Session {
                 self.note_server_error(&f);
                 self.names_on_error();
                 if self.mirror.on_error(self.relay.syncs_done()) {
-                    self.relay.skip_to_sync();
+                    self.skip_to_sync();
                 }
                 self.relay.on_error(&f);
             }

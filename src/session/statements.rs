@@ -356,6 +356,17 @@ impl Mirror {
         }
     }
 
+    /// The server skipped batches `from..to` with the failed one (Queries sent inside an open
+    /// extended batch, which the relay counts as sync points of their own and the server
+    /// skips with the rest up to Sync): nothing of theirs happens, and nothing is owed.
+    pub(super) fn skipped(&mut self, from: u64, to: u64) {
+        let before = self.owed.len();
+        self.owed.retain(|(o, _)| *o < from || *o >= to);
+        if self.owed.len() != before {
+            self.reproject();
+        }
+    }
+
     fn drop_batch(&mut self, ord: u64) {
         let before = self.owed.len();
         self.owed.retain(|(o, _)| *o != ord);
@@ -386,6 +397,14 @@ impl Mirror {
 }
 
 impl super::Session {
+    /// The server skips the rest of the failed batch up to its Sync, and the Queries sent in
+    /// it with it (`Relay::skip_to_sync`): the mirror drops what it owed for them.
+    pub(super) fn skip_to_sync(&mut self) {
+        let from = self.relay.syncs_done();
+        self.relay.skip_to_sync();
+        self.mirror.skipped(from, self.relay.syncs_done());
+    }
+
     /// The plan of a protocol Execute of a portal the client never bound: a cursor declared by
     /// SQL or opened by a function body, judged as `FETCH` of it would be (`guard::cursors`).
     /// `Ok(None)`: relayed as it is; `Err`: the refusal.

@@ -590,3 +590,16 @@ async fn what_is_held_is_bounded() {
     assert!(!tags(&via).contains('E'), "{}", show(&via));
     proxy.stop().await;
 }
+
+/// Sixth adversarial pass F8: a batch that fails at once and holds two Queries and a named
+/// Parse in its skipped part (the server skips them all up to Sync): the session answered the
+/// error and then nothing, and its backend stayed after the client left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_and_a_parse_skipped_with_a_failed_batch_match_direct() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let batch =
+        [p("", "SELECT 3"), e("", 0), q("SELECT 1"), p("s2", "SELECT 1"), q("SELECT 2"), e("", 0), sync()].concat();
+    let via = same_as_direct(&proxy, &[Send(batch), Until(b'Z', 1), Send(q("SELECT 4")), Until(b'Z', 1)]).await;
+    assert_eq!(tags(&via), "1EZTDCZ", "{}", show(&via));
+    proxy.stop().await;
+}
