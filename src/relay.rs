@@ -142,6 +142,11 @@ impl Relay {
         self.copy_in = false;
     }
 
+    /// Whether the server is in a COPY FROM STDIN started by an Execute.
+    pub fn in_copy_in(&self) -> bool {
+        self.copy_in
+    }
+
     /// The server answered with CopyInResponse.
     pub fn note_copy_in(&mut self) {
         self.copy_in = true;

@@ -65,6 +65,10 @@ impl Session {
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
             Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
+            Some(Pending::CopyEnd(frame)) => {
+                self.copy_end(&frame);
+                return Ok(());
+            }
             Some(Pending::QueryInBatch(plan)) => {
                 if !self.relay.is_skipping() {
                     let policy = self.shared.guard.policy();
@@ -453,6 +457,9 @@ pub(super) enum Pending {
     Analyze(Frame),
     /// Run this Query as an extended batch, statement by statement (`simple`).
     Simple(Frame, Vec<super::simple::Piece>),
+    /// The client's CopyDone or CopyFail, once the server said whether the Execute before it
+    /// started a COPY (which makes it ignore the Syncs sent since): `Session::copy_end`.
+    CopyEnd(Frame),
 }
 
 impl Pending {
@@ -474,6 +481,10 @@ impl Pending {
 
     pub(super) fn is_execute(&self) -> bool {
         matches!(self, Pending::Execute(..))
+    }
+
+    pub(super) fn is_copy_end(&self) -> bool {
+        matches!(self, Pending::CopyEnd(..))
     }
 }
 

@@ -278,6 +278,7 @@ impl Session {
                 Some(p) if p.is_analysis() => true,
                 Some(p) if p.is_count() || p.is_query_in_batch() || p.is_resolve_in_batch() => self.count_can_run(),
                 Some(p) if p.is_execute() => self.execute_can_be_judged(),
+                Some(p) if p.is_copy_end() => !self.copy_unsettled(),
                 Some(_) => !self.relay.is_busy(),
             };
             if runnable {
@@ -545,9 +546,14 @@ impl Session {
                 self.relay.forward_raw(&f.bytes);
             }
             fe::COPY_DONE | fe::COPY_FAIL => {
-                self.relay.copy_in_done(&f.bytes);
-                // The statements after a COPY of a Query run as a batch (`simple`).
-                self.simple_next(true);
+                if self.copy_unsettled() {
+                    // Its answer (CopyInResponse or not) is flushed to come sooner; a Flush
+                    // during a COPY is ignored by the server.
+                    self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+                    self.pending = Some(Pending::CopyEnd(f));
+                    return Ok(());
+                }
+                self.copy_end(&f);
             }
             fe::TERMINATE => {
                 self.cancel_if_busy();

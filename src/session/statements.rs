@@ -294,6 +294,11 @@ impl Mirror {
         self.owed.front().is_some_and(|(o, _)| *o < ord)
     }
 
+    /// Whether an Execute the client sent is still unanswered.
+    pub(super) fn execute_owed(&self) -> bool {
+        self.owed.iter().any(|(_, op)| matches!(op, Op::Execute))
+    }
+
     /// Whether no reply to a forwarded message is owed.
     pub(super) fn nothing_owed(&self) -> bool {
         self.owed.is_empty()
@@ -403,6 +408,21 @@ impl super::Session {
         let from = self.relay.syncs_done();
         self.relay.skip_to_sync();
         self.mirror.skipped(from, self.relay.syncs_done());
+    }
+
+    /// Whether the client's CopyDone or CopyFail must wait: an Execute is still unanswered and
+    /// the server has not said whether it started a COPY (sixth adversarial pass F2: a Sync
+    /// the client pipelined behind a COPY's Execute is ignored by the server, and is taken
+    /// back at the CopyDone only once the COPY is known).
+    pub(super) fn copy_unsettled(&self) -> bool {
+        !self.relay.in_copy_in() && self.mirror.execute_owed()
+    }
+
+    /// A CopyDone or CopyFail goes to the server.
+    pub(super) fn copy_end(&mut self, f: &crate::wire::Frame) {
+        self.relay.copy_in_done(&f.bytes);
+        // The statements after a COPY of a Query run as a batch (`simple`).
+        self.simple_next(true);
     }
 
     /// The plan of a protocol Execute of a portal the client never bound: a cursor declared by

@@ -603,3 +603,23 @@ async fn queries_and_a_parse_skipped_with_a_failed_batch_match_direct() {
     assert_eq!(tags(&via), "1EZTDCZ", "{}", show(&via));
     proxy.stop().await;
 }
+
+/// Sixth adversarial pass F2: a protocol COPY FROM STDIN pipelined with a Sync (which the
+/// server ignores while it copies), its data, and a counted write after it, all in one write:
+/// the session stopped after CopyInResponse and its backend stayed in COPY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_pipelined_with_its_data_and_a_counted_write_matches_direct() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let batch = [
+        pbe("COPY parent (id, v) FROM STDIN"),
+        sync(),
+        msg(b'd', b"900\t1\n"),
+        msg(b'c', &[]),
+        pbe("DELETE FROM parent WHERE id = 900"),
+        sync(),
+    ]
+    .concat();
+    let via = same_as_direct(&proxy, &[Send(batch), Until(b'Z', 1), Send(q("SELECT 4")), Until(b'Z', 1)]).await;
+    assert!(!tags(&via).contains('E'), "{}", show(&via));
+    proxy.stop().await;
+}
