@@ -160,7 +160,8 @@ impl super::Catalog {
             return None;
         }
         let reached = if delete { &e.0.on_delete } else { &e.0.on_update };
-        let fired = reached.assigns.iter().filter(|a| delete || a.fires_on.iter().any(|c| assigned.contains(c)));
+        let fires = |a: &&Assign| delete || a.fires_on.iter().any(|c| c == "*" || assigned.contains(c));
+        let fired = reached.assigns.iter().filter(fires);
         let identities = self.identities(database, policy);
         let mut found = Vec::new();
         for a in fired {
@@ -236,6 +237,8 @@ pub(super) fn column() -> String {
     // the way (`top`, in the written relation: an UPDATE that sets none of them fires
     // nothing) and that key's name (`topcon`). Only the keys whose referenced columns change
     // act (`confkey && cols`); every value comes from a finite set, so the recursion ends.
+    // A view written (before any key acted) writes the relations its rule reads: followed,
+    // with `top` = `*` (its columns' names need not be theirs: any UPDATE of it may fire).
     let text = |v: &str| format!("'{v}'::pg_catalog.text");
     let ch = |v: &str| format!("'{v}'::pg_catalog.\"char\"");
     let action = format!("(CASE WHEN r.ev{eq}{u} THEN k.confupdtype ELSE k.confdeltype END)", u = text("u"));
@@ -264,7 +267,14 @@ pub(super) fn column() -> String {
                    JOIN pg_catalog.pg_attribute ca ON ca.attname{eq}pa.attname \
                    WHERE pa.attrelid{eq}r.rel AND pa.attnum{eq}ANY (r.cols) AND ca.attrelid{eq}i.inhrelid), \
                  r.top, r.topcon, NULL::pg_catalog.oid, NULL::pg_catalog.text \
-               FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}r.rel\
+               FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}r.rel \
+               UNION ALL \
+               SELECT d.refobjid, r.ev, false, NULL::pg_catalog.int2[], \
+                 COALESCE(r.top, ARRAY['*'::pg_catalog.text COLLATE pg_catalog.\"C\"]), r.topcon, NULL::pg_catalog.oid, NULL::pg_catalog.text \
+               FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d ON d.classid{eq}{rewrite} AND d.objid{eq}w.oid \
+                 AND d.refclassid{eq}{class} \
+               WHERE w.ev_class{eq}r.rel AND NOT r.acted AND d.refobjid OPERATOR(pg_catalog.<>) r.rel \
+                 AND EXISTS (SELECT FROM pg_catalog.pg_class v WHERE v.oid{eq}r.rel AND v.relkind{eq}{v})\
              ) n(rel, ev, acted, cols, top, topcon, via, how)), \
            up(first, rel) AS (\
              SELECT r.first, r.rel FROM r WHERE r.acted \
@@ -296,6 +306,9 @@ pub(super) fn column() -> String {
         c = ch("c"),
         n = ch("n"),
         f = ch("f"),
+        v = ch("v"),
+        rewrite = cls("pg_rewrite"),
+        class = cls("pg_class"),
     )
 }
 

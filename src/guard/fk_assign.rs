@@ -97,6 +97,8 @@ fn finding(
     };
     let fires = if delete {
         format!("deleting rows of {target} fires it")
+    } else if a.fires_on.iter().any(|c| c == "*") {
+        format!("an UPDATE of {target}, a view over the key's table, may fire it")
     } else {
         let set: Vec<&str> = a.fires_on.iter().filter(|c| w.op.assigned().contains(c)).map(String::as_str).collect();
         format!("setting {} of {target} fires it", set.join(", "))

@@ -175,18 +175,22 @@ fn assign(r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Err
     refused_by(&r.expect_err("refused"), "protected-assign")
 }
 
-/// The incident's schema where `users.id` references `people` with `ON UPDATE CASCADE`, and
+/// The incident's schema, with two users nothing references (5000001, 5000002: their ids can
+/// move, to -5 where `origins` has it), where `users.id` references `people` with `ON UPDATE CASCADE`, and
 /// `people.id` references `origins` the same way (a chain into `users.id`); `users.team`
-/// (not protected) references `teams`; the owner's DDL, then a DML-only role's grants.
+/// (not protected) references `teams`; `origins_v` is a view over `origins` that renames `k`;
+/// the owner's DDL, then a DML-only role's grants.
 fn people_db() -> String {
     dml_db(
-        "CREATE TABLE origins (k bigint PRIMARY KEY); INSERT INTO origins SELECT id FROM users; \
+        "INSERT INTO users (id) VALUES (5000001), (5000002); \
+         CREATE TABLE origins (k bigint PRIMARY KEY); INSERT INTO origins SELECT id FROM users; INSERT INTO origins VALUES (-5); \
              CREATE TABLE people (id bigint PRIMARY KEY REFERENCES origins (k) ON UPDATE CASCADE, note text); \
              INSERT INTO people SELECT id FROM users; \
              ALTER TABLE users ADD FOREIGN KEY (id) REFERENCES people (id) ON UPDATE CASCADE; \
              CREATE TABLE teams (id int PRIMARY KEY); INSERT INTO teams VALUES (1), (2); \
              ALTER TABLE users ADD team int REFERENCES teams (id) ON UPDATE CASCADE; \
-             UPDATE users SET team = 1 WHERE id BETWEEN 1000001 AND 1000005",
+             UPDATE users SET team = 1 WHERE id BETWEEN 1000001 AND 1000005; \
+             CREATE VIEW origins_v AS SELECT k AS key FROM origins",
     )
 }
 
@@ -210,30 +214,33 @@ async fn an_fk_action_into_a_protected_column_is_an_assignment() {
     let p = proxy_with(base_config(), shipped_policy()).await;
     let via = connect(p.port(), DML, "", &db).await;
     // The direct form and the key's: one row each, within users' limit of 50.
-    assign(via.simple_query("UPDATE users SET id = -5 WHERE id = 1000001").await);
-    let m = assign(via.simple_query("UPDATE people SET id = -5 WHERE id = 1000001").await);
+    assign(via.simple_query("UPDATE users SET id = -5 WHERE id = 5000001").await);
+    let m = assign(via.simple_query("UPDATE people SET id = -5 WHERE id = 5000001").await);
     assert!(
         m.contains("foreign key users_id_fkey (ON UPDATE CASCADE) sets protected column id of public.users"),
         "{m}"
     );
     assert!(m.contains("setting id of people fires it"), "{m}");
     // Two keys away: origins → people → users.
-    let m = assign(via.simple_query("UPDATE origins SET k = -5 WHERE k = 1000001").await);
+    let m = assign(via.simple_query("UPDATE origins SET k = -7 WHERE k = 5000001").await);
     assert!(m.contains("users_id_fkey") && m.contains("through foreign key people_id_fkey"), "{m}");
     // An upsert's overwrite and a MERGE set the key too; so do the extended protocol's forms.
-    assign(via.simple_query("INSERT INTO people VALUES (1000001) ON CONFLICT (id) DO UPDATE SET id = -5").await);
+    assign(via.simple_query("INSERT INTO people VALUES (5000001) ON CONFLICT (id) DO UPDATE SET id = -5").await);
     assign(
         via.simple_query(
-            "MERGE INTO people USING (SELECT 1000001 AS i) s ON people.id = s.i WHEN MATCHED THEN UPDATE SET id = -5",
+            "MERGE INTO people USING (SELECT 5000001 AS i) s ON people.id = s.i WHEN MATCHED THEN UPDATE SET id = -5",
         )
         .await,
     );
-    let e = via.execute("UPDATE people SET id = $1 WHERE id = $2", &[&-5i64, &1000002i64]).await.expect_err("refused");
+    let e = via.execute("UPDATE people SET id = $1 WHERE id = $2", &[&-5i64, &5000002i64]).await.expect_err("refused");
     refused_by(&e, "protected-assign");
-    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (1000001, 1000002)").await, 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -5").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM people WHERE id = -5").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM origins WHERE k = -5").await, 0);
+    // Through a view over the first key's table, under another column name.
+    let m = assign(via.simple_query("UPDATE origins_v SET key = -7 WHERE key = 5000001").await);
+    assert!(m.contains("users_id_fkey") && m.contains("a view over the key's table"), "{m}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (5000001, 5000002)").await, 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (-5, -7)").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM people WHERE id IN (-5, -7)").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM origins WHERE k = -7").await, 0);
 
     // Controls: a write that does not set the referenced key fires nothing; a key into a
     // column that is not protected (users.team) runs, and its cascade changes users.
