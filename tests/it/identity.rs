@@ -180,6 +180,27 @@ async fn a_rewrite_that_keeps_the_data_runs_and_one_that_changes_it_is_refused()
     p.stop().await;
 }
 
+/// A policy table without a key (no primary key, no unique index over NOT NULL columns) cannot
+/// be compared row by row: its rewrite is refused as before, saying why, and nothing stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_of_a_table_without_a_key_is_still_refused() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; CREATE TABLE ledger (a int, b text); INSERT INTO ledger VALUES (1, 'x'), (2, NULL)",
+    );
+    let policy = "[[table]]\nname = \"public.ledger\"\nforbid = [\"truncate\"]\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("l.toml"), policy)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let sql = "ALTER TABLE ledger ALTER b TYPE varchar(10)";
+    let err = run_steps(p.port(), "app", APP_PW, &db, &[sql]).await.expect("refused");
+    assert!(err.contains("rewritten") && err.contains("could not be compared (no key)"), "{err}");
+    let ty = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ledger'::regclass AND attname = 'b' AND atttypid = 'text'::regtype";
+    assert_eq!(count(&db, ty).await, 1);
+    p.stop().await;
+}
+
 /// Family 3: a policy table dropped and created again outside blastwall is found by its name
 /// again, not by the OID blastwall learned before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
