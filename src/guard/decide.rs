@@ -107,9 +107,11 @@ impl Guard {
         }
         // Foreign keys' actions that set protected columns (`fk_assign`).
         let fk = super::fk_assign::findings(&decided, info.view(), &info.database, &policy, &self.catalog);
-        questions.extend(
-            fk.as_ref().err().into_iter().flatten().filter(|q| !questions.contains(q)).cloned().collect::<Vec<_>>(),
-        );
+        for q in fk.as_ref().err().into_iter().flatten() {
+            if !questions.contains(q) {
+                questions.push(q.clone());
+            }
+        }
         if !questions.is_empty() {
             return Err(questions);
         }
