@@ -444,3 +444,27 @@ async fn cost_of_a_counted_write() {
     println!("counted point DELETE: {:.0} µs mean over {n}", t.elapsed().as_micros() as f64 / n as f64);
     p.stop().await;
 }
+
+/// The content digest cannot be steered by the session's `search_path`: functions and an
+/// aggregate of the same names earlier in the path that would make every column's digest a
+/// constant do not let `USING NULL` pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_digest_is_immune_to_the_search_path() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; CREATE SCHEMA evil; \
+         CREATE FUNCTION evil.hashtextextended(text, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'; \
+         CREATE FUNCTION evil.zero(bigint, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'; \
+         CREATE AGGREGATE evil.sum(bigint) (SFUNC = evil.zero, STYPE = bigint, INITCOND = '0'); \
+         CREATE FUNCTION evil.concat(text, text, boolean, text, text) RETURNS text LANGUAGE sql AS 'SELECT ''x'''",
+    );
+    let p = proxy().await;
+    let before = state(&db).await;
+    let steps = ["SET search_path = evil, public, pg_catalog", "ALTER TABLE users ALTER email TYPE text USING NULL"];
+    let err = run_steps(p.port(), "app", APP_PW, &db, &steps).await.expect("refused");
+    assert!(err.contains("the content of column email changed"), "{err}");
+    assert_eq!(state(&db).await, before);
+    p.stop().await;
+}
