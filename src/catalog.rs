@@ -19,6 +19,7 @@ mod taint;
 mod temporary;
 
 pub use callers::HiddenCache;
+pub use cascades::AssignedColumn;
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
 pub use taint::{query as taint_query, Taint};

@@ -26,6 +26,9 @@ use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A policy table's protected columns as (policy name, name now), when the catalog said.
+pub type ColumnNames<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>> + 'a;
+
 /// What a write's foreign-key actions reach, for one kind of write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reached {
@@ -33,6 +36,38 @@ pub struct Reached {
     pub tables: Vec<(u32, String, String)>,
     /// Some table reached runs code when its rows change (or the answer is unknown).
     pub code: bool,
+    /// The columns foreign keys' actions set on the way (`CASCADE` of an update, `SET NULL`,
+    /// `SET DEFAULT`): judged like an UPDATE's `SET` of them.
+    pub assigns: Vec<Assign>,
+}
+
+/// One foreign key's action that sets columns of a table a write reaches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assign {
+    /// The key whose action sets them, and the action (`ON UPDATE CASCADE`).
+    pub constraint: String,
+    pub action: String,
+    /// The first key on the way from the written relation (the same key when direct).
+    pub first: String,
+    /// The written relation's columns that key references: an UPDATE fires it only by
+    /// setting one of them (a DELETE always does).
+    pub fires_on: Vec<String>,
+    /// The columns set, as the table names them.
+    pub columns: Vec<String>,
+    /// (OID, schema, name) of the table, then of its ancestors (a partition's rows are its
+    /// parent's).
+    pub table: Vec<(u32, String, String)>,
+}
+
+/// A protected column of a policy table that a write's foreign-key actions set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedColumn {
+    /// The policy table (its index in `policy.tables`).
+    pub table: usize,
+    /// The column's name in the policy, and now.
+    pub policy_name: String,
+    pub column: String,
+    pub by: Assign,
 }
 
 /// What an UPDATE and a DELETE of a relation name reach.
@@ -45,7 +80,7 @@ pub struct Cascades {
 impl Cascades {
     /// Assumed when the catalog cannot tell: anything.
     pub fn everything() -> Self {
-        let all = Reached { tables: Vec::new(), code: true };
+        let all = Reached { tables: Vec::new(), code: true, assigns: Vec::new() };
         Cascades { on_update: all.clone(), on_delete: all }
     }
 }
@@ -103,6 +138,53 @@ impl super::Catalog {
             })
         }))
     }
+
+    /// The protected columns of policy tables (`allow_protected_update` off) that a write to
+    /// `name` sets through foreign keys' actions: a DELETE (when `delete`) fires every
+    /// `ON DELETE SET NULL`/`SET DEFAULT`, an UPDATE (MERGE, upsert) the `ON UPDATE` actions
+    /// of the keys that reference a column it sets (`assigned`), then their chains. A table
+    /// is matched by the OIDs blastwall knows for it or by its name, a column by the name
+    /// the catalog says it has now (`columns`: `None` until learned, then ask for it). `None`
+    /// when the answer is not known and fresh (ask [`super::Question::Indirect`]).
+    pub fn fk_assignments(
+        &self,
+        database: &str,
+        name: &str,
+        delete: bool,
+        assigned: &[String],
+        policy: &Policy,
+        columns: &ColumnNames<'_>,
+    ) -> Option<Result<Vec<AssignedColumn>, usize>> {
+        let e = self.cascades.0.get(&(database.to_string(), name.to_string()))?;
+        if e.1.elapsed() >= super::TTL {
+            return None;
+        }
+        let reached = if delete { &e.0.on_delete } else { &e.0.on_update };
+        let fires = |a: &&Assign| delete || a.fires_on.iter().any(|c| c == "*" || assigned.contains(c));
+        let fired = reached.assigns.iter().filter(fires);
+        let identities = self.identities(database, policy);
+        let mut found = Vec::new();
+        for a in fired {
+            for (i, t) in policy.tables.iter().enumerate() {
+                if t.protected_columns.is_empty() || t.allow_protected_update {
+                    continue;
+                }
+                let first = self.oid_of(database, &t.schema, &t.name);
+                let now = identities.as_ref().and_then(|ids| ids.oids.get(i)).cloned().unwrap_or_default();
+                let is_t = |(oid, schema, table): &(u32, String, String)| {
+                    (*schema == t.schema && *table == t.name) || first == Some(*oid) || now.contains(oid)
+                };
+                if !a.table.iter().any(is_t) {
+                    continue;
+                }
+                let Some(named) = columns(t) else { return Some(Err(i)) };
+                for (policy_name, column) in named.into_iter().filter(|(_, c)| a.columns.contains(c)) {
+                    found.push(AssignedColumn { table: i, policy_name, column, by: a.clone() });
+                }
+            }
+        }
+        Some(Ok(found))
+    }
 }
 
 /// Whether a change of a policy table's rows matters to a rule: row limits, anomaly or budget
@@ -148,29 +230,85 @@ pub(super) fn column() -> String {
         con = cls("pg_constraint"),
         class = cls("pg_class"),
     );
+    // A row of `r`: a relation whose rows a write of the first kind (`first`) changes, how
+    // (`ev`), whether through a foreign key's action (`acted`), which columns of it change
+    // (`cols`, NULL: any, or the rows are deleted), and for a row that a key's action updates
+    // (`via`, the constraint; `how`, its action): the referenced columns of the first key on
+    // the way (`top`, in the written relation: an UPDATE that sets none of them fires
+    // nothing) and that key's name (`topcon`). Only the keys whose referenced columns change
+    // act (`confkey && cols`); every value comes from a finite set, so the recursion ends.
+    // A view written (before any key acted) writes the relations its rule reads: followed,
+    // with `top` = `*` (its columns' names need not be theirs: any UPDATE of it may fire).
+    let text = |v: &str| format!("'{v}'::pg_catalog.text");
+    let ch = |v: &str| format!("'{v}'::pg_catalog.\"char\"");
+    let action = format!("(CASE WHEN r.ev{eq}{u} THEN k.confupdtype ELSE k.confdeltype END)", u = text("u"));
     format!(
         "(WITH RECURSIVE \
-           r(first, rel, ev, acted) AS (\
-             SELECT e.ev, s.oid, e.ev, false FROM pg_catalog.pg_class s CROSS JOIN (VALUES ('u'::pg_catalog.text), ('d'::pg_catalog.text)) e(ev) \
-               WHERE s.relname{eq}c.relname \
+           r(first, rel, ev, acted, cols, top, topcon, via, how) AS (\
+             SELECT e.ev, s.oid, e.ev, false, NULL::pg_catalog.int2[], NULL::pg_catalog.text[] COLLATE pg_catalog.\"C\", NULL::pg_catalog.text COLLATE pg_catalog.\"C\", \
+               NULL::pg_catalog.oid, NULL::pg_catalog.text \
+               FROM pg_catalog.pg_class s CROSS JOIN (VALUES ({u}), ({d})) e(ev) WHERE s.relname{eq}c.relname \
              UNION \
-             SELECT r.first, n.rel, n.ev, n.acted OR r.acted FROM r CROSS JOIN LATERAL (\
-               SELECT k.conrelid, CASE WHEN r.ev{eq}'d'::pg_catalog.text AND k.confdeltype{eq}'c'::pg_catalog.\"char\" \
-                 THEN 'd'::pg_catalog.text ELSE 'u'::pg_catalog.text END, true \
-               FROM pg_catalog.pg_constraint k WHERE k.contype{eq}'f'::pg_catalog.\"char\" AND k.confrelid{eq}r.rel \
-                 AND (CASE WHEN r.ev{eq}'u'::pg_catalog.text THEN k.confupdtype ELSE k.confdeltype END)\
-                   {eq}ANY ('{{c,n,d}}'::pg_catalog.\"char\"[]) \
+             SELECT r.first, n.rel, n.ev, n.acted OR r.acted, n.cols, n.top, n.topcon, n.via, n.how FROM r CROSS JOIN LATERAL (\
+               SELECT k.conrelid, CASE WHEN r.ev{eq}{d} AND k.confdeltype{eq}{c} THEN {d} ELSE {u} END, true, \
+                 CASE WHEN r.ev{eq}{d} AND k.confdeltype{eq}{c} THEN NULL::pg_catalog.int2[] ELSE k.conkey END, \
+                 COALESCE(r.top, (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum) \
+                   FROM pg_catalog.pg_attribute a WHERE a.attrelid{eq}r.rel AND a.attnum{eq}ANY (k.confkey))), \
+                 COALESCE(r.topcon, k.conname::pg_catalog.text), k.oid, \
+                 CASE WHEN r.ev{eq}{u} THEN 'ON UPDATE '::pg_catalog.text ELSE 'ON DELETE '::pg_catalog.text END \
+                   OPERATOR(pg_catalog.||) CASE WHEN {action}{eq}{c} THEN 'CASCADE'::pg_catalog.text \
+                   WHEN {action}{eq}{n} THEN 'SET NULL'::pg_catalog.text ELSE 'SET DEFAULT'::pg_catalog.text END \
+               FROM pg_catalog.pg_constraint k WHERE k.contype{eq}{f} AND k.confrelid{eq}r.rel \
+                 AND {action}{eq}ANY ('{{c,n,d}}'::pg_catalog.\"char\"[]) \
+                 AND (r.cols IS NULL OR k.confkey OPERATOR(pg_catalog.&&) r.cols) \
                UNION ALL \
-               SELECT i.inhrelid, r.ev, false FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}r.rel\
-             ) n(rel, ev, acted)), \
+               SELECT i.inhrelid, r.ev, false, \
+                 (SELECT pg_catalog.array_agg(ca.attnum ORDER BY ca.attnum) FROM pg_catalog.pg_attribute pa \
+                   JOIN pg_catalog.pg_attribute ca ON ca.attname{eq}pa.attname \
+                   WHERE pa.attrelid{eq}r.rel AND pa.attnum{eq}ANY (r.cols) AND ca.attrelid{eq}i.inhrelid), \
+                 r.top, r.topcon, NULL::pg_catalog.oid, NULL::pg_catalog.text \
+               FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}r.rel \
+               UNION ALL \
+               SELECT d.refobjid, r.ev, false, NULL::pg_catalog.int2[], \
+                 COALESCE(r.top, ARRAY['*'::pg_catalog.text COLLATE pg_catalog.\"C\"]), r.topcon, NULL::pg_catalog.oid, NULL::pg_catalog.text \
+               FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d ON d.classid{eq}{rewrite} AND d.objid{eq}w.oid \
+                 AND d.refclassid{eq}{class} \
+               WHERE w.ev_class{eq}r.rel AND NOT r.acted AND d.refobjid OPERATOR(pg_catalog.<>) r.rel \
+                 AND EXISTS (SELECT FROM pg_catalog.pg_class v WHERE v.oid{eq}r.rel AND v.relkind{eq}{v})\
+             ) n(rel, ev, acted, cols, top, topcon, via, how)), \
            up(first, rel) AS (\
              SELECT r.first, r.rel FROM r WHERE r.acted \
              UNION SELECT up.first, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid{eq}up.rel), \
+           fk(first, rel, cols, top, topcon, via, how) AS (\
+             SELECT DISTINCT r.first, r.rel, r.cols, r.top, r.topcon, r.via, r.how FROM r \
+             WHERE r.via IS NOT NULL AND r.ev{eq}{u}), \
+           anc(rel, a) AS (\
+             SELECT DISTINCT fk.rel, fk.rel FROM fk \
+             UNION SELECT anc.rel, i.inhparent FROM anc JOIN pg_catalog.pg_inherits i ON i.inhrelid{eq}anc.a), \
            {code} \
-         SELECT pg_catalog.json_agg(pg_catalog.json_build_array(up.first, t.oid, n.nspname, t.relname, \
-           t.oid IN (SELECT code.rel FROM code)))::pg_catalog.text \
-         FROM up JOIN pg_catalog.pg_class t ON t.oid{eq}up.rel \
-           JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace)"
+         SELECT pg_catalog.json_agg(q.x)::pg_catalog.text FROM (\
+           SELECT pg_catalog.json_build_array(up.first, t.oid, n.nspname, t.relname, \
+             t.oid OPERATOR(pg_catalog.=) ANY (SELECT code.rel FROM code)) x \
+           FROM up JOIN pg_catalog.pg_class t ON t.oid{eq}up.rel \
+             JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace \
+           UNION ALL \
+           SELECT pg_catalog.json_build_array({a} OPERATOR(pg_catalog.||) fk.first, k.conname, fk.how, fk.topcon, fk.top, \
+             (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a \
+               WHERE a.attrelid{eq}fk.rel AND (fk.cols IS NULL OR a.attnum{eq}ANY (fk.cols)) AND a.attnum OPERATOR(pg_catalog.>) 0 \
+                 AND NOT a.attisdropped), \
+             (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(t.oid, n.nspname, t.relname) ORDER BY t.oid{eq}fk.rel DESC) \
+               FROM anc JOIN pg_catalog.pg_class t ON t.oid{eq}anc.a JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace \
+               WHERE anc.rel{eq}fk.rel)) \
+           FROM fk JOIN pg_catalog.pg_constraint k ON k.oid{eq}fk.via) q)",
+        u = text("u"),
+        d = text("d"),
+        a = text("a"),
+        c = ch("c"),
+        n = ch("n"),
+        f = ch("f"),
+        v = ch("v"),
+        rewrite = cls("pg_rewrite"),
+        class = cls("pg_class"),
     )
 }
 
@@ -185,8 +323,13 @@ pub(super) fn answer(json: Option<&str>) -> Cascades {
     for row in rows {
         let get = |i: usize| row.get(i);
         let text = |i: usize| get(i).and_then(|v| v.as_str()).map(str::to_string);
-        let oid =
-            get(1).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).and_then(|o| u32::try_from(o).ok());
+        if let Some(kind @ ("au" | "ad")) = text(0).as_deref() {
+            let Some(a) = assign(&row) else { return Cascades::everything() };
+            let reached = if kind == "au" { &mut c.on_update } else { &mut c.on_delete };
+            reached.assigns.push(a);
+            continue;
+        }
+        let oid = oid(get(1));
         let reached = match text(0).as_deref() {
             Some("u") => &mut c.on_update,
             Some("d") => &mut c.on_delete,
@@ -203,6 +346,38 @@ pub(super) fn answer(json: Option<&str>) -> Cascades {
     c
 }
 
+/// An OID as the JSON answer writes it (a number or a string).
+fn oid(v: Option<&serde_json::Value>) -> Option<u32> {
+    v.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).and_then(|o| u32::try_from(o).ok())
+}
+
+/// A row `[kind, constraint, action, first constraint, [fires on], [columns], [[oid, schema,
+/// name], …]]` (the table first, then its ancestors).
+fn assign(row: &serde_json::Value) -> Option<Assign> {
+    let text = |i: usize| row.get(i)?.as_str().map(str::to_string);
+    let names = |i: usize| -> Option<Vec<String>> {
+        match row.get(i)? {
+            serde_json::Value::Null => Some(Vec::new()),
+            v => v.as_array()?.iter().map(|n| n.as_str().map(str::to_string)).collect(),
+        }
+    };
+    let table = row
+        .get(6)?
+        .as_array()?
+        .iter()
+        .map(|t| Some((oid(t.get(0))?, t.get(1)?.as_str()?.to_string(), t.get(2)?.as_str()?.to_string())))
+        .collect::<Option<Vec<_>>>()?;
+    let a = Assign {
+        constraint: text(1)?,
+        action: text(2)?,
+        first: text(3)?,
+        fires_on: names(4)?,
+        columns: names(5)?,
+        table,
+    };
+    (!a.table.is_empty()).then_some(a)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,8 +385,26 @@ mod tests {
     #[test]
     fn answers_are_read_by_kind_and_fail_closed() {
         let a = answer(Some(r#"[["u", "16385", "public", "users", false], ["d", 7, "s", "t", true]]"#));
-        assert_eq!(a.on_update, Reached { tables: vec![(16385, "public".into(), "users".into())], code: false });
-        assert_eq!(a.on_delete, Reached { tables: vec![(7, "s".into(), "t".into())], code: true });
+        let users = (16385, "public".to_string(), "users".to_string());
+        assert_eq!(a.on_update, Reached { tables: vec![users.clone()], code: false, assigns: vec![] });
+        assert_eq!(a.on_delete, Reached { tables: vec![(7, "s".into(), "t".into())], code: true, assigns: vec![] });
+        let a = answer(Some(
+            r#"[["u", 16385, "public", "users", false],
+                ["au", "users_id_fkey", "ON UPDATE CASCADE", "people_id_fkey", ["k"], ["id"], [["16385", "public", "users"]]]]"#,
+        ));
+        let by = Assign {
+            constraint: "users_id_fkey".into(),
+            action: "ON UPDATE CASCADE".into(),
+            first: "people_id_fkey".into(),
+            fires_on: vec!["k".into()],
+            columns: vec!["id".into()],
+            table: vec![users],
+        };
+        assert_eq!(a.on_update.assigns, vec![by]);
+        assert_eq!(
+            answer(Some(r#"[["ad", "k", "ON DELETE SET NULL", "k", null, ["x"], []]]"#)),
+            Cascades::everything()
+        );
         assert_eq!(answer(None), Cascades::default());
         assert_eq!(answer(Some("nonsense")), Cascades::everything());
         assert_eq!(answer(Some(r#"[["x", 1, "s", "t", false]]"#)), Cascades::everything());

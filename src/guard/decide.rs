@@ -105,6 +105,13 @@ impl Guard {
         if online && questions.is_empty() {
             questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, &info.database));
         }
+        // Foreign keys' actions that set protected columns (`fk_assign`).
+        let fk = super::fk_assign::findings(&decided, info.view(), &info.database, &policy, &self.catalog);
+        for q in fk.as_ref().err().into_iter().flatten() {
+            if !questions.contains(q) {
+                questions.push(q.clone());
+            }
+        }
         if !questions.is_empty() {
             return Err(questions);
         }
@@ -125,6 +132,7 @@ impl Guard {
             let text = &statements[*i].text;
             decision.findings.extend(crate::contract::explicit_id_findings(ins, &minted, text, view, &policy).findings);
         }
+        decision.findings.extend(fk.unwrap_or_default());
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
         info.names.after_judging(&once.into_inner());

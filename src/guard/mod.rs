@@ -18,6 +18,7 @@ mod analysis;
 mod copies;
 pub mod cursors;
 mod decide;
+mod fk_assign;
 mod hidden;
 mod maintenance;
 mod need;

@@ -83,6 +83,7 @@ pub fn sql(
     known: &dyn Fn(&str, &str) -> Option<u32>,
     full: bool,
     deferred: bool,
+    rewritten: &[String],
 ) -> Option<String> {
     if policy.tables.is_empty() {
         return None;
@@ -96,8 +97,10 @@ pub fn sql(
         .iter()
         .map(|t| {
             let cols: Vec<String> = t.protected_columns.iter().map(|c| lit(c)).collect();
+            // Read by content only where a rewrite or a type change would be refused.
+            let dig = !rewritten.is_empty() && (breaks(t, Kind::Rewritten) || breaks(t, Kind::Column));
             format!(
-                "({}::pg_catalog.text, {}::pg_catalog.text, {}, ARRAY[{}]::pg_catalog.text[])",
+                "({}::pg_catalog.text, {}::pg_catalog.text, {}, ARRAY[{}]::pg_catalog.text[], {dig})",
                 lit(&format!("{}.{}", t.schema, t.name)),
                 quoted(&t.schema, &t.name),
                 oid(&t.schema, &t.name),
@@ -125,9 +128,9 @@ pub fn sql(
     }
     let text = "::pg_catalog.text";
     let header = format!(
-        "WITH RECURSIVE t(k, q, known, prot) AS (VALUES {tables}), \
+        "WITH RECURSIVE t(k, q, known, prot, dig) AS (VALUES {tables}), \
          sq(k, q, known) AS (VALUES {seqs}), \
-         r AS (SELECT t.k, c.oid, c.relname, c.relnamespace, c.relfilenode, t.prot FROM t, pg_catalog.pg_class c \
+         r AS (SELECT t.k, c.oid, c.relname, c.relnamespace, c.relfilenode, t.prot, t.dig FROM t, pg_catalog.pg_class c \
            WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(t.q)::pg_catalog.oid, t.known])), \
          s AS (SELECT sq.k, c.oid, c.relname, c.relnamespace FROM sq, pg_catalog.pg_class c \
            WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(sq.q)::pg_catalog.oid, sq.known])), \
@@ -184,6 +187,10 @@ pub fn sql(
     if deferred {
         selected.push(&deferrable);
     }
+    let digest = super::content::sql(rewritten);
+    if !rewritten.is_empty() {
+        selected.push(&digest);
+    }
     Some(format!("{header}{}", selected.join(" UNION ALL ")))
 }
 
@@ -233,6 +240,10 @@ pub fn found_as(snapshot: &Identity, key: &str) -> Option<u32> {
         .find(|((k, _, item), v)| k == key && item == "name" && *v == key)
         .and_then(|((_, o, _), _)| o.parse().ok())
 }
+
+/// The end of a change's words when a child or partition is gone (not a rewrite of rows that
+/// are still there: never decided by content).
+pub(super) const CHILD_GONE: &str = "is gone";
 
 /// How far a protected sequence may move forward during one statement without a verdict:
 /// its own inserted rows take values, and so may other sessions meanwhile.
@@ -293,7 +304,7 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
                 },
             )),
             (i, None) if i.starts_with("file ") => {
-                out.push(change(Kind::Rewritten, format!("a child or partition (OID {}) is gone", &i[5..])))
+                out.push(change(Kind::Rewritten, format!("a child or partition (OID {}) {CHILD_GONE}", &i[5..])))
             }
             (i, now) if i.starts_with("column ") && now != Some(was) => out.push(change(
                 Kind::Column,
@@ -335,15 +346,16 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
         });
     }
     out.dedup();
+    super::content::judge(before, after, &mut out);
     out
 }
 
-fn first_word(s: &str) -> &str {
+pub(super) fn first_word(s: &str) -> &str {
     s.split(' ').next().unwrap_or(s)
 }
 
 /// Whether a change of this kind breaks a rule of the table's policy.
-fn breaks(t: &crate::policy::TablePolicy, kind: Kind) -> bool {
+pub(super) fn breaks(t: &crate::policy::TablePolicy, kind: Kind) -> bool {
     use crate::policy::Forbid;
     let limited = t.max_delete_rows.is_some() || t.max_update_rows.is_some();
     match kind {

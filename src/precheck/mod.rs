@@ -16,6 +16,7 @@
 
 mod backend;
 mod bound;
+mod content;
 mod estimate;
 pub mod hold;
 mod identity;

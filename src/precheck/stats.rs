@@ -58,7 +58,8 @@ pub fn stats_sql(
     // All of it for what the text cannot bound (DDL, function bodies, dry runs); for a row
     // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
     let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
-    let identity = super::identity::sql(policy, known, full, deferred)
+    let rewritten = if full { super::content::rewritten(&plan.statement) } else { Vec::new() };
+    let identity = super::identity::sql(policy, known, full, deferred, &rewritten)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
     // The session's prepared statements and cursors ride along too (`objects`).
     let identity = format!("{identity} UNION ALL {}", super::objects::reading_sql());

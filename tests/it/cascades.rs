@@ -167,3 +167,128 @@ async fn a_cascade_into_a_table_whose_change_runs_code_is_counted() {
     assert_eq!(count(&db, "SELECT count(*) FROM labels WHERE tag = 'x'").await, 1);
     p.stop().await;
 }
+
+/// A DML-only role (trust, no DDL, no ownership).
+const DML: &str = "trust_user";
+
+fn assign(r: Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>) -> String {
+    refused_by(&r.expect_err("refused"), "protected-assign")
+}
+
+/// The incident's schema, with two users nothing references (5000001, 5000002: their ids can
+/// move, to -5 where `origins` has it), where `users.id` references `people` with `ON UPDATE CASCADE`, and
+/// `people.id` references `origins` the same way (a chain into `users.id`); `users.team`
+/// (not protected) references `teams`; `origins_v` is a view over `origins` that renames `k`;
+/// the owner's DDL, then a DML-only role's grants.
+fn people_db() -> String {
+    dml_db(
+        "INSERT INTO users (id) VALUES (5000001), (5000002); \
+         CREATE TABLE origins (k bigint PRIMARY KEY); INSERT INTO origins SELECT id FROM users; INSERT INTO origins VALUES (-5); \
+             CREATE TABLE people (id bigint PRIMARY KEY REFERENCES origins (k) ON UPDATE CASCADE, note text); \
+             INSERT INTO people SELECT id FROM users; \
+             ALTER TABLE users ADD FOREIGN KEY (id) REFERENCES people (id) ON UPDATE CASCADE; \
+             CREATE TABLE teams (id int PRIMARY KEY); INSERT INTO teams VALUES (1), (2); \
+             ALTER TABLE users ADD team int REFERENCES teams (id) ON UPDATE CASCADE; \
+             UPDATE users SET team = 1 WHERE id BETWEEN 1000001 AND 1000005; \
+             CREATE VIEW origins_v AS SELECT k AS key FROM origins",
+    )
+}
+
+/// The incident's schema with the owner's `ddl`, then the DML-only role's grants.
+fn dml_db(ddl: &str) -> String {
+    let db = incident_db();
+    let grants = format!(
+        "GRANT USAGE ON SCHEMA public TO {DML}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {DML}"
+    );
+    admin_sql(pg(), &db, &format!("SET ROLE app; {ddl}; RESET ROLE; {grants};"));
+    db
+}
+
+/// Fifth pass: `UPDATE people SET id = …` moved users' ids through `ON UPDATE CASCADE` while
+/// `UPDATE users SET id = …` was refused (`protected-assign`). Now the key's action is judged
+/// as the assignment it is, at any depth, in every form of UPDATE; what does not set the
+/// referenced key, and a key into a column that is not protected, still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fk_action_into_a_protected_column_is_an_assignment() {
+    let db = people_db();
+    let p = proxy_with(base_config(), shipped_policy()).await;
+    let via = connect(p.port(), DML, "", &db).await;
+    // The direct form and the key's: one row each, within users' limit of 50.
+    assign(via.simple_query("UPDATE users SET id = -5 WHERE id = 5000001").await);
+    let m = assign(via.simple_query("UPDATE people SET id = -5 WHERE id = 5000001").await);
+    assert!(
+        m.contains("foreign key users_id_fkey (ON UPDATE CASCADE) sets protected column id of public.users"),
+        "{m}"
+    );
+    assert!(m.contains("setting id of people fires it"), "{m}");
+    // Two keys away: origins → people → users.
+    let m = assign(via.simple_query("UPDATE origins SET k = -7 WHERE k = 5000001").await);
+    assert!(m.contains("users_id_fkey") && m.contains("through foreign key people_id_fkey"), "{m}");
+    // An upsert's overwrite and a MERGE set the key too; so do the extended protocol's forms.
+    assign(via.simple_query("INSERT INTO people VALUES (5000001) ON CONFLICT (id) DO UPDATE SET id = -5").await);
+    assign(
+        via.simple_query(
+            "MERGE INTO people USING (SELECT 5000001 AS i) s ON people.id = s.i WHEN MATCHED THEN UPDATE SET id = -5",
+        )
+        .await,
+    );
+    let e = via.execute("UPDATE people SET id = $1 WHERE id = $2", &[&-5i64, &5000002i64]).await.expect_err("refused");
+    refused_by(&e, "protected-assign");
+    // Through a view over the first key's table, under another column name.
+    let m = assign(via.simple_query("UPDATE origins_v SET key = -7 WHERE key = 5000001").await);
+    assert!(m.contains("users_id_fkey") && m.contains("a view over the key's table"), "{m}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (5000001, 5000002)").await, 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (-5, -7)").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM people WHERE id IN (-5, -7)").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM origins WHERE k = -7").await, 0);
+
+    // Controls: a write that does not set the referenced key fires nothing; a key into a
+    // column that is not protected (users.team) runs, and its cascade changes users.
+    via.simple_query("UPDATE people SET note = 'vip' WHERE id = 1000003").await.unwrap();
+    via.simple_query("UPDATE teams SET id = 3 WHERE id = 1").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM people WHERE note = 'vip'").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE team = 3").await, 5);
+    p.stop().await;
+}
+
+/// `ON DELETE SET NULL` and `SET DEFAULT` into protected columns are assignments too; a table
+/// whose policy allows setting them (`allow_protected_update`) lets the key act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_null_and_set_default_into_a_protected_column_are_assignments() {
+    let db = dml_db(
+        "CREATE TABLE mailboxes (address text PRIMARY KEY); INSERT INTO mailboxes SELECT email FROM users WHERE email IS NOT NULL; \
+             INSERT INTO mailboxes VALUES ('none'); \
+             ALTER TABLE users ADD FOREIGN KEY (email) REFERENCES mailboxes (address) ON DELETE SET NULL; \
+             CREATE TABLE owners (handle text PRIMARY KEY); INSERT INTO owners VALUES ('nobody'), ('qa'); \
+             ALTER TABLE users ADD owner text DEFAULT 'nobody' REFERENCES owners (handle) ON DELETE SET DEFAULT; \
+             UPDATE users SET owner = 'qa' WHERE id < 0; \
+             CREATE TABLE zones (code text PRIMARY KEY); INSERT INTO zones VALUES ('eu'); \
+             ALTER TABLE users ADD zone text DEFAULT 'eu' REFERENCES zones (code) ON DELETE SET NULL",
+    );
+    let policy = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\", \"email\", \"owner\"]\n";
+    let p = proxy_with(base_config(), compile(&[(Path::new("p.toml"), policy)]).unwrap()).await;
+    let via = connect(p.port(), DML, "", &db).await;
+    let kept = "SELECT count(*) FROM users WHERE email IS NOT NULL AND owner = 'qa'";
+    let users = count(&db, kept).await;
+    assert!(users >= 10, "{users}");
+    let m = assign(via.simple_query("DELETE FROM mailboxes WHERE address = 'qa+91111101@example.test'").await);
+    assert!(m.contains("(ON DELETE SET NULL) sets protected column email of public.users"), "{m}");
+    assert!(m.contains("deleting rows of mailboxes fires it"), "{m}");
+    let m = assign(via.simple_query("DELETE FROM owners WHERE handle = 'qa'").await);
+    assert!(m.contains("(ON DELETE SET DEFAULT) sets protected column owner"), "{m}");
+    assert_eq!(count(&db, kept).await, users);
+    // Judged by the keys, not by the rows: a mailbox no user has is refused too (as
+    // `SET id = …` is whatever rows it matches).
+    assign(via.simple_query("DELETE FROM mailboxes WHERE address = 'none'").await);
+    // A key into a column that is not protected acts: every user's zone set to NULL.
+    via.simple_query("DELETE FROM zones WHERE code = 'eu'").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE zone IS NULL").await, 60);
+    p.stop().await;
+
+    let allowed = format!("{policy}allow_protected_update = true\n");
+    let p = proxy_with(base_config(), compile(&[(Path::new("p.toml"), allowed.as_str())]).unwrap()).await;
+    let via = connect(p.port(), DML, "", &db).await;
+    via.simple_query("DELETE FROM owners WHERE handle = 'qa'").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE owner = 'nobody'").await, 60);
+    p.stop().await;
+}

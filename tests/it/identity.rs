@@ -132,6 +132,75 @@ async fn ddl_that_leaves_protected_objects_alone_still_runs() {
     p.stop().await;
 }
 
+/// A DBA's data-preserving rewrite of a policy table (a new column with a volatile default, a
+/// type that keeps every value's text) is told from one that changes data by the rows'
+/// content: it runs, and the rows are intact on the server; `USING NULL`, `USING
+/// lower(email)` and a type whose text differs (`char(10)` pads) are still refused, nothing of
+/// them kept, and the refusal names the column whose content changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_that_keeps_the_data_runs_and_one_that_changes_it_is_refused() {
+    let db = incident_db();
+    // An email in capitals, so that lower() changes one.
+    admin_sql(pg(), &db, "UPDATE users SET email = 'QA@Example.TEST' WHERE id = 1000001");
+    let p = proxy().await;
+    let refused: &[(&str, &str)] = &[
+        ("ALTER TABLE users ALTER email TYPE text USING NULL", "the content of column email changed"),
+        ("ALTER TABLE users ALTER email TYPE text USING lower(email)", "the content of column email changed"),
+        ("ALTER TABLE users ALTER plan TYPE char(10)", "the content of column plan changed"),
+        (
+            "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid(), ALTER email TYPE varchar(320) USING upper(email)",
+            "the content of column email changed",
+        ),
+    ];
+    let rows = "SELECT string_agg(concat_ws(',', id, auth_source, plan, email), ';' ORDER BY id) FROM users";
+    let c = direct("postgres", SUPERUSER_PW, &db).await;
+    let data = |c: tokio_postgres::Row| -> String { c.get(0) };
+    let before = state(&db).await;
+    let content = data(c.query_one(rows, &[]).await.unwrap());
+    for (sql, why) in refused {
+        let err = run_steps(p.port(), "app", APP_PW, &db, &[sql]).await.unwrap_or_else(|| panic!("{sql} ran"));
+        assert!(err.starts_with("blastwall: refused") && err.contains(why), "{sql}: {err}");
+        assert_eq!(state(&db).await, before, "{sql}");
+    }
+    let kept = [
+        "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+        "ALTER TABLE users ALTER email TYPE varchar(320)",
+        "ALTER TABLE users ALTER plan TYPE varchar(20), ALTER auth_source TYPE varchar(40)",
+    ];
+    assert_eq!(run_steps(p.port(), "app", APP_PW, &db, &kept).await, None);
+    let after = state(&db).await;
+    assert!(
+        after.contains("email character varying(320)") && after.contains("token uuid = gen_random_uuid()"),
+        "{after}"
+    );
+    assert_ne!(after, before, "rewritten");
+    assert_eq!(data(c.query_one(rows, &[]).await.unwrap()), content, "every row as it was");
+    let tokens = "SELECT count(DISTINCT token) FROM users WHERE token IS NOT NULL";
+    assert_eq!(count(&db, tokens).await, 60);
+    p.stop().await;
+}
+
+/// A policy table without a key (no primary key, no unique index over NOT NULL columns) cannot
+/// be compared row by row: its rewrite is refused as before, saying why, and nothing stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_of_a_table_without_a_key_is_still_refused() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; CREATE TABLE ledger (a int, b text); INSERT INTO ledger VALUES (1, 'x'), (2, NULL)",
+    );
+    let policy = "[[table]]\nname = \"public.ledger\"\nforbid = [\"truncate\"]\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("l.toml"), policy)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let sql = "ALTER TABLE ledger ALTER b TYPE varchar(10)";
+    let err = run_steps(p.port(), "app", APP_PW, &db, &[sql]).await.expect("refused");
+    assert!(err.contains("rewritten") && err.contains("could not be compared (no key)"), "{err}");
+    let ty = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ledger'::regclass AND attname = 'b' AND atttypid = 'text'::regtype";
+    assert_eq!(count(&db, ty).await, 1);
+    p.stop().await;
+}
+
 /// Family 3: a policy table dropped and created again outside blastwall is found by its name
 /// again, not by the OID blastwall learned before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,5 +442,29 @@ async fn cost_of_a_counted_write() {
         via.simple_query("DELETE FROM users WHERE id = 123").await.unwrap();
     }
     println!("counted point DELETE: {:.0} µs mean over {n}", t.elapsed().as_micros() as f64 / n as f64);
+    p.stop().await;
+}
+
+/// The content digest cannot be steered by the session's `search_path`: functions and an
+/// aggregate of the same names earlier in the path that would make every column's digest a
+/// constant do not let `USING NULL` pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_digest_is_immune_to_the_search_path() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; CREATE SCHEMA evil; \
+         CREATE FUNCTION evil.hashtextextended(text, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'; \
+         CREATE FUNCTION evil.zero(bigint, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint'; \
+         CREATE AGGREGATE evil.sum(bigint) (SFUNC = evil.zero, STYPE = bigint, INITCOND = '0'); \
+         CREATE FUNCTION evil.concat(text, text, boolean, text, text) RETURNS text LANGUAGE sql AS 'SELECT ''x'''",
+    );
+    let p = proxy().await;
+    let before = state(&db).await;
+    let steps = ["SET search_path = evil, public, pg_catalog", "ALTER TABLE users ALTER email TYPE text USING NULL"];
+    let err = run_steps(p.port(), "app", APP_PW, &db, &steps).await.expect("refused");
+    assert!(err.contains("the content of column email changed"), "{err}");
+    assert_eq!(state(&db).await, before);
     p.stop().await;
 }
