@@ -27,10 +27,15 @@ async fn state(db: &str) -> (i64, i64) {
 /// A session of the DML-only role through `px` with a temporary table `t`, in a block, with a
 /// portal `p` bound to insert a row into it.
 async fn bound_insert(px: &Proxy, db: &str) -> TcpStream {
+    bound(px, db, "INSERT INTO t VALUES (1)").await
+}
+
+/// The same with a portal `p` bound to run `sql`.
+async fn bound(px: &Proxy, db: &str, sql: &str) -> TcpStream {
     let mut s = startup(px.port(), RAW, db).await;
     run(&mut s, "CREATE TEMP TABLE t(a int)").await;
     run(&mut s, "BEGIN").await;
-    let r = send(&mut s, &[p("s", "INSERT INTO t VALUES (1)"), b("p", "s", &[]), sync()]).await;
+    let r = send(&mut s, &[p("s", sql), b("p", "s", &[]), sync()]).await;
     assert!(r.codes.is_empty(), "{}", r.errors);
     s
 }
@@ -54,14 +59,17 @@ async fn a_portal_bound_before_a_trigger_is_counted_at_its_execute() {
     let db = crate::binds::setup();
     let before = state(&db).await;
     let px = proxy_with(base_config(), shipped_policy()).await;
-    let mut s = bound_insert(&px, &db).await;
-    run(&mut s, PURGE).await;
-    run(&mut s, TRIGGER).await;
-    let r = send(&mut s, &[e("p", 0), sync()]).await;
-    assert_eq!(state(&db).await, before, "the Execute ran the trigger uncounted: {r:?}");
-    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
-    run(&mut s, "ROLLBACK").await;
-    assert_eq!(state(&db).await, before);
+    // A plain INSERT, and a data-modifying WITH (its executor starts at the Execute too).
+    for sql in ["INSERT INTO t VALUES (1)", "WITH x AS (INSERT INTO t VALUES (1) RETURNING a) SELECT * FROM x"] {
+        let mut s = bound(&px, &db, sql).await;
+        run(&mut s, PURGE).await;
+        run(&mut s, TRIGGER).await;
+        let r = send(&mut s, &[e("p", 0), sync()]).await;
+        assert_eq!(state(&db).await, before, "{sql}: the Execute ran the trigger uncounted: {r:?}");
+        assert!(r.errors.contains("blastwall: refused"), "{sql}: {r:?}");
+        run(&mut s, "ROLLBACK").await;
+        assert_eq!(state(&db).await, before);
+    }
 }
 
 /// The same in one batch, released piece by piece by Flushes, outside a block; and with a
