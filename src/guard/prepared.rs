@@ -106,6 +106,31 @@ impl Guard {
         by_set || (counted && self.statements_of(sql, info, None).iter().any(|s| s.calls_functions))
     }
 
+    /// Whether the server's analysis of a protocol Parse of `sql` (judged to be counted) may
+    /// run a user function (third adversarial pass F5): parse analysis converts a literal to
+    /// the type it is cast to, compared with or assigned to (`coerce_type` → the type's input
+    /// function), and the input of an array, row or range type over a domain runs the
+    /// domain's `CHECK` (`'{1}'::d[]`, `'(1)'::t`). So in a database that has such a type, a
+    /// Parse whose text mentions a hidden caller (the type, a relation with a column of it,
+    /// anything over it: by name in any case, as the session's search path may resolve it)
+    /// or calls a function (an argument converted to its parameter's type) may; unknown set:
+    /// every one may. The planner does not run at Parse: the rest is the Bind's
+    /// (`binds_code`).
+    pub fn parses_code(&self, sql: &[u8], info: &SessionInfo) -> bool {
+        if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
+            return false;
+        }
+        let by_set = self.catalog.with_hidden_callers(&info.database, |set| {
+            let converts = set.any_input_runs_code();
+            (converts && set.mentioned_at_all(&String::from_utf8_lossy(sql)), converts)
+        });
+        match by_set {
+            None | Some((true, _)) => true,
+            Some((false, false)) => false,
+            Some((false, true)) => self.statements_of(sql, info, None).iter().any(|s| s.calls_functions),
+        }
+    }
+
     /// Judges a statement as a call of a function whose body is unseen: what a Bind that runs
     /// code is (`binds_code`), whatever the statement's own verdict.
     pub fn judge_as_call(&self, sql: &[u8], info: &mut SessionInfo) -> super::Judged {

@@ -44,6 +44,8 @@ pub(super) struct HeldBatch {
     /// Its first message's statement has a Bind that runs code (`binds`): a batch that binds
     /// it is counted even without an Execute.
     code: bool,
+    /// Its first message is a Parse whose analysis may run code (`parses`): counted even alone.
+    parses: bool,
 }
 
 impl Session {
@@ -129,8 +131,15 @@ impl Session {
                 let plan: Arc<CheckPlan> = Arc::new(*plan);
                 let facts = self.parse_facts(&name, &f, true, code);
                 let op = Op::Parse { name, plan: Some(plan.clone()), facts };
+                // Its analysis may run code: counted even alone, refused where it cannot be (`parses`).
+                let parses = self.parse_runs_code(msg.sql);
                 if self.can_hold() {
                     self.start_held(f, op, plan, code);
+                    if let Some(h) = &mut self.held_batch {
+                        h.parses = parses;
+                    }
+                } else if parses {
+                    self.parse_not_alone(&f, op, &plan);
                 } else {
                     self.forward_op(&f, op);
                 }
@@ -260,6 +269,7 @@ impl Session {
             frames: vec![(f, op)],
             executes,
             code,
+            parses: false,
         });
     }
 
@@ -308,8 +318,10 @@ impl Session {
                 continue;
             }
             match op {
+                _ if self.relay.is_discarding() => {}
                 Op::Execute => self.count_where_it_stands(frame, h.plan.clone()),
                 Op::Bind { portal, statement } => self.bind_released(frame, portal, statement),
+                op @ Op::Parse { .. } if h.parses => self.parse_not_alone(&frame, op, &h.plan),
                 op => self.forward_op(&frame, op),
             }
         }
@@ -334,7 +346,7 @@ impl Session {
     /// prepares runs nothing and needs no counting.
     fn held_sync(&mut self, h: HeldBatch, sync: Frame) {
         let binds = h.ops.iter().any(|op| matches!(op, Op::Bind { .. }));
-        if h.executes || (h.code && binds) {
+        if h.executes || (h.code && binds) || h.parses {
             let mut bytes = h.bytes;
             bytes.extend_from_slice(&sync.bytes);
             let mut plan = (*h.plan).clone();

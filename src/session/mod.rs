@@ -26,6 +26,7 @@ mod ending;
 mod extended;
 mod names;
 mod opening;
+mod parses;
 mod replies;
 mod simple;
 mod sliced;

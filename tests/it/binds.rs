@@ -5,7 +5,7 @@
 //! Execute flows run no count of blastwall's (its counter reading is never prepared on the
 //! session) and are not refused.
 
-use crate::batches::{b, describe, e, p, q, sync};
+use crate::batches::{b, describe, e, flush, p, q, sync};
 use crate::harness::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -368,22 +368,70 @@ async fn a_statement_prepared_before_its_table_became_a_view_over_users_is_judge
 
 /// Third pass F5: parse analysis converts a typed literal with its type's input function — a
 /// domain's CHECK for `'{1}'::d[]` — so a protocol Parse alone (no Bind, no Execute) may run a
-/// writing function: it must be counted like the statement, first in its batch or not. Open:
-/// a Parse is relayed at once (only its Bind is counted).
-#[ignore = "open: third adversarial pass F5 (README, Where it falls short today)"]
+/// writing function: counted like the statement first in its batch (refused at the row
+/// limit), refused anywhere else. Variants: the temporary domain found by the search path, a
+/// domain over an array of it, the row type of a table with a column of it, a literal
+/// converted to a column's type without naming any type, a function's argument, EXPLAIN, an
+/// INSERT; a Parse held and then released by a Flush. Controls: the same shapes over ordinary
+/// types are neither refused nor counted, and the session goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parse_that_converts_a_literal_through_a_writing_domain_is_counted() {
     let db = setup();
-    let px = proxy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config();
+    let audit = audit_to(&mut cfg, &dir);
+    let px = proxy_with(cfg, shipped_policy()).await;
+    let events = || std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
     let mut s = startup(px.port(), RAW, &db).await;
     run(&mut s, PURGE).await;
     run(&mut s, "CREATE DOMAIN pg_temp.d1 AS int CHECK (pg_temp.f(VALUE))").await;
-    let text = "SELECT '{1}'::pg_temp.d1[] WHERE false";
-    let r = send(&mut s, &[p("s1", text), sync()]).await;
-    assert!(r.errors.contains("blastwall: refused") || !r.codes.is_empty(), "{r:?}");
-    assert_eq!(messages(&db).await, 360, "a Parse first in its batch ran the CHECK");
-    let r = send(&mut s, &[p("a", "SELECT 1"), p("s2", text), sync()]).await;
-    assert!(r.errors.contains("blastwall: refused") || !r.codes.is_empty(), "{r:?}");
-    assert_eq!(messages(&db).await, 360, "a Parse in the middle of its batch ran the CHECK");
+    run(&mut s, "CREATE DOMAIN pg_temp.da AS pg_temp.d1[]").await;
+    run(&mut s, "CREATE TEMP TABLE rt1 (a pg_temp.d1)").await;
+    run(&mut s, "CREATE TEMP TABLE rt2 (a pg_temp.d1[])").await;
+    run(&mut s, "CREATE FUNCTION pg_temp.g(x pg_temp.d1[]) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$").await;
+    let texts = [
+        "SELECT '{1}'::pg_temp.d1[] WHERE false",
+        "SELECT '{1}'::d1[] WHERE false",
+        "SELECT '{1}'::pg_temp.da WHERE false",
+        "SELECT '(1)'::rt1 WHERE false",
+        "SELECT 1 FROM rt2 WHERE a = '{1}'",
+        "SELECT pg_temp.g('{1}') WHERE false",
+        "EXPLAIN SELECT '{1}'::d1[]",
+        "INSERT INTO rt2 VALUES ('{1}')",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let r = send(&mut s, &[p(&format!("s{i}"), text), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Parse first in its batch ran the CHECK: {text}");
+        refused(&r, &format!("a Parse first in its batch: {text}"));
+        let r = send(&mut s, &[p("a", "SELECT 1"), p(&format!("t{i}"), text), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Parse in the middle of its batch ran the CHECK: {text}");
+        refused(&r, &format!("a Parse in the middle of its batch: {text}"));
+        run(&mut s, "DEALLOCATE ALL").await;
+    }
+    // Held, then released by a Flush (it cannot be counted where it stands).
+    let text = texts[0];
+    s.write_all(&[p("h", text), describe(b'S', "h"), flush()].concat()).await.unwrap();
+    s.write_all(&sync()).await.unwrap();
+    refused(&replies(&mut s).await, "a Parse released by a Flush");
+    // With its Bind and Execute: counted whole.
+    refused(&send(&mut s, &[p("", text), b("", "", &[]), e("", 0), sync()]).await, "Parse/Bind/Execute");
+    // In a failed transaction the server refuses it unanalyzed.
+    run(&mut s, "BEGIN").await;
+    assert_eq!(send(&mut s, &[q("SELECT 1/0")]).await.codes, ["22012"]);
+    assert_eq!(send(&mut s, &[p("f", text), sync()]).await.codes, ["25P02"]);
+    run(&mut s, "ROLLBACK").await;
+    assert_eq!(messages(&db).await, 360);
+    // Controls: ordinary types, the same shapes.
+    let before = events();
+    for text in ["SELECT '{1}'::int[] WHERE false", "SELECT '[1,2)'::int4range WHERE false", "SELECT $1::int[]"] {
+        refused_not(&send(&mut s, &[p("c", text), sync()]).await);
+        refused_not(&send(&mut s, &[p("a", "SELECT 1"), p("", text), sync()]).await);
+        s.write_all(&[p("", text), describe(b'S', ""), flush()].concat()).await.unwrap();
+        s.write_all(&sync()).await.unwrap();
+        refused_not(&replies(&mut s).await);
+        run(&mut s, "DEALLOCATE ALL").await;
+    }
+    assert_eq!(events(), before, "an ordinary Parse was counted");
+    run(&mut s, "SELECT 1").await;
     px.stop().await;
 }
