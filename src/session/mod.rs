@@ -27,6 +27,7 @@ mod extended;
 mod names;
 mod opening;
 mod parses;
+mod questions;
 mod replies;
 mod simple;
 mod sliced;

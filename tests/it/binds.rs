@@ -408,6 +408,17 @@ async fn a_parse_that_converts_a_literal_through_a_writing_domain_is_counted() {
         refused(&r, &format!("a Parse in the middle of its batch: {text}"));
         run(&mut s, "DEALLOCATE ALL").await;
     }
+    // The same texts as a Query are counted too.
+    refused(&send(&mut s, &[q("SELECT 1 FROM rt2 WHERE a = '{1}'")]).await, "a Query");
+    assert_eq!(messages(&db).await, 360);
+    // A domain made earlier in the same batch.
+    let made = "CREATE DOMAIN pg_temp.dz AS int CHECK (pg_temp.f(VALUE))";
+    let r = send(
+        &mut s,
+        &[p("", made), b("", "", &[]), e("", 0), p("z", "SELECT '{1}'::pg_temp.dz[] WHERE false"), sync()],
+    )
+    .await;
+    assert_eq!(messages(&db).await, 360, "a Parse after the DDL that made its domain, in one batch: {r:?}");
     // Held, then released by a Flush (it cannot be counted where it stands).
     let text = texts[0];
     s.write_all(&[p("h", text), describe(b'S', "h"), flush()].concat()).await.unwrap();
