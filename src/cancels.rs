@@ -81,13 +81,17 @@ impl Requests {
 }
 
 /// Whether the answer to a catalog question blastwall asked on the client's session (before
-/// judging the client's message, `session::checks`) is a cancel that met it (57014: the
-/// client's cancel, or its `statement_timeout`). The server has then ended that statement
-/// as it would have ended the client's, and aborted the client's block, if any: the
-/// client's message ends with the same error and runs nothing (`session::questions`), and
-/// nothing is learned from the answer (it says nothing of the catalog).
-pub fn met_question(answer: &crate::precheck::Answer) -> bool {
-    answer.error.as_ref().is_some_and(|e| e.code == CANCELED)
+/// judging the client's message, `session::checks`) is a cancel of the client's that met it
+/// (57014 while a cancel was forwarded, `sent`), or a `statement_timeout` that aborted the
+/// client's block. The server has then ended that statement as it would have ended the
+/// client's, and aborted the client's block, if any: the client's message ends with the
+/// same error and runs nothing (`session::questions`), and nothing is learned from the
+/// answer (it says nothing of the catalog). A timeout outside a block is an unanswered
+/// question like any other (the worst is assumed): a client whose `statement_timeout` is
+/// shorter than a question still runs its statements.
+pub fn met_question(answer: &crate::precheck::Answer, sent: bool) -> bool {
+    let aborted = answer.status == Some(TxStatus::Failed);
+    answer.error.as_ref().is_some_and(|e| e.code == CANCELED) && (sent || aborted)
 }
 
 /// SQLSTATE query_canceled.

@@ -251,10 +251,11 @@ impl Session {
             .collect();
         // A cancel of the client's that meets a question ends the client's message there, and
         // nothing is learned from that answer (`questions`).
+        let mark = self.shared.cancels.mark(self.key.as_ref());
         macro_rules! unless_cancelled {
             ($answer:expr) => {{
                 let answer = $answer;
-                if crate::cancels::met_question(&answer) {
+                if crate::cancels::met_question(&answer, self.shared.cancels.since(self.key.as_ref(), mark)) {
                     let Backend { for_client, params, .. } = backend;
                     self.take_for_client(for_client, params);
                     self.question_cancelled(&frame, answer);
