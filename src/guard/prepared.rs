@@ -131,6 +131,14 @@ impl Guard {
         }
     }
 
+    /// Whether the session's database may have a type whose input runs a user function (not
+    /// known: yes), while the policy judges calls.
+    pub fn inputs_run_code(&self, info: &SessionInfo) -> bool {
+        !info.database.is_empty()
+            && self.calls_matter.load(Ordering::Acquire)
+            && self.catalog.with_hidden_callers(&info.database, |set| set.any_input_runs_code()).unwrap_or(true)
+    }
+
     /// Judges a statement as a call of a function whose body is unseen: what a Bind that runs
     /// code is (`binds_code`), whatever the statement's own verdict.
     pub fn judge_as_call(&self, sql: &[u8], info: &mut SessionInfo) -> super::Judged {

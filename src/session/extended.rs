@@ -1,5 +1,6 @@
 //! The extended protocol on the session's path: Parse is judged, Parse/Bind/Describe/Close/
-//! Flush go to the server at once (they execute nothing), the mirror of statements and
+//! Flush go to the server at once (they execute nothing; those that may run code are
+//! `binds`' and `parses`'), the mirror of statements and
 //! portals follows the server's confirmations, and only an Execute of a portal whose
 //! statement must be counted is special:
 //!
@@ -45,7 +46,7 @@ pub(super) struct HeldBatch {
     /// it is counted even without an Execute.
     code: bool,
     /// Its first message is a Parse whose analysis may run code (`parses`): counted even alone.
-    parses: bool,
+    pub(super) parses: bool,
 }
 
 impl Session {
@@ -86,7 +87,7 @@ impl Session {
                     None => self.forward_op(&f, Op::Execute),
                 }
             }
-            fe::DESCRIBE => self.forward_op(&f, Op::Describe),
+            fe::DESCRIBE => self.on_describe(f),
             fe::CLOSE => {
                 let portal = f.body().first() == Some(&b'P');
                 let name = f.body().get(1..).unwrap_or_default();
@@ -278,7 +279,8 @@ impl Session {
     pub(super) fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
         let Some(h) = &mut self.held_batch else { return Ok(()) };
         let has = |tag: u8| h.frames.iter().any(|(x, _)| x.tag == tag);
-        let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH;
+        // A held Describe of a statement (`parses`) takes nothing but its Sync.
+        let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH && !matches!(h.ops.first(), Some(Op::Describe));
         let op = match f.tag {
             fe::BIND if fits && !has(fe::BIND) && !h.executes => {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
@@ -321,7 +323,7 @@ impl Session {
                 _ if self.relay.is_discarding() => {}
                 Op::Execute => self.count_where_it_stands(frame, h.plan.clone()),
                 Op::Bind { portal, statement } => self.bind_released(frame, portal, statement),
-                op @ Op::Parse { .. } if h.parses => self.parse_not_alone(&frame, op, &h.plan),
+                op @ (Op::Parse { .. } | Op::Describe) if h.parses => self.parse_not_alone(&frame, op, &h.plan),
                 op => self.forward_op(&frame, op),
             }
         }

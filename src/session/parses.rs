@@ -1,4 +1,5 @@
-//! A protocol Parse whose analysis may run user code (issue 11, third adversarial pass F5).
+//! A protocol Parse whose analysis may run user code (issue 11, third adversarial pass F5), and a
+//! Describe of such a statement.
 //!
 //! The server analyzes a Parse's text at once: a literal cast to, compared with or assigned to
 //! a type is converted by the type's input function there, and the input of an array, row or
@@ -9,6 +10,9 @@
 //! - first in its batch, it starts the held one-write batch as any counted Parse does, and
 //!   that batch is run whole inside the pre-check at its Sync even when it binds and executes
 //!   nothing (`extended::held_sync`);
+//! - a Describe of such a statement is counted the same way, alone in its batch: the server
+//!   analyzes a statement again there when its plan was invalidated since (a changed
+//!   `search_path`, DDL it depends on), converting the literal again;
 //! - anywhere else — after other messages of its batch, or when its held batch is released
 //!   because a message came that does not fit it (another Parse, a Flush) — it cannot be
 //!   counted where it stands (the in-batch count goes around an Execute), so it is refused,
@@ -21,9 +25,11 @@
 
 use super::statements::Op;
 use super::Session;
+use crate::guard::Verdict;
 use crate::precheck::CheckPlan;
-use crate::wire::messages::TxStatus;
+use crate::wire::messages::{self, ProxyMessage, TxStatus};
 use crate::wire::Frame;
+use std::sync::Arc;
 
 impl Session {
     /// Whether the server's analysis of a Parse of `sql`, judged to be counted, may run code.
@@ -31,16 +37,67 @@ impl Session {
         self.shared.guard.parses_code(sql, &self.info)
     }
 
-    /// A Parse whose analysis may run code, where it cannot be counted (see the module's
-    /// comment): refused, unless the server is certain to refuse it unanalyzed.
+    /// A Parse whose analysis may run code, or a Describe of such a statement, where it cannot
+    /// be counted (see the module's comment): refused, unless the server is certain to refuse
+    /// it unanalyzed.
     pub(super) fn parse_not_alone(&mut self, f: &Frame, op: Op, plan: &CheckPlan) {
         if self.server_refuses_unanalyzed() {
             self.forward_op(f, op);
             return;
         }
         let policy = self.shared.guard.policy();
-        let why = "its Parse may run user code while the server analyzes it (a literal converted to a type whose input runs a function, such as an array of a domain with a CHECK), and a Parse can be counted only first in its batch, followed by nothing but its Bind, Describe, Execute and Sync".to_string();
+        let why = "the server may run user code while it analyzes the statement here (a literal converted to a type whose input runs a function, such as an array of a domain with a CHECK), and that can be counted only first in its batch: a Parse followed by nothing but its Bind, Describe, Execute and Sync, a Describe of the statement by nothing but Sync".to_string();
         self.refuse_in_batch(super::checks::uncounted(plan, why, &policy));
+    }
+
+    /// A Describe: of a prepared statement whose analysis may run code (the server analyzes it
+    /// again there when its plan was invalidated since: DDL, a changed `search_path`), counted
+    /// like its Parse — alone in its batch, else refused; any other goes at once.
+    pub(super) fn on_describe(&mut self, f: Frame) {
+        let body = f.body();
+        if body.first() == Some(&b'S') {
+            let name = body[1..].split(|b| *b == 0).next().unwrap_or_default().to_vec();
+            match self.described_plan(&name) {
+                Some(Ok(plan)) if self.can_hold() => {
+                    self.start_held(f, Op::Describe, plan, false);
+                    if let Some(h) = &mut self.held_batch {
+                        h.parses = true;
+                    }
+                }
+                Some(Ok(plan)) => self.parse_not_alone(&f, Op::Describe, &plan),
+                Some(Err(refusal)) => self.refuse_in_batch(refusal),
+                None => self.forward_op(&f, Op::Describe),
+            }
+            return;
+        }
+        self.forward_op(&f, Op::Describe);
+    }
+
+    /// How a Describe of the statement `name` is counted, when its analysis may run code: the
+    /// statement's text as the client's Parse gave it, or every text prepared under that
+    /// name (`SessionInfo::prepared`), judged like a call; a name blastwall never saw
+    /// prepared (a function body's) in a database that has types whose input runs code, too.
+    fn described_plan(&mut self, name: &[u8]) -> Option<Result<Arc<CheckPlan>, ProxyMessage>> {
+        let parsed = self.mirror.facts(name).and_then(|f| f.parse.clone());
+        let parsed = parsed.and_then(|p| messages::parse_msg(&p).ok().map(|m| m.sql.to_vec()));
+        let prepared = self.info.prepared.get(String::from_utf8_lossy(name).as_ref());
+        let text =
+            match (parsed, prepared) {
+                (Some(sql), _) => self.parse_runs_code(&sql).then_some(sql),
+                (None, Some(list)) => {
+                    list.iter().map(|s| s.text.as_bytes()).find(|t| self.parse_runs_code(t)).map(<[u8]>::to_vec)
+                }
+                (None, None) => self.shared.guard.inputs_run_code(&self.info).then(|| {
+                    format!("EXECUTE \"{}\"", String::from_utf8_lossy(name).replace('"', "\"\"")).into_bytes()
+                }),
+            }?;
+        let judged = self.shared.guard.judge_as_call(&text, &mut self.info);
+        match self.recorded(judged) {
+            Verdict::Check(plan) => Some(Ok(Arc::new(*plan))),
+            Verdict::Refuse(m) => Some(Err(m)),
+            Verdict::Split(m) => Some(Err(*m)),
+            _ => None,
+        }
     }
 
     /// Whether the server will refuse the next message of the batch without analyzing it: the

@@ -446,3 +446,61 @@ async fn a_parse_that_converts_a_literal_through_a_writing_domain_is_counted() {
     run(&mut s, "SELECT 1").await;
     px.stop().await;
 }
+
+/// The server analyzes a prepared statement again when its plan was invalidated (a changed
+/// `search_path`, DDL it depends on) — at its Bind, and at a Describe of the statement (the
+/// row description is made from the statement analyzed again): a statement harmless when it
+/// was prepared (the domain's CHECK then deleted nothing) converts its literal again there.
+/// A Describe of such a statement — prepared by protocol or by SQL — is counted like its
+/// Parse alone in its batch (refused here at the row limit), and refused anywhere else.
+/// Control: a Describe of an ordinary statement goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_describe_that_analyzes_a_statement_again_is_counted() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, "CREATE TEMP TABLE flag (on_ boolean)").await;
+    run(
+        &mut s,
+        "CREATE FUNCTION pg_temp.del(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN \
+         IF EXISTS (SELECT 1 FROM pg_temp.flag WHERE on_) THEN DELETE FROM public.web_messages WHERE true; END IF; \
+         RETURN true; END $$",
+    )
+    .await;
+    run(&mut s, "CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.del(VALUE))").await;
+    let text = "SELECT '{1}'::pg_temp.dd[] AS x WHERE false";
+    // Prepared while the CHECK deletes nothing: counted, kept.
+    refused_not(&send(&mut s, &[p("s", text), sync()]).await);
+    run(&mut s, &format!("PREPARE sp AS {text}")).await;
+    refused_not(&send(&mut s, &[p("plain", "SELECT 1 AS x"), sync()]).await);
+    run(&mut s, "INSERT INTO flag VALUES (true)").await;
+    // A changed search_path invalidates the session's plans (a counted Describe analyzed the
+    // statement again inside the check: each case changes it anew).
+    let mut paths = ["public, pg_temp, pg_catalog", "pg_temp, public, pg_catalog", "pg_catalog, public, pg_temp"]
+        .into_iter()
+        .chain(["pg_catalog, pg_temp, public", "public, pg_catalog, pg_temp", "pg_temp, pg_catalog, public"]);
+    let mut new_path = async |s: &mut TcpStream| {
+        run(s, &format!("SET search_path = {}", paths.next().unwrap())).await;
+    };
+    for name in ["s", "sp"] {
+        new_path(&mut s).await;
+        let r = send(&mut s, &[describe(b'S', name), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Describe of {name} alone ran the CHECK: {r:?}");
+        refused(&r, &format!("a Describe of {name} alone"));
+        new_path(&mut s).await;
+        let r = send(&mut s, &[p("a", "SELECT 1"), describe(b'S', name), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Describe of {name} in the middle of its batch ran the CHECK: {r:?}");
+        refused(&r, &format!("a Describe of {name} in the middle of its batch"));
+        run(&mut s, "DEALLOCATE a").await;
+        new_path(&mut s).await;
+        s.write_all(&[describe(b'S', name), flush()].concat()).await.unwrap();
+        s.write_all(&sync()).await.unwrap();
+        let r = replies(&mut s).await;
+        assert_eq!(messages(&db).await, 360, "a Describe of {name} and a Flush ran the CHECK: {r:?}");
+        refused(&r, &format!("a Describe of {name} and a Flush"));
+    }
+    let r = send(&mut s, &[p("a", "SELECT 1"), describe(b'S', "plain"), sync()]).await;
+    assert_eq!(r.tags, "1tTZ", "{r:?}");
+    run(&mut s, "SELECT 1").await;
+    px.stop().await;
+}
