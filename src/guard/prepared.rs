@@ -110,25 +110,36 @@ impl Guard {
     /// run a user function (third adversarial pass F5): parse analysis converts a literal to
     /// the type it is cast to, compared with or assigned to (`coerce_type` → the type's input
     /// function), and the input of an array, row or range type over a domain runs the
-    /// domain's `CHECK` (`'{1}'::d[]`, `'(1)'::t`). So in a database that has such a type, a
-    /// Parse whose text mentions a hidden caller (the type, a relation with a column of it,
-    /// anything over it: by name in any case, as the session's search path may resolve it)
-    /// or calls a function (an argument converted to its parameter's type) may; unknown set:
-    /// every one may. The planner does not run at Parse: the rest is the Bind's
-    /// (`binds_code`).
-    pub fn parses_code(&self, sql: &[u8], info: &SessionInfo) -> bool {
+    /// domain's `CHECK` (`'{1}'::d[]`, `'(1)'::t`). Only the statements the server analyzes at
+    /// Parse can (queries, EXPLAIN, DECLARE, CREATE TABLE AS, CALL; other utility statements
+    /// are analyzed when they run). In a database that has such a type, one whose text
+    /// mentions a hidden caller (the type, a relation with a column of it, anything over it:
+    /// by name in any case, as the session's search path may resolve it) or calls a function
+    /// (an argument converted to its parameter's type) may. When the database's set is not
+    /// known (not asked yet, or `unsure` in this batch, where DDL before it may have made such
+    /// a type), any such statement with a string literal may. The planner does not run at
+    /// Parse: the rest is the Bind's (`binds_code`).
+    pub fn parses_code(&self, sql: &[u8], info: &SessionInfo, unsure: bool) -> bool {
         if info.database.is_empty() || !self.calls_matter.load(Ordering::Acquire) {
             return false;
         }
-        let by_set = self.catalog.with_hidden_callers(&info.database, |set| {
-            let converts = set.any_input_runs_code();
-            (converts && set.mentioned_at_all(&String::from_utf8_lossy(sql)), converts)
-        });
-        match by_set {
-            None | Some((true, _)) => true,
-            Some((false, false)) => false,
-            Some((false, true)) => self.statements_of(sql, info, None).iter().any(|s| s.calls_functions),
-        }
+        let known = self
+            .catalog
+            .with_hidden_callers(&info.database, |set| {
+                let unknown = *set == crate::catalog::HiddenCallers::everything();
+                (!unsure && !unknown).then(|| {
+                    let converts = set.any_input_runs_code();
+                    (converts, converts && set.mentioned_at_all(&String::from_utf8_lossy(sql)))
+                })
+            })
+            .flatten();
+        let may = match known {
+            Some((false, _)) => false,
+            Some((true, true)) => true,
+            Some((true, false)) => self.statements_of(sql, info, None).iter().any(|s| s.calls_functions),
+            None => has_string_literal(sql),
+        };
+        may && analyzed_at_parse(sql)
     }
 
     /// Whether the session's database may have a type whose input runs a user function (not
@@ -153,6 +164,44 @@ impl Guard {
     }
 }
 
+/// Whether the server analyzes a statement of `sql` when it is parsed (`transformStmt`):
+/// queries, EXPLAIN, DECLARE, CREATE TABLE AS and CALL; other utility statements only when
+/// they run. `PREPARE name AS …` (a text `SessionInfo::prepared` keeps) by the statement it
+/// prepares. A text that does not parse here counts as one that is.
+fn analyzed_at_parse(sql: &[u8]) -> bool {
+    use pg_query::NodeEnum as N;
+    fn analyzed(node: Option<&N>) -> bool {
+        match node {
+            Some(N::PrepareStmt(p)) => analyzed(p.query.as_ref().and_then(|q| q.node.as_ref())),
+            None => true,
+            Some(n) => matches!(
+                n,
+                N::SelectStmt(_)
+                    | N::InsertStmt(_)
+                    | N::UpdateStmt(_)
+                    | N::DeleteStmt(_)
+                    | N::MergeStmt(_)
+                    | N::ExplainStmt(_)
+                    | N::DeclareCursorStmt(_)
+                    | N::CreateTableAsStmt(_)
+                    | N::CallStmt(_)
+            ),
+        }
+    }
+    let Ok(parsed) = crate::analyze::budget::parse(&String::from_utf8_lossy(sql), 0) else { return true };
+    parsed.protobuf.stmts.iter().any(|s| analyzed(s.stmt.as_ref().and_then(|n| n.node.as_ref())))
+}
+
+/// Whether a text may hold a string constant (a quote, or a dollar quote: `$$`, `$tag$`;
+/// `$1` is a parameter): what parse analysis converts with a type's input function
+/// (conservative: also inside comments and identifiers).
+fn has_string_literal(sql: &[u8]) -> bool {
+    sql.contains(&b'\'')
+        || sql
+            .windows(2)
+            .any(|w| w[0] == b'$' && (w[1] == b'$' || w[1].is_ascii_alphabetic() || w[1] == b'_' || w[1] >= 0x80))
+}
+
 /// The highest `$n` a text refers to (conservative: also inside strings and comments); `n`
 /// past 65,535 counts as 65,535.
 fn highest_parameter(sql: &[u8]) -> usize {
@@ -170,6 +219,20 @@ fn highest_parameter(sql: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_analysis_and_string_literals_are_told() {
+        assert!(super::analyzed_at_parse(b"SELECT '{1}'::d[]") && super::analyzed_at_parse(b"EXPLAIN SELECT 1"));
+        assert!(super::analyzed_at_parse(b"CREATE TABLE t AS SELECT 1") && super::analyzed_at_parse(b"CALL p('x')"));
+        assert!(super::analyzed_at_parse(b"INSERT INTO t VALUES ('{1}')") && super::analyzed_at_parse(b"not sql"));
+        assert!(!super::analyzed_at_parse(b"CREATE DOMAIN d AS int CHECK (f(VALUE))"));
+        assert!(
+            !super::analyzed_at_parse(b"CREATE VIEW v AS SELECT '{1}'::d[]") && !super::analyzed_at_parse(b"SET x = 1")
+        );
+        assert!(super::analyzed_at_parse(b"PREPARE p AS SELECT 1"));
+        assert!(super::has_string_literal(b"SELECT '1'") && super::has_string_literal(b"SELECT $$1$$"));
+        assert!(super::has_string_literal(b"SELECT $q$1$q$") && !super::has_string_literal(b"SELECT $1::int, 2"));
+    }
+
     #[test]
     fn the_highest_parameter_is_found_anywhere() {
         assert_eq!(super::highest_parameter(b"SELECT 1"), 0);

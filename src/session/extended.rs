@@ -115,6 +115,12 @@ impl Session {
         let verdict = self.judge_sql(msg.sql, pre);
         self.info.names.persisting = false;
         let (verdict, code) = self.with_bind_code(verdict, msg.sql, &param_types);
+        if matches!(verdict, Verdict::Allow | Verdict::Notice(_)) && self.unsure_parse(&f, msg.sql, &name) {
+            return Ok(());
+        }
+        if !matches!(verdict, Verdict::Analyze | Verdict::Resolve(_)) {
+            self.parsed_may_make_objects(msg.sql);
+        }
         match verdict {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
             Verdict::Resolve(questions) => {
@@ -134,6 +140,7 @@ impl Session {
                 let op = Op::Parse { name, plan: Some(plan.clone()), facts };
                 // Its analysis may run code: counted even alone, refused where it cannot be (`parses`).
                 let parses = self.parse_runs_code(msg.sql);
+                self.may_make_objects(&plan);
                 if self.can_hold() {
                     self.start_held(f, op, plan, code);
                     if let Some(h) = &mut self.held_batch {

@@ -33,8 +33,73 @@ use std::sync::Arc;
 
 impl Session {
     /// Whether the server's analysis of a Parse of `sql`, judged to be counted, may run code.
+    /// The database's hidden callers count as unknown when they are not certain in this batch
+    /// (`Mirror::callers_unsure`): DDL before it in the batch may have made such a type.
     pub(super) fn parse_runs_code(&self, sql: &[u8]) -> bool {
-        self.shared.guard.parses_code(sql, &self.info)
+        let unsure = self.mirror.callers_unsure == Some(self.relay.syncs_sent());
+        self.shared.guard.parses_code(sql, &self.info, unsure)
+    }
+
+    /// A counted statement of the batch that may make objects (DDL, a function's body): the
+    /// database's hidden callers are not certain for the rest of the batch.
+    pub(super) fn may_make_objects(&mut self, plan: &CheckPlan) {
+        if matches!(plan.verb, "DDL" | "statement") {
+            self.mirror.callers_unsure = Some(self.relay.syncs_sent());
+        }
+    }
+
+    /// The same for a Parse of any verdict whose text may make or change a type or a column
+    /// (`CREATE`, `ALTER`; a text that starts with a comment or anything else unusual counts
+    /// too): a DDL statement the policy lets through uncounted.
+    pub(super) fn parsed_may_make_objects(&mut self, sql: &[u8]) {
+        let start = sql.iter().position(|b| !b.is_ascii_whitespace() && *b != b'(').unwrap_or(sql.len());
+        let word: Vec<u8> =
+            sql[start..].iter().take_while(|b| b.is_ascii_alphabetic()).map(u8::to_ascii_lowercase).collect();
+        const PLAIN: [&[u8]; 16] = [
+            b"select",
+            b"insert",
+            b"update",
+            b"delete",
+            b"with",
+            b"values",
+            b"table",
+            b"merge",
+            b"begin",
+            b"commit",
+            b"rollback",
+            b"set",
+            b"show",
+            b"savepoint",
+            b"release",
+            b"explain",
+        ];
+        let ends = sql.len() == start;
+        if !ends && !PLAIN.contains(&word.as_slice()) {
+            self.mirror.callers_unsure = Some(self.relay.syncs_sent());
+        }
+    }
+
+    /// A Parse judged harmless against hidden callers that are not certain in this batch
+    /// (DDL before it in the batch may have made a type the judgement did not know): when its
+    /// analysis may convert a literal, judged like a call and refused (it is not first in its
+    /// batch). Returns whether it was taken.
+    pub(super) fn unsure_parse(&mut self, f: &Frame, sql: &[u8], name: &[u8]) -> bool {
+        if self.mirror.callers_unsure != Some(self.relay.syncs_sent()) || !self.parse_runs_code(sql) {
+            return false;
+        }
+        let judged = self.shared.guard.judge_as_call(sql, &mut self.info);
+        match self.recorded(judged) {
+            Verdict::Check(plan) => {
+                let op = Op::Parse { name: name.to_vec(), plan: None, facts: None };
+                self.parse_not_alone(f, op, &plan);
+                true
+            }
+            Verdict::Refuse(m) => {
+                self.refuse_in_batch(m);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A Parse whose analysis may run code, or a Describe of such a statement, where it cannot

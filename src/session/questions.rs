@@ -31,6 +31,8 @@ impl Session {
         let message = answer.error.map(|e| e.message).unwrap_or_else(|| crate::said::canceled().message);
         let error = ProxyMessage::error("57014", message);
         tracing::info!(session = self.id, "a cancel met a catalog question: the client's message ends with it");
+        // A Bind that waited for the answers waits no more.
+        self.mirror.asked = 0;
         match frame.tag {
             fe::QUERY | fe::FUNCTION_CALL => self.relay.refuse_sync_point(error),
             _ => self.relay.fail_batch_here(error),
@@ -40,6 +42,9 @@ impl Session {
     /// No catalog question can be asked in the middle of an extended batch: answers that
     /// assume the worst (a write to count; the policy's column names).
     pub(super) fn assume_answers(&mut self, questions: &[crate::catalog::Question]) {
+        if questions.contains(&crate::catalog::Question::HiddenCallers) {
+            self.mirror.callers_unsure = Some(self.relay.syncs_sent());
+        }
         let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
         let policy = self.shared.guard.policy();
         for q in questions {

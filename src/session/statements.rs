@@ -170,6 +170,10 @@ pub(super) struct Mirror {
     pub(super) parked: Option<super::binds::Parked>,
     /// Rounds of catalog questions the Bind being judged waited for (`binds`).
     pub(super) asked: u8,
+    /// The batch (its sync point's ordinal) in which the database's hidden callers are not
+    /// certain: assumed rather than asked (`questions::assume_answers`), or after a statement
+    /// of the batch that may make objects (DDL, a function's body) was sent (`parses`).
+    pub(super) callers_unsure: Option<u64>,
 }
 
 impl Mirror {
