@@ -118,8 +118,8 @@ impl Session {
         if matches!(verdict, Verdict::Allow | Verdict::Notice(_)) && self.unsure_parse(&f, msg.sql, &name) {
             return Ok(());
         }
-        if !matches!(verdict, Verdict::Analyze | Verdict::Resolve(_)) {
-            self.parsed_may_make_objects(msg.sql);
+        if !matches!(verdict, Verdict::Analyze | Verdict::Resolve(_)) && self.parsed_may_make_objects(&f, msg.sql) {
+            return Ok(());
         }
         match verdict {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),

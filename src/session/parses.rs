@@ -40,18 +40,23 @@ impl Session {
         self.shared.guard.parses_code(sql, &self.info, unsure)
     }
 
-    /// A counted statement of the batch that may make objects (DDL, a function's body): the
-    /// database's hidden callers are not certain for the rest of the batch.
+    /// A counted statement of the batch that may make a type whose input runs code (DDL, a
+    /// function's body): the database's hidden callers are not certain for the rest of the
+    /// batch — when the database has such a type already (a new table, row or array type over
+    /// it), or the statement may make a domain.
     pub(super) fn may_make_objects(&mut self, plan: &CheckPlan) {
-        if matches!(plan.verb, "DDL" | "statement") {
+        if matches!(plan.verb, "DDL" | "statement") && self.may_make_such_a_type(plan.statement.as_bytes()) {
             self.mirror.callers_unsure = Some(self.relay.syncs_sent());
         }
     }
 
     /// The same for a Parse of any verdict whose text may make or change a type or a column
-    /// (`CREATE`, `ALTER`; a text that starts with a comment or anything else unusual counts
-    /// too): a DDL statement the policy lets through uncounted.
-    pub(super) fn parsed_may_make_objects(&mut self, sql: &[u8]) {
+    /// (anything but a query, a write or transaction control; a text that starts with a
+    /// comment counts too): a DDL statement the policy lets through uncounted. When the
+    /// database's hidden callers are not known and the Parse is first in its batch, they are
+    /// asked first (returns true: `f` is judged again once they are); in the middle of a
+    /// batch, not known counts as having such a type.
+    pub(super) fn parsed_may_make_objects(&mut self, f: &Frame, sql: &[u8]) -> bool {
         let start = sql.iter().position(|b| !b.is_ascii_whitespace() && *b != b'(').unwrap_or(sql.len());
         let word: Vec<u8> =
             sql[start..].iter().take_while(|b| b.is_ascii_alphabetic()).map(u8::to_ascii_lowercase).collect();
@@ -73,10 +78,26 @@ impl Session {
             b"release",
             b"explain",
         ];
-        let ends = sql.len() == start;
-        if !ends && !PLAIN.contains(&word.as_slice()) {
+        if start == sql.len() || PLAIN.contains(&word.as_slice()) || !self.shared.guard.inputs_run_code(&self.info) {
+            return false;
+        }
+        let known = self.shared.guard.catalog.with_hidden_callers(&self.info.database, |_| ()).is_some();
+        if !known && self.can_hold() {
+            let question = vec![crate::catalog::Question::HiddenCallers];
+            self.pending = Some(super::checks::Pending::Resolve(f.clone(), question));
+            return true;
+        }
+        if self.may_make_such_a_type(sql) {
             self.mirror.callers_unsure = Some(self.relay.syncs_sent());
         }
+        false
+    }
+
+    /// Whether a statement that may make objects may make a type whose input runs code: the
+    /// database has one already (a type over it can be made; not known: may), or its text
+    /// names a domain.
+    fn may_make_such_a_type(&self, sql: &[u8]) -> bool {
+        self.shared.guard.inputs_run_code(&self.info) || sql.windows(6).any(|w| w.eq_ignore_ascii_case(b"domain"))
     }
 
     /// A Parse judged harmless against hidden callers that are not certain in this batch

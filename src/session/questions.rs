@@ -42,9 +42,6 @@ impl Session {
     /// No catalog question can be asked in the middle of an extended batch: answers that
     /// assume the worst (a write to count; the policy's column names).
     pub(super) fn assume_answers(&mut self, questions: &[crate::catalog::Question]) {
-        if questions.contains(&crate::catalog::Question::HiddenCallers) {
-            self.mirror.callers_unsure = Some(self.relay.syncs_sent());
-        }
         let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
         let policy = self.shared.guard.policy();
         for q in questions {

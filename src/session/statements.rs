@@ -171,8 +171,8 @@ pub(super) struct Mirror {
     /// Rounds of catalog questions the Bind being judged waited for (`binds`).
     pub(super) asked: u8,
     /// The batch (its sync point's ordinal) in which the database's hidden callers are not
-    /// certain: assumed rather than asked (`questions::assume_answers`), or after a statement
-    /// of the batch that may make objects (DDL, a function's body) was sent (`parses`).
+    /// certain: after a statement of the batch that may make a type whose input runs code
+    /// was sent (`parses`).
     pub(super) callers_unsure: Option<u64>,
 }
 

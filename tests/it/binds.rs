@@ -505,3 +505,30 @@ async fn a_describe_that_analyzes_a_statement_again_is_counted() {
     run(&mut s, "SELECT 1").await;
     px.stop().await;
 }
+
+/// Control: DDL and a write with a string literal pipelined in one batch (a migration tool)
+/// run as directly in a database without types whose input runs a user function; in one with
+/// such a type, the write after the DDL is refused (the DDL may have made a type over it: a
+/// table with a column of the domain's array, and a literal converted to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_and_literals_in_one_batch_run_where_no_input_runs_code() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    let batch = |t: &str| {
+        let ddl = format!("CREATE TEMP TABLE {t} (a text)");
+        let ins = format!("INSERT INTO {t} VALUES ('a')");
+        [p("", &ddl), b("", "", &[]), e("", 0), p("", &ins), b("", "", &[]), e("", 0), sync()]
+    };
+    refused_not(&send(&mut s, &batch("m1")).await);
+    run(&mut s, PURGE).await;
+    run(&mut s, "CREATE DOMAIN pg_temp.dm AS int CHECK (pg_temp.f(VALUE))").await;
+    // With one, any literal after DDL in the batch is refused (its type may be new).
+    refused(&send(&mut s, &batch("m2")).await, "a literal after DDL, with a type whose input runs code");
+    // A table with a column of the domain's array, and a literal converted to it.
+    let (ddl, ins) = ("CREATE TEMP TABLE m3 (a pg_temp.dm[])", "INSERT INTO m3 VALUES ('{1}')");
+    let r = send(&mut s, &[p("", ddl), b("", "", &[]), e("", 0), p("", ins), b("", "", &[]), e("", 0), sync()]).await;
+    assert_eq!(messages(&db).await, 360, "{r:?}");
+    refused(&r, "a literal converted to a type made earlier in the batch");
+    px.stop().await;
+}
