@@ -289,7 +289,11 @@ impl Session {
                 continue;
             }
             if let Question::Taint = q {
-                super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx, &db).await?;
+                let answer = unless_cancelled!(backend
+                    .query(&crate::catalog::taint_query())
+                    .await
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
+                super::taint::learn(&answer, &mut self.info.taint, self.relay.tx, &db);
                 continue;
             }
             if let Question::HiddenCallers = q {

@@ -274,15 +274,22 @@ async fn a_refusal_before_a_query_in_the_same_batch_is_blastwalls() {
 /// the cancelled answer, and the client's own block is aborted as the server has it — a
 /// simple Query and an extended batch, outside a block and inside one. The question is made
 /// slow deterministically: a superuser holds `pg_depend` locked (the database's hidden-callers
-/// question reads it) and the cancel is sent once the question waits for that lock.
+/// question reads it, and so does the session's taint question, asked first once the client
+/// made a temporary object: `own`) and the cancel is sent once the question waits for that
+/// lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_on_a_catalog_question_ends_the_clients_statement() {
     let proxy = proxy_with(base_config(), shipped_policy()).await;
     let sql = "UPDATE t SET v = v + 1 WHERE id = 1";
-    for (extended, block) in [(false, false), (true, false), (false, true), (true, true)] {
-        let what = format!("extended {extended}, in a block {block}");
+    let cases = [(false, false, false), (true, false, false), (false, true, false), (true, true, false)];
+    for (extended, block, own) in cases.into_iter().chain([(false, false, true), (true, true, true)]) {
+        let what = format!("extended {extended}, in a block {block}, own temporary object {own}");
         let db = db();
         let mut c = Raw::connect(proxy.port(), &db).await;
+        if own {
+            c.send(&q("CREATE TEMP TABLE mine (a int)")).await;
+            assert_eq!(status(&c.until_ready().await), 'I');
+        }
         if block {
             c.send(&q("BEGIN")).await;
             assert_eq!(status(&c.until_ready().await), 'T');
