@@ -9,6 +9,9 @@
 //! transaction rolled back, the client's block (if any) aborted, SQLSTATE 57014, and never the
 //! CommandComplete of a write that was not kept.
 //!
+//! A cancel that meets one of blastwall's catalog questions, asked on the client's session
+//! before its message is judged, ends that message with the server's 57014 ([`met_question`]).
+//!
 //! Owns: the per-key cancel counts and that repair. Does not own: forwarding the cancel
 //! (`session::opening`), the check itself (`precheck`), relaying the outcome (`session`).
 
@@ -76,6 +79,23 @@ impl Requests {
         key.and_then(|k| self.keys.get(k).map(|c| c.clone()))
     }
 }
+
+/// Whether the answer to a catalog question blastwall asked on the client's session (before
+/// judging the client's message, `session::checks`) is a cancel of the client's that met it
+/// (57014 while a cancel was forwarded, `sent`), or a `statement_timeout` that aborted the
+/// client's block. The server has then ended that statement as it would have ended the
+/// client's, and aborted the client's block, if any: the client's message ends with the
+/// same error and runs nothing (`session::questions`), and nothing is learned from the
+/// answer (it says nothing of the catalog). A timeout outside a block is an unanswered
+/// question like any other (the worst is assumed): a client whose `statement_timeout` is
+/// shorter than a question still runs its statements.
+pub fn met_question(answer: &crate::precheck::Answer, sent: bool) -> bool {
+    let aborted = answer.status == Some(TxStatus::Failed);
+    answer.error.as_ref().is_some_and(|e| e.code == CANCELED) && (sent || aborted)
+}
+
+/// SQLSTATE query_canceled.
+const CANCELED: &str = "57014";
 
 /// After a pre-check that a cancel may have met (the session was `before`): asks the server
 /// where the session stands (a Sync), rolls back a transaction of blastwall's own still open,
@@ -158,7 +178,7 @@ fn ends_prefix(tag: u8) -> bool {
 }
 
 fn is_cancel(frame: &[u8]) -> bool {
-    frame[5..].split(|&b| b == 0).any(|f| f == b"C57014")
+    frame[5..].split(|&b| b == 0).any(|f| f.strip_prefix(b"C") == Some(CANCELED.as_bytes()))
 }
 
 /// The whole frames of a byte stream of backend messages.

@@ -261,6 +261,16 @@ impl Relay {
         self.refusals.push_back((self.syncs_sent, refusal, false));
     }
 
+    /// Ends the open batch with `error` at once, the server having ended it already (a cancel
+    /// that met blastwall's catalog question, `session::questions`): the client's messages up
+    /// to its Sync are dropped, and the Sync goes on.
+    pub fn fail_batch_here(&mut self, error: ProxyMessage) {
+        if !self.discarding {
+            self.to_client.extend_from_slice(&error.encode());
+            self.discarding = true;
+        }
+    }
+
     /// Sends a NoticeResponse to the client (warn mode).
     pub fn notify_client(&mut self, notice: &ProxyMessage) {
         self.to_client.extend_from_slice(&notice.encode());

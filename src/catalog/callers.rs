@@ -70,6 +70,19 @@ impl Catalog {
         Some(f(&set))
     }
 
+    /// `f` of the database's hidden callers as last learned or assumed, fresh or not (every
+    /// temporary schema's counted while the session's own is not known): for a judgement
+    /// that cannot ask (the middle of a batch) and must not make a stale answer fresh for
+    /// other sessions. `None`: never learned.
+    pub fn with_last_hidden_callers<R>(
+        &self,
+        database: &str,
+        whose: Whose<'_>,
+        f: impl FnOnce(&HiddenCallers) -> R,
+    ) -> Option<R> {
+        Some(self.hidden.get(database)?.0.with(whose, f))
+    }
+
     /// Learns the answer of [`hidden_callers_query`], asked on a session whose temporary
     /// schema is `own` (`None`: it could not be read — then every text is taken as mentioning
     /// one, for a second, after which it is asked again).

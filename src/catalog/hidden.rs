@@ -19,9 +19,11 @@
 //! reading the name (views, policies, domains, operators, casts) or writing it (defaults,
 //! checks, index expressions, columns of a checked domain, policies, triggers' `WHEN`). A
 //! temporary relation's index (the planner folds its constant expressions and predicates when
-//! it opens the table) and its row type (a cast to it runs its columns' domain checks) run the
-//! function on reading too; so do maintenance commands (`guard::maintenance`) for the writing
-//! callers, as do extended statistics over an expression (`ANALYZE`). An operator whose
+//! it opens the table) and its row type (a cast to it runs its columns' domain checks; so does
+//! a literal compared with or assigned to a column of an array or row type over such a domain,
+//! converted while the server analyzes the statement) run the function on reading too; so do
+//! maintenance commands (`guard::maintenance`) for the writing callers, as do extended
+//! statistics over an expression (`ANALYZE`). An operator whose
 //! negator or commutator is one is one too (the planner rewrites `NOT (a === b)` to `a !== b`,
 //! and may commute a comparison), though no `pg_depend` row links them. A cast over one makes
 //! its user-defined source and target types hidden callers, and so the tables with columns of
@@ -399,7 +401,8 @@ pub fn query() -> String {
              JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
            UNION ALL SELECT t.typname, 'r', NULL, t.typnamespace, t.typowner FROM risky k JOIN pg_catalog.pg_type t ON t.oid{eq}k.oid \
              WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{eq}t.typrelid \
-               AND c.relkind OPERATOR(pg_catalog.<>) 'c'::pg_catalog.\"char\")\
+               AND c.relkind OPERATOR(pg_catalog.<>) 'c'::pg_catalog.\"char\" \
+               AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\")\
          ) x(name, kind, seq, ns, owner) LEFT JOIN pg_catalog.pg_namespace s ON s.oid{eq}x.ns \
            AND s.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_[0-9]+$' \
          UNION SELECT coalesce((SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n \

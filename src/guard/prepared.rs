@@ -109,6 +109,78 @@ impl Guard {
         by_set || (counted && self.statements_of(sql, info, None).iter().any(|s| s.calls_functions))
     }
 
+    /// Whether the server's analysis of a protocol Parse of `sql` may run a user function
+    /// (third adversarial pass F5): parse analysis converts a literal to the type it is cast
+    /// to, compared with or assigned to (`coerce_type` → the type's input function), and the
+    /// input of an array, row or range type over a domain runs the domain's `CHECK`
+    /// (`'{1}'::d[]`, `'(1)'::t`). Only the statements the server analyzes at Parse can
+    /// (queries, EXPLAIN, DECLARE, CREATE TABLE AS, CALL; other utility statements are
+    /// analyzed when they run). In a database that has such a type, one whose text mentions a
+    /// hidden caller (the type, a relation with a column of it, anything over it: by name in
+    /// any case, as the session's search path may resolve it) or calls a function (an
+    /// argument converted to its parameter's type) may. When the database's set is not known
+    /// (not asked yet, or `unsure` in this batch, where DDL before it may have made such a
+    /// type), any such statement with a string literal may; a set learned but stale is used
+    /// where `stale_ok` (the middle of a batch, where nothing can be asked: as every other
+    /// judgement there assumes it, `catalog::Catalog::assume_hidden_callers`). The planner
+    /// does not run at Parse: the rest is the Bind's (`binds_code`).
+    pub fn parses_code(&self, sql: &[u8], info: &SessionInfo, unsure: bool, stale_ok: bool) -> bool {
+        if !self.code_matters(info) {
+            return false;
+        }
+        let judge = |set: &crate::catalog::HiddenCallers| {
+            let unknown = *set == crate::catalog::HiddenCallers::everything();
+            (!unsure && !unknown).then(|| {
+                let converts = set.any_input_runs_code();
+                (converts, converts && set.mentioned_at_all(&String::from_utf8_lossy(sql)))
+            })
+        };
+        let whose = super::hidden::whose(info);
+        let known = match self.catalog.with_hidden_callers(&info.database, whose, judge) {
+            Some(known) => known,
+            None if stale_ok => self.catalog.with_last_hidden_callers(&info.database, whose, judge).flatten(),
+            None => None,
+        };
+        let may = match known {
+            Some((false, _)) => false,
+            Some((true, true)) => true,
+            Some((true, false)) => self.statements_of(sql, info, None).iter().any(|s| s.calls_functions),
+            None => has_string_literal(sql),
+        };
+        may && analyzed_at_parse(sql)
+    }
+
+    /// Whether a Parse of `sql` may need the database's hidden callers to be judged for what
+    /// its analysis runs (`parses_code`): a statement analyzed at Parse with a string literal.
+    pub fn parse_may_convert(&self, sql: &[u8], info: &SessionInfo) -> bool {
+        self.code_matters(info) && has_string_literal(sql) && analyzed_at_parse(sql)
+    }
+
+    /// Whether the session's database may have a type whose input runs a user function (not
+    /// known: yes; a stale answer where `stale_ok`, as in `parses_code`), while the policy
+    /// judges calls.
+    pub fn inputs_run_code(&self, info: &SessionInfo, stale_ok: bool) -> bool {
+        let (database, whose) = (&info.database, super::hidden::whose(info));
+        let runs = |set: &crate::catalog::HiddenCallers| set.any_input_runs_code();
+        let known = match self.catalog.with_hidden_callers(database, whose, runs) {
+            None if stale_ok => self.catalog.with_last_hidden_callers(database, whose, runs),
+            known => known,
+        };
+        self.code_matters(info) && known.unwrap_or(true)
+    }
+
+    /// Whether the code a statement may run matters to the judgement: the session has a
+    /// database and the policy judges calls.
+    pub fn code_matters(&self, info: &SessionInfo) -> bool {
+        !info.database.is_empty() && self.calls_matter.load(Ordering::Acquire)
+    }
+
+    /// Whether the session's database's hidden callers are known and fresh for this session
+    /// (else they are to be asked before a judgement that needs them).
+    pub fn hidden_callers_known(&self, info: &SessionInfo) -> bool {
+        self.catalog.with_hidden_callers(&info.database, super::hidden::whose(info), |_| ()).is_some()
+    }
+
     /// Judges a statement as a call of a function whose body is unseen: what a Bind that runs
     /// code is (`binds_code`), whatever the statement's own verdict.
     pub fn judge_as_call(&self, sql: &[u8], info: &mut SessionInfo) -> super::Judged {
@@ -121,6 +193,44 @@ impl Guard {
         let facts = super::render::audit_facts(&verdict, &decision, st.text.clone(), Vec::new());
         super::Judged { verdict, facts, scan }
     }
+}
+
+/// Whether the server analyzes a statement of `sql` when it is parsed (`transformStmt`):
+/// queries, EXPLAIN, DECLARE, CREATE TABLE AS and CALL; other utility statements only when
+/// they run. `PREPARE name AS …` (a text `SessionInfo::prepared` keeps) by the statement it
+/// prepares. A text that does not parse here counts as one that is.
+fn analyzed_at_parse(sql: &[u8]) -> bool {
+    use pg_query::NodeEnum as N;
+    fn analyzed(node: Option<&N>) -> bool {
+        match node {
+            Some(N::PrepareStmt(p)) => analyzed(p.query.as_ref().and_then(|q| q.node.as_ref())),
+            None => true,
+            Some(n) => matches!(
+                n,
+                N::SelectStmt(_)
+                    | N::InsertStmt(_)
+                    | N::UpdateStmt(_)
+                    | N::DeleteStmt(_)
+                    | N::MergeStmt(_)
+                    | N::ExplainStmt(_)
+                    | N::DeclareCursorStmt(_)
+                    | N::CreateTableAsStmt(_)
+                    | N::CallStmt(_)
+            ),
+        }
+    }
+    let Ok(parsed) = crate::analyze::budget::parse(&String::from_utf8_lossy(sql), 0) else { return true };
+    parsed.protobuf.stmts.iter().any(|s| analyzed(s.stmt.as_ref().and_then(|n| n.node.as_ref())))
+}
+
+/// Whether a text may hold a string constant (a quote, or a dollar quote: `$$`, `$tag$`;
+/// `$1` is a parameter): what parse analysis converts with a type's input function
+/// (conservative: also inside comments and identifiers).
+fn has_string_literal(sql: &[u8]) -> bool {
+    sql.contains(&b'\'')
+        || sql
+            .windows(2)
+            .any(|w| w[0] == b'$' && (w[1] == b'$' || w[1].is_ascii_alphabetic() || w[1] == b'_' || w[1] >= 0x80))
 }
 
 /// The highest `$n` a text refers to (conservative: also inside strings and comments); `n`
@@ -140,6 +250,20 @@ fn highest_parameter(sql: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_analysis_and_string_literals_are_told() {
+        assert!(super::analyzed_at_parse(b"SELECT '{1}'::d[]") && super::analyzed_at_parse(b"EXPLAIN SELECT 1"));
+        assert!(super::analyzed_at_parse(b"CREATE TABLE t AS SELECT 1") && super::analyzed_at_parse(b"CALL p('x')"));
+        assert!(super::analyzed_at_parse(b"INSERT INTO t VALUES ('{1}')") && super::analyzed_at_parse(b"not sql"));
+        assert!(!super::analyzed_at_parse(b"CREATE DOMAIN d AS int CHECK (f(VALUE))"));
+        assert!(
+            !super::analyzed_at_parse(b"CREATE VIEW v AS SELECT '{1}'::d[]") && !super::analyzed_at_parse(b"SET x = 1")
+        );
+        assert!(super::analyzed_at_parse(b"PREPARE p AS SELECT 1"));
+        assert!(super::has_string_literal(b"SELECT '1'") && super::has_string_literal(b"SELECT $$1$$"));
+        assert!(super::has_string_literal(b"SELECT $q$1$q$") && !super::has_string_literal(b"SELECT $1::int, 2"));
+    }
+
     #[test]
     fn the_highest_parameter_is_found_anywhere() {
         assert_eq!(super::highest_parameter(b"SELECT 1"), 0);

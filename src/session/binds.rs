@@ -103,6 +103,9 @@ impl Session {
             }
         }
         let code = self.mirror.facts(&stmt).is_some_and(|f| f.code);
+        if let Some(plan) = self.mirror.statement_plan(&stmt) {
+            self.may_make_objects(&plan, self.callers_now());
+        }
         let op = Op::Bind { portal: portal.clone(), statement: stmt.clone() };
         match self.mirror.statement_plan(&stmt).map(|p| self.in_session_mode(p)) {
             Some(plan) if self.can_hold() => self.start_held(f, op, plan, code),

@@ -77,8 +77,8 @@ impl Session {
                 }
                 return Ok(());
             }
-            Some(Pending::Resolve(frame, names)) => return self.resolve(frame, names).await,
-            Some(Pending::ResolveInBatch(frame, names)) => return self.resolve_in_batch(frame, names).await,
+            Some(Pending::Resolve(frame, names)) => return self.ask_bounded(frame, names, false).await,
+            Some(Pending::ResolveInBatch(frame, names)) => return self.ask_bounded(frame, names, true).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
             Some(Pending::Simple(frame, pieces)) => return self.start_simple(frame, pieces).await,
         };
@@ -256,11 +256,26 @@ impl Session {
             .iter()
             .filter_map(|q| if let Question::Indirect(n) = q { Some(n.clone()) } else { None })
             .collect();
+        // A cancel of the client's that meets a question ends the client's message there, and
+        // nothing is learned from that answer (`questions`).
+        let mark = self.shared.cancels.mark(self.key.as_ref());
+        macro_rules! unless_cancelled {
+            ($answer:expr) => {{
+                let answer = $answer;
+                if crate::cancels::met_question(&answer, self.shared.cancels.since(self.key.as_ref(), mark)) {
+                    let Backend { for_client, params, .. } = backend;
+                    self.take_for_client(for_client, params);
+                    self.question_cancelled(&frame, answer);
+                    return Ok(());
+                }
+                answer
+            }};
+        }
         if !names.is_empty() {
-            let answer = backend
+            let answer = unless_cancelled!(backend
                 .query(&crate::catalog::query(&names))
                 .await
-                .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
             if answer.error.is_some() {
                 // Not allowed to read the catalog: count the write, to be safe.
                 names.iter().for_each(|n| catalog.learn(&db, n, true));
@@ -270,15 +285,19 @@ impl Session {
         }
         for q in &questions {
             if let Question::SequenceOwner(seq) = q {
-                let answer = backend
+                let answer = unless_cancelled!(backend
                     .query(&crate::catalog::owners_query(seq))
                     .await
-                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
                 catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
                 continue;
             }
             if let Question::Taint = q {
-                super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx, &db).await?;
+                let answer = unless_cancelled!(backend
+                    .query(&crate::catalog::taint_query())
+                    .await
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
+                super::taint::learn(&answer, &mut self.info.taint, self.relay.tx, &db);
                 continue;
             }
             if let Question::HiddenCallers = q {
@@ -293,20 +312,25 @@ impl Session {
                         return Err(SessionError::Closed(format!("catalog lookup: {e}")));
                     }
                 };
+                let answer = unless_cancelled!(answer);
                 let rows = answer.error.is_none().then_some(&answer.rows[..]);
                 catalog.learn_hidden_callers(&db, rows, &mut self.info.temp);
                 continue;
             }
             if let Question::Minted { schema, table } = q {
                 let sql = crate::catalog::minted_query(schema, table, catalog.oid_of(&db, schema, table));
-                let answer =
-                    backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                let answer = unless_cancelled!(backend
+                    .query(&sql)
+                    .await
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
                 catalog.learn_minted(&db, schema, table, if answer.error.is_some() { &[] } else { &answer.rows });
                 continue;
             }
             if let Some(sql) = crate::names::question_sql(q, &policy, &|s, t| catalog.oid_of(&db, s, t)) {
-                let answer =
-                    backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+                let answer = unless_cancelled!(backend
+                    .query(&sql)
+                    .await
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
                 let rows = answer.error.is_none().then_some(&answer.rows[..]);
                 crate::names::learn(q, rows, &mut self.info.names, catalog, &db, &policy);
                 continue;
@@ -314,7 +338,10 @@ impl Session {
             let Question::Columns { schema, table } = q else { continue };
             let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) else { continue };
             let sql = crate::catalog::columns_query(schema, table, catalog.oid_of(&db, schema, table));
-            let answer = backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+            let answer = unless_cancelled!(backend
+                .query(&sql)
+                .await
+                .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
             let rows = if answer.error.is_some() { Vec::new() } else { answer.rows };
             catalog.learn_columns(&db, schema, table, &t.protected_columns, &rows);
         }
@@ -326,7 +353,7 @@ impl Session {
     /// [`Pending::ResolveInBatch`]: the batch is ended by a Sync of blastwall's whose
     /// ReadyForQuery the client never sees, then the catalog is asked as at any idle point.
     /// A batch that failed or ran something meanwhile cannot end unseen: the worst is assumed.
-    async fn resolve_in_batch(
+    pub(super) async fn resolve_in_batch(
         &mut self,
         frame: Frame,
         questions: Vec<crate::catalog::Question>,
@@ -489,51 +516,6 @@ impl Pending {
 }
 
 impl Session {
-    /// No catalog question can be asked in the middle of an extended batch: answers that
-    /// assume the worst (a write to count; the policy's column names).
-    pub(super) fn assume_answers(&mut self, questions: &[crate::catalog::Question]) {
-        let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
-        let policy = self.shared.guard.policy();
-        for q in questions {
-            match q {
-                crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
-                crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db, &mut self.info.temp),
-                crate::catalog::Question::Taint => self.info.taint.assume(),
-                crate::catalog::Question::SequenceOwner(seq) => {
-                    // Fail closed: as if a protected column of every table forbidding setval
-                    // owned it.
-                    let rows: Vec<Vec<Option<String>>> = policy
-                        .tables
-                        .iter()
-                        .filter(|t| t.forbid.contains(&crate::policy::Forbid::Setval))
-                        .filter_map(|t| {
-                            let col = t.protected_columns.iter().next()?;
-                            Some(vec![Some(t.schema.clone()), Some(t.name.clone()), Some(col.clone())])
-                        })
-                        .collect();
-                    catalog.learn_owners(db, seq, &rows);
-                }
-                // Fail closed: every protected column taken as minted.
-                crate::catalog::Question::Minted { schema, table } => {
-                    let t = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table);
-                    let cols = t.map(|t| t.protected_columns.iter().collect::<Vec<_>>()).unwrap_or_default();
-                    let rows: Vec<_> =
-                        cols.iter().map(|c| vec![Some("1".into()), Some(c.to_string()), Some("s".into())]).collect();
-                    catalog.learn_minted(db, schema, table, &rows);
-                }
-                // Fail closed: judged as every relation the name may be, this once.
-                q @ (crate::catalog::Question::Identities
-                | crate::catalog::Question::Relations(_)
-                | crate::catalog::Question::Constraint { .. }) => crate::names::assume(q, &mut self.info.names),
-                crate::catalog::Question::Columns { schema, table } => {
-                    if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
-                        catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);
-                    }
-                }
-            }
-        }
-    }
-
     /// Parses a long message text on a blocking thread, so that the other sessions of this
     /// event loop go on meanwhile, and judges the message again with that analysis.
     async fn analyze_then_judge(&mut self, frame: Frame) -> Result<(), SessionError> {

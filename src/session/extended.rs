@@ -1,5 +1,6 @@
 //! The extended protocol on the session's path: Parse is judged, Parse/Bind/Describe/Close/
-//! Flush go to the server at once (they execute nothing), the mirror of statements and
+//! Flush go to the server at once (they execute nothing; those that may run code are
+//! `binds`' and `parses`'), the mirror of statements and
 //! portals follows the server's confirmations, and only an Execute of a portal whose
 //! statement must be counted is special:
 //!
@@ -44,6 +45,8 @@ pub(super) struct HeldBatch {
     /// Its first message's statement has a Bind that runs code (`binds`): a batch that binds
     /// it is counted even without an Execute.
     code: bool,
+    /// Its first message is a Parse whose analysis may run code (`parses`): counted even alone.
+    pub(super) parses: bool,
 }
 
 impl Session {
@@ -98,7 +101,7 @@ impl Session {
                     }
                 }
             }
-            fe::DESCRIBE => self.forward_op(&f, Op::Describe),
+            fe::DESCRIBE => self.on_describe(f),
             fe::CLOSE => {
                 let portal = f.body().first() == Some(&b'P');
                 let name = f.body().get(1..).unwrap_or_default();
@@ -124,9 +127,16 @@ impl Session {
         let name = msg.name.to_vec();
         let param_types = msg.param_types.clone();
         self.info.names.persisting = true;
+        let Some(before) = self.callers_before_parse(&f, msg.sql) else { return Ok(()) };
         let verdict = self.judge_sql(msg.sql, pre);
         self.info.names.persisting = false;
         let (verdict, code) = self.with_bind_code(verdict, msg.sql, &param_types);
+        if matches!(verdict, Verdict::Allow | Verdict::Notice(_)) && self.unsure_parse(&f, msg.sql, &name, before) {
+            return Ok(());
+        }
+        if !matches!(verdict, Verdict::Analyze | Verdict::Resolve(_)) {
+            self.parsed_may_make_objects(msg.sql, before);
+        }
         match verdict {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
             Verdict::Resolve(questions) => {
@@ -145,8 +155,16 @@ impl Session {
                 let plan: Arc<CheckPlan> = Arc::new(*plan);
                 let facts = self.parse_facts(&name, &f, true, code);
                 let op = Op::Parse { name, plan: Some(plan.clone()), facts };
+                // Its analysis may run code: counted even alone, refused where it cannot be (`parses`).
+                let parses = before.parses;
+                self.may_make_objects(&plan, before);
                 if self.can_hold() {
                     self.start_held(f, op, plan, code);
+                    if let Some(h) = &mut self.held_batch {
+                        h.parses = parses;
+                    }
+                } else if parses {
+                    self.parse_not_alone(&f, op, &plan);
                 } else {
                     self.forward_op(&f, op);
                 }
@@ -281,15 +299,19 @@ impl Session {
             frames: vec![(f, op)],
             executes,
             code,
+            parses: false,
         });
     }
 
     /// A message while a one-write batch is held: kept with it while the batch still has
     /// that shape, else the held messages go their ordinary way and so does this one.
     pub(super) fn hold_or_release(&mut self, f: Frame) -> Result<(), SessionError> {
+        let Some(h) = &self.held_batch else { return Ok(()) };
+        let joins = f.tag != fe::DESCRIBE || self.describe_may_join(&f, h);
         let Some(h) = &mut self.held_batch else { return Ok(()) };
         let has = |tag: u8| h.frames.iter().any(|(x, _)| x.tag == tag);
-        let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH;
+        // A held Describe of a statement (`parses`) takes nothing but its Sync.
+        let fits = h.bytes.len() + f.bytes.len() <= MAX_HELD_BATCH && !matches!(h.ops.first(), Some(Op::Describe));
         let op = match f.tag {
             fe::BIND if fits && !has(fe::BIND) && !h.executes => {
                 let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
@@ -298,7 +320,7 @@ impl Session {
                 self.bound_age(&f);
                 Some(op)
             }
-            fe::DESCRIBE if fits && !h.executes => Some(Op::Describe),
+            fe::DESCRIBE if fits && !h.executes && joins => Some(Op::Describe),
             fe::EXECUTE if fits && !h.executes => Some(Op::Execute),
             fe::SYNC => {
                 let Some(h) = self.held_batch.take() else { return Ok(()) };
@@ -332,8 +354,10 @@ impl Session {
                 continue;
             }
             match op {
+                _ if self.relay.is_discarding() => {}
                 Op::Execute => self.count_where_it_stands(frame, h.plan.clone()),
                 Op::Bind { portal, statement } => self.bind_released(frame, portal, statement),
+                op @ (Op::Parse { .. } | Op::Describe) if h.parses => self.parse_not_alone(&frame, op, &h.plan),
                 op => self.forward_op(&frame, op),
             }
         }
@@ -358,7 +382,7 @@ impl Session {
     /// prepares runs nothing and needs no counting.
     fn held_sync(&mut self, h: HeldBatch, sync: Frame) {
         let binds = h.ops.iter().any(|op| matches!(op, Op::Bind { .. }));
-        if h.executes || (h.code && binds) {
+        if h.executes || (h.code && binds) || h.parses {
             let mut bytes = h.bytes;
             bytes.extend_from_slice(&sync.bytes);
             let mut plan = (*h.plan).clone();

@@ -172,6 +172,12 @@ pub(super) struct Mirror {
     pub(super) asked: u8,
     /// What each bound portal was bound with (`ages`).
     pub(super) ages: super::ages::Ages,
+    /// The batch (its sync point's ordinal) in which the database's hidden callers are not
+    /// certain: after a statement of the batch that may make a type whose input runs code
+    /// was sent (`parses`).
+    pub(super) callers_unsure: Option<u64>,
+    /// Rounds of catalog questions the message being judged waited for (`questions`).
+    pub(super) rounds: u8,
 }
 
 impl Mirror {

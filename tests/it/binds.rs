@@ -5,7 +5,7 @@
 //! Execute flows run no count of blastwall's (its counter reading is never prepared on the
 //! session) and are not refused.
 
-use crate::batches::{b, describe, e, p, q, sync};
+use crate::batches::{b, describe, e, flush, p, q, sync};
 use crate::harness::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -43,6 +43,12 @@ async fn messages(db: &str) -> i64 {
 }
 
 /// Parse with declared parameter types (by OID).
+fn close(name: &str) -> Vec<u8> {
+    let mut m = describe(b'S', name);
+    m[0] = b'C';
+    m
+}
+
 fn parse_typed(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
     let mut body = Vec::new();
     for s in [name, sql] {
@@ -368,22 +374,186 @@ async fn a_statement_prepared_before_its_table_became_a_view_over_users_is_judge
 
 /// Third pass F5: parse analysis converts a typed literal with its type's input function — a
 /// domain's CHECK for `'{1}'::d[]` — so a protocol Parse alone (no Bind, no Execute) may run a
-/// writing function: it must be counted like the statement, first in its batch or not. Open:
-/// a Parse is relayed at once (only its Bind is counted).
-#[ignore = "open: third adversarial pass F5 (README, Where it falls short today)"]
+/// writing function: counted like the statement first in its batch (refused at the row
+/// limit), refused anywhere else. Variants: the temporary domain found by the search path, a
+/// domain over an array of it, the row type of a table with a column of it, a literal
+/// converted to a column's type without naming any type, a function's argument, EXPLAIN, an
+/// INSERT; a Parse held and then released by a Flush. Controls: the same shapes over ordinary
+/// types are neither refused nor counted, and the session goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parse_that_converts_a_literal_through_a_writing_domain_is_counted() {
     let db = setup();
-    let px = proxy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = base_config();
+    let audit = audit_to(&mut cfg, &dir);
+    let px = proxy_with(cfg, shipped_policy()).await;
+    let events = || std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
     let mut s = startup(px.port(), RAW, &db).await;
     run(&mut s, PURGE).await;
     run(&mut s, "CREATE DOMAIN pg_temp.d1 AS int CHECK (pg_temp.f(VALUE))").await;
-    let text = "SELECT '{1}'::pg_temp.d1[] WHERE false";
-    let r = send(&mut s, &[p("s1", text), sync()]).await;
-    assert!(r.errors.contains("blastwall: refused") || !r.codes.is_empty(), "{r:?}");
-    assert_eq!(messages(&db).await, 360, "a Parse first in its batch ran the CHECK");
-    let r = send(&mut s, &[p("a", "SELECT 1"), p("s2", text), sync()]).await;
-    assert!(r.errors.contains("blastwall: refused") || !r.codes.is_empty(), "{r:?}");
-    assert_eq!(messages(&db).await, 360, "a Parse in the middle of its batch ran the CHECK");
+    run(&mut s, "CREATE DOMAIN pg_temp.da AS pg_temp.d1[]").await;
+    run(&mut s, "CREATE TEMP TABLE rt1 (a pg_temp.d1)").await;
+    run(&mut s, "CREATE TEMP TABLE rt2 (a pg_temp.d1[])").await;
+    run(&mut s, "CREATE FUNCTION pg_temp.g(x pg_temp.d1[]) RETURNS int LANGUAGE sql AS $$ SELECT 1 $$").await;
+    let texts = [
+        "SELECT '{1}'::pg_temp.d1[] WHERE false",
+        "SELECT '{1}'::d1[] WHERE false",
+        "SELECT '{1}'::pg_temp.da WHERE false",
+        "SELECT '(1)'::rt1 WHERE false",
+        "SELECT 1 FROM rt2 WHERE a = '{1}'",
+        "SELECT pg_temp.g('{1}') WHERE false",
+        "EXPLAIN SELECT '{1}'::d1[]",
+        "INSERT INTO rt2 VALUES ('{1}')",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let r = send(&mut s, &[p(&format!("s{i}"), text), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Parse first in its batch ran the CHECK: {text}");
+        refused(&r, &format!("a Parse first in its batch: {text}"));
+        let r = send(&mut s, &[p("a", "SELECT 1"), p(&format!("t{i}"), text), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Parse in the middle of its batch ran the CHECK: {text}");
+        refused(&r, &format!("a Parse in the middle of its batch: {text}"));
+        // Closed by protocol: in this session (its temporary schema holds code) a
+        // `DEALLOCATE ALL` is counted, and drops the pre-check's own prepared readings.
+        let names = [close("a"), close(&format!("s{i}")), close(&format!("t{i}")), sync()];
+        refused_not(&send(&mut s, &names).await);
+    }
+    // The same texts as a Query are counted too.
+    refused(&send(&mut s, &[q("SELECT 1 FROM rt2 WHERE a = '{1}'")]).await, "a Query");
+    assert_eq!(messages(&db).await, 360);
+    // A domain made earlier in the same batch.
+    let made = "CREATE DOMAIN pg_temp.dz AS int CHECK (pg_temp.f(VALUE))";
+    let r = send(
+        &mut s,
+        &[p("", made), b("", "", &[]), e("", 0), p("z", "SELECT '{1}'::pg_temp.dz[] WHERE false"), sync()],
+    )
+    .await;
+    assert_eq!(messages(&db).await, 360, "a Parse after the DDL that made its domain, in one batch: {r:?}");
+    refused(&r, "a Parse after the DDL that made its domain, in one batch");
+    // Held, then released by a Flush (it cannot be counted where it stands).
+    let text = texts[0];
+    s.write_all(&[p("h", text), describe(b'S', "h"), flush()].concat()).await.unwrap();
+    s.write_all(&sync()).await.unwrap();
+    refused(&replies(&mut s).await, "a Parse released by a Flush");
+    // With its Bind and Execute: counted whole.
+    refused(&send(&mut s, &[p("", text), b("", "", &[]), e("", 0), sync()]).await, "Parse/Bind/Execute");
+    // In a failed transaction the server refuses it unanalyzed.
+    run(&mut s, "BEGIN").await;
+    assert_eq!(send(&mut s, &[q("SELECT 1/0")]).await.codes, ["22012"]);
+    assert_eq!(send(&mut s, &[p("f", text), sync()]).await.codes, ["25P02"]);
+    run(&mut s, "ROLLBACK").await;
+    assert_eq!(messages(&db).await, 360);
+    // Controls: ordinary types, the same shapes, in a database with a type whose input runs a
+    // function (a DBA's), on a session whose temporary schema holds no code (in this one every
+    // statement is counted, and after a counted statement in the batch a literal is refused:
+    // the session's code may have made a type).
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.positive(x int) RETURNS boolean LANGUAGE sql AS $$ SELECT x > 0 $$; \
+         CREATE DOMAIN public.pos AS int CHECK (public.positive(VALUE));",
+    );
+    let mut s = startup(px.port(), RAW, &db).await;
+    let before = events();
+    for text in ["SELECT '{1}'::int[] WHERE false", "SELECT '[1,2)'::int4range WHERE false", "SELECT $1::int[]"] {
+        refused_not(&send(&mut s, &[p("c", text), sync()]).await);
+        refused_not(&send(&mut s, &[p("a", "SELECT 1"), p("", text), sync()]).await);
+        s.write_all(&[p("", text), describe(b'S', ""), flush()].concat()).await.unwrap();
+        s.write_all(&sync()).await.unwrap();
+        refused_not(&replies(&mut s).await);
+        refused_not(&send(&mut s, &[close("a"), close("c"), sync()]).await);
+    }
+    assert_eq!(events(), before, "an ordinary Parse was counted");
+    run(&mut s, "SELECT 1").await;
+    px.stop().await;
+}
+
+/// The server analyzes a prepared statement again when its plan was invalidated (a changed
+/// `search_path`, DDL it depends on) — at its Bind, and at a Describe of the statement (the
+/// row description is made from the statement analyzed again): a statement harmless when it
+/// was prepared (the domain's CHECK then deleted nothing) converts its literal again there.
+/// A Describe of such a statement — prepared by protocol or by SQL — is counted like its
+/// Parse alone in its batch (refused here at the row limit), and refused anywhere else.
+/// Control: a Describe of an ordinary statement goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_describe_that_analyzes_a_statement_again_is_counted() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    run(&mut s, "CREATE TEMP TABLE flag (on_ boolean)").await;
+    run(
+        &mut s,
+        "CREATE FUNCTION pg_temp.del(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN \
+         IF EXISTS (SELECT 1 FROM pg_temp.flag WHERE on_) THEN DELETE FROM public.web_messages WHERE true; END IF; \
+         RETURN true; END $$",
+    )
+    .await;
+    run(&mut s, "CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.del(VALUE))").await;
+    let text = "SELECT '{1}'::pg_temp.dd[] AS x WHERE false";
+    // Prepared while the CHECK deletes nothing: counted, kept.
+    refused_not(&send(&mut s, &[p("s", text), sync()]).await);
+    run(&mut s, &format!("PREPARE sp AS {text}")).await;
+    refused_not(&send(&mut s, &[p("plain", "SELECT 1 AS x"), sync()]).await);
+    run(&mut s, "INSERT INTO flag VALUES (true)").await;
+    // A changed search_path invalidates the session's plans (a counted Describe analyzed the
+    // statement again inside the check: each case changes it anew).
+    let mut paths = ["public, pg_temp, pg_catalog", "pg_temp, public, pg_catalog", "pg_catalog, public, pg_temp"]
+        .into_iter()
+        .chain(["pg_catalog, pg_temp, public", "public, pg_catalog, pg_temp", "pg_temp, pg_catalog, public"]);
+    let mut new_path = async |s: &mut TcpStream| {
+        run(s, &format!("SET search_path = {}", paths.next().unwrap())).await;
+    };
+    for name in ["s", "sp"] {
+        new_path(&mut s).await;
+        let r = send(&mut s, &[describe(b'S', name), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Describe of {name} alone ran the CHECK: {r:?}");
+        refused(&r, &format!("a Describe of {name} alone"));
+        new_path(&mut s).await;
+        let r = send(&mut s, &[p("a", "SELECT 1"), describe(b'S', name), sync()]).await;
+        assert_eq!(messages(&db).await, 360, "a Describe of {name} in the middle of its batch ran the CHECK: {r:?}");
+        refused(&r, &format!("a Describe of {name} in the middle of its batch"));
+        run(&mut s, "DEALLOCATE a").await;
+        new_path(&mut s).await;
+        s.write_all(&[describe(b'S', name), flush()].concat()).await.unwrap();
+        s.write_all(&sync()).await.unwrap();
+        let r = replies(&mut s).await;
+        assert_eq!(messages(&db).await, 360, "a Describe of {name} and a Flush ran the CHECK: {r:?}");
+        refused(&r, &format!("a Describe of {name} and a Flush"));
+    }
+    let r = send(&mut s, &[p("a", "SELECT 1"), describe(b'S', "plain"), sync()]).await;
+    assert_eq!(r.tags, "1tTZ", "{r:?}");
+    run(&mut s, "SELECT 1").await;
+    px.stop().await;
+}
+
+/// Control: DDL and a write with a string literal pipelined in one batch (a migration tool)
+/// run as directly in a database without types whose input runs a user function; in one with
+/// such a type, the write after the DDL is refused (the DDL may have made a type over it: a
+/// table with a column of the domain's array, and a literal converted to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_and_literals_in_one_batch_run_where_no_input_runs_code() {
+    let db = setup();
+    let px = proxy().await;
+    let mut s = startup(px.port(), RAW, &db).await;
+    let batch = |t: &str| {
+        let ddl = format!("CREATE TEMP TABLE {t} (a text)");
+        let ins = format!("INSERT INTO {t} VALUES ('a')");
+        [p("", &ddl), b("", "", &[]), e("", 0), p("", &ins), b("", "", &[]), e("", 0), sync()]
+    };
+    refused_not(&send(&mut s, &batch("m1")).await);
+    run(&mut s, PURGE).await;
+    // A domain made earlier in the batch, where the database had no such type: refused.
+    let (ddl, sel) =
+        ("CREATE DOMAIN pg_temp.dn AS int CHECK (pg_temp.f(VALUE))", "SELECT '{1}'::pg_temp.dn[] WHERE false");
+    let r = send(&mut s, &[p("", ddl), b("", "", &[]), e("", 0), p("", sel), sync()]).await;
+    assert_eq!(messages(&db).await, 360, "{r:?}");
+    refused(&r, "a literal converted to a domain made earlier in the batch");
+    run(&mut s, "CREATE DOMAIN pg_temp.dm AS int CHECK (pg_temp.f(VALUE))").await;
+    // With one, any literal after DDL in the batch is refused (its type may be new).
+    refused(&send(&mut s, &batch("m2")).await, "a literal after DDL, with a type whose input runs code");
+    // A table with a column of the domain's array, and a literal converted to it.
+    let (ddl, ins) = ("CREATE TEMP TABLE m3 (a pg_temp.dm[])", "INSERT INTO m3 VALUES ('{1}')");
+    let r = send(&mut s, &[p("", ddl), b("", "", &[]), e("", 0), p("", ins), b("", "", &[]), e("", 0), sync()]).await;
+    assert_eq!(messages(&db).await, 360, "{r:?}");
+    refused(&r, "a literal converted to a type made earlier in the batch");
     px.stop().await;
 }

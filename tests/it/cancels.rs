@@ -267,3 +267,68 @@ async fn a_refusal_before_a_query_in_the_same_batch_is_blastwalls() {
     assert!(text.contains("blastwall: refused UPDATE") && !text.contains("blastwall-refusal-"), "{text}");
     assert_eq!(admin_sql(pg(), &d2, "SELECT count(*) FROM parent WHERE v <> 0").trim(), "0");
 }
+
+/// A cancel that meets one of blastwall's catalog questions (asked on the client's session
+/// before its statement is judged) ends the client's statement with 57014, as a direct cancel
+/// of it does: nothing of it runs (judged without the answer or not), nothing is learned from
+/// the cancelled answer, and the client's own block is aborted as the server has it — a
+/// simple Query and an extended batch, outside a block and inside one. The question is made
+/// slow deterministically: a superuser holds `pg_depend` locked (the database's hidden-callers
+/// question reads it, and so does the session's taint question, asked first once the client
+/// made a temporary object: `own`) and the cancel is sent once the question waits for that
+/// lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_a_catalog_question_ends_the_clients_statement() {
+    let proxy = proxy_with(base_config(), shipped_policy()).await;
+    let sql = "UPDATE t SET v = v + 1 WHERE id = 1";
+    let cases = [(false, false, false), (true, false, false), (false, true, false), (true, true, false)];
+    for (extended, block, own) in cases.into_iter().chain([(false, false, true), (true, true, true)]) {
+        let what = format!("extended {extended}, in a block {block}, own temporary object {own}");
+        let db = db();
+        let mut c = Raw::connect(proxy.port(), &db).await;
+        if own {
+            c.send(&q("CREATE TEMP TABLE mine (a int)")).await;
+            assert_eq!(status(&c.until_ready().await), 'I');
+        }
+        if block {
+            c.send(&q("BEGIN")).await;
+            assert_eq!(status(&c.until_ready().await), 'T');
+        }
+        // DDL through blastwall (another session's) makes the database's answers be asked again.
+        let other = connect(proxy.port(), "app", APP_PW, &db).await;
+        other.batch_execute("CREATE TEMP TABLE scratch (a int)").await.unwrap();
+        let lock = direct("postgres", SUPERUSER_PW, &db).await;
+        lock.batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_depend IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        c.send(&if extended { [pbe(sql), sync()].concat() } else { q(sql) }).await;
+        let waiting = "SELECT count(*) FROM pg_catalog.pg_locks \
+            WHERE relation = 'pg_catalog.pg_depend'::regclass AND NOT granted";
+        let mut waited = 0;
+        while lock.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+            waited += 1;
+            assert!(waited < 200, "{what}: no catalog question waits for pg_depend");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // Delivered (the server signalled the backend) before the lock is let go.
+        c.cancel_after(Duration::ZERO).await.unwrap();
+        lock.batch_execute("COMMIT").await.unwrap();
+        let r = c.until_ready().await;
+        if !block {
+            assert_eq!(server_sum(&db), 0, "{what}: the cancelled statement ran: {}", tags(&r));
+        }
+        assert_eq!(codes(&r), ["57014"], "{what}: {}", crate::batches::show(&r));
+        assert!(!updated(&r), "{what}: {}", tags(&r));
+        assert_eq!(status(&r), if block { 'E' } else { 'I' }, "{what}: {}", tags(&r));
+        if block {
+            c.send(&q("ROLLBACK")).await;
+            assert_eq!(status(&c.until_ready().await), 'I');
+        }
+        assert_eq!(server_sum(&db), 0, "{what}: the cancelled statement was kept");
+        // The session goes on: the question is asked again and answered, the write runs.
+        c.send(&q(sql)).await;
+        let again = c.until_ready().await;
+        assert!(codes(&again).is_empty() && told_kept(&again), "{what}: {}", tags(&again));
+        assert_eq!(server_sum(&db), 1, "{what}");
+        assert_eq!(idle_in_transaction(&db), "0", "{what}");
+    }
+    proxy.stop().await;
+}

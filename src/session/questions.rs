@@ -1,0 +1,133 @@
+//! Catalog questions asked on the client's session, where they cannot be answered.
+//!
+//! A cancel that meets one of blastwall's catalog questions (asked on the client's session
+//! before its message is judged, `checks::resolve`): the server ended that question as it
+//! would have ended the client's statement — 57014, the client's block (if any) aborted, an
+//! implicit transaction over — so the client's message ends there with the same error and
+//! runs nothing, judged or not, and blastwall learns nothing from the cancelled answer.
+//!
+//! - A Query or FunctionCall is refused by a marker (`relay`): outside a block the marker
+//!   fails on its own, inside the aborted block the server answers it with 25P02 before
+//!   reading it; either way the client gets the cancel's error, then ReadyForQuery with the
+//!   state the server has.
+//! - An extended-protocol message (first in its batch: only there are questions asked) gets
+//!   the error at once, the client's messages up to its Sync are dropped as the server drops
+//!   them after an error, and the Sync is forwarded: its ReadyForQuery is the server's.
+//!
+//! Also: the answers assumed where no question can be asked (in the middle of a batch, in a
+//! failed transaction): the worst (`assume_answers`); and the bound on the rounds of
+//! questions one message may wait for (`ask_bounded`: past it, the message is refused, so
+//! that no judgement that keeps asking holds a session forever).
+//!
+//! Owns: that answer, those assumptions and that bound. Does not own: which answers are a cancel
+//! (`cancels`), asking (`checks`).
+
+use super::Session;
+use crate::precheck::Answer;
+use crate::wire::messages::{fe, ProxyMessage};
+use crate::wire::Frame;
+
+const HINT_ROUNDS: &str = "Send it again; if it is refused again, report it to blastwall's maintainers with the log.";
+
+/// Rounds of catalog questions one client message may wait for: each answer may lead to
+/// another question (a few rounds), and a judgement that keeps asking is a fault — the
+/// message is refused rather than waiting forever.
+const MAX_ROUNDS: u8 = 8;
+
+impl Session {
+    /// Asks the catalog for `frame` (`checks::resolve`, or `resolve_in_batch`), then judges it
+    /// again, unless the message already waited for [`MAX_ROUNDS`] rounds: then it is refused.
+    pub(super) async fn ask_bounded(
+        &mut self,
+        frame: Frame,
+        questions: Vec<crate::catalog::Question>,
+        in_batch: bool,
+    ) -> Result<(), super::SessionError> {
+        use super::checks::Pending;
+        self.mirror.rounds += 1;
+        if self.mirror.rounds > MAX_ROUNDS {
+            self.mirror.rounds = 0;
+            tracing::warn!(session = self.id, ?questions, "a message kept asking the catalog: refused");
+            let text = crate::wire::messages::query_text(&frame).map(|t| String::from_utf8_lossy(t).into_owned());
+            let why = format!("blastwall asked the catalog {MAX_ROUNDS} times to judge it and could not settle it");
+            let d = crate::guard::refusal(
+                "unverifiable",
+                "this message".into(),
+                why,
+                HINT_ROUNDS,
+                "blastwall",
+                text.unwrap_or_default(),
+            );
+            let refusal = crate::guard::refusal_message(&d);
+            match frame.tag {
+                fe::QUERY | fe::FUNCTION_CALL => self.relay.refuse_sync_point(refusal),
+                _ => self.refuse_in_batch(refusal),
+            }
+            return Ok(());
+        }
+        let result =
+            if in_batch { self.resolve_in_batch(frame, questions).await } else { self.resolve(frame, questions).await };
+        if !matches!(self.pending, Some(Pending::Resolve(..) | Pending::ResolveInBatch(..))) {
+            self.mirror.rounds = 0;
+        }
+        result
+    }
+
+    /// Ends the client's `frame` with the cancel that met a question asked for it.
+    pub(super) fn question_cancelled(&mut self, frame: &Frame, answer: Answer) {
+        let message = answer.error.map(|e| e.message).unwrap_or_else(|| crate::said::canceled().message);
+        let error = ProxyMessage::error("57014", message);
+        tracing::info!(session = self.id, "a cancel met a catalog question: the client's message ends with it");
+        // A Bind that waited for the answers waits no more.
+        self.mirror.asked = 0;
+        match frame.tag {
+            fe::QUERY | fe::FUNCTION_CALL => self.relay.refuse_sync_point(error),
+            _ => self.relay.fail_batch_here(error),
+        }
+    }
+
+    /// No catalog question can be asked in the middle of an extended batch: answers that
+    /// assume the worst (a write to count; the policy's column names).
+    pub(super) fn assume_answers(&mut self, questions: &[crate::catalog::Question]) {
+        let (catalog, db) = (&self.shared.guard.catalog, &self.info.database);
+        let policy = self.shared.guard.policy();
+        for q in questions {
+            match q {
+                crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
+                crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db, &mut self.info.temp),
+                crate::catalog::Question::Taint => self.info.taint.assume(),
+                crate::catalog::Question::SequenceOwner(seq) => {
+                    // Fail closed: as if a protected column of every table forbidding setval
+                    // owned it.
+                    let rows: Vec<Vec<Option<String>>> = policy
+                        .tables
+                        .iter()
+                        .filter(|t| t.forbid.contains(&crate::policy::Forbid::Setval))
+                        .filter_map(|t| {
+                            let col = t.protected_columns.iter().next()?;
+                            Some(vec![Some(t.schema.clone()), Some(t.name.clone()), Some(col.clone())])
+                        })
+                        .collect();
+                    catalog.learn_owners(db, seq, &rows);
+                }
+                // Fail closed: every protected column taken as minted.
+                crate::catalog::Question::Minted { schema, table } => {
+                    let t = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table);
+                    let cols = t.map(|t| t.protected_columns.iter().collect::<Vec<_>>()).unwrap_or_default();
+                    let rows: Vec<_> =
+                        cols.iter().map(|c| vec![Some("1".into()), Some(c.to_string()), Some("s".into())]).collect();
+                    catalog.learn_minted(db, schema, table, &rows);
+                }
+                // Fail closed: judged as every relation the name may be, this once.
+                q @ (crate::catalog::Question::Identities
+                | crate::catalog::Question::Relations(_)
+                | crate::catalog::Question::Constraint { .. }) => crate::names::assume(q, &mut self.info.names),
+                crate::catalog::Question::Columns { schema, table } => {
+                    if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
+                        catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);
+                    }
+                }
+            }
+        }
+    }
+}
