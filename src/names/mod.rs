@@ -131,12 +131,24 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Ident
 
 /// A relation name as `to_regclass` reads it, each part quoted.
 pub fn quote(schema: &str, name: &str) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    if schema.is_empty() {
-        q(name)
-    } else {
-        format!("{}.{}", q(schema), q(name))
+    // One allocation (a key is made for every write judged).
+    fn push(out: &mut String, s: &str) {
+        out.push('"');
+        for (i, part) in s.split('"').enumerate() {
+            if i > 0 {
+                out.push_str("\"\"");
+            }
+            out.push_str(part);
+        }
+        out.push('"');
     }
+    let mut out = String::with_capacity(schema.len() + name.len() + 5);
+    if !schema.is_empty() {
+        push(&mut out, schema);
+        out.push('.');
+    }
+    push(&mut out, name);
+    out
 }
 
 /// The key of a name as a statement wrote it.

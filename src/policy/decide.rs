@@ -274,8 +274,11 @@ fn write_findings(
     policy: &Policy,
     d: &mut Decision,
 ) {
-    let target = w.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "an unnamed object".into());
-    let what = format!("{} on {target}", w.op.verb());
+    // Only a finding names it (most writes have none: not built for them).
+    let what = || {
+        let target = w.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "an unnamed object".into());
+        format!("{} on {target}", w.op.verb())
+    };
     // The view a write goes through, per policy table it reaches that way.
     let through_view = |t: &TablePolicy| {
         let r = reach?;
@@ -285,12 +288,12 @@ fn write_findings(
         let source = table.map(|t| t.source.clone()).unwrap_or_else(|| defaults_source(policy));
         // Name the table the policy protects when the statement's name resolved to it.
         let what = match table {
-            Some(t) if through_view(t).is_some() => format!("{what} (which reaches {})", t.qualified()),
+            Some(t) if through_view(t).is_some() => format!("{} (which reaches {})", what(), t.qualified()),
             Some(t) if reach.is_some_and(|r| r.unresolved.is_none()) => format!("{} on {}", w.op.verb(), t.qualified()),
             Some(t) if w.target.as_ref().is_some_and(|x| t.matches(x)) => {
                 format!("{} on {}", w.op.verb(), t.qualified())
             }
-            _ => what.clone(),
+            _ => what(),
         };
         let why = match reach.and_then(|r| r.unresolved.as_ref()) {
             Some(u) if table.is_some() => format!("{why} ({u})"),

@@ -17,49 +17,33 @@
 
 use crate::precheck::CheckPlan;
 use crate::wire::messages::TxStatus;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Statements and portals whose execution must be counted (the others are not kept).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Objects {
-    statements: HashMap<Vec<u8>, Arc<CheckPlan>>,
+    statements: ByName<Arc<CheckPlan>>,
     /// What each statement prepared by protocol Parse (or adopted from SQL `PREPARE`) was
     /// judged with.
-    facts: FactsOf,
-    portals: HashMap<Vec<u8>, Arc<CheckPlan>>,
+    facts: ByName<Arc<Facts>>,
+    portals: ByName<Arc<CheckPlan>>,
     /// Every portal the client bound by protocol, counted or not: an Execute of any other
     /// name reads a cursor (declared by SQL or opened by a function body).
-    bound: HashSet<Vec<u8>>,
+    bound: ByName<()>,
 }
 
 impl Objects {
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Parse { name, plan, facts } => {
-                match plan {
-                    Some(p) => {
-                        self.statements.insert(name.clone(), p.clone());
-                    }
-                    None => {
-                        self.statements.remove(name);
-                    }
-                }
-                match facts {
-                    Some(f) => self.facts.insert(name, f.clone()),
-                    None => self.facts.remove(name),
-                }
+                self.statements.set(name, plan.as_ref());
+                self.facts.set(name, facts.as_ref());
             }
             Op::Bind { portal, statement } => {
-                self.bound.insert(portal.clone());
-                match self.statements.get(statement).cloned() {
-                    Some(p) => {
-                        self.portals.insert(portal.clone(), p);
-                    }
-                    None => {
-                        self.portals.remove(portal);
-                    }
-                }
+                self.bound.insert(portal, ());
+                let plan = self.statements.get(statement).cloned();
+                self.portals.set(portal, plan.as_ref());
             }
             Op::Close { portal: true, name } => {
                 self.portals.remove(name);
@@ -72,18 +56,60 @@ impl Objects {
             Op::Describe | Op::Execute | Op::Marker => {}
         }
     }
+
+    fn clear_portals(&mut self) {
+        self.portals.clear();
+        self.bound.clear();
+    }
 }
 
-/// [`Facts`] by statement name; the unnamed statement's (parsed for nearly every statement by
-/// many drivers) apart, so that keeping it costs no hashing and copying the mirror no map.
-#[derive(Debug, Default, Clone)]
-struct FactsOf {
-    unnamed: Option<Arc<Facts>>,
-    named: HashMap<Vec<u8>, Arc<Facts>>,
+impl Clone for Objects {
+    fn clone(&self) -> Self {
+        let mut o = Objects::default();
+        o.clone_from(self);
+        o
+    }
+
+    /// In place: the maps keep their allocations.
+    fn clone_from(&mut self, source: &Self) {
+        self.statements.clone_from(&source.statements);
+        self.facts.clone_from(&source.facts);
+        self.portals.clone_from(&source.portals);
+        self.bound.clone_from(&source.bound);
+    }
 }
 
-impl FactsOf {
-    fn get(&self, name: &[u8]) -> Option<&Arc<Facts>> {
+/// Something kept by statement or portal name; the unnamed one's (parsed and bound for nearly
+/// every statement by many drivers) apart, so that keeping it costs no hashing, and copying
+/// the mirror no map.
+#[derive(Debug)]
+struct ByName<T> {
+    unnamed: Option<T>,
+    named: HashMap<Vec<u8>, T>,
+}
+
+impl<T> Default for ByName<T> {
+    fn default() -> Self {
+        ByName { unnamed: None, named: HashMap::new() }
+    }
+}
+
+impl<T: Clone> Clone for ByName<T> {
+    fn clone(&self) -> Self {
+        ByName { unnamed: self.unnamed.clone(), named: self.named.clone() }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        self.unnamed.clone_from(&source.unnamed);
+        if self.named.is_empty() && source.named.is_empty() {
+            return;
+        }
+        self.named.clone_from(&source.named);
+    }
+}
+
+impl<T: Clone> ByName<T> {
+    fn get(&self, name: &[u8]) -> Option<&T> {
         match name.is_empty() {
             true => self.unnamed.as_ref(),
             false => self.named.get(name),
@@ -94,12 +120,26 @@ impl FactsOf {
         self.get(name).is_some()
     }
 
-    fn insert(&mut self, name: &[u8], facts: Arc<Facts>) {
+    fn insert(&mut self, name: &[u8], value: T) {
         match name.is_empty() {
-            true => self.unnamed = Some(facts),
+            true => self.unnamed = Some(value),
             false => {
-                self.named.insert(name.to_vec(), facts);
+                // No new key for a name already kept.
+                match self.named.get_mut(name) {
+                    Some(v) => *v = value,
+                    None => {
+                        self.named.insert(name.to_vec(), value);
+                    }
+                }
             }
+        }
+    }
+
+    /// Keeps `value` under `name`, or forgets the name when there is none.
+    fn set(&mut self, name: &[u8], value: Option<&T>) {
+        match value {
+            Some(v) => self.insert(name, v.clone()),
+            None => self.remove(name),
         }
     }
 
@@ -107,9 +147,15 @@ impl FactsOf {
         match name.is_empty() {
             true => self.unnamed = None,
             false => {
-                self.named.remove(name);
+                if !self.named.is_empty() {
+                    self.named.remove(name);
+                }
             }
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.unnamed.is_none() && self.named.is_empty()
     }
 
     fn clear(&mut self) {
@@ -202,7 +248,7 @@ impl Mirror {
     /// Whether the client bound a portal of this name by protocol (as the server will have it
     /// when it reaches the next message).
     pub(super) fn portal_bound(&self, portal: &[u8]) -> bool {
-        self.projected.bound.contains(portal)
+        self.projected.bound.contains_key(portal)
     }
 
     /// A prepared statement was remade where blastwall could not see (`precheck::objects`):
@@ -234,10 +280,7 @@ impl Mirror {
             if !o.facts.contains_key(name) {
                 continue;
             }
-            match &plan {
-                Some(p) => o.statements.insert(name.to_vec(), p.clone()),
-                None => o.statements.remove(name),
-            };
+            o.statements.set(name, plan.as_ref());
             o.facts.insert(name, facts.clone());
         }
     }
@@ -260,7 +303,7 @@ impl Mirror {
     /// counted write: the server shares one namespace between SQL and the protocol.
     pub(super) fn adopt(&mut self, name: &[u8], plan: Arc<CheckPlan>, facts: Arc<Facts>) {
         for o in [&mut self.confirmed, &mut self.projected] {
-            o.statements.insert(name.to_vec(), plan.clone());
+            o.statements.insert(name, plan.clone());
             o.facts.insert(name, facts.clone());
         }
     }
@@ -276,18 +319,18 @@ impl Mirror {
     /// `ord` itself skips the Execute too.)
     pub(super) fn execute_is_certain(&self, portal: &[u8], ord: u64) -> bool {
         let earlier = || self.owed.iter().filter(|(o, _)| *o < ord).map(|(_, op)| op);
-        let current: Vec<&Op> = self.owed.iter().filter(|(o, _)| *o == ord).map(|(_, op)| op).collect();
-        let bind = current.iter().rposition(|op| matches!(op, Op::Bind { portal: p, .. } if p == portal));
-        let Some(i) = bind else {
+        let current = || self.owed.iter().filter(|(o, _)| *o == ord).map(|(_, op)| op);
+        let bind =
+            current().enumerate().filter(|(_, op)| matches!(op, Op::Bind { portal: p, .. } if p == portal)).last();
+        let Some((i, Op::Bind { statement, .. })) = bind else {
             // The portal comes from an earlier batch: certain once nothing there is pending.
             return !earlier().any(|op| matches!(op, Op::Parse { .. } | Op::Bind { .. } | Op::Close { .. }));
         };
-        let Op::Bind { statement, .. } = current[i] else { return false };
         let names = |op: &Op| match op {
             Op::Parse { name, .. } | Op::Close { portal: false, name } => name == statement,
             _ => false,
         };
-        current[..i].iter().any(|op| names(op)) || !earlier().any(names)
+        current().take(i).any(names) || !earlier().any(names)
     }
 
     /// Whether the server is answering an Execute of batch `answering` (not a simple Query).
@@ -356,8 +399,7 @@ impl Mirror {
         let portals =
             status == TxStatus::Idle && (!self.confirmed.portals.is_empty() || !self.confirmed.bound.is_empty());
         if portals {
-            self.confirmed.portals.clear();
-            self.confirmed.bound.clear();
+            self.confirmed.clear_portals();
         }
         if status == TxStatus::Idle {
             self.runs.clear();
@@ -387,7 +429,8 @@ impl Mirror {
     }
 
     fn reproject(&mut self) {
-        self.projected = self.confirmed.clone();
+        // In place: the maps keep their allocations.
+        self.projected.clone_from(&self.confirmed);
         for (_, op) in &self.owed {
             self.projected.apply(op);
         }
