@@ -32,6 +32,7 @@ mod simple;
 mod sliced;
 mod statements;
 mod taint;
+mod wakes;
 
 use crate::listen::{ClientStream, Peer};
 use checks::Pending;
@@ -261,10 +262,14 @@ impl Session {
         // Kept across wake-ups: it registers this session's waker once.
         let mut phase_change = shared.phase.changed(self.id, current);
         let idle = self.shared.config.idle_timeout;
+        let (mut client_side, mut server_side) = (wakes::Side::new(), wakes::Side::new());
         loop {
             self.flush(stats).await?;
             if self.closing {
                 return Ok(());
+            }
+            if !self.put_back.is_empty() {
+                server_side.unpark();
             }
             self.put_back_when_quiet().await?;
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
@@ -280,11 +285,15 @@ impl Session {
                 Some(_) => !self.relay.is_busy(),
             };
             if runnable {
+                // A pre-check reads the server itself (and may leave bytes ready there).
+                client_side.unpark();
+                server_side.unpark();
                 self.run_pending().await?;
                 self.on_client_bytes()?;
                 continue;
             }
             if self.pending.is_none() && self.simple_next(false) {
+                client_side.unpark();
                 self.on_client_bytes()?;
                 continue;
             }
@@ -312,15 +321,15 @@ impl Session {
                 use std::future::Future;
                 use std::task::Poll;
                 if client_first && reading_client {
-                    if let Poll::Ready(r) = from_client.as_mut().poll(cx) {
+                    if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
                         return Poll::Ready(Read::Client(r));
                     }
                 }
-                if let Poll::Ready(r) = from_server.as_mut().poll(cx) {
+                if let Poll::Ready(r) = server_side.poll(cx, |cx| from_server.as_mut().poll(cx)) {
                     return Poll::Ready(Read::Server(r));
                 }
                 if !client_first && reading_client {
-                    if let Poll::Ready(r) = from_client.as_mut().poll(cx) {
+                    if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
                         return Poll::Ready(Read::Client(r));
                     }
                 }
