@@ -15,7 +15,7 @@ use crate::relay::{Action, Relay};
 use crate::shared::{Phase, Shared};
 use crate::wire::messages::{self, fe, TxStatus};
 use crate::wire::startup::CancelKey;
-use crate::wire::{self, Frame, FrameError, Framer, Item};
+use crate::wire::{self, Frame, FrameError, Framer, Step};
 use bytes::BytesMut;
 
 mod binds;
@@ -426,14 +426,18 @@ impl Session {
             }
             let discarding = self.relay.is_discarding();
             let ready = self.ready;
-            let item = self
+            let relay = &mut self.relay;
+            let step = self
                 .cfr
-                .next_item(|tag| if ready { discarding || tag != fe::COPY_DATA } else { tag == fe::PASSWORD })
+                .next_step(
+                    |tag| if ready { discarding || tag != fe::COPY_DATA } else { tag == fe::PASSWORD },
+                    |run| relay.forward_raw(run),
+                )
                 .map_err(|e| self.protocol_violation(e))?;
-            match item {
+            match step {
                 None => return Ok(()),
-                Some(Item::Pass(b)) => self.relay.forward_raw(&b),
-                Some(Item::Frame(f)) => {
+                Some(Step::Passed) => {}
+                Some(Step::Frame(f)) => {
                     self.simple_took();
                     self.on_client_frame(f)?
                 }
