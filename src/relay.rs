@@ -10,7 +10,7 @@
 
 use crate::wire::messages::{self, ProxyMessage, TxStatus};
 use crate::wire::Frame;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::VecDeque;
 
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
@@ -339,7 +339,7 @@ impl Relay {
         self.to_client.extend_from_slice(&frame.bytes);
     }
 
-    pub fn pass_to_client(&mut self, bytes: &Bytes) {
+    pub fn pass_to_client(&mut self, bytes: &[u8]) {
         self.to_client.extend_from_slice(bytes);
     }
 

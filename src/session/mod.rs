@@ -15,7 +15,7 @@ use crate::relay::{Action, Relay};
 use crate::shared::{Phase, Shared};
 use crate::wire::messages::{self, fe, TxStatus};
 use crate::wire::startup::CancelKey;
-use crate::wire::{self, Frame, FrameError, Framer, Item};
+use crate::wire::{self, Frame, FrameError, Framer, Step};
 use bytes::BytesMut;
 
 mod ages;
@@ -35,6 +35,7 @@ mod simple;
 mod sliced;
 mod statements;
 mod taint;
+mod wakes;
 
 use crate::listen::{ClientStream, Peer};
 use checks::Pending;
@@ -264,10 +265,14 @@ impl Session {
         // Kept across wake-ups: it registers this session's waker once.
         let mut phase_change = shared.phase.changed(self.id, current);
         let idle = self.shared.config.idle_timeout;
+        let (mut client_side, mut server_side) = (wakes::Side::new(), wakes::Side::new());
         loop {
             self.flush(stats).await?;
             if self.closing {
                 return Ok(());
+            }
+            if !self.put_back.is_empty() {
+                server_side.unpark();
             }
             self.put_back_when_quiet().await?;
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
@@ -284,11 +289,15 @@ impl Session {
                 Some(_) => !self.relay.is_busy(),
             };
             if runnable {
+                // A pre-check reads the server itself (and may leave bytes ready there).
+                client_side.unpark();
+                server_side.unpark();
                 self.run_pending().await?;
                 self.on_client_bytes()?;
                 continue;
             }
             if self.pending.is_none() && self.simple_next(false) {
+                client_side.unpark();
                 self.on_client_bytes()?;
                 continue;
             }
@@ -316,15 +325,15 @@ impl Session {
                 use std::future::Future;
                 use std::task::Poll;
                 if client_first && reading_client {
-                    if let Poll::Ready(r) = from_client.as_mut().poll(cx) {
+                    if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
                         return Poll::Ready(Read::Client(r));
                     }
                 }
-                if let Poll::Ready(r) = from_server.as_mut().poll(cx) {
+                if let Poll::Ready(r) = server_side.poll(cx, |cx| from_server.as_mut().poll(cx)) {
                     return Poll::Ready(Read::Server(r));
                 }
                 if !client_first && reading_client {
-                    if let Poll::Ready(r) = from_client.as_mut().poll(cx) {
+                    if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
                         return Poll::Ready(Read::Client(r));
                     }
                 }
@@ -421,14 +430,18 @@ impl Session {
             }
             let discarding = self.relay.is_discarding();
             let ready = self.ready;
-            let item = self
+            let relay = &mut self.relay;
+            let step = self
                 .cfr
-                .next_item(|tag| if ready { discarding || tag != fe::COPY_DATA } else { tag == fe::PASSWORD })
+                .next_step(
+                    |tag| if ready { discarding || tag != fe::COPY_DATA } else { tag == fe::PASSWORD },
+                    |run| relay.forward_raw(run),
+                )
                 .map_err(|e| self.protocol_violation(e))?;
-            match item {
+            match step {
                 None => return Ok(()),
-                Some(Item::Pass(b)) => self.relay.forward_raw(&b),
-                Some(Item::Frame(f)) => {
+                Some(Step::Passed) => {}
+                Some(Step::Frame(f)) => {
                     self.simple_took();
                     self.on_client_frame(f)?
                 }

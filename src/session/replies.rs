@@ -7,7 +7,7 @@
 
 use super::{Session, SessionError, Stats};
 use crate::wire::messages::{self, be};
-use crate::wire::{Frame, Item};
+use crate::wire::{Frame, Step};
 
 impl Session {
     pub(super) fn on_server_bytes(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
@@ -26,11 +26,12 @@ impl Session {
                 be::AUTHENTICATION => !ready,
                 _ => true,
             };
-            let item = self.sfr.next_item(inspect).map_err(SessionError::ServerProtocol)?;
-            match item {
+            let relay = &mut self.relay;
+            let step = self.sfr.next_step(inspect, |run| relay.pass_to_client(run));
+            match step.map_err(SessionError::ServerProtocol)? {
                 None => return Ok(()),
-                Some(Item::Pass(b)) => self.relay.pass_to_client(&b),
-                Some(Item::Frame(f)) => self.on_server_frame(f, stats)?,
+                Some(Step::Passed) => {}
+                Some(Step::Frame(f)) => self.on_server_frame(f, stats)?,
             }
         }
     }

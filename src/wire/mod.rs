@@ -36,6 +36,20 @@ pub enum Item {
     Pass(Bytes),
 }
 
+/// What [`Framer::next_step`] did: handed out a whole message, or lent a run to pass through.
+#[derive(Debug)]
+pub enum Step {
+    Frame(Frame),
+    Passed,
+}
+
+/// What `Framer::next` found at the front of the buffer.
+enum Found {
+    Frame(Frame),
+    /// This many bytes at the front pass through.
+    Pass(usize),
+}
+
 /// A complete message, as received. `bytes` includes the tag and the length field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -101,13 +115,41 @@ impl Framer {
     /// message with that tag must be handed out whole; all others pass through in runs, so
     /// a large DataRow or CopyData never has to fit in memory at once.
     pub fn next_item(&mut self, inspect: impl Fn(u8) -> bool) -> Result<Option<Item>, FrameError> {
+        Ok(match self.next(inspect)? {
+            None => None,
+            Some(Found::Frame(f)) => Some(Item::Frame(f)),
+            Some(Found::Pass(n)) => Some(Item::Pass(self.buf.split_to(n).freeze())),
+        })
+    }
+
+    /// As [`Framer::next_item`], but a run of bytes that passes through is lent to `pass` and
+    /// dropped from the buffer, not split off into a `Bytes` of its own (the relay's hot
+    /// path copies it into its outgoing buffer anyway).
+    pub fn next_step(
+        &mut self,
+        inspect: impl Fn(u8) -> bool,
+        pass: impl FnOnce(&[u8]),
+    ) -> Result<Option<Step>, FrameError> {
+        Ok(match self.next(inspect)? {
+            None => None,
+            Some(Found::Frame(f)) => Some(Step::Frame(f)),
+            Some(Found::Pass(n)) => {
+                pass(&self.buf[..n]);
+                bytes::Buf::advance(&mut self.buf, n);
+                Some(Step::Passed)
+            }
+        })
+    }
+
+    /// The next frame (split off), or the length of the run at the front that passes through.
+    fn next(&mut self, inspect: impl Fn(u8) -> bool) -> Result<Option<Found>, FrameError> {
         if self.pass_remaining > 0 {
             let n = self.pass_remaining.min(self.buf.len());
             if n == 0 {
                 return Ok(None);
             }
             self.pass_remaining -= n;
-            return Ok(Some(Item::Pass(self.buf.split_to(n).freeze())));
+            return Ok(Some(Found::Pass(n)));
         }
         let mut pos = 0usize;
         while let Some((tag, total)) = self.header_at(pos)? {
@@ -123,7 +165,7 @@ impl Framer {
                     });
                 }
                 if self.buf.len() >= total {
-                    return Ok(Some(Item::Frame(Frame { tag, bytes: self.buf.split_to(total).freeze() })));
+                    return Ok(Some(Found::Frame(Frame { tag, bytes: self.buf.split_to(total).freeze() })));
                 }
                 // Length already checked against the limit, so this reservation is bounded.
                 self.buf.reserve(total - self.buf.len());
@@ -139,13 +181,14 @@ impl Framer {
             break;
         }
         if pos > 0 {
-            return Ok(Some(Item::Pass(self.buf.split_to(pos).freeze())));
+            return Ok(Some(Found::Pass(pos)));
         }
         Ok(None)
     }
 
     /// Reads the header at `pos`: `(tag, total length including the tag)`, or `None` when
     /// fewer than five bytes are buffered there.
+    #[inline]
     fn header_at(&self, pos: usize) -> Result<Option<(u8, usize)>, FrameError> {
         let Some(h) = self.buf.get(pos..pos.saturating_add(5)) else {
             return Ok(None);
@@ -334,6 +377,48 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(&out[..], &data[..out.len()]);
+            }
+
+            /// `next_step` hands out the same frames and passes the same runs as `next_item`.
+            #[test]
+            fn steps_are_items_without_the_split(
+                data in proptest::collection::vec(any::<u8>(), 0..2048),
+                cuts in proptest::collection::vec(1usize..64, 1..64),
+                mask in any::<u8>(),
+            ) {
+                let (mut a, mut b) = (Framer::new(1024), Framer::new(1024));
+                let (mut items, mut steps) = (Vec::new(), Vec::new());
+                let mut pos = 0;
+                let mut ci = 0;
+                'outer: while pos < data.len() {
+                    let n = cuts[ci % cuts.len()].min(data.len() - pos);
+                    ci += 1;
+                    a.buf_mut().extend_from_slice(&data[pos..pos + n]);
+                    b.buf_mut().extend_from_slice(&data[pos..pos + n]);
+                    pos += n;
+                    loop {
+                        let item = a.next_item(|t| t & mask == 0);
+                        let mut passed = Vec::new();
+                        let step = b.next_step(|t| t & mask == 0, |run| passed.extend_from_slice(run));
+                        match (item, step) {
+                            (Ok(Some(Item::Frame(x))), Ok(Some(Step::Frame(y)))) => {
+                                items.push((true, x.bytes.to_vec()));
+                                steps.push((true, y.bytes.to_vec()));
+                            }
+                            (Ok(Some(Item::Pass(x))), Ok(Some(Step::Passed))) => {
+                                items.push((false, x.to_vec()));
+                                steps.push((false, passed));
+                            }
+                            (Ok(None), Ok(None)) => break,
+                            (Err(x), Err(y)) => {
+                                prop_assert_eq!(x, y);
+                                break 'outer;
+                            }
+                            (x, y) => prop_assert!(false, "next_item {:?}, next_step {:?}", x, y),
+                        }
+                    }
+                }
+                prop_assert_eq!(items, steps);
             }
 
             #[test]
