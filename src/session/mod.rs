@@ -10,7 +10,7 @@
 //! (`relay`), the counting I/O (`precheck`).
 
 use crate::backend::{BackendError, BoxIo};
-use crate::guard::{Judged, Preanalyzed, SessionInfo, Verdict};
+use crate::guard::{Preanalyzed, SessionInfo, Verdict};
 use crate::relay::{Action, Relay};
 use crate::shared::{Phase, Shared};
 use crate::wire::messages::{self, fe, TxStatus};
@@ -25,9 +25,11 @@ mod counting;
 mod departure;
 mod ending;
 mod extended;
+mod judging;
 mod names;
 mod opening;
 mod parses;
+mod pieces;
 mod putback;
 mod questions;
 mod replies;
@@ -552,7 +554,7 @@ impl Session {
                 self.relay.apply_sync_point(action, &f.bytes);
             }
             fe::PASSWORD if !self.ready => {
-                if self.strip_plus && is_scram_with_binding_flag(f.body()) {
+                if self.strip_plus && opening::is_scram_with_binding_flag(f.body()) {
                     let msg = crate::said::channel_binding_refused();
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.closing = true;
@@ -579,58 +581,6 @@ impl Session {
         }
         Ok(())
     }
-
-    /// Refusals and warnings are recorded when judged; checks when their outcome is known.
-    fn recorded(&self, judged: Judged) -> Verdict {
-        if let Some(facts) = &judged.facts {
-            if matches!(facts.decision, "refused" | "warned") {
-                self.record(facts, &[], None);
-            }
-        }
-        judged.verdict
-    }
-
-    fn judge_sql(&mut self, sql: &[u8], pre: Option<&Preanalyzed>) -> Verdict {
-        self.info.standard_conforming_strings = self.relay.standard_conforming_strings();
-        self.info.settings_certain = !self.relay.is_busy();
-        // Per statement on the hot path: copy the encoding only when it changed. While a
-        // statement that may change it is unanswered, a non-ASCII text cannot be read (the
-        // server decodes each message in the encoding of the moment it reads it; the
-        // statements of a Query run as a batch were checked for this when it was split).
-        self.info.encoding_in_flight &= !self.info.settings_certain;
-        let encoding = match self.info.encoding_in_flight && self.simple.is_none() {
-            true => crate::said::ENCODING_IN_FLIGHT,
-            false => self.relay.client_encoding(),
-        };
-        if self.info.client_encoding != encoding {
-            self.info.client_encoding = encoding.to_string();
-        }
-        self.info.in_transaction = self.relay.tx != TxStatus::Idle;
-        let judged = self.shared.guard.judge(sql, &mut self.info, pre);
-        // A counted statement's replies (and the encoding it reports) are read by blastwall
-        // before anything after it is judged; any other one that may call a function may
-        // change the encoding unseen.
-        let counted = matches!(judged.verdict, Verdict::Check(_));
-        self.info.encoding_in_flight |= judged.scan.encoding || (judged.scan.paren && !counted);
-        // Only a text with a cursor word can FETCH a portal (the guard's one pass said).
-        let cursor_words = judged.scan.cursors;
-        let verdict = self.recorded(judged);
-        let verdict = if cursor_words { self.fetching_counted_portal(sql, verdict) } else { verdict };
-        // Only a message forwarded as it is gets the server's plain answer (a counted one is
-        // answered inside the pre-check): its DEALLOCATEs wait for that answer.
-        self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));
-        verdict
-    }
-}
-
-/// A SASLInitialResponse for SCRAM-SHA-256 whose GS2 flag is `y`: "I support channel
-/// binding but the server did not offer it". A server on TLS treats that as a downgrade attack.
-fn is_scram_with_binding_flag(body: &[u8]) -> bool {
-    let mut r = crate::wire::BodyReader::new(body, "SASLInitialResponse");
-    let (Ok(mech), Ok(_len)) = (r.cstr(), r.i32()) else {
-        return false;
-    };
-    mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
 }
 
 /// What a wake-up read, and from which side.

@@ -152,6 +152,16 @@ async fn read_startup_packet<R: tokio::io::AsyncRead + Unpin>(
     startup::parse(buf.freeze()).map(Some).map_err(SessionError::ClientProtocol)
 }
 
+/// A SASLInitialResponse for SCRAM-SHA-256 whose GS2 flag is `y`: "I support channel
+/// binding but the server did not offer it". A server on TLS treats that as a downgrade attack.
+pub(super) fn is_scram_with_binding_flag(body: &[u8]) -> bool {
+    let mut r = crate::wire::BodyReader::new(body, "SASLInitialResponse");
+    let (Ok(mech), Ok(_len)) = (r.cstr(), r.i32()) else {
+        return false;
+    };
+    mech == b"SCRAM-SHA-256" && r.rest().starts_with(b"y,")
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_bool;
