@@ -103,6 +103,7 @@ mod once;
 mod ops;
 mod oracle;
 mod points;
+mod pooled;
 mod precheck;
 mod preflight;
 mod putback;
