@@ -88,6 +88,7 @@ mod differential;
 mod drivers;
 mod effects;
 mod fidelity;
+mod fingerprints;
 mod guard;
 mod harness;
 mod hidden;
