@@ -88,6 +88,7 @@ mod differential;
 mod drivers;
 mod effects;
 mod fidelity;
+mod fidelity5;
 mod fingerprints;
 mod guard;
 mod harness;
