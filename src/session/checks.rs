@@ -137,6 +137,9 @@ impl Session {
         };
         let Backend { for_client, params, objects, positions, holding, .. } = backend;
         self.holding.merge(holding);
+        // PostgreSQL sends notifications just before a ReadyForQuery (never among a
+        // statement's rows): those that came during the check follow the delivered replies.
+        let (for_client, notifications) = super::notifications::split(for_client);
         let micros = self.after_check(for_client, params, started);
         self.objects_changed(objects);
         let mut facts = check_facts(&plan);
@@ -174,12 +177,13 @@ impl Session {
                     }
                 }
                 tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
-                self.relay.to_client.extend_from_slice(&bytes);
+                super::notifications::before_ready(&mut self.relay.to_client, &bytes, &notifications);
                 self.relay.tx = status;
                 self.mirror.on_ready(self.relay.syncs_done(), status);
                 self.portal_ran(portal, &bytes, &counts, positions);
             }
             Outcome::Refuse { decision, counts } => {
+                self.relay.to_client.extend_from_slice(&notifications);
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
                 let mut msg = crate::guard::refusal_message(&decision);
                 if plan.ignored_directive {
@@ -188,6 +192,7 @@ impl Session {
                 self.refuse_checked(msg, extended);
             }
             Outcome::Unverifiable(why) => {
+                self.relay.to_client.extend_from_slice(&notifications);
                 self.refuse_checked(uncounted(&plan, why, &policy), extended);
             }
         }

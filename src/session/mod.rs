@@ -25,6 +25,7 @@ mod departure;
 mod ending;
 mod extended;
 mod names;
+mod notifications;
 mod opening;
 mod putback;
 mod replies;

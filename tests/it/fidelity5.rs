@@ -38,3 +38,35 @@ async fn a_refusal_through_a_view_that_renames_columns_names_them_as_the_views()
     assert_eq!(count(&db, "SELECT coalesce(sum(uid), 0)::bigint FROM users").await, before, "ids moved");
     p.stop().await;
 }
+
+/// F9: a notification raised by a counted statement (a tainted session's call of its temporary
+/// function, run inside the pre-check) reaches the client where PostgreSQL puts it — after the
+/// statement's rows and command tag, just before ReadyForQuery — not ahead of the held rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_of_a_counted_statement_comes_where_the_server_sends_it() {
+    use crate::differential::{compare, query, Client, Step};
+    let db = incident_db();
+    let p = proxy().await;
+    let client = Client::new("app", APP_PW, &db);
+    let steps = [
+        Step::Send(query("LISTEN ch")),
+        Step::Ready(1),
+        Step::Send(query(
+            "CREATE FUNCTION pg_temp.nf() RETURNS int LANGUAGE plpgsql AS \
+             $$BEGIN PERFORM pg_notify('ch', 'hello'); RETURN 1; END$$",
+        )),
+        Step::Ready(1),
+        Step::Send(query("SELECT pg_temp.nf()")),
+        Step::Ready(1),
+    ];
+    let direct = compare(&p, &client, &steps).await;
+    let tags: Vec<u8> = direct
+        .iter()
+        .filter_map(|e| match e {
+            crate::differential::Event::Msg { tag, .. } => Some(*tag),
+            _ => None,
+        })
+        .collect();
+    assert!(tags.ends_with(b"TDCAZ"), "{:?}", String::from_utf8_lossy(&tags));
+    p.stop().await;
+}
