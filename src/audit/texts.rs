@@ -40,13 +40,17 @@ fn digest(text: &str) -> u64 {
     KEYS.get_or_init(Default::default).hash_one(text)
 }
 
-/// Makes a text's pair (a parse each, within the analysis budget).
-fn make(text: &str, normalize: bool) -> Pair {
+/// Makes a text's pair (a parse each, within the analysis budget; `None`: too large to
+/// analyze, which `budget` remembers itself).
+fn try_make(text: &str, normalize: bool) -> Option<Pair> {
     crate::analyze::budget::within(text, || Pair {
         fingerprint: pg_query::fingerprint(text, 0, 0).ok().map(|f| f.hex),
         normalized: if normalize { pg_query::normalize(text).ok() } else { None },
     })
-    .unwrap_or_default()
+}
+
+fn make(text: &str, normalize: bool) -> Pair {
+    try_make(text, normalize).unwrap_or_default()
 }
 
 /// Makes and remembers a long text's pair (meant for a blocking thread); a short text's is not
@@ -55,7 +59,11 @@ pub fn prepare(text: &str) {
     if text.len() < LONG || find(text).is_some() {
         return;
     }
-    remember(text, Arc::new(make(text, true)), true);
+    // A text too large to analyze has nothing to remember (and its digest would cost the
+    // event loop a pass over megabytes at every lookup).
+    if let Some(pair) = try_make(text, true) {
+        remember(text, Arc::new(pair), true);
+    }
 }
 
 /// A remembered pair; the text is digested only when one of that length is remembered (a
@@ -91,12 +99,15 @@ pub fn pair(text: &str, normalize: bool) -> Arc<Pair> {
     if let Some((p, _)) = find(text).filter(|(p, _)| !normalize || p.normalized.is_some() || p.fingerprint.is_none()) {
         return p;
     }
-    let p = Arc::new(make(text, true));
-    // A text too large to analyze has none to remember (`budget` remembers it as such).
-    if p.fingerprint.is_some() {
-        remember(text, p.clone(), false);
+    match try_make(text, true) {
+        Some(p) => {
+            let p = Arc::new(p);
+            remember(text, p.clone(), false);
+            p
+        }
+        // Too large to analyze: nothing to remember (`budget` remembers it as such).
+        None => Arc::new(Pair::default()),
     }
-    p
 }
 
 /// Whether a long text's pair was made off the event loop (`Some(true)`), where it was asked

@@ -279,20 +279,15 @@ impl Session {
                 continue;
             }
             if let Question::Taint = q {
-                super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx, &db).await?;
+                if let Err(e) = super::taint::ask(&mut backend, &mut self.info.taint, self.relay.tx, &db).await {
+                    return Err(self.lost_asking(e).await);
+                }
                 continue;
             }
             if let Question::HiddenCallers = q {
                 let answer = match backend.query(&crate::catalog::hidden_callers_query()).await {
                     Ok(a) => a,
-                    Err(e) => {
-                        // Asked before the client's own first statement: a server that closed
-                        // without a word is reported as if the client's had met it.
-                        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
-                        self.relay.to_client.extend_from_slice(&msg.encode());
-                        let _ = self.flush_to_client().await;
-                        return Err(SessionError::Closed(format!("catalog lookup: {e}")));
-                    }
+                    Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
                 };
                 let rows = answer.error.is_none().then_some(&answer.rows[..]);
                 catalog.learn_hidden_callers(&db, rows, &mut self.info.temp);
@@ -347,6 +342,15 @@ impl Session {
         self.take_for_client(for_client, params);
         self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
         self.resolve(frame, questions).await
+    }
+
+    /// The server closed while blastwall asked it something, perhaps before the client's own
+    /// first statement: reported as if the client's had met it (the server said no word).
+    async fn lost_asking(&mut self, e: impl std::fmt::Display) -> SessionError {
+        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
+        self.relay.to_client.extend_from_slice(&msg.encode());
+        let _ = self.flush_to_client().await;
+        SessionError::Closed(e.to_string())
     }
 
     /// What the server sent during a check that is the client's, and the settings it reported.
