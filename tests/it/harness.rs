@@ -445,11 +445,15 @@ pub async fn deaf_client(port: u16, db: &str) -> tokio::net::TcpStream {
 
 /// Runs `work` while `probes` (other sessions) send `SELECT 1` in turn every 20 ms: `work`'s
 /// output, how long it took, and the slowest probe's answer meanwhile (an event loop that
-/// `work` holds shows there).
+/// `work` holds shows there). Each probe answers once before (a session's first statement
+/// may wait for a catalog question of its own).
 pub async fn slowest_probe_while<T>(
     probes: Vec<tokio_postgres::Client>,
     work: impl std::future::Future<Output = T>,
 ) -> (T, std::time::Duration, std::time::Duration) {
+    for c in &probes {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watch = {
         let done = done.clone();
