@@ -6,6 +6,8 @@
 //! statement is PostgreSQL's normalized text (constants replaced by `$n`) unless the policy
 //! asks for the raw text.
 
+pub mod texts;
+
 use crate::policy::TableCount;
 use serde::Serialize;
 use std::io::Write;
@@ -68,20 +70,18 @@ impl CountField {
     }
 }
 
-/// The text an event shows: normalized (constants replaced) unless `raw` is asked for.
+/// The text an event shows: normalized (constants replaced) unless `raw` is asked for; and
+/// its fingerprint. A long text's were made off the event loop (`texts`).
 pub fn statement_text(text: &str, raw: bool) -> (String, String) {
-    // Admitted once for both (each admission of a long text hashes it).
-    let (fingerprint, normalized) = crate::analyze::budget::within(text, || {
-        let fingerprint = pg_query::fingerprint(text, 0, 0).ok().map(|f| f.hex);
-        (fingerprint, if raw { None } else { pg_query::normalize(text).ok() })
-    })
-    .unwrap_or_default();
-    let fingerprint = fingerprint.unwrap_or_else(|| "unparsed".into());
+    let pair = texts::pair(text, !raw);
+    let fingerprint = pair.fingerprint.clone().unwrap_or_else(|| "unparsed".into());
     if raw {
         return (fingerprint, text.to_string());
     }
-    let normalized =
-        normalized.unwrap_or_else(|| "<statement that does not parse or is too large to analyze; not shown>".into());
+    let normalized = pair
+        .normalized
+        .clone()
+        .unwrap_or_else(|| "<statement that does not parse or is too large to analyze; not shown>".into());
     (fingerprint, normalized)
 }
 

@@ -22,7 +22,7 @@ pub use callers::HiddenCache;
 pub use cascades::AssignedColumn;
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
-pub use taint::{query as taint_query, Taint};
+pub use taint::{first_query as taint_first_query, never_had_one, query as taint_query, Taint};
 pub use temporary::{OwnTemp, Whose};
 
 use dashmap::DashMap;

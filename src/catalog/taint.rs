@@ -13,8 +13,12 @@
 //! is taken as reaching a hidden caller (`guard::taint`).
 //!
 //! The answer is per session, asked on the session itself (`pg_my_temp_schema()`: zero rows
-//! and no work when the session never made a temporary object), and asked again only after
-//! the server answered a message that may have changed the temporary schema (`session::taint`).
+//! and no work when the session never made a temporary object): first before the session's
+//! first statement that may run code (a pooler behind blastwall may hand a new client session
+//! a server session whose temporary schema another client filled; [`first_query`] answers
+//! for a server session that never had one without planning the full query), then again only
+//! after the server answered a message that may have changed the temporary schema
+//! (`session::taint`).
 //!
 //! Owns: the state, the query and reading its answer. Does not own: when it is asked
 //! (`session::taint`) or what a taint leads to (`guard::taint`).
@@ -35,9 +39,14 @@ pub struct Taint {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum State {
-    /// The schema holds no code (a new session's schema is empty).
+    /// The schema holds no code.
     #[default]
     Clean,
+    /// A new client session's server session, never asked: a pooler behind blastwall may have
+    /// handed it a server session another client filled (without `DISCARD ALL`). Asked before
+    /// the first statement that may run code is judged, cheaply when the server session never
+    /// had a temporary schema.
+    Unasked,
     /// A message that may change it was judged: asked before the next judgement (which waits
     /// for the server to be idle, so for that message to have run).
     Unknown,
@@ -49,9 +58,21 @@ enum State {
 }
 
 impl Taint {
-    /// Whether the catalog must be asked before the session's next statement is judged.
+    /// A new client session's: not known until asked (see [`State::Unasked`]).
+    pub fn unasked() -> Self {
+        Taint { state: State::Unasked, ..Default::default() }
+    }
+
+    /// Whether the catalog must be asked before the session's next statement is judged (a
+    /// session never asked: before its next one that may run code).
     pub fn must_ask(&self) -> bool {
         self.state == State::Unknown
+    }
+
+    /// Whether the session was never asked (its first question may be the cheap one:
+    /// [`first_query`]).
+    pub fn is_unasked(&self) -> bool {
+        self.state == State::Unasked
     }
 
     /// Whether any statement of the session may run code it does not name (not known: yes).
@@ -88,7 +109,7 @@ impl Taint {
         match self.state {
             State::Clean => false,
             State::Tainted(_) | State::Assumed => self.defers,
-            State::Unknown => true,
+            State::Unknown | State::Unasked => true,
         }
     }
 
@@ -123,6 +144,18 @@ impl Taint {
             ),
         };
     }
+}
+
+/// The first question of a session never asked: whether its server session ever had a
+/// temporary schema (`pg_my_temp_schema()` is 0 until the backend makes a temporary object; a
+/// rolled-back creation resets it) — `t`: none, so clean, with no planning of [`query`].
+pub fn first_query() -> &'static str {
+    "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
+}
+
+/// Whether [`first_query`]'s rows say the server session never had a temporary schema.
+pub fn never_had_one(rows: &[Vec<Option<String>>]) -> bool {
+    rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref()) == Some("t")
 }
 
 /// How many of the objects holding code the answer names.
@@ -259,6 +292,16 @@ mod tests {
         assert!(t.defers());
         t.on_ready();
         assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
+    }
+
+    #[test]
+    fn a_new_client_session_is_not_known_clean_until_asked() {
+        let mut t = Taint::unasked();
+        assert!(t.is_unasked() && t.runs_code() && t.defers() && !t.must_ask());
+        let row = |v: &str| vec![Some(v.to_string())];
+        assert!(never_had_one(&[row("t")]) && !never_had_one(&[row("f")]) && !never_had_one(&[]));
+        t.learn(Some(&[]), false);
+        assert!(!t.is_unasked() && !t.runs_code());
     }
 
     #[test]

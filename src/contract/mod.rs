@@ -128,9 +128,7 @@ pub struct Request<'a> {
 /// The statement's fingerprint as the anomaly history keys it (pg_query's; the text itself
 /// when it does not parse).
 pub fn fingerprint(statement: &str) -> String {
-    crate::analyze::budget::within(statement, || pg_query::fingerprint(statement, 0, 0))
-        .and_then(Result::ok)
-        .map_or_else(|| statement.to_string(), |f| f.hex)
+    crate::audit::texts::pair(statement, false).fingerprint.clone().unwrap_or_else(|| statement.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

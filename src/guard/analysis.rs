@@ -78,7 +78,14 @@ impl Guard {
                 standard_conforming_strings: s,
                 statements: Arc::new(analyze::analyze(&text, ParseOptions { standard_conforming_strings: s })),
             })
-            .collect();
+            .collect::<Vec<Reading>>();
+        // What a refusal, a warning and the audit trail would show of a long statement, made
+        // here too rather than on the event loop (`audit::texts`).
+        for st in readings.iter().flat_map(|r| r.statements.iter()) {
+            if !st.is_harmless() || st.calls_functions {
+                crate::audit::texts::prepare(&st.text);
+            }
+        }
         Preanalyzed { harmless: false, readings, scan }
     }
 

@@ -34,8 +34,9 @@ impl Guard {
             return Ok(false);
         }
         // A session whose temporary schema holds code mentions a hidden caller in every text
-        // (`taint`); asked first when a message since may have changed the schema.
-        if info.taint.must_ask() {
+        // (`taint`); asked first when a message since may have changed the schema, and in a
+        // new session before its first text that may run code.
+        if super::taint::must_ask(sql, info) {
             return Err(Verdict::Resolve(vec![Question::Taint]));
         }
         let declares = !info.cursors.declared.is_empty();

@@ -15,11 +15,9 @@ pub fn render(d: &Decision) -> Verdict {
     let Some(first) = d.findings.iter().find(|f| f.mode == mode) else {
         return Verdict::Allow;
     };
-    // Fingerprinting parses the text: a text too large to analyze is not fingerprinted either.
-    let fingerprint =
-        crate::analyze::budget::within(&first.statement, || pg_query::fingerprint(&first.statement, 0, 0))
-            .and_then(Result::ok)
-            .map_or_else(|| "unparsed".into(), |f| f.hex);
+    // Fingerprinting parses the text (a long one's was made off the event loop: `audit::texts`);
+    // a text too large to analyze is not fingerprinted either.
+    let fingerprint = crate::audit::texts::fingerprint(&first.statement);
     let others = d.findings.len() - 1;
     let mut detail = format!(
         "rule {}; policy {}; mode {}; statement fingerprint {}",

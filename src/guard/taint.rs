@@ -27,6 +27,13 @@ pub(super) fn reaches(st: &Statement, info: &SessionInfo) -> bool {
     info.taint.runs_code() && !no_code(st) && !expanded
 }
 
+/// Whether the taint must be asked before `text` is judged: a message since the last answer
+/// may have changed the schema, or the session was never asked (a pooler behind blastwall may
+/// have handed it a server session another client filled) and `text` may run code.
+pub(super) fn must_ask(text: &[u8], info: &SessionInfo) -> bool {
+    info.taint.must_ask() || (info.taint.is_unasked() && may_run_code(text))
+}
+
 /// Whether `text` (a message's, or a protocol Bind's statement) may run the session's code:
 /// not transaction control, nor what runs none of it (binding a utility plans nothing).
 pub(super) fn may_run_code(text: &[u8]) -> bool {

@@ -314,16 +314,37 @@ fn write_findings(
             .and_then(|f| f(t))
             .unwrap_or_else(|| t.protected_columns.iter().map(|c| (c.clone(), c.clone())).collect())
     };
-    let protected = |t: &TablePolicy| -> Vec<(String, String)> {
+    // With the table's own current name of each: (policy name, name here, the table's name).
+    let protected_named = |t: &TablePolicy| -> Vec<(String, String, String)> {
         let named = current(t);
         match through_view(t) {
             Some(map) => named
                 .into_iter()
                 .flat_map(|(p, now)| {
-                    map.iter().filter(move |(_, base)| *base == now).map(move |(v, _)| (p.clone(), v.clone()))
+                    map.iter()
+                        .filter(|(_, base)| *base == now)
+                        .map(|(v, _)| (p.clone(), v.clone(), now.clone()))
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
-            None => named,
+            None => named.into_iter().map(|(p, now)| (p, now.clone(), now)).collect(),
+        }
+    };
+    let protected =
+        |t: &TablePolicy| -> Vec<(String, String)> { protected_named(t).into_iter().map(|(p, v, _)| (p, v)).collect() };
+    // What a protected column named `col` here is: a view's alias of the table's column, that
+    // column renamed since the policy named it, or both.
+    let which = |t: &TablePolicy, policy_name: &str, col: &str| -> String {
+        let base = protected_named(t)
+            .into_iter()
+            .find(|(p, v, _)| p == policy_name && v == col)
+            .map_or_else(|| col.to_string(), |(_, _, now)| now);
+        let renamed = (policy_name != base).then(|| format!("{policy_name} in the policy, renamed since"));
+        match (base != col, renamed) {
+            (true, Some(r)) => format!(" (the view's name for {}.{base}: {r})", t.qualified()),
+            (true, None) => format!(" (the view's name for {}.{base})", t.qualified()),
+            (false, Some(r)) => format!(" ({r})"),
+            (false, None) => String::new(),
         }
     };
     // Judged through a view in the base's names: the view's own names of a column.
@@ -347,12 +368,7 @@ fn write_findings(
     }
     for t in tables.iter().filter(|t| !t.allow_protected_update) {
         for (policy_name, col) in protected(t).iter().filter(|(_, col)| w.op.assigned().contains(col)) {
-            let renamed = if policy_name == col {
-                String::new()
-            } else {
-                format!(" ({policy_name} in the policy, renamed since)")
-            };
-            let why = format!("SET of protected column {col}{renamed}");
+            let why = format!("SET of protected column {col}{}", which(t, policy_name, col));
             finding(Some(t), "protected-assign", why, HINT_ASSIGN);
         }
     }
@@ -384,13 +400,9 @@ fn write_findings(
                             };
                             if let Some(k) = kind {
                                 ranged = true;
-                                let renamed = if policy_name == col {
-                                    String::new()
-                                } else {
-                                    format!(" ({policy_name} in the policy, renamed since)")
-                                };
                                 let why = format!(
-                                    "range predicate ({k}) on protected column {col}{renamed}{}",
+                                    "range predicate ({k}) on protected column {col}{}{}",
+                                    which(t, policy_name, col),
                                     shown(t, col)
                                 );
                                 finding(Some(t), "protected-range", why, HINT_RANGE);

@@ -141,6 +141,9 @@ impl Session {
         };
         let Backend { for_client, params, objects, positions, holding, .. } = backend;
         self.holding.merge(holding);
+        // PostgreSQL sends notifications just before a ReadyForQuery (never among a
+        // statement's rows): those that came during the check follow the delivered replies.
+        let (for_client, notifications) = super::notifications::split(for_client);
         let micros = self.after_check(for_client, params, started);
         self.objects_changed(objects);
         let mut facts = check_facts(&plan);
@@ -178,12 +181,13 @@ impl Session {
                     }
                 }
                 tracing::info!(session = self.id, verb = plan.verb, dry_run = plan.dry_run, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write verified");
-                self.relay.to_client.extend_from_slice(&bytes);
+                super::notifications::before_ready(&mut self.relay.to_client, &bytes, &notifications);
                 self.relay.tx = status;
                 self.mirror.on_ready(self.relay.syncs_done(), status);
                 self.portal_ran(portal, &bytes, &counts, positions);
             }
             Outcome::Refuse { decision, counts } => {
+                self.relay.to_client.extend_from_slice(&notifications);
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit rolled back");
                 let mut msg = crate::guard::refusal_message(&decision);
                 if plan.ignored_directive {
@@ -192,6 +196,7 @@ impl Session {
                 self.refuse_checked(msg, extended);
             }
             Outcome::Unverifiable(why) => {
+                self.relay.to_client.extend_from_slice(&notifications);
                 self.refuse_checked(uncounted(&plan, why, &policy), extended);
             }
         }
@@ -293,24 +298,28 @@ impl Session {
                 continue;
             }
             if let Question::Taint = q {
-                let answer = unless_cancelled!(backend
-                    .query(&crate::catalog::taint_query())
-                    .await
-                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
+                if self.info.taint.is_unasked() {
+                    let first = match backend.query(crate::catalog::taint_first_query()).await {
+                        Ok(a) => a,
+                        Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
+                    };
+                    let first = unless_cancelled!(first);
+                    if super::taint::settled_by_first(&first, &mut self.info.taint, self.relay.tx, &db) {
+                        continue;
+                    }
+                }
+                let answer = match backend.query(&crate::catalog::taint_query()).await {
+                    Ok(a) => a,
+                    Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
+                };
+                let answer = unless_cancelled!(answer);
                 super::taint::learn(&answer, &mut self.info.taint, self.relay.tx, &db);
                 continue;
             }
             if let Question::HiddenCallers = q {
                 let answer = match backend.query(&crate::catalog::hidden_callers_query()).await {
                     Ok(a) => a,
-                    Err(e) => {
-                        // Asked before the client's own first statement: a server that closed
-                        // without a word is reported as if the client's had met it.
-                        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
-                        self.relay.to_client.extend_from_slice(&msg.encode());
-                        let _ = self.flush_to_client().await;
-                        return Err(SessionError::Closed(format!("catalog lookup: {e}")));
-                    }
+                    Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
                 };
                 let answer = unless_cancelled!(answer);
                 let rows = answer.error.is_none().then_some(&answer.rows[..]);
@@ -373,6 +382,15 @@ impl Session {
         self.take_for_client(for_client, params);
         self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
         self.resolve(frame, questions).await
+    }
+
+    /// The server closed while blastwall asked it something, perhaps before the client's own
+    /// first statement: reported as if the client's had met it (the server said no word).
+    async fn lost_asking(&mut self, e: impl std::fmt::Display) -> SessionError {
+        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
+        self.relay.to_client.extend_from_slice(&msg.encode());
+        let _ = self.flush_to_client().await;
+        SessionError::Closed(e.to_string())
     }
 
     /// What the server sent during a check that is the client's, and the settings it reported.

@@ -27,6 +27,7 @@ mod ending;
 mod extended;
 mod judging;
 mod names;
+mod notifications;
 mod opening;
 mod parses;
 mod pieces;
@@ -176,6 +177,7 @@ async fn handshake_and_relay(
     };
     let mut info = SessionInfo::new(&who.user, &who.application_name);
     info.database = who.database.clone();
+    info.taint = crate::catalog::Taint::unasked();
     let mut s = Session {
         shared: shared.clone(),
         client,

@@ -1,6 +1,7 @@
 //! Asking the server whether the session's temporary schema holds code (`catalog::taint`), on
-//! the session itself when the guard asks (`Question::Taint`: only after a message that may
-//! have changed the schema, so never for a session that sends none).
+//! the session itself when the guard asks (`Question::Taint`): before a new session's first
+//! statement that may run code (a pooler behind blastwall may hand it a server session another
+//! client filled), then only after a message that may have changed the schema.
 //!
 //! Owns: reading that one question's answer (asked with the others, so that a cancel that
 //! meets it is the client's: `checks`, `questions`). Does not own: the state
@@ -9,6 +10,23 @@
 
 use crate::catalog::Taint;
 use crate::wire::messages::TxStatus;
+
+/// A session never asked asks first whether its server session ever had a temporary schema
+/// (`catalog::taint_first_query`): if not, it is clean without the full query's planning.
+/// Returns whether that answer settled it.
+pub(super) fn settled_by_first(
+    first: &crate::precheck::Answer,
+    taint: &mut Taint,
+    tx: TxStatus,
+    database: &str,
+) -> bool {
+    if first.error.is_none() && crate::catalog::never_had_one(&first.rows) {
+        taint.learn(Some(&[]), tx != TxStatus::Idle);
+        tracing::debug!(database, "a new session's server session never had a temporary schema");
+        return true;
+    }
+    false
+}
 
 /// Learns the answer of the taint question, asked on the session (`checks::resolve`; an
 /// error, such as a catalog the role cannot read: tainted).

@@ -442,3 +442,37 @@ pub async fn deaf_client(port: u16, db: &str) -> tokio::net::TcpStream {
     replies(&mut s).await;
     s
 }
+
+/// Runs `work` while `probes` (other sessions) send `SELECT 1` in turn every 20 ms: `work`'s
+/// output, how long it took, and the slowest probe's answer meanwhile (an event loop that
+/// `work` holds shows there). Each probe answers once before (a session's first statement
+/// may wait for a catalog question of its own).
+pub async fn slowest_probe_while<T>(
+    probes: Vec<tokio_postgres::Client>,
+    work: impl std::future::Future<Output = T>,
+) -> (T, std::time::Duration, std::time::Duration) {
+    for c in &probes {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut slowest = std::time::Duration::ZERO;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                for c in &probes {
+                    let asked = std::time::Instant::now();
+                    c.simple_query("SELECT 1").await.unwrap();
+                    slowest = slowest.max(asked.elapsed());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            slowest
+        })
+    };
+    let started = std::time::Instant::now();
+    let out = work.await;
+    let took = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    (out, took, watch.await.unwrap())
+}

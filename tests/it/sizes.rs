@@ -69,28 +69,8 @@ async fn a_huge_text_is_refused_without_freezing_the_other_sessions_of_its_loop(
     app.simple_query("SELECT 1").await.unwrap();
     // 12 MB: about 8.9 GB estimated, over the default 1 GiB.
     let sql = format!("VALUES {}", vec!["(1)"; 3_000_000].join(","));
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watch = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            // The slowest answer of the other sessions while the big message is judged.
-            let mut slowest = std::time::Duration::ZERO;
-            while !done.load(std::sync::atomic::Ordering::Acquire) {
-                for c in &probes {
-                    let asked = std::time::Instant::now();
-                    c.simple_query("SELECT 1").await.unwrap();
-                    slowest = slowest.max(asked.elapsed());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            slowest
-        })
-    };
-    let started = std::time::Instant::now();
-    let e = app.simple_query(&sql).await.unwrap_err();
-    let took = started.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Release);
-    let slowest = watch.await.unwrap();
+    let (e, took, slowest) = slowest_probe_while(probes.into(), app.simple_query(&sql)).await;
+    let e = e.unwrap_err();
     let e = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
     assert!(e.message().contains("too large to analyze"), "{e:?}");
     // Measured in a debug build on a 2-core machine under a load of 11: before, the refusal

@@ -11,8 +11,8 @@
 use crate::harness::*;
 use std::sync::OnceLock;
 
-/// The DML-only role (made once per server), granted DML on a database's tables.
-fn dml_db() -> String {
+/// The DML-only role `taint_dml` (made once per server), granted DML on a database's tables.
+pub(crate) fn dml_db() -> String {
     static ROLE: OnceLock<()> = OnceLock::new();
     ROLE.get_or_init(|| {
         admin_sql(pg(), "postgres", &format!("CREATE ROLE taint_dml LOGIN PASSWORD '{APP_PW}'"));
