@@ -6,22 +6,28 @@
 //!
 //! Also the identities of policy tables per database (OIDs, protected columns' attnums, what
 //! `names` learned of them), kept across restarts in the identities file when configured.
+//! What is assumed where blastwall cannot ask is never stored here (`assumed`): it stands for
+//! the one judgement that assumed it.
 //!
 //! Owns: the cache and the catalog query. Does not own: the I/O (`precheck`) or what is done
 //! with the answer (`guard`).
 
+mod assumed;
 mod callers;
 mod cascades;
 mod copies;
 mod hidden;
 pub mod listener;
+mod minted;
 mod taint;
 mod temporary;
 
+pub use assumed::Assumed;
 pub use callers::HiddenCache;
 pub use cascades::AssignedColumn;
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
+pub use minted::{minted_answer, minted_query};
 pub use taint::{first_query as taint_first_query, never_had_one, query as taint_query, Taint};
 pub use temporary::{OwnTemp, Whose};
 
@@ -72,6 +78,9 @@ pub struct Catalog {
     identities: DashMap<String, std::sync::Arc<crate::names::Identities>>,
     /// Bumped whenever answers are forgotten: sessions' resolved names older than it go too.
     generation: AtomicU64,
+    /// Bumped whenever the policy tables' identities may have changed ([`Catalog::forget`]):
+    /// an answer about them asked before may not stand in.
+    identity_generation: AtomicU64,
     /// Where the OIDs of policy tables are kept across restarts, when configured.
     persist: Option<std::path::PathBuf>,
     /// Databases created through blastwall (`CREATE DATABASE` relayed): until a policy table
@@ -266,19 +275,34 @@ impl Catalog {
         self.persist = Some(path);
     }
 
-    /// What the policy tables are in this database, when known and fresh for this policy.
+    /// What the policy tables are in this database, when known, fresh for this policy, and
+    /// asked since blastwall last forgot its answers (an answer asked before and learned
+    /// after is asked again).
     pub fn identities(
         &self,
         database: &str,
         policy: &crate::policy::Policy,
     ) -> Option<std::sync::Arc<crate::names::Identities>> {
-        self.identities.get(database).filter(|i| i.fresh_for(policy)).map(|i| i.clone())
+        let now = (self.generation(), self.identity_generation());
+        self.identities.get(database).filter(|i| i.fresh_for(policy) && i.current(now)).map(|i| i.clone())
     }
 
-    /// Learns the answer of `names::identities_query`; a policy table found by its name is
-    /// remembered by OID from now on.
-    pub fn learn_identities(&self, database: &str, policy: &crate::policy::Policy, rows: &[Vec<Option<String>>]) {
-        let ids = crate::names::identities_answer(policy, rows);
+    /// The last answer about the policy tables, however old (`names::ask` decides whether it
+    /// may stand in).
+    pub fn last_identities(&self, database: &str) -> Option<std::sync::Arc<crate::names::Identities>> {
+        self.identities.get(database).map(|i| i.clone())
+    }
+
+    /// Learns the answer of `names::identities_query`, asked under the catalog's generations
+    /// `asked`; a policy table found by its name is remembered by OID from now on.
+    pub fn learn_identities(
+        &self,
+        database: &str,
+        policy: &crate::policy::Policy,
+        rows: &[Vec<Option<String>>],
+        asked: crate::names::Asked,
+    ) {
+        let ids = crate::names::identities_answer(policy, rows, asked);
         for (t, oids) in policy.tables.iter().zip(&ids.oids) {
             // With nothing remembered, the only OID in the answer is the one the name has now.
             if let (None, [o]) = (self.oid_of(database, &t.schema, &t.name), oids.as_slice()) {
@@ -291,6 +315,11 @@ impl Catalog {
     /// Bumped by every [`Catalog::forget`].
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Bumped by [`Catalog::forget`], not by [`Catalog::forget_new_tables`].
+    pub fn identity_generation(&self) -> u64 {
+        self.identity_generation.load(Ordering::Acquire)
     }
 
     /// The protected columns of a table as (policy name, name now), when known and fresh.
@@ -387,12 +416,23 @@ impl Catalog {
 
     /// Forgets a database's answers (DDL may have changed them); the identities stay.
     pub fn forget(&self, database: &str) {
+        self.identity_generation.fetch_add(1, Ordering::AcqRel);
+        self.forget_answers(database);
+    }
+
+    /// [`Catalog::forget`] after what cannot change the policy tables' identities (their
+    /// names, the views and children over them; `names::changes_identities`): new plain
+    /// tables, a function called. Those stay usable.
+    pub fn forget_new_tables(&self, database: &str) {
+        self.forget_answers(database);
+    }
+
+    fn forget_answers(&self, database: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(mut e) = self.hidden.get_mut(database) {
             e.2 = true;
         }
         self.hidden_epoch.fetch_add(1, Ordering::AcqRel);
-        self.identities.remove(database);
         self.minted.retain(|(db, _, _), _| db != database);
         self.indirect.retain(|(db, _), _| db != database);
         self.cascades.forget(database);
@@ -466,94 +506,6 @@ pub fn owners_query(sequence: &str) -> String {
            AND s.relkind OPERATOR(pg_catalog.=) 'S'::pg_catalog.\"char\" AND s.relname OPERATOR(pg_catalog.=) {}",
         literal(sequence)
     )
-}
-
-/// A relation's columns in attnum order, each with how it is minted: `a` identity ALWAYS, `d`
-/// identity BY DEFAULT, `s` a default that calls a sequence, empty otherwise — and the minted
-/// columns it stands for (`schema\x1ftable\x1fcolumn`, separated by `\x1e`): followed through a
-/// view to the base column its output comes from (the view rule's `resorigtbl`/`resorigcol`)
-/// and through inheritance to the parents' column of the same name, at any depth. A column
-/// with no mint of its own takes the first one it stands for (an insert through a view gets
-/// the base's default or identity); reached through inheritance, an identity is `s` (a child
-/// or partition without its own identity keeps a value given with OVERRIDING USER VALUE). Found by the name (`schema` empty:
-/// as the session's search_path finds it), or by the OID first seen under it.
-pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
-    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
-    let qualified = if schema.is_empty() { quote(table) } else { format!("{}.{}", quote(schema), quote(table)) };
-    let eq = " OPERATOR(pg_catalog.=) ";
-    let kind = |rel: &str, col: &str| {
-        format!(
-            "(SELECT CASE WHEN ka.attidentity OPERATOR(pg_catalog.<>) ''::pg_catalog.\"char\" THEN ka.attidentity::pg_catalog.text \
-               WHEN EXISTS (SELECT FROM pg_catalog.pg_attrdef ad \
-                 JOIN pg_catalog.pg_depend d ON d.classid{eq}'pg_catalog.pg_attrdef'::pg_catalog.regclass \
-                   AND d.objid{eq}ad.oid AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass \
-                 JOIN pg_catalog.pg_class s ON s.oid{eq}d.refobjid AND s.relkind{eq}'S'::pg_catalog.\"char\" \
-                 WHERE ad.adrelid{eq}ka.attrelid AND ad.adnum{eq}ka.attnum) THEN 's' ELSE '' END \
-             FROM pg_catalog.pg_attribute ka WHERE ka.attrelid{eq}{rel} AND ka.attnum{eq}{col})"
-        )
-    };
-    format!(
-        "WITH RECURSIVE o(start, rel, col, depth, viewed) AS (\
-           SELECT a.attnum, a.attrelid, a.attnum, 0, true FROM pg_catalog.pg_attribute a \
-           WHERE a.attrelid{eq}coalesce(pg_catalog.to_regclass({lit})::pg_catalog.oid, {oid}::pg_catalog.oid) \
-             AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
-           UNION \
-           SELECT o.start, n.rel, n.col, o.depth OPERATOR(pg_catalog.+) 1, o.viewed AND n.viewed FROM o CROSS JOIN LATERAL (\
-             SELECT i.inhparent, pa.attnum, false FROM pg_catalog.pg_inherits i \
-               JOIN pg_catalog.pg_attribute ca ON ca.attrelid{eq}o.rel AND ca.attnum{eq}o.col \
-               JOIN pg_catalog.pg_attribute pa ON pa.attrelid{eq}i.inhparent AND pa.attname{eq}ca.attname AND NOT pa.attisdropped \
-             WHERE i.inhrelid{eq}o.rel \
-             UNION ALL \
-             SELECT m[2]::pg_catalog.oid, m[3]::pg_catalog.int2, true FROM pg_catalog.pg_rewrite r \
-               CROSS JOIN LATERAL pg_catalog.regexp_matches(r.ev_action::pg_catalog.text, \
-                 ':resno (\\d+) :resname [^:]* :ressortgroupref \\d+ :resorigtbl (\\d+) :resorigcol (\\d+)', 'g') m \
-             WHERE r.ev_class{eq}o.rel AND r.rulename{eq}'_RETURN'::pg_catalog.name \
-               AND m[1]::pg_catalog.int4{eq}o.col AND m[2] OPERATOR(pg_catalog.<>) '0'::pg_catalog.text\
-           ) n(rel, col, viewed) WHERE o.depth OPERATOR(pg_catalog.<) 16), \
-         k AS (SELECT o.start, o.rel, o.col, o.depth, o.viewed, {k} AS kind FROM o) \
-         SELECT a.attnum::pg_catalog.text, a.attname::pg_catalog.text, \
-           coalesce((SELECT CASE WHEN k.viewed THEN k.kind ELSE 's' END FROM k WHERE k.start{eq}a.attnum AND k.kind OPERATOR(pg_catalog.<>) '' \
-             ORDER BY k.depth LIMIT 1), ''), \
-           (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(pg_catalog.chr(31), n.nspname, c.relname, ka.attname), pg_catalog.chr(30)) \
-             FROM k JOIN pg_catalog.pg_class c ON c.oid{eq}k.rel JOIN pg_catalog.pg_namespace n ON n.oid{eq}c.relnamespace \
-             JOIN pg_catalog.pg_attribute ka ON ka.attrelid{eq}k.rel AND ka.attnum{eq}k.col \
-             WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 AND k.kind OPERATOR(pg_catalog.<>) ''), \
-           (EXISTS (SELECT FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid{eq}a.attrelid AND ad.adnum{eq}a.attnum) \
-             AND NOT EXISTS (SELECT FROM k WHERE k.start{eq}a.attnum AND k.depth{eq}0 AND k.kind OPERATOR(pg_catalog.<>) ''))::pg_catalog.text \
-         FROM pg_catalog.pg_attribute a \
-         WHERE a.attrelid{eq}coalesce(pg_catalog.to_regclass({lit})::pg_catalog.oid, {oid}::pg_catalog.oid) \
-           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        lit = literal(&qualified),
-        oid = oid.unwrap_or(0),
-        k = kind("o.rel", "o.col"),
-    )
-}
-
-/// Reads the answer of [`minted_query`] (attnum, name, kind, origins, own default without a
-/// sequence).
-pub fn minted_answer(rows: &[Vec<Option<String>>]) -> Vec<TableColumn> {
-    rows.iter()
-        .filter_map(|r| {
-            let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
-            let mint = match get(2)? {
-                "a" => Mint::IdentityAlways,
-                "d" => Mint::IdentityByDefault,
-                "s" => Mint::SequenceDefault,
-                _ => Mint::None,
-            };
-            let origins = get(3)
-                .unwrap_or("")
-                .split('\u{1e}')
-                .filter_map(|o| {
-                    let mut p = o.split('\u{1f}');
-                    Some((p.next()?.to_string(), p.next()?.to_string(), p.next()?.to_string()))
-                })
-                .collect();
-            // A default of its own matters where the column stands for a minted one.
-            let hand_default = get(4) == Some("true") && mint != Mint::None;
-            Some(TableColumn { attnum: get(0)?.parse().ok()?, name: get(1)?.to_string(), mint, origins, hand_default })
-        })
-        .collect()
 }
 
 /// Reads the answer: names missing from it do not exist (a write to them fails).

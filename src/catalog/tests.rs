@@ -83,3 +83,23 @@ fn an_assumed_answer_is_the_last_one_or_the_worst_and_lasts_a_second() {
     let e = c.indirect.get(&("db".to_string(), "t".to_string())).map(|e| e.2).unwrap();
     assert!(e.elapsed() >= TTL - Duration::from_secs(1), "fresh for a second only");
 }
+
+/// An answer assumed for one judgement (the protected columns' names: by the policy's and by
+/// the last known) is never stored where another judgement takes it for a real one (sixth
+/// adversarial pass F7).
+#[test]
+fn assumed_columns_stay_with_their_judgement() {
+    let c = Catalog::default();
+    let protected: std::collections::BTreeSet<String> = ["id".to_string()].into();
+    let rows = |n: &str| vec![vec![Some(n.to_string()), Some("1".to_string())]];
+    c.learn_columns("db", "public", "users", &protected, &rows("id"));
+    c.learn_columns("db", "public", "users", &protected, &rows("uid"));
+    c.forget("db");
+    assert_eq!(c.columns_of("db", "public", "users"), None);
+    let mut a = Assumed::default();
+    a.assume_columns(&c, "db", "public", "users", &protected);
+    let names = a.columns_of(&c, "db", "public", "users").unwrap();
+    assert_eq!(names, vec![("id".to_string(), "id".to_string()), ("id".to_string(), "uid".to_string())]);
+    assert_eq!(c.columns_of("db", "public", "users"), None, "nothing shared was learned");
+    assert_eq!(Assumed::default().columns_of(&c, "db", "public", "users"), None);
+}

@@ -44,7 +44,7 @@ impl Guard {
                     continue;
                 };
                 if !t.protected_columns.is_empty()
-                    && self.catalog.columns_of(&info.database, &t.schema, &t.name).is_none()
+                    && info.names.assumed.columns_of(&self.catalog, &info.database, &t.schema, &t.name).is_none()
                 {
                     let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
                     if !questions.contains(&q) {
@@ -61,7 +61,7 @@ impl Guard {
                     continue;
                 };
                 let listed = policy.tables.iter().any(|t| t.sequences.iter().any(|s| s.name == seq.name));
-                if !listed && self.catalog.sequence_owners(&info.database, &seq.name).is_none() {
+                if !listed && info.names.assumed.sequence_owners(&self.catalog, &info.database, &seq.name).is_none() {
                     let q = crate::catalog::Question::SequenceOwner(seq.name.clone());
                     if !questions.contains(&q) {
                         questions.push(q);
@@ -72,7 +72,7 @@ impl Guard {
         // Explicit ids (`contract`): which columns of the tables a sequence mints.
         let inserts = crate::contract::statement_inserts(&statements, &policy);
         if !info.database.is_empty() {
-            let known = |s: &str, t: &str| self.catalog.minted_of(&info.database, s, t).is_some();
+            let known = |s: &str, t: &str| info.names.assumed.minted_of(&self.catalog, &info.database, s, t).is_some();
             questions.extend(crate::contract::minted_questions(&inserts, &policy, &known));
         }
         // Each write's relation as the server will resolve it on this session.
@@ -103,7 +103,7 @@ impl Guard {
         };
         // The protected columns' names now, of the tables reached under another name.
         if online && questions.is_empty() {
-            questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, &info.database));
+            questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, info));
         }
         // Foreign keys' actions that set protected columns (`fk_assign`).
         let fk = super::fk_assign::findings(&decided, info.view(), &info.database, &policy, &self.catalog);
@@ -116,8 +116,9 @@ impl Guard {
             return Err(questions);
         }
         let db = info.database.clone();
-        let columns = |t: &policy::TablePolicy| self.catalog.columns_of(&db, &t.schema, &t.name);
-        let owners = |seq: &analyze::RelName| self.catalog.sequence_owners(&db, &seq.name);
+        let assumed = &info.names.assumed;
+        let columns = |t: &policy::TablePolicy| assumed.columns_of(&self.catalog, &db, &t.schema, &t.name);
+        let owners = |seq: &analyze::RelName| assumed.sequence_owners(&self.catalog, &db, &seq.name);
         let mut view = info.view();
         view.columns = Some(&columns);
         view.sequence_owners = Some(&owners);
@@ -127,7 +128,7 @@ impl Guard {
         }
         let reach_of: Option<&policy::TablesOf<'_>> = if online { Some(&reach) } else { None };
         let mut decision = policy::decide_resolved(&decided, view, &policy, reach_of);
-        let minted = |s: &str, t: &str| self.catalog.minted_of(&db, s, t);
+        let minted = |s: &str, t: &str| assumed.minted_of(&self.catalog, &db, s, t);
         for (i, ins) in &inserts {
             let text = &statements[*i].text;
             decision.findings.extend(crate::contract::explicit_id_findings(ins, &minted, text, view, &policy).findings);

@@ -66,8 +66,14 @@ impl Guard {
     /// through: the catalog's answers for its database are dropped, the session's names are
     /// resolved again once it has run, and the session asks for its temporary schema's hidden
     /// callers (`catalog::OwnTemp`) before its next statement is judged.
-    pub(super) fn names_may_change(&self, info: &mut SessionInfo) {
-        self.catalog.forget(&info.database);
+    /// `identities`: and the policy tables' identities may change (`names::changes_identities`).
+    pub(super) fn names_may_change(&self, info: &mut SessionInfo, identities: bool) {
+        if identities {
+            info.names.identities_may_change = true;
+            self.catalog.forget(&info.database);
+        } else {
+            self.catalog.forget_new_tables(&info.database);
+        }
         info.changes_names = true;
         info.temp.may_have_changed();
     }

@@ -73,12 +73,33 @@ pub struct Identities {
     /// inheritance parent's).
     relnames: Vec<Vec<(String, u8)>>,
     learned: Instant,
+    /// The catalog's generation and identity generation when it was asked ([`Asked`]): DDL
+    /// through blastwall since then may have renamed a policy table or made a view over one.
+    asked: Asked,
 }
 
 impl Identities {
     /// Whether the answer is still good for this policy.
     pub fn fresh_for(&self, policy: &Policy) -> bool {
         self.learned.elapsed() < TTL && self.for_policy(policy)
+    }
+
+    /// Whether it may stand in where the catalog cannot be asked (in the middle of a batch):
+    /// nothing blastwall saw could have changed it since it was asked (no DDL but new plain
+    /// tables passed through blastwall: the catalog's identity `generation` is the same), and
+    /// it is at most five minutes old.
+    pub fn stands_in(&self, policy: &Policy, generation: u64) -> bool {
+        self.asked.1 == generation && self.learned.elapsed() < LAST_IDENTITIES_USABLE && self.for_policy(policy)
+    }
+
+    /// Whether it was asked under the catalog's identity generation `generation`.
+    pub fn asked_at(&self, generation: u64) -> bool {
+        self.asked.1 == generation
+    }
+
+    /// Whether nothing was forgotten since it was asked (it is a real answer then).
+    pub fn current(&self, now: Asked) -> bool {
+        self.asked == now
     }
 
     fn for_policy(&self, policy: &Policy) -> bool {
@@ -92,9 +113,13 @@ const OWN: u8 = 1;
 const RELATIVE: u8 = 2;
 const PARENT: u8 = 4;
 
-/// Reads the answer of [`identities_query`] (a failed query: every table known by its
-/// policy name only, every name of it may reach it).
-pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Identities {
+/// The catalog's generation and identity generation (`Catalog::generation`,
+/// `Catalog::identity_generation`) when a question was asked.
+pub type Asked = (u64, u64);
+
+/// Reads the answer of [`identities_query`], asked under the catalog's generations `asked` (a
+/// failed query: every table known by its policy name only, every name of it may reach it).
+pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: Asked) -> Identities {
     let n = policy.tables.len();
     let mut oids = vec![Vec::new(); n];
     let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
@@ -126,7 +151,23 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>]) -> Ident
         oids,
         relnames,
         learned: Instant::now(),
+        asked,
     }
+}
+
+/// Whether a message's statements may change the policy tables' identities (their names, the
+/// views and children over them, their columns' names): DDL other than a new plain table
+/// (`CREATE [TEMP] TABLE` without a parent, a partition or a function called), a `DO` block,
+/// a text that could not be read. A function called outside DDL is not counted (what its body
+/// does is not seen; see README "Where it falls short today").
+pub fn changes_identities(statements: &[Statement]) -> bool {
+    use crate::analyze::Opaque;
+    statements.iter().any(|s| {
+        s.ddl && Earlier::of(s, 0).is_some()
+            || s.opaque.iter().any(|o| {
+                matches!(o, Opaque::DoBlock | Opaque::Unparseable(_) | Opaque::TooLarge(_) | Opaque::Encoding(_))
+            })
+    })
 }
 
 /// A relation name as `to_regclass` reads it, each part quoted.
@@ -218,6 +259,7 @@ pub fn ask(
     questions: &mut Vec<crate::catalog::Question>,
 ) -> Option<std::sync::Arc<Identities>> {
     info.names.expire(catalog.generation());
+    info.names.identities_asked_at = (catalog.generation(), catalog.identity_generation());
     // Nothing is in flight once the server answered everything (sync points answered inside
     // a pre-check are not all seen by the session's bookkeeping).
     if info.settings_certain && !info.names.earlier.is_empty() {
@@ -230,15 +272,21 @@ pub fn ask(
             info.names.last_identities = Some(ids.clone());
             Some(ids)
         }
-        // Not askable (the middle of a batch, after DDL dropped them or they aged): the
-        // session's last answer, within five minutes, stands in — a view over a policy table
-        // made since through blastwall is DDL that makes later writes refused (`earlier`);
-        // DDL elsewhere is seen at the next question blastwall can ask.
-        None if info.names.assumed_identities => info
-            .names
-            .last_identities
-            .clone()
-            .filter(|i| i.learned.elapsed() < LAST_IDENTITIES_USABLE && i.for_policy(policy)),
+        // Not askable (the middle of a batch, after DDL dropped them or they aged): the last
+        // answer (the database's, or this session's), within five minutes, stands in — only if
+        // nothing blastwall saw since could have changed it (`Identities::stands_in`: a
+        // rename, a view made, through blastwall; sixth adversarial pass F3, F6). Otherwise
+        // every written name is taken as possibly any policy table or a view over one
+        // (`reach`). DDL elsewhere is seen at the next question blastwall can ask.
+        None if info.names.assumed_identities => {
+            let generation = info.names.identities_asked_at.1;
+            let known = [catalog.last_identities(&info.database), info.names.last_identities.clone()];
+            let usable = known.iter().flatten().find(|i| i.stands_in(policy, generation)).cloned();
+            // Known, but asked before a change blastwall saw: no answer, and it is known
+            // that a name may lead somewhere the last answer does not show.
+            info.names.stale_identities = usable.is_none() && known.iter().flatten().any(|i| !i.asked_at(generation));
+            usable
+        }
         None => None,
     }
 }
@@ -394,7 +442,11 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         }
     };
     let Some(ids) = ids else {
-        return Some(unresolved(IN_BATCH.into()));
+        return Some(if session.stale_identities {
+            anything(policy, target, row_write)
+        } else {
+            unresolved(IN_BATCH.into())
+        });
     };
     if prepared_earlier(statements, index) {
         return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
@@ -447,6 +499,25 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     Some(Reach { tables, unresolved: None, constraint_columns, taken_over, mine, predicate })
 }
 
+/// What a written name reaches where neither a current answer nor one that may stand in is
+/// known (in the middle of a batch, after DDL through blastwall since the last answer): any
+/// policy table, by every rule of each; and since it may be a view over one whose columns
+/// blastwall cannot follow, a row write is refused while a policy table has protected columns.
+fn anything(policy: &Policy, target: &RelName, row_write: bool) -> crate::policy::Reach {
+    let why = format!("{target} could not be resolved before the message runs: {IN_BATCH}, and DDL passed through blastwall since this session's last answer");
+    let protected = policy.tables.iter().find(|t| !t.protected_columns.is_empty()).filter(|_| row_write);
+    crate::policy::Reach {
+        tables: (0..policy.tables.len()).map(|i| (i, None)).collect(),
+        taken_over: protected.map(|t| {
+            format!("{why}, so it may now be {} renamed or a view over it, whose columns blastwall cannot follow here; send the write first in its batch or in a message of its own", t.qualified())
+        }),
+        unresolved: Some(why),
+        constraint_columns: None,
+        mine: Vec::new(),
+        predicate: None,
+    }
+}
+
 /// The current names of the protected columns of every policy table a row write reaches
 /// under another name (renamed, or through a view), when not known.
 pub fn columns_questions(
@@ -454,7 +525,7 @@ pub fn columns_questions(
     reach: &dyn Fn(usize, &Write) -> Option<crate::policy::Reach>,
     policy: &Policy,
     catalog: &crate::catalog::Catalog,
-    database: &str,
+    info: &crate::guard::SessionInfo,
 ) -> Vec<crate::catalog::Question> {
     let mut out = Vec::new();
     for (i, st) in statements.iter().enumerate() {
@@ -462,7 +533,8 @@ pub fn columns_questions(
             for (t, _) in reach(i, w).into_iter().flat_map(|r| r.tables) {
                 let Some(t) = policy.tables.get(t).filter(|t| !t.protected_columns.is_empty()) else { continue };
                 let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
-                if catalog.columns_of(database, &t.schema, &t.name).is_none() && !out.contains(&q) {
+                let known = info.names.assumed.columns_of(catalog, &info.database, &t.schema, &t.name);
+                if known.is_none() && !out.contains(&q) {
                     out.push(q);
                 }
             }
@@ -481,10 +553,12 @@ pub fn learn(
     policy: &Policy,
 ) {
     use crate::catalog::Question;
+    // The catalog's generations when the judgement that asked began.
+    let asked = session.identities_asked_at;
     session.expire(catalog.generation());
     match q {
         // A failed query leaves every table known by its name only (judged by name).
-        Question::Identities => catalog.learn_identities(database, policy, rows.unwrap_or(&[])),
+        Question::Identities => catalog.learn_identities(database, policy, rows.unwrap_or(&[]), asked),
         Question::Relations(keys) => session.learn_relations(keys, rows),
         Question::Constraint { relation, constraint } => match rows {
             Some(rows) => session.learn_constraint(relation, constraint, rows),

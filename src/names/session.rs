@@ -48,6 +48,18 @@ pub struct Resolutions {
     /// The last answer about the policy tables' identities this session was judged with
     /// (`names::ask`: it stands in where they cannot be asked).
     pub last_identities: Option<std::sync::Arc<super::Identities>>,
+    /// What the catalog could not be asked and was assumed, for the judgement that asked only
+    /// (`catalog::Assumed`: never stored where another judgement takes it for an answer).
+    pub assumed: crate::catalog::Assumed,
+    /// The catalog's generations when the last judgement began (what an answer about the
+    /// policy tables asked for it is stamped with).
+    pub identities_asked_at: super::Asked,
+    /// The last judgement found only answers about the policy tables asked before a change
+    /// blastwall saw (`names::ask`): its names are taken as possibly any policy table.
+    pub stale_identities: bool,
+    /// A message judged since the catalog's answers were last dropped after it ran may have
+    /// changed the policy tables' identities (not only made new plain tables).
+    pub identities_may_change: bool,
 }
 
 impl Resolutions {
@@ -99,6 +111,10 @@ impl Resolutions {
     pub fn after_judging(&mut self, once: &[String]) {
         self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
         self.assumed_identities = false;
+        self.stale_identities = false;
+        if !self.assumed.is_empty() {
+            self.assumed = Default::default();
+        }
     }
 
     /// The server answered every sync point up to `answered`: what was sent for them is

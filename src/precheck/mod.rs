@@ -472,7 +472,11 @@ async fn counted(
     // DDL, or a body blastwall cannot see into, may have changed what names resolve to: the
     // catalog's answers (another session may have asked while it ran) are dropped again.
     if matches!(plan.verb, "DDL" | "statement") {
-        catalog.forget(database);
+        if crate::names::changes_identities(&crate::analyze::analyze(&plan.statement, Default::default())) {
+            catalog.forget(database);
+        } else {
+            catalog.forget_new_tables(database);
+        }
     }
     Ok(Some(Outcome::Deliver { bytes, status, counts, kept: Some(decision) }))
 }

@@ -186,6 +186,10 @@ impl Session {
                 self.pending = Some(Pending::Resolve(bind.clone(), q.clone()));
                 return Again::Asking;
             }
+        }
+        // A few rounds: each assumed answer may lead to another question.
+        for _ in 0..ASK_ROUNDS {
+            let Verdict::Resolve(q) = &verdict else { break };
             let q = q.clone();
             self.assume_answers(&q);
             verdict = self.judge_sql(msg.sql, None);

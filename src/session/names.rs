@@ -222,7 +222,11 @@ impl Session {
         }
         if self.names.changes_names.is_some_and(|ord| ord <= answered) {
             self.names.changes_names = None;
-            self.shared.guard.catalog.forget(&self.info.database);
+            if std::mem::take(&mut self.info.names.identities_may_change) {
+                self.shared.guard.catalog.forget(&self.info.database);
+            } else {
+                self.shared.guard.catalog.forget_new_tables(&self.info.database);
+            }
         }
         while self.names.queue.front().is_some_and(|(ord, ..)| *ord <= answered) {
             let Some((ord, name, n)) = self.names.queue.pop_front() else { break };

@@ -108,7 +108,8 @@ impl Session {
                             Some(vec![Some(t.schema.clone()), Some(t.name.clone()), Some(col.clone())])
                         })
                         .collect();
-                    catalog.learn_owners(db, seq, &rows);
+                    let owners = rows.into_iter().filter_map(|r| Some((r[0].clone()?, r[1].clone()?, r[2].clone()?)));
+                    self.info.names.assumed.assume_owners(seq, owners.collect());
                 }
                 // Fail closed: every protected column taken as minted.
                 crate::catalog::Question::Minted { schema, table } => {
@@ -116,7 +117,7 @@ impl Session {
                     let cols = t.map(|t| t.protected_columns.iter().collect::<Vec<_>>()).unwrap_or_default();
                     let rows: Vec<_> =
                         cols.iter().map(|c| vec![Some("1".into()), Some(c.to_string()), Some("s".into())]).collect();
-                    catalog.learn_minted(db, schema, table, &rows);
+                    self.info.names.assumed.assume_minted(schema, table, crate::catalog::minted_answer(&rows));
                 }
                 // Fail closed: judged as every relation the name may be, this once.
                 q @ (crate::catalog::Question::Identities
@@ -124,7 +125,7 @@ impl Session {
                 | crate::catalog::Question::Constraint { .. }) => crate::names::assume(q, &mut self.info.names),
                 crate::catalog::Question::Columns { schema, table } => {
                     if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
-                        catalog.learn_columns(db, schema, table, &t.protected_columns, &[]);
+                        self.info.names.assumed.assume_columns(catalog, db, schema, table, &t.protected_columns);
                     }
                 }
             }

@@ -108,6 +108,7 @@ mod identity;
 mod inmessage;
 mod lifecycle;
 mod listening;
+mod midbatch;
 mod modes;
 mod names;
 mod once;

@@ -1,0 +1,190 @@
+//! Issue 13, sixth adversarial pass F3, F6, F7: a write judged in the middle of an
+//! extended-protocol batch, where blastwall cannot ask the catalog, after DDL passed through
+//! blastwall since the session's last answer — a temporary view over `users` made in an
+//! earlier message (F3), `users` renamed (F6), its protected column renamed (F6, F7) — and
+//! what such a judgement leaves for others: nothing it assumed may stand as a real answer for
+//! a later judgement of any session (F7: `WHERE uid BETWEEN …` alone, from a new session, ran
+//! after one mid-batch statement naming `uid`). Each is sent as raw frames through blastwall
+//! in enforce mode with the shipped policies, as the DML-only role, with the migrations run
+//! through blastwall by the `migrator` role (warn mode), and the data is checked directly on
+//! the server. Controls: a pipeline on a table asked before, with no DDL since, runs; after
+//! DDL, one write sent on its own lets the session's pipelines run again.
+
+use crate::batches::{b, describe, e, flush, p, pbe, q, sync};
+use crate::batchnames::{run, send};
+use crate::binds::RAW;
+use crate::harness::*;
+use tokio::net::TcpStream;
+
+/// The incident's ten real users, and the statement that deleted them.
+const WINDOW: &str = "SELECT count(*) FROM users WHERE id BETWEEN -91111120 AND -91111111";
+const RANGE_V: &str = "DELETE FROM v WHERE id BETWEEN -91111120 AND -91111111";
+
+/// The incident's schema for the DML-only role, with `users` owned by `migrator` (who may
+/// rename it) and a copy of it in `archive` (for a view that leads elsewhere).
+fn setup() -> String {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "ALTER TABLE users OWNER TO migrator; GRANT USAGE, CREATE ON SCHEMA public TO migrator; \
+             CREATE SCHEMA archive; CREATE TABLE archive.users AS SELECT * FROM public.users; \
+             GRANT USAGE ON SCHEMA archive TO {RAW}; GRANT SELECT, INSERT, UPDATE, DELETE ON archive.users TO {RAW};"
+        ),
+    );
+    db
+}
+
+/// A migration through blastwall, as `migrator` (warn mode: reported, not refused).
+async fn migrate(port: u16, db: &str, sql: &str) {
+    let m = connect(port, "migrator", APP_PW, db).await;
+    m.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+}
+
+fn refused(r: &Replies, what: &str) {
+    assert!(r.errors.contains("blastwall: refused"), "{what} was not refused: {r:?}");
+}
+
+fn ran(r: &Replies, what: &str) {
+    assert!(r.codes.is_empty(), "{what}: {}", r.errors);
+}
+
+/// `P/B/E("SELECT 1")`, then `sql`'s P/B/E, then Sync: `sql` is judged mid-batch.
+async fn mid_batch(s: &mut TcpStream, sql: &str) -> Replies {
+    send(s, &[pbe("SELECT 1"), pbe(sql), sync()]).await
+}
+
+/// A session that has had its answers: one write judged on its own.
+async fn warm(port: u16, db: &str) -> TcpStream {
+    let mut s = startup(port, RAW, db).await;
+    run(&mut s, "DELETE FROM users WHERE id = 0").await;
+    s
+}
+
+/// F7: after `RENAME COLUMN id TO uid` through blastwall, one mid-batch statement naming `uid`
+/// is refused, and leaves nothing behind: the range DELETE sent alone, from that session and
+/// from a new one, is refused (the protected column by its name now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_batch_judgement_leaves_no_assumed_answer_for_other_sessions() {
+    let db = setup();
+    let window = |db: String| async move { count(&db, &WINDOW.replace("id BETWEEN", "uid BETWEEN")).await };
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    migrate(px.port(), &db, "ALTER TABLE users RENAME COLUMN id TO uid").await;
+    let before = window(db.clone()).await;
+    assert_eq!(before, 10);
+    let r = mid_batch(&mut c, "DELETE FROM users WHERE uid BETWEEN -5 AND -1").await;
+    refused(&r, "a mid-batch range DELETE on the renamed protected column");
+    let alone = "DELETE FROM users WHERE uid BETWEEN -91111120 AND -91111111";
+    let mut fresh = startup(px.port(), RAW, &db).await;
+    let r = send(&mut fresh, &[q(alone)]).await;
+    refused(&r, "the range DELETE alone, from a new session, after the mid-batch judgement");
+    assert!(r.errors.contains("uid"), "names the column as it is called now: {}", r.errors);
+    refused(&send(&mut c, &[q(alone)]).await, "the range DELETE alone, from the same session");
+    // A mid-batch write where the stand-in is usable again (answered since) stays judged
+    // with the column's name now.
+    let r = mid_batch(&mut c, "DELETE FROM users WHERE uid BETWEEN -91111120 AND -91111111").await;
+    refused(&r, "the range DELETE mid-batch, once the session had its answers again");
+    assert_eq!(window(db.clone()).await, before);
+    px.stop().await;
+}
+
+/// F6: after `ALTER TABLE users RENAME TO members` through blastwall, a session whose last
+/// answer predates it writes to `members` mid-batch: judged as possibly any policy table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_renamed_since_the_last_answer_is_not_judged_by_its_new_name_only() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    migrate(px.port(), &db, "ALTER TABLE users RENAME TO members").await;
+    let window = WINDOW.replace("FROM users", "FROM members");
+    let before = count(&db, &window).await;
+    assert_eq!(before, 10);
+    let range = "DELETE FROM members WHERE id BETWEEN -91111120 AND -91111111";
+    refused(&mid_batch(&mut c, range).await, "a mid-batch range DELETE on the renamed table");
+    // Any first statement: BEGIN, a Parse and Describe, a Flush.
+    let r = send(&mut c, &[pbe("BEGIN"), pbe(range), pbe("COMMIT"), sync()]).await;
+    refused(&r, "after BEGIN");
+    run(&mut c, "ROLLBACK").await;
+    let r = send(&mut c, &[p("", "SELECT 1"), describe(b'S', ""), flush(), pbe(range), sync()]).await;
+    refused(&r, "after Parse, Describe and Flush");
+    let upd = "UPDATE members SET plan = 'x' WHERE id > -91111130 AND id < -91111100";
+    refused(&mid_batch(&mut c, upd).await, "a mid-batch range UPDATE on the renamed table");
+    assert_eq!(count(&db, &window).await, before);
+    assert_eq!(count(&db, "SELECT count(*) FROM members WHERE plan = 'x'").await, 0);
+    px.stop().await;
+}
+
+/// F3: a temporary view over `users` made in an earlier message (answered), then written
+/// through in the middle of a batch: the incident's DELETE, the upsert overwrite, a range
+/// UPDATE; a view re-pointed by CREATE OR REPLACE after blastwall had asked about it; a named
+/// statement prepared while the view led to `archive.users`, bound mid-batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_made_in_an_earlier_message_is_not_judged_by_its_name_mid_batch() {
+    let db = setup();
+    let before = count(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    // Warm first: a session that never had an answer, in a database where none was ever
+    // asked since blastwall started, is judged by the name (README); here one was.
+    for warmed in [true, false] {
+        let mut c = if warmed { warm(px.port(), &db).await } else { startup(px.port(), RAW, &db).await };
+        run(&mut c, "CREATE TEMP VIEW v AS SELECT * FROM public.users").await;
+        refused(&mid_batch(&mut c, RANGE_V).await, "a range DELETE through v mid-batch");
+        let r = send(&mut c, &[pbe("CREATE TEMP TABLE zz (a int)"), pbe(RANGE_V), sync()]).await;
+        refused(&r, "after CREATE TEMP TABLE in the batch");
+        let upsert = "INSERT INTO v (id, auth_source, plan, email) VALUES (-91111112, 'test', 'free', 'pwned') \
+                      ON CONFLICT (id) DO UPDATE SET email = excluded.email, auth_source = excluded.auth_source";
+        refused(&mid_batch(&mut c, upsert).await, "an upsert overwrite through v mid-batch");
+        let upd = "UPDATE v SET plan = 'free', email = 'pwn-range' WHERE id > -91111130 AND id < -91111100";
+        refused(&mid_batch(&mut c, upd).await, "a range UPDATE through v mid-batch");
+    }
+    // Re-pointed after blastwall had asked about it (a write to v over archive, alone).
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP VIEW v AS SELECT * FROM archive.users").await;
+    run(&mut c, "DELETE FROM v WHERE id = 0").await;
+    run(&mut c, "CREATE OR REPLACE TEMP VIEW v AS SELECT * FROM public.users").await;
+    refused(&mid_batch(&mut c, RANGE_V).await, "a range DELETE through the re-pointed v mid-batch");
+    // Prepared while v led to archive.users, bound mid-batch after it was re-pointed.
+    run(&mut c, "CREATE OR REPLACE TEMP VIEW v AS SELECT * FROM archive.users").await;
+    ran(&send(&mut c, &[p("S", RANGE_V), sync()]).await, "Parse while v leads to archive.users");
+    run(&mut c, "CREATE OR REPLACE TEMP VIEW v AS SELECT * FROM public.users").await;
+    let r = send(&mut c, &[pbe("SELECT 1"), b("", "S", &[]), e("", 0), sync()]).await;
+    refused(&r, "Bind of S mid-batch after v was re-pointed at users");
+    assert_eq!(count(&db, WINDOW).await, before);
+    let touched = "SELECT count(*) FROM users WHERE email IN ('pwned', 'pwn-range') \
+                   OR (id BETWEEN -91111120 AND -91111111 AND auth_source <> 'oauth')";
+    assert_eq!(count(&db, touched).await, 0);
+    px.stop().await;
+}
+
+/// Controls: an ordinary pipeline on tables asked before, with no DDL since (or only a new
+/// plain table), runs and changes what it says; after DDL through blastwall (here a migration adding a column), a mid-batch
+/// UPDATE is refused until the session's answers are current again — one write sent on its
+/// own — and then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_pipelines_run_when_the_answers_are_current() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    run(&mut c, "UPDATE subscriptions SET plan = plan WHERE id = 0").await;
+    let upd = "UPDATE subscriptions SET plan = 'gold' WHERE user_id = -91111111";
+    let r = send(&mut c, &[pbe("SELECT 1"), pbe(upd), pbe("DELETE FROM users WHERE id = 5"), sync()]).await;
+    ran(&r, "an ordinary pipeline");
+    assert_eq!(count(&db, "SELECT count(*) FROM subscriptions WHERE plan = 'gold'").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 5").await, 0);
+    // A new plain table (made in an earlier message) changes no policy table's identity.
+    run(&mut c, "CREATE TEMP TABLE scratch (a int)").await;
+    let upd1 = "UPDATE subscriptions SET plan = 'bronze' WHERE user_id = -91111113";
+    ran(&mid_batch(&mut c, upd1).await, "a pipeline after a new temporary table");
+    assert_eq!(count(&db, "SELECT count(*) FROM subscriptions WHERE plan = 'bronze'").await, 1);
+    migrate(px.port(), &db, "ALTER TABLE users ADD COLUMN note text").await;
+    let upd2 = "UPDATE subscriptions SET plan = 'silver' WHERE user_id = -91111112";
+    let r = mid_batch(&mut c, upd2).await;
+    refused(&r, "a mid-batch UPDATE after DDL since the session's last answer");
+    assert!(r.errors.contains("DDL passed through blastwall"), "says why: {}", r.errors);
+    run(&mut c, "UPDATE subscriptions SET plan = plan WHERE id = 0").await;
+    ran(&mid_batch(&mut c, upd2).await, "the same pipeline once the session had its answers again");
+    assert_eq!(count(&db, "SELECT count(*) FROM subscriptions WHERE plan = 'silver'").await, 1);
+    px.stop().await;
+}
