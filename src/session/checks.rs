@@ -5,13 +5,13 @@
 //! Owns: when and how a held message is run. Does not own: the check itself (`precheck`) or
 //! the decision (`guard`, `policy`).
 
+pub(super) use super::pending::Pending;
 use super::statements::Op;
 use super::{Session, SessionError};
 use crate::precheck::{self, Backend, CheckPlan, Outcome};
 use crate::wire::messages::{self, fe, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::BytesMut;
-use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
@@ -477,61 +477,6 @@ pub(super) fn extended_estimate(plan: &CheckPlan, held: &[u8], max_len: usize) -
 /// The most a verified statement may return while its rows are counted (RETURNING, or a
 /// SELECT in the same message); past it the statement is rolled back and refused.
 pub(super) const MAX_HOLD: usize = 16 * 1024 * 1024;
-
-/// What waits for the server to be idle.
-pub(super) enum Pending {
-    /// Run these client messages inside the pre-check (for an extended batch: what its
-    /// messages do to the mirror of statements and portals).
-    Verify(BytesMut, Box<CheckPlan>, Vec<Op>),
-    /// Count this Execute where it stands in its batch, once the server answered what came
-    /// before it.
-    Count(Frame, Arc<CheckPlan>),
-    /// Judge this Execute once the earlier batches are answered (its plan depends on them).
-    Execute(Frame),
-    /// A Query that must be counted, sent in the middle of an extended batch: once the server
-    /// answered the batch so far, dropped if the batch failed (the server skips it), else
-    /// refused (it cannot be counted there).
-    QueryInBatch(Box<CheckPlan>),
-    /// Ask the catalog about these names, then judge the frame again.
-    Resolve(Frame, Vec<crate::catalog::Question>),
-    /// The same for a Query in the middle of an extended batch that ran nothing: once the
-    /// server answered the batch so far, blastwall ends it with a Sync of its own (the Query
-    /// would end its implicit transaction anyway) and asks.
-    ResolveInBatch(Frame, Vec<crate::catalog::Question>),
-    /// Analyze the frame's long text on a blocking thread, then judge it again.
-    Analyze(Frame),
-    /// Run this Query as an extended batch, statement by statement (`simple`).
-    Simple(Frame, Vec<super::simple::Piece>),
-    /// The client's CopyDone or CopyFail, once the server said whether the Execute before it
-    /// started a COPY (which makes it ignore the Syncs sent since): `Session::copy_end`.
-    CopyEnd(Frame),
-}
-
-impl Pending {
-    pub(super) fn is_analysis(&self) -> bool {
-        matches!(self, Pending::Analyze(_))
-    }
-
-    pub(super) fn is_count(&self) -> bool {
-        matches!(self, Pending::Count(..))
-    }
-
-    pub(super) fn is_query_in_batch(&self) -> bool {
-        matches!(self, Pending::QueryInBatch(..))
-    }
-
-    pub(super) fn is_resolve_in_batch(&self) -> bool {
-        matches!(self, Pending::ResolveInBatch(..))
-    }
-
-    pub(super) fn is_execute(&self) -> bool {
-        matches!(self, Pending::Execute(..))
-    }
-
-    pub(super) fn is_copy_end(&self) -> bool {
-        matches!(self, Pending::CopyEnd(..))
-    }
-}
 
 impl Session {
     /// Parses a long message text on a blocking thread, so that the other sessions of this

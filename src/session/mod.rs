@@ -30,6 +30,7 @@ mod names;
 mod notifications;
 mod opening;
 mod parses;
+mod pending;
 mod pieces;
 mod putback;
 mod questions;
