@@ -159,7 +159,8 @@ async fn a_view_made_in_an_earlier_message_is_not_judged_by_its_name_mid_batch()
 }
 
 /// Controls: an ordinary pipeline on tables asked before, with no DDL since (or only a new
-/// plain table), runs and changes what it says; after DDL through blastwall (here a migration adding a column), a mid-batch
+/// plain table, a plain column), runs and changes what it says; after DDL through blastwall that may change what a write
+/// reaches (here a column with a `CHECK`), a mid-batch
 /// UPDATE is refused until the session's answers are current again — one write sent on its
 /// own — and then runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +179,14 @@ async fn ordinary_pipelines_run_when_the_answers_are_current() {
     let upd1 = "UPDATE subscriptions SET plan = 'bronze' WHERE user_id = -91111113";
     ran(&mid_batch(&mut c, upd1).await, "a pipeline after a new temporary table");
     assert_eq!(count(&db, "SELECT count(*) FROM subscriptions WHERE plan = 'bronze'").await, 1);
-    migrate(px.port(), &db, "ALTER TABLE users ADD COLUMN note text").await;
+    // (DDL that can change nothing a write reaches — a plain column — keeps the answers
+    // current: `names::ddl`.)
+    migrate(px.port(), &db, "ALTER TABLE users ADD COLUMN plain text").await;
+    ran(
+        &mid_batch(&mut c, "UPDATE subscriptions SET plan = plan WHERE id = 0").await,
+        "a pipeline after a plain column",
+    );
+    migrate(px.port(), &db, "ALTER TABLE users ADD COLUMN note text CHECK (note <> '')").await;
     let upd2 = "UPDATE subscriptions SET plan = 'silver' WHERE user_id = -91111112";
     let r = mid_batch(&mut c, upd2).await;
     refused(&r, "a mid-batch UPDATE after DDL since the session's last answer");
