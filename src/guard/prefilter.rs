@@ -29,9 +29,10 @@ pub struct Scan {
     pub maintenance: bool,
     /// A byte outside ASCII.
     pub non_ascii: bool,
-    /// `client_encoding`, `names`, `reset`, `discard`, `set_config`, `do` or `call`: it may
-    /// change the encoding the server decodes the next message in (`session`; so may a
-    /// function call, `paren`).
+    /// `client_encoding`, `names`, `reset`, `discard`, `set_config`, `do`, `call`, `execute`
+    /// (a prepared statement's), or a transaction's end (`rollback`, `abort`, `commit`, `end`,
+    /// `prepare`: it undoes a `SET` or `SET LOCAL`): it may change the encoding the server
+    /// decodes the next message in (`session`; so may a function call, `paren`).
     pub encoding: bool,
 }
 
@@ -73,9 +74,9 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"alter", WRITE | PATH),
     (b"do", WRITE | ENCODING),
     (b"call", WRITE | ENCODING),
-    (b"execute", WRITE),
+    (b"execute", WRITE | ENCODING),
     (b"explain", WRITE),
-    (b"prepare", WRITE),
+    (b"prepare", WRITE | ENCODING),
     (b"deallocate", WRITE),
     (b"setval", WRITE),
     (b"copy", WRITE | COPY),
@@ -95,10 +96,10 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"role", PATH),
     (b"authorization", PATH),
     (b"import", PATH),
-    (b"rollback", PATH),
-    (b"abort", PATH),
-    (b"commit", PATH),
-    (b"end", PATH),
+    (b"rollback", PATH | ENCODING),
+    (b"abort", PATH | ENCODING),
+    (b"commit", PATH | ENCODING),
+    (b"end", PATH | ENCODING),
     // Maintenance commands that evaluate index expressions (`maintenance`).
     (b"analyze", MAINTAIN),
     (b"analyse", MAINTAIN),

@@ -69,24 +69,50 @@ pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'s
     }
     // As a Query the server decodes the whole text in the encoding it had when the message
     // came; as a batch, each statement's Parse in the encoding of that moment: a statement
-    // that may change `client_encoding` (SET, RESET, DISCARD, a function, DO, CALL) would make
-    // the non-ASCII statements after it other statements than the ones judged.
-    if !sql.is_ascii() && may_change_encoding(&parsed) {
+    // that may change `client_encoding` (SET, RESET, DISCARD, a function, DO, CALL, EXECUTE,
+    // a transaction's end that undoes a SET) would make the non-ASCII statements after it
+    // other statements than the ones judged.
+    if !sql.is_ascii() && may_change_encoding(text, &parsed, &pieces) {
         return Err("its text is not ASCII and a statement in it may change client_encoding before the rest is read");
     }
     Ok(pieces)
 }
 
-/// Whether a statement of a parsed text may change `client_encoding` (any function call may:
-/// `set_config`, or a user function's body).
-fn may_change_encoding(parsed: &pg_query::ParseResult) -> bool {
-    let settings = parsed.protobuf.stmts.iter().any(|raw| {
-        matches!(
-            raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
-            Some(NodeEnum::VariableSetStmt(_) | NodeEnum::DiscardStmt(_) | NodeEnum::DoStmt(_) | NodeEnum::CallStmt(_))
-        )
-    });
-    settings || !parsed.functions().is_empty()
+/// Whether a statement before the last non-ASCII one may change `client_encoding`: one that
+/// sets, resets or discards settings, runs code (a function call, DO, CALL, EXECUTE), or ends
+/// a transaction or goes back to a savepoint (which undoes a `SET` or `SET LOCAL`).
+fn may_change_encoding(text: &str, parsed: &pg_query::ParseResult, pieces: &[Piece]) -> bool {
+    let Some(last) = pieces.iter().rposition(|p| !text.as_bytes()[p.start..p.end].is_ascii()) else { return false };
+    let nodes = parsed.protobuf.stmts.iter().filter_map(|raw| raw.stmt.as_ref().and_then(|n| n.node.as_ref()));
+    // Empty statements were left out of the pieces: they are matched by position.
+    let starts: Vec<usize> = pieces[..last].iter().map(|p| p.start).collect();
+    parsed.protobuf.stmts.iter().zip(nodes).any(|(raw, node)| {
+        let Ok(at) = usize::try_from(raw.stmt_location) else { return true };
+        if !starts.contains(&at) {
+            return false;
+        }
+        let changes = match node {
+            NodeEnum::VariableSetStmt(_)
+            | NodeEnum::DiscardStmt(_)
+            | NodeEnum::DoStmt(_)
+            | NodeEnum::CallStmt(_)
+            | NodeEnum::ExecuteStmt(_) => true,
+            NodeEnum::TransactionStmt(t) => !matches!(
+                Tx::try_from(t.kind),
+                Ok(Tx::TransStmtBegin | Tx::TransStmtStart | Tx::TransStmtSavepoint | Tx::TransStmtRelease)
+            ),
+            _ => false,
+        };
+        let piece = pieces.iter().find(|p| p.start == at);
+        changes
+            || piece.is_none_or(|p| {
+                // `set_config` is a built-in the analysis does not count as a call.
+                let body = &text[p.start..p.end];
+                let statements = crate::analyze::analyze(body, Default::default());
+                body.to_ascii_lowercase().contains("set_config")
+                    || statements.iter().any(|st| st.calls_functions || !st.opaque.is_empty())
+            })
+    })
 }
 
 /// Whether a WITH clause holds a data-modifying statement.

@@ -418,6 +418,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn non_ascii_after_a_statement_that_may_change_the_encoding_is_not_split() {
+        let ok = |sql: &str| split(sql.as_bytes(), true, true).is_ok();
+        assert!(ok("BEGIN; UPDATE t SET a = 'é' WHERE id = 1; COMMIT"));
+        assert!(ok("BEGIN; INSERT INTO t VALUES (1, 'x'); UPDATE t SET a = 'é'; COMMIT"));
+        assert!(ok("BEGIN; SAVEPOINT s; UPDATE t SET a = 'é'; RELEASE s; COMMIT"));
+        assert!(!ok("ROLLBACK; BEGIN; UPDATE t SET a = 'é'; COMMIT"));
+        assert!(!ok("BEGIN; ROLLBACK TO SAVEPOINT s; UPDATE t SET a = 'é'; COMMIT"));
+        assert!(!ok("BEGIN; INSERT INTO t VALUES (f(), 'x'); UPDATE t SET a = 'é'; COMMIT"));
+        assert!(ok("BEGIN; INSERT INTO t VALUES (now(), 'x'); UPDATE t SET a = 'é'; COMMIT"));
+        assert!(!ok("BEGIN; EXECUTE e; UPDATE t SET a = 'é'; COMMIT"));
+        assert!(!ok(
+            "SELECT pg_catalog.set_config('client_encoding', 'SJIS', false); BEGIN; UPDATE t SET a = 'é'; COMMIT"
+        ));
+    }
+
+    #[test]
     fn splits_statements_with_their_character_offsets() {
         let sql = "BEGIN; DELETE FROM t WHERE a = 'é'; COPY t FROM STDIN; COMMIT";
         let p = split(sql.as_bytes(), true, true).unwrap();

@@ -464,7 +464,9 @@ impl super::Session {
     /// the client pipelined behind a COPY's Execute is ignored by the server, and is taken
     /// back at the CopyDone only once the COPY is known).
     pub(super) fn copy_unsettled(&self) -> bool {
-        !self.relay.in_copy_in() && self.mirror.execute_owed()
+        // A batch that failed starts no COPY: the server skips its Executes.
+        let failed = self.relay.is_skipping() || self.mirror.batch_failed(self.relay.syncs_sent());
+        !self.relay.in_copy_in() && !failed && self.mirror.execute_owed()
     }
 
     /// A CopyDone or CopyFail goes to the server.

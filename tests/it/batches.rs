@@ -623,3 +623,31 @@ async fn a_copy_pipelined_with_its_data_and_a_counted_write_matches_direct() {
     assert!(!tags(&via).contains('E'), "{}", show(&via));
     proxy.stop().await;
 }
+
+/// Seventh pass: an Execute skipped with a failed batch, then CopyDone or CopyFail, then Sync:
+/// no COPY can start in a failed batch, so the CopyDone does not wait for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_end_after_a_failed_batch_matches_direct() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    for end in [msg(b'c', &[]), msg(b'f', b"no\0")] {
+        let batch = [p("", "SELEC x"), e("p1", 0), end.clone(), sync()].concat();
+        let via = same_as_direct(&proxy, &[Send(batch), Until(b'Z', 1), Send(q("SELECT 4")), Until(b'Z', 1)]).await;
+        assert_eq!(tags(&via), "EZTDCZ", "{}", show(&via));
+        let batch = [e("nope", 0), e("p1", 0), end.clone(), sync()].concat();
+        same_as_direct(&proxy, &[Send(batch), Until(b'Z', 1)]).await;
+        // Under the shipped policies the skipped Execute of an unknown portal is counted (read
+        // like a FETCH of a cursor): what it owes must go with the failed batch too.
+        let db = crate::binds::setup();
+        let shipped = proxy_with(base_config(), shipped_policy()).await;
+        let mut s = startup(shipped.port(), crate::binds::RAW, &db).await;
+        let batch = [p("", "SELEC x"), e("p1", 0), end, sync()];
+        let sent = crate::batchnames::send(&mut s, &batch);
+        let r =
+            tokio::time::timeout(Duration::from_secs(20), sent).await.expect("no ReadyForQuery after the failed batch");
+        assert_eq!((r.tags.as_str(), r.codes.as_slice()), ("EZ", &["42601".to_string()][..]), "{r:?}");
+        let r = crate::batchnames::send(&mut s, &[q("SELECT 4")]).await;
+        assert_eq!(r.tags, "TDCZ", "{r:?}");
+        shipped.stop().await;
+    }
+    proxy.stop().await;
+}

@@ -102,3 +102,43 @@ async fn non_ascii_text_without_a_change_of_encoding_runs() {
         count(&db, "SELECT count(*) FROM users WHERE email IN ('Álvaro@example.com', 'Élodie@example.com')").await;
     assert_eq!(changed, 2);
 }
+
+/// Seventh pass: the encoding changed in the batch by an `EXECUTE` of a prepared `set_config`,
+/// or restored by a transaction's end (ROLLBACK, ABORT, ROLLBACK TO SAVEPOINT, COMMIT after
+/// `SET LOCAL`) in a session that started in SJIS: the Parse behind it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_encoding_by_execute_or_by_a_transactions_end_is_followed() {
+    let db = crate::binds::setup();
+    let users = || count(&db, "SELECT count(*) FROM users");
+    let before = users().await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let x = "WITH x AS (SELECT E'\u{00c1}\\' ) , d AS (DELETE FROM users WHERE auth_source IS NOT NULL RETURNING 1) \
+             SELECT count(*) FROM d --' AS s) SELECT s FROM x\n";
+    let tail = || [parse_bytes(x), crate::batches::b("", "", &[]), crate::batches::e("", 0), sync()].concat();
+    let mut s = startup(px.port(), RAW, &db).await;
+    crate::batchnames::run(&mut s, "PREPARE e AS SELECT pg_catalog.set_config('client_encoding', 'SJIS', false)").await;
+    let r = send(&mut s, &[pbe("EXECUTE e"), tail()]).await;
+    assert_eq!(users().await, before, "EXECUTE e: {r:?}");
+    assert!(r.errors.contains("blastwall: refused"), "EXECUTE e: {r:?}");
+    for (setup, end) in [
+        (&["BEGIN", "SET client_encoding = 'UTF8'"][..], "ROLLBACK"),
+        (&["BEGIN", "SET client_encoding = 'UTF8'"][..], "ABORT"),
+        (&["BEGIN", "SAVEPOINT s", "SET client_encoding = 'UTF8'"][..], "ROLLBACK TO SAVEPOINT s"),
+        (&["BEGIN", "SET LOCAL client_encoding = 'UTF8'"][..], "COMMIT"),
+    ] {
+        let app = format!("raw-{db}");
+        let mut s = send_startup(
+            px.port(),
+            196608,
+            &[("user", RAW), ("database", &db), ("application_name", &app), ("client_encoding", "SJIS")],
+        )
+        .await;
+        replies(&mut s).await;
+        for sql in setup {
+            crate::batchnames::run(&mut s, sql).await;
+        }
+        let r = send(&mut s, &[pbe(end), tail()]).await;
+        assert_eq!(users().await, before, "{end}: {r:?}");
+        assert!(r.errors.contains("blastwall: refused"), "{end}: {r:?}");
+    }
+}
