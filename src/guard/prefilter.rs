@@ -30,7 +30,7 @@ pub struct Scan {
     /// A byte outside ASCII.
     pub non_ascii: bool,
     /// `client_encoding`, `names`, `reset`, `discard`, `set_config`, `do`, `call`, `execute`
-    /// (a prepared statement's), or a transaction's end (`rollback`, `abort`, `commit`, `end`,
+    /// (a prepared statement's), `fetch` or `move` (a cursor's query), or a transaction's end (`rollback`, `abort`, `commit`, `end`,
     /// `prepare`: it undoes a `SET` or `SET LOCAL`): it may change the encoding the server
     /// decodes the next message in (`session`; so may a function call, `paren`).
     pub encoding: bool,
@@ -86,8 +86,8 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"create", WRITE | PATH),
     // Cursors (`cursors`).
     (b"declare", CURSOR),
-    (b"fetch", CURSOR),
-    (b"move", CURSOR),
+    (b"fetch", CURSOR | ENCODING),
+    (b"move", CURSOR | ENCODING),
     (b"close", CURSOR),
     // What names resolve to (`names::path_effect`).
     (b"search_path", PATH),

@@ -29,7 +29,7 @@ impl Session {
         // server decodes each message in the encoding of the moment it reads it; the
         // statements of a Query run as a batch were checked for this when it was split).
         self.info.encoding_in_flight &= !self.info.settings_certain;
-        let encoding = match self.info.encoding_in_flight && self.simple.is_none() {
+        let encoding = match self.info.encoding_in_flight && self.simple_replies.is_none() {
             true => crate::said::ENCODING_IN_FLIGHT,
             false => self.relay.client_encoding(),
         };

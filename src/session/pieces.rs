@@ -29,7 +29,14 @@ pub(super) struct Piece {
 /// DATABASE, … `CONCURRENTLY`), those that need a transaction block (DECLARE, LOCK, SET
 /// LOCAL, SET TRANSACTION: an implicit block of a Query counts as one, a batch's does not),
 /// two-phase commit, `AND CHAIN`, and everything not listed below.
+#[cfg(test)]
 pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'static str> {
+    split_at(sql, utf8, scs, true)
+}
+
+/// [`split`], for a Query that comes inside a transaction block or not (`in_block`: only then
+/// can a transaction's end in it undo a `SET LOCAL` made before it).
+pub(super) fn split_at(sql: &[u8], utf8: bool, scs: bool, in_block: bool) -> Result<Vec<Piece>, &'static str> {
     if !scs {
         return Err("standard_conforming_strings is off");
     }
@@ -72,16 +79,17 @@ pub(super) fn split(sql: &[u8], utf8: bool, scs: bool) -> Result<Vec<Piece>, &'s
     // that may change `client_encoding` (SET, RESET, DISCARD, a function, DO, CALL, EXECUTE,
     // a transaction's end that undoes a SET) would make the non-ASCII statements after it
     // other statements than the ones judged.
-    if !sql.is_ascii() && may_change_encoding(text, &parsed, &pieces) {
+    if !sql.is_ascii() && may_change_encoding(text, &parsed, &pieces, in_block) {
         return Err("its text is not ASCII and a statement in it may change client_encoding before the rest is read");
     }
     Ok(pieces)
 }
 
 /// Whether a statement before the last non-ASCII one may change `client_encoding`: one that
-/// sets, resets or discards settings, runs code (a function call, DO, CALL, EXECUTE), or ends
-/// a transaction or goes back to a savepoint (which undoes a `SET` or `SET LOCAL`).
-fn may_change_encoding(text: &str, parsed: &pg_query::ParseResult, pieces: &[Piece]) -> bool {
+/// sets, resets or discards settings, runs code (a function call, DO, CALL, EXECUTE), or — in
+/// a Query sent inside a block — ends the transaction or goes back to a savepoint (which undoes
+/// a `SET` or `SET LOCAL` made in it).
+fn may_change_encoding(text: &str, parsed: &pg_query::ParseResult, pieces: &[Piece], in_block: bool) -> bool {
     let Some(last) = pieces.iter().rposition(|p| !text.as_bytes()[p.start..p.end].is_ascii()) else { return false };
     let nodes = parsed.protobuf.stmts.iter().filter_map(|raw| raw.stmt.as_ref().and_then(|n| n.node.as_ref()));
     // Empty statements were left out of the pieces: they are matched by position.
@@ -97,10 +105,15 @@ fn may_change_encoding(text: &str, parsed: &pg_query::ParseResult, pieces: &[Pie
             | NodeEnum::DoStmt(_)
             | NodeEnum::CallStmt(_)
             | NodeEnum::ExecuteStmt(_) => true,
-            NodeEnum::TransactionStmt(t) => !matches!(
-                Tx::try_from(t.kind),
-                Ok(Tx::TransStmtBegin | Tx::TransStmtStart | Tx::TransStmtSavepoint | Tx::TransStmtRelease)
-            ),
+            // Outside a block at the Query's start, a SET before it in the Query is refused
+            // above; a `SET` made earlier in the client's block is undone by its end.
+            NodeEnum::TransactionStmt(t) => {
+                in_block
+                    && !matches!(
+                        Tx::try_from(t.kind),
+                        Ok(Tx::TransStmtBegin | Tx::TransStmtStart | Tx::TransStmtSavepoint | Tx::TransStmtRelease)
+                    )
+            }
             _ => false,
         };
         let piece = pieces.iter().find(|p| p.start == at);

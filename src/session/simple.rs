@@ -22,7 +22,7 @@ use crate::wire::Frame;
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
 
-pub(super) use super::pieces::{modifies, split, Piece};
+pub(super) use super::pieces::{modifies, Piece};
 
 /// The batch's messages, cut after each `COPY … FROM STDIN`; the last segment ends in Sync.
 pub(super) fn segments(sql: &[u8], pieces: &[Piece]) -> VecDeque<BytesMut> {
@@ -220,7 +220,8 @@ impl Session {
             return Err("it came in the middle of an extended-protocol batch");
         }
         let utf8 = self.relay.client_encoding().eq_ignore_ascii_case("UTF8");
-        split(sql, utf8, self.relay.standard_conforming_strings())
+        let in_block = self.relay.tx != messages::TxStatus::Idle;
+        super::pieces::split_at(sql, utf8, self.relay.standard_conforming_strings(), in_block)
     }
 
     /// Starts the batch of a Query (the server has answered everything before it): its first
@@ -415,6 +416,7 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pieces::split;
     use super::*;
 
     #[test]
@@ -424,6 +426,9 @@ mod tests {
         assert!(ok("BEGIN; INSERT INTO t VALUES (1, 'x'); UPDATE t SET a = 'é'; COMMIT"));
         assert!(ok("BEGIN; SAVEPOINT s; UPDATE t SET a = 'é'; RELEASE s; COMMIT"));
         assert!(!ok("ROLLBACK; BEGIN; UPDATE t SET a = 'é'; COMMIT"));
+        let outside = |sql: &str| super::super::pieces::split_at(sql.as_bytes(), true, true, false).is_ok();
+        assert!(outside("DELETE FROM t WHERE a = 'é'; COMMIT; SELECT 'ü'"));
+        assert!(!outside("SET client_encoding = 'SJIS'; COMMIT; SELECT 'ü'"));
         assert!(!ok("BEGIN; ROLLBACK TO SAVEPOINT s; UPDATE t SET a = 'é'; COMMIT"));
         assert!(!ok("BEGIN; INSERT INTO t VALUES (f(), 'x'); UPDATE t SET a = 'é'; COMMIT"));
         assert!(ok("BEGIN; INSERT INTO t VALUES (now(), 'x'); UPDATE t SET a = 'é'; COMMIT"));
