@@ -289,7 +289,7 @@ impl Session {
                 None => false,
                 Some(p) if p.is_analysis() => true,
                 Some(p) if p.is_count() || p.is_query_in_batch() || p.is_resolve_in_batch() => self.count_can_run(),
-                Some(p) if p.is_execute() => self.execute_can_be_judged(),
+                Some(p) if p.is_execute() => self.execute_can_be_judged() || self.relay.in_copy_in(),
                 Some(p) if p.is_copy_end() => !self.copy_unsettled(),
                 Some(_) => !self.relay.is_busy(),
             };

@@ -651,3 +651,17 @@ async fn a_copy_end_after_a_failed_batch_matches_direct() {
     }
     proxy.stop().await;
 }
+
+/// Seventh pass: an Execute of a named portal sent while the server is in a protocol COPY FROM
+/// STDIN (which ends the COPY with a protocol error and the connection): the client gets the
+/// server's FATAL, and no server session stays in the COPY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execute_during_a_copy_gets_the_servers_answer() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    for data in [vec![], msg(b'd', b"901\t1\n")] {
+        let batch = [pbe("COPY parent (id, v) FROM STDIN"), sync(), data, e("p1", 0)].concat();
+        let via = same_as_direct(&proxy, &[Send(batch), Until(b'E', 2)]).await;
+        assert_eq!(tags(&via), "12GEE", "{}", show(&via));
+    }
+    proxy.stop().await;
+}
