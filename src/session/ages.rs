@@ -53,11 +53,56 @@ enum Runs {
 /// The bound portals' ages.
 #[derive(Debug, Default)]
 pub(super) struct Ages {
+    /// The unnamed portal's, kept apart (bound for nearly every statement by many drivers: no
+    /// hashing, no allocation).
+    unnamed: Option<Age>,
     portals: HashMap<Vec<u8>, Age>,
     /// Ages were dropped past [`KEPT`]: a portal without one is taken as old.
     lost: bool,
     /// Rounds of questions the Execute being judged waited for.
     asked: u8,
+}
+
+impl Ages {
+    fn get(&self, portal: &[u8]) -> Option<&Age> {
+        if portal.is_empty() {
+            return self.unnamed.as_ref();
+        }
+        self.portals.get(portal)
+    }
+
+    fn get_mut(&mut self, portal: &[u8]) -> Option<&mut Age> {
+        if portal.is_empty() {
+            return self.unnamed.as_mut();
+        }
+        self.portals.get_mut(portal)
+    }
+
+    fn set(&mut self, portal: &[u8], age: Age) {
+        if portal.is_empty() {
+            self.unnamed = Some(age);
+            return;
+        }
+        if self.portals.len() >= KEPT && !self.portals.contains_key(portal) {
+            self.portals.clear();
+            self.lost = true;
+        }
+        match self.portals.get_mut(portal) {
+            Some(a) => *a = age,
+            None => {
+                self.portals.insert(portal.to_vec(), age);
+            }
+        }
+    }
+
+    /// The transaction is over: no portal outlives it.
+    fn clear(&mut self) {
+        self.unnamed = None;
+        if !self.portals.is_empty() {
+            self.portals.clear();
+        }
+        self.lost = false;
+    }
 }
 
 impl Session {
@@ -75,21 +120,10 @@ impl Session {
         };
         let at = self.now();
         let ages = &mut self.mirror.ages;
-        // No portal outlives its transaction.
         if self.relay.tx == TxStatus::Idle && !self.relay.is_busy() {
-            ages.portals.clear();
-            ages.lost = false;
+            ages.clear();
         }
-        if ages.portals.len() >= KEPT && !ages.portals.contains_key(portal) {
-            ages.portals.clear();
-            ages.lost = true;
-        }
-        match ages.portals.get_mut(portal) {
-            Some(age) => *age = Age { at, runs },
-            None => {
-                ages.portals.insert(portal.to_vec(), Age { at, runs });
-            }
-        }
+        ages.set(portal, Age { at, runs });
     }
 
     /// An Execute of a bound portal that is not counted: judged again when the catalog or the
@@ -102,7 +136,7 @@ impl Session {
         }
         let now = self.now();
         let ages = &self.mirror.ages;
-        let text = match ages.portals.get(portal) {
+        let text = match ages.get(portal) {
             Some(age) if age.at == now => return Some(f),
             Some(Age { runs: Runs::Parse(parse), .. }) => match messages::parse_msg(parse) {
                 Ok(msg) => msg.sql.to_vec(),
@@ -143,7 +177,7 @@ impl Session {
         };
         match verdict {
             Verdict::Check(mut plan) => {
-                if let Some(Age { runs: Runs::Parse(parse), .. }) = self.mirror.ages.portals.get(portal) {
+                if let Some(Age { runs: Runs::Parse(parse), .. }) = self.mirror.ages.get(portal) {
                     if let Ok(msg) = messages::parse_msg(parse) {
                         plan.param_types = msg.param_types.clone();
                     }
@@ -178,7 +212,7 @@ impl Session {
             }
             Verdict::Allow | Verdict::Notice(_) => {
                 // Current until the next change.
-                if let Some(age) = self.mirror.ages.portals.get_mut(portal) {
+                if let Some(age) = self.mirror.ages.get_mut(portal) {
                     age.at = now;
                 }
                 Some(f)
