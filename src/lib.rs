@@ -28,6 +28,7 @@ pub mod console;
 pub mod contract;
 pub mod demo;
 pub mod guard;
+pub mod inflight;
 pub mod listen;
 pub mod logging;
 pub mod metrics;

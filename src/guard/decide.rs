@@ -83,11 +83,17 @@ impl Guard {
             std::borrow::Cow::Owned(with_prepared(&statements, info))
         };
         let changing = super::hidden::changing_names(&decided, &self.catalog, info);
+        // Registered with the session's other writes and DDL in flight, and judged against
+        // other sessions' open DDL (`inflight`), under one lock.
+        if online {
+            info.inflight.judging(&decided);
+        }
         let ids = online
             .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))
             .flatten();
         let once = std::cell::RefCell::new(Vec::new());
-        let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names);
+        let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names)
+            .with_others(&info.inflight.others);
         // Asked for the same write by the columns' questions and by the decision: found once.
         let reached: std::cell::RefCell<Vec<(usize, *const analyze::Write, Option<policy::Reach>)>> =
             Default::default();

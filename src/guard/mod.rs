@@ -124,6 +124,8 @@ pub struct SessionInfo {
     pub hidden: crate::catalog::HiddenCache,
     /// Whether the session's temporary schema holds code (`taint`).
     pub taint: crate::catalog::Taint,
+    /// What the session has in flight, and other sessions' open DDL (`inflight`).
+    pub inflight: crate::inflight::Mine,
 }
 
 impl SessionInfo {
@@ -165,6 +167,8 @@ pub struct Guard {
     pub catalog: crate::catalog::Catalog,
     /// Point writes the catalog proved small (`precheck::point`).
     pub proofs: crate::precheck::point::Proofs,
+    /// Writes and DDL in flight per database, across sessions (`inflight`).
+    pub inflight: crate::inflight::Inflight,
     /// `--mode` / config `mode`: replaces the policy's default mode.
     mode_override: Option<Mode>,
     /// Whether the policy in force looks at function calls (`[opaque] functions`): read
@@ -185,6 +189,7 @@ impl Guard {
             shapes: Default::default(),
             catalog: Default::default(),
             proofs: Default::default(),
+            inflight: Default::default(),
             mode_override,
         }
     }

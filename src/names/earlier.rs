@@ -115,6 +115,21 @@ impl Earlier {
         }
     }
 
+    /// [`Earlier::redirects`] for DDL another session sent (`crate::inflight`): only the
+    /// relations it changes count (a new view `members` over `users` changes `members`, not
+    /// what `users` leads to), or every name for DDL that may change any.
+    pub fn redirects_elsewhere(&self, target: &RelName) -> Option<&'static str> {
+        match self.kind {
+            Kind::Ddl if !self.named_only => Some("DDL that may change what any name leads to"),
+            Kind::Ddl => self
+                .names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&target.name))
+                .then_some("DDL that changes a relation of that name"),
+            _ => None,
+        }
+    }
+
     /// Its text, shortened for a message.
     pub fn shown(&self) -> String {
         let words: Vec<&str> = self.text.split_whitespace().collect();
@@ -166,6 +181,17 @@ pub fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> 
         .find_map(|k| sent.iter().filter(|e| e.kind == *k).find_map(|e| e.redirects(target, true).map(|w| (e, w))))?;
     Some(format!(
         "`{}` ({why}), sent earlier in the same extended-protocol batch or in a message the server has not answered yet,",
+        e.shown()
+    ))
+}
+
+/// Another session's DDL whose transaction has not ended (`crate::inflight`) that may make
+/// `target` name something else, as the end of a refusal's sentence: the server may reach the
+/// write after that DDL commits, whatever blastwall's answers say now.
+pub fn redirected_by_others(others: &[Earlier], target: &RelName) -> Option<String> {
+    let (e, why) = others.iter().find_map(|e| e.redirects_elsewhere(target).map(|w| (e, w)))?;
+    Some(format!(
+        "`{}` ({why}), sent by another session through blastwall in a transaction that has not ended,",
         e.shown()
     ))
 }

@@ -43,7 +43,7 @@ mod path;
 mod session;
 mod sql;
 mod view;
-pub use earlier::{keep, may_redirect_unseen, Earlier, Kind as EarlierKind};
+pub use earlier::{keep, may_redirect_unseen, redirected_by_others, Earlier, Kind as EarlierKind};
 pub use effect::{may_change_path, path_effect, PathEffect};
 pub use path::is_path_key;
 use path::{effective_key, Paths};
@@ -355,6 +355,8 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub ids: Option<&'a Identities>,
     pub session: &'a Resolutions,
+    /// Other sessions' DDL whose transaction has not ended (`crate::inflight`).
+    pub others: &'a [Earlier],
     /// What each statement's names resolve against, found once for the message.
     paths: Paths,
 }
@@ -368,7 +370,12 @@ impl<'a> Context<'a> {
         ids: Option<&'a Identities>,
         session: &'a Resolutions,
     ) -> Context<'a> {
-        Context { statements, policy, ids, session, paths: Paths::of(statements, changing) }
+        Context { statements, policy, ids, session, others: &[], paths: Paths::of(statements, changing) }
+    }
+
+    /// With other sessions' open DDL to judge the writes against.
+    pub fn with_others(self, others: &'a [Earlier]) -> Context<'a> {
+        Context { others, ..self }
     }
 }
 
@@ -392,7 +399,7 @@ pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::p
 /// What write `w` of statement `index` reaches, as the server will resolve its name (`None`:
 /// judged by its name, as offline — a sequence, a schema, an unnamed target).
 fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Reach> {
-    let Context { statements, policy, ids, session, ref paths } = *cx;
+    let Context { statements, policy, ids, session, others, ref paths } = *cx;
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
     let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
@@ -401,7 +408,15 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     // table (`CREATE TEMP VIEW v AS SELECT * FROM users; DELETE FROM v …`, a ROLLBACK that
     // brings an older definition back), whatever blastwall's answers say: no table's rules can
     // be applied to it.
-    if let Some(by) = row_write.then(|| earlier::redirected(&statements[..index], &session.earlier, target)).flatten() {
+    // So may another session's DDL whose transaction has not ended: the server may reach this
+    // write after it commits (eighth adversarial pass N1; `crate::inflight`).
+    let by = row_write.then(|| {
+        let mine = earlier::redirected(&statements[..index], &session.earlier, target);
+        let hint = "send the write in a message of its own, after the server answered that one";
+        let theirs = "send it again once that transaction has ended";
+        mine.map(|b| (b, hint)).or_else(|| earlier::redirected_by_others(others, target).map(|b| (b, theirs)))
+    });
+    if let Some((by, hint)) = by.flatten() {
         let protected: Vec<usize> =
             (0..policy.tables.len()).filter(|i| !policy.tables[*i].protected_columns.is_empty()).collect();
         if !protected.is_empty() {
@@ -410,7 +425,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
                 unresolved: Some(format!("{target} could not be resolved before the message runs")),
                 constraint_columns: None,
                 taken_over: Some(format!(
-                    "{target} could not be resolved before the message runs, and {by} may make it a view over a protected table; send the write in a message of its own, after the server answered that one"
+                    "{target} could not be resolved before the message runs, and {by} may make it a view over a protected table; {hint}"
                 )),
                 mine: Vec::new(),
                 predicate: None,

@@ -52,6 +52,11 @@ impl Session {
     pub(super) fn on_bind(&mut self, f: Frame) -> Result<(), SessionError> {
         let (portal, stmt) = messages::bind_names(&f).map_err(|e| self.protocol_violation(e))?;
         let (portal, stmt) = (portal.to_vec(), stmt.to_vec());
+        // Its writes run now: registered, and judged against other sessions' open DDL.
+        if let Some(m) = self.inflight_bind(&stmt) {
+            self.refuse_in_batch(m);
+            return Ok(());
+        }
         // How often this Bind already waited for the catalog's answers (a few rounds: each
         // answer may lead to another question).
         let asked = std::mem::take(&mut self.mirror.asked);

@@ -60,6 +60,10 @@ impl Session {
 
     /// Runs the waiting message inside the pre-check and relays its outcome.
     pub(super) async fn run_pending(&mut self) -> Result<(), SessionError> {
+        // A message with DDL waits for the writes other sessions sent before it (`inflight`).
+        if !self.info.inflight.wait_for.is_empty() {
+            self.wait_for_others().await;
+        }
         let (bytes, plan, ops) = match self.pending.take() {
             None => return Ok(()),
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),

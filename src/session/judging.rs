@@ -37,7 +37,12 @@ impl Session {
             self.info.client_encoding = encoding.to_string();
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
+        self.info.inflight.ord = self.relay.syncs_sent();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
+        // Refused DDL goes nowhere: it waits for nothing.
+        if matches!(judged.verdict, crate::guard::Verdict::Refuse(_)) && !self.info.inflight.wait_for.is_empty() {
+            self.info.inflight.wait_for.clear();
+        }
         // A counted statement's replies (and the encoding it reports) are read by blastwall
         // before anything after it is judged; any other one that may call a function may
         // change the encoding unseen.

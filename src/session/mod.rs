@@ -29,6 +29,7 @@ mod judging;
 mod names;
 mod notifications;
 mod opening;
+mod others;
 mod parses;
 mod pending;
 mod pieces;
@@ -179,6 +180,11 @@ async fn handshake_and_relay(
     let mut info = SessionInfo::new(&who.user, &who.application_name);
     info.database = who.database.clone();
     info.taint = crate::catalog::Taint::unasked();
+    info.inflight.session = id;
+    if !who.database.is_empty() {
+        let db = shared.guard.inflight.db(&who.database);
+        info.inflight.db = Some(Arc::new(crate::inflight::DbHandle(db)));
+    }
     let mut s = Session {
         shared: shared.clone(),
         client,
@@ -218,6 +224,12 @@ async fn handshake_and_relay(
     }
     shared.console.open(id, &who.user, &who.database, &who.application_name, peer);
     stats.who = Some(who);
+    let _leave = others::Leave {
+        shared: shared.clone(),
+        db: s.info.inflight.db.clone(),
+        database: s.info.database.clone(),
+        session: id,
+    };
     s.relay_loop(stats).await
 }
 
@@ -272,6 +284,9 @@ impl Session {
         let idle = self.shared.config.idle_timeout;
         let (mut client_side, mut server_side) = (wakes::Side::new(), wakes::Side::new());
         loop {
+            if self.info.inflight.registered && self.pending.is_none() && !self.relay.is_busy() {
+                self.inflight_answered();
+            }
             self.flush(stats).await?;
             if self.closing {
                 return Ok(());
@@ -412,6 +427,9 @@ impl Session {
 
     async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         self.rewrite_outgoing();
+        if !self.info.inflight.wait_for.is_empty() && !self.relay.to_server.is_empty() {
+            self.wait_for_others().await;
+        }
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
             self.server.flush().await.map_err(SessionError::ServerIo)?;

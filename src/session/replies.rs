@@ -41,6 +41,9 @@ impl Session {
             be::READY_FOR_QUERY => {
                 self.names_on_ready(self.relay.syncs_done());
                 let status = self.relay.on_ready(&f);
+                if self.info.inflight.registered {
+                    self.inflight_answered();
+                }
                 self.mirror.on_ready(self.relay.syncs_done(), status);
                 if !self.ready {
                     self.ready = true;
@@ -60,6 +63,7 @@ impl Session {
                 if let Ok(key) = messages::backend_key(&f) {
                     self.shared.cancel_keys.insert(key.clone());
                     stats.key = Some(key.clone());
+                    self.info.inflight.key = Some(key.clone());
                     self.key = Some(key);
                 }
                 self.relay.pass_to_client(&f.bytes);

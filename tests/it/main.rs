@@ -119,6 +119,7 @@ mod pooled;
 mod precheck;
 mod preflight;
 mod putback;
+mod race;
 mod readings;
 mod readme;
 mod redteam;

@@ -1,0 +1,395 @@
+//! What the sessions of one database have sent through blastwall that the server may not have
+//! finished with: the writes judged and not yet answered, and the DDL whose transaction has
+//! not ended (eighth adversarial pass N1).
+//!
+//! A write is judged when it arrives, with the catalog of that moment; the server resolves its
+//! names only when it reaches it — after a slow statement before it in the same batch, or
+//! after a lock it waits for. DDL another session sends meanwhile (`ALTER TABLE users RENAME
+//! TO members`, `CREATE VIEW members AS SELECT * FROM users`, a column renamed) would make that
+//! write's name lead to a policy table it was not judged as. So the two are kept apart:
+//! - **DDL waits for the writes judged before it**: a message whose DDL may redirect a name
+//!   (`names::Earlier`: `ddl::Class::Named` for the names it mentions, `Class::Any` for every
+//!   name) is not forwarded until every other session's write judged before it whose name it
+//!   may redirect is answered ([`DDL_WAIT`] at most; then those are cancelled, and after
+//!   [`CANCEL_GRACE`] their sessions are ended: nothing they sent can run after the DDL).
+//! - **Writes judged while such DDL is open see it**: until the DDL's transaction ends (its
+//!   session's ReadyForQuery with no transaction open), a row write of another session whose
+//!   name it may redirect is judged as one whose name cannot be resolved before it runs
+//!   (`names::reach`), as it is after DDL earlier in its own batch; once it ends, the
+//!   catalog's answers are dropped, and the next judgement asks again.
+//!
+//! Registering a write and seeing the open DDL happen under one lock, as do publishing DDL and
+//! finding the writes to wait for: either the write was registered first (the DDL waits for
+//! it) or the DDL was published first (the write is judged with it).
+//!
+//! Owns: that registry and the waiting. Does not own: which DDL may redirect what
+//! (`names::earlier`, `names::ddl`), the judgement (`names::reach`), the session's hooks
+//! (`session`).
+
+use crate::analyze::RelName;
+use crate::names::{Earlier, EarlierKind};
+use crate::wire::startup::CancelKey;
+use dashmap::DashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long DDL waits for the writes judged before it before they are cancelled.
+pub const DDL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a cancelled write's session has to answer before it is ended.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Every database's registry.
+#[derive(Default)]
+pub struct Inflight {
+    dbs: DashMap<String, Arc<Db>>,
+}
+
+impl Inflight {
+    /// The registry of `database` (a session keeps its handle).
+    pub fn db(&self, database: &str) -> Arc<Db> {
+        if let Some(d) = self.dbs.get(database) {
+            return d.clone();
+        }
+        self.dbs.entry(database.to_string()).or_default().clone()
+    }
+}
+
+/// One database's writes and DDL in flight.
+#[derive(Default)]
+pub struct Db {
+    state: Mutex<State>,
+    /// Woken whenever a session's entries are removed.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// DDL sent, whose transaction has not ended: (session, statement).
+    ddl: Vec<(u64, Earlier)>,
+    /// Writes judged and not yet answered: (session, its sync point, its target, its backend key).
+    writes: Vec<Write>,
+}
+
+struct Write {
+    session: u64,
+    ord: u64,
+    target: RelName,
+    key: Option<CancelKey>,
+}
+
+impl Db {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A judgement on `session`: registers its row writes' targets (at sync point `ord`) and
+    /// its DDL, and answers the other sessions' open DDL (what its writes are judged against)
+    /// and, when it has DDL, the sessions whose writes it must wait for.
+    pub fn judging(&self, me: &Mine, targets: &[&RelName], ddl: &[Earlier]) -> (Vec<Earlier>, Vec<u64>) {
+        let mut s = self.lock();
+        for t in targets {
+            if !s.writes.iter().any(|w| w.session == me.session && w.ord == me.ord && w.target == **t) {
+                s.writes.push(Write { session: me.session, ord: me.ord, target: (*t).clone(), key: me.key.clone() });
+            }
+        }
+        for e in ddl {
+            if !s.ddl.iter().any(|(id, d)| *id == me.session && d == e) {
+                s.ddl.push((me.session, e.clone()));
+            }
+        }
+        let others: Vec<Earlier> = s.ddl.iter().filter(|(id, _)| *id != me.session).map(|(_, e)| e.clone()).collect();
+        let mut wait: Vec<u64> = Vec::new();
+        for w in s.writes.iter().filter(|w| w.session != me.session) {
+            if !wait.contains(&w.session) && ddl.iter().any(|e| e.redirects_elsewhere(&w.target).is_some()) {
+                wait.push(w.session);
+            }
+        }
+        (others, wait)
+    }
+
+    /// The session's writes up to sync point `answered` (exclusive) are answered; with
+    /// `all`, every one of them.
+    pub fn answered(&self, session: u64, answered: u64, all: bool) {
+        let mut s = self.lock();
+        let before = s.writes.len();
+        s.writes.retain(|w| w.session != session || (!all && w.ord >= answered));
+        if s.writes.len() != before {
+            drop(s);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// The session's transaction ended (or the session did): its DDL is no longer open.
+    /// Whether it had any.
+    pub fn transaction_ended(&self, session: u64) -> bool {
+        let mut s = self.lock();
+        let before = s.ddl.len();
+        s.ddl.retain(|(id, _)| *id != session);
+        let had = s.ddl.len() != before;
+        drop(s);
+        if had {
+            self.changed.notify_waiters();
+        }
+        had
+    }
+
+    /// Which of `sessions` still have writes in flight, with their backend keys.
+    fn still(&self, sessions: &[u64]) -> Vec<(u64, Option<CancelKey>)> {
+        let s = self.lock();
+        let mut out: Vec<(u64, Option<CancelKey>)> = Vec::new();
+        for w in s.writes.iter().filter(|w| sessions.contains(&w.session)) {
+            if !out.iter().any(|(id, _)| *id == w.session) {
+                out.push((w.session, w.key.clone()));
+            }
+        }
+        out
+    }
+
+    /// Resolves once none of `sessions` has a write in flight.
+    async fn drained(&self, sessions: &[u64]) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.still(sessions).is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until none of `sessions` has a write in flight: [`DDL_WAIT`], then their
+    /// statements are cancelled (`cancel`), then after [`CANCEL_GRACE`] the sessions are
+    /// ended (`end`) and waited for. Returns what it had to do, for the log.
+    pub async fn wait_for<C, F, E>(&self, sessions: &[u64], cancel: C, end: E) -> Waited
+    where
+        C: Fn(CancelKey) -> F,
+        F: std::future::Future<Output = ()>,
+        E: Fn(u64),
+    {
+        self.wait_within(sessions, (DDL_WAIT, CANCEL_GRACE), cancel, end).await
+    }
+
+    /// [`Db::wait_for`] with its two bounds given.
+    async fn wait_within<C, F, E>(&self, sessions: &[u64], bounds: (Duration, Duration), cancel: C, end: E) -> Waited
+    where
+        C: Fn(CancelKey) -> F,
+        F: std::future::Future<Output = ()>,
+        E: Fn(u64),
+    {
+        let (wait, grace) = bounds;
+        if tokio::time::timeout(wait, self.drained(sessions)).await.is_ok() {
+            return Waited::Drained;
+        }
+        for (_, key) in self.still(sessions) {
+            if let Some(k) = key {
+                cancel(k).await;
+            }
+        }
+        if tokio::time::timeout(grace, self.drained(sessions)).await.is_ok() {
+            return Waited::Cancelled;
+        }
+        for (id, _) in self.still(sessions) {
+            end(id);
+        }
+        // An ended session leaves the registry as it ends; one that cannot (stuck) is taken
+        // out: its server session ends with its connection.
+        if tokio::time::timeout(grace, self.drained(sessions)).await.is_err() {
+            let mut s = self.lock();
+            s.writes.retain(|w| !sessions.contains(&w.session));
+        }
+        Waited::Ended
+    }
+}
+
+/// What waiting for other sessions' writes took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    Drained,
+    Cancelled,
+    Ended,
+}
+
+/// A session's side of the registry (kept in its `SessionInfo`).
+#[derive(Debug, Clone, Default)]
+pub struct Mine {
+    /// The database's registry (none before the session is ready, and for the console).
+    pub db: Option<Arc<DbHandle>>,
+    pub session: u64,
+    pub key: Option<CancelKey>,
+    /// The sync point the message being judged belongs to.
+    pub ord: u64,
+    /// Other sessions' open DDL, as of the judgement being made.
+    pub others: Vec<Earlier>,
+    /// Sessions whose writes the message just judged must wait for (it has DDL).
+    pub wait_for: Vec<u64>,
+    /// Whether the session registered anything since it was last idle.
+    pub registered: bool,
+    /// Whether it published DDL since its last transaction end.
+    pub published: bool,
+}
+
+/// A session's handle on its database's registry (`Debug` for `SessionInfo`).
+pub struct DbHandle(pub Arc<Db>);
+
+impl std::fmt::Debug for DbHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db")
+    }
+}
+
+impl Mine {
+    /// Called where a message's writes are judged by name: registers them and its DDL, and
+    /// takes the other sessions' open DDL to judge them against.
+    pub fn judging(&mut self, statements: &[crate::analyze::Statement]) {
+        let Some(db) = self.db.clone() else { return };
+        let mut targets: Vec<&RelName> = Vec::new();
+        let mut ddl: Vec<Earlier> = Vec::new();
+        for st in statements {
+            for w in &st.writes {
+                let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
+                if let (true, Some(t)) = (row, w.target.as_ref()) {
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
+            }
+            if st.ddl {
+                ddl.extend(Earlier::of(st, 0).filter(|e| e.kind == EarlierKind::Ddl));
+            }
+        }
+        // No row write to judge and no DDL to publish: nothing to register or see.
+        if targets.is_empty() && ddl.is_empty() {
+            self.others.clear();
+            return;
+        }
+        let (others, wait) = db.0.judging(self, &targets, &ddl);
+        self.registered |= !targets.is_empty() || !ddl.is_empty();
+        self.published |= !ddl.is_empty();
+        self.others = others;
+        for s in wait {
+            if !self.wait_for.contains(&s) {
+                self.wait_for.push(s);
+            }
+        }
+    }
+
+    /// The server answered the session's sync points before `answered`; `idle`: all of them,
+    /// and `tx_idle`: no transaction is open. Whether DDL the session published ended with it
+    /// (the catalog's answers are then dropped by the caller).
+    pub fn answered(&mut self, answered: u64, idle: bool, tx_idle: bool) -> bool {
+        let Some(db) = self.db.as_ref().filter(|_| self.registered) else { return false };
+        db.0.answered(self.session, answered, idle);
+        let mut ended = false;
+        if idle && tx_idle {
+            if self.published {
+                ended = db.0.transaction_ended(self.session);
+                self.published = false;
+            }
+            self.registered = false;
+        }
+        ended
+    }
+
+    /// The session ended: nothing of it is in flight any more.
+    pub fn leave(&mut self) -> bool {
+        let Some(db) = self.db.take() else { return false };
+        db.0.answered(self.session, 0, true);
+        db.0.transaction_ended(self.session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statements(sql: &str) -> Vec<crate::analyze::Statement> {
+        crate::analyze::analyze(sql, Default::default())
+    }
+
+    fn users() -> RelName {
+        RelName { schema: None, name: "users".into() }
+    }
+
+    fn members() -> RelName {
+        RelName { schema: None, name: "members".into() }
+    }
+
+    fn mine(db: &Arc<Db>, session: u64, ord: u64) -> Mine {
+        Mine { db: Some(Arc::new(DbHandle(db.clone()))), session, ord, ..Default::default() }
+    }
+
+    #[test]
+    fn ddl_waits_for_the_writes_it_may_redirect_and_later_writes_see_it() {
+        let db = Arc::new(Db::default());
+        let mut app = mine(&db, 1, 0);
+        let mut other = mine(&db, 3, 0);
+        // A new view over `users` changes what `members` leads to, not what `users` does.
+        let mut viewer = mine(&db, 5, 0);
+        viewer.judging(&statements("CREATE VIEW members AS SELECT * FROM users"));
+        app.judging(&statements("DELETE FROM users WHERE id = 1"));
+        assert!(app.others.iter().all(|e| e.redirects_elsewhere(&users()).is_none()));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        assert!(app.others.iter().any(|e| e.redirects_elsewhere(&members()).is_some()));
+        assert!(viewer.answered(1, true, true));
+        db.answered(1, 0, true);
+        app.judging(&statements("DELETE FROM members WHERE id BETWEEN 1 AND 2"));
+        other.judging(&statements("UPDATE notes SET x = 1 WHERE id < 5"));
+        assert!(app.others.is_empty());
+        let mut migrator = mine(&db, 2, 0);
+        migrator.judging(&statements("ALTER TABLE users RENAME TO members"));
+        // Only the write whose name the rename names is waited for.
+        assert_eq!(migrator.wait_for, vec![1]);
+        // A write judged now sees the rename; the migrator's own do not.
+        app.ord = 1;
+        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        assert_eq!(app.others.len(), 1);
+        migrator.judging(&statements("DELETE FROM members WHERE id = 1"));
+        assert!(migrator.others.is_empty());
+        // Answered: the wait ends; the DDL stays open until its transaction does.
+        assert!(!app.answered(2, true, true));
+        assert!(db.still(&[1]).is_empty());
+        assert!(migrator.answered(1, true, true), "the DDL's end is reported");
+        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        assert!(app.others.is_empty());
+    }
+
+    #[test]
+    fn ddl_that_may_redirect_any_name_waits_for_every_write() {
+        let db = Arc::new(Db::default());
+        let mut app = mine(&db, 1, 0);
+        app.judging(&statements("DELETE FROM notes WHERE id = 1"));
+        let mut migrator = mine(&db, 2, 0);
+        migrator.judging(&statements("ALTER SCHEMA archive RENAME TO old"));
+        assert_eq!(migrator.wait_for, vec![1]);
+        let mut nothing = mine(&db, 4, 0);
+        nothing.judging(&statements("CREATE INDEX ON notes (id)"));
+        assert!(nothing.wait_for.is_empty(), "DDL that redirects nothing waits for nothing");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_does_not_end_is_cancelled_then_its_session_ended() {
+        let db = Arc::new(Db::default());
+        let mut app = mine(&db, 1, 0);
+        app.key = Some(CancelKey { pid: 7, secret: bytes::Bytes::from_static(&[1, 2, 3, 4]) });
+        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        let cancelled = std::sync::Mutex::new(Vec::new());
+        let ended = std::sync::Mutex::new(Vec::new());
+        let waited = db
+            .wait_within(
+                &[1],
+                (Duration::from_millis(20), Duration::from_millis(20)),
+                |k| {
+                    cancelled.lock().unwrap().push(k.pid);
+                    async {}
+                },
+                |id| ended.lock().unwrap().push(id),
+            )
+            .await;
+        assert_eq!(waited, Waited::Ended);
+        assert_eq!(*cancelled.lock().unwrap(), vec![7]);
+        assert_eq!(*ended.lock().unwrap(), vec![1]);
+        assert!(db.still(&[1]).is_empty(), "a stuck session is taken out");
+    }
+}

@@ -1,0 +1,109 @@
+//! The session's side of `crate::inflight`: its writes answered, its DDL's transaction ended
+//! (the catalog's answers dropped then, since other sessions may have asked between the DDL's
+//! answer and its COMMIT), and a message with DDL held until the other sessions' writes judged
+//! before it are answered — cancelled, and their sessions ended, if they take too long.
+//!
+//! Owns: those hooks. Does not own: the registry (`inflight`), the judgement (`names`).
+
+use super::Session;
+use crate::inflight::Waited;
+use crate::wire::messages::{ProxyMessage, TxStatus};
+
+/// Held for a session's life: when it ends (or its task is dropped), its writes and DDL leave
+/// the registry.
+pub(super) struct Leave {
+    pub(super) shared: std::sync::Arc<crate::shared::Shared>,
+    pub(super) db: Option<std::sync::Arc<crate::inflight::DbHandle>>,
+    pub(super) database: String,
+    pub(super) session: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let mut mine = crate::inflight::Mine { db: self.db.take(), session: self.session, ..Default::default() };
+        if mine.leave() {
+            self.shared.guard.catalog.forget(&self.database);
+        }
+    }
+}
+
+impl Session {
+    /// After a ReadyForQuery, or once the session is idle: what the server answered leaves the
+    /// registry; DDL whose transaction ended stops being open, and the catalog forgets.
+    pub(super) fn inflight_answered(&mut self) {
+        let idle = !self.relay.is_busy() && self.pending.is_none();
+        let tx_idle = self.relay.tx == TxStatus::Idle;
+        if self.info.inflight.answered(self.relay.syncs_done(), idle, tx_idle) {
+            self.shared.guard.catalog.forget(&self.info.database);
+        }
+    }
+
+    /// A Bind of a statement prepared under a name: its writes run now, judged when it was
+    /// prepared (or by a judgement kept since). They are registered like a message's, and one
+    /// whose name another session's open DDL may redirect is refused while a policy table has
+    /// protected columns, as the same write in a Query would be (`names::reach`).
+    pub(super) fn inflight_bind(&mut self, stmt: &[u8]) -> Option<ProxyMessage> {
+        if self.info.inflight.db.is_none() || stmt.is_empty() {
+            return None;
+        }
+        let name = std::str::from_utf8(stmt).ok()?;
+        let info = &mut self.info;
+        let list = info.prepared.get(name)?;
+        info.inflight.ord = self.relay.syncs_sent();
+        info.inflight.judging(list);
+        if info.inflight.others.is_empty() {
+            return None;
+        }
+        let policy = self.shared.guard.policy();
+        if policy.tables.iter().all(|t| t.protected_columns.is_empty()) {
+            return None;
+        }
+        let by = list.iter().flat_map(|s| &s.writes).find_map(|w| {
+            let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
+            let t = w.target.as_ref().filter(|_| row)?;
+            crate::names::redirected_by_others(&info.inflight.others, t).map(|by| (t.to_string(), by))
+        });
+        let (target, by) = by?;
+        let d = crate::guard::refusal(
+            "opaque",
+            "EXECUTE".into(),
+            format!(
+                "the statement prepared as {name} writes to {target}, which could not be resolved before it runs: {by} may make it a view over a protected table"
+            ),
+            "Bind it again once that transaction has ended.",
+            "blastwall",
+            format!("EXECUTE {name}"),
+        );
+        Some(crate::guard::refusal_message(&d))
+    }
+
+    /// A message with DDL was judged while other sessions' writes judged before it may still
+    /// run: nothing more goes to the server until they are answered.
+    pub(super) async fn wait_for_others(&mut self) {
+        let sessions = std::mem::take(&mut self.info.inflight.wait_for);
+        let Some(db) = self.info.inflight.db.clone() else { return };
+        let shared = self.shared.clone();
+        let cancel = |key: crate::wire::startup::CancelKey| {
+            let shared = shared.clone();
+            async move {
+                let _forwarding = shared.cancels.forwarding(&key);
+                if let Err(e) = shared.upstream.cancel(&key).await {
+                    tracing::warn!(error = %e, "cancelling another session's write before DDL failed");
+                }
+            }
+        };
+        let end = |id: u64| {
+            shared.phase.kill(id);
+        };
+        let waited = db.0.wait_for(&sessions, cancel, end).await;
+        if waited != Waited::Drained {
+            tracing::warn!(
+                session = self.id,
+                others = ?sessions,
+                outcome = ?waited,
+                "DDL waited for other sessions' writes judged before it, which did not end in time: they were {}",
+                if waited == Waited::Cancelled { "cancelled" } else { "cancelled and their sessions ended" }
+            );
+        }
+    }
+}

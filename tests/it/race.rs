@@ -1,0 +1,161 @@
+//! Issue 13, eighth adversarial pass N1: DDL that another session sends through blastwall
+//! while a write judged before it has not run yet. A batch is judged when it arrives, but the
+//! server reaches a write in its middle only after what comes before it has run (a slow
+//! `SELECT`), and a lone write that waits for a lock resolves its name again once it has the
+//! lock. A rename of `users` to the name the write uses, a new view of that name over `users`,
+//! or a rename of the table the name led to, landing in between, would send the write to
+//! `users` unjudged as such. So DDL waits for the other sessions' writes judged before it
+//! (cancelled if they take too long), and a write judged while such DDL's transaction is open
+//! is judged as one whose name cannot be resolved. Raw frames through blastwall in enforce mode
+//! with the shipped policies, as the DML-only role; the migrations through blastwall by
+//! `migrator` (warn mode); the data checked directly on the server.
+
+use crate::batches::{flush, pbe, sync};
+use crate::batchnames::{run, send};
+use crate::binds::RAW;
+use crate::harness::*;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// The incident's ten real users, and the statement that deleted them.
+const WINDOW: &str = "SELECT count(*) FROM {t} WHERE id BETWEEN -91111120 AND -91111111";
+const RANGE: &str = "DELETE FROM members WHERE id BETWEEN -91111120 AND -91111111";
+
+/// The incident's schema for the DML-only role, `users` owned by `migrator` (who may rename
+/// it), and an unprotected `notes`.
+fn setup() -> String {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "ALTER TABLE users OWNER TO migrator; GRANT USAGE, CREATE ON SCHEMA public TO migrator; \
+             CREATE TABLE notes (id bigint); INSERT INTO notes SELECT generate_series(1, 10); \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO {RAW};"
+        ),
+    );
+    db
+}
+
+async fn window(db: &str, table: &str) -> i64 {
+    count(db, &WINDOW.replace("{t}", table)).await
+}
+
+/// A session that has had its answers: one write judged on its own.
+async fn warm(port: u16, db: &str) -> TcpStream {
+    let mut s = startup(port, RAW, db).await;
+    run(&mut s, "DELETE FROM users WHERE id = 0").await;
+    s
+}
+
+/// Sends a batch whose first statement sleeps `secs` and whose second is `sql`, and returns
+/// at once (the replies are read later).
+async fn slow_batch(s: &mut TcpStream, secs: f64, sql: &str, end: Vec<u8>) {
+    let parts = [pbe(&format!("SELECT pg_sleep({secs})")), pbe(sql), end];
+    s.write_all(&parts.concat()).await.unwrap();
+}
+
+/// N1 as found: the batch's slow first statement runs while `migrator` renames `users` to the
+/// name its second statement writes. The rename waits for the batch (whose write then fails
+/// as it would have before the rename: no such relation yet); the ten users stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_waits_for_a_batch_judged_before_it() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 1.5, RANGE, sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    let started = Instant::now();
+    m.batch_execute("ALTER TABLE users RENAME TO members").await.expect("the rename runs");
+    let waited = started.elapsed();
+    let r = crate::harness::replies(&mut c).await;
+    assert_eq!(r.codes, vec!["42P01".to_string()], "the write ran before the rename: {r:?}");
+    assert!(waited >= Duration::from_millis(900), "the rename did not wait for the batch: {waited:?}");
+    assert_eq!(window(&db, "members").await, 10, "users were deleted through the new name");
+    // The same batch after the rename is judged with it: refused, and nothing deleted.
+    let r = send(&mut c, &[pbe("SELECT 1"), pbe(RANGE), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(window(&db, "members").await, 10);
+}
+
+/// The variant with no forbidden DDL: a compatibility view of the batch's name over `users`,
+/// made while the batch's first statement runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_view_waits_for_a_batch_judged_before_it() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 1.5, RANGE, sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    m.batch_execute(&format!("CREATE VIEW members AS SELECT * FROM users; GRANT ALL ON members TO {RAW}"))
+        .await
+        .expect("the view is made");
+    let r = crate::harness::replies(&mut c).await;
+    assert_eq!(r.codes, vec!["42P01".to_string()], "the write ran through the new view: {r:?}");
+    assert_eq!(window(&db, "users").await, 10, "users were deleted through the new view");
+}
+
+/// DDL in a transaction that stays open: a view `members` over `users`, not yet committed.
+/// The session asks its answers afresh meanwhile (the view is not visible to it yet), then
+/// pipelines a range DELETE of `members` behind a slow statement; the migration commits while
+/// it sleeps. The write is judged with the open DDL: refused. A write to a name the migration
+/// does not touch runs meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_judged_while_ddl_is_open_elsewhere_is_judged_with_it() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    for sql in ["BEGIN", "CREATE VIEW members AS SELECT * FROM users", &format!("GRANT ALL ON members TO {RAW}")] {
+        m.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let mut c = warm(px.port(), &db).await;
+    let r = send(&mut c, &[crate::batches::q("DELETE FROM notes WHERE id BETWEEN 1 AND 2")]).await;
+    assert!(r.codes.is_empty(), "a write the migration does not touch was refused: {r:?}");
+    slow_batch(&mut c, 1.0, RANGE, sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    m.batch_execute("COMMIT").await.unwrap();
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.errors.contains("blastwall: refused"), "the write was not refused while the DDL was open: {r:?}");
+    assert!(r.errors.contains("another session"), "{r:?}");
+    assert_eq!(window(&db, "users").await, 10, "users were deleted through the new view");
+    assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 8);
+}
+
+/// A batch that holds the window open too long is cancelled so that the DDL can run; the
+/// write in it never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_takes_too_long_is_cancelled_for_the_ddl() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 60.0, RANGE, sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    let started = Instant::now();
+    m.batch_execute("ALTER TABLE users RENAME TO members").await.expect("the rename runs");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let r = crate::harness::replies(&mut c).await;
+    assert_eq!(r.codes, vec!["57014".to_string()], "{r:?}");
+    assert_eq!(window(&db, "members").await, 10);
+}
+
+/// The same with no Sync: the cancelled batch would wait for one forever, holding the DDL;
+/// its session is ended instead (nothing of the batch was committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_without_sync_is_ended_for_the_ddl() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 60.0, RANGE, flush()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    let started = Instant::now();
+    m.batch_execute("ALTER TABLE users RENAME TO members").await.expect("the rename runs");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.status.is_none(), "the session was not ended: {r:?}");
+    assert_eq!(window(&db, "members").await, 10);
+}
