@@ -57,6 +57,10 @@ pub struct Relay {
     /// server (it answers the Sync after CopyDone).
     syncs_since_execute: u64,
     copy_in: bool,
+    /// The server is in a COPY FROM STDIN, started by a Query or an Execute: it sent
+    /// CopyInResponse, and since then neither did the client's CopyDone or CopyFail go to it
+    /// nor did it report an error (which ends the COPY).
+    copying: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
@@ -82,6 +86,7 @@ impl Relay {
             syncs_since_execute: 0,
             discarding: false,
             copy_in: false,
+            copying: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
         }
@@ -147,9 +152,25 @@ impl Relay {
         self.copy_in
     }
 
-    /// The server answered with CopyInResponse.
-    pub fn note_copy_in(&mut self) {
-        self.copy_in = true;
+    /// The server answered with CopyInResponse; `by_execute`: to an Execute (not a Query).
+    pub fn note_copy_in(&mut self, by_execute: bool) {
+        self.copy_in |= by_execute;
+        self.copying = true;
+    }
+
+    /// Whether the server may be in a COPY FROM STDIN, as far as its replies read so far say.
+    pub fn server_in_copy(&self) -> bool {
+        self.copying
+    }
+
+    /// Sends the server the type byte of a client message that came during its COPY FROM
+    /// STDIN, with a length no message has (0). Still in the COPY, the server reads the type
+    /// alone and answers as it answers the client's own message: `08P01` "unexpected message
+    /// type … during COPY from stdin" and FATAL, and ends the session. Out of it already (the
+    /// COPY failed before: bad data, a trigger, a cancel), it reads the length and ends the
+    /// session without a word: nothing runs either way.
+    pub fn end_in_copy(&mut self, tag: u8) {
+        self.to_server.extend_from_slice(&[tag, 0, 0, 0, 0]);
     }
 
     /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
@@ -158,6 +179,7 @@ impl Relay {
     /// COPY's batch, and waits for the COPY's answer like any message of an open batch).
     pub fn copy_in_done(&mut self, bytes: &[u8]) {
         self.forward_raw(bytes);
+        self.copying = false;
         if std::mem::take(&mut self.copy_in) {
             for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
                 if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
@@ -284,6 +306,7 @@ impl Relay {
     pub fn on_ready(&mut self, frame: &Frame) -> TxStatus {
         let status = messages::ready_status(frame).unwrap_or(self.tx);
         self.tx = status;
+        self.copying = false;
         if self.syncs_done < self.syncs_sent {
             let done = self.syncs_done;
             // A refusal whose marker was never reached (an earlier error in its batch made the
@@ -318,6 +341,8 @@ impl Relay {
     /// failed transaction the server answers a marker Query with its 25P02 before reading it:
     /// that answer to the refusal's own sync point becomes the refusal too.
     pub fn on_error(&mut self, frame: &Frame) {
+        // An error ends a COPY (the server then reads messages as usual, or skips to Sync).
+        self.copying = false;
         if let Ok(f) = messages::error_fields(frame) {
             let marker = f.code == MARKER_CODE && f.message.contains(&self.marker_text);
             let failed_tx = f.code == FAILED_TX_CODE

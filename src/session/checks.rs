@@ -65,6 +65,10 @@ impl Session {
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
             Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
+            Some(Pending::Ended) => {
+                self.pending = Some(Pending::Ended);
+                return Ok(());
+            }
             Some(Pending::CopyEnd(frame)) => {
                 self.copy_end(&frame);
                 return Ok(());

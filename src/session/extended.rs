@@ -58,13 +58,6 @@ impl Session {
         if self.relay.is_discarding() && f.tag != fe::SYNC {
             return Ok(());
         }
-        if self.relay.in_copy_in() && !matches!(f.tag, fe::SYNC | fe::FLUSH) {
-            // The server is in a COPY FROM STDIN an Execute started: any other message ends it
-            // with a protocol error and the connection (FATAL), running nothing. Held back, it
-            // would wait for the COPY's answer, which waits for the client's data.
-            self.relay.forward_raw(&f.bytes);
-            return Ok(());
-        }
         if self.held_batch.is_some() {
             return self.hold_or_release(f);
         }

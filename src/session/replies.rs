@@ -50,9 +50,7 @@ impl Session {
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
             be::COPY_IN_RESPONSE => {
                 // Only a COPY started by an Execute makes the server ignore Syncs.
-                if self.mirror.executing(self.relay.syncs_done()) {
-                    self.relay.note_copy_in();
-                }
+                self.relay.note_copy_in(self.mirror.executing(self.relay.syncs_done()));
                 self.simple_copy_started();
                 self.relay.pass_to_client(&f.bytes);
             }

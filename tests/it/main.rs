@@ -87,6 +87,7 @@ mod console;
 mod contract;
 mod contract_proxy;
 mod copies;
+mod copy_in;
 mod corpus;
 mod cursors;
 mod ddl_notify;
