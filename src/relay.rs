@@ -19,6 +19,24 @@ const MARKER_CODE: &str = "22P02";
 /// The server's answer to any statement in a failed transaction (`in_failed_sql_transaction`).
 const FAILED_TX_CODE: &str = "25P02";
 
+/// The server's answer to a Bind probe (`Relay::refuse_bind_in_batch`), once it found the
+/// statement: a Bind with two parameter formats for one parameter is refused before anything
+/// of it runs.
+const PROBE_CODE: &str = "08P01";
+const PROBE_MESSAGE: &str = "bind message has 2 parameter formats but 1 parameters";
+
+/// What the server gets in place of a refused message, and so which of its errors is the
+/// refusal's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    /// A Query of the marker statement (a sync point of its own).
+    Query,
+    /// A Parse of the marker statement, in a batch.
+    Parse,
+    /// A Bind of the refused Bind's statement that the server refuses once it found it.
+    Bind,
+}
+
 /// What the relay does with a client message: the narrow result of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -65,7 +83,7 @@ pub struct Relay {
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
     /// in place of the server's marker error, and whether the marker is a Query of its own.
-    refusals: VecDeque<(u64, ProxyMessage, bool)>,
+    refusals: VecDeque<(u64, ProxyMessage, Marker)>,
     marker_text: String,
 }
 
@@ -265,7 +283,7 @@ impl Relay {
             return;
         }
         let marker = messages::query(&self.marker_sql());
-        self.refusals.push_back((self.syncs_sent, refusal, true));
+        self.refusals.push_back((self.syncs_sent, refusal, Marker::Query));
         self.forward_sync_point(&marker);
     }
 
@@ -277,10 +295,33 @@ impl Relay {
         }
         // The statement name carries the nonce too, so it can never collide with a client's.
         let marker = messages::parse(&format!("{}-stmt", self.marker_text), &self.marker_sql());
-        self.to_server.extend_from_slice(&marker);
+        self.refuse_in_batch_with(&marker, refusal, Marker::Parse);
+    }
+
+    /// Refuses a Bind of the statement `stmt` inside an extended batch, as `refuse_in_batch`
+    /// does, with a Bind of `stmt` in place of the marker: one with two parameter formats for
+    /// one parameter, which the server refuses before it converts or plans anything, once it
+    /// found the statement. A statement that does not exist fails it first, with the server's
+    /// own error, the one the client's Bind gets directly: the client sees that error instead
+    /// of the refusal (nothing runs either way).
+    pub fn refuse_bind_in_batch(&mut self, refusal: ProxyMessage, stmt: &[u8]) {
+        if self.discarding {
+            return;
+        }
+        let mut body = format!("{}-portal\0", self.marker_text).into_bytes();
+        body.extend_from_slice(stmt);
+        body.push(0);
+        // Two parameter formats (text), one parameter (NULL), no result formats.
+        body.extend_from_slice(&[0, 2, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+        let probe = crate::wire::encode(b'B', &body);
+        self.refuse_in_batch_with(&probe, refusal, Marker::Bind);
+    }
+
+    fn refuse_in_batch_with(&mut self, marker: &[u8], refusal: ProxyMessage, kind: Marker) {
+        self.to_server.extend_from_slice(marker);
         self.batch_open = true;
         self.discarding = true;
-        self.refusals.push_back((self.syncs_sent, refusal, false));
+        self.refusals.push_back((self.syncs_sent, refusal, kind));
     }
 
     /// Ends the open batch with `error` at once, the server having ended it already (a cancel
@@ -344,9 +385,15 @@ impl Relay {
         // An error ends a COPY (the server then reads messages as usual, or skips to Sync).
         self.copying = false;
         if let Ok(f) = messages::error_fields(frame) {
-            let marker = f.code == MARKER_CODE && f.message.contains(&self.marker_text);
+            let marker = match self.refusals.front().map(|r| r.2) {
+                Some(Marker::Bind) => f.code == PROBE_CODE && f.message == PROBE_MESSAGE,
+                _ => f.code == MARKER_CODE && f.message.contains(&self.marker_text),
+            };
             let failed_tx = f.code == FAILED_TX_CODE
-                && self.refusals.front().is_some_and(|(ord, _, query)| *query && *ord == self.syncs_done);
+                && self
+                    .refusals
+                    .front()
+                    .is_some_and(|(ord, _, kind)| *kind == Marker::Query && *ord == self.syncs_done);
             if marker || failed_tx {
                 if let Some((_, refusal, _)) = self.refusals.pop_front() {
                     self.to_client.extend_from_slice(&refusal.encode());

@@ -75,6 +75,7 @@
 //!   statement or cursor a statement only mentions (search_path changed, sequences moved).
 
 mod ages;
+mod answers;
 mod arguments;
 mod batches;
 mod batchnames;
