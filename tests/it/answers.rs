@@ -53,3 +53,54 @@ async fn a_bind_of_a_missing_statement_after_another_bind_gets_the_servers_error
         assert!(show(&via).contains("C26000"), "{}", show(&via));
     }
 }
+
+/// Seventh pass: a Parse of `COPY … FROM STDIN` after a Close and a Flush of the same batch, in
+/// a session with a temporary table (no code): not refused as if its temporary schema held
+/// code, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_parsed_after_a_close_and_flush_is_not_refused() {
+    let close = msg(b'C', b"Ss1\0");
+    let script = [
+        Send(q("CREATE TEMP TABLE t (a int)")),
+        Until(b'Z', 1),
+        Send([close, flush()].concat()),
+        Until(b'3', 1),
+        Send([p("", "COPY t FROM STDIN"), flush()].concat()),
+        Until(b'1', 1),
+        Send(q("SELECT 2")),
+        Until(b'Z', 1),
+    ];
+    same_as_direct_shipped(&script).await;
+}
+
+/// The other side of the same: a session whose temporary schema holds code (a trigger that
+/// deletes every user, on another temporary table) is asked about, and its COPY FROM STDIN
+/// after a Close and a Flush stays refused (every statement of it is counted, and a COPY's
+/// cannot be). The users are counted on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_parsed_after_a_close_and_flush_in_a_session_with_code_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let db = crate::binds::setup();
+    let users = "SELECT count(*) FROM users";
+    let before = admin_sql(pg(), &db, users);
+    let proxy = proxy_with(base_config(), shipped_policy()).await;
+    let mut s = startup(proxy.port(), crate::binds::RAW, &db).await;
+    for sql in [
+        "CREATE TEMP TABLE t (a int)",
+        "CREATE TEMP TABLE u (a int)",
+        "CREATE FUNCTION pg_temp.d() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN DELETE FROM public.users WHERE auth_source IS NOT NULL; RETURN NEW; END$$",
+        "CREATE TRIGGER d BEFORE INSERT ON u FOR EACH ROW EXECUTE FUNCTION pg_temp.d()",
+    ] {
+        let r = crate::batchnames::send(&mut s, &[q(sql)]).await;
+        assert!(r.codes.is_empty(), "{sql}: {r:?}");
+    }
+    s.write_all(&[msg(b'C', b"Ss1\0"), flush()].concat()).await.unwrap();
+    assert_eq!(read_msg(&mut s).await.0, b'3');
+    let copy =
+        [p("", "COPY t FROM STDIN"), b("", "", &[]), e("", 0), sync(), msg(b'd', b"1\n"), msg(b'c', &[]), sync()];
+    let r = crate::batchnames::send(&mut s, &copy).await;
+    assert!(r.errors.contains("temporary schema holds code"), "{r:?}");
+    assert_eq!(admin_sql(pg(), &db, users), before);
+    proxy.stop().await;
+}
