@@ -85,6 +85,10 @@ pub struct Relay {
     /// in place of the server's marker error, and whether the marker is a Query of its own.
     refusals: VecDeque<(u64, ProxyMessage, Marker)>,
     marker_text: String,
+    /// Notifications that came while a write was counted in the middle of a batch: the
+    /// server sends them only just before a ReadyForQuery (`session::notifications`), so
+    /// they wait for the next one.
+    notifications: BytesMut,
 }
 
 impl Relay {
@@ -107,6 +111,7 @@ impl Relay {
             copying: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
+            notifications: BytesMut::new(),
         }
     }
 
@@ -358,8 +363,16 @@ impl Relay {
             self.syncs_done += 1;
             self.in_batch.pop_front();
         }
+        if !self.notifications.is_empty() {
+            self.to_client.extend_from_slice(&self.notifications.split());
+        }
         self.to_client.extend_from_slice(&frame.bytes);
         status
+    }
+
+    /// Holds notifications back until the next ReadyForQuery.
+    pub fn defer_notifications(&mut self, notifications: &[u8]) {
+        self.notifications.extend_from_slice(notifications);
     }
 
     /// The server reported an error in an extended-protocol batch and skips to its Sync: a

@@ -383,6 +383,8 @@ impl Session {
         };
         let answer = closed.await.map_err(|e| SessionError::Closed(format!("ending a batch: {e}")))?;
         let Backend { for_client, params, .. } = backend;
+        // Notifications sent before that ReadyForQuery wait for the client's.
+        let for_client = self.notifications_to_ready(for_client);
         self.take_for_client(for_client, params);
         self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
         self.resolve(frame, questions).await

@@ -113,6 +113,7 @@ mod listening;
 mod midbatch;
 mod modes;
 mod names;
+mod notices;
 mod once;
 mod ops;
 mod oracle;
