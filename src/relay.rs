@@ -82,12 +82,13 @@ pub struct Relay {
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
-    /// in place of the server's marker error, and whether the marker is a Query of its own.
+    /// in place of the server's marker error, and what the server got in the refused
+    /// message's place.
     refusals: VecDeque<(u64, ProxyMessage, Marker)>,
     marker_text: String,
-    /// Notifications that came while a write was counted in the middle of a batch: the
-    /// server sends them only just before a ReadyForQuery (`session::notifications`), so
-    /// they wait for the next one.
+    /// Notifications that came while blastwall held back the rest of an open batch: the
+    /// server, pipelined, sends them just before the batch's ReadyForQuery
+    /// (`session::notifications`), so they wait for the next one.
     notifications: BytesMut,
 }
 
