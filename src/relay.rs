@@ -19,6 +19,24 @@ const MARKER_CODE: &str = "22P02";
 /// The server's answer to any statement in a failed transaction (`in_failed_sql_transaction`).
 const FAILED_TX_CODE: &str = "25P02";
 
+/// The server's answer to a Bind probe (`Relay::refuse_bind_in_batch`), once it found the
+/// statement: a Bind with two parameter formats for one parameter is refused before anything
+/// of it runs.
+const PROBE_CODE: &str = "08P01";
+const PROBE_MESSAGE: &str = "bind message has 2 parameter formats but 1 parameters";
+
+/// What the server gets in place of a refused message, and so which of its errors is the
+/// refusal's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    /// A Query of the marker statement (a sync point of its own).
+    Query,
+    /// A Parse of the marker statement, in a batch.
+    Parse,
+    /// A Bind of the refused Bind's statement that the server refuses once it found it.
+    Bind,
+}
+
 /// What the relay does with a client message: the narrow result of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -57,12 +75,21 @@ pub struct Relay {
     /// server (it answers the Sync after CopyDone).
     syncs_since_execute: u64,
     copy_in: bool,
+    /// The server is in a COPY FROM STDIN, started by a Query or an Execute: it sent
+    /// CopyInResponse, and since then neither did the client's CopyDone or CopyFail go to it
+    /// nor did it report an error (which ends the COPY).
+    copying: bool,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
-    /// in place of the server's marker error, and whether the marker is a Query of its own.
-    refusals: VecDeque<(u64, ProxyMessage, bool)>,
+    /// in place of the server's marker error, and what the server got in the refused
+    /// message's place.
+    refusals: VecDeque<(u64, ProxyMessage, Marker)>,
     marker_text: String,
+    /// Notifications that came while blastwall held back the rest of an open batch: the
+    /// server, pipelined, sends them just before the batch's ReadyForQuery
+    /// (`session::notifications`), so they wait for the next one.
+    notifications: BytesMut,
 }
 
 impl Relay {
@@ -82,8 +109,10 @@ impl Relay {
             syncs_since_execute: 0,
             discarding: false,
             copy_in: false,
+            copying: false,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
+            notifications: BytesMut::new(),
         }
     }
 
@@ -147,9 +176,25 @@ impl Relay {
         self.copy_in
     }
 
-    /// The server answered with CopyInResponse.
-    pub fn note_copy_in(&mut self) {
-        self.copy_in = true;
+    /// The server answered with CopyInResponse; `by_execute`: to an Execute (not a Query).
+    pub fn note_copy_in(&mut self, by_execute: bool) {
+        self.copy_in |= by_execute;
+        self.copying = true;
+    }
+
+    /// Whether the server may be in a COPY FROM STDIN, as far as its replies read so far say.
+    pub fn server_in_copy(&self) -> bool {
+        self.copying
+    }
+
+    /// Sends the server the type byte of a client message that came during its COPY FROM
+    /// STDIN, with a length no message has (0). Still in the COPY, the server reads the type
+    /// alone and answers as it answers the client's own message: `08P01` "unexpected message
+    /// type … during COPY from stdin" and FATAL, and ends the session. Out of it already (the
+    /// COPY failed before: bad data, a trigger, a cancel), it reads the length and ends the
+    /// session without a word: nothing runs either way.
+    pub fn end_in_copy(&mut self, tag: u8) {
+        self.to_server.extend_from_slice(&[tag, 0, 0, 0, 0]);
     }
 
     /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
@@ -158,6 +203,7 @@ impl Relay {
     /// COPY's batch, and waits for the COPY's answer like any message of an open batch).
     pub fn copy_in_done(&mut self, bytes: &[u8]) {
         self.forward_raw(bytes);
+        self.copying = false;
         if std::mem::take(&mut self.copy_in) {
             for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
                 if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
@@ -243,7 +289,7 @@ impl Relay {
             return;
         }
         let marker = messages::query(&self.marker_sql());
-        self.refusals.push_back((self.syncs_sent, refusal, true));
+        self.refusals.push_back((self.syncs_sent, refusal, Marker::Query));
         self.forward_sync_point(&marker);
     }
 
@@ -255,10 +301,33 @@ impl Relay {
         }
         // The statement name carries the nonce too, so it can never collide with a client's.
         let marker = messages::parse(&format!("{}-stmt", self.marker_text), &self.marker_sql());
-        self.to_server.extend_from_slice(&marker);
+        self.refuse_in_batch_with(&marker, refusal, Marker::Parse);
+    }
+
+    /// Refuses a Bind of the statement `stmt` inside an extended batch, as `refuse_in_batch`
+    /// does, with a Bind of `stmt` in place of the marker: one with two parameter formats for
+    /// one parameter, which the server refuses before it converts or plans anything, once it
+    /// found the statement. A statement that does not exist fails it first, with the server's
+    /// own error, the one the client's Bind gets directly: the client sees that error instead
+    /// of the refusal (nothing runs either way).
+    pub fn refuse_bind_in_batch(&mut self, refusal: ProxyMessage, stmt: &[u8]) {
+        if self.discarding {
+            return;
+        }
+        let mut body = format!("{}-portal\0", self.marker_text).into_bytes();
+        body.extend_from_slice(stmt);
+        body.push(0);
+        // Two parameter formats (text), one parameter (NULL), no result formats.
+        body.extend_from_slice(&[0, 2, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+        let probe = crate::wire::encode(b'B', &body);
+        self.refuse_in_batch_with(&probe, refusal, Marker::Bind);
+    }
+
+    fn refuse_in_batch_with(&mut self, marker: &[u8], refusal: ProxyMessage, kind: Marker) {
+        self.to_server.extend_from_slice(marker);
         self.batch_open = true;
         self.discarding = true;
-        self.refusals.push_back((self.syncs_sent, refusal, false));
+        self.refusals.push_back((self.syncs_sent, refusal, kind));
     }
 
     /// Ends the open batch with `error` at once, the server having ended it already (a cancel
@@ -284,6 +353,7 @@ impl Relay {
     pub fn on_ready(&mut self, frame: &Frame) -> TxStatus {
         let status = messages::ready_status(frame).unwrap_or(self.tx);
         self.tx = status;
+        self.copying = false;
         if self.syncs_done < self.syncs_sent {
             let done = self.syncs_done;
             // A refusal whose marker was never reached (an earlier error in its batch made the
@@ -294,8 +364,16 @@ impl Relay {
             self.syncs_done += 1;
             self.in_batch.pop_front();
         }
+        if !self.notifications.is_empty() {
+            self.to_client.extend_from_slice(&self.notifications.split());
+        }
         self.to_client.extend_from_slice(&frame.bytes);
         status
+    }
+
+    /// Holds notifications back until the next ReadyForQuery.
+    pub fn defer_notifications(&mut self, notifications: &[u8]) {
+        self.notifications.extend_from_slice(notifications);
     }
 
     /// The server reported an error in an extended-protocol batch and skips to its Sync: a
@@ -318,10 +396,18 @@ impl Relay {
     /// failed transaction the server answers a marker Query with its 25P02 before reading it:
     /// that answer to the refusal's own sync point becomes the refusal too.
     pub fn on_error(&mut self, frame: &Frame) {
+        // An error ends a COPY (the server then reads messages as usual, or skips to Sync).
+        self.copying = false;
         if let Ok(f) = messages::error_fields(frame) {
-            let marker = f.code == MARKER_CODE && f.message.contains(&self.marker_text);
+            let marker = match self.refusals.front().map(|r| r.2) {
+                Some(Marker::Bind) => f.code == PROBE_CODE && f.message == PROBE_MESSAGE,
+                _ => f.code == MARKER_CODE && f.message.contains(&self.marker_text),
+            };
             let failed_tx = f.code == FAILED_TX_CODE
-                && self.refusals.front().is_some_and(|(ord, _, query)| *query && *ord == self.syncs_done);
+                && self
+                    .refusals
+                    .front()
+                    .is_some_and(|(ord, _, kind)| *kind == Marker::Query && *ord == self.syncs_done);
             if marker || failed_tx {
                 if let Some((_, refusal, _)) = self.refusals.pop_front() {
                     self.to_client.extend_from_slice(&refusal.encode());

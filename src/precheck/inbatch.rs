@@ -44,8 +44,9 @@ pub type Rows = Vec<Vec<Option<String>>>;
 const READING_REPLIES: usize = 7;
 
 /// Sends the readings around the client's Execute and reads everything back. Messages that
-/// arrive meanwhile and belong to the client (notices, notifications, parameter changes)
-/// are kept in order: in `b.for_client` when outside the Execute, in its replies inside it.
+/// arrive meanwhile and belong to the client (notifications, parameter changes; notices
+/// inside the Execute) are kept in order: in `b.for_client` when outside the Execute, in its
+/// replies inside it.
 pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Counted, PrecheckError> {
     // On the session's prepared statement (checked after the Execute, `prepared`), or as text.
     let prepared = b.prepared.as_deref_mut().map(|p| p.reading(req.stats_sql));
@@ -161,7 +162,8 @@ async fn read_reading(b: &mut Backend<'_>, replies: usize) -> Result<Result<Rows
             b'1' | b'2' | b'3' | b'C' => ends += 1,
             b'D' => rows.push(data_row(&f)?),
             be::ERROR_RESPONSE => return Ok(Err(f)),
-            b'N' | b'A' | be::PARAMETER_STATUS => b.for_client.extend_from_slice(&f.bytes),
+            // A notice here is the reading's own (`DEBUG` notes of its Parse and Bind).
+            b'A' | be::PARAMETER_STATUS => b.for_client.extend_from_slice(&f.bytes),
             _ => {}
         }
     }

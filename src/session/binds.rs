@@ -158,7 +158,8 @@ impl Session {
                 let Some(p) = self.mirror.parked.take() else { return false };
                 let policy = self.shared.guard.policy();
                 let why = "its Bind runs user code (a parameter's type or the statement's planning calls a user function) and is not followed by its Execute, so it cannot be counted where it stands".to_string();
-                self.refuse_in_batch(super::checks::uncounted(&p.plan, why, &policy));
+                // The server's own error if the statement does not exist (`refuse_bind_in_batch`).
+                self.refuse_bind_in_batch(super::checks::uncounted(&p.plan, why, &policy), &p.statement);
                 false
             }
         }
@@ -264,6 +265,15 @@ impl Session {
 }
 
 impl Session {
+    /// Refuses a Bind of `stmt` in a batch (`Relay::refuse_bind_in_batch`): a statement that
+    /// does not exist gets the server's own error.
+    fn refuse_bind_in_batch(&mut self, m: ProxyMessage, stmt: &[u8]) {
+        if !self.relay.is_discarding() {
+            self.mirror.sent(self.relay.syncs_sent(), Op::Marker);
+        }
+        self.relay.refuse_bind_in_batch(m, stmt);
+    }
+
     /// A Bind of a held batch that goes its ordinary way: parked when it runs code (its
     /// statement's Parse, if held with it, went just before).
     pub(super) fn bind_released(&mut self, f: Frame, portal: Vec<u8>, statement: Vec<u8>) {

@@ -69,6 +69,10 @@ impl Session {
             Some(Pending::Verify(bytes, plan, ops)) => (bytes, plan, ops),
             Some(Pending::Count(frame, plan)) => return self.run_count(frame, plan).await,
             Some(Pending::Execute(frame)) => return self.on_extended(frame, None),
+            Some(Pending::Ended) => {
+                self.pending = Some(Pending::Ended);
+                return Ok(());
+            }
             Some(Pending::CopyEnd(frame)) => {
                 self.copy_end(&frame);
                 return Ok(());
@@ -383,6 +387,8 @@ impl Session {
         };
         let answer = closed.await.map_err(|e| SessionError::Closed(format!("ending a batch: {e}")))?;
         let Backend { for_client, params, .. } = backend;
+        // Notifications sent before that ReadyForQuery wait for the client's.
+        let for_client = self.notifications_to_ready(for_client);
         self.take_for_client(for_client, params);
         self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
         self.resolve(frame, questions).await

@@ -120,6 +120,7 @@ impl Session {
         let counted = counted.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
         let Backend { for_client, params, holding, .. } = backend;
         self.holding.merge(holding);
+        let for_client = self.notifications_to_ready(for_client);
         let micros = self.after_check(for_client, params, started);
         let mut facts = check_facts(&plan);
         let unverifiable = |why: String| uncounted(&plan, why, &policy);
@@ -228,6 +229,7 @@ impl Session {
             let mut backend = Backend::new(&mut self.server, &mut self.sfr);
             let judged = write.in_batch(&mut backend, READING).await;
             let Backend { for_client, params, .. } = backend;
+            let for_client = self.notifications_to_ready(for_client);
             self.take_for_client(for_client, params);
             match judged.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))? {
                 // The server failed the batch: its error was blastwall's, the refusal is owed.
@@ -384,9 +386,20 @@ impl Session {
         self.refuse_in_batch(msg);
     }
 
+    /// What came for the client while a write was counted in the middle of its batch, without
+    /// the notifications: those wait for the batch's ReadyForQuery, where the server would
+    /// have sent them (never among a statement's rows, never inside a transaction).
+    pub(super) fn notifications_to_ready(&mut self, for_client: bytes::BytesMut) -> bytes::BytesMut {
+        let (rest, notifications) = super::notifications::split(for_client);
+        self.relay.defer_notifications(&notifications);
+        rest
+    }
+
     /// A server message for the client, read by the pre-check.
     fn deliver(&mut self, f: &Frame) {
-        if f.tag == b'S' {
+        if f.tag == b'A' {
+            self.relay.defer_notifications(&f.bytes);
+        } else if f.tag == b'S' {
             self.relay.on_parameter_status(f);
         } else {
             self.relay.to_client.extend_from_slice(&f.bytes);

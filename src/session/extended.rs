@@ -58,13 +58,6 @@ impl Session {
         if self.relay.is_discarding() && f.tag != fe::SYNC {
             return Ok(());
         }
-        if self.relay.in_copy_in() && !matches!(f.tag, fe::SYNC | fe::FLUSH) {
-            // The server is in a COPY FROM STDIN an Execute started: any other message ends it
-            // with a protocol error and the connection (FATAL), running nothing. Held back, it
-            // would wait for the COPY's answer, which waits for the client's data.
-            self.relay.forward_raw(&f.bytes);
-            return Ok(());
-        }
         if self.held_batch.is_some() {
             return self.hold_or_release(f);
         }
@@ -146,6 +139,13 @@ impl Session {
         }
         match verdict {
             Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
+            // In the middle of a batch that ran nothing, blastwall ends the batch itself once
+            // the server answered it so far, and asks (`Pending::ResolveInBatch`: what came
+            // before runs nothing, and a prepared statement outlives its transaction).
+            Verdict::Resolve(questions) if self.relay.batch_has_messages() && self.relay.batch_ends_unseen() => {
+                self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+                self.pending = Some(Pending::ResolveInBatch(f, questions));
+            }
             Verdict::Resolve(questions) => {
                 if self.relay.batch_has_messages() {
                     // No catalog question can be asked in the middle of a batch: assume the

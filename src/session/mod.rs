@@ -21,6 +21,7 @@ use bytes::BytesMut;
 mod ages;
 mod binds;
 mod checks;
+mod copying;
 mod counting;
 mod departure;
 mod ending;
@@ -298,13 +299,17 @@ impl Session {
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }
+            if self.held_intrudes_on_copy() {
+                continue;
+            }
             // A check waits for the server to answer what came before; an analysis needs only
             // a blocking thread (and may come in the middle of a batch).
             let runnable = match &self.pending {
                 None => false,
                 Some(p) if p.is_analysis() => true,
                 Some(p) if p.is_count() || p.is_query_in_batch() || p.is_resolve_in_batch() => self.count_can_run(),
-                Some(p) if p.is_execute() => self.execute_can_be_judged() || self.relay.in_copy_in(),
+                Some(p) if p.is_execute() => self.execute_can_be_judged(),
+                Some(p) if p.is_ended() => false,
                 Some(p) if p.is_copy_end() => !self.copy_unsettled(),
                 Some(_) => !self.relay.is_busy(),
             };
@@ -491,6 +496,9 @@ impl Session {
     }
 
     fn on_client_frame(&mut self, f: Frame) -> Result<(), SessionError> {
+        if self.intrudes_on_copy(f.tag) {
+            return Ok(());
+        }
         if matches!(f.tag, fe::QUERY | fe::PARSE | fe::FUNCTION_CALL) {
             self.shared.metrics.statements_total.inc();
         }

@@ -7,8 +7,18 @@
 //! notifications that come with those are moved to just before the delivered replies'
 //! ReadyForQuery, where the server would have sent them.
 //!
-//! Owns: that split and placement. Does not own: the pre-check's I/O (`precheck::backend`) or
-//! when replies are delivered (`checks`).
+//! The same for notifications that come while blastwall holds back the rest of an open batch
+//! (a write counted where it stands, a Bind waiting for its Execute): the server, waiting for
+//! that rest outside a transaction, sends them early; they wait for the batch's ReadyForQuery
+//! (`Relay::defer_notifications`).
+//!
+//! And which NoticeResponses of a Query run statement by statement (`simple`) are blastwall's
+//! doing, not the client's: the `DEBUG` notes of the extended protocol's own steps (`parse …`,
+//! `bind … to …`, at `client_min_messages = debug2` and below), which a Query never causes, and
+//! every `DEBUG` note of blastwall's grammar probe.
+//!
+//! Owns: that split and placement, and that reading of a notice. Does not own: the pre-check's
+//! I/O (`precheck::backend`) or when replies are delivered (`checks`).
 
 use crate::wire::messages::be;
 use bytes::BytesMut;
@@ -44,6 +54,32 @@ pub(super) fn before_ready(out: &mut BytesMut, replies: &[u8], notifications: &[
     out.extend_from_slice(&replies[cut..]);
 }
 
+/// A field of an ErrorResponse or NoticeResponse body.
+fn field(body: &[u8], kind: u8) -> Option<&[u8]> {
+    let mut fields = body;
+    while let Some((&k, rest)) = fields.split_first() {
+        if k == 0 {
+            return None;
+        }
+        let len = rest.iter().position(|&b| b == 0)?;
+        if k == kind {
+            return Some(&rest[..len]);
+        }
+        fields = &rest[len + 1..];
+    }
+    None
+}
+
+/// Whether a NoticeResponse body has severity `DEBUG` (its untranslated severity).
+pub(super) fn is_debug(body: &[u8]) -> bool {
+    field(body, b'V').or_else(|| field(body, b'S')) == Some(b"DEBUG")
+}
+
+/// Whether a NoticeResponse body is the `DEBUG` note of a Parse or Bind message.
+pub(super) fn is_protocol_step(body: &[u8]) -> bool {
+    is_debug(body) && matches!(field(body, b'R'), Some(b"exec_parse_message" | b"exec_bind_message"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +102,17 @@ mod tests {
         let mut out = BytesMut::new();
         before_ready(&mut out, &t, &notes);
         assert_eq!(&out[..], [&t[..], &a[..]].concat());
+    }
+
+    #[test]
+    fn a_parse_or_bind_debug_note_is_a_protocol_step() {
+        let parse = b"SDEBUG\0VDEBUG\0C00000\0Mparse <unnamed>: SELECT 1\0Fpostgres.c\0L1363\0Rexec_parse_message\0\0";
+        let bind = b"SDEBUG\0VDEBUG\0C00000\0Mbind <unnamed> to <unnamed>\0Rexec_bind_message\0\0";
+        let raised = b"SDEBUG\0VDEBUG\0C00000\0Mdbg 7\0Rexec_stmt_raise\0\0";
+        let notice = b"SNOTICE\0VNOTICE\0C00000\0Mexec_parse_message\0Rexec_parse_message\0\0";
+        assert!(is_protocol_step(parse) && is_protocol_step(bind));
+        assert!(!is_protocol_step(raised) && is_debug(raised));
+        assert!(!is_protocol_step(notice) && !is_debug(notice));
+        assert!(!is_debug(b"") && !is_debug(b"VDEBUG"));
     }
 }

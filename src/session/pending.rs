@@ -36,6 +36,9 @@ pub(super) enum Pending {
     /// The client's CopyDone or CopyFail, once the server said whether the Execute before it
     /// started a COPY (which makes it ignore the Syncs sent since): `Session::copy_end`.
     CopyEnd(Frame),
+    /// The server is ending the session: a client message came during its COPY FROM STDIN
+    /// (`copying`). Nothing more is read from the client.
+    Ended,
 }
 
 impl Pending {
@@ -61,5 +64,25 @@ impl Pending {
 
     pub(super) fn is_copy_end(&self) -> bool {
         matches!(self, Pending::CopyEnd(..))
+    }
+
+    pub(super) fn is_ended(&self) -> bool {
+        matches!(self, Pending::Ended)
+    }
+
+    /// The type of the first client message it holds back from the server (the one the
+    /// server would read first), if it holds one.
+    pub(super) fn client_tag(&self) -> Option<u8> {
+        match self {
+            Pending::Verify(bytes, ..) => bytes.first().copied(),
+            Pending::QueryInBatch(_) => Some(b'Q'),
+            Pending::Count(f, _)
+            | Pending::Execute(f)
+            | Pending::Resolve(f, _)
+            | Pending::ResolveInBatch(f, _)
+            | Pending::Analyze(f)
+            | Pending::Simple(f, _) => Some(f.tag),
+            Pending::CopyEnd(_) | Pending::Ended => None,
+        }
     }
 }

@@ -20,8 +20,12 @@ impl Session {
             // blastwall's own prepared readings follow the client's DEALLOCATE ALL and DISCARD
             // ALL by their CommandComplete (`precheck::prepared`).
             let quiet = self.mirror.nothing_owed() && self.readings.is_empty();
+            // A notification while blastwall holds back the rest of an open batch waits for
+            // its ReadyForQuery (`notifications`).
+            let defer = self.relay.batch_has_messages() && (self.pending.is_some() || self.mirror.parked.is_some());
             let inspect = |tag: u8| match tag {
-                b'D' | b'd' | be::NOTICE_RESPONSE | b'A' => false,
+                b'A' => defer,
+                b'D' | b'd' | be::NOTICE_RESPONSE => false,
                 b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => !quiet,
                 be::AUTHENTICATION => !ready,
                 _ => true,
@@ -51,11 +55,10 @@ impl Session {
                 }
             }
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
+            b'A' => self.relay.defer_notifications(&f.bytes),
             be::COPY_IN_RESPONSE => {
                 // Only a COPY started by an Execute makes the server ignore Syncs.
-                if self.mirror.executing(self.relay.syncs_done()) {
-                    self.relay.note_copy_in();
-                }
+                self.relay.note_copy_in(self.mirror.executing(self.relay.syncs_done()));
                 self.simple_copy_started();
                 self.relay.pass_to_client(&f.bytes);
             }

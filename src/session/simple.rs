@@ -136,6 +136,8 @@ impl Replies {
                     self.row_description = Some(data[i..i + total].to_vec());
                     i += total;
                 }
+                // The extended protocol's own notes (`parse …`, `bind …`): none for a Query.
+                b'N' if super::notifications::is_protocol_step(&data[i + 5..i + total]) => i += total,
                 b'E' | b'N' => {
                     if tag == b'E' {
                         // A statement that fails sends no RowDescription.
@@ -275,6 +277,8 @@ impl Session {
                     rejected = code == "42601" && has_position(&f);
                 }
                 b'Z' => break,
+                // Its DEBUG notes are the probe's own (the Query's come with its statements).
+                b'N' if super::notifications::is_debug(f.body()) => {}
                 b'N' | b'A' | b'S' => b.for_client.extend_from_slice(&f.bytes),
                 _ => {}
             }

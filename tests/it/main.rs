@@ -75,6 +75,7 @@
 //!   statement or cursor a statement only mentions (search_path changed, sequences moved).
 
 mod ages;
+mod answers;
 mod arguments;
 mod batches;
 mod batchnames;
@@ -87,6 +88,7 @@ mod console;
 mod contract;
 mod contract_proxy;
 mod copies;
+mod copy_in;
 mod corpus;
 mod cursors;
 mod ddl_notify;
@@ -111,6 +113,7 @@ mod listening;
 mod midbatch;
 mod modes;
 mod names;
+mod notices;
 mod once;
 mod ops;
 mod oracle;
