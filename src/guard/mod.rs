@@ -124,6 +124,8 @@ pub struct SessionInfo {
     pub hidden: crate::catalog::HiddenCache,
     /// Whether the session's temporary schema holds code (`taint`).
     pub taint: crate::catalog::Taint,
+    /// The last text the one pass read (`prefilter::LastScan`).
+    pub last_scan: prefilter::LastScan,
 }
 
 impl SessionInfo {
@@ -218,7 +220,7 @@ impl Guard {
             None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => {
                 return Judged { verdict: Verdict::Analyze, facts: None, scan: Scan::UNKNOWN }
             }
-            None => self.read_text(sql, &info.client_encoding),
+            None => self.read_scanned(sql, info.last_scan.scan(sql), &info.client_encoding),
             Some(p) => (p.scan, p.harmless),
         };
         let (verdict, facts) = self.judge_once(sql, info, pre, &scan, harmless);
