@@ -330,6 +330,8 @@ mod tests {
         assert!(last.scan(b"DELETE FROM t WHERE id = $1").writes);
         assert!(!last.scan(b"SELECT a FROM t WHERE id = $1").paren);
         assert!(last.scan(b"SELECT a(1) FROM t WHERE id = $1").paren);
+        // The same length, other bytes.
+        assert!(!last.scan(b"select x from t").writes && last.scan(b"delete x from t").writes);
         let long = format!("SELECT 1 {}", " ".repeat(REMEMBERED_BYTES));
         assert!(!last.scan(long.as_bytes()).writes && last.scan.is_none());
         assert!(last.scan(format!("{long} delete").as_bytes()).writes);
