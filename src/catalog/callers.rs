@@ -6,15 +6,32 @@
 //! (`hidden`) or when a session asks (`guard`).
 
 use super::{hidden, temporary, Catalog, HiddenCallers, OwnTemp, Whose, TTL};
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A session's copy of its database's hidden callers ([`Catalog::with_hidden_callers_cached`]):
 /// the set it counts and until when it is fresh, and the catalog's `hidden_epoch` when it was
-/// taken.
+/// taken. Kept in a cell, so that the judgements that read the session's facts without
+/// changing them (a Bind's, a Parse's) read through it too.
 #[derive(Debug, Default, Clone)]
-pub struct HiddenCache {
-    copy: Option<(std::sync::Arc<HiddenCallers>, Instant)>,
+pub struct HiddenCache(RefCell<Option<Kept>>);
+
+impl HiddenCache {
+    /// Replaces the copy, unless a reading of it is under way (an `f` that reads the cache
+    /// again): then it stays as it is and is checked again at the next reading.
+    fn keep(&self, kept: Option<Kept>) {
+        if let Ok(mut k) = self.0.try_borrow_mut() {
+            *k = kept;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Kept {
+    set: Arc<HiddenCallers>,
+    until: Instant,
     epoch: u64,
     /// The session's temporary schema the copy was merged for.
     temp: OwnTemp,
@@ -43,20 +60,22 @@ impl Catalog {
         &self,
         database: &str,
         whose: Whose<'_>,
-        cache: &mut HiddenCache,
+        cache: &HiddenCache,
         f: impl FnOnce(&HiddenCallers) -> R,
     ) -> Option<R> {
         if !matches!(whose.temp, OwnTemp::None | OwnTemp::Named(_)) {
-            cache.copy = None;
+            cache.keep(None);
             return self.with_hidden_callers(database, whose, f);
         }
         let epoch = self.hidden_epoch.load(Ordering::Acquire);
-        if let Some((set, until)) = &cache.copy {
-            if cache.epoch == epoch && cache.temp == *whose.temp && Instant::now() < *until {
-                return Some(f(set));
+        if let Ok(kept) = cache.0.try_borrow() {
+            if let Some(k) = kept.as_ref().filter(|k| k.epoch == epoch && k.temp == *whose.temp) {
+                if Instant::now() < k.until {
+                    return Some(f(&k.set));
+                }
             }
         }
-        cache.copy = None;
+        cache.keep(None);
         let e = self.hidden.get(database)?;
         let age = hidden::coarse_ms().saturating_sub(e.1);
         let ttl = TTL.as_millis() as u64;
@@ -66,7 +85,7 @@ impl Catalog {
         let set = e.0.set_for(whose);
         // A little short of the answer's own end (`coarse_ms` counts whole milliseconds).
         let until = Instant::now() + Duration::from_millis((ttl - age).saturating_sub(2));
-        *cache = HiddenCache { copy: Some((set.clone(), until)), epoch, temp: whose.temp.clone() };
+        cache.keep(Some(Kept { set: set.clone(), until, epoch, temp: whose.temp.clone() }));
         Some(f(&set))
     }
 

@@ -89,6 +89,19 @@ impl HiddenCallers {
         self.read.first().is_some_and(String::is_empty)
     }
 
+    /// Whether this is [`HiddenCallers::everything`] (the set assumed, not learned), told
+    /// without making one to compare with.
+    pub fn is_everything(&self) -> bool {
+        matches!(&self.read[..], [r] if r.is_empty())
+            && matches!(&self.moves[..], [(n, false, s)] if n.is_empty() && s == "*")
+            && self.write.is_empty()
+            && self.types.is_empty()
+            && self.maintained.is_empty()
+            && self.summarized.is_empty()
+            && self.temp_types.is_empty()
+            && self.temp_schemas.is_empty()
+    }
+
     /// Whether `text` mentions any of them, read or written.
     pub fn mentioned_at_all(&self, text: &str) -> bool {
         self.mentioned_in(text, true)
@@ -122,10 +135,9 @@ impl HiddenCallers {
         if list.is_empty() && self.temp_schemas.is_empty() {
             return false;
         }
-        let lower = text.to_ascii_lowercase();
         (every_table && !list.is_empty())
-            || lower.contains("u&")
-            || list.iter().chain(&self.temp_schemas).any(|w| mentions(&lower, w))
+            || has_u_amp(text)
+            || list.iter().chain(&self.temp_schemas).any(|w| mentions(text, w))
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
@@ -135,9 +147,8 @@ impl HiddenCallers {
         if self.read.is_empty() && self.temp_schemas.is_empty() && (!writes || self.write.is_empty()) {
             return false;
         }
-        let lower = text.to_ascii_lowercase();
         let words = self.read.iter().chain(&self.temp_schemas).chain(self.write.iter().filter(|_| writes));
-        lower.contains("u&") || words.into_iter().any(|w| mentions(&lower, w))
+        has_u_amp(text) || words.into_iter().any(|w| mentions(text, w))
     }
 
     /// Adds `other`'s callers to these (a session's own temporary ones to the database's).
@@ -178,30 +189,58 @@ impl HiddenCallers {
         if callers.peek().is_none() {
             return false;
         }
-        let lower = text.to_ascii_lowercase();
-        lower.contains("u&") || callers.any(|(name, ..)| mentions(&lower, name))
+        has_u_amp(text) || callers.any(|(name, ..)| mentions(text, name))
     }
 }
 
 /// PostgreSQL's `NAMEDATALEN`: identifiers are at most one byte less.
 const NAMEDATALEN: usize = 64;
 
-/// Whether `name` appears in `text`: an identifier as a whole word (not inside a longer
-/// identifier: `d` is not in `id`), an operator anywhere.
+/// Whether `name` (lower case) appears in `text` in any case: an identifier as a whole word
+/// (not inside a longer identifier: `d` is not in `id`), an operator anywhere.
 fn mentions(text: &str, name: &str) -> bool {
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    if name.is_empty() || !name.bytes().all(ident) {
-        return text.contains(name);
-    }
     let bytes = text.as_bytes();
+    if name.is_empty() || !name.bytes().all(ident) {
+        return name.is_empty() || occurs(text, name, |_| true);
+    }
     // PostgreSQL cuts an identifier to 63 bytes (fewer when that would split a character): a
     // longer spelling whose head is the name names it too.
     let truncated = name.len() >= NAMEDATALEN - 1 - 3;
-    text.match_indices(name).any(|(at, _)| {
+    occurs(text, name, |at| {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + name.len()).copied();
         !before.is_some_and(ident) && (truncated || !after.is_some_and(ident))
     })
+}
+
+/// Above this many byte comparisons (text length × name length), [`occurs`] searches a
+/// lower-cased copy of the text in linear time instead of comparing at each candidate.
+const COMPARE_IN_PLACE: usize = 1 << 16;
+
+/// Whether `name` (non-empty, lower case) begins at a position `at` of `text` read in lower
+/// case (ASCII letters only, as `str::to_ascii_lowercase` reads it) where `ok(at)` holds. Short
+/// texts are searched in place, with no lower-cased copy made: only where its first byte is (in
+/// either case) is the rest compared.
+fn occurs(text: &str, name: &str, ok: impl Fn(usize) -> bool) -> bool {
+    let (t, n) = (text.as_bytes(), name.as_bytes());
+    if t.len().saturating_mul(n.len()) > COMPARE_IN_PLACE {
+        return text.to_ascii_lowercase().match_indices(name).any(|(at, _)| ok(at));
+    }
+    let Some(last) = t.len().checked_sub(n.len()) else { return false };
+    let here = |at: usize| {
+        at <= last && t[at + 1..at + n.len()].iter().zip(&n[1..]).all(|(a, b)| a.to_ascii_lowercase() == *b) && ok(at)
+    };
+    match (n[0], n[0].to_ascii_uppercase()) {
+        (lower, upper) if lower != upper => memchr::memchr2_iter(lower, upper, t).any(here),
+        (byte, _) => memchr::memchr_iter(byte, t).any(here),
+    }
+}
+
+/// Whether `text` has a `U&` (in any case): an identifier that may spell any name.
+fn has_u_amp(text: &str) -> bool {
+    let t = text.as_bytes();
+    memchr::memchr_iter(b'&', t).any(|i| i > 0 && t[i - 1].eq_ignore_ascii_case(&b'u'))
 }
 
 /// FNV-1a, for the per-database map of sets that every harmless message looks up: its keys are
@@ -509,6 +548,11 @@ mod tests {
         assert!(!h.mentioned_in("SELECT * FROM users", true));
         assert!(!answer(&[]).mentioned_in("SELECT 1", true) && answer(&[]).is_empty());
         assert!(HiddenCallers::everything().mentioned_in("SELECT 1", false));
+        // The assumed set is told from a learned one without making one to compare with.
+        assert!(HiddenCallers::everything().is_everything() && !HiddenCallers::default().is_everything());
+        let mut learned = HiddenCallers::everything();
+        learned.write.push("w".into());
+        assert!(!learned.is_everything() && !h.is_everything());
         // A one-letter domain is not found inside other words; an operator is found anywhere.
         let h = answer(&rows(&[("d", "r"), ("###", "r")]));
         assert!(!h.mentioned_in("SELECT id FROM users WHERE plan = 'x'", false));
@@ -519,6 +563,31 @@ mod tests {
         assert!(h.mentioned_in(&format!("SELECT * FROM {long}zzz"), false));
         assert!(h.mentioned_in(&format!("SELECT * FROM \"{long}zzz\""), false));
         assert!(!h.mentioned_in(&format!("SELECT * FROM x{long}"), false));
+    }
+
+    proptest::proptest! {
+        /// Searched in place, a name is found exactly where the lower-cased text shows it (a
+        /// long text is searched in a lower-cased copy).
+        #[test]
+        fn found_in_place_as_in_the_lower_cased_text(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "d", "D", "id", "pv", "PV", "p", "_", " ", "$", "é", "&", "U", "u", "###", "#", "(",
+            ]), 0..24),
+            name in proptest::sample::select(vec!["d", "pv", "p_v", "###", "u", "é", "d$"]),
+            repeat in proptest::sample::select(vec![1usize, 3000]),
+        ) {
+            let text = parts.concat().repeat(repeat);
+            let lower = text.to_ascii_lowercase();
+            let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+            let whole = name.bytes().all(ident);
+            let expected = lower.match_indices(name).any(|(at, _)| {
+                !whole
+                    || (!at.checked_sub(1).is_some_and(|i| ident(lower.as_bytes()[i]))
+                        && !lower.as_bytes().get(at + name.len()).is_some_and(|b| ident(*b)))
+            });
+            proptest::prop_assert_eq!(mentions(&text, name), expected, "{:?} in {:?}", name, text);
+            proptest::prop_assert_eq!(has_u_amp(&text), lower.contains("u&"));
+        }
     }
 
     #[test]

@@ -95,7 +95,11 @@ impl Guard {
     /// encoding cannot read is never harmless. Words are read from the bytes: every decoding
     /// the guard accepts keeps ASCII bytes where they are and turns no other byte into one.
     pub(super) fn read_text(&self, sql: &[u8], client_encoding: &str) -> (Scan, bool) {
-        let scan = scan(sql);
+        self.read_scanned(sql, scan(sql), client_encoding)
+    }
+
+    /// [`Guard::read_text`] of a text whose one pass was read already.
+    pub(super) fn read_scanned(&self, sql: &[u8], scan: Scan, client_encoding: &str) -> (Scan, bool) {
         let calls = scan.paren && self.calls_matter.load(Ordering::Acquire);
         let readable = !scan.non_ascii || analyze::decode(sql, client_encoding).is_ok();
         (scan, readable && !scan.writes && !calls)

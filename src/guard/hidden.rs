@@ -41,7 +41,7 @@ impl Guard {
         }
         let declares = !info.cursors.declared.is_empty();
         let whose = crate::catalog::Whose { temp: &info.temp, user: &info.user };
-        let mentioned = self.catalog.with_hidden_callers_cached(&info.database, whose, &mut info.hidden, |set| {
+        let mentioned = self.catalog.with_hidden_callers_cached(&info.database, whose, &info.hidden, |set| {
             // A maintenance command evaluates index expressions as a write does (its table
             // may not even be named): the full path judges it.
             (harmless || declares)
@@ -85,6 +85,12 @@ pub(super) fn whose(info: &SessionInfo) -> crate::catalog::Whose<'_> {
     crate::catalog::Whose { temp: &info.temp, user: &info.user }
 }
 
+/// `f` of the hidden callers the session counts, when known and fresh, read through its copy
+/// (`Catalog::with_hidden_callers_cached`: no map lookup while nothing changed).
+pub(super) fn with_callers<R>(catalog: &Catalog, info: &SessionInfo, f: impl FnOnce(&HiddenCallers) -> R) -> Option<R> {
+    catalog.with_hidden_callers_cached(&info.database, whose(info), &info.hidden, f)
+}
+
 /// Whether a statement may run a user function or `set_config` its text does not name, or move
 /// a sequence the policy protects, through a relation, type or operator it mentions (unknown
 /// set: yes). Transaction control mentions none.
@@ -101,27 +107,26 @@ pub(super) fn hidden_call(
     }
     let protected =
         |seq: &str| seq == "*" || policy.tables.iter().any(|t| t.sequences.iter().any(|p| is(seq, &p.name)));
-    catalog
-        .with_hidden_callers(database, whose(info), |set| {
-            if set.is_empty() {
-                return false;
+    with_callers(catalog, info, |set| {
+        if set.is_empty() {
+            return false;
+        }
+        // ANALYZE, REINDEX, CLUSTER, VACUUM … evaluate index and statistics expressions
+        // (plain VACUUM only BRIN indexes'), those of the tables they name and their
+        // children, and one that names no table evaluates every table's. A materialized
+        // view's REFRESH runs its query.
+        // An index build runs only what its own text names.
+        match super::maintenance::of(&st.text) {
+            Some(m) if !m.refresh => set.maintenance_reaches(&st.text, !m.evaluates, m.every_table),
+            Some(_) => set.mentioned_in(&st.text, true) || set.moves(&st.text, true, &protected),
+            None => {
+                let build = super::maintenance::index_build(&st.text);
+                let text = build.as_ref().map_or(st.text.as_str(), |(t, _)| t.as_str());
+                set.mentioned_in(text, writes) || set.moves(text, writes, &protected)
             }
-            // ANALYZE, REINDEX, CLUSTER, VACUUM … evaluate index and statistics expressions
-            // (plain VACUUM only BRIN indexes'), those of the tables they name and their
-            // children, and one that names no table evaluates every table's. A materialized
-            // view's REFRESH runs its query.
-            // An index build runs only what its own text names.
-            match super::maintenance::of(&st.text) {
-                Some(m) if !m.refresh => set.maintenance_reaches(&st.text, !m.evaluates, m.every_table),
-                Some(_) => set.mentioned_in(&st.text, true) || set.moves(&st.text, true, &protected),
-                None => {
-                    let build = super::maintenance::index_build(&st.text);
-                    let text = build.as_ref().map_or(st.text.as_str(), |(t, _)| t.as_str());
-                    set.mentioned_in(text, writes) || set.moves(text, writes, &protected)
-                }
-            }
-        })
-        .unwrap_or(true)
+        }
+    })
+    .unwrap_or(true)
 }
 
 /// Whether a sequence's `schema.name` is called `name` (any schema: as the policy's sequences
@@ -165,7 +170,7 @@ pub(super) fn changing_names(statements: &[Statement], catalog: &Catalog, info: 
             })
             .collect()
     };
-    match catalog.with_hidden_callers(&info.database, whose(info), |set| judge(Some(set))) {
+    match with_callers(catalog, info, |set| judge(Some(set))) {
         Some(v) => v,
         None => judge(None),
     }

@@ -126,6 +126,8 @@ pub struct SessionInfo {
     pub taint: crate::catalog::Taint,
     /// What the session has in flight, and other sessions' open DDL (`inflight`).
     pub inflight: crate::inflight::Mine,
+    /// The last text the one pass read (`prefilter::LastScan`).
+    pub last_scan: prefilter::LastScan,
 }
 
 impl SessionInfo {
@@ -223,7 +225,7 @@ impl Guard {
             None if sql.len() >= ANALYZE_OFF_LOOP_BYTES => {
                 return Judged { verdict: Verdict::Analyze, facts: None, scan: Scan::UNKNOWN }
             }
-            None => self.read_text(sql, &info.client_encoding),
+            None => self.read_scanned(sql, info.last_scan.scan(sql), &info.client_encoding),
             Some(p) => (p.scan, p.harmless),
         };
         let (verdict, facts) = self.judge_once(sql, info, pre, &scan, harmless);

@@ -210,6 +210,37 @@ pub fn scan(text: &[u8]) -> Scan {
     }
 }
 
+/// The last text a session's one pass read, and what it found: a driver that sends the same
+/// text for every execution (the extended protocol's unnamed statement, parsed again each
+/// time) has it read once. The pass depends on the bytes alone.
+#[derive(Debug, Default, Clone)]
+pub struct LastScan {
+    text: Vec<u8>,
+    scan: Option<Scan>,
+}
+
+/// Texts up to this long are remembered (a copy of each is kept).
+const REMEMBERED_BYTES: usize = 1024;
+
+impl LastScan {
+    /// [`scan`] of `text`, from the last text read when it is the same.
+    pub fn scan(&mut self, text: &[u8]) -> Scan {
+        match self.scan {
+            Some(s) if self.text == text => s,
+            _ => {
+                let s = scan(text);
+                self.text.clear();
+                self.scan = None;
+                if text.len() <= REMEMBERED_BYTES {
+                    self.text.extend_from_slice(text);
+                    self.scan = Some(s);
+                }
+                s
+            }
+        }
+    }
+}
+
 /// What a word (ASCII letters and `_`) means, in any case (0: nothing).
 fn word_meaning(w: &[u8]) -> u8 {
     let first = (w[0] | 0x20).wrapping_sub(b'a');
@@ -289,6 +320,21 @@ mod tests {
             assert!(!cannot_write(&format!("{}(1)", w.to_ascii_uppercase())), "{w}");
             assert!(cannot_write(&format!("select {w}s, x{w}")), "{w}");
         }
+    }
+
+    #[test]
+    fn the_last_text_is_read_once_and_only_for_the_same_bytes() {
+        let mut last = LastScan::default();
+        assert!(!last.scan(b"SELECT a FROM t WHERE id = $1").writes);
+        assert!(last.scan(b"DELETE FROM t WHERE id = $1").writes);
+        assert!(last.scan(b"DELETE FROM t WHERE id = $1").writes);
+        assert!(!last.scan(b"SELECT a FROM t WHERE id = $1").paren);
+        assert!(last.scan(b"SELECT a(1) FROM t WHERE id = $1").paren);
+        // The same length, other bytes.
+        assert!(!last.scan(b"select x from t").writes && last.scan(b"delete x from t").writes);
+        let long = format!("SELECT 1 {}", " ".repeat(REMEMBERED_BYTES));
+        assert!(!last.scan(long.as_bytes()).writes && last.scan.is_none());
+        assert!(last.scan(format!("{long} delete").as_bytes()).writes);
     }
 
     #[test]

@@ -94,18 +94,15 @@ impl Guard {
         if info.taint.runs_code() && super::taint::may_run_code(sql) {
             return true;
         }
-        let by_set = self
-            .catalog
-            .with_hidden_callers(&info.database, super::hidden::whose(info), |set| {
-                if set.is_empty() {
-                    return false;
-                }
-                let converts = set.any_input_runs_code()
-                    && (param_types.iter().any(|t| set.input_runs_code(*t))
-                        || param_types.len() < highest_parameter(sql));
-                converts || set.mentioned_at_all(&String::from_utf8_lossy(sql))
-            })
-            .unwrap_or(true);
+        let by_set = super::hidden::with_callers(&self.catalog, info, |set| {
+            if set.is_empty() {
+                return false;
+            }
+            let converts = set.any_input_runs_code()
+                && (param_types.iter().any(|t| set.input_runs_code(*t)) || param_types.len() < highest_parameter(sql));
+            converts || set.mentioned_at_all(&String::from_utf8_lossy(sql))
+        })
+        .unwrap_or(true);
         by_set || (counted && self.statements_of(sql, info, None).iter().any(|s| s.calls_functions))
     }
 
@@ -129,14 +126,14 @@ impl Guard {
             return false;
         }
         let judge = |set: &crate::catalog::HiddenCallers| {
-            let unknown = *set == crate::catalog::HiddenCallers::everything();
+            let unknown = set.is_everything();
             (!unsure && !unknown).then(|| {
                 let converts = set.any_input_runs_code();
                 (converts, converts && set.mentioned_at_all(&String::from_utf8_lossy(sql)))
             })
         };
         let whose = super::hidden::whose(info);
-        let known = match self.catalog.with_hidden_callers(&info.database, whose, judge) {
+        let known = match self.catalog.with_hidden_callers_cached(&info.database, whose, &info.hidden, judge) {
             Some(known) => known,
             None if stale_ok => self.catalog.with_last_hidden_callers(&info.database, whose, judge).flatten(),
             None => None,
@@ -162,7 +159,7 @@ impl Guard {
     pub fn inputs_run_code(&self, info: &SessionInfo, stale_ok: bool) -> bool {
         let (database, whose) = (&info.database, super::hidden::whose(info));
         let runs = |set: &crate::catalog::HiddenCallers| set.any_input_runs_code();
-        let known = match self.catalog.with_hidden_callers(database, whose, runs) {
+        let known = match self.catalog.with_hidden_callers_cached(database, whose, &info.hidden, runs) {
             None if stale_ok => self.catalog.with_last_hidden_callers(database, whose, runs),
             known => known,
         };
@@ -178,7 +175,7 @@ impl Guard {
     /// Whether the session's database's hidden callers are known and fresh for this session
     /// (else they are to be asked before a judgement that needs them).
     pub fn hidden_callers_known(&self, info: &SessionInfo) -> bool {
-        self.catalog.with_hidden_callers(&info.database, super::hidden::whose(info), |_| ()).is_some()
+        super::hidden::with_callers(&self.catalog, info, |_| ()).is_some()
     }
 
     /// Judges a statement as a call of a function whose body is unseen: what a Bind that runs

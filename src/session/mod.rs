@@ -17,6 +17,7 @@ use crate::wire::messages::{self, fe, TxStatus};
 use crate::wire::startup::CancelKey;
 use crate::wire::{self, Frame, FrameError, Framer, Step};
 use bytes::BytesMut;
+use std::future::Future;
 
 mod ages;
 mod binds;
@@ -284,6 +285,8 @@ impl Session {
         let mut phase_change = shared.phase.changed(self.id, current);
         let idle = self.shared.config.idle_timeout;
         let (mut client_side, mut server_side) = (wakes::Side::new(), wakes::Side::new());
+        // The phase is polled only when it woke the session (not at every wake-up).
+        let mut phase_side = wakes::Side::new();
         loop {
             if self.info.inflight.registered && self.pending.is_none() && !self.relay.is_busy() {
                 self.inflight_answered();
@@ -330,14 +333,20 @@ impl Session {
             reserve(&mut self.sfr);
             // A held early message is not read past (it waits for the server to be ready).
             let reading_client = self.pending.is_none() && !self.holds_early_message();
-            let idle_sleep = async {
-                match idle {
-                    Some(d) if self.ready && !self.relay.is_busy() => tokio::time::sleep(d).await,
-                    _ => std::future::pending().await,
-                }
-            };
             let ready = self.ready;
             let startup_deadline = self.startup_deadline;
+            // The timers' futures are made in place and polled through a reference: a future
+            // moved into `select!` is copied whole (a timer's is large) at every wake-up.
+            let idle_now = idle.filter(|_| ready && !self.relay.is_busy());
+            let mut idle_sleep = std::pin::pin!(async move {
+                match idle_now {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            });
+            // Lazily: a timer made at every wake-up and dropped unpolled costs more than the
+            // rest of the loop once the session is ready.
+            let mut startup_sleep = std::pin::pin!(async move { tokio::time::sleep_until(startup_deadline).await });
             // Both sockets in turn, alternately the client's first and the server's first (fair
             // with no random number drawn at every wake-up, as `select!` would draw): a side
             // that always has bytes ready cannot keep the other unread (a replication client's
@@ -347,7 +356,6 @@ impl Session {
             let mut from_client = std::pin::pin!(self.client.read_buf(self.cfr.buf_mut()));
             let mut from_server = std::pin::pin!(self.server.read_buf(self.sfr.buf_mut()));
             let read = std::future::poll_fn(|cx| {
-                use std::future::Future;
                 use std::task::Poll;
                 if client_first && reading_client {
                     if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
@@ -364,9 +372,11 @@ impl Session {
                 }
                 Poll::Pending
             });
+            let phase =
+                std::future::poll_fn(|cx| phase_side.poll(cx, |cx| std::pin::Pin::new(&mut phase_change).poll(cx)));
             tokio::select! {
                 biased;
-                p = &mut phase_change => {
+                p = phase => {
                     current = p;
                     phase_change = shared.phase.changed(self.id, current);
                 }
@@ -401,16 +411,14 @@ impl Session {
                     }
                 }
                 },
-                _ = idle_sleep => {
+                _ = idle_sleep.as_mut() => {
                     let msg = crate::said::idle_timeout(self.relay.tx);
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.relay.to_server.extend_from_slice(&messages::terminate());
                     self.flush(stats).await?;
                     return Err(SessionError::Closed("idle timeout".into()));
                 }
-                // Lazily: a timer made at every wake-up and dropped unpolled costs more than
-                // the rest of the loop once the session is ready.
-                _ = async { tokio::time::sleep_until(startup_deadline).await }, if !ready => {
+                _ = startup_sleep.as_mut(), if !ready => {
                     let msg = crate::said::authentication_timed_out();
                     let _ = self.client.write_all(&msg.encode()).await;
                     return Err(SessionError::Closed("startup timed out".into()));

@@ -232,10 +232,7 @@ impl<'a> BodyReader<'a> {
 
     pub fn cstr(&mut self) -> Result<&'a [u8], FrameError> {
         // memchr, not a byte loop: a Query's text can be tens of megabytes.
-        let nul = std::ffi::CStr::from_bytes_until_nul(self.rest)
-            .map_err(|_| self.err("unterminated string"))?
-            .to_bytes()
-            .len();
+        let nul = memchr::memchr(0, self.rest).ok_or_else(|| self.err("unterminated string"))?;
         let (s, rest) = self.rest.split_at(nul);
         self.rest = rest.get(1..).unwrap_or_default();
         Ok(s)
