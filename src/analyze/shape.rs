@@ -36,6 +36,16 @@ const MAX_TEXT: usize = 16 * 1024;
 /// How many bytes of keys the cache keeps at most.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 
+/// The hash of a text or shape that the analysis caches are keyed by (a `u64`): fast, not
+/// keyed. Sound, since an entry's whole key is compared on a hit: texts made to collide only
+/// replace each other's entry (and miss), as under the fixed-key hash before it; where the
+/// maps place a key is still their own random hash's.
+pub fn key_hash(parts: impl FnOnce(&mut rustc_hash::FxHasher)) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    parts(&mut h);
+    h.finish()
+}
+
 /// Where a token, or a statement's text, starts and ends (bytes or token indices).
 type Span = (usize, usize);
 
@@ -290,10 +300,10 @@ impl Shapes {
         let valued = matches!(&keyed, Keyed::Literals(k) if !k.literals.is_empty());
         let key = keyed.key();
         let kind = if matches!(keyed, Keyed::Literals(_)) { LITERAL_KEY } else { TOKEN_KEY };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        kind.hash(&mut h);
-        key.hash(&mut h);
-        let hash = h.finish();
+        let hash = key_hash(|h| {
+            kind.hash(h);
+            key.hash(h);
+        });
         let hit = self.map.get(&hash).map(|e| e.clone());
         if let Some(e) =
             hit.filter(|e| e.key[0] == kind && e.key[1..] == *key && e.scs == opts.standard_conforming_strings)

@@ -191,8 +191,8 @@ const INSERT_SHAPES: usize = 10_000;
 /// parse has none, and another of its shape may parse).
 static INSERTS: std::sync::OnceLock<ShapeInserts> = std::sync::OnceLock::new();
 
-/// Statement shape → its INSERTs.
-type ShapeInserts = dashmap::DashMap<Box<[u8]>, Arc<Vec<Insert>>>;
+/// Hash of a statement shape (`analyze::key_hash`) → the shape and its INSERTs.
+type ShapeInserts = dashmap::DashMap<u64, (Box<[u8]>, Arc<Vec<Insert>>)>;
 
 /// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert: parsed once
 /// per statement shape (a write with literal values is a new text every time).
@@ -202,15 +202,16 @@ fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
     }
     let Some(shape) = analyze::literal_shape(&st.text) else { return Arc::new(crate::contract::inserts(&st.text)) };
     let cache = INSERTS.get_or_init(Default::default);
-    if let Some(hit) = cache.get(&shape[..]) {
-        return hit.clone();
+    let hash = analyze::key_hash(|h| std::hash::Hash::hash(&shape[..], h));
+    if let Some(hit) = cache.get(&hash).filter(|e| *e.0 == shape[..]) {
+        return hit.1.clone();
     }
     let found = Arc::new(crate::contract::inserts(&st.text));
     if !found.is_empty() {
         if cache.len() >= INSERT_SHAPES {
             cache.clear();
         }
-        cache.insert(shape.into(), found.clone());
+        cache.insert(hash, (shape.into(), found.clone()));
     }
     found
 }
