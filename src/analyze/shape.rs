@@ -105,20 +105,27 @@ fn across(literals: &[Literal], at: usize, from: fn(&Literal) -> Span, to: fn(&L
 /// text holds) and its kind: `i` an integer of 32 bits, `f` a longer one, `s` a string.
 fn literal_key(sql: &str) -> Option<LiteralKey> {
     let b = sql.as_bytes();
-    let glued = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.' || c >= 0x80;
+    let glued = |c: u8| GLUED[usize::from(c)];
     if b.iter().any(|&c| c == b'\\' || c == 0) {
         return None;
     }
     let mut key = Vec::with_capacity(b.len());
     let mut literals = Vec::new();
+    // Everything but a literal is kept verbatim: copied into the key a run at a time, from
+    // `from` up to the next literal.
+    let mut from = 0;
+    let mut literal = |key: &mut Vec<u8>, from: &mut usize, (start, end): Span, kind: u8| {
+        key.extend_from_slice(&b[*from..start]);
+        literals.push(Literal { text: (start, end), key: (key.len(), key.len() + 2) });
+        key.extend_from_slice(&[0, kind]);
+        *from = end;
+    };
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                let end = b[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(b.len(), |n| i + n);
-                key.extend_from_slice(&b[i..end]);
-                i = end;
+                i = b[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(b.len(), |n| i + n);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 // Comments nest.
@@ -137,14 +144,9 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                         (None, _) => return None,
                     }
                 }
-                key.extend_from_slice(&b[i..j]);
                 i = j;
             }
-            b'"' => {
-                let end = quoted_end(b, i, b'"')?;
-                key.extend_from_slice(&b[i..end]);
-                i = end;
-            }
+            b'"' => i = quoted_end(b, i, b'"')?,
             b'\'' => {
                 // A prefix (E, B, X, N, U&) or a glued word: the scanner reads it.
                 if i > 0 && (glued(b[i - 1]) || b[i - 1] == b'&' || b[i - 1] == b'\'') {
@@ -154,8 +156,7 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                 if b.get(end) == Some(&b'\'') {
                     return None;
                 }
-                literals.push(Literal { text: (i, end), key: (key.len(), key.len() + 2) });
-                key.extend_from_slice(&[0, b's']);
+                literal(&mut key, &mut from, (i, end), b's');
                 i = end;
             }
             b'$' => {
@@ -164,7 +165,6 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                 if n == 0 || b.get(i + 1 + n).is_some_and(|&c| glued(c)) {
                     return None;
                 }
-                key.extend_from_slice(&b[i..i + 1 + n]);
                 i += 1 + n;
             }
             b'0'..=b'9' if i == 0 || !glued(b[i - 1]) => {
@@ -175,27 +175,43 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                 }
                 let digits = sql[i..end].trim_start_matches('0');
                 let small = digits.len() < 10 || (digits.len() == 10 && digits <= "2147483647");
-                literals.push(Literal { text: (i, end), key: (key.len(), key.len() + 2) });
-                key.extend_from_slice(&[0, if small { b'i' } else { b'f' }]);
+                literal(&mut key, &mut from, (i, end), if small { b'i' } else { b'f' });
                 i = end;
             }
-            c if glued(c) && c != b'.' => {
+            c if WORD[usize::from(c)] => {
                 // A word (identifier or keyword, digits and `$` included), kept whole.
-                let n = b[i..].iter().take_while(|&&c| glued(c) && c != b'.').count();
+                let n = b[i..].iter().take_while(|&&c| WORD[usize::from(c)]).count();
                 if n == 1 && (c == b'u' || c == b'U') && b.get(i + 1) == Some(&b'&') {
                     return None;
                 }
-                key.extend_from_slice(&b[i..i + n]);
                 i += n;
             }
-            _ => {
-                key.push(c);
-                i += 1;
-            }
+            _ => i += 1,
         }
     }
+    key.extend_from_slice(&b[from..]);
     Some(LiteralKey { key, literals })
 }
+
+/// Bytes that glue to a word before or after them: ASCII letters and digits, `_`, `$`, `.`
+/// and every non-ASCII byte.
+const GLUED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'.' || b >= 0x80;
+        c += 1;
+    }
+    t
+};
+
+/// The bytes of a word: [`GLUED`] but `.`.
+const WORD: [bool; 256] = {
+    let mut t = GLUED;
+    t[b'.' as usize] = false;
+    t
+};
 
 /// A text's shape by [`literal_key`] (its literals' values left out), or `None` when only
 /// pg_query's scanner can tell it: what may be cached for every text of one shape is keyed by it.
