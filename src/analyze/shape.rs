@@ -106,7 +106,7 @@ fn across(literals: &[Literal], at: usize, from: fn(&Literal) -> Span, to: fn(&L
 fn literal_key(sql: &str) -> Option<LiteralKey> {
     let b = sql.as_bytes();
     let glued = |c: u8| GLUED[usize::from(c)];
-    if b.iter().any(|&c| c == b'\\' || c == 0) {
+    if has_backslash_or_nul(b) {
         return None;
     }
     let mut key = Vec::with_capacity(b.len());
@@ -191,6 +191,22 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
     }
     key.extend_from_slice(&b[from..]);
     Some(LiteralKey { key, literals })
+}
+
+/// Whether a text holds a backslash or a NUL byte: eight bytes at a time (a byte of `x` is
+/// zero exactly when `(x - 0x01…) & !x & 0x80…` is not).
+fn has_backslash_or_nul(b: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI != 0;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        if zero_byte(x) || zero_byte(x ^ (LO * u64::from(b'\\'))) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c == b'\\' || c == 0)
 }
 
 /// Bytes that glue to a word before or after them: ASCII letters and digits, `_`, `$`, `.`
@@ -526,6 +542,13 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn backslashes_and_nuls_are_found_eight_bytes_at_a_time(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(has_backslash_or_nul(&b), b.iter().any(|&c| c == b'\\' || c == 0));
         }
     }
 
