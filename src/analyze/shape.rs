@@ -52,7 +52,8 @@ type Span = (usize, usize);
 struct Entry {
     key: Box<[u8]>,
     scs: bool,
-    /// The facts, with each statement's text and offset to be filled in from the new text.
+    /// The facts, with each statement's text (empty here) and offset to be filled in from the
+    /// new text.
     statements: Vec<Statement>,
     /// For each statement: the indices of its first and last token (a key of the scanner's),
     /// or where it starts and ends in the key (a [`literal_key`]).
@@ -372,12 +373,19 @@ impl Shapes {
             let mut stored = Vec::with_capacity(key.len() + 1);
             stored.push(kind);
             stored.extend_from_slice(key);
-            let entry = Entry {
-                key: stored.into(),
-                scs: opts.standard_conforming_strings,
-                statements: statements.clone(),
-                spans,
-            };
+            // Kept without their texts, which a hit takes from its own text.
+            let textless = statements
+                .iter()
+                .map(|st| {
+                    let mut st = Statement { text: String::new(), ..st.clone() };
+                    if let Some((_, inner)) = &mut st.prepare {
+                        inner.text = String::new();
+                    }
+                    st
+                })
+                .collect();
+            let entry =
+                Entry { key: stored.into(), scs: opts.standard_conforming_strings, statements: textless, spans };
             self.map.insert(hash, Arc::new(entry));
         }
         (statements, valued)
