@@ -277,11 +277,7 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     });
     g.finish();
     // pgbench's tpcb-like `-M simple` under the pgbench bench's policy, on the live path.
-    let pgbench = blastwall::policy::file::compile(&[(
-        std::path::Path::new("benches/pgbench/policy.toml"),
-        include_str!("pgbench/policy.toml"),
-    )])
-    .expect("the pgbench policy");
+    let pgbench = pgbench_policy();
     let tpcb_guard = Guard::new(pgbench, None);
     let tpcb = tpcb_simple(30_000);
     let mut g = c.benchmark_group("tpcb_simple_live");
@@ -315,14 +311,55 @@ criterion_group! {
     targets = bench
 }
 
+/// The pgbench bench's policy (`benches/pgbench/policy.toml`).
+fn pgbench_policy() -> blastwall::policy::Policy {
+    blastwall::policy::file::compile(&[(
+        std::path::Path::new("benches/pgbench/policy.toml"),
+        include_str!("pgbench/policy.toml"),
+    )])
+    .expect("the pgbench policy")
+}
+
+/// The tpcb-like `-M simple` transactions judged on the live path, for callgrind: `n`
+/// transactions after a warm-up of 100 (the catalog's questions asked and answered), the
+/// measured ones in [`profile_tpcb`] alone.
+fn profile(n: usize) {
+    let pgbench = pgbench_policy();
+    let guard = Guard::new(pgbench, None);
+    let tpcb = tpcb_simple(n + 100);
+    let mut live = Live::new(&guard);
+    let (warm, measured) = tpcb.split_at(700);
+    for sql in warm {
+        black_box(live.judge(sql.as_bytes()));
+    }
+    profile_tpcb(&mut live, measured);
+}
+
+/// What callgrind counts (`--toggle-collect='*profile_tpcb*'`).
+#[inline(never)]
+fn profile_tpcb(live: &mut Live<'_>, texts: &[String]) {
+    for sql in texts {
+        black_box(live.judge(black_box(sql.as_bytes())));
+    }
+}
+
 /// Run where the proxy's event loops run: on a thread with the parser's deep stack, which
 /// parses in place. (Elsewhere every parse is handed to a parsing thread, whose CPU the
 /// measuring thread's clock would not see.)
+///
+/// `BLASTWALL_PROFILE_TPCB=N`: no criterion run; [`profile`] instead, as in
+///   valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profile_tpcb*' \
+///     target/release/deps/analyze-HASH
+/// (instructions per transaction: the total over N).
 fn main() {
+    let profiled = std::env::var("BLASTWALL_PROFILE_TPCB").ok().and_then(|n| n.parse::<usize>().ok());
     std::thread::Builder::new()
         .stack_size(blastwall::analyze::deep::STACK)
-        .spawn(|| {
+        .spawn(move || {
             blastwall::analyze::deep::mark_deep_stack();
+            if let Some(n) = profiled {
+                return profile(n);
+            }
             benches();
             Criterion::default().configure_from_args().final_summary();
         })

@@ -19,7 +19,7 @@ mod shape;
 mod walk;
 
 pub use predicate::{Cond, RangeKind, Where};
-pub use shape::{literal_shape, Shapes};
+pub use shape::{key_hash, literal_shape, Shapes};
 pub use walk::{parse_qualified, BUILTINS};
 
 /// A relation as the statement names it (identifiers already folded by the parser).

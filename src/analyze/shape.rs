@@ -36,13 +36,24 @@ const MAX_TEXT: usize = 16 * 1024;
 /// How many bytes of keys the cache keeps at most.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 
+/// The hash of a text or shape that the analysis caches are keyed by (a `u64`): fast, not
+/// keyed. Sound, since an entry's whole key is compared on a hit: texts made to collide only
+/// replace each other's entry (and miss), as under the fixed-key hash before it; where the
+/// maps place a key is still their own random hash's.
+pub fn key_hash(parts: impl FnOnce(&mut rustc_hash::FxHasher)) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    parts(&mut h);
+    h.finish()
+}
+
 /// Where a token, or a statement's text, starts and ends (bytes or token indices).
 type Span = (usize, usize);
 
 struct Entry {
     key: Box<[u8]>,
     scs: bool,
-    /// The facts, with each statement's text and offset to be filled in from the new text.
+    /// The facts, with each statement's text (empty here) and offset to be filled in from the
+    /// new text.
     statements: Vec<Statement>,
     /// For each statement: the indices of its first and last token (a key of the scanner's),
     /// or where it starts and ends in the key (a [`literal_key`]).
@@ -95,20 +106,27 @@ fn across(literals: &[Literal], at: usize, from: fn(&Literal) -> Span, to: fn(&L
 /// text holds) and its kind: `i` an integer of 32 bits, `f` a longer one, `s` a string.
 fn literal_key(sql: &str) -> Option<LiteralKey> {
     let b = sql.as_bytes();
-    let glued = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.' || c >= 0x80;
-    if b.iter().any(|&c| c == b'\\' || c == 0) {
+    let glued = |c: u8| GLUED[usize::from(c)];
+    if has_backslash_or_nul(b) {
         return None;
     }
     let mut key = Vec::with_capacity(b.len());
     let mut literals = Vec::new();
+    // Everything but a literal is kept verbatim: copied into the key a run at a time, from
+    // `from` up to the next literal.
+    let mut from = 0;
+    let mut literal = |key: &mut Vec<u8>, from: &mut usize, (start, end): Span, kind: u8| {
+        key.extend_from_slice(&b[*from..start]);
+        literals.push(Literal { text: (start, end), key: (key.len(), key.len() + 2) });
+        key.extend_from_slice(&[0, kind]);
+        *from = end;
+    };
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                let end = b[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(b.len(), |n| i + n);
-                key.extend_from_slice(&b[i..end]);
-                i = end;
+                i = b[i..].iter().position(|&c| c == b'\n' || c == b'\r').map_or(b.len(), |n| i + n);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 // Comments nest.
@@ -127,14 +145,9 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                         (None, _) => return None,
                     }
                 }
-                key.extend_from_slice(&b[i..j]);
                 i = j;
             }
-            b'"' => {
-                let end = quoted_end(b, i, b'"')?;
-                key.extend_from_slice(&b[i..end]);
-                i = end;
-            }
+            b'"' => i = quoted_end(b, i, b'"')?,
             b'\'' => {
                 // A prefix (E, B, X, N, U&) or a glued word: the scanner reads it.
                 if i > 0 && (glued(b[i - 1]) || b[i - 1] == b'&' || b[i - 1] == b'\'') {
@@ -144,8 +157,7 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                 if b.get(end) == Some(&b'\'') {
                     return None;
                 }
-                literals.push(Literal { text: (i, end), key: (key.len(), key.len() + 2) });
-                key.extend_from_slice(&[0, b's']);
+                literal(&mut key, &mut from, (i, end), b's');
                 i = end;
             }
             b'$' => {
@@ -154,7 +166,6 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                 if n == 0 || b.get(i + 1 + n).is_some_and(|&c| glued(c)) {
                     return None;
                 }
-                key.extend_from_slice(&b[i..i + 1 + n]);
                 i += 1 + n;
             }
             b'0'..=b'9' if i == 0 || !glued(b[i - 1]) => {
@@ -165,27 +176,59 @@ fn literal_key(sql: &str) -> Option<LiteralKey> {
                 }
                 let digits = sql[i..end].trim_start_matches('0');
                 let small = digits.len() < 10 || (digits.len() == 10 && digits <= "2147483647");
-                literals.push(Literal { text: (i, end), key: (key.len(), key.len() + 2) });
-                key.extend_from_slice(&[0, if small { b'i' } else { b'f' }]);
+                literal(&mut key, &mut from, (i, end), if small { b'i' } else { b'f' });
                 i = end;
             }
-            c if glued(c) && c != b'.' => {
+            c if WORD[usize::from(c)] => {
                 // A word (identifier or keyword, digits and `$` included), kept whole.
-                let n = b[i..].iter().take_while(|&&c| glued(c) && c != b'.').count();
+                let n = b[i..].iter().take_while(|&&c| WORD[usize::from(c)]).count();
                 if n == 1 && (c == b'u' || c == b'U') && b.get(i + 1) == Some(&b'&') {
                     return None;
                 }
-                key.extend_from_slice(&b[i..i + n]);
                 i += n;
             }
-            _ => {
-                key.push(c);
-                i += 1;
-            }
+            _ => i += 1,
         }
     }
+    key.extend_from_slice(&b[from..]);
     Some(LiteralKey { key, literals })
 }
+
+/// Whether a text holds a backslash or a NUL byte: eight bytes at a time (a byte of `x` is
+/// zero exactly when `(x - 0x01…) & !x & 0x80…` is not).
+fn has_backslash_or_nul(b: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI != 0;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        if zero_byte(x) || zero_byte(x ^ (LO * u64::from(b'\\'))) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c == b'\\' || c == 0)
+}
+
+/// Bytes that glue to a word before or after them: ASCII letters and digits, `_`, `$`, `.`
+/// and every non-ASCII byte.
+const GLUED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'.' || b >= 0x80;
+        c += 1;
+    }
+    t
+};
+
+/// The bytes of a word: [`GLUED`] but `.`.
+const WORD: [bool; 256] = {
+    let mut t = GLUED;
+    t[b'.' as usize] = false;
+    t
+};
 
 /// A text's shape by [`literal_key`] (its literals' values left out), or `None` when only
 /// pg_query's scanner can tell it: what may be cached for every text of one shape is keyed by it.
@@ -290,10 +333,10 @@ impl Shapes {
         let valued = matches!(&keyed, Keyed::Literals(k) if !k.literals.is_empty());
         let key = keyed.key();
         let kind = if matches!(keyed, Keyed::Literals(_)) { LITERAL_KEY } else { TOKEN_KEY };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        kind.hash(&mut h);
-        key.hash(&mut h);
-        let hash = h.finish();
+        let hash = key_hash(|h| {
+            kind.hash(h);
+            key.hash(h);
+        });
         let hit = self.map.get(&hash).map(|e| e.clone());
         if let Some(e) =
             hit.filter(|e| e.key[0] == kind && e.key[1..] == *key && e.scs == opts.standard_conforming_strings)
@@ -330,12 +373,19 @@ impl Shapes {
             let mut stored = Vec::with_capacity(key.len() + 1);
             stored.push(kind);
             stored.extend_from_slice(key);
-            let entry = Entry {
-                key: stored.into(),
-                scs: opts.standard_conforming_strings,
-                statements: statements.clone(),
-                spans,
-            };
+            // Kept without their texts, which a hit takes from its own text.
+            let textless = statements
+                .iter()
+                .map(|st| {
+                    let mut st = Statement { text: String::new(), ..st.clone() };
+                    if let Some((_, inner)) = &mut st.prepare {
+                        inner.text = String::new();
+                    }
+                    st
+                })
+                .collect();
+            let entry =
+                Entry { key: stored.into(), scs: opts.standard_conforming_strings, statements: textless, spans };
             self.map.insert(hash, Arc::new(entry));
         }
         (statements, valued)
@@ -500,6 +550,13 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn backslashes_and_nuls_are_found_eight_bytes_at_a_time(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(has_backslash_or_nul(&b), b.iter().any(|&c| c == b'\\' || c == 0));
         }
     }
 

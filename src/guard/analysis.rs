@@ -133,11 +133,11 @@ impl Guard {
         if let Some(r) = readings.iter().find(|r| r.standard_conforming_strings == scs && &*r.text == text) {
             return r.statements.clone();
         }
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        scs.hash(&mut h);
-        let key = h.finish();
+        use std::hash::Hash;
+        let key = analyze::key_hash(|h| {
+            text.hash(h);
+            scs.hash(h);
+        });
         if let Some(e) = self.analysis_cache.get(&key) {
             if &*e.0 == text && e.1 == scs {
                 return e.2.clone();

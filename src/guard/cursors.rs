@@ -90,7 +90,17 @@ pub fn mentions_cursors(sql: &[u8]) -> bool {
     // Each of these is a keyword, so it stands as a word of its own (PostgreSQL's identifier
     // characters around it would make it part of a longer name): one pass over the words,
     // most rejected by their length and first letter (this runs on every message).
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    const IDENT: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+            c += 1;
+        }
+        t
+    };
+    let ident = |b: u8| IDENT[usize::from(b)];
     let mut i = 0;
     while i < sql.len() {
         while i < sql.len() && !ident(sql[i]) {

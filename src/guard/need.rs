@@ -91,7 +91,9 @@ pub(super) fn check_need(
         // below.
         let for_contract = contract && !st.copy_from_stdin;
         let for_limits = (any_delete_limit || any_update_limit || session_dry) && st.opaque.is_empty();
-        let inserts = if for_contract || for_limits { inserts_in(st) } else { Arc::default() };
+        let found = std::cell::OnceCell::new();
+        let inserts_here = || found.get_or_init(|| inserts_in(st)).clone();
+        let inserts = if for_contract || for_limits { inserts_here() } else { Arc::default() };
         // The anomaly and budget rules count every row kept (`contract`): an INSERT into a
         // name whose rules, triggers or children may change other rows is counted too.
         if for_contract {
@@ -118,11 +120,12 @@ pub(super) fn check_need(
         // A protected sequence moved by nextval as far as the data goes (issue 11).
         let moves = st.moves_sequences(|s| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name)));
         // … and a user function run by a view, default or domain the statement mentions.
-        let hidden = (super::hidden::hidden_call(st, catalog, info, may_write(st), policy)
+        let writes = may_write(st, || st.opaque.is_empty() && !inserts_here().is_empty());
+        let hidden = (super::hidden::hidden_call(st, catalog, info, writes, policy)
             && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown))
             || super::taint::reaches(st, info);
         let unseen = !policy.tables.is_empty() && session != Mode::Off && (reaches_unseen(st) || moves || hidden);
-        let dry_write = session_dry && may_write(st);
+        let dry_write = session_dry && writes;
         if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {
             let verb = if st.ddl { "DDL" } else { "statement" };
             need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry }).dry_run |= session_dry;
@@ -188,44 +191,54 @@ const INSERT_SHAPES: usize = 10_000;
 /// parse has none, and another of its shape may parse).
 static INSERTS: std::sync::OnceLock<ShapeInserts> = std::sync::OnceLock::new();
 
-/// Statement shape → its INSERTs.
-type ShapeInserts = dashmap::DashMap<Box<[u8]>, Arc<Vec<Insert>>>;
+/// Hash of a statement shape (`analyze::key_hash`) → the shape and its INSERTs.
+type ShapeInserts = dashmap::DashMap<u64, (Box<[u8]>, Arc<Vec<Insert>>)>;
 
 /// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert: parsed once
 /// per statement shape (a write with literal values is a new text every time).
 fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
-    let has = |w: &[u8]| st.text.as_bytes().windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
-    if !(has(b"insert") || has(b"copy") || has(b"merge")) {
+    if !may_insert(st.text.as_bytes()) {
         return Arc::default();
     }
     let Some(shape) = analyze::literal_shape(&st.text) else { return Arc::new(crate::contract::inserts(&st.text)) };
     let cache = INSERTS.get_or_init(Default::default);
-    if let Some(hit) = cache.get(&shape[..]) {
-        return hit.clone();
+    let hash = analyze::key_hash(|h| std::hash::Hash::hash(&shape[..], h));
+    if let Some(hit) = cache.get(&hash).filter(|e| *e.0 == shape[..]) {
+        return hit.1.clone();
     }
     let found = Arc::new(crate::contract::inserts(&st.text));
     if !found.is_empty() {
         if cache.len() >= INSERT_SHAPES {
             cache.clear();
         }
-        cache.insert(shape.into(), found.clone());
+        cache.insert(hash, (shape.into(), found.clone()));
     }
     found
 }
 
-/// [`inserts_in`] of a statement with nothing opaque (an opaque one is judged as a whole).
-fn inserts_of(st: &Statement) -> Arc<Vec<Insert>> {
-    if !st.opaque.is_empty() {
-        return Arc::default();
-    }
-    inserts_in(st)
+/// Whether a text holds `insert`, `copy` or `merge` anywhere (any case, even inside a longer
+/// word, a string or a comment): a statement without one inserts nothing. One pass, no
+/// allocation (it runs for every statement judged).
+fn may_insert(text: &[u8]) -> bool {
+    text.iter().enumerate().any(|(i, &c)| match c | 0x20 {
+        b'i' => at_ci(text, i, b"insert"),
+        b'c' => at_ci(text, i, b"copy"),
+        b'm' => at_ci(text, i, b"merge"),
+        _ => false,
+    })
+}
+
+/// Whether `word` (lower case) is at `i` in `text`, in any case.
+fn at_ci(text: &[u8], i: usize, word: &[u8]) -> bool {
+    text.get(i..i + word.len()).is_some_and(|x| x.eq_ignore_ascii_case(word))
 }
 
 /// Whether a statement may write in a dry-run session, where it is then run and rolled back:
 /// anything but a statement that only reads (SET, SHOW and plain SELECTs of built-ins stay
-/// unwrapped: a rollback would undo a SET).
-fn may_write(st: &Statement) -> bool {
-    !st.is_harmless() || st.ddl || st.calls_functions || !inserts_of(st).is_empty() || !reads_only(&st.text)
+/// unwrapped: a rollback would undo a SET). `inserts`: whether it has INSERTs, when it has
+/// nothing opaque (an opaque one is judged as a whole; asked only when needed).
+fn may_write(st: &Statement, inserts: impl FnOnce() -> bool) -> bool {
+    !st.is_harmless() || st.ddl || st.calls_functions || inserts() || !reads_only(&st.text)
 }
 
 /// Whether every statement of a text is of a kind that writes no data and no schema (a query,
@@ -268,14 +281,14 @@ fn reads_only(text: &str) -> bool {
 /// transaction block (and that cannot reach a table's rows) are left out, unless they call a
 /// function.
 fn reaches_unseen(st: &Statement) -> bool {
-    let lower = st.text.to_ascii_lowercase();
-    let words: Vec<&str> = lower.split_whitespace().take(3).collect();
-    let outside_blocks = matches!(
-        words.as_slice(),
-        ["create" | "drop" | "alter", "database" | "tablespace" | "subscription" | "system", ..]
-            | ["drop", "index", "concurrently"]
-    ) || (matches!(words.first(), Some(&"create" | &"drop" | &"reindex"))
-        && lower.contains("concurrently"));
+    let text = st.text.as_bytes();
+    let mut words = st.text.split_whitespace();
+    let (first, second, third) = (words.next(), words.next(), words.next());
+    let is = |w: Option<&str>, any: &[&str]| w.is_some_and(|w| any.iter().any(|x| w.eq_ignore_ascii_case(x)));
+    let outside_blocks = (is(first, &["create", "drop", "alter"])
+        && is(second, &["database", "tablespace", "subscription", "system"]))
+        || (is(first, &["drop"]) && is(second, &["index"]) && is(third, &["concurrently"]))
+        || (is(first, &["create", "drop", "reindex"]) && contains_ci(text, b"concurrently"));
     // What such a statement's own text runs (`CREATE INDEX CONCURRENTLY … (f(x))`) still
     // counts: it is then refused as `unverifiable`.
     if outside_blocks {
@@ -283,9 +296,14 @@ fn reaches_unseen(st: &Statement) -> bool {
     }
     st.ddl
         || st.calls_functions
-        || lower.contains("setval")
+        || contains_ci(text, b"setval")
         || st.writes.iter().any(|w| !w.op.is_row_write() && !matches!(w.op, Op::Upsert { .. } | Op::DropDatabase))
         || st.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)))
+}
+
+/// Whether `needle` (lower case) is in `hay`, in any case.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.iter().enumerate().any(|(i, &c)| c | 0x20 == needle[0] && at_ci(hay, i, needle))
 }
 
 /// `COPY … TO PROGRAM` or `FROM PROGRAM`: the server runs a program, which can do anything.
@@ -298,4 +316,46 @@ pub(super) fn copy_program(statements: &[Statement]) -> bool {
                 p.protobuf.nodes().iter().any(|(n, ..)| matches!(n, pg_query::NodeRef::CopyStmt(c) if c.is_program))
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_words_are_found_in_any_case_anywhere() {
+        for t in [
+            "INSERT INTO t VALUES (1)",
+            "with x as (Insert into t values (1)) select 1",
+            "cOpY t FROM STDIN",
+            "MERGE INTO t",
+            "select inserted_at from t",
+        ] {
+            assert!(may_insert(t.as_bytes()), "{t}");
+        }
+        for t in ["UPDATE t SET a = 1 WHERE id = 2", "SELECT abalance FROM pgbench_accounts", "", "insrt cpy mrge"] {
+            assert!(!may_insert(t.as_bytes()), "{t}");
+        }
+        assert!(contains_ci(b"select SetVal('s', 1)", b"setval"));
+        assert!(!contains_ci(b"select setva", b"setval"));
+    }
+
+    #[test]
+    fn statements_outside_blocks_are_read_from_their_first_words() {
+        let st = |text: &str| Statement { text: text.into(), ..Default::default() };
+        for t in
+            ["CREATE DATABASE x", "drop   Tablespace t", "DROP INDEX CONCURRENTLY i", "reindex table concurrently t"]
+        {
+            assert!(!reaches_unseen(&st(t)), "{t}");
+        }
+        for t in ["ALTER TABLE t DROP COLUMN c", "select setval('s', 1)"] {
+            let mut s = st(t);
+            s.ddl = t.starts_with("ALTER");
+            assert!(reaches_unseen(&s), "{t}");
+        }
+        // A statement PostgreSQL runs outside blocks still counts when its text calls a function.
+        let mut s = st("CREATE INDEX CONCURRENTLY i ON t (f(x))");
+        s.calls_functions = true;
+        assert!(reaches_unseen(&s));
+    }
 }
