@@ -177,23 +177,6 @@ impl Catalog {
         self.copies.learn(database, name, moves, Instant::now());
     }
 
-    /// What is assumed of a name when blastwall cannot ask (in the middle of a client's
-    /// extended batch): the last answer, if the catalog gave one within [`LAST_ANSWER_USABLE`]
-    /// (DDL through blastwall forgets it; DDL run elsewhere since is seen at the next question
-    /// blastwall can ask), else the worst — fresh for one second only, so that neither
-    /// stands in for a real answer for other sessions.
-    pub fn assume_indirect(&self, database: &str, name: &str) {
-        let key = (database.to_string(), name.to_string());
-        let last = self.indirect.get(&key).map(|e| *e).filter(|e| e.2.elapsed() < LAST_ANSWER_USABLE);
-        let (indirect, on_insert) = last.map_or((true, true), |e| (e.0, e.1));
-        let learned = Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now);
-        let reach = self.cascades.last(database, name, LAST_ANSWER_USABLE);
-        let reach = last.and(reach).map_or_else(cascades::Cascades::everything, |r| (*r).clone());
-        self.cascades.learn(database, name, reach, learned);
-        self.copies.learn(database, name, copies::unknown(), learned);
-        self.indirect.insert(key, (indirect, on_insert, learned));
-    }
-
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
         self.indirect.insert((database.to_string(), name.to_string()), (indirect, on_insert, Instant::now()));
     }

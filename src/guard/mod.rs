@@ -222,6 +222,10 @@ impl Guard {
             Some(p) => (p.scan, p.harmless),
         };
         let (verdict, facts) = self.judge_once(sql, info, pre, &scan, harmless);
+        // What was assumed for its rounds of questions stands for this judgement only.
+        if !matches!(verdict, Verdict::Resolve(_) | Verdict::Analyze) {
+            info.names.assumed.judged();
+        }
         // What names resolve to may change when this message runs: the answers it was judged
         // with are dropped once judged (only a text with a word that may change them is read).
         if scan.path && !matches!(verdict, Verdict::Resolve(_) | Verdict::Analyze) {

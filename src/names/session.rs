@@ -113,7 +113,7 @@ impl Resolutions {
         self.assumed_identities = false;
         self.stale_identities = false;
         if !self.assumed.is_empty() {
-            self.assumed = Default::default();
+            self.assumed.decided();
         }
     }
 

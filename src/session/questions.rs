@@ -93,7 +93,7 @@ impl Session {
         let policy = self.shared.guard.policy();
         for q in questions {
             match q {
-                crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
+                crate::catalog::Question::Indirect(n) => self.info.names.assumed.assume_indirect(catalog, db, n),
                 crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db, &mut self.info.temp),
                 crate::catalog::Question::Taint => self.info.taint.assume(),
                 crate::catalog::Question::SequenceOwner(seq) => {

@@ -196,3 +196,45 @@ async fn ordinary_pipelines_run_when_the_answers_are_current() {
     assert_eq!(count(&db, "SELECT count(*) FROM subscriptions WHERE plan = 'silver'").await, 1);
     px.stop().await;
 }
+
+/// What a mid-batch judgement assumes of a name's indirect effects (the last answer, however
+/// stale, within five minutes) stays with that judgement: it was kept in the shared cache for
+/// a second, where another session's write judged alone took it for a current answer. Here the
+/// last answer about `t` said "a plain table"; a rule that deletes 100 messages (the limit is
+/// 60) was added since on a direct connection (blastwall does not see it), and the answer
+/// expired. A mid-batch write to `t` (touching no row) assumes the old answer; another
+/// session's UPDATE of `t`, alone and right after, must be asked about afresh: the rule's
+/// deletes are counted and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_assumed_mid_batch_is_not_another_sessions_answer() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, x int); INSERT INTO t VALUES (1, 0); \
+             GRANT SELECT, UPDATE ON t TO {RAW};"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut a = startup(px.port(), RAW, &db).await;
+    run(&mut a, "UPDATE t SET x = x WHERE id = 1").await;
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE RULE purge AS ON UPDATE TO t DO ALSO DELETE FROM web_messages WHERE id IN \
+           (SELECT id FROM web_messages ORDER BY id LIMIT 100)",
+    );
+    let messages = "SELECT count(*) FROM web_messages";
+    let before = count(&db, messages).await;
+    assert!(before > 100, "{before}");
+    let mut b = startup(px.port(), RAW, &db).await;
+    run(&mut b, "SELECT 1").await;
+    // The answer about t expires (the catalog's 30 s).
+    tokio::time::sleep(std::time::Duration::from_secs(31)).await;
+    ran(&mid_batch(&mut a, "UPDATE t SET x = x WHERE id = -1").await, "a mid-batch write to t touching no row");
+    let r = send(&mut b, &[q("UPDATE t SET x = x + 1 WHERE id = 1")]).await;
+    refused(&r, "another session's UPDATE of t right after, whose rule deletes 100 messages");
+    assert_eq!(count(&db, messages).await, before);
+    px.stop().await;
+}
