@@ -128,6 +128,9 @@ struct Columns {
     attnums: Vec<(String, i64)>,
     current: Vec<(String, String)>,
     learned: Option<Instant>,
+    /// When the names now were last asked, and under which identity generation (a rename
+    /// through blastwall since: they may not stand in; [`Catalog::columns_stand_in`]).
+    asked: Option<(Instant, u64)>,
 }
 
 /// Something to ask the catalog before a statement can be judged.
@@ -311,6 +314,21 @@ impl Catalog {
         e.learned.filter(|t| t.elapsed() < TTL).map(|_| e.current.clone())
     }
 
+    /// Whether the protected columns' names now were asked under the identity generation
+    /// `generation` and at most `usable` ago: they may stand in where they cannot be asked (in
+    /// the middle of a batch; `names::before_batch` asks them before one otherwise).
+    pub fn columns_stand_in(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        generation: u64,
+        usable: Duration,
+    ) -> bool {
+        let key = (database.to_string(), schema.to_string(), table.to_string());
+        self.columns.get(&key).and_then(|e| e.asked).is_some_and(|(at, g)| g == generation && at.elapsed() < usable)
+    }
+
     /// Learns a table's columns (`rows`: name, attnum). The first time, the protected columns'
     /// attnums are remembered; after that their names are looked up by attnum, so a renamed
     /// column stays protected.
@@ -321,6 +339,19 @@ impl Catalog {
         table: &str,
         protected: &std::collections::BTreeSet<String>,
         rows: &[Vec<Option<String>>],
+    ) {
+        self.learn_columns_asked(database, schema, table, protected, rows, self.identity_generation());
+    }
+
+    /// [`Catalog::learn_columns`], asked under the identity generation `asked`.
+    pub fn learn_columns_asked(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        protected: &std::collections::BTreeSet<String>,
+        rows: &[Vec<Option<String>>],
+        asked: u64,
     ) {
         let cols: Vec<(String, i64)> =
             rows.iter().filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.as_deref()?.parse().ok()?))).collect();
@@ -348,6 +379,7 @@ impl Catalog {
             })
             .collect();
         e.learned = Some(Instant::now());
+        e.asked = Some((Instant::now(), asked));
     }
 
     pub fn sequence_owners(&self, database: &str, sequence: &str) -> Option<Vec<Owner>> {

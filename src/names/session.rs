@@ -54,9 +54,13 @@ pub struct Resolutions {
     /// The catalog's generations when the last judgement began (what an answer about the
     /// policy tables asked for it is stamped with).
     pub identities_asked_at: super::Asked,
-    /// The last judgement found only answers about the policy tables asked before a change
-    /// blastwall saw (`names::ask`): its names are taken as possibly any policy table.
-    pub stale_identities: bool,
+    /// The last judgement found no answer about the policy tables that may stand in, and why
+    /// (`names::ask`: asked before a change blastwall saw, or none): its names are taken as
+    /// possibly any policy table.
+    pub stale_identities: Option<&'static str>,
+    /// Until when, and under which identity generation, a stand-in was found usable before a
+    /// batch (`names::before_batch`).
+    stand_in: Option<(Instant, u64)>,
     /// A message judged since the catalog's answers were last dropped after it ran may have
     /// changed the policy tables' identities (not only made new plain tables).
     pub identities_may_change: bool,
@@ -111,7 +115,7 @@ impl Resolutions {
     pub fn after_judging(&mut self, once: &[String]) {
         self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
         self.assumed_identities = false;
-        self.stale_identities = false;
+        self.stale_identities = None;
         if !self.assumed.is_empty() {
             self.assumed.decided();
         }
@@ -123,6 +127,15 @@ impl Resolutions {
         if !self.earlier.is_empty() {
             self.earlier.retain(|e| e.ord > answered);
         }
+    }
+
+    /// Whether a stand-in found before a batch still holds (`names::before_batch`).
+    pub fn stand_in_holds(&self, generation: u64) -> bool {
+        self.stand_in.is_some_and(|(until, g)| g == generation && Instant::now() < until)
+    }
+
+    pub(super) fn stand_in_until(&mut self, until: Instant, generation: u64) {
+        self.stand_in = Some((until, generation));
     }
 
     pub fn relation(&self, key: &str) -> Option<&Resolved> {
