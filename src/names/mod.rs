@@ -85,6 +85,8 @@ pub struct Identities {
     /// The catalog's generation and identity generation when it was asked ([`Asked`]): DDL
     /// through blastwall since then may have renamed a policy table or made a view over one.
     asked: Asked,
+    /// Some function of the database may itself run DDL (`sql::ddl_functions`; unknown: may).
+    ddl_functions: bool,
 }
 
 impl Identities {
@@ -137,8 +139,13 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let n = policy.tables.len();
     let mut oids = vec![Vec::new(); n];
     let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
+    let mut ddl_functions = true;
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
+        if get(0) == Some("f") {
+            ddl_functions = get(2) != Some("false");
+            continue;
+        }
         let (Some(kind), Some(Ok(i)), Some(Ok(oid)), Some(name)) =
             (get(0), get(1).map(str::parse::<usize>), get(2).map(str::parse::<u32>), get(3))
         else {
@@ -166,22 +173,35 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         relnames,
         learned: Instant::now(),
         asked,
+        ddl_functions,
     }
 }
 
 /// Whether a message's statements may change the policy tables' identities (their names, the
 /// views and children over them, their columns' names): DDL other than a new plain table
 /// (`CREATE [TEMP] TABLE` without a parent, a partition or a function called), a `DO` block,
-/// a text that could not be read. A function called outside DDL is not counted (what its body
-/// does is not seen; see README "Where it falls short today").
-pub fn changes_identities(statements: &[Statement]) -> bool {
+/// a text that could not be read; and a call of a function other than a well-known built-in
+/// (`SELECT f()`, `CALL p()`) in a `database` where a function may itself run DDL, as the last
+/// answer about the policy tables said (`sql::ddl_functions`), or where no answer asked since
+/// the last such change is known. Elsewhere a call changes no identity: the answers that
+/// stand in where the catalog cannot be asked stay.
+pub fn changes_identities(statements: &[Statement], catalog: &crate::catalog::Catalog, database: &str) -> bool {
     use crate::analyze::Opaque;
-    statements.iter().any(|s| {
+    let calls = statements.iter().any(|s| s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::Call(_))));
+    let ddl = statements.iter().any(|s| {
         s.ddl && Earlier::of(s, 0).is_some()
             || s.opaque.iter().any(|o| {
                 matches!(o, Opaque::DoBlock | Opaque::Unparseable(_) | Opaque::TooLarge(_) | Opaque::Encoding(_))
             })
-    })
+    });
+    ddl || calls && functions_may_run_ddl(catalog, database)
+}
+
+/// Whether a function of `database` may itself run DDL, as the last answer about the policy
+/// tables asked since the last change of their identities says (none: it may).
+fn functions_may_run_ddl(catalog: &crate::catalog::Catalog, database: &str) -> bool {
+    let last = catalog.last_identities(database);
+    last.is_none_or(|i| !i.asked_at(catalog.identity_generation()) || i.ddl_functions)
 }
 
 /// A relation name as `to_regclass` reads it, each part quoted.

@@ -293,3 +293,58 @@ async fn ordinary_pipelines_run_on_a_cold_blastwall() {
     assert_eq!(count(&db, "SELECT sum(x) FROM t").await, 8);
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE plan = 'gold'").await, 1);
 }
+
+/// DDL run by a function's body — a plain `SELECT f()` through blastwall that makes a
+/// temporary view over `users`, or (called by its owner, in warn mode) renames it —
+/// kept the last answer about the policy tables standing in for a later batch's middle, where
+/// `v` or `members` was then judged by its name (`DELETE 10`). In a database where a function
+/// may run DDL, such a call counts as a change of the policy tables' identities: they are asked
+/// again before the next batch. Controls: calls of functions that cannot (a database whose
+/// functions have no DDL in their bodies) leave the answers standing (no new question).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_run_by_a_functions_body_keeps_the_last_answer_from_standing_in() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.plus1(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1'; \
+         CREATE FUNCTION public.users_now() RETURNS bigint LANGUAGE plpgsql \
+           AS $$BEGIN RETURN (SELECT count(*) FROM public.users); END$$;",
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let generation = || px.shared.guard.catalog.identity_generation();
+    let mut c = warm(px.port(), &db).await;
+    let pipeline = "UPDATE subscriptions SET plan = plan WHERE id = 0";
+    ran(&mid_batch(&mut c, pipeline).await, "a pipeline (answers asked before it)");
+    let g = generation();
+    run(&mut c, "SELECT public.plus1(1), public.users_now()").await;
+    ran(&mid_batch(&mut c, pipeline).await, "a pipeline after ordinary calls");
+    assert_eq!(generation(), g, "calls of functions that cannot run DDL change no identity");
+    // Functions that may, made through blastwall.
+    migrate(
+        px.port(),
+        &db,
+        "CREATE FUNCTION public.mkview() RETURNS void LANGUAGE plpgsql \
+           AS $$BEGIN EXECUTE 'CREATE TEMP VIEW v AS SELECT * FROM public.users'; END$$; \
+         CREATE FUNCTION public.rename_users() RETURNS void LANGUAGE plpgsql \
+           AS $$BEGIN ALTER TABLE public.users RENAME TO members; END$$;",
+    )
+    .await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    let mut c = warm(px.port(), &db).await;
+    ran(&mid_batch(&mut c, pipeline).await, "a pipeline with the new functions known");
+    let g = generation();
+    run(&mut c, "SELECT public.plus1(1)").await;
+    let bumped = generation() != g;
+    run(&mut c, "SELECT public.mkview()").await;
+    refused(&mid_batch(&mut c, RANGE_V).await, "a range DELETE through the view a function made");
+    assert_eq!(count(&db, WINDOW).await, before);
+    // The DML-only role's call is refused (counted: the rename is seen); its owner's passes.
+    migrate(px.port(), &db, "SELECT public.rename_users()").await;
+    let range = "DELETE FROM members WHERE id BETWEEN -91111120 AND -91111111";
+    refused(&mid_batch(&mut c, range).await, "a range DELETE on users renamed by a function");
+    assert_eq!(count(&db, &WINDOW.replace("FROM users", "FROM members")).await, before);
+    assert!(bumped, "a call in a database where a function may run DDL changes the identities");
+    px.stop().await;
+}
