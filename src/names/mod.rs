@@ -315,7 +315,13 @@ pub fn ask(
         None if info.names.assumed_identities => {
             let generation = info.names.identities_asked_at.1;
             let known = [catalog.last_identities(&info.database), info.names.last_identities.clone()];
-            let usable = known.iter().flatten().find(|i| i.stands_in(policy, generation)).cloned();
+            // The one the batch began with, when its own statements sent before (DDL, calls:
+            // `earlier`, judged by what each may redirect) may explain the changes since.
+            let own = |e: &Earlier| matches!(e.kind, EarlierKind::Ddl | EarlierKind::Call);
+            let began = info.names.batch_stand_in.filter(|_| info.names.earlier.iter().any(own));
+            let stands =
+                |i: &Identities| i.stands_in(policy, generation) || began.is_some_and(|g| i.stands_in(policy, g));
+            let usable = known.iter().flatten().find(|i| stands(i)).cloned();
             // None usable: known, but asked before a change blastwall saw (a name may lead
             // somewhere the last answer does not show), or none at all (nothing says where
             // a name leads: a temporary view over a policy table made before, on a freshly

@@ -61,6 +61,10 @@ pub struct Resolutions {
     /// Until when, and under which identity generation, a stand-in was found usable before a
     /// batch (`names::before_batch`).
     stand_in: Option<(Instant, u64)>,
+    /// The identity generation the stand-in was found usable under when the current batch
+    /// began: changes since then made by the batch's own statements (kept in `earlier`) do
+    /// not keep it from standing in (`names::ask`).
+    pub batch_stand_in: Option<u64>,
     /// A message judged since the catalog's answers were last dropped after it ran may have
     /// changed the policy tables' identities (not only made new plain tables).
     pub identities_may_change: bool,
@@ -129,13 +133,19 @@ impl Resolutions {
         }
     }
 
-    /// Whether a stand-in found before a batch still holds (`names::before_batch`).
-    pub fn stand_in_holds(&self, generation: u64) -> bool {
-        self.stand_in.is_some_and(|(until, g)| g == generation && Instant::now() < until)
+    /// Whether a stand-in found before a batch still holds (`names::before_batch`); it is the
+    /// batch's then.
+    pub fn stand_in_holds(&mut self, generation: u64) -> bool {
+        let holds = self.stand_in.is_some_and(|(until, g)| g == generation && Instant::now() < until);
+        if holds {
+            self.batch_stand_in = Some(generation);
+        }
+        holds
     }
 
     pub(super) fn stand_in_until(&mut self, until: Instant, generation: u64) {
         self.stand_in = Some((until, generation));
+        self.batch_stand_in = Some(generation);
     }
 
     pub fn relation(&self, key: &str) -> Option<&Resolved> {
