@@ -258,8 +258,8 @@ impl Guard {
             if scan.paren && !info.database.is_empty() {
                 let statements = self.statements_of(sql, info, pre);
                 if statements.iter().any(|s| s.calls_functions) {
-                    let identities = crate::names::changes_identities(&statements, &self.catalog, &info.database);
-                    self.names_may_change(info, identities);
+                    self.names_may_change(info, false);
+                    crate::names::called(&statements, &self.catalog, info);
                     info.taint.may_change();
                 }
             }
@@ -363,7 +363,8 @@ impl Guard {
             taint::after_judging(&statements, info, ddl || reached);
         }
         if ddl && goes_through {
-            self.names_may_change(info, crate::names::changes_identities(&run, &self.catalog, &info.database));
+            self.names_may_change(info, crate::names::changes_identities(&run));
+            crate::names::called(&run, &self.catalog, info);
             for name in statements.iter().filter_map(|s| created_database(&s.text)) {
                 self.catalog.created_database(&name);
             }

@@ -68,6 +68,7 @@ const STAND_IN_MARGIN: Duration = Duration::from_secs(60);
 /// Why a name in the middle of a batch has nothing to stand in for an answer: DDL through
 /// blastwall since the last answer (the stale case), or no answer at all.
 pub const CHANGED_SINCE: &str = "DDL passed through blastwall since this session's last answer";
+pub const CALLED_SINCE: &str = "a function this session called since its last answer may have run DDL";
 pub const NO_ANSWER: &str = "blastwall has no answer about the policy tables in this database that may stand in here (none since it started, or the last is over five minutes old)";
 
 /// What the policy tables are in one database, as the catalog said.
@@ -180,21 +181,33 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
 /// Whether a message's statements may change the policy tables' identities (their names, the
 /// views and children over them, their columns' names): DDL other than a new plain table
 /// (`CREATE [TEMP] TABLE` without a parent, a partition or a function called), a `DO` block,
-/// a text that could not be read; and a call of a function other than a well-known built-in
-/// (`SELECT f()`, `CALL p()`) in a `database` where a function may itself run DDL, as the last
-/// answer about the policy tables said (`sql::ddl_functions`), or where no answer asked since
-/// the last such change is known. Elsewhere a call changes no identity: the answers that
-/// stand in where the catalog cannot be asked stay.
-pub fn changes_identities(statements: &[Statement], catalog: &crate::catalog::Catalog, database: &str) -> bool {
+/// a text that could not be read. A function called outside DDL is not counted here (what its
+/// body does is not seen): it changes the calling session's answers only ([`called`]).
+pub fn changes_identities(statements: &[Statement]) -> bool {
     use crate::analyze::Opaque;
-    let calls = statements.iter().any(|s| s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::Call(_))));
-    let ddl = statements.iter().any(|s| {
+    statements.iter().any(|s| {
         s.ddl && Earlier::of(s, 0).is_some()
             || s.opaque.iter().any(|o| {
                 matches!(o, Opaque::DoBlock | Opaque::Unparseable(_) | Opaque::TooLarge(_) | Opaque::Encoding(_))
             })
-    });
-    ddl || calls && functions_may_run_ddl(catalog, database)
+    })
+}
+
+/// A message let through that calls a function other than a well-known built-in (`SELECT
+/// f()`, `CALL p()`), in a database where a function may itself run DDL (as the last answer
+/// about the policy tables said, `sql::ddl_functions`, or no answer asked since the last
+/// change of their identities is known): the answers about the policy tables learned before
+/// it no longer stand in for this session (a temporary view over a policy table made by the
+/// function's body). They are asked again before its next batch (`before_batch`). Other
+/// sessions' answers stay: counting every such call as a change for all of them made every
+/// session ask again, and refused their batches whenever another's call landed in the middle
+/// (measured: README "Names").
+pub fn called(statements: &[Statement], catalog: &crate::catalog::Catalog, info: &mut crate::guard::SessionInfo) {
+    use crate::analyze::Opaque;
+    let calls = statements.iter().any(|s| s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::Call(_))));
+    if calls && !info.database.is_empty() && functions_may_run_ddl(catalog, &info.database) {
+        info.names.called_now();
+    }
 }
 
 /// Whether a function of `database` may itself run DDL, as the last answer about the policy
@@ -319,8 +332,11 @@ pub fn ask(
             // `earlier`, judged by what each may redirect) may explain the changes since.
             let own = |e: &Earlier| matches!(e.kind, EarlierKind::Ddl | EarlierKind::Call);
             let began = info.names.batch_stand_in.filter(|_| info.names.earlier.iter().any(own));
-            let stands =
-                |i: &Identities| i.stands_in(policy, generation) || began.is_some_and(|g| i.stands_in(policy, g));
+            // Not one learned before a function this session called since (`called`).
+            let after_call = |i: &Identities| info.names.called_at.is_none_or(|t| i.learned > t);
+            let stands = |i: &Identities| {
+                i.stands_in(policy, generation) && after_call(i) || began.is_some_and(|g| i.stands_in(policy, g))
+            };
             let usable = known.iter().flatten().find(|i| stands(i)).cloned();
             // None usable: known, but asked before a change blastwall saw (a name may lead
             // somewhere the last answer does not show), or none at all (nothing says where
@@ -329,9 +345,11 @@ pub fn ask(
             // table or a view over one. `before_batch` asks before a batch starts, so that
             // ordinary pipelines have one.
             let changed = known.iter().flatten().any(|i| !i.asked_at(generation));
+            let called = known.iter().flatten().any(|i| !after_call(i));
             info.names.stale_identities = match usable {
                 Some(_) => None,
                 None if changed => Some(CHANGED_SINCE),
+                None if called => Some(CALLED_SINCE),
                 None => Some(NO_ANSWER),
             };
             usable
@@ -364,7 +382,9 @@ pub fn before_batch(
     }
     let usable = LAST_IDENTITIES_USABLE - STAND_IN_MARGIN;
     let known = [catalog.last_identities(&info.database), info.names.last_identities.clone()];
-    let ids = known.into_iter().flatten().filter(|i| i.stands_in(policy, generation)).max_by_key(|i| i.learned);
+    let after_call = |i: &Identities| info.names.called_at.is_none_or(|t| i.learned > t);
+    let ids = known.into_iter().flatten().filter(|i| i.stands_in(policy, generation) && after_call(i));
+    let ids = ids.max_by_key(|i| i.learned);
     let ids = ids.filter(|i| i.learned.elapsed() < usable);
     let mut questions: Vec<Question> = policy
         .tables

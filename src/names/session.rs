@@ -65,6 +65,9 @@ pub struct Resolutions {
     /// began: changes since then made by the batch's own statements (kept in `earlier`) do
     /// not keep it from standing in (`names::ask`).
     pub batch_stand_in: Option<u64>,
+    /// When this session last let through a call of a function that may have run DDL
+    /// (`names::called`): answers about the policy tables learned before do not stand in.
+    pub called_at: Option<Instant>,
     /// A message judged since the catalog's answers were last dropped after it ran may have
     /// changed the policy tables' identities (not only made new plain tables).
     pub identities_may_change: bool,
@@ -141,6 +144,12 @@ impl Resolutions {
             self.batch_stand_in = Some(generation);
         }
         holds
+    }
+
+    /// A function called now may have run DDL (`names::called`).
+    pub fn called_now(&mut self) {
+        self.called_at = Some(Instant::now());
+        self.stand_in = None;
     }
 
     pub(super) fn stand_in_until(&mut self, until: Instant, generation: u64) {

@@ -472,8 +472,7 @@ async fn counted(
     // DDL, or a body blastwall cannot see into, may have changed what names resolve to: the
     // catalog's answers (another session may have asked while it ran) are dropped again.
     if matches!(plan.verb, "DDL" | "statement") {
-        let statements = crate::analyze::analyze(&plan.statement, Default::default());
-        if crate::names::changes_identities(&statements, catalog, database) {
+        if crate::names::changes_identities(&crate::analyze::analyze(&plan.statement, Default::default())) {
             catalog.forget(database);
         } else {
             catalog.forget_new_tables(database);
