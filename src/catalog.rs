@@ -128,6 +128,9 @@ struct Columns {
     attnums: Vec<(String, i64)>,
     current: Vec<(String, String)>,
     learned: Option<Instant>,
+    /// When the names now were last asked, and under which identity generation (a rename
+    /// through blastwall since: they may not stand in; [`Catalog::columns_stand_in`]).
+    asked: Option<(Instant, u64)>,
 }
 
 /// Something to ask the catalog before a statement can be judged.
@@ -175,23 +178,6 @@ impl Catalog {
         self.cascades.learn(database, name, reach, Instant::now());
         let moves = if indirect { copies::unknown() } else { Default::default() };
         self.copies.learn(database, name, moves, Instant::now());
-    }
-
-    /// What is assumed of a name when blastwall cannot ask (in the middle of a client's
-    /// extended batch): the last answer, if the catalog gave one within [`LAST_ANSWER_USABLE`]
-    /// (DDL through blastwall forgets it; DDL run elsewhere since is seen at the next question
-    /// blastwall can ask), else the worst — fresh for one second only, so that neither
-    /// stands in for a real answer for other sessions.
-    pub fn assume_indirect(&self, database: &str, name: &str) {
-        let key = (database.to_string(), name.to_string());
-        let last = self.indirect.get(&key).map(|e| *e).filter(|e| e.2.elapsed() < LAST_ANSWER_USABLE);
-        let (indirect, on_insert) = last.map_or((true, true), |e| (e.0, e.1));
-        let learned = Instant::now().checked_sub(TTL - Duration::from_secs(1)).unwrap_or_else(Instant::now);
-        let reach = self.cascades.last(database, name, LAST_ANSWER_USABLE);
-        let reach = last.and(reach).map_or_else(cascades::Cascades::everything, |r| (*r).clone());
-        self.cascades.learn(database, name, reach, learned);
-        self.copies.learn(database, name, copies::unknown(), learned);
-        self.indirect.insert(key, (indirect, on_insert, learned));
     }
 
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
@@ -328,6 +314,21 @@ impl Catalog {
         e.learned.filter(|t| t.elapsed() < TTL).map(|_| e.current.clone())
     }
 
+    /// Whether the protected columns' names now were asked under the identity generation
+    /// `generation` and at most `usable` ago: they may stand in where they cannot be asked (in
+    /// the middle of a batch; `names::before_batch` asks them before one otherwise).
+    pub fn columns_stand_in(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        generation: u64,
+        usable: Duration,
+    ) -> bool {
+        let key = (database.to_string(), schema.to_string(), table.to_string());
+        self.columns.get(&key).and_then(|e| e.asked).is_some_and(|(at, g)| g == generation && at.elapsed() < usable)
+    }
+
     /// Learns a table's columns (`rows`: name, attnum). The first time, the protected columns'
     /// attnums are remembered; after that their names are looked up by attnum, so a renamed
     /// column stays protected.
@@ -338,6 +339,19 @@ impl Catalog {
         table: &str,
         protected: &std::collections::BTreeSet<String>,
         rows: &[Vec<Option<String>>],
+    ) {
+        self.learn_columns_asked(database, schema, table, protected, rows, self.identity_generation());
+    }
+
+    /// [`Catalog::learn_columns`], asked under the identity generation `asked`.
+    pub fn learn_columns_asked(
+        &self,
+        database: &str,
+        schema: &str,
+        table: &str,
+        protected: &std::collections::BTreeSet<String>,
+        rows: &[Vec<Option<String>>],
+        asked: u64,
     ) {
         let cols: Vec<(String, i64)> =
             rows.iter().filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.as_deref()?.parse().ok()?))).collect();
@@ -365,6 +379,7 @@ impl Catalog {
             })
             .collect();
         e.learned = Some(Instant::now());
+        e.asked = Some((Instant::now(), asked));
     }
 
     pub fn sequence_owners(&self, database: &str, sequence: &str) -> Option<Vec<Owner>> {

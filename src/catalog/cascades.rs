@@ -94,7 +94,12 @@ impl Cache {
         self.0.insert((database.to_string(), name.to_string()), (Arc::new(c), at));
     }
 
-    /// The last answer learned within `usable` (of any age below it), for [`super::Catalog::assume_indirect`].
+    /// The answer, when learned within the catalog's TTL.
+    pub(super) fn fresh(&self, database: &str, name: &str) -> Option<Arc<Cascades>> {
+        self.last(database, name, super::TTL)
+    }
+
+    /// The last answer learned within `usable` (of any age below it), for [`super::Assumed::assume_indirect`].
     pub(super) fn last(&self, database: &str, name: &str, usable: Duration) -> Option<Arc<Cascades>> {
         let e = self.0.get(&(database.to_string(), name.to_string()))?;
         (e.1.elapsed() < usable).then(|| e.0.clone())
@@ -111,32 +116,35 @@ impl super::Catalog {
     /// anomaly or budget rules, protected columns; under `[defaults]` limits, any table) or
     /// runs code on the way; `None` when not known and fresh (ask [`super::Question::Indirect`]).
     pub fn cascades_reach_guarded(&self, database: &str, name: &str, delete: bool, policy: &Policy) -> Option<bool> {
-        let e = self.cascades.0.get(&(database.to_string(), name.to_string()))?;
-        if e.1.elapsed() >= super::TTL {
-            return None;
-        }
-        let reached = if delete { &e.0.on_delete } else { &e.0.on_update };
+        let e = self.cascades.fresh(database, name)?;
+        Some(self.reach_guarded(&e, database, delete, policy))
+    }
+
+    /// [`super::Catalog::cascades_reach_guarded`] of a known answer (`super::Assumed`: one
+    /// assumed for a judgement).
+    pub(super) fn reach_guarded(&self, c: &Cascades, database: &str, delete: bool, policy: &Policy) -> bool {
+        let reached = if delete { &c.on_delete } else { &c.on_update };
         if reached.code {
-            return Some(true);
+            return true;
         }
         if reached.tables.is_empty() {
-            return Some(false);
+            return false;
         }
         let everything = policy.max_delete_rows.is_some()
             || policy.max_update_rows.is_some()
             || policy.anomaly.enabled == Some(true);
         if everything {
-            return Some(true);
+            return true;
         }
         let identities = self.identities(database, policy);
         let mut guarded = policy.tables.iter().enumerate().filter(|(_, t)| guards(t));
-        Some(guarded.any(|(i, t)| {
+        guarded.any(|(i, t)| {
             let first = self.oid_of(database, &t.schema, &t.name);
             let now = identities.as_ref().and_then(|ids| ids.oids.get(i)).cloned().unwrap_or_default();
             reached.tables.iter().any(|(oid, schema, table)| {
                 (*schema == t.schema && *table == t.name) || first == Some(*oid) || now.contains(oid)
             })
-        }))
+        })
     }
 
     /// The protected columns of policy tables (`allow_protected_update` off) that a write to
@@ -155,11 +163,21 @@ impl super::Catalog {
         policy: &Policy,
         columns: &ColumnNames<'_>,
     ) -> Option<Result<Vec<AssignedColumn>, usize>> {
-        let e = self.cascades.0.get(&(database.to_string(), name.to_string()))?;
-        if e.1.elapsed() >= super::TTL {
-            return None;
-        }
-        let reached = if delete { &e.0.on_delete } else { &e.0.on_update };
+        let e = self.cascades.fresh(database, name)?;
+        Some(self.assignments(&e, database, delete, assigned, policy, columns))
+    }
+
+    /// [`super::Catalog::fk_assignments`] of a known answer (`super::Assumed`).
+    pub(super) fn assignments(
+        &self,
+        c: &Cascades,
+        database: &str,
+        delete: bool,
+        assigned: &[String],
+        policy: &Policy,
+        columns: &ColumnNames<'_>,
+    ) -> Result<Vec<AssignedColumn>, usize> {
+        let reached = if delete { &c.on_delete } else { &c.on_update };
         let fires = |a: &&Assign| delete || a.fires_on.iter().any(|c| c == "*" || assigned.contains(c));
         let fired = reached.assigns.iter().filter(fires);
         let identities = self.identities(database, policy);
@@ -177,13 +195,13 @@ impl super::Catalog {
                 if !a.table.iter().any(is_t) {
                     continue;
                 }
-                let Some(named) = columns(t) else { return Some(Err(i)) };
+                let Some(named) = columns(t) else { return Err(i) };
                 for (policy_name, column) in named.into_iter().filter(|(_, c)| a.columns.contains(c)) {
                     found.push(AssignedColumn { table: i, policy_name, column, by: a.clone() });
                 }
             }
         }
-        Some(Ok(found))
+        Ok(found)
     }
 }
 

@@ -37,9 +37,10 @@ pub(super) fn moves_one_per_row(
     {
         return false;
     }
-    let (Some(indirect), Some(moves)) =
-        (catalog.is_indirect_insert(database, &table), catalog.row_moves(database, &table))
-    else {
+    let (Some(indirect), Some(moves)) = (
+        info.names.assumed.is_indirect_insert(catalog, database, &table),
+        info.names.assumed.row_moves(catalog, database, &table),
+    ) else {
         unknown.push(table);
         return false;
     };

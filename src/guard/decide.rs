@@ -112,7 +112,14 @@ impl Guard {
             questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, info));
         }
         // Foreign keys' actions that set protected columns (`fk_assign`).
-        let fk = super::fk_assign::findings(&decided, info.view(), &info.database, &policy, &self.catalog);
+        let fk = super::fk_assign::findings(
+            &decided,
+            info.view(),
+            &info.database,
+            &policy,
+            &self.catalog,
+            &info.names.assumed,
+        );
         for q in fk.as_ref().err().into_iter().flatten() {
             if !questions.contains(q) {
                 questions.push(q.clone());

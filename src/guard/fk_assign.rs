@@ -10,7 +10,7 @@
 //! text).
 
 use crate::analyze::{Op, Statement, Write};
-use crate::catalog::{AssignedColumn, Catalog, Question};
+use crate::catalog::{AssignedColumn, Assumed, Catalog, Question};
 use crate::policy::{self, Finding, Mode, Policy, SessionView, TablePolicy};
 
 /// Whether a write may fire foreign keys' actions that set columns (a DELETE when `Some(true)`).
@@ -35,26 +35,28 @@ pub(super) fn findings(
     db: &str,
     policy: &Policy,
     catalog: &Catalog,
+    assumed: &Assumed,
 ) -> Result<Vec<Finding>, Vec<Question>> {
     if db.is_empty() || !matters(policy) {
         return Ok(Vec::new());
     }
-    let columns = |t: &TablePolicy| catalog.columns_of(db, &t.schema, &t.name);
+    let columns = |t: &TablePolicy| assumed.columns_of(catalog, db, &t.schema, &t.name);
     let (mut found, mut questions) = (Vec::new(), Vec::new());
     for st in statements {
         for w in &st.writes {
             let (Some(delete), Some(target)) = (kind(w), &w.target) else { continue };
-            let question = match catalog.fk_assignments(db, &target.name, delete, w.op.assigned(), policy, &columns) {
-                None => Question::Indirect(target.name.clone()),
-                Some(Err(i)) => {
-                    let t = &policy.tables[i];
-                    Question::Columns { schema: t.schema.clone(), table: t.name.clone() }
-                }
-                Some(Ok(hits)) => {
-                    found.extend(hits.iter().filter_map(|h| finding(h, w, delete, st, who, policy)));
-                    continue;
-                }
-            };
+            let question =
+                match assumed.fk_assignments(catalog, db, &target.name, delete, w.op.assigned(), policy, &columns) {
+                    None => Question::Indirect(target.name.clone()),
+                    Some(Err(i)) => {
+                        let t = &policy.tables[i];
+                        Question::Columns { schema: t.schema.clone(), table: t.name.clone() }
+                    }
+                    Some(Ok(hits)) => {
+                        found.extend(hits.iter().filter_map(|h| finding(h, w, delete, st, who, policy)));
+                        continue;
+                    }
+                };
             if !questions.contains(&question) {
                 questions.push(question);
             }

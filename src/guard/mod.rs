@@ -229,6 +229,10 @@ impl Guard {
             Some(p) => (p.scan, p.harmless),
         };
         let (verdict, facts) = self.judge_once(sql, info, pre, &scan, harmless);
+        // What was assumed for its rounds of questions stands for this judgement only.
+        if !matches!(verdict, Verdict::Resolve(_) | Verdict::Analyze) {
+            info.names.assumed.judged();
+        }
         // What names resolve to may change when this message runs: the answers it was judged
         // with are dropped once judged (only a text with a word that may change them is read).
         if scan.path && !matches!(verdict, Verdict::Resolve(_) | Verdict::Analyze) {
@@ -262,6 +266,7 @@ impl Guard {
                 let statements = self.statements_of(sql, info, pre);
                 if statements.iter().any(|s| s.calls_functions) {
                     self.names_may_change(info, false);
+                    crate::names::called(&statements, &self.catalog, info);
                     info.taint.may_change();
                 }
             }
@@ -366,6 +371,7 @@ impl Guard {
         }
         if ddl && goes_through {
             self.names_may_change(info, crate::names::changes_identities(&run));
+            crate::names::called(&run, &self.catalog, info);
             for name in statements.iter().filter_map(|s| created_database(&s.text)) {
                 self.catalog.created_database(&name);
             }

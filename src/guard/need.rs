@@ -59,7 +59,7 @@ pub(super) fn check_need(
             // of a limited table under another name: the catalog says which names can.
             if is_update && !update_limited && any_update_limit {
                 if let Some(t) = &w.target {
-                    match catalog.is_indirect(&info.database, &t.name) {
+                    match info.names.assumed.is_indirect(catalog, &info.database, &t.name) {
                         Some(indirect) => update_limited = indirect,
                         None => unknown.push(t.name.clone()),
                     }
@@ -69,7 +69,7 @@ pub(super) fn check_need(
             let mut counted = write_dry || (is_delete && any_delete_limit) || (is_update && update_limited);
             // A write whose foreign keys' actions change a guarded table counts like one to it.
             if let (false, true, Some(t)) = (counted, (is_delete || is_update) && cascades_matter, &w.target) {
-                match catalog.cascades_reach_guarded(&info.database, &t.name, is_delete, policy) {
+                match info.names.assumed.cascades_reach_guarded(catalog, &info.database, &t.name, is_delete, policy) {
                     Some(reach) => counted = reach,
                     None => unknown.push(t.name.clone()),
                 }
@@ -98,7 +98,7 @@ pub(super) fn check_need(
         // name whose rules, triggers or children may change other rows is counted too.
         if for_contract {
             for t in inserts.iter().filter(|i| i.verb == "INSERT").map(|i| &i.target) {
-                match catalog.is_indirect_insert(&info.database, &t.name) {
+                match info.names.assumed.is_indirect_insert(catalog, &info.database, &t.name) {
                     Some(true) => {
                         need.get_or_insert(CheckNeed { verb: "INSERT", target: Some(t.clone()), dry_run: false });
                     }
@@ -111,7 +111,7 @@ pub(super) fn check_need(
         let mut inserts_indirect = false;
         if for_limits {
             for ins in inserts.iter() {
-                match catalog.is_indirect_insert(&info.database, &ins.target.name) {
+                match info.names.assumed.is_indirect_insert(catalog, &info.database, &ins.target.name) {
                     Some(indirect) => inserts_indirect |= indirect,
                     None => unknown.push(ins.target.name.clone()),
                 }

@@ -61,6 +61,16 @@ const IN_BATCH: &str = "it is sent in the middle of an extended-protocol batch, 
 /// where they cannot be asked (in the middle of an extended batch).
 const LAST_IDENTITIES_USABLE: Duration = Duration::from_secs(300);
 
+/// How long a stand-in must still be usable when a batch starts: it is asked again before the
+/// batch otherwise ([`before_batch`]), so that the batch's middle does not outlive it.
+const STAND_IN_MARGIN: Duration = Duration::from_secs(60);
+
+/// Why a name in the middle of a batch has nothing to stand in for an answer: DDL through
+/// blastwall since the last answer (the stale case), or no answer at all.
+pub const CHANGED_SINCE: &str = "DDL passed through blastwall since this session's last answer";
+pub const CALLED_SINCE: &str = "a function this session called since its last answer may have run DDL";
+pub const NO_ANSWER: &str = "blastwall has no answer about the policy tables in this database that may stand in here (none since it started, or the last is over five minutes old)";
+
 /// What the policy tables are in one database, as the catalog said.
 #[derive(Debug, Clone)]
 pub struct Identities {
@@ -76,6 +86,8 @@ pub struct Identities {
     /// The catalog's generation and identity generation when it was asked ([`Asked`]): DDL
     /// through blastwall since then may have renamed a policy table or made a view over one.
     asked: Asked,
+    /// Some function of the database may itself run DDL (`sql::ddl_functions`; unknown: may).
+    ddl_functions: bool,
 }
 
 impl Identities {
@@ -90,6 +102,11 @@ impl Identities {
     /// it is at most five minutes old.
     pub fn stands_in(&self, policy: &Policy, generation: u64) -> bool {
         self.asked.1 == generation && self.learned.elapsed() < LAST_IDENTITIES_USABLE && self.for_policy(policy)
+    }
+
+    /// Until when it may stand in (its generation still current), less [`STAND_IN_MARGIN`].
+    fn stand_in_until(&self) -> Instant {
+        self.learned + (LAST_IDENTITIES_USABLE - STAND_IN_MARGIN)
     }
 
     /// Whether it was asked under the catalog's identity generation `generation`.
@@ -123,8 +140,13 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let n = policy.tables.len();
     let mut oids = vec![Vec::new(); n];
     let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
+    let mut ddl_functions = true;
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
+        if get(0) == Some("f") {
+            ddl_functions = get(2) != Some("false");
+            continue;
+        }
         let (Some(kind), Some(Ok(i)), Some(Ok(oid)), Some(name)) =
             (get(0), get(1).map(str::parse::<usize>), get(2).map(str::parse::<u32>), get(3))
         else {
@@ -152,14 +174,15 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         relnames,
         learned: Instant::now(),
         asked,
+        ddl_functions,
     }
 }
 
 /// Whether a message's statements may change the policy tables' identities (their names, the
 /// views and children over them, their columns' names): DDL other than a new plain table
 /// (`CREATE [TEMP] TABLE` without a parent, a partition or a function called), a `DO` block,
-/// a text that could not be read. A function called outside DDL is not counted (what its body
-/// does is not seen; see README "Where it falls short today").
+/// a text that could not be read. A function called outside DDL is not counted here (what its
+/// body does is not seen): it changes the calling session's answers only ([`called`]).
 pub fn changes_identities(statements: &[Statement]) -> bool {
     use crate::analyze::Opaque;
     statements.iter().any(|s| {
@@ -168,6 +191,30 @@ pub fn changes_identities(statements: &[Statement]) -> bool {
                 matches!(o, Opaque::DoBlock | Opaque::Unparseable(_) | Opaque::TooLarge(_) | Opaque::Encoding(_))
             })
     })
+}
+
+/// A message let through that calls a function other than a well-known built-in (`SELECT
+/// f()`, `CALL p()`), in a database where a function may itself run DDL (as the last answer
+/// about the policy tables said, `sql::ddl_functions`, or no answer asked since the last
+/// change of their identities is known): the answers about the policy tables learned before
+/// it no longer stand in for this session (a temporary view over a policy table made by the
+/// function's body). They are asked again before its next batch (`before_batch`). Other
+/// sessions' answers stay: counting every such call as a change for all of them made every
+/// session ask again, and refused their batches whenever another's call landed in the middle
+/// (measured: README "Names").
+pub fn called(statements: &[Statement], catalog: &crate::catalog::Catalog, info: &mut crate::guard::SessionInfo) {
+    use crate::analyze::Opaque;
+    let calls = statements.iter().any(|s| s.calls_functions || s.opaque.iter().any(|o| matches!(o, Opaque::Call(_))));
+    if calls && !info.database.is_empty() && functions_may_run_ddl(catalog, &info.database) {
+        info.names.called_now();
+    }
+}
+
+/// Whether a function of `database` may itself run DDL, as the last answer about the policy
+/// tables asked since the last change of their identities says (none: it may).
+fn functions_may_run_ddl(catalog: &crate::catalog::Catalog, database: &str) -> bool {
+    let last = catalog.last_identities(database);
+    last.is_none_or(|i| !i.asked_at(catalog.identity_generation()) || i.ddl_functions)
 }
 
 /// A relation name as `to_regclass` reads it, each part quoted.
@@ -277,18 +324,89 @@ pub fn ask(
         // nothing blastwall saw since could have changed it (`Identities::stands_in`: a
         // rename, a view made, through blastwall; sixth adversarial pass F3, F6). Otherwise
         // every written name is taken as possibly any policy table or a view over one
-        // (`reach`). DDL elsewhere is seen at the next question blastwall can ask.
+        // (`anything`). DDL elsewhere is seen at the next question blastwall can ask.
         None if info.names.assumed_identities => {
             let generation = info.names.identities_asked_at.1;
             let known = [catalog.last_identities(&info.database), info.names.last_identities.clone()];
-            let usable = known.iter().flatten().find(|i| i.stands_in(policy, generation)).cloned();
-            // Known, but asked before a change blastwall saw: no answer, and it is known
-            // that a name may lead somewhere the last answer does not show.
-            info.names.stale_identities = usable.is_none() && known.iter().flatten().any(|i| !i.asked_at(generation));
+            // The one the batch began with, when its own statements sent before (DDL, calls:
+            // `earlier`, judged by what each may redirect) may explain the changes since.
+            let own = |e: &Earlier| matches!(e.kind, EarlierKind::Ddl | EarlierKind::Call);
+            let began = info.names.batch_stand_in.filter(|_| info.names.earlier.iter().any(own));
+            // Not one learned before a function this session called since (`called`).
+            let after_call = |i: &Identities| info.names.called_at.is_none_or(|t| i.learned > t);
+            let stands = |i: &Identities| {
+                i.stands_in(policy, generation) && after_call(i) || began.is_some_and(|g| i.stands_in(policy, g))
+            };
+            let usable = known.iter().flatten().find(|i| stands(i)).cloned();
+            // None usable: known, but asked before a change blastwall saw (a name may lead
+            // somewhere the last answer does not show), or none at all (nothing says where
+            // a name leads: a temporary view over a policy table made before, on a freshly
+            // started blastwall, eighth adversarial pass F3): every name may be any policy
+            // table or a view over one. `before_batch` asks before a batch starts, so that
+            // ordinary pipelines have one.
+            let changed = known.iter().flatten().any(|i| !i.asked_at(generation));
+            let called = known.iter().flatten().any(|i| !after_call(i));
+            info.names.stale_identities = match usable {
+                Some(_) => None,
+                None if changed => Some(CHANGED_SINCE),
+                None if called => Some(CALLED_SINCE),
+                None => Some(NO_ANSWER),
+            };
             usable
         }
         None => None,
     }
+}
+
+/// What to ask before a batch's first message (empty: nothing): a write in the batch's middle
+/// cannot ask, and with no answer about the policy tables that may stand in it is refused
+/// (`anything`); with no current names for their protected columns, a renamed one would be
+/// missed. So when either is missing (blastwall started, DDL through blastwall since, five
+/// minutes old), the policy tables' identities and their protected columns' names are asked
+/// first (and the judgement generations to stamp them with are set). The answers are the
+/// database's: one round of questions per database, whatever the session. Cheap when the
+/// session's last check still holds (one atomic load, one clock read).
+pub fn before_batch(
+    catalog: &crate::catalog::Catalog,
+    info: &mut crate::guard::SessionInfo,
+    policy: &Policy,
+) -> Vec<crate::catalog::Question> {
+    use crate::catalog::Question;
+    let generation = catalog.identity_generation();
+    if info.names.stand_in_holds(generation) {
+        return Vec::new();
+    }
+    if info.database.is_empty() || policy.tables.is_empty() {
+        info.names.stand_in_until(Instant::now() + STAND_IN_MARGIN, generation);
+        return Vec::new();
+    }
+    let usable = LAST_IDENTITIES_USABLE - STAND_IN_MARGIN;
+    let known = [catalog.last_identities(&info.database), info.names.last_identities.clone()];
+    let after_call = |i: &Identities| info.names.called_at.is_none_or(|t| i.learned > t);
+    let ids = known.into_iter().flatten().filter(|i| i.stands_in(policy, generation) && after_call(i));
+    let ids = ids.max_by_key(|i| i.learned);
+    let ids = ids.filter(|i| i.learned.elapsed() < usable);
+    let mut questions: Vec<Question> = policy
+        .tables
+        .iter()
+        .filter(|t| !t.protected_columns.is_empty())
+        .filter(|t| !catalog.columns_stand_in(&info.database, &t.schema, &t.name, generation, usable))
+        .map(|t| Question::Columns { schema: t.schema.clone(), table: t.name.clone() })
+        .collect();
+    match ids {
+        Some(ids) if questions.is_empty() => {
+            // The columns' answers were asked at most `usable` ago too: a margin's time.
+            let until = ids.stand_in_until().min(Instant::now() + STAND_IN_MARGIN);
+            info.names.stand_in_until(until, generation);
+            info.names.last_identities = Some(ids);
+        }
+        Some(_) => {}
+        None => questions.insert(0, Question::Identities),
+    }
+    if !questions.is_empty() {
+        info.names.identities_asked_at = (catalog.generation(), generation);
+    }
+    questions
 }
 
 /// What to ask before the writes of `statements` can be judged by what they reach
@@ -457,10 +575,9 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         }
     };
     let Some(ids) = ids else {
-        return Some(if session.stale_identities {
-            anything(policy, target, row_write)
-        } else {
-            unresolved(IN_BATCH.into())
+        return Some(match session.stale_identities {
+            Some(why) => anything(policy, target, row_write, why),
+            None => unresolved(IN_BATCH.into()),
         });
     };
     if prepared_earlier(statements, index) {
@@ -515,11 +632,12 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
 }
 
 /// What a written name reaches where neither a current answer nor one that may stand in is
-/// known (in the middle of a batch, after DDL through blastwall since the last answer): any
-/// policy table, by every rule of each; and since it may be a view over one whose columns
-/// blastwall cannot follow, a row write is refused while a policy table has protected columns.
-fn anything(policy: &Policy, target: &RelName, row_write: bool) -> crate::policy::Reach {
-    let why = format!("{target} could not be resolved before the message runs: {IN_BATCH}, and DDL passed through blastwall since this session's last answer");
+/// known (in the middle of a batch, after DDL through blastwall since the last answer, or
+/// with no answer at all: `since`): any policy table, by every rule of each; and since it may
+/// be a view over one whose columns blastwall cannot follow, a row write is refused while a
+/// policy table has protected columns.
+fn anything(policy: &Policy, target: &RelName, row_write: bool, since: &str) -> crate::policy::Reach {
+    let why = format!("{target} could not be resolved before the message runs: {IN_BATCH}, and {since}");
     let protected = policy.tables.iter().find(|t| !t.protected_columns.is_empty()).filter(|_| row_write);
     crate::policy::Reach {
         tables: (0..policy.tables.len()).map(|i| (i, None)).collect(),

@@ -54,9 +54,20 @@ pub struct Resolutions {
     /// The catalog's generations when the last judgement began (what an answer about the
     /// policy tables asked for it is stamped with).
     pub identities_asked_at: super::Asked,
-    /// The last judgement found only answers about the policy tables asked before a change
-    /// blastwall saw (`names::ask`): its names are taken as possibly any policy table.
-    pub stale_identities: bool,
+    /// The last judgement found no answer about the policy tables that may stand in, and why
+    /// (`names::ask`: asked before a change blastwall saw, or none): its names are taken as
+    /// possibly any policy table.
+    pub stale_identities: Option<&'static str>,
+    /// Until when, and under which identity generation, a stand-in was found usable before a
+    /// batch (`names::before_batch`).
+    stand_in: Option<(Instant, u64)>,
+    /// The identity generation the stand-in was found usable under when the current batch
+    /// began: changes since then made by the batch's own statements (kept in `earlier`) do
+    /// not keep it from standing in (`names::ask`).
+    pub batch_stand_in: Option<u64>,
+    /// When this session last let through a call of a function that may have run DDL
+    /// (`names::called`): answers about the policy tables learned before do not stand in.
+    pub called_at: Option<Instant>,
     /// A message judged since the catalog's answers were last dropped after it ran may have
     /// changed the policy tables' identities (not only made new plain tables).
     pub identities_may_change: bool,
@@ -111,9 +122,9 @@ impl Resolutions {
     pub fn after_judging(&mut self, once: &[String]) {
         self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
         self.assumed_identities = false;
-        self.stale_identities = false;
+        self.stale_identities = None;
         if !self.assumed.is_empty() {
-            self.assumed = Default::default();
+            self.assumed.decided();
         }
     }
 
@@ -123,6 +134,27 @@ impl Resolutions {
         if !self.earlier.is_empty() {
             self.earlier.retain(|e| e.ord > answered);
         }
+    }
+
+    /// Whether a stand-in found before a batch still holds (`names::before_batch`); it is the
+    /// batch's then.
+    pub fn stand_in_holds(&mut self, generation: u64) -> bool {
+        let holds = self.stand_in.is_some_and(|(until, g)| g == generation && Instant::now() < until);
+        if holds {
+            self.batch_stand_in = Some(generation);
+        }
+        holds
+    }
+
+    /// A function called now may have run DDL (`names::called`).
+    pub fn called_now(&mut self) {
+        self.called_at = Some(Instant::now());
+        self.stand_in = None;
+    }
+
+    pub(super) fn stand_in_until(&mut self, until: Instant, generation: u64) {
+        self.stand_in = Some((until, generation));
+        self.batch_stand_in = Some(generation);
     }
 
     pub fn relation(&self, key: &str) -> Option<&Resolved> {

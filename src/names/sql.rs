@@ -16,7 +16,8 @@ const EQ: &str = " OPERATOR(pg_catalog.=) ";
 /// and the remembered one if it still exists, and `v, index, oid, relname` for each relation
 /// a write to which may reach it: a view whose rule reads it or such a relation (at any
 /// depth), its inheritance parents and children, and views over those (`p` instead of `v` for
-/// its parents: `ONLY parent` does not reach it).
+/// its parents: `ONLY parent` does not reach it); and one row `f, 0, true|false, ''`: whether
+/// a function of the database may itself run DDL ([`ddl_functions`]).
 pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Option<u32>) -> String {
     let values: Vec<String> = policy
         .tables
@@ -53,8 +54,31 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
          SELECT 't'::pg_catalog.text, t.i::pg_catalog.text, t.oid::pg_catalog.text, t.relname::pg_catalog.text FROM t \
          UNION ALL \
          SELECT DISTINCT CASE r.dir WHEN 2 THEN 'p' ELSE 'v' END::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
-         FROM r JOIN pg_catalog.pg_class c ON c.oid{EQ}r.oid WHERE r.dir OPERATOR(pg_catalog.<>) 0",
-        values = values.join(", ")
+         FROM r JOIN pg_catalog.pg_class c ON c.oid{EQ}r.oid WHERE r.dir OPERATOR(pg_catalog.<>) 0 \
+         UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text",
+        values = values.join(", "),
+        functions = ddl_functions(),
+    )
+}
+
+/// Whether some function or procedure outside `pg_catalog` and `information_schema` may
+/// itself run DDL (so that a call of any user function may, through it): one in SQL or
+/// PL/pgSQL whose body has `CREATE`, `ALTER`, `DROP`, `EXECUTE` (dynamic SQL) or `IMPORT`;
+/// one in any other language but C and `internal` (its body cannot be read); one in C or
+/// `internal` that no extension installed.
+fn ddl_functions() -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_proc f \
+           JOIN pg_catalog.pg_namespace n ON n.oid{EQ}f.pronamespace \
+           JOIN pg_catalog.pg_language l ON l.oid{EQ}f.prolang \
+           WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) AND CASE \
+             WHEN l.lanname{EQ}ANY (ARRAY['sql', 'plpgsql']::pg_catalog.name[]) \
+               THEN f.prosrc OPERATOR(pg_catalog.~*) E'\\\\m(create|alter|drop|execute|import)\\\\M'::pg_catalog.text \
+             WHEN l.lanname{EQ}ANY (ARRAY['c', 'internal']::pg_catalog.name[]) \
+               THEN NOT EXISTS (SELECT FROM pg_catalog.pg_depend d \
+                 WHERE d.classid{EQ}'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid{EQ}f.oid \
+                 AND d.deptype{EQ}'e'::pg_catalog.\"char\") \
+             ELSE true END)"
     )
 }
 

@@ -360,7 +360,8 @@ impl Session {
                 .await
                 .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
             let rows = if answer.error.is_some() { Vec::new() } else { answer.rows };
-            catalog.learn_columns(&db, schema, table, &t.protected_columns, &rows);
+            let asked = self.info.names.identities_asked_at.1;
+            catalog.learn_columns_asked(&db, schema, table, &t.protected_columns, &rows, asked);
         }
         let Backend { for_client, params, .. } = backend;
         self.take_for_client(for_client, params);

@@ -61,6 +61,9 @@ impl Session {
         if self.held_batch.is_some() {
             return self.hold_or_release(f);
         }
+        if f.tag != fe::SYNC && self.can_hold() && self.identities_before_batch(&f) {
+            return Ok(());
+        }
         if f.tag == fe::BIND {
             // What its portal may do to names when it runs (`names`); a write bound after a
             // statement sent earlier that may redirect its name is judged against it.

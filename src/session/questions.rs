@@ -14,12 +14,13 @@
 //!   the error at once, the client's messages up to its Sync are dropped as the server drops
 //!   them after an error, and the Sync is forwarded: its ReadyForQuery is the server's.
 //!
-//! Also: the answers assumed where no question can be asked (in the middle of a batch, in a
-//! failed transaction): the worst (`assume_answers`); and the bound on the rounds of
-//! questions one message may wait for (`ask_bounded`: past it, the message is refused, so
-//! that no judgement that keeps asking holds a session forever).
+//! Also: the policy tables' identities asked before a batch when none may stand in for its
+//! middle (`identities_before_batch`); the answers assumed where no question can be asked (in
+//! the middle of a batch, in a failed transaction): the worst (`assume_answers`); and the
+//! bound on the rounds of questions one message may wait for (`ask_bounded`: past it, the
+//! message is refused, so that no judgement that keeps asking holds a session forever).
 //!
-//! Owns: that answer, those assumptions and that bound. Does not own: which answers are a cancel
+//! Owns: that answer, that question, those assumptions and that bound. Does not own: which answers are a cancel
 //! (`cancels`), asking (`checks`).
 
 use super::Session;
@@ -86,6 +87,24 @@ impl Session {
         }
     }
 
+    /// Before a batch's first message, when no answer about the policy tables' identities (or
+    /// their protected columns' names) may stand in for the batch's middle
+    /// (`names::before_batch`): the frame waits for them (`true`). A write in the middle of a
+    /// batch without one is refused.
+    pub(super) fn identities_before_batch(&mut self, f: &Frame) -> bool {
+        let catalog = &self.shared.guard.catalog;
+        if self.info.names.stand_in_holds(catalog.identity_generation()) {
+            return false;
+        }
+        let policy = self.shared.guard.policy();
+        let questions = crate::names::before_batch(catalog, &mut self.info, &policy);
+        if questions.is_empty() {
+            return false;
+        }
+        self.pending = Some(super::checks::Pending::Resolve(f.clone(), questions));
+        true
+    }
+
     /// No catalog question can be asked in the middle of an extended batch: answers that
     /// assume the worst (a write to count; the policy's column names).
     pub(super) fn assume_answers(&mut self, questions: &[crate::catalog::Question]) {
@@ -93,7 +112,7 @@ impl Session {
         let policy = self.shared.guard.policy();
         for q in questions {
             match q {
-                crate::catalog::Question::Indirect(n) => catalog.assume_indirect(db, n),
+                crate::catalog::Question::Indirect(n) => self.info.names.assumed.assume_indirect(catalog, db, n),
                 crate::catalog::Question::HiddenCallers => catalog.assume_hidden_callers(db, &mut self.info.temp),
                 crate::catalog::Question::Taint => self.info.taint.assume(),
                 crate::catalog::Question::SequenceOwner(seq) => {
