@@ -33,6 +33,9 @@ pub struct Backend<'a> {
     pub holding: super::hold::Holding,
     /// The protected sequences to put back should the check be abandoned (`putback`).
     pub put_back: Vec<super::putback::Moved>,
+    /// The session's counters start at zero in a transaction this check opens: the clock of
+    /// the reading that asked for them to be reported (`once::Flushed`).
+    pub from_zero: Option<String>,
 }
 
 impl<'a> Backend<'a> {
@@ -48,11 +51,14 @@ impl<'a> Backend<'a> {
             positions: Default::default(),
             holding: Default::default(),
             put_back: Vec::new(),
+            from_zero: None,
         }
     }
 
     /// The same, reading the counters on the session's prepared statements.
+    /// Whether the counters start at zero is known once, for this check (`once::Flushed`).
     pub fn with_prepared(mut self, prepared: &'a mut prepared::Prepared) -> Self {
+        self.from_zero = prepared.flushed.take();
         self.prepared = Some(prepared);
         self
     }

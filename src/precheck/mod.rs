@@ -200,7 +200,7 @@ async fn counted(
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
     // Only the row limits of the tables it reaches can refuse it: asserted on the server, and
     // COMMIT sent behind it (`once`).
-    let once = match (try_once, reach) {
+    let mut once = match (try_once, reach) {
         (true, Some(r)) if opened && estimate.is_none() && plan.point.is_some() => once::limits(&once::Case {
             policy,
             plan,
@@ -210,6 +210,16 @@ async fn counted(
             named: &named,
         }),
         _ => None,
+    };
+    // Counters that start at zero (`once::Flushed`): no reading before the write. The clock
+    // of the last reading stands for it (what a failed statement made is read since then).
+    let zero_clock = b.from_zero.take().filter(|_| b.prepared.is_some() && reach.is_some());
+    let from_zero = match once.as_mut() {
+        Some(o) if zero_clock.is_some() => {
+            o.from_zero = true;
+            true
+        }
+        _ => false,
     };
     // The protected objects' identity is read with each counter reading (`identity`); in a
     // block of the client's, the deferrable triggers that fire at its COMMIT too.
@@ -224,7 +234,7 @@ async fn counted(
                 stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref()),
                 stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()),
             );
-            let differ = after != before;
+            let differ = after != before && !from_zero;
             (after, Some(before).filter(|_| differ))
         }
         _ => (stats::stats_sql(policy, plan, &known, !opened), None),
@@ -238,15 +248,20 @@ async fn counted(
     let (first, again, check) = match (&reading, &before) {
         // The second reading may be prepared after the check's opening: checked behind it.
         (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), prepared::check(&[o, r])),
+        // No reading before: the one after is prepared behind the client's messages.
+        (Some(r), None) if from_zero => (BytesMut::new(), r.first.clone(), prepared::check(&[r])),
         (Some(r), None) => (r.first.clone(), r.again.clone(), prepared::check(&[r])),
         (None, _) => (own::statements(opening.as_deref().unwrap_or(&stats)), own::statements(&stats), BytesMut::new()),
     };
-    let paired = before.is_some();
+    let paired = before.is_some() || from_zero;
     let sync = crate::wire::encode(fe::SYNC, &[]);
     let open_msgs = [&own::statements(&format!("{open}; {timeout}"))[..], &first, &sync].concat();
     // In a transaction of blastwall's own, deferred constraint triggers fire before the
-    // second reading, not at the COMMIT after the verdict.
-    let mut after = match opened {
+    // second reading, not at the COMMIT after the verdict: unless the write is kept in one
+    // round trip and no table it reaches has a deferrable trigger (asserted by the reading
+    // after it, `reach`): then nothing is deferred.
+    let constraints = opened && !(once.is_some() && reach.is_some_and(|r| !r.defers()));
+    let mut after = match constraints {
         true => own::messages("SET CONSTRAINTS ALL IMMEDIATE").to_vec(),
         false => Vec::new(),
     };
@@ -291,7 +306,7 @@ async fn counted(
             // What was sent behind it failed too (the transaction is aborted): read it away.
             let held = b.held(max_hold).await?;
             b.note_tags(&held.frames);
-            read_after(b, opened, once.is_some()).await?;
+            read_after(b, constraints, once.is_some()).await?;
         }
         b.query(if opened { "ROLLBACK" } else { &undo }).await?;
         unproven();
@@ -336,7 +351,7 @@ async fn counted(
         if pipelined {
             let held = b.held(max_hold).await?;
             b.note_tags(&held.frames);
-            read_after(b, opened, once.is_some()).await?;
+            read_after(b, constraints, once.is_some()).await?;
         }
         b.query(&undo).await?;
         putback::run(b, &back, !opened).await?;
@@ -346,8 +361,8 @@ async fn counted(
     };
     let held = b.held(max_hold).await?;
     b.note_tags(&held.frames);
-    let (deferred, a, commit) = read_after(b, opened, once.is_some()).await?;
-    let clock = objects::clock(&before_rows);
+    let (deferred, a, commit) = read_after(b, constraints, once.is_some()).await?;
+    let clock = objects::clock(&before_rows).or(zero_clock);
     b.objects = objects::changes(&before_rows, &a.rows);
     if held.error {
         // The statement failed by itself: the client sees exactly the server's answer. In the
@@ -427,7 +442,10 @@ async fn counted(
         ));
     }
     if let Some(c) = commit {
-        tracing::info!(database, "a counted write kept in one round trip");
+        tracing::info!(database, from_zero, "a counted write kept in one round trip");
+        if let (None, Some(p)) = (&c.error, b.prepared.as_deref_mut()) {
+            p.flushed.kept(objects::clock(&a.rows));
+        }
         return Ok(Some(once::kept(b, &held, c, counts, decision, max_hold)));
     }
     // The anomaly and budget rules (`contract`), judged where the write would be kept.
@@ -481,15 +499,15 @@ async fn counted(
     Ok(Some(Outcome::Deliver { bytes, status, counts, kept: Some(decision) }))
 }
 
-/// The answer to the second reading; in a transaction of blastwall's own, after the answer
-/// to `SET CONSTRAINTS ALL IMMEDIATE`, whose error (a deferred trigger's) comes first.
-/// `once`: and the answer to the COMMIT behind it.
+/// The answer to the second reading; `constraints`: after the answer to `SET CONSTRAINTS ALL
+/// IMMEDIATE` (in a transaction of blastwall's own), whose error (a deferred trigger's) comes
+/// first. `once`: and the answer to the COMMIT behind it.
 async fn read_after(
     b: &mut Backend<'_>,
-    opened: bool,
+    constraints: bool,
     once: bool,
 ) -> Result<(Option<ErrorFields>, Answer, Option<Answer>), PrecheckError> {
-    let constraints = if opened { b.answer().await?.error } else { None };
+    let constraints = if constraints { b.answer().await?.error } else { None };
     let reading = b.answer().await?;
     let commit = if once { Some(b.answer().await?) } else { None };
     Ok((constraints, reading, commit))

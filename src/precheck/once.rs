@@ -11,10 +11,18 @@
 //! The counters of the current transaction are not zero at its BEGIN (PostgreSQL 15 adds a
 //! session's counts to them until it reports them, at most once a second), so the first
 //! reading stores what it read in settings local to the transaction, and the assertion
-//! compares the second reading with them: the same difference the verdict judges.
+//! compares the second reading with them: the same difference the verdict judges. The second
+//! reading also asks the server to report them at the next idle point
+//! (`pg_stat_force_next_flush()`: at the ReadyForQuery after the COMMIT, which empties them),
+//! so that when nothing else reached the server since ([`Flushed`]), the next such write's
+//! counters start at zero: it goes out without a first reading, and its assertion compares
+//! with zero. Were they not zero after all, the write would only be counted larger than it
+//! is (every count is added, never taken away, until reported): kept only within its limits,
+//! else counted again with two round trips.
 //!
 //! Owns: when a check may be kept in one round trip ([`limits`]), the stored values and the
-//! assertion. Does not own: the readings (`stats`), the exchange (`verify`).
+//! assertion, and when the counters are known to start at zero ([`Flushed`]). Does not own:
+//! the readings (`stats`), the exchange (`verify`).
 
 use crate::policy::{Mode, Policy, SessionView};
 
@@ -50,6 +58,9 @@ pub struct Once {
     /// The limited tables it cannot reach (their trees, as `stats::tree_sql` reads them):
     /// asserted unchanged, as the catalog's proof says.
     pub others: Vec<String>,
+    /// The counters start at zero in its transaction ([`Flushed`]): no first reading, and the
+    /// assertion compares with zero.
+    pub from_zero: bool,
 }
 
 /// What to assert when only row limits can refuse the write: no dry run, override, anomaly
@@ -75,7 +86,41 @@ pub fn limits(c: &Case<'_>) -> Option<Once> {
             Limit { oid: *oid, deleted, updated }
         })
         .collect();
-    Some(Once { limits: out, others: c.others.clone() })
+    Some(Once { limits: out, others: c.others.clone(), from_zero: false })
+}
+
+/// Whether the session's counters were reported (emptied) since the last write kept in one
+/// round trip, with nothing of the client's sent to the server after it: the session's count
+/// of sync points relayed (`at`, set before each check) is what it was then. Any check
+/// consumes it ([`Flushed::take`]); only a write kept in one round trip sets it again.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// The session's sync points relayed, as of this check (`None`: a batch of its is open).
+    relayed: Option<u64>,
+    /// The count then, and the clock of that write's second reading (`objects`: what a
+    /// failed statement made is read since it).
+    at: Option<(u64, String)>,
+}
+
+impl Flushed {
+    /// The session's sync points relayed so far (`None`: a batch is open), before a check.
+    pub fn at(&mut self, relayed: Option<u64>) {
+        self.relayed = relayed;
+    }
+
+    /// The clock of the last reading when the counters start at zero; consumed.
+    pub fn take(&mut self) -> Option<String> {
+        match (self.at.take(), self.relayed) {
+            (Some((then, clock)), Some(now)) if then == now => Some(clock),
+            _ => None,
+        }
+    }
+
+    /// A write kept in one round trip asked for the counters to be reported at its COMMIT,
+    /// which succeeded; `clock`: its second reading's.
+    pub fn kept(&mut self, clock: Option<String>) {
+        self.at = self.relayed.zip(clock);
+    }
 }
 
 fn setting(what: &str, oid: u32) -> String {
@@ -119,26 +164,33 @@ pub fn store_sql(once: &Once) -> String {
 pub fn assert_sql(once: &Once) -> String {
     let mut conds = vec!["pg_catalog.current_setting('track_counts') OPERATOR(pg_catalog.=) 'on'".to_string()];
     if !once.others.is_empty() {
-        conds.push(format!(
-            "{} OPERATOR(pg_catalog.=) pg_catalog.current_setting('blastwall.counted_others')",
-            others_sql(&once.others)
-        ));
+        let stored = match once.from_zero {
+            true => "'0'".to_string(),
+            false => "pg_catalog.current_setting('blastwall.counted_others')".to_string(),
+        };
+        conds.push(format!("{} OPERATOR(pg_catalog.=) {stored}", others_sql(&once.others)));
     }
     for l in &once.limits {
         for (w, max) in [("deleted", l.deleted), ("updated", l.updated)] {
             if let Some(max) = max {
-                conds.push(format!(
-                    "{} OPERATOR(pg_catalog.-) pg_catalog.current_setting({})::pg_catalog.int8 \
-                     OPERATOR(pg_catalog.<=) {max}::pg_catalog.int8",
-                    counter(w, l.oid),
-                    setting(w, l.oid)
-                ));
+                let since = match once.from_zero {
+                    true => String::new(),
+                    false => {
+                        format!(
+                            " OPERATOR(pg_catalog.-) pg_catalog.current_setting({})::pg_catalog.int8",
+                            setting(w, l.oid)
+                        )
+                    }
+                };
+                conds.push(format!("{}{since} OPERATOR(pg_catalog.<=) {max}::pg_catalog.int8", counter(w, l.oid)));
             }
         }
     }
+    // The counters reported at the next idle point, the COMMIT's (see the module's comment).
     format!(
-        "SELECT '{MARK}'::pg_catalog.text, (CASE WHEN {} THEN '0' \
-         ELSE 'blastwall: over a row limit, or not counted' END)::pg_catalog.int4::pg_catalog.text, \
+        "SELECT '{MARK}'::pg_catalog.text, pg_catalog.concat(pg_catalog.pg_stat_force_next_flush(), \
+         (CASE WHEN {} THEN '0' \
+         ELSE 'blastwall: over a row limit, or not counted' END)::pg_catalog.int4), \
          0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.oid",
         conds.join(" AND ")
     )
@@ -184,6 +236,7 @@ mod tests {
                 Limit { oid: 11, deleted: Some(0), updated: Some(2) },
             ],
             others: vec![],
+            from_zero: false,
         };
         let store = store_sql(&l);
         assert_eq!(store.matches("set_config(").count(), 4);
@@ -202,5 +255,30 @@ mod tests {
         assert!(
             assert_sql(&o).contains("OPERATOR(pg_catalog.=) pg_catalog.current_setting('blastwall.counted_others')")
         );
+        // Counters known to start at zero: compared with zero, nothing stored read.
+        let z = assert_sql(&Once { from_zero: true, ..o });
+        assert!(!z.contains("current_setting('blastwall."), "{z}");
+        assert!(z.contains("pg_stat_get_xact_tuples_deleted(11::pg_catalog.oid) OPERATOR(pg_catalog.<=) 0::"), "{z}");
+        assert!(z.contains("OPERATOR(pg_catalog.=) '0'") && z.contains("pg_stat_force_next_flush()"), "{z}");
+    }
+
+    #[test]
+    fn counters_start_at_zero_only_when_nothing_reached_the_server_since_a_kept_write() {
+        let mut f = Flushed::default();
+        f.at(Some(3));
+        assert_eq!(f.take(), None);
+        f.kept(Some("clock".into()));
+        f.at(Some(3));
+        assert_eq!(f.take().as_deref(), Some("clock"));
+        // Consumed by any check.
+        assert_eq!(f.take(), None);
+        f.at(Some(4));
+        f.kept(Some("c".into()));
+        f.at(Some(5));
+        assert_eq!(f.take(), None, "a statement of the client's went to the server since");
+        f.at(Some(5));
+        f.kept(Some("c".into()));
+        f.at(None);
+        assert_eq!(f.take(), None, "a batch is open");
     }
 }

@@ -36,6 +36,8 @@ pub struct Prepared {
     names: Vec<(String, bool)>,
     /// Names to close on the server (forgotten to stay under `KEEP`).
     stale: Vec<String>,
+    /// Whether the session's counters start at zero in the next check's transaction (`once`).
+    pub flushed: super::once::Flushed,
 }
 
 /// The messages of one reading on a prepared statement, without a Sync.
@@ -101,6 +103,7 @@ impl Prepared {
 
     /// Something failed around a reading: every statement is prepared again before its next use.
     pub fn forget(&mut self) {
+        self.flushed = Default::default();
         let names = std::mem::take(&mut self.names);
         self.stale.extend(names.into_iter().map(|(n, _)| n));
         self.stale.truncate(KEEP * 2);

@@ -37,6 +37,9 @@ pub struct Reach {
     triggers: Vec<u32>,
     /// The columns the text compares, all of a unique index of built-in types.
     pins: Vec<String>,
+    /// Some table it reaches has a deferrable trigger (a deferrable foreign key's or
+    /// constraint's): its events may wait for the COMMIT.
+    deferrable: bool,
 }
 
 /// The catalog's proof of what `p` reaches (from the cache, else asked: one round trip), when
@@ -148,7 +151,8 @@ fn proof_sql(p: &Point) -> String {
               AND f.confdeltype::pg_catalog.text {eq} ANY ('{{n,d}}'::pg_catalog.text[])))::pg_catalog.text, \
            (SELECT pg_catalog.string_agg(t.oid::pg_catalog.text, ',') FROM pg_catalog.pg_trigger t \
              WHERE t.tgrelid {eq} c.oid), \
-           (c.oid {eq} ANY (ARRAY(SELECT c.oid FROM {from} WHERE {cond})))::pg_catalog.text \
+           (c.oid {eq} ANY (ARRAY(SELECT c.oid FROM {from} WHERE {cond})))::pg_catalog.text, \
+           EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid {eq} c.oid AND t.tgdeferrable)::pg_catalog.text \
          FROM reach JOIN pg_catalog.pg_class c ON c.oid {eq} reach.rel \
            JOIN pg_catalog.pg_namespace n ON n.oid {eq} c.relnamespace"
     )
@@ -172,6 +176,7 @@ fn read(rows: &[Vec<Option<String>>], cols: &[String]) -> Option<Reach> {
             false => reach.tables.push(entry),
         }
         reach.triggers.extend(get(4).unwrap_or_default().split(',').filter_map(|t| t.parse::<u32>().ok()));
+        reach.deferrable |= get(6).as_deref() != Some("false");
     }
     reach.named.sort_unstable();
     reach.triggers.sort_unstable();
@@ -189,6 +194,12 @@ impl Reach {
         self.tables.iter().map(|(oid, s, n)| (literal(s), literal(n), *oid))
     }
 
+    /// Whether a table it reaches has a deferrable trigger (else nothing it queues waits for
+    /// the COMMIT, which the assertion keeps true).
+    pub fn defers(&self) -> bool {
+        self.deferrable
+    }
+
     /// Its tables: schema, name and OID.
     pub fn tables(&self) -> impl Iterator<Item = (&str, &str, u32)> + '_ {
         self.tables.iter().map(|(oid, s, n)| (s.as_str(), n.as_str(), *oid))
@@ -197,12 +208,17 @@ impl Reach {
     /// A reading's row that fails unless the catalog still proves what the write reaches: the
     /// same relations under its name, still plain tables without rules, children or row
     /// security, the same triggers on every table it reaches (a trigger or a foreign key added
-    /// or replaced changes them), its compared columns of the same built-in types, and no `=`
+    /// or replaced changes them), none deferrable where none was (a constraint altered in
+    /// place keeps its triggers), its compared columns of the same built-in types, and no `=`
     /// of a user's. Index lookups, apart from the few `=` operators.
     pub fn assertion(&self, p: &Point) -> String {
         let (from, cond) = relations(p);
         let eq = "OPERATOR(pg_catalog.=)";
         let rels: Vec<u32> = self.tables.iter().map(|t| t.0).collect();
+        let deferrable = match self.deferrable {
+            true => String::new(),
+            false => format!(" AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid {eq} ANY ({}) AND t.tgdeferrable)", oids(&rels)),
+        };
         let pins = format!(
             "ARRAY[{}]::pg_catalog.text[]",
             self.pins.iter().map(|c| literal(c)).collect::<Vec<_>>().join(", ")
@@ -213,7 +229,7 @@ impl Reach {
                AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c WHERE c.oid {eq} ANY ({rels}) \
                  AND c.relkind {eq} 'r' AND NOT c.relhasrules AND NOT c.relhassubclass AND NOT c.relrowsecurity) {eq} {k} \
                AND coalesce((SELECT pg_catalog.array_agg(t.oid ORDER BY t.oid) FROM pg_catalog.pg_trigger t \
-                 WHERE t.tgrelid {eq} ANY ({rels})), '{{}}') {eq} {triggers} \
+                 WHERE t.tgrelid {eq} ANY ({rels})), '{{}}') {eq} {triggers}{deferrable} \
                AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid {eq} ANY ({named}) \
                  AND a.attname::pg_catalog.text {eq} ANY ({pins}) AND a.atttypid {eq} ANY ({TYPES}) AND NOT a.attisdropped) \
                  {eq} {cells} \
@@ -277,11 +293,24 @@ mod tests {
     #[test]
     fn every_reached_table_must_qualify_and_the_target_comes_first() {
         let row = |oid: &str, ok: &str, named: &str| {
-            vec![oid, "public", "t", ok, "7,8", named].into_iter().map(|s| Some(s.to_string())).collect::<Vec<_>>()
+            vec![oid, "public", "t", ok, "7,8", named, "false"]
+                .into_iter()
+                .map(|s| Some(s.to_string()))
+                .collect::<Vec<_>>()
         };
         let cols = vec!["aid".to_string()];
         let r = read(&[row("20", "true", "false"), row("10", "true", "true")], &cols).unwrap();
         assert_eq!((r.tables[0].0, r.named.clone(), r.triggers.len()), (10, vec![10], 4));
+        assert!(!r.defers());
+        assert!(r.assertion(&point(&["aid"])).contains("AND t.tgdeferrable)"));
+        // A deferrable trigger on any of them (or no answer about it).
+        let mut deferred = row("20", "true", "false");
+        deferred[6] = Some("true".into());
+        let r = read(&[deferred, row("10", "true", "true")], &cols).unwrap();
+        assert!(r.defers() && !r.assertion(&point(&["aid"])).contains("tgdeferrable"));
+        let mut unknown = row("10", "true", "true");
+        unknown.truncate(6);
+        assert!(read(&[unknown], &cols).unwrap().defers());
         assert!(read(&[row("10", "true", "true"), row("20", "false", "false")], &cols).is_none());
         assert!(read(&[row("20", "true", "false")], &cols).is_none());
     }

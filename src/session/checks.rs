@@ -108,6 +108,8 @@ impl Session {
         let policy = self.shared.guard.policy();
         let started = Instant::now();
         let (portal, earlier, since) = self.portal_run(&bytes, &ops);
+        // Whether the counters start at zero (`precheck::once`): nothing relayed since.
+        self.readings.flushed.at((!self.relay.is_busy()).then(|| self.relay.syncs_sent()));
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         backend.holding = self.shared.held_budget.share();
         let opts =

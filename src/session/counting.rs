@@ -107,6 +107,7 @@ impl Session {
         let known = |s: &str, t: &str| catalog.oid_of(&self.info.database, s, t);
         let stats = crate::precheck::stats_sql(&policy, &plan, &known, true);
         let started = Instant::now();
+        self.readings.flushed.at(None);
         let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
         backend.holding = shared.held_budget.share();
         let req =

@@ -3,8 +3,12 @@
 //! server-side assertion of the row limits. Within them it is kept at once (also right after
 //! other writes of the session, whose counts PostgreSQL has not reported yet); over them the
 //! COMMIT rolls it back and it is counted again and refused — no row changed, checked on the
-//! server directly; with counting switched off it is refused too. And a write that stays while
-//! the replies all sessions may hold are taken by others tells its client that cause.
+//! server directly; with counting switched off it is refused too. Right after another such
+//! write, with nothing of the client's in between, its counters start at zero (the last one
+//! had them reported at its COMMIT) and it goes out without a first reading; a statement of the
+//! client's in between (unflushed counts of a limited table) brings the first reading back. And
+//! a write that stays while the replies all sessions may hold are taken by others tells its
+//! client that cause.
 
 use crate::harness::*;
 use blastwall::policy::file::compile;
@@ -67,6 +71,8 @@ fn logged(db: &str, what: &str) -> usize {
 
 const ONCE: &str = "a counted write kept in one round trip";
 const AGAIN: &str = "rolled back by its one-round-trip assertion";
+/// A write kept in one round trip without a reading before it.
+const FROM_ZERO: &str = "from_zero=true";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counted_deletes_are_kept_in_one_round_trip_and_refused_over_their_limits() {
@@ -82,6 +88,7 @@ async fn counted_deletes_are_kept_in_one_round_trip_and_refused_over_their_limit
     assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id <= 4").await, 0, "kept");
     assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid <= 4").await, 0, "kept");
     assert_eq!(logged(&db, ONCE), 4, "each in one round trip");
+    assert_eq!(logged(&db, FROM_ZERO), 3, "all but the first without a reading before");
     assert_eq!(logged(&db, AGAIN), 0);
     // Three cascaded deletes: rolled back by the COMMIT, counted again, refused.
     let e = via.simple_query("DELETE FROM parent WHERE id = 11").await.expect_err("over the limit");
@@ -94,6 +101,50 @@ async fn counted_deletes_are_kept_in_one_round_trip_and_refused_over_their_limit
     via.simple_query("DELETE FROM parent WHERE id = 5").await.unwrap();
     assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 5").await, 0, "kept");
     assert_eq!(logged(&db, ONCE), 5);
+    p.stop().await;
+}
+
+/// An UPDATE of `other` (limited for deletes only: relayed without a count) between two kept
+/// deletes leaves a count PostgreSQL has not reported yet: the next delete reads the counters
+/// before it again (taken as zero, `other`'s change would fail the assertion that a delete of
+/// `parent` leaves it unchanged, and the write would be counted again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_in_between_brings_the_reading_before_back() {
+    captured_logs();
+    let (db, d) = setup("once_between").await;
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("DELETE FROM parent WHERE id = 1").await.unwrap();
+    via.simple_query("DELETE FROM parent WHERE id = 2").await.unwrap();
+    assert_eq!((logged(&db, ONCE), logged(&db, FROM_ZERO)), (2, 1));
+    via.simple_query("UPDATE other SET id = id WHERE id = 1").await.unwrap();
+    via.simple_query("DELETE FROM parent WHERE id = 3").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid <= 3").await, 0, "kept");
+    assert_eq!((logged(&db, ONCE), logged(&db, FROM_ZERO), logged(&db, AGAIN)), (3, 1, 0));
+    p.stop().await;
+}
+
+/// Kept in one round trip with no table it reaches holding a deferrable trigger, a delete
+/// sends no `SET CONSTRAINTS ALL IMMEDIATE` (nothing it queues waits for the COMMIT). A
+/// foreign key into `kid` made deferrable after the proof was cached (its triggers keep their
+/// OIDs) fails the proof's assertion: nothing stays, and once asked again the proof knows it,
+/// and the delete is kept with its deferred checks run before the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constraint_made_deferrable_after_the_proof_fails_its_assertion() {
+    captured_logs();
+    let (db, d) = setup("once_defer").await;
+    d.batch_execute("CREATE TABLE gk (kid int REFERENCES kid); INSERT INTO gk VALUES (NULL)").await.unwrap();
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("DELETE FROM parent WHERE id = 1").await.unwrap();
+    assert_eq!(logged(&db, ONCE), 1);
+    d.batch_execute("ALTER TABLE gk ALTER CONSTRAINT gk_kid_fkey DEFERRABLE INITIALLY DEFERRED").await.unwrap();
+    let e = via.simple_query("DELETE FROM parent WHERE id = 2").await.expect_err("the proof is stale");
+    assert!(e.as_db_error().is_some_and(|e| e.message().contains("no longer proves")), "{e:?}");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 2").await, 2, "nothing changed");
+    via.simple_query("DELETE FROM parent WHERE id = 2").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 2").await, 0, "kept");
+    assert_eq!(logged(&db, ONCE), 2);
     p.stop().await;
 }
 
