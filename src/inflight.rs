@@ -28,6 +28,7 @@
 
 use crate::analyze::RelName;
 use crate::names::{Earlier, EarlierKind};
+use crate::wire::messages::TxStatus;
 use crate::wire::startup::CancelKey;
 use dashmap::DashMap;
 use std::sync::{Arc, Mutex};
@@ -63,10 +64,25 @@ pub struct Db {
     changed: tokio::sync::Notify,
 }
 
+impl State {
+    /// The other sessions with a write in flight that `ddl` may redirect.
+    fn waits(&self, me: u64, ddl: &[Earlier]) -> Vec<u64> {
+        let mut wait: Vec<u64> = Vec::new();
+        for w in self.writes.iter().filter(|w| w.session != me) {
+            if !wait.contains(&w.session) && ddl.iter().any(|e| w.redirected_by(e)) {
+                wait.push(w.session);
+            }
+        }
+        wait
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// DDL sent, whose transaction has not ended: (session, statement).
-    ddl: Vec<(u64, Earlier)>,
+    /// DDL sent, whose transaction has not ended: (session, statement, active). Inactive
+    /// while its transaction is failed (it can only roll back, unless a `ROLLBACK TO
+    /// SAVEPOINT` brings it back: active again then).
+    ddl: Vec<(u64, Earlier, bool)>,
     /// Writes judged and not yet answered: (session, its sync point, its target, its backend key).
     writes: Vec<Write>,
 }
@@ -75,7 +91,15 @@ struct Write {
     session: u64,
     ord: u64,
     target: RelName,
+    /// An upsert `ON CONFLICT ON CONSTRAINT`: any DDL may swap its constraint.
+    constraint: bool,
     key: Option<CancelKey>,
+}
+
+impl Write {
+    fn redirected_by(&self, e: &Earlier) -> bool {
+        e.redirects_elsewhere(&self.target).is_some() || (self.constraint && e.kind == EarlierKind::Ddl)
+    }
 }
 
 impl Db {
@@ -86,26 +110,44 @@ impl Db {
     /// A judgement on `session`: registers its row writes' targets (at sync point `ord`) and
     /// its DDL, and answers the other sessions' open DDL (what its writes are judged against)
     /// and, when it has DDL, the sessions whose writes it must wait for.
-    pub fn judging(&self, me: &Mine, targets: &[&RelName], ddl: &[Earlier]) -> (Vec<Earlier>, Vec<u64>) {
+    pub fn judging(&self, me: &Mine, targets: &[(&RelName, bool)], ddl: &[Earlier]) -> (Vec<Earlier>, Vec<u64>) {
         let mut s = self.lock();
-        for t in targets {
+        for (t, constraint) in targets {
             if !s.writes.iter().any(|w| w.session == me.session && w.ord == me.ord && w.target == **t) {
-                s.writes.push(Write { session: me.session, ord: me.ord, target: (*t).clone(), key: me.key.clone() });
+                let (target, key) = ((*t).clone(), me.key.clone());
+                s.writes.push(Write { session: me.session, ord: me.ord, target, constraint: *constraint, key });
             }
         }
         for e in ddl {
-            if !s.ddl.iter().any(|(id, d)| *id == me.session && d == e) {
-                s.ddl.push((me.session, e.clone()));
+            if !s.ddl.iter().any(|(id, d, _)| *id == me.session && d == e) {
+                s.ddl.push((me.session, e.clone(), true));
             }
         }
-        let others: Vec<Earlier> = s.ddl.iter().filter(|(id, _)| *id != me.session).map(|(_, e)| e.clone()).collect();
-        let mut wait: Vec<u64> = Vec::new();
-        for w in s.writes.iter().filter(|w| w.session != me.session) {
-            if !wait.contains(&w.session) && ddl.iter().any(|e| e.redirects_elsewhere(&w.target).is_some()) {
-                wait.push(w.session);
+        let others = s.ddl.iter().filter(|(id, _, on)| *id != me.session && *on).map(|(_, e, _)| e.clone()).collect();
+        (others, s.waits(me.session, ddl))
+    }
+
+    /// Takes back DDL the session published in a judgement that refused it (it never runs).
+    pub fn withdraw(&self, session: u64, ddl: &[Earlier]) {
+        self.lock().ddl.retain(|(id, e, _)| *id != session || !ddl.contains(e));
+    }
+
+    /// The session's transaction failed (its DDL can only roll back: inactive) or is open
+    /// again after a `ROLLBACK TO SAVEPOINT` (active again: the sessions whose writes it must
+    /// wait for, judged meanwhile).
+    pub fn failed(&self, session: u64, failed: bool) -> Vec<u64> {
+        let mut s = self.lock();
+        let mut revived = Vec::new();
+        for (id, e, on) in s.ddl.iter_mut().filter(|(id, ..)| *id == session) {
+            if *on == failed {
+                *on = !failed;
+                if !failed {
+                    revived.push(e.clone());
+                }
+                let _ = id;
             }
         }
-        (others, wait)
+        s.waits(session, &revived)
     }
 
     /// The session's writes up to sync point `answered` (exclusive) are answered; with
@@ -125,7 +167,7 @@ impl Db {
     pub fn transaction_ended(&self, session: u64) -> bool {
         let mut s = self.lock();
         let before = s.ddl.len();
-        s.ddl.retain(|(id, _)| *id != session);
+        s.ddl.retain(|(id, ..)| *id != session);
         let had = s.ddl.len() != before;
         drop(s);
         if had {
@@ -228,6 +270,10 @@ pub struct Mine {
     pub registered: bool,
     /// Whether it published DDL since its last transaction end.
     pub published: bool,
+    /// The DDL the last judgement published (taken back if it was refused).
+    pub last: Vec<Earlier>,
+    /// The session's transaction is failed (its DDL inactive).
+    pub failed: bool,
 }
 
 /// A session's handle on its database's registry (`Debug` for `SessionInfo`).
@@ -244,21 +290,21 @@ impl Mine {
     /// takes the other sessions' open DDL to judge them against.
     pub fn judging(&mut self, statements: &[crate::analyze::Statement]) {
         let Some(db) = self.db.clone() else { return };
-        let mut targets: Vec<&RelName> = Vec::new();
+        let mut targets: Vec<(&RelName, bool)> = Vec::new();
         let mut ddl: Vec<Earlier> = Vec::new();
         for st in statements {
             for w in &st.writes {
                 let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
+                let constraint = matches!(&w.op, crate::analyze::Op::Upsert { constraint: Some(_), .. });
                 if let (true, Some(t)) = (row, w.target.as_ref()) {
-                    if !targets.contains(&t) {
-                        targets.push(t);
+                    if !targets.contains(&(t, constraint)) {
+                        targets.push((t, constraint));
                     }
                 }
             }
-            if st.ddl {
-                ddl.extend(Earlier::of(st, 0).filter(|e| e.kind == EarlierKind::Ddl));
-            }
+            ddl.extend(Earlier::for_others(st));
         }
+        self.last.clear();
         // No row write to judge and no DDL to publish: nothing to register or see.
         if targets.is_empty() && ddl.is_empty() {
             self.others.clear();
@@ -268,6 +314,7 @@ impl Mine {
         self.registered |= !targets.is_empty() || !ddl.is_empty();
         self.published |= !ddl.is_empty();
         self.others = others;
+        self.last = ddl;
         for s in wait {
             if !self.wait_for.contains(&s) {
                 self.wait_for.push(s);
@@ -278,11 +325,22 @@ impl Mine {
     /// The server answered the session's sync points before `answered`; `idle`: all of them,
     /// and `tx_idle`: no transaction is open. Whether DDL the session published ended with it
     /// (the catalog's answers are then dropped by the caller).
-    pub fn answered(&mut self, answered: u64, idle: bool, tx_idle: bool) -> bool {
-        let Some(db) = self.db.as_ref().filter(|_| self.registered) else { return false };
+    pub fn answered(&mut self, answered: u64, idle: bool, status: TxStatus) -> bool {
+        let Some(db) = self.db.clone().filter(|_| self.registered) else { return false };
         db.0.answered(self.session, answered, idle);
+        let tx_idle = status == TxStatus::Idle;
+        let failed = status == TxStatus::Failed;
+        if self.published && failed != self.failed && !tx_idle {
+            self.failed = failed;
+            for s in db.0.failed(self.session, failed) {
+                if !self.wait_for.contains(&s) {
+                    self.wait_for.push(s);
+                }
+            }
+        }
         let mut ended = false;
         if idle && tx_idle {
+            self.failed = false;
             if self.published {
                 ended = db.0.transaction_ended(self.session);
                 self.published = false;
@@ -290,6 +348,15 @@ impl Mine {
             self.registered = false;
         }
         ended
+    }
+
+    /// The last judgement was a refusal: what it published never runs.
+    pub fn refused(&mut self) {
+        if let (Some(db), false) = (self.db.as_ref(), self.last.is_empty()) {
+            db.0.withdraw(self.session, &self.last);
+            self.last.clear();
+        }
+        self.wait_for.clear();
     }
 
     /// The session ended: nothing of it is in flight any more.
@@ -332,7 +399,7 @@ mod tests {
         assert!(app.others.iter().all(|e| e.redirects_elsewhere(&users()).is_none()));
         app.judging(&statements("DELETE FROM members WHERE id = 1"));
         assert!(app.others.iter().any(|e| e.redirects_elsewhere(&members()).is_some()));
-        assert!(viewer.answered(1, true, true));
+        assert!(viewer.answered(1, true, TxStatus::Idle));
         db.answered(1, 0, true);
         app.judging(&statements("DELETE FROM members WHERE id BETWEEN 1 AND 2"));
         other.judging(&statements("UPDATE notes SET x = 1 WHERE id < 5"));
@@ -348,9 +415,9 @@ mod tests {
         migrator.judging(&statements("DELETE FROM members WHERE id = 1"));
         assert!(migrator.others.is_empty());
         // Answered: the wait ends; the DDL stays open until its transaction does.
-        assert!(!app.answered(2, true, true));
+        assert!(!app.answered(2, true, TxStatus::Idle));
         assert!(db.still(&[1]).is_empty());
-        assert!(migrator.answered(1, true, true), "the DDL's end is reported");
+        assert!(migrator.answered(1, true, TxStatus::Idle), "the DDL's end is reported");
         app.judging(&statements("DELETE FROM members WHERE id = 1"));
         assert!(app.others.is_empty());
     }

@@ -115,6 +115,46 @@ impl Earlier {
         }
     }
 
+    /// What a statement sent through blastwall by one session may change for the names of
+    /// others until its transaction ends (`crate::inflight`): its DDL as [`Earlier::of`] reads
+    /// it, DDL that changes nothing a name leads to as an entry that names nothing (it may
+    /// still swap the constraint an `ON CONFLICT ON CONSTRAINT` names), and any name for what
+    /// changes which schemas a role may search (`GRANT`/`REVOKE` on a schema, or of a role)
+    /// and for `COMMIT PREPARED`/`ROLLBACK PREPARED` (whatever the prepared transaction did).
+    /// `None` for what no other session can see (`CREATE TEMP …`) and for the rest.
+    pub fn for_others(st: &Statement) -> Option<Earlier> {
+        let bytes = st.text.as_bytes();
+        let (first, second) = first_words(bytes);
+        let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+        let any = |st: &Statement| Earlier {
+            ord: 0,
+            kind: Kind::Ddl,
+            text: st.text.as_str().into(),
+            names: Arc::from([]),
+            named_only: false,
+        };
+        if is(first, "grant") || is(first, "revoke") {
+            let schema = mentions(&st.text, "schema");
+            return (schema || !mentions(&st.text, "on")).then(|| any(st));
+        }
+        if (is(first, "commit") || is(first, "rollback")) && is(second, "prepared") {
+            return Some(any(st));
+        }
+        if !st.ddl || is(first, "create") && (is(second, "temp") || is(second, "temporary")) {
+            return None;
+        }
+        match Earlier::of(st, 0) {
+            Some(e) if e.kind == Kind::Ddl => Some(e),
+            Some(_) => None,
+            None => Some(Earlier { named_only: true, ..any(st) }),
+        }
+    }
+
+    /// Whether this is DDL (of another session) that names nothing a write's name leads to.
+    pub fn names_nothing(&self) -> bool {
+        self.kind == Kind::Ddl && self.named_only && self.names.is_empty()
+    }
+
     /// [`Earlier::redirects`] for DDL another session sent (`crate::inflight`): only the
     /// relations it changes count (a new view `members` over `users` changes `members`, not
     /// what `users` leads to), or every name for DDL that may change any.
@@ -148,6 +188,17 @@ pub fn may_redirect_unseen(sql: &[u8]) -> bool {
     const WORDS: &[&[u8]] = &[b"rollback", b"abort", b"commit", b"end", b"prepare", b"execute", b"explain"];
     let (first, _) = first_words(sql);
     WORDS.iter().any(|w| first.eq_ignore_ascii_case(w))
+}
+
+/// Whether a text the guard may pass as harmless concerns other sessions' names
+/// ([`Earlier::for_others`]): `GRANT`, `REVOKE`, `COMMIT PREPARED`, `ROLLBACK PREPARED`; read
+/// from its first words, with no allocation.
+pub fn may_concern_others(sql: &[u8]) -> bool {
+    let (first, second) = first_words(sql);
+    let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+    is(first, "grant")
+        || is(first, "revoke")
+        || (is(first, "commit") || is(first, "rollback")) && is(second, "prepared")
 }
 
 /// Adds `e` to a session's list of statements sent and not yet answered (the same statement
@@ -188,8 +239,13 @@ pub fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> 
 /// Another session's DDL whose transaction has not ended (`crate::inflight`) that may make
 /// `target` name something else, as the end of a refusal's sentence: the server may reach the
 /// write after that DDL commits, whatever blastwall's answers say now.
-pub fn redirected_by_others(others: &[Earlier], target: &RelName) -> Option<String> {
-    let (e, why) = others.iter().find_map(|e| e.redirects_elsewhere(target).map(|w| (e, w)))?;
+/// `constraint`: the write is an upsert `ON CONFLICT ON CONSTRAINT`, whose constraint any DDL
+/// may swap (`DROP`/`ADD CONSTRAINT`, an index renamed).
+pub fn redirected_by_others(others: &[Earlier], target: &RelName, constraint: bool) -> Option<String> {
+    let swaps = "DDL that may swap the constraint it names";
+    let by =
+        |e: &Earlier| e.redirects_elsewhere(target).or_else(|| (constraint && e.kind == Kind::Ddl).then_some(swaps));
+    let (e, why) = others.iter().find_map(|e| by(e).map(|w| (e, w)))?;
     Some(format!(
         "`{}` ({why}), sent by another session through blastwall in a transaction that has not ended,",
         e.shown()

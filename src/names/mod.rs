@@ -43,7 +43,7 @@ mod path;
 mod session;
 mod sql;
 mod view;
-pub use earlier::{keep, may_redirect_unseen, redirected_by_others, Earlier, Kind as EarlierKind};
+pub use earlier::{keep, may_concern_others, may_redirect_unseen, redirected_by_others, Earlier, Kind as EarlierKind};
 pub use effect::{may_change_path, path_effect, PathEffect};
 pub use path::is_path_key;
 use path::{effective_key, Paths};
@@ -532,7 +532,10 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         let mine = earlier::redirected(&statements[..index], &session.earlier, target);
         let hint = "send the write in a message of its own, after the server answered that one";
         let theirs = "send it again once that transaction has ended";
-        mine.map(|b| (b, hint)).or_else(|| earlier::redirected_by_others(others, target).map(|b| (b, theirs)))
+        mine.map(|b| (b, hint)).or_else(|| {
+            let constraint = matches!(&w.op, Op::Upsert { constraint: Some(_), .. });
+            earlier::redirected_by_others(others, target, constraint).map(|b| (b, theirs))
+        })
     });
     if let Some((by, hint)) = by.flatten() {
         let protected: Vec<usize> =

@@ -39,9 +39,10 @@ impl Session {
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.inflight.ord = self.relay.syncs_sent();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
-        // Refused DDL goes nowhere: it waits for nothing.
-        if matches!(judged.verdict, crate::guard::Verdict::Refuse(_)) && !self.info.inflight.wait_for.is_empty() {
-            self.info.inflight.wait_for.clear();
+        // What it publishes to other sessions (`inflight`): nothing when refused.
+        let refused = matches!(judged.verdict, crate::guard::Verdict::Refuse(_));
+        if refused && !self.info.inflight.last.is_empty() || !refused && judged.scan.path {
+            self.inflight_judged(sql, refused);
         }
         // A counted statement's replies (and the encoding it reports) are read by blastwall
         // before anything after it is judged; any other one that may call a function may

@@ -7,7 +7,7 @@
 
 use super::Session;
 use crate::inflight::Waited;
-use crate::wire::messages::{ProxyMessage, TxStatus};
+use crate::wire::messages::ProxyMessage;
 
 /// Held for a session's life: when it ends (or its task is dropped), its writes and DDL leave
 /// the registry.
@@ -32,9 +32,20 @@ impl Session {
     /// registry; DDL whose transaction ended stops being open, and the catalog forgets.
     pub(super) fn inflight_answered(&mut self) {
         let idle = !self.relay.is_busy() && self.pending.is_none();
-        let tx_idle = self.relay.tx == TxStatus::Idle;
-        if self.info.inflight.answered(self.relay.syncs_done(), idle, tx_idle) {
+        if self.info.inflight.answered(self.relay.syncs_done(), idle, self.relay.tx) {
             self.shared.guard.catalog.forget(&self.info.database);
+        }
+    }
+
+    /// After a text was judged: a refused one publishes nothing; one the guard passes as
+    /// harmless that concerns other sessions' names (`GRANT`/`REVOKE`, `COMMIT PREPARED`) is
+    /// published as DDL that may change any name.
+    pub(super) fn inflight_judged(&mut self, sql: &[u8], refused: bool) {
+        if refused {
+            self.info.inflight.refused();
+        } else if self.info.inflight.db.is_some() && crate::names::may_concern_others(sql) {
+            let statements = self.shared.guard.statements_of(sql, &self.info, None);
+            self.info.inflight.judging(&statements);
         }
     }
 
@@ -61,7 +72,8 @@ impl Session {
         let by = list.iter().flat_map(|s| &s.writes).find_map(|w| {
             let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
             let t = w.target.as_ref().filter(|_| row)?;
-            crate::names::redirected_by_others(&info.inflight.others, t).map(|by| (t.to_string(), by))
+            let constraint = matches!(&w.op, crate::analyze::Op::Upsert { constraint: Some(_), .. });
+            crate::names::redirected_by_others(&info.inflight.others, t, constraint).map(|by| (t.to_string(), by))
         });
         let (target, by) = by?;
         let d = crate::guard::refusal(

@@ -159,3 +159,54 @@ async fn a_batch_without_sync_is_ended_for_the_ddl() {
     assert!(r.status.is_none(), "the session was not ended: {r:?}");
     assert_eq!(window(&db, "members").await, 10);
 }
+
+/// Ninth pass R1: `REVOKE USAGE ON SCHEMA archive` moves `users` (under `search_path =
+/// archive, public`) from `archive.users` to `public.users`. It waits for the write judged
+/// before it (which deletes from the archive copy), as DDL that may change any name does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_on_a_schema_waits_for_a_write_judged_before_it() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE SCHEMA archive AUTHORIZATION migrator; CREATE TABLE archive.users AS SELECT * FROM public.users; \
+             ALTER TABLE archive.users OWNER TO migrator; GRANT USAGE ON SCHEMA archive TO {RAW}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON archive.users TO {RAW};"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "SET search_path = archive, public").await;
+    let range = "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111111";
+    c.write_all(&crate::batches::q(&format!("SELECT pg_sleep(1.5); {range}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    m.batch_execute(&format!("REVOKE USAGE ON SCHEMA archive FROM {RAW}")).await.expect("the revoke runs");
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(window(&db, "public.users").await, 10, "users were deleted after the revoke");
+    assert_eq!(window(&db, "archive.users").await, 0, "the archive's rows were the ones judged");
+}
+
+/// Ninth pass D1: DDL that never runs publishes nothing. A DML-only session's `BEGIN` and a
+/// DDL blastwall refuses or the server rejects, held open, leaves other sessions' writes to
+/// the names it mentions judged as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_that_never_runs_holds_no_name_open() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut a = startup(px.port(), RAW, &db).await;
+    run(&mut a, "BEGIN").await;
+    let r = send(&mut a, &[crate::batches::q("DROP TABLE users")]).await;
+    assert!(!r.codes.is_empty(), "{r:?}");
+    let mut b = warm(px.port(), &db).await;
+    let r = send(&mut b, &[crate::batches::q("UPDATE users SET plan = plan WHERE id = -91111112")]).await;
+    assert!(r.codes.is_empty(), "a refused DDL held the name open: {r:?}");
+    let mut a2 = startup(px.port(), RAW, &db).await;
+    run(&mut a2, "BEGIN").await;
+    let r = send(&mut a2, &[crate::batches::q("ALTER TABLE users RENAME TO members")]).await;
+    assert!(!r.codes.is_empty(), "{r:?}");
+    let r = send(&mut b, &[crate::batches::q("UPDATE users SET plan = plan WHERE id = -91111112")]).await;
+    assert!(r.codes.is_empty(), "a failed DDL held the name open: {r:?}");
+}
