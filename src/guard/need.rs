@@ -346,7 +346,11 @@ mod tests {
         for t in
             ["CREATE DATABASE x", "drop   Tablespace t", "DROP INDEX CONCURRENTLY i", "reindex table concurrently t"]
         {
-            assert!(!reaches_unseen(&st(t)), "{t}");
+            // DDL that PostgreSQL runs outside a transaction block (and that cannot reach a
+            // table's rows) is left out.
+            let mut s = st(t);
+            s.ddl = true;
+            assert!(!reaches_unseen(&s), "{t}");
         }
         for t in ["ALTER TABLE t DROP COLUMN c", "select setval('s', 1)"] {
             let mut s = st(t);
