@@ -135,9 +135,11 @@ impl HiddenCallers {
         if list.is_empty() && self.temp_schemas.is_empty() {
             return false;
         }
-        (every_table && !list.is_empty())
-            || has_u_amp(text)
-            || list.iter().chain(&self.temp_schemas).any(|w| mentions(text, w))
+        if (every_table && !list.is_empty()) || has_u_amp(text) {
+            return true;
+        }
+        let haystack = Haystack::of(text);
+        list.iter().chain(&self.temp_schemas).any(|w| mentions(&haystack, w))
     }
 
     /// Whether `text` may use one of them: by name, in any case, anywhere (also inside a longer
@@ -148,7 +150,8 @@ impl HiddenCallers {
             return false;
         }
         let words = self.read.iter().chain(&self.temp_schemas).chain(self.write.iter().filter(|_| writes));
-        has_u_amp(text) || words.into_iter().any(|w| mentions(text, w))
+        let haystack = Haystack::of(text);
+        has_u_amp(text) || words.into_iter().any(|w| mentions(&haystack, w))
     }
 
     /// Adds `other`'s callers to these (a session's own temporary ones to the database's).
@@ -189,24 +192,51 @@ impl HiddenCallers {
         if callers.peek().is_none() {
             return false;
         }
-        has_u_amp(text) || callers.any(|(name, ..)| mentions(text, name))
+        let haystack = Haystack::of(text);
+        has_u_amp(text) || callers.any(|(name, ..)| mentions(&haystack, name))
     }
 }
 
 /// PostgreSQL's `NAMEDATALEN`: identifiers are at most one byte less.
 const NAMEDATALEN: usize = 64;
 
-/// Whether `name` (lower case) appears in `text` in any case: an identifier as a whole word
+/// A text searched for names: a short one as it is (compared in place, with no copy), a long
+/// one lower-cased once for all the names searched in it (each found in linear time).
+enum Haystack<'a> {
+    Short(&'a str),
+    Lowered(String),
+}
+
+/// Texts up to this long are searched in place.
+const SEARCHED_IN_PLACE: usize = 1024;
+
+impl<'a> Haystack<'a> {
+    fn of(text: &'a str) -> Haystack<'a> {
+        match text.len() <= SEARCHED_IN_PLACE {
+            true => Haystack::Short(text),
+            false => Haystack::Lowered(text.to_ascii_lowercase()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Haystack::Short(t) => t.as_bytes(),
+            Haystack::Lowered(t) => t.as_bytes(),
+        }
+    }
+}
+
+/// Whether `name` (lower case) appears in the text in any case: an identifier as a whole word
 /// (not inside a longer identifier: `d` is not in `id`), an operator anywhere.
-fn mentions(text: &str, name: &str) -> bool {
+fn mentions(text: &Haystack<'_>, name: &str) -> bool {
     let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    let bytes = text.as_bytes();
     if name.is_empty() || !name.bytes().all(ident) {
         return name.is_empty() || occurs(text, name, |_| true);
     }
     // PostgreSQL cuts an identifier to 63 bytes (fewer when that would split a character): a
     // longer spelling whose head is the name names it too.
     let truncated = name.len() >= NAMEDATALEN - 1 - 3;
+    let bytes = text.bytes();
     occurs(text, name, |at| {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + name.len()).copied();
@@ -214,19 +244,15 @@ fn mentions(text: &str, name: &str) -> bool {
     })
 }
 
-/// Above this many byte comparisons (text length × name length), [`occurs`] searches a
-/// lower-cased copy of the text in linear time instead of comparing at each candidate.
-const COMPARE_IN_PLACE: usize = 1 << 16;
-
-/// Whether `name` (non-empty, lower case) begins at a position `at` of `text` read in lower
-/// case (ASCII letters only, as `str::to_ascii_lowercase` reads it) where `ok(at)` holds. Short
-/// texts are searched in place, with no lower-cased copy made: only where its first byte is (in
-/// either case) is the rest compared.
-fn occurs(text: &str, name: &str, ok: impl Fn(usize) -> bool) -> bool {
-    let (t, n) = (text.as_bytes(), name.as_bytes());
-    if t.len().saturating_mul(n.len()) > COMPARE_IN_PLACE {
-        return text.to_ascii_lowercase().match_indices(name).any(|(at, _)| ok(at));
-    }
+/// Whether `name` (non-empty, lower case) begins at a position `at` of the text read in lower
+/// case (ASCII letters only, as `str::to_ascii_lowercase` reads it) where `ok(at)` holds. In a
+/// short text, only where its first byte is (in either case) is the rest compared.
+fn occurs(text: &Haystack<'_>, name: &str, ok: impl Fn(usize) -> bool) -> bool {
+    let t = match text {
+        Haystack::Lowered(lower) => return lower.match_indices(name).any(|(at, _)| ok(at)),
+        Haystack::Short(t) => t.as_bytes(),
+    };
+    let n = name.as_bytes();
     let Some(last) = t.len().checked_sub(n.len()) else { return false };
     let here = |at: usize| {
         at <= last && t[at + 1..at + n.len()].iter().zip(&n[1..]).all(|(a, b)| a.to_ascii_lowercase() == *b) && ok(at)
@@ -567,7 +593,7 @@ mod tests {
 
     proptest::proptest! {
         /// Searched in place, a name is found exactly where the lower-cased text shows it (a
-        /// long text is searched in a lower-cased copy).
+        /// long text is searched in a lower-cased copy made once).
         #[test]
         fn found_in_place_as_in_the_lower_cased_text(
             parts in proptest::collection::vec(proptest::sample::select(vec![
@@ -585,7 +611,7 @@ mod tests {
                     || (!at.checked_sub(1).is_some_and(|i| ident(lower.as_bytes()[i]))
                         && !lower.as_bytes().get(at + name.len()).is_some_and(|b| ident(*b)))
             });
-            proptest::prop_assert_eq!(mentions(&text, name), expected, "{:?} in {:?}", name, text);
+            proptest::prop_assert_eq!(mentions(&Haystack::of(&text), name), expected, "{:?} in {:?}", name, text);
             proptest::prop_assert_eq!(has_u_amp(&text), lower.contains("u&"));
         }
     }
