@@ -285,8 +285,6 @@ impl Session {
         let mut phase_change = shared.phase.changed(self.id, current);
         let idle = self.shared.config.idle_timeout;
         let (mut client_side, mut server_side) = (wakes::Side::new(), wakes::Side::new());
-        // The phase is polled only when it woke the session (not at every wake-up).
-        let mut phase_side = wakes::Side::new();
         loop {
             if self.info.inflight.registered && self.pending.is_none() && !self.relay.is_busy() {
                 self.inflight_answered();
@@ -372,11 +370,9 @@ impl Session {
                 }
                 Poll::Pending
             });
-            let phase =
-                std::future::poll_fn(|cx| phase_side.poll(cx, |cx| std::pin::Pin::new(&mut phase_change).poll(cx)));
             tokio::select! {
                 biased;
-                p = phase => {
+                p = &mut phase_change => {
                     current = p;
                     phase_change = shared.phase.changed(self.id, current);
                 }
