@@ -11,7 +11,9 @@
 //! A Query with transaction control or COPY beside a counted write runs statement by statement
 //! as an extended batch (`session`); so does one of several writes (limits per statement). A
 //! client's CancelRequest goes through `cancels`, which settles one that lands on blastwall's
-//! own statements. Every message with a SQLSTATE blastwall sends in its own
+//! own statements. Writes judged and not yet answered, and DDL whose transaction is open, are
+//! kept per database across sessions (`inflight`): DDL waits for the writes judged before it,
+//! and writes judged meanwhile see it. Every message with a SQLSTATE blastwall sends in its own
 //! name is built in `said`. Dependencies point one way: server → session, admin → `shared`
 //! (the handles every session gets); session → relay, guard → precheck → catalog, policy;
 //! audit → policy.
