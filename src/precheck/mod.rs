@@ -230,12 +230,10 @@ async fn counted(
             if try_once {
                 tracing::info!(database, table = %p.name, "a delete counted on the tables the catalog proves it reaches");
             }
-            let (after, before) = (
-                stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref()),
-                stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()),
-            );
-            let differ = after != before && !from_zero;
-            (after, Some(before).filter(|_| differ))
+            let after = stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref());
+            let before = (!from_zero).then(|| stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()));
+            let opening = before.filter(|b| *b != after);
+            (after, opening)
         }
         _ => (stats::stats_sql(policy, plan, &known, !opened), None),
     };
