@@ -119,7 +119,7 @@ impl Prepared {
 
     /// Something failed around a reading: every statement is prepared again before its next use.
     pub fn forget(&mut self) {
-        self.flushed = Default::default();
+        self.flushed.forget();
         let names = std::mem::take(&mut self.names);
         self.stale.extend(names.into_iter().map(|(n, _)| n));
         self.stale.truncate(KEEP * 2);
