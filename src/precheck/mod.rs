@@ -214,6 +214,9 @@ async fn counted(
     // Counters that start at zero (`once::Flushed`): no reading before the write. The clock
     // of the last reading stands for it (what a failed statement made is read since then).
     let zero_clock = b.from_zero.take().filter(|_| b.prepared.is_some() && reach.is_some());
+    if let (Some(o), Some(p)) = (once.as_mut(), b.prepared.as_deref()) {
+        o.flush = p.flushed.supported();
+    }
     let from_zero = match once.as_mut() {
         Some(o) if zero_clock.is_some() => {
             o.from_zero = true;
@@ -230,12 +233,10 @@ async fn counted(
             if try_once {
                 tracing::info!(database, table = %p.name, "a delete counted on the tables the catalog proves it reaches");
             }
-            let (after, before) = (
-                stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref()),
-                stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()),
-            );
-            let differ = after != before && !from_zero;
-            (after, Some(before).filter(|_| differ))
+            let after = stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref());
+            let before = (!from_zero).then(|| stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()));
+            let opening = before.filter(|b| *b != after);
+            (after, opening)
         }
         _ => (stats::stats_sql(policy, plan, &known, !opened), None),
     };
@@ -405,6 +406,9 @@ async fn counted(
     if let Some(e) = a.error {
         // The second reading, or the check of its prepared statement, failed.
         b.forget_prepared();
+        if let (Some(_), Some(p)) = (&once, b.prepared.as_deref_mut()) {
+            p.flushed.failed(&e);
+        }
         if once.is_some() {
             // Over a limit, or unsure: its COMMIT rolled it back.
             b.holding.clear();

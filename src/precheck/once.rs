@@ -61,6 +61,9 @@ pub struct Once {
     /// The counters start at zero in its transaction ([`Flushed`]): no first reading, and the
     /// assertion compares with zero.
     pub from_zero: bool,
+    /// The assertion asks for the counters to be reported at the next idle point (the server
+    /// has `pg_stat_force_next_flush()`, PostgreSQL 15 and later).
+    pub flush: bool,
 }
 
 /// What to assert when only row limits can refuse the write: no dry run, override, anomaly
@@ -86,7 +89,7 @@ pub fn limits(c: &Case<'_>) -> Option<Once> {
             Limit { oid: *oid, deleted, updated }
         })
         .collect();
-    Some(Once { limits: out, others: c.others.clone(), from_zero: false })
+    Some(Once { limits: out, others: c.others.clone(), from_zero: false, flush: false })
 }
 
 /// Whether the session's counters were reported (emptied) since the last write kept in one
@@ -100,6 +103,8 @@ pub struct Flushed {
     /// The count then, and the clock of that write's second reading (`objects`: what a
     /// failed statement made is read since it).
     at: Option<(u64, String)>,
+    /// The server has no `pg_stat_force_next_flush()` (before PostgreSQL 15): never asked.
+    unsupported: bool,
 }
 
 impl Flushed {
@@ -119,7 +124,27 @@ impl Flushed {
     /// A write kept in one round trip asked for the counters to be reported at its COMMIT,
     /// which succeeded; `clock`: its second reading's.
     pub fn kept(&mut self, clock: Option<String>) {
-        self.at = self.relayed.zip(clock);
+        self.at = self.relayed.zip(clock).filter(|_| !self.unsupported);
+    }
+
+    /// Something failed around a reading: not known to start at zero.
+    pub fn forget(&mut self) {
+        self.at = None;
+    }
+
+    /// Whether the assertion may ask for the counters to be reported.
+    pub fn supported(&self) -> bool {
+        !self.unsupported
+    }
+
+    /// A second reading failed: when for want of `pg_stat_force_next_flush()` (missing, or
+    /// its EXECUTE revoked), it is never asked again on this session (the write is counted
+    /// again, as after any failure).
+    pub fn failed(&mut self, e: &crate::wire::messages::ErrorFields) {
+        self.at = None;
+        if e.message.contains("pg_stat_force_next_flush") {
+            self.unsupported = true;
+        }
     }
 }
 
@@ -187,9 +212,9 @@ pub fn assert_sql(once: &Once) -> String {
         }
     }
     // The counters reported at the next idle point, the COMMIT's (see the module's comment).
+    let flush = if once.flush { "pg_catalog.pg_stat_force_next_flush(), " } else { "" };
     format!(
-        "SELECT '{MARK}'::pg_catalog.text, pg_catalog.concat(pg_catalog.pg_stat_force_next_flush(), \
-         (CASE WHEN {} THEN '0' \
+        "SELECT '{MARK}'::pg_catalog.text, pg_catalog.concat({flush}(CASE WHEN {} THEN '0' \
          ELSE 'blastwall: over a row limit, or not counted' END)::pg_catalog.int4), \
          0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.oid",
         conds.join(" AND ")
@@ -237,6 +262,7 @@ mod tests {
             ],
             others: vec![],
             from_zero: false,
+            flush: false,
         };
         let store = store_sql(&l);
         assert_eq!(store.matches("set_config(").count(), 4);
@@ -256,7 +282,8 @@ mod tests {
             assert_sql(&o).contains("OPERATOR(pg_catalog.=) pg_catalog.current_setting('blastwall.counted_others')")
         );
         // Counters known to start at zero: compared with zero, nothing stored read.
-        let z = assert_sql(&Once { from_zero: true, ..o });
+        assert!(!assert_sql(&o).contains("pg_stat_force_next_flush"));
+        let z = assert_sql(&Once { from_zero: true, flush: true, ..o });
         assert!(!z.contains("current_setting('blastwall."), "{z}");
         assert!(z.contains("pg_stat_get_xact_tuples_deleted(11::pg_catalog.oid) OPERATOR(pg_catalog.<=) 0::"), "{z}");
         assert!(z.contains("OPERATOR(pg_catalog.=) '0'") && z.contains("pg_stat_force_next_flush()"), "{z}");
@@ -280,5 +307,17 @@ mod tests {
         f.kept(Some("c".into()));
         f.at(None);
         assert_eq!(f.take(), None, "a batch is open");
+        // A server without pg_stat_force_next_flush(): never asked again, never from zero.
+        let missing = crate::wire::messages::ErrorFields {
+            code: "42883".into(),
+            message: "function pg_stat_force_next_flush() does not exist".into(),
+            ..Default::default()
+        };
+        assert!(f.supported());
+        f.failed(&missing);
+        assert!(!f.supported());
+        f.at(Some(6));
+        f.kept(Some("c".into()));
+        assert_eq!(f.take(), None);
     }
 }

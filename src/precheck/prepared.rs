@@ -38,6 +38,9 @@ pub struct Prepared {
     stale: Vec<String>,
     /// Whether the session's counters start at zero in the next check's transaction (`once`).
     pub flushed: super::once::Flushed,
+    /// The names of the last texts read, so that a text used again is not digested again (a
+    /// reading is a few KiB: its SHA-256 was a tenth of a counted write's CPU).
+    named: Vec<(String, String)>,
 }
 
 /// The messages of one reading on a prepared statement, without a Sync.
@@ -63,7 +66,7 @@ const PORTAL: &str = "__blastwall_rp";
 impl Prepared {
     /// The messages that run `sql` on a statement of blastwall's, prepared when needed.
     pub fn reading(&mut self, sql: &str) -> Reading {
-        let name = name_of(sql);
+        let name = self.name(sql);
         // The last used goes last: never the one closed to make room for another of a check.
         if let Some(i) = self.names.iter().position(|(n, _)| *n == name) {
             let used = self.names.remove(i);
@@ -94,6 +97,19 @@ impl Prepared {
         Reading { name, first, again, first_replies: first_replies + 4, again_replies: 4, text: sql.to_string() }
     }
 
+    /// [`name_of`] `sql`, remembered for the last `KEEP` texts.
+    fn name(&mut self, sql: &str) -> String {
+        if let Some((_, name)) = self.named.iter().find(|(text, _)| text == sql) {
+            return name.clone();
+        }
+        let name = name_of(sql);
+        if self.named.len() >= KEEP {
+            self.named.remove(0);
+        }
+        self.named.push((sql.to_string(), name.clone()));
+        name
+    }
+
     /// The server answered the messages of `r.first` without an error: the statement exists.
     pub fn confirm(&mut self, r: &Reading) {
         if let Some(e) = self.names.iter_mut().find(|(n, _)| *n == r.name) {
@@ -103,7 +119,7 @@ impl Prepared {
 
     /// Something failed around a reading: every statement is prepared again before its next use.
     pub fn forget(&mut self) {
-        self.flushed = Default::default();
+        self.flushed.forget();
         let names = std::mem::take(&mut self.names);
         self.stale.extend(names.into_iter().map(|(n, _)| n));
         self.stale.truncate(KEEP * 2);
@@ -242,6 +258,7 @@ mod tests {
         let r = p.reading("SELECT 1");
         assert_eq!((tags(&r.first).as_str(), r.first_replies), ("CCPCBEC", 7));
         assert!(r.name.starts_with("__blastwall_r") && r.name != p.reading("SELECT 2").name);
+        assert_eq!(p.name("SELECT 1"), name_of("SELECT 1"), "remembered as digested");
         let (sql, params) = checked(&[&r, &r, &again]);
         assert!(sql.contains("NOT p.from_sql") && sql.contains("count(*) OPERATOR(pg_catalog.=) 1 "), "{sql}");
         assert_eq!(params, [r.name.clone(), "SELECT 1".to_string()], "each name once");

@@ -148,6 +148,29 @@ async fn a_constraint_made_deferrable_after_the_proof_fails_its_assertion() {
     p.stop().await;
 }
 
+/// Where the session may not ask for its counts to be reported (EXECUTE of
+/// `pg_stat_force_next_flush()` revoked, as on a server before PostgreSQL 15 that has none),
+/// the first delete's assertion fails and it is counted again; the later ones are kept in one
+/// round trip without asking, each with its reading before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pg_stat_force_next_flush_each_reads_the_counters_before() {
+    captured_logs();
+    let (db, d) = setup("once_noflush").await;
+    let su = direct("postgres", SUPERUSER_PW, &db).await;
+    su.batch_execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_stat_force_next_flush() FROM PUBLIC").await.unwrap();
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for id in 1..=3 {
+        via.simple_query(&format!("DELETE FROM parent WHERE id = {id}")).await.unwrap();
+    }
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid <= 3").await, 0, "kept");
+    assert_eq!((logged(&db, ONCE), logged(&db, FROM_ZERO), logged(&db, AGAIN)), (2, 0, 1));
+    let e = via.simple_query("DELETE FROM parent WHERE id = 11").await.expect_err("over the limit");
+    refused_by(&e, "row-limit");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 11").await, 3, "nothing changed");
+    p.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_counting_off_a_delete_is_not_kept_in_one_round_trip() {
     captured_logs();
