@@ -210,3 +210,26 @@ async fn ddl_that_never_runs_holds_no_name_open() {
     let r = send(&mut b, &[crate::batches::q("UPDATE users SET plan = plan WHERE id = -91111112")]).await;
     assert!(r.codes.is_empty(), "a failed DDL held the name open: {r:?}");
 }
+
+/// Ninth pass R2: the constraint an upsert `ON CONFLICT ON CONSTRAINT` names, swapped by DDL
+/// that changes nothing a name leads to (`DROP CONSTRAINT`, then `ADD CONSTRAINT` of the same
+/// name on `id`). The DROP waits for the upsert judged before it, which then fails on the
+/// primary key as it would have before the swap: the real user is not overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constraint_swap_waits_for_an_upsert_judged_before_it() {
+    let db = setup();
+    admin_sql(pg(), &db, "ALTER TABLE users ADD CONSTRAINT users_mail_key UNIQUE (email)");
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    let upsert = "INSERT INTO users (id, auth_source, plan, email) VALUES (-91111112, 'pwn', 'free', 'pwned@example.test') \
+                  ON CONFLICT ON CONSTRAINT users_mail_key DO UPDATE SET auth_source = excluded.auth_source, email = excluded.email";
+    c.write_all(&crate::batches::q(&format!("SELECT pg_sleep(1.5); {upsert}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    m.batch_execute("ALTER TABLE users DROP CONSTRAINT users_mail_key").await.expect("the drop runs");
+    m.batch_execute("ALTER TABLE users ADD CONSTRAINT users_mail_key UNIQUE (id)").await.expect("the add runs");
+    let r = crate::harness::replies(&mut c).await;
+    assert_eq!(r.codes, vec!["23505".to_string()], "the upsert ran after the swap: {r:?}");
+    let pwned = count(&db, "SELECT count(*) FROM users WHERE email = 'pwned@example.test'").await;
+    assert_eq!(pwned, 0, "a real user was overwritten");
+}
