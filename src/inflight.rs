@@ -270,8 +270,10 @@ pub struct Mine {
     pub registered: bool,
     /// Whether it published DDL since its last transaction end.
     pub published: bool,
-    /// The DDL the last judgement published (taken back if it was refused).
+    /// The DDL the last judgement published, and the waits it added (taken back if it was
+    /// refused).
     pub last: Vec<Earlier>,
+    pub last_waits: Vec<u64>,
     /// The session's transaction is failed (its DDL inactive).
     pub failed: bool,
 }
@@ -305,6 +307,7 @@ impl Mine {
             ddl.extend(Earlier::for_others(st));
         }
         self.last.clear();
+        self.last_waits.clear();
         // No row write to judge and no DDL to publish: nothing to register or see.
         if targets.is_empty() && ddl.is_empty() {
             self.others.clear();
@@ -318,13 +321,15 @@ impl Mine {
         for s in wait {
             if !self.wait_for.contains(&s) {
                 self.wait_for.push(s);
+                self.last_waits.push(s);
             }
         }
     }
 
-    /// The server answered the session's sync points before `answered`; `idle`: all of them,
-    /// and `tx_idle`: no transaction is open. Whether DDL the session published ended with it
-    /// (the catalog's answers are then dropped by the caller).
+    /// The server answered the session's sync points before `answered`; `idle`: all of them;
+    /// `status`: the transaction's (idle: the session's DDL ends; failed: it is inactive until
+    /// revived). Whether DDL the session published ended with it (the catalog's answers are
+    /// then dropped by the caller).
     pub fn answered(&mut self, answered: u64, idle: bool, status: TxStatus) -> bool {
         let Some(db) = self.db.clone().filter(|_| self.registered) else { return false };
         db.0.answered(self.session, answered, idle);
@@ -350,13 +355,15 @@ impl Mine {
         ended
     }
 
-    /// The last judgement was a refusal: what it published never runs.
+    /// The last judgement was a refusal: what it published never runs, and it waits for
+    /// nothing (what DDL judged before it in the same read waits for stays).
     pub fn refused(&mut self) {
         if let (Some(db), false) = (self.db.as_ref(), self.last.is_empty()) {
             db.0.withdraw(self.session, &self.last);
             self.last.clear();
+            let added = std::mem::take(&mut self.last_waits);
+            self.wait_for.retain(|s| !added.contains(s));
         }
-        self.wait_for.clear();
     }
 
     /// The session ended: nothing of it is in flight any more.
@@ -420,6 +427,23 @@ mod tests {
         assert!(migrator.answered(1, true, TxStatus::Idle), "the DDL's end is reported");
         app.judging(&statements("DELETE FROM members WHERE id = 1"));
         assert!(app.others.is_empty());
+    }
+
+    #[test]
+    fn a_refused_ddl_withdraws_only_what_it_added() {
+        let db = Arc::new(Db::default());
+        let mut app = mine(&db, 1, 0);
+        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        let mut other = mine(&db, 3, 0);
+        other.judging(&statements("DELETE FROM notes WHERE id = 1"));
+        let mut w = mine(&db, 2, 0);
+        w.judging(&statements("ALTER TABLE users RENAME TO members"));
+        w.judging(&statements("ALTER TABLE notes RENAME TO old_notes"));
+        assert_eq!(w.wait_for, vec![1, 3]);
+        w.refused();
+        assert_eq!(w.wait_for, vec![1], "the first DDL, judged before, still waits");
+        app.judging(&statements("DELETE FROM old_notes WHERE id = 1"));
+        assert!(app.others.iter().all(|e| e.redirects_elsewhere(&members()).is_some()), "{:?}", app.others);
     }
 
     #[test]
