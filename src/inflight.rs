@@ -355,6 +355,15 @@ impl Mine {
         ended
     }
 
+    /// A new judgement begins: what the last one published is no longer "the last" (a refusal
+    /// of this one takes back only its own).
+    pub fn judging_anew(&mut self) {
+        if !self.last.is_empty() || !self.last_waits.is_empty() {
+            self.last.clear();
+            self.last_waits.clear();
+        }
+    }
+
     /// The last judgement was a refusal: what it published never runs, and it waits for
     /// nothing (what DDL judged before it in the same read waits for stays).
     pub fn refused(&mut self) {
@@ -442,6 +451,12 @@ mod tests {
         assert_eq!(w.wait_for, vec![1, 3]);
         w.refused();
         assert_eq!(w.wait_for, vec![1], "the first DDL, judged before, still waits");
+        // A later judgement that publishes nothing and is refused takes back nothing.
+        w.judging(&statements("ALTER TABLE users RENAME TO members"));
+        w.judging_anew();
+        w.refused();
+        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        assert!(!app.others.is_empty(), "the rename, still open, was taken back");
         app.judging(&statements("DELETE FROM old_notes WHERE id = 1"));
         assert!(app.others.iter().all(|e| e.redirects_elsewhere(&members()).is_some()), "{:?}", app.others);
     }

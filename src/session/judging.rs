@@ -38,6 +38,8 @@ impl Session {
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.inflight.ord = self.relay.syncs_sent();
+        // What an earlier judgement published is not this one's to take back if refused.
+        self.info.inflight.judging_anew();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
         // What it publishes to other sessions (`inflight`): nothing when refused.
         let refused = matches!(judged.verdict, crate::guard::Verdict::Refuse(_));
