@@ -56,7 +56,7 @@ async fn mid_batch(s: &mut TcpStream, sql: &str) -> Replies {
 }
 
 /// A session that has had its answers: one write judged on its own.
-async fn warm(port: u16, db: &str) -> TcpStream {
+pub(crate) async fn warm(port: u16, db: &str) -> TcpStream {
     let mut s = startup(port, RAW, db).await;
     run(&mut s, "DELETE FROM users WHERE id = 0").await;
     s

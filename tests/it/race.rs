@@ -14,6 +14,7 @@ use crate::batches::{flush, pbe, sync};
 use crate::batchnames::{run, send};
 use crate::binds::RAW;
 use crate::harness::*;
+use crate::midbatch::warm;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -40,13 +41,6 @@ fn setup() -> String {
 
 async fn window(db: &str, table: &str) -> i64 {
     count(db, &WINDOW.replace("{t}", table)).await
-}
-
-/// A session that has had its answers: one write judged on its own.
-async fn warm(port: u16, db: &str) -> TcpStream {
-    let mut s = startup(port, RAW, db).await;
-    run(&mut s, "DELETE FROM users WHERE id = 0").await;
-    s
 }
 
 /// Sends a batch whose first statement sleeps `secs` and whose second is `sql`, and returns
