@@ -276,6 +276,9 @@ pub struct Mine {
     pub last_waits: Vec<u64>,
     /// The session's transaction is failed (its DDL inactive).
     pub failed: bool,
+    /// DDL published and not yet announced to other blastwall instances (`crate::instances`):
+    /// announced before the message that carries it is forwarded.
+    pub announce: Vec<Earlier>,
 }
 
 /// A session's handle on its database's registry (`Debug` for `SessionInfo`).
@@ -317,6 +320,11 @@ impl Mine {
         self.registered |= !targets.is_empty() || !ddl.is_empty();
         self.published |= !ddl.is_empty();
         self.others = others;
+        for e in &ddl {
+            if !self.announce.contains(e) {
+                self.announce.push(e.clone());
+            }
+        }
         self.last = ddl;
         for s in wait {
             if !self.wait_for.contains(&s) {
@@ -369,10 +377,17 @@ impl Mine {
     pub fn refused(&mut self) {
         if let (Some(db), false) = (self.db.as_ref(), self.last.is_empty()) {
             db.0.withdraw(self.session, &self.last);
+            self.announce.retain(|e| !self.last.contains(e));
             self.last.clear();
             let added = std::mem::take(&mut self.last_waits);
             self.wait_for.retain(|s| !added.contains(s));
         }
+    }
+
+    /// Whether the message judged must wait before it is forwarded: for other sessions' writes
+    /// judged before its DDL, or for other instances to hear of that DDL.
+    pub fn must_wait(&self) -> bool {
+        !self.wait_for.is_empty() || !self.announce.is_empty()
     }
 
     /// The session ended: nothing of it is in flight any more.

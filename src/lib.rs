@@ -31,6 +31,7 @@ pub mod contract;
 pub mod demo;
 pub mod guard;
 pub mod inflight;
+pub mod instances;
 pub mod listen;
 pub mod logging;
 pub mod metrics;

@@ -113,6 +113,19 @@ pub fn shutting_down(killed: bool) -> ProxyMessage {
         .with_detail(if killed { "ended from the blastwall console (KILL)" } else { "blastwall is shutting down" })
 }
 
+/// DDL not forwarded: the other blastwall instances in front of the server did not all answer
+/// that the writes they judged before it are done (`55P03`, as a lock not obtained in time).
+/// The session ends, so that nothing of the message runs (its transaction rolls back).
+pub fn ddl_unannounced(why: &str) -> ProxyMessage {
+    ProxyMessage::fatal("55P03", format!("blastwall: DDL not sent: {why}"))
+        .with_detail(
+            "Another blastwall instance in front of this server may have judged writes whose names this DDL may change, \
+             and the server may not have run them yet; the DDL runs only once every live instance has answered that \
+             those are done. The session is ended so that nothing of the message runs (its transaction is rolled back).",
+        )
+        .with_hint("Send it again. If an instance is hung, restart it; if this one's [ddl_notify] connection is down, see its log.")
+}
+
 /// The console could not reload the policy files (`XX000`).
 pub fn console_reload_failed(error: String) -> ProxyMessage {
     ProxyMessage::error(sqlstate::INTERNAL_ERROR, error)

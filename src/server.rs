@@ -132,7 +132,9 @@ impl Server {
             }),
         };
         let held_budget = crate::precheck::hold::Budget::new(config.max_held_bytes);
+        let instances = crate::instances::Instances::new(config.ddl_notify.is_some());
         let shared = Arc::new(Shared {
+            instances,
             config,
             upstream,
             client_tls,
@@ -214,9 +216,8 @@ impl Server {
         drop(accepted_tx);
         // The connections listening for DDL (`[ddl_notify]`) end with the acceptors.
         if let Some(cfg) = shared.config.ddl_notify.clone() {
-            acceptors.spawn(crate::catalog::listener::run(cfg, shared.upstream.clone(), shared.clone(), |s| {
-                &s.guard.catalog
-            }));
+            let hearing = Arc::new(crate::instances::Hearing::new(shared.clone()));
+            acceptors.spawn(crate::catalog::listener::run(cfg, shared.upstream.clone(), hearing));
         }
         let mut sessions = JoinSet::new();
         let mut turn = 0usize;

@@ -160,6 +160,8 @@ pub struct Shared {
     pub audit: Option<crate::audit::Audit>,
     /// The admin console's records (sessions, recent decisions) and the PAUSE gate.
     pub console: crate::console::state::ConsoleState,
+    /// The other blastwall instances in front of the same server (`instances`).
+    pub instances: crate::instances::Instances,
 }
 
 impl Shared {

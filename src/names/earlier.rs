@@ -170,6 +170,17 @@ impl Earlier {
         }
     }
 
+    /// DDL another blastwall instance announced (`crate::instances`): `names` it changes, or
+    /// (`named_only` false) any name; `text` says where it comes from.
+    pub fn elsewhere(text: &str, names: Vec<String>, named_only: bool) -> Earlier {
+        Earlier { ord: 0, kind: Kind::Ddl, text: text.into(), names: names.into(), named_only }
+    }
+
+    /// DDL's names and whether it changes only those (what `crate::instances` announces).
+    pub fn reach(&self) -> (&[String], bool) {
+        (&self.names, self.named_only)
+    }
+
     /// Its text, shortened for a message.
     pub fn shown(&self) -> String {
         let words: Vec<&str> = self.text.split_whitespace().collect();

@@ -61,8 +61,8 @@ impl Session {
     /// Runs the waiting message inside the pre-check and relays its outcome.
     pub(super) async fn run_pending(&mut self) -> Result<(), SessionError> {
         // A message with DDL waits for the writes other sessions sent before it (`inflight`).
-        if !self.info.inflight.wait_for.is_empty() {
-            self.wait_for_others().await;
+        if self.info.inflight.must_wait() {
+            self.wait_for_others().await?;
         }
         let (bytes, plan, ops) = match self.pending.take() {
             None => return Ok(()),

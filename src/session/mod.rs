@@ -185,6 +185,13 @@ async fn handshake_and_relay(
     info.inflight.session = id;
     if !who.database.is_empty() {
         let db = shared.guard.inflight.db(&who.database);
+        // With other instances possible, this one joins them first (`instances`).
+        if let Some(peers) = shared.instances.of(&who.database, &db) {
+            let catalog = &shared.guard.catalog;
+            if !peers.joined(crate::instances::JOIN_WAIT, || catalog.listen_to(&who.database)).await {
+                tracing::warn!(database = who.database, "not in touch with the other blastwall instances: row writes are judged as if another session had DDL open");
+            }
+        }
         info.inflight.db = Some(Arc::new(crate::inflight::DbHandle(db)));
     }
     let mut s = Session {
@@ -436,8 +443,8 @@ impl Session {
 
     async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         self.rewrite_outgoing();
-        if !self.info.inflight.wait_for.is_empty() && !self.relay.to_server.is_empty() {
-            self.wait_for_others().await;
+        if self.info.inflight.must_wait() && !self.relay.to_server.is_empty() {
+            self.wait_for_others().await?;
         }
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;

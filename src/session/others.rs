@@ -21,8 +21,13 @@ pub(super) struct Leave {
 impl Drop for Leave {
     fn drop(&mut self) {
         let mut mine = crate::inflight::Mine { db: self.db.take(), session: self.session, ..Default::default() };
+        let db = mine.db.clone();
         if mine.leave() {
             self.shared.guard.catalog.forget(&self.database);
+        }
+        // Other instances are told its DDL ended (`instances`).
+        if let Some(p) = db.and_then(|db| self.shared.instances.of(&self.database, &db.0)) {
+            p.ended(self.session);
         }
     }
 }
@@ -34,6 +39,15 @@ impl Session {
         let idle = !self.relay.is_busy() && self.pending.is_none();
         if self.info.inflight.answered(self.relay.syncs_done(), idle, self.relay.tx) {
             self.shared.guard.catalog.forget(&self.info.database);
+            self.instances_ended();
+        }
+    }
+
+    /// The session's DDL's transaction ended: the other blastwall instances are told.
+    fn instances_ended(&self) {
+        let db = self.info.inflight.db.as_ref();
+        if let Some(p) = db.and_then(|db| self.shared.instances.of(&self.info.database, &db.0)) {
+            p.ended(self.id);
         }
     }
 
@@ -89,9 +103,35 @@ impl Session {
         Some(crate::guard::refusal_message(&d))
     }
 
-    /// A message with DDL was judged while other sessions' writes judged before it may still
-    /// run: nothing more goes to the server until they are answered.
-    pub(super) async fn wait_for_others(&mut self) {
+    /// A message with DDL was judged: nothing more goes to the server until the other
+    /// sessions' writes judged before it are answered, and the other blastwall instances have
+    /// answered that theirs are (`instances`). When they cannot, the session ends with a word
+    /// to its client: nothing of the message runs.
+    pub(super) async fn wait_for_others(&mut self) -> Result<(), super::SessionError> {
+        let announce = std::mem::take(&mut self.info.inflight.announce);
+        let peers = self.info.inflight.db.as_ref().and_then(|db| self.shared.instances.of(&self.info.database, &db.0));
+        let id = self.id;
+        let asked = async move {
+            match peers {
+                Some(p) if !announce.is_empty() => p.announce(id, &announce).await,
+                _ => Ok(()),
+            }
+        };
+        let ((), asked) = tokio::join!(self.wait_for_sessions(), asked);
+        let Err(why) = asked else { return Ok(()) };
+        tracing::warn!(
+            session = self.id,
+            reason = why,
+            "DDL not sent: the other blastwall instances did not all answer"
+        );
+        use tokio::io::AsyncWriteExt;
+        let _ = self.client.write_all(&crate::said::ddl_unannounced(&why).encode()).await;
+        let _ = self.client.shutdown().await;
+        Err(super::SessionError::Closed(why))
+    }
+
+    /// This instance's part of [`Session::wait_for_others`].
+    async fn wait_for_sessions(&mut self) {
         let sessions = std::mem::take(&mut self.info.inflight.wait_for);
         let Some(db) = self.info.inflight.db.clone() else { return };
         let shared = self.shared.clone();

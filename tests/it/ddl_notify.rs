@@ -12,11 +12,11 @@ async fn users(db: &str) -> i64 {
     count(db, "SELECT count(*) FROM public.users").await
 }
 
-/// Waits until blastwall's listening connection to `db` has run its LISTEN.
+/// Waits until blastwall's listening connection to `db` has run its LISTEN (and what follows).
 async fn listening(db: &str) {
     let sql = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
-         AND application_name = 'blastwall DDL listener' AND query LIKE 'LISTEN%' AND state = 'idle'"
+         AND application_name = 'blastwall DDL listener' AND query <> '' AND state = 'idle'"
     );
     for _ in 0..200 {
         if count(db, &sql).await == 1 {

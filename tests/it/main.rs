@@ -108,6 +108,7 @@ mod hidden_builtins;
 mod holding;
 mod identity;
 mod inmessage;
+mod instances;
 mod lifecycle;
 mod listening;
 mod midbatch;

@@ -1,0 +1,297 @@
+//! The listening side of `crate::instances`: what a listening connection hears from the other
+//! instances, handled in order, one worker per database (what is heard is registered before
+//! the next message is read: an `end` never overtakes its `begin`). Waiting for this
+//! instance's own writes before an `ack` runs apart, so that the worker keeps hearing.
+//!
+//! Owns: [`Hearing`] (the listener's hooks) and the handling of each message. Does not own:
+//! the connection (`catalog::listener`) or the state (`instances::Peers`).
+
+use super::{presence, say, Link, Peers, Said};
+use crate::catalog::listener::Hooks;
+use crate::catalog::Catalog;
+use crate::shared::Shared;
+use dashmap::DashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The listener's hooks, holding the proxy's shared state (made by `server`, kept only by the
+/// listening task).
+pub struct Hearing {
+    shared: Arc<Shared>,
+    workers: DashMap<String, UnboundedSender<Event>>,
+}
+
+enum Event {
+    Joined(Link),
+    Heard(i32, String),
+    Tick,
+    Left,
+}
+
+impl Hearing {
+    pub fn new(shared: Arc<Shared>) -> Hearing {
+        Hearing { shared, workers: DashMap::new() }
+    }
+
+    fn send(&self, database: &str, e: Event) {
+        let Some(peers) = self.peers(database) else { return };
+        let tx = self.workers.entry(database.to_string()).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let worker = Worker { shared: self.shared.clone(), database: database.to_string(), peers };
+            tokio::spawn(worker.run(rx));
+            tx
+        });
+        let _ = tx.send(e);
+    }
+
+    fn peers(&self, database: &str) -> Option<Arc<Peers>> {
+        let db = self.shared.guard.inflight.db(database);
+        self.shared.instances.of(database, &db)
+    }
+}
+
+impl Hooks for Hearing {
+    fn catalog(&self) -> &Catalog {
+        &self.shared.guard.catalog
+    }
+
+    fn state_schema(&self) -> String {
+        self.shared.guard.policy().state.schema.clone()
+    }
+
+    fn joined(&self, database: &str, client: Arc<tokio_postgres::Client>, pid: i32) {
+        self.send(database, Event::Joined(Link { client, pid }));
+    }
+
+    fn heard(&self, database: &str, pid: i32, payload: &str) {
+        self.send(database, Event::Heard(pid, payload.to_string()));
+    }
+
+    fn tick(&self, database: &str) {
+        self.send(database, Event::Tick);
+    }
+
+    fn left(&self, database: &str) {
+        self.send(database, Event::Left);
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    database: String,
+    peers: Arc<Peers>,
+}
+
+/// How often the live instances may be asked again because an unknown backend spoke.
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Worker {
+    async fn run(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        while let Some(e) = rx.recv().await {
+            match e {
+                Event::Joined(link) => self.joined(link).await,
+                Event::Heard(pid, payload) => {
+                    if let Some(said) = Said::parse(&payload) {
+                        self.heard(pid, said).await;
+                    }
+                }
+                Event::Tick => self.tick().await,
+                Event::Left => self.left(),
+            }
+        }
+    }
+
+    fn link(&self) -> Option<Link> {
+        self.peers.lock().link.clone()
+    }
+
+    /// The listening connection listens: what other instances said before is forgotten (they
+    /// say it again, answering `hello`) and, until they have, writes see unknown DDL open.
+    async fn joined(&self, link: Link) {
+        {
+            let mut s = self.peers.lock();
+            s.link = Some(link.clone());
+            s.joined = false;
+            s.syncing.clear();
+            self.peers.end_remote(&mut s, |_| true);
+        }
+        let present = match presence(&link).await {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!(error = %e, "cannot ask which blastwall instances are live"),
+        };
+        {
+            let mut s = self.peers.lock();
+            s.present = present.clone();
+            s.syncing = present.clone();
+            self.peers.join(&mut s);
+        }
+        if !present.is_empty() {
+            if let Err(e) = say(&link, &[Said::Hello]).await {
+                tracing::warn!(error = %e, "cannot greet the other blastwall instances");
+            }
+        }
+        tracing::info!(database = self.database, others = ?present, "joined the other blastwall instances on the server");
+    }
+
+    /// Whether `pid` is a live instance's listening connection (asked again when it is not one
+    /// known, at most once a second for the same backend: a backend that speaks has its role
+    /// and name from its start, so a newcomer is found at once).
+    async fn is_live(&self, link: &Link, pid: i32) -> bool {
+        {
+            let s = self.peers.lock();
+            if s.present.contains(&pid) {
+                return true;
+            }
+            if s.denied.get(&pid).is_some_and(|t| t.elapsed() < ASK_AGAIN) {
+                return false;
+            }
+        }
+        let live = self.refresh(link).await.is_some_and(|p| p.contains(&pid));
+        if !live {
+            let mut s = self.peers.lock();
+            if s.denied.len() >= 4096 {
+                s.denied.clear();
+            }
+            s.denied.insert(pid, std::time::Instant::now());
+        }
+        live
+    }
+
+    /// Asks which instances are live; those gone answer nothing any more and their DDL is over.
+    async fn refresh(&self, link: &Link) -> Option<Vec<i32>> {
+        let present = presence(link).await.ok()?;
+        let gone = {
+            let mut s = self.peers.lock();
+            s.present = present.clone();
+            for left in s.waiting.values_mut() {
+                left.retain(|p| present.contains(p));
+            }
+            s.syncing.retain(|p| present.contains(p));
+            self.peers.join(&mut s);
+            self.peers.end_remote(&mut s, |(pid, _)| !present.contains(pid))
+        };
+        self.peers.changed.notify_waiters();
+        if gone {
+            self.shared.guard.catalog.forget(&self.database);
+        }
+        Some(present)
+    }
+
+    async fn heard(&self, pid: i32, said: Said) {
+        let Some(link) = self.link() else { return };
+        if pid == link.pid {
+            return;
+        }
+        match said {
+            Said::Ack { to, k } if to == link.pid => {
+                if let Some(left) = self.peers.lock().waiting.get_mut(&k) {
+                    left.retain(|p| *p != pid);
+                }
+                self.peers.changed.notify_waiters();
+            }
+            Said::Begin { s, k, ddl } if self.is_live(&link, pid).await => {
+                let waits = {
+                    let mut st = self.peers.lock();
+                    self.peers.register(&mut st, (pid, s), &ddl)
+                };
+                let (shared, peers) = (self.shared.clone(), self.peers.clone());
+                tokio::spawn(async move {
+                    if !waits.is_empty() {
+                        let waited = wait_for_writes(&shared, &peers.db, &waits).await;
+                        tracing::info!(others = ?waits, outcome = ?waited, "another blastwall instance's DDL waited for writes judged here before it");
+                    }
+                    if let Err(e) = say(&link, &[Said::Ack { to: pid, k }]).await {
+                        tracing::warn!(error = %e, "cannot answer another blastwall instance's DDL");
+                    }
+                });
+            }
+            Said::End { s } => {
+                let ended = {
+                    let mut st = self.peers.lock();
+                    self.peers.end_remote(&mut st, |k| *k == (pid, s))
+                };
+                if ended {
+                    // Other sessions may have asked between the DDL's answer and its COMMIT.
+                    self.shared.guard.catalog.forget(&self.database);
+                }
+            }
+            Said::Hello if self.is_live(&link, pid).await => {
+                let mut said: Vec<Said> = {
+                    let st = self.peers.lock();
+                    st.mine.iter().map(|(s, ddl)| Said::Open { to: pid, s: *s, ddl: ddl.clone() }).collect()
+                };
+                said.push(Said::Synced { to: pid });
+                if let Err(e) = say(&link, &said).await {
+                    tracing::warn!(error = %e, "cannot answer a blastwall instance that joined");
+                }
+            }
+            Said::Open { to, s, ddl } if to == link.pid => {
+                let mut st = self.peers.lock();
+                if st.syncing.contains(&pid) {
+                    self.peers.register(&mut st, (pid, s), &ddl);
+                }
+            }
+            Said::Synced { to } if to == link.pid => {
+                let mut st = self.peers.lock();
+                st.syncing.retain(|p| *p != pid);
+                self.peers.join(&mut st);
+            }
+            _ => {}
+        }
+    }
+
+    /// Once a second: while anything depends on other instances, which are still live.
+    async fn tick(&self) {
+        let Some(link) = self.link() else { return };
+        let busy = {
+            let s = self.peers.lock();
+            !(s.remote.is_empty() && s.syncing.is_empty() && s.waiting.is_empty())
+        };
+        if busy {
+            self.refresh(&link).await;
+        }
+    }
+
+    /// The listening connection ended: the others no longer see this instance, so its writes
+    /// see unknown DDL open, and its sessions with DDL announced and open are ended (the others
+    /// take that DDL as over once they see the connection gone: it must not commit).
+    fn left(&self) {
+        let sessions: Vec<u64> = {
+            let mut s = self.peers.lock();
+            s.failed = true;
+            let was = s.link.take().is_some() || s.joined;
+            s.joined = false;
+            s.syncing.clear();
+            if was {
+                self.peers.unknown_open();
+            }
+            s.mine.drain().map(|(id, _)| id).collect()
+        };
+        self.peers.changed.notify_waiters();
+        for id in sessions {
+            tracing::warn!(
+                session = id,
+                "ending a session whose DDL the other blastwall instances can no longer be told the end of"
+            );
+            self.shared.phase.kill(id);
+        }
+    }
+}
+
+/// Waits for this instance's sessions' writes that another instance's DDL must wait for:
+/// `inflight`'s wait, then their cancel, then their end.
+async fn wait_for_writes(shared: &Arc<Shared>, db: &crate::inflight::Db, sessions: &[u64]) -> crate::inflight::Waited {
+    let cancel = |key: crate::wire::startup::CancelKey| {
+        let shared = shared.clone();
+        async move {
+            let _forwarding = shared.cancels.forwarding(&key);
+            if let Err(e) = shared.upstream.cancel(&key).await {
+                tracing::warn!(error = %e, "cancelling a write before another instance's DDL failed");
+            }
+        }
+    };
+    db.wait_for(sessions, cancel, |id| {
+        shared.phase.kill(id);
+    })
+    .await
+}
