@@ -132,7 +132,7 @@ type Seen = Option<Vec<i64>>;
 /// Reads `ddl_seen`; `Ok(None)` when it cannot be read (missing, not granted).
 async fn ddl_seen(client: &tokio_postgres::Client, schema: &str) -> Result<Seen, tokio_postgres::Error> {
     let s = crate::contract::state::ident(schema);
-    let sql = format!("SELECT pg_catalog.coalesce(pg_catalog.array_agg(id), '{{}}') FROM {s}.ddl_seen");
+    let sql = format!("SELECT COALESCE(pg_catalog.array_agg(id), '{{}}') FROM {s}.ddl_seen");
     match client.query_one(&sql, &[]).await {
         Ok(row) => Ok(Some(row.get(0))),
         Err(e) if e.as_db_error().is_some() => {
