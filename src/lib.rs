@@ -13,7 +13,8 @@
 //! client's CancelRequest goes through `cancels`, which settles one that lands on blastwall's
 //! own statements. Writes judged and not yet answered, and DDL whose transaction is open, are
 //! kept per database across sessions (`inflight`): DDL waits for the writes judged before it,
-//! and writes judged meanwhile see it. Every message with a SQLSTATE blastwall sends in its own
+//! and writes judged meanwhile see it; several blastwall instances keep the same rules between
+//! them through the server (`instances`). Every message with a SQLSTATE blastwall sends in its own
 //! name is built in `said`. Dependencies point one way: server → session, admin → `shared`
 //! (the handles every session gets); session → relay, guard → precheck → catalog, policy;
 //! audit → policy.

@@ -178,3 +178,36 @@ async fn spoofed_words_change_nothing_and_a_dead_instance_holds_nothing_back() {
     eprintln!("with the other instance killed, the DDL ran after {:?}", started.elapsed());
     one.stop().await;
 }
+
+/// The cost, for the report (`cargo test --test it instances::ddl_latency -- --ignored
+/// --nocapture`): the median time of a rename through instance 1 (autocommit, a round trip
+/// from the client), with no `[ddl_notify]`, with it alone, and with a second instance live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ddl_latency() {
+    let db = setup();
+    async fn median(port: u16, db: &str) -> Duration {
+        let m = connect(port, "migrator", APP_PW, db).await;
+        let mut times = Vec::new();
+        for i in 0..40 {
+            let (from, to) = if i % 2 == 0 { ("users", "old_users") } else { ("old_users", "users") };
+            let t = Instant::now();
+            m.batch_execute(&format!("ALTER TABLE archive.{from} RENAME TO {to}")).await.unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        times[times.len() / 2]
+    }
+    let plain = Blastwall::start("threads = 1\n", &["--policy", crate::cli::POLICIES]).await;
+    let none = median(plain.port, &db).await;
+    plain.stop().await;
+    let one = instance().await;
+    let alone = median(one.port, &db).await;
+    let two = instance().await;
+    let _on_two = connect(two.port, "migrator", APP_PW, &db).await;
+    assert_eq!(listeners(&db).await.len(), 2);
+    let both = median(one.port, &db).await;
+    eprintln!("rename through blastwall, median of 40: without [ddl_notify] {none:?}, one instance {alone:?}, two instances {both:?}");
+    one.stop().await;
+    two.stop().await;
+}
