@@ -214,7 +214,13 @@ impl Db {
     }
 
     /// [`Db::wait_for`] with its two bounds given.
-    async fn wait_within<C, F, E>(&self, sessions: &[u64], bounds: (Duration, Duration), cancel: C, end: E) -> Waited
+    pub(crate) async fn wait_within<C, F, E>(
+        &self,
+        sessions: &[u64],
+        bounds: (Duration, Duration),
+        cancel: C,
+        end: E,
+    ) -> Waited
     where
         C: Fn(CancelKey) -> F,
         F: std::future::Future<Output = ()>,

@@ -222,8 +222,15 @@ impl Worker {
                 };
                 said.push(Said::Synced { to: pid });
                 if let Err(e) = say(&link, &said).await {
-                    tracing::warn!(error = %e, "cannot answer a blastwall instance that joined");
+                    return tracing::warn!(error = %e, "cannot answer a blastwall instance that joined");
                 }
+                // It may have missed an announcement made as it started listening; it has
+                // none of its own writes to wait for (judged as with DDL open until it is in
+                // touch, which the `open`s just said come before): it need not answer that.
+                for left in self.peers.lock().waiting.values_mut() {
+                    left.retain(|p| *p != pid);
+                }
+                self.peers.changed.notify_waiters();
             }
             Said::Open { to, s, ddl } if to == link.pid => {
                 let mut st = self.peers.lock();
@@ -256,16 +263,16 @@ impl Worker {
     /// see unknown DDL open, and its sessions with DDL announced and open are ended (the others
     /// take that DDL as over once they see the connection gone: it must not commit).
     fn left(&self) {
-        let sessions: Vec<u64> = {
+        let (sessions, writing) = {
             let mut s = self.peers.lock();
             s.failed = true;
-            let was = s.link.take().is_some() || s.joined;
-            s.joined = false;
+            s.link = None;
+            let joined = std::mem::take(&mut s.joined);
             s.syncing.clear();
-            if was {
-                self.peers.unknown_open();
-            }
-            s.mine.drain().map(|(id, _)| id).collect()
+            // Writes judged while it was in touch were judged without the others' DDL since.
+            let writing = self.peers.unknown_open();
+            let writing = if joined { writing } else { Vec::new() };
+            (s.mine.drain().map(|(id, _)| id).collect::<Vec<u64>>(), writing)
         };
         self.peers.changed.notify_waiters();
         for id in sessions {
@@ -275,23 +282,42 @@ impl Worker {
             );
             self.shared.phase.kill(id);
         }
+        // The others' DDL no longer waits for this instance's writes in flight: cancelled now.
+        if !writing.is_empty() {
+            tracing::warn!(sessions = ?writing, "cancelling writes in flight: the other blastwall instances can no longer wait for them");
+            let (shared, db) = (self.shared.clone(), self.peers.db.clone());
+            tokio::spawn(async move {
+                let bounds = (std::time::Duration::ZERO, crate::inflight::CANCEL_GRACE);
+                db.wait_within(&writing, bounds, cancel_with(&shared), |id| {
+                    shared.phase.kill(id);
+                })
+                .await;
+            });
+        }
     }
 }
 
 /// Waits for this instance's sessions' writes that another instance's DDL must wait for:
 /// `inflight`'s wait, then their cancel, then their end.
 async fn wait_for_writes(shared: &Arc<Shared>, db: &crate::inflight::Db, sessions: &[u64]) -> crate::inflight::Waited {
-    let cancel = |key: crate::wire::startup::CancelKey| {
-        let shared = shared.clone();
-        async move {
-            let _forwarding = shared.cancels.forwarding(&key);
-            if let Err(e) = shared.upstream.cancel(&key).await {
-                tracing::warn!(error = %e, "cancelling a write before another instance's DDL failed");
-            }
-        }
-    };
-    db.wait_for(sessions, cancel, |id| {
+    db.wait_for(sessions, cancel_with(shared), |id| {
         shared.phase.kill(id);
     })
     .await
+}
+
+/// A future cancelling a statement, as a client's CancelRequest for its backend key would.
+type Cancelling = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Cancels a session's statement by its backend key, as its client's CancelRequest would.
+fn cancel_with(shared: &Arc<Shared>) -> impl Fn(crate::wire::startup::CancelKey) -> Cancelling + '_ {
+    move |key| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let _forwarding = shared.cancels.forwarding(&key);
+            if let Err(e) = shared.upstream.cancel(&key).await {
+                tracing::warn!(error = %e, "cancelling a write for another instance's DDL failed");
+            }
+        })
+    }
 }

@@ -203,6 +203,18 @@ struct State {
     next: u64,
 }
 
+/// An announcement waiting for answers, taken out when dropped.
+struct Asked<'a> {
+    peers: &'a Peers,
+    k: u64,
+}
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        self.peers.lock().waiting.remove(&self.k);
+    }
+}
+
 /// The live instances of the link's database other than itself.
 pub(crate) async fn presence(link: &Link) -> Result<Vec<i32>, tokio_postgres::Error> {
     let sql = "SELECT pid FROM pg_catalog.pg_stat_activity \
@@ -223,7 +235,7 @@ pub(crate) async fn say(link: &Link, said: &[Said]) -> Result<(), tokio_postgres
 impl Peers {
     fn new(db: Arc<Db>) -> Peers {
         let p = Peers { state: Mutex::default(), changed: tokio::sync::Notify::new(), db };
-        p.unknown_open();
+        let _ = p.unknown_open();
         p
     }
 
@@ -232,14 +244,15 @@ impl Peers {
     }
 
     /// Until this instance has joined, writes are judged as if DDL that may change any name
-    /// were open in another session.
-    fn unknown_open(&self) {
+    /// were open in another session. The sessions with writes in flight (which such DDL
+    /// waits for).
+    fn unknown_open(&self) -> Vec<u64> {
         let e = Earlier::elsewhere(
-            "DDL another blastwall instance may have open (this instance is not in touch with the others on the server)",
+            "DDL of another blastwall instance (this one is out of touch with them)",
             Vec::new(),
             false,
         );
-        self.db.judging(&Mine { session: JOINING, ..Default::default() }, &[], &[e]);
+        self.db.judging(&Mine { session: JOINING, ..Default::default() }, &[], &[e]).1
     }
 
     /// Whether this instance has joined the others (waiting up to `within`, unless its
@@ -295,13 +308,10 @@ impl Peers {
             return Ok(());
         }
         self.lock().waiting.insert(k, present);
-        let said = say(&link, &[Said::Begin { s: session, k, ddl: new }]).await;
-        let outcome = match said {
-            Ok(()) => self.answered(k, link.pid).await,
-            Err(e) => Err(fail(e)),
-        };
-        self.lock().waiting.remove(&k);
-        outcome
+        // Taken out however this ends (the session may be dropped while it waits).
+        let _asked = Asked { peers: self, k };
+        say(&link, &[Said::Begin { s: session, k, ddl: new }]).await.map_err(fail)?;
+        self.answered(k, link.pid).await
     }
 
     /// Waits until every instance asked for announcement `k` has answered or left.

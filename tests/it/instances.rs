@@ -179,6 +179,39 @@ async fn spoofed_words_change_nothing_and_a_dead_instance_holds_nothing_back() {
     one.stop().await;
 }
 
+/// An instance whose listening connection drops (terminated here) can no longer be waited for
+/// by the others' DDL: its writes in flight are cancelled at once (the batch's DELETE never
+/// runs), and until the connection is back (tried again after 5 seconds) its row writes are
+/// judged as if another session had DDL open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_listening_connection_cancels_the_writes_in_flight() {
+    let db = setup();
+    let one = instance().await;
+    let mut c = archived(one.port, &db).await;
+    c.write_all(&q("SELECT pg_sleep(3); DELETE FROM notes WHERE id BETWEEN 1 AND 2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin = direct("postgres", SUPERUSER_PW, &db).await;
+    let kill = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
+                AND application_name = 'blastwall DDL listener'";
+    admin.execute(kill, &[]).await.unwrap();
+    let r = crate::harness::replies(&mut c).await;
+    assert_eq!(r.codes, vec!["57014".to_string()], "the write in flight was not cancelled: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 10);
+    let r = send(&mut c, &[q("DELETE FROM notes WHERE id = 3")]).await;
+    assert!(r.errors.contains("out of touch"), "{r:?}");
+    let t = Instant::now();
+    loop {
+        let r = send(&mut c, &[q("DELETE FROM notes WHERE id = 3")]).await;
+        if r.codes.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "never back in touch: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 9);
+    one.stop().await;
+}
+
 /// The cost, for the report (`cargo test --test it instances::ddl_latency -- --ignored
 /// --nocapture`): the median time of a rename through instance 1 (autocommit, a round trip
 /// from the client), with no `[ddl_notify]`, with it alone, and with a second instance live.
