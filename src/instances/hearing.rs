@@ -218,7 +218,7 @@ impl Worker {
             Said::Hello if self.is_live(&link, pid).await => {
                 let mut said: Vec<Said> = {
                     let st = self.peers.lock();
-                    st.mine.iter().map(|(s, ddl)| Said::Open { to: pid, s: *s, ddl: ddl.clone() }).collect()
+                    st.mine.values().map(|(s, ddl)| Said::Open { to: pid, s: *s, ddl: ddl.clone() }).collect()
                 };
                 said.push(Said::Synced { to: pid });
                 if let Err(e) = say(&link, &said).await {

@@ -196,10 +196,12 @@ struct State {
     denied: HashMap<i32, std::time::Instant>,
     /// Announcements waiting for answers: token → instances that have not answered.
     waiting: HashMap<u64, Vec<i32>>,
-    /// Other instances' sessions with DDL open: (pid, session) → this registry's session.
+    /// Other instances' transactions with DDL open: (pid, transaction) → this registry's session.
     remote: HashMap<(i32, u64), u64>,
-    /// This instance's sessions with DDL announced and open.
-    mine: HashMap<u64, Vec<Ddl>>,
+    /// This instance's sessions with DDL announced and open: the number their transaction is
+    /// announced under (a new one for each: an `end` that comes late ends only its own), and
+    /// what was announced.
+    mine: HashMap<u64, (u64, Vec<Ddl>)>,
     next: u64,
 }
 
@@ -283,14 +285,16 @@ impl Peers {
     /// each has answered (its writes the DDL may redirect are done). `Err`: why the DDL must
     /// not be forwarded.
     pub async fn announce(&self, session: u64, ddl: &[Earlier]) -> Result<(), String> {
-        let (link, k, new) = {
+        let (link, tx, k, new) = {
             let mut s = self.lock();
             let Some(link) = s.link.clone().filter(|_| s.joined) else {
                 return Err(
                     "this instance's listening connection ([ddl_notify]) is not in touch with the server".into()
                 );
             };
-            let had = s.mine.entry(session).or_default();
+            s.next += 1;
+            let fresh = s.next;
+            let (tx, had) = s.mine.entry(session).or_insert_with(|| (fresh, Vec::new()));
             let new: Vec<Ddl> = ddl.iter().map(Ddl::of).filter(|d| !had.contains(d)).collect();
             if new.is_empty() {
                 return Ok(());
@@ -298,8 +302,9 @@ impl Peers {
             // Kept before the others are asked: an instance that joins meanwhile hears it as
             // open (`hello`).
             had.extend(new.iter().cloned());
+            let tx = *tx;
             s.next += 1;
-            (link, s.next, new)
+            (link, tx, s.next, new)
         };
         let fail =
             |e: tokio_postgres::Error| format!("this instance could not reach the others through the server: {e}");
@@ -310,7 +315,7 @@ impl Peers {
         self.lock().waiting.insert(k, present);
         // Taken out however this ends (the session may be dropped while it waits).
         let _asked = Asked { peers: self, k };
-        say(&link, &[Said::Begin { s: session, k, ddl: new }]).await.map_err(fail)?;
+        say(&link, &[Said::Begin { s: tx, k, ddl: new }]).await.map_err(fail)?;
         self.answered(k, link.pid).await
     }
 
@@ -346,16 +351,14 @@ impl Peers {
     /// Session `session`'s transaction ended (or the session did): the others are told, when
     /// it had announced DDL.
     pub fn ended(&self, session: u64) {
-        let link = {
+        let (link, tx) = {
             let mut s = self.lock();
-            if s.mine.remove(&session).is_none() {
-                return;
-            }
-            s.link.clone()
+            let Some((tx, _)) = s.mine.remove(&session) else { return };
+            (s.link.clone(), tx)
         };
         let (Some(link), Ok(rt)) = (link, tokio::runtime::Handle::try_current()) else { return };
         rt.spawn(async move {
-            if let Err(e) = say(&link, &[Said::End { s: session }]).await {
+            if let Err(e) = say(&link, &[Said::End { s: tx }]).await {
                 tracing::warn!(error = %e, "could not tell the other blastwall instances that DDL's transaction ended");
             }
         });

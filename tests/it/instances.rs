@@ -121,6 +121,29 @@ async fn a_write_judged_while_another_instance_has_ddl_open_is_judged_with_it() 
     two.stop().await;
 }
 
+/// An instance that joins while another has DDL open hears of it before its first write is
+/// judged (`hello`, answered by `open`): instance 1 starts after instance 2's rename, still
+/// uncommitted; the range DELETE judged on instance 1 behind a slow statement is refused, and
+/// the rename's COMMIT during that statement deletes nothing protected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_joins_hears_of_ddl_already_open() {
+    let db = setup();
+    let two = instance().await;
+    let m = connect(two.port, "migrator", APP_PW, &db).await;
+    m.batch_execute("BEGIN").await.unwrap();
+    m.batch_execute("ALTER TABLE archive.users RENAME TO old_users").await.unwrap();
+    let one = instance().await;
+    let mut c = archived(one.port, &db).await;
+    c.write_all(&q(&format!("SELECT pg_sleep(1); {RANGE}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    m.batch_execute("COMMIT").await.unwrap();
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.errors.contains("another blastwall instance"), "judged without the DDL already open: {r:?}");
+    assert_eq!(window(&db, "public.users").await, 10, "protected users were deleted");
+    one.stop().await;
+    two.stop().await;
+}
+
 /// What any role may say on the channel: a `begin` from an ordinary backend holds no name open
 /// on the instances (a write of `notes` runs through them), and made-up `ack`s do not stand
 /// in for a hung instance's: with instance 2 stopped (SIGSTOP), DDL through instance 1 is
