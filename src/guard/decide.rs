@@ -86,7 +86,7 @@ impl Guard {
         // Registered with the session's other writes and DDL in flight, and judged against
         // other sessions' open DDL (`inflight`), under one lock.
         if online {
-            info.inflight.judging(&decided);
+            info.inflight.judging(&decided, info.settings_certain);
         }
         let ids = online
             .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))

@@ -42,6 +42,7 @@ mod effect;
 mod expand;
 mod identities;
 mod path;
+pub mod rights;
 mod session;
 mod sql;
 mod view;

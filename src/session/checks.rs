@@ -62,7 +62,7 @@ impl Session {
     pub(super) async fn run_pending(&mut self) -> Result<(), SessionError> {
         // A message with DDL waits for the writes other sessions sent before it (`inflight`).
         if !self.info.inflight.wait_for.is_empty() {
-            self.wait_for_others().await;
+            self.wait_for_others().await?;
         }
         let (bytes, plan, ops) = match self.pending.take() {
             None => return Ok(()),

@@ -437,7 +437,7 @@ impl Session {
     async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         self.rewrite_outgoing();
         if !self.info.inflight.wait_for.is_empty() && !self.relay.to_server.is_empty() {
-            self.wait_for_others().await;
+            self.wait_for_others().await?;
         }
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;

@@ -5,9 +5,9 @@
 //!
 //! Owns: those hooks. Does not own: the registry (`inflight`), the judgement (`names`).
 
-use super::Session;
+use super::{Session, SessionError};
 use crate::inflight::Waited;
-use crate::wire::messages::ProxyMessage;
+use crate::wire::messages::{ProxyMessage, TxStatus};
 
 /// Held for a session's life: when it ends (or its task is dropped), its writes and DDL leave
 /// the registry.
@@ -45,7 +45,7 @@ impl Session {
             self.info.inflight.refused();
         } else if self.info.inflight.db.is_some() && crate::names::may_concern_others(sql) {
             let statements = self.shared.guard.statements_of(sql, &self.info, None);
-            self.info.inflight.judging(&statements);
+            self.info.inflight.judging(&statements, self.info.settings_certain);
         }
     }
 
@@ -61,7 +61,7 @@ impl Session {
         let info = &mut self.info;
         let list = info.prepared.get(name)?;
         info.inflight.ord = self.relay.syncs_sent();
-        info.inflight.judging(list);
+        info.inflight.judging(list, false);
         if info.inflight.others.is_empty() {
             return None;
         }
@@ -90,10 +90,24 @@ impl Session {
     }
 
     /// A message with DDL was judged while other sessions' writes judged before it may still
-    /// run: nothing more goes to the server until they are answered.
-    pub(super) async fn wait_for_others(&mut self) {
+    /// run: nothing more goes to the server until they are answered — unless the session's
+    /// role may not run that DDL (`inflight::first`, `names::rights`). Ended meanwhile by an
+    /// older waiting session's wait (`inflight::wait`), the session ends and sends nothing.
+    pub(super) async fn wait_for_others(&mut self) -> Result<(), SessionError> {
+        let first = self.info.inflight.first.take();
         let sessions = std::mem::take(&mut self.info.inflight.wait_for);
-        let Some(db) = self.info.inflight.db.clone() else { return };
+        let Some(db) = self.info.inflight.db.clone() else { return Ok(()) };
+        let me = self.info.inflight.session;
+        if let Some((ord, text)) = first {
+            if !self.may_run(ord, &text, &db.0).await? {
+                tracing::info!(
+                    session = self.id,
+                    others = ?sessions,
+                    "DDL the session's role may not run (the server will refuse it) waits for no other session's writes"
+                );
+                return Ok(());
+            }
+        }
         let shared = self.shared.clone();
         let cancel = |key: crate::wire::startup::CancelKey| {
             let shared = shared.clone();
@@ -107,15 +121,48 @@ impl Session {
         let end = |id: u64| {
             shared.phase.kill(id);
         };
-        let waited = db.0.wait_for(&sessions, cancel, end).await;
-        if waited != Waited::Drained {
-            tracing::warn!(
+        let waited = db.0.wait_for(me, &sessions, cancel, end).await;
+        match waited {
+            Waited::Drained => {}
+            Waited::Gone => {
+                tracing::warn!(
+                    session = self.id,
+                    others = ?sessions,
+                    "DDL waited for other sessions' writes while an older session's DDL waited for this one's: this session is ended"
+                );
+                return self.close_for_shutdown().await;
+            }
+            _ => tracing::warn!(
                 session = self.id,
                 others = ?sessions,
                 outcome = ?waited,
                 "DDL waited for other sessions' writes judged before it, which did not end in time: they were {}",
                 if waited == Waited::Cancelled { "cancelled" } else { "cancelled and their sessions ended" }
-            );
+            ),
         }
+        Ok(())
+    }
+
+    /// Whether the session's role may run `text`, the first statement of the message of sync
+    /// point `ord` (true where that cannot be known: asked only when the server has answered
+    /// everything before that message and no other session's DDL is open, which might change
+    /// what the role may do before the statement runs).
+    async fn may_run(&mut self, ord: u64, text: &str, db: &crate::inflight::Db) -> Result<bool, SessionError> {
+        if self.relay.syncs_done() != ord || db.open_elsewhere(self.info.inflight.session) {
+            return Ok(true);
+        }
+        // A failed transaction runs nothing but its end.
+        if self.relay.tx == TxStatus::Failed {
+            return Ok(false);
+        }
+        let Some(sql) = crate::names::rights::may_run_query(text, self.relay.tx != TxStatus::Idle) else {
+            return Ok(true);
+        };
+        let mut backend = crate::precheck::Backend::new(&mut self.server, &mut self.sfr);
+        let answer = backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+        let crate::precheck::Backend { for_client, params, .. } = backend;
+        self.take_for_client(for_client, params);
+        let value = answer.rows.first().and_then(|r| r.first()).cloned().flatten();
+        Ok(answer.error.is_some() || value.as_deref() != Some("f"))
     }
 }

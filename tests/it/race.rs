@@ -225,3 +225,81 @@ async fn a_constraint_swap_waits_for_an_upsert_judged_before_it() {
     let pwned = count(&db, "SELECT count(*) FROM users WHERE email = 'pwned@example.test'").await;
     assert_eq!(pwned, 0, "a real user was overwritten");
 }
+
+/// Ninth pass D2: DDL the server will refuse for lack of privilege — a DML-only role's rename
+/// of a table it does not own, a view made in a schema it may not create in, a grant on a
+/// schema it holds no grant option on, the rename again inside a transaction block — names
+/// `notes`, which another session's batch writes after a slow statement. None of them waits
+/// for that batch, nor cancels it: the batch's DELETE runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_the_role_may_not_run_holds_no_other_session() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 6.0, "DELETE FROM notes WHERE id = 1", sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attacks: [&[&str]; 4] = [
+        &["ALTER TABLE notes RENAME TO old_notes"],
+        &["CREATE VIEW public.notes AS SELECT 1 AS id"],
+        &["GRANT USAGE ON SCHEMA public TO PUBLIC"],
+        &["BEGIN", "ALTER TABLE notes RENAME TO old_notes"],
+    ];
+    for sqls in attacks {
+        let mut a = startup(px.port(), RAW, &db).await;
+        let started = Instant::now();
+        let mut last = Replies::default();
+        for sql in sqls {
+            last = send(&mut a, &[crate::batches::q(sql)]).await;
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{sqls:?} waited for the other session's batch: {took:?}");
+        if !sqls[sqls.len() - 1].starts_with("GRANT") {
+            assert_eq!(last.codes, vec!["42501".to_string()], "{sqls:?}: {last:?}");
+        }
+    }
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.codes.is_empty(), "the other session's batch was cancelled: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 9, "the batch's DELETE did not run");
+    assert_eq!(count(&db, "SELECT count(*) FROM pg_class WHERE relname = 'old_notes'").await, 0);
+}
+
+/// Two sessions whose DDL waits for the other's write: each deletes from the table the other
+/// renames, in an extended batch not yet ended by its Sync, then sends its rename. Neither
+/// write can be answered before the other's rename runs. The session that began waiting
+/// first ends the other and its rename runs; it is not ended itself (before, each ended the
+/// other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_whose_ddl_waits_for_each_other_end_only_one() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE t1 (id bigint); CREATE TABLE t2 (id bigint); \
+             INSERT INTO t1 SELECT generate_series(1, 10); INSERT INTO t2 SELECT generate_series(1, 10); \
+             ALTER TABLE t1 OWNER TO {RAW}; ALTER TABLE t2 OWNER TO {RAW}; GRANT CREATE ON SCHEMA public TO {RAW};"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let (mut a, mut b) = (warm(px.port(), &db).await, warm(px.port(), &db).await);
+    a.write_all(&[pbe("DELETE FROM t2 WHERE id = 1"), flush()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.write_all(&[pbe("DELETE FROM t1 WHERE id = 1"), flush()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.write_all(&[pbe("ALTER TABLE t1 RENAME TO t1_old"), sync()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.write_all(&[pbe("ALTER TABLE t2 RENAME TO t2_old"), sync()].concat()).await.unwrap();
+    let (ra, rb) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(30), crate::harness::replies(&mut a)),
+        tokio::time::timeout(Duration::from_secs(30), crate::harness::replies(&mut b)),
+    );
+    let (ra, rb) = (ra.expect("the first session's replies"), rb.expect("the second session's replies"));
+    assert_eq!(ra.status, Some('I'), "the session that waited first was ended: {ra:?}");
+    assert!(ra.codes.is_empty(), "{ra:?}");
+    assert!(rb.status.is_none(), "the session that waited second was not ended: {rb:?}");
+    let exists = |t: &str| format!("SELECT count(*) FROM pg_class WHERE relname = '{t}'");
+    assert_eq!(count(&db, &exists("t1_old")).await, 1, "the first session's rename did not run");
+    assert_eq!(count(&db, &exists("t2")).await, 1, "the second session's rename ran");
+    assert_eq!(count(&db, "SELECT count(*) FROM t2").await, 9, "the first session's DELETE did not commit");
+    assert_eq!(count(&db, "SELECT count(*) FROM t1_old").await, 10, "the second session's DELETE committed");
+}
