@@ -205,6 +205,9 @@ pub struct Mine {
     /// The one message whose DDL the waits are for, when it may be refused by the server
     /// for lack of privilege (`first`).
     pub first: first::First,
+    /// The sync point of the unnamed statement's last Parse (its writes were registered
+    /// there), and its statements once a Bind in a later batch needed them.
+    pub unnamed: Option<(u64, Option<Arc<Vec<crate::analyze::Statement>>>)>,
 }
 
 /// A session's handle on its database's registry (`Debug` for `SessionInfo`).

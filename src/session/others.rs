@@ -49,44 +49,40 @@ impl Session {
         }
     }
 
-    /// A Bind of a statement prepared under a name: its writes run now, judged when it was
-    /// prepared (or by a judgement kept since). They are registered like a message's, and one
-    /// whose name another session's open DDL may redirect is refused while a policy table has
-    /// protected columns, as the same write in a Query would be (`names::reach`).
+    /// A Bind of a prepared statement: its writes run now, judged when it was prepared (or by
+    /// a judgement kept since). They are registered like a message's, and one whose name
+    /// another session's open DDL may redirect is refused while a policy table has protected
+    /// columns, as the same write in a Query would be (`names::reach`). The unnamed
+    /// statement's were registered by its Parse when that came in the same batch; parsed in
+    /// an earlier one, they are registered here too.
     pub(super) fn inflight_bind(&mut self, stmt: &[u8]) -> Option<ProxyMessage> {
-        if self.info.inflight.db.is_none() || stmt.is_empty() {
-            return None;
+        self.info.inflight.db.as_ref()?;
+        self.info.inflight.ord = self.relay.syncs_sent();
+        let policy = self.shared.guard.policy();
+        if stmt.is_empty() {
+            let list = self.unnamed_bound()?;
+            return against_others(&mut self.info.inflight, &list, &policy, None);
         }
         let name = std::str::from_utf8(stmt).ok()?;
-        let info = &mut self.info;
-        let list = info.prepared.get(name)?;
-        info.inflight.ord = self.relay.syncs_sent();
-        info.inflight.judging(list, false);
-        if info.inflight.others.is_empty() {
+        let list = self.info.prepared.get(name)?;
+        against_others(&mut self.info.inflight, list, &policy, Some(name))
+    }
+
+    /// The unnamed statement's statements at its Bind, when it was parsed in an earlier batch
+    /// than this one (analyzed once per Parse).
+    fn unnamed_bound(&mut self) -> Option<std::sync::Arc<Vec<crate::analyze::Statement>>> {
+        let (at, kept) = self.info.inflight.unnamed.clone()?;
+        if at == self.relay.syncs_sent() {
             return None;
         }
-        let policy = self.shared.guard.policy();
-        if policy.tables.iter().all(|t| t.protected_columns.is_empty()) {
-            return None;
+        if let Some(list) = kept {
+            return Some(list);
         }
-        let by = list.iter().flat_map(|s| &s.writes).find_map(|w| {
-            let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
-            let t = w.target.as_ref().filter(|_| row)?;
-            let constraint = matches!(&w.op, crate::analyze::Op::Upsert { constraint: Some(_), .. });
-            crate::names::redirected_by_others(&info.inflight.others, t, constraint).map(|by| (t.to_string(), by))
-        });
-        let (target, by) = by?;
-        let d = crate::guard::refusal(
-            "opaque",
-            "EXECUTE".into(),
-            format!(
-                "the statement prepared as {name} writes to {target}, which could not be resolved before it runs: {by} may make it a view over a protected table"
-            ),
-            "Bind it again once that transaction has ended.",
-            "blastwall",
-            format!("EXECUTE {name}"),
-        );
-        Some(crate::guard::refusal_message(&d))
+        let facts = self.mirror.facts(b"")?;
+        let sql = crate::wire::messages::parse_msg(facts.parse.as_ref()?).ok()?.sql;
+        let list = self.shared.guard.statements_of(sql, &self.info, None);
+        self.info.inflight.unnamed = Some((at, Some(list.clone())));
+        Some(list)
     }
 
     /// A message with DDL was judged while other sessions' writes judged before it may still
@@ -165,4 +161,41 @@ impl Session {
         let value = answer.rows.first().and_then(|r| r.first()).cloned().flatten();
         Ok(answer.error.is_some() || value.as_deref() != Some("f"))
     }
+}
+
+/// Registers the writes a Bind runs (`list`, the statement prepared as `name`, or the unnamed
+/// one) and judges them against other sessions' open DDL: the refusal when one may be
+/// redirected.
+fn against_others(
+    inflight: &mut crate::inflight::Mine,
+    list: &[crate::analyze::Statement],
+    policy: &crate::policy::Policy,
+    name: Option<&str>,
+) -> Option<ProxyMessage> {
+    inflight.judging(list, false);
+    if inflight.others.is_empty() || policy.tables.iter().all(|t| t.protected_columns.is_empty()) {
+        return None;
+    }
+    let by = list.iter().flat_map(|s| &s.writes).find_map(|w| {
+        let row = w.op.is_row_write() || matches!(w.op, crate::analyze::Op::Upsert { .. });
+        let t = w.target.as_ref().filter(|_| row)?;
+        let constraint = matches!(&w.op, crate::analyze::Op::Upsert { constraint: Some(_), .. });
+        crate::names::redirected_by_others(&inflight.others, t, constraint).map(|by| (t.to_string(), by))
+    });
+    let (target, by) = by?;
+    let (what, text) = match name {
+        Some(name) => (format!("the statement prepared as {name}"), format!("EXECUTE {name}")),
+        None => ("the unnamed statement".to_string(), "EXECUTE of the unnamed statement".to_string()),
+    };
+    let d = crate::guard::refusal(
+        "opaque",
+        "EXECUTE".into(),
+        format!(
+            "{what} writes to {target}, which could not be resolved before it runs: {by} may make it a view over a protected table"
+        ),
+        "Bind it again once that transaction has ended.",
+        "blastwall",
+        text,
+    );
+    Some(crate::guard::refusal_message(&d))
 }

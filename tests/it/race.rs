@@ -303,3 +303,30 @@ async fn two_sessions_whose_ddl_waits_for_each_other_end_only_one() {
     assert_eq!(count(&db, "SELECT count(*) FROM t2").await, 9, "the first session's DELETE did not commit");
     assert_eq!(count(&db, "SELECT count(*) FROM t1_old").await, 10, "the second session's DELETE committed");
 }
+
+/// The unnamed statement parsed in one batch (a range DELETE of the unprotected `notes`) and
+/// bound in a later one behind a slow statement, while `migrator` renames `notes` away and
+/// `users` to `notes` in one message: the server resolves the statement's names again when
+/// it runs it after the renames. The renames wait for the Bind's batch, whose DELETE runs
+/// before them (on the old `notes`); the ten users stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unnamed_statement_bound_in_a_later_batch_is_waited_for() {
+    let db = setup();
+    admin_sql(pg(), &db, "ALTER TABLE notes OWNER TO migrator");
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    let range = "DELETE FROM notes WHERE id BETWEEN -91111120 AND -91111111";
+    let r = send(&mut c, &[parse("", range), sync()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let slow = [parse("slow", "SELECT pg_sleep(1.5)"), crate::batches::b("", "slow", &[]), crate::batches::e("", 0)];
+    let bound = [crate::batches::b("", "", &[]), crate::batches::e("", 0), sync()];
+    c.write_all(&[slow.concat(), bound.concat()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    m.batch_execute("ALTER TABLE notes RENAME TO old_notes; ALTER TABLE users RENAME TO notes")
+        .await
+        .expect("the renames run");
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(window(&db, "notes").await, 10, "users were deleted through the unnamed statement");
+}
