@@ -34,7 +34,9 @@ use dashmap::DashMap;
 use std::sync::{Arc, Mutex};
 
 mod first;
+mod prepared;
 mod wait;
+pub use prepared::{prepared_query, TwoPhase};
 pub use wait::{Waited, CANCEL_GRACE, DDL_WAIT};
 
 /// Every database's registry.
@@ -87,6 +89,8 @@ struct State {
     next_wait: u64,
     /// Sessions ended by another's wait and not yet gone (their own wait stops).
     ended: Vec<u64>,
+    /// Prepared transactions' open DDL (`prepared`).
+    prepared: Vec<prepared::Prepared>,
 }
 
 struct Write {
@@ -125,7 +129,8 @@ impl Db {
                 s.ddl.push((me.session, e.clone(), true));
             }
         }
-        let others = s.ddl.iter().filter(|(id, _, on)| *id != me.session && *on).map(|(_, e, _)| e.clone()).collect();
+        let others = s.ddl.iter().filter(|(id, _, on)| *id != me.session && *on).map(|(_, e, _)| e.clone());
+        let others = others.chain(s.prepared.iter().flat_map(|p| p.ddl.iter().cloned())).collect();
         (others, s.waits(me.session, ddl))
     }
 
@@ -208,6 +213,8 @@ pub struct Mine {
     /// The sync point of the unnamed statement's last Parse (its writes were registered
     /// there), and its statements once a Bind in a later batch needed them.
     pub unnamed: Option<(u64, Option<Arc<Vec<crate::analyze::Statement>>>)>,
+    /// Its two-phase statements, and the prepared transactions to ask about (`prepared`).
+    pub two_phase: TwoPhase,
 }
 
 /// A session's handle on its database's registry (`Debug` for `SessionInfo`).
@@ -225,6 +232,7 @@ impl Mine {
     /// answered everything the session sent before this message.
     pub fn judging(&mut self, statements: &[crate::analyze::Statement], quiet: bool) {
         let Some(db) = self.db.clone() else { return };
+        self.two_phase.judged(statements);
         let mut targets: Vec<(&RelName, bool)> = Vec::new();
         let mut ddl: Vec<Earlier> = Vec::new();
         for st in statements {
@@ -244,9 +252,11 @@ impl Mine {
         // No row write to judge and no DDL to publish: nothing to register or see.
         if targets.is_empty() && ddl.is_empty() {
             self.others.clear();
+            self.two_phase.ask.clear();
             return;
         }
         let (others, wait) = db.0.judging(self, &targets, &ddl);
+        self.two_phase.ask = db.0.stale_prepared(&targets);
         self.first.judged(statements, quiet, self.ord, self.wait_for.is_empty(), !wait.is_empty());
         self.registered |= !targets.is_empty() || !ddl.is_empty();
         self.published |= !ddl.is_empty();
@@ -281,10 +291,8 @@ impl Mine {
         let mut ended = false;
         if idle && tx_idle {
             self.failed = false;
-            if self.published {
-                ended = db.0.transaction_ended(self.session);
-                self.published = false;
-            }
+            ended = self.transaction_end(&db.0);
+            self.published = false;
             self.registered = false;
         }
         ended

@@ -87,6 +87,7 @@ impl Guard {
         // other sessions' open DDL (`inflight`), under one lock.
         if online {
             info.inflight.judging(&decided, info.settings_certain);
+            questions.extend(info.inflight.two_phase.question());
         }
         let ids = online
             .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))

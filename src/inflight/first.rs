@@ -60,9 +60,10 @@ impl First {
 }
 
 impl super::Db {
-    /// Whether DDL of a session other than `me` is open (it may change what `me`'s role may
-    /// do before `me`'s DDL runs).
+    /// Whether DDL of a session other than `me` (or of a prepared transaction) is open: it may
+    /// change what `me`'s role may do before `me`'s DDL runs.
     pub fn open_elsewhere(&self, me: u64) -> bool {
-        self.lock().ddl.iter().any(|(id, ..)| *id != me)
+        let s = self.lock();
+        s.ddl.iter().any(|(id, ..)| *id != me) || !s.prepared.is_empty()
     }
 }

@@ -330,3 +330,52 @@ async fn the_unnamed_statement_bound_in_a_later_batch_is_waited_for() {
     assert!(r.codes.is_empty(), "{r:?}");
     assert_eq!(window(&db, "notes").await, 10, "users were deleted through the unnamed statement");
 }
+
+/// The incident's schema on the server that can prepare transactions, as `setup` makes it.
+fn two_phase_db() -> String {
+    let pg2 = pg_two_phase();
+    let db = format!("twophase_{}", std::process::id());
+    admin_sql(pg2, "postgres", &format!("CREATE DATABASE {db} OWNER app"));
+    admin_sql(
+        pg2,
+        &db,
+        &format!(
+            "SET ROLE app; {} RESET ROLE; REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT USAGE ON SCHEMA public TO {RAW}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RAW}; \
+             ALTER TABLE users OWNER TO migrator; GRANT USAGE, CREATE ON SCHEMA public TO migrator;",
+            blastwall::demo::INCIDENT_SCHEMA
+        ),
+    );
+    db
+}
+
+/// Ninth pass: a two-phase transaction's DDL between its `PREPARE TRANSACTION` and its
+/// `COMMIT PREPARED`. `migrator` makes a view `members` over `users` and prepares the
+/// transaction; a range DELETE of `members` is pipelined behind a slow statement, and the
+/// transaction is committed on a direct connection while it sleeps. The write is judged with
+/// the prepared DDL (refused); once the server says the transaction is gone, the same write
+/// is judged by the view (refused for what it is, not for another session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_transactions_ddl_stays_open_until_it_is_committed() {
+    let db = two_phase_db();
+    let pg2 = pg_two_phase();
+    let mut cfg = base_config();
+    cfg.upstream_port = pg2.server.port;
+    let px = proxy_with(cfg, shipped_policy()).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    let grant = format!("GRANT ALL ON members TO {RAW}");
+    for sql in ["BEGIN", "CREATE VIEW members AS SELECT * FROM users", &grant, "PREPARE TRANSACTION 'bw_g1'"] {
+        m.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 1.0, RANGE, sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin_sql(pg2, &db, "COMMIT PREPARED 'bw_g1'");
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.errors.contains("blastwall: refused") && r.errors.contains("another session"), "{r:?}");
+    let users = admin_sql(pg2, &db, &WINDOW.replace("{t}", "users"));
+    assert_eq!(users.trim(), "10", "users were deleted through the prepared view");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = send(&mut c, &[crate::batches::q(RANGE)]).await;
+    assert!(r.errors.contains("blastwall: refused") && !r.errors.contains("another session"), "{r:?}");
+}
