@@ -22,6 +22,10 @@
 //! finding the writes to wait for: either the write was registered first (the DDL waits for
 //! it) or the DDL was published first (the write is judged with it).
 //!
+//! Three cases apart: DDL the session's role may not run waits for nothing (`first`); two
+//! sessions whose DDL waits for each other's writes end one, the younger waiter (`wait`); a
+//! prepared transaction's DDL stays open under its gid until it is gone (`prepared`).
+//!
 //! Owns: that registry and the waiting. Does not own: which DDL may redirect what
 //! (`names::earlier`, `names::ddl`), the judgement (`names::reach`), the session's hooks
 //! (`session`).

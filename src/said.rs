@@ -113,6 +113,15 @@ pub fn shutting_down(killed: bool) -> ProxyMessage {
         .with_detail(if killed { "ended from the blastwall console (KILL)" } else { "blastwall is shutting down" })
 }
 
+/// A session ended because its DDL and another session's waited for each other's writes,
+/// and the other began waiting first (`inflight`; `57P01`).
+pub fn ended_for_other_ddl() -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command").with_detail(
+        "ended by blastwall: this session's DDL waited for another session's writes while that session's DDL, \
+         waiting since before, waited for this one's; nothing this session had not yet sent ran",
+    )
+}
+
 /// The console could not reload the policy files (`XX000`).
 pub fn console_reload_failed(error: String) -> ProxyMessage {
     ProxyMessage::error(sqlstate::INTERNAL_ERROR, error)

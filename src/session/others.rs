@@ -3,11 +3,15 @@
 //! answer and its COMMIT), and a message with DDL held until the other sessions' writes judged
 //! before it are answered — cancelled, and their sessions ended, if they take too long.
 //!
+//! Also: whether the session's role may run that DDL, asked on the session before it waits
+//! (`inflight::first`), and the end of a session ended while it waited (`inflight::wait`).
+//!
 //! Owns: those hooks. Does not own: the registry (`inflight`), the judgement (`names`).
 
 use super::{Session, SessionError};
 use crate::inflight::Waited;
 use crate::wire::messages::{ProxyMessage, TxStatus};
+use tokio::io::AsyncWriteExt;
 
 /// Held for a session's life: when it ends (or its task is dropped), its writes and DDL leave
 /// the registry.
@@ -126,7 +130,13 @@ impl Session {
                     others = ?sessions,
                     "DDL waited for other sessions' writes while an older session's DDL waited for this one's: this session is ended"
                 );
-                return self.close_for_shutdown().await;
+                self.shared.phase.forget_kill(self.id);
+                self.cancel_if_busy();
+                let msg = crate::said::ended_for_other_ddl();
+                let _ = self.client.write_all(&msg.encode()).await;
+                let _ = self.client.shutdown().await;
+                let _ = self.server.write_all(&crate::wire::messages::terminate()).await;
+                return Err(SessionError::Closed("ended for an older session's DDL".into()));
             }
             _ => tracing::warn!(
                 session = self.id,

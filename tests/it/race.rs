@@ -297,6 +297,7 @@ async fn two_sessions_whose_ddl_waits_for_each_other_end_only_one() {
     assert_eq!(ra.status, Some('I'), "the session that waited first was ended: {ra:?}");
     assert!(ra.codes.is_empty(), "{ra:?}");
     assert!(rb.status.is_none(), "the session that waited second was not ended: {rb:?}");
+    assert!(rb.errors.contains("57P01") && rb.errors.contains("waited for this one's"), "{rb:?}");
     let exists = |t: &str| format!("SELECT count(*) FROM pg_class WHERE relname = '{t}'");
     assert_eq!(count(&db, &exists("t1_old")).await, 1, "the first session's rename did not run");
     assert_eq!(count(&db, &exists("t2")).await, 1, "the second session's rename ran");
