@@ -227,10 +227,11 @@ async fn a_constraint_swap_waits_for_an_upsert_judged_before_it() {
 }
 
 /// Ninth pass D2: DDL the server will refuse for lack of privilege — a DML-only role's rename
-/// of a table it does not own, a view made in a schema it may not create in, a grant on a
-/// schema it holds no grant option on, the rename again inside a transaction block — names
-/// `notes`, which another session's batch writes after a slow statement. None of them waits
-/// for that batch, nor cancels it: the batch's DELETE runs.
+/// or drop of a table it does not own, a view made in a schema it may not create in, a
+/// schema renamed or a role granted or a grant on a schema it holds no grant option on (these
+/// three may change any name), the rename again inside a transaction block — while another
+/// session's batch writes `notes` after a slow statement. None of them waits for that batch,
+/// nor cancels it: the batch's DELETE runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_the_role_may_not_run_holds_no_other_session() {
     let db = setup();
@@ -238,9 +239,13 @@ async fn ddl_the_role_may_not_run_holds_no_other_session() {
     let mut c = warm(px.port(), &db).await;
     slow_batch(&mut c, 6.0, "DELETE FROM notes WHERE id = 1", sync()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let attacks: [&[&str]; 4] = [
+    let attacks: [&[&str]; 8] = [
         &["ALTER TABLE notes RENAME TO old_notes"],
+        &["ALTER TABLE public.notes RENAME TO old_notes"],
         &["CREATE VIEW public.notes AS SELECT 1 AS id"],
+        &["DROP TABLE notes"],
+        &["ALTER SCHEMA public RENAME TO old_public"],
+        &["GRANT migrator TO trust_user"],
         &["GRANT USAGE ON SCHEMA public TO PUBLIC"],
         &["BEGIN", "ALTER TABLE notes RENAME TO old_notes"],
     ];
@@ -379,4 +384,49 @@ async fn a_prepared_transactions_ddl_stays_open_until_it_is_committed() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = send(&mut c, &[crate::batches::q(RANGE)]).await;
     assert!(r.errors.contains("blastwall: refused") && !r.errors.contains("another session"), "{r:?}");
+}
+
+async fn answer(c: &tokio_postgres::Client, sql: String) -> bool {
+    c.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get::<_, bool>(0)
+}
+
+/// The question of D2 as the server answers it, asked directly: false for each statement the
+/// DML-only role may not run (in and out of a transaction block), true for what `migrator`
+/// may (it owns `users`; a superuser may everything). None fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privilege_question_answers_as_the_server_checks() {
+    use blastwall::names::rights::may_run_query;
+    let db = setup();
+    admin_sql(pg(), &db, "CREATE SCHEMA hidden; CREATE TABLE hidden.t (id int)");
+    let raw = direct(RAW, "", &db).await;
+    let migrator = direct("migrator", APP_PW, &db).await;
+    let refused = [
+        "ALTER TABLE notes RENAME TO old_notes",
+        "ALTER TABLE public.notes ADD COLUMN x int",
+        "ALTER TABLE hidden.t RENAME TO u",
+        "ALTER TABLE missing RENAME TO u",
+        "CREATE VIEW public.v AS SELECT 1 AS id",
+        "CREATE TABLE v (id int)",
+        "DROP TABLE notes, users",
+        "ALTER SCHEMA public RENAME TO old_public",
+        "GRANT migrator TO trust_user",
+        "GRANT USAGE ON SCHEMA public, hidden TO PUBLIC",
+        "CREATE TRIGGER t AFTER UPDATE ON notes EXECUTE FUNCTION f()",
+        "CREATE RULE r AS ON UPDATE TO notes DO NOTHING",
+    ];
+    for sql in refused {
+        for in_block in [false, true] {
+            let q = may_run_query(sql, in_block).unwrap_or_else(|| panic!("{sql} is not judged"));
+            assert!(!answer(&raw, q).await, "{sql}: the DML-only role may run it?");
+        }
+    }
+    for sql in [
+        "ALTER TABLE users RENAME TO members",
+        "DROP TABLE users",
+        "CREATE TRIGGER t AFTER UPDATE ON users EXECUTE FUNCTION f()",
+    ] {
+        assert!(answer(&migrator, may_run_query(sql, false).unwrap()).await, "{sql}: its owner may not run it?");
+    }
+    let admin = direct("postgres", SUPERUSER_PW, &db).await;
+    assert!(answer(&admin, may_run_query("ALTER TABLE notes RENAME TO x", false).unwrap()).await);
 }
