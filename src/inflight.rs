@@ -260,7 +260,8 @@ impl Mine {
             return;
         }
         let (others, wait) = db.0.judging(self, &targets, &ddl);
-        self.two_phase.ask = db.0.stale_prepared(&targets);
+        // A prepared transaction's DDL is among the others' when it concerns anything.
+        self.two_phase.ask = if others.is_empty() { Vec::new() } else { db.0.stale_prepared(&targets) };
         self.first.judged(statements, quiet, self.ord, self.wait_for.is_empty(), !wait.is_empty());
         self.registered |= !targets.is_empty() || !ddl.is_empty();
         self.published |= !ddl.is_empty();

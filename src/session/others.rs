@@ -62,14 +62,13 @@ impl Session {
     pub(super) fn inflight_bind(&mut self, stmt: &[u8]) -> Option<ProxyMessage> {
         self.info.inflight.db.as_ref()?;
         self.info.inflight.ord = self.relay.syncs_sent();
-        let policy = self.shared.guard.policy();
         if stmt.is_empty() {
             let list = self.unnamed_bound()?;
-            return against_others(&mut self.info.inflight, &list, &policy, None);
+            return against_others(&mut self.info.inflight, &list, &self.shared.guard, None);
         }
         let name = std::str::from_utf8(stmt).ok()?;
         let list = self.info.prepared.get(name)?;
-        against_others(&mut self.info.inflight, list, &policy, Some(name))
+        against_others(&mut self.info.inflight, list, &self.shared.guard, Some(name))
     }
 
     /// The unnamed statement's statements at its Bind, when it was parsed in an earlier batch
@@ -179,11 +178,11 @@ impl Session {
 fn against_others(
     inflight: &mut crate::inflight::Mine,
     list: &[crate::analyze::Statement],
-    policy: &crate::policy::Policy,
+    guard: &crate::guard::Guard,
     name: Option<&str>,
 ) -> Option<ProxyMessage> {
     inflight.judging(list, false);
-    if inflight.others.is_empty() || policy.tables.iter().all(|t| t.protected_columns.is_empty()) {
+    if inflight.others.is_empty() || guard.policy().tables.iter().all(|t| t.protected_columns.is_empty()) {
         return None;
     }
     let by = list.iter().flat_map(|s| &s.writes).find_map(|w| {
