@@ -170,6 +170,8 @@ impl<'g> Live<'g> {
                     catalog.learn_owners(db, seq, &[]);
                     continue;
                 }
+                // No registry of other sessions in the bench.
+                Question::Prepared(_) => continue,
                 Question::Minted { schema, table } => {
                     catalog.learn_minted(db, schema, table, &[]);
                     continue;

@@ -154,6 +154,8 @@ pub enum Question {
     Relations(Vec<String>),
     /// The columns of a constraint of the relation a name resolves to on this session.
     Constraint { relation: String, constraint: String },
+    /// Which of these prepared transactions (gids) are still there (`inflight::prepared`).
+    Prepared(Vec<String>),
 }
 
 impl Catalog {

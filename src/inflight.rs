@@ -22,6 +22,10 @@
 //! finding the writes to wait for: either the write was registered first (the DDL waits for
 //! it) or the DDL was published first (the write is judged with it).
 //!
+//! Three cases apart: DDL the session's role may not run waits for nothing (`first`); two
+//! sessions whose DDL waits for each other's writes end one, the younger waiter (`wait`); a
+//! prepared transaction's DDL stays open under its gid until it is gone (`prepared`).
+//!
 //! Owns: that registry and the waiting. Does not own: which DDL may redirect what
 //! (`names::earlier`, `names::ddl`), the judgement (`names::reach`), the session's hooks
 //! (`session`).
@@ -32,13 +36,16 @@ use crate::wire::messages::TxStatus;
 use crate::wire::startup::CancelKey;
 use dashmap::DashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-/// How long DDL waits for the writes judged before it before they are cancelled.
-pub const DDL_WAIT: Duration = Duration::from_secs(5);
+mod first;
+mod prepared;
+mod wait;
+pub use prepared::{prepared_query, TwoPhase};
+pub use wait::{Waited, CANCEL_GRACE, DDL_WAIT};
 
-/// How long a cancelled write's session has to answer before it is ended.
-pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// The waiter's id when another blastwall instance's DDL waits for this one's writes
+/// (`crate::instances`): no session of this instance, so it is in no cycle of waits.
+pub const FOREIGN: u64 = u64::MAX;
 
 /// Every database's registry.
 #[derive(Default)]
@@ -85,6 +92,13 @@ struct State {
     ddl: Vec<(u64, Earlier, bool)>,
     /// Writes judged and not yet answered: (session, its sync point, its target, its backend key).
     writes: Vec<Write>,
+    /// Sessions whose DDL waits for others' writes (`wait`), and the order of the next one.
+    waiting: Vec<wait::Waiting>,
+    next_wait: u64,
+    /// Sessions ended by another's wait and not yet gone (their own wait stops).
+    ended: Vec<u64>,
+    /// Prepared transactions' open DDL (`prepared`).
+    prepared: Vec<prepared::Prepared>,
 }
 
 struct Write {
@@ -123,7 +137,8 @@ impl Db {
                 s.ddl.push((me.session, e.clone(), true));
             }
         }
-        let others = s.ddl.iter().filter(|(id, _, on)| *id != me.session && *on).map(|(_, e, _)| e.clone()).collect();
+        let others = s.ddl.iter().filter(|(id, _, on)| *id != me.session && *on).map(|(_, e, _)| e.clone());
+        let others = others.chain(s.prepared.iter().flat_map(|p| p.ddl.iter().cloned())).collect();
         (others, s.waits(me.session, ddl))
     }
 
@@ -175,88 +190,6 @@ impl Db {
         }
         had
     }
-
-    /// Which of `sessions` still have writes in flight, with their backend keys.
-    fn still(&self, sessions: &[u64]) -> Vec<(u64, Option<CancelKey>)> {
-        let s = self.lock();
-        let mut out: Vec<(u64, Option<CancelKey>)> = Vec::new();
-        for w in s.writes.iter().filter(|w| sessions.contains(&w.session)) {
-            if !out.iter().any(|(id, _)| *id == w.session) {
-                out.push((w.session, w.key.clone()));
-            }
-        }
-        out
-    }
-
-    /// Resolves once none of `sessions` has a write in flight.
-    async fn drained(&self, sessions: &[u64]) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.still(sessions).is_empty() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Waits until none of `sessions` has a write in flight: [`DDL_WAIT`], then their
-    /// statements are cancelled (`cancel`), then after [`CANCEL_GRACE`] the sessions are
-    /// ended (`end`) and waited for. Returns what it had to do, for the log.
-    pub async fn wait_for<C, F, E>(&self, sessions: &[u64], cancel: C, end: E) -> Waited
-    where
-        C: Fn(CancelKey) -> F,
-        F: std::future::Future<Output = ()>,
-        E: Fn(u64),
-    {
-        self.wait_within(sessions, (DDL_WAIT, CANCEL_GRACE), cancel, end).await
-    }
-
-    /// [`Db::wait_for`] with its two bounds given.
-    pub(crate) async fn wait_within<C, F, E>(
-        &self,
-        sessions: &[u64],
-        bounds: (Duration, Duration),
-        cancel: C,
-        end: E,
-    ) -> Waited
-    where
-        C: Fn(CancelKey) -> F,
-        F: std::future::Future<Output = ()>,
-        E: Fn(u64),
-    {
-        let (wait, grace) = bounds;
-        if tokio::time::timeout(wait, self.drained(sessions)).await.is_ok() {
-            return Waited::Drained;
-        }
-        for (_, key) in self.still(sessions) {
-            if let Some(k) = key {
-                cancel(k).await;
-            }
-        }
-        if tokio::time::timeout(grace, self.drained(sessions)).await.is_ok() {
-            return Waited::Cancelled;
-        }
-        for (id, _) in self.still(sessions) {
-            end(id);
-        }
-        // An ended session leaves the registry as it ends; one that cannot (stuck) is taken
-        // out: its server session ends with its connection.
-        if tokio::time::timeout(grace, self.drained(sessions)).await.is_err() {
-            let mut s = self.lock();
-            s.writes.retain(|w| !sessions.contains(&w.session));
-        }
-        Waited::Ended
-    }
-}
-
-/// What waiting for other sessions' writes took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waited {
-    Drained,
-    Cancelled,
-    Ended,
 }
 
 /// A session's side of the registry (kept in its `SessionInfo`).
@@ -285,6 +218,14 @@ pub struct Mine {
     /// DDL published and not yet announced to other blastwall instances (`crate::instances`):
     /// announced before the message that carries it is forwarded.
     pub announce: Vec<Earlier>,
+    /// The one message whose DDL the waits are for, when it may be refused by the server
+    /// for lack of privilege (`first`).
+    pub first: first::First,
+    /// The sync point of the unnamed statement's last Parse (its writes were registered
+    /// there), and its statements once a Bind in a later batch needed them.
+    pub unnamed: Option<(u64, Option<Arc<Vec<crate::analyze::Statement>>>)>,
+    /// Its two-phase statements, and the prepared transactions to ask about (`prepared`).
+    pub two_phase: TwoPhase,
 }
 
 /// A session's handle on its database's registry (`Debug` for `SessionInfo`).
@@ -298,9 +239,11 @@ impl std::fmt::Debug for DbHandle {
 
 impl Mine {
     /// Called where a message's writes are judged by name: registers them and its DDL, and
-    /// takes the other sessions' open DDL to judge them against.
-    pub fn judging(&mut self, statements: &[crate::analyze::Statement]) {
+    /// takes the other sessions' open DDL to judge them against. `quiet`: the server had
+    /// answered everything the session sent before this message.
+    pub fn judging(&mut self, statements: &[crate::analyze::Statement], quiet: bool) {
         let Some(db) = self.db.clone() else { return };
+        self.two_phase.judged(statements);
         let mut targets: Vec<(&RelName, bool)> = Vec::new();
         let mut ddl: Vec<Earlier> = Vec::new();
         for st in statements {
@@ -320,9 +263,13 @@ impl Mine {
         // No row write to judge and no DDL to publish: nothing to register or see.
         if targets.is_empty() && ddl.is_empty() {
             self.others.clear();
+            self.two_phase.ask.clear();
             return;
         }
         let (others, wait) = db.0.judging(self, &targets, &ddl);
+        // A prepared transaction's DDL is among the others' when it concerns anything.
+        self.two_phase.ask = if others.is_empty() { Vec::new() } else { db.0.stale_prepared(&targets) };
+        self.first.judged(statements, quiet, self.ord, self.wait_for.is_empty(), !wait.is_empty());
         self.registered |= !targets.is_empty() || !ddl.is_empty();
         self.published |= !ddl.is_empty();
         self.others = others;
@@ -352,6 +299,7 @@ impl Mine {
         if self.published && failed != self.failed && !tx_idle {
             self.failed = failed;
             for s in db.0.failed(self.session, failed) {
+                self.first.mixed();
                 if !self.wait_for.contains(&s) {
                     self.wait_for.push(s);
                 }
@@ -360,10 +308,8 @@ impl Mine {
         let mut ended = false;
         if idle && tx_idle {
             self.failed = false;
-            if self.published {
-                ended = db.0.transaction_ended(self.session);
-                self.published = false;
-            }
+            ended = self.transaction_end(&db.0);
+            self.published = false;
             self.registered = false;
         }
         ended
@@ -387,6 +333,10 @@ impl Mine {
             self.last.clear();
             let added = std::mem::take(&mut self.last_waits);
             self.wait_for.retain(|s| !added.contains(s));
+            match self.wait_for.is_empty() {
+                true => drop(self.first.take()),
+                false => self.first.mixed(),
+            }
         }
     }
 
@@ -400,15 +350,16 @@ impl Mine {
     pub fn leave(&mut self) -> bool {
         let Some(db) = self.db.take() else { return false };
         db.0.answered(self.session, 0, true);
+        db.0.lock().ended.retain(|id| *id != self.session);
         db.0.transaction_ended(self.session)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn statements(sql: &str) -> Vec<crate::analyze::Statement> {
+    pub(super) fn statements(sql: &str) -> Vec<crate::analyze::Statement> {
         crate::analyze::analyze(sql, Default::default())
     }
 
@@ -420,7 +371,7 @@ mod tests {
         RelName { schema: None, name: "members".into() }
     }
 
-    fn mine(db: &Arc<Db>, session: u64, ord: u64) -> Mine {
+    pub(super) fn mine(db: &Arc<Db>, session: u64, ord: u64) -> Mine {
         Mine { db: Some(Arc::new(DbHandle(db.clone()))), session, ord, ..Default::default() }
     }
 
@@ -431,31 +382,31 @@ mod tests {
         let mut other = mine(&db, 3, 0);
         // A new view over `users` changes what `members` leads to, not what `users` does.
         let mut viewer = mine(&db, 5, 0);
-        viewer.judging(&statements("CREATE VIEW members AS SELECT * FROM users"));
-        app.judging(&statements("DELETE FROM users WHERE id = 1"));
+        viewer.judging(&statements("CREATE VIEW members AS SELECT * FROM users"), false);
+        app.judging(&statements("DELETE FROM users WHERE id = 1"), false);
         assert!(app.others.iter().all(|e| e.redirects_elsewhere(&users()).is_none()));
-        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         assert!(app.others.iter().any(|e| e.redirects_elsewhere(&members()).is_some()));
         assert!(viewer.answered(1, true, TxStatus::Idle));
         db.answered(1, 0, true);
-        app.judging(&statements("DELETE FROM members WHERE id BETWEEN 1 AND 2"));
-        other.judging(&statements("UPDATE notes SET x = 1 WHERE id < 5"));
+        app.judging(&statements("DELETE FROM members WHERE id BETWEEN 1 AND 2"), false);
+        other.judging(&statements("UPDATE notes SET x = 1 WHERE id < 5"), false);
         assert!(app.others.is_empty());
         let mut migrator = mine(&db, 2, 0);
-        migrator.judging(&statements("ALTER TABLE users RENAME TO members"));
+        migrator.judging(&statements("ALTER TABLE users RENAME TO members"), false);
         // Only the write whose name the rename names is waited for.
         assert_eq!(migrator.wait_for, vec![1]);
         // A write judged now sees the rename; the migrator's own do not.
         app.ord = 1;
-        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         assert_eq!(app.others.len(), 1);
-        migrator.judging(&statements("DELETE FROM members WHERE id = 1"));
+        migrator.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         assert!(migrator.others.is_empty());
         // Answered: the wait ends; the DDL stays open until its transaction does.
         assert!(!app.answered(2, true, TxStatus::Idle));
         assert!(db.still(&[1]).is_empty());
         assert!(migrator.answered(1, true, TxStatus::Idle), "the DDL's end is reported");
-        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         assert!(app.others.is_empty());
     }
 
@@ -463,22 +414,22 @@ mod tests {
     fn a_refused_ddl_withdraws_only_what_it_added() {
         let db = Arc::new(Db::default());
         let mut app = mine(&db, 1, 0);
-        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         let mut other = mine(&db, 3, 0);
-        other.judging(&statements("DELETE FROM notes WHERE id = 1"));
+        other.judging(&statements("DELETE FROM notes WHERE id = 1"), false);
         let mut w = mine(&db, 2, 0);
-        w.judging(&statements("ALTER TABLE users RENAME TO members"));
-        w.judging(&statements("ALTER TABLE notes RENAME TO old_notes"));
+        w.judging(&statements("ALTER TABLE users RENAME TO members"), false);
+        w.judging(&statements("ALTER TABLE notes RENAME TO old_notes"), false);
         assert_eq!(w.wait_for, vec![1, 3]);
         w.refused();
         assert_eq!(w.wait_for, vec![1], "the first DDL, judged before, still waits");
         // A later judgement that publishes nothing and is refused takes back nothing.
-        w.judging(&statements("ALTER TABLE users RENAME TO members"));
+        w.judging(&statements("ALTER TABLE users RENAME TO members"), false);
         w.judging_anew();
         w.refused();
-        app.judging(&statements("DELETE FROM members WHERE id = 1"));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         assert!(!app.others.is_empty(), "the rename, still open, was taken back");
-        app.judging(&statements("DELETE FROM old_notes WHERE id = 1"));
+        app.judging(&statements("DELETE FROM old_notes WHERE id = 1"), false);
         assert!(app.others.iter().all(|e| e.redirects_elsewhere(&members()).is_some()), "{:?}", app.others);
     }
 
@@ -486,37 +437,12 @@ mod tests {
     fn ddl_that_may_redirect_any_name_waits_for_every_write() {
         let db = Arc::new(Db::default());
         let mut app = mine(&db, 1, 0);
-        app.judging(&statements("DELETE FROM notes WHERE id = 1"));
+        app.judging(&statements("DELETE FROM notes WHERE id = 1"), false);
         let mut migrator = mine(&db, 2, 0);
-        migrator.judging(&statements("ALTER SCHEMA archive RENAME TO old"));
+        migrator.judging(&statements("ALTER SCHEMA archive RENAME TO old"), false);
         assert_eq!(migrator.wait_for, vec![1]);
         let mut nothing = mine(&db, 4, 0);
-        nothing.judging(&statements("CREATE INDEX ON notes (id)"));
+        nothing.judging(&statements("CREATE INDEX ON notes (id)"), false);
         assert!(nothing.wait_for.is_empty(), "DDL that redirects nothing waits for nothing");
-    }
-
-    #[tokio::test]
-    async fn a_write_that_does_not_end_is_cancelled_then_its_session_ended() {
-        let db = Arc::new(Db::default());
-        let mut app = mine(&db, 1, 0);
-        app.key = Some(CancelKey { pid: 7, secret: bytes::Bytes::from_static(&[1, 2, 3, 4]) });
-        app.judging(&statements("DELETE FROM members WHERE id = 1"));
-        let cancelled = std::sync::Mutex::new(Vec::new());
-        let ended = std::sync::Mutex::new(Vec::new());
-        let waited = db
-            .wait_within(
-                &[1],
-                (Duration::from_millis(20), Duration::from_millis(20)),
-                |k| {
-                    cancelled.lock().unwrap().push(k.pid);
-                    async {}
-                },
-                |id| ended.lock().unwrap().push(id),
-            )
-            .await;
-        assert_eq!(waited, Waited::Ended);
-        assert_eq!(*cancelled.lock().unwrap(), vec![7]);
-        assert_eq!(*ended.lock().unwrap(), vec![1]);
-        assert!(db.still(&[1]).is_empty(), "a stuck session is taken out");
     }
 }

@@ -126,6 +126,15 @@ pub fn ddl_unannounced(why: &str) -> ProxyMessage {
         .with_hint("Send it again. If an instance is hung, restart it; if this one's [ddl_notify] connection is down, see its log.")
 }
 
+/// A session ended because its DDL and another session's waited for each other's writes,
+/// and the other began waiting first (`inflight`; `57P01`).
+pub fn ended_for_other_ddl() -> ProxyMessage {
+    ProxyMessage::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command").with_detail(
+        "ended by blastwall: this session's DDL waited for another session's writes while that session's DDL, \
+         waiting since before, waited for this one's; nothing this session had not yet sent ran",
+    )
+}
+
 /// The console could not reload the policy files (`XX000`).
 pub fn console_reload_failed(error: String) -> ProxyMessage {
     ProxyMessage::error(sqlstate::INTERNAL_ERROR, error)

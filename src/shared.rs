@@ -85,6 +85,12 @@ impl PhaseSignal {
         true
     }
 
+    /// A session that ends by itself after being killed (`inflight`: while it waited for
+    /// other sessions' writes) takes its kill back, so that no kill stays pending.
+    pub fn forget_kill(&self, id: u64) {
+        self.take_killed(id);
+    }
+
     /// Whether the session was killed (told once: the kill is consumed).
     fn take_killed(&self, id: u64) -> bool {
         // Counted after the insertion and before the wake-up: a woken session sees it.

@@ -86,7 +86,8 @@ impl Guard {
         // Registered with the session's other writes and DDL in flight, and judged against
         // other sessions' open DDL (`inflight`), under one lock.
         if online {
-            info.inflight.judging(&decided);
+            info.inflight.judging(&decided, info.settings_certain);
+            questions.extend(info.inflight.two_phase.question());
         }
         let ids = online
             .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))

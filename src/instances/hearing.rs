@@ -288,7 +288,7 @@ impl Worker {
             let (shared, db) = (self.shared.clone(), self.peers.db.clone());
             tokio::spawn(async move {
                 let bounds = (std::time::Duration::ZERO, crate::inflight::CANCEL_GRACE);
-                db.wait_within(&writing, bounds, cancel_with(&shared), |id| {
+                db.wait_within(crate::inflight::FOREIGN, &writing, bounds, cancel_with(&shared), |id| {
                     shared.phase.kill(id);
                 })
                 .await;
@@ -300,7 +300,7 @@ impl Worker {
 /// Waits for this instance's sessions' writes that another instance's DDL must wait for:
 /// `inflight`'s wait, then their cancel, then their end.
 async fn wait_for_writes(shared: &Arc<Shared>, db: &crate::inflight::Db, sessions: &[u64]) -> crate::inflight::Waited {
-    db.wait_for(sessions, cancel_with(shared), |id| {
+    db.wait_for(crate::inflight::FOREIGN, sessions, cancel_with(shared), |id| {
         shared.phase.kill(id);
     })
     .await

@@ -422,7 +422,7 @@ mod tests {
         let peers = Peers::new(db.clone());
         let mut w =
             Mine { db: Some(Arc::new(crate::inflight::DbHandle(db.clone()))), session: 1, ..Default::default() };
-        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()));
+        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()), false);
         assert_eq!(w.others.len(), 1, "not joined: a write sees DDL that may change any name");
         {
             let mut s = peers.lock();
@@ -432,16 +432,16 @@ mod tests {
             assert_eq!(waits, vec![1], "another instance's rename waits for the write judged before it");
         }
         w.ord = 1;
-        w.judging(&crate::analyze::analyze("DELETE FROM notes WHERE id = 1", Default::default()));
+        w.judging(&crate::analyze::analyze("DELETE FROM notes WHERE id = 1", Default::default()), false);
         let notes = crate::analyze::RelName { schema: None, name: "notes".into() };
         assert!(w.others.iter().all(|e| e.redirects_elsewhere(&notes).is_none()));
-        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()));
+        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()), false);
         assert!(!w.others.is_empty(), "a write judged while the other instance's DDL is open sees it");
         let mut s = peers.lock();
         assert!(!peers.end_remote(&mut s, |k| k.0 == 78), "another backend's end ends nothing");
         assert!(peers.end_remote(&mut s, |k| *k == (77, 5)));
         drop(s);
-        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()));
+        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()), false);
         assert!(w.others.is_empty());
     }
 }

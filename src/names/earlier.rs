@@ -212,6 +212,34 @@ pub fn may_concern_others(sql: &[u8]) -> bool {
         || (is(first, "commit") || is(first, "rollback")) && is(second, "prepared")
 }
 
+/// A two-phase statement's gid: `(true, gid)` for `PREPARE TRANSACTION 'gid'`, `(false, gid)`
+/// for `COMMIT PREPARED 'gid'` and `ROLLBACK PREPARED 'gid'` (read from its first words, then
+/// its parse tree).
+pub fn two_phase(st: &Statement) -> Option<(bool, String)> {
+    use pg_query::protobuf::TransactionStmtKind as K;
+    let (first, second) = first_words(st.text.as_bytes());
+    let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+    let prepare = is(first, "prepare") && is(second, "transaction");
+    if !(prepare || (is(first, "commit") || is(first, "rollback")) && is(second, "prepared")) {
+        return None;
+    }
+    crate::analyze::deep::with_parse(&st.text, pg_query::ParserOptions::DEFAULT, |tree| {
+        let t = tree.ok()?;
+        let [one] = t.protobuf.stmts.as_slice() else { return None };
+        let Some(pg_query::NodeEnum::TransactionStmt(x)) = one.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            return None;
+        };
+        let kind = x.kind;
+        if kind == K::TransStmtPrepare as i32 {
+            Some((true, x.gid.clone()))
+        } else if kind == K::TransStmtCommitPrepared as i32 || kind == K::TransStmtRollbackPrepared as i32 {
+            Some((false, x.gid.clone()))
+        } else {
+            None
+        }
+    })
+}
+
 /// Adds `e` to a session's list of statements sent and not yet answered (the same statement
 /// again only moves to its later sync point; the list is bounded).
 pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {

@@ -42,10 +42,13 @@ mod effect;
 mod expand;
 mod identities;
 mod path;
+pub mod rights;
 mod session;
 mod sql;
 mod view;
-pub use earlier::{keep, may_concern_others, may_redirect_unseen, redirected_by_others, Earlier, Kind as EarlierKind};
+pub use earlier::{
+    keep, may_concern_others, may_redirect_unseen, redirected_by_others, two_phase, Earlier, Kind as EarlierKind,
+};
 pub use effect::{may_change_path, path_effect, PathEffect};
 pub use identities::{before_batch, called, identities_answer, Asked, Identities};
 use identities::{CALLED_SINCE, CHANGED_SINCE, NO_ANSWER, OWN, PARENT, RELATIVE};

@@ -326,6 +326,17 @@ impl Session {
                 super::taint::learn(&answer, &mut self.info.taint, self.relay.tx, &db);
                 continue;
             }
+            if let Question::Prepared(gids) = q {
+                let answer = unless_cancelled!(backend
+                    .query(&crate::inflight::prepared_query(gids))
+                    .await
+                    .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
+                let rows = answer.error.is_none().then_some(&answer.rows[..]);
+                if self.info.inflight.learn_prepared(gids, rows) {
+                    catalog.forget(&db);
+                }
+                continue;
+            }
             if let Question::HiddenCallers = q {
                 let answer = match backend.query(&crate::catalog::hidden_callers_query()).await {
                     Ok(a) => a,

@@ -256,6 +256,8 @@ impl Session {
     pub(super) fn parsed_redirects(&mut self, name: &[u8], sql: &[u8]) {
         let changes = std::mem::take(&mut self.names.judged_changes);
         if name.is_empty() {
+            // Its writes were registered by this judgement, for this sync point (`others`).
+            self.info.inflight.unnamed = Some((self.relay.syncs_sent(), None));
             let may = changes || crate::names::may_redirect_unseen(sql);
             self.names.unnamed_redirects = if may { self.redirects_of(sql) } else { None };
         }

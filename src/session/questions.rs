@@ -142,6 +142,8 @@ impl Session {
                 q @ (crate::catalog::Question::Identities
                 | crate::catalog::Question::Relations(_)
                 | crate::catalog::Question::Constraint { .. }) => crate::names::assume(q, &mut self.info.names),
+                // Taken as still there.
+                crate::catalog::Question::Prepared(gids) => drop(self.info.inflight.learn_prepared(gids, None)),
                 crate::catalog::Question::Columns { schema, table } => {
                     if let Some(t) = policy.tables.iter().find(|t| &t.schema == schema && &t.name == table) {
                         self.info.names.assumed.assume_columns(catalog, db, schema, table, &t.protected_columns);

@@ -80,6 +80,31 @@ pub fn pg() -> &'static Pg {
     })
 }
 
+/// A second PostgreSQL, started once, with `max_prepared_transactions` set (the shared one
+/// cannot prepare transactions): no TLS, `trust_user` trusted, `app` and `migrator` with
+/// [`APP_PW`].
+pub fn pg_two_phase() -> &'static Pg {
+    static TWO_PHASE: OnceLock<Pg> = OnceLock::new();
+    TWO_PHASE.get_or_init(|| {
+        let (certs, ca, cert, key) = make_certs();
+        let opts = PgOptions {
+            password: SUPERUSER_PW.into(),
+            tls: None,
+            hba: vec!["host all trust_user 127.0.0.1/32 trust".into()],
+            conf: vec!["max_prepared_transactions = 10".into()],
+        };
+        let server = TempPostgres::start(&opts).unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+        server.stop_when_process_exits(std::process::id());
+        let pg = Pg { server, ca_pem: ca, cert, key, _certs: certs };
+        let roles = format!(
+            "CREATE ROLE trust_user LOGIN; CREATE ROLE app LOGIN PASSWORD '{APP_PW}'; \
+             CREATE ROLE migrator LOGIN PASSWORD '{APP_PW}';"
+        );
+        admin_sql(&pg, "postgres", &roles);
+        pg
+    })
+}
+
 /// Runs SQL as the superuser over the Unix socket with psql; panics with psql's output on error.
 pub fn admin_sql(pg: &Pg, db: &str, sql: &str) -> String {
     let out = Command::new(psql_path())

@@ -225,3 +225,208 @@ async fn a_constraint_swap_waits_for_an_upsert_judged_before_it() {
     let pwned = count(&db, "SELECT count(*) FROM users WHERE email = 'pwned@example.test'").await;
     assert_eq!(pwned, 0, "a real user was overwritten");
 }
+
+/// Ninth pass D2: DDL the server will refuse for lack of privilege — a DML-only role's rename
+/// or drop of a table it does not own, a view made in a schema it may not create in, a
+/// schema renamed or a role granted or a grant on a schema it holds no grant option on (these
+/// three may change any name), the rename again inside a transaction block — while another
+/// session's batch writes `notes` after a slow statement. None of them waits for that batch,
+/// nor cancels it: the batch's DELETE runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_the_role_may_not_run_holds_no_other_session() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 6.0, "DELETE FROM notes WHERE id = 1", sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attacks: [&[&str]; 8] = [
+        &["ALTER TABLE notes RENAME TO old_notes"],
+        &["ALTER TABLE public.notes RENAME TO old_notes"],
+        &["CREATE VIEW public.notes AS SELECT 1 AS id"],
+        &["DROP TABLE notes"],
+        &["ALTER SCHEMA public RENAME TO old_public"],
+        &["GRANT migrator TO trust_user"],
+        &["GRANT USAGE ON SCHEMA public TO PUBLIC"],
+        &["BEGIN", "ALTER TABLE notes RENAME TO old_notes"],
+    ];
+    for sqls in attacks {
+        let mut a = startup(px.port(), RAW, &db).await;
+        let started = Instant::now();
+        let mut last = Replies::default();
+        for sql in sqls {
+            last = send(&mut a, &[crate::batches::q(sql)]).await;
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{sqls:?} waited for the other session's batch: {took:?}");
+        if !sqls[sqls.len() - 1].starts_with("GRANT") {
+            assert_eq!(last.codes, vec!["42501".to_string()], "{sqls:?}: {last:?}");
+        }
+    }
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.codes.is_empty(), "the other session's batch was cancelled: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 9, "the batch's DELETE did not run");
+    assert_eq!(count(&db, "SELECT count(*) FROM pg_class WHERE relname = 'old_notes'").await, 0);
+}
+
+/// Two sessions whose DDL waits for the other's write: each deletes from the table the other
+/// renames, in an extended batch not yet ended by its Sync, then sends its rename. Neither
+/// write can be answered before the other's rename runs. The session that began waiting
+/// first ends the other and its rename runs; it is not ended itself (before, each ended the
+/// other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_whose_ddl_waits_for_each_other_end_only_one() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE t1 (id bigint); CREATE TABLE t2 (id bigint); \
+             INSERT INTO t1 SELECT generate_series(1, 10); INSERT INTO t2 SELECT generate_series(1, 10); \
+             ALTER TABLE t1 OWNER TO {RAW}; ALTER TABLE t2 OWNER TO {RAW}; GRANT CREATE ON SCHEMA public TO {RAW};"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let (mut a, mut b) = (warm(px.port(), &db).await, warm(px.port(), &db).await);
+    a.write_all(&[pbe("DELETE FROM t2 WHERE id = 1"), flush()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.write_all(&[pbe("DELETE FROM t1 WHERE id = 1"), flush()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.write_all(&[pbe("ALTER TABLE t1 RENAME TO t1_old"), sync()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.write_all(&[pbe("ALTER TABLE t2 RENAME TO t2_old"), sync()].concat()).await.unwrap();
+    let (ra, rb) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(30), crate::harness::replies(&mut a)),
+        tokio::time::timeout(Duration::from_secs(30), crate::harness::replies(&mut b)),
+    );
+    let (ra, rb) = (ra.expect("the first session's replies"), rb.expect("the second session's replies"));
+    assert_eq!(ra.status, Some('I'), "the session that waited first was ended: {ra:?}");
+    assert!(ra.codes.is_empty(), "{ra:?}");
+    assert!(rb.status.is_none(), "the session that waited second was not ended: {rb:?}");
+    assert!(rb.errors.contains("57P01") && rb.errors.contains("waited for this one's"), "{rb:?}");
+    let exists = |t: &str| format!("SELECT count(*) FROM pg_class WHERE relname = '{t}'");
+    assert_eq!(count(&db, &exists("t1_old")).await, 1, "the first session's rename did not run");
+    assert_eq!(count(&db, &exists("t2")).await, 1, "the second session's rename ran");
+    assert_eq!(count(&db, "SELECT count(*) FROM t2").await, 9, "the first session's DELETE did not commit");
+    assert_eq!(count(&db, "SELECT count(*) FROM t1_old").await, 10, "the second session's DELETE committed");
+}
+
+/// The unnamed statement parsed in one batch (a range DELETE of the unprotected `notes`) and
+/// bound in a later one behind a slow statement, while `migrator` renames `notes` away and
+/// `users` to `notes` in one message: the server resolves the statement's names again when
+/// it runs it after the renames. The renames wait for the Bind's batch, whose DELETE runs
+/// before them (on the old `notes`); the ten users stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unnamed_statement_bound_in_a_later_batch_is_waited_for() {
+    let db = setup();
+    admin_sql(pg(), &db, "ALTER TABLE notes OWNER TO migrator");
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = warm(px.port(), &db).await;
+    let range = "DELETE FROM notes WHERE id BETWEEN -91111120 AND -91111111";
+    let r = send(&mut c, &[parse("", range), sync()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let slow = [parse("slow", "SELECT pg_sleep(1.5)"), crate::batches::b("", "slow", &[]), crate::batches::e("", 0)];
+    let bound = [crate::batches::b("", "", &[]), crate::batches::e("", 0), sync()];
+    c.write_all(&[slow.concat(), bound.concat()].concat()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    m.batch_execute("ALTER TABLE notes RENAME TO old_notes; ALTER TABLE users RENAME TO notes")
+        .await
+        .expect("the renames run");
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(window(&db, "notes").await, 10, "users were deleted through the unnamed statement");
+}
+
+/// The incident's schema on the server that can prepare transactions, as `setup` makes it.
+fn two_phase_db() -> String {
+    let pg2 = pg_two_phase();
+    let db = format!("twophase_{}", std::process::id());
+    admin_sql(pg2, "postgres", &format!("CREATE DATABASE {db} OWNER app"));
+    admin_sql(
+        pg2,
+        &db,
+        &format!(
+            "SET ROLE app; {} RESET ROLE; REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT USAGE ON SCHEMA public TO {RAW}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RAW}; \
+             ALTER TABLE users OWNER TO migrator; GRANT USAGE, CREATE ON SCHEMA public TO migrator;",
+            blastwall::demo::INCIDENT_SCHEMA
+        ),
+    );
+    db
+}
+
+/// Ninth pass: a two-phase transaction's DDL between its `PREPARE TRANSACTION` and its
+/// `COMMIT PREPARED`. `migrator` makes a view `members` over `users` and prepares the
+/// transaction; a range DELETE of `members` is pipelined behind a slow statement, and the
+/// transaction is committed on a direct connection while it sleeps. The write is judged with
+/// the prepared DDL (refused); once the server says the transaction is gone, the same write
+/// is judged by the view (refused for what it is, not for another session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_transactions_ddl_stays_open_until_it_is_committed() {
+    let db = two_phase_db();
+    let pg2 = pg_two_phase();
+    let mut cfg = base_config();
+    cfg.upstream_port = pg2.server.port;
+    let px = proxy_with(cfg, shipped_policy()).await;
+    let m = connect(px.port(), "migrator", APP_PW, &db).await;
+    let grant = format!("GRANT ALL ON members TO {RAW}");
+    for sql in ["BEGIN", "CREATE VIEW members AS SELECT * FROM users", &grant, "PREPARE TRANSACTION 'bw_g1'"] {
+        m.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    let mut c = warm(px.port(), &db).await;
+    slow_batch(&mut c, 1.0, RANGE, sync()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin_sql(pg2, &db, "COMMIT PREPARED 'bw_g1'");
+    let r = crate::harness::replies(&mut c).await;
+    assert!(r.errors.contains("blastwall: refused") && r.errors.contains("another session"), "{r:?}");
+    let users = admin_sql(pg2, &db, &WINDOW.replace("{t}", "users"));
+    assert_eq!(users.trim(), "10", "users were deleted through the prepared view");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = send(&mut c, &[crate::batches::q(RANGE)]).await;
+    assert!(r.errors.contains("blastwall: refused") && !r.errors.contains("another session"), "{r:?}");
+}
+
+async fn answer(c: &tokio_postgres::Client, sql: String) -> bool {
+    c.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get::<_, bool>(0)
+}
+
+/// The question of D2 as the server answers it, asked directly: false for each statement the
+/// DML-only role may not run (in and out of a transaction block), true for what `migrator`
+/// may (it owns `users`; a superuser may everything). None fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privilege_question_answers_as_the_server_checks() {
+    use blastwall::names::rights::may_run_query;
+    let db = setup();
+    admin_sql(pg(), &db, "CREATE SCHEMA hidden; CREATE TABLE hidden.t (id int)");
+    let raw = direct(RAW, "", &db).await;
+    let migrator = direct("migrator", APP_PW, &db).await;
+    let refused = [
+        "ALTER TABLE notes RENAME TO old_notes",
+        "ALTER TABLE public.notes ADD COLUMN x int",
+        "ALTER TABLE hidden.t RENAME TO u",
+        "ALTER TABLE missing RENAME TO u",
+        "CREATE VIEW public.v AS SELECT 1 AS id",
+        "CREATE TABLE v (id int)",
+        "DROP TABLE notes, users",
+        "ALTER SCHEMA public RENAME TO old_public",
+        "GRANT migrator TO trust_user",
+        "GRANT USAGE ON SCHEMA public, hidden TO PUBLIC",
+        "CREATE TRIGGER t AFTER UPDATE ON notes EXECUTE FUNCTION f()",
+        "CREATE RULE r AS ON UPDATE TO notes DO NOTHING",
+    ];
+    for sql in refused {
+        for in_block in [false, true] {
+            let q = may_run_query(sql, in_block).unwrap_or_else(|| panic!("{sql} is not judged"));
+            assert!(!answer(&raw, q).await, "{sql}: the DML-only role may run it?");
+        }
+    }
+    for sql in [
+        "ALTER TABLE users RENAME TO members",
+        "DROP TABLE users",
+        "CREATE TRIGGER t AFTER UPDATE ON users EXECUTE FUNCTION f()",
+    ] {
+        assert!(answer(&migrator, may_run_query(sql, false).unwrap()).await, "{sql}: its owner may not run it?");
+    }
+    let admin = direct("postgres", SUPERUSER_PW, &db).await;
+    assert!(answer(&admin, may_run_query("ALTER TABLE notes RENAME TO x", false).unwrap()).await);
+}
