@@ -89,14 +89,7 @@ impl Session {
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     // A cursor declared by SQL or opened by a function: read like its FETCH.
-                    None if !portal.is_empty() && !self.mirror.portal_bound(&portal) => {
-                        match self.cursor_execute_plan(&portal) {
-                            Ok(Some(plan)) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
-                            Ok(Some(plan)) => self.count_where_it_stands(f, plan),
-                            Ok(None) => self.forward_op(&f, Op::Execute),
-                            Err(m) => self.refuse_in_batch(m),
-                        }
-                    }
+                    None if !portal.is_empty() && !self.mirror.portal_bound(&portal) => self.execute_cursor(f, &portal),
                     None => {
                         if let Some(f) = self.execute_if_current(f, &portal) {
                             self.forward_op(&f, Op::Execute);
