@@ -77,6 +77,10 @@ impl Session {
                 self.copy_end(&frame);
                 return Ok(());
             }
+            Some(Pending::SyncInCopy(frame)) => {
+                self.sync_after_copy_start(&frame);
+                return Ok(());
+            }
             Some(Pending::QueryInBatch(plan)) => {
                 if !self.relay.is_skipping() {
                     let policy = self.shared.guard.policy();

@@ -110,7 +110,11 @@ impl Session {
                 }
                 self.forward_op(&f, Op::Close { portal, name });
             }
-            fe::SYNC => self.relay.forward_sync(&f.bytes),
+            fe::SYNC => {
+                if !self.sync_waits_for_copy(&f) {
+                    self.relay.forward_sync(&f.bytes);
+                }
+            }
             // Flush, and anything else that belongs to a batch.
             _ => self.relay.forward_in_batch(&f.bytes),
         }
@@ -283,6 +287,7 @@ impl Session {
             Op::Bind { .. } => self.relay.note_bind(),
             _ => {}
         }
+        self.copy_names_follow(f, &op);
         self.mirror.sent(self.relay.syncs_sent(), op);
         self.relay.forward_in_batch(&f.bytes);
     }

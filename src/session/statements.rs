@@ -224,6 +224,8 @@ pub(super) struct Mirror {
     pub(super) callers_unsure: Option<u64>,
     /// Rounds of catalog questions the message being judged waited for (`questions`).
     pub(super) rounds: u8,
+    /// The statements and portals that may start a COPY FROM STDIN (`copying`).
+    pub(super) copies: super::copying::Copies,
 }
 
 impl Mirror {

@@ -1,7 +1,13 @@
 //! Issue 11, protocol fidelity: what the server says is what the client gets when nothing
-//! guarded is at stake. An Execute of a portal that does not exist — first in its batch, in
-//! the middle of one, in a fresh session (whose taint blastwall has yet to ask) or in one
-//! whose temporary schema holds code — gets the server's `34000`, not a refusal.
+//! guarded is at stake, raw protocol scripts compared directly and through blastwall.
+//! - An Execute of a portal that does not exist — first in its batch, in the middle of one,
+//!   in a fresh session (whose taint blastwall has yet to ask) or in one whose temporary
+//!   schema holds code — gets the server's `34000`, not a refusal.
+//! - Syncs around a `COPY … FROM STDIN` (behind its Execute, in its data, after its error, in
+//!   place of CopyDone) are answered as the server answers them, and a counted write after
+//!   them is answered.
+//! - A message behind a COPY the server already ended (a bad row) runs as it does directly.
+//!   (Writes there that must be counted or are refused: `copy_in`, data checked on the server.)
 
 use crate::batches::*;
 use crate::harness::*;
@@ -45,6 +51,111 @@ async fn an_execute_of_a_missing_portal_gets_the_servers_answer() {
     for (script, ready) in scripts {
         let via = same_on_incident(&proxy, &[Send(script), Until(b'Z', ready)]).await;
         assert!(show(&via).contains("C34000"), "{}", show(&via));
+    }
+    proxy.stop().await;
+}
+
+const COPY: &str = "COPY parent (id, v) FROM STDIN";
+
+fn copy_data(rows: &str) -> Vec<u8> {
+    msg(b'd', rows.as_bytes())
+}
+
+fn copy_done() -> Vec<u8> {
+    msg(b'c', &[])
+}
+
+/// A COPY the server fails before it reads a message (after its CopyInResponse): `FREEZE` of
+/// a table not made in the transaction.
+const FREEZE: &str = "COPY parent (id, v) FROM STDIN (FREEZE)";
+
+/// Syncs around a COPY FROM STDIN: the server ignores the ones it reads in the COPY and
+/// answers the ones it reads after the COPY's error; the client gets the ReadyForQuery the
+/// server sends, no more, no less, and the session goes on (a counted write after it, which
+/// waits for the server to be idle, is answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_around_a_copy_are_answered_as_the_server_answers_them() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let bad = || copy_data("not a number\t1\n");
+    let good = || copy_data("901\t1\n");
+    // A counted write: it waits for the server to be idle, which it must then be.
+    let after = || [Send(q("UPDATE parent SET v = v + 1 WHERE id > 190")), Until(b'Z', 1)];
+    let execute = [pbe(COPY), sync()].concat();
+    let scripts: Vec<Vec<Step>> = vec![
+        // An Execute's COPY, a bad row, then a Sync in place of CopyDone (read after the error).
+        vec![Send(execute.clone()), Until(b'G', 1), Send(bad()), Until(b'E', 1), Send(sync()), Until(b'Z', 1)],
+        // The same Sync sent with the bad row, before the error was read.
+        vec![Send(execute.clone()), Until(b'G', 1), Send([bad(), sync()].concat()), Until(b'Z', 1)],
+        // libpq's way: Sync behind the Execute, data, CopyDone, Sync; good and bad.
+        vec![Send(execute.clone()), Until(b'G', 1), Send([good(), copy_done(), sync()].concat()), Until(b'Z', 1)],
+        vec![
+            Send(execute.clone()),
+            Until(b'G', 1),
+            Send([bad(), good(), copy_done(), sync()].concat()),
+            Until(b'Z', 1),
+        ],
+        // All in one write, the data not waiting for CopyInResponse.
+        vec![
+            Send([execute.clone(), good(), sync(), copy_data("902\t2\n"), copy_done(), sync()].concat()),
+            Until(b'Z', 1),
+        ],
+        // Syncs in the middle of the data (ignored), then CopyDone.
+        vec![
+            Send(execute.clone()),
+            Until(b'G', 1),
+            Send([good(), sync(), sync(), copy_data("902\t2\n"), copy_done(), sync()].concat()),
+            Until(b'Z', 1),
+        ],
+        // A COPY that fails before it reads a message (FREEZE): the Sync behind
+        // its Execute is read after the error and answered; CopyDone is dropped, its Sync
+        // answered too.
+        vec![
+            Send([pbe(FREEZE), sync()].concat()),
+            Until(b'Z', 1),
+            Send([copy_done(), sync()].concat()),
+            Until(b'Z', 1),
+        ],
+        vec![Send(q(FREEZE)), Until(b'Z', 1), Send(sync()), Until(b'Z', 1)],
+        // A Query's COPY: a Sync in the data is ignored; one after a bad row is answered.
+        vec![Send(q(COPY)), Until(b'G', 1), Send([good(), sync(), copy_done()].concat()), Until(b'Z', 1)],
+        vec![Send(q(COPY)), Until(b'G', 1), Send([bad(), sync()].concat()), Until(b'Z', 2)],
+        vec![Send([q(COPY), sync()].concat()), Until(b'G', 1), Send([good(), copy_done()].concat()), Until(b'Z', 1)],
+    ];
+    for mut script in scripts {
+        script.extend(after());
+        let via = same_as_direct(&proxy, &script).await;
+        assert!(show(&via).contains("\nC UPDATE "), "{}", show(&via));
+    }
+    proxy.stop().await;
+}
+
+/// A message other than the COPY's own sent behind a COPY the server has already ended (a bad
+/// row), before blastwall read the error: judged like any other and, allowed, it runs as it
+/// does directly (after a Query's COPY; after an Execute's, the server skips it to Sync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_behind_a_copy_the_server_ended_runs_as_directly() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let bad = copy_data("not a number\t1\n");
+    let insert = "INSERT INTO parent (id) VALUES (903)";
+    let intruders = [
+        q("SELECT 1"),
+        q(insert),
+        [pbe("SELECT 2"), sync()].concat(),
+        [pbe(insert), sync()].concat(),
+        [p("s", "SELECT 3"), describe(b'S', "s"), sync()].concat(),
+    ];
+    for intruder in intruders {
+        for start in [q(COPY), [pbe(COPY), sync()].concat()] {
+            let script = [
+                Send(start),
+                Until(b'G', 1),
+                Send([bad.clone(), intruder.clone(), sync()].concat()),
+                Until(b'Z', 1),
+                Send(q("SELECT count(*) FROM parent")),
+                Until(b'C', 1),
+            ];
+            same_as_direct(&proxy, &script).await;
+        }
     }
     proxy.stop().await;
 }
