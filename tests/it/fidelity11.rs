@@ -8,6 +8,8 @@
 //!   them is answered.
 //! - A message behind a COPY the server already ended (a bad row) runs as it does directly.
 //!   (Writes there that must be counted or are refused: `copy_in`, data checked on the server.)
+//! - A session whose temporary schema holds code (every statement counted) runs its
+//!   `DEALLOCATE ALL` and `DISCARD ALL`; its counted writes stay counted (data checked directly).
 
 use crate::batches::*;
 use crate::harness::*;
@@ -158,4 +160,40 @@ async fn a_message_behind_a_copy_the_server_ended_runs_as_directly() {
         }
     }
     proxy.stop().await;
+}
+
+/// A session whose temporary schema holds code counts every statement: its `DEALLOCATE ALL`
+/// (by Query or by protocol) and `DISCARD ALL` run, and the next counted writes are counted
+/// on readings prepared anew (refused over the limit, data checked on the server directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tainted_sessions_deallocate_all_runs() {
+    use crate::points::{n, refused};
+    use tokio_postgres::SimpleQueryMessage as M;
+    let (_db, p, via, d) = crate::readings::setup().await;
+    let taint = "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'";
+    via.batch_execute(taint).await.unwrap();
+    let readings = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_\\_blastwall\\_r%'";
+    let mine = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'";
+    for (i, (within, over)) in [(1, 10), (2, 11), (3, 12), (4, 13)].into_iter().enumerate() {
+        let r = via.simple_query(&format!("DELETE FROM parent WHERE id = {within}")).await.unwrap();
+        assert!(matches!(&r[0], M::CommandComplete(1)), "{r:?}");
+        let m = refused(via.simple_query(&format!("DELETE FROM parent WHERE id = {over}")).await);
+        assert!(m.contains("3 deleted in public.kid"), "{m}");
+        assert_eq!(n(&d, &format!("SELECT count(*) FROM kid WHERE pid IN ({within}, {over})")).await, 3);
+        let prepared: i64 = via.query_one(readings, &[]).await.unwrap().get(0);
+        assert!(prepared > 0, "the readings are prepared on the session");
+        via.batch_execute("PREPARE mine AS SELECT 1").await.unwrap();
+        match i {
+            0 => via.batch_execute("DEALLOCATE ALL").await.unwrap(),
+            1 => assert_eq!(via.execute("DEALLOCATE ALL", &[]).await.unwrap(), 0),
+            _ => {
+                via.batch_execute("DISCARD ALL").await.unwrap();
+                via.batch_execute(taint).await.unwrap();
+            }
+        }
+        // (Every statement of the session is counted: its check prepares the readings again.)
+        let left: i64 = via.query_one(mine, &[]).await.unwrap().get(0);
+        assert_eq!(left, 0, "the client's DEALLOCATE ALL ran");
+    }
+    p.stop().await;
 }
