@@ -79,6 +79,14 @@ pub struct Relay {
     /// CopyInResponse, and since then neither did the client's CopyDone or CopyFail go to it
     /// nor did it report an error (which ends the COPY).
     copying: bool,
+    /// The client's Syncs that came while the server may be in a COPY FROM STDIN, not yet
+    /// forwarded (`session::copying`): the server would ignore one it reads in the COPY and
+    /// answer one it reads after the COPY's error, so none goes to it before that is known.
+    held_syncs: BytesMut,
+    /// A Query or an Execute that may start a COPY FROM STDIN (its text mentions `STDIN`)
+    /// went to the server and may not have been answered: the ordinal of its sync point (of
+    /// its batch, for an Execute), and whether it is an Execute.
+    copy_may_start: Option<(u64, bool)>,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
@@ -110,6 +118,8 @@ impl Relay {
             discarding: false,
             copy_in: false,
             copying: false,
+            held_syncs: BytesMut::new(),
+            copy_may_start: None,
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
             notifications: BytesMut::new(),
@@ -182,6 +192,43 @@ impl Relay {
         self.copying = true;
     }
 
+    /// A Query (`by_execute` false) or an Execute that may start a COPY FROM STDIN goes to the
+    /// server now.
+    pub fn note_copy_may_start(&mut self, ord: u64, by_execute: bool) {
+        self.copy_may_start = Some((ord, by_execute));
+    }
+
+    /// The Query or Execute that may start a COPY FROM STDIN and may be unanswered: its
+    /// sync point's ordinal, and whether it is an Execute.
+    pub fn copy_may_start(&self) -> Option<(u64, bool)> {
+        self.copy_may_start.filter(|(ord, _)| self.syncs_done <= *ord)
+    }
+
+    /// Holds a client's Sync while the server is in a COPY FROM STDIN (`session::copying`).
+    pub fn hold_sync(&mut self, bytes: &[u8]) {
+        self.held_syncs.extend_from_slice(bytes);
+    }
+
+    /// Whether Syncs of the client's are held.
+    pub fn holds_syncs(&self) -> bool {
+        !self.held_syncs.is_empty()
+    }
+
+    /// The held Syncs go to the server, each a sync point it answers: the COPY is over (its
+    /// error), or a message behind them decides (the server, still in the COPY, ends the
+    /// session at it).
+    pub fn release_held_syncs(&mut self) {
+        if self.held_syncs.is_empty() {
+            return;
+        }
+        let held = self.held_syncs.split();
+        let mut framer = crate::wire::Framer::new(usize::MAX);
+        framer.buf_mut().extend_from_slice(&held);
+        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
+            self.forward_sync(&f.bytes);
+        }
+    }
+
     /// Whether the server may be in a COPY FROM STDIN, as far as its replies read so far say.
     pub fn server_in_copy(&self) -> bool {
         self.copying
@@ -194,6 +241,7 @@ impl Relay {
     /// COPY failed before: bad data, a trigger, a cancel), it reads the length and ends the
     /// session without a word: nothing runs either way.
     pub fn end_in_copy(&mut self, tag: u8) {
+        self.held_syncs.clear();
         self.to_server.extend_from_slice(&[tag, 0, 0, 0, 0]);
     }
 
@@ -204,6 +252,10 @@ impl Relay {
     pub fn copy_in_done(&mut self, bytes: &[u8]) {
         self.forward_raw(bytes);
         self.copying = false;
+        // An Execute runs one statement: its COPY was the one.
+        if self.copy_may_start.is_some_and(|(_, by_execute)| by_execute) {
+            self.copy_may_start = None;
+        }
         if std::mem::take(&mut self.copy_in) {
             for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
                 if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
@@ -278,6 +330,11 @@ impl Relay {
 
     /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).
     pub fn forward_raw(&mut self, bytes: &[u8]) {
+        // CopyData (or CopyDone, CopyFail) behind held Syncs: the client was still copying
+        // when it sent them, and the server, in the COPY, ignores them.
+        if self.copying && !self.held_syncs.is_empty() {
+            self.held_syncs.clear();
+        }
         if !self.discarding {
             self.to_server.extend_from_slice(bytes);
         }
@@ -396,8 +453,14 @@ impl Relay {
     /// failed transaction the server answers a marker Query with its 25P02 before reading it:
     /// that answer to the refusal's own sync point becomes the refusal too.
     pub fn on_error(&mut self, frame: &Frame) {
-        // An error ends a COPY (the server then reads messages as usual, or skips to Sync).
+        // An error ends a COPY (the server then reads messages as usual, or skips to Sync):
+        // the Syncs held since the client's last copy message come after it, and are answered.
         self.copying = false;
+        if self.copy_may_start.is_some_and(|(ord, _)| ord == self.syncs_done) {
+            // The batch (or Query) that might have started one failed: it is skipped.
+            self.copy_may_start = None;
+        }
+        self.release_held_syncs();
         if let Ok(f) = messages::error_fields(frame) {
             let marker = match self.refusals.front().map(|r| r.2) {
                 Some(Marker::Bind) => f.code == PROBE_CODE && f.message == PROBE_MESSAGE,

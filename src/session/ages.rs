@@ -148,33 +148,7 @@ impl Session {
             // portal and answers its own error.
             None => return Some(f),
         };
-        let asked = std::mem::take(&mut self.mirror.ages.asked);
-        self.info.names.persisting = true;
-        let mut verdict = self.judge_sql(&text, None);
-        if let Verdict::Resolve(q) = &verdict {
-            if asked < ASK_ROUNDS && self.can_hold() {
-                self.info.names.persisting = false;
-                self.mirror.ages.asked = asked + 1;
-                self.pending = Some(Pending::Resolve(f, q.clone()));
-                return None;
-            }
-        }
-        // In the middle of a batch the worst is assumed (a few rounds: each answer may lead
-        // to another question); what still cannot be judged is counted like a call.
-        for _ in 0..ASK_ROUNDS {
-            let Verdict::Resolve(q) = &verdict else { break };
-            let q = q.clone();
-            self.assume_answers(&q);
-            verdict = self.judge_sql(&text, None);
-        }
-        self.info.names.persisting = false;
-        let verdict = match verdict {
-            Verdict::Resolve(_) | Verdict::Analyze => {
-                let judged = self.shared.guard.judge_as_call(&text, &mut self.info);
-                self.recorded(judged)
-            }
-            v => v,
-        };
+        let (f, verdict) = self.judge_execute(f, &text, true)?;
         match verdict {
             Verdict::Check(mut plan) => {
                 if let Some(Age { runs: Runs::Parse(parse), .. }) = self.mirror.ages.get(portal) {
@@ -218,6 +192,39 @@ impl Session {
                 Some(f)
             }
         }
+    }
+
+    /// Judges `text`, what an Execute `f` runs: at the start of its batch the catalog is asked
+    /// first (`None`: the Execute waits for the answers, then is judged again); in the middle
+    /// of a batch the worst is assumed (a few rounds: each answer may lead to another
+    /// question), and what still cannot be judged is counted like a call.
+    pub(super) fn judge_execute(&mut self, f: Frame, text: &[u8], persisting: bool) -> Option<(Frame, Verdict)> {
+        let asked = std::mem::take(&mut self.mirror.ages.asked);
+        self.info.names.persisting = persisting;
+        let mut verdict = self.judge_sql(text, None);
+        if let Verdict::Resolve(q) = &verdict {
+            if asked < ASK_ROUNDS && self.can_hold() {
+                self.info.names.persisting = false;
+                self.mirror.ages.asked = asked + 1;
+                self.pending = Some(Pending::Resolve(f, q.clone()));
+                return None;
+            }
+        }
+        for _ in 0..ASK_ROUNDS {
+            let Verdict::Resolve(q) = &verdict else { break };
+            let q = q.clone();
+            self.assume_answers(&q);
+            verdict = self.judge_sql(text, None);
+        }
+        self.info.names.persisting = false;
+        let verdict = match verdict {
+            Verdict::Resolve(_) | Verdict::Analyze => {
+                let judged = self.shared.guard.judge_as_call(text, &mut self.info);
+                self.recorded(judged)
+            }
+            v => v,
+        };
+        Some((f, verdict))
     }
 }
 

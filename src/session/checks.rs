@@ -77,6 +77,10 @@ impl Session {
                 self.copy_end(&frame);
                 return Ok(());
             }
+            Some(Pending::SyncInCopy(frame)) => {
+                self.sync_after_copy_start(&frame);
+                return Ok(());
+            }
             Some(Pending::QueryInBatch(plan)) => {
                 if !self.relay.is_skipping() {
                     let policy = self.shared.guard.policy();
@@ -110,7 +114,11 @@ impl Session {
         let (portal, earlier, since) = self.portal_run(&bytes, &ops);
         // Whether the counters start at zero (`precheck::once`): nothing relayed since.
         self.readings.flushed.at((!self.relay.is_busy()).then(|| self.relay.syncs_sent()));
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
+        let drops = super::names::may_drop_readings(&[&bytes, plan.statement.as_bytes()], &mut self.readings);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        if !drops {
+            backend = backend.with_prepared(&mut self.readings);
+        }
         backend.holding = self.shared.held_budget.share();
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };

@@ -1,50 +1,204 @@
-//! A client message other than CopyData, CopyDone, CopyFail, Flush and Sync (or Terminate)
-//! while the server is in COPY FROM STDIN, whether a Query or an Execute started it. The
-//! server answers such a message with `08P01` and FATAL and ends the session, running
-//! nothing; held back for a judgement that waits for the server, it would wait for the COPY's
-//! end, which waits for the client: no answer, and a server session left in the COPY. The
-//! message itself never goes on (the COPY may have failed meanwhile, a bad row or a cancel,
-//! and the server would then run it unjudged): only its type does (`Relay::end_in_copy`).
+//! The client's messages around a `COPY … FROM STDIN`, whether a Query or an Execute started
+//! it. Inside the COPY the server reads CopyData, CopyDone, CopyFail, Flush and Sync, ignoring
+//! the last two; once the COPY ended by its own error (a bad row, a trigger, a cancel) it reads
+//! messages as usual — CopyData, CopyDone and CopyFail dropped, and a Sync answered (after an
+//! Execute's COPY, the first one ends its skipping to Sync). blastwall cannot see where the
+//! server's error fell among what it already forwarded, so:
 //!
-//! Owns: which messages intrude on a COPY, and ending the session for one. Does not own:
+//! - **Syncs.** None goes to the server while it may be in a COPY. A Sync behind a Query or
+//!   Execute that may start one (its text mentions `STDIN`: [`Copies`]) waits, the client
+//!   unread, until the server said whether it did (CopyInResponse, or its answer, which a
+//!   Flush of blastwall's makes come for an Execute). A Sync during the COPY is held
+//!   (`Relay::hold_sync`): CopyData, CopyDone or CopyFail behind it say the client was still
+//!   copying, and it is dropped (the server in the COPY ignores it); the COPY's error before
+//!   any of them sends it on, and the server answers it — as it would a Sync that reached it
+//!   after the error directly (a network delay could). So the count of ReadyForQuery owed is
+//!   the server's, and a client that keeps sending data is never kept waiting.
+//! - **Any other message** (an intruder) is judged like any other and forwarded when allowed
+//!   (refused by marker, it is the marker): still in the COPY, the server answers `08P01` and
+//!   FATAL and ends the session; out of it, the message runs — what a direct connection gets,
+//!   by timing. Held Syncs go before it. A message whose judgement needs the server idle (a
+//!   count, a catalog question, a held batch) cannot wait for it — the COPY waits for the
+//!   client, which waits for an answer — so its type byte alone goes on
+//!   (`Relay::end_in_copy`) and the session ends as the server ends it: nothing runs.
+//!
+//! Owns: which names may start a COPY, holding Syncs around one, and intruders. Does not own:
 //! whether the server is in a COPY (`relay`, from its replies).
 
 use super::checks::Pending;
+use super::statements::Op;
 use super::Session;
 use crate::wire::messages::fe;
+use crate::wire::Frame;
+use std::collections::HashSet;
+
+/// How many statement or portal names that may start a COPY a session remembers; past it,
+/// every Execute may.
+const MAX_NAMES: usize = 64;
+
+/// The prepared statements and portals that may start a `COPY … FROM STDIN`, as the client's
+/// forwarded Parse and Bind messages made them (more is harmless: a Sync behind their Execute
+/// waits for its answer).
+#[derive(Debug, Default)]
+pub(super) struct Copies {
+    statements: HashSet<Vec<u8>>,
+    portals: HashSet<Vec<u8>>,
+    /// Too many names were kept: any Execute may start one.
+    all: bool,
+}
+
+impl Copies {
+    fn keep(set: &mut HashSet<Vec<u8>>, all: &mut bool, name: &[u8]) {
+        if set.len() >= MAX_NAMES {
+            set.clear();
+            *all = true;
+        } else {
+            set.insert(name.to_vec());
+        }
+    }
+
+    /// A Parse of `name` went to the server (`parse`: the whole message). A named statement
+    /// is never forgotten by another Parse (which fails while the name exists).
+    fn parsed(&mut self, name: &[u8], parse: &[u8]) {
+        if may_copy(parse) {
+            Self::keep(&mut self.statements, &mut self.all, name);
+        } else if name.is_empty() && !self.statements.is_empty() {
+            self.statements.remove(name);
+        }
+    }
+
+    fn bound(&mut self, portal: &[u8], statement: &[u8]) {
+        if !self.statements.is_empty() && self.statements.contains(statement) {
+            Self::keep(&mut self.portals, &mut self.all, portal);
+        } else if !self.portals.is_empty() {
+            self.portals.remove(portal);
+        }
+    }
+
+    fn executes(&self, execute: &Frame) -> bool {
+        self.all
+            || (!self.portals.is_empty()
+                && super::extended::execute_portal(execute).is_ok_and(|p| self.portals.contains(&p)))
+    }
+}
+
+/// Whether a statement's text (or a message holding it) may be a `COPY … FROM STDIN`: the
+/// keyword `STDIN` appears in it, in any case (a word or not: more is harmless).
+pub(super) fn may_copy(text: &[u8]) -> bool {
+    memchr::memchr2_iter(b's', b'S', text).any(|i| text.get(i..i + 5).is_some_and(|w| w.eq_ignore_ascii_case(b"stdin")))
+}
 
 impl Session {
-    /// A client message that arrives while the server is in a COPY FROM STDIN: true if it
-    /// intrudes (the session is then ending as the server ends it).
+    /// A client message went to the server: what it does to the names that may start a COPY.
+    pub(super) fn copy_names_follow(&mut self, f: &Frame, op: &Op) {
+        let copies = &mut self.mirror.copies;
+        match op {
+            Op::Parse { name, .. } => copies.parsed(name, &f.bytes),
+            Op::Bind { portal, statement } => copies.bound(portal, statement),
+            // Not in a batch the server skips (after an error): it answers nothing of it.
+            Op::Execute if !self.relay.is_skipping() && copies.executes(f) => {
+                let ord = self.relay.syncs_sent();
+                if !self.mirror.batch_failed(ord) {
+                    self.relay.note_copy_may_start(ord, true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A Query goes to the server (`action`: forwarded, or with a notice): it may start a
+    /// COPY, if the server is to answer it (not skipped with a failed batch).
+    pub(super) fn forward_query(&mut self, sql: &[u8], action: crate::relay::Action, bytes: &[u8]) {
+        let ord = self.relay.syncs_sent();
+        self.relay.apply_sync_point(action, bytes);
+        if self.relay.syncs_sent() > ord && may_copy(sql) {
+            self.relay.note_copy_may_start(ord, false);
+        }
+    }
+
+    /// Whether a Query or Execute that may start a COPY FROM STDIN is still unanswered.
+    fn copy_may_start(&self) -> bool {
+        match self.relay.copy_may_start() {
+            None => false,
+            Some((_, by_execute)) => !by_execute || self.mirror.execute_owed(),
+        }
+    }
+
+    /// A client's Sync, not part of a held batch: true if it does not go to the server now
+    /// (held during a COPY, or waiting to know whether one starts).
+    pub(super) fn sync_waits_for_copy(&mut self, f: &Frame) -> bool {
+        if self.relay.server_in_copy() {
+            self.relay.hold_sync(&f.bytes);
+            return true;
+        }
+        if !self.copy_may_start() {
+            return false;
+        }
+        if self.relay.copy_may_start().is_some_and(|(_, by_execute)| by_execute) {
+            // The server answers an Execute at a Sync or a Flush (CopyInResponse it sends at once).
+            self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
+        }
+        self.pending = Some(Pending::SyncInCopy(f.clone()));
+        true
+    }
+
+    /// Whether a Sync waiting for a COPY's start can go its way.
+    pub(super) fn copy_start_known(&self) -> bool {
+        self.relay.server_in_copy() || !self.copy_may_start()
+    }
+
+    /// The waiting Sync, once the server said whether a COPY started: held in it, else
+    /// forwarded.
+    pub(super) fn sync_after_copy_start(&mut self, f: &Frame) {
+        if !self.sync_waits_for_copy(f) {
+            self.relay.forward_sync(&f.bytes);
+        }
+    }
+
+    /// A client message that arrives while the server may be in a COPY FROM STDIN: the Syncs
+    /// held before it go first. It is then judged like any other (`false`), unless blastwall
+    /// has already ended the session.
     pub(super) fn intrudes_on_copy(&mut self, tag: u8) -> bool {
         let copy_message =
             matches!(tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE);
         if !self.ready || copy_message || !self.relay.server_in_copy() {
             return false;
         }
-        // A batch held back before it: the server would read its first message first.
-        let tag = self.held_batch.as_ref().and_then(|h| h.bytes.first().copied()).unwrap_or(tag);
-        self.end_in_copy(tag);
-        true
+        self.relay.release_held_syncs();
+        false
     }
 
-    /// A message held back (waiting for a judgement, or a held batch) when the server turns
-    /// out to be in a COPY FROM STDIN sent before it: true if the session is now ending.
+    /// A message held back (waiting for a judgement, a held batch, a Bind parked for its
+    /// Execute) while the server may be in a COPY FROM STDIN sent before it: true if the
+    /// session is now ending (its type byte alone goes on: `Relay::end_in_copy`).
     pub(super) fn held_intrudes_on_copy(&mut self) -> bool {
         if !self.relay.server_in_copy() {
             return false;
         }
         let held = self.held_batch.as_ref().and_then(|h| h.bytes.first().copied());
-        let Some(tag) = held.or_else(|| self.pending.as_ref().and_then(Pending::client_tag)) else {
+        let parked = self.mirror.parked.as_ref().map(|_| fe::BIND);
+        let Some(tag) = held.or(parked).or_else(|| self.pending.as_ref().and_then(Pending::client_tag)) else {
             return false;
         };
-        self.end_in_copy(tag);
-        true
-    }
-
-    fn end_in_copy(&mut self, tag: u8) {
         self.relay.end_in_copy(tag);
         self.held_batch = None;
+        self.mirror.parked = None;
         self.pending = Some(Pending::Ended);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_copy;
+
+    #[test]
+    fn stdin_in_any_case_may_copy() {
+        assert!(may_copy(b"COPY t FROM STDIN"));
+        assert!(may_copy(b"copy t from stdin with (format csv)"));
+        assert!(may_copy(b"P\0copy t from StdIn\0\0\0"));
+        assert!(!may_copy(b"SELECT abalance FROM pgbench_accounts WHERE aid = 5"));
+        assert!(!may_copy(b"COPY t TO STDOUT"));
+        assert!(!may_copy(b"std"));
     }
 }

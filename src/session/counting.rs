@@ -113,7 +113,11 @@ impl Session {
         let stats = crate::precheck::stats_sql(&policy, &plan, &known, true);
         let started = Instant::now();
         self.readings.flushed.at(None);
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr).with_prepared(&mut self.readings);
+        let drops = super::names::may_drop_readings(&[plan.statement.as_bytes()], &mut self.readings);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        if !drops {
+            backend = backend.with_prepared(&mut self.readings);
+        }
         backend.holding = shared.held_budget.share();
         let req =
             precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };

@@ -58,8 +58,8 @@ impl Session {
                         self.pending = Some(Pending::ResolveInBatch(f, questions));
                     }
                     Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
-                    Verdict::Allow => self.relay.apply_sync_point(Action::Forward, &f.bytes),
-                    Verdict::Notice(n) => self.relay.apply_sync_point(Action::Notify(n), &f.bytes),
+                    Verdict::Allow => self.forward_query(sql, Action::Forward, &f.bytes),
+                    Verdict::Notice(n) => self.forward_query(sql, Action::Notify(n), &f.bytes),
                     Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
                     Verdict::Split(m) => match self.simple_pieces(sql) {
                         Ok(pieces) => self.pending = Some(Pending::Simple(f, pieces)),

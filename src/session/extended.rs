@@ -89,14 +89,7 @@ impl Session {
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     // A cursor declared by SQL or opened by a function: read like its FETCH.
-                    None if !portal.is_empty() && !self.mirror.portal_bound(&portal) => {
-                        match self.cursor_execute_plan(&portal) {
-                            Ok(Some(plan)) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
-                            Ok(Some(plan)) => self.count_where_it_stands(f, plan),
-                            Ok(None) => self.forward_op(&f, Op::Execute),
-                            Err(m) => self.refuse_in_batch(m),
-                        }
-                    }
+                    None if !portal.is_empty() && !self.mirror.portal_bound(&portal) => self.execute_cursor(f, &portal),
                     None => {
                         if let Some(f) = self.execute_if_current(f, &portal) {
                             self.forward_op(&f, Op::Execute);
@@ -117,7 +110,11 @@ impl Session {
                 }
                 self.forward_op(&f, Op::Close { portal, name });
             }
-            fe::SYNC => self.relay.forward_sync(&f.bytes),
+            fe::SYNC => {
+                if !self.sync_waits_for_copy(&f) {
+                    self.relay.forward_sync(&f.bytes);
+                }
+            }
             // Flush, and anything else that belongs to a batch.
             _ => self.relay.forward_in_batch(&f.bytes),
         }
@@ -290,6 +287,7 @@ impl Session {
             Op::Bind { .. } => self.relay.note_bind(),
             _ => {}
         }
+        self.copy_names_follow(f, &op);
         self.mirror.sent(self.relay.syncs_sent(), op);
         self.relay.forward_in_batch(&f.bytes);
     }

@@ -319,6 +319,7 @@ impl Session {
                 Some(p) if p.is_execute() => self.execute_can_be_judged(),
                 Some(p) if p.is_ended() => false,
                 Some(p) if p.is_copy_end() => !self.copy_unsettled(),
+                Some(p) if p.is_sync_in_copy() => self.copy_start_known(),
                 Some(_) => !self.relay.is_busy(),
             };
             if runnable {

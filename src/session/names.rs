@@ -27,6 +27,23 @@ use crate::wire::messages::TxStatus;
 use crate::wire::Frame;
 use std::collections::{HashMap, VecDeque};
 
+/// Whether a check of these texts (a message, the statement it counts) must read the counters
+/// as text, not on blastwall's prepared readings: a `DEALLOCATE` or `DISCARD` in them may
+/// remove the readings with the client's own statements (in a session whose every statement
+/// is counted, a client's `DEALLOCATE ALL` is checked), and the check would then find them
+/// missing and refuse it. The readings are then forgotten (`Prepared::forget`: closed and
+/// prepared again at the next check that uses them).
+pub(super) fn may_drop_readings(texts: &[&[u8]], readings: &mut crate::precheck::prepared::Prepared) -> bool {
+    let word = |t: &[u8], i: usize, w: &[u8]| t.get(i..i + w.len()).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    let drops = texts
+        .iter()
+        .any(|t| memchr::memchr2_iter(b'd', b'D', t).any(|i| word(t, i, b"deallocate") || word(t, i, b"discard")));
+    if drops {
+        readings.forget();
+    }
+    drops
+}
+
 /// Removals waiting for the server's answer.
 #[derive(Debug, Default)]
 pub(super) struct Removals {

@@ -36,6 +36,9 @@ pub(super) enum Pending {
     /// The client's CopyDone or CopyFail, once the server said whether the Execute before it
     /// started a COPY (which makes it ignore the Syncs sent since): `Session::copy_end`.
     CopyEnd(Frame),
+    /// A client's Sync behind a Query or Execute that may start a COPY FROM STDIN, once the
+    /// server said whether it did (`copying`).
+    SyncInCopy(Frame),
     /// The server is ending the session: a client message came during its COPY FROM STDIN
     /// (`copying`). Nothing more is read from the client.
     Ended,
@@ -66,6 +69,10 @@ impl Pending {
         matches!(self, Pending::CopyEnd(..))
     }
 
+    pub(super) fn is_sync_in_copy(&self) -> bool {
+        matches!(self, Pending::SyncInCopy(..))
+    }
+
     pub(super) fn is_ended(&self) -> bool {
         matches!(self, Pending::Ended)
     }
@@ -82,7 +89,7 @@ impl Pending {
             | Pending::ResolveInBatch(f, _)
             | Pending::Analyze(f)
             | Pending::Simple(f, _) => Some(f.tag),
-            Pending::CopyEnd(_) | Pending::Ended => None,
+            Pending::CopyEnd(_) | Pending::SyncInCopy(_) | Pending::Ended => None,
         }
     }
 }

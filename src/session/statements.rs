@@ -224,6 +224,8 @@ pub(super) struct Mirror {
     pub(super) callers_unsure: Option<u64>,
     /// Rounds of catalog questions the message being judged waited for (`questions`).
     pub(super) rounds: u8,
+    /// The statements and portals that may start a COPY FROM STDIN (`copying`).
+    pub(super) copies: super::copying::Copies,
 }
 
 impl Mirror {
@@ -476,29 +478,32 @@ impl super::Session {
         self.simple_next(true);
     }
 
-    /// The plan of a protocol Execute of a portal the client never bound: a cursor declared by
-    /// SQL or opened by a function body, judged as `FETCH` of it would be (`guard::cursors`).
-    /// `Ok(None)`: relayed as it is; `Err`: the refusal.
-    pub(super) fn cursor_execute_plan(
-        &mut self,
-        portal: &[u8],
-    ) -> Result<Option<Arc<CheckPlan>>, crate::wire::messages::ProxyMessage> {
+    /// A protocol Execute of a portal the client never bound: a cursor declared by SQL or
+    /// opened by a function body, judged as `FETCH` of it would be (`guard::cursors`) —
+    /// relayed, counted, refused, or waiting for the catalog's answers (`judge_execute`). A
+    /// name that is no cursor at all is the server's to answer (`34000`) wherever nothing
+    /// refuses it.
+    pub(super) fn execute_cursor(&mut self, f: crate::wire::Frame, portal: &[u8]) {
         use crate::guard::Verdict;
         let text = format!("FETCH ALL IN \"{}\"", String::from_utf8_lossy(portal).replace('"', "\"\""));
-        match self.judge_sql(text.as_bytes(), None) {
-            Verdict::Check(plan) => Ok(Some(Arc::new(*plan))),
-            Verdict::Refuse(m) => Err(m),
-            Verdict::Split(m) => Err(*m),
-            Verdict::Allow | Verdict::Notice(_) => Ok(None),
-            // A FETCH asks the catalog nothing; if it ever did, it is counted as unknown.
-            Verdict::Resolve(_) | Verdict::Analyze => Err(crate::guard::refusal_message(&crate::guard::refusal(
-                "unverifiable",
-                "FETCH".into(),
-                "reading this cursor needs a catalog lookup that cannot run in a batch".into(),
-                "Read the cursor with FETCH in a message of its own.",
-                "blastwall",
-                text,
-            ))),
+        let Some((f, verdict)) = self.judge_execute(f, text.as_bytes(), false) else { return };
+        match verdict {
+            Verdict::Check(plan) if self.can_hold() => self.start_held(f, Op::Execute, Arc::new(*plan), false),
+            Verdict::Check(plan) => self.count_where_it_stands(f, Arc::new(*plan)),
+            Verdict::Refuse(m) => self.refuse_in_batch(m),
+            Verdict::Split(m) => self.refuse_in_batch(*m),
+            Verdict::Allow | Verdict::Notice(_) => self.forward_op(&f, Op::Execute),
+            // Counted like a call when it could not be judged: nothing else comes back.
+            Verdict::Resolve(_) | Verdict::Analyze => {
+                self.refuse_in_batch(crate::guard::refusal_message(&crate::guard::refusal(
+                    "unverifiable",
+                    "FETCH".into(),
+                    "reading this cursor needs a catalog lookup that cannot run in a batch".into(),
+                    "Read the cursor with FETCH in a message of its own.",
+                    "blastwall",
+                    text,
+                )))
+            }
         }
     }
 }

@@ -99,6 +99,7 @@ mod drivers;
 mod effects;
 mod encodings;
 mod fidelity;
+mod fidelity11;
 mod fidelity5;
 mod fingerprints;
 mod guard;

@@ -18,7 +18,7 @@ const SCHEMA: &str = "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO pare
      INSERT INTO kid (pid) SELECT p FROM generate_series(1, 20) p, generate_series(1, 3); \
      DELETE FROM kid WHERE id IN (SELECT min(id) FROM kid WHERE pid <= 5 GROUP BY pid)";
 
-async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Client) {
+pub(crate) async fn setup() -> (String, Proxy, tokio_postgres::Client, tokio_postgres::Client) {
     let db = fresh_db("readings");
     let d = direct("app", APP_PW, &db).await;
     d.batch_execute(SCHEMA).await.unwrap();
