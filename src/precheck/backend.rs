@@ -186,7 +186,6 @@ impl Backend<'_> {
                     h.frames.push(f);
                     return Ok(h);
                 }
-                be::ERROR_RESPONSE => h.error = true,
                 // COPY FROM STDIN would wait for the client, who is not listening now.
                 be::COPY_IN_RESPONSE => {
                     let mut body = b"blastwall: COPY FROM STDIN cannot run inside a verified write".to_vec();
@@ -197,17 +196,26 @@ impl Backend<'_> {
                 }
                 _ => {}
             }
-            let own = h.bytes + f.bytes.len() > max_bytes;
-            if own || (!h.overflowed && !self.holding.take(f.bytes.len()).await) {
-                h.budget_full |= !own && !h.overflowed;
-                h.overflowed = true;
-                h.frames.clear();
-                self.holding.clear();
-            }
-            if !h.overflowed {
-                h.bytes += f.bytes.len();
-                h.frames.push(f);
-            }
+            self.hold(&mut h, f, max_bytes).await;
+        }
+    }
+
+    /// Holds one reply of the client's statement: within `max_bytes` and the share of the
+    /// replies all sessions may hold (`hold`), else every reply is dropped and `h` overflowed.
+    pub(super) async fn hold(&mut self, h: &mut Held, f: Frame, max_bytes: usize) {
+        if f.tag == be::ERROR_RESPONSE {
+            h.error = true;
+        }
+        let own = h.bytes + f.bytes.len() > max_bytes;
+        if own || (!h.overflowed && !self.holding.take(f.bytes.len()).await) {
+            h.budget_full |= !own && !h.overflowed;
+            h.overflowed = true;
+            h.frames.clear();
+            self.holding.clear();
+        }
+        if !h.overflowed {
+            h.bytes += f.bytes.len();
+            h.frames.push(f);
         }
     }
 }

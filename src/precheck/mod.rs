@@ -20,6 +20,7 @@ mod content;
 mod estimate;
 pub mod hold;
 mod identity;
+mod implicit;
 pub mod inbatch;
 pub mod objects;
 mod once;
@@ -40,7 +41,7 @@ pub use identity::deferred_in as identity_deferred;
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
 
-pub use stats::{deltas, snapshot, stats_sql, with_earlier, TableCount, STATS_SQL};
+pub use stats::{counter_reading, deltas, snapshot, stats_sql, with_earlier, Reading, TableCount, STATS_SQL};
 
 use crate::policy::{Decision, Mode, Policy, SessionView};
 use crate::wire::messages::ProxyMessage;
@@ -274,19 +275,35 @@ async fn counted(
     // Without an estimate to wait for, the opening, the client's messages and the second
     // reading go out in one write: two round trips in all with the verdict's.
     let pipelined = estimate.is_none();
+    // Kept in one round trip with nothing deferred and no timeout of blastwall's to set: one
+    // implicit transaction, no BEGIN or COMMIT (`implicit`).
+    let single = match (&reading, implicit::query_text(msgs)) {
+        (Some(_), Some(text)) if once.is_some() && !constraints && timeout.is_empty() && estimate.is_none() => {
+            Some(implicit::batch(&first, text, &again, &check))
+        }
+        _ => None,
+    };
     let mut out = BytesMut::from(&open_msgs[..]);
-    match estimate {
-        None => {
+    match (estimate, &single) {
+        (_, Some(batch)) => out = batch.clone(),
+        (None, None) => {
             out.extend_from_slice(msgs);
             out.extend_from_slice(&after);
             if once.is_some() {
                 out.extend_from_slice(&own::messages("COMMIT"));
             }
         }
-        Some(e) => out.extend_from_slice(&bound::wrapped(e)),
+        (Some(e), None) => out.extend_from_slice(&bound::wrapped(e)),
     }
     b.send(&out).await?;
-    let mut a = b.answer().await?;
+    let mut answers = match single {
+        Some(_) => Some(implicit::read(b, !first.is_empty(), max_hold).await?),
+        None => None,
+    };
+    let mut a = match answers.as_mut() {
+        Some(x) => std::mem::take(&mut x.open),
+        None => b.answer().await?,
+    };
     let mut estimate_rows = Vec::new();
     if estimate.is_some() {
         // Its rows are the EXPLAIN's, had within its bound (`bound`) and rolled back to its own
@@ -303,6 +320,11 @@ async fn counted(
     if let Some(e) = a.error {
         // A prepared reading may be what failed (deallocated by a function): prepared again.
         b.forget_prepared();
+        if answers.is_some() {
+            // Nothing of the client's ran: counted again with two round trips.
+            b.holding.clear();
+            return Ok(None);
+        }
         if pipelined {
             // What was sent behind it failed too (the transaction is aborted): read it away.
             let held = b.held(max_hold).await?;
@@ -349,7 +371,7 @@ async fn counted(
         }
     }
     let Some(before) = before else {
-        if pipelined {
+        if pipelined && answers.is_none() {
             let held = b.held(max_hold).await?;
             b.note_tags(&held.frames);
             read_after(b, constraints, once.is_some()).await?;
@@ -360,9 +382,12 @@ async fn counted(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
         )));
     };
-    let held = b.held(max_hold).await?;
+    let one_batch = answers.is_some();
+    let (held, (deferred, a, commit)) = match answers {
+        Some(x) => (x.held, (None, x.after, Some(Answer::default()))),
+        None => (b.held(max_hold).await?, read_after(b, constraints, once.is_some()).await?),
+    };
     b.note_tags(&held.frames);
-    let (deferred, a, commit) = read_after(b, constraints, once.is_some()).await?;
     let clock = objects::clock(&before_rows).or(zero_clock);
     b.objects = objects::changes(&before_rows, &a.rows);
     if held.error {
@@ -446,7 +471,7 @@ async fn counted(
         ));
     }
     if let Some(c) = commit {
-        tracing::info!(database, from_zero, "a counted write kept in one round trip");
+        tracing::info!(database, from_zero, one_batch, "a counted write kept in one round trip");
         if let (None, Some(p)) = (&c.error, b.prepared.as_deref_mut()) {
             p.flushed.kept(objects::clock(&a.rows));
         }
@@ -524,28 +549,6 @@ pub(crate) fn kept_unheld(held: &Held, max_hold: usize, holding: &hold::Holding)
         (true, Some(total)) => crate::said::kept_but_hold_full(total),
         _ => crate::said::kept_but_too_large(max_hold),
     }
-}
-
-/// Counter values per table, as one reading gave them.
-pub type Reading = std::collections::BTreeMap<(String, String), (u64, u64, u64)>;
-
-/// Reads a counter reading's rows (`None`: counting is off on the server) and learns the
-/// OIDs of policy tables from it, so that a rename does not hide them later.
-pub fn counter_reading(
-    rows: &[Vec<Option<String>>],
-    catalog: &crate::catalog::Catalog,
-    database: &str,
-    policy: &Policy,
-) -> Option<Reading> {
-    let named = |oid: u32| catalog.name_of(database, oid);
-    snapshot(rows, &named).map(|(snap, seen)| {
-        for ((s, t), oid) in seen {
-            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
-                catalog.learn_oid(database, &s, &t, oid);
-            }
-        }
-        snap
-    })
 }
 
 /// What to verify, and with what.

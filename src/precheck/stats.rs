@@ -233,6 +233,28 @@ pub fn deltas(before: &Snapshot, after: &Snapshot) -> Vec<TableCount> {
         .collect()
 }
 
+/// Counter values per table, as one reading gave them.
+pub type Reading = std::collections::BTreeMap<(String, String), (u64, u64, u64)>;
+
+/// Reads a counter reading's rows (`None`: counting is off on the server) and learns the
+/// OIDs of policy tables from it, so that a rename does not hide them later.
+pub fn counter_reading(
+    rows: &[Vec<Option<String>>],
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+    policy: &crate::policy::Policy,
+) -> Option<Reading> {
+    let named = |oid: u32| catalog.name_of(database, oid);
+    snapshot(rows, &named).map(|(snap, seen)| {
+        for ((s, t), oid) in seen {
+            if policy.tables.iter().any(|p| p.schema == s && p.name == t) {
+                catalog.learn_oid(database, &s, &t, oid);
+            }
+        }
+        snap
+    })
+}
+
 /// The counts of a portal's earlier slices (see `session::counting`) added to one slice's.
 pub fn with_earlier(earlier: &[TableCount], mut now: Vec<TableCount>) -> Vec<TableCount> {
     for e in earlier {

@@ -73,6 +73,8 @@ const ONCE: &str = "a counted write kept in one round trip";
 const AGAIN: &str = "rolled back by its one-round-trip assertion";
 /// A write kept in one round trip without a reading before it.
 const FROM_ZERO: &str = "from_zero=true";
+/// A write kept in one round trip as one implicit transaction (no BEGIN, no COMMIT).
+const ONE_BATCH: &str = "one_batch=true";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counted_deletes_are_kept_in_one_round_trip_and_refused_over_their_limits() {
@@ -88,6 +90,7 @@ async fn counted_deletes_are_kept_in_one_round_trip_and_refused_over_their_limit
     assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id <= 4").await, 0, "kept");
     assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid <= 4").await, 0, "kept");
     assert_eq!(logged(&db, ONCE), 4, "each in one round trip");
+    assert_eq!(logged(&db, ONE_BATCH), 4, "each as one implicit transaction");
     assert_eq!(logged(&db, FROM_ZERO), 3, "all but the first without a reading before");
     assert_eq!(logged(&db, AGAIN), 0);
     // Three cascaded deletes: rolled back by the COMMIT, counted again, refused.
@@ -225,5 +228,86 @@ async fn kept_writes_whose_replies_others_crowd_out_say_so() {
     assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 8").await, 0, "kept");
     assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 8").await, 0, "kept");
     drop(deaf);
+    p.stop().await;
+}
+
+/// A cascade that waits for the COMMIT: `gk`'s key into `kid` deletes `gk`'s rows at the end
+/// of the transaction (deferred), after any reading inside it. Such a delete is never sent as
+/// one implicit transaction (whose commit at the Sync would run the cascade after the
+/// assertion): `SET CONSTRAINTS ALL IMMEDIATE` runs it before the reading after, so `gk`'s
+/// limit holds — over it, nothing changed, checked on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_cascade_is_counted_before_the_commit() {
+    captured_logs();
+    let (db, d) = setup("once_deferred").await;
+    d.batch_execute(
+        "CREATE TABLE gk (id serial PRIMARY KEY, kid int REFERENCES kid ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED); \
+         INSERT INTO gk (kid) SELECT id FROM kid WHERE pid = 1; INSERT INTO gk (kid) SELECT id FROM kid WHERE pid IN (2, 3)",
+    )
+    .await
+    .unwrap();
+    let policy = format!("{POLICY}\n[[table]]\nname = \"public.gk\"\nmax_delete_rows = 3\n");
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), &policy)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // Two of gk's rows, cascaded at the COMMIT: within its limit, kept.
+    via.simple_query("DELETE FROM parent WHERE id = 1").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM gk").await, 4, "kept, its deferred cascade too");
+    // Four more rows of gk reach the deferred cascade of parent 2 once gk has them twice.
+    d.batch_execute("INSERT INTO gk (kid) SELECT id FROM kid WHERE pid = 2").await.unwrap();
+    let e = via.simple_query("DELETE FROM parent WHERE id = 2").await.expect_err("over gk's limit");
+    let m = refused_by(&e, "row-limit");
+    assert!(m.contains("4 deleted in public.gk is over its limit of 3"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 2").await, 1, "nothing changed");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 2").await, 2, "nothing changed");
+    assert_eq!(n(&d, "SELECT count(*) FROM gk").await, 6, "nothing changed");
+    assert_eq!(logged(&db, ONE_BATCH), 0, "never one implicit transaction");
+    p.stop().await;
+}
+
+/// Inside the client's own block there is no transaction of blastwall's to keep in one round
+/// trip: a delete over a child's limit is refused (nothing changed, checked on the server,
+/// after the client's ROLLBACK and on another session before it), one within them stays once
+/// the client commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_clients_block_a_delete_is_counted_under_a_savepoint() {
+    captured_logs();
+    let (db, d) = setup("once_block").await;
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("DELETE FROM parent WHERE id = 3").await.unwrap();
+    via.simple_query("BEGIN").await.unwrap();
+    via.simple_query("DELETE FROM parent WHERE id = 4").await.unwrap();
+    let e = via.simple_query("DELETE FROM parent WHERE id = 12").await.expect_err("over kid's limit");
+    refused_by(&e, "row-limit");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 12").await, 3, "nothing changed");
+    via.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid IN (4, 12)").await, 5, "rolled back by the client");
+    via.simple_query("BEGIN; DELETE FROM parent WHERE id = 4; COMMIT").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid IN (3, 4)").await, 0, "parents 3 and 4 deleted");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 12").await, 3);
+    assert_eq!(logged(&db, ONE_BATCH), 1, "only the delete outside the block");
+    p.stop().await;
+}
+
+/// The first statement of a session, over a child's limit: sent as one implicit transaction
+/// (its reading before, the delete, the reading after with the limits' assertion, one Sync),
+/// the assertion fails it on the server, the server rolls everything back, and the delete
+/// counted again is refused — every row still there, checked directly on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_childs_limit_the_one_batch_keeps_nothing() {
+    captured_logs();
+    let (db, d) = setup("once_first").await;
+    let p = proxy_with(base_config(), compile(&[(Path::new("once.toml"), POLICY)]).unwrap()).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let e = via.simple_query("DELETE FROM parent WHERE id = 13").await.expect_err("over kid's limit");
+    let m = refused_by(&e, "row-limit");
+    assert!(m.contains("3 deleted in public.kid is over its limit of 2"), "{m}");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 13").await, 1, "nothing changed");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 13").await, 3, "nothing changed");
+    assert_eq!(logged(&db, AGAIN), 1, "tried in one batch first");
+    // The same session's next delete within the limits is kept in one batch.
+    via.simple_query("DELETE FROM parent WHERE id = 9").await.unwrap();
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 9").await, 0, "kept");
+    assert_eq!(logged(&db, ONE_BATCH), 1);
     p.stop().await;
 }
