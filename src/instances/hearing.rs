@@ -217,8 +217,12 @@ impl Worker {
             }
             Said::Hello if self.is_live(&link, pid).await => {
                 let mut said: Vec<Said> = {
-                    let st = self.peers.lock();
-                    st.mine.values().map(|(s, ddl)| Said::Open { to: pid, s: *s, ddl: ddl.clone() }).collect()
+                    let mut st = self.peers.lock();
+                    let open = st.mine.values_mut().map(|a| {
+                        a.told = true;
+                        Said::Open { to: pid, s: a.tx, ddl: a.ddl.clone() }
+                    });
+                    open.collect()
                 };
                 said.push(Said::Synced { to: pid });
                 if let Err(e) = say(&link, &said).await {

@@ -201,8 +201,17 @@ struct State {
     /// This instance's sessions with DDL announced and open: the number their transaction is
     /// announced under (a new one for each: an `end` that comes late ends only its own), and
     /// what was announced.
-    mine: HashMap<u64, (u64, Vec<Ddl>)>,
+    mine: HashMap<u64, Announced>,
     next: u64,
+}
+
+/// A session's transaction with DDL announced.
+struct Announced {
+    /// The number it is announced under.
+    tx: u64,
+    ddl: Vec<Ddl>,
+    /// Whether another instance was told (else its end is not said).
+    told: bool,
 }
 
 /// An announcement waiting for answers, taken out when dropped.
@@ -294,15 +303,15 @@ impl Peers {
             };
             s.next += 1;
             let fresh = s.next;
-            let (tx, had) = s.mine.entry(session).or_insert_with(|| (fresh, Vec::new()));
-            let new: Vec<Ddl> = ddl.iter().map(Ddl::of).filter(|d| !had.contains(d)).collect();
+            let a = s.mine.entry(session).or_insert_with(|| Announced { tx: fresh, ddl: Vec::new(), told: false });
+            let new: Vec<Ddl> = ddl.iter().map(Ddl::of).filter(|d| !a.ddl.contains(d)).collect();
             if new.is_empty() {
                 return Ok(());
             }
             // Kept before the others are asked: an instance that joins meanwhile hears it as
             // open (`hello`).
-            had.extend(new.iter().cloned());
-            let tx = *tx;
+            a.ddl.extend(new.iter().cloned());
+            let tx = a.tx;
             s.next += 1;
             (link, tx, s.next, new)
         };
@@ -312,7 +321,13 @@ impl Peers {
         if present.is_empty() {
             return Ok(());
         }
-        self.lock().waiting.insert(k, present);
+        {
+            let mut s = self.lock();
+            if let Some(a) = s.mine.get_mut(&session) {
+                a.told = true;
+            }
+            s.waiting.insert(k, present);
+        }
         // Taken out however this ends (the session may be dropped while it waits).
         let _asked = Asked { peers: self, k };
         say(&link, &[Said::Begin { s: tx, k, ddl: new }]).await.map_err(fail)?;
@@ -349,12 +364,12 @@ impl Peers {
     }
 
     /// Session `session`'s transaction ended (or the session did): the others are told, when
-    /// it had announced DDL.
+    /// it had announced DDL to any (a single instance says nothing).
     pub fn ended(&self, session: u64) {
         let (link, tx) = {
             let mut s = self.lock();
-            let Some((tx, _)) = s.mine.remove(&session) else { return };
-            (s.link.clone(), tx)
+            let Some(a) = s.mine.remove(&session).filter(|a| a.told) else { return };
+            (s.link.clone(), a.tx)
         };
         let (Some(link), Ok(rt)) = (link, tokio::runtime::Handle::try_current()) else { return };
         rt.spawn(async move {

@@ -186,7 +186,7 @@ async fn handshake_and_relay(
     if !who.database.is_empty() {
         let db = shared.guard.inflight.db(&who.database);
         // With other instances possible, this one joins them first (`instances`).
-        if let Some(peers) = shared.instances.of(&who.database, &db) {
+        if let Some(peers) = shared.instances.of(&who.database, &db).filter(|_| !is_replication(&startup)) {
             let catalog = &shared.guard.catalog;
             if !peers.joined(crate::instances::JOIN_WAIT, || catalog.listen_to(&who.database)).await {
                 tracing::warn!(database = who.database, "not in touch with the other blastwall instances: row writes are judged as if another session had DDL open");

@@ -1,12 +1,15 @@
 //! The session's side of `crate::inflight`: its writes answered, its DDL's transaction ended
 //! (the catalog's answers dropped then, since other sessions may have asked between the DDL's
 //! answer and its COMMIT), and a message with DDL held until the other sessions' writes judged
-//! before it are answered — cancelled, and their sessions ended, if they take too long.
+//! before it are answered — cancelled, and their sessions ended, if they take too long — and
+//! until the other blastwall instances have answered its announcement (`crate::instances`;
+//! the session ends if they do not).
 //!
 //! Also: whether the session's role may run that DDL, asked on the session before it waits
 //! (`inflight::first`), and the end of a session ended while it waited (`inflight::wait`).
 //!
-//! Owns: those hooks. Does not own: the registry (`inflight`), the judgement (`names`).
+//! Owns: those hooks. Does not own: the registry (`inflight`), the judgement (`names`), the
+//! instances' coordination (`instances`).
 
 use super::{Session, SessionError};
 use crate::inflight::Waited;

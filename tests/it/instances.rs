@@ -236,34 +236,63 @@ async fn a_dropped_listening_connection_cancels_the_writes_in_flight() {
 }
 
 /// The cost, for the report (`cargo test --test it instances::ddl_latency -- --ignored
-/// --nocapture`): the median time of a rename through instance 1 (autocommit, a round trip
-/// from the client), with no `[ddl_notify]`, with it alone, and with a second instance live.
+/// --nocapture`): the median time a DDL's announcement takes (asking who is live, telling them,
+/// their answers), called directly on a proxy in process, alone and with a second one live; and
+/// the median of renames through a `blastwall serve` with no `[ddl_notify]`, and through one
+/// with it beside a second, taken in turns (the machine's load drifts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn ddl_latency() {
     let db = setup();
-    async fn median(port: u16, db: &str) -> Duration {
-        let m = connect(port, "migrator", APP_PW, db).await;
+    let config = || {
+        std::env::set_var(PW_ENV, SUPERUSER_PW);
+        let mut cfg = base_config();
+        let password_env = Some(PW_ENV.into());
+        cfg.ddl_notify = Some(blastwall::config::DdlNotifyConfig { user: "postgres".into(), password_env });
+        cfg
+    };
+    async fn announcing(p: &Proxy, db: &str, from: u64) -> Duration {
+        let peers = p.shared.instances.of(db, &p.shared.guard.inflight.db(db)).unwrap();
+        let ddl = [blastwall::names::Earlier::elsewhere("ALTER TABLE x RENAME TO y", vec!["x".into()], true)];
         let mut times = Vec::new();
-        for i in 0..40 {
-            let (from, to) = if i % 2 == 0 { ("users", "old_users") } else { ("old_users", "users") };
+        for session in from..from + 100 {
             let t = Instant::now();
-            m.batch_execute(&format!("ALTER TABLE archive.{from} RENAME TO {to}")).await.unwrap();
+            peers.announce(session, &ddl).await.unwrap();
             times.push(t.elapsed());
+            peers.ended(session);
         }
         times.sort();
         times[times.len() / 2]
     }
-    let plain = Blastwall::start("threads = 1\n", &["--policy", crate::cli::POLICIES]).await;
-    let none = median(plain.port, &db).await;
-    plain.stop().await;
-    let one = instance().await;
-    let alone = median(one.port, &db).await;
-    let two = instance().await;
-    let _on_two = connect(two.port, "migrator", APP_PW, &db).await;
+    let p1 = proxy_with(config(), shipped_policy()).await;
+    let _s1 = connect(p1.port(), "migrator", APP_PW, &db).await;
+    let alone = announcing(&p1, &db, 1 << 40).await;
+    let p2 = proxy_with(config(), shipped_policy()).await;
+    let _s2 = connect(p2.port(), "migrator", APP_PW, &db).await;
     assert_eq!(listeners(&db).await.len(), 2);
-    let both = median(one.port, &db).await;
-    eprintln!("rename through blastwall, median of 40: without [ddl_notify] {none:?}, one instance {alone:?}, two instances {both:?}");
+    let both = announcing(&p1, &db, 1 << 41).await;
+    eprintln!("an announcement, median of 100: alone {alone:?}, with a second instance {both:?}");
+    p1.stop().await;
+    p2.stop().await;
+    let plain = Blastwall::start("threads = 1\n", &["--policy", crate::cli::POLICIES]).await;
+    let (one, two) = tokio::join!(instance(), instance());
+    let _on_two = connect(two.port, "migrator", APP_PW, &db).await;
+    let (a, b) = (connect(plain.port, "migrator", APP_PW, &db).await, connect(one.port, "migrator", APP_PW, &db).await);
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for i in 0..60 {
+        let (from, to) = if i % 2 == 0 { ("users", "old_users") } else { ("old_users", "users") };
+        let (c, times) = if i % 4 < 2 { (&a, &mut without) } else { (&b, &mut with) };
+        let t = Instant::now();
+        c.batch_execute(&format!("ALTER TABLE archive.{from} RENAME TO {to}")).await.unwrap();
+        times.push(t.elapsed());
+    }
+    without.sort();
+    with.sort();
+    eprintln!(
+        "a rename, median of 30 each, in turns: without [ddl_notify] {:?}, with it and a second instance {:?}",
+        without[15], with[15]
+    );
+    plain.stop().await;
     one.stop().await;
     two.stop().await;
 }
