@@ -406,9 +406,9 @@ impl Relay {
         format!("SELECT '{}'::pg_catalog.int4", self.marker_text)
     }
 
-    /// Handles a ReadyForQuery from the server; returns the status.
-    pub fn on_ready(&mut self, frame: &Frame) -> TxStatus {
-        let status = messages::ready_status(frame).unwrap_or(self.tx);
+    /// Handles a ReadyForQuery from the server (the whole message); returns the status.
+    pub fn on_ready(&mut self, message: &[u8]) -> TxStatus {
+        let status = messages::ready_status_of(message.get(5..).unwrap_or_default()).unwrap_or(self.tx);
         self.tx = status;
         self.copying = false;
         if self.syncs_done < self.syncs_sent {
@@ -424,7 +424,7 @@ impl Relay {
         if !self.notifications.is_empty() {
             self.to_client.extend_from_slice(&self.notifications.split());
         }
-        self.to_client.extend_from_slice(&frame.bytes);
+        self.to_client.extend_from_slice(message);
         status
     }
 

@@ -226,14 +226,16 @@ impl Server {
                 _ = shutdown.0.notified() => break,
                 Some((std, addr)) = accepted.recv() => {
                     let shared = shared.clone();
-                    let start = async move {
+                    // Boxed: the task then holds a pointer, and the session's large future is
+                    // not copied again when the task is made and when it ends.
+                    let start = Box::pin(async move {
                         match std.register(shared.console.pause.clone()) {
                             Ok((sock, control)) => {
                                 crate::session::run(shared, sock, crate::listen::Peer { addr, control }).await
                             }
                             Err(e) => tracing::warn!(error = %e, "cannot register a client socket"),
                         }
-                    };
+                    });
                     if loops.is_empty() {
                         sessions.spawn(start);
                         continue;

@@ -120,12 +120,14 @@ pub(super) fn check_need(
         // A protected sequence moved by nextval as far as the data goes (issue 11).
         let moves = st.moves_sequences(|s| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name)));
         // … and a user function run by a view, default or domain the statement mentions.
-        let writes = may_write(st, || st.opaque.is_empty() && !inserts_here().is_empty());
-        let hidden = (super::hidden::hidden_call(st, catalog, info, writes, policy)
+        // Asked only where it matters: a read that calls built-ins is parsed again to say.
+        let wrote = std::cell::OnceCell::new();
+        let writes = || *wrote.get_or_init(|| may_write(st, || st.opaque.is_empty() && !inserts_here().is_empty()));
+        let hidden = (super::hidden::hidden_call(st, catalog, info, &writes, policy)
             && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown))
             || super::taint::reaches(st, info);
         let unseen = !policy.tables.is_empty() && session != Mode::Off && (reaches_unseen(st) || moves || hidden);
-        let dry_write = session_dry && writes;
+        let dry_write = session_dry && writes();
         if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {
             let verb = if st.ddl { "DDL" } else { "statement" };
             need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry }).dry_run |= session_dry;

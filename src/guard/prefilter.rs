@@ -212,33 +212,83 @@ pub fn scan(text: &[u8]) -> Scan {
 
 /// The last text a session's one pass read, and what it found: a driver that sends the same
 /// text for every execution (the extended protocol's unnamed statement, parsed again each
-/// time) has it read once. The pass depends on the bytes alone.
+/// time) has it read once, and so does one that sends the same statement with other numbers
+/// in it (literal values: `… WHERE aid = 12345`, then `… WHERE aid = 678`). The pass depends
+/// on the bytes alone, and on a run of digits only as a place where no word goes on
+/// ([`digit_run`]).
 #[derive(Debug, Default, Clone)]
 pub struct LastScan {
     text: Vec<u8>,
     scan: Option<Scan>,
+    /// Where `text` holds the run of digits that the texts read since differed in, as
+    /// `(p, s)`: the run is `text[p..len - s]`, never empty. Found once; each next text is
+    /// then checked against it with two comparisons of bytes.
+    run: Option<(usize, usize)>,
 }
 
 /// Texts up to this long are remembered (a copy of each is kept).
 const REMEMBERED_BYTES: usize = 1024;
 
 impl LastScan {
-    /// [`scan`] of `text`, from the last text read when it is the same.
+    /// [`scan`] of `text`, from the last text read when it is the same or differs from it in
+    /// one run of digits only.
     pub fn scan(&mut self, text: &[u8]) -> Scan {
-        match self.scan {
-            Some(s) if self.text == text => s,
-            _ => {
-                let s = scan(text);
-                self.text.clear();
-                self.scan = None;
-                if text.len() <= REMEMBERED_BYTES {
-                    self.text.extend_from_slice(text);
-                    self.scan = Some(s);
-                }
-                s
+        if let Some(s) = self.scan {
+            if self.run.is_some_and(|(p, s)| around(&self.text, p, s, text)) || self.text == text {
+                return s;
+            }
+            if let Some(run) = digit_run(&self.text, text) {
+                self.run = Some(run);
+                return s;
             }
         }
+        let s = scan(text);
+        self.text.clear();
+        self.scan = None;
+        self.run = None;
+        if text.len() <= REMEMBERED_BYTES {
+            self.text.extend_from_slice(text);
+            self.scan = Some(s);
+        }
+        s
     }
+}
+
+/// Whether `b` is `a` with `a[p..a.len() - s]` (a run of digits) replaced by another run of
+/// digits, not empty: `b` begins with `a[..p]` and ends with `a[a.len() - s..]`.
+fn around(a: &[u8], p: usize, s: usize, b: &[u8]) -> bool {
+    b.len() > p + s
+        && b[..p] == a[..p]
+        && b[b.len() - s..] == a[a.len() - s..]
+        && b[p..b.len() - s].iter().all(u8::is_ascii_digit)
+}
+
+/// Where `a` and `b` differ, when only in one run of ASCII digits each (of any lengths,
+/// neither empty): `a = P X S` and `b = P Y S`, as `(P's length, S's length)`. [`scan`] then
+/// finds the same in both: digits are no word's bytes, nor `(`, `&`, or non-ASCII, so each
+/// text's words lie wholly in `P` or in `S`, cut at the same places (a word that ends `P` or
+/// begins `S` is cut by a digit in both); a `&` that begins `S` follows a digit in both (no
+/// `U&`). A run left empty on one side would join `P`'s last word to `S`'s first there: not
+/// the same.
+fn digit_run(a: &[u8], b: &[u8]) -> Option<(usize, usize)> {
+    let shortest = a.len().min(b.len());
+    let mut p = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    // The run starts where the digits around the first difference start.
+    while p > 0 && a[p - 1].is_ascii_digit() {
+        p -= 1;
+    }
+    let mut s = a[p..].iter().rev().zip(b[p..].iter().rev()).take_while(|(x, y)| x == y).count();
+    s = s.min(shortest - p);
+    while s > 0 && a[a.len() - s].is_ascii_digit() {
+        s -= 1;
+    }
+    let x = &a[p..a.len() - s];
+    (!x.is_empty() && x.iter().all(u8::is_ascii_digit) && around(a, p, s, b)).then_some((p, s))
+}
+
+#[cfg(test)]
+fn same_words(a: &[u8], b: &[u8]) -> bool {
+    a == b || digit_run(a, b).is_some()
 }
 
 /// What a word (ASCII letters and `_`) means, in any case (0: nothing).
@@ -338,6 +388,27 @@ mod tests {
     }
 
     #[test]
+    fn a_text_that_differs_in_one_run_of_digits_is_not_read_again() {
+        let same = |a: &str, b: &str| same_words(a.as_bytes(), b.as_bytes());
+        assert!(same("SELECT a FROM t WHERE aid = 12345;", "SELECT a FROM t WHERE aid = 678;"));
+        assert!(same("SELECT a FROM t WHERE aid = 5;", "SELECT a FROM t WHERE aid = 15;"));
+        assert!(same("SELECT a FROM t WHERE aid = 15", "SELECT a FROM t WHERE aid = 5"));
+        assert!(same("select 1", "select 2") && same("7", "8") && same("x", "x"));
+        // Digits that cut a word, or that are gone, or a second run: read again.
+        assert!(!same("select a1b", "select ab") && !same("select ab", "select a1b"));
+        assert!(!same("select 1 from t1", "select 2 from t2"));
+        assert!(!same("select 1", "select x") && !same("select 1", "select 1."));
+        // `u1&` is no `U&`, `u&` is.
+        assert!(!same("select u1&x", "select u&x"));
+        let mut last = LastScan::default();
+        assert!(!last.scan(b"SELECT a FROM t WHERE aid = 12345;").writes);
+        assert!(!last.scan(b"SELECT a FROM t WHERE aid = 6;").writes);
+        assert!(last.scan(b"SELECT a FROM t WHERE aid = 6;DELETE FROM t").writes);
+        assert!(last.scan(b"SELECT a FROM t WHERE aid = 6;DELETE FROM t").writes);
+        assert!(!last.scan(b"SELECT a FROM t WHERE aid = 6;DELETEFROM t").writes);
+    }
+
+    #[test]
     fn one_pass_answers_every_question() {
         let s = scan(b"SELECT abalance FROM pgbench_accounts WHERE aid = 5;");
         assert_eq!(
@@ -410,6 +481,42 @@ mod tests {
         ], 0..14)) {
             let text = parts.concat();
             proptest::prop_assert_eq!(cannot_write(&text), cannot_write_reference(&text), "{:?}", text);
+        }
+    }
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// What the remembered pass answers for a text is what a pass over that text finds,
+        /// whatever came before it: texts that differ in a run of digits, and any others.
+        #[test]
+        fn the_remembered_pass_is_the_pass(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "delete", "select", "u", "U", "&", "(", "é", " ", ";", "do", "x", "_", "fetch",
+                    "de", "lete", "fet", "ch", "d", "o",
+                ]).prop_map(str::to_string),
+                "[0-9]{1,4}",
+                "[a-z_]{1,4}",
+            ], 0..7),
+            at in 0usize..7,
+            with in proptest::collection::vec(
+                proptest::prop_oneof![3 => "[0-9]{0,3}", 1 => "[a-z&(]{0,2}", 1 => "[0-9a-z&]{1,3}"], 2),
+            keep in proptest::bool::ANY,
+        ) {
+            let first = parts.concat();
+            // Two texts after it, each the first with one part replaced (or kept).
+            let changed = |with: &str| {
+                let mut changed = parts.clone();
+                if !changed.is_empty() && !keep {
+                    let i = at % changed.len();
+                    changed[i] = with.to_string();
+                }
+                changed.concat()
+            };
+            let (second, third) = (changed(&with[0]), changed(&with[1]));
+            let mut last = LastScan::default();
+            for text in [&first, &second, &third] {
+                proptest::prop_assert_eq!(last.scan(text.as_bytes()), scan(text.as_bytes()), "{:?}, {:?}, {:?}", first, second, third);
+            }
         }
     }
 }

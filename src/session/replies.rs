@@ -30,6 +30,11 @@ impl Session {
                 be::AUTHENTICATION => !ready,
                 _ => true,
             };
+            // The end of a round trip, read without splitting a frame off.
+            if let Some(z) = self.sfr.take_ready() {
+                self.on_ready_message(&z, stats);
+                continue;
+            }
             let relay = &mut self.relay;
             let step = self.sfr.next_step(inspect, |run| relay.pass_to_client(run));
             match step.map_err(SessionError::ServerProtocol)? {
@@ -42,18 +47,7 @@ impl Session {
 
     fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
         match f.tag {
-            be::READY_FOR_QUERY => {
-                self.names_on_ready(self.relay.syncs_done());
-                let status = self.relay.on_ready(&f);
-                if self.info.inflight.registered {
-                    self.inflight_answered();
-                }
-                self.mirror.on_ready(self.relay.syncs_done(), status);
-                if !self.ready {
-                    self.ready = true;
-                    self.log_start(stats);
-                }
-            }
+            be::READY_FOR_QUERY => self.on_ready_message(&f.bytes, stats),
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
             b'A' => self.relay.defer_notifications(&f.bytes),
             be::COPY_IN_RESPONSE => {
@@ -93,6 +87,20 @@ impl Session {
             _ => self.relay.pass_to_client(&f.bytes),
         }
         Ok(())
+    }
+
+    /// A ReadyForQuery (the whole message): a sync point answered.
+    fn on_ready_message(&mut self, message: &[u8], stats: &Stats) {
+        self.names_on_ready(self.relay.syncs_done());
+        let status = self.relay.on_ready(message);
+        if self.info.inflight.registered {
+            self.inflight_answered();
+        }
+        self.mirror.on_ready(self.relay.syncs_done(), status);
+        if !self.ready {
+            self.ready = true;
+            self.log_start(stats);
+        }
     }
 
     fn log_start(&self, stats: &Stats) {

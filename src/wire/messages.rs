@@ -169,7 +169,12 @@ pub fn close_statement(name: &str) -> Bytes {
 
 /// ReadyForQuery: the transaction status.
 pub fn ready_status(frame: &Frame) -> Result<TxStatus, FrameError> {
-    match frame.body() {
+    ready_status_of(frame.body())
+}
+
+/// [`ready_status`] of a ReadyForQuery's body.
+pub fn ready_status_of(body: &[u8]) -> Result<TxStatus, FrameError> {
+    match body {
         [b'I'] => Ok(TxStatus::Idle),
         [b'T'] => Ok(TxStatus::InBlock),
         [b'E'] => Ok(TxStatus::Failed),

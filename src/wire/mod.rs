@@ -141,6 +141,21 @@ impl Framer {
         })
     }
 
+    /// A whole ReadyForQuery at the front (the end of most round trips), taken as a copy of
+    /// its six bytes rather than split off as a frame: `None` when the front is anything else.
+    /// Checked like any frame: its length is 5, as the server sends it.
+    pub fn take_ready(&mut self) -> Option<[u8; 6]> {
+        if self.pass_remaining > 0 {
+            return None;
+        }
+        let z: [u8; 6] = self.buf.get(..6)?.try_into().ok()?;
+        if z[..5] != [b'Z', 0, 0, 0, 5] {
+            return None;
+        }
+        bytes::Buf::advance(&mut self.buf, 6);
+        Some(z)
+    }
+
     /// The next frame (split off), or the length of the run at the front that passes through.
     fn next(&mut self, inspect: impl Fn(u8) -> bool) -> Result<Option<Found>, FrameError> {
         if self.pass_remaining > 0 {
@@ -300,6 +315,30 @@ mod tests {
         assert_eq!(f.next_item(all).unwrap(), Some(Item::Frame(Frame { tag: b'Q', bytes: q })));
         assert_eq!(f.next_item(all).unwrap(), None);
         assert!(f.is_at_boundary());
+    }
+
+    #[test]
+    fn a_whole_ready_for_query_at_the_front_is_taken_as_it_is() {
+        let mut f = Framer::new(1024);
+        let z = encode(b'Z', b"I");
+        // Only at the front, only whole, only with the length it has.
+        feed(&mut f, &encode(b'C', b"SELECT 1\0"));
+        feed(&mut f, &z[..3]);
+        assert_eq!(f.take_ready(), None);
+        assert!(matches!(f.next_item(|t| t == b'Z').unwrap(), Some(Item::Pass(_))));
+        assert_eq!(f.take_ready(), None);
+        feed(&mut f, &z[3..]);
+        assert_eq!(f.take_ready().map(|b| b.to_vec()), Some(z.to_vec()));
+        assert!(f.is_at_boundary());
+        feed(&mut f, &[b'Z', 0, 0, 0, 6, b'I', b'I']);
+        assert_eq!(f.take_ready(), None);
+        // Not in the middle of a message that passes through.
+        let mut f = Framer::new(1024);
+        let d = encode(b'D', &[b'Z', 0, 0, 0, 5, b'I', 0, 0]);
+        feed(&mut f, &d[..5]);
+        assert!(matches!(f.next_item(|_| false).unwrap(), Some(Item::Pass(_))));
+        feed(&mut f, &d[5..]);
+        assert_eq!(f.take_ready(), None);
     }
 
     #[test]
