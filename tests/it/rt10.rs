@@ -93,3 +93,83 @@ async fn dblink_writes_in_another_session_are_refused() {
     c.simple_query("SELECT upper('x'), now()").await.unwrap();
     proxy.stop().await;
 }
+
+/// A PostgreSQL of this module's own with `max_prepared_transactions` (the harness's has none),
+/// `app` and a database `honey` with the incident's schema owned by it.
+fn two_phase_pg() -> &'static blastwall::pgtemp::TempPostgres {
+    static PG2: std::sync::OnceLock<blastwall::pgtemp::TempPostgres> = std::sync::OnceLock::new();
+    PG2.get_or_init(|| {
+        let opts = blastwall::pgtemp::PgOptions {
+            password: SUPERUSER_PW.into(),
+            tls: None,
+            hba: vec![],
+            conf: vec!["max_prepared_transactions = 4".into()],
+        };
+        let server = blastwall::pgtemp::TempPostgres::start(&opts).unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+        server.stop_when_process_exits(std::process::id());
+        let run = |db: &str, sql: &str| {
+            let out = std::process::Command::new(psql_path())
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &server.admin_conninfo(db), "-c", sql])
+                .output()
+                .expect("psql");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        run("postgres", &format!("CREATE ROLE app LOGIN PASSWORD '{APP_PW}'"));
+        run("postgres", "CREATE DATABASE honey OWNER app");
+        run("honey", &format!("SET ROLE app; {}", blastwall::demo::INCIDENT_SCHEMA));
+        server
+    })
+}
+
+/// What each step of `steps` answered: its command tags, or its SQLSTATE.
+async fn outcomes(c: &tokio_postgres::Client, steps: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in steps {
+        out.push(match c.simple_query(s).await {
+            Ok(msgs) => msgs
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(format!("ok {n}")),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Err(e) => format!("error {:?}", e.code().map(|c| c.code().to_string())),
+        });
+    }
+    out
+}
+
+/// M2: in a session with a temporary table that has a TOAST table and an index, a write to a
+/// policy table inside a block and then `PREPARE TRANSACTION` (a transaction manager's
+/// two-phase commit) answer through blastwall as directly: blastwall's catalog questions on
+/// the client's session must not open the temporary relations (which marks the transaction as
+/// having used temporary objects: `0A000` at PREPARE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phase_commit_beside_a_temporary_table_as_directly() {
+    let server = two_phase_pg();
+    let mut cfg = base_config();
+    cfg.upstream_port = server.port;
+    let proxy = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    let mut seen = Vec::new();
+    for (port, gid) in [(server.port, "direct"), (proxy.port(), "proxied")] {
+        let c = connect(port, "app", APP_PW, "honey").await;
+        let steps = [
+            "CREATE TEMP TABLE scratch (id int PRIMARY KEY, note text DEFAULT 'x')",
+            "BEGIN",
+            "UPDATE users SET plan = plan WHERE auth_source = 'test'",
+            "UPDATE users SET plan = plan WHERE id = -91111105",
+            "INSERT INTO subscriptions (user_id, plan) VALUES (-91111105, 'free')",
+            &format!("PREPARE TRANSACTION '{gid}'"),
+            &format!("COMMIT PREPARED '{gid}'"),
+        ];
+        seen.push(outcomes(&c, &steps).await);
+    }
+    assert_eq!(seen[0], seen[1], "direct, then through blastwall");
+    assert!(seen[0].iter().all(|s| s.starts_with("ok")), "{:?}", seen[0]);
+    // Both committed: two subscriptions added on the server.
+    let c = connect(server.port, "postgres", SUPERUSER_PW, "honey").await;
+    let n: i64 = c.query_one("SELECT count(*) FROM subscriptions WHERE user_id = -91111105", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3, "the one from the schema and the two committed");
+    proxy.stop().await;
+}
