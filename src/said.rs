@@ -174,7 +174,7 @@ pub fn runs_sql_elsewhere(functions: &[String]) -> String {
         String::new()
     };
     format!(
-        "it runs code blastwall verifies by counting what it changes in this session, but the database has functions that run SQL in another session ({}{more}): what they write is committed by another backend, which this session's counters do not see and a rollback cannot undo",
+        "it writes to a foreign table or runs code blastwall verifies by counting what it changes in this session, but the database has functions or foreign tables that run SQL in another session ({}{more}): what they write is committed by another backend, which this session's counters do not see and a rollback cannot undo",
         shown.join(", ")
     )
 }

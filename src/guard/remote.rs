@@ -43,13 +43,18 @@ pub(super) fn findings(
         let code = st.calls_functions
             || super::hidden::hidden_call(st, catalog, info, true, policy)
             || super::taint::reaches(st, info);
-        let cap = if verified { Some(Mode::Enforce) } else { calls.filter(|_| code) };
+        // A write whose text names a foreign table (a substring, as hidden callers are found).
+        let text = st.text.to_ascii_lowercase();
+        let foreign = !st.writes.is_empty()
+            && remote_now(catalog, info)
+                .iter()
+                .any(|r| r.strip_prefix("foreign table ").is_some_and(|t| text.contains(t)));
+        let cap = if verified || foreign { Some(Mode::Enforce) } else { calls.filter(|_| code) };
         cap.filter(|_| !st.transaction_control).map(|c| session.min(c)).filter(|m| *m != Mode::Off)
     };
     let mut out = Vec::new();
     for (st, mode) in statements.iter().filter_map(|s| Some((s, cap(s)?))) {
-        // Known before any text is judged while calls matter (`Guard::mentions_hidden_caller`).
-        let mut remote = super::hidden::with_callers(catalog, info, |set| set.remote()).unwrap_or_default();
+        let mut remote = remote_now(catalog, info);
         if remote.is_empty() {
             break;
         }
@@ -68,4 +73,10 @@ pub(super) fn findings(
         });
     }
     out
+}
+
+/// The database's functions that run SQL in another session and its foreign tables (known
+/// before any text is judged while calls matter: `Guard::mentions_hidden_caller`).
+fn remote_now(catalog: &Catalog, info: &SessionInfo) -> Vec<String> {
+    super::hidden::with_callers(catalog, info, |set| set.remote()).unwrap_or_default()
 }

@@ -94,6 +94,41 @@ async fn dblink_writes_in_another_session_are_refused() {
     proxy.stop().await;
 }
 
+/// H1, foreign tables: a write to a `postgres_fdw` foreign table runs on the remote server —
+/// here this one, through a loopback definition — where nothing is counted: refused, and so is
+/// a call of a user function while the database has one (its body may write to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_a_foreign_table_are_refused() {
+    let db = incident_db();
+    let port = pg().server.port;
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE EXTENSION postgres_fdw; \
+             CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '{port}', dbname '{db}'); \
+             CREATE USER MAPPING FOR app SERVER loop OPTIONS (user 'app', password '{APP_PW}'); \
+             GRANT USAGE ON FOREIGN SERVER loop TO app; \
+             SET ROLE app; \
+             CREATE FOREIGN TABLE far_users (id bigint, auth_source text) SERVER loop OPTIONS (table_name 'users'); \
+             CREATE FUNCTION far_wipe() RETURNS void LANGUAGE sql AS 'DELETE FROM far_users';"
+        ),
+    );
+    let owner = direct("postgres", SUPERUSER_PW, &db).await;
+    let before = snapshot(&owner).await;
+    let proxy = proxy().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    for sql in ["DELETE FROM far_users WHERE id BETWEEN -91111200 AND -91111100", "SELECT far_wipe()"] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        let m = refused_by(&e, "unverifiable");
+        assert!(m.contains("foreign table far_users"), "{sql}: {m}");
+    }
+    assert_eq!(snapshot(&owner).await, before);
+    // Reading it is not a write.
+    c.simple_query("SELECT count(*) FROM far_users").await.unwrap();
+    proxy.stop().await;
+}
+
 /// A PostgreSQL of this module's own with `max_prepared_transactions` (the harness's has none),
 /// `app` and a database `honey` with the incident's schema owned by it.
 fn two_phase_pg() -> &'static blastwall::pgtemp::TempPostgres {

@@ -23,7 +23,9 @@ pub(super) fn extensions() -> String {
     )
 }
 
-/// A `SELECT` of one row per function those extensions own: name, `x`, the extension.
+/// A `SELECT` of one row per function those extensions own: name, `x`, the extension; and one
+/// per foreign table (`postgres_fdw`'s writes run on the remote server, maybe this one through
+/// a loopback definition): name, `x`, null.
 pub(super) fn rows() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
@@ -31,7 +33,9 @@ pub(super) fn rows() -> String {
         "SELECT p.proname::pg_catalog.text, 'x', x.extname::pg_catalog.text, NULL, NULL \
            FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_depend e ON e.refobjid{eq}x.oid \
              AND e.refclassid{eq}{ext} AND e.classid{eq}{proc} AND e.deptype{eq}'e'::pg_catalog.\"char\" \
-           JOIN pg_catalog.pg_proc p ON p.oid{eq}e.objid WHERE x.oid OPERATOR(pg_catalog.=) ANY ({oids})",
+           JOIN pg_catalog.pg_proc p ON p.oid{eq}e.objid WHERE x.oid OPERATOR(pg_catalog.=) ANY ({oids}) \
+         UNION ALL SELECT c.relname::pg_catalog.text, 'x', NULL, NULL, NULL FROM pg_catalog.pg_class c \
+           WHERE c.relkind{eq}'f'::pg_catalog.\"char\"",
         ext = cls("pg_extension"),
         proc = cls("pg_proc"),
         oids = extensions(),
@@ -39,8 +43,8 @@ pub(super) fn rows() -> String {
 }
 
 impl HiddenCallers {
-    /// The functions of the database that run SQL in another session, `extension.function`
-    /// (unknown set: one that says so).
+    /// The functions of the database that run SQL in another session, `extension.function`,
+    /// and its foreign tables, `foreign table name` (unknown set: one that says so).
     pub fn remote(&self) -> Vec<String> {
         if self.unknown() {
             return vec!["(the database's functions could not be read)".into()];
@@ -50,7 +54,10 @@ impl HiddenCallers {
 
     /// Adds one row of kind `x`.
     pub(super) fn add_remote(&mut self, function: &str, extension: Option<String>) {
-        let f = format!("{}.{function}", extension.unwrap_or_default());
+        let f = match extension {
+            Some(e) => format!("{e}.{function}"),
+            None => format!("foreign table {function}"),
+        };
         if let Err(at) = self.remote.binary_search(&f) {
             self.remote.insert(at, f);
         }
