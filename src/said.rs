@@ -185,3 +185,21 @@ pub fn kept_but_too_large(max_hold: usize) -> ProxyMessage {
 /// What blastwall calls `client_encoding` while a statement that may change it is unanswered
 /// (a refusal of non-ASCII text names it).
 pub const ENCODING_IN_FLIGHT: &str = "not yet known (an earlier statement that may change it is still running)";
+
+/// Why a call cannot be verified while the database has functions that run SQL in another
+/// session (`guard::remote`; rule `unverifiable`): `functions`, `extension.function`.
+pub fn runs_sql_elsewhere(functions: &[String]) -> String {
+    let shown: Vec<&str> = functions.iter().take(4).map(String::as_str).collect();
+    let more = if functions.len() > shown.len() {
+        format!(" and {} more", functions.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "it writes to a foreign table or runs code blastwall verifies by counting what it changes in this session, but the database has functions or foreign tables that run SQL in another session ({}{more}): what they write is committed by another backend, which this session's counters do not see and a rollback cannot undo",
+        shown.join(", ")
+    )
+}
+
+/// The hint beside [`runs_sql_elsewhere`].
+pub const HINT_RUNS_SQL_ELSEWHERE: &str = "Run the write as a plain statement through blastwall. While the extension is installed in this database (DROP EXTENSION dblink removes it), no call of code blastwall cannot see can be verified here.";

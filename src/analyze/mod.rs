@@ -75,6 +75,10 @@ pub enum Op {
     /// `setval(…)` or ALTER SEQUENCE; `None` target when the sequence is not a constant.
     Setval,
     AlterSequence,
+    /// `ALTER TABLE … SET UNLOGGED`, or `CREATE UNLOGGED TABLE … PARTITION OF`/`INHERITS` the
+    /// target: crash recovery and failover to a replica empty an unlogged table (a truncation
+    /// postponed).
+    SetUnlogged,
 }
 
 impl Op {
@@ -97,6 +101,7 @@ impl Op {
             Op::RenameColumn(_) => "ALTER TABLE … RENAME COLUMN",
             Op::Setval => "setval()",
             Op::AlterSequence => "ALTER SEQUENCE",
+            Op::SetUnlogged => "SET UNLOGGED",
         }
     }
 

@@ -231,9 +231,19 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 }
                 // An unlogged sequence is put back to where it stood at `SET UNLOGGED` by crash
                 // recovery: a move no statement makes (`ALTER TABLE` reaches sequences too).
+                // And an unlogged table is emptied by crash recovery and on every replica.
                 if cmd.subtype == pb::AlterTableType::AtSetUnLogged as i32 {
                     st.writes.push(Write { op: Op::AlterSequence, target: rel.clone(), predicate: None, only: false });
+                    st.writes.push(Write { op: Op::SetUnlogged, target: rel.clone(), predicate: None, only: false });
                 }
+            }
+            Descend::Yes
+        }
+        R::CreateStmt(b) if b.relation.as_ref().is_some_and(|r| r.relpersistence == "u") => {
+            // An unlogged partition or child of a policy table: the rows routed to it vanish
+            // with it at a crash, and it reads as part of the table.
+            for r in items(&b.inh_relations) {
+                st.writes.push(Write { op: Op::SetUnlogged, target: rangevar_node(r), predicate: None, only: false });
             }
             Descend::Yes
         }

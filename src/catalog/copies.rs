@@ -57,6 +57,12 @@ pub(super) fn unknown() -> RowMoves {
 /// The column of `super::query` (grouped by `c.relname`): a JSON array of `[column, expression]`
 /// (a default) or `[null, expression]` (anything else) for every expression of the relations
 /// named `c.relname` that mentions `nextval` or `setval`, or NULL for none.
+///
+/// `OFFSET 0` keeps the planner from pushing that test on `e.expr` down to the scans of
+/// `pg_attrdef`, `pg_index`, …, where it would print the expressions of every relation in the
+/// database before the join keeps those named `c.relname`: printing opens the relation, and
+/// opening a temporary one (a temporary table's TOAST index, its default) marks the client's
+/// transaction as having used temporary objects, which `PREPARE TRANSACTION` then refuses.
 pub(super) fn column() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let mentions = "OPERATOR(pg_catalog.~*) '(nextval|setval)'::pg_catalog.text";
@@ -79,7 +85,8 @@ pub(super) fn column() -> String {
              JOIN pg_catalog.pg_attribute a ON a.attrelid{eq}x.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
              JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid AND y.typtype{eq}'d'::pg_catalog.\"char\" \
              JOIN pg_catalog.pg_constraint k ON k.contypid{eq}y.oid OR k.contypid{eq}y.typbasetype \
-             WHERE x.relname{eq}c.relname\
+             WHERE x.relname{eq}c.relname \
+           OFFSET 0\
          ) e(col, expr) WHERE e.expr {mentions} OR e.expr IS NULL)",
         def = expr("ad.adbin", "ad.adrelid"),
         check = expr("k.conbin", "k.conrelid"),

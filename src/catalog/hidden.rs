@@ -7,7 +7,8 @@
 //! routed to them, ANALYZE and REINDEX recurse, the planner opens them), at any depth. The
 //! functions followed:
 //! - every user function: one outside `pg_catalog` and `information_schema` that no extension
-//!   owns, of any volatility (a function mislabeled `IMMUTABLE` can write too);
+//!   owns, of any volatility (a function mislabeled `IMMUTABLE` can write too), and those of
+//!   the extensions that run SQL in another session (`dblink`; listed too: `remote`);
 //! - the built-ins whose effect outlives their call: `set_config` (it changes what later names
 //!   resolve to: a view over `set_config('search_path', …)` is a caller like a view over a user
 //!   function), and `nextval`/`setval`, kept apart with the sequence each object moves (`*`:
@@ -39,6 +40,7 @@
 //! `guard::hidden`).
 
 mod mentions;
+mod remote;
 use mentions::{has_u_amp, mentions, Haystack};
 
 /// What a database's hidden callers are called, lower-cased: by the reading and by the writing
@@ -66,6 +68,8 @@ pub struct HiddenCallers {
     /// The temporary schemas (`pg_temp_3`) holding other sessions' callers: only a text that
     /// names one can reach them (a superuser's; others have no USAGE on them).
     temp_schemas: Vec<String>,
+    /// The functions that run SQL in another session, `extension.function`, sorted (`remote`).
+    remote: Vec<String>,
 }
 
 impl HiddenCallers {
@@ -243,6 +247,9 @@ impl HiddenCallers {
     /// nothing).
     pub(super) fn add(&mut self, r: &[Option<String>]) {
         let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { return };
+        if kind == "x" {
+            return self.add_remote(name, r.get(2).cloned().flatten());
+        }
         if kind == "t" {
             if let Ok(oid) = name.parse::<u32>() {
                 if let Err(at) = self.types.binary_search(&oid) {
@@ -331,7 +338,7 @@ pub fn query() -> String {
            WHERE p.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
              AND n.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
              AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend e WHERE e.classid{eq}{proc} AND e.objid{eq}p.oid \
-               AND e.deptype{eq}'e'::pg_catalog.\"char\")), \
+               AND e.deptype{eq}'e'::pg_catalog.\"char\" AND e.refobjid OPERATOR(pg_catalog.<>) ALL ({remote_ext}))), \
          {seeds}, \
          reach(classid, objid, kind, depth, seq) AS (\
            SELECT {proc}, f.oid, ''::pg_catalog.text, 0, NULL::pg_catalog.text FROM f \
@@ -404,9 +411,12 @@ pub fn query() -> String {
            AND s.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_[0-9]+$' \
          UNION SELECT coalesce((SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_namespace n \
            WHERE n.oid{eq}pg_catalog.pg_my_temp_schema()), ''), 'm', NULL, NULL, NULL \
+         UNION {remote_rows} \
          UNION SELECT pg_catalog.pg_get_userbyid(a.member)::pg_catalog.text, 'g', \
            pg_catalog.pg_get_userbyid(a.roleid)::pg_catalog.text, NULL, NULL FROM pg_catalog.pg_auth_members a",
         seeds = builtin_callers(),
+        remote_ext = remote::extensions(),
+        remote_rows = remote::rows(),
         brin_am = "(SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname OPERATOR(pg_catalog.=) 'brin'::pg_catalog.name)",
         down = deptypes("'n', 'a'"),
         temp_d = temporary("d.objid"),

@@ -26,6 +26,7 @@ mod plan;
 mod prefilter;
 mod prepared;
 use prepared::with_prepared;
+mod remote;
 mod render;
 mod taint;
 mod words;

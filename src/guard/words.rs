@@ -109,6 +109,7 @@ pub(super) fn effects(statements: &[Statement]) -> Vec<String> {
             Op::RenameTable => format!("rename {target}"),
             Op::RenameColumn(c) => format!("rename column {c} of {target}"),
             Op::Setval | Op::AlterSequence => format!("move sequence {target}"),
+            Op::SetUnlogged => format!("make {target} unlogged (emptied by a crash or a failover)"),
             _ => continue,
         };
         if !out.contains(&e) {

@@ -480,6 +480,25 @@ fn write_findings(
                 }
             }
         }
+        Op::SetUnlogged => {
+            // Crash recovery empties an unlogged table, every streaming replica has it empty
+            // and WAL-based backups leave its rows out: a truncation postponed.
+            let guarded = |t: &&&TablePolicy| {
+                t.forbid.contains(&Forbid::Truncate)
+                    || t.forbid.contains(&Forbid::Drop)
+                    || t.max_delete_rows.is_some()
+                    || t.max_update_rows.is_some()
+                    || !t.protected_columns.is_empty()
+            };
+            for t in tables.iter().filter(guarded) {
+                let why = format!(
+                    "{} would make {} (or a part of it) unlogged: crash recovery empties an unlogged table, a replica has none of its rows and WAL-based backups leave them out, which truncates it later",
+                    w.op.verb(),
+                    t.qualified()
+                );
+                finding(Some(t), "unlogged", why, HINT_FORBIDDEN);
+            }
+        }
         Op::DropTable { .. } => {
             for t in tables.iter().filter(|t| t.forbid.contains(&Forbid::Drop)) {
                 finding(Some(t), "forbid-drop", format!("DROP is forbidden on {}", t.qualified()), HINT_FORBIDDEN);

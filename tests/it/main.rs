@@ -129,6 +129,7 @@ mod readings;
 mod readme;
 mod redteam;
 mod relay;
+mod rt10;
 mod runs;
 mod sizes;
 mod slices;
