@@ -41,7 +41,7 @@ pub(super) fn findings(
     let cap = |st: &Statement| {
         let verified = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify);
         let code = st.calls_functions
-            || super::hidden::hidden_call(st, catalog, info, true, policy)
+            || super::hidden::hidden_call(st, catalog, info, &|| true, policy)
             || super::taint::reaches(st, info);
         // A write whose text names a foreign table (a substring, as hidden callers are found).
         let text = st.text.to_ascii_lowercase();
