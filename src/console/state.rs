@@ -14,11 +14,14 @@ use std::time::{Instant, SystemTime};
 pub const DECISIONS_KEPT: usize = 200;
 /// How much of each statement it keeps (bytes): the ring stays small whatever clients send.
 pub const STATEMENT_KEPT: usize = 1024;
+/// The longest text kept as sent until shown (longer ones are normalized when recorded).
+const RAW_KEPT: usize = 16 * 1024;
 
 /// The console's shared state, one per proxy.
 pub struct ConsoleState {
     pub sessions: DashMap<u64, SessionRow>,
-    decisions: Mutex<VecDeque<DecisionRow>>,
+    /// Each with whether its statement is the text as sent (normalized when shown).
+    decisions: Mutex<VecDeque<(DecisionRow, bool)>>,
     pub pause: Arc<PauseGate>,
     pub started: Instant,
 }
@@ -74,16 +77,12 @@ impl ConsoleState {
     }
 
     /// Records a decision event (called where every decision is recorded).
+    /// The text is normalized when shown (`decisions`), not here: most decisions are never
+    /// shown, and normalizing parses the text (a tenth of a counted write's instructions). A
+    /// text longer than `RAW_KEPT` is normalized at once, so the ring stays small.
     pub fn decision(&self, session: u64, user: &str, database: &str, facts: &crate::audit::Facts) {
-        let (_, mut statement) = crate::audit::statement_text(&facts.statement, false);
-        if statement.len() > STATEMENT_KEPT {
-            let mut end = STATEMENT_KEPT;
-            while !statement.is_char_boundary(end) {
-                end -= 1;
-            }
-            statement.truncate(end);
-            statement.push('…');
-        }
+        let raw = facts.statement.len() <= RAW_KEPT;
+        let statement = if raw { facts.statement.clone() } else { shown(&facts.statement) };
         let row = DecisionRow {
             time: SystemTime::now(),
             session,
@@ -99,13 +98,36 @@ impl ConsoleState {
         if ring.len() == DECISIONS_KEPT {
             ring.pop_front();
         }
-        ring.push_back(row);
+        ring.push_back((row, raw));
     }
 
     /// The kept decisions, newest first.
     pub fn decisions(&self) -> Vec<DecisionRow> {
-        self.decisions.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().cloned().collect()
+        let kept: Vec<(DecisionRow, bool)> =
+            self.decisions.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().cloned().collect();
+        kept.into_iter()
+            .map(|(mut row, raw)| {
+                if raw {
+                    row.statement = shown(&row.statement);
+                }
+                row
+            })
+            .collect()
     }
+}
+
+/// A decision's statement as shown: normalized, and its first `STATEMENT_KEPT` bytes.
+fn shown(text: &str) -> String {
+    let (_, mut statement) = crate::audit::statement_text(text, false);
+    if statement.len() > STATEMENT_KEPT {
+        let mut end = STATEMENT_KEPT;
+        while !statement.is_char_boundary(end) {
+            end -= 1;
+        }
+        statement.truncate(end);
+        statement.push('…');
+    }
+    statement
 }
 
 impl SessionRow {

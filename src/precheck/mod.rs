@@ -16,6 +16,7 @@
 
 mod backend;
 mod bound;
+mod built;
 mod content;
 mod estimate;
 pub mod hold;
@@ -199,48 +200,39 @@ async fn counted(
         .filter(|s| simple && !s.as_bytes().windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()))
         .map(|s| own::messages(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {s}")));
     let estimate = explain.as_deref().or(plan.estimate_msgs.as_deref().filter(|_| !simple));
-    // Only the row limits of the tables it reaches can refuse it: asserted on the server, and
-    // COMMIT sent behind it (`once`).
-    let mut once = match (try_once, reach) {
-        (true, Some(r)) if opened && estimate.is_none() && plan.point.is_some() => once::limits(&once::Case {
-            policy,
-            plan,
-            who,
-            reached: r.tables().map(|(s, n, oid)| (s.to_string(), n.to_string(), oid)).collect(),
-            others: stats::unreached(policy, &known, r),
-            named: &named,
-        }),
-        _ => None,
-    };
     // Counters that start at zero (`once::Flushed`): no reading before the write. The clock
     // of the last reading stands for it (what a failed statement made is read since then).
     let zero_clock = b.from_zero.take().filter(|_| b.prepared.is_some() && reach.is_some());
-    if let (Some(o), Some(p)) = (once.as_mut(), b.prepared.as_deref()) {
-        o.flush = p.flushed.supported();
-    }
-    let from_zero = match once.as_mut() {
-        Some(o) if zero_clock.is_some() => {
-            o.from_zero = true;
-            true
-        }
-        _ => false,
-    };
     // The protected objects' identity is read with each counter reading (`identity`); in a
     // block of the client's, the deferrable triggers that fire at its COMMIT too.
     // A delete whose reach the catalog proves reads those tables alone, and asserts the proof
-    // only after it ran (`reach`): a reading before of its own.
-    let (stats, opening) = match (reach, plan.point.as_ref()) {
+    // only after it ran (`reach`): a reading before of its own; only the row limits of the
+    // tables it reaches can refuse it, asserted on the server and kept at once (`once`). Built
+    // once per session for what they are built from (`built`).
+    let (stats, opening, once) = match (reach, plan.point.as_ref()) {
         (Some(r), Some(p)) if opened => {
             if try_once {
                 tracing::info!(database, table = %p.name, "a delete counted on the tables the catalog proves it reaches");
             }
-            let after = stats::reach_sql(policy, plan, &known, r, p, true, once.as_ref());
-            let before = (!from_zero).then(|| stats::reach_sql(policy, plan, &known, r, p, false, once.as_ref()));
-            let opening = before.filter(|b| *b != after);
-            (after, opening)
+            let flush = b.prepared.as_deref().is_some_and(|p| p.flushed.supported());
+            let inputs = built::Inputs {
+                policy,
+                plan,
+                who,
+                known: &known,
+                named: &named,
+                reach: r,
+                point: p,
+                once: try_once && estimate.is_none(),
+                zero: zero_clock.is_some(),
+                flush,
+            };
+            let built = built::Memo::readings(b.prepared.as_deref_mut().map(|p| &mut p.built), &inputs);
+            (built.after.clone(), built.before.clone(), built.once.clone())
         }
-        _ => (stats::stats_sql(policy, plan, &known, !opened), None),
+        _ => (stats::stats_sql(policy, plan, &known, !opened), None, None),
     };
+    let from_zero = once.as_ref().is_some_and(|o| o.from_zero);
     // On statements prepared once per session when there are (`prepared`), checked after the
     // client's messages; else as text.
     // The reading before first: the statements to close go out in the opening (closed after
@@ -249,20 +241,26 @@ async fn counted(
     let reading = b.prepared.as_deref_mut().map(|p| p.reading(&stats));
     let (first, again, check) = match (&reading, &before) {
         // The second reading may be prepared after the check's opening: checked behind it.
-        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), prepared::check(&[o, r])),
+        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), checked(b, &[o, r])),
         // No reading before: the one after is prepared behind the client's messages.
-        (Some(r), None) if from_zero => (BytesMut::new(), r.first.clone(), prepared::check(&[r])),
-        (Some(r), None) => (r.first.clone(), r.again.clone(), prepared::check(&[r])),
+        (Some(r), None) if from_zero => (BytesMut::new(), r.first.clone(), checked(b, &[r])),
+        (Some(r), None) => (r.first.clone(), r.again.clone(), checked(b, &[r])),
         (None, _) => (own::statements(opening.as_deref().unwrap_or(&stats)), own::statements(&stats), BytesMut::new()),
     };
     let paired = before.is_some() || from_zero;
     let sync = crate::wire::encode(fe::SYNC, &[]);
-    let open_msgs = [&own::statements(&format!("{open}; {timeout}"))[..], &first, &sync].concat();
     // In a transaction of blastwall's own, deferred constraint triggers fire before the
     // second reading, not at the COMMIT after the verdict: unless the write is kept in one
     // round trip and no table it reaches has a deferrable trigger (asserted by the reading
     // after it, `reach`): then nothing is deferred.
     let constraints = opened && !(once.is_some() && reach.is_some_and(|r| !r.defers()));
+    // Not built for a write kept as one implicit transaction, which sends no opening.
+    let implicit_text = implicit::query_text(msgs)
+        .filter(|_| reading.is_some() && once.is_some() && !constraints && timeout.is_empty() && estimate.is_none());
+    let open_msgs = match implicit_text.is_some() {
+        true => Vec::new(),
+        false => [&own::statements(&format!("{open}; {timeout}"))[..], &first, &sync].concat(),
+    };
     let mut after = match constraints {
         true => own::messages("SET CONSTRAINTS ALL IMMEDIATE").to_vec(),
         false => Vec::new(),
@@ -277,15 +275,11 @@ async fn counted(
     let pipelined = estimate.is_none();
     // Kept in one round trip with nothing deferred and no timeout of blastwall's to set: one
     // implicit transaction, no BEGIN or COMMIT (`implicit`).
-    let single = match (&reading, implicit::query_text(msgs)) {
-        (Some(_), Some(text)) if once.is_some() && !constraints && timeout.is_empty() && estimate.is_none() => {
-            Some(implicit::batch(&first, text, &again, &check))
-        }
-        _ => None,
-    };
+    let single = implicit_text.map(|text| implicit::batch(&first, text, &again, &check));
+    let one_batch = single.is_some();
     let mut out = BytesMut::from(&open_msgs[..]);
-    match (estimate, &single) {
-        (_, Some(batch)) => out = batch.clone(),
+    match (estimate, single) {
+        (_, Some(batch)) => out = batch,
         (None, None) => {
             out.extend_from_slice(msgs);
             out.extend_from_slice(&after);
@@ -296,9 +290,9 @@ async fn counted(
         (Some(e), None) => out.extend_from_slice(&bound::wrapped(e)),
     }
     b.send(&out).await?;
-    let mut answers = match single {
-        Some(_) => Some(implicit::read(b, !first.is_empty(), max_hold).await?),
-        None => None,
+    let mut answers = match one_batch {
+        true => Some(implicit::read(b, !first.is_empty(), max_hold).await?),
+        false => None,
     };
     let mut a = match answers.as_mut() {
         Some(x) => std::mem::take(&mut x.open),
@@ -382,7 +376,6 @@ async fn counted(
             "track_counts is off on the server, so changed rows cannot be counted".into(),
         )));
     };
-    let one_batch = answers.is_some();
     let (held, (deferred, a, commit)) = match answers {
         Some(x) => (x.held, (None, x.after, Some(Answer::default()))),
         None => (b.held(max_hold).await?, read_after(b, constraints, once.is_some()).await?),
@@ -526,6 +519,15 @@ async fn counted(
         }
     }
     Ok(Some(Outcome::Deliver { bytes, status, counts, kept: Some(decision) }))
+}
+
+/// The check of prepared readings `rs` (`prepared::check`), the session's last one again when
+/// for the same readings.
+fn checked(b: &mut Backend<'_>, rs: &[&prepared::Reading]) -> BytesMut {
+    match b.prepared.as_deref_mut() {
+        Some(p) => p.check_of(rs),
+        None => prepared::check(rs),
+    }
 }
 
 /// The answer to the second reading; `constraints`: after the answer to `SET CONSTRAINTS ALL

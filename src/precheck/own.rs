@@ -49,7 +49,8 @@ pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {
 /// text format): values that never pass through the SQL lexer.
 pub(super) fn with_params(name: &str, sql: &str, params: &[&str]) -> BytesMut {
     const TEXT: u32 = 25;
-    let mut out = BytesMut::new();
+    let mut out =
+        BytesMut::with_capacity(2 * name.len() + sql.len() + params.iter().map(|p| p.len() + 4).sum::<usize>() + 96);
     out.extend_from_slice(&close(b'P', name));
     out.extend_from_slice(&close(b'S', name));
     out.extend_from_slice(&messages::parse_typed(name, sql, &vec![TEXT; params.len()]));
@@ -71,8 +72,9 @@ fn bind_execute_with(portal: &str, statement: &str, params: &[&str]) -> BytesMut
         b.put_slice(s.as_bytes());
         b.put_u8(0);
     };
-    let mut out = BytesMut::new();
-    let mut bind = BytesMut::new();
+    let size = portal.len() + statement.len() + params.iter().map(|p| p.len() + 4).sum::<usize>() + 16;
+    let mut out = BytesMut::with_capacity(size + portal.len() + 16);
+    let mut bind = BytesMut::with_capacity(size);
     cstr(&mut bind, portal);
     cstr(&mut bind, statement);
     bind.put_i16(0);

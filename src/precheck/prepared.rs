@@ -41,6 +41,10 @@ pub struct Prepared {
     /// The names of the last texts read, so that a text used again is not digested again (a
     /// reading is a few KiB: its SHA-256 was a tenth of a counted write's CPU).
     named: Vec<(String, String)>,
+    /// The readings of proven deletes, built once (`built`).
+    pub built: super::built::Memo,
+    /// The last check's messages, by the names and texts it checks.
+    last_check: Option<(Vec<(String, String)>, BytesMut)>,
 }
 
 /// The messages of one reading on a prepared statement, without a Sync.
@@ -108,6 +112,19 @@ impl Prepared {
         }
         self.named.push((sql.to_string(), name.clone()));
         name
+    }
+
+    /// [`check`] of `rs`, the last one again when it checked the same names and texts (the
+    /// messages hold every reading's text: a few KiB copied twice per write).
+    pub fn check_of(&mut self, rs: &[&Reading]) -> BytesMut {
+        if let Some((last, msgs)) = &self.last_check {
+            if last.len() == rs.len() && last.iter().zip(rs).all(|((n, t), r)| *n == r.name && *t == r.text) {
+                return msgs.clone();
+            }
+        }
+        let msgs = check(rs);
+        self.last_check = Some((rs.iter().map(|r| (r.name.clone(), r.text.clone())).collect(), msgs.clone()));
+        msgs
     }
 
     /// The server answered the messages of `r.first` without an error: the statement exists.
