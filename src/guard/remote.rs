@@ -43,9 +43,12 @@ pub(super) fn findings(
         let code = st.calls_functions
             || super::hidden::hidden_call(st, catalog, info, &|| true, policy)
             || super::taint::reaches(st, info);
-        // A write whose text names a foreign table (a substring, as hidden callers are found).
+        // A write whose text names a foreign table (a substring, as hidden callers are found),
+        // or DDL that makes something over one (a temporary view written through, a rule, a
+        // function's body: eleventh adversarial pass H1), other than the foreign table itself.
         let text = st.text.to_ascii_lowercase();
-        let foreign = !st.writes.is_empty()
+        let makes = st.ddl && text.trim_start().starts_with("create") && !text.contains("foreign table");
+        let foreign = (!st.writes.is_empty() || makes)
             && remote_now(catalog, info)
                 .iter()
                 .any(|r| r.strip_prefix("foreign table ").is_some_and(|t| text.contains(t)));

@@ -1,7 +1,8 @@
 //! Red-team pass 10's findings, each reproduced as its attacker sent it and checked on the
 //! server directly: `SET UNLOGGED` of a policy table (M1), writes a server-side connection runs
 //! in another backend (`dblink`, H1), and two-phase commit in a session with a temporary
-//! table (M2).
+//! table (M2); and pass 11's ways around the H1 fix (dblink's library outside its extension,
+//! a temporary view over a foreign table).
 
 use crate::harness::*;
 
@@ -94,6 +95,31 @@ async fn dblink_writes_in_another_session_are_refused() {
     proxy.stop().await;
 }
 
+/// Eleventh pass H2: dblink's C function declared outside the extension (by a superuser) runs
+/// SQL in another session all the same: known by its library, not by the extension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dblinks_library_outside_its_extension_is_refused() {
+    let db = incident_db();
+    let loopback = format!("host=127.0.0.1 port={} dbname={db} user=app password={APP_PW}", pg().server.port);
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.remote_exec(text, text) RETURNS text \
+           AS '$libdir/dblink', 'dblink_exec' LANGUAGE C STRICT; \
+         GRANT EXECUTE ON FUNCTION public.remote_exec(text, text) TO app",
+    );
+    let owner = direct("postgres", SUPERUSER_PW, &db).await;
+    let before = snapshot(&owner).await;
+    let proxy = proxy().await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let sql = format!("SELECT remote_exec('{loopback}', 'DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100')");
+    let e = c.simple_query(&sql).await.expect_err(&sql);
+    let m = refused_by(&e, "unverifiable");
+    assert!(m.contains("remote_exec") && m.contains("in another session"), "{m}");
+    assert_eq!(snapshot(&owner).await, before);
+    proxy.stop().await;
+}
+
 /// H1, foreign tables: a write to a `postgres_fdw` foreign table runs on the remote server —
 /// here this one, through a loopback definition — where nothing is counted: refused, and so is
 /// a call of a user function while the database has one (its body may write to it).
@@ -118,11 +144,18 @@ async fn writes_to_a_foreign_table_are_refused() {
     let before = snapshot(&owner).await;
     let proxy = proxy().await;
     let c = connect(proxy.port(), "app", APP_PW, &db).await;
-    for sql in ["DELETE FROM far_users WHERE id BETWEEN -91111200 AND -91111100", "SELECT far_wipe()"] {
+    // A temporary view over it would be written through as a plain relation (eleventh pass H1).
+    for sql in [
+        "DELETE FROM far_users WHERE id BETWEEN -91111200 AND -91111100",
+        "SELECT far_wipe()",
+        "CREATE TEMP VIEW v AS SELECT * FROM far_users",
+    ] {
         let e = c.simple_query(sql).await.expect_err(sql);
         let m = refused_by(&e, "unverifiable");
         assert!(m.contains("foreign table far_users"), "{sql}: {m}");
     }
+    let e = c.simple_query("DELETE FROM v WHERE auth_source <> 'x'").await.expect_err("no view");
+    assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE), "{e}");
     assert_eq!(snapshot(&owner).await, before);
     // Reading it is not a write.
     c.simple_query("SELECT count(*) FROM far_users").await.unwrap();

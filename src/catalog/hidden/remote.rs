@@ -23,7 +23,16 @@ pub(super) fn extensions() -> String {
     )
 }
 
-/// A `SELECT` of one row per function those extensions own: name, `x`, the extension; and one
+/// A regular expression matching those extensions' shared libraries in `pg_proc.probin`: a
+/// C function declared over one outside its extension (`AS '$libdir/dblink', 'dblink_exec'`),
+/// or detached from it (`ALTER EXTENSION dblink DROP FUNCTION …`), runs SQL elsewhere all the
+/// same (eleventh adversarial pass H2).
+fn libraries() -> String {
+    format!("(^|/)({})([.]so)?$", REMOTE_EXTENSIONS.join("|"))
+}
+
+/// A `SELECT` of one row per function those extensions own (and per C function over their
+/// libraries, whatever extension holds it): name, `x`, the extension; and one
 /// per foreign table (`postgres_fdw`'s writes run on the remote server, maybe this one through
 /// a loopback definition): name, `x`, null.
 pub(super) fn rows() -> String {
@@ -34,11 +43,16 @@ pub(super) fn rows() -> String {
            FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_depend e ON e.refobjid{eq}x.oid \
              AND e.refclassid{eq}{ext} AND e.classid{eq}{proc} AND e.deptype{eq}'e'::pg_catalog.\"char\" \
            JOIN pg_catalog.pg_proc p ON p.oid{eq}e.objid WHERE x.oid OPERATOR(pg_catalog.=) ANY ({oids}) \
+         UNION ALL SELECT p.proname::pg_catalog.text, 'x', \
+             pg_catalog.regexp_replace(p.probin, '^.*/', ''), NULL, NULL \
+           FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid{eq}p.prolang \
+           WHERE l.lanname{eq}'c' AND p.probin OPERATOR(pg_catalog.~) '{libs}' \
          UNION ALL SELECT c.relname::pg_catalog.text, 'x', NULL, NULL, NULL FROM pg_catalog.pg_class c \
            WHERE c.relkind{eq}'f'::pg_catalog.\"char\"",
         ext = cls("pg_extension"),
         proc = cls("pg_proc"),
         oids = extensions(),
+        libs = libraries(),
     )
 }
 
