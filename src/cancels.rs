@@ -12,7 +12,10 @@
 //! A cancel that meets one of blastwall's catalog questions, asked on the client's session
 //! before its message is judged, ends that message with the server's 57014 ([`met_question`]).
 //!
-//! Owns: the per-key cancel counts and that repair. Does not own: forwarding the cancel
+//! Also the cancel blastwall sends itself, for a session's write that DDL (of another session
+//! or of another blastwall instance) may no longer wait for ([`by_blastwall`]).
+//!
+//! Owns: the per-key cancel counts and that repair, and that cancel. Does not own: forwarding the cancel
 //! (`session::opening`), the check itself (`precheck`), relaying the outcome (`session`).
 
 use crate::precheck::{Backend, Outcome, PrecheckError};
@@ -194,6 +197,27 @@ fn frames(bytes: &[u8]) -> Vec<&[u8]> {
         rest = &rest[1 + len..];
     }
     out
+}
+
+/// A future cancelling a statement, as a client's CancelRequest for its backend key would.
+pub type Cancelling = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Cancels a session's statement by its backend key, as its client's CancelRequest would
+/// (counted like one, so that a cancel meeting blastwall's own statements is settled); `why`
+/// names, in the log, whose wait it ends when it cannot be delivered.
+pub fn by_blastwall<'a>(
+    shared: &'a Arc<crate::shared::Shared>,
+    why: &'static str,
+) -> impl Fn(CancelKey) -> Cancelling + 'a {
+    move |key| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let _forwarding = shared.cancels.forwarding(&key);
+            if let Err(e) = shared.upstream.cancel(&key).await {
+                tracing::warn!(error = %e, "cancelling a write for {why} failed");
+            }
+        })
+    }
 }
 
 #[cfg(test)]

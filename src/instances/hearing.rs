@@ -292,9 +292,15 @@ impl Worker {
             let (shared, db) = (self.shared.clone(), self.peers.db.clone());
             tokio::spawn(async move {
                 let bounds = (std::time::Duration::ZERO, crate::inflight::CANCEL_GRACE);
-                db.wait_within(crate::inflight::FOREIGN, &writing, bounds, cancel_with(&shared), |id| {
-                    shared.phase.kill(id);
-                })
+                db.wait_within(
+                    crate::inflight::FOREIGN,
+                    &writing,
+                    bounds,
+                    crate::cancels::by_blastwall(&shared, "another instance's DDL"),
+                    |id| {
+                        shared.phase.kill(id);
+                    },
+                )
                 .await;
             });
         }
@@ -304,24 +310,13 @@ impl Worker {
 /// Waits for this instance's sessions' writes that another instance's DDL must wait for:
 /// `inflight`'s wait, then their cancel, then their end.
 async fn wait_for_writes(shared: &Arc<Shared>, db: &crate::inflight::Db, sessions: &[u64]) -> crate::inflight::Waited {
-    db.wait_for(crate::inflight::FOREIGN, sessions, cancel_with(shared), |id| {
-        shared.phase.kill(id);
-    })
+    db.wait_for(
+        crate::inflight::FOREIGN,
+        sessions,
+        crate::cancels::by_blastwall(shared, "another instance's DDL"),
+        |id| {
+            shared.phase.kill(id);
+        },
+    )
     .await
-}
-
-/// A future cancelling a statement, as a client's CancelRequest for its backend key would.
-type Cancelling = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// Cancels a session's statement by its backend key, as its client's CancelRequest would.
-fn cancel_with(shared: &Arc<Shared>) -> impl Fn(crate::wire::startup::CancelKey) -> Cancelling + '_ {
-    move |key| {
-        let shared = shared.clone();
-        Box::pin(async move {
-            let _forwarding = shared.cancels.forwarding(&key);
-            if let Err(e) = shared.upstream.cancel(&key).await {
-                tracing::warn!(error = %e, "cancelling a write for another instance's DDL failed");
-            }
-        })
-    }
 }

@@ -153,15 +153,7 @@ impl Session {
             }
         }
         let shared = self.shared.clone();
-        let cancel = |key: crate::wire::startup::CancelKey| {
-            let shared = shared.clone();
-            async move {
-                let _forwarding = shared.cancels.forwarding(&key);
-                if let Err(e) = shared.upstream.cancel(&key).await {
-                    tracing::warn!(error = %e, "cancelling another session's write before DDL failed");
-                }
-            }
-        };
+        let cancel = crate::cancels::by_blastwall(&shared, "another session's DDL");
         let end = |id: u64| {
             shared.phase.kill(id);
         };
