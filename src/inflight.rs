@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 mod first;
 mod prepared;
 mod wait;
-pub use prepared::{prepared_query, TwoPhase};
+pub use prepared::{prepared_query, OnServer, TwoPhase, SERVER_QUERY};
 pub use wait::{Waited, CANCEL_GRACE, DDL_WAIT};
 
 /// The waiter's id when another blastwall instance's DDL waits for this one's writes

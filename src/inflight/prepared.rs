@@ -13,8 +13,21 @@
 //! blastwall ended); where nothing can be asked (the middle of a batch) it is taken as still
 //! there. A `PREPARE TRANSACTION` that failed leaves its DDL held until that first question.
 //!
-//! Owns: those entries and that question. Does not own: the registry (`super`), asking
-//! (`crate::session`).
+//! A prepared transaction outlives its session and its blastwall instance (eleventh pass M1),
+//! and may have been made on a direct connection: so with `[ddl_notify]` the server itself is
+//! asked too, once a second per database from the listening connection, and when it joins
+//! ([`SERVER_QUERY`], read by [`Db::learn_server`]). Every prepared transaction of the database
+//! whose locks show DDL (a lock on a relation stronger than a row write's, on a relation the
+//! catalog does not show yet (made in it), on a catalog table beyond reading it, on any
+//! database object) or that changed a schema's row (`GRANT`/`REVOKE … ON SCHEMA` take no
+//! lock), and one of any database with more than a read's lock on a shared catalog (role
+//! memberships, `ALTER ROLE … SET`), is kept open here until the server says it is gone: by
+//! what this instance knows of it (its own session's DDL, or another instance's, told at its
+//! `PREPARE`: `instances`), else as DDL that may change any name. A transaction of row writes
+//! only holds nothing open.
+//!
+//! Owns: those entries and those questions. Does not own: the registry (`super`), asking
+//! (`crate::session`, `crate::instances`).
 
 use super::{Db, Write};
 use crate::analyze::{RelName, Statement};
@@ -30,6 +43,11 @@ pub(super) struct Prepared {
     pub(super) ddl: Vec<Earlier>,
     /// When the server last said the gid is still there.
     seen: Option<Instant>,
+    /// When it was registered (an answer asked before does not show it).
+    since: Instant,
+    /// Its transaction id, once the server showed it (another transaction may take the gid
+    /// once this one is gone).
+    xid: Option<String>,
 }
 
 /// A session's two-phase statements, judged and not yet ended.
@@ -41,6 +59,8 @@ pub struct TwoPhase {
     resolving: Vec<String>,
     /// The gids the judgement being made must ask about.
     pub(super) ask: Vec<String>,
+    /// The gid the last transaction end prepared, with DDL (other instances are told).
+    prepared: Option<String>,
 }
 
 impl TwoPhase {
@@ -59,6 +79,11 @@ impl TwoPhase {
     pub fn question(&self) -> Option<crate::catalog::Question> {
         (!self.ask.is_empty()).then(|| crate::catalog::Question::Prepared(self.ask.clone()))
     }
+
+    /// The gid the session's last transaction end prepared with DDL open, once.
+    pub fn take_prepared(&mut self) -> Option<String> {
+        self.prepared.take()
+    }
 }
 
 impl super::Mine {
@@ -67,7 +92,11 @@ impl super::Mine {
     /// again at the next judgement they concern.
     pub(super) fn transaction_end(&mut self, db: &Db) -> bool {
         let ended = match self.two_phase.preparing.take() {
-            Some(gid) if self.published => db.prepare(self.session, gid),
+            Some(gid) if self.published => {
+                let had = db.prepare(self.session, gid.clone());
+                self.two_phase.prepared = had.then_some(gid);
+                had
+            }
             _ if self.published => db.transaction_ended(self.session),
             _ => false,
         };
@@ -97,8 +126,8 @@ impl super::Mine {
 
 impl Db {
     /// The session's transaction ended behind a `PREPARE TRANSACTION 'gid'`: its DDL stays
-    /// open under the gid. Whether it had any.
-    fn prepare(&self, session: u64, gid: String) -> bool {
+    /// open under the gid (also another instance's session's, told by it). Whether it had any.
+    pub(crate) fn prepare(&self, session: u64, gid: String) -> bool {
         let mut s = self.lock();
         let mut ddl = Vec::new();
         s.ddl.retain(|(id, e, _)| {
@@ -110,7 +139,10 @@ impl Db {
         let had = !ddl.is_empty();
         match s.prepared.iter_mut().find(|p| p.gid == gid) {
             Some(p) => p.ddl.extend(ddl),
-            None if had => s.prepared.push(Prepared { gid, ddl, seen: Some(Instant::now()) }),
+            None if had => {
+                let now = Instant::now();
+                s.prepared.push(Prepared { gid, ddl, seen: Some(now), since: now, xid: None })
+            }
             None => {}
         }
         had
@@ -132,6 +164,70 @@ impl Db {
         s.prepared.iter().filter(stale).filter(concerns).map(|p| p.gid.clone()).collect()
     }
 }
+
+/// A prepared transaction as the server shows it ([`SERVER_QUERY`]'s row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnServer {
+    pub gid: String,
+    pub xid: String,
+    /// Whether it may have DDL that concerns this database.
+    pub ddl: bool,
+}
+
+impl Db {
+    /// What the server says of its prepared transactions (`now`, read by a query sent at
+    /// `asked`): those gone leave (registered before it was sent), those with DDL not known
+    /// here are kept as DDL that may change any name. Whether any left (the catalog's answers
+    /// are then dropped by the caller: it may have committed).
+    pub fn learn_server(&self, asked: Instant, now: &[OnServer]) -> bool {
+        let mut s = self.lock();
+        let before = s.prepared.len();
+        s.prepared.retain(|p| match now.iter().find(|o| o.gid == p.gid) {
+            None => p.since >= asked,
+            // Another transaction under the same gid: this one is gone.
+            Some(o) => p.xid.as_ref().is_none_or(|x| *x == o.xid),
+        });
+        let left = s.prepared.len() != before;
+        let at = Instant::now();
+        for o in now {
+            match s.prepared.iter_mut().find(|p| p.gid == o.gid) {
+                Some(p) => {
+                    p.seen = Some(at);
+                    p.xid = Some(o.xid.clone());
+                }
+                None if o.ddl => {
+                    let text = format!("DDL prepared as '{}', seen on the server", o.gid.replace('\'', "''"));
+                    let ddl = vec![Earlier::elsewhere(&text, Vec::new(), false)];
+                    let (gid, xid) = (o.gid.clone(), Some(o.xid.clone()));
+                    s.prepared.push(Prepared { gid, ddl, seen: Some(at), since: at, xid });
+                }
+                None => {}
+            }
+        }
+        left
+    }
+}
+
+/// The server's prepared transactions that may concern the current database, each with its
+/// transaction id and whether it may hold DDL (see the module's comment). Cheap when there
+/// are none: `pg_locks` is read only for the prepared transactions there are.
+pub const SERVER_QUERY: &str = "SELECT p.gid, p.transaction::pg_catalog.text, \
+       (p.database OPERATOR(pg_catalog.=) pg_catalog.current_database() AND EXISTS (SELECT FROM pg_catalog.pg_namespace n \
+          WHERE n.xmax OPERATOR(pg_catalog.=) p.transaction)) \
+    OR EXISTS (SELECT FROM pg_catalog.pg_locks t JOIN pg_catalog.pg_locks l \
+          ON l.virtualtransaction OPERATOR(pg_catalog.=) t.virtualtransaction AND l.pid IS NULL \
+        LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation \
+        WHERE t.locktype OPERATOR(pg_catalog.=) 'transactionid' AND t.pid IS NULL \
+          AND t.transactionid OPERATOR(pg_catalog.=) p.transaction \
+          AND CASE WHEN l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.database OPERATOR(pg_catalog.=) 0::pg_catalog.oid \
+                 THEN l.mode OPERATOR(pg_catalog.<>) ALL (ARRAY['AccessShareLock', 'RowShareLock']) \
+               WHEN p.database OPERATOR(pg_catalog.<>) pg_catalog.current_database() THEN false \
+               WHEN l.locktype OPERATOR(pg_catalog.=) 'object' THEN true \
+               WHEN l.locktype OPERATOR(pg_catalog.=) 'relation' THEN c.oid IS NULL \
+                 OR l.mode OPERATOR(pg_catalog.<>) ALL (ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock']) \
+                 OR c.oid OPERATOR(pg_catalog.<) 16384::pg_catalog.oid AND l.mode OPERATOR(pg_catalog.<>) 'AccessShareLock' \
+               ELSE false END) \
+  FROM pg_catalog.pg_prepared_xacts p";
 
 /// The query answering which of `gids` are prepared transactions now.
 pub fn prepared_query(gids: &[String]) -> String {
@@ -172,5 +268,39 @@ mod tests {
         app.judging(&statements("DELETE FROM members WHERE id = 3"), false);
         assert!(app.others.is_empty());
         assert!(prepared_query(&gids).contains("E'g1'"));
+    }
+
+    fn on(gid: &str, xid: &str, ddl: bool) -> OnServer {
+        OnServer { gid: gid.into(), xid: xid.into(), ddl }
+    }
+
+    #[test]
+    fn the_servers_prepared_transactions_with_ddl_are_held_until_they_are_gone() {
+        let db = Arc::new(Db::default());
+        let mut app = mine(&db, 2, 0);
+        let asked = Instant::now();
+        // Row writes only: nothing held. With DDL, not known here: any name.
+        assert!(!db.learn_server(asked, &[on("xa1", "700", false), on("ddl1", "701", true)]));
+        app.judging(&statements("DELETE FROM notes WHERE id = 1"), false);
+        assert_eq!(app.others.len(), 1, "a prepared transaction with DDL seen on the server is not held");
+        assert!(app.others[0].shown().contains("'ddl1'"), "{:?}", app.others);
+        // Known here (a session prepared it, after the question was sent): its own names,
+        // and not taken as gone by an answer that could not show it.
+        let mut m = mine(&db, 1, 0);
+        m.judging(&statements("ALTER TABLE users RENAME TO members"), false);
+        m.judging(&statements("PREPARE TRANSACTION 'g1'"), false);
+        assert!(m.answered(1, true, TxStatus::Idle));
+        assert_eq!(m.two_phase.take_prepared().as_deref(), Some("g1"), "other instances are told the gid");
+        assert!(!db.learn_server(asked, &[on("ddl1", "701", true)]), "g1 left on an answer asked before it");
+        assert!(!db.learn_server(Instant::now(), &[on("ddl1", "701", true), on("g1", "702", true)]));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
+        assert_eq!(app.others.len(), 2, "{:?}", app.others);
+        // Another transaction under the gid g1: the old one is gone.
+        assert!(db.learn_server(Instant::now(), &[on("g1", "703", false), on("ddl1", "701", true)]));
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
+        assert_eq!(app.others.len(), 1);
+        assert!(db.learn_server(Instant::now(), &[]), "gone from the server: left");
+        app.judging(&statements("DELETE FROM notes WHERE id = 1"), false);
+        assert!(app.others.is_empty());
     }
 }

@@ -119,6 +119,11 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return tracing::warn!(error = %e, "cannot ask which blastwall instances are live"),
         };
+        // The prepared transactions already there are held open before writes are judged
+        // without the others' DDL.
+        if let Err(e) = self.prepared(&link).await {
+            return tracing::warn!(error = %e, "cannot ask the server for its prepared transactions");
+        }
         {
             let mut s = self.peers.lock();
             s.present = present.clone();
@@ -157,9 +162,34 @@ impl Worker {
         live
     }
 
-    /// Asks which instances are live; those gone answer nothing any more and their DDL is over.
+    /// Asks the server for its prepared transactions (`inflight::prepared`): those gone
+    /// leave the registry (and the catalog forgets), those with DDL unknown here are held.
+    async fn prepared(&self, link: &Link) -> Result<(), tokio_postgres::Error> {
+        let asked = std::time::Instant::now();
+        let rows = link.client.query(crate::inflight::SERVER_QUERY, &[]).await?;
+        let now: Vec<crate::inflight::OnServer> = rows
+            .iter()
+            .map(|r| crate::inflight::OnServer {
+                gid: r.get(0),
+                xid: r.get(1),
+                ddl: r.get::<_, Option<bool>>(2) != Some(false),
+            })
+            .collect();
+        if self.peers.db.learn_server(asked, &now) {
+            self.shared.guard.catalog.forget(&self.database);
+        }
+        Ok(())
+    }
+
+    /// Asks which instances are live; those gone answer nothing any more and their DDL is over
+    /// (unless it was prepared: the server is asked first).
     async fn refresh(&self, link: &Link) -> Option<Vec<i32>> {
         let present = presence(link).await.ok()?;
+        let leaving = self.peers.lock().remote.keys().any(|(pid, _)| !present.contains(pid));
+        if leaving {
+            // Prepared before its instance went, told or not: held from the server's word.
+            self.prepared(link).await.ok()?;
+        }
         let gone = {
             let mut s = self.peers.lock();
             s.present = present.clone();
@@ -204,6 +234,12 @@ impl Worker {
                         tracing::warn!(error = %e, "cannot answer another blastwall instance's DDL");
                     }
                 });
+            }
+            Said::Prepared { s, gid } => {
+                let mut st = self.peers.lock();
+                if let Some(id) = st.remote.remove(&(pid, s)) {
+                    self.peers.db.prepare(id, gid);
+                }
             }
             Said::End { s } => {
                 let ended = {
@@ -251,9 +287,13 @@ impl Worker {
         }
     }
 
-    /// Once a second: while anything depends on other instances, which are still live.
+    /// Once a second: the server's prepared transactions, and, while anything depends on
+    /// other instances, which are still live.
     async fn tick(&self) {
         let Some(link) = self.link() else { return };
+        if let Err(e) = self.prepared(&link).await {
+            tracing::warn!(error = %e, "cannot ask the server for its prepared transactions");
+        }
         let busy = {
             let s = self.peers.lock();
             !(s.remote.is_empty() && s.syncing.is_empty() && s.waiting.is_empty())

@@ -84,6 +84,12 @@ pub(crate) enum Said {
     End {
         s: u64,
     },
+    /// Session `s`'s transaction ended behind `PREPARE TRANSACTION 'gid'`: its DDL stays open
+    /// under the gid until the server says it is gone (`inflight::prepared`).
+    Prepared {
+        s: u64,
+        gid: String,
+    },
     /// A listening connection joined: say what you have open.
     Hello,
     Open {
@@ -366,14 +372,24 @@ impl Peers {
     /// Session `session`'s transaction ended (or the session did): the others are told, when
     /// it had announced DDL to any (a single instance says nothing).
     pub fn ended(&self, session: u64) {
+        self.ended_as(session, None)
+    }
+
+    /// [`Peers::ended`], behind `PREPARE TRANSACTION 'gid'` when `prepared` is that gid: the
+    /// others keep its DDL open under the gid, whatever becomes of this instance.
+    pub fn ended_as(&self, session: u64, prepared: Option<String>) {
         let (link, tx) = {
             let mut s = self.lock();
             let Some(a) = s.mine.remove(&session).filter(|a| a.told) else { return };
             (s.link.clone(), a.tx)
         };
         let (Some(link), Ok(rt)) = (link, tokio::runtime::Handle::try_current()) else { return };
+        let said = match prepared {
+            Some(gid) => Said::Prepared { s: tx, gid },
+            None => Said::End { s: tx },
+        };
         rt.spawn(async move {
-            if let Err(e) = say(&link, &[Said::End { s: tx }]).await {
+            if let Err(e) = say(&link, &[said]).await {
                 tracing::warn!(error = %e, "could not tell the other blastwall instances that DDL's transaction ended");
             }
         });

@@ -285,10 +285,7 @@ pub fn redirected_by_others(others: &[Earlier], target: &RelName, constraint: bo
     let by =
         |e: &Earlier| e.redirects_elsewhere(target).or_else(|| (constraint && e.kind == Kind::Ddl).then_some(swaps));
     let (e, why) = others.iter().find_map(|e| by(e).map(|w| (e, w)))?;
-    Some(format!(
-        "`{}` ({why}), sent by another session through blastwall in a transaction that has not ended,",
-        e.shown()
-    ))
+    Some(format!("`{}` ({why}), sent by another session in a transaction that has not ended,", e.shown()))
 }
 
 /// Whether `text` has `name` as a word (case-insensitively; a quoted name's spelling too).

@@ -50,11 +50,13 @@ impl Session {
         }
     }
 
-    /// The session's DDL's transaction ended: the other blastwall instances are told.
-    fn instances_ended(&self) {
+    /// The session's DDL's transaction ended (or was prepared): the other blastwall instances
+    /// are told.
+    fn instances_ended(&mut self) {
+        let prepared = self.info.inflight.two_phase.take_prepared();
         let db = self.info.inflight.db.as_ref();
         if let Some(p) = db.and_then(|db| self.shared.instances.of(&self.info.database, &db.0)) {
-            p.ended(self.id);
+            p.ended_as(self.id, prepared);
         }
     }
 

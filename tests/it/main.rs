@@ -123,6 +123,7 @@ mod points;
 mod pooled;
 mod precheck;
 mod preflight;
+mod prepared_instances;
 mod putback;
 mod race;
 mod readings;

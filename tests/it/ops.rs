@@ -92,6 +92,11 @@ pub struct Blastwall {
 impl Blastwall {
     /// Starts it with this config file text and these extra arguments; returns when it accepts.
     pub async fn start(config: &str, args: &[&str]) -> Blastwall {
+        Blastwall::start_to(pg().server.port, config, args).await
+    }
+
+    /// [`Blastwall::start`] in front of the server listening on `upstream` (a local port).
+    pub async fn start_to(upstream: u16, config: &str, args: &[&str]) -> Blastwall {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blastwall.toml");
         std::fs::write(&path, config).unwrap();
@@ -99,7 +104,7 @@ impl Blastwall {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_blastwall"))
             .args(["serve", "--config", &path.display().to_string()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &format!("127.0.0.1:{}", pg().server.port)])
+            .args(["--upstream", &format!("127.0.0.1:{upstream}")])
             .args(args)
             .env("BLASTWALL_LOG", "info")
             .stdout(std::process::Stdio::null())

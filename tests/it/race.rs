@@ -343,20 +343,9 @@ async fn the_unnamed_statement_bound_in_a_later_batch_is_waited_for() {
 
 /// The incident's schema on the server that can prepare transactions, as `setup` makes it.
 fn two_phase_db() -> String {
-    let pg2 = pg_two_phase();
-    let db = format!("twophase_{}", std::process::id());
-    admin_sql(pg2, "postgres", &format!("CREATE DATABASE {db} OWNER app"));
-    admin_sql(
-        pg2,
-        &db,
-        &format!(
-            "SET ROLE app; {} RESET ROLE; REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
-             GRANT USAGE ON SCHEMA public TO {RAW}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RAW}; \
-             ALTER TABLE users OWNER TO migrator; GRANT USAGE, CREATE ON SCHEMA public TO migrator;",
-            blastwall::demo::INCIDENT_SCHEMA
-        ),
-    );
-    db
+    crate::prepared_instances::two_phase_db(
+        "ALTER TABLE users OWNER TO migrator; GRANT USAGE, CREATE ON SCHEMA public TO migrator;",
+    )
 }
 
 /// Ninth pass: a two-phase transaction's DDL between its `PREPARE TRANSACTION` and its
