@@ -6,12 +6,15 @@
 //! statement the server itself rejects, so that the server applies exactly its own error
 //! semantics (aborting a transaction block, skipping an extended batch to Sync, sending the
 //! right ReadyForQuery), and the server's marker error is swapped for the proxy's.
+//! A `COPY … FROM STDIN`'s state and probe: `copying`.
 //! Does not own: reading sockets (see `session`) or deciding what to refuse (see `guard`).
 
 use crate::wire::messages::{self, ProxyMessage, TxStatus};
 use crate::wire::Frame;
 use bytes::BytesMut;
 use std::collections::VecDeque;
+
+mod copying;
 
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
 const MARKER_CODE: &str = "22P02";
@@ -87,6 +90,19 @@ pub struct Relay {
     /// went to the server and may not have been answered: the ordinal of its sync point (of
     /// its batch, for an Execute), and whether it is an Execute.
     copy_may_start: Option<(u64, bool)>,
+    /// A message other than the COPY's own went to the server behind the message that may
+    /// start (or started) the COPY FROM STDIN: the server, if still in the COPY when it reads
+    /// it, answers `08P01` and ends the session, so an answer comes without the client.
+    copy_intruded: bool,
+    /// blastwall's probe (`send_copy_probe`) went to the server in place of a held client
+    /// message of this type, and may be read in the COPY.
+    probe: Option<u8>,
+    /// The probe was read in the COPY: the server answered `08P01` (named after the held
+    /// message's type) and is ending the session.
+    probe_ended: bool,
+    /// A probe went to the server and its CloseComplete may still come.
+    probe_sent: bool,
+    probe_name: Vec<u8>,
     /// Discarding the client's messages up to the next Sync, after a refusal in a batch.
     discarding: bool,
     /// Refusals in flight: the ordinal of the sync point they belong to, the message to send
@@ -120,6 +136,11 @@ impl Relay {
             copying: false,
             held_syncs: BytesMut::new(),
             copy_may_start: None,
+            copy_intruded: false,
+            probe: None,
+            probe_ended: false,
+            probe_sent: false,
+            probe_name: format!("blastwall-refusal-{nonce:016x}-probe").into_bytes(),
             refusals: VecDeque::new(),
             marker_text: format!("blastwall-refusal-{nonce:016x}"),
             notifications: BytesMut::new(),
@@ -181,92 +202,6 @@ impl Relay {
         self.copy_in = false;
     }
 
-    /// Whether the server is in a COPY FROM STDIN started by an Execute.
-    pub fn in_copy_in(&self) -> bool {
-        self.copy_in
-    }
-
-    /// The server answered with CopyInResponse; `by_execute`: to an Execute (not a Query).
-    pub fn note_copy_in(&mut self, by_execute: bool) {
-        self.copy_in |= by_execute;
-        self.copying = true;
-    }
-
-    /// A Query (`by_execute` false) or an Execute that may start a COPY FROM STDIN goes to the
-    /// server now.
-    pub fn note_copy_may_start(&mut self, ord: u64, by_execute: bool) {
-        self.copy_may_start = Some((ord, by_execute));
-    }
-
-    /// The Query or Execute that may start a COPY FROM STDIN and may be unanswered: its
-    /// sync point's ordinal, and whether it is an Execute.
-    pub fn copy_may_start(&self) -> Option<(u64, bool)> {
-        self.copy_may_start.filter(|(ord, _)| self.syncs_done <= *ord)
-    }
-
-    /// Holds a client's Sync while the server is in a COPY FROM STDIN (`session::copying`).
-    pub fn hold_sync(&mut self, bytes: &[u8]) {
-        self.held_syncs.extend_from_slice(bytes);
-    }
-
-    /// Whether Syncs of the client's are held.
-    pub fn holds_syncs(&self) -> bool {
-        !self.held_syncs.is_empty()
-    }
-
-    /// The held Syncs go to the server, each a sync point it answers: the COPY is over (its
-    /// error), or a message behind them decides (the server, still in the COPY, ends the
-    /// session at it).
-    pub fn release_held_syncs(&mut self) {
-        if self.held_syncs.is_empty() {
-            return;
-        }
-        let held = self.held_syncs.split();
-        let mut framer = crate::wire::Framer::new(usize::MAX);
-        framer.buf_mut().extend_from_slice(&held);
-        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
-            self.forward_sync(&f.bytes);
-        }
-    }
-
-    /// Whether the server may be in a COPY FROM STDIN, as far as its replies read so far say.
-    pub fn server_in_copy(&self) -> bool {
-        self.copying
-    }
-
-    /// Sends the server the type byte of a client message that came during its COPY FROM
-    /// STDIN, with a length no message has (0). Still in the COPY, the server reads the type
-    /// alone and answers as it answers the client's own message: `08P01` "unexpected message
-    /// type … during COPY from stdin" and FATAL, and ends the session. Out of it already (the
-    /// COPY failed before: bad data, a trigger, a cancel), it reads the length and ends the
-    /// session without a word: nothing runs either way.
-    pub fn end_in_copy(&mut self, tag: u8) {
-        self.held_syncs.clear();
-        self.to_server.extend_from_slice(&[tag, 0, 0, 0, 0]);
-    }
-
-    /// The client ended COPY FROM STDIN (CopyDone, CopyFail): the Syncs it sent since the
-    /// COPY's Execute were ignored by the server, and are answered by nothing; the server's
-    /// batch stays open until the next Sync (what the client sends before it belongs to the
-    /// COPY's batch, and waits for the COPY's answer like any message of an open batch).
-    pub fn copy_in_done(&mut self, bytes: &[u8]) {
-        self.forward_raw(bytes);
-        self.copying = false;
-        // An Execute runs one statement: its COPY was the one.
-        if self.copy_may_start.is_some_and(|(_, by_execute)| by_execute) {
-            self.copy_may_start = None;
-        }
-        if std::mem::take(&mut self.copy_in) {
-            for _ in 0..std::mem::take(&mut self.syncs_since_execute) {
-                if self.in_batch.back() == Some(&false) && self.syncs_sent > self.syncs_done {
-                    self.in_batch.pop_back();
-                    self.syncs_sent -= 1;
-                    self.batch_open = true;
-                }
-            }
-        }
-    }
-
     /// Whether the server skips the rest of the open batch (an error was reported in it).
     pub fn is_skipping(&self) -> bool {
         self.skipping
@@ -299,6 +234,7 @@ impl Relay {
         if self.discarding {
             return;
         }
+        self.note_intruder();
         self.to_server.extend_from_slice(bytes);
         if self.skipping && self.batch_open {
             // The server skips it with the rest of its failed batch: no answer will come.
@@ -311,6 +247,10 @@ impl Relay {
     /// Forwards an extended-protocol message other than Sync.
     pub fn forward_in_batch(&mut self, bytes: &[u8]) {
         if !self.discarding {
+            // (A Flush is read in the COPY, and ignored.)
+            if bytes.first() != Some(&b'H') {
+                self.note_intruder();
+            }
             self.to_server.extend_from_slice(bytes);
             self.batch_open = true;
         }
@@ -381,6 +321,7 @@ impl Relay {
     }
 
     fn refuse_in_batch_with(&mut self, marker: &[u8], refusal: ProxyMessage, kind: Marker) {
+        self.note_intruder();
         self.to_server.extend_from_slice(marker);
         self.batch_open = true;
         self.discarding = true;
@@ -453,6 +394,9 @@ impl Relay {
     /// failed transaction the server answers a marker Query with its 25P02 before reading it:
     /// that answer to the refusal's own sync point becomes the refusal too.
     pub fn on_error(&mut self, frame: &Frame) {
+        if self.probe_read_in_copy(frame) {
+            return;
+        }
         // An error ends a COPY (the server then reads messages as usual, or skips to Sync):
         // the Syncs held since the client's last copy message come after it, and are answered.
         self.copying = false;

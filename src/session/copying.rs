@@ -18,9 +18,11 @@
 //!   (refused by marker, it is the marker): still in the COPY, the server answers `08P01` and
 //!   FATAL and ends the session; out of it, the message runs — what a direct connection gets,
 //!   by timing. Held Syncs go before it. A message whose judgement needs the server idle (a
-//!   count, a catalog question, a held batch) cannot wait for it — the COPY waits for the
-//!   client, which waits for an answer — so its type byte alone goes on
-//!   (`Relay::end_in_copy`) and the session ends as the server ends it: nothing runs.
+//!   count, a catalog question, a held batch) waits until the server's replies say where
+//!   the COPY ended; the COPY may wait for the client, so unless another message went on
+//!   before it, a probe goes in its place (`Session::held_waits_for_copy`): in the COPY,
+//!   the server answers it as it would the message (`08P01` naming its type, FATAL);
+//!   after the COPY's error, it closes nothing, and the message is judged like any other.
 //!
 //! Owns: which names may start a COPY, holding Syncs around one, and intruders. Does not own:
 //! whether the server is in a COPY (`relay`, from its replies).
@@ -169,10 +171,22 @@ impl Session {
     }
 
     /// A message held back (waiting for a judgement, a held batch, a Bind parked for its
-    /// Execute) while the server may be in a COPY FROM STDIN sent before it: true if the
-    /// session is now ending (its type byte alone goes on: `Relay::end_in_copy`).
-    pub(super) fn held_intrudes_on_copy(&mut self) -> bool {
-        if !self.relay.server_in_copy() {
+    /// Execute) while the server may be in a COPY FROM STDIN sent before it: true while it
+    /// must wait. Directly, the server reads it in the COPY (then `08P01`, FATAL: nothing
+    /// runs) or after the COPY's own error (then it runs as any other), and an answer comes
+    /// without the client only in the second case, or when another message behind the COPY's
+    /// start went to the server already. Else a probe goes in its place
+    /// (`Relay::send_copy_probe`): the server, still in the COPY, answers it as it would the
+    /// held message, and the session ends; out of it, the probe closes nothing, and the held
+    /// message is judged (counted, asked about) once the server's error and the probe's
+    /// answer are read.
+    pub(super) fn held_waits_for_copy(&mut self) -> bool {
+        if self.relay.probe_ended() {
+            if !self.pending.as_ref().is_some_and(Pending::is_ended) {
+                self.held_batch = None;
+                self.mirror.parked = None;
+                self.pending = Some(Pending::Ended);
+            }
             return false;
         }
         let held = self.held_batch.as_ref().and_then(|h| h.bytes.first().copied());
@@ -180,10 +194,30 @@ impl Session {
         let Some(tag) = held.or(parked).or_else(|| self.pending.as_ref().and_then(Pending::client_tag)) else {
             return false;
         };
-        self.relay.end_in_copy(tag);
-        self.held_batch = None;
-        self.mirror.parked = None;
-        self.pending = Some(Pending::Ended);
+        if self.relay.server_in_copy() {
+            if !self.relay.copy_intruded() {
+                let name = self.relay.send_copy_probe(tag);
+                self.mirror.sent(self.relay.syncs_sent(), Op::Close { portal: true, name });
+            }
+            return true;
+        }
+        let Some(name) = self.relay.probe_sent() else { return false };
+        if self.mirror.owes_close_of(name) {
+            return true;
+        }
+        self.relay.probe_done();
+        false
+    }
+
+    /// A CloseComplete that answers blastwall's COPY probe (`held_waits_for_copy`): the
+    /// client never sees it.
+    pub(super) fn probe_answered(&mut self, tag: u8) -> bool {
+        let Some(name) = self.relay.probe_sent().filter(|_| tag == b'3') else { return false };
+        if !self.mirror.next_closes(name) {
+            return false;
+        }
+        self.mirror.on_reply(tag, self.relay.syncs_done());
+        self.relay.probe_done();
         true
     }
 }

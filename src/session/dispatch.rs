@@ -115,7 +115,7 @@ impl Session {
                 self.relay.forward_raw(&f.bytes);
                 self.closing = true;
             }
-            _ => self.relay.forward_raw(&f.bytes),
+            _ => self.relay.forward_unknown(&f.bytes),
         }
         Ok(())
     }

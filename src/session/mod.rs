@@ -307,21 +307,25 @@ impl Session {
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }
-            if self.held_intrudes_on_copy() {
+            // A held message waits to know where a COPY before it ended (`copying`).
+            let copy_waits = self.held_waits_for_copy();
+            if copy_waits && !self.relay.to_server.is_empty() {
+                // The probe goes first.
                 continue;
             }
             // A check waits for the server to answer what came before; an analysis needs only
             // a blocking thread (and may come in the middle of a batch).
-            let runnable = match &self.pending {
-                None => false,
-                Some(p) if p.is_analysis() => true,
-                Some(p) if p.is_count() || p.is_query_in_batch() || p.is_resolve_in_batch() => self.count_can_run(),
-                Some(p) if p.is_execute() => self.execute_can_be_judged(),
-                Some(p) if p.is_ended() => false,
-                Some(p) if p.is_copy_end() => !self.copy_unsettled(),
-                Some(p) if p.is_sync_in_copy() => self.copy_start_known(),
-                Some(_) => !self.relay.is_busy(),
-            };
+            let runnable = !copy_waits
+                && match &self.pending {
+                    None => false,
+                    Some(p) if p.is_analysis() => true,
+                    Some(p) if p.is_count() || p.is_query_in_batch() || p.is_resolve_in_batch() => self.count_can_run(),
+                    Some(p) if p.is_execute() => self.execute_can_be_judged(),
+                    Some(p) if p.is_ended() => false,
+                    Some(p) if p.is_copy_end() => !self.copy_unsettled(),
+                    Some(p) if p.is_sync_in_copy() => self.copy_start_known(),
+                    Some(_) => !self.relay.is_busy(),
+                };
             if runnable {
                 // A pre-check reads the server itself (and may leave bytes ready there).
                 client_side.unpark();

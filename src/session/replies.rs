@@ -74,6 +74,9 @@ impl Session {
                 self.relay.on_error(&f);
             }
             b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => {
+                if self.probe_answered(f.tag) {
+                    return Ok(());
+                }
                 if f.tag == b'C' {
                     self.readings.on_tag(f.body());
                 }

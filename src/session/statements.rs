@@ -350,6 +350,16 @@ impl Mirror {
         self.owed.iter().any(|(_, op)| matches!(op, Op::Execute))
     }
 
+    /// Whether a Close of this portal is still owed its reply (`copying`'s probe).
+    pub(super) fn owes_close_of(&self, name: &[u8]) -> bool {
+        self.owed.iter().any(|(_, op)| matches!(op, Op::Close { portal: true, name: n } if n == name))
+    }
+
+    /// Whether the next reply owed ends a Close of this portal (`copying`'s probe).
+    pub(super) fn next_closes(&self, name: &[u8]) -> bool {
+        self.owed.front().is_some_and(|(_, op)| matches!(op, Op::Close { portal: true, name: n } if n == name))
+    }
+
     /// Whether no reply to a forwarded message is owed.
     pub(super) fn nothing_owed(&self) -> bool {
         self.owed.is_empty()

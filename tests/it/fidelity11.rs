@@ -133,28 +133,37 @@ async fn syncs_around_a_copy_are_answered_as_the_server_answers_them() {
 
 /// A message other than the COPY's own sent behind a COPY the server has already ended (a bad
 /// row), before blastwall read the error: judged like any other and, allowed, it runs as it
-/// does directly (after a Query's COPY; after an Execute's, the server skips it to Sync).
+/// does directly (after a Query's COPY; after an Execute's, the server skips it to Sync) —
+/// also one that must be counted (held until the server's error is read, then counted where
+/// it stands), alone or behind another message of the same write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_behind_a_copy_the_server_ended_runs_as_directly() {
     let proxy = proxy_for(COUNT_ALL).await;
     let bad = copy_data("not a number\t1\n");
     let insert = "INSERT INTO parent (id) VALUES (903)";
+    // Each with the number of statements it runs where the server reads it as usual.
     let intruders = [
-        q("SELECT 1"),
-        q(insert),
-        [pbe("SELECT 2"), sync()].concat(),
-        [pbe(insert), sync()].concat(),
-        [p("s", "SELECT 3"), describe(b'S', "s"), sync()].concat(),
+        (q("SELECT 1"), 1),
+        (q(insert), 1),
+        ([pbe("SELECT 2"), sync()].concat(), 1),
+        ([pbe(insert), sync()].concat(), 1),
+        ([p("s", "SELECT 3"), describe(b'S', "s"), sync()].concat(), 0),
+        (q("DELETE FROM parent WHERE id = 150"), 1),
+        (q("UPDATE parent SET v = v + 1 WHERE id > 190"), 1),
+        ([pbe("UPDATE parent SET v = v + 1 WHERE id > 190"), sync()].concat(), 1),
+        ([p("", "DELETE FROM parent WHERE id = 151"), b("", "", &[]), flush(), e("", 0), sync()].concat(), 1),
+        ([q("SELECT 4"), q("DELETE FROM parent WHERE id = 152")].concat(), 2),
     ];
-    for intruder in intruders {
-        for start in [q(COPY), [pbe(COPY), sync()].concat()] {
+    for (intruder, runs) in intruders {
+        // After an Execute's COPY the server skips the intruder up to the Sync behind it.
+        for (start, runs) in [(q(COPY), runs), ([pbe(COPY), sync()].concat(), 0)] {
             let script = [
                 Send(start),
                 Until(b'G', 1),
                 Send([bad.clone(), intruder.clone(), sync()].concat()),
                 Until(b'Z', 1),
                 Send(q("SELECT count(*) FROM parent")),
-                Until(b'C', 1),
+                Until(b'C', runs + 1),
             ];
             same_as_direct(&proxy, &script).await;
         }
