@@ -119,3 +119,32 @@ async fn a_membership_revoked_earlier_in_the_message_leaves_the_name_unresolved(
     assert!(r.codes.is_empty(), "a table's grant made the write unresolved: {r:?}");
     assert_eq!((window(&db, "public.users").await, window(&db, "archive.users").await), (10, 0));
 }
+
+/// M2: a superuser's row writes to system catalogs through blastwall in enforce mode — the
+/// protected sequence reversed in `pg_sequence`, `users` made unlogged in `pg_class`,
+/// `public` renamed in `pg_namespace`, `users`' key triggers switched off in `pg_trigger`
+/// (also in a writable CTE, and with the schema in another case) — are refused
+/// `catalog-write`, and the catalogs are as they were. Reading them runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superusers_catalog_writes_are_refused() {
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let dba = connect(px.port(), "postgres", SUPERUSER_PW, &db).await;
+    for sql in [
+        "UPDATE pg_catalog.pg_sequence SET seqincrement = -1 WHERE seqrelid = 'public.web_user_id_seq'::regclass",
+        "UPDATE PG_CATALOG.pg_class SET relpersistence = 'u' WHERE oid = 'public.users'::regclass",
+        "UPDATE pg_namespace SET nspname = 'public_old' WHERE nspname = 'public'",
+        "UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'public.users'::regclass",
+        "WITH t AS (UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'public.users'::regclass RETURNING 1) SELECT count(*) FROM t",
+    ] {
+        let e = dba.batch_execute(sql).await.expect_err(sql);
+        refused_by(&e, "catalog-write");
+    }
+    let changed = "SELECT (SELECT count(*) FROM pg_sequence WHERE seqincrement <> 1) \
+                   + (SELECT count(*) FROM pg_class WHERE relpersistence = 'u') \
+                   + (SELECT count(*) FROM pg_namespace WHERE nspname = 'public_old') \
+                   + (SELECT count(*) FROM pg_trigger WHERE tgenabled = 'D')";
+    assert_eq!(count(&db, changed).await, 0, "a catalog was written");
+    let n: i64 = dba.query_one("SELECT count(*) FROM pg_catalog.pg_class", &[]).await.unwrap().get(0);
+    assert!(n > 0);
+}
