@@ -150,6 +150,8 @@ impl Guard {
         decision.findings.extend(fk.unwrap_or_default());
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
+        // Rows of a system catalog written by hand (`catalog_write`).
+        decision.findings.extend(super::catalog_write::findings(&statements, view, &policy));
         // Code that may write through another session (`dblink`) cannot be verified.
         decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog));
         info.names.after_judging(&once.into_inner());

@@ -15,6 +15,7 @@ use crate::policy::{self, Action, Decision, Mode, Policy, SessionView};
 use crate::precheck::CheckPlan;
 
 mod analysis;
+mod catalog_write;
 mod copies;
 pub mod cursors;
 mod decide;

@@ -96,6 +96,10 @@ const WORDS: &[(&[u8], u8)] = &[
     (b"role", PATH),
     (b"authorization", PATH),
     (b"import", PATH),
+    // Which schemas a role may use (a membership, a schema's privilege or owner).
+    (b"grant", PATH),
+    (b"revoke", PATH),
+    (b"reassign", PATH),
     (b"rollback", PATH | ENCODING),
     (b"abort", PATH | ENCODING),
     (b"commit", PATH | ENCODING),
@@ -451,7 +455,7 @@ mod tests {
             proptest::sample::select(vec![
                 "FETCH", "declare", "Move", "close", "discard", "search_path", "set_config", "schema",
                 "reset", "role", "authorization", "create", "alter", "drop", "import", "rollback",
-                "abort", "commit", "end", "ends", "fetches", "x", "select",
+                "abort", "commit", "end", "ends", "fetches", "x", "select", "grant", "Revoke", "reassign",
             ]).prop_map(str::to_string),
             "[a-zA-Z_]{1,6}",
             proptest::sample::select(vec![" ", "1", "$", "é", ";", "'", "(", "\n", "_"])

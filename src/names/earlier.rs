@@ -64,7 +64,14 @@ impl Earlier {
         // The common case (a prepared SELECT, INSERT, …) is passed over on its flags alone.
         let call = st.calls_functions || st.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)));
         if !(st.ddl || call || st.transaction_control) {
-            return None;
+            // A role's membership or a schema's owner or privileges changed: any name.
+            return (reach_of_privileges(&st.text) == Some(true)).then(|| Earlier {
+                ord,
+                kind: Kind::Ddl,
+                text: st.text.as_str().into(),
+                names: Arc::from([]),
+                named_only: false,
+            });
         }
         let (first, second) = first_words(st.text.as_bytes());
         let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
@@ -137,6 +144,9 @@ impl Earlier {
             let schema = mentions(&st.text, "schema");
             return (schema || !mentions(&st.text, "on")).then(|| any(st));
         }
+        if is(first, "reassign") {
+            return Some(any(st));
+        }
         if (is(first, "commit") || is(first, "rollback")) && is(second, "prepared") {
             return Some(any(st));
         }
@@ -193,23 +203,72 @@ impl Earlier {
 }
 
 /// Whether a text's statement may redirect names in a way the guard's judgement does not
-/// flag as changing them (a transaction end; an `EXECUTE` of a prepared statement that does):
+/// flag as changing them (a transaction end; an `EXECUTE` of a prepared statement that does;
+/// a `GRANT`, `REVOKE` or `REASSIGN OWNED`: [`reach_of_privileges`]):
 /// read from its first word, with no allocation.
 pub fn may_redirect_unseen(sql: &[u8]) -> bool {
-    const WORDS: &[&[u8]] = &[b"rollback", b"abort", b"commit", b"end", b"prepare", b"execute", b"explain"];
+    const WORDS: &[&[u8]] = &[
+        b"rollback",
+        b"abort",
+        b"commit",
+        b"end",
+        b"prepare",
+        b"execute",
+        b"explain",
+        b"grant",
+        b"revoke",
+        b"reassign",
+    ];
     let (first, _) = first_words(sql);
     WORDS.iter().any(|w| first.eq_ignore_ascii_case(w))
 }
 
 /// Whether a text the guard may pass as harmless concerns other sessions' names
-/// ([`Earlier::for_others`]): `GRANT`, `REVOKE`, `COMMIT PREPARED`, `ROLLBACK PREPARED`; read
-/// from its first words, with no allocation.
+/// ([`Earlier::for_others`]): `GRANT`, `REVOKE`, `REASSIGN OWNED`, `COMMIT PREPARED`,
+/// `ROLLBACK PREPARED`; read from its first words, with no allocation.
 pub fn may_concern_others(sql: &[u8]) -> bool {
     let (first, second) = first_words(sql);
     let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
     is(first, "grant")
         || is(first, "revoke")
+        || is(first, "reassign")
         || (is(first, "commit") || is(first, "rollback")) && is(second, "prepared")
+}
+
+/// What a `GRANT`, `REVOKE` or `REASSIGN OWNED` (the statements the analyzer does not mark
+/// as DDL) may do to what names resolve to (twelfth adversarial pass H1–H3): `None` for any
+/// other statement; `Some(true)` when it may change which schemas a role may use, and so the
+/// schema an unqualified name is found in (the server's lookup skips schemas the role has no
+/// `USAGE` on, and an owner always has it): a role's membership granted or revoked (`GRANT
+/// archivist TO app`, `REVOKE archivist FROM app`: what a member may use through it), a
+/// privilege on a schema, or on every table of one (`… IN SCHEMA`, read as the conservative
+/// side), owners changed (`REASSIGN OWNED`), or a text that does not parse alone here;
+/// `Some(false)` for a privilege on tables, columns, sequences, functions, types, databases
+/// and the rest, which changes no lookup. Read from its first word, then its parse tree.
+pub fn reach_of_privileges(text: &str) -> Option<bool> {
+    use pg_query::protobuf as pb;
+    use pg_query::NodeEnum as N;
+    let (first, _) = first_words(text.as_bytes());
+    if !["grant", "revoke", "reassign"].iter().any(|w| first.eq_ignore_ascii_case(w.as_bytes())) {
+        return None;
+    }
+    if text.len() > 64 << 10 || text.contains('\\') {
+        return Some(true);
+    }
+    let changes = crate::analyze::deep::with_parse(text, pg_query::ParserOptions::DEFAULT, |tree| {
+        let Ok(t) = tree else { return true };
+        let [one] = t.protobuf.stmts.as_slice() else { return true };
+        // A role's membership (`GrantRoleStmt`), owners (`ReassignOwnedStmt`) and anything
+        // else: true.
+        match one.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(N::GrantStmt(g)) => {
+                g.objtype == pb::ObjectType::ObjectSchema as i32
+                    || g.targtype != pb::GrantTargetType::AclTargetObject as i32
+            }
+            _ => true,
+        }
+    });
+    Some(changes)
 }
 
 /// A two-phase statement's gid: `(true, gid)` for `PREPARE TRANSACTION 'gid'`, `(false, gid)`
@@ -366,6 +425,28 @@ mod tests {
         assert!(redirected(std::slice::from_ref(&commit), &[], &name("v")).is_none());
         let sent = Earlier::of(&commit, 1).unwrap();
         assert!(redirected(&[], &[sent], &name("v")).unwrap().starts_with("`COMMIT` (a transaction end"));
+    }
+
+    #[test]
+    fn memberships_owners_and_schema_privileges_may_redirect_any_name() {
+        for sql in [
+            "REVOKE archivist FROM app",
+            "GRANT archivist TO app WITH ADMIN OPTION",
+            "REASSIGN OWNED BY archivist TO migrator",
+            "REVOKE USAGE ON SCHEMA archive FROM app",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA archive TO app",
+        ] {
+            let e = Earlier::of(&st(sql, false, false, false), 2).unwrap_or_else(|| panic!("{sql}"));
+            assert_eq!((e.kind, e.named_only), (Kind::Ddl, false), "{sql}");
+            assert!(e.redirects(&name("users"), true).is_some(), "{sql}");
+            assert!(Earlier::for_others(&st(sql, false, false, false)).is_some(), "{sql}");
+            assert!(may_concern_others(sql.as_bytes()) && may_redirect_unseen(sql.as_bytes()), "{sql}");
+        }
+        for sql in ["GRANT SELECT ON archive.users TO migrator", "REVOKE EXECUTE ON FUNCTION f() FROM app"] {
+            assert_eq!(reach_of_privileges(sql), Some(false), "{sql}");
+            assert!(Earlier::of(&st(sql, false, false, false), 0).is_none(), "{sql}");
+        }
+        assert_eq!(reach_of_privileges("SELECT 1"), None);
     }
 
     #[test]

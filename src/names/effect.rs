@@ -1,6 +1,6 @@
 //! What a text may do to what names resolve to when it runs, read from its words alone (no
 //! parse, no allocation): change them (`SET`/`RESET` of the path, `set_config`, `DISCARD`, a
-//! role, DDL) or end a transaction that may undo such a change. What objects a statement
+//! role, DDL, `GRANT`/`REVOKE`/`REASSIGN OWNED`: which schemas a role may use) or end a transaction that may undo such a change. What objects a statement
 //! mentions may do too is the guard's to say (`guard::hidden`).
 //!
 //! Owns: [`PathEffect`] and reading it from a text. Does not own: following a `SET
@@ -11,7 +11,8 @@
 pub enum PathEffect {
     None,
     /// Change the path (`SET`/`RESET` `search_path` or `SCHEMA`, `set_config`, `DISCARD`),
-    /// the role (`$user`), or the relations (DDL; `DO`, `CALL` and functions are DDL to the
+    /// the role (`$user`), the schemas a role may use (`GRANT`, `REVOKE`, `REASSIGN OWNED`),
+    /// or the relations (DDL; `DO`, `CALL` and functions are DDL to the
     /// guard, which drops every session's answers for them: `Catalog::generation`).
     Change,
     /// End a transaction (or roll back to a savepoint), undoing a `SET LOCAL` or a `SET`.
@@ -33,6 +34,9 @@ pub fn path_effect(text: &[u8]) -> PathEffect {
         b"alter",
         b"drop",
         b"import",
+        b"grant",
+        b"revoke",
+        b"reassign",
     ];
     const END: &[&[u8]] = &[b"rollback", b"abort", b"commit", b"end"];
     // Word bytes, as cut: ASCII letters and digits, `_`, and every non-ASCII byte.
@@ -106,6 +110,9 @@ mod path_effect_tests {
             "alter",
             "drop",
             "import",
+            "grant",
+            "revoke",
+            "reassign",
         ];
         const END: &[&str] = &["rollback", "abort", "commit", "end"];
         let mut effect = PathEffect::None;
@@ -128,7 +135,7 @@ mod path_effect_tests {
                 prop_oneof![
                     proptest::sample::select(vec![
                         "Search_Path", "SET", "schemas", "ROLE", "rolE1", "end", "END;", "ending", "Commit",
-                        "abort", "drop", "dro", "é", "_", "Authorization", "import", "1reset", "reset",
+                        "abort", "drop", "dro", "é", "_", "Authorization", "import", "1reset", "reset", "Revoke", "grant", "reassign",
                         "discard", "alter", "create", "set_config", "rollback", "select",
                     ])
                     .prop_map(String::from),
@@ -169,6 +176,9 @@ mod tests {
             "end",
             "SET ROLE app",
             "CREATE TEMP TABLE users (id int)",
+            "REVOKE archivist FROM app",
+            "grant archivist to app",
+            "REASSIGN OWNED BY archivist TO migrator",
         ] {
             assert!(may_change_path(t.as_bytes()), "{t}");
         }

@@ -13,7 +13,7 @@ use crate::analyze::{RelName, Statement};
 /// the session's path as it is now (`Ok(None)`), or the list a plain `SET [LOCAL] search_path
 /// TO …` earlier in the same message installs (`Ok(Some(list))`); `Err(why)` when a statement
 /// before it may change what names resolve to in a way blastwall cannot follow (any other path
-/// change, DDL, a transaction end that undoes a `SET LOCAL`, a function call, or what the guard
+/// change, DDL, a role's membership or a schema's privileges or owner changed, a transaction end that undoes a `SET LOCAL`, a function call, or what the guard
 /// says of it in `changing`: an object it mentions runs `set_config` or a user function, an
 /// `EXECUTE` or `FETCH` runs a statement that may).
 pub struct Paths(Vec<Result<Option<Vec<String>>, String>>);
@@ -26,6 +26,11 @@ impl Paths {
             out.push(now.clone());
             let unseen = s.calls_functions || !s.opaque.is_empty() || changing.get(i).copied().unwrap_or(false);
             if now.is_err() || !(may_change_path(s.text.as_bytes()) || unseen) {
+                continue;
+            }
+            // A privilege on a table, a function, … changes no lookup (one on a schema, a
+            // role's membership, owners do: not followed).
+            if !unseen && super::earlier::reach_of_privileges(&s.text) == Some(false) {
                 continue;
             }
             // Not parsed when it cannot count as a plain SET anyway (a text too large to parse).
