@@ -151,7 +151,7 @@ impl Guard {
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
         // Code that may write through another session (`dblink`) cannot be verified.
-        decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog));
+        decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog, &cx));
         info.names.after_judging(&once.into_inner());
         if changing.contains(&true) {
             info.names.changed();

@@ -130,6 +130,7 @@ mod readme;
 mod redteam;
 mod relay;
 mod rt10;
+mod rt11;
 mod runs;
 mod sizes;
 mod slices;
