@@ -17,6 +17,7 @@ mod callers;
 mod cascades;
 mod copies;
 mod hidden;
+mod keys;
 pub mod listener;
 mod minted;
 mod taint;

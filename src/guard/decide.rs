@@ -115,6 +115,7 @@ impl Guard {
         // Foreign keys' actions that set protected columns (`fk_assign`).
         let fk = super::fk_assign::findings(
             &decided,
+            &|i, w| crate::names::written_oid(&cx, i, w),
             info.view(),
             &info.database,
             &policy,

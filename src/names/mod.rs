@@ -59,7 +59,7 @@ use path::{effective_key, Paths};
 pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 pub use view::View;
-pub use written::{written, Written};
+pub use written::{written, written_oid, Written};
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);

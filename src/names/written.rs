@@ -43,3 +43,12 @@ pub fn written(cx: &Context<'_>, index: usize, w: &Write) -> Option<Written> {
         None => Written::Unresolved("the catalog was not asked".into()),
     })
 }
+
+/// The relation write `w` of statement `index` names, when known for every run of it: not a
+/// protocol Parse (resolved again at each run), nothing earlier that may redirect it.
+pub fn written_oid(cx: &Context<'_>, index: usize, w: &Write) -> Option<u32> {
+    match written(cx, index, w)? {
+        Written::Oid { oid, persisting: false } => Some(oid),
+        _ => None,
+    }
+}

@@ -186,3 +186,59 @@ async fn a_view_over_a_foreign_table_made_directly_meanwhile_is_refused_once_not
     assert_eq!(snapshot(&owner).await, before);
     proxy.stop().await;
 }
+
+/// A policy whose only table is `public.members`, its column `uid` protected.
+fn members_policy() -> blastwall::policy::Policy {
+    let text = "[[table]]\nname = \"public.members\"\nprotected_columns = [\"uid\"]\n";
+    blastwall::policy::file::compile(&[
+        (std::path::Path::new("policies/default.toml"), blastwall::policy::file::DEFAULT_POLICY),
+        (std::path::Path::new("members.toml"), text),
+    ])
+    .unwrap()
+}
+
+/// README open item: a foreign key's action into a protected column is judged by the relation
+/// the write resolves to (by OID), not every relation of that name: `archive.accounts`, whose
+/// deletion sets `members.uid` to NULL, does not make a DELETE of `public.accounts` refused;
+/// and an `ON DELETE SET NULL (org)` sets only the columns it lists (`members.uid` stays), while
+/// one that sets the whole key (`uid` with it) is refused. Rows read on the server directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_actions_into_a_protected_column_are_judged_by_identity() {
+    let db = fresh_db("fkid");
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; CREATE SCHEMA archive; \
+         CREATE TABLE public.accounts (id bigint PRIMARY KEY); CREATE TABLE archive.accounts (id bigint PRIMARY KEY); \
+         CREATE TABLE pairs (org bigint, uid bigint, PRIMARY KEY (org, uid)); \
+         CREATE TABLE pairs2 (org bigint, uid bigint, PRIMARY KEY (org, uid)); \
+         CREATE TABLE members (org bigint, uid bigint REFERENCES archive.accounts ON DELETE SET NULL, \
+           FOREIGN KEY (org, uid) REFERENCES pairs ON DELETE SET NULL (org), \
+           FOREIGN KEY (org, uid) REFERENCES pairs2 ON DELETE SET NULL); \
+         INSERT INTO public.accounts VALUES (1), (2); INSERT INTO archive.accounts VALUES (1), (2); \
+         INSERT INTO pairs VALUES (10, 1), (10, 2); INSERT INTO pairs2 VALUES (10, 1), (10, 2); \
+         INSERT INTO members VALUES (10, 1), (10, 2);",
+    );
+    let proxy = proxy_with(base_config(), members_policy()).await;
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let members = || count(&db, "SELECT count(*) FROM members WHERE uid IS NOT NULL");
+    c.simple_query("DELETE FROM accounts WHERE id = 1").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM public.accounts").await, 1);
+    for sql in [
+        "DELETE FROM archive.accounts WHERE id = 1",
+        "SET search_path = archive, public; DELETE FROM accounts WHERE id = 1",
+        "DELETE FROM pairs2 WHERE org = 10 AND uid = 1",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        let m = refused_by(&e, "protected-assign");
+        assert!(m.contains("sets protected column uid of public.members"), "{sql}: {m}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM archive.accounts").await, 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM pairs2").await, 2);
+    assert_eq!(members().await, 2);
+    // Only `org` is set to NULL: the protected column stays.
+    c.simple_query("DELETE FROM pairs WHERE org = 10 AND uid = 1").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM members WHERE org IS NULL AND uid = 1").await, 1);
+    assert_eq!(members().await, 2);
+    proxy.stop().await;
+}
