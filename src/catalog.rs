@@ -17,6 +17,7 @@ mod callers;
 mod cascades;
 mod copies;
 mod hidden;
+mod keys;
 pub mod listener;
 mod minted;
 mod taint;
@@ -227,6 +228,22 @@ impl Catalog {
         }
     }
 
+    /// Replaces a policy table's remembered OID `old`, no relation's any more, with `new`, the
+    /// one its name leads to now; its protected columns' attnums are learned again (the new
+    /// table's). Recorded with what it replaces, so that the identities file reads it over the
+    /// older line.
+    fn replace_oid(&self, database: &str, schema: &str, name: &str, old: u32, new: u32) {
+        let key = (database.to_string(), schema.to_string(), name.to_string());
+        self.oids.insert(key.clone(), new);
+        if let Some(mut e) = self.columns.get_mut(&key) {
+            e.attnums.clear();
+            e.learned = None;
+        }
+        self.record(
+            &serde_json::json!({"database": database, "schema": schema, "name": name, "oid": new, "replaces": old}),
+        );
+    }
+
     /// Appends an identity to the identities file, when one is configured.
     fn record(&self, line: &serde_json::Value) {
         let Some(path) = &self.persist else { return };
@@ -250,7 +267,11 @@ impl Catalog {
                 let oid = v.get("oid").and_then(|x| x.as_u64()).and_then(|o| u32::try_from(o).ok());
                 let attnum = v.get("attnum").and_then(|x| x.as_i64());
                 let (Some(db), Some(schema), Some(name)) = (s("database"), s("schema"), s("name")) else { continue };
-                if let Some(oid) = oid {
+                if let (Some(oid), true) = (oid, v.get("replaces").is_some()) {
+                    let key = (db, schema, name);
+                    self.oids.insert(key.clone(), oid);
+                    self.columns.remove(&key);
+                } else if let Some(oid) = oid {
                     self.oids.entry((db, schema, name)).or_insert(oid);
                 } else if let (Some(column), Some(attnum)) = (s("column"), attnum) {
                     let mut e = self.columns.entry((db, schema, name)).or_default();
@@ -291,10 +312,15 @@ impl Catalog {
         asked: crate::names::Asked,
     ) {
         let ids = crate::names::identities_answer(policy, rows, asked);
-        for (t, oids) in policy.tables.iter().zip(&ids.oids) {
-            // With nothing remembered, the only OID in the answer is the one the name has now.
-            if let (None, [o]) = (self.oid_of(database, &t.schema, &t.name), oids.as_slice()) {
-                self.learn_oid(database, &t.schema, &t.name, *o);
+        for ((t, oids), gone) in policy.tables.iter().zip(&ids.oids).zip(&ids.gone) {
+            // With nothing remembered, the only OID in the answer is the one the name has now;
+            // with a remembered one that no relation has any more (dropped), the one the name
+            // has now replaces it (a table dropped and created again keeps its rules once it
+            // is renamed).
+            match (self.oid_of(database, &t.schema, &t.name), oids.as_slice()) {
+                (None, [o]) => self.learn_oid(database, &t.schema, &t.name, *o),
+                (Some(r), [o]) if r == *gone && r != *o => self.replace_oid(database, &t.schema, &t.name, r, *o),
+                _ => {}
             }
         }
         self.identities.insert(database.to_string(), std::sync::Arc::new(ids));

@@ -57,6 +57,9 @@ pub struct Assign {
     /// (OID, schema, name) of the table, then of its ancestors (a partition's rows are its
     /// parent's).
     pub table: Vec<(u32, String, String)>,
+    /// The OID of the relation written that fires it (a name is asked for every relation so
+    /// called: only the one the name resolves to fires; 0: not said, any).
+    pub written: u32,
 }
 
 /// A protected column of a policy table that a write's foreign-key actions set.
@@ -255,6 +258,8 @@ pub(super) fn column() -> String {
     // the way (`top`, in the written relation: an UPDATE that sets none of them fires
     // nothing) and that key's name (`topcon`). Only the keys whose referenced columns change
     // act (`confkey && cols`); every value comes from a finite set, so the recursion ends.
+    // `seed`: the relation of that name written (each relation so called is a start of its
+    // own). An `ON DELETE SET NULL`/`SET DEFAULT` sets the columns it lists (`keys`).
     // A view written (before any key acted) writes the relations its rule reads: followed,
     // with `top` = `*` (its columns' names need not be theirs: any UPDATE of it may fire).
     let text = |v: &str| format!("'{v}'::pg_catalog.text");
@@ -262,14 +267,15 @@ pub(super) fn column() -> String {
     let action = format!("(CASE WHEN r.ev{eq}{u} THEN k.confupdtype ELSE k.confdeltype END)", u = text("u"));
     format!(
         "(WITH RECURSIVE \
-           r(first, rel, ev, acted, cols, top, topcon, via, how) AS (\
+           r(first, rel, ev, acted, cols, top, topcon, via, how, seed) AS (\
              SELECT e.ev, s.oid, e.ev, false, NULL::pg_catalog.int2[], NULL::pg_catalog.text[] COLLATE pg_catalog.\"C\", NULL::pg_catalog.text COLLATE pg_catalog.\"C\", \
-               NULL::pg_catalog.oid, NULL::pg_catalog.text \
+               NULL::pg_catalog.oid, NULL::pg_catalog.text, s.oid \
                FROM pg_catalog.pg_class s CROSS JOIN (VALUES ({u}), ({d})) e(ev) WHERE s.relname{eq}c.relname \
              UNION \
-             SELECT r.first, n.rel, n.ev, n.acted OR r.acted, n.cols, n.top, n.topcon, n.via, n.how FROM r CROSS JOIN LATERAL (\
+             SELECT r.first, n.rel, n.ev, n.acted OR r.acted, n.cols, n.top, n.topcon, n.via, n.how, r.seed FROM r CROSS JOIN LATERAL (\
                SELECT k.conrelid, CASE WHEN r.ev{eq}{d} AND k.confdeltype{eq}{c} THEN {d} ELSE {u} END, true, \
-                 CASE WHEN r.ev{eq}{d} AND k.confdeltype{eq}{c} THEN NULL::pg_catalog.int2[] ELSE k.conkey END, \
+                 CASE WHEN r.ev{eq}{d} AND k.confdeltype{eq}{c} THEN NULL::pg_catalog.int2[] \
+                   WHEN r.ev{eq}{d} THEN {set_columns} ELSE k.conkey END, \
                  COALESCE(r.top, (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum) \
                    FROM pg_catalog.pg_attribute a WHERE a.attrelid{eq}r.rel AND a.attnum{eq}ANY (k.confkey))), \
                  COALESCE(r.topcon, k.conname::pg_catalog.text), k.oid, \
@@ -297,8 +303,8 @@ pub(super) fn column() -> String {
            up(first, rel) AS (\
              SELECT r.first, r.rel FROM r WHERE r.acted \
              UNION SELECT up.first, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid{eq}up.rel), \
-           fk(first, rel, cols, top, topcon, via, how) AS (\
-             SELECT DISTINCT r.first, r.rel, r.cols, r.top, r.topcon, r.via, r.how FROM r \
+           fk(first, rel, cols, top, topcon, via, how, seed) AS (\
+             SELECT DISTINCT r.first, r.rel, r.cols, r.top, r.topcon, r.via, r.how, r.seed FROM r \
              WHERE r.via IS NOT NULL AND r.ev{eq}{u}), \
            anc(rel, a) AS (\
              SELECT DISTINCT fk.rel, fk.rel FROM fk \
@@ -316,8 +322,9 @@ pub(super) fn column() -> String {
                  AND NOT a.attisdropped), \
              (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(t.oid, n.nspname, t.relname) ORDER BY t.oid{eq}fk.rel DESC) \
                FROM anc JOIN pg_catalog.pg_class t ON t.oid{eq}anc.a JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace \
-               WHERE anc.rel{eq}fk.rel)) \
+               WHERE anc.rel{eq}fk.rel), fk.seed) \
            FROM fk JOIN pg_catalog.pg_constraint k ON k.oid{eq}fk.via) q)",
+        set_columns = super::keys::set_columns("k"),
         u = text("u"),
         d = text("d"),
         a = text("a"),
@@ -370,7 +377,8 @@ fn oid(v: Option<&serde_json::Value>) -> Option<u32> {
 }
 
 /// A row `[kind, constraint, action, first constraint, [fires on], [columns], [[oid, schema,
-/// name], …]]` (the table first, then its ancestors).
+/// name], …], written oid]` (the table first, then its ancestors; the relation written whose
+/// write fires it).
 fn assign(row: &serde_json::Value) -> Option<Assign> {
     let text = |i: usize| row.get(i)?.as_str().map(str::to_string);
     let names = |i: usize| -> Option<Vec<String>> {
@@ -392,6 +400,7 @@ fn assign(row: &serde_json::Value) -> Option<Assign> {
         fires_on: names(4)?,
         columns: names(5)?,
         table,
+        written: oid(row.get(7)).unwrap_or(0),
     };
     (!a.table.is_empty()).then_some(a)
 }
@@ -417,6 +426,7 @@ mod tests {
             fires_on: vec!["k".into()],
             columns: vec!["id".into()],
             table: vec![users],
+            written: 0,
         };
         assert_eq!(a.on_update.assigns, vec![by]);
         assert_eq!(

@@ -70,6 +70,8 @@ pub struct HiddenCallers {
     temp_schemas: Vec<String>,
     /// The functions that run SQL in another session, `extension.function`, sorted (`remote`).
     remote: Vec<String>,
+    /// The relations a write to which reaches a foreign table, (OID, name), sorted (`remote`).
+    foreign: Vec<(u32, String)>,
 }
 
 impl HiddenCallers {
@@ -249,6 +251,9 @@ impl HiddenCallers {
         let (Some(Some(name)), Some(Some(kind))) = (r.first(), r.get(1)) else { return };
         if kind == "x" {
             return self.add_remote(name, r.get(2).cloned().flatten());
+        }
+        if kind == "y" {
+            return self.add_foreign(name, r.get(2).cloned().flatten());
         }
         if kind == "t" {
             if let Ok(oid) = name.parse::<u32>() {

@@ -44,6 +44,7 @@ fn every_catalog_question_is_qualified() {
         crate::names::relations_query(&["public.users".into(), "users".into(), "a\u{1}b\u{2}users".into()]),
         crate::names::constraint_query("public.users", "users_email_key"),
         crate::names::identities_query(&crate::demo::incident_policy().unwrap(), &|_, _| Some(1)),
+        hidden_callers_query(),
     ] {
         assert_eq!(unqualified(&sql), Vec::<String>::new(), "{sql}");
     }
@@ -114,4 +115,33 @@ fn assumed_columns_stay_with_their_judgement() {
     assert_eq!(names, vec![("id".to_string(), "id".to_string()), ("id".to_string(), "uid".to_string())]);
     assert_eq!(c.columns_of("db", "public", "users"), None, "nothing shared was learned");
     assert_eq!(Assumed::default().columns_of(&c, "db", "public", "users"), None);
+}
+
+/// A policy table dropped and created again: an identities answer that says the remembered OID
+/// is no relation's any more replaces it with the one the name has now (and forgets the old
+/// table's attnums), in memory and in the identities file, read back over the older lines.
+#[test]
+fn a_dropped_policy_tables_successor_replaces_its_oid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ids.jsonl");
+    let policy = crate::demo::incident_policy().unwrap();
+    let mut c = Catalog::default();
+    c.persist_to(file.clone());
+    c.learn_oid("db", "public", "users", 100);
+    let protected: std::collections::BTreeSet<String> = ["id".to_string()].into();
+    let col = |n: &str, a: &str| vec![Some(n.to_string()), Some(a.to_string())];
+    c.learn_columns("db", "public", "users", &protected, &[col("id", "1")]);
+    let row = |k: &str, oid: &str| vec![Some(k.into()), Some("0".into()), Some(oid.into()), Some("users".into())];
+    // The remembered table still exists: another table called so now does not replace it.
+    c.learn_identities("db", &policy, &[row("t", "200"), row("t", "100")], (0, 0));
+    assert_eq!(c.oid_of("db", "public", "users"), Some(100));
+    c.learn_identities("db", &policy, &[row("t", "200"), row("g", "100")], (0, 0));
+    assert_eq!(c.oid_of("db", "public", "users"), Some(200));
+    assert_eq!(c.columns_of("db", "public", "users"), None);
+    c.learn_columns("db", "public", "users", &protected, &[col("x", "1"), col("id", "2")]);
+    let mut again = Catalog::default();
+    again.persist_to(file);
+    assert_eq!(again.oid_of("db", "public", "users"), Some(200));
+    again.learn_columns("db", "public", "users", &protected, &[col("uid", "2"), col("id", "3")]);
+    assert_eq!(again.columns_of("db", "public", "users"), Some(vec![("id".into(), "uid".into())]));
 }

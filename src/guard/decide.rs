@@ -115,6 +115,7 @@ impl Guard {
         // Foreign keys' actions that set protected columns (`fk_assign`).
         let fk = super::fk_assign::findings(
             &decided,
+            &|i, w| crate::names::written_oid(&cx, i, w),
             info.view(),
             &info.database,
             &policy,
@@ -153,7 +154,7 @@ impl Guard {
         // Rows of a system catalog written by hand (`catalog_write`).
         decision.findings.extend(super::catalog_write::findings(&statements, view, &policy));
         // Code that may write through another session (`dblink`) cannot be verified.
-        decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog));
+        decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog, &cx));
         info.names.after_judging(&once.into_inner());
         if changing.contains(&true) {
             info.names.changed();

@@ -2,8 +2,10 @@
 //! `users.id REFERENCES people ON UPDATE CASCADE` moves users' ids as surely as
 //! `UPDATE users SET id = …` does, and is judged by the same rule (`protected-assign`), naming
 //! the key, the table it changes and why. So are `ON UPDATE`/`ON DELETE SET NULL` and
-//! `SET DEFAULT` into a protected column, and chains of keys (`a` → `b ON UPDATE CASCADE` →
-//! `users.id`).
+//! `SET DEFAULT` into a protected column (only the columns an `ON DELETE SET NULL (col, …)`
+//! lists), and chains of keys (`a` → `b ON UPDATE CASCADE` → `users.id`) — those of the
+//! relation the write's name resolves to on the session (by OID; where it cannot be resolved,
+//! every relation of that name).
 //!
 //! Owns: which catalog answers a message's writes need for it, and its findings. Does not own:
 //! what the keys reach (`catalog::cascades`) or the rule's other half (`policy`: a `SET` in the
@@ -29,8 +31,11 @@ fn matters(policy: &Policy) -> bool {
 
 /// The findings of a message's writes whose keys' actions set protected columns; `Err`: the
 /// catalog must be asked first (what a relation name's keys reach, a table's column names).
+/// `resolved`: the relation a write names, when known (`names::written_oid`): only its keys
+/// act, not those of another schema's relation of that name.
 pub(super) fn findings(
     statements: &[Statement],
+    resolved: &dyn Fn(usize, &Write) -> Option<u32>,
     who: SessionView<'_>,
     db: &str,
     policy: &Policy,
@@ -42,7 +47,7 @@ pub(super) fn findings(
     }
     let columns = |t: &TablePolicy| assumed.columns_of(catalog, db, &t.schema, &t.name);
     let (mut found, mut questions) = (Vec::new(), Vec::new());
-    for st in statements {
+    for (i, st) in statements.iter().enumerate() {
         for w in &st.writes {
             let (Some(delete), Some(target)) = (kind(w), &w.target) else { continue };
             let question =
@@ -53,7 +58,9 @@ pub(super) fn findings(
                         Question::Columns { schema: t.schema.clone(), table: t.name.clone() }
                     }
                     Some(Ok(hits)) => {
-                        found.extend(hits.iter().filter_map(|h| finding(h, w, delete, st, who, policy)));
+                        let oid = resolved(i, w);
+                        let fired = |h: &&AssignedColumn| h.by.written == 0 || oid.is_none_or(|o| o == h.by.written);
+                        found.extend(hits.iter().filter(fired).filter_map(|h| finding(h, w, delete, st, who, policy)));
                         continue;
                     }
                 };

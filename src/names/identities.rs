@@ -33,6 +33,10 @@ pub struct Identities {
     key: Vec<(String, String)>,
     /// Per policy table: the OIDs it is known by (its name now; the OID first seen).
     pub oids: Vec<Vec<u32>>,
+    /// Per policy table: the OID remembered for it when asked, if no relation has it any more
+    /// (dropped), else 0: the one its name leads to now takes its place
+    /// (`Catalog::learn_identities`).
+    pub gone: Vec<u32>,
     /// Per policy table: the names it is called by now, each with how ([`OWN`]: its own;
     /// [`RELATIVE`]: a view's over it, a child's, a view's over those; [`PARENT`]: an
     /// inheritance parent's).
@@ -96,6 +100,7 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let mut oids = vec![Vec::new(); n];
     let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
     let mut ddl_functions = true;
+    let mut gone = vec![0; n];
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
         if get(0) == Some("f") {
@@ -108,6 +113,10 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
             continue;
         };
         if i >= n {
+            continue;
+        }
+        if kind == "g" {
+            gone[i] = oid;
             continue;
         }
         if kind == "t" && !oids[i].contains(&oid) {
@@ -126,6 +135,7 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     Identities {
         key: policy.tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect(),
         oids,
+        gone,
         relnames,
         learned: Instant::now(),
         asked,

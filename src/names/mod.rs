@@ -28,7 +28,8 @@
 //! in submodules, the policy tables' identities and what stands in for them in the middle of
 //! a batch (`identities`), the session's cache (`session`), what a text may do to names
 //! (`effect`), a path set earlier in the message (`path`), statements that may redirect a name
-//! (`earlier`), what DDL among them can reach (`ddl`) and the SQL (`sql`).
+//! (`earlier`), what DDL among them can reach (`ddl`), what a written name leads to for other
+//! questions than the policy tables' (`written`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -46,6 +47,7 @@ pub mod rights;
 mod session;
 mod sql;
 mod view;
+mod written;
 pub use earlier::{
     keep, may_concern_others, may_redirect_unseen, redirected_by_others, two_phase, Earlier, Kind as EarlierKind,
 };
@@ -57,6 +59,7 @@ use path::{effective_key, Paths};
 pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 pub use view::View;
+pub use written::{written, written_oid, Written};
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);

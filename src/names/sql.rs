@@ -16,8 +16,10 @@ const EQ: &str = " OPERATOR(pg_catalog.=) ";
 /// and the remembered one if it still exists, and `v, index, oid, relname` for each relation
 /// a write to which may reach it: a view whose rule reads it or such a relation (at any
 /// depth), its inheritance parents and children, and views over those (`p` instead of `v` for
-/// its parents: `ONLY parent` does not reach it); and one row `f, 0, true|false, ''`: whether
-/// a function of the database may itself run DDL ([`ddl_functions`]).
+/// its parents: `ONLY parent` does not reach it); `g, index, oid, ''` when the remembered OID
+/// is no longer any relation's (the table was dropped: one its name leads to now is its
+/// successor); and one row `f, 0, true|false, ''`: whether a function of the database may
+/// itself run DDL ([`ddl_functions`]).
 pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Option<u32>) -> String {
     let values: Vec<String> = policy
         .tables
@@ -55,6 +57,9 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
          UNION ALL \
          SELECT DISTINCT CASE r.dir WHEN 2 THEN 'p' ELSE 'v' END::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
          FROM r JOIN pg_catalog.pg_class c ON c.oid{EQ}r.oid WHERE r.dir OPERATOR(pg_catalog.<>) 0 \
+         UNION ALL SELECT 'g'::pg_catalog.text, p.i::pg_catalog.text, p.r::pg_catalog.text, ''::pg_catalog.text FROM p \
+           WHERE p.r OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
+             AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{EQ}p.r) \
          UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text",
         values = values.join(", "),
         functions = ddl_functions(),

@@ -131,6 +131,7 @@ mod readme;
 mod redteam;
 mod relay;
 mod rt10;
+mod rt11;
 mod rt12;
 mod runs;
 mod sizes;
