@@ -3,11 +3,14 @@
 //! otherwise wait for, and after 5 seconds cancel, every other session's write to `users`.
 //!
 //! Whether the role may run it is asked on its own session (`names::rights`), which is only
-//! sound when nothing of the session runs between that question and the DDL: so the waits
-//! are skipped only for one message, judged when the server had answered everything the
-//! session sent before, whose first statement is the DDL (if the server refuses that one, it
-//! runs nothing after it in the message), and only when that message's DDL is the only one
-//! whose waits are pending. Anything else waits as before. What the message publishes stays
+//! sound when nothing of the session runs between that question and the DDL that may change
+//! the answer: so the waits are skipped only for one message, judged when the server had
+//! answered everything the session sent before, whose first DDL comes first or after
+//! statements that change neither the role nor what names lead to (`BEGIN`/`START
+//! TRANSACTION`, `SET`/`RESET` of a setting other than `role`, `session_authorization`,
+//! `search_path`; [`neutral`]) (if the server refuses that DDL, it runs nothing after it in
+//! the message), and only when that message's DDL is the only one whose waits are pending.
+//! Anything else waits as before. What the message publishes stays
 //! published until its answer either way: other sessions' writes judged meanwhile are judged
 //! with it (it may have run).
 //!
@@ -33,8 +36,9 @@ impl First {
         if !waits {
             return;
         }
+        let first = statements.iter().position(|st| Earlier::for_others(st).is_some());
         let this =
-            statements.first().filter(|st| quiet && Earlier::for_others(st).is_some()).map(|st| (ord, st.text.clone()));
+            first.filter(|i| quiet && statements[..*i].iter().all(neutral)).map(|i| (ord, statements[i].text.clone()));
         match (&self.message, this) {
             (Some(m), Some(t)) if *m == t => {}
             (None, Some(t)) if none_before && !self.mixed => self.message = Some(t),
@@ -59,11 +63,84 @@ impl First {
     }
 }
 
+/// Whether a statement before the DDL leaves what the role may do, and what the DDL's names
+/// lead to, as the question saw them: `BEGIN`/`START TRANSACTION`, or `SET`/`RESET` of one
+/// setting other than `role`, `session_authorization` and `search_path` (not `RESET ALL`).
+fn neutral(st: &Statement) -> bool {
+    use pg_query::protobuf::{TransactionStmtKind as T, VariableSetKind as V};
+    use pg_query::NodeEnum as N;
+    if st.calls_functions || !st.opaque.is_empty() || !st.writes.is_empty() || st.ddl || st.text.contains('\\') {
+        return false;
+    }
+    crate::analyze::deep::with_parse(&st.text, pg_query::ParserOptions::DEFAULT, |tree| {
+        let Ok(t) = tree else { return false };
+        let [one] = t.protobuf.stmts.as_slice() else { return false };
+        match one.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(N::TransactionStmt(x)) => x.kind == T::TransStmtBegin as i32 || x.kind == T::TransStmtStart as i32,
+            Some(N::VariableSetStmt(v)) => {
+                let name = v.name.to_ascii_lowercase();
+                v.kind != V::VarResetAll as i32
+                    && !name.is_empty()
+                    && !["role", "session_authorization", "search_path"].contains(&name.as_str())
+            }
+            _ => false,
+        }
+    })
+}
+
 impl super::Db {
     /// Whether DDL of a session other than `me` (or of a prepared transaction) is open: it may
     /// change what `me`'s role may do before `me`'s DDL runs.
     pub fn open_elsewhere(&self, me: u64) -> bool {
         let s = self.lock();
         s.ddl.iter().any(|(id, ..)| *id != me) || !s.prepared.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::statements;
+    use super::*;
+
+    fn skips(sql: &str) -> Option<String> {
+        let mut f = First::default();
+        f.judged(&statements(sql), true, 3, true, true);
+        f.take().map(|(_, text)| text)
+    }
+
+    #[test]
+    fn the_first_ddl_after_statements_that_change_nothing_it_depends_on_is_asked_about() {
+        let rename = "ALTER TABLE notes RENAME TO old_notes";
+        assert_eq!(skips(rename).as_deref(), Some(rename));
+        for before in [
+            "BEGIN",
+            "START TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET lock_timeout = '5s'",
+            "SET LOCAL statement_timeout = 0",
+            "RESET lock_timeout",
+        ] {
+            assert_eq!(skips(&format!("{before}; {rename}")).as_deref(), Some(rename), "{before}");
+        }
+        for before in [
+            "SET ROLE migrator",
+            "SET SESSION AUTHORIZATION migrator",
+            "SET search_path = archive",
+            "RESET ALL",
+            "RESET role",
+            "SELECT set_config('role', 'migrator', false)",
+            "SELECT 1",
+            "DELETE FROM notes WHERE id = 1",
+            "COMMIT",
+            "ROLLBACK TO SAVEPOINT s",
+        ] {
+            assert_eq!(skips(&format!("{before}; {rename}")), None, "{before}");
+        }
+        // DDL first: the one asked about (refused, nothing after it runs).
+        let owner = "ALTER TABLE notes OWNER TO trust_user";
+        assert_eq!(skips(&format!("{owner}; {rename}")).as_deref(), Some(owner));
+        // Not quiet: something sent before is unanswered.
+        let mut f = First::default();
+        f.judged(&statements(rename), false, 3, true, true);
+        assert!(f.take().is_none());
     }
 }

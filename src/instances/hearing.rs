@@ -113,12 +113,18 @@ impl Worker {
             s.link = Some(link.clone());
             s.joined = false;
             s.syncing.clear();
-            self.peers.end_remote(&mut s, |_| true);
         }
         let present = match presence(&link).await {
             Ok(p) => p,
             Err(e) => return tracing::warn!(error = %e, "cannot ask which blastwall instances are live"),
         };
+        {
+            // The live instances say again what they have open; the others' may still run.
+            let mut s = self.peers.lock();
+            self.peers.end_remote(&mut s, |(pid, _)| present.contains(pid));
+            self.peers.orphan_remote(&mut s, |_| true);
+        }
+        self.orphans(&link).await;
         // The prepared transactions already there are held open before writes are judged
         // without the others' DDL.
         if let Err(e) = self.prepared(&link).await {
@@ -198,13 +204,33 @@ impl Worker {
             }
             s.syncing.retain(|p| present.contains(p));
             self.peers.join(&mut s);
-            self.peers.end_remote(&mut s, |(pid, _)| !present.contains(pid))
+            self.peers.orphan_remote(&mut s, |(pid, _)| !present.contains(pid))
         };
         self.peers.changed.notify_waiters();
         if gone {
             self.shared.guard.catalog.forget(&self.database);
         }
+        self.orphans(link).await;
         Some(present)
+    }
+
+    /// Gone instances' DDL whose session's backend no longer runs ends (asked of the server
+    /// while there is any; not answered, it stays).
+    async fn orphans(&self, link: &Link) {
+        let backends: Vec<i32> = self.peers.lock().orphans.iter().map(|(_, b)| *b).collect();
+        if backends.is_empty() {
+            return;
+        }
+        let sql = "SELECT pid FROM pg_catalog.pg_stat_activity WHERE pid OPERATOR(pg_catalog.=) ANY ($1)";
+        let Ok(rows) = link.client.query(sql, &[&backends]).await else { return };
+        let running: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        let ended = {
+            let mut s = self.peers.lock();
+            self.peers.end_orphans(&mut s, &running)
+        };
+        if ended {
+            self.shared.guard.catalog.forget(&self.database);
+        }
     }
 
     async fn heard(&self, pid: i32, said: Said) {
@@ -219,10 +245,10 @@ impl Worker {
                 }
                 self.peers.changed.notify_waiters();
             }
-            Said::Begin { s, k, ddl } if self.is_live(&link, pid).await => {
+            Said::Begin { s, k, ddl, b } if self.is_live(&link, pid).await => {
                 let waits = {
                     let mut st = self.peers.lock();
-                    self.peers.register(&mut st, (pid, s), &ddl)
+                    self.peers.register(&mut st, (pid, s), &ddl, b)
                 };
                 let (shared, peers) = (self.shared.clone(), self.peers.clone());
                 tokio::spawn(async move {
@@ -237,8 +263,8 @@ impl Worker {
             }
             Said::Prepared { s, gid } => {
                 let mut st = self.peers.lock();
-                if let Some(id) = st.remote.remove(&(pid, s)) {
-                    self.peers.db.prepare(id, gid);
+                if let Some(r) = st.remote.remove(&(pid, s)) {
+                    self.peers.db.prepare(r.id, gid);
                 }
             }
             Said::End { s } => {
@@ -256,7 +282,7 @@ impl Worker {
                     let mut st = self.peers.lock();
                     let open = st.mine.values_mut().map(|a| {
                         a.told = true;
-                        Said::Open { to: pid, s: a.tx, ddl: a.ddl.clone() }
+                        Said::Open { to: pid, s: a.tx, ddl: a.ddl.clone(), b: a.backend }
                     });
                     open.collect()
                 };
@@ -272,10 +298,10 @@ impl Worker {
                 }
                 self.peers.changed.notify_waiters();
             }
-            Said::Open { to, s, ddl } if to == link.pid => {
+            Said::Open { to, s, ddl, b } if to == link.pid => {
                 let mut st = self.peers.lock();
                 if st.syncing.contains(&pid) {
-                    self.peers.register(&mut st, (pid, s), &ddl);
+                    self.peers.register(&mut st, (pid, s), &ddl, b);
                 }
             }
             Said::Synced { to } if to == link.pid => {
@@ -296,7 +322,7 @@ impl Worker {
         }
         let busy = {
             let s = self.peers.lock();
-            !(s.remote.is_empty() && s.syncing.is_empty() && s.waiting.is_empty())
+            !(s.remote.is_empty() && s.syncing.is_empty() && s.waiting.is_empty() && s.orphans.is_empty())
         };
         if busy {
             self.refresh(&link).await;

@@ -18,7 +18,11 @@
 //!   instance puts it in its own registry as another session's open DDL (writes judged
 //!   meanwhile see it), waits for its own writes judged before it that the DDL may redirect
 //!   (`inflight`'s wait, cancel and end), then answers `ack`. It takes it out at `end` from
-//!   the same backend, or when that backend is no longer live.
+//!   the same backend, or once that instance is no longer live and the server backend of the
+//!   session that sent the DDL (named in `begin`) is gone too: the server runs what it
+//!   received to its end, and commits it, until it next writes to the gone client. At a
+//!   `PREPARE TRANSACTION` the instance says `prepared` instead of `end`, and the DDL stays
+//!   open under its gid (`inflight::prepared`), whatever becomes of that instance.
 //! - **Joining**: until an instance's listening connection has heard, from every instance live
 //!   when it started listening, which DDL they have open (`hello`, answered by `open` per
 //!   session and `synced`), its writes are judged as if another session's DDL that may change
@@ -71,10 +75,14 @@ const MAX_PAYLOAD: usize = 7900;
 #[serde(tag = "m", rename_all = "lowercase")]
 pub(crate) enum Said {
     /// Session `s` sent DDL: answer `ack` with `k` once your writes it may redirect are done.
+    /// `b`: the session's backend pid (its DDL may still commit after this instance is gone,
+    /// while that backend runs).
     Begin {
         s: u64,
         k: u64,
         ddl: Vec<Ddl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b: Option<i32>,
     },
     Ack {
         to: i32,
@@ -96,6 +104,8 @@ pub(crate) enum Said {
         to: i32,
         s: u64,
         ddl: Vec<Ddl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b: Option<i32>,
     },
     Synced {
         to: i32,
@@ -111,8 +121,8 @@ impl Said {
         // Too many names: any name, which is what they may change at most.
         let any = vec![Ddl::any()];
         let smaller = match self {
-            Said::Begin { s, k, .. } => Said::Begin { s: *s, k: *k, ddl: any },
-            Said::Open { to, s, .. } => Said::Open { to: *to, s: *s, ddl: any },
+            Said::Begin { s, k, b, .. } => Said::Begin { s: *s, k: *k, ddl: any, b: *b },
+            Said::Open { to, s, b, .. } => Said::Open { to: *to, s: *s, ddl: any, b: *b },
             other => other.clone(),
         };
         serde_json::to_string(&smaller).unwrap_or_default()
@@ -203,7 +213,10 @@ struct State {
     /// Announcements waiting for answers: token → instances that have not answered.
     waiting: HashMap<u64, Vec<i32>>,
     /// Other instances' transactions with DDL open: (pid, transaction) → this registry's session.
-    remote: HashMap<(i32, u64), u64>,
+    remote: HashMap<(i32, u64), Remote>,
+    /// Those of instances gone whose session's backend may still run (and commit): this
+    /// registry's session and that backend's pid.
+    orphans: Vec<(u64, i32)>,
     /// This instance's sessions with DDL announced and open: the number their transaction is
     /// announced under (a new one for each: an `end` that comes late ends only its own), and
     /// what was announced.
@@ -211,10 +224,19 @@ struct State {
     next: u64,
 }
 
+/// Another instance's transaction with DDL open, in this registry.
+struct Remote {
+    id: u64,
+    /// Its session's backend pid, when it was said.
+    backend: Option<i32>,
+}
+
 /// A session's transaction with DDL announced.
 struct Announced {
     /// The number it is announced under.
     tx: u64,
+    /// The session's backend pid.
+    backend: Option<i32>,
     ddl: Vec<Ddl>,
     /// Whether another instance was told (else its end is not said).
     told: bool,
@@ -296,10 +318,10 @@ impl Peers {
         }
     }
 
-    /// Announces session `session`'s DDL `ddl` to the other live instances and waits until
-    /// each has answered (its writes the DDL may redirect are done). `Err`: why the DDL must
-    /// not be forwarded.
-    pub async fn announce(&self, session: u64, ddl: &[Earlier]) -> Result<(), String> {
+    /// Announces session `session`'s DDL `ddl` (sent on backend `backend`) to the other live
+    /// instances and waits until each has answered (its writes the DDL may redirect are done).
+    /// `Err`: why the DDL must not be forwarded.
+    pub async fn announce(&self, session: u64, backend: Option<i32>, ddl: &[Earlier]) -> Result<(), String> {
         let (link, tx, k, new) = {
             let mut s = self.lock();
             let Some(link) = s.link.clone().filter(|_| s.joined) else {
@@ -309,7 +331,8 @@ impl Peers {
             };
             s.next += 1;
             let fresh = s.next;
-            let a = s.mine.entry(session).or_insert_with(|| Announced { tx: fresh, ddl: Vec::new(), told: false });
+            let a =
+                s.mine.entry(session).or_insert_with(|| Announced { tx: fresh, backend, ddl: Vec::new(), told: false });
             let new: Vec<Ddl> = ddl.iter().map(Ddl::of).filter(|d| !a.ddl.contains(d)).collect();
             if new.is_empty() {
                 return Ok(());
@@ -336,7 +359,7 @@ impl Peers {
         }
         // Taken out however this ends (the session may be dropped while it waits).
         let _asked = Asked { peers: self, k };
-        say(&link, &[Said::Begin { s: tx, k, ddl: new }]).await.map_err(fail)?;
+        say(&link, &[Said::Begin { s: tx, k, ddl: new, b: backend }]).await.map_err(fail)?;
         self.answered(k, link.pid).await
     }
 
@@ -397,13 +420,13 @@ impl Peers {
 
     /// Registers another instance's session's DDL as open in this registry; the sessions whose
     /// writes it must wait for.
-    fn register(&self, s: &mut State, from: (i32, u64), ddl: &[Ddl]) -> Vec<u64> {
+    fn register(&self, s: &mut State, from: (i32, u64), ddl: &[Ddl], backend: Option<i32>) -> Vec<u64> {
         let id = match s.remote.get(&from) {
-            Some(id) => *id,
+            Some(r) => r.id,
             None => {
                 s.next += 1;
                 let id = REMOTE + s.next;
-                s.remote.insert(from, id);
+                s.remote.insert(from, Remote { id, backend });
                 id
             }
         };
@@ -413,13 +436,47 @@ impl Peers {
 
     /// Takes out the other instances' sessions that `gone` says are over; whether any was.
     fn end_remote(&self, s: &mut State, gone: impl Fn(&(i32, u64)) -> bool) -> bool {
-        let ended: Vec<(i32, u64)> = s.remote.keys().filter(|k| gone(k)).copied().collect();
-        for k in &ended {
-            if let Some(id) = s.remote.remove(k) {
-                self.db.transaction_ended(id);
+        self.leave_remote(s, gone, false)
+    }
+
+    /// The other instances' sessions of instances that `gone` says are gone: over, but those
+    /// whose backend is known stay open as orphans until that backend is gone too
+    /// ([`Peers::end_orphans`]): the server runs what it received to its end (and commits it)
+    /// until it next writes to the gone client. Whether any ended.
+    fn orphan_remote(&self, s: &mut State, gone: impl Fn(&(i32, u64)) -> bool) -> bool {
+        self.leave_remote(s, gone, true)
+    }
+
+    fn leave_remote(&self, s: &mut State, gone: impl Fn(&(i32, u64)) -> bool, orphan: bool) -> bool {
+        let left: Vec<(i32, u64)> = s.remote.keys().filter(|k| gone(k)).copied().collect();
+        let mut ended = false;
+        for k in &left {
+            match s.remote.remove(k) {
+                Some(Remote { id, backend: Some(b) }) if orphan => s.orphans.push((id, b)),
+                Some(r) => {
+                    self.db.transaction_ended(r.id);
+                    ended = true;
+                }
+                None => {}
             }
         }
-        !ended.is_empty()
+        ended
+    }
+
+    /// The orphans whose backend is not among `running` end; whether any did.
+    fn end_orphans(&self, s: &mut State, running: &[i32]) -> bool {
+        let mut done = Vec::new();
+        s.orphans.retain(|(id, b)| {
+            let runs = running.contains(b);
+            if !runs {
+                done.push(*id);
+            }
+            runs
+        });
+        for id in &done {
+            self.db.transaction_ended(*id);
+        }
+        !done.is_empty()
     }
 
     /// This instance has joined (or is no longer waiting for anyone).
@@ -438,12 +495,15 @@ mod tests {
 
     #[test]
     fn what_instances_say_reads_back_and_stays_under_the_payload_limit() {
-        let begin = Said::Begin { s: 3, k: 9, ddl: vec![Ddl { names: vec!["users".into()], only: true }] };
+        let begin = Said::Begin { s: 3, k: 9, ddl: vec![Ddl { names: vec!["users".into()], only: true }], b: Some(7) };
         assert_eq!(Said::parse(&begin.payload()), Some(begin));
-        let many = Said::Begin { s: 3, k: 9, ddl: vec![Ddl { names: vec!["x".repeat(60); 200], only: true }] };
+        let many = Said::Begin { s: 3, k: 9, ddl: vec![Ddl { names: vec!["x".repeat(60); 200], only: true }], b: None };
         let p = many.payload();
         assert!(p.len() <= MAX_PAYLOAD, "{}", p.len());
-        assert_eq!(Said::parse(&p), Some(Said::Begin { s: 3, k: 9, ddl: vec![Ddl::any()] }));
+        assert_eq!(Said::parse(&p), Some(Said::Begin { s: 3, k: 9, ddl: vec![Ddl::any()], b: None }));
+        // What an older instance says (no backend) still reads.
+        let old = r#"{"m":"begin","s":3,"k":9,"ddl":[]}"#;
+        assert_eq!(Said::parse(old), Some(Said::Begin { s: 3, k: 9, ddl: Vec::new(), b: None }));
         assert_eq!(Said::parse("NOTIFY"), None);
     }
 
@@ -459,7 +519,8 @@ mod tests {
             let mut s = peers.lock();
             s.joined = true;
             db.transaction_ended(JOINING);
-            let waits = peers.register(&mut s, (77, 5), &[Ddl { names: vec!["members".into()], only: true }]);
+            let waits =
+                peers.register(&mut s, (77, 5), &[Ddl { names: vec!["members".into()], only: true }], Some(900));
             assert_eq!(waits, vec![1], "another instance's rename waits for the write judged before it");
         }
         w.ord = 1;
@@ -470,7 +531,14 @@ mod tests {
         assert!(!w.others.is_empty(), "a write judged while the other instance's DDL is open sees it");
         let mut s = peers.lock();
         assert!(!peers.end_remote(&mut s, |k| k.0 == 78), "another backend's end ends nothing");
-        assert!(peers.end_remote(&mut s, |k| *k == (77, 5)));
+        // Its instance gone, the DDL stays open while its session's backend runs.
+        assert!(!peers.orphan_remote(&mut s, |k| k.0 == 77));
+        assert!(!peers.end_orphans(&mut s, &[900]));
+        drop(s);
+        w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()), false);
+        assert!(!w.others.is_empty(), "the DDL of a gone instance whose backend runs was taken as ended");
+        let mut s = peers.lock();
+        assert!(peers.end_orphans(&mut s, &[901]));
         drop(s);
         w.judging(&crate::analyze::analyze("DELETE FROM members WHERE id = 1", Default::default()), false);
         assert!(w.others.is_empty());

@@ -114,10 +114,10 @@ impl Session {
     pub(super) async fn wait_for_others(&mut self) -> Result<(), SessionError> {
         let announce = std::mem::take(&mut self.info.inflight.announce);
         let peers = self.info.inflight.db.as_ref().and_then(|db| self.shared.instances.of(&self.info.database, &db.0));
-        let id = self.id;
+        let (id, backend) = (self.id, self.info.inflight.key.as_ref().map(|k| k.pid));
         let asked = async move {
             match peers {
-                Some(p) if !announce.is_empty() => p.announce(id, &announce).await,
+                Some(p) if !announce.is_empty() => p.announce(id, backend, &announce).await,
                 _ => Ok(()),
             }
         };

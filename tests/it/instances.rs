@@ -257,7 +257,7 @@ async fn ddl_latency() {
         let mut times = Vec::new();
         for session in from..from + 100 {
             let t = Instant::now();
-            peers.announce(session, &ddl).await.unwrap();
+            peers.announce(session, None, &ddl).await.unwrap();
             times.push(t.elapsed());
             peers.ended(session);
         }
@@ -295,4 +295,49 @@ async fn ddl_latency() {
     plain.stop().await;
     one.stop().await;
     two.stop().await;
+}
+
+/// An instance killed in the middle of announced DDL whose backend still runs: `migrator`,
+/// through instance 2, revokes the DML-only role's use of `archive` (which moves `users` to
+/// `public.users` for it) in a message that then sleeps; instance 2 is killed (SIGKILL) while
+/// it sleeps. The server runs the message to its end and commits it (it notices the gone client
+/// only when it next writes to it). A range DELETE judged on instance 1 after it saw instance
+/// 2 gone, behind a slow statement of its own message, must still be judged with that DDL
+/// open (refused): judged as `archive.users`, it would run after the commit on `public.users`.
+/// (A rename is counted, in blastwall's own transaction, and rolls back with the instance.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_of_a_killed_instance_stays_open_while_its_backend_runs() {
+    let db = setup();
+    let (one, two) = tokio::join!(instance(), instance());
+    let mut c = archived(one.port, &db).await;
+    let m = connect(two.port, "migrator", APP_PW, &db).await;
+    assert_eq!(listeners(&db).await.len(), 2);
+    let revoke = format!("REVOKE USAGE ON SCHEMA archive FROM {RAW}; SELECT pg_sleep(3)");
+    let running = tokio::spawn(async move { m.batch_execute(&revoke).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let admin = direct("postgres", SUPERUSER_PW, &db).await;
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'REVOKE USAGE%' AND state = 'active'";
+    assert_eq!(admin.query_one(sleeping, &[]).await.unwrap().get::<_, i64>(0), 1, "{:?}", running.is_finished());
+    two.signal("-KILL");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.write_all(&q(&format!("SELECT pg_sleep(1.5); {RANGE}"))).await.unwrap();
+    let r = crate::harness::replies(&mut c).await;
+    assert!(running.await.unwrap().is_err(), "the killed instance's client was answered");
+    let t = Instant::now();
+    while admin.query_one(sleeping, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the killed instance's message never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sql = format!("SELECT has_schema_privilege('{RAW}', 'archive', 'USAGE')");
+    let usage = admin.query_one(&sql, &[]).await.unwrap();
+    assert!(!usage.get::<_, bool>(0), "the server did not run the killed instance's message to its end: {r:?}");
+    assert_eq!(window(&db, "public.users").await, 10, "protected users were deleted: {r:?}");
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    // The backend gone, the DDL is over: the same write is judged by what the server has now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = send(&mut c, &[q(RANGE)]).await;
+    assert!(r.errors.contains("blastwall: refused") && !r.errors.contains("has not ended"), "{r:?}");
+    let r = send(&mut c, &[q("DELETE FROM notes WHERE id = 1")]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    one.stop().await;
 }
