@@ -35,6 +35,10 @@ pub struct Taint {
     /// How many messages that may change the schema were judged (`may_change`): what was
     /// judged before one is older than it (`session::ages`).
     changes: u64,
+    /// The server session answering is not the one whose BackendKeyData the client got (a
+    /// pooler between blastwall and the server: [`first_query`]): a transaction pooler may
+    /// run each transaction on another server session, so the answer lasts one transaction.
+    pooled: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +129,27 @@ impl Taint {
         }
     }
 
+    /// A transaction ended (ReadyForQuery, idle): behind a pooler, the next one may run on
+    /// another server session, never asked.
+    pub fn transaction_ended(&mut self) {
+        if self.pooled && self.state != State::Unknown {
+            self.state = State::Unasked;
+        }
+    }
+
+    /// Learns from [`first_query`]'s answer whether the server session answering is the one
+    /// whose key the session's BackendKeyData gave (`key_pid`); not known: taken as pooled.
+    pub fn learn_backend(&mut self, rows: Option<&[Vec<Option<String>>]>, key_pid: Option<i32>) {
+        let pid = rows.and_then(|r| r.first()).and_then(|r| r.get(1)).and_then(|v| v.as_deref());
+        let pid = pid.and_then(|p| p.parse::<i32>().ok());
+        self.pooled |= pid.is_none() || pid != key_pid;
+    }
+
+    /// Whether a pooler stands between blastwall and the server (see `pooled`).
+    pub fn pooled(&self) -> bool {
+        self.pooled
+    }
+
     /// The catalog cannot be asked now: tainted until the next ReadyForQuery.
     pub fn assume(&mut self) {
         self.state = State::Assumed;
@@ -148,9 +173,11 @@ impl Taint {
 
 /// The first question of a session never asked: whether its server session ever had a
 /// temporary schema (`pg_my_temp_schema()` is 0 until the backend makes a temporary object; a
-/// rolled-back creation resets it) — `t`: none, so clean, with no planning of [`query`].
+/// rolled-back creation resets it) — `t`: none, so clean, with no planning of [`query`] —
+/// and which server process answers (`pg_backend_pid()`: the BackendKeyData's process on a
+/// direct connection; a pooler gives its own key).
 pub fn first_query() -> &'static str {
-    "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid"
+    "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid, pg_catalog.pg_backend_pid()"
 }
 
 /// Whether [`first_query`]'s rows say the server session never had a temporary schema.
@@ -302,6 +329,25 @@ mod tests {
         assert!(never_had_one(&[row("t")]) && !never_had_one(&[row("f")]) && !never_had_one(&[]));
         t.learn(Some(&[]), false);
         assert!(!t.is_unasked() && !t.runs_code());
+        t.transaction_ended();
+        assert!(!t.runs_code(), "a direct connection's answer outlives its transaction");
+    }
+
+    #[test]
+    fn behind_a_pooler_an_answer_lasts_one_transaction() {
+        let rows = |pid: &str| vec![vec![Some("t".to_string()), Some(pid.to_string())]];
+        let mut t = Taint::unasked();
+        t.learn_backend(Some(&rows("4242")), Some(4242));
+        assert!(!t.pooled());
+        t.learn_backend(Some(&rows("4243")), Some(4242));
+        assert!(t.pooled());
+        t.learn(Some(&[]), false);
+        assert!(!t.runs_code());
+        t.transaction_ended();
+        assert!(t.is_unasked() && t.runs_code());
+        let mut u = Taint::unasked();
+        u.learn_backend(None, Some(4242));
+        assert!(u.pooled(), "not known: pooled");
     }
 
     #[test]

@@ -322,7 +322,8 @@ impl Session {
                         Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
                     };
                     let first = unless_cancelled!(first);
-                    if super::taint::settled_by_first(&first, &mut self.info.taint, self.relay.tx, &db) {
+                    let key_pid = self.key.as_ref().map(|k| k.pid);
+                    if super::taint::settled_by_first(&first, &mut self.info.taint, self.relay.tx, &db, key_pid) {
                         continue;
                     }
                 }

@@ -96,6 +96,9 @@ impl Session {
     fn on_ready_message(&mut self, message: &[u8], stats: &Stats) {
         self.names_on_ready(self.relay.syncs_done());
         let status = self.relay.on_ready(message);
+        if status == messages::TxStatus::Idle {
+            self.info.taint.transaction_ended();
+        }
         if self.info.inflight.registered {
             self.inflight_answered();
         }

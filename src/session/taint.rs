@@ -1,7 +1,8 @@
 //! Asking the server whether the session's temporary schema holds code (`catalog::taint`), on
 //! the session itself when the guard asks (`Question::Taint`): before a new session's first
 //! statement that may run code (a pooler behind blastwall may hand it a server session another
-//! client filled), then only after a message that may have changed the schema.
+//! client filled), then only after a message that may have changed the schema — and, behind
+//! a pooler (seen by the first answer), before the first such statement of every transaction.
 //!
 //! Owns: reading that one question's answer (asked with the others, so that a cancel that
 //! meets it is the client's: `checks`, `questions`). Does not own: the state
@@ -13,13 +14,25 @@ use crate::wire::messages::TxStatus;
 
 /// A session never asked asks first whether its server session ever had a temporary schema
 /// (`catalog::taint_first_query`): if not, it is clean without the full query's planning.
-/// Returns whether that answer settled it.
+/// The same answer says whether a pooler stands between blastwall and the server (the process
+/// answering is not the one of the client's BackendKeyData, `key_pid`): then the answer lasts
+/// one transaction (`Taint::transaction_ended`), the next one's first statement that may run
+/// code asking again. Returns whether that answer settled it.
 pub(super) fn settled_by_first(
     first: &crate::precheck::Answer,
     taint: &mut Taint,
     tx: TxStatus,
     database: &str,
+    key_pid: Option<i32>,
 ) -> bool {
+    let was_pooled = taint.pooled();
+    taint.learn_backend(first.error.is_none().then_some(&first.rows[..]), key_pid);
+    if taint.pooled() && !was_pooled {
+        tracing::debug!(
+            database,
+            "a pooler between blastwall and the server: a session's taint is asked in each transaction"
+        );
+    }
     if first.error.is_none() && crate::catalog::never_had_one(&first.rows) {
         taint.learn(Some(&[]), tx != TxStatus::Idle);
         tracing::debug!(database, "a new session's server session never had a temporary schema");

@@ -7,7 +7,8 @@
 //! `DISCARD`; client B, the same role through blastwall, gets that server session and sends a
 //! point `UPDATE` whose cascade fires it. blastwall must ask the new session's taint before
 //! judging B's first statement: refused by the row limit, the users (read on the server
-//! directly) unchanged.
+//! directly) unchanged. Behind a transaction pooler the same holds for a later transaction of
+//! B's, asked again (the first answer shows the pooler).
 
 use crate::harness::*;
 use crate::taint::dml_db;
@@ -77,6 +78,22 @@ impl Drop for Bouncer {
     }
 }
 
+/// Client A, straight to the pooler on `port`: a function that deletes every user when the
+/// statement running it starts with `SELECT`, folded in a temporary child table's `CHECK`.
+async fn fill(port: u16, db: &str) {
+    let a = connect(port, "taint_dml", APP_PW, db).await;
+    for s in [
+        "CREATE FUNCTION pg_temp.d() RETURNS void LANGUAGE plpgsql AS \
+         $$BEGIN DELETE FROM public.users WHERE auth_source IS NOT NULL; END$$",
+        "CREATE FUNCTION pg_temp.imm(a int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
+         $$BEGIN IF current_query() ~* '^\\s*select' THEN PERFORM pg_temp.d(); END IF; RETURN a; END$$",
+        "CREATE TEMP TABLE tp(a int)",
+        "CREATE TEMP TABLE tch(CHECK (pg_temp.imm(7) > 0)) INHERITS (tp)",
+    ] {
+        a.simple_query(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
+    }
+}
+
 async fn handed_over(pool_mode: &str) {
     let db = dml_db();
     let users = || count(&db, "SELECT count(*) FROM users");
@@ -91,19 +108,7 @@ async fn handed_over(pool_mode: &str) {
     connect(p.port(), "taint_dml", APP_PW, &db).await.simple_query("SELECT 1").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // Client A, straight to the pooler: code in its temporary schema, no DISCARD.
-    {
-        let a = connect(bouncer.port, "taint_dml", APP_PW, &db).await;
-        for s in [
-            "CREATE FUNCTION pg_temp.d() RETURNS void LANGUAGE plpgsql AS \
-             $$BEGIN DELETE FROM public.users WHERE auth_source IS NOT NULL; END$$",
-            "CREATE FUNCTION pg_temp.imm(a int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
-             $$BEGIN IF current_query() ~* '^\\s*select' THEN PERFORM pg_temp.d(); END IF; RETURN a; END$$",
-            "CREATE TEMP TABLE tp(a int)",
-            "CREATE TEMP TABLE tch(CHECK (pg_temp.imm(7) > 0)) INHERITS (tp)",
-        ] {
-            a.simple_query(s).await.unwrap_or_else(|e| panic!("{s}: {e:?}"));
-        }
-    }
+    fill(bouncer.port, &db).await;
     // The pooler takes the server session back once A's connection is gone.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let b = connect(p.port(), "taint_dml", APP_PW, &db).await;
@@ -125,4 +130,38 @@ async fn a_server_session_a_session_pooler_hands_over_with_code_in_its_temp_sche
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_session_a_transaction_pooler_hands_over_with_code_in_its_temp_schema_is_tainted() {
     handed_over("transaction").await;
+}
+
+/// Behind a *transaction* pooler (pool size 1), client B through blastwall asks its taint in
+/// its first transaction (clean); then client A, straight to the pooler, fills the same server
+/// session's temporary schema with code; B's next transaction lands there: its taint is asked
+/// again (the first answer showed a pooler: its process is not the BackendKeyData's), and the
+/// SELECT that runs A's function is counted and refused — inside a transaction block of B's,
+/// and in autocommit. The users, read on the server directly, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_transaction_behind_a_transaction_pooler_on_a_filled_server_session_is_tainted() {
+    let db = dml_db();
+    let users = || count(&db, "SELECT count(*) FROM users");
+    let before = users().await;
+    let bouncer = Bouncer::start(&db, "transaction");
+    let mut config = base_config();
+    config.upstream_port = bouncer.port;
+    let p = proxy_with(config, blastwall::demo::incident_policy().unwrap()).await;
+    let b = connect(p.port(), "taint_dml", APP_PW, &db).await;
+    // B's first transaction: the taint asked, clean (the server session never had one).
+    b.simple_query("SELECT count(*) FROM users").await.unwrap();
+    fill(bouncer.port, &db).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // In a block: BEGIN answered first, then the statement (the question runs in the block).
+    b.simple_query("BEGIN").await.unwrap();
+    let ran = b.simple_query("SELECT * FROM tp WHERE a = 1").await;
+    b.simple_query("COMMIT").await.unwrap();
+    assert_eq!(users().await, before, "B's SELECT in a block ran A's function: {ran:?}");
+    refused_by(&ran.expect_err("ran"), "row-limit");
+    // In autocommit.
+    let ran = b.simple_query("SELECT * FROM tp WHERE a = 1").await;
+    assert_eq!(users().await, before, "B's SELECT ran A's function: {ran:?}");
+    refused_by(&ran.expect_err("ran"), "row-limit");
+    drop(b);
+    p.stop().await;
 }
