@@ -1,8 +1,8 @@
 //! A write kept in one round trip (`once`) sent as one extended-protocol batch: the reading
 //! before (when the counters do not start at zero), the client's Query text as Parse, Bind and
-//! Execute on the unnamed statement and portal (which its Query would have replaced anyway;
-//! never spliced into a string of blastwall's), the reading after with its assertions, the
-//! check of the prepared readings, and one Sync. PostgreSQL runs everything before a Sync in
+//! Execute on a statement and portal of blastwall's own name (never spliced into a string of
+//! blastwall's), the reading after with its assertions, the check of the prepared readings (on
+//! the unnamed statement, `prepared::Prepared::check_unnamed`), and one Sync. PostgreSQL runs everything before a Sync in
 //! one implicit transaction and commits it at the Sync unless something failed, so no BEGIN
 //! or COMMIT is sent: a failed assertion (over a limit, counting off, the proof no longer
 //! true, a prepared reading replaced) makes the server skip to the Sync and roll the write
@@ -40,7 +40,7 @@ pub fn query_text(msgs: &[u8]) -> Option<&str> {
 pub fn batch(before: &[u8], text: &str, after: &[u8], check: &[u8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(before.len() + text.len() + after.len() + check.len() + 128);
     out.extend_from_slice(before);
-    out.extend_from_slice(&super::own::on_name("", text));
+    out.extend_from_slice(&super::own::client_text(text));
     out.extend_from_slice(after);
     out.extend_from_slice(check);
     out.extend_from_slice(&crate::wire::encode(fe::SYNC, &[]));

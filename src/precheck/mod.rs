@@ -239,13 +239,13 @@ async fn counted(
     // the opening's Parse, one of them could be that very statement).
     let before = opening.as_deref().and_then(|s| b.prepared.as_deref_mut().map(|p| p.reading(s)));
     let reading = b.prepared.as_deref_mut().map(|p| p.reading(&stats));
-    let (first, again, check) = match (&reading, &before) {
+    let (first, again, checks) = match (&reading, &before) {
         // The second reading may be prepared after the check's opening: checked behind it.
-        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), checked(b, &[o, r])),
+        (Some(r), Some(o)) => (o.first.clone(), r.first.clone(), vec![o, r]),
         // No reading before: the one after is prepared behind the client's messages.
-        (Some(r), None) if from_zero => (BytesMut::new(), r.first.clone(), checked(b, &[r])),
-        (Some(r), None) => (r.first.clone(), r.again.clone(), checked(b, &[r])),
-        (None, _) => (own::statements(opening.as_deref().unwrap_or(&stats)), own::statements(&stats), BytesMut::new()),
+        (Some(r), None) if from_zero => (BytesMut::new(), r.first.clone(), vec![r]),
+        (Some(r), None) => (r.first.clone(), r.again.clone(), vec![r]),
+        (None, _) => (own::statements(opening.as_deref().unwrap_or(&stats)), own::statements(&stats), vec![]),
     };
     let paired = before.is_some() || from_zero;
     let sync = crate::wire::encode(fe::SYNC, &[]);
@@ -257,6 +257,13 @@ async fn counted(
     // Not built for a write kept as one implicit transaction, which sends no opening.
     let implicit_text = implicit::query_text(msgs)
         .filter(|_| reading.is_some() && once.is_some() && !constraints && timeout.is_empty() && estimate.is_none());
+    // One batch: checked on the unnamed statement (`prepared::Prepared::check_unnamed`); else
+    // by a statement parsed anew.
+    let unnamed = implicit_text.and(b.prepared.as_deref_mut()).map(|p| p.check_unnamed(&checks));
+    let check = match (&unnamed, checks.is_empty()) {
+        (Some(_), _) | (None, true) => BytesMut::new(),
+        (None, false) => checked(b, &checks),
+    };
     let open_msgs = match implicit_text.is_some() {
         true => Vec::new(),
         false => [&own::statements(&format!("{open}; {timeout}"))[..], &first, &sync].concat(),
@@ -275,7 +282,10 @@ async fn counted(
     let pipelined = estimate.is_none();
     // Kept in one round trip with nothing deferred and no timeout of blastwall's to set: one
     // implicit transaction, no BEGIN or COMMIT (`implicit`).
-    let single = implicit_text.map(|text| implicit::batch(&first, text, &again, &check));
+    let single = implicit_text.zip(unnamed.as_ref()).map(|(text, u)| {
+        let check = b.prepared.as_deref().map(|p| u.messages(&p.flushed)).unwrap_or_default();
+        implicit::batch(&first, text, &again, &check)
+    });
     let one_batch = single.is_some();
     let mut out = BytesMut::from(&open_msgs[..]);
     match (estimate, single) {
@@ -467,6 +477,9 @@ async fn counted(
         tracing::info!(database, from_zero, one_batch, "a counted write kept in one round trip");
         if let (None, Some(p)) = (&c.error, b.prepared.as_deref_mut()) {
             p.flushed.kept(objects::clock(&a.rows));
+            if let Some(u) = &unnamed {
+                p.flushed.unnamed_kept(&u.sql);
+            }
         }
         return Ok(Some(once::kept(b, &held, c, counts, decision, max_hold)));
     }

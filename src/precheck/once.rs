@@ -105,12 +105,45 @@ pub struct Flushed {
     at: Option<(u64, String)>,
     /// The server has no `pg_stat_force_next_flush()` (before PostgreSQL 15): never asked.
     unsupported: bool,
+    /// The session's unnamed statement holds the check of the prepared readings with this
+    /// text (`prepared::Prepared::check_unnamed`), as of the sync points relayed then: left
+    /// there by a write kept with it. Nothing but a protocol message on the connection can
+    /// change the unnamed statement (SQL cannot name it, and `DEALLOCATE ALL` leaves it), so
+    /// it holds as long as nothing of the client's reached the server since.
+    unnamed: Option<(u64, String)>,
+    /// The same, for the check under way ([`Flushed::at`] moved it here).
+    unnamed_now: Option<String>,
 }
 
 impl Flushed {
     /// The session's sync points relayed so far (`None`: a batch is open), before a check.
     pub fn at(&mut self, relayed: Option<u64>) {
         self.relayed = relayed;
+        // Consumed by every check: only a write kept with it leaves it for the next one.
+        self.unnamed_now = match (self.unnamed.take(), relayed) {
+            (Some((then, sql)), Some(now)) if then == now => Some(sql),
+            _ => None,
+        };
+    }
+
+    /// Bytes of the client's went to the server outside a check: the unnamed statement may be
+    /// the client's now.
+    pub fn client_sent(&mut self) {
+        self.unnamed = None;
+        self.unnamed_now = None;
+    }
+
+    /// Whether the unnamed statement holds the check `sql` in this check.
+    pub fn unnamed_holds(&self, sql: &str) -> bool {
+        self.unnamed_now.as_deref() == Some(sql)
+    }
+
+    /// A batch that used (or parsed) the check `sql` on the unnamed statement was answered
+    /// without an error and kept: the unnamed statement holds it, for this check and, while
+    /// nothing of the client's reaches the server, the next.
+    pub fn unnamed_kept(&mut self, sql: &str) {
+        self.unnamed_now = Some(sql.to_string());
+        self.unnamed = self.relayed.map(|r| (r, sql.to_string()));
     }
 
     /// The clock of the last reading when the counters start at zero; consumed.
@@ -127,9 +160,12 @@ impl Flushed {
         self.at = self.relayed.zip(clock).filter(|_| !self.unsupported);
     }
 
-    /// Something failed around a reading: not known to start at zero.
+    /// Something failed around a reading: not known to start at zero, and the unnamed
+    /// statement is parsed again before its next use.
     pub fn forget(&mut self) {
         self.at = None;
+        self.unnamed = None;
+        self.unnamed_now = None;
     }
 
     /// Whether the assertion may ask for the counters to be reported.
@@ -319,5 +355,36 @@ mod tests {
         f.at(Some(6));
         f.kept(Some("c".into()));
         assert_eq!(f.take(), None);
+    }
+
+    #[test]
+    fn the_unnamed_check_is_trusted_only_while_nothing_of_the_clients_reached_the_server() {
+        let mut f = Flushed::default();
+        f.at(Some(1));
+        assert!(!f.unnamed_holds("check"));
+        f.unnamed_kept("check");
+        assert!(f.unnamed_holds("check") && !f.unnamed_holds("other"));
+        f.at(Some(1));
+        assert!(f.unnamed_holds("check"), "nothing since");
+        f.at(Some(1));
+        assert!(!f.unnamed_holds("check"), "consumed by a check that did not keep it");
+        f.unnamed_kept("check");
+        f.at(Some(2));
+        assert!(!f.unnamed_holds("check"), "a sync point of the client's since");
+        f.unnamed_kept("check");
+        f.at(None);
+        assert!(!f.unnamed_holds("check"), "a batch of the client's is open");
+        f.at(Some(3));
+        f.unnamed_kept("check");
+        f.client_sent();
+        f.at(Some(3));
+        assert!(
+            !f.unnamed_holds("check"),
+            "bytes of the client's went to the server (a Parse, a blastwall's Sync after it)"
+        );
+        f.unnamed_kept("check");
+        f.forget();
+        f.at(Some(3));
+        assert!(!f.unnamed_holds("check"), "something failed");
     }
 }

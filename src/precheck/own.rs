@@ -39,6 +39,14 @@ pub fn statements(sql: &str) -> BytesMut {
     out
 }
 
+/// The client's Query text sent as one statement of a batch of blastwall's (`implicit`,
+/// `point`), on blastwall's own statement and portal: the unnamed statement holds the check
+/// of the prepared readings (`prepared::Prepared::check_unnamed`). Never spliced into a
+/// string of blastwall's.
+pub(super) fn client_text(sql: &str) -> BytesMut {
+    on_name(NAME, sql)
+}
+
 /// One statement on statement and portal `name`, leaving nothing behind: Close both, Parse,
 /// Bind, Execute (all rows, text results), Close both (seven replies when all goes well).
 pub(super) fn on_name(name: &str, sql: &str) -> BytesMut {
@@ -67,7 +75,7 @@ pub(super) fn bind_execute(portal: &str, statement: &str) -> BytesMut {
 }
 
 /// [`bind_execute`] with parameters in text format.
-fn bind_execute_with(portal: &str, statement: &str, params: &[&str]) -> BytesMut {
+pub(super) fn bind_execute_with(portal: &str, statement: &str, params: &[&str]) -> BytesMut {
     let cstr = |b: &mut BytesMut, s: &str| {
         b.put_slice(s.as_bytes());
         b.put_u8(0);

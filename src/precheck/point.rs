@@ -6,7 +6,9 @@
 //! column or index expression of an UPDATE, row security), changes at most as many rows as the
 //! values listed, and nothing else. When that many is within every limit the
 //! write is relayed without counting: the client's text as extended-protocol messages of its
-//! own, one assertion of the proof behind it, one Sync (one implicit transaction), so that a
+//! own, one assertion of the proof behind it and the check that the assertion's prepared
+//! statement is blastwall's (`prepared::Prepared::check_unnamed`), one Sync (one implicit
+//! transaction), so that a
 //! proof broken meanwhile by DDL
 //! through another connection makes the server roll the write back, and blastwall counts it as
 //! before.
@@ -439,17 +441,22 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, Prec
     // the assertion on blastwall's own name; one Sync: one implicit transaction, so a failed
     // assertion rolls the write back.
     let Ok(text) = std::str::from_utf8(text) else { return Ok(Tried::Count { few, proof: Some(proof.clone()) }) };
-    let mut msg = super::own::on_name("", text);
-    // Prepared once per session, and checked behind it in the same transaction (`prepared`).
+    let mut msg = super::own::client_text(text);
+    // Prepared once per session, and checked behind it in the same transaction, on the
+    // unnamed statement (`prepared`).
     let sql = assertion(p, &proof, &cols);
-    let prepared = b.prepared.as_deref_mut().map(|pr| pr.reading(&sql));
-    match &prepared {
-        Some(r) => {
+    let prepared = b.prepared.as_deref_mut().map(|pr| {
+        let r = pr.reading(&sql);
+        let u = pr.check_unnamed(&[&r]);
+        (r, u)
+    });
+    match (&prepared, b.prepared.as_deref()) {
+        (Some((r, u)), Some(pr)) => {
             msg.put_slice(&r.first);
-            msg.put_slice(&super::prepared::check(&[r]));
+            msg.put_slice(&u.messages(&pr.flushed));
             msg.put_slice(&crate::wire::encode(fe::SYNC, &[]));
         }
-        None => msg.put_slice(&super::own::messages(&sql)),
+        _ => msg.put_slice(&super::own::messages(&sql)),
     }
     let held = b.run_held(&msg, req.opts.max_hold).await?;
     // The client's replies end at its CommandComplete; what follows is the assertion's. The
@@ -482,7 +489,10 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, Prec
         out.put_slice(&msg.encode());
         out.put_slice(&crate::wire::messages::ready_for_query(TxStatus::Idle));
     }
-    b.confirm_prepared(prepared.as_ref());
+    b.confirm_prepared(prepared.as_ref().map(|(r, _)| r));
+    if let (Some((_, u)), Some(pr)) = (&prepared, b.prepared.as_deref_mut()) {
+        pr.flushed.unnamed_kept(&u.sql);
+    }
     tracing::info!(database, table = %p.name, most, "point write kept uncounted: the catalog proves it small");
     let status = held.status.unwrap_or(TxStatus::Idle);
     let counts = match (done, proof.relations.as_slice()) {

@@ -16,6 +16,10 @@
 //! protocol Parse under the name, which blastwall relays, has `from_sql` false too). A statement cannot come back once replaced (only a
 //! protocol Parse makes one with `from_sql` false, and blastwall sends that only before the
 //! first reading), so one check after the last reading vouches for every reading of the check.
+//! A write sent as one batch (`implicit`, `point`) runs the same check on the session's unnamed
+//! statement instead ([`Prepared::check_unnamed`]): parsed there once and then only bound
+//! while nothing of the client's reaches the server, since nothing but a protocol message can
+//! change the unnamed statement.
 //! Every name in the text is schema-qualified: re-planned after an invalidation, it still
 //! means the same.
 //!
@@ -24,6 +28,9 @@
 
 use bytes::{BufMut, BytesMut};
 use sha2::{Digest, Sha256};
+
+/// The type of the check's parameters: `text`.
+const TEXT: u32 = 25;
 
 /// How many distinct readings a session keeps prepared (a policy has a few: with and without
 /// the full identity, before and after an OID is learned).
@@ -45,6 +52,31 @@ pub struct Prepared {
     pub built: super::built::Memo,
     /// The last check's messages, by the names and texts it checks.
     last_check: Option<(Vec<(String, String)>, BytesMut)>,
+    /// The last check on the unnamed statement: the names and texts it checks, its text, its
+    /// Parse and its Bind and Execute.
+    last_unnamed: Option<(Vec<(String, String)>, Unnamed)>,
+}
+
+/// The check of [`Prepared::check_unnamed`].
+#[derive(Debug, Clone)]
+pub struct Unnamed {
+    /// Its text (the same for as many readings).
+    pub sql: String,
+    /// Parse of it on the unnamed statement.
+    parse: BytesMut,
+    /// Bind of the unnamed portal to it with the names and texts, Execute.
+    run: BytesMut,
+}
+
+impl Unnamed {
+    /// Its messages, without a Sync: the Parse only when the unnamed statement is not known to
+    /// hold it (`once::Flushed::unnamed_holds`).
+    pub fn messages(&self, flushed: &super::once::Flushed) -> BytesMut {
+        match flushed.unnamed_holds(&self.sql) {
+            true => self.run.clone(),
+            false => BytesMut::from(&[&self.parse[..], &self.run[..]].concat()[..]),
+        }
+    }
 }
 
 /// The messages of one reading on a prepared statement, without a Sync.
@@ -125,6 +157,31 @@ impl Prepared {
         let msgs = check(rs);
         self.last_check = Some((rs.iter().map(|r| (r.name.clone(), r.text.clone())).collect(), msgs.clone()));
         msgs
+    }
+
+    /// The check of `rs` on the session's unnamed statement, for a write sent as one batch
+    /// whose own text goes on a statement of blastwall's name (`implicit`, `point`): parsed
+    /// there once and then only bound and executed while nothing of the client's reaches the
+    /// server (`once::Flushed`). Neither SQL nor a function can name, replace or remove the
+    /// unnamed statement (SQL `PREPARE`, `EXECUTE` and `DEALLOCATE` take identifiers, which
+    /// are never empty; `DEALLOCATE ALL` leaves it; `DISCARD ALL` cannot run in a function),
+    /// so what is bound there is blastwall's check, planned anew only when the catalog's
+    /// invalidations say so (every name in it is schema-qualified). It is bound after the
+    /// client's statement ran, as the check parsed anew was: the unnamed portal, unlike the
+    /// unnamed statement, can be reached by PL/pgSQL (a `refcursor` set to `''`).
+    pub fn check_unnamed(&mut self, rs: &[&Reading]) -> Unnamed {
+        if let Some((last, u)) = &self.last_unnamed {
+            if last.len() == rs.len() && last.iter().zip(rs).all(|((n, t), r)| *n == r.name && *t == r.text) {
+                return u.clone();
+            }
+        }
+        let (sql, params) = checked(rs);
+        let params: Vec<&str> = params.iter().map(String::as_str).collect();
+        let parse = BytesMut::from(&crate::wire::messages::parse_typed("", &sql, &vec![TEXT; params.len()])[..]);
+        let run = super::own::bind_execute_with("", "", &params);
+        let u = Unnamed { sql, parse, run };
+        self.last_unnamed = Some((rs.iter().map(|r| (r.name.clone(), r.text.clone())).collect(), u.clone()));
+        u
     }
 
     /// The server answered the messages of `r.first` without an error: the statement exists.

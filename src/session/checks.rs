@@ -453,6 +453,7 @@ impl Session {
         if !self.relay.to_server.is_empty() {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
             self.relay.to_server.clear();
+            self.readings.flushed.client_sent();
         }
         Ok(())
     }

@@ -455,6 +455,8 @@ impl Session {
             self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
             self.server.flush().await.map_err(SessionError::ServerIo)?;
             self.relay.to_server.clear();
+            // The unnamed statement may be the client's now (`precheck::prepared`).
+            self.readings.flushed.client_sent();
         }
         if !self.relay.to_client.is_empty() {
             stats.bytes_out += self.relay.to_client.len() as u64;

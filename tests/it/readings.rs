@@ -242,3 +242,47 @@ async fn a_function_that_deallocates_every_statement_leaves_nothing_uncounted() 
     }
     p.stop().await;
 }
+
+/// The check of the prepared readings of a write kept in one batch is parsed once into the
+/// session's unnamed statement and then only bound (`precheck::prepared::check_unnamed`), only
+/// while nothing of the client's reached the server since. A client puts a check of its own
+/// that always passes into the unnamed statement (its own protocol Parse), and a trigger added
+/// on a direct connection after the proof was cached deletes more children and replaces the
+/// readings by SQL `PREPARE` from inside the write: the check, parsed anew since the client's
+/// Parse, finds them replaced; nothing stays (checked on the server directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_of_the_clients_in_the_unnamed_statement_is_never_trusted() {
+    use tokio::io::AsyncWriteExt;
+    let (db, p, _via, d) = setup().await;
+    d.batch_execute("GRANT SELECT, DELETE ON parent, kid TO trust_user").await.unwrap();
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    assert_eq!(raw_rows(&mut s, "DELETE FROM parent WHERE id = 1").await, Vec::<String>::new());
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid = 1").await, 0, "counted and kept");
+    // A check that passes whatever it is given: the names and texts of two readings.
+    let passes = "SELECT 0::int4 WHERE $1::text IS NOT NULL OR $2::text IS NOT NULL \
+                  OR $3::text IS NOT NULL OR $4::text IS NOT NULL";
+    s.write_all(&[parse("", passes), msg(b'S', &[])].concat()).await.unwrap();
+    let r = replies(&mut s).await;
+    assert!(r.codes.is_empty() && r.tags.contains('1'), "the client's Parse ran: {r:?}");
+    d.batch_execute(
+        r#"CREATE FUNCTION swap() RETURNS trigger LANGUAGE plpgsql AS $$
+           DECLARE r record;
+           BEGIN
+             IF EXISTS (SELECT FROM kid WHERE pid = 20) THEN DELETE FROM kid WHERE pid = 20; END IF;
+             FOR r IN SELECT name FROM pg_prepared_statements WHERE name LIKE '\_\_blastwall\_r%' AND NOT from_sql LOOP
+               EXECUTE format('DEALLOCATE %I', r.name);
+               EXECUTE format('PREPARE %I AS SELECT %L::text, %L::text, 0::int8, 0::int8, 0::int8, 0::oid',
+                 r.name, 'track_counts', 'on');
+             END LOOP;
+             RETURN NULL;
+           END $$;
+           CREATE TRIGGER t_swap AFTER DELETE ON kid FOR EACH STATEMENT EXECUTE FUNCTION swap()"#,
+    )
+    .await
+    .unwrap();
+    let r = raw_rows(&mut s, "DELETE FROM parent WHERE id = 2").await;
+    assert!(r.len() == 1 && r[0].contains("42501"), "refused: {r:?}");
+    assert_eq!(n(&d, "SELECT count(*) FROM kid WHERE pid IN (2, 20)").await, 5, "undone");
+    assert_eq!(n(&d, "SELECT count(*) FROM parent WHERE id = 2").await, 1, "undone");
+    p.stop().await;
+}
