@@ -13,6 +13,9 @@ use crate::analyze::{Op, Statement, Write};
 use crate::catalog::{AssignedColumn, Assumed, Catalog, Question};
 use crate::policy::{self, Finding, Mode, Policy, SessionView, TablePolicy};
 
+/// A policy table's protected columns' names now: (policy name, name now).
+type Columns<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>> + 'a;
+
 /// Whether a write may fire foreign keys' actions that set columns (a DELETE when `Some(true)`).
 fn kind(w: &Write) -> Option<bool> {
     match w.op {
@@ -29,6 +32,7 @@ fn matters(policy: &Policy) -> bool {
 
 /// The findings of a message's writes whose keys' actions set protected columns; `Err`: the
 /// catalog must be asked first (what a relation name's keys reach, a table's column names).
+/// `columns`: a policy table's protected columns' names now, as the judgement knows them.
 pub(super) fn findings(
     statements: &[Statement],
     who: SessionView<'_>,
@@ -36,17 +40,17 @@ pub(super) fn findings(
     policy: &Policy,
     catalog: &Catalog,
     assumed: &Assumed,
+    columns: &Columns<'_>,
 ) -> Result<Vec<Finding>, Vec<Question>> {
     if db.is_empty() || !matters(policy) {
         return Ok(Vec::new());
     }
-    let columns = |t: &TablePolicy| assumed.columns_of(catalog, db, &t.schema, &t.name);
     let (mut found, mut questions) = (Vec::new(), Vec::new());
     for st in statements {
         for w in &st.writes {
             let (Some(delete), Some(target)) = (kind(w), &w.target) else { continue };
             let question =
-                match assumed.fk_assignments(catalog, db, &target.name, delete, w.op.assigned(), policy, &columns) {
+                match assumed.fk_assignments(catalog, db, &target.name, delete, w.op.assigned(), policy, columns) {
                     None => Question::Indirect(target.name.clone()),
                     Some(Err(i)) => {
                         let t = &policy.tables[i];
