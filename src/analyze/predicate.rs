@@ -45,7 +45,9 @@ pub enum Where {
     Constant,
     /// `WHERE CURRENT OF cursor`: which row depends on a cursor, not on the text.
     CurrentOf,
-    Cond(Cond),
+    /// Shared: a statement's facts are copied out of the shape cache for every text of its
+    /// shape, and this is the larger part of them.
+    Cond(std::sync::Arc<Cond>),
 }
 
 /// Why a column's condition is not a point lookup.
@@ -162,7 +164,7 @@ impl Where {
         if !mine.iter().any(|m| c.if_mine.contains_key(m)) {
             return Cow::Borrowed(self);
         }
-        let mut r = c.clone();
+        let mut r = Cond::clone(c);
         for m in mine {
             let Some(x) = c.if_mine.get(m) else { continue };
             r.ranges.remove(m);
@@ -179,7 +181,7 @@ impl Where {
             // on a name that may be another relation's).
             r.restricting |= x.restricting;
         }
-        Cow::Owned(Where::Cond(r))
+        Cow::Owned(Where::Cond(r.into()))
     }
 }
 
@@ -211,7 +213,7 @@ pub fn classify_merge(join: Option<R<'_>>, when: Option<R<'_>>, t: &Target) -> W
             if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
                 Where::Constant
             } else {
-                Where::Cond(c)
+                Where::Cond(c.into())
             }
         }
     }
@@ -239,7 +241,7 @@ fn finish(w: R<'_>, t: &Target) -> Where {
     if c.refs.is_empty() && c.whole_row.is_none() && c.ranges.is_empty() {
         Where::Constant
     } else {
-        Where::Cond(c)
+        Where::Cond(c.into())
     }
 }
 

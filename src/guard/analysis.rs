@@ -105,11 +105,6 @@ impl Guard {
         (scan, readable && !scan.writes && !calls)
     }
 
-    /// [`Guard::read_text`]'s answer alone.
-    pub(super) fn is_harmless(&self, sql: &[u8], info: &SessionInfo) -> bool {
-        self.read_text(sql, &info.client_encoding).1
-    }
-
     /// The statements of a message's text, read as the session's encoding and settings read
     /// it (both ways while `standard_conforming_strings` is uncertain).
     pub fn statements_of(&self, sql: &[u8], info: &SessionInfo, pre: Option<&Preanalyzed>) -> Arc<Vec<Statement>> {

@@ -6,7 +6,7 @@
 //! the rules (`policy`, `contract`), resolving names (`names`), or the verdict (`plan`).
 
 use super::prepared::{remember_prepared, with_prepared};
-use super::{Guard, Preanalyzed, SessionInfo};
+use super::{Guard, Preanalyzed, Scan, SessionInfo};
 use crate::analyze::{self, Op, Statement};
 use crate::policy::{self, Decision, Mode};
 use std::sync::Arc;
@@ -19,21 +19,26 @@ impl Guard {
         sql: &[u8],
         info: &mut SessionInfo,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
-        if self.is_harmless(sql, info) {
+        let (scan, harmless) = self.read_text(sql, &info.client_encoding);
+        if harmless {
             return Ok((Arc::default(), Decision::default()));
         }
-        self.decide_analyzed(sql, info, None)
+        self.decide_analyzed(sql, info, None, &scan)
     }
 
-    /// [`Guard::decide_text`] for text already known not to be harmless.
+    /// [`Guard::decide_text`] for text already known not to be harmless (`scan`: the one
+    /// pass over it).
     pub(super) fn decide_analyzed(
         &self,
         sql: &[u8],
         info: &mut SessionInfo,
         pre: Option<&Preanalyzed>,
+        scan: &Scan,
     ) -> Result<(Arc<Vec<Statement>>, Decision), Vec<crate::catalog::Question>> {
         let policy = self.policy();
         let statements = self.statements_of(sql, info, pre);
+        // The protected columns' names now, asked of the catalog once per table and judgement.
+        let known_columns = KnownColumns::default();
         // Protected columns are followed by identity: ask the catalog what they are called now
         // (once per table and 30 s, or after DDL). Offline (`blastwall check`) there is no
         // database, and the policy's names are used.
@@ -43,9 +48,7 @@ impl Guard {
                 let Some(t) = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t))) else {
                     continue;
                 };
-                if !t.protected_columns.is_empty()
-                    && info.names.assumed.columns_of(&self.catalog, &info.database, &t.schema, &t.name).is_none()
-                {
+                if !t.protected_columns.is_empty() && known_columns.of(t, &self.catalog, info).is_none() {
                     let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
                     if !questions.contains(&q) {
                         questions.push(q);
@@ -82,7 +85,10 @@ impl Guard {
         } else {
             std::borrow::Cow::Owned(with_prepared(&statements, info))
         };
-        let changing = super::hidden::changing_names(&decided, &self.catalog, info);
+        // What the one pass found holds for the message's own statements (an EXECUTE runs
+        // prepared ones): a cursor is read only where it found a cursor's word.
+        let cursors = scan.cursors || matches!(decided, std::borrow::Cow::Owned(_));
+        let changing = super::hidden::changing_names(&decided, &self.catalog, info, cursors);
         // Registered with the session's other writes and DDL in flight, and judged against
         // other sessions' open DDL (`inflight`), under one lock.
         if online {
@@ -113,6 +119,7 @@ impl Guard {
             questions.extend(crate::names::columns_questions(&decided, &reach, &policy, &self.catalog, info));
         }
         // Foreign keys' actions that set protected columns (`fk_assign`).
+        let fk_columns = |t: &policy::TablePolicy| known_columns.of(t, &self.catalog, info);
         let fk = super::fk_assign::findings(
             &decided,
             &|i, w| crate::names::written_oid(&cx, i, w),
@@ -121,6 +128,7 @@ impl Guard {
             &policy,
             &self.catalog,
             &info.names.assumed,
+            &fk_columns,
         );
         for q in fk.as_ref().err().into_iter().flatten() {
             if !questions.contains(q) {
@@ -132,7 +140,7 @@ impl Guard {
         }
         let db = info.database.clone();
         let assumed = &info.names.assumed;
-        let columns = |t: &policy::TablePolicy| assumed.columns_of(&self.catalog, &db, &t.schema, &t.name);
+        let columns = |t: &policy::TablePolicy| known_columns.of_assumed(t, &self.catalog, assumed, &db);
         let owners = |seq: &analyze::RelName| assumed.sequence_owners(&self.catalog, &db, &seq.name);
         let mut view = info.view();
         view.columns = Some(&columns);
@@ -163,5 +171,39 @@ impl Guard {
             remember_prepared(&statements, info);
         }
         Ok((statements, decision))
+    }
+}
+
+/// A table's protected columns' names now, as the catalog (or the judgement's assumptions)
+/// said them: read once per table and judgement (the decision asks for each rule, and each
+/// read builds the catalog's key and reads the clock).
+type ColumnNames = Option<Vec<(String, String)>>;
+
+#[derive(Default)]
+struct KnownColumns(std::sync::Mutex<Vec<(TableKey, ColumnNames)>>);
+
+/// A policy table's schema and name.
+type TableKey = (String, String);
+
+impl KnownColumns {
+    fn of(&self, t: &policy::TablePolicy, catalog: &crate::catalog::Catalog, info: &SessionInfo) -> ColumnNames {
+        self.of_assumed(t, catalog, &info.names.assumed, &info.database)
+    }
+
+    fn of_assumed(
+        &self,
+        t: &policy::TablePolicy,
+        catalog: &crate::catalog::Catalog,
+        assumed: &crate::catalog::Assumed,
+        database: &str,
+    ) -> ColumnNames {
+        // By the schema and name the answer is kept under (`Assumed::columns_of`).
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, names)) = known.iter().find(|((s, n), _)| *s == t.schema && *n == t.name) {
+            return names.clone();
+        }
+        let names = assumed.columns_of(catalog, database, &t.schema, &t.name);
+        known.push(((t.schema.clone(), t.name.clone()), names.clone()));
+        names
     }
 }

@@ -15,6 +15,9 @@ use crate::analyze::{Op, Statement, Write};
 use crate::catalog::{AssignedColumn, Assumed, Catalog, Question};
 use crate::policy::{self, Finding, Mode, Policy, SessionView, TablePolicy};
 
+/// A policy table's protected columns' names now: (policy name, name now).
+type Columns<'a> = dyn Fn(&TablePolicy) -> Option<Vec<(String, String)>> + 'a;
+
 /// Whether a write may fire foreign keys' actions that set columns (a DELETE when `Some(true)`).
 fn kind(w: &Write) -> Option<bool> {
     match w.op {
@@ -33,6 +36,7 @@ fn matters(policy: &Policy) -> bool {
 /// catalog must be asked first (what a relation name's keys reach, a table's column names).
 /// `resolved`: the relation a write names, when known (`names::written_oid`): only its keys
 /// act, not those of another schema's relation of that name.
+/// `columns`: a policy table's protected columns' names now, as the judgement knows them.
 pub(super) fn findings(
     statements: &[Statement],
     resolved: &dyn Fn(usize, &Write) -> Option<u32>,
@@ -41,17 +45,17 @@ pub(super) fn findings(
     policy: &Policy,
     catalog: &Catalog,
     assumed: &Assumed,
+    columns: &Columns<'_>,
 ) -> Result<Vec<Finding>, Vec<Question>> {
     if db.is_empty() || !matters(policy) {
         return Ok(Vec::new());
     }
-    let columns = |t: &TablePolicy| assumed.columns_of(catalog, db, &t.schema, &t.name);
     let (mut found, mut questions) = (Vec::new(), Vec::new());
     for (i, st) in statements.iter().enumerate() {
         for w in &st.writes {
             let (Some(delete), Some(target)) = (kind(w), &w.target) else { continue };
             let question =
-                match assumed.fk_assignments(catalog, db, &target.name, delete, w.op.assigned(), policy, &columns) {
+                match assumed.fk_assignments(catalog, db, &target.name, delete, w.op.assigned(), policy, columns) {
                     None => Question::Indirect(target.name.clone()),
                     Some(Err(i)) => {
                         let t = &policy.tables[i];

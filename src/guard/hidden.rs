@@ -144,10 +144,18 @@ fn is(seq: &str, name: &str) -> bool {
 /// `set_config`, DDL, a function call): one that mentions an object whose use runs a user
 /// function or `set_config` (a view, a default, a domain, an operator); an `EXECUTE` of a
 /// statement that may (or that blastwall does not know); a `FETCH` or `MOVE` of a cursor that
-/// is not plain. Unknown set (mid-batch): every statement that mentions anything.
-pub(super) fn changing_names(statements: &[Statement], catalog: &Catalog, info: &SessionInfo) -> Vec<bool> {
+/// is not plain (looked for only where `cursors`: the one pass found a cursor's word). Unknown
+/// set (mid-batch): every statement that mentions anything.
+pub(super) fn changing_names(
+    statements: &[Statement],
+    catalog: &Catalog,
+    info: &SessionInfo,
+    cursors: bool,
+) -> Vec<bool> {
     let mut marked = std::borrow::Cow::Borrowed(statements);
-    cursors::reads_marked(&mut marked, info);
+    if cursors {
+        cursors::reads_marked(&mut marked, info);
+    }
     // Per statement, and per entry of each prepared statement it executes: whether it
     // mentions an object that calls a user function or `set_config`.
     let mentions = |set: Option<&HiddenCallers>, text: &str| match set {

@@ -277,7 +277,7 @@ impl Guard {
             }
             return plain(Verdict::Allow);
         }
-        let (statements, decision) = match self.decide_analyzed(sql, info, pre) {
+        let (statements, decision) = match self.decide_analyzed(sql, info, pre, scan) {
             Ok(x) => x,
             Err(questions) => return plain(Verdict::Resolve(questions)),
         };

@@ -222,12 +222,34 @@ fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
 /// word, a string or a comment): a statement without one inserts nothing. One pass, no
 /// allocation (it runs for every statement judged).
 fn may_insert(text: &[u8]) -> bool {
-    text.iter().enumerate().any(|(i, &c)| match c | 0x20 {
-        b'i' => at_ci(text, i, b"insert"),
-        b'c' => at_ci(text, i, b"copy"),
-        b'm' => at_ci(text, i, b"merge"),
-        _ => false,
-    })
+    any_letter_at(text, b"icm", |i| at_ci(text, i, b"insert") || at_ci(text, i, b"copy") || at_ci(text, i, b"merge"))
+}
+
+/// Whether `found(i)` holds at a position `i` of `hay` whose byte is one of `letters` (lower
+/// case ASCII letters) in either case. Bytes are tested eight at a time (a byte of `x` is zero
+/// when `(x - 0x01…) & !x & 0x80…` flags it; a byte above a zero one may be flagged too, which
+/// `found` then rejects): most texts have few such letters, and this runs for every write.
+fn any_letter_at(hay: &[u8], letters: &[u8], found: impl Fn(usize) -> bool) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) | (LO * 0x20);
+        let mut flagged = 0;
+        for &l in letters {
+            let y = x ^ (LO * u64::from(l));
+            flagged |= y.wrapping_sub(LO) & !y & HI;
+        }
+        while flagged != 0 {
+            if found(at + (flagged.trailing_zeros() / 8) as usize) {
+                return true;
+            }
+            flagged &= flagged - 1;
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().enumerate().any(|(k, &c)| letters.contains(&(c | 0x20)) && found(at + k))
 }
 
 /// Whether `word` (lower case) is at `i` in `text`, in any case.
@@ -305,7 +327,7 @@ fn reaches_unseen(st: &Statement) -> bool {
 
 /// Whether `needle` (lower case) is in `hay`, in any case.
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.iter().enumerate().any(|(i, &c)| c | 0x20 == needle[0] && at_ci(hay, i, needle))
+    any_letter_at(hay, &needle[..1], |i| at_ci(hay, i, needle))
 }
 
 /// `COPY … TO PROGRAM` or `FROM PROGRAM`: the server runs a program, which can do anything.
@@ -340,6 +362,30 @@ mod tests {
         }
         assert!(contains_ci(b"select SetVal('s', 1)", b"setval"));
         assert!(!contains_ci(b"select setva", b"setval"));
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// Eight bytes at a time, the words are found where a byte-by-byte reading finds them.
+        #[test]
+        fn words_are_found_as_byte_by_byte(parts in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "insert", "INSERT", "copy", "Merge", "setval", "SETVAL", "setva", "ins", "s", "S", "i",
+                "c", "m", "3", "s\u{0}", "é", " ", "\u{53}", "\u{73}", "\u{93}", "\u{f3}",
+            ]).prop_map(str::to_string),
+            "[a-zA-Z ]{0,9}",
+        ], 0..12)) {
+            let text = parts.concat();
+            let b = text.as_bytes();
+            let reference = |word: &[u8]| (0..b.len()).any(|i| at_ci(b, i, word));
+            proptest::prop_assert_eq!(
+                may_insert(b),
+                reference(b"insert") || reference(b"copy") || reference(b"merge"),
+                "{:?}", text
+            );
+            proptest::prop_assert_eq!(contains_ci(b, b"setval"), reference(b"setval"), "{:?}", text);
+        }
     }
 
     #[test]

@@ -214,85 +214,79 @@ pub fn scan(text: &[u8]) -> Scan {
     }
 }
 
-/// The last text a session's one pass read, and what it found: a driver that sends the same
-/// text for every execution (the extended protocol's unnamed statement, parsed again each
-/// time) has it read once, and so does one that sends the same statement with other numbers
-/// in it (literal values: `… WHERE aid = 12345`, then `… WHERE aid = 678`). The pass depends
-/// on the bytes alone, and on a run of digits only as a place where no word goes on
-/// ([`digit_run`]).
+/// The texts a session's one pass read last, and what it found for each: a driver that sends
+/// the same text for every execution (the extended protocol's unnamed statement, parsed again
+/// each time) has it read once, and so does one that sends the same statements with other
+/// numbers in them (literal values: `UPDATE … + -31 WHERE aid = 12345`, then `UPDATE … + -7
+/// WHERE aid = 678`, with other statements between them, as pgbench's tpcb-like `-M simple`
+/// does). The pass depends on the bytes alone, and on a run of digits only as a place where
+/// no word goes on ([`same_words`]).
 #[derive(Debug, Default, Clone)]
 pub struct LastScan {
-    text: Vec<u8>,
-    scan: Option<Scan>,
-    /// Where `text` holds the run of digits that the texts read since differed in, as
-    /// `(p, s)`: the run is `text[p..len - s]`, never empty. Found once; each next text is
-    /// then checked against it with two comparisons of bytes.
-    run: Option<(usize, usize)>,
+    /// Up to [`REMEMBERED`] texts, each with its pass, the oldest replaced first.
+    seen: Vec<(Box<[u8]>, Scan)>,
+    /// Where the next text goes once `seen` is full.
+    next: usize,
 }
 
-/// Texts up to this long are remembered (a copy of each is kept).
+/// How many texts a session remembers, and how long one may be (a copy of each is kept: at
+/// most 8 KiB per session).
+const REMEMBERED: usize = 8;
 const REMEMBERED_BYTES: usize = 1024;
 
 impl LastScan {
-    /// [`scan`] of `text`, from the last text read when it is the same or differs from it in
-    /// one run of digits only.
+    /// [`scan`] of `text`, from a text read before when it is the same but for the runs of
+    /// digits in it ([`same_words`]).
     pub fn scan(&mut self, text: &[u8]) -> Scan {
-        if let Some(s) = self.scan {
-            if self.run.is_some_and(|(p, s)| around(&self.text, p, s, text)) || self.text == text {
-                return s;
-            }
-            if let Some(run) = digit_run(&self.text, text) {
-                self.run = Some(run);
-                return s;
-            }
+        if let Some((_, s)) = self.seen.iter().find(|(t, _)| same_words(t, text)) {
+            return *s;
         }
         let s = scan(text);
-        self.text.clear();
-        self.scan = None;
-        self.run = None;
         if text.len() <= REMEMBERED_BYTES {
-            self.text.extend_from_slice(text);
-            self.scan = Some(s);
+            let entry = (Box::from(text), s);
+            if self.seen.len() < REMEMBERED {
+                self.seen.push(entry);
+            } else {
+                self.seen[self.next] = entry;
+                self.next = (self.next + 1) % REMEMBERED;
+            }
         }
         s
     }
 }
 
-/// Whether `b` is `a` with `a[p..a.len() - s]` (a run of digits) replaced by another run of
-/// digits, not empty: `b` begins with `a[..p]` and ends with `a[a.len() - s..]`.
-fn around(a: &[u8], p: usize, s: usize, b: &[u8]) -> bool {
-    b.len() > p + s
-        && b[..p] == a[..p]
-        && b[b.len() - s..] == a[a.len() - s..]
-        && b[p..b.len() - s].iter().all(u8::is_ascii_digit)
-}
-
-/// Where `a` and `b` differ, when only in one run of ASCII digits each (of any lengths,
-/// neither empty): `a = P X S` and `b = P Y S`, as `(P's length, S's length)`. [`scan`] then
-/// finds the same in both: digits are no word's bytes, nor `(`, `&`, or non-ASCII, so each
-/// text's words lie wholly in `P` or in `S`, cut at the same places (a word that ends `P` or
-/// begins `S` is cut by a digit in both); a `&` that begins `S` follows a digit in both (no
-/// `U&`). A run left empty on one side would join `P`'s last word to `S`'s first there: not
-/// the same.
-fn digit_run(a: &[u8], b: &[u8]) -> Option<(usize, usize)> {
-    let shortest = a.len().min(b.len());
-    let mut p = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    // The run starts where the digits around the first difference start.
-    while p > 0 && a[p - 1].is_ascii_digit() {
-        p -= 1;
-    }
-    let mut s = a[p..].iter().rev().zip(b[p..].iter().rev()).take_while(|(x, y)| x == y).count();
-    s = s.min(shortest - p);
-    while s > 0 && a[a.len() - s].is_ascii_digit() {
-        s -= 1;
-    }
-    let x = &a[p..a.len() - s];
-    (!x.is_empty() && x.iter().all(u8::is_ascii_digit) && around(a, p, s, b)).then_some((p, s))
-}
-
-#[cfg(test)]
+/// Whether `a` and `b` are the same bytes but for their runs of ASCII digits, which may differ
+/// in value and length but not be missing on either side: `a = P0 X1 P1 … Xn Pn` and `b = P0
+/// Y1 P1 … Yn Pn`, each `X` and `Y` a run of digits, none empty, the `P` the same bytes. Then
+/// [`scan`] finds the same in both: digits are no word's bytes, nor `(`, `&`, or non-ASCII, so
+/// each text's words lie wholly in the `P`, cut at the same places (a word that ends a `P`
+/// or begins one is cut by a digit in both); a `&` that begins a `P` follows a digit in both
+/// (no `U&`). A run left empty on one side would join two words there: not the same. Equal
+/// stretches are compared eight bytes at a time; a difference is allowed only inside a run of
+/// digits on both sides.
 fn same_words(a: &[u8], b: &[u8]) -> bool {
-    a == b || digit_run(a, b).is_some()
+    let digits = |t: &[u8]| t.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        while i + 8 <= a.len() && j + 8 <= b.len() && a[i..i + 8] == b[j..j + 8] {
+            (i, j) = (i + 8, j + 8);
+        }
+        match (a.get(i), b.get(j)) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => (i, j) = (i + 1, j + 1),
+            _ => {
+                // The bytes before are the same on both sides (or both end a run of digits,
+                // and then the bytes here are no digits): a run of digits that began there
+                // goes on here on either side or both; one that begins here must on both.
+                let (da, db) = (digits(&a[i..]), digits(&b[j..]));
+                let in_run = i > 0 && a[i - 1].is_ascii_digit() && j > 0 && b[j - 1].is_ascii_digit();
+                if da + db == 0 || (!in_run && (da == 0 || db == 0)) {
+                    return false;
+                }
+                (i, j) = (i + da, j + db);
+            }
+        }
+    }
 }
 
 /// What a word (ASCII letters and `_`) means, in any case (0: nothing).
@@ -387,20 +381,25 @@ mod tests {
         // The same length, other bytes.
         assert!(!last.scan(b"select x from t").writes && last.scan(b"delete x from t").writes);
         let long = format!("SELECT 1 {}", " ".repeat(REMEMBERED_BYTES));
-        assert!(!last.scan(long.as_bytes()).writes && last.scan.is_none());
+        assert!(!last.scan(long.as_bytes()).writes && last.seen.iter().all(|(t, _)| t.len() <= REMEMBERED_BYTES));
         assert!(last.scan(format!("{long} delete").as_bytes()).writes);
     }
 
     #[test]
-    fn a_text_that_differs_in_one_run_of_digits_is_not_read_again() {
+    fn a_text_that_differs_in_runs_of_digits_is_not_read_again() {
         let same = |a: &str, b: &str| same_words(a.as_bytes(), b.as_bytes());
         assert!(same("SELECT a FROM t WHERE aid = 12345;", "SELECT a FROM t WHERE aid = 678;"));
         assert!(same("SELECT a FROM t WHERE aid = 5;", "SELECT a FROM t WHERE aid = 15;"));
         assert!(same("SELECT a FROM t WHERE aid = 15", "SELECT a FROM t WHERE aid = 5"));
         assert!(same("select 1", "select 2") && same("7", "8") && same("x", "x"));
-        // Digits that cut a word, or that are gone, or a second run: read again.
+        // Several runs, of other lengths, one inside a word on both sides.
+        assert!(same("select 1 from t1", "select 22 from t2"));
+        assert!(same("UPDATE a SET b = b + -5 WHERE c = 7;", "UPDATE a SET b = b + -123456789 WHERE c = 123456789;"));
+        assert!(same("select 123456789012", "select 123456789013") && same("select 12345678x", "select 1x"));
+        // Digits that cut a word, or that are gone, or a sign that is: read again.
         assert!(!same("select a1b", "select ab") && !same("select ab", "select a1b"));
-        assert!(!same("select 1 from t1", "select 2 from t2"));
+        assert!(!same("select 12345678", "select ") && !same("select x", "select x1"));
+        assert!(!same("UPDATE a SET b = b + -5;", "UPDATE a SET b = b + 5;"));
         assert!(!same("select 1", "select x") && !same("select 1", "select 1."));
         // `u1&` is no `U&`, `u&` is.
         assert!(!same("select u1&x", "select u&x"));
@@ -410,6 +409,26 @@ mod tests {
         assert!(last.scan(b"SELECT a FROM t WHERE aid = 6;DELETE FROM t").writes);
         assert!(last.scan(b"SELECT a FROM t WHERE aid = 6;DELETE FROM t").writes);
         assert!(!last.scan(b"SELECT a FROM t WHERE aid = 6;DELETEFROM t").writes);
+        // pgbench's tpcb-like `-M simple`: each statement's text comes back after the others.
+        let mut last = LastScan::default();
+        for (aid, delta) in [(12345, -31), (6, 4000), (77, -2)] {
+            for text in [
+                "BEGIN;".to_string(),
+                format!("UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid};"),
+                format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"),
+                format!("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, {aid}, {delta}, CURRENT_TIMESTAMP);"),
+                "END;".to_string(),
+            ] {
+                assert_eq!(last.scan(text.as_bytes()), scan(text.as_bytes()), "{text}");
+            }
+        }
+        // Both signs of the delta, each remembered once; the oldest text is replaced first.
+        assert_eq!(last.seen.len(), 7);
+        for i in 0..REMEMBERED {
+            last.scan(format!("select x{} from t{i}", "y".repeat(i)).as_bytes());
+        }
+        assert_eq!(last.seen.len(), REMEMBERED);
+        assert!(last.seen.iter().all(|(t, _)| !t.starts_with(b"BEGIN")));
     }
 
     #[test]
@@ -520,6 +539,53 @@ mod tests {
             let mut last = LastScan::default();
             for text in [&first, &second, &third] {
                 proptest::prop_assert_eq!(last.scan(text.as_bytes()), scan(text.as_bytes()), "{:?}, {:?}, {:?}", first, second, third);
+            }
+        }
+
+        /// Texts that differ in several places, read among others: the remembered pass is the
+        /// pass, and two texts are taken for one exactly when they are the same once each run
+        /// of digits is written as one `0`.
+        #[test]
+        fn texts_that_differ_in_runs_of_digits_share_a_pass(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "delete", "select", "u", "U", "&", "(", "é", " ", ";", "do", "x", "_", "fetch",
+                    "de", "lete", "fet", "ch", "d", "o", "-", "update pgbench_accounts ",
+                ]).prop_map(str::to_string),
+                "[0-9]{1,12}",
+                "[a-z_]{1,4}",
+            ], 0..12),
+            changes in proptest::collection::vec((0usize..12, proptest::prop_oneof![
+                4 => "[0-9]{0,12}", 1 => "[a-z&(]{0,2}", 1 => "[0-9a-z&-]{1,3}"]), 0..4),
+            others in proptest::collection::vec("[a-z0-9 &(]{0,20}", 0..10),
+        ) {
+            let first = parts.concat();
+            let mut changed = parts.clone();
+            for (at, with) in &changes {
+                if !changed.is_empty() {
+                    let i = at % changed.len();
+                    changed[i] = with.clone();
+                }
+            }
+            let second = changed.concat();
+            let collapsed = |t: &str| {
+                let mut out = Vec::new();
+                for &c in t.as_bytes() {
+                    if !(c.is_ascii_digit() && out.last().is_some_and(u8::is_ascii_digit)) {
+                        out.push(if c.is_ascii_digit() { b'0' } else { c });
+                    }
+                }
+                out
+            };
+            proptest::prop_assert_eq!(
+                same_words(first.as_bytes(), second.as_bytes()),
+                collapsed(&first) == collapsed(&second),
+                "{:?} / {:?}", first, second
+            );
+            let mut last = LastScan::default();
+            let texts = std::iter::once(&first).chain(&others).chain([&second, &first]).chain(&others).chain([&second]);
+            for text in texts {
+                proptest::prop_assert_eq!(last.scan(text.as_bytes()), scan(text.as_bytes()), "{:?} / {:?}", first, text);
             }
         }
     }

@@ -24,6 +24,11 @@ impl Paths {
         let mut now: Result<Option<Vec<String>>, String> = Ok(None);
         for (i, s) in statements.iter().enumerate() {
             out.push(now.clone());
+            // What the last one does is for no statement of the message (most messages hold
+            // one): not read.
+            if i + 1 == statements.len() {
+                break;
+            }
             let unseen = s.calls_functions || !s.opaque.is_empty() || changing.get(i).copied().unwrap_or(false);
             if now.is_err() || !(may_change_path(s.text.as_bytes()) || unseen) {
                 continue;
@@ -42,13 +47,13 @@ impl Paths {
                 }
             };
         }
-        out.push(now);
         Paths(out)
     }
 
-    /// What statement `index` resolves against (past the end: what holds after the last).
+    /// What statement `index` of the message resolves against (past the end: not known).
     pub fn before(&self, index: usize) -> &Result<Option<Vec<String>>, String> {
-        &self.0[index.min(self.0.len() - 1)]
+        static PAST_THE_END: Result<Option<Vec<String>>, String> = Err(String::new());
+        self.0.get(index).unwrap_or(&PAST_THE_END)
     }
 }
 
