@@ -349,6 +349,36 @@ impl Relay {
 
     /// Handles a ReadyForQuery from the server (the whole message); returns the status.
     pub fn on_ready(&mut self, message: &[u8]) -> TxStatus {
+        let status = self.ready_answered(message);
+        if !self.notifications.is_empty() {
+            self.to_client.extend_from_slice(&self.notifications.split());
+        }
+        self.to_client.extend_from_slice(message);
+        status
+    }
+
+    /// Whether notifications wait for the next ReadyForQuery (`defer_notifications`).
+    pub fn defers_notifications(&self) -> bool {
+        !self.notifications.is_empty()
+    }
+
+    /// Passes a whole round trip's end to the client: `replies`, the server's messages that no
+    /// stage reads and, last, the ReadyForQuery `message`, handled as `on_ready` does; `replies`
+    /// is left empty (its bytes moved without a copy when nothing else is owed to the client).
+    /// Not while notifications wait (they go before the ReadyForQuery).
+    pub fn on_round_trip(&mut self, replies: &mut BytesMut, message: &[u8]) -> TxStatus {
+        debug_assert!(self.notifications.is_empty());
+        if self.to_client.is_empty() {
+            std::mem::swap(&mut self.to_client, replies);
+        } else {
+            self.to_client.extend_from_slice(replies);
+            replies.clear();
+        }
+        self.ready_answered(message)
+    }
+
+    /// The bookkeeping of a ReadyForQuery (the whole message): a sync point answered.
+    fn ready_answered(&mut self, message: &[u8]) -> TxStatus {
         let status = messages::ready_status_of(message.get(5..).unwrap_or_default()).unwrap_or(self.tx);
         self.tx = status;
         self.copying = false;
@@ -362,10 +392,6 @@ impl Relay {
             self.syncs_done += 1;
             self.in_batch.pop_front();
         }
-        if !self.notifications.is_empty() {
-            self.to_client.extend_from_slice(&self.notifications.split());
-        }
-        self.to_client.extend_from_slice(message);
         status
     }
 

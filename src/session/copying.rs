@@ -113,7 +113,7 @@ impl Session {
     pub(super) fn forward_query(&mut self, sql: &[u8], action: crate::relay::Action, bytes: &[u8]) {
         let ord = self.relay.syncs_sent();
         self.relay.apply_sync_point(action, bytes);
-        if self.relay.syncs_sent() > ord && may_copy(sql) {
+        if self.relay.syncs_sent() > ord && self.copy_word && may_copy(sql) {
             self.relay.note_copy_may_start(ord, false);
         }
     }

@@ -28,7 +28,7 @@ async fn left(client: &mut BoxIo, cfr: &mut Framer) {
         if cfr.buf_mut().len() >= WATCHED_BYTES {
             return std::future::pending().await;
         }
-        super::reserve(cfr);
+        super::wakes::reserve(cfr.buf_mut());
         match client.read_buf(cfr.buf_mut()).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}

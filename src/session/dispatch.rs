@@ -34,43 +34,8 @@ impl Session {
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
-                match self.judge_sql(sql, pre) {
-                    Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
-                    // A Query in the middle of an extended batch cannot wait for the server to
-                    // be idle (that needs the batch's Sync, which comes after it).
-                    Verdict::Check(plan) if self.relay.batch_has_messages() => {
-                        self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
-                        self.pending = Some(Pending::QueryInBatch(plan));
-                    }
-                    // Several writes in one Query: limits per statement (`counting::per_statement`).
-                    Verdict::Check(plan) => match self.per_statement(sql, &plan) {
-                        Some(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
-                        None => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new())),
-                    },
-                    // Once the server answered the batch so far, blastwall may end it itself
-                    // and ask (`Pending::ResolveInBatch`).
-                    Verdict::Resolve(questions) if self.relay.batch_has_messages() => {
-                        if !self.relay.batch_ends_unseen() {
-                            self.assume_answers(&questions);
-                            return self.on_client_message(f, pre);
-                        }
-                        self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
-                        self.pending = Some(Pending::ResolveInBatch(f, questions));
-                    }
-                    Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
-                    Verdict::Allow => self.forward_query(sql, Action::Forward, &f.bytes),
-                    Verdict::Notice(n) => self.forward_query(sql, Action::Notify(n), &f.bytes),
-                    Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
-                    Verdict::Split(m) => match self.simple_pieces(sql) {
-                        Ok(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
-                        Err(why) => {
-                            let mut m = *m;
-                            m.message.push_str(&format!(" (it cannot run statement by statement: {why})"));
-                            self.record_split_refusal(sql, &m);
-                            self.relay.apply_sync_point(Action::Refuse(m), &f.bytes);
-                        }
-                    },
-                }
+                let verdict = self.judge_sql(sql, pre);
+                return self.on_query_judged(f, verdict, pre);
             }
             _ if extended => return self.on_extended(f, pre),
             fe::FUNCTION_CALL => {
@@ -116,6 +81,54 @@ impl Session {
                 self.closing = true;
             }
             _ => self.relay.forward_unknown(&f.bytes),
+        }
+        Ok(())
+    }
+
+    /// A Query, once judged: forwarded, refused, counted, split or waiting for answers.
+    pub(super) fn on_query_judged(
+        &mut self,
+        f: Frame,
+        verdict: Verdict,
+        pre: Option<&Preanalyzed>,
+    ) -> Result<(), SessionError> {
+        let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
+        match verdict {
+            Verdict::Analyze => self.pending = Some(Pending::Analyze(f)),
+            // A Query in the middle of an extended batch cannot wait for the server to
+            // be idle (that needs the batch's Sync, which comes after it).
+            Verdict::Check(plan) if self.relay.batch_has_messages() => {
+                self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
+                self.pending = Some(Pending::QueryInBatch(plan));
+            }
+            // Several writes in one Query: limits per statement (`counting::per_statement`).
+            Verdict::Check(plan) => match self.per_statement(sql, &plan) {
+                Some(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
+                None => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new())),
+            },
+            // Once the server answered the batch so far, blastwall may end it itself
+            // and ask (`Pending::ResolveInBatch`).
+            Verdict::Resolve(questions) if self.relay.batch_has_messages() => {
+                if !self.relay.batch_ends_unseen() {
+                    self.assume_answers(&questions);
+                    return self.on_client_message(f, pre);
+                }
+                self.relay.to_server.extend_from_slice(&wire::encode(fe::FLUSH, &[]));
+                self.pending = Some(Pending::ResolveInBatch(f, questions));
+            }
+            Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
+            Verdict::Allow => self.forward_query(sql, Action::Forward, &f.bytes),
+            Verdict::Notice(n) => self.forward_query(sql, Action::Notify(n), &f.bytes),
+            Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),
+            Verdict::Split(m) => match self.simple_pieces(sql) {
+                Ok(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
+                Err(why) => {
+                    let mut m = *m;
+                    m.message.push_str(&format!(" (it cannot run statement by statement: {why})"));
+                    self.record_split_refusal(sql, &m);
+                    self.relay.apply_sync_point(Action::Refuse(m), &f.bytes);
+                }
+            },
         }
         Ok(())
     }

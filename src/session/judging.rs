@@ -4,13 +4,54 @@
 //! open) given to the guard, refusals and warnings recorded when judged, and what the verdict
 //! leaves to the mirror (cursors, DEALLOCATEs).
 //!
-//! Owns: [`Session::judge_sql`] and [`Session::recorded`]. Does not own: the rules (`guard`).
+//! A lone Query (the whole of what the client sent, with nothing of the session's held or in
+//! a COPY) is judged where it was read, without splitting it off as a frame, and a harmless
+//! one forwarded from there: the common round trip of an application's reads.
+//!
+//! Owns: [`Session::judge_sql`], [`Session::recorded`] and the lone Query. Does not own: the
+//! rules (`guard`), the other verdicts' ways (`dispatch`).
 
-use super::Session;
+use super::{Session, SessionError};
 use crate::guard::{Judged, Preanalyzed, Verdict};
-use crate::wire::messages::TxStatus;
+use crate::relay::Action;
+use crate::wire::messages::{self, fe, TxStatus};
+use crate::wire::Frame;
 
 impl Session {
+    /// Nothing of the session holds client messages back or reads them another way: no
+    /// message waits (a check, a held batch, a parked Bind, a Query run as a batch), no batch
+    /// is discarded, the server is in no COPY.
+    pub(super) fn nothing_held(&self) -> bool {
+        self.pending.is_none()
+            && self.simple.is_none()
+            && self.held_batch.is_none()
+            && self.mirror.parked.is_none()
+            && !self.relay.is_discarding()
+            && !self.relay.server_in_copy()
+    }
+
+    /// The client's framer holds one whole Query and nothing else (`nothing_held`): it is
+    /// handled as `on_client_message` would handle it as a frame, a harmless one forwarded
+    /// from the framer's buffer. `None` (nothing taken) when its text is malformed: the frame's
+    /// way reports that.
+    pub(super) fn lone_query(&mut self) -> Option<Result<(), SessionError>> {
+        let mut buf = std::mem::take(self.cfr.buf_mut());
+        let Some(Ok(sql)) = buf.get(5..).map(messages::query_text_of) else {
+            *self.cfr.buf_mut() = buf;
+            return None;
+        };
+        self.shared.metrics.statements_total.inc();
+        match self.judge_sql(sql, None) {
+            Verdict::Allow => {
+                self.forward_query(sql, Action::Forward, &buf);
+                buf.clear();
+                *self.cfr.buf_mut() = buf;
+                Some(Ok(()))
+            }
+            verdict => Some(self.on_query_judged(Frame { tag: fe::QUERY, bytes: buf.freeze() }, verdict, None)),
+        }
+    }
+
     /// Refusals and warnings are recorded when judged; checks when their outcome is known.
     pub(super) fn recorded(&self, judged: Judged) -> Verdict {
         if let Some(facts) = &judged.facts {
@@ -53,6 +94,7 @@ impl Session {
         self.info.encoding_in_flight |= judged.scan.encoding || (judged.scan.paren && !counted);
         // Only a text with a cursor word can FETCH a portal (the guard's one pass said).
         let cursor_words = judged.scan.cursors;
+        self.copy_word = judged.scan.copy;
         let verdict = self.recorded(judged);
         let verdict = if cursor_words { self.fetching_counted_portal(sql, verdict) } else { verdict };
         // Only a message forwarded as it is gets the server's plain answer (a counted one is

@@ -16,7 +16,6 @@ use crate::shared::{Phase, Shared};
 use crate::wire::messages::{self, fe, TxStatus};
 use crate::wire::startup::CancelKey;
 use crate::wire::{Frame, FrameError, Framer, Step};
-use std::future::Future;
 
 mod ages;
 mod binds;
@@ -52,7 +51,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Why a session ended early. Each variant knows which side caused it.
 #[derive(Debug, Error)]
@@ -208,7 +207,6 @@ async fn handshake_and_relay(
         ready: false,
         closing: false,
         server_fatal: None,
-        client_first: false,
         info,
         pending: None,
         held_batch: None,
@@ -223,6 +221,7 @@ async fn handshake_and_relay(
         startup_deadline: deadline,
         holding: Default::default(),
         put_back: Vec::new(),
+        copy_word: true,
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -256,8 +255,6 @@ struct Session {
     closing: bool,
     /// The server's FATAL (or PANIC) message, when it sent one: it is ending the session.
     server_fatal: Option<String>,
-    /// Which socket is polled first at the next wake-up (they take turns).
-    client_first: bool,
     info: SessionInfo,
     /// A message (or extended batch) waiting for the pre-check, which runs once the server
     /// has answered everything before it. The client is not read meanwhile.
@@ -282,28 +279,32 @@ struct Session {
     holding: crate::precheck::hold::Holding,
     /// Protected sequences to put back at the next quiet point (`putback`).
     put_back: Vec<crate::precheck::putback::Moved>,
+    /// The last text judged has the word `copy` (the guard's one pass said): only such a text
+    /// can be a `COPY … FROM STDIN`.
+    copy_word: bool,
 }
 
 impl Session {
     async fn relay_loop(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
         let shared = self.shared.clone();
         let mut current = shared.phase.get();
-        // Kept across wake-ups: it registers this session's waker once.
-        let mut phase_change = shared.phase.changed(self.id, current);
+        // Kept across turns: the phase signal's waker is registered once, the timers made once.
+        let mut waits = wakes::Waits::new(&shared.phase, self.id, current);
         let idle = self.shared.config.idle_timeout;
-        let (mut client_side, mut server_side) = (wakes::Side::new(), wakes::Side::new());
         loop {
             if self.info.inflight.registered && self.pending.is_none() && !self.relay.is_busy() {
                 self.inflight_answered();
             }
-            self.flush(stats).await?;
+            if !self.relay.to_server.is_empty() || !self.relay.to_client.is_empty() {
+                self.flush(stats).await?;
+            }
             if self.closing {
                 return Ok(());
             }
             if !self.put_back.is_empty() {
-                server_side.unpark();
+                waits.server.unpark();
+                self.put_back_when_quiet().await?;
             }
-            self.put_back_when_quiet().await?;
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;
             }
@@ -328,68 +329,38 @@ impl Session {
                 };
             if runnable {
                 // A pre-check reads the server itself (and may leave bytes ready there).
-                client_side.unpark();
-                server_side.unpark();
+                waits.client.unpark();
+                waits.server.unpark();
                 self.run_pending().await?;
                 self.on_client_bytes()?;
                 continue;
             }
-            if self.pending.is_none() && self.simple_next(false) {
-                client_side.unpark();
+            if self.pending.is_none() && self.simple.is_some() && self.simple_next(false) {
+                waits.client.unpark();
                 self.on_client_bytes()?;
                 continue;
             }
-            reserve(&mut self.cfr);
-            reserve(&mut self.sfr);
-            // A held early message is not read past (it waits for the server to be ready).
-            let reading_client = self.pending.is_none() && !self.holds_early_message();
-            let ready = self.ready;
-            let startup_deadline = self.startup_deadline;
-            // The timers' futures are made in place and polled through a reference: a future
-            // moved into `select!` is copied whole (a timer's is large) at every wake-up.
-            let idle_now = idle.filter(|_| ready && !self.relay.is_busy());
-            let mut idle_sleep = std::pin::pin!(async move {
-                match idle_now {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            });
-            // Lazily: a timer made at every wake-up and dropped unpolled costs more than the
-            // rest of the loop once the session is ready.
-            let mut startup_sleep = std::pin::pin!(async move { tokio::time::sleep_until(startup_deadline).await });
-            // Both sockets in turn, alternately the client's first and the server's first (fair
-            // with no random number drawn at every wake-up, as `select!` would draw): a side
-            // that always has bytes ready cannot keep the other unread (a replication client's
-            // feedback, a pipelining client's replies).
-            self.client_first = !self.client_first;
-            let client_first = self.client_first;
-            let mut from_client = std::pin::pin!(self.client.read_buf(self.cfr.buf_mut()));
-            let mut from_server = std::pin::pin!(self.server.read_buf(self.sfr.buf_mut()));
-            let read = std::future::poll_fn(|cx| {
-                use std::task::Poll;
-                if client_first && reading_client {
-                    if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
-                        return Poll::Ready(Read::Client(r));
-                    }
-                }
-                if let Poll::Ready(r) = server_side.poll(cx, |cx| from_server.as_mut().poll(cx)) {
-                    return Poll::Ready(Read::Server(r));
-                }
-                if !client_first && reading_client {
-                    if let Poll::Ready(r) = client_side.poll(cx, |cx| from_client.as_mut().poll(cx)) {
-                        return Poll::Ready(Read::Client(r));
-                    }
-                }
-                Poll::Pending
-            });
-            tokio::select! {
-                biased;
-                p = &mut phase_change => {
+            let turn = wakes::Turn {
+                // A held early message is not read past (it waits for the server to be ready).
+                reading_client: self.pending.is_none() && !self.holds_early_message(),
+                // From now: the idle time starts when the loop starts waiting.
+                idle_deadline: idle
+                    .filter(|_| self.ready && !self.relay.is_busy())
+                    .map(|d| tokio::time::Instant::now() + d),
+                startup_deadline: Some(self.startup_deadline).filter(|_| !self.ready),
+            };
+            let io = wakes::Io {
+                client: &mut self.client,
+                client_buf: self.cfr.buf_mut(),
+                server: &mut self.server,
+                server_buf: self.sfr.buf_mut(),
+            };
+            match waits.next(&turn, io).await {
+                wakes::Woke::Phase(p) => {
                     current = p;
-                    phase_change = shared.phase.changed(self.id, current);
+                    waits.phase_seen(current);
                 }
-                side = read => match side {
-                Read::Client(r) => {
+                wakes::Woke::Client(r) => {
                     let n = r.map_err(SessionError::ClientIo)?;
                     if n == 0 {
                         return self.client_gone().await;
@@ -401,7 +372,7 @@ impl Session {
                         return Err(e);
                     }
                 }
-                Read::Server(r) => {
+                wakes::Woke::Server(r) => {
                     // A reset is the server gone without a word too.
                     match r {
                         Ok(0) => return self.server_gone(stats, None).await,
@@ -418,15 +389,14 @@ impl Session {
                         }
                     }
                 }
-                },
-                _ = idle_sleep.as_mut() => {
+                wakes::Woke::Idle => {
                     let msg = crate::said::idle_timeout(self.relay.tx);
                     self.relay.to_client.extend_from_slice(&msg.encode());
                     self.relay.to_server.extend_from_slice(&messages::terminate());
                     self.flush(stats).await?;
                     return Err(SessionError::Closed("idle timeout".into()));
                 }
-                _ = startup_sleep.as_mut(), if !ready => {
+                wakes::Woke::Startup => {
                     let msg = crate::said::authentication_timed_out();
                     let _ = self.client.write_all(&msg.encode()).await;
                     return Err(SessionError::Closed("startup timed out".into()));
@@ -452,16 +422,14 @@ impl Session {
             self.wait_for_others().await?;
         }
         if !self.relay.to_server.is_empty() {
-            self.server.write_all(&self.relay.to_server).await.map_err(SessionError::ServerIo)?;
-            self.server.flush().await.map_err(SessionError::ServerIo)?;
+            write_out(&mut self.server, &self.relay.to_server).await.map_err(SessionError::ServerIo)?;
             self.relay.to_server.clear();
             // The unnamed statement may be the client's now (`precheck::prepared`).
             self.readings.flushed.client_sent();
         }
         if !self.relay.to_client.is_empty() {
             stats.bytes_out += self.relay.to_client.len() as u64;
-            self.client.write_all(&self.relay.to_client).await.map_err(SessionError::ClientIo)?;
-            self.client.flush().await.map_err(SessionError::ClientIo)?;
+            write_out(&mut self.client, &self.relay.to_client).await.map_err(SessionError::ClientIo)?;
             self.relay.to_client.clear();
             self.holding.clear();
         }
@@ -470,6 +438,11 @@ impl Session {
 
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
+        if self.ready && self.cfr.holds_one(fe::QUERY) && self.nothing_held() {
+            if let Some(done) = self.lone_query() {
+                return done;
+            }
+        }
         loop {
             if self.pending.is_some() || self.holds_early_message() || self.simple_waits() {
                 return Ok(());
@@ -524,15 +497,21 @@ impl Session {
     }
 }
 
-/// What a wake-up read, and from which side.
-enum Read {
-    Client(std::io::Result<usize>),
-    Server(std::io::Result<usize>),
-}
-
-fn reserve(f: &mut Framer) {
-    let buf = f.buf_mut();
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
-    }
+/// Writes all of `bytes` and flushes (`write_all` then `flush`, in one future).
+async fn write_out(io: &mut BoxIo, bytes: &[u8]) -> std::io::Result<()> {
+    use std::task::Poll;
+    use tokio::io::AsyncWrite;
+    let mut written = 0;
+    std::future::poll_fn(|cx| {
+        while written < bytes.len() {
+            match std::pin::Pin::new(&mut *io).poll_write(cx, &bytes[written..]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+            }
+        }
+        std::pin::Pin::new(&mut *io).poll_flush(cx)
+    })
+    .await
 }

@@ -63,7 +63,12 @@ fn text(b: &[u8]) -> String {
 
 /// Query: the SQL text of a simple-protocol query (without its terminating NUL).
 pub fn query_text(frame: &Frame) -> Result<&[u8], FrameError> {
-    let mut r = BodyReader::new(frame.body(), "Query");
+    query_text_of(frame.body())
+}
+
+/// [`query_text`] of a Query's body.
+pub fn query_text_of(body: &[u8]) -> Result<&[u8], FrameError> {
+    let mut r = BodyReader::new(body, "Query");
     let sql = r.cstr()?;
     if !r.is_empty() {
         return Err(FrameError::Malformed { what: "Query", why: "bytes after the query string" });

@@ -156,6 +156,38 @@ impl Framer {
         Some(z)
     }
 
+    /// Whether the buffer holds exactly one whole message, of type `tag`, within the length
+    /// limit (a client's lone Query, read as it arrived).
+    pub fn holds_one(&self, tag: u8) -> bool {
+        if self.pass_remaining > 0 || self.buf.first() != Some(&tag) {
+            return false;
+        }
+        matches!(self.header_at(0), Ok(Some((_, total))) if total == self.buf.len() && total <= self.max_len)
+    }
+
+    /// When the buffer holds whole messages only, each of a type that `passes` (so no stage
+    /// reads it), but the last, a ReadyForQuery as the server sends it (length 5): that
+    /// message's six bytes, the buffer left as it is. The end of most round trips arrives so;
+    /// the relay then passes the buffer on in one piece (checked like any frames: every
+    /// length at least 4). `None` when it holds anything else.
+    pub fn round_trip(&self, passes: impl Fn(u8) -> bool) -> Option<[u8; 6]> {
+        if self.pass_remaining > 0 {
+            return None;
+        }
+        let end = self.buf.len().checked_sub(6)?;
+        let mut pos = 0usize;
+        while pos < end {
+            let h = self.buf.get(pos..pos + 5)?;
+            let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+            if !passes(h[0]) || len < 4 {
+                return None;
+            }
+            pos = pos.checked_add(usize::try_from(len).ok()?)?.checked_add(1)?;
+        }
+        let z: [u8; 6] = self.buf.get(pos..)?.try_into().ok()?;
+        (z[..5] == [b'Z', 0, 0, 0, 5]).then_some(z)
+    }
+
     /// The next frame (split off), or the length of the run at the front that passes through.
     fn next(&mut self, inspect: impl Fn(u8) -> bool) -> Result<Option<Found>, FrameError> {
         if self.pass_remaining > 0 {
@@ -339,6 +371,64 @@ mod tests {
         assert!(matches!(f.next_item(|_| false).unwrap(), Some(Item::Pass(_))));
         feed(&mut f, &d[5..]);
         assert_eq!(f.take_ready(), None);
+    }
+
+    #[test]
+    fn one_whole_message_is_found_as_it_is() {
+        let q = encode(b'Q', b"SELECT 1\0");
+        let mut f = Framer::new(1024);
+        feed(&mut f, &q[..6]);
+        assert!(!f.holds_one(b'Q'));
+        feed(&mut f, &q[6..]);
+        assert!(f.holds_one(b'Q') && !f.holds_one(b'P'));
+        feed(&mut f, &q);
+        assert!(!f.holds_one(b'Q'));
+        // Past the limit, or a bad length: the framer's own checks decide.
+        let mut f = Framer::new(8);
+        feed(&mut f, &q);
+        assert!(!f.holds_one(b'Q'));
+        let mut f = Framer::new(1024);
+        feed(&mut f, &[b'Q', 0, 0, 0, 3]);
+        assert!(!f.holds_one(b'Q'));
+    }
+
+    #[test]
+    fn a_round_trip_is_found_whole_or_not_at_all() {
+        let row = |f: &mut Framer| {
+            feed(f, &encode(b'T', b"\0\0"));
+            feed(f, &encode(b'D', b"\0\x01\0\0\0\x011"));
+            feed(f, &encode(b'C', b"SELECT 1\0"));
+        };
+        let passes = |t: u8| matches!(t, b'T' | b'D' | b'C');
+        let mut f = Framer::new(1024);
+        row(&mut f);
+        assert_eq!(f.round_trip(passes), None);
+        feed(&mut f, &encode(b'Z', b"I"));
+        assert_eq!(f.round_trip(passes), Some([b'Z', 0, 0, 0, 5, b'I']));
+        // The buffer is left as it is.
+        assert_eq!(f.buf.len(), 7 + 12 + 14 + 6);
+        // A message no stage may skip, a second round trip, a ReadyForQuery not last or cut,
+        // a bad length, a message still passing through: none.
+        assert_eq!(f.round_trip(|t| t != b'D'), None);
+        feed(&mut f, &encode(b'Z', b"I"));
+        assert_eq!(f.round_trip(passes), None);
+        let mut f = Framer::new(1024);
+        feed(&mut f, &encode(b'Z', b"I")[..5]);
+        assert_eq!(f.round_trip(passes), None);
+        let mut f = Framer::new(1024);
+        feed(&mut f, &[b'C', 0, 0, 0, 3]);
+        feed(&mut f, &encode(b'Z', b"I"));
+        assert_eq!(f.round_trip(passes), None);
+        let mut f = Framer::new(1024);
+        feed(&mut f, &[b'D', 0, 0, 0, 20]);
+        assert!(matches!(f.next_item(|_| false).unwrap(), Some(Item::Pass(_))));
+        feed(&mut f, &[0; 10]);
+        feed(&mut f, &encode(b'Z', b"I"));
+        assert_eq!(f.round_trip(passes), None);
+        // A lone ReadyForQuery is one too.
+        let mut f = Framer::new(1024);
+        feed(&mut f, &encode(b'Z', b"T"));
+        assert_eq!(f.round_trip(passes), Some([b'Z', 0, 0, 0, 5, b'T']));
     }
 
     #[test]
