@@ -9,14 +9,21 @@
 //! system catalog is refused with rule `catalog-write` (in the session's mode; waived by the
 //! override directive of a role that may override).
 //!
-//! A system catalog is a relation of `pg_catalog` or `pg_toast` named with its schema, or,
-//! unqualified, one of `pg_catalog`'s tables (or `pg_settings`, its one writable view): an
-//! unqualified name finds `pg_catalog` first unless the session's `search_path` lists it after
-//! another schema (a table of the same name there is refused too, the conservative side).
+//! A system catalog is found two ways. By identity, where the session's names were asked
+//! (`names::resolved_oids`: every row write's target once the policy has tables): the DELETE,
+//! UPDATE, MERGE or upsert's relation, or one its view reaches at any level, has an OID below
+//! 16384 — made by `initdb`, as every relation of `pg_catalog`, `pg_toast` and
+//! `information_schema` is, and no relation made later can be (`FirstNormalObjectId`): a view
+//! `myseq` over `pg_sequence` is refused as `pg_sequence` is. By name, always (offline, an
+//! INSERT or `COPY`, a name not asked): a relation of `pg_catalog` or `pg_toast` named with
+//! its schema, or, unqualified, one of `pg_catalog`'s tables (or `pg_settings`, its one
+//! writable view): an unqualified name finds `pg_catalog` first unless the session's
+//! `search_path` lists it after another schema (a table of the same name there is refused
+//! too, the conservative side).
 //!
 //! Owns: which writes those are, and the finding. Does not own: the override (`plan`).
 
-use crate::analyze::{Op, RelName, Statement};
+use crate::analyze::{Op, RelName, Statement, Write};
 use crate::policy::{mode_for, Finding, Mode, Policy, SessionView};
 
 const HINT: &str = "Change the catalog through the DDL that owns it (ALTER SEQUENCE, ALTER TABLE, ALTER SCHEMA, …), which blastwall judges; a catalog edited by hand escapes every rule. A DBA who must edit it connects to the server directly.";
@@ -99,25 +106,43 @@ fn is_catalog(t: &RelName) -> bool {
     }
 }
 
-/// Whether a text may write a catalog at all: it names one (`pg_`), read with no parse.
+/// Whether a text may write a catalog by name: it names one (`pg_`), read with no parse.
 fn mentions_catalogs(text: &str) -> bool {
     text.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"pg_"))
 }
 
+/// `FirstNormalObjectId`: every relation `initdb` made has a lower OID, no other can.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// What statement `index`'s write resolves to on the session, when asked (its OID and the
+/// OIDs a view over it reaches): `names::resolved_oids`.
+pub type Resolved<'a> = dyn Fn(usize, &Write) -> Option<Vec<u32>> + 'a;
+
 /// The `catalog-write` findings of a message's statements.
-pub fn findings(statements: &[Statement], who: SessionView<'_>, policy: &Policy) -> Vec<Finding> {
+pub fn findings(
+    statements: &[Statement],
+    who: SessionView<'_>,
+    policy: &Policy,
+    resolved: &Resolved<'_>,
+) -> Vec<Finding> {
     let mode = mode_for(who, policy, None);
     if mode == Mode::Off {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for st in statements.iter().filter(|st| mentions_catalogs(&st.text)) {
+    for (i, st) in statements.iter().enumerate() {
         let row = |op: &Op| op.is_row_write() || matches!(op, Op::Upsert { .. });
+        let by_name = mentions_catalogs(&st.text);
+        let system = |oids: Vec<u32>| oids.iter().any(|o| (1..FIRST_NORMAL_OID).contains(o));
         let written = st.writes.iter().filter(|w| row(&w.op)).find_map(|w| {
-            let t = w.target.as_ref().filter(|t| is_catalog(t))?;
-            Some(format!("{} on {t}", w.op.verb()))
+            let t = w.target.as_ref()?;
+            let hit = (by_name && is_catalog(t)) || resolved(i, w).is_some_and(system);
+            hit.then(|| format!("{} on {t}", w.op.verb()))
         });
         let inserted = || {
+            if !by_name {
+                return None;
+            }
             crate::contract::inserts(&st.text)
                 .into_iter()
                 .find(|i| is_catalog(&i.target))
@@ -154,7 +179,7 @@ mod tests {
             sequence_owners: None,
             seen_in: None,
         };
-        findings(&statements, who, &p).into_iter().map(|f| f.what).collect()
+        findings(&statements, who, &p, &|_, _| None).into_iter().map(|f| f.what).collect()
     }
 
     #[test]

@@ -159,8 +159,10 @@ impl Guard {
         decision.findings.extend(fk.unwrap_or_default());
         // Writes to blastwall's own state, TRUNCATE of a budgeted table (`contract`).
         decision.findings.extend(crate::contract::statement_findings(&statements, view, &policy));
-        // Rows of a system catalog written by hand (`catalog_write`).
-        decision.findings.extend(super::catalog_write::findings(&statements, view, &policy));
+        // Rows of a system catalog written by hand (`catalog_write`), by name and by what the
+        // written names resolve to.
+        let resolved = |i: usize, w: &analyze::Write| crate::names::resolved_oids(&cx, i, w);
+        decision.findings.extend(super::catalog_write::findings(&decided, view, &policy, &resolved));
         // Code that may write through another session (`dblink`) cannot be verified.
         decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog, &cx));
         info.names.after_judging(&once.into_inner());

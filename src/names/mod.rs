@@ -328,6 +328,24 @@ pub fn reach_once(cx: &Context<'_>, index: usize, w: &Write) -> (Option<crate::p
     (r, shadowed)
 }
 
+/// The OIDs write `w` of statement `index` resolves to on the session, when its name was
+/// asked: the relation's and, for a view, those of every relation it reaches at any level and
+/// of every relation one of its columns comes from, and 1 when a view's rule (at any level)
+/// reads a relation `initdb` made, on which the server records no dependency
+/// (`guard::catalog_write`: a system catalog's OID is below 16384).
+pub fn resolved_oids(cx: &Context<'_>, index: usize, w: &Write) -> Option<Vec<u32>> {
+    let k = effective_key(&cx.paths, index, relevant(w)?).ok()?;
+    match cx.session.relation(&k)? {
+        Resolved::Oid { oid, view, reads_system, .. } => {
+            let bases = view.iter().flat_map(|v| v.bases.iter().copied().chain(v.columns.iter().map(|c| c.1)));
+            // A view whose rule reads one: a system OID stands for it.
+            let system = reads_system.then_some(1);
+            Some(std::iter::once(*oid).chain(bases).chain(system).collect())
+        }
+        Resolved::Assumed(_) => None,
+    }
+}
+
 /// What write `w` of statement `index` reaches, as the server will resolve its name (`None`:
 /// judged by its name, as offline — a sequence, a schema, an unnamed target).
 fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Reach> {

@@ -18,7 +18,9 @@ use std::time::Instant;
 pub enum Resolved {
     /// This relation (0: none; a write to it fails), and its (schema, name) and column
     /// names now.
-    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String> },
+    /// `reads_system`: it is a view whose rule, at some level, reads a relation `initdb` made
+    /// (a system catalog: `guard::catalog_write`).
+    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String>, reads_system: bool },
     /// It could not be asked (in the middle of an extended batch): judged as everything it
     /// may be, for the judgement that asked only.
     Assumed(String),
@@ -186,7 +188,8 @@ impl Resolutions {
             }
             let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
             let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
-            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns });
+            let reads_system = get(10) == Some("t");
+            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns, reads_system });
         }
     }
 

@@ -88,7 +88,8 @@ fn ddl_functions() -> String {
 }
 
 /// The resolution query for names written by a session (keys as [`key`] makes them): rows
-/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below, defs` (see
+/// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below, defs,
+/// system` (see
 /// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
 pub fn relations_query(keys: &[String]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
@@ -98,7 +99,7 @@ pub fn relations_query(keys: &[String]) -> String {
            c.relname::pg_catalog.text, \
            (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
             FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped), \
-           r.below, r.defs \
+           r.below, r.defs, r.system \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
            THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \
@@ -120,6 +121,9 @@ pub fn relations_query(keys: &[String]) -> String {
 ///   rule other than its `_RETURN` (`i`, `u`, `d`: the writes they take over);
 /// - `below`: the inheritance children and partitions of `rel` itself, at every level (what
 ///   `ONLY rel` does not write).
+/// - `system`: whether a view's rule, at any level, reads a relation `initdb` made (OID below
+///   16384, on which the server records no dependency: a system catalog), by the `:relid`
+///   of its range table entries;
 /// - `defs` (when `rel` is a view): `kind,schema,name,definition` per relation its rule reads
 ///   at every level (`v` a view, with `pg_get_viewdef`; `r` any other), `;` between them, each
 ///   field hex of its UTF-8: what `super::expand` follows down to the base table.
@@ -170,7 +174,11 @@ fn reaches_sql(rel: &str) -> String {
            (SELECT pg_catalog.string_agg(pg_catalog.concat({kind}, ',', {schema}, ',', {name}, ',', {def}), ';') \
              FROM (SELECT DISTINCT ch.rel FROM ch) r JOIN pg_catalog.pg_class d ON d.oid{EQ}r.rel \
              WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class x WHERE x.oid{EQ}{rel} \
-               AND x.relkind{EQ}'v'::pg_catalog.\"char\")) AS defs",
+               AND x.relkind{EQ}'v'::pg_catalog.\"char\")) AS defs, \
+           (SELECT pg_catalog.bool_or(m[1]::pg_catalog.oid OPERATOR(pg_catalog.<) 16384::pg_catalog.oid \
+               AND m[1]::pg_catalog.oid OPERATOR(pg_catalog.>) 0::pg_catalog.oid) FROM ch \
+             JOIN pg_catalog.pg_rewrite w ON w.ev_class{EQ}ch.rel AND {return_rule} \
+             CROSS JOIN LATERAL pg_catalog.regexp_matches(w.ev_action::pg_catalog.text, E':relid (\\\\d+)', 'g') m) AS system",
         vns = ns("v.relnamespace"),
         kind = hex("CASE WHEN d.relkind OPERATOR(pg_catalog.=) 'v'::pg_catalog.\"char\" THEN 'v' ELSE 'r' END"),
         schema = hex(&ns("d.relnamespace")),

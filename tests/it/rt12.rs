@@ -123,11 +123,19 @@ async fn a_membership_revoked_earlier_in_the_message_leaves_the_name_unresolved(
 /// M2: a superuser's row writes to system catalogs through blastwall in enforce mode — the
 /// protected sequence reversed in `pg_sequence`, `users` made unlogged in `pg_class`,
 /// `public` renamed in `pg_namespace`, `users`' key triggers switched off in `pg_trigger`
-/// (also in a writable CTE, and with the schema in another case) — are refused
-/// `catalog-write`, and the catalogs are as they were. Reading them runs.
+/// (also in a writable CTE, with the schema in another case, and through views over
+/// `pg_sequence` and `pg_trigger` of other names, found by what they resolve to) — are
+/// refused `catalog-write`, and the catalogs are as they were. Reading them runs, and so does
+/// a write to a table of the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superusers_catalog_writes_are_refused() {
     let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE VIEW seqdefs AS SELECT * FROM pg_catalog.pg_sequence; CREATE VIEW seqdefs2 AS SELECT * FROM seqdefs; \
+         CREATE SCHEMA ops; CREATE VIEW ops.trig AS SELECT * FROM pg_catalog.pg_trigger",
+    );
     let px = proxy_with(base_config(), shipped_policy()).await;
     let dba = connect(px.port(), "postgres", SUPERUSER_PW, &db).await;
     for sql in [
@@ -136,6 +144,9 @@ async fn a_superusers_catalog_writes_are_refused() {
         "UPDATE pg_namespace SET nspname = 'public_old' WHERE nspname = 'public'",
         "UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'public.users'::regclass",
         "WITH t AS (UPDATE pg_trigger SET tgenabled = 'D' WHERE tgrelid = 'public.users'::regclass RETURNING 1) SELECT count(*) FROM t",
+        "UPDATE seqdefs SET seqincrement = -1 WHERE seqrelid = 'public.web_user_id_seq'::regclass",
+        "UPDATE seqdefs2 SET seqincrement = -1 WHERE seqrelid = 'public.web_user_id_seq'::regclass",
+        "UPDATE ops.trig SET tgenabled = 'D' WHERE tgrelid = 'public.users'::regclass",
     ] {
         let e = dba.batch_execute(sql).await.expect_err(sql);
         refused_by(&e, "catalog-write");
@@ -147,4 +158,5 @@ async fn a_superusers_catalog_writes_are_refused() {
     assert_eq!(count(&db, changed).await, 0, "a catalog was written");
     let n: i64 = dba.query_one("SELECT count(*) FROM pg_catalog.pg_class", &[]).await.unwrap().get(0);
     assert!(n > 0);
+    dba.batch_execute("UPDATE web_messages SET body = 'x' WHERE id = 1").await.expect("a table's write runs");
 }
