@@ -37,12 +37,13 @@ pub fn query_text(msgs: &[u8]) -> Option<&str> {
 
 /// The batch: `before` (the reading before, prepared when needed), the client's `text`,
 /// `after` (the reading after, prepared when needed) and `check`, one Sync.
-pub fn batch(before: &[u8], text: &str, after: &[u8], check: &[u8]) -> BytesMut {
-    let mut out = BytesMut::with_capacity(before.len() + text.len() + after.len() + check.len() + 128);
+pub fn batch(before: &[u8], text: &str, after: &[u8], check: &[&[u8]; 2]) -> BytesMut {
+    let size = before.len() + text.len() + after.len() + check[0].len() + check[1].len() + 160;
+    let mut out = BytesMut::with_capacity(size);
     out.extend_from_slice(before);
     out.extend_from_slice(&super::own::client_text(text));
     out.extend_from_slice(after);
-    out.extend_from_slice(check);
+    check.iter().for_each(|c| out.extend_from_slice(c));
     out.extend_from_slice(&crate::wire::encode(fe::SYNC, &[]));
     out
 }

@@ -282,8 +282,8 @@ async fn counted(
     let pipelined = estimate.is_none();
     // Kept in one round trip with nothing deferred and no timeout of blastwall's to set: one
     // implicit transaction, no BEGIN or COMMIT (`implicit`).
-    let single = implicit_text.zip(unnamed.as_ref()).map(|(text, u)| {
-        let check = b.prepared.as_deref().map(|p| u.messages(&p.flushed)).unwrap_or_default();
+    let single = implicit_text.zip(unnamed).map(|(text, n)| {
+        let check = b.prepared.as_deref().map(|p| p.unnamed_messages(n)).unwrap_or_default();
         implicit::batch(&first, text, &again, &check)
     });
     let one_batch = single.is_some();
@@ -477,8 +477,8 @@ async fn counted(
         tracing::info!(database, from_zero, one_batch, "a counted write kept in one round trip");
         if let (None, Some(p)) = (&c.error, b.prepared.as_deref_mut()) {
             p.flushed.kept(objects::clock(&a.rows));
-            if let Some(u) = &unnamed {
-                p.flushed.unnamed_kept(&u.sql);
+            if let Some(n) = unnamed {
+                p.flushed.unnamed_kept(n);
             }
         }
         return Ok(Some(once::kept(b, &held, c, counts, decision, max_hold)));

@@ -105,14 +105,15 @@ pub struct Flushed {
     at: Option<(u64, String)>,
     /// The server has no `pg_stat_force_next_flush()` (before PostgreSQL 15): never asked.
     unsupported: bool,
-    /// The session's unnamed statement holds the check of the prepared readings with this
-    /// text (`prepared::Prepared::check_unnamed`), as of the sync points relayed then: left
+    /// The session's unnamed statement holds the check of the prepared readings of this many
+    /// readings (its text is made from that number alone: `prepared::Prepared::check_unnamed`),
+    /// as of the sync points relayed then: left
     /// there by a write kept with it. Nothing but a protocol message on the connection can
     /// change the unnamed statement (SQL cannot name it, and `DEALLOCATE ALL` leaves it), so
     /// it holds as long as nothing of the client's reached the server since.
-    unnamed: Option<(u64, String)>,
+    unnamed: Option<(u64, usize)>,
     /// The same, for the check under way ([`Flushed::at`] moved it here).
-    unnamed_now: Option<String>,
+    unnamed_now: Option<usize>,
 }
 
 impl Flushed {
@@ -121,7 +122,7 @@ impl Flushed {
         self.relayed = relayed;
         // Consumed by every check: only a write kept with it leaves it for the next one.
         self.unnamed_now = match (self.unnamed.take(), relayed) {
-            (Some((then, sql)), Some(now)) if then == now => Some(sql),
+            (Some((then, n)), Some(now)) if then == now => Some(n),
             _ => None,
         };
     }
@@ -133,17 +134,17 @@ impl Flushed {
         self.unnamed_now = None;
     }
 
-    /// Whether the unnamed statement holds the check `sql` in this check.
-    pub fn unnamed_holds(&self, sql: &str) -> bool {
-        self.unnamed_now.as_deref() == Some(sql)
+    /// Whether the unnamed statement holds the check of `n` readings in this check.
+    pub fn unnamed_holds(&self, n: usize) -> bool {
+        self.unnamed_now == Some(n)
     }
 
-    /// A batch that used (or parsed) the check `sql` on the unnamed statement was answered
-    /// without an error and kept: the unnamed statement holds it, for this check and, while
-    /// nothing of the client's reaches the server, the next.
-    pub fn unnamed_kept(&mut self, sql: &str) {
-        self.unnamed_now = Some(sql.to_string());
-        self.unnamed = self.relayed.map(|r| (r, sql.to_string()));
+    /// A batch that used (or parsed) the check of `n` readings on the unnamed statement was
+    /// answered without an error and kept: the unnamed statement holds it, for this check and,
+    /// while nothing of the client's reaches the server, the next.
+    pub fn unnamed_kept(&mut self, n: usize) {
+        self.unnamed_now = Some(n);
+        self.unnamed = self.relayed.map(|r| (r, n));
     }
 
     /// The clock of the last reading when the counters start at zero; consumed.
@@ -361,30 +362,27 @@ mod tests {
     fn the_unnamed_check_is_trusted_only_while_nothing_of_the_clients_reached_the_server() {
         let mut f = Flushed::default();
         f.at(Some(1));
-        assert!(!f.unnamed_holds("check"));
-        f.unnamed_kept("check");
-        assert!(f.unnamed_holds("check") && !f.unnamed_holds("other"));
+        assert!(!f.unnamed_holds(2));
+        f.unnamed_kept(2);
+        assert!(f.unnamed_holds(2) && !f.unnamed_holds(1));
         f.at(Some(1));
-        assert!(f.unnamed_holds("check"), "nothing since");
+        assert!(f.unnamed_holds(2), "nothing since");
         f.at(Some(1));
-        assert!(!f.unnamed_holds("check"), "consumed by a check that did not keep it");
-        f.unnamed_kept("check");
+        assert!(!f.unnamed_holds(2), "consumed by a check that did not keep it");
+        f.unnamed_kept(2);
         f.at(Some(2));
-        assert!(!f.unnamed_holds("check"), "a sync point of the client's since");
-        f.unnamed_kept("check");
+        assert!(!f.unnamed_holds(2), "a sync point of the client's since");
+        f.unnamed_kept(2);
         f.at(None);
-        assert!(!f.unnamed_holds("check"), "a batch of the client's is open");
+        assert!(!f.unnamed_holds(2), "a batch of the client's is open");
         f.at(Some(3));
-        f.unnamed_kept("check");
+        f.unnamed_kept(2);
         f.client_sent();
         f.at(Some(3));
-        assert!(
-            !f.unnamed_holds("check"),
-            "bytes of the client's went to the server (a Parse, a blastwall's Sync after it)"
-        );
-        f.unnamed_kept("check");
+        assert!(!f.unnamed_holds(2), "bytes of the client's went to the server (a Parse, a blastwall's Sync after it)");
+        f.unnamed_kept(2);
         f.forget();
         f.at(Some(3));
-        assert!(!f.unnamed_holds("check"), "something failed");
+        assert!(!f.unnamed_holds(2), "something failed");
     }
 }

@@ -447,13 +447,13 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, Prec
     let sql = assertion(p, &proof, &cols);
     let prepared = b.prepared.as_deref_mut().map(|pr| {
         let r = pr.reading(&sql);
-        let u = pr.check_unnamed(&[&r]);
-        (r, u)
+        let n = pr.check_unnamed(&[&r]);
+        (r, n)
     });
     match (&prepared, b.prepared.as_deref()) {
-        (Some((r, u)), Some(pr)) => {
+        (Some((r, n)), Some(pr)) => {
             msg.put_slice(&r.first);
-            msg.put_slice(&u.messages(&pr.flushed));
+            pr.unnamed_messages(*n).iter().for_each(|m| msg.put_slice(m));
             msg.put_slice(&crate::wire::encode(fe::SYNC, &[]));
         }
         _ => msg.put_slice(&super::own::messages(&sql)),
@@ -491,7 +491,7 @@ async fn uncounted(b: &mut Backend<'_>, req: &Request<'_>) -> Result<Tried, Prec
     }
     b.confirm_prepared(prepared.as_ref().map(|(r, _)| r));
     if let (Some((_, u)), Some(pr)) = (&prepared, b.prepared.as_deref_mut()) {
-        pr.flushed.unnamed_kept(&u.sql);
+        pr.flushed.unnamed_kept(*u);
     }
     tracing::info!(database, table = %p.name, most, "point write kept uncounted: the catalog proves it small");
     let status = held.status.unwrap_or(TxStatus::Idle);

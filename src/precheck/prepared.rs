@@ -29,6 +29,10 @@
 use bytes::{BufMut, BytesMut};
 use sha2::{Digest, Sha256};
 
+/// A Bind of a statement that never exists: fails a batch that lacks its check.
+static MISSING: std::sync::LazyLock<BytesMut> =
+    std::sync::LazyLock::new(|| super::own::bind_execute("", "__blastwall_no_check"));
+
 /// The type of the check's parameters: `text`.
 const TEXT: u32 = 25;
 
@@ -51,33 +55,15 @@ pub struct Prepared {
     /// The readings of proven deletes, built once (`built`).
     pub built: super::built::Memo,
     /// The last check's messages, by the names and texts it checks.
-    last_check: Option<(Vec<(String, String)>, BytesMut)>,
-    /// The last check on the unnamed statement: the names and texts it checks, its text, its
-    /// Parse and its Bind and Execute.
-    last_unnamed: Option<(Vec<(String, String)>, Unnamed)>,
+    last_check: Option<(Checked, BytesMut)>,
+    /// The last check on the unnamed statement: the names and texts it checks, how many
+    /// readings, its Parse there, and the Bind of the unnamed portal to it with the names and
+    /// texts and the Execute.
+    last_unnamed: Option<(Checked, usize, BytesMut, BytesMut)>,
 }
 
-/// The check of [`Prepared::check_unnamed`].
-#[derive(Debug, Clone)]
-pub struct Unnamed {
-    /// Its text (the same for as many readings).
-    pub sql: String,
-    /// Parse of it on the unnamed statement.
-    parse: BytesMut,
-    /// Bind of the unnamed portal to it with the names and texts, Execute.
-    run: BytesMut,
-}
-
-impl Unnamed {
-    /// Its messages, without a Sync: the Parse only when the unnamed statement is not known to
-    /// hold it (`once::Flushed::unnamed_holds`).
-    pub fn messages(&self, flushed: &super::once::Flushed) -> BytesMut {
-        match flushed.unnamed_holds(&self.sql) {
-            true => self.run.clone(),
-            false => BytesMut::from(&[&self.parse[..], &self.run[..]].concat()[..]),
-        }
-    }
-}
+/// The names and texts a check checks.
+type Checked = Vec<(String, String)>;
 
 /// The messages of one reading on a prepared statement, without a Sync.
 #[derive(Debug)]
@@ -169,19 +155,35 @@ impl Prepared {
     /// invalidations say so (every name in it is schema-qualified). It is bound after the
     /// client's statement ran, as the check parsed anew was: the unnamed portal, unlike the
     /// unnamed statement, can be reached by PL/pgSQL (a `refcursor` set to `''`).
-    pub fn check_unnamed(&mut self, rs: &[&Reading]) -> Unnamed {
-        if let Some((last, u)) = &self.last_unnamed {
+    /// Returns how many readings it checks (its text is made from that number alone), for
+    /// [`Prepared::unnamed_messages`] and `once::Flushed::unnamed_kept`.
+    pub fn check_unnamed(&mut self, rs: &[&Reading]) -> usize {
+        if let Some((last, n, _, _)) = &self.last_unnamed {
             if last.len() == rs.len() && last.iter().zip(rs).all(|((n, t), r)| *n == r.name && *t == r.text) {
-                return u.clone();
+                return *n;
             }
         }
         let (sql, params) = checked(rs);
         let params: Vec<&str> = params.iter().map(String::as_str).collect();
         let parse = BytesMut::from(&crate::wire::messages::parse_typed("", &sql, &vec![TEXT; params.len()])[..]);
         let run = super::own::bind_execute_with("", "", &params);
-        let u = Unnamed { sql, parse, run };
-        self.last_unnamed = Some((rs.iter().map(|r| (r.name.clone(), r.text.clone())).collect(), u.clone()));
-        u
+        let n = params.len() / 2;
+        self.last_unnamed = Some((rs.iter().map(|r| (r.name.clone(), r.text.clone())).collect(), n, parse, run));
+        n
+    }
+
+    /// The messages of the last [`Prepared::check_unnamed`] (of `n` readings), without a Sync:
+    /// its Parse (empty when the unnamed statement is known to hold it, `once::Flushed`), then
+    /// its Bind and Execute.
+    pub fn unnamed_messages(&self, n: usize) -> [&[u8]; 2] {
+        match &self.last_unnamed {
+            Some((_, m, parse, run)) if *m == n => match self.flushed.unnamed_holds(n) {
+                true => [&[], run],
+                false => [parse, run],
+            },
+            // Never: the check was just made. Fails the batch (no such statement) if it were.
+            _ => [&[], &MISSING],
+        }
     }
 
     /// The server answered the messages of `r.first` without an error: the statement exists.
