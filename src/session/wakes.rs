@@ -134,6 +134,9 @@ pub(super) struct Waits<'a> {
     id: u64,
     phase_change: PhaseChange<'a>,
     idle: Option<Pin<Box<Sleep>>>,
+    /// The idle timer as a source of wake-ups: polled only when it fired (the deadline asked
+    /// for never moves earlier, so a timer not yet fired is not yet due either).
+    idle_side: Side,
     startup: Option<Pin<Box<Sleep>>>,
     /// Which socket is polled first at the next turn (they take turns).
     client_first: bool,
@@ -149,6 +152,7 @@ impl<'a> Waits<'a> {
             id,
             phase_change: signal.changed(id, seen),
             idle: None,
+            idle_side: Side::new(),
             startup: None,
             client_first: false,
         }
@@ -192,7 +196,8 @@ impl<'a> Waits<'a> {
             }
         }
         if let Some(deadline) = turn.idle_deadline {
-            if poll_deadline(&mut self.idle, cx, deadline).is_ready() {
+            let idle = &mut self.idle;
+            if self.idle_side.poll(cx, |cx| poll_deadline(idle, cx, deadline)).is_ready() {
                 return Poll::Ready(Woke::Idle);
             }
         }
