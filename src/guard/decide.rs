@@ -123,11 +123,9 @@ impl Guard {
         let fk = super::fk_assign::findings(
             &decided,
             &|i, w| crate::names::written_oid(&cx, i, w),
-            info.view(),
-            &info.database,
+            info,
             &policy,
             &self.catalog,
-            &info.names.assumed,
             &fk_columns,
         );
         for q in fk.as_ref().err().into_iter().flatten() {

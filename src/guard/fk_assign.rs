@@ -12,7 +12,7 @@
 //! text).
 
 use crate::analyze::{Op, Statement, Write};
-use crate::catalog::{AssignedColumn, Assumed, Catalog, Question};
+use crate::catalog::{AssignedColumn, Catalog, Question};
 use crate::policy::{self, Finding, Mode, Policy, SessionView, TablePolicy};
 
 /// A policy table's protected columns' names now: (policy name, name now).
@@ -40,13 +40,12 @@ fn matters(policy: &Policy) -> bool {
 pub(super) fn findings(
     statements: &[Statement],
     resolved: &dyn Fn(usize, &Write) -> Option<u32>,
-    who: SessionView<'_>,
-    db: &str,
+    info: &super::SessionInfo,
     policy: &Policy,
     catalog: &Catalog,
-    assumed: &Assumed,
     columns: &Columns<'_>,
 ) -> Result<Vec<Finding>, Vec<Question>> {
+    let (who, db, assumed) = (info.view(), info.database.as_str(), &info.names.assumed);
     if db.is_empty() || !matters(policy) {
         return Ok(Vec::new());
     }

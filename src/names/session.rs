@@ -26,6 +26,12 @@ pub enum Resolved {
     Assumed(String),
 }
 
+/// Why a name the session's server would resolve otherwise once it computes its search path
+/// again is judged as every relation it may be (`sql::stale_path`).
+const STALE_PATH: &str = "the session's server still resolves names by a search path computed before \
+     a schema privilege or role membership was taken away, and resolves this name otherwise once it \
+     computes it again (which another session can make it do)";
+
 /// A session's resolved names.
 #[derive(Debug, Clone, Default)]
 pub struct Resolutions {
@@ -189,6 +195,10 @@ impl Resolutions {
             let name = get(5).zip(get(6)).map(|(s, n)| (s.to_string(), n.to_string()));
             let columns = get(7).map(|c| c.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
             let reads_system = get(10) == Some("t");
+            if get(11) == Some("t") {
+                self.assume(k, STALE_PATH);
+                continue;
+            }
             self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns, reads_system });
         }
     }

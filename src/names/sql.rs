@@ -89,7 +89,7 @@ fn ddl_functions() -> String {
 
 /// The resolution query for names written by a session (keys as [`key`] makes them): rows
 /// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below, defs,
-/// system` (see
+/// system, stale` (`stale`: [`stale_path`]; see
 /// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
 pub fn relations_query(keys: &[String]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
@@ -99,13 +99,36 @@ pub fn relations_query(keys: &[String]) -> String {
            c.relname::pg_catalog.text, \
            (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
             FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped), \
-           r.below, r.defs, r.system \
+           r.below, r.defs, r.system, ({stale}) \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
            THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \
          LEFT JOIN LATERAL ({reaches}) r ON true",
         in_path = in_path("x.n"),
         reaches = reaches_sql("c.oid"),
+        stale = stale_path("x.n"),
+    )
+}
+
+/// Whether the session's server would resolve the unqualified name `k` otherwise once it
+/// computes its search path again: PostgreSQL keeps the path it computed (which `to_regclass`
+/// and `current_schemas` read) until a `pg_namespace` change, not when a role's membership or
+/// a schema's privilege is revoked, and any session can make such a change (its first
+/// temporary table). The path read again keeps only the schemas the role may use now
+/// (`has_schema_privilege` reads the memberships of the moment); a name it leads elsewhere is
+/// judged as every relation it may be. A privilege granted since only adds schemas, away from
+/// what the kept path reads (judged then by the stricter answer).
+fn stale_path(k: &str) -> String {
+    format!(
+        "CASE WHEN pg_catalog.strpos({k}, E'\\002'){GT}0 THEN false \
+           WHEN pg_catalog.cardinality(pg_catalog.parse_ident({k})) OPERATOR(pg_catalog.<>) 1 THEN false \
+           ELSE COALESCE(pg_catalog.to_regclass({k})::pg_catalog.oid, 0::pg_catalog.oid) \
+             OPERATOR(pg_catalog.<>) COALESCE((SELECT r.oid \
+               FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY s(nsp, o) \
+               JOIN pg_catalog.pg_namespace n ON n.nspname{EQ}s.nsp \
+               JOIN pg_catalog.pg_class r ON r.relnamespace{EQ}n.oid \
+                 AND r.relname{EQ}(pg_catalog.parse_ident({k}))[1]::pg_catalog.name \
+               WHERE pg_catalog.has_schema_privilege(n.oid, 'USAGE') ORDER BY s.o LIMIT 1), 0::pg_catalog.oid) END"
     )
 }
 

@@ -160,3 +160,25 @@ async fn a_superusers_catalog_writes_are_refused() {
     assert!(n > 0);
     dba.batch_execute("UPDATE web_messages SET body = 'x' WHERE id = 1").await.expect("a table's write runs");
 }
+
+/// H2's rest: a membership revoked on a direct connection (blastwall sees nothing of it) while
+/// a session of the role is open. The session's server keeps the search path it computed
+/// before until a `pg_namespace` change, so asking it (`to_regclass`) still leads `users` to
+/// `archive.users`; a range DELETE judged so behind a slow statement, and a schema made
+/// meanwhile (any session can make one: its first temporary table), and the DELETE runs on
+/// `public.users`. The name is judged as every relation it may be: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_kept_from_before_a_revoke_leaves_the_name_unresolved() {
+    let (db, owner) = archive_setup(false);
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "SET search_path = archive, public").await;
+    run(&mut c, "SELECT count(*) FROM users").await;
+    admin_sql(pg(), &db, &format!("REVOKE {owner} FROM {RAW}"));
+    c.write_all(&q(&format!("SELECT pg_sleep(1.5); {RANGE}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    admin_sql(pg(), &db, &format!("CREATE SCHEMA moved_{db}"));
+    let r = crate::harness::replies(&mut c).await;
+    assert_eq!(window(&db, "public.users").await, 10, "real users were deleted: {r:?}");
+    assert!(format!("{r:?}").contains("computed before"), "refused for the kept path: {r:?}");
+}
