@@ -287,9 +287,10 @@ impl Session {
             Op::Bind { .. } => self.relay.note_bind(),
             _ => {}
         }
+        self.relay.forward_in_batch(&f.bytes);
+        // (After it: an Execute that may start a COPY is no message behind its start.)
         self.copy_names_follow(f, &op);
         self.mirror.sent(self.relay.syncs_sent(), op);
-        self.relay.forward_in_batch(&f.bytes);
     }
 
     /// Whether a counted write may start a held one-write batch: it is the first message of

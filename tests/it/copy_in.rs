@@ -48,6 +48,26 @@ async fn a_message_during_a_query_copy_gets_the_servers_answer() {
     proxy.stop().await;
 }
 
+/// The same during an Execute's COPY (its Sync held behind it), the intruder sent once the
+/// COPY started, with or without data before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_during_an_execute_copy_gets_the_servers_answer() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    for intruder in intruders() {
+        for before in [vec![], msg(b'd', b"901\t1\n")] {
+            let script = [
+                Send([pbe("COPY parent (id, v) FROM STDIN"), sync()].concat()),
+                Until(b'G', 1),
+                Send([before, intruder.clone()].concat()),
+                Until(b'E', 2),
+            ];
+            let via = same_as_direct(&proxy, &script).await;
+            assert_eq!(tags(&via), "12GEE", "{}", show(&via));
+        }
+    }
+    proxy.stop().await;
+}
+
 /// A COPY the server ends itself (a bad row, or a CopyFail) and a write over its limit sent
 /// behind it in the same write, before blastwall read the server's error: the write is held
 /// until the error is read, then counted and refused (directly it would run), never run
