@@ -125,21 +125,7 @@ async fn dblinks_library_outside_its_extension_is_refused() {
 /// a call of a user function while the database has one (its body may write to it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_a_foreign_table_are_refused() {
-    let db = incident_db();
-    let port = pg().server.port;
-    admin_sql(
-        pg(),
-        &db,
-        &format!(
-            "CREATE EXTENSION postgres_fdw; \
-             CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', port '{port}', dbname '{db}'); \
-             CREATE USER MAPPING FOR app SERVER loop OPTIONS (user 'app', password '{APP_PW}'); \
-             GRANT USAGE ON FOREIGN SERVER loop TO app; \
-             SET ROLE app; \
-             CREATE FOREIGN TABLE far_users (id bigint, auth_source text) SERVER loop OPTIONS (table_name 'users'); \
-             CREATE FUNCTION far_wipe() RETURNS void LANGUAGE sql AS 'DELETE FROM far_users';"
-        ),
-    );
+    let db = crate::rt11::fdw_db("CREATE FUNCTION far_wipe() RETURNS void LANGUAGE sql AS 'DELETE FROM far_users';");
     let owner = direct("postgres", SUPERUSER_PW, &db).await;
     let before = snapshot(&owner).await;
     let proxy = proxy().await;

@@ -12,7 +12,7 @@ use crate::harness::*;
 /// The incident's database with `postgres_fdw` and a loopback server that connects back to it
 /// as `app` (DML-only on the foreign table `far_users` over `users`), and `more` run after as
 /// `app` (on a direct connection, as the setup of every test here).
-fn fdw_db(more: &str) -> String {
+pub(crate) fn fdw_db(more: &str) -> String {
     let db = incident_db();
     let port = pg().server.port;
     admin_sql(
