@@ -241,7 +241,7 @@ async fn a_dropped_listening_connection_cancels_the_writes_in_flight() {
 /// the median of renames through a `blastwall serve` with no `[ddl_notify]`, and through one
 /// with it beside a second, taken in turns (the machine's load drifts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a measurement run by hand for the README, not a check"]
 async fn ddl_latency() {
     let db = setup();
     let config = || {
