@@ -181,6 +181,10 @@ impl Session {
     /// message is judged (counted, asked about) once the server's error and the probe's
     /// answer are read.
     pub(super) fn held_waits_for_copy(&mut self) -> bool {
+        // Every turn of the relay loop asks: no COPY, no probe, nothing to look at.
+        if !self.relay.server_in_copy() && !self.relay.probe_ended() && self.relay.probe_sent().is_none() {
+            return false;
+        }
         if self.relay.probe_ended() {
             if !self.pending.as_ref().is_some_and(Pending::is_ended) {
                 self.held_batch = None;

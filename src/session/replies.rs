@@ -116,8 +116,8 @@ impl Session {
     }
 
     /// What a ReadyForQuery with this status tells the session, once the relay has it.
-    fn after_ready(&mut self, status: crate::wire::messages::TxStatus, stats: &Stats) {
-        if status == crate::wire::messages::TxStatus::Idle {
+    fn after_ready(&mut self, status: messages::TxStatus, stats: &Stats) {
+        if status == messages::TxStatus::Idle {
             self.info.taint.transaction_ended();
         }
         if self.info.inflight.registered {
