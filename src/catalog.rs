@@ -15,6 +15,7 @@
 mod assumed;
 mod callers;
 mod cascades;
+mod code;
 mod copies;
 mod hidden;
 mod keys;
@@ -53,6 +54,9 @@ pub struct Catalog {
     /// (database, relation name) → what a row written into it evaluates that may move a
     /// sequence (`copies`), learned with `indirect`.
     copies: copies::Cache,
+    /// (database, relation name) → a write to it runs someone's code (`code`), learned with
+    /// `indirect`.
+    code: code::Cache,
     /// The identity of policy tables: (database, schema, name) → OID, as first seen, so that
     /// their counters are found (and named) after a rename.
     oids: DashMap<(String, String, String), u32>,
@@ -181,6 +185,7 @@ impl Catalog {
         self.cascades.learn(database, name, reach, Instant::now());
         let moves = if indirect { copies::unknown() } else { Default::default() };
         self.copies.learn(database, name, moves, Instant::now());
+        self.code.learn(database, name, indirect, Instant::now());
     }
 
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
@@ -480,6 +485,7 @@ impl Catalog {
         self.indirect.retain(|(db, _), _| db != database);
         self.cascades.forget(database);
         self.copies.forget(database);
+        self.code.forget(database);
         self.owners.retain(|(db, _), _| db != database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
@@ -492,8 +498,8 @@ impl Catalog {
 /// The catalog query for a set of names: one row per name that exists, with whether a write
 /// to any relation of that name (in any schema) can reach rows of other tables, and whether an
 /// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4), and what its foreign
-/// keys' actions reach (`cascades`), and what a row written into it evaluates that may move a
-/// sequence (`copies`). Every operator and
+/// keys' actions reach (`cascades`), what a row written into it evaluates that may move a
+/// sequence (`copies`), and whether a write to it runs someone's code (`code`). Every operator and
 /// function is `pg_catalog`'s: the client's `search_path` cannot change the answer, which
 /// other sessions share.
 pub fn query(names: &[String]) -> String {
@@ -507,12 +513,13 @@ pub fn query(names: &[String]) -> String {
     let plain = "c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass";
     format!(
         "SELECT c.relname::pg_catalog.text, pg_catalog.bool_or({plain} OR {any})::pg_catalog.text, \
-         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach}, {moves} \
+         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach}, {moves}, {code} \
          FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY c.relname",
         any = trigger(""),
         insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
         reach = cascades::column(),
         moves = copies::column(),
+        code = code::column(),
     )
 }
 
@@ -565,6 +572,8 @@ pub fn learn_answer(cat: &Catalog, database: &str, names: &[String], rows: &[Vec
         cat.cascades.learn(database, n, reach, Instant::now());
         let moves = copies::answer(row.and_then(|r| r.get(4)).and_then(|v| v.as_deref()));
         cat.copies.learn(database, n, moves, Instant::now());
+        let code = code::answer(row.and_then(|r| r.get(5)).and_then(|v| v.as_deref()), row.is_some());
+        cat.code.learn(database, n, code, Instant::now());
     }
 }
 

@@ -139,15 +139,40 @@ impl super::Catalog {
         if everything {
             return true;
         }
+        let found = self.policy_tables_in(database, policy, &reached.tables);
+        found.into_iter().any(|i| guards(&policy.tables[i]))
+    }
+
+    /// The policy tables (indices) that a write to `name` (a DELETE when `delete`, else an
+    /// UPDATE, MERGE or upsert) changes through foreign keys' actions; `None` when not known and
+    /// fresh, or when a table on the way runs code (it may write anywhere).
+    pub fn cascades_into_policy(
+        &self,
+        database: &str,
+        name: &str,
+        delete: bool,
+        policy: &Policy,
+    ) -> Option<Vec<usize>> {
+        let e = self.cascades.fresh(database, name)?;
+        let reached = if delete { &e.on_delete } else { &e.on_update };
+        (!reached.code).then(|| self.policy_tables_in(database, policy, &reached.tables))
+    }
+
+    /// The policy tables among `tables` ((OID, schema, name) rows), by the OIDs blastwall knows
+    /// for them (first seen, and now) or by their names.
+    fn policy_tables_in(&self, database: &str, policy: &Policy, tables: &[(u32, String, String)]) -> Vec<usize> {
+        if tables.is_empty() {
+            return Vec::new();
+        }
         let identities = self.identities(database, policy);
-        let mut guarded = policy.tables.iter().enumerate().filter(|(_, t)| guards(t));
-        guarded.any(|(i, t)| {
+        let found = policy.tables.iter().enumerate().filter(|(i, t)| {
             let first = self.oid_of(database, &t.schema, &t.name);
-            let now = identities.as_ref().and_then(|ids| ids.oids.get(i)).cloned().unwrap_or_default();
-            reached.tables.iter().any(|(oid, schema, table)| {
+            let now = identities.as_ref().and_then(|ids| ids.oids.get(*i)).cloned().unwrap_or_default();
+            tables.iter().any(|(oid, schema, table)| {
                 (*schema == t.schema && *table == t.name) || first == Some(*oid) || now.contains(oid)
             })
-        })
+        });
+        found.map(|(i, _)| i).collect()
     }
 
     /// The protected columns of policy tables (`allow_protected_update` off) that a write to
@@ -224,33 +249,10 @@ fn guards(t: &TablePolicy) -> bool {
 pub(super) fn column() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
-    // The tables whose rows' change runs code: user triggers, rules, row security, a column
-    // of a domain, a default, CHECK or index over a user's function or operator — one set,
-    // read once (a check per table reached would make the planner's estimate of the
-    // recursion's size cost seconds of JIT compilation).
-    let user = format!(
-        "((d.refclassid{eq}{proc} AND EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid{eq}d.refobjid \
-             AND p.pronamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)) \
-         OR (d.refclassid{eq}{op} AND EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oid{eq}d.refobjid \
-             AND o.oprnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)))",
-        proc = cls("pg_proc"),
-        op = cls("pg_operator"),
-    );
-    let code = format!(
-        "code(rel) AS (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
-           UNION SELECT t.oid FROM pg_catalog.pg_class t WHERE t.relhasrules OR t.relrowsecurity \
-           UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
-             WHERE y.typtype{eq}'d'::pg_catalog.\"char\" AND NOT a.attisdropped \
-           UNION SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
-             ON d.classid{eq}{attrdef} AND d.objid{eq}ad.oid WHERE {user} \
-           UNION SELECT k.conrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint k \
-             ON d.classid{eq}{con} AND d.objid{eq}k.oid WHERE {user} \
-           UNION SELECT x.indrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_index x \
-             ON d.classid{eq}{class} AND d.objid{eq}x.indexrelid WHERE {user})",
-        attrdef = cls("pg_attrdef"),
-        con = cls("pg_constraint"),
-        class = cls("pg_class"),
-    );
+    // The tables whose rows' change runs code — one set, read once (a check per table
+    // reached would make the planner's estimate of the recursion's size cost seconds of JIT
+    // compilation).
+    let code = code_cte(true);
     // A row of `r`: a relation whose rows a write of the first kind (`first`) changes, how
     // (`ev`), whether through a foreign key's action (`acted`), which columns of it change
     // (`cols`, NULL: any, or the rows are deleted), and for a row that a key's action updates
@@ -333,6 +335,38 @@ pub(super) fn column() -> String {
         f = ch("f"),
         v = ch("v"),
         rewrite = cls("pg_rewrite"),
+        class = cls("pg_class"),
+    )
+}
+
+/// The CTE `code(rel)`: the relations whose rows' change runs someone's code — user triggers,
+/// row security, a column of a domain, a default, `CHECK` or index over a function or operator
+/// outside `pg_catalog`, and rules when `rules` — every operator and function `pg_catalog`'s.
+pub(super) fn code_cte(rules: bool) -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
+    let user = format!(
+        "((d.refclassid{eq}{proc} AND EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid{eq}d.refobjid \
+             AND p.pronamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)) \
+         OR (d.refclassid{eq}{op} AND EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oid{eq}d.refobjid \
+             AND o.oprnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)))",
+        proc = cls("pg_proc"),
+        op = cls("pg_operator"),
+    );
+    let rules = if rules { "t.relhasrules OR " } else { "" };
+    format!(
+        "code(rel) AS (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
+           UNION SELECT t.oid FROM pg_catalog.pg_class t WHERE {rules}t.relrowsecurity \
+           UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
+             WHERE y.typtype{eq}'d'::pg_catalog.\"char\" AND NOT a.attisdropped \
+           UNION SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
+             ON d.classid{eq}{attrdef} AND d.objid{eq}ad.oid WHERE {user} \
+           UNION SELECT k.conrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint k \
+             ON d.classid{eq}{con} AND d.objid{eq}k.oid WHERE {user} \
+           UNION SELECT x.indrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_index x \
+             ON d.classid{eq}{class} AND d.objid{eq}x.indexrelid WHERE {user})",
+        attrdef = cls("pg_attrdef"),
+        con = cls("pg_constraint"),
         class = cls("pg_class"),
     )
 }

@@ -123,7 +123,10 @@ impl Check {
                     item.table
                 );
                 let mode = if item.mode == Mode::DryRun { Mode::DryRun } else { Mode::Enforce };
-                return Decision { findings: vec![finding(item, "contract-state", mode, why, HINT_STATE)] };
+                return Decision {
+                    findings: vec![finding(item, "contract-state", mode, why, HINT_STATE)],
+                    reached: None,
+                };
             }
         }
         let answer = self.answer(rows);

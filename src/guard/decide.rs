@@ -163,6 +163,10 @@ impl Guard {
         decision.findings.extend(super::catalog_write::findings(&decided, view, &policy, &resolved));
         // Code that may write through another session (`dblink`) cannot be verified.
         decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog, &cx));
+        // What the count that follows may find changed (`reached`).
+        if online {
+            decision.reached = super::reached::reached(&decided, &reach, &self.catalog, &info.database, &policy);
+        }
         info.names.after_judging(&once.into_inner());
         if changing.contains(&true) {
             info.names.changed();

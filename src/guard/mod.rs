@@ -26,6 +26,7 @@ mod need;
 mod plan;
 mod prefilter;
 mod prepared;
+mod reached;
 use prepared::with_prepared;
 mod remote;
 mod render;
@@ -425,6 +426,7 @@ pub fn refusal(
             source: source.to_string(),
             statement,
         }],
+        reached: None,
     }
 }
 

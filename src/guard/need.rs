@@ -198,7 +198,7 @@ type ShapeInserts = dashmap::DashMap<u64, (Box<[u8]>, Arc<Vec<Insert>>)>;
 
 /// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert: parsed once
 /// per statement shape (a write with literal values is a new text every time).
-fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
+pub(super) fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
     if !may_insert(st.text.as_bytes()) {
         return Arc::default();
     }

@@ -60,6 +60,7 @@ impl Guard {
                     .into_iter()
                     .filter(|f| !matches!(f.rule, "protected-range" | "require-where" | "current-of" | "catalog-write"))
                     .collect(),
+                reached: decision.reached,
             },
             _ => decision,
         };
@@ -135,6 +136,7 @@ impl Guard {
             param_types: Vec::new(),
             // A tainted session's code runs wherever it may: never kept uncounted (`taint`).
             point: crate::precheck::point::candidate(statements).filter(|_| !tainted),
+            reached: decision.reached.clone(),
         }));
         (plan, decision)
     }

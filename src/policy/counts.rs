@@ -3,7 +3,8 @@
 //! limits or against an override directive's stated count. Pure: the pre-check measures and
 //! keeps or rolls back; this says which.
 //!
-//! Owns: `row-limit` and `override-exceeded` findings. Does not own: the counting (`precheck`).
+//! Owns: `row-limit`, `override-exceeded` and `unjudged-write` findings. Does not own: the
+//! counting (`precheck`), which tables the judgement reached (`guard::reached`).
 
 use super::decide::{defaults_source, describe_counts, limits_for, mode_for, HINT_LIMIT, HINT_LIMIT_WARN};
 use super::{Decision, Finding, Mode, Policy, SessionView, TableCount, TablePolicy};
@@ -16,6 +17,9 @@ pub struct Measured<'a> {
     pub target: Option<&'a RelName>,
     pub override_rows: Option<&'a Override>,
     pub statement: &'a str,
+    /// The policy tables the judgement reached, when nothing else can change one
+    /// (`guard::reached`).
+    pub reached: Option<&'a [(String, String)]>,
 }
 
 /// The measured counts (the target's table first) and the decision over them: the override's
@@ -33,12 +37,63 @@ pub fn judge_counts(
         (Some(_), Some(first)) => format!("{} on {}", m.verb, first.qualified()),
         _ => m.verb.to_string(),
     };
-    let decision = match m.override_rows {
+    let mut decision = match m.override_rows {
         Some(ov) => override_findings(&counts, ov, &what, m.statement),
         None => limit_findings(&counts, &what, m.statement, who, policy),
     };
+    // An override waives the text rules of its statement: what they did not reach too.
+    if let (Some(reached), None) = (m.reached, m.override_rows) {
+        decision.findings.extend(unjudged_findings(&counts, reached, &what, m.statement, who, policy));
+    }
     (counts, decision)
 }
+
+/// Rows deleted or updated in a policy table with text rules that the judgement did not
+/// reach, by a statement that can change no table but those it reached (`guard::reached`):
+/// the server wrote a relation the judgement did not look at — a rule of the written relation
+/// writes into it, or the name led there by the time the statement ran (DDL in another
+/// session, in a function's body, between the judgement and the run). Its text rules were
+/// applied to none of those rows.
+fn unjudged_findings(
+    counts: &[TableCount],
+    reached: &[(String, String)],
+    what: &str,
+    statement: &str,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> Option<Finding> {
+    let mut unjudged = Vec::new();
+    let mut strictest: Option<(Mode, &TablePolicy)> = None;
+    for c in counts.iter().filter(|c| c.deleted + c.updated > 0) {
+        let Some(t) = policy.tables.iter().find(|t| t.schema == c.schema && t.name == c.name) else { continue };
+        if !t.judges_text() || reached.iter().any(|(s, n)| *s == t.schema && *n == t.name) {
+            continue;
+        }
+        let mode = mode_for(who, policy, Some(t));
+        if mode == Mode::Off {
+            continue;
+        }
+        unjudged.push(format!("{} deleted and {} updated in {}", c.deleted, c.updated, c.qualified()));
+        if strictest.is_none_or(|(m, _)| mode > m) {
+            strictest = Some((mode, t));
+        }
+    }
+    let (mode, t) = strictest?;
+    Some(Finding {
+        rule: "unjudged-write",
+        mode,
+        what: what.to_string(),
+        why: format!(
+            "it changed rows of a protected table it does not name ({}): its text rules were applied to none of them — a rule of the relation it writes writes there, or its name led there by the time it ran (DDL committed in between, perhaps by a function's body in another session)",
+            unjudged.join(", ")
+        ),
+        hint: HINT_UNJUDGED,
+        source: t.source.clone(),
+        statement: statement.to_string(),
+    })
+}
+
+const HINT_UNJUDGED: &str = "Write the protected table by its own name, so that its rules apply; if a rule redirects this write, drop the rule or write the table it writes.";
 
 /// Row limits against what a statement changed, as the pre-check measured it: counts include
 /// rows deleted by ON DELETE CASCADE and rows changed by triggers and functions. One finding
@@ -103,4 +158,42 @@ fn override_findings(counts: &[TableCount], ov: &Override, what: &str, statement
         });
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn policy() -> Policy {
+        let text = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\nmax_delete_rows = 10\n\n\
+                    [[table]]\nname = \"public.orders\"\nmax_delete_rows = 10\n";
+        crate::policy::file::compile(&[(Path::new("p.toml"), text)]).unwrap()
+    }
+
+    fn count(name: &str, deleted: u64) -> TableCount {
+        TableCount { schema: "public".into(), name: name.into(), deleted, updated: 0, inserted: 0 }
+    }
+
+    fn judged(reached: Option<&[(String, String)]>, counts: Vec<TableCount>) -> Vec<&'static str> {
+        let p = policy();
+        let m = Measured { verb: "DELETE", target: None, override_rows: None, statement: "s", reached };
+        let (_, d) = judge_counts(m, counts, SessionView::offline("u", "a", None), &p);
+        d.findings.iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn rows_of_a_protected_table_the_judgement_did_not_reach_refuse() {
+        let users = [("public".to_string(), "users".to_string())];
+        // Reached nothing, yet 3 users were deleted: refused, within the limit as it is.
+        assert_eq!(judged(Some(&[]), vec![count("staging", 3), count("users", 3)]), ["unjudged-write"]);
+        // Reached (its own name, or a cascade the catalog showed): counted only.
+        assert!(judged(Some(&users), vec![count("users", 3)]).is_empty());
+        // A table with limits only has no text rule to escape.
+        assert!(judged(Some(&[]), vec![count("orders", 3)]).is_empty());
+        // Not known (code may run anywhere): the row limits alone.
+        assert!(judged(None, vec![count("users", 3)]).is_empty());
+        // Nothing changed there.
+        assert!(judged(Some(&[]), vec![count("users", 0)]).is_empty());
+    }
 }

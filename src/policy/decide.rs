@@ -108,6 +108,10 @@ pub struct Finding {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
     pub findings: Vec<Finding>,
+    /// The policy tables (schema, name) whose text rules the judgement applied to what the
+    /// message writes (and those foreign keys' actions reach from it), when nothing else can
+    /// change a policy table's rows (`guard::reached`); `None`: not known.
+    pub reached: Option<Vec<(String, String)>>,
 }
 
 impl Decision {

@@ -170,6 +170,14 @@ impl TablePolicy {
     pub fn matches(&self, r: &RelName) -> bool {
         r.name == self.name && r.schema.as_deref().is_none_or(|s| s == self.schema)
     }
+
+    /// It has rules that judge a write's text, not only its count: protected columns
+    /// (`protected-range`, `protected-assign`), `upsert_overwrite`, its own `require_where`.
+    pub fn judges_text(&self) -> bool {
+        !self.protected_columns.is_empty()
+            || self.forbid.contains(&Forbid::UpsertOverwrite)
+            || self.require_where.is_some()
+    }
 }
 
 /// A role or an application_name.

@@ -100,6 +100,10 @@ pub struct CheckPlan {
     pub param_types: Vec<u32>,
     /// A point write the catalog may prove small enough to run uncounted (`point`).
     pub point: Option<point::Point>,
+    /// The policy tables whose text rules the judgement applied to what it writes, when
+    /// nothing else can change a policy table's rows (`guard::reached`): rows of another
+    /// policy table with such rules changed refuse it (`unjudged-write`).
+    pub reached: Option<Vec<(String, String)>>,
 }
 
 impl CheckPlan {
@@ -110,6 +114,7 @@ impl CheckPlan {
             target: self.target.as_ref(),
             override_rows: self.override_rows.as_ref(),
             statement: &self.statement,
+            reached: self.reached.as_deref(),
         }
     }
 }

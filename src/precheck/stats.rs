@@ -66,7 +66,8 @@ pub fn stats_sql(
     if limited.is_empty() {
         return format!("{STATS_SQL}{identity}");
     }
-    let trees = tree_sql(&limited.join(", "));
+    // With them, the tables whose text rules a count may find were not applied (`watched`).
+    let trees = tree_sql(&watched(policy, known).join(", "));
     if everything {
         // Every table, and each limited table again with its inheritance children and
         // partitions summed in (`snapshot` keeps the larger reading of a table read twice).
@@ -129,7 +130,7 @@ pub fn reach_sql(
     )
 }
 
-/// The policy's limited tables (`limited`) that a proven delete does not reach.
+/// The policy's watched tables (`watched`) that a proven delete does not reach.
 pub fn unreached(
     policy: &crate::policy::Policy,
     known: &dyn Fn(&str, &str) -> Option<u32>,
@@ -137,15 +138,32 @@ pub fn unreached(
 ) -> Vec<String> {
     let reached: Vec<String> =
         reach.values().map(|(s, n, _)| format!("({s}::pg_catalog.text, {n}::pg_catalog.text,")).collect();
-    limited(policy, known).into_iter().filter(|v| !reached.iter().any(|r| v.starts_with(r.as_str()))).collect()
+    watched(policy, known).into_iter().filter(|v| !reached.iter().any(|r| v.starts_with(r.as_str()))).collect()
 }
 
 /// The policy's tables with limits (row limits, anomaly, budget) as `tree_sql` rows.
 fn limited(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>) -> Vec<String> {
+    rows(policy, known, &|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some() || crate::contract::applies(t))
+}
+
+/// [`limited`], and the tables with text rules: a change the judgement did not reach refuses
+/// a write (`policy::counts`, `unjudged-write`), so their counters are read too.
+fn watched(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>) -> Vec<String> {
+    rows(policy, known, &|t| {
+        t.max_delete_rows.is_some() || t.max_update_rows.is_some() || crate::contract::applies(t) || t.judges_text()
+    })
+}
+
+/// The policy's tables that `which` keeps, as `tree_sql` rows.
+fn rows(
+    policy: &crate::policy::Policy,
+    known: &dyn Fn(&str, &str) -> Option<u32>,
+    which: &dyn Fn(&crate::policy::TablePolicy) -> bool,
+) -> Vec<String> {
     policy
         .tables
         .iter()
-        .filter(|t| t.max_delete_rows.is_some() || t.max_update_rows.is_some() || crate::contract::applies(t))
+        .filter(|t| which(t))
         .map(|t| {
             let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
             // A table seen before is also found by its identity, so a rename does not hide it.

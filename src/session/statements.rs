@@ -538,6 +538,7 @@ mod tests {
             estimate_msgs: None,
             param_types: Vec::new(),
             point: None,
+            reached: None,
         }))
     }
 

@@ -133,6 +133,7 @@ mod relay;
 mod rt10;
 mod rt11;
 mod rt12;
+mod rt13;
 mod runs;
 mod sizes;
 mod slices;

@@ -70,6 +70,7 @@ async fn counters_are_the_views_and_immune_to_search_path() {
         ignored_directive: false,
         warned_rule: None,
         point: None,
+        reached: None,
     };
     let limited = stats_sql(&policy, &plan, &|_, _| None, true);
     assert_ne!(limited, STATS_SQL, "per-table limits read only those tables");

@@ -1,0 +1,124 @@
+//! Thirteenth adversarial pass: writes that change a policy table the judgement did not reach
+//! (`guard::reached`, rule `unjudged-write`). H1: a name led to `public.users` by DDL in a
+//! function's body, run by another session between the write's judgement and its run. H2: a
+//! rule of a table outside the policy that writes into `users`. Data checked directly on the
+//! server; the controls show what still runs.
+
+use crate::batches::q;
+use crate::batchnames::{run, send};
+use crate::binds::RAW;
+use crate::harness::*;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const WINDOW: &str = "id BETWEEN -91111120 AND -91111111";
+
+async fn window(db: &str, table: &str) -> i64 {
+    count(db, &format!("SELECT count(*) FROM {table} WHERE {WINDOW}")).await
+}
+
+/// The incident's database with `archive.users`, a copy of `users` the DML-only role may
+/// write, and `public.mv()`, whose body renames it away.
+fn archive_db() -> String {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE SCHEMA archive; GRANT USAGE ON SCHEMA archive TO {RAW}; \
+             CREATE TABLE archive.users AS SELECT * FROM public.users; \
+             GRANT SELECT, DELETE ON archive.users TO {RAW}; \
+             CREATE FUNCTION public.mv() RETURNS void LANGUAGE sql \
+               AS $$ ALTER TABLE archive.users RENAME TO users_old $$;"
+        ),
+    );
+    db
+}
+
+/// H1: judged as `archive.users`, the range DELETE runs behind a slow statement; meanwhile a
+/// DBA's `SELECT mv()` renames the archive away, and the server runs the DELETE on
+/// `public.users`. Its counts show rows of a protected table it was not judged for: refused,
+/// rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_led_elsewhere_by_a_functions_ddl_is_refused_by_its_counts() {
+    let db = archive_db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "SET search_path = archive, public").await;
+    run(&mut c, "SELECT count(*) FROM users").await;
+    c.write_all(&q(&format!("SELECT pg_sleep(1.5); DELETE FROM users WHERE {WINDOW}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dba = connect(px.port(), "postgres", SUPERUSER_PW, &db).await;
+    dba.batch_execute("SELECT public.mv()").await.expect("the function runs");
+    let r = replies(&mut c).await;
+    assert!(r.errors.contains("blastwall: refused") && r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(window(&db, "public.users").await, 10, "real users were deleted: {r:?}");
+    assert_eq!(window(&db, "archive.users_old").await, 10, "the archive is untouched: {r:?}");
+}
+
+/// The same DELETE with the archive in place runs on it, judged and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delete_on_the_archive_runs() {
+    let db = archive_db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "SET search_path = archive, public").await;
+    run(&mut c, &format!("DELETE FROM users WHERE {WINDOW}")).await;
+    assert_eq!(window(&db, "archive.users").await, 0);
+    assert_eq!(window(&db, "public.users").await, 10);
+}
+
+/// A table outside the policy, the DML-only role's, with the test window's ids.
+fn staging_db(rule: &str) -> String {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE public.staging (id bigint); INSERT INTO staging SELECT id FROM users WHERE {WINDOW}; \
+             CREATE TABLE public.staging_log (id bigint); \
+             GRANT SELECT, INSERT, DELETE ON staging, staging_log TO {RAW}; {rule}; ANALYZE staging, users"
+        ),
+    );
+    db
+}
+
+/// H2: a rule of `staging` deletes the users it names: 10 users, within the limit, but
+/// `protected-range` was never applied to them. Refused, rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_writing_into_a_protected_table_is_refused() {
+    for (rule, what) in [
+        ("CREATE RULE purge AS ON DELETE TO staging DO ALSO DELETE FROM users WHERE id = OLD.id", "DO ALSO"),
+        ("CREATE RULE purge AS ON DELETE TO staging DO INSTEAD DELETE FROM users WHERE id = OLD.id", "DO INSTEAD"),
+        (
+            "CREATE RULE purge AS ON INSERT TO staging DO INSTEAD UPDATE users SET email = 'x' || NEW.id WHERE id = NEW.id",
+            "ON INSERT",
+        ),
+    ] {
+        let db = staging_db(rule);
+        let px = proxy_with(base_config(), shipped_policy()).await;
+        let mut c = startup(px.port(), RAW, &db).await;
+        let sql = match what {
+            "ON INSERT" => format!("INSERT INTO staging SELECT id FROM users WHERE {WINDOW}"),
+            _ => "DELETE FROM staging WHERE id < 0".to_string(),
+        };
+        let r = send(&mut c, &[q(&sql)]).await;
+        assert!(r.errors.contains("unjudged-write"), "{what}: {r:?}");
+        assert_eq!(window(&db, "public.users").await, 10, "{what}: users were deleted: {r:?}");
+        let changed = count(&db, &format!("SELECT count(*) FROM users WHERE {WINDOW} AND email LIKE 'x%'")).await;
+        assert_eq!(changed, 0, "{what}: users were updated: {r:?}");
+        assert_eq!(count(&db, "SELECT count(*) FROM staging").await, 10, "{what}: rolled back: {r:?}");
+    }
+}
+
+/// A rule that writes a table outside the policy: the write runs, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_writing_elsewhere_runs() {
+    let db = staging_db("CREATE RULE keep AS ON DELETE TO staging DO ALSO INSERT INTO staging_log VALUES (OLD.id)");
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "DELETE FROM staging WHERE id < 0").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM staging").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM staging_log").await, 10);
+    assert_eq!(window(&db, "public.users").await, 10);
+}
