@@ -423,3 +423,13 @@ fn nextval_is_bounded_only_in_a_select_of_constants() {
     assert!(one("SELECT nextval(relname::regclass) FROM pg_class").moves_sequences(|_| false));
     assert!(one("SELECT nextval('16384') FROM t").moves_sequences(|_| false));
 }
+
+#[test]
+fn set_config_of_the_role_to_a_constant_runs_no_code() {
+    assert!(!one("SELECT set_config('role', 'r', false)").calls_functions);
+    assert!(!one("SELECT pg_catalog.set_config('ROLE', 'r', true)").calls_functions);
+    // Any other setting, or a computed name or value: as before, a call to count.
+    assert!(one("SELECT set_config('search_path', 'x', false)").calls_functions);
+    assert!(one("SELECT set_config('role', current_user || 'x', false)").calls_functions);
+    assert!(one("SELECT set_config(lower('ROLE'), 'r', false)").calls_functions);
+}

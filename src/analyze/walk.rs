@@ -273,7 +273,15 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 (Some(Some(name)), None, None) => BUILTINS.contains(&name),
                 _ => false,
             };
-            if !builtin {
+            // `set_config('role', 'name', …)` is `SET ROLE name`: it runs no one's code (a
+            // role's name cannot be computed into another setting).
+            let sets_role =
+                matches!(
+                    (first, second, third),
+                    (Some(Some("set_config")), None, None) | (Some(Some("pg_catalog")), Some(Some("set_config")), None)
+                ) && items(&b.args).next().and_then(const_str).is_some_and(|n| n.eq_ignore_ascii_case("role"))
+                    && items(&b.args).nth(1).and_then(const_str).is_some();
+            if !builtin && !sets_role {
                 st.calls_functions = true;
             }
             let is_setval = matches!(

@@ -122,3 +122,17 @@ async fn a_rule_writing_elsewhere_runs() {
     assert_eq!(count(&db, "SELECT count(*) FROM staging_log").await, 10);
     assert_eq!(window(&db, "public.users").await, 10);
 }
+
+/// L1: `set_config('role', …)` to a role that may not read the protected sequence runs, as
+/// `SET ROLE` does (the sequence's position, unreadable after, did not move).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_config_of_the_role_runs_like_set_role() {
+    let db = crate::binds::setup();
+    let r = format!("weak_{db}");
+    admin_sql(pg(), &db, &format!("CREATE ROLE {r} NOLOGIN; GRANT {r} TO {RAW}; GRANT USAGE ON SCHEMA public TO {r}"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, &format!("SELECT set_config('role', '{r}', false)")).await;
+    run(&mut c, "RESET ROLE").await;
+    run(&mut c, &format!("SET ROLE {r}")).await;
+}
