@@ -27,6 +27,7 @@ mod temporary;
 pub use assumed::Assumed;
 pub use callers::HiddenCache;
 pub use cascades::AssignedColumn;
+pub use code::Runs;
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
 pub use minted::{minted_answer, minted_query};
@@ -185,7 +186,9 @@ impl Catalog {
         self.cascades.learn(database, name, reach, Instant::now());
         let moves = if indirect { copies::unknown() } else { Default::default() };
         self.copies.learn(database, name, moves, Instant::now());
-        self.code.learn(database, name, indirect, Instant::now());
+        // Not known: no code assumed, so that any change a count finds where the judgement
+        // did not reach refuses the write (`guard::reached`).
+        self.code.learn(database, name, code::Runs::default(), Instant::now());
     }
 
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
@@ -499,7 +502,8 @@ impl Catalog {
 /// to any relation of that name (in any schema) can reach rows of other tables, and whether an
 /// INSERT can (user triggers that fire on INSERT only: `tgtype` bit 4), and what its foreign
 /// keys' actions reach (`cascades`), what a row written into it evaluates that may move a
-/// sequence (`copies`), and whether a write to it runs someone's code (`code`). Every operator and
+/// sequence (`copies`), and whether a write to it runs someone's code and what its rules reach
+/// (`code`). Every operator and
 /// function is `pg_catalog`'s: the client's `search_path` cannot change the answer, which
 /// other sessions share.
 pub fn query(names: &[String]) -> String {
@@ -513,13 +517,13 @@ pub fn query(names: &[String]) -> String {
     let plain = "c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass";
     format!(
         "SELECT c.relname::pg_catalog.text, pg_catalog.bool_or({plain} OR {any})::pg_catalog.text, \
-         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach}, {moves}, {code} \
+         pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach}, {moves}, {runs} \
          FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) ANY (ARRAY[{list}]::pg_catalog.name[]) GROUP BY c.relname",
         any = trigger(""),
         insert = trigger(" AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 4) OPERATOR(pg_catalog.<>) 0"),
         reach = cascades::column(),
         moves = copies::column(),
-        code = code::column(),
+        runs = code::columns(),
     )
 }
 
@@ -572,8 +576,8 @@ pub fn learn_answer(cat: &Catalog, database: &str, names: &[String], rows: &[Vec
         cat.cascades.learn(database, n, reach, Instant::now());
         let moves = copies::answer(row.and_then(|r| r.get(4)).and_then(|v| v.as_deref()));
         cat.copies.learn(database, n, moves, Instant::now());
-        let code = code::answer(row.and_then(|r| r.get(5)).and_then(|v| v.as_deref()), row.is_some());
-        cat.code.learn(database, n, code, Instant::now());
+        let col = |i: usize| row.and_then(|r| r.get(i)).and_then(|v| v.as_deref());
+        cat.code.learn(database, n, code::answer(col(5), col(6), row.is_some()), Instant::now());
     }
 }
 

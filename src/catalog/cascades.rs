@@ -160,7 +160,7 @@ impl super::Catalog {
 
     /// The policy tables among `tables` ((OID, schema, name) rows), by the OIDs blastwall knows
     /// for them (first seen, and now) or by their names.
-    fn policy_tables_in(&self, database: &str, policy: &Policy, tables: &[(u32, String, String)]) -> Vec<usize> {
+    pub fn policy_tables_in(&self, database: &str, policy: &Policy, tables: &[(u32, String, String)]) -> Vec<usize> {
         if tables.is_empty() {
             return Vec::new();
         }
@@ -252,7 +252,7 @@ pub(super) fn column() -> String {
     // The tables whose rows' change runs code — one set, read once (a check per table
     // reached would make the planner's estimate of the recursion's size cost seconds of JIT
     // compilation).
-    let code = code_cte(true);
+    let code = code_cte();
     // A row of `r`: a relation whose rows a write of the first kind (`first`) changes, how
     // (`ev`), whether through a foreign key's action (`acted`), which columns of it change
     // (`cols`, NULL: any, or the rows are deleted), and for a row that a key's action updates
@@ -341,33 +341,16 @@ pub(super) fn column() -> String {
 
 /// The CTE `code(rel)`: the relations whose rows' change runs someone's code — user triggers,
 /// row security, a column of a domain, a default, `CHECK` or index over a function or operator
-/// outside `pg_catalog`, and rules when `rules` — every operator and function `pg_catalog`'s.
-pub(super) fn code_cte(rules: bool) -> String {
+/// outside `pg_catalog`, rules — every operator and function `pg_catalog`'s.
+fn code_cte() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
-    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
-    let user = format!(
-        "((d.refclassid{eq}{proc} AND EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid{eq}d.refobjid \
-             AND p.pronamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)) \
-         OR (d.refclassid{eq}{op} AND EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oid{eq}d.refobjid \
-             AND o.oprnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)))",
-        proc = cls("pg_proc"),
-        op = cls("pg_operator"),
-    );
-    let rules = if rules { "t.relhasrules OR " } else { "" };
     format!(
         "code(rel) AS (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
-           UNION SELECT t.oid FROM pg_catalog.pg_class t WHERE {rules}t.relrowsecurity \
+           UNION SELECT t.oid FROM pg_catalog.pg_class t WHERE t.relhasrules OR t.relrowsecurity \
            UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
              WHERE y.typtype{eq}'d'::pg_catalog.\"char\" AND NOT a.attisdropped \
-           UNION SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
-             ON d.classid{eq}{attrdef} AND d.objid{eq}ad.oid WHERE {user} \
-           UNION SELECT k.conrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint k \
-             ON d.classid{eq}{con} AND d.objid{eq}k.oid WHERE {user} \
-           UNION SELECT x.indrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_index x \
-             ON d.classid{eq}{class} AND d.objid{eq}x.indexrelid WHERE {user})",
-        attrdef = cls("pg_attrdef"),
-        con = cls("pg_constraint"),
-        class = cls("pg_class"),
+           {stored})",
+        stored = super::code::stored_expressions(),
     )
 }
 

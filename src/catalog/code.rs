@@ -1,34 +1,45 @@
-//! Whether a write to a relation name runs someone's code that may write anywhere: a user
-//! trigger, row security, a column of a domain, a default, `CHECK` or index over a function or
-//! operator outside `pg_catalog`, a foreign table — on any relation of that name, on any of its
-//! inheritance children or partitions (at any depth), or on a table a view of that name reads
-//! (at any depth). Rules are not code here: a rule's actions are statements the server runs
-//! as it says, and what they change must be what the judgement reached
-//! (`guard::reached`). With no such code, a write changes only the rows of what it names, of
-//! what a view or rule of it writes, and of what foreign keys' actions reach
-//! (`super::cascades`).
+//! What a write to a relation name may run besides its own statement, for `guard::reached`:
+//! - whether it runs someone's code that may write anywhere: an enabled user trigger, a
+//!   row-security policy, a domain's constraint, a default, `CHECK` or index that calls a
+//!   function or operator outside `pg_catalog`, a foreign table — on any relation of that name,
+//!   on its inheritance children and partitions (at any depth), or on a table a view of that
+//!   name reads (at any depth). A disabled trigger, a built-in domain, row security with no
+//!   such policy run nothing (fourteenth adversarial pass F1: each switched the count's check
+//!   off);
+//! - the relations the rules of those relations write or read, by event (`ev_type`: `2`
+//!   UPDATE, `3` INSERT, `4` DELETE; a view's `_RETURN` rule is a SELECT and not listed): a
+//!   rule's actions are statements the server runs in the write's place, whose text blastwall
+//!   does not judge, so a rule that reaches a policy table with text rules refuses the write
+//!   before it runs (`unjudged-write`).
 //!
 //! Asked in the same catalog question as the relation's other indirect effects (`super::query`),
 //! cached and forgotten with them.
 //!
-//! Owns: the query's column, its answer and its cache. Does not own: what follows
+//! Owns: the query's columns, their answers and their cache. Does not own: what follows
 //! (`guard::reached`).
 
 use dashmap::DashMap;
 use std::time::Instant;
 
-/// (database, relation name) → it runs code when written, when learned.
+/// What a write to a name may run: code, and its rules' (event, relation OID) pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runs {
+    pub code: bool,
+    pub rules: Vec<(u8, u32)>,
+}
+
+/// (database, relation name) → what a write to it runs, when learned.
 #[derive(Default)]
-pub(super) struct Cache(DashMap<(String, String), (bool, Instant)>);
+pub(super) struct Cache(DashMap<(String, String), (Runs, Instant)>);
 
 impl Cache {
-    pub(super) fn learn(&self, database: &str, name: &str, code: bool, at: Instant) {
-        self.0.insert((database.to_string(), name.to_string()), (code, at));
+    pub(super) fn learn(&self, database: &str, name: &str, runs: Runs, at: Instant) {
+        self.0.insert((database.to_string(), name.to_string()), (runs, at));
     }
 
-    pub(super) fn fresh(&self, database: &str, name: &str) -> Option<bool> {
+    pub(super) fn fresh(&self, database: &str, name: &str) -> Option<Runs> {
         let e = self.0.get(&(database.to_string(), name.to_string()))?;
-        (e.1.elapsed() < super::TTL).then_some(e.0)
+        (e.1.elapsed() < super::TTL).then(|| e.0.clone())
     }
 
     pub(super) fn forget(&self, database: &str) {
@@ -36,36 +47,128 @@ impl Cache {
     }
 }
 
-/// The column of `super::query` (grouped by `c.relname`): `true` when some relation of the
-/// name, a descendant of one, or a relation a view among them reads, runs code when its rows
-/// change. Every operator and function is `pg_catalog`'s.
-pub(super) fn column() -> String {
+/// `w(rel)`: the relations of the name (`c`), their descendants, and what views among them read,
+/// at any depth.
+fn written() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     format!(
-        "pg_catalog.bool_or(EXISTS (WITH RECURSIVE {code}, \
-           w(rel) AS (SELECT c.oid UNION SELECT n.rel FROM w CROSS JOIN LATERAL (\
-             SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}w.rel \
-             UNION ALL SELECT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d \
-               ON d.classid{eq}'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid{eq}r.oid \
-               AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass \
-             WHERE r.ev_class{eq}w.rel AND d.refobjid OPERATOR(pg_catalog.<>) w.rel \
-               AND EXISTS (SELECT FROM pg_catalog.pg_class v WHERE v.oid{eq}w.rel AND v.relkind{eq}'v'::pg_catalog.\"char\")\
-           ) n(rel)) \
-         SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code) \
-           OR EXISTS (SELECT FROM pg_catalog.pg_class f WHERE f.oid{eq}w.rel AND f.relkind{eq}'f'::pg_catalog.\"char\")))::pg_catalog.text",
-        code = super::cascades::code_cte(false),
+        "w(rel) AS (SELECT c2.oid FROM pg_catalog.pg_class c2 WHERE c2.relname{eq}c.relname \
+         UNION SELECT n.rel FROM w CROSS JOIN LATERAL (\
+           SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}w.rel \
+           UNION ALL SELECT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d \
+             ON d.classid{eq}'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid{eq}r.oid \
+             AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass \
+           WHERE r.ev_class{eq}w.rel AND d.refobjid OPERATOR(pg_catalog.<>) w.rel \
+             AND EXISTS (SELECT FROM pg_catalog.pg_class v WHERE v.oid{eq}w.rel AND v.relkind{eq}'v'::pg_catalog.\"char\")\
+         ) n(rel))"
     )
 }
 
-/// Reads the column: only `false` says no code runs (NULL or anything else: it may).
-pub(super) fn answer(value: Option<&str>, exists: bool) -> bool {
-    exists && value != Some("false")
+/// A `pg_depend` row `d` on a function or operator outside `pg_catalog`.
+pub(super) fn user_dependency() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
+    format!(
+        "((d.refclassid{eq}{proc} AND EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid{eq}d.refobjid \
+             AND p.pronamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)) \
+         OR (d.refclassid{eq}{op} AND EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oid{eq}d.refobjid \
+             AND o.oprnamespace OPERATOR(pg_catalog.<>) 11::pg_catalog.oid)))",
+        proc = cls("pg_proc"),
+        op = cls("pg_operator"),
+    )
+}
+
+/// `code(rel)`: the relations whose rows' change runs code that may write (see the module).
+fn code() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
+    let user = user_dependency();
+    format!(
+        "code(rel) AS (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
+             AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'::pg_catalog.\"char\" \
+           UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_constraint k \
+             ON k.contypid{eq}a.atttypid JOIN pg_catalog.pg_depend d ON d.classid{eq}{con} AND d.objid{eq}k.oid \
+             WHERE NOT a.attisdropped AND {user} \
+           UNION SELECT p.polrelid FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d \
+             ON d.classid{eq}{pol} AND d.objid{eq}p.oid WHERE {user} \
+           {stored})",
+        stored = stored_expressions(),
+        con = cls("pg_constraint"),
+        pol = cls("pg_policy"),
+    )
+}
+
+/// `UNION` branches of a `code` CTE: the tables whose default, `CHECK` or index expression
+/// calls a function or operator outside `pg_catalog`.
+pub(super) fn stored_expressions() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
+    let user = user_dependency();
+    format!(
+        "UNION SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
+           ON d.classid{eq}{attrdef} AND d.objid{eq}ad.oid WHERE {user} \
+         UNION SELECT k.conrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint k \
+           ON d.classid{eq}{con} AND d.objid{eq}k.oid WHERE {user} \
+         UNION SELECT x.indrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_index x \
+           ON d.classid{eq}{class} AND d.objid{eq}x.indexrelid WHERE {user}",
+        attrdef = cls("pg_attrdef"),
+        con = cls("pg_constraint"),
+        class = cls("pg_class"),
+    )
+}
+
+/// The two columns of `super::query` (grouped by `c.relname`): whether code runs (see the
+/// module), and the rules' `event:oid` pairs, comma-separated. Every operator and function is
+/// `pg_catalog`'s.
+pub(super) fn columns() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    format!(
+        "(WITH RECURSIVE {code}, {w} SELECT EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code) \
+           OR EXISTS (SELECT FROM pg_catalog.pg_class f WHERE f.oid{eq}w.rel AND f.relkind{eq}'f'::pg_catalog.\"char\")))::pg_catalog.text, \
+         (WITH RECURSIVE {w} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(r.ev_type, ':', d.refobjid), ',') \
+           FROM w JOIN pg_catalog.pg_rewrite r ON r.ev_class{eq}w.rel \
+           JOIN pg_catalog.pg_depend d ON d.classid{eq}'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid{eq}r.oid \
+             AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass \
+           WHERE r.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class)",
+        code = code(),
+        w = written(),
+    )
+}
+
+/// Reads the columns (`exists`: the name has a row). What cannot be read: code runs, and a
+/// rule of every event reaches OID 0 (no table: judged as reaching every one).
+pub(super) fn answer(code: Option<&str>, rules: Option<&str>, exists: bool) -> Runs {
+    if !exists {
+        return Runs::default();
+    }
+    let mut out = Runs { code: code != Some("false"), rules: Vec::new() };
+    for pair in rules.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
+        match pair.split_once(':').and_then(|(e, o)| Some((e.bytes().next()?, o.parse::<u32>().ok()?))) {
+            Some(p) => out.rules.push(p),
+            None => out.rules.extend([(b'2', 0), (b'3', 0), (b'4', 0)]),
+        }
+    }
+    out
 }
 
 impl super::Catalog {
-    /// Whether a write to `name` may run someone's code (see the module); `None` when not known
-    /// and fresh (ask [`super::Question::Indirect`]).
-    pub fn runs_code(&self, database: &str, name: &str) -> Option<bool> {
+    /// What a write to `name` may run (see the module); `None` when not known and fresh (ask
+    /// [`super::Question::Indirect`]).
+    pub fn runs(&self, database: &str, name: &str) -> Option<Runs> {
         self.code.fresh(database, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_and_what_cannot_be_read_reaches_everything() {
+        assert_eq!(answer(Some("true"), None, false), Runs::default());
+        assert_eq!(answer(Some("false"), Some("4:16384,3:16390"), true).rules, [(b'4', 16384), (b'3', 16390)]);
+        assert!(!answer(Some("false"), None, true).code);
+        assert!(answer(None, None, true).code);
+        assert_eq!(answer(Some("false"), Some("x"), true).rules, [(b'2', 0), (b'3', 0), (b'4', 0)]);
     }
 }

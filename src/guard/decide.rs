@@ -163,8 +163,16 @@ impl Guard {
         decision.findings.extend(super::catalog_write::findings(&decided, view, &policy, &resolved));
         // Code that may write through another session (`dblink`) cannot be verified.
         decision.findings.extend(super::remote::findings(&decided, info, &policy, &self.catalog, &cx));
-        // What the count that follows may find changed (`reached`).
+        // Rules that write a policy table in the write's place; what the count that follows
+        // may find changed (`reached`).
         if online {
+            decision.findings.extend(super::reached::rule_findings(
+                &decided,
+                &self.catalog,
+                &info.database,
+                view,
+                &policy,
+            ));
             decision.reached = super::reached::reached(&decided, &reach, &self.catalog, &info.database, &policy);
         }
         info.names.after_judging(&once.into_inner());

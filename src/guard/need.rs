@@ -21,7 +21,8 @@ pub(super) struct CheckNeed {
 /// (its cascades may reach a limited table), an UPDATE, MERGE or upsert on a table whose
 /// updates are limited (anomaly and budget rules count as limits), a write whose foreign keys'
 /// actions reach such a table (`catalog::cascades`), an INSERT into a relation
-/// with triggers, rules or children, anything whose reach the text cannot prove while the
+/// with triggers, rules or children (and, while a table has text rules, any write to one:
+/// `guard::reached`), anything whose reach the text cannot prove while the
 /// policy protects tables (DDL, TRUNCATE, calls of functions that are not well-known
 /// built-ins, DO, CALL, any mention of `setval`: verified by identity on the server), and
 /// anything in a dry-run session that may write (the static findings are `dry_run`).
@@ -41,6 +42,7 @@ pub(super) fn check_need(
         contract || policy.max_delete_rows.is_some() || policy.tables.iter().any(|t| t.max_delete_rows.is_some());
     let cascades_matter =
         any_update_limit || any_delete_limit || policy.tables.iter().any(|t| !t.protected_columns.is_empty());
+    let text_rules = policy.tables.iter().any(|t| t.judges_text());
     let mut need: Option<CheckNeed> = None;
     for st in statements {
         for w in &st.writes {
@@ -74,6 +76,15 @@ pub(super) fn check_need(
                     None => unknown.push(t.name.clone()),
                 }
             }
+            // A relation with rules (or triggers, or a view) may write a table whose text rules
+            // its judgement did not reach: counted, so that its counts can say
+            // (`guard::reached`, `unjudged-write`).
+            if let (false, true, Some(t)) = (counted, (is_delete || is_update) && text_rules, &w.target) {
+                match info.names.assumed.is_indirect(catalog, &info.database, &t.name) {
+                    Some(indirect) => counted = indirect,
+                    None => unknown.push(t.name.clone()),
+                }
+            }
             if counted {
                 let n = need.get_or_insert_with(|| CheckNeed {
                     verb: w.op.verb(),
@@ -90,7 +101,7 @@ pub(super) fn check_need(
         // The statement's INSERTs (and COPY … FROM, MERGE … INSERT), read once for both uses
         // below.
         let for_contract = contract && !st.copy_from_stdin;
-        let for_limits = (any_delete_limit || any_update_limit || session_dry) && st.opaque.is_empty();
+        let for_limits = (any_delete_limit || any_update_limit || session_dry || text_rules) && st.opaque.is_empty();
         let found = std::cell::OnceCell::new();
         let inserts_here = || found.get_or_init(|| inserts_in(st)).clone();
         let inserts = if for_contract || for_limits { inserts_here() } else { Arc::default() };

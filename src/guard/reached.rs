@@ -1,66 +1,156 @@
-//! The policy tables a message's judgement reached, for the count that follows it: the
-//! tables its row writes resolve to (their text rules were applied to those rows), and the
-//! tables foreign keys' actions reach from them. When nothing else can change a policy table's
-//! rows — no statement calls a function, runs DDL or hides what it does, and no relation
-//! written runs anyone's code (`catalog::code`: triggers, row security, …; rules are not
-//! code) — rows of another policy table changed when the statement ran mean that the server
-//! wrote a relation the judgement did not look at: a rule of the written relation that writes
-//! into a policy table, or a name that led elsewhere by the time the statement ran (DDL in a
-//! function's body, in another session, between the judgement and the run). Its text rules
-//! were applied to none of those rows: the count refuses it (`policy::counts`, rule
-//! `unjudged-write`).
+//! What a message's judgement did not look at, and the rule `unjudged-write` that keeps it from
+//! changing a policy table's rows unjudged:
+//! - before it runs ([`rule_findings`]): a write to a relation whose rules (for that event)
+//!   reach a policy table with text rules is refused — a rule's actions are statements the
+//!   server runs in the write's place (`DO ALSO DELETE FROM users WHERE id BETWEEN …`), whose
+//!   text blastwall does not judge (`catalog::code` lists the relations each rule reaches);
+//! - after it ran ([`reached`], judged in `policy::counts`): the policy tables its row writes
+//!   resolve to (their text rules were applied to those rows) and the tables foreign keys'
+//!   actions reach from them. Rows of another policy table with text rules changed mean that
+//!   the server wrote a relation the judgement did not look at: a name led there by the time
+//!   the statement ran (DDL committed in between, by a function's body in another session or
+//!   on a direct connection), a rule the catalog did not show yet (made earlier in the same
+//!   message). Only code may explain such rows: a statement that calls a function that is not a
+//!   well-known built-in or hides what it does (`DO`, `CALL`), or a written relation whose
+//!   change runs someone's code (an enabled trigger, …: `catalog::code`) — then the counts are
+//!   judged by the row limits alone, as a function's or trigger's writes always are. An answer
+//!   the catalog has not given counts as no code (the check stays on).
 //!
-//! Owns: which tables are reached, and when that is known. Does not own: the judgement of the
-//! counts (`policy::counts`), the catalog's answers (`catalog`).
+//! Owns: which tables are reached, and the refusal of rules that reach a policy table. Does not
+//! own: the judgement of the counts (`policy::counts`), the catalog's answers (`catalog`).
 
 use crate::analyze::{Op, Statement, Write};
-use crate::policy::{Policy, Reach};
+use crate::policy::{mode_for, Finding, Mode, Policy, Reach, ReachedTable, SessionView};
 
-/// The (schema, name) of every policy table the judgement of `statements` reached, or `None`
-/// when what the message may change is not closed (a function, DDL, code on a written
-/// relation, a catalog answer missing): then only the row limits judge its counts.
+/// Every policy table the judgement of `statements` reached, with how (deleted, updated), or
+/// `None` when code may explain changes elsewhere (a function, `DO`/`CALL`, code on a written
+/// relation): then only the row limits judge its counts.
 pub(super) fn reached(
     statements: &[Statement],
     reach: &dyn Fn(usize, &Write) -> Option<Reach>,
     catalog: &crate::catalog::Catalog,
     database: &str,
     policy: &Policy,
-) -> Option<Vec<(String, String)>> {
+) -> Option<Vec<ReachedTable>> {
     if database.is_empty() || !policy.tables.iter().any(|t| t.judges_text()) {
         return None;
     }
-    let mut out: Vec<usize> = Vec::new();
+    let runs_code = |name: &str| catalog.runs(database, name).is_some_and(|r| r.code);
+    // (policy table, deletes, updates)
+    let mut out: Vec<(usize, bool, bool)> = Vec::new();
     for (i, st) in statements.iter().enumerate() {
-        if st.calls_functions || st.ddl || !st.opaque.is_empty() || st.prepare.is_some() || st.copy_from_stdin {
+        if st.calls_functions || !st.opaque.is_empty() {
             return None;
         }
         for w in &st.writes {
-            let delete = match w.op {
-                Op::Delete | Op::MergeDelete => Some(true),
-                Op::Update { .. } | Op::Upsert { .. } => Some(false),
-                // A MERGE's other actions may delete or update: both kinds are followed.
-                Op::MergeUpdate { .. } => None,
-                _ => return None,
+            // (its rows deleted, updated); a MERGE's other actions may do either, and an UPDATE
+            // that moves a row to another partition deletes it there (so counted).
+            let moves = |name: &str| catalog.is_indirect(database, name) != Some(false);
+            let (del, upd) = match &w.op {
+                Op::Delete => (true, false),
+                Op::Update { .. } => (w.target.as_ref().is_none_or(|t| moves(&t.name)), true),
+                Op::Upsert { .. } => (false, true),
+                Op::MergeDelete | Op::MergeUpdate { .. } => (true, true),
+                // DDL, setval, TRUNCATE: judged by name and by identity; no rows of their own.
+                _ => continue,
             };
-            let target = w.target.as_ref()?;
+            let Some(target) = w.target.as_ref() else { continue };
             match reach(i, w) {
-                Some(r) => out.extend(r.tables.iter().map(|(t, _)| *t)),
-                None => out.extend(policy.tables.iter().enumerate().filter(|(_, t)| t.matches(target)).map(|(i, _)| i)),
+                Some(r) => out.extend(r.tables.iter().map(|(t, _)| (*t, del, upd))),
+                None => out.extend(
+                    policy.tables.iter().enumerate().filter(|(_, t)| t.matches(target)).map(|(i, _)| (i, del, upd)),
+                ),
             }
-            if catalog.runs_code(database, &target.name) != Some(false) {
+            if runs_code(&target.name) {
                 return None;
             }
-            for kind in [true, false].into_iter().filter(|k| delete.is_none_or(|d| d == *k)) {
-                out.extend(catalog.cascades_into_policy(database, &target.name, kind, policy)?);
+            // A foreign key's action deletes (CASCADE) or updates (SET NULL, SET DEFAULT, an
+            // update's CASCADE): either.
+            for kind in [del, upd].iter().zip([true, false]).filter(|(on, _)| **on).map(|(_, k)| k) {
+                let acted = catalog.cascades_into_policy(database, &target.name, kind, policy).unwrap_or_default();
+                out.extend(acted.into_iter().map(|t| (t, true, true)));
             }
         }
-        for ins in super::need::inserts_in(st).iter() {
-            if catalog.runs_code(database, &ins.target.name) != Some(false) {
-                return None;
+        if super::need::inserts_in(st).iter().any(|ins| runs_code(&ins.target.name)) {
+            return None;
+        }
+    }
+    let mut tables: Vec<ReachedTable> = Vec::new();
+    for (i, del, upd) in out {
+        let Some(t) = policy.tables.get(i) else { continue };
+        match tables.iter_mut().find(|r| r.schema == t.schema && r.name == t.name) {
+            Some(r) => (r.deletes, r.updates) = (r.deletes || del, r.updates || upd),
+            None => {
+                tables.push(ReachedTable { schema: t.schema.clone(), name: t.name.clone(), deletes: del, updates: upd })
             }
         }
     }
-    out.sort_unstable();
-    out.dedup();
-    Some(out.into_iter().filter_map(|i| policy.tables.get(i)).map(|t| (t.schema.clone(), t.name.clone())).collect())
+    Some(tables)
 }
+
+/// Refusals of writes to relations whose rules, for the write's event, reach a policy table
+/// with text rules (as the catalog last said; a rule it has not shown yet is left to the count).
+pub(super) fn rule_findings(
+    statements: &[Statement],
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+    who: SessionView<'_>,
+    policy: &Policy,
+) -> Vec<Finding> {
+    if database.is_empty() || !policy.tables.iter().any(|t| t.judges_text()) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for st in statements {
+        let writes = st.writes.iter().filter_map(|w| {
+            let events: &[u8] = match w.op {
+                Op::Delete | Op::MergeDelete => b"4",
+                Op::Update { .. } | Op::MergeUpdate { .. } => b"2",
+                Op::Upsert { .. } => b"32",
+                _ => return None,
+            };
+            Some((w.op.verb(), events, w.target.as_ref()?.name.clone()))
+        });
+        let inserts = super::need::inserts_in(st);
+        let inserted =
+            inserts.iter().filter(|i| i.verb == "INSERT").map(|i| ("INSERT", b"3".as_slice(), i.target.name.clone()));
+        for (verb, events, name) in writes.chain(inserted) {
+            let Some(runs) = catalog.runs(database, &name) else { continue };
+            let oids: Vec<(u32, String, String)> = runs
+                .rules
+                .iter()
+                .filter(|(e, _)| events.contains(e))
+                .map(|(_, oid)| (*oid, String::new(), String::new()))
+                .collect();
+            if oids.is_empty() {
+                continue;
+            }
+            let mut hit = catalog.policy_tables_in(database, policy, &oids);
+            if oids.iter().any(|(o, ..)| *o == 0) {
+                hit = (0..policy.tables.len()).collect();
+            }
+            let found = hit
+                .into_iter()
+                .filter_map(|i| policy.tables.get(i))
+                .filter(|t| t.judges_text() && mode_for(who, policy, Some(t)) != Mode::Off)
+                .max_by_key(|t| mode_for(who, policy, Some(t)));
+            let Some(t) = found else { continue };
+            out.push(Finding {
+                rule: "unjudged-write",
+                mode: mode_for(who, policy, Some(t)),
+                what: format!("{verb} on {name}"),
+                why: format!(
+                    "a rule of {name} (on {verb}) writes or reads {}: the server runs the rule's actions in this statement's place, and blastwall does not apply {}'s text rules to them",
+                    t.qualified(),
+                    t.qualified()
+                ),
+                hint: HINT_RULE,
+                source: t.source.clone(),
+                statement: st.text.clone(),
+            });
+        }
+    }
+    out
+}
+
+const HINT_RULE: &str = "Write the protected table by its own name, so that its rules apply, or drop the rule (a DBA: write the table the rule writes).";

@@ -7,7 +7,7 @@
 //! counting (`precheck`), which tables the judgement reached (`guard::reached`).
 
 use super::decide::{defaults_source, describe_counts, limits_for, mode_for, HINT_LIMIT, HINT_LIMIT_WARN};
-use super::{Decision, Finding, Mode, Policy, SessionView, TableCount, TablePolicy};
+use super::{Decision, Finding, Mode, Policy, ReachedTable, SessionView, TableCount, TablePolicy};
 use crate::analyze::directive::Override;
 use crate::analyze::RelName;
 
@@ -19,7 +19,7 @@ pub struct Measured<'a> {
     pub statement: &'a str,
     /// The policy tables the judgement reached, when nothing else can change one
     /// (`guard::reached`).
-    pub reached: Option<&'a [(String, String)]>,
+    pub reached: Option<&'a [ReachedTable]>,
 }
 
 /// The measured counts (the target's table first) and the decision over them: the override's
@@ -43,7 +43,7 @@ pub fn judge_counts(
     };
     // An override waives the text rules of its statement: what they did not reach too.
     if let (Some(reached), None) = (m.reached, m.override_rows) {
-        decision.findings.extend(unjudged_findings(&counts, reached, &what, m.statement, who, policy));
+        decision.findings.extend(unjudged_findings(&counts, reached, m.verb, m.statement, who, policy));
     }
     (counts, decision)
 }
@@ -56,8 +56,8 @@ pub fn judge_counts(
 /// applied to none of those rows.
 fn unjudged_findings(
     counts: &[TableCount],
-    reached: &[(String, String)],
-    what: &str,
+    reached: &[ReachedTable],
+    verb: &str,
     statement: &str,
     who: SessionView<'_>,
     policy: &Policy,
@@ -66,7 +66,12 @@ fn unjudged_findings(
     let mut strictest: Option<(Mode, &TablePolicy)> = None;
     for c in counts.iter().filter(|c| c.deleted + c.updated > 0) {
         let Some(t) = policy.tables.iter().find(|t| t.schema == c.schema && t.name == c.name) else { continue };
-        if !t.judges_text() || reached.iter().any(|(s, n)| *s == t.schema && *n == t.name) {
+        // Rows deleted where the judgement reached no delete, updated where it reached no
+        // update (a point UPDATE of `users` beside a redirected DELETE does not explain it).
+        let explained = reached.iter().any(|r| {
+            r.schema == t.schema && r.name == t.name && (c.deleted == 0 || r.deletes) && (c.updated == 0 || r.updates)
+        });
+        if !t.judges_text() || explained {
             continue;
         }
         let mode = mode_for(who, policy, Some(t));
@@ -82,9 +87,9 @@ fn unjudged_findings(
     Some(Finding {
         rule: "unjudged-write",
         mode,
-        what: what.to_string(),
+        what: format!("{verb} reaching {}", t.qualified()),
         why: format!(
-            "it changed rows of a protected table it does not name ({}): its text rules were applied to none of them — a rule of the relation it writes writes there, or its name led there by the time it ran (DDL committed in between, perhaps by a function's body in another session)",
+            "it changed rows of a protected table it does not name ({}): its text rules were applied to none of them — its name led there by the time it ran (DDL committed in between, by a function's body in another session or on a direct connection), or a rule blastwall had not seen yet writes there",
             unjudged.join(", ")
         ),
         hint: HINT_UNJUDGED,
@@ -175,7 +180,7 @@ mod tests {
         TableCount { schema: "public".into(), name: name.into(), deleted, updated: 0, inserted: 0 }
     }
 
-    fn judged(reached: Option<&[(String, String)]>, counts: Vec<TableCount>) -> Vec<&'static str> {
+    fn judged(reached: Option<&[ReachedTable]>, counts: Vec<TableCount>) -> Vec<&'static str> {
         let p = policy();
         let m = Measured { verb: "DELETE", target: None, override_rows: None, statement: "s", reached };
         let (_, d) = judge_counts(m, counts, SessionView::offline("u", "a", None), &p);
@@ -184,11 +189,15 @@ mod tests {
 
     #[test]
     fn rows_of_a_protected_table_the_judgement_did_not_reach_refuse() {
-        let users = [("public".to_string(), "users".to_string())];
+        let reached =
+            |deletes, updates| ReachedTable { schema: "public".into(), name: "users".into(), deletes, updates };
+        let users = [reached(true, false)];
         // Reached nothing, yet 3 users were deleted: refused, within the limit as it is.
         assert_eq!(judged(Some(&[]), vec![count("staging", 3), count("users", 3)]), ["unjudged-write"]);
         // Reached (its own name, or a cascade the catalog showed): counted only.
         assert!(judged(Some(&users), vec![count("users", 3)]).is_empty());
+        // Reached by an UPDATE only: rows deleted there are not what it judged.
+        assert_eq!(judged(Some(&[reached(false, true)]), vec![count("users", 3)]), ["unjudged-write"]);
         // A table with limits only has no text rule to escape.
         assert!(judged(Some(&[]), vec![count("orders", 3)]).is_empty());
         // Not known (code may run anywhere): the row limits alone.

@@ -111,7 +111,18 @@ pub struct Decision {
     /// The policy tables (schema, name) whose text rules the judgement applied to what the
     /// message writes (and those foreign keys' actions reach from it), when nothing else can
     /// change a policy table's rows (`guard::reached`); `None`: not known.
-    pub reached: Option<Vec<(String, String)>>,
+    pub reached: Option<Vec<ReachedTable>>,
+}
+
+/// A policy table a judgement reached, and how what it judged may change its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachedTable {
+    pub schema: String,
+    pub name: String,
+    /// A judged write may delete its rows (a DELETE, a MERGE, a foreign key's action).
+    pub deletes: bool,
+    /// … may update them (an UPDATE, an upsert, a MERGE, a foreign key's action).
+    pub updates: bool,
 }
 
 impl Decision {

@@ -103,7 +103,7 @@ pub struct CheckPlan {
     /// The policy tables whose text rules the judgement applied to what it writes, when
     /// nothing else can change a policy table's rows (`guard::reached`): rows of another
     /// policy table with such rules changed refuse it (`unjudged-write`).
-    pub reached: Option<Vec<(String, String)>>,
+    pub reached: Option<Vec<crate::policy::ReachedTable>>,
 }
 
 impl CheckPlan {

@@ -111,6 +111,34 @@ async fn a_rule_writing_into_a_protected_table_is_refused() {
     }
 }
 
+/// A policy that protects `users`' ids and has no row limit at all: the rule's write is still
+/// counted (a write to a relation with rules may write a table with text rules) and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_into_a_protected_table_is_counted_without_any_limit() {
+    let only_columns = blastwall::policy::file::compile(&[
+        (std::path::Path::new("policies/default.toml"), blastwall::policy::file::DEFAULT_POLICY),
+        (std::path::Path::new("p.toml"), "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\n"),
+    ])
+    .unwrap();
+    for (rule, sql) in [
+        (
+            "CREATE RULE purge AS ON DELETE TO staging DO ALSO DELETE FROM users WHERE id = OLD.id",
+            "DELETE FROM staging WHERE id < 0",
+        ),
+        (
+            "CREATE RULE purge AS ON INSERT TO staging_log DO ALSO DELETE FROM users WHERE id = NEW.id",
+            "INSERT INTO staging_log SELECT id FROM staging",
+        ),
+    ] {
+        let db = staging_db(rule);
+        let px = proxy_with(base_config(), only_columns.clone()).await;
+        let mut c = startup(px.port(), RAW, &db).await;
+        let r = send(&mut c, &[q(sql)]).await;
+        assert!(r.errors.contains("unjudged-write"), "{sql}: {r:?}");
+        assert_eq!(window(&db, "public.users").await, 10, "{sql}: users were deleted: {r:?}");
+    }
+}
+
 /// A rule that writes a table outside the policy: the write runs, as directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_writing_elsewhere_runs() {
@@ -135,4 +163,52 @@ async fn set_config_of_the_role_runs_like_set_role() {
     run(&mut c, &format!("SELECT set_config('role', '{r}', false)")).await;
     run(&mut c, "RESET ROLE").await;
     run(&mut c, &format!("SET ROLE {r}")).await;
+}
+
+/// Fourteenth pass F1, F1b, F2, F5, F7, F9: the DML-only role makes a temporary table whose
+/// rule range-deletes real users, then fires it in forms that once switched the count's check
+/// off — a built-in domain column, a disabled trigger, row security with no policy, a call of
+/// a harmless built-in, a point write to `users` beside it, a pipeline, `EXECUTE`, a temporary
+/// table made earlier in the message. Each is refused before it runs (the rule reaches a
+/// protected table); the users are checked on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_tables_rule_into_users_is_refused_in_every_form() {
+    use crate::batches::{pbe, sync};
+    let rule = format!("DO ALSO DELETE FROM public.users WHERE {WINDOW}");
+    let cases: Vec<(&str, String, Vec<Vec<u8>>)> = vec![
+        ("domain", "CREATE TEMP TABLE st (id bigint, n information_schema.cardinal_number)".into(), vec![q("DELETE FROM st WHERE id = 1")]),
+        (
+            "disabled trigger",
+            "CREATE TEMP TABLE st (id bigint); CREATE FUNCTION pg_temp.t() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$; \
+             CREATE TRIGGER t BEFORE INSERT ON st FOR EACH ROW EXECUTE FUNCTION pg_temp.t(); ALTER TABLE st DISABLE TRIGGER t"
+                .into(),
+            vec![q("DELETE FROM st WHERE id = 1")],
+        ),
+        ("row security", "CREATE TEMP TABLE st (id bigint); ALTER TABLE st ENABLE ROW LEVEL SECURITY".into(), vec![q("DELETE FROM st WHERE id = 1")]),
+        ("built-in call", "CREATE TEMP TABLE st (id bigint)".into(), vec![q("DELETE FROM st WHERE id = 1 AND txid_current() > 0")]),
+        (
+            "point write beside it",
+            "CREATE TEMP TABLE st (id bigint)".into(),
+            vec![q("WITH x AS (UPDATE users SET plan = plan WHERE id = 1000001 RETURNING 1) DELETE FROM st WHERE id = 1")],
+        ),
+        ("pipeline", "CREATE TEMP TABLE st (id bigint)".into(), vec![[pbe("SELECT 1"), pbe("DELETE FROM st WHERE id = 1"), sync()].concat()]),
+        ("execute", "CREATE TEMP TABLE st (id bigint)".into(), vec![q("PREPARE d AS DELETE FROM st WHERE id = $1"), q("EXECUTE d(1)")]),
+        ("temporary table first", "CREATE TEMP TABLE st (id bigint)".into(), vec![q("CREATE TEMP TABLE zz (a int); DELETE FROM st WHERE id = 1")]),
+    ];
+    let db = crate::binds::setup();
+    admin_sql(pg(), &db, &format!("GRANT TEMPORARY ON DATABASE {db} TO {RAW}"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    for (what, setup, attack) in cases {
+        let mut c = startup(px.port(), RAW, &db).await;
+        run(&mut c, &setup).await;
+        run(&mut c, "INSERT INTO st (id) VALUES (1)").await;
+        run(&mut c, &format!("CREATE RULE r AS ON DELETE TO st {rule}")).await;
+        let mut last = None;
+        for m in attack {
+            last = Some(send(&mut c, &[m]).await);
+        }
+        let r = last.unwrap();
+        assert!(r.errors.contains("unjudged-write"), "{what}: {r:?}");
+        assert_eq!(window(&db, "public.users").await, 10, "{what}: users were deleted: {r:?}");
+    }
 }
