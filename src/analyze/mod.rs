@@ -218,6 +218,10 @@ pub struct Statement {
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.
     pub calls_functions: bool,
+    /// The names of those calls, as the server looks them up in the session's path: each
+    /// unqualified one (lower-cased as the parser leaves it), and `*` for one qualified with a
+    /// schema other than `pg_catalog` (a `pg_catalog.` call is a built-in's, and not listed).
+    pub calls: Vec<String>,
     /// The sequences its `nextval(…)` calls name (`None`: not named by a constant).
     pub nextval: Vec<Option<RelName>>,
     /// Its `nextval` calls run once each (a SELECT of constants): see `sequences`.

@@ -433,3 +433,11 @@ fn set_config_of_the_role_to_a_constant_runs_no_code() {
     assert!(one("SELECT set_config('role', current_user || 'x', false)").calls_functions);
     assert!(one("SELECT set_config(lower('ROLE'), 'r', false)").calls_functions);
 }
+
+#[test]
+fn calls_are_named_as_the_server_looks_them_up() {
+    assert_eq!(one("DELETE FROM t WHERE id = 1 AND txid_current() > 0").calls, ["txid_current"]);
+    assert_eq!(one("SELECT s.f(), \"G\"(), g()").calls, ["*", "G", "g"]);
+    assert!(one("SELECT pg_catalog.txid_current(), upper('a')").calls.is_empty());
+    assert_eq!(one("EXPLAIN SELECT f()").calls, ["f"]);
+}

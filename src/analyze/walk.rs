@@ -283,6 +283,13 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                     && items(&b.args).nth(1).and_then(const_str).is_some();
             if !builtin && !sets_role {
                 st.calls_functions = true;
+                let name = match (first, second, third) {
+                    (Some(Some(name)), None, None) => name,
+                    _ => "*",
+                };
+                if !st.calls.iter().any(|c| c == name) {
+                    st.calls.push(name.to_string());
+                }
             }
             let is_setval = matches!(
                 (first, second, third),
@@ -345,6 +352,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 let mut planned = Statement::default();
                 visit(q, &mut planned);
                 st.calls_functions |= planned.calls_functions;
+                st.calls.extend(planned.calls);
             }
             Descend::No
         }

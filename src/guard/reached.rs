@@ -36,10 +36,19 @@ pub(super) fn reached(
         return None;
     }
     let runs_code = |name: &str| catalog.runs(database, name).is_some_and(|r| r.code);
+    // A call can be a user's function only by a name the database has one of (a qualified
+    // one, or one not known: it may).
+    let ids = catalog.identities(database, policy);
+    let user_functions = ids.as_ref().and_then(|i| i.user_functions.as_deref());
+    let calls_code = |st: &Statement| {
+        st.calls_functions
+            && (st.calls.is_empty()
+                || st.calls.iter().any(|c| c == "*" || user_functions.is_none_or(|u| u.binary_search(c).is_ok())))
+    };
     // (policy table, deletes, updates)
     let mut out: Vec<(usize, bool, bool)> = Vec::new();
     for (i, st) in statements.iter().enumerate() {
-        if st.calls_functions || !st.opaque.is_empty() {
+        if calls_code(st) || !st.opaque.is_empty() {
             return None;
         }
         for w in &st.writes {

@@ -60,9 +60,22 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
          UNION ALL SELECT 'g'::pg_catalog.text, p.i::pg_catalog.text, p.r::pg_catalog.text, ''::pg_catalog.text FROM p \
            WHERE p.r OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
              AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{EQ}p.r) \
-         UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text",
+         UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text \
+         UNION ALL SELECT 'u'::pg_catalog.text, '0'::pg_catalog.text, ({named})::pg_catalog.text, ''::pg_catalog.text",
         values = values.join(", "),
         functions = ddl_functions(),
+        named = user_function_names(),
+    )
+}
+
+/// The names of every function and procedure outside `pg_catalog` and `information_schema`
+/// (an extension's and another session's temporary ones too), comma-separated: a call of any
+/// other name can only be a built-in's (`guard::reached`).
+fn user_function_names() -> String {
+    format!(
+        "SELECT coalesce(pg_catalog.string_agg(DISTINCT f.proname::pg_catalog.text, ','), '') FROM pg_catalog.pg_proc f \
+           JOIN pg_catalog.pg_namespace n ON n.oid{EQ}f.pronamespace \
+           WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[])"
     )
 }
 
