@@ -349,7 +349,7 @@ fn code_cte() -> String {
            UNION SELECT t.oid FROM pg_catalog.pg_class t WHERE t.relhasrules OR t.relrowsecurity \
            UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type y ON y.oid{eq}a.atttypid \
              WHERE y.typtype{eq}'d'::pg_catalog.\"char\" AND NOT a.attisdropped \
-           {stored})",
+           UNION {stored})",
         stored = super::code::stored_expressions(),
     )
 }

@@ -6,11 +6,13 @@
 //!   name reads (at any depth). A disabled trigger, a built-in domain, row security with no
 //!   such policy run nothing (fourteenth adversarial pass F1: each switched the count's check
 //!   off);
-//! - the relations the rules of those relations write or read, by event (`ev_type`: `2`
-//!   UPDATE, `3` INSERT, `4` DELETE; a view's `_RETURN` rule is a SELECT and not listed): a
-//!   rule's actions are statements the server runs in the write's place, whose text blastwall
-//!   does not judge, so a rule that reaches a policy table with text rules refuses the write
-//!   before it runs (`unjudged-write`).
+//! - the relations the rules on the way write or read, by the event of the first rule (`ev_type`:
+//!   `2` UPDATE, `3` INSERT, `4` DELETE, `*` any; a view's `_RETURN` rule is a SELECT and not
+//!   listed), following foreign keys' actions, views and rule chains (`chain`): a rule's actions
+//!   are statements the server runs in the write's place, whose text blastwall does not judge,
+//!   so a rule that reaches a policy table with text rules refuses the write before it runs
+//!   (`unjudged-write`; fifteenth pass N2–N4: a key's cascade into a table with a rule, a rule
+//!   writing a table whose rule writes `users`, a rule writing a view over `users`).
 //!
 //! Asked in the same catalog question as the relation's other indirect effects (`super::query`),
 //! cached and forgotten with them.
@@ -24,7 +26,10 @@ use std::time::Instant;
 /// What a write to a name may run: code, and its rules' (event, relation OID) pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Runs {
+    /// Code runs when it is written (an INSERT, UPDATE, MERGE).
     pub code: bool,
+    /// Code runs when its rows are deleted.
+    pub code_on_delete: bool,
     pub rules: Vec<(u8, u32)>,
 }
 
@@ -78,34 +83,38 @@ pub(super) fn user_dependency() -> String {
     )
 }
 
-/// `code(rel)`: the relations whose rows' change runs code that may write (see the module).
+/// `code(rel, del)`: the relations whose rows' change runs code that may write (see the module),
+/// and whether a DELETE runs it (a trigger on DELETE, a row-security policy; a default, a
+/// domain's or table's `CHECK`, an index expression and a trigger on other events run only on
+/// an INSERT or UPDATE: fifteenth pass N8).
 fn code() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
     let user = user_dependency();
     format!(
-        "code(rel) AS (SELECT g.tgrelid FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
+        "code(rel, del) AS (SELECT g.tgrelid, (g.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 8) OPERATOR(pg_catalog.<>) 0 \
+             FROM pg_catalog.pg_trigger g WHERE NOT g.tgisinternal \
              AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'::pg_catalog.\"char\" \
-           UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_constraint k \
+           UNION SELECT a.attrelid, false FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_constraint k \
              ON k.contypid{eq}a.atttypid JOIN pg_catalog.pg_depend d ON d.classid{eq}{con} AND d.objid{eq}k.oid \
              WHERE NOT a.attisdropped AND {user} \
-           UNION SELECT p.polrelid FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d \
+           UNION SELECT p.polrelid, true FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_depend d \
              ON d.classid{eq}{pol} AND d.objid{eq}p.oid WHERE {user} \
-           {stored})",
+           UNION SELECT s.rel, false FROM ({stored}) s(rel))",
         stored = stored_expressions(),
         con = cls("pg_constraint"),
         pol = cls("pg_policy"),
     )
 }
 
-/// `UNION` branches of a `code` CTE: the tables whose default, `CHECK` or index expression
+/// A query of the tables whose default, `CHECK` or index expression
 /// calls a function or operator outside `pg_catalog`.
 pub(super) fn stored_expressions() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass");
     let user = user_dependency();
     format!(
-        "UNION SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
+        "SELECT ad.adrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad \
            ON d.classid{eq}{attrdef} AND d.objid{eq}ad.oid WHERE {user} \
          UNION SELECT k.conrelid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint k \
            ON d.classid{eq}{con} AND d.objid{eq}k.oid WHERE {user} \
@@ -123,15 +132,44 @@ pub(super) fn stored_expressions() -> String {
 pub(super) fn columns() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     format!(
-        "(WITH RECURSIVE {code}, {w} SELECT EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code) \
-           OR EXISTS (SELECT FROM pg_catalog.pg_class f WHERE f.oid{eq}w.rel AND f.relkind{eq}'f'::pg_catalog.\"char\")))::pg_catalog.text, \
-         (WITH RECURSIVE {w} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(r.ev_type, ':', d.refobjid), ',') \
-           FROM w JOIN pg_catalog.pg_rewrite r ON r.ev_class{eq}w.rel \
-           JOIN pg_catalog.pg_depend d ON d.classid{eq}'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid{eq}r.oid \
-             AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass \
-           WHERE r.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class)",
+        "(WITH RECURSIVE {code}, {w}, f(rel) AS (SELECT w.rel FROM w JOIN pg_catalog.pg_class t ON t.oid{eq}w.rel \
+             WHERE t.relkind{eq}'f'::pg_catalog.\"char\") \
+           SELECT pg_catalog.concat(EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code UNION ALL SELECT f.rel FROM f))::pg_catalog.text, \
+             ',', EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code WHERE code.del UNION ALL SELECT f.rel FROM f))::pg_catalog.text)), \
+         (WITH RECURSIVE {chain} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(x.ev, ':', x.rel), ',') \
+           FROM x WHERE NOT x.ev{eq}ANY (ARRAY['0', 'f']::pg_catalog.text[]))",
         code = code(),
         w = written(),
+        chain = chain(),
+    )
+}
+
+/// `x(rel, ev)`: every relation a write to the name (`c`) may reach — its relations, their
+/// descendants, what views among them read, the tables foreign keys' actions change, and what
+/// rules write or read — with how: `0` the write itself, `f` after a foreign key's action,
+/// else the event of the first rule on the way (`2`, `3`, `4`; `*`: a rule reached after a
+/// foreign key's action, of any event). Rules chain (a rule's action fires the rules of what
+/// it writes) and reach through views and keys; a rule's references to its own table (`OLD`,
+/// `NEW`) are not listed.
+fn chain() -> String {
+    let eq = " OPERATOR(pg_catalog.=) ";
+    let rule_dep = format!(
+        "pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d ON d.classid{eq}'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+           AND d.objid{eq}r.oid AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass"
+    );
+    format!(
+        "x(rel, ev) AS (SELECT c2.oid, '0'::pg_catalog.text FROM pg_catalog.pg_class c2 WHERE c2.relname{eq}c.relname \
+         UNION SELECT n.rel, n.ev FROM x CROSS JOIN LATERAL (\
+           SELECT i.inhrelid, x.ev FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}x.rel \
+           UNION ALL SELECT d.refobjid, x.ev FROM {rule_dep} \
+             WHERE r.ev_class{eq}x.rel AND r.ev_type{eq}'1'::pg_catalog.\"char\" AND d.refobjid OPERATOR(pg_catalog.<>) x.rel \
+           UNION ALL SELECT k.conrelid, CASE WHEN x.ev{eq}'0' THEN 'f' ELSE x.ev END FROM pg_catalog.pg_constraint k \
+             WHERE k.contype{eq}'f'::pg_catalog.\"char\" AND k.confrelid{eq}x.rel \
+             AND (k.confdeltype{eq}ANY ('{{c,n,d}}'::pg_catalog.\"char\"[]) OR k.confupdtype{eq}ANY ('{{c,n,d}}'::pg_catalog.\"char\"[])) \
+           UNION ALL SELECT d.refobjid, CASE WHEN x.ev{eq}'0' THEN r.ev_type::pg_catalog.text WHEN x.ev{eq}'f' THEN '*' ELSE x.ev END \
+             FROM {rule_dep} WHERE r.ev_class{eq}x.rel AND r.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" \
+             AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class\
+         ) n(rel, ev))"
     )
 }
 
@@ -141,7 +179,9 @@ pub(super) fn answer(code: Option<&str>, rules: Option<&str>, exists: bool) -> R
     if !exists {
         return Runs::default();
     }
-    let mut out = Runs { code: code != Some("false"), rules: Vec::new() };
+    // `any,on delete` (`true`/`false` each); anything else: code runs.
+    let (any, del) = code.and_then(|c| c.split_once(',')).unwrap_or(("true", "true"));
+    let mut out = Runs { code: any != "false", code_on_delete: del != "false", rules: Vec::new() };
     for pair in rules.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
         match pair.split_once(':').and_then(|(e, o)| Some((e.bytes().next()?, o.parse::<u32>().ok()?))) {
             Some(p) => out.rules.push(p),
@@ -166,9 +206,11 @@ mod tests {
     #[test]
     fn answers_are_read_and_what_cannot_be_read_reaches_everything() {
         assert_eq!(answer(Some("true"), None, false), Runs::default());
-        assert_eq!(answer(Some("false"), Some("4:16384,3:16390"), true).rules, [(b'4', 16384), (b'3', 16390)]);
-        assert!(!answer(Some("false"), None, true).code);
-        assert!(answer(None, None, true).code);
-        assert_eq!(answer(Some("false"), Some("x"), true).rules, [(b'2', 0), (b'3', 0), (b'4', 0)]);
+        assert_eq!(answer(Some("false,false"), Some("4:16384,*:16390"), true).rules, [(b'4', 16384), (b'*', 16390)]);
+        let r = answer(Some("true,false"), None, true);
+        assert!(r.code && !r.code_on_delete);
+        assert!(!answer(Some("false,false"), None, true).code);
+        assert!(answer(None, None, true).code_on_delete);
+        assert_eq!(answer(Some("false,false"), Some("x"), true).rules, [(b'2', 0), (b'3', 0), (b'4', 0)]);
     }
 }

@@ -35,7 +35,9 @@ pub(super) fn reached(
     if database.is_empty() || !policy.tables.iter().any(|t| t.judges_text()) {
         return None;
     }
-    let runs_code = |name: &str| catalog.runs(database, name).is_some_and(|r| r.code);
+    let runs_code = |name: &str, delete: bool| {
+        catalog.runs(database, name).is_some_and(|r| if delete { r.code_on_delete } else { r.code })
+    };
     // A call can be a user's function only by a name the database has one of (a qualified
     // one, or one not known: it may).
     let ids = catalog.identities(database, policy);
@@ -70,7 +72,7 @@ pub(super) fn reached(
                     policy.tables.iter().enumerate().filter(|(_, t)| t.matches(target)).map(|(i, _)| (i, del, upd)),
                 ),
             }
-            if runs_code(&target.name) {
+            if runs_code(&target.name, matches!(w.op, Op::Delete)) {
                 return None;
             }
             // A foreign key's action deletes (CASCADE) or updates (SET NULL, SET DEFAULT, an
@@ -80,7 +82,7 @@ pub(super) fn reached(
                 out.extend(acted.into_iter().map(|t| (t, true, true)));
             }
         }
-        if super::need::inserts_in(st).iter().any(|ins| runs_code(&ins.target.name)) {
+        if super::need::inserts_in(st).iter().any(|ins| runs_code(&ins.target.name, false)) {
             return None;
         }
     }
@@ -128,7 +130,7 @@ pub(super) fn rule_findings(
             let oids: Vec<(u32, String, String)> = runs
                 .rules
                 .iter()
-                .filter(|(e, _)| events.contains(e))
+                .filter(|(e, _)| events.contains(e) || *e == b'*')
                 .map(|(_, oid)| (*oid, String::new(), String::new()))
                 .collect();
             if oids.is_empty() {

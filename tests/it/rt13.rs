@@ -18,7 +18,8 @@ async fn window(db: &str, table: &str) -> i64 {
 }
 
 /// The incident's database with `archive.users`, a copy of `users` the DML-only role may
-/// write, and `public.mv()`, whose body renames it away.
+/// write (with a trigger on INSERT, which a DELETE does not run: fifteenth pass N8), and
+/// `public.mv()`, whose body renames it away.
 fn archive_db() -> String {
     let db = crate::binds::setup();
     admin_sql(
@@ -29,7 +30,9 @@ fn archive_db() -> String {
              CREATE TABLE archive.users AS SELECT * FROM public.users; \
              GRANT SELECT, DELETE ON archive.users TO {RAW}; \
              CREATE FUNCTION public.mv() RETURNS void LANGUAGE sql \
-               AS $$ ALTER TABLE archive.users RENAME TO users_old $$;"
+               AS $$ ALTER TABLE archive.users RENAME TO users_old $$; \
+             CREATE FUNCTION archive.stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$; \
+             CREATE TRIGGER stamp BEFORE INSERT ON archive.users FOR EACH ROW EXECUTE FUNCTION archive.stamp();"
         ),
     );
     db
@@ -216,4 +219,38 @@ async fn a_temporary_tables_rule_into_users_is_refused_in_every_form() {
         assert!(r.errors.contains("unjudged-write"), "{what}: {r:?}");
         assert_eq!(window(&db, "public.users").await, 10, "{what}: users were deleted: {r:?}");
     }
+}
+
+/// Fifteenth pass N2–N4: a rule reached through a foreign key's cascade (a DBA's legacy rule
+/// on `team_members`), through another rule (a chain), or through a view a rule writes, that
+/// deletes real users. Each refused before it runs; the users checked on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_reached_through_keys_chains_and_views_are_refused() {
+    let purge = format!("DO ALSO DELETE FROM public.users WHERE {WINDOW}");
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "GRANT TEMPORARY ON DATABASE {db} TO {RAW}; \
+             CREATE TABLE teams (id int PRIMARY KEY); CREATE TABLE team_members (id int, team_id int REFERENCES teams ON DELETE CASCADE); \
+             INSERT INTO teams VALUES (1); INSERT INTO team_members VALUES (1, 1); \
+             CREATE RULE purge AS ON DELETE TO team_members {purge}; \
+             CREATE TABLE chain_a (id int); CREATE TABLE chain_b (id int); INSERT INTO chain_a VALUES (1); INSERT INTO chain_b VALUES (1); \
+             CREATE RULE next AS ON DELETE TO chain_a DO ALSO DELETE FROM chain_b WHERE id = OLD.id; \
+             CREATE RULE purge AS ON DELETE TO chain_b {purge}; \
+             GRANT SELECT, DELETE ON teams, team_members, chain_a, chain_b TO {RAW}"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP VIEW v AS SELECT * FROM public.users").await;
+    run(&mut c, "CREATE TEMP TABLE st (id bigint); INSERT INTO st VALUES (1)").await;
+    run(&mut c, &format!("CREATE RULE r AS ON DELETE TO st DO ALSO DELETE FROM v WHERE {WINDOW}")).await;
+    for sql in ["DELETE FROM teams WHERE id = 1", "DELETE FROM chain_a WHERE id = 1", "DELETE FROM st WHERE id = 1"] {
+        let r = send(&mut c, &[q(sql)]).await;
+        assert!(r.errors.contains("unjudged-write") && r.errors.contains("a rule of"), "{sql}: {r:?}");
+        assert_eq!(window(&db, "public.users").await, 10, "{sql}: users were deleted: {r:?}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM teams").await, 1);
 }
