@@ -35,6 +35,17 @@ struct Kept {
     epoch: u64,
     /// The session's temporary schema the copy was merged for.
     temp: OwnTemp,
+    /// The last answer of [`Catalog::binds_code_cached`] read from this copy: a driver parses
+    /// the same unnamed statement again for every execution.
+    binds: RefCell<Option<BindsAnswer>>,
+}
+
+/// Whether a Bind of `sql` with these declared parameter types may run code, by `set` alone.
+#[derive(Debug, Clone)]
+struct BindsAnswer {
+    sql: Box<[u8]>,
+    types: Box<[u32]>,
+    answer: bool,
 }
 
 impl Catalog {
@@ -67,15 +78,11 @@ impl Catalog {
             cache.keep(None);
             return self.with_hidden_callers(database, whose, f);
         }
-        let epoch = self.hidden_epoch.load(Ordering::Acquire);
-        if let Ok(kept) = cache.0.try_borrow() {
-            if let Some(k) = kept.as_ref().filter(|k| k.epoch == epoch && k.temp == *whose.temp) {
-                if Instant::now() < k.until {
-                    return Some(f(&k.set));
-                }
-            }
+        if let Some(k) = self.fresh_copy(whose, cache) {
+            return Some(f(&k.set));
         }
         cache.keep(None);
+        let epoch = self.hidden_epoch.load(Ordering::Acquire);
         let e = self.hidden.get(database)?;
         let age = hidden::coarse_ms().saturating_sub(e.1);
         let ttl = TTL.as_millis() as u64;
@@ -85,8 +92,50 @@ impl Catalog {
         let set = e.0.set_for(whose);
         // A little short of the answer's own end (`coarse_ms` counts whole milliseconds).
         let until = Instant::now() + Duration::from_millis((ttl - age).saturating_sub(2));
-        cache.keep(Some(Kept { set: set.clone(), until, epoch, temp: whose.temp.clone() }));
+        let binds = RefCell::new(None);
+        cache.keep(Some(Kept { set: set.clone(), until, epoch, temp: whose.temp.clone(), binds }));
         Some(f(&set))
+    }
+
+    /// The session's copy, while nothing changed the answers since it was taken, the session's
+    /// temporary schema is the one it was taken for, and it is younger than the answer's time
+    /// to live (one clock read).
+    fn fresh_copy<'c>(&self, whose: Whose<'_>, cache: &'c HiddenCache) -> Option<std::cell::Ref<'c, Kept>> {
+        if !matches!(whose.temp, OwnTemp::None | OwnTemp::Named(_)) {
+            return None;
+        }
+        let epoch = self.hidden_epoch.load(Ordering::Acquire);
+        let kept = cache.0.try_borrow().ok()?;
+        std::cell::Ref::filter_map(kept, |k| {
+            k.as_ref().filter(|k| k.epoch == epoch && k.temp == *whose.temp && Instant::now() < k.until)
+        })
+        .ok()
+    }
+
+    /// [`Catalog::with_hidden_callers_cached`] of `f`, a function of the set, the text `sql`
+    /// and the declared parameter `types` alone (`Guard::binds_code`'s reading of the set):
+    /// while the session's copy is the same, its answer for the same text and types is the
+    /// one `f` gave them last, without reading the text again.
+    pub fn binds_code_cached(
+        &self,
+        database: &str,
+        whose: Whose<'_>,
+        cache: &HiddenCache,
+        sql: &[u8],
+        types: &[u32],
+        f: impl FnOnce(&HiddenCallers) -> bool,
+    ) -> Option<bool> {
+        let Some(k) = self.fresh_copy(whose, cache) else {
+            return self.with_hidden_callers_cached(database, whose, cache, f);
+        };
+        // (A reading under way of the same answer: read again, not kept.)
+        let Ok(mut last) = k.binds.try_borrow_mut() else { return Some(f(&k.set)) };
+        if let Some(a) = last.as_ref().filter(|a| *a.sql == *sql && *a.types == *types) {
+            return Some(a.answer);
+        }
+        let answer = f(&k.set);
+        *last = Some(BindsAnswer { sql: sql.into(), types: types.into(), answer });
+        Some(answer)
     }
 
     /// `f` of the database's hidden callers as last learned or assumed, fresh or not (every

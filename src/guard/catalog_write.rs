@@ -140,7 +140,10 @@ pub fn findings(
             hit.then(|| format!("{} on {t}", w.op.verb()))
         });
         let inserted = || {
-            if !by_name {
+            // Only an INSERT, a COPY … FROM or a MERGE … INSERT inserts rows: a text without
+            // either keyword (keywords are never escaped, and only ASCII letters fold) has none
+            // to find, and is not parsed again for it.
+            if !by_name || !(has_word(&st.text, b"insert") || has_word(&st.text, b"copy")) {
                 return None;
             }
             crate::contract::inserts(&st.text)
@@ -161,6 +164,11 @@ pub fn findings(
         }
     }
     out
+}
+
+/// Whether `text` holds `word` (lower-case ASCII) anywhere, in any ASCII case.
+fn has_word(text: &str, word: &[u8]) -> bool {
+    text.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -206,6 +214,24 @@ mod tests {
             "INSERT INTO users SELECT * FROM pg_catalog.pg_class",
         ] {
             assert!(found(sql).is_empty(), "{sql}");
+        }
+    }
+
+    /// The texts not parsed for their inserts have none: every insert needs one of the words.
+    #[test]
+    fn a_text_without_insert_or_copy_inserts_nothing() {
+        for sql in [
+            "insert into pg_description values (1, 2, 0, 'x')",
+            "CoPy pg_catalog.pg_description FROM STDIN",
+            "MERGE INTO pg_class c USING t ON c.oid = t.o WHEN NOT MATCHED THEN InSeRt VALUES (1)",
+            "PREPARE p AS INSERT INTO pg_class DEFAULT VALUES",
+            "WITH x AS (INSERT INTO pg_am VALUES (1) RETURNING 1) SELECT * FROM x",
+            "SELECT * FROM pg_class",
+            "UPDATE pg_class SET relname = 'insert' WHERE false",
+        ] {
+            let has = has_word(sql, b"insert") || has_word(sql, b"copy");
+            assert!(has || crate::contract::inserts(sql).is_empty(), "{sql}");
+            assert_eq!(has, !sql.starts_with("SELECT"), "{sql}");
         }
     }
 }

@@ -74,7 +74,7 @@ pub const ANALYZE_OFF_LOOP_BYTES: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Judged {
     pub verdict: Verdict,
-    pub facts: Option<crate::audit::Facts>,
+    pub facts: Option<Box<crate::audit::Facts>>,
     /// What the one pass over the text found ([`Scan::UNKNOWN`] when it was not read).
     pub scan: Scan,
 }
@@ -251,7 +251,7 @@ impl Guard {
         pre: Option<&Preanalyzed>,
         scan: &Scan,
         harmless: bool,
-    ) -> (Verdict, Option<crate::audit::Facts>) {
+    ) -> (Verdict, Option<Box<crate::audit::Facts>>) {
         let plain = |verdict| (verdict, None);
         // A FETCH or MOVE of a cursor that is not plain may run what its query calls
         // (`cursors`): judged, never relayed as harmless.

@@ -94,15 +94,19 @@ impl Guard {
         if info.taint.runs_code() && super::taint::may_run_code(sql) {
             return true;
         }
-        let by_set = super::hidden::with_callers(&self.catalog, info, |set| {
-            if set.is_empty() {
-                return false;
-            }
-            let converts = set.any_input_runs_code()
-                && (param_types.iter().any(|t| set.input_runs_code(*t)) || param_types.len() < highest_parameter(sql));
-            converts || set.mentioned_at_all(&String::from_utf8_lossy(sql))
-        })
-        .unwrap_or(true);
+        let whose = super::hidden::whose(info);
+        let by_set = self
+            .catalog
+            .binds_code_cached(&info.database, whose, &info.hidden, sql, param_types, |set| {
+                if set.is_empty() {
+                    return false;
+                }
+                let converts = set.any_input_runs_code()
+                    && (param_types.iter().any(|t| set.input_runs_code(*t))
+                        || param_types.len() < highest_parameter(sql));
+                converts || set.mentioned_at_all(&String::from_utf8_lossy(sql))
+            })
+            .unwrap_or(true);
         by_set || (counted && self.statements_of(sql, info, None).iter().any(|s| s.calls_functions))
     }
 

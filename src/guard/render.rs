@@ -63,7 +63,7 @@ pub(super) fn audit_facts(
     d: &Decision,
     statement: String,
     targets: Vec<String>,
-) -> Option<crate::audit::Facts> {
+) -> Option<Box<crate::audit::Facts>> {
     let first = d.mode().and_then(|m| d.findings.iter().find(|f| f.mode == m));
     let rule = first.map(|f| f.rule.to_string());
     let mode = first.map(|f| f.mode.as_str());
@@ -84,5 +84,5 @@ pub(super) fn audit_facts(
         }
     };
     let (rule, mode) = if matches!(verdict, Verdict::Check(_)) { (None, None) } else { (rule, mode) };
-    Some(crate::audit::Facts { decision, rule, mode, statement, targets, message, override_reason })
+    Some(Box::new(crate::audit::Facts { decision, rule, mode, statement, targets, message, override_reason }))
 }

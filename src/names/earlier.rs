@@ -219,7 +219,7 @@ pub fn may_redirect_unseen(sql: &[u8]) -> bool {
         b"revoke",
         b"reassign",
     ];
-    let (first, _) = first_words(sql);
+    let first = next_word(&mut &sql[..]);
     WORDS.iter().any(|w| first.eq_ignore_ascii_case(w))
 }
 
@@ -248,7 +248,7 @@ pub fn may_concern_others(sql: &[u8]) -> bool {
 pub fn reach_of_privileges(text: &str) -> Option<bool> {
     use pg_query::protobuf as pb;
     use pg_query::NodeEnum as N;
-    let (first, _) = first_words(text.as_bytes());
+    let first = next_word(&mut text.as_bytes());
     if !["grant", "revoke", "reassign"].iter().any(|w| first.eq_ignore_ascii_case(w.as_bytes())) {
         return None;
     }
@@ -356,30 +356,32 @@ fn mentions(text: &str, name: &str) -> bool {
 /// The first two words of a statement's text, past blanks, comments, `;` and `(`.
 fn first_words(text: &[u8]) -> (&[u8], &[u8]) {
     let mut rest = text;
-    let mut words: [&[u8]; 2] = [b"", b""];
-    let mut n = 0;
-    while n < 2 {
-        while let [c, r @ ..] = rest {
+    let first = next_word(&mut rest);
+    let second = if first.is_empty() { &[][..] } else { next_word(&mut rest) };
+    (first, second)
+}
+
+/// The next word of `rest` (letters, digits, `_`), past white space, `;`, `(` and comments,
+/// and `rest` moved past it; empty when something else comes first.
+fn next_word<'t>(rest: &mut &'t [u8]) -> &'t [u8] {
+    loop {
+        while let [c, r @ ..] = *rest {
             if !(c.is_ascii_whitespace() || *c == b';' || *c == b'(') {
                 break;
             }
-            rest = r;
+            *rest = r;
         }
         if let Some(r) = rest.strip_prefix(b"--") {
-            rest = r.iter().position(|c| *c == b'\n').map_or(&[][..], |i| &r[i + 1..]);
+            *rest = r.iter().position(|c| *c == b'\n').map_or(&[][..], |i| &r[i + 1..]);
         } else if rest.starts_with(b"/*") {
-            rest = crate::analyze::budget::block_comment(rest, 0).map_or(&[][..], |end| &rest[end..]);
+            *rest = crate::analyze::budget::block_comment(rest, 0).map_or(&[][..], |end| &rest[end..]);
         } else {
             let end = rest.iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'_')).unwrap_or(rest.len());
-            if end == 0 {
-                break;
-            }
-            words[n] = &rest[..end];
-            rest = &rest[end..];
-            n += 1;
+            let (word, after) = rest.split_at(end);
+            *rest = after;
+            return word;
         }
     }
-    (words[0], words[1])
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ mod sliced;
 mod statements;
 mod taint;
 mod wakes;
+mod writes;
 
 use crate::listen::{ClientStream, Peer};
 use checks::Pending;
@@ -296,7 +297,11 @@ impl Session {
                 self.inflight_answered();
             }
             if !self.relay.to_server.is_empty() || !self.relay.to_client.is_empty() {
-                self.flush(stats).await?;
+                // Most writes go at once; what cannot is waited for with the task's waker.
+                if let Some(unflushed) = self.flush_at_once(stats)? {
+                    self.finish_flush(unflushed).await?;
+                    self.flush(stats).await?;
+                }
             }
             if self.closing {
                 return Ok(());
@@ -416,26 +421,6 @@ impl Session {
             && self.sfr.is_at_boundary()
     }
 
-    async fn flush(&mut self, stats: &mut Stats) -> Result<(), SessionError> {
-        self.rewrite_outgoing();
-        if self.info.inflight.must_wait() && !self.relay.to_server.is_empty() {
-            self.wait_for_others().await?;
-        }
-        if !self.relay.to_server.is_empty() {
-            write_out(&mut self.server, &self.relay.to_server).await.map_err(SessionError::ServerIo)?;
-            self.relay.to_server.clear();
-            // The unnamed statement may be the client's now (`precheck::prepared`).
-            self.readings.flushed.client_sent();
-        }
-        if !self.relay.to_client.is_empty() {
-            stats.bytes_out += self.relay.to_client.len() as u64;
-            write_out(&mut self.client, &self.relay.to_client).await.map_err(SessionError::ClientIo)?;
-            self.relay.to_client.clear();
-            self.holding.clear();
-        }
-        Ok(())
-    }
-
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
         if self.ready && self.cfr.holds_one(fe::QUERY) && self.nothing_held() {
@@ -495,23 +480,4 @@ impl Session {
         }
         self.judge_and_record(f)
     }
-}
-
-/// Writes all of `bytes` and flushes (`write_all` then `flush`, in one future).
-async fn write_out(io: &mut BoxIo, bytes: &[u8]) -> std::io::Result<()> {
-    use std::task::Poll;
-    use tokio::io::AsyncWrite;
-    let mut written = 0;
-    std::future::poll_fn(|cx| {
-        while written < bytes.len() {
-            match std::pin::Pin::new(&mut *io).poll_write(cx, &bytes[written..]) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => written += n,
-            }
-        }
-        std::pin::Pin::new(&mut *io).poll_flush(cx)
-    })
-    .await
 }

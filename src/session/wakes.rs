@@ -170,7 +170,7 @@ impl<'a> Waits<'a> {
     /// client's feedback, a pipelining client's replies).
     pub(super) async fn next(&mut self, turn: &Turn, mut io: Io<'_>) -> Woke {
         self.client_first = !self.client_first;
-        if turn.startup_deadline.is_none() {
+        if turn.startup_deadline.is_none() && self.startup.is_some() {
             self.startup = None;
         }
         std::future::poll_fn(|cx| self.poll(cx, turn, &mut io)).await
