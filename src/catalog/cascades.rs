@@ -144,18 +144,19 @@ impl super::Catalog {
     }
 
     /// The policy tables (indices) that a write to `name` (a DELETE when `delete`, else an
-    /// UPDATE, MERGE or upsert) changes through foreign keys' actions; `None` when not known and
-    /// fresh, or when a table on the way runs code (it may write anywhere).
+    /// UPDATE, MERGE or upsert) changes through foreign keys' actions, and whether a table on the
+    /// way runs code (it may write anywhere), as last answered (of any age: in the middle of a
+    /// batch too); `None` when never answered.
     pub fn cascades_into_policy(
         &self,
         database: &str,
         name: &str,
         delete: bool,
         policy: &Policy,
-    ) -> Option<Vec<usize>> {
-        let e = self.cascades.fresh(database, name)?;
+    ) -> Option<(bool, Vec<usize>)> {
+        let e = self.cascades.last(database, name, Duration::MAX)?;
         let reached = if delete { &e.on_delete } else { &e.on_update };
-        (!reached.code).then(|| self.policy_tables_in(database, policy, &reached.tables))
+        Some((reached.code, self.policy_tables_in(database, policy, &reached.tables)))
     }
 
     /// The policy tables among `tables` ((OID, schema, name) rows), by the OIDs blastwall knows

@@ -42,9 +42,10 @@ impl Cache {
         self.0.insert((database.to_string(), name.to_string()), (runs, at));
     }
 
-    pub(super) fn fresh(&self, database: &str, name: &str) -> Option<Runs> {
-        let e = self.0.get(&(database.to_string(), name.to_string()))?;
-        (e.1.elapsed() < super::TTL).then(|| e.0.clone())
+    /// The last answer, of any age (DDL through blastwall forgets it; a rule added since on a
+    /// direct connection is left to the count).
+    pub(super) fn last(&self, database: &str, name: &str) -> Option<Runs> {
+        self.0.get(&(database.to_string(), name.to_string())).map(|e| e.0.clone())
     }
 
     pub(super) fn forget(&self, database: &str) {
@@ -136,42 +137,54 @@ pub(super) fn columns() -> String {
              WHERE t.relkind{eq}'f'::pg_catalog.\"char\") \
            SELECT pg_catalog.concat(EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code UNION ALL SELECT f.rel FROM f))::pg_catalog.text, \
              ',', EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code WHERE code.del UNION ALL SELECT f.rel FROM f))::pg_catalog.text)), \
-         (WITH RECURSIVE {chain} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(x.ev, ':', x.rel), ',') \
-           FROM x WHERE NOT x.ev{eq}ANY (ARRAY['0', 'f']::pg_catalog.text[]))",
+         (WITH RECURSIVE {chain} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(x.first, ':', x.rel), ',') \
+           FROM x WHERE x.ruled)",
         code = code(),
         w = written(),
         chain = chain(),
     )
 }
 
-/// `x(rel, ev)`: every relation a write to the name (`c`) may reach — its relations, their
-/// descendants, what views among them read, the tables foreign keys' actions change, and what
-/// rules write or read — with how: `0` the write itself, `f` after a foreign key's action,
-/// else the event of the first rule on the way (`2`, `3`, `4`; `*`: a rule reached after a
-/// foreign key's action, of any event). Rules chain (a rule's action fires the rules of what
-/// it writes) and reach through views and keys; a rule's references to its own table (`OLD`,
-/// `NEW`) are not listed, nor a disabled rule (`ALTER TABLE … DISABLE RULE`: fifteenth pass
-/// FP2; one enabled again in the same message is left to the count).
+/// `x(rel, first, ev, ruled)`: every relation a write to the name (`c`) may reach, for each
+/// event the write may be (`first`: `2` UPDATE, `3` INSERT, `4` DELETE) — its relations, their
+/// descendants, what views among them read, the tables foreign keys' actions change (only for
+/// the event arriving there: a DELETE fires `ON DELETE` actions, `CASCADE` a DELETE and
+/// `SET NULL`/`SET DEFAULT` an UPDATE of the referencing rows; an UPDATE its `ON UPDATE`
+/// actions; an INSERT none), and what rules for the event arriving at a relation write or
+/// read (`*`: any event after a rule, whose actions may be any) — and whether a rule was on
+/// the way (`ruled`). A rule's references to its own table (`OLD`, `NEW`) are not listed, nor
+/// a disabled rule (`ALTER TABLE … DISABLE RULE`: fifteenth pass FP2; one enabled again in
+/// the same message is left to the count); sixteenth pass FPa/FPb: a key's action was
+/// followed for every event, into rules of every event.
 fn chain() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let rule_dep = format!(
         "pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d ON d.classid{eq}'pg_catalog.pg_rewrite'::pg_catalog.regclass \
            AND d.objid{eq}r.oid AND d.refclassid{eq}'pg_catalog.pg_class'::pg_catalog.regclass"
     );
+    let ch = |v: &str| format!("'{v}'::pg_catalog.\"char\"");
+    let (c, a) = (ch("c"), "ANY ('{c,n,d}'::pg_catalog.\"char\"[])");
     format!(
-        "x(rel, ev) AS (SELECT c2.oid, '0'::pg_catalog.text FROM pg_catalog.pg_class c2 WHERE c2.relname{eq}c.relname \
-         UNION SELECT n.rel, n.ev FROM x CROSS JOIN LATERAL (\
-           SELECT i.inhrelid, x.ev FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}x.rel \
-           UNION ALL SELECT d.refobjid, x.ev FROM {rule_dep} \
-             WHERE r.ev_class{eq}x.rel AND r.ev_type{eq}'1'::pg_catalog.\"char\" AND d.refobjid OPERATOR(pg_catalog.<>) x.rel \
-           UNION ALL SELECT k.conrelid, CASE WHEN x.ev{eq}'0' THEN 'f' ELSE x.ev END FROM pg_catalog.pg_constraint k \
-             WHERE k.contype{eq}'f'::pg_catalog.\"char\" AND k.confrelid{eq}x.rel \
-             AND (k.confdeltype{eq}ANY ('{{c,n,d}}'::pg_catalog.\"char\"[]) OR k.confupdtype{eq}ANY ('{{c,n,d}}'::pg_catalog.\"char\"[])) \
-           UNION ALL SELECT d.refobjid, CASE WHEN x.ev{eq}'0' THEN r.ev_type::pg_catalog.text WHEN x.ev{eq}'f' THEN '*' ELSE x.ev END \
-             FROM {rule_dep} WHERE r.ev_class{eq}x.rel AND r.ev_type OPERATOR(pg_catalog.<>) '1'::pg_catalog.\"char\" \
-             AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D'::pg_catalog.\"char\" \
-             AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class\
-         ) n(rel, ev))"
+        "x(rel, first, ev, ruled) AS (SELECT c2.oid, e.e, e.e, false FROM pg_catalog.pg_class c2 \
+           CROSS JOIN (VALUES ('2'::pg_catalog.text), ('3'), ('4')) e(e) WHERE c2.relname{eq}c.relname \
+         UNION SELECT n.rel, x.first, n.ev, n.ruled FROM x CROSS JOIN LATERAL (\
+           SELECT i.inhrelid, x.ev, x.ruled FROM pg_catalog.pg_inherits i WHERE i.inhparent{eq}x.rel \
+           UNION ALL SELECT d.refobjid, x.ev, x.ruled FROM {rule_dep} \
+             WHERE r.ev_class{eq}x.rel AND r.ev_type{eq}{one} AND d.refobjid OPERATOR(pg_catalog.<>) x.rel \
+           UNION ALL SELECT k.conrelid, CASE WHEN k.confdeltype{eq}{c} THEN '4' ELSE '2' END, x.ruled \
+             FROM pg_catalog.pg_constraint k WHERE k.contype{eq}{f} AND k.confrelid{eq}x.rel \
+             AND x.ev{eq}ANY (ARRAY['4', '*']::pg_catalog.text[]) AND k.confdeltype{eq}{a} \
+           UNION ALL SELECT k.conrelid, '2', x.ruled \
+             FROM pg_catalog.pg_constraint k WHERE k.contype{eq}{f} AND k.confrelid{eq}x.rel \
+             AND x.ev{eq}ANY (ARRAY['2', '*']::pg_catalog.text[]) AND k.confupdtype{eq}{a} \
+           UNION ALL SELECT d.refobjid, '*', true FROM {rule_dep} \
+             WHERE r.ev_class{eq}x.rel AND r.ev_type OPERATOR(pg_catalog.<>) {one} \
+             AND (r.ev_type::pg_catalog.text{eq}x.ev OR x.ev{eq}'*') \
+             AND r.ev_enabled OPERATOR(pg_catalog.<>) {dis} AND d.refobjid OPERATOR(pg_catalog.<>) r.ev_class\
+         ) n(rel, ev, ruled))",
+        one = ch("1"),
+        f = ch("f"),
+        dis = ch("D"),
     )
 }
 
@@ -194,10 +207,15 @@ pub(super) fn answer(code: Option<&str>, rules: Option<&str>, exists: bool) -> R
 }
 
 impl super::Catalog {
-    /// What a write to `name` may run (see the module); `None` when not known and fresh (ask
-    /// [`super::Question::Indirect`]).
+    /// What a write to `name` may run (see the module), as last answered — in the middle of a
+    /// batch too, where it cannot be asked (sixteenth pass N1); `None`: never answered.
     pub fn runs(&self, database: &str, name: &str) -> Option<Runs> {
-        self.code.fresh(database, name)
+        self.code.last(database, name)
+    }
+
+    /// [`super::Catalog::is_indirect`], as last answered, of any age.
+    pub fn is_indirect_last(&self, database: &str, name: &str) -> Option<bool> {
+        self.indirect.get(&(database.to_string(), name.to_string())).map(|e| e.0)
     }
 }
 

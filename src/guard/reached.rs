@@ -40,7 +40,9 @@ pub(super) fn reached(
     };
     // A call can be a user's function only by a name the database has one of (a qualified
     // one, or one not known: it may).
-    let ids = catalog.identities(database, policy);
+    // The last answer, of any age: a function made since is taken for a built-in, and what it
+    // writes is refused (sixteenth pass N1: in the middle of a batch none was fresh).
+    let ids = catalog.last_identities(database);
     let user_functions = ids.as_ref().and_then(|i| i.user_functions.as_deref());
     let calls_code = |st: &Statement| {
         st.calls_functions
@@ -56,7 +58,7 @@ pub(super) fn reached(
         for w in &st.writes {
             // (its rows deleted, updated); a MERGE's other actions may do either, and an UPDATE
             // that moves a row to another partition deletes it there (so counted).
-            let moves = |name: &str| catalog.is_indirect(database, name) != Some(false);
+            let moves = |name: &str| catalog.is_indirect_last(database, name) != Some(false);
             let (del, upd) = match &w.op {
                 Op::Delete => (true, false),
                 Op::Update { .. } => (w.target.as_ref().is_none_or(|t| moves(&t.name)), true),
@@ -78,8 +80,12 @@ pub(super) fn reached(
             // A foreign key's action deletes (CASCADE) or updates (SET NULL, SET DEFAULT, an
             // update's CASCADE): either.
             for kind in [del, upd].iter().zip([true, false]).filter(|(on, _)| **on).map(|(_, k)| k) {
-                let acted = catalog.cascades_into_policy(database, &target.name, kind, policy).unwrap_or_default();
-                out.extend(acted.into_iter().map(|t| (t, true, true)));
+                match catalog.cascades_into_policy(database, &target.name, kind, policy) {
+                    // A table a key's action changes runs code (it may write anywhere).
+                    Some((true, _)) => return None,
+                    Some((false, acted)) => out.extend(acted.into_iter().map(|t| (t, true, true))),
+                    None => {}
+                }
             }
         }
         if super::need::inserts_in(st).iter().any(|ins| runs_code(&ins.target.name, false)) {
@@ -151,7 +157,7 @@ pub(super) fn rule_findings(
                 mode: mode_for(who, policy, Some(t)),
                 what: format!("{verb} on {name}"),
                 why: format!(
-                    "a rule of {name} (on {verb}) writes or reads {}: the server runs the rule's actions in this statement's place, and blastwall does not apply {}'s text rules to them",
+                    "a rule fired by {verb} on {name} (its own, or one of a table its foreign keys' actions, views or rules reach) writes or reads {}: the server runs the rule's actions in this statement's place, and blastwall does not apply {}'s text rules to them",
                     t.qualified(),
                     t.qualified()
                 ),

@@ -200,6 +200,11 @@ async fn a_temporary_tables_rule_into_users_is_refused_in_every_form() {
             vec![q("WITH x AS (UPDATE users SET plan = plan WHERE id = 1000001 RETURNING 1) DELETE FROM st WHERE id = 1")],
         ),
         ("pipeline", "CREATE TEMP TABLE st (id bigint)".into(), vec![[pbe("SELECT 1"), pbe("DELETE FROM st WHERE id = 1"), sync()].concat()]),
+        (
+            "pipeline with a built-in call",
+            "CREATE TEMP TABLE st (id bigint)".into(),
+            vec![[pbe("SELECT 1"), pbe("DELETE FROM st WHERE id = 1 AND txid_current() > 0"), sync()].concat()],
+        ),
         ("execute", "CREATE TEMP TABLE st (id bigint)".into(), vec![q("PREPARE d AS DELETE FROM st WHERE id = $1"), q("EXECUTE d(1)")]),
         ("temporary table first", "CREATE TEMP TABLE st (id bigint)".into(), vec![q("CREATE TEMP TABLE zz (a int); DELETE FROM st WHERE id = 1")]),
     ];
@@ -249,7 +254,7 @@ async fn rules_reached_through_keys_chains_and_views_are_refused() {
     run(&mut c, &format!("CREATE RULE r AS ON DELETE TO st DO ALSO DELETE FROM v WHERE {WINDOW}")).await;
     for sql in ["DELETE FROM teams WHERE id = 1", "DELETE FROM chain_a WHERE id = 1", "DELETE FROM st WHERE id = 1"] {
         let r = send(&mut c, &[q(sql)]).await;
-        assert!(r.errors.contains("unjudged-write") && r.errors.contains("a rule of"), "{sql}: {r:?}");
+        assert!(r.errors.contains("unjudged-write") && r.errors.contains("a rule fired by"), "{sql}: {r:?}");
         assert_eq!(window(&db, "public.users").await, 10, "{sql}: users were deleted: {r:?}");
     }
     assert_eq!(count(&db, "SELECT count(*) FROM teams").await, 1);
@@ -267,4 +272,30 @@ async fn a_disabled_rule_into_users_leaves_its_table_writable() {
     run(&mut c, "DELETE FROM staging WHERE id < 0").await;
     assert_eq!(count(&db, "SELECT count(*) FROM staging").await, 0);
     assert_eq!(window(&db, "public.users").await, 10);
+}
+
+/// Sixteenth pass FPb: a logging rule on `subscriptions` (on UPDATE and INSERT) that reads
+/// `users` is not fired by a write to `users` — an INSERT fires no key's action, a DELETE's
+/// cascade deletes subscriptions (no rule on DELETE), and an UPDATE of a column no key
+/// references acts on nothing with `ON UPDATE` actions. Signup, point UPDATE and point DELETE
+/// of a test user run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logging_rule_on_a_referencing_table_leaves_users_writable() {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE subs_log (id bigint); GRANT INSERT ON subs_log TO {RAW}; \
+             CREATE RULE log_u AS ON UPDATE TO subscriptions DO ALSO INSERT INTO subs_log SELECT id FROM users WHERE id = NEW.user_id; \
+             CREATE RULE log_i AS ON INSERT TO subscriptions DO ALSO INSERT INTO subs_log SELECT id FROM users WHERE id = NEW.user_id"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "INSERT INTO users (auth_source, plan, email) VALUES ('oauth', 'free', 'new@example.com')").await;
+    run(&mut c, "UPDATE users SET plan = 'pro' WHERE id = -91111105").await;
+    run(&mut c, "DELETE FROM users WHERE id = -91111105").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'new@example.com'").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
 }
