@@ -10,9 +10,11 @@
 //!   the server wrote a relation the judgement did not look at: a name led there by the time
 //!   the statement ran (DDL committed in between, by a function's body in another session or
 //!   on a direct connection), a rule the catalog did not show yet (made earlier in the same
-//!   message). Only code may explain such rows: a statement that calls a function that is not a
-//!   well-known built-in or hides what it does (`DO`, `CALL`), or a written relation whose
-//!   change runs someone's code (an enabled trigger, …: `catalog::code`) — then the counts are
+//!   message). Only code may explain such rows: a statement that calls a function of a name the
+//!   database has outside `pg_catalog` (or one qualified with another schema) or hides what it
+//!   does (`DO`, `CALL`), a written relation whose change runs someone's code for that event
+//!   (an enabled trigger, …: `catalog::code`), or a table a key's action changes that runs code
+//!   — then the counts are
 //!   judged by the row limits alone, as a function's or trigger's writes always are. An answer
 //!   the catalog has not given counts as no code (the check stays on).
 //!
@@ -39,9 +41,9 @@ pub(super) fn reached(
         catalog.runs(database, name).is_some_and(|r| if delete { r.code_on_delete } else { r.code })
     };
     // A call can be a user's function only by a name the database has one of (a qualified
-    // one, or one not known: it may).
-    // The last answer, of any age: a function made since is taken for a built-in, and what it
-    // writes is refused (sixteenth pass N1: in the middle of a batch none was fresh).
+    // one, or one not known: it may), as last answered, of any age: a function made since is
+    // taken for a built-in, and what it writes is refused (sixteenth pass N1: in the middle of
+    // a batch no answer was fresh).
     let ids = catalog.last_identities(database);
     let user_functions = ids.as_ref().and_then(|i| i.user_functions.as_deref());
     let calls_code = |st: &Statement| {
@@ -49,6 +51,8 @@ pub(super) fn reached(
             && (st.calls.is_empty()
                 || st.calls.iter().any(|c| c == "*" || user_functions.is_none_or(|u| u.binary_search(c).is_ok())))
     };
+    // An UPDATE may move a row to another partition: a deletion there.
+    let moves = |name: &str| catalog.is_indirect_last(database, name) != Some(false);
     // (policy table, deletes, updates)
     let mut out: Vec<(usize, bool, bool)> = Vec::new();
     for (i, st) in statements.iter().enumerate() {
@@ -56,9 +60,7 @@ pub(super) fn reached(
             return None;
         }
         for w in &st.writes {
-            // (its rows deleted, updated); a MERGE's other actions may do either, and an UPDATE
-            // that moves a row to another partition deletes it there (so counted).
-            let moves = |name: &str| catalog.is_indirect_last(database, name) != Some(false);
+            // (its rows deleted, updated); a MERGE's other actions may do either.
             let (del, upd) = match &w.op {
                 Op::Delete => (true, false),
                 Op::Update { .. } => (w.target.as_ref().is_none_or(|t| moves(&t.name)), true),
@@ -79,7 +81,7 @@ pub(super) fn reached(
             }
             // A foreign key's action deletes (CASCADE) or updates (SET NULL, SET DEFAULT, an
             // update's CASCADE): either.
-            for kind in [del, upd].iter().zip([true, false]).filter(|(on, _)| **on).map(|(_, k)| k) {
+            for kind in [(del, true), (upd, false)].into_iter().filter(|(on, _)| *on).map(|(_, k)| k) {
                 match catalog.cascades_into_policy(database, &target.name, kind, policy) {
                     // A table a key's action changes runs code (it may write anywhere).
                     Some((true, _)) => return None,
