@@ -188,7 +188,8 @@ impl Catalog {
         self.copies.learn(database, name, moves, Instant::now());
         // Not known: no code assumed, so that any change a count finds where the judgement
         // did not reach refuses the write (`guard::reached`).
-        self.code.learn(database, name, code::Runs::default(), Instant::now());
+        let runs = code::Runs { unanswered: indirect, ..Default::default() };
+        self.code.learn(database, name, runs, Instant::now());
     }
 
     fn learn_both(&self, database: &str, name: &str, indirect: bool, on_insert: bool) {
@@ -434,6 +435,11 @@ impl Catalog {
     pub fn minted_of(&self, database: &str, schema: &str, table: &str) -> Option<Vec<TableColumn>> {
         let e = self.minted.get(&(database.to_string(), schema.to_string(), table.to_string()))?;
         (e.1.elapsed() < TTL).then(|| e.0.clone())
+    }
+
+    /// [`Catalog::minted_of`] as last answered, of any age (DDL through blastwall forgets it).
+    pub fn minted_last(&self, database: &str, schema: &str, table: &str) -> Option<Vec<TableColumn>> {
+        self.minted.get(&(database.to_string(), schema.to_string(), table.to_string())).map(|e| e.0.clone())
     }
 
     /// Learns the answer of [`minted_query`] (`rows`: attnum, name, kind).

@@ -88,6 +88,11 @@ impl Assumed {
         self.indirect.push((name.to_string(), answer));
     }
 
+    /// Whether this judgement assumed what a write to `name` reaches (it could not ask).
+    pub fn assumes_indirect(&self, name: &str) -> bool {
+        self.indirect(name).is_some()
+    }
+
     fn indirect(&self, name: &str) -> Option<&Indirect> {
         self.indirect.iter().find(|(n, _)| n == name).map(|(_, i)| i)
     }

@@ -31,6 +31,8 @@ pub struct Runs {
     /// Code runs when its rows are deleted.
     pub code_on_delete: bool,
     pub rules: Vec<(u8, u32)>,
+    /// The catalog could not be read (the question failed): nothing above is known.
+    pub unanswered: bool,
 }
 
 /// (database, relation name) → what a write to it runs, when learned.
@@ -40,6 +42,13 @@ pub(super) struct Cache(DashMap<(String, String), (Runs, Instant)>);
 impl Cache {
     pub(super) fn learn(&self, database: &str, name: &str, runs: Runs, at: Instant) {
         self.0.insert((database.to_string(), name.to_string()), (runs, at));
+    }
+
+    /// Whether the answer was learned at or after `since` (`Some(false)`: but the catalog
+    /// could not be read); `None`: not learned since.
+    pub(super) fn answered_since(&self, database: &str, name: &str, since: Instant) -> Option<bool> {
+        let e = self.0.get(&(database.to_string(), name.to_string()))?;
+        (e.1 >= since).then_some(!e.0.unanswered)
     }
 
     /// The last answer, of any age (DDL through blastwall forgets it; a rule added since on a
@@ -196,7 +205,7 @@ pub(super) fn answer(code: Option<&str>, rules: Option<&str>, exists: bool) -> R
     }
     // `any,on delete` (`true`/`false` each); anything else: code runs.
     let (any, del) = code.and_then(|c| c.split_once(',')).unwrap_or(("true", "true"));
-    let mut out = Runs { code: any != "false", code_on_delete: del != "false", rules: Vec::new() };
+    let mut out = Runs { code: any != "false", code_on_delete: del != "false", ..Runs::default() };
     for pair in rules.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
         match pair.split_once(':').and_then(|(e, o)| Some((e.bytes().next()?, o.parse::<u32>().ok()?))) {
             Some(p) => out.rules.push(p),
@@ -211,6 +220,12 @@ impl super::Catalog {
     /// batch too, where it cannot be asked (sixteenth pass N1); `None`: never answered.
     pub fn runs(&self, database: &str, name: &str) -> Option<Runs> {
         self.code.last(database, name)
+    }
+
+    /// Whether what a write to `name` may run was answered by the catalog at or after `since`
+    /// (`Some(false)`: asked, but the catalog could not be read); `None`: not since.
+    pub fn runs_answered_since(&self, database: &str, name: &str, since: std::time::Instant) -> Option<bool> {
+        self.code.answered_since(database, name, since)
     }
 
     /// [`super::Catalog::is_indirect`], as last answered, of any age.

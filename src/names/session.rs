@@ -79,6 +79,10 @@ pub struct Resolutions {
     /// A message judged since the catalog's answers were last dropped after it ran may have
     /// changed the policy tables' identities (not only made new plain tables).
     pub identities_may_change: bool,
+    /// Relations written beside a policy table with text rules whose rules this judgement
+    /// asked the catalog about, and when (`guard::reached::beside`): an answer learned since
+    /// is the server's now; the list ends with the judgement.
+    pub runs_asked: Vec<(String, Instant)>,
 }
 
 impl Resolutions {
@@ -131,6 +135,7 @@ impl Resolutions {
         self.relations.retain(|k, r| !matches!(r, Resolved::Assumed(_)) && !once.contains(k));
         self.assumed_identities = false;
         self.stale_identities = None;
+        self.runs_asked.clear();
         if !self.assumed.is_empty() {
             self.assumed.decided();
         }

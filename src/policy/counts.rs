@@ -64,39 +64,74 @@ fn unjudged_findings(
 ) -> Option<Finding> {
     let mut unjudged = Vec::new();
     let mut strictest: Option<(Mode, &TablePolicy)> = None;
-    for c in counts.iter().filter(|c| c.deleted + c.updated > 0) {
+    let mut beside: Option<String> = None;
+    for c in counts.iter() {
         let Some(t) = policy.tables.iter().find(|t| t.schema == c.schema && t.name == c.name) else { continue };
+        // Rows inserted matter where a text rule judges an INSERT's values (`explicit-id`: a
+        // rule inserting hand-picked ids, sixteenth pass M4, A4).
+        let inserted = if t.forbid.contains(&super::Forbid::ExplicitId) { c.inserted } else { 0 };
+        if c.deleted + c.updated + inserted == 0 {
+            continue;
+        }
         // Rows deleted where the judgement reached no delete, updated where it reached no
-        // update (a point UPDATE of `users` beside a redirected DELETE does not explain it).
-        let explained = reached.iter().any(|r| {
-            r.schema == t.schema && r.name == t.name && (c.deleted == 0 || r.deletes) && (c.updated == 0 || r.updates)
-        });
+        // update (a point UPDATE of `users` beside a redirected DELETE does not explain it),
+        // inserted where it reached no INSERT.
+        let would = |r: &&ReachedTable| {
+            r.schema == t.schema
+                && r.name == t.name
+                && (c.deleted == 0 || r.deletes)
+                && (c.updated == 0 || r.updates)
+                && (inserted == 0 || r.inserts)
+        };
+        // … nor one written beside relations whose rules could not be asked about now: what
+        // they changed cannot be told apart (seventeenth pass V1: a point UPDATE of `users`
+        // matching no row, beside a temporary table whose rule deleted ten users).
+        let explained = reached.iter().filter(would).any(|r| r.beside.is_none());
         if !t.judges_text() || explained {
             continue;
+        }
+        if beside.is_none() {
+            beside = reached.iter().filter(would).find_map(|r| r.beside.clone());
         }
         let mode = mode_for(who, policy, Some(t));
         if mode == Mode::Off {
             continue;
         }
-        unjudged.push(format!("{} deleted and {} updated in {}", c.deleted, c.updated, c.qualified()));
+        let ins = if inserted > 0 { format!(", {inserted} inserted") } else { String::new() };
+        unjudged.push(format!("{} deleted and {} updated{ins} in {}", c.deleted, c.updated, c.qualified()));
         if strictest.is_none_or(|(m, _)| mode > m) {
             strictest = Some((mode, t));
         }
     }
     let (mode, t) = strictest?;
+    let (why, hint) = match beside {
+        Some(names) => (
+            format!(
+                "it changed rows of a protected table ({}) while it also writes {names}, whose rules blastwall could not ask the server about here (in the middle of an extended batch, or the catalog could not be read): rows their rules changed there cannot be told from the rows its own write changed, and its text rules were applied to none of the former",
+                unjudged.join(", ")
+            ),
+            HINT_BESIDE,
+        ),
+        None => (
+            format!(
+                "it changed rows of a protected table it does not name ({}): its text rules were applied to none of them — its name led there by the time it ran (DDL committed in between, by a function's body in another session or on a direct connection), a rule blastwall had not seen yet writes there, or (rows inserted) it names a view or child of that table whose columns blastwall could not ask about here (in the middle of an extended batch)",
+                unjudged.join(", ")
+            ),
+            HINT_UNJUDGED,
+        ),
+    };
     Some(Finding {
         rule: "unjudged-write",
         mode,
         what: format!("{verb} reaching {}", t.qualified()),
-        why: format!(
-            "it changed rows of a protected table it does not name ({}): its text rules were applied to none of them — its name led there by the time it ran (DDL committed in between, by a function's body in another session or on a direct connection), or a rule blastwall had not seen yet writes there",
-            unjudged.join(", ")
-        ),
-        hint: HINT_UNJUDGED,
+        why,
+        hint,
         source: t.source.clone(),
         statement: statement.to_string(),
     })
 }
+
+const HINT_BESIDE: &str = "Send it first in its batch or in a message of its own (blastwall then asks the server about the other relation's rules), or write the protected table in a statement of its own.";
 
 const HINT_UNJUDGED: &str = "Write the protected table by its own name, so that its rules apply; if a rule redirects this write, drop the rule or write the table it writes.";
 
@@ -189,8 +224,14 @@ mod tests {
 
     #[test]
     fn rows_of_a_protected_table_the_judgement_did_not_reach_refuse() {
-        let reached =
-            |deletes, updates| ReachedTable { schema: "public".into(), name: "users".into(), deletes, updates };
+        let reached = |deletes, updates| ReachedTable {
+            schema: "public".into(),
+            name: "users".into(),
+            deletes,
+            updates,
+            inserts: false,
+            beside: None,
+        };
         let users = [reached(true, false)];
         // Reached nothing, yet 3 users were deleted: refused, within the limit as it is.
         assert_eq!(judged(Some(&[]), vec![count("staging", 3), count("users", 3)]), ["unjudged-write"]);
@@ -204,5 +245,9 @@ mod tests {
         assert!(judged(None, vec![count("users", 3)]).is_empty());
         // Nothing changed there.
         assert!(judged(Some(&[]), vec![count("users", 0)]).is_empty());
+        // Reached, but beside a relation whose rules could not be asked about: refused.
+        let beside = ReachedTable { beside: Some("st".into()), ..reached(true, true) };
+        assert_eq!(judged(Some(std::slice::from_ref(&beside)), vec![count("users", 3)]), ["unjudged-write"]);
+        assert!(judged(Some(&[beside]), vec![count("users", 0)]).is_empty());
     }
 }

@@ -123,6 +123,12 @@ pub struct ReachedTable {
     pub deletes: bool,
     /// … may update them (an UPDATE, an upsert, a MERGE, a foreign key's action).
     pub updates: bool,
+    /// … may insert rows into it (an INSERT, COPY or MERGE naming it, an upsert, an UPDATE
+    /// that may move rows between partitions): the rule `explicit-id` judged them.
+    pub inserts: bool,
+    /// Written beside these relations, whose rules could not be asked about when it ran (the
+    /// middle of a batch): what it changed here may be theirs, and explains nothing.
+    pub beside: Option<String>,
 }
 
 impl Decision {

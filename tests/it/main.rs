@@ -134,6 +134,7 @@ mod rt10;
 mod rt11;
 mod rt12;
 mod rt13;
+mod rt17;
 mod runs;
 mod sizes;
 mod slices;

@@ -1,0 +1,156 @@
+//! Seventeenth adversarial pass M5, V1, V2, V4: a write of `users` that changes nothing (a
+//! point UPDATE or DELETE of an id no row has), in the same statement as a write to a relation
+//! whose rule range-writes `users`, once made the count's check take every change of `users`
+//! as judged. In the middle of an extended batch (the rule's relation a temporary table made
+//! through blastwall, whose rules the catalog cannot be asked about there), ten real users
+//! were deleted, forty overwritten, an id moved into the window; with a DBA's rule added on a
+//! direct connection within the 30 s an answer is kept, the same as a plain Query. Data checked
+//! directly on the server; the controls show what still runs.
+
+use crate::batches::{pbe, q, sync};
+use crate::batchnames::{run, send};
+use crate::binds::RAW;
+use crate::harness::*;
+
+const WINDOW: &str = "id BETWEEN -91111120 AND -91111111";
+
+async fn window(db: &str) -> i64 {
+    count(db, &format!("SELECT count(*) FROM public.users WHERE {WINDOW}")).await
+}
+
+/// The incident's database, with a user who has no subscription yet (1000050); the DML-only
+/// role may make temporary tables and write `staging` and `staging_log`.
+fn db() -> String {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "GRANT TEMPORARY ON DATABASE {db} TO {RAW}; \
+             CREATE TABLE public.staging (id bigint); INSERT INTO staging VALUES (1), (2), (3); \
+             CREATE TABLE public.staging_log (id bigint); \
+             INSERT INTO users (id, auth_source, email) VALUES (1000050, 'telegram', 'new@example.com'); \
+             GRANT SELECT, INSERT, DELETE ON staging, staging_log TO {RAW}; ANALYZE staging, users"
+        ),
+    );
+    db
+}
+
+/// M5, V1, V2: in the middle of a batch, a temporary table's INSTEAD rule range-deletes the
+/// real users, overwrites forty of them, or moves a real user's id into the window, beside a
+/// point write of `users` that matches no row (or one). Refused; the server unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_write_beside_users_whose_rules_cannot_be_asked_is_refused() {
+    let rules = [
+        ("delete the window", format!("DELETE FROM public.users WHERE {WINDOW}")),
+        (
+            "overwrite forty",
+            "UPDATE public.users SET email = 'overwritten' WHERE id BETWEEN 1000001 AND 1000040".into(),
+        ),
+        ("move an id", "UPDATE public.users SET id = -91111150 WHERE id = 1000050".into()),
+    ];
+    let covers = [
+        "UPDATE users SET plan = plan WHERE id = 0 RETURNING 1",
+        "DELETE FROM users WHERE id = 0 RETURNING 1",
+        "UPDATE users SET plan = plan WHERE id = 1000039 RETURNING 1",
+    ];
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    for (what, rule) in &rules {
+        for cover in covers {
+            let mut c = startup(px.port(), RAW, &db).await;
+            run(&mut c, "CREATE TEMP TABLE st (id bigint); INSERT INTO st VALUES (1)").await;
+            run(&mut c, &format!("CREATE RULE r AS ON DELETE TO st DO INSTEAD {rule}")).await;
+            let attack = format!("WITH x AS ({cover}) DELETE FROM st WHERE id = 1");
+            let r = send(&mut c, &[[pbe("SELECT 1"), pbe(&attack), sync()].concat()]).await;
+            assert!(r.errors.contains("unjudged-write"), "{what} / {cover}: {r:?}");
+            assert_eq!(window(&db).await, 10, "{what} / {cover}: users deleted: {r:?}");
+            let overwritten = count(&db, "SELECT count(*) FROM users WHERE email = 'overwritten'").await;
+            assert_eq!(overwritten, 0, "{what} / {cover}: users overwritten: {r:?}");
+            assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000050").await, 1, "{what} / {cover}: {r:?}");
+        }
+    }
+}
+
+/// V4: blastwall learned `staging`'s rules (none) from an ordinary write; a DBA then adds an
+/// INSTEAD rule on a direct connection that deletes the real users. Within the 30 s that answer
+/// is kept, a write of `staging` beside a no-row write of `users` is asked about again and
+/// refused before it runs (a plain Query), or by its count (in the middle of a batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_added_on_a_direct_connection_beside_a_write_of_users_is_refused() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "DELETE FROM staging WHERE id = 3").await;
+    admin_sql(
+        pg(),
+        &db,
+        &format!("CREATE RULE legacy AS ON DELETE TO staging DO INSTEAD DELETE FROM public.users WHERE {WINDOW}"),
+    );
+    let attack = "WITH x AS (DELETE FROM users WHERE id = 0 RETURNING 1) DELETE FROM staging WHERE id = 2";
+    let r = send(&mut c, &[q(attack)]).await;
+    assert!(r.errors.contains("unjudged-write") && r.errors.contains("a rule fired by"), "{r:?}");
+    assert_eq!(window(&db).await, 10, "users deleted: {r:?}");
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "DELETE FROM staging_log WHERE id = 0").await;
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe(attack), sync()].concat()]).await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(window(&db).await, 10, "users deleted in a batch: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM staging").await, 2);
+}
+
+/// Controls: a statement that deletes a test user and logs it runs as a Query and first in its
+/// batch (blastwall asks about the log's rules); in the middle of a batch, where it cannot ask,
+/// it is refused with what to do, and nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_delete_of_a_test_user_runs_where_the_logs_rules_can_be_asked() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let logged = |id: i64| {
+        format!("WITH d AS (DELETE FROM users WHERE id = {id} RETURNING id) INSERT INTO staging_log SELECT id FROM d")
+    };
+    run(&mut c, &logged(-91111105)).await;
+    let r = send(&mut c, &[[pbe(&logged(-91111104)), pbe("SELECT 1"), sync()].concat()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe(&logged(-91111103)), sync()].concat()]).await;
+    assert!(r.errors.contains("could not ask the server about") && r.errors.contains("first in its batch"), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM staging_log").await, 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111103").await, 1);
+}
+
+/// Sixteenth pass M4: with `forbid = ["explicit_id"]`, a temporary table's INSTEAD rule on
+/// INSERT that inserts users with hand-picked ids in the window, fired in the middle of a
+/// batch (where its rules cannot be asked about), is refused by its count — rows inserted
+/// into `users` that no INSERT it was judged for made; so is a hand-picked id inserted through
+/// a view over `users` whose columns cannot be asked about there. A plain signup in the middle
+/// of a batch, and one through the view as a Query, still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_inserted_with_hand_picked_ids_are_refused_in_a_batch() {
+    let text = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\nmax_delete_rows = 10\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("ids.toml"), text)]).unwrap();
+    let db = db();
+    let px = proxy_with(base_config(), policy).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP TABLE st (id bigint)").await;
+    let minted =
+        "INSERT INTO public.users (id, auth_source) SELECT -g, 'test' FROM generate_series(91111141, 91111160) g";
+    run(&mut c, &format!("CREATE RULE r AS ON INSERT TO st DO INSTEAD {minted}")).await;
+    let hand_picked = "SELECT count(*) FROM users WHERE id BETWEEN -91111160 AND -91111141";
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe("INSERT INTO st VALUES (1)"), sync()].concat()]).await;
+    assert!(r.errors.contains("unjudged-write") && r.errors.contains("20 inserted"), "{r:?}");
+    assert_eq!(count(&db, hand_picked).await, 0, "{r:?}");
+    let r = send(&mut c, &[q("INSERT INTO st VALUES (1)")]).await;
+    assert!(r.errors.contains("a rule fired by INSERT on st"), "{r:?}");
+    run(&mut c, "CREATE TEMP VIEW uv AS SELECT * FROM public.users").await;
+    let by_hand = "INSERT INTO uv (id, auth_source) VALUES (-91111150, 'test')";
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe(by_hand), sync()].concat()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(count(&db, hand_picked).await, 0, "{r:?}");
+    let signup =
+        |table: &str, email: &str| format!("INSERT INTO {table} (auth_source, email) VALUES ('oauth', '{email}')");
+    run(&mut c, &signup("uv", "a@example.com")).await;
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe(&signup("users", "b@example.com")), sync()].concat()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email LIKE '_@example.com'").await, 2);
+}
