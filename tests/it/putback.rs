@@ -218,3 +218,35 @@ async fn an_abandoned_statement_that_moved_a_protected_sequence_is_put_back() {
     assert_eq!(at, before, "left moved after the client went away");
     p.stop().await;
 }
+
+/// Fourteenth pass F6: refused in the middle of an autocommit batch, the statement's move of
+/// the protected sequence is put back before the batch's ReadyForQuery reaches the client —
+/// not at its next message: an idle client leaves nothing for other sessions to mint from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_moved_by_a_refused_statement_in_a_batch_is_back_before_the_batch_ends() {
+    let db = db();
+    let p = proxy().await;
+    let before = seq(&db).await;
+    let moving = "SELECT nextval('web_user_id_seq') FROM generate_series(1, 5000)";
+    let mut c = startup(p.port(), "trust_user", &db).await;
+    let r = crate::batchnames::send(&mut c, &[[pbe("SELECT 1"), pbe(moving), pbe("SELECT 2"), sync()].concat()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    // The client sends nothing more; the server is read directly.
+    assert_eq!(seq(&db).await, before, "the sequence stays moved while the client is idle");
+    // A rule's function that sets the sequence back into the test window (F6's own form).
+    crate::batchnames::run(
+        &mut c,
+        "CREATE FUNCTION pg_temp.sv() RETURNS bigint LANGUAGE plpgsql AS $f$ DECLARE r bigint; BEGIN \
+           EXECUTE 'SELECT pg_catalog.set' || 'val($1, $2)' INTO r USING 'public.web_user_id_seq'::regclass, 91111099::bigint; \
+           RETURN r; END $f$; \
+         CREATE TEMP TABLE st5 (id bigint); CREATE RULE r5 AS ON INSERT TO st5 DO ALSO SELECT pg_temp.sv()",
+    )
+    .await;
+    let r =
+        crate::batchnames::send(&mut c, &[[pbe("SELECT 1"), pbe("INSERT INTO st5 VALUES (1)"), sync()].concat()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(seq(&db).await, before, "set back by a rule's function, left there while the client is idle");
+    let r = crate::batchnames::send(&mut c, &[q("SELECT 3")]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    p.stop().await;
+}
