@@ -31,6 +31,10 @@ pub struct Runs {
     /// Code runs when its rows are deleted.
     pub code_on_delete: bool,
     pub rules: Vec<(u8, u32)>,
+    /// The names those relations had when asked (OID, schema, name): a policy table is found
+    /// by its name too, where the OIDs blastwall knows for it are another database's (one
+    /// dropped and made again under the same name: sixteenth pass A7d).
+    pub names: Vec<(u32, String, String)>,
     /// The catalog could not be read (the question failed): nothing above is known.
     pub unanswered: bool,
 }
@@ -137,8 +141,8 @@ pub(super) fn stored_expressions() -> String {
 }
 
 /// The two columns of `super::query` (grouped by `c.relname`): whether code runs (see the
-/// module), and the rules' `event:oid` pairs, comma-separated. Every operator and function is
-/// `pg_catalog`'s.
+/// module), and the rules' `event:oid:schema` + US + `name` entries, separated by RS (the
+/// names may hold any character but those). Every operator and function is `pg_catalog`'s.
 pub(super) fn columns() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     format!(
@@ -146,7 +150,9 @@ pub(super) fn columns() -> String {
              WHERE t.relkind{eq}'f'::pg_catalog.\"char\") \
            SELECT pg_catalog.concat(EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code UNION ALL SELECT f.rel FROM f))::pg_catalog.text, \
              ',', EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code WHERE code.del UNION ALL SELECT f.rel FROM f))::pg_catalog.text)), \
-         (WITH RECURSIVE {chain} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(x.first, ':', x.rel), ',') \
+         (WITH RECURSIVE {chain} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(x.first, ':', x.rel, ':', \
+             (SELECT pg_catalog.concat(n.nspname, pg_catalog.chr(31), t.relname) FROM pg_catalog.pg_class t \
+              JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace WHERE t.oid{eq}x.rel)), pg_catalog.chr(30)) \
            FROM x WHERE x.ruled)",
         code = code(),
         w = written(),
@@ -206,9 +212,16 @@ pub(super) fn answer(code: Option<&str>, rules: Option<&str>, exists: bool) -> R
     // `any,on delete` (`true`/`false` each); anything else: code runs.
     let (any, del) = code.and_then(|c| c.split_once(',')).unwrap_or(("true", "true"));
     let mut out = Runs { code: any != "false", code_on_delete: del != "false", ..Runs::default() };
-    for pair in rules.unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
-        match pair.split_once(':').and_then(|(e, o)| Some((e.bytes().next()?, o.parse::<u32>().ok()?))) {
-            Some(p) => out.rules.push(p),
+    for entry in rules.unwrap_or_default().split('\u{1e}').filter(|p| !p.is_empty()) {
+        let mut parts = entry.splitn(3, ':');
+        let (e, o, named) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+        match e.and_then(|e| e.bytes().next()).zip(o.and_then(|o| o.parse::<u32>().ok())) {
+            Some((e, oid)) => {
+                out.rules.push((e, oid));
+                if let Some((schema, name)) = named.split_once('\u{1f}') {
+                    out.names.push((oid, schema.to_string(), name.to_string()));
+                }
+            }
             None => out.rules.extend([(b'2', 0), (b'3', 0), (b'4', 0)]),
         }
     }
@@ -241,7 +254,9 @@ mod tests {
     #[test]
     fn answers_are_read_and_what_cannot_be_read_reaches_everything() {
         assert_eq!(answer(Some("true"), None, false), Runs::default());
-        assert_eq!(answer(Some("false,false"), Some("4:16384,*:16390"), true).rules, [(b'4', 16384), (b'*', 16390)]);
+        let r = answer(Some("false,false"), Some("4:16384:public\u{1f}users\u{1e}*:16390:"), true);
+        assert_eq!(r.rules, [(b'4', 16384), (b'*', 16390)]);
+        assert_eq!(r.names, [(16384, "public".to_string(), "users".to_string())]);
         let r = answer(Some("true,false"), None, true);
         assert!(r.code && !r.code_on_delete);
         assert!(!answer(Some("false,false"), None, true).code);

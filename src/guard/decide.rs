@@ -98,6 +98,17 @@ impl Guard {
         let ids = online
             .then(|| crate::names::ask(&self.catalog, info, &decided, &changing, &policy, &mut questions))
             .flatten();
+        // Which calls are of a user's function (the count's check of `reached` stays on for
+        // the others) is in the identities' answer: asked once per database, when a call
+        // needs it (sixteenth pass A7d: never asked, every call was taken as a user's).
+        let text_rules = policy.tables.iter().any(|t| t.judges_text());
+        let calls = || decided.iter().any(|s| s.calls_functions && !s.calls.is_empty());
+        if online && text_rules && self.catalog.last_identities(&info.database).is_none() && calls() {
+            let q = crate::catalog::Question::Identities;
+            if !questions.contains(&q) {
+                questions.push(q);
+            }
+        }
         let once = std::cell::RefCell::new(Vec::new());
         let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names)
             .with_others(&info.inflight.others);

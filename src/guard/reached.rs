@@ -210,7 +210,10 @@ pub(super) fn rule_findings(
                 .rules
                 .iter()
                 .filter(|(e, _)| events.contains(e) || *e == b'*')
-                .map(|(_, oid)| (*oid, String::new(), String::new()))
+                .map(|(_, oid)| {
+                    let named = runs.names.iter().find(|(o, ..)| o == oid);
+                    named.map_or((*oid, String::new(), String::new()), |(o, s, n)| (*o, s.clone(), n.clone()))
+                })
                 .collect();
             if oids.is_empty() {
                 continue;

@@ -154,3 +154,70 @@ async fn rows_inserted_with_hand_picked_ids_are_refused_in_a_batch() {
     assert!(r.codes.is_empty(), "{r:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email LIKE '_@example.com'").await, 2);
 }
+
+/// Sixteenth pass A7d: the database is dropped and made again under the same name on a direct
+/// connection while blastwall runs (a staging reset). A temporary table's INSERT rule that
+/// deletes the real users, fired by an INSERT that calls a built-in, is refused in the new
+/// database as in the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_made_again_under_its_name_is_judged_by_its_own_answers() {
+    let spare = db();
+    let db = db();
+    admin_sql(pg(), "postgres", &format!("ALTER DATABASE {spare} IS_TEMPLATE true"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let attack = |n: u32| {
+        [
+            format!("CREATE TEMP TABLE s{n} (id bigint)"),
+            format!("CREATE RULE r{n} AS ON INSERT TO s{n} DO ALSO DELETE FROM public.users WHERE {WINDOW}"),
+            format!("INSERT INTO s{n} SELECT 1 WHERE pg_notify('x', 'y') IS NOT NULL"),
+        ]
+    };
+    let mut c = startup(px.port(), RAW, &db).await;
+    let [make, rule, fire] = attack(1);
+    run(&mut c, &make).await;
+    run(&mut c, &rule).await;
+    let r = send(&mut c, &[q(&fire)]).await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    drop(c);
+    admin_sql(pg(), "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    admin_sql(pg(), "postgres", &format!("CREATE DATABASE {db} TEMPLATE {spare}"));
+    let mut c = startup(px.port(), RAW, &db).await;
+    // Without a call first: the rule is found by the name of what it writes (the OIDs blastwall
+    // knew for `users` are the old database's).
+    let [make, rule, fire] = attack(2);
+    run(&mut c, &make).await;
+    run(&mut c, &rule).await;
+    let r = send(&mut c, &[q(&fire.replace(" WHERE pg_notify('x', 'y') IS NOT NULL", ""))]).await;
+    assert!(r.errors.contains("a rule fired by INSERT on s2"), "in the database made again: {r:?}");
+    let r = send(&mut c, &[q(&fire)]).await;
+    assert!(r.errors.contains("unjudged-write"), "in the database made again, with a call: {r:?}");
+    assert_eq!(window(&db).await, 10, "users deleted in the database made again: {r:?}");
+    // Ordinary writes of the new database's policy tables run (fourteenth pass F3, FPd).
+    run(&mut c, "UPDATE users SET plan = 'pro' WHERE id = -91111105").await;
+    run(&mut c, "DELETE FROM users WHERE id = -91111104").await;
+    run(&mut c, "DELETE FROM chat_sessions WHERE user_id = -91111103").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id BETWEEN -91111110 AND -91111101").await, 9);
+    admin_sql(pg(), "postgres", &format!("ALTER DATABASE {spare} IS_TEMPLATE false"));
+}
+
+/// Sixteenth pass A7d's second half: on a blastwall that never asked about this database's
+/// policy tables, a call of a built-in (`pg_notify`) was taken for a user's function and
+/// switched the count's check off; a rule made in the same message (which no catalog answer
+/// can show before it runs) then deleted the real users. Asked now: refused by the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_in_call_does_not_switch_the_count_off_before_the_database_was_asked_about() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let r = send(
+        &mut c,
+        &[q(&format!(
+            "CREATE TEMP TABLE s5 (id bigint); \
+             CREATE RULE r5 AS ON INSERT TO s5 DO ALSO DELETE FROM public.users WHERE {WINDOW}; \
+             INSERT INTO s5 SELECT 1 WHERE pg_notify('x', 'y') IS NOT NULL"
+        ))],
+    )
+    .await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(window(&db).await, 10, "users deleted: {r:?}");
+}
