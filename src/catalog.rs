@@ -188,7 +188,7 @@ impl Catalog {
         self.copies.learn(database, name, moves, Instant::now());
         // Not known: no code assumed, so that any change a count finds where the judgement
         // did not reach refuses the write (`guard::reached`).
-        let runs = code::Runs { unanswered: indirect, ..Default::default() };
+        let runs = code::Runs { unanswered: indirect, partitioned: indirect, ..Default::default() };
         self.code.learn(database, name, runs, Instant::now());
     }
 

@@ -211,6 +211,12 @@ impl Relay {
         self.discarding
     }
 
+    /// The server reported an error in the open extended batch and skips to its Sync, and
+    /// every refusal's marker was answered: nothing of the batch is owed but its Sync.
+    pub fn only_sync_owed(&self) -> bool {
+        self.skipping && self.batch_open && self.refusals.is_empty() && self.syncs_sent == self.syncs_done
+    }
+
     pub fn has_refusals(&self) -> bool {
         !self.refusals.is_empty()
     }

@@ -30,6 +30,9 @@ pub struct Runs {
     pub code: bool,
     /// Code runs when its rows are deleted.
     pub code_on_delete: bool,
+    /// A partitioned table is among its relations: an UPDATE may move a row to another
+    /// partition (deleted from one, inserted into another).
+    pub partitioned: bool,
     pub rules: Vec<(u8, u32)>,
     /// The names those relations had when asked (OID, schema, name): a policy table is found
     /// by its name too, where the OIDs blastwall knows for it are another database's (one
@@ -149,7 +152,8 @@ pub(super) fn columns() -> String {
         "(WITH RECURSIVE {code}, {w}, f(rel) AS (SELECT w.rel FROM w JOIN pg_catalog.pg_class t ON t.oid{eq}w.rel \
              WHERE t.relkind{eq}'f'::pg_catalog.\"char\") \
            SELECT pg_catalog.concat(EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code UNION ALL SELECT f.rel FROM f))::pg_catalog.text, \
-             ',', EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code WHERE code.del UNION ALL SELECT f.rel FROM f))::pg_catalog.text)), \
+             ',', EXISTS (SELECT FROM w WHERE w.rel{eq}ANY (SELECT code.rel FROM code WHERE code.del UNION ALL SELECT f.rel FROM f))::pg_catalog.text, \
+             ',', EXISTS (SELECT FROM w JOIN pg_catalog.pg_class p ON p.oid{eq}w.rel WHERE p.relkind{eq}'p'::pg_catalog.\"char\")::pg_catalog.text)), \
          (WITH RECURSIVE {chain} SELECT pg_catalog.string_agg(DISTINCT pg_catalog.concat(x.first, ':', x.rel, ':', \
              (SELECT pg_catalog.concat(n.nspname, pg_catalog.chr(31), t.relname) FROM pg_catalog.pg_class t \
               JOIN pg_catalog.pg_namespace n ON n.oid{eq}t.relnamespace WHERE t.oid{eq}x.rel)), pg_catalog.chr(30)) \
@@ -209,9 +213,11 @@ pub(super) fn answer(code: Option<&str>, rules: Option<&str>, exists: bool) -> R
     if !exists {
         return Runs::default();
     }
-    // `any,on delete` (`true`/`false` each); anything else: code runs.
-    let (any, del) = code.and_then(|c| c.split_once(',')).unwrap_or(("true", "true"));
-    let mut out = Runs { code: any != "false", code_on_delete: del != "false", ..Runs::default() };
+    // `any,on delete,partitioned` (`true`/`false` each); anything else: code runs, rows move.
+    let mut flags = code.unwrap_or_default().split(',');
+    let mut flag = || flags.next() != Some("false");
+    let (any, del, partitioned) = (flag(), flag(), flag());
+    let mut out = Runs { code: any, code_on_delete: del, partitioned, ..Runs::default() };
     for entry in rules.unwrap_or_default().split('\u{1e}').filter(|p| !p.is_empty()) {
         let mut parts = entry.splitn(3, ':');
         let (e, o, named) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
@@ -240,11 +246,6 @@ impl super::Catalog {
     pub fn runs_answered_since(&self, database: &str, name: &str, since: std::time::Instant) -> Option<bool> {
         self.code.answered_since(database, name, since)
     }
-
-    /// [`super::Catalog::is_indirect`], as last answered, of any age.
-    pub fn is_indirect_last(&self, database: &str, name: &str) -> Option<bool> {
-        self.indirect.get(&(database.to_string(), name.to_string())).map(|e| e.0)
-    }
 }
 
 #[cfg(test)]
@@ -257,9 +258,10 @@ mod tests {
         let r = answer(Some("false,false"), Some("4:16384:public\u{1f}users\u{1e}*:16390:"), true);
         assert_eq!(r.rules, [(b'4', 16384), (b'*', 16390)]);
         assert_eq!(r.names, [(16384, "public".to_string(), "users".to_string())]);
-        let r = answer(Some("true,false"), None, true);
-        assert!(r.code && !r.code_on_delete);
-        assert!(!answer(Some("false,false"), None, true).code);
+        let r = answer(Some("true,false,false"), None, true);
+        assert!(r.code && !r.code_on_delete && !r.partitioned);
+        assert!(!answer(Some("false,false,false"), None, true).code);
+        assert!(answer(Some("false,false"), None, true).partitioned);
         assert!(answer(None, None, true).code_on_delete);
         assert_eq!(answer(Some("false,false"), Some("x"), true).rules, [(b'2', 0), (b'3', 0), (b'4', 0)]);
     }

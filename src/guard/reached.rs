@@ -53,8 +53,8 @@ pub(super) fn reached(
             && (st.calls.is_empty()
                 || st.calls.iter().any(|c| c == "*" || user_functions.is_none_or(|u| u.binary_search(c).is_ok())))
     };
-    // An UPDATE may move a row to another partition: a deletion there.
-    let moves = |name: &str| catalog.is_indirect_last(database, name) != Some(false);
+    // An UPDATE may move a row to another partition: a deletion there, and an insertion.
+    let moves = |name: &str| catalog.runs(database, name).is_none_or(|r| r.partitioned);
     // (policy table, deletes, updates, inserts)
     let mut out: Vec<(usize, bool, bool, bool)> = Vec::new();
     for (i, st) in statements.iter().enumerate() {
@@ -167,7 +167,10 @@ pub(super) fn beside(
                 others.push(target.name.clone());
             }
         }
+        // An INSERT into such a table explains rows inserted there (eighteenth pass E2: a
+        // signup in a WITH beside a table whose rule inserts hand-picked ids).
         let inserts = super::need::inserts_in(st);
+        explains |= inserts.iter().any(|i| text_ruled(&i.target));
         others.extend(inserts.iter().filter(|i| !text_ruled(&i.target)).map(|i| i.target.name.clone()));
     }
     if !explains {

@@ -66,7 +66,7 @@ impl Session {
 
     /// The cancel sent and awaited (so that it lands on the statement, not on what follows),
     /// the server brought to an end and the sequences put back, within a bound.
-    async fn put_back_after_leaving(&mut self, back: &[crate::precheck::putback::Moved]) {
+    pub(super) async fn put_back_after_leaving(&mut self, back: &[crate::precheck::putback::Moved]) {
         if let Some(key) = self.key.clone() {
             let sent = tokio::time::timeout(PUT_BACK_WITHIN, self.shared.upstream.cancel(&key)).await;
             if !matches!(sent, Ok(Ok(()))) {

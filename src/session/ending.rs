@@ -22,7 +22,15 @@ impl Session {
 
     /// The client went away: cancel what it left running, end the server session.
     pub(super) async fn client_gone(&mut self) -> Result<(), SessionError> {
-        self.cancel_if_busy();
+        // A protected sequence a refused statement moved is put back before the server
+        // session ends (eighteenth pass F6b: never, once its client left).
+        if self.put_back.is_empty() {
+            self.cancel_if_busy();
+        } else {
+            let mut owed = std::mem::take(&mut self.put_back);
+            owed.reverse();
+            self.put_back_after_leaving(&owed).await;
+        }
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;
         // A client that left after the server's FATAL (a failed login, a termination) left

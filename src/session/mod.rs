@@ -222,6 +222,7 @@ async fn handshake_and_relay(
         startup_deadline: deadline,
         holding: Default::default(),
         put_back: Vec::new(),
+        failed_batch_ended: false,
         copy_word: true,
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
@@ -280,6 +281,9 @@ struct Session {
     holding: crate::precheck::hold::Holding,
     /// Protected sequences to put back at the next quiet point (`putback`).
     put_back: Vec<crate::precheck::putback::Moved>,
+    /// blastwall ended on the server a batch it failed, whose Sync the client has not sent
+    /// yet, to put a sequence back (`putback`).
+    failed_batch_ended: bool,
     /// The last text judged has the word `copy` (the guard's one pass said): only such a text
     /// can be a `COPY … FROM STDIN`.
     copy_word: bool,

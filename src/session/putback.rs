@@ -5,6 +5,10 @@
 //! the transaction not failed (a client's failed block first ends with its ROLLBACK) —
 //! latest first, so that each goes back to where the one before it left the sequence.
 //!
+//! A batch blastwall failed whose Sync the client has not sent is ended on the server by a
+//! Sync of blastwall's own first (`end_failed_batch`); a client that leaves with a put-back
+//! owed has it run before its server session ends (`ending`).
+//!
 //! Owns: what is owed and when it runs. Does not own: the statement (`precheck::putback`).
 
 use super::{Session, SessionError};
@@ -26,16 +30,49 @@ impl Session {
 
     /// Runs what is owed once the session is quiet (see the module's doc).
     pub(super) async fn put_back_when_quiet(&mut self) -> Result<(), SessionError> {
-        if self.put_back.is_empty() || self.relay.is_busy() || self.relay.tx == TxStatus::Failed {
+        if !self.relay.is_busy() {
+            self.failed_batch_ended = false;
+        }
+        if self.put_back.is_empty() || self.relay.tx == TxStatus::Failed {
             return Ok(());
+        }
+        let mut in_block = self.relay.tx != TxStatus::Idle;
+        if self.relay.is_busy() {
+            match self.end_failed_batch().await? {
+                Some(TxStatus::Idle) => in_block = false,
+                _ => return Ok(()),
+            }
         }
         let mut owed = std::mem::take(&mut self.put_back);
         owed.reverse();
-        let in_block = self.relay.tx != TxStatus::Idle;
         let mut b = Backend::new(&mut self.server, &mut self.sfr);
         let done = precheck::putback::run(&mut b, &owed, in_block).await;
         let Backend { for_client, params, .. } = b;
         self.take_for_client(for_client, params);
         done.map_err(|e| SessionError::Closed(format!("putting a protected sequence back: {e}")))
+    }
+
+    /// A batch blastwall failed (its client's messages dropped up to the Sync) whose Sync has
+    /// not come — a driver's pipeline sends it only after it read the error, or not at all
+    /// (eighteenth pass F6, F6b–F6d): every sync point answered, the server skipping to a
+    /// Sync, blastwall sends one of its own, so that the put-back does not wait for the client.
+    /// The client's Sync, when it comes, is answered as it would have been (the server is idle,
+    /// or in the client's failed block, either way). Returns the server's status then, once.
+    async fn end_failed_batch(&mut self) -> Result<Option<TxStatus>, SessionError> {
+        let quiet = self.relay.is_discarding() && self.relay.only_sync_owed();
+        if !quiet || self.failed_batch_ended || self.pending.is_some() || !self.relay.to_server.is_empty() {
+            return Ok(None);
+        }
+        self.failed_batch_ended = true;
+        let mut b = Backend::new(&mut self.server, &mut self.sfr);
+        let sync = crate::wire::encode(crate::wire::messages::fe::SYNC, &[]);
+        let sent = b.send(&sync).await;
+        let answer = match sent {
+            Ok(()) => b.answer().await.map(|a| a.status),
+            Err(e) => Err(e),
+        };
+        let Backend { for_client, params, .. } = b;
+        self.take_for_client(for_client, params);
+        answer.map_err(|e| SessionError::Closed(format!("ending a failed batch to put a sequence back: {e}")))
     }
 }

@@ -250,3 +250,59 @@ async fn a_sequence_moved_by_a_refused_statement_in_a_batch_is_back_before_the_b
     assert!(r.codes.is_empty(), "{r:?}");
     p.stop().await;
 }
+
+/// Eighteenth pass F6b–F6d: the same refused in a pipeline whose Sync comes only after the
+/// client read the error (a driver's pipeline: the statements, a Flush, then the Sync), and by
+/// a client that leaves right after the error without a Sync at all; autocommit, and inside
+/// the client's block (put back once it rolls back, or once the client left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_moved_in_a_pipeline_is_back_when_its_sync_comes_later_or_never() {
+    use tokio::io::AsyncReadExt;
+    let db = db();
+    let p = proxy().await;
+    let before = seq(&db).await;
+    let setval = "CREATE FUNCTION pg_temp.mv() RETURNS bigint LANGUAGE sql \
+                  AS $$ SELECT pg_catalog.setval('public.web_user_id_seq', 91111100) $$";
+    for (leaves, block) in [(true, false), (true, true), (false, false), (false, true)] {
+        let mut c = startup(p.port(), "trust_user", &db).await;
+        crate::batchnames::run(&mut c, setval).await;
+        if block {
+            crate::batchnames::run(&mut c, "BEGIN").await;
+        }
+        let mut pipeline = [pbe("SELECT 1"), pbe("SELECT pg_temp.mv()")].concat();
+        pipeline.extend_from_slice(&crate::batches::flush());
+        tokio::io::AsyncWriteExt::write_all(&mut c, &pipeline).await.unwrap();
+        // Read up to the error.
+        let mut seen = Vec::new();
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed");
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("blastwall: refused") {
+                break;
+            }
+        }
+        if leaves {
+            drop(c);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(seq(&db).await, before, "the client left after the error (in a block: {block})");
+        } else if block {
+            // In the client's block: put back once the block ends, as directly it rolls back.
+            let r = crate::batchnames::send(&mut c, &[sync()]).await;
+            assert_eq!((r.tags.as_str(), r.status), ("Z", Some('E')), "its Sync answered once: {r:?}");
+            let r = crate::batchnames::send(&mut c, &[q("ROLLBACK")]).await;
+            assert_eq!(r.status, Some('I'), "{r:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(seq(&db).await, before, "the block rolled back");
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(seq(&db).await, before, "the client is idle, its Sync not sent");
+            let r = crate::batchnames::send(&mut c, &[sync()]).await;
+            assert_eq!((r.tags.as_str(), r.status), ("Z", Some('I')), "its Sync answered once: {r:?}");
+            let r = crate::batchnames::send(&mut c, &[pbe("SELECT 2"), sync()]).await;
+            assert!(r.codes.is_empty() && r.status == Some('I'), "the next batch runs: {r:?}");
+        }
+    }
+    p.stop().await;
+}

@@ -221,3 +221,43 @@ async fn a_built_in_call_does_not_switch_the_count_off_before_the_database_was_a
     assert!(r.errors.contains("unjudged-write"), "{r:?}");
     assert_eq!(window(&db).await, 10, "users deleted: {r:?}");
 }
+
+/// Fifteenth pass N5, its UPDATE form: a DBA's rule on `users` itself (`ON UPDATE … DO ALSO
+/// DELETE FROM users WHERE id BETWEEN …`), fired by a point UPDATE of a test user. An UPDATE
+/// explains deleted rows only where a row may move to another partition (a partitioned
+/// table), which `users` is not: refused by its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_users_that_deletes_users_is_refused_when_an_update_fires_it() {
+    let db = db();
+    admin_sql(pg(), &db, &format!("CREATE RULE purge AS ON UPDATE TO users DO ALSO DELETE FROM users WHERE {WINDOW}"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let r = send(&mut c, &[q("UPDATE users SET plan = 'pro' WHERE id = -91111105")]).await;
+    assert!(r.errors.contains("unjudged-write") && r.errors.contains("10 deleted"), "{r:?}");
+    assert_eq!(window(&db).await, 10, "users deleted: {r:?}");
+}
+
+/// Eighteenth pass E2: with `forbid = ["explicit_id"]`, a signup INSERT of `users` in a WITH,
+/// in the middle of a batch, beside a temporary table whose INSTEAD rule inserts hand-picked
+/// ids: the signup does not explain the rule's rows (the other relation's rules could not be
+/// asked about). Refused; only the ordinary signup, alone, runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signup_beside_a_rule_that_inserts_hand_picked_ids_is_refused_in_a_batch() {
+    let text = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\nmax_delete_rows = 10\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("ids.toml"), text)]).unwrap();
+    let db = db();
+    let px = proxy_with(base_config(), policy).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP TABLE st2 (id bigint); INSERT INTO st2 VALUES (1), (2)").await;
+    run(
+        &mut c,
+        "CREATE RULE r2 AS ON DELETE TO st2 DO INSTEAD INSERT INTO public.users (id, auth_source, email) \
+         VALUES (-91111131, 'oauth', 'hand'), (-91111132, 'oauth', 'hand')",
+    )
+    .await;
+    let attack = "WITH s AS (INSERT INTO users (auth_source, email) VALUES ('oauth', 'cover') RETURNING id) \
+                  DELETE FROM st2 WHERE id = 1";
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe(attack), sync()].concat()]).await;
+    assert!(r.errors.contains("unjudged-write") && r.errors.contains("inserted"), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IN ('hand', 'cover')").await, 0, "{r:?}");
+}
