@@ -14,7 +14,11 @@ use super::{literal, Mint, TableColumn};
 /// with no mint of its own takes the first one it stands for (an insert through a view gets
 /// the base's default or identity); reached through inheritance, an identity is `s` (a child
 /// or partition without its own identity keeps a value given with OVERRIDING USER VALUE). Found by the name (`schema` empty:
-/// as the session's search_path finds it), or by the OID first seen under it.
+/// as the session's search_path finds it), or by the OID first seen under it. Last: whether
+/// the column has a default of its own that is not the minting one — it takes no sequence, or
+/// it stands for minted columns and reads (`pg_get_expr`) unlike every default of theirs
+/// (eighteenth pass E5: a view's `0 * nextval('seq') - 91111135` calls the sequence and
+/// returns a hand-picked id).
 pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
     let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
     let qualified = if schema.is_empty() { quote(table) } else { format!("{}.{}", quote(schema), quote(table)) };
@@ -57,7 +61,12 @@ pub fn minted_query(schema: &str, table: &str, oid: Option<u32>) -> String {
              JOIN pg_catalog.pg_attribute ka ON ka.attrelid{eq}k.rel AND ka.attnum{eq}k.col \
              WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 AND k.kind OPERATOR(pg_catalog.<>) ''), \
            (EXISTS (SELECT FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid{eq}a.attrelid AND ad.adnum{eq}a.attnum) \
-             AND NOT EXISTS (SELECT FROM k WHERE k.start{eq}a.attnum AND k.depth{eq}0 AND k.kind OPERATOR(pg_catalog.<>) ''))::pg_catalog.text \
+             AND (NOT EXISTS (SELECT FROM k WHERE k.start{eq}a.attnum AND k.depth{eq}0 AND k.kind OPERATOR(pg_catalog.<>) '') \
+               OR (EXISTS (SELECT FROM k WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0) \
+                 AND NOT EXISTS (SELECT FROM k JOIN pg_catalog.pg_attrdef od ON od.adrelid{eq}k.rel AND od.adnum{eq}k.col \
+                   JOIN pg_catalog.pg_attrdef me ON me.adrelid{eq}a.attrelid AND me.adnum{eq}a.attnum \
+                   WHERE k.start{eq}a.attnum AND k.depth OPERATOR(pg_catalog.>) 0 \
+                   AND pg_catalog.pg_get_expr(od.adbin, od.adrelid){eq}pg_catalog.pg_get_expr(me.adbin, me.adrelid)))))::pg_catalog.text \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid{eq}coalesce(pg_catalog.to_regclass({lit})::pg_catalog.oid, {oid}::pg_catalog.oid) \
            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum",

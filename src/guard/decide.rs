@@ -150,6 +150,8 @@ impl Guard {
         if online {
             let beside = super::reached::beside(&decided, &reach, &policy);
             (unverified, to_ask) = verify_beside(beside, &self.catalog, info, &mut questions);
+            let unknown = |n: &str| info.names.ddl_touched(n) && self.catalog.runs(&info.database, n).is_none();
+            unverified.extend(super::reached::shadowed(&decided, &policy, &unknown));
         }
         if !questions.is_empty() {
             info.names.runs_asked.append(&mut to_ask);
@@ -207,6 +209,9 @@ impl Guard {
             );
         }
         info.names.after_judging(&once.into_inner());
+        for st in decided.iter().filter(|s| s.ddl) {
+            info.names.ddl_judged(&st.text);
+        }
         if changing.contains(&true) {
             info.names.changed();
         }

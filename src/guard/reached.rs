@@ -181,6 +181,32 @@ pub(super) fn beside(
     others
 }
 
+/// The policy tables with text rules that a write names while blastwall has no answer about
+/// the rules of that name (in the middle of a batch, after DDL dropped the answers) and the
+/// session's own DDL named it since (`unknown`): the name may lead to the session's temporary
+/// table of that name, whose rule writes the policy table in the statement's place, and a
+/// count cannot tell those rows from the write's own (eighteenth pass T1: `CREATE TEMP TABLE
+/// users …` with an INSTEAD rule into `public.users`, then a point `DELETE FROM users` in a
+/// pipeline deleted the ten real users). Each is named as a relation written beside them.
+pub(super) fn shadowed(statements: &[Statement], policy: &Policy, unknown: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let text_ruled = |t: &crate::analyze::RelName| policy.tables.iter().any(|p| p.judges_text() && p.matches(t));
+    let mut out: Vec<String> = Vec::new();
+    for st in statements {
+        let writes = st.writes.iter().filter(|w| w.op.is_row_write() || matches!(w.op, Op::Upsert { .. }));
+        let targets = writes.filter_map(|w| w.target.clone());
+        let inserts = super::need::inserts_in(st);
+        for t in targets.chain(inserts.iter().map(|i| i.target.clone())) {
+            if text_ruled(&t) && unknown(&t.name) {
+                let name = format!("{} (this session's DDL named it since blastwall last knew its rules)", t.name);
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Refusals of writes to relations whose rules, for the write's event, reach a policy table
 /// with text rules (as the catalog last said; a rule it has not shown yet is left to the count).
 pub(super) fn rule_findings(

@@ -83,6 +83,12 @@ pub struct Resolutions {
     /// asked the catalog about, and when (`guard::reached::beside`): an answer learned since
     /// is the server's now; the list ends with the judgement.
     pub runs_asked: Vec<(String, Instant)>,
+    /// The relation names this session's DDL named (`ddl::Class::Named`: a rule, trigger or
+    /// policy made on them, …), or any name (`ddl_any`: DDL that may change what any name
+    /// leads to): where their rules are not known, a write of one is not explained by its own
+    /// count (`guard::reached::shadowed`).
+    pub ddl_named: Vec<String>,
+    pub ddl_any: bool,
 }
 
 impl Resolutions {
@@ -143,6 +149,31 @@ impl Resolutions {
 
     /// The server answered every sync point up to `answered`: what was sent for them is
     /// no longer earlier than anything judged from now on.
+    /// Records the names a DDL statement of this session judged now may have changed.
+    pub fn ddl_judged(&mut self, text: &str) {
+        const KEPT: usize = 64;
+        match super::ddl::classify(text) {
+            super::ddl::Class::Nothing => {}
+            super::ddl::Class::Named(names) => {
+                for n in names.iter() {
+                    if !self.ddl_named.iter().any(|m| m.eq_ignore_ascii_case(n)) {
+                        self.ddl_named.push(n.to_ascii_lowercase());
+                    }
+                }
+                if self.ddl_named.len() > KEPT {
+                    self.ddl_named.clear();
+                    self.ddl_any = true;
+                }
+            }
+            super::ddl::Class::Any(_) => self.ddl_any = true,
+        }
+    }
+
+    /// Whether this session's DDL may have changed what a write to `name` runs.
+    pub fn ddl_touched(&self, name: &str) -> bool {
+        self.ddl_any || self.ddl_named.iter().any(|m| m.eq_ignore_ascii_case(name))
+    }
+
     pub fn answered(&mut self, answered: u64) {
         if !self.earlier.is_empty() {
             self.earlier.retain(|e| e.ord > answered);

@@ -261,3 +261,68 @@ async fn a_signup_beside_a_rule_that_inserts_hand_picked_ids_is_refused_in_a_bat
     assert!(r.errors.contains("unjudged-write") && r.errors.contains("inserted"), "{r:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IN ('hand', 'cover')").await, 0, "{r:?}");
 }
+
+/// Eighteenth pass T1: the DML-only role's temporary table named `users` (it hides
+/// `public.users` on the session's path) with an INSTEAD rule into `public.users`, then a
+/// point write of `users` in the middle of a pipeline, where the name cannot be resolved nor
+/// its rules asked about: refused by the count (the rows cannot be told from the rule's); the
+/// server unchanged. A session whose DDL named no policy table writes `users` as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_table_named_like_a_policy_table_cannot_cover_its_rule_in_a_batch() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let rules = [
+        ("DELETE", format!("DELETE FROM public.users WHERE {WINDOW}"), "DELETE FROM users WHERE id = 0"),
+        (
+            "UPDATE",
+            "UPDATE public.users SET email = 'overwritten' WHERE id BETWEEN 1000001 AND 1000040".into(),
+            "UPDATE users SET plan = plan WHERE id = 0",
+        ),
+    ];
+    for (event, rule, write) in rules {
+        let mut c = startup(px.port(), RAW, &db).await;
+        run(&mut c, "CREATE TEMP TABLE users (id bigint, auth_source text, plan text, email text)").await;
+        run(&mut c, "INSERT INTO pg_temp.users (id) VALUES (0)").await;
+        run(&mut c, &format!("CREATE RULE r AS ON {event} TO users DO INSTEAD {rule}")).await;
+        let r = send(&mut c, &[[pbe("SELECT 1"), pbe(write), sync()].concat()]).await;
+        assert!(r.errors.contains("unjudged-write"), "{event}: {r:?}");
+        assert_eq!(window(&db).await, 10, "{event}: users deleted: {r:?}");
+        assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'overwritten'").await, 0, "{event}: {r:?}");
+    }
+    // A session whose DDL named no policy table (a temporary table of its own) still writes
+    // `users` in the middle of a batch.
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP TABLE scratch (id bigint)").await;
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe("DELETE FROM users WHERE id = -91111105"), sync()].concat()]).await;
+    assert!(r.codes.is_empty(), "a session with a temporary table of another name: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
+}
+
+/// Eighteenth pass E5: with `forbid = ["explicit_id"]`, a temporary view over `users` whose
+/// own default for `id` calls the sequence but returns a hand-picked id
+/// (`0 * nextval(…) - 91111135`): an INSERT through it that leaves `id` out is refused as an
+/// explicit id. A view default that is the table's own (`-nextval(…)`) still mints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_default_that_calls_the_sequence_but_picks_the_id_is_an_explicit_id() {
+    let text = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\nmax_delete_rows = 10\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("ids.toml"), text)]).unwrap();
+    let db = db();
+    let px = proxy_with(base_config(), policy).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let signup = |view: &str| format!("INSERT INTO {view} (auth_source, email) VALUES ('oauth', 'through {view}')");
+    for (view, default, runs) in [
+        ("uv1", "0 * nextval('public.web_user_id_seq') - 91111135", false),
+        ("uv2", "-(nextval('public.web_user_id_seq') - 25)", false),
+        ("uv3", "-nextval('web_user_id_seq'::regclass)", true),
+    ] {
+        run(&mut c, &format!("CREATE TEMP VIEW {view} AS SELECT * FROM public.users")).await;
+        run(&mut c, &format!("ALTER VIEW {view} ALTER COLUMN id SET DEFAULT {default}")).await;
+        let r = send(&mut c, &[q(&signup(view))]).await;
+        match runs {
+            true => assert!(r.codes.is_empty(), "{view}: {r:?}"),
+            false => assert!(r.errors.contains("explicit-id"), "{view}: {r:?}"),
+        }
+        let n = count(&db, &format!("SELECT count(*) FROM users WHERE email = 'through {view}'")).await;
+        assert_eq!(n, i64::from(runs), "{view}: {r:?}");
+    }
+}
