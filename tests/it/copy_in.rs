@@ -184,6 +184,7 @@ async fn syncs_behind_a_copys_error_are_answered_as_directly() {
     let bad = || msg(b'd', b"not a number\t1\n");
     let good = |id: u32| msg(b'd', format!("{id}\t1\n").as_bytes());
     let done = || msg(b'c', &[]);
+    let update = "UPDATE parent SET v = 7 WHERE id = 1";
     let cases: Vec<(&[u8], Vec<u8>, usize)> = vec![
         // A bad row, a Sync, more of the COPY, a Sync: the server answers both.
         (&ext, [bad(), sync(), good(901), done(), sync()].concat(), 2),
@@ -196,6 +197,11 @@ async fn syncs_behind_a_copys_error_are_answered_as_directly() {
         // Statements behind them run, as directly.
         (&ext, [bad(), sync(), good(901), pbe("SELECT 1"), sync()].concat(), 2),
         (&ext, [good(901), sync(), bad(), sync(), q("SELECT 2")].concat(), 2),
+        (&ext, [bad(), sync(), good(901), pbe(update), sync()].concat(), 2),
+        // None of them answered (read in the COPY): what follows up to the next Sync is
+        // skipped, as the server skips it after the error (the data says whether it ran).
+        (&ext, [bad(), done(), pbe(update), sync()].concat(), 1),
+        (&ext, [good(901), sync(), bad(), done(), q(update), pbe(update), sync()].concat(), 1),
     ];
     for (start, rest, n) in &cases {
         copy_then(&proxy, "", start, rest, *n).await;
