@@ -10,8 +10,9 @@
 //! marker, a Sync and an empty Query, whose answers are distinctive — ReadyForQuery,
 //! EmptyQueryResponse, ReadyForQuery, in a failed transaction block too — so every
 //! ReadyForQuery before the one followed by EmptyQueryResponse answers one of the client's
-//! Syncs (each becomes a sync point when it comes), and the marker's three are the client's
-//! to never see. Nothing of the client's goes to the server meanwhile (`holds_client`): after
+//! Syncs (each becomes a sync point when it comes; a notification or notice read behind one
+//! waits with it until the next reply says whose it is), and the marker's three are the
+//! client's to never see. Nothing of the client's goes to the server meanwhile (`holds_client`): after
 //! CopyDone or CopyFail it waits for the COPY's end; a message that would run waits for the
 //! marker, which goes in its place as a probe while the server may still be in the COPY (it
 //! answers the Query with `08P01` naming its type, then FATAL, as it would the message).
@@ -48,14 +49,16 @@ pub(super) struct Uncertain {
     /// The COPY was started by an Execute: after its error the server skips to a Sync.
     extended: bool,
     marker: Marker,
-    /// A ReadyForQuery read while the marker is answered, not yet known to be a client's.
+    /// A ReadyForQuery read while the marker is answered, not yet known to be a client's, and
+    /// the notifications and notices read after it (whose they are says where they go).
     held_ready: Option<BytesMut>,
 }
 
 /// What a ReadyForQuery read while the marker is answered is.
 pub enum MarkerReady {
-    /// The ReadyForQuery held before it answers a client's sync point: handled as any.
-    Client(BytesMut),
+    /// The ReadyForQuery held before it answers a client's sync point: handled as any, then
+    /// the notifications and notices read after it are relayed.
+    Client(BytesMut, BytesMut),
     /// Held until the next message says whose it is.
     Held,
     /// The marker's last: the client's place is known, with this transaction status.
@@ -146,30 +149,42 @@ impl Relay {
         }
         let earlier = self.uncertain.held_ready.replace(BytesMut::from(message));
         match earlier {
-            Some(z) => {
+            Some(held) => {
                 self.uncertain_answered();
-                MarkerReady::Client(z)
+                let (z, after) = split_ready(held);
+                MarkerReady::Client(z, after)
             }
             None => MarkerReady::Held,
         }
     }
 
+    /// A NotificationResponse or NoticeResponse while the marker's answer is read: true if it
+    /// waits behind a held ReadyForQuery (relayed with it when that is a client's, after it
+    /// when it is the marker's).
+    pub fn marker_hold_async(&mut self, bytes: &[u8]) -> bool {
+        let Some(held) = self.uncertain.held_ready.as_mut() else { return false };
+        held.extend_from_slice(bytes);
+        true
+    }
+
     /// An EmptyQueryResponse while the marker's answer is read: true if it is the marker's
     /// (the ReadyForQuery held before it was the marker's Sync's).
     pub fn marker_empty_query(&mut self) -> bool {
-        if self.uncertain.marker != Marker::Reading || self.uncertain.held_ready.take().is_none() {
+        if self.uncertain.marker != Marker::Reading {
             return false;
         }
+        let Some(held) = self.uncertain.held_ready.take() else { return false };
+        self.to_client.extend_from_slice(&split_ready(held).1);
         self.uncertain.marker = Marker::Last;
         true
     }
 
     /// Any other reply while the marker's answer is read: the ReadyForQuery held before it
     /// answers a client's sync point.
-    pub fn marker_other(&mut self) -> Option<BytesMut> {
-        let z = self.uncertain.held_ready.take()?;
+    pub fn marker_other(&mut self) -> Option<(BytesMut, BytesMut)> {
+        let held = self.uncertain.held_ready.take()?;
         self.uncertain_answered();
-        Some(z)
+        Some(split_ready(held))
     }
 
     /// A ReadyForQuery that answers a client's Sync: one forwarded before the COPY's Syncs
@@ -203,5 +218,55 @@ impl Relay {
         }
         self.uncertain = Uncertain::default();
         status
+    }
+}
+
+/// A held ReadyForQuery and what was read after it.
+fn split_ready(mut held: BytesMut) -> (BytesMut, BytesMut) {
+    let len = held.get(1..5).map_or(0, |l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize);
+    let after = held.split_off((1 + len).min(held.len()));
+    (held, after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(status: u8) -> Vec<u8> {
+        crate::wire::encode(b'Z', &[status]).to_vec()
+    }
+
+    fn reading(syncs: u64, extended: bool) -> Relay {
+        let mut r = Relay::new(1);
+        r.uncertain = Uncertain { syncs, extended, marker: Marker::Reading, ..Uncertain::default() };
+        r
+    }
+
+    #[test]
+    fn readies_before_the_markers_answer_the_clients_syncs() {
+        let mut r = reading(2, true);
+        assert!(matches!(r.marker_ready(&ready(b'I')), MarkerReady::Held));
+        let note = crate::wire::encode(b'A', b"\0\0\0\x01c\0p\0").to_vec();
+        assert!(r.marker_hold_async(&note));
+        let MarkerReady::Client(z, after) = r.marker_ready(&ready(b'I')) else { panic!("a client's") };
+        assert_eq!((&z[..], &after[..]), (&ready(b'I')[..], &note[..]));
+        assert_eq!((r.syncs_sent(), r.uncertain.answered), (1, 1));
+        // The marker's Sync, then its empty Query.
+        assert!(r.marker_hold_async(&note));
+        assert!(r.marker_empty_query());
+        assert_eq!(&r.to_client[..], &note[..]);
+        assert!(matches!(r.marker_ready(&ready(b'E')), MarkerReady::Done(TxStatus::Failed)));
+        assert!(!r.marker_out() && !r.is_discarding() && !r.has_uncertain_syncs());
+    }
+
+    #[test]
+    fn none_answered_after_an_executes_copy_drops_to_the_next_sync() {
+        for extended in [true, false] {
+            let mut r = reading(1, extended);
+            assert!(matches!(r.marker_ready(&ready(b'I')), MarkerReady::Held));
+            assert!(r.marker_empty_query());
+            assert!(matches!(r.marker_ready(&ready(b'I')), MarkerReady::Done(TxStatus::Idle)));
+            assert_eq!((r.syncs_sent(), r.is_discarding()), (0, extended));
+        }
     }
 }

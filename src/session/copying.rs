@@ -255,16 +255,21 @@ impl Session {
         match f.tag {
             messages::be::READY_FOR_QUERY => {
                 match self.relay.marker_ready(&f.bytes) {
-                    MarkerReady::Client(z) => self.on_ready_message(&z, stats),
+                    MarkerReady::Client(z, after) => {
+                        self.on_ready_message(&z, stats);
+                        self.relay.pass_to_client(&after);
+                    }
                     MarkerReady::Held => {}
                     MarkerReady::Done(status) => self.after_ready(status, stats),
                 }
                 true
             }
             b'I' if self.relay.marker_empty_query() => true,
+            b'A' | messages::be::NOTICE_RESPONSE if self.relay.marker_hold_async(&f.bytes) => true,
             _ => {
-                if let Some(z) = self.relay.marker_other() {
+                if let Some((z, after)) = self.relay.marker_other() {
                     self.on_ready_message(&z, stats);
+                    self.relay.pass_to_client(&after);
                 }
                 false
             }
