@@ -6,7 +6,8 @@
 //! statement the server itself rejects, so that the server applies exactly its own error
 //! semantics (aborting a transaction block, skipping an extended batch to Sync, sending the
 //! right ReadyForQuery), and the server's marker error is swapped for the proxy's.
-//! A `COPY … FROM STDIN`'s state and probe: `copying`.
+//! A `COPY … FROM STDIN`'s state and probe: `copying`; the client's Syncs sent during one
+//! and blastwall's marker after its error: `uncertain`.
 //! Does not own: reading sockets (see `session`) or deciding what to refuse (see `guard`).
 
 use crate::wire::messages::{self, ProxyMessage, TxStatus};
@@ -15,6 +16,8 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 
 mod copying;
+mod uncertain;
+pub use uncertain::MarkerReady;
 
 /// The SQLSTATE of the server's answer to a marker (`invalid_text_representation`).
 const MARKER_CODE: &str = "22P02";
@@ -82,10 +85,10 @@ pub struct Relay {
     /// CopyInResponse, and since then neither did the client's CopyDone or CopyFail go to it
     /// nor did it report an error (which ends the COPY).
     copying: bool,
-    /// The client's Syncs that came while the server may be in a COPY FROM STDIN, not yet
-    /// forwarded (`session::copying`): the server would ignore one it reads in the COPY and
-    /// answer one it reads after the COPY's error, so none goes to it before that is known.
-    held_syncs: BytesMut,
+    /// The client's Syncs that went while the server may be in a COPY FROM STDIN (the server
+    /// ignores one it reads in the COPY and answers one it reads after the COPY's error), and
+    /// blastwall's marker that says which (`uncertain`).
+    uncertain: uncertain::Uncertain,
     /// A Query or an Execute that may start a COPY FROM STDIN (its text mentions `STDIN`)
     /// went to the server and may not have been answered: the ordinal of its sync point (of
     /// its batch, for an Execute), and whether it is an Execute.
@@ -94,9 +97,10 @@ pub struct Relay {
     /// start (or started) the COPY FROM STDIN: the server, if still in the COPY when it reads
     /// it, answers `08P01` and ends the session, so an answer comes without the client.
     copy_intruded: bool,
-    /// blastwall's probe (`send_copy_probe`) went to the server in place of a held client
-    /// message of this type, and may be read in the COPY.
-    probe: Option<u8>,
+    /// blastwall's probe (`send_copy_probe`, or the marker: `send_copy_marker`) went to the
+    /// server in place of a held client message of this type, and may be read in the COPY:
+    /// the held message's type, and the probe's own.
+    probe: Option<(u8, u8)>,
     /// The probe was read in the COPY: the server answered `08P01` (named after the held
     /// message's type) and is ending the session.
     probe_ended: bool,
@@ -134,7 +138,7 @@ impl Relay {
             discarding: false,
             copy_in: false,
             copying: false,
-            held_syncs: BytesMut::new(),
+            uncertain: Default::default(),
             copy_may_start: None,
             copy_intruded: false,
             probe: None,
@@ -149,7 +153,7 @@ impl Relay {
 
     /// Whether a reply is owed to the client (a query is running or queued on the server).
     pub fn is_busy(&self) -> bool {
-        self.syncs_sent != self.syncs_done || self.batch_open
+        self.syncs_sent != self.syncs_done || self.batch_open || self.has_uncertain_syncs() || self.marker_out()
     }
 
     /// Whether messages of the current extended batch were forwarded already.
@@ -276,11 +280,6 @@ impl Relay {
 
     /// Forwards bytes with no protocol meaning for the relay (CopyData, passwords, …).
     pub fn forward_raw(&mut self, bytes: &[u8]) {
-        // CopyData (or CopyDone, CopyFail) behind held Syncs: the client was still copying
-        // when it sent them, and the server, in the COPY, ignores them.
-        if self.copying && !self.held_syncs.is_empty() {
-            self.held_syncs.clear();
-        }
         if !self.discarding {
             self.to_server.extend_from_slice(bytes);
         }
@@ -427,16 +426,19 @@ impl Relay {
     /// that answer to the refusal's own sync point becomes the refusal too.
     pub fn on_error(&mut self, frame: &Frame) {
         if self.probe_read_in_copy(frame) {
+            self.uncertain_ended();
             return;
         }
-        // An error ends a COPY (the server then reads messages as usual, or skips to Sync):
-        // the Syncs held since the client's last copy message come after it, and are answered.
-        self.copying = false;
+        // An error ends a COPY (the server then reads messages as usual, or skips to Sync,
+        // and answers the Syncs it reads: `uncertain`).
+        if std::mem::take(&mut self.copying) {
+            self.copy_in = false;
+        }
         if self.copy_may_start.is_some_and(|(ord, _)| ord == self.syncs_done) {
             // The batch (or Query) that might have started one failed: it is skipped.
             self.copy_may_start = None;
         }
-        self.release_held_syncs();
+        self.uncertain_on_copy_error();
         if let Ok(f) = messages::error_fields(frame) {
             let marker = match self.refusals.front().map(|r| r.2) {
                 Some(Marker::Bind) => f.code == PROBE_CODE && f.message == PROBE_MESSAGE,

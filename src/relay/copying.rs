@@ -1,6 +1,6 @@
-//! The relay's side of a `COPY … FROM STDIN`: whether the server may be in one, the client's
-//! Syncs held around it, the messages that went to the server behind its start, and
-//! blastwall's probe in place of a held message (`session::copying` decides when).
+//! The relay's side of a `COPY … FROM STDIN`: whether the server may be in one, the messages
+//! that went to the server behind its start, and blastwall's probe in place of a held
+//! message (`session::copying` decides when; the client's Syncs during one: `uncertain`).
 //!
 //! Owns: that state and the probe's answer. Does not own: when a Sync is held or a probe
 //! sent (`session::copying`).
@@ -18,6 +18,7 @@ impl Relay {
     pub fn note_copy_in(&mut self, by_execute: bool) {
         self.copy_in |= by_execute;
         self.copying = true;
+        self.uncertain_copy_started(by_execute);
     }
 
     /// A Query (`by_execute` false) or an Execute that may start a COPY FROM STDIN goes to the
@@ -58,7 +59,7 @@ impl Relay {
         body.push(0);
         self.to_server.extend_from_slice(&crate::wire::encode(b'C', &body));
         self.to_server.extend_from_slice(&crate::wire::encode(b'H', &[]));
-        self.probe = Some(tag);
+        self.probe = Some((tag, b'C'));
         self.probe_sent = true;
         self.copy_intruded = true;
         self.probe_name.clone()
@@ -77,11 +78,10 @@ impl Relay {
     /// An ErrorResponse: true if it is the server's answer to the probe read in the COPY —
     /// the answer the held message gets directly, which the client gets in its place.
     pub(super) fn probe_read_in_copy(&mut self, frame: &Frame) -> bool {
-        let Some(tag) = self.probe.take() else { return false };
-        let Some(named) = self.copying.then(|| probe_answer(frame, tag)).flatten() else { return false };
+        let Some((tag, probe)) = self.probe.take() else { return false };
+        let Some(named) = self.copying.then(|| probe_answer(frame, probe, tag)).flatten() else { return false };
         self.probe_ended = true;
         self.copying = false;
-        self.held_syncs.clear();
         self.to_client.extend_from_slice(&named);
         true
     }
@@ -97,31 +97,6 @@ impl Relay {
         self.copy_may_start.filter(|(ord, _)| self.syncs_done <= *ord)
     }
 
-    /// Holds a client's Sync while the server is in a COPY FROM STDIN (`session::copying`).
-    pub fn hold_sync(&mut self, bytes: &[u8]) {
-        self.held_syncs.extend_from_slice(bytes);
-    }
-
-    /// Whether Syncs of the client's are held.
-    pub fn holds_syncs(&self) -> bool {
-        !self.held_syncs.is_empty()
-    }
-
-    /// The held Syncs go to the server, each a sync point it answers: the COPY is over (its
-    /// error), or a message behind them decides (the server, still in the COPY, ends the
-    /// session at it).
-    pub fn release_held_syncs(&mut self) {
-        if self.held_syncs.is_empty() {
-            return;
-        }
-        let held = self.held_syncs.split();
-        let mut framer = crate::wire::Framer::new(usize::MAX);
-        framer.buf_mut().extend_from_slice(&held);
-        while let Ok(Some(crate::wire::Item::Frame(f))) = framer.next_item(|_| true) {
-            self.forward_sync(&f.bytes);
-        }
-    }
-
     /// Whether the server may be in a COPY FROM STDIN, as far as its replies read so far say.
     pub fn server_in_copy(&self) -> bool {
         self.copying
@@ -133,7 +108,11 @@ impl Relay {
     /// COPY's batch, and waits for the COPY's answer like any message of an open batch).
     pub fn copy_in_done(&mut self, bytes: &[u8]) {
         self.forward_raw(bytes);
-        self.copying = false;
+        if std::mem::take(&mut self.copying) && self.has_uncertain_syncs() {
+            // The COPY's end (CommandComplete or ErrorResponse) decides them: flushed to come
+            // now, the client's messages waiting for it (`uncertain`).
+            self.to_server.extend_from_slice(&crate::wire::encode(b'H', &[]));
+        }
         // An Execute runs one statement: its COPY was the one.
         if self.copy_may_start.is_some_and(|(_, by_execute)| by_execute) {
             self.copy_may_start = None;
@@ -150,13 +129,14 @@ impl Relay {
     }
 }
 
-/// The server's answer to blastwall's COPY probe (`Relay::send_copy_probe`) read in the
+/// The server's answer to blastwall's COPY probe (`Relay::send_copy_probe`, a Close; or the
+/// marker, `Relay::send_copy_marker`, whose Query it reads: the type `probe`) read in the
 /// COPY — `08P01` from `CopyGetData`, "unexpected message type 0x43 during COPY from stdin"
 /// (in the server's language) — with the held message's type (`tag`) named in place of
 /// the probe's, as the server names it when it reads that message itself. `None` for any
 /// other error. (No other message but the COPY's own reached the server behind the COPY's
 /// start before the probe: `Relay::copy_intruded`.)
-fn probe_answer(frame: &Frame, tag: u8) -> Option<Vec<u8>> {
+fn probe_answer(frame: &Frame, probe: u8, tag: u8) -> Option<Vec<u8>> {
     let mut fields: Vec<(u8, &[u8])> = Vec::new();
     let mut rest = frame.body();
     while let Some((&kind, tail)) = rest.split_first() {
@@ -171,7 +151,8 @@ fn probe_answer(frame: &Frame, tag: u8) -> Option<Vec<u8>> {
     if field(b'C') != Some(b"08P01") || field(b'R') != Some(b"CopyGetData") {
         return None;
     }
-    let (from, to) = (b"0x43", format!("0x{tag:02X}"));
+    let (from, to) = (format!("0x{probe:02X}"), format!("0x{tag:02X}"));
+    let from = from.as_bytes();
     let mut body = Vec::with_capacity(frame.body().len());
     for (kind, value) in &fields {
         body.push(*kind);

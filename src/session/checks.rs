@@ -77,6 +77,7 @@ impl Session {
                 self.copy_end(&frame);
                 return Ok(());
             }
+            Some(Pending::AfterCopy(frame)) => return self.on_client_frame(frame),
             Some(Pending::SyncInCopy(frame)) => {
                 self.sync_after_copy_start(&frame);
                 return Ok(());

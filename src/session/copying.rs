@@ -5,32 +5,38 @@
 //! Execute's COPY, the first one ends its skipping to Sync). blastwall cannot see where the
 //! server's error fell among what it already forwarded, so:
 //!
-//! - **Syncs.** None goes to the server while it may be in a COPY. A Sync behind a Query or
-//!   Execute that may start one (its text mentions `STDIN`: [`Copies`]) waits, the client
-//!   unread, until the server said whether it did (CopyInResponse, or its answer, which a
-//!   Flush of blastwall's makes come for an Execute). A Sync during the COPY is held
-//!   (`Relay::hold_sync`): CopyData, CopyDone or CopyFail behind it say the client was still
-//!   copying, and it is dropped (the server in the COPY ignores it); the COPY's error before
-//!   any of them sends it on, and the server answers it — as it would a Sync that reached it
-//!   after the error directly (a network delay could). So the count of ReadyForQuery owed is
-//!   the server's, and a client that keeps sending data is never kept waiting.
+//! - **Syncs.** None goes to the server as a sync point while it may be in a COPY. A Sync
+//!   behind a Query or Execute that may start one (its text mentions `STDIN`: [`Copies`])
+//!   waits, the client unread, until the server said whether it did (CopyInResponse, or its
+//!   answer, which a Flush of blastwall's makes come for an Execute). A Sync during the COPY
+//!   goes on *uncertain* (`relay::uncertain`): the server ignores it if it reads it in the
+//!   COPY, answers it if it reads it after the COPY's error; the COPY's CommandComplete says
+//!   the first, its ErrorResponse is followed by blastwall's marker, whose answer says how many
+//!   were answered. Meanwhile the client is not read once it ended the COPY. (A Sync behind a
+//!   message the server read behind the COPY's start is answered: it goes as any. In a Query
+//!   run as a batch, `simple`, it is dropped, as the server in the COPY ignores it.)
 //! - **Any other message** (an intruder) is judged like any other and forwarded when allowed
 //!   (refused by marker, it is the marker): still in the COPY, the server answers `08P01` and
 //!   FATAL and ends the session; out of it, the message runs — what a direct connection gets,
-//!   by timing. Held Syncs go before it. A message whose judgement needs the server idle (a
-//!   count, a catalog question, a held batch) waits until the server's replies say where
-//!   the COPY ended; the COPY may wait for the client, so unless another message went on
+//!   by timing. Behind uncertain Syncs it waits instead (`Pending::AfterCopy`), and the marker
+//!   goes in its place as a probe: in the COPY the server answers it as it would the message
+//!   (`08P01` naming its type, FATAL); after the COPY's error, the marker's answer says where
+//!   the server stands, and the message is judged. A message whose judgement needs the server
+//!   idle (a count, a catalog question, a held batch) waits until the server's replies say
+//!   where the COPY ended; the COPY may wait for the client, so unless another message went on
 //!   before it, a probe goes in its place (`Session::held_waits_for_copy`): in the COPY,
 //!   the server answers it as it would the message (`08P01` naming its type, FATAL);
 //!   after the COPY's error, it closes nothing, and the message is judged like any other.
 //!
-//! Owns: which names may start a COPY, holding Syncs around one, and intruders. Does not own:
-//! whether the server is in a COPY (`relay`, from its replies).
+//! Owns: which names may start a COPY, when a Sync around one is uncertain, intruders, and
+//! the marker's replies as the session reads them. Does not own: whether the server is in a
+//! COPY, the uncertain Syncs' count and the marker (`relay`, from its replies).
 
 use super::checks::Pending;
 use super::statements::Op;
 use super::Session;
-use crate::wire::messages::fe;
+use crate::relay::MarkerReady;
+use crate::wire::messages::{self, fe};
 use crate::wire::Frame;
 use std::collections::HashSet;
 
@@ -126,11 +132,20 @@ impl Session {
         }
     }
 
-    /// A client's Sync, not part of a held batch: true if it does not go to the server now
-    /// (held during a COPY, or waiting to know whether one starts).
+    /// A client's Sync, not part of a held batch: true if it does not go to the server now as
+    /// a sync point (sent uncertain during a COPY, or waiting to know whether one starts).
     pub(super) fn sync_waits_for_copy(&mut self, f: &Frame) -> bool {
         if self.relay.server_in_copy() {
-            self.relay.hold_sync(&f.bytes);
+            if self.simple.is_some() {
+                // A Query's COPY run as a batch: the server ignores it there (`simple`).
+                return true;
+            }
+            if self.relay.copy_intruded() {
+                // The server read a message behind the COPY's start: out of the COPY (its
+                // error), or ending the session. It answers this one.
+                return false;
+            }
+            self.relay.forward_uncertain_sync(&f.bytes);
             return true;
         }
         if !self.copy_may_start() {
@@ -157,17 +172,18 @@ impl Session {
         }
     }
 
-    /// A client message that arrives while the server may be in a COPY FROM STDIN: the Syncs
-    /// held before it go first. It is then judged like any other (`false`), unless blastwall
-    /// has already ended the session.
-    pub(super) fn intrudes_on_copy(&mut self, tag: u8) -> bool {
+    /// A client message that arrives while the server may be in a COPY FROM STDIN: judged like
+    /// any other (returned), unless uncertain Syncs went before it: then it waits
+    /// (`Pending::AfterCopy`) for blastwall's marker, which goes in its place meanwhile
+    /// (`held_waits_for_copy`).
+    pub(super) fn intrudes_on_copy(&mut self, f: Frame) -> Option<Frame> {
         let copy_message =
-            matches!(tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE);
-        if !self.ready || copy_message || !self.relay.server_in_copy() {
-            return false;
+            matches!(f.tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE);
+        if !self.ready || copy_message || !self.relay.server_in_copy() || !self.relay.has_uncertain_syncs() {
+            return Some(f);
         }
-        self.relay.release_held_syncs();
-        false
+        self.pending = Some(Pending::AfterCopy(f));
+        None
     }
 
     /// A message held back (waiting for a judgement, a held batch, a Bind parked for its
@@ -199,6 +215,13 @@ impl Session {
             return false;
         };
         if self.relay.server_in_copy() {
+            if self.relay.has_uncertain_syncs() {
+                // The marker says where the server stands among the Syncs, and probes the COPY.
+                if !self.relay.marker_out() {
+                    self.relay.send_copy_marker(Some(tag));
+                }
+                return true;
+            }
             if !self.relay.copy_intruded() {
                 let name = self.relay.send_copy_probe(tag);
                 self.mirror.sent(self.relay.syncs_sent(), Op::Close { portal: true, name });
@@ -223,6 +246,34 @@ impl Session {
         self.mirror.on_reply(tag, self.relay.syncs_done());
         self.relay.probe_done();
         true
+    }
+
+    /// A reply while blastwall's marker is answered (`relay::uncertain`): true if the client
+    /// never sees it (the marker's own, or a ReadyForQuery held until the next reply says
+    /// whose it is); a ReadyForQuery found to answer a client's Sync is handled as any.
+    pub(super) fn marker_reply(&mut self, f: &Frame, stats: &super::Stats) -> bool {
+        match f.tag {
+            messages::be::READY_FOR_QUERY => {
+                match self.relay.marker_ready(&f.bytes) {
+                    MarkerReady::Client(z, after) => {
+                        self.on_ready_message(&z, stats);
+                        self.relay.pass_to_client(&after);
+                    }
+                    MarkerReady::Held => {}
+                    MarkerReady::Done(status) => self.after_ready(status, stats),
+                }
+                true
+            }
+            b'I' if self.relay.marker_empty_query() => true,
+            b'A' | messages::be::NOTICE_RESPONSE if self.relay.marker_hold_async(&f.bytes) => true,
+            _ => {
+                if let Some((z, after)) = self.relay.marker_other() {
+                    self.on_ready_message(&z, stats);
+                    self.relay.pass_to_client(&after);
+                }
+                false
+            }
+        }
     }
 }
 

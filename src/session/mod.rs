@@ -334,6 +334,7 @@ impl Session {
                     Some(p) if p.is_ended() => false,
                     Some(p) if p.is_copy_end() => !self.copy_unsettled(),
                     Some(p) if p.is_sync_in_copy() => self.copy_start_known(),
+                    Some(p) if p.is_after_copy() => !self.relay.holds_client(),
                     Some(_) => !self.relay.is_busy(),
                 };
             if runnable {
@@ -351,7 +352,7 @@ impl Session {
             }
             let turn = wakes::Turn {
                 // A held early message is not read past (it waits for the server to be ready).
-                reading_client: self.pending.is_none() && !self.holds_early_message(),
+                reading_client: self.pending.is_none() && !self.holds_early_message() && !self.relay.holds_client(),
                 // From now: the idle time starts when the loop starts waiting.
                 idle_deadline: idle
                     .filter(|_| self.ready && !self.relay.is_busy())
@@ -388,10 +389,11 @@ impl Session {
                         Err(e) => return self.server_gone(stats, Some(e)).await,
                         Ok(_) => {}
                     }
-                    let was_ready = self.ready;
+                    let (was_ready, held) = (self.ready, self.relay.holds_client());
                     self.on_server_bytes(stats)?;
-                    if !was_ready && self.ready {
-                        // What the client sent behind its login is judged now.
+                    if (!was_ready && self.ready) || (held && !self.relay.holds_client()) {
+                        // What the client sent behind its login is judged now (or behind the
+                        // Syncs of a COPY, once the server said which it answered: `copying`).
                         if let Err(e) = self.on_client_bytes() {
                             let _ = self.flush(stats).await;
                             return Err(e);
@@ -427,13 +429,18 @@ impl Session {
 
     /// Client messages: the ones a stage reads come whole; CopyData streams through.
     fn on_client_bytes(&mut self) -> Result<(), SessionError> {
+        // The client's place among Syncs sent during a COPY is not known yet (`copying`).
+        if self.relay.holds_client() {
+            return Ok(());
+        }
         if self.ready && self.cfr.holds_one(fe::QUERY) && self.nothing_held() {
             if let Some(done) = self.lone_query() {
                 return done;
             }
         }
         loop {
-            if self.pending.is_some() || self.holds_early_message() || self.simple_waits() {
+            if self.pending.is_some() || self.holds_early_message() || self.simple_waits() || self.relay.holds_client()
+            {
                 return Ok(());
             }
             let discarding = self.relay.is_discarding();
@@ -476,9 +483,9 @@ impl Session {
     }
 
     fn on_client_frame(&mut self, f: Frame) -> Result<(), SessionError> {
-        if self.intrudes_on_copy(f.tag) {
+        let Some(f) = self.intrudes_on_copy(f) else {
             return Ok(());
-        }
+        };
         if matches!(f.tag, fe::QUERY | fe::PARSE | fe::FUNCTION_CALL) {
             self.shared.metrics.statements_total.inc();
         }

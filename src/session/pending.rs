@@ -39,6 +39,10 @@ pub(super) enum Pending {
     /// A client's Sync behind a Query or Execute that may start a COPY FROM STDIN, once the
     /// server said whether it did (`copying`).
     SyncInCopy(Frame),
+    /// A client message that came during a COPY FROM STDIN behind Syncs whose answer is
+    /// uncertain: handled once blastwall's marker said where the server stands
+    /// (`relay::uncertain`), the marker going in its place as a probe meanwhile.
+    AfterCopy(Frame),
     /// The server is ending the session: a client message came during its COPY FROM STDIN
     /// (`copying`). Nothing more is read from the client.
     Ended,
@@ -73,6 +77,10 @@ impl Pending {
         matches!(self, Pending::SyncInCopy(..))
     }
 
+    pub(super) fn is_after_copy(&self) -> bool {
+        matches!(self, Pending::AfterCopy(..))
+    }
+
     pub(super) fn is_ended(&self) -> bool {
         matches!(self, Pending::Ended)
     }
@@ -88,6 +96,7 @@ impl Pending {
             | Pending::Resolve(f, _)
             | Pending::ResolveInBatch(f, _)
             | Pending::Analyze(f)
+            | Pending::AfterCopy(f)
             | Pending::Simple(f, _) => Some(f.tag),
             Pending::CopyEnd(_) | Pending::SyncInCopy(_) | Pending::Ended => None,
         }

@@ -14,7 +14,10 @@ impl Session {
         let ready = self.ready;
         // The end of a round trip whose replies no stage reads (a Query's rows, while the
         // mirror owes nothing): passed on in one piece, its ReadyForQuery read in place.
-        if ready && !self.relay.defers_notifications() {
+        // While a COPY's end or blastwall's marker decides the client's Syncs (`copying`),
+        // every reply that says so is read whole, in order.
+        let copy_end = |relay: &crate::relay::Relay| relay.marker_out() || relay.copy_end_awaited();
+        if ready && !self.relay.defers_notifications() && !copy_end(&self.relay) {
             let quiet = self.mirror.nothing_owed() && self.readings.is_empty();
             let passes = |tag: u8| match tag {
                 b'D' | b'd' | be::NOTICE_RESPONSE => true,
@@ -35,11 +38,13 @@ impl Session {
             // sync-point bookkeeping. The mirror only shrinks while the server is read.
             // blastwall's own prepared readings follow the client's DEALLOCATE ALL and DISCARD
             // ALL by their CommandComplete (`precheck::prepared`).
-            let quiet = self.mirror.nothing_owed() && self.readings.is_empty();
+            let marker = self.relay.marker_out();
+            let quiet = self.mirror.nothing_owed() && self.readings.is_empty() && !copy_end(&self.relay);
             // A notification while blastwall holds back the rest of an open batch waits for
             // its ReadyForQuery (`notifications`).
             let defer = self.relay.batch_has_messages() && (self.pending.is_some() || self.mirror.parked.is_some());
             let inspect = |tag: u8| match tag {
+                _ if marker => true,
                 b'A' => defer,
                 b'D' | b'd' | be::NOTICE_RESPONSE => false,
                 b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => !quiet,
@@ -47,7 +52,7 @@ impl Session {
                 _ => true,
             };
             // The end of a round trip, read without splitting a frame off.
-            if let Some(z) = self.sfr.take_ready() {
+            if let Some(z) = (!marker).then(|| self.sfr.take_ready()).flatten() {
                 self.on_ready_message(&z, stats);
                 continue;
             }
@@ -62,6 +67,9 @@ impl Session {
     }
 
     fn on_server_frame(&mut self, f: Frame, stats: &mut Stats) -> Result<(), SessionError> {
+        if self.relay.marker_reading() && self.marker_reply(&f, stats) {
+            return Ok(());
+        }
         match f.tag {
             be::READY_FOR_QUERY => self.on_ready_message(&f.bytes, stats),
             be::PARAMETER_STATUS => self.relay.on_parameter_status(&f),
@@ -94,6 +102,7 @@ impl Session {
                     return Ok(());
                 }
                 if f.tag == b'C' {
+                    self.relay.on_command_complete();
                     self.readings.on_tag(f.body());
                 }
                 self.mirror.on_reply(f.tag, self.relay.syncs_done());
@@ -109,14 +118,14 @@ impl Session {
     }
 
     /// A ReadyForQuery (the whole message): a sync point answered.
-    fn on_ready_message(&mut self, message: &[u8], stats: &Stats) {
+    pub(super) fn on_ready_message(&mut self, message: &[u8], stats: &Stats) {
         self.names_on_ready(self.relay.syncs_done());
         let status = self.relay.on_ready(message);
         self.after_ready(status, stats);
     }
 
     /// What a ReadyForQuery with this status tells the session, once the relay has it.
-    fn after_ready(&mut self, status: messages::TxStatus, stats: &Stats) {
+    pub(super) fn after_ready(&mut self, status: messages::TxStatus, stats: &Stats) {
         if status == messages::TxStatus::Idle {
             self.info.taint.transaction_ended();
         }

@@ -141,3 +141,120 @@ async fn drain(s: &mut tokio::net::TcpStream) -> Vec<Msg> {
         out.push((h[0], body));
     }
 }
+
+/// A table whose COPY fails before it reads any data (a statement trigger that raises).
+const FAILS_AT_ONCE: &str = "CREATE TABLE tr (id int);
+CREATE FUNCTION no_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no copy into tr'; END $$;
+CREATE TRIGGER tr_no BEFORE INSERT ON tr FOR EACH STATEMENT EXECUTE FUNCTION no_copy()";
+
+/// Runs `start` (an Execute's or a Query's COPY), then `rest`, in two writes (the second once
+/// the COPY started) and in one, directly and through blastwall, reading `n` ReadyForQuery
+/// after the COPY starts (a reply that does not come within 10 s fails), then a Query: the
+/// same replies, the session going on.
+async fn copy_then(proxy: &Proxy, setup: &str, start: &[u8], rest: &[u8], n: usize) {
+    let first = if setup.is_empty() { vec![] } else { vec![Send(q(setup)), Until(b'Z', 1)] };
+    let apart = [Send(start.to_vec()), Until(b'G', 1), Send(rest.to_vec()), Until(b'Z', n)];
+    let together = [Send([start, rest].concat()), Until(b'Z', n)];
+    // (A ROLLBACK ends a transaction block the COPY failed in.)
+    let then = [Send(q("ROLLBACK")), Until(b'Z', 1), Send(q("SELECT 1")), Until(b'Z', 1)];
+    for script in [&apart[..], &together[..]] {
+        let steps: Vec<Step> = first.iter().chain(script).chain(&then).map(copy_step).collect();
+        let via = same_as_direct(proxy, &steps).await;
+        assert!(tags(&via).ends_with("TDCZ"), "{}", show(&via));
+    }
+}
+
+fn copy_step(s: &Step) -> Step {
+    match s {
+        Send(b) => Send(b.clone()),
+        Until(t, n) => Until(*t, *n),
+    }
+}
+
+/// Syncs the client sends during a COPY FROM STDIN, in one write with data around them:
+/// directly the server ignores those it reads in the COPY and answers each it reads after the
+/// COPY's error (a bad row ahead of them in the same write), so the client waits for every
+/// one of those ReadyForQuery; through blastwall it must get the same, none missing, and the
+/// session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_behind_a_copys_error_are_answered_as_directly() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let copy = "COPY parent (id, v) FROM STDIN";
+    let (ext, query) = ([pbe(copy), sync()].concat(), q(copy));
+    let bad = || msg(b'd', b"not a number\t1\n");
+    let good = |id: u32| msg(b'd', format!("{id}\t1\n").as_bytes());
+    let done = || msg(b'c', &[]);
+    let update = "UPDATE parent SET v = 7 WHERE id = 1";
+    let cases: Vec<(&[u8], Vec<u8>, usize)> = vec![
+        // A bad row, a Sync, more of the COPY, a Sync: the server answers both.
+        (&ext, [bad(), sync(), good(901), done(), sync()].concat(), 2),
+        (&ext, [bad(), sync(), good(901), sync()].concat(), 2),
+        (&ext, [good(901), sync(), bad(), sync(), good(902), done(), sync()].concat(), 2),
+        (&ext, [bad(), sync(), flush(), good(901), sync(), good(902), sync()].concat(), 3),
+        // A Query's COPY: its own ReadyForQuery, then one for each Sync after the error.
+        (&query, [bad(), sync(), good(901), sync()].concat(), 3),
+        (&query, [bad(), sync(), good(901), done()].concat(), 2),
+        // Statements behind them run, as directly.
+        (&ext, [bad(), sync(), good(901), pbe("SELECT 1"), sync()].concat(), 2),
+        (&ext, [good(901), sync(), bad(), sync(), q("SELECT 2")].concat(), 2),
+        (&ext, [bad(), sync(), good(901), pbe(update), sync()].concat(), 2),
+        // None of them answered (read in the COPY): what follows up to the next Sync is
+        // skipped, as the server skips it after the error (the data says whether it ran).
+        (&ext, [bad(), done(), pbe(update), sync()].concat(), 1),
+        (&ext, [good(901), sync(), bad(), done(), q(update), pbe(update), sync()].concat(), 1),
+    ];
+    for (start, rest, n) in &cases {
+        copy_then(&proxy, "", start, rest, *n).await;
+    }
+    // The same in a transaction block (the marker's answers come in a failed one).
+    for (start, rest, n) in &cases[..5] {
+        copy_then(&proxy, "BEGIN", start, rest, *n).await;
+    }
+    proxy.stop().await;
+}
+
+/// A COPY that fails before it reads any data (a BEFORE STATEMENT trigger that raises), with
+/// CopyData and Syncs pipelined behind its start: directly every one of those Syncs is
+/// answered; through blastwall too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_behind_a_copy_that_failed_at_once_are_answered_as_directly() {
+    // Nothing counted: a COPY into a table with triggers is relayed.
+    let proxy = proxy_for("[defaults]\nmode = \"enforce\"\n").await;
+    let copy = "COPY tr FROM STDIN";
+    let row = || msg(b'd', b"1\n");
+    let cases: Vec<(Vec<u8>, Vec<u8>, usize)> = vec![
+        ([pbe(copy), sync()].concat(), [row(), sync(), row(), sync()].concat(), 3),
+        ([pbe(copy), sync()].concat(), [row(), msg(b'c', &[]), sync()].concat(), 2),
+        (pbe(copy), [row(), sync(), row(), sync()].concat(), 2),
+        (q(copy), [row(), sync(), row(), sync()].concat(), 3),
+    ];
+    for (start, rest, n) in cases {
+        copy_then(&proxy, FAILS_AT_ONCE, &start, &rest, n).await;
+    }
+    proxy.stop().await;
+}
+
+/// Controls: a Sync only after CopyDone (the one behind the Execute read in the COPY), and a
+/// COPY's error before any Sync of the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_after_a_copys_end_are_answered_as_directly() {
+    let proxy = proxy_for(COUNT_ALL).await;
+    let copy = "COPY parent (id, v) FROM STDIN";
+    let (bad, good, done) = (msg(b'd', b"not a number\t1\n"), msg(b'd', b"901\t1\n"), msg(b'c', &[]));
+    let cases: Vec<(Vec<u8>, Vec<u8>, usize)> = vec![
+        ([pbe(copy), sync()].concat(), [good.clone(), done.clone(), sync()].concat(), 1),
+        (pbe(copy), [good.clone(), done.clone(), sync()].concat(), 1),
+        (pbe(copy), [bad.clone(), done.clone(), sync()].concat(), 1),
+        (pbe(copy), [bad.clone(), sync()].concat(), 1),
+        (q(copy), bad.clone(), 1),
+        (q(copy), [good.clone(), done.clone()].concat(), 1),
+        // Syncs read in the COPY, which ends well or by the client's CopyFail.
+        (q(copy), [good.clone(), sync(), done.clone()].concat(), 1),
+        ([pbe(copy), sync()].concat(), [good.clone(), sync(), done, sync()].concat(), 1),
+        ([pbe(copy), sync()].concat(), [good, sync(), msg(b'f', b"no\0"), sync()].concat(), 1),
+    ];
+    for (start, rest, n) in cases {
+        copy_then(&proxy, "", &start, &rest, n).await;
+    }
+    proxy.stop().await;
+}
