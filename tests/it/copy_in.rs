@@ -258,3 +258,34 @@ async fn syncs_after_a_copys_end_are_answered_as_directly() {
     }
     proxy.stop().await;
 }
+
+/// Eighteenth pass FPk: a `COPY … FROM STDIN` sent as a Query, then a pipeline, then a
+/// counted signup sent as a Query: the signup runs (it was refused as "a Query message in the
+/// middle of an extended-protocol batch").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_after_a_copy_and_a_pipeline_is_not_taken_for_the_middle_of_a_batch() {
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), crate::binds::RAW, &db).await;
+    let copy = [q("COPY users (auth_source, email) FROM STDIN"), msg(b'd', b"oauth\tcopy@x\n"), msg(b'c', &[])];
+    let r = crate::batchnames::send(&mut c, &copy).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let pipeline = [
+        p("", "SELECT 1"),
+        b("", "", &[]),
+        describe(b'P', ""),
+        e("", 0),
+        p("", "INSERT INTO users (auth_source, email) VALUES ('oauth', 'pl@x') RETURNING id"),
+        b("", "", &[]),
+        describe(b'P', ""),
+        e("", 0),
+        sync(),
+    ]
+    .concat();
+    let r = crate::batchnames::send(&mut c, &[pipeline]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let r =
+        crate::batchnames::send(&mut c, &[q("INSERT INTO users (auth_source, email) VALUES ('oauth', 's@x')")]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email LIKE '%@x'").await, 3);
+}
