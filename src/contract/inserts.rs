@@ -31,6 +31,9 @@ pub struct Insert {
     pub overriding_system: bool,
     /// `OVERRIDING USER VALUE`: identity columns ignore the supplied value.
     pub overriding_user: bool,
+    /// How many rows it inserts, when its text says (`VALUES` lists without `ON CONFLICT`,
+    /// `DEFAULT VALUES`): each row inserted or the statement fails.
+    pub rows: Option<usize>,
 }
 
 fn rel(r: &protobuf::RangeVar) -> RelName {
@@ -112,12 +115,21 @@ fn visit(node: NodeRef<'_>, out: &mut Vec<Insert>) {
                 _ => Some(Vec::new()),
             };
             let (system, user) = overriding(s.r#override);
+            let rows = match s.select_stmt.as_deref().and_then(|n| n.node.as_ref()) {
+                _ if s.on_conflict_clause.is_some() => None,
+                Some(NodeEnum::SelectStmt(sel)) if sel.op == pg_query::protobuf::SetOperation::SetopNone as i32 => {
+                    (!sel.values_lists.is_empty()).then_some(sel.values_lists.len())
+                }
+                Some(_) => None,
+                None => Some(1),
+            };
             out.push(Insert {
                 verb: "INSERT",
                 target: rel(r),
                 supplied: supplied(names(&s.cols), positions),
                 overriding_system: system,
                 overriding_user: user,
+                rows,
             });
         }
         NodeRef::CopyStmt(s) if s.is_from => {
@@ -130,6 +142,7 @@ fn visit(node: NodeRef<'_>, out: &mut Vec<Insert>) {
                 supplied,
                 overriding_system: false,
                 overriding_user: false,
+                rows: None,
             });
         }
         NodeRef::MergeStmt(m) => {
@@ -146,6 +159,7 @@ fn visit(node: NodeRef<'_>, out: &mut Vec<Insert>) {
                     supplied: supplied(names(&c.target_list), Some(value_positions(&[c.values.as_slice()]))),
                     overriding_system: system,
                     overriding_user: user,
+                    rows: None,
                 });
             }
         }

@@ -55,8 +55,8 @@ pub(super) fn reached(
     };
     // An UPDATE may move a row to another partition: a deletion there, and an insertion.
     let moves = |name: &str| catalog.runs(database, name).is_none_or(|r| r.partitioned);
-    // (policy table, deletes, updates, inserts)
-    let mut out: Vec<(usize, bool, bool, bool)> = Vec::new();
+    // (policy table, deletes, updates, inserts, at most how many rows inserted: `None` any)
+    let mut out: Vec<(usize, bool, bool, bool, Option<u64>)> = Vec::new();
     for (i, st) in statements.iter().enumerate() {
         if calls_code(st) || !st.opaque.is_empty() {
             return None;
@@ -76,14 +76,14 @@ pub(super) fn reached(
             };
             let Some(target) = w.target.as_ref() else { continue };
             match reach(i, w) {
-                Some(r) => out.extend(r.tables.iter().map(|(t, _)| (*t, del, upd, ins))),
+                Some(r) => out.extend(r.tables.iter().map(|(t, _)| (*t, del, upd, ins, None))),
                 None => out.extend(
                     policy
                         .tables
                         .iter()
                         .enumerate()
                         .filter(|(_, t)| t.matches(target))
-                        .map(|(i, _)| (i, del, upd, ins)),
+                        .map(|(i, _)| (i, del, upd, ins, None)),
                 ),
             }
             if runs_code(&target.name, matches!(w.op, Op::Delete)) {
@@ -95,7 +95,7 @@ pub(super) fn reached(
                 match catalog.cascades_into_policy(database, &target.name, kind, policy) {
                     // A table a key's action changes runs code (it may write anywhere).
                     Some((true, _)) => return None,
-                    Some((false, acted)) => out.extend(acted.into_iter().map(|t| (t, true, true, false))),
+                    Some((false, acted)) => out.extend(acted.into_iter().map(|t| (t, true, true, false, Some(0)))),
                     None => {}
                 }
             }
@@ -113,23 +113,28 @@ pub(super) fn reached(
                 cols.iter().flat_map(|c| &c.origins).any(|(s, n, _)| *s == t.schema && *n == t.name)
             };
             let named = policy.tables.iter().enumerate().filter(|(_, t)| t.matches(&ins.target) || stands(t));
-            out.extend(named.map(|(i, _)| (i, false, false, true)));
+            let rows = ins.rows.map(|n| n as u64);
+            out.extend(named.map(|(i, _)| (i, false, false, true, rows)));
         }
     }
     // Written beside relations whose rules could not be asked about now: what their rules
     // changed in these tables cannot be told from what the judged writes changed.
     let beside = (!unverified.is_empty()).then(|| unverified.join(", "));
     let mut tables: Vec<ReachedTable> = Vec::new();
-    for (i, del, upd, ins) in out {
+    for (i, del, upd, ins, rows) in out {
         let Some(t) = policy.tables.get(i) else { continue };
         match tables.iter_mut().find(|r| r.schema == t.schema && r.name == t.name) {
-            Some(r) => (r.deletes, r.updates, r.inserts) = (r.deletes || del, r.updates || upd, r.inserts || ins),
+            Some(r) => {
+                (r.deletes, r.updates, r.inserts) = (r.deletes || del, r.updates || upd, r.inserts || ins);
+                r.inserts_at_most = r.inserts_at_most.zip(rows).map(|(a, b)| a + b);
+            }
             None => tables.push(ReachedTable {
                 schema: t.schema.clone(),
                 name: t.name.clone(),
                 deletes: del,
                 updates: upd,
                 inserts: ins,
+                inserts_at_most: rows,
                 beside: beside.clone(),
             }),
         }

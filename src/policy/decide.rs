@@ -126,6 +126,9 @@ pub struct ReachedTable {
     /// … may insert rows into it (an INSERT, COPY or MERGE naming it, an upsert, an UPDATE
     /// that may move rows between partitions): the rule `explicit-id` judged them.
     pub inserts: bool,
+    /// At most how many rows the judged writes insert into it (`VALUES` lists), when every one
+    /// says; `None`: any number.
+    pub inserts_at_most: Option<u64>,
     /// Written beside these relations, whose rules could not be asked about when it ran (the
     /// middle of a batch): what it changed here may be theirs, and explains nothing.
     pub beside: Option<String>,

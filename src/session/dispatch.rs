@@ -76,8 +76,12 @@ impl Session {
                 self.copy_end(&f);
             }
             fe::TERMINATE => {
-                self.cancel_if_busy();
-                self.relay.forward_raw(&f.bytes);
+                // A protected sequence owed a put-back goes back before the server session
+                // ends (`client_gone`, from the loop; nineteenth pass F6f: a clean close).
+                if self.put_back.is_empty() {
+                    self.cancel_if_busy();
+                    self.relay.forward_raw(&f.bytes);
+                }
                 self.closing = true;
             }
             _ => self.relay.forward_unknown(&f.bytes),

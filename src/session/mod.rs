@@ -308,6 +308,9 @@ impl Session {
                 }
             }
             if self.closing {
+                if !self.put_back.is_empty() {
+                    return self.client_gone().await;
+                }
                 return Ok(());
             }
             if !self.put_back.is_empty() {

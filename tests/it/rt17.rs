@@ -260,6 +260,13 @@ async fn a_signup_beside_a_rule_that_inserts_hand_picked_ids_is_refused_in_a_bat
     let r = send(&mut c, &[[pbe("SELECT 1"), pbe(attack), sync()].concat()]).await;
     assert!(r.errors.contains("unjudged-write") && r.errors.contains("inserted"), "{r:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email IN ('hand', 'cover')").await, 0, "{r:?}");
+    // Nineteenth pass FPq: an ordinary signup with its subscription, in the middle of a batch,
+    // inserts no more rows into users than its VALUES list: it runs.
+    let signup = "WITH u AS (INSERT INTO users (auth_source, email) VALUES ('oauth', 'signup') RETURNING id) \
+                  INSERT INTO subscriptions (user_id, plan) SELECT id, 'free' FROM u";
+    let r = send(&mut c, &[[pbe("SELECT 1"), pbe(signup), sync()].concat()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'signup'").await, 1);
 }
 
 /// Eighteenth pass T1: the DML-only role's temporary table named `users` (it hides
@@ -289,10 +296,11 @@ async fn a_temporary_table_named_like_a_policy_table_cannot_cover_its_rule_in_a_
         assert_eq!(window(&db).await, 10, "{event}: users deleted: {r:?}");
         assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'overwritten'").await, 0, "{event}: {r:?}");
     }
-    // A session whose DDL named no policy table (a temporary table of its own) still writes
-    // `users` in the middle of a batch.
+    // A session whose DDL named no policy table (a temporary table, a function it did not
+    // call: nineteenth pass FPp) still writes `users` in the middle of a batch.
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "CREATE TEMP TABLE scratch (id bigint)").await;
+    run(&mut c, "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'").await;
     let r = send(&mut c, &[[pbe("SELECT 1"), pbe("DELETE FROM users WHERE id = -91111105"), sync()].concat()]).await;
     assert!(r.codes.is_empty(), "a session with a temporary table of another name: {r:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
