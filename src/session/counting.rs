@@ -267,6 +267,16 @@ impl Session {
                 facts.mode = first.map(|f| f.mode.as_str());
                 facts.message = first.map(|f| format!("{}: {}", f.what, f.why));
                 tracing::info!(session = self.id, verb = plan.verb, counts = %crate::policy::describe_counts(&counts), precheck_us = micros, "write over its row limit failed in its batch");
+                if self.put_back.len() > owed && !self.put_back_in_batch(owed).await? {
+                    // blastwall's put-back failed the batch itself: the refusal is owed.
+                    facts.decision = "refused";
+                    self.record(&facts, &counts, Some(micros));
+                    self.mirror.failed(ord);
+                    self.skip_to_sync();
+                    replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
+                    self.relay.to_client.extend_from_slice(&msg.encode());
+                    return Ok(());
+                }
                 self.refuse_counted(msg, &replies, facts, &counts, micros);
             }
             v => {
@@ -394,6 +404,38 @@ impl Session {
         self.record(&facts, counts, Some(micros));
         replies.iter().filter(|f| matches!(f.tag, b'N' | b'A' | b'S')).for_each(|f| self.deliver(f));
         self.refuse_in_batch(msg);
+    }
+
+    /// Puts back, right behind the refused Execute in its batch, the protected sequences it moved
+    /// (owed from `owed` on): `setval` is not transactional, so the batch's failure keeps it,
+    /// and no client's Sync, idle time or close is waited for (nineteenth pass F6: a driver's
+    /// pipeline left the sequence moved while its client was idle). `false`: a put-back failed,
+    /// and the server now skips the batch (those stay owed for the next quiet point).
+    async fn put_back_in_batch(&mut self, owed: usize) -> Result<bool, SessionError> {
+        let mut now: Vec<_> = self.put_back.drain(owed..).collect();
+        now.reverse();
+        let sqls = precheck::putback::sqls(&now);
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let done = precheck::inbatch::run_after(&mut backend, READING, &sqls).await;
+        let Backend { for_client, params, .. } = backend;
+        let for_client = self.notifications_to_ready(for_client);
+        self.take_for_client(for_client, params);
+        match done.map_err(|e| SessionError::Closed(format!("putting a protected sequence back: {e}")))? {
+            Ok(rows) => {
+                tracing::warn!(
+                    session = self.id,
+                    put_back = now.len(),
+                    rows = rows.len(),
+                    "protected sequences a refused statement moved were put back in its batch"
+                );
+                Ok(true)
+            }
+            Err(_) => {
+                now.reverse();
+                self.put_back.extend(now);
+                Ok(false)
+            }
+        }
     }
 
     /// What came for the client while a write was counted in the middle of its batch, without

@@ -311,3 +311,40 @@ async fn a_sequence_moved_in_a_pipeline_is_back_when_its_sync_comes_later_or_nev
     }
     p.stop().await;
 }
+
+/// Nineteenth pass F6 (a driver's pipeline, psycopg's shape: Parse, Bind with a parameter,
+/// Describe, Execute per statement, one Sync): a rule's SQL function that sets the protected
+/// sequence back, refused; the client then stays idle. The sequence is back meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_moved_by_a_rule_in_a_drivers_pipeline_is_back_while_the_client_is_idle() {
+    use crate::batches::{b, describe, e, p as parse};
+    let db = db();
+    let px = proxy().await;
+    let before = seq(&db).await;
+    let mut c = startup(px.port(), "trust_user", &db).await;
+    crate::batchnames::run(
+        &mut c,
+        "CREATE TEMP TABLE st2 (id bigint); INSERT INTO st2 VALUES (1); \
+         CREATE FUNCTION pg_temp.mv() RETURNS bigint LANGUAGE sql \
+           AS $$ SELECT pg_catalog.setval('public.web_user_id_seq', 91111105) $$; \
+         CREATE RULE r AS ON DELETE TO st2 DO ALSO SELECT pg_temp.mv()",
+    )
+    .await;
+    let pipeline = [
+        parse("", "SELECT 1"),
+        b("", "", &[]),
+        describe(b'P', ""),
+        e("", 0),
+        parse("", "DELETE FROM st2 WHERE id = $1"),
+        b("", "", &["1"]),
+        describe(b'P', ""),
+        e("", 0),
+        sync(),
+    ]
+    .concat();
+    let r = crate::batchnames::send(&mut c, &[pipeline]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seq(&db).await, before, "left moved while the client is idle");
+    px.stop().await;
+}
