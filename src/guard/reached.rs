@@ -16,10 +16,15 @@
 //!   (an enabled trigger, …: `catalog::code`), or a table a key's action changes that runs code
 //!   — then the counts are
 //!   judged by the row limits alone, as a function's or trigger's writes always are. An answer
-//!   the catalog has not given counts as no code (the check stays on).
+//!   the catalog has not given counts as no code (the check stays on);
+//! - what makes the policy table's own write explain nothing: written beside another relation
+//!   whose rules were not asked about for this judgement ([`beside`]), or by a name the
+//!   session's own DDL named since its rules were last known ([`shadowed`]) — a count cannot
+//!   tell their rules' rows from the write's own (rows inserted by `VALUES` lists excepted).
 //!
-//! Owns: which tables are reached, and the refusal of rules that reach a policy table. Does not
-//! own: the judgement of the counts (`policy::counts`), the catalog's answers (`catalog`).
+//! Owns: which tables are reached and how, which relations leave a count unexplained, and the
+//! refusal of rules that reach a policy table. Does not own: the judgement of the counts
+//! (`policy::counts`), the catalog's answers (`catalog`), asking them (`guard::decide`).
 
 use crate::analyze::{Op, Statement, Write};
 use crate::policy::{mode_for, Finding, Mode, Policy, Reach, ReachedTable, SessionView};
