@@ -147,8 +147,6 @@ impl Resolutions {
         }
     }
 
-    /// The server answered every sync point up to `answered`: what was sent for them is
-    /// no longer earlier than anything judged from now on.
     /// Records the names a DDL statement of this session judged now may have changed.
     pub fn ddl_judged(&mut self, text: &str) {
         const KEPT: usize = 64;
@@ -186,6 +184,8 @@ impl Resolutions {
         self.ddl_any || self.ddl_named.iter().any(|m| m.eq_ignore_ascii_case(name))
     }
 
+    /// The server answered every sync point up to `answered`: what was sent for them is
+    /// no longer earlier than anything judged from now on.
     pub fn answered(&mut self, answered: u64) {
         if !self.earlier.is_empty() {
             self.earlier.retain(|e| e.ord > answered);
