@@ -254,15 +254,18 @@ impl Relay {
         self.in_batch.push_back(self.batch_open);
     }
 
-    /// Forwards an extended-protocol message other than Sync.
+    /// Forwards an extended-protocol message other than Sync. A Flush opens no batch: the
+    /// server only sends what it has (a driver's pipeline ends with a Sync and then a Flush,
+    /// and a Query behind them is a Query of its own: nineteenth pass FPk).
     pub fn forward_in_batch(&mut self, bytes: &[u8]) {
         if !self.discarding {
             // (A Flush is read in the COPY, and ignored.)
-            if bytes.first() != Some(&b'H') {
+            let flush = bytes.first() == Some(&b'H');
+            if !flush {
                 self.note_intruder();
             }
             self.to_server.extend_from_slice(bytes);
-            self.batch_open = true;
+            self.batch_open |= !flush;
         }
     }
 

@@ -347,3 +347,55 @@ async fn ddl_run_by_a_functions_body_keeps_the_last_answer_from_standing_in() {
     assert_eq!(generation(), g2, "calls change no identity for every session");
     px.stop().await;
 }
+
+/// Nineteenth pass FPk: a driver's pipeline that ends with a Sync and then a Flush (psycopg's
+/// `pipeline()` exit, libpq's `PQpipelineSync` plus `PQsendFlushRequest`) leaves no batch
+/// open: the Flush after the Sync starts none on the server. The next simple Query, a counted
+/// signup, is judged as a Query of its own and runs; before, it was refused as "in the middle
+/// of an extended-protocol batch" for the rest of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_after_a_pipelines_sync_opens_no_batch() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let users = "SELECT count(*) FROM users";
+    let before = count(&db, users).await;
+    // psycopg's `copy()`: the Query, CopyInResponse awaited, then the rows and CopyDone.
+    tokio::io::AsyncWriteExt::write_all(&mut c, &q("COPY users (auth_source, email) FROM STDIN")).await.unwrap();
+    assert_eq!(crate::batches::read_msg(&mut c).await.0, b'G');
+    let r = send(&mut c, &[msg(b'd', b"oauth\tfpk-copy@x\n"), msg(b'c', &[])]).await;
+    ran(&r, "the COPY");
+    let signup = "INSERT INTO users (auth_source, email) VALUES ('oauth', 'fpk@x')";
+    // psycopg's shape: Parse, Bind, Describe, Execute per statement, the signup's email a
+    // parameter.
+    let with_param = "INSERT INTO users (auth_source, email) VALUES ('oauth', $1)";
+    let pipeline = [
+        p("", "SELECT 1"),
+        b("", "", &[]),
+        describe(b'P', ""),
+        e("", 0),
+        p("", with_param),
+        b("", "", &["fpk-pipeline@x"]),
+        describe(b'P', ""),
+        e("", 0),
+        sync(),
+        flush(),
+    ];
+    let r = send(&mut c, &pipeline).await;
+    ran(&r, "the pipeline");
+    for i in 0..2 {
+        let r = send(&mut c, &[q(&signup.replace("fpk@", &format!("fpk{i}@")))]).await;
+        ran(&r, "a simple-Query signup after the pipeline");
+        assert_eq!(r.status, Some('I'), "{r:?}");
+    }
+    // A Flush that is all of a message opens nothing either.
+    let r = send(&mut c, &[flush(), q(&signup.replace("fpk@", "fpk2@"))]).await;
+    ran(&r, "a simple-Query signup behind a lone Flush");
+    assert_eq!(count(&db, users).await, before + 5);
+    // A Flush behind an Execute is in that batch: a counted Query behind both is still judged
+    // as one in the middle of a batch.
+    let r = send(&mut c, &[pbe("SELECT 1"), flush(), q(&signup.replace("fpk@", "fpk3@")), sync()]).await;
+    refused(&r, "a counted Query behind an Execute and a Flush");
+    assert_eq!(count(&db, users).await, before + 5);
+    px.stop().await;
+}
