@@ -154,6 +154,7 @@ pub fn sql(
            AND NOT a.attisdropped"), true),
         (format!("SELECT r.k, r.oid{text}, pg_catalog.concat('default ', a.attnum{text}), \
            pg_catalog.concat(CASE WHEN a.attname{text} {EQ} ANY (r.prot) THEN 'p ' ELSE '- ' END, a.attname, ' ', \
+           pg_catalog.regexp_replace(d.adbin{text}, ' :location -?[0-9]+', '', 'g'), pg_catalog.chr(31), \
            pg_catalog.pg_get_expr(d.adbin, d.adrelid)) FROM r \
            JOIN pg_catalog.pg_attribute a ON a.attrelid {EQ} r.oid AND NOT a.attisdropped \
              AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 \
@@ -313,12 +314,19 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
                     Some(now) => format!("column {was} is now {now}"),
                 },
             )),
-            // `p name expr` (a protected column's, by its name before) or `- name expr`: the
-            // expression compared, so that a renamed column keeps its default.
+            // `p name tree\x1fexpr` (a protected column's, by its name before) or `- name …`:
+            // the expression's stored tree compared without its locations — by the OIDs it
+            // names, not by its text, which reads differently under another `search_path` or
+            // beside a temporary sequence of the same name (nineteenth pass FPt) — so that a
+            // renamed column keeps its default. Its text is what a refusal shows.
             (i, Some(now)) if i.starts_with("default ") && was.starts_with("p ") => {
-                let expr = |v: &str| v.splitn(3, ' ').nth(2).unwrap_or("").to_string();
-                let (w, n) = (expr(was), expr(now));
-                if w != n {
+                let part = |v: &str, shown: bool| {
+                    let rest = v.splitn(3, ' ').nth(2).unwrap_or("");
+                    let (tree, text) = rest.split_once('\u{1f}').unwrap_or((rest, rest));
+                    if shown { text } else { tree }.to_string()
+                };
+                if part(was, false) != part(now, false) {
+                    let (w, n) = (part(was, true), part(now, true));
                     let none = |e: String| if e.is_empty() { "none".to_string() } else { e };
                     let col = was.split(' ').nth(1).unwrap_or("");
                     out.push(change(
@@ -440,6 +448,21 @@ mod tests {
 
     fn snap(items: &[(&str, &str, &str, &str)]) -> Identity {
         items.iter().map(|(a, b, c, d)| ((a.to_string(), b.to_string(), c.to_string()), d.to_string())).collect()
+    }
+
+    /// Nineteenth pass FPt: a default that names the same objects is the same default, however
+    /// it reads; another tree is a change, shown by its text.
+    #[test]
+    fn a_default_is_compared_by_its_tree_not_its_text() {
+        let tree = "{FUNCEXPR :funcid 1574 :args ({CONST :consttype 2205 :constvalue 4 [ 1 2 0 0 ]})}";
+        let at = |t: &str, text: &str| snap(&[("public.users", "10", "default 1", &format!("p id {t}\u{1f}{text}"))]);
+        let before = at(tree, "nextval('web_user_id_seq'::regclass)");
+        let requalified = at(tree, "nextval('public.web_user_id_seq'::regclass)");
+        assert!(changes(&before, &requalified, 0).is_empty());
+        let other = at(&tree.replace("[ 1 2", "[ 9 2"), "nextval('web_user_id_seq'::regclass)");
+        let c = changes(&before, &other, 0);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].what.contains("changed from nextval('web_user_id_seq'::regclass)"), "{c:?}");
     }
 
     #[test]

@@ -334,3 +334,22 @@ async fn a_view_default_that_calls_the_sequence_but_picks_the_id_is_an_explicit_
         assert_eq!(n, i64::from(runs), "{view}: {r:?}");
     }
 }
+
+/// Nineteenth pass FPt: a temporary sequence called like the protected one changes how the
+/// default of `users.id` reads on the session (`nextval('public.web_user_id_seq'…)`), not what
+/// it is: made through blastwall, it runs, and a signup still takes its id from the real
+/// sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_sequence_named_like_the_protected_one_is_no_change_of_its_default() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let r = send(&mut c, &[q("CREATE TEMP SEQUENCE web_user_id_seq START 5")]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let r = send(&mut c, &[q("INSERT INTO users (auth_source, email) VALUES ('oauth', 'fpt@x')")]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    let id = count(&db, "SELECT id FROM users WHERE email = 'fpt@x'").await;
+    assert_eq!(id, -91111121, "minted by the real sequence");
+    assert_eq!(count(&db, "SELECT last_value FROM public.web_user_id_seq").await, 91111121);
+    px.stop().await;
+}
