@@ -18,6 +18,7 @@ mod cascades;
 mod code;
 mod copies;
 mod hidden;
+mod incarnation;
 mod keys;
 pub mod listener;
 mod minted;
@@ -30,6 +31,7 @@ pub use cascades::AssignedColumn;
 pub use code::Runs;
 pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
+pub use incarnation::database_oid;
 pub use minted::{minted_answer, minted_query};
 pub use taint::{first_query as taint_first_query, never_had_one, query as taint_query, Taint};
 pub use temporary::{OwnTemp, Whose};
@@ -95,6 +97,8 @@ pub struct Catalog {
     /// Where to ask for a connection listening for DDL (`listener`), and the databases asked.
     listen: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
     listening: dashmap::DashSet<String>,
+    /// Database name → its OID when last seen (`incarnation`).
+    incarnations: DashMap<String, u32>,
 }
 
 /// How a column's value is minted when a write does not supply it.
@@ -275,6 +279,12 @@ impl Catalog {
                 let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
                 let oid = v.get("oid").and_then(|x| x.as_u64()).and_then(|o| u32::try_from(o).ok());
                 let attnum = v.get("attnum").and_then(|x| x.as_i64());
+                if let (Some(db), Some(oid), None) = (s("database"), v.get("incarnation"), s("name")) {
+                    if let Some(oid) = oid.as_u64().and_then(|o| u32::try_from(o).ok()) {
+                        self.read_incarnation(db, oid);
+                    }
+                    continue;
+                }
                 let (Some(db), Some(schema), Some(name)) = (s("database"), s("schema"), s("name")) else { continue };
                 if let (Some(oid), true) = (oid, v.get("replaces").is_some()) {
                     let key = (db, schema, name);

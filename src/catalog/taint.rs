@@ -175,9 +175,12 @@ impl Taint {
 /// temporary schema (`pg_my_temp_schema()` is 0 until the backend makes a temporary object; a
 /// rolled-back creation resets it) — `t`: none, so clean, with no planning of [`query`] —
 /// and which server process answers (`pg_backend_pid()`: the BackendKeyData's process on a
-/// direct connection; a pooler gives its own key).
+/// direct connection; a pooler gives its own key), and the database's OID (`incarnation`: a
+/// database dropped and created again under its name is another).
 pub fn first_query() -> &'static str {
-    "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid, pg_catalog.pg_backend_pid()"
+    "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid, pg_catalog.pg_backend_pid(), \
+     (SELECT d.oid FROM pg_catalog.pg_database d \
+      WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
 }
 
 /// Whether [`first_query`]'s rows say the server session never had a temporary schema.

@@ -145,3 +145,38 @@ fn a_dropped_policy_tables_successor_replaces_its_oid() {
     again.learn_columns("db", "public", "users", &protected, &[col("uid", "2"), col("id", "3")]);
     assert_eq!(again.columns_of("db", "public", "users"), Some(vec![("id".into(), "uid".into())]));
 }
+
+/// A database dropped and created again (another OID under its name, `incarnation`): the
+/// policy tables' OIDs and every answer of the old one go, in memory at once and in the
+/// identities file when read back; the same OID seen again keeps them.
+#[test]
+fn a_database_made_again_forgets_what_was_known_of_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ids.jsonl");
+    let mut c = Catalog::default();
+    c.persist_to(file.clone());
+    assert!(!c.learn_incarnation("db", 5000));
+    c.learn_oid("db", "public", "users", 100);
+    c.learn_oid("other", "public", "users", 300);
+    c.learn("db", "users", false);
+    c.learn_state_ready("db", "blastwall", true);
+    assert!(!c.learn_incarnation("db", 5000), "the same database");
+    assert_eq!(c.oid_of("db", "public", "users"), Some(100));
+    // Read back by a restart before the database was made again: the OID stands.
+    let mut restarted = Catalog::default();
+    restarted.persist_to(file.clone());
+    assert_eq!(restarted.oid_of("db", "public", "users"), Some(100));
+    let generation = c.identity_generation();
+    assert!(c.learn_incarnation("db", 6000), "another database under the name");
+    assert_eq!(c.oid_of("db", "public", "users"), None);
+    assert_eq!(c.is_indirect("db", "users"), None);
+    assert!(!c.state_ready("db", "blastwall"));
+    assert!(c.identity_generation() > generation);
+    assert_eq!(c.oid_of("other", "public", "users"), Some(300), "other databases keep theirs");
+    c.learn_oid("db", "public", "users", 200);
+    let mut again = Catalog::default();
+    again.persist_to(file);
+    assert_eq!(again.oid_of("db", "public", "users"), Some(200), "the new database's, read back");
+    assert_eq!(again.incarnation("db"), Some(6000));
+    assert_eq!(again.oid_of("other", "public", "users"), Some(300));
+}

@@ -295,6 +295,21 @@ impl Session {
                 answer
             }};
         }
+        // A session's first question comes first: it says which database this is
+        // (`catalog::incarnation`), before any answer about it is learned.
+        let mut settled = false;
+        if questions.contains(&Question::Taint) && self.info.taint.is_unasked() {
+            let first = match backend.query(crate::catalog::taint_first_query()).await {
+                Ok(a) => a,
+                Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
+            };
+            let first = unless_cancelled!(first);
+            if let Some(oid) = first.error.is_none().then(|| crate::catalog::database_oid(&first.rows)).flatten() {
+                catalog.learn_incarnation(&db, oid);
+            }
+            let key_pid = self.key.as_ref().map(|k| k.pid);
+            settled = super::taint::settled_by_first(&first, &mut self.info.taint, self.relay.tx, &db, key_pid);
+        }
         if !names.is_empty() {
             let answer = unless_cancelled!(backend
                 .query(&crate::catalog::query(&names))
@@ -317,16 +332,8 @@ impl Session {
                 continue;
             }
             if let Question::Taint = q {
-                if self.info.taint.is_unasked() {
-                    let first = match backend.query(crate::catalog::taint_first_query()).await {
-                        Ok(a) => a,
-                        Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
-                    };
-                    let first = unless_cancelled!(first);
-                    let key_pid = self.key.as_ref().map(|k| k.pid);
-                    if super::taint::settled_by_first(&first, &mut self.info.taint, self.relay.tx, &db, key_pid) {
-                        continue;
-                    }
+                if settled {
+                    continue;
                 }
                 let answer = match backend.query(&crate::catalog::taint_query()).await {
                     Ok(a) => a,

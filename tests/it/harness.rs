@@ -136,8 +136,14 @@ pub fn fresh_db(prefix: &str) -> String {
 /// A fresh database loaded with the incident's schema (owned by app).
 pub fn incident_db() -> String {
     let db = fresh_db("incident");
+    load_incident(&db);
+    db
+}
+
+/// Loads the incident's schema (owned by app) into an empty database.
+pub fn load_incident(db: &str) {
     let out = Command::new(psql_path())
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg().server.admin_conninfo(&db), "-f", "-"])
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg().server.admin_conninfo(db), "-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -151,7 +157,14 @@ pub fn incident_db() -> String {
         })
         .expect("psql");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    db
+}
+
+/// Drops `db` (closing its sessions) and creates an empty one of the same name, owned by app,
+/// on a direct connection: another database under that name.
+pub fn recreate_db(db: &str) {
+    admin_sql(pg(), "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    admin_sql(pg(), "postgres", &format!("CREATE DATABASE {db} OWNER app"));
+    admin_sql(pg(), db, "GRANT ALL ON SCHEMA public TO PUBLIC");
 }
 
 pub struct Proxy {

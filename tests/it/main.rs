@@ -128,6 +128,7 @@ mod putback;
 mod race;
 mod readings;
 mod readme;
+mod recreated;
 mod redteam;
 mod relay;
 mod rt10;
