@@ -39,7 +39,23 @@ pub struct Taint {
     /// pooler between blastwall and the server: [`first_query`]): a transaction pooler may
     /// run each transaction on another server session, so the answer lasts one transaction.
     pooled: bool,
+    /// Whether the code includes a user function (one that may write tables), and the names
+    /// of the schema's relations and types: a statement runs the session's own code only by
+    /// naming one of them, by a call, or by a relation whose writes run code
+    /// (`guard::reached`). `None`: not known (all may).
+    own: Option<Own>,
 }
+
+/// What of the temporary schema a statement must name to run its user functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Own {
+    functions: bool,
+    /// Lower-cased, sorted; `None`: more than the answer lists (any name may be one).
+    names: Option<Vec<String>>,
+}
+
+/// How many names of temporary relations and types the answer lists at most.
+const NAMES: usize = 1000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum State {
@@ -82,6 +98,31 @@ impl Taint {
     /// Whether any statement of the session may run code it does not name (not known: yes).
     pub fn runs_code(&self) -> bool {
         self.state != State::Clean
+    }
+
+    /// Whether the schema holds code that may write tables (a user function, temporary or one
+    /// its objects call) and `text` may run it without a call of its own: it names a relation or
+    /// type of the schema, or `pg_temp`. Not known: yes, when the schema holds code.
+    pub fn may_write_through(&self, text: &str) -> bool {
+        if !matches!(self.state, State::Tainted(_)) {
+            return false;
+        }
+        let Some(own) = &self.own else { return true };
+        if !own.functions {
+            return false;
+        }
+        let Some(names) = &own.names else { return true };
+        let lower = text.to_lowercase();
+        lower.contains("pg_temp")
+            || lower
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                .any(|w| !w.is_empty() && names.binary_search_by(|n| n.as_str().cmp(w)).is_ok())
+    }
+
+    /// Whether the schema holds a user function (that may write tables) and the last answer
+    /// knew it; not known: yes, when it holds code.
+    pub fn holds_functions(&self) -> bool {
+        matches!(self.state, State::Tainted(_)) && self.own.as_ref().is_none_or(|o| o.functions)
     }
 
     /// What holds the code, for a refusal's words.
@@ -161,6 +202,15 @@ impl Taint {
         self.learned_in_block = in_block;
         let kind = |r: &Vec<Option<String>>, k: &str| r.get(1).and_then(|v| v.as_deref()) == Some(k);
         self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
+        self.own = rows.map(|rows| {
+            let mut names: Vec<String> =
+                rows.iter().filter(|r| kind(r, "n")).filter_map(|r| r.first().cloned().flatten()).collect();
+            let capped = names.len() >= NAMES;
+            names.iter_mut().for_each(|n| *n = n.to_lowercase());
+            names.sort();
+            names.dedup();
+            Own { functions: rows.iter().any(|r| kind(r, "f")), names: (!capped).then_some(names) }
+        });
         self.state = match rows {
             None => State::Tainted(Vec::new()),
             Some(rows) if !rows.iter().any(|r| kind(r, "c")) => State::Clean,
@@ -297,7 +347,13 @@ pub fn query() -> String {
                          WHERE e.classid{eq}{attrdef} AND a.oid{eq}e.objid))))) \
          (SELECT pg_catalog.pg_describe_object(h.classid, h.objid, 0), 'c' FROM hit h LIMIT {NAMED}) \
          UNION ALL (SELECT '', 'd' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid{eq}k.conrelid \
-           WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1)"
+           WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1) \
+         UNION ALL (SELECT '', 'f' FROM hit h WHERE h.classid{eq}{proc} LIMIT 1) \
+         UNION ALL (SELECT x.name, 'n' FROM (SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c \
+             WHERE c.relnamespace{eq}{temp} AND c.oid{user} \
+           UNION SELECT t.typname::pg_catalog.text FROM pg_catalog.pg_type t \
+             WHERE t.typnamespace{eq}{temp} AND t.oid{user}) x(name) \
+           WHERE EXISTS (SELECT FROM hit h WHERE h.classid{eq}{proc}) LIMIT {NAMES})"
     )
 }
 
@@ -322,6 +378,28 @@ mod tests {
         assert!(t.defers());
         t.on_ready();
         assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
+    }
+
+    /// A statement runs the schema's user functions only by a call or by naming its relations
+    /// and types; code without a user function (a default's `nextval`) writes no table.
+    #[test]
+    fn only_a_statement_that_names_the_schemas_objects_writes_through_its_functions() {
+        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
+        let mut t = Taint::default();
+        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f"), row("St3", "n"), row("d", "n")]), false);
+        assert!(t.holds_functions());
+        assert!(t.may_write_through("INSERT INTO st3 VALUES (1)"));
+        assert!(t.may_write_through("INSERT INTO \"St3\" VALUES (1)"));
+        assert!(t.may_write_through("DELETE FROM users WHERE id = 0 AND 1::D = 1"));
+        assert!(t.may_write_through("SELECT pg_temp.anything()"));
+        assert!(!t.may_write_through("DELETE FROM users WHERE id = 5"));
+        assert!(!t.may_write_through("DELETE FROM users WHERE id = 5 AND dd = 1"));
+        t.learn(Some(&[row("default value for column id of view v", "c")]), false);
+        assert!(!t.holds_functions() && !t.may_write_through("INSERT INTO v VALUES (1)"));
+        t.learn(None, false);
+        assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"), "not known");
+        t.learn(Some(&[]), false);
+        assert!(!t.holds_functions() && !t.may_write_through("SELECT pg_temp.f()"));
     }
 
     #[test]

@@ -200,7 +200,10 @@ impl Guard {
                 &self.catalog,
                 &info.database,
                 &policy,
-                &unverified,
+                super::reached::Unknown {
+                    unverified: &unverified,
+                    own: info.taint.holds_functions().then_some(&info.taint),
+                },
                 // What an INSERT's relation stands for: assumed in the middle of a batch (none
                 // for a relation the policy does not name), where the last answer says more.
                 &|s: &str, t: &str| {

@@ -20,7 +20,11 @@
 //! - what makes the policy table's own write explain nothing: written beside another relation
 //!   whose rules were not asked about for this judgement ([`beside`]), or by a name the
 //!   session's own DDL named since its rules were last known ([`shadowed`]) — a count cannot
-//!   tell their rules' rows from the write's own (rows inserted by `VALUES` lists excepted).
+//!   tell their rules' rows from the write's own (rows inserted by `VALUES` lists excepted);
+//! - what explains nothing at all: the session's own temporary code, when it includes a user
+//!   function and the message may run it (a call, a relation whose writes run code, a name of
+//!   the schema's relations or types: `catalog::Taint::may_write_through`) — the client wrote
+//!   it, and no text of it was judged; every text-ruled table is then taken as changed by it.
 //!
 //! Owns: which tables are reached and how, which relations leave a count unexplained, and the
 //! refusal of rules that reach a policy table. Does not own: the judgement of the counts
@@ -28,6 +32,15 @@
 
 use crate::analyze::{Op, Statement, Write};
 use crate::policy::{mode_for, Finding, Mode, Policy, Reach, ReachedTable, SessionView};
+
+/// What a count cannot tell from the judged writes' own rows.
+pub(super) struct Unknown<'a> {
+    /// Relations written beside a policy table whose rules could not be asked about now
+    /// ([`beside`], [`shadowed`]).
+    pub unverified: &'a [String],
+    /// The session's temporary schema, when it holds a user function.
+    pub own: Option<&'a crate::catalog::Taint>,
+}
 
 /// Every policy table the judgement of `statements` reached, with how (deleted, updated), or
 /// `None` when code may explain changes elsewhere (a function, `DO`/`CALL`, code on a written
@@ -38,9 +51,10 @@ pub(super) fn reached(
     catalog: &crate::catalog::Catalog,
     database: &str,
     policy: &Policy,
-    unverified: &[String],
+    unknown: Unknown<'_>,
     minted: &dyn Fn(&str, &str) -> Option<Vec<crate::catalog::TableColumn>>,
 ) -> Option<Vec<ReachedTable>> {
+    let Unknown { unverified, own } = unknown;
     if database.is_empty() || !policy.tables.iter().any(|t| t.judges_text()) {
         return None;
     }
@@ -62,10 +76,21 @@ pub(super) fn reached(
     let moves = |name: &str| catalog.runs(database, name).is_none_or(|r| r.partitioned);
     // (policy table, deletes, updates, inserts, at most how many rows inserted: `None` any)
     let mut out: Vec<(usize, bool, bool, bool, Option<u64>)> = Vec::new();
+    // The session's own code (its temporary schema's user functions) explains nothing: it was
+    // never judged. A statement that may run it — a call, a relation whose writes run code,
+    // a name of the schema's relations or types — makes every text-ruled table taken as
+    // changed by it (below).
+    let mut own_ran = false;
+    let own_tables = own.is_some();
     for (i, st) in statements.iter().enumerate() {
         if calls_code(st) || !st.opaque.is_empty() {
-            return None;
+            if !own_tables {
+                return None;
+            }
+            own_ran = true;
         }
+        own_ran |= own.is_some_and(|t| t.may_write_through(&st.text));
+        let own = own_tables;
         for w in &st.writes {
             // (its rows deleted, updated, inserted); a MERGE's other actions may do either.
             let (del, upd, ins) = match &w.op {
@@ -92,14 +117,18 @@ pub(super) fn reached(
                 ),
             }
             if runs_code(&target.name, matches!(w.op, Op::Delete)) {
-                return None;
+                if !own {
+                    return None;
+                }
+                own_ran = true;
             }
             // A foreign key's action deletes (CASCADE) or updates (SET NULL, SET DEFAULT, an
             // update's CASCADE): either.
             for kind in [(del, true), (upd, false)].into_iter().filter(|(on, _)| *on).map(|(_, k)| k) {
                 match catalog.cascades_into_policy(database, &target.name, kind, policy) {
                     // A table a key's action changes runs code (it may write anywhere).
-                    Some((true, _)) => return None,
+                    Some((true, _)) if !own => return None,
+                    Some((true, _)) => own_ran = true,
                     Some((false, acted)) => out.extend(acted.into_iter().map(|t| (t, true, true, false, Some(0)))),
                     None => {}
                 }
@@ -107,7 +136,10 @@ pub(super) fn reached(
         }
         let inserts = super::need::inserts_in(st);
         if inserts.iter().any(|ins| runs_code(&ins.target.name, false)) {
-            return None;
+            if !own {
+                return None;
+            }
+            own_ran = true;
         }
         // Rows inserted by its INSERTs (COPY, MERGE's): `explicit-id` judged them, by the name
         // written or what the catalog says its columns stand for (a view's, a child's).
@@ -141,7 +173,36 @@ pub(super) fn reached(
                 inserts: ins,
                 inserts_at_most: rows,
                 beside: beside.clone(),
+                own_code: None,
             }),
+        }
+    }
+    // A session whose temporary schema holds code: any statement may run it (a call, a
+    // trigger or rule of its temporary tables, a domain's check), and what it changed in a
+    // text-ruled table cannot be told from the judged writes' rows (eighteenth pass X2: a
+    // temporary function's body deleted the incident's ten users, within the row limit).
+    if let Some(objects) = own.filter(|_| own_ran).map(|t| t.what()) {
+        for t in policy.tables.iter().filter(|t| t.judges_text()) {
+            let i = match tables.iter().position(|r| r.schema == t.schema && r.name == t.name) {
+                Some(i) => i,
+                None => {
+                    tables.push(ReachedTable {
+                        schema: t.schema.clone(),
+                        name: t.name.clone(),
+                        deletes: false,
+                        updates: false,
+                        inserts: false,
+                        inserts_at_most: None,
+                        beside: None,
+                        own_code: None,
+                    });
+                    tables.len() - 1
+                }
+            };
+            let r = &mut tables[i];
+            (r.deletes, r.updates, r.inserts) = (true, true, true);
+            r.inserts_at_most = None;
+            r.own_code = Some(objects.clone());
         }
     }
     Some(tables)

@@ -65,6 +65,7 @@ fn unjudged_findings(
     let mut unjudged = Vec::new();
     let mut strictest: Option<(Mode, &TablePolicy)> = None;
     let mut beside: Option<String> = None;
+    let mut own_code: Option<String> = None;
     for c in counts.iter() {
         let Some(t) = policy.tables.iter().find(|t| t.schema == c.schema && t.name == c.name) else { continue };
         // Rows inserted matter where a text rule judges an INSERT's values (`explicit-id`: a
@@ -91,9 +92,15 @@ fn unjudged_findings(
         // (nineteenth pass FPq: a signup beside an insert into another table).
         let counted =
             |r: &ReachedTable| c.deleted == 0 && c.updated == 0 && r.inserts_at_most.is_some_and(|n| inserted <= n);
-        let explained = reached.iter().filter(would).any(|r| r.beside.is_none() || counted(r));
+        // … nor anything, in a session whose temporary schema holds code (its own functions,
+        // triggers, rules, written by the client and never judged: eighteenth pass X1, X2).
+        let explained =
+            reached.iter().filter(would).any(|r| r.own_code.is_none() && (r.beside.is_none() || counted(r)));
         if !t.judges_text() || explained {
             continue;
+        }
+        if own_code.is_none() {
+            own_code = reached.iter().filter(would).find_map(|r| r.own_code.clone());
         }
         if beside.is_none() {
             beside = reached.iter().filter(would).find_map(|r| r.beside.clone());
@@ -109,15 +116,22 @@ fn unjudged_findings(
         }
     }
     let (mode, t) = strictest?;
-    let (why, hint) = match beside {
-        Some(names) => (
+    let (why, hint) = match (own_code, beside) {
+        (Some(objects), _) => (
+            format!(
+                "it changed rows of a protected table ({}) in a session whose temporary schema holds code ({objects}) that any of its statements may run: rows that code changed there cannot be told from rows its own write changed, and its text rules were applied to none of the former",
+                unjudged.join(", ")
+            ),
+            HINT_OWN_CODE,
+        ),
+        (None, Some(names)) => (
             format!(
                 "it changed rows of a protected table ({}) while it also writes {names}, whose rules blastwall could not ask the server about here (in the middle of an extended batch, or the catalog could not be read): rows their rules changed there cannot be told from the rows its own write changed, and its text rules were applied to none of the former",
                 unjudged.join(", ")
             ),
             HINT_BESIDE,
         ),
-        None => (
+        (None, None) => (
             format!(
                 "it changed rows of a protected table it does not name ({}): its text rules were applied to none of them — its name led there by the time it ran (DDL committed in between, by a function's body in another session or on a direct connection), a rule blastwall had not seen yet writes there, or (rows inserted) it names a view or child of that table whose columns blastwall could not ask about here (in the middle of an extended batch)",
                 unjudged.join(", ")
@@ -135,6 +149,8 @@ fn unjudged_findings(
         statement: statement.to_string(),
     })
 }
+
+const HINT_OWN_CODE: &str = "Drop the session's temporary functions, triggers and rules (DISCARD TEMP), or write protected tables from a session without them; code that writes protected tables belongs in the schema, made by a role whose policy allows it.";
 
 const HINT_BESIDE: &str = "Send it first in its batch or in a message of its own (blastwall then asks the server about the other relation's rules), or write the protected table in a statement of its own.";
 
@@ -237,6 +253,7 @@ mod tests {
             inserts: false,
             inserts_at_most: None,
             beside: None,
+            own_code: None,
         };
         let users = [reached(true, false)];
         // Reached nothing, yet 3 users were deleted: refused, within the limit as it is.
@@ -255,5 +272,9 @@ mod tests {
         let beside = ReachedTable { beside: Some("st".into()), ..reached(true, true) };
         assert_eq!(judged(Some(std::slice::from_ref(&beside)), vec![count("users", 3)]), ["unjudged-write"]);
         assert!(judged(Some(&[beside]), vec![count("users", 0)]).is_empty());
+        // Reached, in a session whose temporary schema holds code: refused.
+        let own = ReachedTable { own_code: Some("function pg_temp.f()".into()), ..reached(true, true) };
+        assert_eq!(judged(Some(std::slice::from_ref(&own)), vec![count("users", 1)]), ["unjudged-write"]);
+        assert!(judged(Some(&[own]), vec![count("users", 0), count("orders", 3)]).is_empty());
     }
 }

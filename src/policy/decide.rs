@@ -132,6 +132,9 @@ pub struct ReachedTable {
     /// Written beside these relations, whose rules could not be asked about when it ran (the
     /// middle of a batch): what it changed here may be theirs, and explains nothing.
     pub beside: Option<String>,
+    /// The session's temporary schema holds code (these objects) that any of its statements
+    /// may run: nothing a count finds changed here is explained (`guard::reached`).
+    pub own_code: Option<String>,
 }
 
 impl Decision {

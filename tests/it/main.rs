@@ -119,6 +119,7 @@ mod notices;
 mod once;
 mod ops;
 mod oracle;
+mod own_code;
 mod points;
 mod pooled;
 mod precheck;

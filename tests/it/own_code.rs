@@ -1,0 +1,105 @@
+//! Eighteenth pass X1, X2: the DML-only role's own temporary code — a function, or a trigger
+//! on its temporary table — writes `users`. Such code is the client's, never judged: in a
+//! session whose temporary schema holds a user function, nothing a count finds changed in a
+//! policy table with text rules is explained by a statement that may run it — a call, a write
+//! of a relation whose writes run code, a name of the schema's relations or types
+//! (`guard::reached`, rule `unjudged-write`).
+//! Before, the count's row limit alone judged it, and the incident's range DELETE ran from a
+//! DML-only role in two statements. Data checked directly on the server; the controls show
+//! what still runs (the same session once its code is gone, a session without such code).
+
+use crate::batches::q;
+use crate::batchnames::{run, send};
+use crate::binds::RAW;
+use crate::harness::*;
+
+const WINDOW: &str = "SELECT count(*) FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+
+fn db() -> String {
+    let db = crate::binds::setup();
+    admin_sql(pg(), &db, &format!("GRANT TEMPORARY ON DATABASE {db} TO {RAW}"));
+    db
+}
+
+fn refused(r: &Replies, what: &str) {
+    assert!(r.errors.contains("unjudged-write"), "{what} was not refused as unjudged-write: {r:?}");
+    assert!(r.errors.contains("temporary schema holds code"), "{what}: says why: {}", r.errors);
+}
+
+/// X2: a temporary SQL function whose body is the incident's range DELETE, called by a plain
+/// Query (and inside a point DELETE's WHERE); X1's shape with a DELETE: a trigger on the
+/// role's temporary table, fired by an INSERT into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_own_temporary_code_explains_no_change_of_a_protected_table() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(
+        &mut c,
+        "CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE sql \
+         AS $$ DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111 $$",
+    )
+    .await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    refused(&send(&mut c, &[q("SELECT pg_temp.f()")]).await, "the call");
+    let point = "DELETE FROM users WHERE id = 0 AND (SELECT pg_temp.f()) IS NULL";
+    refused(&send(&mut c, &[q(point)]).await, "a point DELETE that calls it");
+    run(
+        &mut c,
+        "CREATE TEMP TABLE st3 (id bigint); \
+         CREATE FUNCTION pg_temp.tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111; RETURN NEW; END $$; \
+         CREATE TRIGGER t AFTER INSERT ON st3 FOR EACH ROW EXECUTE FUNCTION pg_temp.tf()",
+    )
+    .await;
+    refused(&send(&mut c, &[q("INSERT INTO st3 VALUES (1)")]).await, "the trigger");
+    // A domain of the schema whose CHECK calls it: named by a cast, with no call in the text.
+    run(
+        &mut c,
+        "CREATE FUNCTION pg_temp.g(i int) RETURNS bool LANGUAGE sql \
+           AS $$ DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111 RETURNING true $$; \
+         CREATE DOMAIN pg_temp.d AS int CHECK (pg_temp.g(VALUE))",
+    )
+    .await;
+    refused(&send(&mut c, &[q("DELETE FROM users WHERE id = 0 AND 1::d = 1")]).await, "a cast to the domain");
+    assert_eq!(count(&db, WINDOW).await, before, "nothing deleted");
+    // A point DELETE that names none of it runs, in the same session (nineteenth pass FPp).
+    run(&mut c, "DELETE FROM users WHERE id = 1000003").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000001").await, 1);
+    // Its code gone, the same session's point DELETE runs; a session without code is not
+    // affected meanwhile.
+    let mut other = startup(px.port(), RAW, &db).await;
+    run(&mut other, "DELETE FROM users WHERE id = 1000002").await;
+    run(&mut c, "DISCARD TEMP").await;
+    run(&mut c, "DELETE FROM users WHERE id = 1000001").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (1000001, 1000002, 1000003)").await, 0);
+    px.stop().await;
+}
+
+/// X1: with `forbid = ["explicit_id"]`, a temporary trigger that inserts hand-picked ids into
+/// `users` is refused; a signup beside it, in a session without such code, mints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_picked_ids_inserted_by_the_sessions_own_trigger_are_refused() {
+    let text = "[[table]]\nname = \"public.users\"\nprotected_columns = [\"id\"]\nforbid = [\"explicit_id\"]\nmax_delete_rows = 10\n";
+    let policy = blastwall::policy::file::compile(&[(std::path::Path::new("ids.toml"), text)]).unwrap();
+    let db = db();
+    let px = proxy_with(base_config(), policy).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(
+        &mut c,
+        "CREATE TEMP TABLE st3 (id bigint); \
+         CREATE FUNCTION pg_temp.tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           INSERT INTO public.users (id, auth_source, email) \
+           SELECT -g, 'oauth', 'hand-minted' FROM generate_series(91111121, 91111130) g; RETURN NEW; END $$; \
+         CREATE TRIGGER t AFTER INSERT ON st3 FOR EACH ROW EXECUTE FUNCTION pg_temp.tf()",
+    )
+    .await;
+    let r = send(&mut c, &[q("INSERT INTO st3 VALUES (1)")]).await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'hand-minted'").await, 0);
+    let mut other = startup(px.port(), RAW, &db).await;
+    run(&mut other, "INSERT INTO users (auth_source, email) VALUES ('oauth', 'minted@x')").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'minted@x' AND id = -91111121").await, 1);
+    px.stop().await;
+}
