@@ -232,13 +232,13 @@ impl Guard {
 /// session assumed its answer) or the catalog could not be read.
 /// Also returns the names newly asked, with when.
 fn verify_beside(
-    beside: Vec<String>,
+    beside: Vec<(String, bool)>,
     catalog: &crate::catalog::Catalog,
     info: &SessionInfo,
     questions: &mut Vec<crate::catalog::Question>,
 ) -> (Vec<String>, Vec<(String, std::time::Instant)>) {
     let (mut unverified, mut to_ask) = (Vec::new(), Vec::new());
-    for name in beside {
+    for (name, route) in beside {
         // Asked for this judgement (a list a judgement that never ended left is not).
         let recent = |at: &std::time::Instant| at.elapsed() < std::time::Duration::from_secs(10);
         let asked = info.names.runs_asked.iter().find(|(n, at)| *n == name && recent(at)).map(|(_, at)| *at);
@@ -246,6 +246,8 @@ fn verify_beside(
         match answered {
             Some(true) => {}
             Some(false) => unverified.push(name),
+            // The write's own way to the table, as the session's answer (standing in) says.
+            None if info.names.assumed.assumes_indirect(&name) && route => {}
             None if info.names.assumed.assumes_indirect(&name) => unverified.push(name),
             None => {
                 if asked.is_none() {

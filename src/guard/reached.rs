@@ -214,42 +214,58 @@ pub(super) fn reached(
 /// told from what the judged write changed (seventeenth pass M5, V1, V2, V4: in `WITH x AS
 /// (UPDATE users … WHERE id = 0) DELETE FROM st`, `st`'s rule deleted ten real users). The
 /// judgement asks the catalog about their rules now, or takes the count as unexplained
-/// (`policy::counts`) where it cannot ask.
+/// (`policy::counts`) where it cannot ask — except a view that is the write's own way to the
+/// table, resolved by the session's answer (which says its rules: one that takes the write
+/// over is refused as `opaque`), in the middle of a batch, where that answer stands in for
+/// the view as it does for the name (fifteenth pass FP1: an ORM's pipelined point UPDATE
+/// through a view over `users`). Each name comes with whether it is only such a way.
 pub(super) fn beside(
     statements: &[Statement],
     reach: &dyn Fn(usize, &Write) -> Option<Reach>,
     policy: &Policy,
-) -> Vec<String> {
+) -> Vec<(String, bool)> {
     if !policy.tables.iter().any(|t| t.judges_text()) {
         return Vec::new();
     }
     let text_ruled =
         |target: &crate::analyze::RelName| policy.tables.iter().any(|t| t.judges_text() && t.matches(target));
     let mut explains = false;
-    let mut others: Vec<String> = Vec::new();
+    let mut others: Vec<(String, bool)> = Vec::new();
     for (i, st) in statements.iter().enumerate() {
         for w in st.writes.iter().filter(|w| w.op.is_row_write() || matches!(w.op, Op::Upsert { .. })) {
             let Some(target) = w.target.as_ref() else { continue };
-            explains |= match reach(i, w) {
-                Some(r) => r.tables.iter().any(|(t, _)| policy.tables.get(*t).is_some_and(|t| t.judges_text())),
+            let r = reach(i, w);
+            let text = |t: &usize| policy.tables.get(*t).is_some_and(|t| t.judges_text());
+            explains |= match &r {
+                Some(r) => r.tables.iter().any(|(t, _)| text(t)),
                 None => text_ruled(target),
             };
+            let route = r.is_some_and(|r| {
+                r.unresolved.is_none() && r.taken_over.is_none() && r.tables.iter().any(|(t, v)| v.is_some() && text(t))
+            });
             if !text_ruled(target) {
-                others.push(target.name.clone());
+                others.push((target.name.clone(), route));
             }
         }
         // An INSERT into such a table explains rows inserted there (eighteenth pass E2: a
         // signup in a WITH beside a table whose rule inserts hand-picked ids).
         let inserts = super::need::inserts_in(st);
         explains |= inserts.iter().any(|i| text_ruled(&i.target));
-        others.extend(inserts.iter().filter(|i| !text_ruled(&i.target)).map(|i| i.target.name.clone()));
+        others.extend(inserts.iter().filter(|i| !text_ruled(&i.target)).map(|i| (i.target.name.clone(), false)));
     }
     if !explains {
         return Vec::new();
     }
+    // A name that is another write's relation beside, anywhere in the message, is not only a way.
     others.sort();
-    others.dedup();
-    others
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for (name, route) in others {
+        match out.last_mut() {
+            Some((n, r)) if *n == name => *r &= route,
+            _ => out.push((name, route)),
+        }
+    }
+    out
 }
 
 /// The policy tables with text rules that a write names while blastwall has no answer about

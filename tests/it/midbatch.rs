@@ -399,3 +399,36 @@ async fn a_flush_after_a_pipelines_sync_opens_no_batch() {
     assert_eq!(count(&db, users).await, before + 5);
     px.stop().await;
 }
+
+/// Fifteenth pass FP1: a point UPDATE through an ordinary view over `users` (a DBA's, no rules)
+/// in the middle of a pipeline, after the session had the view resolved: the session's answer
+/// about the view stands in for its rules as it does for its name, so the write runs. A range
+/// through the view is still refused there, and so is a write beside a relation whose rules
+/// were not asked (seventeenth pass V1's shape).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_point_update_through_a_view_over_users_runs() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE VIEW active_users AS SELECT id, email, plan FROM users WHERE auth_source <> 'test'; \
+             GRANT SELECT, UPDATE ON active_users TO {RAW}; \
+             CREATE TABLE staging (id bigint); GRANT SELECT, INSERT, UPDATE, DELETE ON staging TO {RAW}"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "UPDATE active_users SET plan = 'pro' WHERE id = 1000011").await;
+    let update = "UPDATE active_users SET plan = $1 WHERE id = $2";
+    let pipeline = [pbe("SELECT 1"), p("", update), b("", "", &["premium", "1000010"]), e("", 0), sync()];
+    ran(&send(&mut c, &pipeline).await, "the pipelined point UPDATE through the view");
+    let plan = "SELECT count(*) FROM users WHERE id = 1000010 AND plan = 'premium'";
+    assert_eq!(count(&db, plan).await, 1);
+    let range = "UPDATE active_users SET plan = 'x' WHERE id BETWEEN -91111120 AND -91111111";
+    refused(&mid_batch(&mut c, range).await, "a range through the view");
+    let beside = "WITH s AS (DELETE FROM staging WHERE id = 1) UPDATE active_users SET plan = 'y' WHERE id = 1000012";
+    refused(&mid_batch(&mut c, beside).await, "a write through the view beside another relation");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE plan IN ('x', 'y')").await, 0);
+    px.stop().await;
+}
