@@ -1,5 +1,7 @@
 """psycopg through blastwall: executemany with and without returning, pipeline mode with a
-fetch inside it, a transaction, notices from a cascade's triggers."""
+fetch inside it, a transaction, notices from a cascade's triggers, and a COPY then a pipeline
+then a counted statement without parameters (a simple Query behind the pipeline's Sync and
+Flush: nineteenth pass FPk)."""
 import sys
 
 import psycopg
@@ -25,5 +27,13 @@ with psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), user="trust_user",
         cur.execute("DELETE FROM parent WHERE id = %s", (14,))
         out.append(str(cur.rowcount))
     cur.execute("SELECT sum(v) FROM parent")
+    out.append(str(cur.fetchone()))
+    with cur.copy("COPY parent (id, v) FROM STDIN") as cp:
+        cp.write_row((1001, 5))
+    with c.pipeline():
+        cur.execute("SELECT 1")
+        cur.execute("UPDATE parent SET v = v + %s WHERE id = %s", (1, 1001))
+    cur.execute("UPDATE parent SET v = v + 1 WHERE id = 1001")
+    cur.execute("SELECT v FROM parent WHERE id = 1001")
     out.append(str(cur.fetchone()))
 print("\n".join(out))
