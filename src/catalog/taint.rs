@@ -104,6 +104,10 @@ impl Taint {
     /// its objects call) and `text` may run it without a call of its own: it names a relation or
     /// type of the schema, or `pg_temp`. Not known: yes, when the schema holds code.
     pub fn may_write_through(&self, text: &str) -> bool {
+        if self.unsure_with_functions() {
+            // Its objects may have changed since that answer: any name may be one.
+            return true;
+        }
         if !matches!(self.state, State::Tainted(_)) {
             return false;
         }
@@ -122,7 +126,16 @@ impl Taint {
     /// Whether the schema holds a user function (that may write tables) and the last answer
     /// knew it; not known: yes, when it holds code.
     pub fn holds_functions(&self) -> bool {
-        matches!(self.state, State::Tainted(_)) && self.own.as_ref().is_none_or(|o| o.functions)
+        (matches!(self.state, State::Tainted(_)) && self.own.as_ref().is_none_or(|o| o.functions))
+            || self.unsure_with_functions()
+    }
+
+    /// Not known now (a message since may have changed the schema; asked again, or assumed
+    /// where it cannot be: the middle of a batch), and the last answer found user functions:
+    /// they may still be there (nineteenth pass T1b: a temporary function's body made a rule
+    /// into `users`, fired in the middle of the batch behind the call).
+    fn unsure_with_functions(&self) -> bool {
+        matches!(self.state, State::Assumed | State::Unknown) && self.own.as_ref().is_some_and(|o| o.functions)
     }
 
     /// What holds the code, for a refusal's words.
@@ -175,6 +188,7 @@ impl Taint {
     pub fn transaction_ended(&mut self) {
         if self.pooled && self.state != State::Unknown {
             self.state = State::Unasked;
+            self.own = None;
         }
     }
 
@@ -400,6 +414,16 @@ mod tests {
         assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"), "not known");
         t.learn(Some(&[]), false);
         assert!(!t.holds_functions() && !t.may_write_through("SELECT pg_temp.f()"));
+        // Functions known, then a message that may change the schema: until asked again (or
+        // assumed where it cannot be), every text may write through them.
+        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f"), row("st3", "n")]), false);
+        t.may_change();
+        assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"));
+        t.assume();
+        assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"));
+        t.learn(Some(&[]), false);
+        t.may_change();
+        assert!(!t.holds_functions(), "no functions at the last answer");
     }
 
     #[test]

@@ -370,7 +370,15 @@ impl Guard {
                 && self.calls_matter.load(Ordering::Acquire)
                 && !info.taint.runs_code()
                 && statements.iter().any(|s| taint::reaches_caller(s, &self.catalog, info));
-            taint::after_judging(&statements, info, ddl || reached);
+            // What may run the session's own user functions may make temporary objects, named
+            // or not (nineteenth pass T1b: a temporary table's trigger made a temporary `users`
+            // with a rule): the schema is asked again before the next judgement, or taken as
+            // unknown where it cannot be (`reached`).
+            let own = info.taint.holds_functions()
+                && statements
+                    .iter()
+                    .any(|s| s.calls_functions || !s.opaque.is_empty() || info.taint.may_write_through(&s.text));
+            taint::after_judging(&statements, info, ddl || reached || own);
         }
         if ddl && goes_through {
             self.names_may_change(info, crate::names::changes_identities(&run));

@@ -103,3 +103,55 @@ async fn hand_picked_ids_inserted_by_the_sessions_own_trigger_are_refused() {
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'minted@x' AND id = -91111121").await, 1);
     px.stop().await;
 }
+
+/// A temporary function whose body makes a temporary `users` (holding the row a point DELETE
+/// names) with an INSTEAD rule that range-deletes the real users.
+const MK: &str = "CREATE FUNCTION pg_temp.mk() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+    EXECUTE 'CREATE TEMP TABLE us' || 'ers AS SELECT * FROM public.users WHERE id = -91111105'; \
+    EXECUTE 'CREATE RULE r AS ON DELETE TO pg_temp.us' || 'ers DO INSTEAD ' \
+      || 'DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111'; \
+    RETURN 1; END $$";
+
+/// Nineteenth pass T1b: the role's temporary function makes, in its body (dynamic SQL
+/// blastwall never sees), a temporary `users` with an INSTEAD rule that range-deletes the real
+/// users. A point DELETE of `users` in a pipeline behind the call, or behind a `BEGIN` after
+/// the call was answered, is refused: the schema cannot be asked there, and held user
+/// functions at its last answer. A session whose schema held none pipelines the same DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_made_by_the_sessions_function_in_a_pipeline_explains_nothing() {
+    use crate::batches::{b, e, p, pbe, sync};
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, MK).await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    let delete = [p("", "DELETE FROM users WHERE id = $1"), b("", "", &["-91111105"]), e("", 0)].concat();
+    // In one batch: the call is an earlier statement that may redirect the name.
+    let r = send(&mut c, &[pbe("SELECT pg_temp.mk()"), delete.clone(), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    // The call answered, then a batch whose first statement runs no code (nothing asked):
+    // the schema held user functions at its last answer.
+    run(&mut c, "SELECT pg_temp.mk()").await;
+    let r = send(&mut c, &[pbe("BEGIN"), delete.clone(), pbe("COMMIT"), sync()]).await;
+    assert!(r.errors.contains("temporary schema holds code"), "{r:?}");
+    run(&mut c, "ROLLBACK").await;
+    // The function run by a trigger of the session's temporary table, written first in the
+    // batch: the schema cannot be asked behind it.
+    run(&mut c, "DISCARD TEMP").await;
+    run(
+        &mut c,
+        &MK.replace("pg_temp.mk() RETURNS int", "pg_temp.mk() RETURNS trigger").replace("RETURN 1", "RETURN NEW"),
+    )
+    .await;
+    run(&mut c, "CREATE TEMP TABLE st3 (id bigint); CREATE TRIGGER t AFTER INSERT ON st3 FOR EACH ROW EXECUTE FUNCTION pg_temp.mk()").await;
+    let r = send(&mut c, &[pbe("INSERT INTO st3 VALUES (1)"), delete.clone(), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(count(&db, WINDOW).await, before, "nothing deleted");
+    assert_eq!(count(&db, WINDOW).await, before, "nothing deleted");
+    let mut other = startup(px.port(), RAW, &db).await;
+    let r = send(&mut other, &[pbe("SELECT 1"), delete, sync()]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
+    px.stop().await;
+}
