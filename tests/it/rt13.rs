@@ -260,18 +260,26 @@ async fn rules_reached_through_keys_chains_and_views_are_refused() {
     assert_eq!(count(&db, "SELECT count(*) FROM teams").await, 1);
 }
 
-/// Fifteenth pass FP2: a disabled rule into `users` fires nothing; the write runs.
+/// Fifteenth pass FP2: a disabled rule into `users`, or one enabled for replication only
+/// (which fires only under `session_replication_role = replica`, a superuser's setting), fires
+/// nothing; the write runs. Enabled always, it is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_rule_into_users_leaves_its_table_writable() {
-    let db = staging_db(&format!(
-        "CREATE RULE purge AS ON DELETE TO staging DO ALSO DELETE FROM users WHERE {WINDOW}; \
-         ALTER TABLE staging DISABLE RULE purge"
-    ));
-    let px = proxy_with(base_config(), shipped_policy()).await;
-    let mut c = startup(px.port(), RAW, &db).await;
-    run(&mut c, "DELETE FROM staging WHERE id < 0").await;
-    assert_eq!(count(&db, "SELECT count(*) FROM staging").await, 0);
-    assert_eq!(window(&db, "public.users").await, 10);
+    for (how, runs) in
+        [("DISABLE RULE purge", true), ("ENABLE REPLICA RULE purge", true), ("ENABLE ALWAYS RULE purge", false)]
+    {
+        let db = staging_db(&format!(
+            "CREATE RULE purge AS ON DELETE TO staging DO ALSO DELETE FROM users WHERE {WINDOW}; \
+             ALTER TABLE staging {how}"
+        ));
+        let px = proxy_with(base_config(), shipped_policy()).await;
+        let mut c = startup(px.port(), RAW, &db).await;
+        let r = send(&mut c, &[q("DELETE FROM staging WHERE id < 0")]).await;
+        assert_eq!(r.codes.is_empty(), runs, "{how}: {r:?}");
+        assert_eq!(count(&db, "SELECT count(*) FROM staging").await, if runs { 0 } else { 10 }, "{how}");
+        assert_eq!(window(&db, "public.users").await, 10, "{how}");
+        px.stop().await;
+    }
 }
 
 /// Sixteenth pass FPb: a logging rule on `subscriptions` (on UPDATE and INSERT) that reads
