@@ -104,11 +104,9 @@ impl Taint {
     /// its objects call) and `text` may run it without a call of its own: it names a relation or
     /// type of the schema, or `pg_temp`. Not known: yes, when the schema holds code.
     pub fn may_write_through(&self, text: &str) -> bool {
-        if self.unsure_with_functions() {
-            // Its objects may have changed since that answer: any name may be one.
-            return true;
-        }
-        if !matches!(self.state, State::Tainted(_)) {
+        // Not known now: the objects of the last answer, and those the session's messages made
+        // since (any name after code of its own ran: `ran_own_code`).
+        if !matches!(self.state, State::Tainted(_)) && !self.unsure_with_functions() {
             return false;
         }
         let Some(own) = &self.own else { return true };
@@ -153,6 +151,33 @@ impl Taint {
     pub fn may_change(&mut self) {
         self.state = State::Unknown;
         self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// A message that makes code (a function, rule, trigger, …: `Statement::makes_code`) goes
+    /// to the server: as [`Taint::may_change`], and until asked again the schema is taken to
+    /// hold user functions, under any name (nineteenth pass N5: a temporary function made and
+    /// called in one pipeline).
+    pub fn may_make_code(&mut self, on: &[String]) {
+        self.may_change();
+        let mut names = match self.own.take() {
+            Some(Own { names: Some(n), .. }) => n,
+            Some(Own { names: None, .. }) => return self.own = Some(Own { functions: true, names: None }),
+            None => Vec::new(),
+        };
+        names.extend(on.iter().map(|n| n.to_lowercase()));
+        names.sort();
+        names.dedup();
+        self.own = Some(Own { functions: true, names: Some(names) });
+    }
+
+    /// A message that may run the session's own code (a call, a relation whose writes run
+    /// code, a `DO` block) goes to the server: as [`Taint::may_change`], and until asked
+    /// again, what that code made may be called anything.
+    pub fn ran_own_code(&mut self) {
+        self.may_change();
+        if let Some(own) = &mut self.own {
+            own.names = None;
+        }
     }
 
     /// How many messages that may change the schema were judged so far.
@@ -285,15 +310,15 @@ pub fn query() -> String {
     let oid = |f: &str| format!("'pg_catalog.{f}'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text");
     let cat = |parts: &[&str]| format!("({})", parts.join(" OPERATOR(pg_catalog.||) "));
     let seqs = cat(&[
-        &oid("nextval(regclass)"),
+        &oid("nextval(pg_catalog.regclass)"),
         "'|'",
-        &oid("setval(regclass,bigint)"),
+        &oid("setval(pg_catalog.regclass,pg_catalog.int8)"),
         "'|'",
-        &oid("setval(regclass,bigint,boolean)"),
+        &oid("setval(pg_catalog.regclass,pg_catalog.int8,pg_catalog.bool)"),
     ]);
     let moves = cat(&["':funcid ('", &seqs, "') '"]);
     let constant = cat(&["':funcid ('", &seqs, "') [^{}]*:args [(][{]CONST :consttype 2205 '"]);
-    let set_config = cat(&["':funcid '", &oid("set_config(text,text,boolean)"), "' '"]);
+    let set_config = cat(&["':funcid '", &oid("set_config(pg_catalog.text,pg_catalog.text,pg_catalog.bool)"), "' '"]);
     let chr = "::pg_catalog.\"char\"";
     // Named on every row, not once in a CTE: the planner then estimates a few rows (a
     // temporary object's OID is past the system's), which keeps the query's estimated cost
@@ -418,12 +443,20 @@ mod tests {
         // assumed where it cannot be), every text may write through them.
         t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f"), row("st3", "n")]), false);
         t.may_change();
+        assert!(t.holds_functions() && t.may_write_through("INSERT INTO st3 VALUES (1)"));
+        assert!(!t.may_write_through("DELETE FROM users WHERE id = 5"));
+        t.ran_own_code();
         assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"));
         t.assume();
         assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"));
         t.learn(Some(&[]), false);
         t.may_change();
         assert!(!t.holds_functions(), "no functions at the last answer");
+        // Code made since: a trigger's table is named by what runs it.
+        t.may_make_code(&["Staging".to_string()]);
+        assert!(t.holds_functions() && t.may_write_through("UPDATE staging SET x = 1"));
+        assert!(!t.may_write_through("UPDATE users SET plan = 'pro' WHERE id = 5"));
+        assert!(t.may_write_through("SELECT pg_temp.f()"));
     }
 
     #[test]

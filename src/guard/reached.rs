@@ -81,7 +81,10 @@ pub(super) fn reached(
     // a name of the schema's relations or types — makes every text-ruled table taken as
     // changed by it (below).
     let mut own_ran = false;
-    let own_tables = own.is_some();
+    // Code made by the message itself (a function, a rule, `DO`: nineteenth pass N5) is
+    // the session's own too, whatever the last answer about its schema said.
+    let made_here = statements.iter().any(|s| s.makes_code);
+    let own_tables = own.is_some() || made_here;
     for (i, st) in statements.iter().enumerate() {
         if calls_code(st) || !st.opaque.is_empty() {
             if !own_tables {
@@ -181,7 +184,11 @@ pub(super) fn reached(
     // trigger or rule of its temporary tables, a domain's check), and what it changed in a
     // text-ruled table cannot be told from the judged writes' rows (eighteenth pass X2: a
     // temporary function's body deleted the incident's ten users, within the row limit).
-    if let Some(objects) = own.filter(|_| own_ran).map(|t| t.what()) {
+    let objects = match own {
+        Some(t) => t.what(),
+        None => "code this message makes".to_string(),
+    };
+    if let Some(objects) = own_ran.then_some(objects) {
         for t in policy.tables.iter().filter(|t| t.judges_text()) {
             let i = match tables.iter().position(|r| r.schema == t.schema && r.name == t.name) {
                 Some(i) => i,

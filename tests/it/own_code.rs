@@ -155,3 +155,56 @@ async fn a_rule_made_by_the_sessions_function_in_a_pipeline_explains_nothing() {
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
     px.stop().await;
 }
+
+/// Twentieth pass N5: the code is made and run in one message — a temporary function made and
+/// called in one Query or one pipeline, a default of a temporary table made there, a rule made
+/// there with any call beside it (a DBA's harmless function as the decoy, no temporary
+/// function at all), an id moved by such a function. Each is refused; nothing changed. A
+/// message that makes a temporary table and writes `users` by a point UPDATE still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_made_and_run_in_one_message_explains_nothing() {
+    use crate::batches::{pbe, sync};
+    let db = db();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE FUNCTION public.app_version() RETURNS text LANGUAGE sql AS $$ SELECT '1.0' $$; \
+             GRANT EXECUTE ON FUNCTION public.app_version() TO {RAW}"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+    let f = format!("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ {range}; SELECT 1 $$");
+    let queries = [
+        format!("{f}; SELECT pg_temp.f()"),
+        format!("{f}; CREATE TEMP TABLE td (a int DEFAULT pg_temp.f(), b int); INSERT INTO td (b) VALUES (1)"),
+        format!(
+            "CREATE TEMP TABLE st (id int); CREATE RULE r AS ON INSERT TO st DO ALSO {range}; \
+             INSERT INTO st VALUES (1); SELECT app_version()"
+        ),
+        "CREATE FUNCTION pg_temp.mv() RETURNS int LANGUAGE sql AS $$ \
+           DELETE FROM public.subscriptions WHERE user_id = -91111111; \
+           DELETE FROM public.chat_sessions WHERE user_id = -91111111; \
+           UPDATE public.users SET id = -91111150 WHERE id = -91111111; SELECT 1 $$; SELECT pg_temp.mv()"
+            .to_string(),
+    ];
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    for sql in &queries {
+        let mut c = startup(px.port(), RAW, &db).await;
+        let r = send(&mut c, &[q(sql)]).await;
+        assert!(r.errors.contains("blastwall: refused"), "{sql}: {r:?}");
+        assert_eq!(count(&db, WINDOW).await, before, "{sql}");
+    }
+    // The same in a pipeline: the function made, then called, before one Sync.
+    let mut c = startup(px.port(), RAW, &db).await;
+    let r = send(&mut c, &[pbe(&f), pbe("SELECT pg_temp.f()"), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(count(&db, WINDOW).await, before, "the pipeline");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111150").await, 0);
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP TABLE scratch (id int); UPDATE users SET plan = 'pro' WHERE id = 1000001").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000001 AND plan = 'pro'").await, 1);
+    px.stop().await;
+}
