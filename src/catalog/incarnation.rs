@@ -38,6 +38,18 @@ impl Catalog {
         true
     }
 
+    /// `ALTER DATABASE old RENAME TO new` relayed (or `DROP DATABASE name`, as `name` to
+    /// `name`): each name now stands for another database (or none), so what was known under
+    /// either goes — the mark of a database created through blastwall too, which would let
+    /// the one renamed into its name be dropped (twentieth pass N6: a new database renamed
+    /// away, the real one renamed into its name, then dropped).
+    pub fn renamed_database(&self, old: &str, new: &str) {
+        for name in [old, new] {
+            self.forget_database(name);
+            self.incarnations.remove(name);
+        }
+    }
+
     /// The OID `database` had when last seen, if any.
     pub fn incarnation(&self, database: &str) -> Option<u32> {
         self.incarnations.get(database).map(|o| *o)

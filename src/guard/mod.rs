@@ -390,6 +390,14 @@ impl Guard {
             for name in statements.iter().filter_map(|s| created_database(&s.text)) {
                 self.catalog.created_database(&name);
             }
+            for (old, new) in statements.iter().filter_map(|s| renamed_database(&s.text)) {
+                self.catalog.renamed_database(&old, &new);
+            }
+            let dropped =
+                statements.iter().flat_map(|s| &s.writes).filter(|w| matches!(w.op, analyze::Op::DropDatabase));
+            for name in dropped.filter_map(|w| w.target.as_ref()) {
+                self.catalog.renamed_database(&name.name, &name.name);
+            }
         }
         (verdict, facts)
     }
@@ -439,6 +447,21 @@ pub fn refusal(
             statement,
         }],
         reached: None,
+    }
+}
+
+/// The database an `ALTER DATABASE … RENAME TO …` renames, and its new name.
+fn renamed_database(text: &str) -> Option<(String, String)> {
+    let head = text.trim_start().get(..5)?;
+    if !head.eq_ignore_ascii_case("alter") || !text.to_ascii_lowercase().contains("database") {
+        return None;
+    }
+    let parsed = analyze::budget::parse(text, 0).ok()?;
+    match parsed.protobuf.stmts.first()?.stmt.as_ref()?.node.as_ref()? {
+        pg_query::NodeEnum::RenameStmt(r) if r.rename_type() == pg_query::protobuf::ObjectType::ObjectDatabase => {
+            Some((r.subname.clone(), r.newname.clone()))
+        }
+        _ => None,
     }
 }
 

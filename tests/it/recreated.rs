@@ -99,3 +99,40 @@ async fn point_writes_run_at_once_in_the_incidents_database_made_again() {
     assert_eq!(count(&db, window).await, before);
     p.stop().await;
 }
+
+/// Twentieth pass N6: a superuser swaps databases through blastwall — a new database renamed
+/// away, the incident's renamed into the new one's name, then dropped by that name; or a name
+/// created and dropped through blastwall, then given to the incident's database. The mark of a
+/// database created through blastwall no longer follows the name: each drop is refused, and
+/// the incident's database is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_renamed_into_a_created_ones_name_is_not_dropped() {
+    let db = incident_db();
+    let p = proxy_with(base_config(), shipped_policy()).await;
+    let app = connect(p.port(), "app", APP_PW, &db).await;
+    app.simple_query("SELECT count(*) FROM users").await.unwrap();
+    drop(app);
+    let dba = connect(p.port(), "postgres", SUPERUSER_PW, "postgres").await;
+    let (new, tmp) = (format!("{db}_new"), format!("{db}_tmp"));
+    for sql in [
+        format!("CREATE DATABASE {new}"),
+        format!("ALTER DATABASE {new} RENAME TO {tmp}"),
+        format!("ALTER DATABASE {db} RENAME TO {new}"),
+        format!("ALTER DATABASE {tmp} RENAME TO {db}"),
+    ] {
+        dba.simple_query(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let e = dba.simple_query(&format!("DROP DATABASE {new}")).await.unwrap_err();
+    assert!(message(e).contains("blastwall: refused"));
+    let users = count(&new, "SELECT count(*) FROM users").await;
+    assert!(users > 0, "the incident's database, now {new}, holds its users");
+    // A name created and dropped through blastwall, then given to the incident's database.
+    let reused = format!("{db}_reused");
+    dba.simple_query(&format!("CREATE DATABASE {reused}")).await.unwrap();
+    dba.simple_query(&format!("DROP DATABASE {reused}")).await.unwrap();
+    dba.simple_query(&format!("ALTER DATABASE {new} RENAME TO {reused}")).await.unwrap();
+    let e = dba.simple_query(&format!("DROP DATABASE {reused}")).await.unwrap_err();
+    assert!(message(e).contains("blastwall: refused"));
+    assert_eq!(count(&reused, "SELECT count(*) FROM users").await, users);
+    p.stop().await;
+}
