@@ -149,7 +149,8 @@ pub fn sql(
            tree.root, tree.rel, (SELECT c.relfilenode FROM pg_catalog.pg_class c WHERE c.oid {EQ} tree.rel) FROM tree) \
            z(k, root, rel, f) WHERE z.f IS NOT NULL"), false),
         (format!("SELECT r.k, r.oid{text}, pg_catalog.concat('column ', a.attnum{text}), \
-           pg_catalog.concat_ws(' ', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attidentity, a.attgenerated) \
+           pg_catalog.concat(pg_catalog.concat_ws(' ', a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+             a.attidentity, a.attgenerated), pg_catalog.chr(31), a.atttypid, ' ', a.atttypmod) \
            FROM r, pg_catalog.pg_attribute a WHERE a.attrelid {EQ} r.oid AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 \
            AND NOT a.attisdropped"), true),
         (format!("SELECT r.k, r.oid{text}, pg_catalog.concat('default ', a.attnum{text}), \
@@ -179,11 +180,14 @@ pub fn sql(
     // Only where they fire after the count (`deferred_findings`). A deferrable foreign key's
     // triggers are internal, and run no user code — except where the session attached code to
     // its own temporary tables (the check's query is planned over them: `catalog::taint`).
+    // Another session's temporary tables fire nothing in this one (twentieth pass N3: one
+    // session's temporary constraint trigger refused every session's writes in a block).
     let deferrable = format!(
         "SELECT ''{text}, '0'{text}, 'deferrable triggers'{text}, pg_catalog.count(*){text} \
-         FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable AND (NOT g.tgisinternal \
-           OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid {EQ} g.tgrelid \
-             AND c.relnamespace {EQ} pg_catalog.pg_my_temp_schema()))"
+         FROM pg_catalog.pg_trigger g WHERE g.tgdeferrable \
+           AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid {EQ} g.tgrelid \
+             AND (c.relnamespace {EQ} pg_catalog.pg_my_temp_schema() \
+               OR (NOT g.tgisinternal AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\")))"
     );
     if deferred {
         selected.push(&deferrable);
@@ -307,13 +311,14 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
             (i, None) if i.starts_with("file ") => {
                 out.push(change(Kind::Rewritten, format!("a child or partition (OID {}) {CHILD_GONE}", &i[5..])))
             }
-            (i, now) if i.starts_with("column ") && now != Some(was) => out.push(change(
-                Kind::Column,
-                match now {
-                    None => format!("column {} was dropped", first_word(was)),
-                    Some(now) => format!("column {was} is now {now}"),
-                },
-            )),
+            (i, now) if i.starts_with("column ") && now.map(|n| column_parts(n).1) != Some(column_parts(was).1) => out
+                .push(change(
+                    Kind::Column,
+                    match now {
+                        None => format!("column {} was dropped", first_word(was)),
+                        Some(now) => format!("column {} is now {}", column_parts(was).0, column_parts(now).0),
+                    },
+                )),
             // `p name tree\x1fexpr` (a protected column's, by its name before) or `- name …`:
             // the expression's stored tree compared without its locations — by the OIDs it
             // names, not by its text, which reads differently under another `search_path` or
@@ -356,6 +361,21 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
     out.dedup();
     super::content::judge(before, after, &mut out);
     out
+}
+
+/// A column's snapshot value as shown (`name type identity generated`, the type as this
+/// session prints it) and as compared: its name, identity, generation and its type by OID and
+/// modifier — a temporary type called `text` makes `text` print as `pg_catalog.text` without
+/// changing any column (twentieth pass FPv).
+fn column_parts(v: &str) -> (&str, String) {
+    match v.split_once('\u{1f}') {
+        Some((shown, typ)) => {
+            let mut p = shown.rsplitn(3, ' ');
+            let (generated, identity) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
+            (shown, format!("{} {identity} {generated} {typ}", first_word(shown)))
+        }
+        None => (v, v.to_string()),
+    }
 }
 
 pub(super) fn first_word(s: &str) -> &str {
@@ -448,6 +468,18 @@ mod tests {
 
     fn snap(items: &[(&str, &str, &str, &str)]) -> Identity {
         items.iter().map(|(a, b, c, d)| ((a.to_string(), b.to_string(), c.to_string()), d.to_string())).collect()
+    }
+
+    /// Twentieth pass FPv: a column's type is compared by OID, not by how it prints.
+    #[test]
+    fn a_columns_type_is_compared_by_its_oid() {
+        let at = |shown: &str, typ: &str| snap(&[("public.users", "10", "column 4", &format!("{shown}\u{1f}{typ}"))]);
+        let before = at("email text  ", "25 -1");
+        assert!(changes(&before, &at("email pg_catalog.text  ", "25 -1"), 0).is_empty());
+        let c = changes(&before, &at("email character varying(320)  ", "1043 324"), 0);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].what, "column email text   is now email character varying(320)  ");
+        assert_eq!(changes(&before, &at("mail text  ", "25 -1"), 0).len(), 1, "renamed");
     }
 
     /// Nineteenth pass FPt: a default that names the same objects is the same default, however

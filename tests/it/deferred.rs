@@ -59,3 +59,31 @@ async fn a_deferred_foreign_key_of_a_tainted_session_keeps_nothing_uncounted() {
         assert!(r.errors.contains("blastwall: refused"), "({case}) {r:?}");
     }
 }
+
+/// Twentieth pass N3: one session's temporary deferrable constraint trigger fires nothing in
+/// another session, whose point writes of `users` inside its transaction block run (before,
+/// every session's were refused while the first stayed connected). The first session's own
+/// write in a block is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sessions_temporary_deferrable_trigger_refuses_nothing_here() {
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut a = startup(px.port(), RAW, &db).await;
+    run(
+        &mut a,
+        "CREATE TEMP TABLE tq (id int); \
+         CREATE FUNCTION pg_temp.tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER ct AFTER INSERT ON tq DEFERRABLE INITIALLY DEFERRED \
+           FOR EACH ROW EXECUTE FUNCTION pg_temp.tf()",
+    )
+    .await;
+    let mut b = startup(px.port(), RAW, &db).await;
+    let r = send(&mut b, &[q("BEGIN; UPDATE users SET plan = 'pro' WHERE id = 1000001; COMMIT")]).await;
+    assert!(r.codes.is_empty(), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000001 AND plan = 'pro'").await, 1);
+    let r = send(&mut a, &[q("BEGIN; UPDATE users SET plan = 'pro' WHERE id = 1000002; COMMIT")]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    let _ = send(&mut a, &[q("ROLLBACK")]).await;
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000002 AND plan = 'pro'").await, 0);
+    px.stop().await;
+}
