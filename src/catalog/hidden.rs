@@ -456,10 +456,10 @@ fn builtin_callers() -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let oid = |f: &str| format!("'pg_catalog.{f}'::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.text");
     let (set_config, nextval, setval, setval3) = (
-        oid("set_config(text,text,boolean)"),
-        oid("nextval(regclass)"),
-        oid("setval(regclass,bigint)"),
-        oid("setval(regclass,bigint,boolean)"),
+        oid("set_config(pg_catalog.text,pg_catalog.text,pg_catalog.bool)"),
+        oid("nextval(pg_catalog.regclass)"),
+        oid("setval(pg_catalog.regclass,pg_catalog.int8)"),
+        oid("setval(pg_catalog.regclass,pg_catalog.int8,pg_catalog.bool)"),
     );
     format!(
         "b(set_config, moves, constant) AS (SELECT ':funcid ' OPERATOR(pg_catalog.||) {set_config} OPERATOR(pg_catalog.||) ' ', \

@@ -353,3 +353,30 @@ async fn a_temporary_sequence_named_like_the_protected_one_is_no_change_of_its_d
     assert_eq!(count(&db, "SELECT last_value FROM public.web_user_id_seq").await, 91111121);
     px.stop().await;
 }
+
+/// Twentieth pass FPv: a temporary type or domain called `text` changes how `text` prints on
+/// the session (`pg_catalog.text`), not any column: made through blastwall, each runs, and the
+/// session's point writes of `users` run after it (before, blastwall's own catalog questions
+/// named `text` unqualified and failed, and every later statement was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_type_called_text_changes_nothing_blastwall_reads() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    for make in ["CREATE DOMAIN pg_temp.text AS pg_catalog.text", "CREATE TYPE pg_temp.text AS (a int)"] {
+        let mut c = startup(px.port(), RAW, &db).await;
+        let r = send(&mut c, &[q(make)]).await;
+        assert!(r.codes.is_empty(), "{make}: {r:?}");
+        for (id, plan) in [(1000001, "pro"), (1000002, "team")] {
+            let r = send(&mut c, &[q(&format!("UPDATE users SET plan = '{plan}' WHERE id = {id}"))]).await;
+            assert!(r.codes.is_empty(), "{make}: {r:?}");
+        }
+        let r = send(&mut c, &[q("DELETE FROM users WHERE id BETWEEN -91111120 AND -91111111")]).await;
+        assert!(r.errors.contains("blastwall: refused"), "{make}: {r:?}");
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM users WHERE (id, plan) IN ((1000001, 'pro'), (1000002, 'team'))").await,
+        2
+    );
+    assert_eq!(window(&db).await, 10);
+    px.stop().await;
+}
