@@ -155,8 +155,9 @@ impl Taint {
 
     /// A message that makes code (a function, rule, trigger, …: `Statement::makes_code`) goes
     /// to the server: as [`Taint::may_change`], and until asked again the schema is taken to
-    /// hold user functions, under any name (nineteenth pass N5: a temporary function made and
-    /// called in one pipeline).
+    /// hold user functions, run by a statement that calls one or names the relations `on`
+    /// which the code was made (a trigger's or rule's table) or the last answer's names
+    /// (twentieth pass N5: a temporary function made and called in one pipeline).
     pub fn may_make_code(&mut self, on: &[String]) {
         self.may_change();
         let mut names = match self.own.take() {

@@ -81,7 +81,7 @@ pub(super) fn reached(
     // a name of the schema's relations or types — makes every text-ruled table taken as
     // changed by it (below).
     let mut own_ran = false;
-    // Code made by the message itself (a function, a rule, `DO`: nineteenth pass N5) is
+    // Code made by the message itself (a function, a rule, a trigger: twentieth pass N5) is
     // the session's own too, whatever the last answer about its schema said.
     let made_here = statements.iter().any(|s| s.makes_code);
     let own_tables = own.is_some() || made_here;
@@ -93,7 +93,6 @@ pub(super) fn reached(
             own_ran = true;
         }
         own_ran |= own.is_some_and(|t| t.may_write_through(&st.text));
-        let own = own_tables;
         for w in &st.writes {
             // (its rows deleted, updated, inserted); a MERGE's other actions may do either.
             let (del, upd, ins) = match &w.op {
@@ -120,7 +119,7 @@ pub(super) fn reached(
                 ),
             }
             if runs_code(&target.name, matches!(w.op, Op::Delete)) {
-                if !own {
+                if !own_tables {
                     return None;
                 }
                 own_ran = true;
@@ -130,7 +129,7 @@ pub(super) fn reached(
             for kind in [(del, true), (upd, false)].into_iter().filter(|(on, _)| *on).map(|(_, k)| k) {
                 match catalog.cascades_into_policy(database, &target.name, kind, policy) {
                     // A table a key's action changes runs code (it may write anywhere).
-                    Some((true, _)) if !own => return None,
+                    Some((true, _)) if !own_tables => return None,
                     Some((true, _)) => own_ran = true,
                     Some((false, acted)) => out.extend(acted.into_iter().map(|t| (t, true, true, false, Some(0)))),
                     None => {}
@@ -139,7 +138,7 @@ pub(super) fn reached(
         }
         let inserts = super::need::inserts_in(st);
         if inserts.iter().any(|ins| runs_code(&ins.target.name, false)) {
-            if !own {
+            if !own_tables {
                 return None;
             }
             own_ran = true;
