@@ -5,7 +5,8 @@
 //! or is notified (`listener`) and after a short time.
 //!
 //! Also the identities of policy tables per database (OIDs, protected columns' attnums, what
-//! `names` learned of them), kept across restarts in the identities file when configured.
+//! `names` learned of them), kept across restarts in the identities file when configured, and
+//! which database each name stands for (`incarnation`: a database made again is another).
 //! What is assumed where blastwall cannot ask is never stored here (`assumed`): it stands for
 //! the one judgement that assumed it.
 //!
