@@ -7,6 +7,7 @@
 //! live catalog — an unqualified name is reported as written.
 
 pub mod budget;
+mod builtins;
 mod children;
 pub mod deep;
 pub mod directive;
@@ -18,9 +19,10 @@ mod sequences;
 mod shape;
 mod walk;
 
+pub use builtins::BUILTINS;
 pub use predicate::{Cond, RangeKind, Where};
 pub use shape::{key_hash, literal_shape, Shapes};
-pub use walk::{parse_qualified, BUILTINS};
+pub use walk::parse_qualified;
 
 /// A relation as the statement names it (identifiers already folded by the parser).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
