@@ -220,9 +220,6 @@ pub struct Statement {
     /// aggregate or operator, a rule, a trigger, a cast, a transform, an event trigger: what
     /// such code writes is not the statements' own (`guard::reached`).
     pub makes_code: bool,
-    /// The relations whose writes run the code it makes (a trigger's or a rule's table, as
-    /// written, lower-cased as the parser left it).
-    pub code_on: Vec<String>,
     /// `SET blastwall.mode = '…'` (`Some(Some(value))`) or `RESET blastwall.mode` (`Some(None)`).
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.

@@ -118,12 +118,6 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             | R::CreateTransformStmt(_)
             | R::CreateEventTrigStmt(_)
     );
-    let code_on = match v {
-        R::RuleStmt(r) => r.relation.as_ref(),
-        R::CreateTrigStmt(t) => t.relation.as_ref(),
-        _ => None,
-    };
-    st.code_on.extend(code_on.map(|r| r.relname.clone()));
     match v {
         R::DeleteStmt(b) => {
             if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {

@@ -39,23 +39,11 @@ pub struct Taint {
     /// pooler between blastwall and the server: [`first_query`]): a transaction pooler may
     /// run each transaction on another server session, so the answer lasts one transaction.
     pooled: bool,
-    /// Whether the code includes a user function (one that may write tables), and the names
-    /// of the schema's relations and types: a statement runs the session's own code only by
-    /// naming one of them, by a call, or by a relation whose writes run code
-    /// (`guard::reached`). `None`: not known (all may).
-    own: Option<Own>,
+    /// Whether the code includes a user function (one that may write tables: any statement of
+    /// the session may then write through it, `guard::reached`), as the last answer said or a
+    /// message made since; `None`: not known.
+    functions: Option<bool>,
 }
-
-/// What of the temporary schema a statement must name to run its user functions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Own {
-    functions: bool,
-    /// Lower-cased, sorted; `None`: more than the answer lists (any name may be one).
-    names: Option<Vec<String>>,
-}
-
-/// How many names of temporary relations and types the answer lists at most.
-const NAMES: usize = 1000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum State {
@@ -100,32 +88,10 @@ impl Taint {
         self.state != State::Clean
     }
 
-    /// Whether the schema holds code that may write tables (a user function, temporary or one
-    /// its objects call) and `text` may run it without a call of its own: it names a relation or
-    /// type of the schema, or `pg_temp`. Not known: yes, when the schema holds code.
-    pub fn may_write_through(&self, text: &str) -> bool {
-        // Not known now: the objects of the last answer, and those the session's messages made
-        // since (any name after code of its own ran: `ran_own_code`).
-        if !matches!(self.state, State::Tainted(_)) && !self.unsure_with_functions() {
-            return false;
-        }
-        let Some(own) = &self.own else { return true };
-        if !own.functions {
-            return false;
-        }
-        let Some(names) = &own.names else { return true };
-        let lower = text.to_lowercase();
-        lower.contains("pg_temp")
-            || lower
-                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-                .any(|w| !w.is_empty() && names.binary_search_by(|n| n.as_str().cmp(w)).is_ok())
-    }
-
     /// Whether the schema holds a user function (that may write tables) and the last answer
     /// knew it; not known: yes, when it holds code.
     pub fn holds_functions(&self) -> bool {
-        (matches!(self.state, State::Tainted(_)) && self.own.as_ref().is_none_or(|o| o.functions))
-            || self.unsure_with_functions()
+        (matches!(self.state, State::Tainted(_)) && self.functions != Some(false)) || self.unsure_with_functions()
     }
 
     /// Not known now (a message since may have changed the schema; asked again, or assumed
@@ -133,7 +99,7 @@ impl Taint {
     /// they may still be there (nineteenth pass T1b: a temporary function's body made a rule
     /// into `users`, fired in the middle of the batch behind the call).
     fn unsure_with_functions(&self) -> bool {
-        matches!(self.state, State::Assumed | State::Unknown) && self.own.as_ref().is_some_and(|o| o.functions)
+        matches!(self.state, State::Assumed | State::Unknown) && self.functions == Some(true)
     }
 
     /// What holds the code, for a refusal's words.
@@ -155,30 +121,11 @@ impl Taint {
 
     /// A message that makes code (a function, rule, trigger, …: `Statement::makes_code`) goes
     /// to the server: as [`Taint::may_change`], and until asked again the schema is taken to
-    /// hold user functions, run by a statement that calls one or names the relations `on`
-    /// which the code was made (a trigger's or rule's table) or the last answer's names
-    /// (twentieth pass N5: a temporary function made and called in one pipeline).
-    pub fn may_make_code(&mut self, on: &[String]) {
+    /// hold user functions (twentieth pass N5: a temporary function made and called in one
+    /// pipeline).
+    pub fn may_make_code(&mut self) {
         self.may_change();
-        let mut names = match self.own.take() {
-            Some(Own { names: Some(n), .. }) => n,
-            Some(Own { names: None, .. }) => return self.own = Some(Own { functions: true, names: None }),
-            None => Vec::new(),
-        };
-        names.extend(on.iter().map(|n| n.to_lowercase()));
-        names.sort();
-        names.dedup();
-        self.own = Some(Own { functions: true, names: Some(names) });
-    }
-
-    /// A message that may run the session's own code (a call, a relation whose writes run
-    /// code, a `DO` block) goes to the server: as [`Taint::may_change`], and until asked
-    /// again, what that code made may be called anything.
-    pub fn ran_own_code(&mut self) {
-        self.may_change();
-        if let Some(own) = &mut self.own {
-            own.names = None;
-        }
+        self.functions = Some(true);
     }
 
     /// How many messages that may change the schema were judged so far.
@@ -214,7 +161,7 @@ impl Taint {
     pub fn transaction_ended(&mut self) {
         if self.pooled && self.state != State::Unknown {
             self.state = State::Unasked;
-            self.own = None;
+            self.functions = None;
         }
     }
 
@@ -242,15 +189,7 @@ impl Taint {
         self.learned_in_block = in_block;
         let kind = |r: &Vec<Option<String>>, k: &str| r.get(1).and_then(|v| v.as_deref()) == Some(k);
         self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
-        self.own = rows.map(|rows| {
-            let mut names: Vec<String> =
-                rows.iter().filter(|r| kind(r, "n")).filter_map(|r| r.first().cloned().flatten()).collect();
-            let capped = names.len() >= NAMES;
-            names.iter_mut().for_each(|n| *n = n.to_lowercase());
-            names.sort();
-            names.dedup();
-            Own { functions: rows.iter().any(|r| kind(r, "f")), names: (!capped).then_some(names) }
-        });
+        self.functions = rows.map(|rows| rows.iter().any(|r| kind(r, "f")));
         self.state = match rows {
             None => State::Tainted(Vec::new()),
             Some(rows) if !rows.iter().any(|r| kind(r, "c")) => State::Clean,
@@ -388,12 +327,7 @@ pub fn query() -> String {
          (SELECT pg_catalog.pg_describe_object(h.classid, h.objid, 0), 'c' FROM hit h LIMIT {NAMED}) \
          UNION ALL (SELECT '', 'd' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid{eq}k.conrelid \
            WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1) \
-         UNION ALL (SELECT '', 'f' FROM hit h WHERE h.classid{eq}{proc} LIMIT 1) \
-         UNION ALL (SELECT x.name, 'n' FROM (SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c \
-             WHERE c.relnamespace{eq}{temp} AND c.oid{user} \
-           UNION SELECT t.typname::pg_catalog.text FROM pg_catalog.pg_type t \
-             WHERE t.typnamespace{eq}{temp} AND t.oid{user}) x(name) \
-           WHERE EXISTS (SELECT FROM hit h WHERE h.classid{eq}{proc}) LIMIT {NAMES})"
+         UNION ALL (SELECT '', 'f' FROM hit h WHERE h.classid{eq}{proc} LIMIT 1)"
     )
 }
 
@@ -420,44 +354,32 @@ mod tests {
         assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
     }
 
-    /// A statement runs the schema's user functions only by a call or by naming its relations
-    /// and types; code without a user function (a default's `nextval`) writes no table.
+    /// A schema whose code includes a user function may be written through by any statement;
+    /// code without one (a default's `nextval`) writes no table.
     #[test]
-    fn only_a_statement_that_names_the_schemas_objects_writes_through_its_functions() {
+    fn user_functions_are_held_as_the_last_answer_or_a_message_since_says() {
         let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
         let mut t = Taint::default();
-        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f"), row("St3", "n"), row("d", "n")]), false);
+        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f")]), false);
         assert!(t.holds_functions());
-        assert!(t.may_write_through("INSERT INTO st3 VALUES (1)"));
-        assert!(t.may_write_through("INSERT INTO \"St3\" VALUES (1)"));
-        assert!(t.may_write_through("DELETE FROM users WHERE id = 0 AND 1::D = 1"));
-        assert!(t.may_write_through("SELECT pg_temp.anything()"));
-        assert!(!t.may_write_through("DELETE FROM users WHERE id = 5"));
-        assert!(!t.may_write_through("DELETE FROM users WHERE id = 5 AND dd = 1"));
         t.learn(Some(&[row("default value for column id of view v", "c")]), false);
-        assert!(!t.holds_functions() && !t.may_write_through("INSERT INTO v VALUES (1)"));
+        assert!(!t.holds_functions());
         t.learn(None, false);
-        assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"), "not known");
+        assert!(t.holds_functions(), "not known");
         t.learn(Some(&[]), false);
-        assert!(!t.holds_functions() && !t.may_write_through("SELECT pg_temp.f()"));
+        assert!(!t.holds_functions());
         // Functions known, then a message that may change the schema: until asked again (or
-        // assumed where it cannot be), every text may write through them.
-        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f"), row("st3", "n")]), false);
+        // assumed where it cannot be), they are held.
+        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f")]), false);
         t.may_change();
-        assert!(t.holds_functions() && t.may_write_through("INSERT INTO st3 VALUES (1)"));
-        assert!(!t.may_write_through("DELETE FROM users WHERE id = 5"));
-        t.ran_own_code();
-        assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"));
+        assert!(t.holds_functions());
         t.assume();
-        assert!(t.holds_functions() && t.may_write_through("DELETE FROM users WHERE id = 5"));
+        assert!(t.holds_functions());
         t.learn(Some(&[]), false);
         t.may_change();
         assert!(!t.holds_functions(), "no functions at the last answer");
-        // Code made since: a trigger's table is named by what runs it.
-        t.may_make_code(&["Staging".to_string()]);
-        assert!(t.holds_functions() && t.may_write_through("UPDATE staging SET x = 1"));
-        assert!(!t.may_write_through("UPDATE users SET plan = 'pro' WHERE id = 5"));
-        assert!(t.may_write_through("SELECT pg_temp.f()"));
+        t.may_make_code();
+        assert!(t.holds_functions(), "a message made code since");
     }
 
     #[test]

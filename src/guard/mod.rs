@@ -270,7 +270,7 @@ impl Guard {
                 if statements.iter().any(|s| s.calls_functions) {
                     self.names_may_change(info, false);
                     crate::names::called(&statements, &self.catalog, info);
-                    info.taint.ran_own_code();
+                    info.taint.may_change();
                 }
             }
             if info.taint.learned_in_block() {
@@ -370,19 +370,7 @@ impl Guard {
                 && self.calls_matter.load(Ordering::Acquire)
                 && !info.taint.runs_code()
                 && statements.iter().any(|s| taint::reaches_caller(s, &self.catalog, info));
-            // What may run the session's own user functions may make temporary objects, named
-            // or not (nineteenth pass T1b: a temporary table's trigger made a temporary `users`
-            // with a rule): the schema is asked again before the next judgement, or taken as
-            // unknown where it cannot be (`reached`).
-            // (DDL that calls nothing fires no trigger or rule.)
-            let own = info.taint.holds_functions()
-                && statements.iter().any(|s| {
-                    s.calls_functions || !s.opaque.is_empty() || (!s.ddl && info.taint.may_write_through(&s.text))
-                });
-            if own {
-                info.taint.ran_own_code();
-            }
-            taint::after_judging(&statements, info, ddl || reached || own);
+            taint::after_judging(&statements, info, ddl || reached);
         }
         if ddl && goes_through {
             self.names_may_change(info, crate::names::changes_identities(&run));

@@ -22,9 +22,11 @@
 //!   session's own DDL named since its rules were last known ([`shadowed`]) — a count cannot
 //!   tell their rules' rows from the write's own (rows inserted by `VALUES` lists excepted);
 //! - what explains nothing at all: the session's own temporary code, when it includes a user
-//!   function and the message may run it (a call, a relation whose writes run code, a name of
-//!   the schema's relations or types: `catalog::Taint::may_write_through`) — the client wrote
-//!   it, and no text of it was judged; every text-ruled table is then taken as changed by it.
+//!   function (`catalog::Taint::holds_functions`), or code the message itself makes — the
+//!   client wrote it, and no text of it was judged, and PostgreSQL runs it from more places
+//!   than a text shows (twenty-first pass H1–H5: `query_to_xml`, `ANALYZE`, `array_in` with a
+//!   domain's OID, a cursor's `FETCH`, a Bind's parameter type); every text-ruled table is
+//!   then taken as changed by it.
 //!
 //! Owns: which tables are reached and how, which relations leave a count unexplained, and the
 //! refusal of rules that reach a policy table. Does not own: the judgement of the counts
@@ -77,10 +79,9 @@ pub(super) fn reached(
     // (policy table, deletes, updates, inserts, at most how many rows inserted: `None` any)
     let mut out: Vec<(usize, bool, bool, bool, Option<u64>)> = Vec::new();
     // The session's own code (its temporary schema's user functions) explains nothing: it was
-    // never judged. A statement that may run it — a call, a relation whose writes run code,
-    // a name of the schema's relations or types — makes every text-ruled table taken as
-    // changed by it (below).
-    let mut own_ran = false;
+    // never judged, and any statement may run it. Every text-ruled table is taken as changed
+    // by it (below).
+    let mut own_ran = own.is_some();
     // Code made by the message itself (a function, a rule, a trigger: twentieth pass N5) is
     // the session's own too, whatever the last answer about its schema said.
     let made_here = statements.iter().any(|s| s.makes_code);
@@ -92,7 +93,6 @@ pub(super) fn reached(
             }
             own_ran = true;
         }
-        own_ran |= own.is_some_and(|t| t.may_write_through(&st.text));
         for w in &st.writes {
             // (its rows deleted, updated, inserted); a MERGE's other actions may do either.
             let (del, upd, ins) = match &w.op {
@@ -179,10 +179,11 @@ pub(super) fn reached(
             }),
         }
     }
-    // A session whose temporary schema holds code: any statement may run it (a call, a
-    // trigger or rule of its temporary tables, a domain's check), and what it changed in a
-    // text-ruled table cannot be told from the judged writes' rows (eighteenth pass X2: a
-    // temporary function's body deleted the incident's ten users, within the row limit).
+    // A session whose temporary schema holds user functions: any statement may run them (a
+    // call, a trigger or rule of its temporary tables, a domain's check, a built-in that runs
+    // SQL text), and what they changed in a text-ruled table cannot be told from the judged
+    // writes' rows (eighteenth pass X2: a temporary function's body deleted the incident's
+    // ten users, within the row limit).
     let objects = match own {
         Some(t) => t.what(),
         None => "code this message makes".to_string(),

@@ -94,12 +94,8 @@ pub(super) fn after_judging(statements: &[Statement], info: &mut SessionInfo, ch
     let stale = changes
         || (info.taint.runs_code() && statements.iter().any(|s| kind(&s.text) == Kind::NoCode))
         || (info.taint.learned_in_block() && statements.iter().any(|s| s.transaction_control));
-    let runs_own = statements.iter().any(|s| s.opaque.iter().any(|o| matches!(o, crate::analyze::Opaque::DoBlock)));
-    if runs_own {
-        info.taint.ran_own_code();
-    } else if statements.iter().any(|s| s.makes_code) {
-        let on: Vec<String> = statements.iter().flat_map(|s| s.code_on.iter().cloned()).collect();
-        info.taint.may_make_code(&on);
+    if statements.iter().any(|s| s.makes_code) {
+        info.taint.may_make_code();
     } else if stale {
         info.taint.may_change();
     }

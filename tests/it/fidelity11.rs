@@ -179,7 +179,9 @@ async fn a_tainted_sessions_deallocate_all_runs() {
     use crate::points::{n, refused};
     use tokio_postgres::SimpleQueryMessage as M;
     let (_db, p, via, d) = crate::readings::setup().await;
-    let taint = "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'";
+    // Code without a user function (a default calling `set_config`): every statement counted,
+    // and writes of the session's own kind still explained.
+    let taint = "CREATE TEMP TABLE tt (x text DEFAULT pg_catalog.set_config('application_name', 'x', false))";
     via.batch_execute(taint).await.unwrap();
     let readings = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_\\_blastwall\\_r%'";
     let mine = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'";

@@ -1,9 +1,9 @@
 //! Eighteenth pass X1, X2: the DML-only role's own temporary code — a function, or a trigger
 //! on its temporary table — writes `users`. Such code is the client's, never judged: in a
-//! session whose temporary schema holds a user function, nothing a count finds changed in a
-//! policy table with text rules is explained by a statement that may run it — a call, a write
-//! of a relation whose writes run code, a name of the schema's relations or types
-//! (`guard::reached`, rule `unjudged-write`).
+//! session whose temporary schema holds a user function — or that made code earlier in the same
+//! message or batch — nothing a count finds changed in a policy table with text rules is
+//! explained by any statement (`guard::reached`, rule `unjudged-write`): PostgreSQL runs such
+//! code from more places than a statement's text shows.
 //! Before, the count's row limit alone judged it, and the incident's range DELETE ran from a
 //! DML-only role in two statements. Data checked directly on the server; the controls show
 //! what still runs (the same session once its code is gone, a session without such code).
@@ -64,8 +64,8 @@ async fn the_sessions_own_temporary_code_explains_no_change_of_a_protected_table
     .await;
     refused(&send(&mut c, &[q("DELETE FROM users WHERE id = 0 AND 1::d = 1")]).await, "a cast to the domain");
     assert_eq!(count(&db, WINDOW).await, before, "nothing deleted");
-    // A point DELETE that names none of it runs, in the same session (nineteenth pass FPp).
-    run(&mut c, "DELETE FROM users WHERE id = 1000003").await;
+    // Any statement may run it: a point DELETE that names none of it too.
+    refused(&send(&mut c, &[q("DELETE FROM users WHERE id = 1000003")]).await, "a plain point DELETE");
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000001").await, 1);
     // Its code gone, the same session's point DELETE runs; a session without code is not
     // affected meanwhile.
@@ -73,6 +73,7 @@ async fn the_sessions_own_temporary_code_explains_no_change_of_a_protected_table
     run(&mut other, "DELETE FROM users WHERE id = 1000002").await;
     run(&mut c, "DISCARD TEMP").await;
     run(&mut c, "DELETE FROM users WHERE id = 1000001").await;
+    run(&mut c, "DELETE FROM users WHERE id = 1000003").await;
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (1000001, 1000002, 1000003)").await, 0);
     px.stop().await;
 }
@@ -206,5 +207,48 @@ async fn code_made_and_run_in_one_message_explains_nothing() {
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "CREATE TEMP TABLE scratch (id int); UPDATE users SET plan = 'pro' WHERE id = 1000001").await;
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = 1000001 AND plan = 'pro'").await, 1);
+    px.stop().await;
+}
+
+/// Twenty-first pass H1–H4: the session's temporary function run where no statement text
+/// names it — a built-in that runs SQL text (`query_to_xml` of a `concat`), `ANALYZE` of a
+/// temporary table whose expression index calls it, `array_in` given a temporary domain's OID
+/// (its `CHECK` calls it), a `FETCH` of a cursor over it — each beside a point write of `users`
+/// that matches no row. Refused, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_code_run_where_no_text_names_it_explains_nothing() {
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+    run(&mut c, &format!("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ {range}; SELECT 1 $$")).await;
+    run(
+        &mut c,
+        "CREATE FUNCTION pg_temp.fi(int) RETURNS int LANGUAGE sql IMMUTABLE \
+           AS $$ SELECT $1 + CASE WHEN current_setting('x.go', true) = '1' THEN pg_temp.f() ELSE 0 END $$; \
+         CREATE TEMP TABLE tt (a int); CREATE INDEX ON tt ((pg_temp.fi(a))); INSERT INTO tt VALUES (NULL); \
+         CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.f() = 1)",
+    )
+    .await;
+    run(&mut c, "SET x.go = 1").await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    let noop = "WITH d AS (DELETE FROM users WHERE id = 0 RETURNING 1)";
+    let messages = [
+        format!("{noop} SELECT query_to_xml(concat('select pg_t','emp.f()'), true, true, '')"),
+        "DELETE FROM users WHERE id = 0; ANALYZE".to_string(),
+        format!("{noop} SELECT array_in('{{5}}', (SELECT t.oid FROM pg_type t WHERE t.typname = 'dd' AND t.typnamespace = pg_my_temp_schema()), -1)"),
+    ];
+    for m in &messages {
+        let r = send(&mut c, &[q(m)]).await;
+        assert!(r.errors.contains("blastwall: refused"), "{m}: {r:?}");
+        assert_eq!(count(&db, WINDOW).await, before, "{m}");
+    }
+    run(&mut c, "BEGIN").await;
+    run(&mut c, "DECLARE cur CURSOR FOR SELECT pg_temp.f()").await;
+    let r = send(&mut c, &[q("DELETE FROM users WHERE id = 0; FETCH 1 cur")]).await;
+    assert!(r.errors.contains("blastwall: refused"), "FETCH: {r:?}");
+    let _ = send(&mut c, &[q("ROLLBACK")]).await;
+    assert_eq!(count(&db, WINDOW).await, before, "FETCH");
     px.stop().await;
 }

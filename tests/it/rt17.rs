@@ -296,14 +296,22 @@ async fn a_temporary_table_named_like_a_policy_table_cannot_cover_its_rule_in_a_
         assert_eq!(window(&db).await, 10, "{event}: users deleted: {r:?}");
         assert_eq!(count(&db, "SELECT count(*) FROM users WHERE email = 'overwritten'").await, 0, "{event}: {r:?}");
     }
-    // A session whose DDL named no policy table (a temporary table, a function it did not
-    // call: nineteenth pass FPp) still writes `users` in the middle of a batch.
+    // A session whose DDL named no policy table (a temporary table of another name:
+    // nineteenth pass FPp) still writes `users` in the middle of a batch. One that also holds a
+    // temporary function does not (any of its statements may run it: `tests/it/own_code.rs`),
+    // until the function is gone.
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "CREATE TEMP TABLE scratch (id bigint)").await;
-    run(&mut c, "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'").await;
-    let r = send(&mut c, &[[pbe("SELECT 1"), pbe("DELETE FROM users WHERE id = -91111105"), sync()].concat()]).await;
+    let pipeline = |id: i64| [pbe("SELECT 1"), pbe(&format!("DELETE FROM users WHERE id = {id}")), sync()].concat();
+    let r = send(&mut c, &[pipeline(-91111105)]).await;
     assert!(r.codes.is_empty(), "a session with a temporary table of another name: {r:?}");
-    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id = -91111105").await, 0);
+    run(&mut c, "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'").await;
+    let r = send(&mut c, &[pipeline(-91111106)]).await;
+    assert!(r.errors.contains("temporary schema holds code"), "with a temporary function: {r:?}");
+    run(&mut c, "DROP FUNCTION pg_temp.f()").await;
+    let r = send(&mut c, &[pipeline(-91111106)]).await;
+    assert!(r.codes.is_empty(), "the function dropped: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE id IN (-91111105, -91111106)").await, 0);
 }
 
 /// Eighteenth pass E5: with `forbid = ["explicit_id"]`, a temporary view over `users` whose
