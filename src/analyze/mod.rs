@@ -216,9 +216,9 @@ pub struct Statement {
     pub copy_from_stdin: bool,
     /// DDL that can change what a name resolves to (cached catalog facts are dropped).
     pub ddl: bool,
-    /// It makes code the server may run for later statements — a function, procedure,
-    /// aggregate or operator, a rule, a trigger, a cast, a transform, an event trigger: what
-    /// such code writes is not the statements' own (`guard::reached`).
+    /// It makes code the server may run for later statements — a function's or procedure's
+    /// body, a rule's actions: what such code writes is not the statements' own
+    /// (`guard::reached`).
     pub makes_code: bool,
     /// `SET blastwall.mode = '…'` (`Some(Some(value))`) or `RESET blastwall.mode` (`Some(None)`).
     pub session_mode: Option<Option<String>>,

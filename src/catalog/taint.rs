@@ -107,6 +107,9 @@ impl Taint {
         match &self.state {
             State::Tainted(objects) if !objects.is_empty() => objects.join(", "),
             State::Clean => String::new(),
+            _ if self.functions == Some(true) => {
+                "functions or rules it held or made since blastwall last asked".to_string()
+            }
             _ => "objects blastwall could not ask about".to_string(),
         }
     }
@@ -119,7 +122,7 @@ impl Taint {
         self.changes = self.changes.wrapping_add(1);
     }
 
-    /// A message that makes code (a function, rule, trigger, …: `Statement::makes_code`) goes
+    /// A message that makes code (a function, a rule: `Statement::makes_code`) goes
     /// to the server: as [`Taint::may_change`], and until asked again the schema is taken to
     /// hold user functions (twentieth pass N5: a temporary function made and called in one
     /// pipeline).

@@ -82,7 +82,7 @@ pub(super) fn reached(
     // never judged, and any statement may run it. Every text-ruled table is taken as changed
     // by it (below).
     let mut own_ran = own.is_some();
-    // Code made by the message itself (a function, a rule, a trigger: twentieth pass N5) is
+    // Code made by the message itself (a function, a rule: twentieth pass N5) is
     // the session's own too, whatever the last answer about its schema said.
     let made_here = statements.iter().any(|s| s.makes_code);
     let own_tables = own.is_some() || made_here;
