@@ -252,3 +252,28 @@ async fn the_sessions_code_run_where_no_text_names_it_explains_nothing() {
     assert_eq!(count(&db, WINDOW).await, before, "FETCH");
     px.stop().await;
 }
+
+/// Twenty-first pass H5: a protocol Parse of a point DELETE that matches no row, whose
+/// parameter is typed as the session's temporary domain (its `CHECK` calls the function):
+/// binding the value runs the code. Refused, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_through_the_sessions_domain_explains_nothing() {
+    use crate::batches::{b, e, sync};
+    let db = db();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+    run(&mut c, &format!("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ {range}; SELECT 1 $$")).await;
+    run(&mut c, "CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.f() = 1)").await;
+    let oid = count(&db, "SELECT t.oid::int8 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typname = 'dd' AND n.nspname LIKE 'pg_temp%'").await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    let mut body = b"\0DELETE FROM users WHERE id = 0 AND $1 IS NOT NULL\0".to_vec();
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&(oid as u32).to_be_bytes());
+    let parse = msg(b'P', &body);
+    let r = send(&mut c, &[parse, b("", "", &["5"]), e("", 0), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(count(&db, WINDOW).await, before);
+    px.stop().await;
+}
