@@ -246,9 +246,13 @@ fn verify_beside(
         match answered {
             Some(true) => {}
             Some(false) => unverified.push(name),
-            // The write's own way to the table, as the session's answer (standing in) says.
-            None if info.names.assumed.assumes_indirect(&name) && route => {}
-            None if info.names.assumed.assumes_indirect(&name) => unverified.push(name),
+            // Not askable here: unknown, unless it is the write's own way to the table, which
+            // the session's answer (standing in) says.
+            None if info.names.assumed.assumes_indirect(&name) => {
+                if !route {
+                    unverified.push(name);
+                }
+            }
             None => {
                 if asked.is_none() {
                     to_ask.push((name.clone(), std::time::Instant::now()));

@@ -184,33 +184,19 @@ pub(super) fn reached(
     // SQL text), and what they changed in a text-ruled table cannot be told from the judged
     // writes' rows (eighteenth pass X2: a temporary function's body deleted the incident's
     // ten users, within the row limit).
-    let objects = match own {
-        Some(t) => t.what(),
-        None => "code this message makes".to_string(),
-    };
-    if let Some(objects) = own_ran.then_some(objects) {
-        for t in policy.tables.iter().filter(|t| t.judges_text()) {
-            let i = match tables.iter().position(|r| r.schema == t.schema && r.name == t.name) {
-                Some(i) => i,
-                None => {
-                    tables.push(ReachedTable {
-                        schema: t.schema.clone(),
-                        name: t.name.clone(),
-                        deletes: false,
-                        updates: false,
-                        inserts: false,
-                        inserts_at_most: None,
-                        beside: None,
-                        own_code: None,
-                    });
-                    tables.len() - 1
-                }
-            };
-            let r = &mut tables[i];
-            (r.deletes, r.updates, r.inserts) = (true, true, true);
-            r.inserts_at_most = None;
-            r.own_code = Some(objects.clone());
-        }
+    if own_ran {
+        let objects = own.map_or_else(|| "code this message makes".to_string(), |t| t.what());
+        tables.retain(|r| !policy.tables.iter().any(|t| t.judges_text() && r.schema == t.schema && r.name == t.name));
+        tables.extend(policy.tables.iter().filter(|t| t.judges_text()).map(|t| ReachedTable {
+            schema: t.schema.clone(),
+            name: t.name.clone(),
+            deletes: true,
+            updates: true,
+            inserts: true,
+            inserts_at_most: None,
+            beside: None,
+            own_code: Some(objects.clone()),
+        }));
     }
     Some(tables)
 }
