@@ -1,7 +1,8 @@
 //! The built-in functions a statement may call without being taken for a call of a user's
 //! function (`walk`; the hidden callers' query leaves them out too: `catalog::hidden`).
 //!
-//! Owns: that list.
+//! Owns: that list, the other built-in names a user's function may take ([`LOOK_ALIKES`]),
+//! and which settings `set_config` may change without a call's effects ([`custom_setting`]).
 
 /// Built-in functions that do not write, called unqualified in everyday SQL. Any other call
 /// may be a user function whose body writes (see `[opaque] functions`).
@@ -105,4 +106,42 @@ pub const BUILTINS: &[&str] = &[
     "reverse",
     "uuid_generate_v4",
     "row_to_json",
+    // A transaction's or session's advisory lock (an application's mutex): it takes a lock
+    // of the application's key space, and changes nothing else.
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_unlock_all",
 ];
+
+/// Every unqualified built-in name a call of which the analyzer may take for no user's call:
+/// [`BUILTINS`], and `set_config` of a role or a custom setting. A user's function of one of
+/// these names is a hidden caller (`catalog::hidden`): the server may resolve the call to it
+/// (a path that lists `pg_catalog` after its schema, or an argument type only it takes).
+pub fn look_alikes() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().copied().chain(LOOK_ALIKES.iter().copied())
+}
+
+/// Built-ins outside [`BUILTINS`] whose calls the analyzer may still take for no user's call.
+pub const LOOK_ALIKES: &[&str] = &["set_config"];
+
+/// Whether `set_config(name, …)` of this constant name sets a custom setting — a name with a
+/// dot, which no built-in setting has (`request.jwt.claim.sub`, PostgREST's; `app.tenant`),
+/// read back by `current_setting` — that cannot change what a later name resolves to, what
+/// blastwall reads, or run code: not blastwall's own (`blastwall.mode`, `blastwall.ddl_notify`,
+/// judged as such), and not a procedural language's (`plv8.start_proc` names a function to
+/// run).
+pub fn custom_setting(name: &str) -> bool {
+    let Some((prefix, rest)) = name.split_once('.') else {
+        return false;
+    };
+    let lower = prefix.to_ascii_lowercase();
+    !rest.is_empty() && !prefix.is_empty() && lower != "blastwall" && !lower.starts_with("pl")
+}

@@ -7,7 +7,7 @@
 //! generated, exhaustive), so a node kind added to the grammar cannot hide a write nested
 //! inside it.
 
-use super::builtins::BUILTINS;
+use super::builtins::{custom_setting, BUILTINS};
 use super::children::{each_child, is_ddl};
 use super::nodes::{const_str, items, literal_read, literals_read, opt, start_literal_reads, sval};
 use super::predicate::{self, Target};
@@ -277,15 +277,23 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 (Some(Some(name)), None, None) => BUILTINS.contains(&name),
                 _ => false,
             };
+            let is_set_config = matches!(
+                (first, second, third),
+                (Some(Some("set_config")), None, None) | (Some(Some("pg_catalog")), Some(Some("set_config")), None)
+            );
             // `set_config('role', 'name', …)` is `SET ROLE name`: it runs no one's code (a
-            // role's name cannot be computed into another setting).
-            let sets_role =
-                matches!(
-                    (first, second, third),
-                    (Some(Some("set_config")), None, None) | (Some(Some("pg_catalog")), Some(Some("set_config")), None)
-                ) && items(&b.args).next().and_then(const_str).is_some_and(|n| n.eq_ignore_ascii_case("role"))
-                    && items(&b.args).nth(1).and_then(const_str).is_some();
-            if !builtin && !sets_role {
+            // role's name cannot be computed into another setting). A custom setting's
+            // (`request.jwt.claim.sub`, read back with `current_setting`) changes nothing a
+            // name resolves to and runs no code: see [`custom_setting`]. Its value, computed or
+            // not, is visited as any expression. (A user's `set_config` that the session's path
+            // finds first is a hidden caller: `catalog::hidden`.)
+            let harmless_setting = is_set_config
+                && match items(&b.args).next().and_then(const_str) {
+                    Some(n) if n.eq_ignore_ascii_case("role") => items(&b.args).nth(1).and_then(const_str).is_some(),
+                    Some(n) => custom_setting(n),
+                    None => false,
+                };
+            if !builtin && !harmless_setting {
                 st.calls_functions = true;
                 let name = match (first, second, third) {
                     (Some(Some(name)), None, None) => name,
@@ -303,10 +311,6 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             // string is kept as an empty (invalid) one. A name that is not a plain string may
             // be blastwall.mode (`'blastwall' || '.mode'`, `'blastwall.mode'::text`): judged
             // as that name with a value blastwall cannot read.
-            let is_set_config = matches!(
-                (first, second, third),
-                (Some(Some("set_config")), None, None) | (Some(Some("pg_catalog")), Some(Some("set_config")), None)
-            );
             if is_set_config {
                 let mut args = items(&b.args);
                 let (name, value) = (args.next(), args.next().and_then(const_str));

@@ -328,7 +328,7 @@ pub fn query() -> String {
         cls("pg_trigger"),
         cls("pg_statistic_ext"),
     );
-    let builtins = crate::analyze::BUILTINS.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", ");
+    let builtins = crate::analyze::look_alikes().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", ");
     // A temporary relation (its row type, its indexes): reading it may run what it calls too.
     let temporary = |oid: &str| {
         format!(

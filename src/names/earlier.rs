@@ -22,6 +22,7 @@
 //! the session's list (`crate::session`), the refusal (`policy::decide`).
 
 use super::ddl::Class;
+use super::savepoints::{returns_within, returns_within_sent, savepoint, Savepoint};
 use crate::analyze::{Opaque, RelName, Statement};
 use std::sync::Arc;
 
@@ -42,6 +43,9 @@ pub enum Kind {
     End,
     /// A function, procedure or `DO` block: any name.
     Call,
+    /// `SAVEPOINT x` (its name in `point`) or `RELEASE` (none): no name by itself, but what a
+    /// later `ROLLBACK TO` returns to (`savepoints`).
+    Mark,
 }
 
 /// A statement that may redirect names, as kept until the server answered it.
@@ -56,6 +60,9 @@ pub struct Earlier {
     names: Arc<[String]>,
     /// DDL that changes only the relations it names (`ddl::Class::Named`).
     named_only: bool,
+    /// `ROLLBACK TO x` and `SAVEPOINT x` ([`Kind::Rollback`], [`Kind::Mark`]): `x`, as the
+    /// server folds it.
+    pub(super) point: Option<Arc<str>>,
 }
 
 impl Earlier {
@@ -71,12 +78,14 @@ impl Earlier {
                 text: st.text.as_str().into(),
                 names: Arc::from([]),
                 named_only: false,
+                point: None,
             });
         }
         let (first, second) = first_words(st.text.as_bytes());
         let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
         let mut names: Arc<[String]> = Arc::from([]);
         let mut named_only = false;
+        let mut point = None;
         let kind = if call {
             Kind::Call
         } else if st.ddl {
@@ -87,13 +96,24 @@ impl Earlier {
             }
             Kind::Ddl
         } else if is(first, "rollback") || is(first, "abort") {
+            // `ROLLBACK` alone is not parsed.
+            if !second.is_empty() && !is(second, "prepared") {
+                if let Savepoint::RollbackTo(x) = savepoint(st) {
+                    point = Some(x.into());
+                }
+            }
             Kind::Rollback
         } else if is(first, "commit") || is(first, "end") || is(first, "prepare") && is(second, "transaction") {
             Kind::End
+        } else if is(first, "savepoint") || is(first, "release") {
+            if let Savepoint::Set(x) = savepoint(st) {
+                point = Some(x.into());
+            }
+            Kind::Mark
         } else {
             return None;
         };
-        Some(Earlier { ord, kind, text: st.text.as_str().into(), names, named_only })
+        Some(Earlier { ord, kind, text: st.text.as_str().into(), names, named_only, point })
     }
 
     /// The same statement, sent for sync point `ord`.
@@ -119,6 +139,7 @@ impl Earlier {
             Kind::Rollback => Some("a ROLLBACK, which brings back what it undoes"),
             Kind::End => Some("a transaction end, which rolls back a failed transaction"),
             Kind::Call => Some("a function call"),
+            Kind::Mark => None,
         }
     }
 
@@ -139,6 +160,7 @@ impl Earlier {
             text: st.text.as_str().into(),
             names: Arc::from([]),
             named_only: false,
+            point: None,
         };
         if is(first, "grant") || is(first, "revoke") {
             let schema = mentions(&st.text, "schema");
@@ -183,7 +205,7 @@ impl Earlier {
     /// DDL another blastwall instance announced (`crate::instances`): `names` it changes, or
     /// (`named_only` false) any name; `text` says where it comes from.
     pub fn elsewhere(text: &str, names: Vec<String>, named_only: bool) -> Earlier {
-        Earlier { ord: 0, kind: Kind::Ddl, text: text.into(), names: names.into(), named_only }
+        Earlier { ord: 0, kind: Kind::Ddl, text: text.into(), names: names.into(), named_only, point: None }
     }
 
     /// DDL's names and whether it changes only those (what `crate::instances` announces).
@@ -213,6 +235,8 @@ pub fn may_redirect_unseen(sql: &[u8]) -> bool {
         b"commit",
         b"end",
         b"prepare",
+        b"savepoint",
+        b"release",
         b"execute",
         b"explain",
         b"grant",
@@ -299,10 +323,12 @@ pub fn two_phase(st: &Statement) -> Option<(bool, String)> {
     })
 }
 
-/// Adds `e` to a session's list of statements sent and not yet answered (the same statement
-/// again only moves to its later sync point; the list is bounded).
+/// Adds `e` to a session's list of statements sent and not yet answered (the same DDL or call
+/// again only moves to its later sync point; transaction control keeps its order, which
+/// `savepoints` reads; the list is bounded).
 pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
-    if let Some(x) = list.iter_mut().find(|x| x.kind == e.kind && x.text == e.text) {
+    let ordered = matches!(e.kind, Kind::Rollback | Kind::End | Kind::Mark);
+    if let Some(x) = list.iter_mut().find(|x| !ordered && x.kind == e.kind && x.text == e.text) {
         x.ord = x.ord.max(e.ord);
         return;
     }
@@ -310,7 +336,7 @@ pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
         let ord = list.iter().map(|x| x.ord).max().unwrap_or(0).max(e.ord);
         list.truncate(KEPT - 1);
         let text = "(more statements than blastwall keeps apart)".into();
-        list.push(Earlier { ord, kind: Kind::Call, text, names: Arc::from([]), named_only: false });
+        list.push(Earlier { ord, kind: Kind::Call, text, names: Arc::from([]), named_only: false, point: None });
         return;
     }
     list.push(e);
@@ -320,14 +346,19 @@ pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
 /// a refusal's sentence: first the statements of the same message before it, then those sent
 /// earlier and not yet answered.
 pub fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> Option<String> {
-    let mine = message.iter().filter_map(|st| Earlier::of(st, 0)).filter(|e| e.kind != Kind::End);
+    let mine = (0..message.len())
+        .filter(|i| !returns_within(message, *i))
+        .filter_map(|i| Earlier::of(&message[i], 0))
+        .filter(|e| e.kind != Kind::End);
     if let Some((e, why)) = mine.filter_map(|e| e.redirects(target, false).map(|w| (e, w))).next() {
         return Some(format!("`{}` ({why}) earlier in the same message", e.shown()));
     }
     // The most telling first: DDL that names it, then a rollback, then a call.
-    let (e, why) = [Kind::Ddl, Kind::Rollback, Kind::End, Kind::Call]
-        .iter()
-        .find_map(|k| sent.iter().filter(|e| e.kind == *k).find_map(|e| e.redirects(target, true).map(|w| (e, w))))?;
+    let (e, why) = [Kind::Ddl, Kind::Rollback, Kind::End, Kind::Call].iter().find_map(|k| {
+        (0..sent.len())
+            .filter(|i| sent[*i].kind == *k && !returns_within_sent(sent, *i))
+            .find_map(|i| sent[i].redirects(target, true).map(|w| (&sent[i], w)))
+    })?;
     Some(format!(
         "`{}` ({why}), sent earlier in the same extended-protocol batch or in a message the server has not answered yet,",
         e.shown()
@@ -354,7 +385,7 @@ fn mentions(text: &str, name: &str) -> bool {
 }
 
 /// The first two words of a statement's text, past blanks, comments, `;` and `(`.
-fn first_words(text: &[u8]) -> (&[u8], &[u8]) {
+pub(super) fn first_words(text: &[u8]) -> (&[u8], &[u8]) {
     let mut rest = text;
     let first = next_word(&mut rest);
     let second = if first.is_empty() { &[][..] } else { next_word(&mut rest) };
@@ -418,7 +449,7 @@ mod tests {
         assert_eq!(Earlier::of(&undo, 0).map(|e| e.kind), Some(Kind::Rollback));
         assert_eq!(Earlier::of(&st("END", false, true, false), 0).map(|e| e.kind), Some(Kind::End));
         assert_eq!(Earlier::of(&st("PREPARE TRANSACTION 'x'", false, true, false), 0).map(|e| e.kind), Some(Kind::End));
-        assert!(Earlier::of(&st("SAVEPOINT s", false, true, false), 0).is_none());
+        assert_eq!(Earlier::of(&st("SAVEPOINT s", false, true, false), 0).map(|e| e.kind), Some(Kind::Mark));
         assert!(Earlier::of(&st("BEGIN", false, true, false), 0).is_none());
         assert_eq!(Earlier::of(&st("SELECT f()", false, false, true), 0).map(|e| e.kind), Some(Kind::Call));
         // In the same message, a COMMIT is not taken as a rollback (a failed transaction

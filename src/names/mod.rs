@@ -28,7 +28,8 @@
 //! in submodules, the policy tables' identities and what stands in for them in the middle of
 //! a batch (`identities`), the session's cache (`session`), what a text may do to names
 //! (`effect`), a path set earlier in the message (`path`), statements that may redirect a name
-//! (`earlier`), what DDL among them can reach (`ddl`), what a written name leads to for other
+//! (`earlier`; a `ROLLBACK TO` that returns within its message: `savepoints`), what DDL among
+//! them can reach (`ddl`), what a written name leads to for other
 //! questions than the policy tables' (`written`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
@@ -44,6 +45,7 @@ mod expand;
 mod identities;
 mod path;
 pub mod rights;
+mod savepoints;
 mod session;
 mod sql;
 mod view;

@@ -29,6 +29,16 @@ impl Paths {
             if i + 1 == statements.len() {
                 break;
             }
+            // A `ROLLBACK TO` a savepoint set earlier in the message (and nothing between
+            // them that may leave it naming an older one: `earlier::returns_to`) brings back
+            // what names resolved against when it was set: whatever ran since, `SET`s and
+            // DDL included, is undone.
+            if s.transaction_control {
+                if let Some(j) = super::savepoints::returns_to(statements, i) {
+                    now = out[j + 1].clone();
+                    continue;
+                }
+            }
             let unseen = s.calls_functions || !s.opaque.is_empty() || changing.get(i).copied().unwrap_or(false);
             if now.is_err() || !(may_change_path(s.text.as_bytes()) || unseen) {
                 continue;

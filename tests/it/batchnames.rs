@@ -20,7 +20,7 @@ const TO_USERS: &str = "CREATE OR REPLACE TEMP VIEW v AS SELECT * FROM public.us
 const TO_ARCHIVE: &str = "CREATE OR REPLACE TEMP VIEW v AS SELECT * FROM archive.users";
 
 /// The incident's schema with a copy of users in `archive`, for the DML-only raw-protocol role.
-fn setup() -> String {
+pub(crate) fn setup() -> String {
     let db = crate::binds::setup();
     admin_sql(
         pg(),

@@ -76,6 +76,7 @@
 
 mod ages;
 mod answers;
+mod apps;
 mod arguments;
 mod batches;
 mod batchnames;
