@@ -119,6 +119,9 @@ pub const BUILTINS: &[&str] = &[
     "pg_advisory_unlock",
     "pg_advisory_unlock_shared",
     "pg_advisory_unlock_all",
+    // An advisory lock's key made from a text (`pg_advisory_xact_lock(hashtext($1))`).
+    "hashtext",
+    "hashtextextended",
 ];
 
 /// Every unqualified built-in name a call of which the analyzer may take for no user's call:

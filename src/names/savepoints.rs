@@ -56,7 +56,14 @@ pub(super) fn returns_to(message: &[Statement], i: usize) -> Option<usize> {
         return None;
     }
     let Savepoint::RollbackTo(name) = savepoint(st) else { return None };
-    for (j, before) in message[..i].iter().enumerate().rev().filter(|(_, b)| b.transaction_control) {
+    for (j, before) in message[..i].iter().enumerate().rev() {
+        // An SQL `EXECUTE` may run a statement prepared with the protocol: a `RELEASE` too.
+        if !before.executes.is_empty() {
+            return None;
+        }
+        if !before.transaction_control {
+            continue;
+        }
         match savepoint(before) {
             Savepoint::Set(n) if n == name => return Some(j),
             Savepoint::Set(_) => {}
@@ -65,6 +72,19 @@ pub(super) fn returns_to(message: &[Statement], i: usize) -> Option<usize> {
         }
     }
     None
+}
+
+impl Earlier {
+    /// This statement as one of `candidates` statements a name may stand for (a prepared
+    /// name's, `session::names`): a `SAVEPOINT` among several may not be the one that runs
+    /// (twenty-second pass S1: Parsed as `SAVEPOINT a`, replaced by `SELECT 1` in the same
+    /// batch, then bound), so it sets no savepoint a `ROLLBACK TO` may be taken to return to.
+    pub fn among(mut self, candidates: usize) -> Earlier {
+        if candidates > 1 && self.kind == Kind::Mark {
+            self.point = None;
+        }
+        self
+    }
 }
 
 /// [`returns_within`] for statements sent and not yet answered, as kept in their order
@@ -119,6 +139,10 @@ mod tests {
         assert!(!within(&["SAVEPOINT a", "ROLLBACK TO b", "ROLLBACK TO a"]));
         assert!(!within(&["SAVEPOINT a", "COMMIT", "BEGIN", "ROLLBACK TO a"]));
         assert!(!within(&["SAVEPOINT a", "ROLLBACK"]));
+        // An SQL EXECUTE between them may run a RELEASE prepared with the protocol.
+        let mut m = message(&["SAVEPOINT a", "EXECUTE rel", "ROLLBACK TO a"]);
+        m[1].executes.push(crate::analyze::Execute { name: "rel".into(), array_lens: vec![], explained: false });
+        assert!(!returns_within(&m, 2));
     }
 
     #[test]

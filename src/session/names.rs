@@ -289,7 +289,9 @@ impl Session {
             out.extend(Earlier::of(st, 0));
             for ex in &st.executes {
                 match self.info.prepared.get(&ex.name) {
-                    Some(list) => out.extend(list.iter().filter_map(|p| Earlier::of(p, 0))),
+                    Some(list) => {
+                        out.extend(list.iter().filter_map(|p| Earlier::of(p, 0)).map(|e| e.among(list.len())))
+                    }
                     None => out.extend(Earlier::of(&unknown(&ex.name), 0)),
                 }
             }
@@ -300,7 +302,7 @@ impl Session {
     /// What the statement prepared as `name` may do to names (any of its candidates).
     fn prepared_redirects(&self, name: &[u8]) -> Option<Redirects> {
         let list = self.info.prepared.get(std::str::from_utf8(name).ok()?)?;
-        let out: Vec<Earlier> = list.iter().filter_map(|st| Earlier::of(st, 0)).collect();
+        let out: Vec<Earlier> = list.iter().filter_map(|st| Earlier::of(st, 0)).map(|e| e.among(list.len())).collect();
         (!out.is_empty()).then(|| std::sync::Arc::new(out))
     }
 

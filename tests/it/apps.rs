@@ -170,3 +170,45 @@ async fn a_rollback_to_a_savepoint_of_the_same_message_redirects_nothing() {
     }
     px.stop().await;
 }
+
+/// Twenty-second pass S1: a statement name Parsed as `SAVEPOINT a` and replaced in the same
+/// batch (Close, Parse `SELECT 1`) before its Bind and Execute sets no savepoint; nor does a
+/// portal bound from it. Each time the `ROLLBACK TO a` behind them returns to the earlier
+/// message's savepoint, behind which a temporary view `users` over
+/// `public.users` (its `id` called `k`) was dropped, and the range DELETE by `k` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_that_did_not_run_in_the_batch_is_no_savepoint() {
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let close = |name: &str| {
+        let mut m = crate::batches::describe(b'S', name);
+        m[0] = b'C';
+        m
+    };
+    let view = "BEGIN; CREATE TEMP VIEW users AS SELECT id AS k, email FROM public.users; SAVEPOINT a; \
+                DROP VIEW users";
+    let range = "DELETE FROM users WHERE k BETWEEN -91111120 AND -91111111";
+    let tries: [(&str, Vec<Vec<u8>>); 2] = [
+        (
+            "a statement replaced before its Execute",
+            vec![p("sp", "SAVEPOINT a"), close("sp"), p("sp", "SELECT 1"), b("", "sp", &[]), e("", 0)],
+        ),
+        (
+            "a portal of a statement replaced before its Bind",
+            vec![p("sq", "SAVEPOINT a"), close("sq"), p("sq", "SELECT 1"), b("pq", "sq", &[]), e("pq", 0)],
+        ),
+    ];
+    for (what, before) in tries {
+        ran(&send(&mut c, &[q(view)]).await, "the view dropped behind a savepoint");
+        ran(&send(&mut c, &[q("DELETE FROM users WHERE id = 0")]).await, "users is public.users again");
+        let mut batch = before;
+        batch.extend([pbe("ROLLBACK TO a"), pbe(range), sync()]);
+        let r = send(&mut c, &batch).await;
+        refused(&r, what);
+        assert_eq!(count(&db, WINDOW).await, 10, "{what}");
+        ran(&send(&mut c, &[q("ROLLBACK")]).await, "ROLLBACK");
+        ran(&send(&mut c, &[q("DEALLOCATE ALL")]).await, "DEALLOCATE ALL");
+    }
+    px.stop().await;
+}
