@@ -135,8 +135,9 @@ impl Session {
                 Some(_) => return false,
                 None => body,
             };
-            // The portal's name, the first string of the body.
-            body.iter().position(|b| *b == 0).is_some_and(|end| body[..end] == parked.portal[..])
+            // The portal's name, the first string of the body, as the server keys it.
+            let name = |end: usize| crate::wire::messages::object_name(&body[..end]);
+            body.iter().position(|b| *b == 0).is_some_and(|end| name(end) == &parked.portal[..])
         };
         match f.tag {
             fe::DESCRIBE if named(f, Some(b'P')) => {

@@ -99,9 +99,8 @@ impl Session {
             }
             fe::DESCRIBE => self.on_describe(f),
             fe::CLOSE => {
-                let portal = f.body().first() == Some(&b'P');
-                let name = f.body().get(1..).unwrap_or_default();
-                let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+                let (kind, name) = messages::target_of(&f);
+                let (portal, name) = (kind == Some(b'P'), name.to_vec());
                 if !portal && !self.relay.is_discarding() {
                     self.closed_name(&name);
                 }
@@ -432,7 +431,7 @@ impl Session {
 /// The portal name of an Execute message.
 pub(super) fn execute_portal(f: &Frame) -> Result<Vec<u8>, crate::wire::FrameError> {
     let mut r = crate::wire::BodyReader::new(f.body(), "Execute");
-    Ok(r.cstr()?.to_vec())
+    Ok(messages::object_name(r.cstr()?).to_vec())
 }
 
 impl Session {

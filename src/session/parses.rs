@@ -133,9 +133,8 @@ impl Session {
     /// again there when its plan was invalidated since: DDL, a changed `search_path`), counted
     /// like its Parse — alone in its batch, else refused; any other goes at once.
     pub(super) fn on_describe(&mut self, f: Frame) {
-        let body = f.body();
-        if body.first() == Some(&b'S') {
-            let name = body[1..].split(|b| *b == 0).next().unwrap_or_default().to_vec();
+        if let (Some(b'S'), name) = crate::wire::messages::target_of(&f) {
+            let name = name.to_vec();
             match self.described_plan(&name) {
                 Some(Ok(plan)) if self.can_hold() => {
                     self.start_held(f, Op::Describe, plan, false);
@@ -191,11 +190,7 @@ impl Session {
     /// statement, counted for its analysis (`parses`); any other is judged on its own once
     /// the batch is released (refused there: not first in its batch).
     pub(super) fn describe_may_join(&self, f: &Frame, held: &super::extended::HeldBatch) -> bool {
-        let body = f.body();
-        if body.first() != Some(&b'S') {
-            return true;
-        }
-        let name = body[1..].split(|b| *b == 0).next().unwrap_or_default();
+        let (Some(b'S'), name) = crate::wire::messages::target_of(f) else { return true };
         let own = matches!(held.ops.first(), Some(Op::Parse { name: n, .. }) if n == name);
         (own && held.parses) || self.described_text(name).is_none()
     }

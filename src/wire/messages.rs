@@ -76,6 +76,25 @@ pub fn query_text_of(body: &[u8]) -> Result<&[u8], FrameError> {
     Ok(sql)
 }
 
+/// How many bytes of a prepared statement's or portal's name the server reads: its tables of
+/// both are keyed by the first `NAMEDATALEN - 1` bytes, cut at a byte (not a character), so
+/// names that differ only after them name one object (twenty-third pass P1: two portals
+/// `x…x1` and `x…x2`, one to the server, two to blastwall's mirror).
+pub const NAME_BYTES: usize = 63;
+
+/// A protocol name as the server keys it ([`NAME_BYTES`]).
+pub fn object_name(name: &[u8]) -> &[u8] {
+    &name[..name.len().min(NAME_BYTES)]
+}
+
+/// The kind (`S` or `P`) and the object name ([`object_name`]) of a Close or Describe.
+pub fn target_of(frame: &Frame) -> (Option<u8>, &[u8]) {
+    let body = frame.body();
+    let name = body.get(1..).unwrap_or_default();
+    let name = name.split(|b| *b == 0).next().unwrap_or_default();
+    (body.first().copied(), object_name(name))
+}
+
 /// Parse: statement name, SQL text and the declared parameter type OIDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseMsg<'a> {
@@ -96,15 +115,16 @@ pub fn parse_msg(frame: &Frame) -> Result<ParseMsg<'_>, FrameError> {
     if !r.is_empty() {
         return Err(FrameError::Malformed { what: "Parse", why: "bytes after the parameter types" });
     }
-    Ok(ParseMsg { name, sql, param_types })
+    Ok(ParseMsg { name: object_name(name), sql, param_types })
 }
 
-/// Bind: portal and statement names (the parameter values are not decoded here).
+/// Bind: portal and statement names, as the server keys them ([`object_name`]; the parameter
+/// values are not decoded here).
 pub fn bind_names(frame: &Frame) -> Result<(&[u8], &[u8]), FrameError> {
     let mut r = BodyReader::new(frame.body(), "Bind");
     let portal = r.cstr()?;
     let stmt = r.cstr()?;
-    Ok((portal, stmt))
+    Ok((object_name(portal), object_name(stmt)))
 }
 
 /// The same Bind for another statement and portal (both named `name`), with text results:
@@ -387,6 +407,27 @@ mod tests {
 
     fn frame(tag: u8, body: &[u8]) -> Frame {
         Frame { tag, bytes: encode(tag, body) }
+    }
+
+    #[test]
+    fn names_are_read_as_the_server_keys_them() {
+        let long = [b'x'; 70];
+        let mut bind = long.to_vec();
+        bind.push(0);
+        bind.extend_from_slice(b"s\0\0\0\0\0\0\0");
+        let bind = frame(fe::BIND, &bind);
+        let (portal, stmt) = bind_names(&bind).unwrap();
+        assert_eq!((portal, stmt), (&long[..63], &b"s"[..]));
+        let mut close = vec![b'P'];
+        close.extend_from_slice(&long);
+        close.push(0);
+        let close = frame(fe::CLOSE, &close);
+        assert_eq!(target_of(&close), (Some(b'P'), &long[..63]));
+        // Cut at a byte, not a character: the server's tables compare bytes.
+        let e = "é".repeat(40);
+        assert_eq!(object_name(e.as_bytes()).len(), 63);
+        let describe = frame(fe::DESCRIBE, b"S\0");
+        assert_eq!(target_of(&describe), (Some(b'S'), &b""[..]));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! and the data is checked directly on the server. Controls: ordinary driver batches (a
 //! temporary table made and filled, SET then SELECT, savepoint-wrapped writes) run unchanged.
 
-use crate::batches::{b, e, p, pbe, q, sync};
+use crate::batches::{b, describe, e, p, pbe, q, sync};
 use crate::binds::RAW;
 use crate::harness::*;
 use tokio::io::AsyncWriteExt;
@@ -548,5 +548,36 @@ async fn a_view_named_like_the_policy_table_is_not_judged_by_its_columns_after_d
     let r = send(&mut s, &[pbe("CREATE TEMP TABLE t9 (x int)"), pbe(&range), sync()]).await;
     refused(&r, "after a new temporary table in the batch");
     assert_eq!(server_value(&db, USERS_TWO).await, 2);
+    px.stop().await;
+}
+
+/// Twenty-third pass P1: the server keys portals (and prepared statements) by their first 63
+/// bytes. Two portal names that differ only after them are one portal: a Close of the first
+/// closes the second's, a Bind of the write under the first replaces it, and an Execute of
+/// the second runs the write — which must be counted (every user deleted, limit 10), as it is
+/// under its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_names_alike_in_their_first_63_bytes_are_one_portal() {
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let users = "SELECT count(*) FROM users";
+    let before = server_value(&db, users).await;
+    let long = "x".repeat(63);
+    let (p1, p2) = (format!("{long}1"), format!("{long}2"));
+    let close = |name: &str| {
+        let mut m = describe(b'P', name);
+        m[0] = b'C';
+        m
+    };
+    let write = "DELETE FROM users WHERE plan <> 'nothing'";
+    let prepare = [p("w", write), p("ok", "SELECT 1")];
+    let alone = [b(&p1, "w", &[]), e(&p1, 0), sync()];
+    refused(&send(&mut c, &[&prepare[..], &alone[..]].concat()).await, "the write under its own portal");
+    let prepare = [p("w2", write), p("ok2", "SELECT 1")];
+    let trick = [b(&p2, "ok2", &[]), close(&p1), b(&p1, "w2", &[]), e(&p2, 0), sync()];
+    let r = send(&mut c, &[&prepare[..], &trick[..]].concat()).await;
+    refused(&r, "the write under a portal named alike");
+    assert_eq!(server_value(&db, users).await, before, "users, checked on the server");
     px.stop().await;
 }
