@@ -63,6 +63,8 @@ pub struct Relay {
     /// (`standard_conforming_strings`, `client_encoding`); the others only pass through.
     scs: bool,
     client_encoding: String,
+    /// `server_encoding`, as the server reported it at startup ("" before it did).
+    server_encoding: String,
     /// Sync points (Query, Sync, FunctionCall) forwarded and not yet answered by ReadyForQuery.
     syncs_sent: u64,
     syncs_done: u64,
@@ -128,6 +130,7 @@ impl Relay {
             tx: TxStatus::Idle,
             scs: true,
             client_encoding: String::new(),
+            server_encoding: String::new(),
             syncs_sent: 0,
             syncs_done: 0,
             batch_open: false,
@@ -483,11 +486,26 @@ impl Relay {
         &self.client_encoding
     }
 
+    /// Whether the server keys a protocol name as the client's bytes: no conversion between
+    /// `client_encoding` and `server_encoding` (the same, or either `SQL_ASCII`), both reported.
+    pub fn names_unconverted(&self) -> bool {
+        let (c, s) = (&self.client_encoding, &self.server_encoding);
+        !c.is_empty()
+            && !s.is_empty()
+            && (c.eq_ignore_ascii_case(s) || [c, s].iter().any(|e| e.eq_ignore_ascii_case("SQL_ASCII")))
+    }
+
+    /// `server_encoding`, as the server reported it ("" before it did).
+    pub fn server_encoding(&self) -> &str {
+        &self.server_encoding
+    }
+
     /// Records a ParameterStatus value.
     pub fn set_param(&mut self, key: String, value: String) {
         match key.as_str() {
             "standard_conforming_strings" => self.scs = value != "off",
             "client_encoding" => self.client_encoding = value,
+            "server_encoding" => self.server_encoding = value,
             _ => {}
         }
     }

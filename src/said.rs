@@ -93,6 +93,19 @@ pub fn authentication_timed_out() -> ProxyMessage {
     ProxyMessage::fatal(sqlstate::CONNECTION_FAILURE, "blastwall: authentication timed out")
 }
 
+/// A protocol statement or portal name blastwall cannot key as the server will (`42501`):
+/// non-ASCII bytes the server converts from the client's encoding before it keys them.
+pub fn name_unreadable(client: &str, server: &str) -> ProxyMessage {
+    refusal(
+        "blastwall: refused a statement or portal name with non-ASCII bytes".into(),
+        format!(
+            "the server converts such a name from client_encoding ({client}) to server_encoding ({server}) and keys it \
+             by its first 63 bytes then, so two names blastwall reads apart may name one object"
+        ),
+        "Name prepared statements and portals in ASCII, or use the server's encoding as client_encoding.",
+    )
+}
+
 /// A client message that breaks the protocol.
 pub fn protocol_violation(why: &str) -> ProxyMessage {
     ProxyMessage::fatal(sqlstate::PROTOCOL_VIOLATION, format!("blastwall: {why}"))

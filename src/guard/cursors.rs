@@ -39,6 +39,10 @@ pub struct Cursors {
     /// Names forgotten since the last message was judged (confirmations still pending for
     /// them are void).
     pub forgotten: Vec<String>,
+    /// Every name a `DECLARE` of the message just judged makes, plain or not: a protocol
+    /// portal of that name the session bound before is no longer what an Execute of the name
+    /// reads (`session::statements`).
+    pub made: Vec<String>,
 }
 
 impl Cursors {
@@ -190,6 +194,7 @@ pub(super) fn note(sql: &[u8], info: &mut SessionInfo) -> bool {
     for c in statements {
         match c {
             Cursor::Declare { name, text, .. } => {
+                info.cursors.made.push(name.clone());
                 if info.settings_certain && plain_declare(&text, scs) {
                     info.cursors.declared.push(name);
                 } else {

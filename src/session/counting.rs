@@ -188,6 +188,8 @@ impl Session {
         // What it did to the session's prepared statements and cursors (`precheck::objects`).
         let objects = precheck::objects::changes(&rows.0, &rows.1);
         self.objects_changed(objects.clone());
+        // The portal counted is the client's own, not a cursor SQL made under its name.
+        self.mirror.replaced.bound(&portal);
         let view = self.info.view();
         let since = self.mirror.runs.since(&portal);
         let start = precheck::slices::run_start(since, &rows.0);

@@ -61,6 +61,13 @@ impl Session {
         if self.held_batch.is_some() {
             return self.hold_or_release(f);
         }
+        // A non-ASCII name the server converts before keying it is not read as it will be
+        // (twenty-fourth pass Q1: two LATIN1 names one portal once converted to UTF-8).
+        if !self.relay.names_unconverted() && messages::names_sent(&f).iter().any(|n| !n.is_ascii()) {
+            let m = crate::said::name_unreadable(self.relay.client_encoding(), self.relay.server_encoding());
+            self.refuse_in_batch(m);
+            return Ok(());
+        }
         if f.tag != fe::SYNC && self.can_hold() && self.identities_before_batch(&f) {
             return Ok(());
         }
@@ -83,6 +90,11 @@ impl Session {
                     // Judged once the earlier batches are answered (flushed to come sooner).
                     self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
                     self.pending = Some(Pending::Execute(f));
+                    return Ok(());
+                }
+                // A name SQL may have made a cursor of since its Bind reads that cursor.
+                if self.mirror.replaced.may_be(&portal) {
+                    self.execute_cursor(f, &portal);
                     return Ok(());
                 }
                 match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {

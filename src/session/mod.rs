@@ -36,6 +36,7 @@ mod pending;
 mod pieces;
 mod putback;
 mod questions;
+mod replaced;
 mod replies;
 mod simple;
 mod sliced;

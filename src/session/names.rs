@@ -164,6 +164,9 @@ impl Session {
     /// A plain DECLARE waits for its sync point's answer; a name forgotten meanwhile (or all of
     /// them, marked by an empty name) voids what waits for it.
     fn cursors_after_judging(&mut self, sent: bool, ord: u64) {
+        for name in std::mem::take(&mut self.info.cursors.made) {
+            self.mirror.replaced.made(Some(name.as_bytes()));
+        }
         let forgotten = std::mem::take(&mut self.info.cursors.forgotten);
         if forgotten.iter().any(String::is_empty) {
             self.names.cursors.clear();
@@ -196,8 +199,10 @@ impl Session {
         if c.unknown {
             self.mirror.forget_statements();
             self.info.cursors.forget_all();
+            self.mirror.replaced.made(None);
         }
         c.cursors.iter().for_each(|n| self.info.cursors.forget(n));
+        c.cursors.iter().for_each(|n| self.mirror.replaced.made(Some(n.as_bytes())));
         let ord = self.relay.syncs_sent();
         self.cursors_after_judging(false, ord);
     }
@@ -350,17 +355,19 @@ impl Session {
     /// statement judged until the server answered its sync point. A transaction end counts
     /// only where the transaction may have failed (it then rolls back).
     pub(super) fn executing_redirects(&mut self, f: &Frame) {
-        if self.names.portal_redirects.is_empty() && !self.names.portals_lost {
+        if self.names.portal_redirects.is_empty() && !self.names.portals_lost && !self.mirror.replaced.any() {
             return;
         }
         let Ok(portal) = super::extended::execute_portal(f) else { return };
+        // A portal SQL may have replaced reads a cursor, whose query may redirect any name.
+        let replaced = self.mirror.replaced.may_be(&portal);
         let r = match self.names.portal_redirects.get(&portal) {
-            Some(r) => r.clone(),
-            None if self.names.portals_lost => {
+            Some(r) if !replaced => r.clone(),
+            None if !self.names.portals_lost && !replaced => return,
+            _ => {
                 let lost = unknown(&String::from_utf8_lossy(&portal));
                 std::sync::Arc::new(Earlier::of(&lost, 0).into_iter().collect())
             }
-            None => return,
         };
         let ord = self.relay.syncs_sent();
         let may_fail = self.relay.tx == TxStatus::Failed || self.relay.syncs_done() < ord;

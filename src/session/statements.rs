@@ -226,11 +226,17 @@ pub(super) struct Mirror {
     pub(super) rounds: u8,
     /// The statements and portals that may start a COPY FROM STDIN (`copying`).
     pub(super) copies: super::copying::Copies,
+    /// Portal names SQL may have made a cursor of since their last protocol Bind
+    /// (`replaced`).
+    pub(super) replaced: super::replaced::Replaced,
 }
 
 impl Mirror {
     /// Records a client message forwarded in the batch ending at sync point `ord`.
     pub(super) fn sent(&mut self, ord: u64, op: Op) {
+        if let Op::Bind { portal, .. } = &op {
+            self.replaced.bound(portal);
+        }
         self.projected.apply(&op);
         self.owed.push_back((ord, op));
     }
@@ -452,6 +458,12 @@ impl Mirror {
     /// failed or was refused, only what makes more statements counted (a Parse may have
     /// succeeded before the failure; forgetting a plan is never assumed).
     pub(super) fn apply_checked(&mut self, ops: &[Op], succeeded: bool) {
+        // Its own portals are the client's, not cursors SQL made under their names.
+        for op in ops {
+            if let Op::Bind { portal, .. } = op {
+                self.replaced.bound(portal);
+            }
+        }
         for op in ops {
             if succeeded || matches!(op, Op::Parse { plan: Some(_), .. }) {
                 self.runs.confirmed(op);

@@ -95,6 +95,22 @@ pub fn target_of(frame: &Frame) -> (Option<u8>, &[u8]) {
     (body.first().copied(), object_name(name))
 }
 
+/// The statement and portal names a Parse, Bind, Execute, Close or Describe carries, as sent
+/// (none for another message, or one that does not frame).
+pub fn names_sent(frame: &Frame) -> [&[u8]; 2] {
+    let body = frame.body();
+    let mut r = BodyReader::new(body, "names");
+    match frame.tag {
+        fe::PARSE | fe::EXECUTE => [r.cstr().unwrap_or_default(), &[]],
+        fe::BIND => [r.cstr().unwrap_or_default(), r.cstr().unwrap_or_default()],
+        fe::CLOSE | fe::DESCRIBE => {
+            let name = body.get(1..).unwrap_or_default();
+            [name.split(|b| *b == 0).next().unwrap_or_default(), &[]]
+        }
+        _ => [&[], &[]],
+    }
+}
+
 /// Parse: statement name, SQL text and the declared parameter type OIDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseMsg<'a> {

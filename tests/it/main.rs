@@ -123,6 +123,7 @@ mod oracle;
 mod own_code;
 mod points;
 mod pooled;
+mod portals;
 mod precheck;
 mod preflight;
 mod prepared_instances;
