@@ -187,9 +187,13 @@ impl Session {
         // What it did to the protected objects (`precheck::identity`).
         // What it did to the session's prepared statements and cursors (`precheck::objects`).
         let objects = precheck::objects::changes(&rows.0, &rows.1);
+        // The portal counted, when it is the client's own (not a cursor SQL made under its
+        // name), is not one either because the reading found it.
+        let own = !self.mirror.replaced.may_be(&portal);
         self.objects_changed(objects.clone());
-        // The portal counted is the client's own, not a cursor SQL made under its name.
-        self.mirror.replaced.bound(&portal);
+        if own {
+            self.mirror.replaced.bound(&portal);
+        }
         let view = self.info.view();
         let since = self.mirror.runs.since(&portal);
         let start = precheck::slices::run_start(since, &rows.0);

@@ -235,7 +235,7 @@ impl Mirror {
     /// Records a client message forwarded in the batch ending at sync point `ord`.
     pub(super) fn sent(&mut self, ord: u64, op: Op) {
         if let Op::Bind { portal, .. } = &op {
-            self.replaced.bound(portal);
+            self.replaced.bind_sent(portal);
         }
         self.projected.apply(&op);
         self.owed.push_back((ord, op));
@@ -390,6 +390,9 @@ impl Mirror {
         };
         if ends {
             if let Some((_, op)) = self.owed.pop_front() {
+                if let Op::Bind { portal, .. } = &op {
+                    self.replaced.bind_confirmed(portal);
+                }
                 self.runs.confirmed(&op);
                 self.confirmed.apply(&op);
             }
@@ -459,7 +462,7 @@ impl Mirror {
     /// succeeded before the failure; forgetting a plan is never assumed).
     pub(super) fn apply_checked(&mut self, ops: &[Op], succeeded: bool) {
         // Its own portals are the client's, not cursors SQL made under their names.
-        for op in ops {
+        for op in ops.iter().filter(|_| succeeded) {
             if let Op::Bind { portal, .. } = op {
                 self.replaced.bound(portal);
             }

@@ -120,7 +120,7 @@ async fn a_name_the_server_converts_before_keying_it_is_refused() {
     let before = server_value(&db, users).await;
     // UTF-8: a non-ASCII portal name is read as the server reads it.
     let utf8 = "é".repeat(3);
-    let r = send(&mut c, &[p("one", "SELECT 1"), b(&utf8, "one", &[]), e(&utf8, 0), sync()]).await;
+    let r = send(&mut c, &[p("", "SELECT 1"), b(&utf8, "", &[]), e(&utf8, 0), sync()]).await;
     ran(&r, "a UTF-8 portal name in a UTF-8 session");
     ran(&send(&mut c, &[q("SET client_encoding = 'LATIN1'")]).await, "LATIN1");
     let ascii = [p("two", "SELECT 1"), b("portal", "two", &[]), e("portal", 0), sync()];
@@ -143,5 +143,55 @@ async fn a_name_the_server_converts_before_keying_it_is_refused() {
     refused(&r, "portal names the server converts");
     assert!(r.errors.contains("non-ASCII"), "{}", r.errors);
     assert_eq!(server_value(&db, users).await, before, "users, on the server");
+    px.stop().await;
+}
+
+/// Twenty-fifth pass R1, R2: the encoding may change earlier in the same batch (a non-ASCII
+/// name behind `SET client_encoding` is refused as well), and a Bind of a cursor's name that
+/// the server skipped (after an error) or refused does not make the name the client's portal
+/// again: the Execute behind a `ROLLBACK TO` still reads the cursor, and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoding_changed_in_the_batch_and_a_bind_that_did_not_run_change_nothing() {
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let users = "SELECT count(*) FROM users";
+    let before = server_value(&db, users).await;
+    let mut p1 = vec![0xe9u8; 40];
+    let mut p2 = p1.clone();
+    p1.push(b'1');
+    p2.push(b'2');
+    let batch = [
+        pbe("SET client_encoding = 'LATIN1'"),
+        p("w", "DELETE FROM users WHERE plan <> 'nothing'"),
+        p("ok", "SELECT 1"),
+        raw_bind(&p2, b"ok"),
+        raw_close_portal(&p1),
+        raw_bind(&p1, b"w"),
+        raw_execute(&p2),
+        sync(),
+    ];
+    refused(&send(&mut c, &batch).await, "names behind SET client_encoding in the batch");
+    assert_eq!(server_value(&db, users).await, before, "users, on the server");
+    ran(&send(&mut c, &[q("RESET client_encoding; DEALLOCATE ALL")]).await, "RESET");
+
+    let sequence = server_value(&db, SEQUENCE).await;
+    ran(&send(&mut c, &[q("BEGIN")]).await, "BEGIN");
+    ran(&send(&mut c, &[p("ok", "SELECT 1"), b("cur1", "ok", &[]), sync()]).await, "the portal");
+    ran(&send(&mut c, &[q("CLOSE cur1")]).await, "CLOSE");
+    let declare = "DECLARE cur1 CURSOR FOR SELECT count(nextval('web_user_id_seq')) FROM generate_series(1, 5000)";
+    ran(&send(&mut c, &[q(declare)]).await, "the cursor");
+    ran(&send(&mut c, &[q("SAVEPOINT s")]).await, "SAVEPOINT");
+    // Skipped by the server after the error before it.
+    let r = send(&mut c, &[pbe("SELECT 1/0"), b("cur1", "ok", &[]), sync()]).await;
+    assert!(r.errors.contains("22012"), "{}", r.errors);
+    ran(&send(&mut c, &[q("ROLLBACK TO s")]).await, "ROLLBACK TO");
+    // Refused by the server: the cursor exists.
+    let r = send(&mut c, &[b("cur1", "ok", &[]), sync()]).await;
+    assert!(r.errors.contains("42P03"), "{}", r.errors);
+    ran(&send(&mut c, &[q("ROLLBACK TO s")]).await, "ROLLBACK TO");
+    refused(&send(&mut c, &[e("cur1", 0), sync()]).await, "the cursor's Execute");
+    ran(&send(&mut c, &[q("ROLLBACK")]).await, "ROLLBACK");
+    assert_eq!(server_value(&db, SEQUENCE).await, sequence, "the sequence, on the server");
     px.stop().await;
 }
