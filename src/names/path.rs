@@ -30,7 +30,7 @@ impl Paths {
                 break;
             }
             // A `ROLLBACK TO` a savepoint set earlier in the message (and nothing between
-            // them that may leave it naming an older one: `earlier::returns_to`) brings back
+            // them that may leave it naming an older one: `savepoints::returns_to`) brings back
             // what names resolved against when it was set: whatever ran since, `SET`s and
             // DDL included, is undone.
             if s.transaction_control {
