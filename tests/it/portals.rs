@@ -49,6 +49,26 @@ fn raw_close_portal(portal: &[u8]) -> Vec<u8> {
     msg(b'C', &body)
 }
 
+/// Two portal names of 41 bytes in LATIN1 (`é` × 40, then `1` or `2`), one portal once
+/// the server converts them to UTF-8 (81 bytes, keyed by 63): `SELECT 1` bound to the second,
+/// the first closed (the server closes the second), the mass DELETE bound to the first and
+/// the second executed, one Sync.
+fn look_alike_portals() -> Vec<Vec<u8>> {
+    let mut p1 = vec![0xe9u8; 40];
+    let mut p2 = p1.clone();
+    p1.push(b'1');
+    p2.push(b'2');
+    vec![
+        p("w", "DELETE FROM users WHERE plan <> 'nothing'"),
+        p("ok", "SELECT 1"),
+        raw_bind(&p2, b"ok"),
+        raw_close_portal(&p1),
+        raw_bind(&p1, b"w"),
+        raw_execute(&p2),
+        sync(),
+    ]
+}
+
 /// Q2, Q3: a portal bound by the protocol, closed by SQL (or dropped by `ROLLBACK TO`) and
 /// made again by an SQL `DECLARE` of the same name: an Execute of the name reads the cursor,
 /// and is judged as reading it (its 5,000 `nextval`s move a protected sequence past its allowance: refused); a
@@ -125,21 +145,7 @@ async fn a_name_the_server_converts_before_keying_it_is_refused() {
     ran(&send(&mut c, &[q("SET client_encoding = 'LATIN1'")]).await, "LATIN1");
     let ascii = [p("two", "SELECT 1"), b("portal", "two", &[]), e("portal", 0), sync()];
     ran(&send(&mut c, &ascii).await, "an ASCII portal name in a LATIN1 session");
-    let mut p1 = vec![0xe9u8; 40];
-    let mut p2 = p1.clone();
-    p1.push(b'1');
-    p2.push(b'2');
-    let write = "DELETE FROM users WHERE plan <> 'nothing'";
-    let batch = [
-        p("w", write),
-        p("ok", "SELECT 1"),
-        raw_bind(&p2, b"ok"),
-        raw_close_portal(&p1),
-        raw_bind(&p1, b"w"),
-        raw_execute(&p2),
-        sync(),
-    ];
-    let r = send(&mut c, &batch).await;
+    let r = send(&mut c, &look_alike_portals()).await;
     refused(&r, "portal names the server converts");
     assert!(r.errors.contains("non-ASCII"), "{}", r.errors);
     assert_eq!(server_value(&db, users).await, before, "users, on the server");
@@ -157,20 +163,7 @@ async fn an_encoding_changed_in_the_batch_and_a_bind_that_did_not_run_change_not
     let mut c = startup(px.port(), RAW, &db).await;
     let users = "SELECT count(*) FROM users";
     let before = server_value(&db, users).await;
-    let mut p1 = vec![0xe9u8; 40];
-    let mut p2 = p1.clone();
-    p1.push(b'1');
-    p2.push(b'2');
-    let batch = [
-        pbe("SET client_encoding = 'LATIN1'"),
-        p("w", "DELETE FROM users WHERE plan <> 'nothing'"),
-        p("ok", "SELECT 1"),
-        raw_bind(&p2, b"ok"),
-        raw_close_portal(&p1),
-        raw_bind(&p1, b"w"),
-        raw_execute(&p2),
-        sync(),
-    ];
+    let batch = [vec![pbe("SET client_encoding = 'LATIN1'")], look_alike_portals()].concat();
     refused(&send(&mut c, &batch).await, "names behind SET client_encoding in the batch");
     assert_eq!(server_value(&db, users).await, before, "users, on the server");
     ran(&send(&mut c, &[q("RESET client_encoding; DEALLOCATE ALL")]).await, "RESET");
