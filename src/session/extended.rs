@@ -64,8 +64,9 @@ impl Session {
         // A non-ASCII name the server converts before keying it is not read as it will be
         // (twenty-fourth pass Q1: two LATIN1 names one portal once converted to UTF-8).
         // Nor one sent while a change of client_encoding is unanswered (twenty-fifth pass R1).
-        let unconverted = self.relay.names_unconverted() && !self.info.encoding_in_flight;
-        if !unconverted && messages::names_sent(&f).iter().any(|n| !n.is_ascii()) {
+        // (The names first: nearly always ASCII, so the encodings are seldom compared.)
+        let non_ascii = messages::names_sent(&f).iter().any(|n| !n.is_ascii());
+        if non_ascii && (self.info.encoding_in_flight || !self.relay.names_unconverted()) {
             let m = crate::said::name_unreadable(self.relay.client_encoding(), self.relay.server_encoding());
             self.refuse_in_batch(m);
             return Ok(());
