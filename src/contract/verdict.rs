@@ -125,7 +125,7 @@ impl Check {
                 let mode = if item.mode == Mode::DryRun { Mode::DryRun } else { Mode::Enforce };
                 return Decision {
                     findings: vec![finding(item, "contract-state", mode, why, HINT_STATE)],
-                    reached: None,
+                    ..Default::default()
                 };
             }
         }

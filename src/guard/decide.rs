@@ -170,6 +170,9 @@ impl Guard {
         }
         let reach_of: Option<&policy::TablesOf<'_>> = if online { Some(&reach) } else { None };
         let mut decision = policy::decide_resolved(&decided, view, &policy, reach_of);
+        if online {
+            decision.updates_limited_by_identity = updates_limited_by_identity(&decided, &reach, &policy);
+        }
         let minted = |s: &str, t: &str| assumed.minted_of(&self.catalog, &db, s, t);
         for (i, ins) in &inserts {
             let text = &statements[*i].text;
@@ -223,6 +226,28 @@ impl Guard {
         }
         Ok((statements, decision))
     }
+}
+
+/// Whether an update among `statements` reaches a policy table whose updates are limited
+/// under a name that is not the policy's (`Reach` follows the table's OID: renamed, swapped
+/// out for a new table under the policy's name, moved to another schema): the name alone
+/// would leave it uncounted (twenty-seventh pass H1).
+fn updates_limited_by_identity(
+    statements: &[Statement],
+    reach: &dyn Fn(usize, &analyze::Write) -> Option<policy::Reach>,
+    policy: &policy::Policy,
+) -> bool {
+    let limited = |t: &policy::TablePolicy| t.max_update_rows.is_some() || crate::contract::applies(t);
+    statements.iter().enumerate().any(|(i, st)| {
+        st.writes.iter().filter(|w| matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. } | Op::Upsert { .. })).any(
+            |w| {
+                let named = |t: &policy::TablePolicy| w.target.as_ref().is_some_and(|n| t.matches(n));
+                reach(i, w).is_some_and(|r| {
+                    r.tables.iter().filter_map(|(t, _)| policy.tables.get(*t)).any(|t| limited(t) && !named(t))
+                })
+            },
+        )
+    })
 }
 
 /// Of the relations written beside a policy table with text rules (`reached::beside`), those

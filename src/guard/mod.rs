@@ -434,7 +434,7 @@ pub fn refusal(
             source: source.to_string(),
             statement,
         }],
-        reached: None,
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,7 @@ pub(super) fn check_need(
     policy: &Policy,
     catalog: &crate::catalog::Catalog,
     dry_run: bool,
+    updates_limited_by_identity: bool,
 ) -> Result<Option<CheckNeed>, Vec<String>> {
     // The anomaly and budget rules count like limits (`contract`).
     let contract = crate::contract::enabled(policy);
@@ -56,6 +57,7 @@ pub(super) fn check_need(
             let is_update = matches!(w.op, Op::Update { .. } | Op::MergeUpdate { .. } | Op::Upsert { .. });
             let mut update_limited = policy.max_update_rows.is_some()
                 || policy.anomaly.enabled == Some(true)
+                || updates_limited_by_identity
                 || table.is_some_and(|t| t.max_update_rows.is_some() || crate::contract::applies(t));
             // An UPDATE of a view (or a table with rules, triggers or children) can change rows
             // of a limited table under another name: the catalog says which names can.

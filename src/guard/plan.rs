@@ -60,7 +60,7 @@ impl Guard {
                     .into_iter()
                     .filter(|f| !matches!(f.rule, "protected-range" | "require-where" | "current-of" | "catalog-write"))
                     .collect(),
-                reached: decision.reached,
+                ..decision
             },
             _ => decision,
         };
@@ -74,7 +74,8 @@ impl Guard {
             }
             return (verdict, decision);
         }
-        let need = match check_need(statements, info, &policy, &self.catalog, dry_run) {
+        let by_identity = decision.updates_limited_by_identity;
+        let need = match check_need(statements, info, &policy, &self.catalog, dry_run, by_identity) {
             Ok(n) => n,
             Err(names) => {
                 let questions = names.into_iter().map(crate::catalog::Question::Indirect).collect();

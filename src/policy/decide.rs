@@ -112,6 +112,10 @@ pub struct Decision {
     /// message writes (and those foreign keys' actions reach from it), when nothing else can
     /// change a policy table's rows (`guard::reached`); `None`: not known.
     pub reached: Option<Vec<ReachedTable>>,
+    /// Some update it judged reaches a policy table whose updates are limited under another
+    /// name than the policy's (by its OID: renamed, swapped out, moved): counted like one
+    /// naming it (`guard::need`).
+    pub updates_limited_by_identity: bool,
 }
 
 /// A policy table a judgement reached, and how what it judged may change its rows.

@@ -166,10 +166,12 @@ fn rows(
         .filter(|t| which(t))
         .map(|t| {
             let qualified = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
-            // A table seen before is also found by its identity, so a rename does not hide it.
-            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}::pg_catalog.oid"));
+            // A table seen before is also found by its identity, so a rename does not hide it;
+            // and while it exists, what holds its name now is counted with it (a table swapped
+            // in under the policy's name, a view over the old one: rows changed in either).
+            let oid = known(&t.schema, &t.name).map_or("NULL".to_string(), |o| format!("{o}"));
             format!(
-                "({}::pg_catalog.text, {}::pg_catalog.text, coalesce(pg_catalog.to_regclass({})::pg_catalog.oid, {oid}))",
+                "({}::pg_catalog.text, {}::pg_catalog.text, pg_catalog.to_regclass({})::pg_catalog.oid, {oid}::pg_catalog.oid)",
                 super::literal(&t.schema),
                 super::literal(&t.name),
                 super::literal(&qualified)
@@ -178,19 +180,26 @@ fn rows(
         .collect()
 }
 
-/// The counters of each listed table (`(schema, name, oid)` rows) summed over the table and
-/// every table that inherits from it, at any depth (inheritance children and partitions): rows
-/// deleted through a child or a partition count against the policy table's limit.
+/// The counters of each listed table (`(schema, name, oid of the name now, oid remembered)`
+/// rows) summed over the table and every table that inherits from it, at any depth
+/// (inheritance children and partitions): rows deleted through a child or a partition count
+/// against the policy table's limit. The table is the relation remembered for it while that
+/// exists, else the one its name leads to; while both exist and differ (a table swapped in
+/// under the policy's name, or a view over the old one), both are summed in: the policy
+/// table's limit holds for the rows it had, whatever name reaches them, and for the one that
+/// took its name. The reading's OID is the remembered one while it exists.
 pub(super) fn tree_sql(values: &str) -> String {
     format!(
-        "SELECT v.s, v.t, x.d, x.u, x.i, v.r FROM (VALUES {values}) v(s, t, r) \
-         CROSS JOIN LATERAL (WITH RECURSIVE tree(rel) AS (SELECT v.r UNION \
-           SELECT i.inhrelid FROM pg_catalog.pg_inherits i, tree \
+        "SELECT v.s, v.t, x.d, x.u, x.i, x.r FROM (VALUES {values}) v(s, t, n, k) \
+         CROSS JOIN LATERAL (SELECT coalesce((SELECT c.oid FROM pg_catalog.pg_class c \
+           WHERE c.oid OPERATOR(pg_catalog.=) v.k), v.n) r) w \
+         CROSS JOIN LATERAL (WITH RECURSIVE tree(rel) AS (SELECT b.rel FROM (VALUES (w.r), (v.n)) b(rel) \
+           WHERE b.rel IS NOT NULL UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i, tree \
            WHERE i.inhparent OPERATOR(pg_catalog.=) tree.rel) \
          SELECT coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_deleted(tree.rel)), 0)::pg_catalog.int8, \
          coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_updated(tree.rel)), 0)::pg_catalog.int8, \
-         coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(tree.rel)), 0)::pg_catalog.int8 \
-         FROM tree) x(d, u, i) WHERE v.r IS NOT NULL"
+         coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(tree.rel)), 0)::pg_catalog.int8, w.r \
+         FROM tree) x(d, u, i, r) WHERE w.r IS NOT NULL"
     )
 }
 

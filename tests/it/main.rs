@@ -144,6 +144,7 @@ mod sizes;
 mod slices;
 mod split;
 mod stats;
+mod swapped;
 mod taint;
 mod temp_callers;
 mod views;
