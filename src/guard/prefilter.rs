@@ -274,25 +274,36 @@ fn same_words(a: &[u8], b: &[u8]) -> bool {
     let digits = |t: &[u8]| t.iter().take_while(|c| c.is_ascii_digit()).count();
     let (mut i, mut j) = (0, 0);
     loop {
-        while i + 8 <= a.len() && j + 8 <= b.len() && a[i..i + 8] == b[j..j + 8] {
-            (i, j) = (i + 8, j + 8);
+        let equal = common_prefix(&a[i..], &b[j..]);
+        (i, j) = (i + equal, j + equal);
+        if i == a.len() && j == b.len() {
+            return true;
         }
-        match (a.get(i), b.get(j)) {
-            (None, None) => return true,
-            (Some(x), Some(y)) if x == y => (i, j) = (i + 1, j + 1),
-            _ => {
-                // The bytes before are the same on both sides (or both end a run of digits,
-                // and then the bytes here are no digits): a run of digits that began there
-                // goes on here on either side or both; one that begins here must on both.
-                let (da, db) = (digits(&a[i..]), digits(&b[j..]));
-                let in_run = i > 0 && a[i - 1].is_ascii_digit() && j > 0 && b[j - 1].is_ascii_digit();
-                if da + db == 0 || (!in_run && (da == 0 || db == 0)) {
-                    return false;
-                }
-                (i, j) = (i + da, j + db);
-            }
+        // The bytes here differ (or one side ended). The bytes before are the same on both
+        // sides (or both end a run of digits, and then the bytes here are no digits): a run
+        // of digits that began there goes on here on either side or both; one that begins
+        // here must on both.
+        let (da, db) = (digits(&a[i..]), digits(&b[j..]));
+        let in_run = i > 0 && a[i - 1].is_ascii_digit() && j > 0 && b[j - 1].is_ascii_digit();
+        if da + db == 0 || (!in_run && (da == 0 || db == 0)) {
+            return false;
         }
+        (i, j) = (i + da, j + db);
     }
+}
+
+/// How many bytes `a` and `b` begin with alike, compared eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_le_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if x != y {
+            return n + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[n..].iter().zip(&b[n..]).take_while(|(x, y)| x == y).count()
 }
 
 /// What a word (ASCII letters and `_`) means, in any case (0: nothing).
