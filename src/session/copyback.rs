@@ -11,7 +11,9 @@
 //! row kept).
 //!
 //! A client that leaves during the COPY, at a message boundary, has the COPY ended by a
-//! CopyFail of blastwall's and the sequences put back before its server session ends.
+//! CopyFail of blastwall's and the sequences put back before its server session ends; one
+//! that ended the COPY and left before its answer has them put back only when the server's
+//! answer is an error (a COPY that was kept keeps its move: its rows hold those values).
 //!
 //! Owns: when the reading is taken and what a COPY's answer makes owed. Does not own: the
 //! reading and the put-back statement (`precheck::putback`), which COPY may move a sequence
@@ -32,6 +34,8 @@ pub(super) struct Awaited {
     ord: u64,
     moved: Vec<Moved>,
     failed: bool,
+    /// The client ended the COPY (CopyDone or CopyFail went on).
+    ended: bool,
 }
 
 const SP: &str = "blastwall_copy_reading";
@@ -109,7 +113,7 @@ impl Session {
         let moved = putback::before_uncounted(&answer.rows, self.info.view(), &policy);
         self.forward_query(&sql, action, &f.bytes);
         if !moved.is_empty() {
-            self.copy_awaited = Some(Awaited { ord: self.relay.syncs_sent(), moved, failed: false });
+            self.copy_awaited = Some(Awaited { ord: self.relay.syncs_sent(), moved, failed: false, ended: false });
         }
         Ok(())
     }
@@ -133,20 +137,44 @@ impl Session {
         }
     }
 
-    /// The client left: a COPY still reading its data at a message boundary is ended by a
-    /// CopyFail of blastwall's (the server reads messages whole; a half-sent CopyData cannot
-    /// be ended), and what it moved is owed before the server session ends (`ending`).
+    /// The client's CopyDone or CopyFail went on: the awaited COPY's outcome is the server's
+    /// answer to it.
+    pub(super) fn copy_ended_by_client(&mut self) {
+        if let Some(a) = self.copy_awaited.as_mut() {
+            a.ended = true;
+        }
+    }
+
+    /// The client left with the awaited COPY unanswered: what it moved is owed before the
+    /// server session ends (`ending`) when it failed — its error seen; or, ended by the
+    /// client, the server's answer (read now, within a bound) is an error; or, still reading
+    /// the client's data at a message boundary, blastwall ends it with a CopyFail of its own
+    /// (the server reads messages whole: a half-sent CopyData cannot be ended; after the
+    /// COPY's own error the server drops a CopyFail). One the client
+    /// ended whose answer does not come, or one it left in the middle of a message, is not
+    /// put back: it may have been kept.
     pub(super) async fn copy_left(&mut self) {
         let Some(a) = self.copy_awaited.take() else { return };
-        if !self.relay.server_in_copy() || self.cfr.passing() {
-            return;
-        }
-        let fail = crate::wire::encode(fe::COPY_FAIL, b"the client left\0");
-        let mut b = Backend::new(&mut self.server, &mut self.sfr);
-        if b.send(&fail).await.is_ok() {
+        let owed = match (a.failed, a.ended) {
+            (true, _) => true,
+            (false, true) => {
+                let mut b = Backend::new(&mut self.server, &mut self.sfr);
+                let answer = tokio::time::timeout(ANSWER_WITHIN, b.answer()).await;
+                matches!(answer, Ok(Ok(x)) if x.error.is_some())
+            }
+            (false, false) if self.cfr.passing() => false,
+            (false, false) => {
+                let fail = crate::wire::encode(fe::COPY_FAIL, b"the client left\0");
+                Backend::new(&mut self.server, &mut self.sfr).send(&fail).await.is_ok()
+            }
+        };
+        if owed {
             self.put_back.extend(a.moved);
         }
     }
 }
+
+/// How long a departed client's COPY answer is waited for.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 const HINT_READING: &str = "Send the COPY again; or load the rows with INSERT, which is counted.";

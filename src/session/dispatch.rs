@@ -66,6 +66,7 @@ impl Session {
                 self.relay.forward_raw(&f.bytes);
             }
             fe::COPY_DONE | fe::COPY_FAIL => {
+                self.copy_ended_by_client();
                 if self.copy_unsettled() {
                     // Its answer (CopyInResponse or not) is flushed to come sooner; a Flush
                     // during a COPY is ignored by the server.

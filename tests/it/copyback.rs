@@ -70,6 +70,18 @@ async fn a_failed_copy_that_moved_the_protected_sequence_is_put_back() {
         assert_eq!(users(&db).await, n, "{error}: no row kept");
         assert_eq!(seq(&db).await, before, "{error}: the sequence left moved");
     }
+    // The Query and its data in one write (the Query waits for the reading, the data behind it).
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let script = [Send([q(COPY), rows(5000), bad(), done(), q("SELECT 3")].concat()), Until(b'Z', 2)];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("null value in column") && out.contains("\u{1}3\n"), "{out}");
+    assert_eq!((seq(&db).await, users(&db).await), (before, n), "in one write");
+    // psql's `-c COPY … FROM STDIN`, the rows on its standard input (the red team's shape).
+    let data: String =
+        (0..5000).map(|i| format!("oauth\tfree\tp{i}@example.com\n")).collect::<String>() + "\\N\tfree\tx\n";
+    let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-v", "ON_ERROR_STOP=1", "-c", COPY], Some(&data));
+    assert!(!ok && err.contains("null value in column"), "{err}");
+    assert_eq!((seq(&db).await, users(&db).await), (before, n), "psql");
     p.stop().await;
 }
 
@@ -155,5 +167,40 @@ async fn a_copy_whose_client_leaves_is_put_back() {
     let put = tokio::time::timeout(Duration::from_secs(10), back).await;
     assert!(put.is_ok(), "the sequence left at {:?}, was {before:?}", seq(&db).await);
     assert_eq!(users(&db).await, n);
+    p.stop().await;
+}
+
+/// The client ends its COPY and leaves without reading the answer: a COPY that failed (a bad
+/// last row) is put back; one that was kept keeps its rows and its move (putting it back
+/// would hand out its rows' ids again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_ended_by_a_client_that_leaves_is_put_back_only_when_it_failed() {
+    let db = db();
+    let p = proxy().await;
+    for (data, kept) in [([rows(4000), bad(), done()].concat(), false), ([rows(3000), done()].concat(), true)] {
+        let ((start, _), n) = (seq(&db).await, users(&db).await);
+        let mut s = startup(p.port(), "trust_user", &db).await;
+        s.write_all(&q(COPY)).await.unwrap();
+        while read_msg(&mut s).await.0 != b'G' {}
+        s.write_all(&data).await.unwrap();
+        drop(s);
+        // The server session ends once blastwall is done with it.
+        let ended = async {
+            while count(&db, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'raw-%' AND datname = current_database()").await > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), ended).await.expect("the server session did not end");
+        match kept {
+            true => {
+                assert_eq!(users(&db).await, n + 3000);
+                assert_eq!(seq(&db).await, (start + 3000, true), "a kept COPY keeps its move");
+            }
+            false => {
+                assert_eq!(users(&db).await, n);
+                assert_eq!(seq(&db).await.0, start, "a failed COPY is put back");
+            }
+        }
+    }
     p.stop().await;
 }
