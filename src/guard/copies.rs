@@ -10,7 +10,8 @@
 //! user function or operator the COPY reaches (`catalog::HiddenCallers`), a `WHERE`, a view or
 //! a table with rules, triggers on INSERT or children — keeps it refused as unverifiable.
 //!
-//! Owns: that judgement of a COPY. Does not own: the catalog's answers (`catalog::copies`,
+//! Owns: that judgement of a COPY, and whether a relayed one may move a sequence (read before
+//! it: `session::copyback`). Does not own: the catalog's answers (`catalog::copies`,
 //! `catalog::HiddenCallers`), or what is refused (`need`, `plan`).
 
 use crate::analyze::Statement;
@@ -47,6 +48,18 @@ pub(super) fn moves_one_per_row(
     !indirect
         && !moves.other
         && moves.defaults.iter().all(|(col, expr)| columns.iter().any(|c| c == col) || one_nextval(expr))
+}
+
+/// Whether a lone `COPY table [(columns)] FROM STDIN` that blastwall relays may move a
+/// sequence: a default it evaluates (a column it leaves out) mentions `nextval`/`setval`, or
+/// the catalog has no fresh answer about the table. Such a COPY has the protected sequences
+/// read before it, to be put back should it fail (`session::copyback`). Any other text: no.
+pub fn may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::SessionInfo) -> bool {
+    let Some((table, columns)) = copy_into(text) else { return false };
+    match info.names.assumed.row_moves(catalog, &info.database, &table) {
+        Some(m) => m.other || m.defaults.iter().any(|(col, _)| !columns.iter().any(|c| c == col)),
+        None => true,
+    }
 }
 
 /// The table and the columns a plain `COPY table [(columns)] FROM STDIN` (no `WHERE`, no query)

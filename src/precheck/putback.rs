@@ -72,6 +72,22 @@ pub fn candidates(
         .collect()
 }
 
+/// The reading of where the protected sequences stand (the counted statements' own identity
+/// reading, as rows of a counter reading), taken before a statement blastwall relays uncounted
+/// that may move one — a `COPY … FROM STDIN` (`session::copyback`). `None`: no policy table.
+pub fn reading_sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>) -> Option<String> {
+    identity::sql(policy, known, false, false, &[]).map(|s| identity::as_reading(&s))
+}
+
+/// [`candidates`] of a reading taken before a statement that keeps no row should it fail.
+pub fn before_uncounted(
+    before: &[Vec<Option<String>>],
+    who: crate::policy::SessionView<'_>,
+    policy: &crate::policy::Policy,
+) -> Vec<Moved> {
+    candidates(before, &super::slices::Positions::new(), 0, who, policy)
+}
+
 /// The sequences a refused statement moved (`identity::changes` judged them).
 pub fn from_changes(changed: &[Change]) -> Vec<Moved> {
     changed

@@ -94,6 +94,7 @@ impl Session {
             Some(Pending::ResolveInBatch(frame, names)) => return self.ask_bounded(frame, names, true).await,
             Some(Pending::Analyze(frame)) => return self.analyze_then_judge(frame).await,
             Some(Pending::Simple(frame, pieces)) => return self.start_simple(frame, pieces).await,
+            Some(Pending::CopyReading(frame, action)) => return self.read_before_copy(frame, action).await,
         };
         if self.relay.tx == TxStatus::Failed {
             if ops.is_empty() && self.may_end_the_failed_transaction(&bytes) {

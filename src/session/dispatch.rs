@@ -66,6 +66,7 @@ impl Session {
                 self.relay.forward_raw(&f.bytes);
             }
             fe::COPY_DONE | fe::COPY_FAIL => {
+                self.copy_ended_by_client();
                 if self.copy_unsettled() {
                     // Its answer (CopyInResponse or not) is flushed to come sooner; a Flush
                     // during a COPY is ignored by the server.
@@ -121,6 +122,9 @@ impl Session {
                 self.pending = Some(Pending::ResolveInBatch(f, questions));
             }
             Verdict::Resolve(names) => self.pending = Some(Pending::Resolve(f, names)),
+            // A COPY that may move a protected sequence: read first (`copyback`).
+            Verdict::Allow if self.copy_needs_reading(sql) => self.wait_for_copy_reading(f, Action::Forward),
+            Verdict::Notice(n) if self.copy_needs_reading(sql) => self.wait_for_copy_reading(f, Action::Notify(n)),
             Verdict::Allow => self.forward_query(sql, Action::Forward, &f.bytes),
             Verdict::Notice(n) => self.forward_query(sql, Action::Notify(n), &f.bytes),
             Verdict::Refuse(m) => self.relay.apply_sync_point(Action::Refuse(m), &f.bytes),

@@ -23,7 +23,9 @@ impl Session {
     /// The client went away: cancel what it left running, end the server session.
     pub(super) async fn client_gone(&mut self) -> Result<(), SessionError> {
         // A protected sequence a refused statement moved is put back before the server
-        // session ends (eighteenth pass F6b: never, once its client left).
+        // session ends (eighteenth pass F6b: never, once its client left); so is one a COPY
+        // the client left moved (`copyback`).
+        self.copy_left().await;
         if self.put_back.is_empty() {
             self.cancel_if_busy();
         } else {

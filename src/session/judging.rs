@@ -42,7 +42,7 @@ impl Session {
         };
         self.shared.metrics.statements_total.inc();
         match self.judge_sql(sql, None) {
-            Verdict::Allow => {
+            Verdict::Allow if !self.copy_needs_reading(sql) => {
                 self.forward_query(sql, Action::Forward, &buf);
                 buf.clear();
                 *self.cfr.buf_mut() = buf;

@@ -20,6 +20,7 @@ use crate::wire::{Frame, FrameError, Framer, Step};
 mod ages;
 mod binds;
 mod checks;
+mod copyback;
 mod copying;
 mod counting;
 mod departure;
@@ -225,6 +226,7 @@ async fn handshake_and_relay(
         put_back: Vec::new(),
         failed_batch_ended: false,
         copy_word: true,
+        copy_awaited: None,
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -288,6 +290,8 @@ struct Session {
     /// The last text judged has the word `copy` (the guard's one pass said): only such a text
     /// can be a `COPY … FROM STDIN`.
     copy_word: bool,
+    /// A relayed COPY that may move a protected sequence, read before it (`copyback`).
+    copy_awaited: Option<copyback::Awaited>,
 }
 
 impl Session {

@@ -43,6 +43,9 @@ pub(super) enum Pending {
     /// uncertain: handled once blastwall's marker said where the server stands
     /// (`relay::uncertain`), the marker going in its place as a probe meanwhile.
     AfterCopy(Frame),
+    /// A lone `COPY … FROM STDIN` Query, judged harmless (forwarded with this action), once
+    /// the protected sequences it may move were read (`copyback`).
+    CopyReading(Frame, crate::relay::Action),
     /// The server is ending the session: a client message came during its COPY FROM STDIN
     /// (`copying`). Nothing more is read from the client.
     Ended,
@@ -97,7 +100,8 @@ impl Pending {
             | Pending::ResolveInBatch(f, _)
             | Pending::Analyze(f)
             | Pending::AfterCopy(f)
-            | Pending::Simple(f, _) => Some(f.tag),
+            | Pending::Simple(f, _)
+            | Pending::CopyReading(f, _) => Some(f.tag),
             Pending::CopyEnd(_) | Pending::SyncInCopy(_) | Pending::Ended => None,
         }
     }

@@ -91,6 +91,7 @@ impl Session {
             }
             be::ERROR_RESPONSE => {
                 self.note_server_error(&f);
+                self.copy_error_seen();
                 self.names_on_error();
                 if self.mirror.on_error(self.relay.syncs_done()) {
                     self.skip_to_sync();
@@ -133,6 +134,9 @@ impl Session {
             self.inflight_answered();
         }
         self.mirror.on_ready(self.relay.syncs_done(), status);
+        if self.copy_awaited.is_some() {
+            self.copy_answered();
+        }
         if !self.ready {
             self.ready = true;
             self.log_start(stats);

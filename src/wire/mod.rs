@@ -106,6 +106,11 @@ impl Framer {
         }
     }
 
+    /// Whether part of a message passed through already and the rest has not.
+    pub fn passing(&self) -> bool {
+        self.pass_remaining != 0
+    }
+
     /// Whether the stream stands at a message boundary: nothing half-read.
     pub fn is_at_boundary(&self) -> bool {
         self.buf.is_empty() && self.pass_remaining == 0

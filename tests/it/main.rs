@@ -56,6 +56,8 @@
 //!   judged by the whole run (red-team F10).
 //! - `putback`: a failed, cancelled or abandoned statement that moved a protected sequence has it
 //!   put back (fourth pass F3/F4), never below a value another session took.
+//! - `copyback`: a lone COPY FROM STDIN that moved a protected sequence and failed (a bad row,
+//!   CopyFail, its client leaving) has it put back (twenty-seventh pass H3).
 //! - `holding`: counted writes' replies held for clients that do not read are bounded across
 //!   sessions (red-team F9).
 //! - `bypass`:  issue 11's remaining ways around the guard (tautologies, sequences moved by
@@ -90,6 +92,7 @@ mod contract;
 mod contract_proxy;
 mod copies;
 mod copy_in;
+mod copyback;
 mod corpus;
 mod cursors;
 mod ddl_notify;

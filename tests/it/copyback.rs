@@ -1,0 +1,206 @@
+//! Twenty-seventh pass H3: a lone `COPY users (auth_source, plan, email) FROM STDIN` (relayed
+//! uncounted: users' id default `-nextval('web_user_id_seq')` moves the protected sequence one
+//! per row) that fails — a bad row at its end, the client's CopyFail, the client leaving in the
+//! middle — has the sequence put back as a failed INSERT does: at once outside a block, when
+//! the client's failed block ends inside one. A COPY that succeeds keeps its move, and so does
+//! a failed one within the rule's allowance. Sequence and rows read directly on the server.
+
+use crate::batches::{q, read_msg, run, show, tags, Send, Until};
+use crate::harness::*;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const COPY: &str = "COPY users (auth_source, plan, email) FROM STDIN";
+
+/// A database whose `trust_user` (the raw scripts' role) may write users as app does.
+fn db() -> String {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT app TO trust_user;",
+    );
+    db
+}
+
+async fn seq(db: &str) -> (i64, bool) {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    let r = c.query_one("SELECT last_value, is_called FROM web_user_id_seq", &[]).await.unwrap();
+    (r.get(0), r.get(1))
+}
+
+async fn users(db: &str) -> i64 {
+    count(db, "SELECT count(*) FROM users").await
+}
+
+/// `n` good rows as CopyData messages, in one buffer.
+fn rows(n: usize) -> Vec<u8> {
+    (0..n).flat_map(|i| msg(b'd', format!("oauth\tfree\tc{i}@example.com\n").as_bytes())).collect()
+}
+
+/// A row that fails the table's `NOT NULL` on auth_source.
+fn bad() -> Vec<u8> {
+    msg(b'd', b"\\N\tfree\tbad@example.com\n")
+}
+
+fn done() -> Vec<u8> {
+    msg(b'c', &[])
+}
+
+fn fail() -> Vec<u8> {
+    msg(b'f', b"the client gives up\0")
+}
+
+/// A lone COPY that fails on its last row, or that the client ends with CopyFail: the
+/// server's own error, no row, the sequence where it stood; the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_that_moved_the_protected_sequence_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let cases = [
+        ([rows(5000), bad(), done()].concat(), "null value in column"),
+        ([rows(3000), fail()].concat(), "COPY from stdin failed"),
+    ];
+    for (data, error) in cases {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let script = [Send(q(COPY)), Until(b'G', 1), Send(data), Until(b'Z', 1), Send(q("SELECT 3")), Until(b'Z', 1)];
+        let out = show(&run(p.port(), &db, &script).await);
+        assert!(out.contains(error), "the server's own error: {out}");
+        assert!(out.contains("\u{1}3\n"), "the session went on: {out}");
+        assert_eq!(users(&db).await, n, "{error}: no row kept");
+        assert_eq!(seq(&db).await, before, "{error}: the sequence left moved");
+    }
+    // The Query and its data in one write (the Query waits for the reading, the data behind it).
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let script = [Send([q(COPY), rows(5000), bad(), done(), q("SELECT 3")].concat()), Until(b'Z', 2)];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("null value in column") && out.contains("\u{1}3\n"), "{out}");
+    assert_eq!((seq(&db).await, users(&db).await), (before, n), "in one write");
+    // psql's `-c COPY … FROM STDIN`, the rows on its standard input (the red team's shape).
+    let data: String =
+        (0..5000).map(|i| format!("oauth\tfree\tp{i}@example.com\n")).collect::<String>() + "\\N\tfree\tx\n";
+    let (ok, _, err) = psql(p.port(), "app", APP_PW, &db, &["-v", "ON_ERROR_STOP=1", "-c", COPY], Some(&data));
+    assert!(!ok && err.contains("null value in column"), "{err}");
+    assert_eq!((seq(&db).await, users(&db).await), (before, n), "psql");
+    p.stop().await;
+}
+
+/// Inside the client's block: the block stays failed, as directly; the sequence goes back
+/// once the client's ROLLBACK ends it (and on a ROLLBACK TO SAVEPOINT, inside the block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_in_a_block_is_put_back_when_the_block_ends() {
+    let db = db();
+    let p = proxy().await;
+    for (open, end) in [("BEGIN", "ROLLBACK"), ("BEGIN; SAVEPOINT s", "ROLLBACK TO SAVEPOINT s")] {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let script = [
+            Send(q(open)),
+            Until(b'Z', 1),
+            Send(q(COPY)),
+            Until(b'G', 1),
+            Send([rows(5000), bad(), done()].concat()),
+            Until(b'Z', 1),
+            Send(q("SELECT 1")),
+            Until(b'Z', 1),
+            Send(q(end)),
+            Until(b'Z', 1),
+            Send(q("SELECT 3")),
+            Until(b'Z', 1),
+            Send(q("COMMIT")),
+            Until(b'Z', 1),
+        ];
+        let out = run(p.port(), &db, &script).await;
+        let shown = show(&out);
+        assert!(shown.contains("null value in column"), "{shown}");
+        assert!(shown.contains("current transaction is aborted"), "the block stays failed: {shown}");
+        assert!(shown.contains("\u{1}3\n"), "{shown}");
+        assert_eq!(users(&db).await, n);
+        assert_eq!(seq(&db).await, before, "{open} … {end}: {}", tags(&out));
+    }
+    p.stop().await;
+}
+
+/// What is not put back: a COPY that succeeds keeps its rows and its move; a failed one
+/// within the rule's allowance (rows kept, none, plus 1,000) keeps its move, as an INSERT's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_succeeds_or_moved_little_keeps_its_move() {
+    let db = db();
+    let p = proxy().await;
+    let ((start, _), n) = (seq(&db).await, users(&db).await);
+    let script = [Send(q(COPY)), Until(b'G', 1), Send([rows(2000), done()].concat()), Until(b'Z', 1)];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("COPY 2000"), "{out}");
+    assert_eq!(users(&db).await, n + 2000);
+    assert_eq!(seq(&db).await, (start + 2000, true));
+    let script = [Send(q(COPY)), Until(b'G', 1), Send([rows(500), bad(), done()].concat()), Until(b'Z', 1)];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("null value in column"), "{out}");
+    assert_eq!(users(&db).await, n + 2000);
+    assert_eq!(seq(&db).await, (start + 2501, true), "a small move is not put back");
+    p.stop().await;
+}
+
+/// The client leaves in the middle of its COPY (at a message boundary): blastwall ends the
+/// COPY with a CopyFail of its own and puts the sequence back before the server session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_client_leaves_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    s.write_all(&q(COPY)).await.unwrap();
+    while read_msg(&mut s).await.0 != b'G' {}
+    s.write_all(&rows(4000)).await.unwrap();
+    // The rows reach the server (the sequence moves) before the client goes.
+    let moved = async {
+        while seq(&db).await.0 < before.0 + 4000 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), moved).await.expect("the rows never reached the server");
+    drop(s);
+    let back = async {
+        while seq(&db).await != before {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let put = tokio::time::timeout(Duration::from_secs(10), back).await;
+    assert!(put.is_ok(), "the sequence left at {:?}, was {before:?}", seq(&db).await);
+    assert_eq!(users(&db).await, n);
+    p.stop().await;
+}
+
+/// The client ends its COPY and leaves without reading the answer: a COPY that failed (a bad
+/// last row) is put back; one that was kept keeps its rows and its move (putting it back
+/// would hand out its rows' ids again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_ended_by_a_client_that_leaves_is_put_back_only_when_it_failed() {
+    let db = db();
+    let p = proxy().await;
+    for (data, kept) in [([rows(4000), bad(), done()].concat(), false), ([rows(3000), done()].concat(), true)] {
+        let ((start, _), n) = (seq(&db).await, users(&db).await);
+        let mut s = startup(p.port(), "trust_user", &db).await;
+        s.write_all(&q(COPY)).await.unwrap();
+        while read_msg(&mut s).await.0 != b'G' {}
+        s.write_all(&data).await.unwrap();
+        drop(s);
+        // The server session ends once blastwall is done with it.
+        let ended = async {
+            while count(&db, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'raw-%' AND datname = current_database()").await > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), ended).await.expect("the server session did not end");
+        match kept {
+            true => {
+                assert_eq!(users(&db).await, n + 3000);
+                assert_eq!(seq(&db).await, (start + 3000, true), "a kept COPY keeps its move");
+            }
+            false => {
+                assert_eq!(users(&db).await, n);
+                assert_eq!(seq(&db).await.0, start, "a failed COPY is put back");
+            }
+        }
+    }
+    p.stop().await;
+}
