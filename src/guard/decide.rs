@@ -56,10 +56,18 @@ impl Guard {
                 }
             }
         }
+        // The message's statements with those each EXECUTE runs.
+        let decided: std::borrow::Cow<'_, [Statement]> = if statements.iter().all(|s| s.executes.is_empty()) {
+            std::borrow::Cow::Borrowed(&statements[..])
+        } else {
+            std::borrow::Cow::Owned(with_prepared(&statements, info))
+        };
+        // A setval's sequence given as an OID, judged as the relation it is.
+        let decided = super::sequence_oids::resolve(decided, &self.catalog, info, &mut questions);
         // A sequence a policy does not list may still feed a protected column: ask who owns it.
         let setval_matters = policy.tables.iter().any(|t| t.forbid.contains(&policy::Forbid::Setval));
         if setval_matters && !info.database.is_empty() {
-            for w in statements.iter().flat_map(|s| &s.writes) {
+            for w in decided.iter().flat_map(|s| &s.writes) {
                 let (Op::Setval | Op::AlterSequence | Op::DropSequence, Some(seq)) = (&w.op, &w.target) else {
                     continue;
                 };
@@ -80,11 +88,6 @@ impl Guard {
         }
         // Each write's relation as the server will resolve it on this session.
         let online = !info.database.is_empty();
-        let decided: std::borrow::Cow<'_, [Statement]> = if statements.iter().all(|s| s.executes.is_empty()) {
-            std::borrow::Cow::Borrowed(&statements[..])
-        } else {
-            std::borrow::Cow::Owned(with_prepared(&statements, info))
-        };
         // What the one pass found holds for the message's own statements (an EXECUTE runs
         // prepared ones): a cursor is read only where it found a cursor's word.
         let cursors = scan.cursors || matches!(decided, std::borrow::Cow::Owned(_));
