@@ -53,3 +53,49 @@ async fn a_protected_sequence_given_by_its_oid_in_a_string_is_refused() {
     assert_eq!(last_value(&db, "web_user_id_seq").await, before);
     p.stop().await;
 }
+
+async fn exists(db: &str, relation: &str) -> bool {
+    count(db, &format!("SELECT count(*) FROM pg_class WHERE oid = to_regclass('{relation}')")).await == 1
+}
+
+async fn has_column(db: &str, table: &str, column: &str) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('{table}') AND attname = '{column}' \
+         AND NOT attisdropped"
+    );
+    count(db, &sql).await == 1
+}
+
+/// L3: `BEGIN; ALTER TABLE … RENAME …; COMMIT` as one Query runs statement by statement, as
+/// `ADD COLUMN` does, on a table no policy names (renamed on the server; a ROLLBACK in it undoes
+/// its rename); a rename of `users` (`forbid rename`) or of its protected column is still
+/// refused, and the server keeps its names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_in_a_one_query_transaction_runs_as_add_column_does() {
+    let db = incident_db();
+    admin_sql(pg(), &db, "CREATE TABLE public.t_fp (a int); ALTER TABLE public.t_fp OWNER TO app");
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("BEGIN; ALTER TABLE t_fp ADD COLUMN b int; COMMIT").await.unwrap();
+    assert!(has_column(&db, "public.t_fp", "b").await);
+    via.simple_query("BEGIN; ALTER TABLE t_fp RENAME TO t_fp2; COMMIT").await.unwrap();
+    assert!(exists(&db, "public.t_fp2").await && !exists(&db, "public.t_fp").await);
+    via.simple_query("BEGIN; ALTER TABLE t_fp2 RENAME COLUMN b TO c; COMMIT").await.unwrap();
+    assert!(has_column(&db, "public.t_fp2", "c").await && !has_column(&db, "public.t_fp2", "b").await);
+    via.simple_query("BEGIN; ALTER TABLE t_fp2 RENAME TO t_fp3; ROLLBACK").await.unwrap();
+    assert!(exists(&db, "public.t_fp2").await && !exists(&db, "public.t_fp3").await);
+    for sql in [
+        "BEGIN; ALTER TABLE users RENAME TO users_old; COMMIT",
+        "BEGIN; ALTER TABLE users RENAME COLUMN id TO uid; COMMIT",
+        "BEGIN; ALTER TABLE t_fp2 RENAME TO t_fp; ALTER TABLE users RENAME TO users_old; COMMIT",
+    ] {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, "forbid-rename");
+        assert!(exists(&db, "public.users").await && !exists(&db, "public.users_old").await, "{sql}");
+        assert!(has_column(&db, "public.users", "id").await, "{sql}");
+        assert!(exists(&db, "public.t_fp2").await, "{sql}");
+    }
+    // The session is usable after the refusals.
+    via.simple_query("SELECT 1").await.unwrap();
+    p.stop().await;
+}
