@@ -4,7 +4,7 @@
 //! blastwall judged a relation named `16387`).
 //!
 //! Owns: the cache of those answers and their query. Does not own: asking (`session::checks`)
-//! or what the answer decides (`guard::sequence_oids`).
+//! or what the answer decides (`guard::setval`).
 
 use dashmap::DashMap;
 use std::time::Instant;

@@ -63,7 +63,7 @@ impl Guard {
             std::borrow::Cow::Owned(with_prepared(&statements, info))
         };
         // A setval's sequence given as an OID, judged as the relation it is.
-        let decided = super::sequence_oids::resolve(decided, &self.catalog, info, &mut questions);
+        let decided = super::setval::by_oid(decided, &self.catalog, info, &mut questions);
         // A sequence a policy does not list may still feed a protected column: ask who owns it.
         let setval_matters = policy.tables.iter().any(|t| t.forbid.contains(&policy::Forbid::Setval));
         if setval_matters && !info.database.is_empty() {
@@ -112,7 +112,13 @@ impl Guard {
                 questions.push(q);
             }
         }
-        let once = std::cell::RefCell::new(Vec::new());
+        // A setval's unqualified sequence, as the session resolves it.
+        let mut setval_once = Vec::new();
+        let decided = match online && questions.is_empty() {
+            true => super::setval::by_name(decided, &changing, &policy, ids.as_deref(), info, &mut setval_once),
+            false => decided,
+        };
+        let once = std::cell::RefCell::new(setval_once);
         let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names)
             .with_others(&info.inflight.others);
         // Asked for the same write by the columns' questions and by the decision: found once.

@@ -30,7 +30,7 @@ mod reached;
 use prepared::with_prepared;
 mod remote;
 mod render;
-mod sequence_oids;
+mod setval;
 mod taint;
 mod words;
 

@@ -99,3 +99,46 @@ async fn a_rename_in_a_one_query_transaction_runs_as_add_column_does() {
     via.simple_query("SELECT 1").await.unwrap();
     p.stop().await;
 }
+
+/// L1: after `CREATE TEMP SEQUENCE web_user_id_seq`, `setval('web_user_id_seq', …)` in a Query
+/// is the temporary sequence's (the session's temporary schema comes first) and runs (a
+/// protocol Parse, resolved again at each run, is still judged by the name); with a path
+/// that puts `public` first, after the temporary sequence is dropped, or in the message that
+/// drops it, the name is the protected sequence's and is refused. The protected sequence never
+/// moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setval_of_a_temporary_sequence_named_like_the_protected_one_runs() {
+    let db = incident_db();
+    let before = last_value(&db, "web_user_id_seq").await;
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("CREATE TEMP SEQUENCE web_user_id_seq").await.unwrap();
+    for sql in ["SELECT setval('web_user_id_seq', 5)", "SELECT pg_catalog.setval('WEB_USER_ID_SEQ', 5, true)"] {
+        via.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let temp: i64 = via.query_one("SELECT last_value FROM pg_temp.web_user_id_seq", &[]).await.unwrap().get(0);
+        assert_eq!(temp, 5, "{sql}");
+        assert_eq!(last_value(&db, "web_user_id_seq").await, before, "{sql}");
+    }
+    // A protocol Parse is resolved again at each run: judged as every sequence the name may be.
+    let e = via.query_one("SELECT setval('web_user_id_seq', 6)", &[]).await.unwrap_err();
+    refused_by(&e, "forbid-setval");
+    let refused = [
+        "SET search_path = public, pg_temp; SELECT setval('web_user_id_seq', 7)",
+        "DROP SEQUENCE pg_temp.web_user_id_seq; SELECT setval('web_user_id_seq', 7)",
+    ];
+    for sql in refused {
+        let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
+        refused_by(&e, "forbid-setval");
+        assert_eq!(last_value(&db, "web_user_id_seq").await, before, "{sql}");
+    }
+    via.simple_query("SET search_path = public, pg_temp").await.unwrap();
+    let e = via.simple_query("SELECT setval('web_user_id_seq', 7)").await.unwrap_err();
+    refused_by(&e, "forbid-setval");
+    via.simple_query("RESET search_path").await.unwrap();
+    via.simple_query("SELECT setval('web_user_id_seq', 8)").await.unwrap();
+    via.simple_query("DROP SEQUENCE pg_temp.web_user_id_seq").await.unwrap();
+    let e = via.simple_query(&format!("SELECT setval('web_user_id_seq', {before} + 5)")).await.unwrap_err();
+    refused_by(&e, "forbid-setval");
+    assert_eq!(last_value(&db, "web_user_id_seq").await, before);
+    p.stop().await;
+}
