@@ -30,7 +30,8 @@
 //! (`effect`), a path set earlier in the message (`path`), statements that may redirect a name
 //! (`earlier`; a `ROLLBACK TO` that returns within its message: `savepoints`), what DDL among
 //! them can reach (`ddl`), what a written name leads to for other
-//! questions than the policy tables' (`written`) and the SQL (`sql`).
+//! questions than the policy tables' (`written`), the sequence an unqualified `setval` name
+//! resolves to (`setval`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
