@@ -170,6 +170,11 @@ impl<'g> Live<'g> {
                     catalog.learn_owners(db, seq, &[]);
                     continue;
                 }
+                // pgbench sets no sequence by OID.
+                Question::RelationOfOid(_) => {
+                    catalog.learn_lookup(db, q, Some(&[]));
+                    continue;
+                }
                 // No registry of other sessions in the bench.
                 Question::Prepared(_) => continue,
                 Question::Minted { schema, table } => {

@@ -23,6 +23,7 @@ mod incarnation;
 mod keys;
 pub mod listener;
 mod minted;
+pub mod oids;
 mod persisted;
 mod taint;
 mod temporary;
@@ -35,6 +36,7 @@ pub use copies::RowMoves;
 pub use hidden::HiddenCallers;
 pub use incarnation::database_oid;
 pub use minted::{minted_answer, minted_query};
+pub use oids::OidName;
 pub use taint::{first_query as taint_first_query, never_had_one, query as taint_query, Taint};
 pub use temporary::{OwnTemp, Whose};
 
@@ -70,6 +72,8 @@ pub struct Catalog {
     columns: DashMap<(String, String, String), Columns>,
     /// (database, sequence name) → the (schema, table, column) that own sequences of that name.
     owners: DashMap<(String, String), (Vec<Owner>, Instant)>,
+    /// (database, OID) → the relation it is (`oids`: a sequence `setval` is given by OID).
+    pub oid_names: oids::Cache,
     /// (database, schema, table) → its columns and which of them a sequence mints.
     minted: DashMap<(String, String, String), (Vec<TableColumn>, Instant)>,
     /// (database, state schema) known to exist and be usable (see `crate::contract`).
@@ -154,6 +158,8 @@ pub enum Question {
     Columns { schema: String, table: String },
     /// Which columns own sequences of this name.
     SequenceOwner(String),
+    /// Which relation this OID is (a sequence given to `setval` as a string of digits).
+    RelationOfOid(u32),
     /// Which columns of a policy table a sequence mints (rule `explicit-id`).
     Minted { schema: String, table: String },
     /// The database's hidden callers of user functions (see `hidden`).
@@ -170,7 +176,28 @@ pub enum Question {
     Prepared(Vec<String>),
 }
 
+impl Question {
+    /// The query of a question answered by one lookup in the catalog ([`Catalog::learn_lookup`]).
+    pub fn lookup_sql(&self) -> Option<String> {
+        match self {
+            Question::SequenceOwner(seq) => Some(owners_query(seq)),
+            Question::RelationOfOid(oid) => Some(oids::query(*oid)),
+            _ => None,
+        }
+    }
+}
+
 impl Catalog {
+    /// Learns the answer to a [`Question::lookup_sql`] (`None`: the query failed; no owner is
+    /// known then, and the OID's relation is not known).
+    pub fn learn_lookup(&self, database: &str, q: &Question, rows: Option<&[Vec<Option<String>>]>) {
+        match q {
+            Question::SequenceOwner(seq) => self.learn_owners(database, seq, rows.unwrap_or(&[])),
+            Question::RelationOfOid(oid) => self.oid_names.learn(database, *oid, rows),
+            _ => {}
+        }
+    }
+
     /// `Some(answer)` when known and fresh.
     pub fn is_indirect(&self, database: &str, name: &str) -> Option<bool> {
         let e = self.indirect.get(&(database.to_string(), name.to_string()))?;
@@ -462,6 +489,7 @@ impl Catalog {
         self.copies.forget(database);
         self.code.forget(database);
         self.owners.retain(|(db, _), _| db != database);
+        self.oid_names.forget(database);
         for mut e in self.columns.iter_mut() {
             if e.key().0 == database {
                 e.learned = None;

@@ -31,6 +31,17 @@ pub struct RelName {
     pub name: String,
 }
 
+impl RelName {
+    /// An unqualified name of digits only, which the server's `regclass` input reads as an OID
+    /// when a string gives it (`setval('16387', …)`, `nextval('0016387')`): `Some(None)` when
+    /// the digits are beyond an OID's range. (A quoted `'"16387"'` is a name, and is taken as
+    /// an OID too: only stricter.)
+    pub fn as_oid(&self) -> Option<Option<u32>> {
+        let digits = self.schema.is_none() && !self.name.is_empty() && self.name.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| self.name.parse().ok())
+    }
+}
+
 impl std::fmt::Display for RelName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.schema {

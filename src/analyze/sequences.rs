@@ -62,7 +62,7 @@ impl Statement {
             && self.nextval.iter().any(|s| match s {
                 None => true,
                 // An OID spelled as text (`nextval('16384')`) names any sequence.
-                Some(s) if s.schema.is_none() && s.name.bytes().all(|b| b.is_ascii_digit()) => true,
+                Some(s) if s.as_oid().is_some() => true,
                 Some(s) => protected(s),
             })
     }

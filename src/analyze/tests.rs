@@ -425,6 +425,16 @@ fn nextval_is_bounded_only_in_a_select_of_constants() {
 }
 
 #[test]
+fn a_setval_sequence_of_digits_may_be_an_oid() {
+    let target = |sql: &str| one(sql).writes[0].target.clone().unwrap();
+    assert_eq!(target("SELECT setval('0016387', 5)").as_oid(), Some(Some(16387)));
+    assert_eq!(target("SELECT setval('16387'::regclass, 5)").as_oid(), Some(Some(16387)));
+    assert_eq!(target("SELECT setval('99999999999', 5)").as_oid(), Some(None));
+    assert_eq!(target("SELECT setval('public.16387', 5)").as_oid(), None);
+    assert_eq!(target("SELECT setval('s16387', 5)").as_oid(), None);
+}
+
+#[test]
 fn set_config_of_the_role_to_a_constant_runs_no_code() {
     assert!(!one("SELECT set_config('role', 'r', false)").calls_functions);
     assert!(!one("SELECT pg_catalog.set_config('ROLE', 'r', true)").calls_functions);

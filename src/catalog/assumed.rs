@@ -34,6 +34,8 @@ pub struct Assumed {
     columns: Vec<((String, String), Names)>,
     owners: Vec<(String, Vec<Owner>)>,
     minted: Vec<((String, String), Vec<TableColumn>)>,
+    /// OIDs whose relation cannot be asked now (`Question::RelationOfOid`).
+    oids: Vec<u32>,
     /// Relation name → what a write to it may reach, until the judgement's verdict.
     indirect: Vec<(String, Indirect)>,
 }
@@ -51,7 +53,7 @@ struct Indirect {
 impl Assumed {
     /// Whether nothing but the indirect answers is assumed (those stay until [`Assumed::judged`]).
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty() && self.owners.is_empty() && self.minted.is_empty()
+        self.columns.is_empty() && self.owners.is_empty() && self.minted.is_empty() && self.oids.is_empty()
     }
 
     /// Drops what was assumed except the indirect answers (`names::Resolutions::after_judging`:
@@ -60,6 +62,7 @@ impl Assumed {
         self.columns.clear();
         self.owners.clear();
         self.minted.clear();
+        self.oids.clear();
     }
 
     /// The judgement that assumed them reached its verdict: nothing assumed stays.
@@ -186,6 +189,19 @@ impl Assumed {
         match self.columns.iter().find(|((s, t), _)| s == schema && t == table) {
             Some((_, c)) => Some(c.clone()),
             None => catalog.columns_of(database, schema, table),
+        }
+    }
+
+    /// An OID's relation cannot be asked for this judgement: not known.
+    pub fn assume_oid(&mut self, oid: u32) {
+        self.oids.push(oid);
+    }
+
+    /// The relation an OID is ([`super::oids`]), or not known where this judgement assumed so.
+    pub fn relation_of_oid(&self, catalog: &Catalog, database: &str, oid: u32) -> Option<super::OidName> {
+        match self.oids.contains(&oid) {
+            true => Some(super::OidName::Unknown),
+            false => catalog.oid_names.get(database, oid),
         }
     }
 

@@ -56,10 +56,18 @@ impl Guard {
                 }
             }
         }
+        // The message's statements with those each EXECUTE runs.
+        let decided: std::borrow::Cow<'_, [Statement]> = if statements.iter().all(|s| s.executes.is_empty()) {
+            std::borrow::Cow::Borrowed(&statements[..])
+        } else {
+            std::borrow::Cow::Owned(with_prepared(&statements, info))
+        };
+        // A setval's sequence given as an OID, judged as the relation it is.
+        let decided = super::setval::by_oid(decided, &self.catalog, info, &mut questions);
         // A sequence a policy does not list may still feed a protected column: ask who owns it.
         let setval_matters = policy.tables.iter().any(|t| t.forbid.contains(&policy::Forbid::Setval));
         if setval_matters && !info.database.is_empty() {
-            for w in statements.iter().flat_map(|s| &s.writes) {
+            for w in decided.iter().flat_map(|s| &s.writes) {
                 let (Op::Setval | Op::AlterSequence | Op::DropSequence, Some(seq)) = (&w.op, &w.target) else {
                     continue;
                 };
@@ -80,11 +88,6 @@ impl Guard {
         }
         // Each write's relation as the server will resolve it on this session.
         let online = !info.database.is_empty();
-        let decided: std::borrow::Cow<'_, [Statement]> = if statements.iter().all(|s| s.executes.is_empty()) {
-            std::borrow::Cow::Borrowed(&statements[..])
-        } else {
-            std::borrow::Cow::Owned(with_prepared(&statements, info))
-        };
         // What the one pass found holds for the message's own statements (an EXECUTE runs
         // prepared ones): a cursor is read only where it found a cursor's word.
         let cursors = scan.cursors || matches!(decided, std::borrow::Cow::Owned(_));
@@ -109,7 +112,13 @@ impl Guard {
                 questions.push(q);
             }
         }
-        let once = std::cell::RefCell::new(Vec::new());
+        // A setval's unqualified sequence, as the session resolves it.
+        let mut setval_once = Vec::new();
+        let decided = match online && questions.is_empty() {
+            true => super::setval::by_name(decided, &changing, &policy, ids.as_deref(), info, &mut setval_once),
+            false => decided,
+        };
+        let once = std::cell::RefCell::new(setval_once);
         let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names)
             .with_others(&info.inflight.others);
         // Asked for the same write by the columns' questions and by the decision: found once.

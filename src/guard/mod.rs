@@ -30,6 +30,7 @@ mod reached;
 use prepared::with_prepared;
 mod remote;
 mod render;
+mod setval;
 mod taint;
 mod words;
 

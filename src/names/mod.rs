@@ -30,7 +30,8 @@
 //! (`effect`), a path set earlier in the message (`path`), statements that may redirect a name
 //! (`earlier`; a `ROLLBACK TO` that returns within its message: `savepoints`), what DDL among
 //! them can reach (`ddl`), what a written name leads to for other
-//! questions than the policy tables' (`written`) and the SQL (`sql`).
+//! questions than the policy tables' (`written`), the sequence an unqualified `setval` name
+//! resolves to (`setval`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
 
 use crate::analyze::{Op, RelName, Statement, Write};
@@ -47,6 +48,7 @@ mod path;
 pub mod rights;
 mod savepoints;
 mod session;
+pub mod setval;
 mod sql;
 mod view;
 mod written;
@@ -241,13 +243,19 @@ pub fn questions(
     if policy.tables.is_empty() {
         return Vec::new();
     }
+    let paths = Paths::of(statements, changing);
+    // A setval's sequence, as the session resolves it (`setval`): no identity needed.
+    let mut keys: Vec<String> = Vec::new();
+    setval::keys(statements, &paths, session, &mut keys);
     if ids.is_none() {
         let any = statements.iter().flat_map(|s| &s.writes).any(|w| relevant(w).is_some());
-        return if any { vec![Question::Identities] } else { Vec::new() };
+        return match (any, keys.is_empty()) {
+            (true, _) => vec![Question::Identities],
+            (false, false) => vec![Question::Relations(keys)],
+            (false, true) => Vec::new(),
+        };
     }
-    let mut keys: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    let paths = Paths::of(statements, changing);
     for (i, st) in statements.iter().enumerate() {
         if st.writes.iter().all(|w| relevant(w).is_none()) || prepared_earlier(statements, i) {
             continue;

@@ -324,12 +324,12 @@ impl Session {
             }
         }
         for q in &questions {
-            if let Question::SequenceOwner(seq) = q {
+            if let Some(sql) = q.lookup_sql() {
                 let answer = unless_cancelled!(backend
-                    .query(&crate::catalog::owners_query(seq))
+                    .query(&sql)
                     .await
                     .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
-                catalog.learn_owners(&db, seq, if answer.error.is_some() { &[] } else { &answer.rows });
+                catalog.learn_lookup(&db, q, answer.error.is_none().then_some(&answer.rows[..]));
                 continue;
             }
             if let Question::Taint = q {

@@ -456,6 +456,17 @@ mod tests {
     }
 
     #[test]
+    fn splits_renames_as_alter_table() {
+        for sql in [
+            "BEGIN; ALTER TABLE t RENAME TO t2; COMMIT",
+            "BEGIN; ALTER TABLE t RENAME COLUMN a TO b; COMMIT",
+            "BEGIN; ALTER TABLE t ADD COLUMN b int; COMMIT",
+        ] {
+            assert_eq!(split(sql.as_bytes(), true, true).map(|p| p.len()), Ok(3), "{sql}");
+        }
+    }
+
+    #[test]
     fn refuses_what_runs_differently() {
         for sql in [
             "BEGIN; DELETE FROM t; VACUUM t",

@@ -142,6 +142,7 @@ mod rt11;
 mod rt12;
 mod rt13;
 mod rt17;
+mod rt27;
 mod runs;
 mod sizes;
 mod slices;
