@@ -145,6 +145,26 @@ impl Session {
         }
     }
 
+    /// Whether a COPY whose answer is awaited is still reading the client's data (not ended by
+    /// the client).
+    pub(super) fn copy_awaited_open(&self) -> bool {
+        self.copy_awaited.as_ref().is_some_and(|a| !a.ended)
+    }
+
+    /// A client message other than the COPY's own (a Query, a Parse, a Close) while the awaited
+    /// COPY still reads its data: the server would answer it with `08P01` and end the session
+    /// (FATAL), its COPY's transaction rolled back with the sequence moved (twenty-eighth pass
+    /// N1). A CopyFail of blastwall's goes first, as if the client had sent it: the COPY fails
+    /// with the reason, its move is put back, and the message is then judged as any other.
+    pub(super) fn copy_intruded(&self, f: &Frame) -> Option<Frame> {
+        let own = matches!(f.tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE);
+        if own || !self.copy_awaited_open() || !self.relay.server_in_copy() || self.cfr.passing() {
+            return None;
+        }
+        let why = format!("{INTRUDED} ({:?})\0", f.tag as char);
+        Some(Frame { tag: fe::COPY_FAIL, bytes: crate::wire::encode(fe::COPY_FAIL, why.as_bytes()) })
+    }
+
     /// The client left with the awaited COPY unanswered: what it moved is owed before the
     /// server session ends (`ending`) when it failed — its error seen; or, ended by the
     /// client, the server's answer (read now, within a bound) is an error; or, still reading
@@ -173,6 +193,9 @@ impl Session {
         }
     }
 }
+
+/// The reason blastwall's CopyFail gives when another message came in the middle of a COPY.
+const INTRUDED: &str = "blastwall: the client sent another message before the COPY's end, which ends it";
 
 /// How long a departed client's COPY answer is waited for.
 const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);

@@ -79,7 +79,11 @@ impl Session {
             fe::TERMINATE => {
                 // A protected sequence owed a put-back goes back before the server session
                 // ends (`client_gone`, from the loop; nineteenth pass F6f: a clean close).
-                if self.put_back.is_empty() {
+                // So does one a COPY in progress may have moved: the Terminate is not
+                // relayed (the server would end the COPY's transaction with the sequence
+                // moved), the COPY is ended by blastwall's CopyFail instead (`copy_left`;
+                // twenty-eighth pass N1: libpq's `PQfinish` during a COPY).
+                if self.put_back.is_empty() && !self.copy_awaited_open() {
                     self.cancel_if_busy();
                     self.relay.forward_raw(&f.bytes);
                 }

@@ -313,7 +313,7 @@ impl Session {
                 }
             }
             if self.closing {
-                if !self.put_back.is_empty() {
+                if !self.put_back.is_empty() || self.copy_awaited_open() {
                     return self.client_gone().await;
                 }
                 return Ok(());
@@ -494,6 +494,11 @@ impl Session {
         let Some(f) = self.intrudes_on_copy(f) else {
             return Ok(());
         };
+        // A message other than the COPY's own in the middle of a COPY that may have moved a
+        // protected sequence: the COPY is ended first (`copyback`).
+        if let Some(fail) = self.copy_intruded(&f) {
+            self.judge_and_record(fail)?;
+        }
         if matches!(f.tag, fe::QUERY | fe::PARSE | fe::FUNCTION_CALL) {
             self.shared.metrics.statements_total.inc();
         }

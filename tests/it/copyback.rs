@@ -1,8 +1,9 @@
 //! Twenty-seventh pass H3: a lone `COPY users (auth_source, plan, email) FROM STDIN` (relayed
 //! uncounted: users' id default `-nextval('web_user_id_seq')` moves the protected sequence one
 //! per row) that fails — a bad row at its end, the client's CopyFail, the client leaving in the
-//! middle — has the sequence put back as a failed INSERT does: at once outside a block, when
-//! the client's failed block ends inside one. A COPY that succeeds keeps its move, and so does
+//! middle, with or without a Terminate (twenty-eighth pass N1), or by sending another message
+//! — has the sequence put back as a failed INSERT does: at once outside a block, when the
+//! client's failed block ends inside one. A COPY that succeeds keeps its move, and so does
 //! a failed one within the rule's allowance. Sequence and rows read directly on the server.
 
 use crate::batches::{q, read_msg, run, show, tags, Send, Until};
@@ -202,5 +203,73 @@ async fn a_copy_ended_by_a_client_that_leaves_is_put_back_only_when_it_failed() 
             }
         }
     }
+    p.stop().await;
+}
+
+/// Waits until the server's sequence moved by `n` past `before` (the rows reached it).
+async fn moved_by(db: &str, before: i64, n: i64) {
+    let moved = async {
+        while seq(db).await.0 < before + n {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), moved).await.expect("the rows never reached the server");
+}
+
+/// Twenty-eighth pass N1: the client ends its session with a Terminate in the middle of the
+/// COPY (libpq's `PQfinish`): the Terminate is not relayed, blastwall ends the COPY itself and
+/// puts the sequence back before the server session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_client_terminates_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    s.write_all(&q(COPY)).await.unwrap();
+    while read_msg(&mut s).await.0 != b'G' {}
+    s.write_all(&rows(4000)).await.unwrap();
+    moved_by(&db, before.0, 4000).await;
+    s.write_all(&msg(b'X', &[])).await.unwrap();
+    drop(s);
+    let back = async {
+        while seq(&db).await != before {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let put = tokio::time::timeout(Duration::from_secs(10), back).await;
+    assert!(put.is_ok(), "the sequence left at {:?}, was {before:?}", seq(&db).await);
+    assert_eq!(users(&db).await, n);
+    p.stop().await;
+}
+
+/// Twenty-eighth pass N1: a Query in the middle of the COPY. Directly, the server answers it
+/// with 08P01 and ends the session, the COPY's transaction rolled back with the sequence
+/// moved; through blastwall the COPY is ended first by a CopyFail of blastwall's (its error
+/// says why), the sequence put back, and the Query then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_the_middle_of_a_copy_ends_it_and_it_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    s.write_all(&q(COPY)).await.unwrap();
+    while read_msg(&mut s).await.0 != b'G' {}
+    s.write_all(&rows(4000)).await.unwrap();
+    moved_by(&db, before.0, 4000).await;
+    s.write_all(&q("SELECT 1")).await.unwrap();
+    let mut got = Vec::new();
+    while got.iter().filter(|(t, _): &&(u8, Vec<u8>)| *t == b'Z').count() < 2 {
+        got.push(read_msg(&mut s).await);
+    }
+    assert_eq!(tags(&got), "EZTDCZ", "{}", show(&got));
+    assert!(String::from_utf8_lossy(&got[0].1).contains("another message before the COPY's end"), "{}", show(&got));
+    let back = async {
+        while seq(&db).await != before {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let put = tokio::time::timeout(Duration::from_secs(10), back).await;
+    assert!(put.is_ok(), "the sequence left at {:?}, was {before:?}", seq(&db).await);
+    assert_eq!(users(&db).await, n);
     p.stop().await;
 }
