@@ -105,6 +105,9 @@ pub struct Catalog {
     listening: dashmap::DashSet<String>,
     /// Database name → its OID when last seen (`incarnation`).
     incarnations: DashMap<String, u32>,
+    /// Database name → when a session last took its first look at the policy tables' OIDs
+    /// there (`session::firstlook`): once per TTL while some are unknown.
+    first_looks: DashMap<String, Instant>,
 }
 
 /// How a column's value is minted when a write does not supply it.

@@ -7,6 +7,9 @@
 //! run records were refused for every write until blastwall restarted (nineteenth pass FPs),
 //! and writes of policy tables and their children were refused for up to 30 s (FPd, F3).
 //!
+//! Also when a session of a database last took its first look at the policy tables' OIDs
+//! (`session::firstlook`).
+//!
 //! Owns: the database OID per name, the forgetting, and its line in the identities file
 //! (`{"database", "incarnation"}`: read back at start, so that a database re-created while
 //! blastwall was stopped drops the identities recorded for the old one).
@@ -15,6 +18,25 @@ use super::Catalog;
 use std::sync::atomic::Ordering;
 
 impl Catalog {
+    /// Whether a session of `database` should look for the policy tables' OIDs now: none
+    /// did in the last [`super::TTL`] (the first to ask takes it).
+    pub fn first_look_due(&self, database: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut due = false;
+        self.first_looks
+            .entry(database.to_string())
+            .and_modify(|t| {
+                if t.elapsed() >= super::TTL {
+                    (*t, due) = (now, true);
+                }
+            })
+            .or_insert_with(|| {
+                due = true;
+                now
+            });
+        due
+    }
+
     /// Learns the OID of `database` as a session's first question found it. A different OID
     /// than the one known: the database was dropped and created again, everything known of
     /// the old one is forgotten; returns true then.
@@ -68,6 +90,7 @@ impl Catalog {
         self.hidden.remove(database);
         self.hidden_epoch.fetch_add(1, Ordering::AcqRel);
         self.created.remove(database);
+        self.first_looks.remove(database);
     }
 
     /// An identities file's `incarnation` line, read at start: a database recorded under

@@ -27,6 +27,7 @@ mod departure;
 mod dispatch;
 mod ending;
 mod extended;
+mod firstlook;
 mod judging;
 mod names;
 mod notifications;
@@ -227,6 +228,7 @@ async fn handshake_and_relay(
         failed_batch_ended: false,
         copy_word: true,
         copy_awaited: None,
+        looked: is_replication(&startup),
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -292,6 +294,8 @@ struct Session {
     copy_word: bool,
     /// A relayed COPY that may move a protected sequence, read before it (`copyback`).
     copy_awaited: Option<copyback::Awaited>,
+    /// The first look at the policy tables' OIDs was taken (or not owed: `firstlook`).
+    looked: bool,
 }
 
 impl Session {
@@ -321,6 +325,10 @@ impl Session {
             if !self.put_back.is_empty() {
                 waits.server.unpark();
                 self.put_back_when_quiet().await?;
+            }
+            if self.first_look_owed() {
+                waits.server.unpark();
+                self.first_look().await;
             }
             if current == Phase::Terminating || (current == Phase::Draining && self.is_at_boundary()) {
                 return self.close_for_shutdown().await;

@@ -107,3 +107,21 @@ async fn a_table_swapped_out_on_a_direct_connection_or_moved_keeps_its_limits() 
     assert!(e.contains("over its limit of 10"), "{e}");
     assert_eq!(count(&db, "SELECT count(*) FROM public.subs").await, 30);
 }
+
+/// Twenty-eighth pass N2: the swap made on a direct connection before blastwall judged any
+/// write in the database (its sessions there only read): the policy table's OID was learned
+/// when the first session started (`session::firstlook`), so the old table keeps its limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_swapped_before_any_write_was_judged_keeps_its_limits() {
+    let db = subs_db("swapped_early");
+    let policy = compile(&[(Path::new("swap.toml"), POLICY)]).unwrap();
+    let p = proxy_with(base_config(), policy).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("SELECT count(*) FROM subs").await.unwrap();
+    admin_sql(
+        pg(),
+        &db,
+        "SET ROLE app; ALTER TABLE subs RENAME TO subs_old; CREATE TABLE subs (LIKE subs_old INCLUDING ALL)",
+    );
+    over_the_limit_by_every_name(&via, &db, "subs_old", true).await;
+}
