@@ -194,6 +194,27 @@ impl Session {
     }
 }
 
+/// Whether `tag` is a frontend message type the server knows after the login (any other ends
+/// the session on the server: `08P01`, FATAL).
+pub(super) fn known_type(tag: u8) -> bool {
+    matches!(
+        tag,
+        fe::QUERY
+            | fe::PARSE
+            | fe::BIND
+            | fe::EXECUTE
+            | fe::DESCRIBE
+            | fe::CLOSE
+            | fe::SYNC
+            | fe::FLUSH
+            | fe::FUNCTION_CALL
+            | fe::COPY_DATA
+            | fe::COPY_DONE
+            | fe::COPY_FAIL
+            | fe::TERMINATE
+    )
+}
+
 /// The reason blastwall's CopyFail gives when another message came in the middle of a COPY.
 const INTRUDED: &str = "blastwall: the client sent another message before the COPY's end, which ends it";
 

@@ -393,9 +393,7 @@ impl Session {
                     }
                     stats.bytes_in += n as u64;
                     if let Err(e) = self.on_client_bytes() {
-                        // Tell the client why before closing (the 08P01 is queued).
-                        let _ = self.flush(stats).await;
-                        return Err(e);
+                        return self.ends_owing(e, stats).await;
                     }
                 }
                 wakes::Woke::Server(r) => {
@@ -411,8 +409,7 @@ impl Session {
                         // What the client sent behind its login is judged now (or behind the
                         // Syncs of a COPY, once the server said which it answered: `copying`).
                         if let Err(e) = self.on_client_bytes() {
-                            let _ = self.flush(stats).await;
-                            return Err(e);
+                            return self.ends_owing(e, stats).await;
                         }
                     }
                 }
@@ -493,9 +490,32 @@ impl Session {
     fn protocol_violation(&mut self, e: FrameError) -> SessionError {
         let msg = crate::said::protocol_violation(&e.to_string());
         self.relay.to_client.extend_from_slice(&msg.encode());
-        self.relay.to_server.clear();
-        self.relay.to_server.extend_from_slice(&messages::terminate());
+        // What blastwall itself sends to end a COPY whose move it owes stays (`copyback`).
+        if self.copy_awaited.is_none() {
+            self.relay.to_server.clear();
+        }
+        // A put-back owed (a sequence a COPY or a refused statement moved) goes before the
+        // server session ends (`ends_owing`): no Terminate yet.
+        if !self.owes_on_leaving() {
+            self.relay.to_server.extend_from_slice(&messages::terminate());
+        }
         SessionError::ClientProtocol(e)
+    }
+
+    /// Whether a session that ends now owes the server something first: a protected sequence
+    /// to put back, or a COPY whose move may be.
+    fn owes_on_leaving(&self) -> bool {
+        !self.put_back.is_empty() || self.copy_awaited.is_some()
+    }
+
+    /// The session ends for the client's error `e`: what it owes goes first (`client_gone`).
+    async fn ends_owing(&mut self, e: SessionError, stats: &mut Stats) -> Result<(), SessionError> {
+        // Tell the client why before closing (the 08P01 is queued).
+        let _ = self.flush(stats).await;
+        if self.owes_on_leaving() {
+            let _ = self.client_gone().await;
+        }
+        Err(e)
     }
 
     fn on_client_frame(&mut self, f: Frame) -> Result<(), SessionError> {
@@ -506,6 +526,12 @@ impl Session {
         // protected sequence: the COPY is ended first (`copyback`).
         if let Some(fail) = self.copy_intruded(&f) {
             self.judge_and_record(fail)?;
+            // One of no type the server knows: it would end the session (FATAL 08P01); so does
+            // blastwall, once the COPY's move is put back (`ends_owing`).
+            if !copyback::known_type(f.tag) {
+                let why = FrameError::Malformed { what: "client", why: "a message of no known type during COPY" };
+                return Err(self.protocol_violation(why));
+            }
         }
         if matches!(f.tag, fe::QUERY | fe::PARSE | fe::FUNCTION_CALL) {
             self.shared.metrics.statements_total.inc();

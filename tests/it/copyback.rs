@@ -273,3 +273,36 @@ async fn a_message_in_the_middle_of_a_copy_ends_it_and_it_is_put_back() {
     assert_eq!(users(&db).await, n);
     p.stop().await;
 }
+
+/// Twenty-ninth pass P1: a message of no known type, or one whose length field is invalid, in
+/// the middle of the COPY: the server would end the session (FATAL 08P01); blastwall ends it
+/// too, the COPY's move put back first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_server_would_end_the_session_for_is_put_back_first() {
+    let db = db();
+    let p = proxy().await;
+    let mut too_short = vec![b'd'];
+    too_short.extend_from_slice(&3u32.to_be_bytes());
+    for intruder in [msg(b'z', b"x"), too_short] {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let mut s = startup(p.port(), "trust_user", &db).await;
+        s.write_all(&q(COPY)).await.unwrap();
+        while read_msg(&mut s).await.0 != b'G' {}
+        s.write_all(&rows(4000)).await.unwrap();
+        moved_by(&db, before.0, 4000).await;
+        s.write_all(&intruder).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest))
+            .await;
+        assert!(String::from_utf8_lossy(&rest).contains("08P01"), "{}", String::from_utf8_lossy(&rest));
+        let back = async {
+            while seq(&db).await != before {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let put = tokio::time::timeout(Duration::from_secs(10), back).await;
+        assert!(put.is_ok(), "{:?}: the sequence left at {:?}, was {before:?}", intruder[0] as char, seq(&db).await);
+        assert_eq!(users(&db).await, n);
+    }
+    p.stop().await;
+}
