@@ -317,7 +317,7 @@ impl Session {
                 }
             }
             if self.closing {
-                if !self.put_back.is_empty() || self.copy_awaited_open() {
+                if self.owes_on_leaving() {
                     return self.client_gone().await;
                 }
                 return Ok(());
