@@ -145,20 +145,14 @@ impl Session {
         }
     }
 
-    /// Whether a COPY whose answer is awaited is still reading the client's data (not ended by
-    /// the client).
-    pub(super) fn copy_awaited_open(&self) -> bool {
-        self.copy_awaited.as_ref().is_some_and(|a| !a.ended)
-    }
-
     /// A client message other than the COPY's own (a Query, a Parse, a Close) while the awaited
     /// COPY still reads its data: the server would answer it with `08P01` and end the session
     /// (FATAL), its COPY's transaction rolled back with the sequence moved (twenty-eighth pass
     /// N1). A CopyFail of blastwall's goes first, as if the client had sent it: the COPY fails
     /// with the reason, its move is put back, and the message is then judged as any other.
     pub(super) fn copy_intruded(&self, f: &Frame) -> Option<Frame> {
-        let own = matches!(f.tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE);
-        if own || !self.copy_awaited_open() || !self.relay.server_in_copy() || self.cfr.passing() {
+        let open = self.copy_awaited.as_ref().is_some_and(|a| !a.ended);
+        if super::copying::copy_message(f.tag) || !open || !self.relay.server_in_copy() || self.cfr.passing() {
             return None;
         }
         let why = format!("{INTRUDED} ({:?})\0", f.tag as char);

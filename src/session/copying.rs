@@ -177,9 +177,7 @@ impl Session {
     /// (`Pending::AfterCopy`) for blastwall's marker, which goes in its place meanwhile
     /// (`held_waits_for_copy`).
     pub(super) fn intrudes_on_copy(&mut self, f: Frame) -> Option<Frame> {
-        let copy_message =
-            matches!(f.tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE);
-        if !self.ready || copy_message || !self.relay.server_in_copy() || !self.relay.has_uncertain_syncs() {
+        if !self.ready || copy_message(f.tag) || !self.relay.server_in_copy() || !self.relay.has_uncertain_syncs() {
             return Some(f);
         }
         self.pending = Some(Pending::AfterCopy(f));
@@ -275,6 +273,12 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether a client message of type `tag` is one a COPY FROM STDIN reads (its data, its end, or
+/// what the server ignores or ends the session with during one), not one that intrudes on it.
+pub(super) fn copy_message(tag: u8) -> bool {
+    matches!(tag, fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL | fe::SYNC | fe::FLUSH | fe::TERMINATE)
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ impl Session {
                 // relayed (the server would end the COPY's transaction with the sequence
                 // moved), the COPY is ended by blastwall's CopyFail instead (`copy_left`;
                 // twenty-eighth pass N1: libpq's `PQfinish` during a COPY).
-                if self.put_back.is_empty() && self.copy_awaited.is_none() {
+                if !self.owes_on_leaving() {
                     self.cancel_if_busy();
                     self.relay.forward_raw(&f.bytes);
                 }

@@ -504,7 +504,7 @@ impl Session {
 
     /// Whether a session that ends now owes the server something first: a protected sequence
     /// to put back, or a COPY whose move may be.
-    fn owes_on_leaving(&self) -> bool {
+    pub(super) fn owes_on_leaving(&self) -> bool {
         !self.put_back.is_empty() || self.copy_awaited.is_some()
     }
 
