@@ -298,3 +298,38 @@ async fn a_message_the_server_would_end_the_session_for_is_put_back_first() {
     }
     p.stop().await;
 }
+
+/// Twenty-ninth pass P3: an extended-protocol message in the middle of the COPY (which ends it,
+/// by blastwall's CopyFail), then the client's Terminate or its link dropped at once, no Sync
+/// sent and nothing read: the move is put back before the server session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_message_then_leaving_mid_copy_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let bind = msg(b'B', b"\0\0\0\0\0\0\0\0");
+    let close = msg(b'C', b"Sx\0");
+    let forms = [bind, parse("", "SELECT 1"), close];
+    for (intruder, terminate) in forms.iter().flat_map(|i| [(i.clone(), false), (i.clone(), true)]) {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let mut s = startup(p.port(), "trust_user", &db).await;
+        s.write_all(&q(COPY)).await.unwrap();
+        while read_msg(&mut s).await.0 != b'G' {}
+        s.write_all(&rows(4000)).await.unwrap();
+        moved_by(&db, before.0, 4000).await;
+        let mut out = intruder.clone();
+        if terminate {
+            out.extend(msg(b'X', &[]));
+        }
+        s.write_all(&out).await.unwrap();
+        drop(s);
+        let put = put_back_within(&db, before, 15).await;
+        assert!(
+            put,
+            "{:?} {terminate}: the sequence left at {:?}, was {before:?}",
+            intruder[0] as char,
+            seq(&db).await
+        );
+        assert_eq!(users(&db).await, n);
+    }
+    p.stop().await;
+}
