@@ -33,6 +33,9 @@ pub struct Backend<'a> {
     pub holding: super::hold::Holding,
     /// The protected sequences to put back should the check be abandoned (`putback`).
     pub put_back: Vec<super::putback::Moved>,
+    /// The protected sequences a write kept in the client's block moved: undone should the
+    /// block roll back (`session::undone`).
+    pub kept_moves: Vec<super::putback::Moved>,
     /// The session's counters start at zero in a transaction this check opens: the clock of
     /// the reading that asked for them to be reported (`once::Flushed`).
     pub from_zero: Option<String>,
@@ -51,6 +54,7 @@ impl<'a> Backend<'a> {
             positions: Default::default(),
             holding: Default::default(),
             put_back: Vec::new(),
+            kept_moves: Vec::new(),
             from_zero: None,
         }
     }

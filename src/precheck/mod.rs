@@ -461,6 +461,11 @@ async fn counted(
         putback::run(b, &back, !opened).await?;
         return Ok(Some(Outcome::Unverifiable("reading the row counters failed".into())));
     };
+    // Undone should the client's block roll back (`session::undone`).
+    let kept_moves = match opened {
+        false => putback::kept_moves(&back, &before_rows, &a.rows),
+        true => Vec::new(),
+    };
     // A slice of a suspended portal is judged with what the portal changed before it.
     let measured = with_earlier(earlier, deltas(&before, &after));
     let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);
@@ -536,6 +541,7 @@ async fn counted(
             catalog.forget_new_tables(database);
         }
     }
+    b.kept_moves = kept_moves;
     Ok(Some(Outcome::Deliver { bytes, status, counts, kept: Some(decision) }))
 }
 

@@ -72,6 +72,24 @@ pub fn candidates(
         .collect()
 }
 
+/// The candidates (`candidates`) that a write kept in the client's block moved — their
+/// position in the reading after it (`after`) differs from the one before (`before`) — as
+/// moves a rollback of the block would leave with no row: put back to where they stood
+/// before it when they moved beyond the slack (`session::undone`).
+pub fn kept_moves(back: &[Moved], before: &[Vec<Option<String>>], after: &[Vec<Option<String>>]) -> Vec<Moved> {
+    if back.is_empty() {
+        return Vec::new();
+    }
+    let (before, after) = (&identity::read(before), identity::read(after));
+    let position = |id: &identity::Identity, oid: u32| {
+        id.iter().find(|((_, o, item), _)| item == "position" && o.parse() == Ok(oid)).map(|(_, v)| v.clone())
+    };
+    back.iter()
+        .filter(|m| position(before, m.oid) != position(&after, m.oid))
+        .map(|m| Moved { oid: m.oid, start: m.was, was: m.was, allowed: Some(SLACK), left_at: None })
+        .collect()
+}
+
 /// The reading of where the protected sequences stand (the counted statements' own identity
 /// reading, as rows of a counter reading), taken before a statement blastwall relays uncounted
 /// that may move one — a `COPY … FROM STDIN` (`session::copyback`). `None`: no policy table.

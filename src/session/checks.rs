@@ -159,7 +159,7 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, positions, holding, .. } = backend;
+        let Backend { for_client, params, objects, positions, holding, kept_moves, .. } = backend;
         self.holding.merge(holding);
         // PostgreSQL sends notifications just before a ReadyForQuery (never among a
         // statement's rows): those that came during the check follow the delivered replies.
@@ -205,6 +205,10 @@ impl Session {
                 self.relay.tx = status;
                 self.mirror.on_ready(self.relay.syncs_done(), status);
                 self.portal_ran(portal, &bytes, &counts, positions);
+                // Undone should the client's block roll back (`undone`).
+                if !kept_moves.is_empty() && !has_error(&bytes) {
+                    self.remember_kept(kept_moves).await?;
+                }
             }
             Outcome::Refuse { decision, counts } => {
                 self.relay.to_client.extend_from_slice(&notifications);

@@ -133,6 +133,9 @@ impl Session {
             let a = self.copy_awaited.take().expect("checked");
             if a.failed {
                 self.put_back.extend(a.moved);
+            } else if self.relay.tx == TxStatus::InBlock {
+                // Kept in the client's block: undone should it roll back (`undone`).
+                self.block.record_later(a.moved);
             }
         }
     }

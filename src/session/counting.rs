@@ -295,6 +295,11 @@ impl Session {
                     self.relay.notify_client(n);
                 }
                 self.put_back.truncate(owed);
+                // Undone should the client's transaction roll back (`undone`).
+                if !self.remember_in_batch(&rows, READING).await? {
+                    self.mirror.failed(ord);
+                    self.skip_to_sync();
+                }
                 replies.iter().for_each(|f| self.deliver(f));
                 let suspended = replies.iter().any(|f| f.tag == b's');
                 self.mirror.runs.ran(portal, &counts, start, suspended);

@@ -26,6 +26,10 @@ impl Session {
         // session ends (eighteenth pass F6b: never, once its client left); so is one a COPY
         // the client left moved (`copyback`).
         self.copy_left().await;
+        // So is one that writes the client's transaction kept moved (`undone`): the server
+        // rolls that transaction back.
+        let undone = self.block.on_leaving();
+        self.put_back.splice(0..0, undone);
         if self.put_back.is_empty() {
             self.cancel_if_busy();
         } else {

@@ -97,6 +97,7 @@ impl Session {
         self.copy_word = judged.scan.copy;
         let verdict = self.recorded(judged);
         let verdict = if cursor_words { self.fetching_counted_portal(sql, verdict) } else { verdict };
+        let verdict = self.undone_refusal(sql, verdict);
         // Only a message forwarded as it is gets the server's plain answer (a counted one is
         // answered inside the pre-check): its DEALLOCATEs wait for that answer.
         self.after_judging(matches!(verdict, Verdict::Allow | Verdict::Notice(_)));

@@ -44,6 +44,7 @@ mod simple;
 mod sliced;
 mod statements;
 mod taint;
+mod undone;
 mod wakes;
 mod writes;
 
@@ -229,6 +230,8 @@ async fn handshake_and_relay(
         copy_word: true,
         copy_awaited: None,
         looked: is_replication(&startup),
+        block: undone::Block::new(),
+        block_held: false,
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -306,6 +309,11 @@ struct Session {
     copy_awaited: Option<copyback::Awaited>,
     /// The first look at the policy tables' OIDs was taken (or not owed: `firstlook`).
     looked: bool,
+    /// Protected sequences moved by writes the client's transaction kept, until it ends
+    /// (`undone`).
+    block: undone::Block,
+    /// The client was not read while `block_waits`.
+    block_held: bool,
 }
 
 impl Session {
@@ -335,6 +343,21 @@ impl Session {
             if !self.put_back.is_empty() {
                 waits.server.unpark();
                 self.put_back_when_quiet().await?;
+            }
+            if self.block.mark_owed() {
+                waits.server.unpark();
+                self.set_block_mark().await?;
+            }
+            if self.block.read_owed() {
+                waits.server.unpark();
+                self.read_block_marks().await?;
+            }
+            if self.block_held && !self.block_waits() {
+                // What the client sent behind the rollback is read now.
+                self.block_held = false;
+                waits.client.unpark();
+                self.on_client_bytes()?;
+                continue;
             }
             if self.first_look_owed() {
                 waits.server.unpark();
@@ -378,7 +401,10 @@ impl Session {
             }
             let turn = wakes::Turn {
                 // A held early message is not read past (it waits for the server to be ready).
-                reading_client: self.pending.is_none() && !self.holds_early_message() && !self.relay.holds_client(),
+                reading_client: self.pending.is_none()
+                    && !self.holds_early_message()
+                    && !self.relay.holds_client()
+                    && !self.block_waits(),
                 // From now: the idle time starts when the loop starts waiting.
                 idle_deadline: idle
                     .filter(|_| self.ready && !self.relay.is_busy())
@@ -456,6 +482,11 @@ impl Session {
         if self.relay.holds_client() {
             return Ok(());
         }
+        // What a rollback undid is read before anything after it goes (`undone`).
+        if self.block_waits() {
+            self.block_held = true;
+            return Ok(());
+        }
         if self.ready && self.cfr.holds_one(fe::QUERY) && self.nothing_held() {
             if let Some(done) = self.lone_query() {
                 return done;
@@ -464,6 +495,10 @@ impl Session {
         loop {
             if self.pending.is_some() || self.holds_early_message() || self.simple_waits() || self.relay.holds_client()
             {
+                return Ok(());
+            }
+            if self.block_waits() {
+                self.block_held = true;
                 return Ok(());
             }
             let discarding = self.relay.is_discarding();
@@ -515,7 +550,7 @@ impl Session {
     /// Whether a session that ends now owes the server something first: a protected sequence
     /// to put back, or a COPY whose move may be.
     pub(super) fn owes_on_leaving(&self) -> bool {
-        !self.put_back.is_empty() || self.copy_awaited.is_some()
+        !self.put_back.is_empty() || self.copy_awaited.is_some() || !self.block.is_empty()
     }
 
     /// The session ends for the client's error `e`: what it owes goes first (`client_gone`).

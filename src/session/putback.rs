@@ -76,3 +76,92 @@ impl Session {
         answer.map_err(|e| SessionError::Closed(format!("ending a failed batch to put a sequence back: {e}")))
     }
 }
+
+/// blastwall's savepoint around its own statements in the client's block (`undone`).
+const MARK_SP: &str = "blastwall_mark";
+
+impl Session {
+    /// A write kept in the client's block moved protected sequences (`moves`): remembered
+    /// until the block ends, and the mark set on the server (`undone`). The server is idle in
+    /// the client's block (the check just ended).
+    pub(super) async fn remember_kept(&mut self, moves: Vec<precheck::putback::Moved>) -> Result<(), SessionError> {
+        if self.relay.tx != TxStatus::InBlock {
+            return Ok(());
+        }
+        let Some(sql) = self.block.record(moves) else { return Ok(()) };
+        let mut b = Backend::new(&mut self.server, &mut self.sfr);
+        let done = hidden_in_block(&mut b, &sql).await;
+        let Backend { for_client, params, .. } = b;
+        self.take_for_client(for_client, params);
+        done.map(|_| ()).map_err(|e| SessionError::Closed(format!("marking a protected sequence's move: {e}")))
+    }
+
+    /// The same for a write counted in the middle of a batch (`rows`: the readings before and
+    /// after it), the mark set there behind it on blastwall's statement `name`. `false`: the
+    /// server failed that statement (the batch now skips to its Sync).
+    pub(super) async fn remember_in_batch(
+        &mut self,
+        rows: &(precheck::inbatch::Rows, precheck::inbatch::Rows),
+        name: &str,
+    ) -> Result<bool, SessionError> {
+        let policy = self.shared.guard.policy();
+        let start = precheck::slices::Positions::new();
+        let back = precheck::putback::candidates(&rows.0, &start, 0, self.info.view(), &policy);
+        let moves = precheck::putback::kept_moves(&back, &rows.0, &rows.1);
+        let Some(sql) = self.block.record(moves) else { return Ok(true) };
+        let mut b = Backend::new(&mut self.server, &mut self.sfr);
+        let done = precheck::inbatch::run_after(&mut b, name, &[sql]).await;
+        let Backend { for_client, params, .. } = b;
+        let for_client = self.notifications_to_ready(for_client);
+        self.take_for_client(for_client, params);
+        let done = done.map_err(|e| SessionError::Closed(format!("marking a protected sequence's move: {e}")))?;
+        Ok(done.is_ok())
+    }
+
+    /// A mark owed (a COPY's move kept in the client's block) is set, once the server is idle
+    /// in that block; out of it (the block ended meanwhile) it is not needed.
+    pub(super) async fn set_block_mark(&mut self) -> Result<(), SessionError> {
+        let quiet = !self.relay.is_busy() && self.pending.is_none() && self.relay.to_server.is_empty();
+        if !quiet {
+            return Ok(());
+        }
+        let Some(sql) = self.block.take_mark() else { return Ok(()) };
+        if self.relay.tx != TxStatus::InBlock {
+            return Ok(());
+        }
+        let mut b = Backend::new(&mut self.server, &mut self.sfr);
+        let done = hidden_in_block(&mut b, &sql).await;
+        let Backend { for_client, params, .. } = b;
+        self.take_for_client(for_client, params);
+        done.map(|_| ()).map_err(|e| SessionError::Closed(format!("marking a protected sequence's move: {e}")))
+    }
+
+    /// A `ROLLBACK` tag left the client's block open: which remembered moves it undid is read
+    /// from the server once it is idle, and those are owed a put-back (`undone`).
+    pub(super) async fn read_block_marks(&mut self) -> Result<(), SessionError> {
+        let quiet = !self.relay.is_busy() && self.pending.is_none() && self.relay.to_server.is_empty();
+        if !quiet || self.relay.tx != TxStatus::InBlock {
+            return Ok(());
+        }
+        let mut b = Backend::new(&mut self.server, &mut self.sfr);
+        let read = hidden_in_block(&mut b, &super::undone::Block::read_sql()).await;
+        let Backend { for_client, params, .. } = b;
+        self.take_for_client(for_client, params);
+        let rows = read.map_err(|e| SessionError::Closed(format!("reading a protected sequence's marks: {e}")))?;
+        let value = rows.first().and_then(|r| r.first().cloned().flatten());
+        let undone = self.block.on_read(value.as_deref());
+        self.put_back.splice(0..0, undone);
+        Ok(())
+    }
+}
+
+/// Runs `sql` in the client's open block under a savepoint of blastwall's (an error cannot
+/// abort the block): its rows, or none when it failed.
+async fn hidden_in_block(b: &mut Backend<'_>, sql: &str) -> Result<Vec<Vec<Option<String>>>, precheck::PrecheckError> {
+    let a = b.query(&format!("SAVEPOINT {MARK_SP}; {sql}; RELEASE SAVEPOINT {MARK_SP}")).await?;
+    if a.error.is_some() {
+        b.query(&format!("ROLLBACK TO SAVEPOINT {MARK_SP}; RELEASE SAVEPOINT {MARK_SP}")).await?;
+        return Ok(Vec::new());
+    }
+    Ok(a.rows)
+}

@@ -18,7 +18,7 @@ impl Session {
         // every reply that says so is read whole, in order.
         let copy_end = |relay: &crate::relay::Relay| relay.marker_out() || relay.copy_end_awaited();
         if ready && !self.relay.defers_notifications() && !copy_end(&self.relay) {
-            let quiet = self.mirror.nothing_owed() && self.readings.is_empty();
+            let quiet = self.mirror.nothing_owed() && self.readings.is_empty() && self.block.is_empty();
             let passes = |tag: u8| match tag {
                 b'D' | b'd' | be::NOTICE_RESPONSE => true,
                 b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' => quiet,
@@ -39,7 +39,10 @@ impl Session {
             // blastwall's own prepared readings follow the client's DEALLOCATE ALL and DISCARD
             // ALL by their CommandComplete (`precheck::prepared`).
             let marker = self.relay.marker_out();
-            let quiet = self.mirror.nothing_owed() && self.readings.is_empty() && !copy_end(&self.relay);
+            let quiet = self.mirror.nothing_owed()
+                && self.readings.is_empty()
+                && self.block.is_empty()
+                && !copy_end(&self.relay);
             // A notification while blastwall holds back the rest of an open batch waits for
             // its ReadyForQuery (`notifications`).
             let defer = self.relay.batch_has_messages() && (self.pending.is_some() || self.mirror.parked.is_some());
@@ -92,6 +95,7 @@ impl Session {
             be::ERROR_RESPONSE => {
                 self.note_server_error(&f);
                 self.copy_error_seen();
+                self.block.on_error();
                 self.names_on_error();
                 if self.mirror.on_error(self.relay.syncs_done()) {
                     self.skip_to_sync();
@@ -105,6 +109,7 @@ impl Session {
                 if f.tag == b'C' {
                     self.relay.on_command_complete();
                     self.readings.on_tag(f.body());
+                    self.block.on_tag(f.body());
                 }
                 self.mirror.on_reply(f.tag, self.relay.syncs_done());
                 self.relay.pass_to_client(&f.bytes);
@@ -136,6 +141,11 @@ impl Session {
         self.mirror.on_ready(self.relay.syncs_done(), status);
         if self.copy_awaited.is_some() {
             self.copy_answered();
+        }
+        if !self.block.is_empty() {
+            // Run last (the owed run latest first): it goes back furthest.
+            let undone = self.block.on_ready(status);
+            self.put_back.splice(0..0, undone);
         }
         if !self.ready {
             self.ready = true;

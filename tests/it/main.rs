@@ -151,6 +151,7 @@ mod stats;
 mod swapped;
 mod taint;
 mod temp_callers;
+mod undone;
 mod views;
 mod wheres;
 mod words;

@@ -1,0 +1,260 @@
+//! Twenty-seventh pass H2: inserts counted and kept in the client's transaction move the
+//! protected sequence (`users.id` defaults to `-nextval('web_user_id_seq')`); when the
+//! transaction then drops those rows — `ROLLBACK`, `ROLLBACK TO SAVEPOINT`, `ROLLBACK AND
+//! CHAIN`, a failed block's end, the client gone — the sequence is put back, as for a failed
+//! statement. A transaction that keeps its rows keeps its move. Sequence and rows read
+//! directly on the server.
+
+use crate::harness::*;
+use std::time::Duration;
+
+const INSERT: &str =
+    "INSERT INTO users (auth_source, email) SELECT 'oauth', 'h2-' || g FROM generate_series(1, 20000) g";
+
+async fn seq(db: &str) -> i64 {
+    count(db, "SELECT last_value FROM web_user_id_seq").await
+}
+
+async fn users(db: &str) -> i64 {
+    count(db, "SELECT count(*) FROM users").await
+}
+
+/// The sequence stands at `at` within a few seconds (a put-back runs at the next quiet point).
+async fn stands_at(db: &str, at: i64) -> i64 {
+    for _ in 0..50 {
+        if seq(db).await == at {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seq(db).await
+}
+
+/// The whole block rolled back, in every way it can end without COMMIT, by the simple and
+/// the extended protocol: the sequence stands where it stood, no row kept, the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_a_rolled_back_block_dropped_are_put_back() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let scripts: [&[&str]; 5] = [
+        &["BEGIN", INSERT, "ROLLBACK"],
+        &["BEGIN", INSERT, "SELECT 1/0", "ROLLBACK"],
+        &["BEGIN", INSERT, "SELECT 1/0", "COMMIT"],
+        &["BEGIN", INSERT, INSERT, "ABORT"],
+        &["BEGIN", INSERT, "ROLLBACK AND CHAIN", "COMMIT"],
+    ];
+    for script in scripts {
+        for extended in [false, true] {
+            let (before, n) = (seq(&db).await, users(&db).await);
+            for sql in script {
+                let r = match (extended, *sql == INSERT) {
+                    (true, true) => via.execute(*sql, &[]).await.map(|_| ()),
+                    _ => via.batch_execute(sql).await,
+                };
+                assert!(r.is_ok() || sql.contains("1/0"), "{sql}: {r:?}");
+            }
+            assert_eq!(stands_at(&db, before).await, before, "{script:?} extended={extended}: the sequence left moved");
+            assert_eq!(users(&db).await, n);
+        }
+    }
+    via.batch_execute("SELECT 1").await.unwrap();
+    p.stop().await;
+}
+
+/// A savepoint rolled back drops the inserts made after it, not those before it; released,
+/// they stay. Sent statement by statement, as ORMs do (Django's atomic blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_rolled_back_puts_back_only_what_it_dropped() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let small = "INSERT INTO users (auth_source, email) SELECT 'oauth', 'h2k-' || g FROM generate_series(1, 5) g";
+    for sql in ["BEGIN", small, "SAVEPOINT a", INSERT, "ROLLBACK TO SAVEPOINT a", "SELECT 1", "COMMIT"] {
+        via.batch_execute(sql).await.unwrap();
+    }
+    assert_eq!(users(&db).await, n + 5);
+    assert_eq!(
+        stands_at(&db, before + 5).await,
+        before + 5,
+        "the dropped inserts' move is put back, the kept ones' stays"
+    );
+    // Released, then another savepoint rolled back: the inserts stay, and so does their move.
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for sql in ["BEGIN", "SAVEPOINT a", INSERT, "RELEASE SAVEPOINT a", "SAVEPOINT b", "ROLLBACK TO b", "COMMIT"] {
+        via.batch_execute(sql).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(users(&db).await, n + 20000);
+    assert_eq!(seq(&db).await, before + 20000, "kept rows keep their move");
+    // Nested: the inner savepoint's inserts dropped, the outer's kept.
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for sql in ["BEGIN", "SAVEPOINT a", small, "SAVEPOINT b", INSERT, "ROLLBACK TO a", small, "COMMIT"] {
+        via.batch_execute(sql).await.unwrap();
+    }
+    assert_eq!(users(&db).await, n + 5);
+    let at = stands_at(&db, before + 5).await;
+    assert!(at <= before + 10 && at >= before + 5, "the sequence left at {at}, was {before}");
+    p.stop().await;
+}
+
+/// A block that commits keeps its rows and its move; so does an implicit transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_block_keeps_its_move() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for sql in ["BEGIN", INSERT, "COMMIT"] {
+        via.batch_execute(sql).await.unwrap();
+    }
+    via.execute(INSERT, &[]).await.unwrap();
+    via.batch_execute("SELECT 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(users(&db).await, n + 40000);
+    assert_eq!(seq(&db).await, before + 40000);
+    p.stop().await;
+}
+
+/// The client leaves in the middle of its block: the server rolls it back, and blastwall puts
+/// the sequence back before the server session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_its_block_has_the_move_put_back() {
+    let db = incident_db();
+    let p = proxy().await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.batch_execute("BEGIN").await.unwrap();
+    via.execute(INSERT, &[]).await.unwrap();
+    assert_eq!(seq(&db).await, before + 20000);
+    drop(via);
+    assert_eq!(stands_at(&db, before).await, before, "the sequence left moved");
+    assert_eq!(users(&db).await, n);
+    p.stop().await;
+}
+
+/// One Query that holds the block: the statements run one by one (`simple`), and the same
+/// ends apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_blocks_are_put_back_too() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for q in [format!("BEGIN; {INSERT}; ROLLBACK"), format!("BEGIN; {INSERT}; SELECT 1/0; COMMIT")] {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let _ = via.batch_execute(&q).await;
+        let _ = via.batch_execute("ROLLBACK").await;
+        assert_eq!(stands_at(&db, before).await, before, "{q}: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+    }
+    // A savepoint rolled back and the COMMIT in the same Query: no moment to read what the
+    // savepoint dropped; refused, nothing run. So is PREPARE TRANSACTION after such writes
+    // (rolled back later, by anyone).
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let q = format!("BEGIN; SAVEPOINT s; {INSERT}; ROLLBACK TO s; COMMIT");
+    let e = via.batch_execute(&q).await.unwrap_err();
+    assert!(refused_by(&e, "unverifiable").contains("ROLLBACK TO SAVEPOINT"), "{e:?}");
+    assert_eq!(seq(&db).await, before);
+    for (end, extended, says) in [
+        ("ROLLBACK TO s; COMMIT", false, "ROLLBACK TO SAVEPOINT"),
+        ("PREPARE TRANSACTION 'h2'", false, "prepared transaction"),
+        ("PREPARE TRANSACTION 'h2'", true, "prepared transaction"),
+    ] {
+        via.batch_execute("BEGIN").await.unwrap();
+        via.execute(INSERT, &[]).await.unwrap();
+        via.batch_execute("SAVEPOINT s").await.unwrap();
+        let e = match extended {
+            true => via.execute(end, &[]).await.map(|_| ()).unwrap_err(),
+            false => via.batch_execute(end).await.unwrap_err(),
+        };
+        assert!(refused_by(&e, "unverifiable").contains(says), "{end}: {e:?}");
+        assert_eq!(seq(&db).await, before + 20000);
+        via.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(stands_at(&db, before).await, before, "{end}: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+    }
+    // Outside such a transaction both run as ever.
+    via.batch_execute("BEGIN; SAVEPOINT s; SELECT 1; ROLLBACK TO s; COMMIT").await.unwrap();
+    p.stop().await;
+}
+
+/// A pipelining client: `ROLLBACK TO SAVEPOINT` and `COMMIT` as two Queries in one write. The
+/// second waits until the first was answered and what it dropped was read: put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_pipelined_behind_a_rollback_to_waits_for_its_reading() {
+    use crate::batches::{q, run, show, Send, Until};
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT INSERT, SELECT ON users TO trust_user");
+    let p = proxy().await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let script = [
+        Send([q("BEGIN"), q("SAVEPOINT s")].concat()),
+        Until(b'Z', 2),
+        Send(q(INSERT)),
+        Until(b'Z', 1),
+        Send([q("ROLLBACK TO s"), q("COMMIT"), q("SELECT 2")].concat()),
+        Until(b'Z', 3),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("COMMIT") && out.contains("\u{1}2\n"), "{out}");
+    assert_eq!(users(&db).await, n);
+    assert_eq!(stands_at(&db, before).await, before, "the sequence left moved: {out}");
+    // A COPY in such a block still reads its data.
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let rows: Vec<u8> = (0..3).flat_map(|i| crate::harness::msg(b'd', format!("oauth\tc{i}@x\n").as_bytes())).collect();
+    let script = [
+        Send([q("BEGIN"), q(INSERT)].concat()),
+        Until(b'Z', 2),
+        Send(q("COPY users (auth_source, email) FROM STDIN")),
+        Until(b'G', 1),
+        Send([rows, crate::harness::msg(b'c', &[])].concat()),
+        Until(b'Z', 1),
+        Send(q("ROLLBACK")),
+        Until(b'Z', 1),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("COPY 3"), "{out}");
+    assert_eq!(users(&db).await, n);
+    assert_eq!(stands_at(&db, before).await, before, "the sequence left moved: {out}");
+    p.stop().await;
+}
+
+/// A COPY kept in the client's block (read before it, `copyback`) is remembered as a counted
+/// write is: the block rolled back, its move is put back; committed, kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_kept_in_a_block_the_block_drops_is_put_back() {
+    use crate::batches::{q, run, show, Send, Until};
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT INSERT, SELECT ON users TO trust_user");
+    let p = proxy().await;
+    let rows: Vec<u8> = (0..3000).flat_map(|i| msg(b'd', format!("oauth\tcp{i}@x\n").as_bytes())).collect();
+    let ends: [(&[&str], bool); 3] =
+        [(&["ROLLBACK"], false), (&["SAVEPOINT s", "ROLLBACK TO s", "COMMIT"], true), (&["COMMIT"], true)];
+    for (end, kept) in ends {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let tail: Vec<u8> = end.iter().flat_map(|e| q(e)).collect();
+        let script = [
+            Send([q("BEGIN"), q("SAVEPOINT a")].concat()),
+            Until(b'Z', 2),
+            Send(q("COPY users (auth_source, email) FROM STDIN")),
+            Until(b'G', 1),
+            Send([rows.clone(), msg(b'c', &[]), tail].concat()),
+            Until(b'Z', 1 + end.len()),
+        ];
+        let out = show(&run(p.port(), &db, &script).await);
+        assert!(out.contains("COPY 3000"), "{out}");
+        match kept {
+            false => {
+                assert_eq!(users(&db).await, n);
+                assert_eq!(stands_at(&db, before).await, before, "{end:?}: the sequence left moved: {out}");
+            }
+            true => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert_eq!(users(&db).await, n + 3000, "{end:?}: {out}");
+                assert_eq!(seq(&db).await, before + 3000, "{end:?}: kept rows keep their move");
+            }
+        }
+    }
+    p.stop().await;
+}
