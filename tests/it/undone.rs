@@ -258,3 +258,36 @@ async fn a_copy_kept_in_a_block_the_block_drops_is_put_back() {
     }
     p.stop().await;
 }
+
+/// A function that inserts rows and rolls them back inside itself (an `EXCEPTION` block that
+/// catches its own error): PostgreSQL counts those rows as inserted, so a statement that runs
+/// code does not get its inserts allowed for its move. Refused, put back, nothing kept; a plain
+/// INSERT of as many rows still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_a_function_rolls_back_inside_itself_do_not_allow_its_move() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.batch_execute(&format!(
+        "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN BEGIN {INSERT}; RAISE EXCEPTION 'x'; \
+         EXCEPTION WHEN others THEN NULL; END; RETURN 1; END $$"
+    ))
+    .await
+    .unwrap();
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for in_block in [false, true] {
+        if in_block {
+            via.batch_execute("BEGIN").await.unwrap();
+        }
+        let e = via.batch_execute("SELECT pg_temp.f()").await.unwrap_err();
+        assert!(refused_by(&e, "identity").contains("runs functions"), "{e:?}");
+        if in_block {
+            via.batch_execute("ROLLBACK").await.unwrap();
+        }
+        assert_eq!(stands_at(&db, before).await, before, "in_block={in_block}: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+    }
+    via.execute(INSERT, &[]).await.unwrap();
+    assert_eq!(users(&db).await, n + 20000);
+    p.stop().await;
+}
