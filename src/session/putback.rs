@@ -11,6 +11,7 @@
 //!
 //! Owns: what is owed and when it runs. Does not own: the statement (`precheck::putback`).
 
+use super::undone::{xids, HELD_XIDS, NEWEST_XID};
 use super::{Session, SessionError};
 use crate::precheck::{self, Backend};
 use crate::wire::messages::TxStatus;
@@ -82,23 +83,47 @@ const MARK_SP: &str = "blastwall_mark";
 
 impl Session {
     /// A write kept in the client's block moved protected sequences (`moves`): remembered
-    /// until the block ends, and the mark set on the server (`undone`). The server is idle in
-    /// the client's block (the check just ended).
+    /// until the block ends, with the transaction ID its rows were written under (`undone`).
+    /// The server is idle in the client's block (the check just ended).
     pub(super) async fn remember_kept(&mut self, moves: Vec<precheck::putback::Moved>) -> Result<(), SessionError> {
-        if self.relay.tx != TxStatus::InBlock {
+        if self.relay.tx != TxStatus::InBlock || moves.is_empty() {
             return Ok(());
         }
-        let Some(sql) = self.block.record(moves) else { return Ok(()) };
+        let resolve = self.block.unresolved();
+        let sql = match resolve {
+            true => format!("{HELD_XIDS}; {NEWEST_XID}"),
+            false => NEWEST_XID.to_string(),
+        };
+        let rows = self.hidden(&sql).await?;
+        self.remember_read(moves, resolve, &rows);
+        Ok(())
+    }
+
+    /// What the readings of `remember_kept` (or `remember_in_batch`) said: a `ROLLBACK` or
+    /// `RELEASE` before the write resolved first (`resolve`: the first row is the IDs held),
+    /// then the write's moves remembered under the newest ID.
+    fn remember_read(&mut self, moves: Vec<precheck::putback::Moved>, resolve: bool, rows: &[Vec<Option<String>>]) {
+        let value = |i: usize| rows.get(i).and_then(|r| r.first().cloned().flatten());
+        if resolve {
+            let undone = self.block.resolve(&xids(value(0).as_deref()));
+            self.put_back.splice(0..0, undone);
+        }
+        let newest = xids(value(usize::from(resolve)).as_deref()).first().copied();
+        self.block.record(moves, newest);
+    }
+
+    /// Runs blastwall's own reading `sql` on the server idle in the client's block.
+    async fn hidden(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, SessionError> {
         let mut b = Backend::new(&mut self.server, &mut self.sfr);
-        let done = hidden_in_block(&mut b, &sql).await;
+        let done = hidden_in_block(&mut b, sql).await;
         let Backend { for_client, params, .. } = b;
         self.take_for_client(for_client, params);
-        done.map(|_| ()).map_err(|e| SessionError::Closed(format!("marking a protected sequence's move: {e}")))
+        done.map_err(|e| SessionError::Closed(format!("reading a protected sequence's transaction: {e}")))
     }
 
     /// The same for a write counted in the middle of a batch (`rows`: the readings before and
-    /// after it), the mark set there behind it on blastwall's statement `name`. `false`: the
-    /// server failed that statement (the batch now skips to its Sync).
+    /// after it), read there behind it on blastwall's statement `name`. `false`: the server
+    /// failed that reading (the batch now skips to its Sync).
     pub(super) async fn remember_in_batch(
         &mut self,
         rows: &(precheck::inbatch::Rows, precheck::inbatch::Rows),
@@ -108,48 +133,53 @@ impl Session {
         let start = precheck::slices::Positions::new();
         let back = precheck::putback::candidates(&rows.0, &start, 0, self.info.view(), &policy);
         let moves = precheck::putback::kept_moves(&back, &rows.0, &rows.1);
-        let Some(sql) = self.block.record(moves) else { return Ok(true) };
+        if moves.is_empty() {
+            return Ok(true);
+        }
+        let resolve = self.block.unresolved();
+        let mut sqls = vec![NEWEST_XID.to_string()];
+        if resolve {
+            sqls.insert(0, HELD_XIDS.to_string());
+        }
         let mut b = Backend::new(&mut self.server, &mut self.sfr);
-        let done = precheck::inbatch::run_after(&mut b, name, &[sql]).await;
+        let done = precheck::inbatch::run_after(&mut b, name, &sqls).await;
         let Backend { for_client, params, .. } = b;
         let for_client = self.notifications_to_ready(for_client);
         self.take_for_client(for_client, params);
-        let done = done.map_err(|e| SessionError::Closed(format!("marking a protected sequence's move: {e}")))?;
-        Ok(done.is_ok())
+        let done =
+            done.map_err(|e| SessionError::Closed(format!("reading a protected sequence's transaction: {e}")))?;
+        let Ok(read) = done else { return Ok(false) };
+        self.remember_read(moves, resolve, &read);
+        Ok(true)
     }
 
-    /// A mark owed (a COPY's move kept in the client's block) is set, once the server is idle
-    /// in that block; out of it (the block ended meanwhile) it is not needed.
+    /// The transaction ID owed for a COPY's moves kept in the client's block, read once the
+    /// server is idle in that block (`undone`).
     pub(super) async fn set_block_mark(&mut self) -> Result<(), SessionError> {
         let quiet = !self.relay.is_busy() && self.pending.is_none() && self.relay.to_server.is_empty();
         if !quiet {
             return Ok(());
         }
-        let Some(sql) = self.block.take_mark() else { return Ok(()) };
         if self.relay.tx != TxStatus::InBlock {
+            self.block.marked(None);
             return Ok(());
         }
-        let mut b = Backend::new(&mut self.server, &mut self.sfr);
-        let done = hidden_in_block(&mut b, &sql).await;
-        let Backend { for_client, params, .. } = b;
-        self.take_for_client(for_client, params);
-        done.map(|_| ()).map_err(|e| SessionError::Closed(format!("marking a protected sequence's move: {e}")))
+        let rows = self.hidden(NEWEST_XID).await?;
+        let value = rows.first().and_then(|r| r.first().cloned().flatten());
+        self.block.marked(xids(value.as_deref()).first().copied());
+        Ok(())
     }
 
-    /// A `ROLLBACK` tag left the client's block open: which remembered moves it undid is read
-    /// from the server once it is idle, and those are owed a put-back (`undone`).
+    /// A `ROLLBACK` or `RELEASE` tag left the client's block open: what it undid is read from
+    /// the session's transaction IDs once the server is idle, and owed a put-back (`undone`).
     pub(super) async fn read_block_marks(&mut self) -> Result<(), SessionError> {
         let quiet = !self.relay.is_busy() && self.pending.is_none() && self.relay.to_server.is_empty();
         if !quiet || self.relay.tx != TxStatus::InBlock {
             return Ok(());
         }
-        let mut b = Backend::new(&mut self.server, &mut self.sfr);
-        let read = hidden_in_block(&mut b, &super::undone::Block::read_sql()).await;
-        let Backend { for_client, params, .. } = b;
-        self.take_for_client(for_client, params);
-        let rows = read.map_err(|e| SessionError::Closed(format!("reading a protected sequence's marks: {e}")))?;
+        let rows = self.hidden(HELD_XIDS).await?;
         let value = rows.first().and_then(|r| r.first().cloned().flatten());
-        let undone = self.block.on_read(value.as_deref());
+        let undone = self.block.resolve(&xids(value.as_deref()));
         self.put_back.splice(0..0, undone);
         Ok(())
     }

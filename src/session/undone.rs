@@ -2,25 +2,32 @@
 //! transaction ends (twenty-seventh pass H2): a write's move is judged against the rows it
 //! inserted, but a later `ROLLBACK`, `ROLLBACK TO SAVEPOINT`, a failed block's end or a
 //! disconnect drops those rows while the sequence stays moved — 20,000 to 50,000 steps per
-//! statement with no row kept. Each such move is remembered, with a mark, until the server
-//! says what became of it:
+//! statement with no row kept. Each such move is remembered until the server says what became
+//! of it:
 //!
 //! - a `COMMIT` tag: kept, forgotten;
 //! - a ReadyForQuery outside a block after a `ROLLBACK` tag or an error (a failed block's
 //!   `ROLLBACK` or `COMMIT`, a failed implicit transaction): all undone, put back;
 //!   outside a block with neither (an implicit transaction that ended well): kept;
 //! - a `ROLLBACK` tag that leaves a block open (`ROLLBACK TO SAVEPOINT`, `ROLLBACK AND
-//!   CHAIN`): which were undone is read from the server. With each remembered move blastwall
-//!   sets a transaction-local setting, `blastwall.kept`, to its mark (`SET LOCAL`'s scope:
-//!   a savepoint rolled back restores the value it had, a transaction's end drops it); the
-//!   value read after the `ROLLBACK` tag is the last mark still standing, and the moves
-//!   marked after it were undone;
+//!   CHAIN`), or a `RELEASE`: what they did is read from the server's locks. A (sub)transaction
+//!   that writes holds a lock on its transaction ID until it ends: a savepoint rolled back
+//!   lets it go, and so does one released (its rows then share its parent's fate, and the
+//!   parent, which has an ID too, holds its own). Right after each remembered write blastwall
+//!   reads the newest transaction ID its session holds — the one the write's rows share their
+//!   fate with. After a `ROLLBACK` tag the writes from the first whose ID is gone were undone;
+//!   after a `RELEASE` alone, those whose ID is gone now go with the newest ID held. The
+//!   client is read one sync point at a time meanwhile (`block_waits`), and a tag met before
+//!   a write is resolved before it is remembered, so that each reading follows one kind of
+//!   step. A client cannot take a lock on a transaction ID, nor let one go (thirtieth pass
+//!   H1: a transaction-local setting used as the mark before could be read and set by the
+//!   client, and a forged one kept a 100,000-step move);
 //! - the client gone: the server rolls back, all are put back (`ending`).
 //!
 //! What is undone is put back as a failed statement's move is (`putback`): each sequence to
 //! where it stood before the earliest undone write, when it moved beyond 1,000 steps since
 //! and stands where this session's own last call left it. A `ROLLBACK TO` and the block's
-//! `COMMIT` in one round trip leave no moment to read the setting: a Query that holds both
+//! `COMMIT` in one round trip leave no moment to read the locks: a Query that holds both
 //! after such writes (or while moves are remembered) is refused, and so is `PREPARE
 //! TRANSACTION` (a prepared transaction is rolled back by anyone, later): `refusal`.
 //!
@@ -34,8 +41,17 @@ use crate::wire::messages::TxStatus;
 use pg_query::protobuf::TransactionStmtKind as Tx;
 use pg_query::NodeEnum;
 
-/// The transaction-local setting that carries the last mark.
-pub(super) const SETTING: &str = "blastwall.kept";
+/// The newest transaction ID this session holds a lock on (`pg_locks`, every operator and
+/// function `pg_catalog`'s).
+pub(super) const NEWEST_XID: &str = "SELECT l.transactionid::pg_catalog.text FROM pg_catalog.pg_locks l \
+    WHERE l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() \
+    AND l.locktype OPERATOR(pg_catalog.=) 'transactionid' ORDER BY pg_catalog.age(l.transactionid) LIMIT 1";
+
+/// Every transaction ID this session holds a lock on, newest first, as one text.
+pub(super) const HELD_XIDS: &str = "SELECT pg_catalog.string_agg(l.transactionid::pg_catalog.text, ',' \
+    ORDER BY pg_catalog.age(l.transactionid)) FROM pg_catalog.pg_locks l \
+    WHERE l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() \
+    AND l.locktype OPERATOR(pg_catalog.=) 'transactionid'";
 
 /// At most this many moves are remembered per transaction (past it, a write's move is
 /// judged by its own rows only, as before, and a warning is logged).
@@ -43,64 +59,70 @@ const MAX_MOVES: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub(super) struct Block {
-    /// Each remembered move with its mark, in order.
-    moves: Vec<(u64, Moved)>,
-    /// The last mark given.
-    marks: u64,
-    /// A random word that a mark read back must carry (the client cannot forge one).
-    nonce: u64,
-    /// A `ROLLBACK` tag or an error came since the moves were last resolved.
+    /// Each remembered move with the transaction ID its write's fate is read by (`None`: the
+    /// transaction holds none — the write wrote no row, so it moved at most the slack).
+    moves: Vec<(Option<u32>, Moved)>,
+    /// Since the moves were last resolved: a `ROLLBACK` tag, a `RELEASE` tag, an error.
     rolled: bool,
+    released: bool,
     errored: bool,
-    /// A ROLLBACK tag left a block open: the setting is to be read.
+    /// The block is open and idle after such a tag: the locks are to be read.
     read_owed: bool,
-    /// A mark to set (`record_later`).
-    mark_owed: Option<String>,
+    /// A COPY's moves whose transaction ID is to be read (`record_later`).
+    mark_owed: usize,
+}
+
+/// A text of the server's: a transaction ID, or several newest first (none: `None`).
+pub(super) fn xids(value: Option<&str>) -> Vec<u32> {
+    value.unwrap_or_default().split(',').filter_map(|x| x.trim().parse().ok()).collect()
 }
 
 impl Block {
     pub(super) fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0x6b65_7074);
-        Block { nonce: h.finish(), ..Default::default() }
+        Block::default()
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.moves.is_empty()
     }
 
-    /// A counted write kept in the client's transaction moved these: remembered under a new
-    /// mark, returned with the statement that sets it (`None`: nothing moved, or too many).
-    pub(super) fn record(&mut self, moved: Vec<Moved>) -> Option<String> {
-        if moved.is_empty() {
-            return None;
-        }
+    /// Whether a `ROLLBACK` or `RELEASE` since the last reading is to be resolved before a
+    /// new move is remembered (a move's transaction ID read after it would be read among
+    /// what they did).
+    pub(super) fn unresolved(&self) -> bool {
+        !self.moves.is_empty() && (self.rolled || self.released)
+    }
+
+    /// A counted write kept in the client's transaction moved these, its rows written under
+    /// `xid` (the newest transaction ID the session held right after it: `NEWEST_XID`).
+    pub(super) fn record(&mut self, moved: Vec<Moved>, xid: Option<u32>) {
         if self.moves.len() + moved.len() > MAX_MOVES {
             tracing::warn!("too many protected sequence moves in one transaction to remember; later ones are not");
-            return None;
+            return;
         }
-        self.marks += 1;
-        let mark = self.marks;
-        self.moves.extend(moved.into_iter().map(|m| (mark, m)));
-        Some(format!("SELECT pg_catalog.set_config('{SETTING}', '{}:{mark}', true)", self.nonce))
+        self.moves.extend(moved.into_iter().map(|m| (xid, m)));
     }
 
-    /// The same for moves known at a ReadyForQuery (a COPY's), whose mark is set at the
-    /// session's next quiet point, before the client is read again (`mark_owed`).
+    /// The same for moves known at a ReadyForQuery (a COPY's), whose transaction ID is read at
+    /// the session's next quiet point, before the client is read again (`marked`).
     pub(super) fn record_later(&mut self, moved: Vec<Moved>) {
-        if let Some(sql) = self.record(moved) {
-            self.mark_owed = Some(sql);
-        }
-    }
-
-    /// The statement that sets a mark owed, taken.
-    pub(super) fn take_mark(&mut self) -> Option<String> {
-        self.mark_owed.take()
+        let n = moved.len();
+        let before = self.moves.len();
+        self.record(moved, None);
+        self.mark_owed = (self.moves.len() - before).min(n);
     }
 
     pub(super) fn mark_owed(&self) -> bool {
-        self.mark_owed.is_some()
+        self.mark_owed > 0
+    }
+
+    /// The transaction ID read for the moves `record_later` remembered.
+    pub(super) fn marked(&mut self, xid: Option<u32>) {
+        let n = std::mem::take(&mut self.mark_owed);
+        let len = self.moves.len();
+        for (x, _) in &mut self.moves[len.saturating_sub(n)..] {
+            *x = xid;
+        }
     }
 
     /// A CommandComplete's tag (its body).
@@ -121,6 +143,7 @@ impl Block {
                 self.forget();
             }
             b"ROLLBACK" => self.rolled = true,
+            b"RELEASE" => self.released = true,
             _ => {}
         }
     }
@@ -148,10 +171,7 @@ impl Block {
                 }
             }
             TxStatus::InBlock => {
-                if self.rolled {
-                    self.read_owed = true;
-                }
-                self.rolled = false;
+                self.read_owed = self.rolled || self.released;
                 self.errored = false;
                 Vec::new()
             }
@@ -163,25 +183,33 @@ impl Block {
         }
     }
 
-    /// Whether the setting is to be read (the server idle in an open block).
+    /// Whether the locks are to be read (the server idle in an open block).
     pub(super) fn read_owed(&self) -> bool {
         self.read_owed && !self.moves.is_empty()
     }
 
-    pub(super) fn read_sql() -> String {
-        format!("SELECT pg_catalog.current_setting('{SETTING}', true)")
-    }
-
-    /// The setting as read: the moves marked after the last mark standing were undone
-    /// (all of them when it carries none of this session's marks).
-    pub(super) fn on_read(&mut self, value: Option<&str>) -> Vec<Moved> {
+    /// The transaction IDs the session holds, newest first, as read once a `ROLLBACK` or
+    /// `RELEASE` went (no move remembered since): a move whose ID is no longer held was
+    /// undone by the rollback, and every move after it; after a `RELEASE` alone its rows now
+    /// share the fate of the savepoint's parent, the newest ID held. (Both since the last
+    /// reading, with no move between: a `RELEASE` and a `ROLLBACK TO` that both ran left no
+    /// savepoint under the one rolled back — `ROLLBACK TO s; RELEASE s`, or a `RELEASE` of a
+    /// savepoint inside the one rolled back — so a move whose ID is gone was undone.)
+    pub(super) fn resolve(&mut self, held: &[u32]) -> Vec<Moved> {
         self.read_owed = false;
-        let standing = value
-            .and_then(|v| v.split_once(':'))
-            .filter(|(n, _)| n.parse::<u64>().ok() == Some(self.nonce))
-            .and_then(|(_, m)| m.parse::<u64>().ok())
-            .unwrap_or(0);
-        let at = self.moves.partition_point(|(mark, _)| *mark <= standing);
+        let (rolled, released) = (std::mem::take(&mut self.rolled), std::mem::take(&mut self.released));
+        let gone = |x: &Option<u32>| x.is_some_and(|x| !held.contains(&x));
+        if !rolled && !released {
+            return Vec::new();
+        }
+        if released && !rolled {
+            let parent = held.first().copied();
+            self.moves.iter_mut().filter(|(x, _)| gone(x)).for_each(|(x, _)| *x = parent);
+            return Vec::new();
+        }
+        let Some(at) = self.moves.iter().position(|(x, _)| gone(x)) else {
+            return Vec::new();
+        };
         let undone = self.moves.split_off(at);
         earliest(undone.into_iter().map(|(_, m)| m))
     }
@@ -196,16 +224,17 @@ impl Block {
     fn forget(&mut self) {
         self.moves.clear();
         self.rolled = false;
+        self.released = false;
         self.errored = false;
         self.read_owed = false;
-        self.mark_owed = None;
+        self.mark_owed = 0;
     }
 }
 
 impl Session {
     /// While moves are remembered, the client is read one sync point at a time: a message
     /// behind a `ROLLBACK TO` (another Query, pipelined) waits until the server answered it and
-    /// the setting was read — else a `COMMIT` behind it would leave no moment to read it.
+    /// the locks were read — else a `COMMIT` behind it would leave no moment to read them.
     pub(super) fn block_waits(&self) -> bool {
         // A COPY's data is the server's to read meanwhile; a COPY in the client's block may
         // be the first to move one.
@@ -318,11 +347,11 @@ mod tests {
     #[test]
     fn a_commit_keeps_and_a_rollback_undoes() {
         let mut b = Block::new();
-        assert!(b.record(vec![moved(1, 10)]).is_some());
+        b.record(vec![moved(1, 10)], Some(7));
         b.on_tag(b"COMMIT\0");
         assert!(b.is_empty());
-        b.record(vec![moved(1, 10)]);
-        b.record(vec![moved(1, 50_010)]);
+        b.record(vec![moved(1, 10)], Some(7));
+        b.record(vec![moved(1, 50_010)], Some(8));
         b.on_tag(b"ROLLBACK\0");
         assert_eq!(b.on_ready(TxStatus::Idle), vec![moved(1, 10)]);
         assert!(b.is_empty());
@@ -331,27 +360,63 @@ mod tests {
     #[test]
     fn an_implicit_transaction_that_ended_well_keeps() {
         let mut b = Block::new();
-        b.record(vec![moved(1, 10)]);
+        b.record(vec![moved(1, 10)], Some(7));
         assert!(b.on_ready(TxStatus::Idle).is_empty());
-        b.record(vec![moved(1, 10)]);
+        b.record(vec![moved(1, 10)], Some(7));
         b.on_error();
         assert_eq!(b.on_ready(TxStatus::Idle).len(), 1);
     }
 
     #[test]
-    fn a_savepoint_rolled_back_undoes_what_was_marked_after_it() {
+    fn a_savepoint_rolled_back_undoes_the_writes_whose_transaction_ids_are_gone() {
         let mut b = Block::new();
-        b.record(vec![moved(1, 10)]);
-        b.record(vec![moved(1, 20)]);
-        b.record(vec![moved(1, 30)]);
+        for (was, xid) in [(10, 700), (20, 702), (30, 705)] {
+            b.record(vec![moved(1, was)], Some(xid));
+        }
         b.on_tag(b"ROLLBACK\0");
         assert!(b.on_ready(TxStatus::InBlock).is_empty());
+        assert!(b.read_owed() && b.unresolved());
+        assert_eq!(b.resolve(&[701, 700, 699]), vec![moved(1, 20)]);
+        assert!(!b.read_owed() && !b.unresolved());
+        // No tag since: nothing is undone whatever is held.
+        assert!(b.resolve(&[]).is_empty());
+        // A write with no transaction ID stands.
+        b.record(vec![moved(1, 40)], None);
+        b.on_tag(b"ROLLBACK\0");
+        assert_eq!(b.resolve(&[]), vec![moved(1, 10)]);
+    }
+
+    #[test]
+    fn a_savepoint_released_hands_its_writes_to_its_parent() {
+        let mut b = Block::new();
+        b.record(vec![moved(1, 10)], Some(700));
+        b.record(vec![moved(1, 20)], Some(702));
+        b.on_tag(b"RELEASE\0");
+        assert!(b.on_ready(TxStatus::InBlock).is_empty());
         assert!(b.read_owed());
-        let v = format!("{}:1", b.nonce);
-        assert_eq!(b.on_read(Some(&v)), vec![moved(1, 20)]);
-        assert!(!b.read_owed());
-        // A forged or missing mark: all undone.
-        assert_eq!(b.on_read(Some("7:9")), vec![moved(1, 10)]);
+        assert!(b.resolve(&[701, 700]).is_empty());
+        // The parent rolled back later: both gone.
+        b.on_tag(b"ROLLBACK\0");
+        b.on_ready(TxStatus::InBlock);
+        assert_eq!(b.resolve(&[700]), vec![moved(1, 20)]);
+        // ROLLBACK TO s; RELEASE s in one round trip: what is gone was undone.
+        b.record(vec![moved(1, 30)], Some(710));
+        b.on_tag(b"ROLLBACK\0");
+        b.on_tag(b"RELEASE\0");
+        b.on_ready(TxStatus::InBlock);
+        assert_eq!(b.resolve(&[700]), vec![moved(1, 30)]);
+    }
+
+    #[test]
+    fn a_copy_is_marked_later() {
+        let mut b = Block::new();
+        b.record(vec![moved(1, 10)], Some(700));
+        b.record_later(vec![moved(1, 20), moved(2, 5)]);
+        assert!(b.mark_owed());
+        b.marked(Some(703));
+        assert!(!b.mark_owed());
+        b.on_tag(b"ROLLBACK\0");
+        assert_eq!(b.resolve(&[700]), vec![moved(1, 20), moved(2, 5)]);
     }
 
     #[test]
@@ -367,13 +432,5 @@ mod tests {
         assert!(unseen_end("ROLLBACK TO s; SELECT 1", true).is_none());
         assert!(unseen_end("ROLLBACK", true).is_none());
         assert!(unseen_end("ROLLBACK PREPARED 'x'", true).is_none());
-    }
-
-    #[test]
-    fn no_move_no_mark() {
-        let mut b = Block::new();
-        assert!(b.record(Vec::new()).is_none());
-        b.on_tag(b"ROLLBACK\0");
-        assert!(b.on_ready(TxStatus::Idle).is_empty());
     }
 }

@@ -96,6 +96,81 @@ async fn a_savepoint_rolled_back_puts_back_only_what_it_dropped() {
     assert_eq!(users(&db).await, n + 5);
     let at = stands_at(&db, before + 5).await;
     assert!(at <= before + 10 && at >= before + 5, "the sequence left at {at}, was {before}");
+    // A savepoint released hands its writes to its parent (thirtieth pass: a released
+    // savepoint's transaction ID is let go as a rolled back one's is): they go when the
+    // parent is rolled back, and stay when it is not. psycopg ends a failed nested transaction
+    // with `ROLLBACK TO SAVEPOINT s; RELEASE SAVEPOINT s` in one Query.
+    let scripts: [(&[&str], bool); 4] = [
+        (&["BEGIN", "SAVEPOINT a", "SAVEPOINT b", INSERT, "RELEASE b", "ROLLBACK TO a", "COMMIT"], false),
+        (
+            &[
+                "BEGIN",
+                "SAVEPOINT a",
+                "SAVEPOINT b",
+                INSERT,
+                "RELEASE b",
+                "RELEASE a",
+                "SAVEPOINT c",
+                "ROLLBACK TO c",
+                "COMMIT",
+            ],
+            true,
+        ),
+        (&["BEGIN", "SAVEPOINT s", INSERT, "ROLLBACK TO SAVEPOINT s; RELEASE SAVEPOINT s", "COMMIT"], false),
+        (&["BEGIN", "SAVEPOINT s", INSERT, "RELEASE SAVEPOINT s", "ROLLBACK"], false),
+    ];
+    for (script, kept) in scripts {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        for sql in script {
+            via.batch_execute(sql).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match kept {
+            true => {
+                assert_eq!(users(&db).await, n + 20000, "{script:?}");
+                assert_eq!(seq(&db).await, before + 20000, "{script:?}: kept rows keep their move");
+            }
+            false => {
+                assert_eq!(users(&db).await, n, "{script:?}");
+                assert_eq!(stands_at(&db, before).await, before, "{script:?}: the sequence left moved");
+            }
+        }
+    }
+    p.stop().await;
+}
+
+/// Thirtieth pass H1: the mark blastwall first used, a transaction-local setting, could be read
+/// and forged by the client. What it reads now, the transaction IDs its session holds, cannot
+/// be: the rolled-back write is put back whatever the client set or locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_client_sets_or_locks_does_not_keep_a_rolled_back_move() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // The attacker's way: a one-row write in a block, then whatever blastwall's mark shows.
+    via.batch_execute("BEGIN; INSERT INTO users (auth_source, email) VALUES ('oauth', 'probe')").await.unwrap();
+    let shown = via.query_one("SELECT current_setting('blastwall.kept', true)", &[]).await.unwrap();
+    let shown: Option<String> = shown.get(0);
+    via.batch_execute("ROLLBACK").await.unwrap();
+    let forged = match shown.as_deref().and_then(|v| v.split_once(':')) {
+        Some((prefix, _)) => format!("{prefix}:999999"),
+        None => "1:999999".into(),
+    };
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for sql in [
+        format!("SET blastwall.kept = '{forged}'"),
+        "BEGIN".into(),
+        "SAVEPOINT s".into(),
+        INSERT.into(),
+        format!("SELECT pg_advisory_xact_lock(1), set_config('blastwall.kept', '{forged}', true)"),
+        "ROLLBACK TO SAVEPOINT s".into(),
+        "SELECT pg_advisory_xact_lock(2)".into(),
+        "COMMIT".into(),
+    ] {
+        via.batch_execute(&sql).await.unwrap();
+    }
+    assert_eq!(users(&db).await, n);
+    assert_eq!(stands_at(&db, before).await, before, "the sequence left moved");
     p.stop().await;
 }
 
