@@ -172,7 +172,24 @@ pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result
     const SP: &str = "blastwall_putback";
     for m in moved {
         let a = match in_block {
-            false => b.query(&sql(m)).await?,
+            // Thirty-first pass H1: `default_transaction_read_only = on`, the write in
+            // `BEGIN READ WRITE`, made the put-back's `setval` fail.
+            false => {
+                use crate::wire::messages::TxStatus;
+                let a = b.query(&sql(m)).await?;
+                match &a.error {
+                    // Read-only by the session's default (`25006`), and outside a block: again,
+                    // read-write.
+                    Some(e) if e.code == "25006" && a.status == Some(TxStatus::Idle) => {
+                        let a = b.query(&format!("BEGIN READ WRITE; {}; COMMIT", sql(m))).await?;
+                        if a.status == Some(TxStatus::Failed) {
+                            b.query("ROLLBACK").await?;
+                        }
+                        a
+                    }
+                    _ => a,
+                }
+            }
             true => {
                 let a = b.query(&format!("SAVEPOINT {SP}; {}", sql(m))).await?;
                 let end = match a.error {
@@ -183,6 +200,9 @@ pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result
                 a
             }
         };
+        if let Some(e) = &a.error {
+            tracing::warn!(sequence = m.oid, code = %e.code, error = %e.message, "a protected sequence could not be put back");
+        }
         logged(m, &a.rows);
     }
     Ok(())

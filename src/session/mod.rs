@@ -351,6 +351,10 @@ impl Session {
             if self.block.read_owed() {
                 waits.server.unpark();
                 self.read_block_marks().await?;
+                if !self.put_back.is_empty() {
+                    // What it undid goes back at once, before the client is read (`undone`).
+                    continue;
+                }
             }
             if self.block_held && !self.block_waits() {
                 // What the client sent behind the rollback is read now.

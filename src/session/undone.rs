@@ -239,7 +239,10 @@ impl Session {
         // A COPY's data is the server's to read meanwhile; a COPY in the client's block may
         // be the first to move one.
         let remembers = !self.block.is_empty() || (self.copy_awaited.is_some() && self.relay.tx == TxStatus::InBlock);
-        remembers
+        // What a `ROLLBACK TO` undid is put back before anything behind it runs (thirty-first
+        // pass H1: a `SET TRANSACTION READ ONLY` behind it made the put-back fail).
+        let owed = !self.put_back.is_empty() && self.relay.tx == TxStatus::InBlock && !self.relay.batch_has_messages();
+        owed || remembers
             && !self.relay.server_in_copy()
             && (self.relay.syncs_sent() > self.relay.syncs_done() || self.block.read_owed() || self.block.mark_owed())
     }
@@ -250,11 +253,12 @@ impl Session {
     /// text's own.
     pub(super) fn undone_refusal(&mut self, sql: &[u8], verdict: Verdict) -> Verdict {
         // Only after such writes, or beside one that is counted (the hot path: neither).
-        if self.block.is_empty() && !matches!(verdict, Verdict::Check(_) | Verdict::Split(_)) {
+        let remembered = !self.block.is_empty() || !self.put_back.is_empty();
+        if !remembered && !matches!(verdict, Verdict::Check(_) | Verdict::Split(_)) {
             return verdict;
         }
         let word = |w: &[u8]| sql.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
-        if !word(b"rollback") && !word(b"abort") && !word(b"prepare") {
+        if ![&b"rollback"[..], b"abort", b"prepare", b"release", b"discard"].iter().any(|w| word(w)) {
             return verdict;
         }
         let policy = self.shared.guard.policy();
@@ -263,7 +267,7 @@ impl Session {
         {
             return verdict;
         }
-        let Some((verb, why, hint)) = unseen_end(&String::from_utf8_lossy(sql), !self.block.is_empty()) else {
+        let Some((verb, why, hint)) = unseen_end(&String::from_utf8_lossy(sql), remembered) else {
             return verdict;
         };
         let m = crate::guard::refusal_message(&crate::guard::refusal(
@@ -281,40 +285,76 @@ impl Session {
 
 const MOVED: &str = "writes in this transaction moved a protected sequence, and a rollback that drops their rows leaves it moved: blastwall puts it back when it sees the rollback";
 
-/// Whether `text` ends its transaction where blastwall cannot see what was undone: `PREPARE
-/// TRANSACTION` (rolled back later, by any session), or a `ROLLBACK TO SAVEPOINT` / `ROLLBACK
-/// AND CHAIN` followed by the transaction's `COMMIT` in the same text — after writes that may
-/// have moved a protected sequence (`remembered`, or any statement before it in the text).
-/// The refusal's verb, reason and hint.
+/// Whether `text` would undo writes where blastwall cannot see what was undone, or leave it
+/// unable to put their moves back — after writes that may have moved a protected sequence
+/// (`remembered`, or any statement before it in the text). The refusal's verb, reason and hint:
+/// - `PREPARE TRANSACTION`: rolled back later, by any session;
+/// - a `ROLLBACK` (whole, `TO SAVEPOINT`, `AND CHAIN`) with anything after it in the same text
+///   (`ROLLBACK TO s; RELEASE s` aside), and a `RELEASE SAVEPOINT` with a `ROLLBACK TO` after
+///   it: blastwall reads what they did, and puts back, before anything else runs (thirty-first
+///   pass M1, M2: a `RELEASE` and a later `ROLLBACK TO`, or writes behind the rollback, in one
+///   message were misread; H1: a `SET TRANSACTION READ ONLY` behind it made the put-back fail);
+/// - `DISCARD SEQUENCES` or `DISCARD ALL`: it forgets the session's last sequence values, by
+///   which a put-back tells this session's own move from values another session took (thirty-
+///   first pass H2).
 fn unseen_end(text: &str, remembered: bool) -> Option<(&'static str, &'static str, &'static str)> {
     let parsed = crate::analyze::budget::parse(text, 0).ok()?;
-    let kinds: Vec<Option<(Tx, bool)>> = parsed
-        .protobuf
-        .stmts
-        .iter()
-        .map(|raw| match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
-            Some(NodeEnum::TransactionStmt(t)) => Tx::try_from(t.kind).ok().map(|k| (k, t.chain)),
+    let nodes: Vec<Option<&NodeEnum>> =
+        parsed.protobuf.stmts.iter().map(|raw| raw.stmt.as_ref().and_then(|n| n.node.as_ref())).collect();
+    fn tx(n: Option<&NodeEnum>) -> Option<(Tx, bool, &str)> {
+        match n {
+            Some(NodeEnum::TransactionStmt(t)) => {
+                Tx::try_from(t.kind).ok().map(|k| (k, t.chain, t.savepoint_name.as_str()))
+            }
             _ => None,
-        })
-        .collect();
-    let wrote_before = |i: usize| remembered || kinds[..i].iter().any(Option::is_none);
-    for (i, k) in kinds.iter().enumerate() {
-        match k {
-            Some((Tx::TransStmtPrepare, _)) if wrote_before(i) => {
+        }
+    }
+    let wrote_before = |i: usize| remembered || nodes[..i].iter().any(|n| tx(*n).is_none());
+    for (i, n) in nodes.iter().enumerate() {
+        if !wrote_before(i) {
+            continue;
+        }
+        if let Some(NodeEnum::DiscardStmt(d)) = n {
+            use pg_query::protobuf::DiscardMode;
+            if matches!(DiscardMode::try_from(d.target), Ok(DiscardMode::DiscardAll | DiscardMode::DiscardSequences)) {
+                return Some((
+                    "DISCARD",
+                    "DISCARD SEQUENCES forgets the session's last sequence values, by which blastwall tells its own move from values other sessions took when it puts one back",
+                    "Run it once the transaction ended and nothing is owed (after its COMMIT, or a moment after its ROLLBACK).",
+                ));
+            }
+        }
+        match tx(*n) {
+            Some((Tx::TransStmtPrepare, _, _)) => {
                 return Some((
                     "PREPARE TRANSACTION",
                     "a prepared transaction is rolled back later, by any session, where blastwall cannot",
                     "Commit or roll back the transaction in this session instead of preparing it.",
                 ))
             }
-            Some((Tx::TransStmtRollbackTo, _)) | Some((Tx::TransStmtRollback, true)) if wrote_before(i) => {
-                let ends =
-                    kinds[i + 1..].iter().any(|k| matches!(k, Some((Tx::TransStmtCommit | Tx::TransStmtPrepare, _))));
-                if ends {
+            // A RELEASE hands its writes to the parent: harmful only when a rollback follows
+            // it in the same message (whose target may be a savepoint made after it).
+            Some((Tx::TransStmtRelease, _, _))
+                if nodes[i + 1..].iter().any(|r| {
+                    matches!(tx(*r), Some((Tx::TransStmtRollbackTo, _, _)) | Some((Tx::TransStmtRollback, true, _)))
+                }) =>
+            {
+                return Some((
+                    "RELEASE",
+                    "a RELEASE SAVEPOINT and a later ROLLBACK TO SAVEPOINT in one message leave no moment to see which writes the rollback dropped",
+                    "Send the RELEASE SAVEPOINT as a message of its own, then the rest.",
+                ));
+            }
+            Some((Tx::TransStmtRollbackTo | Tx::TransStmtRollback, _, name)) => {
+                let rest = &nodes[i + 1..];
+                // `ROLLBACK TO s; RELEASE s` (psycopg's end of a failed nested transaction).
+                let idiom = matches!(rest, [r] if matches!(tx(*r), Some((Tx::TransStmtRelease, _, n)) if n == name))
+                    && matches!(tx(*n), Some((Tx::TransStmtRollbackTo, _, _)));
+                if !rest.is_empty() && !idiom {
                     return Some((
                         "ROLLBACK",
-                        "a ROLLBACK TO SAVEPOINT (or AND CHAIN) and the transaction's COMMIT in one message leave no moment to see what the rollback dropped",
-                        "Send the ROLLBACK TO SAVEPOINT as a message of its own, then the rest.",
+                        "a ROLLBACK, ROLLBACK TO SAVEPOINT or ROLLBACK AND CHAIN with other statements after it in one message leaves no moment to see what it dropped, and to put it back, before they run",
+                        "Send the rollback as a message of its own (ROLLBACK TO s; RELEASE s may go together), then the rest.",
                     ));
                 }
             }
@@ -429,8 +469,25 @@ mod tests {
         // Nothing moved before it, or nothing ends the transaction after it.
         assert!(unseen_end("ROLLBACK TO s; COMMIT", false).is_none());
         assert!(unseen_end("PREPARE TRANSACTION 'x'", false).is_none());
-        assert!(unseen_end("ROLLBACK TO s; SELECT 1", true).is_none());
         assert!(unseen_end("ROLLBACK", true).is_none());
         assert!(unseen_end("ROLLBACK PREPARED 'x'", true).is_none());
+        assert!(unseen_end("ROLLBACK TO s; RELEASE s", true).is_none());
+        assert!(unseen_end("SAVEPOINT s; SELECT 1; RELEASE s", false).is_none());
+        // Anything behind a rollback or a release, once writes moved a sequence.
+        assert!(unseen_end("ROLLBACK TO s; SELECT 1", true).is_some());
+        assert!(unseen_end("RELEASE s1; SAVEPOINT s2; ROLLBACK TO s2", true).is_some());
+        assert!(unseen_end("ROLLBACK TO a; SET LOCAL transaction_read_only = on", true).is_some());
+        assert!(unseen_end("INSERT INTO t VALUES (1); ROLLBACK TO a; INSERT INTO t VALUES (2)", false).is_some());
+        assert!(unseen_end("ROLLBACK TO s; RELEASE t", true).is_some());
+        assert!(unseen_end("ROLLBACK; SELECT 1", true).is_some());
+        assert!(unseen_end("DISCARD SEQUENCES", true).is_some());
+        assert!(unseen_end("DISCARD ALL", true).is_some());
+        assert!(unseen_end("DISCARD TEMP", true).is_none());
+        assert!(unseen_end("DISCARD SEQUENCES", false).is_none());
+        // A RELEASE with a COMMIT or a write behind it keeps what it released.
+        assert!(
+            unseen_end("BEGIN; INSERT INTO t VALUES (1); SAVEPOINT a; SELECT 1; RELEASE a; COMMIT", false).is_none()
+        );
+        assert!(unseen_end("RELEASE a; INSERT INTO t VALUES (1)", true).is_none());
     }
 }

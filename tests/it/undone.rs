@@ -366,3 +366,51 @@ async fn inserts_a_function_rolls_back_inside_itself_do_not_allow_its_move() {
     assert_eq!(users(&db).await, n + 20000);
     p.stop().await;
 }
+
+/// Thirty-first pass: what made the put-back fail or misread. H1: a session read-only by
+/// default, its write in `BEGIN READ WRITE` (the put-back's own statement was read-only); H2:
+/// `DISCARD SEQUENCES` (the session's last values, by which a put-back tells its own move,
+/// forgotten): refused while a move is remembered; M1, M2: a `RELEASE` then a `ROLLBACK TO`,
+/// or writes behind a `ROLLBACK TO`, in one message: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_would_stop_or_misread_the_put_back_is_refused_or_undone() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // H1: read-only by default.
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for sql in ["SET default_transaction_read_only = on", "BEGIN READ WRITE", INSERT, "ROLLBACK"] {
+        via.batch_execute(sql).await.unwrap();
+    }
+    assert_eq!(users(&db).await, n);
+    assert_eq!(stands_at(&db, before).await, before, "read-only by default: the sequence left moved");
+    via.batch_execute("SET default_transaction_read_only = off").await.unwrap();
+    // H2, M1, M2: refused inside the block; the block then rolled back is put back.
+    let small = "INSERT INTO users (auth_source, email) SELECT 'oauth', 'm-' || g FROM generate_series(1, 3) g";
+    let cases = [
+        ("DISCARD SEQUENCES".to_string(), "DISCARD"),
+        ("SELECT 1; DISCARD SEQUENCES".to_string(), "DISCARD"),
+        (format!("RELEASE SAVEPOINT a; SAVEPOINT b; {small}; ROLLBACK TO b"), "RELEASE"),
+        (format!("ROLLBACK TO a; {small}"), "ROLLBACK"),
+        ("ROLLBACK TO a; SET LOCAL transaction_read_only = on".to_string(), "ROLLBACK"),
+    ];
+    for (sql, says) in cases {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        for s in ["BEGIN", "SAVEPOINT a", INSERT] {
+            via.batch_execute(s).await.unwrap();
+        }
+        let e = via.batch_execute(&sql).await.unwrap_err();
+        assert!(refused_by(&e, "unverifiable").contains(says), "{sql}: {e:?}");
+        via.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(users(&db).await, n, "{sql}");
+        assert_eq!(stands_at(&db, before).await, before, "{sql}: the sequence left moved");
+    }
+    // psycopg's end of a failed nested transaction still runs, and puts back.
+    let (before, n) = (seq(&db).await, users(&db).await);
+    for s in ["BEGIN", "SAVEPOINT a", INSERT, "ROLLBACK TO SAVEPOINT a; RELEASE SAVEPOINT a", "COMMIT"] {
+        via.batch_execute(s).await.unwrap();
+    }
+    assert_eq!(users(&db).await, n);
+    assert_eq!(stands_at(&db, before).await, before, "the sequence left moved");
+    p.stop().await;
+}
