@@ -462,10 +462,7 @@ async fn counted(
         return Ok(Some(Outcome::Unverifiable("reading the row counters failed".into())));
     };
     // Undone should the client's block roll back (`session::undone`).
-    let kept_moves = match opened {
-        false => putback::kept_moves(&back, &before_rows, &a.rows),
-        true => Vec::new(),
-    };
+    let kept_moves = if opened { Vec::new() } else { putback::kept_moves(&back, &before_rows, &a.rows) };
     // A slice of a suspended portal is judged with what the portal changed before it.
     let measured = with_earlier(earlier, deltas(&before, &after));
     let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);

@@ -89,6 +89,14 @@ impl Session {
                 }
                 self.closing = true;
             }
+            // One the server does not know ends the session there (FATAL 08P01, its transaction
+            // rolled back): while a put-back is owed, blastwall ends it itself, the put-back
+            // first (thirty-second pass H2: +50,000 left after an unknown type behind the
+            // client's rolled-back block).
+            _ if self.ready && !super::copyback::known_type(f.tag) && self.owes_on_leaving() => {
+                let why = crate::wire::FrameError::Malformed { what: "client", why: "a message of no known type" };
+                return Err(self.protocol_violation(why));
+            }
             _ => self.relay.forward_unknown(&f.bytes),
         }
         Ok(())

@@ -253,7 +253,7 @@ async fn handshake_and_relay(
         // the server goes first, as for a client that closed (twenty-ninth pass P3: the
         // client dropped its link behind a message that ended its COPY; the COPY's error,
         // relayed to it, failed to write, and the owed put-back never ran).
-        Err(e @ SessionError::ClientIo(_)) if s.owes_on_leaving() => {
+        Err(e @ (SessionError::ClientIo(_) | SessionError::ClientProtocol(_))) if s.owes_on_leaving() => {
             let _ = s.client_gone().await;
             Err(e)
         }

@@ -287,7 +287,8 @@ const MOVED: &str = "writes in this transaction moved a protected sequence, and 
 
 /// Whether `text` would undo writes where blastwall cannot see what was undone, or leave it
 /// unable to put their moves back — after writes that may have moved a protected sequence
-/// (`remembered`, or any statement before it in the text). The refusal's verb, reason and hint:
+/// (`remembered`, or a statement before it in the text that inserts, calls a function or
+/// `nextval`, or runs code). The refusal's verb, reason and hint:
 /// - `PREPARE TRANSACTION`: rolled back later, by any session;
 /// - a `ROLLBACK` (whole, `TO SAVEPOINT`, `AND CHAIN`) with anything after it in the same text
 ///   (`ROLLBACK TO s; RELEASE s` aside), and a `RELEASE SAVEPOINT` with a `ROLLBACK TO` after
@@ -309,7 +310,37 @@ fn unseen_end(text: &str, remembered: bool) -> Option<(&'static str, &'static st
             _ => None,
         }
     }
-    let wrote_before = |i: usize| remembered || nodes[..i].iter().any(|n| tx(*n).is_none());
+    // Statements before it that may move a sequence (a DELETE or an UPDATE of plain values
+    // cannot).
+    let moves: Vec<bool> = parsed
+        .protobuf
+        .stmts
+        .iter()
+        .zip(&nodes)
+        .map(|(raw, n)| match n {
+            _ if tx(*n).is_some() => false,
+            Some(
+                NodeEnum::InsertStmt(_)
+                | NodeEnum::MergeStmt(_)
+                | NodeEnum::CopyStmt(_)
+                | NodeEnum::CallStmt(_)
+                | NodeEnum::DoStmt(_)
+                | NodeEnum::ExecuteStmt(_),
+            ) => true,
+            _ => {
+                let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+                let end = match usize::try_from(raw.stmt_len) {
+                    Ok(0) | Err(_) => text.len(),
+                    Ok(n) => start + n,
+                };
+                let slice = text.get(start..end).unwrap_or(text);
+                crate::analyze::analyze(slice, Default::default())
+                    .iter()
+                    .any(|st| st.calls_functions || !st.nextval.is_empty() || !st.opaque.is_empty())
+            }
+        })
+        .collect();
+    let wrote_before = |i: usize| remembered || moves[..i].iter().any(|m| *m);
     for (i, n) in nodes.iter().enumerate() {
         if !wrote_before(i) {
             continue;
@@ -489,5 +520,12 @@ mod tests {
             unseen_end("BEGIN; INSERT INTO t VALUES (1); SAVEPOINT a; SELECT 1; RELEASE a; COMMIT", false).is_none()
         );
         assert!(unseen_end("RELEASE a; INSERT INTO t VALUES (1)", true).is_none());
+        // Writes before it that cannot move a sequence.
+        assert!(unseen_end(
+            "SAVEPOINT a; DELETE FROM t WHERE id = 1; ROLLBACK TO a; DELETE FROM t WHERE id = 2",
+            false
+        )
+        .is_none());
+        assert!(unseen_end("SAVEPOINT a; UPDATE t SET x = nextval('s'); ROLLBACK TO a; SELECT 1", false).is_some());
     }
 }

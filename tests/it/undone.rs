@@ -414,3 +414,30 @@ async fn what_would_stop_or_misread_the_put_back_is_refused_or_undone() {
     assert_eq!(stands_at(&db, before).await, before, "the sequence left moved");
     p.stop().await;
 }
+
+/// Thirty-second pass H2: a message of a type the server does not know, behind a block whose
+/// writes moved the protected sequence: the server would end the session (FATAL 08P01) and
+/// roll the block back with the move kept. blastwall ends it itself, the move put back first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_no_known_type_ends_the_session_after_the_put_back() {
+    use crate::batches::{q, read_msg};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = incident_db();
+    admin_sql(pg(), &db, "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT INSERT, SELECT ON users TO trust_user");
+    let p = proxy().await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    s.write_all(&[q("BEGIN"), q(INSERT)].concat()).await.unwrap();
+    let mut z = 0;
+    while z < 2 {
+        z += usize::from(read_msg(&mut s).await.0 == b'Z');
+    }
+    assert_eq!(seq(&db).await, before + 20000);
+    s.write_all(&msg(b'Y', &[])).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(String::from_utf8_lossy(&rest).contains("08P01"), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(users(&db).await, n);
+    assert_eq!(stands_at(&db, before).await, before, "the sequence left moved");
+    p.stop().await;
+}
