@@ -230,7 +230,7 @@ async fn handshake_and_relay(
         copy_word: true,
         copy_awaited: None,
         looked: is_replication(&startup),
-        block: undone::Block::new(),
+        block: undone::Block::default(),
         block_held: false,
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.

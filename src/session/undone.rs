@@ -78,10 +78,6 @@ pub(super) fn xids(value: Option<&str>) -> Vec<u32> {
 }
 
 impl Block {
-    pub(super) fn new() -> Self {
-        Block::default()
-    }
-
     pub(super) fn is_empty(&self) -> bool {
         self.moves.is_empty()
     }
@@ -106,10 +102,9 @@ impl Block {
     /// The same for moves known at a ReadyForQuery (a COPY's), whose transaction ID is read at
     /// the session's next quiet point, before the client is read again (`marked`).
     pub(super) fn record_later(&mut self, moved: Vec<Moved>) {
-        let n = moved.len();
         let before = self.moves.len();
         self.record(moved, None);
-        self.mark_owed = (self.moves.len() - before).min(n);
+        self.mark_owed += self.moves.len() - before;
     }
 
     pub(super) fn mark_owed(&self) -> bool {
@@ -417,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_commit_keeps_and_a_rollback_undoes() {
-        let mut b = Block::new();
+        let mut b = Block::default();
         b.record(vec![moved(1, 10)], Some(7));
         b.on_tag(b"COMMIT\0");
         assert!(b.is_empty());
@@ -430,7 +425,7 @@ mod tests {
 
     #[test]
     fn an_implicit_transaction_that_ended_well_keeps() {
-        let mut b = Block::new();
+        let mut b = Block::default();
         b.record(vec![moved(1, 10)], Some(7));
         assert!(b.on_ready(TxStatus::Idle).is_empty());
         b.record(vec![moved(1, 10)], Some(7));
@@ -440,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_savepoint_rolled_back_undoes_the_writes_whose_transaction_ids_are_gone() {
-        let mut b = Block::new();
+        let mut b = Block::default();
         for (was, xid) in [(10, 700), (20, 702), (30, 705)] {
             b.record(vec![moved(1, was)], Some(xid));
         }
@@ -459,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_savepoint_released_hands_its_writes_to_its_parent() {
-        let mut b = Block::new();
+        let mut b = Block::default();
         b.record(vec![moved(1, 10)], Some(700));
         b.record(vec![moved(1, 20)], Some(702));
         b.on_tag(b"RELEASE\0");
@@ -480,7 +475,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_marked_later() {
-        let mut b = Block::new();
+        let mut b = Block::default();
         b.record(vec![moved(1, 10)], Some(700));
         b.record_later(vec![moved(1, 20), moved(2, 5)]);
         assert!(b.mark_owed());

@@ -150,17 +150,8 @@ async fn a_copy_whose_client_leaves_is_put_back() {
     let db = db();
     let p = proxy().await;
     let (before, n) = (seq(&db).await, users(&db).await);
-    let mut s = startup(p.port(), "trust_user", &db).await;
-    s.write_all(&q(COPY)).await.unwrap();
-    while read_msg(&mut s).await.0 != b'G' {}
-    s.write_all(&rows(4000)).await.unwrap();
     // The rows reach the server (the sequence moves) before the client goes.
-    let moved = async {
-        while seq(&db).await.0 < before.0 + 4000 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), moved).await.expect("the rows never reached the server");
+    let s = copying_4000(p.port(), &db, before).await;
     drop(s);
     let put = put_back_within(&db, before, 10).await;
     assert!(put, "the sequence left at {:?}, was {before:?}", seq(&db).await);
@@ -213,6 +204,17 @@ async fn put_back_within(db: &str, before: (i64, bool), secs: u64) -> bool {
     tokio::time::timeout(Duration::from_secs(secs), back).await.is_ok()
 }
 
+/// A raw session of `trust_user` in the middle of its COPY, 4,000 rows sent, once they reached
+/// the server (the sequence moved by them past `before`).
+async fn copying_4000(port: u16, db: &str, before: (i64, bool)) -> tokio::net::TcpStream {
+    let mut s = startup(port, "trust_user", db).await;
+    s.write_all(&q(COPY)).await.unwrap();
+    while read_msg(&mut s).await.0 != b'G' {}
+    s.write_all(&rows(4000)).await.unwrap();
+    moved_by(db, before.0, 4000).await;
+    s
+}
+
 /// Waits until the server's sequence moved by `n` past `before` (the rows reached it).
 async fn moved_by(db: &str, before: i64, n: i64) {
     let moved = async {
@@ -231,11 +233,7 @@ async fn a_copy_whose_client_terminates_is_put_back() {
     let db = db();
     let p = proxy().await;
     let (before, n) = (seq(&db).await, users(&db).await);
-    let mut s = startup(p.port(), "trust_user", &db).await;
-    s.write_all(&q(COPY)).await.unwrap();
-    while read_msg(&mut s).await.0 != b'G' {}
-    s.write_all(&rows(4000)).await.unwrap();
-    moved_by(&db, before.0, 4000).await;
+    let mut s = copying_4000(p.port(), &db, before).await;
     s.write_all(&msg(b'X', &[])).await.unwrap();
     drop(s);
     let put = put_back_within(&db, before, 10).await;
@@ -253,11 +251,7 @@ async fn a_message_in_the_middle_of_a_copy_ends_it_and_it_is_put_back() {
     let db = db();
     let p = proxy().await;
     let (before, n) = (seq(&db).await, users(&db).await);
-    let mut s = startup(p.port(), "trust_user", &db).await;
-    s.write_all(&q(COPY)).await.unwrap();
-    while read_msg(&mut s).await.0 != b'G' {}
-    s.write_all(&rows(4000)).await.unwrap();
-    moved_by(&db, before.0, 4000).await;
+    let mut s = copying_4000(p.port(), &db, before).await;
     s.write_all(&q("SELECT 1")).await.unwrap();
     let mut got = Vec::new();
     while got.iter().filter(|(t, _): &&(u8, Vec<u8>)| *t == b'Z').count() < 2 {
@@ -282,11 +276,7 @@ async fn a_message_the_server_would_end_the_session_for_is_put_back_first() {
     too_short.extend_from_slice(&3u32.to_be_bytes());
     for intruder in [msg(b'z', b"x"), too_short] {
         let (before, n) = (seq(&db).await, users(&db).await);
-        let mut s = startup(p.port(), "trust_user", &db).await;
-        s.write_all(&q(COPY)).await.unwrap();
-        while read_msg(&mut s).await.0 != b'G' {}
-        s.write_all(&rows(4000)).await.unwrap();
-        moved_by(&db, before.0, 4000).await;
+        let mut s = copying_4000(p.port(), &db, before).await;
         s.write_all(&intruder).await.unwrap();
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest))
@@ -311,11 +301,7 @@ async fn an_extended_message_then_leaving_mid_copy_is_put_back() {
     let forms = [bind, parse("", "SELECT 1"), close];
     for (intruder, terminate) in forms.iter().flat_map(|i| [(i.clone(), false), (i.clone(), true)]) {
         let (before, n) = (seq(&db).await, users(&db).await);
-        let mut s = startup(p.port(), "trust_user", &db).await;
-        s.write_all(&q(COPY)).await.unwrap();
-        while read_msg(&mut s).await.0 != b'G' {}
-        s.write_all(&rows(4000)).await.unwrap();
-        moved_by(&db, before.0, 4000).await;
+        let mut s = copying_4000(p.port(), &db, before).await;
         let mut out = intruder.clone();
         if terminate {
             out.extend(msg(b'X', &[]));
