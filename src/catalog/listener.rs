@@ -151,32 +151,61 @@ fn moved(before: &Seen, now: &Seen) -> bool {
     }
 }
 
+/// The upstream link as a `tokio_postgres` connection of the `[ddl_notify]` role to
+/// `database`, named `application` (its password read now from `password_env`); the error
+/// as text.
+async fn connect(
+    cfg: &DdlNotifyConfig,
+    upstream: &Upstream,
+    database: &str,
+    application: &str,
+) -> Result<
+    (tokio_postgres::Client, tokio_postgres::Connection<crate::backend::BoxIo, tokio_postgres::tls::NoTlsStream>),
+    String,
+> {
+    let password = match &cfg.password_env {
+        Some(var) => match std::env::var(var) {
+            Ok(p) => Some(p),
+            Err(_) => return Err(format!("the environment variable {var} ([ddl_notify] password_env) is not set")),
+        },
+        None => None,
+    };
+    let (io, _) = upstream.connect().await.map_err(|e| e.to_string())?;
+    let mut pc = tokio_postgres::Config::new();
+    pc.user(&cfg.user).dbname(database).application_name(application);
+    pc.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    if let Some(p) = &password {
+        pc.password(p);
+    }
+    pc.connect_raw(io, tokio_postgres::NoTls).await.map_err(|e| e.to_string())
+}
+
+/// A connection of blastwall's own to `database` (as the `[ddl_notify]` role, named
+/// `application`), driven by a task of its own until the client is dropped.
+pub(crate) async fn own_connection(
+    cfg: &DdlNotifyConfig,
+    upstream: &Upstream,
+    database: &str,
+    application: &str,
+) -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = connect(cfg, upstream, database, application).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "a connection of blastwall's own ended");
+        }
+    });
+    Ok(client)
+}
+
 /// One listening connection: connects as `cfg.user`, `LISTEN`s on both channels, forgets once
 /// it listens (what changed before is not notified) and whenever `ddl_seen` moved (checked
 /// at each `blastwall_ddl` notification and once a second); passes what other instances say
 /// to `hooks`. Returns why it ended.
 async fn listen_once(cfg: &DdlNotifyConfig, upstream: &Upstream, database: &str, hooks: &Arc<dyn Hooks>) -> String {
     use futures_util::StreamExt;
-    let password = match &cfg.password_env {
-        Some(var) => match std::env::var(var) {
-            Ok(p) => Some(p),
-            Err(_) => return format!("the environment variable {var} ([ddl_notify] password_env) is not set"),
-        },
-        None => None,
-    };
-    let (io, _) = match upstream.connect().await {
+    let (client, mut conn) = match connect(cfg, upstream, database, crate::instances::APPLICATION).await {
         Ok(x) => x,
-        Err(e) => return e.to_string(),
-    };
-    let mut pc = tokio_postgres::Config::new();
-    pc.user(&cfg.user).dbname(database).application_name(crate::instances::APPLICATION);
-    pc.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    if let Some(p) = &password {
-        pc.password(p);
-    }
-    let (client, mut conn) = match pc.connect_raw(io, tokio_postgres::NoTls).await {
-        Ok(x) => x,
-        Err(e) => return e.to_string(),
+        Err(e) => return e,
     };
     let client = Arc::new(client);
     let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));

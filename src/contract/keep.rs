@@ -58,6 +58,7 @@ impl Write<'_> {
     /// Sends `keep` (COMMIT / RELEASE SAVEPOINT) behind the contract SQL, when a rule applies;
     /// undoes the write (`undo`) when an enforce-mode finding stops it.
     pub async fn keep(&self, b: &mut Backend<'_>, keep: &str, undo: &str) -> Result<Kept, PrecheckError> {
+        b.commit_sent |= keep.contains("COMMIT");
         let Some(check) = self.check() else { return Ok(Kept::Kept(b.query(keep).await?, Decision::default())) };
         let mut a = b.query(&format!("{}; {keep}", check.sql())).await?;
         let error = a.error.as_ref().map(|e| e.message.as_str());

@@ -33,6 +33,9 @@ pub struct Backend<'a> {
     pub holding: super::hold::Holding,
     /// The protected sequences to put back should the check be abandoned (`putback`).
     pub put_back: Vec<super::putback::Moved>,
+    /// A COMMIT of the check's transaction was sent: should the server session end before
+    /// its answer, the statement's rows may be kept (`session::orphan` puts nothing back).
+    pub commit_sent: bool,
     /// The protected sequences a write kept in the client's block moved: undone should the
     /// block roll back (`session::undone`).
     pub kept_moves: Vec<super::putback::Moved>,
@@ -54,6 +57,7 @@ impl<'a> Backend<'a> {
             positions: Default::default(),
             holding: Default::default(),
             put_back: Vec::new(),
+            commit_sent: false,
             kept_moves: Vec::new(),
             from_zero: None,
         }

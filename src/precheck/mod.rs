@@ -238,6 +238,8 @@ async fn counted(
         _ => (stats::stats_sql(policy, plan, &known, !opened), None, None),
     };
     let from_zero = once.as_ref().is_some_and(|o| o.from_zero);
+    // Kept in one round trip: the COMMIT goes with the statement.
+    b.commit_sent |= once.is_some();
     // On statements prepared once per session when there are (`prepared`), checked after the
     // client's messages; else as text.
     // The reading before first: the statements to close go out in the opening (closed after

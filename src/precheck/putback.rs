@@ -75,7 +75,8 @@ pub fn candidates(
 /// The candidates (`candidates`) that a write kept in the client's block moved — their
 /// position in the reading after it (`after`) differs from the one before (`before`) — as
 /// moves a rollback of the block would leave with no row: put back to where they stood
-/// before it when they moved beyond the slack (`session::undone`).
+/// before it when they moved beyond the slack (`session::undone`). `left_at`: where the
+/// reading after found it (the block keeps it as its last sight, not as a condition).
 pub fn kept_moves(back: &[Moved], before: &[Vec<Option<String>>], after: &[Vec<Option<String>>]) -> Vec<Moved> {
     if back.is_empty() {
         return Vec::new();
@@ -86,7 +87,11 @@ pub fn kept_moves(back: &[Moved], before: &[Vec<Option<String>>], after: &[Vec<O
     };
     back.iter()
         .filter(|m| position(before, m.oid) != position(&after, m.oid))
-        .map(|m| Moved { oid: m.oid, start: m.was, was: m.was, allowed: Some(SLACK), left_at: None })
+        .map(|m| {
+            // Where it stands after the write: the block's last sight of it (`undone`).
+            let at = position(&after, m.oid).map(|v| v.parse().ok());
+            Moved { oid: m.oid, start: m.was, was: m.was, allowed: Some(SLACK), left_at: at }
+        })
         .collect()
 }
 
@@ -118,6 +123,22 @@ pub fn from_changes(changed: &[Change]) -> Vec<Moved> {
 /// The statement that puts `m` back when it moved beyond the rule and may be put back (see
 /// the module's doc); a row (where it stood, where it is put) when it did.
 pub fn sql(m: &Moved) -> String {
+    statement(m, true)
+}
+
+/// [`sql`] for a connection other than the session's (its server session ended with the
+/// move undone, `session::orphan`), where `currval` cannot be asked. When `m.left_at` (where
+/// the session's last reading found it) is known, the sequence must stand exactly there: no
+/// value handed out since. When it is not (the session ended in the middle of the
+/// statement), no other session may hold a lock on the sequence — `nextval` holds one until
+/// its transaction ends — so that no value in use by an open transaction is handed out again;
+/// a value another session took and committed in the meantime cannot be told from the
+/// statement's own (as within a statement, see the module's doc).
+pub fn sql_elsewhere(m: &Moved) -> String {
+    statement(m, false)
+}
+
+fn statement(m: &Moved, own_session: bool) -> String {
     let oid = m.oid;
     let op = |o: &str| format!("OPERATOR(pg_catalog.{o})");
     let (minus, times, lt, gt, ge, le, eq) = (op("-"), op("*"), op("<"), op(">"), op(">="), op("<="), op("="));
@@ -140,16 +161,25 @@ pub fn sql(m: &Moved) -> String {
         Some(n) => format!("{moved} {gt} ({n}::{num} {times} {abs})"),
         None => "true".into(),
     };
-    let left = match m.left_at {
-        None => "true".to_string(),
-        Some(Some(v)) => format!("x.lv {eq} {v}::pg_catalog.int8"),
-        Some(None) => "false".to_string(),
+    let left = match (m.left_at, own_session) {
+        (Some(Some(v)), _) => format!("x.lv {eq} {v}::pg_catalog.int8"),
+        (None, true) => "true".to_string(),
+        (Some(None), true) => "false".to_string(),
+        (_, false) => format!(
+            "NOT EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype {eq} 'relation' \
+               AND l.relation {eq} {oid}::pg_catalog.oid AND l.pid {ne} pg_catalog.pg_backend_pid())",
+            ne = op("<>")
+        ),
     };
-    // Its last value is this session's own, or in the block this session's last call cached.
-    let ours = format!(
-        "{d} {ge} 0 AND {d} {le} ((x.cache {minus} 1)::{num} {times} {abs})",
-        d = steps("x.lv", &format!("pg_catalog.currval({oid}::pg_catalog.regclass)"))
-    );
+    // Its last value is this session's own, or in the block this session's last call cached
+    // (elsewhere: `left`, exact).
+    let ours = match own_session {
+        false => "true".to_string(),
+        true => format!(
+            "{d} {ge} 0 AND {d} {le} ((x.cache {minus} 1)::{num} {times} {abs})",
+            d = steps("x.lv", &format!("pg_catalog.currval({oid}::pg_catalog.regclass)"))
+        ),
+    };
     format!(
         "SELECT x.lv::pg_catalog.text, pg_catalog.setval({oid}::pg_catalog.regclass, {target}, {called})::pg_catalog.text \
          FROM (SELECT pg_catalog.pg_sequence_last_value({oid}::pg_catalog.regclass), q.seqincrement, q.seqcache, q.seqstart \
@@ -250,5 +280,17 @@ mod tests {
         assert!(!s.contains(" = ") && !s.contains(" - "), "an operator the search_path could change: {s}");
         let never = sql(&Moved { start: None, was: None, ..m });
         assert!(never.contains("x.st, false") && never.contains("WHEN x.lv IS NULL THEN false"), "{never}");
+    }
+
+    #[test]
+    fn elsewhere_the_sequence_stands_where_the_session_last_saw_it_or_no_one_holds_it() {
+        let m = Moved { oid: 7, start: Some(100), was: Some(100), allowed: Some(1000), left_at: None };
+        let unseen = sql_elsewhere(&m);
+        assert!(unseen.contains("NOT EXISTS (SELECT FROM pg_catalog.pg_locks l"), "{unseen}");
+        assert!(!unseen.contains("currval") && !unseen.contains("x.lv OPERATOR(pg_catalog.=) "), "{unseen}");
+        let s = sql_elsewhere(&Moved { left_at: Some(Some(20100)), ..m });
+        assert!(!s.contains("currval"), "another connection has no currval of the session's: {s}");
+        assert!(s.contains("x.lv OPERATOR(pg_catalog.=) 20100::pg_catalog.int8"), "{s}");
+        assert!(s.contains("pg_catalog.setval(7::pg_catalog.regclass, 100, true)"), "{s}");
     }
 }

@@ -155,6 +155,11 @@ impl Session {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
+                // Ended in the middle of the check: the statement's rows rolled back with it,
+                // unless a COMMIT went (`orphan`).
+                if !backend.commit_sent {
+                    self.lost_check = std::mem::take(&mut backend.put_back);
+                }
                 let (for_client, fatal) = (backend.for_client, backend.fatal);
                 return self.check_lost_server(e, for_client, fatal);
             }

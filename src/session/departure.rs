@@ -65,8 +65,9 @@ impl Session {
     }
 
     /// The cancel sent and awaited (so that it lands on the statement, not on what follows),
-    /// the server brought to an end and the sequences put back, within a bound.
-    pub(super) async fn put_back_after_leaving(&mut self, back: &[crate::precheck::putback::Moved]) {
+    /// the server brought to an end and the sequences put back, within a bound. `false`: it
+    /// could not be done on this session (`orphan` may, on blastwall's own connection).
+    pub(super) async fn put_back_after_leaving(&mut self, back: &[crate::precheck::putback::Moved]) -> bool {
         if let Some(key) = self.key.clone() {
             let sent = tokio::time::timeout(PUT_BACK_WITHIN, self.shared.upstream.cancel(&key)).await;
             if !matches!(sent, Ok(Ok(()))) {
@@ -75,25 +76,35 @@ impl Session {
         }
         let mut b = crate::precheck::Backend::new(&mut self.server, &mut self.sfr);
         let work = crate::precheck::putback::after_leaving(&mut b, back);
-        if !matches!(tokio::time::timeout(PUT_BACK_WITHIN, work).await, Ok(Ok(()))) {
+        let done = matches!(tokio::time::timeout(PUT_BACK_WITHIN, work).await, Ok(Ok(())));
+        if !done {
             tracing::warn!(
                 session = self.id,
-                "a protected sequence the departed client's statement moved could not be put back"
+                "a protected sequence the departed client's statement moved could not be put back on its session"
             );
         }
+        done
     }
 
     /// The client left during a check (its future already dropped, the verdict never sent):
     /// cancel the server's work and end the server session, which rolls back what blastwall
     /// opened (or the client's own block) instead of committing it.
-    /// `back`: protected sequences the statement may have moved, put back first (`putback`).
+    /// `back`: protected sequences the statement may have moved, put back first (`putback`),
+    /// then those the client's block had moved (`undone`: the block is rolled back too).
     pub(super) async fn left_during_check(
         &mut self,
-        back: Vec<crate::precheck::putback::Moved>,
+        mut back: Vec<crate::precheck::putback::Moved>,
     ) -> Result<(), SessionError> {
+        back.extend(self.block.on_leaving());
         match back.is_empty() {
             true => self.cancel_now(),
-            false => self.put_back_after_leaving(&back).await,
+            false => {
+                if !self.put_back_after_leaving(&back).await {
+                    // On blastwall's own connection (`orphan`), in the order they were made.
+                    back.reverse();
+                    self.put_back.extend(back);
+                }
+            }
         }
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;

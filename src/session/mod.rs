@@ -32,6 +32,7 @@ mod judging;
 mod names;
 mod notifications;
 mod opening;
+mod orphan;
 mod others;
 mod parses;
 mod pending;
@@ -232,6 +233,7 @@ async fn handshake_and_relay(
         looked: is_replication(&startup),
         block: undone::Block::default(),
         block_held: false,
+        lost_check: Vec::new(),
     };
     // The server holds blastwall.mode as blastwall enforces it, so that what it reports is true.
     if is_replication(&startup) {
@@ -248,7 +250,7 @@ async fn handshake_and_relay(
         database: s.info.database.clone(),
         session: id,
     };
-    match s.relay_loop(stats).await {
+    let ended = match s.relay_loop(stats).await {
         // The client's link broke (a write to it failed, a read reset): what the session owes
         // the server goes first, as for a client that closed (twenty-ninth pass P3: the
         // client dropped its link behind a message that ended its COPY; the COPY's error,
@@ -258,7 +260,11 @@ async fn handshake_and_relay(
             Err(e)
         }
         r => r,
-    }
+    };
+    // What is still owed (the server ended the session, or the link broke): on blastwall's
+    // own connection.
+    s.orphan();
+    ended
 }
 
 struct Session {
@@ -314,6 +320,9 @@ struct Session {
     block: undone::Block,
     /// The client was not read while `block_waits`.
     block_held: bool,
+    /// Protected sequences a check the server session ended in the middle of may have moved
+    /// (`orphan`).
+    lost_check: Vec<crate::precheck::putback::Moved>,
 }
 
 impl Session {

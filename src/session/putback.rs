@@ -164,9 +164,24 @@ impl Session {
             self.block.marked(None);
             return Ok(());
         }
-        let rows = self.hidden(NEWEST_XID).await?;
-        let value = rows.first().and_then(|r| r.first().cloned().flatten());
-        self.block.marked(xids(value.as_deref()).first().copied());
+        // Where the COPY left them too: the block's last sight of them (`orphan`).
+        let oids = self.block.unmarked().iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let positions = format!(
+            "SELECT pg_catalog.string_agg(o::pg_catalog.text OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) \
+               CASE WHEN pg_catalog.has_sequence_privilege(o, 'SELECT,USAGE') THEN \
+               coalesce(pg_catalog.pg_sequence_last_value(o::pg_catalog.regclass)::pg_catalog.text, 'unset') \
+               ELSE 'unreadable' END, ',') FROM pg_catalog.unnest('{{{oids}}}'::pg_catalog.oid[]) o"
+        );
+        let rows = self.hidden(&format!("{positions}; {NEWEST_XID}")).await?;
+        let value = |i: usize| rows.get(i).and_then(|r| r.first().cloned().flatten());
+        for pair in value(0).unwrap_or_default().split(',') {
+            if let Some((oid, at)) = pair.split_once('=') {
+                if let (Ok(oid), true) = (oid.parse(), at != "unreadable") {
+                    self.block.saw(oid, at.parse().ok());
+                }
+            }
+        }
+        self.block.marked(xids(value(1).as_deref()).first().copied());
         Ok(())
     }
 

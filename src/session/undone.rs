@@ -22,7 +22,10 @@
 //!   step. A client cannot take a lock on a transaction ID, nor let one go (thirtieth pass
 //!   H1: a transaction-local setting used as the mark before could be read and set by the
 //!   client, and a forged one kept a 100,000-step move);
-//! - the client gone: the server rolls back, all are put back (`ending`).
+//! - the client gone: the server rolls back, all are put back (`ending`);
+//! - the server session gone (the server ended it, the link broke): on a connection of
+//!   blastwall's own, by each move's transaction ID's fate (`orphan`), from where the
+//!   session last saw each sequence (`seen`).
 //!
 //! What is undone is put back as a failed statement's move is (`putback`): each sequence to
 //! where it stood before the earliest undone write, when it moved beyond 1,000 steps since
@@ -70,6 +73,10 @@ pub(super) struct Block {
     read_owed: bool,
     /// A COPY's moves whose transaction ID is to be read (`record_later`).
     mark_owed: usize,
+    /// Where each protected sequence a remembered write moved stood at the session's last
+    /// reading of it: a put-back from another connection (`orphan`) runs only while it
+    /// stands there.
+    seen: Vec<(u32, Option<i128>)>,
 }
 
 /// A text of the server's: a transaction ID, or several newest first (none: `None`).
@@ -96,7 +103,39 @@ impl Block {
             tracing::warn!("too many protected sequence moves in one transaction to remember; later ones are not");
             return;
         }
-        self.moves.extend(moved.into_iter().map(|m| (xid, m)));
+        for mut m in moved {
+            if let Some(at) = m.left_at.take() {
+                self.saw(m.oid, at);
+            }
+            self.moves.push((xid, m));
+        }
+    }
+
+    /// The session's last reading found protected sequence `oid` at `at`.
+    pub(super) fn saw(&mut self, oid: u32, at: Option<i128>) {
+        match self.seen.iter_mut().find(|(o, _)| *o == oid) {
+            Some(s) => s.1 = at,
+            None => self.seen.push((oid, at)),
+        }
+    }
+
+    /// Where the session last saw protected sequence `oid` (`None`: not read).
+    pub(super) fn seen(&self, oid: u32) -> Option<Option<i128>> {
+        self.seen.iter().find(|(o, _)| *o == oid).map(|(_, at)| *at)
+    }
+
+    /// The oids of the moves `record_later` remembered whose transaction ID is owed.
+    pub(super) fn unmarked(&self) -> Vec<u32> {
+        let len = self.moves.len();
+        self.moves[len.saturating_sub(self.mark_owed)..].iter().map(|(_, m)| m.oid).collect()
+    }
+
+    /// The session ends with the moves still remembered, its server session gone (or going):
+    /// each with the transaction ID its fate is read by, for `orphan`.
+    pub(super) fn orphaned(&mut self) -> Vec<(Option<u32>, Moved)> {
+        let all = std::mem::take(&mut self.moves);
+        self.forget();
+        all
     }
 
     /// The same for moves known at a ReadyForQuery (a COPY's), whose transaction ID is read at
@@ -408,6 +447,22 @@ mod tests {
 
     fn moved(oid: u32, was: i128) -> Moved {
         Moved { oid, start: Some(was), was: Some(was), allowed: Some(1000), left_at: None }
+    }
+
+    #[test]
+    fn where_a_write_left_a_sequence_is_the_last_sight_not_a_condition() {
+        let mut b = Block::default();
+        let at = |oid, was, left| Moved { left_at: Some(Some(left)), ..moved(oid, was) };
+        b.record(vec![at(1, 10, 30)], Some(7));
+        b.record(vec![at(1, 30, 50), at(2, 5, 6)], Some(8));
+        assert_eq!((b.seen(1), b.seen(2), b.seen(3)), (Some(Some(50)), Some(Some(6)), None));
+        // The session's own put-back asks currval, not where the write left it.
+        let all = b.orphaned();
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|(_, m)| m.left_at.is_none()), "{all:?}");
+        assert_eq!(all[0].0, Some(7));
+        assert!(b.is_empty());
+        assert_eq!(b.seen(1), Some(Some(50)), "kept for what is owed after the block");
     }
 
     #[test]

@@ -13,7 +13,7 @@ async fn users(db: &str) -> i64 {
 }
 
 /// Waits until blastwall's listening connection to `db` has run its LISTEN (and what follows).
-async fn listening(db: &str) {
+pub(crate) async fn listening(db: &str) {
     let sql = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
          AND application_name = 'blastwall DDL listener' AND query <> '' AND state = 'idle'"

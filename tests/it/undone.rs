@@ -441,3 +441,144 @@ async fn a_message_of_no_known_type_ends_the_session_after_the_put_back() {
     assert_eq!(stands_at(&db, before).await, before, "the sequence left moved");
     p.stop().await;
 }
+
+/// Thirty-second pass H1: the **server** ends the session with the block open — the session
+/// terminating itself, another session of the same role terminating it, and
+/// `idle_in_transaction_session_timeout` set in the startup options. The server rolls the
+/// block back; blastwall can no longer put anything back on that session, so it does on a
+/// connection of its own (`[ddl_notify]`), once the server says the writes' transaction
+/// aborted. A block that committed before keeps its move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_ending_the_block_has_the_move_put_back_on_blastwalls_own_connection() {
+    let db = incident_db();
+    std::env::set_var("BLASTWALL_TEST_LISTENER_PASSWORD", SUPERUSER_PW);
+    let mut cfg = base_config();
+    let password_env = Some("BLASTWALL_TEST_LISTENER_PASSWORD".into());
+    cfg.ddl_notify = Some(blastwall::config::DdlNotifyConfig { user: "postgres".into(), password_env });
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    let first = connect(p.port(), "app", APP_PW, &db).await;
+    first.simple_query("SELECT count(*) FROM users").await.unwrap();
+    crate::ddl_notify::listening(&db).await;
+    let direct_app = direct("app", APP_PW, &db).await;
+    for how in ["itself", "another session", "idle timeout"] {
+        for extended in [false, true] {
+            let (before, n) = (seq(&db).await, users(&db).await);
+            let info = match how {
+                "idle timeout" => format!(
+                    "{} options='-c idle_in_transaction_session_timeout=300'",
+                    conninfo(p.port(), "app", APP_PW, &db)
+                ),
+                _ => conninfo(p.port(), "app", APP_PW, &db),
+            };
+            let (via, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls).await.unwrap();
+            let conn = tokio::spawn(conn);
+            via.batch_execute("BEGIN").await.unwrap();
+            match extended {
+                true => via.execute(INSERT, &[]).await.map(|_| ()),
+                false => via.batch_execute(INSERT).await,
+            }
+            .unwrap();
+            let pid: i32 = via.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+            assert_eq!(seq(&db).await, before + 20000);
+            match how {
+                "itself" => {
+                    let r = via.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())").await;
+                    assert!(r.is_err(), "{r:?}");
+                }
+                "another session" => {
+                    let sql = format!("SELECT pg_terminate_backend({pid})");
+                    assert!(direct_app.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(800)).await,
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            assert!(via.is_closed(), "{how}: the session was not ended");
+            let at = stands_at(&db, before).await;
+            assert_eq!(at, before, "{how} extended={extended}: the sequence left moved");
+            assert_eq!(users(&db).await, n);
+        }
+    }
+    // No block: one Query whose implicit transaction the server ends behind the counted write.
+    {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        let r = via.batch_execute(&format!("{INSERT}; SELECT pg_terminate_backend(pg_backend_pid())")).await;
+        assert!(r.is_err(), "{r:?}");
+        let at = stands_at(&db, before).await;
+        assert_eq!(at, before, "one implicit transaction: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+    }
+    // The same while another session's open transaction holds the sequence (it took a value,
+    // which may lie in the range the statement moved over): where the statement left the
+    // sequence was never read, so it stays where it is.
+    {
+        let holder = direct("app", APP_PW, &db).await;
+        let before = seq(&db).await;
+        holder.batch_execute("BEGIN; SELECT nextval('web_user_id_seq')").await.unwrap();
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        let r = via.batch_execute(&format!("{INSERT}; SELECT pg_terminate_backend(pg_backend_pid())")).await;
+        assert!(r.is_err(), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(seq(&db).await, before + 20001, "a value an open transaction holds would be handed out again");
+        holder.batch_execute("COMMIT").await.unwrap();
+        admin_sql(pg(), &db, &format!("SELECT setval('web_user_id_seq', {before})"));
+    }
+    // Ended by another session in the middle of the counted write (its check): never read
+    // after it.
+    {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        let big =
+            "INSERT INTO users (auth_source, email) SELECT 'oauth', 'big-' || g FROM generate_series(1, 2000000) g";
+        let running = tokio::spawn(async move { via.batch_execute(big).await });
+        let find = format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' AND usename = 'app'              AND state = 'active' AND query LIKE 'INSERT INTO users%big-%'"
+        );
+        let mut killed = false;
+        for _ in 0..200 {
+            if let Some(r) = direct_app.query_opt(&find, &[]).await.unwrap() {
+                if seq(&db).await > before + 5000 {
+                    let pid: i32 = r.get(0);
+                    killed = direct_app.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(killed, "the write was not seen running");
+        let r = running.await.unwrap();
+        assert!(r.is_err(), "{r:?}");
+        let at = stands_at(&db, before).await;
+        assert_eq!(at, before, "ended in the middle of the write: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+    }
+    // A COPY kept in the block (its position read with its transaction ID), then the end.
+    {
+        use crate::batches::{q, run, show, Send, Until};
+        admin_sql(pg(), &db, "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT INSERT, SELECT ON users TO trust_user");
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let rows: Vec<u8> = (0..3000).flat_map(|i| msg(b'd', format!("oauth\tcp{i}@x\n").as_bytes())).collect();
+        let script = [
+            Send(q("BEGIN")),
+            Until(b'Z', 1),
+            Send(q("COPY users (auth_source, email) FROM STDIN")),
+            Until(b'G', 1),
+            Send([rows, msg(b'c', &[]), q("SELECT 1"), q("SELECT pg_terminate_backend(pg_backend_pid())")].concat()),
+            Until(b'E', 1),
+        ];
+        let out = show(&run(p.port(), &db, &script).await);
+        assert!(out.contains("COPY 3000") && out.contains("57P01"), "{out}");
+        assert_eq!(stands_at(&db, before).await, before, "COPY: the sequence left moved: {out}");
+        assert_eq!(users(&db).await, n);
+    }
+    // Committed, then ended: kept.
+    let before = seq(&db).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.batch_execute("BEGIN").await.unwrap();
+    via.execute(INSERT, &[]).await.unwrap();
+    via.batch_execute("COMMIT; BEGIN").await.unwrap();
+    let _ = via.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(seq(&db).await, before + 20000, "a committed move was put back");
+    p.stop().await;
+}

@@ -1,0 +1,172 @@
+//! What a session still owes the server when its server session is gone (thirty-second pass
+//! H1): the server ended it with the client's transaction open — `pg_terminate_backend`
+//! (from the session itself or from another of its role), `idle_in_transaction_session_timeout`,
+//! an administrator — or the link broke. The server rolls that transaction back, and the
+//! protected sequences its remembered writes moved (`undone`) stay moved with no row; a
+//! put-back owed and not yet run (`putback`) is not run either. blastwall cannot put them
+//! back on a session that no longer exists, so it does it on a connection of its own, as the
+//! `[ddl_notify]` role (which needs `UPDATE` on the protected sequences for it):
+//!
+//! 1. It waits until the session's backend is gone and no transaction ID its writes were
+//!    remembered under is in progress (`txid_status`), up to [`FATE_WITHIN`].
+//! 2. A move whose transaction ID committed is kept (a `COMMIT` the server ran as it ended the
+//!    session); one whose ID aborted is undone; a move with no ID (its write wrote no row)
+//!    follows the others, undone when none committed.
+//! 3. Each sequence goes back to where it stood before its earliest undone move, under the
+//!    put-back's rule (beyond the slack since), and only while it stands exactly where the
+//!    session's last reading found it: `currval` cannot be asked on another connection, and
+//!    a sequence another session has taken a value of since stays where it is.
+//!
+//! Without `[ddl_notify]` nothing can run it: logged as an error, with the sequences.
+//!
+//! Owns: the hand-over at the session's end and the put-back on blastwall's own connection.
+//! Does not own: what is remembered (`undone`), the put-back statement (`precheck::putback`),
+//! the connection (`catalog::listener`).
+
+use super::Session;
+use crate::precheck::putback::{self, Moved};
+use crate::shared::Shared;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the session's backend and transactions may take to end.
+const FATE_WITHIN: Duration = Duration::from_secs(30);
+
+/// The `application_name` of the connection.
+const APPLICATION: &str = "blastwall put-back";
+
+/// What decides whether a move was undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Known undone (a put-back owed).
+    Undone,
+    /// The transaction ID its rows were written under (`None`: no row written).
+    Xid(Option<u32>),
+}
+
+/// What a session left owed.
+struct Orphaned {
+    session: u64,
+    database: String,
+    /// The session's backend.
+    pid: Option<i32>,
+    /// In the order they were made (earliest first), each with where it was last seen.
+    moves: Vec<(Fate, Moved)>,
+}
+
+impl Session {
+    /// The session ends: what it still owes the server is handed to a task that puts it back
+    /// on a connection of blastwall's own (see the module's doc).
+    pub(super) fn orphan(&mut self) {
+        let kept = self.block.orphaned();
+        let owed = std::mem::take(&mut self.put_back);
+        let lost = std::mem::take(&mut self.lost_check);
+        if kept.is_empty() && owed.is_empty() && lost.is_empty() {
+            return;
+        }
+        let block = &self.block;
+        // Where the session last saw it — unless a statement it never read after moved it.
+        let seen = |mut m: Moved| {
+            if lost.iter().any(|l| l.oid == m.oid) {
+                m.left_at = None;
+            } else if m.left_at.is_none() {
+                m.left_at = block.seen(m.oid);
+            }
+            m
+        };
+        let mut moves: Vec<(Fate, Moved)> = kept.into_iter().map(|(x, m)| (Fate::Xid(x), seen(m))).collect();
+        moves.extend(owed.into_iter().map(|m| (Fate::Undone, seen(m))));
+        // Where the statement left them was never read.
+        moves.extend(lost.into_iter().map(|m| (Fate::Undone, Moved { left_at: None, ..m })));
+        let o = Orphaned {
+            session: self.id,
+            database: self.info.database.clone(),
+            pid: self.key.as_ref().map(|k| k.pid),
+            moves,
+        };
+        tokio::spawn(put_back_elsewhere(self.shared.clone(), o));
+    }
+}
+
+/// Each move's transaction ID's status, and whether the backend is still there.
+const STATUS: &str = "SELECT x::pg_catalog.text, pg_catalog.txid_status(n \
+      OPERATOR(pg_catalog.+) (x OPERATOR(pg_catalog.-) n OPERATOR(pg_catalog.%) 4294967296 \
+      OPERATOR(pg_catalog.+) 6442450944) OPERATOR(pg_catalog.%) 4294967296 OPERATOR(pg_catalog.-) 2147483648) \
+    FROM (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())) s(n), \
+      pg_catalog.unnest($1::pg_catalog.int8[]) x \
+    UNION ALL SELECT 'backend', CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_stat_activity a \
+      WHERE a.pid OPERATOR(pg_catalog.=) $2) THEN 'in progress' ELSE 'gone' END";
+
+async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
+    let oids: Vec<u32> = o.moves.iter().map(|(_, m)| m.oid).collect();
+    let (session, database) = (o.session, o.database.as_str());
+    let Some(cfg) = shared.config.ddl_notify.clone() else {
+        return tracing::error!(session, database, sequences = ?oids,
+            "the server session ended with protected sequences moved by writes it rolled back; without [ddl_notify] blastwall has no connection of its own to put them back: they stay moved");
+    };
+    let client = match crate::catalog::listener::own_connection(&cfg, &shared.upstream, database, APPLICATION).await {
+        Ok(c) => c,
+        Err(e) => {
+            return tracing::error!(session, database, sequences = ?oids, error = %e,
+                "the server session ended with protected sequences moved by writes it rolled back; blastwall's own connection failed: they stay moved");
+        }
+    };
+    let xids: Vec<i64> = o
+        .moves
+        .iter()
+        .filter_map(|(f, _)| match f {
+            Fate::Xid(Some(x)) => Some(i64::from(*x)),
+            _ => None,
+        })
+        .collect();
+    let statuses = match fates(&client, &xids, o.pid.unwrap_or(0)).await {
+        Ok(s) => s,
+        Err(e) => {
+            return tracing::error!(session, database, sequences = ?oids, error = %e,
+                "what became of a server session's transaction could not be read: its protected sequences stay moved");
+        }
+    };
+    let any_committed = statuses.iter().any(|(_, s)| s == "committed");
+    let undone = |f: &Fate| match f {
+        Fate::Undone => true,
+        Fate::Xid(Some(x)) => statuses.iter().any(|(y, s)| y == &x.to_string() && s == "aborted"),
+        Fate::Xid(None) => !any_committed,
+    };
+    let mut done: Vec<u32> = Vec::new();
+    for (f, m) in &o.moves {
+        if !undone(f) || done.contains(&m.oid) {
+            continue;
+        }
+        done.push(m.oid);
+        match client.simple_query(&putback::sql_elsewhere(m)).await {
+            Ok(messages) => {
+                let rows = messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(vec![r.get(0).map(str::to_string)]),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>();
+                putback::logged(m, &rows);
+            }
+            Err(e) => tracing::error!(session, database, sequence = m.oid, error = %e,
+                "a protected sequence moved by writes the ended server session rolled back could not be put back (the [ddl_notify] role needs UPDATE on it)"),
+        }
+    }
+}
+
+/// Waits until the backend `pid` is gone and none of `xids` is in progress; their statuses.
+async fn fates(client: &tokio_postgres::Client, xids: &[i64], pid: i32) -> Result<Vec<(String, String)>, String> {
+    let deadline = tokio::time::Instant::now() + FATE_WITHIN;
+    loop {
+        let rows = client.query(STATUS, &[&xids, &pid]).await.map_err(|e| e.to_string())?;
+        let read: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if read.iter().all(|(_, s)| s != "in progress") {
+            return Ok(read);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("still in progress after {FATE_WITHIN:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
