@@ -62,12 +62,40 @@ pub fn may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::SessionI
     }
 }
 
+/// Whether any `COPY … FROM STDIN` among the statements of `text` may move a sequence, as
+/// [`may_move_a_sequence`] judges a lone one (one whose table and columns cannot be named
+/// here, a `WHERE`: may). Such a COPY that is not a Query of its own is not read before
+/// (`session::copyback`).
+pub fn any_may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::SessionInfo) -> bool {
+    let Ok(parsed) = crate::analyze::budget::parse(text, 0) else { return false };
+    parsed
+        .protobuf
+        .stmts
+        .iter()
+        .filter_map(|raw| match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(N::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty() => Some(c),
+            _ => None,
+        })
+        .any(|c| match copy_target(c) {
+            None => true,
+            Some((table, columns)) => match info.names.assumed.row_moves(catalog, &info.database, &table) {
+                Some(m) => m.other || m.defaults.iter().any(|(col, _)| !columns.iter().any(|c| c == col)),
+                None => true,
+            },
+        })
+}
+
 /// The table and the columns a plain `COPY table [(columns)] FROM STDIN` (no `WHERE`, no query)
 /// writes, as the server names them.
 fn copy_into(text: &str) -> Option<(String, Vec<String>)> {
     let parsed = crate::analyze::budget::parse(text, 0).ok()?;
     let [raw] = parsed.protobuf.stmts.as_slice() else { return None };
     let Some(N::CopyStmt(c)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else { return None };
+    copy_target(c)
+}
+
+/// [`copy_into`] of one parsed COPY.
+fn copy_target(c: &pg_query::protobuf::CopyStmt) -> Option<(String, Vec<String>)> {
     if !c.is_from || c.is_program || !c.filename.is_empty() || c.query.is_some() || c.where_clause.is_some() {
         return None;
     }

@@ -36,7 +36,7 @@ mod words;
 
 use crate::wire::messages::ProxyMessage;
 pub use analysis::{Preanalyzed, Reading};
-pub use copies::may_move_a_sequence;
+pub use copies::{any_may_move_a_sequence, may_move_a_sequence};
 pub use prefilter::Scan;
 use render::audit_facts;
 pub use render::{refusal_message, render};

@@ -15,12 +15,19 @@
 //! that ended the COPY and left before its answer has them put back only when the server's
 //! answer is an error (a COPY that was kept keeps its move: its rows hold those values).
 //!
-//! Owns: when the reading is taken and what a COPY's answer makes owed. Does not own: the
+//! Where the reading cannot be taken — a Parse of such a COPY, one beside other statements in
+//! a Query, one behind messages of an open batch — it is refused while the session enforces
+//! (`copy_unread_refusal`; thirtieth pass H2); a lone COPY Query behind a batch that ran
+//! nothing has the batch ended by blastwall first (`Pending::ResolveInBatch`), then read.
+//!
+//! Owns: when the reading is taken, what a COPY's answer makes owed, and the refusal of a COPY
+//! that cannot be read before. Does not own: the
 //! reading and the put-back statement (`precheck::putback`), which COPY may move a sequence
 //! (`guard::copies`).
 
 use super::checks::Pending;
 use super::{Session, SessionError};
+use crate::guard::Verdict;
 use crate::precheck::putback::{self, Moved};
 use crate::precheck::Backend;
 use crate::relay::Action;
@@ -57,6 +64,57 @@ impl Session {
         }
         let Ok(text) = std::str::from_utf8(sql) else { return false };
         crate::guard::may_move_a_sequence(text, &self.shared.guard.catalog, &self.info)
+    }
+
+    /// A `COPY … FROM STDIN` that may move a protected sequence where the reading before it
+    /// cannot be taken — a Parse (`parse`: an extended-protocol COPY), beside other statements
+    /// in one Query, behind messages of an open batch — is refused while the session enforces
+    /// (thirtieth pass H2: such a COPY kept in a block the client then rolled back left the
+    /// sequence moved 50,000 with no row, and one that failed was never put back).
+    pub(super) fn copy_unread_refusal(&mut self, sql: &[u8], verdict: Verdict, parse: bool) -> Verdict {
+        let judged = matches!(verdict, Verdict::Allow | Verdict::Notice(_) | Verdict::Split(_));
+        if !judged || !self.copy_word || !super::copying::may_copy(sql) || self.relay.tx == TxStatus::Failed {
+            return verdict;
+        }
+        if !parse && self.copy_needs_reading(sql) {
+            return verdict;
+        }
+        let policy = self.shared.guard.policy();
+        if !policy.tables.iter().any(|t| !t.sequences.is_empty())
+            || crate::policy::mode_for(self.info.view(), &policy, None) != crate::policy::Mode::Enforce
+        {
+            return verdict;
+        }
+        let Ok(text) = std::str::from_utf8(sql) else { return verdict };
+        let catalog = &self.shared.guard.catalog;
+        if !crate::guard::any_may_move_a_sequence(text, catalog, &self.info) {
+            return verdict;
+        }
+        // A lone COPY behind a batch that ran nothing (Parse, Describe, Close: asyncpg's
+        // `copy_records_to_table`): the batch is ended by a Sync of blastwall's, as for a
+        // catalog question (`Pending::ResolveInBatch`), and the COPY judged again, read first.
+        let ends_unseen = self.relay.batch_ends_unseen() && !self.mirror.batch_failed(self.relay.syncs_sent());
+        if !parse
+            && self.relay.batch_has_messages()
+            && ends_unseen
+            && crate::guard::may_move_a_sequence(text, catalog, &self.info)
+        {
+            return Verdict::Resolve(Vec::new());
+        }
+        let how = match parse {
+            true => "sent as an extended-protocol Parse",
+            false => "sent beside other statements, or behind other messages of an open batch",
+        };
+        let m = crate::guard::refusal_message(&crate::guard::refusal(
+            "unverifiable",
+            "COPY".into(),
+            format!("this COPY … FROM STDIN may move a protected sequence (a column it leaves out has a default that calls nextval), and it is {how}: blastwall reads where the sequences stand before a COPY only when it is a Query of its own, so what it moves could not be put back should its rows be dropped"),
+            "Send the COPY as a simple-protocol Query of its own (psql's \\copy and COPY … FROM STDIN alone do), or supply the column whose default calls nextval.",
+            "blastwall",
+            text.to_string(),
+        ));
+        self.record_split_refusal(sql, &m);
+        Verdict::Refuse(m)
     }
 
     /// Holds the Query for the reading (`Pending::CopyReading`).

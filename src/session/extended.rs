@@ -143,6 +143,7 @@ impl Session {
         self.info.names.persisting = true;
         let Some(before) = self.callers_before_parse(&f, msg.sql) else { return Ok(()) };
         let verdict = self.judge_sql(msg.sql, pre);
+        let verdict = self.copy_unread_refusal(msg.sql, verdict, true);
         self.info.names.persisting = false;
         let (verdict, code) = self.with_bind_code(verdict, msg.sql, &param_types);
         if matches!(verdict, Verdict::Allow | Verdict::Notice(_)) && self.unsure_parse(&f, msg.sql, &name, before) {

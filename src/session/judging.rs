@@ -41,7 +41,9 @@ impl Session {
             return None;
         };
         self.shared.metrics.statements_total.inc();
-        match self.judge_sql(sql, None) {
+        let verdict = self.judge_sql(sql, None);
+        let verdict = self.copy_unread_refusal(sql, verdict, false);
+        match verdict {
             Verdict::Allow if !self.copy_needs_reading(sql) => {
                 self.forward_query(sql, Action::Forward, &buf);
                 buf.clear();

@@ -319,3 +319,63 @@ async fn an_extended_message_then_leaving_mid_copy_is_put_back() {
     }
     p.stop().await;
 }
+
+/// Thirtieth pass H2: a COPY that may move the protected sequence where blastwall cannot read
+/// where it stands first — an extended-protocol COPY (tokio-postgres' `copy_in`, a Parse),
+/// beside another statement in one Query, in one Query with its `BEGIN` — is refused while
+/// the session enforces: nothing runs, the sequence stays. A lone Query COPY goes on, read
+/// first, and so does one behind a batch that ran nothing (asyncpg's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_may_move_the_sequence_unread_is_refused() {
+    let db = db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let (before, n) = (seq(&db).await, users(&db).await);
+    let refused = |r: Result<(), tokio_postgres::Error>, what: &str| {
+        let e = r.expect_err(what);
+        let text = format!("{:?}", e.as_db_error());
+        assert!(text.contains("unverifiable") && text.contains("a Query of its own"), "{what}: {text}");
+    };
+    let r = via.copy_in::<_, bytes::Bytes>(COPY).await.map(|_| ());
+    refused(r, "extended-protocol COPY");
+    refused(via.batch_execute(&format!("SELECT 1; {COPY}")).await, "beside another statement");
+    refused(via.batch_execute(&format!("BEGIN; {COPY}")).await, "with its BEGIN");
+    via.batch_execute("ROLLBACK").await.ok();
+    // The thirtieth pass's own: in a block, Parse, Bind, Execute of the COPY and a Flush.
+    use crate::batches::{describe, flush, p as parse, pbe, sync};
+    let script = [
+        Send(q("BEGIN")),
+        Until(b'Z', 1),
+        Send([pbe(COPY), flush()].concat()),
+        Until(b'E', 1),
+        Send([sync(), q("ROLLBACK")].concat()),
+        Until(b'Z', 2),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("a Query of its own") && !out.contains("G "), "{out}");
+    assert_eq!((seq(&db).await, users(&db).await), (before, n));
+    // A lone Query COPY is read first, and runs.
+    let script = [
+        Send(q(COPY)),
+        Until(b'G', 1),
+        Send([msg(b'd', b"oauth\tfree\tlone@x\n"), msg(b'c', &[])].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("COPY 1"), "{out}");
+    assert_eq!(users(&db).await, n + 1);
+    // asyncpg's `copy_records_to_table`: Parse, Describe and Flush, then the COPY Query in that
+    // open batch — blastwall ends the batch itself, reads, and the COPY runs.
+    let script = [
+        Send([parse("s", "SELECT 1"), describe(b'S', "s"), flush()].concat()),
+        Until(b'T', 1),
+        Send(q(COPY)),
+        Until(b'G', 1),
+        Send([msg(b'd', b"oauth\tfree\tasyncpg@x\n"), msg(b'c', &[])].concat()),
+        Until(b'Z', 1),
+    ];
+    let out = show(&run(p.port(), &db, &script).await);
+    assert!(out.contains("COPY 1") && !out.contains("unverifiable"), "{out}");
+    assert_eq!(users(&db).await, n + 2);
+    p.stop().await;
+}
