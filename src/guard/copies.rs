@@ -62,11 +62,16 @@ pub fn may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::SessionI
     }
 }
 
-/// Whether any `COPY … FROM STDIN` among the statements of `text` may move a sequence, as
-/// [`may_move_a_sequence`] judges a lone one (one whose table and columns cannot be named
-/// here, a `WHERE`: may). Such a COPY that is not a Query of its own is not read before
-/// (`session::copyback`).
-pub fn any_may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::SessionInfo) -> bool {
+/// Whether any `COPY … FROM STDIN` among the statements of `text` may move one of the
+/// `protected` sequences (their names, lower case): a default it evaluates names one, or the
+/// table moves a sequence otherwise, or the catalog has no fresh answer, or its table and
+/// columns cannot be named here (a `WHERE`). Such a COPY that is not a Query of its own is
+/// not read before (`session::copyback`).
+pub fn any_may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::SessionInfo, protected: &[String]) -> bool {
+    let names_one = |expr: &str| {
+        let expr = expr.to_lowercase();
+        protected.iter().any(|n| expr.contains(n.as_str()))
+    };
     let Ok(parsed) = crate::analyze::budget::parse(text, 0) else { return false };
     parsed
         .protobuf
@@ -79,7 +84,9 @@ pub fn any_may_move_a_sequence(text: &str, catalog: &Catalog, info: &super::Sess
         .any(|c| match copy_target(c) {
             None => true,
             Some((table, columns)) => match info.names.assumed.row_moves(catalog, &info.database, &table) {
-                Some(m) => m.other || m.defaults.iter().any(|(col, _)| !columns.iter().any(|c| c == col)),
+                Some(m) => {
+                    m.other || m.defaults.iter().any(|(col, expr)| !columns.iter().any(|c| c == col) && names_one(expr))
+                }
                 None => true,
             },
         })

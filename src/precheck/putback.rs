@@ -95,6 +95,14 @@ pub fn kept_moves(back: &[Moved], before: &[Vec<Option<String>>], after: &[Vec<O
         .collect()
 }
 
+/// The candidates (`candidates`) of a statement in the client's block that was not kept
+/// (failed, refused): what it moved within its allowance stays moved with no row, and where
+/// it left the sequences was never read — for `session::undone`, which puts a block's moves
+/// back as one run only while each follows the one before.
+pub fn unread(back: &[Moved]) -> Vec<Moved> {
+    back.iter().map(|m| Moved { oid: m.oid, start: m.was, was: m.was, allowed: Some(SLACK), left_at: None }).collect()
+}
+
 /// The reading of where the protected sequences stand (the counted statements' own identity
 /// reading, as rows of a counter reading), taken before a statement blastwall relays uncounted
 /// that may move one — a `COPY … FROM STDIN` (`session::copyback`). `None`: no policy table.

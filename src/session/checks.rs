@@ -164,7 +164,7 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, positions, holding, kept_moves, .. } = backend;
+        let Backend { for_client, params, objects, positions, holding, kept_moves, put_back, .. } = backend;
         self.holding.merge(holding);
         // PostgreSQL sends notifications just before a ReadyForQuery (never among a
         // statement's rows): those that came during the check follow the delivered replies.
@@ -228,6 +228,12 @@ impl Session {
                 self.relay.to_client.extend_from_slice(&notifications);
                 self.refuse_checked(uncounted(&plan, why, &policy), extended);
             }
+        }
+        // Not kept, after writes the block remembers: what it moved within its allowance
+        // follows them, its end unread (thirty-third pass H1: a failed INSERT's one step made
+        // the block's 200,000 look taken by another session once the server ended it).
+        if !succeeded && !self.block.is_empty() && self.relay.tx != TxStatus::Idle {
+            self.block.record(precheck::putback::unread(&put_back), None);
         }
         Ok(())
     }
@@ -406,33 +412,6 @@ impl Session {
         let Backend { for_client, params, .. } = backend;
         self.take_for_client(for_client, params);
         self.judge_and_record(frame)
-    }
-
-    /// [`Pending::ResolveInBatch`]: the batch is ended by a Sync of blastwall's whose
-    /// ReadyForQuery the client never sees, then the catalog is asked as at any idle point.
-    /// A batch that failed or ran something meanwhile cannot end unseen: the worst is assumed.
-    pub(super) async fn resolve_in_batch(
-        &mut self,
-        frame: Frame,
-        questions: Vec<crate::catalog::Question>,
-    ) -> Result<(), SessionError> {
-        if !self.relay.batch_ends_unseen() || self.mirror.batch_failed(self.relay.syncs_sent()) {
-            self.assume_answers(&questions);
-            return self.judge_and_record(frame);
-        }
-        self.flush_to_client().await?;
-        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let closed = async {
-            backend.send(&crate::wire::encode(fe::SYNC, &[])).await?;
-            backend.answer().await
-        };
-        let answer = closed.await.map_err(|e| SessionError::Closed(format!("ending a batch: {e}")))?;
-        let Backend { for_client, params, .. } = backend;
-        // Notifications sent before that ReadyForQuery wait for the client's.
-        let for_client = self.notifications_to_ready(for_client);
-        self.take_for_client(for_client, params);
-        self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
-        self.resolve(frame, questions).await
     }
 
     /// The server closed while blastwall asked it something, perhaps before the client's own

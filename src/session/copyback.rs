@@ -39,10 +39,10 @@ use crate::wire::Frame;
 #[derive(Debug)]
 pub(super) struct Awaited {
     ord: u64,
-    moved: Vec<Moved>,
+    pub(super) moved: Vec<Moved>,
     failed: bool,
     /// The client ended the COPY (CopyDone or CopyFail went on).
-    ended: bool,
+    pub(super) ended: bool,
 }
 
 const SP: &str = "blastwall_copy_reading";
@@ -87,7 +87,9 @@ impl Session {
         }
         let Ok(text) = std::str::from_utf8(sql) else { return verdict };
         let catalog = &self.shared.guard.catalog;
-        if !crate::guard::any_may_move_a_sequence(text, catalog, &self.info) {
+        let protected: Vec<String> =
+            policy.tables.iter().flat_map(|t| &t.sequences).map(|s| s.name.to_lowercase()).collect();
+        if !crate::guard::any_may_move_a_sequence(text, catalog, &self.info, &protected) {
             return verdict;
         }
         // A lone COPY behind a batch that ran nothing (Parse, Describe, Close: asyncpg's

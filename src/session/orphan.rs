@@ -12,10 +12,15 @@
 //! 2. A move whose transaction ID committed is kept (a `COMMIT` the server ran as it ended the
 //!    session); one whose ID aborted is undone; a move with no ID (its write wrote no row)
 //!    follows the others, undone when none committed.
-//! 3. Each sequence goes back to where it stood before its earliest undone move, under the
-//!    put-back's rule (beyond the slack since), and only while it stands exactly where the
-//!    session's last reading found it: `currval` cannot be asked on another connection, and
-//!    a sequence another session has taken a value of since stays where it is.
+//! 3. Each sequence goes back to where it stood before the last run of undone moves that
+//!    follow each other (`undone::contiguous_with_end`), under the put-back's rule (beyond the
+//!    slack since), and only while it stands exactly where the session's last reading found
+//!    it: `currval` cannot be asked on another connection, and a sequence another session
+//!    has taken a value of since stays where it is. Where the last move's end was never read
+//!    (a statement or COPY ended in its middle, one that failed or was refused after the
+//!    remembered writes), only while no other session holds a lock on it.
+//!
+//! The connection is tried again while it fails, for [`CONNECT_WITHIN`].
 //!
 //! Without `[ddl_notify]` nothing can run it: logged as an error, with the sequences.
 //!
@@ -26,11 +31,16 @@
 use super::Session;
 use crate::precheck::putback::{self, Moved};
 use crate::shared::Shared;
+use crate::wire::messages::TxStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long the session's backend and transactions may take to end.
 const FATE_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long the connection is tried for, and how often.
+const CONNECT_WITHIN: Duration = Duration::from_secs(120);
+const CONNECT_AGAIN: Duration = Duration::from_millis(500);
 
 /// The `application_name` of the connection.
 const APPLICATION: &str = "blastwall put-back";
@@ -50,7 +60,8 @@ struct Orphaned {
     database: String,
     /// The session's backend.
     pid: Option<i32>,
-    /// In the order they were made (earliest first), each with where it was last seen.
+    /// In the order they were made (earliest first), each with where it left the sequence
+    /// (`None`: never read after it).
     moves: Vec<(Fate, Moved)>,
 }
 
@@ -61,23 +72,19 @@ impl Session {
         let kept = self.block.orphaned();
         let owed = std::mem::take(&mut self.put_back);
         let lost = std::mem::take(&mut self.lost_check);
-        if kept.is_empty() && owed.is_empty() && lost.is_empty() {
+        // A COPY the server ended in its middle (thirty-third pass H2): its rows cannot have
+        // been kept in the client's block, nor outside one before the client ended it.
+        let copy = self.copy_awaited.take().filter(|a| self.relay.tx != TxStatus::Idle || !a.ended);
+        let copy = copy.map(|a| a.moved).unwrap_or_default();
+        if kept.is_empty() && owed.is_empty() && lost.is_empty() && copy.is_empty() {
             return;
         }
-        let block = &self.block;
-        // Where the session last saw it — unless a statement it never read after moved it.
-        let seen = |mut m: Moved| {
-            if lost.iter().any(|l| l.oid == m.oid) {
-                m.left_at = None;
-            } else if m.left_at.is_none() {
-                m.left_at = block.seen(m.oid);
-            }
-            m
-        };
-        let mut moves: Vec<(Fate, Moved)> = kept.into_iter().map(|(x, m)| (Fate::Xid(x), seen(m))).collect();
-        moves.extend(owed.into_iter().map(|m| (Fate::Undone, seen(m))));
-        // Where the statement left them was never read.
-        moves.extend(lost.into_iter().map(|m| (Fate::Undone, Moved { left_at: None, ..m })));
+        // In the order they were made, each with where it left the sequence when that was
+        // read (`left_at`; `None`: never read after it).
+        let unread = |m: Moved| (Fate::Undone, Moved { left_at: None, ..m });
+        let mut moves: Vec<(Fate, Moved)> = kept.into_iter().map(|(x, m)| (Fate::Xid(x), m)).collect();
+        moves.extend(owed.into_iter().map(|m| (Fate::Undone, m)));
+        moves.extend(lost.into_iter().chain(copy).map(unread));
         let o = Orphaned {
             session: self.id,
             database: self.info.database.clone(),
@@ -104,11 +111,20 @@ async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
         return tracing::error!(session, database, sequences = ?oids,
             "the server session ended with protected sequences moved by writes it rolled back; without [ddl_notify] blastwall has no connection of its own to put them back: they stay moved");
     };
-    let client = match crate::catalog::listener::own_connection(&cfg, &shared.upstream, database, APPLICATION).await {
-        Ok(c) => c,
-        Err(e) => {
-            return tracing::error!(session, database, sequences = ?oids, error = %e,
-                "the server session ended with protected sequences moved by writes it rolled back; blastwall's own connection failed: they stay moved");
+    // Tried again while it fails (thirty-third pass M1: every connection slot taken): a value
+    // handed out meanwhile keeps the sequence where it is (the put-back's condition).
+    let deadline = tokio::time::Instant::now() + CONNECT_WITHIN;
+    let client = loop {
+        match crate::catalog::listener::own_connection(&cfg, &shared.upstream, database, APPLICATION).await {
+            Ok(c) => break c,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return tracing::error!(session, database, sequences = ?oids, error = %e,
+                    "the server session ended with protected sequences moved by writes it rolled back; blastwall's own connection failed: they stay moved");
+            }
+            Err(e) => {
+                tracing::warn!(session, database, error = %e, "blastwall's own connection to put protected sequences back failed; trying again");
+                tokio::time::sleep(CONNECT_AGAIN).await;
+            }
         }
     };
     let xids: Vec<i64> = o
@@ -132,12 +148,8 @@ async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
         Fate::Xid(Some(x)) => statuses.iter().any(|(y, s)| y == &x.to_string() && s == "aborted"),
         Fate::Xid(None) => !any_committed,
     };
-    let mut done: Vec<u32> = Vec::new();
-    for (f, m) in &o.moves {
-        if !undone(f) || done.contains(&m.oid) {
-            continue;
-        }
-        done.push(m.oid);
+    let undone = o.moves.iter().filter(|(f, _)| undone(f)).map(|(_, m)| m.clone());
+    for m in &super::undone::contiguous_with_end(undone) {
         match client.simple_query(&putback::sql_elsewhere(m)).await {
             Ok(messages) => {
                 let rows = messages

@@ -161,10 +161,10 @@ impl Session {
             return Ok(());
         }
         if self.relay.tx != TxStatus::InBlock {
-            self.block.marked(None);
+            self.block.marked(None, &[]);
             return Ok(());
         }
-        // Where the COPY left them too: the block's last sight of them (`orphan`).
+        // Where the COPY left them too (`undone::contiguous_with_end`).
         let oids = self.block.unmarked().iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         let positions = format!(
             "SELECT pg_catalog.string_agg(o::pg_catalog.text OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) \
@@ -174,14 +174,14 @@ impl Session {
         );
         let rows = self.hidden(&format!("{positions}; {NEWEST_XID}")).await?;
         let value = |i: usize| rows.get(i).and_then(|r| r.first().cloned().flatten());
-        for pair in value(0).unwrap_or_default().split(',') {
-            if let Some((oid, at)) = pair.split_once('=') {
-                if let (Ok(oid), true) = (oid.parse(), at != "unreadable") {
-                    self.block.saw(oid, at.parse().ok());
-                }
-            }
-        }
-        self.block.marked(xids(value(1).as_deref()).first().copied());
+        let at: Vec<(u32, Option<i128>)> = value(0)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(_, at)| *at != "unreadable")
+            .filter_map(|(oid, at)| Some((oid.parse().ok()?, at.parse().ok())))
+            .collect();
+        self.block.marked(xids(value(1).as_deref()).first().copied(), &at);
         Ok(())
     }
 

@@ -20,11 +20,14 @@
 //! bound on the rounds of questions one message may wait for (`ask_bounded`: past it, the
 //! message is refused, so that no judgement that keeps asking holds a session forever).
 //!
-//! Owns: that answer, that question, those assumptions and that bound. Does not own: which answers are a cancel
-//! (`cancels`), asking (`checks`).
+//! A question in the middle of a batch that ran nothing is asked once blastwall ended that
+//! batch itself (`resolve_in_batch`).
+//!
+//! Owns: that answer, that question, those assumptions and that bound, and ending a batch to
+//! ask. Does not own: which answers are a cancel (`cancels`), asking (`checks`).
 
-use super::Session;
-use crate::precheck::Answer;
+use super::{Session, SessionError};
+use crate::precheck::{Answer, Backend};
 use crate::wire::messages::{fe, ProxyMessage};
 use crate::wire::Frame;
 
@@ -153,5 +156,34 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+impl Session {
+    /// [`Pending::ResolveInBatch`]: the batch is ended by a Sync of blastwall's whose
+    /// ReadyForQuery the client never sees, then the catalog is asked as at any idle point.
+    /// A batch that failed or ran something meanwhile cannot end unseen: the worst is assumed.
+    pub(super) async fn resolve_in_batch(
+        &mut self,
+        frame: Frame,
+        questions: Vec<crate::catalog::Question>,
+    ) -> Result<(), SessionError> {
+        if !self.relay.batch_ends_unseen() || self.mirror.batch_failed(self.relay.syncs_sent()) {
+            self.assume_answers(&questions);
+            return self.judge_and_record(frame);
+        }
+        self.flush_to_client().await?;
+        let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        let closed = async {
+            backend.send(&crate::wire::encode(fe::SYNC, &[])).await?;
+            backend.answer().await
+        };
+        let answer = closed.await.map_err(|e| SessionError::Closed(format!("ending a batch: {e}")))?;
+        let Backend { for_client, params, .. } = backend;
+        // Notifications sent before that ReadyForQuery wait for the client's.
+        let for_client = self.notifications_to_ready(for_client);
+        self.take_for_client(for_client, params);
+        self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
+        self.resolve(frame, questions).await
     }
 }

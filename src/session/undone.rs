@@ -25,11 +25,12 @@
 //! - the client gone: the server rolls back, all are put back (`ending`);
 //! - the server session gone (the server ended it, the link broke): on a connection of
 //!   blastwall's own, by each move's transaction ID's fate (`orphan`), from where the
-//!   session last saw each sequence (`seen`).
+//!   session last saw each sequence.
 //!
 //! What is undone is put back as a failed statement's move is (`putback`): each sequence to
-//! where it stood before the earliest undone write, when it moved beyond 1,000 steps since
-//! and stands where this session's own last call left it. A `ROLLBACK TO` and the block's
+//! where it stood before the earliest undone write that the later ones follow without a gap
+//! (values another session took between two writes are in use: `contiguous_with_end`), when
+//! it moved beyond 1,000 steps since and stands where this session's own last call left it. A `ROLLBACK TO` and the block's
 //! `COMMIT` in one round trip leave no moment to read the locks: a Query that holds both
 //! after such writes (or while moves are remembered) is refused, and so is `PREPARE
 //! TRANSACTION` (a prepared transaction is rolled back by anyone, later): `refusal`.
@@ -73,10 +74,6 @@ pub(super) struct Block {
     read_owed: bool,
     /// A COPY's moves whose transaction ID is to be read (`record_later`).
     mark_owed: usize,
-    /// Where each protected sequence a remembered write moved stood at the session's last
-    /// reading of it: a put-back from another connection (`orphan`) runs only while it
-    /// stands there.
-    seen: Vec<(u32, Option<i128>)>,
 }
 
 /// A text of the server's: a transaction ID, or several newest first (none: `None`).
@@ -103,25 +100,7 @@ impl Block {
             tracing::warn!("too many protected sequence moves in one transaction to remember; later ones are not");
             return;
         }
-        for mut m in moved {
-            if let Some(at) = m.left_at.take() {
-                self.saw(m.oid, at);
-            }
-            self.moves.push((xid, m));
-        }
-    }
-
-    /// The session's last reading found protected sequence `oid` at `at`.
-    pub(super) fn saw(&mut self, oid: u32, at: Option<i128>) {
-        match self.seen.iter_mut().find(|(o, _)| *o == oid) {
-            Some(s) => s.1 = at,
-            None => self.seen.push((oid, at)),
-        }
-    }
-
-    /// Where the session last saw protected sequence `oid` (`None`: not read).
-    pub(super) fn seen(&self, oid: u32) -> Option<Option<i128>> {
-        self.seen.iter().find(|(o, _)| *o == oid).map(|(_, at)| *at)
+        self.moves.extend(moved.into_iter().map(|m| (xid, m)));
     }
 
     /// The oids of the moves `record_later` remembered whose transaction ID is owed.
@@ -131,7 +110,8 @@ impl Block {
     }
 
     /// The session ends with the moves still remembered, its server session gone (or going):
-    /// each with the transaction ID its fate is read by, for `orphan`.
+    /// each with the transaction ID its fate is read by and where it left the sequence, for
+    /// `orphan`.
     pub(super) fn orphaned(&mut self) -> Vec<(Option<u32>, Moved)> {
         let all = std::mem::take(&mut self.moves);
         self.forget();
@@ -150,12 +130,14 @@ impl Block {
         self.mark_owed > 0
     }
 
-    /// The transaction ID read for the moves `record_later` remembered.
-    pub(super) fn marked(&mut self, xid: Option<u32>) {
+    /// The transaction ID read for the moves `record_later` remembered, and where the
+    /// sequences stood then (`at`: what they left them at).
+    pub(super) fn marked(&mut self, xid: Option<u32>, at: &[(u32, Option<i128>)]) {
         let n = std::mem::take(&mut self.mark_owed);
         let len = self.moves.len();
-        for (x, _) in &mut self.moves[len.saturating_sub(n)..] {
+        for (x, m) in &mut self.moves[len.saturating_sub(n)..] {
             *x = xid;
+            m.left_at = at.iter().find(|(o, _)| *o == m.oid).map(|(_, v)| *v);
         }
     }
 
@@ -200,7 +182,7 @@ impl Block {
                 let all = std::mem::take(&mut self.moves);
                 self.forget();
                 match undone {
-                    true => earliest(all.into_iter().map(|(_, m)| m)),
+                    true => contiguous(all.into_iter().map(|(_, m)| m)),
                     false => Vec::new(),
                 }
             }
@@ -245,14 +227,14 @@ impl Block {
             return Vec::new();
         };
         let undone = self.moves.split_off(at);
-        earliest(undone.into_iter().map(|(_, m)| m))
+        contiguous(undone.into_iter().map(|(_, m)| m))
     }
 
     /// The client left: its transaction is rolled back by the server; all is undone.
     pub(super) fn on_leaving(&mut self) -> Vec<Moved> {
         let all = std::mem::take(&mut self.moves);
         self.forget();
-        earliest(all.into_iter().map(|(_, m)| m))
+        contiguous(all.into_iter().map(|(_, m)| m))
     }
 
     fn forget(&mut self) {
@@ -429,16 +411,42 @@ fn unseen_end(text: &str, remembered: bool) -> Option<(&'static str, &'static st
     None
 }
 
-/// Per sequence, the earliest undone move: put back to where it stood before the earliest
-/// undone write (every row after that is gone).
-fn earliest(moves: impl Iterator<Item = Moved>) -> Vec<Moved> {
-    let mut out: Vec<Moved> = Vec::new();
+/// Per sequence, what undone moves (in the order they were made, each with where it left the
+/// sequence in `left_at`) are put back to: where it stood before the earliest of the last run
+/// of them that follow each other — each standing where the one before left it. Values
+/// another session took between two of them (thirty-third pass H3: three signups committed
+/// between a block's two writes, then a ROLLBACK put the sequence back under them) lie in a
+/// gap, and the run stops there: what came before it stays moved. The sequence's position
+/// after the last of them, when known, stays in `left_at` (`orphan`'s condition); `None`
+/// when a move's end was never read. The session's own put-back judges by `currval`
+/// instead (`putback`): `left_at` is cleared for it by [`for_session`].
+pub(super) fn contiguous_with_end(moves: impl Iterator<Item = Moved>) -> Vec<Moved> {
+    let mut runs: Vec<(Moved, Option<Option<i128>>)> = Vec::new();
     for m in moves {
-        if !out.iter().any(|o| o.oid == m.oid) {
-            out.push(m);
+        match runs.iter_mut().find(|(r, _)| r.oid == m.oid) {
+            // It follows the run: the run grows; else a new run starts from it.
+            Some((_, end)) if *end == Some(m.was) && m.was.is_some() => *end = m.left_at,
+            Some((r, end)) => {
+                *end = m.left_at;
+                *r = m;
+            }
+            None => {
+                let end = m.left_at;
+                runs.push((m, end));
+            }
         }
     }
-    out
+    runs.into_iter().map(|(r, end)| Moved { left_at: end, ..r }).collect()
+}
+
+/// [`contiguous_with_end`] for the session's own put-back.
+fn contiguous(moves: impl Iterator<Item = Moved>) -> Vec<Moved> {
+    for_session(contiguous_with_end(moves))
+}
+
+/// Moves put back on the session itself: judged by its `currval`, not by where they ended.
+fn for_session(moves: Vec<Moved>) -> Vec<Moved> {
+    moves.into_iter().map(|m| Moved { left_at: None, ..m }).collect()
 }
 
 #[cfg(test)]
@@ -450,19 +458,26 @@ mod tests {
     }
 
     #[test]
-    fn where_a_write_left_a_sequence_is_the_last_sight_not_a_condition() {
-        let mut b = Block::default();
+    fn a_put_back_spans_only_the_last_run_of_moves_that_follow_each_other() {
         let at = |oid, was, left| Moved { left_at: Some(Some(left)), ..moved(oid, was) };
-        b.record(vec![at(1, 10, 30)], Some(7));
-        b.record(vec![at(1, 30, 50), at(2, 5, 6)], Some(8));
-        assert_eq!((b.seen(1), b.seen(2), b.seen(3)), (Some(Some(50)), Some(Some(6)), None));
-        // The session's own put-back asks currval, not where the write left it.
-        let all = b.orphaned();
-        assert_eq!(all.len(), 3);
-        assert!(all.iter().all(|(_, m)| m.left_at.is_none()), "{all:?}");
-        assert_eq!(all[0].0, Some(7));
-        assert!(b.is_empty());
-        assert_eq!(b.seen(1), Some(Some(50)), "kept for what is owed after the block");
+        // 10 → 11, then others took 12..14, then 14 → 5014 and 5014 → 6014: back to 14.
+        let runs = contiguous_with_end([at(1, 10, 11), at(2, 5, 6), at(1, 14, 5014), at(1, 5014, 6014)].into_iter());
+        assert_eq!(
+            runs.iter().map(|m| (m.oid, m.was, m.left_at)).collect::<Vec<_>>(),
+            [(1, Some(14), Some(Some(6014))), (2, Some(5), Some(Some(6)))]
+        );
+        // A move whose end was never read ends the run's known end, and nothing follows it.
+        let unread = Moved { left_at: None, ..moved(1, 11) };
+        let runs = contiguous_with_end([at(1, 10, 11), unread.clone(), at(1, 12, 20)].into_iter());
+        assert_eq!(runs.iter().map(|m| (m.was, m.left_at)).collect::<Vec<_>>(), [(Some(12), Some(Some(20)))]);
+        let runs = contiguous_with_end([at(1, 10, 11), unread].into_iter());
+        assert_eq!(runs.iter().map(|m| (m.was, m.left_at)).collect::<Vec<_>>(), [(Some(10), None)]);
+        // The session's own put-back judges by currval: no end.
+        let mut b = Block::default();
+        b.record(vec![at(1, 10, 11)], Some(7));
+        b.record(vec![at(1, 14, 5014)], Some(7));
+        b.on_tag(b"ROLLBACK\0");
+        assert_eq!(b.on_ready(TxStatus::Idle), vec![Moved { left_at: None, ..moved(1, 14) }]);
     }
 
     #[test]
@@ -471,7 +486,8 @@ mod tests {
         b.record(vec![moved(1, 10)], Some(7));
         b.on_tag(b"COMMIT\0");
         assert!(b.is_empty());
-        b.record(vec![moved(1, 10)], Some(7));
+        // The second write began where the first left it: both go back.
+        b.record(vec![Moved { left_at: Some(Some(50_010)), ..moved(1, 10) }], Some(7));
         b.record(vec![moved(1, 50_010)], Some(8));
         b.on_tag(b"ROLLBACK\0");
         assert_eq!(b.on_ready(TxStatus::Idle), vec![moved(1, 10)]);
@@ -492,7 +508,7 @@ mod tests {
     fn a_savepoint_rolled_back_undoes_the_writes_whose_transaction_ids_are_gone() {
         let mut b = Block::default();
         for (was, xid) in [(10, 700), (20, 702), (30, 705)] {
-            b.record(vec![moved(1, was)], Some(xid));
+            b.record(vec![Moved { left_at: Some(Some(was + 10)), ..moved(1, was) }], Some(xid));
         }
         b.on_tag(b"ROLLBACK\0");
         assert!(b.on_ready(TxStatus::InBlock).is_empty());
@@ -501,8 +517,8 @@ mod tests {
         assert!(!b.read_owed() && !b.unresolved());
         // No tag since: nothing is undone whatever is held.
         assert!(b.resolve(&[]).is_empty());
-        // A write with no transaction ID stands.
-        b.record(vec![moved(1, 40)], None);
+        // A write with no transaction ID stands (it began where the one before left it).
+        b.record(vec![moved(1, 20)], None);
         b.on_tag(b"ROLLBACK\0");
         assert_eq!(b.resolve(&[]), vec![moved(1, 10)]);
     }
@@ -534,7 +550,7 @@ mod tests {
         b.record(vec![moved(1, 10)], Some(700));
         b.record_later(vec![moved(1, 20), moved(2, 5)]);
         assert!(b.mark_owed());
-        b.marked(Some(703));
+        b.marked(Some(703), &[(1, Some(40)), (2, Some(9))]);
         assert!(!b.mark_owed());
         b.on_tag(b"ROLLBACK\0");
         assert_eq!(b.resolve(&[700]), vec![moved(1, 20), moved(2, 5)]);

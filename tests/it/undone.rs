@@ -571,6 +571,66 @@ async fn the_server_ending_the_block_has_the_move_put_back_on_blastwalls_own_con
         assert_eq!(stands_at(&db, before).await, before, "COPY: the sequence left moved: {out}");
         assert_eq!(users(&db).await, n);
     }
+    // Thirty-third pass H1: a statement that failed after the kept write moved the sequence a
+    // step no reading saw; the failed block is then ended by another session.
+    {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        via.batch_execute("BEGIN").await.unwrap();
+        via.execute(INSERT, &[]).await.unwrap();
+        let pid: i32 = via.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        let r = via.batch_execute("INSERT INTO users (auth_source, email) VALUES (NULL, 'fails')").await;
+        assert!(r.is_err(), "{r:?}");
+        let sql = format!("SELECT pg_terminate_backend({pid})");
+        assert!(direct_app.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0));
+        let at = stands_at(&db, before).await;
+        assert_eq!(at, before, "a failed statement after the write, then ended: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+    }
+    // Thirty-third pass H3: signups committed between the block's two writes, then the end:
+    // back to where the second write began, above the signups' ids.
+    {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        via.batch_execute("BEGIN").await.unwrap();
+        via.execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'first')", &[]).await.unwrap();
+        let signup = "INSERT INTO users (auth_source, email) VALUES ('oauth', 'signup')";
+        for _ in 0..3 {
+            direct_app.batch_execute(signup).await.unwrap();
+        }
+        via.execute(INSERT, &[]).await.unwrap();
+        let r = via.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())").await;
+        assert!(r.is_err(), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(stands_at(&db, before + 4).await, before + 4, "under the signups' ids, or left moved");
+        assert_eq!(users(&db).await, n + 3);
+    }
+    // Thirty-third pass H2: a lone COPY the server ends in the middle of its data.
+    {
+        admin_sql(pg(), &db, "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO trust_user; GRANT INSERT, SELECT ON users TO trust_user");
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let mut c = startup(p.port(), "trust_user", &db).await;
+        use tokio::io::AsyncWriteExt;
+        c.write_all(&crate::batches::q("COPY users (auth_source, email) FROM STDIN")).await.unwrap();
+        while crate::batches::read_msg(&mut c).await.0 != b'G' {}
+        let rows: Vec<u8> = (0..20000).flat_map(|i| msg(b'd', format!("oauth\tmid{i}@x\n").as_bytes())).collect();
+        c.write_all(&rows).await.unwrap();
+        let find = format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = '{db}' AND usename = 'trust_user' AND query LIKE 'COPY users%'"
+        );
+        for _ in 0..100 {
+            if seq(&db).await >= before + 20000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid: i32 = count(&db, &format!("SELECT ({find})::int8")).await as i32;
+        admin_sql(pg(), &db, &format!("SELECT pg_terminate_backend({pid})"));
+        let at = stands_at(&db, before).await;
+        assert_eq!(at, before, "a COPY ended by the server in its middle: the sequence left moved");
+        assert_eq!(users(&db).await, n);
+        drop(c);
+    }
     // Committed, then ended: kept.
     let before = seq(&db).await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
@@ -580,5 +640,46 @@ async fn the_server_ending_the_block_has_the_move_put_back_on_blastwalls_own_con
     let _ = via.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(seq(&db).await, before + 20000, "a committed move was put back");
+    p.stop().await;
+}
+
+/// Thirty-third pass H3: values other sessions took between two of the block's writes are in
+/// use — three signups committed between a one-row insert and a 20,000-row insert of a block
+/// that then rolls back. The sequence goes back only to where the last run of the block's own
+/// writes began (the second write), never under the signups' ids: the next signups all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_never_puts_the_sequence_back_under_values_taken_between_its_writes() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let other = direct("app", APP_PW, &db).await;
+    let signup = "INSERT INTO users (auth_source, email) VALUES ('oauth', 'signup') RETURNING id";
+    for end in ["ROLLBACK", "SAVEPOINT"] {
+        let (before, n) = (seq(&db).await, users(&db).await);
+        via.batch_execute("BEGIN").await.unwrap();
+        if end == "SAVEPOINT" {
+            via.batch_execute("SAVEPOINT s").await.unwrap();
+        }
+        via.execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'first')", &[]).await.unwrap();
+        for _ in 0..3 {
+            other.query_one(signup, &[]).await.unwrap();
+        }
+        via.execute(INSERT, &[]).await.unwrap();
+        assert_eq!(seq(&db).await, before + 20004);
+        match end {
+            "ROLLBACK" => via.batch_execute("ROLLBACK").await.unwrap(),
+            _ => {
+                via.batch_execute("ROLLBACK TO s").await.unwrap();
+                via.batch_execute("COMMIT").await.unwrap();
+            }
+        }
+        // Back to where the 20,000-row insert began: after the signups.
+        assert_eq!(stands_at(&db, before + 4).await, before + 4, "{end}");
+        assert_eq!(users(&db).await, n + 3);
+        for _ in 0..5 {
+            let r = other.query_one(signup, &[]).await;
+            assert!(r.is_ok(), "{end}: a signup failed: {r:?}");
+        }
+    }
     p.stop().await;
 }
