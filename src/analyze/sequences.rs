@@ -58,13 +58,18 @@ impl Statement {
     /// shows: a `nextval` of it (or of a sequence named by something other than a constant)
     /// that is not bounded (see the module's doc).
     pub fn moves_sequences(&self, protected: impl Fn(&RelName) -> bool) -> bool {
-        !self.nextval_bounded
-            && self.nextval.iter().any(|s| match s {
-                None => true,
-                // An OID spelled as text (`nextval('16384')`) names any sequence.
-                Some(s) if s.as_oid().is_some() => true,
-                Some(s) => protected(s),
-            })
+        !self.nextval_bounded && self.calls_nextval_of(protected)
+    }
+
+    /// Whether it calls `nextval` of a sequence `protected` says is one (or one it cannot
+    /// name), however few times.
+    pub fn calls_nextval_of(&self, protected: impl Fn(&RelName) -> bool) -> bool {
+        self.nextval.iter().any(|s| match s {
+            None => true,
+            // An OID spelled as text (`nextval('16384')`) names any sequence.
+            Some(s) if s.as_oid().is_some() => true,
+            Some(s) => protected(s),
+        })
     }
 }
 

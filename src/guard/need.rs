@@ -131,7 +131,12 @@ pub(super) fn check_need(
             }
         }
         // A protected sequence moved by nextval as far as the data goes (issue 11).
-        let moves = st.moves_sequences(|s| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name)));
+        let protected =
+            |s: &crate::analyze::RelName| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name));
+        let moves = match info.moves_remembered {
+            false => st.moves_sequences(protected),
+            true => st.calls_nextval_of(protected),
+        };
         // … and a user function run by a view, default or domain the statement mentions.
         // Asked only where it matters: a read that calls built-ins is parsed again to say.
         let wrote = std::cell::OnceCell::new();

@@ -33,6 +33,11 @@ pub struct Backend<'a> {
     pub holding: super::hold::Holding,
     /// The protected sequences to put back should the check be abandoned (`putback`).
     pub put_back: Vec<super::putback::Moved>,
+    /// Input: the client's block remembers moves (`session::undone`): a statement not kept
+    /// there has where it left the protected sequences read (`unkept_moves`).
+    pub read_ends: bool,
+    /// Output: those moves, with their ends when read (`putback::ended`).
+    pub unkept_moves: Vec<super::putback::Moved>,
     /// A COMMIT of the check's transaction was sent: should the server session end before
     /// its answer, the statement's rows may be kept (`session::orphan` puts nothing back).
     pub commit_sent: bool,
@@ -58,6 +63,8 @@ impl<'a> Backend<'a> {
             holding: Default::default(),
             put_back: Vec::new(),
             commit_sent: false,
+            read_ends: false,
+            unkept_moves: Vec::new(),
             kept_moves: Vec::new(),
             from_zero: None,
         }

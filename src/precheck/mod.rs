@@ -28,6 +28,7 @@ mod once;
 mod outcome;
 mod own;
 mod plain;
+mod plan;
 pub mod point;
 pub mod prepared;
 pub mod putback;
@@ -41,6 +42,7 @@ use estimate::{estimate_findings, estimates};
 pub use identity::deferred_in as identity_deferred;
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
+pub use plan::CheckPlan;
 
 pub use stats::{counter_reading, deltas, snapshot, stats_sql, with_earlier, Reading, TableCount, STATS_SQL};
 
@@ -62,61 +64,6 @@ pub enum PrecheckError {
     Closed,
     #[error("pre-check query failed: {0}")]
     Query(String),
-}
-
-/// What the guard asks the pre-check to do with a statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckPlan {
-    /// The statement word for messages (`DELETE`, `UPDATE`, …).
-    pub verb: &'static str,
-    /// The relation the statement names (as written), reported first among the counts.
-    pub target: Option<crate::analyze::RelName>,
-    /// Always roll back, and report what it would have done.
-    pub dry_run: bool,
-    /// Why the statement is in dry-run (the static findings), for the report.
-    pub dry_run_reason: Option<String>,
-    /// The statement's text, for the fingerprint.
-    pub statement: String,
-    /// What it does beyond the rows the counters count (`remove every row of public.t`,
-    /// `drop table public.t`), for a dry run's report.
-    pub effects: Vec<String>,
-    /// A warning to send before the statement's results (warn-mode static findings).
-    pub notice: Option<ProxyMessage>,
-    /// The statement carried an override directive from a role that may not use it: a
-    /// refusal says it was ignored.
-    pub ignored_directive: bool,
-    /// The rule of that warning, for the audit trail and the metrics.
-    pub warned_rule: Option<&'static str>,
-    /// An override directive from a role allowed to use it: this many rows at most, in place
-    /// of the policy's limits.
-    pub override_rows: Option<crate::analyze::directive::Override>,
-    /// The statement's text for an EXPLAIN estimate first (a single statement without
-    /// parameters), so that one far over its limit is refused without running.
-    pub estimate_sql: Option<String>,
-    /// For an extended-protocol batch: the EXPLAIN of the statement bound to the client's own
-    /// parameter values (Parse, Bind, Execute, Sync), built by the session.
-    pub estimate_msgs: Option<bytes::Bytes>,
-    /// The parameter types of the client's Parse (extended protocol), for the estimate.
-    pub param_types: Vec<u32>,
-    /// A point write the catalog may prove small enough to run uncounted (`point`).
-    pub point: Option<point::Point>,
-    /// The policy tables whose text rules the judgement applied to what it writes, when
-    /// nothing else can change a policy table's rows (`guard::reached`): rows of another
-    /// policy table with such rules changed refuse it (`unjudged-write`).
-    pub reached: Option<Vec<crate::policy::ReachedTable>>,
-}
-
-impl CheckPlan {
-    /// What the policy judges the measured counts of this plan by.
-    pub fn measured(&self) -> crate::policy::Measured<'_> {
-        crate::policy::Measured {
-            verb: self.verb,
-            target: self.target.as_ref(),
-            override_rows: self.override_rows.as_ref(),
-            statement: &self.statement,
-            reached: self.reached.as_deref(),
-        }
-    }
 }
 
 /// The end of a check.
@@ -418,8 +365,17 @@ async fn counted(
         let st = held.status.unwrap_or(TxStatus::Failed);
         match st {
             TxStatus::Failed => {
-                let then = putback::sqls(&back);
-                b.objects = objects::after_failure(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
+                let mut then = putback::sqls(&back);
+                // Where it left them, after remembered writes (`session::undone`).
+                if b.read_ends && !back.is_empty() {
+                    then.push(putback::ends_sql(&back));
+                }
+                let (objects, rows) =
+                    objects::after_failure_reading(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
+                b.objects = objects;
+                if b.read_ends {
+                    b.unkept_moves = putback::ended(&back, &rows);
+                }
             }
             _ => putback::run(b, &back, true).await?,
         }
@@ -502,6 +458,10 @@ async fn counted(
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
         putback::after_refusal(b, &changed, opened).await?;
+        if !opened && b.read_ends && !back.is_empty() {
+            let rows = b.query(&putback::ends_sql(&back)).await?.rows;
+            b.unkept_moves = putback::ended(&back, &rows);
+        }
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {
             return Ok(Some(Outcome::Unverifiable(format!(
                 "its results are larger than blastwall holds while it counts the rows ({max_hold} bytes per statement, and all sessions' together while their clients have not read them)"

@@ -184,6 +184,17 @@ pub async fn after_failure(
     savepoint: Option<&str>,
     then: &[String],
 ) -> Result<Changes, super::PrecheckError> {
+    after_failure_reading(b, clock, savepoint, then).await.map(|(c, _)| c)
+}
+
+/// [`after_failure`], with the rows of `then` (each of blastwall's statements there answers
+/// rows of its own shape, which the reading of objects ignores).
+pub async fn after_failure_reading(
+    b: &mut super::Backend<'_>,
+    clock: Option<&str>,
+    savepoint: Option<&str>,
+    then: &[String],
+) -> Result<(Changes, Vec<Vec<Option<String>>>), super::PrecheckError> {
     let since = since_sql(clock.unwrap_or(""));
     let sql = match savepoint {
         None => format!("ROLLBACK; {since}"),
@@ -194,9 +205,9 @@ pub async fn after_failure(
     };
     let a = b.query(&sql).await?;
     if clock.is_none() || (savepoint.is_none() && a.error.is_some()) {
-        return Ok(Changes::all_unknown());
+        return Ok((Changes::all_unknown(), a.rows));
     }
-    Ok(changes(&[], &a.rows))
+    Ok((changes(&[], &a.rows), a.rows))
 }
 
 const HINT_CURSOR: &str = "Open the cursor WITHOUT HOLD, inside a transaction block, and FETCH from it there (blastwall counts each FETCH), or run the query without a cursor.";

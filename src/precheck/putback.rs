@@ -103,6 +103,37 @@ pub fn unread(back: &[Moved]) -> Vec<Moved> {
     back.iter().map(|m| Moved { oid: m.oid, start: m.was, was: m.was, allowed: Some(SLACK), left_at: None }).collect()
 }
 
+/// Marks the row of [`ends_sql`].
+const ENDS: &str = "blastwall:ends";
+
+/// A statement that reads where the sequences of `back` stand now, as one row: [`ENDS`], then
+/// `oid=position,…` (`unset`: never called; a sequence the role may not read is left out).
+pub fn ends_sql(back: &[Moved]) -> String {
+    let oids = back.iter().map(|m| m.oid.to_string()).collect::<Vec<_>>().join(",");
+    format!(
+        "SELECT '{ENDS}'::pg_catalog.text, pg_catalog.string_agg(o::pg_catalog.text OPERATOR(pg_catalog.||) '=' \
+           OPERATOR(pg_catalog.||) coalesce(pg_catalog.pg_sequence_last_value(o::pg_catalog.regclass)::pg_catalog.text, 'unset'), ',') \
+         FROM pg_catalog.unnest('{{{oids}}}'::pg_catalog.oid[]) o WHERE pg_catalog.has_sequence_privilege(o, 'SELECT,USAGE')"
+    )
+}
+
+/// The moves of `back` (a statement in the client's block that was not kept) as [`unread`]
+/// gives them, each with where [`ends_sql`]'s row among `rows` found its sequence (its end;
+/// none found: unread).
+pub fn ended(back: &[Moved], rows: &[Vec<Option<String>>]) -> Vec<Moved> {
+    let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(ENDS));
+    let text = row.and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default();
+    let at: Vec<(u32, Option<i128>)> = text
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .filter_map(|(o, v)| Some((o.parse().ok()?, v.parse().ok())))
+        .collect();
+    unread(back)
+        .into_iter()
+        .map(|m| Moved { left_at: at.iter().find(|(o, _)| *o == m.oid).map(|(_, v)| *v), ..m })
+        .collect()
+}
+
 /// The reading of where the protected sequences stand (the counted statements' own identity
 /// reading, as rows of a counter reading), taken before a statement blastwall relays uncounted
 /// that may move one — a `COPY … FROM STDIN` (`session::copyback`). `None`: no policy table.

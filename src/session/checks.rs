@@ -122,6 +122,7 @@ impl Session {
             backend = backend.with_prepared(&mut self.readings);
         }
         backend.holding = self.shared.held_budget.share();
+        backend.read_ends = !self.block.is_empty();
         let opts =
             precheck::VerifyOptions { max_hold: MAX_HOLD, statement_timeout: self.shared.config.precheck_timeout };
         let req = precheck::Request {
@@ -164,7 +165,8 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, positions, holding, kept_moves, put_back, .. } = backend;
+        let Backend { for_client, params, objects, positions, holding, kept_moves, put_back, unkept_moves, .. } =
+            backend;
         self.holding.merge(holding);
         // PostgreSQL sends notifications just before a ReadyForQuery (never among a
         // statement's rows): those that came during the check follow the delivered replies.
@@ -233,7 +235,11 @@ impl Session {
         // follows them, its end unread (thirty-third pass H1: a failed INSERT's one step made
         // the block's 200,000 look taken by another session once the server ended it).
         if !succeeded && !self.block.is_empty() && self.relay.tx != TxStatus::Idle {
-            self.block.record(precheck::putback::unread(&put_back), None);
+            let moves = match unkept_moves.is_empty() {
+                true => precheck::putback::unread(&put_back),
+                false => unkept_moves,
+            };
+            self.block.record(moves, None);
         }
         Ok(())
     }

@@ -64,6 +64,28 @@ impl Session {
         }
     }
 
+    /// The session ends from blastwall's side (its client gone, shutdown): its server session
+    /// ends with the client's transaction rolled back, so what is owed — `in_flight` (the
+    /// statement the client left in the middle of), the put-backs owed, the moves the block
+    /// remembers (`undone`) — is put back on it first, latest first. What cannot be (the server
+    /// session gone too) stays as it was, for `orphan`. `false`: nothing was owed (nothing
+    /// cancelled either).
+    pub(super) async fn put_back_on_leaving(&mut self, in_flight: Vec<crate::precheck::putback::Moved>) -> bool {
+        let owed: Vec<_> = self.block.leaving().into_iter().chain(self.put_back.iter().cloned()).collect();
+        let run: Vec<_> = in_flight.iter().cloned().chain(owed.into_iter().rev()).collect();
+        if run.is_empty() {
+            return false;
+        }
+        match self.put_back_after_leaving(&run).await {
+            true => {
+                self.put_back.clear();
+                self.block.orphaned();
+            }
+            false => self.lost_check.extend(in_flight),
+        }
+        true
+    }
+
     /// The cancel sent and awaited (so that it lands on the statement, not on what follows),
     /// the server brought to an end and the sequences put back, within a bound. `false`: it
     /// could not be done on this session (`orphan` may, on blastwall's own connection).
@@ -93,18 +115,10 @@ impl Session {
     /// then those the client's block had moved (`undone`: the block is rolled back too).
     pub(super) async fn left_during_check(
         &mut self,
-        mut back: Vec<crate::precheck::putback::Moved>,
+        back: Vec<crate::precheck::putback::Moved>,
     ) -> Result<(), SessionError> {
-        back.extend(self.block.on_leaving());
-        match back.is_empty() {
-            true => self.cancel_now(),
-            false => {
-                if !self.put_back_after_leaving(&back).await {
-                    // On blastwall's own connection (`orphan`), in the order they were made.
-                    back.reverse();
-                    self.put_back.extend(back);
-                }
-            }
+        if !self.put_back_on_leaving(back).await {
+            self.cancel_now();
         }
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;

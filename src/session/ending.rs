@@ -28,18 +28,8 @@ impl Session {
         self.copy_left().await;
         // So is one that writes the client's transaction kept moved (`undone`): the server
         // rolls that transaction back.
-        let undone = self.block.on_leaving();
-        self.put_back.splice(0..0, undone);
-        if self.put_back.is_empty() {
+        if !self.put_back_on_leaving(Vec::new()).await {
             self.cancel_if_busy();
-        } else {
-            let mut owed = std::mem::take(&mut self.put_back);
-            owed.reverse();
-            if !self.put_back_after_leaving(&owed).await {
-                // Its server session gone too: on blastwall's own connection (`orphan`).
-                owed.reverse();
-                self.put_back = owed;
-            }
         }
         let _ = self.server.write_all(&messages::terminate()).await;
         let _ = self.server.shutdown().await;
@@ -123,16 +113,7 @@ impl Session {
         // What the session owes the server goes first, the client's block rolled back
         // (`undone`); then a query still running (grace over, or KILL) would go on after the
         // session ends: cancelled.
-        let undone = self.block.on_leaving();
-        self.put_back.splice(0..0, undone);
-        if !self.put_back.is_empty() {
-            let mut owed = std::mem::take(&mut self.put_back);
-            owed.reverse();
-            if !self.put_back_after_leaving(&owed).await {
-                owed.reverse();
-                self.put_back = owed;
-            }
-        }
+        self.put_back_on_leaving(Vec::new()).await;
         self.cancel_if_busy();
         let msg = crate::said::shutting_down(self.shared.phase.get() == crate::shared::Phase::Running);
         let _ = self.client.write_all(&msg.encode()).await;

@@ -16,9 +16,11 @@
 //!    follow each other (`undone::contiguous_with_end`), under the put-back's rule (beyond the
 //!    slack since), and only while it stands exactly where the session's last reading found
 //!    it: `currval` cannot be asked on another connection, and a sequence another session
-//!    has taken a value of since stays where it is. Where the last move's end was never read
-//!    (a statement or COPY ended in its middle, one that failed or was refused after the
-//!    remembered writes), only while no other session holds a lock on it.
+//!    has taken a value of since stays where it is. Where the last move is a statement or
+//!    COPY the server ended in its middle (its end never read), only while no other session
+//!    holds a lock on it — values others took while it ran are the limitation of any failed
+//!    statement's put-back. A move whose end was never read that ended earlier (the client
+//!    may have waited since) leaves the sequence where it is, logged.
 //!
 //! The connection is tried again while it fails, for [`CONNECT_WITHIN`].
 //!
@@ -63,6 +65,8 @@ struct Orphaned {
     /// In the order they were made (earliest first), each with where it left the sequence
     /// (`None`: never read after it).
     moves: Vec<(Fate, Moved)>,
+    /// The sequences a statement or COPY the server ended in its middle moved last.
+    in_flight: Vec<u32>,
 }
 
 impl Session {
@@ -84,12 +88,14 @@ impl Session {
         let unread = |m: Moved| (Fate::Undone, Moved { left_at: None, ..m });
         let mut moves: Vec<(Fate, Moved)> = kept.into_iter().map(|(x, m)| (Fate::Xid(x), m)).collect();
         moves.extend(owed.into_iter().map(|m| (Fate::Undone, m)));
+        let in_flight = lost.iter().chain(&copy).map(|m| m.oid).collect();
         moves.extend(lost.into_iter().chain(copy).map(unread));
         let o = Orphaned {
             session: self.id,
             database: self.info.database.clone(),
             pid: self.key.as_ref().map(|k| k.pid),
             moves,
+            in_flight,
         };
         tokio::spawn(put_back_elsewhere(self.shared.clone(), o));
     }
@@ -150,6 +156,13 @@ async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
     };
     let undone = o.moves.iter().filter(|(f, _)| undone(f)).map(|(_, m)| m.clone());
     for m in &super::undone::contiguous_with_end(undone) {
+        // Where a statement that ended earlier left it was never read, and the client may
+        // have waited since while others took values (thirty-fourth pass H3): it stays.
+        if m.left_at.is_none() && !o.in_flight.contains(&m.oid) {
+            tracing::error!(session, database, sequence = m.oid,
+                "a protected sequence moved by writes the ended server session rolled back was never read after its last move: it stays moved (values others took since cannot be told)");
+            continue;
+        }
         match client.simple_query(&putback::sql_elsewhere(m)).await {
             Ok(messages) => {
                 let rows = messages
@@ -159,6 +172,12 @@ async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
                         _ => None,
                     })
                     .collect::<Vec<_>>();
+                if rows.is_empty() {
+                    // Within the slack, or not where the session left it, or held by another
+                    // session (thirty-fourth pass L1: nothing said so).
+                    tracing::warn!(session, database, sequence = m.oid, to = ?m.was,
+                        "a protected sequence moved by writes the ended server session rolled back was not put back: it moved within the slack, or no longer stands where the session left it, or another session holds it");
+                }
                 putback::logged(m, &rows);
             }
             Err(e) => tracing::error!(session, database, sequence = m.oid, error = %e,

@@ -230,11 +230,10 @@ impl Block {
         contiguous(undone.into_iter().map(|(_, m)| m))
     }
 
-    /// The client left: its transaction is rolled back by the server; all is undone.
-    pub(super) fn on_leaving(&mut self) -> Vec<Moved> {
-        let all = std::mem::take(&mut self.moves);
-        self.forget();
-        contiguous(all.into_iter().map(|(_, m)| m))
+    /// The session ends from blastwall's side: its transaction is rolled back by the server;
+    /// all is undone. The moves stay remembered until the put-back ran (`orphaned` clears them).
+    pub(super) fn leaving(&self) -> Vec<Moved> {
+        contiguous(self.moves.iter().map(|(_, m)| m.clone()))
     }
 
     fn forget(&mut self) {

@@ -587,6 +587,33 @@ async fn the_server_ending_the_block_has_the_move_put_back_on_blastwalls_own_con
         assert_eq!(at, before, "a failed statement after the write, then ended: the sequence left moved");
         assert_eq!(users(&db).await, n);
     }
+    // Thirty-fourth pass H3: the same failed statement, then the client waits in its failed
+    // block while others sign up, then the end: where the failure left the sequence was read,
+    // the signups' ids are past it, so it stays where it is — never under them.
+    {
+        let before = seq(&db).await;
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        via.batch_execute("BEGIN").await.unwrap();
+        via.execute(INSERT, &[]).await.unwrap();
+        let pid: i32 = via.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        let r = via.batch_execute("INSERT INTO users (auth_source, email) VALUES (NULL, 'fails')").await;
+        assert!(r.is_err(), "{r:?}");
+        for _ in 0..3 {
+            direct_app
+                .batch_execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'meanwhile')")
+                .await
+                .unwrap();
+        }
+        let sql = format!("SELECT pg_terminate_backend({pid})");
+        assert!(direct_app.query_one(&sql, &[]).await.unwrap().get::<_, bool>(0));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(seq(&db).await, before + 20004, "put back under the signups' ids");
+        for _ in 0..3 {
+            let r = direct_app.batch_execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'after')").await;
+            assert!(r.is_ok(), "a signup failed: {r:?}");
+        }
+        admin_sql(pg(), &db, &format!("SELECT setval('web_user_id_seq', {})", before + 20007));
+    }
     // Thirty-third pass H3: signups committed between the block's two writes, then the end:
     // back to where the second write began, above the signups' ids.
     {
@@ -679,6 +706,50 @@ async fn a_rollback_never_puts_the_sequence_back_under_values_taken_between_its_
         for _ in 0..5 {
             let r = other.query_one(signup, &[]).await;
             assert!(r.is_ok(), "{end}: a signup failed: {r:?}");
+        }
+    }
+    p.stop().await;
+}
+
+/// Thirty-fourth pass H1: a `SELECT nextval(…)` of the protected sequence between the block's
+/// writes (a few calls are otherwise not counted) is read while moves are remembered, so it
+/// does not split the block's run: the rollback puts everything back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nextval_between_the_blocks_writes_is_read_and_all_goes_back() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    // And a statement that fails there, in a savepoint the client then rolls back to: where
+    // it left the sequence is read as it fails.
+    let failing = "SAVEPOINT a; INSERT INTO users (auth_source, email) VALUES (NULL, 'fails')";
+    for middle in ["SELECT nextval('web_user_id_seq')", "SELECT -nextval('web_user_id_seq') AS id", failing] {
+        for extended in [false, true] {
+            let (before, n) = (seq(&db).await, users(&db).await);
+            via.batch_execute("BEGIN").await.unwrap();
+            via.execute(INSERT, &[]).await.unwrap();
+            if middle == failing {
+                via.batch_execute("SAVEPOINT a").await.unwrap();
+                let r = match extended {
+                    true => via
+                        .execute("INSERT INTO users (auth_source, email) VALUES (NULL, 'fails')", &[])
+                        .await
+                        .map(|_| ()),
+                    false => via.batch_execute("INSERT INTO users (auth_source, email) VALUES (NULL, 'fails')").await,
+                };
+                assert!(r.is_err(), "{r:?}");
+                via.batch_execute("ROLLBACK TO a").await.unwrap();
+            } else {
+                match extended {
+                    true => via.query_one(middle, &[]).await.map(|_| ()),
+                    false => via.batch_execute(middle).await,
+                }
+                .unwrap();
+            }
+            via.execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'last')", &[]).await.unwrap();
+            via.batch_execute("ROLLBACK").await.unwrap();
+            let at = stands_at(&db, before).await;
+            assert_eq!(at, before, "{middle} extended={extended}: the sequence left moved");
+            assert_eq!(users(&db).await, n);
         }
     }
     p.stop().await;

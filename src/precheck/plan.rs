@@ -1,0 +1,64 @@
+//! What the guard asks the pre-check to do with a statement (`CheckPlan`): the statement, its
+//! verb and target, dry run or not, the warning to send, an override, the estimate to try
+//! first and what the catalog may prove of a point write.
+//!
+//! Owns: the plan and what it says of itself. Does not own: building it (`guard`) or running
+//! it (`precheck`).
+
+use super::point;
+use crate::wire::messages::ProxyMessage;
+
+/// What the guard asks the pre-check to do with a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckPlan {
+    /// The statement word for messages (`DELETE`, `UPDATE`, …).
+    pub verb: &'static str,
+    /// The relation the statement names (as written), reported first among the counts.
+    pub target: Option<crate::analyze::RelName>,
+    /// Always roll back, and report what it would have done.
+    pub dry_run: bool,
+    /// Why the statement is in dry-run (the static findings), for the report.
+    pub dry_run_reason: Option<String>,
+    /// The statement's text, for the fingerprint.
+    pub statement: String,
+    /// What it does beyond the rows the counters count (`remove every row of public.t`,
+    /// `drop table public.t`), for a dry run's report.
+    pub effects: Vec<String>,
+    /// A warning to send before the statement's results (warn-mode static findings).
+    pub notice: Option<ProxyMessage>,
+    /// The statement carried an override directive from a role that may not use it: a
+    /// refusal says it was ignored.
+    pub ignored_directive: bool,
+    /// The rule of that warning, for the audit trail and the metrics.
+    pub warned_rule: Option<&'static str>,
+    /// An override directive from a role allowed to use it: this many rows at most, in place
+    /// of the policy's limits.
+    pub override_rows: Option<crate::analyze::directive::Override>,
+    /// The statement's text for an EXPLAIN estimate first (a single statement without
+    /// parameters), so that one far over its limit is refused without running.
+    pub estimate_sql: Option<String>,
+    /// For an extended-protocol batch: the EXPLAIN of the statement bound to the client's own
+    /// parameter values (Parse, Bind, Execute, Sync), built by the session.
+    pub estimate_msgs: Option<bytes::Bytes>,
+    /// The parameter types of the client's Parse (extended protocol), for the estimate.
+    pub param_types: Vec<u32>,
+    /// A point write the catalog may prove small enough to run uncounted (`point`).
+    pub point: Option<point::Point>,
+    /// The policy tables whose text rules the judgement applied to what it writes, when
+    /// nothing else can change a policy table's rows (`guard::reached`): rows of another
+    /// policy table with such rules changed refuse it (`unjudged-write`).
+    pub reached: Option<Vec<crate::policy::ReachedTable>>,
+}
+
+impl CheckPlan {
+    /// What the policy judges the measured counts of this plan by.
+    pub fn measured(&self) -> crate::policy::Measured<'_> {
+        crate::policy::Measured {
+            verb: self.verb,
+            target: self.target.as_ref(),
+            override_rows: self.override_rows.as_ref(),
+            statement: &self.statement,
+            reached: self.reached.as_deref(),
+        }
+    }
+}
