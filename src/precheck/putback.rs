@@ -288,7 +288,14 @@ pub fn logged(m: &Moved, rows: &[Vec<Option<String>>]) {
 /// A check abandoned where it stood (its client left; the statement cancelled): the server
 /// is brought to the end of what blastwall sent (a Sync, then a ROLLBACK of whatever
 /// transaction stands and a mark to read up to), and the candidates are put back.
-pub async fn after_leaving(b: &mut Backend<'_>, moved: &[Moved]) -> Result<(), PrecheckError> {
+/// `block`: the moves of the client's block and the transaction IDs they were written under —
+/// put back too, unless one of those IDs committed (a `COMMIT` the client sent before it left,
+/// answered after: the rows are kept).
+pub async fn after_leaving(
+    b: &mut Backend<'_>,
+    moved: &[Moved],
+    block: (&[u32], &[Moved]),
+) -> Result<(), PrecheckError> {
     const MARK: &str = "blastwall:left";
     b.send(&crate::wire::encode(crate::wire::messages::fe::SYNC, &[])).await?;
     b.send(&super::own::messages(&format!("ROLLBACK; SELECT '{MARK}'::pg_catalog.text"))).await?;
@@ -298,7 +305,35 @@ pub async fn after_leaving(b: &mut Backend<'_>, moved: &[Moved]) -> Result<(), P
             break;
         }
     }
-    run(b, moved, false).await
+    let (xids, block) = block;
+    let committed = match xids.is_empty() || block.is_empty() {
+        true => false,
+        false => {
+            let list = xids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            let a = b.query(&xid_status_sql(&format!("'{{{list}}}'"))).await?;
+            a.error.is_some() || a.rows.iter().any(|r| r.get(1).and_then(|v| v.as_deref()) != Some("aborted"))
+        }
+    };
+    if committed {
+        tracing::warn!(
+            "the departed client's transaction committed before it ended: its protected sequence moves are kept"
+        );
+    }
+    let all: Vec<Moved> = moved.iter().chain(block.iter().filter(|_| !committed)).cloned().collect();
+    run(b, &all, false).await
+}
+
+/// Each transaction ID of `array` (an `int8[]` expression: a literal, or a parameter) with its
+/// status (`committed`, `aborted`, `in progress`), the 32-bit ID widened to the one nearest the
+/// server's next.
+pub fn xid_status_sql(array: &str) -> String {
+    format!(
+        "SELECT x::pg_catalog.text, pg_catalog.txid_status(n \
+           OPERATOR(pg_catalog.+) (x OPERATOR(pg_catalog.-) n OPERATOR(pg_catalog.%) 4294967296 \
+           OPERATOR(pg_catalog.+) 6442450944) OPERATOR(pg_catalog.%) 4294967296 OPERATOR(pg_catalog.-) 2147483648) \
+         FROM (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())) s(n), \
+           pg_catalog.unnest({array}::pg_catalog.int8[]) x"
+    )
 }
 
 /// Puts back what a refused statement moved.

@@ -71,12 +71,12 @@ impl Session {
     /// session gone too) stays as it was, for `orphan`. `false`: nothing was owed (nothing
     /// cancelled either).
     pub(super) async fn put_back_on_leaving(&mut self, in_flight: Vec<crate::precheck::putback::Moved>) -> bool {
-        let owed: Vec<_> = self.block.leaving().into_iter().chain(self.put_back.iter().cloned()).collect();
-        let run: Vec<_> = in_flight.iter().cloned().chain(owed.into_iter().rev()).collect();
-        if run.is_empty() {
+        let (block, xids) = (self.block.leaving(), self.block.xids());
+        let run: Vec<_> = in_flight.iter().cloned().chain(self.put_back.iter().rev().cloned()).collect();
+        if run.is_empty() && block.is_empty() {
             return false;
         }
-        match self.put_back_after_leaving(&run).await {
+        match self.put_back_after_leaving(&run, (&xids, &block)).await {
             true => {
                 self.put_back.clear();
                 self.block.orphaned();
@@ -87,9 +87,14 @@ impl Session {
     }
 
     /// The cancel sent and awaited (so that it lands on the statement, not on what follows),
-    /// the server brought to an end and the sequences put back, within a bound. `false`: it
+    /// the server brought to an end and the sequences put back (the block's unless its
+    /// transaction committed: `putback::after_leaving`), within a bound. `false`: it
     /// could not be done on this session (`orphan` may, on blastwall's own connection).
-    pub(super) async fn put_back_after_leaving(&mut self, back: &[crate::precheck::putback::Moved]) -> bool {
+    pub(super) async fn put_back_after_leaving(
+        &mut self,
+        back: &[crate::precheck::putback::Moved],
+        block: (&[u32], &[crate::precheck::putback::Moved]),
+    ) -> bool {
         if let Some(key) = self.key.clone() {
             let sent = tokio::time::timeout(PUT_BACK_WITHIN, self.shared.upstream.cancel(&key)).await;
             if !matches!(sent, Ok(Ok(()))) {
@@ -97,7 +102,7 @@ impl Session {
             }
         }
         let mut b = crate::precheck::Backend::new(&mut self.server, &mut self.sfr);
-        let work = crate::precheck::putback::after_leaving(&mut b, back);
+        let work = crate::precheck::putback::after_leaving(&mut b, back, block);
         let done = matches!(tokio::time::timeout(PUT_BACK_WITHIN, work).await, Ok(Ok(())));
         if !done {
             tracing::warn!(

@@ -102,13 +102,13 @@ impl Session {
 }
 
 /// Each move's transaction ID's status, and whether the backend is still there.
-const STATUS: &str = "SELECT x::pg_catalog.text, pg_catalog.txid_status(n \
-      OPERATOR(pg_catalog.+) (x OPERATOR(pg_catalog.-) n OPERATOR(pg_catalog.%) 4294967296 \
-      OPERATOR(pg_catalog.+) 6442450944) OPERATOR(pg_catalog.%) 4294967296 OPERATOR(pg_catalog.-) 2147483648) \
-    FROM (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())) s(n), \
-      pg_catalog.unnest($1::pg_catalog.int8[]) x \
-    UNION ALL SELECT 'backend', CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_stat_activity a \
-      WHERE a.pid OPERATOR(pg_catalog.=) $2) THEN 'in progress' ELSE 'gone' END";
+fn status_sql() -> String {
+    format!(
+        "{} UNION ALL SELECT 'backend', CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_stat_activity a \
+           WHERE a.pid OPERATOR(pg_catalog.=) $2) THEN 'in progress' ELSE 'gone' END",
+        putback::xid_status_sql("$1")
+    )
+}
 
 async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
     let oids: Vec<u32> = o.moves.iter().map(|(_, m)| m.oid).collect();
@@ -190,7 +190,7 @@ async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
 async fn fates(client: &tokio_postgres::Client, xids: &[i64], pid: i32) -> Result<Vec<(String, String)>, String> {
     let deadline = tokio::time::Instant::now() + FATE_WITHIN;
     loop {
-        let rows = client.query(STATUS, &[&xids, &pid]).await.map_err(|e| e.to_string())?;
+        let rows = client.query(&status_sql(), &[&xids, &pid]).await.map_err(|e| e.to_string())?;
         let read: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         if read.iter().all(|(_, s)| s != "in progress") {
             return Ok(read);

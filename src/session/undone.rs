@@ -230,6 +230,14 @@ impl Block {
         contiguous(undone.into_iter().map(|(_, m)| m))
     }
 
+    /// The transaction IDs the remembered moves were written under.
+    pub(super) fn xids(&self) -> Vec<u32> {
+        let mut x: Vec<u32> = self.moves.iter().filter_map(|(x, _)| *x).collect();
+        x.sort_unstable();
+        x.dedup();
+        x
+    }
+
     /// The session ends from blastwall's side: its transaction is rolled back by the server;
     /// all is undone. The moves stay remembered until the put-back ran (`orphaned` clears them).
     pub(super) fn leaving(&self) -> Vec<Moved> {
