@@ -278,6 +278,12 @@ impl Peers {
         p
     }
 
+    /// The listening connection, while it is up (also blastwall's own reader of the server
+    /// for a session whose transaction cannot be asked: `session::undone`).
+    pub fn link(&self) -> Option<Link> {
+        self.lock().link.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

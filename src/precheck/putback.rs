@@ -169,8 +169,9 @@ pub fn sql(m: &Moved) -> String {
 /// move undone, `session::orphan`), where `currval` cannot be asked. When `m.left_at` (where
 /// the session's last reading found it) is known, the sequence must stand exactly there: no
 /// value handed out since. When it is not (the session ended in the middle of the
-/// statement), no other session may hold a lock on the sequence — `nextval` holds one until
-/// its transaction ends — so that no value in use by an open transaction is handed out again;
+/// statement), no other session may hold the lock `nextval` takes on the sequence (row
+/// exclusive, until its transaction ends; a reader's lock does not count: thirty-fifth pass
+/// M1) — so that no value in use by an open transaction is handed out again;
 /// a value another session took and committed in the meantime cannot be told from the
 /// statement's own (as within a statement, see the module's doc).
 pub fn sql_elsewhere(m: &Moved) -> String {
@@ -206,7 +207,8 @@ fn statement(m: &Moved, own_session: bool) -> String {
         (Some(None), true) => "false".to_string(),
         (_, false) => format!(
             "NOT EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype {eq} 'relation' \
-               AND l.relation {eq} {oid}::pg_catalog.oid AND l.pid {ne} pg_catalog.pg_backend_pid())",
+               AND l.relation {eq} {oid}::pg_catalog.oid AND l.mode {eq} 'RowExclusiveLock' \
+               AND l.pid {ne} pg_catalog.pg_backend_pid())",
             ne = op("<>")
         ),
     };

@@ -46,6 +46,7 @@ mod sliced;
 mod statements;
 mod taint;
 mod undone;
+mod unseen;
 mod wakes;
 mod writes;
 

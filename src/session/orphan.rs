@@ -87,7 +87,13 @@ impl Session {
         // read (`left_at`; `None`: never read after it).
         let unread = |m: Moved| (Fate::Undone, Moved { left_at: None, ..m });
         let mut moves: Vec<(Fate, Moved)> = kept.into_iter().map(|(x, m)| (Fate::Xid(x), m)).collect();
-        moves.extend(owed.into_iter().map(|m| (Fate::Undone, m)));
+        // Where a put-back owed in the failed block was left, as read then (`read_owed_ends`).
+        let block = &self.block;
+        let end = |m: Moved| match (m.left_at, block.owed_end(m.oid)) {
+            (None, Some(at)) => Moved { left_at: Some(at), ..m },
+            _ => m,
+        };
+        moves.extend(owed.into_iter().map(|m| (Fate::Undone, end(m))));
         let in_flight = lost.iter().chain(&copy).map(|m| m.oid).collect();
         moves.extend(lost.into_iter().chain(copy).map(unread));
         let o = Orphaned {

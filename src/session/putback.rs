@@ -34,9 +34,17 @@ impl Session {
         if !self.relay.is_busy() {
             self.failed_batch_ended = false;
         }
-        if self.put_back.is_empty() || self.relay.tx == TxStatus::Failed {
+        if self.put_back.is_empty() {
+            self.block.set_owed_ends(None);
             return Ok(());
         }
+        if self.relay.tx == TxStatus::Failed {
+            if self.block.owed_ends_unread() {
+                self.read_owed_ends().await;
+            }
+            return Ok(());
+        }
+        self.block.set_owed_ends(None);
         let mut in_block = self.relay.tx != TxStatus::Idle;
         if self.relay.is_busy() {
             match self.end_failed_batch().await? {
@@ -51,6 +59,36 @@ impl Session {
         let Backend { for_client, params, .. } = b;
         self.take_for_client(for_client, params);
         done.map_err(|e| SessionError::Closed(format!("putting a protected sequence back: {e}")))
+    }
+
+    /// Put-backs owed in the client's failed block (a write that failed in its batch, a COPY):
+    /// where their statements left the sequences cannot be read on the session until the block
+    /// ends, and the client may wait long, while others take values; so it is read at once on
+    /// blastwall's own listening connection (`[ddl_notify]`), for a put-back should the server
+    /// end the session first (`orphan`; thirty-fifth pass H1, H2). Without it, or when the
+    /// reading fails, nothing is known (`orphan` then leaves the sequence).
+    async fn read_owed_ends(&mut self) {
+        let db = self.info.inflight.db.as_ref();
+        let peers = db.and_then(|db| self.shared.instances.of(&self.info.database, &db.0));
+        let Some(link) = peers.and_then(|p| p.link()) else {
+            return self.block.set_owed_ends(Some(Vec::new()));
+        };
+        let sql = precheck::putback::ends_sql(&self.put_back);
+        let read = tokio::time::timeout(std::time::Duration::from_secs(1), link.client.simple_query(&sql)).await;
+        let rows: Vec<Vec<Option<String>>> = match read {
+            Ok(Ok(messages)) => messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let ended = precheck::putback::ended(&self.put_back, &rows);
+        self.block.set_owed_ends(Some(ended.iter().filter_map(|m| Some((m.oid, m.left_at?))).collect()));
     }
 
     /// A batch blastwall failed (its client's messages dropped up to the Sync) whose Sync has

@@ -658,6 +658,30 @@ async fn the_server_ending_the_block_has_the_move_put_back_on_blastwalls_own_con
         assert_eq!(users(&db).await, n);
         drop(c);
     }
+    // Thirty-fifth pass H1, H2: in a block, one extended batch whose counted INSERT is kept and
+    // whose second INSERT fails after taking a value, then the client waits in its failed
+    // block and another session ends it: where the failure left the sequence was read on
+    // blastwall's own connection as the block failed.
+    {
+        use crate::batches::{pbe, q, read_msg, sync};
+        use tokio::io::AsyncWriteExt;
+        let (before, n) = (seq(&db).await, users(&db).await);
+        let mut c = startup(p.port(), "trust_user", &db).await;
+        c.write_all(&q("BEGIN")).await.unwrap();
+        while read_msg(&mut c).await.0 != b'Z' {}
+        let batch =
+            [pbe(INSERT), pbe("INSERT INTO users (auth_source, email) VALUES (NULL, 'fails')"), sync()].concat();
+        c.write_all(&batch).await.unwrap();
+        while read_msg(&mut c).await.0 != b'Z' {}
+        assert_eq!(users(&db).await, n);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let find = format!("SELECT pid FROM pg_stat_activity WHERE datname = '{db}' AND usename = 'trust_user'");
+        let pid = count(&db, &format!("SELECT ({find})::int8")).await;
+        admin_sql(pg(), &db, &format!("SELECT pg_terminate_backend({pid})"));
+        let at = stands_at(&db, before).await;
+        assert_eq!(at, before, "a batch failed after its kept write, then ended: the sequence left moved");
+        drop(c);
+    }
     // Committed, then ended: kept.
     let before = seq(&db).await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
