@@ -19,8 +19,10 @@
 //!    has taken a value of since stays where it is. Where the last move is a statement or
 //!    COPY the server ended in its middle (its end never read), only while no other session
 //!    holds a lock on it — values others took while it ran are the limitation of any failed
-//!    statement's put-back. A move whose end was never read that ended earlier (the client
-//!    may have waited since) leaves the sequence where it is, logged.
+//!    statement's put-back. A put-back owed in the client's failed block has its end read on
+//!    blastwall's listening connection as the block failed (`putback::read_owed_ends`); any
+//!    other move whose end was never read that ended earlier (the client may have waited
+//!    since, while others took values) leaves the sequence where it is, logged.
 //!
 //! The connection is tried again while it fails, for [`CONNECT_WITHIN`].
 //!
