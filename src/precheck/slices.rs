@@ -101,6 +101,10 @@ const RUNS_CODE: &str = " by a statement that runs functions: rows inserted in a
 
 /// Whether a statement calls code of its own (a function that is not a well-known built-in, a
 /// body the analysis cannot see into).
+fn runs_code(statement: &str) -> bool {
+    crate::analyze::analyze(statement, Default::default()).iter().any(|st| st.calls_functions || !st.opaque.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -113,8 +117,4 @@ mod tests {
         assert!(!super::only_bounded_nextval("SELECT nextval('s'), f()"));
         assert!(!super::only_bounded_nextval("SELECT 1"));
     }
-}
-
-fn runs_code(statement: &str) -> bool {
-    crate::analyze::analyze(statement, Default::default()).iter().any(|st| st.calls_functions || !st.opaque.is_empty())
 }
