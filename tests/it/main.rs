@@ -123,6 +123,7 @@ mod notices;
 mod once;
 mod ops;
 mod oracle;
+mod orphan;
 mod own_code;
 mod points;
 mod pooled;
