@@ -102,7 +102,7 @@ impl Worker {
     }
 
     fn link(&self) -> Option<Link> {
-        self.peers.lock().link.clone()
+        self.peers.link()
     }
 
     /// The listening connection listens: what other instances said before is forgotten (they
@@ -142,6 +142,36 @@ impl Worker {
             }
         }
         tracing::info!(database = self.database, others = ?present, "joined the other blastwall instances on the server");
+        self.can_put_back(&link).await;
+    }
+
+    /// This connection's role puts back the protected sequences a session the server ended
+    /// had moved (`session::orphan`): where it may not (it needs UPDATE, and SELECT or USAGE, on each),
+    /// that is said now rather than when a put-back fails.
+    async fn can_put_back(&self, link: &Link) {
+        let policy = self.shared.guard.policy();
+        let names: Vec<String> = policy
+            .tables
+            .iter()
+            .flat_map(|t| {
+                t.sequences.iter().map(|s| format!("{}.{}", s.schema.as_deref().unwrap_or(&t.schema), s.name))
+            })
+            .collect();
+        let sql = "SELECT n FROM pg_catalog.unnest($1::pg_catalog.text[]) n \
+                   WHERE pg_catalog.to_regclass(n) IS NOT NULL \
+                   AND NOT (pg_catalog.has_sequence_privilege(pg_catalog.to_regclass(n), 'UPDATE') \
+                     AND pg_catalog.has_sequence_privilege(pg_catalog.to_regclass(n), 'SELECT,USAGE'))";
+        match link.client.query(sql, &[&names]).await {
+            Ok(rows) => {
+                for r in rows {
+                    let sequence: String = r.get(0);
+                    tracing::warn!(database = self.database, sequence, "the [ddl_notify] role may not put this protected sequence back (it needs UPDATE, and SELECT or USAGE, on it): what a session the server ends had moved stays moved");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(database = self.database, error = %e, "cannot ask whether the [ddl_notify] role may put the protected sequences back")
+            }
+        }
     }
 
     /// Whether `pid` is a live instance's listening connection (asked again when it is not one
