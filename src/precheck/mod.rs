@@ -368,7 +368,7 @@ async fn counted(
                 let mut then = putback::sqls(&back);
                 // Where it left them, after remembered writes (`session::undone`).
                 if b.read_ends && !back.is_empty() {
-                    then.push(putback::ends_sql(&back));
+                    then.push(putback::ends_sql(back.iter().map(|m| m.oid)));
                 }
                 let (objects, rows) =
                     objects::after_failure_reading(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
@@ -459,7 +459,7 @@ async fn counted(
         b.query(&undo).await?;
         putback::after_refusal(b, &changed, opened).await?;
         if !opened && b.read_ends && !back.is_empty() {
-            let rows = b.query(&putback::ends_sql(&back)).await?.rows;
+            let rows = b.query(&putback::ends_sql(back.iter().map(|m| m.oid))).await?.rows;
             b.unkept_moves = putback::ended(&back, &rows);
         }
         if held.overflowed && decision.mode() != Some(Mode::Enforce) {

@@ -106,10 +106,10 @@ pub fn unread(back: &[Moved]) -> Vec<Moved> {
 /// Marks the row of [`ends_sql`].
 const ENDS: &str = "blastwall:ends";
 
-/// A statement that reads where the sequences of `back` stand now, as one row: [`ENDS`], then
+/// A statement that reads where the sequences `oids` stand now, as one row: [`ENDS`], then
 /// `oid=position,…` (`unset`: never called; a sequence the role may not read is left out).
-pub fn ends_sql(back: &[Moved]) -> String {
-    let oids = back.iter().map(|m| m.oid.to_string()).collect::<Vec<_>>().join(",");
+pub fn ends_sql(oids: impl Iterator<Item = u32>) -> String {
+    let oids = oids.map(|o| o.to_string()).collect::<Vec<_>>().join(",");
     format!(
         "SELECT '{ENDS}'::pg_catalog.text, pg_catalog.string_agg(o::pg_catalog.text OPERATOR(pg_catalog.||) '=' \
            OPERATOR(pg_catalog.||) coalesce(pg_catalog.pg_sequence_last_value(o::pg_catalog.regclass)::pg_catalog.text, 'unset'), ',') \
@@ -117,20 +117,38 @@ pub fn ends_sql(back: &[Moved]) -> String {
     )
 }
 
+/// What [`ends_sql`]'s row among `rows` says: each sequence read, with its position.
+pub fn ends(rows: &[Vec<Option<String>>]) -> Vec<(u32, Option<i128>)> {
+    let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(ENDS));
+    let text = row.and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default();
+    text.split(',')
+        .filter_map(|p| p.split_once('='))
+        .filter_map(|(o, v)| Some((o.parse().ok()?, v.parse().ok())))
+        .collect()
+}
+
 /// The moves of `back` (a statement in the client's block that was not kept) as [`unread`]
 /// gives them, each with where [`ends_sql`]'s row among `rows` found its sequence (its end;
 /// none found: unread).
 pub fn ended(back: &[Moved], rows: &[Vec<Option<String>>]) -> Vec<Moved> {
-    let row = rows.iter().find(|r| r.first().and_then(|v| v.as_deref()) == Some(ENDS));
-    let text = row.and_then(|r| r.get(1).cloned().flatten()).unwrap_or_default();
-    let at: Vec<(u32, Option<i128>)> = text
-        .split(',')
-        .filter_map(|p| p.split_once('='))
-        .filter_map(|(o, v)| Some((o.parse().ok()?, v.parse().ok())))
-        .collect();
+    let at = ends(rows);
     unread(back)
         .into_iter()
         .map(|m| Moved { left_at: at.iter().find(|(o, _)| *o == m.oid).map(|(_, v)| *v), ..m })
+        .collect()
+}
+
+/// The rows of a simple query run on a connection of blastwall's own (`tokio_postgres`), as
+/// the session's backend gives them.
+pub fn simple_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
         .collect()
 }
 

@@ -173,13 +173,7 @@ async fn put_back_elsewhere(shared: Arc<Shared>, o: Orphaned) {
         }
         match client.simple_query(&putback::sql_elsewhere(m)).await {
             Ok(messages) => {
-                let rows = messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(vec![r.get(0).map(str::to_string)]),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>();
+                let rows = putback::simple_rows(&messages);
                 if rows.is_empty() {
                     // Within the slack, or not where the session left it, or held by another
                     // session (thirty-fourth pass L1: nothing said so).

@@ -73,18 +73,10 @@ impl Session {
         let Some(link) = peers.and_then(|p| p.link()) else {
             return self.block.set_owed_ends(Some(Vec::new()));
         };
-        let sql = precheck::putback::ends_sql(&self.put_back);
+        let sql = precheck::putback::ends_sql(self.put_back.iter().map(|m| m.oid));
         let read = tokio::time::timeout(std::time::Duration::from_secs(1), link.client.simple_query(&sql)).await;
-        let rows: Vec<Vec<Option<String>>> = match read {
-            Ok(Ok(messages)) => messages
-                .iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => {
-                        Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-                    }
-                    _ => None,
-                })
-                .collect(),
+        let rows = match read {
+            Ok(Ok(messages)) => precheck::putback::simple_rows(&messages),
             _ => Vec::new(),
         };
         let ended = precheck::putback::ended(&self.put_back, &rows);
@@ -202,23 +194,12 @@ impl Session {
             self.block.marked(None, &[]);
             return Ok(());
         }
-        // Where the COPY left them too (`undone::contiguous_with_end`).
-        let oids = self.block.unmarked().iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let positions = format!(
-            "SELECT pg_catalog.string_agg(o::pg_catalog.text OPERATOR(pg_catalog.||) '=' OPERATOR(pg_catalog.||) \
-               CASE WHEN pg_catalog.has_sequence_privilege(o, 'SELECT,USAGE') THEN \
-               coalesce(pg_catalog.pg_sequence_last_value(o::pg_catalog.regclass)::pg_catalog.text, 'unset') \
-               ELSE 'unreadable' END, ',') FROM pg_catalog.unnest('{{{oids}}}'::pg_catalog.oid[]) o"
-        );
-        let rows = self.hidden(&format!("{positions}; {NEWEST_XID}")).await?;
+        // Where the COPY left them too (`undone::contiguous_with_end`): the ends row is one
+        // row whatever it finds, so the transaction ID is the second.
+        let ends = precheck::putback::ends_sql(self.block.unmarked().into_iter());
+        let rows = self.hidden(&format!("{ends}; {NEWEST_XID}")).await?;
         let value = |i: usize| rows.get(i).and_then(|r| r.first().cloned().flatten());
-        let at: Vec<(u32, Option<i128>)> = value(0)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|pair| pair.split_once('='))
-            .filter(|(_, at)| *at != "unreadable")
-            .filter_map(|(oid, at)| Some((oid.parse().ok()?, at.parse().ok())))
-            .collect();
+        let at = precheck::putback::ends(&rows);
         self.block.marked(xids(value(1).as_deref()).first().copied(), &at);
         Ok(())
     }
