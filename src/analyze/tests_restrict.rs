@@ -141,6 +141,24 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 AS y(id, a, b))",
         "DELETE FROM t1 WHERE id IN (SELECT j.id FROM (t1 y JOIN t2 z ON true) AS j)",
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE NOT (id IN (SELECT id FROM t1 WHERE false)) OR true)",
+        // An aggregate that collects the rows, expanded again (rt36 M1); a window, one value
+        // per row; a GROUP BY, one group per row; a function of aggregates that returns a
+        // set; a sample that may be the whole relation (rt36 L1).
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT unnest(array_agg(id)) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id = ANY((SELECT array_agg(id) FROM t1)::bigint[])",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT first_value(id) OVER (PARTITION BY id) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) OVER () FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT x FROM (SELECT array_agg(id) a FROM t1) s, unnest(s.a) x)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT jsonb_array_elements_text(jsonb_agg(id))::bigint FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT generate_series(min(id), max(id)) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT generate_series((SELECT min(id) FROM t1), (SELECT max(id) FROM t1)))",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT x FROM (SELECT min(id) lo, max(id) hi FROM t1) s, generate_series(s.lo, s.hi) x)",
+        "WITH s AS (SELECT min(id) lo, max(id) hi FROM t1) UPDATE t1 SET b = 'z' WHERE id IN (SELECT generate_series(lo, hi) FROM s)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY id)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT myschema.max(id) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT unnest(ARRAY[min(id), max(id)]) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 TABLESAMPLE SYSTEM (100))",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT y.id FROM t1 y TABLESAMPLE BERNOULLI (100))",
     ] {
         assert!(!restricts(sql), "{sql}");
     }
@@ -156,6 +174,11 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING count(*) > 1)",
         "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
         "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
+        "DELETE FROM t1 WHERE id = (SELECT pg_catalog.max(id) FROM t1)",
+        "DELETE FROM t1 WHERE id = (SELECT max(id) - 1 FROM t1)",
+        "DELETE FROM t1 WHERE id = coalesce((SELECT max(id) FROM t1), 0)",
+        "DELETE FROM t1 WHERE id IN (SELECT count(*) FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 TABLESAMPLE SYSTEM (1) WHERE gone)",
         "DELETE FROM t1 WHERE parent_id IN (SELECT id FROM t1)",
         "DELETE FROM t1 WHERE id IN (SELECT y.id FROM t1 y JOIN t2 ON y.k = t2.k)",
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t2)",

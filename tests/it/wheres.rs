@@ -49,6 +49,14 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
         "WITH s AS (SELECT id FROM t1) UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM s)",
         "DELETE FROM t1 x USING t1 y WHERE x.id = y.id",
         "MERGE INTO t1 x USING t1 y ON x.id = y.id WHEN MATCHED THEN UPDATE SET b = 'z'",
+        // rt36 M1: an aggregate expanded again, a window, a GROUP BY of one row per group;
+        // rt36 L1: a sample of all of it.
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT unnest(array_agg(id)) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id = ANY((SELECT array_agg(id) FROM t1)::int[])",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT generate_series(min(id), max(id)) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT first_value(id) OVER (PARTITION BY id) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY id)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 TABLESAMPLE SYSTEM (100))",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");
@@ -70,6 +78,9 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
             ("UPDATE t1 SET b = 'v' WHERE id = (SELECT max(id) FROM t1)", "v", 1),
             ("UPDATE t1 SET b = 'u' WHERE id IN (SELECT t1.id FROM t1 JOIN t2 ON t1.id = t2.k)", "u", 3),
             ("UPDATE t1 SET b = 't' WHERE parent_id IN (SELECT id FROM t2)", "t", 6),
+            ("UPDATE t1 SET b = 'r' WHERE id = (SELECT max(id) - 1 FROM t1)", "r", 1),
+            // One row kept per group: the groups' aggregates are excluded.
+            ("UPDATE t1 SET b = 's' WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY a)", "s", 93),
         ],
     )
     .await;

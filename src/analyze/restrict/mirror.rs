@@ -33,7 +33,17 @@ pub(super) const JUDGEMENTS: u32 = 256;
 /// again, less those an inner join's ON restricts ([`Target::selves`]).
 pub(in crate::analyze) fn selves<'a>(from: impl Iterator<Item = R<'a>>, t: &Target) -> Vec<Mirror> {
     let budget = Cell::new(0);
-    let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+    let cx = Cx {
+        t,
+        inner: false,
+        shadowed: false,
+        mirrors: &[],
+        loose: false,
+        loose_any: false,
+        grouped: false,
+        excluding: false,
+        budget: &budget,
+    };
     let mut out = Vec::new();
     for f in from {
         occurrences(f, cx, true, &mut out);
@@ -49,8 +59,17 @@ pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<S
         let R::CommonTableExpr(c) = c else { continue };
         let Some(q) = opt(&c.ctequery) else { continue };
         let budget = Cell::new(0);
-        let cx =
-            Cx { t: &t, inner: true, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+        let cx = Cx {
+            t: &t,
+            inner: true,
+            shadowed: false,
+            mirrors: &[],
+            loose: false,
+            loose_any: false,
+            grouped: false,
+            excluding: false,
+            budget: &budget,
+        };
         if reads_unrestricted(q, cx) {
             t.self_ctes.push(c.ctename.clone());
         }
@@ -58,10 +77,13 @@ pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<S
     t.self_ctes
 }
 
-/// Whether a query's output may carry the target's relation's columns unrestricted.
+/// Whether a query's output may carry the target's relation's columns unrestricted, or
+/// reduced: an aggregate's value given a name (a derived table's or a `WITH`'s column) may be
+/// expanded again where it is read (`generate_series(s.lo, s.hi)`, `unnest(s.ids)`), which
+/// blastwall does not follow through the name.
 fn reads_unrestricted(q: R<'_>, cx: Cx<'_>) -> bool {
-    let d = deps_of(q, Cx { inner: true, ..cx });
-    d.mirror_any || !d.mirror.is_empty()
+    let d = deps_of(q, Cx { inner: true, grouped: false, ..cx });
+    d.mirror_any || !d.mirror.is_empty() || d.reduced
 }
 
 /// Collects the FROM entries under `f` that read the target's relation again, less those an
@@ -78,6 +100,12 @@ fn occurrences(f: R<'_>, cx: Cx<'_>, others: bool, out: &mut Vec<Mirror>) {
                 let renamed = r.alias.as_ref().is_some_and(|a| !a.colnames.is_empty());
                 let name = r.alias.as_ref().map_or(&r.relname, |a| &a.aliasname).clone();
                 out.push(Mirror { name, any: cte || renamed });
+            }
+        }
+        // A sample of the relation may be all of it (`TABLESAMPLE SYSTEM (100)`).
+        R::RangeTableSample(s) => {
+            if let Some(r) = opt(&s.relation) {
+                occurrences(r, cx, others, out);
             }
         }
         R::RangeSubselect(r) => {
@@ -136,6 +164,8 @@ pub(super) fn restricted_by(w: R<'_>, m: &Mirror, all: &[Mirror], others: bool, 
         mirrors: &mirrors,
         loose: false,
         loose_any: false,
+        grouped: false,
+        excluding: false,
         budget: cx.budget,
     };
     pred(w, inner, true)
@@ -180,22 +210,35 @@ fn limited(q: &pb::SelectStmt) -> bool {
     }
 }
 
-/// An aggregate or window call: one value over a set of rows, not a row's value.
-pub(super) fn aggregate(f: &pb::FuncCall) -> bool {
-    const AGGREGATES: &[&str] = &[
-        "array_agg",
+/// An aggregate whose value is one scalar over the rows it reads (`max`, `count`, `sum`): the
+/// built-in ones by name, unqualified or in `pg_catalog`. Not a window (one value per row),
+/// not an aggregate that collects the rows (`array_agg`, `string_agg`, `json_agg`: `unnest`
+/// gives them back), not one of another schema (it may be anything).
+pub(super) fn reduction(f: &pb::FuncCall) -> bool {
+    const SCALAR: &[&str] = &[
+        "any_value",
         "avg",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
         "bool_and",
         "bool_or",
         "count",
         "every",
-        "json_agg",
-        "jsonb_agg",
         "max",
         "min",
-        "string_agg",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
         "sum",
+        "var_pop",
+        "var_samp",
+        "variance",
     ];
-    let name = f.funcname.last().and_then(sval).unwrap_or("");
-    f.agg_star || f.agg_distinct || f.over.is_some() || !f.agg_order.is_empty() || AGGREGATES.contains(&name)
+    let name: Vec<Option<&str>> = f.funcname.iter().map(sval).collect();
+    let scalar = match name.as_slice() {
+        [Some(n)] | [Some("pg_catalog"), Some(n)] => SCALAR.contains(n),
+        _ => false,
+    };
+    scalar && f.over.is_none()
 }

@@ -17,8 +17,10 @@
 //! x … FROM t y WHERE x.id = y.id`, `EXISTS (SELECT 1 FROM t y WHERE y.id = t.id)`, a derived
 //! table or `WITH` over `t`) on a column the row's side names too — its rows are the target's
 //! rows. It is restricted by its own WHERE, an inner join's ON, a LIMIT or a HAVING (`id IN
-//! (SELECT id FROM t WHERE created < $1)`); an aggregate of it (`id = (SELECT max(id) FROM
-//! t)`) is one value. `col IS NOT NULL` on a plain column counts (blastwall
+//! (SELECT id FROM t WHERE created < $1)`); a built-in aggregate of one value over it (`id =
+//! (SELECT max(id) FROM t)`) is one value — not one that collects the rows (`array_agg`), a
+//! window, a GROUP BY's aggregate, or a function of one (`unnest`, `generate_series` give the
+//! rows back). `col IS NOT NULL` on a plain column counts (blastwall
 //! does not know which columns are `NOT NULL`; a soft-delete purge `WHERE deleted_at IS NOT
 //! NULL` is an ordinary predicate). A comparison whose value is always true (`abs(id) >= 0`)
 //! is not found: that is the data's business, and row limits apply.
@@ -39,8 +41,8 @@ mod mirror;
 
 use cover::{column_names, complementary};
 pub use mirror::Mirror;
-use mirror::{aggregate, restricted_by, scope};
 pub(super) use mirror::{mirroring_ctes, selves};
+use mirror::{reduction, restricted_by, scope};
 
 /// Whether `w` (a WHERE, or a MERGE's join or WHEN condition) restricts the target's rows.
 pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
@@ -51,7 +53,17 @@ pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
 /// restricts the target's rows; a self-join is restricted by any of them.
 pub(super) fn restricts_any(ws: &[R<'_>], t: &Target) -> bool {
     let budget = Cell::new(0);
-    let cx = Cx { t, inner: false, shadowed: false, mirrors: &[], loose: false, loose_any: false, budget: &budget };
+    let cx = Cx {
+        t,
+        inner: false,
+        shadowed: false,
+        mirrors: &[],
+        loose: false,
+        loose_any: false,
+        grouped: false,
+        excluding: false,
+        budget: &budget,
+    };
     // The statement's self-joins are mirrors unless a condition restricts them.
     let mirrors: Vec<Mirror> =
         t.selves.iter().filter(|m| !ws.iter().any(|w| restricted_by(*w, m, &t.selves, true, cx))).cloned().collect();
@@ -73,6 +85,13 @@ struct Cx<'t> {
     loose: bool,
     /// An unqualified name may be any column of the target's (a mirror with `any`).
     loose_any: bool,
+    /// Inside a SELECT with a GROUP BY: an aggregate there is one value per group, and a group
+    /// may be one row (`SELECT max(id) FROM t GROUP BY id` is every id).
+    grouped: bool,
+    /// Inside a subquery whose values are excluded (`id NOT IN (SELECT min(id) FROM t GROUP
+    /// BY email)`, keeping one row per email): a group's aggregate, even one per row, matches
+    /// no row the rest of the predicate did not.
+    excluding: bool,
     budget: &'t Cell<u32>,
 }
 
@@ -96,6 +115,20 @@ struct Deps {
     mirror: BTreeSet<String>,
     /// A mirror's whole row, or a column that may be any of the target's.
     mirror_any: bool,
+    /// A mirror's columns read through an aggregate ([`reduction`]): one value, unless a
+    /// function expands it again (`generate_series(min(id), max(id))`).
+    reduced: bool,
+}
+
+impl Deps {
+    fn merge(&mut self, d: Deps) {
+        self.row |= d.row;
+        self.whole_row |= d.whole_row;
+        self.unsure |= d.unsure;
+        self.mirror.extend(d.mirror);
+        self.mirror_any |= d.mirror_any;
+        self.reduced |= d.reduced;
+    }
 }
 
 /// Whether `x` is independent of the target's row `row` is compared with: it depends on no
@@ -139,6 +172,11 @@ fn from_names(q: &pb::SelectStmt) -> Vec<String> {
             R::RangeVar(r) => out.push(r.alias.as_ref().map_or_else(|| r.relname.clone(), |a| a.aliasname.clone())),
             R::RangeSubselect(r) => out.extend(r.alias.as_ref().map(|a| a.aliasname.clone())),
             R::RangeFunction(r) => out.extend(r.alias.as_ref().map(|a| a.aliasname.clone())),
+            R::RangeTableSample(s) => {
+                if let Some(r) = opt(&s.relation) {
+                    walk(r, out);
+                }
+            }
             R::JoinExpr(j) => {
                 for x in [opt(&j.larg), opt(&j.rarg)].into_iter().flatten() {
                     walk(x, out);
@@ -209,18 +247,29 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         R::SelectStmt(q) => {
             let own = !q.from_clause.is_empty();
             let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
-            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, ..cx };
+            let grouped = !q.group_clause.is_empty();
+            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, grouped, ..cx };
             each_child(e, &mut |c| deps(c, cx, out));
         }
         // One value over a set (`SELECT max(id) FROM t`): not a mirror's row. A derived
         // table's columns are read through its name (a mirror when it reads the target's
-        // relation unrestricted, `scope`).
-        R::FuncCall(_) | R::RangeSubselect(_) if !matches!(e, R::FuncCall(f) if !aggregate(f)) => {
+        // relation unrestricted or reduced, `scope`).
+        R::FuncCall(_) | R::RangeSubselect(_) if !matches!(e, R::FuncCall(f) if cx.grouped && !cx.excluding || !reduction(f)) =>
+        {
             let mut d = Deps::default();
             each_child(e, &mut |c| deps(c, cx, &mut d));
             out.row |= d.row;
             out.whole_row |= d.whole_row;
             out.unsure |= d.unsure;
+            out.reduced |= d.reduced || d.mirror_any || !d.mirror.is_empty();
+        }
+        // Any other call may return a set (`unnest`, `generate_series`) or be a window (one
+        // value per row): what it is given of a mirror, even reduced, may be every row again.
+        R::FuncCall(_) => {
+            let mut d = Deps::default();
+            each_child(e, &mut |c| deps(c, cx, &mut d));
+            out.mirror_any |= d.reduced;
+            out.merge(d);
         }
         _ => each_child(e, &mut |c| deps(c, cx, out)),
     }
@@ -377,7 +426,8 @@ fn sublink(s: &pb::SubLink, cx: Cx<'_>, pos: bool) -> bool {
     }
     if ty == pb::SubLinkType::AnySublink as i32 || ty == pb::SubLinkType::AllSublink as i32 {
         // `row_side IN (SELECT …)`: an uncorrelated subquery is independent of the row.
-        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row && independent_of(sub, te, cx));
+        let inside = Cx { excluding: !pos, ..cx };
+        return opt(&s.testexpr).is_some_and(|te| side(te, cx) == Side::Row && independent_of(sub, te, inside));
     }
     false
 }
