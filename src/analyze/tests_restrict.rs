@@ -159,6 +159,8 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT unnest(ARRAY[min(id), max(id)]) FROM t1)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 TABLESAMPLE SYSTEM (100))",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT y.id FROM t1 y TABLESAMPLE BERNOULLI (100))",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING true)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING 1 = 1 OR count(*) > 1)",
     ] {
         assert!(!restricts(sql), "{sql}");
     }
@@ -175,6 +177,8 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
         "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
         "DELETE FROM t1 WHERE id = (SELECT pg_catalog.max(id) FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING count(*) > 1 AND true)",
+        "DELETE FROM t1 WHERE email IN (SELECT email FROM t1 GROUP BY email HAVING email LIKE 'x%')",
         "DELETE FROM t1 WHERE id = (SELECT max(id) - 1 FROM t1)",
         "DELETE FROM t1 WHERE id = coalesce((SELECT max(id) FROM t1), 0)",
         "DELETE FROM t1 WHERE id IN (SELECT count(*) FROM t1)",

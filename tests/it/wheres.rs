@@ -57,6 +57,7 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT first_value(id) OVER (PARTITION BY id) FROM t1)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY id)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 TABLESAMPLE SYSTEM (100))",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING true)",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");

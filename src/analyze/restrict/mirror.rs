@@ -7,6 +7,7 @@
 //! taken as the target).
 
 use super::{deps_of, from_names, pred, Cx};
+use crate::analyze::children::each_child;
 use crate::analyze::nodes::{items, literal_read, opt, sval};
 use crate::analyze::predicate::Target;
 use pg_query::protobuf as pb;
@@ -185,7 +186,7 @@ pub(super) fn scope(q: &pb::SelectStmt, cx: Cx<'_>) -> (Vec<Mirror>, bool, bool,
     for f in items(&q.from_clause) {
         occurrences(f, here, others, &mut found);
     }
-    if q.having_clause.is_some() || limited(q) {
+    if opt(&q.having_clause).is_some_and(chooses_groups) || limited(q) {
         found.clear();
     }
     if let Some(w) = opt(&q.where_clause) {
@@ -196,6 +197,25 @@ pub(super) fn scope(q: &pb::SelectStmt, cx: Cx<'_>) -> (Vec<Mirror>, bool, bool,
     let loose_any = cx.loose_any || found.iter().any(|m| m.any);
     mirrors.extend(found);
     (mirrors, shadowed, loose, loose_any)
+}
+
+/// Whether a HAVING chooses among the groups: through `AND` one term, through `OR` every
+/// branch, must read a group (a column or an aggregate); `HAVING true` or `HAVING 1 = 1`
+/// keeps every group.
+fn chooses_groups(h: R<'_>) -> bool {
+    fn reads_group(e: R<'_>) -> bool {
+        if matches!(e, R::ColumnRef(_)) || matches!(e, R::FuncCall(f) if f.agg_star || reduction(f)) {
+            return true;
+        }
+        let mut found = false;
+        each_child(e, &mut |c| found = found || reads_group(c));
+        found
+    }
+    match h {
+        R::BoolExpr(b) if b.boolop == pb::BoolExprType::AndExpr as i32 => items(&b.args).any(chooses_groups),
+        R::BoolExpr(b) => items(&b.args).all(chooses_groups),
+        _ => reads_group(h),
+    }
 }
 
 /// A LIMIT other than `ALL`/`NULL`.
