@@ -173,7 +173,8 @@ pub(super) fn changing_names(
             .iter()
             .zip(marked.iter())
             .map(|(st, m)| {
-                m.calls_functions
+                // A constant `set_config('search_path', …)` is read as a `SET` is (`names`).
+                m.calls_functions && !crate::names::sets_path_only(m)
                     || mentions(set, &st.text)
                     || st
                         .executes

@@ -69,7 +69,9 @@ impl Earlier {
     /// How `st` may redirect names, if it may (`ord`: its sync point).
     pub fn of(st: &Statement, ord: u64) -> Option<Earlier> {
         // The common case (a prepared SELECT, INSERT, …) is passed over on its flags alone.
-        let call = st.calls_functions || st.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)));
+        // A constant `set_config('search_path', …)` is a path change, as a `SET` is.
+        let call = st.calls_functions && !super::sets_path_only(st)
+            || st.opaque.iter().any(|o| matches!(o, Opaque::DoBlock | Opaque::Call(_)));
         if !(st.ddl || call || st.transaction_control) {
             // A role's membership or a schema's owner or privileges changed: any name.
             return (reach_of_privileges(&st.text) == Some(true)).then(|| Earlier {

@@ -58,8 +58,8 @@ pub use earlier::{
 pub use effect::{may_change_path, path_effect, PathEffect};
 pub use identities::{before_batch, called, identities_answer, Asked, Identities};
 use identities::{CALLED_SINCE, CHANGED_SINCE, NO_ANSWER, OWN, PARENT, RELATIVE};
-pub use path::is_path_key;
 use path::{effective_key, Paths};
+pub use path::{is_path_key, sets_path_only};
 pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 pub use view::View;

@@ -39,7 +39,11 @@ impl Paths {
                     continue;
                 }
             }
-            let unseen = s.calls_functions || !s.opaque.is_empty() || changing.get(i).copied().unwrap_or(false);
+            // A `SELECT set_config('search_path', 'a, b', …)` of constants calls nothing but
+            // the setting (a user's `set_config` the server may pick instead is a hidden
+            // caller: `changing`).
+            let calls = s.calls_functions && !sets_path_only(s);
+            let unseen = calls || !s.opaque.is_empty() || changing.get(i).copied().unwrap_or(false);
             if now.is_err() || !(may_change_path(s.text.as_bytes()) || unseen) {
                 continue;
             }
@@ -67,8 +71,21 @@ impl Paths {
     }
 }
 
+/// Whether a statement that calls functions calls only `set_config` of `search_path`, with
+/// constants (`SELECT set_config('search_path', 'archive, public', false)`), followed as a
+/// `SET` is.
+pub fn sets_path_only(s: &Statement) -> bool {
+    s.calls_functions
+        && s.opaque.is_empty()
+        && s.text.len() < 4096
+        && s.text.as_bytes().windows(10).any(|w| w.eq_ignore_ascii_case(b"set_config"))
+        && set_search_path(&s.text).is_some()
+}
+
 /// The schemas of `SET [LOCAL] search_path TO a, b` (constants only: not `DEFAULT`, not a
-/// name holding a control character blastwall uses as a separator).
+/// name holding a control character blastwall uses as a separator), or of `SELECT
+/// set_config('search_path', 'a, "B"', true)` with constants (its value split as the server
+/// splits a list of names: unquoted names folded to lower case, quoted ones kept).
 fn set_search_path(text: &str) -> Option<Vec<String>> {
     use pg_query::protobuf::{a_const::Val, VariableSetKind};
     use pg_query::NodeEnum;
@@ -76,21 +93,129 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
     crate::analyze::deep::with_parse(&text, pg_query::ParserOptions::DEFAULT, |parsed| {
         let parsed = parsed.ok()?;
         let [raw] = &parsed.protobuf.stmts[..] else { return None };
-        let Some(NodeEnum::VariableSetStmt(v)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else { return None };
-        if v.kind != VariableSetKind::VarSetValue as i32 || !v.name.eq_ignore_ascii_case("search_path") {
+        let plain = |s: &str| !s.contains(['\u{1}', '\u{2}']);
+        match raw.stmt.as_ref().and_then(|n| n.node.as_ref())? {
+            NodeEnum::VariableSetStmt(v) => {
+                if v.kind != VariableSetKind::VarSetValue as i32 || !v.name.eq_ignore_ascii_case("search_path") {
+                    return None;
+                }
+                v.args
+                    .iter()
+                    .map(|a| match a.node.as_ref() {
+                        Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
+                            Some(Val::Sval(s)) if plain(&s.sval) => Some(s.sval.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect()
+            }
+            NodeEnum::SelectStmt(q) => {
+                let bare = q.from_clause.is_empty()
+                    && q.where_clause.is_none()
+                    && q.group_clause.is_empty()
+                    && q.having_clause.is_none()
+                    && q.window_clause.is_empty()
+                    && q.distinct_clause.is_empty()
+                    && q.into_clause.is_none()
+                    && q.with_clause.is_none()
+                    && q.values_lists.is_empty()
+                    && q.sort_clause.is_empty()
+                    && q.limit_count.is_none()
+                    && q.limit_offset.is_none()
+                    && q.locking_clause.is_empty()
+                    && q.larg.is_none();
+                let [target] = &q.target_list[..] else { return None };
+                let Some(NodeEnum::ResTarget(t)) = target.node.as_ref() else { return None };
+                let Some(NodeEnum::FuncCall(f)) = t.val.as_ref().and_then(|v| v.node.as_ref()) else { return None };
+                let name: Vec<&str> = f
+                    .funcname
+                    .iter()
+                    .map(|n| match n.node.as_ref() {
+                        Some(NodeEnum::String(s)) => s.sval.as_str(),
+                        _ => "",
+                    })
+                    .collect();
+                let plain_call = f.agg_filter.is_none()
+                    && f.over.is_none()
+                    && f.agg_order.is_empty()
+                    && !f.agg_star
+                    && !f.agg_distinct
+                    && !f.func_variadic;
+                if !bare || !plain_call || !matches!(name[..], ["set_config"] | ["pg_catalog", "set_config"]) {
+                    return None;
+                }
+                let arg = |i: usize| match f.args.get(i).and_then(|a| a.node.as_ref()) {
+                    Some(NodeEnum::AConst(c)) => c.val.as_ref(),
+                    _ => None,
+                };
+                match (f.args.len(), arg(0), arg(1), arg(2)) {
+                    (3, Some(Val::Sval(n)), Some(Val::Sval(v)), Some(Val::Boolval(_)))
+                        if n.sval.eq_ignore_ascii_case("search_path") && plain(&v.sval) =>
+                    {
+                        split_names(&v.sval)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    })
+}
+
+/// A list of names as the server splits a list setting's value (`SplitIdentifierString`):
+/// separated by commas, whitespace around them dropped, `"…"` kept as written (`""` is a
+/// quote), any other name folded to lower case (ASCII: a UTF-8 server folds no other letter).
+/// `None` where the server would refuse it, a name is empty or longer than it keeps (63
+/// bytes), or the list is empty.
+fn split_names(value: &str) -> Option<Vec<String>> {
+    let b = value.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    loop {
+        while i < b.len() && space(b[i]) {
+            i += 1;
+        }
+        let mut name = Vec::new();
+        if b.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return None,
+                    Some(b'"') if b.get(i + 1) == Some(&b'"') => {
+                        name.push(b'"');
+                        i += 2;
+                    }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&c) => {
+                        name.push(c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while i < b.len() && !space(b[i]) && b[i] != b',' {
+                name.push(b[i].to_ascii_lowercase());
+                i += 1;
+            }
+        }
+        if name.is_empty() || name.len() > 63 {
             return None;
         }
-        v.args
-            .iter()
-            .map(|a| match a.node.as_ref() {
-                Some(NodeEnum::AConst(c)) => match c.val.as_ref() {
-                    Some(Val::Sval(s)) if !s.sval.contains(['\u{1}', '\u{2}']) => Some(s.sval.clone()),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect()
-    })
+        out.push(String::from_utf8(name).ok()?);
+        while i < b.len() && space(b[i]) {
+            i += 1;
+        }
+        match b.get(i) {
+            None => return Some(out),
+            Some(b',') => i += 1,
+            Some(_) => return None,
+        }
+    }
 }
 
 /// The key a written name is resolved under before statement `index` (see [`Paths`]):
@@ -107,4 +232,44 @@ pub(super) fn effective_key(paths: &Paths, index: usize, t: &RelName) -> Result<
 /// Whether a key is resolved against a path of its own (`effective_key`).
 pub fn is_path_key(k: &str) -> bool {
     k.contains('\u{2}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{set_search_path, split_names};
+
+    #[test]
+    fn a_list_setting_is_split_as_the_server_splits_it() {
+        let v = |x: &[&str]| Some(x.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(split_names("archive, public"), v(&["archive", "public"]));
+        assert_eq!(split_names(" ARCHIVE ,\tPublic "), v(&["archive", "public"]));
+        assert_eq!(split_names(r#""$user", "My ""S""""#), v(&["$user", r#"My "S""#]));
+        assert_eq!(split_names("$user,pg_temp"), v(&["$user", "pg_temp"]));
+        for bad in ["", " ", "a,", ",a", "a b", r#""a"#, r#""""#, "a,,b", &"x".repeat(64)] {
+            assert_eq!(split_names(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_constant_set_config_of_search_path_is_read() {
+        let v = |x: &[&str]| Some(x.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(set_search_path("SELECT set_config('search_path', 'a, B', true)"), v(&["a", "b"]));
+        assert_eq!(set_search_path("select pg_catalog.set_config('SEARCH_PATH', '\"A\"', false)"), v(&["A"]));
+        assert_eq!(set_search_path("SET search_path TO a, \"B\""), v(&["a", "B"]));
+        for other in [
+            "SELECT set_config('search_path', $1, true)",
+            "SELECT set_config('search_path', 'a' || 'b', true)",
+            "SELECT set_config('search_path', 'a', $1)",
+            "SELECT set_config('search_path', 'a', true), 1",
+            "SELECT set_config('search_path', 'a', true) FROM t",
+            "SELECT set_config('search_path', 'a', true) INTO x",
+            "SELECT set_config('search_path', 'a', true) UNION SELECT 'b'",
+            "SELECT s.set_config('search_path', 'a', true)",
+            "SELECT set_config('role', 'a', true)",
+            "SELECT set_config('search_path', 'a', true); SELECT 1",
+            "SELECT set_config('search_path', E'a\\u0001b', true)",
+        ] {
+            assert_eq!(set_search_path(other), None, "{other}");
+        }
+    }
 }

@@ -96,6 +96,16 @@ async fn settings_that_may_redirect_and_look_alike_functions_are_still_calls() {
     refused(&send(&mut c, &[p("", mode), b("", "", &["warn"]), e("", 0), sync()]).await, "blastwall.mode");
     let moved = "SELECT count(*) FROM archive.users WHERE plan = 'moved'";
     assert_eq!(count(&db, moved).await + count(&db, "SELECT count(*) FROM users WHERE plan = 'moved'").await, 0);
+    // A constant path in a pipeline is followed no further than a SET there: the server has
+    // not answered it when the write behind it is judged, so the write is judged as every
+    // table its name may be (here from archive's path back to public.users: refused).
+    ran(&send(&mut c, &[q("SET search_path = archive, public")]).await, "SET");
+    let range = "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111111";
+    for first in ["SELECT set_config('search_path', 'public', true)", "SET LOCAL search_path = public"] {
+        let r = send(&mut c, &[p("", first), b("", "", &[]), e("", 0), pbe(range), sync()]).await;
+        refused(&r, first);
+        assert_eq!(count(&db, WINDOW).await, 10, "{first}");
+    }
     px.stop().await;
 
     // A DBA's functions named like the built-ins, found first by a path that lists pg_catalog
@@ -123,6 +133,9 @@ async fn settings_that_may_redirect_and_look_alike_functions_are_still_calls() {
     refused(&send(&mut c, &[q(claims)]).await, "the look-alike set_config");
     let r = send(&mut c, &[q(&format!("{claims}; UPDATE users SET plan = 'x' WHERE id = 1000007"))]).await;
     refused(&r, "the look-alike set_config before a write");
+    let path = "SELECT set_config('search_path', 'public, pg_catalog', false); \
+                UPDATE users SET plan = 'x' WHERE id = 1000007";
+    refused(&send(&mut c, &[q(path)]).await, "the look-alike set_config of search_path before a write");
     let lock = [p("", "SELECT pg_advisory_xact_lock($1::int)"), b("", "", &["42"]), e("", 0), sync()];
     refused(&send(&mut c, &lock).await, "the look-alike advisory lock");
     assert_eq!(count(&db, negative).await, before, "the test users, checked on the server");

@@ -139,9 +139,29 @@ async fn a_path_or_a_table_made_earlier_in_the_same_message_fails_closed_and_say
     let proxy = proxy().await;
     let db = archive_db().await;
     let c = connect(proxy.port(), "app", APP_PW, &db).await;
-    // A path that is not a plain list (set_config) earlier in the same message: not followed.
-    let e = refused(&c, "SELECT set_config('search_path', 'archive', false); DELETE FROM users WHERE id < 0").await;
-    assert!(e.contains("could not be resolved before the message runs"), "{e}");
+    // A path set by a constant set_config earlier in the same message is followed as a SET
+    // is: its value split as the server splits it (unquoted names folded).
+    send(&c, "SELECT set_config('search_path', ' ARCHIVE ,public', true); DELETE FROM users WHERE id < -91111115")
+        .await
+        .unwrap();
+    assert_eq!(counts(&db).await, (60, 55));
+    let e = refused(
+        &c,
+        "SELECT pg_catalog.set_config('search_path', '\"$user\", public', false); \
+         DELETE FROM users WHERE id BETWEEN -91111200 AND -91111100",
+    )
+    .await;
+    assert!(e.contains("public.users") && e.contains("protected-range"), "{e}");
+    // Not a constant list (computed, a second call beside it, a quote left open): not followed.
+    for sql in [
+        "SELECT set_config('search_path', 'arch' || 'ive', false); DELETE FROM users WHERE id < 0",
+        "SELECT set_config('search_path', 'archive', false), now(); DELETE FROM users WHERE id < 0",
+        "SELECT set_config('search_path', '\"archive', false); DELETE FROM users WHERE id < 0",
+    ] {
+        let e = refused(&c, sql).await;
+        assert!(e.contains("could not be resolved before the message runs"), "{sql}: {e}");
+    }
+    assert_eq!(counts(&db).await, (60, 55));
     let e = refused(
         &c,
         "CREATE TEMP TABLE users (id bigint, email text); INSERT INTO users VALUES (-91111150, 'x'); \
@@ -149,18 +169,18 @@ async fn a_path_or_a_table_made_earlier_in_the_same_message_fails_closed_and_say
     )
     .await;
     assert!(e.contains("CREATE TEMP TABLE users"), "{e}");
-    assert_eq!(counts(&db).await, (60, 60));
+    assert_eq!(counts(&db).await, (60, 55));
     // The same in messages of their own: the temporary table shadows public.users.
     send(&c, "CREATE TEMP TABLE users (id bigint, email text)").await.unwrap();
     send(&c, "INSERT INTO users VALUES (-91111150, 'x'), (-91111151, 'y')").await.unwrap();
     send(&c, RANGE_DELETE).await.unwrap();
     send(&c, "TRUNCATE users").await.unwrap();
-    assert_eq!(counts(&db).await, (60, 60));
+    assert_eq!(counts(&db).await, (60, 55));
     // Dropped: the name leads back to public.users.
     send(&c, "DROP TABLE users").await.unwrap();
     refused(&c, RANGE_DELETE).await;
     refused(&c, "TRUNCATE users").await;
-    assert_eq!(counts(&db).await, (60, 60));
+    assert_eq!(counts(&db).await, (60, 55));
     proxy.stop().await;
 }
 
