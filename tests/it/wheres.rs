@@ -58,6 +58,14 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY id)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 TABLESAMPLE SYSTEM (100))",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING true)",
+        // rt37: through LATERAL, WITH TIES, a null limit, a recursive walk, groups of rows.
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT x FROM t1, LATERAL (SELECT id) l(x))",
+        "UPDATE t1 x SET b = 'z' FROM t1 y, LATERAL (SELECT y.id) l(k) WHERE x.id = l.k",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 ORDER BY a * 0 FETCH FIRST 1 ROW WITH TIES)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 LIMIT NULL::int)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (WITH RECURSIVE r(i) AS (SELECT min(id) FROM t1 UNION \
+         SELECT (SELECT min(id) FROM t1 WHERE id > r.i) FROM r WHERE r.i IS NOT NULL) SELECT i FROM r)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY ctid)",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");
@@ -80,6 +88,8 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
             ("UPDATE t1 SET b = 'u' WHERE id IN (SELECT t1.id FROM t1 JOIN t2 ON t1.id = t2.k)", "u", 3),
             ("UPDATE t1 SET b = 't' WHERE parent_id IN (SELECT id FROM t2)", "t", 6),
             ("UPDATE t1 SET b = 'r' WHERE id = (SELECT max(id) - 1 FROM t1)", "r", 1),
+            // The latest row of each group (rt37 FP1).
+            ("UPDATE t1 SET b = 'q' WHERE id IN (SELECT max(id) FROM t1 GROUP BY a)", "q", 7),
             // One row kept per group: the groups' aggregates are excluded.
             ("UPDATE t1 SET b = 's' WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY a)", "s", 93),
         ],

@@ -41,7 +41,8 @@ pub(in crate::analyze) fn selves<'a>(from: impl Iterator<Item = R<'a>>, t: &Targ
         mirrors: &[],
         loose: false,
         loose_any: false,
-        grouped: false,
+        grouped: None,
+        row_any: false,
         excluding: false,
         budget: &budget,
     };
@@ -67,7 +68,8 @@ pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<S
             mirrors: &[],
             loose: false,
             loose_any: false,
-            grouped: false,
+            grouped: None,
+            row_any: false,
             excluding: false,
             budget: &budget,
         };
@@ -83,7 +85,7 @@ pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<S
 /// expanded again where it is read (`generate_series(s.lo, s.hi)`, `unnest(s.ids)`), which
 /// blastwall does not follow through the name.
 fn reads_unrestricted(q: R<'_>, cx: Cx<'_>) -> bool {
-    let d = deps_of(q, Cx { inner: true, grouped: false, ..cx });
+    let d = deps_of(q, Cx { inner: true, grouped: None, ..cx });
     d.mirror_any || !d.mirror.is_empty() || d.reduced
 }
 
@@ -111,6 +113,18 @@ fn occurrences(f: R<'_>, cx: Cx<'_>, others: bool, out: &mut Vec<Mirror>) {
         }
         R::RangeSubselect(r) => {
             if let (Some(q), Some(a)) = (opt(&r.subquery), r.alias.as_ref()) {
+                // A LATERAL one may read the relations before it (`FROM t y, LATERAL (SELECT
+                // y.id) l(k)`): those found are mirrors there too.
+                let mut beside = cx.mirrors.to_vec();
+                if r.lateral {
+                    beside.extend(out.iter().cloned());
+                }
+                let cx = Cx {
+                    mirrors: &beside,
+                    loose: cx.loose || r.lateral && !out.is_empty(),
+                    loose_any: cx.loose_any || r.lateral && out.iter().any(|m| m.any),
+                    ..cx
+                };
                 if reads_unrestricted(q, cx) {
                     out.push(Mirror { name: a.aliasname.clone(), any: true });
                 }
@@ -165,7 +179,8 @@ pub(super) fn restricted_by(w: R<'_>, m: &Mirror, all: &[Mirror], others: bool, 
         mirrors: &mirrors,
         loose: false,
         loose_any: false,
-        grouped: false,
+        grouped: None,
+        row_any: m.any,
         excluding: false,
         budget: cx.budget,
     };
@@ -218,16 +233,21 @@ fn chooses_groups(h: R<'_>) -> bool {
     }
 }
 
-/// A LIMIT other than `ALL`/`NULL`.
+/// A LIMIT of a constant count (not `ALL`, `NULL`, `NULL::int`, an expression or a parameter
+/// that may be null, nor `WITH TIES`, which takes every row tied with the last: `ORDER BY
+/// x * 0 FETCH FIRST 1 ROW WITH TIES` is all of them).
 fn limited(q: &pb::SelectStmt) -> bool {
-    match opt(&q.limit_count) {
-        None => false,
-        Some(R::AConst(c)) => {
-            literal_read();
-            !c.isnull
+    fn count(e: R<'_>) -> bool {
+        match e {
+            R::AConst(c) => {
+                literal_read();
+                !c.isnull
+            }
+            R::TypeCast(t) => opt(&t.arg).is_some_and(count),
+            _ => false,
         }
-        Some(_) => true,
     }
+    q.limit_option != pb::LimitOption::WithTies as i32 && opt(&q.limit_count).is_some_and(count)
 }
 
 /// An aggregate whose value is one scalar over the rows it reads (`max`, `count`, `sum`): the

@@ -60,7 +60,8 @@ pub(super) fn restricts_any(ws: &[R<'_>], t: &Target) -> bool {
         mirrors: &[],
         loose: false,
         loose_any: false,
-        grouped: false,
+        grouped: None,
+        row_any: false,
         excluding: false,
         budget: &budget,
     };
@@ -85,9 +86,13 @@ struct Cx<'t> {
     loose: bool,
     /// An unqualified name may be any column of the target's (a mirror with `any`).
     loose_any: bool,
-    /// Inside a SELECT with a GROUP BY: an aggregate there is one value per group, and a group
-    /// may be one row (`SELECT max(id) FROM t GROUP BY id` is every id).
-    grouped: bool,
+    /// The target stands for a mirror with `any` (`restricted_by`): its columns' names say
+    /// nothing of which of the relation's they are, so any mirror's column may be the same.
+    row_any: bool,
+    /// Inside a SELECT with a GROUP BY, what its groups are made of: an aggregate there is one
+    /// value per group, and a group of the column it reads is one value of it (`SELECT max(id)
+    /// FROM t GROUP BY id` is every id).
+    grouped: Option<&'t Deps>,
     /// Inside a subquery whose values are excluded (`id NOT IN (SELECT min(id) FROM t GROUP
     /// BY email)`, keeping one row per email): a group's aggregate, even one per row, matches
     /// no row the rest of the predicate did not.
@@ -140,6 +145,9 @@ fn independent_of(x: R<'_>, row: R<'_>, cx: Cx<'_>) -> bool {
     }
     if d.mirror.is_empty() {
         return true;
+    }
+    if cx.row_any {
+        return false;
     }
     let mut cols = BTreeSet::new();
     column_names(row, &mut cols);
@@ -247,21 +255,43 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         R::SelectStmt(q) => {
             let own = !q.from_clause.is_empty();
             let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
-            let grouped = !q.group_clause.is_empty();
-            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, grouped, ..cx };
+            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, grouped: None, ..cx };
+            let groups = (!q.group_clause.is_empty()).then(|| groups(&q.group_clause, cx));
+            let cx = Cx { grouped: groups.as_ref(), ..cx };
             each_child(e, &mut |c| deps(c, cx, out));
         }
-        // One value over a set (`SELECT max(id) FROM t`): not a mirror's row. A derived
-        // table's columns are read through its name (a mirror when it reads the target's
-        // relation unrestricted or reduced, `scope`).
-        R::FuncCall(_) | R::RangeSubselect(_) if !matches!(e, R::FuncCall(f) if cx.grouped && !cx.excluding || !reduction(f)) =>
-        {
+        // A derived table's columns are read through its name: a mirror when it reads the
+        // target's relation unrestricted, or a mirror beside it (`FROM t, LATERAL (SELECT id)
+        // l(x)`) or outside (`scope`).
+        R::RangeSubselect(_) => {
             let mut d = Deps::default();
             each_child(e, &mut |c| deps(c, cx, &mut d));
             out.row |= d.row;
             out.whole_row |= d.whole_row;
             out.unsure |= d.unsure;
-            out.reduced |= d.reduced || d.mirror_any || !d.mirror.is_empty();
+            out.reduced |= d.reduced;
+        }
+        // A recursive WITH may walk a mirror one aggregate at a time (`SELECT (SELECT min(id)
+        // FROM t WHERE id > r.i) FROM r`): every row again.
+        R::WithClause(w) if w.recursive => {
+            let mut d = Deps::default();
+            each_child(e, &mut |c| deps(c, cx, &mut d));
+            out.mirror_any |= d.reduced || d.mirror_any || !d.mirror.is_empty();
+            out.merge(d);
+        }
+        // One value over a set (`SELECT max(id) FROM t`): not a mirror's row — unless the
+        // groups are made of what it reads (`GROUP BY id`), and the values are not excluded.
+        R::FuncCall(f) if reduction(f) => {
+            let mut d = Deps::default();
+            each_child(e, &mut |c| deps(c, cx, &mut d));
+            if cx.grouped.is_some_and(|g| !cx.excluding && per_row(g, &d)) {
+                out.merge(d);
+            } else {
+                out.row |= d.row;
+                out.whole_row |= d.whole_row;
+                out.unsure |= d.unsure;
+                out.reduced |= d.reduced || d.mirror_any || !d.mirror.is_empty();
+            }
         }
         // Any other call may return a set (`unnest`, `generate_series`) or be a window (one
         // value per row): what it is given of a mirror, even reduced, may be every row again.
@@ -273,6 +303,27 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         }
         _ => each_child(e, &mut |c| deps(c, cx, out)),
     }
+}
+
+/// What a GROUP BY's expressions read of mirrors. A position (`GROUP BY 1`) may be any of the
+/// output's expressions: taken as any column.
+fn groups(list: &[pb::Node], cx: Cx<'_>) -> Deps {
+    let mut g = Deps::default();
+    for x in items(list) {
+        g.mirror_any |= matches!(x, R::AConst(_));
+        deps(x, cx, &mut g);
+    }
+    g
+}
+
+/// Whether groups made of `g` may hold one row each of what an aggregate reads (`d`): they
+/// are made of one of its columns, of any, or of a system column that tells rows apart.
+fn per_row(g: &Deps, d: &Deps) -> bool {
+    const SYSTEM: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+    g.mirror_any
+        || d.mirror_any
+        || !g.mirror.is_disjoint(&d.mirror)
+        || g.mirror.iter().any(|c| SYSTEM.contains(&c.as_str()))
 }
 
 /// Whether a predicate appears inside an expression (a comparison, a boolean combination, a
