@@ -179,6 +179,11 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY id + 0)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY t1)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY ROLLUP (a, id))",
+        // rt38 M1: an aggregate correlated with a read outside it is one value per row.
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (VALUES (m.id)) v(y)) FROM t1 m)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (SELECT m.id) v(y)) FROM t1 m)",
+        "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(m.id + z) FROM (VALUES (0)) v(z)) FROM t1 m)",
+        "UPDATE t1 SET b = 'z' WHERE EXISTS (SELECT 1 FROM t1 m WHERE t1.id = (SELECT max(y) FROM (VALUES (m.id)) v(y)))",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT id FROM t1 GROUP BY id HAVING 1 = 1 OR count(*) > 1)",
     ] {
         assert!(!restricts(sql), "{sql}");
@@ -196,6 +201,8 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
         "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
         "DELETE FROM t1 WHERE id = (SELECT pg_catalog.max(id) FROM t1)",
+        "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE created < (SELECT max(created) FROM t1) - interval '1 day')",
+        "DELETE FROM t1 WHERE created < (SELECT max(created) FROM t1) - interval '30 days'",
         "UPDATE t1 SET b = 'latest' WHERE id IN (SELECT max(id) FROM t1 GROUP BY email)",
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 ORDER BY id LIMIT 10::int)",
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 ORDER BY id FETCH FIRST 10 ROWS ONLY)",

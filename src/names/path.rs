@@ -165,14 +165,16 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
 
 /// A list of names as the server splits a list setting's value (`SplitIdentifierString`):
 /// separated by commas, whitespace around them dropped, `"…"` kept as written (`""` is a
-/// quote), any other name folded to lower case (ASCII: a UTF-8 server folds no other letter).
+/// quote), any other name folded to lower case (ASCII only; an unquoted name with another
+/// letter is not read: a server in a single-byte encoding folds it by its locale).
 /// `None` where the server would refuse it, a name is empty or longer than it keeps (63
 /// bytes), or the list is empty.
 fn split_names(value: &str) -> Option<Vec<String>> {
     let b = value.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+    // The server's `scanner_isspace`: not a vertical tab (`archive\v` is a name of its own).
+    let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
     loop {
         while i < b.len() && space(b[i]) {
             i += 1;
@@ -199,6 +201,10 @@ fn split_names(value: &str) -> Option<Vec<String>> {
             }
         } else {
             while i < b.len() && !space(b[i]) && b[i] != b',' {
+                // A server in a single-byte encoding folds other letters by its locale.
+                if !b[i].is_ascii() {
+                    return None;
+                }
                 name.push(b[i].to_ascii_lowercase());
                 i += 1;
             }
@@ -245,7 +251,10 @@ mod tests {
         assert_eq!(split_names(" ARCHIVE ,\tPublic "), v(&["archive", "public"]));
         assert_eq!(split_names(r#""$user", "My ""S""""#), v(&["$user", r#"My "S""#]));
         assert_eq!(split_names("$user,pg_temp"), v(&["$user", "pg_temp"]));
-        for bad in ["", " ", "a,", ",a", "a b", r#""a"#, r#""""#, "a,,b", &"x".repeat(64)] {
+        assert_eq!(split_names("\"Émile\""), v(&["Émile"]));
+        assert_eq!(split_names("archive\x0b, public"), v(&["archive\x0b", "public"]));
+        assert_eq!(split_names("a,\x0cb"), v(&["a", "b"]));
+        for bad in ["", " ", "a,", ",a", "a b", r#""a"#, r#""""#, "a,,b", &"x".repeat(64), "Émile"] {
             assert_eq!(split_names(bad), None, "{bad:?}");
         }
     }

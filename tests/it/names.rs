@@ -152,6 +152,18 @@ async fn a_path_or_a_table_made_earlier_in_the_same_message_fails_closed_and_say
     )
     .await;
     assert!(e.contains("public.users") && e.contains("protected-range"), "{e}");
+    // A vertical tab is no whitespace to the server (rt38 H1): `archive\v` is a schema of its
+    // own, which does not exist, and the name leads to public.users (a call of a function
+    // outside pg_catalog after the write would leave the count without its check).
+    let e = refused(
+        &c,
+        "SELECT set_config('search_path', E'archive\\x0b, public', false); \
+         DELETE FROM users WHERE id BETWEEN -91111120 AND -91111111; \
+         SELECT information_schema._pg_char_max_length(25, 10)",
+    )
+    .await;
+    assert!(e.contains("public.users") && e.contains("protected-range"), "{e}");
+    assert_eq!(counts(&db).await, (60, 55));
     // Not a constant list (computed, a second call beside it, a quote left open): not followed.
     for sql in [
         "SELECT set_config('search_path', 'arch' || 'ive', false); DELETE FROM users WHERE id < 0",

@@ -6,9 +6,10 @@
 //! Owns: finding those reads and judging their restriction (with `restrict`'s rules, the read
 //! taken as the target).
 
+use super::reduce::reduction;
 use super::{deps_of, from_names, pred, Cx};
 use crate::analyze::children::each_child;
-use crate::analyze::nodes::{items, literal_read, opt, sval};
+use crate::analyze::nodes::{items, literal_read, opt};
 use crate::analyze::predicate::Target;
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
@@ -42,6 +43,7 @@ pub(in crate::analyze) fn selves<'a>(from: impl Iterator<Item = R<'a>>, t: &Targ
         loose: false,
         loose_any: false,
         grouped: None,
+        correlated: false,
         row_any: false,
         excluding: false,
         budget: &budget,
@@ -69,6 +71,7 @@ pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<S
             loose: false,
             loose_any: false,
             grouped: None,
+            correlated: false,
             row_any: false,
             excluding: false,
             budget: &budget,
@@ -180,6 +183,7 @@ pub(super) fn restricted_by(w: R<'_>, m: &Mirror, all: &[Mirror], others: bool, 
         loose: false,
         loose_any: false,
         grouped: None,
+        correlated: false,
         row_any: m.any,
         excluding: false,
         budget: cx.budget,
@@ -248,37 +252,4 @@ fn limited(q: &pb::SelectStmt) -> bool {
         }
     }
     q.limit_option != pb::LimitOption::WithTies as i32 && opt(&q.limit_count).is_some_and(count)
-}
-
-/// An aggregate whose value is one scalar over the rows it reads (`max`, `count`, `sum`): the
-/// built-in ones by name, unqualified or in `pg_catalog`. Not a window (one value per row),
-/// not an aggregate that collects the rows (`array_agg`, `string_agg`, `json_agg`: `unnest`
-/// gives them back), not one of another schema (it may be anything).
-pub(super) fn reduction(f: &pb::FuncCall) -> bool {
-    const SCALAR: &[&str] = &[
-        "any_value",
-        "avg",
-        "bit_and",
-        "bit_or",
-        "bit_xor",
-        "bool_and",
-        "bool_or",
-        "count",
-        "every",
-        "max",
-        "min",
-        "stddev",
-        "stddev_pop",
-        "stddev_samp",
-        "sum",
-        "var_pop",
-        "var_samp",
-        "variance",
-    ];
-    let name: Vec<Option<&str>> = f.funcname.iter().map(sval).collect();
-    let scalar = match name.as_slice() {
-        [Some(n)] | [Some("pg_catalog"), Some(n)] => SCALAR.contains(n),
-        _ => false,
-    };
-    scalar && f.over.is_none()
 }

@@ -38,11 +38,13 @@ use std::collections::BTreeSet;
 
 mod cover;
 mod mirror;
+mod reduce;
 
 use cover::{column_names, complementary};
 pub use mirror::Mirror;
 pub(super) use mirror::{mirroring_ctes, selves};
-use mirror::{reduction, restricted_by, scope};
+use mirror::{restricted_by, scope};
+use reduce::{correlated, groups, per_row, reduction};
 
 /// Whether `w` (a WHERE, or a MERGE's join or WHEN condition) restricts the target's rows.
 pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
@@ -61,6 +63,7 @@ pub(super) fn restricts_any(ws: &[R<'_>], t: &Target) -> bool {
         loose: false,
         loose_any: false,
         grouped: None,
+        correlated: false,
         row_any: false,
         excluding: false,
         budget: &budget,
@@ -93,6 +96,9 @@ struct Cx<'t> {
     /// value per group, and a group of the column it reads is one value of it (`SELECT max(id)
     /// FROM t GROUP BY id` is every id).
     grouped: Option<&'t Deps>,
+    /// Inside a SELECT that reads a read of the target's relation from outside it: its
+    /// aggregates are one value per outer row (`reduce::correlated`).
+    correlated: bool,
     /// Inside a subquery whose values are excluded (`id NOT IN (SELECT min(id) FROM t GROUP
     /// BY email)`, keeping one row per email): a group's aggregate, even one per row, matches
     /// no row the rest of the predicate did not.
@@ -254,8 +260,18 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         }
         R::SelectStmt(q) => {
             let own = !q.from_clause.is_empty();
+            let correlated = correlated(q, cx);
             let (mirrors, shadowed, loose, loose_any) = scope(q, cx);
-            let cx = Cx { inner: cx.inner || own, shadowed, mirrors: &mirrors, loose, loose_any, grouped: None, ..cx };
+            let cx = Cx {
+                inner: cx.inner || own,
+                shadowed,
+                mirrors: &mirrors,
+                loose,
+                loose_any,
+                grouped: None,
+                correlated,
+                ..cx
+            };
             let groups = (!q.group_clause.is_empty()).then(|| groups(&q.group_clause, cx));
             let cx = Cx { grouped: groups.as_ref(), ..cx };
             each_child(e, &mut |c| deps(c, cx, out));
@@ -284,7 +300,7 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         R::FuncCall(f) if reduction(f) => {
             let mut d = Deps::default();
             each_child(e, &mut |c| deps(c, cx, &mut d));
-            if cx.grouped.is_some_and(|g| !cx.excluding && per_row(g, &d)) {
+            if !cx.excluding && (cx.correlated || cx.grouped.is_some_and(|g| per_row(g, &d))) {
                 out.merge(d);
             } else {
                 out.row |= d.row;
@@ -303,27 +319,6 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         }
         _ => each_child(e, &mut |c| deps(c, cx, out)),
     }
-}
-
-/// What a GROUP BY's expressions read of mirrors. A position (`GROUP BY 1`) may be any of the
-/// output's expressions: taken as any column.
-fn groups(list: &[pb::Node], cx: Cx<'_>) -> Deps {
-    let mut g = Deps::default();
-    for x in items(list) {
-        g.mirror_any |= matches!(x, R::AConst(_));
-        deps(x, cx, &mut g);
-    }
-    g
-}
-
-/// Whether groups made of `g` may hold one row each of what an aggregate reads (`d`): they
-/// are made of one of its columns, of any, or of a system column that tells rows apart.
-fn per_row(g: &Deps, d: &Deps) -> bool {
-    const SYSTEM: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
-    g.mirror_any
-        || d.mirror_any
-        || !g.mirror.is_disjoint(&d.mirror)
-        || g.mirror.iter().any(|c| SYSTEM.contains(&c.as_str()))
 }
 
 /// Whether a predicate appears inside an expression (a comparison, a boolean combination, a
