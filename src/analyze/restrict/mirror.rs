@@ -237,7 +237,7 @@ fn chooses_groups(h: R<'_>) -> bool {
     }
 }
 
-/// A LIMIT of a constant count (not `ALL`, `NULL`, `NULL::int`, an expression or a parameter
+/// A LIMIT of a constant count or a parameter (not `ALL`, `NULL`, `NULL::int` or an expression
 /// that may be null, nor `WITH TIES`, which takes every row tied with the last: `ORDER BY
 /// x * 0 FETCH FIRST 1 ROW WITH TIES` is all of them).
 fn limited(q: &pb::SelectStmt) -> bool {
@@ -248,6 +248,9 @@ fn limited(q: &pb::SelectStmt) -> bool {
                 !c.isnull
             }
             R::TypeCast(t) => opt(&t.arg).is_some_and(count),
+            // A parameter, as `id = $1` is: a client's batch size (`LIMIT $1 FOR UPDATE SKIP
+            // LOCKED`); bound to NULL, it is a limit of every row, as `LIMIT 1e9` is.
+            R::ParamRef(_) => true,
             _ => false,
         }
     }
