@@ -180,6 +180,9 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY ROLLUP (a, id))",
         // rt38 M1: an aggregate correlated with a read outside it is one value per row.
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (VALUES (m.id)) v(y)) FROM t1 m)",
+        // rt39 M1: the same with the target's own column, unqualified.
+        "UPDATE t1 SET b = 'z' WHERE id = (SELECT max(y) FROM (VALUES (id)) v(y))",
+        "UPDATE t1 SET b = 'z' WHERE id <= (SELECT max(y) FROM (SELECT id) v(y))",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (SELECT m.id) v(y)) FROM t1 m)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(m.id + z) FROM (VALUES (0)) v(z)) FROM t1 m)",
         "UPDATE t1 SET b = 'z' WHERE EXISTS (SELECT 1 FROM t1 m WHERE t1.id = (SELECT max(y) FROM (VALUES (m.id)) v(y)))",

@@ -68,6 +68,8 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT max(id) FROM t1 GROUP BY ctid)",
         // rt38 M1.
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (VALUES (m.id)) v(y)) FROM t1 m)",
+        // rt39 M1.
+        "UPDATE t1 SET b = 'z' WHERE id = (SELECT max(y) FROM (VALUES (id)) v(y))",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");

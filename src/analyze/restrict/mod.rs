@@ -279,7 +279,11 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
         // A derived table's columns are read through its name: a mirror when it reads the
         // target's relation unrestricted, or a mirror beside it (`FROM t, LATERAL (SELECT id)
         // l(x)`) or outside (`scope`).
-        R::RangeSubselect(_) => {
+        R::RangeSubselect(r) => {
+            // Not LATERAL, it cannot read the FROM it stands in: an unqualified name in it
+            // outside a FROM of its own is an outer one's (`(VALUES (id)) v(y)` is the
+            // target's `id`), taken as the row's.
+            let cx = Cx { inner: cx.inner && r.lateral, loose: cx.loose && r.lateral, ..cx };
             let mut d = Deps::default();
             each_child(e, &mut |c| deps(c, cx, &mut d));
             out.row |= d.row;
