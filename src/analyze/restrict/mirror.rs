@@ -35,19 +35,7 @@ pub(super) const JUDGEMENTS: u32 = 256;
 /// again, less those an inner join's ON restricts ([`Target::selves`]).
 pub(in crate::analyze) fn selves<'a>(from: impl Iterator<Item = R<'a>>, t: &Target) -> Vec<Mirror> {
     let budget = Cell::new(0);
-    let cx = Cx {
-        t,
-        inner: false,
-        shadowed: false,
-        mirrors: &[],
-        loose: false,
-        loose_any: false,
-        grouped: None,
-        correlated: false,
-        row_any: false,
-        excluding: false,
-        budget: &budget,
-    };
+    let cx = Cx::new(t, &budget);
     let mut out = Vec::new();
     for f in from {
         occurrences(f, cx, true, &mut out);
@@ -63,19 +51,7 @@ pub(in crate::analyze) fn mirroring_ctes(ctes: &[pb::Node], t: &Target) -> Vec<S
         let R::CommonTableExpr(c) = c else { continue };
         let Some(q) = opt(&c.ctequery) else { continue };
         let budget = Cell::new(0);
-        let cx = Cx {
-            t: &t,
-            inner: true,
-            shadowed: false,
-            mirrors: &[],
-            loose: false,
-            loose_any: false,
-            grouped: None,
-            correlated: false,
-            row_any: false,
-            excluding: false,
-            budget: &budget,
-        };
+        let cx = Cx { inner: true, ..Cx::new(&t, &budget) };
         if reads_unrestricted(q, cx) {
             t.self_ctes.push(c.ctename.clone());
         }
@@ -175,19 +151,7 @@ pub(super) fn restricted_by(w: R<'_>, m: &Mirror, all: &[Mirror], others: bool, 
     if !cx.shadowed && cx.t.qualifier != m.name {
         mirrors.push(Mirror { name: cx.t.qualifier.clone(), any: false });
     }
-    let inner = Cx {
-        t: &t,
-        inner: false,
-        shadowed: false,
-        mirrors: &mirrors,
-        loose: false,
-        loose_any: false,
-        grouped: None,
-        correlated: false,
-        row_any: m.any,
-        excluding: false,
-        budget: cx.budget,
-    };
+    let inner = Cx { mirrors: &mirrors, row_any: m.any, ..Cx::new(&t, cx.budget) };
     pred(w, inner, true)
 }
 

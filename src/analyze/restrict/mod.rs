@@ -55,19 +55,7 @@ pub(super) fn restricts(w: R<'_>, t: &Target) -> bool {
 /// restricts the target's rows; a self-join is restricted by any of them.
 pub(super) fn restricts_any(ws: &[R<'_>], t: &Target) -> bool {
     let budget = Cell::new(0);
-    let cx = Cx {
-        t,
-        inner: false,
-        shadowed: false,
-        mirrors: &[],
-        loose: false,
-        loose_any: false,
-        grouped: None,
-        correlated: false,
-        row_any: false,
-        excluding: false,
-        budget: &budget,
-    };
+    let cx = Cx::new(t, &budget);
     // The statement's self-joins are mirrors unless a condition restricts them.
     let mirrors: Vec<Mirror> =
         t.selves.iter().filter(|m| !ws.iter().any(|w| restricted_by(*w, m, &t.selves, true, cx))).cloned().collect();
@@ -104,6 +92,25 @@ struct Cx<'t> {
     /// no row the rest of the predicate did not.
     excluding: bool,
     budget: &'t Cell<u32>,
+}
+
+impl<'t> Cx<'t> {
+    /// Where a predicate of the target's own level stands: nothing read again yet.
+    fn new(t: &'t Target, budget: &'t Cell<u32>) -> Cx<'t> {
+        Cx {
+            t,
+            inner: false,
+            shadowed: false,
+            mirrors: &[],
+            loose: false,
+            loose_any: false,
+            grouped: None,
+            correlated: false,
+            row_any: false,
+            excluding: false,
+            budget,
+        }
+    }
 }
 
 /// What an operand depends on.

@@ -37,9 +37,9 @@ pub(super) fn reduction(f: &pb::FuncCall) -> bool {
         "var_samp",
         "variance",
     ];
-    let name: Vec<Option<&str>> = f.funcname.iter().map(sval).collect();
-    let scalar = match name.as_slice() {
-        [Some(n)] | [Some("pg_catalog"), Some(n)] => SCALAR.contains(n),
+    let mut name = f.funcname.iter().map(sval);
+    let scalar = match (name.next(), name.next(), name.next()) {
+        (Some(Some(n)), None, None) | (Some(Some("pg_catalog")), Some(Some(n)), None) => SCALAR.contains(&n),
         _ => false,
     };
     scalar && f.over.is_none()
