@@ -183,6 +183,11 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         // rt39 M1: the same with the target's own column, unqualified.
         "UPDATE t1 SET b = 'z' WHERE id = (SELECT max(y) FROM (VALUES (id)) v(y))",
         "UPDATE t1 SET b = 'z' WHERE id <= (SELECT max(y) FROM (SELECT id) v(y))",
+        // A lookup whose WHERE does not choose by the row, or that looks the row up in itself.
+        "DELETE FROM t1 c WHERE (SELECT count(*) FROM t2 m WHERE c.id = c.id) > 3",
+        "DELETE FROM t1 c WHERE (SELECT count(*) FROM t2 m WHERE m.k = c.id OR true) > 3",
+        "DELETE FROM t1 c WHERE (SELECT c.id = 5 FROM t2 m WHERE m.k = c.id) = true",
+        "DELETE FROM t1 c WHERE (SELECT count(*) FROM t1 m WHERE m.id = c.id) > 0",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (SELECT m.id) v(y)) FROM t1 m)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(m.id + z) FROM (VALUES (0)) v(z)) FROM t1 m)",
         "UPDATE t1 SET b = 'z' WHERE EXISTS (SELECT 1 FROM t1 m WHERE t1.id = (SELECT max(y) FROM (VALUES (m.id)) v(y)))",
@@ -203,6 +208,9 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
         "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
         "DELETE FROM t1 WHERE id = (SELECT pg_catalog.max(id) FROM t1)",
+        // rt39 FP2: a correlated lookup in another relation, compared with a constant.
+        "DELETE FROM chat_sessions c WHERE (SELECT count(*) FROM web_messages m WHERE m.session_id = c.id) = 0",
+        "DELETE FROM chat_sessions c WHERE (SELECT count(*) FROM web_messages m WHERE m.session_id = c.id)::int > 3",
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE created < (SELECT max(created) FROM t1) - interval '1 day')",
         "DELETE FROM t1 WHERE created < (SELECT max(created) FROM t1) - interval '30 days'",
         "UPDATE t1 SET b = 'latest' WHERE id IN (SELECT max(id) FROM t1 GROUP BY email)",

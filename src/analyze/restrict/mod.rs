@@ -7,7 +7,8 @@
 //! something independent of that row (a constant, a parameter, another relation's column, an
 //! uncorrelated subquery) — `a = 5`, `price * qty > $1`, `name LIKE 'x%'`, `o.batch_id = b.id`,
 //! `id IN (SELECT …)`, a boolean column, `starts_with(name, 'x')`, `EXISTS (… WHERE o.t_id =
-//! t.id)` — and through `AND` (one restricting conjunct), `OR` (every branch restricting, and
+//! t.id)`, a scalar subquery that looks the row up so (`(SELECT count(*) FROM o WHERE o.t_id =
+//! t.id) = 0`) — and through `AND` (one restricting conjunct), `OR` (every branch restricting, and
 //! no two branches complementary on the same columns: `a < 5 OR a >= 5`), `NOT` (of a
 //! restricting comparison), `IS TRUE`/`IS FALSE`. Anything else fails closed: both sides of a
 //! comparison depending on the row, a comparison inside the row's side (`(id = id) = true`,
@@ -173,10 +174,29 @@ fn side(e: R<'_>, cx: Cx<'_>) -> Side {
         Side::Unsure
     } else if !d.row {
         Side::Independent
-    } else if has_comparison(e) {
+    } else if has_comparison(e) && !lookup(e, cx) {
         Side::Unsure
     } else {
         Side::Row
+    }
+}
+
+/// A scalar subquery that looks up the target's row in another relation (`(SELECT count(*)
+/// FROM messages m WHERE m.session_id = c.id) = 0`): its comparisons choose the other
+/// relation's rows by the row, as an `EXISTS`'s do, so its value is something of the row.
+/// Its output holds no comparison; its WHERE must restrict the row ([`correlates`]).
+fn lookup(e: R<'_>, cx: Cx<'_>) -> bool {
+    match e {
+        R::TypeCast(t) => opt(&t.arg).is_some_and(|a| lookup(a, cx)),
+        R::SubLink(s) if s.sub_link_type == pb::SubLinkType::ExprSublink as i32 => match opt(&s.subselect) {
+            Some(R::SelectStmt(q)) => {
+                items(&q.target_list)
+                    .all(|rt| matches!(rt, R::ResTarget(r) if !opt(&r.val).is_some_and(has_comparison)))
+                    && correlates(q, cx, true)
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -496,8 +516,13 @@ fn exists(sub: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
     let R::SelectStmt(q) = sub else { return false };
     let plain_targets =
         items(&q.target_list).all(|rt| matches!(rt, R::ResTarget(r) if !opt(&r.val).is_some_and(has_call)));
-    if !plain_targets
-        || !q.group_clause.is_empty()
+    plain_targets && correlates(q, cx, pos)
+}
+
+/// Whether a plain SELECT's WHERE restricts the target's row (as an outer reference): no
+/// GROUP BY, HAVING, LIMIT, OFFSET, set operation or CTE.
+fn correlates(q: &pb::SelectStmt, cx: Cx<'_>, pos: bool) -> bool {
+    if !q.group_clause.is_empty()
         || q.having_clause.is_some()
         || q.limit_count.is_some()
         || q.limit_offset.is_some()
