@@ -188,6 +188,20 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "DELETE FROM t1 c WHERE (SELECT count(*) FROM t2 m WHERE m.k = c.id OR true) > 3",
         "DELETE FROM t1 c WHERE (SELECT c.id = 5 FROM t2 m WHERE m.k = c.id) = true",
         "DELETE FROM t1 c WHERE (SELECT count(*) FROM t1 m WHERE m.id = c.id) > 0",
+        // rt40: a lookup in a relation made of the row itself (M1), a whole row that is never
+        // null (M2), the looked-up column on both sides (M3), null tests spelled as DISTINCT
+        // (L1).
+        "UPDATE t1 w SET b = 'z' WHERE EXISTS (SELECT 1 FROM (SELECT w.id AS k) m WHERE m.k = w.id)",
+        "UPDATE t1 c SET b = 'z' WHERE EXISTS (SELECT 1 FROM generate_series(c.id, c.id) g WHERE g = c.id)",
+        "UPDATE t1 s SET b = 'z' WHERE (SELECT count(*) FROM (VALUES (s.id)) v(x) WHERE v.x = s.id) = 1",
+        "UPDATE t1 w SET b = 'z' WHERE EXISTS (SELECT 1 FROM unnest(ARRAY[w.id]) WHERE unnest = w.id)",
+        "UPDATE t1 w SET b = 'z' WHERE w IS DISTINCT FROM NULL",
+        "UPDATE t1 c SET b = 'z' WHERE c.* IS DISTINCT FROM NULL",
+        "UPDATE t1 c SET b = 'z' WHERE NOT (c IS NOT DISTINCT FROM NULL)",
+        "UPDATE t1 SET b = 'z' WHERE b IS DISTINCT FROM NULL OR b IS NULL",
+        "UPDATE t1 SET b = 'z' WHERE b IS NOT DISTINCT FROM NULL::text OR b IS NOT NULL",
+        "UPDATE t2 w SET k = 0 WHERE EXISTS (SELECT 1 FROM t1 c WHERE c.id = w.k * 0 + c.id)",
+        "UPDATE t2 w SET k = 0 WHERE EXISTS (SELECT 1 FROM t1 c WHERE c.b = c.b || substr(w.x, 1, 0))",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (SELECT m.id) v(y)) FROM t1 m)",
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(m.id + z) FROM (VALUES (0)) v(z)) FROM t1 m)",
         "UPDATE t1 SET b = 'z' WHERE EXISTS (SELECT 1 FROM t1 m WHERE t1.id = (SELECT max(y) FROM (VALUES (m.id)) v(y)))",
@@ -208,6 +222,10 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         "DELETE FROM t1 WHERE id = (SELECT max(id) FROM t1)",
         "DELETE FROM t1 WHERE id NOT IN (SELECT min(id) FROM t1 GROUP BY email)",
         "DELETE FROM t1 WHERE id = (SELECT pg_catalog.max(id) FROM t1)",
+        "UPDATE t1 SET b = 'z' WHERE b IS DISTINCT FROM NULL",
+        "UPDATE t1 SET b = 'z' WHERE b IS NOT DISTINCT FROM NULL",
+        "DELETE FROM t1 c WHERE EXISTS (SELECT 1 FROM unnest($1::int[]) u WHERE u = c.id)",
+        "DELETE FROM t1 c WHERE EXISTS (SELECT 1 FROM jsonb_array_elements($1::jsonb) e WHERE (e->>'id')::int = c.id)",
         // rt39 FP2: a correlated lookup in another relation, compared with a constant.
         "DELETE FROM chat_sessions c WHERE (SELECT count(*) FROM web_messages m WHERE m.session_id = c.id) = 0",
         "DELETE FROM chat_sessions c WHERE (SELECT count(*) FROM web_messages m WHERE m.session_id = c.id)::int > 3",

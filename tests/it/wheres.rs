@@ -70,6 +70,14 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
         "UPDATE t1 SET b = 'z' WHERE id IN (SELECT (SELECT max(y) FROM (VALUES (m.id)) v(y)) FROM t1 m)",
         // rt39 M1.
         "UPDATE t1 SET b = 'z' WHERE id = (SELECT max(y) FROM (VALUES (id)) v(y))",
+        // rt40: the row looked up in itself, a whole row never null, the looked-up column on
+        // both sides, null tests spelled as DISTINCT.
+        "UPDATE t1 w SET b = 'z' WHERE EXISTS (SELECT 1 FROM (SELECT w.id AS k) m WHERE m.k = w.id)",
+        "UPDATE t1 s SET b = 'z' WHERE (SELECT count(*) FROM (VALUES (s.id)) v(x) WHERE v.x = s.id) = 1",
+        "UPDATE t1 c SET b = 'z' WHERE EXISTS (SELECT 1 FROM generate_series(c.id, c.id) g WHERE g = c.id)",
+        "UPDATE t1 w SET b = 'z' WHERE w IS DISTINCT FROM NULL",
+        "UPDATE t1 w SET b = 'z' WHERE EXISTS (SELECT 1 FROM t2 c WHERE c.id = w.a * 0 + c.id)",
+        "UPDATE t1 SET b = 'z' WHERE b IS DISTINCT FROM NULL OR b IS NULL",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");

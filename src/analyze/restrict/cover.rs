@@ -8,7 +8,7 @@
 //!
 //! Owns: the branches' signatures and that comparison.
 
-use super::{comparison, Cx};
+use super::{comparison, null_test, Cx};
 use crate::analyze::children::each_child;
 use crate::analyze::nodes::{const_str, items, literal_read, opt, sval};
 use pg_query::protobuf as pb;
@@ -196,6 +196,9 @@ fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
             items(&b.args).flat_map(|a| signature(a, cx, !pos)).collect()
         }
         R::BoolExpr(b) => items(&b.args).flat_map(|a| signature(a, cx, pos)).collect(),
+        R::AExpr(a) if null_test(a).is_some() => {
+            null_test(a).map(|(arg, is_null)| Sig::new(key(arg), "null", is_null == pos)).into_iter().collect()
+        }
         R::AExpr(a) => comparison(a, cx)
             .map(|(f, p, row)| Sig {
                 bound: bound(a, p == pos, pos).filter(|_| f == "order"),

@@ -68,6 +68,25 @@ fn reads_unrestricted(q: R<'_>, cx: Cx<'_>) -> bool {
     d.mirror_any || !d.mirror.is_empty() || d.reduced
 }
 
+/// Whether a derived table reads the target's row (an outer reference: `(SELECT w.id AS k)
+/// m`, `(VALUES (s.id)) v(x)`): its columns may be the row's own values.
+fn reads_row(q: R<'_>, cx: Cx<'_>) -> bool {
+    deps_of(q, Cx { inner: true, grouped: None, ..cx }).row
+}
+
+/// The name a function in a FROM without an alias goes by: its own (`FROM
+/// generate_series(1, 3)` is `generate_series`).
+fn first_function_name(r: &pb::RangeFunction) -> Option<String> {
+    let call = items(&r.functions).find_map(|f| match f {
+        R::List(l) => items(&l.items).next(),
+        other => Some(other),
+    })?;
+    match call {
+        R::FuncCall(c) => c.funcname.last().and_then(crate::analyze::nodes::sval).map(str::to_string),
+        _ => None,
+    }
+}
+
 /// Collects the FROM entries under `f` that read the target's relation again, less those an
 /// inner join's ON restricts. `others`: the FROM has other relations (unqualified names may be
 /// theirs).
@@ -104,9 +123,20 @@ fn occurrences(f: R<'_>, cx: Cx<'_>, others: bool, out: &mut Vec<Mirror>) {
                     loose_any: cx.loose_any || r.lateral && out.iter().any(|m| m.any),
                     ..cx
                 };
-                if reads_unrestricted(q, cx) {
+                if reads_unrestricted(q, cx) || reads_row(q, cx) {
                     out.push(Mirror { name: a.aliasname.clone(), any: true });
                 }
+            }
+        }
+        // A function of the row (`generate_series(c.id, c.id) g`, `unnest(ARRAY[c.id])`)
+        // gives the row's values back: looked up in it, the row finds itself.
+        R::RangeFunction(r) => {
+            let name = match &r.alias {
+                Some(a) => Some(a.aliasname.clone()),
+                None => first_function_name(r),
+            };
+            if let Some(name) = name.filter(|_| deps_of(f, Cx { inner: true, ..cx }).row) {
+                out.push(Mirror { name, any: true });
             }
         }
         R::JoinExpr(j) => {

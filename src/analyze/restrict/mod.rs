@@ -137,6 +137,9 @@ struct Deps {
     /// A mirror's columns read through an aggregate ([`reduction`]): one value, unless a
     /// function expands it again (`generate_series(min(id), max(id))`).
     reduced: bool,
+    /// Columns of other relations, by name: a comparison whose two sides read the same one
+    /// (`c.id = w.session_id * 0 + c.id`) may hold whatever the row.
+    others: BTreeSet<String>,
 }
 
 impl Deps {
@@ -147,6 +150,7 @@ impl Deps {
         self.mirror.extend(d.mirror);
         self.mirror_any |= d.mirror_any;
         self.reduced |= d.reduced;
+        self.others.extend(d.others);
     }
 }
 
@@ -157,6 +161,10 @@ fn independent_of(x: R<'_>, row: R<'_>, cx: Cx<'_>) -> bool {
     if d.unsure || d.row || d.mirror_any {
         return false;
     }
+    let r = deps_of(row, cx);
+    if !d.others.is_disjoint(&r.others) {
+        return false;
+    }
     if d.mirror.is_empty() {
         return true;
     }
@@ -165,7 +173,7 @@ fn independent_of(x: R<'_>, row: R<'_>, cx: Cx<'_>) -> bool {
     }
     let mut cols = BTreeSet::new();
     column_names(row, &mut cols);
-    !deps_of(row, cx).whole_row && d.mirror.is_disjoint(&cols)
+    !r.whole_row && d.mirror.is_disjoint(&cols)
 }
 
 fn side(e: R<'_>, cx: Cx<'_>) -> Side {
@@ -266,6 +274,7 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
                         out.mirror.insert(n.to_string());
                     }
                     out.mirror_any |= cx.loose_any;
+                    out.others.insert(n.to_string());
                 }
                 [None] if cx.inner => out.mirror_any |= cx.loose,
                 // Beside other relations, a name the catalog placed in the target alone
@@ -282,6 +291,7 @@ fn deps(e: R<'_>, cx: Cx<'_>, out: &mut Deps) {
                     out.row = true;
                     out.whole_row |= rest.is_none();
                 }
+                [.., Some(col)] => drop(out.others.insert(col.to_string())),
                 _ => {}
             }
         }
@@ -414,17 +424,14 @@ fn pred(v: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
                 args.iter().all(|a| pred(*a, cx, pos)) && !complementary(&args, cx, pos)
             }
         }
-        R::AExpr(a) => comparison(a, cx).is_some(),
+        R::AExpr(a) => match null_test(a) {
+            Some((arg, is_null)) => null_restricts(arg, is_null == pos, cx),
+            None => comparison(a, cx).is_some(),
+        },
         R::NullTest(n) => {
             let Some(arg) = opt(&n.arg) else { return false };
             let is_null = (n.nulltesttype == pb::NullTestType::IsNull as i32) == pos;
-            if is_null {
-                side(arg, cx) == Side::Row
-            } else {
-                // Only a plain column of the target (a whole row's IS NOT NULL asks nothing of
-                // a single column, and an expression's may hold for every row).
-                plain_column(arg, cx)
-            }
+            null_restricts(arg, is_null, cx)
         }
         R::BooleanTest(b) => {
             let Some(arg) = opt(&b.arg) else { return false };
@@ -444,6 +451,41 @@ fn pred(v: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
         R::FuncCall(f) if f.agg_filter.is_none() && f.over.is_none() => call(&f.args, cx),
         R::CoalesceExpr(c) => call(&c.args, cx),
         _ => false,
+    }
+}
+
+/// `x IS NULL` (`is_null`) or `x IS NOT NULL`: the first restricts where `x` is the row's, the
+/// second only for a plain column of the target (a whole row's IS NOT NULL asks nothing of a
+/// single column, and an expression's may hold for every row).
+fn null_restricts(arg: R<'_>, is_null: bool, cx: Cx<'_>) -> bool {
+    if is_null {
+        side(arg, cx) == Side::Row
+    } else {
+        plain_column(arg, cx)
+    }
+}
+
+/// `x IS NOT DISTINCT FROM NULL` is `x IS NULL` and `x IS DISTINCT FROM NULL` is `x IS NOT
+/// NULL`, for a column (a whole row is never the null value: `t IS DISTINCT FROM NULL` holds
+/// for every row): `x` and whether it is the IS NULL form.
+pub(super) fn null_test<'a>(a: &'a pb::AExpr) -> Option<(R<'a>, bool)> {
+    let not_distinct = a.kind == pb::AExprKind::AexprNotDistinct as i32;
+    if !not_distinct && a.kind != pb::AExprKind::AexprDistinct as i32 {
+        return None;
+    }
+    let null = |v: R<'_>| {
+        let mut v = v;
+        while let R::TypeCast(t) = v {
+            let Some(a) = opt(&t.arg) else { return false };
+            v = a;
+        }
+        matches!(v, R::AConst(c) if c.isnull)
+    };
+    let (l, r) = (opt(&a.lexpr)?, opt(&a.rexpr)?);
+    match (null(l), null(r)) {
+        (false, true) => Some((l, not_distinct)),
+        (true, false) => Some((r, not_distinct)),
+        _ => None,
     }
 }
 
