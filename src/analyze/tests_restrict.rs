@@ -273,6 +273,9 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE created < '2020-01-01' OR created > '2024-06-30'",
         "DELETE FROM t WHERE created < '2020-01-01'::date OR created >= '2024-06-30'::date",
         "DELETE FROM t WHERE (id < 10 AND a = 1) OR id > 90",
+        "DELETE FROM t WHERE id <= 4 OR id > 5",
+        "DELETE FROM t WHERE title <> 'x' OR title IS NULL",
+        "DELETE FROM t WHERE status <> 'a' OR updated < now()",
     ] {
         assert!(restricts(sql), "{sql}");
     }
@@ -285,6 +288,16 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE id < 0 OR id >= -0.0",
         "DELETE FROM t WHERE NOT (id >= 10 AND id < 10)",
         "DELETE FROM t WHERE id < 10 OR id > 90 OR id = 50",
+        // rt41 M2: values left out by one branch, taken by another; L2: no integer between.
+        "DELETE FROM t WHERE id <> 5 OR id <> 6",
+        "DELETE FROM t WHERE plan <> 'a' OR plan <> 'b'",
+        "DELETE FROM t WHERE x NOT IN (1, 2) OR x NOT IN (3, 4)",
+        "DELETE FROM t WHERE x NOT BETWEEN 1 AND 5 OR x NOT BETWEEN 6 AND 9",
+        "DELETE FROM t WHERE id IS DISTINCT FROM 5 OR id IS DISTINCT FROM 6",
+        "DELETE FROM t WHERE NOT (id = 5 AND id = 6)",
+        "DELETE FROM t WHERE id <> 5 OR id > 4",
+        "DELETE FROM t WHERE id >= 5 OR id <= 4",
+        "DELETE FROM t WHERE session_id >= 0 OR session_id <= -1",
         "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
         "DELETE FROM t WHERE id < 10 OR id > $1",
         "DELETE FROM t WHERE id < '10' OR id > '9'",

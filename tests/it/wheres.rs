@@ -134,6 +134,10 @@ async fn an_or_of_ranges_with_a_gap_restricts() {
         "UPDATE t1 SET b = 'z' WHERE a < 5 OR a >= 5",
         "UPDATE t1 SET b = 'z' WHERE id < 10 OR 5 < id",
         "UPDATE t1 SET b = 'z' WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
+        // rt41 M2, L2.
+        "UPDATE t1 SET b = 'z' WHERE id <> 5 OR id <> 6",
+        "UPDATE t1 SET b = 'z' WHERE b NOT IN ('x', 'y') OR b NOT IN ('v', 'w')",
+        "UPDATE t1 SET b = 'z' WHERE id >= 5 OR id <= 4",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");

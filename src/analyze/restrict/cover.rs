@@ -34,7 +34,23 @@ pub(super) fn complementary(branches: &[R<'_>], cx: Cx<'_>, pos: bool) -> bool {
             })
         })
     });
-    opposite || rays_cover(&sigs.concat())
+    opposite || excluded_values_cover(&sigs) || rays_cover(&sigs.concat())
+}
+
+/// Whether one branch leaves out some values of a column (`id <> 5`, `NOT IN (1, 2)`, `IS
+/// DISTINCT FROM 5`, `NOT BETWEEN 1 AND 5`) and another compares the same column with values
+/// (`OR id <> 6`, `OR id > 4`): together they may take every value (what the first leaves out
+/// the second takes), so they are taken to cover it. Beside a null test (`title <> 'x' OR
+/// title IS NULL`) they do not.
+fn excluded_values_cover(sigs: &[Vec<Sig<'_>>]) -> bool {
+    let values = |x: &Sig<'_>| matches!(x.family, "eq" | "between" | "order");
+    sigs.iter().enumerate().any(|(i, a)| {
+        sigs.iter().enumerate().filter(|(j, _)| *j != i).any(|(_, b)| {
+            a.iter().any(|x| {
+                matches!(x.family, "eq" | "between") && !x.positive && b.iter().any(|y| y.key == x.key && values(y))
+            })
+        })
+    })
 }
 
 /// An order comparison of the row's side with a constant, as the row sees it: below (`<`,
@@ -74,10 +90,25 @@ fn rays_cover(sigs: &[Sig<'_>]) -> bool {
         let covered = match compare(low.value, high.value) {
             None | Some(Ordering::Greater) => true,
             Some(Ordering::Equal) => low.inclusive || high.inclusive,
-            Some(Ordering::Less) => false,
+            Some(Ordering::Less) => no_integer_between(low, high),
         };
         covered || sigs.iter().any(|x| x.key == s.key && x.bound.is_none())
     })
+}
+
+/// Whether two integer bounds leave no integer out (`id <= 4 OR id >= 5` covers an integer
+/// column; a numeric one keeps `4.5` out, but blastwall does not know the column's type).
+fn no_integer_between(low: Bound<'_>, high: Bound<'_>) -> bool {
+    let int = |v: R<'_>| {
+        let (neg, int, frac) = number(uncast(v).0)?;
+        if !frac.is_empty() || int.len() > 30 {
+            return None;
+        }
+        let n: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        Some(if neg { -n } else { n })
+    };
+    let (Some(l), Some(h)) = (int(low.value), int(high.value)) else { return false };
+    h - l < i128::from(low.inclusive) + i128::from(high.inclusive)
 }
 
 /// The order of two constants when it does not depend on their type: two numbers without an
