@@ -188,6 +188,8 @@ fn the_relation_read_again_unrestricted_does_not_restrict() {
         "DELETE FROM t1 c WHERE (SELECT count(*) FROM t2 m WHERE m.k = c.id OR true) > 3",
         "DELETE FROM t1 c WHERE (SELECT c.id = 5 FROM t2 m WHERE m.k = c.id) = true",
         "DELETE FROM t1 c WHERE (SELECT count(*) FROM t1 m WHERE m.id = c.id) > 0",
+        "DELETE FROM t1 c WHERE coalesce((SELECT max(m.k) FROM t2 m WHERE m.k = c.id), c.id) > 0",
+        "DELETE FROM t1 c WHERE coalesce((SELECT max(m.k) FROM t2 m WHERE c.id = c.id), 0) > 0",
         // rt40: a lookup in a relation made of the row itself (M1), a whole row that is never
         // null (M2), the looked-up column on both sides (M3), null tests spelled as DISTINCT
         // (L1).
@@ -229,6 +231,7 @@ fn the_relation_read_again_with_a_restriction_restricts() {
         // rt39 FP2: a correlated lookup in another relation, compared with a constant.
         "DELETE FROM chat_sessions c WHERE (SELECT count(*) FROM web_messages m WHERE m.session_id = c.id) = 0",
         "DELETE FROM chat_sessions c WHERE (SELECT count(*) FROM web_messages m WHERE m.session_id = c.id)::int > 3",
+        "UPDATE chat_sessions c SET title = 'x' WHERE coalesce((SELECT max(m.id) FROM web_messages m WHERE m.session_id = c.id), 0) < 5",
         "DELETE FROM t1 WHERE id IN (SELECT id FROM t1 WHERE created < (SELECT max(created) FROM t1) - interval '1 day')",
         "DELETE FROM t1 WHERE created < (SELECT max(created) FROM t1) - interval '30 days'",
         "UPDATE t1 SET b = 'latest' WHERE id IN (SELECT max(id) FROM t1 GROUP BY email)",

@@ -102,6 +102,7 @@ async fn the_table_compared_with_itself_does_not_satisfy_require_where() {
             ("UPDATE t1 SET b = 'r' WHERE id = (SELECT max(id) - 1 FROM t1)", "r", 1),
             // A correlated count in another table compared with a constant (rt39 FP2).
             ("UPDATE t1 SET b = 'p' WHERE (SELECT count(*) FROM t2 WHERE t2.k = t1.id) = 1", "p", 3),
+            ("UPDATE t1 SET b = 'o' WHERE coalesce((SELECT max(t2.id) FROM t2 WHERE t2.k = t1.id), 0) > 1", "o", 2),
             // The latest row of each group (rt37 FP1).
             ("UPDATE t1 SET b = 'q' WHERE id IN (SELECT max(id) FROM t1 GROUP BY a)", "q", 7),
             // One row kept per group: the groups' aggregates are excluded.

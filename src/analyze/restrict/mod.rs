@@ -196,6 +196,12 @@ fn side(e: R<'_>, cx: Cx<'_>) -> Side {
 fn lookup(e: R<'_>, cx: Cx<'_>) -> bool {
     match e {
         R::TypeCast(t) => opt(&t.arg).is_some_and(|a| lookup(a, cx)),
+        // `COALESCE((SELECT max(m.id) FROM m WHERE m.session_id = c.id), 0)`: lookups, and
+        // defaults independent of the row.
+        R::CoalesceExpr(c) => {
+            let plain = |a: R<'_>| !has_comparison(a) && side(a, cx) == Side::Independent;
+            items(&c.args).any(|a| lookup(a, cx)) && items(&c.args).all(|a| plain(a) || lookup(a, cx))
+        }
         R::SubLink(s) if s.sub_link_type == pb::SubLinkType::ExprSublink as i32 => match opt(&s.subselect) {
             Some(R::SelectStmt(q)) => {
                 items(&q.target_list)
