@@ -302,7 +302,7 @@ async fn counted(
     let identity_before = identity::read(&before_rows);
     b.positions = slices::run_start(since, &before_rows);
     // What to put back should the statement end without a reading after it (`putback`).
-    let inserted = earlier.iter().map(|c| c.inserted).sum();
+    let inserted = putback::sequence_inserts(earlier, policy);
     let back = putback::candidates(&before_rows, since, inserted, who, policy);
     b.put_back.clone_from(&back);
     for t in &policy.tables {

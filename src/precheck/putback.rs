@@ -38,6 +38,17 @@ pub struct Moved {
 /// How far a protected sequence may move beyond the rows inserted (`identity`).
 const SLACK: u64 = 1000;
 
+/// The rows `counts` show inserted into the policy tables that list a protected sequence
+/// (children and partitions summed in): the inserts that explain a move of one. Rows inserted
+/// anywhere else do not (forty-second pass M1: `INSERT INTO web_messages … SELECT …
+/// nextval('web_user_id_seq')` moved the users' sequence by as many rows, none of them users).
+pub fn sequence_inserts(counts: &[super::TableCount], policy: &crate::policy::Policy) -> u64 {
+    let takes = |c: &super::TableCount| {
+        policy.tables.iter().any(|t| !t.sequences.is_empty() && t.schema == c.schema && t.name == c.name)
+    };
+    counts.iter().filter(|c| takes(c)).map(|c| c.inserted).sum()
+}
+
 /// The protected sequences of a reading before a statement that a put-back applies to (their
 /// policy refuses or rehearses, never warn or off), each judged from where the run began
 /// (`since`, an earlier slice's positions) with `inserted` rows (the run's kept ones).

@@ -48,7 +48,7 @@ pub fn judge_since(
             v.clone_from(was);
         }
     }
-    let inserted = counts.iter().map(|c| c.inserted).sum();
+    let inserted = super::putback::sequence_inserts(counts, policy);
     let after = identity::read(after);
     let mut changed = identity::changes(&start, &after, inserted);
     // PostgreSQL counts a row inserted inside a subtransaction that was rolled back (a

@@ -23,7 +23,7 @@ impl Session {
     pub(super) fn owe_put_back(&mut self, frame: &Frame, before: &[Vec<Option<String>>]) {
         let portal = super::extended::execute_portal(frame).unwrap_or_default();
         let policy = self.shared.guard.policy();
-        let inserted = self.mirror.runs.so_far(&portal).iter().map(|c| c.inserted).sum();
+        let inserted = precheck::putback::sequence_inserts(self.mirror.runs.so_far(&portal), &policy);
         let since = self.mirror.runs.since(&portal);
         let owed = precheck::putback::candidates(before, since, inserted, self.info.view(), &policy);
         self.put_back.extend(owed);

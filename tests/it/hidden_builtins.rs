@@ -168,6 +168,23 @@ async fn a_protected_sequence_moved_through_a_default_or_view_is_checked() {
     let d = direct("app", APP_PW, &db).await;
     let free: i64 = d.query_one("SELECT last_value FROM scratch_seq", &[]).await.unwrap().get(0);
     assert_eq!(free, 5000);
+    // Forty-second pass M1: rows inserted into another policy table do not explain a move of
+    // the users' sequence (1,500 messages each taking a value, none of them a user); rows
+    // inserted into users do.
+    let start = seq(&db).await;
+    let messages = "SELECT count(*) FROM web_messages";
+    let before = d.query_one(messages, &[]).await.unwrap().get::<_, i64>(0);
+    let e = refused(
+        &c,
+        "INSERT INTO web_messages (session_id, body) SELECT (SELECT min(id) FROM chat_sessions), \
+         'junk ' || nextval('web_user_id_seq') FROM generate_series(1, 1500)",
+    )
+    .await;
+    assert!(e.contains("rule identity") && e.contains("sequence"), "{e}");
+    assert_eq!(seq(&db).await, start, "the sequence was not put back");
+    assert_eq!(d.query_one(messages, &[]).await.unwrap().get::<_, i64>(0), before);
+    send(&c, "INSERT INTO users (email) SELECT 'bulk' || g FROM generate_series(1, 1500) g").await.unwrap();
+    assert_eq!(seq(&db).await, start + 1500);
     proxy.stop().await;
 }
 
