@@ -115,15 +115,7 @@ fn base_delete(
             [pb::Node { node: Some(NodeEnum::RangeVar(r)) }] => r.clone(),
             _ => return Err(unreadable("it does not read exactly one relation")),
         };
-        let simple = select.group_clause.is_empty()
-            && select.having_clause.is_none()
-            && select.distinct_clause.is_empty()
-            && select.limit_count.is_none()
-            && select.limit_offset.is_none()
-            && select.window_clause.is_empty()
-            && select.with_clause.is_none()
-            && select.larg.is_none();
-        if !simple {
+        if !plain_select(&select) {
             return Err(unreadable("it is not a plain SELECT … FROM one relation WHERE …"));
         }
         let mut columns = Vec::new();
@@ -169,6 +161,19 @@ fn base_delete(
         return Ok(Some(format!("DELETE FROM {}{alias}{filter}", super::quote(s, n))));
     }
     Err("its views are nested too deep to follow".into())
+}
+
+/// A SELECT whose rows are its FROM's rows as its WHERE keeps them: no GROUP BY, HAVING,
+/// DISTINCT, window, LIMIT, OFFSET, `WITH` or set operation.
+pub(super) fn plain_select(q: &pb::SelectStmt) -> bool {
+    q.group_clause.is_empty()
+        && q.having_clause.is_none()
+        && q.distinct_clause.is_empty()
+        && q.limit_count.is_none()
+        && q.limit_offset.is_none()
+        && q.window_clause.is_empty()
+        && q.with_clause.is_none()
+        && q.larg.is_none()
 }
 
 fn alias_or_name(r: &pb::RangeVar) -> String {

@@ -111,20 +111,13 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
                     .collect()
             }
             NodeEnum::SelectStmt(q) => {
-                let bare = q.from_clause.is_empty()
+                let bare = super::expand::plain_select(q)
+                    && q.from_clause.is_empty()
                     && q.where_clause.is_none()
-                    && q.group_clause.is_empty()
-                    && q.having_clause.is_none()
-                    && q.window_clause.is_empty()
-                    && q.distinct_clause.is_empty()
                     && q.into_clause.is_none()
-                    && q.with_clause.is_none()
                     && q.values_lists.is_empty()
                     && q.sort_clause.is_empty()
-                    && q.limit_count.is_none()
-                    && q.limit_offset.is_none()
-                    && q.locking_clause.is_empty()
-                    && q.larg.is_none();
+                    && q.locking_clause.is_empty();
                 let [target] = &q.target_list[..] else { return None };
                 let Some(NodeEnum::ResTarget(t)) = target.node.as_ref() else { return None };
                 let Some(NodeEnum::FuncCall(f)) = t.val.as_ref().and_then(|v| v.node.as_ref()) else { return None };
