@@ -62,6 +62,10 @@ pub enum RangeKind {
     Like,
     /// The column inside arithmetic, a cast or a function call.
     Expression,
+    /// Compared with a value a function or a user's operator computes: the server may
+    /// evaluate it for each row (`id = -nextval('s')`, `id = 5 + floor(random() * 10)`), so
+    /// it pins nothing (forty-third pass L1).
+    Computed,
     Subquery,
     /// An OR with a branch that is not a point lookup on the column.
     Or,
@@ -90,6 +94,10 @@ impl std::fmt::Display for RangeKind {
             RangeKind::DistinctFrom => write!(f, "IS DISTINCT FROM"),
             RangeKind::Like => write!(f, "LIKE/SIMILAR pattern"),
             RangeKind::Expression => write!(f, "the column inside an expression, cast or function"),
+            RangeKind::Computed => write!(
+                f,
+                "compared with a value a function or operator of a user's computes, which may differ for each row; only constants, parameters, casts and built-in operators pin it"
+            ),
             RangeKind::Subquery => write!(f, "subquery"),
             RangeKind::Or => write!(f, "OR with a branch that is not a point lookup"),
             RangeKind::Not => write!(f, "NOT"),
@@ -306,6 +314,8 @@ struct Parts {
     whole_row: bool,
     other_columns: bool,
     subquery: bool,
+    /// A function call, or an operator qualified with a schema other than `pg_catalog`.
+    calls: bool,
 }
 
 fn parts(v: R<'_>, t: &Target, in_subquery: bool, out: &mut Parts) {
@@ -321,6 +331,14 @@ fn parts(v: R<'_>, t: &Target, in_subquery: bool, out: &mut Parts) {
                 }
                 None => out.other_columns = true,
             }
+        }
+        R::FuncCall(_) => {
+            out.calls = true;
+            each_child(v, &mut |c| parts(c, t, in_subquery, out));
+        }
+        R::AExpr(b) if b.name.len() > 1 && b.name.first().and_then(sval) != Some("pg_catalog") => {
+            out.calls = true;
+            each_child(v, &mut |c| parts(c, t, in_subquery, out));
         }
         R::SubLink(s) => {
             out.subquery = true;
@@ -370,7 +388,8 @@ fn point(col: String, n: Option<usize>) -> Cond {
     c
 }
 
-/// `col = value`: a point when the value is made of constants and parameters only.
+/// `col = value`: a point when the value is made of constants, parameters, casts and built-in
+/// operators only (no function call: a volatile one is evaluated for each row).
 fn equality(col: String, value: Option<R<'_>>, n: Option<usize>, t: &Target, whole: R<'_>) -> Cond {
     let p = value.map(|v| parts_of(v, t)).unwrap_or_default();
     if p.subquery {
@@ -381,6 +400,9 @@ fn equality(col: String, value: Option<R<'_>>, n: Option<usize>, t: &Target, who
     }
     if p.other_columns {
         return all_ranges(whole, t, RangeKind::Join);
+    }
+    if p.calls {
+        return all_ranges(whole, t, RangeKind::Computed);
     }
     point(col, n)
 }

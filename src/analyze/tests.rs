@@ -340,6 +340,36 @@ fn disguised_ranges_are_ranges() {
     }
 }
 
+/// A value a function computes pins nothing: the server may evaluate it for each row, so
+/// `id = -nextval('cycling')` walks the ids one row at a time (forty-third pass L1). Constants,
+/// parameters, casts and built-in operators still pin.
+#[test]
+fn a_value_computed_per_row_is_a_range() {
+    for sql in [
+        "DELETE FROM users WHERE id = -nextval('cyc')",
+        "DELETE FROM users WHERE id = -91111111 - floor(random() * 10)::bigint",
+        "DELETE FROM users WHERE -pg_catalog.nextval('cyc') = id",
+        "UPDATE users SET email = 'x' WHERE id = -nextval('cyc')",
+        "DELETE FROM users WHERE id IN (-nextval('cyc'), 0)",
+        "DELETE FROM users WHERE id = ANY (ARRAY[-nextval('cyc')])",
+        "DELETE FROM users WHERE id IS NOT DISTINCT FROM -nextval('cyc')",
+        "DELETE FROM users WHERE id = 5 OPERATOR(public.+) 1",
+        "MERGE INTO users u USING (SELECT 1) s ON u.id = -nextval('cyc') WHEN MATCHED THEN DELETE",
+    ] {
+        let why = refused_by(sql).unwrap_or_else(|| panic!("allowed: {sql}"));
+        assert!(why.contains("protected-range") && why.contains("may differ for each row"), "{sql}: {why}");
+    }
+    for sql in [
+        "DELETE FROM users WHERE id = -91111111",
+        "DELETE FROM users WHERE id = -91111111 + 1",
+        "DELETE FROM users WHERE id = '-91111111'::bigint",
+        "DELETE FROM users WHERE id = CAST(-5 AS bigint) AND plan = lower('FREE')",
+        "DELETE FROM users WHERE id IN (1, 2, 3)",
+    ] {
+        assert_eq!(refused_by(sql), None, "{sql}");
+    }
+}
+
 /// `system_user` is a keyword of the parser's grammar (PostgreSQL 16 and later), a plain name
 /// for PostgreSQL 15: a column of that name is read as the older server reads it.
 #[test]

@@ -28,7 +28,13 @@ pub(super) fn estimates(json: &str) -> Vec<(String, String, bool, f64)> {
                         .and_then(|r| r.as_f64())
                         .unwrap_or(0.0);
                     let s = |k: &str| m.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-                    out.push((s("Schema"), s("Relation Name"), s("Operation") == "Delete", rows));
+                    // An INSERT changes no existing row unless its conflicts update them: the
+                    // rows it is fed are no UPDATE's (a writable `WITH` inserting 5,000 users
+                    // beside a DELETE was refused as 5,000 rows updated).
+                    let inserts_only = s("Operation") == "Insert" && s("Conflict Resolution") != "UPDATE";
+                    if !inserts_only {
+                        out.push((s("Schema"), s("Relation Name"), s("Operation") == "Delete", rows));
+                    }
                 }
                 m.values().for_each(|c| walk(c, out));
             }
@@ -239,6 +245,18 @@ mod tests {
               {"Node Type": "Result", "Parent Relationship": "InitPlan", "Plan Rows": 1},
               {"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Plan Rows": 3333}]}}]"#;
         assert_eq!(super::estimates(json), vec![("public".into(), "big".into(), true, 3333.0)]);
+        // An INSERT's rows are no UPDATE's; an upsert's may be.
+        let insert = |conflict: &str| {
+            format!(
+                r#"[{{"Plan": {{"Node Type": "ModifyTable", "Operation": "Insert", "Schema": "public",
+                "Relation Name": "users", {conflict} "Plans": [
+                  {{"Node Type": "Function Scan", "Parent Relationship": "Outer", "Plan Rows": 5000}}]}}}}]"#
+            )
+        };
+        assert_eq!(super::estimates(&insert("")), vec![]);
+        let upsert = super::estimates(&insert(r#""Conflict Resolution": "UPDATE","#));
+        assert_eq!(upsert, vec![("public".into(), "users".into(), false, 5000.0)]);
+        assert_eq!(super::estimates(&insert(r#""Conflict Resolution": "NOTHING","#)), vec![]);
     }
 
     #[test]

@@ -367,9 +367,27 @@ pub fn xid_status_sql(array: &str) -> String {
     )
 }
 
-/// Puts back what a refused statement moved.
-pub async fn after_refusal(b: &mut Backend<'_>, changed: &[Change], opened: bool) -> Result<(), PrecheckError> {
-    run(b, &from_changes(changed), !opened).await
+/// What a statement that is not kept (refused, or rolled back by a dry run) leaves to put
+/// back: the moves judged beyond the rule (`changed`), and every other candidate's move beyond
+/// the slack alone, since the rows it inserted are gone with it and explain nothing
+/// (forty-third pass M1: a dry run's `INSERT INTO users … FROM generate_series(1, 200000)`,
+/// rolled back by blastwall, left the users' sequence 200,000 on; a client's own ROLLBACK was
+/// put back already, `session::undone`).
+pub fn unkept(back: &[Moved], changed: &[Change]) -> Vec<Moved> {
+    let mut out = from_changes(changed);
+    let judged: Vec<u32> = out.iter().map(|m| m.oid).collect();
+    out.extend(unread(back).into_iter().filter(|m| !judged.contains(&m.oid)));
+    out
+}
+
+/// Puts back what a statement not kept leaves ([`unkept`]).
+pub async fn after_unkept(
+    b: &mut Backend<'_>,
+    back: &[Moved],
+    changed: &[Change],
+    opened: bool,
+) -> Result<(), PrecheckError> {
+    run(b, &unkept(back, changed), !opened).await
 }
 
 #[cfg(test)]

@@ -199,9 +199,11 @@ impl Session {
         let start = precheck::slices::run_start(since, &rows.0);
         let (changed, findings) = precheck::slices::judge_since(since, &rows.0, &rows.1, &counts, view, &policy, &plan);
         decision.findings.extend(findings);
-        // Owed unless it is kept (`putback`).
+        // Owed unless it is kept (`putback`): a refusal fails the batch, so the rows it
+        // inserted explain no move either (`putback::unkept`).
         let owed = self.put_back.len();
-        self.put_back.extend(precheck::putback::from_changes(&changed));
+        let back = precheck::putback::candidates(&rows.0, since, 0, view, &policy);
+        self.put_back.extend(precheck::putback::unkept(&back, &changed));
         decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).

@@ -247,3 +247,70 @@ async fn a_cached_answer_does_not_outlive_a_pipelined_execute_that_changes_the_p
     assert!(e.contains("blastwall: refused"), "{a:?} {e}");
     proxy.stop().await;
 }
+
+/// Forty-third pass M1: the rows of a statement that is not kept explain no move of a
+/// protected sequence. A refused write that had inserted 5,000 users (in a Query, in the
+/// client's block, in the middle of an extended-protocol batch) and a dry run's bulk INSERT,
+/// which blastwall rolls back itself, leave the users' sequence where it stood; a move within
+/// the slack stays, as after a client's own ROLLBACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_explained_by_rows_not_kept_is_put_back() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let d = direct("app", APP_PW, &db).await;
+    let users = || async { d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get::<_, i64>(0) };
+    let (n, start) = (users().await, seq(&db).await);
+    // Over web_messages' limit (60) only once it ran: 61 rows, not far enough over for the
+    // planner's estimate to refuse it unrun.
+    let bulk = "WITH i AS (INSERT INTO users (email) SELECT 'r' || g FROM generate_series(1, 5000) g RETURNING 1) \
+                DELETE FROM web_messages WHERE id IN (SELECT id FROM web_messages ORDER BY id LIMIT 61)";
+    let e = refused(&c, bulk).await;
+    assert!(e.contains("rule row-limit") && e.contains("insert 5000 rows"), "{e}");
+    assert_eq!((users().await, seq(&db).await), (n, start), "a refused write");
+    send(&c, "BEGIN").await.unwrap();
+    refused(&c, bulk).await;
+    send(&c, "ROLLBACK").await.unwrap();
+    assert_eq!((users().await, seq(&db).await), (n, start), "a refused write in the client's block");
+    let (a, b) = tokio::join!(c.execute("SELECT 1", &[]), c.execute(bulk, &[]));
+    assert!(a.is_ok() && b.is_err(), "{a:?} {b:?}");
+    send(&c, "SELECT 1").await.unwrap();
+    assert_eq!((users().await, seq(&db).await), (n, start), "a refused write in a batch");
+    send(&c, "SET blastwall.mode = 'dry-run'").await.unwrap();
+    send(&c, "INSERT INTO users (email) SELECT 'dry' || g FROM generate_series(1, 5000) g").await.unwrap();
+    assert_eq!((users().await, seq(&db).await), (n, start), "a dry run");
+    send(&c, "INSERT INTO users (email) SELECT 'dry' || g FROM generate_series(1, 10) g").await.unwrap();
+    assert_eq!((users().await, seq(&db).await), (n, start + 10), "within the slack");
+    proxy.stop().await;
+}
+
+/// Forty-third pass L1: a value computed for each row pins nothing. A temporary sequence that
+/// cycles over the ten real users' ids (`id = -nextval('cyc')`) or `random()` reaches a
+/// different row each time: refused as a range, users unchanged on the server; the ids
+/// listed as constants still delete what they name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_computed_for_each_row_pins_no_id() {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let d = direct("app", APP_PW, &db).await;
+    let users = || async { d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get::<_, i64>(0) };
+    let n = users().await;
+    send(&c, "CREATE TEMP SEQUENCE cyc MINVALUE 91111111 MAXVALUE 91111120 CYCLE").await.unwrap();
+    for sql in [
+        "DELETE FROM users WHERE id = -nextval('cyc')",
+        "DELETE FROM users WHERE id IN (-nextval('cyc'), 0)",
+        "UPDATE users SET email = 'overwritten' WHERE id = -nextval('cyc')",
+        "MERGE INTO users u USING (SELECT 1) s ON u.id = -nextval('cyc') WHEN MATCHED THEN DELETE",
+        "DELETE FROM users WHERE id = -91111111 - floor(random() * 10)::bigint",
+    ] {
+        let e = refused(&c, sql).await;
+        assert!(e.contains("rule protected-range") && e.contains("each row"), "{sql}: {e}");
+        assert_eq!(users().await, n, "{sql}");
+    }
+    let overwritten = "SELECT count(*) FROM users WHERE email = 'overwritten'";
+    assert_eq!(d.query_one(overwritten, &[]).await.unwrap().get::<_, i64>(0), 0);
+    send(&c, "DELETE FROM users WHERE id = -91111111 + 0").await.unwrap();
+    assert_eq!(users().await, n - 1);
+    proxy.stop().await;
+}
