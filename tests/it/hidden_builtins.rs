@@ -248,6 +248,19 @@ async fn a_cached_answer_does_not_outlive_a_pipelined_execute_that_changes_the_p
     proxy.stop().await;
 }
 
+/// Through blastwall and directly, as `app`, on a fresh incident database.
+async fn app_both_ways() -> (Proxy, String, Client, Client) {
+    let proxy = proxy().await;
+    let db = incident_db();
+    let c = connect(proxy.port(), "app", APP_PW, &db).await;
+    let d = direct("app", APP_PW, &db).await;
+    (proxy, db, c, d)
+}
+
+async fn users(d: &Client) -> i64 {
+    d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0)
+}
+
 /// Forty-third pass M1: the rows of a statement that is not kept explain no move of a
 /// protected sequence. A refused write that had inserted 5,000 users (in a Query, in the
 /// client's block, in the middle of an extended-protocol batch) and a dry run's bulk INSERT,
@@ -255,11 +268,8 @@ async fn a_cached_answer_does_not_outlive_a_pipelined_execute_that_changes_the_p
 /// the slack stays, as after a client's own ROLLBACK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_explained_by_rows_not_kept_is_put_back() {
-    let proxy = proxy().await;
-    let db = incident_db();
-    let c = connect(proxy.port(), "app", APP_PW, &db).await;
-    let d = direct("app", APP_PW, &db).await;
-    let users = || async { d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get::<_, i64>(0) };
+    let (proxy, db, c, d) = app_both_ways().await;
+    let users = || users(&d);
     let (n, start) = (users().await, seq(&db).await);
     // Over web_messages' limit (60) only once it ran: 61 rows, not far enough over for the
     // planner's estimate to refuse it unrun.
@@ -290,11 +300,8 @@ async fn a_move_explained_by_rows_not_kept_is_put_back() {
 /// listed as constants still delete what they name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_computed_for_each_row_pins_no_id() {
-    let proxy = proxy().await;
-    let db = incident_db();
-    let c = connect(proxy.port(), "app", APP_PW, &db).await;
-    let d = direct("app", APP_PW, &db).await;
-    let users = || async { d.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get::<_, i64>(0) };
+    let (proxy, _, c, d) = app_both_ways().await;
+    let users = || users(&d);
     let n = users().await;
     send(&c, "CREATE TEMP SEQUENCE cyc MINVALUE 91111111 MAXVALUE 91111120 CYCLE").await.unwrap();
     for sql in [
