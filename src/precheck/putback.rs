@@ -317,8 +317,9 @@ pub fn logged(m: &Moved, rows: &[Vec<Option<String>>]) {
 }
 
 /// A check abandoned where it stood (its client left; the statement cancelled): the server
-/// is brought to the end of what blastwall sent (a Sync, then a ROLLBACK of whatever
-/// transaction stands and a mark to read up to), and the candidates are put back.
+/// is brought to the end of what blastwall sent (a Parse that fails whatever batch is open,
+/// a Sync, then a ROLLBACK of whatever transaction stands and a mark to read up to), and the
+/// candidates are put back.
 /// `block`: the moves of the client's block and the transaction IDs they were written under —
 /// put back too, unless one of those IDs committed (a `COMMIT` the client sent before it left,
 /// answered after: the rows are kept).
@@ -328,6 +329,11 @@ pub async fn after_leaving(
     block: (&[u32], &[Moved]),
 ) -> Result<(), PrecheckError> {
     const MARK: &str = "blastwall:left";
+    // A batch the client left before its Sync is failed first (a Parse that cannot parse):
+    // a Sync alone commits its implicit transaction, where the server, left by its client,
+    // rolls it back (forty-fourth pass M1: a DELETE and an INSERT of an abandoned pipeline
+    // were kept). Outside a batch it fails nothing but itself.
+    b.send(&crate::wire::messages::parse("", "blastwall: the client left before its batch's Sync")).await?;
     b.send(&crate::wire::encode(crate::wire::messages::fe::SYNC, &[])).await?;
     b.send(&super::own::messages(&format!("ROLLBACK; SELECT '{MARK}'::pg_catalog.text"))).await?;
     loop {

@@ -348,3 +348,44 @@ async fn a_sequence_moved_by_a_rule_in_a_drivers_pipeline_is_back_while_the_clie
     assert_eq!(seq(&db).await, before, "left moved while the client is idle");
     px.stop().await;
 }
+
+/// Forty-fourth pass M1: a client that leaves in the middle of a batch (no Sync; its link
+/// dropped, or a Terminate) has nothing of the batch kept, as directly: the server rolls an
+/// unsynced batch back when its client leaves. blastwall, which puts back the protected
+/// sequence the batch's INSERT moved before the server session ends, first fails the batch, so
+/// that the Sync it needs for that does not commit the client's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_left_without_its_sync_is_not_committed() {
+    use tokio::io::AsyncReadExt;
+    let db = db();
+    let p = proxy().await;
+    let d = direct("postgres", SUPERUSER_PW, &db).await;
+    let messages = "SELECT count(*) FROM web_messages";
+    let left = "SELECT count(*) FROM users WHERE email = 'left'";
+    let before = d.query_one(messages, &[]).await.unwrap().get::<_, i64>(0);
+    for leaves in [1, 2] {
+        let mut c = startup(p.port(), "trust_user", &db).await;
+        let delete = "DELETE FROM web_messages WHERE id = (SELECT min(id) FROM web_messages)";
+        let mut pipeline = [pbe(delete), pbe("INSERT INTO users (email) VALUES ('left')")].concat();
+        pipeline.extend_from_slice(&crate::batches::flush());
+        tokio::io::AsyncWriteExt::write_all(&mut c, &pipeline).await.unwrap();
+        // Both ran: read up to the INSERT's tag.
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("INSERT 0 1") {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&seen).contains("DELETE 1"), "{}", String::from_utf8_lossy(&seen));
+        if leaves == 2 {
+            tokio::io::AsyncWriteExt::write_all(&mut c, &msg(b'X', &[])).await.unwrap();
+        }
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kept =
+            (d.query_one(messages, &[]).await.unwrap().get::<_, i64>(0), d.query_one(left, &[]).await.unwrap().get(0));
+        assert_eq!(kept, (before, 0i64), "the client left ({leaves}) before its Sync");
+    }
+    p.stop().await;
+}
