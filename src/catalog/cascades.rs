@@ -104,7 +104,7 @@ impl Cache {
 
     /// The last answer learned within `usable` (of any age below it), for [`super::Assumed::assume_indirect`].
     pub(super) fn last(&self, database: &str, name: &str, usable: Duration) -> Option<Arc<Cascades>> {
-        let e = self.0.get(&(database.to_string(), name.to_string()))?;
+        let e = self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Pair)?;
         (e.1.elapsed() < usable).then(|| e.0.clone())
     }
 

@@ -159,7 +159,8 @@ impl Guard {
         if online {
             let beside = super::reached::beside(&decided, &reach, &policy);
             (unverified, to_ask) = verify_beside(beside, &self.catalog, info, &mut questions);
-            let unknown = |n: &str| info.names.ddl_touched(n) && self.catalog.runs(&info.database, n).is_none();
+            let unknown =
+                |n: &str| info.names.ddl_touched(n) && self.catalog.runs_with(&info.database, n, |_| ()).is_none();
             unverified.extend(super::reached::shadowed(&decided, &policy, &unknown));
         }
         if !questions.is_empty() {

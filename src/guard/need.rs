@@ -217,6 +217,42 @@ type ShapeInserts = dashmap::DashMap<u64, (Box<[u8]>, Arc<Vec<Insert>>)>;
 /// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert: parsed once
 /// per statement shape (a write with literal values is a new text every time).
 pub(super) fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
+    // A judgement asks this of each statement from several rules (five for a write): the
+    // answer is a function of the text alone, so the last few texts' answers are kept.
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        let text = st.text.as_bytes();
+        if let Some((_, found)) = r.iter().find(|(t, _)| t[..] == *text) {
+            return found.clone();
+        }
+        let found = inserts_uncached(st);
+        let next = r.1;
+        r.1 = (next + 1) % RECENT_TEXTS;
+        let slot = &mut r.0[next];
+        slot.0.clear();
+        slot.0.extend_from_slice(text);
+        slot.1 = found.clone();
+        found
+    })
+}
+
+/// How many texts' answers [`inserts_in`] keeps per thread.
+const RECENT_TEXTS: usize = 4;
+
+/// The last texts [`inserts_in`] answered (their buffers reused) and the next slot to fill.
+struct Recent([(Vec<u8>, Arc<Vec<Insert>>); RECENT_TEXTS], usize);
+
+impl Recent {
+    fn iter(&self) -> impl Iterator<Item = &(Vec<u8>, Arc<Vec<Insert>>)> {
+        self.0.iter().filter(|(t, _)| !t.is_empty())
+    }
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Recent> = std::cell::RefCell::new(Recent(Default::default(), 0));
+}
+
+fn inserts_uncached(st: &Statement) -> Arc<Vec<Insert>> {
     if !may_insert(st.text.as_bytes()) {
         return Arc::default();
     }
@@ -403,6 +439,31 @@ mod tests {
                 "{:?}", text
             );
             proptest::prop_assert_eq!(contains_ci(b, b"setval"), reference(b"setval"), "{:?}", text);
+        }
+    }
+
+    /// The texts answered last are answered again as before, each its own, in any order and
+    /// past the number kept.
+    #[test]
+    fn the_last_texts_inserts_are_each_their_own() {
+        let st = |text: &str| Statement { text: text.into(), ..Default::default() };
+        let texts: Vec<String> = (0..RECENT_TEXTS + 2)
+            .map(|i| match i % 2 {
+                0 => format!("INSERT INTO t{i} (a) VALUES ({i})"),
+                _ => format!("UPDATE t{i} SET a = {i}"),
+            })
+            .collect();
+        for round in 0..3 {
+            for t in texts.iter().rev().skip(round) {
+                let found = inserts_in(&st(t));
+                assert_eq!(found, inserts_uncached(&st(t)), "{t}");
+                let again = inserts_in(&st(t));
+                assert!(Arc::ptr_eq(&found, &again), "{t}: not kept");
+                assert_eq!(
+                    found.first().map(|i| i.target.name.clone()),
+                    t.starts_with("INSERT").then(|| t[12..14].to_string())
+                );
+            }
         }
     }
 

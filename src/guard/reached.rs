@@ -61,7 +61,7 @@ pub(super) fn reached(
         return None;
     }
     let runs_code = |name: &str, delete: bool| {
-        catalog.runs(database, name).is_some_and(|r| if delete { r.code_on_delete } else { r.code })
+        catalog.runs_with(database, name, |r| if delete { r.code_on_delete } else { r.code }) == Some(true)
     };
     // A call can be a user's function only by a name the database has one of (a qualified
     // one, or one not known: it may), as last answered, of any age: a function made since is
@@ -75,7 +75,7 @@ pub(super) fn reached(
                 || st.calls.iter().any(|c| c == "*" || user_functions.is_none_or(|u| u.binary_search(c).is_ok())))
     };
     // An UPDATE may move a row to another partition: a deletion there, and an insertion.
-    let moves = |name: &str| catalog.runs(database, name).is_none_or(|r| r.partitioned);
+    let moves = |name: &str| catalog.runs_with(database, name, |r| r.partitioned).unwrap_or(true);
     // (policy table, deletes, updates, inserts, at most how many rows inserted: `None` any)
     let mut out: Vec<(usize, bool, bool, bool, Option<u64>)> = Vec::new();
     // The session's own code (its temporary schema's user functions) explains nothing: it was

@@ -510,9 +510,11 @@ pub fn columns_questions(
         for w in st.writes.iter().filter(|w| w.op.is_row_write()) {
             for (t, _) in reach(i, w).into_iter().flat_map(|r| r.tables) {
                 let Some(t) = policy.tables.get(t).filter(|t| !t.protected_columns.is_empty()) else { continue };
+                if info.names.assumed.columns_known(catalog, &info.database, &t.schema, &t.name) {
+                    continue;
+                }
                 let q = crate::catalog::Question::Columns { schema: t.schema.clone(), table: t.name.clone() };
-                let known = info.names.assumed.columns_of(catalog, &info.database, &t.schema, &t.name);
-                if known.is_none() && !out.contains(&q) {
+                if !out.contains(&q) {
                     out.push(q);
                 }
             }
