@@ -122,16 +122,18 @@ impl Guard {
         let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names)
             .with_others(&info.inflight.others);
         // Asked for the same write by the columns' questions and by the decision: found once.
-        let reached: std::cell::RefCell<Vec<(usize, *const analyze::Write, Option<policy::Reach>)>> =
+        // By the write's place (a message of thousands of writes must not scan a list per
+        // write: forty-sixth pass M1).
+        let reached: std::cell::RefCell<std::collections::HashMap<(usize, usize), Option<policy::Reach>>> =
             Default::default();
         let reach = |i: usize, w: &analyze::Write| {
-            let at: *const analyze::Write = w;
-            if let Some((.., r)) = reached.borrow().iter().find(|(j, p, _)| *j == i && std::ptr::eq(*p, at)) {
+            let at = (i, std::ptr::from_ref(w) as usize);
+            if let Some(r) = reached.borrow().get(&at) {
                 return r.clone();
             }
             let (r, shadowed) = crate::names::reach_once(&cx, i, w);
             once.borrow_mut().extend(shadowed);
-            reached.borrow_mut().push((i, at, r.clone()));
+            reached.borrow_mut().insert(at, r.clone());
             r
         };
         // The protected columns' names now, of the tables reached under another name.

@@ -18,8 +18,9 @@
 //! (`ddl::Class::Named`) the names it mentions (see [`Earlier::redirects`]).
 //!
 //! Owns: which statements may redirect a name ([`Earlier::of`]) and finding the one that may
-//! redirect a written name ([`redirected`]). Does not own: what DDL reaches (`ddl`), keeping
-//! the session's list (`crate::session`), the refusal (`policy::decide`).
+//! redirect a written name ([`in_message`] once per message, [`redirected_before`] per
+//! write). Does not own: what DDL reaches (`ddl`), keeping the session's list
+//! (`crate::session`), the refusal (`policy::decide`).
 
 use super::ddl::Class;
 use super::savepoints::{returns_within, returns_within_sent, savepoint, Savepoint};
@@ -344,14 +345,31 @@ pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
     list.push(e);
 }
 
+/// [`redirected_before`] of the end of `message`.
+#[cfg(test)]
+fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> Option<String> {
+    redirected_before(&in_message(message), message.len(), sent, target)
+}
+
+/// The statements of a message that may redirect a name after them (not a transaction end,
+/// nor a `ROLLBACK TO` that returns within the message), with their places: found once per
+/// message, not once per write (forty-sixth pass M1: a Query of 18,000 point UPDATEs read
+/// every statement before each write, 29 s of blastwall's CPU against 0.3 s on the server).
+pub fn in_message(message: &[Statement]) -> Vec<(usize, Earlier)> {
+    let found = (0..message.len()).filter_map(|i| Earlier::of(&message[i], 0).map(|e| (i, e)));
+    found.filter(|(i, e)| e.kind != Kind::End && !returns_within(message, *i)).collect()
+}
+
 /// The earlier statement that may make `target` name something else, and why, as the end of
-/// a refusal's sentence: first the statements of the same message before it, then those sent
-/// earlier and not yet answered.
-pub fn redirected(message: &[Statement], sent: &[Earlier], target: &RelName) -> Option<String> {
-    let mine = (0..message.len())
-        .filter(|i| !returns_within(message, *i))
-        .filter_map(|i| Earlier::of(&message[i], 0))
-        .filter(|e| e.kind != Kind::End);
+/// a refusal's sentence: first the statements of the same message before place `before`
+/// (`mine`: the message's [`in_message`]), then those sent earlier and not yet answered.
+pub fn redirected_before(
+    mine: &[(usize, Earlier)],
+    before: usize,
+    sent: &[Earlier],
+    target: &RelName,
+) -> Option<String> {
+    let mine = mine.iter().take_while(|(i, _)| *i < before).map(|(_, e)| e);
     if let Some((e, why)) = mine.filter_map(|e| e.redirects(target, false).map(|w| (e, w))).next() {
         return Some(format!("`{}` ({why}) earlier in the same message", e.shown()));
     }
@@ -494,5 +512,26 @@ mod tests {
         }
         assert_eq!(list.len(), KEPT);
         assert_eq!(list.last().map(|e| (e.kind, e.ord)), Some((Kind::Call, 200)));
+    }
+
+    /// Forty-sixth pass M1: a Query of 18,000 point UPDATEs took 29 s of blastwall's CPU, each
+    /// write's name read against every statement before it for what may redirect it. Those
+    /// statements are found once per message: 8,000 writes resolve in well under the time
+    /// 8,000 × 8,000 readings took.
+    #[test]
+    fn a_message_of_thousands_of_writes_is_read_once() {
+        let policy = crate::demo::incident_policy().unwrap();
+        let session = crate::names::Resolutions::default();
+        let sql: String = (0..8_000).map(|i| format!("UPDATE users SET email = email WHERE id = {i};")).collect();
+        let statements = crate::analyze::analyze(&sql, Default::default());
+        let cx = super::super::Context::new(&statements, &[], &policy, None, &session);
+        let t = std::time::Instant::now();
+        for (i, st) in statements.iter().enumerate() {
+            for w in &st.writes {
+                assert!(super::super::reach_once(&cx, i, w).0.is_some_and(|r| r.unresolved.is_some()));
+            }
+        }
+        eprintln!("8000 writes: {:?}", t.elapsed());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }

@@ -301,6 +301,9 @@ pub struct Context<'a> {
     pub others: &'a [Earlier],
     /// What each statement's names resolve against, found once for the message.
     paths: Paths,
+    /// The message's statements that may redirect a later name (`earlier::in_message`), found
+    /// at the first write that asks.
+    mine: std::cell::OnceCell<Vec<(usize, Earlier)>>,
 }
 
 impl<'a> Context<'a> {
@@ -312,7 +315,15 @@ impl<'a> Context<'a> {
         ids: Option<&'a Identities>,
         session: &'a Resolutions,
     ) -> Context<'a> {
-        Context { statements, policy, ids, session, others: &[], paths: Paths::of(statements, changing) }
+        let paths = Paths::of(statements, changing);
+        Context { statements, policy, ids, session, others: &[], paths, mine: Default::default() }
+    }
+
+    /// The statement of the message before `index`, or one sent earlier and not yet answered,
+    /// that may make `target` name something else (`earlier::redirected`).
+    fn redirected(&self, index: usize, target: &RelName) -> Option<String> {
+        let mine = self.mine.get_or_init(|| earlier::in_message(self.statements));
+        earlier::redirected_before(mine, index, &self.session.earlier, target)
     }
 
     /// With other sessions' open DDL to judge the writes against.
@@ -359,7 +370,7 @@ pub fn resolved_oids(cx: &Context<'_>, index: usize, w: &Write) -> Option<Vec<u3
 /// What write `w` of statement `index` reaches, as the server will resolve its name (`None`:
 /// judged by its name, as offline — a sequence, a schema, an unnamed target).
 fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Reach> {
-    let Context { statements, policy, ids, session, others, ref paths } = *cx;
+    let Context { statements, policy, ids, session, others, ref paths, .. } = *cx;
     use crate::policy::Reach;
     let target = w.target.as_ref().filter(|_| names_a_relation(w))?;
     let row_write = w.op.is_row_write() || matches!(w.op, Op::Upsert { .. });
@@ -371,7 +382,7 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
     // So may another session's DDL whose transaction has not ended: the server may reach this
     // write after it commits (eighth adversarial pass N1; `crate::inflight`).
     let by = row_write.then(|| {
-        let mine = earlier::redirected(&statements[..index], &session.earlier, target);
+        let mine = cx.redirected(index, target);
         let hint = "send the write in a message of its own, after the server answered that one";
         let theirs = "send it again once that transaction has ended";
         mine.map(|b| (b, hint)).or_else(|| {

@@ -46,9 +46,7 @@ pub fn resolved(cx: &Context<'_>, index: usize, w: &Write) -> Option<(RelName, S
     if cx.session.persisting || prepared_earlier(cx.statements, index) {
         return None;
     }
-    if earlier::redirected(&cx.statements[..index], &cx.session.earlier, t).is_some()
-        || earlier::redirected_by_others(cx.others, t, false).is_some()
-    {
+    if cx.redirected(index, t).is_some() || earlier::redirected_by_others(cx.others, t, false).is_some() {
         return None;
     }
     let k = effective_key(&cx.paths, index, t).ok()?;

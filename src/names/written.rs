@@ -25,7 +25,7 @@ pub enum Written {
 /// no relation — a sequence, a schema, an unnamed target).
 pub fn written(cx: &Context<'_>, index: usize, w: &Write) -> Option<Written> {
     let target = relevant(w)?;
-    let mine = earlier::redirected(&cx.statements[..index], &cx.session.earlier, target);
+    let mine = cx.redirected(index, target);
     if let Some(by) = mine.or_else(|| earlier::redirected_by_others(cx.others, target, false)) {
         return Some(Written::Redirected(format!("{target} may name another relation once {by} has run")));
     }
