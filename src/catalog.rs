@@ -204,7 +204,7 @@ impl Catalog {
 
     /// `Some(answer)` when known and fresh.
     pub fn is_indirect(&self, database: &str, name: &str) -> Option<bool> {
-        let e = self.indirect.get(&namekey::of(database, name) as &dyn namekey::Pair)?;
+        let e = self.indirect.get(&namekey::of(database, name) as &dyn namekey::Parts<2>)?;
         (e.2.elapsed() < TTL).then_some(e.0)
     }
 
@@ -212,7 +212,7 @@ impl Catalog {
     /// partitioned table, rules, inheritance children, or user triggers that fire on INSERT
     /// (a trigger on DELETE or UPDATE only does not).
     pub fn is_indirect_insert(&self, database: &str, name: &str) -> Option<bool> {
-        let e = self.indirect.get(&namekey::of(database, name) as &dyn namekey::Pair)?;
+        let e = self.indirect.get(&namekey::of(database, name) as &dyn namekey::Parts<2>)?;
         (e.2.elapsed() < TTL).then_some(e.1)
     }
 
@@ -246,7 +246,7 @@ impl Catalog {
     }
 
     pub fn oid_of(&self, database: &str, schema: &str, name: &str) -> Option<u32> {
-        self.oids.get(&(database, schema, name) as &dyn namekey::Triple).map(|o| *o)
+        self.oids.get(&(database, schema, name) as &dyn namekey::Parts<3>).map(|o| *o)
     }
 
     /// The policy table name an OID was first seen under.
@@ -344,7 +344,7 @@ impl Catalog {
 
     /// The protected columns of a table as (policy name, name now), when known and fresh.
     pub fn columns_of(&self, database: &str, schema: &str, table: &str) -> Option<Vec<(String, String)>> {
-        let e = self.columns.get(&(database, schema, table) as &dyn namekey::Triple)?;
+        let e = self.columns.get(&(database, schema, table) as &dyn namekey::Parts<3>)?;
         e.learned.filter(|t| t.elapsed() < TTL).map(|_| e.current.clone())
     }
 
@@ -359,7 +359,7 @@ impl Catalog {
         generation: u64,
         usable: Duration,
     ) -> bool {
-        let e = self.columns.get(&(database, schema, table) as &dyn namekey::Triple);
+        let e = self.columns.get(&(database, schema, table) as &dyn namekey::Parts<3>);
         e.and_then(|e| e.asked).is_some_and(|(at, g)| g == generation && at.elapsed() < usable)
     }
 
@@ -417,7 +417,7 @@ impl Catalog {
     }
 
     pub fn sequence_owners(&self, database: &str, sequence: &str) -> Option<Vec<Owner>> {
-        let e = self.owners.get(&namekey::of(database, sequence) as &dyn namekey::Pair)?;
+        let e = self.owners.get(&namekey::of(database, sequence) as &dyn namekey::Parts<2>)?;
         (e.1.elapsed() < TTL).then(|| e.0.clone())
     }
 
@@ -430,13 +430,13 @@ impl Catalog {
 
     /// A table's columns and how each is minted, when known and fresh.
     pub fn minted_of(&self, database: &str, schema: &str, table: &str) -> Option<Vec<TableColumn>> {
-        let e = self.minted.get(&(database, schema, table) as &dyn namekey::Triple)?;
+        let e = self.minted.get(&(database, schema, table) as &dyn namekey::Parts<3>)?;
         (e.1.elapsed() < TTL).then(|| e.0.clone())
     }
 
     /// [`Catalog::minted_of`] as last answered, of any age (DDL through blastwall forgets it).
     pub fn minted_last(&self, database: &str, schema: &str, table: &str) -> Option<Vec<TableColumn>> {
-        self.minted.get(&(database, schema, table) as &dyn namekey::Triple).map(|e| e.0.clone())
+        self.minted.get(&(database, schema, table) as &dyn namekey::Parts<3>).map(|e| e.0.clone())
     }
 
     /// Learns the answer of [`minted_query`] (`rows`: attnum, name, kind).
@@ -447,7 +447,7 @@ impl Catalog {
 
     /// Whether blastwall's state schema is known to be usable in this database.
     pub fn state_ready(&self, database: &str, schema: &str) -> bool {
-        self.state_ready.contains_key(&namekey::of(database, schema) as &dyn namekey::Pair)
+        self.state_ready.contains_key(&namekey::of(database, schema) as &dyn namekey::Parts<2>)
     }
 
     /// After the contract SQL ran: it worked (ready), or failed (create or check it again).

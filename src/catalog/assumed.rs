@@ -181,7 +181,7 @@ impl Assumed {
     /// [`Catalog::columns_of`], or what this judgement assumed of them.
     /// Whether [`Assumed::columns_of`] has an answer (none copied, as `Catalog::columns_of` reads it).
     pub fn columns_known(&self, catalog: &Catalog, database: &str, schema: &str, table: &str) -> bool {
-        let known = catalog.columns.get(&(database, schema, table) as &dyn super::namekey::Triple);
+        let known = catalog.columns.get(&(database, schema, table) as &dyn super::namekey::Parts<3>);
         self.columns.iter().any(|((s, t), _)| s == schema && t == table)
             || known.is_some_and(|e| e.learned.is_some_and(|t| t.elapsed() < super::TTL))
     }

@@ -104,7 +104,7 @@ impl Cache {
 
     /// The last answer learned within `usable` (of any age below it), for [`super::Assumed::assume_indirect`].
     pub(super) fn last(&self, database: &str, name: &str, usable: Duration) -> Option<Arc<Cascades>> {
-        let e = self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Pair)?;
+        let e = self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Parts<2>)?;
         (e.1.elapsed() < usable).then(|| e.0.clone())
     }
 

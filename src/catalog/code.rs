@@ -54,14 +54,14 @@ impl Cache {
     /// Whether the answer was learned at or after `since` (`Some(false)`: but the catalog
     /// could not be read); `None`: not learned since.
     pub(super) fn answered_since(&self, database: &str, name: &str, since: Instant) -> Option<bool> {
-        let e = self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Pair)?;
+        let e = self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Parts<2>)?;
         (e.1 >= since).then_some(!e.0.unanswered)
     }
 
     /// The last answer, of any age (DDL through blastwall forgets it; a rule added since on a
     /// direct connection is left to the count).
     pub(super) fn last(&self, database: &str, name: &str) -> Option<Runs> {
-        self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Pair).map(|e| e.0.clone())
+        self.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Parts<2>).map(|e| e.0.clone())
     }
 
     pub(super) fn forget(&self, database: &str) {
@@ -246,7 +246,7 @@ impl super::Catalog {
 
     /// `f` of [`super::Catalog::runs`]'s answer, read in place (no copy of its lists).
     pub fn runs_with<R>(&self, database: &str, name: &str, f: impl FnOnce(&Runs) -> R) -> Option<R> {
-        self.code.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Pair).map(|e| f(&e.0))
+        self.code.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Parts<2>).map(|e| f(&e.0))
     }
 
     /// Whether what a write to `name` may run was answered by the catalog at or after `since`

@@ -44,7 +44,7 @@ impl super::Catalog {
     /// What a row written into `name` may evaluate that moves a sequence, when known and fresh
     /// (else ask [`super::Question::Indirect`]).
     pub fn row_moves(&self, database: &str, name: &str) -> Option<Arc<RowMoves>> {
-        let e = self.copies.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Pair)?;
+        let e = self.copies.0.get(&super::namekey::of(database, name) as &dyn super::namekey::Parts<2>)?;
         (e.1.elapsed() < super::TTL).then(|| e.0.clone())
     }
 }
