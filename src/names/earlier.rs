@@ -55,8 +55,8 @@ pub struct Earlier {
     /// The sync point it belongs to (the session's numbering).
     pub ord: u64,
     pub kind: Kind,
-    /// Its text, as analyzed.
-    text: Arc<str>,
+    /// Its text, as analyzed (for other sessions, only its kind: [`Earlier::for_others`]).
+    pub(super) text: Arc<str>,
     /// DDL: the relation names it changes, as the parser reads them.
     names: Arc<[String]>,
     /// DDL that changes only the relations it names (`ddl::Class::Named`).
@@ -152,7 +152,8 @@ impl Earlier {
     /// still swap the constraint an `ON CONFLICT ON CONSTRAINT` names), and any name for what
     /// changes which schemas a role may search (`GRANT`/`REVOKE` on a schema, or of a role)
     /// and for `COMMIT PREPARED`/`ROLLBACK PREPARED` (whatever the prepared transaction did).
-    /// `None` for what no other session can see (`CREATE TEMP …`) and for the rest.
+    /// `None` for what no other session can see (DDL of the session's own temporary relations:
+    /// `temporary`) and for the rest.
     pub fn for_others(st: &Statement) -> Option<Earlier> {
         let bytes = st.text.as_bytes();
         let (first, second) = first_words(bytes);
@@ -175,14 +176,20 @@ impl Earlier {
         if (is(first, "commit") || is(first, "rollback")) && is(second, "prepared") {
             return Some(any(st));
         }
-        if !st.ddl || is(first, "create") && (is(second, "temp") || is(second, "temporary")) {
+        if !st.ddl
+            || is(first, "create") && (is(second, "temp") || is(second, "temporary"))
+            || super::temporary::own_temporary_only(&st.text)
+        {
             return None;
         }
-        match Earlier::of(st, 0) {
-            Some(e) if e.kind == Kind::Ddl => Some(e),
-            Some(_) => None,
-            None => Some(Earlier { named_only: true, ..any(st) }),
-        }
+        let e = match Earlier::of(st, 0) {
+            Some(e) if e.kind == Kind::Ddl => e,
+            Some(_) => return None,
+            None => Earlier { named_only: true, ..any(st) },
+        };
+        // Shown to other sessions' clients, of any role: its kind, not its names or literals
+        // (forty-seventh pass L1).
+        Some(Earlier { text: headline(&st.text).into(), ..e })
     }
 
     /// Whether this is DDL (of another session) that names nothing a write's name leads to.
@@ -328,11 +335,15 @@ pub fn two_phase(st: &Statement) -> Option<(bool, String)> {
 
 /// Adds `e` to a session's list of statements sent and not yet answered (the same DDL or call
 /// again only moves to its later sync point; transaction control keeps its order, which
-/// `savepoints` reads; the list is bounded).
+/// `savepoints` reads, and savepoints that undo one another are folded: `savepoints::folded`;
+/// the list is bounded).
 pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
     let ordered = matches!(e.kind, Kind::Rollback | Kind::End | Kind::Mark);
     if let Some(x) = list.iter_mut().find(|x| !ordered && x.kind == e.kind && x.text == e.text) {
         x.ord = x.ord.max(e.ord);
+        return;
+    }
+    if super::savepoints::folded(list, &e) {
         return;
     }
     if list.len() >= KEPT {
@@ -396,6 +407,77 @@ pub fn redirected_by_others(others: &[Earlier], target: &RelName, constraint: bo
         |e: &Earlier| e.redirects_elsewhere(target).or_else(|| (constraint && e.kind == Kind::Ddl).then_some(swaps));
     let (e, why) = others.iter().find_map(|e| by(e).map(|w| (e, w)))?;
     Some(format!("`{}` ({why}), sent by another session in a transaction that has not ended,", e.shown()))
+}
+
+/// A statement's leading keywords (`DROP TABLE IF EXISTS …`, `GRANT …`): what kind of statement
+/// it is, without the names and values that follow.
+fn headline(text: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "create",
+        "alter",
+        "drop",
+        "or",
+        "replace",
+        "temp",
+        "temporary",
+        "unlogged",
+        "materialized",
+        "foreign",
+        "unique",
+        "table",
+        "view",
+        "index",
+        "sequence",
+        "schema",
+        "function",
+        "procedure",
+        "routine",
+        "trigger",
+        "constraint",
+        "rule",
+        "policy",
+        "type",
+        "domain",
+        "extension",
+        "statistics",
+        "if",
+        "exists",
+        "not",
+        "concurrently",
+        "recursive",
+        "grant",
+        "revoke",
+        "reassign",
+        "owned",
+        "commit",
+        "rollback",
+        "prepared",
+        "comment",
+        "security",
+        "label",
+        "aggregate",
+        "operator",
+        "cast",
+        "collation",
+        "conversion",
+        "language",
+        "publication",
+        "subscription",
+        "server",
+        "event",
+        "default",
+        "privileges",
+        "text",
+        "search",
+    ];
+    let words = text.split(|c: char| c.is_whitespace() || c == '(' || c == ';').filter(|w| !w.is_empty());
+    let lead: Vec<String> =
+        words.take_while(|w| KEYWORDS.iter().any(|k| w.eq_ignore_ascii_case(k))).map(str::to_uppercase).collect();
+    if lead.is_empty() {
+        "DDL …".to_string()
+    } else {
+        format!("{} …", lead.join(" "))
+    }
 }
 
 /// Whether `text` has `name` as a word (case-insensitively; a quoted name's spelling too).
@@ -500,6 +582,25 @@ mod tests {
             assert!(Earlier::of(&st(sql, false, false, false), 0).is_none(), "{sql}");
         }
         assert_eq!(reach_of_privileges("SELECT 1"), None);
+    }
+
+    #[test]
+    fn others_see_the_kind_of_ddl_but_not_its_text_nor_temporary_ddl() {
+        let others = |sql: &str| Earlier::for_others(&st(sql, true, false, false));
+        let e = others("ALTER TABLE users RENAME COLUMN secret_9f TO c").unwrap();
+        assert_eq!(e.shown(), "ALTER TABLE …");
+        assert!(e.redirects_elsewhere(&name("users")).is_some());
+        let e = others("DROP TABLE IF EXISTS pg_temp.a, public.users CASCADE").unwrap();
+        assert_eq!(e.shown(), "DROP TABLE IF EXISTS …");
+        assert_eq!(others("CREATE OR REPLACE VIEW v AS SELECT 'x'").unwrap().shown(), "CREATE OR REPLACE VIEW …");
+        for sql in [
+            "DROP VIEW IF EXISTS pg_temp.x CASCADE",
+            "CREATE OR REPLACE TEMP VIEW users AS SELECT 1 AS id",
+            "DROP TABLE IF EXISTS pg_temp.users",
+            "CREATE TEMP TABLE users (id bigint)",
+        ] {
+            assert!(others(sql).is_none(), "{sql}");
+        }
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //! a batch (`identities`), the session's cache (`session`), what a text may do to names
 //! (`effect`), a path set earlier in the message (`path`), statements that may redirect a name
 //! (`earlier`; a `ROLLBACK TO` that returns within its message: `savepoints`), what DDL among
-//! them can reach (`ddl`), what a written name leads to for other
+//! them can reach (`ddl`), DDL of the session's own temporary relations, which no other
+//! session's name can reach (`temporary`), what a written name leads to for other
 //! questions than the policy tables' (`written`), the sequence an unqualified `setval` name
 //! resolves to (`setval`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
@@ -50,6 +51,7 @@ mod savepoints;
 mod session;
 pub mod setval;
 mod sql;
+mod temporary;
 mod view;
 mod written;
 pub use earlier::{

@@ -16,14 +16,19 @@ use crate::analyze::Statement;
 pub(super) enum Savepoint {
     Set(String),
     RollbackTo(String),
+    Release(String),
     /// Any other transaction control (`RELEASE`, `COMMIT`, `ROLLBACK`, …), or one that does not
     /// parse alone here.
     Other,
 }
 
 pub(super) fn savepoint(st: &Statement) -> Savepoint {
+    savepoint_of(&st.text)
+}
+
+fn savepoint_of(text: &str) -> Savepoint {
     use pg_query::protobuf::TransactionStmtKind as K;
-    crate::analyze::deep::with_parse(&st.text, pg_query::ParserOptions::DEFAULT, |tree| {
+    crate::analyze::deep::with_parse(text, pg_query::ParserOptions::DEFAULT, |tree| {
         let Ok(t) = tree else { return Savepoint::Other };
         let [one] = t.protobuf.stmts.as_slice() else { return Savepoint::Other };
         let Some(pg_query::NodeEnum::TransactionStmt(x)) = one.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
@@ -32,6 +37,7 @@ pub(super) fn savepoint(st: &Statement) -> Savepoint {
         match x.kind {
             k if k == K::TransStmtSavepoint as i32 => Savepoint::Set(x.savepoint_name.clone()),
             k if k == K::TransStmtRollbackTo as i32 => Savepoint::RollbackTo(x.savepoint_name.clone()),
+            k if k == K::TransStmtRelease as i32 => Savepoint::Release(x.savepoint_name.clone()),
             _ => Savepoint::Other,
         }
     })
@@ -109,6 +115,42 @@ pub(super) fn returns_within_sent(sent: &[Earlier], i: usize) -> bool {
     false
 }
 
+/// Keeps `list` (statements sent and not yet answered, `earlier::keep`) as short as what the
+/// server's savepoints are, when `e` is a savepoint statement of the same sync point as the
+/// savepoints set last (forty-seventh pass L2: 35 `SAVEPOINT a; ROLLBACK TO a` blocks in one
+/// Query filled the list, and a later write was refused as unresolvable):
+/// - `SAVEPOINT x` with only savepoints set since an `x`: nothing to keep (the older `x`
+///   stands for both: a later `ROLLBACK TO x` or `RELEASE x` then destroys more of the list
+///   than of the server's savepoints, so a later `ROLLBACK TO` is only less often found to
+///   return within);
+/// - `ROLLBACK TO x` with only savepoints set since `x`: they are destroyed, nothing ran
+///   between, and `x` stays: the list ends at `x`;
+/// - `RELEASE x` with only savepoints set since `x`: they and `x` are destroyed, the list
+///   ends before `x`, and a later `ROLLBACK TO` an older savepoint still returns within.
+///
+/// Whether `e` was folded (then it is not to be kept).
+pub(super) fn folded(list: &mut Vec<Earlier>, e: &Earlier) -> bool {
+    let since = |x: &str| -> Option<usize> {
+        for (j, before) in list.iter().enumerate().rev() {
+            match (before.ord == e.ord, before.kind, before.point.as_deref()) {
+                (true, Kind::Mark, Some(p)) if p == x => return Some(j),
+                (true, Kind::Mark, Some(_)) => {}
+                _ => return None,
+            }
+        }
+        None
+    };
+    match (e.kind, e.point.as_deref()) {
+        (Kind::Mark, Some(x)) => since(x).is_some(),
+        (Kind::Rollback, Some(x)) => since(x).map(|j| list.truncate(j + 1)).is_some(),
+        (Kind::Mark, None) => match savepoint_of(&e.text) {
+            Savepoint::Release(x) => since(&x).map(|j| list.truncate(j)).is_some(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +159,7 @@ mod tests {
     fn st(text: &str) -> Statement {
         let lower = text.to_lowercase();
         let tc = ["savepoint", "release", "rollback", "commit", "begin"].iter().any(|w| lower.starts_with(w));
-        Statement { text: text.into(), transaction_control: tc, ..Default::default() }
+        Statement { text: text.into(), transaction_control: tc, ddl: lower.starts_with("drop"), ..Default::default() }
     }
 
     fn message(texts: &[&str]) -> Vec<Statement> {
@@ -155,13 +197,49 @@ mod tests {
             out
         };
         let last = |l: &[Earlier]| returns_within_sent(l, l.len() - 1);
-        assert!(last(&kept(&[("SAVEPOINT a", 2), ("SAVEPOINT b", 2), ("ROLLBACK TO a", 2)])));
-        assert!(!last(&kept(&[("SAVEPOINT a", 1), ("ROLLBACK TO a", 2)])), "another sync point");
-        assert!(!last(&kept(&[("SAVEPOINT a", 2), ("RELEASE a", 2), ("ROLLBACK TO a", 2)])));
+        // DDL between them: kept, and the rollback returns within.
+        let ddl = ("DROP TABLE t CASCADE", 2);
+        let l = kept(&[("SAVEPOINT a", 2), ("SAVEPOINT b", 2), ddl, ("ROLLBACK TO a", 2)]);
+        assert!(l.len() == 4 && last(&l));
+        assert!(!last(&kept(&[("SAVEPOINT a", 1), ddl, ("ROLLBACK TO a", 2)])), "another sync point");
+        assert!(!last(&kept(&[("SAVEPOINT a", 2), ddl, ("RELEASE a", 2), ("ROLLBACK TO a", 2)])));
         // The same text again keeps its order: the second ROLLBACK TO is after the RELEASE.
-        let l = kept(&[("SAVEPOINT a", 2), ("ROLLBACK TO a", 2), ("RELEASE a", 2), ("ROLLBACK TO a", 2)]);
-        assert_eq!(l.len(), 4);
-        assert!(returns_within_sent(&l, 1) && !last(&l));
+        let l = kept(&[("SAVEPOINT a", 2), ddl, ("ROLLBACK TO a", 2), ("RELEASE a", 2), ("ROLLBACK TO a", 2)]);
+        assert_eq!(l.len(), 5);
+        assert!(returns_within_sent(&l, 2) && !last(&l));
+    }
+
+    #[test]
+    fn savepoints_that_undo_one_another_are_folded() {
+        let kept = |list: &[(&str, u64)]| -> Vec<String> {
+            let mut out = Vec::new();
+            for (t, ord) in list {
+                crate::names::keep(&mut out, Earlier::of(&st(t), *ord).unwrap());
+            }
+            out.iter().map(|e| e.shown()).collect()
+        };
+        // Forty-seventh pass L2: many blocks leave one savepoint, not a full list.
+        let blocks: Vec<(String, u64)> = (0..200)
+            .flat_map(|i| [(format!("SAVEPOINT s{}", i % 3), 4), (format!("ROLLBACK TO s{}", i % 3), 4)])
+            .collect();
+        let blocks: Vec<(&str, u64)> = blocks.iter().map(|(t, o)| (t.as_str(), *o)).collect();
+        // (The second `SAVEPOINT s0` stands in the first's place: the `ROLLBACK TO s0` after
+        // it destroys `s1` and `s2` in the list, not on the server.)
+        assert_eq!(kept(&blocks), ["SAVEPOINT s0", "SAVEPOINT s1"]);
+        let nested: Vec<(String, u64)> =
+            (0..200).flat_map(|i| [(format!("SAVEPOINT n{i}"), 4), (format!("RELEASE SAVEPOINT n{i}"), 4)]).collect();
+        let nested: Vec<(&str, u64)> = nested.iter().map(|(t, o)| (t.as_str(), *o)).collect();
+        assert!(kept(&nested).is_empty());
+        // A ROLLBACK TO destroys the savepoints set since; an older one of that name is kept.
+        let l = kept(&[("SAVEPOINT b", 4), ("SAVEPOINT a", 4), ("SAVEPOINT b", 4), ("ROLLBACK TO a", 4)]);
+        assert_eq!(l, ["SAVEPOINT b", "SAVEPOINT a"]);
+        let l = kept(&[("SAVEPOINT b", 4), ("SAVEPOINT a", 4), ("RELEASE a", 4)]);
+        assert_eq!(l, ["SAVEPOINT b"]);
+        // Not across a sync point, DDL, or a rollback that may return to an older message.
+        assert_eq!(kept(&[("SAVEPOINT a", 3), ("ROLLBACK TO a", 4)]).len(), 2);
+        assert_eq!(kept(&[("SAVEPOINT a", 3), ("DROP TABLE t", 3), ("ROLLBACK TO a", 3)]).len(), 3);
+        assert_eq!(kept(&[("SAVEPOINT a", 3), ("ROLLBACK TO b", 3), ("SAVEPOINT c", 3), ("RELEASE a", 3)]).len(), 4);
+        assert_eq!(kept(&[("SAVEPOINT a", 3), ("RELEASE b", 3)]).len(), 2);
     }
 
     #[test]

@@ -63,3 +63,28 @@ async fn a_name_an_earlier_statement_may_redirect_is_not_written_through() {
     assert_eq!(left, 1);
     p.stop().await;
 }
+
+/// Forty-seventh pass L2: savepoints a pipeline sets and returns to (40 `SAVEPOINT s`,
+/// `ROLLBACK TO s`, `SAVEPOINT n`, `RELEASE n` in one extended-protocol batch) leave no more
+/// statements to keep apart than the server's savepoints: a point write behind them, in the
+/// same batch, runs (before, it was refused as unresolvable, "more statements than
+/// blastwall keeps apart").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_a_pipeline_returns_to_leave_its_writes_resolvable() {
+    use crate::batches::{pbe, q, sync};
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut s = startup(px.port(), crate::binds::RAW, &db).await;
+    crate::batchnames::run(&mut s, "BEGIN").await;
+    let block = ["SAVEPOINT s", "ROLLBACK TO SAVEPOINT s", "SAVEPOINT n", "RELEASE n"];
+    let mut batch: Vec<Vec<u8>> = (0..40).flat_map(|_| block.map(pbe)).collect();
+    batch.extend([pbe("UPDATE users SET plan = 'pro' WHERE id = -91111111"), sync(), q("COMMIT")]);
+    let (written, ended) = (crate::batchnames::send(&mut s, &batch).await, replies(&mut s).await);
+    for r in [written, ended] {
+        assert!(r.codes.is_empty() && r.status.is_some(), "{r:?}");
+    }
+    let c = direct("postgres", SUPERUSER_PW, &db).await;
+    let pro = c.query_one("SELECT count(*) FROM users WHERE id = -91111111 AND plan = 'pro'", &[]).await.unwrap();
+    assert_eq!(pro.get::<_, i64>(0), 1);
+    px.stop().await;
+}

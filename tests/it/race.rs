@@ -114,8 +114,44 @@ async fn a_write_judged_while_ddl_is_open_elsewhere_is_judged_with_it() {
     let r = crate::harness::replies(&mut c).await;
     assert!(r.errors.contains("blastwall: refused"), "the write was not refused while the DDL was open: {r:?}");
     assert!(r.errors.contains("another session"), "{r:?}");
+    // Forty-seventh pass L1: told what kind of DDL, not its text.
+    assert!(r.errors.contains("`CREATE VIEW …`") && !r.errors.contains("FROM users"), "{r:?}");
     assert_eq!(window(&db, "users").await, 10, "users were deleted through the new view");
     assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 8);
+}
+
+/// Forty-seventh pass M1: DDL of a DML-only session's own temporary relations, left open in a
+/// transaction, holds no other session (before, every write of every role was refused until
+/// it ended, naming `users` or, after a `CASCADE`, any name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_ddl_left_open_holds_no_other_session() {
+    let db = setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut a = startup(px.port(), RAW, &db).await;
+    for sql in [
+        "BEGIN",
+        "DROP TABLE IF EXISTS pg_temp.users",
+        "DROP VIEW IF EXISTS pg_temp.x CASCADE",
+        "CREATE OR REPLACE TEMP VIEW users AS SELECT -1::bigint AS id",
+        "ALTER VIEW pg_temp.users RENAME TO x",
+        "CREATE TEMP TABLE notes (id bigint)",
+        "DROP TABLE pg_temp.notes CASCADE",
+    ] {
+        run(&mut a, sql).await;
+    }
+    let mut c = warm(px.port(), &db).await;
+    for sql in [
+        "DELETE FROM notes WHERE id BETWEEN 1 AND 2",
+        "UPDATE users SET email = 'kept@example.com' WHERE id = -91111111",
+        "DELETE FROM users WHERE id = 0",
+    ] {
+        let r = send(&mut c, &[crate::batches::q(sql)]).await;
+        assert!(r.codes.is_empty(), "{sql} was refused while temporary DDL was open elsewhere: {r:?}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 8);
+    let kept = "SELECT count(*) FROM users WHERE email = 'kept@example.com'";
+    assert_eq!(count(&db, kept).await, 1);
+    run(&mut a, "COMMIT").await;
 }
 
 /// A batch (ended by `end`) whose first statement sleeps a minute, with the range DELETE of
