@@ -34,6 +34,7 @@ mod notifications;
 mod opening;
 mod orphan;
 mod others;
+mod owed;
 mod parses;
 mod pending;
 mod pieces;

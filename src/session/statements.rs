@@ -13,11 +13,12 @@
 //! Also: what each statement was judged with (`Facts`: the catalog's generation then, whether
 //! its Bind runs code, the Parse itself), so that a verdict older than the catalog's answers
 //! is made again at Bind (`binds`).
-//! Does not own: what a statement's plan is (`guard`) or sync-point accounting (`relay`).
+//! Does not own: what a statement's plan is (`guard`), sync-point accounting (`relay`), the
+//! queue of owed replies and its index (`owed`).
 
 use crate::precheck::CheckPlan;
 use crate::wire::messages::TxStatus;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Statements and portals whose execution must be counted (the others are not kept).
@@ -206,7 +207,7 @@ pub(super) struct Mirror {
     projected: Objects,
     /// Owed replies, each with the ordinal of the sync point that ends its batch (the number
     /// of sync points forwarded before it).
-    owed: VecDeque<(u64, Op)>,
+    owed: super::owed::Owed,
     /// The ordinal of the last batch in which the server reported an error (it skips the rest
     /// of that batch up to Sync).
     failed_batch: Option<u64>,
@@ -238,7 +239,7 @@ impl Mirror {
             self.replaced.bind_sent(portal);
         }
         self.projected.apply(&op);
-        self.owed.push_back((ord, op));
+        self.owed.push_back(ord, op);
     }
 
     /// Records that the server is skipping the rest of batch `ord` (an error blastwall saw
@@ -326,19 +327,14 @@ impl Mirror {
     /// yet fail and skip a Parse, Bind or Close the projection counted on; a failure in batch
     /// `ord` itself skips the Execute too.)
     pub(super) fn execute_is_certain(&self, portal: &[u8], ord: u64) -> bool {
-        let earlier = || self.owed.iter().filter(|(o, _)| *o < ord).map(|(_, op)| op);
-        let current = || self.owed.iter().filter(|(o, _)| *o == ord).map(|(_, op)| op);
-        let bind =
-            current().enumerate().filter(|(_, op)| matches!(op, Op::Bind { portal: p, .. } if p == portal)).last();
-        let Some((i, Op::Bind { statement, .. })) = bind else {
+        let Some((number, statement)) = self.owed.bind_in(portal, ord) else {
             // The portal comes from an earlier batch: certain once nothing there is pending.
-            return !earlier().any(|op| matches!(op, Op::Parse { .. } | Op::Bind { .. } | Op::Close { .. }));
+            return !self.owed.changes_before(ord);
         };
-        let names = |op: &Op| match op {
-            Op::Parse { name, .. } | Op::Close { portal: false, name } => name == statement,
-            _ => false,
-        };
-        current().take(i).any(names) || !earlier().any(names)
+        // Certain when the batch itself parses (or closes) the statement before the Bind, or
+        // no earlier batch still may.
+        let (current, earlier) = self.owed.names_statement(statement, ord, number);
+        current || !earlier
     }
 
     /// Whether the server is answering an Execute of batch `answering` (not a simple Query).
@@ -353,7 +349,7 @@ impl Mirror {
 
     /// Whether an Execute the client sent is still unanswered.
     pub(super) fn execute_owed(&self) -> bool {
-        self.owed.iter().any(|(_, op)| matches!(op, Op::Execute))
+        self.owed.executes()
     }
 
     /// Whether a Close of this portal is still owed its reply (`copying`'s probe).
@@ -434,17 +430,13 @@ impl Mirror {
     /// extended batch, which the relay counts as sync points of their own and the server
     /// skips with the rest up to Sync): nothing of theirs happens, and nothing is owed.
     pub(super) fn skipped(&mut self, from: u64, to: u64) {
-        let before = self.owed.len();
-        self.owed.retain(|(o, _)| *o < from || *o >= to);
-        if self.owed.len() != before {
+        if self.owed.retain(|o| o < from || o >= to) {
             self.reproject();
         }
     }
 
     fn drop_batch(&mut self, ord: u64) {
-        let before = self.owed.len();
-        self.owed.retain(|(o, _)| *o != ord);
-        if self.owed.len() != before {
+        if self.owed.retain(|o| o != ord) {
             self.reproject();
         }
     }
@@ -452,7 +444,7 @@ impl Mirror {
     fn reproject(&mut self) {
         // In place: the maps keep their allocations.
         self.projected.clone_from(&self.confirmed);
-        for (_, op) in &self.owed {
+        for (_, op) in self.owed.iter() {
             self.projected.apply(op);
         }
     }
