@@ -152,20 +152,26 @@ impl Earlier {
     /// still swap the constraint an `ON CONFLICT ON CONSTRAINT` names), and any name for what
     /// changes which schemas a role may search (`GRANT`/`REVOKE` on a schema, or of a role)
     /// and for `COMMIT PREPARED`/`ROLLBACK PREPARED` (whatever the prepared transaction did).
-    /// `None` for what no other session can see (DDL of the session's own temporary relations:
-    /// `temporary`) and for the rest.
+    /// `None` for what concerns the session alone (its own temporary objects, what only later
+    /// objects or sessions see: `own`) and for the rest.
     pub fn for_others(st: &Statement) -> Option<Earlier> {
         let bytes = st.text.as_bytes();
         let (first, second) = first_words(bytes);
         let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+        // Shown to other sessions' clients, of any role: its kind, not its names, literals or
+        // comments (forty-seventh pass L1, forty-eighth pass L1).
         let any = |st: &Statement| Earlier {
             ord: 0,
             kind: Kind::Ddl,
-            text: st.text.as_str().into(),
+            text: headline(&st.text).into(),
             names: Arc::from([]),
             named_only: false,
             point: None,
         };
+        // Parsed again only for DDL (most statements are not).
+        if (st.ddl || is(first, "reassign") || is(first, "alter")) && super::own::concerns_only_itself(&st.text) {
+            return None;
+        }
         if is(first, "grant") || is(first, "revoke") {
             let schema = mentions(&st.text, "schema");
             return (schema || !mentions(&st.text, "on")).then(|| any(st));
@@ -176,10 +182,7 @@ impl Earlier {
         if (is(first, "commit") || is(first, "rollback")) && is(second, "prepared") {
             return Some(any(st));
         }
-        if !st.ddl
-            || is(first, "create") && (is(second, "temp") || is(second, "temporary"))
-            || super::temporary::own_temporary_only(&st.text)
-        {
+        if !st.ddl || is(first, "create") && (is(second, "temp") || is(second, "temporary")) {
             return None;
         }
         let e = match Earlier::of(st, 0) {
@@ -187,8 +190,6 @@ impl Earlier {
             Some(_) => return None,
             None => Earlier { named_only: true, ..any(st) },
         };
-        // Shown to other sessions' clients, of any role: its kind, not its names or literals
-        // (forty-seventh pass L1).
         Some(Earlier { text: headline(&st.text).into(), ..e })
     }
 
@@ -259,14 +260,20 @@ pub fn may_redirect_unseen(sql: &[u8]) -> bool {
 
 /// Whether a text the guard may pass as harmless concerns other sessions' names
 /// ([`Earlier::for_others`]): `GRANT`, `REVOKE`, `REASSIGN OWNED`, `COMMIT PREPARED`,
-/// `ROLLBACK PREPARED`; read from its first words, with no allocation.
+/// `ROLLBACK PREPARED`; read from the first words of each statement, with no allocation.
 pub fn may_concern_others(sql: &[u8]) -> bool {
-    let (first, second) = first_words(sql);
-    let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
-    is(first, "grant")
-        || is(first, "revoke")
-        || is(first, "reassign")
-        || (is(first, "commit") || is(first, "rollback")) && is(second, "prepared")
+    let starts = |sql: &[u8]| {
+        let (first, second) = first_words(sql);
+        let is = |w: &[u8], x: &str| w.eq_ignore_ascii_case(x.as_bytes());
+        is(first, "grant")
+            || is(first, "revoke")
+            || is(first, "reassign")
+            || (is(first, "commit") || is(first, "rollback")) && is(second, "prepared")
+    };
+    // Each statement of the text, not only the first (`BEGIN; REVOKE USAGE ON SCHEMA …` was
+    // not published): what follows every `;` is read as a statement's start (one inside a
+    // literal or a comment only costs a look).
+    starts(sql) || sql.iter().enumerate().any(|(i, b)| *b == b';' && starts(&sql[i + 1..]))
 }
 
 /// What a `GRANT`, `REVOKE` or `REASSIGN OWNED` (the statements the analyzer does not mark
@@ -576,6 +583,17 @@ mod tests {
             assert!(e.redirects(&name("users"), true).is_some(), "{sql}");
             assert!(Earlier::for_others(&st(sql, false, false, false)).is_some(), "{sql}");
             assert!(may_concern_others(sql.as_bytes()) && may_redirect_unseen(sql.as_bytes()), "{sql}");
+        }
+        // Behind other statements of the same text too (forty-eighth pass).
+        for sql in [
+            "BEGIN; REVOKE USAGE ON SCHEMA archive FROM app",
+            "SELECT 'a;b'; /* ; */ GRANT archivist TO app",
+            "SELECT 1;COMMIT PREPARED 'x'",
+        ] {
+            assert!(may_concern_others(sql.as_bytes()), "{sql}");
+        }
+        for sql in ["SELECT 1; SELECT 'grant'", "BEGIN; COMMIT"] {
+            assert!(!may_concern_others(sql.as_bytes()), "{sql}");
         }
         for sql in ["GRANT SELECT ON archive.users TO migrator", "REVOKE EXECUTE ON FUNCTION f() FROM app"] {
             assert_eq!(reach_of_privileges(sql), Some(false), "{sql}");

@@ -29,8 +29,8 @@
 //! a batch (`identities`), the session's cache (`session`), what a text may do to names
 //! (`effect`), a path set earlier in the message (`path`), statements that may redirect a name
 //! (`earlier`; a `ROLLBACK TO` that returns within its message: `savepoints`), what DDL among
-//! them can reach (`ddl`), DDL of the session's own temporary relations, which no other
-//! session's name can reach (`temporary`), what a written name leads to for other
+//! them can reach (`ddl`), DDL that concerns the sending session alone, which other
+//! sessions are not told of (`own`), what a written name leads to for other
 //! questions than the policy tables' (`written`), the sequence an unqualified `setval` name
 //! resolves to (`setval`) and the SQL (`sql`).
 //! Does not own: asking (`crate::session`), the rules (`policy::decide`).
@@ -45,13 +45,13 @@ mod earlier;
 mod effect;
 mod expand;
 mod identities;
+mod own;
 mod path;
 pub mod rights;
 mod savepoints;
 mod session;
 pub mod setval;
 mod sql;
-mod temporary;
 mod view;
 mod written;
 pub use earlier::{

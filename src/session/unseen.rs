@@ -47,7 +47,9 @@ impl Session {
     }
 }
 
-const MOVED: &str = "writes in this transaction moved a protected sequence, and a rollback that drops their rows leaves it moved: blastwall puts it back when it sees the rollback";
+/// Said of writes that *may* have moved a sequence (forty-eighth pass L2: "moved" was said
+/// where none had).
+const MOVED: &str = "statements in this transaction (or before it in this message) may have moved a protected sequence, and a rollback that drops their rows would leave it moved: blastwall puts it back when it sees the rollback on its own";
 
 /// Whether `text` would undo writes where blastwall cannot see what was undone, or leave it
 /// unable to put their moves back — after writes that may have moved a protected sequence
