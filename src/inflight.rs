@@ -124,8 +124,16 @@ impl Db {
     /// A judgement on `session`: registers its row writes' targets (at sync point `ord`) and
     /// its DDL, and answers the other sessions' open DDL (what its writes are judged against)
     /// and, when it has DDL, the sessions whose writes it must wait for.
-    pub fn judging(&self, me: &Mine, targets: &[(&RelName, bool)], ddl: &[Earlier]) -> (Vec<Earlier>, Vec<u64>) {
+    /// The DDL entries it adds are also returned: an entry equal to one the session published
+    /// before (the same statement again) is not added, and is not taken back with a refusal.
+    pub fn judging(
+        &self,
+        me: &Mine,
+        targets: &[(&RelName, bool)],
+        ddl: &[Earlier],
+    ) -> (Vec<Earlier>, Vec<u64>, Vec<Earlier>) {
         let mut s = self.lock();
+        let mut added = Vec::new();
         for (t, constraint) in targets {
             if !s.writes.iter().any(|w| w.session == me.session && w.ord == me.ord && w.target == **t) {
                 let (target, key) = ((*t).clone(), me.key.clone());
@@ -135,11 +143,12 @@ impl Db {
         for e in ddl {
             if !s.ddl.iter().any(|(id, d, _)| *id == me.session && d == e) {
                 s.ddl.push((me.session, e.clone(), true));
+                added.push(e.clone());
             }
         }
         let others = s.ddl.iter().filter(|(id, _, on)| *id != me.session && *on).map(|(_, e, _)| e.clone());
         let others = others.chain(s.prepared.iter().flat_map(|p| p.ddl.iter().cloned())).collect();
-        (others, s.waits(me.session, ddl))
+        (others, s.waits(me.session, ddl), added)
     }
 
     /// Takes back DDL the session published in a judgement that refused it (it never runs).
@@ -266,7 +275,7 @@ impl Mine {
             self.two_phase.ask.clear();
             return;
         }
-        let (others, wait) = db.0.judging(self, &targets, &ddl);
+        let (others, wait, added) = db.0.judging(self, &targets, &ddl);
         // A prepared transaction's DDL is among the others' when it concerns anything.
         self.two_phase.ask = if others.is_empty() { Vec::new() } else { db.0.stale_prepared(&targets) };
         self.first.judged(statements, quiet, self.ord, self.wait_for.is_empty(), !wait.is_empty());
@@ -278,7 +287,8 @@ impl Mine {
                 self.announce.push(e.clone());
             }
         }
-        self.last = ddl;
+        // Only what this judgement added is taken back if it is refused.
+        self.last = added;
         for s in wait {
             if !self.wait_for.contains(&s) {
                 self.wait_for.push(s);
@@ -429,6 +439,11 @@ pub(super) mod tests {
         w.refused();
         app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
         assert!(!app.others.is_empty(), "the rename, still open, was taken back");
+        // Nor does the same statement again, refused right away: it added nothing.
+        w.judging(&statements("ALTER TABLE users RENAME TO members"), false);
+        w.refused();
+        app.judging(&statements("DELETE FROM members WHERE id = 1"), false);
+        assert!(!app.others.is_empty(), "the rename, still open, was taken back by its repetition");
         app.judging(&statements("DELETE FROM old_notes WHERE id = 1"), false);
         assert!(app.others.iter().all(|e| e.redirects_elsewhere(&members()).is_some()), "{:?}", app.others);
     }

@@ -55,8 +55,11 @@ pub struct Earlier {
     /// The sync point it belongs to (the session's numbering).
     pub ord: u64,
     pub kind: Kind,
-    /// Its text, as analyzed (for other sessions, only its kind: [`Earlier::for_others`]).
+    /// Its text, as analyzed.
     pub(super) text: Arc<str>,
+    /// Shown by its kind alone (its leading keywords): another session's statement, told to
+    /// clients of any role ([`Earlier::for_others`]).
+    kind_only: bool,
     /// DDL: the relation names it changes, as the parser reads them.
     names: Arc<[String]>,
     /// DDL that changes only the relations it names (`ddl::Class::Named`).
@@ -82,6 +85,7 @@ impl Earlier {
                 names: Arc::from([]),
                 named_only: false,
                 point: None,
+                kind_only: false,
             });
         }
         let (first, second) = first_words(st.text.as_bytes());
@@ -116,7 +120,7 @@ impl Earlier {
         } else {
             return None;
         };
-        Some(Earlier { ord, kind, text: st.text.as_str().into(), names, named_only, point })
+        Some(Earlier { ord, kind, text: st.text.as_str().into(), names, named_only, point, kind_only: false })
     }
 
     /// The same statement, sent for sync point `ord`.
@@ -163,10 +167,11 @@ impl Earlier {
         let any = |st: &Statement| Earlier {
             ord: 0,
             kind: Kind::Ddl,
-            text: headline(&st.text).into(),
+            text: st.text.as_str().into(),
             names: Arc::from([]),
             named_only: false,
             point: None,
+            kind_only: true,
         };
         // Parsed again only for DDL (most statements are not).
         if (st.ddl || is(first, "reassign") || is(first, "alter")) && super::own::concerns_only_itself(&st.text) {
@@ -190,7 +195,7 @@ impl Earlier {
             Some(_) => return None,
             None => Earlier { named_only: true, ..any(st) },
         };
-        Some(Earlier { text: headline(&st.text).into(), ..e })
+        Some(Earlier { kind_only: true, ..e })
     }
 
     /// Whether this is DDL (of another session) that names nothing a write's name leads to.
@@ -216,7 +221,15 @@ impl Earlier {
     /// DDL another blastwall instance announced (`crate::instances`): `names` it changes, or
     /// (`named_only` false) any name; `text` says where it comes from.
     pub fn elsewhere(text: &str, names: Vec<String>, named_only: bool) -> Earlier {
-        Earlier { ord: 0, kind: Kind::Ddl, text: text.into(), names: names.into(), named_only, point: None }
+        Earlier {
+            ord: 0,
+            kind: Kind::Ddl,
+            text: text.into(),
+            names: names.into(),
+            named_only,
+            point: None,
+            kind_only: false,
+        }
     }
 
     /// DDL's names and whether it changes only those (what `crate::instances` announces).
@@ -226,6 +239,9 @@ impl Earlier {
 
     /// Its text, shortened for a message.
     pub fn shown(&self) -> String {
+        if self.kind_only {
+            return headline(&self.text);
+        }
         let words: Vec<&str> = self.text.split_whitespace().collect();
         let one = words.join(" ");
         match one.char_indices().nth(72) {
@@ -357,7 +373,15 @@ pub fn keep(list: &mut Vec<Earlier>, e: Earlier) {
         let ord = list.iter().map(|x| x.ord).max().unwrap_or(0).max(e.ord);
         list.truncate(KEPT - 1);
         let text = "(more statements than blastwall keeps apart)".into();
-        list.push(Earlier { ord, kind: Kind::Call, text, names: Arc::from([]), named_only: false, point: None });
+        list.push(Earlier {
+            ord,
+            kind: Kind::Call,
+            text,
+            names: Arc::from([]),
+            named_only: false,
+            point: None,
+            kind_only: false,
+        });
         return;
     }
     list.push(e);
