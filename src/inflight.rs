@@ -230,6 +230,15 @@ pub struct Mine {
     /// The one message whose DDL the waits are for, when it may be refused by the server
     /// for lack of privilege (`first`).
     pub first: first::First,
+    /// The session is judging a whole Query (not an extended Parse): set by the session.
+    pub whole_query: bool,
+    /// The last judged message's DDL that may change only the session's own temporary
+    /// relations (`first::temporary`): its sync point, its text and the entries it published,
+    /// asked about before it is forwarded.
+    pub temporary: Option<(u64, String, Vec<Earlier>)>,
+    /// Such DDL the session answered for (its sync point and text): not published again when
+    /// its message is judged again.
+    pub own_temporary: Option<(u64, String)>,
     /// The sync point of the unnamed statement's last Parse (its writes were registered
     /// there), and its statements once a Bind in a later batch needed them.
     pub unnamed: Option<(u64, Option<Arc<Vec<crate::analyze::Statement>>>)>,
@@ -253,6 +262,8 @@ impl Mine {
     pub fn judging(&mut self, statements: &[crate::analyze::Statement], quiet: bool) {
         let Some(db) = self.db.clone() else { return };
         self.two_phase.judged(statements);
+        // Nothing of the transaction published, announced or waiting before this message.
+        let nothing_before = !self.published && self.wait_for.is_empty() && self.announce.is_empty();
         let mut targets: Vec<(&RelName, bool)> = Vec::new();
         let mut ddl: Vec<Earlier> = Vec::new();
         for st in statements {
@@ -264,6 +275,9 @@ impl Mine {
                         targets.push((t, constraint));
                     }
                 }
+            }
+            if self.own_temporary.as_ref().is_some_and(|(ord, text)| *ord == self.ord && *text == st.text) {
+                continue;
             }
             ddl.extend(Earlier::for_others(st));
         }
@@ -286,6 +300,10 @@ impl Mine {
             if !self.announce.contains(e) {
                 self.announce.push(e.clone());
             }
+        }
+        if !ddl.is_empty() {
+            let own = first::temporary(statements, quiet, self.whole_query).filter(|_| nothing_before);
+            self.temporary = own.filter(|_| !added.is_empty()).map(|text| (self.ord, text, added.clone()));
         }
         // Only what this judgement added is taken back if it is refused.
         self.last = added;
@@ -337,6 +355,7 @@ impl Mine {
     /// The last judgement was a refusal: what it published never runs, and it waits for
     /// nothing (what DDL judged before it in the same read waits for stays).
     pub fn refused(&mut self) {
+        self.temporary = None;
         if let (Some(db), false) = (self.db.as_ref(), self.last.is_empty()) {
             db.0.withdraw(self.session, &self.last);
             self.announce.retain(|e| !self.last.contains(e));
@@ -353,7 +372,22 @@ impl Mine {
     /// Whether the message judged must wait before it is forwarded: for other sessions' writes
     /// judged before its DDL, or for other instances to hear of that DDL.
     pub fn must_wait(&self) -> bool {
-        !self.wait_for.is_empty() || !self.announce.is_empty()
+        !self.wait_for.is_empty() || !self.announce.is_empty() || self.temporary.is_some()
+    }
+
+    /// The session answered that the message's DDL changes only its own temporary relations
+    /// (`temporary`): it is taken back from other sessions' view, and waits for nothing (no
+    /// other DDL of the transaction was published, announced or waiting before it).
+    pub fn only_own_temporary(&mut self, ord: u64, text: String, entries: &[Earlier]) {
+        self.own_temporary = Some((ord, text));
+        if let Some(db) = self.db.as_ref() {
+            db.0.withdraw(self.session, entries);
+        }
+        self.announce.retain(|e| !entries.contains(e));
+        self.last.retain(|e| !entries.contains(e));
+        self.wait_for.clear();
+        self.last_waits.clear();
+        drop(self.first.take());
     }
 
     /// The session ended: nothing of it is in flight any more.

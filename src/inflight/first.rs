@@ -14,6 +14,9 @@
 //! published until its answer either way: other sessions' writes judged meanwhile are judged
 //! with it (it may have run).
 //!
+//! Also: the Query whose DDL may change only the session's own temporary relations by
+//! unqualified names ([`temporary`]), asked about the same way.
+//!
 //! Owns: which message that is. Does not own: the question (`names::rights`), asking it and
 //! the waiting (`crate::session`, `super::wait`).
 
@@ -61,6 +64,23 @@ impl First {
             false => message,
         }
     }
+}
+
+/// The text of a Query's DDL that may change only the session's own temporary relations by
+/// unqualified names (`names::rights::own_temporary_query`: `CREATE TEMP TABLE t …; DROP
+/// TABLE t CASCADE`), asked about before it is forwarded and taken back from other sessions'
+/// view if so (forty-eighth pass M1): the only statement of `statements` published to others,
+/// first or after [`neutral`] ones (nothing of the session runs between the question and it),
+/// in a whole Query judged when everything before was answered (`quiet`; not an extended
+/// Parse, whose Execute may come after other statements of its batch).
+pub(super) fn temporary(statements: &[Statement], quiet: bool, whole_query: bool) -> Option<String> {
+    if !quiet || !whole_query {
+        return None;
+    }
+    let mut published = statements.iter().enumerate().filter(|(_, st)| Earlier::for_others(st).is_some());
+    let (Some((i, st)), None) = (published.next(), published.next()) else { return None };
+    let own = statements[..i].iter().all(neutral) && crate::names::rights::own_temporary_query(&st.text).is_some();
+    own.then(|| st.text.clone())
 }
 
 /// Whether a statement before the DDL leaves what the role may do, and what the DDL's names

@@ -25,7 +25,10 @@
 //! (a schema the role may not use, one that does not exist), so it never fails the
 //! client's transaction.
 //!
-//! Owns: that question. Does not own: when it is asked and what follows from its answer.
+//! Also whether DDL by unqualified names changes only the session's own temporary relations
+//! ([`own_temporary_query`]).
+//!
+//! Owns: those questions. Does not own: when they are asked and what follows from the answer.
 
 use pg_query::protobuf as pb;
 use pg_query::NodeEnum as N;
@@ -53,6 +56,65 @@ pub fn may_run_query(text: &str, in_block: bool) -> Option<String> {
          WHEN pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.=) 'on' THEN true \
          ELSE COALESCE(({expr}), true) END"
     ))
+}
+
+/// The query (one row, one boolean column) whose `t` says that `text`, a `DROP` or `ALTER`
+/// of relations by names without `pg_temp` (`super::own` reads those that have it), changes
+/// only temporary relations of the session itself (forty-eighth pass M1: `CREATE TEMP TABLE
+/// t …; DROP TABLE t CASCADE` held every other session's writes): every name resolves to a
+/// relation in the session's temporary schema, and the session's `search_path` does not name
+/// `pg_temp` (so it is searched first, and no other session's DDL can put another relation of
+/// that name before it). `None` for other statements.
+pub fn own_temporary_query(text: &str) -> Option<String> {
+    if text.contains('\\') || text.len() > 64 << 10 {
+        return None;
+    }
+    let names = crate::analyze::deep::with_parse(text, pg_query::ParserOptions::DEFAULT, |tree| {
+        let t = tree.ok()?;
+        let [one] = t.protobuf.stmts.as_slice() else { return None };
+        relations(one.stmt.as_ref()?.node.as_ref()?)
+    })?;
+    let oids: Vec<String> = names.iter().map(oid).collect::<Option<_>>()?;
+    Some(format!(
+        "SELECT pg_catalog.current_setting('search_path') OPERATOR(pg_catalog.!~*) 'pg_temp' \
+         AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c \
+         WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{}]::pg_catalog.oid[]) \
+         AND c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) OPERATOR(pg_catalog.=) {}",
+        oids.join(", "),
+        oids.len()
+    ))
+}
+
+/// The relations a `DROP TABLE|VIEW|SEQUENCE|INDEX` or an `ALTER` of a relation (an action, a
+/// rename of it or of what is on it) names.
+fn relations(node: &N) -> Option<Vec<pb::RangeVar>> {
+    use pb::ObjectType as O;
+    let kinds = [O::ObjectTable, O::ObjectView, O::ObjectSequence, O::ObjectIndex];
+    let is = |t: i32| kinds.iter().any(|o| *o as i32 == t);
+    let on_relation = [O::ObjectColumn, O::ObjectTabconstraint, O::ObjectTrigger, O::ObjectRule];
+    match node {
+        N::DropStmt(d) if is(d.remove_type) && !d.objects.is_empty() => d
+            .objects
+            .iter()
+            .map(|o| {
+                let Some(N::List(l)) = o.node.as_ref() else { return None };
+                let parts: Vec<String> = l.items.iter().map(sval).collect::<Option<_>>()?;
+                match parts.as_slice() {
+                    [n] => Some(pb::RangeVar { relname: n.clone(), ..Default::default() }),
+                    _ => None,
+                }
+            })
+            .collect(),
+        N::AlterTableStmt(a) if is(a.objtype) => unqualified(a.relation.as_ref()?),
+        N::RenameStmt(r) if is(r.rename_type) || on_relation.iter().any(|o| *o as i32 == r.rename_type) => {
+            unqualified(r.relation.as_ref()?)
+        }
+        _ => None,
+    }
+}
+
+fn unqualified(r: &pb::RangeVar) -> Option<Vec<pb::RangeVar>> {
+    (r.schemaname.is_empty() && r.catalogname.is_empty()).then(|| vec![r.clone()])
 }
 
 /// The expression (true: the role may run it) for one statement.
@@ -243,6 +305,32 @@ mod tests {
             "ALTER TABLE \"a\\\" RENAME TO b",
         ] {
             assert!(may_run_query(sql, false).is_none(), "{sql}");
+        }
+        // Own temporary relations: names without a schema only.
+        for sql in [
+            "DROP TABLE t4 CASCADE",
+            "DROP TABLE IF EXISTS a, b",
+            "DROP INDEX i",
+            "ALTER TABLE t4 INHERIT users",
+            "ALTER TABLE t4 RENAME COLUMN a TO b",
+        ] {
+            let q = own_temporary_query(sql).unwrap_or_else(|| panic!("{sql}"));
+            assert!(q.contains("pg_my_temp_schema()") && q.contains("!~*"), "{q}");
+        }
+        let q = own_temporary_query("DROP TABLE a, \"B\"").unwrap();
+        assert!(q.contains(r#"to_regclass(E'"a"'), pg_catalog.to_regclass(E'"B"')"#) && q.ends_with("=) 2"), "{q}");
+        for sql in [
+            "DROP TABLE public.t4",
+            "DROP TABLE pg_temp.t4",
+            "DROP TABLE a, public.b",
+            "DROP FUNCTION f()",
+            "DROP TYPE t",
+            "ALTER TABLE public.t ADD COLUMN c int",
+            "ALTER SCHEMA s RENAME TO t",
+            "CREATE TABLE t (a int)",
+            "DROP TABLE a; DROP TABLE b",
+        ] {
+            assert!(own_temporary_query(sql).is_none(), "{sql}");
         }
         let q = may_run_query("ALTER TABLE \"Odd\"\"Name\".x RENAME TO y", false).unwrap();
         assert!(q.contains(r#"'"Odd""Name"'"#) && q.contains(r#"'"Odd""Name"."x"'"#), "{q}");

@@ -34,7 +34,7 @@ impl Session {
         match f.tag {
             fe::QUERY => {
                 let sql = messages::query_text(&f).map_err(|e| self.protocol_violation(e))?;
-                let verdict = self.judge_sql(sql, pre);
+                let verdict = self.judge_query(sql, pre);
                 let verdict = self.copy_unread_refusal(sql, verdict, false);
                 return self.on_query_judged(f, verdict, pre);
             }

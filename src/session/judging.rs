@@ -41,7 +41,7 @@ impl Session {
             return None;
         };
         self.shared.metrics.statements_total.inc();
-        let verdict = self.judge_sql(sql, None);
+        let verdict = self.judge_query(sql, None);
         let verdict = self.copy_unread_refusal(sql, verdict, false);
         match verdict {
             Verdict::Allow if !self.copy_needs_reading(sql) => {
@@ -62,6 +62,14 @@ impl Session {
             }
         }
         judged.verdict
+    }
+
+    /// [`Session::judge_sql`] of a whole Query's text (`inflight::Mine::whole_query`).
+    pub(super) fn judge_query(&mut self, sql: &[u8], pre: Option<&Preanalyzed>) -> Verdict {
+        self.info.inflight.whole_query = true;
+        let verdict = self.judge_sql(sql, pre);
+        self.info.inflight.whole_query = false;
+        verdict
     }
 
     pub(super) fn judge_sql(&mut self, sql: &[u8], pre: Option<&Preanalyzed>) -> Verdict {

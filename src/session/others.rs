@@ -112,6 +112,17 @@ impl Session {
     /// answered that theirs are (`instances`). When they cannot, the session ends with a word
     /// to its client: nothing of the message runs.
     pub(super) async fn wait_for_others(&mut self) -> Result<(), SessionError> {
+        // DDL of the session's own temporary relations alone is taken back, and waits for
+        // nothing (`inflight::first::temporary`).
+        if let Some((ord, text, entries)) = self.info.inflight.temporary.take() {
+            if self.only_own_temporary(ord, &text).await? {
+                tracing::info!(session = self.id, "DDL of the session's own temporary relations: not published");
+                self.info.inflight.only_own_temporary(ord, text, &entries);
+                if !self.info.inflight.must_wait() {
+                    return Ok(());
+                }
+            }
+        }
         let announce = std::mem::take(&mut self.info.inflight.announce);
         let peers = self.info.inflight.db.as_ref().and_then(|db| self.shared.instances.of(&self.info.database, &db.0));
         let (id, backend) = (self.id, self.info.inflight.key.as_ref().map(|k| k.pid));
@@ -185,6 +196,22 @@ impl Session {
             ),
         }
         Ok(())
+    }
+
+    /// Whether `text`, the DDL of the message of sync point `ord`, changes only the session's
+    /// own temporary relations (`names::rights::own_temporary_query`), asked on the session
+    /// when the server has answered everything before that message (false otherwise).
+    async fn only_own_temporary(&mut self, ord: u64, text: &str) -> Result<bool, SessionError> {
+        if self.relay.syncs_done() != ord || self.relay.tx == TxStatus::Failed {
+            return Ok(false);
+        }
+        let Some(sql) = crate::names::rights::own_temporary_query(text) else { return Ok(false) };
+        let mut backend = crate::precheck::Backend::new(&mut self.server, &mut self.sfr);
+        let answer = backend.query(&sql).await.map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?;
+        let crate::precheck::Backend { for_client, params, .. } = backend;
+        self.take_for_client(for_client, params);
+        let value = answer.rows.first().and_then(|r| r.first()).cloned().flatten();
+        Ok(answer.error.is_none() && value.as_deref() == Some("t"))
     }
 
     /// Whether the session's role may run `text`, the first statement of the message of sync

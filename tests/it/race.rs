@@ -143,6 +143,9 @@ async fn ddl_of_the_session_alone_left_open_holds_no_other_session() {
         "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
         "CREATE DOMAIN pg_temp.d AS int",
         &format!("ALTER ROLE {RAW} SET lock_timeout = '5s'"),
+        // Unqualified: asked on the session before it is forwarded.
+        "CREATE TEMP TABLE t4 (a int)",
+        "DROP TABLE t4 CASCADE",
     ] {
         run(&mut a, sql).await;
     }
@@ -158,6 +161,16 @@ async fn ddl_of_the_session_alone_left_open_holds_no_other_session() {
     assert_eq!(count(&db, "SELECT count(*) FROM notes").await, 8);
     let kept = "SELECT count(*) FROM users WHERE email = 'kept@example.com'";
     assert_eq!(count(&db, kept).await, 1);
+    run(&mut a, "ROLLBACK").await;
+    // With `pg_temp` named in the path, an unqualified name may lead to a permanent relation:
+    // held.
+    for sql in
+        ["BEGIN", "SET LOCAL search_path = public, pg_temp", "CREATE TEMP TABLE t5 (a int)", "DROP TABLE t5 CASCADE"]
+    {
+        run(&mut a, sql).await;
+    }
+    let r = send(&mut c, &[crate::batches::q("DELETE FROM users WHERE id = 0")]).await;
+    assert!(r.errors.contains("`DROP TABLE …`"), "{r:?}");
     run(&mut a, "ROLLBACK").await;
     // A superuser's grant on a schema may redirect any name: held, and told by its kind.
     let su = connect(px.port(), "postgres", SUPERUSER_PW, &db).await;
