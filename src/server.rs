@@ -134,7 +134,7 @@ impl Server {
         let held_budget = crate::precheck::hold::Budget::new(config.max_held_bytes);
         let instances = crate::instances::Instances::new(config.ddl_notify.is_some());
         if config.ddl_notify.is_none() && guard.policy().tables.iter().any(|t| !t.sequences.is_empty()) {
-            tracing::warn!("the policy protects sequences and [ddl_notify] is not set: a move the server rolls back as it ends a session (pg_terminate_backend, idle_in_transaction_session_timeout) cannot be put back without a connection of blastwall's own");
+            tracing::warn!("the policy protects sequences and [ddl_notify] is not set: a move the server rolls back as it ends a session (pg_terminate_backend, idle_in_transaction_session_timeout), and a move by a role without UPDATE on the sequence (setval is not its to call), cannot be put back without a connection of blastwall's own");
         }
         let shared = Arc::new(Shared {
             instances,

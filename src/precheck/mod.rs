@@ -18,6 +18,7 @@ mod backend;
 mod bound;
 mod built;
 mod content;
+pub mod elsewhere;
 mod estimate;
 pub mod hold;
 mod identity;

@@ -191,7 +191,12 @@ pub fn from_changes(changed: &[Change]) -> Vec<Moved> {
 /// The statement that puts `m` back when it moved beyond the rule and may be put back (see
 /// the module's doc); a row (where it stood, where it is put) when it did.
 pub fn sql(m: &Moved) -> String {
-    statement(m, true)
+    statement(m, true, true)
+}
+
+/// [`sql`] without the `setval`: where the sequence stands (one row) when the put-back is due.
+pub fn due_sql(m: &Moved) -> String {
+    statement(m, true, false)
 }
 
 /// [`sql`] for a connection other than the session's (its server session ended with the
@@ -204,10 +209,10 @@ pub fn sql(m: &Moved) -> String {
 /// a value another session took and committed in the meantime cannot be told from the
 /// statement's own (as within a statement, see the module's doc).
 pub fn sql_elsewhere(m: &Moved) -> String {
-    statement(m, false)
+    statement(m, false, true)
 }
 
-fn statement(m: &Moved, own_session: bool) -> String {
+fn statement(m: &Moved, own_session: bool, set: bool) -> String {
     let oid = m.oid;
     let op = |o: &str| format!("OPERATOR(pg_catalog.{o})");
     let (minus, times, lt, gt, ge, le, eq) = (op("-"), op("*"), op("<"), op(">"), op(">="), op("<="), op("="));
@@ -250,8 +255,12 @@ fn statement(m: &Moved, own_session: bool) -> String {
             d = steps("x.lv", &format!("pg_catalog.currval({oid}::pg_catalog.regclass)"))
         ),
     };
+    let setval = match set {
+        true => format!(", pg_catalog.setval({oid}::pg_catalog.regclass, {target}, {called})::pg_catalog.text"),
+        false => String::new(),
+    };
     format!(
-        "SELECT x.lv::pg_catalog.text, pg_catalog.setval({oid}::pg_catalog.regclass, {target}, {called})::pg_catalog.text \
+        "SELECT x.lv::pg_catalog.text{setval} \
          FROM (SELECT pg_catalog.pg_sequence_last_value({oid}::pg_catalog.regclass), q.seqincrement, q.seqcache, q.seqstart \
            FROM pg_catalog.pg_sequence q WHERE q.seqrelid {eq} {oid}::pg_catalog.oid) x(lv, inc, cache, st) \
          WHERE CASE WHEN x.lv IS NULL THEN {known} WHEN {moved} {lt} 0 THEN {behind} \
@@ -267,45 +276,61 @@ pub fn sqls(moved: &[Moved]) -> Vec<String> {
 }
 
 /// Runs the put-backs, each on its own (inside the client's block, in a savepoint of
-/// blastwall's, so that a failure cannot abort it), and logs what was put back.
+/// blastwall's, so that a failure cannot abort it), and logs what was put back. One the
+/// session's role may not make (`setval` needs `UPDATE`) is made on a connection of
+/// blastwall's own (`super::elsewhere`).
 pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result<(), PrecheckError> {
-    const SP: &str = "blastwall_putback";
     for m in moved {
-        let a = match in_block {
-            // Thirty-first pass H1: `default_transaction_read_only = on`, the write in
-            // `BEGIN READ WRITE`, made the put-back's `setval` fail.
-            false => {
-                use crate::wire::messages::TxStatus;
-                let a = b.query(&sql(m)).await?;
-                match &a.error {
-                    // Read-only by the session's default (`25006`), and outside a block: again,
-                    // read-write.
-                    Some(e) if e.code == "25006" && a.status == Some(TxStatus::Idle) => {
-                        let a = b.query(&format!("BEGIN READ WRITE; {}; COMMIT", sql(m))).await?;
-                        if a.status == Some(TxStatus::Failed) {
-                            b.query("ROLLBACK").await?;
-                        }
-                        a
-                    }
-                    _ => a,
-                }
+        let a = on_session(b, &sql(m), in_block).await?;
+        match &a.error {
+            Some(e) if e.code == "42501" => super::elsewhere::put_back(b, m, in_block).await?,
+            Some(e) => {
+                tracing::warn!(sequence = m.oid, code = %e.code, error = %e.message, "a protected sequence could not be put back")
             }
-            true => {
-                let a = b.query(&format!("SAVEPOINT {SP}; {}", sql(m))).await?;
-                let end = match a.error {
-                    Some(_) => format!("ROLLBACK TO SAVEPOINT {SP}; RELEASE SAVEPOINT {SP}"),
-                    None => format!("RELEASE SAVEPOINT {SP}"),
-                };
-                b.query(&end).await?;
-                a
-            }
-        };
-        if let Some(e) = &a.error {
-            tracing::warn!(sequence = m.oid, code = %e.code, error = %e.message, "a protected sequence could not be put back");
+            None => logged(m, &a.rows),
         }
-        logged(m, &a.rows);
     }
     Ok(())
+}
+
+/// Runs one statement of blastwall's on the session where it may fail without harm: inside the
+/// client's block in a savepoint of blastwall's; outside one, again in a read-write
+/// transaction of its own when the session is read-only by default.
+pub(super) async fn on_session(
+    b: &mut Backend<'_>,
+    statement: &str,
+    in_block: bool,
+) -> Result<super::backend::Answer, PrecheckError> {
+    const SP: &str = "blastwall_putback";
+    Ok(match in_block {
+        // Thirty-first pass H1: `default_transaction_read_only = on`, the write in
+        // `BEGIN READ WRITE`, made the put-back's `setval` fail.
+        false => {
+            use crate::wire::messages::TxStatus;
+            let a = b.query(statement).await?;
+            match &a.error {
+                // Read-only by the session's default (`25006`), and outside a block: again,
+                // read-write.
+                Some(e) if e.code == "25006" && a.status == Some(TxStatus::Idle) => {
+                    let a = b.query(&format!("BEGIN READ WRITE; {statement}; COMMIT")).await?;
+                    if a.status == Some(TxStatus::Failed) {
+                        b.query("ROLLBACK").await?;
+                    }
+                    a
+                }
+                _ => a,
+            }
+        }
+        true => {
+            let a = b.query(&format!("SAVEPOINT {SP}; {statement}")).await?;
+            let end = match a.error {
+                Some(_) => format!("ROLLBACK TO SAVEPOINT {SP}; RELEASE SAVEPOINT {SP}"),
+                None => format!("RELEASE SAVEPOINT {SP}"),
+            };
+            b.query(&end).await?;
+            a
+        }
+    })
 }
 
 /// Logs the rows of a put-back.

@@ -252,17 +252,23 @@ async fn handshake_and_relay(
         database: s.info.database.clone(),
         session: id,
     };
-    let ended = match s.relay_loop(stats).await {
-        // The client's link broke (a write to it failed, a read reset): what the session owes
-        // the server goes first, as for a client that closed (twenty-ninth pass P3: the
-        // client dropped its link behind a message that ended its COPY; the COPY's error,
-        // relayed to it, failed to write, and the owed put-back never ran).
-        Err(e @ (SessionError::ClientIo(_) | SessionError::ClientProtocol(_))) if s.owes_on_leaving() => {
-            let _ = s.client_gone().await;
-            Err(e)
-        }
-        r => r,
-    };
+    let hook = orphan::elsewhere(shared, &s.info.database);
+    let ended = crate::precheck::elsewhere::ELSEWHERE
+        .scope(hook, async {
+            match s.relay_loop(stats).await {
+                // The client's link broke (a write to it failed, a read reset): what the
+                // session owes the server goes first, as for a client that closed (twenty-ninth
+                // pass P3: the client dropped its link behind a message that ended its COPY;
+                // the COPY's error, relayed to it, failed to write, and the owed put-back never
+                // ran).
+                Err(e @ (SessionError::ClientIo(_) | SessionError::ClientProtocol(_))) if s.owes_on_leaving() => {
+                    let _ = s.client_gone().await;
+                    Err(e)
+                }
+                r => r,
+            }
+        })
+        .await;
     // What is still owed (the server ended the session, or the link broke): on blastwall's
     // own connection.
     s.orphan();

@@ -28,6 +28,9 @@
 //!
 //! Without `[ddl_notify]` nothing can run it: logged as an error, with the sequences.
 //!
+//! Also the session's hook for a put-back its role may not make (`precheck::elsewhere`), on
+//! the same kind of connection.
+//!
 //! Owns: the hand-over at the session's end and the put-back on blastwall's own connection.
 //! Does not own: what is remembered (`undone`), the put-back statement (`precheck::putback`),
 //! the connection (`catalog::listener`).
@@ -107,6 +110,22 @@ impl Session {
         };
         tokio::spawn(put_back_elsewhere(self.shared.clone(), o));
     }
+}
+
+/// The session's way to put back, on a connection of blastwall's own, what its role may not
+/// (`precheck::elsewhere`): `None` without `[ddl_notify]`.
+pub(super) fn elsewhere(shared: &Arc<Shared>, database: &str) -> Option<crate::precheck::elsewhere::Hook> {
+    let cfg = shared.config.ddl_notify.clone()?;
+    let (shared, database) = (shared.clone(), database.to_string());
+    Some(Arc::new(move |sql: String| {
+        let (cfg, shared, database) = (cfg.clone(), shared.clone(), database.clone());
+        Box::pin(async move {
+            let client =
+                crate::catalog::listener::own_connection(&cfg, &shared.upstream, &database, APPLICATION).await?;
+            let messages = client.simple_query(&sql).await.map_err(|e| e.to_string())?;
+            Ok(putback::simple_rows(&messages))
+        })
+    }))
 }
 
 /// Each move's transaction ID's status, and whether the backend is still there.

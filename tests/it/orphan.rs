@@ -258,3 +258,51 @@ async fn the_server_ending_the_block_has_the_move_put_back_on_blastwalls_own_con
     assert_eq!(seq(&db).await, before + 20000, "a committed move was put back");
     p.stop().await;
 }
+
+/// Forty-ninth pass H1: a role with `USAGE, SELECT` on the protected sequence, not `UPDATE`
+/// (`setval` is not its to call), moved it 100,000 steps with a statement blastwall refused:
+/// the put-back on its session failed, and the sequence stayed moved. It is made on
+/// blastwall's own connection (`[ddl_notify]`), outside a block and inside one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_the_role_may_not_put_back_is_put_back_on_blastwalls_own_connection() {
+    const ROLE: &str = "seq_user_only";
+    let db = incident_db();
+    let role = format!(
+        "DO $$ BEGIN CREATE ROLE {ROLE} LOGIN PASSWORD '{APP_PW}'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    );
+    admin_sql(pg(), "postgres", &role);
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "GRANT USAGE ON SCHEMA public TO {ROLE}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ROLE}; \
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ROLE}"
+        ),
+    );
+    std::env::set_var("BLASTWALL_TEST_LISTENER_PASSWORD", SUPERUSER_PW);
+    let mut cfg = base_config();
+    let password_env = Some("BLASTWALL_TEST_LISTENER_PASSWORD".into());
+    cfg.ddl_notify = Some(blastwall::config::DdlNotifyConfig { user: "postgres".into(), password_env });
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    let c = connect(p.port(), ROLE, APP_PW, &db).await;
+    let moves = "SELECT nextval('web_user_id_seq') FROM generate_series(1, 100000)";
+    for block in [false, true] {
+        let before = seq(&db).await;
+        if block {
+            c.batch_execute("BEGIN").await.unwrap();
+        }
+        let e = c.simple_query(moves).await.expect_err("the move was kept");
+        let e = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+        assert!(e.message().starts_with("blastwall: refused"), "{e:?}");
+        if block {
+            c.batch_execute("ROLLBACK").await.unwrap();
+        }
+        assert_eq!(seq(&db).await, before, "block={block}: the sequence stayed moved");
+    }
+    // The session goes on: its own next value follows where the sequence was put back.
+    let next: i64 = c.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get(0);
+    assert_eq!(next, seq(&db).await);
+    p.stop().await;
+}

@@ -1,0 +1,62 @@
+//! A put-back the session's own role may not make (forty-ninth pass H1: a DML role with
+//! `USAGE, SELECT` on a protected sequence moved it by 100,000 with `SELECT nextval(…) FROM
+//! generate_series(…)`; the statement was refused, but `setval` needs `UPDATE`, and the
+//! sequence stayed moved). It is made on a connection of blastwall's own, as the
+//! `[ddl_notify]` role (which needs `UPDATE` on the protected sequences), through the hook the
+//! session provides for its task ([`ELSEWHERE`], set by `crate::session`):
+//!
+//! 1. asked on the session first whether the put-back is due — beyond the rule, and the
+//!    sequence where this session's own last call left it (`currval`, which no other
+//!    connection can ask) — and where the sequence stands (`putback::due_sql`);
+//! 2. made on the other connection only while the sequence still stands exactly there
+//!    (`putback::sql_elsewhere`): a value handed out since keeps it where it is.
+//!
+//! The session waits for it: its client hears the refusal once the sequence is back.
+//! Without `[ddl_notify]` there is no such connection: logged as an error, and the sequence
+//! stays moved (blastwall says so at startup when the policy protects sequences).
+//!
+//! Owns: that fallback and its hook. Does not own: the put-back statements (`putback`), the
+//! connection (`catalog::listener`).
+
+use super::putback::{due_sql, logged, on_session, sql_elsewhere, Moved};
+use super::{Backend, PrecheckError};
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+
+/// Runs a statement on a connection of blastwall's own to the session's database: its rows.
+pub type Hook = Arc<dyn Fn(String) -> BoxFuture<'static, Result<Vec<Vec<Option<String>>>, String>> + Send + Sync>;
+
+tokio::task_local! {
+    /// The session's way to its database on a connection of blastwall's own (`None`: no
+    /// `[ddl_notify]`).
+    pub static ELSEWHERE: Option<Hook>;
+}
+
+/// Puts `m` back on blastwall's own connection, when it is due (see the module's doc).
+pub(super) async fn put_back(b: &mut Backend<'_>, m: &Moved, in_block: bool) -> Result<(), PrecheckError> {
+    let a = on_session(b, &due_sql(m), in_block).await?;
+    if let Some(e) = &a.error {
+        tracing::error!(sequence = m.oid, code = %e.code, error = %e.message,
+            "a protected sequence the session's role may not put back could not be read: it stays moved");
+        return Ok(());
+    }
+    // Not due: within the rule, or not where this session's last call left it.
+    let Some(at) = a.rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|v| v.parse::<i128>().ok())
+    else {
+        return Ok(());
+    };
+    let hook = ELSEWHERE.try_with(|h| h.clone()).ok().flatten();
+    let Some(hook) = hook else {
+        tracing::error!(sequence = m.oid, at = %at,
+            "a protected sequence moved by a statement that was not kept cannot be put back: the session's role lacks UPDATE on it, and without [ddl_notify] blastwall has no connection of its own: it stays moved");
+        return Ok(());
+    };
+    match hook(sql_elsewhere(&Moved { left_at: Some(Some(at)), ..m.clone() })).await {
+        Ok(rows) if rows.is_empty() => tracing::warn!(sequence = m.oid, at = %at,
+            "a protected sequence moved by a statement that was not kept was not put back on blastwall's own connection: a value was handed out since"),
+        Ok(rows) => logged(m, &rows),
+        Err(e) => tracing::error!(sequence = m.oid, error = %e,
+            "a protected sequence moved by a statement that was not kept could not be put back on blastwall's own connection (the [ddl_notify] role needs UPDATE on it): it stays moved"),
+    }
+    Ok(())
+}
