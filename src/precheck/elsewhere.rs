@@ -11,7 +11,10 @@
 //! 2. made on the other connection only while the sequence still stands exactly there
 //!    (`putback::sql_elsewhere`): a value handed out since keeps it where it is.
 //!
-//! The session waits for it: its client hears the refusal once the sequence is back.
+//! The session waits for it: its client hears the refusal once the sequence is back. A
+//! statement that failed in the client's block has its put-backs run behind a marked reading
+//! of which are due (`putback::due_marked_sql`), in one round trip: when the role may not make
+//! them, those read due are made elsewhere ([`after_denied`]).
 //! Without `[ddl_notify]` there is no such connection: logged as an error, and the sequence
 //! stays moved (blastwall says so at startup when the policy protects sequences).
 //!
@@ -45,11 +48,29 @@ pub(super) async fn put_back(b: &mut Backend<'_>, m: &Moved, in_block: bool) -> 
     else {
         return Ok(());
     };
+    made_elsewhere(m, at).await;
+    Ok(())
+}
+
+/// After a statement that failed in the client's block, where blastwall's put-backs ran behind
+/// [`due_marked_sql`](super::putback::due_marked_sql) and the first the role may not make
+/// stopped the rest (fiftieth pass H1: `BEGIN; SELECT 1 / (count(nextval(…)) - n)::int FROM
+/// generate_series(1, n)` left the sequence n on): those found due are made on blastwall's own
+/// connection, while they still stand where they were found.
+pub(super) async fn after_denied(back: &[Moved], rows: &[Vec<Option<String>>]) {
+    for (oid, at) in super::putback::dues(rows) {
+        if let Some(m) = back.iter().find(|m| m.oid == oid) {
+            made_elsewhere(m, at).await;
+        }
+    }
+}
+
+/// Puts `m` back on blastwall's own connection while the sequence stands at `at`.
+async fn made_elsewhere(m: &Moved, at: i128) {
     let hook = ELSEWHERE.try_with(|h| h.clone()).ok().flatten();
     let Some(hook) = hook else {
-        tracing::error!(sequence = m.oid, at = %at,
+        return tracing::error!(sequence = m.oid, at = %at,
             "a protected sequence moved by a statement that was not kept cannot be put back: the session's role lacks UPDATE on it, and without [ddl_notify] blastwall has no connection of its own: it stays moved");
-        return Ok(());
     };
     match hook(sql_elsewhere(&Moved { left_at: Some(Some(at)), ..m.clone() })).await {
         Ok(rows) if rows.is_empty() => tracing::warn!(sequence = m.oid, at = %at,
@@ -58,5 +79,4 @@ pub(super) async fn put_back(b: &mut Backend<'_>, m: &Moved, in_block: bool) -> 
         Err(e) => tracing::error!(sequence = m.oid, error = %e,
             "a protected sequence moved by a statement that was not kept could not be put back on blastwall's own connection (the [ddl_notify] role needs UPDATE on it): it stays moved"),
     }
-    Ok(())
 }

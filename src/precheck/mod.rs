@@ -366,13 +366,18 @@ async fn counted(
         let st = held.status.unwrap_or(TxStatus::Failed);
         match st {
             TxStatus::Failed => {
-                let mut then = putback::sqls(&back);
+                // Which are due first: a put-back the role may not make is made elsewhere.
+                let mut then: Vec<String> = back.iter().map(putback::due_marked_sql).collect();
+                then.extend(putback::sqls(&back));
                 // Where it left them, after remembered writes (`session::undone`).
                 if b.read_ends && !back.is_empty() {
                     then.push(putback::ends_sql(back.iter().map(|m| m.oid)));
                 }
-                let (objects, rows) =
+                let (objects, rows, code) =
                     objects::after_failure_reading(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
+                if code.as_deref() == Some("42501") {
+                    elsewhere::after_denied(&back, &rows).await;
+                }
                 b.objects = objects;
                 if b.read_ends {
                     b.unkept_moves = putback::ended(&back, &rows);

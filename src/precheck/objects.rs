@@ -184,17 +184,18 @@ pub async fn after_failure(
     savepoint: Option<&str>,
     then: &[String],
 ) -> Result<Changes, super::PrecheckError> {
-    after_failure_reading(b, clock, savepoint, then).await.map(|(c, _)| c)
+    after_failure_reading(b, clock, savepoint, then).await.map(|(c, _, _)| c)
 }
 
 /// [`after_failure`], with the rows of `then` (each of blastwall's statements there answers
-/// rows of its own shape, which the reading of objects ignores).
+/// rows of its own shape, which the reading of objects ignores) and the SQLSTATE that ended
+/// them (the last statement's deliberate one when nothing before it failed).
 pub async fn after_failure_reading(
     b: &mut super::Backend<'_>,
     clock: Option<&str>,
     savepoint: Option<&str>,
     then: &[String],
-) -> Result<(Changes, Vec<Vec<Option<String>>>), super::PrecheckError> {
+) -> Result<(Changes, Vec<Vec<Option<String>>>, Option<String>), super::PrecheckError> {
     let since = since_sql(clock.unwrap_or(""));
     let sql = match savepoint {
         None => format!("ROLLBACK; {since}"),
@@ -204,10 +205,11 @@ pub async fn after_failure_reading(
         ),
     };
     let a = b.query(&sql).await?;
+    let code = a.error.as_ref().map(|e| e.code.clone());
     if clock.is_none() || (savepoint.is_none() && a.error.is_some()) {
-        return Ok((Changes::all_unknown(), a.rows));
+        return Ok((Changes::all_unknown(), a.rows, code));
     }
-    Ok((changes(&[], &a.rows), a.rows))
+    Ok((changes(&[], &a.rows), a.rows, code))
 }
 
 const HINT_CURSOR: &str = "Open the cursor WITHOUT HOLD, inside a transaction block, and FETCH from it there (blastwall counts each FETCH), or run the query without a cursor.";

@@ -199,6 +199,23 @@ pub fn due_sql(m: &Moved) -> String {
     statement(m, true, false)
 }
 
+const DUE: &str = "blastwall:due";
+
+/// [`due_sql`] with a mark and the sequence's OID, to run among other statements of
+/// blastwall's (read back by [`dues`]).
+pub fn due_marked_sql(m: &Moved) -> String {
+    format!("SELECT '{DUE}'::pg_catalog.text, '{}'::pg_catalog.text, d.lv FROM ({}) d(lv)", m.oid, due_sql(m))
+}
+
+/// What [`due_marked_sql`]'s rows among `rows` say: each sequence whose put-back is due, and
+/// where it stands.
+pub fn dues(rows: &[Vec<Option<String>>]) -> Vec<(u32, i128)> {
+    rows.iter()
+        .filter(|r| r.len() == 3 && r[0].as_deref() == Some(DUE))
+        .filter_map(|r| Some((r[1].as_deref()?.parse().ok()?, r[2].as_deref()?.parse().ok()?)))
+        .collect()
+}
+
 /// [`sql`] for a connection other than the session's (its server session ended with the
 /// move undone, `session::orphan`), where `currval` cannot be asked. When `m.left_at` (where
 /// the session's last reading found it) is known, the sequence must stand exactly there: no

@@ -301,6 +301,15 @@ async fn a_move_the_role_may_not_put_back_is_put_back_on_blastwalls_own_connecti
         }
         assert_eq!(seq(&db).await, before, "block={block}: the sequence stayed moved");
     }
+    // Fiftieth pass H1: the statement fails by itself in the client's block (the put-backs run
+    // there behind a reading of which are due, the first the role may not make stops the rest).
+    let fails = "SELECT 1 / (count(nextval('web_user_id_seq')) - 100000)::int FROM generate_series(1, 100000)";
+    let before = seq(&db).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c.simple_query(fails).await.expect_err("the division by zero ran");
+    assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("22012"), "{e:?}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(seq(&db).await, before, "failed in a block: the sequence stayed moved");
     // The session goes on: its own next value follows where the sequence was put back.
     let next: i64 = c.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get(0);
     assert_eq!(next, seq(&db).await);
