@@ -366,9 +366,11 @@ async fn counted(
         let st = held.status.unwrap_or(TxStatus::Failed);
         match st {
             TxStatus::Failed => {
-                // Which are due first: a put-back the role may not make is made elsewhere.
-                let mut then: Vec<String> = back.iter().map(putback::due_marked_sql).collect();
-                then.extend(putback::sqls(&back));
+                // Each read as due first: one the role may not make is made elsewhere (in the
+                // order they ran before, each behind its reading: a statement that fails still
+                // stops the rest).
+                let mut then: Vec<String> =
+                    back.iter().flat_map(|m| [putback::due_marked_sql(m), putback::sql(m)]).collect();
                 // Where it left them, after remembered writes (`session::undone`).
                 if b.read_ends && !back.is_empty() {
                     then.push(putback::ends_sql(back.iter().map(|m| m.oid)));
