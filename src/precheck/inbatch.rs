@@ -21,7 +21,13 @@ pub struct Request<'a> {
     pub name: &'a str,
     /// The most bytes of the Execute's replies held while counting.
     pub max_hold: usize,
+    /// The protected sequences to put back, from the reading before, should the count be
+    /// abandoned (its client left while the Execute ran): kept in `Backend::put_back`.
+    pub candidates: &'a Candidates<'a>,
 }
+
+/// The put-back candidates of a reading's rows (`putback::candidates`, as the session judges).
+pub type Candidates<'a> = dyn Fn(&[Vec<Option<String>>]) -> Vec<super::putback::Moved> + Sync + 'a;
 
 /// What happened.
 #[derive(Debug)]
@@ -66,6 +72,9 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
     // "transaction" counters also hold earlier transactions' counts until the backend
     // flushes its statistics (at most once a second, when idle).
     out.extend_from_slice(&first.0);
+    // Flushed before the Execute runs: the reading before is read while it runs, so that a
+    // client that leaves meanwhile has what it moved put back (fiftieth pass H2).
+    out.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
     out.extend_from_slice(req.execute);
     out.extend_from_slice(check.as_deref().unwrap_or_default());
     out.extend_from_slice(&again.0);
@@ -79,6 +88,10 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
         }
     };
     b.confirm_prepared(prepared.as_ref());
+    // Fiftieth pass H2: a client that left while the Execute ran (`BEGIN; SELECT
+    // count(nextval(…)) FROM generate_series(…)` as one Query, run as a batch) had nothing put
+    // back.
+    b.put_back = (req.candidates)(&before);
     let mut replies = Vec::new();
     let mut held = 0usize;
     let mut overflowed = false;

@@ -119,13 +119,23 @@ impl Session {
             backend = backend.with_prepared(&mut self.readings);
         }
         backend.holding = shared.held_budget.share();
-        let req =
-            precheck::inbatch::Request { execute: &frame.bytes, stats_sql: &stats, name: READING, max_hold: MAX_HOLD };
+        let portal = super::extended::execute_portal(&frame).unwrap_or_default();
+        let (since, view) = (self.mirror.runs.since(&portal), self.info.view());
+        let candidates =
+            |before: &[Vec<Option<String>>]| precheck::putback::candidates(before, since, 0, view, &policy);
+        let req = precheck::inbatch::Request {
+            execute: &frame.bytes,
+            stats_sql: &stats,
+            name: READING,
+            max_hold: MAX_HOLD,
+            candidates: &candidates,
+        };
         let count = precheck::inbatch::count_execute(&mut backend, req);
         let counted = super::departure::unless_left(&mut self.client, &mut self.cfr, count).await;
         let Some(counted) = counted else {
+            let back = std::mem::take(&mut backend.put_back);
             drop(backend);
-            return self.left_during_check(Vec::new()).await;
+            return self.left_during_check(back).await;
         };
         let counted = counted.map_err(|e| SessionError::Closed(format!("pre-check: {e}")))?;
         let Backend { for_client, params, holding, .. } = backend;
