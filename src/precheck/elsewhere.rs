@@ -35,9 +35,29 @@ tokio::task_local! {
     pub static ELSEWHERE: Option<Hook>;
 }
 
+/// A put-back whose `currval` the session cannot answer (fifty-first pass H1: a function
+/// body's `DISCARD SEQUENCES` made every put-back fail, for any role): judged without it, as
+/// on another connection (`putback::sql_elsewhere`: beyond the rule, and no other session
+/// holds the lock `nextval` takes on the sequence), on the session, or — its role may not
+/// call `setval` — on blastwall's own connection.
+pub(super) async fn without_currval(b: &mut Backend<'_>, m: &Moved, in_block: bool) -> Result<(), PrecheckError> {
+    let a = on_session(b, &sql_elsewhere(m), in_block).await?;
+    match &a.error {
+        None => logged(m, &a.rows),
+        Some(e) if e.code == super::putback::DENIED => made_by_hook(m, sql_elsewhere(m), None).await,
+        Some(e) => tracing::warn!(sequence = m.oid, code = %e.code, error = %e.message,
+            "a protected sequence could not be put back"),
+    }
+    Ok(())
+}
+
 /// Puts `m` back on blastwall's own connection, when it is due (see the module's doc).
 pub(super) async fn put_back(b: &mut Backend<'_>, m: &Moved, in_block: bool) -> Result<(), PrecheckError> {
     let a = on_session(b, &due_sql(m), in_block).await?;
+    if a.error.as_ref().is_some_and(|e| e.code == super::putback::NO_CURRVAL) {
+        made_by_hook(m, sql_elsewhere(m), None).await;
+        return Ok(());
+    }
     if let Some(e) = &a.error {
         tracing::error!(sequence = m.oid, code = %e.code, error = %e.message,
             "a protected sequence the session's role may not put back could not be read: it stays moved");
@@ -65,16 +85,30 @@ pub(super) async fn after_denied(back: &[Moved], rows: &[Vec<Option<String>>]) {
     }
 }
 
+/// [`after_denied`] where the session could not answer `currval` (a function body's
+/// `DISCARD SEQUENCES`, fifty-first pass H1): each judged without it ([`without_currval`]),
+/// on blastwall's own connection (the client's block is failed).
+pub(super) async fn after_forgotten(back: &[Moved]) {
+    for m in back {
+        made_by_hook(m, sql_elsewhere(m), None).await;
+    }
+}
+
 /// Puts `m` back on blastwall's own connection while the sequence stands at `at`.
 async fn made_elsewhere(m: &Moved, at: i128) {
+    made_by_hook(m, sql_elsewhere(&Moved { left_at: Some(Some(at)), ..m.clone() }), Some(at)).await
+}
+
+/// Runs the put-back `sql` of `m` on blastwall's own connection (`at`: where it must stand).
+async fn made_by_hook(m: &Moved, sql: String, at: Option<i128>) {
     let hook = ELSEWHERE.try_with(|h| h.clone()).ok().flatten();
     let Some(hook) = hook else {
-        return tracing::error!(sequence = m.oid, at = %at,
+        return tracing::error!(sequence = m.oid, at = ?at,
             "a protected sequence moved by a statement that was not kept cannot be put back: the session's role lacks UPDATE on it, and without [ddl_notify] blastwall has no connection of its own: it stays moved");
     };
-    match hook(sql_elsewhere(&Moved { left_at: Some(Some(at)), ..m.clone() })).await {
-        Ok(rows) if rows.is_empty() => tracing::warn!(sequence = m.oid, at = %at,
-            "a protected sequence moved by a statement that was not kept was not put back on blastwall's own connection: a value was handed out since"),
+    match hook(sql).await {
+        Ok(rows) if rows.is_empty() => tracing::warn!(sequence = m.oid, at = ?at,
+            "a protected sequence moved by a statement that was not kept was not put back on blastwall's own connection: a value was handed out since, or another session holds it"),
         Ok(rows) => logged(m, &rows),
         Err(e) => tracing::error!(sequence = m.oid, error = %e,
             "a protected sequence moved by a statement that was not kept could not be put back on blastwall's own connection (the [ddl_notify] role needs UPDATE on it): it stays moved"),

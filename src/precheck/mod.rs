@@ -377,8 +377,10 @@ async fn counted(
                 }
                 let (objects, rows, code) =
                     objects::after_failure_reading(b, clock.as_deref(), Some(SAVEPOINT), &then).await?;
-                if code.as_deref() == Some("42501") {
-                    elsewhere::after_denied(&back, &rows).await;
+                match code.as_deref() {
+                    Some(putback::DENIED) => elsewhere::after_denied(&back, &rows).await,
+                    Some(putback::NO_CURRVAL) => elsewhere::after_forgotten(&back).await,
+                    _ => {}
                 }
                 b.objects = objects;
                 if b.read_ends {

@@ -300,7 +300,8 @@ pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result
     for m in moved {
         let a = on_session(b, &sql(m), in_block).await?;
         match &a.error {
-            Some(e) if e.code == "42501" => super::elsewhere::put_back(b, m, in_block).await?,
+            Some(e) if e.code == DENIED => super::elsewhere::put_back(b, m, in_block).await?,
+            Some(e) if e.code == NO_CURRVAL => super::elsewhere::without_currval(b, m, in_block).await?,
             Some(e) => {
                 tracing::warn!(sequence = m.oid, code = %e.code, error = %e.message, "a protected sequence could not be put back")
             }
@@ -309,6 +310,13 @@ pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result
     }
     Ok(())
 }
+
+/// `setval` refused: the session's role lacks `UPDATE` on the sequence.
+pub const DENIED: &str = "42501";
+
+/// `currval` refused: the session never called `nextval` of the sequence — or forgot it: a
+/// function body's `DISCARD SEQUENCES` (fifty-first pass H1).
+pub const NO_CURRVAL: &str = "55000";
 
 /// Runs one statement of blastwall's on the session where it may fail without harm: inside the
 /// client's block in a savepoint of blastwall's; outside one, again in a read-write

@@ -310,6 +310,27 @@ async fn a_move_the_role_may_not_put_back_is_put_back_on_blastwalls_own_connecti
     assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("22012"), "{e:?}");
     c.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(seq(&db).await, before, "failed in a block: the sequence stayed moved");
+    // Fifty-first pass H1: a function body's `DISCARD SEQUENCES` leaves no `currval` to judge
+    // the put-back by: judged as on another connection, refused and failed in a block alike.
+    let forget = "CREATE FUNCTION pg_temp.forget() RETURNS int LANGUAGE plpgsql AS \
+                  $$ BEGIN EXECUTE 'DISCARD SEQUENCES'; RETURN 1; END $$";
+    c.batch_execute(forget).await.unwrap();
+    let moved = "(SELECT count(nextval('web_user_id_seq')) AS n FROM generate_series(1, 100000)) s";
+    for (block, sql) in [
+        (false, format!("SELECT pg_temp.forget() FROM {moved}")),
+        (true, format!("SELECT pg_temp.forget() FROM {moved}")),
+        (true, format!("SELECT pg_temp.forget() / (n - 100000)::int FROM {moved}")),
+    ] {
+        let before = seq(&db).await;
+        if block {
+            c.batch_execute("BEGIN").await.unwrap();
+        }
+        c.simple_query(&sql).await.expect_err("the move was kept");
+        if block {
+            c.batch_execute("ROLLBACK").await.unwrap();
+        }
+        assert_eq!(seq(&db).await, before, "{sql}: the sequence stayed moved");
+    }
     // The session goes on: its own next value follows where the sequence was put back.
     let next: i64 = c.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get(0);
     assert_eq!(next, seq(&db).await);

@@ -250,6 +250,26 @@ async fn a_statement_abandoned_behind_its_begin_is_put_back() {
     p.stop().await;
 }
 
+/// Fifty-first pass H1: a function body's `DISCARD SEQUENCES` left no `currval` to judge the
+/// put-back by, and every put-back failed: judged as on another connection, on the session
+/// (its role may call `setval`; no `[ddl_notify]` here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_currval_was_discarded_is_put_back() {
+    let db = db();
+    let p = proxy().await;
+    let mut s = startup(p.port(), "trust_user", &db).await;
+    let forget = "CREATE FUNCTION pg_temp.forget() RETURNS int LANGUAGE plpgsql AS \
+                  $$ BEGIN EXECUTE 'DISCARD SEQUENCES'; RETURN 1; END $$";
+    crate::batchnames::run(&mut s, forget).await;
+    let before = seq(&db).await;
+    let moving = "SELECT pg_temp.forget() FROM \
+                  (SELECT count(nextval('web_user_id_seq')) FROM generate_series(1, 100000)) s";
+    let r = crate::batchnames::send(&mut s, &[crate::batches::q(moving)]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(seq(&db).await, before, "the sequence stayed moved");
+    p.stop().await;
+}
+
 /// Fourteenth pass F6: refused in the middle of an autocommit batch, the statement's move of
 /// the protected sequence is put back before the batch's ReadyForQuery reaches the client —
 /// not at its next message: an idle client leaves nothing for other sessions to mint from.
