@@ -20,8 +20,8 @@ pub(super) struct Owed {
     queue: VecDeque<(u64, Op)>,
     /// The number of the queue's front message (each message is numbered as it is owed).
     front: u64,
-    /// Per portal, its last owed Bind: (batch, number, statement).
-    binds: HashMap<Vec<u8>, (u64, u64, Vec<u8>)>,
+    /// Per portal, its last owed Bind: (batch, number); its statement is read in the queue.
+    binds: HashMap<Vec<u8>, (u64, u64)>,
     /// Per statement name, its owed Parse and Close messages: (batch, number), in order.
     named: HashMap<Vec<u8>, VecDeque<(u64, u64)>>,
     /// Per batch, how many Parse, Bind and Close messages of it are owed (none: no entry).
@@ -41,9 +41,10 @@ impl Owed {
     pub(super) fn push_back(&mut self, ord: u64, op: Op) {
         let number = self.front + self.queue.len() as u64;
         match &op {
-            Op::Bind { portal, statement } => {
-                self.binds.insert(portal.clone(), (ord, number, statement.clone()));
-            }
+            Op::Bind { portal, .. } => match self.binds.get_mut(portal) {
+                Some(last) => *last = (ord, number),
+                None => drop(self.binds.insert(portal.clone(), (ord, number))),
+            },
             Op::Execute => self.executes += 1,
             _ => {}
         }
@@ -61,7 +62,7 @@ impl Owed {
         let number = self.front;
         self.front += 1;
         match &op {
-            Op::Bind { portal, .. } if self.binds.get(portal).is_some_and(|(_, n, _)| *n == number) => {
+            Op::Bind { portal, .. } if self.binds.get(portal).is_some_and(|(_, n)| *n == number) => {
                 self.binds.remove(portal);
             }
             Op::Execute => self.executes -= 1,
@@ -118,7 +119,11 @@ impl Owed {
     /// The statement of the last Bind of `portal` owed in batch `ord`, and its number; `ord`
     /// is the batch being sent (no message of a later one is owed).
     pub(super) fn bind_in(&self, portal: &[u8], ord: u64) -> Option<(u64, &[u8])> {
-        self.binds.get(portal).filter(|(o, _, _)| *o == ord).map(|(_, n, s)| (*n, s.as_slice()))
+        let (_, number) = self.binds.get(portal).filter(|(o, _)| *o == ord)?;
+        match self.queue.get(usize::try_from(number - self.front).ok()?) {
+            Some((_, Op::Bind { statement, .. })) => Some((*number, statement.as_slice())),
+            _ => None,
+        }
     }
 
     /// Whether a Parse, Bind or Close of a batch before `ord` is owed.
