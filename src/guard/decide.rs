@@ -119,6 +119,7 @@ impl Guard {
             false => decided,
         };
         let once = std::cell::RefCell::new(setval_once);
+        let any_shadowed = std::cell::Cell::new(false);
         let cx = crate::names::Context::new(&decided, &changing, &policy, ids.as_deref(), &info.names)
             .with_others(&info.inflight.others);
         // Asked for the same write by the columns' questions and by the decision: found once.
@@ -132,6 +133,7 @@ impl Guard {
                 return r.clone();
             }
             let (r, shadowed) = crate::names::reach_once(&cx, i, w);
+            any_shadowed.set(any_shadowed.get() || shadowed.is_some());
             once.borrow_mut().extend(shadowed);
             reached.borrow_mut().insert(at, r.clone());
             r
@@ -226,6 +228,24 @@ impl Guard {
                 },
             );
         }
+        // The names its writes were judged by, read again around the run (`precheck::named`),
+        // unless the message itself may lead them elsewhere (DDL, a path change, a body).
+        if online
+            && decided
+                .iter()
+                .all(|s| !s.ddl && s.opaque.is_empty() && !crate::names::may_change_path(s.text.as_bytes()))
+        {
+            for (i, st) in decided.iter().enumerate() {
+                for w in st.writes.iter().filter(|w| w.op.is_row_write() || matches!(w.op, analyze::Op::Upsert { .. }))
+                {
+                    if let Some(k) = crate::names::judged_key(&cx, i, w).filter(|k| !decision.names.contains(k)) {
+                        decision.names.push(k);
+                    }
+                }
+            }
+        }
+        drop(cx);
+        decision.shadowed = any_shadowed.get();
         info.names.after_judging(&once.into_inner());
         for st in decided.iter().filter(|s| s.ddl) {
             info.names.ddl_judged(&st.text);

@@ -89,6 +89,12 @@ impl Guard {
                 dry_run,
             })
         });
+        // A write by a name that led away from the policy table it names: counted, so that where
+        // the name leads is read again around the run (`precheck::named`).
+        let need = need.or_else(|| {
+            let w = decision.shadowed.then(|| statements.iter().flat_map(|s| &s.writes).find(|w| w.target.is_some()));
+            w.flatten().map(|w| CheckNeed { verb: w.op.verb(), target: w.target.clone(), dry_run })
+        });
         let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
         let tainted = info.taint.runs_code() && self.calls_matter.load(std::sync::atomic::Ordering::Acquire);
         if let Some(d) = super::taint::refusal(statements, info, &policy, text()).filter(|_| tainted) {
@@ -138,6 +144,7 @@ impl Guard {
             // A tainted session's code runs wherever it may: never kept uncounted (`taint`).
             point: crate::precheck::point::candidate(statements).filter(|_| !tainted),
             reached: decision.reached.clone(),
+            names: decision.names.clone(),
         }));
         (plan, decision)
     }

@@ -61,11 +61,11 @@ pub use effect::{may_change_path, path_effect, PathEffect};
 pub use identities::{before_batch, called, identities_answer, Asked, Identities};
 use identities::{CALLED_SINCE, CHANGED_SINCE, NO_ANSWER, OWN, PARENT, RELATIVE};
 use path::{effective_key, Paths};
-pub use path::{is_path_key, sets_path_only};
+pub use path::{is_path_key, sets_path_only, worth_asking_in_batch};
 pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 pub use view::View;
-pub use written::{written, written_oid, Written};
+pub use written::{judged_key, written, written_oid, Written};
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);
@@ -155,7 +155,7 @@ fn called_relative(ids: &Identities, i: usize, target: &RelName) -> bool {
 }
 
 /// Whether statement `index` runs a statement prepared earlier (an `EXECUTE`'s expansion):
-/// the server resolves its names with the `search_path` of its `PREPARE`, not today's.
+/// the server resolves its names again when it runs, which cannot be asked before.
 fn prepared_earlier(statements: &[Statement], index: usize) -> bool {
     let Some(st) = statements.get(index) else { return false };
     statements[..index].iter().any(|e| !e.executes.is_empty() && e.offset == st.offset && e.text == st.text)
@@ -439,7 +439,9 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         });
     };
     if prepared_earlier(statements, index) {
-        return Some(unresolved("a prepared statement resolves names with the search_path of its PREPARE".into()));
+        return Some(unresolved(
+            "a prepared statement resolves names again when it runs, under the search_path the session has then".into(),
+        ));
     }
     let k = match effective_key(paths, index, target) {
         Ok(k) => k,
@@ -474,13 +476,6 @@ fn reach(cx: &Context<'_>, index: usize, w: &Write) -> Option<crate::policy::Rea
         .and_then(|v| v.taken_over(&w.op))
         .map(|v| format!("{v} has an INSTEAD OF trigger or a rule for this kind of write: the write goes wherever its body says, not through the view's columns to the table"));
     let (predicate, taken_over) = expand::through(view, now, w, &statements[index].text, taken_over);
-    if session.persisting {
-        for i in unresolved_reach(policy, cx.ids, target, w.only) {
-            if !tables.iter().any(|(j, _)| *j == i) {
-                tables.push((i, None));
-            }
-        }
-    }
     let constraint_columns = match &w.op {
         Op::Upsert { constraint: Some(c), .. } if !is_path_key(&k) => session.constraint(&k, c).cloned(),
         _ => None,

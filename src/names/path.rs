@@ -53,8 +53,10 @@ impl Paths {
                 continue;
             }
             // Not parsed when it cannot count as a plain SET anyway (a text too large to parse).
-            now = match (!unseen).then(|| set_search_path(&s.text)).flatten() {
-                Some(list) => Ok(Some(list)),
+            now = match (!unseen).then(|| setting_set(&s.text)).flatten() {
+                Some(Set::Path(list)) => Ok(Some(list)),
+                // A custom setting (`app.tenant`) changes no lookup.
+                Some(Set::Custom) => continue,
                 None => {
                     let head: String = s.text.trim().chars().take(60).collect();
                     Err(format!("a statement before it in the same message may change what names resolve to ({head}); send that statement in a message of its own"))
@@ -71,22 +73,43 @@ impl Paths {
     }
 }
 
-/// Whether a statement that calls functions calls only `set_config` of `search_path`, with
-/// constants (`SELECT set_config('search_path', 'archive, public', false)`), followed as a
-/// `SET` is.
+/// Whether a statement that calls functions calls only `set_config` with constants, of
+/// `search_path` (`SELECT set_config('search_path', 'archive, public', false)`, followed as a
+/// `SET` is) or of a custom setting (`set_config('app.tenant', '42', false)`, which changes no
+/// lookup).
 pub fn sets_path_only(s: &Statement) -> bool {
     s.calls_functions
         && s.opaque.is_empty()
         && s.text.len() < 4096
         && s.text.as_bytes().windows(10).any(|w| w.eq_ignore_ascii_case(b"set_config"))
-        && set_search_path(&s.text).is_some()
+        && setting_set(&s.text).is_some()
+}
+
+/// What a plain setting statement sets ([`setting_set`]).
+#[derive(Debug, PartialEq)]
+enum Set {
+    /// `search_path`, to these schemas.
+    Path(Vec<String>),
+    /// A custom setting (a name with a dot: `app.tenant`), by `set_config` with constants:
+    /// no lookup reads one (what an extension's own setting does is not a name's resolution
+    /// either).
+    Custom,
 }
 
 /// The schemas of `SET [LOCAL] search_path TO a, b` (constants only: not `DEFAULT`, not a
 /// name holding a control character blastwall uses as a separator), or of `SELECT
 /// set_config('search_path', 'a, "B"', true)` with constants (its value split as the server
 /// splits a list of names: unquoted names folded to lower case, quoted ones kept).
+#[cfg(test)]
 fn set_search_path(text: &str) -> Option<Vec<String>> {
+    match setting_set(text)? {
+        Set::Path(list) => Some(list),
+        Set::Custom => None,
+    }
+}
+
+/// What a plain `SET search_path` or a constant `SELECT set_config(…)` alone sets.
+fn setting_set(text: &str) -> Option<Set> {
     use pg_query::protobuf::{a_const::Val, VariableSetKind};
     use pg_query::NodeEnum;
     let text = text.to_string();
@@ -108,7 +131,8 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
                         },
                         _ => None,
                     })
-                    .collect()
+                    .collect::<Option<Vec<String>>>()
+                    .map(Set::Path)
             }
             NodeEnum::SelectStmt(q) => {
                 let bare = super::expand::plain_select(q)
@@ -146,7 +170,10 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
                     (3, Some(Val::Sval(n)), Some(Val::Sval(v)), Some(Val::Boolval(_)))
                         if n.sval.eq_ignore_ascii_case("search_path") && plain(&v.sval) =>
                     {
-                        split_names(&v.sval)
+                        split_names(&v.sval).map(Set::Path)
+                    }
+                    (3, Some(Val::Sval(n)), Some(Val::Sval(_)), Some(Val::Boolval(_))) if custom(&n.sval) => {
+                        Some(Set::Custom)
                     }
                     _ => None,
                 }
@@ -154,6 +181,15 @@ fn set_search_path(text: &str) -> Option<Vec<String>> {
             _ => None,
         }
     })
+}
+
+/// Whether a setting's name is a custom one (`app.tenant`): a dot, and around it names
+/// of letters, digits, `_` and `$` only (what the server takes as a placeholder's or an
+/// extension's setting, never one of its own).
+fn custom(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$'))
 }
 
 /// A list of names as the server splits a list setting's value (`SplitIdentifierString`):
@@ -228,6 +264,24 @@ pub(super) fn effective_key(paths: &Paths, index: usize, t: &RelName) -> Result<
     }
 }
 
+/// Whether catalog questions for `statements`, in the middle of a batch that ran something
+/// (`session::questions`: each round waits for the server to answer the batch so far), can
+/// change a judgement made with the worst assumed: a name they write is a policy table's or
+/// one of its relatives' (its views, children, parents), as the stand-in answer about their
+/// identities says. Any other name, taken as unresolved, reaches no policy table either way,
+/// and its batch does not wait.
+pub fn worth_asking_in_batch(
+    statements: &[Statement],
+    policy: &crate::policy::Policy,
+    ids: Option<&super::Identities>,
+) -> bool {
+    statements
+        .iter()
+        .flat_map(|s| &s.writes)
+        .filter_map(super::relevant)
+        .any(|t| !super::unresolved_reach(policy, ids, t, false).is_empty())
+}
+
 /// Whether a key is resolved against a path of its own (`effective_key`).
 pub fn is_path_key(k: &str) -> bool {
     k.contains('\u{2}')
@@ -235,7 +289,7 @@ pub fn is_path_key(k: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{set_search_path, split_names};
+    use super::{set_search_path, setting_set, split_names, Set};
 
     #[test]
     fn a_list_setting_is_split_as_the_server_splits_it() {
@@ -268,10 +322,33 @@ mod tests {
             "SELECT set_config('search_path', 'a', true) UNION SELECT 'b'",
             "SELECT s.set_config('search_path', 'a', true)",
             "SELECT set_config('role', 'a', true)",
+            "SELECT set_config('app.tenant', 'a', true)",
             "SELECT set_config('search_path', 'a', true); SELECT 1",
             "SELECT set_config('search_path', E'a\\u0001b', true)",
         ] {
             assert_eq!(set_search_path(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_constant_set_config_of_a_custom_setting_changes_no_lookup() {
+        for t in
+            ["SELECT set_config('app.tenant', '42', false)", "select pg_catalog.set_config('myapp.user_id', '', true)"]
+        {
+            assert_eq!(setting_set(t), Some(Set::Custom), "{t}");
+        }
+        for t in [
+            "SELECT set_config('role', 'a', true)",
+            "SELECT set_config('session_authorization', 'a', true)",
+            "SELECT set_config('app.', 'a', true)",
+            "SELECT set_config('.x', 'a', true)",
+            "SELECT set_config('app.tenant', $1, true)",
+            "SELECT set_config('app.tenant', 'a', true), 1",
+            "SELECT set_config('app.tenant', 'a', true) FROM users",
+            "SELECT f.set_config('app.tenant', 'a', true)",
+            "SELECT set_config('search_path', 'a', true), set_config('app.x', 'a', true)",
+        ] {
+            assert_eq!(setting_set(t), None, "{t}");
         }
     }
 }

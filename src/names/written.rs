@@ -30,7 +30,7 @@ pub fn written(cx: &Context<'_>, index: usize, w: &Write) -> Option<Written> {
         return Some(Written::Redirected(format!("{target} may name another relation once {by} has run")));
     }
     if prepared_earlier(cx.statements, index) {
-        let why = "a prepared statement resolves names with the search_path of its PREPARE";
+        let why = "a prepared statement resolves names again when it runs, under the search_path the session has then";
         return Some(Written::Unresolved(why.into()));
     }
     let k = match effective_key(&cx.paths, index, target) {
@@ -42,6 +42,22 @@ pub fn written(cx: &Context<'_>, index: usize, w: &Write) -> Option<Written> {
         Some(Resolved::Assumed(why)) => Written::Unresolved(why.clone()),
         None => Written::Unresolved("the catalog was not asked".into()),
     })
+}
+
+/// The key write `w` of statement `index` was resolved by on the session and the relation it
+/// led to when judged, for the pre-check to read again around the run (`precheck::named`):
+/// `None` when it names no relation, was not asked, or resolves under a path set earlier in
+/// its own message.
+pub fn judged_key(cx: &Context<'_>, index: usize, w: &Write) -> Option<(String, u32)> {
+    let target = relevant(w)?;
+    if prepared_earlier(cx.statements, index) {
+        return None;
+    }
+    let k = effective_key(&cx.paths, index, target).ok().filter(|k| !super::is_path_key(k))?;
+    match cx.session.relation(&k)? {
+        Resolved::Oid { oid, .. } => Some((k, *oid)),
+        Resolved::Assumed(_) => None,
+    }
 }
 
 /// The relation write `w` of statement `index` names, when known for every run of it: not a

@@ -3,11 +3,12 @@
 //! limits or against an override directive's stated count. Pure: the pre-check measures and
 //! keeps or rolls back; this says which.
 //!
-//! Owns: `row-limit`, `override-exceeded` and `unjudged-write` findings. Does not own: the
+//! Owns: `row-limit`, `override-exceeded` and `unjudged-write` findings, and what a judgement
+//! reached (`ReachedTable`), which the last judge by. Does not own: the
 //! counting (`precheck`), which tables the judgement reached (`guard::reached`).
 
 use super::decide::{defaults_source, describe_counts, limits_for, mode_for, HINT_LIMIT, HINT_LIMIT_WARN};
-use super::{Decision, Finding, Mode, Policy, ReachedTable, SessionView, TableCount, TablePolicy};
+use super::{Decision, Finding, Mode, Policy, SessionView, TableCount, TablePolicy};
 use crate::analyze::directive::Override;
 use crate::analyze::RelName;
 
@@ -20,6 +21,29 @@ pub struct Measured<'a> {
     /// The policy tables the judgement reached, when nothing else can change one
     /// (`guard::reached`).
     pub reached: Option<&'a [ReachedTable]>,
+}
+
+/// A policy table a judgement reached, and how what it judged may change its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachedTable {
+    pub schema: String,
+    pub name: String,
+    /// A judged write may delete its rows (a DELETE, a MERGE, a foreign key's action).
+    pub deletes: bool,
+    /// … may update them (an UPDATE, an upsert, a MERGE, a foreign key's action).
+    pub updates: bool,
+    /// … may insert rows into it (an INSERT, COPY or MERGE naming it, an upsert, an UPDATE
+    /// that may move rows between partitions): the rule `explicit-id` judged them.
+    pub inserts: bool,
+    /// At most how many rows the judged writes insert into it (`VALUES` lists), when every one
+    /// says; `None`: any number.
+    pub inserts_at_most: Option<u64>,
+    /// Written beside these relations, whose rules could not be asked about when it ran (the
+    /// middle of a batch): what it changed here may be theirs, and explains nothing.
+    pub beside: Option<String>,
+    /// The session's temporary schema holds code (these objects) that any of its statements
+    /// may run: nothing a count finds changed here is explained (`guard::reached`).
+    pub own_code: Option<String>,
 }
 
 /// The measured counts (the target's table first) and the decision over them: the override's

@@ -111,34 +111,17 @@ pub struct Decision {
     /// The policy tables (schema, name) whose text rules the judgement applied to what the
     /// message writes (and those foreign keys' actions reach from it), when nothing else can
     /// change a policy table's rows (`guard::reached`); `None`: not known.
-    pub reached: Option<Vec<ReachedTable>>,
+    pub reached: Option<Vec<super::ReachedTable>>,
     /// Some update it judged reaches a policy table whose updates are limited under another
     /// name than the policy's (by its OID: renamed, swapped out, moved): counted like one
     /// naming it (`guard::need`).
     pub updates_limited_by_identity: bool,
-}
-
-/// A policy table a judgement reached, and how what it judged may change its rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReachedTable {
-    pub schema: String,
-    pub name: String,
-    /// A judged write may delete its rows (a DELETE, a MERGE, a foreign key's action).
-    pub deletes: bool,
-    /// … may update them (an UPDATE, an upsert, a MERGE, a foreign key's action).
-    pub updates: bool,
-    /// … may insert rows into it (an INSERT, COPY or MERGE naming it, an upsert, an UPDATE
-    /// that may move rows between partitions): the rule `explicit-id` judged them.
-    pub inserts: bool,
-    /// At most how many rows the judged writes insert into it (`VALUES` lists), when every one
-    /// says; `None`: any number.
-    pub inserts_at_most: Option<u64>,
-    /// Written beside these relations, whose rules could not be asked about when it ran (the
-    /// middle of a batch): what it changed here may be theirs, and explains nothing.
-    pub beside: Option<String>,
-    /// The session's temporary schema holds code (these objects) that any of its statements
-    /// may run: nothing a count finds changed here is explained (`guard::reached`).
-    pub own_code: Option<String>,
+    /// The names its writes were judged by and the relation each led to (`precheck::named`).
+    pub names: Vec<(String, u32)>,
+    /// A write's name that a policy table is called by led elsewhere (a shadowing table,
+    /// another schema first on the path): counted, so that where it leads is read again
+    /// around its run (`precheck::named`).
+    pub shadowed: bool,
 }
 
 impl Decision {

@@ -7,10 +7,10 @@ mod counts;
 mod decide;
 pub mod file;
 
-pub use counts::{judge_counts, Measured};
+pub use counts::{judge_counts, Measured, ReachedTable};
 pub use decide::{
-    decide, decide_resolved, describe_counts, limits_for, mode_for, Decision, Finding, Reach, ReachedTable,
-    SessionView, TableCount, TablesOf, ViewColumns,
+    decide, decide_resolved, describe_counts, limits_for, mode_for, Decision, Finding, Reach, SessionView, TableCount,
+    TablesOf, ViewColumns,
 };
 pub use file::{PolicyError, DEFAULT_POLICY};
 

@@ -47,6 +47,12 @@ pub struct Backend<'a> {
     /// The session's counters start at zero in a transaction this check opens: the clock of
     /// the reading that asked for them to be reported (`once::Flushed`).
     pub from_zero: Option<String>,
+    /// Input: blastwall's own queries (`query`) go in the middle of the client's open batch
+    /// (`inbatch::ask`): without a Sync of blastwall's, in the client's transaction.
+    pub within_batch: bool,
+    /// Output: the error that ended one of them there; the server now skips the client's
+    /// batch to its Sync, and no further question is sent.
+    pub batch_error: Option<ErrorFields>,
 }
 
 impl<'a> Backend<'a> {
@@ -67,6 +73,8 @@ impl<'a> Backend<'a> {
             unkept_moves: Vec::new(),
             kept_moves: Vec::new(),
             from_zero: None,
+            within_batch: false,
+            batch_error: None,
         }
     }
 
@@ -145,6 +153,9 @@ impl Backend<'_> {
     /// Runs SQL of the proxy's own (as extended-protocol messages, see `own`) and reads its
     /// answer to ReadyForQuery.
     pub async fn query(&mut self, sql: &str) -> Result<Answer, PrecheckError> {
+        if self.within_batch {
+            return super::inbatch::ask(self, sql).await;
+        }
         self.send(&own::messages(sql)).await?;
         self.answer().await
     }

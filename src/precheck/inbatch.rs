@@ -159,6 +159,28 @@ pub async fn run_after(b: &mut Backend<'_>, name: &str, sql: &[String]) -> Resul
     Ok(Ok(rows))
 }
 
+/// One of blastwall's own queries (a catalog question) asked in the middle of the client's
+/// batch, where a Sync of blastwall's would end the client's implicit transaction
+/// (`Backend::within_batch`): its statements as readings, then a Flush. The answer has no
+/// transaction status. An error ends the client's batch on the server (it skips to the
+/// client's Sync): it is kept in `Backend::batch_error`, and every later question gets it
+/// without being sent.
+pub async fn ask(b: &mut Backend<'_>, sql: &str) -> Result<super::Answer, PrecheckError> {
+    use crate::wire::messages::error_fields;
+    if let Some(e) = &b.batch_error {
+        return Ok(super::Answer { rows: Vec::new(), error: Some(e.clone()), status: None });
+    }
+    let statements: Vec<String> = super::own::split(sql).into_iter().map(str::to_string).collect();
+    match run_after(b, super::own::NAME, &statements).await? {
+        Ok(rows) => Ok(super::Answer { rows, error: None, status: None }),
+        Err(frame) => {
+            let e = error_fields(&frame)?;
+            b.batch_error = Some(e.clone());
+            Ok(super::Answer { rows: Vec::new(), error: Some(e), status: None })
+        }
+    }
+}
+
 /// One counter reading on blastwall's own statement and portal, leaving nothing behind.
 fn reading(name: &str, sql: &str) -> BytesMut {
     super::own::on_name(name, sql)

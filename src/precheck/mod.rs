@@ -6,7 +6,8 @@
 //! on statements prepared once per session (`prepared`); the I/O is `backend`'s. A point
 //! write the catalog proves small runs uncounted (`point`); a delete whose reach it proves is
 //! counted on those tables alone (`reach`), and kept in one round trip where only row limits
-//! could refuse it (`once`).
+//! could refuse it (`once`). The names a write was judged by are read again around its run
+//! (`named`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
@@ -24,6 +25,7 @@ pub mod hold;
 mod identity;
 mod implicit;
 pub mod inbatch;
+mod named;
 pub mod objects;
 mod once;
 mod outcome;

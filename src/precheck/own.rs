@@ -11,7 +11,7 @@ use crate::wire::messages::{self, fe};
 use bytes::{BufMut, BytesMut};
 
 /// blastwall's statement and portal for its own statements (never one of the client's).
-const NAME: &str = "__blastwall_own";
+pub(super) const NAME: &str = "__blastwall_own";
 
 /// `sql`, one or more statements of blastwall's, as messages ending in Sync: each statement
 /// on the same name, closed before (an error may have skipped the last Close) and after.
@@ -29,14 +29,18 @@ pub fn statement_with(sql: &str, params: &[&str]) -> BytesMut {
 /// `sql` as `messages` sends it, without the Sync.
 pub fn statements(sql: &str) -> BytesMut {
     let mut out = BytesMut::with_capacity(sql.len() + 128);
-    // blastwall's own SQL (no rule or `BEGIN ATOMIC` bodies): the scanner splits it exactly,
-    // at a fraction of the grammar's cost (the parser's split was a quarter of a counted
-    // write's CPU: the counter reading is long).
-    let statements = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
-    for st in statements.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+    for st in split(sql) {
         out.put_slice(&on_name(NAME, st));
     }
     out
+}
+
+/// blastwall's own SQL (no rule or `BEGIN ATOMIC` bodies) split into its statements: the
+/// scanner splits it exactly, at a fraction of the grammar's cost (the parser's split was a
+/// quarter of a counted write's CPU: the counter reading is long).
+pub(super) fn split(sql: &str) -> Vec<&str> {
+    let statements = pg_query::split_with_scanner(sql).unwrap_or_else(|_| vec![sql]);
+    statements.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect()
 }
 
 /// The client's Query text sent as one statement of a batch of blastwall's (`implicit`,

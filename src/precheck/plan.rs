@@ -48,6 +48,9 @@ pub struct CheckPlan {
     /// nothing else can change a policy table's rows (`guard::reached`): rows of another
     /// policy table with such rules changed refuse it (`unjudged-write`).
     pub reached: Option<Vec<crate::policy::ReachedTable>>,
+    /// The names its writes were judged by, with the relation each led to then: read again
+    /// around its run (`named`).
+    pub names: Vec<(String, u32)>,
 }
 
 impl CheckPlan {

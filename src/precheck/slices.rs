@@ -77,7 +77,8 @@ pub fn judge_since(
     if only_bounded_nextval(&plan.statement) {
         changed.retain(|c| !(c.kind == identity::Kind::Sequence && c.sequence_was.is_some()));
     }
-    let findings = identity::findings(&changed, who, policy, &plan.statement, plan.verb);
+    let mut findings = identity::findings(&changed, who, policy, &plan.statement, plan.verb);
+    findings.extend(super::named::findings(&plan.names, &own, &after, who, policy, &plan.statement, plan.verb));
     (changed, findings)
 }
 

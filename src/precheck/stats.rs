@@ -61,8 +61,11 @@ pub fn stats_sql(
     let rewritten = if full { super::content::rewritten(&plan.statement) } else { Vec::new() };
     let identity = super::identity::sql(policy, known, full, deferred, &rewritten)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
+    // So do the names its writes were judged by (`named`).
+    let names = super::named::sql(&plan.names)
+        .map_or(String::new(), |n| format!(" UNION ALL {}", super::identity::as_reading(&n)));
     // The session's prepared statements and cursors ride along too (`objects`).
-    let identity = format!("{identity} UNION ALL {}", super::objects::reading_sql());
+    let identity = format!("{identity}{names} UNION ALL {}", super::objects::reading_sql());
     if limited.is_empty() {
         return format!("{STATS_SQL}{identity}");
     }

@@ -261,6 +261,7 @@ impl Session {
         &mut self,
         frame: Frame,
         questions: Vec<crate::catalog::Question>,
+        within_batch: bool,
     ) -> Result<(), SessionError> {
         use crate::catalog::Question;
         let db = self.info.database.clone();
@@ -298,6 +299,7 @@ impl Session {
         let policy = self.shared.guard.policy();
         let catalog = &self.shared.guard.catalog;
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
+        backend.within_batch = within_batch;
         let names: Vec<String> = questions
             .iter()
             .filter_map(|q| if let Question::Indirect(n) = q { Some(n.clone()) } else { None })
@@ -415,18 +417,15 @@ impl Session {
             let asked = self.info.names.identities_asked_at.1;
             catalog.learn_columns_asked(&db, schema, table, &t.protected_columns, &rows, asked);
         }
-        let Backend { for_client, params, .. } = backend;
+        let Backend { for_client, params, batch_error, .. } = backend;
         self.take_for_client(for_client, params);
-        self.judge_and_record(frame)
-    }
-
-    /// The server closed while blastwall asked it something, perhaps before the client's own
-    /// first statement: reported as if the client's had met it (the server said no word).
-    async fn lost_asking(&mut self, e: impl std::fmt::Display) -> SessionError {
-        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
-        self.relay.to_client.extend_from_slice(&msg.encode());
-        let _ = self.flush_to_client().await;
-        SessionError::Closed(e.to_string())
+        match batch_error {
+            Some(e) => {
+                self.question_failed_batch(&frame, e);
+                Ok(())
+            }
+            None => self.judge_and_record(frame),
+        }
     }
 
     /// What the server sent during a check that is the client's, and the settings it reported.

@@ -157,7 +157,12 @@ impl Session {
             // In the middle of a batch that ran nothing, blastwall ends the batch itself once
             // the server answered it so far, and asks (`Pending::ResolveInBatch`: what came
             // before runs nothing, and a prepared statement outlives its transaction).
-            Verdict::Resolve(questions) if self.relay.batch_has_messages() && self.relay.batch_ends_unseen() => {
+            // One that ran something is asked inside it, where an answer can change the
+            // judgement (`questions::worth_asking_within`).
+            Verdict::Resolve(questions)
+                if self.relay.batch_has_messages()
+                    && (self.relay.batch_ends_unseen() || self.worth_asking_within(msg.sql)) =>
+            {
                 self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
                 self.pending = Some(Pending::ResolveInBatch(f, questions));
             }

@@ -21,10 +21,13 @@
 //! message is refused, so that no judgement that keeps asking holds a session forever).
 //!
 //! A question in the middle of a batch that ran nothing is asked once blastwall ended that
-//! batch itself (`resolve_in_batch`).
+//! batch itself (`resolve_in_batch`); in one that ran something, where the answer can change
+//! the judgement (`worth_asking_within`), inside the batch behind what it ran, and a question
+//! that fails there ends the batch with a refusal (`question_failed_batch`).
 //!
-//! Owns: that answer, that question, those assumptions and that bound, and ending a batch to
-//! ask. Does not own: which answers are a cancel (`cancels`), asking (`checks`).
+//! Owns: that answer, that question, those assumptions and that bound, ending a batch to ask
+//! or asking inside it, and the server lost while asking. Does not own: which answers are a
+//! cancel (`cancels`), asking (`checks`).
 
 use super::{Session, SessionError};
 use crate::precheck::{Answer, Backend};
@@ -69,8 +72,11 @@ impl Session {
             }
             return Ok(());
         }
-        let result =
-            if in_batch { self.resolve_in_batch(frame, questions).await } else { self.resolve(frame, questions).await };
+        let result = if in_batch {
+            self.resolve_in_batch(frame, questions).await
+        } else {
+            self.resolve(frame, questions, false).await
+        };
         if !matches!(self.pending, Some(Pending::Resolve(..) | Pending::ResolveInBatch(..))) {
             self.mirror.rounds = 0;
         }
@@ -160,17 +166,24 @@ impl Session {
 }
 
 impl Session {
-    /// [`Pending::ResolveInBatch`]: the batch is ended by a Sync of blastwall's whose
-    /// ReadyForQuery the client never sees, then the catalog is asked as at any idle point.
-    /// A batch that failed or ran something meanwhile cannot end unseen: the worst is assumed.
+    /// [`Pending::ResolveInBatch`], once the server answered the batch so far: a batch that
+    /// ran nothing is ended by a Sync of blastwall's whose ReadyForQuery the client never
+    /// sees, then the catalog is asked as at any idle point. One that ran something (an
+    /// Execute of `SET search_path`, …) cannot end unseen (a Sync would end the client's
+    /// implicit transaction): the questions are asked inside it, behind what it ran
+    /// (`precheck::inbatch::ask`), so they see what the server will see. A batch that failed
+    /// is skipped by the server: the worst is assumed (it runs nothing).
     pub(super) async fn resolve_in_batch(
         &mut self,
         frame: Frame,
         questions: Vec<crate::catalog::Question>,
     ) -> Result<(), SessionError> {
-        if !self.relay.batch_ends_unseen() || self.mirror.batch_failed(self.relay.syncs_sent()) {
+        if self.mirror.batch_failed(self.relay.syncs_sent()) || !self.can_ask_within_batch() {
             self.assume_answers(&questions);
             return self.judge_and_record(frame);
+        }
+        if !self.relay.batch_ends_unseen() {
+            return self.resolve(frame, questions, true).await;
         }
         self.flush_to_client().await?;
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
@@ -184,6 +197,59 @@ impl Session {
         let for_client = self.notifications_to_ready(for_client);
         self.take_for_client(for_client, params);
         self.relay.batch_ended_unseen(answer.status.unwrap_or(self.relay.tx));
-        self.resolve(frame, questions).await
+        self.resolve(frame, questions, false).await
+    }
+
+    /// Whether the questions for `sql`, in the middle of a batch that ran something, are asked
+    /// inside it (`resolve_in_batch`), rather than the worst assumed: where an answer may
+    /// change the judgement (`names::worth_asking_in_batch`) and it can be asked. Each round
+    /// waits for the server to answer the batch so far.
+    pub(super) fn worth_asking_within(&self, sql: &[u8]) -> bool {
+        if !self.can_ask_within_batch() {
+            return false;
+        }
+        let ids = self.shared.guard.catalog.last_identities(&self.info.database);
+        let statements = self.shared.guard.statements_of(sql, &self.info, None);
+        crate::names::worth_asking_in_batch(&statements, &self.shared.guard.policy(), ids.as_deref())
+    }
+
+    /// The server closed while blastwall asked it something, perhaps before the client's own
+    /// first statement: reported as if the client's had met it (the server said no word).
+    pub(super) async fn lost_asking(&mut self, e: impl std::fmt::Display) -> SessionError {
+        let msg = crate::said::upstream_closed(&self.shared.upstream.addr().to_string());
+        self.relay.to_client.extend_from_slice(&msg.encode());
+        let _ = self.flush_to_client().await;
+        SessionError::Closed(e.to_string())
+    }
+
+    /// Whether a catalog question can be asked inside the open batch (`resolve_in_batch`):
+    /// the server is not skipping it after an error, and the client's block has not failed
+    /// (everything but a ROLLBACK fails there).
+    pub(super) fn can_ask_within_batch(&self) -> bool {
+        !self.relay.is_skipping()
+            && !self.relay.is_discarding()
+            && self.relay.tx != crate::wire::messages::TxStatus::Failed
+    }
+
+    /// A question asked inside the client's batch failed (`resolve_in_batch`): the server now
+    /// skips the batch to its Sync, so the client's message ends with a refusal that says
+    /// why, and the rest of its batch is dropped as the server drops it.
+    pub(super) fn question_failed_batch(&mut self, frame: &Frame, e: crate::wire::messages::ErrorFields) {
+        tracing::warn!(session = self.id, error = %e.message, "a catalog question inside a batch failed: the batch ends");
+        let text = crate::wire::messages::query_text(frame).map(|t| String::from_utf8_lossy(t).into_owned());
+        let why = format!(
+            "blastwall's catalog question, asked in the middle of its extended-protocol batch, failed ({}), which ends the batch on the server",
+            e.message
+        );
+        let d = crate::guard::refusal(
+            "unverifiable",
+            "this message".into(),
+            why,
+            "Send it again in a batch of its own.",
+            "blastwall",
+            text.unwrap_or_default(),
+        );
+        self.mirror.failed(self.relay.syncs_sent());
+        self.relay.fail_batch_here(crate::guard::refusal_message(&d));
     }
 }

@@ -546,6 +546,7 @@ mod tests {
             param_types: Vec::new(),
             point: None,
             reached: None,
+            names: Vec::new(),
         }))
     }
 

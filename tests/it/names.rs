@@ -321,19 +321,23 @@ fn blastwall_check_says_when_a_verdict_rests_on_an_unqualified_name() {
 }
 
 /// A statement prepared with the protocol (Parse) is resolved again by the server whenever it
-/// runs: prepared while the path leads `users` to `archive.users`, executed after the path led
-/// back to `public.users`, it would delete real users (red team). It is judged as every policy
-/// table its name may be, and refused when prepared; `public.users` is read on the server.
+/// runs, under the path the session has then: prepared while the path leads `users` to
+/// `archive.users`, executed after the path led back to `public.users`, it would delete real
+/// users (red team). It is judged by what its name leads to when prepared, counted, and where
+/// the name leads is read again around each run (`precheck::named`): the run under the other
+/// path is refused. `public.users` is read on the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prepared_statement_is_judged_as_every_table_its_name_may_reach() {
     let proxy = proxy().await;
     let db = archive_db().await;
     let c = connect(proxy.port(), "app", APP_PW, &db).await;
     send(&c, "SET search_path = archive, public").await.unwrap();
-    let e = c.prepare(RANGE_DELETE).await.expect_err("prepared under the archive path");
+    let prepared = c.prepare(RANGE_DELETE).await.expect("prepared under the archive path");
+    send(&c, "SET search_path = public").await.unwrap();
+    let e = c.execute(&prepared, &[]).await.expect_err("run under the public path");
     let e = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
     assert!(e.contains("blastwall: refused"), "{e}");
-    send(&c, "SET search_path = public").await.unwrap();
+    assert_eq!(counts(&db).await.0, 60, "public.users lost rows");
     // The same text as a Query, now: refused as before.
     refused(&c, RANGE_DELETE).await;
     // As a Query under the archive path it is judged as what it reaches now, and runs.

@@ -71,6 +71,7 @@ async fn counters_are_the_views_and_immune_to_search_path() {
         warned_rule: None,
         point: None,
         reached: None,
+        names: Vec::new(),
     };
     let limited = stats_sql(&policy, &plan, &|_, _| None, true);
     assert_ne!(limited, STATS_SQL, "per-table limits read only those tables");

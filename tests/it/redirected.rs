@@ -1,0 +1,93 @@
+//! Fifty-second pass H1: a write judged by what its name led to when it was judged, whose name
+//! the server resolves again after waiting for a lock, by which time DDL another session
+//! committed leads it elsewhere. `DELETE FROM users WHERE id BETWEEN …` under `search_path =
+//! archive, public` is a write to `archive.users` (the role's own copy); it waits on a lock
+//! another session holds on `archive.users`, which renames it away and commits, and the rows
+//! come out of `public.users`. A trigger on `archive.users` made the count take the rows as
+//! what code may do. Now the names a counted write was judged by are read again before and
+//! after it runs (`precheck::named`), and one that led elsewhere refuses it. Every result is
+//! checked on the server directly.
+
+use crate::binds::RAW;
+use crate::harness::*;
+use std::time::Duration;
+
+const RANGE: &str = "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116";
+const WINDOW: &str = "SELECT count(*) FROM public.users WHERE id BETWEEN -91111120 AND -91111116";
+
+/// The incident's schema, and `archive.users`, a copy the DML-only role owns, with a trigger
+/// that does nothing.
+fn setup() -> String {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE SCHEMA archive AUTHORIZATION {RAW}; \
+             CREATE TABLE archive.users (LIKE public.users); ALTER TABLE archive.users OWNER TO {RAW}; \
+             INSERT INTO archive.users SELECT * FROM public.users; \
+             CREATE FUNCTION archive.keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN coalesce(NEW, OLD); END$$; \
+             ALTER FUNCTION archive.keep() OWNER TO {RAW}; \
+             CREATE TRIGGER keep BEFORE INSERT OR UPDATE OR DELETE ON archive.users \
+               FOR EACH ROW EXECUTE FUNCTION archive.keep();"
+        ),
+    );
+    db
+}
+
+async fn server_value(db: &str, sql: &str) -> i64 {
+    let c = direct("postgres", SUPERUSER_PW, db).await;
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Runs `write` through blastwall under the archive path while a direct session holds a lock
+/// on `archive.users`, renames it away meanwhile and commits: what the write said.
+async fn raced(db: &str, port: u16, write: &'static str, extended: bool) -> Result<(), String> {
+    admin_sql(pg(), db, "ALTER TABLE IF EXISTS archive.users_old RENAME TO users");
+    let lock = direct(RAW, "", db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE archive.users IN SHARE MODE").await.unwrap();
+    let a = connect(port, RAW, "", db).await;
+    a.batch_execute("SET search_path = archive, public").await.unwrap();
+    let run = tokio::spawn(async move {
+        let r =
+            if extended { a.execute(write, &[]).await.map(|_| ()) } else { a.simple_query(write).await.map(|_| ()) };
+        r.map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.batch_execute("ALTER TABLE archive.users RENAME TO users_old; COMMIT").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_name_leads_elsewhere_by_the_time_it_runs_is_refused() {
+    let db = setup();
+    let before = server_value(&db, WINDOW).await;
+    assert_eq!(before, 5);
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    // Not raced: the write to archive.users runs.
+    let c = connect(px.port(), RAW, "", &db).await;
+    c.batch_execute("SET search_path = archive, public").await.unwrap();
+    c.simple_query(RANGE).await.expect("a range DELETE of archive.users runs");
+    assert_eq!(
+        server_value(&db, "SELECT count(*) FROM archive.users WHERE id BETWEEN -91111120 AND -91111116").await,
+        0
+    );
+    admin_sql(
+        pg(),
+        &db,
+        "INSERT INTO archive.users SELECT * FROM public.users WHERE id BETWEEN -91111120 AND -91111116",
+    );
+    // Raced, as a Query.
+    let r = raced(&db, px.port(), RANGE, false).await;
+    let e = r.expect_err("refused");
+    assert!(e.contains("blastwall: refused") && e.contains("\"users\""), "{e}");
+    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    // An upsert that would overwrite a protected row, raced the same way.
+    let upsert = "INSERT INTO users (id, auth_source, plan, email) VALUES (-91111101, 'test', 'free', 'pwned') \
+                  ON CONFLICT (id) DO UPDATE SET email = excluded.email";
+    admin_sql(pg(), &db, "ALTER TABLE archive.users_old ADD PRIMARY KEY (id)");
+    let e = raced(&db, px.port(), upsert, false).await.expect_err("refused");
+    assert!(e.contains("blastwall: refused"), "{e}");
+    assert_eq!(server_value(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
+    px.stop().await;
+}
