@@ -24,6 +24,9 @@ use super::identity::Identity;
 /// a policy object's name (those are `schema.table`).
 const PREFIX: &str = "\u{3}";
 
+/// The object of the row of the session's path (its schemas, each with its row version).
+const PATH: &str = "\u{4}path";
+
 /// The rows of the names `names` ((key as `to_regclass` reads it, OID judged)) in the
 /// identity snapshot's shape (object, OID, item, value), or `None` when there are none.
 pub fn sql(names: &[(String, u32)]) -> Option<String> {
@@ -35,12 +38,20 @@ pub fn sql(names: &[(String, u32)]) -> Option<String> {
         .iter()
         .map(|(k, _)| format!("({}::pg_catalog.text, {}::pg_catalog.text)", lit(&format!("{PREFIX}{k}")), lit(k)))
         .collect();
+    // Per name: the relation, its row version and its schema's; and once, the schemas of the
+    // session's path with theirs (a privilege on one taken away hides it from the lookup).
     Some(format!(
         "SELECT x.k, coalesce(pg_catalog.to_regclass(x.q)::pg_catalog.oid, 0::pg_catalog.oid)::pg_catalog.text, \
-         'resolves'::pg_catalog.text, coalesce((SELECT c.xmin::pg_catalog.text FROM pg_catalog.pg_class c \
+         'resolves'::pg_catalog.text, coalesce((SELECT pg_catalog.concat(c.xmin, ' ', n.xmin) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.q)::pg_catalog.oid), '') \
-         FROM (VALUES {}) x(k, q)",
-        values.join(", ")
+         FROM (VALUES {}) x(k, q) \
+         UNION ALL SELECT {path}::pg_catalog.text, '0'::pg_catalog.text, 'resolves'::pg_catalog.text, \
+         coalesce((SELECT pg_catalog.string_agg(pg_catalog.concat(n.oid, ':', n.xmin), ',' ORDER BY s.o) \
+         FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY s(nsp, o) \
+         JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.nsp), '')",
+        values.join(", "),
+        path = lit(PATH),
     ))
 }
 
@@ -86,8 +97,19 @@ pub fn redirected(names: &[(String, u32)], before: &Identity, after: &Identity) 
         } else if a_row != b_row {
             out.push((
                 key.clone(),
-                format!("the relation it leads to (OID {b_oid}) was changed by DDL committed while it ran"),
+                format!(
+                    "the relation it leads to (OID {b_oid}) or its schema was changed by DDL committed while it ran"
+                ),
             ));
+        }
+    }
+    // The schemas the lookup went through (fifty-third pass H1: a schema's privilege taken
+    // away while the write waited for a lock, and given back before the reading after it).
+    let path = |s: &Identity| s.get(&(PATH.to_string(), "0".to_string(), "resolves".to_string())).cloned();
+    if let (Some(key), Some(b), Some(a)) = (names.first(), path(before), path(after)) {
+        if a != b {
+            let why = "the schemas of the session's path, or a privilege on one of them, changed while it ran (DDL or GRANT/REVOKE committed meanwhile)";
+            out.push((key.0.clone(), why.to_string()));
         }
     }
     out
@@ -128,6 +150,19 @@ mod tests {
             .iter()
             .map(|(k, o, v)| ((format!("{PREFIX}{k}"), o.to_string(), "resolves".to_string()), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_path_whose_schemas_changed_while_it_ran_is_found() {
+        let names = vec![("\"users\"".to_string(), 700)];
+        let at = |path: &str| {
+            let mut s = snap(&[("\"users\"", "700", "9 4")]);
+            s.insert((PATH.to_string(), "0".to_string(), "resolves".to_string()), path.to_string());
+            s
+        };
+        assert!(redirected(&names, &at("2200:5,99:7"), &at("2200:5,99:7")).is_empty());
+        assert_eq!(redirected(&names, &at("2200:5,99:7"), &at("2200:5,99:12")).len(), 1);
+        assert_eq!(redirected(&names, &at("2200:5,99:7"), &at("2200:5")).len(), 1);
     }
 
     #[test]

@@ -91,3 +91,54 @@ async fn a_write_whose_name_leads_elsewhere_by_the_time_it_runs_is_refused() {
     assert_eq!(server_value(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
     px.stop().await;
 }
+
+/// Fifty-third pass H1: the writer's privilege on the schema its name led to is taken away
+/// while the write waits for a lock (its name then leads to `public.users`, where it waits on
+/// rows another session holds), and given back before the write ends: the name leads where it
+/// did before and after the run, with the same relation, but the schemas the lookup went
+/// through changed meanwhile. The rows are checked on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_hidden_from_the_writer_while_it_runs_and_shown_again_is_found() {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE SCHEMA archive2 AUTHORIZATION migrator; \
+             CREATE TABLE archive2.users (LIKE public.users); ALTER TABLE archive2.users OWNER TO migrator; \
+             INSERT INTO archive2.users SELECT * FROM public.users; \
+             CREATE FUNCTION archive2.keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN coalesce(NEW, OLD); END$$; \
+             CREATE TRIGGER keep BEFORE INSERT OR UPDATE OR DELETE ON archive2.users \
+               FOR EACH ROW EXECUTE FUNCTION archive2.keep(); \
+             GRANT USAGE ON SCHEMA archive2 TO {RAW}; GRANT ALL ON archive2.users TO {RAW}"
+        ),
+    );
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let owner = direct("migrator", APP_PW, &db).await;
+    owner.batch_execute("BEGIN; LOCK TABLE archive2.users IN SHARE MODE").await.unwrap();
+    let rows = direct("postgres", SUPERUSER_PW, &db).await;
+    rows.batch_execute(&format!(
+        "BEGIN; SELECT id FROM public.users WHERE id BETWEEN -91111120 AND -91111116 FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    let a = connect(px.port(), RAW, "", &db).await;
+    a.batch_execute("SET search_path = archive2, public").await.unwrap();
+    let run = tokio::spawn(async move {
+        a.simple_query(RANGE)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    owner.batch_execute(&format!("REVOKE USAGE ON SCHEMA archive2 FROM {RAW}; COMMIT")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    owner.batch_execute(&format!("GRANT USAGE ON SCHEMA archive2 TO {RAW}")).await.unwrap();
+    rows.batch_execute("COMMIT").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    let e = r.expect_err("refused");
+    assert!(e.contains("blastwall: refused") && e.contains("schema"), "{e}");
+    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    px.stop().await;
+}
