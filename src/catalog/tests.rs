@@ -41,7 +41,7 @@ fn every_catalog_question_is_qualified() {
         columns_query("public", "users", Some(1)),
         owners_query("public.users_id_seq"),
         minted_query("public", "users", Some(1)),
-        crate::names::relations_query(&["public.users".into(), "users".into(), "a\u{1}b\u{2}users".into()]),
+        crate::names::relations_query(&["public.users".into(), "users".into(), "a\u{1}b\u{2}users".into()], &[16384]),
         crate::names::constraint_query("public.users", "users_email_key"),
         crate::names::identities_query(&crate::demo::incident_policy().unwrap(), &|_, _| Some(1)),
         hidden_callers_query(),

@@ -241,11 +241,12 @@ impl Guard {
                     if let Some(k) = crate::names::judged_key(&cx, i, w).filter(|k| !decision.names.contains(k)) {
                         decision.names.push(k);
                     }
+                    decision.recheck |= crate::names::movable(&cx, i, w);
                 }
             }
         }
         drop(cx);
-        decision.shadowed = any_shadowed.get();
+        decision.recheck |= any_shadowed.get();
         info.names.after_judging(&once.into_inner());
         for st in decided.iter().filter(|s| s.ddl) {
             info.names.ddl_judged(&st.text);

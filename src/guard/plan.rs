@@ -89,10 +89,11 @@ impl Guard {
                 dry_run,
             })
         });
-        // A write by a name that led away from the policy table it names: counted, so that where
-        // the name leads is read again around the run (`precheck::named`).
+        // A write by a name that led away from the policy table it names, or to a relation
+        // another role may swap: counted, so that where the name leads is read again around
+        // the run (`precheck::named`).
         let need = need.or_else(|| {
-            let w = decision.shadowed.then(|| statements.iter().flat_map(|s| &s.writes).find(|w| w.target.is_some()));
+            let w = decision.recheck.then(|| statements.iter().flat_map(|s| &s.writes).find(|w| w.target.is_some()));
             w.flatten().map(|w| CheckNeed { verb: w.op.verb(), target: w.target.clone(), dry_run })
         });
         let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };

@@ -20,7 +20,16 @@ pub enum Resolved {
     /// names now.
     /// `reads_system`: it is a view whose rule, at some level, reads a relation `initdb` made
     /// (a system catalog: `guard::catalog_write`).
-    Oid { oid: u32, view: Option<View>, name: Option<(String, String)>, columns: Vec<String>, reads_system: bool },
+    /// `movable`: a role that does not own the policy tables may make the name lead elsewhere
+    /// while a write waits (`sql::movable`).
+    Oid {
+        oid: u32,
+        view: Option<View>,
+        name: Option<(String, String)>,
+        columns: Vec<String>,
+        reads_system: bool,
+        movable: bool,
+    },
     /// It could not be asked (in the middle of an extended batch): judged as everything it
     /// may be, for the judgement that asked only.
     Assumed(String),
@@ -247,7 +256,8 @@ impl Resolutions {
                 self.assume(k, STALE_PATH);
                 continue;
             }
-            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns, reads_system });
+            let movable = get(12) == Some("t");
+            self.relations.insert(k.clone(), Resolved::Oid { oid, view, name, columns, reads_system, movable });
         }
     }
 

@@ -104,7 +104,7 @@ fn ddl_functions() -> String {
 /// `ordinal, oid, reached, columns, taken over, schema, name, its own columns, below, defs,
 /// system, stale` (`stale`: [`stale_path`]; see
 /// [`reaches_sql`]; its columns separated by `\x1f`, in attnum order).
-pub fn relations_query(keys: &[String]) -> String {
+pub fn relations_query(keys: &[String], policy_oids: &[u32]) -> String {
     let list = keys.iter().map(|k| crate::catalog::literal(k)).collect::<Vec<_>>().join(", ");
     format!(
         "SELECT x.i::pg_catalog.text, c.oid::pg_catalog.text, r.reached, r.columns, r.instead, \
@@ -112,7 +112,7 @@ pub fn relations_query(keys: &[String]) -> String {
            c.relname::pg_catalog.text, \
            (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\037' ORDER BY a.attnum) \
             FROM pg_catalog.pg_attribute a WHERE a.attrelid{EQ}c.oid AND a.attnum{GT}0 AND NOT a.attisdropped), \
-           r.below, r.defs, r.system, ({stale}) \
+           r.below, r.defs, r.system, ({stale}), ({movable}) \
          FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) WITH ORDINALITY x(n, i) \
          LEFT JOIN pg_catalog.pg_class c ON c.oid{EQ}CASE WHEN pg_catalog.strpos(x.n, E'\\002'){GT}0 \
            THEN ({in_path}) ELSE pg_catalog.to_regclass(x.n)::pg_catalog.oid END \
@@ -120,6 +120,55 @@ pub fn relations_query(keys: &[String]) -> String {
         in_path = in_path("x.n"),
         reaches = reaches_sql("c.oid"),
         stale = stale_path("x.n"),
+        movable = movable("x.n", policy_oids),
+    )
+}
+
+/// Whether a role that does not own the policy tables (`policy_oids`' owners) may make the
+/// name `k`, resolved to relation `c`, lead elsewhere by DDL of its own while a write to it
+/// waits for a lock (fifty-third pass H2: a table swapped for a view over `public.users`): it
+/// owns the relation or its schema (rename, drop, revoke a privilege on the schema), or may
+/// create in a schema the session's path searches before it (an unqualified name). Such a
+/// write is counted, so that where its name leads is read again around its run
+/// (`precheck::named`). Trusted as the policy tables' owners are: superusers, and
+/// `pg_database_owner` (the `public` schema's owner) where the database's owner is trusted. No
+/// policy table known: none.
+fn movable(k: &str, policy_oids: &[u32]) -> String {
+    if policy_oids.is_empty() {
+        return "false".into();
+    }
+    let oids: Vec<String> = policy_oids.iter().map(u32::to_string).collect();
+    let owner = |r: &str| {
+        format!(
+            "({r} OPERATOR(pg_catalog.=) ANY (o.owners) OR EXISTS (SELECT FROM pg_catalog.pg_roles g WHERE g.oid{EQ}{r} AND g.rolsuper))"
+        )
+    };
+    let trusted = |r: &str| {
+        format!(
+            "({} OR ({r}{EQ}'pg_database_owner'::pg_catalog.regrole::pg_catalog.oid AND (SELECT {} FROM pg_catalog.pg_database d \
+               WHERE d.datname{EQ}pg_catalog.current_database())))",
+            owner(r),
+            owner("d.datdba")
+        )
+    };
+    format!(
+        "WITH o(owners) AS (SELECT pg_catalog.array_agg(p.relowner) FROM pg_catalog.pg_class p \
+           WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])) \
+         SELECT c.oid IS NOT NULL AND o.owners IS NOT NULL AND (NOT {rel} \
+           OR NOT (SELECT {nsp} FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace) \
+           OR (pg_catalog.strpos({k}, E'\\002'){EQ}0 AND pg_catalog.cardinality(pg_catalog.parse_ident({k})){EQ}1 \
+             AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY s(nsp, i) \
+               JOIN pg_catalog.pg_namespace n ON n.nspname{EQ}s.nsp \
+               CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a \
+               WHERE a.privilege_type{EQ}'CREATE' AND NOT {grantee} \
+                 AND n.oid OPERATOR(pg_catalog.<>) c.relnamespace \
+                 AND s.i OPERATOR(pg_catalog.<) COALESCE((SELECT t.i FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) \
+                   WITH ORDINALITY t(nsp, i) JOIN pg_catalog.pg_namespace m ON m.nspname{EQ}t.nsp \
+                   WHERE m.oid{EQ}c.relnamespace), 0)))) FROM o",
+        oids = oids.join(", "),
+        rel = trusted("c.relowner"),
+        nsp = trusted("n.nspowner"),
+        grantee = trusted("a.grantee"),
     )
 }
 
@@ -279,7 +328,10 @@ pub fn question_sql(
     use crate::catalog::Question;
     match q {
         Question::Identities => Some(identities_query(policy, remembered)),
-        Question::Relations(keys) => Some(relations_query(keys)),
+        Question::Relations(keys) => {
+            let oids: Vec<u32> = policy.tables.iter().filter_map(|t| remembered(&t.schema, &t.name)).collect();
+            Some(relations_query(keys, &oids))
+        }
         Question::Constraint { relation, constraint } => Some(constraint_query(relation, constraint)),
         _ => None,
     }

@@ -60,6 +60,14 @@ pub fn judged_key(cx: &Context<'_>, index: usize, w: &Write) -> Option<(String, 
     }
 }
 
+/// Whether the relation write `w` of statement `index` was resolved to may be made to lead
+/// elsewhere by a role that does not own the policy tables (`sql::movable`).
+pub fn movable(cx: &Context<'_>, index: usize, w: &Write) -> bool {
+    let Some(target) = relevant(w) else { return false };
+    let Ok(k) = effective_key(&cx.paths, index, target) else { return false };
+    matches!(cx.session.relation(&k), Some(Resolved::Oid { movable: true, .. }))
+}
+
 /// The relation write `w` of statement `index` names, when known for every run of it: not a
 /// protocol Parse (resolved again at each run), nothing earlier that may redirect it.
 pub fn written_oid(cx: &Context<'_>, index: usize, w: &Write) -> Option<u32> {

@@ -119,9 +119,10 @@ pub struct Decision {
     /// The names its writes were judged by and the relation each led to (`precheck::named`).
     pub names: Vec<(String, u32)>,
     /// A write's name that a policy table is called by led elsewhere (a shadowing table,
-    /// another schema first on the path): counted, so that where it leads is read again
-    /// around its run (`precheck::named`).
-    pub shadowed: bool,
+    /// another schema first on the path), or leads to a relation another role may swap
+    /// (`names::movable`): counted, so that where it leads is read again around its run
+    /// (`precheck::named`).
+    pub recheck: bool,
 }
 
 impl Decision {

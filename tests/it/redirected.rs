@@ -118,11 +118,9 @@ async fn a_schema_hidden_from_the_writer_while_it_runs_and_shown_again_is_found(
     let owner = direct("migrator", APP_PW, &db).await;
     owner.batch_execute("BEGIN; LOCK TABLE archive2.users IN SHARE MODE").await.unwrap();
     let rows = direct("postgres", SUPERUSER_PW, &db).await;
-    rows.batch_execute(&format!(
-        "BEGIN; SELECT id FROM public.users WHERE id BETWEEN -91111120 AND -91111116 FOR UPDATE"
-    ))
-    .await
-    .unwrap();
+    rows.batch_execute("BEGIN; SELECT id FROM public.users WHERE id BETWEEN -91111120 AND -91111116 FOR UPDATE")
+        .await
+        .unwrap();
     let a = connect(px.port(), RAW, "", &db).await;
     a.batch_execute("SET search_path = archive2, public").await.unwrap();
     let run = tokio::spawn(async move {
@@ -140,5 +138,40 @@ async fn a_schema_hidden_from_the_writer_while_it_runs_and_shown_again_is_found(
     let e = r.expect_err("refused");
     assert!(e.contains("blastwall: refused") && e.contains("schema"), "{e}");
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    px.stop().await;
+}
+
+/// Fifty-third pass H2: an UPDATE of a plain table no policy table is named like (no row limit
+/// counts it) waits for a lock; the role that owns the table swaps it for a view over
+/// `public.users` meanwhile, and the UPDATE goes through the view. A table a role other than
+/// the policy tables' owner may swap is counted, so the swap is read around the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_a_table_swapped_for_a_view_while_it_waits_is_refused() {
+    let db = setup();
+    admin_sql(pg(), &db, &format!("CREATE TABLE archive.t (LIKE public.users); ALTER TABLE archive.t OWNER TO {RAW}"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    // Not raced: it runs.
+    let c = connect(px.port(), RAW, "", &db).await;
+    c.simple_query("UPDATE archive.t SET plan = 'y' WHERE id BETWEEN -91111120 AND -91111111")
+        .await
+        .expect("an UPDATE of archive.t runs");
+    let lock = direct(RAW, "", &db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE archive.t IN SHARE MODE").await.unwrap();
+    let run = tokio::spawn(async move {
+        c.simple_query("UPDATE archive.t SET plan = 'x' WHERE id BETWEEN -91111120 AND -91111111")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.batch_execute(
+        "ALTER TABLE archive.t RENAME TO t_old; CREATE VIEW archive.t AS SELECT * FROM public.users; COMMIT",
+    )
+    .await
+    .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    let e = r.expect_err("refused");
+    assert!(e.contains("blastwall: refused"), "{e}");
+    assert_eq!(server_value(&db, "SELECT count(*) FROM public.users WHERE plan = 'x'").await, 0);
     px.stop().await;
 }
