@@ -229,15 +229,17 @@ impl Guard {
             );
         }
         // The names its writes were judged by, read again around the run (`precheck::named`),
-        // unless the message itself may lead them elsewhere (DDL, a path change, a body).
+        // unless the message itself may lead them elsewhere (DDL, a path change, a body). A
+        // message without row writes (every select) is not read again.
+        let row_write = |w: &&analyze::Write| w.op.is_row_write() || matches!(w.op, analyze::Op::Upsert { .. });
         if online
+            && decided.iter().any(|s| s.writes.iter().any(|w| row_write(&w)))
             && decided
                 .iter()
                 .all(|s| !s.ddl && s.opaque.is_empty() && !crate::names::may_change_path(s.text.as_bytes()))
         {
             for (i, st) in decided.iter().enumerate() {
-                for w in st.writes.iter().filter(|w| w.op.is_row_write() || matches!(w.op, analyze::Op::Upsert { .. }))
-                {
+                for w in st.writes.iter().filter(row_write) {
                     if let Some(k) = crate::names::judged_key(&cx, i, w).filter(|k| !decision.names.contains(k)) {
                         decision.names.push(k);
                     }

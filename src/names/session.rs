@@ -55,8 +55,10 @@ pub struct Resolutions {
     /// next end (`COMMIT`, `ROLLBACK`, …) may undo it (`SET LOCAL`, a `SET` rolled back).
     changed_since_end: bool,
     /// The text being judged is a protocol Parse: the server resolves its names again each
-    /// time it runs, after the path or temporary tables may have changed, so it is judged as
-    /// what its names resolve to now and as every policy table its names may be.
+    /// time it runs, after the path or temporary tables may have changed. Its relations are
+    /// judged as they resolve now (a write whose name may lead elsewhere is counted, and where
+    /// it leads is read around each run: `precheck::named`); an answer that only holds for
+    /// one run (a `setval` sequence, a relation other questions need by OID) is not used.
     pub persisting: bool,
     /// Statements sent to the server and not yet answered (its ReadyForQuery) that may make a
     /// name lead elsewhere (`earlier`): the server runs them before what is judged now, and

@@ -170,7 +170,7 @@ pub async fn ask(b: &mut Backend<'_>, sql: &str) -> Result<super::Answer, Preche
     if let Some(e) = &b.batch_error {
         return Ok(super::Answer { rows: Vec::new(), error: Some(e.clone()), status: None });
     }
-    let statements: Vec<String> = super::own::split(sql).into_iter().map(str::to_string).collect();
+    let statements: Vec<String> = super::own::split(sql).map(str::to_string).collect();
     match run_after(b, super::own::NAME, &statements).await? {
         Ok(rows) => Ok(super::Answer { rows, error: None, status: None }),
         Err(frame) => {
