@@ -47,6 +47,9 @@ pub struct Identities {
     asked: Asked,
     /// Some function of the database may itself run DDL (`sql::ddl_functions`; unknown: may).
     ddl_functions: bool,
+    /// The database has code a role other than the policy tables' owners wrote
+    /// (`sql::untrusted_code`; unknown: it has).
+    pub untrusted_code: bool,
     /// The names of the database's functions outside `pg_catalog` (`sql::user_function_names`),
     /// sorted; `None`: not answered.
     pub user_functions: Option<Vec<String>>,
@@ -103,12 +106,17 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let mut oids = vec![Vec::new(); n];
     let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
     let mut ddl_functions = true;
+    let mut untrusted_code = true;
     let mut user_functions = None;
     let mut gone = vec![0; n];
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
         if get(0) == Some("f") {
             ddl_functions = get(2) != Some("false");
+            continue;
+        }
+        if get(0) == Some("x") {
+            untrusted_code = get(2) != Some("false");
             continue;
         }
         if let (Some("u"), Some(names)) = (get(0), get(2)) {
@@ -150,6 +158,7 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         learned: Instant::now(),
         asked,
         ddl_functions,
+        untrusted_code,
         user_functions,
     }
 }

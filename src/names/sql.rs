@@ -61,10 +61,53 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
            WHERE p.r OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
              AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{EQ}p.r) \
          UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text \
-         UNION ALL SELECT 'u'::pg_catalog.text, '0'::pg_catalog.text, ({named})::pg_catalog.text, ''::pg_catalog.text",
+         UNION ALL SELECT 'u'::pg_catalog.text, '0'::pg_catalog.text, ({named})::pg_catalog.text, ''::pg_catalog.text \
+         UNION ALL SELECT 'x'::pg_catalog.text, '0'::pg_catalog.text, ({untrusted})::pg_catalog.text, ''::pg_catalog.text",
         values = values.join(", "),
         functions = ddl_functions(),
         named = user_function_names(),
+        untrusted = untrusted_code(),
+    )
+}
+
+/// Whether the database has code a role other than the policy tables' owners wrote (a
+/// superuser, and `pg_database_owner` where the database's owner is trusted, count as them:
+/// `trusted`): a function or procedure outside `pg_catalog` and `information_schema` it owns,
+/// or a trigger or rule on a relation it owns. Such code does not explain rows of a policy
+/// table a count finds changed where the judgement did not reach (`guard::reached`): a
+/// trigger of the writer's own table made those rows look like its doing while the write's
+/// name, or its table's rule or view, led it to the policy table as it ran (fifty-second to
+/// fifty-fourth passes).
+fn untrusted_code() -> String {
+    let not_trusted = |r: &str| format!("NOT {}", trusted(r, "o.owners"));
+    format!(
+        "WITH o(owners) AS (SELECT pg_catalog.array_agg(c.relowner) FROM pg_catalog.pg_class c WHERE c.oid{EQ}ANY \
+           (ARRAY(SELECT t.oid FROM t))) \
+         SELECT o.owners IS NULL OR EXISTS (SELECT FROM pg_catalog.pg_proc f \
+             JOIN pg_catalog.pg_namespace n ON n.oid{EQ}f.pronamespace \
+             WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) AND {fun}) \
+           OR EXISTS (SELECT FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid{EQ}g.tgrelid \
+             WHERE NOT g.tgisinternal AND {rel}) \
+           OR EXISTS (SELECT FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class c ON c.oid{EQ}w.ev_class \
+             WHERE w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name AND {rel}) FROM o",
+        fun = not_trusted("f.proowner"),
+        rel = not_trusted("c.relowner"),
+    )
+}
+
+/// Whether role `r` is trusted as the policy tables' owners (`owners`, an array) are: one of
+/// them, a superuser, or `pg_database_owner` where the database's owner is one of those.
+fn trusted(r: &str, owners: &str) -> String {
+    let owner = |r: &str| {
+        format!(
+            "({r} OPERATOR(pg_catalog.=) ANY ({owners}) OR EXISTS (SELECT FROM pg_catalog.pg_roles g WHERE g.oid{EQ}{r} AND g.rolsuper))"
+        )
+    };
+    format!(
+        "({} OR ({r}{EQ}'pg_database_owner'::pg_catalog.regrole::pg_catalog.oid AND (SELECT {} FROM pg_catalog.pg_database d \
+           WHERE d.datname{EQ}pg_catalog.current_database())))",
+        owner(r),
+        owner("d.datdba")
     )
 }
 
@@ -138,19 +181,7 @@ fn movable(k: &str, policy_oids: &[u32]) -> String {
         return "false".into();
     }
     let oids: Vec<String> = policy_oids.iter().map(u32::to_string).collect();
-    let owner = |r: &str| {
-        format!(
-            "({r} OPERATOR(pg_catalog.=) ANY (o.owners) OR EXISTS (SELECT FROM pg_catalog.pg_roles g WHERE g.oid{EQ}{r} AND g.rolsuper))"
-        )
-    };
-    let trusted = |r: &str| {
-        format!(
-            "({} OR ({r}{EQ}'pg_database_owner'::pg_catalog.regrole::pg_catalog.oid AND (SELECT {} FROM pg_catalog.pg_database d \
-               WHERE d.datname{EQ}pg_catalog.current_database())))",
-            owner(r),
-            owner("d.datdba")
-        )
-    };
+    let trusted = |r: &str| trusted(r, "o.owners");
     format!(
         "WITH o(owners) AS (SELECT pg_catalog.array_agg(p.relowner) FROM pg_catalog.pg_class p \
            WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])) \
