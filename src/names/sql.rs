@@ -73,7 +73,8 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
 /// Whether the database has code a role other than the policy tables' owners wrote (a
 /// superuser, and `pg_database_owner` where the database's owner is trusted, count as them:
 /// `trusted`): a function or procedure outside `pg_catalog` and `information_schema` it owns,
-/// or a trigger or rule on a relation it owns. Such code does not explain rows of a policy
+/// or a trigger or rule on a relation it owns. Temporary code is a session's own, which counts
+/// for that session only (`catalog::taint`): another session's makes no difference here. Such code does not explain rows of a policy
 /// table a count finds changed where the judgement did not reach (`guard::reached`): a
 /// trigger of the writer's own table made those rows look like its doing while the write's
 /// name, or its table's rule or view, led it to the policy table as it ran (fifty-second to
@@ -85,11 +86,13 @@ fn untrusted_code() -> String {
            (ARRAY(SELECT t.oid FROM t))) \
          SELECT o.owners IS NULL OR EXISTS (SELECT FROM pg_catalog.pg_proc f \
              JOIN pg_catalog.pg_namespace n ON n.oid{EQ}f.pronamespace \
-             WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) AND {fun}) \
+             WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+             AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' AND {fun}) \
            OR EXISTS (SELECT FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid{EQ}g.tgrelid \
-             WHERE NOT g.tgisinternal AND {rel}) \
+             WHERE NOT g.tgisinternal AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel}) \
            OR EXISTS (SELECT FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class c ON c.oid{EQ}w.ev_class \
-             WHERE w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name AND {rel}) FROM o",
+             WHERE w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name \
+             AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel}) FROM o",
         fun = not_trusted("f.proowner"),
         rel = not_trusted("c.relowner"),
     )

@@ -39,7 +39,9 @@ pub fn sql(names: &[(String, u32)]) -> Option<String> {
         .map(|(k, _)| format!("({}::pg_catalog.text, {}::pg_catalog.text)", lit(&format!("{PREFIX}{k}")), lit(k)))
         .collect();
     // Per name: the relation, its row version and its schema's; and once, the schemas of the
-    // session's path with theirs (a privilege on one taken away hides it from the lookup).
+    // session's path with theirs, and the role memberships the session's role holds, at any
+    // depth, with theirs (a privilege on a schema, or a membership that gives one, taken away
+    // hides it from the lookup: fifty-fourth and fifty-fifth passes).
     Some(format!(
         "SELECT x.k, coalesce(pg_catalog.to_regclass(x.q)::pg_catalog.oid, 0::pg_catalog.oid)::pg_catalog.text, \
          'resolves'::pg_catalog.text, coalesce((SELECT pg_catalog.concat(c.xmin, ' ', n.xmin) FROM pg_catalog.pg_class c \
@@ -47,9 +49,13 @@ pub fn sql(names: &[(String, u32)]) -> Option<String> {
          WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(x.q)::pg_catalog.oid), '') \
          FROM (VALUES {}) x(k, q) \
          UNION ALL SELECT {path}::pg_catalog.text, '0'::pg_catalog.text, 'resolves'::pg_catalog.text, \
-         coalesce((SELECT pg_catalog.string_agg(pg_catalog.concat(n.oid, ':', n.xmin), ',' ORDER BY s.o) \
+         pg_catalog.concat(coalesce((SELECT pg_catalog.string_agg(pg_catalog.concat(n.oid, ':', n.xmin), ',' ORDER BY s.o) \
          FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY s(nsp, o) \
-         JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.nsp), '')",
+         JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.nsp), ''), ' ', \
+         (WITH RECURSIVE m(r) AS (SELECT CURRENT_USER::pg_catalog.regrole::pg_catalog.oid UNION \
+           SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN m ON a.member OPERATOR(pg_catalog.=) m.r) \
+          SELECT pg_catalog.string_agg(pg_catalog.concat(a.roleid, ':', a.xmin), ',' ORDER BY a.roleid, a.member) \
+          FROM pg_catalog.pg_auth_members a JOIN m ON a.member OPERATOR(pg_catalog.=) m.r))",
         values.join(", "),
         path = lit(PATH),
     ))
@@ -108,7 +114,7 @@ pub fn redirected(names: &[(String, u32)], before: &Identity, after: &Identity) 
     let path = |s: &Identity| s.get(&(PATH.to_string(), "0".to_string(), "resolves".to_string())).cloned();
     if let (Some(key), Some(b), Some(a)) = (names.first(), path(before), path(after)) {
         if a != b {
-            let why = "the schemas of the session's path, or a privilege on one of them, changed while it ran (DDL or GRANT/REVOKE committed meanwhile)";
+            let why = "the schemas of the session's path, a privilege on one of them, or the role memberships of the session's role changed while it ran (DDL or GRANT/REVOKE committed meanwhile)";
             out.push((key.0.clone(), why.to_string()));
         }
     }

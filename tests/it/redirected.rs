@@ -220,3 +220,54 @@ async fn a_rule_replaced_while_the_write_waits_explains_nothing() {
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
     px.stop().await;
 }
+
+/// Fifty-fifth pass H1: the writer reaches `archive3` only as a member of a role; the
+/// membership is taken away while its DELETE waits (an unrelated schema touched so that the
+/// server computes its path again: the name then leads to `public.users`), and given back
+/// before it ends. The statement calls a function the policy tables' owner wrote, which a
+/// count takes as code that may explain the rows; the role memberships read around the run
+/// show the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_taken_away_while_the_write_runs_and_given_back_is_found() {
+    let db = crate::binds::setup();
+    let team = format!("team_{}", db.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "DROP ROLE IF EXISTS {team}; CREATE ROLE {team} NOLOGIN; GRANT {team} TO {RAW}; \
+             CREATE SCHEMA archive3; CREATE SCHEMA junk; GRANT USAGE ON SCHEMA archive3 TO {team}; \
+             CREATE TABLE archive3.users (LIKE public.users); INSERT INTO archive3.users SELECT * FROM public.users; \
+             GRANT ALL ON archive3.users TO {team}; \
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ),
+    );
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let lock = direct("postgres", SUPERUSER_PW, &db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE archive3.users IN SHARE MODE").await.unwrap();
+    let rows = direct("postgres", SUPERUSER_PW, &db).await;
+    rows.batch_execute("BEGIN; SELECT id FROM public.users WHERE id BETWEEN -91111120 AND -91111116 FOR UPDATE")
+        .await
+        .unwrap();
+    let a = connect(px.port(), RAW, "", &db).await;
+    a.batch_execute("SET search_path = archive3, public").await.unwrap();
+    let run = tokio::spawn(async move {
+        a.simple_query("DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    admin_sql(pg(), &db, &format!("REVOKE {team} FROM {RAW}; GRANT USAGE ON SCHEMA junk TO PUBLIC"));
+    lock.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    admin_sql(pg(), &db, &format!("GRANT {team} TO {RAW}"));
+    rows.batch_execute("COMMIT").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    admin_sql(pg(), &db, &format!("DROP SCHEMA archive3 CASCADE; DROP ROLE {team}"));
+    let e = r.expect_err("refused");
+    assert!(e.contains("blastwall: refused"), "{e}");
+    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    px.stop().await;
+}
