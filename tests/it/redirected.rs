@@ -35,6 +35,21 @@ fn setup() -> String {
     db
 }
 
+/// Sends `write` as a Query on `c` in the background: what the server (or blastwall) said.
+fn in_background(c: tokio_postgres::Client, write: &'static str) -> tokio::task::JoinHandle<Result<(), String>> {
+    tokio::spawn(async move {
+        c.simple_query(write)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
+    })
+}
+
+/// What the background write said, once it ended.
+async fn ended(run: tokio::task::JoinHandle<Result<(), String>>) -> Result<(), String> {
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap()
+}
+
 async fn server_value(db: &str, sql: &str) -> i64 {
     let c = direct("postgres", SUPERUSER_PW, db).await;
     c.query_one(sql, &[]).await.unwrap().get(0)
@@ -123,18 +138,13 @@ async fn a_schema_hidden_from_the_writer_while_it_runs_and_shown_again_is_found(
         .unwrap();
     let a = connect(px.port(), RAW, "", &db).await;
     a.batch_execute("SET search_path = archive2, public").await.unwrap();
-    let run = tokio::spawn(async move {
-        a.simple_query(RANGE)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
-    });
+    let run = in_background(a, RANGE);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     owner.batch_execute(&format!("REVOKE USAGE ON SCHEMA archive2 FROM {RAW}; COMMIT")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     owner.batch_execute(&format!("GRANT USAGE ON SCHEMA archive2 TO {RAW}")).await.unwrap();
     rows.batch_execute("COMMIT").await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    let r = ended(run).await;
     let e = r.expect_err("refused");
     assert!(e.contains("blastwall: refused"), "{e}");
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
@@ -157,19 +167,14 @@ async fn an_update_of_a_table_swapped_for_a_view_while_it_waits_is_refused() {
         .expect("an UPDATE of archive.t runs");
     let lock = direct(RAW, "", &db).await;
     lock.batch_execute("BEGIN; LOCK TABLE archive.t IN SHARE MODE").await.unwrap();
-    let run = tokio::spawn(async move {
-        c.simple_query("UPDATE archive.t SET plan = 'x' WHERE id BETWEEN -91111120 AND -91111111")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
-    });
+    let run = in_background(c, "UPDATE archive.t SET plan = 'x' WHERE id BETWEEN -91111120 AND -91111111");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     lock.batch_execute(
         "ALTER TABLE archive.t RENAME TO t_old; CREATE VIEW archive.t AS SELECT * FROM public.users; COMMIT",
     )
     .await
     .unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    let r = ended(run).await;
     let e = r.expect_err("refused");
     assert!(e.contains("blastwall: refused"), "{e}");
     assert_eq!(server_value(&db, "SELECT count(*) FROM public.users WHERE plan = 'x'").await, 0);
@@ -202,19 +207,14 @@ async fn a_rule_replaced_while_the_write_waits_explains_nothing() {
     let lock = direct(RAW, "", &db).await;
     lock.batch_execute("BEGIN; LOCK TABLE archive.t IN SHARE MODE").await.unwrap();
     let a = connect(px.port(), RAW, "", &db).await;
-    let run = tokio::spawn(async move {
-        a.simple_query("DELETE FROM archive.t WHERE id BETWEEN -91111120 AND -91111116")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
-    });
+    let run = in_background(a, "DELETE FROM archive.t WHERE id BETWEEN -91111120 AND -91111116");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     lock.batch_execute(
         "CREATE OR REPLACE RULE r AS ON DELETE TO archive.t DO ALSO DELETE FROM public.users WHERE id = old.id; COMMIT",
     )
     .await
     .unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    let r = ended(run).await;
     let e = r.expect_err("refused");
     assert!(e.contains("blastwall: refused"), "{e}");
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
@@ -252,19 +252,14 @@ async fn a_membership_taken_away_while_the_write_runs_and_given_back_is_found() 
         .unwrap();
     let a = connect(px.port(), RAW, "", &db).await;
     a.batch_execute("SET search_path = archive3, public").await.unwrap();
-    let run = tokio::spawn(async move {
-        a.simple_query("DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.as_db_error().map_or(e.to_string(), |d| d.message().to_string()))
-    });
+    let run = in_background(a, "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     admin_sql(pg(), &db, &format!("REVOKE {team} FROM {RAW}; GRANT USAGE ON SCHEMA junk TO PUBLIC"));
     lock.batch_execute("COMMIT").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     admin_sql(pg(), &db, &format!("GRANT {team} TO {RAW}"));
     rows.batch_execute("COMMIT").await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the write ended").unwrap();
+    let r = ended(run).await;
     admin_sql(pg(), &db, &format!("DROP SCHEMA archive3 CASCADE; DROP ROLE {team}"));
     let e = r.expect_err("refused");
     assert!(e.contains("blastwall: refused"), "{e}");
