@@ -106,7 +106,15 @@ impl Guard {
         // needs it (sixteenth pass A7d: never asked, every call was taken as a user's).
         let text_rules = policy.tables.iter().any(|t| t.judges_text());
         let calls = || decided.iter().any(|s| s.calls_functions && !s.calls.is_empty());
-        if online && text_rules && self.catalog.last_identities(&info.database).is_none() && calls() {
+        // And whether code on a written relation (a trigger) was written by the policy tables'
+        // owners, which lets it explain rows of a policy table it changed (`reached`).
+        let writes = || {
+            decided.iter().any(|s| {
+                s.writes.iter().any(|w| w.op.is_row_write() || matches!(w.op, Op::Upsert { .. }))
+                    || !super::need::inserts_in(s).is_empty()
+            })
+        };
+        if online && text_rules && self.catalog.last_identities(&info.database).is_none() && (calls() || writes()) {
             let q = crate::catalog::Question::Identities;
             if !questions.contains(&q) {
                 questions.push(q);

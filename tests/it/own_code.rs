@@ -279,3 +279,38 @@ async fn a_bind_through_the_sessions_domain_explains_nothing() {
     assert_eq!(count(&db, WINDOW).await, before);
     px.stop().await;
 }
+
+/// Fifty-fifth pass FP-1: the policy tables' owner wrote an `AFTER INSERT` trigger on its own
+/// table `q` that deletes the user of the inserted id. The DML-only role's `INSERT INTO q` is
+/// the first write blastwall judges in the database: whether the database's code is all the
+/// owners' is asked with it, and the trigger explains the deleted row (the row limits judge
+/// it). Another role's trigger on `q` withdraws the excuse: refused, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_trigger_still_explains_the_rows_it_changes() {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE public.q (id bigint); GRANT ALL ON public.q TO {RAW}; \
+             CREATE FUNCTION public.q_del() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+               AS $$BEGIN DELETE FROM public.users WHERE id = NEW.id; RETURN NEW; END$$; \
+             CREATE TRIGGER q_del AFTER INSERT ON public.q FOR EACH ROW EXECUTE FUNCTION public.q_del()"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let before = count(&db, WINDOW).await;
+    run(&mut c, "INSERT INTO q VALUES (-91111120)").await;
+    assert_eq!(count(&db, WINDOW).await, before - 1, "the owner's trigger ran");
+    px.stop().await;
+    // The same trigger function owned by the DML-only role (a blastwall that starts knowing
+    // nothing: without `[ddl_notify]`, DDL run directly is seen when the answers age out).
+    admin_sql(pg(), &db, &format!("ALTER FUNCTION public.q_del() OWNER TO {RAW}"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let r = send(&mut c, &[q("INSERT INTO q VALUES (-91111119)")]).await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(count(&db, WINDOW).await, before - 1, "nothing more deleted");
+    px.stop().await;
+}
