@@ -12,8 +12,9 @@
 //! on a lock of another session's, which renamed `archive.users` away: the rows came out of
 //! `public.users`, and a trigger on `archive.users` made the count explain them as its own).
 //! So: a name that led elsewhere before the run than when judged, or elsewhere after it, or to
-//! a relation whose catalog row changed meanwhile (renamed away and back), refuses the
-//! statement, whatever code it runs (rule `identity`).
+//! a relation whose catalog row changed meanwhile (renamed away and back), or any schema of
+//! the database changed meanwhile (a path entry that does not exist may have existed in
+//! between), refuses the statement, whatever code it runs (rule `identity`).
 //!
 //! Owns: that reading and the comparison. Does not own: which names a judgement used
 //! (`names::judged_key`), the readings' I/O (`precheck`).
@@ -41,7 +42,11 @@ pub fn sql(names: &[(String, u32)]) -> Option<String> {
     // Per name: the relation, its row version and its schema's; and once, the schemas of the
     // session's path with theirs, and the role memberships the session's role holds, at any
     // depth, with theirs (a privilege on a schema, or a membership that gives one, taken away
-    // hides it from the lookup: fifty-fourth and fifty-fifth passes).
+    // hides it from the lookup: fifty-fourth and fifty-fifth passes); and the row versions of
+    // every schema of the database but the temporary ones, which also show one the path lists
+    // that did not exist at either reading but existed between them (fifty-sixth pass H1: a
+    // schema renamed to the path's first, absent entry while the write waited, holding a view
+    // over `public.users`, and renamed back before it ended; a rename takes no lock).
     Some(format!(
         "SELECT x.k, coalesce(pg_catalog.to_regclass(x.q)::pg_catalog.oid, 0::pg_catalog.oid)::pg_catalog.text, \
          'resolves'::pg_catalog.text, coalesce((SELECT pg_catalog.concat(c.xmin, ' ', n.xmin) FROM pg_catalog.pg_class c \
@@ -55,7 +60,9 @@ pub fn sql(names: &[(String, u32)]) -> Option<String> {
          (WITH RECURSIVE m(r) AS (SELECT CURRENT_USER::pg_catalog.regrole::pg_catalog.oid UNION \
            SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN m ON a.member OPERATOR(pg_catalog.=) m.r) \
           SELECT pg_catalog.string_agg(pg_catalog.concat(a.roleid, ':', a.xmin), ',' ORDER BY a.roleid, a.member) \
-          FROM pg_catalog.pg_auth_members a JOIN m ON a.member OPERATOR(pg_catalog.=) m.r))",
+          FROM pg_catalog.pg_auth_members a JOIN m ON a.member OPERATOR(pg_catalog.=) m.r), ' ', \
+         (SELECT pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat(n.oid, ':', n.xmin), ',' ORDER BY n.oid)) \
+          FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.!~) '^pg_(toast_)?temp_'))",
         values.join(", "),
         path = lit(PATH),
     ))
@@ -114,7 +121,7 @@ pub fn redirected(names: &[(String, u32)], before: &Identity, after: &Identity) 
     let path = |s: &Identity| s.get(&(PATH.to_string(), "0".to_string(), "resolves".to_string())).cloned();
     if let (Some(key), Some(b), Some(a)) = (names.first(), path(before), path(after)) {
         if a != b {
-            let why = "the schemas of the session's path, a privilege on one of them, or the role memberships of the session's role changed while it ran (DDL or GRANT/REVOKE committed meanwhile)";
+            let why = "the schemas of the session's path, a privilege on one of them, the role memberships of the session's role, or a schema of the database (made, renamed, dropped: one the path names may have existed meanwhile) changed while it ran (DDL or GRANT/REVOKE committed meanwhile)";
             out.push((key.0.clone(), why.to_string()));
         }
     }

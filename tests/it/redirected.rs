@@ -266,3 +266,46 @@ async fn a_membership_taken_away_while_the_write_runs_and_given_back_is_found() 
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
     px.stop().await;
 }
+
+/// Fifty-sixth pass H1: the path's first entry, `zz`, does not exist when the write is judged
+/// (its name leads to `archive.users`). While it waits for a lock, a schema holding a view over
+/// `public.users` is renamed to `zz` (a rename takes no lock on the view), the name leads
+/// there, and the schema is renamed back before the write ends: at both readings `zz` is
+/// absent and the name leads to `archive.users`. The statement calls a function the policy
+/// tables' owner wrote, and the database has no other role's code: the count would take the
+/// users' rows for what that function may do. The schemas of the database read around the run show the renames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_entry_that_exists_only_while_the_write_runs_is_found() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
+             CREATE SCHEMA stash AUTHORIZATION {RAW}; \
+             CREATE VIEW stash.users AS SELECT * FROM public.users; ALTER VIEW stash.users OWNER TO {RAW}; \
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ),
+    );
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let lock = direct(RAW, "", &db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE archive.users IN SHARE MODE").await.unwrap();
+    let rows = direct("postgres", SUPERUSER_PW, &db).await;
+    rows.batch_execute("BEGIN; SELECT id FROM public.users WHERE id BETWEEN -91111120 AND -91111116 FOR UPDATE")
+        .await
+        .unwrap();
+    let a = connect(px.port(), RAW, "", &db).await;
+    a.batch_execute("SET search_path = zz, archive, public").await.unwrap();
+    let run = in_background(a, "DELETE FROM users WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    admin_sql(pg(), &db, "ALTER SCHEMA stash RENAME TO zz");
+    lock.batch_execute("COMMIT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    admin_sql(pg(), &db, "ALTER SCHEMA zz RENAME TO stash");
+    rows.batch_execute("COMMIT").await.unwrap();
+    let e = ended(run).await.expect_err("refused");
+    assert!(e.contains("blastwall: refused") && e.contains("a schema of the database"), "{e}");
+    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    px.stop().await;
+}
