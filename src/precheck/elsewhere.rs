@@ -77,7 +77,7 @@ pub(super) async fn put_back(b: &mut Backend<'_>, m: &Moved, in_block: bool) -> 
 /// stopped the rest (fiftieth pass H1: `BEGIN; SELECT 1 / (count(nextval(…)) - n)::int FROM
 /// generate_series(1, n)` left the sequence n on): those found due are made on blastwall's own
 /// connection, while they still stand where they were found.
-pub(super) async fn after_denied(back: &[Moved], rows: &[Vec<Option<String>>]) {
+pub async fn after_denied(back: &[Moved], rows: &[Vec<Option<String>>]) {
     for (oid, at) in super::putback::dues(rows) {
         if let Some(m) = back.iter().find(|m| m.oid == oid) {
             made_elsewhere(m, at).await;
@@ -88,7 +88,7 @@ pub(super) async fn after_denied(back: &[Moved], rows: &[Vec<Option<String>>]) {
 /// [`after_denied`] where the session could not answer `currval` (a function body's
 /// `DISCARD SEQUENCES`, fifty-first pass H1): each judged without it ([`without_currval`]),
 /// on blastwall's own connection (the client's block is failed).
-pub(super) async fn after_forgotten(back: &[Moved]) {
+pub async fn after_forgotten(back: &[Moved]) {
     for m in back {
         made_by_hook(m, sql_elsewhere(m), None).await;
     }

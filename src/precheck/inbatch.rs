@@ -145,18 +145,29 @@ pub async fn count_execute(b: &mut Backend<'_>, req: Request<'_>) -> Result<Coun
 /// reading, then a Flush: their rows, or the error that stopped them (the server then skips
 /// to the client's Sync, and its transaction is aborted).
 pub async fn run_after(b: &mut Backend<'_>, name: &str, sql: &[String]) -> Result<Result<Rows, Frame>, PrecheckError> {
+    let (rows, _, error) = run_after_partly(b, name, sql).await?;
+    Ok(error.map_or(Ok(rows), Err))
+}
+
+/// [`run_after`], keeping what ran before an error: the rows read, how many statements ran,
+/// and the error that stopped the rest.
+pub async fn run_after_partly(
+    b: &mut Backend<'_>,
+    name: &str,
+    sql: &[String],
+) -> Result<(Rows, usize, Option<Frame>), PrecheckError> {
     let mut out = BytesMut::new();
     sql.iter().for_each(|s| out.extend_from_slice(&reading(name, s)));
     out.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
     b.send(&out).await?;
     let mut rows = Vec::new();
-    for _ in sql {
+    for ran in 0..sql.len() {
         match read_reading(b, READING_REPLIES).await? {
             Ok(r) => rows.extend(r),
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok((rows, ran, Some(e))),
         }
     }
-    Ok(Ok(rows))
+    Ok((rows, sql.len(), None))
 }
 
 /// One of blastwall's own queries (a catalog question) asked in the middle of the client's

@@ -437,13 +437,32 @@ impl Session {
     async fn put_back_in_batch(&mut self, owed: usize) -> Result<bool, SessionError> {
         let mut now: Vec<_> = self.put_back.drain(owed..).collect();
         now.reverse();
-        let sqls = precheck::putback::sqls(&now);
+        // Which are due read first (no effect), then the put-backs: one the role may not make
+        // (`setval` needs `UPDATE`) fails the batch, and it and those after it are made on a
+        // connection of blastwall's own while they stand where they were read.
+        let mut sqls: Vec<String> = now.iter().map(precheck::putback::due_marked_sql).collect();
+        sqls.extend(precheck::putback::sqls(&now));
         let mut backend = Backend::new(&mut self.server, &mut self.sfr);
-        let done = precheck::inbatch::run_after(&mut backend, READING, &sqls).await;
+        let done = precheck::inbatch::run_after_partly(&mut backend, READING, &sqls).await;
         let Backend { for_client, params, .. } = backend;
         let for_client = self.notifications_to_ready(for_client);
         self.take_for_client(for_client, params);
-        match done.map_err(|e| SessionError::Closed(format!("putting a protected sequence back: {e}")))? {
+        let (rows, ran, error) =
+            done.map_err(|e| SessionError::Closed(format!("putting a protected sequence back: {e}")))?;
+        let code = error.as_ref().and_then(|f| crate::wire::messages::error_fields(f).ok()).map(|e| e.code);
+        let unmade = ran.checked_sub(now.len()).map(|i| &now[i..]).filter(|_| error.is_some());
+        match (code.as_deref(), unmade) {
+            (Some(precheck::putback::DENIED), Some(rest)) => {
+                precheck::elsewhere::after_denied(rest, &rows).await;
+                return Ok(false);
+            }
+            (Some(precheck::putback::NO_CURRVAL), _) => {
+                precheck::elsewhere::after_forgotten(&now).await;
+                return Ok(false);
+            }
+            _ => {}
+        }
+        match error.map_or(Ok(rows), Err) {
             Ok(rows) => {
                 tracing::warn!(
                     session = self.id,

@@ -336,3 +336,32 @@ async fn a_move_the_role_may_not_put_back_is_put_back_on_blastwalls_own_connecti
     assert_eq!(next, seq(&db).await);
     p.stop().await;
 }
+
+/// Forty-ninth pass H1 in the middle of an extended batch: the role may not call `setval`
+/// (`USAGE, SELECT, INSERT…` but not `UPDATE` on the sequence), and its 100,000-step move,
+/// refused behind another statement of the same batch, was put back on the session only
+/// (which failed: the move stayed). Which put-backs are due is read there first, and the one
+/// the role may not make is made on blastwall's own connection (`[ddl_notify]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_the_role_may_not_put_back_mid_batch_is_put_back_on_blastwalls_own_connection() {
+    use crate::batches::{pbe, sync};
+    use crate::binds::RAW;
+    let db = crate::binds::setup();
+    admin_sql(pg(), &db, &format!("REVOKE UPDATE ON SEQUENCE web_user_id_seq FROM {RAW}"));
+    std::env::set_var("BLASTWALL_TEST_LISTENER_PASSWORD", SUPERUSER_PW);
+    let mut cfg = base_config();
+    let password_env = Some("BLASTWALL_TEST_LISTENER_PASSWORD".into());
+    cfg.ddl_notify = Some(blastwall::config::DdlNotifyConfig { user: "postgres".into(), password_env });
+    let p = proxy_with(cfg, blastwall::demo::incident_policy().unwrap()).await;
+    let mut c = startup(p.port(), RAW, &db).await;
+    crate::batchnames::run(&mut c, "SELECT count(*) FROM users").await;
+    crate::ddl_notify::listening(&db).await;
+    let before = seq(&db).await;
+    let moves = "SELECT nextval('web_user_id_seq') FROM generate_series(1, 100000)";
+    let r = crate::batchnames::send(&mut c, &[pbe("SELECT 1"), pbe(moves), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "{r:?}");
+    assert_eq!(seq(&db).await, before, "the sequence stayed moved");
+    // The session goes on.
+    crate::batchnames::run(&mut c, "SELECT 1").await;
+    p.stop().await;
+}
