@@ -228,6 +228,12 @@ impl Guard {
                 super::reached::Unknown {
                     unverified: &unverified,
                     own: info.taint.holds_functions().then_some(&info.taint),
+                    movable: decided.iter().enumerate().any(|(i, s)| {
+                        s.writes.iter().any(|w| {
+                            (w.op.is_row_write() || matches!(w.op, Op::Upsert { .. }))
+                                && !crate::names::pinned(&cx, i, w)
+                        })
+                    }),
                 },
                 // What an INSERT's relation stands for: assumed in the middle of a batch (none
                 // for a relation the policy does not name), where the last answer says more.

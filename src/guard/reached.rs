@@ -16,7 +16,11 @@
 //!   (an enabled trigger, …: `catalog::code`), or a table a key's action changes that runs code
 //!   — then the counts are
 //!   judged by the row limits alone, as a function's or trigger's writes always are. An answer
-//!   the catalog has not given counts as no code (the check stays on);
+//!   the catalog has not given counts as no code (the check stays on); code another role wrote
+//!   explains nothing, nor does any code when a row write was judged as a relation another
+//!   role may make lead elsewhere, or as none known (`names::pinned`: a view's rule replaced,
+//!   a membership given and taken away while the write waits, which the readings around it do
+//!   not see; a name the middle of a batch left unasked);
 //! - what makes the policy table's own write explain nothing: written beside another relation
 //!   whose rules were not asked about for this judgement ([`beside`]), or by a name the
 //!   session's own DDL named since its rules were last known ([`shadowed`]) — a count cannot
@@ -42,6 +46,10 @@ pub(super) struct Unknown<'a> {
     pub unverified: &'a [String],
     /// The session's temporary schema, when it holds a user function.
     pub own: Option<&'a crate::catalog::Taint>,
+    /// A row write of the message was judged as a relation a role other than the policy
+    /// tables' owners may make lead elsewhere while it waits, or as no known relation
+    /// (`names::pinned`).
+    pub movable: bool,
 }
 
 /// Every policy table the judgement of `statements` reached, with how (deleted, updated), or
@@ -56,7 +64,7 @@ pub(super) fn reached(
     unknown: Unknown<'_>,
     minted: &dyn Fn(&str, &str) -> Option<Vec<crate::catalog::TableColumn>>,
 ) -> Option<Vec<ReachedTable>> {
-    let Unknown { unverified, own } = unknown;
+    let Unknown { unverified, own, movable } = unknown;
     if database.is_empty() || !policy.tables.iter().any(|t| t.judges_text()) {
         return None;
     }
@@ -70,8 +78,12 @@ pub(super) fn reached(
     let ids = catalog.last_identities(database);
     let user_functions = ids.as_ref().and_then(|i| i.user_functions.as_deref());
     // Code explains such rows only while every function, trigger and rule of the database was
-    // written by the policy tables' owners (`names::sql::untrusted_code`; unknown: not).
-    let excusable = ids.as_ref().is_some_and(|i| !i.untrusted_code);
+    // written by the policy tables' owners (`names::sql::untrusted_code`; unknown: not), and
+    // no row write was judged as a relation another role may make lead elsewhere: its view's
+    // rule replaced, a membership that shows an earlier schema of the path given and taken
+    // away while it waits — neither of which the readings around the run see — and the rows
+    // were the policy table's, not the code's (fifty-seventh pass H1, H2).
+    let excusable = ids.as_ref().is_some_and(|i| !i.untrusted_code) && !movable;
     let calls_code = |st: &Statement| {
         st.calls_functions
             && (st.calls.is_empty()

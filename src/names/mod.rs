@@ -65,7 +65,7 @@ pub use path::{is_path_key, sets_path_only, worth_asking_in_batch};
 pub use session::{Resolutions, Resolved};
 pub use sql::{constraint_query, identities_query, question_sql, relations_query};
 pub use view::View;
-pub use written::{judged_key, movable, written, written_oid, Written};
+pub use written::{judged_key, movable, pinned, written, written_oid, Written};
 
 /// How long an answer is trusted when nothing seen changes it.
 const TTL: Duration = Duration::from_secs(30);

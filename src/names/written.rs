@@ -68,6 +68,18 @@ pub fn movable(cx: &Context<'_>, index: usize, w: &Write) -> bool {
     matches!(cx.session.relation(&k), Some(Resolved::Oid { movable: true, .. }))
 }
 
+/// Whether write `w` of statement `index` was resolved to a relation no role but the policy
+/// tables' owners may make lead elsewhere (resolved, and not [`movable`]): not so for one
+/// resolved by no answer (the middle of a batch, a name redirected earlier in the message).
+pub fn pinned(cx: &Context<'_>, index: usize, w: &Write) -> bool {
+    let Some(target) = relevant(w) else { return true };
+    if prepared_earlier(cx.statements, index) {
+        return false;
+    }
+    let Ok(k) = effective_key(&cx.paths, index, target) else { return false };
+    matches!(cx.session.relation(&k), Some(Resolved::Oid { movable: false, .. }))
+}
+
 /// The relation write `w` of statement `index` names, when known for every run of it: not a
 /// protocol Parse (resolved again at each run), nothing earlier that may redirect it.
 pub fn written_oid(cx: &Context<'_>, index: usize, w: &Write) -> Option<u32> {

@@ -272,8 +272,8 @@ async fn a_membership_taken_away_while_the_write_runs_and_given_back_is_found() 
 /// `public.users` is renamed to `zz` (a rename takes no lock on the view), the name leads
 /// there, and the schema is renamed back before the write ends: at both readings `zz` is
 /// absent and the name leads to `archive.users`. The statement calls a function the policy
-/// tables' owner wrote, and the database has no other role's code: the count would take the
-/// users' rows for what that function may do. The schemas of the database read around the run show the renames.
+/// tables' owner wrote, the database has no other role's code, and `archive.users` is the
+/// owner's too: the count would take the users' rows for what that function may do. The schemas of the database read around the run show the renames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_entry_that_exists_only_while_the_write_runs_is_found() {
     let db = setup();
@@ -282,6 +282,8 @@ async fn a_path_entry_that_exists_only_while_the_write_runs_is_found() {
         &db,
         &format!(
             "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
+             ALTER SCHEMA archive OWNER TO postgres; ALTER TABLE archive.users OWNER TO postgres; \
+             GRANT USAGE ON SCHEMA archive TO {RAW}; GRANT ALL ON archive.users TO {RAW}; \
              CREATE SCHEMA stash AUTHORIZATION {RAW}; \
              CREATE VIEW stash.users AS SELECT * FROM public.users; ALTER VIEW stash.users OWNER TO {RAW}; \
              CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
@@ -306,6 +308,42 @@ async fn a_path_entry_that_exists_only_while_the_write_runs_is_found() {
     rows.batch_execute("COMMIT").await.unwrap();
     let e = ended(run).await.expect_err("refused");
     assert!(e.contains("blastwall: refused") && e.contains("a schema of the database"), "{e}");
+    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    px.stop().await;
+}
+
+/// Fifty-seventh pass H1: a write through the DML-only role's own view `archive.v` (over its
+/// `archive.users`), by a qualified name, calling a function the policy tables' owner wrote;
+/// while it waits for a lock, the view's rule is replaced in another session by one that reads
+/// `public.users` (the view's catalog row does not change, and the database has no other
+/// role's function, trigger or rule). A relation another role may make lead elsewhere leaves
+/// no code to explain rows of a policy table the judgement did not reach: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_whose_rule_is_replaced_while_the_write_waits_explains_nothing() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
+             CREATE VIEW archive.v AS SELECT * FROM archive.users; ALTER VIEW archive.v OWNER TO {RAW}; \
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ),
+    );
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let lock = direct(RAW, "", &db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE archive.v IN SHARE MODE").await.unwrap();
+    let a = connect(px.port(), RAW, "", &db).await;
+    let run = in_background(a, "DELETE FROM archive.v WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.batch_execute(
+        "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO archive.v DO INSTEAD SELECT * FROM public.users; COMMIT",
+    )
+    .await
+    .unwrap();
+    let e = ended(run).await.expect_err("refused");
+    assert!(e.contains("blastwall: refused"), "{e}");
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
     px.stop().await;
 }
