@@ -174,7 +174,9 @@ pub fn relations_query(keys: &[String], policy_oids: &[u32]) -> String {
 /// name `k`, resolved to relation `c`, lead elsewhere by DDL of its own while a write to it
 /// waits for a lock (fifty-third pass H2: a table swapped for a view over `public.users`): it
 /// owns the relation or its schema (rename, drop, revoke a privilege on the schema), or may
-/// create in a schema the session's path searches before it (an unqualified name). Such a
+/// create in a schema the session's path searches before it (an unqualified name), or the
+/// path lists a schema the role may not use now (a membership given meanwhile shows it, and
+/// taken away before the reading after the run hides it again: fifty-seventh pass H2). Such a
 /// write is counted, so that where its name leads is read again around its run
 /// (`precheck::named`). Trusted as the policy tables' owners are: superusers, and
 /// `pg_database_owner` (the `public` schema's owner) where the database's owner is trusted. No
@@ -190,6 +192,11 @@ fn movable(k: &str, policy_oids: &[u32]) -> String {
            WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])) \
          SELECT c.oid IS NOT NULL AND o.owners IS NOT NULL AND (NOT {rel} \
            OR NOT (SELECT {nsp} FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace) \
+           OR (pg_catalog.strpos({k}, E'\\002'){EQ}0 AND pg_catalog.cardinality(pg_catalog.parse_ident({k})){EQ}1 \
+             AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('search_path'), ',')) e(s) \
+               JOIN pg_catalog.pg_namespace n ON CASE WHEN pg_catalog.btrim(e.s){EQ}ANY (ARRAY['\"$user\"', '$user']) \
+                 THEN n.nspname{EQ}CURRENT_USER ELSE pg_catalog.quote_ident(n.nspname){EQ}pg_catalog.btrim(e.s) END \
+               WHERE n.oid OPERATOR(pg_catalog.<>) c.relnamespace AND NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE'))) \
            OR (pg_catalog.strpos({k}, E'\\002'){EQ}0 AND pg_catalog.cardinality(pg_catalog.parse_ident({k})){EQ}1 \
              AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY s(nsp, i) \
                JOIN pg_catalog.pg_namespace n ON n.nspname{EQ}s.nsp \

@@ -347,3 +347,41 @@ async fn a_view_whose_rule_is_replaced_while_the_write_waits_explains_nothing() 
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
     px.stop().await;
 }
+
+/// Fifty-seventh pass H2, the form the readings cannot see: the session's path lists a schema
+/// the role may not use (`zz`, holding a view over `public.users`); a membership that shows it,
+/// given while a write waits and taken away before it ends, leads the write there and leaves
+/// nothing changed at either reading. So such a path leaves no code to explain rows of a
+/// policy table the judgement did not reach: here the owner's own trigger on `archive.users`,
+/// which deletes the user of the deleted row, no longer explains it. Without `zz` in the path
+/// the same DELETE runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_lists_a_schema_the_role_may_not_use_leaves_no_code_to_explain_rows() {
+    let db = crate::binds::setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE SCHEMA zz; CREATE VIEW zz.users AS SELECT * FROM public.users; \
+             CREATE SCHEMA archive; GRANT USAGE ON SCHEMA archive TO {RAW}; \
+             CREATE TABLE archive.users (LIKE public.users); INSERT INTO archive.users SELECT * FROM public.users; \
+             GRANT ALL ON archive.users TO {RAW}; \
+             CREATE FUNCTION archive.gone() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+               AS $$BEGIN DELETE FROM public.users WHERE id = OLD.id; RETURN OLD; END$$; \
+             CREATE TRIGGER gone AFTER DELETE ON archive.users FOR EACH ROW EXECUTE FUNCTION archive.gone()"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let c = connect(px.port(), RAW, "", &db).await;
+    c.batch_execute("SET search_path = zz, archive, public").await.unwrap();
+    let e = c.simple_query("DELETE FROM users WHERE id = -91111120").await.expect_err("refused");
+    let e = e.as_db_error().map_or(e.to_string(), |d| d.message().to_string());
+    assert!(e.contains("blastwall: refused") && e.contains("does not name"), "{e}");
+    let kept = "SELECT count(*) FROM public.users WHERE id = -91111120";
+    assert_eq!(server_value(&db, kept).await, 1, "public.users kept its row");
+    c.batch_execute("SET search_path = archive, public").await.unwrap();
+    c.simple_query("DELETE FROM users WHERE id = -91111119").await.unwrap();
+    let gone = "SELECT count(*) FROM public.users WHERE id = -91111119";
+    assert_eq!(server_value(&db, gone).await, 0, "the owner's trigger ran");
+    px.stop().await;
+}
