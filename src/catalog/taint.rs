@@ -43,6 +43,10 @@ pub struct Taint {
     /// the session may then write through it, `guard::reached`), as the last answer said or a
     /// message made since; `None`: not known.
     functions: Option<bool>,
+    /// Whether the schema holds a relation with rules (a view): a name some code writes
+    /// without a schema may lead there, first on the session's path, and on to what its rule
+    /// writes (fifty-eighth pass H3); `None`: not known.
+    redirects: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +90,16 @@ impl Taint {
     /// Whether any statement of the session may run code it does not name (not known: yes).
     pub fn runs_code(&self) -> bool {
         self.state != State::Clean
+    }
+
+    /// Whether the schema may hold a relation with rules (a view), which a name written by
+    /// code without a schema may lead to: as last answered (a session that never had the
+    /// schema: no); not known since a message that may have changed it, or never asked: yes.
+    pub fn may_redirect(&self) -> bool {
+        match self.state {
+            State::Clean | State::Tainted(_) => self.redirects == Some(true),
+            State::Unasked | State::Unknown | State::Assumed => true,
+        }
     }
 
     /// Whether the schema holds a user function (that may write tables) and the last answer
@@ -193,6 +207,7 @@ impl Taint {
         let kind = |r: &Vec<Option<String>>, k: &str| r.get(1).and_then(|v| v.as_deref()) == Some(k);
         self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
         self.functions = rows.map(|rows| rows.iter().any(|r| kind(r, "f")));
+        self.redirects = rows.map(|rows| rows.iter().any(|r| kind(r, "v")));
         self.state = match rows {
             None => State::Tainted(Vec::new()),
             Some(rows) if !rows.iter().any(|r| kind(r, "c")) => State::Clean,
@@ -330,7 +345,8 @@ pub fn query() -> String {
          (SELECT pg_catalog.pg_describe_object(h.classid, h.objid, 0), 'c' FROM hit h LIMIT {NAMED}) \
          UNION ALL (SELECT '', 'd' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid{eq}k.conrelid \
            WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1) \
-         UNION ALL (SELECT '', 'f' FROM hit h WHERE h.classid{eq}{proc} LIMIT 1)"
+         UNION ALL (SELECT '', 'f' FROM hit h WHERE h.classid{eq}{proc} LIMIT 1) \
+         UNION ALL (SELECT '', 'v' FROM pg_catalog.pg_class c WHERE c.relnamespace{eq}{temp} AND c.relhasrules LIMIT 1)"
     )
 }
 

@@ -50,6 +50,10 @@ pub(super) struct Unknown<'a> {
     /// tables' owners may make lead elsewhere while it waits, or as no known relation
     /// (`names::pinned`).
     pub movable: bool,
+    /// The session's temporary schema may hold a view (or another relation with rules): a
+    /// name code writes without a schema may lead there, and on to a policy table
+    /// (`catalog::Taint::may_redirect`).
+    pub redirects: bool,
 }
 
 /// Every policy table the judgement of `statements` reached, with how (deleted, updated), or
@@ -64,7 +68,7 @@ pub(super) fn reached(
     unknown: Unknown<'_>,
     minted: &dyn Fn(&str, &str) -> Option<Vec<crate::catalog::TableColumn>>,
 ) -> Option<Vec<ReachedTable>> {
-    let Unknown { unverified, own, movable } = unknown;
+    let Unknown { unverified, own, movable, redirects } = unknown;
     if database.is_empty() || !policy.tables.iter().any(|t| t.judges_text()) {
         return None;
     }
@@ -82,8 +86,11 @@ pub(super) fn reached(
     // no row write was judged as a relation another role may make lead elsewhere: its view's
     // rule replaced, a membership that shows an earlier schema of the path given and taken
     // away while it waits — neither of which the readings around the run see — and the rows
-    // were the policy table's, not the code's (fifty-seventh pass H1, H2).
-    let excusable = ids.as_ref().is_some_and(|i| !i.untrusted_code) && !movable;
+    // were the policy table's, not the code's (fifty-seventh pass H1, H2); nor while the
+    // session's temporary schema may hold a view, which code that writes a name without a
+    // schema writes instead, first on the path (fifty-eighth pass H3: the owner's trigger's
+    // upsert of its log table went through a temporary view of that name to `public.users`).
+    let excusable = ids.as_ref().is_some_and(|i| !i.untrusted_code) && !movable && !redirects;
     let calls_code = |st: &Statement| {
         st.calls_functions
             && (st.calls.is_empty()

@@ -173,7 +173,8 @@ pub fn relations_query(keys: &[String], policy_oids: &[u32]) -> String {
 /// Whether a role that does not own the policy tables (`policy_oids`' owners) may make the
 /// name `k`, resolved to relation `c`, lead elsewhere by DDL of its own while a write to it
 /// waits for a lock (fifty-third pass H2: a table swapped for a view over `public.users`): it
-/// owns the relation or its schema (rename, drop, revoke a privilege on the schema), or may
+/// owns the relation or its schema (rename, drop, revoke a privilege on the schema), or a
+/// view the write goes through at any depth (its rule replaced: fifty-eighth pass H2), or may
 /// create in a schema the session's path searches before it (an unqualified name), or the
 /// path lists a schema the role may not use now (a membership given meanwhile shows it, and
 /// taken away before the reading after the run hides it again: fifty-seventh pass H2). Such a
@@ -192,6 +193,13 @@ fn movable(k: &str, policy_oids: &[u32]) -> String {
            WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{oids}]::pg_catalog.oid[])) \
          SELECT c.oid IS NOT NULL AND o.owners IS NOT NULL AND (NOT {rel} \
            OR NOT (SELECT {nsp} FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}c.relnamespace) \
+           OR EXISTS (WITH RECURSIVE vw(oid) AS (SELECT c.oid UNION SELECT d.refobjid FROM vw \
+               JOIN pg_catalog.pg_rewrite w ON w.ev_class{EQ}vw.oid \
+               JOIN pg_catalog.pg_depend d ON d.classid{EQ}'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+                 AND d.objid{EQ}w.oid AND d.refclassid{EQ}'pg_catalog.pg_class'::pg_catalog.regclass \
+                 AND d.refobjid OPERATOR(pg_catalog.<>) vw.oid) \
+             SELECT FROM vw JOIN pg_catalog.pg_class v ON v.oid{EQ}vw.oid \
+             WHERE v.relkind{EQ}'v'::pg_catalog.\"char\" AND NOT {view}) \
            OR (pg_catalog.strpos({k}, E'\\002'){EQ}0 AND pg_catalog.cardinality(pg_catalog.parse_ident({k})){EQ}1 \
              AND EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('search_path'), ',')) e(s) \
                JOIN pg_catalog.pg_namespace n ON CASE WHEN pg_catalog.btrim(e.s){EQ}ANY (ARRAY['\"$user\"', '$user']) \
@@ -210,6 +218,7 @@ fn movable(k: &str, policy_oids: &[u32]) -> String {
         rel = trusted("c.relowner"),
         nsp = trusted("n.nspowner"),
         grantee = trusted("a.grantee"),
+        view = trusted("v.relowner"),
     )
 }
 

@@ -314,3 +314,38 @@ async fn an_owners_trigger_still_explains_the_rows_it_changes() {
     assert_eq!(count(&db, WINDOW).await, before - 1, "nothing more deleted");
     px.stop().await;
 }
+
+/// Fifty-eighth pass H3: the policy tables' owner's trigger writes its log table by a name
+/// without a schema (its function sets no `search_path`), so under the writer's path; the
+/// DML-only role makes a temporary view of that name over `public.users` (the temporary schema
+/// is searched first), and its ordinary INSERT into the owner's queue table fires the trigger,
+/// whose upsert overwrites a user's email through the view. A session whose temporary schema
+/// holds a view leaves no code to explain rows of a policy table the judgement did not reach:
+/// refused, the email unchanged. Without the view, the same INSERT runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_view_that_an_owners_trigger_writes_through_explains_nothing() {
+    let db = db();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE public.profiles (user_id bigint PRIMARY KEY, email text); \
+             CREATE TABLE public.profile_updates (user_id bigint, email text); \
+             CREATE FUNCTION public.apply_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               INSERT INTO profiles (user_id, email) VALUES (NEW.user_id, NEW.email) \
+               ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email; RETURN NULL; END $$; \
+             CREATE TRIGGER apply AFTER INSERT ON public.profile_updates \
+               FOR EACH ROW EXECUTE FUNCTION public.apply_update(); \
+             GRANT ALL ON public.profiles, public.profile_updates TO {RAW}"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "INSERT INTO profile_updates VALUES (-91111101, 'legit@x')").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM public.profiles WHERE email = 'legit@x'").await, 1);
+    run(&mut c, "CREATE TEMP VIEW profiles AS SELECT id AS user_id, email FROM public.users").await;
+    let r = send(&mut c, &[q("INSERT INTO profile_updates VALUES (-91111101, 'pwned')")]).await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
+    px.stop().await;
+}

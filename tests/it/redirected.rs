@@ -385,3 +385,39 @@ async fn a_path_that_lists_a_schema_the_role_may_not_use_leaves_no_code_to_expla
     assert_eq!(server_value(&db, gone).await, 0, "the owner's trigger ran");
     px.stop().await;
 }
+
+/// Fifty-eighth pass H2: the write names the policy tables' owner's view `public.v2`, which
+/// reads the DML-only role's view `archive.v` (over its `archive.users`); while the write
+/// waits for a lock, the inner view's rule is replaced by one that reads `public.users`. A
+/// view another role owns anywhere on the write's way makes it one that role may redirect:
+/// no code explains the users' rows. Refused, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inner_view_whose_rule_is_replaced_while_the_write_waits_explains_nothing() {
+    let db = setup();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
+             CREATE VIEW archive.v AS SELECT * FROM archive.users; ALTER VIEW archive.v OWNER TO {RAW}; \
+             CREATE VIEW public.v2 AS SELECT * FROM archive.v; GRANT ALL ON public.v2 TO {RAW}; \
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ),
+    );
+    let before = server_value(&db, WINDOW).await;
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let lock = direct(RAW, "", &db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE archive.v IN SHARE MODE").await.unwrap();
+    let a = connect(px.port(), RAW, "", &db).await;
+    let run = in_background(a, "DELETE FROM public.v2 WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.batch_execute(
+        "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO archive.v DO INSTEAD SELECT * FROM public.users; COMMIT",
+    )
+    .await
+    .unwrap();
+    let e = ended(run).await.expect_err("refused");
+    assert!(e.contains("blastwall: refused"), "{e}");
+    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
+    px.stop().await;
+}
