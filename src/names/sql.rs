@@ -78,7 +78,13 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
 /// table a count finds changed where the judgement did not reach (`guard::reached`): a
 /// trigger of the writer's own table made those rows look like its doing while the write's
 /// name, or its table's rule or view, led it to the policy table as it ran (fifty-second to
-/// fifty-fourth passes).
+/// fifty-fourth passes). The owners' own code counts as such too when a function of it
+/// (not in C) sets no `search_path` and writes a relation by a name without a schema (or runs
+/// dynamic SQL, or its body cannot be read) — it resolves names under the caller's path — while
+/// another role may create in some schema of the database (it owns it, or holds `CREATE`
+/// there or on the database): the caller can put that schema first and shadow a name the
+/// function writes with a view over a policy table (fifty-eighth pass H3, by a permanent
+/// schema).
 fn untrusted_code() -> String {
     let not_trusted = |r: &str| format!("NOT {}", trusted(r, "o.owners"));
     format!(
@@ -92,11 +98,36 @@ fn untrusted_code() -> String {
              WHERE NOT g.tgisinternal AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel}) \
            OR EXISTS (SELECT FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class c ON c.oid{EQ}w.ev_class \
              WHERE w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name \
-             AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel}) FROM o",
+             AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel}) \
+           OR (EXISTS (SELECT FROM pg_catalog.pg_proc f JOIN pg_catalog.pg_namespace n ON n.oid{EQ}f.pronamespace \
+               JOIN pg_catalog.pg_language l ON l.oid{EQ}f.prolang \
+               WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+               AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' \
+               AND l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['c', 'internal']::pg_catalog.name[]) \
+               AND (l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['sql', 'plpgsql']::pg_catalog.name[]) \
+                 OR f.prosrc OPERATOR(pg_catalog.~*) {writes}::pg_catalog.text) \
+               AND NOT EXISTS (SELECT FROM pg_catalog.unnest(f.proconfig) g(s) \
+                 WHERE g.s OPERATOR(pg_catalog.~~) 'search_path=%')) \
+             AND (EXISTS (SELECT FROM pg_catalog.pg_namespace n \
+                 WHERE NOT n.nspname OPERATOR(pg_catalog.~) '^(pg_(toast_)?temp_|pg_catalog$|pg_toast$|information_schema$)' \
+                 AND (NOT {nsp} OR EXISTS (SELECT FROM pg_catalog.aclexplode(COALESCE(n.nspacl, \
+                   pg_catalog.acldefault('n', n.nspowner))) a WHERE a.privilege_type{EQ}'CREATE' AND NOT {grantee}))) \
+               OR EXISTS (SELECT FROM pg_catalog.pg_database d CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(d.datacl, \
+                   pg_catalog.acldefault('d', d.datdba))) a WHERE d.datname{EQ}pg_catalog.current_database() \
+                 AND a.privilege_type{EQ}'CREATE' AND NOT {grantee}))) FROM o",
         fun = not_trusted("f.proowner"),
         rel = not_trusted("c.relowner"),
+        nsp = trusted("n.nspowner", "o.owners"),
+        grantee = trusted("a.grantee", "o.owners"),
+        writes = crate::catalog::literal(UNQUALIFIED_WRITE),
     )
 }
+
+/// A function body that writes a relation by a name without a schema (`INSERT INTO t`,
+/// `UPDATE t`, `DELETE FROM t`, `MERGE INTO t`; not `DO UPDATE SET`, `FOR UPDATE OF`), or
+/// runs dynamic SQL (`EXECUTE`): a regular expression for PostgreSQL (`~*`). It errs towards
+/// a match (a write named in a comment or a string counts).
+const UNQUALIFIED_WRITE: &str = r#"\m(insert\s+into|update|delete\s+from|merge\s+into)\s+(only\s+)?(?!(set|of|nowait|skip)\M)("[^"]*"|[[:alpha:]_][[:alnum:]_$]*)(?![[:alnum:]_$])(?!\s*\.)|\mexecute\M"#;
 
 /// Whether role `r` is trusted as the policy tables' owners (`owners`, an array) are: one of
 /// them, a superuser, or `pg_database_owner` where the database's owner is one of those.

@@ -349,3 +349,44 @@ async fn a_temporary_view_that_an_owners_trigger_writes_through_explains_nothing
     assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
     px.stop().await;
 }
+
+/// Fifty-eighth pass H3 by a permanent schema: the DML-only role owns schema `mine`, puts it
+/// first on its path and makes `mine.profiles`, a view over `public.users`; the owner's
+/// trigger, whose function sets no `search_path`, then upserts through it. While another role
+/// may create in a schema of the database, the owner's functions that set no `search_path`
+/// count as code another role may steer: refused, the email unchanged. The same function with
+/// a `search_path` of its own writes `public.profiles`, and the INSERT runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_function_without_a_path_of_its_own_explains_nothing_where_others_may_create() {
+    let db = db();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE public.profiles (user_id bigint PRIMARY KEY, email text); \
+             CREATE TABLE public.profile_updates (user_id bigint, email text); \
+             CREATE FUNCTION public.apply_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               INSERT INTO profiles (user_id, email) VALUES (NEW.user_id, NEW.email) \
+               ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email; RETURN NULL; END $$; \
+             CREATE TRIGGER apply AFTER INSERT ON public.profile_updates \
+               FOR EACH ROW EXECUTE FUNCTION public.apply_update(); \
+             GRANT ALL ON public.profiles, public.profile_updates TO {RAW}; \
+             CREATE SCHEMA mine AUTHORIZATION {RAW}"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "SET search_path = mine, public").await;
+    run(&mut c, "CREATE VIEW mine.profiles AS SELECT id AS user_id, email FROM public.users").await;
+    let r = send(&mut c, &[q("INSERT INTO profile_updates VALUES (-91111101, 'pwned')")]).await;
+    assert!(r.errors.contains("unjudged-write"), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
+    px.stop().await;
+    admin_sql(pg(), &db, "ALTER FUNCTION public.apply_update() SET search_path = public");
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "SET search_path = mine, public").await;
+    run(&mut c, "INSERT INTO profile_updates VALUES (-91111101, 'kept')").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM public.profiles WHERE email = 'kept'").await, 1);
+    px.stop().await;
+}

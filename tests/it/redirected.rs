@@ -239,7 +239,7 @@ async fn a_membership_taken_away_while_the_write_runs_and_given_back_is_found() 
              CREATE SCHEMA archive3; CREATE SCHEMA junk; GRANT USAGE ON SCHEMA archive3 TO {team}; \
              CREATE TABLE archive3.users (LIKE public.users); INSERT INTO archive3.users SELECT * FROM public.users; \
              GRANT ALL ON archive3.users TO {team}; \
-             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'"
         ),
     );
     let before = server_value(&db, WINDOW).await;
@@ -286,7 +286,7 @@ async fn a_path_entry_that_exists_only_while_the_write_runs_is_found() {
              GRANT USAGE ON SCHEMA archive TO {RAW}; GRANT ALL ON archive.users TO {RAW}; \
              CREATE SCHEMA stash AUTHORIZATION {RAW}; \
              CREATE VIEW stash.users AS SELECT * FROM public.users; ALTER VIEW stash.users OWNER TO {RAW}; \
-             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'"
         ),
     );
     let before = server_value(&db, WINDOW).await;
@@ -327,7 +327,7 @@ async fn a_view_whose_rule_is_replaced_while_the_write_waits_explains_nothing() 
         &format!(
             "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
              CREATE VIEW archive.v AS SELECT * FROM archive.users; ALTER VIEW archive.v OWNER TO {RAW}; \
-             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'"
         ),
     );
     let before = server_value(&db, WINDOW).await;
@@ -401,7 +401,7 @@ async fn an_inner_view_whose_rule_is_replaced_while_the_write_waits_explains_not
             "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
              CREATE VIEW archive.v AS SELECT * FROM archive.users; ALTER VIEW archive.v OWNER TO {RAW}; \
              CREATE VIEW public.v2 AS SELECT * FROM archive.v; GRANT ALL ON public.v2 TO {RAW}; \
-             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'"
         ),
     );
     let before = server_value(&db, WINDOW).await;
