@@ -231,6 +231,9 @@ pub struct Statement {
     /// body, a rule's actions: what such code writes is not the statements' own
     /// (`guard::reached`).
     pub makes_code: bool,
+    /// It makes a view (`CREATE [TEMP] VIEW`): a name written without a schema by code that
+    /// runs after it in the same message may lead there (`guard::reached`).
+    pub makes_view: bool,
     /// `SET blastwall.mode = '…'` (`Some(Some(value))`) or `RESET blastwall.mode` (`Some(None)`).
     pub session_mode: Option<Option<String>>,
     /// It calls a function that is not a well-known built-in: its body may write.

@@ -111,6 +111,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
     // A body or a rule's actions: code that did not exist (a trigger, a cast, an operator or a
     // default only wires up functions that exist: their calls are judged as any call).
     st.makes_code |= matches!(v, R::CreateFunctionStmt(_) | R::RuleStmt(_));
+    st.makes_view |= matches!(v, R::ViewStmt(_));
     match v {
         R::DeleteStmt(b) => {
             if let Some((rel, mut t)) = target_of(b.relation.as_ref(), !b.using_clause.is_empty()) {

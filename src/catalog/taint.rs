@@ -94,12 +94,21 @@ impl Taint {
 
     /// Whether the schema may hold a relation with rules (a view), which a name written by
     /// code without a schema may lead to: as last answered (a session that never had the
-    /// schema: no); not known since a message that may have changed it, or never asked: yes.
+    /// schema: no), or since a message that may have made one ([`Taint::may_make_view`]);
+    /// never asked: yes.
     pub fn may_redirect(&self) -> bool {
         match self.state {
-            State::Clean | State::Tainted(_) => self.redirects == Some(true),
-            State::Unasked | State::Unknown | State::Assumed => true,
+            State::Unasked => true,
+            _ => self.redirects != Some(false),
         }
+    }
+
+    /// A message that may make a view or a rule in the schema goes to the server: taken to
+    /// hold one until asked again (fifty-ninth pass H2: a temporary view made earlier in the
+    /// same Query as the write whose owner's trigger wrote through it).
+    pub fn may_make_view(&mut self) {
+        self.may_change();
+        self.redirects = Some(true);
     }
 
     /// Whether the schema holds a user function (that may write tables) and the last answer

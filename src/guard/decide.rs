@@ -228,7 +228,7 @@ impl Guard {
                 super::reached::Unknown {
                     unverified: &unverified,
                     own: info.taint.holds_functions().then_some(&info.taint),
-                    redirects: info.taint.may_redirect(),
+                    redirects: info.taint.may_redirect() || decided.iter().any(|s| s.makes_view),
                     movable: decided.iter().enumerate().any(|(i, s)| {
                         s.writes.iter().any(|w| {
                             (w.op.is_row_write() || matches!(w.op, Op::Upsert { .. }))

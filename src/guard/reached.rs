@@ -52,7 +52,7 @@ pub(super) struct Unknown<'a> {
     pub movable: bool,
     /// The session's temporary schema may hold a view (or another relation with rules): a
     /// name code writes without a schema may lead there, and on to a policy table
-    /// (`catalog::Taint::may_redirect`).
+    /// (`catalog::Taint::may_redirect`, or a view the message itself makes).
     pub redirects: bool,
 }
 
@@ -90,7 +90,10 @@ pub(super) fn reached(
     // session's temporary schema may hold a view, which code that writes a name without a
     // schema writes instead, first on the path (fifty-eighth pass H3: the owner's trigger's
     // upsert of its log table went through a temporary view of that name to `public.users`).
-    let excusable = ids.as_ref().is_some_and(|i| !i.untrusted_code) && !movable && !redirects;
+    // Only code that writes a name without a schema and searches it first can be led there
+    // (fifty-ninth pass FP-1: any temporary view withdrew it from code that qualifies).
+    let steered = redirects && ids.as_ref().is_none_or(|i| i.temp_steerable);
+    let excusable = ids.as_ref().is_some_and(|i| !i.untrusted_code) && !movable && !steered;
     let calls_code = |st: &Statement| {
         st.calls_functions
             && (st.calls.is_empty()

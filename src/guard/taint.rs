@@ -99,6 +99,11 @@ pub(super) fn after_judging(statements: &[Statement], info: &mut SessionInfo, ch
     } else if stale {
         info.taint.may_change();
     }
+    // A view (or a rule) it makes, or a block whose text is not judged, may be one a name
+    // later code writes without a schema leads to (`catalog::Taint::may_redirect`).
+    if statements.iter().any(|s| s.makes_view || s.makes_code || !s.opaque.is_empty()) {
+        info.taint.may_make_view();
+    }
 }
 
 /// Whether a statement mentions a hidden caller of a user function or `set_config` (unknown

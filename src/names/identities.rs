@@ -50,6 +50,9 @@ pub struct Identities {
     /// The database has code a role other than the policy tables' owners wrote
     /// (`sql::untrusted_code`; unknown: it has).
     pub untrusted_code: bool,
+    /// Some function writes a name without a schema and searches the caller's temporary
+    /// schema first (`sql::temp_steerable`; unknown: one does).
+    pub temp_steerable: bool,
     /// The names of the database's functions outside `pg_catalog` (`sql::user_function_names`),
     /// sorted; `None`: not answered.
     pub user_functions: Option<Vec<String>>,
@@ -107,6 +110,7 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let mut relnames: Vec<Vec<(String, u8)>> = policy.tables.iter().map(|t| vec![(t.name.clone(), OWN)]).collect();
     let mut ddl_functions = true;
     let mut untrusted_code = true;
+    let mut temp_steerable = true;
     let mut user_functions = None;
     let mut gone = vec![0; n];
     for r in rows {
@@ -117,6 +121,10 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         }
         if get(0) == Some("x") {
             untrusted_code = get(2) != Some("false");
+            continue;
+        }
+        if get(0) == Some("z") {
+            temp_steerable = get(2) != Some("false");
             continue;
         }
         if let (Some("u"), Some(names)) = (get(0), get(2)) {
@@ -159,6 +167,7 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         asked,
         ddl_functions,
         untrusted_code,
+        temp_steerable,
         user_functions,
     }
 }

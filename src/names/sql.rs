@@ -62,11 +62,13 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
              AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid{EQ}p.r) \
          UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text \
          UNION ALL SELECT 'u'::pg_catalog.text, '0'::pg_catalog.text, ({named})::pg_catalog.text, ''::pg_catalog.text \
-         UNION ALL SELECT 'x'::pg_catalog.text, '0'::pg_catalog.text, ({untrusted})::pg_catalog.text, ''::pg_catalog.text",
+         UNION ALL SELECT 'x'::pg_catalog.text, '0'::pg_catalog.text, ({untrusted})::pg_catalog.text, ''::pg_catalog.text \
+         UNION ALL SELECT 'z'::pg_catalog.text, '0'::pg_catalog.text, ({temp})::pg_catalog.text, ''::pg_catalog.text",
         values = values.join(", "),
         functions = ddl_functions(),
         named = user_function_names(),
         untrusted = untrusted_code(),
+        temp = temp_steerable(),
     )
 }
 
@@ -79,12 +81,15 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
 /// trigger of the writer's own table made those rows look like its doing while the write's
 /// name, or its table's rule or view, led it to the policy table as it ran (fifty-second to
 /// fifty-fourth passes). The owners' own code counts as such too when a function of it
-/// (not in C) sets no `search_path` and writes a relation by a name without a schema (or runs
-/// dynamic SQL, or its body cannot be read) — it resolves names under the caller's path — while
-/// another role may create in some schema of the database (it owns it, or holds `CREATE`
-/// there or on the database): the caller can put that schema first and shadow a name the
-/// function writes with a view over a policy table (fifty-eighth pass H3, by a permanent
-/// schema).
+/// ([`writer`]) writes a relation by a name without a schema (or runs dynamic SQL, or its body
+/// cannot be read) and sets no `search_path` that no other role can steer ([`path_safe`]) —
+/// it resolves names under the caller's path, or under `$user` — while another role may
+/// create schemas in the database, or may create in a schema (owns it, or holds `CREATE`
+/// there) that has no relation of a name the function writes (or the body runs dynamic SQL,
+/// or cannot be read): the caller can put that schema first and shadow the name with a view
+/// over a policy table (fifty-eighth pass H3, by a permanent schema). A schema the owners'
+/// side owns that already has a relation of that name they own cannot shadow it (`public`,
+/// open to all in a database made before PostgreSQL 15, beside the owner's own tables in it).
 fn untrusted_code() -> String {
     let not_trusted = |r: &str| format!("NOT {}", trusted(r, "o.owners"));
     format!(
@@ -99,27 +104,103 @@ fn untrusted_code() -> String {
            OR EXISTS (SELECT FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class c ON c.oid{EQ}w.ev_class \
              WHERE w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name \
              AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel}) \
-           OR (EXISTS (SELECT FROM pg_catalog.pg_proc f JOIN pg_catalog.pg_namespace n ON n.oid{EQ}f.pronamespace \
-               JOIN pg_catalog.pg_language l ON l.oid{EQ}f.prolang \
-               WHERE NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
-               AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' \
-               AND l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['c', 'internal']::pg_catalog.name[]) \
-               AND (l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['sql', 'plpgsql']::pg_catalog.name[]) \
-                 OR f.prosrc OPERATOR(pg_catalog.~*) {writes}::pg_catalog.text) \
-               AND NOT EXISTS (SELECT FROM pg_catalog.unnest(f.proconfig) g(s) \
-                 WHERE g.s OPERATOR(pg_catalog.~~) 'search_path=%')) \
-             AND (EXISTS (SELECT FROM pg_catalog.pg_namespace n \
-                 WHERE NOT n.nspname OPERATOR(pg_catalog.~) '^(pg_(toast_)?temp_|pg_catalog$|pg_toast$|information_schema$)' \
-                 AND (NOT {nsp} OR EXISTS (SELECT FROM pg_catalog.aclexplode(COALESCE(n.nspacl, \
-                   pg_catalog.acldefault('n', n.nspowner))) a WHERE a.privilege_type{EQ}'CREATE' AND NOT {grantee}))) \
-               OR EXISTS (SELECT FROM pg_catalog.pg_database d CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(d.datacl, \
-                   pg_catalog.acldefault('d', d.datdba))) a WHERE d.datname{EQ}pg_catalog.current_database() \
-                 AND a.privilege_type{EQ}'CREATE' AND NOT {grantee}))) FROM o",
+           OR EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE {writer} AND NOT {path_safe} AND ({db_create} \
+             OR EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE {open} \
+               AND (f.prosrc OPERATOR(pg_catalog.~*) {exec}::pg_catalog.text \
+                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_language l WHERE l.oid{EQ}f.prolang \
+                   AND l.lanname{EQ}ANY (ARRAY['sql', 'plpgsql']::pg_catalog.name[])) \
+                 OR NOT {nsp_owner} \
+                 OR EXISTS (SELECT FROM pg_catalog.regexp_matches(f.prosrc, {named}::pg_catalog.text, 'gi') m(w) \
+                   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.relnamespace{EQ}n.oid AND {rel_owner} \
+                     AND c.relname{EQ}CASE WHEN pg_catalog.left(m.w[1], 1){EQ}'\"' \
+                       THEN pg_catalog.replace(pg_catalog.btrim(m.w[1], '\"'), '\"\"', '\"') \
+                       ELSE pg_catalog.lower(m.w[1]) END)))))) FROM o",
         fun = not_trusted("f.proowner"),
         rel = not_trusted("c.relowner"),
-        nsp = trusted("n.nspowner", "o.owners"),
-        grantee = trusted("a.grantee", "o.owners"),
+        writer = writer("f"),
+        path_safe = path_safe("f"),
+        open = open_schema("n"),
+        db_create = db_create(),
+        named = crate::catalog::literal(WRITTEN_NAME),
+        exec = crate::catalog::literal(r"\mexecute\M"),
+        nsp_owner = trusted("n.nspowner", "o.owners"),
+        rel_owner = trusted("c.relowner", "o.owners"),
+    )
+}
+
+/// Each name a function body writes without a schema, as its one group (see
+/// [`UNQUALIFIED_WRITE`]).
+const WRITTEN_NAME: &str = r#"\m(?:insert\s+into|update|delete\s+from|merge\s+into)\s+(?:only\s+)?(?!(?:set|of|nowait|skip)\M)("[^"]*"|[[:alpha:]_][[:alnum:]_$]*)(?![[:alnum:]_$])(?!\s*\.)"#;
+
+/// Whether function `f` (not in C) writes a relation by a name without a schema or runs
+/// dynamic SQL (its body matches [`UNQUALIFIED_WRITE`], or is in a language whose body
+/// blastwall cannot read): where such a name leads is the path's doing.
+fn writer(f: &str) -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_language l ON l.oid{EQ}{f}.prolang \
+           WHERE n.oid{EQ}{f}.pronamespace \
+           AND NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+           AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' \
+           AND l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['c', 'internal']::pg_catalog.name[]) \
+           AND (l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['sql', 'plpgsql']::pg_catalog.name[]) \
+             OR {f}.prosrc OPERATOR(pg_catalog.~*) {writes}::pg_catalog.text))",
         writes = crate::catalog::literal(UNQUALIFIED_WRITE),
+    )
+}
+
+/// Whether schema `n` is one a role other than the policy tables' owners (`o.owners`) may
+/// create in: it owns it, or holds `CREATE` on it (`PUBLIC` too). Not a temporary or system
+/// schema.
+fn open_schema(n: &str) -> String {
+    format!(
+        "NOT {n}.nspname OPERATOR(pg_catalog.~) '^(pg_(toast_)?temp_|pg_catalog$|pg_toast$|information_schema$)' \
+         AND (NOT {own} OR EXISTS (SELECT FROM pg_catalog.aclexplode(COALESCE({n}.nspacl, \
+           pg_catalog.acldefault('n', {n}.nspowner))) a WHERE a.privilege_type{EQ}'CREATE' AND NOT {grantee}))",
+        own = trusted(&format!("{n}.nspowner"), "o.owners"),
+        grantee = trusted("a.grantee", "o.owners"),
+    )
+}
+
+/// Whether a role other than the policy tables' owners may create schemas in the database.
+fn db_create() -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_database d CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(d.datacl, \
+           pg_catalog.acldefault('d', d.datdba))) a WHERE d.datname{EQ}pg_catalog.current_database() \
+         AND a.privilege_type{EQ}'CREATE' AND NOT {grantee})",
+        grantee = trusted("a.grantee", "o.owners"),
+    )
+}
+
+/// Whether function `f` sets a `search_path` of its own that no other role can steer: none of
+/// its entries is `$user` (the caller's own schema, fifty-ninth pass H1: `SET search_path FROM
+/// CURRENT` stores `"$user", public`), a schema another role may create in
+/// ([`open_schema`]), or — where another role may create schemas — one that does not exist.
+fn path_safe(f: &str) -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.unnest({f}.proconfig) g(s) WHERE g.s OPERATOR(pg_catalog.~~) 'search_path=%' \
+           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.substr(g.s, 13), ',')) e(x) \
+             WHERE pg_catalog.btrim(e.x){EQ}ANY (ARRAY['\"$user\"', '$user']) \
+             OR EXISTS (SELECT FROM pg_catalog.pg_namespace n \
+               WHERE pg_catalog.quote_ident(n.nspname){EQ}pg_catalog.btrim(e.x) AND {open}) \
+             OR (NOT EXISTS (SELECT FROM pg_catalog.pg_namespace n \
+               WHERE pg_catalog.quote_ident(n.nspname){EQ}pg_catalog.btrim(e.x)) AND {db_create})))",
+        open = open_schema("n"),
+        db_create = db_create(),
+    )
+}
+
+/// Whether some function of the database writes a name without a schema ([`writer`]) and
+/// does not search the temporary schema last (`pg_temp` listed last in its own `search_path`):
+/// PostgreSQL searches a session's temporary schema first for relations unless the path lists
+/// it, so the caller's temporary view of that name is what it writes (fifty-eighth pass H3).
+fn temp_steerable() -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_proc f WHERE {writer} \
+           AND NOT EXISTS (SELECT FROM pg_catalog.unnest(f.proconfig) g(s) \
+             WHERE g.s OPERATOR(pg_catalog.~~) 'search_path=%' \
+             AND pg_catalog.btrim((pg_catalog.string_to_array(g.s, ','))[pg_catalog.cardinality(pg_catalog.string_to_array(g.s, ','))]) \
+               OPERATOR(pg_catalog.=) ANY (ARRAY['pg_temp', 'search_path=pg_temp'])))",
+        writer = writer("f"),
     )
 }
 

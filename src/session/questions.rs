@@ -210,7 +210,18 @@ impl Session {
         }
         let ids = self.shared.guard.catalog.last_identities(&self.info.database);
         let statements = self.shared.guard.statements_of(sql, &self.info, None);
-        crate::names::worth_asking_in_batch(&statements, &self.shared.guard.policy(), ids.as_deref())
+        let policy = self.shared.guard.policy();
+        // Or an INSERT into one: whether its table runs code (an owner's trigger that changes a
+        // policy table's rows, which only an answer lets explain them: fifty-ninth pass FP-2,
+        // an ORM's pipelined unit of work).
+        let inserts = || {
+            statements
+                .iter()
+                .filter(|s| s.opaque.is_empty())
+                .flat_map(|s| crate::contract::inserts(&s.text))
+                .any(|i| !crate::names::unresolved_reach(&policy, ids.as_deref(), &i.target, false).is_empty())
+        };
+        crate::names::worth_asking_in_batch(&statements, &policy, ids.as_deref()) || inserts()
     }
 
     /// The server closed while blastwall asked it something, perhaps before the client's own

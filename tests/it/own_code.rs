@@ -340,6 +340,13 @@ async fn a_temporary_view_that_an_owners_trigger_writes_through_explains_nothing
         ),
     );
     let px = proxy_with(base_config(), shipped_policy()).await;
+    // Fifty-ninth pass H2: the view made earlier in the same Query as the write.
+    let mut c = startup(px.port(), RAW, &db).await;
+    let both = "CREATE TEMP VIEW profiles AS SELECT id AS user_id, email FROM public.users; \
+                INSERT INTO profile_updates VALUES (-91111101, 'pwned')";
+    let r = send(&mut c, &[q(both)]).await;
+    assert!(r.errors.contains("unjudged-write"), "one Query: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "INSERT INTO profile_updates VALUES (-91111101, 'legit@x')").await;
     assert_eq!(count(&db, "SELECT count(*) FROM public.profiles WHERE email = 'legit@x'").await, 1);
@@ -382,11 +389,67 @@ async fn an_owners_function_without_a_path_of_its_own_explains_nothing_where_oth
     assert!(r.errors.contains("unjudged-write"), "{r:?}");
     assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
     px.stop().await;
-    admin_sql(pg(), &db, "ALTER FUNCTION public.apply_update() SET search_path = public");
+    // Fifty-ninth pass H1: a path of its own that starts with `$user` (what `SET search_path
+    // FROM CURRENT` stores) is the caller's own schema first.
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "ALTER FUNCTION public.apply_update() SET search_path = \"$user\", public; \
+             CREATE SCHEMA {RAW} AUTHORIZATION {RAW}"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, &format!("CREATE VIEW {RAW}.profiles AS SELECT id AS user_id, email FROM public.users")).await;
+    let r = send(&mut c, &[q("INSERT INTO profile_updates VALUES (-91111101, 'pwned')")]).await;
+    assert!(r.errors.contains("unjudged-write"), "$user: {r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE email = 'pwned'").await, 0);
+    px.stop().await;
+    admin_sql(
+        pg(),
+        &db,
+        &format!("DROP SCHEMA {RAW} CASCADE; ALTER FUNCTION public.apply_update() SET search_path = public"),
+    );
     let px = proxy_with(base_config(), shipped_policy()).await;
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "SET search_path = mine, public").await;
     run(&mut c, "INSERT INTO profile_updates VALUES (-91111101, 'kept')").await;
     assert_eq!(count(&db, "SELECT count(*) FROM public.profiles WHERE email = 'kept'").await, 1);
+    px.stop().await;
+}
+
+/// Fifty-ninth pass FP-2: an ORM's unit of work in one pipeline — an order, then a
+/// subscription whose insert fires the policy tables' owner's trigger, which sets the user's
+/// plan (a qualified name). The subscription's INSERT is in the middle of the batch: whether
+/// its table runs code is asked there, and the trigger explains the user's row. Both run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_trigger_fired_in_the_middle_of_a_pipeline_explains_its_rows() {
+    use crate::batches::{pbe, sync};
+    let db = db();
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE TABLE public.orders (user_id bigint, total int); GRANT ALL ON public.orders TO {RAW}; \
+             CREATE FUNCTION public.plan_of() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               UPDATE public.users SET plan = NEW.plan WHERE id = NEW.user_id; RETURN NULL; END $$; \
+             CREATE TRIGGER plan_of AFTER INSERT ON public.subscriptions \
+               FOR EACH ROW EXECUTE FUNCTION public.plan_of()"
+        ),
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    let r = send(
+        &mut c,
+        &[
+            pbe("INSERT INTO orders VALUES (-91111101, 1)"),
+            pbe("INSERT INTO subscriptions (user_id, plan) VALUES (-91111101, 'gold')"),
+            sync(),
+        ],
+    )
+    .await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE id = -91111101 AND plan = 'gold'").await, 1);
     px.stop().await;
 }
