@@ -53,6 +53,11 @@ pub struct Identities {
     /// Some function writes a name without a schema and searches the caller's temporary
     /// schema first (`sql::temp_steerable`; unknown: one does).
     pub temp_steerable: bool,
+    /// The names of the functions whose caller can steer what they write (`sql::steered`),
+    /// sorted; `None`: not answered (every call may be one).
+    pub steered: Option<Vec<String>>,
+    /// Some trigger function is one of those (unknown: one is).
+    pub steered_triggers: bool,
     /// The names of the database's functions outside `pg_catalog` (`sql::user_function_names`),
     /// sorted; `None`: not answered.
     pub user_functions: Option<Vec<String>>,
@@ -111,6 +116,8 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let mut ddl_functions = true;
     let mut untrusted_code = true;
     let mut temp_steerable = true;
+    let mut steered = None;
+    let mut steered_triggers = true;
     let mut user_functions = None;
     let mut gone = vec![0; n];
     for r in rows {
@@ -125,6 +132,16 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         }
         if get(0) == Some("z") {
             temp_steerable = get(2) != Some("false");
+            continue;
+        }
+        if get(0) == Some("w") {
+            steered_triggers = get(2) != Some("false");
+            continue;
+        }
+        if let (Some("y"), Some(names)) = (get(0), get(2)) {
+            let mut names: Vec<String> = names.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            names.sort_unstable();
+            steered = Some(names);
             continue;
         }
         if let (Some("u"), Some(names)) = (get(0), get(2)) {
@@ -168,6 +185,8 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
         ddl_functions,
         untrusted_code,
         temp_steerable,
+        steered,
+        steered_triggers,
         user_functions,
     }
 }

@@ -63,12 +63,19 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
          UNION ALL SELECT 'f'::pg_catalog.text, '0'::pg_catalog.text, ({functions})::pg_catalog.text, ''::pg_catalog.text \
          UNION ALL SELECT 'u'::pg_catalog.text, '0'::pg_catalog.text, ({named})::pg_catalog.text, ''::pg_catalog.text \
          UNION ALL SELECT 'x'::pg_catalog.text, '0'::pg_catalog.text, ({untrusted})::pg_catalog.text, ''::pg_catalog.text \
-         UNION ALL SELECT 'z'::pg_catalog.text, '0'::pg_catalog.text, ({temp})::pg_catalog.text, ''::pg_catalog.text",
+         UNION ALL SELECT 'z'::pg_catalog.text, '0'::pg_catalog.text, ({temp})::pg_catalog.text, ''::pg_catalog.text \
+         UNION ALL SELECT 'y'::pg_catalog.text, '0'::pg_catalog.text, ({steered_names})::pg_catalog.text, ''::pg_catalog.text \
+         UNION ALL SELECT 'w'::pg_catalog.text, '0'::pg_catalog.text, ({steered_triggers})::pg_catalog.text, ''::pg_catalog.text",
         values = values.join(", "),
         functions = ddl_functions(),
         named = user_function_names(),
         untrusted = untrusted_code(),
         temp = temp_steerable(),
+        steered_names = steered("SELECT coalesce(pg_catalog.string_agg(DISTINCT f.name::pg_catalog.text, ','), '')", "true"),
+        steered_triggers = steered(
+            "SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0",
+            "f.ret OPERATOR(pg_catalog.=) 'pg_catalog.trigger'::pg_catalog.regtype"
+        ),
     )
 }
 
@@ -137,7 +144,7 @@ const WRITTEN_NAME: &str = r#"\m(?:insert\s+into|update|delete\s+from|merge\s+in
 /// blastwall cannot read): where such a name leads is the path's doing.
 fn writer(f: &str) -> String {
     format!(
-        "EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_language l ON l.oid{EQ}{f}.prolang \
+        "{f}.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid AND EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_language l ON l.oid{EQ}{f}.prolang \
            WHERE n.oid{EQ}{f}.pronamespace \
            AND NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
            AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_' \
@@ -225,6 +232,46 @@ fn trusted(r: &str, owners: &str) -> String {
         owner("d.datdba")
     )
 }
+
+/// `select` over the functions outside `pg_catalog` and `information_schema` (temporary ones
+/// aside) whose caller can steer what they write, whoever wrote them, and that meet `and`:
+/// a body that runs dynamic SQL (`EXECUTE`, its text may come from the arguments or a setting
+/// the caller chose), names the temporary schema or makes a temporary table (the caller's own
+/// temporary view of that name comes first: sixtieth pass H1, a scratch table `work` made `IF
+/// NOT EXISTS` and written under `SET search_path = public, pg_temp`), or changes the path or
+/// the role (`set_config`, `SET search_path`, `SET ROLE`: sixtieth pass H2, a tenant's name
+/// from an argument); or a body in a language other than SQL and PL/pgSQL (not C); and,
+/// at any depth, the functions whose body names one of those (a trigger function that calls
+/// one: sixtieth pass H1 through the owner's trigger).
+fn steered(select: &str, and: &str) -> String {
+    let scope = |f: &str| {
+        format!(
+            "{f}.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
+             AND EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.oid{EQ}{f}.pronamespace \
+               AND NOT n.nspname{EQ}ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]) \
+               AND NOT n.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_')"
+        )
+    };
+    format!(
+        "WITH RECURSIVE s(oid, name, ret) AS (SELECT f.oid, f.proname, f.prorettype FROM pg_catalog.pg_proc f \
+           JOIN pg_catalog.pg_language l ON l.oid{EQ}f.prolang WHERE {direct} \
+           AND l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['c', 'internal']::pg_catalog.name[]) \
+           AND (l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['sql', 'plpgsql']::pg_catalog.name[]) \
+             OR f.prosrc OPERATOR(pg_catalog.~*) {steer}::pg_catalog.text) \
+         UNION SELECT g.oid, g.proname, g.prorettype FROM s JOIN pg_catalog.pg_proc g \
+           ON g.prosrc OPERATOR(pg_catalog.~*) ({wb} OPERATOR(pg_catalog.||) s.name::pg_catalog.text OPERATOR(pg_catalog.||) {we}) \
+           WHERE {callers}) \
+         {select} FROM s f WHERE {and}",
+        direct = scope("f"),
+        callers = scope("g"),
+        steer = crate::catalog::literal(STEERED),
+        wb = crate::catalog::literal(r"\m"),
+        we = crate::catalog::literal(r"\M"),
+    )
+}
+
+/// What makes a function body one its caller can steer ([`steered`]), for `~*`.
+const STEERED: &str = r"\mexecute\M|\mpg_temp|\mcreate\s+(temp|temporary|local\s+temp|local\s+temporary|global\s+temp|global\s+temporary|unlogged)?\s*table|\mset_config\M|\mset\s+(local\s+|session\s+)?(search_path|role|session\s+authorization)\M";
 
 /// The names of every function and procedure outside `pg_catalog` and `information_schema`
 /// (an extension's and another session's temporary ones too), comma-separated: a call of any

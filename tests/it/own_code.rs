@@ -453,3 +453,38 @@ async fn an_owners_trigger_fired_in_the_middle_of_a_pipeline_explains_its_rows()
     assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE id = -91111101 AND plan = 'gold'").await, 1);
     px.stop().await;
 }
+
+/// Sixtieth pass H1, H2: the policy tables' owner's functions that follow the advice (a path
+/// of their own with `pg_temp` last, or qualified writes) but whose caller still steers what
+/// they write — a scratch table made `IF NOT EXISTS` and written by name (the caller's
+/// temporary view of that name is there first), and a tenant's schema taken from an argument
+/// into dynamic SQL (`'pg_temp'`). Such code explains no rows of a policy table the judgement
+/// did not reach: refused, the users kept. Used as designed (no view), the scratch function runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_function_whose_caller_steers_what_it_writes_explains_nothing() {
+    let db = db();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.clear(ids bigint[]) RETURNS int LANGUAGE plpgsql SET search_path = public, pg_temp \
+           AS $$ BEGIN CREATE TEMP TABLE IF NOT EXISTS work (id bigint); \
+           DELETE FROM work WHERE id = ANY (ids); RETURN 1; END $$; \
+         CREATE FUNCTION public.purge(tenant text, ids bigint[]) RETURNS int LANGUAGE plpgsql \
+           SET search_path = public, pg_temp \
+           AS $$ BEGIN EXECUTE format('DELETE FROM %I.sessions WHERE user_id = ANY ($1)', tenant) USING ids; \
+           RETURN 1; END $$",
+    );
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let ids = "ARRAY[-91111120, -91111119, -91111118]::bigint[]";
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, &format!("SELECT public.clear({ids})")).await;
+    let mut c = startup(px.port(), RAW, &db).await;
+    run(&mut c, "CREATE TEMP VIEW work AS SELECT id FROM public.users").await;
+    let r = send(&mut c, &[q(&format!("SELECT public.clear({ids})"))]).await;
+    assert!(r.errors.contains("unjudged-write"), "scratch: {r:?}");
+    run(&mut c, "CREATE TEMP VIEW sessions AS SELECT id AS user_id FROM public.users").await;
+    let r = send(&mut c, &[q(&format!("SELECT public.purge('pg_temp', {ids})"))]).await;
+    assert!(r.errors.contains("unjudged-write"), "tenant: {r:?}");
+    assert_eq!(count(&db, WINDOW).await, 10, "the users kept");
+    px.stop().await;
+}
