@@ -122,33 +122,31 @@ pub fn identities_answer(policy: &Policy, rows: &[Vec<Option<String>>], asked: A
     let mut gone = vec![0; n];
     for r in rows {
         let get = |i: usize| r.get(i).and_then(|v| v.as_deref());
-        if get(0) == Some("f") {
-            ddl_functions = get(2) != Some("false");
-            continue;
-        }
-        if get(0) == Some("x") {
-            untrusted_code = get(2) != Some("false");
-            continue;
-        }
-        if get(0) == Some("z") {
-            temp_steerable = get(2) != Some("false");
-            continue;
-        }
-        if get(0) == Some("w") {
-            steered_triggers = get(2) != Some("false");
-            continue;
-        }
-        if let (Some("y"), Some(names)) = (get(0), get(2)) {
-            let mut names: Vec<String> = names.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        let names = |v: &str| {
+            let mut names: Vec<String> = v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
             names.sort_unstable();
-            steered = Some(names);
-            continue;
-        }
-        if let (Some("u"), Some(names)) = (get(0), get(2)) {
-            let mut names: Vec<String> = names.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-            names.sort_unstable();
-            user_functions = Some(names);
-            continue;
+            names
+        };
+        match (get(0), get(2)) {
+            (Some(k @ ("f" | "x" | "z" | "w")), v) => {
+                let yes = v != Some("false");
+                match k {
+                    "f" => ddl_functions = yes,
+                    "x" => untrusted_code = yes,
+                    "z" => temp_steerable = yes,
+                    _ => steered_triggers = yes,
+                }
+                continue;
+            }
+            (Some("u"), Some(v)) => {
+                user_functions = Some(names(v));
+                continue;
+            }
+            (Some("y"), Some(v)) => {
+                steered = Some(names(v));
+                continue;
+            }
+            _ => {}
         }
         let (Some(kind), Some(Ok(i)), Some(Ok(oid)), Some(name)) =
             (get(0), get(1).map(str::parse::<usize>), get(2).map(str::parse::<u32>), get(3))

@@ -320,32 +320,7 @@ async fn a_path_entry_that_exists_only_while_the_write_runs_is_found() {
 /// no code to explain rows of a policy table the judgement did not reach: refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_whose_rule_is_replaced_while_the_write_waits_explains_nothing() {
-    let db = setup();
-    admin_sql(
-        pg(),
-        &db,
-        &format!(
-            "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
-             CREATE VIEW archive.v AS SELECT * FROM archive.users; ALTER VIEW archive.v OWNER TO {RAW}; \
-             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'"
-        ),
-    );
-    let before = server_value(&db, WINDOW).await;
-    let px = proxy_with(base_config(), shipped_policy()).await;
-    let lock = direct(RAW, "", &db).await;
-    lock.batch_execute("BEGIN; LOCK TABLE archive.v IN SHARE MODE").await.unwrap();
-    let a = connect(px.port(), RAW, "", &db).await;
-    let run = in_background(a, "DELETE FROM archive.v WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    lock.batch_execute(
-        "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO archive.v DO INSTEAD SELECT * FROM public.users; COMMIT",
-    )
-    .await
-    .unwrap();
-    let e = ended(run).await.expect_err("refused");
-    assert!(e.contains("blastwall: refused"), "{e}");
-    assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
-    px.stop().await;
+    view_rule_swapped("", "DELETE FROM archive.v WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1").await;
 }
 
 /// Fifty-seventh pass H2, the form the readings cannot see: the session's path lists a schema
@@ -393,6 +368,17 @@ async fn a_path_that_lists_a_schema_the_role_may_not_use_leaves_no_code_to_expla
 /// no code explains the users' rows. Refused, nothing changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inner_view_whose_rule_is_replaced_while_the_write_waits_explains_nothing() {
+    let outer = format!("CREATE VIEW public.v2 AS SELECT * FROM archive.v; GRANT ALL ON public.v2 TO {RAW}");
+    view_rule_swapped(&outer, "DELETE FROM public.v2 WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1")
+        .await;
+}
+
+/// The DML-only role's view `archive.v` over its `archive.users` (whose trigger is dropped: the
+/// database has no other role's code), the policy tables' owner's `public.one()`, and `more`.
+/// Runs `write` through blastwall while a direct session of the role holds a lock on
+/// `archive.v`, and replaces the view's rule meanwhile by one that reads `public.users`:
+/// refused, and `public.users` kept its rows.
+async fn view_rule_swapped(more: &str, write: &'static str) {
     let db = setup();
     admin_sql(
         pg(),
@@ -400,8 +386,7 @@ async fn an_inner_view_whose_rule_is_replaced_while_the_write_waits_explains_not
         &format!(
             "DROP TRIGGER keep ON archive.users; DROP FUNCTION archive.keep(); \
              CREATE VIEW archive.v AS SELECT * FROM archive.users; ALTER VIEW archive.v OWNER TO {RAW}; \
-             CREATE VIEW public.v2 AS SELECT * FROM archive.v; GRANT ALL ON public.v2 TO {RAW}; \
-             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'"
+             CREATE FUNCTION public.one() RETURNS int LANGUAGE sql SET search_path = pg_catalog AS 'SELECT 1'; {more}"
         ),
     );
     let before = server_value(&db, WINDOW).await;
@@ -409,7 +394,7 @@ async fn an_inner_view_whose_rule_is_replaced_while_the_write_waits_explains_not
     let lock = direct(RAW, "", &db).await;
     lock.batch_execute("BEGIN; LOCK TABLE archive.v IN SHARE MODE").await.unwrap();
     let a = connect(px.port(), RAW, "", &db).await;
-    let run = in_background(a, "DELETE FROM public.v2 WHERE id BETWEEN -91111120 AND -91111116 AND public.one() = 1");
+    let run = in_background(a, write);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     lock.batch_execute(
         "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO archive.v DO INSTEAD SELECT * FROM public.users; COMMIT",
@@ -417,7 +402,7 @@ async fn an_inner_view_whose_rule_is_replaced_while_the_write_waits_explains_not
     .await
     .unwrap();
     let e = ended(run).await.expect_err("refused");
-    assert!(e.contains("blastwall: refused"), "{e}");
+    assert!(e.contains("blastwall: refused"), "{write}: {e}");
     assert_eq!(server_value(&db, WINDOW).await, before, "public.users kept its rows");
     px.stop().await;
 }
