@@ -242,6 +242,9 @@ pub struct Statement {
     /// unqualified one (lower-cased as the parser leaves it), and `*` for one qualified with a
     /// schema other than `pg_catalog` (a `pg_catalog.` call is a built-in's, and not listed).
     pub calls: Vec<String>,
+    /// The function names of its calls qualified with a schema (the `*` of [`Statement::calls`]),
+    /// whatever schema: which functions they may be by name (`guard::reached`).
+    pub qualified_calls: Vec<String>,
     /// The sequences its `nextval(…)` calls name (`None`: not named by a constant).
     pub nextval: Vec<Option<RelName>>,
     /// Its `nextval` calls run once each (a SELECT of constants): see `sequences`.

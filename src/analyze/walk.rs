@@ -301,7 +301,13 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
                 // is, not as any user's function.
                 let name = match (first, second, third) {
                     (Some(Some(name)), None, None) | (Some(Some("information_schema")), Some(Some(name)), None) => name,
-                    _ => "*",
+                    _ => {
+                        let last = [third, second].into_iter().flatten().flatten().next();
+                        if let Some(n) = last.filter(|n| !st.qualified_calls.iter().any(|c| c == n)) {
+                            st.qualified_calls.push(n.to_string());
+                        }
+                        "*"
+                    }
                 };
                 if !st.calls.iter().any(|c| c == name) {
                     st.calls.push(name.to_string());

@@ -101,14 +101,19 @@ pub(super) fn reached(
     };
     // Code whose caller can steer what it writes explains nothing either (`names::sql::steered`:
     // dynamic SQL, the temporary schema, a path or role set in its body — sixtieth pass H1,
-    // H2): a call of such a function by name (or of one not named), or a trigger while some
-    // trigger function is one.
+    // H2): a call of such a function by name (or of one not named), or a written relation's
+    // code while some trigger function is one or a stored object uses one (sixty-first pass
+    // H1: a table's `CHECK` that calls it).
     let steered = ids.as_ref().and_then(|i| i.steered.as_deref());
     let steers = |st: &Statement| {
         st.calls_functions
             && (st.calls.is_empty()
                 || st.calls.iter().any(|c| match c.as_str() {
-                    // A call not told by name (one qualified with a schema): any of them.
+                    // A call qualified with a schema: by its function's name (of any schema:
+                    // the list is by name), or any of them when it has none.
+                    "*" if !st.qualified_calls.is_empty() => steered.is_none_or(|u| {
+                        st.qualified_calls.iter().any(|c| u.binary_search_by(|n| n.as_str().cmp(c)).is_ok())
+                    }),
                     "*" => steered.is_none_or(|u| !u.is_empty()),
                     c => steered.is_none_or(|u| u.binary_search_by(|n| n.as_str().cmp(c)).is_ok()),
                 }))

@@ -56,7 +56,8 @@ pub struct Identities {
     /// The names of the functions whose caller can steer what they write (`sql::steered`),
     /// sorted; `None`: not answered (every call may be one).
     pub steered: Option<Vec<String>>,
-    /// Some trigger function is one of those (unknown: one is).
+    /// Some trigger function is one of those, or a stored object (a constraint, a default, an
+    /// index, a view, a policy, a domain, a cast, an operator) uses one (unknown: one is).
     pub steered_triggers: bool,
     /// The names of the database's functions outside `pg_catalog` (`sql::user_function_names`),
     /// sorted; `None`: not answered.

@@ -74,7 +74,11 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
         steered_names = steered("SELECT coalesce(pg_catalog.string_agg(DISTINCT f.name::pg_catalog.text, ','), '')", "true"),
         steered_triggers = steered(
             "SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0",
-            "f.ret OPERATOR(pg_catalog.=) 'pg_catalog.trigger'::pg_catalog.regtype"
+            "(f.ret OPERATOR(pg_catalog.=) 'pg_catalog.trigger'::pg_catalog.regtype \
+             OR EXISTS (SELECT FROM pg_catalog.pg_depend d \
+               WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
+               AND d.refobjid OPERATOR(pg_catalog.=) f.oid \
+               AND d.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_proc'::pg_catalog.regclass))"
         ),
     )
 }

@@ -472,14 +472,25 @@ async fn an_owners_function_whose_caller_steers_what_it_writes_explains_nothing(
          CREATE FUNCTION public.purge(tenant text, ids bigint[]) RETURNS int LANGUAGE plpgsql \
            SET search_path = public, pg_temp \
            AS $$ BEGIN EXECUTE format('DELETE FROM %I.sessions WHERE user_id = ANY ($1)', tenant) USING ids; \
-           RETURN 1; END $$",
+           RETURN 1; END $$; \
+         CREATE FUNCTION public.mark(uid bigint) RETURNS int LANGUAGE sql \
+           AS $$ UPDATE public.users SET plan = 'marked' WHERE id = uid RETURNING 1 $$; \
+         CREATE TABLE public.jobs (ids bigint[], ok int CHECK (public.clear(ids) = 1)); \
+         GRANT ALL ON public.jobs TO trust_user",
     );
     let px = proxy_with(base_config(), shipped_policy()).await;
     let ids = "ARRAY[-91111120, -91111119, -91111118]::bigint[]";
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, &format!("SELECT public.clear({ids})")).await;
+    // Sixty-first pass FP-1: another function, which the caller does not steer, called by a
+    // qualified name, still explains the row it changes.
+    run(&mut c, "SELECT public.mark(-91111101)").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM public.users WHERE plan = 'marked'").await, 1);
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "CREATE TEMP VIEW work AS SELECT id FROM public.users").await;
+    // Sixty-first pass H1: the same function run by a table's CHECK, not by the statement.
+    let r = send(&mut c, &[q(&format!("INSERT INTO public.jobs VALUES ({ids}, 1)"))]).await;
+    assert!(r.errors.contains("unjudged-write"), "a CHECK: {r:?}");
     let r = send(&mut c, &[q(&format!("SELECT public.clear({ids})"))]).await;
     assert!(r.errors.contains("unjudged-write"), "scratch: {r:?}");
     run(&mut c, "CREATE TEMP VIEW sessions AS SELECT id AS user_id FROM public.users").await;
