@@ -23,6 +23,7 @@ mod fk_assign;
 mod hidden;
 mod maintenance;
 mod need;
+pub(crate) use need::inserts_in;
 mod plan;
 mod prefilter;
 mod prepared;

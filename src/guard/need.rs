@@ -216,7 +216,7 @@ type ShapeInserts = dashmap::DashMap<u64, (Box<[u8]>, Arc<Vec<Insert>>)>;
 
 /// The INSERTs (and COPY … FROM, MERGE … INSERT) of a statement that may insert: parsed once
 /// per statement shape (a write with literal values is a new text every time).
-pub(super) fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
+pub(crate) fn inserts_in(st: &Statement) -> Arc<Vec<Insert>> {
     // A judgement asks this of each statement from several rules (five for a write): the
     // answer is a function of the text alone, so the last few texts' answers are kept.
     RECENT.with(|r| {

@@ -218,8 +218,8 @@ impl Session {
             statements
                 .iter()
                 .filter(|s| s.opaque.is_empty())
-                .flat_map(|s| crate::contract::inserts(&s.text))
-                .any(|i| !crate::names::unresolved_reach(&policy, ids.as_deref(), &i.target, false).is_empty())
+                .flat_map(|s| crate::guard::inserts_in(s).iter().map(|i| i.target.clone()).collect::<Vec<_>>())
+                .any(|t| !crate::names::unresolved_reach(&policy, ids.as_deref(), &t, false).is_empty())
         };
         crate::names::worth_asking_in_batch(&statements, &policy, ids.as_deref()) || inserts()
     }
