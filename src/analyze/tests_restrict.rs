@@ -100,6 +100,11 @@ fn an_ordinary_predicate_restricts() {
         "MERGE INTO t USING s ON t.id = t.id WHEN MATCHED AND t.a = 1 THEN DELETE",
         "DELETE FROM t WHERE (t).a = 5",
         "DELETE FROM t WHERE x::text = '5'",
+        // A gap of integers between two bounds, one or both with a fraction.
+        "DELETE FROM t WHERE id <= 4 OR id >= 5.5",
+        "DELETE FROM t WHERE id < 4.5 OR id > 5",
+        "DELETE FROM t WHERE id < -4.5 OR id > -4",
+        "DELETE FROM t WHERE id < 4 OR id >= 4.5",
     ] {
         assert!(restricts(sql), "{sql}");
     }
@@ -271,7 +276,6 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE id < 10 OR 90 < id",
         "DELETE FROM t WHERE id < -5 OR id > 5",
         "DELETE FROM t WHERE id < 1.5 OR id > 2.25",
-        "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
         "DELETE FROM t WHERE NOT (id >= 10 AND id <= 90)",
         "DELETE FROM t WHERE created < '2020-01-01' OR created > '2024-06-30'",
         "DELETE FROM t WHERE created < '2020-01-01'::date OR created >= '2024-06-30'::date",
@@ -301,6 +305,15 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE id <> 5 OR id > 4",
         "DELETE FROM t WHERE id >= 5 OR id <= 4",
         "DELETE FROM t WHERE session_id >= 0 OR session_id <= -1",
+        // rt62 F1: a bound with a fraction takes the integers beyond it.
+        "DELETE FROM t WHERE id <= 4 OR id >= 4.5",
+        "DELETE FROM t WHERE id < 4.5 OR id > 4",
+        "DELETE FROM t WHERE id <= 4.9 OR id >= 5",
+        "DELETE FROM t WHERE id < 4.1 OR id > 4.9",
+        "DELETE FROM t WHERE id <= -4.5 OR id >= -4",
+        "DELETE FROM t WHERE id < -4.5 OR id >= -4.9",
+        // No integer between: taken as covering (the column's type is not known here).
+        "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
         "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",
         "DELETE FROM t WHERE id < 10 OR id > $1",
         "DELETE FROM t WHERE id < '10' OR id > '9'",

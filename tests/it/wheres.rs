@@ -127,6 +127,8 @@ async fn an_or_of_ranges_with_a_gap_restricts() {
             ("UPDATE t1 SET b = 'o' WHERE id < 10 OR id > 90", "o", 19),
             ("UPDATE t1 SET b = 'i' WHERE id <= 10 OR id >= 90", "i", 21),
             ("UPDATE t1 SET b = 'c' WHERE created < now() - interval '900 days' OR 3 > a", "c", 49),
+            // A gap of one integer between bounds with fractions: 50 is left out.
+            ("UPDATE t1 SET b = 'g' WHERE id < 49.5 OR id > 50.5", "g", 99),
         ],
     )
     .await;
@@ -139,6 +141,9 @@ async fn an_or_of_ranges_with_a_gap_restricts() {
         "UPDATE t1 SET b = 'z' WHERE id <> 5 OR id <> 6",
         "UPDATE t1 SET b = 'z' WHERE b NOT IN ('x', 'y') OR b NOT IN ('v', 'w')",
         "UPDATE t1 SET b = 'z' WHERE id >= 5 OR id <= 4",
+        // rt62 F1: a bound with a fraction, on an integer column.
+        "UPDATE t1 SET b = 'z' WHERE id <= 4 OR id >= 4.5",
+        "UPDATE t1 SET b = 'z' WHERE id < 4.1 OR id > 4.9",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");

@@ -136,19 +136,28 @@ fn rays_cover(sigs: &[Sig<'_>]) -> bool {
     })
 }
 
-/// Whether two integer bounds leave no integer out (`id <= 4 OR id >= 5` covers an integer
-/// column; a numeric one keeps `4.5` out, but blastwall does not know the column's type).
+/// Whether two bounds leave no integer out (`id <= 4 OR id >= 5` covers an integer column;
+/// a numeric one keeps `4.5` out, but blastwall does not know the column's type, so it takes
+/// the column to be an integer one). A bound with a fraction is rounded to the integers it
+/// takes: `id >= 4.5` takes 5 and up, `id <= 4.5` 4 and down (sixty-second pass F1: `id <= 4
+/// OR id >= 4.5` took every row of an integer column).
 fn no_integer_between(low: Bound<'_>, high: Bound<'_>) -> bool {
-    let int = |v: R<'_>| {
+    // The integer part (toward zero) and whether a fraction is left.
+    let parts = |v: R<'_>| {
         let (neg, int, frac) = number(uncast(v).0)?;
-        if !frac.is_empty() || int.len() > 30 {
+        if int.len() > 30 {
             return None;
         }
         let n: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        Some(if neg { -n } else { n })
+        Some((if neg { -n } else { n }, !frac.is_empty(), neg))
     };
-    let (Some(l), Some(h)) = (int(low.value), int(high.value)) else { return false };
-    h - l < i128::from(low.inclusive) + i128::from(high.inclusive)
+    let floor = |(n, frac, neg): (i128, bool, bool)| if frac && neg { n - 1 } else { n };
+    let ceil = |(n, frac, neg): (i128, bool, bool)| if frac && !neg { n + 1 } else { n };
+    let (Some(l), Some(h)) = (parts(low.value), parts(high.value)) else { return false };
+    // The highest integer the bound below takes, the lowest the bound above takes.
+    let top = if low.inclusive { floor(l) } else { ceil(l) - 1 };
+    let bottom = if high.inclusive { ceil(h) } else { floor(h) + 1 };
+    bottom <= top + 1
 }
 
 /// The order of two constants when it does not depend on their type: two numbers without an
