@@ -510,15 +510,23 @@ impl Catalog {
 /// (`code`). Every operator and
 /// function is `pg_catalog`'s: the client's `search_path` cannot change the answer, which
 /// other sessions share.
-pub fn query(names: &[String]) -> String {
+///
+/// A relation another role than the policy tables' owners may give code (it owns it, or holds
+/// `TRIGGER` on it) counts as one that reaches other rows, whatever it has now: code committed
+/// by another session while a write waits for the relation's lock runs in that write
+/// (sixty-fourth pass: a trigger that deleted 20 users, created by the table's owner on a
+/// direct connection while an INSERT through blastwall waited). Such a write is counted, and
+/// its counts say what the code did.
+pub fn query(names: &[String], policy: &crate::policy::Policy) -> String {
     let list = names.iter().map(|n| literal(n)).collect::<Vec<_>>().join(", ");
+    let others_code = code::others_may_give(policy);
     let trigger = |extra: &str| {
         format!(
             "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid \
              AND NOT t.tgisinternal{extra})"
         )
     };
-    let plain = "c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass";
+    let plain = format!("c.relkind OPERATOR(pg_catalog.<>) 'r' OR c.relhasrules OR c.relhassubclass OR {others_code}");
     format!(
         "SELECT c.relname::pg_catalog.text, pg_catalog.bool_or({plain} OR {any})::pg_catalog.text, \
          pg_catalog.bool_or({plain} OR {insert})::pg_catalog.text, {reach}, {moves}, {runs} \

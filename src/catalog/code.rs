@@ -256,6 +256,43 @@ impl super::Catalog {
     }
 }
 
+/// Whether a role other than the policy tables' owners may give permanent relation `c` code (it
+/// owns it, or holds `TRIGGER` on it): a condition over `c` (`pg_class`) for [`super::query`].
+/// Such code may be committed by another session while a write waits for the relation's lock,
+/// and runs in that write (sixty-fourth pass). A temporary relation is its session's alone (no
+/// other session may touch it; what the session itself gives it is `taint`'s). No policy
+/// table (in the policy, or in this database): `false`.
+pub fn others_may_give(policy: &crate::policy::Policy) -> String {
+    let tables: Vec<String> = policy
+        .tables
+        .iter()
+        .map(|t| {
+            let q = format!("\"{}\".\"{}\"", t.schema.replace('"', "\"\""), t.name.replace('"', "\"\""));
+            format!("pg_catalog.to_regclass({})::pg_catalog.oid", super::literal(&q))
+        })
+        .collect();
+    let owners = format!(
+        "coalesce((SELECT pg_catalog.array_agg(p.relowner) FROM pg_catalog.pg_class p \
+         WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{}]::pg_catalog.oid[])), ARRAY[]::pg_catalog.oid[])",
+        if tables.is_empty() { "NULL".to_string() } else { tables.join(", ") }
+    );
+    let trusted = |r: &str| crate::names::trusted(r, &owners);
+    // No policy table: nothing to keep apart from another role's code.
+    if policy.tables.is_empty() {
+        "false".to_string()
+    } else {
+        format!(
+            "(c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" \
+               AND pg_catalog.cardinality({owners}) OPERATOR(pg_catalog.>) 0 AND (NOT {owner} \
+               OR EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a \
+                 WHERE a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER' AND NOT {grantee})))",
+            owner = trusted("c.relowner"),
+            grantee = trusted("a.grantee"),
+            owners = owners,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ pub(crate) fn unqualified(sql: &str) -> Vec<String> {
 #[test]
 fn every_catalog_question_is_qualified() {
     for sql in [
-        query(&["users".into()]),
+        query(&["users".into()], &crate::demo::incident_policy().unwrap()),
         columns_query("public", "users", Some(1)),
         owners_query("public.users_id_seq"),
         minted_query("public", "users", Some(1)),
@@ -62,7 +62,7 @@ fn answers_expire_and_are_forgotten() {
     assert_eq!((c.is_indirect("db", "d"), c.is_indirect_insert("db", "d")), (Some(true), Some(false)));
     c.forget("db");
     assert_eq!(c.is_indirect("db", "v"), None);
-    assert!(query(&["o'brien".into()]).contains("E'o\\'brien'"));
+    assert!(query(&["o'brien".into()], &crate::demo::incident_policy().unwrap()).contains("E'o\\'brien'"));
 }
 
 /// When blastwall cannot ask, the last answer stands in (an expired one too, within its

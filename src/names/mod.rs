@@ -52,6 +52,7 @@ mod savepoints;
 mod session;
 pub mod setval;
 mod sql;
+pub(crate) use sql::trusted;
 mod view;
 mod written;
 pub use earlier::{

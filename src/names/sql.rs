@@ -223,7 +223,7 @@ const UNQUALIFIED_WRITE: &str = r#"\m(insert\s+into|update|delete\s+from|merge\s
 
 /// Whether role `r` is trusted as the policy tables' owners (`owners`, an array) are: one of
 /// them, a superuser, or `pg_database_owner` where the database's owner is one of those.
-fn trusted(r: &str, owners: &str) -> String {
+pub(crate) fn trusted(r: &str, owners: &str) -> String {
     let owner = |r: &str| {
         format!(
             "({r} OPERATOR(pg_catalog.=) ANY ({owners}) OR EXISTS (SELECT FROM pg_catalog.pg_roles g WHERE g.oid{EQ}{r} AND g.rolsuper))"

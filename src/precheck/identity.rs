@@ -38,6 +38,8 @@ pub enum Kind {
     Parents,
     /// A protected sequence moved or was redefined, or a hidden caller of setval was created.
     Sequence,
+    /// Code autovacuum runs unseen was made or changed (`background`).
+    Background,
 }
 
 /// A protected object that changed.
@@ -141,7 +143,7 @@ pub fn sql(
         seqs = seqs.join(", "),
     );
     // (branch, whether only the full snapshot reads it)
-    let branches: [(String, bool); 9] = [
+    let branches: [(String, bool); 10] = [
         (format!("SELECT r.k, r.oid{text}, 'name'{text}, pg_catalog.concat_ws('.', \
            (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} r.relnamespace), r.relname) FROM r"), false),
         // Each file looked up by its OID (a join let the planner scan all of pg_class).
@@ -175,6 +177,7 @@ pub fn sql(
            q.seqmax, q.seqcycle, (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid {EQ} s.oid)) \
            FROM s, pg_catalog.pg_sequence q WHERE q.seqrelid {EQ} s.oid"), true),
         (format!("SELECT ''{text}, '0'{text}, 'setval callers'{text}, ({SETVAL_CALLERS}){text}"), true),
+        (super::background::branch(), true),
     ];
     let mut selected: Vec<&str> = branches.iter().filter(|(_, f)| full || !f).map(|(b, _)| b.as_str()).collect();
     // Only where they fire after the count (`deferred_findings`). A deferrable foreign key's
@@ -230,11 +233,12 @@ pub fn read(rows: &[Vec<Option<String>>]) -> Identity {
 /// deferred triggers fire at the batch's end or the client's COMMIT, after the count).
 pub fn deferred_in(
     before: &[Vec<Option<String>>],
+    after: &[Vec<Option<String>>],
     who: crate::policy::SessionView<'_>,
     policy: &crate::policy::Policy,
     plan: &super::CheckPlan,
 ) -> Vec<crate::policy::Finding> {
-    deferred_findings(&read(before), who, policy, &plan.statement, plan.verb)
+    deferred_findings(&read(before), &read(after), who, policy, &plan.statement, plan.verb)
 }
 
 /// The OID of the policy object `key` when a snapshot found it under that very name (to be
@@ -276,6 +280,11 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
                 ));
             }
             ("setval callers" | "deferrable triggers", _) => {}
+            (super::background::ITEM, now) => {
+                if let Some(what) = super::background::change(was, now.map_or("|", String::as_str)) {
+                    out.push(change(Kind::Background, what));
+                }
+            }
             ("name", Some(now)) if now != was => {
                 out.push(change(Kind::Moved, format!("moved or renamed: {was} is now {now}")))
             }
@@ -394,10 +403,14 @@ pub(super) fn breaks(t: &crate::policy::TablePolicy, kind: Kind) -> bool {
         Kind::Default => !t.protected_columns.is_empty(),
         Kind::Parents => t.forbid.contains(&Forbid::Truncate) || t.forbid.contains(&Forbid::Drop),
         Kind::Sequence => t.forbid.contains(&Forbid::Setval) || !t.sequences.is_empty(),
+        // Such code may write any policy table: any rule of one stands.
+        Kind::Background => limited || !t.forbid.is_empty() || !t.protected_columns.is_empty(),
     }
 }
 
 const HINT_IDENTITY: &str = "The statement reached a protected object in a way its text does not show; it was rolled back. Change protected objects through a role whose policy mode allows it (for example a migrator role in warn mode).";
+
+const HINT_BACKGROUND: &str = "It was rolled back. Index, statistics and range-type expressions of a table another role than the policy tables' owners owns may call built-in functions only (or C functions that are not volatile); make such objects, and the functions they call, through the policy tables' owner.";
 
 /// The findings of rule `identity` for what changed, each in the mode of its object's policy.
 pub fn findings(
@@ -415,16 +428,21 @@ pub fn findings(
                 .sequences
                 .iter()
                 .any(|s| format!("{}.{}", s.schema.as_deref().unwrap_or(&t.schema), s.name) == c.object);
-            own || seq || (c.object.is_empty() && !t.sequences.is_empty())
+            let whole = c.object.is_empty() && (c.kind == Kind::Background || !t.sequences.is_empty());
+            own || seq || whole
         });
         let Some(table) = table.filter(|t| breaks(t, c.kind)) else { continue };
-        let subject = if c.object.is_empty() { "a protected sequence".to_string() } else { c.object.clone() };
+        let subject = match (c.object.is_empty(), c.kind) {
+            (true, Kind::Background) => "the policy tables".to_string(),
+            (true, _) => "a protected sequence".to_string(),
+            _ => c.object.clone(),
+        };
         out.push(crate::policy::Finding {
             rule: "identity",
             mode: crate::policy::mode_for(who, policy, Some(table)),
             what: format!("{verb} reaching {subject}"),
-            why: format!("{subject}: {}", c.what),
-            hint: HINT_IDENTITY,
+            why: if c.kind == Kind::Background { c.what.clone() } else { format!("{subject}: {}", c.what) },
+            hint: if c.kind == Kind::Background { HINT_BACKGROUND } else { HINT_IDENTITY },
             source: table.source.clone(),
             statement: statement.to_string(),
         });
@@ -436,16 +454,22 @@ const HINT_DEFERRED: &str = "Send the write outside a transaction block (blastwa
 
 /// Inside the client's own transaction block, a deferred constraint trigger fires at its
 /// COMMIT, after blastwall counted: while the database has user-defined deferrable
-/// constraint triggers, a checked write there is refused (rule `deferred-trigger`).
+/// constraint triggers, a checked write there is refused (rule `deferred-trigger`) — read
+/// before the write and after it: one another session committed while the write waited for a
+/// lock fires too (sixty-fourth pass H2).
 pub fn deferred_findings(
     before: &Identity,
+    after: &Identity,
     who: crate::policy::SessionView<'_>,
     policy: &crate::policy::Policy,
     statement: &str,
     verb: &str,
 ) -> Vec<crate::policy::Finding> {
     let key = (String::new(), "0".to_string(), "deferrable triggers".to_string());
-    let n = before.get(&key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let n = |s: &Identity| s.get(&key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // DDL queues no trigger event of its own (it may make the trigger: the block's next write
+    // is refused then).
+    let n = if verb == "DDL" { n(before) } else { n(before).max(n(after)) };
     if n == 0 {
         return Vec::new();
     }

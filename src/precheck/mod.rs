@@ -7,7 +7,8 @@
 //! write the catalog proves small runs uncounted (`point`); a delete whose reach it proves is
 //! counted on those tables alone (`reach`), and kept in one round trip where only row limits
 //! could refuse it (`once`). The names a write was judged by are read again around its run
-//! (`named`).
+//! (`named`); the identity read around DDL includes the code autovacuum would run unseen
+//! (`background`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
@@ -16,6 +17,7 @@
 //! words of a refusal (`guard::render`).
 
 mod backend;
+mod background;
 mod bound;
 mod built;
 mod content;
@@ -444,6 +446,7 @@ async fn counted(
     if !opened {
         decision.findings.extend(identity::deferred_findings(
             &identity_before,
+            &identity::read(&a.rows),
             who,
             policy,
             &plan.statement,

@@ -336,7 +336,7 @@ impl Session {
         }
         if !names.is_empty() {
             let answer = unless_cancelled!(backend
-                .query(&crate::catalog::query(&names))
+                .query(&crate::catalog::query(&names, &policy))
                 .await
                 .map_err(|e| SessionError::Closed(format!("catalog lookup: {e}")))?);
             if answer.error.is_some() {

@@ -217,7 +217,7 @@ impl Session {
         decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).
-        decision.findings.extend(precheck::identity_deferred(&rows.0, view, &policy, &plan));
+        decision.findings.extend(precheck::identity_deferred(&rows.0, &rows.1, view, &policy, &plan));
         if overflowed {
             let msg = unverifiable(format!(
                 "its results are larger than blastwall holds while it counts the rows ({MAX_HOLD} bytes per statement, {} across sessions while their clients have not read them)",
