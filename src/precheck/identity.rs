@@ -86,6 +86,7 @@ pub fn sql(
     full: bool,
     deferred: bool,
     rewritten: &[String],
+    detached: &[String],
 ) -> Option<String> {
     if policy.tables.is_empty() {
         return None;
@@ -199,6 +200,10 @@ pub fn sql(
     if !rewritten.is_empty() {
         selected.push(&digest);
     }
+    let empty = super::detach::sql(detached);
+    if !detached.is_empty() {
+        selected.push(&empty);
+    }
     Some(format!("{header}{}", selected.join(" UNION ALL ")))
 }
 
@@ -252,7 +257,7 @@ pub fn found_as(snapshot: &Identity, key: &str) -> Option<u32> {
 
 /// The end of a change's words when a child or partition is gone (not a rewrite of rows that
 /// are still there: never decided by content).
-pub(super) const CHILD_GONE: &str = "is gone";
+pub(super) const CHILD_GONE: &str = "is gone or let go with rows (an empty one may be let go: DETACH PARTITION or NO INHERIT it in a statement of its own, then drop it)";
 
 /// How far a protected sequence may move forward during one statement without a verdict:
 /// its own inserted rows take values, and so may other sessions meanwhile.
@@ -279,7 +284,7 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
                     "an object that calls setval() was created (a view, rule, operator, cast or default)".into(),
                 ));
             }
-            ("setval callers" | "deferrable triggers", _) => {}
+            ("setval callers" | "deferrable triggers" | super::detach::ITEM, _) => {}
             (super::background::ITEM, now) => {
                 if let Some(what) = super::background::change(was, now.map_or("|", String::as_str)) {
                     out.push(change(Kind::Background, what));
@@ -317,6 +322,8 @@ pub fn changes(before: &Identity, after: &Identity, inserted: u64) -> Vec<Change
                     format!("a child or partition (OID {}) was truncated or rewritten", &i[5..])
                 },
             )),
+            // A child let go by DETACH PARTITION or NO INHERIT, empty (`detach`).
+            (i, None) if i.starts_with("file ") && super::detach::let_go_empty(after, &i[5..]) => {}
             (i, None) if i.starts_with("file ") => {
                 out.push(change(Kind::Rewritten, format!("a child or partition (OID {}) {CHILD_GONE}", &i[5..])))
             }

@@ -8,7 +8,7 @@
 //! counted on those tables alone (`reach`), and kept in one round trip where only row limits
 //! could refuse it (`once`). The names a write was judged by are read again around its run
 //! (`named`); the identity read around DDL includes the code autovacuum would run unseen
-//! (`background`).
+//! (`background`) and whether a child let go from a policy table's tree was empty (`detach`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
@@ -21,6 +21,7 @@ mod background;
 mod bound;
 mod built;
 mod content;
+mod detach;
 pub mod elsewhere;
 mod estimate;
 pub mod hold;

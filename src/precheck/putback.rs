@@ -167,7 +167,7 @@ pub fn simple_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<O
 /// reading, as rows of a counter reading), taken before a statement blastwall relays uncounted
 /// that may move one — a `COPY … FROM STDIN` (`session::copyback`). `None`: no policy table.
 pub fn reading_sql(policy: &crate::policy::Policy, known: &dyn Fn(&str, &str) -> Option<u32>) -> Option<String> {
-    identity::sql(policy, known, false, false, &[]).map(|s| identity::as_reading(&s))
+    identity::sql(policy, known, false, false, &[], &[]).map(|s| identity::as_reading(&s))
 }
 
 /// [`candidates`] of a reading taken before a statement that keeps no row should it fail.

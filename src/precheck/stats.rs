@@ -59,7 +59,8 @@ pub fn stats_sql(
     // write, what its triggers may do unseen: drop, move, truncate, and deferred triggers.
     let full = plan.dry_run || matches!(plan.verb, "DDL" | "statement");
     let rewritten = if full { super::content::rewritten(&plan.statement) } else { Vec::new() };
-    let identity = super::identity::sql(policy, known, full, deferred, &rewritten)
+    let detached = if full { super::detach::detached(&plan.statement) } else { Vec::new() };
+    let identity = super::identity::sql(policy, known, full, deferred, &rewritten, &detached)
         .map_or(String::new(), |i| format!(" UNION ALL {}", super::identity::as_reading(&i)));
     // So do the names its writes were judged by (`named`).
     let names = super::named::sql(&plan.names)

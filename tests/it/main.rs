@@ -100,6 +100,7 @@ mod cursors;
 mod ddl_notify;
 mod deferred;
 mod departure;
+mod detach;
 mod differential;
 mod drivers;
 mod effects;
