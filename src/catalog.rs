@@ -540,8 +540,8 @@ pub fn query(names: &[String], policy: &crate::policy::Policy) -> String {
 }
 
 /// The query that finds a database's hidden callers of user functions (see `hidden`).
-pub fn hidden_callers_query() -> String {
-    hidden::query()
+pub fn hidden_callers_query(policy: &crate::policy::Policy) -> String {
+    hidden::query(policy)
 }
 
 /// The columns of a policy table (by name, or by the OID first seen under that name).

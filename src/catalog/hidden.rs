@@ -312,7 +312,7 @@ impl HiddenCallers {
 /// (PostgreSQL records no dependency on a built-in): those of `set_config` are named like
 /// callers of a user function (third column null), those of `nextval`/`setval` with each
 /// sequence they move (`*`: one not named by a constant).
-pub fn query() -> String {
+pub fn query(rules: &crate::policy::Policy) -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
     let (proc, class, typ, rewrite, attrdef, constraint, policy, cast, operator, trigger, statistic) = (
@@ -347,7 +347,7 @@ pub fn query() -> String {
          {seeds}, \
          reach(classid, objid, kind, depth, seq) AS (\
            SELECT {proc}, f.oid, ''::pg_catalog.text, 0, NULL::pg_catalog.text FROM f \
-           UNION ALL SELECT h.classid, h.objid, h.kind, 1, h.seq FROM hits h \
+           UNION ALL SELECT h.classid, h.objid, h.kind, 1, h.seq FROM hits h{others} \
            UNION \
            SELECT n.classid, n.objid, n.kind, r.depth OPERATOR(pg_catalog.+) 1, r.seq FROM reach r CROSS JOIN LATERAL (\
              SELECT d.classid, d.objid, \
@@ -420,6 +420,7 @@ pub fn query() -> String {
          UNION SELECT pg_catalog.pg_get_userbyid(a.member)::pg_catalog.text, 'g', \
            pg_catalog.pg_get_userbyid(a.roleid)::pg_catalog.text, NULL, NULL FROM pg_catalog.pg_auth_members a",
         seeds = builtin_callers(),
+        others = super::code::others_seeds(rules, &class, &typ),
         remote_ext = remote::extensions(),
         remote_rows = remote::rows(),
         brin_am = "(SELECT a.oid FROM pg_catalog.pg_am a WHERE a.amname OPERATOR(pg_catalog.=) 'brin'::pg_catalog.name)",
@@ -583,7 +584,7 @@ mod tests {
 #[test]
 #[ignore = "prints the query for a measurement by hand"]
 fn print_hidden_callers_query() {
-    println!("{}", query());
+    println!("{}", query(&crate::demo::incident_policy().unwrap()));
 }
 
 /// The lookup a harmless message pays once the set is known (`cargo test --release --lib

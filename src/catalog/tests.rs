@@ -44,7 +44,7 @@ fn every_catalog_question_is_qualified() {
         crate::names::relations_query(&["public.users".into(), "users".into(), "a\u{1}b\u{2}users".into()], &[16384]),
         crate::names::constraint_query("public.users", "users_email_key"),
         crate::names::identities_query(&crate::demo::incident_policy().unwrap(), &|_, _| Some(1)),
-        hidden_callers_query(),
+        hidden_callers_query(&crate::demo::incident_policy().unwrap()),
     ] {
         assert_eq!(unqualified(&sql), Vec::<String>::new(), "{sql}");
     }

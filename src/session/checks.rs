@@ -379,7 +379,7 @@ impl Session {
                 continue;
             }
             if let Question::HiddenCallers = q {
-                let answer = match backend.query(&crate::catalog::hidden_callers_query()).await {
+                let answer = match backend.query(&crate::catalog::hidden_callers_query(&policy)).await {
                     Ok(a) => a,
                     Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
                 };

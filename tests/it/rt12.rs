@@ -120,9 +120,16 @@ async fn a_membership_revoked_earlier_in_the_message_leaves_the_name_unresolved(
         let members = count(&db, &format!("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = '{owner}'")).await;
         assert_eq!(members, 1, "{message}: the revoke ran");
     }
+    // A table the policy tables' owner owns: since the sixty-sixth pass a mention of one
+    // another role owns (`archive.users`) may run code that changes what later names are.
+    admin_sql(
+        pg(),
+        &db,
+        &format!("CREATE TABLE public.gt (a int); GRANT SELECT ON public.gt TO {RAW} WITH GRANT OPTION"),
+    );
     let mut c = startup(px.port(), RAW, &db).await;
     run(&mut c, "SET search_path = archive, public").await;
-    let r = send(&mut c, &[q(&format!("GRANT SELECT ON archive.users TO migrator; {RANGE}"))]).await;
+    let r = send(&mut c, &[q(&format!("GRANT SELECT ON public.gt TO migrator; {RANGE}"))]).await;
     assert!(r.codes.is_empty(), "a table's grant made the write unresolved: {r:?}");
     assert_eq!((window(&db, "public.users").await, window(&db, "archive.users").await), (10, 0));
 }

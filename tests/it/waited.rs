@@ -74,3 +74,58 @@ async fn a_deferred_trigger_committed_while_a_write_waits_in_a_block_is_refused(
     assert_eq!(count(&db, "SELECT count(*) FROM own.q").await, 0);
     p.stop().await;
 }
+
+/// Sixty-sixth pass H1: the read's side. A `SELECT` of the role's own view (or table), judged
+/// while it had no code, waited for the lock another session held and ran the view's new rule
+/// (or a row-security policy) committed meanwhile: 20 users deleted. A read of a relation
+/// another role than the policy tables' owners owns is now run in the pre-check, and its
+/// counts say what the code did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_committed_while_a_read_waits_is_counted() {
+    let db = setup().await;
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "SET ROLE {RAW}; CREATE FUNCTION own.kill(int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN \
+               DELETE FROM public.users WHERE id BETWEEN -91111200 AND -91111100; RETURN true; END $$; \
+             CREATE TABLE own.base (x int); INSERT INTO own.base VALUES (1); \
+             CREATE TABLE own.base2 (y int); INSERT INTO own.base2 VALUES (1); \
+             CREATE VIEW own.v AS SELECT x FROM own.base"
+        ),
+    );
+    let p = proxy_with(base_config(), shipped_policy()).await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 20);
+    let cases: [(&str, &'static str); 3] = [
+        // The view, locked by its replacement.
+        ("CREATE OR REPLACE VIEW own.v AS SELECT x FROM own.base WHERE own.kill(x)", "SELECT * FROM own.v"),
+        // Another table locked first: the view is opened (and its rule read) after the wait.
+        (
+            "LOCK TABLE own.base2 IN ACCESS EXCLUSIVE MODE; \
+             CREATE OR REPLACE VIEW own.v AS SELECT x FROM own.base WHERE own.kill(x)",
+            "SELECT * FROM own.base2, own.v",
+        ),
+        // A row-security policy on the role's table.
+        (
+            "ALTER TABLE own.base ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY; \
+             CREATE POLICY p ON own.base USING (own.kill(x))",
+            "SELECT * FROM own.base",
+        ),
+    ];
+    for (code, read) in cases {
+        let e = raced(&db, &p, code, "SELECT 1", read).await.expect_err(read);
+        assert!(e.contains("row-limit") || e.contains("unjudged-write"), "{read}: {e}");
+        assert_eq!(count(&db, WINDOW).await, before, "{read}: the code deleted users");
+        // Put the view and the table back as they were, for the next case.
+        admin_sql(
+            pg(),
+            &db,
+            &format!(
+                "SET ROLE {RAW}; CREATE OR REPLACE VIEW own.v AS SELECT x FROM own.base; \
+                 DROP POLICY IF EXISTS p ON own.base; ALTER TABLE own.base DISABLE ROW LEVEL SECURITY"
+            ),
+        );
+    }
+    p.stop().await;
+}
