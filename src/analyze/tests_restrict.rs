@@ -312,6 +312,12 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE id < 4.1 OR id > 4.9",
         "DELETE FROM t WHERE id <= -4.5 OR id >= -4",
         "DELETE FROM t WHERE id < -4.5 OR id >= -4.9",
+        // rt66 L1: the column under arithmetic, whose bound is not the row's side's.
+        "DELETE FROM t WHERE id <= 4 OR -id <= -4.5",
+        "DELETE FROM t WHERE id < 5 OR 0 - id <= -5",
+        "DELETE FROM t WHERE id < 5 OR id + 0 >= 5",
+        "DELETE FROM t WHERE id < 5 OR id * -1 < -4",
+        "DELETE FROM t WHERE id::numeric <= 4 OR id::numeric >= 4.5",
         // No integer between: taken as covering (the column's type is not known here).
         "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
         "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",

@@ -144,6 +144,9 @@ async fn an_or_of_ranges_with_a_gap_restricts() {
         // rt62 F1: a bound with a fraction, on an integer column.
         "UPDATE t1 SET b = 'z' WHERE id <= 4 OR id >= 4.5",
         "UPDATE t1 SET b = 'z' WHERE id < 4.1 OR id > 4.9",
+        // rt66 L1: the column negated, the same tautology.
+        "UPDATE t1 SET b = 'z' WHERE id <= 4 OR -id <= -4.5",
+        "UPDATE t1 SET b = 'z' WHERE id < 5 OR 0 - id <= -5",
     ] {
         let e = via.simple_query(sql).await.err().unwrap_or_else(|| panic!("ran: {sql}"));
         refused_by(&e, "require-where");

@@ -279,13 +279,20 @@ fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
         R::AExpr(a) if null_test(a).is_some() => {
             null_test(a).map(|(arg, is_null)| Sig::new(key(arg), "null", is_null == pos)).into_iter().collect()
         }
-        R::AExpr(a) => comparison(a, cx)
-            .map(|(f, p, row)| Sig {
-                bound: bound(a, p == pos, pos).filter(|_| f == "order"),
-                ..Sig::new(key(row), f, p == pos)
-            })
-            .into_iter()
-            .collect(),
+        // Read as the row's side only where that side is a column (under casts): `-id <= -4.5`
+        // and `0 - id <= -5` are `id >= 4.5` and `id >= 5`, above the constant where the row's
+        // side is below it (sixty-sixth pass L1). Over an expression, an order comparison's
+        // direction is not known: it is taken both ways, unbounded, and so covers beside any
+        // comparison of the same columns (`id <= 4 OR -id <= -4.5`).
+        R::AExpr(a) => match comparison(a, cx) {
+            Some((f, _, row)) if f == "order" && !matches!(uncast(row).0, R::ColumnRef(_)) => {
+                vec![Sig::new(key(row), f, true), Sig::new(key(row), f, false)]
+            }
+            Some((f, p, row)) => {
+                vec![Sig { bound: bound(a, p == pos, pos).filter(|_| f == "order"), ..Sig::new(key(row), f, p == pos) }]
+            }
+            None => Vec::new(),
+        },
         R::NullTest(n) => opt(&n.arg)
             .map(|arg| Sig::new(key(arg), "null", (n.nulltesttype == pb::NullTestType::IsNull as i32) == pos))
             .into_iter()
