@@ -275,8 +275,11 @@ pub fn others_may_give(policy: &crate::policy::Policy) -> String {
 
 /// Rows for the hidden callers' search (`hidden::query`'s `reach`: class, OID, kind, depth,
 /// sequence) that start it from what a role other than the policy tables' owners owns: its
-/// permanent relations (a view's rule it may replace, a row-security policy it may create) and
-/// its domains (a `CHECK` it may add) run code on reading whatever they have now. A read judged
+/// permanent relations (a view's rule it may replace, a row-security policy it may create),
+/// its permanent domains (a `CHECK` it may add) and composite types (an attribute of such a
+/// domain it may add: a literal of the type is read after the locks of the FROM list are
+/// taken; a table's row type is named as the table, a seed already) run code on reading
+/// whatever they have now. A temporary one is its session's own (`taint`). A read judged
 /// while they had none waits for a lock, and runs what another session committed meanwhile
 /// (sixty-sixth pass H1: a view replaced while `SELECT * FROM locked, v` waited deleted 20
 /// users). So they, and the views and parents over them, are callers. Empty without policy
@@ -288,7 +291,11 @@ pub fn others_seeds(policy: &crate::policy::Policy, class: &str, typ: &str) -> S
            WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::pg_catalog.\"char\"[]) \
              AND c.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog.\"char\" AND {rel} \
          UNION ALL SELECT {typ}, t.oid, 'r'::pg_catalog.text, 1, NULL::pg_catalog.text FROM pg_catalog.pg_type t \
-           WHERE t.typtype OPERATOR(pg_catalog.=) 'd'::pg_catalog.\"char\" AND {ty}",
+           WHERE (t.typtype OPERATOR(pg_catalog.=) 'd'::pg_catalog.\"char\" \
+               OR EXISTS (SELECT FROM pg_catalog.pg_class k WHERE k.oid OPERATOR(pg_catalog.=) t.typrelid \
+                 AND k.relkind OPERATOR(pg_catalog.=) 'c'::pg_catalog.\"char\")) \
+             AND NOT EXISTS (SELECT FROM pg_catalog.pg_namespace s WHERE s.oid OPERATOR(pg_catalog.=) t.typnamespace \
+               AND s.nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_') AND {ty}",
         rel = untrusted("c.relowner"),
         ty = untrusted("t.typowner"),
     )
