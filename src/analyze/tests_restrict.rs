@@ -105,6 +105,14 @@ fn an_ordinary_predicate_restricts() {
         "DELETE FROM t WHERE id < 4.5 OR id > 5",
         "DELETE FROM t WHERE id < -4.5 OR id > -4",
         "DELETE FROM t WHERE id < 4 OR id >= 4.5",
+        // A BETWEEN short of the edge, or of values not read, beside a ray: a gap is left.
+        "DELETE FROM t WHERE id < 5 OR id BETWEEN 5 AND 2147483646",
+        "DELETE FROM t WHERE id < 5 OR id BETWEEN 5 AND $1",
+        "DELETE FROM t WHERE id BETWEEN 1 AND 5 OR id BETWEEN 6 AND 10",
+        "DELETE FROM t WHERE id BETWEEN 3000000000 AND 4000000000 OR name = 'x'",
+        "DELETE FROM t WHERE id NOT BETWEEN 4 AND 5",
+        "DELETE FROM t WHERE id NOT BETWEEN SYMMETRIC 5 AND 4",
+        "DELETE FROM t WHERE id BETWEEN 5 AND 4",
     ] {
         assert!(restricts(sql), "{sql}");
     }
@@ -318,6 +326,15 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE id < 5 OR id + 0 >= 5",
         "DELETE FROM t WHERE id < 5 OR id * -1 < -4",
         "DELETE FROM t WHERE id::numeric <= 4 OR id::numeric >= 4.5",
+        // rt67 L1: a BETWEEN to the edge of a column's type is a ray; an empty range left out.
+        "DELETE FROM t WHERE id < 5 OR id BETWEEN 5 AND 9223372036854775807",
+        "DELETE FROM t WHERE id <= 4 OR id BETWEEN 4.5 AND 1e30",
+        "DELETE FROM t WHERE id BETWEEN -9223372036854775808 AND 5 OR id BETWEEN 6 AND 9223372036854775807",
+        "DELETE FROM t WHERE id BETWEEN -2147483648 AND 0 OR id > 0",
+        "DELETE FROM t WHERE id > 9 OR id BETWEEN -1e9999 AND 9",
+        "DELETE FROM t WHERE id NOT BETWEEN 5 AND 4",
+        "DELETE FROM t WHERE NOT (id BETWEEN 5 AND 4)",
+        "DELETE FROM t WHERE id NOT BETWEEN 5.5 AND -1",
         // No integer between: taken as covering (the column's type is not known here).
         "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
         "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",

@@ -263,6 +263,57 @@ fn bound<'a>(a: &'a pb::AExpr, below: bool, pos: bool) -> Option<Bound<'a>> {
     Some(Bound { below, inclusive: op.ends_with('=') == pos, value })
 }
 
+/// The two ends of `a BETWEEN lo AND hi`, when both are constants.
+fn between_ends(a: &pb::AExpr) -> Option<(R<'_>, R<'_>)> {
+    let R::List(list) = opt(&a.rexpr)? else { return None };
+    let mut ends = items(&list.items);
+    let (lo, hi) = (ends.next()?, ends.next()?);
+    let constant = |v: R<'_>| matches!(uncast(v).0, R::AConst(c) if !c.isnull);
+    (constant(lo) && constant(hi)).then_some((lo, hi))
+}
+
+/// The rays a positive `BETWEEN lo AND hi` of constants amounts to: above `lo` when `hi` is at
+/// or past the edge of `integer` (or cannot be read), below `hi` when `lo` is.
+fn between_rays(a: &pb::AExpr) -> Vec<Bound<'_>> {
+    let Some((lo, hi)) = between_ends(a) else { return Vec::new() };
+    let mut rays = Vec::new();
+    if at_edge(hi, false) {
+        rays.push(Bound { below: false, inclusive: true, value: lo });
+    }
+    if at_edge(lo, true) {
+        rays.push(Bound { below: true, inclusive: true, value: hi });
+    }
+    rays
+}
+
+/// Whether a constant is at or past the edge of `integer` on its side (`low`: the lowest),
+/// or a number blastwall does not read (an exponent): a bound that far may be a column's end.
+fn at_edge(v: R<'_>, low: bool) -> bool {
+    let R::AConst(c) = uncast(v).0 else { return false };
+    match c.val.as_ref() {
+        Some(pb::a_const::Val::Ival(i)) => i.ival == if low { i32::MIN } else { i32::MAX },
+        Some(pb::a_const::Val::Fval(_)) => match number(uncast(v).0) {
+            None => true,
+            Some((neg, int, _)) => {
+                neg == low && (int.len() > 10 || int.parse::<u64>().is_ok_and(|n| n >= i32::MAX as u64))
+            }
+        },
+        _ => false,
+    }
+}
+
+/// Whether `a` (a BETWEEN, not SYMMETRIC, taken negated when `pos` is false or it is `NOT
+/// BETWEEN`) leaves out an empty range, its constant ends the wrong way round (`NOT BETWEEN 5
+/// AND 4`): it then takes every row that is not null, as `IS NOT NULL` does.
+pub(super) fn excludes_nothing(a: &pb::AExpr, pos: bool) -> bool {
+    let negated = match a.kind {
+        k if k == pb::AExprKind::AexprBetween as i32 => !pos,
+        k if k == pb::AExprKind::AexprNotBetween as i32 => pos,
+        _ => return false,
+    };
+    negated && between_ends(a).is_some_and(|(lo, hi)| compare(lo, hi) == Some(Ordering::Greater))
+}
+
 /// The comparisons a branch is made of.
 fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
     // The columns of the row's side (`id`, `t.id`, `id + 0`: the same key).
@@ -287,6 +338,15 @@ fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
         R::AExpr(a) => match comparison(a, cx) {
             Some((f, _, row)) if f == "order" && !matches!(uncast(row).0, R::ColumnRef(_)) => {
                 vec![Sig::new(key(row), f, true), Sig::new(key(row), f, false)]
+            }
+            // A BETWEEN with an end at or past the edge of `integer` (or unreadable, with an
+            // exponent) reaches as far as a column of its type goes: it is a ray from its other
+            // end too (sixty-seventh pass L1: `id < 5 OR id BETWEEN 5 AND 9223372036854775807`).
+            Some((f, p, row)) if f == "between" && p == pos && a.kind == pb::AExprKind::AexprBetween as i32 => {
+                let rays = between_rays(a).into_iter();
+                let mut sigs = vec![Sig::new(key(row), f, true)];
+                sigs.extend(rays.map(|b| Sig { bound: Some(b), ..Sig::new(key(row), "order", b.below) }));
+                sigs
             }
             Some((f, p, row)) => {
                 vec![Sig { bound: bound(a, p == pos, pos).filter(|_| f == "order"), ..Sig::new(key(row), f, p == pos) }]
