@@ -25,6 +25,7 @@ pub mod listener;
 mod minted;
 mod namekey;
 pub mod oids;
+mod opened;
 mod persisted;
 mod taint;
 mod temporary;
@@ -38,7 +39,8 @@ pub use hidden::HiddenCallers;
 pub use incarnation::database_oid;
 pub use minted::{minted_answer, minted_query};
 pub use oids::OidName;
-pub use taint::{first_query as taint_first_query, never_had_one, query as taint_query, Taint};
+pub use opened::path_query;
+pub use taint::{first_query as taint_first_query, learn_first_path, never_had_one, query as taint_query, Taint};
 pub use temporary::{OwnTemp, Whose};
 
 use dashmap::DashMap;

@@ -10,7 +10,11 @@
 //! `information_schema`, owned by no extension) or a built-in whose effect outlives its call
 //! (`set_config`; `nextval`/`setval` of a sequence that is not one of the session's own
 //! temporary sequences, nor a column's own `serial` sequence), every statement of the session
-//! is taken as reaching a hidden caller (`guard::taint`).
+//! is taken as reaching a hidden caller (`guard::taint`). So is every statement of a session
+//! whose names may come to mean objects another role makes while a statement waits
+//! (`opened`: its `search_path` lists a schema such a role may create in, or such a role may
+//! create schemas), asked in the same questions; after a message that may change the path
+//! alone, only that part is asked again (`opened::path_query`).
 //!
 //! The answer is per session, asked on the session itself (`pg_my_temp_schema()`: zero rows
 //! and no work when the session never made a temporary object): first before the session's
@@ -47,6 +51,23 @@ pub struct Taint {
     /// without a schema may lead there, first on the session's path, and on to what its rule
     /// writes (fifty-eighth pass H3); `None`: not known.
     redirects: Option<bool>,
+    /// Whether the session's names may come to mean objects another role makes while a
+    /// statement waits (`opened`): its `search_path` lists a schema another role may create
+    /// in, or another role may create schemas. Any statement is then counted, as for code.
+    path: Path,
+}
+
+/// What blastwall knows of the session's `search_path` (`opened::path_open`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Path {
+    /// No schema on it is open to another role (or the session was never asked: `State`
+    /// says so).
+    #[default]
+    Closed,
+    /// A message that may change it was judged: asked before the next judgement.
+    Stale,
+    /// Open: why, as the server said.
+    Open(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +99,13 @@ impl Taint {
     /// Whether the catalog must be asked before the session's next statement is judged (a
     /// session never asked: before its next one that may run code).
     pub fn must_ask(&self) -> bool {
-        self.state == State::Unknown
+        self.state == State::Unknown || (self.path == Path::Stale && self.state != State::Unasked)
+    }
+
+    /// Whether only the path must be asked (the schema's answer stands): the cheap question
+    /// (`opened::path_query`).
+    pub fn only_path_stale(&self) -> bool {
+        self.path == Path::Stale && matches!(self.state, State::Clean | State::Tainted(_))
     }
 
     /// Whether the session was never asked (its first question may be the cheap one:
@@ -89,7 +116,7 @@ impl Taint {
 
     /// Whether any statement of the session may run code it does not name (not known: yes).
     pub fn runs_code(&self) -> bool {
-        self.state != State::Clean
+        self.state != State::Clean || self.path != Path::Closed
     }
 
     /// Whether the schema may hold a relation with rules (a view), which a name written by
@@ -125,6 +152,22 @@ impl Taint {
         matches!(self.state, State::Assumed | State::Unknown) && self.functions == Some(true)
     }
 
+    /// Why any statement of the session is counted, for a refusal's words: what holds the
+    /// code, and why its names may come to mean another role's new objects.
+    pub fn reason(&self) -> String {
+        let code = (self.state != State::Clean).then(|| {
+            format!("this session's temporary schema holds code ({}) that any statement may run", self.what())
+        });
+        let path = match &self.path {
+            Path::Closed => None,
+            Path::Stale => Some("blastwall has not yet asked what this session's search_path now leads to".to_string()),
+            Path::Open(why) => Some(format!(
+                "{why}, so any name a statement uses may come to mean an object another session makes while the statement waits for a lock"
+            )),
+        };
+        code.into_iter().chain(path).collect::<Vec<_>>().join("; ")
+    }
+
     /// What holds the code, for a refusal's words.
     pub fn what(&self) -> String {
         match &self.state {
@@ -142,7 +185,24 @@ impl Taint {
     /// block) goes to the server: the answer is asked again before the next judgement.
     pub fn may_change(&mut self) {
         self.state = State::Unknown;
+        self.path = Path::Stale;
         self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// A message that may change what the session's `search_path` leads to (`SET`, `RESET`,
+    /// `set_config`, a role, `DISCARD`: `names::may_change_path`) goes to the server: the path
+    /// alone is asked again before the next judgement (a session never asked asks it all).
+    pub fn may_change_path(&mut self) {
+        if self.state != State::Unasked {
+            self.path = Path::Stale;
+        }
+    }
+
+    /// Learns the answer of [`crate::catalog::path_query`] (`None`: the server refused it —
+    /// taken as open).
+    pub fn learn_path(&mut self, rows: Option<&[Vec<Option<String>>]>, in_block: bool) {
+        self.learned_in_block |= in_block;
+        self.path = path_of(rows.map(|r| r.first().and_then(|r| r.first()).cloned().flatten()));
     }
 
     /// A message that makes code (a function, a rule: `Statement::makes_code`) goes
@@ -188,6 +248,7 @@ impl Taint {
         if self.pooled && self.state != State::Unknown {
             self.state = State::Unasked;
             self.functions = None;
+            self.path = Path::Closed;
         }
     }
 
@@ -207,6 +268,8 @@ impl Taint {
     /// The catalog cannot be asked now: tainted until the next ReadyForQuery.
     pub fn assume(&mut self) {
         self.state = State::Assumed;
+        // Held as tainted, the path is asked with the rest at the next ReadyForQuery.
+        self.path = Path::Closed;
     }
 
     /// Learns the answer of [`query`] (`None`: the server refused it — fail closed), asked
@@ -217,6 +280,8 @@ impl Taint {
         self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
         self.functions = rows.map(|rows| rows.iter().any(|r| kind(r, "f")));
         self.redirects = rows.map(|rows| rows.iter().any(|r| kind(r, "v")));
+        self.path =
+            path_of(rows.map(|rows| rows.iter().find(|r| kind(r, "p")).and_then(|r| r.first().cloned().flatten())));
         self.state = match rows {
             None => State::Tainted(Vec::new()),
             Some(rows) if !rows.iter().any(|r| kind(r, "c")) => State::Clean,
@@ -227,16 +292,35 @@ impl Taint {
     }
 }
 
+/// The path's state from an answer: `None`, not asked or refused (open: not known);
+/// `Some(None)`, closed; `Some(Some(why))`, open.
+fn path_of(answer: Option<Option<String>>) -> Path {
+    match answer {
+        None => Path::Open("blastwall could not ask what this session's search_path leads to".to_string()),
+        Some(None) => Path::Closed,
+        Some(Some(why)) => Path::Open(why),
+    }
+}
+
+/// Learns the path's part of [`first_query`]'s rows (its fourth column).
+pub fn learn_first_path(taint: &mut Taint, rows: &[Vec<Option<String>>]) {
+    taint.path = path_of(rows.first().map(|r| r.get(3).cloned().flatten()));
+}
+
 /// The first question of a session never asked: whether its server session ever had a
 /// temporary schema (`pg_my_temp_schema()` is 0 until the backend makes a temporary object; a
 /// rolled-back creation resets it) — `t`: none, so clean, with no planning of [`query`] —
 /// and which server process answers (`pg_backend_pid()`: the BackendKeyData's process on a
-/// direct connection; a pooler gives its own key), and the database's OID (`incarnation`: a
-/// database dropped and created again under its name is another).
-pub fn first_query() -> &'static str {
-    "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid, pg_catalog.pg_backend_pid(), \
-     (SELECT d.oid FROM pg_catalog.pg_database d \
-      WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())"
+/// direct connection; a pooler gives its own key), the database's OID (`incarnation`: a
+/// database dropped and created again under its name is another), and whether the session's
+/// names may come to mean another role's new objects (`opened::path_open`).
+pub fn first_query(policy: &crate::policy::Policy) -> String {
+    format!(
+        "SELECT pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0::pg_catalog.oid, pg_catalog.pg_backend_pid(), \
+         (SELECT d.oid FROM pg_catalog.pg_database d \
+          WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()), {}",
+        super::opened::path_open(policy)
+    )
 }
 
 /// Whether [`first_query`]'s rows say the server session never had a temporary schema.
@@ -248,7 +332,8 @@ pub fn never_had_one(rows: &[Vec<Option<String>>]) -> bool {
 const NAMED: usize = 3;
 
 /// The catalog query: up to [`NAMED`] descriptions of objects that make the session tainted
-/// (kind `c`; none: clean), and whether the schema holds a deferrable constraint (kind `d`). From every object of the session's temporary schema (relations, types,
+/// (kind `c`; none: clean), whether the schema holds a deferrable constraint (kind `d`), and why
+/// the session's names may come to mean another role's new objects (kind `p`: `opened`). From every object of the session's temporary schema (relations, types,
 /// functions, operators, statistics) it follows `pg_depend` down to what belongs to each
 /// (defaults, generated columns, constraints, indexes, triggers, rules, policies, statistics,
 /// row types) and on to what each uses (functions, operators, types, domains, and the
@@ -259,7 +344,7 @@ const NAMED: usize = 3;
 /// of a sequence not named by a constant, or of one named that is not the session's own
 /// temporary sequence — except a column's default taking from the sequence that column owns.
 /// Every function and operator is `pg_catalog`'s.
-pub fn query() -> String {
+pub fn query(rules: &crate::policy::Policy) -> String {
     let eq = " OPERATOR(pg_catalog.=) ";
     let cls = |c: &str| format!("'pg_catalog.{c}'::pg_catalog.regclass::pg_catalog.oid");
     let (proc, class, typ, operator, statistic, attrdef, constraint, policy, trigger, rewrite) = (
@@ -355,7 +440,9 @@ pub fn query() -> String {
          UNION ALL (SELECT '', 'd' FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid{eq}k.conrelid \
            WHERE c.relnamespace{eq}{temp} AND c.oid{user} AND k.condeferrable LIMIT 1) \
          UNION ALL (SELECT '', 'f' FROM hit h WHERE h.classid{eq}{proc} LIMIT 1) \
-         UNION ALL (SELECT '', 'v' FROM pg_catalog.pg_class c WHERE c.relnamespace{eq}{temp} AND c.relhasrules LIMIT 1)"
+         UNION ALL (SELECT '', 'v' FROM pg_catalog.pg_class c WHERE c.relnamespace{eq}{temp} AND c.relhasrules LIMIT 1) \
+         UNION ALL SELECT x.why, 'p' FROM (SELECT {path}) x(why) WHERE x.why IS NOT NULL",
+        path = super::opened::path_open(rules),
     )
 }
 
@@ -380,6 +467,35 @@ mod tests {
         assert!(t.defers());
         t.on_ready();
         assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
+    }
+
+    /// A path open to another role's new objects counts every statement as code does; a
+    /// message that may change the path asks for it alone, and what cannot be asked holds the
+    /// session as tainted until the next ReadyForQuery (never asked again and again).
+    #[test]
+    fn an_open_path_counts_every_statement_and_is_asked_again_after_a_path_change() {
+        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
+        let mut t = Taint::default();
+        t.learn(Some(&[row("schema own is on the search_path", "p")]), false);
+        assert!(t.runs_code() && !t.must_ask() && t.reason().starts_with("schema own is on the search_path"));
+        assert!(!t.holds_functions() && !t.defers(), "a path is no code of the session's");
+        t.may_change_path();
+        assert!(t.must_ask() && t.only_path_stale() && t.runs_code());
+        t.learn_path(Some(&[vec![None]]), false);
+        assert!(!t.runs_code() && !t.must_ask());
+        t.may_change_path();
+        t.assume();
+        assert!(t.runs_code() && !t.must_ask(), "assumed: not asked again in the batch");
+        t.on_ready();
+        assert!(t.must_ask() && !t.only_path_stale(), "asked whole after the batch");
+        t.learn_path(None, true);
+        assert!(t.runs_code() && t.learned_in_block(), "not answered: open");
+        // A session never asked asks it all in its first question.
+        let mut u = Taint::unasked();
+        u.may_change_path();
+        assert!(!u.must_ask() && !u.only_path_stale());
+        learn_first_path(&mut u, &[vec![Some("t".into()), None, None, Some("schema x".into())]]);
+        assert!(u.reason().contains("schema x"));
     }
 
     /// A schema whose code includes a user function may be written through by any statement;
@@ -457,5 +573,5 @@ mod tests {
 #[test]
 #[ignore = "prints the query for a look by hand"]
 fn print_taint_query() {
-    println!("{}", query());
+    println!("{}", query(&crate::demo::incident_policy().unwrap()));
 }

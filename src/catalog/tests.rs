@@ -45,6 +45,9 @@ fn every_catalog_question_is_qualified() {
         crate::names::constraint_query("public.users", "users_email_key"),
         crate::names::identities_query(&crate::demo::incident_policy().unwrap(), &|_, _| Some(1)),
         hidden_callers_query(&crate::demo::incident_policy().unwrap()),
+        taint_query(&crate::demo::incident_policy().unwrap()),
+        taint_first_query(&crate::demo::incident_policy().unwrap()),
+        path_query(&crate::demo::incident_policy().unwrap()),
     ] {
         assert_eq!(unqualified(&sql), Vec::<String>::new(), "{sql}");
     }

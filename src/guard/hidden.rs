@@ -47,6 +47,7 @@ impl Guard {
             (harmless || declares)
                 && !set.is_empty()
                 && ((maintenance && set.has_maintained())
+                    || (set.has_open_schemas() && path_then_more(sql))
                     || (!set.reading_runs_nothing() && {
                         let text = String::from_utf8_lossy(sql);
                         set.mentioned_in(&text, false) || set.moves(&text, false, &|_| true)
@@ -77,6 +78,36 @@ impl Guard {
         info.changes_names = true;
         info.temp.may_have_changed();
     }
+}
+
+/// Whether a message may change the path (`RESET search_path`, `SET search_path = "$user"`,
+/// a role) with more after it: the statements after it may resolve names in a schema another
+/// role may create in that the session's taint was not asked about (sixty-seventh pass H1).
+/// A `;` in a string or a comment counts too: a check more, never a miss.
+pub(super) fn path_then_more(sql: &[u8]) -> bool {
+    let Some(last) = sql.iter().rposition(|b| !b.is_ascii_whitespace() && *b != b';' && *b != 0) else {
+        return false;
+    };
+    sql[..last].contains(&b';') && may_set_path(sql)
+}
+
+/// Whether a text may set the path or the role (`$user`), read as words: `search_path`,
+/// `set_config`, `RESET`, `DISCARD`, `ROLE`, `AUTHORIZATION`, `SET SCHEMA`. DDL, `GRANT` and
+/// `REVOKE` open no schema to another role on their own: such a role may create in a schema
+/// only where it owns it or was granted that (the owners' doing), or where it may create
+/// schemas (every session of the database is then counted).
+pub(super) fn may_set_path(sql: &[u8]) -> bool {
+    const WORDS: [&[u8]; 6] = [b"search_path", b"set_config", b"reset", b"discard", b"role", b"authorization"];
+    let mut previous: &[u8] = b"";
+    for w in sql.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)).filter(|w| !w.is_empty()) {
+        if WORDS.iter().any(|x| w.eq_ignore_ascii_case(x))
+            || (previous.eq_ignore_ascii_case(b"set") && w.eq_ignore_ascii_case(b"schema"))
+        {
+            return true;
+        }
+        previous = w;
+    }
+    false
 }
 
 /// Whose hidden callers a session counts: its own temporary schema's and its role's

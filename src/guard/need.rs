@@ -45,7 +45,15 @@ pub(super) fn check_need(
         any_update_limit || any_delete_limit || policy.tables.iter().any(|t| !t.protected_columns.is_empty());
     let text_rules = policy.tables.iter().any(|t| t.judges_text());
     let mut need: Option<CheckNeed> = None;
+    // A statement behind one that may change the path, in a database with a schema another
+    // role may create in: its names may lead there (sixty-seventh pass H1, `catalog::opened`).
+    let open_schemas = std::cell::OnceCell::new();
+    let mut path_changed = false;
     for st in statements {
+        let led = path_changed
+            && *open_schemas
+                .get_or_init(|| super::hidden::with_callers(catalog, info, |s| s.has_open_schemas()).unwrap_or(true));
+        path_changed |= super::hidden::may_set_path(st.text.as_bytes());
         for w in &st.writes {
             let table = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t)));
             let mode = policy::mode_for(info.view(), policy, table);
@@ -143,7 +151,8 @@ pub(super) fn check_need(
         let writes = || *wrote.get_or_init(|| may_write(st, || st.opaque.is_empty() && !inserts_here().is_empty()));
         let hidden = (super::hidden::hidden_call(st, catalog, info, &writes, policy)
             && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown))
-            || super::taint::reaches(st, info);
+            || super::taint::reaches(st, info)
+            || (led && !st.transaction_control);
         let unseen = !policy.tables.is_empty() && session != Mode::Off && (reaches_unseen(st) || moves || hidden);
         let dry_write = session_dry && writes();
         if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {

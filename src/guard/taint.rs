@@ -1,5 +1,6 @@
 //! The guard's side of a session's taint (`catalog::Taint`: its own temporary schema holds
-//! code, or may): every statement of a tainted session is judged as reaching a hidden caller
+//! code, or may; or its names may come to mean another role's new objects,
+//! `catalog::opened`): every statement of a tainted session is judged as reaching a hidden caller
 //! — run in the pre-check and counted, its row limits and the identity check holding for
 //! whatever the code does, never kept uncounted by the point-write proof — except those that
 //! run none of the session's code (transaction control, `DISCARD`, statements about databases,
@@ -77,14 +78,11 @@ pub(super) fn refusal(statements: &[Statement], info: &SessionInfo, policy: &Pol
         ),
         _ => None,
     })?;
-    let why = format!(
-        "this session's temporary schema holds code ({}) that any statement may run, so each statement is counted inside a transaction, and {why}",
-        info.taint.what()
-    );
+    let why = format!("{}, so each statement is counted inside a transaction, and {why}", info.taint.reason());
     Some(decision("unverifiable", "statement".into(), why, HINT, &policy.source_names(), text))
 }
 
-const HINT: &str = "Drop the temporary functions and the temporary objects that call them (or DISCARD TEMP) and send it again, or send it from a session that has none; a statement refused inside a transaction block for deferrable constraints runs counted outside one.";
+const HINT: &str = "Drop the temporary functions and the temporary objects that call them (or DISCARD TEMP), and take off the search_path the schemas other roles may create in (or revoke their CREATE), and send it again, or send it from a session that has neither; a statement refused inside a transaction block for deferrable constraints runs counted outside one.";
 
 /// Marks the answer stale when a message that may change the temporary schema goes to the
 /// server: `changes` (DDL, a function call, DO, CALL, a statement reaching a hidden caller),

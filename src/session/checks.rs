@@ -323,7 +323,7 @@ impl Session {
         // (`catalog::incarnation`), before any answer about it is learned.
         let mut settled = false;
         if questions.contains(&Question::Taint) && self.info.taint.is_unasked() {
-            let first = match backend.query(crate::catalog::taint_first_query()).await {
+            let first = match backend.query(&crate::catalog::taint_first_query(&policy)).await {
                 Ok(a) => a,
                 Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
             };
@@ -359,12 +359,19 @@ impl Session {
                 if settled {
                     continue;
                 }
-                let answer = match backend.query(&crate::catalog::taint_query()).await {
+                // Only the path, when nothing else may have changed: the small question.
+                let path_only = self.info.taint.only_path_stale();
+                let sql = match path_only {
+                    true => crate::catalog::path_query(&policy),
+                    false => crate::catalog::taint_query(&policy),
+                };
+                let answer = match backend.query(&sql).await {
                     Ok(a) => a,
                     Err(e) => return Err(self.lost_asking(format!("catalog lookup: {e}")).await),
                 };
                 let answer = unless_cancelled!(answer);
-                super::taint::learn(&answer, &mut self.info.taint, self.relay.tx, &db);
+                let learn = if path_only { super::taint::learn_path } else { super::taint::learn };
+                learn(&answer, &mut self.info.taint, self.relay.tx, &db);
                 continue;
             }
             if let Question::Prepared(gids) = q {

@@ -35,6 +35,7 @@ pub(super) fn settled_by_first(
     }
     if first.error.is_none() && crate::catalog::never_had_one(&first.rows) {
         taint.learn(Some(&[]), tx != TxStatus::Idle);
+        crate::catalog::learn_first_path(taint, &first.rows);
         tracing::debug!(database, "a new session's server session never had a temporary schema");
         return true;
     }
@@ -46,4 +47,11 @@ pub(super) fn settled_by_first(
 pub(super) fn learn(answer: &crate::precheck::Answer, taint: &mut Taint, tx: TxStatus, database: &str) {
     taint.learn(answer.error.is_none().then_some(&answer.rows[..]), tx != TxStatus::Idle);
     tracing::info!(database, tainted = taint.runs_code(), what = %taint.what(), "asked whether the session's temporary schema holds code");
+}
+
+/// Learns the answer of the path's question alone (`catalog::path_query`), asked when only a
+/// message that may change the session's `search_path` ran since the taint was learned.
+pub(super) fn learn_path(answer: &crate::precheck::Answer, taint: &mut Taint, tx: TxStatus, database: &str) {
+    taint.learn_path(answer.error.is_none().then_some(&answer.rows[..]), tx != TxStatus::Idle);
+    tracing::debug!(database, counted = taint.runs_code(), why = %taint.reason(), "asked what the session's search_path leads to");
 }

@@ -298,7 +298,9 @@ async fn ddl_latency() {
 }
 
 /// An instance killed in the middle of announced DDL whose backend still runs: `migrator`,
-/// through instance 2, revokes the DML-only role's use of `archive` (which moves `users` to
+/// through instance 2, revokes the DML-only role's membership of the role that gives it the
+/// use of `archive` (a text naming `archive`, a schema `migrator` owns, would be counted:
+/// `catalog::opened`), which moves `users` to
 /// `public.users` for it) in a message that then sleeps; instance 2 is killed (SIGKILL) while
 /// it sleeps. The server runs the message to its end and commits it (it notices the gone client
 /// only when it next writes to it). A range DELETE judged on instance 1 after it saw instance
@@ -308,15 +310,24 @@ async fn ddl_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_of_a_killed_instance_stays_open_while_its_backend_runs() {
     let db = setup();
+    let readers = format!("readers_{db}");
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "CREATE ROLE {readers}; GRANT USAGE ON SCHEMA archive TO {readers}; GRANT {readers} TO {RAW}; \
+             REVOKE USAGE ON SCHEMA archive FROM {RAW}; GRANT {readers} TO migrator WITH ADMIN OPTION"
+        ),
+    );
     let (one, two) = tokio::join!(instance(), instance());
     let mut c = archived(one.port, &db).await;
     let m = connect(two.port, "migrator", APP_PW, &db).await;
     assert_eq!(listeners(&db).await.len(), 2);
-    let revoke = format!("REVOKE USAGE ON SCHEMA archive FROM {RAW}; SELECT pg_sleep(3)");
+    let revoke = format!("REVOKE {readers} FROM {RAW}; SELECT pg_sleep(3)");
     let running = tokio::spawn(async move { m.batch_execute(&revoke).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     let admin = direct("postgres", SUPERUSER_PW, &db).await;
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'REVOKE USAGE%' AND state = 'active'";
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'REVOKE readers%' AND state = 'active'";
     assert_eq!(admin.query_one(sleeping, &[]).await.unwrap().get::<_, i64>(0), 1, "{:?}", running.is_finished());
     two.signal("-KILL");
     tokio::time::sleep(Duration::from_millis(1500)).await;

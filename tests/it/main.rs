@@ -119,6 +119,7 @@ mod inmessage;
 mod instances;
 mod lifecycle;
 mod listening;
+mod made_meanwhile;
 mod midbatch;
 mod modes;
 mod names;

@@ -14,7 +14,7 @@ use crate::harness::*;
 const WINDOW: &str = "SELECT count(*) FROM public.users WHERE id BETWEEN -91111200 AND -91111100";
 
 /// The role's table and its trigger function (no trigger yet), in a schema of its own.
-async fn setup() -> String {
+pub(crate) async fn setup() -> String {
     let db = crate::binds::setup();
     admin_sql(
         pg(),
@@ -31,7 +31,7 @@ async fn setup() -> String {
 /// Starts `trigger` on a direct connection of the role (holding the table's lock), sends
 /// `write` through blastwall (after `first`, on the same connection), commits the trigger
 /// while the write waits, and returns what blastwall said of the write.
-async fn raced(db: &str, p: &Proxy, trigger: &str, first: &str, write: &'static str) -> Result<(), String> {
+pub(crate) async fn raced(db: &str, p: &Proxy, trigger: &str, first: &str, write: &'static str) -> Result<(), String> {
     let ddl = direct(RAW, "", db).await;
     ddl.batch_execute(&format!("BEGIN; {trigger}")).await.unwrap();
     let via = connect(p.port(), RAW, "", db).await;
