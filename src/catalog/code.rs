@@ -305,6 +305,18 @@ pub fn others_seeds(policy: &crate::policy::Policy, class: &str, typ: &str) -> S
 /// (`names::trusted`), in a database that has policy tables. `None` when the policy names no
 /// table.
 pub fn others(policy: &crate::policy::Policy) -> Option<impl Fn(&str) -> String> {
+    let owners = owners(policy)?;
+    Some(move |r: &str| {
+        format!(
+            "(pg_catalog.cardinality({owners}) OPERATOR(pg_catalog.>) 0 AND NOT {})",
+            crate::names::trusted(r, &owners)
+        )
+    })
+}
+
+/// The policy tables' owners in this database, an `oid[]` expression (empty where none of
+/// them exists); `None` when the policy names no table.
+pub fn owners(policy: &crate::policy::Policy) -> Option<String> {
     if policy.tables.is_empty() {
         return None;
     }
@@ -316,17 +328,11 @@ pub fn others(policy: &crate::policy::Policy) -> Option<impl Fn(&str) -> String>
             format!("pg_catalog.to_regclass({})::pg_catalog.oid", super::literal(&q))
         })
         .collect();
-    let owners = format!(
+    Some(format!(
         "coalesce((SELECT pg_catalog.array_agg(p.relowner) FROM pg_catalog.pg_class p \
          WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[{}]::pg_catalog.oid[])), ARRAY[]::pg_catalog.oid[])",
         tables.join(", ")
-    );
-    Some(move |r: &str| {
-        format!(
-            "(pg_catalog.cardinality({owners}) OPERATOR(pg_catalog.>) 0 AND NOT {})",
-            crate::names::trusted(r, &owners)
-        )
-    })
+    ))
 }
 
 #[cfg(test)]
