@@ -47,13 +47,13 @@ pub(super) fn check_need(
     let mut need: Option<CheckNeed> = None;
     // A statement behind one that may change the path, in a database with a schema another
     // role may create in: its names may lead there (sixty-seventh pass H1, `catalog::opened`).
-    let open_schemas = std::cell::OnceCell::new();
+    // Looked for only in a message of several statements (no text is read otherwise).
+    let open_schemas =
+        statements.len() > 1 && super::hidden::with_callers(catalog, info, |s| s.has_open_schemas()).unwrap_or(true);
     let mut path_changed = false;
     for st in statements {
-        let led = path_changed
-            && *open_schemas
-                .get_or_init(|| super::hidden::with_callers(catalog, info, |s| s.has_open_schemas()).unwrap_or(true));
-        path_changed |= super::hidden::may_set_path(st.text.as_bytes());
+        let led = path_changed;
+        path_changed |= open_schemas && super::hidden::may_set_path(st.text.as_bytes());
         for w in &st.writes {
             let table = w.target.as_ref().and_then(|t| policy.tables.iter().find(|p| p.matches(t)));
             let mode = policy::mode_for(info.view(), policy, table);
