@@ -51,7 +51,10 @@ pub fn schemas_rows(policy: &crate::policy::Policy) -> String {
 
 /// A text expression, asked on a client's session: why its names may come to mean objects
 /// another role makes (a schema [`open`] to one on its `search_path`, or such a role may
-/// create schemas in the database), or null. Null without policy tables. The roles other
+/// create schemas in the database), or null. The path is read as written (`$user` as the
+/// current role), not only as `current_schemas` gives it: that leaves out a schema the role
+/// may not use now, and its owner may grant itself the use again while a statement waits
+/// (sixty-eighth pass H1: `REVOKE USAGE` on its own schema before the path was asked). Null without policy tables. The roles other
 /// than the owners are listed once (`PUBLIC`, no role of `pg_roles`, is not among them), so
 /// that a new session's first question stays about a millisecond to plan.
 pub fn path_open(policy: &crate::policy::Policy) -> String {
@@ -69,7 +72,12 @@ pub fn path_open(policy: &crate::policy::Policy) -> String {
            ELSE (SELECT 'schema ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) \
                ' is on the search_path, and a role other than the policy tables'' owners may create objects in it' \
              FROM pg_catalog.pg_namespace n \
-             WHERE n.nspname{eq}ANY (pg_catalog.current_schemas(false)) \
+             WHERE n.nspname{eq}ANY (pg_catalog.current_schemas(false) OPERATOR(pg_catalog.||) ARRAY(SELECT CASE \
+                 WHEN pg_catalog.btrim(e.x){eq}ANY (ARRAY['$user', '\"$user\"']) THEN CURRENT_USER \
+                 WHEN pg_catalog.left(pg_catalog.btrim(e.x), 1){eq}'\"' \
+                   THEN pg_catalog.replace(pg_catalog.btrim(pg_catalog.btrim(e.x), '\"'), '\"\"', '\"') \
+                 ELSE pg_catalog.lower(pg_catalog.btrim(e.x)) END::pg_catalog.name \
+               FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.current_setting('search_path'), ',')) e(x))) \
                AND NOT n.nspname OPERATOR(pg_catalog.~) '^(pg_(toast_)?temp_|pg_catalog$|pg_toast$|information_schema$)' \
                AND (n.nspowner {other} OR EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a \
                  WHERE a.privilege_type{eq}'CREATE' AND a.grantee {other})) \

@@ -92,6 +92,27 @@ async fn a_path_reset_in_the_same_message_leads_what_follows_to_be_counted() {
     p.stop().await;
 }
 
+/// Sixty-eighth pass H1: the role revoked its own use of its schema before the path was
+/// asked (`current_schemas` leaves such a schema out), and granted it back while the read
+/// waited: the path is read as written, so the session is counted all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_the_role_may_not_use_when_asked_still_counts_on_its_path() {
+    let db = setup().await;
+    let p = proxy_with(base_config(), shipped_policy()).await;
+    let before = count(&db, WINDOW).await;
+    let ddl = format!(
+        "GRANT USAGE, CREATE ON SCHEMA own TO {RAW}; \
+         CREATE FUNCTION own.lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT CASE WHEN own.kill() THEN $1 END'"
+    );
+    let role = connect(p.port(), RAW, "", &db).await;
+    role.batch_execute(&format!("REVOKE USAGE, CREATE ON SCHEMA own FROM {RAW}")).await.unwrap();
+    let first = "SET search_path = own, public";
+    let e = raced(&db, &p, &ddl, first, "SELECT lower(n) FROM lockme").await.expect_err("the read ran uncounted");
+    assert!(e.contains("row-limit") || e.contains("unjudged-write"), "{e}");
+    assert_eq!(count(&db, WINDOW).await, before, "the function made meanwhile deleted users");
+    p.stop().await;
+}
+
 /// A role that may create schemas may make one of any name a text or a path names: every
 /// statement of the database is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
