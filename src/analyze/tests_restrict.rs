@@ -113,6 +113,11 @@ fn an_ordinary_predicate_restricts() {
         "DELETE FROM t WHERE id NOT BETWEEN 4 AND 5",
         "DELETE FROM t WHERE id NOT BETWEEN SYMMETRIC 5 AND 4",
         "DELETE FROM t WHERE id BETWEEN 5 AND 4",
+        "DELETE FROM t WHERE id BETWEEN SYMMETRIC 5 AND 1 OR id BETWEEN SYMMETRIC 9 AND 7",
+        "DELETE FROM t WHERE (t).id = 5",
+        "DELETE FROM t WHERE id <> ALL(ARRAY[1, 2])",
+        "DELETE FROM t WHERE id <> ALL('{1,2}'::int[])",
+        "DELETE FROM t WHERE id = ANY('{}'::int[])",
     ] {
         assert!(restricts(sql), "{sql}");
     }
@@ -335,6 +340,15 @@ fn order_branches_cover_every_value_only_when_their_constants_meet() {
         "DELETE FROM t WHERE id NOT BETWEEN 5 AND 4",
         "DELETE FROM t WHERE NOT (id BETWEEN 5 AND 4)",
         "DELETE FROM t WHERE id NOT BETWEEN 5.5 AND -1",
+        // rt68 M1: SYMMETRIC ends either way round; a field of the whole row is that column;
+        // ALL of an array that may be empty.
+        "UPDATE t SET a = 1 WHERE id < 5 OR id BETWEEN SYMMETRIC 9223372036854775807 AND 5",
+        "UPDATE t SET a = 1 WHERE id < 5 OR id BETWEEN SYMMETRIC 5 AND 9223372036854775807",
+        "UPDATE t SET a = 1 WHERE id < 5 OR (t).id >= 5",
+        "UPDATE t SET a = 1 WHERE id < 5 OR (t.*).id >= 5",
+        "UPDATE t SET a = 1 WHERE id = ALL('{}'::bigint[])",
+        "UPDATE t SET a = 1 WHERE id = ALL(ARRAY[]::bigint[])",
+        "UPDATE t SET a = 1 WHERE id <> ALL($1)",
         // No integer between: taken as covering (the column's type is not known here).
         "DELETE FROM t WHERE id < -2.5 OR id > -2.25",
         "DELETE FROM t WHERE id < 10 OR id > 90 OR id BETWEEN 5 AND 95",

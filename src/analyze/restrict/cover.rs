@@ -224,8 +224,22 @@ fn cmp_decimal(a: &(bool, String, String), b: &(bool, String, String)) -> Orderi
     }
 }
 
-/// The last name of every column reference in an expression (`*` for a whole row).
+/// The last name of every column reference in an expression (`*` for a whole row); a field
+/// of a whole row (`(t).id`, `(t.*).id`) is that column (sixty-eighth pass M1: `id < 5 OR
+/// (t).id >= 5` took every row).
 pub(super) fn column_names(e: R<'_>, out: &mut std::collections::BTreeSet<String>) {
+    if let R::AIndirection(i) = e {
+        let whole_row = matches!(opt(&i.arg), Some(R::ColumnRef(_)));
+        if let (true, [field]) = (whole_row, &i.indirection[..]) {
+            if let Some(name) = field.node.as_ref().and_then(|n| match n {
+                pb::node::Node::String(s) => Some(s.sval.as_str()),
+                _ => None,
+            }) {
+                out.insert(name.to_string());
+                return;
+            }
+        }
+    }
     if let R::ColumnRef(c) = e {
         out.insert(c.fields.last().and_then(sval).unwrap_or("*").to_string());
     }
@@ -274,14 +288,20 @@ fn between_ends(a: &pb::AExpr) -> Option<(R<'_>, R<'_>)> {
 
 /// The rays a positive `BETWEEN lo AND hi` of constants amounts to: above `lo` when `hi` is at
 /// or past the edge of `integer` (or cannot be read), below `hi` when `lo` is.
+/// `SYMMETRIC` takes either end as the lower (sixty-eighth pass M1: `id < 5 OR id BETWEEN
+/// SYMMETRIC 9223372036854775807 AND 5`): both orders are read.
 fn between_rays(a: &pb::AExpr) -> Vec<Bound<'_>> {
     let Some((lo, hi)) = between_ends(a) else { return Vec::new() };
+    let symmetric = a.kind == pb::AExprKind::AexprBetweenSym as i32;
+    let orders: &[(R<'_>, R<'_>)] = if symmetric { &[(lo, hi), (hi, lo)] } else { &[(lo, hi)] };
     let mut rays = Vec::new();
-    if at_edge(hi, false) {
-        rays.push(Bound { below: false, inclusive: true, value: lo });
-    }
-    if at_edge(lo, true) {
-        rays.push(Bound { below: true, inclusive: true, value: hi });
+    for (lo, hi) in orders.iter().copied() {
+        if at_edge(hi, false) {
+            rays.push(Bound { below: false, inclusive: true, value: lo });
+        }
+        if at_edge(lo, true) {
+            rays.push(Bound { below: true, inclusive: true, value: hi });
+        }
     }
     rays
 }
@@ -314,6 +334,21 @@ pub(super) fn excludes_nothing(a: &pb::AExpr, pos: bool) -> bool {
     negated && between_ends(a).is_some_and(|(lo, hi)| compare(lo, hi) == Some(Ordering::Greater))
 }
 
+/// Whether `a` is `x op ALL (array)` of an array that may be empty (anything but an `ARRAY[…]`
+/// with elements or a constant `'{…}'` with one): `ALL` of no elements is true.
+pub(super) fn all_of_maybe_empty(a: &pb::AExpr) -> bool {
+    if a.kind != pb::AExprKind::AexprOpAll as i32 {
+        return false;
+    }
+    match opt(&a.rexpr).map(|v| uncast(v).0) {
+        Some(R::AArrayExpr(e)) => e.elements.is_empty(),
+        Some(v) => {
+            const_str(v).is_none_or(|t| t.trim().trim_start_matches('{').trim_end_matches('}').trim().is_empty())
+        }
+        None => true,
+    }
+}
+
 /// The comparisons a branch is made of.
 fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
     // The columns of the row's side (`id`, `t.id`, `id + 0`: the same key).
@@ -342,7 +377,12 @@ fn signature<'a>(v: R<'a>, cx: Cx<'_>, pos: bool) -> Vec<Sig<'a>> {
             // A BETWEEN with an end at or past the edge of `integer` (or unreadable, with an
             // exponent) reaches as far as a column of its type goes: it is a ray from its other
             // end too (sixty-seventh pass L1: `id < 5 OR id BETWEEN 5 AND 9223372036854775807`).
-            Some((f, p, row)) if f == "between" && p == pos && a.kind == pb::AExprKind::AexprBetween as i32 => {
+            Some((f, p, row))
+                if f == "between"
+                    && p == pos
+                    && (a.kind == pb::AExprKind::AexprBetween as i32
+                        || a.kind == pb::AExprKind::AexprBetweenSym as i32) =>
+            {
                 let rays = between_rays(a).into_iter();
                 let mut sigs = vec![Sig::new(key(row), f, true)];
                 sigs.extend(rays.map(|b| Sig { bound: Some(b), ..Sig::new(key(row), "order", b.below) }));

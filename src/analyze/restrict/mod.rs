@@ -41,7 +41,7 @@ mod cover;
 mod mirror;
 mod reduce;
 
-use cover::{column_names, complementary, excludes_nothing};
+use cover::{all_of_maybe_empty, column_names, complementary, excludes_nothing};
 pub use mirror::Mirror;
 pub(super) use mirror::{mirroring_ctes, selves};
 use mirror::{restricted_by, scope};
@@ -432,8 +432,9 @@ fn pred(v: R<'_>, cx: Cx<'_>, pos: bool) -> bool {
         }
         R::AExpr(a) => match null_test(a) {
             Some((arg, is_null)) => null_restricts(arg, is_null == pos, cx),
-            // `NOT BETWEEN 5 AND 4` leaves nothing out (sixty-seventh pass L1).
-            None => comparison(a, cx).is_some() && !excludes_nothing(a, pos),
+            // `NOT BETWEEN 5 AND 4` leaves nothing out (sixty-seventh pass L1); `op ALL` of an
+            // array that may be empty holds for every row (sixty-eighth pass M1: `id = ALL('{}')`).
+            None => comparison(a, cx).is_some() && !excludes_nothing(a, pos) && !all_of_maybe_empty(a),
         },
         R::NullTest(n) => {
             let Some(arg) = opt(&n.arg) else { return false };
