@@ -248,9 +248,10 @@ impl Guard {
         // What names resolve to may change when this message runs: the answers it was judged
         // with are dropped once judged (only a text with a word that may change them is read).
         if scan.path && !matches!(verdict, Verdict::Resolve(_) | Verdict::Analyze) {
-            info.names.after_message(sql, info.in_transaction);
+            let effect = crate::names::path_effect(sql);
+            info.names.after_message(effect, sql, info.in_transaction);
             // … and whether they may come to mean another role's new objects (`taint`).
-            if crate::names::path_effect(sql) == crate::names::PathEffect::Change {
+            if effect == crate::names::PathEffect::Change {
                 info.taint.may_change_path();
             }
         }

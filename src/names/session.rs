@@ -7,7 +7,7 @@
 //! Owns: the cache and its expiry. Does not own: asking (`session`), what may change a name
 //! (`effect`, `guard::hidden`).
 
-use super::effect::{path_effect, PathEffect};
+use super::effect::PathEffect;
 use super::view::{reaches_answer, View};
 use super::TTL;
 use std::collections::HashMap;
@@ -117,11 +117,12 @@ impl Resolutions {
     /// session that has resolved nothing and is not in a transaction block, for a message of
     /// one statement (select-only): it can neither change an answer nor open a transaction
     /// whose end undoes a change (`BEGIN; SET LOCAL …` is two).
-    pub fn after_message(&mut self, sql: &[u8], in_transaction: bool) {
+    /// `effect`: the message's `names::path_effect`, read once by the caller.
+    pub fn after_message(&mut self, effect: PathEffect, sql: &[u8], in_transaction: bool) {
         if self.is_empty() && !in_transaction && !self.changed_since_end && !sql.contains(&b';') {
             return;
         }
-        match path_effect(sql) {
+        match effect {
             PathEffect::Change => self.changed(),
             PathEffect::End if self.changed_since_end => {
                 self.clear();
