@@ -153,10 +153,42 @@ impl TempPostgres {
         hba.push("host all all 127.0.0.1/32 scram-sha-256".into());
         std::fs::write(pg.data.join("pg_hba.conf"), hba.join("\n") + "\n")
             .map_err(|e| step("writing pg_hba.conf", e))?;
-        let log = pg.root().join("server.log").display().to_string();
-        pg.run_pg("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start"])?;
-        pg.running = true;
+        pg.start_on_a_free_port()?;
         Ok(pg)
+    }
+
+    /// Starts the server. The port was free when it was picked, but initdb takes seconds and
+    /// another process (a second demo, a parallel test) may have bound it since: when the
+    /// server says it could not bind, a new port is picked (a later `port` line in
+    /// postgresql.conf wins) and it is started again. Any other failure says what the log says.
+    fn start_on_a_free_port(&mut self) -> Result<(), PgError> {
+        let data = self.data.display().to_string();
+        let log_path = self.root().join("server.log");
+        let log = log_path.display().to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let seen = std::fs::read_to_string(&log_path).map(|l| l.len()).unwrap_or(0);
+            match self.run_pg("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start"]) {
+                Ok(_) => {
+                    self.running = true;
+                    return Ok(());
+                }
+                Err(PgError::Step { step, message }) => {
+                    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    let this_try = text.get(seen..).unwrap_or_default();
+                    if attempt < 5 && port_was_taken(this_try) {
+                        self.port = free_port();
+                        append(&self.data.join("postgresql.conf"), &format!("port = {}", self.port))?;
+                        continue;
+                    }
+                    let tail: Vec<&str> = this_try.lines().rev().take(20).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    return Err(PgError::Step { step, message: format!("{message}server log:\n{}", tail.join("\n")) });
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn root(&self) -> &Path {
@@ -249,6 +281,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?
         .write_all(text.as_bytes())
+}
+
+/// Whether a server's log says it could not listen on its port because another process had it.
+fn port_was_taken(log: &str) -> bool {
+    let said = ["could not bind", "Address already in use", "could not create any TCP/IP sockets"];
+    said.iter().any(|s| log.contains(s))
 }
 
 fn step(what: &str, e: std::io::Error) -> PgError {

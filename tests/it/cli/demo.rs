@@ -135,3 +135,30 @@ fn demo_with_its_port_taken_fails_before_initdb_and_names_listen() {
     assert!(err.contains("--listen") && err.contains(&addr), "{err}");
     assert!(!err.contains("starting a throwaway PostgreSQL"), "it went on to initdb: {err}");
 }
+
+/// The throwaway server's port is picked before initdb, which takes seconds: when another
+/// process has bound it meanwhile (a second demo, a parallel test — CI saw it), the server is
+/// started on another port rather than the demo ending with "pg_ctl failed".
+#[test]
+fn a_throwaway_server_whose_port_was_taken_meanwhile_starts_on_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let opts = blastwall::pgtemp::PgOptions {
+        password: "pw".into(),
+        conf: vec![format!("port = {busy}")],
+        ..Default::default()
+    };
+    let pg = blastwall::pgtemp::TempPostgres::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(pg.port, busy);
+    assert!(pg.log().contains("could not bind"), "the first start met the taken port:\n{}", pg.log());
+    let out = Command::new(crate::harness::psql_path())
+        .args(["-X", "-At", "-d", &pg.admin_conninfo("postgres"), "-c", "SHOW port"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        pg.port.to_string(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
