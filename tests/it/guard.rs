@@ -518,13 +518,29 @@ async fn the_bounded_count_covers_using_from_with_and_parameters() {
     // Seven rows each (small holds 3): refused before running, nothing changed.
     dir.batch_execute("UPDATE small SET v = 3").await.unwrap();
     let before = big_rows(&dir).await;
+    // An estimate that takes over its 500 ms budget (a loaded machine, a backend's cold
+    // caches) is not had and the statement is counted instead, refused all the same: tried
+    // again then, refused unchanged each time.
     for sql in statements {
-        let e = via.simple_query(sql).await.expect_err(sql);
-        let m = e.as_db_error().unwrap().message().to_string();
+        let mut m = String::new();
+        for _ in 0..3 {
+            let e = via.simple_query(sql).await.expect_err(sql);
+            m = e.as_db_error().unwrap().message().to_string();
+            if far(&m) {
+                break;
+            }
+        }
         assert!(far(&m), "{sql}: {m}");
     }
-    let e = via.execute("DELETE FROM big WHERE v > $1", &[&3i32]).await.expect_err("seven rows by parameter");
-    assert!(far(e.as_db_error().unwrap().message()), "{e:?}");
+    let mut m = String::new();
+    for _ in 0..3 {
+        let e = via.execute("DELETE FROM big WHERE v > $1", &[&3i32]).await.expect_err("seven rows by parameter");
+        m = e.as_db_error().unwrap().message().to_string();
+        if far(&m) {
+            break;
+        }
+    }
+    assert!(far(&m), "{m}");
     assert_eq!(big_rows(&dir).await, before);
     // One row each (small holds 9): runs, and changes exactly that row.
     dir.batch_execute("UPDATE small SET v = 9").await.unwrap();
