@@ -40,7 +40,7 @@ pub use incarnation::database_oid;
 pub use minted::{minted_answer, minted_query};
 pub use oids::OidName;
 pub use opened::path_query;
-pub use taint::{first_query as taint_first_query, learn_first_path, never_had_one, query as taint_query, Taint};
+pub use taint::{first_query as taint_first_query, learn_first_path, never_had_one, query as taint_query, Taint, Undo};
 pub use temporary::{OwnTemp, Whose};
 
 use dashmap::DashMap;

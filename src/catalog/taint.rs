@@ -55,6 +55,11 @@ pub struct Taint {
     /// statement waits (`opened`): its `search_path` lists a schema another role may create
     /// in, or another role may create schemas. Any statement is then counted, as for code.
     path: Path,
+    /// How many answers (or assumptions) were taken in: what was remembered before one is
+    /// older than it (`quiet`).
+    learned: u64,
+    /// What it was before the message being judged marked it stale (`quiet`).
+    undo: Option<Box<quiet::Undo>>,
 }
 
 /// What blastwall knows of the session's `search_path` (`opened::path_open`).
@@ -184,6 +189,7 @@ impl Taint {
     /// that reaches a hidden caller, DISCARD, transaction control after an answer learned in a
     /// block) goes to the server: the answer is asked again before the next judgement.
     pub fn may_change(&mut self) {
+        self.remember();
         self.state = State::Unknown;
         self.path = Path::Stale;
         self.changes = self.changes.wrapping_add(1);
@@ -194,6 +200,7 @@ impl Taint {
     /// alone is asked again before the next judgement (a session never asked asks it all).
     pub fn may_change_path(&mut self) {
         if self.state != State::Unasked {
+            self.remember();
             self.path = Path::Stale;
         }
     }
@@ -201,6 +208,7 @@ impl Taint {
     /// Learns the answer of [`crate::catalog::path_query`] (`None`: the server refused it —
     /// taken as open).
     pub fn learn_path(&mut self, rows: Option<&[Vec<Option<String>>]>, in_block: bool) {
+        self.learned += 1;
         self.learned_in_block |= in_block;
         self.path = path_of(rows.map(|r| r.first().and_then(|r| r.first()).cloned().flatten()));
     }
@@ -238,6 +246,7 @@ impl Taint {
     /// The server answered a sync point: an assumption ends (the next judgement asks).
     pub fn on_ready(&mut self) {
         if self.state == State::Assumed {
+            self.learned += 1;
             self.state = State::Unknown;
         }
     }
@@ -246,6 +255,7 @@ impl Taint {
     /// another server session, never asked.
     pub fn transaction_ended(&mut self) {
         if self.pooled && self.state != State::Unknown {
+            self.learned += 1;
             self.state = State::Unasked;
             self.functions = None;
             self.path = Path::Closed;
@@ -267,6 +277,7 @@ impl Taint {
 
     /// The catalog cannot be asked now: tainted until the next ReadyForQuery.
     pub fn assume(&mut self) {
+        self.learned += 1;
         self.state = State::Assumed;
         // Held as tainted, the path is asked with the rest at the next ReadyForQuery.
         self.path = Path::Closed;
@@ -275,6 +286,7 @@ impl Taint {
     /// Learns the answer of [`query`] (`None`: the server refused it — fail closed), asked
     /// inside a transaction block or not.
     pub fn learn(&mut self, rows: Option<&[Vec<Option<String>>]>, in_block: bool) {
+        self.learned += 1;
         self.learned_in_block = in_block;
         let kind = |r: &Vec<Option<String>>, k: &str| r.get(1).and_then(|v| v.as_deref()) == Some(k);
         self.defers = rows.is_none_or(|rows| rows.iter().any(|r| kind(r, "d")));
@@ -446,126 +458,11 @@ pub fn query(rules: &crate::policy::Policy) -> String {
     )
 }
 
+mod quiet;
+pub use quiet::Undo;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_new_session_is_clean_and_asks_again_after_a_message_that_may_change_its_schema() {
-        let mut t = Taint::default();
-        assert!(!t.runs_code() && !t.must_ask());
-        t.may_change();
-        assert!(t.must_ask() && t.runs_code());
-        t.learn(Some(&[]), false);
-        assert!(!t.runs_code() && !t.must_ask() && !t.learned_in_block());
-        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
-        t.learn(Some(&[row("", "d")]), false);
-        assert!(!t.runs_code() && !t.defers(), "a deferrable constraint alone is no code");
-        t.learn(Some(&[row("function pg_temp_3.f()", "c")]), true);
-        assert!(t.runs_code() && t.learned_in_block() && t.what() == "function pg_temp_3.f()" && !t.defers());
-        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "d")]), false);
-        assert!(t.defers());
-        t.on_ready();
-        assert!(t.runs_code() && !t.must_ask(), "an answer does not end at a ReadyForQuery");
-    }
-
-    /// A path open to another role's new objects counts every statement as code does; a
-    /// message that may change the path asks for it alone, and what cannot be asked holds the
-    /// session as tainted until the next ReadyForQuery (never asked again and again).
-    #[test]
-    fn an_open_path_counts_every_statement_and_is_asked_again_after_a_path_change() {
-        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
-        let mut t = Taint::default();
-        t.learn(Some(&[row("schema own is on the search_path", "p")]), false);
-        assert!(t.runs_code() && !t.must_ask() && t.reason().starts_with("schema own is on the search_path"));
-        assert!(!t.holds_functions() && !t.defers(), "a path is no code of the session's");
-        t.may_change_path();
-        assert!(t.must_ask() && t.only_path_stale() && t.runs_code());
-        t.learn_path(Some(&[vec![None]]), false);
-        assert!(!t.runs_code() && !t.must_ask());
-        t.may_change_path();
-        t.assume();
-        assert!(t.runs_code() && !t.must_ask(), "assumed: not asked again in the batch");
-        t.on_ready();
-        assert!(t.must_ask() && !t.only_path_stale(), "asked whole after the batch");
-        t.learn_path(None, true);
-        assert!(t.runs_code() && t.learned_in_block(), "not answered: open");
-        // A session never asked asks it all in its first question.
-        let mut u = Taint::unasked();
-        u.may_change_path();
-        assert!(!u.must_ask() && !u.only_path_stale());
-        learn_first_path(&mut u, &[vec![Some("t".into()), None, None, Some("schema x".into())]]);
-        assert!(u.reason().contains("schema x"));
-    }
-
-    /// A schema whose code includes a user function may be written through by any statement;
-    /// code without one (a default's `nextval`) writes no table.
-    #[test]
-    fn user_functions_are_held_as_the_last_answer_or_a_message_since_says() {
-        let row = |a: &str, k: &str| vec![Some(a.to_string()), Some(k.to_string())];
-        let mut t = Taint::default();
-        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f")]), false);
-        assert!(t.holds_functions());
-        t.learn(Some(&[row("default value for column id of view v", "c")]), false);
-        assert!(!t.holds_functions());
-        t.learn(None, false);
-        assert!(t.holds_functions(), "not known");
-        t.learn(Some(&[]), false);
-        assert!(!t.holds_functions());
-        // Functions known, then a message that may change the schema: until asked again (or
-        // assumed where it cannot be), they are held.
-        t.learn(Some(&[row("function pg_temp_3.f()", "c"), row("", "f")]), false);
-        t.may_change();
-        assert!(t.holds_functions());
-        t.assume();
-        assert!(t.holds_functions());
-        t.learn(Some(&[]), false);
-        t.may_change();
-        assert!(!t.holds_functions(), "no functions at the last answer");
-        t.may_make_code();
-        assert!(t.holds_functions(), "a message made code since");
-    }
-
-    #[test]
-    fn a_new_client_session_is_not_known_clean_until_asked() {
-        let mut t = Taint::unasked();
-        assert!(t.is_unasked() && t.runs_code() && t.defers() && !t.must_ask());
-        let row = |v: &str| vec![Some(v.to_string())];
-        assert!(never_had_one(&[row("t")]) && !never_had_one(&[row("f")]) && !never_had_one(&[]));
-        t.learn(Some(&[]), false);
-        assert!(!t.is_unasked() && !t.runs_code());
-        t.transaction_ended();
-        assert!(!t.runs_code(), "a direct connection's answer outlives its transaction");
-    }
-
-    #[test]
-    fn behind_a_pooler_an_answer_lasts_one_transaction() {
-        let rows = |pid: &str| vec![vec![Some("t".to_string()), Some(pid.to_string())]];
-        let mut t = Taint::unasked();
-        t.learn_backend(Some(&rows("4242")), Some(4242));
-        assert!(!t.pooled());
-        t.learn_backend(Some(&rows("4243")), Some(4242));
-        assert!(t.pooled());
-        t.learn(Some(&[]), false);
-        assert!(!t.runs_code());
-        t.transaction_ended();
-        assert!(t.is_unasked() && t.runs_code());
-        let mut u = Taint::unasked();
-        u.learn_backend(None, Some(4242));
-        assert!(u.pooled(), "not known: pooled");
-    }
-
-    #[test]
-    fn an_unanswerable_question_taints_until_the_next_ready_for_query_and_a_refused_query_for_good() {
-        let mut t = Taint::default();
-        t.assume();
-        assert!(t.runs_code() && !t.must_ask() && !t.defers(), "as last learned");
-        t.on_ready();
-        assert!(t.must_ask());
-        t.learn(None, false);
-        assert!(t.runs_code() && !t.must_ask() && !t.what().is_empty());
-    }
-}
+mod tests;
 
 /// Prints the query, to try it on a server by hand (`cargo test --lib print_taint_query --
 /// --ignored --nocapture`).

@@ -508,8 +508,9 @@ async fn counted(
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
     // DDL, or a body blastwall cannot see into, may have changed what names resolve to: the
-    // catalog's answers (another session may have asked while it ran) are dropped again.
-    if matches!(plan.verb, "DDL" | "statement") {
+    // catalog's answers (another session may have asked while it ran) are dropped again —
+    // unless it ran quietly (`objects::Changes::quiet`: it wrote no catalog row).
+    if matches!(plan.verb, "DDL" | "statement") && !b.objects.quiet {
         if crate::names::changes_identities(&crate::analyze::analyze(&plan.statement, Default::default())) {
             catalog.forget(database);
         } else {

@@ -15,6 +15,10 @@
 //! once its transaction is rolled back, or, where it cannot be (the client's own block is
 //! aborted), every name is taken as unknown.
 //!
+//! The same rows say whether the statement ran quietly ([`Changes::quiet`]): its transaction
+//! wrote nothing (`txid_current_if_assigned()` still NULL after it) and the `search_path` and
+//! roles stayed as they were.
+//!
 //! Owns: that reading, the comparison and the `cursor` finding. Does not own: what the
 //! session does with the changes (`session::names`) or judging `FETCH` (`guard::cursors`).
 
@@ -49,6 +53,13 @@ pub fn reading_sql() -> String {
             &format!("'cursor', c.name, {}, c.is_holdable::pg_catalog.text", stamp("c.creation_time")),
             &format!(" FROM pg_catalog.pg_cursors c{}", since("c.creation_time", "c.name")),
         ),
+        // Whether the transaction wrote anything yet (no transaction ID: no catalog row, no
+        // temporary object, nothing at all), and the path and roles names are read under.
+        row(
+            "'session', '', (pg_catalog.txid_current_if_assigned() IS NOT NULL)::pg_catalog.text, \
+             pg_catalog.current_setting('search_path'), CURRENT_USER, SESSION_USER",
+            "",
+        ),
         clock_sql(),
     ]
     .join(" UNION ALL ")
@@ -80,6 +91,13 @@ pub struct Changes {
     pub holdable: BTreeSet<String>,
     /// What changed cannot be known: every prepared name and cursor is to be taken as unknown.
     pub unknown: bool,
+    /// The statement ran quietly: by the reading after it, its transaction had written
+    /// nothing at all (no transaction ID was assigned: no catalog row, so no object made,
+    /// dropped or altered, temporary or not), and the `search_path`, the current and the
+    /// session role were as the reading before it found them. What the session learned of
+    /// its temporary schema and its path (`catalog::Taint`) and the database's catalog
+    /// answers still hold after it, whatever code it ran (`session::checks`).
+    pub quiet: bool,
 }
 
 impl Changes {
@@ -126,6 +144,8 @@ pub fn changes(before: &Rows, after: &Rows) -> Changes {
     if !a.contains_key(&("clock".to_string(), String::new())) {
         return Changes::all_unknown();
     }
+    let session = ("session".to_string(), String::new());
+    out.quiet = a.get(&session).is_some_and(|v| v.starts_with("false\u{1}") && b.get(&session) == Some(v));
     for ((kind, name), v) in &a {
         if b.get(&(kind.clone(), name.clone())) == Some(v) {
             continue;
@@ -266,5 +286,22 @@ mod tests {
         // No reading after: nothing is known.
         assert!(changes(&before, &[]).unknown);
         assert_eq!(clock(&before).as_deref(), Some("t0"));
+    }
+
+    #[test]
+    fn quiet_is_no_write_and_the_same_path_and_roles_on_both_sides() {
+        let reading = |session: &str| vec![row("clock\u{1}t0"), row(&format!("session\u{1}\u{1}{session}"))];
+        let clean = "false\u{1}\"$user\", public\u{1}app\u{1}app";
+        assert!(changes(&reading(clean), &reading(clean)).quiet);
+        // A transaction ID assigned (anything written, a temporary table made): not quiet.
+        let wrote = "true\u{1}\"$user\", public\u{1}app\u{1}app";
+        assert!(!changes(&reading(wrote), &reading(wrote)).quiet);
+        assert!(!changes(&reading(clean), &reading(wrote)).quiet);
+        // The path or a role changed by code (`set_config`): not quiet.
+        assert!(!changes(&reading(clean), &reading("false\u{1}app_own, public\u{1}app\u{1}app")).quiet);
+        assert!(!changes(&reading(clean), &reading("false\u{1}\"$user\", public\u{1}owner\u{1}app")).quiet);
+        // Either reading without the row: not known, not quiet.
+        assert!(!changes(&[row("clock\u{1}t0")], &reading(clean)).quiet);
+        assert!(!changes(&reading(clean), &[row("clock\u{1}t0")]).quiet);
     }
 }

@@ -60,6 +60,8 @@ impl Session {
 
     /// Runs the waiting message inside the pre-check and relays its outcome.
     pub(super) async fn run_pending(&mut self) -> Result<(), SessionError> {
+        // What the message's judgement marked stale, should it run quietly (`catalog::Undo`).
+        let undo = self.info.taint.take_for_check();
         // A message with DDL waits for the writes other sessions sent before it (`inflight`).
         if self.info.inflight.must_wait() {
             self.wait_for_others().await?;
@@ -172,6 +174,9 @@ impl Session {
         // statement's rows): those that came during the check follow the delivered replies.
         let (for_client, notifications) = super::notifications::split(for_client);
         let micros = self.after_check(for_client, params, started);
+        if let (true, Some(u)) = (objects.quiet, undo) {
+            self.info.taint.ran_quietly(&u);
+        }
         self.objects_changed(objects);
         let mut facts = check_facts(&plan);
         match &outcome {

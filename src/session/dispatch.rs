@@ -122,7 +122,10 @@ impl Session {
             // Several writes in one Query: limits per statement (`counting::per_statement`).
             Verdict::Check(plan) => match self.per_statement(sql, &plan) {
                 Some(pieces) => self.pending = Some(Pending::Simple(f, pieces)),
-                None => self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new())),
+                None => {
+                    self.info.taint.to_check();
+                    self.pending = Some(Pending::Verify(BytesMut::from(&f.bytes[..]), plan, Vec::new()))
+                }
             },
             // Once the server answered the batch so far, blastwall may end it itself
             // and ask (`Pending::ResolveInBatch`).

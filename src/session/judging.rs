@@ -92,7 +92,10 @@ impl Session {
         self.info.inflight.ord = self.relay.syncs_sent();
         // What an earlier judgement published is not this one's to take back if refused.
         self.info.inflight.judging_anew();
+        // What the judgement marks stale may be given back by a quiet check (`catalog::Undo`).
+        self.info.taint.begin_message();
         let judged = self.shared.guard.judge(sql, &mut self.info, pre);
+        self.info.taint.end_message();
         // What it publishes to other sessions (`inflight`): nothing when refused.
         let refused = matches!(judged.verdict, crate::guard::Verdict::Refuse(_));
         if refused && !self.info.inflight.last.is_empty() || !refused && judged.scan.path {

@@ -136,6 +136,7 @@ mod precheck;
 mod preflight;
 mod prepared_instances;
 mod putback;
+mod quiet;
 mod race;
 mod readings;
 mod readme;
