@@ -366,17 +366,17 @@ pub fn query(rules: &crate::policy::Policy) -> String {
                FROM pg_catalog.pg_depend d \
                WHERE d.refclassid{eq}r.classid AND d.refobjid{eq}r.objid \
                  AND d.deptype OPERATOR(pg_catalog.=) ANY ({down}) \
-                 AND CASE r.classid WHEN {proc} THEN d.classid OPERATOR(pg_catalog.<>) {proc} \
-                   WHEN {operator} THEN true \
-                   WHEN {class} THEN d.classid{eq}{rewrite} \
+                 AND CASE WHEN r.classid{eq}{proc} THEN d.classid OPERATOR(pg_catalog.<>) {proc} \
+                   WHEN r.classid{eq}{operator} THEN true \
+                   WHEN r.classid{eq}{class} THEN d.classid{eq}{rewrite} \
                      OR (d.classid{eq}{policy} AND r.kind OPERATOR(pg_catalog.<>) 'w') \
-                   WHEN {typ} THEN d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
+                   WHEN r.classid{eq}{typ} THEN d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
                    ELSE false END \
-             UNION ALL SELECT u.refclassid, u.refobjid, CASE r.classid \
-                 WHEN {rewrite} THEN CASE WHEN r.kind{eq}'' THEN 'r' ELSE r.kind END \
-                 WHEN {constraint} THEN CASE WHEN u.refclassid{eq}{typ} THEN 'r' ELSE 'w' END \
-                 WHEN {policy} THEN 'b' WHEN {cast} THEN 'r' \
-                 WHEN {class} THEN CASE WHEN {temp_u} THEN 'b' ELSE 'w' END ELSE 'w' END \
+             UNION ALL SELECT u.refclassid, u.refobjid, CASE \
+                 WHEN r.classid{eq}{rewrite} THEN CASE WHEN r.kind{eq}'' THEN 'r' ELSE r.kind END \
+                 WHEN r.classid{eq}{constraint} THEN CASE WHEN u.refclassid{eq}{typ} THEN 'r' ELSE 'w' END \
+                 WHEN r.classid{eq}{policy} THEN 'b' WHEN r.classid{eq}{cast} THEN 'r' \
+                 WHEN r.classid{eq}{class} THEN CASE WHEN {temp_u} THEN 'b' ELSE 'w' END ELSE 'w' END \
                FROM pg_catalog.pg_depend u \
                WHERE u.classid{eq}r.classid AND u.objid{eq}r.objid AND u.deptype OPERATOR(pg_catalog.=) ANY ({up}) \
                  AND u.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY[{class}, {typ}]) \
@@ -404,7 +404,7 @@ pub fn query(rules: &crate::policy::Policy) -> String {
              FROM risky k JOIN pg_catalog.pg_depend d ON d.refclassid{eq}{typ} AND d.refobjid{eq}k.oid \
                AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY[{typ}, {class}]) \
              LEFT JOIN pg_catalog.pg_class c ON d.classid{eq}{class} AND c.oid{eq}d.objid) \
-         SELECT x.name::pg_catalog.text, CASE x.kind WHEN '' THEN 'r' WHEN 'k' THEN 'b' ELSE x.kind END, x.seq, \
+         SELECT x.name::pg_catalog.text, CASE WHEN x.kind{eq}'' THEN 'r' WHEN x.kind{eq}'k' THEN 'b' ELSE x.kind END, x.seq, \
              s.nspname::pg_catalog.text, CASE WHEN s.oid IS NOT NULL THEN pg_catalog.pg_get_userbyid(x.owner)::pg_catalog.text END \
          FROM (\
            SELECT c.relname, r.kind, r.seq, c.relnamespace, c.relowner FROM reach r \

@@ -23,6 +23,18 @@ pub(crate) fn unqualified(sql: &str) -> Vec<String> {
             N::AExpr(e) => names(&e.name),
             N::FuncCall(f) => names(&f.funcname),
             N::TypeCast(t) => t.type_name.as_ref().map(|t| names(&t.names)).unwrap_or_default(),
+            // `x IN (SELECT …)`, `x = ANY (SELECT …)`: the operator is looked up by name.
+            // (`IN (SELECT …)` leaves the name out: the server takes `=`.)
+            N::SubLink(l) if !l.oper_name.is_empty() => names(&l.oper_name),
+            N::SubLink(l) if l.sub_link_type == pg_query::protobuf::SubLinkType::AnySublink as i32 => {
+                vec!["IN (SELECT …)".to_string()]
+            }
+            // A simple CASE compares its operand with each WHEN by `=`, looked up by name
+            // (sixty-ninth pass F1: a role's `=` on the path ran inside these questions).
+            N::CaseExpr(c) if c.arg.is_some() => vec!["CASE x WHEN".to_string()],
+            // `JOIN … USING`, `NATURAL JOIN`: `=` looked up by name.
+            N::JoinExpr(j) if !j.using_clause.is_empty() || j.is_natural => vec!["JOIN USING".to_string()],
+            N::SortBy(b) if !b.use_op.is_empty() => names(&b.use_op),
             _ => continue,
         };
         if !qualified(&found) {
@@ -50,6 +62,19 @@ fn every_catalog_question_is_qualified() {
         path_query(&crate::demo::incident_policy().unwrap()),
     ] {
         assert_eq!(unqualified(&sql), Vec::<String>::new(), "{sql}");
+    }
+    // The forms that look an operator up by name without writing it.
+    for sql in [
+        "SELECT CASE c.relkind WHEN 'r' THEN 1 END FROM pg_catalog.pg_class c",
+        "SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT i.indrelid FROM pg_catalog.pg_index i)",
+        "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_class d USING (oid)",
+        "SELECT 1 FROM pg_catalog.pg_class c NATURAL JOIN pg_catalog.pg_class d",
+        "SELECT c.oid FROM pg_catalog.pg_class c ORDER BY c.oid USING <",
+        "SELECT 1 WHERE 1 BETWEEN 0 AND 2",
+        "SELECT 1 WHERE 1 IN (1, 2)",
+        "SELECT NULLIF(1, 2)",
+    ] {
+        assert_ne!(unqualified(sql), Vec::<String>::new(), "{sql}");
     }
 }
 

@@ -55,7 +55,7 @@ pub fn identities_query(policy: &Policy, remembered: &dyn Fn(&str, &str) -> Opti
            WHERE r.depth OPERATOR(pg_catalog.<) 64) \
          SELECT 't'::pg_catalog.text, t.i::pg_catalog.text, t.oid::pg_catalog.text, t.relname::pg_catalog.text FROM t \
          UNION ALL \
-         SELECT DISTINCT CASE r.dir WHEN 2 THEN 'p' ELSE 'v' END::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
+         SELECT DISTINCT CASE WHEN r.dir{EQ}2 THEN 'p' ELSE 'v' END::pg_catalog.text, r.i::pg_catalog.text, c.oid::pg_catalog.text, c.relname::pg_catalog.text \
          FROM r JOIN pg_catalog.pg_class c ON c.oid{EQ}r.oid WHERE r.dir OPERATOR(pg_catalog.<>) 0 \
          UNION ALL SELECT 'g'::pg_catalog.text, p.i::pg_catalog.text, p.r::pg_catalog.text, ''::pg_catalog.text FROM p \
            WHERE p.r OPERATOR(pg_catalog.<>) 0::pg_catalog.oid \
@@ -456,8 +456,8 @@ fn reaches_sql(rel: &str) -> String {
              (SELECT pg_catalog.string_agg(o.op, '') FROM pg_catalog.pg_trigger g CROSS JOIN LATERAL (VALUES \
                (CASE WHEN {ins} THEN 'i' END), (CASE WHEN {del} THEN 'd' END), (CASE WHEN {upd} THEN 'u' END)) o(op) \
               WHERE g.tgrelid{EQ}v.oid AND {instead_of}), \
-             (SELECT pg_catalog.string_agg(CASE w.ev_type WHEN '2' THEN 'u' WHEN '3' THEN 'i' WHEN '4' THEN 'd' \
-               ELSE 'iud' END, '') FROM pg_catalog.pg_rewrite w \
+             (SELECT pg_catalog.string_agg(CASE WHEN w.ev_type{EQ}'2' THEN 'u' WHEN w.ev_type{EQ}'3' THEN 'i' \
+               WHEN w.ev_type{EQ}'4' THEN 'd' ELSE 'iud' END, '') FROM pg_catalog.pg_rewrite w \
               WHERE w.ev_class{EQ}v.oid AND w.rulename OPERATOR(pg_catalog.<>) '_RETURN'::pg_catalog.name)) \
            FROM ch JOIN pg_catalog.pg_class v ON v.oid{EQ}ch.rel AND v.relkind{EQ}'v'::pg_catalog.\"char\") \
          SELECT (SELECT pg_catalog.string_agg(DISTINCT fam.rel::pg_catalog.text, ',') FROM fam \

@@ -129,6 +129,7 @@ mod ops;
 mod oracle;
 mod orphan;
 mod own_code;
+mod own_operators;
 mod points;
 mod pooled;
 mod portals;
