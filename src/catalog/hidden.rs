@@ -9,6 +9,8 @@
 //! - every user function: one outside `pg_catalog` and `information_schema` that no extension
 //!   owns, of any volatility (a function mislabeled `IMMUTABLE` can write too), and those of
 //!   the extensions that run SQL in another session (`dblink`; listed too: `remote`);
+//! - the built-ins that run SQL they are given (`query_to_xml` and its kin, `ts_stat`:
+//!   `runners`), like user functions;
 //! - the built-ins whose effect outlives their call: `set_config` (it changes what later names
 //!   resolve to: a view over `set_config('search_path', …)` is a caller like a view over a user
 //!   function), and `nextval`/`setval`, kept apart with the sequence each object moves (`*`:
@@ -42,6 +44,7 @@
 
 mod mentions;
 mod remote;
+pub(super) mod runners;
 use mentions::{has_u_amp, mentions, Haystack};
 
 /// What a database's hidden callers are called, lower-cased: by the reading and by the writing
@@ -445,8 +448,9 @@ pub fn query(rules: &crate::policy::Policy) -> String {
 
 /// The part of [`query`] that finds what calls a built-in with an effect on later statements,
 /// by the built-in's OID in the stored expression (`:funcid N ` in the node tree): `set_config`
-/// (a `search_path`, a role: what later names resolve to) and `nextval`/`setval` (a protected
-/// sequence moved). Looked at: the rules of views and tables (those of the system's own views
+/// (a `search_path`, a role: what later names resolve to) and the built-ins that run SQL
+/// (`runners`: whatever that SQL calls), named like callers of a user function, and
+/// `nextval`/`setval` (a protected sequence moved). Looked at: the rules of views and tables (those of the system's own views
 /// only for writes: `pg_settings`' UPDATE rule calls `set_config`), column and domain defaults,
 /// `CHECK`s of tables and domains, row-security policies, triggers' `WHEN` and user operators. Two CTEs:
 /// `seeds` (classid, objid, kind, the expression as text) and `hits` (classid, objid, kind, the
@@ -474,13 +478,14 @@ fn builtin_callers() -> String {
         oid("setval(pg_catalog.regclass,pg_catalog.int8)"),
         oid("setval(pg_catalog.regclass,pg_catalog.int8,pg_catalog.bool)"),
     );
+    let runs = runners::pattern();
     format!(
-        "b(set_config, moves, constant) AS (SELECT ':funcid ' OPERATOR(pg_catalog.||) {set_config} OPERATOR(pg_catalog.||) ' ', \
+        "b(set_config, moves, constant, runs) AS (SELECT ':funcid ' OPERATOR(pg_catalog.||) {set_config} OPERATOR(pg_catalog.||) ' ', \
              ':funcid (' OPERATOR(pg_catalog.||) {nextval} OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval} \
                OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval3} OPERATOR(pg_catalog.||) ') ', \
              ':funcid (' OPERATOR(pg_catalog.||) {nextval} OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval} \
                OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) {setval3} \
-               OPERATOR(pg_catalog.||) ') [^{{}}]*:args [(][{{]CONST :consttype 2205 '), \
+               OPERATOR(pg_catalog.||) ') [^{{}}]*:args [(][{{]CONST :consttype 2205 ', {runs}), \
          seeds(classid, objid, kind, tree) AS (\
            SELECT {rewrite}, w.oid, CASE WHEN w.ev_type{eq}'1'::pg_catalog.\"char\" THEN '' ELSE 'w' END, \
                w.ev_action::pg_catalog.text OPERATOR(pg_catalog.||) coalesce(w.ev_qual::pg_catalog.text, '') \
@@ -500,6 +505,7 @@ fn builtin_callers() -> String {
          hits(classid, objid, kind, seq) AS (\
            SELECT s.classid, s.objid, s.kind, NULL::pg_catalog.text FROM seeds s, b \
              WHERE pg_catalog.strpos(s.tree, b.set_config) OPERATOR(pg_catalog.>) 0 \
+               OR s.tree OPERATOR(pg_catalog.~) b.runs \
            UNION ALL SELECT s.classid, s.objid, s.kind, q.seq FROM seeds s CROSS JOIN b CROSS JOIN LATERAL (\
              SELECT '*'::pg_catalog.text \
                WHERE pg_catalog.regexp_replace(s.tree, b.constant, '', 'g') OPERATOR(pg_catalog.~) b.moves \

@@ -352,7 +352,8 @@ const NAMED: usize = 3;
 /// session's own temporary relations), at any depth, leaving out the system's own objects and
 /// permanent relations and their row types (their code is the shared hidden callers'
 /// business: `hidden`, found by the mention of their names). Tainted: a user function
-/// among them, or a stored expression among them calling `set_config`, or `nextval`/`setval`
+/// among them, or a stored expression (or a temporary operator's function) among them calling
+/// `set_config` or a built-in that runs SQL (`hidden::runners`), or `nextval`/`setval`
 /// of a sequence not named by a constant, or of one named that is not the session's own
 /// temporary sequence — except a column's default taking from the sequence that column owns.
 /// Every function and operator is `pg_catalog`'s.
@@ -383,6 +384,7 @@ pub fn query(rules: &crate::policy::Policy) -> String {
     let moves = cat(&["':funcid ('", &seqs, "') '"]);
     let constant = cat(&["':funcid ('", &seqs, "') [^{}]*:args [(][{]CONST :consttype 2205 '"]);
     let set_config = cat(&["':funcid '", &oid("set_config(pg_catalog.text,pg_catalog.text,pg_catalog.bool)"), "' '"]);
+    let runs = super::hidden::runners::pattern();
     let chr = "::pg_catalog.\"char\"";
     // Named on every row, not once in a CTE: the planner then estimates a few rows (a
     // temporary object's OID is past the system's), which keeps the query's estimated cost
@@ -429,7 +431,10 @@ pub fn query(rules: &crate::policy::Policy) -> String {
              FROM o JOIN pg_catalog.pg_rewrite w ON o.classid{eq}{rewrite} AND w.oid{eq}o.objid \
            UNION ALL SELECT o.classid, o.objid, y.typdefaultbin::pg_catalog.text \
              FROM o JOIN pg_catalog.pg_type y ON o.classid{eq}{typ} AND y.oid{eq}o.objid \
-             WHERE y.typdefaultbin IS NOT NULL), \
+             WHERE y.typdefaultbin IS NOT NULL \
+           UNION ALL SELECT o.classid, o.objid, ':funcid ' OPERATOR(pg_catalog.||) x.oprcode::pg_catalog.oid::pg_catalog.text \
+               OPERATOR(pg_catalog.||) ' ' \
+             FROM o JOIN pg_catalog.pg_operator x ON o.classid{eq}{operator} AND x.oid{eq}o.objid), \
          hit(classid, objid) AS (\
            SELECT o.classid, o.objid FROM o JOIN pg_catalog.pg_proc p ON o.classid{eq}{proc} AND p.oid{eq}o.objid \
              JOIN pg_catalog.pg_namespace n ON n.oid{eq}p.pronamespace \
@@ -439,6 +444,7 @@ pub fn query(rules: &crate::policy::Policy) -> String {
                  AND e.deptype{eq}'e'{chr}) \
            UNION ALL SELECT e.classid, e.objid FROM ex e \
              WHERE pg_catalog.strpos(e.tree, {set_config}) OPERATOR(pg_catalog.>) 0 \
+               OR e.tree OPERATOR(pg_catalog.~) {runs} \
                OR (e.tree OPERATOR(pg_catalog.~) {moves} \
                  AND (pg_catalog.regexp_replace(e.tree, {constant}, '', 'g') OPERATOR(pg_catalog.~) {moves} \
                    OR EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid{eq}d.refobjid \

@@ -151,6 +151,7 @@ mod rt12;
 mod rt13;
 mod rt17;
 mod rt27;
+mod runners;
 mod runs;
 mod sizes;
 mod slices;
