@@ -85,3 +85,37 @@ async fn a_view_over_a_built_in_that_runs_sql_is_a_hidden_caller() {
     assert_eq!(count(&db, WINDOW).await, before, "the view's SQL deleted users");
     p.stop().await;
 }
+
+/// Seventieth pass F2: the same built-ins called qualified with `pg_catalog` were taken for
+/// harmless built-ins and relayed: `pg_catalog.query_to_xml` moved the protected sequence
+/// 200,000 steps (and `setval` back into the window), `pg_catalog.ts_stat` deleted users
+/// through a DBA's writing function. Any spelling is now a call of code, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qualified_calls_of_built_ins_that_run_sql_are_counted() {
+    let db = crate::waited::setup().await;
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.erase_user(uid bigint) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+           DELETE FROM public.users WHERE id = uid; RETURN 1; END $$",
+    );
+    let p = proxy_with(base_config(), shipped_policy()).await;
+    let seq = "SELECT last_value FROM public.web_user_id_seq";
+    let (before, at) = (count(&db, WINDOW).await, count(&db, seq).await);
+    let via = connect(p.port(), RAW, "", &db).await;
+    let moves = "select count(next' || 'val(''public.web_user_id_seq'')) from generate_series(1, 5000)";
+    let calls = [
+        format!("SELECT pg_catalog.query_to_xml('{moves}', true, false, '')"),
+        format!("SELECT pg_catalog.query_to_xml('{ERASE}', true, false, '')"),
+        format!("SELECT \"pg_catalog\".\"query_to_xml\"('{ERASE}', true, false, '')"),
+        format!("SELECT PG_CATALOG.TS_STAT('select to_tsvector(c::text) from ({ERASE}) s(c)')"),
+        format!("SELECT pg_catalog.ts_stat('select to_tsvector(c::text) from ({moves}) s(c)')"),
+    ];
+    for sql in &calls {
+        let e = format!("{:?}", via.simple_query(sql).await.expect_err(sql));
+        assert!(e.contains("row-limit") || e.contains("identity"), "{sql}: {e}");
+        assert_eq!(count(&db, WINDOW).await, before, "{sql}: users deleted");
+        assert_eq!(count(&db, seq).await, at, "{sql}: the sequence moved");
+    }
+    p.stop().await;
+}
