@@ -455,6 +455,8 @@ async fn counted(
         ));
     }
     if let Some(c) = commit {
+        // Committed with the statement: the path after the COMMIT is not read (`objects`).
+        b.objects.quiet = false;
         tracing::info!(database, from_zero, one_batch, "a counted write kept in one round trip");
         if let (None, Some(p)) = (&c.error, b.prepared.as_deref_mut()) {
             p.flushed.kept(objects::clock(&a.rows));
@@ -507,6 +509,11 @@ async fn counted(
         return Ok(Some(Outcome::Deliver { bytes, status: TxStatus::Idle, counts, kept: Some(decision) }));
     }
     bytes.extend_from_slice(&held_bytes(&held, status));
+    // Quiet only in a transaction of blastwall's own, with the path and roles as they were
+    // once it is committed (a client's block keeps a `SET LOCAL` to its own end).
+    if b.objects.quiet {
+        b.objects.quiet = opened && objects::still_quiet(b, &before_rows).await?;
+    }
     // DDL, or a body blastwall cannot see into, may have changed what names resolve to: the
     // catalog's answers (another session may have asked while it ran) are dropped again —
     // unless it ran quietly (`objects::Changes::quiet`: it wrote no catalog row).

@@ -56,8 +56,7 @@ pub fn reading_sql() -> String {
         // Whether the transaction wrote anything yet (no transaction ID: no catalog row, no
         // temporary object, nothing at all), and the path and roles names are read under.
         row(
-            "'session', '', (pg_catalog.txid_current_if_assigned() IS NOT NULL)::pg_catalog.text, \
-             pg_catalog.current_setting('search_path'), CURRENT_USER, SESSION_USER",
+            &format!("'session', '', (pg_catalog.txid_current_if_assigned() IS NOT NULL)::pg_catalog.text, {SETTINGS}"),
             "",
         ),
         clock_sql(),
@@ -73,6 +72,22 @@ pub fn clock_sql() -> String {
          0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.int8, 0::pg_catalog.oid",
         stamp("pg_catalog.statement_timestamp()")
     )
+}
+
+/// The path and roles names are read under, as the session row of a reading carries them.
+const SETTINGS: &str = "pg_catalog.current_setting('search_path'), CURRENT_USER, SESSION_USER";
+
+/// A run the readings found quiet stays quiet only if, once blastwall's own transaction is
+/// committed, the path and roles are still what the reading before it found: a `SET LOCAL`
+/// (in a function's body, `set_config(…, true)`) hides from the reading after a `SET` made
+/// beneath it in the same transaction, which its COMMIT brings into force (seventieth pass F1:
+/// the path moved to a role's schema unseen). Asked only for a quiet run, one round trip.
+pub(super) async fn still_quiet(b: &mut super::Backend<'_>, before: &Rows) -> Result<bool, super::PrecheckError> {
+    let a = b.query(&format!("SELECT pg_catalog.concat_ws(pg_catalog.chr(1), {SETTINGS})")).await?;
+    let now = a.rows.first().and_then(|r| r.first()).and_then(|v| v.clone());
+    let then = items(before).remove(&("session".to_string(), String::new()));
+    let then = then.as_deref().and_then(|v| v.split_once('\u{1}')).map(|(_, rest)| rest.to_string());
+    Ok(a.error.is_none() && now.is_some() && now == then)
 }
 
 /// A timestamp as text that no `DateStyle` or `TimeZone` setting changes, to the microsecond.

@@ -26,6 +26,11 @@ async fn setup() -> String {
              CREATE FUNCTION own.steer() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
                PERFORM pg_catalog.set_config('search_path', 'own, public', false); RETURN 1; END $$; \
              CREATE VIEW own.steered AS SELECT own.steer() AS x; \
+             CREATE FUNCTION own.masked() RETURNS int LANGUAGE plpgsql AS $$ DECLARE was text; BEGIN \
+               was := pg_catalog.current_setting('search_path'); \
+               PERFORM pg_catalog.set_config('search_path', 'own, public', false); \
+               PERFORM pg_catalog.set_config('search_path', was, true); RETURN 1; END $$; \
+             CREATE VIEW own.masking AS SELECT own.masked() AS x; \
              CREATE FUNCTION own.mk() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
                CREATE FUNCTION pg_temp.tf() RETURNS int LANGUAGE sql AS 'SELECT 1'; RETURN 1; END $$; \
              CREATE VIEW own.making AS SELECT own.mk() AS x"
@@ -67,6 +72,21 @@ async fn quiet_reads_ask_nothing_again_and_code_that_wrote_or_moved_the_path_is_
     let rows = via.simple_query("SELECT * FROM own.steered").await.unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
     let e = format!("{:?}", via.batch_execute("VACUUM public.vac").await.expect_err("VACUUM with own on the path"));
+    assert!(e.contains("schema own is on the search_path"), "{e}");
+    via.batch_execute("RESET search_path").await.unwrap();
+    via.batch_execute("VACUUM public.vac").await.expect("the path closed again");
+    // The same move hidden from the reading after it by a `SET LOCAL` of the old path, which
+    // blastwall's COMMIT ends (seventieth pass F1): read after that COMMIT, open all the same.
+    via.simple_query("SELECT * FROM own.masking").await.unwrap();
+    let e = format!("{:?}", via.batch_execute("VACUUM public.vac").await.expect_err("VACUUM, the path masked"));
+    assert!(e.contains("schema own is on the search_path"), "{e}");
+    via.batch_execute("RESET search_path").await.unwrap();
+    via.batch_execute("VACUUM public.vac").await.expect("the path closed again");
+    // In the client's own block the `SET LOCAL` lasts to the client's COMMIT: never quiet.
+    via.batch_execute("BEGIN").await.unwrap();
+    via.simple_query("SELECT * FROM own.masking").await.unwrap();
+    via.batch_execute("COMMIT").await.unwrap();
+    let e = format!("{:?}", via.batch_execute("VACUUM public.vac").await.expect_err("VACUUM, masked in a block"));
     assert!(e.contains("schema own is on the search_path"), "{e}");
     via.batch_execute("RESET search_path").await.unwrap();
     via.batch_execute("VACUUM public.vac").await.expect("the path closed again");
