@@ -136,7 +136,8 @@ pub fn look_alikes() -> impl Iterator<Item = &'static str> {
 /// a query's text; `cursor_to_xml` reads a cursor; `table_to_xml`, `schema_to_xml` and
 /// `database_to_xml` read whole relations, views among them) and the text-search ones that run
 /// a query's text (`ts_stat`, `ts_rewrite` with a query). Called qualified with `pg_catalog` too,
-/// they are calls of code like a user function's (seventieth pass F2: `pg_catalog.query_to_xml`
+/// they are calls of code like a user function's, whose caller steers what they run (they
+/// explain no change of a table with text rules: `guard::reached`) (seventieth pass F2: `pg_catalog.query_to_xml`
 /// moved the protected sequence 200,000 steps, uncounted); in a stored expression they make
 /// a hidden caller (`catalog::hidden::runners`).
 pub const RUNNERS: &[&str] = &[
@@ -156,6 +157,22 @@ pub const RUNNERS: &[&str] = &[
     "database_to_xml_and_xmlschema",
     "ts_stat",
     "ts_rewrite",
+    // A type's input (or binary receive) by the type's OID: a domain's `CHECK` runs, and an
+    // array's, row's or range's over one (seventy-first pass F1, F2: `pg_catalog.domain_in('5',
+    // <a temporary domain's OID>, -1)` ran another session's temporary function); and by the
+    // type's name in a string.
+    "domain_in",
+    "domain_recv",
+    "array_in",
+    "array_recv",
+    "record_in",
+    "record_recv",
+    "range_in",
+    "range_recv",
+    "multirange_in",
+    "multirange_recv",
+    "pg_input_is_valid",
+    "pg_input_error_info",
 ];
 
 /// Built-ins outside [`BUILTINS`] whose calls the analyzer may still take for no user's call.

@@ -105,18 +105,24 @@ pub(super) fn reached(
     // code while some trigger function is one or a stored object uses one (sixty-first pass
     // H1: a table's `CHECK` that calls it).
     let steered = ids.as_ref().and_then(|i| i.steered.as_deref());
+    // A built-in that runs what its caller gives it (SQL text, a type's input by OID:
+    // `analyze::RUNNERS`) is such code, whatever the database holds (seventy-first pass F4).
+    let runs_given = |st: &Statement| {
+        st.calls.iter().chain(&st.qualified_calls).any(|c| crate::analyze::RUNNERS.contains(&c.as_str()))
+    };
     let steers = |st: &Statement| {
-        st.calls_functions
-            && (st.calls.is_empty()
-                || st.calls.iter().any(|c| match c.as_str() {
-                    // A call qualified with a schema: by its function's name (of any schema:
-                    // the list is by name), or any of them when it has none.
-                    "*" if !st.qualified_calls.is_empty() => steered.is_none_or(|u| {
-                        st.qualified_calls.iter().any(|c| u.binary_search_by(|n| n.as_str().cmp(c)).is_ok())
-                    }),
-                    "*" => steered.is_none_or(|u| !u.is_empty()),
-                    c => steered.is_none_or(|u| u.binary_search_by(|n| n.as_str().cmp(c)).is_ok()),
-                }))
+        runs_given(st)
+            || st.calls_functions
+                && (st.calls.is_empty()
+                    || st.calls.iter().any(|c| match c.as_str() {
+                        // A call qualified with a schema: by its function's name (of any schema:
+                        // the list is by name), or any of them when it has none.
+                        "*" if !st.qualified_calls.is_empty() => steered.is_none_or(|u| {
+                            st.qualified_calls.iter().any(|c| u.binary_search_by(|n| n.as_str().cmp(c)).is_ok())
+                        }),
+                        "*" => steered.is_none_or(|u| !u.is_empty()),
+                        c => steered.is_none_or(|u| u.binary_search_by(|n| n.as_str().cmp(c)).is_ok()),
+                    }))
     };
     let triggers_excuse = excusable && ids.as_ref().is_some_and(|i| !i.steered_triggers);
     // An UPDATE may move a row to another partition: a deletion there, and an insertion.

@@ -238,7 +238,7 @@ impl Session {
         if counted {
             return (verdict, true);
         }
-        let judged = self.shared.guard.judge_as_call(sql, &mut self.info);
+        let judged = self.shared.guard.judge_as_conversion(sql, &mut self.info);
         match self.recorded(judged) {
             v @ (Verdict::Check(_) | Verdict::Refuse(_)) => {
                 if let Verdict::Notice(n) = &verdict {

@@ -155,7 +155,7 @@ impl Session {
     /// (`described_text`): judged like a call.
     fn described_plan(&mut self, name: &[u8]) -> Option<Result<Arc<CheckPlan>, ProxyMessage>> {
         let text = self.described_text(name)?;
-        let judged = self.shared.guard.judge_as_call(&text, &mut self.info);
+        let judged = self.shared.guard.judge_as_conversion(&text, &mut self.info);
         match self.recorded(judged) {
             Verdict::Check(plan) => Some(Ok(Arc::new(*plan))),
             Verdict::Refuse(m) => Some(Err(m)),

@@ -85,6 +85,7 @@ mod batches;
 mod batchnames;
 mod batchpath;
 mod binds;
+mod by_oid;
 mod bypass;
 mod cancels;
 mod cascades;

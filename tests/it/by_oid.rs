@@ -1,0 +1,61 @@
+//! Seventy-first pass F1–F4: a type's input run by the type's OID. Another session (of
+//! another DML-only role) made a temporary domain whose `CHECK` calls its temporary function (the range
+//! DELETE of ten users: within the row limit, so only `unjudged-write` stands in the way);
+//! this session reached it with `pg_catalog.domain_in('5', <its OID>, -1)` (or `array_in`),
+//! relayed as a harmless built-in, or with a protocol Bind whose parameter type is that OID,
+//! relayed where the database had no permanent type whose input runs code. Now such a call is
+//! a call of code whose caller steers what it runs (`analyze::RUNNERS`): counted, and its
+//! changes to a table with text rules explain nothing; a Bind typed by any such OID is counted.
+//! Data checked on the server.
+
+use crate::batchnames::{run, send};
+use crate::binds::RAW;
+use crate::harness::*;
+
+const WINDOW: &str = "SELECT count(*) FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_sessions_temporary_domain_reached_by_its_oid_changes_nothing() {
+    use crate::batches::{b, e, q, sync};
+    let db = crate::binds::setup();
+    admin_sql(pg(), &db, &format!("GRANT TEMPORARY ON DATABASE {db} TO {RAW}"));
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    // Another role's session (no name of this session's reaches its temporary schema).
+    let maker = connect(px.port(), "app", APP_PW, &db).await;
+    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+    maker
+        .batch_execute(&format!(
+            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ {range}; SELECT 1 $$; \
+             CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.f() = 1)"
+        ))
+        .await
+        .unwrap();
+    let oid = count(
+        &db,
+        "SELECT t.oid::int8 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+         WHERE t.typname = 'dd' AND n.nspname LIKE 'pg_temp%'",
+    )
+    .await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    let mut c = startup(px.port(), RAW, &db).await;
+    // The database's hidden callers asked, as any session's first statement asks them.
+    run(&mut c, "SELECT 1").await;
+    let mut body = b"\0SELECT 1 WHERE $1 IS NOT NULL\0".to_vec();
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&(oid as u32).to_be_bytes());
+    let r = send(&mut c, &[msg(b'P', &body), b("", "", &["5"]), e("", 0), sync()]).await;
+    assert!(r.errors.contains("blastwall: refused"), "the Bind: {r:?}");
+    assert_eq!(count(&db, WINDOW).await, before, "the Bind: users deleted");
+    for sql in [
+        format!("SELECT pg_catalog.pg_typeof(pg_catalog.domain_in('5', {oid}, -1))"),
+        format!("SELECT pg_catalog.array_in('{{5}}', {oid}, -1)"),
+        format!("SELECT pg_catalog.pg_typeof(domain_in('5', {oid}, -1))"),
+    ] {
+        let r = send(&mut c, &[q(&sql)]).await;
+        assert!(r.errors.contains("blastwall: refused"), "{sql}: {r:?}");
+        assert_eq!(count(&db, WINDOW).await, before, "{sql}: users deleted");
+    }
+    drop(maker);
+    px.stop().await;
+}
