@@ -173,7 +173,21 @@ pub const RUNNERS: &[&str] = &[
     "multirange_recv",
     "pg_input_is_valid",
     "pg_input_error_info",
+    // A language's validator, given a function by OID, analyzes its body: a constant there is
+    // converted to its type, a domain's `CHECK` runs (seventy-second pass H1:
+    // `pg_catalog.fmgr_sql_validator(<another session's temporary function>)` deleted the
+    // window). Any `…_validator` or `…_handler` of `pg_catalog` counts too (`walk`).
+    "fmgr_sql_validator",
+    "fmgr_c_validator",
+    "fmgr_internal_validator",
+    "plpgsql_validator",
 ];
+
+/// Whether a `pg_catalog` function called by name runs code its caller gives it
+/// ([`RUNNERS`], a language's validator or handler).
+pub fn runs_given_code(name: &str) -> bool {
+    RUNNERS.contains(&name) || name.ends_with("_validator") || name.ends_with("_handler")
+}
 
 /// Built-ins outside [`BUILTINS`] whose calls the analyzer may still take for no user's call.
 pub const LOOK_ALIKES: &[&str] = &["set_config"];

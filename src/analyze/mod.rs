@@ -19,7 +19,7 @@ mod sequences;
 mod shape;
 mod walk;
 
-pub use builtins::{look_alikes, BUILTINS, RUNNERS};
+pub use builtins::{look_alikes, runs_given_code, BUILTINS, RUNNERS};
 pub use predicate::{Cond, RangeKind, Where};
 pub use shape::{key_hash, literal_shape, Shapes};
 pub use walk::parse_qualified;

@@ -7,7 +7,7 @@
 //! generated, exhaustive), so a node kind added to the grammar cannot hide a write nested
 //! inside it.
 
-use super::builtins::{custom_setting, BUILTINS, RUNNERS};
+use super::builtins::{custom_setting, runs_given_code, BUILTINS};
 use super::children::{each_child, is_ddl};
 use super::nodes::{const_str, items, literal_read, literals_read, opt, start_literal_reads, sval};
 use super::predicate::{self, Target};
@@ -274,7 +274,7 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
             let mut names = b.funcname.iter().map(sval);
             let (first, second, third) = (names.next(), names.next(), names.next());
             let builtin = match (first, second, third) {
-                (Some(Some("pg_catalog")), Some(Some(name)), None) => !RUNNERS.contains(&name),
+                (Some(Some("pg_catalog")), Some(Some(name)), None) => !runs_given_code(name),
                 (Some(Some(name)), None, None) => BUILTINS.contains(&name),
                 _ => false,
             };

@@ -107,9 +107,8 @@ pub(super) fn reached(
     let steered = ids.as_ref().and_then(|i| i.steered.as_deref());
     // A built-in that runs what its caller gives it (SQL text, a type's input by OID:
     // `analyze::RUNNERS`) is such code, whatever the database holds (seventy-first pass F4).
-    let runs_given = |st: &Statement| {
-        st.calls.iter().chain(&st.qualified_calls).any(|c| crate::analyze::RUNNERS.contains(&c.as_str()))
-    };
+    let runs_given =
+        |st: &Statement| st.calls.iter().chain(&st.qualified_calls).any(|c| crate::analyze::runs_given_code(c));
     let steers = |st: &Statement| {
         runs_given(st)
             || st.calls_functions

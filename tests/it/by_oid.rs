@@ -59,3 +59,46 @@ async fn another_sessions_temporary_domain_reached_by_its_oid_changes_nothing() 
     drop(maker);
     px.stop().await;
 }
+
+/// Seventy-second pass H1: a language's validator given another session's temporary function
+/// by OID analyzes its body, whose constant of a composite type over a domain runs the
+/// domain's `CHECK` (armed for this session's role only): `pg_catalog.fmgr_sql_validator(oid)`
+/// was taken for a harmless built-in and deleted the window. Now counted, and its changes
+/// explain nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_given_another_sessions_function_by_oid_changes_nothing() {
+    use crate::batches::q;
+    let db = crate::binds::setup();
+    let px = proxy_with(base_config(), shipped_policy()).await;
+    let maker = connect(px.port(), "app", APP_PW, &db).await;
+    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+    maker
+        .batch_execute(&format!(
+            "CREATE FUNCTION pg_temp.purge() RETURNS boolean LANGUAGE sql AS $$ {range}; SELECT true $$; \
+             CREATE DOMAIN pg_temp.dd AS int CHECK (VALUE <> 7 OR current_user <> '{RAW}' OR pg_temp.purge()); \
+             CREATE TYPE pg_temp.cc AS (x pg_temp.dd); \
+             CREATE FUNCTION pg_temp.f(x pg_temp.cc) RETURNS pg_temp.cc LANGUAGE sql AS $$ SELECT coalesce(x, '(7)') $$"
+        ))
+        .await
+        .unwrap();
+    let oid = count(
+        &db,
+        "SELECT p.oid::int8 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE p.proname = 'f' AND n.nspname LIKE 'pg_temp%'",
+    )
+    .await;
+    let before = count(&db, WINDOW).await;
+    assert_eq!(before, 10);
+    let mut c = startup(px.port(), RAW, &db).await;
+    for sql in [
+        format!("SELECT pg_catalog.fmgr_sql_validator({oid})"),
+        format!("SELECT \"pg_catalog\".\"fmgr_sql_validator\"({oid}::oid)"),
+        format!("SELECT fmgr_sql_validator({oid})"),
+    ] {
+        let r = send(&mut c, &[q(&sql)]).await;
+        assert!(r.errors.contains("blastwall: refused"), "{sql}: {r:?}");
+        assert_eq!(count(&db, WINDOW).await, before, "{sql}: users deleted");
+    }
+    drop(maker);
+    px.stop().await;
+}
