@@ -14,28 +14,44 @@ use crate::harness::*;
 
 const WINDOW: &str = "SELECT count(*) FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
 
+/// The range DELETE of the window's ten users (the row limit: only `unjudged-write` refuses).
+const RANGE: &str = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
+
+/// Another role's session (`app`: no name of the tested session reaches its temporary
+/// schema), through blastwall, made `ddl`; returns it (kept open, its objects with it) and
+/// the OID of its temporary object `kind` (`pg_type` or `pg_proc`) named `name`.
+async fn made_by_another_role(
+    px: &Proxy,
+    db: &str,
+    ddl: &str,
+    kind: &str,
+    name: &str,
+) -> (tokio_postgres::Client, i64) {
+    let maker = connect(px.port(), "app", APP_PW, db).await;
+    maker.batch_execute(ddl).await.unwrap_or_else(|e| panic!("{ddl}: {e:?}"));
+    let (col, ns) = if kind == "pg_type" { ("typname", "typnamespace") } else { ("proname", "pronamespace") };
+    let oid = count(
+        db,
+        &format!(
+            "SELECT o.oid::int8 FROM {kind} o JOIN pg_namespace n ON n.oid = o.{ns} \
+             WHERE o.{col} = '{name}' AND n.nspname LIKE 'pg_temp%'"
+        ),
+    )
+    .await;
+    (maker, oid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_sessions_temporary_domain_reached_by_its_oid_changes_nothing() {
     use crate::batches::{b, e, q, sync};
     let db = crate::binds::setup();
     admin_sql(pg(), &db, &format!("GRANT TEMPORARY ON DATABASE {db} TO {RAW}"));
     let px = proxy_with(base_config(), shipped_policy()).await;
-    // Another role's session (no name of this session's reaches its temporary schema).
-    let maker = connect(px.port(), "app", APP_PW, &db).await;
-    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
-    maker
-        .batch_execute(&format!(
-            "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ {range}; SELECT 1 $$; \
-             CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.f() = 1)"
-        ))
-        .await
-        .unwrap();
-    let oid = count(
-        &db,
-        "SELECT t.oid::int8 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-         WHERE t.typname = 'dd' AND n.nspname LIKE 'pg_temp%'",
-    )
-    .await;
+    let ddl = format!(
+        "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ {RANGE}; SELECT 1 $$; \
+         CREATE DOMAIN pg_temp.dd AS int CHECK (pg_temp.f() = 1)"
+    );
+    let (maker, oid) = made_by_another_role(&px, &db, &ddl, "pg_type", "dd").await;
     let before = count(&db, WINDOW).await;
     assert_eq!(before, 10);
     let mut c = startup(px.port(), RAW, &db).await;
@@ -70,23 +86,13 @@ async fn a_validator_given_another_sessions_function_by_oid_changes_nothing() {
     use crate::batches::q;
     let db = crate::binds::setup();
     let px = proxy_with(base_config(), shipped_policy()).await;
-    let maker = connect(px.port(), "app", APP_PW, &db).await;
-    let range = "DELETE FROM public.users WHERE id BETWEEN -91111120 AND -91111111";
-    maker
-        .batch_execute(&format!(
-            "CREATE FUNCTION pg_temp.purge() RETURNS boolean LANGUAGE sql AS $$ {range}; SELECT true $$; \
-             CREATE DOMAIN pg_temp.dd AS int CHECK (VALUE <> 7 OR current_user <> '{RAW}' OR pg_temp.purge()); \
-             CREATE TYPE pg_temp.cc AS (x pg_temp.dd); \
-             CREATE FUNCTION pg_temp.f(x pg_temp.cc) RETURNS pg_temp.cc LANGUAGE sql AS $$ SELECT coalesce(x, '(7)') $$"
-        ))
-        .await
-        .unwrap();
-    let oid = count(
-        &db,
-        "SELECT p.oid::int8 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-         WHERE p.proname = 'f' AND n.nspname LIKE 'pg_temp%'",
-    )
-    .await;
+    let ddl = format!(
+        "CREATE FUNCTION pg_temp.purge() RETURNS boolean LANGUAGE sql AS $$ {RANGE}; SELECT true $$; \
+         CREATE DOMAIN pg_temp.dd AS int CHECK (VALUE <> 7 OR current_user <> '{RAW}' OR pg_temp.purge()); \
+         CREATE TYPE pg_temp.cc AS (x pg_temp.dd); \
+         CREATE FUNCTION pg_temp.f(x pg_temp.cc) RETURNS pg_temp.cc LANGUAGE sql AS $$ SELECT coalesce(x, '(7)') $$"
+    );
+    let (maker, oid) = made_by_another_role(&px, &db, &ddl, "pg_proc", "f").await;
     let before = count(&db, WINDOW).await;
     assert_eq!(before, 10);
     let mut c = startup(px.port(), RAW, &db).await;

@@ -17,18 +17,25 @@ const WINDOW: &str = "SELECT count(*) FROM public.users WHERE id BETWEEN -911112
 const ERASE: &str =
     "select count(public.erase_' || 'user(id)) from public.users where id between -91111200 and -91111100";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_run_by_a_built_in_from_the_sessions_temporary_objects_is_counted() {
+/// The role's schema (`waited::setup`), a DBA's writing function every role may run (as
+/// PostgreSQL grants by default), and `more` (SQL run as the superuser).
+async fn setup(more: &str) -> String {
     let db = crate::waited::setup().await;
     admin_sql(
         pg(),
         &db,
         &format!(
             "CREATE FUNCTION public.erase_user(uid bigint) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
-               DELETE FROM public.users WHERE id = uid; RETURN 1; END $$; \
-             GRANT TEMPORARY ON DATABASE \"{db}\" TO {RAW}"
+               DELETE FROM public.users WHERE id = uid; RETURN 1; END $$; {more}"
         ),
     );
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_run_by_a_built_in_from_the_sessions_temporary_objects_is_counted() {
+    let db = setup("").await;
+    admin_sql(pg(), &db, &format!("GRANT TEMPORARY ON DATABASE \"{db}\" TO {RAW}"));
     let p = proxy_with(base_config(), shipped_policy()).await;
     let before = count(&db, WINDOW).await;
     assert_eq!(before, 20);
@@ -66,17 +73,11 @@ async fn sql_run_by_a_built_in_from_the_sessions_temporary_objects_is_counted() 
 /// uncounted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_over_a_built_in_that_runs_sql_is_a_hidden_caller() {
-    let db = crate::waited::setup().await;
-    admin_sql(
-        pg(),
-        &db,
-        &format!(
-            "CREATE FUNCTION public.erase_user(uid bigint) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
-               DELETE FROM public.users WHERE id = uid; RETURN 1; END $$; \
-             CREATE VIEW public.report AS SELECT query_to_xml('{ERASE}', false, false, '') AS x; \
-             GRANT SELECT ON public.report TO {RAW}"
-        ),
-    );
+    let db = setup(&format!(
+        "CREATE VIEW public.report AS SELECT query_to_xml('{ERASE}', false, false, '') AS x; \
+         GRANT SELECT ON public.report TO {RAW}"
+    ))
+    .await;
     let p = proxy_with(base_config(), shipped_policy()).await;
     let before = count(&db, WINDOW).await;
     let via = connect(p.port(), RAW, "", &db).await;
@@ -92,13 +93,7 @@ async fn a_view_over_a_built_in_that_runs_sql_is_a_hidden_caller() {
 /// through a DBA's writing function. Any spelling is now a call of code, counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qualified_calls_of_built_ins_that_run_sql_are_counted() {
-    let db = crate::waited::setup().await;
-    admin_sql(
-        pg(),
-        &db,
-        "CREATE FUNCTION public.erase_user(uid bigint) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
-           DELETE FROM public.users WHERE id = uid; RETURN 1; END $$",
-    );
+    let db = setup("").await;
     let p = proxy_with(base_config(), shipped_policy()).await;
     let seq = "SELECT last_value FROM public.web_user_id_seq";
     let (before, at) = (count(&db, WINDOW).await, count(&db, seq).await);
