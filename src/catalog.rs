@@ -111,6 +111,8 @@ pub struct Catalog {
     /// Database name → when a session last took its first look at the policy tables' OIDs
     /// there (`session::firstlook`): once per TTL while some are unknown.
     first_looks: DashMap<String, Instant>,
+    /// The protected sequences' creep budgets (`precheck::creep`), per database and OID.
+    pub creep: crate::precheck::creep::Creep,
 }
 
 /// How a column's value is minted when a write does not supply it.

@@ -138,13 +138,14 @@ pub(super) fn check_need(
                 }
             }
         }
-        // A protected sequence moved by nextval as far as the data goes (issue 11).
+        // A protected sequence moved by nextval (issue 11): counted however few the calls, so
+        // that where it leaves the sequence is read — its steps are spent from the creep budget
+        // (`precheck::creep`: statement after statement of a few calls each moved it as far as
+        // one liked), and a block's remembered moves are put back from there (`session::undone`:
+        // an unread `SELECT nextval(…)` between writes looked like another session's value).
         let protected =
             |s: &crate::analyze::RelName| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name));
-        let moves = match info.moves_remembered {
-            false => st.moves_sequences(protected),
-            true => st.calls_nextval_of(protected),
-        };
+        let moves = st.calls_nextval_of(protected);
         // … and a user function run by a view, default or domain the statement mentions.
         // Asked only where it matters: a read that calls built-ins is parsed again to say.
         let wrote = std::cell::OnceCell::new();

@@ -3,7 +3,7 @@
 //!
 //! Owns: the file format. Does not own: what a compiled policy decides (see `decide`).
 
-use super::{Action, AnomalyKeys, Budget, Forbid, Mode, Policy, StateConfig, Subject, TablePolicy};
+use super::{Action, AnomalyKeys, Budget, Creep, Forbid, Mode, Policy, StateConfig, Subject, TablePolicy};
 use crate::analyze::RelName;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -91,6 +91,8 @@ struct RawTable {
     budget_delete_rows: Option<Spanned<i64>>,
     budget_update_rows: Option<Spanned<i64>>,
     budget_window: Option<Spanned<String>>,
+    sequence_creep: Option<Spanned<i64>>,
+    sequence_creep_window: Option<Spanned<String>>,
     anomaly: Option<bool>,
     anomaly_factor: Option<Spanned<i64>>,
     anomaly_runs: Option<Spanned<i64>>,
@@ -316,6 +318,7 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
             let keys = [&t.anomaly_factor, &t.anomaly_runs, &t.anomaly_min_runs, &t.anomaly_floor];
             let anomaly = anomaly_keys(t.anomaly, keys, "table", &err)?;
             let budget = budget(&t.budget_delete_rows, &t.budget_update_rows, &t.budget_window, t.name.span(), &err)?;
+            let creep = creep(&t.sequence_creep, &t.sequence_creep_window, &err)?;
             policy.tables.push(TablePolicy {
                 schema,
                 name: name.name,
@@ -329,6 +332,7 @@ pub fn compile(files: &[(&Path, &str)]) -> Result<Policy, PolicyError> {
                 allow_protected_update: t.allow_protected_update,
                 anomaly,
                 budget,
+                creep,
                 source: format!("{} line {line}", path.display()),
             });
         }
@@ -413,6 +417,29 @@ fn budget<E>(
             Ok(Some(Budget { delete_rows, update_rows, window_secs }))
         }
     }
+}
+
+/// A table's creep budget for its protected sequences (`precheck::creep`): steps beyond the
+/// rows inserted per window, 10,000 per hour unless set.
+fn creep<E>(
+    steps: &Option<Spanned<i64>>,
+    window: &Option<Spanned<String>>,
+    err: &impl Fn(std::ops::Range<usize>, &str, String) -> E,
+) -> Result<Creep, E> {
+    let mut c = Creep::default();
+    if let Some(n) = steps {
+        c.steps = positive(n, "table.sequence_creep", 0, err)? as u64;
+    }
+    if let Some(w) = window {
+        c.window_secs = parse_window(w.get_ref()).ok_or_else(|| {
+            err(
+                w.span(),
+                "table.sequence_creep_window",
+                format!("{:?} is not a window (a number and s, m, h or d)", w.get_ref()),
+            )
+        })?;
+    }
+    Ok(c)
 }
 
 /// `"90s"`, `"15m"`, `"1h"`, `"7d"` → seconds (at least one second, at most a year).
@@ -514,6 +541,10 @@ mod tests {
         let t = &p.tables[0];
         assert_eq!(t.budget, Some(Budget { delete_rows: Some(200), update_rows: None, window_secs: 3600 }));
         assert_eq!(t.anomaly.min_runs, Some(3));
+        assert_eq!(t.creep, Creep { steps: 10_000, window_secs: 3600 }, "the default creep budget");
+        let u =
+            &c("[[table]]\nname = \"u\"\nsequence_creep = 50\nsequence_creep_window = \"10m\"\n").unwrap().tables[0];
+        assert_eq!(u.creep, Creep { steps: 50, window_secs: 600 });
         assert!(t.forbid.contains(&Forbid::ExplicitId));
         for (text, line, key) in [
             ("[defaults]\nanomaly_factor = 1\n", 2, "defaults.anomaly_factor"),
@@ -525,6 +556,8 @@ mod tests {
             ("[state]\nschema = \"pg_x\"\n", 2, "state.schema"),
             ("\n[state]\nschemas = \"x\"\n", 3, "schemas"),
             ("[[table]]\nname = \"t\"\nanomaly_flor = 3\n", 3, "anomaly_flor"),
+            ("[[table]]\nname = \"t\"\nsequence_creep = -1\n", 3, "table.sequence_creep"),
+            ("[[table]]\nname = \"t\"\nsequence_creep_window = \"1 hour\"\n", 3, "table.sequence_creep_window"),
         ] {
             let e = c(text).unwrap_err().to_string();
             assert!(e.contains(&format!("line {line}")) && e.contains(key), "{text}: {e}");

@@ -124,6 +124,9 @@ pub struct TablePolicy {
     pub anomaly: AnomalyKeys,
     /// Rows per window across all sessions and instances (rule `budget`).
     pub budget: Option<Budget>,
+    /// Steps its protected sequences may move beyond the rows inserted, per window, summed
+    /// across statements and sessions (rule `identity`; `precheck::creep`).
+    pub creep: Creep,
     /// `file line N`, for messages.
     pub source: String,
 }
@@ -149,6 +152,20 @@ pub struct Budget {
     pub delete_rows: Option<u64>,
     pub update_rows: Option<u64>,
     pub window_secs: u64,
+}
+
+/// A table's creep budget: at most `steps` unexplained steps of each protected sequence in
+/// any window of `window_secs` (`sequence_creep`, `sequence_creep_window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creep {
+    pub steps: u64,
+    pub window_secs: u64,
+}
+
+impl Default for Creep {
+    fn default() -> Self {
+        Creep { steps: 10_000, window_secs: 3600 }
+    }
 }
 
 /// Where the anomaly histories and budgets live (`[state]`).

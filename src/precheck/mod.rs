@@ -21,6 +21,7 @@ mod background;
 mod bound;
 mod built;
 mod content;
+pub mod creep;
 mod detach;
 pub mod elsewhere;
 mod estimate;
@@ -440,7 +441,8 @@ async fn counted(
     let measured = with_earlier(earlier, deltas(&before, &after));
     let (counts, mut decision) = crate::policy::judge_counts(plan.measured(), measured, who, policy);
     // Protected objects dropped, moved, rewritten or changed by what the text did not show.
-    let (changed, findings) = slices::judge_since(since, &before_rows, &a.rows, &counts, who, policy, plan);
+    let (changed, findings) =
+        slices::judge_since(since, (&before_rows, &a.rows), &counts, who, policy, plan, (&catalog.creep, database));
     decision.findings.extend(findings);
     // A cursor opened WITH HOLD runs its query at COMMIT, after this count (`objects`).
     decision.findings.extend(objects::findings(&b.objects, who, policy, &plan.statement, plan.verb));

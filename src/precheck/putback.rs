@@ -76,7 +76,10 @@ pub fn candidates(
                 oid: oid.parse().ok()?,
                 start: start.parse().ok(),
                 was: v.parse().ok(),
-                allowed: Some(inserted.saturating_add(SLACK)),
+                // Not kept (failed, refused, unverifiable): none of its own steps stays —
+                // failure after failure, each under the slack, would creep past any budget
+                // (`creep`); the earlier slices' rows explain theirs.
+                allowed: Some(inserted),
                 left_at: None,
             })
         })

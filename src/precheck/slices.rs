@@ -11,6 +11,9 @@
 
 use super::identity::{self, Change, Identity};
 
+/// A raw counter reading.
+type Rows<'a> = &'a [Vec<Option<String>>];
+
 /// The "position" items of an identity reading: where each protected sequence stood.
 pub type Positions = Identity;
 
@@ -29,17 +32,19 @@ pub fn run_start(since: &Positions, before: &[Vec<Option<String>>]) -> Positions
 }
 
 /// The identity findings of a check from its two counter readings, for a slice whose run
-/// began at `since` (empty: this slice is the run, as for any check): the sequences' positions are compared with where the run began, with the rows the whole
-/// run inserted (`counts`, earlier slices included). A sequence put back after a refusal goes
+/// began at `since` (empty: this slice is the run, as for any check): the sequences' positions
+/// are compared with where the run began, with the rows the whole run inserted (`counts`,
+/// earlier slices included), and their unexplained steps spent from the creep budget of
+/// `creep`'s database (`creep`). A sequence put back after a refusal goes
 /// back to where it stood before this slice only (the earlier slices' values were delivered).
 pub fn judge_since(
     since: &Positions,
-    before: &[Vec<Option<String>>],
-    after: &[Vec<Option<String>>],
+    (before, after): (Rows<'_>, Rows<'_>),
     counts: &[super::TableCount],
     who: crate::policy::SessionView<'_>,
     policy: &crate::policy::Policy,
     plan: &super::CheckPlan,
+    creep: (&super::creep::Creep, &str),
 ) -> (Vec<Change>, Vec<crate::policy::Finding>) {
     let own = identity::read(before);
     let mut start = own.clone();
@@ -74,27 +79,97 @@ pub fn judge_since(
     // sequence, `session::undone`), moves it by at most those calls: a larger move it reads is
     // another session's — an import beside it (thirty-fifth pass M2: such moves refused one
     // `SELECT nextval(…)` in four, and their put-backs went under the import's values).
-    if only_bounded_nextval(&plan.statement) {
+    let bounded = only_bounded_nextval(&plan.statement);
+    if bounded.is_some() {
         changed.retain(|c| !(c.kind == identity::Kind::Sequence && c.sequence_was.is_some()));
     }
+    crept(&start, &own, &after, inserted, bounded, policy, creep, &mut changed);
     let mut findings = identity::findings(&changed, who, policy, &plan.statement, plan.verb);
     findings.extend(super::named::findings(&plan.names, &own, &after, who, policy, &plan.statement, plan.verb));
     (changed, findings)
 }
 
-/// Whether every statement of `statement` writes nothing, runs no code of its own, and calls
-/// `nextval` only a bounded number of times, once each (and `setval` nowhere), with at least
-/// one such call.
-fn only_bounded_nextval(statement: &str) -> bool {
+/// Spends each protected sequence's unexplained steps of this statement from its table's
+/// creep budget (`creep`); one that does not fit is a change (refused, and put back to where
+/// it stood before this statement). A sequence already changed otherwise spends nothing.
+/// A statement of bounded `nextval` calls only spends at most its calls (a larger move is
+/// another session's).
+#[allow(clippy::too_many_arguments)]
+fn crept(
+    start: &Identity,
+    own: &Identity,
+    after: &Identity,
+    inserted: u64,
+    bounded: Option<u64>,
+    policy: &crate::policy::Policy,
+    (creep, database): (&super::creep::Creep, &str),
+    changed: &mut Vec<Change>,
+) {
+    for ((object, oid, item), now) in after {
+        if item != "position" || changed.iter().any(|c| c.object == *object && c.kind == identity::Kind::Sequence) {
+            continue;
+        }
+        let table = policy.tables.iter().find(|t| {
+            t.sequences.iter().any(|s| format!("{}.{}", s.schema.as_deref().unwrap_or(&t.schema), s.name) == *object)
+        });
+        let key = |i: &str| (object.clone(), oid.clone(), i.to_string());
+        let pos = |s: &Identity| s.get(&key("position")).and_then(|v| v.parse::<i128>().ok());
+        let (Some(table), Some(from), Some(was), Ok(now_at), Ok(seq)) =
+            (table, pos(start), pos(own), now.parse::<i128>(), oid.parse::<u32>())
+        else {
+            continue;
+        };
+        let step = start
+            .get(&key("definition"))
+            .and_then(|d| d.split(' ').next()?.parse::<i128>().ok())
+            .filter(|s| *s != 0)
+            .unwrap_or(1);
+        let steps = |p: i128| (p - from) * step.signum() / step.abs();
+        let mut u = super::creep::unexplained(steps(was), steps(now_at), inserted);
+        if let Some(calls) = bounded {
+            u = u.min(calls);
+        }
+        let budget = table.creep;
+        if let Err(over) = creep.take(database, seq, u, budget.steps, budget.window_secs) {
+            changed.push(Change {
+                object: object.clone(),
+                kind: identity::Kind::Sequence,
+                what: format!(
+                    "sequence moved from {was} to {now_at}, {u} steps beyond the rows inserted, and {} such steps were taken in the last {} (budget: sequence_creep = {} per sequence_creep_window)",
+                    over.spent,
+                    window(budget.window_secs),
+                    budget.steps
+                ),
+                sequence_was: Some((seq, Some(was), Some(now_at))),
+            });
+        }
+    }
+}
+
+/// A window in seconds as a policy spells it.
+fn window(secs: u64) -> String {
+    match secs {
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// How many `nextval` calls `statement` makes when every statement of it writes nothing,
+/// runs no code of its own, and calls `nextval` only a bounded number of times, once each
+/// (and `setval` nowhere), with at least one such call; `None` otherwise.
+fn only_bounded_nextval(statement: &str) -> Option<u64> {
     if statement.to_ascii_lowercase().contains("setval") {
-        return false;
+        return None;
     }
     let sts = crate::analyze::analyze(statement, Default::default());
     let quiet = |st: &crate::analyze::Statement| {
         st.writes.is_empty() && st.opaque.is_empty() && !st.calls_functions && !st.copy_from_stdin && !st.ddl
     };
-    sts.iter().all(|st| quiet(st) && (st.nextval.is_empty() || st.nextval_bounded))
-        && sts.iter().any(|st| !st.nextval.is_empty())
+    let only = sts.iter().all(|st| quiet(st) && (st.nextval.is_empty() || st.nextval_bounded))
+        && sts.iter().any(|st| !st.nextval.is_empty());
+    only.then(|| sts.iter().map(|st| st.nextval.len() as u64).sum())
 }
 
 /// Why a statement's inserted rows do not count for its sequence moves.
@@ -110,12 +185,12 @@ fn runs_code(statement: &str) -> bool {
 mod tests {
     #[test]
     fn a_few_nextval_calls_and_nothing_else() {
-        assert!(super::only_bounded_nextval("SELECT nextval('web_user_id_seq')"));
-        assert!(super::only_bounded_nextval("SELECT -nextval('s') AS id, nextval('s')"));
-        assert!(!super::only_bounded_nextval("SELECT nextval('s') FROM generate_series(1, 1000)"));
-        assert!(!super::only_bounded_nextval("SELECT nextval('s'), setval('s', 1)"));
-        assert!(!super::only_bounded_nextval("INSERT INTO t VALUES (nextval('s'))"));
-        assert!(!super::only_bounded_nextval("SELECT nextval('s'), f()"));
-        assert!(!super::only_bounded_nextval("SELECT 1"));
+        assert_eq!(super::only_bounded_nextval("SELECT nextval('web_user_id_seq')"), Some(1));
+        assert_eq!(super::only_bounded_nextval("SELECT -nextval('s') AS id, nextval('s')"), Some(2));
+        assert!(super::only_bounded_nextval("SELECT nextval('s') FROM generate_series(1, 1000)").is_none());
+        assert!(super::only_bounded_nextval("SELECT nextval('s'), setval('s', 1)").is_none());
+        assert!(super::only_bounded_nextval("INSERT INTO t VALUES (nextval('s'))").is_none());
+        assert!(super::only_bounded_nextval("SELECT nextval('s'), f()").is_none());
+        assert!(super::only_bounded_nextval("SELECT 1").is_none());
     }
 }

@@ -207,7 +207,15 @@ impl Session {
         let view = self.info.view();
         let since = self.mirror.runs.since(&portal);
         let start = precheck::slices::run_start(since, &rows.0);
-        let (changed, findings) = precheck::slices::judge_since(since, &rows.0, &rows.1, &counts, view, &policy, &plan);
+        let (changed, findings) = precheck::slices::judge_since(
+            since,
+            (&rows.0, &rows.1),
+            &counts,
+            view,
+            &policy,
+            &plan,
+            (&catalog.creep, &db),
+        );
         decision.findings.extend(findings);
         // Owed unless it is kept (`putback`): a refusal fails the batch, so the rows it
         // inserted explain no move either (`putback::unkept`).

@@ -123,10 +123,11 @@ async fn a_failed_copy_in_a_block_is_put_back_when_the_block_ends() {
     p.stop().await;
 }
 
-/// What is not put back: a COPY that succeeds keeps its rows and its move; a failed one
-/// within the rule's allowance (rows kept, none, plus 1,000) keeps its move, as an INSERT's.
+/// What is put back and what is not: a COPY that succeeds keeps its rows and its move; a
+/// failed one keeps none of its move, however small (as a failed INSERT's: failure after
+/// failure, each within the rule's allowance, would creep past any budget, `creep.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_that_succeeds_or_moved_little_keeps_its_move() {
+async fn a_copy_that_succeeds_keeps_its_move_and_a_failed_one_none() {
     let db = db();
     let p = proxy().await;
     let ((start, _), n) = (seq(&db).await, users(&db).await);
@@ -139,7 +140,7 @@ async fn a_copy_that_succeeds_or_moved_little_keeps_its_move() {
     let out = show(&run(p.port(), &db, &script).await);
     assert!(out.contains("null value in column"), "{out}");
     assert_eq!(users(&db).await, n + 2000);
-    assert_eq!(seq(&db).await, (start + 2501, true), "a small move is not put back");
+    assert_eq!(seq(&db).await, (start + 2000, true), "a small move of a failed COPY is put back too");
     p.stop().await;
 }
 

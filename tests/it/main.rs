@@ -97,6 +97,7 @@ mod copies;
 mod copy_in;
 mod copyback;
 mod corpus;
+mod creep;
 mod cursors;
 mod ddl_notify;
 mod deferred;

@@ -1,0 +1,88 @@
+//! The creep budget of a protected sequence (sixty-ninth pass F2): statement after statement,
+//! each moving `web_user_id_seq` less than one statement's allowance of 1,000 steps beyond
+//! its rows, no longer moves it as far as one likes. Steps beyond the rows inserted are summed
+//! over the table's window (`sequence_creep`, here 5,000 per hour) across statements, forms
+//! (counted, a few calls as applications take ids, prepared and executed again) and sessions;
+//! the statement that would go past it is refused and the sequence put back. Rows inserted
+//! explain their steps. Every position is read directly on the server.
+
+use crate::harness::*;
+
+/// Where the sequence stands (`last_value`), read directly on the server.
+async fn position(db: &str) -> i64 {
+    count(db, "SELECT last_value FROM web_user_id_seq").await
+}
+
+/// The shipped policy with `users`' creep budget at `steps` per hour.
+async fn proxy_with_creep(steps: u64) -> Proxy {
+    let mut policy = shipped_policy();
+    let users = policy.tables.iter_mut().find(|t| t.name == "users").expect("users");
+    users.creep = blastwall::policy::Creep { steps, window_secs: 3600 };
+    proxy_with(base_config(), policy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_each_under_the_allowance_stop_at_the_creep_budget_and_are_put_back() {
+    let db = incident_db();
+    let p = proxy_with_creep(5000).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let start = position(&db).await;
+    // 900 calls each, under one statement's allowance: five fit in 5,000 steps.
+    let many = "SELECT count(nextval('web_user_id_seq')) FROM generate_series(1, 900)";
+    for i in 0..5 {
+        via.simple_query(many).await.unwrap_or_else(|e| panic!("statement {i}: {e:?}"));
+    }
+    assert_eq!(position(&db).await, start + 4500);
+    // The sixth would take it to 5,400: refused, and the sequence put back.
+    let e = via.simple_query(many).await.expect_err("past the creep budget");
+    let m = refused_by(&e, "identity");
+    assert!(m.contains("4500 such steps were taken in the last 1h"), "{m}");
+    assert!(m.contains("sequence_creep = 5000"), "{m}");
+    assert_eq!(position(&db).await, start + 4500, "put back");
+    // A few calls at a time, as an application takes ids ahead, spend from the same budget,
+    // in another session, and as a prepared statement executed again.
+    let other = connect(p.port(), "app", APP_PW, &db).await;
+    let hundred = format!("SELECT {}", vec!["nextval('web_user_id_seq')"; 100].join(", "));
+    for i in 0..5 {
+        other.simple_query(&hundred).await.unwrap_or_else(|e| panic!("hundred {i}: {e:?}"));
+    }
+    assert_eq!(position(&db).await, start + 5000);
+    let e = other.simple_query(&hundred).await.expect_err("the budget is spent");
+    refused_by(&e, "identity");
+    let e = other.query_one("SELECT nextval('web_user_id_seq')", &[]).await.expect_err("prepared, one call");
+    refused_by(&e, "identity");
+    assert_eq!(position(&db).await, start + 5000, "nothing past the budget stays");
+    // Rows inserted explain their steps: an import of 2,000 users spends nothing.
+    via.simple_query("INSERT INTO users (auth_source) SELECT 'import' FROM generate_series(1, 2000)")
+        .await
+        .expect("inserted rows explain their ids");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE auth_source = 'import'").await, 2000);
+    assert_eq!(position(&db).await, start + 7000);
+    // … but an import whose rows are not kept explains nothing.
+    let e = via
+        .simple_query(
+            "INSERT INTO users (auth_source) SELECT CASE WHEN g < 900 THEN 'x' END FROM generate_series(1, 900) g",
+        )
+        .await
+        .expect_err("the last row fails");
+    assert!(!format!("{e:?}").contains("blastwall"), "the server's own error: {e:?}");
+    assert_eq!(position(&db).await, start + 7000, "put back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_taken_ahead_within_the_budget_are_relayed_as_the_server_answers() {
+    let db = incident_db();
+    let p = proxy_with_creep(10_000).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let start = position(&db).await;
+    let oauth = "SELECT count(*) FROM users WHERE id < 0 AND auth_source = 'oauth'";
+    let before = count(&db, oauth).await;
+    // The incident's minter: an id taken ahead, then the row inserted with it.
+    for i in 1..=20 {
+        let id: i64 = via.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get(0);
+        assert_eq!(id, start + i);
+        via.execute("INSERT INTO users (id, auth_source) VALUES ($1, 'oauth')", &[&-id]).await.unwrap();
+    }
+    assert_eq!(position(&db).await, start + 20);
+    assert_eq!(count(&db, oauth).await, before + 20);
+}
