@@ -8,7 +8,9 @@
 //! counted on those tables alone (`reach`), and kept in one round trip where only row limits
 //! could refuse it (`once`). The names a write was judged by are read again around its run
 //! (`named`); the identity read around DDL includes the code autovacuum would run unseen
-//! (`background`) and whether a child let go from a policy table's tree was empty (`detach`).
+//! (`background`) and whether a child let go from a policy table's tree was empty (`detach`);
+//! the protected sequences' steps beyond the rows inserted are summed over a window across
+//! statements and sessions (`creep`).
 //!
 //! Owns: the conversation with the backend during a check — none of its messages reaches the
 //! client — and holding the statement's own replies until the verdict, then keeping or rolling
