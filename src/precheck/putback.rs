@@ -300,6 +300,13 @@ pub fn sqls(moved: &[Moved]) -> Vec<String> {
 /// session's role may not make (`setval` needs `UPDATE`) is made on a connection of
 /// blastwall's own (`super::elsewhere`).
 pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result<(), PrecheckError> {
+    run_left(b, moved, in_block).await.map(drop)
+}
+
+/// [`run`], saying which of `moved` it left where they stand (the statement ran and found the
+/// put-back not due, or not possible).
+async fn run_left(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result<Vec<u32>, PrecheckError> {
+    let mut left = Vec::new();
     for m in moved {
         let a = on_session(b, &sql(m), in_block).await?;
         match &a.error {
@@ -308,10 +315,11 @@ pub async fn run(b: &mut Backend<'_>, moved: &[Moved], in_block: bool) -> Result
             Some(e) => {
                 tracing::warn!(sequence = m.oid, code = %e.code, error = %e.message, "a protected sequence could not be put back")
             }
+            None if a.rows.is_empty() => left.push(m.oid),
             None => logged(m, &a.rows),
         }
     }
-    Ok(())
+    Ok(left)
 }
 
 /// `setval` refused: the session's role lacks `UPDATE` on the sequence.
@@ -446,7 +454,20 @@ pub async fn after_unkept(
     changed: &[Change],
     opened: bool,
 ) -> Result<(), PrecheckError> {
-    run(b, &unkept(back, changed), !opened).await
+    let left = run_left(b, &unkept(back, changed), !opened).await?;
+    // A move judged beyond the rule is always due (`from_changes`): left, it no longer stood
+    // where the reading after the statement found it — another session took values since
+    // (seventy-third pass H1, L1). Putting it back would hand those out again.
+    for m in from_changes(changed).iter().filter(|m| left.contains(&m.oid)) {
+        let (was, at) = (m.was.map_or("unset".into(), |v| v.to_string()), m.left_at.flatten());
+        tracing::warn!(
+            sequence = m.oid,
+            %was,
+            left_at = ?at,
+            "a protected sequence moved by a refused statement was left where it stands: another session took values after the statement's last call, and putting it back would hand them out again"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! over the table's window (`sequence_creep`, here 5,000 per hour) across statements, forms
 //! (counted, a few calls as applications take ids, prepared and executed again) and sessions;
 //! the statement that would go past it is refused and the sequence put back. Rows inserted
-//! explain their steps. Every position is read directly on the server.
+//! explain their steps. What neither can undo — a refused move after which another session
+//! took a value — is left and logged. Every position is read directly on the server.
 
 use crate::harness::*;
 
@@ -85,4 +86,31 @@ async fn ids_taken_ahead_within_the_budget_are_relayed_as_the_server_answers() {
     }
     assert_eq!(position(&db).await, start + 20);
     assert_eq!(count(&db, oauth).await, before + 20);
+}
+
+/// Seventy-third pass H1, L1: what the creep budget and the put-back cannot undo. A refused
+/// move after whose last call another session took a value is left where it stands (putting
+/// it back would hand that value out again), and blastwall's log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_move_another_session_took_values_after_is_left_and_logged() {
+    let db = incident_db();
+    captured_logs();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let oid = count(&db, "SELECT 'web_user_id_seq'::regclass::oid::int8").await;
+    let start = position(&db).await;
+    // 5,000 calls (past the allowance), then a second in which the other session takes one.
+    let slow = "WITH t AS MATERIALIZED (SELECT count(nextval('web_user_id_seq')) AS n FROM generate_series(1, 5000)) \
+                SELECT n, pg_sleep(1) FROM t";
+    let refused = tokio::spawn(async move { via.simple_query(slow).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let other = direct("app", APP_PW, &db).await;
+    let taken: i64 = other.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get(0);
+    let e = refused.await.unwrap().expect_err("past the allowance");
+    refused_by(&e, "identity");
+    assert_eq!(taken, start + 5001, "the other session's value comes after the statement's");
+    assert_eq!(position(&db).await, start + 5001, "left: never put back under another session's value");
+    let said = captured_logs();
+    let line = said.lines().find(|l| l.contains("was left where it stands") && l.contains(&format!("sequence={oid}")));
+    assert!(line.is_some(), "no log line about the move left in {db}:\n{said}");
 }
