@@ -560,7 +560,10 @@ pub fn columns_query(schema: &str, table: &str, oid: Option<u32>) -> String {
     )
 }
 
-/// The columns that own sequences named `sequence` (serial, identity, `OWNED BY`).
+/// The columns that own sequences named `sequence` (serial, identity, `OWNED BY`), or whose
+/// default takes from one (`DEFAULT -nextval('s')` records that dependency): the sequence
+/// feeds them whatever it is called now (seventy-fourth pass H1: the protected sequence
+/// renamed, then `setval` by its new name).
 pub fn owners_query(sequence: &str) -> String {
     format!(
         "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, a.attname::pg_catalog.text \
@@ -573,8 +576,20 @@ pub fn owners_query(sequence: &str) -> String {
          WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
            AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
            AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['a', 'i']::pg_catalog.\"char\"[]) \
-           AND s.relkind OPERATOR(pg_catalog.=) 'S'::pg_catalog.\"char\" AND s.relname OPERATOR(pg_catalog.=) {}",
-        literal(sequence)
+           AND s.relkind OPERATOR(pg_catalog.=) 'S'::pg_catalog.\"char\" AND s.relname OPERATOR(pg_catalog.=) {seq} \
+         UNION \
+         SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, a.attname::pg_catalog.text \
+         FROM pg_catalog.pg_depend d \
+         JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) d.refobjid \
+         JOIN pg_catalog.pg_attrdef f ON f.oid OPERATOR(pg_catalog.=) d.objid \
+         JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) f.adrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
+           AND a.attnum OPERATOR(pg_catalog.=) f.adnum \
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass \
+           AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+           AND s.relkind OPERATOR(pg_catalog.=) 'S'::pg_catalog.\"char\" AND s.relname OPERATOR(pg_catalog.=) {seq}",
+        seq = literal(sequence)
     )
 }
 

@@ -66,11 +66,17 @@ impl Guard {
         let decided = super::setval::by_oid(decided, &self.catalog, info, &mut questions);
         // A sequence a policy does not list may still feed a protected column: ask who owns it.
         let setval_matters = policy.tables.iter().any(|t| t.forbid.contains(&policy::Forbid::Setval));
-        if setval_matters && !info.database.is_empty() {
-            for w in decided.iter().flat_map(|s| &s.writes) {
-                let (Op::Setval | Op::AlterSequence | Op::DropSequence, Some(seq)) = (&w.op, &w.target) else {
-                    continue;
-                };
+        let nextval_matters = policy.tables.iter().any(|t| !t.sequences.is_empty());
+        if (setval_matters || nextval_matters) && !info.database.is_empty() {
+            let setvals = decided.iter().flat_map(|s| &s.writes).filter_map(|w| match (&w.op, &w.target) {
+                (Op::Setval | Op::AlterSequence | Op::DropSequence, Some(seq)) if setval_matters => Some(seq),
+                _ => None,
+            });
+            // … and a `nextval` of one a policy does not list, which may be a protected one
+            // under another name (`need::feeds_protected`).
+            let nextvals =
+                decided.iter().flat_map(|s| &s.nextval).flatten().filter(|s| nextval_matters && s.as_oid().is_none());
+            for seq in setvals.chain(nextvals) {
                 let listed = policy.tables.iter().any(|t| t.sequences.iter().any(|s| s.name == seq.name));
                 if !listed && info.names.assumed.sequence_owners(&self.catalog, &info.database, &seq.name).is_none() {
                     let q = crate::catalog::Question::SequenceOwner(seq.name.clone());

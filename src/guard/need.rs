@@ -143,8 +143,13 @@ pub(super) fn check_need(
         // (`precheck::creep`: statement after statement of a few calls each moved it as far as
         // one liked), and a block's remembered moves are put back from there (`session::undone`:
         // an unread `SELECT nextval(…)` between writes looked like another session's value).
-        let protected =
-            |s: &crate::analyze::RelName| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name));
+        // A sequence is one by its listed name, or by what it feeds whatever it is called now
+        // (`catalog::owners_query`: a protected column's default or owner; seventy-fourth pass
+        // H1, the protected sequence renamed); not asked (`guard::decide` asks): counted.
+        let protected = |s: &crate::analyze::RelName| {
+            policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name))
+                || feeds_protected(policy, info.names.assumed.sequence_owners(catalog, &info.database, &s.name))
+        };
         let moves = st.calls_nextval_of(protected);
         // … and a user function run by a view, default or domain the statement mentions.
         // Asked only where it matters: a read that calls built-ins is parsed again to say.
@@ -173,6 +178,17 @@ pub(super) fn check_need(
 
 /// The text to EXPLAIN before a counted statement runs: one DELETE/UPDATE/MERGE statement with
 /// no parameter references (EXPLAIN would need their values).
+/// Whether a sequence's owners (`None`: not known) include a policy table's protected column,
+/// of a table that lists protected sequences.
+pub(super) fn feeds_protected(policy: &Policy, owners: Option<Vec<crate::catalog::Owner>>) -> bool {
+    let Some(owners) = owners else { return true };
+    owners.iter().any(|(schema, table, column)| {
+        policy.tables.iter().any(|t| {
+            !t.sequences.is_empty() && t.schema == *schema && t.name == *table && t.protected_columns.contains(column)
+        })
+    })
+}
+
 pub(super) fn estimate_text(statements: &[Statement], policy: &Policy) -> Option<String> {
     let [st] = statements else { return None };
     if !st.writes.iter().any(|w| w.op.is_row_write()) || !st.executes.is_empty() {

@@ -5,7 +5,9 @@
 //! trigger that truncates) is judged by what it did to the objects themselves.
 //!
 //! A policy table is found by its name and by the OID blastwall learned for it (both, when they
-//! differ: a dropped and re-created table is found by its name again). Per table the snapshot
+//! differ: a dropped and re-created table is found by its name again); a protected sequence
+//! the same way, and also as the sequence a protected column's default takes from, whatever
+//! it is called now (seventy-fourth pass H1: renamed, it was read nowhere). Per table the snapshot
 //! holds its schema-qualified name, the storage file of it and of every inheritance child and
 //! partition (`relfilenode`: TRUNCATE and table rewrites change it), every column's name and
 //! type, the defaults of its protected columns, and its inheritance parents; per protected
@@ -115,11 +117,14 @@ pub fn sql(
     for t in &policy.tables {
         for s in &t.sequences {
             let schema = s.schema.clone().unwrap_or_else(|| t.schema.clone());
+            let cols: Vec<String> = t.protected_columns.iter().map(|c| lit(c)).collect();
             let row = format!(
-                "({}::pg_catalog.text, {}::pg_catalog.text, {})",
+                "({}::pg_catalog.text, {}::pg_catalog.text, {}, {}::pg_catalog.text, ARRAY[{}]::pg_catalog.text[])",
                 lit(&format!("{schema}.{}", s.name)),
                 quoted(&schema, &s.name),
-                oid(&schema, &s.name)
+                oid(&schema, &s.name),
+                lit(&format!("{}.{}", t.schema, t.name)),
+                cols.join(", ")
             );
             if !seqs.contains(&row) {
                 seqs.push(row);
@@ -127,16 +132,26 @@ pub fn sql(
         }
     }
     if seqs.is_empty() {
-        seqs.push("(NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.oid)".into());
+        seqs.push(
+            "(NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.oid, NULL::pg_catalog.text, NULL::pg_catalog.text[])"
+                .into(),
+        );
     }
     let text = "::pg_catalog.text";
     let header = format!(
         "WITH RECURSIVE t(k, q, known, prot, dig) AS (VALUES {tables}), \
-         sq(k, q, known) AS (VALUES {seqs}), \
+         sq(k, q, known, tk, prot) AS (VALUES {seqs}), \
          r AS (SELECT t.k, c.oid, c.relname, c.relnamespace, c.relfilenode, t.prot, t.dig FROM t, pg_catalog.pg_class c \
            WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(t.q)::pg_catalog.oid, t.known])), \
-         s AS (SELECT sq.k, c.oid, c.relname, c.relnamespace FROM sq, pg_catalog.pg_class c \
-           WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(sq.q)::pg_catalog.oid, sq.known])), \
+         s AS (SELECT DISTINCT sq.k, c.oid, c.relname, c.relnamespace FROM sq, pg_catalog.pg_class c \
+           WHERE c.oid {EQ} ANY (ARRAY[pg_catalog.to_regclass(sq.q)::pg_catalog.oid, sq.known]) \
+           OR c.oid {EQ} ANY (ARRAY(SELECT d.refobjid FROM pg_catalog.pg_depend d \
+             JOIN pg_catalog.pg_attrdef f ON f.oid {EQ} d.objid \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid {EQ} f.adrelid AND a.attnum {EQ} f.adnum \
+             JOIN r ON r.oid {EQ} f.adrelid AND r.k {EQ} sq.tk \
+             WHERE d.classid {EQ} 'pg_catalog.pg_attrdef'::pg_catalog.regclass \
+             AND d.refclassid {EQ} 'pg_catalog.pg_class'::pg_catalog.regclass \
+             AND a.attname::pg_catalog.text {EQ} ANY (sq.prot))) AND c.relkind {EQ} 'S'::pg_catalog.\"char\"), \
          tree(k, root, rel) AS (SELECT r.k, r.oid, r.oid FROM r UNION \
            SELECT tree.k, tree.root, i.inhrelid FROM pg_catalog.pg_inherits i, tree WHERE i.inhparent {EQ} tree.rel) \
 ",

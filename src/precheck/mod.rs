@@ -318,6 +318,14 @@ async fn counted(
         if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
             catalog.learn_oid(database, &t.schema, &t.name, oid);
         }
+        // A protected sequence too: read by that OID once renamed or moved (seventy-fourth
+        // pass H1).
+        for s in &t.sequences {
+            let schema = s.schema.as_deref().unwrap_or(&t.schema);
+            if let Some(oid) = identity::found_as(&identity_before, &format!("{schema}.{}", s.name)) {
+                catalog.learn_oid(database, schema, &s.name, oid);
+            }
+        }
     }
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.

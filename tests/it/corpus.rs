@@ -40,7 +40,8 @@ const CORPUS: &[(&str, V)] = &[
     ("INSERT INTO users (id, auth_source) VALUES (1000000001, 'test')", P),
     // An id taken ahead from a protected sequence: counted, its step spent from the creep budget.
     ("SELECT nextval('web_user_id_seq')", C),
-    ("SELECT nextval('some_other_seq')", A),
+    // Offline, what another sequence feeds is not known (it may be the protected one, renamed).
+    ("SELECT nextval('some_other_seq')", C),
     // Range predicates on the protected column, in every spelling.
     ("DELETE FROM users WHERE id BETWEEN SYMMETRIC -91111100 AND -91111200", RANGE),
     ("DELETE FROM users WHERE id NOT BETWEEN 1 AND 1000000", RANGE),

@@ -155,6 +155,7 @@ mod rt17;
 mod rt27;
 mod runners;
 mod runs;
+mod sequence_names;
 mod sizes;
 mod slices;
 mod split;
