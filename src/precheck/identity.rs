@@ -430,9 +430,9 @@ pub(super) fn breaks(t: &crate::policy::TablePolicy, kind: Kind) -> bool {
     }
 }
 
-const HINT_IDENTITY: &str = "The statement reached a protected object in a way its text does not show; it was rolled back. Change protected objects through a role whose policy mode allows it (for example a migrator role in warn mode).";
+const HINT_IDENTITY: &str = "The statement reached a protected object in a way its text does not show (in enforce mode it is rolled back). Change protected objects through a role whose policy mode allows it (for example a migrator role in warn mode).";
 
-const HINT_BACKGROUND: &str = "It was rolled back. Index, statistics and range-type expressions of a table another role than the policy tables' owners owns may call built-in functions only (or C functions that are not volatile); make such objects, and the functions they call, through the policy tables' owner.";
+const HINT_BACKGROUND: &str = "In enforce mode it is rolled back. Index, statistics and range-type expressions of a table another role than the policy tables' owners owns may call built-in functions only (or C functions that are not volatile); make such objects, and the functions they call, through the policy tables' owner.";
 
 /// The findings of rule `identity` for what changed, each in the mode of its object's policy.
 pub fn findings(
