@@ -108,6 +108,12 @@ pub struct SessionInfo {
     /// reported encoding says (`session`), and is read as in an unknown encoding.
     pub encoding_in_flight: bool,
     pub in_transaction: bool,
+    /// The session's transaction holds writes whose moves of protected sequences are
+    /// remembered (`session::undone`): a statement that calls `nextval` of one is counted
+    /// even when its steps are known from its text, so that where it leaves the sequence is
+    /// read (thirty-fourth pass H1, H2: an unread `SELECT nextval(…)` between writes looked
+    /// like another session's value, and the writes before it were never put back).
+    pub moves_remembered: bool,
     /// Every statement prepared under a name (SQL PREPARE, protocol Parse) since the server
     /// confirmed its last DEALLOCATE or Close (the server keeps the first that succeeded; all
     /// are judged, so none can hide). Kept by `session::names`.

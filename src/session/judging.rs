@@ -88,6 +88,7 @@ impl Session {
             self.info.client_encoding = encoding.to_string();
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
+        self.info.moves_remembered = !self.block.is_empty();
         self.info.inflight.ord = self.relay.syncs_sent();
         // What an earlier judgement published is not this one's to take back if refused.
         self.info.inflight.judging_anew();
