@@ -12,7 +12,6 @@
 //! Owns: recognising `nextval` and the bound. Does not own: which sequences are protected.
 
 use super::children::each_child;
-use super::nodes::items;
 use super::{RelName, Statement};
 use pg_query::protobuf as pb;
 use pg_query::NodeRef as R;
@@ -28,14 +27,21 @@ pub(super) fn is_nextval(funcname: &[pb::Node]) -> bool {
 }
 
 /// Whether every `nextval` of the statement rooted at `root` runs once: a plain SELECT of
-/// expressions whose only function calls are `nextval`, with no subquery.
+/// expressions whose only function calls are `nextval`, with no subquery, no grouping (each
+/// group runs the target list again), no HAVING, window or DISTINCT.
 pub(super) fn bounded(root: R<'_>) -> bool {
     let R::SelectStmt(q) = root else { return false };
+    // No FROM still runs the target list once per group: `GROUP BY GROUPING SETS ((), (), …)`
+    // or `CUBE` gives up to 4,096 rows of one written call (seventy-fifth pass H1).
     if !q.from_clause.is_empty()
         || q.with_clause.is_some()
         || q.larg.is_some()
         || !q.values_lists.is_empty()
         || q.into_clause.is_some()
+        || !q.group_clause.is_empty()
+        || q.having_clause.is_some()
+        || !q.window_clause.is_empty()
+        || !q.distinct_clause.is_empty()
     {
         return false;
     }
@@ -49,8 +55,11 @@ pub(super) fn bounded(root: R<'_>) -> bool {
         each_child(v, &mut |c| all = all && plain(c));
         all
     }
-    items(&q.target_list).all(plain)
-        && q.where_clause.as_deref().and_then(|w| w.node.as_ref()).is_none_or(|w| plain(w.to_ref()))
+    // Every part of it — the target list, WHERE, ORDER BY, LIMIT — plain (a subquery in
+    // ORDER BY runs as often as its own rows say).
+    let mut all = true;
+    each_child(root, &mut |c| all = all && plain(c));
+    all
 }
 
 impl Statement {

@@ -444,6 +444,15 @@ fn nextval_is_bounded_only_in_a_select_of_constants() {
         "WITH g AS (SELECT 1) SELECT nextval('s') FROM g",
         "INSERT INTO t SELECT nextval('s') FROM t",
         "SELECT nextval('s') UNION ALL SELECT nextval('s')",
+        // Once per group: up to 4,096 rows without a FROM (seventy-fifth pass H1).
+        "SELECT nextval('s') GROUP BY GROUPING SETS ((), (), ()) OFFSET 2",
+        "SELECT nextval('s') GROUP BY CUBE (1, 2)",
+        "SELECT nextval('s') GROUP BY ROLLUP (1)",
+        "SELECT nextval('s') GROUP BY () HAVING true",
+        "SELECT DISTINCT nextval('s')",
+        "SELECT nextval('s') WINDOW w AS ()",
+        "SELECT nextval('s') ORDER BY (SELECT max(nextval('s')) FROM generate_series(1, 1000))",
+        "SELECT nextval('s') LIMIT (SELECT count(nextval('s')) FROM generate_series(1, 1000))",
     ] {
         let st = one(sql);
         assert!(!st.nextval_bounded && st.moves_sequences(|s| s.name == "s"), "{sql}");

@@ -114,3 +114,29 @@ async fn a_refused_move_another_session_took_values_after_is_left_and_logged() {
     let line = said.lines().find(|l| l.contains("was left where it stands") && l.contains(&format!("sequence={oid}")));
     assert!(line.is_some(), "no log line about the move left in {db}:\n{said}");
 }
+
+/// Seventy-fifth pass H1: a SELECT without FROM runs its target list once per group, so one
+/// written `nextval` under `GROUP BY GROUPING SETS ((), () …)` took 4,096 steps (100 written:
+/// 409,600), relayed as "a few calls" and spent as one. Counted, it is judged by its real move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouping_sets_around_a_few_calls_are_judged_by_their_real_move() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    via.simple_query("SELECT nextval('web_user_id_seq')").await.expect("an id taken ahead");
+    let start = position(&db).await;
+    // Twelve `GROUPING SETS ((), ())`: 2^12 groups.
+    let sets = vec!["GROUPING SETS ((), ())"; 12].join(", ");
+    for sql in [
+        format!("SELECT nextval('web_user_id_seq') GROUP BY {sets} OFFSET 4095"),
+        "SELECT nextval('web_user_id_seq') GROUP BY CUBE (1 + 0, 1 + 1, 1 + 2, 1 + 3, 1 + 4, 1 + 5, 1 + 6, 1 + 7, 1 + 8, 1 + 9, 1 + 10) OFFSET 2047"
+            .to_string(),
+    ] {
+        let e = via.simple_query(&sql).await.expect_err(&sql);
+        refused_by(&e, "identity");
+        assert_eq!(position(&db).await, start, "put back: {sql}");
+        let e = via.query_one(sql.as_str(), &[]).await.expect_err("prepared too");
+        refused_by(&e, "identity");
+        assert_eq!(position(&db).await, start, "put back, prepared: {sql}");
+    }
+}
