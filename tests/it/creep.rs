@@ -126,7 +126,7 @@ async fn grouping_sets_around_a_few_calls_are_judged_by_their_real_move() {
     via.simple_query("SELECT nextval('web_user_id_seq')").await.expect("an id taken ahead");
     let start = position(&db).await;
     // Twelve `GROUPING SETS ((), ())`: 2^12 groups.
-    let sets = vec!["GROUPING SETS ((), ())"; 12].join(", ");
+    let sets = ["GROUPING SETS ((), ())"; 12].join(", ");
     for sql in [
         format!("SELECT nextval('web_user_id_seq') GROUP BY {sets} OFFSET 4095"),
         "SELECT nextval('web_user_id_seq') GROUP BY CUBE (1 + 0, 1 + 1, 1 + 2, 1 + 3, 1 + 4, 1 + 5, 1 + 6, 1 + 7, 1 + 8, 1 + 9, 1 + 10) OFFSET 2047"
