@@ -79,6 +79,17 @@ pub fn judge_since(
     // sequence, `session::undone`), moves it by at most those calls: a larger move it reads is
     // another session's — an import beside it (thirty-fifth pass M2: such moves refused one
     // `SELECT nextval(…)` in four, and their put-backs went under the import's values).
+    // A statement of settings alone (`SET ROLE tenant`, `BEGIN; SET LOCAL ROLE tenant`) runs
+    // no code and moves no sequence: one it leaves unreadable is one the new role may not
+    // read (seventy-fourth pass FP2: such a `SET ROLE` was refused as a move "to unreadable").
+    if changed.iter().any(|c| c.kind == identity::Kind::Sequence) && only_settings(&plan.statement) {
+        changed.retain(|c| {
+            let now = c
+                .sequence_was
+                .and_then(|(oid, _, _)| after.get(&(c.object.clone(), oid.to_string(), "position".to_string())));
+            !(c.kind == identity::Kind::Sequence && now.is_some_and(|v| v == "unreadable"))
+        });
+    }
     let bounded = only_bounded_nextval(&plan.statement);
     if bounded.is_some() {
         changed.retain(|c| !(c.kind == identity::Kind::Sequence && c.sequence_was.is_some()));
@@ -146,6 +157,23 @@ fn crept(
     }
 }
 
+/// Whether every statement of `statement` is a `SET`/`RESET` (of a role too) or the start of a
+/// block or savepoint: nothing that runs code (a `COMMIT` fires deferred triggers).
+fn only_settings(statement: &str) -> bool {
+    use pg_query::protobuf::TransactionStmtKind as Tx;
+    use pg_query::NodeEnum;
+    let Ok(parsed) = pg_query::parse(statement, pg_query::ParserOptions::DEFAULT) else { return false };
+    let nodes: Vec<_> = parsed.protobuf.stmts.iter().map(|r| r.stmt.as_ref().and_then(|n| n.node.as_ref())).collect();
+    !nodes.is_empty()
+        && nodes.iter().all(|n| match n {
+            Some(NodeEnum::VariableSetStmt(_)) => true,
+            Some(NodeEnum::TransactionStmt(t)) => {
+                matches!(Tx::try_from(t.kind), Ok(Tx::TransStmtBegin | Tx::TransStmtStart | Tx::TransStmtSavepoint))
+            }
+            _ => false,
+        })
+}
+
 /// A window in seconds as a policy spells it.
 fn window(secs: u64) -> String {
     match secs {
@@ -183,6 +211,17 @@ fn runs_code(statement: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn settings_alone_run_nothing() {
+        assert!(super::only_settings("SET ROLE tenant"));
+        assert!(super::only_settings("BEGIN; SET LOCAL ROLE tenant"));
+        assert!(super::only_settings("RESET ROLE"));
+        assert!(!super::only_settings("SET ROLE tenant; SELECT * FROM v"));
+        assert!(!super::only_settings("SET ROLE tenant; COMMIT"));
+        assert!(!super::only_settings("SELECT set_config('role', 'tenant', false)"));
+        assert!(!super::only_settings("not sql"));
+    }
+
     #[test]
     fn a_few_nextval_calls_and_nothing_else() {
         assert_eq!(super::only_bounded_nextval("SELECT nextval('web_user_id_seq')"), Some(1));

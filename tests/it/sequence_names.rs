@@ -49,3 +49,46 @@ async fn a_protected_sequence_renamed_on_the_server_keeps_its_rules() {
         p.stop().await;
     }
 }
+
+/// Seventy-fourth pass FP2: `SET ROLE` to a role that may not read the protected sequence, in
+/// a database with the role's own schema (so the change of `"$user"` is counted), was refused
+/// as a move of the sequence "to unreadable": the reading after it runs as the new role.
+/// Settings alone move nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_role_to_a_role_that_cannot_read_the_sequence_runs() {
+    let db = incident_db();
+    let tenant = format!("tenant_{}", std::process::id());
+    admin_sql(
+        pg(),
+        &db,
+        &format!(
+            "DO $$ BEGIN CREATE ROLE {tenant}; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT {tenant} TO trust_user; \
+             CREATE SCHEMA {tenant} AUTHORIZATION {tenant}; \
+             CREATE TABLE {tenant}.users (id bigint PRIMARY KEY, email text); \
+             ALTER TABLE {tenant}.users OWNER TO {tenant}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO trust_user; \
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO trust_user"
+        ),
+    );
+    let p = proxy().await;
+    // A role with DML only, as an application's (the tables are app's).
+    let via = connect(p.port(), "trust_user", "", &db).await;
+    // `BEGIN` as a message of its own (with `SET LOCAL` in the same Query, a counted message
+    // that opens a transaction is refused as it always is).
+    for (begin, set, back) in [
+        (None, format!("SET ROLE {tenant}"), "RESET ROLE"),
+        (Some("BEGIN"), format!("SET LOCAL ROLE {tenant}"), "COMMIT"),
+    ] {
+        if let Some(b) = begin {
+            via.simple_query(b).await.unwrap();
+        }
+        via.simple_query(&set).await.unwrap_or_else(|e| panic!("{set}: {e:?}"));
+        let who: String = via.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+        assert_eq!(who, tenant, "{set}");
+        via.simple_query("SELECT count(*) FROM users").await.expect("the role's own table");
+        via.simple_query(back).await.unwrap_or_else(|e| panic!("{back}: {e:?}"));
+    }
+    let who: String = via.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    assert_eq!(who, "trust_user");
+}
