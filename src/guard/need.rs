@@ -141,8 +141,9 @@ pub(super) fn check_need(
                 }
             }
         }
-        // A protected sequence moved by nextval (issue 11): counted however few the calls, so
-        // that where it leaves the sequence is read — its steps are spent from the creep budget
+        // A protected sequence moved by nextval (issue 11): counted however few the calls
+        // (unless their steps are known from the text, below), so that where it leaves the
+        // sequence is read — its steps are spent from the creep budget
         // (`precheck::creep`: statement after statement of a few calls each moved it as far as
         // one liked), and a block's remembered moves are put back from there (`session::undone`:
         // an unread `SELECT nextval(…)` between writes looked like another session's value).
@@ -199,8 +200,6 @@ pub(super) fn check_need(
     Ok(need)
 }
 
-/// The text to EXPLAIN before a counted statement runs: one DELETE/UPDATE/MERGE statement with
-/// no parameter references (EXPLAIN would need their values).
 /// The steps a statement moves the protected sequences by, when its text says (each listed
 /// sequence's learned OID, the steps, its table's creep budget): a SELECT of `nextval` calls
 /// each run once (`analyze::sequences`) of sequences named as the policy lists them, in a
@@ -246,6 +245,8 @@ pub(super) fn feeds_protected(policy: &Policy, owners: Option<Vec<crate::catalog
     })
 }
 
+/// The text to EXPLAIN before a counted statement runs: one DELETE/UPDATE/MERGE statement with
+/// no parameter references (EXPLAIN would need their values).
 pub(super) fn estimate_text(statements: &[Statement], policy: &Policy) -> Option<String> {
     let [st] = statements else { return None };
     if !st.writes.iter().any(|w| w.op.is_row_write()) || !st.executes.is_empty() {

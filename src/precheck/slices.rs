@@ -74,11 +74,6 @@ pub fn judge_since(
             *was = own.get(&key).and_then(|v| v.parse().ok());
         }
     }
-    // A statement whose only moves are a few `nextval` calls, each run once (relayed uncounted
-    // elsewhere: counted in a block with remembered moves only to read where it leaves the
-    // sequence, `session::undone`), moves it by at most those calls: a larger move it reads is
-    // another session's — an import beside it (thirty-fifth pass M2: such moves refused one
-    // `SELECT nextval(…)` in four, and their put-backs went under the import's values).
     // A statement of settings alone (`SET ROLE tenant`, `BEGIN; SET LOCAL ROLE tenant`) runs
     // no code and moves no sequence: one it leaves unreadable is one the new role may not
     // read (seventy-fourth pass FP2: such a `SET ROLE` was refused as a move "to unreadable").
@@ -90,6 +85,11 @@ pub fn judge_since(
             !(c.kind == identity::Kind::Sequence && now.is_some_and(|v| v == "unreadable"))
         });
     }
+    // A statement whose only moves are a few `nextval` calls, each run once (relayed uncounted
+    // elsewhere: counted in a block with remembered moves only to read where it leaves the
+    // sequence, `session::undone`), moves it by at most those calls: a larger move it reads is
+    // another session's — an import beside it (thirty-fifth pass M2: such moves refused one
+    // `SELECT nextval(…)` in four, and their put-backs went under the import's values).
     let bounded = only_bounded_nextval(&plan.statement);
     if bounded.is_some() {
         changed.retain(|c| !(c.kind == identity::Kind::Sequence && c.sequence_was.is_some()));
