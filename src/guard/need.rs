@@ -7,6 +7,7 @@ use super::SessionInfo;
 use crate::analyze::{self, Op, Opaque, Statement};
 use crate::contract::Insert;
 use crate::policy::{self, Action, Mode, Policy};
+use crate::precheck::KnownSteps;
 use std::sync::Arc;
 
 /// What the pre-check needs to know about a message.
@@ -15,6 +16,9 @@ pub(super) struct CheckNeed {
     pub(super) target: Option<analyze::RelName>,
     /// Some write in it is in dry-run mode: it is always rolled back.
     pub(super) dry_run: bool,
+    /// When not empty, the only reason to count it: a prepared statement's known sequence
+    /// steps, spent at each Execute (`CheckPlan::known_steps`).
+    pub(super) known: Vec<KnownSteps>,
 }
 
 /// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
@@ -102,6 +106,7 @@ pub(super) fn check_need(
                     verb: w.op.verb(),
                     target: w.target.clone(),
                     dry_run: false,
+                    known: Vec::new(),
                 });
                 n.dry_run |= write_dry;
             }
@@ -124,7 +129,12 @@ pub(super) fn check_need(
             for t in inserts.iter().filter(|i| i.verb == "INSERT").map(|i| &i.target) {
                 match info.names.assumed.is_indirect_insert(catalog, &info.database, &t.name) {
                     Some(true) => {
-                        need.get_or_insert(CheckNeed { verb: "INSERT", target: Some(t.clone()), dry_run: false });
+                        need.get_or_insert(CheckNeed {
+                            verb: "INSERT",
+                            target: Some(t.clone()),
+                            dry_run: false,
+                            known: Vec::new(),
+                        });
                     }
                     Some(false) => {}
                     None => unknown.push(t.name.clone()),
@@ -158,7 +168,7 @@ pub(super) fn check_need(
         // … unless its steps are known from its text (`known_steps`): then they are spent from
         // the creep budget below, and it is relayed uncounted.
         let moves = moves
-            && match known_steps(st, info, policy, catalog) {
+            && match known_steps(st, info, policy) {
                 Some(steps) => {
                     steps_known.extend(steps);
                     false
@@ -177,7 +187,8 @@ pub(super) fn check_need(
         let dry_write = session_dry && writes();
         if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {
             let verb = if st.ddl { "DDL" } else { "statement" };
-            need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry }).dry_run |= session_dry;
+            need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry, known: Vec::new() }).dry_run |=
+                session_dry;
         }
     }
     // Asked even when a count is already needed: a Query run statement by statement judges
@@ -188,34 +199,61 @@ pub(super) fn check_need(
         return Err(unknown);
     }
     // Steps known from the text, spent where the message is relayed uncounted; one that does
-    // not fit is counted, and refused by the creep budget there (`precheck::slices`).
-    if need.is_none() {
-        for (oid, steps, creep) in steps_known {
-            if catalog.creep.take(&info.database, oid, steps, creep.steps, creep.window_secs).is_err() {
-                need = Some(CheckNeed { verb: "statement", target: None, dry_run: dry });
-                break;
-            }
+    // not fit is counted, and refused by the creep budget there (`precheck::slices`). A
+    // protocol Parse runs again at each Execute: its steps are spent there
+    // (`session::extended`), and counted when they do not fit.
+    if need.is_none() && !steps_known.is_empty() {
+        let counted = |known| Some(CheckNeed { verb: "statement", target: None, dry_run: dry, known });
+        if info.names.persisting {
+            need = counted(steps_known);
+        } else if !spend_known(policy, catalog, &info.database, &steps_known) {
+            need = counted(Vec::new());
         }
     }
     Ok(need)
 }
 
-/// The steps a statement moves the protected sequences by, when its text says (each listed
-/// sequence's learned OID, the steps, its table's creep budget): a SELECT of `nextval` calls
-/// each run once (`analyze::sequences`) of sequences named as the policy lists them, in a
-/// Query (a protocol Parse runs again at each Execute, unjudged) outside a block with
-/// remembered moves (`SessionInfo::moves_remembered`). Such an id taken ahead is then relayed
-/// uncounted: counting it cost about 8 ms against 0.1 ms directly (two counter readings).
-fn known_steps(
-    st: &Statement,
-    info: &SessionInfo,
+/// Spends known steps from each sequence's creep budget, as the policy now lists it (the
+/// sequence's learned OID, its table's budget); false when one does not fit or is no longer
+/// known (then the statement is counted). The steps of those before it stay spent, as the
+/// counted run spends them again by what it really moved: never less than it took.
+pub(super) fn spend_known(
     policy: &Policy,
     catalog: &crate::catalog::Catalog,
-) -> Option<Vec<(u32, u64, crate::policy::Creep)>> {
-    if !st.nextval_bounded || info.names.persisting || info.moves_remembered || info.database.is_empty() {
+    database: &str,
+    known: &[KnownSteps],
+) -> bool {
+    known.iter().all(|k| {
+        let listed = |t: &&policy::TablePolicy| {
+            t.sequences.iter().any(|p| p.name == k.name && p.schema.as_deref().unwrap_or(&t.schema) == k.schema)
+        };
+        let Some(t) = policy.tables.iter().find(listed) else { return false };
+        let Some(oid) = catalog.oid_of(database, &k.schema, &k.name) else { return false };
+        catalog.creep.take(database, oid, k.steps, t.creep.steps, t.creep.window_secs).is_ok()
+    })
+}
+
+impl super::Guard {
+    /// Spends a prepared statement's known sequence steps at its Execute (`spend_known`).
+    pub fn spend_known(&self, database: &str, known: &[KnownSteps]) -> bool {
+        spend_known(&self.policy(), &self.catalog, database, known)
+    }
+}
+
+/// The steps a statement moves the protected sequences by, when its text says (each listed
+/// sequence as the policy lists it, the steps): a SELECT of `nextval` calls each run once
+/// (`analyze::sequences`) of sequences named as the policy lists them. In a Query outside a
+/// block with remembered moves (`SessionInfo::moves_remembered`) they are spent at once; a
+/// protocol Parse's at each Execute, where the block is looked at. Spent once the sequences'
+/// OIDs are learned (a counted run learns them: until then it is counted). Such an id taken
+/// ahead is then relayed uncounted: counting it cost about 8 ms against 0.1 ms directly (two
+/// counter readings).
+fn known_steps(st: &Statement, info: &SessionInfo, policy: &Policy) -> Option<Vec<KnownSteps>> {
+    let remembered = info.moves_remembered && !info.names.persisting;
+    if !st.nextval_bounded || remembered || info.database.is_empty() {
         return None;
     }
-    let mut out: Vec<(u32, u64, crate::policy::Creep)> = Vec::new();
+    let mut out: Vec<KnownSteps> = Vec::new();
     for s in &st.nextval {
         let s = s.as_ref().filter(|s| s.as_oid().is_none())?;
         let (t, p) = policy.tables.iter().find_map(|t| {
@@ -225,10 +263,10 @@ fn known_steps(
                 .find(|p| p.name == s.name && s.schema.as_ref().is_none_or(|x| Some(x) == p.schema.as_ref()))?;
             Some((t, p))
         })?;
-        let oid = catalog.oid_of(&info.database, p.schema.as_deref().unwrap_or(&t.schema), &p.name)?;
-        match out.iter_mut().find(|(o, _, _)| *o == oid) {
-            Some(e) => e.1 += 1,
-            None => out.push((oid, 1, t.creep)),
+        let schema = p.schema.as_deref().unwrap_or(&t.schema);
+        match out.iter_mut().find(|k| k.schema == schema && k.name == p.name) {
+            Some(k) => k.steps += 1,
+            None => out.push(KnownSteps { schema: schema.to_string(), name: p.name.clone(), steps: 1 }),
         }
     }
     Some(out)

@@ -87,6 +87,7 @@ impl Guard {
                 verb: statements.iter().flat_map(|s| &s.writes).map(|w| w.op.verb()).next().unwrap_or("statement"),
                 target: statements.iter().flat_map(|s| &s.writes).find_map(|w| w.target.clone()),
                 dry_run,
+                known: Vec::new(),
             })
         });
         // A write by a name that led away from the policy table it names, or to a relation
@@ -94,9 +95,13 @@ impl Guard {
         // the run (`precheck::named`).
         let need = need.or_else(|| {
             let w = decision.recheck.then(|| statements.iter().flat_map(|s| &s.writes).find(|w| w.target.is_some()));
-            w.flatten().map(|w| CheckNeed { verb: w.op.verb(), target: w.target.clone(), dry_run })
+            w.flatten().map(|w| CheckNeed { verb: w.op.verb(), target: w.target.clone(), dry_run, known: Vec::new() })
         });
-        let Some(CheckNeed { verb, target, dry_run }) = need else { return (verdict, decision) };
+        let Some(CheckNeed { verb, target, dry_run, mut known }) = need else { return (verdict, decision) };
+        // Known steps are the only reason to count only when nothing else asks for a count.
+        if overriding.is_some() || decision.recheck {
+            known.clear();
+        }
         let tainted = info.taint.runs_code() && self.calls_matter.load(std::sync::atomic::Ordering::Acquire);
         if let Some(d) = super::taint::refusal(statements, info, &policy, text()).filter(|_| tainted) {
             return (render(&d), d);
@@ -146,6 +151,7 @@ impl Guard {
             point: crate::precheck::point::candidate(statements).filter(|_| !tainted),
             reached: decision.reached.clone(),
             names: decision.names.clone(),
+            known_steps: known,
         }));
         (plan, decision)
     }

@@ -270,6 +270,28 @@ pub fn found_as(snapshot: &Identity, key: &str) -> Option<u32> {
         .and_then(|((_, o, _), _)| o.parse().ok())
 }
 
+/// Learns the OIDs of the policy's tables and protected sequences from a reading's identity
+/// snapshot (`identity::read`): a protected sequence is read by that OID once renamed or
+/// moved (seventy-fourth pass H1), and its known steps are spent by it (`guard::need`).
+pub(crate) fn learn_oids(
+    catalog: &crate::catalog::Catalog,
+    database: &str,
+    policy: &crate::policy::Policy,
+    identity: &Identity,
+) {
+    for t in &policy.tables {
+        if let Some(oid) = found_as(identity, &format!("{}.{}", t.schema, t.name)) {
+            catalog.learn_oid(database, &t.schema, &t.name, oid);
+        }
+        for s in &t.sequences {
+            let schema = s.schema.as_deref().unwrap_or(&t.schema);
+            if let Some(oid) = found_as(identity, &format!("{schema}.{}", s.name)) {
+                catalog.learn_oid(database, schema, &s.name, oid);
+            }
+        }
+    }
+}
+
 /// The end of a change's words when a child or partition is gone (not a rewrite of rows that
 /// are still there: never decided by content).
 pub(super) const CHILD_GONE: &str = "is gone or let go with rows (an empty one may be let go: DETACH PARTITION or NO INHERIT it in a statement of its own, then drop it)";

@@ -51,7 +51,13 @@ use estimate::{estimate_findings, estimates};
 pub use identity::deferred_in as identity_deferred;
 pub use outcome::{as_dry_run, held_bytes};
 use outcome::{dry_run_outcome, failed_at_end};
-pub use plan::CheckPlan;
+pub use plan::{CheckPlan, KnownSteps};
+
+/// Learns the OIDs of the policy's tables and protected sequences from a reading taken before
+/// a statement (`identity::learn_oids`).
+pub fn learn_oids(catalog: &crate::catalog::Catalog, database: &str, policy: &Policy, rows: &[Vec<Option<String>>]) {
+    identity::learn_oids(catalog, database, policy, &identity::read(rows));
+}
 
 pub use stats::{counter_reading, deltas, snapshot, stats_sql, with_earlier, Reading, TableCount, STATS_SQL};
 
@@ -314,19 +320,7 @@ async fn counted(
     let inserted = putback::sequence_inserts(earlier, policy);
     let back = putback::candidates(&before_rows, since, inserted, who, policy);
     b.put_back.clone_from(&back);
-    for t in &policy.tables {
-        if let Some(oid) = identity::found_as(&identity_before, &format!("{}.{}", t.schema, t.name)) {
-            catalog.learn_oid(database, &t.schema, &t.name, oid);
-        }
-        // A protected sequence too: read by that OID once renamed or moved (seventy-fourth
-        // pass H1).
-        for s in &t.sequences {
-            let schema = s.schema.as_deref().unwrap_or(&t.schema);
-            if let Some(oid) = identity::found_as(&identity_before, &format!("{schema}.{}", s.name)) {
-                catalog.learn_oid(database, schema, &s.name, oid);
-            }
-        }
-    }
+    identity::learn_oids(catalog, database, policy, &identity_before);
     if !pipelined {
         // Far over a limit by the planner's estimate: refused without running anything.
         let estimates: Vec<_> =

@@ -51,9 +51,28 @@ pub struct CheckPlan {
     /// The names its writes were judged by, with the relation each led to then: read again
     /// around its run (`named`).
     pub names: Vec<(String, u32)>,
+    /// When not empty, the only reason it is counted: the protected sequences its prepared
+    /// `nextval` calls move, known from its text (`guard::need`). Each Execute spends them from
+    /// the creep budget and runs uncounted when they fit (`session::extended`).
+    pub known_steps: Vec<KnownSteps>,
+}
+
+/// A protected sequence's steps known from a statement's text: the sequence as its policy
+/// lists it (schema, name), and the calls of it, each run once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownSteps {
+    pub schema: String,
+    pub name: String,
+    pub steps: u64,
 }
 
 impl CheckPlan {
+    /// Whether its only count is its known sequence steps (and it is not a dry run, which is
+    /// always counted and rolled back).
+    pub fn steps_only(&self) -> bool {
+        !self.known_steps.is_empty() && !self.dry_run
+    }
+
     /// What the policy judges the measured counts of this plan by.
     pub fn measured(&self) -> crate::policy::Measured<'_> {
         crate::policy::Measured {

@@ -113,6 +113,8 @@ impl Session {
         }
         let op = Op::Bind { portal: portal.clone(), statement: stmt.clone() };
         match self.mirror.statement_plan(&stmt).map(|p| self.in_session_mode(p)) {
+            // Counted only for its known sequence steps: judged at its Execute.
+            Some(plan) if plan.steps_only() && !code => self.forward_op(&f, op),
             Some(plan) if self.can_hold() => self.start_held(f, op, plan, code),
             Some(plan) if code => {
                 let bytes = BytesMut::from(&f.bytes[..]);

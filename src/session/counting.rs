@@ -183,6 +183,7 @@ impl Session {
         };
         let db = self.info.database.clone();
         let rows = (before.clone(), after.clone());
+        precheck::learn_oids(catalog, &db, &policy, &rows.0);
         let before = precheck::counter_reading(&before, catalog, &db, &policy);
         let after = precheck::counter_reading(&after, catalog, &db, &policy);
         let (Some(before), Some(after)) = (before, after) else {

@@ -101,6 +101,7 @@ impl Session {
                     return Ok(());
                 }
                 match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
+                    Some(plan) if self.known_steps_fit(&plan) => self.forward_op(&f, Op::Execute),
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     // A cursor declared by SQL or opened by a function: read like its FETCH.
@@ -185,7 +186,10 @@ impl Session {
                 // Its analysis may run code: counted even alone, refused where it cannot be (`parses`).
                 let parses = before.parses;
                 self.may_make_objects(&plan, before);
-                if self.can_hold() {
+                // Counted only for its known sequence steps: judged at each Execute.
+                if plan.steps_only() && !parses && !code {
+                    self.forward_op(&f, op);
+                } else if self.can_hold() {
                     self.start_held(f, op, plan, code);
                     if let Some(h) = &mut self.held_batch {
                         h.parses = parses;
@@ -433,6 +437,17 @@ impl Session {
         self.relay.to_server.extend_from_slice(&crate::wire::encode(fe::FLUSH, &[]));
         self.relay.mark_batch_open();
         self.pending = Some(Pending::Count(f, plan));
+    }
+
+    /// Whether an Execute counted only for its known sequence steps (`CheckPlan::steps_only`)
+    /// runs uncounted: outside a block whose moves are remembered (a counted run reads where
+    /// it leaves the sequence, to put the block back from there), and when its steps fit the
+    /// creep budget, spent here at each run. Otherwise it is counted, and refused there when
+    /// past the budget.
+    fn known_steps_fit(&self, plan: &CheckPlan) -> bool {
+        plan.steps_only()
+            && self.block.is_empty()
+            && self.shared.guard.spend_known(&self.info.database, &plan.known_steps)
     }
 
     /// Whether an Execute whose plan was uncertain can be judged now.

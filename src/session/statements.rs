@@ -547,6 +547,7 @@ mod tests {
             point: None,
             reached: None,
             names: Vec::new(),
+            known_steps: Vec::new(),
         }))
     }
 

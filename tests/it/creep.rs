@@ -140,3 +140,50 @@ async fn grouping_sets_around_a_few_calls_are_judged_by_their_real_move() {
         assert_eq!(position(&db).await, start, "put back, prepared: {sql}");
     }
 }
+
+/// An id taken ahead by a prepared statement (Hibernate's and pgjdbc's sequence generators
+/// prepare `SELECT nextval('…')` once and execute it for every id): each Execute spends its
+/// known step from the creep budget and runs uncounted — counting it cost 6–7 ms an id —, in
+/// a pipeline too, once a counted run learned the sequence's OID; the first past the budget
+/// is counted, refused and put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_id_taken_ahead_spends_its_steps_at_each_execute_uncounted() {
+    let db = incident_db();
+    let p = proxy_with_creep(40).await;
+    let checks = || p.shared.metrics.precheck_seconds.get_sample_count();
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let next = via.prepare("SELECT nextval('web_user_id_seq')").await.expect("prepared");
+    let start = position(&db).await;
+    let before = checks();
+    // The first is counted: the reading around it learns the sequence's OID.
+    let id: i64 = via.query_one(&next, &[]).await.unwrap().get(0);
+    assert_eq!(id, start + 1);
+    assert_eq!(checks(), before + 1, "the first is counted");
+    for i in 2..=20 {
+        let id: i64 = via.query_one(&next, &[]).await.unwrap().get(0);
+        assert_eq!(id, start + i);
+    }
+    // Twenty more in one pipeline: the budget's last steps.
+    let ids = futures_util::future::try_join_all((0..20).map(|_| via.query_one(&next, &[]))).await.unwrap();
+    assert_eq!(ids.len(), 20);
+    assert_eq!(position(&db).await, start + 40);
+    assert_eq!(checks(), before + 1, "no later Execute was counted");
+    // The forty-first does not fit: counted, refused, and the sequence put back.
+    let e = via.query_one(&next, &[]).await.expect_err("past the creep budget");
+    let m = refused_by(&e, "identity");
+    assert!(m.contains("sequence_creep = 40"), "{m}");
+    assert_eq!(checks(), before + 2, "counted once the steps did not fit");
+    assert_eq!(position(&db).await, start + 40, "put back");
+    // Inside a block whose earlier write's move is remembered, it is counted, so that a
+    // ROLLBACK puts the block's moves back from where it really left the sequence.
+    let fresh = proxy_with_creep(10_000).await;
+    let tx = connect(fresh.port(), "app", APP_PW, &db).await;
+    let next = tx.prepare("SELECT nextval('web_user_id_seq')").await.expect("prepared");
+    tx.batch_execute("BEGIN").await.unwrap();
+    tx.execute("INSERT INTO users (auth_source) VALUES ('block')", &[]).await.unwrap();
+    let counted = fresh.shared.metrics.precheck_seconds.get_sample_count();
+    tx.query_one(&next, &[]).await.unwrap();
+    assert!(fresh.shared.metrics.precheck_seconds.get_sample_count() > counted, "counted inside the block");
+    tx.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE auth_source = 'block'").await, 0);
+}
