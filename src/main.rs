@@ -262,18 +262,22 @@ fn run(command: Command) -> Result<i32> {
             let handles = loops.as_ref().map(|l| l.handles()).unwrap_or_default();
             // Accepting, signals and the admin endpoint: one thread; sessions: the event loops
             // (or this same thread when `threads = 1`).
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async move {
-                let guard = Guard::new(policy, cfg.mode);
-                let server = Server::bind(cfg, guard).await?.on_event_loops(handles);
-                tracing::info!(listen = %server.local_addr(), "blastwall listening");
-                let handle = shutdown_handle();
-                spawn_signals(handle.clone(), server.shared().clone(), policy_paths, watch)?;
-                // Ready: listening, and SIGTERM is handled.
-                sd_notify(&format!("READY=1\nSTATUS=listening on {}", server.local_addr()));
-                server.run(handle).await;
-                Ok::<_, anyhow::Error>(())
-            })?;
+            // On a thread with the parser's deep stack: with `threads = 1` sessions run there
+            // and parse in place, without a hand-off to a parsing thread (`analyze::deep`).
+            on_deep_thread(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async move {
+                    let guard = Guard::new(policy, cfg.mode);
+                    let server = Server::bind(cfg, guard).await?.on_event_loops(handles);
+                    tracing::info!(listen = %server.local_addr(), "blastwall listening");
+                    let handle = shutdown_handle();
+                    spawn_signals(handle.clone(), server.shared().clone(), policy_paths, watch)?;
+                    // Ready: listening, and SIGTERM is handled.
+                    sd_notify(&format!("READY=1\nSTATUS=listening on {}", server.local_addr()));
+                    server.run(handle).await;
+                    Ok::<_, anyhow::Error>(())
+                })
+            })??;
             if let Some(l) = loops {
                 l.stop();
             }
@@ -293,7 +297,13 @@ fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Demo { listen } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            // Its sessions parse in place on workers with the parser's deep stack, as `serve`'s
+            // event loops do (`analyze::deep`), not handed off to a parsing thread each time.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(blastwall::analyze::deep::STACK)
+                .on_thread_start(blastwall::analyze::deep::mark_deep_stack)
+                .build()?;
             rt.block_on(async move {
                 use tokio::signal::unix::{signal, SignalKind};
                 let handle = shutdown_handle();
@@ -314,6 +324,17 @@ fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Runs `f` on a thread of its own with the parser's deep stack, marked so that parses there
+/// run in place (`analyze::deep`), and waits for it.
+fn on_deep_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let thread = std::thread::Builder::new().name("blastwall-main".into()).stack_size(blastwall::analyze::deep::STACK);
+    let thread = thread.spawn(move || {
+        blastwall::analyze::deep::mark_deep_stack();
+        f()
+    })?;
+    thread.join().map_err(|_| anyhow::anyhow!("blastwall's main thread panicked"))
 }
 
 /// The session event loops: `threads = 1` runs everything on the main thread (as PgBouncer
