@@ -435,6 +435,9 @@ fn deep_stack_cost() {
 #[test]
 fn nextval_is_bounded_only_in_a_select_of_constants() {
     let st = one("SELECT nextval('web_user_id_seq'), 1 + 2");
+    for sql in ["SELECT -nextval('s') AS id", "SELECT nextval('s') = ANY('{1,2}')", "SELECT nullif(nextval('s'), 0)"] {
+        assert!(one(sql).nextval_bounded, "{sql}: each operand once");
+    }
     assert_eq!(st.nextval, vec![Some(RelName { schema: None, name: "web_user_id_seq".into() })]);
     assert!(st.nextval_bounded && !st.moves_sequences(|_| true));
     for sql in [
@@ -453,6 +456,14 @@ fn nextval_is_bounded_only_in_a_select_of_constants() {
         "SELECT nextval('s') WINDOW w AS ()",
         "SELECT nextval('s') ORDER BY (SELECT max(nextval('s')) FROM generate_series(1, 1000))",
         "SELECT nextval('s') LIMIT (SELECT count(nextval('s')) FROM generate_series(1, 1000))",
+        // The server copies these operands: 2, 4 and one per item (seventy-sixth pass H1).
+        "SELECT nextval('s') BETWEEN 0 AND 1",
+        "SELECT ((nextval('s') NOT BETWEEN SYMMETRIC 0 AND 1) NOT BETWEEN SYMMETRIC false AND false)",
+        "SELECT nextval('s') NOT BETWEEN 0 AND 1",
+        "SELECT nextval('s') IN (1, 2.5, 3::int8, '4')",
+        "SELECT 1 WHERE nextval('s') IN (1, 2)",
+        // Once per column of the composite.
+        "SELECT (COALESCE(ROW(nextval('s'), 2)::t, NULL)).*",
     ] {
         let st = one(sql);
         assert!(!st.nextval_bounded && st.moves_sequences(|s| s.name == "s"), "{sql}");
@@ -495,4 +506,33 @@ fn calls_are_named_as_the_server_looks_them_up() {
     assert!(one("SELECT pg_catalog.fmgr_sql_validator(16400)").calls_functions);
     assert!(one("SELECT pg_catalog.a_function_of_a_later_release(1)").calls_functions);
     assert_eq!(one("EXPLAIN SELECT f()").calls, ["f"]);
+}
+
+#[test]
+fn a_qualified_name_is_read_as_regclass_input_reads_it() {
+    let q = |s: &str| parse_qualified(s).map(|r| (r.schema, r.name));
+    let seq = Some((Some("public".to_string()), "web_user_id_seq".to_string()));
+    // Whitespace around each part is skipped (seventy-seventh pass H2).
+    for s in [
+        "public.web_user_id_seq",
+        "public. web_user_id_seq",
+        "public . web_user_id_seq",
+        " public. web_user_id_seq ",
+        "public.\tweb_user_id_seq",
+        "\"public\" . \"web_user_id_seq\"",
+        "incident.public. web_user_id_seq",
+        "PUBLIC.Web_User_Id_Seq",
+    ] {
+        assert_eq!(q(s), seq, "{s:?}");
+    }
+    assert_eq!(q("\"Web\"\"Seq\""), Some((None, "Web\"Seq".to_string())));
+    assert_eq!(q("\"a.b\".c"), Some((Some("a.b".to_string()), "c".to_string())));
+    // Only ASCII letters fold, as in a UTF-8 database.
+    assert_eq!(q("ÉTÉ"), Some((None, "ÉtÉ".to_string())));
+    // Cut to 63 bytes.
+    assert_eq!(q(&"s".repeat(70)), Some((None, "s".repeat(63))));
+    // What the server rejects.
+    for s in ["", " ", "public.", ".s", "a b", "\"open", "\"\"", "a..b", "a.b.c.d"] {
+        assert_eq!(q(s), None, "{s:?}");
+    }
 }

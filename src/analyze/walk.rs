@@ -416,6 +416,8 @@ fn handle(v: R<'_>, st: &mut Statement) -> Descend {
         }
         R::DiscardStmt(b) if b.target == pb::DiscardMode::DiscardAll as i32 => {
             st.session_mode = Some(None);
+            // It deallocates every prepared statement too (seventy-sixth pass H2).
+            st.deallocate = Some(None);
             Descend::No
         }
         R::TransactionStmt(_) => {
@@ -497,29 +499,54 @@ fn const_regclass(v: R<'_>) -> Option<RelName> {
     }
 }
 
-/// Parses a qualified name as `regclass` input does: dots separate, double quotes keep case,
-/// unquoted parts fold to lower case.
+/// Parses a qualified name as `regclass` input does (`stringToQualifiedNameList`, PostgreSQL's
+/// `SplitIdentifierString`): dots separate, whitespace around each part is skipped (`'public.
+/// web_user_id_seq'` is `public.web_user_id_seq`: seventy-seventh pass H2), double quotes keep
+/// case and dots, unquoted parts fold ASCII letters to lower case and end at whitespace or a
+/// dot, each part is cut to 63 bytes; one to three parts (a database, a schema, the name).
+/// Anything the server would reject — an empty part, text after a part, an unclosed quote —
+/// is `None`.
 pub fn parse_qualified(s: &str) -> Option<RelName> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = s.trim().chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                cur.push('"');
+    // PostgreSQL's `scanner_isspace` (with `\v`, which later releases add: a name read
+    // with it is only stricter).
+    let space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0c' | '\x0b');
+    let mut parts: Vec<String> = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| space(*c)).is_some() {}
+        let mut part = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next()? {
+                    '"' if chars.next_if_eq(&'"').is_some() => part.push('"'),
+                    '"' => break,
+                    c => part.push(c),
+                }
             }
-            '"' => quoted = !quoted,
-            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
-            c if quoted => cur.push(c),
-            c => cur.extend(c.to_lowercase()),
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != '.' && !space(*c)) {
+                part.push(c.to_ascii_lowercase());
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        let mut cut = part.len().min(63);
+        while !part.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        part.truncate(cut);
+        parts.push(part);
+        while chars.next_if(|c| space(*c)).is_some() {}
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(_) => return None,
         }
     }
-    parts.push(cur);
     match parts.as_slice() {
-        [n] if !n.is_empty() => Some(RelName { schema: None, name: n.clone() }),
-        [.., s, n] if !n.is_empty() => Some(RelName { schema: Some(s.clone()), name: n.clone() }),
+        [n] => Some(RelName { schema: None, name: n.clone() }),
+        [_, s, n] | [s, n] => Some(RelName { schema: Some(s.clone()), name: n.clone() }),
         _ => None,
     }
 }
