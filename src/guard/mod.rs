@@ -32,6 +32,7 @@ use prepared::with_prepared;
 mod remote;
 mod render;
 mod setval;
+mod steps;
 mod taint;
 mod words;
 

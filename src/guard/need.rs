@@ -19,6 +19,8 @@ pub(super) struct CheckNeed {
     /// When not empty, the only reason to count it: a prepared statement's known sequence
     /// steps, spent at each Execute (`CheckPlan::known_steps`).
     pub(super) known: Vec<KnownSteps>,
+    /// Nothing but a protected sequence's `nextval` asks for the count (`CheckPlan::only_moves`).
+    pub(super) only_moves: bool,
 }
 
 /// Whether the statements need the pre-check: a DELETE when any row limit on deletes exists
@@ -57,6 +59,8 @@ pub(super) fn check_need(
     let mut path_changed = false;
     let mut steps_known = Vec::new();
     let mut dry = dry_run;
+    // Something other than a protected sequence's `nextval` asks for the count.
+    let mut others = false;
     for st in statements {
         let led = path_changed;
         path_changed |= open_schemas && super::hidden::may_set_path(st.text.as_bytes());
@@ -107,8 +111,10 @@ pub(super) fn check_need(
                     target: w.target.clone(),
                     dry_run: false,
                     known: Vec::new(),
+                    only_moves: false,
                 });
                 n.dry_run |= write_dry;
+                others = true;
             }
         }
         let verify_opaque = st.opaque.iter().any(|o| policy.opaque.for_key(o.key()) == Action::Verify)
@@ -134,7 +140,9 @@ pub(super) fn check_need(
                             target: Some(t.clone()),
                             dry_run: false,
                             known: Vec::new(),
+                            only_moves: false,
                         });
+                        others = true;
                     }
                     Some(false) => {}
                     None => unknown.push(t.name.clone()),
@@ -168,7 +176,7 @@ pub(super) fn check_need(
         // … unless its steps are known from its text (`known_steps`): then they are spent from
         // the creep budget below, and it is relayed uncounted.
         let moves = moves
-            && match known_steps(st, info, policy) {
+            && match super::steps::known_steps(st, info, policy) {
                 Some(steps) => {
                     steps_known.extend(steps);
                     false
@@ -183,12 +191,18 @@ pub(super) fn check_need(
             && !super::copies::moves_one_per_row(st, catalog, info, &mut unknown))
             || super::taint::reaches(st, info)
             || (led && !st.transaction_control);
-        let unseen = !policy.tables.is_empty() && session != Mode::Off && (reaches_unseen(st) || moves || hidden);
+        let watched = !policy.tables.is_empty() && session != Mode::Off;
         let dry_write = session_dry && writes();
-        if (dry_run && !st.opaque.is_empty()) || verify_opaque || unseen || dry_write || inserts_indirect {
+        let other = (dry_run && !st.opaque.is_empty())
+            || verify_opaque
+            || dry_write
+            || inserts_indirect
+            || (watched && (reaches_unseen(st) || hidden));
+        others |= other;
+        if other || (watched && moves) {
             let verb = if st.ddl { "DDL" } else { "statement" };
-            need.get_or_insert(CheckNeed { verb, target: None, dry_run: session_dry, known: Vec::new() }).dry_run |=
-                session_dry;
+            let fresh = CheckNeed { verb, target: None, dry_run: session_dry, known: Vec::new(), only_moves: false };
+            need.get_or_insert(fresh).dry_run |= session_dry;
         }
     }
     // Asked even when a count is already needed: a Query run statement by statement judges
@@ -203,73 +217,22 @@ pub(super) fn check_need(
     // protocol Parse runs again at each Execute: its steps are spent there
     // (`session::extended`), and counted when they do not fit.
     if need.is_none() && !steps_known.is_empty() {
-        let counted = |known| Some(CheckNeed { verb: "statement", target: None, dry_run: dry, known });
+        let counted =
+            |known| Some(CheckNeed { verb: "statement", target: None, dry_run: dry, known, only_moves: false });
         if info.names.persisting {
             need = counted(steps_known);
-        } else if !spend_known(policy, catalog, &info.database, &steps_known) {
+        } else if !super::steps::spend_known(policy, catalog, &info.database, &steps_known) {
             need = counted(Vec::new());
         }
     }
+    // Counted for its sequence moves alone: a larger move it reads may be another session's
+    // (`precheck::slices`). Anything else — user code above all (seventy-sixth pass H3, H4: a
+    // cast of `nextval(…)` to a domain whose CHECK calls a function moved the sequence 20,000
+    // steps) — is judged by what it moved.
+    if let Some(n) = &mut need {
+        n.only_moves = !others;
+    }
     Ok(need)
-}
-
-/// Spends known steps from each sequence's creep budget, as the policy now lists it (the
-/// sequence's learned OID, its table's budget); false when one does not fit or is no longer
-/// known (then the statement is counted). The steps of those before it stay spent, as the
-/// counted run spends them again by what it really moved: never less than it took.
-pub(super) fn spend_known(
-    policy: &Policy,
-    catalog: &crate::catalog::Catalog,
-    database: &str,
-    known: &[KnownSteps],
-) -> bool {
-    known.iter().all(|k| {
-        let listed = |t: &&policy::TablePolicy| {
-            t.sequences.iter().any(|p| p.name == k.name && p.schema.as_deref().unwrap_or(&t.schema) == k.schema)
-        };
-        let Some(t) = policy.tables.iter().find(listed) else { return false };
-        let Some(oid) = catalog.oid_of(database, &k.schema, &k.name) else { return false };
-        catalog.creep.take(database, oid, k.steps, t.creep.steps, t.creep.window_secs).is_ok()
-    })
-}
-
-impl super::Guard {
-    /// Spends a prepared statement's known sequence steps at its Execute (`spend_known`).
-    pub fn spend_known(&self, database: &str, known: &[KnownSteps]) -> bool {
-        spend_known(&self.policy(), &self.catalog, database, known)
-    }
-}
-
-/// The steps a statement moves the protected sequences by, when its text says (each listed
-/// sequence as the policy lists it, the steps): a SELECT of `nextval` calls each run once
-/// (`analyze::sequences`) of sequences named as the policy lists them. In a Query outside a
-/// block with remembered moves (`SessionInfo::moves_remembered`) they are spent at once; a
-/// protocol Parse's at each Execute, where the block is looked at. Spent once the sequences'
-/// OIDs are learned (a counted run learns them: until then it is counted). Such an id taken
-/// ahead is then relayed uncounted: counting it cost about 8 ms against 0.1 ms directly (two
-/// counter readings).
-fn known_steps(st: &Statement, info: &SessionInfo, policy: &Policy) -> Option<Vec<KnownSteps>> {
-    let remembered = info.moves_remembered && !info.names.persisting;
-    if !st.nextval_bounded || remembered || info.database.is_empty() {
-        return None;
-    }
-    let mut out: Vec<KnownSteps> = Vec::new();
-    for s in &st.nextval {
-        let s = s.as_ref().filter(|s| s.as_oid().is_none())?;
-        let (t, p) = policy.tables.iter().find_map(|t| {
-            let p = t
-                .sequences
-                .iter()
-                .find(|p| p.name == s.name && s.schema.as_ref().is_none_or(|x| Some(x) == p.schema.as_ref()))?;
-            Some((t, p))
-        })?;
-        let schema = p.schema.as_deref().unwrap_or(&t.schema);
-        match out.iter_mut().find(|k| k.schema == schema && k.name == p.name) {
-            Some(k) => k.steps += 1,
-            None => out.push(KnownSteps { schema: schema.to_string(), name: p.name.clone(), steps: 1 }),
-        }
-    }
-    Some(out)
 }
 
 /// Whether a sequence's owners (`None`: not known) include a policy table's protected column,

@@ -88,6 +88,7 @@ impl Guard {
                 target: statements.iter().flat_map(|s| &s.writes).find_map(|w| w.target.clone()),
                 dry_run,
                 known: Vec::new(),
+                only_moves: false,
             })
         });
         // A write by a name that led away from the policy table it names, or to a relation
@@ -95,12 +96,22 @@ impl Guard {
         // the run (`precheck::named`).
         let need = need.or_else(|| {
             let w = decision.recheck.then(|| statements.iter().flat_map(|s| &s.writes).find(|w| w.target.is_some()));
-            w.flatten().map(|w| CheckNeed { verb: w.op.verb(), target: w.target.clone(), dry_run, known: Vec::new() })
+            let w = w.flatten()?;
+            Some(CheckNeed {
+                verb: w.op.verb(),
+                target: w.target.clone(),
+                dry_run,
+                known: Vec::new(),
+                only_moves: false,
+            })
         });
-        let Some(CheckNeed { verb, target, dry_run, mut known }) = need else { return (verdict, decision) };
+        let Some(CheckNeed { verb, target, dry_run, mut known, mut only_moves }) = need else {
+            return (verdict, decision);
+        };
         // Known steps are the only reason to count only when nothing else asks for a count.
         if overriding.is_some() || decision.recheck {
             known.clear();
+            only_moves = false;
         }
         let tainted = info.taint.runs_code() && self.calls_matter.load(std::sync::atomic::Ordering::Acquire);
         if let Some(d) = super::taint::refusal(statements, info, &policy, text()).filter(|_| tainted) {
@@ -152,6 +163,7 @@ impl Guard {
             reached: decision.reached.clone(),
             names: decision.names.clone(),
             known_steps: known,
+            only_moves,
         }));
         (plan, decision)
     }

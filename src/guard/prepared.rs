@@ -71,6 +71,8 @@ pub(super) fn remember_prepared(statements: &[Statement], info: &mut SessionInfo
             Some(None) => {
                 let all: Vec<(String, usize)> = info.prepared.iter().map(|(k, v)| (k.clone(), v.len())).collect();
                 info.unprepared.extend(all);
+                // Every name, also those blastwall keeps no text of (`session::names`).
+                info.unprepared.push((String::new(), 0));
             }
             None => {}
         }

@@ -55,6 +55,10 @@ pub struct CheckPlan {
     /// `nextval` calls move, known from its text (`guard::need`). Each Execute spends them from
     /// the creep budget and runs uncounted when they fit (`session::extended`).
     pub known_steps: Vec<KnownSteps>,
+    /// Nothing but its `nextval` calls of a protected sequence asked for the count (no user
+    /// code, write or anything unseen): when they are a few calls run once each, a larger
+    /// move it reads is another session's (`slices`).
+    pub only_moves: bool,
 }
 
 /// A protected sequence's steps known from a statement's text: the sequence as its policy

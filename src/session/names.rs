@@ -154,7 +154,17 @@ impl Session {
             self.names.changes_names = Some(ord);
         }
         for (name, n) in std::mem::take(&mut self.info.unprepared) {
-            if sent {
+            // A plan judged for a protocol Parse of the name is no longer what a Bind of it
+            // runs: a statement SQL `PREPARE` makes under it next would run by that plan
+            // (seventy-sixth pass H2: `DEALLOCATE s1`, then `PREPARE s1 AS SELECT
+            // count(nextval(…)) FROM generate_series(1, 200000)`, bound by protocol, ran
+            // uncounted). Forgotten at once, whether it runs or not: a Bind of the name is then
+            // judged by every text that may be prepared under it (`adopt_sql_prepared`).
+            match name.is_empty() {
+                true => self.mirror.forget_named_statements(),
+                false => self.mirror.forget_statement(name.as_bytes()),
+            }
+            if sent && !name.is_empty() {
                 self.names.queue.push_back((ord, name, n));
             }
         }

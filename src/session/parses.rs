@@ -77,6 +77,13 @@ impl Session {
     /// batch — when the database had such a type already (`before`: a new table, row or
     /// array type over it), or the statement may make a domain.
     pub(super) fn may_make_objects(&mut self, plan: &CheckPlan, before: CallersBefore) {
+        // Counted for its `nextval` calls alone (`CheckPlan::only_moves`), it runs no code
+        // that could make one (seventy-sixth pass FP1: asyncpg's Parse, Describe, Flush of
+        // `SELECT nextval(…)` was refused in any database with a domain whose CHECK calls a
+        // function).
+        if plan.only_moves {
+            return;
+        }
         if matches!(plan.verb, "DDL" | "statement") && may_make_such_a_type(plan.statement.as_bytes(), before) {
             self.mirror.callers_unsure = Some(self.relay.syncs_sent());
         }

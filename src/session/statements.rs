@@ -269,6 +269,15 @@ impl Mirror {
         }
     }
 
+    /// [`Mirror::forget_statement`] of every named statement (SQL `DEALLOCATE ALL`, `DISCARD
+    /// ALL`: the unnamed statement stays on the server, and with it its plan here).
+    pub(super) fn forget_named_statements(&mut self) {
+        for o in [&mut self.confirmed, &mut self.projected] {
+            o.statements.named.clear();
+            o.facts.named.clear();
+        }
+    }
+
     /// [`Mirror::forget_statement`] of every name.
     pub(super) fn forget_statements(&mut self) {
         for o in [&mut self.confirmed, &mut self.projected] {
@@ -548,6 +557,7 @@ mod tests {
             reached: None,
             names: Vec::new(),
             known_steps: Vec::new(),
+            only_moves: false,
         }))
     }
 
