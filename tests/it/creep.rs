@@ -10,7 +10,7 @@
 use crate::harness::*;
 
 /// Where the sequence stands (`last_value`), read directly on the server.
-async fn position(db: &str) -> i64 {
+pub(crate) async fn position(db: &str) -> i64 {
     count(db, "SELECT last_value FROM web_user_id_seq").await
 }
 

@@ -153,6 +153,8 @@ mod rt12;
 mod rt13;
 mod rt17;
 mod rt27;
+mod rt76;
+mod rt77;
 mod runners;
 mod runs;
 mod sequence_names;

@@ -73,6 +73,7 @@ async fn counters_are_the_views_and_immune_to_search_path() {
         reached: None,
         names: Vec::new(),
         known_steps: Vec::new(),
+        only_moves: false,
     };
     let limited = stats_sql(&policy, &plan, &|_, _| None, true);
     assert_ne!(limited, STATS_SQL, "per-table limits read only those tables");
