@@ -123,7 +123,8 @@ impl Guard {
     /// analyzed when they run). In a database that has such a type, one whose text mentions a
     /// hidden caller (the type, a relation with a column of it, anything over it: by name in
     /// any case, as the session's search path may resolve it) or calls a function (an
-    /// argument converted to its parameter's type) may. When the database's set is not known
+    /// argument converted to its parameter's type) may, when it has a string literal (the only
+    /// thing the input of a type reads at Parse). When the database's set is not known
     /// (not asked yet, or `unsure` in this batch, where DDL before it may have made such a
     /// type), any such statement with a string literal may; a set learned but stale is used
     /// where `stale_ok` (the middle of a batch, where nothing can be asked: as every other
@@ -152,7 +153,11 @@ impl Guard {
             Some((true, false)) => self.statements_of(sql, info, None).iter().any(|s| s.calls_functions),
             None => has_string_literal(sql),
         };
-        may && analyzed_at_parse(sql)
+        // Only a string literal is converted by a type's input at Parse (a parameter has no
+        // value yet; a number is cast when the statement runs): a text without one runs
+        // nothing there (seventy-seventh pass FP: asyncpg's Parse, Describe, Flush of `DELETE
+        // … WHERE email = $2`, beside a domain `email`, was refused).
+        may && has_string_literal(sql) && analyzed_at_parse(sql)
     }
 
     /// Whether a Parse of `sql` may need the database's hidden callers to be judged for what
