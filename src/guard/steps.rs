@@ -3,6 +3,9 @@
 //! (`precheck::creep`) — at judgement for a Query, at each Execute for a protocol Parse
 //! (`session::extended`) — so that such a statement is relayed uncounted while they fit.
 //!
+//! Also the steps a rolled-back block leaves moved within its allowance, spent by OID
+//! (`spend_by_oid`, for `session::undone`).
+//!
 //! Owns: which steps are known, and spending them. Does not own: whether a statement is
 //! counted otherwise (`need`), the budget's windows (`precheck::creep`).
 
@@ -68,4 +71,19 @@ pub(super) fn known_steps(st: &Statement, info: &SessionInfo, policy: &Policy) -
         }
     }
     Some(out)
+}
+
+impl super::Guard {
+    /// Spends `steps` of the protected sequence `oid` (learned under the name its policy
+    /// lists) from its table's creep budget: false when they do not fit. A sequence no policy
+    /// table lists by that OID spends nothing.
+    pub fn spend_by_oid(&self, database: &str, oid: u32, steps: u64) -> bool {
+        let policy = self.policy();
+        let listed = policy.tables.iter().find(|t| {
+            t.sequences
+                .iter()
+                .any(|s| self.catalog.oid_of(database, s.schema.as_deref().unwrap_or(&t.schema), &s.name) == Some(oid))
+        });
+        listed.is_none_or(|t| self.catalog.creep.take(database, oid, steps, t.creep.steps, t.creep.window_secs).is_ok())
+    }
 }

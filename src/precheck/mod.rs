@@ -476,12 +476,12 @@ async fn counted(
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         decision.findings.extend(write.dry_run(b, &undo).await?.findings);
-        putback::after_unkept(b, &back, &changed, opened).await?;
+        putback::after_unkept(b, &back, &changed, opened, true).await?;
         return Ok(Some(dry_run_outcome(plan, &held, counts, &decision, status)));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
-        putback::after_unkept(b, &back, &changed, opened).await?;
+        putback::after_unkept(b, &back, &changed, opened, false).await?;
         if !opened && b.read_ends && !back.is_empty() {
             let rows = b.query(&putback::ends_sql(back.iter().map(|m| m.oid))).await?.rows;
             b.unkept_moves = putback::ended(&back, &rows);
@@ -499,11 +499,11 @@ async fn counted(
             a
         }
         crate::contract::keep::Kept::Refused(d) => {
-            putback::after_unkept(b, &back, &changed, opened).await?;
+            putback::after_unkept(b, &back, &changed, opened, false).await?;
             return Ok(Some(Outcome::Refuse { decision: d, counts }));
         }
         crate::contract::keep::Kept::DryRun(d) => {
-            putback::after_unkept(b, &back, &changed, opened).await?;
+            putback::after_unkept(b, &back, &changed, opened, true).await?;
             return Ok(Some(dry_run_outcome(plan, &held, counts, &d, status)));
         }
     };

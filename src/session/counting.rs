@@ -222,7 +222,7 @@ impl Session {
         // inserted explain no move either (`putback::unkept`).
         let owed = self.put_back.len();
         let back = precheck::putback::candidates(&rows.0, since, 0, view, &policy);
-        self.put_back.extend(precheck::putback::unkept(&back, &changed));
+        self.put_back.extend(precheck::putback::unkept(&back, &changed, plan.dry_run));
         decision.findings.extend(precheck::objects::findings(&objects, view, &policy, &plan.statement, plan.verb));
         // Deferred constraint triggers fire at the batch's end or the client's COMMIT, after
         // this count: refused while the database has any (rule `deferred-trigger`).

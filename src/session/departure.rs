@@ -71,7 +71,9 @@ impl Session {
     /// session gone too) stays as it was, for `orphan`. `false`: nothing was owed (nothing
     /// cancelled either).
     pub(super) async fn put_back_on_leaving(&mut self, in_flight: Vec<crate::precheck::putback::Moved>) -> bool {
-        let (block, xids) = (self.block.leaving(), self.block.xids());
+        let (guard, db) = (&self.shared.guard, &self.info.database);
+        let block = self.block.leaving(&mut |oid, steps| guard.spend_by_oid(db, oid, steps));
+        let xids = self.block.xids();
         let run: Vec<_> = in_flight.iter().cloned().chain(self.put_back.iter().rev().cloned()).collect();
         if run.is_empty() && block.is_empty() {
             return false;

@@ -101,7 +101,13 @@ impl Session {
                     return Ok(());
                 }
                 match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
-                    Some(plan) if self.known_steps_fit(&plan) => self.forward_op(&f, Op::Execute),
+                    // Uncounted, so judged again like any uncounted Execute when the catalog
+                    // or the session's schema changed since its Bind.
+                    Some(plan) if self.known_steps_fit(&plan) => {
+                        if let Some(f) = self.execute_if_current(f, &portal) {
+                            self.forward_op(&f, Op::Execute);
+                        }
+                    }
                     Some(plan) if self.can_hold() => self.start_held(f, Op::Execute, plan, false),
                     Some(plan) => self.count_where_it_stands(f, plan),
                     // A cursor declared by SQL or opened by a function: read like its FETCH.

@@ -135,7 +135,9 @@ impl Session {
     fn remember_read(&mut self, moves: Vec<precheck::putback::Moved>, resolve: bool, rows: &[Vec<Option<String>>]) {
         let value = |i: usize| rows.get(i).and_then(|r| r.first().cloned().flatten());
         if resolve {
-            let undone = self.block.resolve(&xids(value(0).as_deref()));
+            let (guard, db) = (&self.shared.guard, &self.info.database);
+            let undone =
+                self.block.resolve(&xids(value(0).as_deref()), &mut |oid, steps| guard.spend_by_oid(db, oid, steps));
             self.put_back.splice(0..0, undone);
         }
         let newest = xids(value(usize::from(resolve)).as_deref()).first().copied();
@@ -213,7 +215,8 @@ impl Session {
         }
         let rows = self.hidden(HELD_XIDS).await?;
         let value = rows.first().and_then(|r| r.first().cloned().flatten());
-        let undone = self.block.resolve(&xids(value.as_deref()));
+        let (guard, db) = (&self.shared.guard, &self.info.database);
+        let undone = self.block.resolve(&xids(value.as_deref()), &mut |oid, steps| guard.spend_by_oid(db, oid, steps));
         self.put_back.splice(0..0, undone);
         Ok(())
     }

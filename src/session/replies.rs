@@ -144,7 +144,8 @@ impl Session {
         }
         if !self.block.is_empty() {
             // Run last (the owed run latest first): it goes back furthest.
-            let undone = self.block.on_ready(status);
+            let (guard, db) = (&self.shared.guard, &self.info.database);
+            let undone = self.block.on_ready(status, &mut |oid, steps| guard.spend_by_oid(db, oid, steps));
             self.put_back.splice(0..0, undone);
         }
         if !self.ready {

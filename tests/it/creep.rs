@@ -15,7 +15,7 @@ pub(crate) async fn position(db: &str) -> i64 {
 }
 
 /// The shipped policy with `users`' creep budget at `steps` per hour.
-async fn proxy_with_creep(steps: u64) -> Proxy {
+pub(crate) async fn proxy_with_creep(steps: u64) -> Proxy {
     let mut policy = shipped_policy();
     let users = policy.tables.iter_mut().find(|t| t.name == "users").expect("users");
     users.creep = blastwall::policy::Creep { steps, window_secs: 3600 };

@@ -155,6 +155,7 @@ mod rt17;
 mod rt27;
 mod rt76;
 mod rt77;
+mod rt78;
 mod runners;
 mod runs;
 mod sequence_names;

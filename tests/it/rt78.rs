@@ -1,0 +1,42 @@
+//! Seventy-eighth adversarial pass H1, as `app` through blastwall in enforce mode with the
+//! shipped policies (the creep budget lowered to 5,000 steps per hour); every position read
+//! on the server directly. Moves left by writes that were not kept — a block rolled back, a
+//! dry run — were neither put back (each within the slack of 1,000) nor spent from the creep
+//! budget: `BEGIN; INSERT` of 1,000 users`; ROLLBACK`, again and again, moved the sequence
+//! 100,000 steps in 8 s, and 100 dry runs of 999 users 99,900.
+
+use crate::creep::{position, proxy_with_creep};
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_blocks_spend_their_steps_and_past_the_budget_are_put_back_whole() {
+    let db = incident_db();
+    let p = proxy_with_creep(5000).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let users = count(&db, "SELECT count(*) FROM users").await;
+    let start = position(&db).await;
+    for i in 0..8 {
+        via.batch_execute("BEGIN").await.unwrap();
+        via.batch_execute("INSERT INTO users (auth_source) SELECT 'x' FROM generate_series(1, 1000)")
+            .await
+            .unwrap_or_else(|e| panic!("block {i}: {e:?}"));
+        via.batch_execute("ROLLBACK").await.unwrap();
+        // The put-back runs at the session's next quiet point.
+        via.simple_query("SELECT 1").await.unwrap();
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, users, "no row kept");
+    assert_eq!(position(&db).await, start + 5000, "five blocks' steps spent; the rest put back whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_keeps_none_of_its_steps() {
+    let db = incident_db();
+    let p = proxy_with_creep(5000).await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let start = position(&db).await;
+    via.batch_execute("SET blastwall.mode = 'dry-run'").await.unwrap();
+    for _ in 0..3 {
+        let _ = via.simple_query("INSERT INTO users (auth_source) SELECT 'x' FROM generate_series(1, 999)").await;
+    }
+    assert_eq!(position(&db).await, start, "put back whole");
+}
