@@ -115,6 +115,9 @@ pub struct SessionInfo {
     /// read (thirty-fourth pass H1, H2: an unread `SELECT nextval(…)` between writes looked
     /// like another session's value, and the writes before it were never put back).
     pub moves_remembered: bool,
+    /// … and a rollback now would put one back (a run of them beyond its allowance): a value
+    /// taken ahead now would lie above what that put-back goes under (`steps::takes_ahead`).
+    pub moves_beyond_slack: bool,
     /// Every statement prepared under a name (SQL PREPARE, protocol Parse) since the server
     /// confirmed its last DEALLOCATE or Close (the server keeps the first that succeeded; all
     /// are judged, so none can hide). Kept by `session::names`.

@@ -87,3 +87,16 @@ impl super::Guard {
         listed.is_none_or(|t| self.catalog.creep.take(database, oid, steps, t.creep.steps, t.creep.window_secs).is_ok())
     }
 }
+
+/// Whether a statement takes values of a protected sequence ahead: it calls `nextval` of one
+/// (by a listed name, an OID, or a name the text does not give) and inserts into no policy
+/// table that lists protected sequences (whose rows would hold the values, and go with them
+/// at a rollback). Such values are the client's: a block's put-back must never go under them.
+pub(super) fn takes_ahead(statements: &[Statement], policy: &Policy) -> bool {
+    let listed =
+        |s: &crate::analyze::RelName| policy.tables.iter().any(|t| t.sequences.iter().any(|p| p.name == s.name));
+    let holds = |t: &crate::analyze::RelName| policy.tables.iter().any(|p| !p.sequences.is_empty() && p.matches(t));
+    statements
+        .iter()
+        .any(|st| st.calls_nextval_of(listed) && !super::need::inserts_in(st).iter().any(|i| holds(&i.target)))
+}

@@ -89,6 +89,7 @@ impl Session {
         }
         self.info.in_transaction = self.relay.tx != TxStatus::Idle;
         self.info.moves_remembered = !self.block.is_empty();
+        self.info.moves_beyond_slack = self.info.moves_remembered && self.block.would_put_back();
         self.info.inflight.ord = self.relay.syncs_sent();
         // What an earlier judgement published is not this one's to take back if refused.
         self.info.inflight.judging_anew();

@@ -200,6 +200,17 @@ impl Block {
         }
     }
 
+    /// Whether a rollback now would put a sequence back: a run of the remembered moves ends
+    /// beyond its allowance (or was judged beyond it).
+    pub(super) fn would_put_back(&self) -> bool {
+        let runs = contiguous_with_end(self.moves.iter().map(|(_, m)| m.clone()));
+        runs.iter().any(|m| match (m.was, m.left_at, m.allowed) {
+            (_, _, None) => true,
+            (Some(was), Some(Some(end)), Some(allowed)) => end - was > i128::from(allowed),
+            _ => false,
+        })
+    }
+
     /// Whether the locks are to be read (the server idle in an open block).
     pub(super) fn read_owed(&self) -> bool {
         self.read_owed && !self.moves.is_empty()

@@ -4,6 +4,10 @@
 //! dry run — were neither put back (each within the slack of 1,000) nor spent from the creep
 //! budget: `BEGIN; INSERT` of 1,000 users`; ROLLBACK`, again and again, moved the sequence
 //! 100,000 steps in 8 s, and 100 dry runs of 999 users 99,900.
+//!
+//! H2: a value taken ahead after a block's own writes moved the sequence beyond the slack
+//! lay under where the block's ROLLBACK put it back: 2,001 below an id another session had
+//! used, and signups failed on duplicate keys.
 
 use crate::creep::{position, proxy_with_creep};
 use crate::harness::*;
@@ -39,4 +43,34 @@ async fn a_dry_run_keeps_none_of_its_steps() {
         let _ = via.simple_query("INSERT INTO users (auth_source) SELECT 'x' FROM generate_series(1, 999)").await;
     }
     assert_eq!(position(&db).await, start, "put back whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_taken_ahead_above_a_blocks_own_moves_is_refused_and_never_handed_out_again() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let start = position(&db).await;
+    // Within the slack, a rollback puts nothing back: taking an id ahead is safe.
+    via.batch_execute("BEGIN").await.unwrap();
+    via.batch_execute("INSERT INTO users (auth_source) SELECT 'x' FROM generate_series(1, 10)").await.unwrap();
+    let id: i64 = via.query_one("SELECT nextval('web_user_id_seq')", &[]).await.expect("within the slack").get(0);
+    via.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(id, start + 11);
+    // Beyond it, in every form the server runs it.
+    let start = position(&db).await;
+    for sql in [
+        "SELECT nextval('web_user_id_seq')",
+        "SELECT nextval('web_user_id_seq') FROM (VALUES (1)) v",
+        "SELECT max(nextval('web_user_id_seq')) FROM generate_series(1, 3)",
+    ] {
+        via.batch_execute("BEGIN").await.unwrap();
+        via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+        let e = via.query(sql, &[]).await.expect_err(sql);
+        let m = refused_by(&e, "identity");
+        assert!(m.contains("takes values of a protected sequence ahead"), "{m}");
+        via.batch_execute("ROLLBACK").await.unwrap();
+        via.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(position(&db).await, start, "put back, nothing handed out: {sql}");
+    }
 }

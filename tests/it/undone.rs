@@ -484,10 +484,11 @@ async fn a_rollback_never_puts_the_sequence_back_under_values_taken_between_its_
 }
 
 /// Thirty-fourth pass H1: a `SELECT nextval(…)` of the protected sequence between the block's
-/// writes (a few calls are otherwise not counted) is read while moves are remembered, so it
-/// does not split the block's run: the rollback puts everything back.
+/// writes no longer leaves the writes before it moved: since the seventy-eighth pass (H2: the
+/// put-back went under the value it handed out) it is refused there, the block fails, and
+/// the rollback puts everything back. A failed statement between them is read as it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nextval_between_the_blocks_writes_is_read_and_all_goes_back() {
+async fn a_nextval_between_the_blocks_writes_is_refused_and_all_goes_back() {
     let db = incident_db();
     let p = proxy().await;
     let via = connect(p.port(), "app", APP_PW, &db).await;
@@ -510,14 +511,17 @@ async fn a_nextval_between_the_blocks_writes_is_read_and_all_goes_back() {
                 };
                 assert!(r.is_err(), "{r:?}");
                 via.batch_execute("ROLLBACK TO a").await.unwrap();
+                via.execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'last')", &[]).await.unwrap();
             } else {
-                match extended {
+                // A value taken ahead there would lie under where the rollback puts the
+                // sequence back: refused, and the block fails (seventy-eighth pass H2).
+                let r = match extended {
                     true => via.query_one(middle, &[]).await.map(|_| ()),
                     false => via.batch_execute(middle).await,
-                }
-                .unwrap();
+                };
+                let m = refused_by(&r.expect_err(middle), "identity");
+                assert!(m.contains("takes values of a protected sequence ahead"), "{m}");
             }
-            via.execute("INSERT INTO users (auth_source, email) VALUES ('oauth', 'last')", &[]).await.unwrap();
             via.batch_execute("ROLLBACK").await.unwrap();
             let at = stands_at(&db, before).await;
             assert_eq!(at, before, "{middle} extended={extended}: the sequence left moved");
