@@ -39,9 +39,9 @@ impl Guard {
         // back: the put-back would go under it, and hand it out again (seventy-eighth pass
         // H2: a ROLLBACK after `INSERT` of 2,000 users and `SELECT nextval(…)` put the sequence
         // back 2,001 below an id another session had used).
-        if info.moves_beyond_slack && super::steps::takes_ahead(statements, &policy) {
-            let why = "it takes values of a protected sequence ahead after this transaction's own writes moved it beyond the slack, and a ROLLBACK puts those writes' moves back: the values taken now would lie under where it goes back to, and be handed out again".to_string();
-            let d = refusal("identity", "statement".into(), why, HINT_TAKES_AHEAD, &policy.source_names(), text());
+        let takes_ahead = super::steps::takes_ahead(statements, &policy);
+        if info.moves_beyond_slack && takes_ahead {
+            let d = super::steps::takes_ahead_refusal(&policy, text());
             return (render(&d), d);
         }
         let directive = match find_directive(sql, scan, info, statements.len()) {
@@ -173,6 +173,7 @@ impl Guard {
             names: decision.names.clone(),
             known_steps: known,
             only_moves,
+            takes_ahead,
         }));
         (plan, decision)
     }
@@ -180,7 +181,6 @@ impl Guard {
 
 const HINT_DRY_RUN_SETVAL: &str =
     "Read the sequence's state with SELECT last_value instead; run setval() in enforce mode.";
-const HINT_TAKES_AHEAD: &str = "Take ids ahead before the transaction's bulk writes, or in a transaction of their own.";
 const HINT_COPY_PROGRAM: &str = "Copy to or from the client instead (COPY … TO STDOUT / FROM STDIN, psql's \\copy).";
 const HINT_DIRECTIVE: &str = "Put the directive in a message of one statement, as the README shows.";
 const HINT_UNVERIFIABLE: &str =

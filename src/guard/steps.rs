@@ -74,6 +74,11 @@ pub(super) fn known_steps(st: &Statement, info: &SessionInfo, policy: &Policy) -
 }
 
 impl super::Guard {
+    /// [`takes_ahead_refusal`] under the policy in force.
+    pub fn takes_ahead_refusal(&self, statement: String) -> crate::policy::Decision {
+        takes_ahead_refusal(&self.policy(), statement)
+    }
+
     /// Spends `steps` of the protected sequence `oid` (learned under the name its policy
     /// lists) from its table's creep budget: false when they do not fit. A sequence no policy
     /// table lists by that OID spends nothing.
@@ -99,4 +104,12 @@ pub(super) fn takes_ahead(statements: &[Statement], policy: &Policy) -> bool {
     statements
         .iter()
         .any(|st| st.calls_nextval_of(listed) && !super::need::inserts_in(st).iter().any(|i| holds(&i.target)))
+}
+
+/// The refusal of a statement that takes values ahead (`takes_ahead`) above a run of the
+/// client's block's own moves that a rollback would put back (rule `identity`).
+pub(super) fn takes_ahead_refusal(policy: &Policy, statement: String) -> crate::policy::Decision {
+    let why = "it takes values of a protected sequence ahead after this transaction's own writes moved it beyond the slack, and a ROLLBACK puts those writes' moves back: the values taken now would lie under where it goes back to, and be handed out again".to_string();
+    let hint = "Take ids ahead before the transaction's bulk writes, or in a transaction of their own.";
+    super::refusal("identity", "statement".into(), why, hint, &policy.source_names(), statement)
 }

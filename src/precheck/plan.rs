@@ -59,6 +59,10 @@ pub struct CheckPlan {
     /// code, write or anything unseen): when they are a few calls run once each, a larger
     /// move it reads is another session's (`slices`).
     pub only_moves: bool,
+    /// It takes values of a protected sequence ahead (`guard::steps::takes_ahead`): refused
+    /// where a rollback of the client's block would put the sequence back under them, at each
+    /// Execute too (`session::extended`).
+    pub takes_ahead: bool,
 }
 
 /// A protected sequence's steps known from a statement's text: the sequence as its policy

@@ -101,6 +101,12 @@ impl Session {
                     return Ok(());
                 }
                 match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
+                    // Prepared before the block's own writes moved the sequence beyond the
+                    // slack: refused here as at a judgement (`guard::steps::takes_ahead`).
+                    Some(plan) if plan.takes_ahead && self.block.would_put_back() => {
+                        let d = self.shared.guard.takes_ahead_refusal(plan.statement.clone());
+                        self.refuse_in_batch(crate::guard::refusal_message(&d));
+                    }
                     // Uncounted, so judged again like any uncounted Execute when the catalog
                     // or the session's schema changed since its Bind.
                     Some(plan) if self.known_steps_fit(&plan) => {

@@ -73,4 +73,33 @@ async fn a_value_taken_ahead_above_a_blocks_own_moves_is_refused_and_never_hande
         via.simple_query("SELECT 1").await.unwrap();
         assert_eq!(position(&db).await, start, "put back, nothing handed out: {sql}");
     }
+    // Prepared before the block (protocol and SQL), run after its bulk insert.
+    let next = via.prepare("SELECT nextval('web_user_id_seq')").await.unwrap();
+    via.batch_execute("PREPARE ahead AS SELECT nextval('web_user_id_seq')").await.unwrap();
+    via.query_one(&next, &[]).await.expect("outside a block");
+    let start = position(&db).await;
+    for (i, prepared) in ["protocol", "sql"].into_iter().enumerate() {
+        via.batch_execute("BEGIN").await.unwrap();
+        via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+        let e = match i {
+            0 => via.query_one(&next, &[]).await.map(|_| ()).expect_err(prepared),
+            _ => via.batch_execute("EXECUTE ahead").await.expect_err(prepared),
+        };
+        let m = refused_by(&e, "identity");
+        assert!(m.contains("takes values of a protected sequence ahead"), "{prepared}: {m}");
+        via.batch_execute("ROLLBACK").await.unwrap();
+        via.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(position(&db).await, start, "put back, nothing handed out: {prepared}");
+    }
+    // A portal bound before the bulk insert, executed after it.
+    let mut via = via;
+    let tx = via.transaction().await.unwrap();
+    let portal = tx.bind(&next, &[]).await.unwrap();
+    tx.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+    let e = tx.query_portal(&portal, 0).await.expect_err("a portal bound before");
+    let m = refused_by(&e, "identity");
+    assert!(m.contains("takes values of a protected sequence ahead"), "{m}");
+    tx.rollback().await.unwrap();
+    via.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(position(&db).await, start, "put back, nothing handed out: a portal");
 }
