@@ -382,7 +382,10 @@ async fn point_deletes(port: u16, db: &str, ids: std::ops::RangeInclusive<i32>) 
     for id in ids {
         match c.execute("DELETE FROM accounts WHERE id = $1", &[&id]).await {
             Ok(_) => kept += 1,
-            Err(e) => assert!(message(e).contains("over its budget of 25 rows deleted per 1h"), "id {id}"),
+            Err(e) => {
+                let m = message(e);
+                assert!(m.contains("over its budget of 25 rows deleted per 1h"), "id {id}: {m}")
+            }
         }
     }
     kept
@@ -401,6 +404,9 @@ async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget_and
         crate::ops::Blastwall::start("threads = 1\n", &args),
         crate::ops::Blastwall::start("threads = 1\n", &args)
     );
+    // The state made by one first use before the race (a schema made while another
+    // session's write runs refuses that write: `precheck::named`, fifty-sixth pass H1).
+    assert_eq!(point_deletes(a.port, &db, 200..=200).await, 1);
     // Four clients, two on each process, deleting disjoint rows at once.
     let (k1, k2, k3, k4) = tokio::join!(
         point_deletes(a.port, &db, 1..=30),
@@ -408,7 +414,7 @@ async fn two_blastwall_processes_racing_for_a_budget_keep_exactly_the_budget_and
         point_deletes(a.port, &db, 61..=90),
         point_deletes(b.port, &db, 91..=120)
     );
-    assert_eq!(k1 + k2 + k3 + k4, 25, "{k1} {k2} {k3} {k4}");
+    assert_eq!(k1 + k2 + k3 + k4, 24, "{k1} {k2} {k3} {k4}");
     // On the server itself: exactly the budget was deleted, and spent.
     assert_eq!(count(&d, "SELECT count(*) FROM accounts").await, 175, "exactly 25 rows deleted");
     let spent: i64 =
