@@ -8,7 +8,9 @@
 //!   body, a portal the client bound by protocol — is read inside the pre-check, like the
 //!   `SELECT` of a function (its `FETCH` is judged as calling functions);
 //! - `DECLARE … WITH HOLD` over a query that would be counted is refused in enforce mode (rule
-//!   `cursor`): the `COMMIT` that ends its transaction runs the query, where nothing counts it.
+//!   `cursor`): the `COMMIT` that ends its transaction runs the query, where nothing counts it;
+//! - reading a cursor declared over a query that calls `nextval` takes values ahead
+//!   (`reads_ahead`, for `steps`).
 //!
 //! A name stops being plain at once when anything may have replaced its cursor: `CLOSE`,
 //! `CLOSE ALL`, `DISCARD ALL`, a protocol Bind or Close of the name, a non-plain `DECLARE`, or
@@ -43,6 +45,10 @@ pub struct Cursors {
     /// portal of that name the session bound before is no longer what an Execute of the name
     /// reads (`session::statements`).
     pub made: Vec<String>,
+    /// Declared over a query that calls `nextval`: reading it takes values ahead
+    /// (`steps::takes_ahead`), wherever it was declared. Set at each DECLARE of the name, for
+    /// or against, before the server confirms it (reading a name whose DECLARE failed fails).
+    ahead: HashSet<String>,
 }
 
 impl Cursors {
@@ -65,6 +71,21 @@ impl Cursors {
         }
         self.declared.retain(|d| d != name);
         self.forgotten.push(name.to_string());
+    }
+
+    /// Whether reading the cursor `name` takes values of a sequence ahead.
+    pub fn takes_ahead(&self, name: &str) -> bool {
+        !self.ahead.is_empty() && self.ahead.contains(name)
+    }
+
+    /// A DECLARE of `name` over a query that calls `nextval` (`ahead`) or not.
+    fn declared_ahead(&mut self, name: &str, ahead: bool) {
+        match ahead {
+            true if self.ahead.len() < MAX_PLAIN => drop(self.ahead.insert(name.to_string())),
+            // Past the bound every read is taken as reading one (`reads_ahead`).
+            true => {}
+            false => drop(self.ahead.remove(name)),
+        }
     }
 
     /// Every cursor may have been replaced.
@@ -195,6 +216,8 @@ pub(super) fn note(sql: &[u8], info: &mut SessionInfo) -> bool {
         match c {
             Cursor::Declare { name, text, .. } => {
                 info.cursors.made.push(name.clone());
+                let ahead = calls_nextval(&text, scs);
+                info.cursors.declared_ahead(&name, ahead);
                 if info.settings_certain && plain_declare(&text, scs) {
                     info.cursors.declared.push(name);
                 } else {
@@ -226,6 +249,27 @@ pub(super) fn reads_marked(statements: &mut std::borrow::Cow<'_, [Statement]>, i
     for i in marked {
         statements.to_mut()[i].calls_functions = true;
     }
+}
+
+/// Whether a DECLARE's query calls `nextval` (of any sequence, by any spelling the server
+/// reads; one that does not parse: as if it did).
+fn calls_nextval(text: &str, scs: bool) -> bool {
+    let lower = text.to_ascii_lowercase();
+    (lower.contains("nextval") || lower.contains("u&"))
+        && crate::analyze::analyze(text, ParseOptions { standard_conforming_strings: scs })
+            .iter()
+            .any(|s| !s.nextval.is_empty() || !s.opaque.is_empty())
+}
+
+/// Whether a statement of `statements` reads (FETCH, MOVE) a cursor declared over a query
+/// that calls `nextval` (`Cursors::takes_ahead`), or any cursor once too many were declared so.
+pub(super) fn reads_ahead(statements: &[Statement], info: &SessionInfo) -> bool {
+    let full = info.cursors.ahead.len() >= MAX_PLAIN;
+    statements.iter().filter(|s| mentions_cursors(s.text.as_bytes())).any(|s| {
+        cursor_statements(&s.text, info.standard_conforming_strings).is_some_and(|found| {
+            found.iter().any(|c| matches!(c, Cursor::Read(n) if full || info.cursors.takes_ahead(n)))
+        })
+    })
 }
 
 const HINT_HOLD: &str = "Declare the cursor WITHOUT HOLD inside a transaction block and FETCH from it there (blastwall counts each FETCH), or run the query without a cursor.";

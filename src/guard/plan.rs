@@ -39,9 +39,17 @@ impl Guard {
         // back: the put-back would go under it, and hand it out again (seventy-eighth pass
         // H2: a ROLLBACK after `INSERT` of 2,000 users and `SELECT nextval(…)` put the sequence
         // back 2,001 below an id another session had used).
-        let takes_ahead = super::steps::takes_ahead(statements, &policy);
-        if info.moves_beyond_slack && takes_ahead {
+        // A FETCH of a cursor over `nextval` takes values of every listed sequence ahead.
+        let takes_ahead = match super::cursors::reads_ahead(statements, info) {
+            true => super::steps::listed(&policy),
+            false => super::steps::takes_ahead(statements, &policy),
+        };
+        if info.moves_beyond_slack && !takes_ahead.is_empty() {
             let d = super::steps::takes_ahead_refusal(&policy, text());
+            return (render(&d), d);
+        }
+        // … and while the sequence's creep budget has no room: refused before it moves it.
+        if let Some(d) = super::steps::no_room(&policy, &self.catalog, info, (&takes_ahead, &[]), text) {
             return (render(&d), d);
         }
         let directive = match find_directive(sql, scan, info, statements.len()) {

@@ -44,6 +44,9 @@ pub struct Backend<'a> {
     /// The protected sequences a write kept in the client's block moved: undone should the
     /// block roll back (`session::undone`).
     pub kept_moves: Vec<super::putback::Moved>,
+    /// Those moves went beyond the rows the write inserted into the tables that hold the
+    /// sequences' values (`putback::beyond_rows`): values it took may be the client's.
+    pub kept_beyond_rows: bool,
     /// The session's counters start at zero in a transaction this check opens: the clock of
     /// the reading that asked for them to be reported (`once::Flushed`).
     pub from_zero: Option<String>,
@@ -72,6 +75,7 @@ impl<'a> Backend<'a> {
             read_ends: false,
             unkept_moves: Vec::new(),
             kept_moves: Vec::new(),
+            kept_beyond_rows: false,
             from_zero: None,
             within_batch: false,
             batch_error: None,

@@ -11,7 +11,10 @@
 //! all of it has left the window, so the budget is never exceeded and steps come back at
 //! most 1/60 of the window late. Steps of a statement refused for its move are not spent
 //! (they are put back); steps of a statement refused for another reason are (its `nextval`
-//! calls are not undone by its rollback).
+//! calls are not undone by its rollback). A refused move that could not be put back
+//! (another session took values after it) is charged whatever the window holds; while a
+//! window has no room, a statement that takes values ahead is refused before it runs
+//! (`guard::steps`).
 //!
 //! Owns: the windows and the arithmetic of one statement's unexplained steps. Does not own:
 //! where the sequences stood (`identity`, `slices`), putting them back (`putback`), or the
@@ -64,6 +67,52 @@ impl Creep {
         if steps == 0 {
             return Ok(());
         }
+        self.with_window(database, oid, window_secs, now, |w, slice| {
+            let spent = spent(w);
+            if spent.saturating_add(steps) > budget {
+                return Err(Over { spent });
+            }
+            add(w, slice, steps);
+            Ok(())
+        })
+    }
+
+    /// The steps still free in the window of `(database, oid)`: none once it is spent, or
+    /// overdrawn by a move that could not be put back ([`Creep::charge`]).
+    pub fn room(&self, database: &str, oid: u32, budget: u64, window_secs: u64) -> u64 {
+        self.room_at(database, oid, budget, window_secs, self.epoch.elapsed().as_secs())
+    }
+
+    fn room_at(&self, database: &str, oid: u32, budget: u64, window_secs: u64, now: u64) -> u64 {
+        self.with_window(database, oid, window_secs, now, |w, _| budget.saturating_sub(spent(w)))
+    }
+
+    /// Adds `steps` to the window whatever it holds: a move refused but left where it stands
+    /// (another session took values after it, `putback`) has happened, and counts against
+    /// the budget like any other. Past the budget, the window refuses every statement that
+    /// takes values ahead before it runs (`guard::steps::no_room`), until the charge leaves
+    /// it: sessions that together went past it cannot do so again and again (seventy-eighth
+    /// pass M2: 12 concurrent statements of 60 calls left +660 against a budget of 300).
+    pub fn charge(&self, database: &str, oid: u32, steps: u64, window_secs: u64) {
+        self.charge_at(database, oid, steps, window_secs, self.epoch.elapsed().as_secs());
+    }
+
+    fn charge_at(&self, database: &str, oid: u32, steps: u64, window_secs: u64, now: u64) {
+        if steps > 0 {
+            self.with_window(database, oid, window_secs, now, |w, slice| add(w, slice, steps));
+        }
+    }
+
+    /// Runs `f` on the window of `(database, oid)` with the slices that left it dropped, and
+    /// the slice `now` falls in, under the entry's lock.
+    fn with_window<T>(
+        &self,
+        database: &str,
+        oid: u32,
+        window_secs: u64,
+        now: u64,
+        f: impl FnOnce(&mut VecDeque<(u64, u64)>, u64) -> T,
+    ) -> T {
         let slice_secs = (window_secs / SLICES).max(1);
         let slice = now / slice_secs;
         let mut w = self.windows.entry((database.to_string(), oid)).or_default();
@@ -72,15 +121,20 @@ impl Creep {
         while w.front().is_some_and(|(s, _)| (s + 1) * slice_secs + window_secs <= now + 1) {
             w.pop_front();
         }
-        let spent: u64 = w.iter().map(|(_, n)| n).sum();
-        if spent.saturating_add(steps) > budget {
-            return Err(Over { spent });
-        }
-        match w.back_mut() {
-            Some((s, n)) if *s == slice => *n += steps,
-            _ => w.push_back((slice, steps)),
-        }
-        Ok(())
+        f(&mut w, slice)
+    }
+}
+
+/// What a window's slices hold.
+fn spent(w: &VecDeque<(u64, u64)>) -> u64 {
+    w.iter().fold(0u64, |a, (_, n)| a.saturating_add(*n))
+}
+
+/// Adds `steps` to the window's slice `slice` (the last, or a new one).
+fn add(w: &mut VecDeque<(u64, u64)>, slice: u64, steps: u64) {
+    match w.back_mut() {
+        Some((s, n)) if *s == slice => *n = n.saturating_add(steps),
+        _ => w.push_back((slice, steps)),
     }
 }
 
@@ -124,6 +178,24 @@ mod tests {
         assert_eq!(c.take_at("db", 1, 100, 1000, 60, 2), Ok(()));
         assert_eq!(c.take_at("db", 1, 0, 1000, 60, 3), Ok(()));
         assert_eq!(c.take_at("db", 2, 1, 0, 60, 3), Err(Over { spent: 0 }));
+    }
+
+    #[test]
+    fn a_charge_overdraws_the_window_until_it_leaves_it() {
+        let c = Creep::default();
+        assert_eq!(c.room_at("db", 1, 300, 600, 0), 300);
+        assert_eq!(c.take_at("db", 1, 120, 300, 600, 0), Ok(()));
+        assert_eq!(c.room_at("db", 1, 300, 600, 1), 180);
+        // A move left where it stands is charged past the budget: no room, nothing fits.
+        c.charge_at("db", 1, 660, 600, 2);
+        assert_eq!(c.room_at("db", 1, 300, 600, 3), 0);
+        assert_eq!(c.take_at("db", 1, 1, 300, 600, 3), Err(Over { spent: 780 }));
+        // Another sequence keeps its room; the charge leaves with its slice.
+        assert_eq!(c.room_at("db", 2, 300, 600, 3), 300);
+        assert_eq!(c.room_at("db", 1, 300, 600, 608), 0);
+        assert_eq!(c.room_at("db", 1, 300, 600, 609), 300);
+        c.charge_at("db", 1, 0, 600, 611);
+        assert_eq!(c.room_at("db", 1, 300, 600, 611), 300);
     }
 
     #[test]

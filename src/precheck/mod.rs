@@ -473,15 +473,16 @@ async fn counted(
         return Ok(Some(once::kept(b, &held, c, counts, decision, max_hold)));
     }
     // The anomaly and budget rules (`contract`), judged where the write would be kept.
+    let ledger = (&catalog.creep, database, policy);
     let write = crate::contract::keep::Write { plan, counts: &counts, who, policy, catalog, database, opened };
     if plan.dry_run || decision.mode() == Some(Mode::DryRun) {
         decision.findings.extend(write.dry_run(b, &undo).await?.findings);
-        putback::after_unkept(b, &back, &changed, opened, true).await?;
+        putback::after_unkept(b, &back, &changed, (opened, true), ledger).await?;
         return Ok(Some(dry_run_outcome(plan, &held, counts, &decision, status)));
     }
     if held.overflowed || decision.mode() == Some(Mode::Enforce) {
         b.query(&undo).await?;
-        putback::after_unkept(b, &back, &changed, opened, false).await?;
+        putback::after_unkept(b, &back, &changed, (opened, false), ledger).await?;
         if !opened && b.read_ends && !back.is_empty() {
             let rows = b.query(&putback::ends_sql(back.iter().map(|m| m.oid))).await?.rows;
             b.unkept_moves = putback::ended(&back, &rows);
@@ -499,11 +500,11 @@ async fn counted(
             a
         }
         crate::contract::keep::Kept::Refused(d) => {
-            putback::after_unkept(b, &back, &changed, opened, false).await?;
+            putback::after_unkept(b, &back, &changed, (opened, false), ledger).await?;
             return Ok(Some(Outcome::Refuse { decision: d, counts }));
         }
         crate::contract::keep::Kept::DryRun(d) => {
-            putback::after_unkept(b, &back, &changed, opened, true).await?;
+            putback::after_unkept(b, &back, &changed, (opened, true), ledger).await?;
             return Ok(Some(dry_run_outcome(plan, &held, counts, &d, status)));
         }
     };
@@ -530,6 +531,7 @@ async fn counted(
             catalog.forget_new_tables(database);
         }
     }
+    b.kept_beyond_rows = putback::beyond_rows(&kept_moves, putback::sequence_inserts(&counts, policy));
     b.kept_moves = kept_moves;
     Ok(Some(Outcome::Deliver { bytes, status, counts, kept: Some(decision) }))
 }

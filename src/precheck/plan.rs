@@ -59,10 +59,11 @@ pub struct CheckPlan {
     /// code, write or anything unseen): when they are a few calls run once each, a larger
     /// move it reads is another session's (`slices`).
     pub only_moves: bool,
-    /// It takes values of a protected sequence ahead (`guard::steps::takes_ahead`): refused
-    /// where a rollback of the client's block would put the sequence back under them, at each
-    /// Execute too (`session::extended`).
-    pub takes_ahead: bool,
+    /// The protected sequences (schema, name) it takes values of ahead
+    /// (`guard::steps::takes_ahead`): refused where a rollback of the client's block would put
+    /// the sequence back under them, or while a sequence's creep budget has no room for them,
+    /// at each Execute too (`session::extended`).
+    pub takes_ahead: Vec<(String, String)>,
 }
 
 /// A protected sequence's steps known from a statement's text: the sequence as its policy
@@ -75,6 +76,15 @@ pub struct KnownSteps {
 }
 
 impl CheckPlan {
+    /// Whether the values it took of a protected sequence may be the client's now: it takes
+    /// them ahead by its text (`takes_ahead`: a `nextval` call, a cursor over one), or runs
+    /// code of its own, which may return them (a function of `nextval` calls) and whose rows
+    /// explain none of its move. A block's put-back never goes under such a move
+    /// (`session::undone`). Asked only of a write kept with moves in a client's block.
+    pub fn hands_out(&self) -> bool {
+        !self.takes_ahead.is_empty() || super::slices::runs_code(&self.statement)
+    }
+
     /// Whether its only count is its known sequence steps (and it is not a dry run, which is
     /// always counted and rolled back).
     pub fn steps_only(&self) -> bool {

@@ -109,6 +109,18 @@ pub fn kept_moves(back: &[Moved], before: &[Vec<Option<String>>], after: &[Vec<O
         .collect()
 }
 
+/// Whether a write's kept moves (`kept_moves`) went further than the `inserted` rows it put
+/// into the tables that hold the sequences' values: the values beyond them went somewhere
+/// else — to the client (a temporary view or a temporary table's default over `nextval`,
+/// seventy-ninth pass H1), or nowhere (a conflict skipped). Measured in values, at least the
+/// steps whatever the increment; a move whose end was not read counts as beyond.
+pub fn beyond_rows(moves: &[Moved], inserted: u64) -> bool {
+    moves.iter().any(|m| match (m.was, m.left_at) {
+        (Some(was), Some(Some(end))) => (end - was).unsigned_abs() > u128::from(inserted),
+        _ => true,
+    })
+}
+
 /// The candidates (`candidates`) of a statement in the client's block that was not kept
 /// (failed, refused): what it moved within its allowance stays moved with no row, and where
 /// it left the sequences was never read — for `session::undone`, which puts a block's moves
@@ -456,19 +468,27 @@ pub fn unkept(back: &[Moved], changed: &[Change], whole: bool) -> Vec<Moved> {
     out
 }
 
+/// Where a move left where it stands is charged: the creep windows, the session's database,
+/// and the policy that says each sequence's window.
+pub type Ledger<'a> = (&'a super::creep::Creep, &'a str, &'a crate::policy::Policy);
+
 /// Puts back what a statement not kept leaves ([`unkept`]).
 pub async fn after_unkept(
     b: &mut Backend<'_>,
     back: &[Moved],
     changed: &[Change],
-    opened: bool,
-    dry_run: bool,
+    (opened, dry_run): (bool, bool),
+    (creep, database, policy): Ledger<'_>,
 ) -> Result<(), PrecheckError> {
     let left = run_left(b, &unkept(back, changed, dry_run), !opened).await?;
     // A move judged beyond the rule is always due (`from_changes`): left, it no longer stood
     // where the reading after the statement found it — another session took values since
-    // (seventy-third pass H1, L1). Putting it back would hand those out again.
-    for m in from_changes(changed).iter().filter(|m| left.contains(&m.oid)) {
+    // (seventy-third pass H1, L1). Putting it back would hand those out again. It has
+    // happened: charged to the sequence's creep budget, past it if need be (`creep::charge`).
+    for (m, c) in from_changes(changed).iter().zip(changed.iter().filter(|c| c.sequence_was.is_some())) {
+        if !left.contains(&m.oid) {
+            continue;
+        }
         let (was, at) = (m.was.map_or("unset".into(), |v| v.to_string()), m.left_at.flatten());
         tracing::warn!(
             sequence = m.oid,
@@ -476,8 +496,23 @@ pub async fn after_unkept(
             left_at = ?at,
             "a protected sequence moved by a refused statement was left where it stands: another session took values after the statement's last call, and putting it back would hand them out again"
         );
+        let window = policy.tables.iter().find(|t| {
+            t.sequences.iter().any(|s| format!("{}.{}", s.schema.as_deref().unwrap_or(&t.schema), s.name) == c.object)
+        });
+        creep.charge(database, m.oid, left_steps(m.was, at), window.map_or(3600, |t| t.creep.window_secs));
     }
     Ok(())
+}
+
+/// The steps a move left where it stands is charged: the distance from where it stood to
+/// where the reading after the statement found it, in values (at least the steps, whatever
+/// the increment). One that cannot be measured (never called before, or not read after)
+/// spends the window whole.
+fn left_steps(was: Option<i128>, at: Option<i128>) -> u64 {
+    match (was, at) {
+        (Some(w), Some(a)) => u64::try_from((a - w).abs()).unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    }
 }
 
 #[cfg(test)]

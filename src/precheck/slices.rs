@@ -209,7 +209,7 @@ const RUNS_CODE: &str = " by a statement that runs functions: rows inserted in a
 
 /// Whether a statement calls code of its own (a function that is not a well-known built-in, a
 /// body the analysis cannot see into).
-fn runs_code(statement: &str) -> bool {
+pub(super) fn runs_code(statement: &str) -> bool {
     crate::analyze::analyze(statement, Default::default()).iter().any(|st| st.calls_functions || !st.opaque.is_empty())
 }
 

@@ -167,8 +167,18 @@ impl Session {
                 return self.check_lost_server(e, for_client, fatal);
             }
         };
-        let Backend { for_client, params, objects, positions, holding, kept_moves, put_back, unkept_moves, .. } =
-            backend;
+        let Backend {
+            for_client,
+            params,
+            objects,
+            positions,
+            holding,
+            kept_moves,
+            kept_beyond_rows,
+            put_back,
+            unkept_moves,
+            ..
+        } = backend;
         self.holding.merge(holding);
         // PostgreSQL sends notifications just before a ReadyForQuery (never among a
         // statement's rows): those that came during the check follow the delivered replies.
@@ -219,7 +229,7 @@ impl Session {
                 self.portal_ran(portal, &bytes, &counts, positions);
                 // Undone should the client's block roll back (`undone`).
                 if !kept_moves.is_empty() && !has_error(&bytes) {
-                    self.remember_kept(kept_moves).await?;
+                    self.remember_kept(kept_moves, kept_beyond_rows || plan.hands_out()).await?;
                 }
             }
             Outcome::Refuse { decision, counts } => {
@@ -244,7 +254,7 @@ impl Session {
                 true => precheck::putback::unread(&put_back),
                 false => unkept_moves,
             };
-            self.block.record(moves, None);
+            self.block.record(moves, None, false);
         }
         Ok(())
     }

@@ -317,7 +317,7 @@ impl Session {
                 }
                 self.put_back.truncate(owed);
                 // Undone should the client's transaction roll back (`undone`).
-                if !self.remember_in_batch(&rows, READING).await? {
+                if !self.remember_in_batch(&rows, READING, (&plan, &counts)).await? {
                     self.mirror.failed(ord);
                     self.skip_to_sync();
                 }

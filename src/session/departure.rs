@@ -72,7 +72,7 @@ impl Session {
     /// cancelled either).
     pub(super) async fn put_back_on_leaving(&mut self, in_flight: Vec<crate::precheck::putback::Moved>) -> bool {
         let (guard, db) = (&self.shared.guard, &self.info.database);
-        let block = self.block.leaving(&mut |oid, steps| guard.spend_by_oid(db, oid, steps));
+        let block = self.block.leaving(&mut |oid, steps, force| guard.spend_by_oid(db, oid, steps, force));
         let xids = self.block.xids();
         let run: Vec<_> = in_flight.iter().cloned().chain(self.put_back.iter().rev().cloned()).collect();
         if run.is_empty() && block.is_empty() {

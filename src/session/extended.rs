@@ -100,13 +100,24 @@ impl Session {
                     self.execute_cursor(f, &portal);
                     return Ok(());
                 }
-                match self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p)) {
-                    // Prepared before the block's own writes moved the sequence beyond the
-                    // slack: refused here as at a judgement (`guard::steps::takes_ahead`).
-                    Some(plan) if plan.takes_ahead && self.block.would_put_back() => {
-                        let d = self.shared.guard.takes_ahead_refusal(plan.statement.clone());
-                        self.refuse_in_batch(crate::guard::refusal_message(&d));
+                let plan = self.mirror.portal_plan(&portal).map(|p| self.in_session_mode(p));
+                // Ids taken ahead, refused here as at a judgement (`guard::steps`): prepared
+                // before the block's own writes moved the sequence beyond the slack, or while
+                // the sequence's creep budget has no room for them.
+                let ahead = match &plan {
+                    Some(p) if !p.takes_ahead.is_empty() && self.block.would_put_back() => {
+                        Some(self.shared.guard.takes_ahead_refusal(p.statement.clone()))
                     }
+                    Some(p) if !p.takes_ahead.is_empty() => {
+                        self.shared.guard.no_room(&self.info, &p.takes_ahead, &p.known_steps, &p.statement)
+                    }
+                    _ => None,
+                };
+                if let Some(d) = ahead {
+                    self.refuse_in_batch(crate::guard::refusal_message(&d));
+                    return Ok(());
+                }
+                match plan {
                     // Uncounted, so judged again like any uncounted Execute when the catalog
                     // or the session's schema changed since its Bind.
                     Some(plan) if self.known_steps_fit(&plan) => {

@@ -344,6 +344,13 @@ impl Session {
             if self.info.inflight.registered && self.pending.is_none() && !self.relay.is_busy() {
                 self.inflight_answered();
             }
+            if !self.put_back.is_empty() && self.relay.to_server.is_empty() && !self.relay.is_busy() {
+                // Before the client hears the server is ready: a session that connects
+                // directly could take a value meanwhile and keep the whole move (seventy-ninth
+                // pass M1: a ROLLBACK answered before its put-back, 1 round in 3).
+                waits.server.unpark();
+                self.put_back_when_quiet().await?;
+            }
             if !self.relay.to_server.is_empty() || !self.relay.to_client.is_empty() {
                 // Most writes go at once; what cannot is waited for with the task's waker.
                 if let Some(unflushed) = self.flush_at_once(stats)? {

@@ -115,7 +115,11 @@ impl Session {
     /// A write kept in the client's block moved protected sequences (`moves`): remembered
     /// until the block ends, with the transaction ID its rows were written under (`undone`).
     /// The server is idle in the client's block (the check just ended).
-    pub(super) async fn remember_kept(&mut self, moves: Vec<precheck::putback::Moved>) -> Result<(), SessionError> {
+    pub(super) async fn remember_kept(
+        &mut self,
+        moves: Vec<precheck::putback::Moved>,
+        handed: bool,
+    ) -> Result<(), SessionError> {
         if self.relay.tx != TxStatus::InBlock || moves.is_empty() {
             return Ok(());
         }
@@ -125,23 +129,29 @@ impl Session {
             false => NEWEST_XID.to_string(),
         };
         let rows = self.hidden(&sql).await?;
-        self.remember_read(moves, resolve, &rows);
+        self.remember_read((moves, handed), resolve, &rows);
         Ok(())
     }
 
     /// What the readings of `remember_kept` (or `remember_in_batch`) said: a `ROLLBACK` or
     /// `RELEASE` before the write resolved first (`resolve`: the first row is the IDs held),
     /// then the write's moves remembered under the newest ID.
-    fn remember_read(&mut self, moves: Vec<precheck::putback::Moved>, resolve: bool, rows: &[Vec<Option<String>>]) {
+    fn remember_read(
+        &mut self,
+        (moves, handed): (Vec<precheck::putback::Moved>, bool),
+        resolve: bool,
+        rows: &[Vec<Option<String>>],
+    ) {
         let value = |i: usize| rows.get(i).and_then(|r| r.first().cloned().flatten());
         if resolve {
             let (guard, db) = (&self.shared.guard, &self.info.database);
-            let undone =
-                self.block.resolve(&xids(value(0).as_deref()), &mut |oid, steps| guard.spend_by_oid(db, oid, steps));
+            let undone = self.block.resolve(&xids(value(0).as_deref()), &mut |oid, steps, force| {
+                guard.spend_by_oid(db, oid, steps, force)
+            });
             self.put_back.splice(0..0, undone);
         }
         let newest = xids(value(usize::from(resolve)).as_deref()).first().copied();
-        self.block.record(moves, newest);
+        self.block.record(moves, newest, handed);
     }
 
     /// Runs blastwall's own reading `sql` on the server idle in the client's block.
@@ -160,6 +170,7 @@ impl Session {
         &mut self,
         rows: &(precheck::inbatch::Rows, precheck::inbatch::Rows),
         name: &str,
+        (plan, counts): (&precheck::CheckPlan, &[precheck::TableCount]),
     ) -> Result<bool, SessionError> {
         let policy = self.shared.guard.policy();
         let start = precheck::slices::Positions::new();
@@ -168,6 +179,8 @@ impl Session {
         if moves.is_empty() {
             return Ok(true);
         }
+        let inserted = precheck::putback::sequence_inserts(counts, &policy);
+        let handed = precheck::putback::beyond_rows(&moves, inserted) || plan.hands_out();
         let resolve = self.block.unresolved();
         let mut sqls = vec![NEWEST_XID.to_string()];
         if resolve {
@@ -181,7 +194,7 @@ impl Session {
         let done =
             done.map_err(|e| SessionError::Closed(format!("reading a protected sequence's transaction: {e}")))?;
         let Ok(read) = done else { return Ok(false) };
-        self.remember_read(moves, resolve, &read);
+        self.remember_read((moves, handed), resolve, &read);
         Ok(true)
     }
 
@@ -216,7 +229,9 @@ impl Session {
         let rows = self.hidden(HELD_XIDS).await?;
         let value = rows.first().and_then(|r| r.first().cloned().flatten());
         let (guard, db) = (&self.shared.guard, &self.info.database);
-        let undone = self.block.resolve(&xids(value.as_deref()), &mut |oid, steps| guard.spend_by_oid(db, oid, steps));
+        let undone = self
+            .block
+            .resolve(&xids(value.as_deref()), &mut |oid, steps, force| guard.spend_by_oid(db, oid, steps, force));
         self.put_back.splice(0..0, undone);
         Ok(())
     }

@@ -145,7 +145,8 @@ impl Session {
         if !self.block.is_empty() {
             // Run last (the owed run latest first): it goes back furthest.
             let (guard, db) = (&self.shared.guard, &self.info.database);
-            let undone = self.block.on_ready(status, &mut |oid, steps| guard.spend_by_oid(db, oid, steps));
+            let undone =
+                self.block.on_ready(status, &mut |oid, steps, force| guard.spend_by_oid(db, oid, steps, force));
             self.put_back.splice(0..0, undone);
         }
         if !self.ready {

@@ -558,7 +558,7 @@ mod tests {
             names: Vec::new(),
             known_steps: Vec::new(),
             only_moves: false,
-            takes_ahead: false,
+            takes_ahead: Vec::new(),
         }))
     }
 

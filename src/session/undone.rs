@@ -61,8 +61,9 @@ const MAX_MOVES: usize = 100_000;
 #[derive(Debug, Default)]
 pub(super) struct Block {
     /// Each remembered move with the transaction ID its write's fate is read by (`None`: the
-    /// transaction holds none — the write wrote no row, so it moved at most the slack).
-    moves: Vec<(Option<u32>, Moved)>,
+    /// transaction holds none — the write wrote no row, so it moved at most the slack), and
+    /// whether its values were handed out ([`Block::record`]).
+    moves: Vec<(Option<u32>, Moved, bool)>,
     /// Since the moves were last resolved: a `ROLLBACK` tag, a `RELEASE` tag, an error.
     rolled: bool,
     released: bool,
@@ -95,34 +96,44 @@ impl Block {
 
     /// A counted write kept in the client's transaction moved these, its rows written under
     /// `xid` (the newest transaction ID the session held right after it: `NEWEST_XID`).
-    pub(super) fn record(&mut self, moved: Vec<Moved>, xid: Option<u32>) {
+    /// `handed`: a statement that takes values ahead (`guard::steps::takes_ahead`) — they are
+    /// the client's, and no put-back may go under them: what came before in the block stays
+    /// moved (charged, [`contiguous`]), and a put-back goes down to where they end at most.
+    pub(super) fn record(&mut self, moved: Vec<Moved>, xid: Option<u32>, handed: bool) {
         if self.moves.len() + moved.len() > MAX_MOVES {
             tracing::warn!("too many protected sequence moves in one transaction to remember; later ones are not");
             return;
         }
-        self.moves.extend(moved.into_iter().map(|m| (xid, m)));
+        self.moves.extend(moved.into_iter().map(|m| (xid, m, handed)));
     }
 
     /// The oids of the moves `record_later` remembered whose transaction ID is owed.
     pub(super) fn unmarked(&self) -> Vec<u32> {
         let len = self.moves.len();
-        self.moves[len.saturating_sub(self.mark_owed)..].iter().map(|(_, m)| m.oid).collect()
+        self.moves[len.saturating_sub(self.mark_owed)..].iter().map(|(_, m, _)| m.oid).collect()
     }
 
     /// The session ends with the moves still remembered, its server session gone (or going):
     /// each with the transaction ID its fate is read by and where it left the sequence, for
     /// `orphan`.
+    /// Moves made before values were handed out stay where they are (never put back under
+    /// them) and are not returned.
     pub(super) fn orphaned(&mut self) -> Vec<(Option<u32>, Moved)> {
         let all = std::mem::take(&mut self.moves);
         self.forget();
-        all
+        let last_handed = |oid: u32| all.iter().rposition(|(_, m, h)| *h && m.oid == oid);
+        all.iter()
+            .enumerate()
+            .filter(|(i, (_, m, _))| last_handed(m.oid).is_none_or(|h| *i > h))
+            .map(|(_, (x, m, _))| (*x, m.clone()))
+            .collect()
     }
 
     /// The same for moves known at a ReadyForQuery (a COPY's), whose transaction ID is read at
     /// the session's next quiet point, before the client is read again (`marked`).
     pub(super) fn record_later(&mut self, moved: Vec<Moved>) {
         let before = self.moves.len();
-        self.record(moved, None);
+        self.record(moved, None, false);
         self.mark_owed += self.moves.len() - before;
     }
 
@@ -135,7 +146,7 @@ impl Block {
     pub(super) fn marked(&mut self, xid: Option<u32>, at: &[(u32, Option<i128>)]) {
         let n = std::mem::take(&mut self.mark_owed);
         let len = self.moves.len();
-        for (x, m) in &mut self.moves[len.saturating_sub(n)..] {
+        for (x, m, _) in &mut self.moves[len.saturating_sub(n)..] {
             *x = xid;
             m.left_at = at.iter().find(|(o, _)| *o == m.oid).map(|(_, v)| *v);
         }
@@ -183,7 +194,7 @@ impl Block {
                 let all = std::mem::take(&mut self.moves);
                 self.forget();
                 match undone {
-                    true => contiguous(all.into_iter().map(|(_, m)| m), charge),
+                    true => contiguous(all.into_iter().map(|(_, m, h)| (m, h)), charge),
                     false => Vec::new(),
                 }
             }
@@ -203,7 +214,7 @@ impl Block {
     /// Whether a rollback now would put a sequence back: a run of the remembered moves ends
     /// beyond its allowance (or was judged beyond it).
     pub(super) fn would_put_back(&self) -> bool {
-        let runs = contiguous_with_end(self.moves.iter().map(|(_, m)| m.clone()));
+        let runs = runs(self.moves.iter().map(|(_, m, h)| (m.clone(), *h))).0;
         runs.iter().any(|m| match (m.was, m.left_at, m.allowed) {
             (_, _, None) => true,
             (Some(was), Some(Some(end)), Some(allowed)) => end - was > i128::from(allowed),
@@ -232,14 +243,14 @@ impl Block {
         }
         if released && !rolled {
             let parent = held.first().copied();
-            self.moves.iter_mut().filter(|(x, _)| gone(x)).for_each(|(x, _)| *x = parent);
+            self.moves.iter_mut().filter(|(x, _, _)| gone(x)).for_each(|(x, _, _)| *x = parent);
             return Vec::new();
         }
-        let Some(at) = self.moves.iter().position(|(x, _)| gone(x)) else {
+        let Some(at) = self.moves.iter().position(|(x, _, _)| gone(x)) else {
             return Vec::new();
         };
         let undone = self.moves.split_off(at);
-        contiguous(undone.into_iter().map(|(_, m)| m), charge)
+        contiguous(undone.into_iter().map(|(_, m, h)| (m, h)), charge)
     }
 
     /// Whether the ends of the put-backs owed in a failed block are still to be read.
@@ -259,7 +270,7 @@ impl Block {
 
     /// The transaction IDs the remembered moves were written under.
     pub(super) fn xids(&self) -> Vec<u32> {
-        let mut x: Vec<u32> = self.moves.iter().filter_map(|(x, _)| *x).collect();
+        let mut x: Vec<u32> = self.moves.iter().filter_map(|(x, _, _)| *x).collect();
         x.sort_unstable();
         x.dedup();
         x
@@ -268,7 +279,7 @@ impl Block {
     /// The session ends from blastwall's side: its transaction is rolled back by the server;
     /// all is undone. The moves stay remembered until the put-back ran (`orphaned` clears them).
     pub(super) fn leaving(&self, charge: Charge<'_>) -> Vec<Moved> {
-        contiguous(self.moves.iter().map(|(_, m)| m.clone()), charge)
+        contiguous(self.moves.iter().map(|(_, m, h)| (m.clone(), *h)), charge)
     }
 
     fn forget(&mut self) {
@@ -308,8 +319,23 @@ impl Session {
 /// when a move's end was never read. The session's own put-back judges by `currval`
 /// instead (`putback`): `left_at` is cleared for it by [`for_session`].
 pub(super) fn contiguous_with_end(moves: impl Iterator<Item = Moved>) -> Vec<Moved> {
+    runs(moves.map(|m| (m, false))).0
+}
+
+/// [`contiguous_with_end`] of moves each marked whether its values were handed out
+/// ([`Block::record`]): such a move is never put back, and the run before it can no longer
+/// be (it lies under them). Those runs come second: left moved, their rows gone.
+fn runs(moves: impl Iterator<Item = (Moved, bool)>) -> (Vec<Moved>, Vec<Moved>) {
     let mut runs: Vec<(Moved, Option<Option<i128>>)> = Vec::new();
-    for m in moves {
+    let mut under = Vec::new();
+    for (m, handed) in moves {
+        if handed {
+            if let Some(i) = runs.iter().position(|(r, _)| r.oid == m.oid) {
+                let (r, end) = runs.remove(i);
+                under.push(Moved { left_at: end, ..r });
+            }
+            continue;
+        }
         match runs.iter_mut().find(|(r, _)| r.oid == m.oid) {
             // It follows the run: the run grows; else a new run starts from it.
             Some((_, end)) if *end == Some(m.was) && m.was.is_some() => *end = m.left_at,
@@ -323,27 +349,33 @@ pub(super) fn contiguous_with_end(moves: impl Iterator<Item = Moved>) -> Vec<Mov
             }
         }
     }
-    runs.into_iter().map(|(r, end)| Moved { left_at: end, ..r }).collect()
+    (runs.into_iter().map(|(r, end)| Moved { left_at: end, ..r }).collect(), under)
 }
 
-/// Spends a run's steps from its sequence's creep budget (the OID, the steps): false when they
-/// do not fit.
-pub(super) type Charge<'a> = &'a mut dyn FnMut(u32, u64) -> bool;
+/// Spends a run's steps from its sequence's creep budget (the OID, the steps, and whether they
+/// are spent whatever the budget holds: `precheck::creep::charge`): false when they do not
+/// fit.
+pub(super) type Charge<'a> = &'a mut dyn FnMut(u32, u64, bool) -> bool;
 
 /// [`contiguous_with_end`] for the session's own put-back. A run within its allowance is left
 /// moved with its rows gone: its steps are spent from the creep budget (`charge`), and when
 /// they do not fit it is put back whole (seventy-eighth pass H1: `BEGIN; INSERT` of 1,000 users
 /// `; ROLLBACK`, again and again, moved the sequence 100,000 steps in 8 s, none of them spent).
-fn contiguous(moves: impl Iterator<Item = Moved>, charge: Charge<'_>) -> Vec<Moved> {
-    let runs = contiguous_with_end(moves).into_iter().map(|m| {
-        let steps = match (m.was, m.left_at) {
-            (Some(was), Some(Some(end))) if end > was => u64::try_from(end - was).ok(),
-            _ => None,
-        };
-        match (steps, m.allowed) {
-            (Some(s), Some(allowed)) if s <= allowed && !charge(m.oid, s) => Moved { allowed: Some(0), ..m },
-            _ => m,
+/// A run under values handed out stays moved whatever its size, its steps charged.
+fn contiguous(moves: impl Iterator<Item = (Moved, bool)>, charge: Charge<'_>) -> Vec<Moved> {
+    let steps = |m: &Moved| match (m.was, m.left_at) {
+        (Some(was), Some(Some(end))) if end > was => u64::try_from(end - was).ok(),
+        _ => None,
+    };
+    let (runs, under) = runs(moves);
+    for m in &under {
+        if let Some(s) = steps(m) {
+            charge(m.oid, s, true);
         }
+    }
+    let runs = runs.into_iter().map(|m| match (steps(&m), m.allowed) {
+        (Some(s), Some(allowed)) if s <= allowed && !charge(m.oid, s, false) => Moved { allowed: Some(0), ..m },
+        _ => m,
     });
     for_session(runs.collect())
 }
@@ -378,85 +410,112 @@ mod tests {
         assert_eq!(runs.iter().map(|m| (m.was, m.left_at)).collect::<Vec<_>>(), [(Some(10), None)]);
         // The session's own put-back judges by currval: no end.
         let mut b = Block::default();
-        b.record(vec![at(1, 10, 11)], Some(7));
-        b.record(vec![at(1, 14, 5014)], Some(7));
+        b.record(vec![at(1, 10, 11)], Some(7), false);
+        b.record(vec![at(1, 14, 5014)], Some(7), false);
         b.on_tag(b"ROLLBACK\0");
-        assert_eq!(b.on_ready(TxStatus::Idle, &mut |_, _| true), vec![Moved { left_at: None, ..moved(1, 14) }]);
+        assert_eq!(b.on_ready(TxStatus::Idle, &mut |_, _, _| true), vec![Moved { left_at: None, ..moved(1, 14) }]);
+    }
+
+    #[test]
+    fn values_handed_out_are_never_put_back_under_and_what_lies_under_them_is_charged() {
+        let at = |was, left| Moved { left_at: Some(Some(left)), ..moved(1, was) };
+        // 10 → 12 by an INSERT, 12 → 14 handed to the client, 14 → 2014 by a bulk INSERT.
+        let mut b = Block::default();
+        b.record(vec![at(10, 12)], Some(7), false);
+        b.record(vec![at(12, 14)], Some(7), true);
+        b.record(vec![at(14, 2014)], Some(7), false);
+        assert!(b.would_put_back(), "the bulk run alone goes beyond the slack");
+        let (runs, under) = runs(b.moves.iter().map(|(_, m, h)| (m.clone(), *h)));
+        assert_eq!(runs.iter().map(|m| (m.was, m.left_at)).collect::<Vec<_>>(), [(Some(14), Some(Some(2014)))]);
+        assert_eq!(under.iter().map(|m| (m.was, m.left_at)).collect::<Vec<_>>(), [(Some(10), Some(Some(12)))]);
+        b.on_tag(b"ROLLBACK\0");
+        let mut charged = Vec::new();
+        let back = b.on_ready(TxStatus::Idle, &mut |oid, steps, force| {
+            charged.push((oid, steps, force));
+            true
+        });
+        assert_eq!(back, vec![Moved { left_at: None, ..moved(1, 14) }], "back to where the handed values end");
+        assert_eq!(charged, [(1, 2, true)], "the INSERT's run under them stays moved, charged");
+        // Orphaned, the moves up to the last handed one are not put back.
+        b.record(vec![at(10, 12)], Some(7), false);
+        b.record(vec![at(12, 14)], Some(7), true);
+        b.record(vec![at(14, 2014)], Some(7), false);
+        assert_eq!(b.orphaned(), vec![(Some(7), at(14, 2014))]);
     }
 
     #[test]
     fn a_commit_keeps_and_a_rollback_undoes() {
         let mut b = Block::default();
-        b.record(vec![moved(1, 10)], Some(7));
+        b.record(vec![moved(1, 10)], Some(7), false);
         b.on_tag(b"COMMIT\0");
         assert!(b.is_empty());
         // The second write began where the first left it: both go back.
-        b.record(vec![Moved { left_at: Some(Some(50_010)), ..moved(1, 10) }], Some(7));
-        b.record(vec![moved(1, 50_010)], Some(8));
+        b.record(vec![Moved { left_at: Some(Some(50_010)), ..moved(1, 10) }], Some(7), false);
+        b.record(vec![moved(1, 50_010)], Some(8), false);
         b.on_tag(b"ROLLBACK\0");
-        assert_eq!(b.on_ready(TxStatus::Idle, &mut |_, _| true), vec![moved(1, 10)]);
+        assert_eq!(b.on_ready(TxStatus::Idle, &mut |_, _, _| true), vec![moved(1, 10)]);
         assert!(b.is_empty());
     }
 
     #[test]
     fn an_implicit_transaction_that_ended_well_keeps() {
         let mut b = Block::default();
-        b.record(vec![moved(1, 10)], Some(7));
-        assert!(b.on_ready(TxStatus::Idle, &mut |_, _| true).is_empty());
-        b.record(vec![moved(1, 10)], Some(7));
+        b.record(vec![moved(1, 10)], Some(7), false);
+        assert!(b.on_ready(TxStatus::Idle, &mut |_, _, _| true).is_empty());
+        b.record(vec![moved(1, 10)], Some(7), false);
         b.on_error();
-        assert_eq!(b.on_ready(TxStatus::Idle, &mut |_, _| true).len(), 1);
+        assert_eq!(b.on_ready(TxStatus::Idle, &mut |_, _, _| true).len(), 1);
     }
 
     #[test]
     fn a_savepoint_rolled_back_undoes_the_writes_whose_transaction_ids_are_gone() {
         let mut b = Block::default();
         for (was, xid) in [(10, 700), (20, 702), (30, 705)] {
-            b.record(vec![Moved { left_at: Some(Some(was + 10)), ..moved(1, was) }], Some(xid));
+            b.record(vec![Moved { left_at: Some(Some(was + 10)), ..moved(1, was) }], Some(xid), false);
         }
         b.on_tag(b"ROLLBACK\0");
-        assert!(b.on_ready(TxStatus::InBlock, &mut |_, _| true).is_empty());
+        assert!(b.on_ready(TxStatus::InBlock, &mut |_, _, _| true).is_empty());
         assert!(b.read_owed() && b.unresolved());
-        assert_eq!(b.resolve(&[701, 700, 699], &mut |_, _| true), vec![moved(1, 20)]);
+        assert_eq!(b.resolve(&[701, 700, 699], &mut |_, _, _| true), vec![moved(1, 20)]);
         assert!(!b.read_owed() && !b.unresolved());
         // No tag since: nothing is undone whatever is held.
-        assert!(b.resolve(&[], &mut |_, _| true).is_empty());
+        assert!(b.resolve(&[], &mut |_, _, _| true).is_empty());
         // A write with no transaction ID stands (it began where the one before left it).
-        b.record(vec![moved(1, 20)], None);
+        b.record(vec![moved(1, 20)], None, false);
         b.on_tag(b"ROLLBACK\0");
-        assert_eq!(b.resolve(&[], &mut |_, _| true), vec![moved(1, 10)]);
+        assert_eq!(b.resolve(&[], &mut |_, _, _| true), vec![moved(1, 10)]);
     }
 
     #[test]
     fn a_savepoint_released_hands_its_writes_to_its_parent() {
         let mut b = Block::default();
-        b.record(vec![moved(1, 10)], Some(700));
-        b.record(vec![moved(1, 20)], Some(702));
+        b.record(vec![moved(1, 10)], Some(700), false);
+        b.record(vec![moved(1, 20)], Some(702), false);
         b.on_tag(b"RELEASE\0");
-        assert!(b.on_ready(TxStatus::InBlock, &mut |_, _| true).is_empty());
+        assert!(b.on_ready(TxStatus::InBlock, &mut |_, _, _| true).is_empty());
         assert!(b.read_owed());
-        assert!(b.resolve(&[701, 700], &mut |_, _| true).is_empty());
+        assert!(b.resolve(&[701, 700], &mut |_, _, _| true).is_empty());
         // The parent rolled back later: both gone.
         b.on_tag(b"ROLLBACK\0");
-        b.on_ready(TxStatus::InBlock, &mut |_, _| true);
-        assert_eq!(b.resolve(&[700], &mut |_, _| true), vec![moved(1, 20)]);
+        b.on_ready(TxStatus::InBlock, &mut |_, _, _| true);
+        assert_eq!(b.resolve(&[700], &mut |_, _, _| true), vec![moved(1, 20)]);
         // ROLLBACK TO s; RELEASE s in one round trip: what is gone was undone.
-        b.record(vec![moved(1, 30)], Some(710));
+        b.record(vec![moved(1, 30)], Some(710), false);
         b.on_tag(b"ROLLBACK\0");
         b.on_tag(b"RELEASE\0");
-        b.on_ready(TxStatus::InBlock, &mut |_, _| true);
-        assert_eq!(b.resolve(&[700], &mut |_, _| true), vec![moved(1, 30)]);
+        b.on_ready(TxStatus::InBlock, &mut |_, _, _| true);
+        assert_eq!(b.resolve(&[700], &mut |_, _, _| true), vec![moved(1, 30)]);
     }
 
     #[test]
     fn a_copy_is_marked_later() {
         let mut b = Block::default();
-        b.record(vec![moved(1, 10)], Some(700));
+        b.record(vec![moved(1, 10)], Some(700), false);
         b.record_later(vec![moved(1, 20), moved(2, 5)]);
         assert!(b.mark_owed());
         b.marked(Some(703), &[(1, Some(40)), (2, Some(9))]);
         assert!(!b.mark_owed());
         b.on_tag(b"ROLLBACK\0");
-        assert_eq!(b.resolve(&[700], &mut |_, _| true), vec![moved(1, 20), moved(2, 5)]);
+        assert_eq!(b.resolve(&[700], &mut |_, _, _| true), vec![moved(1, 20), moved(2, 5)]);
     }
 }

@@ -168,12 +168,12 @@ async fn a_prepared_id_taken_ahead_spends_its_steps_at_each_execute_uncounted() 
     assert_eq!(ids.len(), 20);
     assert_eq!(position(&db).await, start + 40);
     assert_eq!(checks(), before + 1, "no later Execute was counted");
-    // The forty-first does not fit: counted, refused, and the sequence put back.
+    // The forty-first does not fit: refused before it runs.
     let e = via.query_one(&next, &[]).await.expect_err("past the creep budget");
     let m = refused_by(&e, "identity");
-    assert!(m.contains("sequence_creep = 40"), "{m}");
-    assert_eq!(checks(), before + 2, "counted once the steps did not fit");
-    assert_eq!(position(&db).await, start + 40, "put back");
+    assert!(m.contains("sequence_creep = 40") && m.contains("has 0 steps left"), "{m}");
+    assert_eq!(checks(), before + 1, "refused before it runs, uncounted");
+    assert_eq!(position(&db).await, start + 40, "never moved");
     // Inside a block whose earlier write's move is remembered, it is counted, so that a
     // ROLLBACK puts the block's moves back from where it really left the sequence.
     let fresh = proxy_with_creep(10_000).await;
@@ -186,4 +186,55 @@ async fn a_prepared_id_taken_ahead_spends_its_steps_at_each_execute_uncounted() 
     assert!(fresh.shared.metrics.precheck_seconds.get_sample_count() > counted, "counted inside the block");
     tx.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM users WHERE auth_source = 'block'").await, 0);
+}
+
+/// Seventy-eighth pass M2: a refused move left where it stands (another session took a value
+/// after it: seventy-third pass H1) is charged to the creep budget, past it if need be. While
+/// the window has no room, a statement that takes ids ahead is refused before it runs —
+/// counted, few calls, prepared — so that sessions that together went past the budget once
+/// (12 concurrent statements of 60 calls left +660 against 300) cannot do so again and again.
+/// Rows inserted still go. Every position is read on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_left_where_it_stands_spends_the_budget_and_ids_ahead_wait_for_room() {
+    let db = incident_db();
+    let p = proxy_with_creep(3000).await;
+    let prepared = connect(p.port(), "app", APP_PW, &db).await;
+    let next = prepared.prepare("SELECT nextval('web_user_id_seq')").await.expect("prepared while there is room");
+    let other = direct("app", APP_PW, &db).await;
+    let start = position(&db).await;
+    // 5,000 calls, then a second in which another session takes a value: refused, and left.
+    let slow = "WITH t AS MATERIALIZED (SELECT count(nextval('web_user_id_seq')) AS n FROM generate_series(1, 5000)) \
+                SELECT n, pg_sleep(1) FROM t";
+    let round = || async {
+        let via = connect(p.port(), "app", APP_PW, &db).await;
+        let refused = tokio::spawn(async move { via.simple_query(slow).await });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let taken: i64 = other.query_one("SELECT nextval('web_user_id_seq')", &[]).await.unwrap().get(0);
+        (taken, refused.await.unwrap().expect_err("refused"))
+    };
+    let (taken, e) = round().await;
+    refused_by(&e, "identity");
+    assert_eq!(taken, start + 5001, "the other session's value comes after the statement's");
+    assert_eq!(position(&db).await, start + 5001, "left");
+    // Again: now refused before it runs, so only the other session's value is taken.
+    let (taken, e) = round().await;
+    let m = refused_by(&e, "identity");
+    assert!(m.contains("has 0 steps left") && m.contains("sequence_creep = 3000"), "{m}");
+    assert_eq!(taken, start + 5002);
+    assert_eq!(position(&db).await, start + 5002, "the refused statement moved nothing");
+    // A few calls, a counted form, and a statement prepared before: each refused unmoved.
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    for sql in
+        ["SELECT nextval('web_user_id_seq')", "SELECT count(nextval('web_user_id_seq')) FROM generate_series(1, 10)"]
+    {
+        let e = via.simple_query(sql).await.expect_err(sql);
+        assert!(refused_by(&e, "identity").contains("has 0 steps left"), "{sql}");
+    }
+    let e = prepared.query_one(&next, &[]).await.expect_err("prepared");
+    assert!(refused_by(&e, "identity").contains("has 0 steps left"));
+    assert_eq!(position(&db).await, start + 5002, "nothing moved");
+    // Rows that hold their ids still go.
+    via.simple_query("INSERT INTO users (auth_source) VALUES ('after')").await.expect("an insert explains its id");
+    assert_eq!(count(&db, "SELECT count(*) FROM users WHERE auth_source = 'after'").await, 1);
+    assert_eq!(position(&db).await, start + 5003);
 }

@@ -156,6 +156,7 @@ mod rt27;
 mod rt76;
 mod rt77;
 mod rt78;
+mod rt79;
 mod runners;
 mod runs;
 mod sequence_names;

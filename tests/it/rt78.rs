@@ -103,3 +103,87 @@ async fn a_value_taken_ahead_above_a_blocks_own_moves_is_refused_and_never_hande
     via.simple_query("SELECT 1").await.unwrap();
     assert_eq!(position(&db).await, start, "put back, nothing handed out: a portal");
 }
+
+/// Checked after the pass: a cursor over `nextval` declared before the block's bulk insert
+/// runs its query at each FETCH, after the insert: the values it returned lay under where the
+/// ROLLBACK put the sequence back. Read after the block's moves went beyond the slack, it is
+/// refused like a `SELECT nextval(…)` there; before them (and outside such a block) it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_of_a_cursor_over_nextval_declared_before_a_blocks_bulk_insert_is_refused() {
+    let db = incident_db();
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let start = position(&db).await;
+    for read in ["FETCH 1 FROM ids", "FETCH ALL IN ids", "MOVE FORWARD 3 IN ids"] {
+        via.batch_execute("BEGIN").await.unwrap();
+        via.batch_execute("DECLARE ids CURSOR FOR SELECT nextval('web_user_id_seq') FROM generate_series(1, 5)")
+            .await
+            .unwrap();
+        via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+        let e = via.simple_query(read).await.expect_err(read);
+        let m = refused_by(&e, "identity");
+        assert!(m.contains("takes values of a protected sequence ahead"), "{read}: {m}");
+        via.batch_execute("ROLLBACK").await.unwrap();
+        via.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(position(&db).await, start, "put back, nothing handed out: {read}");
+    }
+    // Values handed out before the bulk insert (read from a cursor, or taken by a counted
+    // SELECT) go, and the ROLLBACK puts the sequence back only down to where they end.
+    via.batch_execute("BEGIN").await.unwrap();
+    let taken = via.simple_query("SELECT nextval('web_user_id_seq') FROM generate_series(1, 3)").await.unwrap();
+    assert_eq!(taken.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 3);
+    via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+    via.batch_execute("ROLLBACK").await.unwrap();
+    via.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(position(&db).await, start + 3, "never under the three values handed out");
+    let start = start + 3;
+    via.batch_execute("BEGIN").await.unwrap();
+    via.batch_execute(
+        "DECLARE ids CURSOR FOR SELECT nextval('web_user_id_seq') FROM generate_series(1, 5); \
+         DECLARE names CURSOR FOR SELECT auth_source FROM users",
+    )
+    .await
+    .unwrap();
+    let rows = via.simple_query("FETCH 2 FROM ids").await.expect("before the block's bulk insert");
+    assert_eq!(rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 2);
+    via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+    via.simple_query("FETCH 1 FROM names").await.expect("a cursor that takes no values");
+    via.batch_execute("ROLLBACK").await.unwrap();
+    via.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(position(&db).await, start + 2, "the two values read stay taken");
+}
+
+/// Checked after the pass: a function that returns `nextval` values, called before the
+/// block's bulk insert, handed them out; the ROLLBACK put the sequence back under them. A
+/// statement that runs code of its own may hand out what it took: the put-back goes down to
+/// where it left the sequence at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_a_function_returned_before_a_blocks_bulk_insert_are_never_handed_out_again() {
+    let db = incident_db();
+    admin_sql(
+        pg(),
+        &db,
+        "CREATE FUNCTION public.take_ids(n int) RETURNS SETOF bigint LANGUAGE sql AS \
+         $$ SELECT nextval('web_user_id_seq') FROM generate_series(1, n) $$; \
+         GRANT EXECUTE ON FUNCTION public.take_ids(int) TO app;",
+    );
+    let p = proxy().await;
+    let via = connect(p.port(), "app", APP_PW, &db).await;
+    let start = position(&db).await;
+    via.batch_execute("BEGIN").await.unwrap();
+    let ids: Vec<i64> = via.query("SELECT take_ids(4)", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, (start + 1..=start + 4).collect::<Vec<_>>());
+    via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+    via.batch_execute("ROLLBACK").await.unwrap();
+    via.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(position(&db).await, start + 4, "never under the values the function returned");
+    // Called after the bulk insert, the bulk's move lies under them: it stays, charged.
+    let start = start + 4;
+    via.batch_execute("BEGIN").await.unwrap();
+    via.batch_execute("INSERT INTO users (auth_source) SELECT 'bulk' FROM generate_series(1, 2000)").await.unwrap();
+    let ids: Vec<i64> = via.query("SELECT take_ids(2)", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, [start + 2001, start + 2002]);
+    via.batch_execute("ROLLBACK").await.unwrap();
+    via.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(position(&db).await, start + 2002, "never under the values the function returned");
+}

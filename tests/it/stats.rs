@@ -74,7 +74,7 @@ async fn counters_are_the_views_and_immune_to_search_path() {
         names: Vec::new(),
         known_steps: Vec::new(),
         only_moves: false,
-        takes_ahead: false,
+        takes_ahead: Vec::new(),
     };
     let limited = stats_sql(&policy, &plan, &|_, _| None, true);
     assert_ne!(limited, STATS_SQL, "per-table limits read only those tables");
